@@ -1,0 +1,616 @@
+//! Configuration types: local identity, partners, server limits and address rules.
+//!
+//! These are plain data with serde derives, so the `oftp` command can read them from TOML (the
+//! library itself does not parse files). Every field has the seed's default where the seed has
+//! one. What the runtime *decides* with them lives elsewhere: the partner table is consulted by
+//! the default [`Handler`](crate::Handler) decisions, the limits by the [`Server`](crate::Server).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Well-known OFTP port for plain TCP (RFC 5024, seed `LocalPort` default).
+pub const DEFAULT_PORT: u16 = 3305;
+
+/// A password (SSIDPSWD, up to 8 characters). `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret text. Call only to put it on the wire or compare it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares with a received (blank-padded, case-insensitive per OFTP practice of upper-case
+    /// fields) password in time independent of where they differ.
+    pub fn matches(&self, received: &str) -> bool {
+        let a = self.0.trim_end().to_ascii_uppercase();
+        let b = received.trim_end().to_ascii_uppercase();
+        let mut diff = a.len() ^ b.len();
+        for (x, y) in a.bytes().zip(b.bytes()) {
+            diff |= usize::from(x ^ y);
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Who we are: SSID code (session), SFID code (files), password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalIdentity {
+    /// Our SSID code (up to 25 characters), seed `ServerSSIDCode`.
+    pub ssid: String,
+    /// Our SFID code (up to 25 characters), seed `ServerSFIDCode`; defaults to the SSID.
+    #[serde(default)]
+    pub sfid: String,
+    /// Our password (up to 8 characters), seed `ServerPassword`.
+    pub password: Password,
+}
+
+impl LocalIdentity {
+    /// The SFID code, falling back to the SSID code when none is set.
+    pub fn sfid(&self) -> &str {
+        if self.sfid.is_empty() {
+            &self.ssid
+        } else {
+            &self.sfid
+        }
+    }
+}
+
+/// Which directions a session may be used for (SSIDSR), seed `ConnectionType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Send and receive (default).
+    #[default]
+    Both,
+    /// Send only.
+    Send,
+    /// Receive only.
+    Receive,
+}
+
+/// A trading partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partner {
+    /// Local name used on the command line and in logs.
+    pub name: String,
+    /// The partner's SSID code: who may log in.
+    pub ssid: String,
+    /// The password the partner must present.
+    pub password: Password,
+    /// The partner's SFID code (file originator/destination); defaults to the SSID.
+    #[serde(default)]
+    pub sfid: String,
+    /// The password we present when we call the partner; defaults to `password`.
+    #[serde(default)]
+    pub our_password: Option<Password>,
+    /// Where files from this partner land; defaults to `<data_dir>/inbox/<name>`.
+    #[serde(default)]
+    pub inbox: Option<PathBuf>,
+    /// Files waiting to go to this partner when it calls and hands us the speaker role; defaults
+    /// to `<data_dir>/outbox/<name>`.
+    #[serde(default)]
+    pub outbox: Option<PathBuf>,
+    /// Protocol levels this partner may use (1 = 1.2, 2 = 1.3, 4 = 1.4, 5 = 2.0); empty means all.
+    #[serde(default)]
+    pub allowed_levels: Vec<u8>,
+    /// Host and port to call the partner at (client side), e.g. `oftp.example.com:3305`.
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+impl Partner {
+    /// The SFID code, falling back to the SSID code.
+    pub fn sfid(&self) -> &str {
+        if self.sfid.is_empty() {
+            &self.ssid
+        } else {
+            &self.sfid
+        }
+    }
+
+    /// Whether the partner may use protocol `level`.
+    pub fn allows_level(&self, level: u8) -> bool {
+        self.allowed_levels.is_empty() || self.allowed_levels.contains(&level)
+    }
+
+    /// The password we present to this partner.
+    pub fn our_password<'a>(&'a self, fallback: &'a Password) -> &'a Password {
+        self.our_password.as_ref().unwrap_or(fallback)
+    }
+}
+
+/// Partners by SSID code (compared case-insensitively, trailing blanks ignored).
+#[derive(Debug, Clone, Default)]
+pub struct PartnerTable {
+    by_ssid: HashMap<String, Partner>,
+}
+
+/// Two partners with one SSID code, or one with an empty one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartnerTableError {
+    /// Two partners share an SSID code.
+    #[error("partners {first:?} and {second:?} both use SSID code {ssid:?}")]
+    DuplicateSsid {
+        /// The code.
+        ssid: String,
+        /// First partner name.
+        first: String,
+        /// Second partner name.
+        second: String,
+    },
+    /// A partner has no SSID code.
+    #[error("partner {0:?} has an empty SSID code")]
+    EmptySsid(String),
+    /// A partner code is longer than OFTP allows.
+    #[error("partner {name:?}: {field} {value:?} is longer than {max} characters")]
+    TooLong {
+        /// Partner name.
+        name: String,
+        /// Field name.
+        field: &'static str,
+        /// The value.
+        value: String,
+        /// Maximum length.
+        max: usize,
+    },
+}
+
+fn norm(code: &str) -> String {
+    code.trim_end().to_ascii_uppercase()
+}
+
+impl PartnerTable {
+    /// Builds the table, rejecting duplicate or empty SSID codes and over-long fields.
+    pub fn new(partners: impl IntoIterator<Item = Partner>) -> Result<Self, PartnerTableError> {
+        let mut by_ssid: HashMap<String, Partner> = HashMap::new();
+        for p in partners {
+            if p.ssid.trim().is_empty() {
+                return Err(PartnerTableError::EmptySsid(p.name));
+            }
+            for (field, value, max) in [
+                ("ssid", p.ssid.as_str(), 25),
+                ("sfid", p.sfid.as_str(), 25),
+                ("password", p.password.expose(), 8),
+            ] {
+                if value.trim_end().chars().count() > max {
+                    let value = if field == "password" {
+                        "***".into()
+                    } else {
+                        value.into()
+                    };
+                    return Err(PartnerTableError::TooLong {
+                        name: p.name.clone(),
+                        field,
+                        value,
+                        max,
+                    });
+                }
+            }
+            let key = norm(&p.ssid);
+            if let Some(prev) = by_ssid.get(&key) {
+                return Err(PartnerTableError::DuplicateSsid {
+                    ssid: p.ssid.clone(),
+                    first: prev.name.clone(),
+                    second: p.name,
+                });
+            }
+            by_ssid.insert(key, p);
+        }
+        Ok(Self { by_ssid })
+    }
+
+    /// The partner with SSID code `ssid`.
+    pub fn by_ssid(&self, ssid: &str) -> Option<&Partner> {
+        self.by_ssid.get(&norm(ssid))
+    }
+
+    /// The partner called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Partner> {
+        self.by_ssid.values().find(|p| p.name == name)
+    }
+
+    /// All partners (in no particular order).
+    pub fn iter(&self) -> impl Iterator<Item = &Partner> {
+        self.by_ssid.values()
+    }
+
+    /// Number of partners.
+    pub fn len(&self) -> usize {
+        self.by_ssid.len()
+    }
+
+    /// Whether there are no partners.
+    pub fn is_empty(&self) -> bool {
+        self.by_ssid.is_empty()
+    }
+}
+
+/// An allowed/blocked client rule: one address or a CIDR range (`10.0.0.0/8`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressRule {
+    net: IpAddr,
+    prefix: u8,
+}
+
+/// A rule that is neither an IP address nor `address/prefix`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid client address rule {0:?}: use an IP address or a CIDR range like 10.0.0.0/8")]
+pub struct AddressRuleError(pub String);
+
+impl AddressRule {
+    /// Whether `ip` falls under this rule (IPv4-mapped IPv6 addresses match IPv4 rules).
+    pub fn matches(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                prefix_eq(&n.octets(), &a.octets(), u32::from(self.prefix))
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                prefix_eq(&n.octets(), &a.octets(), u32::from(self.prefix))
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u32) -> bool {
+    let full = (bits / 8) as usize;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    let rem = bits % 8;
+    if rem == 0 {
+        return true;
+    }
+    let mask = 0xFFu8 << (8 - rem);
+    (a[full] & mask) == (b[full] & mask)
+}
+
+impl FromStr for AddressRule {
+    type Err = AddressRuleError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || AddressRuleError(s.to_owned());
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| err())?)),
+            None => (s.trim(), None),
+        };
+        let net: IpAddr = addr.parse().map_err(|_| err())?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(err());
+        }
+        Ok(Self { net, prefix })
+    }
+}
+
+impl fmt::Display for AddressRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+impl Serialize for AddressRule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AddressRule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Allowed and blocked client addresses (seed `AllowedClients` / `BlockedClients`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPolicy {
+    /// When not empty, only these clients may connect.
+    #[serde(default)]
+    pub allowed: Vec<AddressRule>,
+    /// These clients may never connect (checked after `allowed`).
+    #[serde(default)]
+    pub blocked: Vec<AddressRule>,
+}
+
+impl AddressPolicy {
+    /// Whether a client at `ip` may connect.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        (self.allowed.is_empty() || self.allowed.iter().any(|r| r.matches(ip)))
+            && !self.blocked.iter().any(|r| r.matches(ip))
+    }
+}
+
+/// Session parameters we offer (SSID fields), seed `ExchangeBufferSize`, `CreditCount`, etc.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionLimits {
+    /// Highest protocol level we speak (5 = OFTP 2.0).
+    pub level: u8,
+    /// Data exchange buffer size (128..=99999).
+    pub buffer_size: u32,
+    /// Credit window (1..=999).
+    pub credit: u16,
+    /// Offer buffer compression.
+    pub compression: bool,
+    /// Offer restart.
+    pub restart: bool,
+    /// Directions we allow.
+    pub mode: Mode,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        // RFC 5024 typical values; the peer's smaller values win during negotiation.
+        Self {
+            level: 5,
+            buffer_size: 4096,
+            credit: 64,
+            compression: false,
+            restart: true,
+            mode: Mode::Both,
+        }
+    }
+}
+
+/// Problems with a configuration that would otherwise show up only at the first connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value is out of the range OFTP allows.
+    #[error("{field} = {value} is out of range ({range})")]
+    OutOfRange {
+        /// Which setting.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The allowed range.
+        range: &'static str,
+    },
+    /// A required text is missing or too long.
+    #[error("{field} {problem}")]
+    BadText {
+        /// Which setting.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl SessionLimits {
+    /// Checks the ranges RFC 5024 sets.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if ![1, 2, 4, 5].contains(&self.level) {
+            return Err(ConfigError::OutOfRange {
+                field: "level",
+                value: u64::from(self.level),
+                range: "1, 2, 4 or 5",
+            });
+        }
+        if !(128..=99_999).contains(&self.buffer_size) {
+            return Err(ConfigError::OutOfRange {
+                field: "buffer_size",
+                value: u64::from(self.buffer_size),
+                range: "128..=99999",
+            });
+        }
+        if !(1..=999).contains(&self.credit) {
+            return Err(ConfigError::OutOfRange {
+                field: "credit",
+                value: u64::from(self.credit),
+                range: "1..=999",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl LocalIdentity {
+    /// Checks the lengths OFTP allows (SSID/SFID 25, password 8, none empty).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value, max) in [
+            ("local.ssid", self.ssid.as_str(), 25),
+            ("local.sfid", self.sfid(), 25),
+            ("local.password", self.password.expose(), 8),
+        ] {
+            let n = value.trim_end().chars().count();
+            if n == 0 || n > max || !value.is_ascii() {
+                return Err(ConfigError::BadText {
+                    field,
+                    problem: format!("must be 1 to {max} ASCII characters"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runtime settings of a [`Server`](crate::Server).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address to listen on (seed `LocalHost` + `LocalPort`, default `0.0.0.0:3305`).
+    pub listen: SocketAddr,
+    /// Listen backlog (seed `ConnectionBacklog`, default 5 there; 128 here, as modern servers do).
+    pub backlog: u32,
+    /// Most simultaneous connections; more are refused at accept (seed `MaxConnections`).
+    pub max_connections: usize,
+    /// Allowed and blocked client addresses.
+    pub addresses: AddressPolicy,
+    /// A session that sends and receives nothing for this long is ended with ESID 09 (seed
+    /// `DefaultTimeout`, 60 s). The protocol session also enforces it.
+    pub inactivity_timeout: Duration,
+    /// A session idle (no file in progress) for this long is logged off; `None` = never (seed
+    /// `DefaultIdleTimeout`, default 0 = off).
+    pub idle_timeout: Option<Duration>,
+    /// How long [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) lets transfers in
+    /// progress finish before ending their sessions with ESID.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            backlog: 128,
+            max_connections: 256,
+            addresses: AddressPolicy::default(),
+            inactivity_timeout: Duration::from_secs(60),
+            idle_timeout: None,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partner(name: &str, ssid: &str) -> Partner {
+        Partner {
+            name: name.into(),
+            ssid: ssid.into(),
+            password: Password::new("SECRET"),
+            sfid: String::new(),
+            our_password: None,
+            inbox: None,
+            outbox: None,
+            allowed_levels: vec![],
+            address: None,
+        }
+    }
+
+    #[test]
+    fn password_is_never_shown_and_compares_blank_padded() {
+        let p = Password::new("Secret");
+        assert_eq!(format!("{p:?}"), "Password(***)");
+        assert!(p.matches("SECRET  "));
+        assert!(!p.matches("SECRE"));
+        assert!(!p.matches("SECRETX"));
+    }
+
+    #[test]
+    fn partner_table_lookup_and_errors() {
+        let t = PartnerTable::new([partner("acme", "O0013ACME"), partner("beta", "O0013BETA")])
+            .unwrap();
+        assert_eq!(t.by_ssid("o0013acme   ").unwrap().name, "acme");
+        assert_eq!(t.by_name("beta").unwrap().sfid(), "O0013BETA");
+        assert!(t.by_ssid("nobody").is_none());
+        assert_eq!(t.len(), 2);
+
+        let dup = PartnerTable::new([partner("a", "X"), partner("b", "x")]).unwrap_err();
+        assert!(matches!(dup, PartnerTableError::DuplicateSsid { .. }));
+        assert!(matches!(
+            PartnerTable::new([partner("a", " ")]).unwrap_err(),
+            PartnerTableError::EmptySsid(_)
+        ));
+        let mut long = partner("l", "L");
+        long.password = Password::new("123456789");
+        let e = PartnerTable::new([long]).unwrap_err().to_string();
+        assert!(e.contains("password") && !e.contains("123456789"), "{e}");
+    }
+
+    #[test]
+    fn levels() {
+        let mut p = partner("a", "A");
+        assert!(p.allows_level(1));
+        p.allowed_levels = vec![5];
+        assert!(p.allows_level(5) && !p.allows_level(4));
+    }
+
+    #[test]
+    fn address_rules() {
+        let r: AddressRule = "10.1.0.0/16".parse().unwrap();
+        assert!(r.matches("10.1.200.3".parse().unwrap()));
+        assert!(!r.matches("10.2.0.1".parse().unwrap()));
+        assert!(r.matches("::ffff:10.1.0.9".parse().unwrap()));
+        let one: AddressRule = "127.0.0.1".parse().unwrap();
+        assert!(one.matches("127.0.0.1".parse().unwrap()));
+        assert!(!one.matches("127.0.0.2".parse().unwrap()));
+        let odd: AddressRule = "192.168.0.0/23".parse().unwrap();
+        assert!(odd.matches("192.168.1.255".parse().unwrap()));
+        assert!(!odd.matches("192.168.2.0".parse().unwrap()));
+        let v6: AddressRule = "fe80::/10".parse().unwrap();
+        assert!(v6.matches("fe80::1".parse().unwrap()));
+        for bad in ["", "10.0.0.0/33", "host.example", "1.2.3.4/x"] {
+            assert!(bad.parse::<AddressRule>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn address_policy() {
+        let open = AddressPolicy::default();
+        assert!(open.permits("1.2.3.4".parse().unwrap()));
+        let p = AddressPolicy {
+            allowed: vec!["127.0.0.0/8".parse().unwrap()],
+            blocked: vec!["127.0.0.2".parse().unwrap()],
+        };
+        assert!(p.permits("127.0.0.1".parse().unwrap()));
+        assert!(!p.permits("127.0.0.2".parse().unwrap()));
+        assert!(!p.permits("8.8.8.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn limits_and_identity_validation() {
+        assert!(SessionLimits::default().validate().is_ok());
+        let bad = SessionLimits {
+            buffer_size: 127,
+            ..SessionLimits::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("buffer_size")
+        );
+        let bad = SessionLimits {
+            credit: 1000,
+            ..SessionLimits::default()
+        };
+        assert!(bad.validate().is_err());
+        let bad = SessionLimits {
+            level: 3,
+            ..SessionLimits::default()
+        };
+        assert!(bad.validate().is_err());
+        let id = LocalIdentity {
+            ssid: "O0013ME".into(),
+            sfid: String::new(),
+            password: Password::new("PW"),
+        };
+        assert!(id.validate().is_ok());
+        assert_eq!(id.sfid(), "O0013ME");
+        let long = LocalIdentity {
+            password: Password::new("TOOLONGPW"),
+            ..id
+        };
+        assert!(long.validate().is_err());
+    }
+}

@@ -1,0 +1,845 @@
+//! SQLite journal of received and sent virtual files and of end-to-end responses.
+//!
+//! What it records and why:
+//! - **received files**, keyed by originator + dataset name + stamp (the OFTP file identity): a
+//!   completed entry makes a repeat an SFNA 13 (duplicate); an entry in `receiving` state holds
+//!   the temporary file and the last *durable* restart position, so an interrupted reception is
+//!   resumed from there (the answer to a restart request is never beyond it);
+//! - **sent files**, keyed by partner + local path + size + modification time: keeps the virtual
+//!   date/time chosen for the first attempt, so re-sending the same file after a broken
+//!   connection presents the same identity and the partner can restart it; also tracks whether
+//!   the EERP/NERP arrived;
+//! - **end responses** sent and received, for the operator.
+//!
+//! What it does not do: no file I/O and no protocol decisions. The database runs in WAL mode with
+//! `synchronous=FULL`, so a call that returns has reached the disk. Calls are synchronous and
+//! short; async callers wrap them with [`Journal::call`], which runs them on the blocking pool.
+//! rusqlite (bundled SQLite) is used because it is the well-kept standard choice and needs no
+//! system library.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::stamp::FileStamp;
+
+/// Errors of the journal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// SQLite refused an operation.
+    #[error("journal {}: {source}", path.display())]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// A stored value could not be read back.
+    #[error("journal {}: corrupt entry: {detail}", path.display())]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The directory of the journal could not be created.
+    #[error("creating journal directory {}: {source}", path.display())]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A blocking task of the journal was cancelled or panicked.
+    #[error("journal task failed: {0}")]
+    Task(String),
+}
+
+/// File name of the journal inside the data directory.
+pub const JOURNAL_FILE: &str = "oftp-journal.sqlite3";
+
+/// The identity of a virtual file: who made it, its name and its stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// SFIDORIG (trailing blanks removed).
+    pub originator: String,
+    /// SFIDDSN (trailing blanks removed).
+    pub dsn: String,
+    /// SFIDDATE + SFIDTIME.
+    pub stamp: FileStamp,
+}
+
+impl FileKey {
+    /// A key with trailing blanks removed from the text fields (wire fields are blank-padded).
+    pub fn new(originator: &str, dsn: &str, stamp: FileStamp) -> Self {
+        Self {
+            originator: originator.trim_end().to_owned(),
+            dsn: dsn.trim_end().to_owned(),
+            stamp,
+        }
+    }
+}
+
+/// A durable restart point of a reception.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Restart position in protocol units (records for F/V, 1 KiB blocks for U/T).
+    pub position: u64,
+    /// Bytes of the local temporary file that belong to that position.
+    pub file_offset: u64,
+    /// Records received up to that position.
+    pub records: u64,
+    /// User-data octets received up to that position.
+    pub units: u64,
+}
+
+/// State of a received file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveState {
+    /// Data is (or was, before the connection broke) arriving.
+    Receiving,
+    /// Durable under its final name; EFPA was sent.
+    Complete,
+}
+
+/// A received-file entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedEntry {
+    /// Row id.
+    pub id: i64,
+    /// The file identity.
+    pub key: FileKey,
+    /// State.
+    pub state: ReceiveState,
+    /// Temporary file while receiving.
+    pub partial_path: PathBuf,
+    /// Final path.
+    pub final_path: PathBuf,
+    /// Last durable restart point.
+    pub checkpoint: Checkpoint,
+    /// Whether the EERP/NERP for it went out.
+    pub end_response_sent: bool,
+}
+
+/// State of a sent file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendState {
+    /// Not yet confirmed by EFPA.
+    Sending,
+    /// EFPA received; waiting for the EERP/NERP.
+    AwaitingEndResponse,
+    /// EERP received.
+    Delivered,
+    /// NERP received or the partner refused the file for good.
+    Failed,
+}
+
+impl SendState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sending => "sending",
+            Self::AwaitingEndResponse => "awaiting_end_response",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "sending" => Self::Sending,
+            "awaiting_end_response" => Self::AwaitingEndResponse,
+            "delivered" => Self::Delivered,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// What identifies a local file across attempts to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFileId {
+    /// Partner name (or SSID) the file goes to.
+    pub partner: String,
+    /// Canonical local path.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+/// A sent-file entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEntry {
+    /// Row id.
+    pub id: i64,
+    /// The local file.
+    pub local: LocalFileId,
+    /// Virtual file identity used on the wire.
+    pub key: FileKey,
+    /// Destination SFID.
+    pub destination: String,
+    /// State.
+    pub state: SendState,
+}
+
+/// Direction of an end response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from the partner.
+    Received,
+    /// Sent by us.
+    Sent,
+}
+
+/// An EERP (reason `None`) or NERP as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndResponseEntry {
+    /// Received or sent.
+    pub direction: Direction,
+    /// The file it answers.
+    pub key: FileKey,
+    /// Destination SFID of the response.
+    pub destination: String,
+    /// NERP reason code and text; `None` for an EERP.
+    pub negative: Option<(u16, String)>,
+}
+
+/// The journal. Cheap to clone; clones share one connection.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS received (
+    id INTEGER PRIMARY KEY,
+    originator TEXT NOT NULL,
+    dsn TEXT NOT NULL,
+    stamp TEXT NOT NULL,
+    state TEXT NOT NULL,
+    partial_path TEXT NOT NULL,
+    final_path TEXT NOT NULL,
+    position INTEGER NOT NULL DEFAULT 0,
+    file_offset INTEGER NOT NULL DEFAULT 0,
+    records INTEGER NOT NULL DEFAULT 0,
+    units INTEGER NOT NULL DEFAULT 0,
+    end_response_sent INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL,
+    UNIQUE (originator, dsn, stamp)
+);
+CREATE TABLE IF NOT EXISTS sent (
+    id INTEGER PRIMARY KEY,
+    partner TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    originator TEXT NOT NULL,
+    dsn TEXT NOT NULL,
+    stamp TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sent_by_file ON sent (partner, path, size, mtime_ns);
+CREATE INDEX IF NOT EXISTS sent_by_key ON sent (originator, dsn, stamp);
+CREATE TABLE IF NOT EXISTS end_responses (
+    id INTEGER PRIMARY KEY,
+    direction TEXT NOT NULL,
+    originator TEXT NOT NULL,
+    dsn TEXT NOT NULL,
+    stamp TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    reason INTEGER,
+    reason_text TEXT,
+    at TEXT NOT NULL
+);
+";
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339()
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| JournalError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::init(conn, path.to_owned())
+    }
+
+    /// Opens the journal `oftp-journal.sqlite3` in `data_dir`.
+    pub fn open_in_dir(data_dir: &Path) -> Result<Self, JournalError> {
+        Self::open(&data_dir.join(JOURNAL_FILE))
+    }
+
+    /// A journal that lives in memory (tests, one-shot tools).
+    pub fn in_memory() -> Result<Self, JournalError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        Self::init(conn, path)
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Self, JournalError> {
+        let wrap = |source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        // WAL lets readers run beside the writer; FULL makes each commit durable before it
+        // returns, which is what "recorded before acknowledged" needs.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(wrap)?;
+        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with this journal on the blocking thread pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Journal) -> Result<T, JournalError> + Send + 'static,
+    {
+        let j = self.clone();
+        tokio::task::spawn_blocking(move || f(&j))
+            .await
+            .map_err(|e| JournalError::Task(e.to_string()))?
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (each statement is
+        // atomic), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, source: rusqlite::Error) -> JournalError {
+        JournalError::Sqlite {
+            path: (*self.path).clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, detail: impl Into<String>) -> JournalError {
+        JournalError::Corrupt {
+            path: (*self.path).clone(),
+            detail: detail.into(),
+        }
+    }
+
+    // ---- received files ------------------------------------------------------------------
+
+    /// The entry for a received file identity, if any.
+    pub fn received(&self, key: &FileKey) -> Result<Option<ReceivedEntry>, JournalError> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                "SELECT id, state, partial_path, final_path, position, file_offset, records, units,
+                        end_response_sent
+                 FROM received WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                params![key.originator, key.dsn, key.stamp.to_string()],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        [r.get::<_, i64>(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                        r.get::<_, bool>(8)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((id, state, partial, fin, nums, eerp)) = row else {
+            return Ok(None);
+        };
+        let state = match state.as_str() {
+            "receiving" => ReceiveState::Receiving,
+            "complete" => ReceiveState::Complete,
+            other => return Err(self.corrupt(format!("unknown receive state {other:?}"))),
+        };
+        let n = |i: usize| u64::try_from(nums[i]).map_err(|_| self.corrupt("negative count"));
+        Ok(Some(ReceivedEntry {
+            id,
+            key: key.clone(),
+            state,
+            partial_path: PathBuf::from(partial),
+            final_path: PathBuf::from(fin),
+            checkpoint: Checkpoint {
+                position: n(0)?,
+                file_offset: n(1)?,
+                records: n(2)?,
+                units: n(3)?,
+            },
+            end_response_sent: eerp,
+        }))
+    }
+
+    /// Starts (or restarts from zero) the reception of `key` into `partial_path`. Any older
+    /// in-progress entry for the same identity is replaced.
+    pub fn begin_receive(
+        &self,
+        key: &FileKey,
+        partial_path: &Path,
+        final_path: &Path,
+    ) -> Result<i64, JournalError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path, updated_at)
+             VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6)
+             ON CONFLICT (originator, dsn, stamp) DO UPDATE SET
+                state = 'receiving', partial_path = excluded.partial_path,
+                final_path = excluded.final_path, position = 0, file_offset = 0, records = 0,
+                units = 0, end_response_sent = 0, updated_at = excluded.updated_at",
+            params![
+                key.originator,
+                key.dsn,
+                key.stamp.to_string(),
+                partial_path.to_string_lossy(),
+                final_path.to_string_lossy(),
+                now_text()
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        conn.query_row(
+            "SELECT id FROM received WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
+            params![key.originator, key.dsn, key.stamp.to_string()],
+            |r| r.get(0),
+        )
+        .map_err(|e| self.err(e))
+    }
+
+    /// Records a durable restart point (call only after the temporary file was fsynced up to
+    /// `checkpoint.file_offset`).
+    pub fn checkpoint_receive(&self, id: i64, checkpoint: Checkpoint) -> Result<(), JournalError> {
+        let c = checkpoint;
+        self.lock()
+            .execute(
+                "UPDATE received SET position = ?2, file_offset = ?3, records = ?4, units = ?5,
+                        updated_at = ?6 WHERE id = ?1 AND state = 'receiving'",
+                params![
+                    id,
+                    c.position as i64,
+                    c.file_offset as i64,
+                    c.records as i64,
+                    c.units as i64,
+                    now_text()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Marks a reception complete under `final_path` (after the rename was made durable).
+    pub fn complete_receive(&self, id: i64, final_path: &Path) -> Result<(), JournalError> {
+        self.lock()
+            .execute(
+                "UPDATE received SET state = 'complete', final_path = ?2, updated_at = ?3
+                 WHERE id = ?1",
+                params![id, final_path.to_string_lossy(), now_text()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Forgets a failed reception so the sender may try again from the start.
+    pub fn drop_receive(&self, id: i64) -> Result<(), JournalError> {
+        self.lock()
+            .execute(
+                "DELETE FROM received WHERE id = ?1 AND state = 'receiving'",
+                params![id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Notes that the EERP/NERP for a received file went out.
+    pub fn mark_end_response_sent(&self, key: &FileKey) -> Result<(), JournalError> {
+        self.lock()
+            .execute(
+                "UPDATE received SET end_response_sent = 1, updated_at = ?4
+                 WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                params![key.originator, key.dsn, key.stamp.to_string(), now_text()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Completed receptions whose EERP/NERP has not gone out yet (sent at the next session).
+    pub fn pending_end_responses(&self) -> Result<Vec<ReceivedEntry>, JournalError> {
+        let keys: Vec<(String, String, String)> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT originator, dsn, stamp FROM received
+                     WHERE state = 'complete' AND end_response_sent = 0 ORDER BY id",
+                )
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for (o, d, s) in keys {
+            let stamp = FileStamp::parse(&s).map_err(|e| self.corrupt(e.to_string()))?;
+            if let Some(entry) = self.received(&FileKey::new(&o, &d, stamp))? {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- sent files ----------------------------------------------------------------------
+
+    /// The newest unfinished send of this local file (same partner, path, size and mtime), whose
+    /// identity a new attempt should reuse.
+    pub fn resumable_send(&self, local: &LocalFileId) -> Result<Option<SentEntry>, JournalError> {
+        self.find_sent(
+            "partner = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4 AND state = 'sending'",
+            params![
+                local.partner,
+                local.path.to_string_lossy(),
+                local.size as i64,
+                local.mtime_ns
+            ],
+        )
+    }
+
+    /// The newest send with this wire identity.
+    pub fn sent_by_key(&self, key: &FileKey) -> Result<Option<SentEntry>, JournalError> {
+        self.find_sent(
+            "originator = ?1 AND dsn = ?2 AND stamp = ?3",
+            params![key.originator, key.dsn, key.stamp.to_string()],
+        )
+    }
+
+    fn find_sent(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Option<SentEntry>, JournalError> {
+        let conn = self.lock();
+        let sql = format!(
+            "SELECT id, partner, path, size, mtime_ns, originator, dsn, stamp, destination, state
+             FROM sent WHERE {filter} ORDER BY id DESC LIMIT 1"
+        );
+        let row = conn
+            .query_row(&sql, args, |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    [
+                        r.get::<_, String>(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                    ],
+                ))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((id, partner, path, size, mtime_ns, [orig, dsn, stamp, dest, state])) = row else {
+            return Ok(None);
+        };
+        let stamp = FileStamp::parse(&stamp).map_err(|e| self.corrupt(e.to_string()))?;
+        Ok(Some(SentEntry {
+            id,
+            local: LocalFileId {
+                partner,
+                path: PathBuf::from(path),
+                size: u64::try_from(size).map_err(|_| self.corrupt("negative size"))?,
+                mtime_ns,
+            },
+            key: FileKey::new(&orig, &dsn, stamp),
+            destination: dest,
+            state: SendState::parse(&state)
+                .ok_or_else(|| self.corrupt(format!("unknown send state {state:?}")))?,
+        }))
+    }
+
+    /// Records the first attempt to send `local` under `key`.
+    pub fn begin_send(
+        &self,
+        local: &LocalFileId,
+        key: &FileKey,
+        destination: &str,
+    ) -> Result<i64, JournalError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO sent (partner, path, size, mtime_ns, originator, dsn, stamp, destination,
+                               state, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sending', ?9)",
+            params![
+                local.partner,
+                local.path.to_string_lossy(),
+                local.size as i64,
+                local.mtime_ns,
+                key.originator,
+                key.dsn,
+                key.stamp.to_string(),
+                destination.trim_end(),
+                now_text()
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Moves a send to `state`.
+    pub fn set_send_state(&self, id: i64, state: SendState) -> Result<(), JournalError> {
+        self.lock()
+            .execute(
+                "UPDATE sent SET state = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, state.as_str(), now_text()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    // ---- end responses -------------------------------------------------------------------
+
+    /// Records an EERP/NERP; a received one also settles the matching send.
+    pub fn record_end_response(&self, e: &EndResponseEntry) -> Result<(), JournalError> {
+        let conn = self.lock();
+        let (reason, text) = match &e.negative {
+            Some((r, t)) => (Some(i64::from(*r)), Some(t.as_str())),
+            None => (None, None),
+        };
+        conn.execute(
+            "INSERT INTO end_responses (direction, originator, dsn, stamp, destination, reason,
+                                        reason_text, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                match e.direction {
+                    Direction::Received => "received",
+                    Direction::Sent => "sent",
+                },
+                e.key.originator,
+                e.key.dsn,
+                e.key.stamp.to_string(),
+                e.destination.trim_end(),
+                reason,
+                text,
+                now_text()
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        if e.direction == Direction::Received {
+            let state = if e.negative.is_some() {
+                SendState::Failed
+            } else {
+                SendState::Delivered
+            };
+            conn.execute(
+                "UPDATE sent SET state = ?4, updated_at = ?5
+                 WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                params![
+                    e.key.originator,
+                    e.key.dsn,
+                    e.key.stamp.to_string(),
+                    state.as_str(),
+                    now_text()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Number of recorded end responses in `direction` (for reports and tests).
+    pub fn end_response_count(&self, direction: Direction) -> Result<u64, JournalError> {
+        let d = match direction {
+            Direction::Received => "received",
+            Direction::Sent => "sent",
+        };
+        self.lock()
+            .query_row(
+                "SELECT COUNT(*) FROM end_responses WHERE direction = ?1",
+                params![d],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn key(dsn: &str, counter: u16) -> FileKey {
+        let dt = NaiveDate::from_ymd_opt(2026, 5, 6)
+            .unwrap()
+            .and_hms_opt(7, 8, 9)
+            .unwrap();
+        FileKey::new("ORIG  ", dsn, FileStamp::new(dt, counter))
+    }
+
+    #[test]
+    fn reception_lifecycle_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open_in_dir(dir.path()).unwrap();
+        let k = key("INVOICE", 1);
+        assert!(j.received(&k).unwrap().is_none());
+        let id = j
+            .begin_receive(&k, Path::new("/in/.p"), Path::new("/in/INVOICE"))
+            .unwrap();
+        let cp = Checkpoint {
+            position: 3,
+            file_offset: 3072,
+            records: 0,
+            units: 3072,
+        };
+        j.checkpoint_receive(id, cp).unwrap();
+        drop(j);
+
+        // Survives a reopen: restart state is durable.
+        let j = Journal::open_in_dir(dir.path()).unwrap();
+        let e = j.received(&k).unwrap().unwrap();
+        assert_eq!(e.state, ReceiveState::Receiving);
+        assert_eq!(e.checkpoint, cp);
+        assert_eq!(e.key.originator, "ORIG");
+
+        j.complete_receive(id, Path::new("/in/INVOICE")).unwrap();
+        assert_eq!(
+            j.received(&k).unwrap().unwrap().state,
+            ReceiveState::Complete
+        );
+        // A checkpoint after completion changes nothing; drop_receive does not remove it.
+        j.checkpoint_receive(id, Checkpoint::default()).unwrap();
+        j.drop_receive(id).unwrap();
+        let e = j.received(&k).unwrap().unwrap();
+        assert_eq!(e.checkpoint, cp);
+        assert_eq!(j.pending_end_responses().unwrap().len(), 1);
+        j.mark_end_response_sent(&k).unwrap();
+        assert!(j.pending_end_responses().unwrap().is_empty());
+
+        // Another counter is another file.
+        assert!(j.received(&key("INVOICE", 2)).unwrap().is_none());
+    }
+
+    #[test]
+    fn begin_receive_again_resets_progress() {
+        let j = Journal::in_memory().unwrap();
+        let k = key("F", 0);
+        let id = j.begin_receive(&k, Path::new("a"), Path::new("b")).unwrap();
+        j.checkpoint_receive(
+            id,
+            Checkpoint {
+                position: 9,
+                ..Checkpoint::default()
+            },
+        )
+        .unwrap();
+        let id2 = j.begin_receive(&k, Path::new("c"), Path::new("b")).unwrap();
+        assert_eq!(id, id2);
+        let e = j.received(&k).unwrap().unwrap();
+        assert_eq!(e.checkpoint.position, 0);
+        assert_eq!(e.partial_path, PathBuf::from("c"));
+        j.drop_receive(id).unwrap();
+        assert!(j.received(&k).unwrap().is_none());
+    }
+
+    #[test]
+    fn sends_resume_with_the_same_identity_until_delivered() {
+        let j = Journal::in_memory().unwrap();
+        let local = LocalFileId {
+            partner: "acme".into(),
+            path: PathBuf::from("/out/a.edi"),
+            size: 10,
+            mtime_ns: 123,
+        };
+        assert!(j.resumable_send(&local).unwrap().is_none());
+        let k = key("A.EDI", 5);
+        let id = j.begin_send(&local, &k, "DEST   ").unwrap();
+        let e = j.resumable_send(&local).unwrap().unwrap();
+        assert_eq!((e.id, &e.key, e.destination.as_str()), (id, &k, "DEST"));
+
+        // The file changed: a different local identity, nothing to resume.
+        let changed = LocalFileId {
+            mtime_ns: 124,
+            ..local.clone()
+        };
+        assert!(j.resumable_send(&changed).unwrap().is_none());
+
+        j.set_send_state(id, SendState::AwaitingEndResponse)
+            .unwrap();
+        assert!(j.resumable_send(&local).unwrap().is_none());
+        j.record_end_response(&EndResponseEntry {
+            direction: Direction::Received,
+            key: k.clone(),
+            destination: "ORIG".into(),
+            negative: None,
+        })
+        .unwrap();
+        assert_eq!(
+            j.sent_by_key(&k).unwrap().unwrap().state,
+            SendState::Delivered
+        );
+        assert_eq!(j.end_response_count(Direction::Received).unwrap(), 1);
+        assert_eq!(j.end_response_count(Direction::Sent).unwrap(), 0);
+    }
+
+    #[test]
+    fn nerp_marks_the_send_failed() {
+        let j = Journal::in_memory().unwrap();
+        let local = LocalFileId {
+            partner: "p".into(),
+            path: PathBuf::from("x"),
+            size: 1,
+            mtime_ns: 1,
+        };
+        let k = key("X", 0);
+        j.begin_send(&local, &k, "D").unwrap();
+        j.record_end_response(&EndResponseEntry {
+            direction: Direction::Received,
+            key: k.clone(),
+            destination: "D".into(),
+            negative: Some((23, "duplicate".into())),
+        })
+        .unwrap();
+        assert_eq!(j.sent_by_key(&k).unwrap().unwrap().state, SendState::Failed);
+    }
+
+    #[tokio::test]
+    async fn call_runs_on_the_blocking_pool() {
+        let j = Journal::in_memory().unwrap();
+        let k = key("Z", 0);
+        let k2 = k.clone();
+        j.call(move |j| j.begin_receive(&k2, Path::new("p"), Path::new("f")))
+            .await
+            .unwrap();
+        assert!(j.received(&k).unwrap().is_some());
+    }
+}

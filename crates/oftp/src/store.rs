@@ -1,0 +1,663 @@
+//! Durable file store for received virtual files.
+//!
+//! What it does:
+//! - builds the target file name from a configurable format with the seed's macros
+//!   (`%VirtualFileName%`, `%VirtualFileDate%`, `%VirtualFileDate:FORMAT%`, `%Originator%`,
+//!   `%Destination%`, `%UserData%`, `%CurrentTime%`, `%GUID%`) and sanitises it to one file name
+//!   that cannot leave the target directory;
+//! - writes incoming data to a hidden temporary file *in the target directory* (`.oftp-<uuid>.part`),
+//!   so the final rename never crosses a file system;
+//! - checkpoints: flushes and fsyncs the temporary file so a restart can resume from a durable
+//!   position;
+//! - commits: fsync, then a no-clobber rename into place (hard link + unlink, or a checked rename
+//!   when overwriting is allowed), then fsync of the directory. Nothing partial ever appears under
+//!   a final name.
+//!
+//! What it does not do: decide *whether* to accept a file (the handler and the journal do), or
+//! know the protocol's record structure (the connection driver passes bytes and offsets).
+//!
+//! Writes go through a plain `std::fs::File` with a large `BufWriter`: page-cache writes are short,
+//! and doing them inline avoids a thread hop per buffer; the slow calls (fsync, rename, directory
+//! fsync) are made from `spawn_blocking` by the async wrappers.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::stamp::FileStamp;
+
+/// Seed default of `ReceivedFileNameFormat`: the virtual file name as sent.
+pub const DEFAULT_NAME_FORMAT: &str = "%VirtualFileName%";
+
+/// Size of the write buffer in front of a partial file.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Errors of the file store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The rendered name is empty or only dots after sanitising.
+    #[error("virtual file name {0:?} gives no usable local file name")]
+    UnusableName(String),
+    /// The name format uses a macro this store does not know.
+    #[error("unknown macro %{0}% in the received file name format")]
+    UnknownMacro(String),
+    /// The name format has a `%` without its closing `%`.
+    #[error("unterminated macro in the received file name format {0:?}")]
+    UnterminatedMacro(String),
+    /// The target exists and overwriting is off.
+    #[error("{} already exists and overwrite is off", .0.display())]
+    AlreadyExists(PathBuf),
+    /// An I/O call on the store failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What the store was doing.
+        action: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A blocking task of the store was cancelled or panicked.
+    #[error("file store task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Values the name macros expand to.
+#[derive(Debug, Clone)]
+pub struct NameContext<'a> {
+    /// `%VirtualFileName%`: the dataset name (SFIDDSN), as sent.
+    pub virtual_file_name: &'a str,
+    /// `%VirtualFileDate%` / `%VirtualFileDate:FORMAT%`.
+    pub stamp: FileStamp,
+    /// `%Originator%`: SFIDORIG.
+    pub originator: &'a str,
+    /// `%Destination%`: SFIDDEST.
+    pub destination: &'a str,
+    /// `%UserData%`: SFIDUSER.
+    pub user_data: &'a str,
+}
+
+/// A received-file name format such as `%Originator%_%VirtualFileName%_%VirtualFileDate%`.
+///
+/// The rendered result is always one file name: every character that could name another
+/// directory is replaced (see [`sanitize_file_name`]), so a format cannot place files outside the
+/// target directory either.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameFormat(String);
+
+impl Default for NameFormat {
+    fn default() -> Self {
+        Self(DEFAULT_NAME_FORMAT.to_owned())
+    }
+}
+
+impl NameFormat {
+    /// Checks the macros of `format` and keeps it.
+    pub fn new(format: impl Into<String>) -> Result<Self, StoreError> {
+        let format = Self(format.into());
+        // Render once with dummy values so a typo is reported at start-up, not per file.
+        let probe = NameContext {
+            virtual_file_name: "X",
+            stamp: FileStamp::now(),
+            originator: "O",
+            destination: "D",
+            user_data: "",
+        };
+        format.expand(&probe)?;
+        Ok(format)
+    }
+
+    /// The format text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Expands the macros and sanitises the result into a single safe file name.
+    pub fn render(&self, ctx: &NameContext<'_>) -> Result<String, StoreError> {
+        let raw = self.expand(ctx)?;
+        sanitize_file_name(&raw)
+    }
+
+    fn expand(&self, ctx: &NameContext<'_>) -> Result<String, StoreError> {
+        let mut out = String::new();
+        let mut rest = self.0.as_str();
+        while let Some(start) = rest.find('%') {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 1..];
+            let end = after
+                .find('%')
+                .ok_or_else(|| StoreError::UnterminatedMacro(self.0.clone()))?;
+            let name = &after[..end];
+            match name {
+                "" => out.push('%'),
+                "VirtualFileName" => out.push_str(ctx.virtual_file_name.trim_end()),
+                "VirtualFileDate" => out.push_str(&ctx.stamp.to_string()),
+                "Originator" => out.push_str(ctx.originator.trim_end()),
+                "Destination" => out.push_str(ctx.destination.trim_end()),
+                "UserData" => out.push_str(ctx.user_data.trim_end()),
+                "CurrentTime" => {
+                    out.push_str(&chrono::Local::now().format("%Y%m%d%H%M%S%3f").to_string())
+                }
+                "GUID" => out.push_str(&uuid::Uuid::new_v4().to_string()),
+                other => match other.strip_prefix("VirtualFileDate:") {
+                    Some(pattern) => out.push_str(&ctx.stamp.format(pattern)),
+                    None => return Err(StoreError::UnknownMacro(other.to_owned())),
+                },
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// Device names Windows reserves in every directory (with or without an extension).
+const RESERVED: &[&str] = &[
+    "CON", "PRN", "AUX", "NUL", "COM0", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7",
+    "COM8", "COM9", "LPT0", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    "CONIN$", "CONOUT$",
+];
+
+/// Longest file name (in bytes) most file systems accept.
+const MAX_NAME_BYTES: usize = 255;
+
+/// Turns a name received from a peer into one safe file name.
+///
+/// Path separators (`/`, `\`), NUL, control characters and the characters Windows forbids
+/// (`: * ? " < > |`) become `_`; leading dots become `_` (no hidden files, no `..`, and no clash
+/// with this store's `.oftp-*.part` temporaries); trailing dots and spaces are removed; reserved
+/// device names (`CON`, `NUL`, `COM1`, ... also with an extension) get a `_` prefix; the result is cut
+/// to 255 bytes on a character boundary. A name that ends up empty is an error.
+pub fn sanitize_file_name(name: &str) -> Result<String, StoreError> {
+    let mut out: String = name
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .collect();
+    let leading_dots = out.len() - out.trim_start_matches('.').len();
+    out.replace_range(..leading_dots, &"_".repeat(leading_dots));
+    let trimmed_len = out.trim_end_matches(['.', ' ']).len();
+    out.truncate(trimmed_len);
+    if out.is_empty() || out.chars().all(|c| c == '_') && name.trim().chars().all(|c| c == '.') {
+        return Err(StoreError::UnusableName(name.to_owned()));
+    }
+    let stem = out.split('.').next().unwrap_or("").trim_end();
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(stem)) {
+        out.insert(0, '_');
+    }
+    if out.len() > MAX_NAME_BYTES {
+        let mut cut = MAX_NAME_BYTES;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    Ok(out)
+}
+
+/// Where received files go and how they are committed.
+#[derive(Debug, Clone)]
+pub struct StorePolicy {
+    /// Replace an existing file of the same name (seed `Overwrite`, default `false`).
+    pub overwrite: bool,
+    /// Remove the temporary file when a reception fails for a reason other than a broken
+    /// connection (seed `DeleteOnError`, default `true`). Broken connections always keep the
+    /// durable part for restart.
+    pub delete_on_error: bool,
+}
+
+impl Default for StorePolicy {
+    fn default() -> Self {
+        Self {
+            overwrite: false,
+            delete_on_error: true,
+        }
+    }
+}
+
+/// A reception in progress: a temporary file in the target directory.
+#[derive(Debug)]
+pub struct PartialFile {
+    writer: BufWriter<File>,
+    partial_path: PathBuf,
+    final_path: PathBuf,
+    written: u64,
+}
+
+/// Path of a new temporary file for `final_path` (same directory, hidden, unique).
+pub fn partial_path_for(final_path: &Path) -> PathBuf {
+    let dir = final_path.parent().unwrap_or_else(|| Path::new("."));
+    dir.join(format!(".oftp-{}.part", uuid::Uuid::new_v4().simple()))
+}
+
+impl PartialFile {
+    /// Creates a new, empty temporary file for `final_path` (its directory is created if missing).
+    pub fn create(final_path: &Path) -> Result<Self, StoreError> {
+        let dir = final_path.parent().unwrap_or_else(|| Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| StoreError::io("creating directory", dir, e))?;
+        let partial_path = partial_path_for(final_path);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial_path)
+            .map_err(|e| StoreError::io("creating temporary file", &partial_path, e))?;
+        Ok(Self::from_parts(
+            file,
+            partial_path,
+            final_path.to_owned(),
+            0,
+        ))
+    }
+
+    /// Reopens the temporary file of an interrupted reception and cuts it to `keep` bytes (the
+    /// durable position agreed with the sender); later writes continue there.
+    pub fn resume(partial_path: &Path, final_path: &Path, keep: u64) -> Result<Self, StoreError> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(partial_path)
+            .map_err(|e| StoreError::io("reopening temporary file", partial_path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io("reading temporary file", partial_path, e))?
+            .len();
+        if len < keep {
+            return Err(StoreError::io(
+                "resuming temporary file",
+                partial_path,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("it holds {len} bytes, the journal says {keep} are durable"),
+                ),
+            ));
+        }
+        file.set_len(keep)
+            .and_then(|()| file.seek(SeekFrom::Start(keep)).map(|_| ()))
+            .map_err(|e| StoreError::io("truncating temporary file", partial_path, e))?;
+        Ok(Self::from_parts(
+            file,
+            partial_path.to_owned(),
+            final_path.to_owned(),
+            keep,
+        ))
+    }
+
+    fn from_parts(file: File, partial_path: PathBuf, final_path: PathBuf, written: u64) -> Self {
+        Self {
+            writer: BufWriter::with_capacity(WRITE_BUFFER, file),
+            partial_path,
+            final_path,
+            written,
+        }
+    }
+
+    /// Appends bytes (buffered; not durable until [`checkpoint`](Self::checkpoint) or
+    /// [`commit`](Self::commit)).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.writer
+            .write_all(bytes)
+            .map_err(|e| StoreError::io("writing", &self.partial_path, e))?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far (including any not yet durable).
+    pub fn len(&self) -> u64 {
+        self.written
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.written == 0
+    }
+
+    /// The temporary file.
+    pub fn partial_path(&self) -> &Path {
+        &self.partial_path
+    }
+
+    /// Where the file will appear after [`commit`](Self::commit).
+    pub fn final_path(&self) -> &Path {
+        &self.final_path
+    }
+
+    /// Flushes and fsyncs the temporary file: all bytes written so far are durable when this
+    /// returns.
+    pub async fn checkpoint(&mut self) -> Result<u64, StoreError> {
+        self.writer
+            .flush()
+            .map_err(|e| StoreError::io("flushing", &self.partial_path, e))?;
+        let file = self
+            .writer
+            .get_ref()
+            .try_clone()
+            .map_err(|e| StoreError::io("syncing", &self.partial_path, e))?;
+        let path = self.partial_path.clone();
+        blocking(move || {
+            file.sync_data()
+                .map_err(|e| StoreError::io("syncing", &path, e))
+        })
+        .await?;
+        Ok(self.written)
+    }
+
+    /// Makes the file durable under its final name: fsync, no-clobber rename (unless
+    /// `policy.overwrite`), fsync of the directory. Returns the final path.
+    pub async fn commit(self, policy: &StorePolicy) -> Result<PathBuf, StoreError> {
+        let overwrite = policy.overwrite;
+        let Self {
+            writer,
+            partial_path,
+            final_path,
+            ..
+        } = self;
+        let file = writer.into_inner().map_err(|e| {
+            StoreError::io(
+                "flushing",
+                &partial_path,
+                io::Error::new(e.error().kind(), e.to_string()),
+            )
+        })?;
+        blocking(move || {
+            file.sync_all()
+                .map_err(|e| StoreError::io("syncing", &partial_path, e))?;
+            drop(file);
+            place(&partial_path, &final_path, overwrite)?;
+            sync_dir(final_path.parent().unwrap_or_else(|| Path::new(".")))?;
+            Ok(final_path)
+        })
+        .await
+    }
+
+    /// Gives up this reception: with `delete`, the temporary file is removed; otherwise it is
+    /// flushed and left (for inspection or a later restart).
+    pub async fn abandon(self, delete: bool) -> Result<(), StoreError> {
+        let Self {
+            writer,
+            partial_path,
+            ..
+        } = self;
+        let flushed = writer.into_inner();
+        blocking(move || {
+            if delete {
+                drop(flushed);
+                match fs::remove_file(&partial_path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(StoreError::io("removing", &partial_path, e)),
+                }
+            } else {
+                if let Ok(file) = flushed {
+                    file.sync_data()
+                        .map_err(|e| StoreError::io("syncing", &partial_path, e))?;
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+}
+
+/// Moves `from` to `to`; without `overwrite` an existing `to` is never replaced, even by a
+/// racing writer (hard link fails on an existing target), with a checked rename as the fallback
+/// for file systems without hard links.
+fn place(from: &Path, to: &Path, overwrite: bool) -> Result<(), StoreError> {
+    if overwrite {
+        return fs::rename(from, to).map_err(|e| StoreError::io("renaming into place", to, e));
+    }
+    match fs::hard_link(from, to) {
+        Ok(()) => fs::remove_file(from).map_err(|e| StoreError::io("removing", from, e)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(StoreError::AlreadyExists(to.to_owned()))
+        }
+        Err(_) => {
+            if to.exists() {
+                return Err(StoreError::AlreadyExists(to.to_owned()));
+            }
+            fs::rename(from, to).map_err(|e| StoreError::io("renaming into place", to, e))
+        }
+    }
+}
+
+/// Fsyncs a directory so a rename in it survives a crash (a no-op where directories cannot be
+/// opened, e.g. Windows).
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        let d = File::open(dir).map_err(|e| StoreError::io("opening directory", dir, e))?;
+        d.sync_all()
+            .map_err(|e| StoreError::io("syncing directory", dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Writes `bytes` durably to `path` (temp file in the same directory, fsync, rename, directory
+/// fsync). Used for small files such as a generated configuration.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| StoreError::io("creating directory", dir, e))?;
+    let tmp = partial_path_for(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| StoreError::io("creating temporary file", &tmp, e))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| StoreError::io("writing", &tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| StoreError::io("renaming into place", path, e))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn ctx<'a>(name: &'a str) -> NameContext<'a> {
+        let dt = NaiveDate::from_ymd_opt(2026, 1, 2)
+            .unwrap()
+            .and_hms_opt(3, 4, 5)
+            .unwrap();
+        NameContext {
+            virtual_file_name: name,
+            stamp: FileStamp::new(dt, 7),
+            originator: "O0013000000ACME",
+            destination: "O0013000000BETA",
+            user_data: "USR",
+        }
+    }
+
+    #[test]
+    fn default_format_is_the_virtual_file_name() {
+        let f = NameFormat::default();
+        assert_eq!(f.render(&ctx("INVOICE.EDI")).unwrap(), "INVOICE.EDI");
+    }
+
+    #[test]
+    fn macros_expand() {
+        let f = NameFormat::new(
+            "%Originator%-%Destination%-%UserData%-%VirtualFileName%-%VirtualFileDate%-%VirtualFileDate:yyMMdd%-100%%",
+        )
+        .unwrap();
+        assert_eq!(
+            f.render(&ctx("A")).unwrap(),
+            "O0013000000ACME-O0013000000BETA-USR-A-202601020304050007-260102-100%"
+        );
+        let g = NameFormat::new("%GUID%").unwrap();
+        assert_eq!(g.render(&ctx("A")).unwrap().len(), 36);
+        let t = NameFormat::new("%CurrentTime%").unwrap();
+        assert_eq!(t.render(&ctx("A")).unwrap().len(), 17);
+    }
+
+    #[test]
+    fn date_macro_with_slashes_stays_one_name() {
+        let f = NameFormat::new("%VirtualFileDate:MM/dd/yyyy%_%VirtualFileName%").unwrap();
+        assert_eq!(f.render(&ctx("X")).unwrap(), "01_02_2026_X");
+    }
+
+    #[test]
+    fn bad_formats_are_reported() {
+        assert!(matches!(
+            NameFormat::new("%Nope%"),
+            Err(StoreError::UnknownMacro(m)) if m == "Nope"
+        ));
+        assert!(matches!(
+            NameFormat::new("%VirtualFileName"),
+            Err(StoreError::UnterminatedMacro(_))
+        ));
+    }
+
+    #[test]
+    fn sanitising_keeps_names_inside_the_directory() {
+        let cases = [
+            ("../../etc/passwd", "___.._etc_passwd"),
+            ("..\\..\\boot.ini", "___.._boot.ini"),
+            ("/abs/path", "_abs_path"),
+            ("a\0b\x07c", "a_b_c"),
+            ("CON", "_CON"),
+            ("nul.txt", "_nul.txt"),
+            ("com1.edi", "_com1.edi"),
+            ("COM10", "COM10"),
+            (".hidden", "_hidden"),
+            ("trailing. . ", "trailing"),
+            ("a:b*c?d\"e<f>g|h", "a_b_c_d_e_f_g_h"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(sanitize_file_name(input).unwrap(), want, "{input:?}");
+        }
+        for unusable in ["", "   ", ".", "..", "..."] {
+            assert!(sanitize_file_name(unusable).is_err(), "{unusable:?}");
+        }
+        let long = "é".repeat(300);
+        let cut = sanitize_file_name(&long).unwrap();
+        assert!(cut.len() <= 255 && cut.chars().all(|c| c == 'é'));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sanitised_names_are_single_components(name in "\\PC{0,40}") {
+            if let Ok(out) = sanitize_file_name(&name) {
+                let p = Path::new(&out);
+                let comps: Vec<_> = p.components().collect();
+                proptest::prop_assert_eq!(comps.len(), 1);
+                proptest::prop_assert!(matches!(comps[0], std::path::Component::Normal(_)));
+                proptest::prop_assert!(!out.starts_with('.'));
+                proptest::prop_assert!(!out.contains(['/', '\\', '\0']));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn commit_makes_the_file_appear_only_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("in").join("FILE.EDI");
+        let mut p = PartialFile::create(&target).unwrap();
+        p.write(b"hello ").unwrap();
+        assert!(!target.exists());
+        assert_eq!(p.checkpoint().await.unwrap(), 6);
+        p.write(b"world").unwrap();
+        let partial = p.partial_path().to_owned();
+        assert!(partial.starts_with(dir.path().join("in")));
+        let placed = p.commit(&StorePolicy::default()).await.unwrap();
+        assert_eq!(placed, target);
+        assert_eq!(fs::read(&target).unwrap(), b"hello world");
+        assert!(!partial.exists());
+    }
+
+    #[tokio::test]
+    async fn no_overwrite_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("F");
+        fs::write(&target, b"old").unwrap();
+        let mut p = PartialFile::create(&target).unwrap();
+        p.write(b"new").unwrap();
+        let partial = p.partial_path().to_owned();
+        let err = p.commit(&StorePolicy::default()).await.unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        assert!(partial.exists(), "the data is kept for the operator");
+
+        let mut p = PartialFile::create(&target).unwrap();
+        p.write(b"new").unwrap();
+        let policy = StorePolicy {
+            overwrite: true,
+            ..StorePolicy::default()
+        };
+        p.commit(&policy).await.unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+    }
+
+    #[tokio::test]
+    async fn resume_truncates_to_the_durable_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("F");
+        let mut p = PartialFile::create(&target).unwrap();
+        p.write(&[1u8; 3000]).unwrap();
+        p.checkpoint().await.unwrap();
+        let partial = p.partial_path().to_owned();
+        p.abandon(false).await.unwrap();
+        assert_eq!(fs::metadata(&partial).unwrap().len(), 3000);
+
+        let mut r = PartialFile::resume(&partial, &target, 2048).unwrap();
+        assert_eq!(r.len(), 2048);
+        r.write(&[2u8; 10]).unwrap();
+        r.commit(&StorePolicy::default()).await.unwrap();
+        let data = fs::read(&target).unwrap();
+        assert_eq!(data.len(), 2058);
+        assert!(data[..2048].iter().all(|&b| b == 1) && data[2048..].iter().all(|&b| b == 2));
+
+        assert!(PartialFile::resume(&dir.path().join("missing"), &target, 0).is_err());
+    }
+
+    #[tokio::test]
+    async fn abandon_with_delete_removes_the_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = PartialFile::create(&dir.path().join("F")).unwrap();
+        p.write(b"x").unwrap();
+        let partial = p.partial_path().to_owned();
+        p.abandon(true).await.unwrap();
+        assert!(!partial.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn write_atomic_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub").join("c.toml");
+        write_atomic(&p, b"a").unwrap();
+        write_atomic(&p, b"b").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"b");
+        assert_eq!(fs::read_dir(dir.path().join("sub")).unwrap().count(), 1);
+    }
+}
