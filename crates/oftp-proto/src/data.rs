@@ -1,0 +1,698 @@
+//! DATA exchange buffers: subrecords, buffer compression, records, restart units.
+//!
+//! A DATA exchange buffer is `D` followed by subrecords, each preceded by a
+//! header octet (RFC 5024 section 7): bit 0x80 marks the last subrecord of a
+//! record, bit 0x40 a compressed subrecord (one octet to repeat `count` times),
+//! and the low six bits the count (0..=63). A subrecord never spans buffers.
+//!
+//! * [`BufferBuilder`] turns bytes plus end-of-record marks into buffers of at
+//!   most the negotiated size, optionally compressing runs of 3 or more equal
+//!   octets.
+//! * [`parse_data_payload`] turns a received payload back into
+//!   `(bytes, end_of_record)` pieces.
+//! * [`RecordWriter`] and [`RecordReader`] apply the record rules of the file
+//!   formats: F and V records each end with the end-of-record flag (F records
+//!   are exactly `max_record_len` long); U and T files are one stream whose last
+//!   subrecord carries the flag as an end-of-file mark (RFC 5024 Appendix A shows
+//!   a T file sent this way, CR LF kept in the data).
+//! * [`restart_units`] and friends compute restart positions: records for F/V,
+//!   1 KiB blocks for U/T (RFC 5024 5.3.3 SFIDREST).
+//!
+//! This module does not read files and knows nothing of credit; the session
+//! decides when a built buffer may be sent.
+
+use std::collections::VecDeque;
+
+use crate::codec::FileFormat;
+
+/// Subrecord header flag: this subrecord ends the current record.
+pub const END_OF_RECORD: u8 = 0x80;
+/// Subrecord header flag: this subrecord is one octet to be repeated.
+pub const COMPRESSED: u8 = 0x40;
+/// Subrecord header mask of the count.
+pub const COUNT_MASK: u8 = 0x3f;
+/// Largest count a subrecord header can carry.
+pub const MAX_SUBRECORD: usize = 63;
+/// Size of a restart block for U and T files.
+pub const RESTART_BLOCK: u64 = 1024;
+
+/// Errors of DATA payload parsing and record building.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// A subrecord header announces more octets than the buffer holds.
+    #[error(
+        "DATA subrecord at offset {offset} announces {count} octets but only {available} remain"
+    )]
+    Truncated {
+        /// Offset of the header in the payload.
+        offset: usize,
+        /// Octets announced.
+        count: usize,
+        /// Octets left in the payload.
+        available: usize,
+    },
+    /// The requested buffer size cannot hold a subrecord.
+    #[error("exchange buffer size {0} is outside 3..=99999")]
+    BufferSize(usize),
+    /// A record is longer than the file's maximum record length.
+    #[error("record of {len} octets exceeds the maximum record length {max}")]
+    RecordTooLong {
+        /// Record length so far.
+        len: u64,
+        /// Maximum record length (SFIDLRECL).
+        max: u32,
+    },
+    /// A fixed-format record ended before reaching the record length.
+    #[error("fixed-format record of {len} octets is shorter than the record length {lrecl}")]
+    ShortFixedRecord {
+        /// Record length written.
+        len: u64,
+        /// Record length required.
+        lrecl: u32,
+    },
+    /// Data was written after the file was finished.
+    #[error("data written after the end of the file")]
+    AfterEnd,
+}
+
+/// A contiguous piece of one record taken from a DATA payload.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Piece {
+    /// The record bytes (decompressed).
+    pub bytes: Vec<u8>,
+    /// Whether the record ends with this piece (for U/T files: end of file).
+    pub end_of_record: bool,
+}
+
+/// Parses a DATA payload (the octets after `D`) into record pieces.
+///
+/// Consecutive subrecords of the same record are merged; a piece ends where a
+/// subrecord carries the end-of-record flag or the payload ends. Zero-length
+/// subrecords and records are allowed anywhere (RFC 5024 7.3). A compressed
+/// subrecord with a count of 0 or 1 is accepted although a builder would not
+/// produce it.
+pub fn parse_data_payload(payload: &[u8]) -> Result<Vec<Piece>, DataError> {
+    let mut pieces = Vec::new();
+    let mut current = Piece::default();
+    let mut open = false;
+    let mut i = 0;
+    while i < payload.len() {
+        let header = payload[i];
+        let count = (header & COUNT_MASK) as usize;
+        let body = &payload[i + 1..];
+        if header & COMPRESSED != 0 {
+            let Some(&b) = body.first() else {
+                return Err(DataError::Truncated {
+                    offset: i,
+                    count: 1,
+                    available: 0,
+                });
+            };
+            current.bytes.extend(std::iter::repeat_n(b, count));
+            i += 2;
+        } else {
+            if body.len() < count {
+                return Err(DataError::Truncated {
+                    offset: i,
+                    count,
+                    available: body.len(),
+                });
+            }
+            current.bytes.extend_from_slice(&body[..count]);
+            i += 1 + count;
+        }
+        open = true;
+        if header & END_OF_RECORD != 0 {
+            current.end_of_record = true;
+            pieces.push(std::mem::take(&mut current));
+            open = false;
+        }
+    }
+    if open {
+        pieces.push(current);
+    }
+    Ok(pieces)
+}
+
+/// Builds DATA exchange buffers of at most a given size.
+///
+/// Feed bytes with [`push`](Self::push) (marking record ends), call
+/// [`flush`](Self::flush) at the end of the file, and take finished buffers
+/// (each starting with `D`) with [`pop_buffer`](Self::pop_buffer). A buffer is
+/// finished as soon as the next subrecord does not fit, so memory stays at one
+/// buffer plus whatever the caller leaves unpopped.
+#[derive(Debug, Clone)]
+pub struct BufferBuilder {
+    max: usize,
+    compression: bool,
+    current: Vec<u8>,
+    /// Header index (in `current`) of the last subrecord of the open record.
+    last_header: Option<usize>,
+    ready: VecDeque<Vec<u8>>,
+}
+
+impl BufferBuilder {
+    /// A builder for buffers of at most `max_buffer_size` octets including the
+    /// `D` (the negotiated SSIDSDEB), with or without buffer compression.
+    pub fn new(max_buffer_size: usize, compression: bool) -> Result<Self, DataError> {
+        if !(3..=crate::sth::MAX_EXCHANGE_BUFFER).contains(&max_buffer_size) {
+            return Err(DataError::BufferSize(max_buffer_size));
+        }
+        Ok(BufferBuilder {
+            max: max_buffer_size,
+            compression,
+            current: Vec::new(),
+            last_header: None,
+            ready: VecDeque::new(),
+        })
+    }
+
+    fn room(&mut self) -> usize {
+        if self.current.is_empty() {
+            self.current.reserve(self.max);
+            self.current.push(b'D');
+        }
+        self.max - self.current.len()
+    }
+
+    fn finish_current(&mut self) {
+        if self.current.len() > 1 {
+            self.ready.push_back(std::mem::take(&mut self.current));
+        }
+        self.current.clear();
+        self.last_header = None;
+    }
+
+    /// Appends `data` to the current record; `end_of_record` closes the record
+    /// after it (an empty `data` with `end_of_record` closes it with no more
+    /// octets, flagging the last subrecord if it is still in the open buffer).
+    pub fn push(&mut self, data: &[u8], end_of_record: bool) {
+        let mut i = 0;
+        while i < data.len() {
+            let room = self.room();
+            let run = run_length(data, i, MAX_SUBRECORD);
+            if self.compression && run >= 3 {
+                if room < 2 {
+                    self.finish_current();
+                    continue;
+                }
+                self.last_header = Some(self.current.len());
+                self.current.push(COMPRESSED | run as u8);
+                self.current.push(data[i]);
+                i += run;
+                continue;
+            }
+            // Continue the open literal subrecord if there is one (so that data
+            // pushed in small pieces packs like data pushed at once), else
+            // start a new one.
+            let open = self.last_header.and_then(|h| {
+                let hdr = self.current[h];
+                let count = (hdr & COUNT_MASK) as usize;
+                (hdr & (COMPRESSED | END_OF_RECORD) == 0 && count < MAX_SUBRECORD && room >= 1)
+                    .then_some((h, count))
+            });
+            let (h, limit) = match open {
+                Some((h, count)) => (h, (MAX_SUBRECORD - count).min(room)),
+                None => {
+                    if room < 2 {
+                        self.finish_current();
+                        continue;
+                    }
+                    let h = self.current.len();
+                    self.current.push(0);
+                    (h, MAX_SUBRECORD.min(room - 1))
+                }
+            };
+            let limit = limit.min(data.len() - i);
+            let mut len = 0;
+            while len < limit {
+                if self.compression && len > 0 && run_length(data, i + len, 3) >= 3 {
+                    break;
+                }
+                len += 1;
+            }
+            self.current.extend_from_slice(&data[i..i + len]);
+            self.current[h] += len as u8;
+            self.last_header = Some(h);
+            i += len;
+        }
+        if end_of_record {
+            match self.last_header.take() {
+                Some(h) => self.current[h] |= END_OF_RECORD,
+                None => {
+                    if self.room() < 1 {
+                        self.finish_current();
+                        self.room();
+                    }
+                    self.current.push(END_OF_RECORD);
+                }
+            }
+        }
+    }
+
+    /// Finishes the buffer being filled, making it available to
+    /// [`pop_buffer`](Self::pop_buffer).
+    pub fn flush(&mut self) {
+        self.finish_current();
+    }
+
+    /// Takes the oldest finished buffer (starting with `D`).
+    pub fn pop_buffer(&mut self) -> Option<Vec<u8>> {
+        self.ready.pop_front()
+    }
+
+    /// Number of finished buffers waiting.
+    pub fn ready_buffers(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Whether nothing is waiting, finished or not.
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.current.len() <= 1
+    }
+
+    /// The maximum buffer size.
+    pub fn max_buffer_size(&self) -> usize {
+        self.max
+    }
+}
+
+/// Length of the run of octets equal to `data[i]` starting at `i`, at most `max`.
+fn run_length(data: &[u8], i: usize, max: usize) -> usize {
+    let Some(&b) = data.get(i) else { return 0 };
+    data[i..].iter().take(max).take_while(|&&x| x == b).count()
+}
+
+/// Turns file content into DATA buffers following a file format's record rules.
+///
+/// * U, T: the content is one stream; `end_of_record` is ignored except that
+///   [`finish`](Self::finish) flags the last subrecord as the end of the file.
+/// * F: records are exactly `max_record_len` octets. Bytes may be written as a
+///   stream: a record ends automatically when it reaches the length. Ending a
+///   record early with `end_of_record` is an error.
+/// * V: each `end_of_record` ends a record; records longer than
+///   `max_record_len` are refused.
+#[derive(Debug, Clone)]
+pub struct RecordWriter {
+    builder: BufferBuilder,
+    format: FileFormat,
+    max_record_len: u32,
+    records: u64,
+    units: u64,
+    open_len: u64,
+    finished: bool,
+}
+
+impl RecordWriter {
+    /// A writer for `format` with record length `max_record_len` (SFIDLRECL)
+    /// into buffers of `buffer_size` octets.
+    pub fn new(
+        format: FileFormat,
+        max_record_len: u32,
+        buffer_size: usize,
+        compression: bool,
+    ) -> Result<Self, DataError> {
+        Ok(RecordWriter {
+            builder: BufferBuilder::new(buffer_size, compression)?,
+            format,
+            max_record_len,
+            records: 0,
+            units: 0,
+            open_len: 0,
+            finished: false,
+        })
+    }
+
+    /// Writes file content; see the type documentation for `end_of_record`.
+    pub fn write(&mut self, mut data: &[u8], end_of_record: bool) -> Result<(), DataError> {
+        if self.finished {
+            return Err(DataError::AfterEnd);
+        }
+        match self.format {
+            FileFormat::Unstructured | FileFormat::Text => {
+                self.builder.push(data, false);
+                self.units += data.len() as u64;
+            }
+            FileFormat::Fixed => {
+                let lrecl = self.max_record_len as u64;
+                if lrecl == 0 {
+                    return Err(DataError::RecordTooLong {
+                        len: data.len() as u64,
+                        max: 0,
+                    });
+                }
+                while !data.is_empty() {
+                    let take = ((lrecl - self.open_len) as usize).min(data.len());
+                    let ends = self.open_len + take as u64 == lrecl;
+                    self.builder.push(&data[..take], ends);
+                    self.units += take as u64;
+                    data = &data[take..];
+                    self.open_len += take as u64;
+                    if ends {
+                        self.records += 1;
+                        self.open_len = 0;
+                    }
+                }
+                if end_of_record && self.open_len != 0 {
+                    return Err(DataError::ShortFixedRecord {
+                        len: self.open_len,
+                        lrecl: self.max_record_len,
+                    });
+                }
+            }
+            FileFormat::Variable => {
+                let len = self.open_len + data.len() as u64;
+                if len > self.max_record_len as u64 {
+                    return Err(DataError::RecordTooLong {
+                        len,
+                        max: self.max_record_len,
+                    });
+                }
+                self.builder.push(data, end_of_record);
+                self.units += data.len() as u64;
+                self.open_len = len;
+                if end_of_record {
+                    self.records += 1;
+                    self.open_len = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the file: for U/T flags the end of the stream, for F/V refuses an
+    /// unterminated record. Remaining data becomes available to
+    /// [`pop_buffer`](Self::pop_buffer). Calling it twice is harmless.
+    pub fn finish(&mut self) -> Result<(), DataError> {
+        if self.finished {
+            return Ok(());
+        }
+        match self.format {
+            // An empty U/T file sends no DATA at all rather than an empty record.
+            FileFormat::Unstructured | FileFormat::Text if self.units > 0 => {
+                self.builder.push(&[], true);
+            }
+            FileFormat::Fixed if self.open_len != 0 => {
+                return Err(DataError::ShortFixedRecord {
+                    len: self.open_len,
+                    lrecl: self.max_record_len,
+                });
+            }
+            FileFormat::Variable if self.open_len != 0 => {
+                // The last record was not closed explicitly: close it now.
+                self.builder.push(&[], true);
+                self.records += 1;
+                self.open_len = 0;
+            }
+            _ => {}
+        }
+        self.builder.flush();
+        self.finished = true;
+        Ok(())
+    }
+
+    /// Takes the oldest finished buffer (starting with `D`).
+    pub fn pop_buffer(&mut self) -> Option<Vec<u8>> {
+        self.builder.pop_buffer()
+    }
+
+    /// Finished buffers waiting to be sent.
+    pub fn ready_buffers(&self) -> usize {
+        self.builder.ready_buffers()
+    }
+
+    /// Whether nothing is waiting to be sent.
+    pub fn is_drained(&self) -> bool {
+        self.builder.is_empty()
+    }
+
+    /// Whether [`finish`](Self::finish) was called.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Complete records written (F/V; 0 for U/T).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Octets written.
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+}
+
+/// Counts records and octets of a received file and checks record lengths.
+#[derive(Debug, Clone)]
+pub struct RecordReader {
+    format: FileFormat,
+    max_record_len: u32,
+    records: u64,
+    units: u64,
+    open_len: u64,
+    end_seen: bool,
+    violation: Option<DataError>,
+}
+
+impl RecordReader {
+    /// A reader for a file of `format` with record length `max_record_len`.
+    pub fn new(format: FileFormat, max_record_len: u32) -> Self {
+        RecordReader {
+            format,
+            max_record_len,
+            records: 0,
+            units: 0,
+            open_len: 0,
+            end_seen: false,
+            violation: None,
+        }
+    }
+
+    /// Parses one DATA payload and updates the counts.
+    ///
+    /// Record length problems are recorded (see
+    /// [`record_length_violation`](Self::record_length_violation)), not fatal.
+    pub fn read(&mut self, payload: &[u8]) -> Result<Vec<Piece>, DataError> {
+        let pieces = parse_data_payload(payload)?;
+        for p in &pieces {
+            self.units += p.bytes.len() as u64;
+            self.open_len += p.bytes.len() as u64;
+            self.check(p.end_of_record);
+            if p.end_of_record {
+                if self.format.is_record_oriented() {
+                    self.records += 1;
+                } else {
+                    self.end_seen = true;
+                }
+                self.open_len = 0;
+            }
+        }
+        Ok(pieces)
+    }
+
+    /// The first record-length problem seen (F: a record not exactly
+    /// `max_record_len` long; V: a record longer than it), if any. The session
+    /// reports it; refusing the file (EFNA 05) is the application's decision.
+    pub fn record_length_violation(&self) -> Option<&DataError> {
+        self.violation.as_ref()
+    }
+
+    fn check(&mut self, ended: bool) {
+        if self.violation.is_some() {
+            return;
+        }
+        let max = self.max_record_len;
+        let len = self.open_len;
+        self.violation = match self.format {
+            FileFormat::Fixed | FileFormat::Variable if len > max as u64 => {
+                Some(DataError::RecordTooLong { len, max })
+            }
+            FileFormat::Fixed if ended && len != max as u64 => {
+                Some(DataError::ShortFixedRecord { len, lrecl: max })
+            }
+            _ => None,
+        };
+    }
+
+    /// Complete records received (F/V).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Octets received.
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+
+    /// Octets of the record still open.
+    pub fn open_record_len(&self) -> u64 {
+        self.open_len
+    }
+
+    /// Whether the end-of-file flag of a U/T stream was seen.
+    pub fn end_of_file_seen(&self) -> bool {
+        self.end_seen
+    }
+}
+
+/// Restart position to offer for a partly received file (SFPAACNT / SFIDREST):
+/// complete records for F/V, complete 1 KiB blocks for U/T.
+pub fn restart_units(format: FileFormat, bytes: u64, records: u64) -> u64 {
+    if format.is_record_oriented() {
+        records
+    } else {
+        bytes / RESTART_BLOCK
+    }
+}
+
+/// Byte offset at which a U/T file restarts for a restart position in blocks.
+pub fn restart_byte_offset(position: u64) -> u64 {
+    position.saturating_mul(RESTART_BLOCK)
+}
+
+/// File size in 1 KiB blocks, rounded up (SFIDFSIZ / SFIDOSIZ).
+pub fn size_in_kib(bytes: u64) -> u64 {
+    bytes.div_ceil(RESTART_BLOCK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(data: &[u8], max: usize, compression: bool) -> Vec<u8> {
+        let mut b = BufferBuilder::new(max, compression).unwrap();
+        b.push(data, true);
+        b.flush();
+        let mut out = Vec::new();
+        let mut eor = 0;
+        while let Some(buf) = b.pop_buffer() {
+            assert!(buf.len() <= max, "buffer {} > {}", buf.len(), max);
+            assert_eq!(buf[0], b'D');
+            for p in parse_data_payload(&buf[1..]).unwrap() {
+                out.extend_from_slice(&p.bytes);
+                eor += p.end_of_record as usize;
+            }
+        }
+        assert_eq!(eor, 1);
+        out
+    }
+
+    #[test]
+    fn compression_of_runs() {
+        let mut b = BufferBuilder::new(128, true).unwrap();
+        b.push(b"ABBBBBC", true);
+        b.flush();
+        let buf = b.pop_buffer().unwrap();
+        // 'A' literal, 5 x 'B' compressed, 'C' literal with end of record.
+        assert_eq!(buf, vec![b'D', 0x01, b'A', 0x45, b'B', 0x81, b'C']);
+        assert_eq!(roundtrip(b"ABBBBBC", 128, true), b"ABBBBBC");
+    }
+
+    #[test]
+    fn two_equal_octets_are_not_compressed() {
+        let mut b = BufferBuilder::new(128, true).unwrap();
+        b.push(b"AAB", true);
+        b.flush();
+        assert_eq!(b.pop_buffer().unwrap(), vec![b'D', 0x83, b'A', b'A', b'B']);
+    }
+
+    #[test]
+    fn long_runs_split_at_63() {
+        let data = vec![0u8; 200];
+        let mut b = BufferBuilder::new(128, true).unwrap();
+        b.push(&data, true);
+        b.flush();
+        let buf = b.pop_buffer().unwrap();
+        assert_eq!(
+            buf,
+            vec![b'D', 0x7f, 0, 0x7f, 0, 0x7f, 0, 0x40 | 11 | 0x80, 0]
+        );
+    }
+
+    #[test]
+    fn small_buffers_never_overflow() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
+        for max in [3, 4, 5, 64, 65, 66, 128] {
+            for c in [false, true] {
+                assert_eq!(roundtrip(&data, max, c), data);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_record_and_zero_length_subrecords() {
+        let mut b = BufferBuilder::new(128, false).unwrap();
+        b.push(b"", true);
+        b.push(b"AB", false);
+        b.push(b"", true);
+        b.flush();
+        let buf = b.pop_buffer().unwrap();
+        assert_eq!(buf, vec![b'D', 0x80, 0x82, b'A', b'B']);
+        let pieces = parse_data_payload(&[0x00, 0x02, b'X', b'Y', 0x80]).unwrap();
+        assert_eq!(
+            pieces,
+            vec![Piece {
+                bytes: b"XY".to_vec(),
+                end_of_record: true
+            }]
+        );
+    }
+
+    #[test]
+    fn truncated_payloads_are_errors() {
+        assert!(matches!(
+            parse_data_payload(&[0x05, 1, 2]),
+            Err(DataError::Truncated { count: 5, .. })
+        ));
+        assert!(matches!(
+            parse_data_payload(&[0x45]),
+            Err(DataError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn fixed_records_split_from_a_stream() {
+        let mut w = RecordWriter::new(FileFormat::Fixed, 10, 128, false).unwrap();
+        w.write(&[b'x'; 25], false).unwrap();
+        assert!(matches!(
+            w.finish(),
+            Err(DataError::ShortFixedRecord { len: 5, .. })
+        ));
+        let mut w = RecordWriter::new(FileFormat::Fixed, 10, 128, false).unwrap();
+        w.write(&[b'x'; 30], true).unwrap();
+        w.finish().unwrap();
+        assert_eq!(w.records(), 3);
+        let buf = w.pop_buffer().unwrap();
+        let pieces = parse_data_payload(&buf[1..]).unwrap();
+        assert_eq!(pieces.len(), 3);
+        assert!(
+            pieces
+                .iter()
+                .all(|p| p.bytes.len() == 10 && p.end_of_record)
+        );
+    }
+
+    #[test]
+    fn variable_records_are_bounded() {
+        let mut w = RecordWriter::new(FileFormat::Variable, 4, 128, false).unwrap();
+        w.write(b"abc", true).unwrap();
+        w.write(b"ab", false).unwrap();
+        assert!(matches!(
+            w.write(b"abc", true),
+            Err(DataError::RecordTooLong { len: 5, max: 4 })
+        ));
+    }
+
+    #[test]
+    fn restart_helpers() {
+        assert_eq!(restart_units(FileFormat::Unstructured, 2047, 0), 1);
+        assert_eq!(restart_units(FileFormat::Text, 2048, 0), 2);
+        assert_eq!(restart_units(FileFormat::Fixed, 99999, 7), 7);
+        assert_eq!(restart_byte_offset(3), 3072);
+        assert_eq!(size_in_kib(0), 0);
+        assert_eq!(size_in_kib(1), 1);
+        assert_eq!(size_in_kib(1024), 1);
+        assert_eq!(size_in_kib(1025), 2);
+    }
+}
