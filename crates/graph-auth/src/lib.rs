@@ -1,1 +1,48 @@
-//! Work in progress.
+//! OAuth 2.0 for the Microsoft identity platform: get and keep Graph access tokens.
+//!
+//! Flows ([`Authenticator`]):
+//! - authorization code with PKCE (S256 by default, plain available) through a loopback redirect
+//!   listener on 127.0.0.1, opening the browser and handing the URL to an [`Interaction`]
+//!   ([`Authenticator::authorize_interactive`]);
+//! - the seed's web profile: build the authorization URL, accept the code later
+//!   ([`Authenticator::web_authorization`], [`Authenticator::complete_web_authorization`]);
+//! - client credentials with a client secret ([`Authenticator::client_credentials`]);
+//! - resource owner password, ROPC ([`Authenticator::password`]);
+//! - implicit, insecure, with a relay page for the URL fragment ([`Authenticator::authorize_implicit`]);
+//! - device code ([`Authenticator::device_code`]);
+//! - refresh ([`Authenticator::refresh`]).
+//!
+//! Keeping tokens: [`TokenProvider`] is what a Graph client uses; [`CachedTokenProvider`] renews
+//! before expiry and after a 401 and rotates the refresh token in a [`TokenCache`] file (atomic
+//! writes, mode 0600); [`StaticToken`] wraps a ready `Bearer` token.
+//!
+//! Secrets (client secret, passwords, tokens) are [`Secret`]s: redacted in `Debug`, never logged.
+//!
+//! Choice: the endpoints are called with `reqwest` form posts rather than the `oauth2` crate; see
+//! the [`flows`] module documentation for why.
+//!
+//! What this crate does not do: certificate client assertions, on-behalf-of, managed identities,
+//! multi-account caches, or a TLS loopback listener.
+
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod flows;
+pub mod interaction;
+mod loopback;
+pub mod pkce;
+pub mod provider;
+pub mod secret;
+pub mod token;
+
+pub use cache::TokenCache;
+pub use config::AuthConfig;
+pub use error::{AuthError, Grant, PlatformError};
+pub use flows::{Authenticator, WebAuthorization};
+pub use interaction::{DeviceCodePrompt, Interaction, StderrInteraction};
+pub use pkce::{PkceMethod, PkceVerifier};
+pub use provider::{CachedTokenProvider, StaticToken, TokenFuture, TokenProvider};
+pub use secret::Secret;
+pub use token::{AccessToken, Token};

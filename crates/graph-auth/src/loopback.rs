@@ -1,0 +1,358 @@
+//! The loopback redirect listener of interactive logins (RFC 8252 section 7.3).
+//!
+//! An axum server on 127.0.0.1 (ephemeral or configured port) waits for the browser to come back
+//! from the authorization endpoint. It checks `state`, shows a success or error page, and hands
+//! the parameters to the waiting flow exactly once; the wait is bounded.
+//!
+//! For the implicit grant the token arrives in the URL fragment, which browsers never send to a
+//! server: `GET /` then serves a small page whose script posts the fragment to `POST /fragment`
+//! (and removes it from the address bar), where it is checked like a query redirect.
+//!
+//! What it does not do: TLS (the seed's `OAuthWebServerSSLEnabled`); loopback redirects over plain
+//! HTTP are what the platform expects for native apps. It does not listen on IPv6.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::oneshot;
+use url::Url;
+
+use crate::error::AuthError;
+
+/// Where the grant's answer is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResponseMode {
+    /// `?code=...&state=...` (authorization code).
+    Query,
+    /// `#access_token=...&state=...` (implicit), relayed by the page's script.
+    Fragment,
+}
+
+/// Pages shown in the browser.
+#[derive(Debug, Clone)]
+pub(crate) struct Pages {
+    pub(crate) success: Option<String>,
+    pub(crate) failure: Option<String>,
+}
+
+type Outcome = Result<HashMap<String, String>, AuthError>;
+
+struct Shared {
+    expected_state: String,
+    mode: ResponseMode,
+    pages: Pages,
+    sender: Mutex<Option<oneshot::Sender<Outcome>>>,
+}
+
+/// A running listener; dropping it stops the server.
+pub(crate) struct Loopback {
+    redirect_uri: Url,
+    receiver: oneshot::Receiver<Outcome>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Loopback {
+    /// Binds 127.0.0.1:`port` and starts serving. The redirect URI uses `host` (e.g. `localhost`).
+    pub(crate) async fn start(
+        host: &str,
+        port: u16,
+        expected_state: String,
+        mode: ResponseMode,
+        pages: Pages,
+    ) -> Result<Self, AuthError> {
+        let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|source| AuthError::Listener {
+                addr: bind.to_string(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| AuthError::Listener {
+                addr: bind.to_string(),
+                source,
+            })?;
+        let redirect_uri =
+            Url::parse(&format!("http://{host}:{}/", local.port())).map_err(|e| {
+                AuthError::Config(format!(
+                    "the redirect host \"{host}\" does not form a valid URL: {e}"
+                ))
+            })?;
+        let (sender, receiver) = oneshot::channel();
+        let shared = Arc::new(Shared {
+            expected_state,
+            mode,
+            pages,
+            sender: Mutex::new(Some(sender)),
+        });
+        let app = Router::new()
+            .route("/", get(on_redirect))
+            .route("/fragment", post(on_fragment))
+            .with_state(shared);
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = shutdown_rx.await;
+            });
+            if let Err(error) = serve.await {
+                tracing::warn!(%error, "sign-in redirect listener stopped with an error");
+            }
+        });
+        tracing::debug!(%redirect_uri, "sign-in redirect listener started");
+        Ok(Self {
+            redirect_uri,
+            receiver,
+            shutdown: Some(shutdown),
+            server,
+        })
+    }
+
+    /// The `redirect_uri` to send to the authorization endpoint.
+    pub(crate) fn redirect_uri(&self) -> &Url {
+        &self.redirect_uri
+    }
+
+    /// Waits up to `timeout` for the redirect; returns its checked parameters.
+    pub(crate) async fn wait(mut self, timeout: Duration) -> Outcome {
+        let outcome = match tokio::time::timeout(timeout, &mut self.receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            // The sender lives in the server state, which is alive while we are.
+            Ok(Err(_)) => Err(AuthError::BrowserTimeout { waited: timeout }),
+            Err(_) => Err(AuthError::BrowserTimeout { waited: timeout }),
+        };
+        self.stop().await;
+        outcome
+    }
+
+    /// Stops the server, letting the page of the answering request finish (bounded).
+    async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        // A browser may keep an idle connection open; graceful shutdown closes idle ones, and
+        // the bound keeps a stuck client from holding the login.
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.server)
+            .await
+            .is_err()
+        {
+            self.server.abort();
+        }
+    }
+}
+
+impl Drop for Loopback {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn on_redirect(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let params = parse_params(query.as_deref().unwrap_or(""));
+    let is_answer = ["code", "error", "state", "access_token"]
+        .iter()
+        .any(|k| params.contains_key(*k));
+    if !is_answer {
+        return match shared.mode {
+            ResponseMode::Fragment => html(StatusCode::OK, FRAGMENT_RELAY_PAGE.to_owned()),
+            ResponseMode::Query => html(
+                StatusCode::NOT_FOUND,
+                page(
+                    "Not a sign-in answer",
+                    "This address only receives sign-in redirects.",
+                ),
+            ),
+        };
+    }
+    settle(&shared, params)
+}
+
+async fn on_fragment(State(shared): State<Arc<Shared>>, body: String) -> Response {
+    if shared.mode != ResponseMode::Fragment {
+        return html(
+            StatusCode::NOT_FOUND,
+            page("Not found", "Nothing to see here."),
+        );
+    }
+    settle(&shared, parse_params(&body))
+}
+
+/// Checks an answer, reports it to the flow (first answer only) and picks the page.
+fn settle(shared: &Shared, params: HashMap<String, String>) -> Response {
+    let sender = match shared.sender.lock() {
+        Ok(mut slot) => slot.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    let Some(sender) = sender else {
+        return html(
+            StatusCode::CONFLICT,
+            page(
+                "Sign-in already finished",
+                "This sign-in attempt has already received an answer. You can close this window.",
+            ),
+        );
+    };
+    let outcome = check(shared, params);
+    let response = match &outcome {
+        Ok(_) => html(
+            StatusCode::OK,
+            shared.pages.success.clone().unwrap_or_else(|| {
+                page(
+                    "Signed in",
+                    "Sign-in is complete. You can close this window and return to the application.",
+                )
+            }),
+        ),
+        Err(error) => html(
+            StatusCode::BAD_REQUEST,
+            shared
+                .pages
+                .failure
+                .clone()
+                .unwrap_or_else(|| page("Sign-in failed", &error.to_string())),
+        ),
+    };
+    // The flow may have given up (timeout) and dropped the receiver; the page is still right.
+    let _ = sender.send(outcome);
+    response
+}
+
+fn check(shared: &Shared, params: HashMap<String, String>) -> Outcome {
+    // State first: an answer for another attempt must not even be interpreted as an error.
+    let state_ok = params
+        .get("state")
+        .is_some_and(|s| constant_time_eq(s.as_bytes(), shared.expected_state.as_bytes()));
+    if !state_ok {
+        return Err(AuthError::StateMismatch);
+    }
+    if let Some(error) = params.get("error") {
+        return Err(AuthError::AuthorizationDenied {
+            error: error.clone(),
+            description: params
+                .get("error_description")
+                .map(|d| d.lines().next().unwrap_or("").to_owned())
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| "no description given".to_owned()),
+        });
+    }
+    let wanted = match shared.mode {
+        ResponseMode::Query => "code",
+        ResponseMode::Fragment => "access_token",
+    };
+    if params.get(wanted).is_none_or(|v| v.is_empty()) {
+        return Err(AuthError::InvalidResponse {
+            url: "the sign-in redirect".to_owned(),
+            detail: format!("the redirect carries no {wanted}"),
+        });
+    }
+    Ok(params)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub(crate) fn parse_params(text: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(text.trim_start_matches(['?', '#']).as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn page(title: &str, message: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body style=\"font-family:sans-serif;margin:3em\"><h1>{t}</h1><p>{m}</p></body></html>",
+        t = escape_html(title),
+        m = escape_html(message)
+    )
+}
+
+pub(crate) fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Served at `GET /` for the implicit grant: posts the fragment back, then shows the answer.
+pub(crate) const FRAGMENT_RELAY_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Completing sign-in</title></head>
+<body style="font-family:sans-serif;margin:3em">
+<h1>Completing sign-in&hellip;</h1>
+<noscript><p>JavaScript is needed to finish this sign-in method.</p></noscript>
+<script>
+(function () {
+  var fragment = window.location.hash.substring(1);
+  // Drop the token from the address bar and history before anything else.
+  history.replaceState(null, "", window.location.pathname);
+  fetch("/fragment", {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: fragment
+  }).then(function (r) { return r.text(); })
+    .then(function (t) { document.open(); document.write(t); document.close(); })
+    .catch(function (e) { document.body.textContent = "Could not complete sign-in: " + e; });
+})();
+</script>
+</body></html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape_html("<script>\"a\" & 'b'</script>"),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn parses_query_and_fragment_text() {
+        let p = parse_params("#access_token=a%2Bb&state=s+t&expires_in=3600");
+        assert_eq!(p.get("access_token").map(String::as_str), Some("a+b"));
+        assert_eq!(p.get("state").map(String::as_str), Some("s t"));
+        assert_eq!(
+            parse_params("?code=x").get("code").map(String::as_str),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
