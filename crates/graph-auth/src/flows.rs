@@ -412,21 +412,9 @@ impl Authenticator {
             ];
             match self.token_attempt(Grant::DeviceCode, form, false).await? {
                 Ok(token) => return Ok(token),
-                Err(error) => match error.error.as_str() {
-                    "authorization_pending" => {}
-                    "slow_down" => interval += SLOW_DOWN_STEP,
-                    "authorization_declined" | "access_denied" => {
-                        return Err(AuthError::DeviceCodeDeclined);
-                    }
-                    "expired_token" => return Err(AuthError::DeviceCodeExpired { valid_for }),
-                    "bad_verification_code" => return Err(AuthError::BadVerificationCode),
-                    _ => {
-                        return Err(AuthError::Rejected {
-                            grant: Grant::DeviceCode,
-                            hint: hint_for(Grant::DeviceCode, &error),
-                            error,
-                        });
-                    }
+                Err(error) => match next_poll(error, interval, valid_for) {
+                    Poll::Wait(next) => interval = next,
+                    Poll::Fail(error) => return Err(error),
                 },
             }
         }
@@ -525,6 +513,32 @@ impl Authenticator {
     }
 }
 
+/// What to do after a device code poll was refused.
+#[derive(Debug)]
+enum Poll {
+    /// Poll again after this interval.
+    Wait(Duration),
+    /// Stop with this error.
+    Fail(AuthError),
+}
+
+/// Maps a refused device code poll (RFC 8628 section 3.5 plus the platform's
+/// `authorization_declined`) to the next step.
+fn next_poll(error: PlatformError, interval: Duration, valid_for: Duration) -> Poll {
+    match error.error.as_str() {
+        "authorization_pending" => Poll::Wait(interval),
+        "slow_down" => Poll::Wait(interval + SLOW_DOWN_STEP),
+        "authorization_declined" | "access_denied" => Poll::Fail(AuthError::DeviceCodeDeclined),
+        "expired_token" => Poll::Fail(AuthError::DeviceCodeExpired { valid_for }),
+        "bad_verification_code" => Poll::Fail(AuthError::BadVerificationCode),
+        _ => Poll::Fail(AuthError::Rejected {
+            grant: Grant::DeviceCode,
+            hint: hint_for(Grant::DeviceCode, &error),
+            error,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,6 +621,45 @@ mod tests {
             request.code_from_redirect("not a url"),
             Err(AuthError::InvalidRedirect(_))
         ));
+    }
+
+    #[test]
+    fn device_poll_decisions() {
+        let refused = |code: &str| PlatformError {
+            error: code.to_owned(),
+            description: format!("AADSTS70016: {code}"),
+            codes: vec![70016],
+        };
+        let second = Duration::from_secs(1);
+        let life = Duration::from_secs(900);
+        assert!(
+            matches!(next_poll(refused("authorization_pending"), second, life), Poll::Wait(d) if d == second)
+        );
+        assert!(
+            matches!(next_poll(refused("slow_down"), second, life), Poll::Wait(d) if d == Duration::from_secs(6))
+        );
+        assert!(matches!(
+            next_poll(refused("authorization_declined"), second, life),
+            Poll::Fail(AuthError::DeviceCodeDeclined)
+        ));
+        assert!(
+            matches!(next_poll(refused("expired_token"), second, life), Poll::Fail(AuthError::DeviceCodeExpired { valid_for }) if valid_for == life)
+        );
+        assert!(matches!(
+            next_poll(refused("bad_verification_code"), second, life),
+            Poll::Fail(AuthError::BadVerificationCode)
+        ));
+        match next_poll(refused("invalid_client"), second, life) {
+            Poll::Fail(err @ AuthError::Rejected { .. }) => {
+                assert!(err.to_string().contains("invalid_client"), "{err}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let expired = AuthError::DeviceCodeExpired { valid_for: life };
+        assert!(
+            expired.to_string().contains("within 15 minutes"),
+            "{expired}"
+        );
     }
 
     #[tokio::test]

@@ -349,6 +349,154 @@ mod tests {
         );
     }
 
+    fn pages() -> Pages {
+        Pages {
+            success: None,
+            failure: None,
+        }
+    }
+
+    async fn start(mode: ResponseMode) -> Loopback {
+        Loopback::start("127.0.0.1", 0, "expected-state".to_owned(), mode, pages())
+            .await
+            .expect("listener starts")
+    }
+
+    #[tokio::test]
+    async fn code_redirect_is_accepted_once() {
+        let loopback = start(ResponseMode::Query).await;
+        let base = loopback.redirect_uri().clone();
+        assert_eq!(base.host_str(), Some("127.0.0.1"));
+        let http = reqwest::Client::new();
+        let browser = async {
+            let stray = http
+                .get(base.join("/").expect("url"))
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(
+                stray.status(),
+                404,
+                "a visit without an answer is not taken"
+            );
+            let first = http
+                .get(format!("{base}?code=the-code&state=expected-state"))
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(first.status(), 200);
+            assert!(
+                first
+                    .text()
+                    .await
+                    .expect("body")
+                    .contains("Sign-in is complete")
+            );
+        };
+        let (outcome, ()) = tokio::join!(loopback.wait(Duration::from_secs(10)), browser);
+        let params = outcome.expect("code accepted");
+        assert_eq!(params.get("code").map(String::as_str), Some("the-code"));
+    }
+
+    #[tokio::test]
+    async fn wrong_state_gets_an_error_page_and_error() {
+        let loopback = start(ResponseMode::Query).await;
+        let url = format!("{}?code=c&state=forged", loopback.redirect_uri());
+        let browser = async {
+            let page = reqwest::get(url).await.expect("get");
+            assert_eq!(page.status(), 400);
+            let text = page.text().await.expect("body");
+            assert!(text.contains("state mismatch"), "{text}");
+        };
+        let (outcome, ()) = tokio::join!(loopback.wait(Duration::from_secs(10)), browser);
+        assert!(matches!(outcome, Err(AuthError::StateMismatch)));
+    }
+
+    #[tokio::test]
+    async fn denial_is_reported_with_escaped_description() {
+        let loopback = start(ResponseMode::Query).await;
+        let url = format!(
+            "{}?error=access_denied&error_description=%3Cb%3Eno%3C%2Fb%3E&state=expected-state",
+            loopback.redirect_uri()
+        );
+        let browser = async {
+            let text = reqwest::get(url)
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("body");
+            assert!(text.contains("&lt;b&gt;no&lt;/b&gt;"), "{text}");
+            assert!(!text.contains("<b>no</b>"));
+        };
+        let (outcome, ()) = tokio::join!(loopback.wait(Duration::from_secs(10)), browser);
+        match outcome {
+            Err(AuthError::AuthorizationDenied { error, description }) => {
+                assert_eq!(error, "access_denied");
+                assert_eq!(description, "<b>no</b>");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn wait_is_bounded() {
+        let loopback = start(ResponseMode::Query).await;
+        let started = std::time::Instant::now();
+        let outcome = loopback.wait(Duration::from_millis(50)).await;
+        assert!(matches!(outcome, Err(AuthError::BrowserTimeout { .. })));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn fragment_mode_serves_relay_page_and_takes_the_post() {
+        let loopback = start(ResponseMode::Fragment).await;
+        let base = loopback.redirect_uri().clone();
+        let http = reqwest::Client::new();
+        let browser = async {
+            let page = http.get(base.clone()).send().await.expect("get");
+            assert_eq!(page.status(), 200);
+            assert!(
+                page.text()
+                    .await
+                    .expect("body")
+                    .contains("fetch(\"/fragment\"")
+            );
+            let posted = http
+                .post(base.join("/fragment").expect("url"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("access_token=tok&token_type=Bearer&expires_in=3600&state=expected-state")
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(posted.status(), 200);
+        };
+        let (outcome, ()) = tokio::join!(loopback.wait(Duration::from_secs(10)), browser);
+        let params = outcome.expect("token relayed");
+        assert_eq!(params.get("access_token").map(String::as_str), Some("tok"));
+    }
+
+    #[tokio::test]
+    async fn busy_port_is_a_clear_error() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let result = Loopback::start(
+            "localhost",
+            port,
+            "s".to_owned(),
+            ResponseMode::Query,
+            pages(),
+        )
+        .await;
+        let err = result.err().expect("port in use");
+        assert!(
+            err.to_string().contains("choose another redirect port"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn constant_time_compare() {
         assert!(constant_time_eq(b"abc", b"abc"));
