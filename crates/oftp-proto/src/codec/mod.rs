@@ -100,6 +100,57 @@ pub struct Sfid {
     pub description: String,
 }
 
+impl Sfid {
+    /// A start-file command for an unsecured, uncompressed file with no
+    /// restart; adjust the public fields for anything else.
+    pub fn new(
+        dsn: impl Into<String>,
+        date_time: VirtualFileTime,
+        originator: impl Into<String>,
+        destination: impl Into<String>,
+        format: FileFormat,
+        max_record_len: u32,
+    ) -> Self {
+        Sfid {
+            dsn: dsn.into(),
+            date_time,
+            user_data: String::new(),
+            destination: destination.into(),
+            originator: originator.into(),
+            format,
+            max_record_len,
+            file_size: 0,
+            original_file_size: 0,
+            restart_position: 0,
+            security: SecurityLevel::NONE,
+            cipher_suite: CipherSuite::NONE,
+            compression: FileCompression::NONE,
+            envelope: FileEnvelope::NONE,
+            signed_eerp: false,
+            description: String::new(),
+        }
+    }
+
+    /// Whether the file was signed, encrypted, compressed or enveloped before
+    /// transmission.
+    pub fn has_file_services(&self) -> bool {
+        self.security != SecurityLevel::NONE
+            || self.compression != FileCompression::NONE
+            || self.envelope != FileEnvelope::NONE
+    }
+
+    /// The format the data travels in: a file with file services applied has
+    /// lost its record structure and travels (and restarts) as U (RFC 5024
+    /// 5.3.3 SFIDFMT and SFIDREST); otherwise the declared format.
+    pub fn transmitted_format(&self) -> FileFormat {
+        if self.has_file_services() {
+            FileFormat::Unstructured
+        } else {
+            self.format
+        }
+    }
+}
+
 /// SFPA: Start File Positive Answer (`2`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sfpa {

@@ -1,0 +1,1246 @@
+//! ODETTE-FTP session state machine for initiator and responder (sans-IO).
+//!
+//! One [`Session`] per connection, driven like quinn-proto: feed transport
+//! bytes with [`Session::handle_input`], tell it about the clock with
+//! [`Session::handle_timeout`], and take [`Session::poll_transmit`] bytes (STH
+//! framed, ready to write), [`Session::poll_event`] events and
+//! [`Session::poll_timeout`] deadlines. Decisions (accept a caller, a file,
+//! confirm a file after it is durable) are made by the application through
+//! methods named in the events; until then the session waits.
+//!
+//! The state machine follows RFC 5024 section 9 (and RFC 2204 section 8 for
+//! the 1.x levels):
+//! * start: SSRM, SSID both ways, negotiation (lower level and buffer size,
+//!   responder credit at most the initiator's else ESID 02, compression and
+//!   restart only if both, S/S or R/R -> ESID 10, auth mismatch -> ESID 12);
+//!   an optional secure-authentication phase (SECD/AUCH/AURP) follows as its
+//!   own states, with the CMS work left to the application;
+//! * turns: the initiator speaks first; only the speaker sends SFID, EERP,
+//!   NERP, CD and a normal ESID; EFPA with CD=Y makes the speaker send CD at
+//!   once; a normal ESID (00) is only allowed right after an unsolicited CD,
+//!   and the speaker may not hand the turn straight back then (3.3.4.2, 3.4.1);
+//! * credit: SFPA grants a full window, each DATA costs one, CDT only at zero
+//!   and restores the window; DATA beyond credit or CDT with credit left ->
+//!   ESID 02; the listener restores its window when its CDT leaves through
+//!   [`Session::poll_transmit`], so DATA that was already in flight before the
+//!   CDT was sent is recognised as a violation; EFID only with credit left
+//!   (9.11 note 1);
+//! * after EERP/NERP the speaker waits for RTR; received EERP/NERP are answered
+//!   with RTR automatically;
+//! * every malformed, oversized or out-of-turn buffer ends the session with the
+//!   matching ESID reason, then [`Event::SessionEnded`].
+//!
+//! It does not do I/O, read clocks, store files, check passwords or
+//! certificates, or perform CMS operations: those belong to the runtime and to
+//! the security crate.
+
+mod config;
+
+pub use config::{
+    Capabilities, DEFAULT_INACTIVITY_TIMEOUT, EndResponse, Event, InitiatorConfig, Negotiated,
+    OutgoingFile, ResponderConfig, ResponderParams, UsageError,
+};
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::codec::{
+    Auch, Aurp, Cd, Cdt, Command, Efid, Efna, EfnaReason, Efpa, Esid, EsidReason, ProtocolLevel,
+    Rtr, Secd, Sfid, Sfna, SfnaReason, Sfpa, Ssid, Ssrm,
+};
+use crate::data::{RecordReader, RecordWriter};
+use crate::sth;
+
+/// Which end of the connection this session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// We opened the connection and speak first.
+    Initiator,
+    /// We accepted the connection and send SSRM first.
+    Responder,
+}
+
+/// A file being sent (Speaker, OPO/OPOWFC).
+#[derive(Debug)]
+struct Outgoing {
+    writer: RecordWriter,
+    credit: u16,
+    /// EFID waiting for the last buffers and for credit.
+    finishing: Option<Efid>,
+}
+
+/// A file being received (Listener, OPI).
+#[derive(Debug)]
+struct Incoming {
+    reader: RecordReader,
+    credit: u16,
+    restart_position: u64,
+}
+
+/// Steps of the secure authentication phase (RFC 5024 4.2.3, 9.8).
+#[derive(Debug)]
+enum AuthStep {
+    /// We sent SECD and wait for the peer's AUCH.
+    AwaitAuch,
+    /// The application decrypts the peer's challenge.
+    Answering,
+    /// We answered and wait for the peer's SECD.
+    AwaitSecd,
+    /// The application builds our challenge.
+    Challenging,
+    /// We sent AUCH and wait for AURP matching `expected`.
+    AwaitAurp { expected: [u8; 20] },
+}
+
+#[derive(Debug)]
+enum State {
+    /// Initiator waits for SSRM (I_WF_RM).
+    AwaitSsrm,
+    /// Initiator sent SSID (I_WF_SSID).
+    AwaitSsid,
+    /// Responder sent SSRM (A_NC_ONLY).
+    AwaitPeerSsid,
+    /// Responder waits for the application (A_WF_CONRS).
+    AwaitAcceptDecision { peer: Box<Ssid> },
+    /// Secure authentication phase.
+    Auth(AuthStep),
+    /// IDLESP / IDLESPCD.
+    SpeakerIdle { after_unsolicited_cd: bool },
+    /// OPOP.
+    AwaitSfpa { sfid: Box<Sfid> },
+    /// OPO / OPOWFC.
+    Sending(Box<Outgoing>),
+    /// CLOP.
+    AwaitEfpa,
+    /// WF_RTR.
+    AwaitRtr,
+    /// IDLELI / IDLELICD.
+    ListenerIdle { sent_cd: bool },
+    /// OPIP.
+    FileOffered { sfid: Box<Sfid> },
+    /// OPI.
+    Receiving(Box<Incoming>),
+    /// CLIP.
+    AwaitConfirmDecision,
+    /// WF_CD.
+    AwaitCd,
+    /// ESID sent or received, or transport gone.
+    Closed,
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::AwaitSsrm => "waiting for SSRM",
+            State::AwaitSsid => "waiting for the responder's SSID",
+            State::AwaitPeerSsid => "waiting for the initiator's SSID",
+            State::AwaitAcceptDecision { .. } => "waiting for accept_session/reject_session",
+            State::Auth(AuthStep::AwaitAuch) => "authenticating: waiting for AUCH",
+            State::Auth(AuthStep::Answering) => "authenticating: waiting for answer_challenge",
+            State::Auth(AuthStep::AwaitSecd) => "authenticating: waiting for SECD",
+            State::Auth(AuthStep::Challenging) => "authenticating: waiting for send_challenge",
+            State::Auth(AuthStep::AwaitAurp { .. }) => "authenticating: waiting for AURP",
+            State::SpeakerIdle {
+                after_unsolicited_cd: false,
+            } => "speaker, idle",
+            State::SpeakerIdle {
+                after_unsolicited_cd: true,
+            } => "speaker, idle after the peer's CD",
+            State::AwaitSfpa { .. } => "waiting for SFPA/SFNA",
+            State::Sending(o) if o.credit == 0 => "sending a file, waiting for credit",
+            State::Sending(_) => "sending a file",
+            State::AwaitEfpa => "waiting for EFPA/EFNA",
+            State::AwaitRtr => "waiting for RTR",
+            State::ListenerIdle { sent_cd: false } => "listener, idle",
+            State::ListenerIdle { sent_cd: true } => "listener, idle after our CD",
+            State::FileOffered { .. } => "waiting for accept_file/reject_file",
+            State::Receiving(_) => "receiving a file",
+            State::AwaitConfirmDecision => "waiting for confirm_file/refuse_file",
+            State::AwaitCd => "waiting for CD",
+            State::Closed => "closed",
+        }
+    }
+
+    /// Whether the peer must act next (the inactivity timer runs), as opposed
+    /// to the local application.
+    fn waits_for_peer(&self) -> bool {
+        match self {
+            State::AwaitSsrm
+            | State::AwaitSsid
+            | State::AwaitPeerSsid
+            | State::AwaitSfpa { .. }
+            | State::AwaitEfpa
+            | State::AwaitRtr
+            | State::ListenerIdle { .. }
+            | State::Receiving(_)
+            | State::AwaitCd => true,
+            State::Auth(step) => matches!(
+                step,
+                AuthStep::AwaitAuch | AuthStep::AwaitSecd | AuthStep::AwaitAurp { .. }
+            ),
+            State::Sending(o) => o.credit == 0,
+            State::AwaitAcceptDecision { .. }
+            | State::SpeakerIdle { .. }
+            | State::FileOffered { .. }
+            | State::AwaitConfirmDecision
+            | State::Closed => false,
+        }
+    }
+}
+
+/// One ODETTE-FTP session (one connection), initiator or responder.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    state: State,
+    /// Level used to encode and decode (negotiated once SSIDs are exchanged).
+    level: ProtocolLevel,
+    initiator: Option<InitiatorConfig>,
+    negotiated: Option<Negotiated>,
+    inactivity_timeout: Duration,
+    now: Instant,
+    deadline: Option<Instant>,
+    input: Vec<u8>,
+    transmit: Vec<u8>,
+    /// The queued transmit bytes contain a CDT: restore the listener's window
+    /// when they are handed out.
+    transmit_grants_credit: bool,
+    events: VecDeque<Event>,
+    /// ESID sent or received (the state may be `Closed` only transiently
+    /// while a transition is computed, so this is the authority).
+    ended: bool,
+}
+
+impl Session {
+    /// A session that called the peer. It waits for the peer's SSRM.
+    pub fn initiator(config: InitiatorConfig, now: Instant) -> Result<Session, UsageError> {
+        config.capabilities.validate()?;
+        // Refuse an SSID we could not encode now rather than after connecting.
+        Command::Ssid(initiator_ssid(&config)).to_bytes(config.capabilities.max_level)?;
+        let mut s = Session::new(Role::Initiator, config.inactivity_timeout, now);
+        s.level = config.capabilities.max_level;
+        s.initiator = Some(config);
+        s.state = State::AwaitSsrm;
+        s.arm_timer();
+        Ok(s)
+    }
+
+    /// A session for an accepted connection. It queues SSRM and waits for the
+    /// caller's SSID.
+    pub fn responder(config: ResponderConfig, now: Instant) -> Session {
+        let mut s = Session::new(Role::Responder, config.inactivity_timeout, now);
+        s.state = State::AwaitPeerSsid;
+        s.send(Command::Ssrm(Ssrm));
+        s.arm_timer();
+        s
+    }
+
+    fn new(role: Role, inactivity_timeout: Duration, now: Instant) -> Session {
+        Session {
+            role,
+            state: State::Closed,
+            level: ProtocolLevel::V2_0,
+            initiator: None,
+            negotiated: None,
+            inactivity_timeout,
+            now,
+            deadline: None,
+            input: Vec::new(),
+            transmit: Vec::new(),
+            transmit_grants_credit: false,
+            events: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    // ----- output -----
+
+    /// Bytes to write to the transport (whole STH frames), if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        if self.transmit.is_empty() {
+            return None;
+        }
+        if std::mem::take(&mut self.transmit_grants_credit) {
+            // The CDT leaves now: from here on the speaker may send a new window.
+            if let (State::Receiving(inc), Some(n)) = (&mut self.state, &self.negotiated) {
+                inc.credit = n.credit;
+            }
+        }
+        Some(std::mem::take(&mut self.transmit))
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether the session is over (input is ignored). Drain
+    /// [`poll_transmit`](Self::poll_transmit) before closing the transport.
+    pub fn is_closed(&self) -> bool {
+        self.ended
+    }
+
+    /// Which end this session is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The agreed parameters, once the SSIDs are exchanged.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// The protocol level used for encoding and decoding.
+    pub fn level(&self) -> ProtocolLevel {
+        self.level
+    }
+
+    /// A short description of the current state (for logs and errors).
+    pub fn state_name(&self) -> &'static str {
+        self.state.name()
+    }
+
+    /// Whether we hold the speaker role (initiator after the SSID exchange,
+    /// and whoever received the last CD).
+    pub fn is_speaker(&self) -> bool {
+        matches!(
+            self.state,
+            State::SpeakerIdle { .. }
+                | State::AwaitSfpa { .. }
+                | State::Sending(_)
+                | State::AwaitEfpa
+                | State::AwaitRtr
+        )
+    }
+
+    /// Whether [`write_data`](Self::write_data) should be called now: a file
+    /// is open for sending, it is not finished, credit is left and no built
+    /// buffer waits for credit. Keeps memory to about one buffer.
+    pub fn can_accept_data(&self) -> bool {
+        match &self.state {
+            State::Sending(o) => {
+                o.finishing.is_none() && o.credit > 0 && o.writer.ready_buffers() == 0
+            }
+            _ => false,
+        }
+    }
+
+    // ----- input -----
+
+    /// Feeds bytes read from the transport. Partial frames are kept until the
+    /// rest arrives.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        self.now = self.now.max(now);
+        if self.is_closed() {
+            return;
+        }
+        self.input.extend_from_slice(bytes);
+        let mut consumed = 0;
+        while !self.is_closed() {
+            match sth::decode_frame(&self.input[consumed..]) {
+                Ok(None) => break,
+                Ok(Some((range, used))) => {
+                    let start = consumed + range.start;
+                    let end = consumed + range.end;
+                    consumed += used;
+                    let buf = self.input[start..end].to_vec();
+                    self.handle_buffer(&buf);
+                }
+                Err(e) => {
+                    let reason = e.esid_reason();
+                    self.abort(reason, &e.to_string());
+                    break;
+                }
+            }
+        }
+        if self.is_closed() {
+            self.input = Vec::new();
+        } else {
+            self.input.drain(..consumed);
+        }
+    }
+
+    /// Tells the session the time; ends it with ESID 09 if the peer has been
+    /// silent past the inactivity timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if let Some(d) = self.deadline
+            && now >= d
+            && !self.is_closed()
+        {
+            let secs = self.inactivity_timeout.as_secs();
+            self.abort(
+                EsidReason::TIME_OUT,
+                &format!("no answer from the partner within {secs} s"),
+            );
+        }
+    }
+
+    /// The transport closed. Reports [`Event::SessionEnded`] unless the
+    /// session had already ended.
+    pub fn handle_transport_closed(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.is_closed() {
+            return;
+        }
+        tracing::warn!(
+            state = self.state.name(),
+            "transport closed without End Session"
+        );
+        self.close(
+            EsidReason::UNSPECIFIED,
+            "connection closed by the partner without End Session",
+            true,
+        );
+    }
+
+    fn handle_buffer(&mut self, buf: &[u8]) {
+        let cmd = match Command::decode(buf, self.level) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable exchange buffer");
+                self.abort(e.esid_reason(), &e.to_string());
+                return;
+            }
+        };
+        if !matches!(cmd, Command::Data(_)) {
+            tracing::debug!(command = cmd.name(), "received");
+            self.events.push_back(Event::CommandReceived {
+                name: cmd.name(),
+                summary: cmd.summary(),
+            });
+        }
+        if let Command::Esid(esid) = cmd {
+            // Either side may end the session at any time (RFC 5024 3.4.2).
+            self.close(esid.reason, &esid.text, true);
+            return;
+        }
+        self.arm_timer();
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        self.state = self.on_command(state, cmd);
+        self.arm_timer();
+    }
+
+    /// The transition function for peer commands. Returns the next state; on
+    /// a violation it aborts (queues ESID) and returns `Closed`.
+    fn on_command(&mut self, state: State, cmd: Command) -> State {
+        match (state, cmd) {
+            (State::AwaitSsrm, Command::Ssrm(_)) => {
+                let Some(cfg) = self.initiator.as_ref() else {
+                    return self.violation("SSRM", "initiator configuration missing");
+                };
+                let ssid = initiator_ssid(cfg);
+                self.send(Command::Ssid(ssid));
+                State::AwaitSsid
+            }
+            (State::AwaitSsid, Command::Ssid(peer)) => self.on_responder_ssid(peer),
+            (State::AwaitPeerSsid, Command::Ssid(peer)) => {
+                self.level = ProtocolLevel(peer.level.0.min(ProtocolLevel::V2_0.0));
+                self.events
+                    .push_back(Event::SsidReceived { peer: peer.clone() });
+                State::AwaitAcceptDecision {
+                    peer: Box::new(peer),
+                }
+            }
+
+            // --- secure authentication ---
+            (State::Auth(AuthStep::AwaitAuch), Command::Auch(a)) => {
+                self.events.push_back(Event::AuthChallengeReceived {
+                    challenge: a.challenge,
+                });
+                State::Auth(AuthStep::Answering)
+            }
+            (State::Auth(AuthStep::AwaitSecd), Command::Secd(_)) => {
+                self.events.push_back(Event::AuthChallengeRequested);
+                State::Auth(AuthStep::Challenging)
+            }
+            (State::Auth(AuthStep::AwaitAurp { expected }), Command::Aurp(a)) => {
+                if !constant_time_eq(&a.response, &expected) {
+                    self.abort(
+                        EsidReason::INVALID_CHALLENGE_RESPONSE,
+                        "authentication response does not match the challenge",
+                    );
+                    return State::Closed;
+                }
+                match self.role {
+                    // Both directions done: the initiator speaks first.
+                    Role::Initiator => self.authenticated(),
+                    // Our check of the initiator passed: now prove ourselves.
+                    Role::Responder => {
+                        self.send(Command::Secd(Secd));
+                        State::Auth(AuthStep::AwaitAuch)
+                    }
+                }
+            }
+
+            // --- speaker ---
+            (State::AwaitSfpa { sfid }, Command::Sfpa(Sfpa { answer_count })) => {
+                if answer_count > sfid.restart_position {
+                    return self.violation(
+                        "SFPA",
+                        &format!(
+                            "answer count {answer_count} is above the restart position {} asked for",
+                            sfid.restart_position
+                        ),
+                    );
+                }
+                let Some(n) = self.negotiated.as_ref() else {
+                    return self.violation("SFPA", "no negotiated session");
+                };
+                let writer = match RecordWriter::new(
+                    sfid.transmitted_format(),
+                    sfid.max_record_len,
+                    n.buffer_size as usize,
+                    n.compression,
+                ) {
+                    Ok(w) => w,
+                    Err(e) => return self.violation("SFPA", &e.to_string()),
+                };
+                let credit = n.credit;
+                self.events.push_back(Event::FileAccepted {
+                    restart_position: answer_count,
+                });
+                State::Sending(Box::new(Outgoing {
+                    writer,
+                    credit,
+                    finishing: None,
+                }))
+            }
+            (
+                State::AwaitSfpa { .. },
+                Command::Sfna(Sfna {
+                    reason,
+                    retry,
+                    text,
+                }),
+            ) => {
+                self.events.push_back(Event::FileRejected {
+                    reason,
+                    retry,
+                    text,
+                });
+                self.speaker_idle(false)
+            }
+            (State::Sending(mut out), Command::Cdt(_)) => {
+                if out.credit > 0 {
+                    return self.violation(
+                        "CDT",
+                        &format!(
+                            "credit received while {} buffers of credit remain",
+                            out.credit
+                        ),
+                    );
+                }
+                out.credit = self.window();
+                self.pump(out)
+            }
+            (State::AwaitEfpa, Command::Efpa(Efpa { change_direction })) => {
+                self.events
+                    .push_back(Event::FileConfirmed { change_direction });
+                if change_direction {
+                    // EFPA(CD=Y): the speaker answers with CD at once (9.11 C).
+                    self.send(Command::Cd(Cd));
+                    State::ListenerIdle { sent_cd: false }
+                } else {
+                    self.speaker_idle(false)
+                }
+            }
+            (State::AwaitEfpa, Command::Efna(Efna { reason, text })) => {
+                self.events.push_back(Event::FileRefused { reason, text });
+                self.speaker_idle(false)
+            }
+            (State::AwaitRtr, Command::Rtr(_)) => {
+                self.events.push_back(Event::EndResponseAcknowledged);
+                self.speaker_idle(false)
+            }
+
+            // --- listener ---
+            (State::ListenerIdle { .. }, Command::Sfid(sfid)) => {
+                let Some(n) = self.negotiated.as_ref() else {
+                    return self.violation("SFID", "no negotiated session");
+                };
+                if !n.can_receive {
+                    return self.violation("SFID", "this location does not receive files");
+                }
+                if sfid.restart_position > 0 && !n.restart {
+                    return self.violation("SFID", "restart requested but restart was not agreed");
+                }
+                self.events
+                    .push_back(Event::FileOffered { sfid: sfid.clone() });
+                State::FileOffered {
+                    sfid: Box::new(sfid),
+                }
+            }
+            (State::ListenerIdle { sent_cd: false }, Command::Cd(_)) => {
+                // Unsolicited CD: the peer has nothing more to send.
+                self.speaker_idle(true)
+            }
+            (State::ListenerIdle { .. }, Command::Eerp(e)) => {
+                self.events
+                    .push_back(Event::EndResponseReceived(EndResponse::Positive(e)));
+                self.send(Command::Rtr(Rtr));
+                State::ListenerIdle { sent_cd: false }
+            }
+            (State::ListenerIdle { .. }, Command::Nerp(n)) => {
+                self.events
+                    .push_back(Event::EndResponseReceived(EndResponse::Negative(n)));
+                self.send(Command::Rtr(Rtr));
+                State::ListenerIdle { sent_cd: false }
+            }
+            (State::Receiving(inc), Command::Data(d)) => self.on_data(inc, &d.payload),
+            (
+                State::Receiving(inc),
+                Command::Efid(Efid {
+                    record_count,
+                    unit_count,
+                }),
+            ) => {
+                self.events.push_back(Event::FileEnded {
+                    record_count,
+                    unit_count,
+                    received_records: inc.reader.records(),
+                    received_units: inc.reader.units(),
+                    restart_position: inc.restart_position,
+                    record_length_violation: inc.reader.record_length_violation().cloned(),
+                });
+                State::AwaitConfirmDecision
+            }
+            (State::AwaitCd, Command::Cd(_)) => self.speaker_idle(false),
+
+            (state, cmd) => {
+                let what = format!("{} is not expected while {}", cmd.name(), state.name());
+                self.violation(cmd.name(), &what)
+            }
+        }
+    }
+
+    fn on_responder_ssid(&mut self, peer: Ssid) -> State {
+        let Some(cfg) = self.initiator.as_ref() else {
+            return self.violation("SSID", "initiator configuration missing");
+        };
+        let ours = cfg.capabilities.clone();
+        if let Some(code) = &cfg.expected_peer_code
+            && !code.eq_ignore_ascii_case(&peer.code)
+        {
+            let text = format!(
+                "responder identification code {} is not {}",
+                peer.code, code
+            );
+            self.abort(EsidReason::USER_CODE_NOT_KNOWN, &text);
+            return State::Closed;
+        }
+        if let Some(pw) = &cfg.expected_peer_password
+            && !constant_time_eq(pw.expose().as_bytes(), peer.password.expose().as_bytes())
+        {
+            self.abort(
+                EsidReason::INVALID_PASSWORD,
+                "responder password is invalid",
+            );
+            return State::Closed;
+        }
+        if peer.credit > ours.credit {
+            return self.violation(
+                "SSID",
+                &format!(
+                    "responder credit {} exceeds the initiator's {}",
+                    peer.credit, ours.credit
+                ),
+            );
+        }
+        if !ours.mode.compatible_with(peer.mode) {
+            self.abort(
+                EsidReason::MODE_INCOMPATIBLE,
+                &format!(
+                    "send/receive modes incompatible: ours {:?}, partner's {:?}",
+                    ours.mode, peer.mode
+                ),
+            );
+            return State::Closed;
+        }
+        if ours.secure_auth != peer.secure_auth {
+            self.abort(
+                EsidReason::SECURE_AUTH_INCOMPATIBLE,
+                "secure authentication requirements differ",
+            );
+            return State::Closed;
+        }
+        let negotiated = negotiate(&ours, &peer);
+        self.level = negotiated.level;
+        self.established(negotiated);
+        if ours.secure_auth {
+            self.send(Command::Secd(Secd));
+            State::Auth(AuthStep::AwaitAuch)
+        } else {
+            self.speaker_idle(false)
+        }
+    }
+
+    fn established(&mut self, negotiated: Negotiated) {
+        tracing::info!(
+            level = negotiated.level.0,
+            buffer = negotiated.buffer_size,
+            credit = negotiated.credit,
+            compression = negotiated.compression,
+            restart = negotiated.restart,
+            "session established"
+        );
+        self.negotiated = Some(negotiated.clone());
+        self.events
+            .push_back(Event::SessionEstablished { negotiated });
+    }
+
+    fn authenticated(&mut self) -> State {
+        self.events.push_back(Event::Authenticated);
+        match self.role {
+            Role::Initiator => self.speaker_idle(false),
+            Role::Responder => State::ListenerIdle { sent_cd: false },
+        }
+    }
+
+    fn on_data(&mut self, mut inc: Box<Incoming>, payload: &[u8]) -> State {
+        let size = payload.len() + 1;
+        let max = self
+            .negotiated
+            .as_ref()
+            .map_or(0, |n| n.buffer_size as usize);
+        if size > max {
+            self.abort(
+                EsidReason::BUFFER_SIZE_ERROR,
+                &format!("DATA buffer of {size} octets exceeds the negotiated {max}"),
+            );
+            return State::Closed;
+        }
+        if inc.credit == 0 {
+            return self.violation("DATA", "DATA sent beyond the available credit");
+        }
+        inc.credit -= 1;
+        match inc.reader.read(payload) {
+            Ok(pieces) => {
+                for p in pieces {
+                    if p.bytes.is_empty() && !p.end_of_record {
+                        continue;
+                    }
+                    self.events.push_back(Event::DataReceived {
+                        bytes: p.bytes,
+                        end_of_record: p.end_of_record,
+                    });
+                }
+            }
+            Err(e) => {
+                self.abort(EsidReason::INVALID_DATA, &e.to_string());
+                return State::Closed;
+            }
+        }
+        if inc.credit == 0 {
+            // The window is restored when this CDT is handed to the transport.
+            self.send(Command::Cdt(Cdt));
+            self.transmit_grants_credit = true;
+        }
+        State::Receiving(inc)
+    }
+
+    // ----- application decisions -----
+
+    fn wrong_state(&self, method: &'static str) -> UsageError {
+        UsageError::WrongState {
+            method,
+            state: self.state.name(),
+        }
+    }
+
+    /// Responder: answers the caller's SSID with ours. Negotiation failures
+    /// (incompatible modes -> ESID 10, authentication requirement differs ->
+    /// ESID 12) end the session and are reported by events, not as errors.
+    pub fn accept_session(&mut self, params: ResponderParams) -> Result<(), UsageError> {
+        let State::AwaitAcceptDecision { peer } = &self.state else {
+            return Err(self.wrong_state("accept_session"));
+        };
+        params.capabilities.validate()?;
+        let peer = (**peer).clone();
+        let ours = &params.capabilities;
+        let mut negotiated = negotiate(ours, &peer);
+        // The responder answers with the selected values (5.3.2).
+        let answer = Ssid {
+            level: negotiated.level,
+            code: params.ssid_code.clone(),
+            password: params.password.clone(),
+            buffer_size: negotiated.buffer_size,
+            mode: ours.mode,
+            compression: negotiated.compression,
+            restart: negotiated.restart,
+            special_logic: false,
+            credit: negotiated.credit,
+            secure_auth: ours.secure_auth,
+            user_data: params.user_data.clone(),
+        };
+        let bytes = Command::Ssid(answer.clone()).to_bytes(negotiated.level)?;
+        if !ours.mode.compatible_with(peer.mode) {
+            self.abort(
+                EsidReason::MODE_INCOMPATIBLE,
+                &format!(
+                    "send/receive modes incompatible: ours {:?}, partner's {:?}",
+                    ours.mode, peer.mode
+                ),
+            );
+            return Ok(());
+        }
+        if ours.secure_auth != peer.secure_auth {
+            self.abort(
+                EsidReason::SECURE_AUTH_INCOMPATIBLE,
+                "secure authentication requirements differ",
+            );
+            return Ok(());
+        }
+        negotiated.peer = peer;
+        self.level = negotiated.level;
+        self.queue(&Command::Ssid(answer), bytes);
+        self.established(negotiated);
+        self.state = if ours.secure_auth {
+            State::Auth(AuthStep::AwaitSecd)
+        } else {
+            State::ListenerIdle { sent_cd: false }
+        };
+        self.arm_timer();
+        Ok(())
+    }
+
+    /// Responder: refuses the caller (e.g. ESID 03 unknown user, 04 invalid
+    /// password, 08 resources not available) and ends the session.
+    pub fn reject_session(&mut self, reason: EsidReason, text: &str) -> Result<(), UsageError> {
+        if !matches!(self.state, State::AwaitAcceptDecision { .. }) {
+            return Err(self.wrong_state("reject_session"));
+        }
+        self.abort(reason, text);
+        Ok(())
+    }
+
+    /// Secure authentication: sends the decrypted 20 octets of the peer's
+    /// challenge (AURP).
+    pub fn answer_challenge(&mut self, response: [u8; 20]) -> Result<(), UsageError> {
+        if !matches!(self.state, State::Auth(AuthStep::Answering)) {
+            return Err(self.wrong_state("answer_challenge"));
+        }
+        self.send(Command::Aurp(Aurp { response }));
+        self.state = match self.role {
+            Role::Initiator => State::Auth(AuthStep::AwaitSecd),
+            Role::Responder => self.authenticated(),
+        };
+        self.arm_timer();
+        Ok(())
+    }
+
+    /// Secure authentication: sends our challenge (`enveloped`: CMS
+    /// EnvelopedData of `expected`, 20 random octets, to the peer's
+    /// certificate). The peer's AURP must return `expected`, else ESID 11.
+    pub fn send_challenge(
+        &mut self,
+        enveloped: Vec<u8>,
+        expected: [u8; 20],
+    ) -> Result<(), UsageError> {
+        if !matches!(self.state, State::Auth(AuthStep::Challenging)) {
+            return Err(self.wrong_state("send_challenge"));
+        }
+        let cmd = Command::Auch(Auch {
+            challenge: enveloped,
+        });
+        let bytes = cmd.to_bytes(self.level)?;
+        self.queue(&cmd, bytes);
+        self.state = State::Auth(AuthStep::AwaitAurp { expected });
+        self.arm_timer();
+        Ok(())
+    }
+
+    /// Speaker: offers a file (SFID). Answered by [`Event::FileAccepted`] or
+    /// [`Event::FileRejected`].
+    pub fn send_file(&mut self, file: OutgoingFile) -> Result<(), UsageError> {
+        if !matches!(self.state, State::SpeakerIdle { .. }) {
+            return Err(self.wrong_state("send_file"));
+        }
+        let Some(n) = self.negotiated.as_ref() else {
+            return Err(self.wrong_state("send_file"));
+        };
+        if !n.can_send {
+            return Err(UsageError::NotAllowed(
+                "the negotiated modes do not allow this location to send files".into(),
+            ));
+        }
+        if file.restart_position > 0 && !n.restart {
+            return Err(UsageError::NotAllowed(
+                "restart was not agreed for this session; send from position 0".into(),
+            ));
+        }
+        let cmd = Command::Sfid(file);
+        let bytes = cmd.to_bytes(self.level)?;
+        self.queue(&cmd, bytes);
+        let Command::Sfid(sfid) = cmd else {
+            unreachable!("constructed above")
+        };
+        self.state = State::AwaitSfpa {
+            sfid: Box::new(sfid),
+        };
+        self.arm_timer();
+        Ok(())
+    }
+
+    /// Sender: adds file content after [`Event::FileAccepted`]. For F/V files
+    /// `end_of_record` ends a record (F records may also be written as a
+    /// stream); for U/T files it is ignored. Buffers are sent as credit
+    /// allows; check [`can_accept_data`](Self::can_accept_data) to keep memory
+    /// bounded.
+    pub fn write_data(&mut self, data: &[u8], end_of_record: bool) -> Result<(), UsageError> {
+        let State::Sending(out) = &mut self.state else {
+            return Err(self.wrong_state("write_data"));
+        };
+        if out.finishing.is_some() {
+            return Err(self.wrong_state("write_data"));
+        }
+        out.writer.write(data, end_of_record)?;
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        if let State::Sending(out) = state {
+            self.state = self.pump(out);
+        }
+        Ok(())
+    }
+
+    /// Sender: ends the file with EFID (totals for the whole file, also after
+    /// a restart: records for F/V and 0 for U/T, and octets). The EFID waits
+    /// until the last buffers are sent and credit is available.
+    pub fn finish_file(&mut self, record_count: u64, unit_count: u64) -> Result<(), UsageError> {
+        let State::Sending(out) = &mut self.state else {
+            return Err(self.wrong_state("finish_file"));
+        };
+        if out.finishing.is_some() {
+            return Err(self.wrong_state("finish_file"));
+        }
+        // Check the counts fit before anything is committed.
+        Command::Efid(Efid {
+            record_count,
+            unit_count,
+        })
+        .to_bytes(self.level)?;
+        out.writer.finish()?;
+        out.finishing = Some(Efid {
+            record_count,
+            unit_count,
+        });
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        if let State::Sending(out) = state {
+            self.state = self.pump(out);
+        }
+        self.arm_timer();
+        Ok(())
+    }
+
+    /// Sends built DATA buffers while credit lasts; sends EFID once finished
+    /// and drained with credit left (no EFID in OPOWFC, 9.11 note 1).
+    fn pump(&mut self, mut out: Box<Outgoing>) -> State {
+        while out.credit > 0 {
+            let Some(buf) = out.writer.pop_buffer() else {
+                break;
+            };
+            out.credit -= 1;
+            if let Err(e) = sth::encode_frame(&buf, &mut self.transmit) {
+                // The builder never exceeds the negotiated size, so this is a bug.
+                tracing::error!(error = %e, "DATA buffer could not be framed");
+                self.abort(EsidReason::UNSPECIFIED, "internal error framing DATA");
+                return State::Closed;
+            }
+        }
+        if out.credit > 0
+            && out.writer.is_drained()
+            && let Some(efid) = out.finishing.clone()
+        {
+            self.send(Command::Efid(efid));
+            return State::AwaitEfpa;
+        }
+        if out.credit > 0 && out.finishing.is_none() && out.writer.ready_buffers() == 0 {
+            self.events.push_back(Event::ReadyForData);
+        }
+        State::Sending(out)
+    }
+
+    /// Speaker: sends an EERP or NERP (NERP needs level 5) and waits for RTR.
+    pub fn send_end_response(&mut self, response: EndResponse) -> Result<(), UsageError> {
+        if !matches!(self.state, State::SpeakerIdle { .. }) {
+            return Err(self.wrong_state("send_end_response"));
+        }
+        let cmd = match response {
+            EndResponse::Positive(e) => Command::Eerp(e),
+            EndResponse::Negative(n) => Command::Nerp(n),
+        };
+        let bytes = cmd.to_bytes(self.level)?;
+        self.queue(&cmd, bytes);
+        self.state = State::AwaitRtr;
+        self.arm_timer();
+        Ok(())
+    }
+
+    /// Speaker: hands the turn to the peer (CD). Not allowed right after the
+    /// peer's unsolicited CD (end the session or send something instead).
+    pub fn change_direction(&mut self) -> Result<(), UsageError> {
+        if !matches!(
+            self.state,
+            State::SpeakerIdle {
+                after_unsolicited_cd: false
+            }
+        ) {
+            return Err(self.wrong_state("change_direction"));
+        }
+        self.send(Command::Cd(Cd));
+        self.state = State::ListenerIdle { sent_cd: true };
+        self.arm_timer();
+        Ok(())
+    }
+
+    /// Ends the session with ESID. Reason 00 (normal) is only allowed to the
+    /// speaker right after the peer's unsolicited CD; any other reason aborts
+    /// at any time.
+    pub fn end_session(&mut self, reason: EsidReason, text: &str) -> Result<(), UsageError> {
+        if self.is_closed() {
+            return Err(self.wrong_state("end_session"));
+        }
+        if reason == EsidReason::NORMAL
+            && !matches!(
+                self.state,
+                State::SpeakerIdle {
+                    after_unsolicited_cd: true
+                }
+            )
+        {
+            return Err(UsageError::NotAllowed(format!(
+                "a normal end (ESID 00) is only allowed right after the partner's change direction; the session is {}",
+                self.state.name()
+            )));
+        }
+        self.abort(reason, text);
+        Ok(())
+    }
+
+    /// Listener: accepts the offered file (SFPA), resuming at
+    /// `restart_position` (0, or at most the position the peer asked for).
+    pub fn accept_file(&mut self, restart_position: u64) -> Result<(), UsageError> {
+        let State::FileOffered { sfid } = &self.state else {
+            return Err(self.wrong_state("accept_file"));
+        };
+        if restart_position > sfid.restart_position {
+            return Err(UsageError::NotAllowed(format!(
+                "restart position {restart_position} is above the {} the partner asked for",
+                sfid.restart_position
+            )));
+        }
+        let Some(n) = self.negotiated.as_ref() else {
+            return Err(self.wrong_state("accept_file"));
+        };
+        let reader = RecordReader::new(sfid.transmitted_format(), sfid.max_record_len);
+        let credit = n.credit;
+        let cmd = Command::Sfpa(Sfpa {
+            answer_count: restart_position,
+        });
+        let bytes = cmd.to_bytes(self.level)?;
+        self.queue(&cmd, bytes);
+        self.state = State::Receiving(Box::new(Incoming {
+            reader,
+            credit,
+            restart_position,
+        }));
+        self.arm_timer();
+        Ok(())
+    }
+
+    /// Listener: refuses the offered file (SFNA).
+    pub fn reject_file(
+        &mut self,
+        reason: SfnaReason,
+        retry: bool,
+        text: &str,
+    ) -> Result<(), UsageError> {
+        if !matches!(self.state, State::FileOffered { .. }) {
+            return Err(self.wrong_state("reject_file"));
+        }
+        let cmd = Command::Sfna(Sfna {
+            reason,
+            retry,
+            text: text.to_owned(),
+        });
+        let bytes = cmd.to_bytes(self.level)?;
+        self.queue(&cmd, bytes);
+        self.state = State::ListenerIdle { sent_cd: false };
+        self.arm_timer();
+        Ok(())
+    }
+
+    /// Listener: confirms the received file (EFPA) once it is durable,
+    /// optionally asking for the turn (the peer then sends CD at once).
+    pub fn confirm_file(&mut self, change_direction: bool) -> Result<(), UsageError> {
+        if !matches!(self.state, State::AwaitConfirmDecision) {
+            return Err(self.wrong_state("confirm_file"));
+        }
+        self.send(Command::Efpa(Efpa { change_direction }));
+        self.state = if change_direction {
+            State::AwaitCd
+        } else {
+            State::ListenerIdle { sent_cd: false }
+        };
+        self.arm_timer();
+        Ok(())
+    }
+
+    /// Listener: refuses the received file (EFNA).
+    pub fn refuse_file(&mut self, reason: EfnaReason, text: &str) -> Result<(), UsageError> {
+        if !matches!(self.state, State::AwaitConfirmDecision) {
+            return Err(self.wrong_state("refuse_file"));
+        }
+        let cmd = Command::Efna(Efna {
+            reason,
+            text: text.to_owned(),
+        });
+        let bytes = cmd.to_bytes(self.level)?;
+        self.queue(&cmd, bytes);
+        self.state = State::ListenerIdle { sent_cd: false };
+        self.arm_timer();
+        Ok(())
+    }
+
+    // ----- helpers -----
+
+    fn window(&self) -> u16 {
+        self.negotiated.as_ref().map_or(1, |n| n.credit)
+    }
+
+    fn speaker_idle(&mut self, after_unsolicited_cd: bool) -> State {
+        self.events.push_back(Event::ReadyToSend {
+            may_end_session: after_unsolicited_cd,
+            may_change_direction: !after_unsolicited_cd,
+        });
+        State::SpeakerIdle {
+            after_unsolicited_cd,
+        }
+    }
+
+    /// Encodes and queues a command built by the session itself (fixed-size
+    /// commands whose encoding cannot fail).
+    fn send(&mut self, cmd: Command) {
+        match cmd.to_bytes(self.level) {
+            Ok(bytes) => self.queue(&cmd, bytes),
+            Err(e) => {
+                tracing::error!(error = %e, command = cmd.name(), "cannot encode");
+                if !matches!(cmd, Command::Esid(_)) {
+                    self.abort(EsidReason::UNSPECIFIED, "internal encoding error");
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, cmd: &Command, bytes: Vec<u8>) {
+        if let Err(e) = sth::encode_frame(&bytes, &mut self.transmit) {
+            tracing::error!(error = %e, command = cmd.name(), "cannot frame");
+            return;
+        }
+        tracing::debug!(command = cmd.name(), "sent");
+        self.events.push_back(Event::CommandSent {
+            name: cmd.name(),
+            summary: cmd.summary(),
+        });
+    }
+
+    fn violation(&mut self, command: &'static str, what: &str) -> State {
+        tracing::warn!(command, what, "protocol violation");
+        self.abort(EsidReason::PROTOCOL_VIOLATION, what);
+        State::Closed
+    }
+
+    /// Sends ESID with `reason` and closes.
+    fn abort(&mut self, reason: EsidReason, text: &str) {
+        if self.ended {
+            return;
+        }
+        // Reason texts are informational: keep them within the field.
+        let mut text = text.to_owned();
+        truncate_utf8(&mut text, 999);
+        self.send(Command::Esid(Esid {
+            reason,
+            text: text.clone(),
+        }));
+        self.close(reason, &text, false);
+    }
+
+    fn close(&mut self, reason: EsidReason, text: &str, by_peer: bool) {
+        if by_peer {
+            tracing::info!(reason = reason.0, text, "partner ended the session");
+        } else {
+            tracing::info!(reason = reason.0, text, "ending the session");
+        }
+        self.ended = true;
+        self.state = State::Closed;
+        self.deadline = None;
+        self.transmit_grants_credit = false;
+        self.events.push_back(Event::SessionEnded {
+            reason,
+            text: text.to_owned(),
+            by_peer,
+        });
+    }
+
+    fn arm_timer(&mut self) {
+        self.deadline = self
+            .state
+            .waits_for_peer()
+            .then(|| self.now + self.inactivity_timeout);
+    }
+}
+
+fn initiator_ssid(cfg: &InitiatorConfig) -> Ssid {
+    let c = &cfg.capabilities;
+    Ssid {
+        level: c.max_level,
+        code: cfg.ssid_code.clone(),
+        password: cfg.password.clone(),
+        buffer_size: c.buffer_size,
+        mode: c.mode,
+        compression: c.compression,
+        restart: c.restart,
+        special_logic: false,
+        credit: c.credit,
+        secure_auth: c.secure_auth,
+        user_data: cfg.user_data.clone(),
+    }
+}
+
+/// Combines our capabilities with the peer's SSID (RFC 5024 5.3.2).
+fn negotiate(ours: &Capabilities, peer: &Ssid) -> Negotiated {
+    Negotiated {
+        level: ProtocolLevel(ours.max_level.0.min(peer.level.0)),
+        buffer_size: ours.buffer_size.min(peer.buffer_size),
+        credit: ours.credit.min(peer.credit),
+        compression: ours.compression && peer.compression,
+        restart: ours.restart && peer.restart,
+        secure_auth: ours.secure_auth && peer.secure_auth,
+        can_send: ours.mode.can_send() && peer.mode.can_receive(),
+        can_receive: ours.mode.can_receive() && peer.mode.can_send(),
+        peer: peer.clone(),
+    }
+}
+
+/// Compares secrets without an early exit on the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+}

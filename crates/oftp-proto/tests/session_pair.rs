@@ -1,0 +1,1307 @@
+//! In-memory initiator + responder pair tests: a `Pair` shuttles the bytes
+//! both ways (optionally one byte at a time), and raw-peer tests feed hand-made
+//! frames to one session to check every abort reason.
+
+use std::time::{Duration, Instant};
+
+use oftp_proto::codec::*;
+use oftp_proto::data::parse_data_payload;
+use oftp_proto::session::*;
+use oftp_proto::sth;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    I,
+    R,
+}
+
+struct Pair {
+    i: Session,
+    r: Session,
+    now: Instant,
+    /// Deliver bytes one at a time.
+    chunked: bool,
+    ev_i: Vec<Event>,
+    ev_r: Vec<Event>,
+}
+
+fn caps(level: ProtocolLevel) -> Capabilities {
+    Capabilities {
+        max_level: level,
+        ..Capabilities::default()
+    }
+}
+
+fn responder_params(c: Capabilities) -> ResponderParams {
+    ResponderParams {
+        ssid_code: "O0013000000PARTNER".into(),
+        password: Password::new("RSECRET"),
+        user_data: String::new(),
+        capabilities: c,
+    }
+}
+
+impl Pair {
+    /// Both sessions up to the end of the SSID exchange (responder accepts).
+    fn new(ic: Capabilities, rc: Capabilities, chunked: bool) -> Pair {
+        let mut p = Pair::connect(ic, chunked);
+        let peer = p.take_ssid_received();
+        assert_eq!(peer.code, "O0013000000ACME");
+        assert_eq!(peer.password.expose(), "ISECRET");
+        p.r.accept_session(responder_params(rc)).unwrap();
+        p.drive();
+        p
+    }
+
+    /// Up to the responder's SsidReceived.
+    fn connect(ic: Capabilities, chunked: bool) -> Pair {
+        let now = Instant::now();
+        let mut cfg = InitiatorConfig::new("O0013000000ACME", Password::new("ISECRET"));
+        cfg.capabilities = ic;
+        let mut p = Pair {
+            i: Session::initiator(cfg, now).unwrap(),
+            r: Session::responder(ResponderConfig::default(), now),
+            now,
+            chunked,
+            ev_i: Vec::new(),
+            ev_r: Vec::new(),
+        };
+        p.drive();
+        p
+    }
+
+    fn take_ssid_received(&mut self) -> Ssid {
+        let pos = self
+            .ev_r
+            .iter()
+            .position(|e| matches!(e, Event::SsidReceived { .. }))
+            .expect("SsidReceived");
+        match self.ev_r.remove(pos) {
+            Event::SsidReceived { peer } => peer,
+            _ => unreachable!(),
+        }
+    }
+
+    fn s(&mut self, side: Side) -> &mut Session {
+        match side {
+            Side::I => &mut self.i,
+            Side::R => &mut self.r,
+        }
+    }
+
+    fn ev(&mut self, side: Side) -> &mut Vec<Event> {
+        match side {
+            Side::I => &mut self.ev_i,
+            Side::R => &mut self.ev_r,
+        }
+    }
+
+    /// Shuttles bytes until both sides are quiet (bounded).
+    fn drive(&mut self) {
+        for _ in 0..100_000 {
+            let a = self.i.poll_transmit();
+            let b = self.r.poll_transmit();
+            if a.is_none() && b.is_none() {
+                break;
+            }
+            if let Some(bytes) = a {
+                deliver(&mut self.r, &bytes, self.chunked, self.now);
+            }
+            if let Some(bytes) = b {
+                deliver(&mut self.i, &bytes, self.chunked, self.now);
+            }
+            self.collect();
+        }
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        while let Some(e) = self.i.poll_event() {
+            self.ev_i.push(e);
+        }
+        while let Some(e) = self.r.poll_event() {
+            self.ev_r.push(e);
+        }
+    }
+
+    /// Removes and returns the first event of `side` matching `f`.
+    fn expect<T>(&mut self, side: Side, what: &str, f: impl Fn(&Event) -> Option<T>) -> T {
+        let evs = self.ev(side);
+        let pos = evs
+            .iter()
+            .position(|e| f(e).is_some())
+            .unwrap_or_else(|| panic!("{side:?}: no {what} in {evs:#?}"));
+        let e = evs.remove(pos);
+        f(&e).unwrap()
+    }
+
+    fn has(&mut self, side: Side, f: impl Fn(&Event) -> bool) -> bool {
+        self.ev(side).iter().any(f)
+    }
+
+    fn ended(&mut self, side: Side) -> (EsidReason, bool) {
+        self.expect(side, "SessionEnded", |e| match e {
+            Event::SessionEnded {
+                reason, by_peer, ..
+            } => Some((*reason, *by_peer)),
+            _ => None,
+        })
+    }
+
+    /// Sends one file from `from` to the other side and returns what arrived,
+    /// as records (a U/T file is one record). `chunk` is the write size.
+    fn transfer(
+        &mut self,
+        from: Side,
+        sfid: Sfid,
+        records: &[Vec<u8>],
+        accept_at: u64,
+        chunk: usize,
+        change_direction: bool,
+    ) -> Vec<Vec<u8>> {
+        let to = if from == Side::I { Side::R } else { Side::I };
+        let format = sfid.transmitted_format();
+        self.s(from).send_file(sfid.clone()).unwrap();
+        self.drive();
+        let offered = self.expect(to, "FileOffered", |e| match e {
+            Event::FileOffered { sfid } => Some(sfid.clone()),
+            _ => None,
+        });
+        assert_eq!(offered.dsn, sfid.dsn.to_uppercase());
+        assert_eq!(offered.restart_position, sfid.restart_position);
+        self.s(to).accept_file(accept_at).unwrap();
+        self.drive();
+        let pos = self.expect(from, "FileAccepted", |e| match e {
+            Event::FileAccepted { restart_position } => Some(*restart_position),
+            _ => None,
+        });
+        assert_eq!(pos, accept_at);
+        let mut units = 0u64;
+        for rec in records {
+            let pieces: Vec<&[u8]> = if rec.is_empty() {
+                vec![&rec[..]]
+            } else {
+                rec.chunks(chunk).collect()
+            };
+            let n = pieces.len();
+            for (k, piece) in pieces.into_iter().enumerate() {
+                let mut guard = 0;
+                while !self.s(from).can_accept_data() {
+                    self.drive();
+                    guard += 1;
+                    assert!(guard < 1000, "sender never got credit back");
+                }
+                self.s(from).write_data(piece, k + 1 == n).unwrap();
+                units += piece.len() as u64;
+            }
+        }
+        let rcount = if format.is_record_oriented() {
+            records.len() as u64
+        } else {
+            0
+        };
+        self.s(from).finish_file(rcount, units).unwrap();
+        self.drive();
+        let (rc, uc, got_units) = self.expect(to, "FileEnded", |e| match e {
+            Event::FileEnded {
+                record_count,
+                unit_count,
+                received_units,
+                record_length_violation,
+                ..
+            } => {
+                assert!(record_length_violation.is_none());
+                Some((*record_count, *unit_count, *received_units))
+            }
+            _ => None,
+        });
+        assert_eq!((rc, uc), (rcount, units));
+        assert_eq!(got_units, units);
+        // Gather the data events that arrived before FileEnded.
+        let mut out = Vec::new();
+        let mut open = Vec::new();
+        let mut ends = 0;
+        self.ev(to).retain(|e| match e {
+            Event::DataReceived {
+                bytes,
+                end_of_record,
+            } => {
+                open.extend_from_slice(bytes);
+                if *end_of_record {
+                    out.push(std::mem::take(&mut open));
+                    ends += 1;
+                }
+                false
+            }
+            _ => true,
+        });
+        assert!(open.is_empty(), "data after the last end of record");
+        self.s(to).confirm_file(change_direction).unwrap();
+        self.drive();
+        let cd = self.expect(from, "FileConfirmed", |e| match e {
+            Event::FileConfirmed { change_direction } => Some(*change_direction),
+            _ => None,
+        });
+        assert_eq!(cd, change_direction);
+        if !format.is_record_oriented() {
+            assert!(ends <= 1);
+        }
+        out
+    }
+
+    /// The speaker gives the turn away, the other side has nothing to send and
+    /// ends the session normally.
+    fn close_normally(&mut self, speaker: Side) {
+        let other = if speaker == Side::I { Side::R } else { Side::I };
+        self.ev(other).clear();
+        self.s(speaker).change_direction().unwrap();
+        self.drive();
+        let (may_end, may_cd) = self.expect(other, "ReadyToSend", |e| match e {
+            Event::ReadyToSend {
+                may_end_session,
+                may_change_direction,
+            } => Some((*may_end_session, *may_change_direction)),
+            _ => None,
+        });
+        assert!(may_end && !may_cd);
+        // Handing the turn straight back is refused (no CD loops).
+        assert!(self.s(other).change_direction().is_err());
+        self.s(other).end_session(EsidReason::NORMAL, "").unwrap();
+        self.drive();
+        assert_eq!(self.ended(other), (EsidReason::NORMAL, false));
+        assert_eq!(self.ended(speaker), (EsidReason::NORMAL, true));
+        assert!(self.i.is_closed() && self.r.is_closed());
+    }
+}
+
+fn deliver(s: &mut Session, bytes: &[u8], chunked: bool, now: Instant) {
+    if chunked {
+        for b in bytes {
+            s.handle_input(std::slice::from_ref(b), now);
+        }
+    } else {
+        s.handle_input(bytes, now);
+    }
+}
+
+fn file_time() -> VirtualFileTime {
+    VirtualFileTime::new(2024, 3, 1, 8, 0, 0, 1).unwrap()
+}
+
+fn sfid(dsn: &str, format: FileFormat, lrecl: u32) -> Sfid {
+    let mut s = Sfid::new(
+        dsn,
+        file_time(),
+        "O0013000000ACME",
+        "O0013000000PARTNER",
+        format,
+        lrecl,
+    );
+    s.file_size = 1;
+    s.original_file_size = 1;
+    s
+}
+
+fn pseudo_random(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            // Long runs too, to exercise compression.
+            if (i / 100) % 3 == 0 { b'0' } else { x as u8 }
+        })
+        .collect()
+}
+
+// ---------- happy paths ----------
+
+#[test]
+fn every_level_negotiates_and_transfers() {
+    for level in [
+        ProtocolLevel::V2_0,
+        ProtocolLevel::V1_4,
+        ProtocolLevel::V1_3,
+        ProtocolLevel::V1_2,
+    ] {
+        for (ilevel, rlevel) in [(level, ProtocolLevel::V2_0), (ProtocolLevel::V2_0, level)] {
+            let mut p = Pair::new(caps(ilevel), caps(rlevel), false);
+            let n = p.expect(Side::I, "SessionEstablished", |e| match e {
+                Event::SessionEstablished { negotiated } => Some(negotiated.clone()),
+                _ => None,
+            });
+            assert_eq!(n.level, level, "lower level wins");
+            assert_eq!(p.i.level(), level);
+            assert_eq!(p.r.level(), level);
+            assert!(p.has(Side::I, |e| matches!(
+                e,
+                Event::ReadyToSend {
+                    may_end_session: false,
+                    ..
+                }
+            )));
+            let data = pseudo_random(5000, level.0 as u32);
+            let got = p.transfer(
+                Side::I,
+                sfid("LEVEL.TEST", FileFormat::Unstructured, 0),
+                std::slice::from_ref(&data),
+                0,
+                1000,
+                false,
+            );
+            assert_eq!(got, vec![data]);
+            p.close_normally(Side::I);
+        }
+    }
+}
+
+#[test]
+fn formats_with_and_without_compression_and_small_buffers() {
+    let text: Vec<u8> = (0..200)
+        .flat_map(|i| format!("line {i} of the text file      \r\n").into_bytes())
+        .collect();
+    let fixed: Vec<Vec<u8>> = (0..50).map(|i| vec![b'A' + (i % 26) as u8; 80]).collect();
+    let variable: Vec<Vec<u8>> = (0..60)
+        .map(|i| pseudo_random(i * 7 % 300, i as u32))
+        .collect();
+    for compression in [false, true] {
+        for (buffer_size, credit, chunked) in
+            [(4096u32, 64u16, false), (128, 1, false), (128, 2, true)]
+        {
+            let c = Capabilities {
+                buffer_size,
+                credit,
+                compression,
+                ..Capabilities::default()
+            };
+            let mut p = Pair::new(c.clone(), c, chunked);
+            let n = p.i.negotiated().unwrap().clone();
+            assert_eq!(n.compression, compression);
+            assert_eq!((n.buffer_size, n.credit), (buffer_size, credit));
+
+            let data = pseudo_random(3000, 7);
+            let got = p.transfer(
+                Side::I,
+                sfid("U.FILE", FileFormat::Unstructured, 0),
+                std::slice::from_ref(&data),
+                0,
+                333,
+                false,
+            );
+            assert_eq!(got, vec![data]);
+
+            let got = p.transfer(
+                Side::I,
+                sfid("T.FILE", FileFormat::Text, 0),
+                std::slice::from_ref(&text),
+                0,
+                100,
+                false,
+            );
+            assert_eq!(got, vec![text.clone()], "T files keep CR LF in the data");
+
+            let got = p.transfer(
+                Side::I,
+                sfid("F.FILE", FileFormat::Fixed, 80),
+                &fixed,
+                0,
+                50,
+                false,
+            );
+            assert_eq!(got, fixed);
+
+            let got = p.transfer(
+                Side::I,
+                sfid("V.FILE", FileFormat::Variable, 300),
+                &variable,
+                0,
+                64,
+                false,
+            );
+            assert_eq!(got, variable);
+            p.close_normally(Side::I);
+        }
+    }
+}
+
+#[test]
+fn empty_file_sends_no_data() {
+    let mut p = Pair::new(Capabilities::default(), Capabilities::default(), false);
+    let got = p.transfer(
+        Side::I,
+        sfid("EMPTY", FileFormat::Unstructured, 0),
+        &[],
+        0,
+        10,
+        false,
+    );
+    assert!(got.is_empty());
+}
+
+#[test]
+fn restart_at_a_position() {
+    let mut p = Pair::new(Capabilities::default(), Capabilities::default(), false);
+    let mut s = sfid("RESTART.ME", FileFormat::Fixed, 10);
+    s.restart_position = 5;
+    // Accepting above the asked position is refused locally.
+    p.i.send_file(s.clone()).unwrap();
+    p.drive();
+    p.expect(Side::R, "FileOffered", |e| match e {
+        Event::FileOffered { sfid } => Some(sfid.restart_position),
+        _ => None,
+    });
+    assert!(matches!(p.r.accept_file(6), Err(UsageError::NotAllowed(_))));
+    p.r.accept_file(3).unwrap();
+    p.drive();
+    let pos = p.expect(Side::I, "FileAccepted", |e| match e {
+        Event::FileAccepted { restart_position } => Some(*restart_position),
+        _ => None,
+    });
+    assert_eq!(pos, 3);
+    // Send records 4..=7 (positions count records for F).
+    for k in 3..7u8 {
+        p.i.write_data(&[b'0' + k; 10], true).unwrap();
+    }
+    p.i.finish_file(7, 70).unwrap();
+    p.drive();
+    let (rc, rr, rp) = p.expect(Side::R, "FileEnded", |e| match e {
+        Event::FileEnded {
+            record_count,
+            received_records,
+            restart_position,
+            ..
+        } => Some((*record_count, *received_records, *restart_position)),
+        _ => None,
+    });
+    assert_eq!((rc, rr, rp), (7, 4, 3));
+}
+
+#[test]
+fn restart_refused_when_not_negotiated() {
+    let no_restart = Capabilities {
+        restart: false,
+        ..Capabilities::default()
+    };
+    let mut p = Pair::new(Capabilities::default(), no_restart, false);
+    assert!(!p.i.negotiated().unwrap().restart);
+    let mut s = sfid("RESTART.ME", FileFormat::Unstructured, 0);
+    s.restart_position = 2;
+    assert!(matches!(p.i.send_file(s), Err(UsageError::NotAllowed(_))));
+}
+
+#[test]
+fn speaker_handover_and_files_back_with_eerp_later() {
+    for chunked in [false, true] {
+        let mut p = Pair::new(Capabilities::default(), Capabilities::default(), chunked);
+        let data = b"first file".to_vec();
+        // The responder confirms and asks for the turn: the initiator sends CD.
+        let got = p.transfer(
+            Side::I,
+            sfid("TO.PARTNER", FileFormat::Unstructured, 0),
+            std::slice::from_ref(&data),
+            0,
+            4,
+            true,
+        );
+        assert_eq!(got, vec![data]);
+        assert!(!p.i.is_speaker());
+        let (may_end, may_cd) = p.expect(Side::R, "ReadyToSend", |e| match e {
+            Event::ReadyToSend {
+                may_end_session,
+                may_change_direction,
+            } => Some((*may_end_session, *may_change_direction)),
+            _ => None,
+        });
+        // A solicited CD: no normal end yet, the turn may be handed back.
+        assert!(!may_end && may_cd);
+        assert!(p.r.end_session(EsidReason::NORMAL, "").is_err());
+
+        // The responder sends a file back ...
+        let back = vec![b"record one".to_vec(), b"record two".to_vec()];
+        let got = p.transfer(
+            Side::R,
+            sfid("TO.ACME", FileFormat::Variable, 100),
+            &back,
+            0,
+            3,
+            false,
+        );
+        assert_eq!(got, back);
+        // ... and the EERP for the first file, later in the same turn.
+        let eerp = Eerp {
+            dsn: "TO.PARTNER".into(),
+            date_time: file_time(),
+            user_data: String::new(),
+            destination: "O0013000000ACME".into(),
+            originator: "O0013000000PARTNER".into(),
+            hash: vec![],
+            signature: vec![],
+        };
+        p.r.send_end_response(EndResponse::Positive(eerp.clone()))
+            .unwrap();
+        assert!(
+            p.r.send_file(sfid("X", FileFormat::Unstructured, 0))
+                .is_err(),
+            "waits for RTR"
+        );
+        p.drive();
+        let got = p.expect(Side::I, "EndResponseReceived", |e| match e {
+            Event::EndResponseReceived(EndResponse::Positive(e)) => Some(e.clone()),
+            _ => None,
+        });
+        assert_eq!(got, eerp);
+        p.expect(Side::R, "EndResponseAcknowledged", |e| {
+            matches!(e, Event::EndResponseAcknowledged).then_some(())
+        });
+        assert!(p.has(Side::R, |e| matches!(e, Event::ReadyToSend { .. })));
+        p.close_normally(Side::R);
+    }
+}
+
+#[test]
+fn nerp_at_level_5_and_refused_below() {
+    let mut p = Pair::new(Capabilities::default(), Capabilities::default(), false);
+    let nerp = Nerp {
+        dsn: "LOST.FILE".into(),
+        date_time: file_time(),
+        destination: "O0013000000PARTNER".into(),
+        originator: "O0013000000ACME".into(),
+        creator: "O0013000000ACME".into(),
+        reason: NerpReason::NOT_DELIVERED,
+        text: "next hop refused".into(),
+        hash: vec![],
+        signature: vec![],
+    };
+    p.i.send_end_response(EndResponse::Negative(nerp.clone()))
+        .unwrap();
+    p.drive();
+    let got = p.expect(Side::R, "NERP", |e| match e {
+        Event::EndResponseReceived(EndResponse::Negative(n)) => Some(n.clone()),
+        _ => None,
+    });
+    assert_eq!(got, nerp);
+    assert!(p.has(Side::I, |e| matches!(e, Event::EndResponseAcknowledged)));
+
+    let mut p = Pair::new(caps(ProtocolLevel::V1_4), Capabilities::default(), false);
+    assert!(matches!(
+        p.i.send_end_response(EndResponse::Negative(nerp)),
+        Err(UsageError::Encode(EncodeError::NotAtLevel { .. }))
+    ));
+    // The session is unchanged and still usable.
+    assert!(p.i.change_direction().is_ok());
+}
+
+#[test]
+fn sfna_with_retry_and_efna() {
+    let mut p = Pair::new(Capabilities::default(), Capabilities::default(), false);
+    p.i.send_file(sfid("FULL.DISK", FileFormat::Unstructured, 0))
+        .unwrap();
+    p.drive();
+    p.expect(Side::R, "FileOffered", |e| {
+        matches!(e, Event::FileOffered { .. }).then_some(())
+    });
+    p.r.reject_file(SfnaReason::ACCESS_METHOD_FAILURE, true, "disk full")
+        .unwrap();
+    p.drive();
+    let (reason, retry, text) = p.expect(Side::I, "FileRejected", |e| match e {
+        Event::FileRejected {
+            reason,
+            retry,
+            text,
+        } => Some((*reason, *retry, text.clone())),
+        _ => None,
+    });
+    assert_eq!(reason, SfnaReason::ACCESS_METHOD_FAILURE);
+    assert!(retry);
+    assert_eq!(text, "disk full");
+    assert!(p.has(Side::I, |e| matches!(e, Event::ReadyToSend { .. })));
+
+    // EFNA after the data.
+    p.i.send_file(sfid("BAD.COUNT", FileFormat::Unstructured, 0))
+        .unwrap();
+    p.drive();
+    p.r.accept_file(0).unwrap();
+    p.drive();
+    p.i.write_data(b"abc", false).unwrap();
+    p.i.finish_file(0, 4).unwrap();
+    p.drive();
+    let (uc, ru) = p.expect(Side::R, "FileEnded", |e| match e {
+        Event::FileEnded {
+            unit_count,
+            received_units,
+            ..
+        } => Some((*unit_count, *received_units)),
+        _ => None,
+    });
+    assert_ne!(uc, ru);
+    p.r.refuse_file(EfnaReason::INVALID_BYTE_COUNT, "count mismatch")
+        .unwrap();
+    p.drive();
+    let reason = p.expect(Side::I, "FileRefused", |e| match e {
+        Event::FileRefused { reason, .. } => Some(*reason),
+        _ => None,
+    });
+    assert_eq!(reason, EfnaReason::INVALID_BYTE_COUNT);
+    assert!(
+        p.i.is_speaker(),
+        "the turn is not exchanged after a failure"
+    );
+}
+
+// ---------- session rejected ----------
+
+#[test]
+fn session_rejected_unknown_user_and_password() {
+    for reason in [
+        EsidReason::USER_CODE_NOT_KNOWN,
+        EsidReason::INVALID_PASSWORD,
+    ] {
+        let mut p = Pair::connect(Capabilities::default(), false);
+        p.take_ssid_received();
+        p.r.reject_session(reason, "no").unwrap();
+        p.drive();
+        assert_eq!(p.ended(Side::R), (reason, false));
+        assert_eq!(p.ended(Side::I), (reason, true));
+    }
+}
+
+#[test]
+fn incompatible_modes_end_with_esid_10() {
+    for (im, rm) in [
+        (SessionMode::Send, SessionMode::Send),
+        (SessionMode::Receive, SessionMode::Receive),
+    ] {
+        let mut p = Pair::connect(
+            Capabilities {
+                mode: im,
+                ..Capabilities::default()
+            },
+            false,
+        );
+        p.take_ssid_received();
+        p.r.accept_session(responder_params(Capabilities {
+            mode: rm,
+            ..Capabilities::default()
+        }))
+        .unwrap();
+        p.drive();
+        assert_eq!(p.ended(Side::R), (EsidReason::MODE_INCOMPATIBLE, false));
+        assert_eq!(p.ended(Side::I), (EsidReason::MODE_INCOMPATIBLE, true));
+    }
+}
+
+#[test]
+fn send_only_and_receive_only_modes() {
+    let mut p = Pair::new(
+        Capabilities {
+            mode: SessionMode::Receive,
+            ..Capabilities::default()
+        },
+        Capabilities {
+            mode: SessionMode::Send,
+            ..Capabilities::default()
+        },
+        false,
+    );
+    let n = p.i.negotiated().unwrap().clone();
+    assert!(!n.can_send && n.can_receive);
+    assert!(matches!(
+        p.i.send_file(sfid("NO", FileFormat::Unstructured, 0)),
+        Err(UsageError::NotAllowed(_))
+    ));
+    p.i.change_direction().unwrap();
+    p.drive();
+    let got = p.transfer(
+        Side::R,
+        sfid("FROM.SENDER", FileFormat::Unstructured, 0),
+        &[b"payload".to_vec()],
+        0,
+        100,
+        false,
+    );
+    assert_eq!(got, vec![b"payload".to_vec()]);
+}
+
+#[test]
+fn negotiation_takes_the_lower_values() {
+    let i = Capabilities {
+        buffer_size: 2048,
+        credit: 10,
+        compression: true,
+        restart: true,
+        ..Capabilities::default()
+    };
+    let r = Capabilities {
+        buffer_size: 99_999,
+        credit: 999,
+        compression: false,
+        restart: true,
+        ..Capabilities::default()
+    };
+    let p = Pair::new(i, r, false);
+    for s in [&p.i, &p.r] {
+        let n = s.negotiated().unwrap();
+        assert_eq!(n.buffer_size, 2048);
+        assert_eq!(n.credit, 10);
+        assert!(!n.compression);
+        assert!(n.restart);
+    }
+}
+
+#[test]
+fn secure_authentication_phase_is_sequenced() {
+    let c = Capabilities {
+        secure_auth: true,
+        ..Capabilities::default()
+    };
+    for wrong in [false, true] {
+        let mut p = Pair::new(c.clone(), c.clone(), false);
+        // Responder challenges the initiator first.
+        p.expect(Side::R, "AuthChallengeRequested", |e| {
+            matches!(e, Event::AuthChallengeRequested).then_some(())
+        });
+        let secret_r = [7u8; 20];
+        p.r.send_challenge(b"cms-enveloped-for-initiator".to_vec(), secret_r)
+            .unwrap();
+        p.drive();
+        let ch = p.expect(Side::I, "AuthChallengeReceived", |e| match e {
+            Event::AuthChallengeReceived { challenge } => Some(challenge.clone()),
+            _ => None,
+        });
+        assert_eq!(ch, b"cms-enveloped-for-initiator");
+        p.i.answer_challenge(secret_r).unwrap();
+        p.drive();
+        // Then the initiator challenges the responder.
+        p.expect(Side::I, "AuthChallengeRequested", |e| {
+            matches!(e, Event::AuthChallengeRequested).then_some(())
+        });
+        let secret_i = [9u8; 20];
+        p.i.send_challenge(b"cms-enveloped-for-responder".to_vec(), secret_i)
+            .unwrap();
+        p.drive();
+        p.expect(Side::R, "AuthChallengeReceived", |e| {
+            matches!(e, Event::AuthChallengeReceived { .. }).then_some(())
+        });
+        if wrong {
+            p.r.answer_challenge([0u8; 20]).unwrap();
+            p.drive();
+            assert_eq!(
+                p.ended(Side::I),
+                (EsidReason::INVALID_CHALLENGE_RESPONSE, false)
+            );
+            assert_eq!(
+                p.ended(Side::R),
+                (EsidReason::INVALID_CHALLENGE_RESPONSE, true)
+            );
+        } else {
+            p.r.answer_challenge(secret_i).unwrap();
+            p.drive();
+            assert!(p.has(Side::I, |e| matches!(e, Event::Authenticated)));
+            assert!(p.has(Side::R, |e| matches!(e, Event::Authenticated)));
+            assert!(p.i.is_speaker());
+            let got = p.transfer(
+                Side::I,
+                sfid("AFTER.AUTH", FileFormat::Unstructured, 0),
+                &[b"x".to_vec()],
+                0,
+                1,
+                false,
+            );
+            assert_eq!(got, vec![b"x".to_vec()]);
+        }
+    }
+}
+
+#[test]
+fn secure_auth_mismatch_ends_with_esid_12() {
+    let mut p = Pair::connect(
+        Capabilities {
+            secure_auth: true,
+            ..Capabilities::default()
+        },
+        false,
+    );
+    p.take_ssid_received();
+    p.r.accept_session(responder_params(Capabilities::default()))
+        .unwrap();
+    p.drive();
+    assert_eq!(
+        p.ended(Side::R),
+        (EsidReason::SECURE_AUTH_INCOMPATIBLE, false)
+    );
+}
+
+// ---------- usage errors ----------
+
+#[test]
+fn methods_in_the_wrong_state_are_usage_errors() {
+    let mut p = Pair::new(Capabilities::default(), Capabilities::default(), false);
+    assert!(matches!(
+        p.r.send_file(sfid("A", FileFormat::Unstructured, 0)),
+        Err(UsageError::WrongState { .. })
+    ));
+    assert!(p.r.confirm_file(false).is_err());
+    assert!(p.i.accept_file(0).is_err());
+    assert!(p.i.write_data(b"x", false).is_err());
+    assert!(
+        p.i.end_session(EsidReason::NORMAL, "").is_err(),
+        "no ESID 00 without the peer's CD"
+    );
+    assert!(
+        p.r.accept_session(responder_params(Capabilities::default()))
+            .is_err()
+    );
+    // Nothing was sent by the failed calls.
+    assert!(p.i.poll_transmit().is_none());
+    assert!(p.r.poll_transmit().is_none());
+    // An abnormal end is always allowed, even for the listener.
+    p.r.end_session(EsidReason::EMERGENCY_CLOSE_DOWN, "shutting down")
+        .unwrap();
+    p.drive();
+    assert_eq!(p.ended(Side::I), (EsidReason::EMERGENCY_CLOSE_DOWN, true));
+    assert!(p.i.end_session(EsidReason::UNSPECIFIED, "").is_err());
+}
+
+#[test]
+fn invalid_configuration_is_refused() {
+    let mut cfg = InitiatorConfig::new("O0013000000ACME", Password::new("X"));
+    cfg.capabilities.buffer_size = 127;
+    assert!(Session::initiator(cfg.clone(), Instant::now()).is_err());
+    cfg.capabilities.buffer_size = 128;
+    cfg.capabilities.credit = 0;
+    assert!(Session::initiator(cfg.clone(), Instant::now()).is_err());
+    cfg.capabilities.credit = 1;
+    cfg.ssid_code = "bad*code".into();
+    assert!(Session::initiator(cfg, Instant::now()).is_err());
+}
+
+// ---------- raw peer: abort reasons ----------
+
+fn frame(cmd: &Command, level: ProtocolLevel) -> Vec<u8> {
+    let mut out = Vec::new();
+    sth::encode_frame(&cmd.to_bytes(level).unwrap(), &mut out).unwrap();
+    out
+}
+
+fn raw_frame(buf: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    sth::encode_frame(buf, &mut out).unwrap();
+    out
+}
+
+fn commands(bytes: &[u8], level: ProtocolLevel) -> Vec<Command> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while let Some((range, used)) = sth::decode_frame(rest).unwrap() {
+        out.push(Command::decode(&rest[range], level).unwrap());
+        rest = &rest[used..];
+    }
+    assert!(rest.is_empty());
+    out
+}
+
+fn last_esid(s: &mut Session) -> EsidReason {
+    let bytes = s.poll_transmit().expect("ESID sent");
+    match commands(&bytes, s.level()).pop() {
+        Some(Command::Esid(e)) => e.reason,
+        other => panic!("expected ESID, got {other:?}"),
+    }
+}
+
+fn peer_ssid(credit: u16, mode: SessionMode, buffer_size: u32) -> Ssid {
+    Ssid {
+        level: ProtocolLevel::V2_0,
+        code: "O0013000000PEER".into(),
+        password: Password::new("PW"),
+        buffer_size,
+        mode,
+        compression: false,
+        restart: true,
+        special_logic: false,
+        credit,
+        secure_auth: false,
+        user_data: String::new(),
+    }
+}
+
+/// A responder that accepted a raw initiator; the SSRM and SSID are drained.
+fn raw_responder(credit: u16) -> Session {
+    let now = Instant::now();
+    let mut r = Session::responder(ResponderConfig::default(), now);
+    r.poll_transmit().unwrap();
+    let l5 = ProtocolLevel::V2_0;
+    r.handle_input(
+        &frame(
+            &Command::Ssid(peer_ssid(credit, SessionMode::Both, 128)),
+            l5,
+        ),
+        now,
+    );
+    r.accept_session(responder_params(Capabilities {
+        buffer_size: 128,
+        credit,
+        ..Capabilities::default()
+    }))
+    .unwrap();
+    r.poll_transmit().unwrap();
+    while r.poll_event().is_some() {}
+    r
+}
+
+/// An initiator whose raw responder answered with `peer`.
+fn raw_initiator(peer: Ssid) -> Session {
+    let now = Instant::now();
+    let mut cfg = InitiatorConfig::new("O0013000000ACME", Password::new("PW"));
+    cfg.capabilities.buffer_size = 128;
+    cfg.capabilities.credit = 2;
+    let mut i = Session::initiator(cfg, now).unwrap();
+    let l5 = ProtocolLevel::V2_0;
+    i.handle_input(&frame(&Command::Ssrm(Ssrm), l5), now);
+    i.poll_transmit().unwrap();
+    i.handle_input(&frame(&Command::Ssid(peer), l5), now);
+    i
+}
+
+#[test]
+fn malformed_commands_get_the_right_esid() {
+    let now = Instant::now();
+    let cases: Vec<(Vec<u8>, EsidReason)> = vec![
+        (raw_frame(b"Z"), EsidReason::COMMAND_NOT_RECOGNISED),
+        (raw_frame(b"X5short\r"), EsidReason::BUFFER_SIZE_ERROR),
+        (
+            raw_frame(b"X5O0013000000ACME          SECRET  0409XBNNN064N            \r"),
+            EsidReason::INVALID_DATA,
+        ),
+        (vec![0x10, 0x00, 0x00, 0x03], EsidReason::BUFFER_SIZE_ERROR),
+        (vec![0x10, 0x0f, 0xff, 0xff], EsidReason::BUFFER_SIZE_ERROR),
+        (
+            vec![0x30, 0, 0, 5, b'R'],
+            EsidReason::COMMAND_NOT_RECOGNISED,
+        ),
+        (raw_frame(b"R"), EsidReason::PROTOCOL_VIOLATION),
+    ];
+    for (input, reason) in cases {
+        let mut r = Session::responder(ResponderConfig::default(), now);
+        r.poll_transmit().unwrap();
+        // One byte at a time: framing must cope.
+        for b in &input {
+            r.handle_input(std::slice::from_ref(b), now);
+        }
+        assert!(r.is_closed(), "{input:?}");
+        assert_eq!(last_esid(&mut r), reason, "{input:?}");
+        let mut ended = None;
+        while let Some(e) = r.poll_event() {
+            if let Event::SessionEnded {
+                reason, by_peer, ..
+            } = e
+            {
+                ended = Some((reason, by_peer));
+            }
+        }
+        assert_eq!(ended, Some((reason, false)));
+        // Input after the end is ignored, nothing more is sent.
+        r.handle_input(&raw_frame(b"R"), now);
+        assert!(r.poll_transmit().is_none());
+    }
+}
+
+#[test]
+fn out_of_turn_commands_are_protocol_violations() {
+    let l5 = ProtocolLevel::V2_0;
+    // The initiator is the speaker: an SFID from the responder is out of turn.
+    let mut i = raw_initiator(peer_ssid(2, SessionMode::Both, 128));
+    i.poll_transmit();
+    i.handle_input(
+        &frame(&Command::Sfid(sfid("X", FileFormat::Unstructured, 0)), l5),
+        Instant::now(),
+    );
+    assert_eq!(last_esid(&mut i), EsidReason::PROTOCOL_VIOLATION);
+
+    // The responder is the listener: CDT, EFID, RTR, SFPA are out of turn.
+    for cmd in [
+        Command::Cdt(Cdt),
+        Command::Efid(Efid {
+            record_count: 0,
+            unit_count: 0,
+        }),
+        Command::Rtr(Rtr),
+        Command::Sfpa(Sfpa { answer_count: 0 }),
+        Command::Ssid(peer_ssid(2, SessionMode::Both, 128)),
+    ] {
+        let mut r = raw_responder(2);
+        r.handle_input(&frame(&cmd, l5), Instant::now());
+        assert_eq!(last_esid(&mut r), EsidReason::PROTOCOL_VIOLATION, "{cmd:?}");
+    }
+}
+
+#[test]
+fn responder_credit_above_ours_is_a_protocol_error() {
+    let mut i = raw_initiator(peer_ssid(3, SessionMode::Both, 128));
+    assert_eq!(last_esid(&mut i), EsidReason::PROTOCOL_VIOLATION);
+    let mut i = raw_initiator(peer_ssid(2, SessionMode::Send, 128));
+    assert!(!i.is_closed(), "S with B is compatible");
+    assert!(i.poll_transmit().is_none());
+}
+
+#[test]
+fn initiator_checks_expected_peer_identity() {
+    let now = Instant::now();
+    let l5 = ProtocolLevel::V2_0;
+    for (code, pw, reason) in [
+        ("O0013000000OTHER", "PW", EsidReason::USER_CODE_NOT_KNOWN),
+        ("O0013000000PEER", "WRONG", EsidReason::INVALID_PASSWORD),
+    ] {
+        let mut cfg = InitiatorConfig::new("O0013000000ACME", Password::new("PW"));
+        cfg.expected_peer_code = Some(code.into());
+        cfg.expected_peer_password = Some(Password::new(pw));
+        let mut i = Session::initiator(cfg, now).unwrap();
+        i.handle_input(&frame(&Command::Ssrm(Ssrm), l5), now);
+        i.poll_transmit().unwrap();
+        i.handle_input(
+            &frame(&Command::Ssid(peer_ssid(64, SessionMode::Both, 4096)), l5),
+            now,
+        );
+        assert_eq!(last_esid(&mut i), reason);
+    }
+}
+
+/// Responder with credit 1 in a file: returns it after SFID/SFPA.
+fn receiving_responder(credit: u16) -> Session {
+    let l5 = ProtocolLevel::V2_0;
+    let mut r = raw_responder(credit);
+    r.handle_input(
+        &frame(&Command::Sfid(sfid("F", FileFormat::Unstructured, 0)), l5),
+        Instant::now(),
+    );
+    r.accept_file(0).unwrap();
+    r.poll_transmit().unwrap();
+    r
+}
+
+#[test]
+fn data_beyond_credit_is_esid_02() {
+    let l5 = ProtocolLevel::V2_0;
+    let data = frame(
+        &Command::Data(Data {
+            payload: vec![0x03, b'a', b'b', b'c'],
+        }),
+        l5,
+    );
+    // Two DATA in one read with credit 1: the second was sent before our CDT.
+    let mut r = receiving_responder(1);
+    let mut two = data.clone();
+    two.extend_from_slice(&data);
+    r.handle_input(&two, Instant::now());
+    let bytes = r.poll_transmit().unwrap();
+    let cmds = commands(&bytes, l5);
+    assert!(matches!(cmds[0], Command::Cdt(_)), "{cmds:?}");
+    assert!(matches!(&cmds[1], Command::Esid(e) if e.reason == EsidReason::PROTOCOL_VIOLATION));
+
+    // The same DATA after our CDT left is fine.
+    let mut r = receiving_responder(1);
+    r.handle_input(&data, Instant::now());
+    let cmds = commands(&r.poll_transmit().unwrap(), l5);
+    assert!(matches!(cmds[..], [Command::Cdt(_)]));
+    r.handle_input(&data, Instant::now());
+    assert!(!r.is_closed());
+}
+
+#[test]
+fn oversized_and_malformed_data_buffers() {
+    let l5 = ProtocolLevel::V2_0;
+    let mut r = receiving_responder(5);
+    let mut payload = vec![0x3f];
+    payload.extend(std::iter::repeat_n(b'x', 63));
+    payload.push(0x3f);
+    payload.extend(std::iter::repeat_n(b'y', 63));
+    // 1 + 128 octets > the negotiated 128.
+    r.handle_input(&frame(&Command::Data(Data { payload }), l5), Instant::now());
+    assert_eq!(last_esid(&mut r), EsidReason::BUFFER_SIZE_ERROR);
+
+    let mut r = receiving_responder(5);
+    r.handle_input(
+        &frame(
+            &Command::Data(Data {
+                payload: vec![0x05, 1],
+            }),
+            l5,
+        ),
+        Instant::now(),
+    );
+    assert_eq!(last_esid(&mut r), EsidReason::INVALID_DATA);
+}
+
+#[test]
+fn cdt_with_credit_left_is_esid_02() {
+    let l5 = ProtocolLevel::V2_0;
+    let mut i = raw_initiator(peer_ssid(2, SessionMode::Both, 128));
+    assert!(i.poll_transmit().is_none());
+    i.send_file(sfid("F", FileFormat::Unstructured, 0)).unwrap();
+    i.poll_transmit().unwrap();
+    i.handle_input(
+        &frame(&Command::Sfpa(Sfpa { answer_count: 0 }), l5),
+        Instant::now(),
+    );
+    // One buffer's worth of data: one DATA sent, one credit left.
+    i.write_data(&[b'z'; 200], false).unwrap();
+    let sent = commands(&i.poll_transmit().unwrap(), l5);
+    assert_eq!(sent.len(), 1);
+    i.handle_input(&frame(&Command::Cdt(Cdt), l5), Instant::now());
+    assert_eq!(last_esid(&mut i), EsidReason::PROTOCOL_VIOLATION);
+}
+
+#[test]
+fn sender_waits_for_credit_before_more_data_and_efid() {
+    let l5 = ProtocolLevel::V2_0;
+    let mut i = raw_initiator(peer_ssid(2, SessionMode::Both, 128));
+    i.send_file(sfid("F", FileFormat::Unstructured, 0)).unwrap();
+    i.poll_transmit().unwrap();
+    i.handle_input(
+        &frame(&Command::Sfpa(Sfpa { answer_count: 0 }), l5),
+        Instant::now(),
+    );
+    let data = pseudo_random(1000, 3);
+    i.write_data(&data, false).unwrap();
+    assert!(!i.can_accept_data());
+    i.finish_file(0, 1000).unwrap();
+    // Credit 2: exactly two DATA, no EFID yet.
+    let sent = commands(&i.poll_transmit().unwrap(), l5);
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|c| matches!(c, Command::Data(_))));
+    let mut got = Vec::new();
+    let mut all = sent;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 100);
+        i.handle_input(&frame(&Command::Cdt(Cdt), l5), Instant::now());
+        let more = commands(&i.poll_transmit().unwrap(), l5);
+        let done = more.iter().any(|c| matches!(c, Command::Efid(_)));
+        all.extend(more);
+        if done {
+            break;
+        }
+    }
+    for c in &all {
+        if let Command::Data(d) = c {
+            assert!(d.payload.len() < 128);
+            for p in parse_data_payload(&d.payload).unwrap() {
+                got.extend_from_slice(&p.bytes);
+            }
+        }
+    }
+    assert_eq!(got, data);
+    assert!(matches!(all.last(), Some(Command::Efid(e)) if e.unit_count == 1000));
+}
+
+#[test]
+fn sfpa_above_the_asked_restart_is_esid_02() {
+    let l5 = ProtocolLevel::V2_0;
+    let mut i = raw_initiator(peer_ssid(2, SessionMode::Both, 128));
+    let mut s = sfid("F", FileFormat::Unstructured, 0);
+    s.restart_position = 4;
+    i.send_file(s).unwrap();
+    i.poll_transmit().unwrap();
+    i.handle_input(
+        &frame(&Command::Sfpa(Sfpa { answer_count: 5 }), l5),
+        Instant::now(),
+    );
+    assert_eq!(last_esid(&mut i), EsidReason::PROTOCOL_VIOLATION);
+}
+
+#[test]
+fn cd_after_our_unsolicited_cd_is_esid_02() {
+    let l5 = ProtocolLevel::V2_0;
+    let mut i = raw_initiator(peer_ssid(2, SessionMode::Both, 128));
+    i.change_direction().unwrap();
+    i.poll_transmit().unwrap();
+    i.handle_input(&frame(&Command::Cd(Cd), l5), Instant::now());
+    assert_eq!(last_esid(&mut i), EsidReason::PROTOCOL_VIOLATION);
+}
+
+#[test]
+fn inactivity_timeout_is_esid_09() {
+    let start = Instant::now();
+    let mut cfg = InitiatorConfig::new("O0013000000ACME", Password::new("PW"));
+    cfg.inactivity_timeout = Duration::from_secs(30);
+    let mut i = Session::initiator(cfg, start).unwrap();
+    assert_eq!(i.poll_timeout(), Some(start + Duration::from_secs(30)));
+    i.handle_timeout(start + Duration::from_secs(29));
+    assert!(!i.is_closed());
+    // Activity pushes the deadline.
+    let t = start + Duration::from_secs(29);
+    i.handle_input(&frame(&Command::Ssrm(Ssrm), ProtocolLevel::V2_0), t);
+    i.poll_transmit().unwrap();
+    assert_eq!(i.poll_timeout(), Some(t + Duration::from_secs(30)));
+    i.handle_timeout(t + Duration::from_secs(30));
+    assert!(i.is_closed());
+    assert_eq!(last_esid(&mut i), EsidReason::TIME_OUT);
+    assert_eq!(i.poll_timeout(), None);
+
+    // A pair where the responder's application never answers the SSID: the
+    // initiator times out, the responder (waiting on its application) does not.
+    let mut p = Pair::connect(Capabilities::default(), false);
+    assert_eq!(p.r.poll_timeout(), None);
+    let d = p.i.poll_timeout().unwrap();
+    p.i.handle_timeout(d);
+    p.drive();
+    assert_eq!(p.ended(Side::I), (EsidReason::TIME_OUT, false));
+    assert_eq!(p.ended(Side::R), (EsidReason::TIME_OUT, true));
+}
+
+#[test]
+fn transport_closed_without_esid() {
+    let mut p = Pair::new(Capabilities::default(), Capabilities::default(), false);
+    p.r.handle_transport_closed(Instant::now());
+    p.collect();
+    let (reason, by_peer) = p.ended(Side::R);
+    assert_eq!(reason, EsidReason::UNSPECIFIED);
+    assert!(by_peer);
+    p.r.handle_transport_closed(Instant::now());
+    p.collect();
+    assert!(!p.has(Side::R, |e| matches!(e, Event::SessionEnded { .. })));
+}
+
+#[test]
+fn v1_peer_esid_without_cr_is_understood() {
+    let now = Instant::now();
+    let mut i = Session::initiator(
+        InitiatorConfig::new("O0013000000ACME", Password::new("PW")),
+        now,
+    )
+    .unwrap();
+    i.handle_input(&frame(&Command::Ssrm(Ssrm), ProtocolLevel::V1_2), now);
+    i.poll_transmit().unwrap();
+    i.handle_input(&raw_frame(b"F04"), now);
+    let mut ended = None;
+    while let Some(e) = i.poll_event() {
+        if let Event::SessionEnded {
+            reason, by_peer, ..
+        } = e
+        {
+            ended = Some((reason, by_peer));
+        }
+    }
+    assert_eq!(ended, Some((EsidReason::INVALID_PASSWORD, true)));
+    assert!(i.poll_transmit().is_none(), "no ESID answers an ESID");
+}
+
+#[test]
+fn audit_trail_reports_commands_without_secrets() {
+    let mut p = Pair::new(Capabilities::default(), Capabilities::default(), false);
+    let sent: Vec<String> = p
+        .ev_i
+        .iter()
+        .filter_map(|e| match e {
+            Event::CommandSent { summary, .. } => Some(summary.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(sent.iter().any(|s| s.starts_with("SSID")), "{sent:?}");
+    assert!(sent.iter().all(|s| !s.contains("ISECRET")));
+    assert!(p.has(Side::I, |e| matches!(
+        e,
+        Event::CommandReceived { name: "SSRM", .. }
+    )));
+}
