@@ -112,6 +112,27 @@ impl WebAuthorization {
     }
 }
 
+/// A way to sign in, for callers that pick the method from configuration (the CLI).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum LoginMethod {
+    /// Authorization code with PKCE in the system browser ([`Authenticator::authorize_interactive`]).
+    Browser,
+    /// Device code, for machines without a browser ([`Authenticator::device_code`]).
+    DeviceCode,
+    /// Implicit grant; insecure ([`Authenticator::authorize_implicit`]).
+    Implicit,
+    /// Resource owner password; insecure ([`Authenticator::password`]).
+    Password {
+        /// The user principal name.
+        username: String,
+        /// The user's password.
+        password: Secret,
+    },
+    /// App-only client credentials ([`Authenticator::client_credentials`]).
+    ClientCredentials,
+}
+
 #[derive(Deserialize)]
 struct DeviceCodeResponse {
     device_code: String,
@@ -146,6 +167,21 @@ impl Authenticator {
     /// The configuration.
     pub fn config(&self) -> &AuthConfig {
         &self.config
+    }
+
+    /// Signs in with `method`; interactive methods reach the user through `interaction`.
+    pub async fn login(
+        &self,
+        method: &LoginMethod,
+        interaction: &dyn Interaction,
+    ) -> Result<Token, AuthError> {
+        match method {
+            LoginMethod::Browser => self.authorize_interactive(interaction).await,
+            LoginMethod::DeviceCode => self.device_code(interaction).await,
+            LoginMethod::Implicit => self.authorize_implicit(interaction).await,
+            LoginMethod::Password { username, password } => self.password(username, password).await,
+            LoginMethod::ClientCredentials => self.client_credentials().await,
+        }
     }
 
     /// Builds an authorization URL for `response_type` with the given redirect and state.

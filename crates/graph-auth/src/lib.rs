@@ -18,6 +18,29 @@
 //!
 //! Secrets (client secret, passwords, tokens) are [`Secret`]s: redacted in `Debug`, never logged.
 //!
+//! Typical use by a CLI and a Graph client:
+//!
+//! ```no_run
+//! use graph_auth::{
+//!     AuthConfig, Authenticator, CachedTokenProvider, StderrInteraction, TokenCache, TokenProvider,
+//! };
+//!
+//! # async fn demo() -> Result<(), graph_auth::AuthError> {
+//! let auth = Authenticator::new(AuthConfig::new("00000000-0000-0000-0000-000000000000"))?;
+//! let cache = TokenCache::new(".meta/token.json");
+//!
+//! // `login`: browser sign-in, tokens stored in the cache (0600, atomic).
+//! let token = auth.authorize_interactive(&StderrInteraction).await?;
+//! CachedTokenProvider::from_login(auth.clone(), Some(cache.clone()), token)?;
+//!
+//! // Later runs: renewed silently before expiry; after a 401, call `on_unauthorized` once.
+//! let provider = CachedTokenProvider::open(auth, cache)?;
+//! let bearer = provider.access_token().await?;
+//! let retry_with = provider.on_unauthorized(&bearer).await?;
+//! # let _ = retry_with;
+//! # Ok(()) }
+//! ```
+//!
 //! Choice: the endpoints are called with `reqwest` form posts rather than the `oauth2` crate; see
 //! the [`flows`] module documentation for why.
 //!
@@ -40,7 +63,7 @@ pub mod token;
 pub use cache::TokenCache;
 pub use config::AuthConfig;
 pub use error::{AuthError, Grant, PlatformError};
-pub use flows::{Authenticator, WebAuthorization};
+pub use flows::{Authenticator, LoginMethod, WebAuthorization};
 pub use interaction::{DeviceCodePrompt, Interaction, StderrInteraction};
 pub use pkce::{PkceMethod, PkceVerifier};
 pub use provider::{CachedTokenProvider, StaticToken, TokenFuture, TokenProvider};
