@@ -179,6 +179,17 @@ pub enum AuthError {
         source: reqwest::Error,
     },
 
+    /// The identity platform answered 429 or a 5xx without an OAuth error: try again later.
+    #[error(
+        "the identity platform at {url} is unavailable (HTTP {status}); try again in a few minutes"
+    )]
+    Unavailable {
+        /// The endpoint.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+
     /// The identity platform answered something we cannot use.
     #[error(
         "unexpected answer from the identity platform at {url}: {detail}; check the authority URL"
@@ -250,6 +261,25 @@ pub enum AuthError {
         /// Why.
         detail: String,
     },
+}
+
+impl AuthError {
+    /// Whether trying the same request again later may succeed (network failure, timeout,
+    /// 429 or 5xx from the identity platform, or its `temporarily_unavailable` error). Callers
+    /// that retry (e.g. a Graph client's backoff) use this; every other error needs a change of
+    /// configuration or a new sign-in.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Http { source, .. } => {
+                source.is_timeout() || source.is_connect() || source.is_request()
+            }
+            Self::Unavailable { .. } => true,
+            Self::Rejected { error, .. } => {
+                error.error == "temporarily_unavailable" || error.error == "server_error"
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Picks the advice for an error returned by the token endpoint.
@@ -333,6 +363,28 @@ mod tests {
             &[7000215],
         );
         assert!(hint_for(Grant::ClientCredentials, &error).contains("client secret"));
+    }
+
+    #[test]
+    fn transient_errors() {
+        let unavailable = AuthError::Unavailable {
+            url: "u".to_owned(),
+            status: 503,
+        };
+        assert!(unavailable.is_transient());
+        let busy = AuthError::Rejected {
+            grant: Grant::RefreshToken,
+            error: platform("temporarily_unavailable", "AADSTS50196: busy", &[50196]),
+            hint: String::new(),
+        };
+        assert!(busy.is_transient());
+        assert!(!AuthError::StateMismatch.is_transient());
+        let wrong = AuthError::Rejected {
+            grant: Grant::Password,
+            error: platform("invalid_grant", "AADSTS50126: wrong", &[50126]),
+            hint: String::new(),
+        };
+        assert!(!wrong.is_transient());
     }
 
     #[test]

@@ -519,6 +519,14 @@ impl Authenticator {
     ) -> AuthError {
         match parse_platform_error(body) {
             Some(error) => self.platform_error(grant, error),
+            None if status.is_server_error()
+                || status == reqwest::StatusCode::TOO_MANY_REQUESTS =>
+            {
+                AuthError::Unavailable {
+                    url: url.to_owned(),
+                    status: status.as_u16(),
+                }
+            }
             None => AuthError::InvalidResponse {
                 url: url.to_owned(),
                 detail: format!("HTTP {status} without an OAuth error body"),
@@ -715,6 +723,86 @@ mod tests {
             .await
             .expect_err("common tenant");
         assert!(err.to_string().contains("tenant-specific"), "{err}");
+    }
+
+    /// A token endpoint that answers every request with `status` and `body`.
+    async fn fake_token_endpoint(status: u16, body: &'static str) -> Authenticator {
+        use axum::http::StatusCode;
+        let status = StatusCode::from_u16(status).expect("status");
+        let app = axum::Router::new().route(
+            "/contoso/oauth2/v2.0/token",
+            axum::routing::post(move || async move { (status, body) }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let config = AuthConfig::new("c")
+            .with_authority(Url::parse(&format!("http://{addr}")).expect("url"))
+            .with_tenant("contoso");
+        Authenticator::new(config).expect("config")
+    }
+
+    #[tokio::test]
+    async fn outage_is_transient_and_garbage_is_not() {
+        let auth = fake_token_endpoint(503, "<html>Service Unavailable</html>").await;
+        let err = auth
+            .password("u@contoso.example", &Secret::new("p"))
+            .await
+            .expect_err("503");
+        assert!(
+            matches!(err, AuthError::Unavailable { status: 503, .. }),
+            "{err:?}"
+        );
+        assert!(err.is_transient());
+        assert!(err.to_string().contains("try again"), "{err}");
+
+        let auth = fake_token_endpoint(200, "<html>login portal</html>").await;
+        let err = auth
+            .password("u@contoso.example", &Secret::new("p"))
+            .await
+            .expect_err("html");
+        assert!(matches!(err, AuthError::InvalidResponse { .. }), "{err:?}");
+        assert!(!err.is_transient());
+
+        let auth = fake_token_endpoint(
+            400,
+            r#"{"error":"invalid_grant","error_description":"AADSTS700082: The refresh token has expired due to inactivity.","error_codes":[700082]}"#,
+        )
+        .await;
+        let err = auth
+            .refresh(&Secret::new("old"), Grant::DeviceCode)
+            .await
+            .expect_err("expired");
+        assert!(matches!(err, AuthError::ReloginRequired { .. }), "{err:?}");
+        assert!(err.to_string().contains("AADSTS700082"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_endpoint_is_transient() {
+        // Bind then drop: nothing listens on the port any more.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let config = AuthConfig::new("c")
+            .with_authority(Url::parse(&format!("http://127.0.0.1:{port}")).expect("url"))
+            .with_tenant("contoso");
+        let auth = Authenticator::new(config).expect("config");
+        let err = auth
+            .password("u@contoso.example", &Secret::new("p"))
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, AuthError::Http { .. }), "{err:?}");
+        assert!(err.is_transient());
+        assert!(
+            err.to_string()
+                .contains("cannot reach the identity platform"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
