@@ -470,7 +470,7 @@ pub struct ServerSettings {
     /// A session idle (no file in progress) for this long is logged off; `None` = never (seed
     /// `DefaultIdleTimeout`, default 0 = off).
     pub idle_timeout: Option<Duration>,
-    /// How long [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) lets transfers in
+    /// How long [`RunningServer::shutdown`](crate::RunningServer::shutdown) lets transfers in
     /// progress finish before ending their sessions with ESID.
     pub shutdown_grace: Duration,
 }

@@ -1,9 +1,38 @@
-//! Tokio runtime for OFTP (Odette File Transfer Protocol, RFC 5024 / RFC 2204).
+//! Tokio runtime for OFTP (Odette File Transfer Protocol: RFC 5024 for 2.0, RFC 2204 for 1.x).
 //!
-//! Work in progress: durable file store, journal and configuration types.
+//! - [`server::Server`] accepts sessions (responder) and [`client::Client`] calls partners
+//!   (initiator); both drive the sans-IO `oftp_proto::session::Session` in one task per
+//!   connection (`connection` module).
+//! - [`Handler`] is the application's say: one async method per event of the OFTPServer class
+//!   the runtime is modelled on, returning the decision where one is needed, with defaults
+//!   that need no code (partner table, inboxes, duplicate detection, EERP when durable).
+//! - [`store`] writes received files durably (temporary file in the target directory, fsync,
+//!   no-clobber rename, directory fsync); [`journal`] (SQLite) records received and sent files
+//!   for duplicate detection, restart and end-to-end responses.
+//! - [`transport`] holds the seams for TLS and OFTP 2.0 file services (security issue).
+//!
+//! Not here: the wire protocol (oftp-proto), CMS and TLS (later), configuration files (the
+//! `oftp` command reads TOML into the [`config`] types).
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod config;
+mod connection;
+pub mod handle;
+pub mod handler;
 pub mod journal;
+mod listener;
+mod policy;
+pub mod server;
+mod source;
 pub mod stamp;
 pub mod store;
+pub mod transport;
+
+pub use client::{Client, ClientConfig, ClientError, ClientReport, FileOutcome};
+pub use connection::DEFAULT_CHECKPOINT_INTERVAL;
+pub use handle::{OutgoingFile, SessionHandle};
+pub use handler::Handler;
+pub use listener::{ConnectionId, ConnectionInfo, ServerError, ShutdownSignal};
+pub use oftp_proto;
+pub use server::{RunningServer, Server, ServerConfig};

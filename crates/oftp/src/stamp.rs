@@ -8,13 +8,26 @@
 
 use std::fmt;
 
-use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
+use chrono::{Datelike, NaiveDateTime, Timelike};
 
 /// Date, time and counter of a virtual file (`SFIDDATE` + `SFIDTIME`).
+///
+/// The fields are kept as received rather than as a calendar type: a peer may send a date a
+/// calendar would reject (say 31 February), and the identity must still round-trip exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileStamp {
-    /// Calendar date and time of day (second resolution).
-    pub datetime: NaiveDateTime,
+    /// Year (0..=9999).
+    pub year: u16,
+    /// Month (1..=12).
+    pub month: u8,
+    /// Day (1..=31).
+    pub day: u8,
+    /// Hour (0..=23).
+    pub hour: u8,
+    /// Minute (0..=59).
+    pub minute: u8,
+    /// Second (0..=60).
+    pub second: u8,
     /// The `cccc` counter of OFTP 2.0 (0..=9999); always 0 for OFTP 1.x.
     pub counter: u16,
 }
@@ -27,10 +40,15 @@ pub struct FileStamp {
 pub struct StampParseError(pub String);
 
 impl FileStamp {
-    /// A stamp for the given date/time and counter (the counter is clamped to 9999).
+    /// A stamp from a calendar date/time and a counter (clamped to 9999).
     pub fn new(datetime: NaiveDateTime, counter: u16) -> Self {
         Self {
-            datetime: datetime.with_nanosecond(0).unwrap_or(datetime),
+            year: u16::try_from(datetime.year().clamp(0, 9999)).unwrap_or(0),
+            month: datetime.month() as u8,
+            day: datetime.day() as u8,
+            hour: datetime.hour() as u8,
+            minute: datetime.minute() as u8,
+            second: datetime.second().min(60) as u8,
             counter: counter.min(9999),
         }
     }
@@ -45,33 +63,50 @@ impl FileStamp {
         Self::new(now, counter)
     }
 
+    /// Checks the field ranges (the same ones the wire format allows).
+    pub fn is_valid(&self) -> bool {
+        (1..=12).contains(&self.month)
+            && (1..=31).contains(&self.day)
+            && self.hour <= 23
+            && self.minute <= 59
+            && self.second <= 60
+            && self.year <= 9999
+            && self.counter <= 9999
+    }
+
     /// Parses the journal form `yyyyMMddHHmmssffff` (counter optional).
     pub fn parse(text: &str) -> Result<Self, StampParseError> {
         let err = || StampParseError(text.to_owned());
         if !(text.len() == 14 || text.len() == 18) || !text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err());
         }
-        let num = |r: std::ops::Range<usize>| text[r].parse::<u32>().map_err(|_| err());
-        let date =
-            NaiveDate::from_ymd_opt(num(0..4)? as i32, num(4..6)?, num(6..8)?).ok_or_else(err)?;
-        let datetime = date
-            .and_hms_opt(num(8..10)?, num(10..12)?, num(12..14)?)
-            .ok_or_else(err)?;
-        let counter = if text.len() == 18 {
-            num(14..18)? as u16
-        } else {
-            0
+        let num = |r: std::ops::Range<usize>| text[r].parse::<u16>().map_err(|_| err());
+        let stamp = Self {
+            year: num(0..4)?,
+            month: num(4..6)? as u8,
+            day: num(6..8)? as u8,
+            hour: num(8..10)? as u8,
+            minute: num(10..12)? as u8,
+            second: num(12..14)? as u8,
+            counter: if text.len() == 18 { num(14..18)? } else { 0 },
         };
-        Ok(Self::new(datetime, counter))
+        if stamp.is_valid() {
+            Ok(stamp)
+        } else {
+            Err(err())
+        }
     }
 
     /// Formats with a .NET-style pattern as the seed's `%VirtualFileDate:FORMAT%` macro does:
     /// `yyyy yy MM dd HH hh mm ss tt` and `f`..`ffff` (the counter); text in single quotes and any
     /// other character is copied as is.
     pub fn format(&self, pattern: &str) -> String {
-        let d = &self.datetime;
         let mut out = String::with_capacity(pattern.len() + 8);
         let chars: Vec<char> = pattern.chars().collect();
+        let hour12 = match self.hour % 12 {
+            0 => 12,
+            h => h,
+        };
         let mut i = 0;
         while i < chars.len() {
             let c = chars[i];
@@ -89,15 +124,15 @@ impl FileStamp {
                 out.push_str(&format!("{value:0width$}"));
             };
             match (c, run) {
-                ('y', n) if n >= 4 => push_num(d.year().unsigned_abs(), 4),
-                ('y', _) => push_num(d.year().unsigned_abs() % 100, 2),
-                ('M', _) => push_num(d.month(), 2.min(run)),
-                ('d', _) => push_num(d.day(), 2.min(run)),
-                ('H', _) => push_num(d.hour(), 2.min(run)),
-                ('h', _) => push_num(d.hour12().1, 2.min(run)),
-                ('m', _) => push_num(d.minute(), 2.min(run)),
-                ('s', _) => push_num(d.second(), 2.min(run)),
-                ('t', _) => out.push_str(if d.hour12().0 { "PM" } else { "AM" }),
+                ('y', n) if n >= 4 => push_num(u32::from(self.year), 4),
+                ('y', _) => push_num(u32::from(self.year) % 100, 2),
+                ('M', _) => push_num(u32::from(self.month), 2.min(run)),
+                ('d', _) => push_num(u32::from(self.day), 2.min(run)),
+                ('H', _) => push_num(u32::from(self.hour), 2.min(run)),
+                ('h', _) => push_num(u32::from(hour12), 2.min(run)),
+                ('m', _) => push_num(u32::from(self.minute), 2.min(run)),
+                ('s', _) => push_num(u32::from(self.second), 2.min(run)),
+                ('t', _) => out.push_str(if self.hour >= 12 { "PM" } else { "AM" }),
                 ('f', n) => {
                     let n = n.min(4);
                     let digits = format!("{:04}", self.counter);
@@ -126,6 +161,8 @@ impl fmt::Display for FileStamp {
 mod tests {
     use super::*;
 
+    use chrono::NaiveDate;
+
     fn stamp() -> FileStamp {
         let dt = NaiveDate::from_ymd_opt(2026, 3, 7)
             .unwrap()
@@ -141,6 +178,9 @@ mod tests {
         assert_eq!(FileStamp::parse("202603071405090042").unwrap(), s);
         let no_counter = FileStamp::parse("20260307140509").unwrap();
         assert_eq!(no_counter.counter, 0);
+        // Wire-valid but not a calendar date: kept as is.
+        let odd = FileStamp::parse("202602311405090000").unwrap();
+        assert_eq!(odd.to_string(), "202602311405090000");
     }
 
     #[test]

@@ -1,0 +1,296 @@
+//! [`Client`]: calls a partner (initiator side), sends files, receives what the partner has for
+//! us when it gets the speaker role, and reports each file's end-to-end outcome.
+//!
+//! One [`Client::run`] is one session: send every file in order (a file the partner refuses
+//! does not stop the others), hand the turn over, store what the partner sends, collect the
+//! EERPs/NERPs it sends back, and end the session properly. Re-running with the same file
+//! resumes an interrupted send: the journal keeps the virtual date/time of the first attempt so
+//! the partner recognises the file and restarts it from its durable position.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oftp_proto::codec::EsidReason;
+use oftp_proto::session::Negotiated;
+
+use crate::config::{LocalIdentity, Partner, PartnerTable, SessionLimits};
+pub use crate::connection::FileOutcome;
+use crate::connection::{Connection, DEFAULT_CHECKPOINT_INTERVAL, InitiatorSetup, Shared};
+use crate::handle::{OutgoingFile, SessionHandle};
+use crate::handler::{Disconnected, Handler};
+use crate::journal::Journal;
+use crate::listener::{ConnectionInfo, ShutdownSignal};
+use crate::store::{NameFormat, StorePolicy};
+use crate::transport::{Connector, FileServices, NoFileServices, PlainTcp, Transport};
+
+/// What a client needs to know.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Our identity (our SSID, SFID and the password we present unless the partner entry has
+    /// `our_password`).
+    pub local: LocalIdentity,
+    /// The partner: its SSID and password are checked in its answer, its SFID is the
+    /// destination of our files.
+    pub partner: Partner,
+    /// What we offer (level, buffer size, credit, compression, restart, mode).
+    pub limits: SessionLimits,
+    /// ESID 09 after this long without an answer (seed default 60 s).
+    pub inactivity_timeout: Duration,
+    /// Where files the partner sends us are stored.
+    pub receive_dir: PathBuf,
+    /// Name format for received files.
+    pub name_format: NameFormat,
+    /// Overwrite / DeleteOnError for received files.
+    pub store: StorePolicy,
+    /// Bytes between receive checkpoints.
+    pub checkpoint_interval: u64,
+}
+
+impl ClientConfig {
+    /// Defaults for everything but identity, partner and receive directory.
+    pub fn new(local: LocalIdentity, partner: Partner, receive_dir: PathBuf) -> Self {
+        Self {
+            local,
+            partner,
+            limits: SessionLimits::default(),
+            inactivity_timeout: Duration::from_secs(60),
+            receive_dir,
+            name_format: NameFormat::default(),
+            store: StorePolicy::default(),
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+        }
+    }
+}
+
+/// Why a session could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The partner could not be reached.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// Address tried.
+        addr: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The partner refused the session (ESID before the session was established).
+    #[error("partner rejected session: {text} (ESID {:02})", reason.0)]
+    Rejected {
+        /// ESID reason.
+        reason: EsidReason,
+        /// Reason text.
+        text: String,
+    },
+    /// We refused the partner's answer (wrong SSID or password in its SSID, incompatible mode).
+    #[error("session not started: {text} (ESID {:02})", reason.0)]
+    Refused {
+        /// ESID reason we sent.
+        reason: EsidReason,
+        /// Reason text.
+        text: String,
+    },
+    /// The connection ended before a session was established.
+    #[error("session not started: {0}")]
+    NotStarted(String),
+}
+
+/// Result of one session.
+#[derive(Debug, Clone)]
+pub struct ClientReport {
+    /// The agreed session parameters.
+    pub negotiated: Negotiated,
+    /// Every file asked for, with its outcome, in order.
+    pub files: Vec<(OutgoingFile, FileOutcome)>,
+    /// Files the partner sent us, stored durably.
+    pub received: Vec<PathBuf>,
+    /// How the session ended.
+    pub ended: Disconnected,
+}
+
+impl ClientReport {
+    /// Whether every file got a positive end-to-end response (EERP).
+    pub fn all_delivered(&self) -> bool {
+        self.files.iter().all(|(_, o)| o.is_delivered())
+    }
+}
+
+/// An OFTP client.
+pub struct Client<H: Handler = (), C: Connector = PlainTcp, F: FileServices = NoFileServices> {
+    shared: Arc<Shared>,
+    partner: Partner,
+    receive_dir: PathBuf,
+    handler: Arc<H>,
+    connector: Arc<C>,
+    services: Arc<F>,
+}
+
+impl Client {
+    /// A client with the default handler, recording into `journal`.
+    pub fn new(config: ClientConfig, journal: Journal) -> Result<Self, ClientError> {
+        config
+            .local
+            .validate()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        config
+            .limits
+            .validate()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let partners = PartnerTable::new([config.partner.clone()])
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let shared = Shared {
+            local: config.local,
+            partners,
+            limits: config.limits,
+            data_dir: config.receive_dir.clone(),
+            name_format: config.name_format,
+            store: config.store,
+            journal,
+            inactivity_timeout: config.inactivity_timeout,
+            idle_timeout: None,
+            checkpoint_interval: config.checkpoint_interval.max(1),
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+            partner: config.partner,
+            receive_dir: config.receive_dir,
+            handler: Arc::new(()),
+            connector: Arc::new(PlainTcp),
+            services: Arc::new(NoFileServices),
+        })
+    }
+}
+
+impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
+    /// Uses `handler` for decisions and events (received files, progress, PITrail...).
+    pub fn handler<H2: Handler>(self, handler: H2) -> Client<H2, C, F> {
+        Client {
+            shared: self.shared,
+            partner: self.partner,
+            receive_dir: self.receive_dir,
+            handler: Arc::new(handler),
+            connector: self.connector,
+            services: self.services,
+        }
+    }
+
+    /// Uses `connector` to open the transport (TLS seam).
+    pub fn connector<C2: Connector>(self, connector: C2) -> Client<H, C2, F> {
+        Client {
+            shared: self.shared,
+            partner: self.partner,
+            receive_dir: self.receive_dir,
+            handler: self.handler,
+            connector: Arc::new(connector),
+            services: self.services,
+        }
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.shared.journal
+    }
+
+    /// Connects to `addr` (`host:port`) and runs one session sending `files`.
+    pub async fn run(
+        &self,
+        addr: &str,
+        files: Vec<OutgoingFile>,
+    ) -> Result<ClientReport, ClientError> {
+        let io = self
+            .connector
+            .connect(addr)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let peer = SocketAddr::from(([0, 0, 0, 0], 0));
+        self.run_over(io, peer, files).await
+    }
+
+    /// Runs one session over an already open transport.
+    pub async fn run_over<T: Transport>(
+        &self,
+        io: T,
+        peer: SocketAddr,
+        files: Vec<OutgoingFile>,
+    ) -> Result<ClientReport, ClientError> {
+        let (handle, requests) = SessionHandle::new(0);
+        self.run_with(io, peer, files, handle, requests).await
+    }
+
+    async fn run_with<T: Transport>(
+        &self,
+        io: T,
+        peer: SocketAddr,
+        files: Vec<OutgoingFile>,
+        handle: SessionHandle,
+        requests: tokio::sync::mpsc::UnboundedReceiver<crate::handle::Request>,
+    ) -> Result<ClientReport, ClientError> {
+        let info = ConnectionInfo {
+            id: handle.id(),
+            peer,
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let setup = InitiatorSetup {
+            partner: self.partner.clone(),
+            receive_dir: self.receive_dir.clone(),
+            jobs: files,
+        };
+        let conn = Connection::initiator(
+            io,
+            info,
+            self.handler.clone(),
+            self.services.clone(),
+            self.shared.clone(),
+            ShutdownSignal::new(),
+            handle,
+            requests,
+            setup,
+        )
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+        let report = conn.run().await;
+        let Some(negotiated) = report.negotiated else {
+            let ended = report.ended;
+            return Err(match ended.reason {
+                Some(reason) if ended.by_peer && reason != EsidReason::UNSPECIFIED => {
+                    ClientError::Rejected {
+                        reason,
+                        text: reason_text(reason, &ended.description),
+                    }
+                }
+                Some(reason) if !ended.by_peer => ClientError::Refused {
+                    reason,
+                    text: reason_text(reason, &ended.description),
+                },
+                _ => ClientError::NotStarted(ended.description),
+            });
+        };
+        Ok(ClientReport {
+            negotiated,
+            files: report.outcomes,
+            received: report.received,
+            ended: report.ended,
+        })
+    }
+}
+
+/// The description without the trailing `(ESID nn)` the connection adds.
+fn reason_text(reason: EsidReason, description: &str) -> String {
+    let suffix = format!(" (ESID {:02})", reason.0);
+    let text = description
+        .strip_suffix(&suffix)
+        .unwrap_or(description)
+        .trim();
+    if text.is_empty() {
+        reason.description().unwrap_or("unknown reason").to_owned()
+    } else {
+        text.to_owned()
+    }
+}

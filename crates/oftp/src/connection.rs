@@ -1,0 +1,1894 @@
+//! The connection driver: one task per connection that runs an `oftp_proto::session::Session`
+//! over a [`Transport`], stores received files durably, reads files to send, and asks the
+//! [`Handler`] for decisions.
+//!
+//! The loop: write what the session wants to send, handle its events (which may call session
+//! methods and produce more to send), feed file data while credit allows (one buffer at a time,
+//! so memory stays at about one buffer per connection), act on our turn, and otherwise wait for
+//! socket input, the session's deadline, a request on the [`SessionHandle`], or a shutdown
+//! signal.
+//!
+//! Durability rules kept here: EFPA only after the file is fsynced and renamed into place and
+//! the journal says so; checkpoints (fsync + journal) every `checkpoint_interval` bytes and when
+//! a connection breaks, so a restart never goes back further than necessary and never claims
+//! more than is on disk; EERP only for files that are complete in the journal.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oftp_proto::codec::{
+    Eerp, EfnaReason, EsidReason, FileFormat, Nerp, Password as WirePassword, ProtocolLevel, Sfid,
+    VirtualFileTime,
+};
+use oftp_proto::data::{restart_byte_offset, size_in_kib};
+use oftp_proto::session::{
+    Capabilities, EndResponse as WireEndResponse, Event, InitiatorConfig, Negotiated,
+    ResponderConfig, ResponderParams, Session,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::config::{LocalIdentity, Partner, PartnerTable, SessionLimits};
+use crate::handle::{OutgoingFile, Request, SessionHandle};
+use crate::handler::{
+    ConnectionRequest, Direction, Disconnected, EndResponse, EndResponseTiming, ErrorEvent,
+    FileDecision, FileOffer, Handler, LogEvent, LogLevel, NegativeResponse, Origin, PiTrail,
+    ReadyAction, SessionAcceptance, SessionDecision, SessionInfo, SessionRequest, TransferInfo,
+    TransferResult,
+};
+use crate::journal::{
+    Checkpoint, Direction as JournalDirection, EndResponseEntry, FileKey, Journal, LocalFileId,
+    ReceiveState, SendState,
+};
+use crate::listener::{ConnectionInfo, ShutdownSignal};
+use crate::policy::{self, FileRequest, PeerOffer};
+use crate::source::{Chunk, FileSource, count_records};
+use crate::stamp::FileStamp;
+use crate::store::{NameFormat, PartialFile, StorePolicy};
+use crate::transport::{FileServices, Transport};
+
+/// Default distance between receive checkpoints (fsync + journal).
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 4 * 1024 * 1024;
+
+/// Socket read size.
+const READ_BUF: usize = 128 * 1024;
+
+/// Settings shared by all connections of a server or a client.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) local: LocalIdentity,
+    pub(crate) partners: PartnerTable,
+    pub(crate) limits: SessionLimits,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) name_format: NameFormat,
+    pub(crate) store: StorePolicy,
+    pub(crate) journal: Journal,
+    pub(crate) inactivity_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) checkpoint_interval: u64,
+}
+
+/// What the initiator knows before the session starts.
+#[derive(Debug, Clone)]
+pub(crate) struct InitiatorSetup {
+    pub(crate) partner: Partner,
+    pub(crate) receive_dir: PathBuf,
+    pub(crate) jobs: Vec<OutgoingFile>,
+}
+
+/// Outcome of one file the initiator was asked to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// EERP received: the partner has the file.
+    Delivered,
+    /// NERP received.
+    NotDelivered {
+        /// NERP reason.
+        reason: oftp_proto::codec::NerpReason,
+        /// NERP text.
+        text: String,
+    },
+    /// EFPA received but no EERP yet (it may come in a later session).
+    AwaitingEndResponse,
+    /// SFNA: the partner refused the file.
+    Rejected {
+        /// SFNA reason.
+        reason: oftp_proto::codec::SfnaReason,
+        /// Whether the partner invites a retry later.
+        retry: bool,
+        /// SFNA text.
+        text: String,
+    },
+    /// EFNA: the partner refused the file after the transfer.
+    Refused {
+        /// EFNA reason.
+        reason: EfnaReason,
+        /// EFNA text.
+        text: String,
+    },
+    /// Not sent (local error, session ended first, ...).
+    NotSent {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl FileOutcome {
+    /// Whether the partner confirmed delivery end to end.
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, FileOutcome::Delivered)
+    }
+}
+
+/// What a connection reports when it ends.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionReport {
+    pub(crate) negotiated: Option<Negotiated>,
+    pub(crate) outcomes: Vec<(OutgoingFile, FileOutcome)>,
+    pub(crate) received: Vec<PathBuf>,
+    pub(crate) ended: Disconnected,
+}
+
+/// A file being received.
+struct Incoming {
+    partial: PartialFile,
+    journal_id: i64,
+    key: FileKey,
+    transfer: TransferInfo,
+    format: FileFormat,
+    overwrite: bool,
+    /// Durable state this transfer started from.
+    base: Checkpoint,
+    /// Records and octets received in this transfer.
+    records: u64,
+    units: u64,
+    /// Octets at the last checkpoint and at the last progress report.
+    checkpointed_units: u64,
+    reported_units: u64,
+    /// F/V: local file length and octets at the end of the last complete record.
+    record_end_offset: u64,
+    record_end_units: u64,
+    end_of_file: bool,
+    user_data: String,
+}
+
+/// A file being sent.
+struct Outgoing {
+    job: Option<usize>,
+    file: OutgoingFile,
+    sent_id: i64,
+    key: FileKey,
+    transfer: TransferInfo,
+    source: Option<FileSource>,
+    finished: bool,
+    reported_units: u64,
+    from_outbox: bool,
+}
+
+enum Work {
+    File {
+        file: OutgoingFile,
+        job: Option<usize>,
+        from_outbox: bool,
+    },
+    EndResponse(EndResponse),
+}
+
+/// The per-session parameters once the session is accepted.
+struct Params {
+    partner_name: String,
+    partner_sfid: String,
+    local_sfid: String,
+    inbox: PathBuf,
+    outbox: Option<PathBuf>,
+}
+
+pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
+    io: T,
+    session: Session,
+    handler: Arc<H>,
+    services: Arc<F>,
+    shared: Arc<Shared>,
+    conn: ConnectionInfo,
+    handle: SessionHandle,
+    requests: mpsc::UnboundedReceiver<Request>,
+    requests_open: bool,
+    shutdown: ShutdownSignal,
+    graceful_seen: bool,
+    forced_seen: bool,
+    info: Option<SessionInfo>,
+    params: Option<Params>,
+    negotiated: Option<Negotiated>,
+    incoming: Option<Incoming>,
+    outgoing: Option<Outgoing>,
+    queue: VecDeque<Work>,
+    ready: Option<(bool, bool)>,
+    waiting: bool,
+    logoff: bool,
+    want_cd: bool,
+    outbox_scanned: bool,
+    awaiting_rtr: Option<EndResponse>,
+    last_activity: Instant,
+    outcomes: Vec<(OutgoingFile, FileOutcome)>,
+    received: Vec<PathBuf>,
+    ended: Option<Disconnected>,
+    initiator: Option<InitiatorSetup>,
+    rbuf: Vec<u8>,
+}
+
+fn to_wire_time(s: FileStamp) -> VirtualFileTime {
+    VirtualFileTime {
+        year: s.year,
+        month: s.month,
+        day: s.day,
+        hour: s.hour,
+        minute: s.minute,
+        second: s.second,
+        counter: s.counter,
+    }
+}
+
+fn from_wire_time(t: VirtualFileTime) -> FileStamp {
+    FileStamp {
+        year: t.year,
+        month: t.month,
+        day: t.day,
+        hour: t.hour,
+        minute: t.minute,
+        second: t.second,
+        counter: t.counter,
+    }
+}
+
+fn capabilities(
+    level: ProtocolLevel,
+    buffer_size: u32,
+    credit: u16,
+    compression: bool,
+    restart: bool,
+    mode: crate::config::Mode,
+) -> Capabilities {
+    Capabilities {
+        max_level: level,
+        buffer_size,
+        credit,
+        compression,
+        restart,
+        mode: policy::wire_mode(mode),
+        secure_auth: false,
+    }
+}
+
+fn command_id(name: &str) -> u8 {
+    use oftp_proto::codec::code;
+    match name {
+        "SSRM" => code::SSRM,
+        "SSID" => code::SSID,
+        "SFID" => code::SFID,
+        "SFPA" => code::SFPA,
+        "SFNA" => code::SFNA,
+        "DATA" => code::DATA,
+        "CDT" => code::CDT,
+        "EFID" => code::EFID,
+        "EFPA" => code::EFPA,
+        "EFNA" => code::EFNA,
+        "ESID" => code::ESID,
+        "CD" => code::CD,
+        "RTR" => code::RTR,
+        "EERP" => code::EERP,
+        "NERP" => code::NERP,
+        "SECD" => code::SECD,
+        "AUCH" => code::AUCH,
+        "AURP" => code::AURP,
+        _ => 0,
+    }
+}
+
+/// Why the connection task stopped reading: the transport failed.
+struct TransportGone(std::io::Error);
+
+impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
+    /// A responder connection (server side).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn responder(
+        io: T,
+        conn: ConnectionInfo,
+        handler: Arc<H>,
+        services: Arc<F>,
+        shared: Arc<Shared>,
+        shutdown: ShutdownSignal,
+        handle: SessionHandle,
+        requests: mpsc::UnboundedReceiver<Request>,
+    ) -> Self {
+        let now = Instant::now();
+        let session = Session::responder(
+            ResponderConfig {
+                inactivity_timeout: shared.inactivity_timeout,
+            },
+            now,
+        );
+        Self::new(
+            io, session, conn, handler, services, shared, shutdown, handle, requests, None,
+        )
+    }
+
+    /// An initiator connection (client side).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn initiator(
+        io: T,
+        conn: ConnectionInfo,
+        handler: Arc<H>,
+        services: Arc<F>,
+        shared: Arc<Shared>,
+        shutdown: ShutdownSignal,
+        handle: SessionHandle,
+        requests: mpsc::UnboundedReceiver<Request>,
+        setup: InitiatorSetup,
+    ) -> Result<Self, oftp_proto::session::UsageError> {
+        let l = &shared.limits;
+        let mut cfg = InitiatorConfig::new(
+            shared.local.ssid.clone(),
+            WirePassword::new(
+                setup
+                    .partner
+                    .our_password(&shared.local.password)
+                    .expose()
+                    .to_owned(),
+            ),
+        );
+        cfg.capabilities = capabilities(
+            ProtocolLevel(l.level),
+            l.buffer_size,
+            l.credit,
+            l.compression,
+            l.restart,
+            l.mode,
+        );
+        cfg.expected_peer_code = Some(setup.partner.ssid.clone());
+        cfg.expected_peer_password = Some(WirePassword::new(setup.partner.password.expose()));
+        cfg.inactivity_timeout = shared.inactivity_timeout;
+        let session = Session::initiator(cfg, Instant::now())?;
+        Ok(Self::new(
+            io,
+            session,
+            conn,
+            handler,
+            services,
+            shared,
+            shutdown,
+            handle,
+            requests,
+            Some(setup),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        io: T,
+        session: Session,
+        conn: ConnectionInfo,
+        handler: Arc<H>,
+        services: Arc<F>,
+        shared: Arc<Shared>,
+        shutdown: ShutdownSignal,
+        handle: SessionHandle,
+        requests: mpsc::UnboundedReceiver<Request>,
+        initiator: Option<InitiatorSetup>,
+    ) -> Self {
+        let mut queue = VecDeque::new();
+        if let Some(setup) = &initiator {
+            for (i, f) in setup.jobs.iter().enumerate() {
+                queue.push_back(Work::File {
+                    file: f.clone(),
+                    job: Some(i),
+                    from_outbox: false,
+                });
+            }
+        }
+        Self {
+            io,
+            session,
+            handler,
+            services,
+            shared,
+            conn,
+            handle,
+            requests,
+            requests_open: true,
+            shutdown,
+            graceful_seen: false,
+            forced_seen: false,
+            info: None,
+            params: None,
+            negotiated: None,
+            incoming: None,
+            outgoing: None,
+            queue,
+            ready: None,
+            waiting: false,
+            logoff: false,
+            want_cd: false,
+            outbox_scanned: false,
+            awaiting_rtr: None,
+            last_activity: Instant::now(),
+            outcomes: Vec::new(),
+            received: Vec::new(),
+            ended: None,
+            initiator,
+            rbuf: vec![0u8; READ_BUF],
+        }
+    }
+
+    /// Runs the connection to its end.
+    pub(crate) async fn run(mut self) -> ConnectionReport {
+        // Bounded: each turn of the loop either makes progress or waits; the session ends on
+        // inactivity, so the loop ends too.
+        loop {
+            if let Err(TransportGone(e)) = self.flush().await {
+                self.transport_lost(e).await;
+            }
+            if self.dispatch_events().await {
+                continue;
+            }
+            if self.session.is_closed() {
+                break;
+            }
+            match self.feed_data().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(TransportGone(e)) => {
+                    self.transport_lost(e).await;
+                    continue;
+                }
+            }
+            if self.act().await {
+                continue;
+            }
+            self.wait().await;
+        }
+        let _ = self.flush().await;
+        let _ = self.io.shutdown().await;
+        self.finish_incoming_on_break().await;
+        let ended = self.ended.clone().unwrap_or(Disconnected {
+            reason: None,
+            by_peer: true,
+            description: "connection closed".into(),
+        });
+        // Files never answered count as not sent / awaiting.
+        for w in self.queue.drain(..) {
+            if let Work::File {
+                file, job: Some(_), ..
+            } = w
+            {
+                self.outcomes.push((
+                    file,
+                    FileOutcome::NotSent {
+                        reason: format!("the session ended first: {}", ended.description),
+                    },
+                ));
+            }
+        }
+        self.handler.disconnected(&self.conn, &ended).await;
+        ConnectionReport {
+            negotiated: self.negotiated.clone(),
+            outcomes: std::mem::take(&mut self.outcomes),
+            received: std::mem::take(&mut self.received),
+            ended,
+        }
+    }
+
+    async fn transport_lost(&mut self, e: std::io::Error) {
+        tracing::debug!(conn = self.conn.id, error = %e, "transport error");
+        self.session.handle_transport_closed(Instant::now());
+    }
+
+    async fn log(&self, level: LogLevel, message: String) {
+        match level {
+            LogLevel::Info => tracing::info!(conn = self.conn.id, "{message}"),
+            _ => tracing::debug!(conn = self.conn.id, "{message}"),
+        }
+        self.handler
+            .log(self.conn.id, &LogEvent { level, message })
+            .await;
+    }
+
+    async fn error(&self, description: String) {
+        tracing::warn!(conn = self.conn.id, "{description}");
+        self.handler
+            .error(&ErrorEvent {
+                connection: self.conn.id,
+                description,
+            })
+            .await;
+    }
+
+    /// Writes everything the session has queued.
+    async fn flush(&mut self) -> Result<(), TransportGone> {
+        let mut out: Vec<u8> = Vec::new();
+        while let Some(bytes) = self.session.poll_transmit() {
+            if out.is_empty() {
+                out = bytes;
+            } else {
+                out.extend_from_slice(&bytes);
+            }
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.last_activity = Instant::now();
+        self.io.write_all(&out).await.map_err(TransportGone)?;
+        self.io.flush().await.map_err(TransportGone)
+    }
+
+    /// Handles all pending events; `true` if there were any.
+    async fn dispatch_events(&mut self) -> bool {
+        let mut any = false;
+        while let Some(ev) = self.session.poll_event() {
+            any = true;
+            self.on_event(ev).await;
+        }
+        any
+    }
+
+    async fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::SsidReceived { peer } => self.on_ssid(peer).await,
+            Event::SessionEstablished { negotiated } => self.on_established(negotiated).await,
+            Event::CommandSent { name, summary } => self.trail(Origin::Local, name, summary).await,
+            Event::CommandReceived { name, summary } => {
+                self.trail(Origin::Peer, name, summary).await
+            }
+            Event::ReadyToSend {
+                may_end_session,
+                may_change_direction,
+            } => {
+                self.ready = Some((may_end_session, may_change_direction));
+                self.waiting = match &self.info {
+                    Some(info) => self.handler.ready_to_send(info).await == ReadyAction::Wait,
+                    None => false,
+                };
+            }
+            Event::FileOffered { sfid } => self.on_file_offered(sfid).await,
+            Event::DataReceived {
+                bytes,
+                end_of_record,
+            } => self.on_data(bytes, end_of_record).await,
+            Event::FileEnded {
+                record_count,
+                unit_count,
+                received_records,
+                received_units,
+                restart_position: _,
+                record_length_violation,
+            } => {
+                self.on_file_ended(
+                    record_count,
+                    unit_count,
+                    received_records,
+                    received_units,
+                    record_length_violation.map(|e| e.to_string()),
+                )
+                .await
+            }
+            Event::FileAccepted { restart_position } => {
+                self.on_file_accepted(restart_position).await
+            }
+            Event::ReadyForData => {}
+            Event::FileRejected {
+                reason,
+                retry,
+                text,
+            } => {
+                let outcome = FileOutcome::Rejected {
+                    reason,
+                    retry,
+                    text: text.clone(),
+                };
+                let msg = format!(
+                    "partner refused the file: {reason} (SFNA {:02}) {text}",
+                    reason.0
+                );
+                self.outgoing_done(outcome, Some(msg), !retry).await;
+            }
+            Event::FileConfirmed { .. } => {
+                self.outgoing_done(FileOutcome::AwaitingEndResponse, None, false)
+                    .await
+            }
+            Event::FileRefused { reason, text } => {
+                let msg = format!(
+                    "partner refused the file after transfer: {reason} (EFNA {:02}) {text}",
+                    reason.0
+                );
+                self.outgoing_done(
+                    FileOutcome::Refused {
+                        reason,
+                        text: text.clone(),
+                    },
+                    Some(msg),
+                    true,
+                )
+                .await;
+            }
+            Event::EndResponseReceived(r) => self.on_end_response(r).await,
+            Event::EndResponseAcknowledged => {
+                if let Some(r) = self.awaiting_rtr.take() {
+                    let key = FileKey::new(&r.destination, &r.virtual_file_name, r.stamp);
+                    let entry = EndResponseEntry {
+                        direction: JournalDirection::Sent,
+                        key: key.clone(),
+                        destination: r.destination.clone(),
+                        negative: r
+                            .negative
+                            .as_ref()
+                            .map(|n| (u16::from(n.reason.0), n.text.clone())),
+                    };
+                    let res = self
+                        .shared
+                        .journal
+                        .call(move |j| {
+                            j.record_end_response(&entry)?;
+                            j.mark_end_response_sent(&key)
+                        })
+                        .await;
+                    if let Err(e) = res {
+                        self.error(format!("journal: {e}")).await;
+                    }
+                }
+            }
+            Event::SessionEnded {
+                reason,
+                text,
+                by_peer,
+            } => {
+                let description = if reason == EsidReason::NORMAL {
+                    "OK".to_owned()
+                } else if text.trim().is_empty() {
+                    format!("{reason} (ESID {:02})", reason.0)
+                } else {
+                    format!("{} (ESID {:02})", text.trim(), reason.0)
+                };
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "session ended by {}: {description}",
+                        if by_peer { "the partner" } else { "us" }
+                    ),
+                )
+                .await;
+                self.ended = Some(Disconnected {
+                    reason: Some(reason),
+                    by_peer,
+                    description,
+                });
+            }
+            Event::AuthChallengeReceived { .. } | Event::AuthChallengeRequested => {
+                // Secure authentication arrives with the security issue; we never offer it, so
+                // the negotiation refuses a peer that requires it (ESID 12) before this point.
+                let _ = self.session.end_session(
+                    EsidReason::SECURE_AUTH_INCOMPATIBLE,
+                    "secure authentication is not supported",
+                );
+            }
+            _ => {}
+        }
+    }
+
+    async fn trail(&self, origin: Origin, name: &'static str, summary: String) {
+        tracing::debug!(conn = self.conn.id, ?origin, "{summary}");
+        self.handler
+            .pi_trail(
+                self.conn.id,
+                &PiTrail {
+                    origin,
+                    command_id: command_id(name),
+                    description: summary,
+                },
+            )
+            .await;
+    }
+
+    async fn on_ssid(&mut self, peer: oftp_proto::codec::Ssid) {
+        let offer = PeerOffer {
+            ssid: &peer.code,
+            password: peer.password.expose(),
+            level: peer.level,
+            buffer_size: peer.buffer_size,
+            credit: peer.credit,
+            compression: peer.compression,
+            restart: peer.restart,
+        };
+        let sh = &self.shared;
+        let default =
+            policy::session_decision(&sh.local, &sh.partners, &sh.limits, &sh.data_dir, &offer);
+        let req = SessionRequest::new(
+            self.conn,
+            peer.code.trim_end().to_owned(),
+            crate::config::Password::new(peer.password.expose()),
+            peer.level,
+            peer.buffer_size,
+            peer.credit,
+            policy::local_mode(peer.mode),
+            peer.compression,
+            peer.restart,
+            peer.secure_auth,
+            peer.user_data.clone(),
+            sh.partners.by_ssid(&peer.code).cloned(),
+            default,
+        );
+        let decision = self.handler.accept_session(&req).await;
+        match decision {
+            SessionDecision::Accept(a) => {
+                let params = ResponderParams {
+                    ssid_code: a.local_ssid.clone(),
+                    password: WirePassword::new(a.local_password.expose()),
+                    user_data: String::new(),
+                    capabilities: capabilities(
+                        a.level,
+                        a.buffer_size,
+                        a.credit,
+                        a.compression,
+                        a.restart,
+                        a.mode,
+                    ),
+                };
+                match self.session.accept_session(params) {
+                    Ok(()) => self.accepted(a, peer.code.trim_end().to_owned()),
+                    Err(e) => {
+                        self.error(format!("cannot accept session: {e}")).await;
+                        let _ = self
+                            .session
+                            .reject_session(EsidReason::RESOURCES_NOT_AVAILABLE, &e.to_string());
+                    }
+                }
+            }
+            SessionDecision::Reject { reason, text } => {
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "refusing session from {} ({}): {text} (ESID {:02})",
+                        peer.code.trim_end(),
+                        self.conn.peer,
+                        reason.0
+                    ),
+                )
+                .await;
+                let _ = self.session.reject_session(reason, &text);
+            }
+        }
+    }
+
+    fn accepted(&mut self, a: SessionAcceptance, peer_ssid: String) {
+        self.params = Some(Params {
+            partner_name: a.partner_name.clone(),
+            partner_sfid: a.partner_sfid,
+            local_sfid: a.local_sfid,
+            inbox: a.inbox,
+            outbox: a.outbox,
+        });
+        self.info = Some(SessionInfo {
+            id: self.conn.id,
+            peer: self.conn.peer,
+            peer_ssid,
+            partner_name: a.partner_name,
+            level: a.level,
+            handle: self.handle.clone(),
+        });
+    }
+
+    async fn on_established(&mut self, negotiated: Negotiated) {
+        if let Some(setup) = &self.initiator {
+            let p = &setup.partner;
+            self.params = Some(Params {
+                partner_name: p.name.clone(),
+                partner_sfid: p.sfid().to_owned(),
+                local_sfid: self.shared.local.sfid().to_owned(),
+                inbox: setup.receive_dir.clone(),
+                outbox: None,
+            });
+            self.info = Some(SessionInfo {
+                id: self.conn.id,
+                peer: self.conn.peer,
+                peer_ssid: negotiated.peer.code.trim_end().to_owned(),
+                partner_name: p.name.clone(),
+                level: negotiated.level,
+                handle: self.handle.clone(),
+            });
+        }
+        if let Some(info) = &mut self.info {
+            info.level = negotiated.level;
+        }
+        self.log(
+            LogLevel::Info,
+            format!(
+                "session with {} established: level {}, buffer {}, credit {}, compression {}, restart {}",
+                negotiated.peer.code.trim_end(),
+                negotiated.level.0,
+                negotiated.buffer_size,
+                negotiated.credit,
+                negotiated.compression,
+                negotiated.restart
+            ),
+        )
+        .await;
+        self.negotiated = Some(negotiated);
+        if let Some(info) = self.info.clone() {
+            self.handler.session_started(&info).await;
+        }
+    }
+
+    // ---- receiving -----------------------------------------------------------------------
+
+    async fn on_file_offered(&mut self, sfid: Sfid) {
+        let (Some(params), Some(info)) = (&self.params, self.info.clone()) else {
+            let _ = self.session.reject_file(
+                oftp_proto::codec::SfnaReason::UNSPECIFIED,
+                false,
+                "no session",
+            );
+            return;
+        };
+        let stamp = from_wire_time(sfid.date_time);
+        let key = FileKey::new(&sfid.originator, &sfid.dsn, stamp);
+        let k = key.clone();
+        let entry = match self.shared.journal.call(move |j| j.received(&k)).await {
+            Ok(e) => e,
+            Err(e) => {
+                self.error(format!("journal: {e}")).await;
+                let _ = self.session.reject_file(
+                    oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
+                    true,
+                    "receiver journal unavailable",
+                );
+                return;
+            }
+        };
+        let req = FileRequest {
+            dsn: &sfid.dsn,
+            stamp,
+            originator: &sfid.originator,
+            destination: &sfid.destination,
+            user_data: &sfid.user_data,
+        };
+        let mut default = policy::file_decision(
+            &params.local_sfid,
+            &params.inbox,
+            &self.shared.name_format,
+            &self.shared.store,
+            entry.as_ref(),
+            &req,
+        );
+        if let Err(r) = self.services.check_incoming(&sfid) {
+            default = FileDecision::Reject {
+                reason: r.reason,
+                retry: false,
+                text: r.text,
+            };
+        }
+        let duplicate = matches!(&entry, Some(e) if e.state == ReceiveState::Complete);
+        let offer = FileOffer::new(
+            sfid.dsn.trim_end().to_owned(),
+            stamp,
+            sfid.originator.trim_end().to_owned(),
+            sfid.destination.trim_end().to_owned(),
+            sfid.user_data.trim_end().to_owned(),
+            sfid.format,
+            sfid.max_record_len,
+            sfid.file_size,
+            sfid.restart_position,
+            sfid.description.clone(),
+            duplicate,
+            default,
+        );
+        let decision = self.handler.accept_file(&info, &offer).await;
+        let (target, overwrite) = match decision {
+            FileDecision::Reject {
+                reason,
+                retry,
+                text,
+            } => {
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "refusing {} from {}: {text} (SFNA {:02})",
+                        offer.virtual_file_name, offer.originator, reason.0
+                    ),
+                )
+                .await;
+                let _ = self.session.reject_file(reason, retry, &text);
+                return;
+            }
+            FileDecision::Accept { target, overwrite } => (target, overwrite),
+        };
+        let format = sfid.transmitted_format();
+        let restart_ok = self.negotiated.as_ref().is_some_and(|n| n.restart);
+        let asked = if restart_ok { sfid.restart_position } else { 0 };
+
+        // Resume a durable part when the journal has one for this very file and target.
+        let resumable = entry.filter(|e| {
+            e.state == ReceiveState::Receiving && e.final_path == target && e.partial_path.exists()
+        });
+        let mut opened: Option<(PartialFile, i64, Checkpoint)> = None;
+        if let Some(e) = &resumable
+            && asked > 0
+        {
+            let cp = e.checkpoint;
+            let base = if cp.position <= asked {
+                Some(cp)
+            } else if !format.is_record_oriented() {
+                let off = restart_byte_offset(asked);
+                Some(Checkpoint {
+                    position: asked,
+                    file_offset: off,
+                    records: 0,
+                    units: off,
+                })
+            } else {
+                None
+            };
+            if let Some(base) = base
+                && base.position > 0
+            {
+                match PartialFile::resume(&e.partial_path, &target, base.file_offset) {
+                    Ok(p) => opened = Some((p, e.id, base)),
+                    Err(err) => self.error(format!("cannot resume: {err}")).await,
+                }
+            }
+        }
+        if opened.is_none()
+            && let Some(e) = &resumable
+        {
+            let _ = std::fs::remove_file(&e.partial_path);
+        }
+        let (partial, journal_id, base) = match opened {
+            Some(o) => o,
+            None => {
+                let partial = match PartialFile::create(&target) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.error(format!("cannot store {}: {e}", offer.virtual_file_name))
+                            .await;
+                        let _ = self.session.reject_file(
+                            oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
+                            true,
+                            "cannot create the file",
+                        );
+                        return;
+                    }
+                };
+                let (k, pp, fp) = (
+                    key.clone(),
+                    partial.partial_path().to_owned(),
+                    target.clone(),
+                );
+                match self
+                    .shared
+                    .journal
+                    .call(move |j| j.begin_receive(&k, &pp, &fp))
+                    .await
+                {
+                    Ok(id) => (partial, id, Checkpoint::default()),
+                    Err(e) => {
+                        self.error(format!("journal: {e}")).await;
+                        let _ = partial.abandon(true).await;
+                        let _ = self.session.reject_file(
+                            oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
+                            true,
+                            "receiver journal unavailable",
+                        );
+                        return;
+                    }
+                }
+            }
+        };
+        if let Err(e) = self.session.accept_file(base.position) {
+            self.error(format!("cannot accept file: {e}")).await;
+            let _ = partial.abandon(false).await;
+            return;
+        }
+        let transfer = TransferInfo {
+            direction: Direction::Incoming,
+            local_file: target,
+            virtual_file_name: offer.virtual_file_name.clone(),
+            stamp,
+            originator: offer.originator.clone(),
+            destination: offer.destination.clone(),
+            restart_position: base.position,
+        };
+        self.log(
+            LogLevel::Info,
+            format!(
+                "receiving {} from {} into {}{}",
+                transfer.virtual_file_name,
+                transfer.originator,
+                transfer.local_file.display(),
+                if base.position > 0 {
+                    format!(" (restart at {})", base.position)
+                } else {
+                    String::new()
+                }
+            ),
+        )
+        .await;
+        self.handler.start_transfer(&info, &transfer).await;
+        self.incoming = Some(Incoming {
+            partial,
+            journal_id,
+            key,
+            transfer,
+            format,
+            overwrite,
+            base,
+            records: 0,
+            units: 0,
+            checkpointed_units: 0,
+            reported_units: 0,
+            record_end_offset: base.file_offset,
+            record_end_units: 0,
+            end_of_file: false,
+            user_data: offer.user_data,
+        });
+    }
+
+    async fn on_data(&mut self, bytes: Vec<u8>, end_of_record: bool) {
+        let Some(inc) = &mut self.incoming else {
+            return;
+        };
+        let mut result = inc.partial.write(&bytes);
+        inc.units += bytes.len() as u64;
+        if inc.format.is_record_oriented() {
+            if end_of_record {
+                inc.records += 1;
+                result = result.and_then(|()| inc.partial.write(b"\r\n"));
+                inc.record_end_offset = inc.partial.len();
+                inc.record_end_units = inc.units;
+            }
+        } else if end_of_record {
+            inc.end_of_file = true;
+        }
+        if let Err(e) = result {
+            self.error(format!("cannot write received data: {e}")).await;
+            let _ = self.session.end_session(
+                EsidReason::RESOURCES_NOT_AVAILABLE,
+                "receiver cannot store the file",
+            );
+            return;
+        }
+        let at_boundary = !inc.format.is_record_oriented() || end_of_record;
+        if at_boundary && inc.units - inc.checkpointed_units >= self.shared.checkpoint_interval {
+            self.checkpoint().await;
+        }
+        if let (Some(inc), Some(info)) = (&mut self.incoming, &self.info)
+            && inc.units - inc.reported_units >= 256 * 1024
+        {
+            inc.reported_units = inc.units;
+            let total = inc.base.units + inc.units;
+            self.handler.transfer(info, &inc.transfer, total).await;
+        }
+    }
+
+    /// Makes what was received durable and records the restart point.
+    async fn checkpoint(&mut self) {
+        let Some(inc) = &mut self.incoming else {
+            return;
+        };
+        if let Err(e) = inc.partial.checkpoint().await {
+            let msg = format!("cannot sync received data: {e}");
+            self.error(msg).await;
+            return;
+        }
+        inc.checkpointed_units = inc.units;
+        let total_units = inc.base.units + inc.units;
+        // Only complete records (F/V) or complete 1 KiB blocks (U/T) count: the rest is cut
+        // off when the transfer restarts.
+        let cp = if inc.format.is_record_oriented() {
+            Checkpoint {
+                position: inc.base.records + inc.records,
+                file_offset: inc.record_end_offset,
+                records: inc.base.records + inc.records,
+                units: inc.base.units + inc.record_end_units,
+            }
+        } else {
+            let blocks = total_units / 1024;
+            Checkpoint {
+                position: blocks,
+                file_offset: restart_byte_offset(blocks),
+                records: 0,
+                units: restart_byte_offset(blocks),
+            }
+        };
+        let id = inc.journal_id;
+        if let Err(e) = self
+            .shared
+            .journal
+            .call(move |j| j.checkpoint_receive(id, cp))
+            .await
+        {
+            self.error(format!("journal: {e}")).await;
+        }
+    }
+
+    async fn on_file_ended(
+        &mut self,
+        record_count: u64,
+        unit_count: u64,
+        received_records: u64,
+        received_units: u64,
+        record_violation: Option<String>,
+    ) {
+        let Some(inc) = self.incoming.take() else {
+            return;
+        };
+        let info = self.info.clone();
+        let total_units = inc.base.units + received_units;
+        let total_records = inc.base.records + received_records;
+        let problem = if let Some(v) = record_violation {
+            Some((EfnaReason::RECORD_LENGTH_NOT_SUPPORTED, v))
+        } else if inc.format.is_record_oriented() && total_records != record_count {
+            Some((
+                EfnaReason::INVALID_RECORD_COUNT,
+                format!("EFID says {record_count} records, {total_records} arrived"),
+            ))
+        } else if total_units != unit_count {
+            Some((
+                EfnaReason::INVALID_BYTE_COUNT,
+                format!("EFID says {unit_count} octets, {total_units} arrived"),
+            ))
+        } else {
+            None
+        };
+        let transfer = inc.transfer.clone();
+        if let Some((reason, text)) = problem {
+            self.refuse_incoming(inc, reason, text).await;
+            return;
+        }
+        let (journal_id, key, user_data) = (inc.journal_id, inc.key.clone(), inc.user_data.clone());
+        let store = StorePolicy {
+            overwrite: inc.overwrite,
+            delete_on_error: self.shared.store.delete_on_error,
+        };
+        let partial_path = inc.partial.partial_path().to_owned();
+        let placed = match inc.partial.commit(&store).await {
+            Ok(p) => p,
+            Err(e) => {
+                let text = e.to_string();
+                self.error(format!(
+                    "cannot store {}: {text}",
+                    transfer.virtual_file_name
+                ))
+                .await;
+                if self.shared.store.delete_on_error {
+                    let _ = std::fs::remove_file(&partial_path);
+                }
+                let jid = journal_id;
+                let _ = self.shared.journal.call(move |j| j.drop_receive(jid)).await;
+                let _ = self.session.refuse_file(
+                    EfnaReason::ACCESS_METHOD_FAILURE,
+                    "receiver cannot store the file",
+                );
+                self.end_transfer_failed(&transfer, text).await;
+                return;
+            }
+        };
+        let p = placed.clone();
+        if let Err(e) = self
+            .shared
+            .journal
+            .call(move |j| j.complete_receive(journal_id, &p))
+            .await
+        {
+            // The file is in place; without the journal entry a resend would not be seen as a
+            // duplicate, but the data is safe, so confirm it and report the problem.
+            self.error(format!("journal: {e}")).await;
+        }
+        if let Err(e) = self.session.confirm_file(false) {
+            self.error(format!("cannot confirm file: {e}")).await;
+        }
+        self.log(
+            LogLevel::Info,
+            format!(
+                "received {} ({} octets) into {}",
+                transfer.virtual_file_name,
+                total_units,
+                placed.display()
+            ),
+        )
+        .await;
+        self.received.push(placed);
+        let result = TransferResult::Completed {
+            records: total_records,
+            units: total_units,
+        };
+        let timing = match &info {
+            Some(info) => self.handler.end_transfer(info, &transfer, &result).await,
+            None => EndResponseTiming::Now,
+        };
+        if timing == EndResponseTiming::Now {
+            let local_sfid = self
+                .params
+                .as_ref()
+                .map(|p| p.local_sfid.clone())
+                .unwrap_or_default();
+            self.queue.push_front(Work::EndResponse(EndResponse {
+                virtual_file_name: key.dsn.clone(),
+                stamp: key.stamp,
+                destination: key.originator.clone(),
+                originator: local_sfid,
+                user_data,
+                negative: None,
+            }));
+        }
+    }
+
+    async fn refuse_incoming(&mut self, inc: Incoming, reason: EfnaReason, text: String) {
+        let transfer = inc.transfer.clone();
+        let jid = inc.journal_id;
+        let delete = self.shared.store.delete_on_error;
+        let _ = inc.partial.abandon(delete).await;
+        let _ = self.shared.journal.call(move |j| j.drop_receive(jid)).await;
+        self.log(
+            LogLevel::Info,
+            format!(
+                "refusing {} after transfer: {text} (EFNA {:02})",
+                transfer.virtual_file_name, reason.0
+            ),
+        )
+        .await;
+        let _ = self.session.refuse_file(reason, &text);
+        self.end_transfer_failed(&transfer, text).await;
+    }
+
+    async fn end_transfer_failed(&self, transfer: &TransferInfo, reason: String) {
+        if let Some(info) = &self.info {
+            self.handler
+                .end_transfer(info, transfer, &TransferResult::Failed { reason })
+                .await;
+        }
+    }
+
+    /// The connection broke or the session ended during a reception: keep the durable part for
+    /// a restart (checkpoint what arrived), never place it under the final name.
+    async fn finish_incoming_on_break(&mut self) {
+        if self.incoming.is_none() {
+            return;
+        }
+        let restart = self.negotiated.as_ref().is_some_and(|n| n.restart);
+        if restart {
+            // What arrived before the break is valid up to the last complete record or block.
+            self.checkpoint().await;
+        }
+        if let Some(inc) = self.incoming.take() {
+            let transfer = inc.transfer.clone();
+            let jid = inc.journal_id;
+            if restart {
+                let _ = inc.partial.abandon(false).await;
+            } else {
+                let _ = inc.partial.abandon(true).await;
+                let _ = self.shared.journal.call(move |j| j.drop_receive(jid)).await;
+            }
+            self.end_transfer_failed(&transfer, "the session ended during the transfer".into())
+                .await;
+        }
+    }
+
+    async fn on_end_response(&mut self, r: WireEndResponse) {
+        let resp = match r {
+            WireEndResponse::Positive(e) => EndResponse {
+                virtual_file_name: e.dsn.trim_end().to_owned(),
+                stamp: from_wire_time(e.date_time),
+                destination: e.destination.trim_end().to_owned(),
+                originator: e.originator.trim_end().to_owned(),
+                user_data: e.user_data.trim_end().to_owned(),
+                negative: None,
+            },
+            WireEndResponse::Negative(n) => EndResponse {
+                virtual_file_name: n.dsn.trim_end().to_owned(),
+                stamp: from_wire_time(n.date_time),
+                destination: n.destination.trim_end().to_owned(),
+                originator: n.originator.trim_end().to_owned(),
+                user_data: String::new(),
+                negative: Some(NegativeResponse {
+                    reason: n.reason,
+                    creator: n.creator.trim_end().to_owned(),
+                    text: n.text,
+                }),
+            },
+        };
+        // The response names the file by its originator (us, the EERP's destination).
+        let key = FileKey::new(&resp.destination, &resp.virtual_file_name, resp.stamp);
+        let entry = EndResponseEntry {
+            direction: JournalDirection::Received,
+            key: key.clone(),
+            destination: resp.destination.clone(),
+            negative: resp
+                .negative
+                .as_ref()
+                .map(|n| (u16::from(n.reason.0), n.text.clone())),
+        };
+        if let Err(e) = self
+            .shared
+            .journal
+            .call(move |j| j.record_end_response(&entry))
+            .await
+        {
+            self.error(format!("journal: {e}")).await;
+        }
+        let outcome = match &resp.negative {
+            None => FileOutcome::Delivered,
+            Some(n) => FileOutcome::NotDelivered {
+                reason: n.reason,
+                text: n.text.clone(),
+            },
+        };
+        // Settle the matching file of this run, if any.
+        for (f, o) in &mut self.outcomes {
+            if *o == FileOutcome::AwaitingEndResponse
+                && f.virtual_file_name.trim_end() == key.dsn
+                && f.stamp == Some(key.stamp)
+            {
+                *o = outcome.clone();
+                break;
+            }
+        }
+        self.log(
+            LogLevel::Info,
+            match &resp.negative {
+                None => format!(
+                    "EERP for {} from {}",
+                    resp.virtual_file_name, resp.originator
+                ),
+                Some(n) => format!(
+                    "NERP for {} from {}: {} (NERP {:02}) {}",
+                    resp.virtual_file_name, resp.originator, n.reason, n.reason.0, n.text
+                ),
+            },
+        )
+        .await;
+        if let Some(info) = &self.info {
+            self.handler.end_response(info, &resp).await;
+        }
+    }
+
+    // ---- sending -------------------------------------------------------------------------
+
+    /// Feeds file data while credit allows; `Ok(true)` if something was written.
+    async fn feed_data(&mut self) -> Result<bool, TransportGone> {
+        let Some(out) = &mut self.outgoing else {
+            return Ok(false);
+        };
+        if out.finished || out.source.is_none() {
+            return Ok(false);
+        }
+        if self.handle.take_interrupt() {
+            let _ = self.session.end_session(
+                EsidReason::UNSPECIFIED,
+                "transfer interrupted by the operator",
+            );
+            return Ok(true);
+        }
+        if self.shutdown.forced.is_cancelled() {
+            return Ok(false);
+        }
+        let mut wrote = false;
+        // A few chunks per turn of the loop, then look at the socket and signals again.
+        for _ in 0..16 {
+            if !self.session.can_accept_data() {
+                break;
+            }
+            let Some(out) = &mut self.outgoing else {
+                break;
+            };
+            let Some(src) = out.source.as_mut() else {
+                break;
+            };
+            match src.next_chunk() {
+                Ok(Chunk::Data(bytes, eor)) => {
+                    if let Err(e) = self.session.write_data(&bytes, eor) {
+                        let msg = format!("cannot send {}: {e}", out.file.path.display());
+                        let _ = self
+                            .session
+                            .end_session(EsidReason::UNSPECIFIED, "sender cannot read the file");
+                        self.error(msg).await;
+                        return Ok(true);
+                    }
+                }
+                Ok(Chunk::End) => {
+                    let (records, units) = (src.records(), src.units());
+                    out.finished = true;
+                    out.source = None;
+                    if let Err(e) = self.session.finish_file(records, units) {
+                        self.error(format!("cannot end file: {e}")).await;
+                    }
+                    wrote = true;
+                    break;
+                }
+                Err(e) => {
+                    let msg = format!("cannot read {}: {e}", out.file.path.display());
+                    let _ = self
+                        .session
+                        .end_session(EsidReason::UNSPECIFIED, "sender cannot read the file");
+                    self.error(msg).await;
+                    return Ok(true);
+                }
+            }
+            wrote = true;
+            self.flush().await?;
+        }
+        if let (Some(out), Some(info)) = (&mut self.outgoing, &self.info)
+            && let Some(src) = &out.source
+            && src.units() - out.reported_units >= 256 * 1024
+        {
+            out.reported_units = src.units();
+            self.handler
+                .transfer(info, &out.transfer, src.units())
+                .await;
+        }
+        Ok(wrote)
+    }
+
+    /// We hold the turn and are idle: do the next thing. `true` if something was done.
+    async fn act(&mut self) -> bool {
+        let Some((may_end, may_cd)) = self.ready else {
+            return false;
+        };
+        if !self.session.is_speaker() || self.outgoing.is_some() || self.awaiting_rtr.is_some() {
+            return false;
+        }
+        self.drain_requests();
+        if self.forced_seen || (self.graceful_seen && self.incoming.is_none()) {
+            self.ready = None;
+            let (reason, text) = if may_end {
+                (EsidReason::NORMAL, "")
+            } else {
+                (EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down")
+            };
+            let _ = self.session.end_session(reason, text);
+            return true;
+        }
+        if !self.outbox_scanned {
+            self.outbox_scanned = true;
+            self.scan_outbox();
+        }
+        if let Some(work) = self.queue.pop_front() {
+            self.ready = None;
+            match work {
+                Work::EndResponse(r) => self.send_end_response(r).await,
+                Work::File {
+                    file,
+                    job,
+                    from_outbox,
+                } => self.start_sending(file, job, from_outbox).await,
+            }
+            return true;
+        }
+        if self.waiting && !self.logoff && !self.want_cd {
+            return false;
+        }
+        self.ready = None;
+        if may_end {
+            let _ = self.session.end_session(EsidReason::NORMAL, "");
+        } else if may_cd {
+            self.want_cd = false;
+            let _ = self.session.change_direction();
+        }
+        true
+    }
+
+    fn drain_requests(&mut self) {
+        while let Ok(r) = self.requests.try_recv() {
+            self.take_request(r);
+        }
+    }
+
+    fn take_request(&mut self, r: Request) {
+        match r {
+            Request::SendFile(file) => self.queue.push_back(Work::File {
+                file,
+                job: None,
+                from_outbox: false,
+            }),
+            Request::SendEndResponse(resp) => self.queue.push_back(Work::EndResponse(resp)),
+            Request::ChangeDirection => self.want_cd = true,
+            Request::Logoff => self.logoff = true,
+            Request::Disconnect => {
+                // Abrupt by definition: drop the transport; the peer sees the connection close.
+                self.session.handle_transport_closed(Instant::now());
+                self.ended = Some(Disconnected {
+                    reason: None,
+                    by_peer: false,
+                    description: "disconnected by the application".into(),
+                });
+            }
+        }
+        // Any request ends a handler's Wait: it asked for something.
+        self.waiting = false;
+    }
+
+    fn scan_outbox(&mut self) {
+        let Some(dir) = self.params.as_ref().and_then(|p| p.outbox.clone()) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .map(|e| e.path())
+            .filter(|p| {
+                !p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'))
+            })
+            .collect();
+        files.sort();
+        for path in files {
+            self.queue.push_back(Work::File {
+                file: OutgoingFile::new(path),
+                job: None,
+                from_outbox: true,
+            });
+        }
+    }
+
+    async fn send_end_response(&mut self, r: EndResponse) {
+        let time = to_wire_time(r.stamp);
+        let wire = match &r.negative {
+            None => WireEndResponse::Positive(Eerp {
+                dsn: r.virtual_file_name.clone(),
+                date_time: time,
+                user_data: r.user_data.clone(),
+                destination: r.destination.clone(),
+                originator: r.originator.clone(),
+                hash: Vec::new(),
+                signature: Vec::new(),
+            }),
+            Some(n) => WireEndResponse::Negative(Nerp {
+                dsn: r.virtual_file_name.clone(),
+                date_time: time,
+                destination: r.destination.clone(),
+                originator: r.originator.clone(),
+                creator: n.creator.clone(),
+                reason: n.reason,
+                text: n.text.clone(),
+                hash: Vec::new(),
+                signature: Vec::new(),
+            }),
+        };
+        match self.session.send_end_response(wire) {
+            Ok(()) => self.awaiting_rtr = Some(r),
+            Err(e) => {
+                self.error(format!(
+                    "cannot send end response for {}: {e}",
+                    r.virtual_file_name
+                ))
+                .await
+            }
+        }
+    }
+
+    async fn start_sending(
+        &mut self,
+        mut file: OutgoingFile,
+        job: Option<usize>,
+        from_outbox: bool,
+    ) {
+        let fail = |reason: String| FileOutcome::NotSent { reason };
+        let Some(params) = &self.params else {
+            self.outcomes.push((file, fail("no session".into())));
+            return;
+        };
+        let meta = match std::fs::metadata(&file.path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => {
+                let r = format!("{} is not a regular file", file.path.display());
+                self.error(r.clone()).await;
+                self.record_outcome(file, job, fail(r));
+                return;
+            }
+            Err(e) => {
+                let r = format!("cannot read {}: {e}", file.path.display());
+                self.error(r.clone()).await;
+                self.record_outcome(file, job, fail(r));
+                return;
+            }
+        };
+        if file.virtual_file_name.trim().is_empty() {
+            let r = format!("{} has no usable virtual file name", file.path.display());
+            self.record_outcome(file, job, fail(r));
+            return;
+        }
+        let originator = file
+            .originator
+            .clone()
+            .unwrap_or_else(|| params.local_sfid.clone());
+        let destination = file
+            .destination
+            .clone()
+            .unwrap_or_else(|| params.partner_sfid.clone());
+        let canonical = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone());
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let local = LocalFileId {
+            partner: params.partner_name.clone(),
+            path: canonical,
+            size: meta.len(),
+            mtime_ns,
+        };
+        // Reuse the identity of an unfinished earlier attempt so the partner can restart it.
+        let l2 = local.clone();
+        let previous = self
+            .shared
+            .journal
+            .call(move |j| j.resumable_send(&l2))
+            .await
+            .ok()
+            .flatten()
+            .filter(|p| {
+                p.key.dsn == file.virtual_file_name.trim_end()
+                    && file.stamp.is_none_or(|s| s == p.key.stamp)
+            });
+        let resumed = previous.is_some();
+        let (sent_id, stamp) = match previous {
+            Some(p) => (p.id, p.key.stamp),
+            None => {
+                let mut stamp = file.stamp.unwrap_or_else(FileStamp::now);
+                if !self.negotiated.as_ref().is_some_and(|n| n.level.is_v2()) {
+                    // OFTP 1.x carries no counter: keep the identity what the partner will see.
+                    stamp.counter = 0;
+                }
+                let key = FileKey::new(&originator, &file.virtual_file_name, stamp);
+                let dest = destination.clone();
+                match self
+                    .shared
+                    .journal
+                    .call(move |j| j.begin_send(&local, &key, &dest))
+                    .await
+                {
+                    Ok(id) => (id, stamp),
+                    Err(e) => {
+                        let r = format!("journal: {e}");
+                        self.error(r.clone()).await;
+                        self.record_outcome(file, job, fail(r));
+                        return;
+                    }
+                }
+            }
+        };
+        file.stamp = Some(stamp);
+        let restart_ok = self.negotiated.as_ref().is_some_and(|n| n.restart);
+        let restart_position = if resumed && restart_ok {
+            if file.format.is_record_oriented() {
+                count_records(&file.path).unwrap_or(0)
+            } else {
+                meta.len() / 1024
+            }
+        } else {
+            0
+        };
+        let mut sfid = Sfid {
+            dsn: file.virtual_file_name.clone(),
+            date_time: to_wire_time(stamp),
+            user_data: file.user_data.clone(),
+            destination: destination.clone(),
+            originator: originator.clone(),
+            format: file.format,
+            max_record_len: file.max_record_len,
+            file_size: size_in_kib(meta.len()),
+            original_file_size: size_in_kib(meta.len()),
+            restart_position,
+            security: oftp_proto::codec::SecurityLevel::NONE,
+            cipher_suite: oftp_proto::codec::CipherSuite::NONE,
+            compression: oftp_proto::codec::FileCompression::NONE,
+            envelope: oftp_proto::codec::FileEnvelope::NONE,
+            signed_eerp: false,
+            description: file.description.clone(),
+        };
+        self.services.prepare_outgoing(&mut sfid);
+        if let Err(e) = self.session.send_file(sfid) {
+            let r = format!("cannot offer {}: {e}", file.virtual_file_name);
+            self.error(r.clone()).await;
+            self.record_outcome(file, job, fail(r));
+            return;
+        }
+        let key = FileKey::new(&originator, &file.virtual_file_name, stamp);
+        let transfer = TransferInfo {
+            direction: Direction::Outgoing,
+            local_file: file.path.clone(),
+            virtual_file_name: file.virtual_file_name.clone(),
+            stamp,
+            originator,
+            destination,
+            restart_position: 0,
+        };
+        self.outgoing = Some(Outgoing {
+            job,
+            file,
+            sent_id,
+            key,
+            transfer,
+            source: None,
+            finished: false,
+            reported_units: 0,
+            from_outbox,
+        });
+    }
+
+    fn record_outcome(&mut self, file: OutgoingFile, job: Option<usize>, outcome: FileOutcome) {
+        if job.is_some() {
+            self.outcomes.push((file, outcome));
+        }
+    }
+
+    async fn on_file_accepted(&mut self, restart_position: u64) {
+        let Some(out) = &mut self.outgoing else {
+            return;
+        };
+        out.transfer.restart_position = restart_position;
+        match FileSource::open(&out.file.path, out.file.format, restart_position) {
+            Ok(src) => out.source = Some(src),
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", out.file.path.display());
+                let _ = self
+                    .session
+                    .end_session(EsidReason::UNSPECIFIED, "sender cannot read the file");
+                self.error(msg).await;
+                return;
+            }
+        }
+        let transfer = out.transfer.clone();
+        self.log(
+            LogLevel::Info,
+            format!(
+                "sending {} as {}{}",
+                transfer.local_file.display(),
+                transfer.virtual_file_name,
+                if restart_position > 0 {
+                    format!(" (restart at {restart_position})")
+                } else {
+                    String::new()
+                }
+            ),
+        )
+        .await;
+        if let Some(info) = &self.info {
+            self.handler.start_transfer(info, &transfer).await;
+        }
+    }
+
+    async fn outgoing_done(
+        &mut self,
+        outcome: FileOutcome,
+        problem: Option<String>,
+        settled: bool,
+    ) {
+        let Some(out) = self.outgoing.take() else {
+            return;
+        };
+        let state = match (&outcome, settled) {
+            (FileOutcome::AwaitingEndResponse, _) => Some(SendState::AwaitingEndResponse),
+            (_, true) => Some(SendState::Failed),
+            _ => None,
+        };
+        if let Some(state) = state {
+            let id = out.sent_id;
+            if let Err(e) = self
+                .shared
+                .journal
+                .call(move |j| j.set_send_state(id, state))
+                .await
+            {
+                self.error(format!("journal: {e}")).await;
+            }
+        }
+        if let Some(p) = &problem {
+            self.error(format!("{}: {p}", out.transfer.virtual_file_name))
+                .await;
+        }
+        if out.from_outbox && outcome == FileOutcome::AwaitingEndResponse {
+            // Sent: move it out of the outbox so the next session does not send it again.
+            if let Some(dir) = out.file.path.parent() {
+                let sent = dir.join("sent");
+                let _ = std::fs::create_dir_all(&sent);
+                if let Some(name) = out.file.path.file_name() {
+                    let _ = std::fs::rename(&out.file.path, sent.join(name));
+                }
+            }
+        }
+        let result = match &outcome {
+            FileOutcome::AwaitingEndResponse => TransferResult::Completed {
+                records: out.source.as_ref().map_or(0, FileSource::records),
+                units: std::fs::metadata(&out.file.path)
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+            },
+            _ => TransferResult::Failed {
+                reason: problem.unwrap_or_default(),
+            },
+        };
+        if let Some(info) = &self.info {
+            self.handler
+                .end_transfer(info, &out.transfer, &result)
+                .await;
+        }
+        let _ = out.key;
+        if out.job.is_some() {
+            self.outcomes.push((out.file, outcome));
+        }
+    }
+
+    // ---- waiting -------------------------------------------------------------------------
+
+    async fn wait(&mut self) {
+        let deadline = self.session.poll_timeout();
+        let idle_deadline = match self.shared.idle_timeout {
+            Some(t) if self.incoming.is_none() && self.outgoing.is_none() => {
+                Some(self.last_activity + t)
+            }
+            _ => None,
+        };
+        let graceful = self.shutdown.graceful.clone();
+        let forced = self.shutdown.forced.clone();
+        let sleep_session = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let sleep_idle = async {
+            match idle_deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = forced.cancelled(), if !self.forced_seen => {
+                self.forced_seen = true;
+                let _ = self.session.end_session(EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down");
+            }
+            _ = graceful.cancelled(), if !self.graceful_seen => {
+                self.graceful_seen = true;
+                // Let a file in either direction finish; otherwise end now.
+                if self.incoming.is_none() && self.outgoing.is_none() && !self.session.is_speaker() {
+                    let _ = self.session.end_session(EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down");
+                }
+            }
+            r = self.requests.recv(), if self.requests_open => match r {
+                Some(r) => self.take_request(r),
+                None => self.requests_open = false,
+            },
+            n = self.io.read(&mut self.rbuf) => match n {
+                Ok(0) => self.session.handle_transport_closed(Instant::now()),
+                Ok(n) => {
+                    self.last_activity = Instant::now();
+                    self.session.handle_input(&self.rbuf[..n], Instant::now());
+                }
+                Err(e) => {
+                    tracing::debug!(conn = self.conn.id, error = %e, "read failed");
+                    self.session.handle_transport_closed(Instant::now());
+                }
+            },
+            _ = sleep_session => self.session.handle_timeout(Instant::now()),
+            _ = sleep_idle => {
+                self.log(LogLevel::Info, "idle timeout: ending session".into()).await;
+                let _ = self.session.end_session(EsidReason::TIME_OUT, "idle timeout");
+            }
+        }
+    }
+}
+
+/// Checks a peer before the session starts (the `ConnectionRequest` event).
+pub(crate) async fn permit<H: Handler>(
+    handler: &H,
+    info: ConnectionInfo,
+    allowed_by_policy: bool,
+) -> bool {
+    handler
+        .connection_request(&ConnectionRequest::new(info, allowed_by_policy))
+        .await
+}

@@ -1,0 +1,221 @@
+//! [`SessionHandle`]: requests to a running session (seed methods `SendFile`,
+//! `SendEndResponse`, `ChangeDirection`, `Logoff`, `Disconnect`, `Interrupt`), and
+//! [`OutgoingFile`], a file to send.
+//!
+//! Requests are queued and carried out by the connection task when the protocol allows (files
+//! and end responses only while we hold the speaker role). They never wait, so they can be made
+//! from inside a handler method; outcomes arrive as handler events (`end_transfer`,
+//! `end_response`, `disconnected`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use oftp_proto::codec::FileFormat;
+use tokio::sync::mpsc;
+
+use crate::handler::EndResponse;
+use crate::listener::ConnectionId;
+use crate::stamp::FileStamp;
+
+/// Longest virtual file name (SFIDDSN is 26 characters).
+pub const MAX_VIRTUAL_NAME: usize = 26;
+
+/// A local file to send as a virtual file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingFile {
+    /// The local file.
+    pub path: PathBuf,
+    /// SFIDDSN; defaults to the file name in upper case, cut to 26 characters.
+    pub virtual_file_name: String,
+    /// SFIDDEST; `None` = the partner's SFID.
+    pub destination: Option<String>,
+    /// SFIDORIG; `None` = our SFID.
+    pub originator: Option<String>,
+    /// SFIDDATE/SFIDTIME; `None` = reuse the stamp of an unfinished earlier attempt (so the
+    /// partner can restart it), else now.
+    pub stamp: Option<FileStamp>,
+    /// SFIDFMT (seed `VirtualFileFormat`, default U).
+    pub format: FileFormat,
+    /// SFIDLRECL for F and V files (seed `MaxRecordSize`); F/V files are read as CR LF
+    /// terminated lines, one record per line.
+    pub max_record_len: u32,
+    /// SFIDUSER.
+    pub user_data: String,
+    /// SFIDDESC (seed `FileDescription`).
+    pub description: String,
+}
+
+impl OutgoingFile {
+    /// An unstructured (U) file named after its local file name.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let virtual_file_name = default_virtual_name(&path);
+        Self {
+            path,
+            virtual_file_name,
+            destination: None,
+            originator: None,
+            stamp: None,
+            format: FileFormat::Unstructured,
+            max_record_len: 0,
+            user_data: String::new(),
+            description: String::new(),
+        }
+    }
+
+    /// Sets the virtual file name.
+    pub fn virtual_name(mut self, name: impl Into<String>) -> Self {
+        self.virtual_file_name = name.into();
+        self
+    }
+
+    /// Sets the format and maximum record length.
+    pub fn format(mut self, format: FileFormat, max_record_len: u32) -> Self {
+        self.format = format;
+        self.max_record_len = max_record_len;
+        self
+    }
+
+    /// Sets the destination SFID.
+    pub fn destination(mut self, sfid: impl Into<String>) -> Self {
+        self.destination = Some(sfid.into());
+        self
+    }
+
+    /// Sets the stamp.
+    pub fn stamp(mut self, stamp: FileStamp) -> Self {
+        self.stamp = Some(stamp);
+        self
+    }
+}
+
+fn default_virtual_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    name.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .map(|c| c.to_ascii_uppercase())
+        .take(MAX_VIRTUAL_NAME)
+        .collect()
+}
+
+/// A request to a session.
+#[derive(Debug)]
+pub(crate) enum Request {
+    SendFile(OutgoingFile),
+    SendEndResponse(EndResponse),
+    ChangeDirection,
+    Logoff,
+    Disconnect,
+}
+
+/// The session is over; the request was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("session {0} has ended")]
+pub struct SessionClosed(pub ConnectionId);
+
+/// Queues requests to one session. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    id: ConnectionId,
+    tx: mpsc::UnboundedSender<Request>,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl SessionHandle {
+    pub(crate) fn new(id: ConnectionId) -> (Self, mpsc::UnboundedReceiver<Request>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                id,
+                tx,
+                interrupted: Arc::new(AtomicBool::new(false)),
+            },
+            rx,
+        )
+    }
+
+    /// The connection this handle belongs to.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    fn send(&self, r: Request) -> Result<(), SessionClosed> {
+        self.tx.send(r).map_err(|_| SessionClosed(self.id))
+    }
+
+    /// Sends a file at our next turn (seed `SendFile`).
+    pub fn send_file(&self, file: OutgoingFile) -> Result<(), SessionClosed> {
+        self.send(Request::SendFile(file))
+    }
+
+    /// Sends an EERP or NERP at our next turn (seed `SendEndResponse`), e.g. after an
+    /// [`EndResponseTiming::Later`](crate::handler::EndResponseTiming::Later).
+    pub fn send_end_response(&self, response: EndResponse) -> Result<(), SessionClosed> {
+        self.send(Request::SendEndResponse(response))
+    }
+
+    /// Hands the speaker role to the peer once our queue is empty (seed `ChangeDirection`).
+    pub fn change_direction(&self) -> Result<(), SessionClosed> {
+        self.send(Request::ChangeDirection)
+    }
+
+    /// Ends the session normally (ESID 00) once our queue is empty and we hold the speaker role
+    /// (seed `Logoff`).
+    pub fn logoff(&self) -> Result<(), SessionClosed> {
+        self.send(Request::Logoff)
+    }
+
+    /// Closes the connection at once, without ESID (seed `Disconnect`). A file in progress keeps
+    /// its durable part for a restart.
+    pub fn disconnect(&self) -> Result<(), SessionClosed> {
+        self.send(Request::Disconnect)
+    }
+
+    /// Stops the file we are sending (seed `Interrupt`). OFTP has no command to abandon a file
+    /// mid-stream, so the session ends with ESID 99 "interrupted"; the partner keeps the durable
+    /// part and the next attempt restarts from there.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn take_interrupt(&self) -> bool {
+        self.interrupted.swap(false, Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_virtual_names() {
+        assert_eq!(
+            OutgoingFile::new("/out/invoice.edi").virtual_file_name,
+            "INVOICE.EDI"
+        );
+        let long = OutgoingFile::new("a-very-long-file-name-that-goes-on.txt");
+        assert_eq!(long.virtual_file_name.len(), MAX_VIRTUAL_NAME);
+        assert_eq!(
+            OutgoingFile::new("sp ace.txt").virtual_file_name,
+            "SPACE.TXT"
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_queue_until_the_session_is_gone() {
+        let (h, mut rx) = SessionHandle::new(7);
+        h.change_direction().unwrap();
+        h.send_file(OutgoingFile::new("x")).unwrap();
+        assert!(matches!(rx.recv().await, Some(Request::ChangeDirection)));
+        assert!(matches!(rx.recv().await, Some(Request::SendFile(_))));
+        h.interrupt();
+        assert!(h.take_interrupt());
+        assert!(!h.take_interrupt());
+        drop(rx);
+        assert_eq!(h.logoff(), Err(SessionClosed(7)));
+    }
+}

@@ -1,0 +1,277 @@
+//! [`Server`]: accepts OFTP sessions (responder side) and runs each in its own task.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use oftp::config::{LocalIdentity, Password, PartnerTable, ServerSettings};
+//! use oftp::server::{Server, ServerConfig};
+//!
+//! let local = LocalIdentity { ssid: "O0013ME".into(), sfid: String::new(), password: Password::new("PW") };
+//! let config = ServerConfig::new(local, PartnerTable::default(), "./oftp-data".into());
+//! let server = Server::new(config)?.start().await?;   // () handler: all defaults
+//! println!("listening on {:?}", server.local_addr());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use crate::config::{LocalIdentity, PartnerTable, ServerSettings, SessionLimits};
+use crate::connection::{Connection, DEFAULT_CHECKPOINT_INTERVAL, Shared, permit};
+use crate::handle::SessionHandle;
+use crate::handler::Handler;
+use crate::journal::{Journal, JournalError};
+use crate::listener::{self, ConnectionId, ConnectionInfo, ServerError, ShutdownSignal};
+use crate::store::{NameFormat, StorePolicy};
+use crate::transport::{Acceptor, FileServices, NoFileServices, PlainTcp};
+
+/// Everything a server needs to know.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Our identity.
+    pub local: LocalIdentity,
+    /// Who may log in.
+    pub partners: PartnerTable,
+    /// Listener settings, limits and timeouts.
+    pub settings: ServerSettings,
+    /// Session parameters we offer.
+    pub limits: SessionLimits,
+    /// Data directory: journal, default inboxes and outboxes.
+    pub data_dir: PathBuf,
+    /// Received file name format (seed `ReceivedFileNameFormat`).
+    pub name_format: NameFormat,
+    /// Overwrite and DeleteOnError.
+    pub store: StorePolicy,
+    /// Bytes between receive checkpoints (fsync + journal) for restart.
+    pub checkpoint_interval: u64,
+}
+
+impl ServerConfig {
+    /// A configuration with defaults for everything but identity, partners and data directory.
+    pub fn new(local: LocalIdentity, partners: PartnerTable, data_dir: PathBuf) -> Self {
+        Self {
+            local,
+            partners,
+            settings: ServerSettings::default(),
+            limits: SessionLimits::default(),
+            data_dir,
+            name_format: NameFormat::default(),
+            store: StorePolicy::default(),
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+        }
+    }
+}
+
+/// Problems starting a server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The journal could not be opened.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The listener could not start.
+    #[error(transparent)]
+    Listen(#[from] ServerError),
+}
+
+/// An OFTP server: configuration, handler, transport acceptor and file services.
+pub struct Server<H: Handler = (), A: Acceptor = PlainTcp, F: FileServices = NoFileServices> {
+    shared: Arc<Shared>,
+    settings: ServerSettings,
+    handler: Arc<H>,
+    acceptor: Arc<A>,
+    services: Arc<F>,
+}
+
+impl Server {
+    /// A server with the default handler; opens the journal in the data directory.
+    pub fn new(config: ServerConfig) -> Result<Self, StartError> {
+        config.local.validate()?;
+        config.limits.validate()?;
+        let journal = Journal::open_in_dir(&config.data_dir)?;
+        Ok(Self::with_journal(config, journal))
+    }
+
+    /// A server using an already opened journal.
+    pub fn with_journal(config: ServerConfig, journal: Journal) -> Self {
+        let shared = Shared {
+            local: config.local,
+            partners: config.partners,
+            limits: config.limits,
+            data_dir: config.data_dir,
+            name_format: config.name_format,
+            store: config.store,
+            journal,
+            inactivity_timeout: config.settings.inactivity_timeout,
+            idle_timeout: config.settings.idle_timeout,
+            checkpoint_interval: config.checkpoint_interval.max(1),
+        };
+        Self {
+            shared: Arc::new(shared),
+            settings: config.settings,
+            handler: Arc::new(()),
+            acceptor: Arc::new(PlainTcp),
+            services: Arc::new(NoFileServices),
+        }
+    }
+}
+
+impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
+    /// Uses `handler` for decisions and events.
+    pub fn handler<H2: Handler>(self, handler: H2) -> Server<H2, A, F> {
+        Server {
+            shared: self.shared,
+            settings: self.settings,
+            handler: Arc::new(handler),
+            acceptor: self.acceptor,
+            services: self.services,
+        }
+    }
+
+    /// Uses `acceptor` to turn accepted TCP streams into transports (TLS seam).
+    pub fn acceptor<A2: Acceptor>(self, acceptor: A2) -> Server<H, A2, F> {
+        Server {
+            shared: self.shared,
+            settings: self.settings,
+            handler: self.handler,
+            acceptor: Arc::new(acceptor),
+            services: self.services,
+        }
+    }
+
+    /// Uses `services` for file services (OFTP 2.0 security seam).
+    pub fn file_services<F2: FileServices>(self, services: F2) -> Server<H, A, F2> {
+        Server {
+            shared: self.shared,
+            settings: self.settings,
+            handler: self.handler,
+            acceptor: self.acceptor,
+            services: Arc::new(services),
+        }
+    }
+
+    /// The journal this server records into.
+    pub fn journal(&self) -> &Journal {
+        &self.shared.journal
+    }
+
+    /// Binds the listening socket and starts serving (seed `StartListening`).
+    pub async fn start(self) -> Result<RunningServer, ServerError> {
+        let sessions = Arc::new(listener::Registry::new());
+        let service = Arc::new(Service {
+            shared: self.shared.clone(),
+            handler: self.handler,
+            acceptor: self.acceptor,
+            services: self.services,
+            addresses: self.settings.addresses.clone(),
+            sessions: sessions.clone(),
+        });
+        let handle = listener::spawn(self.settings, service).await?;
+        Ok(RunningServer {
+            handle,
+            sessions,
+            journal: self.shared.journal.clone(),
+        })
+    }
+}
+
+/// A running server: the listener controls plus access to live sessions.
+#[derive(Debug)]
+pub struct RunningServer {
+    handle: crate::listener::ServerHandle,
+    sessions: Arc<listener::Registry<SessionHandle>>,
+    journal: Journal,
+}
+
+impl RunningServer {
+    /// The listening address (with the real port), `None` while not listening.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.handle.local_addr()
+    }
+
+    /// Number of connections being served.
+    pub fn connection_count(&self) -> u64 {
+        self.handle.connection_count()
+    }
+
+    /// The handle of a live session (seed `Connections[ConnectionId]`).
+    pub fn session(&self, id: ConnectionId) -> Option<SessionHandle> {
+        self.sessions.get(id)
+    }
+
+    /// Handles of all live sessions.
+    pub fn sessions(&self) -> Vec<SessionHandle> {
+        self.sessions.all()
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Stops accepting connections (seed `StopListening`).
+    pub async fn stop_listening(&self) -> Result<(), ServerError> {
+        self.handle.stop_listening().await
+    }
+
+    /// Listens again (seed `StartListening`).
+    pub async fn start_listening(&self) -> Result<std::net::SocketAddr, ServerError> {
+        self.handle.start_listening().await
+    }
+
+    /// Graceful shutdown (seed `Shutdown`): stop listening, let transfers in progress finish
+    /// within the grace period, end the rest with ESID 05, wait for all connection tasks.
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await
+    }
+
+    /// [`shutdown`](Self::shutdown) with an explicit grace period.
+    pub async fn shutdown_within(mut self, grace: std::time::Duration) {
+        self.handle.shutdown_within(grace).await
+    }
+}
+
+struct Service<H, A, F> {
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    acceptor: Arc<A>,
+    services: Arc<F>,
+    addresses: crate::config::AddressPolicy,
+    sessions: Arc<listener::Registry<SessionHandle>>,
+}
+
+impl<H: Handler, A: Acceptor, F: FileServices> listener::Service for Service<H, A, F> {
+    async fn permit(&self, info: ConnectionInfo) -> bool {
+        permit(&*self.handler, info, self.addresses.permits(info.peer.ip())).await
+    }
+
+    async fn serve(&self, stream: TcpStream, info: ConnectionInfo, shutdown: ShutdownSignal) {
+        let io = match self.acceptor.accept(stream).await {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::info!(peer = %info.peer, error = %e, "transport handshake failed");
+                return;
+            }
+        };
+        let (handle, requests) = SessionHandle::new(info.id);
+        self.sessions.insert(info.id, handle.clone());
+        let conn = Connection::responder(
+            io,
+            info,
+            self.handler.clone(),
+            self.services.clone(),
+            self.shared.clone(),
+            shutdown,
+            handle,
+            requests,
+        );
+        let report = conn.run().await;
+        self.sessions.remove(info.id);
+        tracing::debug!(conn = info.id, ended = %report.ended.description, "connection finished");
+    }
+}

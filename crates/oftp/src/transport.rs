@@ -1,0 +1,108 @@
+//! Seams for what comes with the security issue: the transport under a session (TLS on port
+//! 6619) and the file services on top of it (OFTP 2.0 signing, compression, encryption).
+//!
+//! A session runs over any [`Transport`] (`AsyncRead + AsyncWrite`); the server turns each
+//! accepted TCP stream into one with an [`Acceptor`] and the client opens one with a
+//! [`Connector`]. Today only [`PlainTcp`] exists; a TLS acceptor/connector plugs in without
+//! touching the session driver.
+//!
+//! [`FileServices`] sees every SFID on the way in and out. Today only [`NoFileServices`]
+//! exists: it sends files without services and refuses incoming files that use them with the
+//! matching SFNA reason, so nothing it cannot read is ever acknowledged.
+
+use std::future::Future;
+use std::io;
+
+use oftp_proto::codec::{FileCompression, SecurityLevel, Sfid, SfnaReason};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// A byte stream a session can run over.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Transport for T {}
+
+/// Turns an accepted TCP connection into the session's transport (e.g. a TLS handshake).
+pub trait Acceptor: Send + Sync + 'static {
+    /// The resulting transport.
+    type Stream: Transport;
+    /// Performs the handshake, if any.
+    fn accept(&self, tcp: TcpStream) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// Opens the session's transport to a partner (e.g. TCP then TLS).
+pub trait Connector: Send + Sync + 'static {
+    /// The resulting transport.
+    type Stream: Transport;
+    /// Connects to `addr` (`host:port`).
+    fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// Plain TCP (port 3305).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainTcp;
+
+impl Acceptor for PlainTcp {
+    type Stream = TcpStream;
+    async fn accept(&self, tcp: TcpStream) -> io::Result<TcpStream> {
+        Ok(tcp)
+    }
+}
+
+impl Connector for PlainTcp {
+    type Stream = TcpStream;
+    async fn connect(&self, addr: &str) -> io::Result<TcpStream> {
+        let s = TcpStream::connect(addr).await?;
+        let _ = s.set_nodelay(true);
+        Ok(s)
+    }
+}
+
+/// A refusal of an incoming file by the file-services stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRefusal {
+    /// SFNA reason.
+    pub reason: SfnaReason,
+    /// SFNA text.
+    pub text: String,
+}
+
+/// The file-services stage (signing, compression, encryption of OFTP 2.0 files).
+pub trait FileServices: Send + Sync + 'static {
+    /// Checks an offered file; a refusal becomes the default SFNA.
+    fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal>;
+    /// Fills the service fields of an outgoing SFID.
+    fn prepare_outgoing(&self, sfid: &mut Sfid);
+}
+
+/// No file services: plain files only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFileServices;
+
+impl FileServices for NoFileServices {
+    fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        let refuse = |reason, what: &str| {
+            Err(ServiceRefusal {
+                reason,
+                text: format!("{what} files are not supported yet"),
+            })
+        };
+        match sfid.security {
+            SecurityLevel::NONE => {}
+            SecurityLevel::SIGNED => return refuse(SfnaReason::SIGNED_FILE_NOT_ALLOWED, "signed"),
+            _ => return refuse(SfnaReason::ENCRYPTED_FILE_NOT_ALLOWED, "encrypted"),
+        }
+        if sfid.compression != FileCompression::NONE {
+            return refuse(SfnaReason::COMPRESSION_NOT_ALLOWED, "compressed");
+        }
+        Ok(())
+    }
+
+    fn prepare_outgoing(&self, sfid: &mut Sfid) {
+        sfid.security = SecurityLevel::NONE;
+        sfid.compression = FileCompression::NONE;
+        sfid.cipher_suite = oftp_proto::codec::CipherSuite::NONE;
+        sfid.envelope = oftp_proto::codec::FileEnvelope::NONE;
+        sfid.signed_eerp = false;
+    }
+}
