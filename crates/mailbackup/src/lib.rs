@@ -1,1 +1,60 @@
-//! Work in progress.
+//! Back up Microsoft 365 mailboxes over Microsoft Graph into plain `.eml` files.
+//!
+//! This is the Rust shape of the Office365Backup component (see
+//! `docs/mailbackup-seed-mapping.md`): a [`BackupBuilder`] holds its properties and config
+//! settings with the same defaults, [`Backup::run`] is `StartBackup` (async; `tokio::spawn` it
+//! for the non-blocking form), [`Backup::abort`] is `AbortBackup`, the [`Hooks`] trait carries
+//! its events, and [`Progress`] exposes `Phase` and `MessageCount`.
+//!
+//! Beyond the seed it fetches full-fidelity MIME (`/$value`), lists incrementally with one delta
+//! token per folder, keeps to Graph's per-mailbox concurrency limit, waits out throttling, writes
+//! every file crash-safely, and resumes after an abort or a `kill -9` without fetching again what
+//! is already durable. See the module docs of [`engine`], [`graph`], [`store`] and [`index`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mailbackup::Error> {
+//! use std::sync::Arc;
+//! use mailbackup::{Backup, StaticToken};
+//! let backup = Backup::builder("/backups/alice", Arc::new(StaticToken::new("Bearer eyJ...")))
+//!     .start_date("2023/07/01")
+//!     .end_date("2023/07/31")
+//!     .build()?;
+//! let report = backup.run().await?;
+//! println!("saved {} messages", report.mailboxes[0].saved);
+//! # Ok(()) }
+//! ```
+//!
+//! Dependencies: `reqwest` (rustls) for HTTP, `rusqlite` (bundled SQLite) for the index,
+//! `sha1`/`sha2` for file names and content hashes. Retry and throttling logic is written here
+//! rather than taken from `backon`, because throttling waits must not count as retries and must
+//! stop every request of a mailbox at once, which a per-call retry wrapper does not express.
+
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod error;
+mod graph;
+pub mod hooks;
+pub mod index;
+pub mod lock;
+pub mod options;
+pub mod report;
+pub mod store;
+pub mod token;
+pub mod verify;
+
+pub use engine::{Backup, BackupBuilder, META_DIR};
+pub use error::Error;
+pub use hooks::{
+    BeforeAction, DeleteAction, ErrorAction, FetchedAction, Hooks, LogLevel, MessageFailure,
+    MessageInfo, NoHooks,
+};
+pub use lock::LockState;
+pub use options::{MAILBOX_CONCURRENCY_LIMIT, Mailboxes, Options};
+pub use report::{
+    BackupReport, FailedMessage, MailboxProgress, MailboxReport, Phase, Progress, RemovedMessage,
+    RunStatus,
+};
+pub use store::{BACKUP_HEADER, BackupHeader};
+pub use token::{StaticToken, TokenError, TokenSource};
+pub use verify::{CorruptFile, StatusReport, VerifyReport, status, verify};

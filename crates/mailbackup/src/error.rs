@@ -1,0 +1,147 @@
+//! The crate's error type.
+//!
+//! Errors that end a whole run (bad options, a locked folder, an unreadable index) come back as
+//! `Err(Error)` from [`crate::Backup::run`]. Errors that end one mailbox (Graph rejected the filter,
+//! the token was refused twice, the time limit was reached) are recorded in that mailbox's
+//! [`crate::MailboxReport`] so the other mailboxes of the run still proceed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An option has a value that cannot work; the message says which and why.
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// Name of the option (as in the seed and the CLI, e.g. `StartDate`).
+        option: &'static str,
+        /// What is wrong with the value.
+        reason: String,
+    },
+    /// Another run holds the lock of this backup folder.
+    #[error(
+        "the backup folder is in use: lock {path} is held by {holder}; wait for that run to end or stop it"
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it (pid, host, start time), as written in the lock file.
+        holder: String,
+    },
+    /// Graph answered with an error status that is not retried (or no longer retried).
+    #[error("Graph answered {status} {code}: {message}")]
+    Graph {
+        /// HTTP status.
+        status: u16,
+        /// Graph's error code (`error.code`), e.g. `BadRequest`, `ErrorItemNotFound`.
+        code: String,
+        /// Graph's error message (`error.message`), shown to the user verbatim.
+        message: String,
+    },
+    /// Graph refused the access token, also after one refresh.
+    #[error(
+        "Graph refused the access token even after a refresh ({message}); log in again or check the app's permissions (Mail.Read, Mail.Read.Shared or Mail.Read application permission)"
+    )]
+    Unauthorized {
+        /// Graph's message for the last refusal.
+        message: String,
+    },
+    /// The token source could not produce a token.
+    #[error("cannot obtain an access token: {0}")]
+    Token(String),
+    /// A transport failure (connection refused, TLS, timeout) that persisted through the retries.
+    #[error("cannot reach Graph ({url}): {message}")]
+    Transport {
+        /// The request URL (without query secrets; Graph URLs carry none).
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// Graph sent something this crate cannot understand.
+    #[error("unexpected answer from Graph for {url}: {reason}")]
+    Protocol {
+        /// The request URL.
+        url: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
+    /// A local file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The SQLite index failed.
+    #[error("backup index {path}: {source}")]
+    Index {
+        /// The index file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The run's total time limit was reached (typically under endless throttling).
+    #[error(
+        "the time limit of {}s was reached (Graph kept throttling or failing); what was saved is kept, run again later to continue",
+        limit.as_secs()
+    )]
+    TimeLimit {
+        /// The configured limit.
+        limit: Duration,
+    },
+    /// The run was aborted through its cancellation token.
+    #[error("the backup was aborted")]
+    Aborted,
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Whether retrying the same request later may succeed (server errors, transport failures).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Graph { status, .. } => *status >= 500 || *status == 408,
+            Error::Transport { .. } | Error::Io { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A short code for reports and the `message_error` hook (Graph's code, or a local one).
+    pub fn code(&self) -> String {
+        match self {
+            Error::Graph { status, code, .. } => format!("{status} {code}"),
+            Error::InvalidOption { .. } => "InvalidOption".into(),
+            Error::Locked { .. } => "Locked".into(),
+            Error::Unauthorized { .. } => "Unauthorized".into(),
+            Error::Token(_) => "TokenError".into(),
+            Error::Transport { .. } => "TransportError".into(),
+            Error::Protocol { .. } => "ProtocolError".into(),
+            Error::Io { .. } => "IoError".into(),
+            Error::Index { .. } => "IndexError".into(),
+            Error::TimeLimit { .. } => "TimeLimit".into(),
+            Error::Aborted => "Aborted".into(),
+        }
+    }
+
+    /// Errors after which the mailbox cannot go on (as opposed to one message failing).
+    pub(crate) fn is_fatal_for_mailbox(&self) -> bool {
+        matches!(
+            self,
+            Error::Unauthorized { .. }
+                | Error::Token(_)
+                | Error::TimeLimit { .. }
+                | Error::Aborted
+                | Error::Index { .. }
+        )
+    }
+}

@@ -1,0 +1,429 @@
+//! End-to-end tests of the library against the Graph emulator (real sockets on 127.0.0.1).
+
+mod common;
+
+use common::*;
+use graph_emulator::{EmulatorConfig, EndpointKind, MailboxSpec, NewMessage, Trigger};
+use mailbackup::{
+    Backup, BeforeAction, DeleteAction, Error, Hooks, Mailboxes, MessageInfo, RunStatus,
+    StaticToken,
+};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn builder(
+    emu: &graph_emulator::Emulator,
+    dir: &Path,
+    token: String,
+    user: &str,
+) -> mailbackup::BackupBuilder {
+    Backup::builder(dir, Arc::new(StaticToken::new(format!("Bearer {token}"))))
+        .graph_url(emu.graph_url())
+        .mailboxes(Mailboxes::User(user.to_string()))
+        .retry_interval(Duration::from_millis(50))
+}
+
+#[tokio::test]
+async fn full_backup_is_byte_exact_and_a_rerun_fetches_nothing() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(60).seed(3)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let backup = builder(&emu, dir.path(), token.clone(), ALICE)
+        .max_connections(10)
+        .message_page_size(7)
+        .build()
+        .unwrap();
+    assert_eq!(backup.options().connections_per_mailbox, 4);
+    let report = backup.run().await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let mb = &report.mailboxes[0];
+    assert_eq!((mb.message_count, mb.saved), (60, 60));
+    assert!(mb.max_concurrency <= 4);
+    assert_complete(dir.path(), &emu, ALICE);
+    let stats = emu.stats();
+    assert_eq!(stats.count(EndpointKind::MessageValue), 60);
+    assert!(
+        stats.max_concurrency <= 4 && stats.throttled() == 0,
+        "{stats:?}"
+    );
+
+    // A no-change run: only folder listings and one delta request per folder.
+    emu.reset_stats();
+    let folders = emu
+        .mailbox(ALICE)
+        .folders()
+        .iter()
+        .filter(|f| !f.is_search_folder)
+        .count() as u64;
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let mb = &report.mailboxes[0];
+    assert_eq!((mb.saved, mb.unchanged), (0, 60));
+    assert_eq!(
+        mb.incremental_listings,
+        folders - 1,
+        "every mail folder but the root is incremental"
+    );
+    let stats = emu.stats();
+    assert_eq!(stats.count(EndpointKind::MessageValue), 0);
+    assert!(stats.count(EndpointKind::Delta) <= folders, "{stats:?}");
+    assert!(
+        stats.total() <= 3 * folders,
+        "a no-change run costs a handful of requests per folder: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn incremental_after_creates_updates_deletes_and_moves_then_sync_deletes() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(30).seed(5)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    builder(&emu, dir.path(), token.clone(), ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+
+    let mb = emu.mailbox(ALICE);
+    let msgs = mb.messages();
+    let created = mb.create_message("inbox", NewMessage::default()).unwrap();
+    mb.create_message("Archive", NewMessage::default()).unwrap();
+    mb.update_message(&msgs[0].id).unwrap();
+    mb.delete_message(&msgs[1].id).unwrap();
+    let moved = mb.move_message(&msgs[2].id, "deleteditems").unwrap();
+    emu.reset_stats();
+
+    let report = builder(&emu, dir.path(), token.clone(), ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let r = &report.mailboxes[0];
+    assert!(report.is_success(), "{report:?}");
+    // 2 created + 1 updated (+ the moved one when the move changed lastModifiedDateTime).
+    let moved_changed = moved.last_modified != msgs[2].last_modified;
+    assert_eq!(r.saved, 3 + moved_changed as u64, "{r:?}");
+    assert_eq!(emu.stats().count(EndpointKind::MessageValue), r.saved);
+    assert!(r.removed.is_empty());
+    let deleted_path = expected_path(dir.path(), &msgs[1].immutable_id, msgs[1].created);
+    assert!(deleted_path.exists(), "SyncDeletes off keeps local copies");
+    assert!(expected_path(dir.path(), &created.immutable_id, created.created).exists());
+
+    // SyncDeletes on: the deleted message's copy goes, the moved one stays (immutable id).
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .sync_deletes(true)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let r = &report.mailboxes[0];
+    assert_eq!(r.removed.len(), 1, "{r:?}");
+    assert_eq!(r.removed[0].id, msgs[1].immutable_id);
+    assert!(!deleted_path.exists());
+    assert_complete(dir.path(), &emu, ALICE);
+    let v = mailbackup::verify(dir.path()).unwrap();
+    assert!(v.is_clean(), "{v:?}");
+}
+
+#[tokio::test]
+async fn date_range_and_filter_select_messages_and_bad_filter_shows_graphs_message() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(40).seed(9)]).await;
+    let token = app_token(&emu).await;
+    let all = emu.mailbox(ALICE).messages();
+    let mut created: Vec<_> = all.iter().map(|m| m.created.date_naive()).collect();
+    created.sort();
+    let (start, end) = (created[10], created[25]);
+    let expect = all
+        .iter()
+        .filter(|m| (start..=end).contains(&m.created.date_naive()))
+        .count() as u64;
+
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), token.clone(), ALICE)
+        .start_date(start.format("%Y/%m/%d").to_string())
+        .end_date(end.format("%Y/%m/%d").to_string())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.mailboxes[0].saved, expect);
+    assert_eq!(eml_files(dir.path()).len() as u64, expect);
+
+    // A Filter goes to Graph as $filter; here: the Inbox only.
+    let inbox = emu.mailbox(ALICE).folder("inbox").unwrap();
+    let in_inbox = all.iter().filter(|m| m.folder_id == inbox.id).count() as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), token.clone(), ALICE)
+        .filter(format!("parentFolderId eq '{}'", inbox.id))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(report.mailboxes[0].saved, in_inbox);
+
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .filter("subject eqq 'x'")
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    let err = report.mailboxes[0].error.clone().unwrap();
+    assert!(err.contains("400"), "{err}");
+
+    // Bad dates are refused before anything runs.
+    let e = builder(&emu, dir.path(), String::new(), ALICE)
+        .start_date("2023-07-01")
+        .build()
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("StartDate"), "{e}");
+}
+
+struct AbortAfter {
+    n: u64,
+    saved: AtomicU64,
+    cancel: CancellationToken,
+}
+
+impl Hooks for AbortAfter {
+    fn message_saved(&self, _info: &MessageInfo, _path: &Path) {
+        if self.saved.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
+            self.cancel.cancel();
+        }
+    }
+}
+
+#[tokio::test]
+async fn abort_leaves_a_consistent_state_and_resume_fetches_only_the_rest() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(50).seed(11)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let b = builder(&emu, dir.path(), token.clone(), ALICE);
+    // The hook needs the backup's token: build, then wire the hook through a shared token.
+    let cancel = CancellationToken::new();
+    let hooks = Arc::new(AbortAfter {
+        n: 12,
+        saved: AtomicU64::new(0),
+        cancel: cancel.clone(),
+    });
+    let backup = b.hooks(hooks.clone()).build().unwrap();
+    let bc = backup.cancel_token();
+    let watcher = tokio::spawn(async move {
+        cancel.cancelled().await;
+        bc.cancel();
+    });
+    let report = backup.run().await.unwrap();
+    watcher.await.unwrap();
+    assert_eq!(report.status, RunStatus::Aborted);
+    let saved_first = hooks.saved.load(Ordering::SeqCst);
+    assert!((12..50).contains(&saved_first), "{saved_first}");
+    let v = mailbackup::verify(dir.path()).unwrap();
+    assert!(v.is_clean() && v.ok == saved_first, "{v:?}");
+    assert_eq!(
+        mailbackup::status(dir.path(), None).unwrap().lock,
+        mailbackup::LockState::Free
+    );
+
+    emu.reset_stats();
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .build()
+        .unwrap()
+        .resume()
+        .await
+        .unwrap();
+    assert!(report.is_success());
+    assert_eq!(
+        emu.stats().count(EndpointKind::MessageValue),
+        50 - saved_first,
+        "nothing durable is fetched again"
+    );
+    assert_complete(dir.path(), &emu, ALICE);
+}
+
+#[tokio::test]
+async fn a_second_run_on_the_same_folder_is_refused() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(5)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _held = mailbackup::lock::RunLock::acquire(&dir.path().join(".meta")).unwrap();
+    let e = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e}");
+    assert!(e.to_string().contains("in use"));
+}
+
+#[tokio::test]
+async fn throttling_and_503_storm_still_backs_up_everything_within_the_cap() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(40).seed(2)]).await;
+    emu.faults().throttle(Trigger::EveryNth(9), 1);
+    emu.faults().unavailable(Trigger::Next(2), None);
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .max_connections(8)
+        .max_retry_count(0)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let r = &report.mailboxes[0];
+    assert!(r.throttled >= 3, "{r:?}");
+    assert!(r.max_concurrency <= 4);
+    let stats = emu.stats();
+    assert!(
+        stats.max_concurrency <= 4 && stats.throttled_concurrency == 0,
+        "{stats:?}"
+    );
+    assert_complete(dir.path(), &emu, ALICE);
+}
+
+#[tokio::test]
+async fn two_mailboxes_in_one_run() {
+    let cfg = EmulatorConfig::default().with_mailboxes(vec![
+        MailboxSpec::new(ALICE).messages(15).seed(1),
+        MailboxSpec::new(BOB).messages(12).seed(2),
+    ]);
+    let emu = emulator_with(cfg).await;
+    let token = app_token(&emu).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = Backup::builder(dir.path(), Arc::new(StaticToken::new(&token)))
+        .graph_url(emu.graph_url())
+        .mailboxes(Mailboxes::Users(vec![ALICE.into(), BOB.into()]))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_complete(&dir.path().join(ALICE), &emu, ALICE);
+    assert_complete(&dir.path().join(BOB), &emu, BOB);
+    assert!(
+        emu.stats()
+            .max_concurrency_per_mailbox
+            .values()
+            .all(|c| *c <= 4)
+    );
+}
+
+#[tokio::test]
+async fn delegated_me_mailbox_and_expired_token_refreshes_once() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(10)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = Backup::builder(
+        dir.path(),
+        Arc::new(StaticToken::new(user_token(&emu, ALICE).await)),
+    )
+    .graph_url(emu.graph_url())
+    .build()
+    .unwrap()
+    .run()
+    .await
+    .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_complete(dir.path(), &emu, ALICE);
+
+    // Expired app token: refreshed once, then the run completes.
+    let tokens = EmuTokens::new(&emu).await;
+    emu.identity().expire_access_tokens();
+    emu.mailbox(ALICE)
+        .create_message("inbox", NewMessage::default())
+        .unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let report = Backup::builder(dir2.path(), tokens.clone())
+        .graph_url(emu.graph_url())
+        .mailboxes(Mailboxes::User(ALICE.into()))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(tokens.refreshes.load(Ordering::SeqCst), 1);
+    assert_eq!(report.mailboxes[0].saved, 11);
+
+    // A fixed token that expired cannot be refreshed: a clear error, no endless retries.
+    let stale = app_token(&emu).await;
+    emu.identity().expire_access_tokens();
+    let report = builder(&emu, dir2.path(), stale, ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let err = report.mailboxes[0].error.clone().unwrap();
+    assert!(err.contains("refused"), "{err}");
+}
+
+struct Recorder {
+    seen: Mutex<Vec<String>>,
+}
+
+impl Hooks for Recorder {
+    fn before_message(&self, info: &MessageInfo, proposed: BeforeAction) -> BeforeAction {
+        self.seen.lock().unwrap().push(info.id.clone());
+        // Skip everything with an even position, save the rest at the proposed place.
+        if self.seen.lock().unwrap().len().is_multiple_of(2) {
+            BeforeAction::Skip
+        } else {
+            proposed
+        }
+    }
+    fn before_delete(&self, _mailbox: &str, _id: &str, _path: &Path) -> DeleteAction {
+        DeleteAction::Keep
+    }
+}
+
+#[tokio::test]
+async fn expired_delta_tokens_mean_a_full_listing_and_hooks_can_skip() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(20).seed(4)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let hooks = Arc::new(Recorder {
+        seen: Mutex::new(Vec::new()),
+    });
+    let report = builder(&emu, dir.path(), token.clone(), ALICE)
+        .hooks(hooks.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let r = &report.mailboxes[0];
+    assert_eq!((r.saved, r.skipped), (10, 10), "{r:?}");
+    assert_eq!(hooks.seen.lock().unwrap().len(), 20);
+
+    emu.faults().expire_delta_tokens();
+    emu.reset_stats();
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let r = &report.mailboxes[0];
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(r.incremental_listings, 0);
+    assert!(emu.stats().delta_gone > 0);
+    assert_eq!((r.saved, r.unchanged), (10, 10), "{r:?}");
+    assert_complete(dir.path(), &emu, ALICE);
+}
