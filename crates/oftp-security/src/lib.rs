@@ -1,1 +1,37 @@
-//! Work in progress.
+//! OFTP 2.0 security services (RFC 5024 sections 4.2.3, 5.3.13-5.3.14, 6 and 10).
+//!
+//! What this crate does:
+//! - [`suite`]: the cipher suites 01-06 and hashing helpers.
+//! - [`cert`]: certificates and RSA keys from PEM, DER and PKCS#12; selection by subject or
+//!   thumbprint; the seed's certificate fields. [`validate`]: expiry, chain and CRL checks.
+//! - [`cms`]: streaming CMS `SignedData`, `CompressedData` (zlib) and `EnvelopedData` (RSA
+//!   PKCS#1 v1.5 key transport, 3DES/AES-CBC) in constant memory, and the OFTP send and
+//!   receive pipelines (sign -> compress -> encrypt and back), accepting BER and DER.
+//! - [`receipt`]: signed EERP/NERP receipts. [`auth`]: the secure authentication challenge.
+//!
+//! What it does not do: networking, OFTP command encoding (the proto crate), CRL download,
+//! OCSP, certificate exchange sessions, key generation for operators.
+//!
+//! Crate choices: aws-lc-rs for all cryptography that touches partner data (constant-time
+//! RSA decryption, AES/3DES-CBC, SHA); the `rsa` crate only to *create* RSA-SHA1 signatures,
+//! which aws-lc-rs refuses (it is never used to decrypt, see RUSTSEC-2023-0071);
+//! `x509-parser` for certificate fields; `p12-keystore` for PKCS#12 (modern and legacy);
+//! `rustls-webpki` for chains and CRLs; `flate2` for zlib. No Rust crate streams CMS, so the
+//! few CMS structures are encoded and decoded by hand in [`asn1`]-based code.
+#![warn(missing_docs)]
+
+pub(crate) mod asn1;
+pub mod auth;
+pub mod cert;
+pub mod cms;
+pub mod error;
+pub mod receipt;
+pub mod secret;
+pub mod suite;
+pub mod validate;
+
+pub use cert::{CertSelector, Certificate, Identity, KeyUsage, PrivateKey};
+pub use error::{Error, Layer, Result};
+pub use secret::Secret;
+pub use suite::{CipherSuite, HashAlgorithm, Hasher, SymmetricAlgorithm};
+pub use validate::{TrustPolicy, ValidationError};
