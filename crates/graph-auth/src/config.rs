@@ -372,6 +372,14 @@ mod tests {
     }
 
     #[test]
+    fn debug_hides_the_client_secret() {
+        let config = AuthConfig::new("c").with_client_secret(Secret::new("s3cr3t-value"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr3t-value"), "{shown}");
+        assert!(shown.contains("client_id: \"c\""));
+    }
+
+    #[test]
     fn validation_messages() {
         assert!(AuthConfig::new(" ").validate().is_err());
         assert!(AuthConfig::new("c").with_scopes([" "]).validate().is_err());

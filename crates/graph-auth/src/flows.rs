@@ -188,7 +188,7 @@ impl Authenticator {
     fn authorization_request(
         &self,
         response_type: &str,
-        redirect_uri: &Url,
+        redirect_uri: &str,
         state: &str,
         pkce: Option<(&PkceVerifier, PkceMethod)>,
     ) -> Result<Url, AuthError> {
@@ -198,7 +198,7 @@ impl Authenticator {
             query
                 .append_pair("client_id", &self.config.client_id)
                 .append_pair("response_type", response_type)
-                .append_pair("redirect_uri", redirect_uri.as_str())
+                .append_pair("redirect_uri", redirect_uri)
                 .append_pair(
                     "response_mode",
                     if response_type == "token" {
@@ -227,7 +227,7 @@ impl Authenticator {
         let state = random_token();
         let verifier = self.config.pkce.map(|_| PkceVerifier::generate());
         let pkce = verifier.as_ref().zip(self.config.pkce);
-        let url = self.authorization_request("code", &redirect_uri, &state, pkce)?;
+        let url = self.authorization_request("code", redirect_uri.as_str(), &state, pkce)?;
         Ok(WebAuthorization {
             url,
             redirect_uri,
@@ -246,11 +246,22 @@ impl Authenticator {
             .await
     }
 
-    /// Exchanges an authorization code for tokens.
+    /// Exchanges an authorization code for tokens. `redirect_uri` must be the one of the
+    /// authorization request.
     pub async fn exchange_code(
         &self,
         code: &Secret,
         redirect_uri: &Url,
+        verifier: Option<&PkceVerifier>,
+    ) -> Result<Token, AuthError> {
+        self.redeem_code(code, redirect_uri.as_str(), verifier)
+            .await
+    }
+
+    async fn redeem_code(
+        &self,
+        code: &Secret,
+        redirect_uri: &str,
         verifier: Option<&PkceVerifier>,
     ) -> Result<Token, AuthError> {
         let scope = self.config.delegated_scope();
@@ -258,7 +269,7 @@ impl Authenticator {
             ("grant_type", "authorization_code"),
             ("client_id", &self.config.client_id),
             ("code", code.expose()),
-            ("redirect_uri", redirect_uri.as_str()),
+            ("redirect_uri", redirect_uri),
             ("scope", &scope),
         ];
         if let Some(verifier) = verifier {
@@ -277,7 +288,7 @@ impl Authenticator {
     ) -> Result<Token, AuthError> {
         let state = random_token();
         let loopback = self.start_loopback(&state, ResponseMode::Query).await?;
-        let redirect_uri = loopback.redirect_uri().clone();
+        let redirect_uri = loopback.redirect_uri().to_owned();
         let verifier = self.config.pkce.map(|_| PkceVerifier::generate());
         let pkce = verifier.as_ref().zip(self.config.pkce);
         let url = self.authorization_request("code", &redirect_uri, &state, pkce)?;
@@ -287,7 +298,7 @@ impl Authenticator {
             .get("code")
             .map(|c| Secret::new(c.clone()))
             .ok_or_else(|| AuthError::InvalidRedirect("it has no code parameter".to_owned()))?;
-        self.exchange_code(&code, &redirect_uri, verifier.as_ref())
+        self.redeem_code(&code, &redirect_uri, verifier.as_ref())
             .await
     }
 
@@ -300,7 +311,7 @@ impl Authenticator {
     ) -> Result<Token, AuthError> {
         let state = random_token();
         let loopback = self.start_loopback(&state, ResponseMode::Fragment).await?;
-        let redirect_uri = loopback.redirect_uri().clone();
+        let redirect_uri = loopback.redirect_uri().to_owned();
         let url = self.authorization_request("token", &redirect_uri, &state, None)?;
         let issued = Utc::now();
         self.present(interaction, &url);

@@ -53,7 +53,7 @@ struct Shared {
 
 /// A running listener; dropping it stops the server.
 pub(crate) struct Loopback {
-    redirect_uri: Url,
+    redirect_uri: String,
     receiver: oneshot::Receiver<Outcome>,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
@@ -81,12 +81,14 @@ impl Loopback {
                 addr: bind.to_string(),
                 source,
             })?;
-        let redirect_uri =
-            Url::parse(&format!("http://{host}:{}/", local.port())).map_err(|e| {
-                AuthError::Config(format!(
-                    "the redirect host \"{host}\" does not form a valid URL: {e}"
-                ))
-            })?;
+        // No trailing slash, as MSAL sends it and as loopback URIs are usually registered
+        // ("http://localhost"); the browser still requests "/".
+        let redirect_uri = format!("http://{host}:{}", local.port());
+        Url::parse(&redirect_uri).map_err(|e| {
+            AuthError::Config(format!(
+                "the redirect host \"{host}\" does not form a valid URL: {e}"
+            ))
+        })?;
         let (sender, receiver) = oneshot::channel();
         let shared = Arc::new(Shared {
             expected_state,
@@ -117,7 +119,7 @@ impl Loopback {
     }
 
     /// The `redirect_uri` to send to the authorization endpoint.
-    pub(crate) fn redirect_uri(&self) -> &Url {
+    pub(crate) fn redirect_uri(&self) -> &str {
         &self.redirect_uri
     }
 
@@ -365,7 +367,7 @@ mod tests {
     #[tokio::test]
     async fn code_redirect_is_accepted_once() {
         let loopback = start(ResponseMode::Query).await;
-        let base = loopback.redirect_uri().clone();
+        let base = Url::parse(loopback.redirect_uri()).expect("url");
         assert_eq!(base.host_str(), Some("127.0.0.1"));
         let http = reqwest::Client::new();
         let browser = async {
@@ -401,7 +403,7 @@ mod tests {
     #[tokio::test]
     async fn wrong_state_gets_an_error_page_and_error() {
         let loopback = start(ResponseMode::Query).await;
-        let url = format!("{}?code=c&state=forged", loopback.redirect_uri());
+        let url = format!("{}/?code=c&state=forged", loopback.redirect_uri());
         let browser = async {
             let page = reqwest::get(url).await.expect("get");
             assert_eq!(page.status(), 400);
@@ -416,7 +418,7 @@ mod tests {
     async fn denial_is_reported_with_escaped_description() {
         let loopback = start(ResponseMode::Query).await;
         let url = format!(
-            "{}?error=access_denied&error_description=%3Cb%3Eno%3C%2Fb%3E&state=expected-state",
+            "{}/?error=access_denied&error_description=%3Cb%3Eno%3C%2Fb%3E&state=expected-state",
             loopback.redirect_uri()
         );
         let browser = async {
@@ -451,7 +453,7 @@ mod tests {
     #[tokio::test]
     async fn fragment_mode_serves_relay_page_and_takes_the_post() {
         let loopback = start(ResponseMode::Fragment).await;
-        let base = loopback.redirect_uri().clone();
+        let base = Url::parse(loopback.redirect_uri()).expect("url");
         let http = reqwest::Client::new();
         let browser = async {
             let page = http.get(base.clone()).send().await.expect("get");
