@@ -1,1 +1,111 @@
-//! Work in progress.
+//! Local emulator of the Microsoft Graph mail endpoints and the Microsoft identity platform
+//! (OAuth 2.0) endpoints, for tests and for trying the backup tool without a tenant.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use graph_emulator::{Emulator, EmulatorConfig, MailboxSpec, DEFAULT_PUBLIC_CLIENT_ID};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let emu = Emulator::start(
+//!     EmulatorConfig::default()
+//!         .with_mailboxes(vec![MailboxSpec::new("adele.vance@emulator.test").messages(200).seed(7)]),
+//! )
+//! .await?;
+//! // Client side: token URL, then Graph URLs.
+//! let token_url = format!("{}/{}/oauth2/v2.0/token", emu.authority_url(), emu.tenant_id());
+//! let folders = format!("{}/users/adele.vance@emulator.test/mailFolders", emu.graph_url());
+//! # let _ = (token_url, folders, DEFAULT_PUBLIC_CLIENT_ID);
+//! // Test side: what a complete backup must contain, and mutations between runs.
+//! let mb = emu.mailbox("adele.vance@emulator.test");
+//! let expected = mb.expected_messages(); // (id, folder, MIME bytes)
+//! mb.update_message(&expected[0].info.id).ok();
+//! emu.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # What is emulated
+//!
+//! Graph (`{graph_url}` = `{base}/v1.0`; every path works under `/me/...` with a delegated
+//! token and under `/users/{object-id-or-UPN}/...` with any token that may read the mailbox):
+//!
+//! | Path | Notes |
+//! |---|---|
+//! | `GET /me`, `/users/{id}` | user profile |
+//! | `GET .../mailFolders` | children of `msgfolderroot`; `includeHiddenFolders=true`; `$top` (default 10), `$skip`, `$select`; `@odata.nextLink` |
+//! | `GET .../mailFolders/{id}` , `.../childFolders` | ids or well-known names (`msgfolderroot`, `inbox`, `sentitems`, `deleteditems`, `archive`, `junkemail`, `drafts`, `outbox`); the default tree has a `#microsoft.graph.mailSearchFolder` clients must skip |
+//! | `GET .../messages`, `.../mailFolders/{id}/messages` | `$top` (default 10, max 1000), `$skip`, `$select`, `$filter`, `$orderby` (default `receivedDateTime desc`), `$count`, `Prefer: odata.maxpagesize=N`; bad query -> 400 with the reason |
+//! | `GET .../messages/{id}` | message JSON (`id`, `createdDateTime`, `lastModifiedDateTime`, `changeKey`, `receivedDateTime`, `subject`, `parentFolderId`, `internetMessageId`, `from`, recipients, `body`, ...) |
+//! | `GET .../messages/{id}/$value` | RFC 822 MIME bytes |
+//! | `GET .../mailFolders/{id}/messages/delta` | `$select`, `$filter=receivedDateTime ge|gt`, `Prefer: odata.maxpagesize`; `$skiptoken` pages, final `$deltatoken`; later rounds report creates/updates and `{"id","@removed":{"reason":"deleted"}}`; expired token -> 410 `syncStateNotFound` |
+//! | `GET .../messages/delta` | 400, as Graph (no mailbox-wide message delta) |
+//! | `POST /$batch` | up to 20 GET sub-requests, run sequentially; binary bodies base64 |
+//!
+//! `Prefer: IdType="ImmutableId"` switches every id to the immutable id; otherwise a message's
+//! id changes when it moves (as in Exchange Online) and the old id answers 404.
+//!
+//! Errors are Graph-shaped (`{"error":{"code","message","innerError":{"date","request-id",
+//! "client-request-id"}}}`): 401 `InvalidAuthenticationToken` + `WWW-Authenticate`, 403
+//! `ErrorAccessDenied`, 404 `ErrorItemNotFound` / `ErrorInvalidUser` /
+//! `MailboxNotEnabledForRESTAPI`, 400 `BadRequest` / `InefficientFilter` /
+//! `RequestBroker--ParseUri`, 410 `syncStateNotFound` (+ `Location`), 429
+//! `ApplicationThrottled` "MailboxConcurrency" + `Retry-After`, 503 `ServiceUnavailable`.
+//!
+//! Identity (`{authority_url}/{tenant}/oauth2/v2.0/...`, tenant = the configured tenant id or
+//! domain, or `common`/`organizations` except for client credentials and ROPC): `authorize`
+//! (code with PKCE S256/plain, implicit `response_type=token`; auto-consent and immediate 302),
+//! `token` (`authorization_code`, `refresh_token` with rotation, `client_credentials` with
+//! `/.default`, `password`, `urn:ietf:params:oauth:grant-type:device_code`), `devicecode`.
+//! See the [`identity`](crate::IdentityHandle) hooks for device-code decline/expiry.
+//!
+//! # Throttling, latency and faults
+//!
+//! In-flight Graph requests are counted per mailbox (including time spent in the configured
+//! latency); above [`EmulatorConfig::mailbox_concurrency_limit`] (default 4) the request gets
+//! 429. [`FaultsHandle`] injects 429/503/dropped connections (probability, every n-th, next n),
+//! extra latency, and expires all access tokens or all delta tokens at once. [`Stats`] reports
+//! counts per [`EndpointKind`], 429s, 503s, drops, and the maximum concurrency seen.
+//!
+//! # Determinism
+//!
+//! A mailbox is generated from its [`MailboxSpec`] (seed, message count, folder tree, date
+//! span ending at a fixed [`MailboxSpec::end_date`]): the same spec gives the same ids, JSON
+//! and MIME bytes on every run and machine. Tokens and delta tokens are random. Mutations made
+//! through [`MailboxHandle`] use the wall clock for their timestamps.
+//!
+//! # Not emulated
+//!
+//! Writes over HTTP (POST/PATCH/DELETE of messages), attachments endpoints, `$expand`,
+//! `$search`, folder delta, JWT access tokens, signature validation of `id_token`s, rate
+//! limits other than the concurrency limit (use faults), HTTPS.
+//!
+//! Dependencies: hyper directly (not axum) so a fault can close a connection without any
+//! response; sha2/base64 for ids and PKCE; a local SplitMix64 for portable determinism.
+
+#![warn(missing_docs)]
+
+mod config;
+mod delta;
+mod error;
+mod faults;
+mod graph;
+mod identity;
+mod mailbox;
+mod odata;
+mod rng;
+mod server;
+mod stats;
+mod synth;
+mod util;
+
+pub use config::{
+    AppRegistration, DEFAULT_CLIENT_SECRET, DEFAULT_CONFIDENTIAL_CLIENT_ID, DEFAULT_PASSWORD,
+    DEFAULT_PUBLIC_CLIENT_ID, DEFAULT_TENANT_DOMAIN, DEFAULT_TENANT_ID, DEFAULT_USER,
+    EmulatorConfig, FolderKind, FolderSpec, MailboxSpec, UserSpec,
+};
+pub use error::EmulatorError;
+pub use faults::{FaultConfig, FaultsHandle, Trigger};
+pub use identity::IdentityHandle;
+pub use mailbox::{ExpectedMessage, FolderInfo, MailboxHandle, MessageInfo, NewMessage};
+pub use server::Emulator;
+pub use stats::{EndpointKind, Stats};

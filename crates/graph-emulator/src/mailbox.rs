@@ -1,0 +1,943 @@
+//! Mailbox state: folder tree, messages, change log for delta queries, and the public
+//! [`MailboxHandle`] tests use to inspect and mutate a mailbox between backup runs.
+//!
+//! Ids follow Graph's shape: long, case-sensitive, URL-safe base64 with padding. Every message
+//! has an immutable id (returned when the client sends `Prefer: IdType="ImmutableId"`) and a
+//! REST id that changes when the message moves to another folder, as in Exchange Online; an old
+//! REST id then answers 404. Every change (create, update, read-flag, move, delete) takes the
+//! next value of a per-mailbox sequence number; deletions and moves leave a tombstone in the
+//! source folder so delta queries can report `@removed`. This module holds no HTTP code.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::config::{FolderKind, FolderSpec, MailboxSpec};
+use crate::error::EmulatorError;
+use crate::rng::SplitMix64;
+use crate::synth::{self, Person, RenderState, SynthContext, SynthMessage};
+use crate::util::lock;
+
+/// Well-known folder names that are meant for outgoing mail (messages there are "from" the
+/// owner).
+const OUTGOING: &[&str] = &["sentitems", "drafts", "outbox"];
+
+/// One folder.
+#[derive(Debug, Clone)]
+pub(crate) struct Folder {
+    pub(crate) id: String,
+    pub(crate) display_name: String,
+    pub(crate) parent: Option<usize>,
+    pub(crate) well_known: Option<String>,
+    pub(crate) hidden: bool,
+    pub(crate) kind: FolderKind,
+}
+
+/// Content source of a message.
+#[derive(Debug, Clone)]
+pub(crate) enum Content {
+    /// Generated from the synthetic description.
+    Synthetic,
+    /// Given verbatim through [`NewMessage::raw_mime`].
+    Raw(Arc<Vec<u8>>),
+}
+
+/// One message.
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    pub(crate) number: u64,
+    pub(crate) immutable_id: String,
+    pub(crate) rest_id: String,
+    pub(crate) moves: u32,
+    pub(crate) folder: usize,
+    pub(crate) created: DateTime<Utc>,
+    pub(crate) received: DateTime<Utc>,
+    pub(crate) sent: DateTime<Utc>,
+    pub(crate) last_modified: DateTime<Utc>,
+    pub(crate) revision: u32,
+    pub(crate) is_read: bool,
+    pub(crate) change_seq: u64,
+    pub(crate) synth: Arc<SynthMessage>,
+    pub(crate) content: Content,
+}
+
+impl Message {
+    /// The id the client sees.
+    pub(crate) fn id(&self, immutable: bool) -> &str {
+        if immutable {
+            &self.immutable_id
+        } else {
+            &self.rest_id
+        }
+    }
+
+    /// Graph `changeKey`: changes on every modification.
+    pub(crate) fn change_key(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.immutable_id.as_bytes());
+        h.update(self.change_seq.to_le_bytes());
+        let d = h.finalize();
+        format!(
+            "CQAAABYAAAA{}",
+            base64::engine::general_purpose::STANDARD.encode(&d[..12])
+        )
+    }
+}
+
+/// A removed message in a folder (deleted or moved out).
+#[derive(Debug, Clone)]
+pub(crate) struct Tombstone {
+    pub(crate) seq: u64,
+    pub(crate) folder: usize,
+    pub(crate) rest_id: String,
+    pub(crate) immutable_id: String,
+}
+
+/// The mutable part of a mailbox.
+#[derive(Debug)]
+pub(crate) struct MailboxData {
+    pub(crate) folders: Vec<Folder>,
+    /// Messages by internal key (creation order).
+    pub(crate) messages: BTreeMap<u64, Message>,
+    /// REST ids and immutable ids -> key.
+    by_id: HashMap<String, u64>,
+    pub(crate) tombstones: Vec<Tombstone>,
+    /// Last change sequence number handed out.
+    pub(crate) seq: u64,
+    next_number: u64,
+    next_key: u64,
+}
+
+impl MailboxData {
+    /// Looks up a message by REST id or immutable id (case-sensitive).
+    pub(crate) fn message_by_id(&self, id: &str) -> Option<&Message> {
+        self.by_id.get(id).and_then(|k| self.messages.get(k))
+    }
+
+    fn key_by_id(&self, id: &str) -> Option<u64> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Resolves a folder by id or well-known name (well-known names are case-insensitive).
+    pub(crate) fn folder_index(&self, id_or_name: &str) -> Option<usize> {
+        if id_or_name.eq_ignore_ascii_case("msgfolderroot") {
+            return Some(0);
+        }
+        self.folders.iter().position(|f| {
+            f.id == id_or_name
+                || f.well_known
+                    .as_deref()
+                    .is_some_and(|w| w.eq_ignore_ascii_case(id_or_name))
+        })
+    }
+
+    /// Resolves a folder by id, well-known name or display-name path (`Inbox/Projects`).
+    fn folder_lookup(&self, s: &str) -> Option<usize> {
+        self.folder_index(s).or_else(|| {
+            (0..self.folders.len()).find(|&i| i != 0 && self.folder_path(i).eq_ignore_ascii_case(s))
+        })
+    }
+
+    /// Display-name path below the root.
+    pub(crate) fn folder_path(&self, idx: usize) -> String {
+        let mut parts = Vec::new();
+        let mut cur = Some(idx);
+        while let Some(i) = cur {
+            if i == 0 {
+                break;
+            }
+            parts.push(self.folders[i].display_name.as_str());
+            cur = self.folders[i].parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    /// Children of a folder in creation order.
+    pub(crate) fn children(&self, idx: usize) -> Vec<usize> {
+        (0..self.folders.len())
+            .filter(|&i| self.folders[i].parent == Some(idx))
+            .collect()
+    }
+
+    /// Keys of the messages a folder shows (search folders show unread messages of all mail
+    /// folders).
+    pub(crate) fn folder_message_keys(&self, idx: usize) -> Vec<u64> {
+        match self.folders[idx].kind {
+            FolderKind::Mail => self
+                .messages
+                .values()
+                .filter(|m| m.folder == idx)
+                .map(|m| self.key_of(m))
+                .collect(),
+            FolderKind::UnreadSearch => self
+                .messages
+                .values()
+                .filter(|m| !m.is_read)
+                .map(|m| self.key_of(m))
+                .collect(),
+        }
+    }
+
+    fn key_of(&self, m: &Message) -> u64 {
+        self.by_id.get(&m.immutable_id).copied().unwrap_or(u64::MAX)
+    }
+
+    /// Keys of all messages in mail folders (what `/messages` lists).
+    pub(crate) fn all_message_keys(&self) -> Vec<u64> {
+        self.messages.keys().copied().collect()
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
+/// Ids derived from hashes, shaped like Exchange ids.
+fn make_id(header: &[u8], mailbox: &str, parts: &[&[u8]], total_len: usize) -> String {
+    let mut bin = header.to_vec();
+    bin.extend_from_slice(&Sha256::digest(mailbox.as_bytes()));
+    let mut counter = 0u32;
+    while bin.len() < total_len {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        h.update(counter.to_le_bytes());
+        bin.extend_from_slice(&h.finalize());
+        counter += 1;
+    }
+    bin.truncate(total_len - 3);
+    bin.extend_from_slice(&[0, 0, 0]);
+    base64::engine::general_purpose::URL_SAFE.encode(bin)
+}
+
+fn folder_id(mailbox_key: &str, seed: u64, path: &str) -> String {
+    make_id(
+        &[0x00, 0x03, 0x24, 0x00, 0x2e],
+        mailbox_key,
+        &[b"folder", &seed.to_le_bytes(), path.as_bytes()],
+        71,
+    )
+}
+
+fn immutable_id(mailbox_key: &str, seed: u64, number: u64) -> String {
+    make_id(
+        &[0x00, 0x09, 0x00, 0x2e, 0x00],
+        mailbox_key,
+        &[b"immutable", &seed.to_le_bytes(), &number.to_le_bytes()],
+        104,
+    )
+}
+
+fn rest_id(mailbox_key: &str, seed: u64, number: u64, moves: u32) -> String {
+    make_id(
+        &[0x00, 0x03, 0x24, 0x00, 0x46],
+        mailbox_key,
+        &[
+            b"rest",
+            &seed.to_le_bytes(),
+            &number.to_le_bytes(),
+            &moves.to_le_bytes(),
+        ],
+        113,
+    )
+}
+
+/// A derived, deterministic object id (GUID format) for a user.
+pub(crate) fn derived_object_id(upn: &str) -> String {
+    let d = Sha256::digest(format!("object-id:{}", upn.to_ascii_lowercase()).as_bytes());
+    let h: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// A mailbox with its state and counters.
+#[derive(Debug)]
+pub(crate) struct MailboxState {
+    pub(crate) upn: String,
+    pub(crate) display_name: String,
+    pub(crate) object_id: String,
+    pub(crate) seed: u64,
+    pub(crate) ctx: SynthContext,
+    pub(crate) inflight: AtomicUsize,
+    pub(crate) data: Mutex<MailboxData>,
+    pub(crate) delta: Mutex<crate::delta::DeltaStore>,
+}
+
+impl MailboxState {
+    /// Builds the mailbox from its spec: folder tree, then `spec.messages` synthetic messages.
+    pub(crate) fn build(spec: &MailboxSpec) -> Self {
+        let object_id = spec
+            .object_id
+            .clone()
+            .unwrap_or_else(|| derived_object_id(&spec.user_principal_name));
+        let key = spec.user_principal_name.to_ascii_lowercase();
+        let mut folders = vec![Folder {
+            id: folder_id(&key, spec.seed, ""),
+            display_name: "Top of Information Store".to_owned(),
+            parent: None,
+            well_known: Some("msgfolderroot".to_owned()),
+            hidden: false,
+            kind: FolderKind::Mail,
+        }];
+        let mut weights = Vec::new();
+        fn add(
+            folders: &mut Vec<Folder>,
+            weights: &mut Vec<(usize, u32)>,
+            specs: &[FolderSpec],
+            parent: usize,
+            parent_path: &str,
+            key: &str,
+            seed: u64,
+        ) {
+            for fs in specs {
+                let path = format!("{parent_path}/{}", fs.display_name);
+                let idx = folders.len();
+                folders.push(Folder {
+                    id: folder_id(key, seed, &path),
+                    display_name: fs.display_name.clone(),
+                    parent: Some(parent),
+                    well_known: fs.well_known.clone(),
+                    hidden: fs.hidden,
+                    kind: fs.kind,
+                });
+                if fs.kind == FolderKind::Mail && fs.weight > 0 {
+                    weights.push((idx, fs.weight));
+                }
+                add(folders, weights, &fs.children, idx, &path, key, seed);
+            }
+        }
+        add(
+            &mut folders,
+            &mut weights,
+            &spec.folders,
+            0,
+            "",
+            &key,
+            spec.seed,
+        );
+        if weights.is_empty() {
+            // No weighted mail folder: put messages in the first mail folder, or the root.
+            let target = (1..folders.len())
+                .find(|&i| folders[i].kind == FolderKind::Mail)
+                .unwrap_or(0);
+            weights.push((target, 1));
+        }
+        let total_weight: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
+
+        let ctx = SynthContext {
+            seed: spec.seed,
+            owner: Person {
+                name: spec.display_name.clone(),
+                address: spec.user_principal_name.clone(),
+            },
+            large_every: spec.large_every,
+            attachment_ratio: spec.attachment_ratio,
+        };
+        let span_secs = i64::from(spec.years.max(1)) * 365 * 24 * 3600;
+        let mut data = MailboxData {
+            folders,
+            messages: BTreeMap::new(),
+            by_id: HashMap::new(),
+            tombstones: Vec::new(),
+            seq: 0,
+            next_number: 0,
+            next_key: 0,
+        };
+        for number in 0..spec.messages as u64 {
+            let mut rng = SplitMix64::from_parts(&[spec.seed, number, 0x706c_6163]);
+            let mut pick = rng.below(total_weight);
+            let mut folder = weights[0].0;
+            for (idx, w) in &weights {
+                if pick < u64::from(*w) {
+                    folder = *idx;
+                    break;
+                }
+                pick -= u64::from(*w);
+            }
+            let age = rng.below(span_secs as u64) as i64;
+            let received = spec.end_date - ChronoDuration::seconds(age);
+            let sent = received - ChronoDuration::seconds(5 + rng.below(600) as i64);
+            let created = received + ChronoDuration::seconds(rng.below(30) as i64);
+            let last_modified = created + ChronoDuration::seconds(rng.below(7200) as i64);
+            let outgoing = is_outgoing(&data.folders[folder]);
+            let synth = synth::synthesize(&ctx, number, outgoing);
+            let is_read = synth.is_read;
+            let seq = data.next_seq();
+            insert(
+                &mut data,
+                &key,
+                spec.seed,
+                Message {
+                    number,
+                    immutable_id: immutable_id(&key, spec.seed, number),
+                    rest_id: rest_id(&key, spec.seed, number, 0),
+                    moves: 0,
+                    folder,
+                    created,
+                    received,
+                    sent,
+                    last_modified,
+                    revision: 0,
+                    is_read,
+                    change_seq: seq,
+                    synth: Arc::new(synth),
+                    content: Content::Synthetic,
+                },
+            );
+        }
+        data.next_number = spec.messages as u64;
+        Self {
+            upn: spec.user_principal_name.clone(),
+            display_name: spec.display_name.clone(),
+            object_id,
+            seed: spec.seed,
+            ctx,
+            inflight: AtomicUsize::new(0),
+            data: Mutex::new(data),
+            delta: Mutex::new(crate::delta::DeltaStore::default()),
+        }
+    }
+
+    fn key(&self) -> String {
+        self.upn.to_ascii_lowercase()
+    }
+
+    /// Renders the MIME bytes of a message.
+    pub(crate) fn render(&self, m: &Message) -> Vec<u8> {
+        match &m.content {
+            Content::Raw(bytes) => {
+                if m.revision == 0 {
+                    bytes.as_ref().clone()
+                } else {
+                    let mut out = format!("X-Emulator-Revision: {}\r\n", m.revision).into_bytes();
+                    out.extend_from_slice(bytes);
+                    out
+                }
+            }
+            Content::Synthetic => synth::render_mime(
+                &m.synth,
+                m.number,
+                RenderState {
+                    sent: m.sent,
+                    received: m.received,
+                    revision: m.revision,
+                },
+                "mx.emulator.test",
+            ),
+        }
+    }
+
+    /// Invalidates every delta and skip token of this mailbox.
+    pub(crate) fn expire_delta_tokens(&self) {
+        lock(&self.delta).clear();
+    }
+
+    /// Current number of in-flight requests.
+    pub(crate) fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::SeqCst)
+    }
+}
+
+fn is_outgoing(f: &Folder) -> bool {
+    f.well_known
+        .as_deref()
+        .is_some_and(|w| OUTGOING.contains(&w))
+}
+
+fn insert(data: &mut MailboxData, _key: &str, _seed: u64, m: Message) -> u64 {
+    let k = data.next_key;
+    data.next_key += 1;
+    data.by_id.insert(m.immutable_id.clone(), k);
+    data.by_id.insert(m.rest_id.clone(), k);
+    data.messages.insert(k, m);
+    k
+}
+
+/// Folder as seen by tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderInfo {
+    /// Folder id.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Parent folder id (`None` for the root, `msgfolderroot`).
+    pub parent_folder_id: Option<String>,
+    /// Display-name path below the root, joined with `/` (`Inbox/Projects`); empty for the root.
+    pub path: String,
+    /// Well-known name, if any.
+    pub well_known_name: Option<String>,
+    /// Hidden folder (listed only with `includeHiddenFolders=true`).
+    pub hidden: bool,
+    /// `mailSearchFolder` (clients should skip it).
+    pub is_search_folder: bool,
+    /// Messages the folder shows (for a search folder: matching messages of other folders).
+    pub total_item_count: usize,
+}
+
+/// Message as seen by tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// REST id (what Graph returns without `Prefer: IdType="ImmutableId"`; changes on move).
+    pub id: String,
+    /// Immutable id (stable across moves).
+    pub immutable_id: String,
+    /// Folder id.
+    pub folder_id: String,
+    /// Folder path (`Inbox/Projects`).
+    pub folder_path: String,
+    /// Subject.
+    pub subject: String,
+    /// `internetMessageId` (the Message-ID header).
+    pub internet_message_id: String,
+    /// `createdDateTime`.
+    pub created: DateTime<Utc>,
+    /// `receivedDateTime`.
+    pub received: DateTime<Utc>,
+    /// `lastModifiedDateTime`.
+    pub last_modified: DateTime<Utc>,
+    /// Read flag.
+    pub is_read: bool,
+}
+
+/// A message with its expected MIME bytes (what `$value` returns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedMessage {
+    /// Metadata.
+    pub info: MessageInfo,
+    /// RFC 822 bytes.
+    pub mime: Vec<u8>,
+}
+
+/// A message to create with [`MailboxHandle::create_message`].
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    /// Subject (default: synthetic). Ignored for the MIME when `raw_mime` is given, but used for
+    /// the JSON `subject`.
+    pub subject: Option<String>,
+    /// `receivedDateTime` (default: now).
+    pub received: Option<DateTime<Utc>>,
+    /// Exact MIME bytes to serve from `$value` (default: synthetic).
+    pub raw_mime: Option<Vec<u8>>,
+    /// Read flag (default: unread).
+    pub is_read: bool,
+}
+
+/// Inspects and mutates one mailbox of a running emulator. Cheap to clone.
+///
+/// Mutations take effect immediately for all later requests, and delta queries report them.
+/// Timestamps of mutations use the wall clock, and `lastModifiedDateTime` always advances by at
+/// least one second per change, so a client comparing timestamps (second resolution, as in
+/// Graph) always notices an update.
+#[derive(Debug, Clone)]
+pub struct MailboxHandle {
+    pub(crate) state: Arc<MailboxState>,
+}
+
+impl MailboxHandle {
+    /// User principal name of the owner.
+    pub fn user_principal_name(&self) -> &str {
+        &self.state.upn
+    }
+
+    /// Object id (GUID) of the owner.
+    pub fn object_id(&self) -> &str {
+        &self.state.object_id
+    }
+
+    /// Display name of the owner.
+    pub fn display_name(&self) -> &str {
+        &self.state.display_name
+    }
+
+    /// All folders, root first, in tree order of creation.
+    pub fn folders(&self) -> Vec<FolderInfo> {
+        let d = lock(&self.state.data);
+        (0..d.folders.len()).map(|i| folder_info(&d, i)).collect()
+    }
+
+    /// Resolves a folder by id, well-known name (`inbox`) or display-name path
+    /// (`Inbox/Projects`, case-insensitive).
+    pub fn folder(&self, folder: &str) -> Result<FolderInfo, EmulatorError> {
+        let d = lock(&self.state.data);
+        let i = d
+            .folder_lookup(folder)
+            .ok_or_else(|| self.unknown_folder(folder))?;
+        Ok(folder_info(&d, i))
+    }
+
+    /// All messages (in mail folders), in creation order.
+    pub fn messages(&self) -> Vec<MessageInfo> {
+        let d = lock(&self.state.data);
+        d.messages.values().map(|m| message_info(&d, m)).collect()
+    }
+
+    /// Messages of one folder (for a search folder: the messages it shows).
+    pub fn folder_messages(&self, folder: &str) -> Result<Vec<MessageInfo>, EmulatorError> {
+        let d = lock(&self.state.data);
+        let i = d
+            .folder_lookup(folder)
+            .ok_or_else(|| self.unknown_folder(folder))?;
+        Ok(d.folder_message_keys(i)
+            .iter()
+            .filter_map(|k| d.messages.get(k))
+            .map(|m| message_info(&d, m))
+            .collect())
+    }
+
+    /// Number of messages in mail folders.
+    pub fn message_count(&self) -> usize {
+        lock(&self.state.data).messages.len()
+    }
+
+    /// One message by REST id or immutable id.
+    pub fn message(&self, id: &str) -> Result<MessageInfo, EmulatorError> {
+        let d = lock(&self.state.data);
+        d.message_by_id(id)
+            .map(|m| message_info(&d, m))
+            .ok_or_else(|| self.unknown_message(id))
+    }
+
+    /// MIME bytes of one message, exactly as `$value` returns them.
+    pub fn mime(&self, id: &str) -> Result<Vec<u8>, EmulatorError> {
+        let m = {
+            let d = lock(&self.state.data);
+            d.message_by_id(id)
+                .cloned()
+                .ok_or_else(|| self.unknown_message(id))?
+        };
+        Ok(self.state.render(&m))
+    }
+
+    /// Every message with its MIME bytes: what a complete backup must contain.
+    pub fn expected_messages(&self) -> Vec<ExpectedMessage> {
+        let msgs: Vec<(MessageInfo, Message)> = {
+            let d = lock(&self.state.data);
+            d.messages
+                .values()
+                .map(|m| (message_info(&d, m), m.clone()))
+                .collect()
+        };
+        msgs.into_iter()
+            .map(|(info, m)| ExpectedMessage {
+                mime: self.state.render(&m),
+                info,
+            })
+            .collect()
+    }
+
+    /// Creates a message in a folder (id, well-known name or path).
+    pub fn create_message(
+        &self,
+        folder: &str,
+        new: NewMessage,
+    ) -> Result<MessageInfo, EmulatorError> {
+        let key = self.state.key();
+        let mut d = lock(&self.state.data);
+        let f = d
+            .folder_lookup(folder)
+            .ok_or_else(|| self.unknown_folder(folder))?;
+        if d.folders[f].kind != FolderKind::Mail {
+            return Err(EmulatorError::SearchFolder(folder.to_owned()));
+        }
+        let number = d.next_number;
+        d.next_number += 1;
+        let now = now_secs();
+        let received = new.received.unwrap_or(now);
+        let mut synth = synth::synthesize(&self.state.ctx, number, is_outgoing(&d.folders[f]));
+        if let Some(s) = new.subject {
+            synth.subject = s;
+        }
+        let seq = d.next_seq();
+        let m = Message {
+            number,
+            immutable_id: immutable_id(&key, self.state.seed, number),
+            rest_id: rest_id(&key, self.state.seed, number, 0),
+            moves: 0,
+            folder: f,
+            created: now,
+            received,
+            sent: received,
+            last_modified: now,
+            revision: 0,
+            is_read: new.is_read,
+            change_seq: seq,
+            synth: Arc::new(synth),
+            content: match new.raw_mime {
+                Some(b) => Content::Raw(Arc::new(b)),
+                None => Content::Synthetic,
+            },
+        };
+        let info = message_info(&d, &m);
+        insert(&mut d, &key, self.state.seed, m);
+        Ok(info)
+    }
+
+    /// Changes a message's content: bumps `lastModifiedDateTime` and `changeKey`, and the MIME
+    /// bytes change (an `X-Emulator-Revision` header and, for synthetic messages, an edited
+    /// body).
+    pub fn update_message(&self, id: &str) -> Result<MessageInfo, EmulatorError> {
+        self.modify(id, |m| m.revision += 1)
+    }
+
+    /// Sets the read flag: bumps `lastModifiedDateTime` and `changeKey`; MIME bytes unchanged.
+    pub fn set_read(&self, id: &str, is_read: bool) -> Result<MessageInfo, EmulatorError> {
+        self.modify(id, |m| m.is_read = is_read)
+    }
+
+    fn modify(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Message),
+    ) -> Result<MessageInfo, EmulatorError> {
+        let mut d = lock(&self.state.data);
+        let k = d.key_by_id(id).ok_or_else(|| self.unknown_message(id))?;
+        let seq = d.next_seq();
+        let m = d
+            .messages
+            .get_mut(&k)
+            .ok_or_else(|| self.unknown_message(id))?;
+        change(m);
+        m.change_seq = seq;
+        m.last_modified = bump_time(m.last_modified);
+        let m = m.clone();
+        Ok(message_info(&d, &m))
+    }
+
+    /// Deletes a message permanently (delta reports `@removed` in its folder; `$value` and
+    /// `GET` answer 404 `ErrorItemNotFound`).
+    pub fn delete_message(&self, id: &str) -> Result<(), EmulatorError> {
+        let mut d = lock(&self.state.data);
+        let k = d.key_by_id(id).ok_or_else(|| self.unknown_message(id))?;
+        let seq = d.next_seq();
+        let m = d
+            .messages
+            .remove(&k)
+            .ok_or_else(|| self.unknown_message(id))?;
+        d.by_id.remove(&m.rest_id);
+        d.by_id.remove(&m.immutable_id);
+        d.tombstones.push(Tombstone {
+            seq,
+            folder: m.folder,
+            rest_id: m.rest_id,
+            immutable_id: m.immutable_id,
+        });
+        Ok(())
+    }
+
+    /// Moves a message to another folder. Its REST id changes (the old one answers 404), its
+    /// immutable id stays; delta reports it removed from the source and created in the target.
+    pub fn move_message(&self, id: &str, folder: &str) -> Result<MessageInfo, EmulatorError> {
+        let key = self.state.key();
+        let mut d = lock(&self.state.data);
+        let target = d
+            .folder_lookup(folder)
+            .ok_or_else(|| self.unknown_folder(folder))?;
+        if d.folders[target].kind != FolderKind::Mail {
+            return Err(EmulatorError::SearchFolder(folder.to_owned()));
+        }
+        let k = d.key_by_id(id).ok_or_else(|| self.unknown_message(id))?;
+        let seq = d.next_seq();
+        let Some(m) = d.messages.get(&k).cloned() else {
+            return Err(self.unknown_message(id));
+        };
+        if m.folder == target {
+            return Ok(message_info(&d, &m));
+        }
+        d.tombstones.push(Tombstone {
+            seq,
+            folder: m.folder,
+            rest_id: m.rest_id.clone(),
+            immutable_id: m.immutable_id.clone(),
+        });
+        d.by_id.remove(&m.rest_id);
+        let moves = m.moves + 1;
+        let new_rest = rest_id(&key, self.state.seed, m.number, moves);
+        d.by_id.insert(new_rest.clone(), k);
+        let seq2 = d.next_seq();
+        let m = d
+            .messages
+            .get_mut(&k)
+            .ok_or_else(|| self.unknown_message(id))?;
+        m.moves = moves;
+        m.rest_id = new_rest;
+        m.folder = target;
+        m.change_seq = seq2;
+        m.last_modified = bump_time(m.last_modified);
+        let m = m.clone();
+        Ok(message_info(&d, &m))
+    }
+
+    /// Creates a mail folder below `parent` (id, well-known name or path).
+    pub fn create_folder(
+        &self,
+        parent: &str,
+        display_name: &str,
+    ) -> Result<FolderInfo, EmulatorError> {
+        let key = self.state.key();
+        let mut d = lock(&self.state.data);
+        let p = d
+            .folder_lookup(parent)
+            .ok_or_else(|| self.unknown_folder(parent))?;
+        let path = format!("/{}/{display_name}#{}", d.folder_path(p), d.folders.len());
+        let idx = d.folders.len();
+        d.folders.push(Folder {
+            id: folder_id(&key, self.state.seed, &path),
+            display_name: display_name.to_owned(),
+            parent: Some(p),
+            well_known: None,
+            hidden: false,
+            kind: FolderKind::Mail,
+        });
+        Ok(folder_info(&d, idx))
+    }
+
+    /// Requests of this mailbox in flight right now.
+    pub fn in_flight(&self) -> usize {
+        self.state.inflight()
+    }
+
+    fn unknown_folder(&self, folder: &str) -> EmulatorError {
+        EmulatorError::UnknownFolder {
+            mailbox: self.state.upn.clone(),
+            folder: folder.to_owned(),
+        }
+    }
+
+    fn unknown_message(&self, id: &str) -> EmulatorError {
+        EmulatorError::UnknownMessage {
+            mailbox: self.state.upn.clone(),
+            id: id.to_owned(),
+        }
+    }
+}
+
+/// Wall clock truncated to whole seconds (Graph's resolution).
+fn now_secs() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+}
+
+/// New `lastModifiedDateTime`: now, but at least one second after the previous value.
+fn bump_time(prev: DateTime<Utc>) -> DateTime<Utc> {
+    now_secs().max(prev + ChronoDuration::seconds(1))
+}
+
+pub(crate) fn folder_info(d: &MailboxData, i: usize) -> FolderInfo {
+    let f = &d.folders[i];
+    FolderInfo {
+        id: f.id.clone(),
+        display_name: f.display_name.clone(),
+        parent_folder_id: f.parent.map(|p| d.folders[p].id.clone()),
+        path: d.folder_path(i),
+        well_known_name: f.well_known.clone(),
+        hidden: f.hidden,
+        is_search_folder: f.kind != FolderKind::Mail,
+        total_item_count: d.folder_message_keys(i).len(),
+    }
+}
+
+pub(crate) fn message_info(d: &MailboxData, m: &Message) -> MessageInfo {
+    MessageInfo {
+        id: m.rest_id.clone(),
+        immutable_id: m.immutable_id.clone(),
+        folder_id: d.folders[m.folder].id.clone(),
+        folder_path: d.folder_path(m.folder),
+        subject: m.synth.subject.clone(),
+        internet_message_id: m.synth.message_id.clone(),
+        created: m.created,
+        received: m.received,
+        last_modified: m.last_modified,
+        is_read: m.is_read,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(n: usize, seed: u64) -> MailboxHandle {
+        MailboxHandle {
+            state: Arc::new(MailboxState::build(
+                &MailboxSpec::new("adele.vance@emulator.test")
+                    .messages(n)
+                    .seed(seed),
+            )),
+        }
+    }
+
+    #[test]
+    fn same_seed_same_ids_and_bytes() {
+        let a = handle(20, 5).expected_messages();
+        let b = handle(20, 5).expected_messages();
+        let c = handle(20, 6).expected_messages();
+        assert_eq!(a, b);
+        assert_ne!(a[0].info.id, c[0].info.id);
+        let ids: std::collections::HashSet<_> = a.iter().map(|m| m.info.id.clone()).collect();
+        assert_eq!(ids.len(), 20);
+        assert!(a[0].info.id.len() > 100, "{}", a[0].info.id);
+        assert!(a[0].info.id.ends_with('='));
+    }
+
+    #[test]
+    fn move_changes_rest_id_keeps_immutable() {
+        let h = handle(5, 1);
+        let m = h.messages()[0].clone();
+        let moved = h.move_message(&m.id, "archive").expect("move");
+        assert_ne!(moved.id, m.id);
+        assert_eq!(moved.immutable_id, m.immutable_id);
+        assert!(h.message(&m.id).is_err());
+        assert!(h.message(&m.immutable_id).is_ok());
+        assert_eq!(moved.folder_path, "Archive");
+        assert!(moved.last_modified > m.last_modified);
+    }
+
+    #[test]
+    fn update_changes_mime_and_time_delete_removes() {
+        let h = handle(3, 1);
+        let m = h.messages()[1].clone();
+        let before = h.mime(&m.id).expect("mime");
+        let up = h.update_message(&m.id).expect("update");
+        assert!(up.last_modified > m.last_modified);
+        assert_ne!(h.mime(&m.id).expect("mime"), before);
+        h.delete_message(&m.id).expect("delete");
+        assert!(h.mime(&m.id).is_err());
+        assert_eq!(h.message_count(), 2);
+        assert!(matches!(
+            h.delete_message(&m.id),
+            Err(EmulatorError::UnknownMessage { .. })
+        ));
+    }
+
+    #[test]
+    fn folder_lookup_by_name_path_and_search_folder_refused() {
+        let h = handle(3, 1);
+        let p = h.folder("inbox/projects").expect("path");
+        assert_eq!(p.display_name, "Projects");
+        let inbox = h.folder("Inbox").expect("well-known");
+        assert_eq!(p.parent_folder_id.as_deref(), Some(inbox.id.as_str()));
+        assert!(matches!(
+            h.create_message("Unread Mail", NewMessage::default()),
+            Err(EmulatorError::SearchFolder(_))
+        ));
+        let created = h
+            .create_message("inbox", NewMessage::default())
+            .expect("create");
+        assert!(!created.is_read);
+        let unread = h.folder_messages("Unread Mail").expect("search");
+        assert!(unread.iter().any(|m| m.id == created.id));
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests: a real emulator on 127.0.0.1:0 driven with reqwest.
+
+mod common;
+mod graph;
