@@ -7,8 +7,9 @@
 //! the directory fsynced. A reader therefore sees the old or the new token set, never a mix.
 //!
 //! What it does not do: encrypt the file (it relies on the 0600 permissions, like the Azure CLI
-//! and `gh` on Linux), or lock it against two processes refreshing at once (the last writer wins;
-//! the loser's refresh token may have been rotated away and it will be asked to sign in again).
+//! and `gh` on Linux), or lock it. [`crate::CachedTokenProvider`] re-reads the file before each
+//! renewal, so processes sharing it follow each other's refresh token rotation; only two
+//! refreshes at the same instant still race (the loser is asked to sign in again).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;

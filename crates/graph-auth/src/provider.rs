@@ -220,7 +220,43 @@ impl CachedTokenProvider {
         &self.auth
     }
 
-    async fn renew(&self, current: Option<&Token>) -> Result<Token, AuthError> {
+    /// A token set another process (or provider) wrote to the cache since we last looked, if
+    /// any. Read errors only cost the optimisation, so they are logged, not returned.
+    fn newer_in_cache(&self, current: Option<&Token>) -> Option<Token> {
+        let cache = self.cache.as_ref()?;
+        match cache.load(self.auth.config()) {
+            Ok(Some(stored)) if Some(&stored) != current => Some(stored),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, "cannot re-read the token cache before renewing");
+                None
+            }
+        }
+    }
+
+    /// Gets a new token set. `rejected` is the access token Graph refused, if that is why.
+    ///
+    /// Refresh tokens rotate, so a second process sharing the cache may have spent ours: the
+    /// cache is re-read first, and a newer token set found there is used as is when it is still
+    /// fresh (and not the rejected one), or its newer refresh token is redeemed.
+    async fn renew(
+        &self,
+        current: Option<&Token>,
+        rejected: Option<&Secret>,
+    ) -> Result<Token, AuthError> {
+        let newer = self.newer_in_cache(current);
+        if let Some(stored) = &newer
+            && Some(&stored.access_token) != rejected
+            && !stored.needs_renewal(Utc::now(), self.auth.config().refresh_skew)
+        {
+            tracing::debug!("using the token set another process stored in the cache");
+            return Ok(stored.clone());
+        }
+        let current = newer.as_ref().or(current);
+        self.redeem(current).await
+    }
+
+    async fn redeem(&self, current: Option<&Token>) -> Result<Token, AuthError> {
         let refresh_token =
             current.and_then(|t| t.refresh_token.as_ref().map(|r| (r.clone(), t.grant)));
         let token = match (&self.renewal, refresh_token) {
@@ -277,7 +313,7 @@ impl TokenProvider for CachedTokenProvider {
             {
                 return Ok(token.bearer());
             }
-            let token = self.renew(current.as_ref()).await?;
+            let token = self.renew(current.as_ref(), None).await?;
             let bearer = token.bearer();
             *current = Some(token);
             Ok(bearer)
@@ -294,7 +330,9 @@ impl TokenProvider for CachedTokenProvider {
                 return Ok(token.bearer());
             }
             tracing::debug!("access token rejected with 401; renewing");
-            let token = self.renew(current.as_ref()).await?;
+            let token = self
+                .renew(current.as_ref(), Some(rejected.secret()))
+                .await?;
             let bearer = token.bearer();
             *current = Some(token);
             Ok(bearer)
