@@ -154,6 +154,7 @@ impl Client {
             inactivity_timeout: config.inactivity_timeout,
             idle_timeout: None,
             checkpoint_interval: config.checkpoint_interval.max(1),
+            active: Default::default(),
         };
         Ok(Self {
             shared: Arc::new(shared),

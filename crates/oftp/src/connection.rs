@@ -68,6 +68,37 @@ pub(crate) struct Shared {
     pub(crate) inactivity_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) checkpoint_interval: u64,
+    /// Files being received right now, so a restart of the same file in a second session
+    /// waits until the first has let go of it.
+    pub(crate) active: Arc<std::sync::Mutex<std::collections::HashSet<FileKey>>>,
+}
+
+/// Marks a file as being received; released on drop.
+struct ActiveGuard {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<FileKey>>>,
+    key: FileKey,
+}
+
+impl ActiveGuard {
+    fn claim(
+        set: &Arc<std::sync::Mutex<std::collections::HashSet<FileKey>>>,
+        key: &FileKey,
+    ) -> Option<Self> {
+        let mut s = set.lock().unwrap_or_else(|p| p.into_inner());
+        s.insert(key.clone()).then(|| Self {
+            set: set.clone(),
+            key: key.clone(),
+        })
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
 }
 
 /// What the initiator knows before the session starts.
@@ -133,6 +164,7 @@ pub(crate) struct ConnectionReport {
 
 /// A file being received.
 struct Incoming {
+    _active: ActiveGuard,
     partial: PartialFile,
     journal_id: i64,
     key: FileKey,
@@ -456,7 +488,20 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             by_peer: true,
             description: "connection closed".into(),
         });
-        // Files never answered count as not sent / awaiting.
+        // A file cut off mid-transfer, and files never offered, were not sent.
+        if let Some(out) = self.outgoing.take()
+            && out.job.is_some()
+        {
+            self.outcomes.push((
+                out.file,
+                FileOutcome::NotSent {
+                    reason: format!(
+                        "the session ended during the transfer ({}); sending it again restarts it",
+                        ended.description
+                    ),
+                },
+            ));
+        }
         for w in self.queue.drain(..) {
             if let Work::File {
                 file, job: Some(_), ..
@@ -901,6 +946,14 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
             FileDecision::Accept { target, overwrite } => (target, overwrite),
         };
+        let Some(active) = ActiveGuard::claim(&self.shared.active, &key) else {
+            let _ = self.session.reject_file(
+                oftp_proto::codec::SfnaReason::UNSPECIFIED,
+                true,
+                "this file is being received in another session",
+            );
+            return;
+        };
         let format = sfid.transmitted_format();
         let restart_ok = self.negotiated.as_ref().is_some_and(|n| n.restart);
         let asked = if restart_ok { sfid.restart_position } else { 0 };
@@ -1013,6 +1066,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         .await;
         self.handler.start_transfer(&info, &transfer).await;
         self.incoming = Some(Incoming {
+            _active: active,
             partial,
             journal_id,
             key,

@@ -110,6 +110,7 @@ impl Server {
             inactivity_timeout: config.settings.inactivity_timeout,
             idle_timeout: config.settings.idle_timeout,
             checkpoint_interval: config.checkpoint_interval.max(1),
+            active: Default::default(),
         };
         Self {
             shared: Arc::new(shared),

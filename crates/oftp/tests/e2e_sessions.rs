@@ -1,0 +1,467 @@
+//! End to end: rejections, duplicates, names, both directions, late EERP, restart, timeouts,
+//! malformed input. Real sockets on 127.0.0.1, real files in temporary directories.
+
+mod common;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use common::*;
+use oftp::config::SessionLimits;
+use oftp::handler::{
+    Direction, Disconnected, EndResponse, EndResponseTiming, FileDecision, FileOffer, ReadyAction,
+    SessionInfo, TransferInfo, TransferResult,
+};
+use oftp::oftp_proto::codec::{EsidReason, SfnaReason};
+use oftp::oftp_proto::sth;
+use oftp::{ClientError, ConnectionInfo, FileOutcome, Handler, OutgoingFile};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+fn limits() -> SessionLimits {
+    SessionLimits::default()
+}
+
+#[tokio::test]
+async fn unknown_ssid_and_wrong_password_are_refused_with_esid() {
+    init_tracing();
+    let server = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut cfg = client_config(dir.path(), limits());
+    cfg.local.ssid = "O0013STRANGER".into();
+    let c = oftp::Client::new(cfg, oftp::journal::Journal::in_memory().unwrap()).unwrap();
+    let err = c.run(&server.addr(), vec![]).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Rejected { reason, .. } if *reason == EsidReason::USER_CODE_NOT_KNOWN),
+        "{err:?}"
+    );
+
+    let mut cfg = client_config(dir.path(), limits());
+    cfg.local.password = oftp::config::Password::new("WRONG");
+    let c = oftp::Client::new(cfg, oftp::journal::Journal::in_memory().unwrap()).unwrap();
+    let err = c.run(&server.addr(), vec![]).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "partner rejected session: invalid password (ESID 04)"
+    );
+
+    // The client checks the server's answer too.
+    let mut cfg = client_config(dir.path(), limits());
+    cfg.partner.password = oftp::config::Password::new("NOTTHIS");
+    let c = oftp::Client::new(cfg, oftp::journal::Journal::in_memory().unwrap()).unwrap();
+    let err = c.run(&server.addr(), vec![]).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Refused { reason, .. } if *reason == EsidReason::INVALID_PASSWORD),
+        "{err:?}"
+    );
+    server.running.shutdown().await;
+}
+
+/// Refuses files whose name starts with `NO`.
+struct Picky;
+
+impl Handler for Picky {
+    async fn accept_file(&self, _s: &SessionInfo, offer: &FileOffer) -> FileDecision {
+        if offer.virtual_file_name.starts_with("NO") {
+            FileDecision::Reject {
+                reason: SfnaReason::INVALID_FILENAME,
+                retry: true,
+                text: "names starting with NO are not wanted".into(),
+            }
+        } else {
+            offer.default_decision()
+        }
+    }
+}
+
+#[tokio::test]
+async fn accept_file_rejection_duplicates_and_hostile_names() {
+    init_tracing();
+    let server = start_server_with(Picky, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.txt");
+    let b = dir.path().join("b.txt");
+    std::fs::write(&a, b"first").unwrap();
+    std::fs::write(&b, b"second").unwrap();
+    let stamp = oftp::stamp::FileStamp::parse("202601020304050001").unwrap();
+    let files = vec![
+        OutgoingFile::new(&a).virtual_name("NOPE").stamp(stamp),
+        OutgoingFile::new(&a)
+            .virtual_name("../../ESCAPE")
+            .stamp(stamp),
+        OutgoingFile::new(&b).virtual_name("CON").stamp(stamp),
+        OutgoingFile::new(&a).virtual_name("KEEP").stamp(stamp),
+        // Same originator, name and stamp as the one before: a duplicate.
+        OutgoingFile::new(&b).virtual_name("KEEP").stamp(stamp),
+    ];
+    let c = client(dir.path(), limits());
+    let report = c.run(&server.addr(), files).await.unwrap();
+    let outcomes: Vec<&FileOutcome> = report.files.iter().map(|(_, o)| o).collect();
+    assert!(matches!(
+        outcomes[0],
+        FileOutcome::Rejected { reason, retry: true, text }
+            if *reason == SfnaReason::INVALID_FILENAME && text.contains("not wanted")
+    ));
+    assert_eq!(*outcomes[1], FileOutcome::Delivered);
+    assert_eq!(*outcomes[2], FileOutcome::Delivered);
+    assert_eq!(*outcomes[3], FileOutcome::Delivered);
+    assert!(matches!(
+        outcomes[4],
+        FileOutcome::Rejected { reason, retry: false, .. } if *reason == SfnaReason::DUPLICATE_FILE
+    ));
+    assert!(!report.all_delivered());
+
+    let inbox = server.inbox();
+    assert_eq!(visible_files(&inbox), vec!["KEEP", "_CON", "___.._ESCAPE"]);
+    assert_eq!(std::fs::read(inbox.join("KEEP")).unwrap(), b"first");
+    // Nothing escaped the inbox.
+    assert!(!server.dir.path().join("ESCAPE").exists());
+    assert!(!server.dir.path().join("inbox").join("ESCAPE").exists());
+    assert!(!server.dir.path().parent().unwrap().join("ESCAPE").exists());
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_sends_its_outbox_after_the_client_hands_over_the_turn() {
+    init_tracing();
+    let server = start_server().await;
+    std::fs::create_dir_all(server.outbox()).unwrap();
+    let data = content(150_000, 9);
+    std::fs::write(server.outbox().join("for-client.bin"), &data).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.bin");
+    std::fs::write(&up, content(1000, 3)).unwrap();
+    let c = client(dir.path(), limits());
+    let report = c
+        .run(&server.addr(), vec![OutgoingFile::new(&up)])
+        .await
+        .unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    assert_eq!(report.received.len(), 1, "{report:?}");
+    assert_eq!(std::fs::read(&report.received[0]).unwrap(), data);
+    assert!(report.received[0].ends_with("FOR-CLIENT.BIN"));
+    // Sent files leave the outbox, so the next session does not send them again.
+    assert!(!server.outbox().join("for-client.bin").exists());
+    assert!(server.outbox().join("sent").join("for-client.bin").exists());
+    // The client's EERP reached the server's journal.
+    let j = server.running.journal();
+    assert_eq!(
+        j.end_response_count(oftp::journal::Direction::Received)
+            .unwrap(),
+        1
+    );
+    server.running.shutdown().await;
+}
+
+/// Sends EERPs itself: end_transfer says Later, the test sends it through the handle.
+struct LateEerp {
+    hold: Arc<AtomicBool>,
+    tx: mpsc::UnboundedSender<(oftp::SessionHandle, TransferInfo)>,
+}
+
+impl Handler for LateEerp {
+    async fn end_transfer(
+        &self,
+        s: &SessionInfo,
+        t: &TransferInfo,
+        r: &TransferResult,
+    ) -> EndResponseTiming {
+        if t.direction == Direction::Incoming && matches!(r, TransferResult::Completed { .. }) {
+            let _ = self.tx.send((s.handle.clone(), t.clone()));
+            EndResponseTiming::Later
+        } else {
+            EndResponseTiming::Now
+        }
+    }
+
+    async fn ready_to_send(&self, _s: &SessionInfo) -> ReadyAction {
+        if self.hold.load(Ordering::SeqCst) {
+            ReadyAction::Wait
+        } else {
+            ReadyAction::Proceed
+        }
+    }
+}
+
+#[tokio::test]
+async fn eerp_sent_later_through_the_session_handle() {
+    init_tracing();
+    let hold = Arc::new(AtomicBool::new(true));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let server = start_server_with(
+        LateEerp {
+            hold: hold.clone(),
+            tx,
+        },
+        |_| {},
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("late.edi");
+    std::fs::write(&f, b"UNA:+.? 'UNB+...'").unwrap();
+    let c = client(dir.path(), limits());
+    let addr = server.addr();
+    let run = tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&f)]).await });
+
+    let (handle, t) = rx.recv().await.expect("end_transfer seen");
+    hold.store(false, Ordering::SeqCst);
+    handle
+        .send_end_response(EndResponse {
+            virtual_file_name: t.virtual_file_name.clone(),
+            stamp: t.stamp,
+            destination: t.originator.clone(),
+            originator: t.destination.clone(),
+            user_data: String::new(),
+            negative: None,
+        })
+        .unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+    server.running.shutdown().await;
+}
+
+/// A transport that fails (or stalls) once `limit` bytes were written.
+struct Cut<T> {
+    inner: T,
+    written: u64,
+    limit: u64,
+    stall: bool,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Cut<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Cut<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.written >= self.limit {
+            if self.stall {
+                // Never completes: the peer sees a partner that stopped talking.
+                return Poll::Pending;
+            }
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "cut by the test",
+            )));
+        }
+        let room = (self.limit - self.written) as usize;
+        let n = buf.len().min(room);
+        let r = Pin::new(&mut self.inner).poll_write(cx, &buf[..n]);
+        if let Poll::Ready(Ok(k)) = &r {
+            self.written += *k as u64;
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Reports incoming restart positions and disconnections.
+struct Watch {
+    restarts: Arc<AtomicU64>,
+    gone: mpsc::UnboundedSender<()>,
+}
+
+impl Handler for Watch {
+    async fn start_transfer(&self, _s: &SessionInfo, t: &TransferInfo) {
+        if t.direction == Direction::Incoming {
+            self.restarts.store(t.restart_position, Ordering::SeqCst);
+        }
+    }
+
+    async fn disconnected(&self, _i: &ConnectionInfo, _d: &Disconnected) {
+        let _ = self.gone.send(());
+    }
+}
+
+#[tokio::test]
+async fn restart_after_a_dropped_connection_resumes_from_the_durable_position() {
+    init_tracing();
+    let restarts = Arc::new(AtomicU64::new(u64::MAX));
+    let (gone, mut gone_rx) = mpsc::unbounded_channel();
+    let server = start_server_with(
+        Watch {
+            restarts: restarts.clone(),
+            gone,
+        },
+        |c| c.checkpoint_interval = 64 * 1024,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big.bin");
+    let data = content(1_000_000, 77);
+    std::fs::write(&f, &data).unwrap();
+    let c = client(dir.path(), limits());
+
+    // First attempt: the connection breaks after about 600 kB.
+    let tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let cut = Cut {
+        inner: tcp,
+        written: 0,
+        limit: 600_000,
+        stall: false,
+    };
+    let report = c
+        .run_over(
+            cut,
+            "127.0.0.1:0".parse().unwrap(),
+            vec![OutgoingFile::new(&f)],
+        )
+        .await
+        .unwrap();
+    assert!(!report.all_delivered());
+    gone_rx.recv().await.expect("server saw the break");
+    assert_eq!(restarts.load(Ordering::SeqCst), 0);
+    assert!(
+        visible_files(&server.inbox()).is_empty(),
+        "nothing under a final name"
+    );
+    assert_eq!(partial_files(&server.inbox()).len(), 1, "durable part kept");
+
+    // Second attempt with the same file: same identity, restarts past the start.
+    let report = c
+        .run(&server.addr(), vec![OutgoingFile::new(&f)])
+        .await
+        .unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    let pos = restarts.load(Ordering::SeqCst);
+    assert!(pos > 0 && pos * 1024 <= 600_000, "restart position {pos}");
+    assert_eq!(std::fs::read(server.inbox().join("BIG.BIN")).unwrap(), data);
+    assert!(partial_files(&server.inbox()).is_empty());
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_peer_times_out_while_other_sessions_are_served() {
+    init_tracing();
+    let (gone, mut gone_rx) = mpsc::unbounded_channel();
+    let server = start_server_with(
+        Watch {
+            restarts: Arc::new(AtomicU64::new(0)),
+            gone,
+        },
+        |c| {
+            c.settings.inactivity_timeout = Duration::from_millis(700);
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("stalled.bin");
+    std::fs::write(&f, content(500_000, 5)).unwrap();
+    let stalled_client = client(dir.path(), limits());
+    let tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let stall = Cut {
+        inner: tcp,
+        written: 0,
+        limit: 100_000,
+        stall: true,
+    };
+    let stalled = tokio::spawn(async move {
+        let _ = stalled_client
+            .run_over(
+                stall,
+                "127.0.0.1:0".parse().unwrap(),
+                vec![OutgoingFile::new(&f)],
+            )
+            .await;
+    });
+
+    // Meanwhile another partner session goes through.
+    let dir2 = tempfile::tempdir().unwrap();
+    let g = dir2.path().join("other.bin");
+    std::fs::write(&g, b"other").unwrap();
+    let report = client(dir2.path(), limits())
+        .run(&server.addr(), vec![OutgoingFile::new(&g)])
+        .await
+        .unwrap();
+    assert!(report.all_delivered());
+    gone_rx.recv().await.unwrap(); // the good session
+
+    // The stalled one is ended by the server's inactivity timer.
+    tokio::time::timeout(Duration::from_secs(10), gone_rx.recv())
+        .await
+        .expect("server ended the silent session")
+        .unwrap();
+    assert_eq!(visible_files(&server.inbox()), vec!["OTHER.BIN"]);
+    stalled.abort();
+    server.running.shutdown().await;
+}
+
+/// Reads STH frames from a raw socket until `want` command letter arrives; returns its payload.
+async fn read_until(s: &mut TcpStream, want: u8) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for _ in 0..100 {
+        while let Ok(Some((range, used))) = sth::decode_frame(&buf) {
+            let payload = buf[range].to_vec();
+            buf.drain(..used);
+            if payload.first() == Some(&want) {
+                return payload;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("server answered")
+            .unwrap();
+        assert!(n > 0, "connection closed before the expected command");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    panic!("command {} not received", want as char)
+}
+
+#[tokio::test]
+async fn malformed_bytes_get_the_matching_esid() {
+    init_tracing();
+    let server = start_server().await;
+
+    // A well-framed buffer with an unknown command: ESID 01.
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    read_until(&mut s, b'I').await; // SSRM
+    let mut frame = Vec::new();
+    sth::encode_frame(b"Zgarbage", &mut frame).unwrap();
+    s.write_all(&frame).await.unwrap();
+    let esid = read_until(&mut s, b'F').await;
+    assert_eq!(&esid[1..3], b"01", "{:?}", String::from_utf8_lossy(&esid));
+
+    // An SSID with letters where digits belong: ESID 06 (invalid data) or 02.
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    read_until(&mut s, b'I').await;
+    let mut bad = b"X5O0013CLIENT              CLIPW   0XXXXBNNN064N            ".to_vec();
+    bad.push(b'\r');
+    let mut frame = Vec::new();
+    sth::encode_frame(&bad, &mut frame).unwrap();
+    s.write_all(&frame).await.unwrap();
+    let esid = read_until(&mut s, b'F').await;
+    let code = std::str::from_utf8(&esid[1..3]).unwrap();
+    assert!(code == "06" || code == "02", "ESID {code}");
+
+    // Not STH at all.
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    read_until(&mut s, b'I').await;
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let esid = read_until(&mut s, b'F').await;
+    assert_ne!(&esid[1..3], b"00");
+    server.running.shutdown().await;
+}
