@@ -1,0 +1,348 @@
+//! Concurrency limit, injected faults, $batch, determinism, statistics.
+
+use std::time::Duration;
+
+use base64::Engine;
+use graph_emulator::{EmulatorConfig, EndpointKind, FaultConfig, MailboxSpec, Trigger};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn concurrency_limit_is_per_mailbox() {
+    let other = "megan.bowen@emulator.test";
+    let emu = start(
+        EmulatorConfig::default()
+            .with_mailboxes(vec![
+                MailboxSpec::new(USER).messages(3),
+                MailboxSpec::new(other).messages(3),
+            ])
+            .with_concurrency_limit(Some(2))
+            .with_latency(Duration::from_millis(400)),
+    )
+    .await;
+    let token = app_token(&emu).await;
+    let g = emu.graph_url();
+    // Six simultaneous requests on one mailbox: two pass, four get 429 with Retry-After.
+    let reqs = (0..6).map(|_| {
+        let url = format!("{g}/users/{USER}/mailFolders");
+        let token = token.clone();
+        async move {
+            let resp = client()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("send");
+            let status = resp.status().as_u16();
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned);
+            let body = resp.bytes().await.expect("body");
+            (status, retry, body)
+        }
+    });
+    let results = futures_join_all(reqs).await;
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let throttled: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    assert_eq!(
+        (ok, throttled.len()),
+        (2, 4),
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    for t in &throttled {
+        assert_eq!(t.1.as_deref(), Some("1"));
+        let v = assert_graph_error(&t.2, "ApplicationThrottled");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("MailboxConcurrency")
+        );
+    }
+    let s = emu.stats();
+    assert_eq!(s.throttled_concurrency, 4);
+    assert!(s.max_concurrency >= 3);
+    assert_eq!(emu.mailbox(USER).in_flight(), 0);
+
+    // Two mailboxes at the limit at the same time do not affect each other.
+    let both = [USER, other].map(|u| {
+        let url = format!("{g}/users/{u}/messages");
+        let token = token.clone();
+        async move {
+            client()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("send")
+                .status()
+                .as_u16()
+        }
+    });
+    assert_eq!(futures_join_all(both).await, vec![200, 200]);
+    emu.shutdown().await;
+}
+
+/// Minimal join_all over spawned tasks (keeps the dev-dependencies small).
+async fn futures_join_all<F, T>(futs: impl IntoIterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn injected_faults() {
+    let emu = start(EmulatorConfig::default().with_concurrency_limit(None)).await;
+    let token = user_token(&emu, USER).await;
+    let url = format!("{}/me/mailFolders", emu.graph_url());
+    let f = emu.faults();
+
+    f.throttle(Trigger::Next(2), 7);
+    for _ in 0..2 {
+        let (status, headers, body) = get(&token, &url, None).await;
+        assert_eq!(status, 429);
+        assert_eq!(
+            headers.get("retry-after").and_then(|h| h.to_str().ok()),
+            Some("7")
+        );
+        assert_graph_error(&body, "ApplicationThrottled");
+    }
+    assert_eq!(get(&token, &url, None).await.0, 200);
+
+    f.set(FaultConfig {
+        unavailable: Trigger::EveryNth(2),
+        unavailable_retry_after_secs: None,
+        ..FaultConfig::default()
+    });
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            let (status, headers, _) = get(&token, &url, None).await;
+            if status == 503 {
+                assert!(headers.get("retry-after").is_none());
+            }
+            v.push(status);
+        }
+        v
+    };
+    assert_eq!(statuses, vec![200, 503, 200, 503]);
+
+    // Dropped connection: the client sees a transport error, not a response.
+    f.set(FaultConfig {
+        drop_connection: Trigger::Next(1),
+        ..FaultConfig::default()
+    });
+    let err = client().get(&url).bearer_auth(&token).send().await;
+    assert!(err.is_err(), "expected a transport error");
+    assert_eq!(get(&token, &url, None).await.0, 200);
+
+    // Faults narrowed to $value only.
+    f.set(FaultConfig {
+        unavailable: Trigger::EveryNth(1),
+        unavailable_retry_after_secs: Some(3),
+        only: Some(vec![EndpointKind::MessageValue]),
+        ..FaultConfig::default()
+    });
+    assert_eq!(get(&token, &url, None).await.0, 200);
+    let id = emu.mailbox(USER).messages()[0].id.clone();
+    let (status, headers, _) = get(
+        &token,
+        &format!("{}/me/messages/{id}/$value", emu.graph_url()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        headers.get("retry-after").and_then(|h| h.to_str().ok()),
+        Some("3")
+    );
+    f.clear();
+    assert_eq!(
+        get(
+            &token,
+            &format!("{}/me/messages/{id}/$value", emu.graph_url()),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+
+    let s = emu.stats();
+    assert_eq!(
+        (
+            s.throttled_injected,
+            s.unavailable_injected,
+            s.dropped_connections
+        ),
+        (2, 3, 1)
+    );
+    assert!(s.count(EndpointKind::Folders) >= 10);
+    assert_eq!(s.count(EndpointKind::MessageValue), 2);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_runs_sub_requests() {
+    let emu = start(EmulatorConfig::default()).await;
+    let token = user_token(&emu, USER).await;
+    let mb = emu.mailbox(USER);
+    let msg = mb.messages()[3].clone();
+    let body = json!({"requests": [
+        {"id": "1", "method": "GET", "url": "/me/mailFolders?$top=2"},
+        {"id": "2", "method": "GET", "url": format!("/me/messages/{}/$value", msg.id)},
+        {"id": "3", "method": "GET", "url": "/me/messages/nope"},
+    ]});
+    let resp = client()
+        .post(format!("{}/$batch", emu.graph_url()))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    let rs = v["responses"].as_array().expect("responses");
+    let by_id = |id: &str| rs.iter().find(|r| r["id"] == id).expect("response").clone();
+    assert_eq!(by_id("1")["status"], 200);
+    assert_eq!(
+        by_id("1")["body"]["value"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(by_id("2")["status"], 200);
+    let mime = base64::engine::general_purpose::STANDARD
+        .decode(by_id("2")["body"].as_str().expect("base64 body"))
+        .expect("b64");
+    assert_eq!(mime, mb.mime(&msg.id).expect("mime"));
+    assert_eq!(by_id("3")["status"], 404);
+    assert_eq!(by_id("3")["body"]["error"]["code"], "ErrorItemNotFound");
+    assert_eq!(emu.stats().count(EndpointKind::Batch), 1);
+    assert_eq!(emu.stats().count(EndpointKind::MessageValue), 1);
+
+    let too_many = json!({"requests": (0..21).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/me"})).collect::<Vec<_>>()});
+    let resp = client()
+        .post(format!("{}/$batch", emu.graph_url()))
+        .bearer_auth(&token)
+        .json(&too_many)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn same_seed_same_ids_and_bytes_across_instances() {
+    let config = || {
+        EmulatorConfig::default().with_mailboxes(vec![MailboxSpec::new(USER).messages(25).seed(99)])
+    };
+    let a = start(config()).await;
+    let b = start(config()).await;
+    let ea = a.mailbox(USER).expected_messages();
+    let eb = b.mailbox(USER).expected_messages();
+    assert_eq!(ea, eb);
+    let ta = user_token(&a, USER).await;
+    let tb = user_token(&b, USER).await;
+    let (la, _) = get_all(
+        &ta,
+        &format!("{}/me/messages?$top=100", a.graph_url()),
+        None,
+    )
+    .await;
+    let (lb, _) = get_all(
+        &tb,
+        &format!("{}/me/messages?$top=100", b.graph_url()),
+        None,
+    )
+    .await;
+    let strip = |v: Vec<Value>| -> Vec<Value> {
+        v.into_iter()
+            .map(|m| {
+                json!([
+                    m["id"],
+                    m["subject"],
+                    m["receivedDateTime"],
+                    m["internetMessageId"]
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(strip(la), strip(lb));
+    let c = start(
+        EmulatorConfig::default()
+            .with_mailboxes(vec![MailboxSpec::new(USER).messages(25).seed(100)]),
+    )
+    .await;
+    assert_ne!(
+        c.mailbox(USER).expected_messages()[0].info.id,
+        ea[0].info.id
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn binary_prints_urls_and_serves() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_graph-emulator"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--messages",
+            "5",
+            "--mailboxes",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut graph_url = None;
+    let mut printed = Vec::new();
+    for _ in 0..40 {
+        let Some(line) = lines.next_line().await.expect("read") else {
+            break;
+        };
+        if let Some(u) = line.trim().strip_prefix("Graph URL:") {
+            graph_url = Some(u.trim().to_owned());
+        }
+        let done = line.starts_with("Press Ctrl-C");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let graph_url = graph_url.expect("Graph URL printed");
+    let text = printed.join("\n");
+    assert!(
+        text.contains("user1@emulator.test") && text.contains("user2@emulator.test"),
+        "{text}"
+    );
+    assert!(text.contains(graph_emulator::DEFAULT_PUBLIC_CLIENT_ID));
+    let base = graph_url.trim_end_matches("/v1.0");
+    let info: Value = client()
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["mailboxes"].as_array().map(Vec::len), Some(2));
+    child.kill().await.expect("kill");
+}
