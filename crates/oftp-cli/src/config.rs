@@ -1,0 +1,376 @@
+//! The `oftp.toml` configuration file: reading, checking, and first-run generation.
+//!
+//! Relative paths in the file are relative to the directory that holds the file, so a data
+//! directory can be moved as a whole. Every key is documented in the crate README.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use oftp::config::{
+    AddressPolicy, AddressRule, LocalIdentity, Partner, PartnerTable, Password, ServerSettings,
+    SessionLimits,
+};
+use oftp::store::NameFormat;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Default location of the generated configuration.
+pub(crate) const DEFAULT_CONFIG: &str = "oftp-data/oftp.toml";
+
+/// The whole file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    /// Who we are.
+    pub(crate) local: LocalIdentity,
+    /// Server and storage settings.
+    #[serde(default)]
+    pub(crate) server: ServerSection,
+    /// Session parameters we offer.
+    #[serde(default)]
+    pub(crate) session: SessionLimits,
+    /// Trading partners.
+    #[serde(default)]
+    pub(crate) partners: Vec<Partner>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServerSection {
+    pub(crate) listen: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) max_connections: usize,
+    pub(crate) backlog: u32,
+    pub(crate) inactivity_timeout_secs: u64,
+    pub(crate) idle_timeout_secs: u64,
+    pub(crate) shutdown_grace_secs: u64,
+    pub(crate) allowed_clients: Vec<AddressRule>,
+    pub(crate) blocked_clients: Vec<AddressRule>,
+    pub(crate) received_file_name_format: String,
+    pub(crate) overwrite: bool,
+    pub(crate) delete_on_error: bool,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        let s = ServerSettings::default();
+        Self {
+            listen: s.listen,
+            data_dir: PathBuf::from("."),
+            max_connections: s.max_connections,
+            backlog: s.backlog,
+            inactivity_timeout_secs: s.inactivity_timeout.as_secs(),
+            idle_timeout_secs: 0,
+            shutdown_grace_secs: s.shutdown_grace.as_secs(),
+            allowed_clients: Vec::new(),
+            blocked_clients: Vec::new(),
+            received_file_name_format: oftp::store::DEFAULT_NAME_FORMAT.to_owned(),
+            overwrite: false,
+            delete_on_error: true,
+        }
+    }
+}
+
+/// A configuration read from disk, with its paths resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub(crate) file: FileConfig,
+    /// Absolute data directory.
+    pub(crate) data_dir: PathBuf,
+    pub(crate) partners: PartnerTable,
+    pub(crate) name_format: NameFormat,
+}
+
+impl Loaded {
+    /// Listener settings.
+    pub(crate) fn server_settings(&self) -> ServerSettings {
+        let s = &self.file.server;
+        ServerSettings {
+            listen: s.listen,
+            backlog: s.backlog,
+            max_connections: s.max_connections,
+            addresses: AddressPolicy {
+                allowed: s.allowed_clients.clone(),
+                blocked: s.blocked_clients.clone(),
+            },
+            inactivity_timeout: Duration::from_secs(s.inactivity_timeout_secs),
+            idle_timeout: (s.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(s.idle_timeout_secs)),
+            shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+        }
+    }
+}
+
+/// Reads and checks a configuration file.
+pub(crate) fn load(path: &Path) -> Result<Loaded> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read configuration {}", path.display()))?;
+    let mut file: FileConfig = toml::from_str(&text)
+        .with_context(|| format!("invalid configuration {}", path.display()))?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let base = std::path::absolute(base)
+        .with_context(|| format!("cannot resolve the directory of {}", path.display()))?;
+    let data_dir = base.join(&file.server.data_dir);
+    for p in &mut file.partners {
+        for dir in [&mut p.inbox, &mut p.outbox].into_iter().flatten() {
+            if dir.is_relative() {
+                *dir = data_dir.join(&*dir);
+            }
+        }
+    }
+    let ctx = |what: &str| format!("{}: {what}", path.display());
+    file.local.validate().with_context(|| ctx("[local]"))?;
+    file.session.validate().with_context(|| ctx("[session]"))?;
+    if file.server.max_connections == 0 {
+        bail!(
+            "{}: [server] max_connections must be at least 1",
+            path.display()
+        );
+    }
+    let partners = PartnerTable::new(file.partners.clone()).with_context(|| ctx("[[partners]]"))?;
+    let name_format = NameFormat::new(file.server.received_file_name_format.clone())
+        .with_context(|| ctx("[server] received_file_name_format"))?;
+    Ok(Loaded {
+        file,
+        data_dir,
+        partners,
+        name_format,
+    })
+}
+
+fn random_text(len: usize) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+        .collect()
+}
+
+/// What [`generate`] wrote.
+#[derive(Debug)]
+pub(crate) struct Generated {
+    /// The server configuration.
+    pub(crate) server_config: PathBuf,
+    /// A client configuration for the example partner (to try `oftp send`).
+    pub(crate) client_config: PathBuf,
+}
+
+/// Writes a new server configuration at `path` with a generated local identity and one example
+/// partner with a random password, plus a matching client configuration for that partner in the
+/// same directory. Fails if `path` exists.
+pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
+    if path.exists() {
+        bail!("{} already exists; not overwriting it", path.display());
+    }
+    let suffix = random_text(4);
+    let local = LocalIdentity {
+        ssid: format!("O0013LOCAL{suffix}"),
+        sfid: format!("O0013LOCAL{suffix}"),
+        password: Password::new(random_text(8)),
+    };
+    let partner_id = LocalIdentity {
+        ssid: format!("O0013PARTNER{suffix}"),
+        sfid: format!("O0013PARTNER{suffix}"),
+        password: Password::new(random_text(8)),
+    };
+    let connect_host = if listen.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], listen.port()))
+    } else {
+        listen
+    };
+
+    let server = FileConfig {
+        local: local.clone(),
+        server: ServerSection {
+            listen,
+            ..ServerSection::default()
+        },
+        session: SessionLimits::default(),
+        partners: vec![Partner {
+            name: "example".into(),
+            ssid: partner_id.ssid.clone(),
+            password: partner_id.password.clone(),
+            sfid: partner_id.sfid.clone(),
+            our_password: None,
+            inbox: None,
+            outbox: None,
+            allowed_levels: vec![],
+            address: None,
+        }],
+    };
+    let client = FileConfig {
+        local: partner_id,
+        server: ServerSection {
+            data_dir: PathBuf::from("example-partner"),
+            ..ServerSection::default()
+        },
+        session: SessionLimits::default(),
+        partners: vec![Partner {
+            name: "server".into(),
+            ssid: local.ssid.clone(),
+            password: local.password.clone(),
+            sfid: local.sfid.clone(),
+            our_password: None,
+            inbox: None,
+            outbox: None,
+            allowed_levels: vec![],
+            address: Some(connect_host.to_string()),
+        }],
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let client_path = dir.join("example-partner.toml");
+    write(
+        path,
+        &server,
+        "OFTP server configuration, generated on first run. Every key is described in the README\n\
+         (section \"oftp command\"). Relative paths are relative to this file's directory.",
+    )?;
+    write(
+        &client_path,
+        &client,
+        "Client configuration of the example partner, generated with the server configuration,\n\
+         to try `oftp send --config <this file> --partner server FILE`.",
+    )?;
+    Ok(Generated {
+        server_config: path.to_owned(),
+        client_config: client_path,
+    })
+}
+
+fn write(path: &Path, cfg: &FileConfig, header: &str) -> Result<()> {
+    let body = toml::to_string_pretty(cfg).context("cannot encode the configuration")?;
+    let mut text = String::new();
+    for line in header.lines() {
+        let _ = writeln!(text, "# {line}");
+    }
+    text.push('\n');
+    text.push_str(&body);
+    oftp::store::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // The file holds passwords: keep it to its owner.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict permissions of {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_configs_load_and_match_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oftp-data").join("oftp.toml");
+        let g = generate(&path, "0.0.0.0:3305".parse().unwrap()).unwrap();
+        let server = load(&g.server_config).unwrap();
+        let client = load(&g.client_config).unwrap();
+        let example = server.partners.by_name("example").unwrap();
+        assert_eq!(example.ssid, client.file.local.ssid);
+        assert!(
+            example
+                .password
+                .matches(client.file.local.password.expose())
+        );
+        let srv = client.partners.by_name("server").unwrap();
+        assert_eq!(srv.ssid, server.file.local.ssid);
+        assert_eq!(srv.address.as_deref(), Some("127.0.0.1:3305"));
+        assert_eq!(
+            server.data_dir,
+            std::path::absolute(dir.path().join("oftp-data/.")).unwrap()
+        );
+        assert!(client.data_dir.ends_with("example-partner"));
+        assert!(generate(&path, "0.0.0.0:3305".parse().unwrap()).is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0);
+        }
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults_and_resolves_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+[local]
+ssid = "O0013ME"
+password = "PW"
+
+[server]
+data_dir = "data"
+allowed_clients = ["10.0.0.0/8"]
+
+[[partners]]
+name = "acme"
+ssid = "O0013ACME"
+password = "SECRET"
+inbox = "in/acme"
+allowed_levels = [5]
+"#,
+        )
+        .unwrap();
+        let c = load(&path).unwrap();
+        assert_eq!(c.file.local.sfid(), "O0013ME");
+        assert_eq!(c.file.server.listen.port(), 3305);
+        assert_eq!(c.file.session.credit, SessionLimits::default().credit);
+        let acme = c.partners.by_ssid("O0013ACME").unwrap();
+        assert_eq!(
+            acme.inbox.as_deref(),
+            Some(c.data_dir.join("in/acme").as_path())
+        );
+        let s = c.server_settings();
+        assert!(s.addresses.permits("10.1.2.3".parse().unwrap()));
+        assert!(!s.addresses.permits("11.1.2.3".parse().unwrap()));
+        assert_eq!(s.inactivity_timeout, Duration::from_secs(60));
+        assert_eq!(s.idle_timeout, None);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[local]\nssid = \"X\"\npassword = \"P\"\nbogus = 1\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", load(&path).unwrap_err());
+        assert!(e.contains("c.toml") && e.contains("bogus"), "{e}");
+
+        std::fs::write(
+            &path,
+            "[local]\nssid = \"X\"\npassword = \"P\"\n[session]\ncredit = 0\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", load(&path).unwrap_err());
+        assert!(e.contains("credit"), "{e}");
+
+        std::fs::write(
+            &path,
+            "[local]\nssid = \"X\"\npassword = \"P\"\n[server]\nreceived_file_name_format = \"%Bad%\"\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", load(&path).unwrap_err());
+        assert!(e.contains("Bad"), "{e}");
+
+        let e = format!("{:#}", load(&dir.path().join("missing.toml")).unwrap_err());
+        assert!(e.contains("missing.toml"), "{e}");
+    }
+}
