@@ -537,7 +537,15 @@ impl Session {
                     );
                 }
                 out.credit = self.window();
-                self.pump(out)
+                let next = self.pump(out);
+                if let State::Sending(o) = &next
+                    && o.finishing.is_none()
+                    && o.credit > 0
+                    && o.writer.ready_buffers() == 0
+                {
+                    self.events.push_back(Event::ReadyForData);
+                }
+                next
             }
             (State::AwaitEfpa, Command::Efpa(Efpa { change_direction })) => {
                 self.events
@@ -957,9 +965,6 @@ impl Session {
         {
             self.send(Command::Efid(efid));
             return State::AwaitEfpa;
-        }
-        if out.credit > 0 && out.finishing.is_none() && out.writer.ready_buffers() == 0 {
-            self.events.push_back(Event::ReadyForData);
         }
         State::Sending(out)
     }
