@@ -1,1 +1,278 @@
-fn main() {}
+//! `mailbackup`: back up Microsoft 365 mailboxes into .eml files.
+//!
+//! Commands: `login` (sign in and cache tokens), `run` (back up), `status` (last run, counts,
+//! lock), `verify` (re-hash files against the index). See README.md for every flag and config key.
+//!
+//! Exit codes: 0 success; 1 a message or mailbox finally failed, or verify found problems;
+//! 2 the run could not start (options, lock, sign-in); 130 aborted with Ctrl-C.
+
+mod auth;
+mod config;
+mod ui;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use config::{AuthArgs, FileConfig, RunArgs};
+use mailbackup::{LockState, RunStatus};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "mailbackup",
+    version,
+    about = "Back up Microsoft 365 mailboxes over Microsoft Graph into .eml files"
+)]
+struct Cli {
+    /// TOML config file (keys documented in README.md); flags override it.
+    #[arg(long, short = 'c', global = true, env = "MAILBACKUP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace (or RUST_LOG syntax).
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sign in and store the tokens in the token cache.
+    Login {
+        #[command(flatten)]
+        auth: Box<AuthArgs>,
+    },
+    /// Back up the mailbox(es).
+    Run {
+        #[command(flatten)]
+        run: Box<RunArgs>,
+        #[command(flatten)]
+        auth: Box<AuthArgs>,
+        /// Do not show progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Show the last run, counts per mailbox and the lock state.
+    Status {
+        /// The backup folder [config: data_folder].
+        #[arg(long, short = 'd')]
+        data_folder: Option<PathBuf>,
+        /// Folder of the lock file [config: working_folder].
+        #[arg(long)]
+        working_folder: Option<PathBuf>,
+    },
+    /// Re-hash every file against the index; list missing, corrupt and extra files.
+    Verify {
+        /// The backup folder [config: data_folder].
+        #[arg(long, short = 'd')]
+        data_folder: Option<PathBuf>,
+    },
+}
+
+fn init_logs(level: &str, writer: Option<ui::Bars>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = match writer {
+        Some(bars) => builder.with_writer(move || bars.writer()).try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+}
+
+fn data_folder(flag: Option<PathBuf>, file: &FileConfig) -> Result<PathBuf> {
+    flag.or_else(|| file.data_folder.clone())
+        .context("no data folder: give --data-folder DIR or data_folder in the config file")
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> Result<ExitCode> {
+    let file = FileConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Login { auth } => {
+            init_logs(&cli.log_level, None);
+            let settings = config::merge_auth(&auth, &file.auth);
+            let flow = auth::login(&settings).await?;
+            println!(
+                "signed in ({flow:?} flow); tokens cached in {}",
+                settings.token_cache.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            run,
+            auth,
+            no_progress,
+        } => {
+            let bars = ui::Bars::new(!no_progress);
+            init_logs(&cli.log_level, Some(bars.clone()));
+            let settings = config::merge_auth(&auth, &file.auth);
+            let tokens = auth::token_source(&settings)?;
+            let backup = config::backup_builder(&run, &file, tokens)?.build()?;
+            let cancel = backup.cancel_token();
+            tokio::spawn({
+                let cancel = cancel.clone();
+                async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        eprintln!("aborting: finishing files being written...");
+                        cancel.cancel();
+                    }
+                }
+            });
+            let done = CancellationToken::new();
+            let ui_task = tokio::spawn(bars.follow(backup.progress(), done.clone()));
+            let result = if run.resume {
+                backup.resume().await
+            } else {
+                backup.run().await
+            };
+            done.cancel();
+            let _ = ui_task.await;
+            let report = result?;
+            print_summary(&report);
+            Ok(match report.status {
+                RunStatus::Aborted => ExitCode::from(130),
+                _ if report.is_success() => ExitCode::SUCCESS,
+                _ => ExitCode::from(1),
+            })
+        }
+        Command::Status {
+            data_folder: d,
+            working_folder,
+        } => {
+            init_logs(&cli.log_level, None);
+            let d = data_folder(d, &file)?;
+            let wf = working_folder.or_else(|| file.working_folder.clone());
+            let s = mailbackup::status(&d, wf.as_deref())?;
+            match &s.last_run {
+                Some(r) => println!(
+                    "last run: #{} {} (started {}, finished {})",
+                    r.run_id,
+                    if r.status == "Running" && !matches!(s.lock, LockState::Held(_)) {
+                        "interrupted (crashed or killed; the next run resumes it)"
+                    } else {
+                        r.status.as_str()
+                    },
+                    r.started,
+                    r.finished.as_deref().unwrap_or("-")
+                ),
+                None => println!("last run: none"),
+            }
+            for (mb, n, bytes) in &s.mailboxes {
+                let tokens = s
+                    .folders_with_token
+                    .iter()
+                    .find(|(m, _)| m == mb)
+                    .map_or(0, |(_, n)| *n);
+                println!(
+                    "mailbox {mb}: {n} messages, {}, {tokens} folders with a delta token",
+                    indicatif::HumanBytes(*bytes)
+                );
+            }
+            match s.lock {
+                LockState::Free => println!("lock: free"),
+                LockState::Held(h) => println!("lock: held by {h} (a run is in progress)"),
+                LockState::Stale(h) => {
+                    println!("lock: left by {h}, no longer running (the next run takes it over)")
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { data_folder: d } => {
+            init_logs(&cli.log_level, None);
+            let d = data_folder(d, &file)?;
+            let v = tokio::task::spawn_blocking(move || mailbackup::verify(&d)).await??;
+            for (mb, id, p) in &v.missing {
+                println!("missing: {} ({mb} message {id})", p.display());
+            }
+            for c in &v.corrupt {
+                println!(
+                    "corrupt: {} ({}: {})",
+                    c.path.display(),
+                    c.mailbox,
+                    c.reason
+                );
+            }
+            for p in &v.extra {
+                println!("extra: {}", p.display());
+            }
+            println!(
+                "verify: {} ok, {} missing, {} corrupt, {} extra",
+                v.ok,
+                v.missing.len(),
+                v.corrupt.len(),
+                v.extra.len()
+            );
+            Ok(if v.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn print_summary(report: &mailbackup::BackupReport) {
+    for m in &report.mailboxes {
+        if let Some(why) = &m.skipped_reason {
+            println!("mailbox {}: skipped ({why})", m.mailbox);
+            continue;
+        }
+        println!(
+            "mailbox {}: {} messages: {} saved ({}), {} unchanged, {} skipped, {} deleted before fetch, {} failed, {} removed locally; {} requests, {} throttled",
+            m.mailbox,
+            m.message_count,
+            m.saved,
+            indicatif::HumanBytes(m.bytes),
+            m.unchanged,
+            m.skipped,
+            m.gone_in_flight,
+            m.failed.len(),
+            m.removed.len(),
+            m.requests,
+            m.throttled
+        );
+        for r in &m.removed {
+            println!(
+                "  removed {} (message {} deleted remotely)",
+                r.path.display(),
+                r.id
+            );
+        }
+        if let Some(e) = &m.error {
+            println!("  ERROR: {e}");
+        }
+        if m.sync_skipped {
+            println!("  sync phase skipped (the listing or backup was incomplete)");
+        }
+    }
+    let failures: Vec<_> = report.failures().collect();
+    if !failures.is_empty() {
+        println!("failed messages:");
+        for (mb, f) in failures {
+            println!("  {mb} {}: {} {}", f.id, f.code, f.message);
+        }
+    }
+    println!(
+        "backup {}: {:.1}s",
+        match report.status {
+            RunStatus::Completed if report.is_success() => "completed",
+            RunStatus::Completed => "completed with failures",
+            RunStatus::Aborted => "aborted (run again to continue)",
+            RunStatus::Failed => "failed",
+        },
+        report.elapsed.as_secs_f64()
+    );
+}

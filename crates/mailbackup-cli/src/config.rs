@@ -1,0 +1,395 @@
+//! Settings: command-line flags merged over the TOML config file (`--config`).
+//!
+//! Every run option exists both as a flag and as a config key (documented in README.md);
+//! a flag wins over the file. Secrets are never flags: they come from environment variables or
+//! files (`client_secret_file`, `password_file`, `authorization_file`).
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Environment variable holding the client secret.
+pub(crate) const ENV_CLIENT_SECRET: &str = "MAILBACKUP_CLIENT_SECRET";
+/// Environment variable holding the password (password flow).
+pub(crate) const ENV_PASSWORD: &str = "MAILBACKUP_PASSWORD";
+/// Environment variable holding a ready authorization (`Bearer ...`, the seed's Authorization).
+pub(crate) const ENV_AUTHORIZATION: &str = "MAILBACKUP_AUTHORIZATION";
+
+/// The OAuth flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Flow {
+    /// `login`: device code without a display, browser otherwise; `run`: the token cache.
+    Auto,
+    /// Authorization code with PKCE through the system browser and a loopback redirect.
+    Browser,
+    /// Device code (sign in on another device).
+    DeviceCode,
+    /// Client credentials (app-only; needs a client secret and a specific tenant).
+    ClientCredentials,
+    /// Resource owner password (needs username and password; insecure, tenant-specific).
+    Password,
+    /// Implicit grant (insecure; no refresh token).
+    Implicit,
+    /// Web profile: print the authorization URL, then paste the redirect URL (or code).
+    Web,
+}
+
+/// OAuth settings (flags shared by `login` and `run`).
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct AuthArgs {
+    /// Authority URL without tenant [config: auth.authority] (default https://login.microsoftonline.com).
+    #[arg(long)]
+    pub(crate) authority: Option<String>,
+    /// Tenant id or domain, or common/organizations [config: auth.tenant] (default common).
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// Application (client) id of the app registration [config: auth.client_id].
+    #[arg(long)]
+    pub(crate) client_id: Option<String>,
+    /// Scopes, space or comma separated [config: auth.scopes].
+    #[arg(long)]
+    pub(crate) scopes: Option<String>,
+    /// OAuth flow [config: auth.flow].
+    #[arg(long, value_enum)]
+    pub(crate) flow: Option<Flow>,
+    /// Token cache file [config: auth.token_cache] (default ~/.config/mailbackup/token-cache.json).
+    #[arg(long)]
+    pub(crate) token_cache: Option<PathBuf>,
+    /// Username for the password flow [config: auth.username].
+    #[arg(long)]
+    pub(crate) username: Option<String>,
+    /// File holding the client secret [config: auth.client_secret_file] (or env MAILBACKUP_CLIENT_SECRET).
+    #[arg(long)]
+    pub(crate) client_secret_file: Option<PathBuf>,
+    /// File holding the password [config: auth.password_file] (or env MAILBACKUP_PASSWORD).
+    #[arg(long)]
+    pub(crate) password_file: Option<PathBuf>,
+    /// File holding a ready `Bearer ...` authorization [config: auth.authorization_file] (or env MAILBACKUP_AUTHORIZATION).
+    #[arg(long)]
+    pub(crate) authorization_file: Option<PathBuf>,
+    /// Loopback redirect port for browser logins, 0 = any [config: auth.redirect_port].
+    #[arg(long)]
+    pub(crate) redirect_port: Option<u16>,
+    /// Redirect URI of the web flow [config: auth.redirect_uri].
+    #[arg(long)]
+    pub(crate) redirect_uri: Option<String>,
+    /// Do not open a browser; print the URL [config: auth.no_browser].
+    #[arg(long)]
+    pub(crate) no_browser: bool,
+    /// Seconds to wait for the browser to come back [config: auth.browser_timeout] (default 300).
+    #[arg(long)]
+    pub(crate) browser_timeout: Option<u64>,
+    /// PKCE method for the browser flow: S256, plain or none [config: auth.pkce].
+    #[arg(long)]
+    pub(crate) pkce: Option<String>,
+}
+
+/// `[auth]` table of the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthFile {
+    pub(crate) authority: Option<String>,
+    pub(crate) tenant: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) flow: Option<Flow>,
+    pub(crate) token_cache: Option<PathBuf>,
+    pub(crate) username: Option<String>,
+    pub(crate) client_secret_file: Option<PathBuf>,
+    pub(crate) password_file: Option<PathBuf>,
+    pub(crate) authorization_file: Option<PathBuf>,
+    pub(crate) redirect_port: Option<u16>,
+    pub(crate) redirect_uri: Option<String>,
+    pub(crate) no_browser: Option<bool>,
+    pub(crate) browser_timeout: Option<u64>,
+    pub(crate) pkce: Option<String>,
+}
+
+/// Run options (flags of `run`).
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct RunArgs {
+    /// Folder the messages are saved into (seed DataFolder) [config: data_folder].
+    #[arg(long, short = 'd')]
+    pub(crate) data_folder: Option<PathBuf>,
+    /// Folder of the lock file (seed WorkingFolder) [config: working_folder] (default DATA/.meta).
+    #[arg(long)]
+    pub(crate) working_folder: Option<PathBuf>,
+    /// First creation date to back up, yyyy/MM/dd inclusive (seed StartDate) [config: start_date].
+    #[arg(long)]
+    pub(crate) start_date: Option<String>,
+    /// Last creation date to back up, yyyy/MM/dd inclusive (seed EndDate) [config: end_date].
+    #[arg(long)]
+    pub(crate) end_date: Option<String>,
+    /// OData $filter sent to Graph (seed Filter) [config: filter].
+    #[arg(long)]
+    pub(crate) filter: Option<String>,
+    /// One mailbox by id or UPN, e.g. a shared mailbox (seed UserId) [config: user_id].
+    #[arg(long)]
+    pub(crate) user_id: Option<String>,
+    /// Several mailboxes, comma separated or repeated [config: users].
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) users: Vec<String>,
+    /// Every user of the tenant (app-only token) [config: all_users].
+    #[arg(long)]
+    pub(crate) all_users: bool,
+    /// Simultaneous connections, at most 4 used per mailbox (seed MaxConnections, default 5) [config: max_connections].
+    #[arg(long)]
+    pub(crate) max_connections: Option<usize>,
+    /// Mailboxes backed up at once (default 2) [config: parallel_mailboxes].
+    #[arg(long)]
+    pub(crate) parallel_mailboxes: Option<usize>,
+    /// Page size of listings (seed MessagePageSize, default 500) [config: message_page_size].
+    #[arg(long)]
+    pub(crate) message_page_size: Option<u32>,
+    /// Retries of a failing request (seed MaxRetryCount, default 5) [config: max_retry_count].
+    #[arg(long)]
+    pub(crate) max_retry_count: Option<u32>,
+    /// Seconds between retries (seed RetryInterval, default 3) [config: retry_interval].
+    #[arg(long)]
+    pub(crate) retry_interval: Option<f64>,
+    /// Remove local copies of messages deleted remotely (seed SyncDeletes) [config: sync_deletes].
+    #[arg(long)]
+    pub(crate) sync_deletes: bool,
+    /// Total time limit of the run in seconds (default 86400) [config: time_limit].
+    #[arg(long)]
+    pub(crate) time_limit: Option<u64>,
+    /// Timeout of one request in seconds (default 600) [config: request_timeout].
+    #[arg(long)]
+    pub(crate) request_timeout: Option<u64>,
+    /// Graph base URL [config: graph_url] (default https://graph.microsoft.com/v1.0).
+    #[arg(long)]
+    pub(crate) graph_url: Option<String>,
+    /// Use REST ids instead of immutable ids [config: immutable_ids = false].
+    #[arg(long)]
+    pub(crate) no_immutable_ids: bool,
+    /// Continue an aborted or crashed run (seed ResumeBackup; every run resumes anyway).
+    #[arg(long)]
+    pub(crate) resume: bool,
+}
+
+/// The config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub(crate) data_folder: Option<PathBuf>,
+    pub(crate) working_folder: Option<PathBuf>,
+    pub(crate) start_date: Option<String>,
+    pub(crate) end_date: Option<String>,
+    pub(crate) filter: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) users: Option<Vec<String>>,
+    pub(crate) all_users: Option<bool>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) parallel_mailboxes: Option<usize>,
+    pub(crate) message_page_size: Option<u32>,
+    pub(crate) max_retry_count: Option<u32>,
+    pub(crate) retry_interval: Option<f64>,
+    pub(crate) sync_deletes: Option<bool>,
+    pub(crate) time_limit: Option<u64>,
+    pub(crate) request_timeout: Option<u64>,
+    pub(crate) graph_url: Option<String>,
+    pub(crate) immutable_ids: Option<bool>,
+    #[serde(default)]
+    pub(crate) auth: AuthFile,
+}
+
+impl FileConfig {
+    pub(crate) fn load(path: Option<&Path>) -> Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("config file {} is not valid", path.display()))
+    }
+}
+
+/// OAuth settings after merging.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthSettings {
+    pub(crate) authority: Option<String>,
+    pub(crate) tenant: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) flow: Flow,
+    pub(crate) token_cache: PathBuf,
+    pub(crate) username: Option<String>,
+    pub(crate) client_secret_file: Option<PathBuf>,
+    pub(crate) password_file: Option<PathBuf>,
+    pub(crate) authorization_file: Option<PathBuf>,
+    pub(crate) redirect_port: Option<u16>,
+    pub(crate) redirect_uri: Option<String>,
+    pub(crate) no_browser: bool,
+    pub(crate) browser_timeout: Option<u64>,
+    pub(crate) pkce: Option<String>,
+}
+
+fn default_token_cache() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("mailbackup").join("token-cache.json")
+}
+
+fn split_scopes(s: &str) -> Vec<String> {
+    s.split([' ', ','])
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub(crate) fn merge_auth(a: &AuthArgs, f: &AuthFile) -> AuthSettings {
+    AuthSettings {
+        authority: a.authority.clone().or_else(|| f.authority.clone()),
+        tenant: a.tenant.clone().or_else(|| f.tenant.clone()),
+        client_id: a.client_id.clone().or_else(|| f.client_id.clone()),
+        scopes: a
+            .scopes
+            .as_deref()
+            .map(split_scopes)
+            .or_else(|| f.scopes.clone()),
+        flow: a.flow.or(f.flow).unwrap_or(Flow::Auto),
+        token_cache: a
+            .token_cache
+            .clone()
+            .or_else(|| f.token_cache.clone())
+            .unwrap_or_else(default_token_cache),
+        username: a.username.clone().or_else(|| f.username.clone()),
+        client_secret_file: a
+            .client_secret_file
+            .clone()
+            .or_else(|| f.client_secret_file.clone()),
+        password_file: a.password_file.clone().or_else(|| f.password_file.clone()),
+        authorization_file: a
+            .authorization_file
+            .clone()
+            .or_else(|| f.authorization_file.clone()),
+        redirect_port: a.redirect_port.or(f.redirect_port),
+        redirect_uri: a.redirect_uri.clone().or_else(|| f.redirect_uri.clone()),
+        no_browser: a.no_browser || f.no_browser.unwrap_or(false),
+        browser_timeout: a.browser_timeout.or(f.browser_timeout),
+        pkce: a.pkce.clone().or_else(|| f.pkce.clone()),
+    }
+}
+
+/// Builds the backup from flags over file values.
+pub(crate) fn backup_builder(
+    r: &RunArgs,
+    f: &FileConfig,
+    tokens: std::sync::Arc<dyn mailbackup::TokenSource>,
+) -> Result<mailbackup::BackupBuilder> {
+    let Some(data_folder) = r.data_folder.clone().or_else(|| f.data_folder.clone()) else {
+        bail!("no data folder: give --data-folder DIR or data_folder in the config file");
+    };
+    let users: Vec<String> = if !r.users.is_empty() {
+        r.users.clone()
+    } else {
+        f.users.clone().unwrap_or_default()
+    };
+    let user_id = r.user_id.clone().or_else(|| f.user_id.clone());
+    let all_users = r.all_users || f.all_users.unwrap_or(false);
+    let chosen = [user_id.is_some(), !users.is_empty(), all_users]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    if chosen > 1 {
+        bail!("choose one of user_id, users and all_users");
+    }
+    let mailboxes = if all_users {
+        mailbackup::Mailboxes::AllUsers
+    } else if let Some(u) = user_id {
+        mailbackup::Mailboxes::User(u)
+    } else if !users.is_empty() {
+        mailbackup::Mailboxes::Users(users)
+    } else {
+        mailbackup::Mailboxes::Me
+    };
+    let mut b = mailbackup::Backup::builder(data_folder, tokens).mailboxes(mailboxes);
+    if let Some(v) = r
+        .working_folder
+        .clone()
+        .or_else(|| f.working_folder.clone())
+    {
+        b = b.working_folder(v);
+    }
+    if let Some(v) = r.start_date.clone().or_else(|| f.start_date.clone()) {
+        b = b.start_date(v);
+    }
+    if let Some(v) = r.end_date.clone().or_else(|| f.end_date.clone()) {
+        b = b.end_date(v);
+    }
+    if let Some(v) = r.filter.clone().or_else(|| f.filter.clone()) {
+        b = b.filter(v);
+    }
+    if let Some(v) = r.max_connections.or(f.max_connections) {
+        b = b.max_connections(v);
+    }
+    if let Some(v) = r.parallel_mailboxes.or(f.parallel_mailboxes) {
+        b = b.parallel_mailboxes(v);
+    }
+    if let Some(v) = r.message_page_size.or(f.message_page_size) {
+        b = b.message_page_size(v);
+    }
+    if let Some(v) = r.max_retry_count.or(f.max_retry_count) {
+        b = b.max_retry_count(v);
+    }
+    if let Some(v) = r.retry_interval.or(f.retry_interval) {
+        if !(0.0..=3600.0).contains(&v) {
+            bail!("retry_interval must be between 0 and 3600 seconds, not {v}");
+        }
+        b = b.retry_interval(std::time::Duration::from_secs_f64(v));
+    }
+    if r.sync_deletes || f.sync_deletes.unwrap_or(false) {
+        b = b.sync_deletes(true);
+    }
+    if let Some(v) = r.time_limit.or(f.time_limit) {
+        b = b.time_limit(std::time::Duration::from_secs(v));
+    }
+    if let Some(v) = r.request_timeout.or(f.request_timeout) {
+        b = b.request_timeout(std::time::Duration::from_secs(v.max(1)));
+    }
+    if let Some(v) = r.graph_url.clone().or_else(|| f.graph_url.clone()) {
+        b = b.graph_url(v);
+    }
+    if r.no_immutable_ids || f.immutable_ids == Some(false) {
+        b = b.immutable_ids(false);
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_parses_and_rejects_unknown_keys() {
+        let f: FileConfig = toml::from_str(
+            "data_folder = '/b'\nmax_connections = 3\n[auth]\nclient_id = 'x'\nflow = 'device-code'\n",
+        )
+        .unwrap();
+        assert_eq!(f.max_connections, Some(3));
+        assert_eq!(f.auth.flow, Some(Flow::DeviceCode));
+        assert!(toml::from_str::<FileConfig>("data_fodler = '/b'").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let f: FileConfig = toml::from_str("[auth]\ntenant = 'file'\nscopes = ['a']").unwrap();
+        let a = AuthArgs {
+            tenant: Some("flag".into()),
+            ..Default::default()
+        };
+        let m = merge_auth(&a, &f.auth);
+        assert_eq!(m.tenant.as_deref(), Some("flag"));
+        assert_eq!(m.scopes, Some(vec!["a".to_string()]));
+        assert_eq!(
+            split_scopes("Mail.Read, offline_access"),
+            vec!["Mail.Read", "offline_access"]
+        );
+    }
+}

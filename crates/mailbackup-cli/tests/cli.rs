@@ -1,0 +1,362 @@
+//! End-to-end tests of the `mailbackup` command against the Graph emulator.
+
+use graph_emulator::{
+    DEFAULT_CLIENT_SECRET, DEFAULT_CONFIDENTIAL_CLIENT_ID, DEFAULT_PASSWORD,
+    DEFAULT_PUBLIC_CLIENT_ID, Emulator, EmulatorConfig, EndpointKind, MailboxSpec,
+};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+const ALICE: &str = "alice@emulator.test";
+
+fn bin() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::new(env!("CARGO_BIN_EXE_mailbackup"));
+    c.env_remove("MAILBACKUP_AUTHORIZATION")
+        .env_remove("MAILBACKUP_CLIENT_SECRET")
+        .env_remove("MAILBACKUP_PASSWORD")
+        .env_remove("MAILBACKUP_CONFIG")
+        .env_remove("RUST_LOG")
+        .timeout(Duration::from_secs(60));
+    c
+}
+
+async fn run(mut c: assert_cmd::Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().expect("mailbackup runs"))
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn emulator(messages: usize, latency: Duration) -> Emulator {
+    Emulator::start(
+        EmulatorConfig::default()
+            .with_mailboxes(vec![MailboxSpec::new(ALICE).messages(messages).seed(21)])
+            .with_latency(latency),
+    )
+    .await
+    .unwrap()
+}
+
+async fn app_token(emu: &Emulator) -> String {
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(emu.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", DEFAULT_CONFIDENTIAL_CLIENT_ID),
+            ("client_secret", DEFAULT_CLIENT_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+fn run_cmd(emu: &Emulator, dir: &Path, token: &str) -> assert_cmd::Command {
+    let mut c = bin();
+    c.env("MAILBACKUP_AUTHORIZATION", format!("Bearer {token}"))
+        .arg("run")
+        .arg("--data-folder")
+        .arg(dir)
+        .args([
+            "--graph-url",
+            &emu.graph_url(),
+            "--user-id",
+            ALICE,
+            "--retry-interval",
+            "0.05",
+        ]);
+    c
+}
+
+fn eml_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                    stack.push(p);
+                }
+            } else if p.extension().is_some_and(|x| x == "eml") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Every .eml file is complete: its header names a message whose MIME follows byte for byte.
+fn assert_files_complete(root: &Path, emu: &Emulator) -> usize {
+    let mb = emu.mailbox(ALICE);
+    let files = eml_files(root);
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let cut = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+        let h = mailbackup::BackupHeader::parse(std::str::from_utf8(&bytes[..cut]).unwrap())
+            .unwrap_or_else(|| panic!("{} has no backup header", f.display()));
+        assert!(
+            bytes[cut..] == mb.mime(&h.id).unwrap()[..],
+            "{} is truncated or differs",
+            f.display()
+        );
+    }
+    files.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_status_and_verify() {
+    let emu = emulator(25, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("25 messages: 25 saved"), "{}", text(&o));
+    assert!(
+        !text(&o).contains(&token),
+        "the token must never be printed"
+    );
+    assert_eq!(assert_files_complete(dir.path(), &emu), 25);
+
+    let mut c = bin();
+    c.args(["status", "--data-folder"]).arg(dir.path());
+    let o = run(c).await;
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success() && out.contains("25 messages") && out.contains("lock: free"),
+        "{}",
+        text(&o)
+    );
+    assert!(out.contains("Completed"), "{out}");
+
+    let mut c = bin();
+    c.args(["verify", "-d"]).arg(dir.path());
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("25 ok, 0 missing, 0 corrupt, 0 extra"));
+
+    // Damage: one file changed, one removed, one stray file.
+    let files = eml_files(dir.path());
+    std::fs::write(&files[0], b"X-NS-Backup: nonsense\r\n").unwrap();
+    std::fs::remove_file(&files[1]).unwrap();
+    std::fs::write(dir.path().join("stray.eml"), b"x").unwrap();
+    let mut c = bin();
+    c.args(["verify", "-d"]).arg(dir.path());
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("23 ok, 1 missing, 1 corrupt, 1 extra"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_filter_shows_graphs_message_and_fails() {
+    let emu = emulator(5, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = run_cmd(&emu, dir.path(), &app_token(&emu).await);
+    c.args(["--filter", "subject eqq 'x'", "--no-progress"]);
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ERROR: Graph answered 400"),
+        "{}",
+        text(&o)
+    );
+
+    let mut c = run_cmd(&emu, dir.path(), "x");
+    c.args(["--start-date", "2024-01-01"]);
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("yyyy/MM/dd"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_folder_is_refused() {
+    let emu = emulator(3, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _lock = mailbackup::lock::RunLock::acquire(&dir.path().join(".meta")).unwrap();
+    let o = run(run_cmd(&emu, dir.path(), &app_token(&emu).await)).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("in use"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_with_client_credentials_and_password_then_run_from_the_cache() {
+    let emu = emulator(8, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.json");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, DEFAULT_CLIENT_SECRET).unwrap();
+    let auth = |c: &mut assert_cmd::Command, client: &str| {
+        c.args([
+            "--authority",
+            &emu.authority_url(),
+            "--tenant",
+            emu.tenant_id(),
+            "--client-id",
+            client,
+        ])
+        .arg("--token-cache")
+        .arg(&cache);
+    };
+
+    // Client credentials, secret from a file.
+    let mut c = bin();
+    c.args(["login", "--flow", "client-credentials"])
+        .arg("--client-secret-file")
+        .arg(&secret_file);
+    auth(&mut c, DEFAULT_CONFIDENTIAL_CLIENT_ID);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains(DEFAULT_CLIENT_SECRET));
+    assert!(cache.exists());
+    let data = dir.path().join("app");
+    let mut c = bin();
+    c.arg("run")
+        .arg("-d")
+        .arg(&data)
+        .args(["--graph-url", &emu.graph_url(), "--user-id", ALICE]);
+    c.args(["--flow", "client-credentials"])
+        .env("MAILBACKUP_CLIENT_SECRET", DEFAULT_CLIENT_SECRET);
+    auth(&mut c, DEFAULT_CONFIDENTIAL_CLIENT_ID);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(assert_files_complete(&data, &emu), 8);
+
+    // Password (ROPC), password from the environment; then a run of /me from the cache alone.
+    std::fs::remove_file(&cache).unwrap();
+    let mut c = bin();
+    c.args(["login", "--flow", "password", "--username", ALICE])
+        .env("MAILBACKUP_PASSWORD", DEFAULT_PASSWORD);
+    auth(&mut c, DEFAULT_PUBLIC_CLIENT_ID);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains(DEFAULT_PASSWORD));
+    // The access token expires: the run renews it with the cached refresh token.
+    emu.identity().expire_access_tokens();
+    let data = dir.path().join("me");
+    let mut c = bin();
+    c.arg("run")
+        .arg("-d")
+        .arg(&data)
+        .args(["--graph-url", &emu.graph_url()]);
+    auth(&mut c, DEFAULT_PUBLIC_CLIENT_ID);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(assert_files_complete(&data, &emu), 8);
+
+    // Without any sign-in: a clear message naming the login command.
+    let mut c = bin();
+    c.arg("run")
+        .arg("-d")
+        .arg(&data)
+        .args(["--graph-url", &emu.graph_url()]);
+    c.args(["--client-id", "x", "--token-cache"])
+        .arg(dir.path().join("none.json"));
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("mailbackup login"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_supplies_the_options() {
+    let emu = emulator(6, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mailbackup.toml");
+    let auth_file = dir.path().join("authorization");
+    std::fs::write(&auth_file, format!("Bearer {}\n", app_token(&emu).await)).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_folder = {:?}\ngraph_url = {:?}\nuser_id = {ALICE:?}\nmax_connections = 10\nsync_deletes = true\n[auth]\nauthorization_file = {:?}\n",
+            dir.path().join("data"),
+            emu.graph_url(),
+            auth_file
+        ),
+    )
+    .unwrap();
+    let mut c = bin();
+    c.arg("--config").arg(&cfg).arg("run");
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(assert_files_complete(&dir.path().join("data"), &emu), 6);
+    assert!(emu.stats().max_concurrency <= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_then_rerun_fetches_only_what_is_not_durable() {
+    let total = 150;
+    let emu = emulator(total, Duration::from_millis(15)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailbackup"));
+    cmd.env("MAILBACKUP_AUTHORIZATION", format!("Bearer {token}"))
+        .arg("run")
+        .arg("-d")
+        .arg(dir.path())
+        .args(["--graph-url", &emu.graph_url(), "--user-id", ALICE])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    // Wait (bounded) until the run is well into the backup phase, then kill -9.
+    let mut fetched = 0;
+    for _ in 0..1000 {
+        fetched = emu.stats().count(EndpointKind::MessageValue);
+        if fetched >= 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(fetched >= 40, "the run did not get going");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(fetched < total as u64, "killed too late to test anything");
+
+    let durable = assert_files_complete(dir.path(), &emu);
+    let mut c = bin();
+    c.args(["status", "-d"]).arg(dir.path());
+    let o = run(c).await;
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("interrupted") && out.contains("no longer running"),
+        "{out}"
+    );
+
+    emu.reset_stats();
+    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        emu.stats().count(EndpointKind::MessageValue),
+        (total - durable) as u64,
+        "a message durable before the kill was fetched again"
+    );
+    assert_eq!(assert_files_complete(dir.path(), &emu), total);
+}
