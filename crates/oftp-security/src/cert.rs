@@ -544,7 +544,7 @@ impl PrivateKey {
     }
 
     /// Parses the first private key block of a PEM text (`PRIVATE KEY` or `RSA PRIVATE KEY`).
-    /// Encrypted PEM keys are not supported; use PKCS#12 for password-protected keys.
+    /// For `ENCRYPTED PRIVATE KEY` use [`PrivateKey::from_pem_with_password`].
     pub fn from_pem(pem: &[u8]) -> Result<Self> {
         for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
             let (kind, der) = item.map_err(|e| Error::load("PEM private key", e))?;
@@ -564,11 +564,64 @@ impl PrivateKey {
         if pem.windows(21).any(|w| w == b"ENCRYPTED PRIVATE KEY") {
             return Err(Error::load(
                 "PEM private key",
-                "encrypted PEM keys are not supported; convert with `openssl pkcs12 -export` \
-                 or `openssl pkey` to a PKCS#12 file or an unencrypted key with restricted permissions",
+                "the key is encrypted; supply its password (key password file or environment \
+                 variable)",
             ));
         }
         Err(Error::load("PEM private key", "no PRIVATE KEY block found"))
+    }
+
+    /// Parses a PEM key that may be encrypted (`ENCRYPTED PRIVATE KEY`, PKCS#8 with PBES2 as
+    /// written by `openssl pkey -aes256`, or PBES1/3DES); unencrypted keys are accepted too
+    /// and the password is then ignored.
+    pub fn from_pem_with_password(pem: &[u8], password: &Secret) -> Result<Self> {
+        const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+        const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+        let text = String::from_utf8_lossy(pem);
+        let Some(start) = text.find(BEGIN) else {
+            return PrivateKey::from_pem(pem);
+        };
+        let body = &text[start + BEGIN.len()..];
+        let end = body.find(END).ok_or_else(|| {
+            Error::load(
+                "PEM private key",
+                "unterminated ENCRYPTED PRIVATE KEY block",
+            )
+        })?;
+        let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
+        use base64::Engine;
+        let der = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| Error::load("PEM private key", format!("bad base64: {e}")))?,
+        );
+        PrivateKey::from_encrypted_pkcs8_der(&der, password)
+    }
+
+    /// Decrypts a DER `EncryptedPrivateKeyInfo` (PKCS#8) with the password.
+    pub fn from_encrypted_pkcs8_der(der: &[u8], password: &Secret) -> Result<Self> {
+        let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der)
+            .map_err(|e| Error::load("encrypted private key", format!("not PKCS#8: {e}")))?;
+        let doc = info.decrypt(password.expose().as_bytes()).map_err(|e| {
+            Error::load(
+                "encrypted private key",
+                format!("cannot decrypt (wrong password or unsupported scheme): {e}"),
+            )
+        })?;
+        PrivateKey::from_pkcs8_der(doc.as_bytes())
+    }
+
+    /// Loads a key file (PEM or DER, encrypted or not) with a password.
+    pub fn load_with_password(path: impl AsRef<Path>, password: &Secret) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = Zeroizing::new(read_file(path)?);
+        if looks_like_pem(&bytes) {
+            PrivateKey::from_pem_with_password(&bytes, password)
+        } else {
+            PrivateKey::from_encrypted_pkcs8_der(&bytes, password)
+                .or_else(|_| PrivateKey::from_der(&bytes))
+        }
+        .map_err(|e| relabel(e, path))
     }
 
     /// Parses DER: PKCS#8 first, then PKCS#1.
@@ -678,6 +731,24 @@ impl Identity {
         Identity::new(leaf, key, certs)
     }
 
+    /// Like [`Identity::from_files`] for a password-protected key file.
+    pub fn from_files_with_password(
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+        password: &Secret,
+    ) -> Result<Self> {
+        let mut certs = Certificate::load_all(cert)?;
+        let key = PrivateKey::load_with_password(key, password)?;
+        let pos = certs
+            .iter()
+            .position(|c| key.matches_certificate(c))
+            .ok_or_else(|| {
+                Error::UnusableCertificate("no certificate in the file matches the key".into())
+            })?;
+        let leaf = certs.remove(pos);
+        Identity::new(leaf, key, certs)
+    }
+
     /// Parses a combined PEM text holding the certificate(s) and the key.
     pub fn from_pem(pem: &[u8]) -> Result<Self> {
         let mut certs = Certificate::all_from_pem_or_der(pem)?;
@@ -764,6 +835,79 @@ impl Identity {
     }
 }
 
+/// What a certificate is used for: the seed's `CertificateType` (0 all operations,
+/// 1 session authentication, 2 decryption, 3 signing, 4 receipt signing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertificateUse {
+    /// Secure authentication (answering AUCH challenges).
+    SessionAuthentication,
+    /// Decrypting received files.
+    Decryption,
+    /// Signing sent files.
+    Signing,
+    /// Signing EERP/NERP receipts.
+    ReceiptSigning,
+}
+
+impl CertificateUse {
+    /// Maps the seed's `CertificateType` code; `0` (all operations) is `None`.
+    pub fn from_seed_code(code: u8) -> Result<Option<Self>> {
+        match code {
+            0 => Ok(None),
+            1 => Ok(Some(CertificateUse::SessionAuthentication)),
+            2 => Ok(Some(CertificateUse::Decryption)),
+            3 => Ok(Some(CertificateUse::Signing)),
+            4 => Ok(Some(CertificateUse::ReceiptSigning)),
+            other => Err(Error::InvalidArgument(format!(
+                "certificate type {other} is unknown (0 all, 1 session authentication, \
+                 2 decryption, 3 signing, 4 receipt signing)"
+            ))),
+        }
+    }
+}
+
+/// Our identities: one for all operations, optionally overridden per use (e.g. a separate
+/// decryption key during a rollover).
+#[derive(Debug, Default)]
+pub struct IdentitySet {
+    default: Option<Identity>,
+    by_use: Vec<(CertificateUse, Identity)>,
+}
+
+impl IdentitySet {
+    /// An empty set.
+    pub fn new() -> Self {
+        IdentitySet::default()
+    }
+
+    /// Sets the identity used for every operation without a specific one.
+    pub fn with_default(mut self, identity: Identity) -> Self {
+        self.default = Some(identity);
+        self
+    }
+
+    /// Sets the identity for one use (replacing an earlier one for that use).
+    pub fn with_use(mut self, usage: CertificateUse, identity: Identity) -> Self {
+        self.by_use.retain(|(u, _)| *u != usage);
+        self.by_use.push((usage, identity));
+        self
+    }
+
+    /// The identity for a use, falling back to the default.
+    pub fn for_use(&self, usage: CertificateUse) -> Result<&Identity> {
+        self.by_use
+            .iter()
+            .find(|(u, _)| *u == usage)
+            .map(|(_, i)| i)
+            .or(self.default.as_ref())
+            .ok_or_else(|| {
+                Error::UnusableCertificate(format!(
+                    "no certificate with private key configured for {usage:?}"
+                ))
+            })
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -810,6 +954,25 @@ pub(crate) mod tests {
         );
         assert!(c.matches(&CertSelector::parse(&sha1.to_uppercase())));
         assert!(c.matches(&CertSelector::parse(&c.thumbprint_sha256_hex())));
+    }
+
+    #[test]
+    fn identity_set_falls_back_to_default() {
+        let (a, _, _) = rcgen_identity("All");
+        let (d, _, _) = rcgen_identity("Decrypt");
+        let set = IdentitySet::new()
+            .with_default(a)
+            .with_use(CertificateUse::Decryption, d);
+        let subject = |u| set.for_use(u).unwrap().certificate().subject().to_string();
+        assert!(subject(CertificateUse::Decryption).contains("Decrypt"));
+        assert!(subject(CertificateUse::Signing).contains("All"));
+        assert!(IdentitySet::new().for_use(CertificateUse::Signing).is_err());
+        assert_eq!(CertificateUse::from_seed_code(0).unwrap(), None);
+        assert_eq!(
+            CertificateUse::from_seed_code(4).unwrap(),
+            Some(CertificateUse::ReceiptSigning)
+        );
+        assert!(CertificateUse::from_seed_code(5).is_err());
     }
 
     #[test]

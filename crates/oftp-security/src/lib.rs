@@ -30,8 +30,10 @@ pub mod secret;
 pub mod suite;
 pub mod validate;
 
-pub use cert::{CertSelector, Certificate, Identity, KeyUsage, PrivateKey};
+pub use cert::{
+    CertSelector, Certificate, CertificateUse, Identity, IdentitySet, KeyUsage, PrivateKey,
+};
 pub use error::{Error, Layer, Result};
 pub use secret::Secret;
 pub use suite::{CipherSuite, HashAlgorithm, Hasher, SymmetricAlgorithm};
-pub use validate::{TrustPolicy, ValidationError};
+pub use validate::{TrustPolicy, TrustStatus, ValidationError};

@@ -63,6 +63,19 @@ pub enum ValidationError {
     },
 }
 
+/// Outcome of [`TrustPolicy::check`], the seed's `ValidateCert` with `FailOnUntrustedCert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustStatus {
+    /// All checks passed.
+    Trusted,
+    /// No trusted certificates are configured, so nothing was checked (the seed's default:
+    /// "if trusted CA certificates are not imported no validation will occur"); expiry is
+    /// still reported as an error.
+    NotChecked,
+    /// Validation failed but the policy does not fail on untrusted certificates.
+    Untrusted(ValidationError),
+}
+
 /// What to check and against what.
 #[derive(Debug, Clone, Default)]
 pub struct TrustPolicy {
@@ -71,6 +84,8 @@ pub struct TrustPolicy {
     allow_self_signed: bool,
     /// Treat an expired CRL as an error instead of using it anyway.
     strict_crl_expiry: bool,
+    /// `FailOnUntrustedCert = false`.
+    tolerate_untrusted: bool,
 }
 
 impl TrustPolicy {
@@ -117,6 +132,50 @@ impl TrustPolicy {
     pub fn allow_self_signed(mut self, allow: bool) -> Self {
         self.allow_self_signed = allow;
         self
+    }
+
+    /// Whether [`TrustPolicy::check`] fails on an untrusted certificate (default) or reports
+    /// [`TrustStatus::Untrusted`] (the seed's `FailOnUntrustedCert=false`).
+    pub fn fail_on_untrusted(mut self, fail: bool) -> Self {
+        self.tolerate_untrusted = !fail;
+        self
+    }
+
+    /// Checks a certificate as the seed's `ValidateCert` does: always the validity period;
+    /// chain and revocation only when trusted certificates are configured.
+    pub fn check(
+        &self,
+        cert: &Certificate,
+        intermediates: &[Certificate],
+        now: SystemTime,
+    ) -> Result<TrustStatus, ValidationError> {
+        if self.trusted.is_empty() && !self.allow_self_signed {
+            let t = unix(now);
+            if t > unix(cert.not_after()) {
+                return Err(ValidationError::Expired {
+                    subject: cert.subject().to_string(),
+                    not_after: unix(cert.not_after()),
+                });
+            }
+            if t < unix(cert.not_before()) {
+                return Err(ValidationError::NotYetValid {
+                    subject: cert.subject().to_string(),
+                    not_before: unix(cert.not_before()),
+                });
+            }
+            return Ok(TrustStatus::NotChecked);
+        }
+        match self.validate(cert, intermediates, now) {
+            Ok(()) => Ok(TrustStatus::Trusted),
+            Err(e) if self.tolerate_untrusted => {
+                tracing::warn!(
+                    subject = cert.subject(),
+                    "untrusted certificate accepted by policy: {e}"
+                );
+                Ok(TrustStatus::Untrusted(e))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Reject certificates when a CRL's nextUpdate has passed (default: use the stale CRL).

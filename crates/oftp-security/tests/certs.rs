@@ -106,20 +106,48 @@ fn pem_der_pkcs1_pkcs8_load_and_expose_fields() {
     assert!(PrivateKey::load(&pkcs8_der).unwrap().matches_certificate(c));
     Identity::from_files(&der, &pkcs1_der).unwrap();
 
-    // Encrypted PEM keys give an actionable error.
-    let enc = pki.path("enc.pem");
-    openssl(&[
-        "pkey",
-        "-in",
-        p(&leaf.key),
-        "-aes256",
-        "-passout",
-        "pass:x",
-        "-out",
-        p(&enc),
-    ]);
-    let e = PrivateKey::load(&enc).unwrap_err();
-    assert!(e.to_string().contains("PKCS#12"), "{e}");
+    // Encrypted PEM keys (PBES2/AES-256 and 3DES) need the password; errors say so.
+    for cipher in ["-aes256", "-des3"] {
+        let enc = pki.path("enc.pem");
+        openssl(&[
+            "pkey",
+            "-in",
+            p(&leaf.key),
+            cipher,
+            "-passout",
+            "pass:k3y pw",
+            "-out",
+            p(&enc),
+        ]);
+        let e = PrivateKey::load(&enc).unwrap_err();
+        assert!(e.to_string().contains("password"), "{e}");
+        let k = PrivateKey::load_with_password(&enc, &Secret::new("k3y pw")).unwrap();
+        assert!(k.matches_certificate(c));
+        let e = PrivateKey::load_with_password(&enc, &Secret::new("nope")).unwrap_err();
+        assert!(e.to_string().contains("wrong password"), "{e}");
+        Identity::from_files_with_password(&leaf.cert, &enc, &Secret::new("k3y pw")).unwrap();
+        // DER-encoded encrypted PKCS#8.
+        let enc_der = pki.path("enc.der");
+        openssl(&[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            p(&leaf.key),
+            "-outform",
+            "DER",
+            "-passout",
+            "pass:k3y pw",
+            "-out",
+            p(&enc_der),
+        ]);
+        assert!(
+            PrivateKey::load_with_password(&enc_der, &Secret::new("k3y pw"))
+                .unwrap()
+                .matches_certificate(c)
+        );
+    }
+    // An unencrypted key loads with load_with_password too (password ignored).
+    PrivateKey::load_with_password(&leaf.key, &Secret::new("unused")).unwrap();
 }
 
 #[test]
@@ -270,6 +298,26 @@ fn validation_expiry_chain_self_signed_and_crl() {
         .trust([ss_c.clone()])
         .validate(&ss_c, &[], now)
         .unwrap();
+
+    // check(): the seed's ValidateCert / FailOnUntrustedCert semantics.
+    use oftp_security::TrustStatus;
+    assert_eq!(
+        TrustPolicy::new().check(&stranger, &[], now),
+        Ok(TrustStatus::NotChecked)
+    );
+    assert!(matches!(
+        TrustPolicy::new().check(&exp_c, &[], now),
+        Err(ValidationError::Expired { .. })
+    ));
+    assert_eq!(policy.check(&good_c, &[], now), Ok(TrustStatus::Trusted));
+    assert!(policy.check(&stranger, &[], now).is_err());
+    assert!(matches!(
+        policy
+            .clone()
+            .fail_on_untrusted(false)
+            .check(&stranger, &[], now),
+        Ok(TrustStatus::Untrusted(_))
+    ));
 
     // Errors map to the signature reason codes when used for a received file.
     let e = Error::from(ValidationError::Revoked("x".into()));

@@ -243,7 +243,10 @@ pub struct ReceiveOptions<'a> {
 }
 
 impl<'a> ReceiveOptions<'a> {
-    /// Layers are detected from the data.
+    /// Layers are detected from the data. Detection is for inspection tools: a file whose
+    /// layers were stripped or damaged (e.g. a corrupted IV hides the inner layers) is then
+    /// delivered as plain data. For OFTP transfers call [`ReceiveOptions::expect`] with the
+    /// SFID flags, and accept the file only if [`ReceiveReport::signer`] is what you require.
     pub fn new() -> Self {
         ReceiveOptions::default()
     }

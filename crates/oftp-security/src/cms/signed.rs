@@ -370,17 +370,11 @@ impl<R: Read> SignedDataReader<R> {
         let sig_oid = sig_alg.children(L).need("signature algorithm")?;
         let signature = c.need("signature")?.octets(L)?;
 
-        let (cert, from_message) = match partner {
-            Some(p) => {
-                if !p.matches_identifier(&sid) {
-                    return Err(Error::InvalidSignature(format!(
-                        "the file is not signed by the partner certificate {} (serial {})",
-                        p.subject(),
-                        p.serial_number()
-                    )));
-                }
-                (p.clone(), false)
-            }
+        let (cert, from_message, sid_matches) = match partner {
+            // The signer identifier is only a hint: a partner whose certificate was re-issued
+            // with the same key, or who identifies by a key identifier our copy of the
+            // certificate lacks, still produces a signature that verifies under the key.
+            Some(p) => (p.clone(), false, p.matches_identifier(&sid)),
             None => {
                 let cert = self
                     .certificates
@@ -393,7 +387,7 @@ impl<R: Read> SignedDataReader<R> {
                                 .into(),
                         )
                     })?;
-                (cert.clone(), true)
+                (cert.clone(), true, true)
             }
         };
         let sig_hash = match sig_oid.content {
@@ -443,11 +437,22 @@ impl<R: Read> SignedDataReader<R> {
             None => key.verify_digest(digest, &signature),
         }
         .map_err(|_| {
-            Error::InvalidSignature(format!(
-                "signature by {} does not match the content",
-                cert.subject()
-            ))
+            Error::InvalidSignature(if sid_matches {
+                format!("signature by {} does not match the content", cert.subject())
+            } else {
+                format!(
+                    "the file is not signed by the partner certificate {} (serial {})",
+                    cert.subject(),
+                    cert.serial_number()
+                )
+            })
         })?;
+        if !sid_matches {
+            tracing::debug!(
+                partner = cert.subject(),
+                "signature verified with the partner key although the signer identifier differs"
+            );
+        }
         Ok(VerifiedSigner {
             certificate: cert,
             hash,
