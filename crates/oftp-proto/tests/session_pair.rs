@@ -1305,3 +1305,40 @@ fn audit_trail_reports_commands_without_secrets() {
         Event::CommandReceived { name: "SSRM", .. }
     )));
 }
+
+#[test]
+fn ready_for_data_is_reported_when_credit_returns() {
+    let l5 = ProtocolLevel::V2_0;
+    let mut i = raw_initiator(peer_ssid(2, SessionMode::Both, 128));
+    i.send_file(sfid("F", FileFormat::Unstructured, 0)).unwrap();
+    i.poll_transmit().unwrap();
+    i.handle_input(
+        &frame(&Command::Sfpa(Sfpa { answer_count: 0 }), l5),
+        Instant::now(),
+    );
+    while i.poll_event().is_some() {}
+    // Writes while credit lasts report nothing.
+    i.write_data(&pseudo_random(100, 1), false).unwrap();
+    assert!(i.can_accept_data());
+    i.write_data(&pseudo_random(400, 2), false).unwrap();
+    assert!(!i.can_accept_data(), "credit spent and a buffer waits");
+    let events: Vec<Event> = std::iter::from_fn(|| i.poll_event()).collect();
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::ReadyForData)),
+        "{events:?}"
+    );
+    i.poll_transmit().unwrap();
+    // CDT: the waiting buffers go out; once none wait, writing may go on.
+    let mut rounds = 0;
+    while !i.can_accept_data() {
+        rounds += 1;
+        assert!(rounds < 10);
+        i.handle_input(&frame(&Command::Cdt(Cdt), l5), Instant::now());
+        i.poll_transmit().unwrap();
+    }
+    let events: Vec<Event> = std::iter::from_fn(|| i.poll_event()).collect();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::ReadyForData)),
+        "{events:?}"
+    );
+}

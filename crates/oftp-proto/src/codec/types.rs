@@ -506,6 +506,21 @@ impl Password {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Compares with another password without stopping at the first
+    /// difference (for checking a partner's SSIDPSWD). Trailing spaces are
+    /// padding and do not count.
+    pub fn matches(&self, other: &Password) -> bool {
+        let a = self.0.trim_end_matches(' ').as_bytes();
+        let b = other.0.trim_end_matches(' ').as_bytes();
+        let mut diff = a.len() ^ b.len();
+        for i in 0..a.len().max(b.len()) {
+            let x = a.get(i).copied().unwrap_or(0);
+            let y = b.get(i).copied().unwrap_or(0);
+            diff |= (x ^ y) as usize;
+        }
+        diff == 0
+    }
 }
 
 impl fmt::Debug for Password {
@@ -542,6 +557,17 @@ mod tests {
     fn password_debug_is_redacted() {
         let p = Password::new("SECRET");
         assert!(!format!("{p:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn password_matching() {
+        let p = Password::new("Secret");
+        assert!(p.matches(&Password::new("Secret")));
+        assert!(p.matches(&Password::new("Secret  ")));
+        assert!(!p.matches(&Password::new("SECRET")));
+        assert!(!p.matches(&Password::new("Secre")));
+        assert!(!p.matches(&Password::new("Secrets")));
+        assert!(!p.matches(&Password::new("")));
     }
 
     #[test]

@@ -643,7 +643,7 @@ impl Session {
             return State::Closed;
         }
         if let Some(pw) = &cfg.expected_peer_password
-            && !constant_time_eq(pw.expose().as_bytes(), peer.password.expose().as_bytes())
+            && !pw.matches(&peer.password)
         {
             self.abort(
                 EsidReason::INVALID_PASSWORD,
