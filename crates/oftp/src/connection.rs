@@ -478,6 +478,19 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             if self.act().await {
                 continue;
             }
+            if self.graceful_seen
+                && self.negotiated.is_some()
+                && self.incoming.is_none()
+                && self.outgoing.is_none()
+                && self.awaiting_rtr.is_none()
+                && !self.session.is_speaker()
+            {
+                // Shutting down: the transfer in progress has finished; end before the next.
+                let _ = self
+                    .session
+                    .end_session(EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down");
+                continue;
+            }
             self.wait().await;
         }
         let _ = self.flush().await;
@@ -858,8 +871,37 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         )
         .await;
         self.negotiated = Some(negotiated);
+        self.queue_pending_end_responses().await;
         if let Some(info) = self.info.clone() {
             self.handler.session_started(&info).await;
+        }
+    }
+
+    /// End responses of earlier sessions that never went out (the connection broke first).
+    async fn queue_pending_end_responses(&mut self) {
+        let Some(p) = &self.params else {
+            return;
+        };
+        let (partner_sfid, local_sfid) = (p.partner_sfid.clone(), p.local_sfid.clone());
+        let pending = self
+            .shared
+            .journal
+            .call(move |j| j.pending_end_responses(&partner_sfid))
+            .await;
+        match pending {
+            Ok(entries) => {
+                for e in entries {
+                    self.queue.push_front(Work::EndResponse(EndResponse {
+                        virtual_file_name: e.key.dsn,
+                        stamp: e.key.stamp,
+                        destination: e.key.originator,
+                        originator: local_sfid.clone(),
+                        user_data: e.user_data,
+                        negative: None,
+                    }));
+                }
+            }
+            Err(e) => self.error(format!("journal: {e}")).await,
         }
     }
 
@@ -1010,15 +1052,16 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                         return;
                     }
                 };
-                let (k, pp, fp) = (
+                let (k, pp, fp, ud) = (
                     key.clone(),
                     partial.partial_path().to_owned(),
                     target.clone(),
+                    offer.user_data.clone(),
                 );
                 match self
                     .shared
                     .journal
-                    .call(move |j| j.begin_receive(&k, &pp, &fp))
+                    .call(move |j| j.begin_receive(&k, &pp, &fp, &ud))
                     .await
                 {
                     Ok(id) => (partial, id, Checkpoint::default()),
@@ -1258,7 +1301,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Some(info) => self.handler.end_transfer(info, &transfer, &result).await,
             None => EndResponseTiming::Now,
         };
-        if timing == EndResponseTiming::Now {
+        if timing == EndResponseTiming::Later {
+            let k = key.clone();
+            if let Err(e) = self
+                .shared
+                .journal
+                .call(move |j| j.defer_end_response(&k))
+                .await
+            {
+                self.error(format!("journal: {e}")).await;
+            }
+        } else {
             let local_sfid = self
                 .params
                 .as_ref()
@@ -1513,6 +1566,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     job,
                     from_outbox,
                 } => self.start_sending(file, job, from_outbox).await,
+            }
+            // Nothing went out (the file could not be read, ...): the turn is still ours and
+            // the session will not announce it again.
+            if self.outgoing.is_none() && self.awaiting_rtr.is_none() && !self.session.is_closed() {
+                self.ready = Some((may_end, may_cd));
             }
             return true;
         }

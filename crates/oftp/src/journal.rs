@@ -121,6 +121,8 @@ pub struct ReceivedEntry {
     pub checkpoint: Checkpoint,
     /// Whether the EERP/NERP for it went out.
     pub end_response_sent: bool,
+    /// SFIDUSER of the file (repeated in the EERP).
+    pub user_data: String,
 }
 
 /// State of a sent file.
@@ -228,6 +230,8 @@ CREATE TABLE IF NOT EXISTS received (
     records INTEGER NOT NULL DEFAULT 0,
     units INTEGER NOT NULL DEFAULT 0,
     end_response_sent INTEGER NOT NULL DEFAULT 0,
+    end_response_deferred INTEGER NOT NULL DEFAULT 0,
+    user_data TEXT NOT NULL DEFAULT '',
     updated_at TEXT NOT NULL,
     UNIQUE (originator, dsn, stamp)
 );
@@ -359,7 +363,7 @@ impl Journal {
         let row = conn
             .query_row(
                 "SELECT id, state, partial_path, final_path, position, file_offset, records, units,
-                        end_response_sent
+                        end_response_sent, user_data
                  FROM received WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
                 params![key.originator, key.dsn, key.stamp.to_string()],
                 |r| {
@@ -370,12 +374,13 @@ impl Journal {
                         r.get::<_, String>(3)?,
                         [r.get::<_, i64>(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
                         r.get::<_, bool>(8)?,
+                        r.get::<_, String>(9)?,
                     ))
                 },
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some((id, state, partial, fin, nums, eerp)) = row else {
+        let Some((id, state, partial, fin, nums, eerp, user_data)) = row else {
             return Ok(None);
         };
         let state = match state.as_str() {
@@ -397,6 +402,7 @@ impl Journal {
                 units: n(3)?,
             },
             end_response_sent: eerp,
+            user_data,
         }))
     }
 
@@ -407,22 +413,26 @@ impl Journal {
         key: &FileKey,
         partial_path: &Path,
         final_path: &Path,
+        user_data: &str,
     ) -> Result<i64, JournalError> {
         let conn = self.lock();
         conn.execute(
-            "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path, updated_at)
-             VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6)
+            "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path,
+                                   updated_at, user_data)
+             VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6, ?7)
              ON CONFLICT (originator, dsn, stamp) DO UPDATE SET
                 state = 'receiving', partial_path = excluded.partial_path,
                 final_path = excluded.final_path, position = 0, file_offset = 0, records = 0,
-                units = 0, end_response_sent = 0, updated_at = excluded.updated_at",
+                units = 0, end_response_sent = 0, end_response_deferred = 0,
+                updated_at = excluded.updated_at, user_data = excluded.user_data",
             params![
                 key.originator,
                 key.dsn,
                 key.stamp.to_string(),
                 partial_path.to_string_lossy(),
                 final_path.to_string_lossy(),
-                now_text()
+                now_text(),
+                user_data.trim_end()
             ],
         )
         .map_err(|e| self.err(e))?;
@@ -490,20 +500,41 @@ impl Journal {
         Ok(())
     }
 
-    /// Completed receptions whose EERP/NERP has not gone out yet (sent at the next session).
-    pub fn pending_end_responses(&self) -> Result<Vec<ReceivedEntry>, JournalError> {
+    /// Notes that the application will send the EERP/NERP itself, so it is not sent
+    /// automatically at the next session.
+    pub fn defer_end_response(&self, key: &FileKey) -> Result<(), JournalError> {
+        self.lock()
+            .execute(
+                "UPDATE received SET end_response_deferred = 1, updated_at = ?4
+                 WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                params![key.originator, key.dsn, key.stamp.to_string(), now_text()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Completed receptions from `originator` whose EERP has not gone out yet and was not left
+    /// to the application: a broken connection must not lose an end-to-end response, so they
+    /// are sent at the next session with that partner.
+    pub fn pending_end_responses(
+        &self,
+        originator: &str,
+    ) -> Result<Vec<ReceivedEntry>, JournalError> {
         let keys: Vec<(String, String, String)> = {
             let conn = self.lock();
             let mut stmt = conn
                 .prepare(
                     "SELECT originator, dsn, stamp FROM received
-                     WHERE state = 'complete' AND end_response_sent = 0 ORDER BY id",
+                     WHERE state = 'complete' AND end_response_sent = 0
+                       AND end_response_deferred = 0 AND originator = ?1 ORDER BY id",
                 )
                 .map_err(|e| self.err(e))?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(|e| self.err(e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.err(e))?
+            stmt.query_map(params![originator.trim_end()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?
         };
         let mut out = Vec::with_capacity(keys.len());
         for (o, d, s) in keys {
@@ -713,7 +744,7 @@ mod tests {
         let k = key("INVOICE", 1);
         assert!(j.received(&k).unwrap().is_none());
         let id = j
-            .begin_receive(&k, Path::new("/in/.p"), Path::new("/in/INVOICE"))
+            .begin_receive(&k, Path::new("/in/.p"), Path::new("/in/INVOICE"), "U1")
             .unwrap();
         let cp = Checkpoint {
             position: 3,
@@ -730,6 +761,7 @@ mod tests {
         assert_eq!(e.state, ReceiveState::Receiving);
         assert_eq!(e.checkpoint, cp);
         assert_eq!(e.key.originator, "ORIG");
+        assert_eq!(e.user_data, "U1");
 
         j.complete_receive(id, Path::new("/in/INVOICE")).unwrap();
         assert_eq!(
@@ -741,9 +773,12 @@ mod tests {
         j.drop_receive(id).unwrap();
         let e = j.received(&k).unwrap().unwrap();
         assert_eq!(e.checkpoint, cp);
-        assert_eq!(j.pending_end_responses().unwrap().len(), 1);
+        assert_eq!(j.pending_end_responses("ORIG").unwrap().len(), 1);
+        assert!(j.pending_end_responses("OTHER").unwrap().is_empty());
+        j.defer_end_response(&k).unwrap();
+        assert!(j.pending_end_responses("ORIG").unwrap().is_empty());
         j.mark_end_response_sent(&k).unwrap();
-        assert!(j.pending_end_responses().unwrap().is_empty());
+        assert!(j.pending_end_responses("ORIG").unwrap().is_empty());
 
         // Another counter is another file.
         assert!(j.received(&key("INVOICE", 2)).unwrap().is_none());
@@ -753,7 +788,9 @@ mod tests {
     fn begin_receive_again_resets_progress() {
         let j = Journal::in_memory().unwrap();
         let k = key("F", 0);
-        let id = j.begin_receive(&k, Path::new("a"), Path::new("b")).unwrap();
+        let id = j
+            .begin_receive(&k, Path::new("a"), Path::new("b"), "")
+            .unwrap();
         j.checkpoint_receive(
             id,
             Checkpoint {
@@ -762,7 +799,9 @@ mod tests {
             },
         )
         .unwrap();
-        let id2 = j.begin_receive(&k, Path::new("c"), Path::new("b")).unwrap();
+        let id2 = j
+            .begin_receive(&k, Path::new("c"), Path::new("b"), "")
+            .unwrap();
         assert_eq!(id, id2);
         let e = j.received(&k).unwrap().unwrap();
         assert_eq!(e.checkpoint.position, 0);
@@ -837,7 +876,7 @@ mod tests {
         let j = Journal::in_memory().unwrap();
         let k = key("Z", 0);
         let k2 = k.clone();
-        j.call(move |j| j.begin_receive(&k2, Path::new("p"), Path::new("f")))
+        j.call(move |j| j.begin_receive(&k2, Path::new("p"), Path::new("f"), ""))
             .await
             .unwrap();
         assert!(j.received(&k).unwrap().is_some());

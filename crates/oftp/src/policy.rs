@@ -333,6 +333,7 @@ mod tests {
             final_path: PathBuf::from("/in/first-name"),
             checkpoint: Checkpoint::default(),
             end_response_sent: true,
+            user_data: String::new(),
         };
         let dup = file_decision(
             "O0013MEFILES",

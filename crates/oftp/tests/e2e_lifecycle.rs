@@ -1,0 +1,285 @@
+//! End to end: graceful shutdown during a transfer, pending EERPs across sessions, a lying
+//! EFID (DeleteOnError), unreadable files in a job list, the PITrail/Transfer events.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use oftp::config::SessionLimits;
+use oftp::handler::{Direction, LogEvent, Origin, PiTrail, SessionInfo, TransferInfo};
+use oftp::journal::{FileKey, SendState};
+use oftp::oftp_proto::codec::{
+    CipherSuite, EfnaReason, FileCompression, FileEnvelope, FileFormat, Password, SecurityLevel,
+    Sfid, VirtualFileTime,
+};
+use oftp::oftp_proto::session::{Event, InitiatorConfig, Session};
+use oftp::{ConnectionId, FileOutcome, Handler, OutgoingFile};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+struct Started(mpsc::UnboundedSender<()>);
+
+impl Handler for Started {
+    async fn start_transfer(&self, _s: &SessionInfo, t: &TransferInfo) {
+        if t.direction == Direction::Incoming {
+            let _ = self.0.send(());
+        }
+    }
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_the_transfer_finish_and_keeps_the_eerp_for_later() {
+    init_tracing();
+    let (tx, mut started) = mpsc::unbounded_channel();
+    let server = start_server_with(Started(tx), |c| {
+        c.settings.shutdown_grace = Duration::from_secs(20);
+    })
+    .await;
+    let data_dir = server.dir.path().to_owned();
+    let inbox = server.inbox();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("slow.bin");
+    let data = content(3_000_000, 11);
+    std::fs::write(&f, &data).unwrap();
+    let slow = SessionLimits {
+        buffer_size: 1024,
+        credit: 1,
+        ..SessionLimits::default()
+    };
+    let c = client(dir.path(), slow);
+    let addr = server.addr();
+    let run = tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&f)]).await });
+    started.recv().await.unwrap();
+    let t0 = Instant::now();
+    server.running.shutdown().await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "did not need the full grace period"
+    );
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        report.files[0].1,
+        FileOutcome::AwaitingEndResponse,
+        "{report:?}"
+    );
+    assert_eq!(
+        report.ended.reason.map(|r| r.0),
+        Some(5),
+        "{:?}",
+        report.ended
+    );
+    assert_eq!(std::fs::read(inbox.join("SLOW.BIN")).unwrap(), data);
+    let key = FileKey::new(CLIENT_SSID, "SLOW.BIN", report.files[0].0.stamp.unwrap());
+
+    // The EERP was not sent; the journal keeps it for the next session with this partner.
+    let journal = oftp::journal::Journal::open_in_dir(&data_dir).unwrap();
+    assert_eq!(journal.pending_end_responses(CLIENT_SSID).unwrap().len(), 1);
+    drop(journal);
+
+    // Next session (same data directory): the server sends it without being asked.
+    let dir_cfg = data_dir.clone();
+    let running = oftp::Server::new(server_config(&dir_cfg))
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let c = client(dir.path(), SessionLimits::default());
+    let report = c
+        .run(&running.local_addr().unwrap().to_string(), vec![])
+        .await
+        .unwrap();
+    assert!(report.files.is_empty());
+    // The client's journal now has the send settled.
+    assert_eq!(
+        c.journal().sent_by_key(&key).unwrap().unwrap().state,
+        SendState::Delivered
+    );
+    let delivered = running
+        .journal()
+        .end_response_count(oftp::journal::Direction::Sent)
+        .unwrap();
+    assert_eq!(delivered, 1);
+    assert!(
+        running
+            .journal()
+            .pending_end_responses(CLIENT_SSID)
+            .unwrap()
+            .is_empty()
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_file_does_not_stop_the_others() {
+    init_tracing();
+    let server = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.txt");
+    std::fs::write(&good, b"good").unwrap();
+    let c = client(dir.path(), SessionLimits::default());
+    let report = c
+        .run(
+            &server.addr(),
+            vec![
+                OutgoingFile::new(dir.path().join("missing.txt")),
+                OutgoingFile::new(&good),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&report.files[0].1, FileOutcome::NotSent { reason } if reason.contains("missing.txt"))
+    );
+    assert_eq!(report.files[1].1, FileOutcome::Delivered);
+    let key = FileKey::new(CLIENT_SSID, "GOOD.TXT", report.files[1].0.stamp.unwrap());
+    assert_eq!(
+        c.journal().sent_by_key(&key).unwrap().unwrap().state,
+        SendState::Delivered
+    );
+    server.running.shutdown().await;
+}
+
+/// A hand-driven initiator that lies in its EFID: the server must refuse the file (EFNA) and,
+/// with DeleteOnError, leave nothing behind.
+#[tokio::test]
+async fn wrong_efid_counts_are_refused_and_the_data_deleted() {
+    init_tracing();
+    let server = start_server().await;
+    let mut tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let mut cfg = InitiatorConfig::new(CLIENT_SSID, Password::new(CLIENT_PW));
+    cfg.capabilities.buffer_size = 1024;
+    let mut s = Session::initiator(cfg, std::time::Instant::now()).unwrap();
+    let mut buf = vec![0u8; 8192];
+    let mut refused = None;
+    let mut sent_file = false;
+    for _ in 0..200 {
+        while let Some(out) = s.poll_transmit() {
+            tcp.write_all(&out).await.unwrap();
+        }
+        let mut progressed = false;
+        while let Some(ev) = s.poll_event() {
+            progressed = true;
+            match ev {
+                Event::ReadyToSend { .. } if !sent_file => {
+                    sent_file = true;
+                    s.send_file(Sfid {
+                        dsn: "LIAR".into(),
+                        date_time: VirtualFileTime::new(2026, 1, 1, 0, 0, 0, 1).unwrap(),
+                        user_data: String::new(),
+                        destination: SERVER_SSID.into(),
+                        originator: CLIENT_SSID.into(),
+                        format: FileFormat::Unstructured,
+                        max_record_len: 0,
+                        file_size: 1,
+                        original_file_size: 1,
+                        restart_position: 0,
+                        security: SecurityLevel::NONE,
+                        cipher_suite: CipherSuite::NONE,
+                        compression: FileCompression::NONE,
+                        envelope: FileEnvelope::NONE,
+                        signed_eerp: false,
+                        description: String::new(),
+                    })
+                    .unwrap();
+                }
+                Event::FileAccepted { .. } => {
+                    s.write_data(&[7u8; 100], false).unwrap();
+                    s.finish_file(0, 999).unwrap();
+                }
+                Event::FileRefused { reason, .. } => {
+                    refused = Some(reason);
+                    let _ = s.end_session(
+                        oftp::oftp_proto::codec::EsidReason::UNSPECIFIED,
+                        "test done",
+                    );
+                }
+                _ => {}
+            }
+        }
+        if s.is_closed() {
+            break;
+        }
+        if progressed {
+            continue;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("server answered")
+            .unwrap();
+        if n == 0 {
+            s.handle_transport_closed(std::time::Instant::now());
+        } else {
+            s.handle_input(&buf[..n], std::time::Instant::now());
+        }
+    }
+    assert_eq!(refused, Some(EfnaReason::INVALID_BYTE_COUNT));
+    while let Some(out) = s.poll_transmit() {
+        let _ = tcp.write_all(&out).await;
+    }
+    drop(tcp);
+    let inbox = server.inbox();
+    server.running.shutdown().await;
+    assert!(visible_files(&inbox).is_empty());
+    assert!(
+        partial_files(&inbox).is_empty(),
+        "DeleteOnError removed the data"
+    );
+}
+
+#[derive(Default)]
+struct Counters {
+    trail: AtomicU64,
+    ssid_from_peer: AtomicU64,
+    progress: AtomicU64,
+    logs: AtomicU64,
+}
+
+struct Count(Arc<Counters>);
+
+impl Handler for Count {
+    async fn pi_trail(&self, _id: ConnectionId, t: &PiTrail) {
+        self.0.trail.fetch_add(1, Ordering::SeqCst);
+        if t.origin == Origin::Peer && t.command_id == b'X' {
+            assert!(t.description.starts_with("SSID"));
+            assert!(
+                !t.description.contains(CLIENT_PW),
+                "no password in the trail"
+            );
+            self.0.ssid_from_peer.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    async fn transfer(&self, _s: &SessionInfo, _t: &TransferInfo, bytes: u64) {
+        self.0.progress.store(bytes, Ordering::SeqCst);
+    }
+
+    async fn log(&self, _id: ConnectionId, _e: &LogEvent) {
+        self.0.logs.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn pitrail_progress_and_log_events_fire() {
+    init_tracing();
+    let counters = Arc::new(Counters::default());
+    let server = start_server_with(Count(counters.clone()), |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.bin");
+    std::fs::write(&f, content(600_000, 4)).unwrap();
+    let report = client(dir.path(), SessionLimits::default())
+        .run(&server.addr(), vec![OutgoingFile::new(&f)])
+        .await
+        .unwrap();
+    assert!(report.all_delivered());
+    server.running.shutdown().await;
+    assert_eq!(counters.ssid_from_peer.load(Ordering::SeqCst), 1);
+    // SSRM, SSID x2, SFID, SFPA, CDTs, EFID, EFPA, CD, EERP, RTR, CD, ESID at least.
+    assert!(counters.trail.load(Ordering::SeqCst) >= 12);
+    let p = counters.progress.load(Ordering::SeqCst);
+    assert!((256 * 1024..=600_000).contains(&p), "progress {p}");
+    assert!(counters.logs.load(Ordering::SeqCst) >= 3);
+}
