@@ -902,7 +902,9 @@ fn decode_eerp(buf: &[u8], v2: bool) -> Result<Eerp, DecodeError> {
     let user_data = r.alnum(8, "EERPUSER")?;
     let destination = r.alnum(25, "EERPDEST")?;
     let originator = r.alnum(25, "EERPORIG")?;
-    let (hash, signature) = if v2 {
+    // An unsigned 2.0 EERP that stops after EERPORIG (no length fields) is
+    // taken as having no hash and no signature.
+    let (hash, signature) = if v2 && r.remaining() > 0 {
         let n = r.u16_be()?;
         let hash = r.take(n)?.to_vec();
         let n = r.u16_be()?;
@@ -963,10 +965,15 @@ fn decode_nerp(buf: &[u8]) -> Result<Nerp, DecodeError> {
     let reason = NerpReason(r.num(2, "NERPREAS")? as u8);
     let n = r.num(3, "NERPREASL")? as usize;
     let text = r.text(n, "NERPREAST", false)?;
-    let n = r.u16_be()?;
-    let hash = r.take(n)?.to_vec();
-    let n = r.u16_be()?;
-    let signature = r.take(n)?.to_vec();
+    // As for EERP: missing hash and signature length fields mean unsigned.
+    let (hash, signature) = if r.remaining() > 0 {
+        let n = r.u16_be()?;
+        let hash = r.take(n)?.to_vec();
+        let n = r.u16_be()?;
+        (hash, r.take(n)?.to_vec())
+    } else {
+        (Vec::new(), Vec::new())
+    };
     r.finish()?;
     Ok(Nerp {
         dsn,

@@ -480,6 +480,19 @@ fn lenient_decoding_of_partner_quirks() {
     sfid.dsn = "odette_certificate_deliver".into();
     let wire = Command::Sfid(sfid).to_bytes(L5).unwrap();
     assert!(wire.starts_with(b"HODETTE_CERTIFICATE_DELIVER"));
+    // An unsigned 2.0 EERP without the hash/signature length fields.
+    let full = Command::Eerp(Eerp {
+        dsn: "A".into(),
+        date_time: time(2024, 1, 1, 0, 0, 0, 1),
+        user_data: String::new(),
+        destination: "B".into(),
+        originator: "C".into(),
+        hash: vec![],
+        signature: vec![],
+    });
+    let wire = full.to_bytes(L5).unwrap();
+    assert_eq!(wire.len(), 110);
+    assert_eq!(Command::decode(&wire[..106], L5).unwrap(), full);
     // Reserved fields with content are ignored.
     let mut wire = Command::Sfid(sfid_plain()).to_bytes(L5).unwrap();
     wire[27..30].copy_from_slice(b"XYZ");

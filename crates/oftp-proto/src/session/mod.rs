@@ -45,8 +45,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::codec::{
-    Auch, Aurp, Cd, Cdt, Command, Efid, Efna, EfnaReason, Efpa, Esid, EsidReason, ProtocolLevel,
-    Rtr, Secd, Sfid, Sfna, SfnaReason, Sfpa, Ssid, Ssrm,
+    Auch, Aurp, Cd, Cdt, Command, Efid, Efna, EfnaReason, Efpa, Esid, EsidReason, FileFormat,
+    ProtocolLevel, Rtr, Secd, Sfid, Sfna, SfnaReason, Sfpa, Ssid, Ssrm,
 };
 use crate::data::{RecordReader, RecordWriter};
 use crate::sth;
@@ -882,14 +882,22 @@ impl Session {
                 "restart was not agreed for this session; send from position 0".into(),
             ));
         }
-        let cmd = Command::Sfid(file);
+        // RFC 5024 5.3.3 SFIDLRECL: 0 for U and T; F and V need a length.
+        let lrecl_ok = match file.format {
+            FileFormat::Unstructured | FileFormat::Text => file.max_record_len == 0,
+            FileFormat::Fixed | FileFormat::Variable => file.max_record_len > 0,
+        };
+        if !lrecl_ok {
+            return Err(UsageError::NotAllowed(format!(
+                "maximum record length {} does not suit format {:?} (U/T need 0, F/V more than 0)",
+                file.max_record_len, file.format
+            )));
+        }
+        let cmd = Command::Sfid(file.clone());
         let bytes = cmd.to_bytes(self.level)?;
         self.queue(&cmd, bytes);
-        let Command::Sfid(sfid) = cmd else {
-            unreachable!("constructed above")
-        };
         self.state = State::AwaitSfpa {
-            sfid: Box::new(sfid),
+            sfid: Box::new(file),
         };
         self.arm_timer();
         Ok(())
