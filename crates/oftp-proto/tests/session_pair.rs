@@ -1342,3 +1342,70 @@ fn ready_for_data_is_reported_when_credit_returns() {
         "{events:?}"
     );
 }
+
+#[test]
+fn record_length_must_suit_the_format() {
+    let mut p = Pair::new(Capabilities::default(), Capabilities::default(), false);
+    for (format, lrecl) in [
+        (FileFormat::Unstructured, 80),
+        (FileFormat::Text, 1),
+        (FileFormat::Fixed, 0),
+        (FileFormat::Variable, 0),
+    ] {
+        assert!(
+            matches!(
+                p.i.send_file(sfid("X", format, lrecl)),
+                Err(UsageError::NotAllowed(_))
+            ),
+            "{format:?} {lrecl}"
+        );
+    }
+    assert!(p.i.poll_transmit().is_none());
+    assert!(p.i.send_file(sfid("X", FileFormat::Fixed, 80)).is_ok());
+}
+
+#[test]
+fn fixed_record_of_wrong_length_is_reported_to_the_receiver() {
+    let l5 = ProtocolLevel::V2_0;
+    let mut r = raw_responder(4);
+    r.handle_input(
+        &frame(&Command::Sfid(sfid("F", FileFormat::Fixed, 4)), l5),
+        Instant::now(),
+    );
+    r.accept_file(0).unwrap();
+    r.poll_transmit().unwrap();
+    // One good record of 4, then a short one of 2.
+    let payload = vec![0x84, b'a', b'b', b'c', b'd', 0x82, b'e', b'f'];
+    r.handle_input(&frame(&Command::Data(Data { payload }), l5), Instant::now());
+    r.handle_input(
+        &frame(
+            &Command::Efid(Efid {
+                record_count: 2,
+                unit_count: 6,
+            }),
+            l5,
+        ),
+        Instant::now(),
+    );
+    let ended = std::iter::from_fn(|| r.poll_event())
+        .find_map(|e| match e {
+            Event::FileEnded {
+                received_records,
+                record_length_violation,
+                ..
+            } => Some((received_records, record_length_violation)),
+            _ => None,
+        })
+        .expect("FileEnded");
+    assert_eq!(ended.0, 2);
+    assert!(matches!(
+        ended.1,
+        Some(oftp_proto::data::DataError::ShortFixedRecord { len: 2, lrecl: 4 })
+    ));
+    r.refuse_file(EfnaReason::RECORD_LENGTH_NOT_SUPPORTED, "short record")
+        .unwrap();
+    let cmds = commands(&r.poll_transmit().unwrap(), l5);
+    assert!(
+        matches!(&cmds[..], [Command::Efna(e)] if e.reason == EfnaReason::RECORD_LENGTH_NOT_SUPPORTED)
+    );
+}
