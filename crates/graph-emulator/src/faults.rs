@@ -42,6 +42,15 @@ pub struct FaultConfig {
     pub unavailable_retry_after_secs: Option<u64>,
     /// Close the connection without sending a response.
     pub drop_connection: Trigger,
+    /// `$value` only: send the status, headers (with the full `Content-Length`) and the first
+    /// half of the MIME bytes, then close the connection (a download cut short).
+    pub truncate_value: Trigger,
+    /// Delta only: answer a page with no items and a `nextLink` to the same position (Graph
+    /// documents that empty pages with a `nextLink` can occur).
+    pub delta_empty_page: Trigger,
+    /// Delta only: repeat the last item of the previous page at the start of a page (Graph
+    /// documents that an item can appear more than once in a round).
+    pub delta_duplicate: Trigger,
     /// Latency added to every Graph request on top of [`crate::EmulatorConfig::latency`].
     pub extra_latency: Duration,
     /// Endpoint kinds the triggers apply to; `None` = all Graph endpoints.
@@ -58,6 +67,9 @@ impl Default for FaultConfig {
             unavailable: Trigger::Never,
             unavailable_retry_after_secs: Some(1),
             drop_connection: Trigger::Never,
+            truncate_value: Trigger::Never,
+            delta_empty_page: Trigger::Never,
+            delta_duplicate: Trigger::Never,
             extra_latency: Duration::ZERO,
             only: None,
             seed: 42,
@@ -68,9 +80,22 @@ impl Default for FaultConfig {
 /// The decision for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Injected {
-    Throttle { retry_after: u64 },
-    Unavailable { retry_after: Option<u64> },
+    Throttle {
+        retry_after: u64,
+    },
+    Unavailable {
+        retry_after: Option<u64>,
+    },
     Drop,
+    /// `$value` cut after half of the body.
+    Truncate,
+}
+
+/// Delta page quirks decided for one page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DeltaQuirks {
+    pub(crate) empty_page: bool,
+    pub(crate) duplicate: bool,
 }
 
 #[derive(Debug)]
@@ -107,6 +132,9 @@ pub(crate) struct FaultState {
     throttle: TriggerState,
     unavailable: TriggerState,
     drop: TriggerState,
+    truncate: TriggerState,
+    empty_page: TriggerState,
+    duplicate: TriggerState,
 }
 
 impl FaultState {
@@ -117,6 +145,9 @@ impl FaultState {
             throttle: TriggerState::new(),
             unavailable: TriggerState::new(),
             drop: TriggerState::new(),
+            truncate: TriggerState::new(),
+            empty_page: TriggerState::new(),
+            duplicate: TriggerState::new(),
         }
     }
 
@@ -127,14 +158,17 @@ impl FaultState {
     /// Decides whether this request gets a fault. Drops win over 503 over 429, so that a
     /// configuration with several triggers still produces each kind.
     pub(crate) fn decide(&mut self, kind: EndpointKind) -> Option<Injected> {
-        if let Some(only) = &self.config.only
-            && !only.contains(&kind)
-        {
+        if !self.applies(kind) {
             return None;
         }
         let cfg = self.config.clone();
         if self.drop.fire(cfg.drop_connection, &mut self.rng) {
             return Some(Injected::Drop);
+        }
+        if kind == EndpointKind::MessageValue
+            && self.truncate.fire(cfg.truncate_value, &mut self.rng)
+        {
+            return Some(Injected::Truncate);
         }
         if self.unavailable.fire(cfg.unavailable, &mut self.rng) {
             return Some(Injected::Unavailable {
@@ -147,6 +181,27 @@ impl FaultState {
             });
         }
         None
+    }
+}
+
+impl FaultState {
+    fn applies(&self, kind: EndpointKind) -> bool {
+        self.config
+            .only
+            .as_ref()
+            .is_none_or(|only| only.contains(&kind))
+    }
+
+    /// Quirks for one delta page (only pages that follow another page can get a duplicate).
+    pub(crate) fn delta_quirks(&mut self, has_previous_page: bool) -> DeltaQuirks {
+        if !self.applies(EndpointKind::Delta) {
+            return DeltaQuirks::default();
+        }
+        let cfg = self.config.clone();
+        DeltaQuirks {
+            empty_page: self.empty_page.fire(cfg.delta_empty_page, &mut self.rng),
+            duplicate: has_previous_page && self.duplicate.fire(cfg.delta_duplicate, &mut self.rng),
+        }
     }
 }
 
@@ -208,6 +263,19 @@ impl FaultsHandle {
         self.update(|c| c.drop_connection = trigger);
     }
 
+    /// Sets the trigger for `$value` downloads cut after half of the body.
+    pub fn truncate_values(&self, trigger: Trigger) {
+        self.update(|c| c.truncate_value = trigger);
+    }
+
+    /// Sets the delta quirks: empty pages with a `nextLink`, and items repeated across pages.
+    pub fn delta_quirks(&self, empty_page: Trigger, duplicate: Trigger) {
+        self.update(|c| {
+            c.delta_empty_page = empty_page;
+            c.delta_duplicate = duplicate;
+        });
+    }
+
     /// Sets extra latency for Graph requests.
     pub fn latency(&self, extra: Duration) {
         self.update(|c| c.extra_latency = extra);
@@ -256,6 +324,23 @@ mod tests {
             hits,
             [Some(Injected::Drop), Some(Injected::Drop), None, None]
         );
+    }
+
+    #[test]
+    fn truncation_only_for_value_and_quirks_need_a_previous_page() {
+        let mut s = FaultState::new(FaultConfig {
+            truncate_value: Trigger::EveryNth(1),
+            delta_duplicate: Trigger::EveryNth(1),
+            ..FaultConfig::default()
+        });
+        assert_eq!(s.decide(EndpointKind::Messages), None);
+        assert_eq!(
+            s.decide(EndpointKind::MessageValue),
+            Some(Injected::Truncate)
+        );
+        assert!(!s.delta_quirks(false).duplicate);
+        assert!(s.delta_quirks(true).duplicate);
+        assert!(!s.delta_quirks(true).empty_page);
     }
 
     #[test]

@@ -358,6 +358,28 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
             shared.stats.bump(Counter::Dropped);
             return Outcome::Drop;
         }
+        Some(Injected::Truncate) => {
+            let ctx = Ctx {
+                shared,
+                r: &r,
+                mb: &mb,
+                link_prefix,
+                immutable: false,
+            };
+            let resp = match &res {
+                Resource::Value(id) => ctx.value(id),
+                _ => ctx.err(
+                    500,
+                    "ErrorInternalServerError",
+                    "truncation applies to $value only",
+                ),
+            };
+            if resp.status == 200 {
+                shared.stats.bump(Counter::Truncated);
+                return Outcome::Truncate(resp);
+            }
+            return Outcome::Respond(resp);
+        }
         Some(Injected::Throttle { retry_after }) => {
             shared.stats.bump(Counter::ThrottledInjected);
             return Outcome::Respond(
@@ -1049,8 +1071,26 @@ impl Ctx<'_> {
             s
         };
         let page_size = prefer_page.unwrap_or(session.page_size);
+        let quirks = lock(&self.shared.faults).delta_quirks(pos > 0);
+        if quirks.empty_page || quirks.duplicate {
+            self.shared.stats.bump(Counter::DeltaQuirk);
+        }
+        if quirks.empty_page {
+            // An empty page whose nextLink points at the same position.
+            let body = json!({
+                "@odata.context": format!("{}/$metadata#Collection(message)", self.shared.graph_url()),
+                "value": [],
+                "@odata.nextLink": format!("{base_link}?$skiptoken={session_id}_{pos}"),
+            });
+            return self.with_pref(ok_json(self.r, &body), prefer_page);
+        }
         let end = (pos + page_size).min(session.entries.len());
-        let slice = session.entries.get(pos..end).unwrap_or(&[]);
+        let start = if quirks.duplicate {
+            pos.saturating_sub(1)
+        } else {
+            pos
+        };
+        let slice = session.entries.get(start..end).unwrap_or(&[]);
         let values: Vec<Value> = {
             let d = lock(&self.mb.data);
             slice
@@ -1187,7 +1227,8 @@ async fn batch(shared: &Arc<Shared>, r: Req) -> Outcome {
         let parsed = parse_path(&sub.path);
         let resp = match single(shared, sub, parsed).await {
             Outcome::Respond(resp) => resp,
-            Outcome::Drop => return Outcome::Drop,
+            // A cut-off sub-response cuts off the whole batch response.
+            Outcome::Drop | Outcome::Truncate(_) => return Outcome::Drop,
         };
         let is_json = resp
             .content_type()

@@ -63,7 +63,8 @@
 //! In-flight Graph requests are counted per mailbox (including time spent in the configured
 //! latency); above [`EmulatorConfig::mailbox_concurrency_limit`] (default 4) the request gets
 //! 429. [`FaultsHandle`] injects 429/503/dropped connections (probability, every n-th, next n),
-//! extra latency, and expires all access tokens or all delta tokens at once. [`Stats`] reports
+//! `$value` downloads cut short, empty delta pages and repeated delta items, extra latency, and
+//! expires all access tokens or all delta tokens at once. [`Stats`] reports
 //! counts per [`EndpointKind`], 429s, 503s, drops, and the maximum concurrency seen.
 //!
 //! # Determinism

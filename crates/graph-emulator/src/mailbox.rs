@@ -170,21 +170,17 @@ impl MailboxData {
         match self.folders[idx].kind {
             FolderKind::Mail => self
                 .messages
-                .values()
-                .filter(|m| m.folder == idx)
-                .map(|m| self.key_of(m))
+                .iter()
+                .filter(|(_, m)| m.folder == idx)
+                .map(|(k, _)| *k)
                 .collect(),
             FolderKind::UnreadSearch => self
                 .messages
-                .values()
-                .filter(|m| !m.is_read)
-                .map(|m| self.key_of(m))
+                .iter()
+                .filter(|(_, m)| !m.is_read)
+                .map(|(k, _)| *k)
                 .collect(),
         }
-    }
-
-    fn key_of(&self, m: &Message) -> u64 {
-        self.by_id.get(&m.immutable_id).copied().unwrap_or(u64::MAX)
     }
 
     /// Keys of all messages in mail folders (what `/messages` lists).

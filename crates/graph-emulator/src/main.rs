@@ -55,6 +55,9 @@ struct Args {
     /// Probability (0..1) of a dropped connection on Graph requests.
     #[arg(long, default_value_t = 0.0)]
     drop_probability: f64,
+    /// Probability (0..1) that a `$value` download is cut after half of its bytes.
+    #[arg(long, default_value_t = 0.0)]
+    truncate_probability: f64,
     /// Retry-After seconds for injected 429 and 503 answers.
     #[arg(long, default_value_t = 1)]
     retry_after: u64,
@@ -113,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             unavailable: probability("unavailable-probability", args.unavailable_probability)?,
             unavailable_retry_after_secs: Some(args.retry_after),
             drop_connection: probability("drop-probability", args.drop_probability)?,
+            truncate_value: probability("truncate-probability", args.truncate_probability)?,
             ..FaultConfig::default()
         });
     config.apps = vec![

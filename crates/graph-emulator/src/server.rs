@@ -113,11 +113,50 @@ pub(crate) enum Outcome {
     Respond(Resp),
     /// Close the connection without answering.
     Drop,
+    /// Send the head and the first half of the body, then close the connection.
+    Truncate(Resp),
 }
+
+/// Body that yields its first part, then fails: hyper has already sent a `Content-Length` for
+/// the whole body (from the size hint), so the client sees a download cut short.
+#[derive(Debug)]
+pub(crate) struct TruncatedBody {
+    first: Option<Bytes>,
+    declared: u64,
+    /// Whether the body already answered `Pending` once after the data, which makes hyper flush
+    /// the head and the data to the socket before the error closes the connection.
+    paused: bool,
+}
+
+impl hyper::body::Body for TruncatedBody {
+    type Data = Bytes;
+    type Error = DropConnection;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, DropConnection>>> {
+        if let Some(b) = self.first.take() {
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b))));
+        }
+        if !self.paused {
+            self.paused = true;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(Some(Err(DropConnection)))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.declared)
+    }
+}
+
+type Body = http_body_util::Either<Full<Bytes>, TruncatedBody>;
 
 /// Error returned to hyper to make it close the connection without a response.
 #[derive(Debug)]
-struct DropConnection;
+pub(crate) struct DropConnection;
 
 impl std::fmt::Display for DropConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,8 +166,18 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
-fn to_hyper(r: Resp) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(r.body));
+fn to_hyper(r: Resp, truncate: bool) -> Response<Body> {
+    let body = if truncate {
+        let declared = r.body.len() as u64;
+        http_body_util::Either::Right(TruncatedBody {
+            first: Some(r.body.slice(..r.body.len() / 2)),
+            declared,
+            paused: false,
+        })
+    } else {
+        http_body_util::Either::Left(Full::new(r.body))
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() =
         StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (k, v) in r.headers {
@@ -145,7 +194,7 @@ fn to_hyper(r: Resp) -> Response<Full<Bytes>> {
 async fn service(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, DropConnection> {
+) -> Result<Response<Body>, DropConnection> {
     let (parts, body) = req.into_parts();
     // A client that disconnects mid-body leaves nothing to answer.
     let body = match body.collect().await {
@@ -161,7 +210,8 @@ async fn service(
     };
     tracing::debug!(method = %r.method, path = %r.path, "request");
     match route(&shared, r).await {
-        Outcome::Respond(resp) => Ok(to_hyper(resp)),
+        Outcome::Respond(resp) => Ok(to_hyper(resp, false)),
+        Outcome::Truncate(resp) => Ok(to_hyper(resp, true)),
         Outcome::Drop => Err(DropConnection),
     }
 }

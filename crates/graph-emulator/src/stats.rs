@@ -50,11 +50,16 @@ pub struct Stats {
     pub unavailable_injected: u64,
     /// Connections dropped by faults.
     pub dropped_connections: u64,
+    /// `$value` answers cut short by faults.
+    pub truncated_values: u64,
+    /// Empty delta pages and repeated delta items injected by faults.
+    pub delta_quirks: u64,
     /// 401 answers (missing, unknown or expired access token).
     pub unauthorized: u64,
     /// 410 answers to expired delta or skip tokens.
     pub delta_gone: u64,
-    /// Highest number of concurrent Graph requests seen for any one mailbox.
+    /// Highest number of concurrent Graph requests seen for any one mailbox, counting requests
+    /// that were then refused with 429 (so a client that exceeds the limit shows here).
     pub max_concurrency: usize,
     /// Highest number of concurrent Graph requests per mailbox (by user principal name).
     pub max_concurrency_per_mailbox: BTreeMap<String, usize>,
@@ -90,6 +95,8 @@ pub(crate) enum Counter {
     ThrottledInjected,
     UnavailableInjected,
     Dropped,
+    Truncated,
+    DeltaQuirk,
     Unauthorized,
     DeltaGone,
 }
@@ -106,6 +113,8 @@ impl StatsCollector {
             Counter::ThrottledInjected => s.throttled_injected += 1,
             Counter::UnavailableInjected => s.unavailable_injected += 1,
             Counter::Dropped => s.dropped_connections += 1,
+            Counter::Truncated => s.truncated_values += 1,
+            Counter::DeltaQuirk => s.delta_quirks += 1,
             Counter::Unauthorized => s.unauthorized += 1,
             Counter::DeltaGone => s.delta_gone += 1,
         }

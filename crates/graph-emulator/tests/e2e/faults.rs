@@ -17,45 +17,46 @@ async fn concurrency_limit_is_per_mailbox() {
                 MailboxSpec::new(USER).messages(3),
                 MailboxSpec::new(other).messages(3),
             ])
-            .with_concurrency_limit(Some(2))
-            .with_latency(Duration::from_millis(400)),
+            .with_concurrency_limit(Some(2)),
     )
     .await;
     let token = app_token(&emu).await;
     let g = emu.graph_url();
-    // Six simultaneous requests on one mailbox: two pass, four get 429 with Retry-After.
-    let reqs = (0..6).map(|_| {
-        let url = format!("{g}/users/{USER}/mailFolders");
-        let token = token.clone();
-        async move {
-            let resp = client()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("send");
-            let status = resp.status().as_u16();
-            let retry = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned);
-            let body = resp.bytes().await.expect("body");
-            (status, retry, body)
+    let mb = emu.mailbox(USER);
+    // Two slow requests occupy both slots of the mailbox (the latency wait counts as in flight).
+    emu.faults().latency(Duration::from_secs(60));
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, token) = (format!("{g}/users/{USER}/mailFolders"), token.clone());
+            tokio::spawn(async move {
+                client()
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for _ in 0..2000 {
+        if mb.in_flight() == 2 {
+            break;
         }
-    });
-    let results = futures_join_all(reqs).await;
-    let ok = results.iter().filter(|r| r.0 == 200).count();
-    let throttled: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
-    assert_eq!(
-        (ok, throttled.len()),
-        (2, 4),
-        "{:?}",
-        results.iter().map(|r| r.0).collect::<Vec<_>>()
-    );
-    for t in &throttled {
-        assert_eq!(t.1.as_deref(), Some("1"));
-        let v = assert_graph_error(&t.2, "ApplicationThrottled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(mb.in_flight(), 2, "slow requests did not arrive");
+    emu.faults().latency(Duration::ZERO);
+
+    // Further requests on that mailbox: 429 ApplicationThrottled with Retry-After.
+    for _ in 0..4 {
+        let (status, headers, body) =
+            get(&token, &format!("{g}/users/{USER}/messages"), None).await;
+        assert_eq!(status, 429);
+        assert_eq!(
+            headers.get("retry-after").and_then(|h| h.to_str().ok()),
+            Some("1")
+        );
+        let v = assert_graph_error(&body, "ApplicationThrottled");
         assert!(
             v["error"]["message"]
                 .as_str()
@@ -63,27 +64,48 @@ async fn concurrency_limit_is_per_mailbox() {
                 .contains("MailboxConcurrency")
         );
     }
+    // Another mailbox is not affected.
+    let (status, _, _) = get(&token, &format!("{g}/users/{other}/messages"), None).await;
+    assert_eq!(status, 200);
     let s = emu.stats();
     assert_eq!(s.throttled_concurrency, 4);
-    assert!(s.max_concurrency >= 3);
-    assert_eq!(emu.mailbox(USER).in_flight(), 0);
+    assert_eq!(s.max_concurrency_per_mailbox.get(USER), Some(&3));
+    assert_eq!(s.max_concurrency_per_mailbox.get(other), Some(&1));
 
-    // Two mailboxes at the limit at the same time do not affect each other.
-    let both = [USER, other].map(|u| {
-        let url = format!("{g}/users/{u}/messages");
-        let token = token.clone();
-        async move {
-            client()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("send")
-                .status()
-                .as_u16()
-        }
-    });
-    assert_eq!(futures_join_all(both).await, vec![200, 200]);
+    // Shutdown closes the connections of the slow requests.
+    emu.shutdown().await;
+    for h in slow {
+        assert!(
+            h.await.expect("task").is_err(),
+            "slow request must fail on shutdown"
+        );
+    }
+    assert_eq!(mb.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_clients_within_the_limit_all_succeed() {
+    let emu = start(EmulatorConfig::default().with_latency(Duration::from_millis(20))).await;
+    let token = user_token(&emu, USER).await;
+    let g = emu.graph_url();
+    // Four parallel requests at a time (the Graph limit), three waves.
+    for _ in 0..3 {
+        let wave = (0..4).map(|_| {
+            let (url, token) = (format!("{g}/me/mailFolders/inbox/messages"), token.clone());
+            async move {
+                client()
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("send")
+                    .status()
+                    .as_u16()
+            }
+        });
+        assert_eq!(futures_join_all(wave).await, vec![200; 4]);
+    }
+    assert!(emu.stats().max_concurrency <= 4);
     emu.shutdown().await;
 }
 
@@ -345,4 +367,73 @@ async fn binary_prints_urls_and_serves() {
         .expect("json");
     assert_eq!(info["mailboxes"].as_array().map(Vec::len), Some(2));
     child.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn truncated_downloads_and_delta_quirks() {
+    let emu = start(
+        EmulatorConfig::default()
+            .with_mailboxes(vec![MailboxSpec::new(USER).messages(40).large_every(0)]),
+    )
+    .await;
+    let token = user_token(&emu, USER).await;
+    let mb = emu.mailbox(USER);
+    let id = mb.messages()[0].id.clone();
+    let url = format!("{}/me/messages/{id}/$value", emu.graph_url());
+
+    emu.faults().truncate_values(Trigger::Next(1));
+    let resp = client()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("head arrives");
+    assert_eq!(resp.status(), 200);
+    let declared = resp.content_length().expect("Content-Length");
+    assert_eq!(declared as usize, mb.mime(&id).expect("mime").len());
+    assert!(resp.bytes().await.is_err(), "body must be cut short");
+    let (status, _, body) = get(&token, &url, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.len() as u64, declared);
+
+    // Empty first page with a nextLink, then duplicates across pages: the union is still the folder.
+    emu.faults()
+        .delta_quirks(Trigger::Next(1), Trigger::EveryNth(1));
+    let mut next = format!("{}/me/mailFolders/inbox/messages/delta", emu.graph_url());
+    let mut seen = Vec::new();
+    let mut empty_pages = 0;
+    for _ in 0..100 {
+        let v = {
+            let (status, _, body) = get(&token, &next, Some("odata.maxpagesize=5")).await;
+            assert_eq!(status, 200);
+            serde_json::from_slice::<Value>(&body).expect("json")
+        };
+        let items = v["value"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() && v["@odata.nextLink"].is_string() {
+            empty_pages += 1;
+        }
+        seen.extend(
+            items
+                .iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_owned)),
+        );
+        match v["@odata.nextLink"].as_str() {
+            Some(n) => next = n.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(empty_pages, 1);
+    let unique: std::collections::BTreeSet<String> = seen.iter().cloned().collect();
+    assert!(seen.len() > unique.len(), "duplicates were injected");
+    let folder: std::collections::BTreeSet<String> = mb
+        .folder_messages("inbox")
+        .expect("msgs")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(unique, folder);
+    let s = emu.stats();
+    assert_eq!(s.truncated_values, 1);
+    assert!(s.delta_quirks >= 2);
+    emu.shutdown().await;
 }
