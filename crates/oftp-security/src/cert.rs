@@ -795,21 +795,41 @@ impl Identity {
                 format!("cannot open (wrong password or unsupported format): {e}"),
             )
         })?;
-        let mut out = Vec::new();
+        // Keys and certificates may be linked by localKeyId or not at all (Relaxed import
+        // keeps unlinked ones as separate entries), so pair them by public key.
+        let mut keys = Vec::new();
+        let mut certs = Vec::new();
         for (_, entry) in store.entries() {
-            if let p12_keystore::KeyStoreEntry::PrivateKeyChain(chain) = entry {
-                let key = PrivateKey::from_pkcs8_der(chain.key().as_der())?;
-                let mut certs = chain
-                    .certs()
-                    .iter()
-                    .map(|c| Certificate::from_der(c.as_der()))
-                    .collect::<Result<Vec<_>>>()?;
-                let Some(pos) = certs.iter().position(|c| key.matches_certificate(c)) else {
-                    continue;
-                };
-                let leaf = certs.remove(pos);
-                out.push(Identity::new(leaf, key, certs)?);
+            match entry {
+                p12_keystore::KeyStoreEntry::PrivateKeyChain(chain) => {
+                    keys.push(Zeroizing::new(chain.key().as_der().to_vec()));
+                    certs.extend(chain.certs().iter().map(|c| c.as_der().to_vec()));
+                }
+                p12_keystore::KeyStoreEntry::Certificate(c) => certs.push(c.as_der().to_vec()),
+                _ => {}
             }
+        }
+        let mut parsed: Vec<Certificate> = Vec::new();
+        for der in certs {
+            let c = Certificate::from_der(&der)?;
+            if !parsed.contains(&c) {
+                parsed.push(c);
+            }
+        }
+        let mut out = Vec::new();
+        for key_der in keys {
+            let key = match PrivateKey::from_pkcs8_der(&key_der) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::debug!("skipping unusable PKCS#12 key: {e}");
+                    continue;
+                }
+            };
+            let Some(leaf) = parsed.iter().find(|c| key.matches_certificate(c)).cloned() else {
+                continue;
+            };
+            let chain = parsed.iter().filter(|c| **c != leaf).cloned().collect();
+            out.push(Identity::new(leaf, key, chain)?);
         }
         if out.is_empty() {
             return Err(Error::load(

@@ -107,7 +107,8 @@ impl Error {
         }
     }
 
-    /// Recovers an error transported through `std::io` by [`Error::into_io`].
+    /// Recovers an error that a reader or writer of this crate transported through
+    /// `std::io::Error` (e.g. from `read_to_end` on a [`crate::cms::ReceivePipeline`]).
     pub fn from_io(e: std::io::Error) -> Self {
         if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
             match e.into_inner().map(|b| b.downcast::<Error>()) {

@@ -17,7 +17,7 @@
 //! which aws-lc-rs refuses (it is never used to decrypt, see RUSTSEC-2023-0071);
 //! `x509-parser` for certificate fields; `p12-keystore` for PKCS#12 (modern and legacy);
 //! `rustls-webpki` for chains and CRLs; `flate2` for zlib. No Rust crate streams CMS, so the
-//! few CMS structures are encoded and decoded by hand in [`asn1`]-based code.
+//! few CMS structures are encoded and decoded by hand (module `asn1`, private).
 #![warn(missing_docs)]
 
 pub(crate) mod asn1;
@@ -29,6 +29,7 @@ pub mod receipt;
 pub mod secret;
 pub mod suite;
 pub mod validate;
+pub mod vformat;
 
 pub use cert::{
     CertSelector, Certificate, CertificateUse, Identity, IdentitySet, KeyUsage, PrivateKey,

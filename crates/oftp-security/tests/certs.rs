@@ -201,7 +201,22 @@ fn pkcs12_modern_and_legacy_with_selection() {
         "-out",
         p(&legacy),
     ]);
-    for file in [&modern, &legacy] {
+    // OpenSSL's -legacy: RC2-40 for the certificates, 3DES for the key, SHA-1 MAC.
+    let rc2 = pki.path("rc2.p12");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-legacy",
+        "-in",
+        p(&leaf.cert),
+        "-inkey",
+        p(&leaf.key),
+        "-passout",
+        &format!("file:{}", p(&pw_file)),
+        "-out",
+        p(&rc2),
+    ]);
+    for file in [&modern, &legacy, &rc2] {
         let id = Identity::load_pkcs12(file, &password, &CertSelector::Any).unwrap();
         assert!(id.certificate().subject().contains("Partner One"));
         let sel = CertSelector::parse("partner one");

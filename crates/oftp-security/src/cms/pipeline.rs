@@ -21,7 +21,7 @@ use crate::validate::TrustPolicy;
 #[derive(Debug, Clone)]
 pub struct SendOptions<'a> {
     suite: CipherSuite,
-    sign: Option<&'a Identity>,
+    sign: Vec<&'a Identity>,
     include_signer_certificate: bool,
     compress: Option<u32>,
     encrypt_for: Vec<&'a Certificate>,
@@ -32,16 +32,17 @@ impl<'a> SendOptions<'a> {
     pub fn new(suite: CipherSuite) -> Self {
         SendOptions {
             suite,
-            sign: None,
+            sign: Vec::new(),
             include_signer_certificate: false,
             compress: None,
             encrypt_for: Vec::new(),
         }
     }
 
-    /// Sign with our identity (SFIDSIGN = Y).
+    /// Sign with our identity (SFIDSIGN = Y). Call twice to sign with the old and the new
+    /// certificate during a changeover.
     pub fn sign(mut self, identity: &'a Identity) -> Self {
-        self.sign = Some(identity);
+        self.sign.push(identity);
         self
     }
 
@@ -72,7 +73,7 @@ impl<'a> SendOptions<'a> {
 
     /// Whether any service is enabled (otherwise the file travels unchanged, SFIDENV = 0).
     pub fn is_enveloped(&self) -> bool {
-        self.sign.is_some() || self.compress.is_some() || !self.encrypt_for.is_empty()
+        !self.sign.is_empty() || self.compress.is_some() || !self.encrypt_for.is_empty()
     }
 }
 
@@ -139,10 +140,10 @@ impl<'a, W: Write + 'a> SendPipeline<'a, W> {
         if let Some(level) = options.compress {
             stage = Box::new(CompressedDataWriter::with_level(stage, level)?);
         }
-        if let Some(id) = options.sign {
-            stage = Box::new(SignedDataWriter::new(
+        if !options.sign.is_empty() {
+            stage = Box::new(SignedDataWriter::with_signers(
                 stage,
-                id,
+                &options.sign,
                 options.suite.hash(),
                 options.include_signer_certificate,
             )?);
@@ -237,7 +238,7 @@ fn peek_kind<'a>(mut r: Box<dyn Read + 'a>) -> Result<(ContentKind, Box<dyn Read
 #[derive(Debug, Clone, Default)]
 pub struct ReceiveOptions<'a> {
     identity: Option<&'a Identity>,
-    partner: Option<&'a Certificate>,
+    partners: Vec<&'a Certificate>,
     trust: Option<&'a TrustPolicy>,
     expect: Option<(bool, bool, bool)>,
 }
@@ -257,9 +258,10 @@ impl<'a> ReceiveOptions<'a> {
         self
     }
 
-    /// The partner's certificate, to verify signatures.
+    /// The partner's certificate, to verify signatures. Call twice to accept the partner's
+    /// old and new certificate during a rollover.
     pub fn partner(mut self, cert: &'a Certificate) -> Self {
-        self.partner = Some(cert);
+        self.partners.push(cert);
         self
     }
 
@@ -300,7 +302,7 @@ enum Top<'a> {
 pub struct ReceivePipeline<'a> {
     top: Top<'a>,
     layers: Vec<ContentKind>,
-    partner: Option<&'a Certificate>,
+    partners: Vec<&'a Certificate>,
     trust: Option<&'a TrustPolicy>,
     bytes_out: u64,
 }
@@ -369,7 +371,7 @@ impl<'a> ReceivePipeline<'a> {
                     return Ok(ReceivePipeline {
                         top: Top::Signed(Box::new(SignedDataReader::new(cur)?)),
                         layers,
-                        partner: options.partner,
+                        partners: options.partners.clone(),
                         trust: options.trust,
                         bytes_out: 0,
                     });
@@ -383,7 +385,7 @@ impl<'a> ReceivePipeline<'a> {
         ReceivePipeline {
             top: Top::Plain(cur),
             layers,
-            partner: o.partner,
+            partners: o.partners.clone(),
             trust: o.trust,
             bytes_out: 0,
         }
@@ -407,7 +409,7 @@ impl<'a> ReceivePipeline<'a> {
         let signer = match self.top {
             Top::Plain(_) => None,
             Top::Signed(r) => {
-                let v = (*r).verify(self.partner)?;
+                let v = (*r).verify_any(&self.partners)?;
                 if v.certificate_from_message {
                     match self.trust {
                         Some(policy) => {

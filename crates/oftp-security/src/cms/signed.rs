@@ -1,6 +1,7 @@
 //! CMS SignedData: streaming signer and verifier.
 //!
-//! The signer writes one `SignerInfo` (issuer and serial number identifier) with the signed
+//! The signer writes one `SignerInfo` per signing identity (issuer and serial number
+//! identifier; several during a certificate changeover, RFC 5024 6.2) with the signed
 //! attributes contentType, signingTime and messageDigest, RSA PKCS#1 v1.5, and includes the
 //! signer certificate only on request (RFC 5024 6.2 recommends leaving it out). The verifier
 //! hashes the content while it is read, then checks every `SignerInfo` that designates the
@@ -26,19 +27,35 @@ const L: Layer = Layer::Signed;
 pub struct SignedDataWriter<'a, W: Write> {
     seg: Option<asn1::SegmentWriter<W>>,
     hasher: Hasher,
-    signer: &'a Identity,
+    signers: Vec<&'a Identity>,
     include_cert: bool,
 }
 
 impl<'a, W: Write> SignedDataWriter<'a, W> {
     /// Starts a SignedData on `out`, signing with `signer` and hash `hash`.
     pub fn new(
-        mut out: W,
+        out: W,
         signer: &'a Identity,
         hash: HashAlgorithm,
         include_cert: bool,
     ) -> Result<Self> {
-        signer.certificate().rsa_public_key()?;
+        SignedDataWriter::with_signers(out, &[signer], hash, include_cert)
+    }
+
+    /// Starts a SignedData signed by several identities (old and new certificate during a
+    /// changeover); a receiver accepts the file if any one signature is by its partner.
+    pub fn with_signers(
+        mut out: W,
+        signers: &[&'a Identity],
+        hash: HashAlgorithm,
+        include_cert: bool,
+    ) -> Result<Self> {
+        if signers.is_empty() {
+            return Err(Error::InvalidArgument("no signing identity".into()));
+        }
+        for s in signers {
+            s.certificate().rsa_public_key()?;
+        }
         let mut start = || -> std::io::Result<()> {
             super::write_content_info_start(&mut out, oid::SIGNED_DATA)?;
             out.write_all(&[tag::SEQUENCE, 0x80])?;
@@ -50,7 +67,7 @@ impl<'a, W: Write> SignedDataWriter<'a, W> {
         Ok(SignedDataWriter {
             seg: Some(asn1::SegmentWriter::new(out, super::SEGMENT)),
             hasher: hash.hasher(),
-            signer,
+            signers: signers.to_vec(),
             include_cert,
         })
     }
@@ -64,16 +81,27 @@ impl<'a, W: Write> SignedDataWriter<'a, W> {
         let mut out = seg.finish().map_err(Error::Io)?;
         let hash = self.hasher.algorithm();
         let digest = self.hasher.clone().finish();
-        let signer_info = build_signer_info(self.signer, hash, &digest, SystemTime::now())?;
+        let now = SystemTime::now();
+        let signer_infos = self
+            .signers
+            .iter()
+            .map(|s| build_signer_info(s, hash, &digest, now))
+            .collect::<Result<Vec<_>>>()?;
         let mut tail = Vec::new();
         tail.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // OCTET STRING, [0], EncapsulatedContentInfo
         if self.include_cert {
-            let mut certs = vec![self.signer.certificate().der().to_vec()];
-            certs.extend(self.signer.chain().iter().map(|c| c.der().to_vec()));
+            let mut certs: Vec<Vec<u8>> = Vec::new();
+            for s in &self.signers {
+                for c in std::iter::once(s.certificate()).chain(s.chain()) {
+                    if !certs.iter().any(|d| d.as_slice() == c.der()) {
+                        certs.push(c.der().to_vec());
+                    }
+                }
+            }
             let parts: Vec<&[u8]> = certs.iter().map(|c| c.as_slice()).collect();
             tail.extend_from_slice(&asn1::cons(tag::CTX0_C, &parts));
         }
-        tail.extend_from_slice(&asn1::cons(tag::SET, &[&signer_info]));
+        tail.extend_from_slice(&asn1::set_of(signer_infos));
         tail.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // SignedData, [0], ContentInfo
         out.write_all(&tail).map_err(Error::Io)?;
         Ok(out)
@@ -328,7 +356,13 @@ impl<R: Read> SignedDataReader<R> {
     /// read and discarded). With `partner`, only signatures by that certificate count;
     /// without it, the signer certificate must be included in the message and the caller
     /// must check its trust ([`VerifiedSigner::certificate_from_message`]).
-    pub fn verify(mut self, partner: Option<&Certificate>) -> Result<VerifiedSigner> {
+    pub fn verify(self, partner: Option<&Certificate>) -> Result<VerifiedSigner> {
+        self.verify_any(partner.as_slice())
+    }
+
+    /// Like [`SignedDataReader::verify`] with several acceptable partner certificates (the
+    /// partner's old and new certificate during a rollover); an empty slice means none.
+    pub fn verify_any(mut self, partners: &[&Certificate]) -> Result<VerifiedSigner> {
         let mut sink = vec![0u8; 8192];
         while self.step(&mut sink)? > 0 {}
         self.digests = std::mem::take(&mut self.hashers)
@@ -340,9 +374,18 @@ impl<R: Read> SignedDataReader<R> {
         let mut any = false;
         for si in infos.children(L) {
             any = true;
-            match self.verify_one(&si?, partner) {
-                Ok(v) => return Ok(v),
-                Err(e) => last_err = Some(e),
+            let si = si?;
+            if partners.is_empty() {
+                match self.verify_one(&si, None) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            for p in partners {
+                match self.verify_one(&si, Some(p)) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => last_err = Some(e),
+                }
             }
         }
         if !any {
@@ -522,6 +565,31 @@ mod tests {
                 assert_eq!(r.is_ok(), include, "{hash} include={include}");
             }
         }
+    }
+
+    #[test]
+    fn several_signers_and_partners() {
+        let (old, _, _) = rcgen_identity("Old");
+        let (new, _, _) = rcgen_identity("New");
+        let (other, _, _) = rcgen_identity("Other");
+        let mut w =
+            SignedDataWriter::with_signers(Vec::new(), &[&old, &new], HashAlgorithm::Sha256, false)
+                .unwrap();
+        w.write_all(b"rollover").unwrap();
+        let cms = w.finish().unwrap();
+        for p in [&old, &new] {
+            let (_, v) = verify_bytes(&cms, None, Some(p.certificate())).unwrap();
+            assert_eq!(&v.certificate, p.certificate());
+        }
+        assert!(verify_bytes(&cms, None, Some(other.certificate())).is_err());
+        // One signer, two acceptable partner certificates.
+        let cms = sign_bytes(b"x", &new, HashAlgorithm::Sha512, false).unwrap();
+        let mut r = SignedDataReader::new(&cms[..]).unwrap();
+        std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+        let v = r
+            .verify_any(&[other.certificate(), new.certificate()])
+            .unwrap();
+        assert_eq!(&v.certificate, new.certificate());
     }
 
     #[test]
