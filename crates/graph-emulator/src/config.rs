@@ -293,6 +293,10 @@ pub enum FolderKind {
 }
 
 /// One folder of the tree.
+///
+/// A top-level folder with well-known name `recoverableitemsdeletions` is placed outside the
+/// `msgfolderroot` tree, as in Exchange: `GET mailFolders/recoverableitemsdeletions` works, but
+/// no folder listing shows it and `/messages` does not include its messages.
 #[derive(Debug, Clone)]
 pub struct FolderSpec {
     /// Display name (may contain any character, including `/` and non-ASCII).

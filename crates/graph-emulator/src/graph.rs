@@ -275,9 +275,9 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
         }
     };
     // 2. Mailbox and permission.
-    let (user_idx, link_prefix) = match &user {
+    let user_idx = match &user {
         UserRef::Me => match grant.principal {
-            Principal::User(u) => (u, "me".to_owned()),
+            Principal::User(u) => u,
             Principal::App => {
                 return Outcome::Respond(graph_error(
                     &r,
@@ -291,7 +291,7 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
             match shared.identity.users.iter().position(|u| {
                 u.upn.eq_ignore_ascii_case(id) || u.object_id.eq_ignore_ascii_case(id)
             }) {
-                Some(u) => (u, format!("users/{}", query_encode(id))),
+                Some(u) => u,
                 None => {
                     return Outcome::Respond(graph_error(
                         &r,
@@ -363,7 +363,6 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
                 shared,
                 r: &r,
                 mb: &mb,
-                link_prefix,
                 immutable: false,
             };
             let resp = match &res {
@@ -407,11 +406,13 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
         }
         None => {}
     }
+    if let Err(e) = check_query_options(&r, &res) {
+        return Outcome::Respond(query_error(&r, e));
+    }
     let ctx = Ctx {
         shared,
         r: &r,
         mb: &mb,
-        link_prefix,
         immutable: r.header("prefer").is_some_and(odata::prefer_immutable),
     };
     let resp = match res {
@@ -430,6 +431,44 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
         ),
     };
     Outcome::Respond(resp)
+}
+
+/// Rejects system query options the emulator does not implement for this resource, so a client
+/// relying on one learns it at once instead of getting silently unfiltered data.
+fn check_query_options(r: &Req, res: &Resource) -> Result<(), QueryError> {
+    let allowed: &[&str] = match res {
+        Resource::Profile => &["$select"],
+        Resource::FolderList(_) => &["$select", "$top", "$skip", "$count", "$filter", "$orderby"],
+        Resource::Folder(_) => &["$select"],
+        Resource::Messages(_) => &["$select", "$top", "$skip", "$count", "$filter", "$orderby"],
+        Resource::Message(_) => &["$select"],
+        Resource::Value(_) => &[],
+        Resource::Delta(_) => &[
+            "$select",
+            "$filter",
+            "$orderby",
+            "$top",
+            "$skiptoken",
+            "$deltatoken",
+        ],
+        Resource::MailboxDelta => return Ok(()),
+    };
+    for (k, _) in url::form_urlencoded::parse(r.query.as_bytes()) {
+        if k.starts_with('$') && !allowed.iter().any(|a| a.eq_ignore_ascii_case(&k)) {
+            return Err(QueryError {
+                code: "BadRequest",
+                message: format!(
+                    "Query option '{k}' is not supported on this resource by the emulator (supported here: {}).",
+                    if allowed.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_mail_permission(
@@ -500,7 +539,6 @@ struct Ctx<'a> {
     shared: &'a Shared,
     r: &'a Req,
     mb: &'a MailboxState,
-    link_prefix: String,
     immutable: bool,
 }
 
@@ -525,11 +563,11 @@ impl Ctx<'_> {
     }
 
     fn context(&self, what: &str) -> String {
-        let user = match self.link_prefix.as_str() {
-            "me" => format!("users('{}')", self.mb.upn),
-            _ => format!("users('{}')", self.mb.upn),
-        };
-        format!("{}/$metadata#{user}/{what}", self.shared.graph_url())
+        format!(
+            "{}/$metadata#users('{}')/{what}",
+            self.shared.graph_url(),
+            self.mb.upn
+        )
     }
 
     fn paging(&self, q: &HashMap<String, String>) -> Result<Paging, QueryError> {

@@ -26,6 +26,9 @@ use crate::util::lock;
 /// owner).
 const OUTGOING: &[&str] = &["sentitems", "drafts", "outbox"];
 
+/// Well-known folder placed outside the `msgfolderroot` tree when configured at the top level.
+const DETACHED: &str = "recoverableitemsdeletions";
+
 /// One folder.
 #[derive(Debug, Clone)]
 pub(crate) struct Folder {
@@ -183,9 +186,28 @@ impl MailboxData {
         }
     }
 
-    /// Keys of all messages in mail folders (what `/messages` lists).
+    /// Keys of all messages in folders below `msgfolderroot` (what `/messages` lists).
     pub(crate) fn all_message_keys(&self) -> Vec<u64> {
-        self.messages.keys().copied().collect()
+        self.messages
+            .iter()
+            .filter(|(_, m)| self.below_root(m.folder))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Whether a folder is in the `msgfolderroot` tree (not a detached Recoverable Items folder).
+    pub(crate) fn below_root(&self, idx: usize) -> bool {
+        let mut cur = idx;
+        for _ in 0..=self.folders.len() {
+            if cur == 0 {
+                return true;
+            }
+            match self.folders[cur].parent {
+                Some(p) => cur = p,
+                None => return false,
+            }
+        }
+        false
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -302,10 +324,17 @@ impl MailboxState {
             for fs in specs {
                 let path = format!("{parent_path}/{}", fs.display_name);
                 let idx = folders.len();
+                // Recoverable Items folders are not below msgfolderroot in Exchange: reachable
+                // by well-known name only, never listed.
+                let detached = parent == 0
+                    && fs
+                        .well_known
+                        .as_deref()
+                        .is_some_and(|w| w.eq_ignore_ascii_case(DETACHED));
                 folders.push(Folder {
                     id: folder_id(key, seed, &path),
                     display_name: fs.display_name.clone(),
-                    parent: Some(parent),
+                    parent: (!detached).then_some(parent),
                     well_known: fs.well_known.clone(),
                     hidden: fs.hidden,
                     kind: fs.kind,
@@ -470,7 +499,8 @@ pub struct FolderInfo {
     pub id: String,
     /// Display name.
     pub display_name: String,
-    /// Parent folder id (`None` for the root, `msgfolderroot`).
+    /// Parent folder id (`None` for the root `msgfolderroot` and for a detached
+    /// `recoverableitemsdeletions` folder).
     pub parent_folder_id: Option<String>,
     /// Display-name path below the root, joined with `/` (`Inbox/Projects`); empty for the root.
     pub path: String,
@@ -618,7 +648,13 @@ impl MailboxHandle {
         Ok(self.state.render(&m))
     }
 
-    /// Every message with its MIME bytes: what a complete backup must contain.
+    /// Every message with its MIME bytes: what a complete backup must contain. This includes
+    /// messages in hidden folders (listed only with `includeHiddenFolders=true`) and, if
+    /// configured, in `recoverableitemsdeletions` (reachable by well-known name only); it never
+    /// lists a message twice (search folders hold no messages of their own).
+    ///
+    /// All MIME bytes are rendered at once; for large mailboxes iterate
+    /// [`MailboxHandle::messages`] and call [`MailboxHandle::mime`] per message instead.
     pub fn expected_messages(&self) -> Vec<ExpectedMessage> {
         let msgs: Vec<(MessageInfo, Message)> = {
             let d = lock(&self.state.data);

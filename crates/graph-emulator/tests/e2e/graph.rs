@@ -306,3 +306,66 @@ async fn app_only_token_reads_users_but_not_me() {
     assert!(mb.messages().iter().all(|m| ids.contains(&m.id)));
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn recoverable_items_are_reachable_by_name_only_and_unknown_options_fail() {
+    let mut folders = graph_emulator::FolderSpec::default_tree();
+    folders.push(graph_emulator::FolderSpec::well_known(
+        "Deletions",
+        "recoverableitemsdeletions",
+        10,
+    ));
+    let emu = start(
+        EmulatorConfig::default()
+            .with_mailboxes(vec![MailboxSpec::new(USER).messages(40).folders(folders)]),
+    )
+    .await;
+    let token = user_token(&emu, USER).await;
+    let g = emu.graph_url();
+    let mb = emu.mailbox(USER);
+    let del = mb.folder("recoverableitemsdeletions").expect("folder");
+    assert!(
+        del.total_item_count > 0,
+        "weight 10 of ~120 should give messages"
+    );
+    let (root, _) = get_all(
+        &token,
+        &format!("{g}/me/mailFolders?includeHiddenFolders=true"),
+        None,
+    )
+    .await;
+    assert!(root.iter().all(|f| f["id"] != del.id.as_str()));
+    let v = get_json(
+        &token,
+        &format!("{g}/me/mailFolders/recoverableitemsdeletions"),
+    )
+    .await;
+    assert_eq!(v["id"], del.id.as_str());
+    let (in_folder, _) = get_all(
+        &token,
+        &format!("{g}/me/mailFolders/recoverableitemsdeletions/messages"),
+        None,
+    )
+    .await;
+    assert_eq!(in_folder.len(), del.total_item_count);
+    let (all, _) = get_all(&token, &format!("{g}/me/messages?$top=1000"), None).await;
+    assert_eq!(all.len() + del.total_item_count, mb.message_count());
+
+    for bad in [
+        "messages?$expand=attachments",
+        "messages?$search=\"x\"",
+        "mailFolders/inbox?$top=1",
+    ] {
+        let (status, _, body) = get(&token, &format!("{g}/me/{bad}"), None).await;
+        assert_eq!(status, 400, "{bad}");
+        let e = assert_graph_error(&body, "BadRequest");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not supported"),
+            "{e}"
+        );
+    }
+    emu.shutdown().await;
+}
