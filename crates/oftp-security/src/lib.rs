@@ -18,6 +18,47 @@
 //! `x509-parser` for certificate fields; `p12-keystore` for PKCS#12 (modern and legacy);
 //! `rustls-webpki` for chains and CRLs; `flate2` for zlib. No Rust crate streams CMS, so the
 //! few CMS structures are encoded and decoded by hand (module `asn1`, private).
+//!
+//! A complete round trip (the README shows file-based usage and the receipt and
+//! authentication helpers):
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use oftp_security::cms::{ReceiveOptions, ReceivePipeline, SendOptions, SendPipeline};
+//! use oftp_security::{CipherSuite, Identity};
+//!
+//! # fn identity(cn: &str) -> Identity {
+//! #     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+//! #     let mut p = rcgen::CertificateParams::new(vec!["x.example".into()]).unwrap();
+//! #     p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+//! #     let cert = p.self_signed(&key).unwrap();
+//! #     Identity::from_pem(format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes()).unwrap()
+//! # }
+//! # fn main() -> Result<(), oftp_security::Error> {
+//! let (sender, receiver) = (identity("Sender"), identity("Receiver"));
+//! let suite = CipherSuite::from_code(4)?;
+//!
+//! let opts = SendOptions::new(suite)
+//!     .sign(&sender)
+//!     .compress()
+//!     .encrypt_for(receiver.certificate());
+//! let mut tx = SendPipeline::new(Vec::new(), &opts)?;
+//! tx.write_all(b"ORDERS 4711").map_err(oftp_security::Error::Io)?;
+//! let wire = tx.finish()?;
+//!
+//! let opts = ReceiveOptions::new()
+//!     .identity(&receiver)
+//!     .partner(sender.certificate())
+//!     .expect(true, true, true);
+//! let mut rx = ReceivePipeline::new(&wire[..], &opts)?;
+//! let mut plain = Vec::new();
+//! rx.read_to_end(&mut plain).map_err(oftp_security::Error::from_io)?;
+//! let report = rx.finish()?;
+//! assert_eq!(plain, b"ORDERS 4711");
+//! assert!(report.signer.is_some());
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 pub(crate) mod asn1;
