@@ -578,8 +578,8 @@ async fn backup_mailbox(
     {
         let mut outcomes = stream::iter(listing.candidates.iter())
             .map(|info| process_message(ctx, &gate, &root, info, saved.get(&info.id), &stop))
-            // A couple more than the permits so a save overlaps the next fetch.
-            .buffer_unordered(ctx.opts.connections_per_mailbox + 2);
+            // More tasks than permits: while some save (fsync), others hold every permit.
+            .buffer_unordered(ctx.opts.connections_per_mailbox * 2 + 2);
         while let Some((folder, outcome)) = outcomes.next().await {
             progress.processed.fetch_add(1, Ordering::Relaxed);
             match outcome {
@@ -688,8 +688,13 @@ async fn list_delta(
             ctx.index.drop_folder(key, &old)?;
         }
     }
-    let results: Vec<Result<(String, String, String, bool), Error>> = stream::iter(folders.iter())
-        .map(|f| delta_round(ctx, gate, key, &f.id, &f.display_name))
+    type Round = Result<(String, String, String, bool), (String, Error)>;
+    let results: Vec<Round> = stream::iter(folders.iter())
+        .map(|f| async move {
+            delta_round(ctx, gate, key, &f.id, &f.display_name)
+                .await
+                .map_err(|e| (f.id.clone(), e))
+        })
         .buffer_unordered(ctx.opts.connections_per_mailbox)
         .collect()
         .await;
@@ -705,8 +710,16 @@ async fn list_delta(
                 }
                 pending_links.push((id, name, link));
             }
-            Err(e) if e.is_fatal_for_mailbox() => return Err(e),
-            Err(e) => {
+            Err((_, e)) if e.is_fatal_for_mailbox() => return Err(e),
+            Err((folder, Error::Graph { status: 404, .. })) => {
+                // Deleted between the folder walk and its delta round: gone, like its messages.
+                ctx.graph.log(
+                    LogLevel::Info,
+                    &format!("{key}: folder {folder} disappeared during the listing"),
+                );
+                ctx.index.drop_folder(key, &folder)?;
+            }
+            Err((_, e)) => {
                 ctx.graph.log(
                     LogLevel::Error,
                     &format!("{key}: a folder could not be listed: {e}"),

@@ -427,3 +427,26 @@ async fn expired_delta_tokens_mean_a_full_listing_and_hooks_can_skip() {
     assert_eq!((r.saved, r.unchanged), (10, 10), "{r:?}");
     assert_complete(dir.path(), &emu, ALICE);
 }
+
+#[tokio::test]
+async fn endless_throttling_ends_at_the_time_limit_with_a_clear_report() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(5)]).await;
+    emu.faults().throttle(Trigger::EveryNth(1), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let report = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .time_limit(Duration::from_millis(2500))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(report.status, RunStatus::Failed);
+    let r = &report.mailboxes[0];
+    assert!(r.error.as_deref().unwrap().contains("time limit"), "{r:?}");
+    assert!(r.throttled >= 1);
+    // Throttling is not a retry: no message was reported failed, nothing half-written.
+    assert!(r.failed.is_empty());
+    assert!(eml_files(dir.path()).is_empty());
+}
