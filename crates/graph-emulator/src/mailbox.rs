@@ -955,6 +955,65 @@ mod tests {
     }
 
     #[test]
+    fn set_read_changes_time_and_search_folder_but_not_mime() {
+        let h = handle(30, 4);
+        let unread = h
+            .folder_messages("Unread Mail")
+            .expect("search")
+            .first()
+            .cloned()
+            .expect("some unread message");
+        let mime = h.mime(&unread.id).expect("mime");
+        let after = h.set_read(&unread.id, true).expect("set_read");
+        assert!(after.is_read);
+        assert!(after.last_modified > unread.last_modified);
+        assert_eq!(h.mime(&unread.id).expect("mime"), mime);
+        assert!(
+            !h.folder_messages("Unread Mail")
+                .expect("search")
+                .iter()
+                .any(|m| m.id == unread.id)
+        );
+    }
+
+    #[test]
+    fn created_folder_receives_messages_and_unknown_names_fail() {
+        let h = handle(2, 1);
+        let f = h
+            .create_folder("inbox", "Neu / 2026")
+            .expect("create folder");
+        assert_eq!(f.path, "Inbox/Neu / 2026");
+        let m = h
+            .create_message(
+                &f.id,
+                NewMessage {
+                    subject: Some("hello".into()),
+                    raw_mime: Some(b"Subject: hello\r\n\r\nbody\r\n".to_vec()),
+                    ..NewMessage::default()
+                },
+            )
+            .expect("create");
+        assert_eq!(
+            h.mime(&m.id).expect("mime"),
+            b"Subject: hello\r\n\r\nbody\r\n"
+        );
+        h.update_message(&m.id).expect("update");
+        assert!(
+            h.mime(&m.id)
+                .expect("mime")
+                .starts_with(b"X-Emulator-Revision: 1\r\n")
+        );
+        assert!(matches!(
+            h.create_message("nope", NewMessage::default()),
+            Err(EmulatorError::UnknownFolder { .. })
+        ));
+        assert!(matches!(
+            h.move_message(&m.id, "nope"),
+            Err(EmulatorError::UnknownFolder { .. })
+        ));
+    }
+
+    #[test]
     fn folder_lookup_by_name_path_and_search_folder_refused() {
         let h = handle(3, 1);
         let p = h.folder("inbox/projects").expect("path");

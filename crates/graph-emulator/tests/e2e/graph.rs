@@ -369,3 +369,48 @@ async fn recoverable_items_are_reachable_by_name_only_and_unknown_options_fail()
     }
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn invalid_configurations_are_refused() {
+    use graph_emulator::EmulatorError;
+    let dup = EmulatorConfig::default().with_mailboxes(vec![
+        MailboxSpec::new(USER),
+        MailboxSpec::new(&USER.to_uppercase()),
+    ]);
+    let err = graph_emulator::Emulator::start(dup)
+        .await
+        .expect_err("duplicate mailbox");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("twice"), "{err}");
+    let mut bad_user = EmulatorConfig::default();
+    bad_user.default_user = Some("ghost@emulator.test".into());
+    let err = graph_emulator::Emulator::start(bad_user)
+        .await
+        .expect_err("unknown default user");
+    assert!(err.to_string().contains("ghost@emulator.test"), "{err}");
+    let err = graph_emulator::Emulator::start(EmulatorConfig::default().with_mailboxes(Vec::new()))
+        .await
+        .expect_err("no mailbox");
+    assert!(err.to_string().contains("at least one mailbox"), "{err}");
+    let err =
+        graph_emulator::Emulator::start(EmulatorConfig::default().with_concurrency_limit(Some(0)))
+            .await
+            .expect_err("zero limit");
+    assert!(err.to_string().contains("at least 1"), "{err}");
+
+    let emu = start(EmulatorConfig::default()).await;
+    assert!(matches!(
+        emu.try_mailbox("ghost@emulator.test"),
+        Err(EmulatorError::UnknownMailbox(..))
+    ));
+    assert_eq!(
+        emu.mailbox(&emu.mailbox(USER).object_id().to_owned())
+            .user_principal_name(),
+        USER
+    );
+    let _ = user_token(&emu, USER).await;
+    assert!(emu.stats().count(graph_emulator::EndpointKind::Token) == 1);
+    emu.reset_stats();
+    assert_eq!(emu.stats().total(), 0);
+    emu.shutdown().await;
+}
