@@ -382,8 +382,10 @@ async fn invalid_configurations_are_refused() {
         .expect_err("duplicate mailbox");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("twice"), "{err}");
-    let mut bad_user = EmulatorConfig::default();
-    bad_user.default_user = Some("ghost@emulator.test".into());
+    let bad_user = EmulatorConfig {
+        default_user: Some("ghost@emulator.test".into()),
+        ..EmulatorConfig::default()
+    };
     let err = graph_emulator::Emulator::start(bad_user)
         .await
         .expect_err("unknown default user");
@@ -404,7 +406,7 @@ async fn invalid_configurations_are_refused() {
         Err(EmulatorError::UnknownMailbox(..))
     ));
     assert_eq!(
-        emu.mailbox(&emu.mailbox(USER).object_id().to_owned())
+        emu.mailbox(emu.mailbox(USER).object_id())
             .user_principal_name(),
         USER
     );
