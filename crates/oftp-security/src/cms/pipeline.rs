@@ -92,7 +92,7 @@ impl<W: Write> Write for Terminal<W> {
     }
 }
 
-impl<W: Write> Stage<W> for Terminal<W> {
+impl<W: Write + Send> Stage<W> for Terminal<W> {
     fn finish_stage(self: Box<Self>) -> Result<W> {
         let mut w = self.0;
         w.flush().map_err(Error::Io)?;
@@ -100,21 +100,21 @@ impl<W: Write> Stage<W> for Terminal<W> {
     }
 }
 
-type Inner<'a, W> = Box<dyn Stage<W> + 'a>;
+type Inner<'a, W> = Box<dyn Stage<W> + Send + 'a>;
 
-impl<'a, W: Write> Stage<W> for SignedDataWriter<'a, Inner<'a, W>> {
+impl<'a, W: Write + Send> Stage<W> for SignedDataWriter<'a, Inner<'a, W>> {
     fn finish_stage(self: Box<Self>) -> Result<W> {
         (*self).finish()?.finish_stage()
     }
 }
 
-impl<'a, W: Write> Stage<W> for CompressedDataWriter<Inner<'a, W>> {
+impl<'a, W: Write + Send> Stage<W> for CompressedDataWriter<Inner<'a, W>> {
     fn finish_stage(self: Box<Self>) -> Result<W> {
         (*self).finish()?.finish_stage()
     }
 }
 
-impl<'a, W: Write> Stage<W> for EnvelopedDataWriter<Inner<'a, W>> {
+impl<'a, W: Write + Send> Stage<W> for EnvelopedDataWriter<Inner<'a, W>> {
     fn finish_stage(self: Box<Self>) -> Result<W> {
         (*self).finish()?.finish_stage()
     }
@@ -126,7 +126,7 @@ pub struct SendPipeline<'a, W: Write + 'a> {
     bytes_in: u64,
 }
 
-impl<'a, W: Write + 'a> SendPipeline<'a, W> {
+impl<'a, W: Write + Send + 'a> SendPipeline<'a, W> {
     /// Builds the chain writing to `out`.
     pub fn new(out: W, options: &SendOptions<'a>) -> Result<Self> {
         let mut stage: Inner<'a, W> = Box::new(Terminal(out));
@@ -162,7 +162,7 @@ impl<'a, W: Write + 'a> SendPipeline<'a, W> {
     }
 }
 
-impl<'a, W: Write + 'a> Write for SendPipeline<'a, W> {
+impl<'a, W: Write + Send + 'a> Write for SendPipeline<'a, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.stage.write(buf)?;
         self.bytes_in += n as u64;
@@ -217,8 +217,11 @@ fn sniff_oid(p: &[u8]) -> std::result::Result<&[u8], ()> {
     p.get(at + 2..at + 2 + ol).ok_or(())
 }
 
+/// The stream a layer reads from.
+type Source<'a> = Box<dyn Read + Send + 'a>;
+
 /// Reads a prefix for sniffing and gives it back to the stream.
-fn peek_kind<'a>(mut r: Box<dyn Read + 'a>) -> Result<(ContentKind, Box<dyn Read + 'a>)> {
+fn peek_kind<'a>(mut r: Source<'a>) -> Result<(ContentKind, Source<'a>)> {
     let mut prefix = Vec::with_capacity(32);
     let mut buf = [0u8; 32];
     while prefix.len() < 32 {
@@ -288,13 +291,16 @@ pub struct ReceiveReport {
     pub layers: Vec<ContentKind>,
     /// The verified signer, if the file was signed.
     pub signer: Option<VerifiedSigner>,
-    /// Plaintext bytes delivered.
+    /// Plaintext bytes delivered through `read`.
     pub bytes_out: u64,
+    /// Plaintext bytes `finish` had to read and discard because the caller stopped early
+    /// (0 when the output is complete).
+    pub bytes_discarded: u64,
 }
 
 enum Top<'a> {
-    Plain(Box<dyn Read + 'a>),
-    Signed(Box<SignedDataReader<Box<dyn Read + 'a>>>),
+    Plain(Source<'a>),
+    Signed(Box<SignedDataReader<Source<'a>>>),
 }
 
 /// A streaming receive pipeline: read the plaintext, then call [`ReceivePipeline::finish`]
@@ -309,8 +315,8 @@ pub struct ReceivePipeline<'a> {
 
 impl<'a> ReceivePipeline<'a> {
     /// Opens the layers of `input`.
-    pub fn new<R: Read + 'a>(input: R, options: &ReceiveOptions<'a>) -> Result<Self> {
-        let mut cur: Box<dyn Read + 'a> = Box::new(input);
+    pub fn new<R: Read + Send + 'a>(input: R, options: &ReceiveOptions<'a>) -> Result<Self> {
+        let mut cur: Source<'a> = Box::new(input);
         let mut layers = Vec::new();
         let wanted = |k: ContentKind| match (options.expect, k) {
             (None, _) => true,
@@ -358,6 +364,7 @@ impl<'a> ReceivePipeline<'a> {
                 }
             }
             next += 1;
+            tracing::debug!(?kind, "opening CMS layer");
             layers.push(kind);
             match kind {
                 ContentKind::Enveloped => {
@@ -381,7 +388,7 @@ impl<'a> ReceivePipeline<'a> {
         }
     }
 
-    fn plain(cur: Box<dyn Read + 'a>, layers: Vec<ContentKind>, o: &ReceiveOptions<'a>) -> Self {
+    fn plain(cur: Source<'a>, layers: Vec<ContentKind>, o: &ReceiveOptions<'a>) -> Self {
         ReceivePipeline {
             top: Top::Plain(cur),
             layers,
@@ -400,11 +407,23 @@ impl<'a> ReceivePipeline<'a> {
     /// file (EFPA/EERP); its error tells which EFNA/NERP reason applies.
     pub fn finish(mut self) -> Result<ReceiveReport> {
         let mut sink = vec![0u8; 8192];
+        let mut discarded = 0u64;
         loop {
-            let n = self.read(&mut sink).map_err(Error::from_io)?;
+            let n = match &mut self.top {
+                Top::Plain(r) => r.read(&mut sink),
+                Top::Signed(r) => r.read(&mut sink),
+            }
+            .map_err(Error::from_io)?;
             if n == 0 {
                 break;
             }
+            discarded += n as u64;
+        }
+        if discarded > 0 {
+            tracing::warn!(
+                discarded,
+                "receive pipeline finished before the content was read"
+            );
         }
         let signer = match self.top {
             Top::Plain(_) => None,
@@ -431,6 +450,7 @@ impl<'a> ReceivePipeline<'a> {
             layers: self.layers,
             signer,
             bytes_out: self.bytes_out,
+            bytes_discarded: discarded,
         })
     }
 }
@@ -492,6 +512,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn thread_safety_and_early_finish() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Identity>();
+        send_sync::<Certificate>();
+        send_sync::<TrustPolicy>();
+        send::<SendPipeline<'static, Vec<u8>>>();
+        send::<ReceivePipeline<'static>>();
+
+        let (me, _, _) = rcgen_identity("Me");
+        let so = SendOptions::new(CipherSuite::Aes256RsaSha512).sign(&me);
+        let mut p = SendPipeline::new(Vec::new(), &so).unwrap();
+        p.write_all(&[5u8; 10_000]).unwrap();
+        let wire = p.finish().unwrap();
+        let ro = ReceiveOptions::new().partner(me.certificate());
+        let mut rp = ReceivePipeline::new(&wire[..], &ro).unwrap();
+        let mut first = [0u8; 100];
+        rp.read_exact(&mut first).unwrap();
+        let report = rp.finish().unwrap();
+        assert_eq!((report.bytes_out, report.bytes_discarded), (100, 9_900));
     }
 
     #[test]

@@ -256,6 +256,20 @@ impl<R: Read> SignedDataReader<R> {
                 hashers.push(h.hasher());
             }
         }
+        if hashers.is_empty() {
+            // Some producers leave digestAlgorithms empty; the signer infos come after the
+            // content, so hash with every supported algorithm rather than buffer the content.
+            tracing::debug!("SignedData announces no known digest algorithm; hashing with all");
+            hashers = [
+                HashAlgorithm::Sha1,
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha384,
+                HashAlgorithm::Sha512,
+            ]
+            .into_iter()
+            .map(HashAlgorithm::hasher)
+            .collect();
+        }
         let (eci, econtent_type, content) = open_econtent(&mut r)?;
         let (state, detached) = match content {
             Some((e0, stream)) => (State::Content { e0, eci, stream }, false),
@@ -590,6 +604,21 @@ mod tests {
             .verify_any(&[other.certificate(), new.certificate()])
             .unwrap();
         assert_eq!(&v.certificate, new.certificate());
+    }
+
+    #[test]
+    fn empty_digest_algorithms_are_tolerated() {
+        let (id, _, _) = rcgen_identity("Signer");
+        let cms = sign_bytes(b"abc", &id, HashAlgorithm::Sha256, false).unwrap();
+        let set = asn1::set_of(vec![asn1::alg_id_null(HashAlgorithm::Sha256.oid())]);
+        let pos = cms.windows(set.len()).position(|w| w == set).unwrap();
+        // The containers around it use indefinite lengths, so no length needs fixing.
+        let patched = [&cms[..pos], &[tag::SET, 0][..], &cms[pos + set.len()..]].concat();
+        let (content, v) = verify_bytes(&patched, None, Some(id.certificate())).unwrap();
+        assert_eq!(
+            (content.as_slice(), v.hash),
+            (&b"abc"[..], HashAlgorithm::Sha256)
+        );
     }
 
     #[test]
