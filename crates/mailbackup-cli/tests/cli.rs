@@ -2,7 +2,8 @@
 
 use graph_emulator::{
     DEFAULT_CLIENT_SECRET, DEFAULT_CONFIDENTIAL_CLIENT_ID, DEFAULT_PASSWORD,
-    DEFAULT_PUBLIC_CLIENT_ID, Emulator, EmulatorConfig, EndpointKind, MailboxSpec,
+    DEFAULT_PUBLIC_CLIENT_ID, Emulator, EmulatorConfig, EndpointKind, FaultConfig, MailboxSpec,
+    Trigger,
 };
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -359,4 +360,54 @@ async fn kill_9_mid_run_then_rerun_fetches_only_what_is_not_durable() {
         "a message durable before the kill was fetched again"
     );
     assert_eq!(assert_files_complete(dir.path(), &emu), total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_without_a_display_uses_the_device_code_flow() {
+    let emu = emulator(2, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin();
+    c.env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .arg("login");
+    c.args([
+        "--authority",
+        &emu.authority_url(),
+        "--tenant",
+        emu.tenant_id(),
+        "--client-id",
+        DEFAULT_PUBLIC_CLIENT_ID,
+    ]);
+    c.arg("--token-cache").arg(dir.path().join("c.json"));
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("DeviceCode flow"),
+        "{}",
+        text(&o)
+    );
+    assert!(dir.path().join("c.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_that_finally_fail_are_listed_and_the_exit_code_is_1() {
+    let emu = emulator(4, Duration::ZERO).await;
+    emu.faults().set(FaultConfig {
+        drop_connection: Trigger::EveryNth(1),
+        only: Some(vec![EndpointKind::MessageValue]),
+        ..FaultConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = run_cmd(&emu, dir.path(), &app_token(&emu).await);
+    c.args(["--max-retry-count", "1"]);
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("4 failed") && out.contains("failed messages:"),
+        "{out}"
+    );
+    assert_eq!(out.matches("TransportError").count(), 4, "{out}");
+    // Each message was tried twice (one retry), then given up.
+    assert_eq!(emu.stats().count(EndpointKind::MessageValue), 8);
 }

@@ -450,3 +450,39 @@ async fn endless_throttling_ends_at_the_time_limit_with_a_clear_report() {
     assert!(r.failed.is_empty());
     assert!(eml_files(dir.path()).is_empty());
 }
+
+#[tokio::test]
+async fn shared_mailbox_through_user_id_with_a_delegated_token() {
+    let emu = emulator(vec![
+        MailboxSpec::new(ALICE).messages(3),
+        MailboxSpec::new(BOB).messages(9).seed(8),
+    ])
+    .await;
+    // Alice reads Bob's (shared) mailbox: needs Mail.Read.Shared.
+    let token =
+        user_token_with_scope(&emu, ALICE, "Mail.Read Mail.Read.Shared offline_access").await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), token, BOB)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_complete(dir.path(), &emu, BOB);
+
+    // Without the shared scope Graph refuses, and the report says so.
+    let token = user_token(&emu, ALICE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), token, BOB)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let err = report.mailboxes[0].error.clone().unwrap();
+    assert!(
+        err.contains("403") && err.contains("ErrorAccessDenied"),
+        "{err}"
+    );
+}

@@ -55,6 +55,11 @@ pub async fn app_token(emu: &Emulator) -> String {
 
 /// A delegated token for `user` (ROPC).
 pub async fn user_token(emu: &Emulator, user: &str) -> String {
+    user_token_with_scope(emu, user, "Mail.Read offline_access").await
+}
+
+/// A delegated token for `user` (ROPC) with the given scopes.
+pub async fn user_token_with_scope(emu: &Emulator, user: &str, scope: &str) -> String {
     token_request(
         emu,
         &[
@@ -62,7 +67,7 @@ pub async fn user_token(emu: &Emulator, user: &str) -> String {
             ("client_id", DEFAULT_PUBLIC_CLIENT_ID),
             ("username", user),
             ("password", DEFAULT_PASSWORD),
-            ("scope", "Mail.Read offline_access"),
+            ("scope", scope),
         ],
     )
     .await
