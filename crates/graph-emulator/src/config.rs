@@ -55,6 +55,10 @@ pub struct EmulatorConfig {
     pub mailbox_concurrency_limit: Option<usize>,
     /// `Retry-After` (seconds) sent with concurrency 429s.
     pub concurrency_retry_after_secs: u64,
+    /// Request budget per mailbox and fixed time window; beyond it, 429 `ApplicationThrottled`
+    /// with `Retry-After` = seconds until the window ends. Real Graph: about 10,000 requests per
+    /// 10 minutes ([`RateLimit::GRAPH`]). `None` (default) = no budget.
+    pub mailbox_rate_limit: Option<RateLimit>,
     /// Lifetime of access tokens (Entra ID: 60-90 minutes). Make it short for expiry tests.
     pub access_token_lifetime: Duration,
     /// Lifetime of refresh tokens.
@@ -95,6 +99,7 @@ impl Default for EmulatorConfig {
             latency: Duration::ZERO,
             mailbox_concurrency_limit: Some(4),
             concurrency_retry_after_secs: 1,
+            mailbox_rate_limit: None,
             access_token_lifetime: Duration::from_secs(3600),
             refresh_token_lifetime: Duration::from_secs(90 * 24 * 3600),
             authorization_code_lifetime: Duration::from_secs(600),
@@ -161,6 +166,23 @@ impl EmulatorConfig {
         self.faults = faults;
         self
     }
+}
+
+/// A request budget: at most `requests` Graph requests per mailbox in each `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// Window length (fixed windows, starting with the first request).
+    pub window: Duration,
+}
+
+impl RateLimit {
+    /// Graph's documented ceiling for mail: 10,000 requests per 10 minutes per app and mailbox.
+    pub const GRAPH: RateLimit = RateLimit {
+        requests: 10_000,
+        window: Duration::from_secs(600),
+    };
 }
 
 /// A user account without a mailbox.

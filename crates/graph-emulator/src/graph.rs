@@ -344,6 +344,20 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
             .with_header("Retry-After", shared.concurrency_retry_after.to_string()),
         );
     }
+    if let Some(limit) = shared.rate_limit
+        && let Err(retry_after) = mb.take_budget(limit)
+    {
+        shared.stats.bump(Counter::ThrottledRate);
+        return Outcome::Respond(
+            graph_error(
+                &r,
+                429,
+                "ApplicationThrottled",
+                "Application is over its request rate limit for this mailbox.",
+            )
+            .with_header("Retry-After", retry_after.to_string()),
+        );
+    }
     // 4. Latency and faults.
     let (extra, injected) = {
         let mut f = lock(&shared.faults);

@@ -62,7 +62,8 @@
 //!
 //! In-flight Graph requests are counted per mailbox (including time spent in the configured
 //! latency); above [`EmulatorConfig::mailbox_concurrency_limit`] (default 4) the request gets
-//! 429. [`FaultsHandle`] injects 429/503/dropped connections (probability, every n-th, next n),
+//! 429. An optional request budget per mailbox and window ([`RateLimit`]) answers 429 with the
+//! seconds left in the window. [`FaultsHandle`] injects 429/503/dropped connections (probability, every n-th, next n),
 //! `$value` downloads cut short, empty delta pages and repeated delta items, extra latency, and
 //! expires all access tokens or all delta tokens at once. [`Stats`] reports
 //! counts per [`EndpointKind`], 429s, 503s, drops, and the maximum concurrency seen.
@@ -102,7 +103,7 @@ mod util;
 pub use config::{
     AppRegistration, DEFAULT_CLIENT_SECRET, DEFAULT_CONFIDENTIAL_CLIENT_ID, DEFAULT_PASSWORD,
     DEFAULT_PUBLIC_CLIENT_ID, DEFAULT_TENANT_DOMAIN, DEFAULT_TENANT_ID, DEFAULT_USER,
-    EmulatorConfig, FolderKind, FolderSpec, MailboxSpec, UserSpec,
+    EmulatorConfig, FolderKind, FolderSpec, MailboxSpec, RateLimit, UserSpec,
 };
 pub use error::EmulatorError;
 pub use faults::{FaultConfig, FaultsHandle, Trigger};

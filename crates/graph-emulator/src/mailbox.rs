@@ -291,6 +291,8 @@ pub(crate) struct MailboxState {
     pub(crate) seed: u64,
     pub(crate) ctx: SynthContext,
     pub(crate) inflight: AtomicUsize,
+    /// Fixed-window request budget state: (window start, requests in the window).
+    pub(crate) rate: Mutex<Option<(std::time::Instant, u32)>>,
     pub(crate) data: Mutex<MailboxData>,
     pub(crate) delta: Mutex<crate::delta::DeltaStore>,
 }
@@ -432,6 +434,7 @@ impl MailboxState {
             seed: spec.seed,
             ctx,
             inflight: AtomicUsize::new(0),
+            rate: Mutex::new(None),
             data: Mutex::new(data),
             delta: Mutex::new(crate::delta::DeltaStore::default()),
         }
@@ -469,6 +472,24 @@ impl MailboxState {
     /// Invalidates every delta and skip token of this mailbox.
     pub(crate) fn expire_delta_tokens(&self) {
         lock(&self.delta).clear();
+    }
+
+    /// Counts a request against the budget; `Err(seconds)` = over budget, retry after that.
+    pub(crate) fn take_budget(&self, limit: crate::config::RateLimit) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let mut r = lock(&self.rate);
+        let (start, count) = match *r {
+            Some((start, count)) if now.duration_since(start) < limit.window => (start, count),
+            _ => (now, 0),
+        };
+        if count >= limit.requests {
+            let left = limit.window.saturating_sub(now.duration_since(start));
+            *r = Some((start, count));
+            // Round up so a client that waits exactly Retry-After lands in the next window.
+            return Err(left.as_secs() + u64::from(left.subsec_nanos() > 0));
+        }
+        *r = Some((start, count + 1));
+        Ok(())
     }
 
     /// Current number of in-flight requests.

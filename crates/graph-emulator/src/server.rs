@@ -43,6 +43,7 @@ pub(crate) struct Shared {
     pub(crate) latency: Duration,
     pub(crate) concurrency_limit: Option<usize>,
     pub(crate) concurrency_retry_after: u64,
+    pub(crate) rate_limit: Option<crate::config::RateLimit>,
     pub(crate) delta_lifetime: Option<Duration>,
 }
 
@@ -371,6 +372,7 @@ impl Emulator {
             latency: config.latency,
             concurrency_limit: config.mailbox_concurrency_limit,
             concurrency_retry_after: config.concurrency_retry_after_secs,
+            rate_limit: config.mailbox_rate_limit,
             delta_lifetime: config.delta_token_lifetime,
         });
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -541,6 +543,13 @@ fn validate(c: &EmulatorConfig) -> Result<(), EmulatorError> {
                 m.user_principal_name
             )));
         }
+    }
+    if let Some(r) = c.mailbox_rate_limit
+        && (r.requests == 0 || r.window.is_zero())
+    {
+        return Err(EmulatorError::InvalidConfig(
+            "mailbox_rate_limit needs at least 1 request and a non-zero window".to_owned(),
+        ));
     }
     if c.mailbox_concurrency_limit == Some(0) {
         return Err(EmulatorError::InvalidConfig(

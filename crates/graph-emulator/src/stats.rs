@@ -44,6 +44,8 @@ pub struct Stats {
     pub requests: BTreeMap<EndpointKind, u64>,
     /// 429 answers because the per-mailbox concurrency limit was exceeded.
     pub throttled_concurrency: u64,
+    /// 429 answers because the per-mailbox request budget ([`crate::RateLimit`]) was used up.
+    pub throttled_rate: u64,
     /// 429 answers injected by faults.
     pub throttled_injected: u64,
     /// 503 answers injected by faults.
@@ -71,9 +73,9 @@ impl Stats {
         self.requests.get(&kind).copied().unwrap_or(0)
     }
 
-    /// All 429 answers (concurrency and injected).
+    /// All 429 answers (concurrency, budget and injected).
     pub fn throttled(&self) -> u64 {
-        self.throttled_concurrency + self.throttled_injected
+        self.throttled_concurrency + self.throttled_rate + self.throttled_injected
     }
 
     /// All requests.
@@ -92,6 +94,7 @@ pub(crate) struct StatsCollector {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Counter {
     ThrottledConcurrency,
+    ThrottledRate,
     ThrottledInjected,
     UnavailableInjected,
     Dropped,
@@ -110,6 +113,7 @@ impl StatsCollector {
         let mut s = lock(&self.inner);
         match counter {
             Counter::ThrottledConcurrency => s.throttled_concurrency += 1,
+            Counter::ThrottledRate => s.throttled_rate += 1,
             Counter::ThrottledInjected => s.throttled_injected += 1,
             Counter::UnavailableInjected => s.unavailable_injected += 1,
             Counter::Dropped => s.dropped_connections += 1,

@@ -437,3 +437,39 @@ async fn truncated_downloads_and_delta_quirks() {
     assert!(s.delta_quirks >= 2);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn request_budget_per_mailbox_window() {
+    let emu = start(EmulatorConfig {
+        mailbox_rate_limit: Some(graph_emulator::RateLimit {
+            requests: 3,
+            window: Duration::from_secs(120),
+        }),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let token = user_token(&emu, USER).await;
+    let url = format!("{}/me/mailFolders", emu.graph_url());
+    for _ in 0..3 {
+        assert_eq!(get(&token, &url, None).await.0, 200);
+    }
+    let (status, headers, body) = get(&token, &url, None).await;
+    assert_eq!(status, 429);
+    assert_graph_error(&body, "ApplicationThrottled");
+    let retry: u64 = headers
+        .get("retry-after")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|s| s.parse().ok())
+        .expect("Retry-After seconds");
+    assert!((110..=120).contains(&retry), "{retry}");
+    // The identity endpoints and the profile are not mailbox requests.
+    assert_eq!(
+        get(&token, &format!("{}/me", emu.graph_url()), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(emu.stats().throttled_rate, 1);
+    assert_eq!(emu.stats().throttled(), 1);
+    emu.shutdown().await;
+}
