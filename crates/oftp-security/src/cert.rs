@@ -59,6 +59,7 @@ pub struct Certificate {
     public_key_algorithm: String,
     public_key_bits: usize,
     rsa_public_key: Option<Vec<u8>>,
+    spki: Vec<u8>,
     signature_algorithm: String,
     key_usage: Option<KeyUsage>,
     extended_key_usage: Vec<String>,
@@ -184,6 +185,7 @@ impl Certificate {
             public_key_algorithm,
             public_key_bits,
             rsa_public_key,
+            spki: spki.raw.to_vec(),
             signature_algorithm: name_of(&c.signature_algorithm.algorithm),
             key_usage,
             extended_key_usage,
@@ -281,6 +283,16 @@ impl Certificate {
     /// `"RSA"` or the name/OID of another public key algorithm.
     pub fn public_key_algorithm(&self) -> &str {
         &self.public_key_algorithm
+    }
+
+    /// The public key as DER `SubjectPublicKeyInfo`.
+    pub fn public_key_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// The public key as PEM (`PUBLIC KEY`), the seed's PublicKey field.
+    pub fn public_key_pem(&self) -> String {
+        pem_encode("PUBLIC KEY", &self.spki)
     }
 
     /// Public key length in bits (e.g. 2048).
@@ -959,6 +971,11 @@ pub(crate) mod tests {
         assert_eq!(c.subject_alt_names(), ["DNS:oftp.example"]);
         assert!(c.is_time_valid(SystemTime::now()));
         assert_eq!(c.thumbprint_sha1().len(), 20);
+        assert!(
+            c.public_key_pem()
+                .starts_with("-----BEGIN PUBLIC KEY-----\n")
+        );
+        assert!(id.key().matches_certificate(c));
         // PEM roundtrip.
         assert_eq!(&Certificate::from_pem(c.to_pem().as_bytes()).unwrap(), c);
         assert_eq!(&Certificate::from_pem(cert_pem.as_bytes()).unwrap(), c);

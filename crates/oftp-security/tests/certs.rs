@@ -280,6 +280,18 @@ fn validation_expiry_chain_self_signed_and_crl() {
         Err(ValidationError::Revoked(_))
     ));
 
+    // A chain through an intermediate CA: complete with the intermediate, unknown without.
+    let inter = pki.intermediate("Test OFTP Issuing CA");
+    let via = Certificate::load(&inter.leaf("Chained Partner", 20, false).cert).unwrap();
+    let inter_c = Certificate::load(&inter.ca).unwrap();
+    policy
+        .validate(&via, std::slice::from_ref(&inter_c), now)
+        .unwrap();
+    assert!(matches!(
+        policy.validate(&via, &[], now),
+        Err(ValidationError::UnknownIssuer(_))
+    ));
+
     // Unknown issuer.
     let other = Pki::new();
     let stranger = Certificate::load(&other.leaf("Stranger", 1, false).cert).unwrap();

@@ -86,6 +86,56 @@ fn openssl_verifies_our_signed_data() {
 }
 
 #[test]
+fn openssl_verifies_our_double_signature() {
+    // RFC 5024 6.2: a file may be signed twice during a certificate changeover.
+    let pki = Pki::new();
+    let old = pki.leaf("Signer Old", 30, false);
+    let new = pki.leaf("Signer New", 31, false);
+    let (old_id, new_id) = (identity(&old), identity(&new));
+    let mut w = SignedDataWriter::with_signers(
+        Vec::new(),
+        &[&old_id, &new_id],
+        HashAlgorithm::Sha256,
+        true,
+    )
+    .unwrap();
+    w.write_all(b"changeover").unwrap();
+    let f = common::write(pki.dir.path(), "two.p7m", w.finish().unwrap());
+    let out = pki.path("two.out");
+    openssl(&[
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        p(&f),
+        "-CAfile",
+        p(&pki.ca),
+        "-purpose",
+        "any",
+        "-out",
+        p(&out),
+    ]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"changeover");
+    let printed = String::from_utf8(openssl(&[
+        "cms",
+        "-cmsout",
+        "-print",
+        "-inform",
+        "DER",
+        "-in",
+        p(&f),
+    ]))
+    .unwrap();
+    assert_eq!(
+        printed.matches("signatureAlgorithm:").count(),
+        2,
+        "{printed}"
+    );
+}
+
+#[test]
 fn openssl_decrypts_our_enveloped_data() {
     let pki = Pki::new();
     let leaf = pki.leaf("Recipient", 3, false);

@@ -58,6 +58,30 @@ impl Pki {
         self.dir.path().join(name)
     }
 
+    /// An intermediate CA issued by this CA; its leaves chain through it.
+    pub fn intermediate(&self, cn: &str) -> Pki {
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.not_before = date_time_ymd(2020, 1, 1);
+        p.not_after = date_time_ymd(2044, 1, 1);
+        p.use_authority_key_identifier_extension = true;
+        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_pem = cert.pem();
+        let ca = write(dir.path(), "intermediate.pem", &ca_pem);
+        Pki {
+            dir,
+            ca_pem,
+            ca,
+            ca_params: p,
+            ca_key: key,
+        }
+    }
+
     /// A leaf issued by the CA, valid 2020-2040 unless `expired`.
     pub fn leaf(&self, cn: &str, serial: u64, expired: bool) -> Leaf {
         let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
