@@ -160,14 +160,23 @@ impl<'a> Tlv<'a> {
 
     /// String value, joining BER constructed-string segments.
     pub(crate) fn octets(&self, layer: Layer) -> Result<Vec<u8>> {
-        if !self.constructed() {
-            return Ok(self.content.to_vec());
-        }
         let mut out = Vec::new();
-        for c in self.children(layer) {
-            out.extend_from_slice(&c?.octets(layer)?);
-        }
+        self.octets_into(&mut out, layer, 0)?;
         Ok(out)
+    }
+
+    fn octets_into(&self, out: &mut Vec<u8>, layer: Layer, depth: usize) -> Result<()> {
+        if !self.constructed() {
+            out.extend_from_slice(self.content);
+            return Ok(());
+        }
+        if depth > MAX_DEPTH {
+            return Err(Error::malformed(layer, "string nesting too deep"));
+        }
+        for c in self.children(layer) {
+            c?.octets_into(out, layer, depth + 1)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn expect(self, tag: u8, layer: Layer, what: &str) -> Result<Self> {
@@ -310,15 +319,22 @@ pub(crate) fn parse_one(input: &[u8], layer: Layer) -> Result<Tlv<'_>> {
 /// constructed strings joined). Used where a hash must be computed over a DER encoding
 /// (signed attributes) and on certificates that a partner sent in BER.
 pub(crate) fn to_definite(t: &Tlv<'_>, layer: Layer) -> Result<Vec<u8>> {
+    to_definite_depth(t, layer, 0)
+}
+
+fn to_definite_depth(t: &Tlv<'_>, layer: Layer, depth: usize) -> Result<Vec<u8>> {
     if !t.constructed() {
         return Ok(t.raw.to_vec());
+    }
+    if depth > MAX_DEPTH {
+        return Err(Error::malformed(layer, "nesting too deep"));
     }
     if matches!(t.tag, tag::OCTET_STRING_C) {
         return Ok(tlv(tag::OCTET_STRING, &t.octets(layer)?));
     }
     let mut content = Vec::new();
     for c in t.children(layer) {
-        content.extend_from_slice(&to_definite(&c?, layer)?);
+        content.extend_from_slice(&to_definite_depth(&c?, layer, depth + 1)?);
     }
     Ok(tlv(t.tag, &content))
 }
@@ -858,6 +874,32 @@ mod tests {
         for i in 0..ber.len() {
             assert!(parse_one(&ber[..i], Layer::Signed).is_err());
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // 2 000 nested definite-length SEQUENCEs / constructed strings.
+        for (outer, inner) in [
+            (tag::SEQUENCE, 0x05u8),
+            (tag::OCTET_STRING_C, tag::OCTET_STRING),
+        ] {
+            let mut enc = vec![inner, 0];
+            for _ in 0..2_000 {
+                enc = tlv(outer, &enc);
+            }
+            let t = parse_one(&enc, Layer::Signed).unwrap();
+            assert!(to_definite(&t, Layer::Signed).is_err());
+            if outer == tag::OCTET_STRING_C {
+                assert!(t.octets(Layer::Signed).is_err());
+            }
+        }
+        // Indefinite nesting is bounded while parsing.
+        let mut ber = Vec::new();
+        for _ in 0..1000 {
+            ber.extend_from_slice(&[0x30, 0x80]);
+        }
+        ber.extend(std::iter::repeat_n(0u8, 2000));
+        assert!(parse_one(&ber, Layer::Signed).is_err());
     }
 
     #[test]
