@@ -53,6 +53,9 @@ pub struct FaultConfig {
     pub delta_duplicate: Trigger,
     /// Latency added to every Graph request on top of [`crate::EmulatorConfig::latency`].
     pub extra_latency: Duration,
+    /// `$value` bodies are delivered at most this fast (bytes per second), in 64 KiB chunks;
+    /// for client timeout and progress tests. `None` = full speed.
+    pub value_bytes_per_sec: Option<u64>,
     /// Endpoint kinds the triggers apply to; `None` = all Graph endpoints.
     pub only: Option<Vec<EndpointKind>>,
     /// Seed of the probability generator.
@@ -71,6 +74,7 @@ impl Default for FaultConfig {
             delta_empty_page: Trigger::Never,
             delta_duplicate: Trigger::Never,
             extra_latency: Duration::ZERO,
+            value_bytes_per_sec: None,
             only: None,
             seed: 42,
         }
@@ -153,6 +157,10 @@ impl FaultState {
 
     pub(crate) fn extra_latency(&self) -> Duration {
         self.config.extra_latency
+    }
+
+    pub(crate) fn value_bandwidth(&self) -> Option<u64> {
+        self.config.value_bytes_per_sec.filter(|b| *b > 0)
     }
 
     /// Decides whether this request gets a fault. Drops win over 503 over 429, so that a
@@ -274,6 +282,11 @@ impl FaultsHandle {
             c.delta_empty_page = empty_page;
             c.delta_duplicate = duplicate;
         });
+    }
+
+    /// Limits the delivery speed of `$value` bodies (`None` = full speed).
+    pub fn value_bandwidth(&self, bytes_per_sec: Option<u64>) {
+        self.update(|c| c.value_bytes_per_sec = bytes_per_sec);
     }
 
     /// Sets extra latency for Graph requests.

@@ -26,7 +26,7 @@ use crate::faults::Injected;
 use crate::identity::{Grant, Principal, TokenRejection};
 use crate::mailbox::{MailboxData, MailboxState, Message};
 use crate::odata::{self, Filter, OrderBy, Prop, QueryError};
-use crate::server::{Outcome, Req, Resp, Shared};
+use crate::server::{Outcome, Req, Resp, Shape, Shared};
 use crate::stats::{Counter, EndpointKind};
 use crate::synth::{self, Person};
 use crate::util::{graph_time, lock, percent_decode, query_encode};
@@ -359,9 +359,9 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
         );
     }
     // 4. Latency and faults.
-    let (extra, injected) = {
+    let (extra, injected, bandwidth) = {
         let mut f = lock(&shared.faults);
-        (f.extra_latency(), f.decide(kind))
+        (f.extra_latency(), f.decide(kind), f.value_bandwidth())
     };
     let wait = shared.latency + extra;
     if !wait.is_zero() {
@@ -389,7 +389,11 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
             };
             if resp.status == 200 {
                 shared.stats.bump(Counter::Truncated);
-                return Outcome::Truncate(resp);
+                let shape = Shape {
+                    truncate: true,
+                    bytes_per_sec: bandwidth,
+                };
+                return Outcome::Shaped(resp, shape);
             }
             return Outcome::Respond(resp);
         }
@@ -435,7 +439,17 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
         Resource::Folder(f) => ctx.folder(&f),
         Resource::Messages(f) => ctx.messages(f.as_deref()),
         Resource::Message(id) => ctx.message(&id),
-        Resource::Value(id) => ctx.value(&id),
+        Resource::Value(id) => {
+            let resp = ctx.value(&id);
+            if resp.status == 200 && bandwidth.is_some() {
+                let shape = Shape {
+                    truncate: false,
+                    bytes_per_sec: bandwidth,
+                };
+                return Outcome::Shaped(resp, shape);
+            }
+            resp
+        }
         Resource::Delta(f) => ctx.delta(&f),
         Resource::MailboxDelta => graph_error(
             &r,
@@ -1279,8 +1293,10 @@ async fn batch(shared: &Arc<Shared>, r: Req) -> Outcome {
         let parsed = parse_path(&sub.path);
         let resp = match single(shared, sub, parsed).await {
             Outcome::Respond(resp) => resp,
+            // Pacing does not apply inside a batch answer.
+            Outcome::Shaped(resp, shape) if !shape.truncate => resp,
             // A cut-off sub-response cuts off the whole batch response.
-            Outcome::Drop | Outcome::Truncate(_) => return Outcome::Drop,
+            Outcome::Drop | Outcome::Shaped(..) => return Outcome::Drop,
         };
         let is_json = resp
             .content_type()

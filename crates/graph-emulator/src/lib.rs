@@ -64,7 +64,8 @@
 //! latency); above [`EmulatorConfig::mailbox_concurrency_limit`] (default 4) the request gets
 //! 429. An optional request budget per mailbox and window ([`RateLimit`]) answers 429 with the
 //! seconds left in the window. [`FaultsHandle`] injects 429/503/dropped connections (probability, every n-th, next n),
-//! `$value` downloads cut short, empty delta pages and repeated delta items, extra latency, and
+//! `$value` downloads cut short or paced to a bandwidth, empty delta pages and repeated delta
+//! items, extra latency, and
 //! expires all access tokens or all delta tokens at once. [`Stats`] reports
 //! counts per [`EndpointKind`], 429s, 503s, drops, and the maximum concurrency seen.
 //!
@@ -78,8 +79,8 @@
 //! # Not emulated
 //!
 //! Writes over HTTP (POST/PATCH/DELETE of messages), attachments endpoints, `$expand`,
-//! `$search`, folder delta, JWT access tokens, signature validation of `id_token`s, rate
-//! limits other than the concurrency limit (use faults), HTTPS.
+//! `$search` (both answer 400 naming the option), folder delta, JWT access tokens, signed
+//! `id_token`s, HTTPS.
 //!
 //! Dependencies: hyper directly (not axum) so a fault can close a connection without any
 //! response; sha2/base64 for ids and PKCE; a local SplitMix64 for portable determinism.

@@ -9,7 +9,7 @@ use clap::Parser;
 use graph_emulator::{
     AppRegistration, DEFAULT_CLIENT_SECRET, DEFAULT_CONFIDENTIAL_CLIENT_ID, DEFAULT_PASSWORD,
     DEFAULT_PUBLIC_CLIENT_ID, DEFAULT_TENANT_DOMAIN, Emulator, EmulatorConfig, FaultConfig,
-    MailboxSpec, Trigger,
+    MailboxSpec, RateLimit, Trigger,
 };
 
 /// Local emulator of the Microsoft Graph mail and Microsoft identity platform endpoints.
@@ -58,6 +58,12 @@ struct Args {
     /// Probability (0..1) that a `$value` download is cut after half of its bytes.
     #[arg(long, default_value_t = 0.0)]
     truncate_probability: f64,
+    /// Deliver `$value` bodies at most this many bytes per second (default: full speed).
+    #[arg(long)]
+    value_bytes_per_sec: Option<u64>,
+    /// Request budget per mailbox per 10 minutes, like Graph's 10,000 (default: none).
+    #[arg(long)]
+    requests_per_10_min: Option<u32>,
     /// Retry-After seconds for injected 429 and 503 answers.
     #[arg(long, default_value_t = 1)]
     retry_after: u64,
@@ -117,8 +123,13 @@ async fn main() -> anyhow::Result<()> {
             unavailable_retry_after_secs: Some(args.retry_after),
             drop_connection: probability("drop-probability", args.drop_probability)?,
             truncate_value: probability("truncate-probability", args.truncate_probability)?,
+            value_bytes_per_sec: args.value_bytes_per_sec,
             ..FaultConfig::default()
         });
+    config.mailbox_rate_limit = args.requests_per_10_min.map(|requests| RateLimit {
+        requests,
+        window: Duration::from_secs(600),
+    });
     config.apps = vec![
         args.redirect_uri.iter().fold(
             AppRegistration::public_client(DEFAULT_PUBLIC_CLIENT_ID),

@@ -9,6 +9,7 @@
 //! all connection tasks (clients with idle keep-alive connections would otherwise delay it).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -114,22 +115,68 @@ pub(crate) enum Outcome {
     Respond(Resp),
     /// Close the connection without answering.
     Drop,
-    /// Send the head and the first half of the body, then close the connection.
-    Truncate(Resp),
+    /// Answer with a shaped body (cut short and/or bandwidth-limited).
+    Shaped(Resp, Shape),
 }
 
-/// Body that yields its first part, then fails: hyper has already sent a `Content-Length` for
-/// the whole body (from the size hint), so the client sees a download cut short.
-#[derive(Debug)]
-pub(crate) struct TruncatedBody {
-    first: Option<Bytes>,
-    declared: u64,
-    /// Whether the body already answered `Pending` once after the data, which makes hyper flush
-    /// the head and the data to the socket before the error closes the connection.
-    paused: bool,
+/// How a body is delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Send only the first half, then close the connection.
+    pub(crate) truncate: bool,
+    /// Deliver at most this many bytes per second.
+    pub(crate) bytes_per_sec: Option<u64>,
 }
 
-impl hyper::body::Body for TruncatedBody {
+/// Chunk size of shaped bodies.
+const CHUNK: usize = 64 * 1024;
+
+/// A body delivered in chunks, optionally paced and optionally cut short. The size hint is the
+/// full length, so hyper sends the full `Content-Length` and a cut-short download is visible to
+/// the client as an incomplete body.
+pub(crate) struct ShapedBody {
+    data: Bytes,
+    pos: usize,
+    /// Bytes to send before stopping (the full length unless truncated).
+    end: usize,
+    truncate: bool,
+    bytes_per_sec: Option<u64>,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// Whether the body already answered `Pending` once after the last data, which makes hyper
+    /// flush the head and the data to the socket before the error closes the connection.
+    flushed: bool,
+}
+
+impl std::fmt::Debug for ShapedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShapedBody")
+            .field("len", &self.data.len())
+            .field("pos", &self.pos)
+            .field("end", &self.end)
+            .finish()
+    }
+}
+
+impl ShapedBody {
+    fn new(data: Bytes, shape: Shape) -> Self {
+        let end = if shape.truncate {
+            data.len() / 2
+        } else {
+            data.len()
+        };
+        Self {
+            data,
+            pos: 0,
+            end,
+            truncate: shape.truncate,
+            bytes_per_sec: shape.bytes_per_sec.filter(|b| *b > 0),
+            pause: None,
+            flushed: false,
+        }
+    }
+}
+
+impl hyper::body::Body for ShapedBody {
     type Data = Bytes;
     type Error = DropConnection;
 
@@ -137,23 +184,46 @@ impl hyper::body::Body for TruncatedBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, DropConnection>>> {
-        if let Some(b) = self.first.take() {
-            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b))));
+        use std::task::Poll;
+        if let Some(p) = self.pause.as_mut() {
+            if p.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.pause = None;
         }
-        if !self.paused {
-            self.paused = true;
+        if self.pos < self.end {
+            let n = CHUNK.min(self.end - self.pos);
+            let chunk = self.data.slice(self.pos..self.pos + n);
+            self.pos += n;
+            if let Some(bps) = self.bytes_per_sec {
+                let secs = n as f64 / bps as f64;
+                self.pause = Some(Box::pin(tokio::time::sleep(
+                    std::time::Duration::from_secs_f64(secs),
+                )));
+            }
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))));
+        }
+        if !self.truncate {
+            return Poll::Ready(None);
+        }
+        if !self.flushed {
+            self.flushed = true;
             cx.waker().wake_by_ref();
-            return std::task::Poll::Pending;
+            return Poll::Pending;
         }
-        std::task::Poll::Ready(Some(Err(DropConnection)))
+        Poll::Ready(Some(Err(DropConnection)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        !self.truncate && self.pos >= self.end && self.pause.is_none()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.declared)
+        hyper::body::SizeHint::with_exact(self.data.len() as u64)
     }
 }
 
-type Body = http_body_util::Either<Full<Bytes>, TruncatedBody>;
+type Body = http_body_util::Either<Full<Bytes>, ShapedBody>;
 
 /// Error returned to hyper to make it close the connection without a response.
 #[derive(Debug)]
@@ -167,16 +237,10 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
-fn to_hyper(r: Resp, truncate: bool) -> Response<Body> {
-    let body = if truncate {
-        let declared = r.body.len() as u64;
-        http_body_util::Either::Right(TruncatedBody {
-            first: Some(r.body.slice(..r.body.len() / 2)),
-            declared,
-            paused: false,
-        })
-    } else {
-        http_body_util::Either::Left(Full::new(r.body))
+fn to_hyper(r: Resp, shape: Option<Shape>) -> Response<Body> {
+    let body = match shape {
+        Some(shape) => http_body_util::Either::Right(ShapedBody::new(r.body, shape)),
+        None => http_body_util::Either::Left(Full::new(r.body)),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() =
@@ -211,8 +275,8 @@ async fn service(
     };
     tracing::debug!(method = %r.method, path = %r.path, "request");
     match route(&shared, r).await {
-        Outcome::Respond(resp) => Ok(to_hyper(resp, false)),
-        Outcome::Truncate(resp) => Ok(to_hyper(resp, true)),
+        Outcome::Respond(resp) => Ok(to_hyper(resp, None)),
+        Outcome::Shaped(resp, shape) => Ok(to_hyper(resp, Some(shape))),
         Outcome::Drop => Err(DropConnection),
     }
 }

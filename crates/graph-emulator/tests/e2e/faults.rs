@@ -473,3 +473,53 @@ async fn request_budget_per_mailbox_window() {
     assert_eq!(emu.stats().throttled(), 1);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn value_bandwidth_paces_downloads() {
+    let emu = start(
+        EmulatorConfig::default()
+            .with_mailboxes(vec![MailboxSpec::new(USER).messages(10).large_every(5)]),
+    )
+    .await;
+    let token = user_token(&emu, USER).await;
+    let mb = emu.mailbox(USER);
+    let big = mb
+        .messages()
+        .into_iter()
+        .find(|m| {
+            mb.mime(&m.id)
+                .map(|b| b.len() > 1024 * 1024)
+                .unwrap_or(false)
+        })
+        .expect("a large message");
+    let url = format!("{}/me/messages/{}/$value", emu.graph_url(), big.id);
+    // 8 MiB/s: a 1.1+ MiB body needs more than 100 ms in 64 KiB chunks.
+    emu.faults().value_bandwidth(Some(8 * 1024 * 1024));
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(&token, &url, None).await;
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(body.as_ref(), mb.mime(&big.id).expect("mime").as_slice());
+    assert!(
+        took >= Duration::from_millis(100),
+        "paced download took only {took:?}"
+    );
+    // A client timeout shorter than the transfer fails the download.
+    let slow = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .expect("client");
+    emu.faults().value_bandwidth(Some(64 * 1024));
+    let r = slow.get(&url).bearer_auth(&token).send().await;
+    let failed = match r {
+        Ok(resp) => resp.bytes().await.is_err(),
+        Err(_) => true,
+    };
+    assert!(
+        failed,
+        "the download must not finish within 50 ms at 64 KiB/s"
+    );
+    emu.faults().value_bandwidth(None);
+    assert_eq!(get(&token, &url, None).await.0, 200);
+    emu.shutdown().await;
+}
