@@ -351,6 +351,14 @@ async fn kill_9_mid_run_then_rerun_fetches_only_what_is_not_durable() {
         "{out}"
     );
 
+    // Requests of the killed process may still be running inside the emulator (and would count
+    // against its concurrency limit): wait, bounded, until they are done.
+    for _ in 0..500 {
+        if emu.mailbox(ALICE).in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     emu.reset_stats();
     let o = run(run_cmd(&emu, dir.path(), &token)).await;
     assert!(o.status.success(), "{}", text(&o));

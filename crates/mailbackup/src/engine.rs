@@ -199,11 +199,21 @@ impl BackupBuilder {
         if url::Url::parse(&self.graph_url).is_err() {
             return bad("GraphUrl", format!("{:?} is not a URL", self.graph_url));
         }
-        let working_folder = self
-            .working_folder
-            .unwrap_or_else(|| self.data_folder.join(META_DIR));
+        // Absolute paths, so the index and the lock mean the same thing whatever the current
+        // directory of a later run.
+        let absolute = |option, p: PathBuf| {
+            std::path::absolute(&p).map_err(|e| Error::InvalidOption {
+                option,
+                reason: format!("{}: {e}", p.display()),
+            })
+        };
+        let data_folder = absolute("DataFolder", self.data_folder)?;
+        let working_folder = match self.working_folder {
+            Some(w) => absolute("WorkingFolder", w)?,
+            None => data_folder.join(META_DIR),
+        };
         let opts = Options {
-            data_folder: self.data_folder,
+            data_folder,
             working_folder,
             start_date,
             end_date,
@@ -330,6 +340,7 @@ impl Backup {
 
     /// Aborts a running backup (seed `AbortBackup`): requests in flight are dropped, files being
     /// written are completed, nothing half-written remains; `run` returns an `Aborted` report.
+    /// The abort is final for this `Backup`: build a new one to continue.
     pub fn abort(&self) {
         self.cancel.cancel();
     }
