@@ -70,8 +70,12 @@ enum Command {
 }
 
 fn init_logs(level: &str, writer: Option<ui::Bars>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // HTTP internals are capped at info even at debug/trace: their traces can carry request
+    // headers, i.e. bearer tokens, which must never reach a log.
+    const CAPS: &str = "h2=info,hyper=info,hyper_util=info,reqwest=info,rustls=info";
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{directives},{CAPS}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,{CAPS}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

@@ -123,10 +123,13 @@ async fn run_status_and_verify() {
     let emu = emulator(25, Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
     let token = app_token(&emu).await;
-    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    let mut c = run_cmd(&emu, dir.path(), &token);
+    c.args(["--log-level", "trace"]);
+    let o = run(c).await;
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("25 messages: 25 saved"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("initialization phase"), "logs are on");
     assert!(
         !text(&o).contains(&token),
         "the token must never be printed"
