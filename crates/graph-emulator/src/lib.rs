@@ -39,7 +39,7 @@
 //! | `GET .../messages/{id}/$value` | RFC 822 MIME bytes |
 //! | `GET .../mailFolders/{id}/messages/delta` | `$select`, `$filter=receivedDateTime ge|gt`, `Prefer: odata.maxpagesize`; `$skiptoken` pages, final `$deltatoken`; later rounds report creates/updates and `{"id","@removed":{"reason":"deleted"}}`; expired token -> 410 `syncStateNotFound` |
 //! | `GET .../messages/delta` | 400, as Graph (no mailbox-wide message delta) |
-//! | `POST /$batch` | up to 20 GET sub-requests, run sequentially; binary bodies base64 |
+//! | `POST /$batch` | up to 20 GET sub-requests, concurrent (each counts against the mailbox limit) or in order with `dependsOn`; binary bodies base64 |
 //!
 //! `Prefer: IdType="ImmutableId"` switches every id to the immutable id; otherwise a message's
 //! id changes when it moves (as in Exchange Online) and the old id answers 404.

@@ -523,3 +523,73 @@ async fn value_bandwidth_paces_downloads() {
     assert_eq!(get(&token, &url, None).await.0, 200);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn batch_sub_requests_share_the_concurrency_limit_and_depends_on_runs_in_order() {
+    let emu = start(EmulatorConfig::default().with_latency(Duration::from_millis(100))).await;
+    let token = user_token(&emu, USER).await;
+    let ids: Vec<String> = emu
+        .mailbox(USER)
+        .messages()
+        .into_iter()
+        .take(8)
+        .map(|m| m.id)
+        .collect();
+    let batch = json!({"requests": ids.iter().enumerate().map(|(i, id)| json!({"id": i.to_string(), "method": "GET", "url": format!("/me/messages/{id}/$value")})).collect::<Vec<_>>()});
+    let v: Value = client()
+        .post(format!("{}/$batch", emu.graph_url()))
+        .bearer_auth(&token)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let rs = v["responses"].as_array().expect("responses");
+    assert_eq!(rs.len(), 8);
+    let ok = rs.iter().filter(|r| r["status"] == 200).count();
+    let throttled: Vec<&Value> = rs.iter().filter(|r| r["status"] == 429).collect();
+    assert_eq!((ok, throttled.len()), (4, 4), "{v}");
+    assert!(throttled.iter().all(|r| r["headers"]["Retry-After"] == "1"
+        && r["body"]["error"]["code"] == "ApplicationThrottled"));
+
+    // dependsOn: sequential; a failed dependency gives 424.
+    let chain = json!({"requests": [
+        {"id": "a", "method": "GET", "url": "/me/messages/missing"},
+        {"id": "b", "method": "GET", "url": "/me/mailFolders", "dependsOn": ["a"]},
+        {"id": "c", "method": "GET", "url": "/me", "dependsOn": []},
+        {"id": "d", "method": "GET", "url": "/me/mailFolders?$top=1", "dependsOn": ["c"]},
+    ]});
+    let v: Value = client()
+        .post(format!("{}/$batch", emu.graph_url()))
+        .bearer_auth(&token)
+        .json(&chain)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let st: Vec<(String, u64)> = v["responses"]
+        .as_array()
+        .expect("r")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or("").to_owned(),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        st,
+        vec![
+            ("a".into(), 404),
+            ("b".into(), 424),
+            ("c".into(), 200),
+            ("d".into(), 200)
+        ]
+    );
+    emu.shutdown().await;
+}
