@@ -11,6 +11,7 @@
 //! `syncStateNotFound`. This module does not render JSON (see `graph.rs`).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::mailbox::MailboxData;
@@ -52,7 +53,7 @@ struct DeltaToken {
 }
 
 /// A round being paged.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) params: DeltaParams,
     pub(crate) entries: Vec<Entry>,
@@ -74,7 +75,8 @@ pub(crate) enum TokenError {
 #[derive(Debug, Default)]
 pub(crate) struct DeltaStore {
     tokens: HashMap<String, DeltaToken>,
-    sessions: HashMap<String, Session>,
+    /// Shared so that serving a page does not copy the round's entries.
+    sessions: HashMap<String, Arc<Session>>,
     session_order: VecDeque<String>,
 }
 
@@ -101,13 +103,13 @@ impl DeltaStore {
         let id = random_token(18);
         self.sessions.insert(
             id.clone(),
-            Session {
+            Arc::new(Session {
                 params,
                 entries,
                 snapshot_seq,
                 page_size,
                 issued: Instant::now(),
-            },
+            }),
         );
         self.session_order.push_back(id.clone());
         while self.session_order.len() > MAX_SESSIONS {
@@ -124,7 +126,7 @@ impl DeltaStore {
         skiptoken: &str,
         folder: usize,
         lifetime: Option<Duration>,
-    ) -> Result<(String, Session, usize), TokenError> {
+    ) -> Result<(String, Arc<Session>, usize), TokenError> {
         let (id, pos) = skiptoken.rsplit_once('_').ok_or(TokenError::Gone)?;
         let pos: usize = pos.parse().map_err(|_| TokenError::Gone)?;
         let s = self.sessions.get(id).ok_or(TokenError::Gone)?;
@@ -134,7 +136,7 @@ impl DeltaStore {
         if s.params.folder != folder {
             return Err(TokenError::WrongFolder);
         }
-        Ok((id.to_owned(), s.clone(), pos))
+        Ok((id.to_owned(), Arc::clone(s), pos))
     }
 
     /// Issues a delta token for the end of a round.
