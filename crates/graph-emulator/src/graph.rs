@@ -929,7 +929,6 @@ impl Ctx<'_> {
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&dg[..24])
             )
         };
-        let html = synth::body_html(s);
         let fields: Vec<Field<'_>> = vec![
             ("id", Box::new(|| json!(id))),
             ("createdDateTime", Box::new(|| json!(graph_time(m.created)))),
@@ -982,11 +981,11 @@ impl Ctx<'_> {
             ("inferenceClassification", Box::new(|| json!("focused"))),
             (
                 "body",
-                Box::new(|| json!({"contentType": "html", "content": html})),
+                Box::new(|| json!({"contentType": "html", "content": synth::body_html(s)})),
             ),
             (
                 "uniqueBody",
-                Box::new(|| json!({"contentType": "html", "content": html})),
+                Box::new(|| json!({"contentType": "html", "content": synth::body_html(s)})),
             ),
             ("sender", Box::new(|| recipient(&s.from))),
             ("from", Box::new(|| recipient(&s.from))),

@@ -61,13 +61,32 @@
 //! # Throttling, latency and faults
 //!
 //! In-flight Graph requests are counted per mailbox (including time spent in the configured
-//! latency); above [`EmulatorConfig::mailbox_concurrency_limit`] (default 4) the request gets
-//! 429. An optional request budget per mailbox and window ([`RateLimit`]) answers 429 with the
-//! seconds left in the window. [`FaultsHandle`] injects 429/503/dropped connections (probability, every n-th, next n),
-//! `$value` downloads cut short or paced to a bandwidth, empty delta pages and repeated delta
-//! items, extra latency, and
-//! expires all access tokens or all delta tokens at once. [`Stats`] reports
-//! counts per [`EndpointKind`], 429s, 503s, drops, and the maximum concurrency seen.
+//! latency); above [`EmulatorConfig::mailbox_concurrency_limit`] (default 4) a request gets 429
+//! with `Retry-After` ([`EmulatorConfig::concurrency_retry_after_secs`], default 1; set 0 for
+//! fast tests). An optional request budget per mailbox ([`RateLimit`]) answers 429 with the
+//! seconds left in its window. [`FaultsHandle`] injects 429, 503 (with or without
+//! `Retry-After`) and dropped connections (by probability, every n-th or the next n requests,
+//! optionally only for some [`EndpointKind`]s), `$value` downloads cut short or paced to a
+//! bandwidth, empty delta pages and repeated delta items, extra latency, and expires all access
+//! tokens or all delta tokens at once. [`Stats`] counts requests per [`EndpointKind`], 401s,
+//! 410s, 429s (by cause), 503s, drops, and the highest concurrency seen per mailbox.
+//!
+//! # What the default mailbox contains (and a complete backup must handle)
+//!
+//! [`FolderSpec::default_tree`]: Inbox with nested folders (one named `2024 / Q1 — Überblick`,
+//! one empty), Sent Items, Drafts, Deleted Items, Archive, Junk Email, Outbox, a **hidden**
+//! folder with messages (only listed with `includeHiddenFolders=true`), and an "Unread Mail"
+//! **search folder** that shows messages of other folders (skip it, or you back up duplicates).
+//! Messages have non-ASCII subjects and names (RFC 2047), `multipart/alternative` bodies,
+//! base64 attachments with RFC 2231 names, and every 50th message is larger than 1 MiB.
+//! [`MailboxHandle::expected_messages`] lists every message exactly once with its MIME bytes.
+//!
+//! Mutations through [`MailboxHandle`] ([`create_message`](MailboxHandle::create_message),
+//! [`update_message`](MailboxHandle::update_message),
+//! [`set_read`](MailboxHandle::set_read), [`move_message`](MailboxHandle::move_message),
+//! [`delete_message`](MailboxHandle::delete_message),
+//! [`create_folder`](MailboxHandle::create_folder)) are visible to the next request and to the
+//! next delta round; `lastModifiedDateTime` advances by at least one second per change.
 //!
 //! # Determinism
 //!
