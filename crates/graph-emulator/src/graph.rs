@@ -292,6 +292,16 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
                 u.upn.eq_ignore_ascii_case(id) || u.object_id.eq_ignore_ascii_case(id)
             }) {
                 Some(u) => u,
+                None if matches!(res, Resource::Profile) => {
+                    return Outcome::Respond(graph_error(
+                        &r,
+                        404,
+                        "Request_ResourceNotFound",
+                        &format!(
+                            "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+                        ),
+                    ));
+                }
                 None => {
                     return Outcome::Respond(graph_error(
                         &r,
@@ -334,6 +344,7 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
         && current > limit
     {
         shared.stats.bump(Counter::ThrottledConcurrency);
+        tracing::debug!(mailbox = %mb.upn, current, limit, "429: mailbox concurrency limit");
         return Outcome::Respond(
             graph_error(
                 &r,
@@ -369,6 +380,7 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
     }
     match injected {
         Some(Injected::Drop) => {
+            tracing::debug!(path = %r.path, "fault: dropping the connection");
             shared.stats.bump(Counter::Dropped);
             return Outcome::Drop;
         }
@@ -378,6 +390,7 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
                 r: &r,
                 mb: &mb,
                 immutable: false,
+                text_body: false,
             };
             let resp = match &res {
                 Resource::Value(id) => ctx.value(id),
@@ -432,6 +445,7 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
         r: &r,
         mb: &mb,
         immutable: r.header("prefer").is_some_and(odata::prefer_immutable),
+        text_body: r.header("prefer").is_some_and(odata::prefer_text_body),
     };
     let resp = match res {
         Resource::Profile => profile(shared, &r, user_idx),
@@ -568,6 +582,8 @@ struct Ctx<'a> {
     r: &'a Req,
     mb: &'a MailboxState,
     immutable: bool,
+    /// `Prefer: outlook.body-content-type="text"`.
+    text_body: bool,
 }
 
 /// Paging parameters of a list request.
@@ -642,6 +658,9 @@ impl Ctx<'_> {
         }
         if self.immutable {
             applied.push("IdType=\"ImmutableId\"".to_owned());
+        }
+        if self.text_body {
+            applied.push("outlook.body-content-type=\"text\"".to_owned());
         }
         if !applied.is_empty() {
             resp = resp.with_header("Preference-Applied", applied.join(", "));
@@ -979,14 +998,8 @@ impl Ctx<'_> {
                 }),
             ),
             ("inferenceClassification", Box::new(|| json!("focused"))),
-            (
-                "body",
-                Box::new(|| json!({"contentType": "html", "content": synth::body_html(s)})),
-            ),
-            (
-                "uniqueBody",
-                Box::new(|| json!({"contentType": "html", "content": synth::body_html(s)})),
-            ),
+            ("body", Box::new(|| self.body_json(s))),
+            ("uniqueBody", Box::new(|| self.body_json(s))),
             ("sender", Box::new(|| recipient(&s.from))),
             ("from", Box::new(|| recipient(&s.from))),
             (
@@ -1019,6 +1032,15 @@ impl Ctx<'_> {
             }
         }
         Value::Object(o)
+    }
+
+    /// `body`/`uniqueBody`: HTML, or plain text when the client prefers it.
+    fn body_json(&self, s: &synth::SynthMessage) -> Value {
+        if self.text_body {
+            json!({"contentType": "text", "content": s.body_text})
+        } else {
+            json!({"contentType": "html", "content": synth::body_html(s)})
+        }
     }
 
     fn delta(&self, f: &str) -> Resp {

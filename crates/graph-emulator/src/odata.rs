@@ -467,6 +467,16 @@ pub(crate) fn prefer_maxpagesize(prefer: &str) -> Option<usize> {
     })
 }
 
+/// Whether a `Prefer` header asks for plain-text bodies (`outlook.body-content-type="text"`).
+pub(crate) fn prefer_text_body(prefer: &str) -> bool {
+    prefer.split(',').any(|p| {
+        p.trim().split_once('=').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("outlook.body-content-type")
+                && v.trim().trim_matches('"').eq_ignore_ascii_case("text")
+        })
+    })
+}
+
 /// Whether a `Prefer` header asks for immutable ids.
 pub(crate) fn prefer_immutable(prefer: &str) -> bool {
     prefer.split(',').any(|p| {
@@ -544,5 +554,7 @@ mod tests {
             "odata.maxpagesize=5, IdType=\"ImmutableId\""
         ));
         assert!(!prefer_immutable("odata.maxpagesize=5"));
+        assert!(prefer_text_body("outlook.body-content-type=\"text\""));
+        assert!(!prefer_text_body("outlook.body-content-type=\"html\""));
     }
 }
