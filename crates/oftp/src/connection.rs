@@ -53,7 +53,7 @@ use crate::transport::{FileServices, Transport};
 pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 4 * 1024 * 1024;
 
 /// Socket read size.
-const READ_BUF: usize = 128 * 1024;
+const READ_BUF: usize = 32 * 1024;
 
 /// Settings shared by all connections of a server or a client.
 #[derive(Debug)]
@@ -165,6 +165,7 @@ pub(crate) struct ConnectionReport {
 /// A file being received.
 struct Incoming {
     _active: ActiveGuard,
+    sfid: Sfid,
     partial: PartialFile,
     journal_id: i64,
     key: FileKey,
@@ -182,6 +183,8 @@ struct Incoming {
     /// F/V: local file length and octets at the end of the last complete record.
     record_end_offset: u64,
     record_end_units: u64,
+    /// A checkpoint (fsync + journal) running on the blocking pool while data keeps arriving.
+    inflight: Option<tokio::task::JoinHandle<Result<(), String>>>,
     end_of_file: bool,
     user_data: String,
 }
@@ -190,6 +193,8 @@ struct Incoming {
 struct Outgoing {
     job: Option<usize>,
     file: OutgoingFile,
+    /// What is read and sent: the file itself or the file-services stage's processed copy.
+    transmit: PathBuf,
     sent_id: i64,
     key: FileKey,
     transfer: TransferInfo,
@@ -1110,6 +1115,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self.handler.start_transfer(&info, &transfer).await;
         self.incoming = Some(Incoming {
             _active: active,
+            sfid: sfid.clone(),
             partial,
             journal_id,
             key,
@@ -1123,6 +1129,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             reported_units: 0,
             record_end_offset: base.file_offset,
             record_end_units: 0,
+            inflight: None,
             end_of_file: false,
             user_data: offer.user_data,
         });
@@ -1154,7 +1161,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
         let at_boundary = !inc.format.is_record_oriented() || end_of_record;
         if at_boundary && inc.units - inc.checkpointed_units >= self.shared.checkpoint_interval {
-            self.checkpoint().await;
+            self.checkpoint(false).await;
         }
         if let (Some(inc), Some(info)) = (&mut self.incoming, &self.info)
             && inc.units - inc.reported_units >= 256 * 1024
@@ -1165,16 +1172,31 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
     }
 
-    /// Makes what was received durable and records the restart point.
-    async fn checkpoint(&mut self) {
+    /// Makes what was received durable and records the restart point. The fsync and the
+    /// journal update run on the blocking pool while reception goes on (a slow disk must not
+    /// stall the partner); with `wait`, this returns only when they are done. At most one runs
+    /// at a time; a checkpoint due while one is running is skipped (the next one covers it).
+    async fn checkpoint(&mut self, wait: bool) {
         let Some(inc) = &mut self.incoming else {
             return;
         };
-        if let Err(e) = inc.partial.checkpoint().await {
-            let msg = format!("cannot sync received data: {e}");
-            self.error(msg).await;
+        if !wait && inc.inflight.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
+        if let Some(problem) = Self::settle(inc).await {
+            self.error(problem).await;
+        }
+        let Some(inc) = &mut self.incoming else {
+            return;
+        };
+        let job = match inc.partial.sync_job() {
+            Ok(j) => j,
+            Err(e) => {
+                let msg = format!("cannot sync received data: {e}");
+                self.error(msg).await;
+                return;
+            }
+        };
         inc.checkpointed_units = inc.units;
         let total_units = inc.base.units + inc.units;
         // Only complete records (F/V) or complete 1 KiB blocks (U/T) count: the rest is cut
@@ -1196,13 +1218,27 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         };
         let id = inc.journal_id;
-        if let Err(e) = self
-            .shared
-            .journal
-            .call(move |j| j.checkpoint_receive(id, cp))
-            .await
-        {
-            self.error(format!("journal: {e}")).await;
+        let journal = self.shared.journal.clone();
+        // The journal is updated only after the fsync: it never claims more than is on disk.
+        inc.inflight = Some(tokio::task::spawn_blocking(move || {
+            job.run()
+                .map_err(|e| format!("cannot sync received data: {e}"))?;
+            journal
+                .checkpoint_receive(id, cp)
+                .map_err(|e| format!("journal: {e}"))
+        }));
+        if wait && let Some(problem) = Self::settle(inc).await {
+            self.error(problem).await;
+        }
+    }
+
+    /// Waits for the running checkpoint, if any; returns its problem.
+    async fn settle(inc: &mut Incoming) -> Option<String> {
+        let h = inc.inflight.take()?;
+        match h.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(e) => Some(format!("checkpoint task failed: {e}")),
         }
     }
 
@@ -1214,9 +1250,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         received_units: u64,
         record_violation: Option<String>,
     ) {
-        let Some(inc) = self.incoming.take() else {
+        let Some(mut inc) = self.incoming.take() else {
             return;
         };
+        if let Some(problem) = Self::settle(&mut inc).await {
+            // The commit below fsyncs everything again; only the restart point is stale.
+            self.error(problem).await;
+        }
         let info = self.info.clone();
         let total_units = inc.base.units + received_units;
         let total_records = inc.base.records + received_records;
@@ -1239,6 +1279,34 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if let Some((reason, text)) = problem {
             self.refuse_incoming(inc, reason, text).await;
             return;
+        }
+        if inc.sfid.has_file_services() {
+            // The file-services stage needs the complete data on disk before the rename.
+            if let Err(e) = inc.partial.checkpoint().await {
+                let text = format!("cannot sync received data: {e}");
+                self.refuse_incoming(inc, EfnaReason::ACCESS_METHOD_FAILURE, text)
+                    .await;
+                return;
+            }
+            let (services, sfid, path) = (
+                self.services.clone(),
+                inc.sfid.clone(),
+                inc.partial.partial_path().to_owned(),
+            );
+            let verdict =
+                tokio::task::spawn_blocking(move || services.finish_incoming(&sfid, &path)).await;
+            let failure = match verdict {
+                Ok(Ok(())) => None,
+                Ok(Err(f)) => Some((f.reason, f.text)),
+                Err(e) => Some((
+                    EfnaReason::UNSPECIFIED,
+                    format!("file services failed: {e}"),
+                )),
+            };
+            if let Some((reason, text)) = failure {
+                self.refuse_incoming(inc, reason, text).await;
+                return;
+            }
         }
         let (journal_id, key, user_data) = (inc.journal_id, inc.key.clone(), inc.user_data.clone());
         let store = StorePolicy {
@@ -1328,7 +1396,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
     }
 
-    async fn refuse_incoming(&mut self, inc: Incoming, reason: EfnaReason, text: String) {
+    async fn refuse_incoming(&mut self, mut inc: Incoming, reason: EfnaReason, text: String) {
+        let _ = Self::settle(&mut inc).await;
         let transfer = inc.transfer.clone();
         let jid = inc.journal_id;
         let delete = self.shared.store.delete_on_error;
@@ -1363,7 +1432,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let restart = self.negotiated.as_ref().is_some_and(|n| n.restart);
         if restart {
             // What arrived before the break is valid up to the last complete record or block.
-            self.checkpoint().await;
+            self.checkpoint(true).await;
         }
         if let Some(inc) = self.incoming.take() {
             let transfer = inc.transfer.clone();
@@ -1801,7 +1870,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             signed_eerp: false,
             description: file.description.clone(),
         };
-        self.services.prepare_outgoing(&mut sfid);
+        let transmit = match self.services.prepare_outgoing(&mut sfid, &file.path) {
+            Ok(p) => p.unwrap_or_else(|| file.path.clone()),
+            Err(e) => {
+                let r = format!("cannot prepare {}: {e}", file.path.display());
+                self.error(r.clone()).await;
+                self.record_outcome(file, job, fail(r));
+                return;
+            }
+        };
         if let Err(e) = self.session.send_file(sfid) {
             let r = format!("cannot offer {}: {e}", file.virtual_file_name);
             self.error(r.clone()).await;
@@ -1821,6 +1898,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self.outgoing = Some(Outgoing {
             job,
             file,
+            transmit,
             sent_id,
             key,
             transfer,
@@ -1842,7 +1920,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return;
         };
         out.transfer.restart_position = restart_position;
-        match FileSource::open(&out.file.path, out.file.format, restart_position) {
+        let format = if out.transmit == out.file.path {
+            out.file.format
+        } else {
+            // A processed copy has lost its record structure and travels as U.
+            FileFormat::Unstructured
+        };
+        match FileSource::open(&out.transmit, format, restart_position) {
             Ok(src) => out.source = Some(src),
             Err(e) => {
                 let msg = format!("cannot read {}: {e}", out.file.path.display());

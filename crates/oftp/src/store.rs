@@ -30,7 +30,7 @@ use crate::stamp::FileStamp;
 pub const DEFAULT_NAME_FORMAT: &str = "%VirtualFileName%";
 
 /// Size of the write buffer in front of a partial file.
-const WRITE_BUFFER: usize = 256 * 1024;
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Errors of the file store.
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +355,25 @@ impl PartialFile {
         Ok(self.written)
     }
 
+    /// Flushes buffered bytes to the OS and returns a job that fsyncs them, to run on a blocking
+    /// thread while reception goes on: when the job returns, at least everything written before
+    /// this call is durable.
+    pub fn sync_job(&mut self) -> Result<SyncJob, StoreError> {
+        self.writer
+            .flush()
+            .map_err(|e| StoreError::io("flushing", &self.partial_path, e))?;
+        let file = self
+            .writer
+            .get_ref()
+            .try_clone()
+            .map_err(|e| StoreError::io("syncing", &self.partial_path, e))?;
+        Ok(SyncJob {
+            file,
+            path: self.partial_path.clone(),
+            len: self.written,
+        })
+    }
+
     /// Makes the file durable under its final name: fsync, no-clobber rename (unless
     /// `policy.overwrite`), fsync of the directory. Returns the final path.
     pub async fn commit(self, policy: &StorePolicy) -> Result<PathBuf, StoreError> {
@@ -409,6 +428,24 @@ impl PartialFile {
             }
         })
         .await
+    }
+}
+
+/// A pending fsync of a [`PartialFile`] (see [`PartialFile::sync_job`]).
+#[derive(Debug)]
+pub struct SyncJob {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl SyncJob {
+    /// Fsyncs (blocking); returns the length that is now durable.
+    pub fn run(self) -> Result<u64, StoreError> {
+        self.file
+            .sync_data()
+            .map_err(|e| StoreError::io("syncing", &self.path, e))?;
+        Ok(self.len)
     }
 }
 

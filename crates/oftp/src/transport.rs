@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::io;
+use std::path::{Path, PathBuf};
 
 use oftp_proto::codec::{FileCompression, SecurityLevel, Sfid, SfnaReason};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -67,12 +68,37 @@ pub struct ServiceRefusal {
     pub text: String,
 }
 
-/// The file-services stage (signing, compression, encryption of OFTP 2.0 files).
+/// A refusal of a received file by the file-services stage (becomes EFNA, e.g. 21 invalid
+/// signature, 22 decryption failure, 23 decompression failure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFailure {
+    /// EFNA reason.
+    pub reason: oftp_proto::codec::EfnaReason,
+    /// EFNA text.
+    pub text: String,
+}
+
+/// The file-services stage (signing, compression, encryption of OFTP 2.0 files), on both
+/// sides of a transfer.
+///
+/// Receive: [`check_incoming`](Self::check_incoming) at SFID; for a file that uses file
+/// services, [`finish_incoming`](Self::finish_incoming) once its data is complete and durable in
+/// the temporary file, before it is renamed into place (it may verify, decompress and decrypt
+/// the content in place). Send: [`prepare_outgoing`](Self::prepare_outgoing) fills the SFID's
+/// service fields and may name a processed copy to transmit instead of the original.
 pub trait FileServices: Send + Sync + 'static {
     /// Checks an offered file; a refusal becomes the default SFNA.
     fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal>;
-    /// Fills the service fields of an outgoing SFID.
-    fn prepare_outgoing(&self, sfid: &mut Sfid);
+
+    /// Post-processes a received file that uses file services (runs on the blocking pool).
+    fn finish_incoming(&self, sfid: &Sfid, data: &Path) -> Result<(), ServiceFailure> {
+        let _ = (sfid, data);
+        Ok(())
+    }
+
+    /// Fills the service fields of an outgoing SFID; `Ok(Some(path))` transmits that file
+    /// (e.g. a signed and encrypted copy) instead of the original.
+    fn prepare_outgoing(&self, sfid: &mut Sfid, source: &Path) -> io::Result<Option<PathBuf>>;
 }
 
 /// No file services: plain files only.
@@ -98,11 +124,12 @@ impl FileServices for NoFileServices {
         Ok(())
     }
 
-    fn prepare_outgoing(&self, sfid: &mut Sfid) {
+    fn prepare_outgoing(&self, sfid: &mut Sfid, _source: &Path) -> io::Result<Option<PathBuf>> {
         sfid.security = SecurityLevel::NONE;
         sfid.compression = FileCompression::NONE;
         sfid.cipher_suite = oftp_proto::codec::CipherSuite::NONE;
         sfid.envelope = oftp_proto::codec::FileEnvelope::NONE;
         sfid.signed_eerp = false;
+        Ok(None)
     }
 }

@@ -283,3 +283,62 @@ async fn pitrail_progress_and_log_events_fire() {
     assert!((256 * 1024..=600_000).contains(&p), "progress {p}");
     assert!(counters.logs.load(Ordering::SeqCst) >= 3);
 }
+
+#[tokio::test]
+async fn an_idle_session_is_ended_and_listening_can_be_toggled() {
+    init_tracing();
+    let server = start_server_with((), |c| {
+        c.settings.idle_timeout = Some(Duration::from_millis(300));
+    })
+    .await;
+    let mut tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let mut s = Session::initiator(
+        InitiatorConfig::new(CLIENT_SSID, Password::new(CLIENT_PW)),
+        std::time::Instant::now(),
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut ended = None;
+    // Log in, then say nothing while holding the turn.
+    for _ in 0..50 {
+        while let Some(out) = s.poll_transmit() {
+            tcp.write_all(&out).await.unwrap();
+        }
+        while let Some(ev) = s.poll_event() {
+            if let Event::SessionEnded {
+                reason, by_peer, ..
+            } = ev
+            {
+                ended = Some((reason, by_peer));
+            }
+        }
+        if s.is_closed() {
+            break;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("server acts within its idle timeout")
+            .unwrap();
+        if n == 0 {
+            s.handle_transport_closed(std::time::Instant::now());
+        } else {
+            s.handle_input(&buf[..n], std::time::Instant::now());
+        }
+    }
+    assert_eq!(
+        ended,
+        Some((oftp::oftp_proto::codec::EsidReason::TIME_OUT, true))
+    );
+
+    server.running.stop_listening().await.unwrap();
+    assert!(server.running.local_addr().is_none());
+    let addr = server.running.start_listening().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = client(dir.path(), SessionLimits::default())
+        .run(&addr.to_string(), vec![])
+        .await
+        .unwrap();
+    assert!(report.files.is_empty());
+    assert_eq!(report.ended.reason.map(|r| r.0), Some(0));
+    server.running.shutdown().await;
+}

@@ -1,0 +1,281 @@
+//! Throughput and footprint benchmark (not a test; run with `scripts/bench-oftp.sh`).
+//!
+//! In one run, on loopback:
+//! 1. raw TCP copy of the same volume (the yardstick);
+//! 2. a 1 GiB U file to a separate `oftp serve` process with 99999-octet buffers and credit
+//!    999, then with the defaults (4096 / 64);
+//! 3. 200 concurrent sessions each sending 1 MiB;
+//! 4. the server process's peak RSS (VmHWM).
+//!
+//! Prints MB/s, the ratio to raw TCP (target >= 0.8) and the peak RSS (target < 64 MiB).
+//! Needs `OFTP_BIN` (path of a release `oftp` binary); `OFTP_BENCH_MIB` changes the file size.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oftp::config::{LocalIdentity, Partner, Password, SessionLimits};
+use oftp::journal::Journal;
+use oftp::{Client, ClientConfig, OutgoingFile};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CHUNK: usize = 256 * 1024;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn mb_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1_000_000.0 / d.as_secs_f64()
+}
+
+async fn raw_tcp(bytes: u64) -> Duration {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; CHUNK];
+        let mut total = 0u64;
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        total
+    });
+    let t0 = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let buf = vec![0x5au8; CHUNK];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        s.write_all(&buf[..n]).await.unwrap();
+        left -= n as u64;
+    }
+    s.shutdown().await.unwrap();
+    assert_eq!(reader.await.unwrap(), bytes);
+    t0.elapsed()
+}
+
+fn write_file(path: &Path, bytes: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        for b in block.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = (x >> 32) as u8;
+        }
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+}
+
+fn start_server(bin: &Path, dir: &Path) -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = format!(
+        r#"
+[local]
+ssid = "O0013BENCHSRV"
+password = "SRV"
+
+[server]
+listen = "127.0.0.1:{port}"
+data_dir = "data"
+max_connections = 512
+backlog = 512
+
+[session]
+buffer_size = 99999
+credit = 999
+
+[[partners]]
+name = "bench"
+ssid = "O0013BENCHCLI"
+password = "CLI"
+"#
+    );
+    let path = dir.join("oftp.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let mut child = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("OFTP_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("OFTP_BIN runs");
+    let out = child.stdout.take().unwrap();
+    let server = Server(child);
+    for line in BufReader::new(out).lines() {
+        let line = line.unwrap();
+        if line.starts_with("listening on") {
+            return (server, format!("127.0.0.1:{port}"));
+        }
+    }
+    panic!("oftp serve did not start");
+}
+
+fn client(dir: &Path, limits: SessionLimits) -> Client {
+    let local = LocalIdentity {
+        ssid: "O0013BENCHCLI".into(),
+        sfid: String::new(),
+        password: Password::new("CLI"),
+    };
+    let partner = Partner {
+        name: "server".into(),
+        ssid: "O0013BENCHSRV".into(),
+        password: Password::new("SRV"),
+        sfid: String::new(),
+        our_password: None,
+        inbox: None,
+        outbox: None,
+        allowed_levels: vec![],
+        address: None,
+    };
+    let mut cfg = ClientConfig::new(local, partner, dir.join("received"));
+    cfg.limits = limits;
+    Client::new(cfg, Journal::open_in_dir(dir).unwrap()).unwrap()
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+async fn send_big(
+    addr: &str,
+    dir: &Path,
+    file: &Path,
+    limits: SessionLimits,
+    name: &str,
+) -> Duration {
+    let c = client(dir, limits);
+    let t0 = Instant::now();
+    let report = c
+        .run(addr, vec![OutgoingFile::new(file).virtual_name(name)])
+        .await
+        .unwrap();
+    let d = t0.elapsed();
+    assert!(report.all_delivered(), "{report:?}");
+    d
+}
+
+fn main() {
+    let Some(bin) = std::env::var_os("OFTP_BIN").map(PathBuf::from) else {
+        eprintln!("set OFTP_BIN to a release `oftp` binary (scripts/bench-oftp.sh does)");
+        return;
+    };
+    let mib: u64 = std::env::var("OFTP_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let bytes = mib << 20;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let work = tempfile::tempdir().unwrap();
+        let sdir = work.path().join("server");
+        let cdir = work.path().join("client");
+        std::fs::create_dir_all(&sdir).unwrap();
+        std::fs::create_dir_all(&cdir).unwrap();
+        let file = work.path().join("big.bin");
+        write_file(&file, bytes);
+
+        let raw = raw_tcp(bytes).await;
+        let raw_mbs = mb_per_s(bytes, raw);
+        println!(
+            "raw loopback TCP      {:>8.1} MB/s  ({mib} MiB in {:.2?})",
+            raw_mbs, raw
+        );
+
+        let (server, addr) = start_server(&bin, &sdir);
+        let pid = server.0.id();
+        let inbox = sdir.join("data/inbox/bench");
+
+        for (label, limits, name) in [
+            (
+                "OFTP 99999 / 999     ",
+                SessionLimits {
+                    buffer_size: 99_999,
+                    credit: 999,
+                    ..SessionLimits::default()
+                },
+                "BIG1",
+            ),
+            ("OFTP 4096 / 64 (dflt)", SessionLimits::default(), "BIG2"),
+        ] {
+            let d = send_big(&addr, &cdir, &file, limits, name).await;
+            let mbs = mb_per_s(bytes, d);
+            println!(
+                "{label} {:>8.1} MB/s  ratio to raw {:.2} (target >= 0.8)",
+                mbs,
+                mbs / raw_mbs
+            );
+            let _ = std::fs::remove_file(inbox.join(name));
+        }
+
+        // 200 concurrent sessions, 1 MiB each.
+        let small = work.path().join("small.bin");
+        write_file(&small, 1 << 20);
+        let t0 = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let (addr, small) = (addr.clone(), small.clone());
+            let dir = cdir.join(format!("c{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            tasks.spawn(async move {
+                let c = client(&dir, SessionLimits::default());
+                c.run(
+                    &addr,
+                    vec![OutgoingFile::new(&small).virtual_name(format!("S{i}"))],
+                )
+                .await
+                .map(|r| r.all_delivered())
+            });
+        }
+        let mut ok = 0;
+        while let Some(r) = tasks.join_next().await {
+            if matches!(r, Ok(Ok(true))) {
+                ok += 1;
+            }
+        }
+        let d = t0.elapsed();
+        println!(
+            "200 sessions x 1 MiB  {:>8.1} MB/s  ({ok}/200 delivered in {:.2?})",
+            mb_per_s(200 << 20, d),
+            d
+        );
+        match peak_rss_kib(pid) {
+            Some(kib) => println!(
+                "server peak RSS       {:>8.1} MiB (target < 64 MiB)",
+                kib as f64 / 1024.0
+            ),
+            None => println!("server peak RSS       unavailable (no /proc)"),
+        }
+        drop(server);
+    });
+}
