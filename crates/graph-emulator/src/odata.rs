@@ -557,4 +557,38 @@ mod tests {
         assert!(prefer_text_body("outlook.body-content-type=\"text\""));
         assert!(!prefer_text_body("outlook.body-content-type=\"html\""));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(input in ".{0,80}") {
+            let _ = parse_filter(&input);
+            let _ = parse_orderby(&input);
+            let _ = parse_select(&input, MESSAGE_PROPERTIES, "message");
+            let _ = parse_count("$top", &input);
+            let _ = prefer_maxpagesize(&input);
+        }
+
+        #[test]
+        fn date_filters_match_like_comparisons(secs in 0i64..4_000_000_000, cut in 0i64..4_000_000_000) {
+            let t = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+            let c = chrono::DateTime::from_timestamp(cut, 0).unwrap_or_default();
+            let f = parse_filter(&format!(
+                "receivedDateTime ge {}",
+                c.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ))
+            .expect("valid filter");
+            let s = Subject {
+                received: t,
+                created: t,
+                last_modified: t,
+                sent: t,
+                folder_id: "f",
+                folder_well_known: None,
+                is_read: false,
+                from_address: "a@b.c",
+                subject: "s",
+            };
+            proptest::prop_assert_eq!(f.matches(&s), t >= c);
+        }
+    }
 }

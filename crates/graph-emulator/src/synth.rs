@@ -553,4 +553,53 @@ mod tests {
         assert_ne!(a, b);
         assert!(String::from_utf8_lossy(&b).contains("X-Emulator-Revision: 1"));
     }
+
+    /// Decodes quoted-printable (soft line breaks and =XX escapes) for the round-trip test.
+    fn qp_decode(s: &str) -> Vec<u8> {
+        let b = s.replace("=\r\n", "").into_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'=' && i + 2 < b.len() + 1 {
+                let hex = std::str::from_utf8(&b[i + 1..(i + 3).min(b.len())]).unwrap_or("");
+                if let Ok(v) = u8::from_str_radix(hex, 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encoded_words_roundtrip_for_any_text(input in "\\PC{1,80}") {
+            let enc = encode_word(&input);
+            let mut decoded = Vec::new();
+            for w in enc.split("\r\n ") {
+                proptest::prop_assert!(w.len() <= 75);
+                match w.strip_prefix("=?UTF-8?B?").and_then(|x| x.strip_suffix("?=")) {
+                    Some(inner) => decoded.extend(
+                        base64::engine::general_purpose::STANDARD.decode(inner).expect("base64"),
+                    ),
+                    None => decoded.extend(w.as_bytes()),
+                }
+            }
+            proptest::prop_assert_eq!(String::from_utf8(decoded).expect("utf8"), input);
+        }
+
+        #[test]
+        fn quoted_printable_roundtrips(lines in proptest::collection::vec("[^\r\n]{0,120}", 1..5)) {
+            let text = lines.join("\r\n");
+            let qp = quoted_printable(&text);
+            proptest::prop_assert!(qp.is_ascii());
+            for l in qp.split("\r\n") {
+                proptest::prop_assert!(l.len() <= 76, "line too long: {}", l.len());
+            }
+            proptest::prop_assert_eq!(qp_decode(&qp), text.into_bytes());
+        }
+    }
 }

@@ -90,4 +90,16 @@ mod tests {
             .collect();
         assert_eq!(dec[0].1, s);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn query_encode_roundtrips(input in ".{0,60}") {
+            let enc = query_encode(&input);
+            proptest::prop_assert!(enc.is_ascii());
+            let dec: Vec<(String, String)> =
+                url::form_urlencoded::parse(format!("k={enc}").as_bytes()).into_owned().collect();
+            proptest::prop_assert_eq!(&dec[0].1, &input);
+            proptest::prop_assert_eq!(percent_decode(&enc), input);
+        }
+    }
 }

@@ -156,4 +156,16 @@ mod tests {
         assert_eq!(res("/v1.0/me/contacts"), "unknown contacts");
         assert_eq!(res("/v1.0/groups/x"), "unknown groups");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_path_never_panics(input in "(/[a-zA-Z0-9%$()'=_-]{0,12}){0,8}") {
+            let _ = parse_path(&format!("/v1.0{input}"));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(input in ".{0,60}") {
+            let _ = parse_path(&input);
+        }
+    }
 }
