@@ -35,6 +35,9 @@ pub enum EmulatorError {
     /// Messages cannot be created in or moved into a search folder.
     #[error("folder '{0}' is a search folder; it cannot hold messages of its own")]
     SearchFolder(String),
+    /// The root and well-known folders cannot be deleted (nor the root renamed).
+    #[error("folder '{0}' is the root or a well-known folder; Exchange does not allow this change")]
+    ProtectedFolder(String),
     /// The device code is unknown.
     #[error("no device code with user code '{0}'")]
     UnknownDeviceCode(String),

@@ -38,6 +38,8 @@ pub(crate) struct Folder {
     pub(crate) well_known: Option<String>,
     pub(crate) hidden: bool,
     pub(crate) kind: FolderKind,
+    /// Deleted through [`MailboxHandle::delete_folder`]; kept so indices stay valid.
+    pub(crate) deleted: bool,
 }
 
 /// Content source of a message.
@@ -131,17 +133,20 @@ impl MailboxData {
             return Some(0);
         }
         self.folders.iter().position(|f| {
-            f.id == id_or_name
-                || f.well_known
-                    .as_deref()
-                    .is_some_and(|w| w.eq_ignore_ascii_case(id_or_name))
+            !f.deleted
+                && (f.id == id_or_name
+                    || f.well_known
+                        .as_deref()
+                        .is_some_and(|w| w.eq_ignore_ascii_case(id_or_name)))
         })
     }
 
     /// Resolves a folder by id, well-known name or display-name path (`Inbox/Projects`).
     fn folder_lookup(&self, s: &str) -> Option<usize> {
         self.folder_index(s).or_else(|| {
-            (0..self.folders.len()).find(|&i| i != 0 && self.folder_path(i).eq_ignore_ascii_case(s))
+            (0..self.folders.len()).find(|&i| {
+                i != 0 && !self.folders[i].deleted && self.folder_path(i).eq_ignore_ascii_case(s)
+            })
         })
     }
 
@@ -163,7 +168,7 @@ impl MailboxData {
     /// Children of a folder in creation order.
     pub(crate) fn children(&self, idx: usize) -> Vec<usize> {
         (0..self.folders.len())
-            .filter(|&i| self.folders[i].parent == Some(idx))
+            .filter(|&i| self.folders[i].parent == Some(idx) && !self.folders[i].deleted)
             .collect()
     }
 
@@ -312,6 +317,7 @@ impl MailboxState {
             well_known: Some("msgfolderroot".to_owned()),
             hidden: false,
             kind: FolderKind::Mail,
+            deleted: false,
         }];
         let mut weights = Vec::new();
         fn add(
@@ -340,6 +346,7 @@ impl MailboxState {
                     well_known: fs.well_known.clone(),
                     hidden: fs.hidden,
                     kind: fs.kind,
+                    deleted: false,
                 });
                 if fs.kind == FolderKind::Mail && fs.weight > 0 {
                     weights.push((idx, fs.weight));
@@ -613,7 +620,10 @@ impl MailboxHandle {
     /// All folders, root first, in tree order of creation.
     pub fn folders(&self) -> Vec<FolderInfo> {
         let d = lock(&self.state.data);
-        (0..d.folders.len()).map(|i| folder_info(&d, i)).collect()
+        (0..d.folders.len())
+            .filter(|&i| !d.folders[i].deleted)
+            .map(|i| folder_info(&d, i))
+            .collect()
     }
 
     /// Resolves a folder by id, well-known name (`inbox`) or display-name path
@@ -854,8 +864,70 @@ impl MailboxHandle {
             well_known: None,
             hidden: false,
             kind: FolderKind::Mail,
+            deleted: false,
         });
         Ok(folder_info(&d, idx))
+    }
+
+    /// Renames a folder (its id stays).
+    pub fn rename_folder(
+        &self,
+        folder: &str,
+        display_name: &str,
+    ) -> Result<FolderInfo, EmulatorError> {
+        let mut d = lock(&self.state.data);
+        let i = d
+            .folder_lookup(folder)
+            .ok_or_else(|| self.unknown_folder(folder))?;
+        if i == 0 {
+            return Err(EmulatorError::ProtectedFolder(folder.to_owned()));
+        }
+        d.folders[i].display_name = display_name.to_owned();
+        Ok(folder_info(&d, i))
+    }
+
+    /// Deletes a folder with its subfolders and their messages (permanently, as a hard delete
+    /// in Exchange). Later requests for the folder answer 404 `ErrorItemNotFound`, and delta
+    /// tokens of the folder stop working. Well-known folders and the root cannot be deleted,
+    /// as in Exchange.
+    pub fn delete_folder(&self, folder: &str) -> Result<(), EmulatorError> {
+        let mut d = lock(&self.state.data);
+        let i = d
+            .folder_lookup(folder)
+            .ok_or_else(|| self.unknown_folder(folder))?;
+        if i == 0 || d.folders[i].well_known.is_some() {
+            return Err(EmulatorError::ProtectedFolder(folder.to_owned()));
+        }
+        let mut doomed = vec![i];
+        let mut k = 0;
+        while k < doomed.len() {
+            let kids = d.children(doomed[k]);
+            doomed.extend(kids);
+            k += 1;
+        }
+        let keys: Vec<u64> = d
+            .messages
+            .iter()
+            .filter(|(_, m)| doomed.contains(&m.folder))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            let seq = d.next_seq();
+            if let Some(m) = d.messages.remove(&key) {
+                d.by_id.remove(&m.rest_id);
+                d.by_id.remove(&m.immutable_id);
+                d.tombstones.push(Tombstone {
+                    seq,
+                    folder: m.folder,
+                    rest_id: m.rest_id,
+                    immutable_id: m.immutable_id,
+                });
+            }
+        }
+        for f in doomed {
+            d.folders[f].deleted = true;
+        }
+        Ok(())
     }
 
     /// Requests of this mailbox in flight right now.
@@ -1031,6 +1103,35 @@ mod tests {
         assert!(matches!(
             h.move_message(&m.id, "nope"),
             Err(EmulatorError::UnknownFolder { .. })
+        ));
+    }
+
+    #[test]
+    fn rename_and_delete_folders() {
+        let h = handle(60, 2);
+        let projects = h.folder("Inbox/Projects").expect("projects");
+        let renamed = h.rename_folder(&projects.id, "Projekte").expect("rename");
+        assert_eq!(
+            (renamed.id.as_str(), renamed.path.as_str()),
+            (projects.id.as_str(), "Inbox/Projekte")
+        );
+        let nested = h
+            .folder("Inbox/Projekte/2024 / Q1 — Überblick")
+            .expect("nested");
+        let before = h.message_count();
+        let gone = projects.total_item_count + nested.total_item_count;
+        h.delete_folder("Inbox/Projekte").expect("delete");
+        assert_eq!(h.message_count(), before - gone);
+        assert!(h.folder(&projects.id).is_err());
+        assert!(h.folder(&nested.id).is_err());
+        assert!(h.folders().iter().all(|f| f.id != nested.id));
+        assert!(matches!(
+            h.delete_folder("inbox"),
+            Err(EmulatorError::ProtectedFolder(_))
+        ));
+        assert!(matches!(
+            h.rename_folder("msgfolderroot", "x"),
+            Err(EmulatorError::ProtectedFolder(_))
         ));
     }
 

@@ -416,3 +416,45 @@ async fn invalid_configurations_are_refused() {
     assert_eq!(emu.stats().total(), 0);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn deleted_and_renamed_folders() {
+    let emu = start(config(40)).await;
+    let token = user_token(&emu, USER).await;
+    let g = emu.graph_url();
+    let mb = emu.mailbox(USER);
+    let news = mb.folder("Inbox/Newsletters").expect("folder");
+    let delta = get_json(
+        &token,
+        &format!("{g}/me/mailFolders/{}/messages/delta?$top=100", news.id),
+    )
+    .await;
+    let link = delta["@odata.deltaLink"]
+        .as_str()
+        .expect("deltaLink")
+        .to_owned();
+    mb.rename_folder(&news.id, "Rundbriefe").expect("rename");
+    let v = get_json(&token, &format!("{g}/me/mailFolders/{}", news.id)).await;
+    assert_eq!(v["displayName"], "Rundbriefe");
+    mb.delete_folder(&news.id).expect("delete");
+    for url in [
+        format!("{g}/me/mailFolders/{}", news.id),
+        format!("{g}/me/mailFolders/{}/messages", news.id),
+        link,
+    ] {
+        let (status, _, body) = get(&token, &url, None).await;
+        assert_eq!(status, 404, "{url}");
+        assert_graph_error(&body, "ErrorItemNotFound");
+    }
+    let inbox = mb.folder("inbox").expect("inbox");
+    let (kids, _) = get_all(
+        &token,
+        &format!("{g}/me/mailFolders/{}/childFolders", inbox.id),
+        None,
+    )
+    .await;
+    assert!(kids.iter().all(|f| f["id"] != news.id.as_str()));
+    let v = get_json(&token, &format!("{g}/me/mailFolders/inbox")).await;
+    assert_eq!(v["childFolderCount"].as_u64(), Some(kids.len() as u64));
+    emu.shutdown().await;
+}
