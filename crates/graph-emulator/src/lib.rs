@@ -85,7 +85,9 @@
 //! [`update_message`](MailboxHandle::update_message),
 //! [`set_read`](MailboxHandle::set_read), [`move_message`](MailboxHandle::move_message),
 //! [`delete_message`](MailboxHandle::delete_message),
-//! [`create_folder`](MailboxHandle::create_folder)) are visible to the next request and to the
+//! [`create_folder`](MailboxHandle::create_folder),
+//! [`rename_folder`](MailboxHandle::rename_folder),
+//! [`delete_folder`](MailboxHandle::delete_folder)) are visible to the next request and to the
 //! next delta round; `lastModifiedDateTime` advances by at least one second per change.
 //!
 //! # Determinism
