@@ -120,8 +120,7 @@ impl Ctx<'_> {
             body["@odata.count"] = json!(total);
         }
         if paging.skip + paging.top < total {
-            body["@odata.nextLink"] =
-                json!(self.next_link(&q, paging.top, paging.skip + paging.top));
+            body["@odata.nextLink"] = json!(self.next_link(paging.top, paging.skip + paging.top));
         }
         drop(d);
         ok_json(self.r, &body)

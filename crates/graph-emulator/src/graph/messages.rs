@@ -106,8 +106,7 @@ impl Ctx<'_> {
             body["@odata.count"] = json!(total);
         }
         if paging.skip + paging.top < total {
-            body["@odata.nextLink"] =
-                json!(self.next_link(&q, paging.top, paging.skip + paging.top));
+            body["@odata.nextLink"] = json!(self.next_link(paging.top, paging.skip + paging.top));
         }
         drop(d);
         let pref = paging.from_prefer.then_some(paging.top);

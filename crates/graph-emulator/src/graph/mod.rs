@@ -508,13 +508,12 @@ impl Ctx<'_> {
     }
 
     /// Same URL with `$skip` and `$top` replaced.
-    fn next_link(&self, q: &HashMap<String, String>, top: usize, skip: usize) -> String {
+    fn next_link(&self, top: usize, skip: usize) -> String {
         let mut params: Vec<(String, String)> =
             url::form_urlencoded::parse(self.r.query.as_bytes())
                 .into_owned()
                 .filter(|(k, _)| k != "$skip" && k != "$top")
                 .collect();
-        let _ = q;
         params.push(("$top".to_owned(), top.to_string()));
         params.push(("$skip".to_owned(), skip.to_string()));
         let qs = params
