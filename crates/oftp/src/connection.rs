@@ -53,7 +53,7 @@ use crate::transport::{FileServices, Transport};
 pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 4 * 1024 * 1024;
 
 /// Socket read size.
-const READ_BUF: usize = 32 * 1024;
+const READ_BUF: usize = 64 * 1024;
 
 /// Settings shared by all connections of a server or a client.
 #[derive(Debug)]
