@@ -633,3 +633,85 @@ async fn expired_access_tokens_get_401_and_refresh_recovers() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn response_modes_login_hint_and_discovery() {
+    let other = "megan.bowen@emulator.test";
+    let emu = start(EmulatorConfig::default().with_mailboxes(vec![
+        MailboxSpec::new(USER).messages(2),
+        MailboxSpec::new(other).messages(3),
+    ]))
+    .await;
+    // form_post: an auto-submitting HTML form instead of a redirect.
+    let resp = client()
+        .get(emu.authorize_url())
+        .query(&[
+            ("client_id", DEFAULT_PUBLIC_CLIENT_ID),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "Mail.Read"),
+            ("state", "s1"),
+            ("response_mode", "form_post"),
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.expect("html");
+    assert!(
+        html.contains("name=\"code\"") && html.contains("value=\"s1\"") && html.contains(REDIRECT),
+        "{html}"
+    );
+    // fragment mode for a code, and login_hint picks the user.
+    let (loc, q) = authorize(
+        &emu,
+        &[
+            ("response_type", "code"),
+            ("response_mode", "fragment"),
+            ("login_hint", other),
+        ],
+    )
+    .await;
+    assert!(loc.contains("#code="), "{loc}");
+    let (status, v) = post_form(
+        &emu.token_url(),
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", DEFAULT_PUBLIC_CLIENT_ID),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let me = get_json(
+        v["access_token"].as_str().expect("token"),
+        &format!("{}/me", emu.graph_url()),
+    )
+    .await;
+    assert_eq!(me["userPrincipalName"], other);
+    // Discovery document points at the emulator.
+    let d: Value = client()
+        .get(format!(
+            "{}/{}/v2.0/.well-known/openid-configuration",
+            emu.authority_url(),
+            emu.tenant_id()
+        ))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(d["token_endpoint"], emu.token_url());
+    assert_eq!(d["device_authorization_endpoint"], emu.devicecode_url());
+    // Unknown tenant.
+    let (status, v) = post_form(
+        &format!("{}/contoso.example/oauth2/v2.0/token", emu.authority_url()),
+        &[("grant_type", "password")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_oauth_error(&v, "invalid_request", 90002);
+    emu.shutdown().await;
+}
