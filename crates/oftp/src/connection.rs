@@ -650,7 +650,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     text: text.clone(),
                 };
                 let msg = format!(
-                    "partner refused the file: {reason} (SFNA {:02}) {text}",
+                    "partner refused the file: {} (SFNA {:02}) {text}",
+                    reason.description().unwrap_or("unknown reason"),
                     reason.0
                 );
                 self.outgoing_done(outcome, Some(msg), !retry).await;
@@ -661,7 +662,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
             Event::FileRefused { reason, text } => {
                 let msg = format!(
-                    "partner refused the file after transfer: {reason} (EFNA {:02}) {text}",
+                    "partner refused the file after transfer: {} (EFNA {:02}) {text}",
+                    reason.description().unwrap_or("unknown reason"),
                     reason.0
                 );
                 self.outgoing_done(
@@ -708,7 +710,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 let description = if reason == EsidReason::NORMAL {
                     "OK".to_owned()
                 } else if text.trim().is_empty() {
-                    format!("{reason} (ESID {:02})", reason.0)
+                    format!(
+                        "{} (ESID {:02})",
+                        reason.description().unwrap_or("unknown reason"),
+                        reason.0
+                    )
                 } else {
                     format!("{} (ESID {:02})", text.trim(), reason.0)
                 };
@@ -720,11 +726,14 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     ),
                 )
                 .await;
-                self.ended = Some(Disconnected {
-                    reason: Some(reason),
-                    by_peer,
-                    description,
-                });
+                // A disconnect asked for by the application already said why.
+                if self.ended.is_none() {
+                    self.ended = Some(Disconnected {
+                        reason: Some(reason),
+                        by_peer,
+                        description,
+                    });
+                }
             }
             Event::AuthChallengeReceived { .. } | Event::AuthChallengeRequested => {
                 // Secure authentication arrives with the security issue; we never offer it, so
@@ -1516,7 +1525,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 ),
                 Some(n) => format!(
                     "NERP for {} from {}: {} (NERP {:02}) {}",
-                    resp.virtual_file_name, resp.originator, n.reason, n.reason.0, n.text
+                    resp.virtual_file_name,
+                    resp.originator,
+                    n.reason.description().unwrap_or("unknown reason"),
+                    n.reason.0,
+                    n.text
                 ),
             },
         )

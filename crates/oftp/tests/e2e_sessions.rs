@@ -165,6 +165,21 @@ struct LateEerp {
     tx: mpsc::UnboundedSender<(oftp::SessionHandle, TransferInfo)>,
 }
 
+fn late_response(t: &TransferInfo, negative: bool) -> EndResponse {
+    EndResponse {
+        virtual_file_name: t.virtual_file_name.clone(),
+        stamp: t.stamp,
+        destination: t.originator.clone(),
+        originator: t.destination.clone(),
+        user_data: String::new(),
+        negative: negative.then(|| oftp::handler::NegativeResponse {
+            reason: oftp::oftp_proto::codec::NerpReason::PROCESSING_FAILED,
+            creator: t.destination.clone(),
+            text: "rejected by the application".into(),
+        }),
+    }
+}
+
 impl Handler for LateEerp {
     async fn end_transfer(
         &self,
@@ -211,18 +226,45 @@ async fn eerp_sent_later_through_the_session_handle() {
 
     let (handle, t) = rx.recv().await.expect("end_transfer seen");
     hold.store(false, Ordering::SeqCst);
-    handle
-        .send_end_response(EndResponse {
-            virtual_file_name: t.virtual_file_name.clone(),
-            stamp: t.stamp,
-            destination: t.originator.clone(),
-            originator: t.destination.clone(),
-            user_data: String::new(),
-            negative: None,
-        })
-        .unwrap();
+    handle.send_end_response(late_response(&t, false)).unwrap();
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn nerp_sent_later_reaches_the_client_as_not_delivered() {
+    init_tracing();
+    let hold = Arc::new(AtomicBool::new(true));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let server = start_server_with(
+        LateEerp {
+            hold: hold.clone(),
+            tx,
+        },
+        |_| {},
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.edi");
+    std::fs::write(&f, b"not EDIFACT").unwrap();
+    let c = client(dir.path(), limits());
+    let addr = server.addr();
+    let run = tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&f)]).await });
+    let (handle, t) = rx.recv().await.expect("end_transfer seen");
+    hold.store(false, Ordering::SeqCst);
+    handle.send_end_response(late_response(&t, true)).unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert!(
+        matches!(
+            &report.files[0].1,
+            FileOutcome::NotDelivered { reason, text }
+                if *reason == oftp::oftp_proto::codec::NerpReason::PROCESSING_FAILED
+                    && text.contains("application")
+        ),
+        "{report:?}"
+    );
+    assert!(!report.all_delivered());
     server.running.shutdown().await;
 }
 
@@ -463,5 +505,54 @@ async fn malformed_bytes_get_the_matching_esid() {
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     let esid = read_until(&mut s, b'F').await;
     assert_ne!(&esid[1..3], b"00");
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_of_a_variable_record_file_resumes_at_a_record() {
+    init_tracing();
+    let restarts = Arc::new(AtomicU64::new(u64::MAX));
+    let (gone, mut gone_rx) = mpsc::unbounded_channel();
+    let server = start_server_with(
+        Watch {
+            restarts: restarts.clone(),
+            gone,
+        },
+        |c| c.checkpoint_interval = 32 * 1024,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("records.txt");
+    let mut data = Vec::new();
+    for i in 0..8000usize {
+        let len = 20 + (i * 13) % 90;
+        data.extend((0..len).map(|j| b'a' + ((i + j) % 26) as u8));
+        data.extend_from_slice(b"\r\n");
+    }
+    std::fs::write(&f, &data).unwrap();
+    let file = || OutgoingFile::new(&f).format(oftp::oftp_proto::codec::FileFormat::Variable, 200);
+    let c = client(dir.path(), limits());
+    let tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let cut = Cut {
+        inner: tcp,
+        written: 0,
+        limit: 300_000,
+        stall: false,
+    };
+    let report = c
+        .run_over(cut, "127.0.0.1:0".parse().unwrap(), vec![file()])
+        .await
+        .unwrap();
+    assert!(!report.all_delivered());
+    gone_rx.recv().await.expect("server saw the break");
+
+    let report = c.run(&server.addr(), vec![file()]).await.unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    let pos = restarts.load(Ordering::SeqCst);
+    assert!(pos > 0 && pos < 8000, "restart at record {pos}");
+    assert_eq!(
+        std::fs::read(server.inbox().join("RECORDS.TXT")).unwrap(),
+        data
+    );
     server.running.shutdown().await;
 }
