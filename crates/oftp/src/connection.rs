@@ -945,6 +945,40 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 return;
             }
         };
+        // A crash between the rename into place and the journal update leaves an entry still
+        // "receiving" whose temporary file is gone and whose final file exists: the file is
+        // complete, so record it and let the sender hear "duplicate" plus the EERP.
+        let entry = match entry {
+            Some(mut e)
+                if e.state == ReceiveState::Receiving
+                    && !e.partial_path.exists()
+                    && e.final_path.exists() =>
+            {
+                let (id, fp) = (e.id, e.final_path.clone());
+                if let Err(err) = self
+                    .shared
+                    .journal
+                    .call(move |j| j.complete_receive(id, &fp))
+                    .await
+                {
+                    self.error(format!("journal: {err}")).await;
+                }
+                e.state = ReceiveState::Complete;
+                self.queue.push_back(Work::EndResponse(EndResponse {
+                    virtual_file_name: e.key.dsn.clone(),
+                    stamp: e.key.stamp,
+                    destination: e.key.originator.clone(),
+                    originator: params.local_sfid.clone(),
+                    user_data: e.user_data.clone(),
+                    negative: None,
+                }));
+                Some(e)
+            }
+            other => other,
+        };
+        let Some(params) = &self.params else {
+            return;
+        };
         let req = FileRequest {
             dsn: &sfid.dsn,
             stamp,
@@ -1508,10 +1542,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         // Settle the matching file of this run, if any.
         for (f, o) in &mut self.outcomes {
-            if *o == FileOutcome::AwaitingEndResponse
-                && f.virtual_file_name.trim_end() == key.dsn
-                && f.stamp == Some(key.stamp)
-            {
+            // A duplicate refusal followed by the EERP: the partner had the file all along.
+            let open = *o == FileOutcome::AwaitingEndResponse
+                || matches!(o, FileOutcome::Rejected { reason, .. }
+                    if *reason == oftp_proto::codec::SfnaReason::DUPLICATE_FILE);
+            if open && f.virtual_file_name.trim_end() == key.dsn && f.stamp == Some(key.stamp) {
                 *o = outcome.clone();
                 break;
             }

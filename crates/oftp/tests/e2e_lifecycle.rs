@@ -342,3 +342,47 @@ async fn an_idle_session_is_ended_and_listening_can_be_toggled() {
     assert_eq!(report.ended.reason.map(|r| r.0), Some(0));
     server.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_crash_between_rename_and_journal_is_recovered_as_delivered() {
+    init_tracing();
+    let sdir = tempfile::tempdir().unwrap();
+    let inbox = sdir.path().join("inbox").join("client");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let stamp = oftp::stamp::FileStamp::parse("202605060708090001").unwrap();
+    let key = FileKey::new(CLIENT_SSID, "CRASH.TXT", stamp);
+    {
+        // The state a crash right after the rename leaves behind.
+        let j = oftp::journal::Journal::open_in_dir(sdir.path()).unwrap();
+        j.begin_receive(
+            &key,
+            &inbox.join(".oftp-gone.part"),
+            &inbox.join("CRASH.TXT"),
+            "",
+        )
+        .unwrap();
+        std::fs::write(inbox.join("CRASH.TXT"), b"complete").unwrap();
+    }
+    let running = oftp::Server::new(server_config(sdir.path()))
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("crash.txt");
+    std::fs::write(&f, b"complete").unwrap();
+    let report = client(dir.path(), SessionLimits::default())
+        .run(
+            &running.local_addr().unwrap().to_string(),
+            vec![OutgoingFile::new(&f).stamp(stamp)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+    assert_eq!(
+        running.journal().received(&key).unwrap().unwrap().state,
+        oftp::journal::ReceiveState::Complete
+    );
+    assert_eq!(std::fs::read(inbox.join("CRASH.TXT")).unwrap(), b"complete");
+    running.shutdown().await;
+}

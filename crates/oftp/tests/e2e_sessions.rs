@@ -556,3 +556,43 @@ async fn restart_of_a_variable_record_file_resumes_at_a_record() {
     );
     server.running.shutdown().await;
 }
+
+/// Interrupts every file it starts sending.
+struct Interrupter;
+
+impl Handler for Interrupter {
+    async fn start_transfer(&self, s: &SessionInfo, t: &TransferInfo) {
+        if t.direction == Direction::Outgoing {
+            s.handle.interrupt();
+        }
+    }
+}
+
+#[tokio::test]
+async fn interrupt_stops_the_file_being_sent_and_nothing_half_arrives() {
+    init_tracing();
+    let server = start_server_with(Interrupter, |_| {}).await;
+    std::fs::create_dir_all(server.outbox()).unwrap();
+    std::fs::write(server.outbox().join("cut.bin"), content(2_000_000, 8)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = client(dir.path(), limits())
+        .run(&server.addr(), vec![])
+        .await
+        .unwrap();
+    assert!(report.received.is_empty());
+    assert_eq!(
+        report.ended.reason.map(|r| r.0),
+        Some(99),
+        "{:?}",
+        report.ended
+    );
+    assert!(
+        report.ended.description.contains("interrupted"),
+        "{:?}",
+        report.ended
+    );
+    assert!(visible_files(&dir.path().join("received")).is_empty());
+    // Not sent: it stays in the outbox for the next session.
+    assert!(server.outbox().join("cut.bin").exists());
+    server.running.shutdown().await;
+}
