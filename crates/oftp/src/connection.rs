@@ -185,7 +185,6 @@ struct Incoming {
     record_end_units: u64,
     /// A checkpoint (fsync + journal) running on the blocking pool while data keeps arriving.
     inflight: Option<tokio::task::JoinHandle<Result<(), String>>>,
-    end_of_file: bool,
     user_data: String,
 }
 
@@ -196,7 +195,6 @@ struct Outgoing {
     /// What is read and sent: the file itself or the file-services stage's processed copy.
     transmit: PathBuf,
     sent_id: i64,
-    key: FileKey,
     transfer: TransferInfo,
     source: Option<FileSource>,
     finished: bool,
@@ -682,7 +680,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     let key = FileKey::new(&r.destination, &r.virtual_file_name, r.stamp);
                     let entry = EndResponseEntry {
                         direction: JournalDirection::Sent,
-                        key: key.clone(),
+                        key,
                         destination: r.destination.clone(),
                         negative: r
                             .negative
@@ -692,10 +690,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     let res = self
                         .shared
                         .journal
-                        .call(move |j| {
-                            j.record_end_response(&entry)?;
-                            j.mark_end_response_sent(&key)
-                        })
+                        .call(move |j| j.record_end_response(&entry))
                         .await;
                     if let Err(e) = res {
                         self.error(format!("journal: {e}")).await;
@@ -1173,7 +1168,6 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             record_end_offset: base.file_offset,
             record_end_units: 0,
             inflight: None,
-            end_of_file: false,
             user_data: offer.user_data,
         });
     }
@@ -1184,15 +1178,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let mut result = inc.partial.write(&bytes);
         inc.units += bytes.len() as u64;
-        if inc.format.is_record_oriented() {
-            if end_of_record {
-                inc.records += 1;
-                result = result.and_then(|()| inc.partial.write(b"\r\n"));
-                inc.record_end_offset = inc.partial.len();
-                inc.record_end_units = inc.units;
-            }
-        } else if end_of_record {
-            inc.end_of_file = true;
+        // F/V records are stored one per line (the seed's convention).
+        if inc.format.is_record_oriented() && end_of_record {
+            inc.records += 1;
+            result = result.and_then(|()| inc.partial.write(b"\r\n"));
+            inc.record_end_offset = inc.partial.len();
+            inc.record_end_units = inc.units;
         }
         if let Err(e) = result {
             self.error(format!("cannot write received data: {e}")).await;
@@ -1933,7 +1924,6 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.record_outcome(file, job, fail(r));
             return;
         }
-        let key = FileKey::new(&originator, &file.virtual_file_name, stamp);
         let transfer = TransferInfo {
             direction: Direction::Outgoing,
             local_file: file.path.clone(),
@@ -1948,7 +1938,6 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             file,
             transmit,
             sent_id,
-            key,
             transfer,
             source: None,
             finished: false,
@@ -2060,7 +2049,6 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .end_transfer(info, &out.transfer, &result)
                 .await;
         }
-        let _ = out.key;
         if out.job.is_some() {
             self.outcomes.push((out.file, outcome));
         }

@@ -659,9 +659,12 @@ impl Journal {
 
     // ---- end responses -------------------------------------------------------------------
 
-    /// Records an EERP/NERP; a received one also settles the matching send.
+    /// Records an EERP/NERP in one transaction: a received one also settles the matching send,
+    /// a sent one marks the received file's end response as sent.
     pub fn record_end_response(&self, e: &EndResponseEntry) -> Result<(), JournalError> {
         let conn = self.lock();
+        // One commit (one fsync) for all statements.
+        let tx = conn.unchecked_transaction().map_err(|e| self.err(e))?;
         let (reason, text) = match &e.negative {
             Some((r, t)) => (Some(i64::from(*r)), Some(t.as_str())),
             None => (None, None),
@@ -703,8 +706,20 @@ impl Journal {
                 ],
             )
             .map_err(|e| self.err(e))?;
+        } else {
+            conn.execute(
+                "UPDATE received SET end_response_sent = 1, updated_at = ?4
+                 WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                params![
+                    e.key.originator,
+                    e.key.dsn,
+                    e.key.stamp.to_string(),
+                    now_text()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
         }
-        Ok(())
+        tx.commit().map_err(|e| self.err(e))
     }
 
     /// Number of recorded end responses in `direction` (for reports and tests).
@@ -848,6 +863,23 @@ mod tests {
         );
         assert_eq!(j.end_response_count(Direction::Received).unwrap(), 1);
         assert_eq!(j.end_response_count(Direction::Sent).unwrap(), 0);
+
+        // Sending an EERP for a received file marks it sent in the same transaction.
+        let r = key("IN.EDI", 1);
+        let id = j
+            .begin_receive(&r, Path::new("p"), Path::new("f"), "")
+            .unwrap();
+        j.complete_receive(id, Path::new("f")).unwrap();
+        assert_eq!(j.pending_end_responses("ORIG").unwrap().len(), 1);
+        j.record_end_response(&EndResponseEntry {
+            direction: Direction::Sent,
+            key: r.clone(),
+            destination: "ORIG".into(),
+            negative: None,
+        })
+        .unwrap();
+        assert!(j.pending_end_responses("ORIG").unwrap().is_empty());
+        assert!(j.received(&r).unwrap().unwrap().end_response_sent);
     }
 
     #[test]

@@ -41,7 +41,8 @@ impl FileSource {
     pub(crate) fn open(path: &Path, format: FileFormat, position: u64) -> io::Result<Self> {
         let file = File::open(path)?;
         let mut src = Self {
-            reader: BufReader::with_capacity(CHUNK * 2, file),
+            // U/T reads of CHUNK bypass a buffer of the same size; F/V need it for lines.
+            reader: BufReader::with_capacity(CHUNK, file),
             format,
             records: 0,
             units: 0,
