@@ -117,7 +117,12 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
         .unwrap_or_else(|| Path::new("."));
     let base = std::path::absolute(base)
         .with_context(|| format!("cannot resolve the directory of {}", path.display()))?;
-    let data_dir = base.join(&file.server.data_dir);
+    // `base.join(".")` would print as `dir/.`; drop `.` components for readable paths.
+    let data_dir: PathBuf = base
+        .join(&file.server.data_dir)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
     for p in &mut file.partners {
         for dir in [&mut p.inbox, &mut p.outbox].into_iter().flatten() {
             if dir.is_relative() {
@@ -290,7 +295,7 @@ mod tests {
         assert_eq!(srv.address.as_deref(), Some("127.0.0.1:3305"));
         assert_eq!(
             server.data_dir,
-            std::path::absolute(dir.path().join("oftp-data/.")).unwrap()
+            std::path::absolute(dir.path().join("oftp-data")).unwrap()
         );
         assert!(client.data_dir.ends_with("example-partner"));
         assert!(generate(&path, "0.0.0.0:3305".parse().unwrap()).is_err());

@@ -72,12 +72,12 @@ pub enum ClientError {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The partner could not be reached.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {error}")]
     Connect {
         /// Address tried.
         addr: String,
-        /// OS error.
-        source: std::io::Error,
+        /// OS error (part of this message, so not repeated as a `source`).
+        error: std::io::Error,
     },
     /// The partner refused the session (ESID before the session was established).
     #[error("partner rejected session: {text} (ESID {:02})", reason.0)]
@@ -207,9 +207,9 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             .connector
             .connect(addr)
             .await
-            .map_err(|source| ClientError::Connect {
+            .map_err(|error| ClientError::Connect {
                 addr: addr.to_owned(),
-                source,
+                error,
             })?;
         let peer = SocketAddr::from(([0, 0, 0, 0], 0));
         self.run_over(io, peer, files).await

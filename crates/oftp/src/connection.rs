@@ -2020,7 +2020,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         }
         if let Some(p) = &problem {
-            self.error(format!("{}: {p}", out.transfer.virtual_file_name))
+            // The partner's decision, not a local fault: an Error event for the application,
+            // an info line in the log.
+            let description = format!("{}: {p}", out.transfer.virtual_file_name);
+            tracing::info!(conn = self.conn.id, "{description}");
+            self.handler
+                .error(&ErrorEvent {
+                    connection: self.conn.id,
+                    description,
+                })
                 .await;
         }
         if out.from_outbox && outcome == FileOutcome::AwaitingEndResponse {

@@ -29,12 +29,12 @@ use crate::stamp::FileStamp;
 #[non_exhaustive]
 pub enum JournalError {
     /// SQLite refused an operation.
-    #[error("journal {}: {source}", path.display())]
+    #[error("journal {}: {error}", path.display())]
     Sqlite {
         /// The database file.
         path: PathBuf,
-        /// The SQLite error.
-        source: rusqlite::Error,
+        /// The SQLite error (part of this message, so not repeated as a `source`).
+        error: rusqlite::Error,
     },
     /// A stored value could not be read back.
     #[error("journal {}: corrupt entry: {detail}", path.display())]
@@ -45,12 +45,12 @@ pub enum JournalError {
         detail: String,
     },
     /// The directory of the journal could not be created.
-    #[error("creating journal directory {}: {source}", path.display())]
+    #[error("creating journal directory {}: {error}", path.display())]
     Io {
         /// The directory.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (part of this message, so not repeated as a `source`).
+        error: std::io::Error,
     },
     /// A blocking task of the journal was cancelled or panicked.
     #[error("journal task failed: {0}")]
@@ -273,12 +273,12 @@ impl Journal {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
                 path: dir.to_owned(),
-                source,
+                error: source,
             })?;
         }
         let conn = Connection::open(path).map_err(|source| JournalError::Sqlite {
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
         Self::init(conn, path.to_owned())
     }
@@ -293,7 +293,7 @@ impl Journal {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|source| JournalError::Sqlite {
             path: path.clone(),
-            source,
+            error: source,
         })?;
         Self::init(conn, path)
     }
@@ -301,7 +301,7 @@ impl Journal {
     fn init(conn: Connection, path: PathBuf) -> Result<Self, JournalError> {
         let wrap = |source| JournalError::Sqlite {
             path: path.clone(),
-            source,
+            error: source,
         };
         // WAL lets readers run beside the writer; FULL makes each commit durable before it
         // returns, which is what "recorded before acknowledged" needs.
@@ -344,7 +344,7 @@ impl Journal {
     fn err(&self, source: rusqlite::Error) -> JournalError {
         JournalError::Sqlite {
             path: (*self.path).clone(),
-            source,
+            error: source,
         }
     }
 

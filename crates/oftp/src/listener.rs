@@ -59,12 +59,12 @@ impl ShutdownSignal {
 #[non_exhaustive]
 pub enum ServerError {
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (part of this message, so not repeated as a `source`).
+        error: io::Error,
     },
     /// The server task is gone (it was shut down).
     #[error("the server has been shut down")]
@@ -162,7 +162,7 @@ impl ServerHandle {
 }
 
 async fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError> {
-    let wrap = |source| ServerError::Bind { addr, source };
+    let wrap = |error| ServerError::Bind { addr, error };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -253,13 +253,13 @@ impl<S: Service> Supervisor<S> {
                         let result = match &self.listener {
                             Some(l) => l.local_addr().map_err(|source| ServerError::Bind {
                                 addr: self.settings.listen,
-                                source,
+                                error: source,
                             }),
                             None => match bind(self.settings.listen, self.settings.backlog).await {
                                 Ok(l) => {
                                     let addr = l.local_addr().map_err(|source| ServerError::Bind {
                                         addr: self.settings.listen,
-                                        source,
+                                        error: source,
                                     });
                                     self.listener = Some(l);
                                     addr

@@ -872,14 +872,11 @@ impl SecurityContext {
             let mut records = RecordWriter::new(&mut pipeline);
             for_each_line(input, |line| records.write_record(line).map_err(to_io))?;
         } else if sfid.format == FileFormat::Fixed {
-            for_each_line(input, |line| pipeline_write(&mut records_sink(), line))
-                .and(Ok(()))
-                .ok();
             // F records travel concatenated: each line is one record of the fixed length.
-            let input = BufReader::with_capacity(64 * 1024, File::open(source)?);
             for_each_line(input, |line| pipeline.write_all(line))?;
         } else {
-            io::copy(&mut BufReader::new(File::open(source)?), &mut pipeline)?;
+            let mut input = input;
+            io::copy(&mut input, &mut pipeline)?;
         }
         let tee = pipeline.finish().map_err(to_io)?;
         let hash = tee.hasher.finish();
@@ -894,5 +891,231 @@ impl SecurityContext {
             transmit: Some(target),
             file_hash: Some(hash),
         })
+    }
+}
+
+impl SecurityContextBuilder {
+    /// Adds a partner: loads its certificates (not yet validated: that happens at each use,
+    /// so an expiry during a long run is noticed).
+    pub fn partner(
+        mut self,
+        name: &str,
+        ssid: &str,
+        sfid: &str,
+        config: &PartnerSecurityConfig,
+    ) -> Result<Self, SecurityConfigError> {
+        let mut certs = HashMap::new();
+        let load = |path: &PathBuf, what: &str| {
+            Certificate::load(path).map_err(|source| SecurityConfigError::Load {
+                what: format!("partner {name}: {what} certificate {}", path.display()),
+                source,
+            })
+        };
+        for (usage, path) in [
+            (PartnerCertUse::Encryption, &config.encryption_cert),
+            (PartnerCertUse::Signature, &config.signature_cert),
+            (PartnerCertUse::Receipt, &config.receipt_cert),
+            (PartnerCertUse::Authentication, &config.authentication_cert),
+        ] {
+            if let Some(p) = path.as_ref().or(config.certificate.as_ref()) {
+                certs.insert(usage, load(p, usage.name())?);
+            }
+        }
+        if CipherSuite::from_code(config.send.cipher_suite).is_err() {
+            return Err(SecurityConfigError::Invalid(format!(
+                "partner {name}: send.cipher_suite {} is not 1-6",
+                config.send.cipher_suite
+            )));
+        }
+        if let Some(bad) = config
+            .allowed_suites
+            .iter()
+            .find(|s| CipherSuite::from_code(**s).is_err())
+        {
+            return Err(SecurityConfigError::Invalid(format!(
+                "partner {name}: allowed_suites contains {bad}, not a suite 1-6"
+            )));
+        }
+        self.ctx.partners.push(PartnerSecurity {
+            name: name.to_owned(),
+            ssid: ssid.to_owned(),
+            sfid: if sfid.is_empty() { ssid } else { sfid }.to_owned(),
+            config: config.clone(),
+            certs,
+        });
+        Ok(self)
+    }
+
+    /// The finished context.
+    pub fn build(self) -> SecurityContext {
+        self.ctx
+    }
+}
+
+/// An outgoing file after [`SecurityContext::prepare`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The processed copy to transmit instead of the source, if services apply.
+    pub transmit: Option<PathBuf>,
+    /// Hash of the transmitted bytes with the suite's algorithm (for a signed EERP), when a
+    /// suite applies.
+    pub file_hash: Option<Vec<u8>>,
+}
+
+/// The file services of a [`SecurityContext`] for the connection driver.
+impl FileServices for SecurityContext {
+    fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        self.check_offer(sfid)
+    }
+
+    fn finish_incoming(&self, sfid: &Sfid, data: &Path) -> Result<(), ServiceFailure> {
+        self.open_received(sfid, data).map(|_| ())
+    }
+
+    fn prepare_outgoing(&self, sfid: &mut Sfid, source: &Path) -> io::Result<Option<PathBuf>> {
+        self.prepare(sfid, source).map(|p| p.transmit)
+    }
+}
+
+impl<T: FileServices> FileServices for std::sync::Arc<T> {
+    fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        (**self).check_incoming(sfid)
+    }
+
+    fn finish_incoming(&self, sfid: &Sfid, data: &Path) -> Result<(), ServiceFailure> {
+        (**self).finish_incoming(sfid, data)
+    }
+
+    fn prepare_outgoing(&self, sfid: &mut Sfid, source: &Path) -> io::Result<Option<PathBuf>> {
+        (**self).prepare_outgoing(sfid, source)
+    }
+}
+
+/// A name for the processed copy that is the same for every attempt of one file.
+fn copy_name(sfid: &Sfid, source: &Path) -> String {
+    let mut h = oftp_security::HashAlgorithm::Sha256.hasher();
+    for part in [
+        sfid.originator.trim_end().as_bytes(),
+        sfid.destination.trim_end().as_bytes(),
+        sfid.dsn.trim_end().as_bytes(),
+        sfid.date_time.date_string().as_bytes(),
+        sfid.date_time.time_string().as_bytes(),
+        source.as_os_str().as_encoded_bytes(),
+    ] {
+        h.update(part);
+        h.update(&[0]);
+    }
+    let d = h.finish();
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.cms")
+}
+
+/// Calls `f` with each line of `input` without its line end (LF or CR LF).
+fn for_each_line<R: BufRead>(
+    mut input: R,
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut line = Vec::new();
+    // Bounded by the file: each turn consumes at least one byte or ends.
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        f(&line)?;
+    }
+}
+
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn hash_file(suite: Option<CipherSuite>, path: &Path) -> io::Result<Vec<u8>> {
+    match suite {
+        Some(s) => s
+            .hash()
+            .digest_reader(BufReader::with_capacity(64 * 1024, File::open(path)?)),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A hidden temporary file in the directory of `path`.
+fn temp_beside(path: &Path) -> io::Result<(PathBuf, File)> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    Ok((tmp, f))
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Option<oftp_security::Hasher>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: oftp_security::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }

@@ -49,14 +49,14 @@ pub enum StoreError {
     #[error("{} already exists and overwrite is off", .0.display())]
     AlreadyExists(PathBuf),
     /// An I/O call on the store failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {error}", path.display())]
     Io {
         /// What the store was doing.
         action: &'static str,
         /// The file or directory concerned.
         path: PathBuf,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (part of this message, so not repeated as a `source`).
+        error: io::Error,
     },
     /// A blocking task of the store was cancelled or panicked.
     #[error("file store task failed: {0}")]
@@ -68,7 +68,7 @@ impl StoreError {
         Self::Io {
             action,
             path: path.to_owned(),
-            source,
+            error: source,
         }
     }
 }
