@@ -1409,3 +1409,91 @@ fn fixed_record_of_wrong_length_is_reported_to_the_receiver() {
         matches!(&cmds[..], [Command::Efna(e)] if e.reason == EfnaReason::RECORD_LENGTH_NOT_SUPPORTED)
     );
 }
+
+// ---------- conformance review findings ----------
+
+/// RFC 5024 4.7.2 and 9.10.2 M (action 2): the speaker starts the inactivity
+/// timer when it sends DATA; once its credit is used up it waits for the
+/// listener's CDT, so a silent listener must time out (ESID 09) instead of
+/// hanging the session forever.
+#[test]
+fn speaker_waiting_for_credit_after_write_data_times_out() {
+    let l5 = ProtocolLevel::V2_0;
+    let now = Instant::now();
+    let mut i = raw_initiator(peer_ssid(2, SessionMode::Both, 128));
+    i.send_file(sfid("F", FileFormat::Unstructured, 0)).unwrap();
+    i.poll_transmit().unwrap();
+    i.handle_input(&frame(&Command::Sfpa(Sfpa { answer_count: 0 }), l5), now);
+    // Credit 2, buffers of 128: 1000 octets use it all up.
+    i.write_data(&pseudo_random(1000, 9), false).unwrap();
+    assert!(!i.can_accept_data());
+    let sent = commands(&i.poll_transmit().unwrap(), l5);
+    assert_eq!(sent.len(), 2);
+    let deadline = i
+        .poll_timeout()
+        .expect("an inactivity deadline while waiting for CDT");
+    i.handle_timeout(deadline);
+    assert_eq!(last_esid(&mut i), EsidReason::TIME_OUT);
+}
+
+/// A timeout too large for `Instant` (e.g. `Duration::MAX` for "never") must
+/// not panic; it means no deadline.
+#[test]
+fn huge_inactivity_timeout_does_not_panic() {
+    let now = Instant::now();
+    let mut cfg = InitiatorConfig::new("O0013000000ACME", Password::new("PW"));
+    cfg.inactivity_timeout = Duration::MAX;
+    let mut i = Session::initiator(cfg, now).unwrap();
+    assert_eq!(i.poll_timeout(), None);
+    i.handle_input(&frame(&Command::Ssrm(Ssrm), ProtocolLevel::V2_0), now);
+    assert!(i.poll_transmit().is_some());
+    let r = Session::responder(
+        ResponderConfig {
+            inactivity_timeout: Duration::MAX,
+        },
+        now,
+    );
+    assert_eq!(r.poll_timeout(), None);
+}
+
+/// RFC 2204 5.3.11: a 1.x partner expects ESID as 'F' + reason + CR. When the
+/// initiator (able to do 2.0) refuses a 1.4 responder's SSID, its ESID must
+/// use the negotiated (lower) level's layout, not 2.0's.
+#[test]
+fn initiator_refusing_a_v1_responder_sends_a_v1_esid() {
+    let now = Instant::now();
+    let mut cfg = InitiatorConfig::new("O0013000000ACME", Password::new("PW"));
+    cfg.capabilities.mode = SessionMode::Send;
+    let mut i = Session::initiator(cfg, now).unwrap();
+    i.handle_input(&frame(&Command::Ssrm(Ssrm), ProtocolLevel::V2_0), now);
+    i.poll_transmit().unwrap();
+    let mut peer = peer_ssid(64, SessionMode::Send, 4096);
+    peer.level = ProtocolLevel::V1_4;
+    i.handle_input(&frame(&Command::Ssid(peer), ProtocolLevel::V1_4), now);
+    assert!(i.is_closed());
+    let bytes = i.poll_transmit().expect("ESID");
+    assert_eq!(bytes, raw_frame(b"F10\r"));
+}
+
+/// RFC 5024 9.8.2 G: a responder that requires secure authentication and
+/// meets an initiator that does not offer it (here a 1.4 initiator, which
+/// cannot) ends the session with ESID 12; `accept_session` reports this by
+/// events, not by failing to encode its own SSID.
+#[test]
+fn responder_requiring_auth_ends_a_v1_session_with_esid_12() {
+    let now = Instant::now();
+    let mut r = Session::responder(ResponderConfig::default(), now);
+    r.poll_transmit().unwrap();
+    let mut peer = peer_ssid(64, SessionMode::Both, 4096);
+    peer.level = ProtocolLevel::V1_4;
+    r.handle_input(&frame(&Command::Ssid(peer), ProtocolLevel::V1_4), now);
+    while r.poll_event().is_some() {}
+    r.accept_session(responder_params(Capabilities {
+        secure_auth: true,
+        ..Capabilities::default()
+    }))
+    .expect("a negotiation failure is not a usage error");
+    assert!(r.is_closed());
+    let bytes = r.poll_transmit().expect("ESID");
+    assert_eq!(bytes, raw_frame(b"F12\r"));
+}

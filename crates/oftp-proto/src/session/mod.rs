@@ -632,6 +632,10 @@ impl Session {
             return self.violation("SSID", "initiator configuration missing");
         };
         let ours = cfg.capabilities.clone();
+        // From here on, an ESID (refusal or negotiation failure) must use the
+        // layout of the level both sides share: a 1.x responder expects
+        // 'F' + reason + CR (RFC 2204 5.3.11), not the 2.0 layout.
+        self.level = ProtocolLevel(ours.max_level.0.min(peer.level.0));
         if let Some(code) = &cfg.expected_peer_code
             && !code.eq_ignore_ascii_case(&peer.code)
         {
@@ -786,7 +790,9 @@ impl Session {
             secure_auth: ours.secure_auth,
             user_data: params.user_data.clone(),
         };
-        let bytes = Command::Ssid(answer.clone()).to_bytes(negotiated.level)?;
+        // Negotiation failures first: they end the session with an ESID
+        // (RFC 5024 9.8.2 G), whereas our SSID may not even be encodable then
+        // (SSIDAUTH=Y cannot be sent at a 1.x level).
         if !ours.mode.compatible_with(peer.mode) {
             self.abort(
                 EsidReason::MODE_INCOMPATIBLE,
@@ -804,6 +810,7 @@ impl Session {
             );
             return Ok(());
         }
+        let bytes = Command::Ssid(answer.clone()).to_bytes(negotiated.level)?;
         negotiated.peer = peer;
         self.level = negotiated.level;
         self.queue(&Command::Ssid(answer), bytes);
@@ -920,6 +927,10 @@ impl Session {
         if let State::Sending(out) = state {
             self.state = self.pump(out);
         }
+        // DATA went out: if the credit is now used up the speaker waits for
+        // the listener's CDT, which the inactivity timer guards (RFC 5024
+        // 4.7.2, 9.10.2 M action 2).
+        self.arm_timer();
         Ok(())
     }
 
@@ -1200,10 +1211,12 @@ impl Session {
     }
 
     fn arm_timer(&mut self) {
-        self.deadline = self
-            .state
-            .waits_for_peer()
-            .then(|| self.now + self.inactivity_timeout);
+        // A timeout beyond what `Instant` can represent means no deadline.
+        self.deadline = if self.state.waits_for_peer() {
+            self.now.checked_add(self.inactivity_timeout)
+        } else {
+            None
+        };
     }
 }
 
