@@ -1035,10 +1035,17 @@ fn out_of_turn_commands_are_protocol_violations() {
     }
 }
 
+/// A responder answering with more credit than offered fails the SSID
+/// negotiation (RFC 5024 9.8.3 P2 lists the window): ESID 10 (9.8.2 D "else";
+/// RFC 2204 8.8.2 D for 1.x), at either revision.
 #[test]
-fn responder_credit_above_ours_is_a_protocol_error() {
+fn responder_credit_above_ours_fails_negotiation_with_esid_10() {
     let mut i = raw_initiator(peer_ssid(3, SessionMode::Both, 128));
-    assert_eq!(last_esid(&mut i), EsidReason::PROTOCOL_VIOLATION);
+    assert_eq!(last_esid(&mut i), EsidReason::MODE_INCOMPATIBLE);
+    let mut v1 = peer_ssid(3, SessionMode::Both, 128);
+    v1.level = ProtocolLevel::V1_4;
+    let mut i = raw_initiator(v1);
+    assert_eq!(i.poll_transmit(), Some(raw_frame(b"F10\r")));
     let mut i = raw_initiator(peer_ssid(2, SessionMode::Send, 128));
     assert!(!i.is_closed(), "S with B is compatible");
     assert!(i.poll_transmit().is_none());

@@ -11,7 +11,7 @@
 //! The state machine follows RFC 5024 section 9 (and RFC 2204 section 8 for
 //! the 1.x levels):
 //! * start: SSRM, SSID both ways, negotiation (lower level and buffer size,
-//!   responder credit at most the initiator's else ESID 02, compression and
+//!   responder credit at most the initiator's else ESID 10, compression and
 //!   restart only if both, S/S or R/R -> ESID 10, auth mismatch -> ESID 12);
 //!   an optional secure-authentication phase (SECD/AUCH/AURP) follows as its
 //!   own states, with the CMS work left to the application;
@@ -656,13 +656,17 @@ impl Session {
             return State::Closed;
         }
         if peer.credit > ours.credit {
-            return self.violation(
-                "SSID",
+            // The window is part of the SSID negotiation; a failed
+            // negotiation ends with ESID 10 (RFC 5024 9.8.2 D with 9.8.3 P2,
+            // RFC 2204 8.8.2 D), not with a protocol violation.
+            self.abort(
+                EsidReason::MODE_INCOMPATIBLE,
                 &format!(
                     "responder credit {} exceeds the initiator's {}",
                     peer.credit, ours.credit
                 ),
             );
+            return State::Closed;
         }
         if !ours.mode.compatible_with(peer.mode) {
             self.abort(
