@@ -680,6 +680,11 @@ fn single(buf: &[u8], name: &'static str, cmd: Command) -> Result<Command, Decod
 fn decode_ssid(buf: &[u8]) -> Result<Ssid, DecodeError> {
     let mut r = Reader::new(buf, "SSID");
     let level = ProtocolLevel(r.num(1, "SSIDLEV")? as u8);
+    if level.0 == 0 {
+        // Levels are 1, 2, 4, 5 and future higher ones (RFC 5024 5.3.2); the
+        // lower of two levels is used, so 0 would stick.
+        return Err(r.invalid("SSIDLEV", "is 0, which is no protocol release level"));
+    }
     let code = r.alnum(25, "SSIDCODE")?;
     let password = Password::new(r.password(8, "SSIDPSWD")?);
     let buffer_size = r.num(5, "SSIDSDEB")? as u32;

@@ -548,6 +548,17 @@ fn malformed_buffers_map_to_esid_reasons() {
             ..
         })
     ));
+    // SSIDLEV 0 is no release level (RFC 5024 5.3.2: 1, 2, 4, 5, future
+    // levels higher); negotiating "the lower level" with it would pick 0.
+    let mut bad = good.to_vec();
+    bad[1] = b'0';
+    assert!(matches!(
+        Command::decode(&bad, L5),
+        Err(DecodeError::InvalidField {
+            field: "SSIDLEV",
+            ..
+        })
+    ));
     let mut bad = good.to_vec();
     bad[10] = 0x01;
     assert!(matches!(
