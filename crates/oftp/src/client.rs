@@ -192,6 +192,18 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         }
     }
 
+    /// Uses `services` for file services (OFTP 2.0 security seam).
+    pub fn file_services<F2: FileServices>(self, services: F2) -> Client<H, C, F2> {
+        Client {
+            shared: self.shared,
+            partner: self.partner,
+            receive_dir: self.receive_dir,
+            handler: self.handler,
+            connector: self.connector,
+            services: Arc::new(services),
+        }
+    }
+
     /// The journal.
     pub fn journal(&self) -> &Journal {
         &self.shared.journal

@@ -505,18 +505,19 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             description: "connection closed".into(),
         });
         // A file cut off mid-transfer, and files never offered, were not sent.
-        if let Some(out) = self.outgoing.take()
-            && out.job.is_some()
-        {
-            self.outcomes.push((
-                out.file,
-                FileOutcome::NotSent {
-                    reason: format!(
-                        "the session ended during the transfer ({}); sending it again restarts it",
-                        ended.description
-                    ),
-                },
-            ));
+        if let Some(out) = self.outgoing.take() {
+            remove_processed_copy(&out);
+            if out.job.is_some() {
+                self.outcomes.push((
+                    out.file,
+                    FileOutcome::NotSent {
+                        reason: format!(
+                            "the session ended during the transfer ({}); sending it again restarts it",
+                            ended.description
+                        ),
+                    },
+                ));
+            }
         }
         for w in self.queue.drain(..) {
             if let Work::File {
@@ -1910,7 +1911,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             description: file.description.clone(),
         };
         let transmit = match self.services.prepare_outgoing(&mut sfid, &file.path) {
-            Ok(p) => p.unwrap_or_else(|| file.path.clone()),
+            Ok(Some(copy)) => {
+                // A processed copy differs at every attempt (fresh keys): restart from 0.
+                sfid.restart_position = 0;
+                copy
+            }
+            Ok(None) => file.path.clone(),
             Err(e) => {
                 let r = format!("cannot prepare {}: {e}", file.path.display());
                 self.error(r.clone()).await;
@@ -2003,6 +2009,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let Some(out) = self.outgoing.take() else {
             return;
         };
+        remove_processed_copy(&out);
         let state = match (&outcome, settled) {
             (FileOutcome::AwaitingEndResponse, _) => Some(SendState::AwaitingEndResponse),
             (_, true) => Some(SendState::Failed),
@@ -2119,6 +2126,14 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 let _ = self.session.end_session(EsidReason::TIME_OUT, "idle timeout");
             }
         }
+    }
+}
+
+/// Deletes the file-services stage's processed copy of an outgoing file (the runtime owns it
+/// once `prepare_outgoing` returned it).
+fn remove_processed_copy(out: &Outgoing) {
+    if out.transmit != out.file.path {
+        let _ = std::fs::remove_file(&out.transmit);
     }
 }
 

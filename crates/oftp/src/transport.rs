@@ -91,13 +91,16 @@ pub trait FileServices: Send + Sync + 'static {
     fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal>;
 
     /// Post-processes a received file that uses file services (runs on the blocking pool).
+    /// The result must be left at `data` and be durable: rewrite it in place, or write a new
+    /// file, fsync it and rename it over `data`. The runtime then renames `data` into place.
     fn finish_incoming(&self, sfid: &Sfid, data: &Path) -> Result<(), ServiceFailure> {
         let _ = (sfid, data);
         Ok(())
     }
 
     /// Fills the service fields of an outgoing SFID; `Ok(Some(path))` transmits that file
-    /// (e.g. a signed and encrypted copy) instead of the original.
+    /// (e.g. a signed and encrypted copy) instead of the original. The runtime owns the copy:
+    /// it is sent as U from position 0 and deleted when the transfer ends.
     fn prepare_outgoing(&self, sfid: &mut Sfid, source: &Path) -> io::Result<Option<PathBuf>>;
 }
 

@@ -386,3 +386,90 @@ async fn a_crash_between_rename_and_journal_is_recovered_as_delivered() {
     assert_eq!(std::fs::read(inbox.join("CRASH.TXT")).unwrap(), b"complete");
     running.shutdown().await;
 }
+
+/// A stand-in for the security stage: "signs" by reversing the bytes into a copy, "verifies" by
+/// reversing them back in place.
+struct Reverse;
+
+fn reverse_file(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    let mut data = std::fs::read(from)?;
+    data.reverse();
+    std::fs::write(to, data)
+}
+
+impl oftp::transport::FileServices for Reverse {
+    fn check_incoming(&self, sfid: &Sfid) -> Result<(), oftp::transport::ServiceRefusal> {
+        if sfid.security == SecurityLevel::SIGNED {
+            Ok(())
+        } else {
+            Err(oftp::transport::ServiceRefusal {
+                reason: oftp::oftp_proto::codec::SfnaReason::UNSIGNED_FILE_NOT_ALLOWED,
+                text: "sign it".into(),
+            })
+        }
+    }
+
+    fn finish_incoming(
+        &self,
+        _sfid: &Sfid,
+        data: &std::path::Path,
+    ) -> Result<(), oftp::transport::ServiceFailure> {
+        reverse_file(data, data).map_err(|e| oftp::transport::ServiceFailure {
+            reason: EfnaReason::INVALID_SIGNATURE,
+            text: e.to_string(),
+        })
+    }
+
+    fn prepare_outgoing(
+        &self,
+        sfid: &mut Sfid,
+        source: &std::path::Path,
+    ) -> std::io::Result<Option<std::path::PathBuf>> {
+        sfid.security = SecurityLevel::SIGNED;
+        sfid.cipher_suite = CipherSuite::AES256_RSA_SHA256;
+        let copy = source.with_extension("signed");
+        reverse_file(source, &copy)?;
+        Ok(Some(copy))
+    }
+}
+
+#[tokio::test]
+async fn the_file_services_stage_runs_on_both_sides() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = server_config(dir.path());
+    cfg.settings.listen = "127.0.0.1:0".parse().unwrap();
+    let running = oftp::Server::new(cfg)
+        .unwrap()
+        .file_services(Reverse)
+        .start()
+        .await
+        .unwrap();
+    let addr = running.local_addr().unwrap().to_string();
+    let cdir = tempfile::tempdir().unwrap();
+    let f = cdir.path().join("doc.txt");
+    let data = content(10_000, 21);
+    std::fs::write(&f, &data).unwrap();
+
+    // Without the stage on the client, the file goes out unsigned and is refused.
+    let plain = client(cdir.path(), SessionLimits::default());
+    let report = plain
+        .run(&addr, vec![OutgoingFile::new(&f).virtual_name("PLAIN")])
+        .await
+        .unwrap();
+    assert!(matches!(&report.files[0].1, FileOutcome::Rejected { text, .. } if text == "sign it"));
+
+    let signing = client(cdir.path(), SessionLimits::default()).file_services(Reverse);
+    let report = signing
+        .run(&addr, vec![OutgoingFile::new(&f)])
+        .await
+        .unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    let inbox = dir.path().join("inbox").join("client");
+    assert_eq!(std::fs::read(inbox.join("DOC.TXT")).unwrap(), data);
+    assert!(
+        !f.with_extension("signed").exists(),
+        "processed copy removed"
+    );
+    running.shutdown().await;
+}
