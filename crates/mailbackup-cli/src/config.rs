@@ -152,6 +152,9 @@ pub(crate) struct RunArgs {
     /// Remove local copies of messages deleted remotely (seed SyncDeletes) [config: sync_deletes].
     #[arg(long)]
     pub(crate) sync_deletes: bool,
+    /// With --sync-deletes: move local copies here instead of deleting them [config: quarantine_folder].
+    #[arg(long)]
+    pub(crate) quarantine_folder: Option<PathBuf>,
     /// Total time limit of the run in seconds (default 86400) [config: time_limit].
     #[arg(long)]
     pub(crate) time_limit: Option<u64>,
@@ -187,6 +190,7 @@ pub(crate) struct FileConfig {
     pub(crate) max_retry_count: Option<u32>,
     pub(crate) retry_interval: Option<f64>,
     pub(crate) sync_deletes: Option<bool>,
+    pub(crate) quarantine_folder: Option<PathBuf>,
     pub(crate) time_limit: Option<u64>,
     pub(crate) request_timeout: Option<u64>,
     pub(crate) graph_url: Option<String>,
@@ -347,6 +351,13 @@ pub(crate) fn backup_builder(
     if r.sync_deletes || f.sync_deletes.unwrap_or(false) {
         b = b.sync_deletes(true);
     }
+    if let Some(v) = r
+        .quarantine_folder
+        .clone()
+        .or_else(|| f.quarantine_folder.clone())
+    {
+        b = b.quarantine_folder(v);
+    }
     if let Some(v) = r.time_limit.or(f.time_limit) {
         b = b.time_limit(std::time::Duration::from_secs(v));
     }
@@ -369,10 +380,11 @@ mod tests {
     #[test]
     fn config_file_parses_and_rejects_unknown_keys() {
         let f: FileConfig = toml::from_str(
-            "data_folder = '/b'\nmax_connections = 3\n[auth]\nclient_id = 'x'\nflow = 'device-code'\n",
+            "data_folder = '/b'\nmax_connections = 3\nquarantine_folder = '/q'\n[auth]\nclient_id = 'x'\nflow = 'device-code'\n",
         )
         .unwrap();
         assert_eq!(f.max_connections, Some(3));
+        assert_eq!(f.quarantine_folder, Some(PathBuf::from("/q")));
         assert_eq!(f.auth.flow, Some(Flow::DeviceCode));
         assert!(toml::from_str::<FileConfig>("data_fodler = '/b'").is_err());
     }

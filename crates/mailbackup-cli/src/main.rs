@@ -249,11 +249,19 @@ fn print_summary(report: &mailbackup::BackupReport) {
             m.throttled
         );
         for r in &m.removed {
-            println!(
-                "  removed {} (message {} deleted remotely)",
-                r.path.display(),
-                r.id
-            );
+            match &r.quarantined_to {
+                Some(to) => println!(
+                    "  moved {} to {} (message {} deleted remotely)",
+                    r.path.display(),
+                    to.display(),
+                    r.id
+                ),
+                None => println!(
+                    "  removed {} (message {} deleted remotely)",
+                    r.path.display(),
+                    r.id
+                ),
+            }
         }
         if let Some(e) = &m.error {
             println!("  ERROR: {e}");

@@ -129,7 +129,10 @@ async fn run_status_and_verify() {
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("25 messages: 25 saved"), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("initialization phase"), "logs are on");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("initialization phase"),
+        "logs are on"
+    );
     assert!(
         !text(&o).contains(&token),
         "the token must never be printed"

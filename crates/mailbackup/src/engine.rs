@@ -62,6 +62,7 @@ pub struct BackupBuilder {
     max_retry_count: u32,
     retry_interval: Duration,
     sync_deletes: bool,
+    quarantine_folder: Option<PathBuf>,
     time_limit: Duration,
     graph_url: String,
     immutable_ids: bool,
@@ -123,6 +124,12 @@ impl BackupBuilder {
     /// Seed `SyncDeletes` (default false).
     pub fn sync_deletes(mut self, on: bool) -> Self {
         self.sync_deletes = on;
+        self
+    }
+    /// With `sync_deletes`: move the local copies of deleted messages into this folder (keeping
+    /// their relative path) instead of deleting them. Default: delete, as the seed does.
+    pub fn quarantine_folder(mut self, p: impl Into<PathBuf>) -> Self {
+        self.quarantine_folder = Some(p.into());
         self
     }
     /// Total time limit of a run (default 24 h).
@@ -208,6 +215,10 @@ impl BackupBuilder {
             })
         };
         let data_folder = absolute("DataFolder", self.data_folder)?;
+        let quarantine_folder = self
+            .quarantine_folder
+            .map(|q| absolute("QuarantineFolder", q))
+            .transpose()?;
         let working_folder = match self.working_folder {
             Some(w) => absolute("WorkingFolder", w)?,
             None => data_folder.join(META_DIR),
@@ -226,6 +237,7 @@ impl BackupBuilder {
             max_retry_count: self.max_retry_count,
             retry_interval: self.retry_interval,
             sync_deletes: self.sync_deletes,
+            quarantine_folder,
             time_limit: self.time_limit,
             graph_url: self.graph_url,
             immutable_ids: self.immutable_ids,
@@ -316,6 +328,7 @@ impl Backup {
             max_retry_count: DEFAULT_MAX_RETRY_COUNT,
             retry_interval: DEFAULT_RETRY_INTERVAL,
             sync_deletes: false,
+            quarantine_folder: None,
             time_limit: DEFAULT_TIME_LIMIT,
             graph_url: DEFAULT_GRAPH_URL.to_string(),
             immutable_ids: true,
@@ -1130,19 +1143,42 @@ async fn sync_deletes(
         if ctx.hooks.before_delete(key, id, &row.path) == DeleteAction::Keep {
             continue;
         }
-        store::remove_durable(&row.path)?;
+        let quarantined_to = match &ctx.opts.quarantine_folder {
+            Some(q) => {
+                let rel = row
+                    .path
+                    .strip_prefix(&ctx.opts.data_folder)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|_| PathBuf::from(row.path.file_name().unwrap_or_default()));
+                let to = q.join(rel);
+                store::move_durable(&row.path, &to)?;
+                Some(to)
+            }
+            None => {
+                store::remove_durable(&row.path)?;
+                None
+            }
+        };
         ctx.index.remove_saved(key, id)?;
         progress.removed.fetch_add(1, Ordering::Relaxed);
         ctx.graph.log(
             LogLevel::Info,
-            &format!(
-                "{key}: removed {} (message {id} deleted remotely)",
-                row.path.display()
-            ),
+            &match &quarantined_to {
+                Some(to) => format!(
+                    "{key}: moved {} to {} (message {id} deleted remotely)",
+                    row.path.display(),
+                    to.display()
+                ),
+                None => format!(
+                    "{key}: removed {} (message {id} deleted remotely)",
+                    row.path.display()
+                ),
+            },
         );
         report.removed.push(RemovedMessage {
             id: id.to_string(),
             path: row.path.clone(),
+            quarantined_to,
         });
     }
     Ok(())

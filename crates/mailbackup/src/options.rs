@@ -68,6 +68,8 @@ pub struct Options {
     pub retry_interval: Duration,
     /// Seed `SyncDeletes`.
     pub sync_deletes: bool,
+    /// With `sync_deletes`: move local copies here instead of deleting them.
+    pub quarantine_folder: Option<PathBuf>,
     /// Total time limit of the run.
     pub time_limit: Duration,
     /// Graph base URL (e.g. `https://graph.microsoft.com/v1.0`, or an emulator's).

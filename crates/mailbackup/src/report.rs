@@ -150,6 +150,8 @@ pub struct RemovedMessage {
     pub id: String,
     /// The file that was removed.
     pub path: PathBuf,
+    /// Where it was moved instead of being deleted (with a quarantine folder).
+    pub quarantined_to: Option<PathBuf>,
 }
 
 /// How a run ended.

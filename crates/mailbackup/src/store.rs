@@ -294,6 +294,33 @@ pub(crate) fn remove_durable(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Moves a file durably to `to` (creating folders). Across file systems it copies, fsyncs and
+/// then removes the original, so a crash leaves the file in one place or both, never in none.
+pub(crate) fn move_durable(from: &Path, to: &Path) -> Result<(), Error> {
+    let dir = to.parent().ok_or_else(|| {
+        Error::io(
+            format!("{} has no parent folder", to.display()),
+            std::io::ErrorKind::InvalidInput.into(),
+        )
+    })?;
+    create_dir_durable(dir)?;
+    match fs::rename(from, to) {
+        Ok(()) => {
+            sync_dir(dir)?;
+            if let Some(src) = from.parent() {
+                sync_dir(src)?;
+            }
+            Ok(())
+        }
+        Err(_) => {
+            let data = fs::read(from)
+                .map_err(|e| Error::io(format!("cannot read {}", from.display()), e))?;
+            write_atomic(to, &data)?;
+            remove_durable(from)
+        }
+    }
+}
+
 /// Every file under `root` (recursively), skipping folders whose name starts with `.`
 /// (`.meta`). Temporary files are returned too; callers tell them apart with [`is_temp`].
 pub(crate) fn walk_files(root: &Path, skip: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {

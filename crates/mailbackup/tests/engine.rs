@@ -600,3 +600,43 @@ async fn hooks_redirect_skip_and_give_up_and_deleted_in_flight_is_not_an_error()
         "a failed message makes the run unsuccessful"
     );
 }
+
+#[tokio::test]
+async fn sync_deletes_can_quarantine_instead_of_deleting() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(10).seed(12)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let quarantine = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    builder(&emu, dir.path(), token.clone(), ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let mb = emu.mailbox(ALICE);
+    let gone = mb.messages()[3].clone();
+    mb.delete_message(&gone.id).unwrap();
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .sync_deletes(true)
+        .quarantine_folder(quarantine.path())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let r = &report.mailboxes[0];
+    assert_eq!(r.removed.len(), 1, "{r:?}");
+    let original = expected_path(dir.path(), &gone.immutable_id, gone.created);
+    let moved = r.removed[0].quarantined_to.clone().unwrap();
+    assert_eq!(
+        moved,
+        quarantine
+            .path()
+            .join(original.strip_prefix(dir.path()).unwrap())
+    );
+    assert!(!original.exists());
+    let (h, _) = split_saved(&std::fs::read(&moved).unwrap());
+    assert_eq!(h.id, gone.immutable_id);
+    assert_complete(dir.path(), &emu, ALICE);
+    assert!(mailbackup::verify(dir.path()).unwrap().is_clean());
+}
