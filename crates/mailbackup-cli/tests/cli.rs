@@ -425,3 +425,59 @@ async fn messages_that_finally_fail_are_listed_and_the_exit_code_is_1() {
     // Each message was tried twice (one retry), then given up.
     assert_eq!(emu.stats().count(EndpointKind::MessageValue), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_aborts_cleanly_with_exit_130_and_a_rerun_completes() {
+    let total = 120;
+    let emu = emulator(total, Duration::from_millis(15)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailbackup"))
+        .env("MAILBACKUP_AUTHORIZATION", format!("Bearer {token}"))
+        .arg("run")
+        .arg("-d")
+        .arg(dir.path())
+        .args(["--graph-url", &emu.graph_url(), "--user-id", ALICE])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut fetched = 0;
+    for _ in 0..1000 {
+        fetched = emu.stats().count(EndpointKind::MessageValue);
+        if fetched >= 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(fetched >= 30, "the run did not get going");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("aborted (run again to continue)"),
+        "{}",
+        text(&o)
+    );
+    let saved = assert_files_complete(dir.path(), &emu);
+    assert!(saved < total, "aborted too late to test anything");
+
+    let mut c = bin();
+    c.args(["verify", "-d"]).arg(dir.path());
+    let v = run(c).await;
+    assert!(
+        v.status.success(),
+        "an abort leaves no partial or unindexed file: {}",
+        text(&v)
+    );
+
+    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(assert_files_complete(dir.path(), &emu), total);
+}
