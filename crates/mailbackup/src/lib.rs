@@ -9,7 +9,7 @@
 //! Beyond the seed it fetches full-fidelity MIME (`/$value`), lists incrementally with one delta
 //! token per folder, keeps to Graph's per-mailbox concurrency limit, waits out throttling, writes
 //! every file crash-safely, and resumes after an abort or a `kill -9` without fetching again what
-//! is already durable. See the module docs of [`engine`], [`graph`], [`store`] and [`index`].
+//! is already durable. See the module docs of [`engine`], [`store`] and [`index`] (and of the private `graph` module for the HTTP policies).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mailbackup::Error> {
