@@ -1504,3 +1504,24 @@ fn responder_requiring_auth_ends_a_v1_session_with_esid_12() {
     let bytes = r.poll_transmit().expect("ESID");
     assert_eq!(bytes, raw_frame(b"F12\r"));
 }
+
+/// More data written while the speaker already waits for CDT is not
+/// activity of the peer: it must not push the inactivity deadline.
+#[test]
+fn writing_while_waiting_for_credit_keeps_the_deadline() {
+    let l5 = ProtocolLevel::V2_0;
+    let now = Instant::now();
+    let mut i = raw_initiator(peer_ssid(2, SessionMode::Both, 128));
+    i.send_file(sfid("F", FileFormat::Unstructured, 0)).unwrap();
+    i.poll_transmit().unwrap();
+    i.handle_input(&frame(&Command::Sfpa(Sfpa { answer_count: 0 }), l5), now);
+    i.write_data(&pseudo_random(1000, 9), false).unwrap();
+    let deadline = i.poll_timeout().expect("waiting for CDT");
+    // The runtime checks the clock early; the application keeps writing.
+    i.handle_timeout(deadline - Duration::from_secs(1));
+    i.write_data(b"more", false).unwrap();
+    i.finish_file(0, 1004).unwrap();
+    assert_eq!(i.poll_timeout(), Some(deadline));
+    i.handle_timeout(deadline);
+    assert!(i.is_closed());
+}

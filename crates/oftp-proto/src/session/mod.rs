@@ -927,6 +927,7 @@ impl Session {
             return Err(self.wrong_state("write_data"));
         }
         out.writer.write(data, end_of_record)?;
+        let before = self.timer_view();
         let state = std::mem::replace(&mut self.state, State::Closed);
         if let State::Sending(out) = state {
             self.state = self.pump(out);
@@ -934,7 +935,7 @@ impl Session {
         // DATA went out: if the credit is now used up the speaker waits for
         // the listener's CDT, which the inactivity timer guards (RFC 5024
         // 4.7.2, 9.10.2 M action 2).
-        self.arm_timer();
+        self.rearm_after_local_call(before);
         Ok(())
     }
 
@@ -959,11 +960,12 @@ impl Session {
             record_count,
             unit_count,
         });
+        let before = self.timer_view();
         let state = std::mem::replace(&mut self.state, State::Closed);
         if let State::Sending(out) = state {
             self.state = self.pump(out);
         }
-        self.arm_timer();
+        self.rearm_after_local_call(before);
         Ok(())
     }
 
@@ -1212,6 +1214,24 @@ impl Session {
             text: text.to_owned(),
             by_peer,
         });
+    }
+
+    /// What the inactivity timer depends on: the kind of state and whether
+    /// it waits for the peer.
+    fn timer_view(&self) -> (std::mem::Discriminant<State>, bool) {
+        (
+            std::mem::discriminant(&self.state),
+            self.state.waits_for_peer(),
+        )
+    }
+
+    /// After an application call that may or may not change the state:
+    /// restart the timer for a new wait, but keep the deadline of a wait
+    /// that goes on (the application's calls are not the peer's activity).
+    fn rearm_after_local_call(&mut self, before: (std::mem::Discriminant<State>, bool)) {
+        if self.timer_view() != before || !before.1 {
+            self.arm_timer();
+        }
     }
 
     fn arm_timer(&mut self) {
