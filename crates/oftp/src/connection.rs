@@ -46,7 +46,7 @@ use crate::listener::{ConnectionInfo, ShutdownSignal};
 use crate::policy::{self, FileRequest, PeerOffer};
 use crate::source::{Chunk, FileSource, count_records};
 use crate::stamp::FileStamp;
-use crate::store::{NameFormat, PartialFile, StorePolicy};
+use crate::store::{BackgroundWriter, NameFormat, PartialFile, StorePolicy};
 use crate::transport::{FileServices, Transport};
 
 /// Default distance between receive checkpoints (fsync + journal).
@@ -166,7 +166,8 @@ pub(crate) struct ConnectionReport {
 struct Incoming {
     _active: ActiveGuard,
     sfid: Sfid,
-    partial: PartialFile,
+    /// The temporary file, written by its own thread.
+    writer: BackgroundWriter,
     journal_id: i64,
     key: FileKey,
     transfer: TransferInfo,
@@ -1122,9 +1123,24 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
         };
+        let writer = match BackgroundWriter::spawn(partial) {
+            Ok(w) => w,
+            Err(e) => {
+                // The file is still there (empty or with its durable part): a retry resumes.
+                self.error(format!("cannot receive {}: {e}", offer.virtual_file_name))
+                    .await;
+                let _ = self.session.reject_file(
+                    oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
+                    true,
+                    "receiver busy, try again later",
+                );
+                return;
+            }
+        };
         if let Err(e) = self.session.accept_file(base.position) {
+            // Dropping the writer ends its thread; the file keeps what it had.
             self.error(format!("cannot accept file: {e}")).await;
-            let _ = partial.abandon(false).await;
+            drop(writer);
             return;
         }
         let transfer = TransferInfo {
@@ -1155,7 +1171,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self.incoming = Some(Incoming {
             _active: active,
             sfid: sfid.clone(),
-            partial,
+            writer,
             journal_id,
             key,
             transfer,
@@ -1177,13 +1193,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let Some(inc) = &mut self.incoming else {
             return;
         };
-        let mut result = inc.partial.write(&bytes);
+        let mut bytes = bytes;
         inc.units += bytes.len() as u64;
         // F/V records are stored one per line (the seed's convention).
-        if inc.format.is_record_oriented() && end_of_record {
+        let record_end = inc.format.is_record_oriented() && end_of_record;
+        if record_end {
+            bytes.extend_from_slice(b"\r\n");
+        }
+        let result = inc.writer.write(bytes).await;
+        if record_end {
             inc.records += 1;
-            result = result.and_then(|()| inc.partial.write(b"\r\n"));
-            inc.record_end_offset = inc.partial.len();
+            inc.record_end_offset = inc.writer.len();
             inc.record_end_units = inc.units;
         }
         if let Err(e) = result {
@@ -1224,7 +1244,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let Some(inc) = &mut self.incoming else {
             return;
         };
-        let job = match inc.partial.sync_job() {
+        let job = match inc.writer.sync_job().await {
             Ok(j) => j,
             Err(e) => {
                 let msg = format!("cannot sync received data: {e}");
@@ -1315,19 +1335,50 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.refuse_incoming(inc, reason, text).await;
             return;
         }
-        if inc.sfid.has_file_services() {
-            // The file-services stage needs the complete data on disk before the rename.
-            if let Err(e) = inc.partial.checkpoint().await {
-                let text = format!("cannot sync received data: {e}");
-                self.refuse_incoming(inc, EfnaReason::ACCESS_METHOD_FAILURE, text)
-                    .await;
+        let Incoming {
+            _active,
+            sfid,
+            writer,
+            journal_id,
+            key,
+            overwrite,
+            user_data,
+            ..
+        } = inc;
+        let partial_path = writer.partial_path().to_owned();
+        let mut partial = match writer.finish().await {
+            Ok(p) => p,
+            Err(e) => {
+                let text = format!("cannot write received data: {e}");
+                self.refuse_parts(
+                    None,
+                    &partial_path,
+                    journal_id,
+                    &transfer,
+                    EfnaReason::ACCESS_METHOD_FAILURE,
+                    text,
+                )
+                .await;
                 return;
             }
-            let (services, sfid, path) = (
-                self.services.clone(),
-                inc.sfid.clone(),
-                inc.partial.partial_path().to_owned(),
-            );
+        };
+        if sfid.has_file_services() {
+            // The file-services stage needs the complete data on disk before the rename.
+            if let Err(e) = partial.checkpoint().await {
+                let text = format!("cannot sync received data: {e}");
+                self.refuse_parts(
+                    Some(partial),
+                    &partial_path,
+                    journal_id,
+                    &transfer,
+                    EfnaReason::ACCESS_METHOD_FAILURE,
+                    text,
+                )
+                .await;
+                return;
+            }
+            let (services, sfid, path) =
+                (self.services.clone(), sfid.clone(), partial_path.clone());
             let verdict =
                 tokio::task::spawn_blocking(move || services.finish_incoming(&sfid, &path)).await;
             let failure = match verdict {
@@ -1339,17 +1390,23 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 )),
             };
             if let Some((reason, text)) = failure {
-                self.refuse_incoming(inc, reason, text).await;
+                self.refuse_parts(
+                    Some(partial),
+                    &partial_path,
+                    journal_id,
+                    &transfer,
+                    reason,
+                    text,
+                )
+                .await;
                 return;
             }
         }
-        let (journal_id, key, user_data) = (inc.journal_id, inc.key.clone(), inc.user_data.clone());
         let store = StorePolicy {
-            overwrite: inc.overwrite,
+            overwrite,
             delete_on_error: self.shared.store.delete_on_error,
         };
-        let partial_path = inc.partial.partial_path().to_owned();
-        let placed = match inc.partial.commit(&store).await {
+        let placed = match partial.commit(&store).await {
             Ok(p) => p,
             Err(e) => {
                 let text = e.to_string();
@@ -1433,10 +1490,33 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
 
     async fn refuse_incoming(&mut self, mut inc: Incoming, reason: EfnaReason, text: String) {
         let _ = Self::settle(&mut inc).await;
-        let transfer = inc.transfer.clone();
-        let jid = inc.journal_id;
+        let path = inc.writer.partial_path().to_owned();
+        let partial = inc.writer.finish().await.ok();
+        self.refuse_parts(partial, &path, inc.journal_id, &inc.transfer, reason, text)
+            .await;
+    }
+
+    /// EFNA for a received file: DeleteOnError, forget it in the journal, tell the handler.
+    async fn refuse_parts(
+        &mut self,
+        partial: Option<PartialFile>,
+        partial_path: &std::path::Path,
+        jid: i64,
+        transfer: &TransferInfo,
+        reason: EfnaReason,
+        text: String,
+    ) {
+        let transfer = transfer.clone();
         let delete = self.shared.store.delete_on_error;
-        let _ = inc.partial.abandon(delete).await;
+        match partial {
+            Some(p) => {
+                let _ = p.abandon(delete).await;
+            }
+            None if delete => {
+                let _ = std::fs::remove_file(partial_path);
+            }
+            None => {}
+        }
         let _ = self.shared.journal.call(move |j| j.drop_receive(jid)).await;
         self.log(
             LogLevel::Info,
@@ -1472,10 +1552,21 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if let Some(inc) = self.incoming.take() {
             let transfer = inc.transfer.clone();
             let jid = inc.journal_id;
+            let path = inc.writer.partial_path().to_owned();
+            let partial = inc.writer.finish().await;
             if restart {
-                let _ = inc.partial.abandon(false).await;
+                if let Ok(p) = partial {
+                    let _ = p.abandon(false).await;
+                }
             } else {
-                let _ = inc.partial.abandon(true).await;
+                match partial {
+                    Ok(p) => {
+                        let _ = p.abandon(true).await;
+                    }
+                    Err(_) => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
                 let _ = self.shared.journal.call(move |j| j.drop_receive(jid)).await;
             }
             self.end_transfer_failed(&transfer, "the session ended during the transfer".into())

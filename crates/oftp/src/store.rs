@@ -449,6 +449,161 @@ impl SyncJob {
     }
 }
 
+/// Bytes gathered before a hand-over to the writer thread (small records are batched).
+const HANDOVER: usize = 64 * 1024;
+
+enum WriterCmd {
+    Write(Vec<u8>),
+    Sync(tokio::sync::oneshot::Sender<Result<SyncJob, StoreError>>),
+    Finish(tokio::sync::oneshot::Sender<Result<PartialFile, StoreError>>),
+}
+
+/// A [`PartialFile`] written by a blocking thread of its own, so a connection can read the
+/// network while the previous data is copied into the page cache.
+///
+/// Order is kept: a [`sync_job`](Self::sync_job) covers every byte written before it. A write
+/// error is kept by the thread and reported by the next `sync_job` or [`finish`](Self::finish);
+/// nothing is confirmed to a peer without one of those succeeding.
+#[derive(Debug)]
+pub struct BackgroundWriter {
+    tx: tokio::sync::mpsc::Sender<WriterCmd>,
+    pending: Vec<u8>,
+    len: u64,
+    partial_path: PathBuf,
+}
+
+impl std::fmt::Debug for WriterCmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriterCmd::Write(_) => "Write",
+            WriterCmd::Sync(_) => "Sync",
+            WriterCmd::Finish(_) => "Finish",
+        })
+    }
+}
+
+impl BackgroundWriter {
+    /// Hands `file` to a new writer thread. A thread of its own rather than one of tokio's
+    /// blocking pool: the pool is capped, and receptions holding every pool thread would starve
+    /// the journal calls and fsyncs they wait for.
+    pub fn spawn(file: PartialFile) -> Result<Self, StoreError> {
+        // At most 16 hand-overs (about 1 MiB) queued: back-pressure reaches the socket.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterCmd>(16);
+        let len = file.len();
+        let partial_path = file.partial_path().to_owned();
+        let thread = std::thread::Builder::new().name("oftp-writer".into());
+        let spawned = thread.spawn(move || {
+            let mut file = file;
+            let mut failed: Option<StoreError> = None;
+            while let Some(cmd) = rx.blocking_recv() {
+                match cmd {
+                    WriterCmd::Write(bytes) => {
+                        if failed.is_none()
+                            && let Err(e) = file.write(&bytes)
+                        {
+                            failed = Some(e);
+                        }
+                    }
+                    WriterCmd::Sync(reply) => {
+                        let r = match failed.take() {
+                            Some(e) => Err(e),
+                            None => file.sync_job(),
+                        };
+                        if let Err(e) = &r {
+                            failed = Some(StoreError::Task(e.to_string()));
+                        }
+                        let _ = reply.send(r);
+                    }
+                    WriterCmd::Finish(reply) => {
+                        let r = match failed.take() {
+                            Some(e) => Err(e),
+                            None => Ok(file),
+                        };
+                        let _ = reply.send(r);
+                        return;
+                    }
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            return Err(StoreError::io(
+                "starting a writer thread for",
+                &partial_path,
+                e,
+            ));
+        }
+        Ok(Self {
+            tx,
+            pending: Vec::new(),
+            len,
+            partial_path,
+        })
+    }
+
+    /// Appends bytes (batched; waits only when the writer is behind).
+    pub async fn write(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.len += bytes.len() as u64;
+        if self.pending.is_empty() && bytes.len() >= HANDOVER {
+            return self.send(WriterCmd::Write(bytes)).await;
+        }
+        self.pending.extend_from_slice(&bytes);
+        if self.pending.len() >= HANDOVER {
+            let chunk = std::mem::take(&mut self.pending);
+            return self.send(WriterCmd::Write(chunk)).await;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, cmd: WriterCmd) -> Result<(), StoreError> {
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| StoreError::Task("the file writer stopped".into()))
+    }
+
+    async fn hand_over_pending(&mut self) -> Result<(), StoreError> {
+        if !self.pending.is_empty() {
+            let chunk = std::mem::take(&mut self.pending);
+            self.send(WriterCmd::Write(chunk)).await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes written so far (including those still queued).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The temporary file.
+    pub fn partial_path(&self) -> &Path {
+        &self.partial_path
+    }
+
+    /// Everything written so far, handed to the OS; the returned job fsyncs it.
+    pub async fn sync_job(&mut self) -> Result<SyncJob, StoreError> {
+        self.hand_over_pending().await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(WriterCmd::Sync(tx)).await?;
+        rx.await
+            .map_err(|_| StoreError::Task("the file writer stopped".into()))?
+    }
+
+    /// Stops the thread and returns the file with everything written (or the first write
+    /// error).
+    pub async fn finish(mut self) -> Result<PartialFile, StoreError> {
+        self.hand_over_pending().await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(WriterCmd::Finish(tx)).await?;
+        rx.await
+            .map_err(|_| StoreError::Task("the file writer stopped".into()))?
+    }
+}
+
 /// Moves `from` to `to`; without `overwrite` an existing `to` is never replaced, even by a
 /// racing writer (hard link fails on an existing target), with a checked rename as the fallback
 /// for file systems without hard links.
@@ -686,6 +841,33 @@ mod tests {
         p.abandon(true).await.unwrap();
         assert!(!partial.exists());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn background_writer_keeps_order_and_reports_at_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("F");
+        let mut w = BackgroundWriter::spawn(PartialFile::create(&target).unwrap()).unwrap();
+        let mut want = Vec::new();
+        for i in 0..500u32 {
+            let piece: Vec<u8> = (0..(i % 300)).map(|j| (i + j) as u8).collect();
+            want.extend_from_slice(&piece);
+            w.write(piece).await.unwrap();
+        }
+        w.write(vec![9u8; 200_000]).await.unwrap();
+        want.extend(std::iter::repeat_n(9u8, 200_000));
+        assert_eq!(w.len(), want.len() as u64);
+        let durable = tokio::task::spawn_blocking({
+            let job = w.sync_job().await.unwrap();
+            move || job.run()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(durable, want.len() as u64);
+        let partial = w.finish().await.unwrap();
+        partial.commit(&StorePolicy::default()).await.unwrap();
+        assert_eq!(fs::read(&target).unwrap(), want);
     }
 
     #[test]
