@@ -865,6 +865,13 @@ impl Identity {
     pub(crate) fn key(&self) -> &PrivateKey {
         &self.key
     }
+
+    /// The private key as PKCS#8 DER, for TLS stacks that load keys themselves (rustls), so
+    /// one key file (PEM, DER, encrypted or PKCS#12) serves CMS and TLS. It is a secret: never
+    /// log, print or store it.
+    pub fn private_key_pkcs8_der(&self) -> &[u8] {
+        &self.key.pkcs8
+    }
 }
 
 /// What a certificate is used for: the seed's `CertificateType` (0 all operations,
@@ -991,6 +998,13 @@ pub(crate) mod tests {
         );
         assert!(c.matches(&CertSelector::parse(&sha1.to_uppercase())));
         assert!(c.matches(&CertSelector::parse(&c.thumbprint_sha256_hex())));
+    }
+
+    #[test]
+    fn private_key_der_is_the_identity_key() {
+        let (id, _, _) = rcgen_identity("Der");
+        let again = PrivateKey::from_pkcs8_der(id.private_key_pkcs8_der()).unwrap();
+        assert!(again.matches_certificate(id.certificate()));
     }
 
     #[test]
