@@ -45,6 +45,9 @@ pub struct EmulatorConfig {
     pub users_without_mailbox: Vec<UserSpec>,
     /// Registered applications.
     pub apps: Vec<AppRegistration>,
+    /// Largest page of `GET /users`, whatever `$top` asks for (Graph may send fewer items than
+    /// `$top`; clients must follow `@odata.nextLink`). Default 999, Graph's maximum `$top`.
+    pub user_list_max_page: usize,
     /// User who signs in at the authorize endpoint and approves device codes when the request
     /// names nobody (`login_hint` picks another known user). `None` = first mailbox owner.
     pub default_user: Option<String>,
@@ -95,6 +98,7 @@ impl Default for EmulatorConfig {
                     DEFAULT_CLIENT_SECRET,
                 ),
             ],
+            user_list_max_page: 999,
             default_user: None,
             latency: Duration::ZERO,
             mailbox_concurrency_limit: Some(4),
@@ -407,7 +411,8 @@ pub struct AppRegistration {
     /// Delegated permissions granted for the `.default` scope.
     pub delegated_permissions: Vec<String>,
     /// Application permissions (roles) of app-only tokens; mail endpoints need `Mail.Read` or
-    /// `Mail.ReadWrite`.
+    /// `Mail.ReadWrite`, `GET /users` needs `User.Read.All` (or `User.ReadBasic.All`,
+    /// `Directory.Read.All`, ...).
     pub application_permissions: Vec<String>,
 }
 
@@ -423,12 +428,13 @@ impl AppRegistration {
         }
     }
 
-    /// A confidential client with a secret, loopback redirect URIs and the `Mail.Read`
-    /// application permission.
+    /// A confidential client with a secret, loopback redirect URIs and the application
+    /// permissions a tenant-wide backup app is granted: `Mail.Read` and `User.Read.All` (to list
+    /// users with `GET /users`).
     pub fn confidential_client(client_id: &str, secret: &str) -> Self {
         Self {
             client_secret: Some(secret.to_owned()),
-            application_permissions: vec!["Mail.Read".to_owned()],
+            application_permissions: vec!["Mail.Read".to_owned(), "User.Read.All".to_owned()],
             ..Self::public_client(client_id)
         }
     }

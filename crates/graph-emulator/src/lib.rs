@@ -32,6 +32,7 @@
 //! | Path | Notes |
 //! |---|---|
 //! | `GET /me`, `/users/{id}` | user profile |
+//! | `GET /users` | directory listing, every user with or without a mailbox; `$top` (1..=999, default 100), `$select`, `$skiptoken` paging; app-only needs `User.Read.All` (or `User.ReadBasic.All`, `Directory.Read.All`, ...), delegated the same scopes (`User.ReadBasic.All`: basic properties only); else 403 `Authorization_RequestDenied` |
 //! | `GET .../mailFolders` | children of `msgfolderroot`; `includeHiddenFolders=true`; `$top` (default 10), `$skip`, `$select`; `@odata.nextLink` |
 //! | `GET .../mailFolders/{id}` , `.../childFolders` | ids or well-known names (`msgfolderroot`, `inbox`, `sentitems`, `deleteditems`, `archive`, `junkemail`, `drafts`, `outbox`); the default tree has a `#microsoft.graph.mailSearchFolder` clients must skip |
 //! | `GET .../messages`, `.../mailFolders/{id}/messages` | `$top` (default 10, max 1000), `$skip`, `$select`, `$filter`, `$orderby` (default `receivedDateTime desc`), `$count`, `Prefer: odata.maxpagesize=N`; bad query -> 400 with the reason |

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) concurrency_retry_after: u64,
     pub(crate) rate_limit: Option<crate::config::RateLimit>,
     pub(crate) delta_lifetime: Option<Duration>,
+    /// Server-side page size cap of `GET /users`.
+    pub(crate) user_list_max_page: usize,
 }
 
 impl Shared {
@@ -438,6 +440,7 @@ impl Emulator {
             concurrency_retry_after: config.concurrency_retry_after_secs,
             rate_limit: config.mailbox_rate_limit,
             delta_lifetime: config.delta_token_lifetime,
+            user_list_max_page: config.user_list_max_page.max(1),
         });
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));

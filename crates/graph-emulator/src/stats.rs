@@ -21,6 +21,8 @@ pub enum EndpointKind {
     IdentityOther,
     /// `/me`, `/users/{id}` (user profile).
     User,
+    /// `GET /users` (directory listing, each page).
+    UserList,
     /// Folder listing or folder lookup.
     Folders,
     /// Message listing (`/messages`, `/mailFolders/{id}/messages`).

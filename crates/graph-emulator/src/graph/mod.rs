@@ -14,6 +14,7 @@ mod delta_query;
 mod folders;
 mod messages;
 mod route;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -98,9 +99,52 @@ impl Drop for InflightGuard {
     }
 }
 
+/// Validates the bearer token: the grant, or Graph's 401 answer (with `WWW-Authenticate`).
+fn authenticate(shared: &Shared, r: &Req) -> Result<Grant, Resp> {
+    let token = r.header("authorization").and_then(|v| {
+        let (scheme, t) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| t.trim())
+    });
+    shared.identity.validate(token).map_err(|rej| {
+        shared.stats.bump(Counter::Unauthorized);
+        let msg = match rej {
+            TokenRejection::Missing => "Access token is empty.",
+            TokenRejection::Expired => "Lifetime validation failed, the token is expired.",
+            TokenRejection::Unknown => {
+                "Access token validation failure. The token was not issued by this emulator instance (tokens do not survive a restart)."
+            }
+        };
+        let www = format!(
+            "Bearer realm=\"\", authorization_uri=\"{}/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"",
+            shared.base_url
+        );
+        graph_error(r, 401, "InvalidAuthenticationToken", msg).with_header("WWW-Authenticate", www)
+    })
+}
+
+/// Rejects every method but GET on a read-only resource.
+fn read_only(r: &Req) -> Result<(), Resp> {
+    if r.method == Method::GET {
+        return Ok(());
+    }
+    Err(graph_error(
+        r,
+        405,
+        "ErrorInvalidRequest",
+        &format!(
+            "The emulator serves mail resources read-only: method {} is not supported here (only GET, and POST /$batch).",
+            r.method
+        ),
+    ))
+}
+
 async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
     let (user, res) = match parsed {
         Parsed::Graph(u, res) => (u, res),
+        Parsed::UserList => {
+            shared.stats.request(EndpointKind::UserList);
+            return users::list(shared, r).await;
+        }
         Parsed::Batch => {
             shared.stats.request(EndpointKind::Batch);
             return Outcome::Respond(graph_error(
@@ -122,42 +166,13 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
     };
     let kind = res.kind();
     shared.stats.request(kind);
-    if r.method != Method::GET {
-        return Outcome::Respond(graph_error(
-            &r,
-            405,
-            "ErrorInvalidRequest",
-            &format!(
-                "The emulator serves mail resources read-only: method {} is not supported here (only GET, and POST /$batch).",
-                r.method
-            ),
-        ));
+    if let Err(resp) = read_only(&r) {
+        return Outcome::Respond(resp);
     }
     // 1. Token.
-    let token = r.header("authorization").and_then(|v| {
-        let (scheme, t) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| t.trim())
-    });
-    let grant = match shared.identity.validate(token) {
+    let grant = match authenticate(shared, &r) {
         Ok(g) => g,
-        Err(rej) => {
-            shared.stats.bump(Counter::Unauthorized);
-            let msg = match rej {
-                TokenRejection::Missing => "Access token is empty.",
-                TokenRejection::Expired => "Lifetime validation failed, the token is expired.",
-                TokenRejection::Unknown => {
-                    "Access token validation failure. The token was not issued by this emulator instance (tokens do not survive a restart)."
-                }
-            };
-            let www = format!(
-                "Bearer realm=\"\", authorization_uri=\"{}/common/oauth2/authorize\", client_id=\"00000003-0000-0000-c000-000000000000\"",
-                shared.base_url
-            );
-            return Outcome::Respond(
-                graph_error(&r, 401, "InvalidAuthenticationToken", msg)
-                    .with_header("WWW-Authenticate", www),
-            );
-        }
+        Err(resp) => return Outcome::Respond(resp),
     };
     // 2. Mailbox and permission.
     let user_idx = match &user {
@@ -429,26 +444,17 @@ fn check_mail_permission(
 
 fn profile(shared: &Shared, r: &Req, user_idx: usize) -> Resp {
     let u = &shared.identity.users[user_idx];
-    let mut names = u.display_name.splitn(2, ' ');
-    let given = names.next().unwrap_or_default();
-    let surname = names.next().unwrap_or_default();
-    ok_json(
-        r,
-        &json!({
-            "@odata.context": format!("{}/$metadata#users/$entity", shared.graph_url()),
-            "businessPhones": [],
-            "displayName": u.display_name,
-            "givenName": given,
-            "jobTitle": null,
-            "mail": u.upn,
-            "mobilePhone": null,
-            "officeLocation": null,
-            "preferredLanguage": "en-US",
-            "surname": surname,
-            "userPrincipalName": u.upn,
-            "id": u.object_id,
-        }),
-    )
+    let mut o = serde_json::Map::new();
+    o.insert(
+        "@odata.context".into(),
+        json!(format!("{}/$metadata#users/$entity", shared.graph_url())),
+    );
+    o.extend(
+        users::properties(u)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v)),
+    );
+    ok_json(r, &Value::Object(o))
 }
 
 struct Ctx<'a> {

@@ -56,6 +56,8 @@ fn expand_segment(seg: &str, out: &mut Vec<String>) {
 
 pub(super) enum Parsed {
     Graph(UserRef, Resource),
+    /// `GET /users` (the directory listing).
+    UserList,
     Batch,
     Unknown(String),
 }
@@ -69,6 +71,7 @@ pub(super) fn parse_path(path: &str) -> Parsed {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let (user, mut rest): (UserRef, Vec<&str>) = match s.as_slice() {
         ["$batch"] => return Parsed::Batch,
+        ["users"] => return Parsed::UserList,
         ["me", rest @ ..] => (UserRef::Me, rest.to_vec()),
         ["users", id, rest @ ..] => (UserRef::Id((*id).to_owned()), rest.to_vec()),
         [first, ..] => return Parsed::Unknown((*first).to_owned()),
@@ -126,6 +129,7 @@ mod tests {
         match parse_path(p) {
             Parsed::Graph(u, r) => format!("{u:?} {r:?}"),
             Parsed::Batch => "batch".into(),
+            Parsed::UserList => "users".into(),
             Parsed::Unknown(s) => format!("unknown {s}"),
         }
     }
@@ -153,6 +157,8 @@ mod tests {
         );
         assert_eq!(res("/v1.0/me/messages/delta"), "Me MailboxDelta");
         assert_eq!(res("/v1.0/$batch"), "batch");
+        assert_eq!(res("/v1.0/users"), "users");
+        assert_eq!(res("/v1.0/users/"), "users");
         assert_eq!(res("/v1.0/me/contacts"), "unknown contacts");
         assert_eq!(res("/v1.0/groups/x"), "unknown groups");
     }

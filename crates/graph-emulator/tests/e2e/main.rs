@@ -5,3 +5,4 @@ mod delta;
 mod faults;
 mod graph;
 mod identity;
+mod users;
