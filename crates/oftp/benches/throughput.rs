@@ -1,8 +1,9 @@
 //! Throughput and footprint benchmark (not a test; run with `scripts/bench-oftp.sh`).
 //!
 //! In one run, on loopback:
-//! 1. the yardsticks: raw TCP copy of the same volume, and writing it durably (write + fsync)
-//!    to the disk that holds the server's data directory;
+//! 1. the yardsticks: raw TCP copy of the same volume; the same copy with the receiver writing
+//!    it to a file in the server's data directory (fsync at the end), the least a receiver that
+//!    keeps the data must do; and writing it durably (write + fsync) to that disk;
 //! 2. a 1 GiB U file to a separate `oftp serve` process with 99999-octet buffers and credit
 //!    999, then with the defaults (4096 / 64), with the server's data on disk; then the same
 //!    with the server's data on tmpfs (`/dev/shm`), where fsync is free, to show the protocol
@@ -40,19 +41,31 @@ fn mb_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1_000_000.0 / d.as_secs_f64()
 }
 
-async fn raw_tcp(bytes: u64) -> Duration {
+/// Raw TCP copy of `bytes`; with `store`, the receiver writes them to a file there and fsyncs
+/// it at the end (the least any receiver that keeps the data must do).
+async fn raw_tcp(bytes: u64, store: Option<PathBuf>) -> Duration {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let reader = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
         let mut buf = vec![0u8; CHUNK];
         let mut total = 0u64;
+        let mut file = store
+            .as_ref()
+            .map(|d| std::fs::File::create(d.join("raw.bin")).unwrap());
         loop {
             let n = s.read(&mut buf).await.unwrap();
             if n == 0 {
                 break;
             }
+            if let Some(f) = &mut file {
+                f.write_all(&buf[..n]).unwrap();
+            }
             total += n as u64;
+        }
+        if let (Some(f), Some(d)) = (file, &store) {
+            f.sync_all().unwrap();
+            let _ = std::fs::remove_file(d.join("raw.bin"));
         }
         total
     });
@@ -229,9 +242,13 @@ fn main() {
         let file = work.path().join("big.bin");
         write_file(&file, bytes);
 
-        let raw = raw_tcp(bytes).await;
+        let raw = raw_tcp(bytes, None).await;
         let raw_mbs = mb_per_s(bytes, raw);
         println!("raw loopback TCP        {raw_mbs:>8.1} MB/s  ({mib} MiB in {raw:.2?})");
+        let stored_mbs = mb_per_s(bytes, raw_tcp(bytes, Some(sdir.clone())).await);
+        println!(
+            "raw TCP into a file     {stored_mbs:>8.1} MB/s  (receiver writes to the data dir, fsync at the end)"
+        );
         let disk_mbs = mb_per_s(bytes, durable_write(&sdir, bytes));
         println!("durable disk write      {disk_mbs:>8.1} MB/s  (write + fsync in the data dir)");
 
@@ -264,13 +281,18 @@ fn main() {
                 let d = send_big(&addr, &cdir, &file, limits, name).await;
                 let mbs = mb_per_s(bytes, d);
                 println!(
-                    "OFTP {label} {place} {mbs:>8.1} MB/s  ratio to raw TCP {:.2}, to durable disk write {:.2}",
+                    "OFTP {label} {place} {mbs:>8.1} MB/s  ratio to raw TCP {:.2}, to raw TCP into a file {:.2}, to durable disk write {:.2}",
                     mbs / raw_mbs,
+                    mbs / stored_mbs,
                     mbs / disk_mbs
                 );
                 let _ = std::fs::remove_file(inbox.join(name));
             }
-            peak = peak.max(peak_rss_kib(pid));
+            let this = peak_rss_kib(pid);
+            if let Some(kib) = this {
+                println!("  server peak RSS ({place}) {:>6.1} MiB", kib as f64 / 1024.0);
+            }
+            peak = peak.max(this);
             drop(server);
         }
 
@@ -308,7 +330,11 @@ fn main() {
             mb_per_s(200 << 20, d),
             d
         );
-        peak = peak.max(peak_rss_kib(pid));
+        let this = peak_rss_kib(pid);
+        if let Some(kib) = this {
+            println!("  server peak RSS (200 sessions) {:>6.1} MiB", kib as f64 / 1024.0);
+        }
+        peak = peak.max(this);
         match peak {
             Some(kib) => println!(
                 "server peak RSS         {:>8.1} MiB (target < 64 MiB; max over the server processes)",

@@ -30,7 +30,7 @@ use crate::stamp::FileStamp;
 pub const DEFAULT_NAME_FORMAT: &str = "%VirtualFileName%";
 
 /// Size of the write buffer in front of a partial file.
-const WRITE_BUFFER: usize = 64 * 1024;
+const WRITE_BUFFER: usize = 32 * 1024;
 
 /// Errors of the file store.
 #[derive(Debug, thiserror::Error)]
@@ -450,7 +450,7 @@ impl SyncJob {
 }
 
 /// Bytes gathered before a hand-over to the writer thread (small records are batched).
-const HANDOVER: usize = 64 * 1024;
+const HANDOVER: usize = 32 * 1024;
 
 enum WriterCmd {
     Write(Vec<u8>),
@@ -487,8 +487,9 @@ impl BackgroundWriter {
     /// blocking pool: the pool is capped, and receptions holding every pool thread would starve
     /// the journal calls and fsyncs they wait for.
     pub fn spawn(file: PartialFile) -> Result<Self, StoreError> {
-        // At most 16 hand-overs (about 1 MiB) queued: back-pressure reaches the socket.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterCmd>(16);
+        // Two hand-overs queued are enough to overlap network and disk; more would only cost
+        // memory per connection (back-pressure then reaches the socket).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterCmd>(2);
         let len = file.len();
         let partial_path = file.partial_path().to_owned();
         let thread = std::thread::Builder::new().name("oftp-writer".into());
