@@ -1818,6 +1818,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     fn scan_outbox(&mut self) {
+        // A partner that only sends (or a session we may not send in) gets nothing offered.
+        if !self.negotiated.as_ref().is_some_and(|n| n.can_send) {
+            return;
+        }
         let Some(dir) = self.params.as_ref().and_then(|p| p.outbox.clone()) else {
             return;
         };

@@ -596,3 +596,32 @@ async fn interrupt_stops_the_file_being_sent_and_nothing_half_arrives() {
     assert!(server.outbox().join("cut.bin").exists());
     server.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_send_only_client_is_not_offered_the_outbox() {
+    init_tracing();
+    let server = start_server().await;
+    std::fs::create_dir_all(server.outbox()).unwrap();
+    std::fs::write(server.outbox().join("waiting.txt"), b"later").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("up.txt");
+    std::fs::write(&f, b"up").unwrap();
+    let send_only = SessionLimits {
+        mode: oftp::config::Mode::Send,
+        ..SessionLimits::default()
+    };
+    let report = client(dir.path(), send_only)
+        .run(&server.addr(), vec![OutgoingFile::new(&f)])
+        .await
+        .unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    assert!(report.received.is_empty());
+    assert_eq!(
+        report.ended.reason.map(|r| r.0),
+        Some(0),
+        "{:?}",
+        report.ended
+    );
+    assert!(server.outbox().join("waiting.txt").exists());
+    server.running.shutdown().await;
+}
