@@ -1,0 +1,309 @@
+//! Protocol-core throughput benchmark (no sockets, no files): `cargo bench -p oftp-proto`.
+//!
+//! In one run:
+//! 1. the yardstick: `memcpy` of the volume in 99999-octet chunks, the least any code that
+//!    touches every octet once must spend;
+//! 2. a U file through an in-memory initiator/responder pair, for 99999/999 and the defaults
+//!    (4096/64), buffer compression off and on. The send side (file bytes -> `write_data` ->
+//!    framed `poll_transmit` bytes, plus handling the CDTs) and the receive side (framed bytes
+//!    in socket-sized reads -> `handle_input` -> `DataReceived` events -> CDT out) are timed
+//!    separately and printed as MB/s and as a ratio to the memcpy figure.
+//!
+//! Wall-clock figures move with the machine's load; for before/after comparisons run it under
+//! `valgrind --tool=callgrind` with a small volume and read the inclusive instruction counts of
+//! `send_side`, `recv_side` and `memcpy_phase` (see `scripts` in the crate README).
+//!
+//! Environment: `OFTP_PROTO_BENCH_MIB` (volume, default 1024), `OFTP_PROTO_BENCH_ONLY` (one of
+//! `memcpy`, `99999-off`, `99999-on`, `4096-off`, `4096-on`), `OFTP_PROTO_BENCH_READ` (receive
+//! read size, default 65536, the runtime's), `OFTP_PROTO_BENCH_CHUNK` (`write_data` size,
+//! default 65536, the runtime's).
+
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use oftp_proto::codec::{FileFormat, Password, Sfid, VirtualFileTime};
+use oftp_proto::session::{
+    Capabilities, Event, InitiatorConfig, ResponderConfig, ResponderParams, Session,
+};
+
+const MIB: usize = 1024 * 1024;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn mb_per_s(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / 1_000_000.0 / d.as_secs_f64().max(1e-9)
+}
+
+/// Incompressible content (xorshift), with a run of zeros every 4 KiB so that compression
+/// finds something to do.
+fn source(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    let mut v = Vec::with_capacity(len);
+    for i in 0..len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.push(if i % 4096 < 64 { 0 } else { x as u8 });
+    }
+    v
+}
+
+#[inline(never)]
+fn memcpy_phase(src: &[u8], total: usize) -> Duration {
+    const CHUNK: usize = 99_999;
+    let mut dst = vec![0u8; CHUNK];
+    let t = Instant::now();
+    let mut done = 0;
+    let mut off = 0;
+    while done < total {
+        let n = CHUNK.min(total - done);
+        if off + n > src.len() {
+            off = 0;
+        }
+        dst[..n].copy_from_slice(&src[off..off + n]);
+        black_box(&mut dst);
+        off += n;
+        done += n;
+    }
+    t.elapsed()
+}
+
+struct Wire {
+    /// Frames in flight from the sender, each as `poll_transmit` handed it out.
+    frames: VecDeque<Vec<u8>>,
+    /// Octets of the front frame already read.
+    front_read: usize,
+}
+
+struct Sender {
+    session: Session,
+    off: usize,
+    written: usize,
+}
+
+/// Everything the sending application and runtime do in the protocol core: `write_data` while
+/// credit lasts, take the framed bytes.
+#[inline(never)]
+fn send_side(s: &mut Sender, src: &[u8], total: usize, chunk: usize, wire: &mut Wire) {
+    while s.written < total && s.session.can_accept_data() {
+        let n = chunk.min(total - s.written);
+        if s.off + n > src.len() {
+            s.off = 0;
+        }
+        s.session
+            .write_data(&src[s.off..s.off + n], false)
+            .expect("write_data");
+        s.off += n;
+        s.written += n;
+        if let Some(bytes) = s.session.poll_transmit() {
+            wire.frames.push_back(bytes);
+        }
+    }
+    if let Some(bytes) = s.session.poll_transmit() {
+        wire.frames.push_back(bytes);
+    }
+}
+
+/// The sender reads the receiver's CDTs.
+#[inline(never)]
+fn send_side_input(s: &mut Sender, back: &[u8], now: Instant) {
+    s.session.handle_input(back, now);
+    while let Some(ev) = s.session.poll_event() {
+        black_box(ev);
+    }
+}
+
+/// Everything the receiving runtime does in the protocol core: socket-sized reads into
+/// `handle_input`, take the data events, send what the session queued (CDT).
+#[inline(never)]
+fn recv_side(
+    r: &mut Session,
+    wire: &mut Wire,
+    read: usize,
+    now: Instant,
+    received: &mut usize,
+) -> Option<Vec<u8>> {
+    while let Some(front) = wire.frames.front() {
+        let end = (wire.front_read + read).min(front.len());
+        r.handle_input(&front[wire.front_read..end], now);
+        wire.front_read = end;
+        if end == front.len() {
+            wire.frames.pop_front();
+            wire.front_read = 0;
+        }
+        while let Some(ev) = r.poll_event() {
+            if let Event::DataReceived { bytes, .. } = ev {
+                *received += bytes.len();
+                black_box(bytes);
+            }
+        }
+        if r.is_closed() {
+            break;
+        }
+    }
+    r.poll_transmit()
+}
+
+fn pump(a: &mut Session, b: &mut Session, now: Instant) {
+    for _ in 0..64 {
+        let x = a.poll_transmit();
+        let y = b.poll_transmit();
+        if x.is_none() && y.is_none() {
+            return;
+        }
+        if let Some(x) = x {
+            b.handle_input(&x, now);
+        }
+        if let Some(y) = y {
+            a.handle_input(&y, now);
+        }
+    }
+}
+
+/// A pair with the file offered and accepted, the sender ready for `write_data`.
+fn open_pair(buffer_size: u32, credit: u16, compression: bool, now: Instant) -> (Session, Session) {
+    let caps = Capabilities {
+        buffer_size,
+        credit,
+        compression,
+        ..Capabilities::default()
+    };
+    let mut cfg = InitiatorConfig::new("O0013000000ACME", Password::new("ISECRET"));
+    cfg.capabilities = caps.clone();
+    let mut i = Session::initiator(cfg, now).expect("initiator");
+    let mut r = Session::responder(ResponderConfig::default(), now);
+    pump(&mut i, &mut r, now);
+    while let Some(ev) = r.poll_event() {
+        if let Event::SsidReceived { .. } = ev {
+            r.accept_session(ResponderParams {
+                ssid_code: "O0013000000PARTNER".into(),
+                password: Password::new("RSECRET"),
+                user_data: String::new(),
+                capabilities: caps.clone(),
+            })
+            .expect("accept_session");
+        }
+    }
+    pump(&mut i, &mut r, now);
+    let time = VirtualFileTime::new(2026, 11, 21, 12, 0, 0, 1).expect("time");
+    let sfid = Sfid::new(
+        "BENCH",
+        time,
+        "O0013000000ACME",
+        "O0013000000PARTNER",
+        FileFormat::Unstructured,
+        0,
+    );
+    i.send_file(sfid).expect("send_file");
+    pump(&mut i, &mut r, now);
+    while r.poll_event().is_some() {}
+    r.accept_file(0).expect("accept_file");
+    pump(&mut i, &mut r, now);
+    while i.poll_event().is_some() {}
+    assert!(i.can_accept_data(), "sender not ready: {}", i.state_name());
+    (i, r)
+}
+
+struct Figures {
+    send: Duration,
+    recv: Duration,
+}
+
+fn transfer(src: &[u8], total: usize, buffer_size: u32, credit: u16, compression: bool) -> Figures {
+    let chunk = env_usize("OFTP_PROTO_BENCH_CHUNK", 64 * 1024);
+    let read = env_usize("OFTP_PROTO_BENCH_READ", 64 * 1024);
+    let now = Instant::now();
+    let (i, mut r) = open_pair(buffer_size, credit, compression, now);
+    let mut s = Sender {
+        session: i,
+        off: 0,
+        written: 0,
+    };
+    let mut wire = Wire {
+        frames: VecDeque::new(),
+        front_read: 0,
+    };
+    let mut received = 0usize;
+    let mut send = Duration::ZERO;
+    let mut recv = Duration::ZERO;
+    let mut finished = false;
+    // Bounded: every round moves at least one window, or finishes the file.
+    let max_rounds = total / 64 + 1000;
+    for _ in 0..max_rounds {
+        let t = Instant::now();
+        send_side(&mut s, src, total, chunk, &mut wire);
+        if s.written == total && !finished && s.session.can_accept_data() {
+            s.session.finish_file(0, total as u64).expect("finish_file");
+            if let Some(bytes) = s.session.poll_transmit() {
+                wire.frames.push_back(bytes);
+            }
+            finished = true;
+        }
+        send += t.elapsed();
+        let t = Instant::now();
+        let back = recv_side(&mut r, &mut wire, read, now, &mut received);
+        recv += t.elapsed();
+        if let Some(back) = back {
+            let t = Instant::now();
+            send_side_input(&mut s, &back, now);
+            send += t.elapsed();
+        }
+        if finished && wire.frames.is_empty() {
+            break;
+        }
+    }
+    assert!(!r.is_closed(), "receiver ended the session");
+    assert_eq!(received, total, "octets received");
+    Figures { send, recv }
+}
+
+fn main() {
+    let total = env_usize("OFTP_PROTO_BENCH_MIB", 1024) * MIB;
+    let only = std::env::var("OFTP_PROTO_BENCH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    // A source larger than the caches, cycled through, as file reads would be.
+    let src = source(total.min(64 * MIB));
+    println!(
+        "oftp-proto throughput, {} MiB, U file, write chunk {} B, read size {} B",
+        total / MIB,
+        env_usize("OFTP_PROTO_BENCH_CHUNK", 64 * 1024),
+        env_usize("OFTP_PROTO_BENCH_READ", 64 * 1024),
+    );
+    // The yardstick is measured even when one configuration is selected (ratios need it),
+    // unless only the protocol path is wanted under callgrind.
+    let memcpy = if only.is_none() || wanted("memcpy") {
+        let d = memcpy_phase(&src, total);
+        let m = mb_per_s(total, d);
+        println!("memcpy 99999-octet chunks        {m:>9.0} MB/s");
+        Some(m)
+    } else {
+        None
+    };
+    for (buffer, credit) in [(99_999u32, 999u16), (4096, 64)] {
+        for compression in [false, true] {
+            let name = format!("{buffer}-{}", if compression { "on" } else { "off" });
+            if !wanted(&name) {
+                continue;
+            }
+            let f = transfer(&src, total, buffer, credit, compression);
+            let s = mb_per_s(total, f.send);
+            let r = mb_per_s(total, f.recv);
+            let both = mb_per_s(total, f.send + f.recv);
+            let ratio =
+                |x: f64| memcpy.map_or(String::new(), |m| format!(" ({:.2} x memcpy)", x / m));
+            println!(
+                "{buffer:>5}/{credit:<3} compression {:<3}  send {s:>7.0} MB/s{}  receive {r:>7.0} MB/s{}  both {both:>7.0} MB/s{}",
+                if compression { "on" } else { "off" },
+                ratio(s),
+                ratio(r),
+                ratio(both),
+            );
+        }
+    }
+}
