@@ -296,6 +296,8 @@ pub(crate) struct MailboxState {
     pub(crate) seed: u64,
     pub(crate) ctx: SynthContext,
     pub(crate) inflight: AtomicUsize,
+    /// Woken whenever a request of this mailbox ends ([`MailboxHandle::wait_idle`]).
+    pub(crate) request_ended: tokio::sync::Notify,
     /// Fixed-window request budget state: (window start, requests in the window).
     pub(crate) rate: Mutex<Option<(std::time::Instant, u32)>>,
     pub(crate) data: Mutex<MailboxData>,
@@ -441,6 +443,7 @@ impl MailboxState {
             seed: spec.seed,
             ctx,
             inflight: AtomicUsize::new(0),
+            request_ended: tokio::sync::Notify::new(),
             rate: Mutex::new(None),
             data: Mutex::new(data),
             delta: Mutex::new(crate::delta::DeltaStore::default()),
@@ -933,6 +936,22 @@ impl MailboxHandle {
     /// Requests of this mailbox in flight right now.
     pub fn in_flight(&self) -> usize {
         self.state.inflight()
+    }
+
+    /// Waits until no request of this mailbox is in flight (at once when none is). Tests use it
+    /// after killing a client, so the killed client's requests still being served (latency,
+    /// bandwidth) are over before the next run is measured. Bound it with a timeout.
+    pub async fn wait_idle(&self) {
+        loop {
+            let ended = self.state.request_ended.notified();
+            tokio::pin!(ended);
+            // Register before checking, so an end between the check and the wait is not missed.
+            ended.as_mut().enable();
+            if self.state.inflight() == 0 {
+                return;
+            }
+            ended.await;
+        }
     }
 
     fn unknown_folder(&self, folder: &str) -> EmulatorError {

@@ -547,6 +547,14 @@ impl Emulator {
         self.shared.stats.snapshot()
     }
 
+    /// Waits until at least `n` requests of `kind` were counted since the start or the last
+    /// [`Emulator::reset_stats`] (at once when there already were). Tests await it instead of
+    /// polling [`Emulator::stats`] in a sleep loop, e.g. to interrupt a client mid-run. Bound it
+    /// with a timeout: it waits for ever if the requests never come.
+    pub async fn wait_for_requests(&self, kind: EndpointKind, n: u64) {
+        self.shared.stats.wait_for(kind, n).await;
+    }
+
     /// Resets the request statistics to zero.
     pub fn reset_stats(&self) {
         self.shared.stats.reset();

@@ -90,6 +90,8 @@ impl Stats {
 #[derive(Debug, Default)]
 pub(crate) struct StatsCollector {
     inner: Mutex<Stats>,
+    /// Woken on every counted request ([`crate::Emulator::wait_for_requests`]).
+    counted: tokio::sync::Notify,
 }
 
 /// Counter to bump in [`StatsCollector::bump`].
@@ -109,6 +111,21 @@ pub(crate) enum Counter {
 impl StatsCollector {
     pub(crate) fn request(&self, kind: EndpointKind) {
         *lock(&self.inner).requests.entry(kind).or_insert(0) += 1;
+        self.counted.notify_waiters();
+    }
+
+    /// Waits until at least `n` requests of `kind` have been counted since the last reset.
+    pub(crate) async fn wait_for(&self, kind: EndpointKind, n: u64) {
+        loop {
+            let counted = self.counted.notified();
+            tokio::pin!(counted);
+            // Register before checking, so a request between the check and the wait is not missed.
+            counted.as_mut().enable();
+            if self.snapshot().count(kind) >= n {
+                return;
+            }
+            counted.await;
+        }
     }
 
     pub(crate) fn bump(&self, counter: Counter) {

@@ -130,7 +130,9 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                 let cancel = cancel.clone();
                 async move {
                     if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!("aborting: finishing files being written...");
+                        eprintln!(
+                            "aborting: letting requests in flight finish (at most 5 s) and completing files being written..."
+                        );
                         cancel.cancel();
                     }
                 }

@@ -333,21 +333,23 @@ async fn kill_9_mid_run_then_rerun_fetches_only_what_is_not_durable() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    // Wait (bounded) until the run is well into the backup phase, then kill -9.
-    let mut fetched = 0;
-    for _ in 0..1000 {
-        fetched = emu.stats().count(EndpointKind::MessageValue);
-        if fetched >= 40 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(fetched >= 40, "the run did not get going");
+    // Wait (bounded, no polling) until the run is well into the backup phase, then slow Graph
+    // down so that the run cannot finish before the kill lands, whatever the machine's load.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        emu.wait_for_requests(EndpointKind::MessageValue, 40),
+    )
+    .await
+    .expect("the run did not get going");
+    emu.faults().set(FaultConfig {
+        extra_latency: Duration::from_millis(200),
+        ..FaultConfig::default()
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(fetched < total as u64, "killed too late to test anything");
 
     let durable = assert_files_complete(dir.path(), &emu);
+    assert!(durable < total, "killed too late to test anything");
     let mut c = bin();
     c.args(["status", "-d"]).arg(dir.path());
     let o = run(c).await;
@@ -357,21 +359,29 @@ async fn kill_9_mid_run_then_rerun_fetches_only_what_is_not_durable() {
         "{out}"
     );
 
-    // Requests of the killed process may still be running inside the emulator (and would count
-    // against its concurrency limit): wait, bounded, until they are done.
-    for _ in 0..500 {
-        if emu.mailbox(ALICE).in_flight() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Requests of the killed process may still be served by the emulator (and would count
+    // against its concurrency limit): wait until they are over.
+    emu.faults().set(FaultConfig::default());
+    tokio::time::timeout(Duration::from_secs(30), emu.mailbox(ALICE).wait_idle())
+        .await
+        .expect("the killed run's requests end");
     emu.reset_stats();
     let o = run(run_cmd(&emu, dir.path(), &token)).await;
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        emu.stats().count(EndpointKind::MessageValue),
-        (total - durable) as u64,
-        "a message durable before the kill was fetched again"
+    // The rerun's own account is exact: what was durable is unchanged, the rest is fetched.
+    let out = String::from_utf8_lossy(&o.stdout);
+    let expect = format!("{total} messages: {} saved", total - durable);
+    assert!(
+        out.contains(&expect) && out.contains(&format!("{durable} unchanged")),
+        "a message durable before the kill was fetched again: {}",
+        text(&o)
+    );
+    // The emulator agrees (a request the killed process had sent but Graph had not yet read
+    // could only add to its count, never hide a refetch).
+    assert!(
+        emu.stats().count(EndpointKind::MessageValue) >= (total - durable) as u64,
+        "{:?}",
+        emu.stats()
     );
     assert_eq!(assert_files_complete(dir.path(), &emu), total);
 }
@@ -442,15 +452,17 @@ async fn ctrl_c_aborts_cleanly_with_exit_130_and_a_rerun_completes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut fetched = 0;
-    for _ in 0..1000 {
-        fetched = emu.stats().count(EndpointKind::MessageValue);
-        if fetched >= 30 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(fetched >= 30, "the run did not get going");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        emu.wait_for_requests(EndpointKind::MessageValue, 30),
+    )
+    .await
+    .expect("the run did not get going");
+    // From here on the run cannot finish before the signal lands, whatever the machine's load.
+    emu.faults().set(FaultConfig {
+        extra_latency: Duration::from_millis(200),
+        ..FaultConfig::default()
+    });
     let sent = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -467,6 +479,14 @@ async fn ctrl_c_aborts_cleanly_with_exit_130_and_a_rerun_completes() {
     );
     let saved = assert_files_complete(dir.path(), &emu);
     assert!(saved < total, "aborted too late to test anything");
+    // The abort waited for the requests it had sent: Graph served exactly what was saved.
+    assert_eq!(
+        emu.stats().count(EndpointKind::MessageValue),
+        saved as u64,
+        "{}",
+        text(&o)
+    );
+    emu.faults().set(FaultConfig::default());
 
     let mut c = bin();
     c.args(["verify", "-d"]).arg(dir.path());

@@ -351,8 +351,11 @@ impl Backup {
         self.cancel.clone()
     }
 
-    /// Aborts a running backup (seed `AbortBackup`): requests in flight are dropped, files being
-    /// written are completed, nothing half-written remains; `run` returns an `Aborted` report.
+    /// Aborts a running backup (seed `AbortBackup`): no new request starts; requests already
+    /// sent get up to 5 seconds to be answered (a message whose content arrives is still saved),
+    /// then are dropped; files being written are completed, nothing half-written remains; `run`
+    /// returns an `Aborted` report once all of that has settled, so no request of the run is
+    /// still in flight afterwards (except one that outlived the grace period).
     /// The abort is final for this `Backup`: build a new one to continue.
     pub fn abort(&self) {
         self.cancel.cancel();

@@ -213,6 +213,9 @@ pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     )
 }
 
+/// How long an abort waits for requests already sent to be answered before dropping them.
+pub(crate) const ABORT_GRACE: Duration = Duration::from_secs(5);
+
 /// The Graph client of a run.
 pub(crate) struct Graph {
     http: reqwest::Client,
@@ -416,19 +419,30 @@ impl Graph {
             let n = gate.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             gate.max_in_flight.fetch_max(n, Ordering::SeqCst);
             gate.progress.requests.fetch_add(1, Ordering::Relaxed);
+            let exchange = async {
+                let resp = req.send().await?;
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                let body = resp.bytes().await?;
+                Ok::<_, reqwest::Error>((status, retry_after, body))
+            };
+            tokio::pin!(exchange);
             let result = tokio::select! {
-                _ = self.cancel.cancelled() => Err(None),
-                r = async {
-                    let resp = req.send().await?;
-                    let status = resp.status().as_u16();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    let body = resp.bytes().await?;
-                    Ok::<_, reqwest::Error>((status, retry_after, body))
-                } => r.map_err(Some),
+                r = &mut exchange => r.map_err(Some),
+                _ = self.cancel.cancelled() => {
+                    // An abort lets a request that may already be on the wire finish (bounded),
+                    // so that when the run returns, Graph has answered everything it was sent
+                    // and no request of this run is still being served behind its back. Only a
+                    // request slower than the grace period is dropped.
+                    match tokio::time::timeout(ABORT_GRACE, &mut exchange).await {
+                        Ok(r) => r.map_err(Some),
+                        Err(_) => Err(None),
+                    }
+                }
             };
             gate.in_flight.fetch_sub(1, Ordering::SeqCst);
             drop(permit);

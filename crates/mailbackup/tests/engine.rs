@@ -233,6 +233,14 @@ async fn abort_leaves_a_consistent_state_and_resume_fetches_only_the_rest() {
     assert_eq!(report.status, RunStatus::Aborted);
     let saved_first = hooks.saved.load(Ordering::SeqCst);
     assert!((12..50).contains(&saved_first), "{saved_first}");
+    // The abort let the requests already sent finish before `run` returned: Graph has served
+    // exactly the downloads the run received, and each of them was saved (none is still
+    // travelling to be served later, which would blur the count below).
+    assert_eq!(
+        emu.stats().count(EndpointKind::MessageValue),
+        saved_first,
+        "every $value request sent before the abort was answered and saved"
+    );
     let v = mailbackup::verify(dir.path()).unwrap();
     assert!(v.is_clean() && v.ok == saved_first, "{v:?}");
     assert_eq!(

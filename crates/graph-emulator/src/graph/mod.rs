@@ -96,6 +96,7 @@ struct InflightGuard(Arc<MailboxState>);
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+        self.0.request_ended.notify_waiters();
     }
 }
 

@@ -458,3 +458,47 @@ async fn deleted_and_renamed_folders() {
     assert_eq!(v["childFolderCount"].as_u64(), Some(kids.len() as u64));
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn tests_can_await_request_counts_and_an_idle_mailbox() {
+    use graph_emulator::EndpointKind;
+    use std::time::Duration;
+    let emu = start(config(3).with_latency(Duration::from_millis(100))).await;
+    let token = user_token(&emu, USER).await;
+    let url = format!("{}/me/messages?$top=1", emu.graph_url());
+    // Nothing counted yet: the wait is still pending after the requests of another kind.
+    let waiter = emu.wait_for_requests(EndpointKind::Messages, 2);
+    tokio::pin!(waiter);
+    let (status, _, _) = get(&token, &format!("{}/me", emu.graph_url()), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1), waiter.as_mut())
+            .await
+            .is_err()
+    );
+    // Two listings in flight (each held 100 ms by the latency): the count wakes the waiter at
+    // once, the mailbox becomes idle only when both are answered.
+    let (t, u) = (token.clone(), url.clone());
+    let a = tokio::spawn(async move { get(&t, &u, None).await.0 });
+    let (t, u) = (token.clone(), url.clone());
+    let b = tokio::spawn(async move { get(&t, &u, None).await.0 });
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("two listings are counted");
+    let mb = emu.mailbox(USER);
+    tokio::time::timeout(Duration::from_secs(10), mb.wait_idle())
+        .await
+        .expect("the mailbox becomes idle");
+    assert_eq!(mb.in_flight(), 0);
+    assert_eq!((a.await.unwrap(), b.await.unwrap()), (200, 200));
+    // Already reached / already idle: no wait.
+    tokio::time::timeout(
+        Duration::from_millis(100),
+        emu.wait_for_requests(EndpointKind::Messages, 1),
+    )
+    .await
+    .expect("immediate");
+    tokio::time::timeout(Duration::from_millis(100), mb.wait_idle())
+        .await
+        .expect("immediate");
+}
