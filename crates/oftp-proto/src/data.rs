@@ -94,45 +94,73 @@ pub struct Piece {
 /// produce it.
 pub fn parse_data_payload(payload: &[u8]) -> Result<Vec<Piece>, DataError> {
     let mut pieces = Vec::new();
-    let mut current = Piece::default();
-    let mut open = false;
     let mut i = 0;
     while i < payload.len() {
-        let header = payload[i];
-        let count = (header & COUNT_MASK) as usize;
-        let body = &payload[i + 1..];
-        if header & COMPRESSED != 0 {
-            let Some(&b) = body.first() else {
-                return Err(DataError::Truncated {
-                    offset: i,
-                    count: 1,
-                    available: 0,
-                });
-            };
-            current.bytes.extend(std::iter::repeat_n(b, count));
-            i += 2;
-        } else {
-            if body.len() < count {
-                return Err(DataError::Truncated {
-                    offset: i,
-                    count,
-                    available: body.len(),
-                });
+        // First pass over the headers only: where this piece ends and how long it is, so
+        // that its bytes are allocated once and copied once.
+        let start = i;
+        let mut len = 0usize;
+        let mut end_of_record = false;
+        while i < payload.len() {
+            let header = payload[i];
+            let count = (header & COUNT_MASK) as usize;
+            if header & COMPRESSED != 0 {
+                if i + 1 >= payload.len() {
+                    return Err(DataError::Truncated {
+                        offset: i,
+                        count: 1,
+                        available: 0,
+                    });
+                }
+                i += 2;
+            } else {
+                let available = payload.len() - i - 1;
+                if available < count {
+                    return Err(DataError::Truncated {
+                        offset: i,
+                        count,
+                        available,
+                    });
+                }
+                i += 1 + count;
             }
-            current.bytes.extend_from_slice(&body[..count]);
-            i += 1 + count;
+            len += count;
+            if header & END_OF_RECORD != 0 {
+                end_of_record = true;
+                break;
+            }
         }
-        open = true;
-        if header & END_OF_RECORD != 0 {
-            current.end_of_record = true;
-            pieces.push(std::mem::take(&mut current));
-            open = false;
-        }
-    }
-    if open {
-        pieces.push(current);
+        let mut bytes = Vec::with_capacity(len);
+        copy_subrecords(&payload[start..i], &mut bytes);
+        pieces.push(Piece {
+            bytes,
+            end_of_record,
+        });
     }
     Ok(pieces)
+}
+
+/// Appends the octets of `subrecords` (already checked to be complete) to `out`.
+fn copy_subrecords(subrecords: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while let Some(&header) = subrecords.get(i) {
+        let count = (header & COUNT_MASK) as usize;
+        if header & COMPRESSED != 0 {
+            if let Some(&b) = subrecords.get(i + 1) {
+                out.resize(out.len() + count, b);
+            }
+            i += 2;
+        } else if count == MAX_SUBRECORD && i + 1 + MAX_SUBRECORD <= subrecords.len() {
+            // The common full subrecord: a copy of constant length, which the compiler
+            // inlines instead of calling memcpy for 63 octets.
+            out.extend_from_slice(&subrecords[i + 1..i + 1 + MAX_SUBRECORD]);
+            i += 1 + MAX_SUBRECORD;
+        } else {
+            let end = (i + 1 + count).min(subrecords.len());
+            out.extend_from_slice(&subrecords[i + 1..end]);
+            i += 1 + count;
+        }
+    }
 }
 
 /// Builds DATA exchange buffers of at most a given size.
@@ -146,6 +174,10 @@ pub fn parse_data_payload(payload: &[u8]) -> Result<Vec<Piece>, DataError> {
 pub struct BufferBuilder {
     max: usize,
     compression: bool,
+    /// Octets reserved in front of every buffer for the stream transmission
+    /// header (0, or [`crate::sth::HEADER_LEN`] when the session frames the
+    /// buffer in place instead of copying it into its output).
+    headroom: usize,
     current: Vec<u8>,
     /// Header index (in `current`) of the last subrecord of the open record.
     last_header: Option<usize>,
@@ -156,12 +188,27 @@ impl BufferBuilder {
     /// A builder for buffers of at most `max_buffer_size` octets including the
     /// `D` (the negotiated SSIDSDEB), with or without buffer compression.
     pub fn new(max_buffer_size: usize, compression: bool) -> Result<Self, DataError> {
+        Self::with_headroom(max_buffer_size, compression, 0)
+    }
+
+    /// A builder whose buffers keep room for the STH header in front, for
+    /// [`pop_frame`](Self::pop_frame).
+    pub(crate) fn framed(max_buffer_size: usize, compression: bool) -> Result<Self, DataError> {
+        Self::with_headroom(max_buffer_size, compression, crate::sth::HEADER_LEN)
+    }
+
+    fn with_headroom(
+        max_buffer_size: usize,
+        compression: bool,
+        headroom: usize,
+    ) -> Result<Self, DataError> {
         if !(3..=crate::sth::MAX_EXCHANGE_BUFFER).contains(&max_buffer_size) {
             return Err(DataError::BufferSize(max_buffer_size));
         }
         Ok(BufferBuilder {
             max: max_buffer_size,
             compression,
+            headroom,
             current: Vec::new(),
             last_header: None,
             ready: VecDeque::new(),
@@ -170,14 +217,15 @@ impl BufferBuilder {
 
     fn room(&mut self) -> usize {
         if self.current.is_empty() {
-            self.current.reserve(self.max);
+            self.current.reserve_exact(self.headroom + self.max);
+            self.current.resize(self.headroom, 0);
             self.current.push(b'D');
         }
-        self.max - self.current.len()
+        self.max - (self.current.len() - self.headroom)
     }
 
     fn finish_current(&mut self) {
-        if self.current.len() > 1 {
+        if self.current.len() > self.headroom + 1 {
             self.ready.push_back(std::mem::take(&mut self.current));
         }
         self.current.clear();
@@ -188,54 +236,10 @@ impl BufferBuilder {
     /// after it (an empty `data` with `end_of_record` closes it with no more
     /// octets, flagging the last subrecord if it is still in the open buffer).
     pub fn push(&mut self, data: &[u8], end_of_record: bool) {
-        let mut i = 0;
-        while i < data.len() {
-            let room = self.room();
-            let run = run_length(data, i, MAX_SUBRECORD);
-            if self.compression && run >= 3 {
-                if room < 2 {
-                    self.finish_current();
-                    continue;
-                }
-                self.last_header = Some(self.current.len());
-                self.current.push(COMPRESSED | run as u8);
-                self.current.push(data[i]);
-                i += run;
-                continue;
-            }
-            // Continue the open literal subrecord if there is one (so that data
-            // pushed in small pieces packs like data pushed at once), else
-            // start a new one.
-            let open = self.last_header.and_then(|h| {
-                let hdr = self.current[h];
-                let count = (hdr & COUNT_MASK) as usize;
-                (hdr & (COMPRESSED | END_OF_RECORD) == 0 && count < MAX_SUBRECORD && room >= 1)
-                    .then_some((h, count))
-            });
-            let (h, limit) = match open {
-                Some((h, count)) => (h, (MAX_SUBRECORD - count).min(room)),
-                None => {
-                    if room < 2 {
-                        self.finish_current();
-                        continue;
-                    }
-                    let h = self.current.len();
-                    self.current.push(0);
-                    (h, MAX_SUBRECORD.min(room - 1))
-                }
-            };
-            let limit = limit.min(data.len() - i);
-            let mut len = 0;
-            while len < limit {
-                if self.compression && len > 0 && run_length(data, i + len, 3) >= 3 {
-                    break;
-                }
-                len += 1;
-            }
-            self.current.extend_from_slice(&data[i..i + len]);
-            self.current[h] += len as u8;
-            self.last_header = Some(h);
-            i += len;
+        if self.compression {
+            self.push_compressing(data);
+        } else {
+            self.push_literal(data);
         }
         if end_of_record {
             match self.last_header.take() {
@@ -251,6 +255,91 @@ impl BufferBuilder {
         }
     }
 
+    /// The header of the open literal subrecord that can take more octets
+    /// (data pushed in small pieces packs like data pushed at once), with its
+    /// count.
+    fn open_literal(&self, room: usize) -> Option<(usize, usize)> {
+        self.last_header.and_then(|h| {
+            let hdr = self.current[h];
+            let count = (hdr & COUNT_MASK) as usize;
+            (hdr & (COMPRESSED | END_OF_RECORD) == 0 && count < MAX_SUBRECORD && room >= 1)
+                .then_some((h, count))
+        })
+    }
+
+    /// `push` without compression: whole subrecords copied slice by slice.
+    fn push_literal(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let room = self.room();
+            if let Some((h, count)) = self.open_literal(room) {
+                let n = (MAX_SUBRECORD - count).min(room).min(data.len());
+                self.current.extend_from_slice(&data[..n]);
+                self.current[h] += n as u8;
+                data = &data[n..];
+                continue;
+            }
+            if room < 2 {
+                self.finish_current();
+                continue;
+            }
+            // Full subrecords while they fit: the hot loop of a large file.
+            let full = (room / (MAX_SUBRECORD + 1)).min(data.len() / MAX_SUBRECORD);
+            if full > 0 {
+                let (whole, rest) = data.split_at(full * MAX_SUBRECORD);
+                for chunk in whole.chunks_exact(MAX_SUBRECORD) {
+                    self.current.push(MAX_SUBRECORD as u8);
+                    self.current.extend_from_slice(chunk);
+                }
+                self.last_header = Some(self.current.len() - MAX_SUBRECORD - 1);
+                data = rest;
+                continue;
+            }
+            let n = MAX_SUBRECORD.min(room - 1).min(data.len());
+            self.last_header = Some(self.current.len());
+            self.current.push(n as u8);
+            self.current.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+    }
+
+    /// `push` with compression of runs of 3 or more equal octets.
+    fn push_compressing(&mut self, data: &[u8]) {
+        let mut i = 0;
+        while i < data.len() {
+            let room = self.room();
+            let run = run_length(data, i, MAX_SUBRECORD);
+            if run >= 3 {
+                if room < 2 {
+                    self.finish_current();
+                    continue;
+                }
+                self.last_header = Some(self.current.len());
+                self.current.push(COMPRESSED | run as u8);
+                self.current.push(data[i]);
+                i += run;
+                continue;
+            }
+            let (h, limit) = match self.open_literal(room) {
+                Some((h, count)) => (h, (MAX_SUBRECORD - count).min(room)),
+                None => {
+                    if room < 2 {
+                        self.finish_current();
+                        continue;
+                    }
+                    let h = self.current.len();
+                    self.current.push(0);
+                    (h, MAX_SUBRECORD.min(room - 1))
+                }
+            };
+            let limit = limit.min(data.len() - i);
+            let len = literal_len(data, i, limit);
+            self.current.extend_from_slice(&data[i..i + len]);
+            self.current[h] += len as u8;
+            self.last_header = Some(h);
+            i += len;
+        }
+    }
+
     /// Finishes the buffer being filled, making it available to
     /// [`pop_buffer`](Self::pop_buffer).
     pub fn flush(&mut self) {
@@ -259,7 +348,29 @@ impl BufferBuilder {
 
     /// Takes the oldest finished buffer (starting with `D`).
     pub fn pop_buffer(&mut self) -> Option<Vec<u8>> {
-        self.ready.pop_front()
+        let mut buf = self.ready.pop_front()?;
+        if self.headroom > 0 {
+            buf.drain(..self.headroom);
+        }
+        Some(buf)
+    }
+
+    /// Takes the oldest finished buffer as a whole STH frame (header, then
+    /// the buffer starting with `D`). A builder made with
+    /// [`framed`](Self::framed) writes the header into the room kept for it,
+    /// so the buffer is not copied.
+    pub(crate) fn pop_frame(&mut self) -> Option<Vec<u8>> {
+        if self.headroom != crate::sth::HEADER_LEN {
+            let buf = self.pop_buffer()?;
+            let mut out = Vec::with_capacity(buf.len() + crate::sth::HEADER_LEN);
+            // The builder never exceeds 99999 octets, the largest frame payload.
+            crate::sth::encode_frame(&buf, &mut out).ok()?;
+            return Some(out);
+        }
+        let mut frame = self.ready.pop_front()?;
+        let header = crate::sth::encode_header(frame.len() - crate::sth::HEADER_LEN).ok()?;
+        frame[..crate::sth::HEADER_LEN].copy_from_slice(&header);
+        Some(frame)
     }
 
     /// Number of finished buffers waiting.
@@ -269,7 +380,7 @@ impl BufferBuilder {
 
     /// Whether nothing is waiting, finished or not.
     pub fn is_empty(&self) -> bool {
-        self.ready.is_empty() && self.current.len() <= 1
+        self.ready.is_empty() && self.current.len() <= self.headroom + 1
     }
 
     /// The maximum buffer size.
@@ -282,6 +393,26 @@ impl BufferBuilder {
 fn run_length(data: &[u8], i: usize, max: usize) -> usize {
     let Some(&b) = data.get(i) else { return 0 };
     data[i..].iter().take(max).take_while(|&&x| x == b).count()
+}
+
+/// Length of the literal starting at `i`, at most `limit`: it stops before the
+/// first later position where a run of 3 equal octets starts (that run is sent
+/// compressed). Positions past `limit` may be looked at, as a run may start
+/// inside the literal and go on after it.
+fn literal_len(data: &[u8], i: usize, limit: usize) -> usize {
+    let end = i + limit;
+    let mut j = i + 1;
+    while j < end && j + 2 < data.len() {
+        if data[j + 1] != data[j + 2] {
+            // No run of 3 can start at j nor at j + 1.
+            j += 2;
+        } else if data[j] == data[j + 1] {
+            return j - i;
+        } else {
+            j += 1;
+        }
+    }
+    limit
 }
 
 /// Turns file content into DATA buffers following a file format's record rules.
@@ -313,15 +444,38 @@ impl RecordWriter {
         buffer_size: usize,
         compression: bool,
     ) -> Result<Self, DataError> {
-        Ok(RecordWriter {
-            builder: BufferBuilder::new(buffer_size, compression)?,
+        Ok(Self::with_builder(
+            BufferBuilder::new(buffer_size, compression)?,
+            format,
+            max_record_len,
+        ))
+    }
+
+    /// Like [`new`](Self::new), for [`pop_frame`](Self::pop_frame): buffers
+    /// are built with room for the STH header in front.
+    pub(crate) fn framed(
+        format: FileFormat,
+        max_record_len: u32,
+        buffer_size: usize,
+        compression: bool,
+    ) -> Result<Self, DataError> {
+        Ok(Self::with_builder(
+            BufferBuilder::framed(buffer_size, compression)?,
+            format,
+            max_record_len,
+        ))
+    }
+
+    fn with_builder(builder: BufferBuilder, format: FileFormat, max_record_len: u32) -> Self {
+        RecordWriter {
+            builder,
             format,
             max_record_len,
             records: 0,
             units: 0,
             open_len: 0,
             finished: false,
-        })
+        }
     }
 
     /// Writes file content; see the type documentation for `end_of_record`.
@@ -415,6 +569,11 @@ impl RecordWriter {
     /// Takes the oldest finished buffer (starting with `D`).
     pub fn pop_buffer(&mut self) -> Option<Vec<u8>> {
         self.builder.pop_buffer()
+    }
+
+    /// Takes the oldest finished buffer as a whole STH frame.
+    pub(crate) fn pop_frame(&mut self) -> Option<Vec<u8>> {
+        self.builder.pop_frame()
     }
 
     /// Finished buffers waiting to be sent.
@@ -576,6 +735,265 @@ mod tests {
         }
         assert_eq!(eor, 1);
         out
+    }
+
+    /// The builder as first written (one octet at a time), kept as the
+    /// oracle for the faster one: both must produce the same octets.
+    struct ReferenceBuilder {
+        max: usize,
+        compression: bool,
+        current: Vec<u8>,
+        last_header: Option<usize>,
+        ready: Vec<Vec<u8>>,
+    }
+
+    impl ReferenceBuilder {
+        fn room(&mut self) -> usize {
+            if self.current.is_empty() {
+                self.current.push(b'D');
+            }
+            self.max - self.current.len()
+        }
+
+        fn finish_current(&mut self) {
+            if self.current.len() > 1 {
+                self.ready.push(std::mem::take(&mut self.current));
+            }
+            self.current.clear();
+            self.last_header = None;
+        }
+
+        fn push(&mut self, data: &[u8], end_of_record: bool) {
+            let mut i = 0;
+            while i < data.len() {
+                let room = self.room();
+                let run = run_length(data, i, MAX_SUBRECORD);
+                if self.compression && run >= 3 {
+                    if room < 2 {
+                        self.finish_current();
+                        continue;
+                    }
+                    self.last_header = Some(self.current.len());
+                    self.current.push(COMPRESSED | run as u8);
+                    self.current.push(data[i]);
+                    i += run;
+                    continue;
+                }
+                let open = self.last_header.and_then(|h| {
+                    let hdr = self.current[h];
+                    let count = (hdr & COUNT_MASK) as usize;
+                    (hdr & (COMPRESSED | END_OF_RECORD) == 0 && count < MAX_SUBRECORD && room >= 1)
+                        .then_some((h, count))
+                });
+                let (h, limit) = match open {
+                    Some((h, count)) => (h, (MAX_SUBRECORD - count).min(room)),
+                    None => {
+                        if room < 2 {
+                            self.finish_current();
+                            continue;
+                        }
+                        let h = self.current.len();
+                        self.current.push(0);
+                        (h, MAX_SUBRECORD.min(room - 1))
+                    }
+                };
+                let limit = limit.min(data.len() - i);
+                let mut len = 0;
+                while len < limit {
+                    if self.compression && len > 0 && run_length(data, i + len, 3) >= 3 {
+                        break;
+                    }
+                    len += 1;
+                }
+                self.current.extend_from_slice(&data[i..i + len]);
+                self.current[h] += len as u8;
+                self.last_header = Some(h);
+                i += len;
+            }
+            if end_of_record {
+                match self.last_header.take() {
+                    Some(h) => self.current[h] |= END_OF_RECORD,
+                    None => {
+                        if self.room() < 1 {
+                            self.finish_current();
+                            self.room();
+                        }
+                        self.current.push(END_OF_RECORD);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Data with runs of every length around the thresholds (1..=70) between
+    /// pseudo-random octets.
+    fn mixed_data(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            let r = next();
+            if r % 4 == 0 {
+                let len = (next() % 70 + 1) as usize;
+                v.extend(std::iter::repeat_n(r as u8, len));
+            } else {
+                v.push((r >> 8) as u8);
+            }
+        }
+        v.truncate(n);
+        v
+    }
+
+    #[test]
+    fn builder_matches_the_reference_octet_for_octet() {
+        for seed in 1..=3u32 {
+            let data = mixed_data(20_000, seed);
+            for max in [3, 4, 5, 63, 64, 65, 66, 127, 128, 129, 4096, 99_999] {
+                for compression in [false, true] {
+                    for piece in [1, 2, 62, 63, 64, 1000, 20_000] {
+                        let mut fast = BufferBuilder::new(max, compression).unwrap();
+                        let mut framed = BufferBuilder::framed(max, compression).unwrap();
+                        let mut reference = ReferenceBuilder {
+                            max,
+                            compression,
+                            current: Vec::new(),
+                            last_header: None,
+                            ready: Vec::new(),
+                        };
+                        for (k, chunk) in data.chunks(piece).enumerate() {
+                            // Records of varying length, some ended, some empty.
+                            let eor = k % 3 == 0;
+                            fast.push(chunk, eor);
+                            framed.push(chunk, eor);
+                            reference.push(chunk, eor);
+                            if k % 5 == 0 {
+                                fast.push(&[], true);
+                                framed.push(&[], true);
+                                reference.push(&[], true);
+                            }
+                        }
+                        fast.flush();
+                        framed.flush();
+                        reference.finish_current();
+                        let got: Vec<Vec<u8>> = std::iter::from_fn(|| fast.pop_buffer()).collect();
+                        assert_eq!(
+                            got, reference.ready,
+                            "seed {seed} max {max} compression {compression} piece {piece}"
+                        );
+                        let frames: Vec<Vec<u8>> =
+                            std::iter::from_fn(|| framed.pop_frame()).collect();
+                        assert_eq!(frames.len(), got.len());
+                        for (frame, buf) in frames.iter().zip(&got) {
+                            let (range, used) = crate::sth::decode_frame(frame).unwrap().unwrap();
+                            assert_eq!(used, frame.len());
+                            assert_eq!(&frame[range], &buf[..]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_builder_frames_by_copy_and_framed_builder_pops_plain_buffers() {
+        let mut plain = BufferBuilder::new(128, false).unwrap();
+        let mut framed = BufferBuilder::framed(128, false).unwrap();
+        for b in [&mut plain, &mut framed] {
+            b.push(b"ABC", true);
+            b.push(b"DE", true);
+            b.flush();
+        }
+        assert_eq!(
+            plain.pop_frame().unwrap(),
+            vec![
+                0x10, 0, 0, 12, b'D', 0x83, b'A', b'B', b'C', 0x82, b'D', b'E'
+            ]
+        );
+        assert_eq!(
+            framed.pop_buffer().unwrap(),
+            vec![b'D', 0x83, b'A', b'B', b'C', 0x82, b'D', b'E']
+        );
+        assert!(plain.pop_frame().is_none() && framed.pop_buffer().is_none());
+        assert!(plain.is_empty() && framed.is_empty());
+    }
+
+    /// The parser as first written (one piece grown subrecord by subrecord).
+    fn reference_parse(payload: &[u8]) -> Result<Vec<Piece>, DataError> {
+        let mut pieces = Vec::new();
+        let mut current = Piece::default();
+        let mut open = false;
+        let mut i = 0;
+        while i < payload.len() {
+            let header = payload[i];
+            let count = (header & COUNT_MASK) as usize;
+            let body = &payload[i + 1..];
+            if header & COMPRESSED != 0 {
+                let Some(&b) = body.first() else {
+                    return Err(DataError::Truncated {
+                        offset: i,
+                        count: 1,
+                        available: 0,
+                    });
+                };
+                current.bytes.extend(std::iter::repeat_n(b, count));
+                i += 2;
+            } else {
+                if body.len() < count {
+                    return Err(DataError::Truncated {
+                        offset: i,
+                        count,
+                        available: body.len(),
+                    });
+                }
+                current.bytes.extend_from_slice(&body[..count]);
+                i += 1 + count;
+            }
+            open = true;
+            if header & END_OF_RECORD != 0 {
+                current.end_of_record = true;
+                pieces.push(std::mem::take(&mut current));
+                open = false;
+            }
+        }
+        if open {
+            pieces.push(current);
+        }
+        Ok(pieces)
+    }
+
+    #[test]
+    fn parser_matches_the_reference_on_any_octets() {
+        // Arbitrary octets are mostly malformed payloads: errors must match too.
+        for seed in 1..=400u32 {
+            let len = (seed as usize * 37) % 700;
+            let bytes = mixed_data(len, seed);
+            assert_eq!(
+                parse_data_payload(&bytes),
+                reference_parse(&bytes),
+                "seed {seed}"
+            );
+        }
+        // And well-formed ones, with every kind of subrecord.
+        let data = mixed_data(50_000, 9);
+        for compression in [false, true] {
+            let mut b = BufferBuilder::new(4096, compression).unwrap();
+            for (k, chunk) in data.chunks(700).enumerate() {
+                b.push(chunk, k % 2 == 0);
+            }
+            b.flush();
+            while let Some(buf) = b.pop_buffer() {
+                let got = parse_data_payload(&buf[1..]).unwrap();
+                assert_eq!(got, reference_parse(&buf[1..]).unwrap());
+                for p in &got {
+                    assert_eq!(p.bytes.capacity(), p.bytes.len(), "allocated exactly");
+                }
+            }
+        }
     }
 
     #[test]

@@ -86,6 +86,40 @@ pub fn decode_frame(input: &[u8]) -> Result<Option<(Range<usize>, usize)>, Frame
     Ok(Some((HEADER_LEN..length, length)))
 }
 
+/// The length a complete stream transmission header announces (header plus
+/// exchange buffer), before the rest of the frame has arrived.
+///
+/// `Ok(None)` while fewer than [`HEADER_LEN`] octets are there (a wrong
+/// version nibble is reported as soon as the first octet is), `Err` for a
+/// malformed header. Lets a caller read exactly one frame.
+pub fn frame_length(input: &[u8]) -> Result<Option<usize>, FrameError> {
+    match decode_frame(input) {
+        Ok(Some((_, length))) => Ok(Some(length)),
+        Ok(None) if input.len() >= HEADER_LEN => Ok(Some(
+            ((input[1] as usize) << 16) | ((input[2] as usize) << 8) | input[3] as usize,
+        )),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The header of a frame carrying an exchange buffer of `exchange_buffer_len`
+/// octets, for a caller that writes the buffer behind it itself (no copy).
+///
+/// Returns an error when the buffer would be empty or longer than 99999 octets.
+pub fn encode_header(exchange_buffer_len: usize) -> Result<[u8; HEADER_LEN], FrameError> {
+    let length = exchange_buffer_len + HEADER_LEN;
+    if !(MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&length) {
+        return Err(FrameError::Length { length });
+    }
+    Ok([
+        0x10,
+        (length >> 16) as u8,
+        (length >> 8) as u8,
+        length as u8,
+    ])
+}
+
 /// Appends the header for `exchange_buffer` and the buffer itself to `out`.
 ///
 /// Returns an error (and appends nothing) when the buffer is empty or longer
@@ -95,11 +129,9 @@ pub fn encode_frame(exchange_buffer: &[u8], out: &mut Vec<u8>) -> Result<(), Fra
     if !(MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&length) {
         return Err(FrameError::Length { length });
     }
+    let header = encode_header(exchange_buffer.len())?;
     out.reserve(length);
-    out.push(0x10);
-    out.push((length >> 16) as u8);
-    out.push((length >> 8) as u8);
-    out.push(length as u8);
+    out.extend_from_slice(&header);
     out.extend_from_slice(exchange_buffer);
     Ok(())
 }
@@ -149,6 +181,33 @@ mod tests {
             decode_frame(&[0x10, 0x01, 0x86, 0xA4]),
             Err(FrameError::Length { length: 100_004 })
         );
+    }
+
+    #[test]
+    fn frame_length_before_the_body() {
+        assert_eq!(frame_length(&[]), Ok(None));
+        assert_eq!(frame_length(&[0x10, 0x01]), Ok(None));
+        assert_eq!(frame_length(&[0x10, 0x01, 0x86, 0xA3]), Ok(Some(100_003)));
+        assert_eq!(frame_length(&[0x10, 0, 0, 5, b'R', b'x']), Ok(Some(5)));
+        assert!(matches!(
+            frame_length(&[0x30]),
+            Err(FrameError::Version { version: 3, .. })
+        ));
+        assert_eq!(
+            frame_length(&[0x10, 0, 0, 3]),
+            Err(FrameError::Length { length: 3 })
+        );
+    }
+
+    #[test]
+    fn header_alone_matches_encode_frame() {
+        for len in [1, 18, 4096, MAX_EXCHANGE_BUFFER] {
+            let mut out = Vec::new();
+            encode_frame(&vec![b'D'; len], &mut out).unwrap();
+            assert_eq!(encode_header(len).unwrap(), out[..HEADER_LEN]);
+        }
+        assert!(encode_header(0).is_err());
+        assert!(encode_header(MAX_EXCHANGE_BUFFER + 1).is_err());
     }
 
     #[test]

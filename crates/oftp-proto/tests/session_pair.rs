@@ -1525,3 +1525,146 @@ fn writing_while_waiting_for_credit_keeps_the_deadline() {
     i.handle_timeout(deadline);
     assert!(i.is_closed());
 }
+
+// ---------- transmit and input variants (zero-copy paths) ----------
+
+/// How the sender's runtime takes its frames.
+#[derive(Clone, Copy, Debug)]
+enum Drain {
+    Whole,
+    Into,
+    Frames,
+}
+
+/// Sends `data` as a U file from I to R with the sender draining by `drain`
+/// and the receiver reading in pieces of the sizes in `reads` (cycled), then
+/// returns what R received. Every frame handed out alone must be exactly one
+/// well-formed frame.
+fn transfer_with(data: &[u8], ic: Capabilities, drain: Drain, reads: &[usize]) -> Vec<u8> {
+    let mut p = Pair::new(ic.clone(), ic, false);
+    p.i.send_file(sfid("ZEROCOPY", FileFormat::Unstructured, 0))
+        .unwrap();
+    p.drive();
+    p.r.accept_file(0).unwrap();
+    p.drive();
+    p.ev_i.clear();
+    p.ev_r.clear();
+    let mut wire: Vec<u8> = Vec::new();
+    let mut sent = 0;
+    let mut out = Vec::new();
+    let mut received = Vec::new();
+    let mut read_k = 0;
+    let mut finished = false;
+    for _ in 0..100_000 {
+        while sent < data.len() && p.i.can_accept_data() {
+            let n = 10_000.min(data.len() - sent);
+            p.i.write_data(&data[sent..sent + n], false).unwrap();
+            sent += n;
+        }
+        if sent == data.len() && !finished && p.i.can_accept_data() {
+            p.i.finish_file(0, data.len() as u64).unwrap();
+            finished = true;
+        }
+        match drain {
+            Drain::Whole => {
+                if let Some(b) = p.i.poll_transmit() {
+                    wire.extend_from_slice(&b);
+                }
+            }
+            Drain::Into => {
+                // A runtime's reused buffer that still holds a previous write.
+                out.clear();
+                out.push(0xEE);
+                let n = p.i.poll_transmit_into(&mut out);
+                assert_eq!(n, out.len() - 1);
+                wire.extend_from_slice(&out[1..]);
+            }
+            Drain::Frames => {
+                while let Some(frame) = p.i.poll_transmit_frame() {
+                    let (_, used) = sth::decode_frame(&frame).unwrap().unwrap();
+                    assert_eq!(used, frame.len(), "one frame per poll_transmit_frame");
+                    wire.extend_from_slice(&frame);
+                }
+            }
+        }
+        assert!(!p.i.has_transmit());
+        let mut at = 0;
+        while at < wire.len() {
+            let n = reads[read_k % reads.len()].min(wire.len() - at);
+            read_k += 1;
+            p.r.handle_input(&wire[at..at + n], p.now);
+            at += n;
+        }
+        wire.clear();
+        while let Some(e) = p.r.poll_event() {
+            match e {
+                Event::DataReceived { bytes, .. } => received.extend_from_slice(&bytes),
+                Event::FileEnded { .. } => return received,
+                Event::SessionEnded { reason, text, .. } => panic!("ended: {reason} {text}"),
+                _ => {}
+            }
+        }
+        if let Some(back) = p.r.poll_transmit() {
+            p.i.handle_input(&back, p.now);
+        }
+        while p.i.poll_event().is_some() {}
+    }
+    panic!("transfer did not finish");
+}
+
+#[test]
+fn transmit_variants_and_cut_input_deliver_the_same_bytes() {
+    let data = pseudo_random(300_000, 7);
+    for (buffer_size, credit) in [(128, 1), (4096, 3), (99_999, 2)] {
+        for compression in [false, true] {
+            let ic = Capabilities {
+                buffer_size,
+                credit,
+                compression,
+                ..caps(ProtocolLevel::V2_0)
+            };
+            for drain in [Drain::Whole, Drain::Into, Drain::Frames] {
+                // Reads that cut headers and bodies everywhere, and large ones.
+                for reads in [&[1usize, 2, 3, 5][..], &[4, 4099, 65_536], &[1_000_000]] {
+                    let got = transfer_with(&data, ic.clone(), drain, reads);
+                    assert!(
+                        got == data,
+                        "{buffer_size}/{credit} compression {compression} {drain:?} reads {reads:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn poll_transmit_into_an_empty_vec_and_frame_by_frame() {
+    let now = Instant::now();
+    let mut r = Session::responder(ResponderConfig::default(), now);
+    assert!(r.has_transmit());
+    let mut out = Vec::new();
+    let n = r.poll_transmit_into(&mut out);
+    assert_eq!(n, out.len());
+    assert_eq!(&out[..4], &[0x10, 0x00, 0x00, 0x17]);
+    assert_eq!(&out[4..], b"IODETTE FTP READY \r");
+    assert_eq!(r.poll_transmit_into(&mut out), 0);
+    assert!(r.poll_transmit_frame().is_none() && r.poll_transmit().is_none());
+}
+
+#[test]
+fn malformed_header_split_across_inputs_is_detected() {
+    let now = Instant::now();
+    let mut r = Session::responder(ResponderConfig::default(), now);
+    r.poll_transmit();
+    // A valid first octet, then a length of 3 (below the minimum) in the next read.
+    r.handle_input(&[0x10, 0x00], now);
+    assert!(!r.is_closed());
+    r.handle_input(&[0x00, 0x03, b'X'], now);
+    assert!(r.is_closed());
+    let esid = r.poll_transmit().unwrap();
+    let (range, _) = sth::decode_frame(&esid).unwrap().unwrap();
+    match Command::decode(&esid[range], ProtocolLevel::V2_0).unwrap() {
+        Command::Esid(e) => assert_eq!(e.reason, EsidReason::BUFFER_SIZE_ERROR),
+        other => panic!("expected ESID, got {other:?}"),
+    }
+}

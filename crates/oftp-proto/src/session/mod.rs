@@ -200,8 +200,12 @@ pub struct Session {
     inactivity_timeout: Duration,
     now: Instant,
     deadline: Option<Instant>,
+    /// The start of a frame that has not fully arrived (at most one frame:
+    /// complete frames are handled straight from the caller's bytes).
     input: Vec<u8>,
-    transmit: Vec<u8>,
+    /// Frames to write, one STH frame each, oldest first. DATA frames are
+    /// built in place (header room kept in front) and handed out as they are.
+    transmit: VecDeque<Vec<u8>>,
     /// The queued transmit bytes contain a CDT: restore the listener's window
     /// when they are handed out.
     transmit_grants_credit: bool,
@@ -246,7 +250,7 @@ impl Session {
             now,
             deadline: None,
             input: Vec::new(),
-            transmit: Vec::new(),
+            transmit: VecDeque::new(),
             transmit_grants_credit: false,
             events: VecDeque::new(),
             ended: false,
@@ -255,18 +259,67 @@ impl Session {
 
     // ----- output -----
 
-    /// Bytes to write to the transport (whole STH frames), if any.
+    /// Bytes to write to the transport (whole STH frames), if any: everything
+    /// queued, in one `Vec`. A single queued frame (the usual DATA case) is
+    /// handed out without a copy.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        if self.transmit.is_empty() {
-            return None;
+        let mut out = self.transmit.pop_front()?;
+        let rest: usize = self.transmit.iter().map(Vec::len).sum();
+        out.reserve_exact(rest);
+        for frame in self.transmit.drain(..) {
+            out.extend_from_slice(&frame);
         }
+        self.transmit_drained();
+        Some(out)
+    }
+
+    /// Appends everything queued for the transport to `out` and returns the
+    /// number of octets added (0: nothing to send). When `out` is empty the
+    /// first queued frame replaces it without a copy; a runtime can keep one
+    /// `Vec` for its writes.
+    pub fn poll_transmit_into(&mut self, out: &mut Vec<u8>) -> usize {
+        let before = out.len();
+        let Some(first) = self.transmit.pop_front() else {
+            return 0;
+        };
+        if out.is_empty() {
+            *out = first;
+        } else {
+            out.extend_from_slice(&first);
+        }
+        let rest: usize = self.transmit.iter().map(Vec::len).sum();
+        out.reserve(rest);
+        for frame in self.transmit.drain(..) {
+            out.extend_from_slice(&frame);
+        }
+        self.transmit_drained();
+        out.len() - before
+    }
+
+    /// The oldest queued frame alone (one whole STH frame), never copied: for
+    /// a runtime that gathers frames into vectored writes. Call until `None`.
+    pub fn poll_transmit_frame(&mut self) -> Option<Vec<u8>> {
+        let frame = self.transmit.pop_front()?;
+        if self.transmit.is_empty() {
+            self.transmit_drained();
+        }
+        Some(frame)
+    }
+
+    /// Whether frames are waiting for [`poll_transmit`](Self::poll_transmit).
+    pub fn has_transmit(&self) -> bool {
+        !self.transmit.is_empty()
+    }
+
+    /// Everything queued has been handed to the transport.
+    fn transmit_drained(&mut self) {
         if std::mem::take(&mut self.transmit_grants_credit) {
-            // The CDT leaves now: from here on the speaker may send a new window.
+            // The CDT (the last frame queued while receiving) leaves now:
+            // from here on the speaker may send a new window.
             if let (State::Receiving(inc), Some(n)) = (&mut self.state, &self.negotiated) {
                 inc.credit = n.credit;
             }
         }
-        Some(std::mem::take(&mut self.transmit))
     }
 
     /// The next event, if any.
@@ -334,35 +387,72 @@ impl Session {
 
     /// Feeds bytes read from the transport. Partial frames are kept until the
     /// rest arrives.
+    ///
+    /// Complete frames are handled straight from `bytes`; only the start of a
+    /// frame cut by the end of `bytes` is copied, and only once.
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
         self.now = self.now.max(now);
         if self.is_closed() {
             return;
         }
-        self.input.extend_from_slice(bytes);
-        let mut consumed = 0;
-        while !self.is_closed() {
-            match sth::decode_frame(&self.input[consumed..]) {
-                Ok(None) => break,
-                Ok(Some((range, used))) => {
-                    let start = consumed + range.start;
-                    let end = consumed + range.end;
-                    consumed += used;
-                    let buf = self.input[start..end].to_vec();
-                    self.handle_buffer(&buf);
-                }
-                Err(e) => {
-                    let reason = e.esid_reason();
-                    self.abort(reason, &e.to_string());
-                    break;
+        // Taken out so that frames inside it can be handled with `&mut self`.
+        let mut pending = std::mem::take(&mut self.input);
+        let mut bytes = bytes;
+        if !pending.is_empty() {
+            bytes = self.complete_pending(&mut pending, bytes);
+        }
+        if pending.is_empty() {
+            let mut consumed = 0;
+            while !self.is_closed() {
+                match sth::decode_frame(&bytes[consumed..]) {
+                    Ok(None) => {
+                        pending.extend_from_slice(&bytes[consumed..]);
+                        break;
+                    }
+                    Ok(Some((range, used))) => {
+                        let start = consumed + range.start;
+                        let end = consumed + range.end;
+                        consumed += used;
+                        self.handle_buffer(&bytes[start..end]);
+                    }
+                    Err(e) => {
+                        self.abort(e.esid_reason(), &e.to_string());
+                        break;
+                    }
                 }
             }
         }
-        if self.is_closed() {
-            self.input = Vec::new();
-        } else {
-            self.input.drain(..consumed);
+        if !self.is_closed() {
+            self.input = pending;
         }
+    }
+
+    /// Adds to the partial frame in `pending` what it lacks from `bytes`,
+    /// handles it once complete (leaving `pending` empty), and returns the
+    /// bytes not used.
+    fn complete_pending<'a>(&mut self, pending: &mut Vec<u8>, bytes: &'a [u8]) -> &'a [u8] {
+        let mut bytes = bytes;
+        if pending.len() < sth::HEADER_LEN {
+            let take = (sth::HEADER_LEN - pending.len()).min(bytes.len());
+            pending.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        let length = match sth::frame_length(pending) {
+            Ok(Some(length)) => length,
+            Ok(None) => return bytes,
+            Err(e) => {
+                self.abort(e.esid_reason(), &e.to_string());
+                return &[];
+            }
+        };
+        let take = length.saturating_sub(pending.len()).min(bytes.len());
+        pending.extend_from_slice(&bytes[..take]);
+        bytes = &bytes[take..];
+        if pending.len() == length {
+            self.handle_buffer(&pending[sth::HEADER_LEN..]);
+            pending.clear();
+        }
+        bytes
     }
 
     /// Tells the session the time; ends it with ESID 09 if the peer has been
@@ -400,6 +490,16 @@ impl Session {
     }
 
     fn handle_buffer(&mut self, buf: &[u8]) {
+        if buf.first() == Some(&b'D') && matches!(self.state, State::Receiving(_)) {
+            // The hot path: parse the subrecords where they lie instead of
+            // copying the payload into a `Command::Data` first.
+            self.arm_timer();
+            if let State::Receiving(inc) = std::mem::replace(&mut self.state, State::Closed) {
+                self.state = self.on_data(inc, &buf[1..]);
+            }
+            self.arm_timer();
+            return;
+        }
         let cmd = match Command::decode(buf, self.level) {
             Ok(cmd) => cmd,
             Err(e) => {
@@ -492,7 +592,7 @@ impl Session {
                 let Some(n) = self.negotiated.as_ref() else {
                     return self.violation("SFPA", "no negotiated session");
                 };
-                let writer = match RecordWriter::new(
+                let writer = match RecordWriter::framed(
                     sfid.transmitted_format(),
                     sfid.max_record_len,
                     n.buffer_size as usize,
@@ -973,16 +1073,17 @@ impl Session {
     /// and drained with credit left (no EFID in OPOWFC, 9.11 note 1).
     fn pump(&mut self, mut out: Box<Outgoing>) -> State {
         while out.credit > 0 {
-            let Some(buf) = out.writer.pop_buffer() else {
+            if out.writer.ready_buffers() == 0 {
                 break;
-            };
-            out.credit -= 1;
-            if let Err(e) = sth::encode_frame(&buf, &mut self.transmit) {
+            }
+            let Some(frame) = out.writer.pop_frame() else {
                 // The builder never exceeds the negotiated size, so this is a bug.
-                tracing::error!(error = %e, "DATA buffer could not be framed");
+                tracing::error!("DATA buffer could not be framed");
                 self.abort(EsidReason::UNSPECIFIED, "internal error framing DATA");
                 return State::Closed;
-            }
+            };
+            out.credit -= 1;
+            self.transmit.push_back(frame);
         }
         if out.credit > 0
             && out.writer.is_drained()
@@ -1167,10 +1268,12 @@ impl Session {
     }
 
     fn queue(&mut self, cmd: &Command, bytes: Vec<u8>) {
-        if let Err(e) = sth::encode_frame(&bytes, &mut self.transmit) {
+        let mut frame = Vec::with_capacity(bytes.len() + sth::HEADER_LEN);
+        if let Err(e) = sth::encode_frame(&bytes, &mut frame) {
             tracing::error!(error = %e, command = cmd.name(), "cannot frame");
             return;
         }
+        self.transmit.push_back(frame);
         tracing::debug!(command = cmd.name(), "sent");
         self.events.push_back(Event::CommandSent {
             name: cmd.name(),
