@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deterministic before/after figures for benches/throughput.rs: instructions per MiB of the
-# send side, the receive side and the memcpy yardstick, counted by callgrind.
+# send side, the receive side (protocol core alone; with the socket read's copy through
+# handle_input and through read_buffer) and the memcpy yardstick, counted by callgrind.
 #
 #   crates/oftp-proto/benches/callgrind.sh [BENCH_BINARY]
 #
@@ -16,19 +17,25 @@ if [[ -z $bin ]]; then
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-printf '%-10s %14s %14s\n' config send_Ir/MiB recv_Ir/MiB
+printf '%-10s %12s %12s %14s %14s\n' config send recv recv+read:hi recv+read:rb
 for cfg in memcpy 99999-off 99999-on 4096-off 4096-on; do
   OFTP_PROTO_BENCH_MIB=$mib OFTP_PROTO_BENCH_ONLY=$cfg \
     valgrind --tool=callgrind --callgrind-out-file="$out/$cfg.out" "$bin" >/dev/null 2>&1
   ann=$(callgrind_annotate --inclusive=yes "$out/$cfg.out" 2>/dev/null)
-  # Inclusive Ir of a function: first column of its line, digits only.
-  ir() { grep -E "throughput::$1[^_a-z]" <<<"$ann" | head -1 | awk '{gsub(",","",$1); print $1}'; }
+  # Inclusive Ir per MiB of a function ("-" when the binary has no such function).
+  per_mib() {
+    local v
+    v=$(grep -E "throughput::$1 \[" <<<"$ann" | head -1 | awk '{gsub(",","",$1); print $1}')
+    if [[ -z $v ]]; then echo -; else echo $((v / mib)); fi
+  }
   if [[ $cfg == memcpy ]]; then
-    m=$(ir memcpy_phase)
-    printf '%-10s %14d\n' "$cfg" $((m / mib))
+    printf '%-10s %12s\n' "$cfg" "$(per_mib memcpy_phase)"
   else
-    s=$(( $(ir send_side) + $(ir send_side_input || echo 0) ))
-    r=$(ir recv_side)
-    printf '%-10s %14d %14d\n' "$cfg" $((s / mib)) $((r / mib))
+    s=$(per_mib send_side); si=$(per_mib send_side_input)
+    [[ $si != - ]] && s=$((s + si))
+    # Benches that also time the read copies run three transfers per configuration.
+    [[ $(per_mib recv_side_direct) != - ]] && s=$((s / 3))
+    printf '%-10s %12s %12s %14s %14s\n' "$cfg" "$s" "$(per_mib recv_side)" \
+      "$(per_mib recv_side_read_copy)" "$(per_mib recv_side_direct)"
   fi
 done

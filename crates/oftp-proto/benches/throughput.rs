@@ -119,35 +119,98 @@ fn send_side_input(s: &mut Sender, back: &[u8], now: Instant) {
     }
 }
 
-/// Everything the receiving runtime does in the protocol core: socket-sized reads into
-/// `handle_input`, take the data events, send what the session queued (CDT).
+/// How the receiving side is fed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// `handle_input` on slices of the sender's frames: the protocol core alone.
+    Slices,
+    /// A read copy into a 64 KiB buffer (what the kernel does for a socket read), then
+    /// `handle_input`: today's runtime.
+    ReadCopy,
+    /// The read copy straight into `read_buffer`, then `commit_read`.
+    Direct,
+}
+
+/// Takes the data events.
+fn drain_receiver(r: &mut Session, received: &mut usize) {
+    while let Some(ev) = r.poll_event() {
+        if let Event::DataReceived { bytes, .. } = ev {
+            *received += bytes.len();
+            black_box(bytes);
+        }
+    }
+}
+
+/// The next piece of the wire, at most `read` octets, as a socket read would return it.
+fn next_read(wire: &mut Wire, read: usize) -> Option<&[u8]> {
+    let len = wire.frames.front()?.len();
+    let start = wire.front_read;
+    let end = (start + read).min(len);
+    wire.front_read = end;
+    Some(&wire.frames.front()?[start..end])
+}
+
+/// Drops the front frame once it has been read entirely.
+fn advance(wire: &mut Wire) {
+    if wire
+        .frames
+        .front()
+        .is_some_and(|f| wire.front_read == f.len())
+    {
+        wire.frames.pop_front();
+        wire.front_read = 0;
+    }
+}
+
+/// The receive side in the protocol core: socket-sized pieces into `handle_input`, the data
+/// events taken.
 #[inline(never)]
-fn recv_side(
+fn recv_side(r: &mut Session, wire: &mut Wire, read: usize, now: Instant, received: &mut usize) {
+    while let Some(piece) = next_read(wire, read) {
+        r.handle_input(piece, now);
+        advance(wire);
+        drain_receiver(r, received);
+    }
+}
+
+/// As [`recv_side`], with the socket read's copy into the runtime's buffer.
+#[inline(never)]
+fn recv_side_read_copy(
+    r: &mut Session,
+    wire: &mut Wire,
+    rbuf: &mut [u8],
+    now: Instant,
+    received: &mut usize,
+) {
+    while let Some(piece) = next_read(wire, rbuf.len()) {
+        let n = piece.len();
+        rbuf[..n].copy_from_slice(piece);
+        advance(wire);
+        r.handle_input(&rbuf[..n], now);
+        drain_receiver(r, received);
+    }
+}
+
+/// The socket read's copy straight into the session's `read_buffer`, then `commit_read`.
+#[inline(never)]
+fn recv_side_direct(
     r: &mut Session,
     wire: &mut Wire,
     read: usize,
     now: Instant,
     received: &mut usize,
-) -> Option<Vec<u8>> {
-    while let Some(front) = wire.frames.front() {
-        let end = (wire.front_read + read).min(front.len());
-        r.handle_input(&front[wire.front_read..end], now);
-        wire.front_read = end;
-        if end == front.len() {
-            wire.frames.pop_front();
-            wire.front_read = 0;
-        }
-        while let Some(ev) = r.poll_event() {
-            if let Event::DataReceived { bytes, .. } = ev {
-                *received += bytes.len();
-                black_box(bytes);
-            }
-        }
-        if r.is_closed() {
+) {
+    loop {
+        let space = r.read_buffer();
+        let Some(piece) = next_read(wire, read.min(space.len())) else {
             break;
-        }
+        };
+        let n = piece.len();
+        space[..n].copy_from_slice(piece);
+        advance(wire);
+        r.commit_read(n, now);
+        drain_receiver(r, received);
     }
-    r.poll_transmit()
 }
 
 fn pump(a: &mut Session, b: &mut Session, now: Instant) {
@@ -215,7 +278,14 @@ struct Figures {
     recv: Duration,
 }
 
-fn transfer(src: &[u8], total: usize, buffer_size: u32, credit: u16, compression: bool) -> Figures {
+fn transfer(
+    src: &[u8],
+    total: usize,
+    buffer_size: u32,
+    credit: u16,
+    compression: bool,
+    input: Input,
+) -> Figures {
     let chunk = env_usize("OFTP_PROTO_BENCH_CHUNK", 64 * 1024);
     let read = env_usize("OFTP_PROTO_BENCH_READ", 64 * 1024);
     let now = Instant::now();
@@ -230,6 +300,7 @@ fn transfer(src: &[u8], total: usize, buffer_size: u32, credit: u16, compression
         front_read: 0,
     };
     let mut received = 0usize;
+    let mut rbuf = vec![0u8; read];
     let mut send = Duration::ZERO;
     let mut recv = Duration::ZERO;
     let mut finished = false;
@@ -247,7 +318,14 @@ fn transfer(src: &[u8], total: usize, buffer_size: u32, credit: u16, compression
         }
         send += t.elapsed();
         let t = Instant::now();
-        let back = recv_side(&mut r, &mut wire, read, now, &mut received);
+        match input {
+            Input::Slices => recv_side(&mut r, &mut wire, read, now, &mut received),
+            Input::ReadCopy => {
+                recv_side_read_copy(&mut r, &mut wire, &mut rbuf, now, &mut received)
+            }
+            Input::Direct => recv_side_direct(&mut r, &mut wire, read, now, &mut received),
+        }
+        let back = r.poll_transmit();
         recv += t.elapsed();
         if let Some(back) = back {
             let t = Instant::now();
@@ -291,18 +369,28 @@ fn main() {
             if !wanted(&name) {
                 continue;
             }
-            let f = transfer(&src, total, buffer, credit, compression);
+            let ratio =
+                |x: f64| memcpy.map_or(String::new(), |m| format!(" ({:.2} x memcpy)", x / m));
+            let f = transfer(&src, total, buffer, credit, compression, Input::Slices);
             let s = mb_per_s(total, f.send);
             let r = mb_per_s(total, f.recv);
             let both = mb_per_s(total, f.send + f.recv);
-            let ratio =
-                |x: f64| memcpy.map_or(String::new(), |m| format!(" ({:.2} x memcpy)", x / m));
             println!(
-                "{buffer:>5}/{credit:<3} compression {:<3}  send {s:>7.0} MB/s{}  receive {r:>7.0} MB/s{}  both {both:>7.0} MB/s{}",
+                "{buffer:>5}/{credit:<3} compression {:<3} send {s:>6.0} MB/s{}  receive {r:>6.0} MB/s{}  both {both:>6.0} MB/s{}",
                 if compression { "on" } else { "off" },
                 ratio(s),
                 ratio(r),
                 ratio(both),
+            );
+            let copy = transfer(&src, total, buffer, credit, compression, Input::ReadCopy);
+            let direct = transfer(&src, total, buffer, credit, compression, Input::Direct);
+            let c = mb_per_s(total, copy.recv);
+            let d = mb_per_s(total, direct.recv);
+            println!(
+                "{:>26} receive incl. the socket read copy: handle_input {c:>6.0} MB/s{}  read_buffer {d:>6.0} MB/s{}",
+                "",
+                ratio(c),
+                ratio(d),
             );
         }
     }

@@ -1528,6 +1528,17 @@ fn writing_while_waiting_for_credit_keeps_the_deadline() {
 
 // ---------- transmit and input variants (zero-copy paths) ----------
 
+/// How the receiver's runtime hands over what it read.
+#[derive(Clone, Copy, Debug)]
+enum Input {
+    /// `handle_input` with its own buffer.
+    Slices,
+    /// `read_buffer` + `commit_read`.
+    Direct,
+    /// Both, alternately.
+    Mixed,
+}
+
 /// How the sender's runtime takes its frames.
 #[derive(Clone, Copy, Debug)]
 enum Drain {
@@ -1540,7 +1551,13 @@ enum Drain {
 /// and the receiver reading in pieces of the sizes in `reads` (cycled), then
 /// returns what R received. Every frame handed out alone must be exactly one
 /// well-formed frame.
-fn transfer_with(data: &[u8], ic: Capabilities, drain: Drain, reads: &[usize]) -> Vec<u8> {
+fn transfer_with(
+    data: &[u8],
+    ic: Capabilities,
+    drain: Drain,
+    input: Input,
+    reads: &[usize],
+) -> Vec<u8> {
     let mut p = Pair::new(ic.clone(), ic, false);
     p.i.send_file(sfid("ZEROCOPY", FileFormat::Unstructured, 0))
         .unwrap();
@@ -1592,8 +1609,22 @@ fn transfer_with(data: &[u8], ic: Capabilities, drain: Drain, reads: &[usize]) -
         while at < wire.len() {
             let n = reads[read_k % reads.len()].min(wire.len() - at);
             read_k += 1;
-            p.r.handle_input(&wire[at..at + n], p.now);
-            at += n;
+            let direct = match input {
+                Input::Slices => false,
+                Input::Direct => true,
+                Input::Mixed => read_k % 2 == 0,
+            };
+            if direct {
+                let space = p.r.read_buffer();
+                assert!(!space.is_empty());
+                let n = n.min(space.len());
+                space[..n].copy_from_slice(&wire[at..at + n]);
+                p.r.commit_read(n, p.now);
+                at += n;
+            } else {
+                p.r.handle_input(&wire[at..at + n], p.now);
+                at += n;
+            }
         }
         wire.clear();
         while let Some(e) = p.r.poll_event() {
@@ -1623,13 +1654,23 @@ fn transmit_variants_and_cut_input_deliver_the_same_bytes() {
                 compression,
                 ..caps(ProtocolLevel::V2_0)
             };
-            for drain in [Drain::Whole, Drain::Into, Drain::Frames] {
+            for (drain, input) in [
+                (Drain::Whole, Input::Slices),
+                (Drain::Into, Input::Direct),
+                (Drain::Frames, Input::Mixed),
+                (Drain::Whole, Input::Direct),
+            ] {
                 // Reads that cut headers and bodies everywhere, and large ones.
-                for reads in [&[1usize, 2, 3, 5][..], &[4, 4099, 65_536], &[1_000_000]] {
-                    let got = transfer_with(&data, ic.clone(), drain, reads);
+                for reads in [
+                    &[1usize, 2, 3, 5][..],
+                    &[4, 4099, 65_536],
+                    &[100_003, 7, 99_000],
+                    &[1_000_000],
+                ] {
+                    let got = transfer_with(&data, ic.clone(), drain, input, reads);
                     assert!(
                         got == data,
-                        "{buffer_size}/{credit} compression {compression} {drain:?} reads {reads:?}"
+                        "{buffer_size}/{credit} compression {compression} {drain:?} {input:?} reads {reads:?}"
                     );
                 }
             }
@@ -1667,4 +1708,25 @@ fn malformed_header_split_across_inputs_is_detected() {
         Command::Esid(e) => assert_eq!(e.reason, EsidReason::BUFFER_SIZE_ERROR),
         other => panic!("expected ESID, got {other:?}"),
     }
+}
+
+#[test]
+fn commit_read_reports_a_malformed_header_and_frees_the_buffer() {
+    let now = Instant::now();
+    let mut r = Session::responder(ResponderConfig::default(), now);
+    r.poll_transmit();
+    let space = r.read_buffer();
+    assert!(space.len() >= sth::MAX_FRAME_LEN);
+    space[..5].copy_from_slice(&[0x20, 0, 0, 5, b'X']);
+    r.commit_read(5, now);
+    assert!(r.is_closed());
+    let esid = r.poll_transmit().unwrap();
+    let (range, _) = sth::decode_frame(&esid).unwrap().unwrap();
+    match Command::decode(&esid[range], ProtocolLevel::V2_0).unwrap() {
+        Command::Esid(e) => assert_eq!(e.reason, EsidReason::COMMAND_NOT_RECOGNISED),
+        other => panic!("expected ESID, got {other:?}"),
+    }
+    // Input after the end is ignored.
+    r.commit_read(usize::MAX, now);
+    assert!(r.poll_transmit().is_none());
 }
