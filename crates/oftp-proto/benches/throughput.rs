@@ -28,6 +28,9 @@ use oftp_proto::session::{
 };
 
 const MIB: usize = 1024 * 1024;
+/// What the in-memory wire holds before the sender must wait for the receiver (a loopback
+/// socket's buffers are of this order).
+const SOCKET_BUFFER: usize = 256 * 1024;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -91,7 +94,9 @@ struct Sender {
 /// credit lasts, take the framed bytes.
 #[inline(never)]
 fn send_side(s: &mut Sender, src: &[u8], total: usize, chunk: usize, wire: &mut Wire) {
-    while s.written < total && s.session.can_accept_data() {
+    // Like a socket, the wire takes a bounded amount before the receiver must read.
+    let mut queued: usize = wire.frames.iter().map(Vec::len).sum();
+    while s.written < total && s.session.can_accept_data() && queued < SOCKET_BUFFER {
         let n = chunk.min(total - s.written);
         if s.off + n > src.len() {
             s.off = 0;
@@ -102,6 +107,7 @@ fn send_side(s: &mut Sender, src: &[u8], total: usize, chunk: usize, wire: &mut 
         s.off += n;
         s.written += n;
         if let Some(bytes) = s.session.poll_transmit() {
+            queued += bytes.len();
             wire.frames.push_back(bytes);
         }
     }
@@ -304,8 +310,8 @@ fn transfer(
     let mut send = Duration::ZERO;
     let mut recv = Duration::ZERO;
     let mut finished = false;
-    // Bounded: every round moves at least one window, or finishes the file.
-    let max_rounds = total / 64 + 1000;
+    // Bounded: every round moves at least one buffer (1 KiB or more), or finishes the file.
+    let max_rounds = total / 1024 + 1000;
     for _ in 0..max_rounds {
         let t = Instant::now();
         send_side(&mut s, src, total, chunk, &mut wire);
