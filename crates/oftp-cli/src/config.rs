@@ -208,6 +208,8 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
             outbox: None,
             allowed_levels: vec![],
             address: None,
+            security: Default::default(),
+            tls: Default::default(),
         }],
     };
     let client = FileConfig {
@@ -227,6 +229,8 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
             outbox: None,
             allowed_levels: vec![],
             address: Some(connect_host.to_string()),
+            security: Default::default(),
+            tls: Default::default(),
         }],
     };
     let dir = path

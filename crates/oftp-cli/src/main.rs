@@ -391,6 +391,8 @@ fn send_setup(a: &SendArgs) -> Result<SendSetup> {
             outbox: None,
             allowed_levels: vec![],
             address: None,
+            security: Default::default(),
+            tls: Default::default(),
         };
         let receive_dir = data_dir.join("inbox").join(
             oftp::store::sanitize_file_name(&partner_ssid).unwrap_or_else(|_| "partner".into()),
@@ -506,6 +508,9 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
                 },
                 reason.0
             ),
+            FileOutcome::EndResponseRejected { text } => {
+                format!("not confirmed  {name}: end response not accepted: {text}")
+            }
             FileOutcome::NotSent { reason } => format!("not sent       {name}: {reason}"),
         };
         let _ = writeln!(out, "{line}");

@@ -186,6 +186,8 @@ fn client(dir: &Path, limits: SessionLimits) -> Client {
         outbox: None,
         allowed_levels: vec![],
         address: None,
+        security: Default::default(),
+        tls: Default::default(),
     };
     let mut cfg = ClientConfig::new(local, partner, dir.join("received"));
     cfg.limits = limits;

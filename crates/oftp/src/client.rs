@@ -155,6 +155,7 @@ impl Client {
             idle_timeout: None,
             checkpoint_interval: config.checkpoint_interval.max(1),
             active: Default::default(),
+            security: Default::default(),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -201,6 +202,24 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             handler: self.handler,
             connector: self.connector,
             services: Arc::new(services),
+        }
+    }
+
+    /// Uses OFTP 2.0 security (see `Server::security`): file services by the partner's
+    /// policy, secure authentication, signed receipts and certificate exchange.
+    pub fn security(
+        self,
+        security: Arc<crate::security::SecurityContext>,
+    ) -> Client<H, C, Arc<crate::security::SecurityContext>> {
+        // Only this builder holds `shared` before the first run, so the cell is still empty.
+        let _ = self.shared.security.set(security.clone());
+        Client {
+            shared: self.shared,
+            partner: self.partner,
+            receive_dir: self.receive_dir,
+            handler: self.handler,
+            connector: self.connector,
+            services: Arc::new(security),
         }
     }
 

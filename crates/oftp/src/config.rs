@@ -118,6 +118,13 @@ pub struct Partner {
     /// Host and port to call the partner at (client side), e.g. `oftp.example.com:3305`.
     #[serde(default)]
     pub address: Option<String>,
+    /// OFTP 2.0 security: the partner's certificates and policy (used when the server or
+    /// client runs with a [`SecurityContext`](crate::security::SecurityContext)).
+    #[serde(default)]
+    pub security: crate::security::PartnerSecurityConfig,
+    /// How to call the partner over TLS (client side).
+    #[serde(default)]
+    pub tls: crate::tls::PartnerTls,
 }
 
 impl Partner {
@@ -504,6 +511,8 @@ mod tests {
             outbox: None,
             allowed_levels: vec![],
             address: None,
+            security: Default::default(),
+            tls: Default::default(),
         }
     }
 

@@ -44,6 +44,7 @@ use crate::journal::{
 };
 use crate::listener::{ConnectionInfo, ShutdownSignal};
 use crate::policy::{self, FileRequest, PeerOffer};
+use crate::security::{CertificateExchange, SecurityContext};
 use crate::source::{Chunk, FileSource, count_records};
 use crate::stamp::FileStamp;
 use crate::store::{BackgroundWriter, NameFormat, PartialFile, StorePolicy};
@@ -71,6 +72,9 @@ pub(crate) struct Shared {
     /// Files being received right now, so a restart of the same file in a second session
     /// waits until the first has let go of it.
     pub(crate) active: Arc<std::sync::Mutex<std::collections::HashSet<FileKey>>>,
+    /// OFTP 2.0 security (secure authentication, signed receipts, certificate exchange); set
+    /// once by `Server::security` / `Client::security` before the first connection.
+    pub(crate) security: std::sync::OnceLock<Arc<SecurityContext>>,
 }
 
 /// Marks a file as being received; released on drop.
@@ -137,6 +141,12 @@ pub enum FileOutcome {
         /// EFNA reason.
         reason: EfnaReason,
         /// EFNA text.
+        text: String,
+    },
+    /// An EERP/NERP arrived but was not accepted (missing or invalid signature, wrong file
+    /// hash); the file still awaits a valid end response.
+    EndResponseRejected {
+        /// Why.
         text: String,
     },
     /// Not sent (local error, session ended first, ...).
@@ -252,6 +262,8 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     ended: Option<Disconnected>,
     initiator: Option<InitiatorSetup>,
     rbuf: Vec<u8>,
+    /// Sessions must use OFTP 2.0 (set for TLS transports).
+    v2_only: bool,
 }
 
 fn to_wire_time(s: FileStamp) -> VirtualFileTime {
@@ -385,6 +397,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         cfg.expected_peer_code = Some(setup.partner.ssid.clone());
         cfg.expected_peer_password = Some(WirePassword::new(setup.partner.password.expose()));
         cfg.inactivity_timeout = shared.inactivity_timeout;
+        if let Some(sec) = shared.security.get() {
+            // `required` asks for it and never accepts a session without it (the peer's SSID
+            // must agree, else ESID 12).
+            cfg.capabilities.secure_auth = sec
+                .secure_auth_decision(&setup.partner.ssid, None)
+                .map_err(oftp_proto::session::UsageError::Config)?;
+        }
         let session = Session::initiator(cfg, Instant::now())?;
         Ok(Self::new(
             io,
@@ -454,6 +473,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             ended: None,
             initiator,
             rbuf: vec![0u8; READ_BUF],
+            v2_only: false,
         }
     }
 
@@ -732,13 +752,14 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     });
                 }
             }
-            Event::AuthChallengeReceived { .. } | Event::AuthChallengeRequested => {
-                // Secure authentication arrives with the security issue; we never offer it, so
-                // the negotiation refuses a peer that requires it (ESID 12) before this point.
-                let _ = self.session.end_session(
-                    EsidReason::SECURE_AUTH_INCOMPATIBLE,
-                    "secure authentication is not supported",
-                );
+            Event::AuthChallengeReceived { challenge } => self.on_auth_challenge(challenge).await,
+            Event::AuthChallengeRequested => self.on_auth_challenge_requested().await,
+            Event::Authenticated => {
+                self.log(
+                    LogLevel::Info,
+                    "secure authentication completed in both directions".into(),
+                )
+                .await;
             }
             _ => {}
         }
@@ -789,18 +810,39 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let decision = self.handler.accept_session(&req).await;
         match decision {
             SessionDecision::Accept(a) => {
+                // Transport and secure-authentication rules hold whatever the handler said:
+                // a partner that must authenticate is never let in without it.
+                let secure_auth = match self.responder_security(&peer) {
+                    Ok(b) => b,
+                    Err((reason, text)) => {
+                        self.log(
+                            LogLevel::Info,
+                            format!(
+                                "refusing session from {} ({}): {text} (ESID {:02})",
+                                peer.code.trim_end(),
+                                self.conn.peer,
+                                reason.0
+                            ),
+                        )
+                        .await;
+                        let _ = self.session.reject_session(reason, &text);
+                        return;
+                    }
+                };
+                let mut caps = capabilities(
+                    a.level,
+                    a.buffer_size,
+                    a.credit,
+                    a.compression,
+                    a.restart,
+                    a.mode,
+                );
+                caps.secure_auth = secure_auth;
                 let params = ResponderParams {
                     ssid_code: a.local_ssid.clone(),
                     password: WirePassword::new(a.local_password.expose()),
                     user_data: String::new(),
-                    capabilities: capabilities(
-                        a.level,
-                        a.buffer_size,
-                        a.credit,
-                        a.compression,
-                        a.restart,
-                        a.mode,
-                    ),
+                    capabilities: caps,
                 };
                 match self.session.accept_session(params) {
                     Ok(()) => self.accepted(a, peer.code.trim_end().to_owned()),
@@ -824,6 +866,94 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 )
                 .await;
                 let _ = self.session.reject_session(reason, &text);
+            }
+        }
+    }
+
+    /// Responder: whether to use secure authentication with this peer, or the ESID to refuse
+    /// it with (1.x over TLS: 10; secure-authentication policy: 12).
+    fn responder_security(
+        &self,
+        peer: &oftp_proto::codec::Ssid,
+    ) -> Result<bool, (EsidReason, String)> {
+        if self.v2_only && !peer.level.is_v2() {
+            return Err((
+                EsidReason::MODE_INCOMPATIBLE,
+                "sessions over TLS need ODETTE-FTP 2.0 (SSID level 5)".into(),
+            ));
+        }
+        match self.shared.security.get() {
+            // Without security settings we never authenticate; the session refuses a peer
+            // that asks for it (ESID 12).
+            None => Ok(false),
+            Some(sec) => sec
+                .secure_auth_decision(&peer.code, Some(peer.secure_auth))
+                .map_err(|t| (EsidReason::SECURE_AUTH_INCOMPATIBLE, t)),
+        }
+    }
+
+    /// Sessions on this connection must use OFTP 2.0 (TLS).
+    pub(crate) fn require_v2(mut self, v2_only: bool) -> Self {
+        self.v2_only = v2_only;
+        self
+    }
+
+    /// Secure authentication: our turn to answer the peer's challenge.
+    async fn on_auth_challenge(&mut self, challenge: Vec<u8>) {
+        let answer = match self.shared.security.get() {
+            Some(sec) => {
+                let sec = sec.clone();
+                tokio::task::spawn_blocking(move || sec.answer_challenge(&challenge))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("challenge task failed: {e}")))
+            }
+            None => Err("no authentication key is configured".into()),
+        };
+        match answer {
+            Ok(a) => {
+                if let Err(e) = self.session.answer_challenge(a) {
+                    self.error(format!("cannot answer the challenge: {e}"))
+                        .await;
+                }
+            }
+            Err(text) => {
+                self.error(format!("secure authentication failed: {text}"))
+                    .await;
+                let _ = self
+                    .session
+                    .end_session(EsidReason::INVALID_CHALLENGE_RESPONSE, &text);
+            }
+        }
+    }
+
+    /// Secure authentication: our turn to challenge the peer.
+    async fn on_auth_challenge_requested(&mut self) {
+        let ssid = match (&self.initiator, &self.info) {
+            (Some(setup), _) => setup.partner.ssid.clone(),
+            (None, Some(info)) => info.peer_ssid.clone(),
+            (None, None) => String::new(),
+        };
+        let challenge = match self.shared.security.get() {
+            Some(sec) => {
+                let sec = sec.clone();
+                tokio::task::spawn_blocking(move || sec.create_challenge(&ssid))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("challenge task failed: {e}")))
+            }
+            None => Err("no security settings".into()),
+        };
+        match challenge {
+            Ok((envelope, expected)) => {
+                if let Err(e) = self.session.send_challenge(envelope, expected) {
+                    self.error(format!("cannot send the challenge: {e}")).await;
+                }
+            }
+            Err(text) => {
+                self.error(format!("secure authentication failed: {text}"))
+                    .await;
+                let _ = self
+                    .session
+                    .end_session(EsidReason::SECURE_AUTH_INCOMPATIBLE, &text);
             }
         }
     }
@@ -909,6 +1039,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                         originator: local_sfid.clone(),
                         user_data: e.user_data,
                         negative: None,
+                        file_hash: Vec::new(),
+                        signature: Vec::new(),
+                        signature_verified: false,
                     }));
                 }
             }
@@ -968,6 +1101,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     originator: params.local_sfid.clone(),
                     user_data: e.user_data.clone(),
                     negative: None,
+                    file_hash: Vec::new(),
+                    signature: Vec::new(),
+                    signature_verified: false,
                 }));
                 Some(e)
             }
@@ -1151,6 +1287,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             originator: offer.originator.clone(),
             destination: offer.destination.clone(),
             restart_position: base.position,
+            file_hash: Vec::new(),
         };
         self.log(
             LogLevel::Info,
@@ -1362,7 +1499,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 return;
             }
         };
-        if sfid.has_file_services() {
+        let mut file_hash: Option<Vec<u8>> = None;
+        if sfid.has_file_services() || sfid.signed_eerp {
             // The file-services stage needs the complete data on disk before the rename.
             if let Err(e) = partial.checkpoint().await {
                 let text = format!("cannot sync received data: {e}");
@@ -1379,10 +1517,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
             let (services, sfid, path) =
                 (self.services.clone(), sfid.clone(), partial_path.clone());
-            let verdict =
-                tokio::task::spawn_blocking(move || services.finish_incoming(&sfid, &path)).await;
+            let verdict = tokio::task::spawn_blocking(move || {
+                services.finish_incoming_with_hash(&sfid, &path)
+            })
+            .await;
             let failure = match verdict {
-                Ok(Ok(())) => None,
+                Ok(Ok(hash)) => {
+                    file_hash = hash;
+                    None
+                }
                 Ok(Err(f)) => Some((f.reason, f.text)),
                 Err(e) => Some((
                     EfnaReason::UNSPECIFIED,
@@ -1428,6 +1571,20 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 return;
             }
         };
+        if let Some(hash) = &file_hash {
+            // Kept for the signed EERP, which may go out in a later session.
+            let (k, suite, h) = (key.clone(), sfid.cipher_suite.0, hash.clone());
+            if let Err(e) = self
+                .shared
+                .journal
+                .call(move |j| j.record_file_hash(JournalDirection::Received, &k, suite, &h))
+                .await
+            {
+                self.error(format!("journal: {e}")).await;
+            }
+        }
+        let mut transfer = transfer;
+        transfer.file_hash = file_hash.clone().unwrap_or_default();
         let p = placed.clone();
         if let Err(e) = self
             .shared
@@ -1452,6 +1609,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             ),
         )
         .await;
+        self.certificate_exchange(&sfid, &placed, info.as_ref())
+            .await;
         self.received.push(placed);
         let result = TransferResult::Completed {
             records: total_records,
@@ -1484,7 +1643,73 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 originator: local_sfid,
                 user_data,
                 negative: None,
+                file_hash: Vec::new(),
+                signature: Vec::new(),
+                signature_verified: false,
             }));
+        }
+    }
+
+    /// A received certificate-exchange file (ODETTE_CERTIFICATE_*) for us: stored, validated,
+    /// applied by policy, reported to the handler (seed `CertificateReceived`).
+    async fn certificate_exchange(
+        &mut self,
+        sfid: &Sfid,
+        placed: &std::path::Path,
+        info: Option<&SessionInfo>,
+    ) {
+        let Some(kind) = CertificateExchange::from_virtual_file_name(&sfid.dsn) else {
+            return;
+        };
+        let Some(sec) = self.shared.security.get().cloned() else {
+            return;
+        };
+        if !sec.is_local(&sfid.destination) {
+            return;
+        }
+        let signed = matches!(
+            sfid.security,
+            oftp_proto::codec::SecurityLevel::SIGNED
+                | oftp_proto::codec::SecurityLevel::ENCRYPTED_AND_SIGNED
+        );
+        let (orig, file, dir) = (
+            sfid.originator.clone(),
+            placed.to_owned(),
+            self.shared.data_dir.join("certificates"),
+        );
+        let got = tokio::task::spawn_blocking(move || {
+            sec.receive_certificate(&orig, kind, &file, &dir, signed)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("certificate task failed: {e}")));
+        match got {
+            Ok(cert) => {
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "certificate {} from {} stored in {}{}",
+                        cert.certificate.subject(),
+                        sfid.originator.trim_end(),
+                        cert.stored.display(),
+                        if cert.replaced {
+                            " and now used for this partner"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+                .await;
+                if let Some(info) = info {
+                    self.handler.certificate_received(info, &cert).await;
+                }
+            }
+            Err(e) => {
+                self.error(format!(
+                    "certificate exchange file from {}: {e}",
+                    sfid.originator.trim_end()
+                ))
+                .await
+            }
         }
     }
 
@@ -1575,7 +1800,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     async fn on_end_response(&mut self, r: WireEndResponse) {
-        let resp = match r {
+        let (date, time) = match &r {
+            WireEndResponse::Positive(e) => (e.date_time.date_string(), e.date_time.time_string()),
+            WireEndResponse::Negative(n) => (n.date_time.date_string(), n.date_time.time_string()),
+        };
+        let mut resp = match r {
             WireEndResponse::Positive(e) => EndResponse {
                 virtual_file_name: e.dsn.trim_end().to_owned(),
                 stamp: from_wire_time(e.date_time),
@@ -1583,6 +1812,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 originator: e.originator.trim_end().to_owned(),
                 user_data: e.user_data.trim_end().to_owned(),
                 negative: None,
+                file_hash: e.hash,
+                signature: e.signature,
+                signature_verified: false,
             },
             WireEndResponse::Negative(n) => EndResponse {
                 virtual_file_name: n.dsn.trim_end().to_owned(),
@@ -1595,10 +1827,34 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     creator: n.creator.trim_end().to_owned(),
                     text: n.text,
                 }),
+                file_hash: n.hash,
+                signature: n.signature,
+                signature_verified: false,
             },
         };
         // The response names the file by its originator (us, the EERP's destination).
         let key = FileKey::new(&resp.destination, &resp.virtual_file_name, resp.stamp);
+        match self.check_receipt(&key, &date, &time, &resp).await {
+            Ok(verified) => resp.signature_verified = verified,
+            Err(text) => {
+                // Not proof of delivery: keep the file awaiting a valid response.
+                self.error(format!(
+                    "end response for {} from {} not accepted: {text}",
+                    resp.virtual_file_name, resp.originator
+                ))
+                .await;
+                for (f, o) in &mut self.outcomes {
+                    if *o == FileOutcome::AwaitingEndResponse
+                        && f.virtual_file_name.trim_end() == key.dsn
+                        && f.stamp == Some(key.stamp)
+                    {
+                        *o = FileOutcome::EndResponseRejected { text: text.clone() };
+                        break;
+                    }
+                }
+                return;
+            }
+        }
         let entry = EndResponseEntry {
             direction: JournalDirection::Received,
             key: key.clone(),
@@ -1848,7 +2104,113 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
     }
 
-    async fn send_end_response(&mut self, r: EndResponse) {
+    /// Checks a received EERP/NERP signature: against the partner's receipt certificate and
+    /// the hash we recorded when sending the file. `Ok(true)`: signed and valid; `Ok(false)`:
+    /// unsigned and nothing requires a signature; `Err`: not acceptable.
+    async fn check_receipt(
+        &self,
+        key: &FileKey,
+        date: &str,
+        time: &str,
+        resp: &EndResponse,
+    ) -> Result<bool, String> {
+        let k = key.clone();
+        let recorded = self
+            .shared
+            .journal
+            .call(move |j| j.file_hash(JournalDirection::Sent, &k))
+            .await
+            .map_err(|e| format!("journal: {e}"))?;
+        let Some(sec) = self.shared.security.get() else {
+            return match recorded {
+                Some(_) => {
+                    Err("a signed response was asked for but no security is configured".into())
+                }
+                None => Ok(false),
+            };
+        };
+        let required = recorded.is_some() || sec.requires_signed_receipts(&resp.originator);
+        if resp.signature.is_empty() {
+            return if required {
+                Err("the response is not signed".into())
+            } else {
+                Ok(false)
+            };
+        }
+        let file_hash = match &recorded {
+            Some((_, h)) => {
+                if !resp.file_hash.is_empty() && resp.file_hash != *h {
+                    return Err(
+                        "the response's file hash is not the hash of the file we sent".into(),
+                    );
+                }
+                h.clone()
+            }
+            None => resp.file_hash.clone(),
+        };
+        let fields = oftp_security::receipt::ReceiptFields {
+            dsn: resp.virtual_file_name.clone(),
+            date: date.to_owned(),
+            time: time.to_owned(),
+            destination: resp.destination.clone(),
+            originator: resp.originator.clone(),
+            nerp_creator: resp.negative.as_ref().map(|n| n.creator.clone()),
+            file_hash,
+        };
+        sec.verify_receipt(&resp.originator, &resp.signature, &fields)
+            .map(|()| true)
+    }
+
+    /// Fills EERPHSH/EERPSIG (or NERP's) when the file asked for a signed response: the hash
+    /// recorded when it was received (unless the application gave one) and our signature
+    /// (unless the application gave one, e.g. a routed response).
+    async fn sign_end_response(&self, r: &mut EndResponse) -> Result<(), String> {
+        if !r.signature.is_empty() {
+            return Ok(());
+        }
+        let key = FileKey::new(&r.destination, &r.virtual_file_name, r.stamp);
+        let recorded = self
+            .shared
+            .journal
+            .call(move |j| j.file_hash(JournalDirection::Received, &key))
+            .await
+            .map_err(|e| format!("journal: {e}"))?;
+        let Some((suite, hash)) = recorded else {
+            return Ok(());
+        };
+        let Some(sec) = self.shared.security.get() else {
+            return Err("a signed response was asked for but no security is configured".into());
+        };
+        if r.file_hash.is_empty() {
+            r.file_hash = hash;
+        }
+        let time = to_wire_time(r.stamp);
+        let fields = oftp_security::receipt::ReceiptFields {
+            dsn: r.virtual_file_name.clone(),
+            date: time.date_string(),
+            time: time.time_string(),
+            destination: r.destination.clone(),
+            originator: r.originator.clone(),
+            nerp_creator: r.negative.as_ref().map(|n| n.creator.clone()),
+            file_hash: r.file_hash.clone(),
+        };
+        let (sec, f) = (sec.clone(), fields);
+        r.signature = tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite))
+            .await
+            .unwrap_or_else(|e| Err(format!("signing task failed: {e}")))?;
+        Ok(())
+    }
+
+    async fn send_end_response(&mut self, mut r: EndResponse) {
+        if let Err(e) = self.sign_end_response(&mut r).await {
+            // Unsigned would break the partner's SFIDSIGN request; leave it pending.
+            self.error(format!(
+                "cannot sign the end response for {}: {e}",
+                r.virtual_file_name
+            ))
+            .await;
+            return;
+        }
         let time = to_wire_time(r.stamp);
         let wire = match &r.negative {
             None => WireEndResponse::Positive(Eerp {
@@ -1857,8 +2219,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 user_data: r.user_data.clone(),
                 destination: r.destination.clone(),
                 originator: r.originator.clone(),
-                hash: Vec::new(),
-                signature: Vec::new(),
+                hash: r.file_hash.clone(),
+                signature: r.signature.clone(),
             }),
             Some(n) => WireEndResponse::Negative(Nerp {
                 dsn: r.virtual_file_name.clone(),
@@ -1868,8 +2230,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 creator: n.creator.clone(),
                 reason: n.reason,
                 text: n.text.clone(),
-                hash: Vec::new(),
-                signature: Vec::new(),
+                hash: r.file_hash.clone(),
+                signature: r.signature.clone(),
             }),
         };
         match self.session.send_end_response(wire) {
@@ -1987,7 +2349,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         } else {
             0
         };
-        let mut sfid = Sfid {
+        let mut file_hash: Option<Vec<u8>> = None;
+        let sfid = Sfid {
             dsn: file.virtual_file_name.clone(),
             date_time: to_wire_time(stamp),
             user_data: file.user_data.clone(),
@@ -2005,7 +2368,28 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             signed_eerp: false,
             description: file.description.clone(),
         };
-        let transmit = match self.services.prepare_outgoing(&mut sfid, &file.path) {
+        // Signing, compressing and encrypting read the whole file: off the async threads.
+        let (services, source) = (self.services.clone(), file.path.clone());
+        let prepared = tokio::task::spawn_blocking(move || {
+            let mut sfid = sfid;
+            let r = services.prepare_outgoing_with_hash(&mut sfid, &source);
+            (sfid, r)
+        })
+        .await;
+        let (mut sfid, prepared) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                let r = format!("cannot prepare {}: {e}", file.path.display());
+                self.error(r.clone()).await;
+                self.record_outcome(file, job, fail(r));
+                return;
+            }
+        };
+        let prepared = prepared.map(|(copy, hash)| {
+            file_hash = hash;
+            copy
+        });
+        let transmit = match prepared {
             Ok(Some(copy)) => {
                 // A processed copy differs at every attempt (fresh keys): restart from 0.
                 sfid.restart_position = 0;
@@ -2019,6 +2403,19 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 return;
             }
         };
+        if let Some(hash) = &file_hash {
+            // What the partner's signed EERP must contain; it may come in a later session.
+            let k = FileKey::new(&originator, &file.virtual_file_name, stamp);
+            let (suite, h) = (sfid.cipher_suite.0, hash.clone());
+            if let Err(e) = self
+                .shared
+                .journal
+                .call(move |j| j.record_file_hash(JournalDirection::Sent, &k, suite, &h))
+                .await
+            {
+                self.error(format!("journal: {e}")).await;
+            }
+        }
         if let Err(e) = self.session.send_file(sfid) {
             let r = format!("cannot offer {}: {e}", file.virtual_file_name);
             self.error(r.clone()).await;
@@ -2033,6 +2430,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             originator,
             destination,
             restart_position: 0,
+            file_hash: file_hash.unwrap_or_default(),
         };
         self.outgoing = Some(Outgoing {
             job,

@@ -77,6 +77,16 @@ impl OutgoingFile {
         self
     }
 
+    /// A certificate-exchange file (seed `ExchangeCertificate`): the certificate file (PEM or
+    /// DER) under the reserved name ODETTE_CERTIFICATE_REQUEST, _REPLACE or _DELIVER. It gets
+    /// the partner's usual file services (a replace is only accepted signed).
+    pub fn certificate_exchange(
+        kind: crate::security::CertificateExchange,
+        certificate: impl Into<PathBuf>,
+    ) -> Self {
+        Self::new(certificate).virtual_name(kind.virtual_file_name())
+    }
+
     /// Sets the destination SFID.
     pub fn destination(mut self, sfid: impl Into<String>) -> Self {
         self.destination = Some(sfid.into());

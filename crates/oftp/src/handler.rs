@@ -302,6 +302,9 @@ pub struct TransferInfo {
     pub destination: String,
     /// Restart position agreed (0 = from the start).
     pub restart_position: u64,
+    /// Hash of the transmitted file (seed `FileHash`), when a signed EERP was asked for
+    /// (SFIDSIGN = Y); empty otherwise. Set in `end_transfer`.
+    pub file_hash: Vec<u8>,
 }
 
 /// How a transfer ended.
@@ -348,6 +351,15 @@ pub struct EndResponse {
     pub user_data: String,
     /// `None` for an EERP; NERP reason, creator SFID and text otherwise.
     pub negative: Option<NegativeResponse>,
+    /// EERPHSH/NERPHSH (seed `FileHash`): received, or to send. When sending, leave it empty
+    /// to let the runtime use the hash it recorded for the file.
+    pub file_hash: Vec<u8>,
+    /// EERPSIG/NERPSIG (seed `Signature`): received, or to send as is (a routed response).
+    /// When sending, leave it empty to let the runtime sign when the file asked for it.
+    pub signature: Vec<u8>,
+    /// Received: the signature was checked against the partner's receipt certificate and the
+    /// hash of the file we sent.
+    pub signature_verified: bool,
 }
 
 /// The NERP part of an [`EndResponse`].
@@ -509,6 +521,18 @@ pub trait Handler: Send + Sync + 'static {
         response: &EndResponse,
     ) -> impl Future<Output = ()> + Send {
         let _ = (session, response);
+        async {}
+    }
+
+    /// A certificate arrived in an ODETTE_CERTIFICATE_REQUEST/REPLACE/DELIVER file (seed
+    /// `CertificateReceived`); it is stored already. Answer a request by sending an
+    /// `OutgoingFile::certificate_exchange(Deliver, ...)` on the session handle.
+    fn certificate_received(
+        &self,
+        session: &SessionInfo,
+        certificate: &crate::security::ReceivedCertificate,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (session, certificate);
         async {}
     }
 

@@ -250,6 +250,15 @@ CREATE TABLE IF NOT EXISTS sent (
 );
 CREATE INDEX IF NOT EXISTS sent_by_file ON sent (partner, path, size, mtime_ns);
 CREATE INDEX IF NOT EXISTS sent_by_key ON sent (originator, dsn, stamp);
+CREATE TABLE IF NOT EXISTS file_hashes (
+    direction TEXT NOT NULL,
+    originator TEXT NOT NULL,
+    dsn TEXT NOT NULL,
+    stamp TEXT NOT NULL,
+    suite INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (direction, originator, dsn, stamp)
+);
 CREATE TABLE IF NOT EXISTS end_responses (
     id INTEGER PRIMARY KEY,
     direction TEXT NOT NULL,
@@ -659,6 +668,63 @@ impl Journal {
 
     // ---- end responses -------------------------------------------------------------------
 
+    /// Records the hash of a transmitted file whose end response is signed (SFIDSIGN = Y): for
+    /// a received file, what our EERP/NERP signs; for a sent file, what the partner's signed
+    /// response must contain. `suite` is the SFIDCIPH whose hash algorithm was used.
+    pub fn record_file_hash(
+        &self,
+        direction: Direction,
+        key: &FileKey,
+        suite: u8,
+        hash: &[u8],
+    ) -> Result<(), JournalError> {
+        let dir = match direction {
+            Direction::Received => "received",
+            Direction::Sent => "sent",
+        };
+        self.lock()
+            .execute(
+                "INSERT INTO file_hashes (direction, originator, dsn, stamp, suite, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (direction, originator, dsn, stamp)
+                 DO UPDATE SET suite = excluded.suite, hash = excluded.hash",
+                params![
+                    dir,
+                    key.originator,
+                    key.dsn,
+                    key.stamp.to_string(),
+                    i64::from(suite),
+                    hash
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The recorded hash of a file (see [`record_file_hash`](Self::record_file_hash)): suite
+    /// and hash.
+    pub fn file_hash(
+        &self,
+        direction: Direction,
+        key: &FileKey,
+    ) -> Result<Option<(u8, Vec<u8>)>, JournalError> {
+        let dir = match direction {
+            Direction::Received => "received",
+            Direction::Sent => "sent",
+        };
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                "SELECT suite, hash FROM file_hashes
+                 WHERE direction = ?1 AND originator = ?2 AND dsn = ?3 AND stamp = ?4",
+                params![dir, key.originator, key.dsn, key.stamp.to_string()],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|(suite, hash)| (u8::try_from(suite).unwrap_or(0), hash)))
+    }
+
     /// Records an EERP/NERP in one transaction: a received one also settles the matching send,
     /// a sent one marks the received file's end response as sent.
     pub fn record_end_response(&self, e: &EndResponseEntry) -> Result<(), JournalError> {
@@ -880,6 +946,21 @@ mod tests {
         .unwrap();
         assert!(j.pending_end_responses("ORIG").unwrap().is_empty());
         assert!(j.received(&r).unwrap().unwrap().end_response_sent);
+    }
+
+    #[test]
+    fn file_hashes_by_direction() {
+        let j = Journal::in_memory().unwrap();
+        let k = key("F", 1);
+        assert_eq!(j.file_hash(Direction::Sent, &k).unwrap(), None);
+        j.record_file_hash(Direction::Sent, &k, 4, &[1, 2, 3])
+            .unwrap();
+        j.record_file_hash(Direction::Sent, &k, 6, &[9]).unwrap();
+        assert_eq!(
+            j.file_hash(Direction::Sent, &k).unwrap(),
+            Some((6, vec![9]))
+        );
+        assert_eq!(j.file_hash(Direction::Received, &k).unwrap(), None);
     }
 
     #[test]

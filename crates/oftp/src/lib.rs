@@ -9,10 +9,15 @@
 //! - [`store`] writes received files durably (temporary file in the target directory, fsync,
 //!   no-clobber rename, directory fsync); [`journal`] (SQLite) records received and sent files
 //!   for duplicate detection, restart and end-to-end responses.
-//! - [`transport`] holds the seams for TLS and OFTP 2.0 file services (security issue).
+//! - [`transport`] holds the seams for the transport ([`transport::Acceptor`],
+//!   [`transport::Connector`]) and OFTP 2.0 file services ([`transport::FileServices`]);
+//!   [`tls`] is the TLS transport (port 6619, rustls) and [`security`] the OFTP 2.0 security
+//!   settings ([`security::SecurityContext`]: certificates per purpose, partner policies, file
+//!   services, secure authentication, signed receipts, certificate exchange), plugged in with
+//!   `Server::acceptor` / `Client::connector` and `Server::security` / `Client::security`.
 //!
-//! Not here: the wire protocol (oftp-proto), CMS and TLS (later), configuration files (the
-//! `oftp` command reads TOML into the [`config`] types).
+//! Not here: the wire protocol (oftp-proto), CMS itself (oftp-security), configuration files
+//! (the `oftp` command reads TOML into the [`config`] types).
 #![warn(missing_docs)]
 
 pub mod client;
@@ -23,10 +28,12 @@ pub mod handler;
 pub mod journal;
 mod listener;
 mod policy;
+pub mod security;
 pub mod server;
 mod source;
 pub mod stamp;
 pub mod store;
+pub mod tls;
 pub mod transport;
 
 pub use client::{Client, ClientConfig, ClientError, ClientReport, FileOutcome};

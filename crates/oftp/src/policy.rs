@@ -203,6 +203,8 @@ mod tests {
             outbox: None,
             allowed_levels: vec![5, 4],
             address: None,
+            security: Default::default(),
+            tls: Default::default(),
         }])
         .unwrap();
         (local, partners)

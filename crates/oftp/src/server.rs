@@ -111,6 +111,7 @@ impl Server {
             idle_timeout: config.settings.idle_timeout,
             checkpoint_interval: config.checkpoint_interval.max(1),
             active: Default::default(),
+            security: Default::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -159,6 +160,24 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
     /// The journal this server records into.
     pub fn journal(&self) -> &Journal {
         &self.shared.journal
+    }
+
+    /// Uses OFTP 2.0 security: `security` becomes the file services (sign/compress/encrypt,
+    /// verify/decompress/decrypt by partner policy) and provides the keys for secure
+    /// authentication, signed receipts and certificate exchange.
+    pub fn security(
+        self,
+        security: Arc<crate::security::SecurityContext>,
+    ) -> Server<H, A, Arc<crate::security::SecurityContext>> {
+        // Only this builder holds `shared` before `start`, so the cell is still empty.
+        let _ = self.shared.security.set(security.clone());
+        Server {
+            shared: self.shared,
+            settings: self.settings,
+            handler: self.handler,
+            acceptor: self.acceptor,
+            services: Arc::new(security),
+        }
     }
 
     /// Binds the listening socket and starts serving (seed `StartListening`).
@@ -270,7 +289,8 @@ impl<H: Handler, A: Acceptor, F: FileServices> listener::Service for Service<H, 
             shutdown,
             handle,
             requests,
-        );
+        )
+        .require_v2(self.acceptor.requires_v2());
         let report = conn.run().await;
         self.sessions.remove(info.id);
         tracing::debug!(conn = info.id, ended = %report.ended.description, "connection finished");

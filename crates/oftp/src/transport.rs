@@ -1,5 +1,6 @@
-//! Seams for what comes with the security issue: the transport under a session (TLS on port
-//! 6619) and the file services on top of it (OFTP 2.0 signing, compression, encryption).
+//! Seams for the transport under a session (plain TCP here, TLS on port 6619 in [`crate::tls`])
+//! and the file services on top of it (OFTP 2.0 signing, compression, encryption: implemented
+//! by [`crate::security::SecurityContext`]).
 //!
 //! A session runs over any [`Transport`] (`AsyncRead + AsyncWrite`); the server turns each
 //! accepted TCP stream into one with an [`Acceptor`] and the client opens one with a
@@ -29,6 +30,12 @@ pub trait Acceptor: Send + Sync + 'static {
     type Stream: Transport;
     /// Performs the handshake, if any.
     fn accept(&self, tcp: TcpStream) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+
+    /// Whether sessions over this transport must use OFTP 2.0 (TLS, RFC 5024 section 8); a
+    /// 1.x SSID is then refused with ESID 10.
+    fn requires_v2(&self) -> bool {
+        false
+    }
 }
 
 /// Opens the session's transport to a partner (e.g. TCP then TLS).
@@ -102,6 +109,86 @@ pub trait FileServices: Send + Sync + 'static {
     /// (e.g. a signed and encrypted copy) instead of the original. The runtime owns the copy:
     /// it is sent as U from position 0 and deleted when the transfer ends.
     fn prepare_outgoing(&self, sfid: &mut Sfid, source: &Path) -> io::Result<Option<PathBuf>>;
+
+    /// What the runtime calls for a received file with file services or a signed-EERP
+    /// request: [`finish_incoming`](Self::finish_incoming), plus the hash of the transmitted
+    /// file with SFIDCIPH's algorithm when SFIDSIGN asks for a signed EERP (`None` otherwise).
+    /// The default hashes `data` first (one more read of the file); an implementation that
+    /// reads the data anyway computes it on the way.
+    fn finish_incoming_with_hash(
+        &self,
+        sfid: &Sfid,
+        data: &Path,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        let hash = transmitted_hash(sfid, data).map_err(|e| ServiceFailure {
+            reason: oftp_proto::codec::EfnaReason::ACCESS_METHOD_FAILURE,
+            text: format!("cannot read the received file: {e}"),
+        })?;
+        if sfid.has_file_services() {
+            self.finish_incoming(sfid, data)?;
+        }
+        Ok(hash)
+    }
+
+    /// What the runtime calls to send a file: [`prepare_outgoing`](Self::prepare_outgoing),
+    /// plus the hash of the transmitted file when the SFID asks for a signed EERP (to check
+    /// the partner's signed response). The default hashes the transmitted file afterwards.
+    fn prepare_outgoing_with_hash(
+        &self,
+        sfid: &mut Sfid,
+        source: &Path,
+    ) -> io::Result<(Option<PathBuf>, Option<Vec<u8>>)> {
+        let copy = self.prepare_outgoing(sfid, source)?;
+        let hash = transmitted_hash(sfid, copy.as_deref().unwrap_or(source))?;
+        Ok((copy, hash))
+    }
+}
+
+/// The hash of a transmitted file for a signed EERP (RFC 5024 5.3.13: the algorithm of the
+/// SFID's cipher suite), or `None` when the SFID does not ask for a signed EERP.
+pub(crate) fn transmitted_hash(sfid: &Sfid, path: &Path) -> io::Result<Option<Vec<u8>>> {
+    if !sfid.signed_eerp {
+        return Ok(None);
+    }
+    let suite = oftp_security::CipherSuite::from_code(sfid.cipher_suite.0)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let file = std::fs::File::open(path)?;
+    suite
+        .hash()
+        .digest_reader(io::BufReader::with_capacity(64 * 1024, file))
+        .map(Some)
+}
+
+/// Shared file services (e.g. one [`SecurityContext`](crate::security::SecurityContext) for
+/// a server and its partners' clients).
+impl<T: FileServices> FileServices for std::sync::Arc<T> {
+    fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        (**self).check_incoming(sfid)
+    }
+
+    fn finish_incoming(&self, sfid: &Sfid, data: &Path) -> Result<(), ServiceFailure> {
+        (**self).finish_incoming(sfid, data)
+    }
+
+    fn prepare_outgoing(&self, sfid: &mut Sfid, source: &Path) -> io::Result<Option<PathBuf>> {
+        (**self).prepare_outgoing(sfid, source)
+    }
+
+    fn finish_incoming_with_hash(
+        &self,
+        sfid: &Sfid,
+        data: &Path,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        (**self).finish_incoming_with_hash(sfid, data)
+    }
+
+    fn prepare_outgoing_with_hash(
+        &self,
+        sfid: &mut Sfid,
+        source: &Path,
+    ) -> io::Result<(Option<PathBuf>, Option<Vec<u8>>)> {
+        (**self).prepare_outgoing_with_hash(sfid, source)
+    }
 }
 
 /// No file services: plain files only.

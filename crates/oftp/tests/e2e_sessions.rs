@@ -177,6 +177,9 @@ fn late_response(t: &TransferInfo, negative: bool) -> EndResponse {
             creator: t.destination.clone(),
             text: "rejected by the application".into(),
         }),
+        file_hash: Vec::new(),
+        signature: Vec::new(),
+        signature_verified: false,
     }
 }
 

@@ -49,6 +49,8 @@ pub fn partner(name: &str, ssid: &str, pw: &str) -> Partner {
         outbox: None,
         allowed_levels: vec![],
         address: None,
+        security: Default::default(),
+        tls: Default::default(),
     }
 }
 

@@ -1,0 +1,1347 @@
+//! OFTP 2.0 security for the runtime: which certificates are used for what, what each partner
+//! must and may do, and the file services (RFC 5024 section 6) on both sides of a transfer.
+//!
+//! - Configuration (serde, read from TOML by the `oftp` command): [`LocalSecurityConfig`] holds
+//!   our identities per purpose (the seed's `CertificateType`: session authentication,
+//!   decryption, signing, receipt signing, with one default for all), the trusted CAs and CRLs
+//!   (the seed's `ValidateCert` / `FailOnUntrustedCert`); [`PartnerSecurityConfig`] holds a
+//!   partner's certificates per purpose (encryption, signature verification, receipt
+//!   verification, authentication) and its policy (required security, allowed cipher suites,
+//!   compression, signed receipts, secure authentication). Passwords for key files come from a
+//!   file or an environment variable only ([`IdentityConfig`]); they are never logged.
+//! - [`SecurityContext`] is the loaded form, shared by all connections. It implements
+//!   [`FileServices`]: sending is sign -> compress -> encrypt into a processed copy (so SFIDFSIZ
+//!   is known before SFID), receiving is the reverse after the received data is durable, with
+//!   verification against the originator's certificate. Memory stays constant for any file
+//!   size: everything is streamed through `oftp_security`'s pipelines; the blocking work runs
+//!   on tokio's blocking pool (the connection driver calls us there).
+//! - Files that are neither from nor for us (SFID origin and destination are not our codes)
+//!   pass through unchanged: no security service is applied (the seed's intermediary rule).
+//!
+//! Not here: TLS ([`crate::tls`]), the SECD/AUCH/AURP exchange and EERP/NERP signatures (the
+//! connection driver calls [`SecurityContext`] for keys and policy), CMS itself
+//! (`oftp-security`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use oftp_proto::codec::{
+    CipherSuite as WireSuite, EfnaReason, FileCompression, FileEnvelope, FileFormat, SecurityLevel,
+    Sfid, SfnaReason,
+};
+use oftp_security::cms::{ReceiveOptions, ReceivePipeline, SendOptions, SendPipeline};
+use oftp_security::vformat::{RecordReader, RecordWriter};
+use oftp_security::{
+    CertSelector, Certificate, CertificateUse, CipherSuite, Identity, IdentitySet, Secret,
+    TrustPolicy, TrustStatus,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::transport::{FileServices, ServiceFailure, ServiceRefusal};
+
+/// Where a private key comes from: a PKCS#12 file, or PEM/DER certificate and key files.
+///
+/// The password (for the PKCS#12 file or an encrypted key) is read from `password_file` or the
+/// environment variable `password_env`, never from the configuration itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// PKCS#12 (PFX) file.
+    #[serde(default)]
+    pub pkcs12: Option<PathBuf>,
+    /// Certificate file (PEM or DER); with `key`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Private key file (PEM or DER, PKCS#1 or PKCS#8, optionally encrypted).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// File holding the password (one line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Which entry of a PKCS#12 file (seed `CertSubject`): `*` (default) for the first,
+    /// a subject substring or a SHA-1/SHA-256 thumbprint.
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+/// A configuration or key file problem, named so an operator can fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecurityConfigError {
+    /// A certificate, key or password could not be loaded.
+    #[error("{what}: {source}")]
+    Load {
+        /// What was being loaded (purpose and file).
+        what: String,
+        /// The underlying problem.
+        #[source]
+        source: oftp_security::Error,
+    },
+    /// The configuration is contradictory or incomplete.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl IdentityConfig {
+    fn password(&self, what: &str) -> Result<Option<Secret>, SecurityConfigError> {
+        let load = |source| SecurityConfigError::Load {
+            what: format!("{what}: password"),
+            source,
+        };
+        match (&self.password_file, &self.password_env) {
+            (Some(_), Some(_)) => Err(SecurityConfigError::Invalid(format!(
+                "{what}: set password_file or password_env, not both"
+            ))),
+            (Some(f), None) => Secret::from_file(f).map(Some).map_err(load),
+            (None, Some(v)) => Secret::from_env(v).map(Some).map_err(load),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Loads the identity; `what` names its purpose in errors.
+    pub fn load(&self, what: &str) -> Result<Identity, SecurityConfigError> {
+        let password = self.password(what)?;
+        let err = |file: &Path| {
+            let what = format!("{what}: {}", file.display());
+            move |source| SecurityConfigError::Load { what, source }
+        };
+        match (&self.pkcs12, &self.cert, &self.key) {
+            (Some(p12), None, None) => {
+                let selector = CertSelector::parse(self.subject.as_deref().unwrap_or("*"));
+                let pw = password.unwrap_or_default();
+                Identity::load_pkcs12(p12, &pw, &selector).map_err(err(p12))
+            }
+            (None, Some(cert), Some(key)) => match &password {
+                Some(pw) => Identity::from_files_with_password(cert, key, pw).map_err(err(key)),
+                None => Identity::from_files(cert, key).map_err(err(key)),
+            },
+            _ => Err(SecurityConfigError::Invalid(format!(
+                "{what}: give either pkcs12 or both cert and key"
+            ))),
+        }
+    }
+}
+
+/// Our certificates and trust settings (seed: `CertificateType`, `TrustedCerts`,
+/// `FailOnUntrustedCert`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalSecurityConfig {
+    /// Identity for every purpose without its own (seed `CertificateType` 0).
+    pub identity: Option<IdentityConfig>,
+    /// Secure authentication: answering AUCH challenges (type 1).
+    pub authentication: Option<IdentityConfig>,
+    /// Decrypting received files (type 2).
+    pub decryption: Option<IdentityConfig>,
+    /// Signing sent files (type 3).
+    pub signing: Option<IdentityConfig>,
+    /// Signing EERP/NERP receipts (type 4).
+    pub receipt_signing: Option<IdentityConfig>,
+    /// Trusted CA certificate files (PEM bundles or DER). Empty: partner certificates are
+    /// checked for their validity period only (the seed's default).
+    pub trusted_cas: Vec<PathBuf>,
+    /// CRL files (PEM or DER) checked during chain validation.
+    pub crls: Vec<PathBuf>,
+    /// Refuse certificates that do not chain to a trusted CA (seed `FailOnUntrustedCert`,
+    /// default true). With false, an untrusted certificate is used and a warning logged.
+    pub fail_on_untrusted: bool,
+    /// With trusted CAs configured, also accept self-signed partner certificates (default
+    /// false). Without trusted CAs only the validity period is checked anyway.
+    pub allow_self_signed: bool,
+    /// Directory for signed/compressed/encrypted copies of outgoing files; defaults to
+    /// `<data_dir>/security`.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for LocalSecurityConfig {
+    fn default() -> Self {
+        Self {
+            identity: None,
+            authentication: None,
+            decryption: None,
+            signing: None,
+            receipt_signing: None,
+            trusted_cas: Vec::new(),
+            crls: Vec::new(),
+            fail_on_untrusted: true,
+            allow_self_signed: false,
+            work_dir: None,
+        }
+    }
+}
+
+/// The seed's `SecureAuthentication` setting for a partner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureAuthentication {
+    /// Never: a peer that asks for it is refused with ESID 12.
+    Disallowed,
+    /// Always: a session without it is refused with ESID 12 (never downgraded).
+    Required,
+    /// When possible: as responder, follow the peer's SSIDAUTH; as initiator, ask for it
+    /// when the partner's authentication certificate and our identity are configured.
+    #[default]
+    Automatic,
+}
+
+/// Which file services a file must carry (incoming) or gets (outgoing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileSecurity {
+    /// No signature, no encryption.
+    #[default]
+    None,
+    /// Signed (SFIDSEC 02).
+    Signed,
+    /// Encrypted (SFIDSEC 01).
+    Encrypted,
+    /// Signed and encrypted (SFIDSEC 03).
+    SignedEncrypted,
+}
+
+impl FileSecurity {
+    fn signed(self) -> bool {
+        matches!(self, FileSecurity::Signed | FileSecurity::SignedEncrypted)
+    }
+    fn encrypted(self) -> bool {
+        matches!(
+            self,
+            FileSecurity::Encrypted | FileSecurity::SignedEncrypted
+        )
+    }
+    fn wire(self) -> SecurityLevel {
+        match self {
+            FileSecurity::None => SecurityLevel::NONE,
+            FileSecurity::Signed => SecurityLevel::SIGNED,
+            FileSecurity::Encrypted => SecurityLevel::ENCRYPTED,
+            FileSecurity::SignedEncrypted => SecurityLevel::ENCRYPTED_AND_SIGNED,
+        }
+    }
+}
+
+/// What we apply to files we send to a partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendSecurity {
+    /// Signature and encryption (default none).
+    pub security: FileSecurity,
+    /// Cipher suite 1-6 (default 4: AES-256-CBC, RSA, SHA-256).
+    pub cipher_suite: u8,
+    /// Compress (zlib CompressedData) before encrypting.
+    pub compress: bool,
+    /// Ask for a signed EERP/NERP (SFIDSIGN).
+    pub signed_receipt: bool,
+}
+
+impl Default for SendSecurity {
+    fn default() -> Self {
+        Self {
+            security: FileSecurity::None,
+            cipher_suite: 4,
+            compress: false,
+            signed_receipt: false,
+        }
+    }
+}
+
+/// A partner's certificates and security policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartnerSecurityConfig {
+    /// The partner's certificate for every purpose without its own.
+    pub certificate: Option<PathBuf>,
+    /// Encrypting files for the partner.
+    pub encryption_cert: Option<PathBuf>,
+    /// Verifying the partner's file signatures.
+    pub signature_cert: Option<PathBuf>,
+    /// Verifying the partner's EERP/NERP signatures.
+    pub receipt_cert: Option<PathBuf>,
+    /// Enveloping secure-authentication challenges to the partner.
+    pub authentication_cert: Option<PathBuf>,
+    /// Secure authentication (seed `SecureAuthentication`).
+    pub secure_authentication: SecureAuthentication,
+    /// The least a file from this partner must carry (SFNA 17 / 20 otherwise).
+    pub required_security: FileSecurity,
+    /// Cipher suites accepted from this partner (empty: 1-6). Others get SFNA 15.
+    pub allowed_suites: Vec<u8>,
+    /// Accept compressed files (SFNA 18 otherwise); default true.
+    pub allow_compression: bool,
+    /// EERP/NERP from this partner must be signed and valid.
+    pub require_signed_receipts: bool,
+    /// What files we send to this partner get.
+    pub send: SendSecurity,
+    /// A received ODETTE_CERTIFICATE_REPLACE may replace the partner's configured
+    /// certificate (default false: it is stored for review only).
+    pub accept_certificate_replace: bool,
+}
+
+impl Default for PartnerSecurityConfig {
+    fn default() -> Self {
+        Self {
+            certificate: None,
+            encryption_cert: None,
+            signature_cert: None,
+            receipt_cert: None,
+            authentication_cert: None,
+            secure_authentication: SecureAuthentication::Automatic,
+            required_security: FileSecurity::None,
+            allowed_suites: Vec::new(),
+            allow_compression: true,
+            require_signed_receipts: false,
+            send: SendSecurity::default(),
+            accept_certificate_replace: false,
+        }
+    }
+}
+
+/// What a partner certificate is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PartnerCertUse {
+    /// Encrypting files for the partner.
+    Encryption,
+    /// Verifying the partner's file signatures.
+    Signature,
+    /// Verifying the partner's receipt signatures.
+    Receipt,
+    /// Enveloping challenges to the partner.
+    Authentication,
+}
+
+impl PartnerCertUse {
+    fn name(self) -> &'static str {
+        match self {
+            PartnerCertUse::Encryption => "encryption",
+            PartnerCertUse::Signature => "signature",
+            PartnerCertUse::Receipt => "receipt",
+            PartnerCertUse::Authentication => "authentication",
+        }
+    }
+}
+
+/// A partner as the security layer knows it.
+#[derive(Debug)]
+pub struct PartnerSecurity {
+    /// Partner name (logs).
+    pub name: String,
+    /// SSID code.
+    pub ssid: String,
+    /// SFID code.
+    pub sfid: String,
+    /// The policy.
+    pub config: PartnerSecurityConfig,
+    /// Behind a lock because a certificate exchange may replace them while sessions run.
+    certs: std::sync::RwLock<HashMap<PartnerCertUse, Certificate>>,
+}
+
+impl PartnerSecurity {
+    /// The configured certificate for `usage`, if any (not yet validated).
+    pub fn certificate(&self, usage: PartnerCertUse) -> Option<Certificate> {
+        self.certs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&usage)
+            .cloned()
+    }
+}
+
+fn norm(code: &str) -> String {
+    code.trim_end().to_ascii_uppercase()
+}
+
+/// The loaded security settings of a server or client, shared by its connections.
+#[derive(Debug)]
+pub struct SecurityContext {
+    local_sfid: String,
+    identities: IdentitySet,
+    has_identity: HashMap<CertificateUse, bool>,
+    trust: TrustPolicy,
+    partners: Vec<PartnerSecurity>,
+    work_dir: PathBuf,
+}
+
+/// Builds a [`SecurityContext`].
+#[derive(Debug)]
+pub struct SecurityContextBuilder {
+    ctx: SecurityContext,
+}
+
+impl SecurityContext {
+    /// Loads our identities and trust settings. `local_sfid` is our SFID code (files for and
+    /// from it get security services; others pass through); `default_work_dir` is used when the
+    /// configuration names none.
+    pub fn builder(
+        local_sfid: &str,
+        config: &LocalSecurityConfig,
+        default_work_dir: PathBuf,
+    ) -> Result<SecurityContextBuilder, SecurityConfigError> {
+        let mut identities = IdentitySet::new();
+        let mut has_identity = HashMap::new();
+        let default = match &config.identity {
+            Some(c) => Some(c.load("local identity")?),
+            None => None,
+        };
+        let have_default = default.is_some();
+        if let Some(d) = default {
+            identities = identities.with_default(d);
+        }
+        for (usage, cfg, what) in [
+            (
+                CertificateUse::SessionAuthentication,
+                &config.authentication,
+                "authentication identity",
+            ),
+            (
+                CertificateUse::Decryption,
+                &config.decryption,
+                "decryption identity",
+            ),
+            (CertificateUse::Signing, &config.signing, "signing identity"),
+            (
+                CertificateUse::ReceiptSigning,
+                &config.receipt_signing,
+                "receipt signing identity",
+            ),
+        ] {
+            let own = cfg.is_some();
+            if let Some(c) = cfg {
+                identities = identities.with_use(usage, c.load(what)?);
+            }
+            has_identity.insert(usage, own || have_default);
+        }
+        let mut trust = TrustPolicy::new()
+            .fail_on_untrusted(config.fail_on_untrusted)
+            .allow_self_signed(config.allow_self_signed);
+        for ca in &config.trusted_cas {
+            trust = trust
+                .trust_file(ca)
+                .map_err(|source| SecurityConfigError::Load {
+                    what: format!("trusted CA file {}", ca.display()),
+                    source,
+                })?;
+        }
+        for crl in &config.crls {
+            trust = trust
+                .add_crl_file(crl)
+                .map_err(|source| SecurityConfigError::Load {
+                    what: format!("CRL file {}", crl.display()),
+                    source,
+                })?;
+        }
+        Ok(SecurityContextBuilder {
+            ctx: SecurityContext {
+                local_sfid: norm(local_sfid),
+                identities,
+                has_identity,
+                trust,
+                partners: Vec::new(),
+                work_dir: config.work_dir.clone().unwrap_or(default_work_dir),
+            },
+        })
+    }
+
+    /// Our identity for `usage`, if configured.
+    pub fn identity(&self, usage: CertificateUse) -> Option<&Identity> {
+        if !self.has_identity.get(&usage).copied().unwrap_or(false) {
+            return None;
+        }
+        self.identities.for_use(usage).ok()
+    }
+
+    /// The trust policy (trusted CAs, CRLs).
+    pub fn trust(&self) -> &TrustPolicy {
+        &self.trust
+    }
+
+    /// The partner with this SSID code.
+    pub fn partner_by_ssid(&self, ssid: &str) -> Option<&PartnerSecurity> {
+        let k = norm(ssid);
+        self.partners.iter().find(|p| norm(&p.ssid) == k)
+    }
+
+    /// The partner with this SFID code.
+    pub fn partner_by_sfid(&self, sfid: &str) -> Option<&PartnerSecurity> {
+        let k = norm(sfid);
+        self.partners.iter().find(|p| norm(&p.sfid) == k)
+    }
+
+    /// Whether `code` is our SFID code.
+    pub fn is_local(&self, code: &str) -> bool {
+        norm(code) == self.local_sfid
+    }
+
+    /// A partner certificate for `usage`, checked now (validity period; chain and CRL when
+    /// trusted CAs are configured). The error text is ready for an operator.
+    pub fn partner_cert(
+        &self,
+        partner: &PartnerSecurity,
+        usage: PartnerCertUse,
+    ) -> Result<Certificate, String> {
+        let cert = partner.certificate(usage).ok_or_else(|| {
+            format!(
+                "no {} certificate configured for partner {}",
+                usage.name(),
+                partner.name
+            )
+        })?;
+        match self.trust.check(&cert, &[], SystemTime::now()) {
+            Ok(TrustStatus::Untrusted(e)) => {
+                tracing::warn!(partner = %partner.name, "using untrusted {} certificate: {e}", usage.name());
+                Ok(cert)
+            }
+            Ok(_) => Ok(cert),
+            Err(e) => Err(format!(
+                "{} certificate of partner {} is not acceptable: {e}",
+                usage.name(),
+                partner.name
+            )),
+        }
+    }
+
+    /// Whether secure authentication is to be used with the partner with this SSID code, as
+    /// initiator (`offered_by_peer` = None) or as responder (`Some(peer's SSIDAUTH)`).
+    /// `Err` carries the ESID 12 text when the combination is not allowed.
+    pub fn secure_auth_decision(
+        &self,
+        ssid: &str,
+        offered_by_peer: Option<bool>,
+    ) -> Result<bool, String> {
+        let partner = self.partner_by_ssid(ssid);
+        let setting = partner.map_or(SecureAuthentication::Automatic, |p| {
+            p.config.secure_authentication
+        });
+        let capable = partner
+            .is_some_and(|p| p.certificate(PartnerCertUse::Authentication).is_some())
+            && self
+                .identity(CertificateUse::SessionAuthentication)
+                .is_some();
+        match (setting, offered_by_peer) {
+            (SecureAuthentication::Disallowed, Some(true)) => Err(format!(
+                "secure authentication is not allowed for {}",
+                ssid.trim_end()
+            )),
+            (SecureAuthentication::Disallowed, _) => Ok(false),
+            (SecureAuthentication::Required, Some(false)) => Err(format!(
+                "secure authentication is required for {}",
+                ssid.trim_end()
+            )),
+            (SecureAuthentication::Required, _) if !capable => Err(format!(
+                "secure authentication is required for {} but its authentication certificate or our authentication identity is missing",
+                ssid.trim_end()
+            )),
+            (SecureAuthentication::Required, _) => Ok(true),
+            (SecureAuthentication::Automatic, Some(true)) if !capable => Err(format!(
+                "{} asks for secure authentication but its authentication certificate or our authentication identity is missing",
+                ssid.trim_end()
+            )),
+            (SecureAuthentication::Automatic, Some(peer)) => Ok(peer),
+            (SecureAuthentication::Automatic, None) => Ok(capable),
+        }
+    }
+
+    /// Checks an offered file against the originator's policy.
+    pub fn check_offer(&self, sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        let refuse = |reason: SfnaReason, text: String| Err(ServiceRefusal { reason, text });
+        if !self.is_local(&sfid.destination) {
+            // Intermediary: passed on unchanged, nothing to open.
+            return Ok(());
+        }
+        let signed = matches!(
+            sfid.security,
+            SecurityLevel::SIGNED | SecurityLevel::ENCRYPTED_AND_SIGNED
+        );
+        let encrypted = matches!(
+            sfid.security,
+            SecurityLevel::ENCRYPTED | SecurityLevel::ENCRYPTED_AND_SIGNED
+        );
+        if !sfid.security.is_known() {
+            return refuse(
+                SfnaReason::UNSPECIFIED,
+                format!("unknown security level {:02}", sfid.security.0),
+            );
+        }
+        let compressed = sfid.compression != FileCompression::NONE;
+        if compressed && sfid.compression != FileCompression::ZLIB {
+            return refuse(
+                SfnaReason::COMPRESSION_NOT_ALLOWED,
+                format!("unknown compression {}", sfid.compression.0),
+            );
+        }
+        if (signed || encrypted || compressed) && sfid.envelope != FileEnvelope::CMS {
+            return refuse(
+                SfnaReason::UNSPECIFIED,
+                "file services need the CMS envelope (SFIDENV 1)".into(),
+            );
+        }
+        let partner = self.partner_by_sfid(&sfid.originator);
+        let policy = partner.map(|p| &p.config);
+        if signed || encrypted || sfid.signed_eerp {
+            let suite = sfid.cipher_suite.0;
+            if CipherSuite::from_code(suite).is_err() {
+                return refuse(
+                    SfnaReason::CIPHER_SUITE_NOT_SUPPORTED,
+                    format!("cipher suite {suite:02} is not supported"),
+                );
+            }
+            if let Some(p) = policy
+                && !p.allowed_suites.is_empty()
+                && !p.allowed_suites.contains(&suite)
+            {
+                return refuse(
+                    SfnaReason::CIPHER_SUITE_NOT_SUPPORTED,
+                    format!("cipher suite {suite:02} is not allowed for this partner"),
+                );
+            }
+        }
+        let required = policy.map_or(FileSecurity::None, |p| p.required_security);
+        if required.encrypted() && !encrypted {
+            return refuse(
+                SfnaReason::UNENCRYPTED_FILE_NOT_ALLOWED,
+                "files from this partner must be encrypted".into(),
+            );
+        }
+        if required.signed() && !signed {
+            return refuse(
+                SfnaReason::UNSIGNED_FILE_NOT_ALLOWED,
+                "files from this partner must be signed".into(),
+            );
+        }
+        if compressed && policy.is_some_and(|p| !p.allow_compression) {
+            return refuse(
+                SfnaReason::COMPRESSION_NOT_ALLOWED,
+                "compressed files are not allowed from this partner".into(),
+            );
+        }
+        if encrypted && self.identity(CertificateUse::Decryption).is_none() {
+            return refuse(
+                SfnaReason::ENCRYPTED_FILE_NOT_ALLOWED,
+                "no decryption key is configured".into(),
+            );
+        }
+        if signed {
+            let Some(p) = partner else {
+                return refuse(
+                    SfnaReason::SIGNED_FILE_NOT_ALLOWED,
+                    format!(
+                        "no certificate to verify signatures of {}",
+                        sfid.originator.trim_end()
+                    ),
+                );
+            };
+            if let Err(text) = self.partner_cert(p, PartnerCertUse::Signature) {
+                return refuse(SfnaReason::SIGNED_FILE_NOT_ALLOWED, text);
+            }
+        }
+        if sfid.signed_eerp && self.identity(CertificateUse::ReceiptSigning).is_none() {
+            return refuse(
+                SfnaReason::UNSPECIFIED,
+                "a signed end-to-end response was asked for but no receipt signing key is configured"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Opens a received file in place: verifies, decompresses and decrypts `data` (durable,
+    /// complete) into a temporary file next to it, fsyncs it and renames it over `data`.
+    /// Returns the hash of the transmitted file (for a signed EERP) computed on the way.
+    pub fn open_received(&self, sfid: &Sfid, data: &Path) -> Result<Vec<u8>, ServiceFailure> {
+        let fail = |reason: EfnaReason, text: String| ServiceFailure { reason, text };
+        let suite = CipherSuite::from_code(sfid.cipher_suite.0).ok();
+        if !self.is_local(&sfid.destination) || !sfid.has_file_services() {
+            return hash_file(suite, data)
+                .map_err(|e| fail(EfnaReason::ACCESS_METHOD_FAILURE, e.to_string()));
+        }
+        let signed = matches!(
+            sfid.security,
+            SecurityLevel::SIGNED | SecurityLevel::ENCRYPTED_AND_SIGNED
+        );
+        let encrypted = matches!(
+            sfid.security,
+            SecurityLevel::ENCRYPTED | SecurityLevel::ENCRYPTED_AND_SIGNED
+        );
+        let compressed = sfid.compression != FileCompression::NONE;
+        let partner = self.partner_by_sfid(&sfid.originator);
+        let sig_cert = match (signed, partner) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(fail(
+                    EfnaReason::INVALID_SIGNATURE,
+                    format!(
+                        "no certificate to verify signatures of {}",
+                        sfid.originator.trim_end()
+                    ),
+                ));
+            }
+            (true, Some(p)) => Some(
+                self.partner_cert(p, PartnerCertUse::Signature)
+                    .map_err(|t| fail(EfnaReason::INVALID_SIGNATURE, t))?,
+            ),
+        };
+        let identity = if encrypted {
+            Some(self.identity(CertificateUse::Decryption).ok_or_else(|| {
+                fail(
+                    EfnaReason::DECRYPTION_FAILURE,
+                    "no decryption key is configured".into(),
+                )
+            })?)
+        } else {
+            None
+        };
+        let mut opts = ReceiveOptions::new().expect(encrypted, compressed, signed);
+        if let Some(i) = identity {
+            opts = opts.identity(i);
+        }
+        if let Some(c) = &sig_cert {
+            opts = opts.partner(c);
+        }
+        let security_err =
+            |e: oftp_security::Error| fail(EfnaReason(e.efna_reason()), format!("{e}"));
+        let io_err = |e: io::Error| fail(EfnaReason::ACCESS_METHOD_FAILURE, e.to_string());
+        let input = File::open(data).map_err(io_err)?;
+        let hasher = suite.map(|s| s.hash().hasher());
+        let tee = HashingReader {
+            inner: BufReader::with_capacity(64 * 1024, input),
+            hasher,
+        };
+        let (tmp, out) = temp_beside(data).map_err(io_err)?;
+        let guard = RemoveOnDrop(Some(tmp.clone()));
+        let mut out = BufWriter::with_capacity(64 * 1024, out);
+        let mut hash = Vec::new();
+        let result = (|| -> Result<(), ServiceFailure> {
+            let mut tee = tee;
+            let mut pipeline = ReceivePipeline::new(&mut tee, &opts).map_err(security_err)?;
+            match sfid.format {
+                FileFormat::Variable => {
+                    let mut records = RecordReader::new(&mut pipeline);
+                    let mut rec = Vec::new();
+                    while records.next_record(&mut rec).map_err(security_err)? {
+                        out.write_all(&rec).map_err(io_err)?;
+                        out.write_all(b"\r\n").map_err(io_err)?;
+                    }
+                }
+                FileFormat::Fixed if sfid.max_record_len > 0 => {
+                    let mut rec = vec![0u8; sfid.max_record_len as usize];
+                    loop {
+                        let n = read_full(&mut pipeline, &mut rec)
+                            .map_err(|e| security_err(oftp_security::Error::from_io(e)))?;
+                        if n == 0 {
+                            break;
+                        }
+                        out.write_all(&rec[..n]).map_err(io_err)?;
+                        out.write_all(b"\r\n").map_err(io_err)?;
+                    }
+                }
+                _ => {
+                    io::copy(&mut pipeline, &mut out)
+                        .map_err(|e| security_err(oftp_security::Error::from_io(e)))?;
+                }
+            }
+            pipeline.finish().map_err(security_err)?;
+            // Whatever follows the CMS structure was read by `finish`; hash to the end anyway.
+            io::copy(&mut tee, &mut io::sink()).map_err(io_err)?;
+            if let Some(h) = tee.hasher.take() {
+                hash = h.finish();
+            }
+            Ok(())
+        })();
+        result?;
+        let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
+        file.sync_all().map_err(io_err)?;
+        drop(file);
+        std::fs::rename(&tmp, data).map_err(io_err)?;
+        std::mem::forget(guard);
+        sync_dir(data).map_err(io_err)?;
+        Ok(hash)
+    }
+
+    /// Prepares an outgoing file: fills the SFID's service fields from the destination
+    /// partner's policy and writes the processed copy (sign -> compress -> encrypt) into the
+    /// work directory. `None` transmits the source itself.
+    pub fn prepare(&self, sfid: &mut Sfid, source: &Path) -> io::Result<Prepared> {
+        let none = |sfid: &mut Sfid| {
+            sfid.security = SecurityLevel::NONE;
+            sfid.compression = FileCompression::NONE;
+            sfid.envelope = FileEnvelope::NONE;
+        };
+        let partner = self.partner_by_sfid(&sfid.destination);
+        let send = partner.map(|p| p.config.send.clone()).unwrap_or_default();
+        if !self.is_local(&sfid.originator) {
+            // Intermediary: not ours to sign or encrypt.
+            none(sfid);
+            sfid.cipher_suite = WireSuite::NONE;
+            sfid.signed_eerp = false;
+            return Ok(Prepared {
+                transmit: None,
+                file_hash: None,
+            });
+        }
+        let invalid = |t: String| io::Error::new(io::ErrorKind::InvalidInput, t);
+        let services = send.security != FileSecurity::None || send.compress;
+        let suite = if services || send.signed_receipt {
+            Some(CipherSuite::from_code(send.cipher_suite).map_err(|e| invalid(e.to_string()))?)
+        } else {
+            None
+        };
+        sfid.cipher_suite = WireSuite(suite.map_or(0, CipherSuite::code));
+        sfid.signed_eerp = send.signed_receipt;
+        if !services {
+            none(sfid);
+            let file_hash = match suite {
+                Some(s) => Some(hash_file(Some(s), source)?),
+                None => None,
+            };
+            return Ok(Prepared {
+                transmit: None,
+                file_hash,
+            });
+        }
+        let suite = suite.ok_or_else(|| invalid("no cipher suite".into()))?;
+        let partner = partner.ok_or_else(|| {
+            invalid(format!(
+                "no security settings for destination {}",
+                sfid.destination.trim_end()
+            ))
+        })?;
+        let signer = if send.security.signed() {
+            Some(self.identity(CertificateUse::Signing).ok_or_else(|| {
+                invalid("files are to be signed but no signing key is configured".into())
+            })?)
+        } else {
+            None
+        };
+        let recipient = if send.security.encrypted() {
+            Some(
+                self.partner_cert(partner, PartnerCertUse::Encryption)
+                    .map_err(invalid)?,
+            )
+        } else {
+            None
+        };
+        sfid.security = send.security.wire();
+        sfid.compression = if send.compress {
+            FileCompression::ZLIB
+        } else {
+            FileCompression::NONE
+        };
+        sfid.envelope = FileEnvelope::CMS;
+        std::fs::create_dir_all(&self.work_dir)?;
+        let name = copy_name(sfid, source);
+        let target = self.work_dir.join(name);
+        // A restart must transmit the very same bytes: reuse the copy made for the first
+        // attempt; without it, start over.
+        if sfid.restart_position > 0 {
+            if target.exists() {
+                let file_hash = hash_file(Some(suite), &target)?;
+                sfid.file_size = oftp_proto::data::size_in_kib(std::fs::metadata(&target)?.len());
+                return Ok(Prepared {
+                    transmit: Some(target),
+                    file_hash: Some(file_hash),
+                });
+            }
+            sfid.restart_position = 0;
+        }
+        let mut opts = SendOptions::new(suite);
+        if let Some(s) = signer {
+            opts = opts.sign(s);
+        }
+        if send.compress {
+            opts = opts.compress();
+        }
+        if let Some(r) = &recipient {
+            opts = opts.encrypt_for(r);
+        }
+        let (tmp, out) = temp_beside(&target)?;
+        let guard = RemoveOnDrop(Some(tmp.clone()));
+        let to_io = |e: oftp_security::Error| io::Error::other(e.to_string());
+        let tee = HashingWriter {
+            inner: BufWriter::with_capacity(64 * 1024, out),
+            hasher: suite.hash().hasher(),
+        };
+        let mut pipeline = SendPipeline::new(tee, &opts).map_err(to_io)?;
+        let input = BufReader::with_capacity(64 * 1024, File::open(source)?);
+        if sfid.format == FileFormat::Variable {
+            // V files keep their record structure through the record-length prefixes (6.5).
+            let mut records = RecordWriter::new(&mut pipeline);
+            for_each_line(input, |line| records.write_record(line).map_err(to_io))?;
+        } else if sfid.format == FileFormat::Fixed {
+            // F records travel concatenated: each line is one record of the fixed length.
+            for_each_line(input, |line| pipeline.write_all(line))?;
+        } else {
+            let mut input = input;
+            io::copy(&mut input, &mut pipeline)?;
+        }
+        let tee = pipeline.finish().map_err(to_io)?;
+        let hash = tee.hasher.finish();
+        let file = tee.inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, &target)?;
+        std::mem::forget(guard);
+        sync_dir(&target)?;
+        sfid.file_size = oftp_proto::data::size_in_kib(std::fs::metadata(&target)?.len());
+        Ok(Prepared {
+            transmit: Some(target),
+            file_hash: Some(hash),
+        })
+    }
+}
+
+impl SecurityContextBuilder {
+    /// Adds a partner: loads its certificates (not yet validated: that happens at each use,
+    /// so an expiry during a long run is noticed).
+    pub fn partner(
+        mut self,
+        name: &str,
+        ssid: &str,
+        sfid: &str,
+        config: &PartnerSecurityConfig,
+    ) -> Result<Self, SecurityConfigError> {
+        let mut certs = HashMap::new();
+        let load = |path: &PathBuf, what: &str| {
+            Certificate::load(path).map_err(|source| SecurityConfigError::Load {
+                what: format!("partner {name}: {what} certificate {}", path.display()),
+                source,
+            })
+        };
+        for (usage, path) in [
+            (PartnerCertUse::Encryption, &config.encryption_cert),
+            (PartnerCertUse::Signature, &config.signature_cert),
+            (PartnerCertUse::Receipt, &config.receipt_cert),
+            (PartnerCertUse::Authentication, &config.authentication_cert),
+        ] {
+            if let Some(p) = path.as_ref().or(config.certificate.as_ref()) {
+                certs.insert(usage, load(p, usage.name())?);
+            }
+        }
+        if CipherSuite::from_code(config.send.cipher_suite).is_err() {
+            return Err(SecurityConfigError::Invalid(format!(
+                "partner {name}: send.cipher_suite {} is not 1-6",
+                config.send.cipher_suite
+            )));
+        }
+        if let Some(bad) = config
+            .allowed_suites
+            .iter()
+            .find(|s| CipherSuite::from_code(**s).is_err())
+        {
+            return Err(SecurityConfigError::Invalid(format!(
+                "partner {name}: allowed_suites contains {bad}, not a suite 1-6"
+            )));
+        }
+        self.ctx.partners.push(PartnerSecurity {
+            name: name.to_owned(),
+            ssid: ssid.to_owned(),
+            sfid: if sfid.is_empty() { ssid } else { sfid }.to_owned(),
+            config: config.clone(),
+            certs: std::sync::RwLock::new(certs),
+        });
+        Ok(self)
+    }
+
+    /// The finished context.
+    pub fn build(self) -> SecurityContext {
+        self.ctx
+    }
+}
+
+/// An outgoing file after [`SecurityContext::prepare`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The processed copy to transmit instead of the source, if services apply.
+    pub transmit: Option<PathBuf>,
+    /// Hash of the transmitted bytes with the suite's algorithm (for a signed EERP), when a
+    /// suite applies.
+    pub file_hash: Option<Vec<u8>>,
+}
+
+/// The file services of a [`SecurityContext`] for the connection driver.
+impl FileServices for SecurityContext {
+    fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        self.check_offer(sfid)
+    }
+
+    fn finish_incoming(&self, sfid: &Sfid, data: &Path) -> Result<(), ServiceFailure> {
+        self.open_received(sfid, data).map(|_| ())
+    }
+
+    fn prepare_outgoing(&self, sfid: &mut Sfid, source: &Path) -> io::Result<Option<PathBuf>> {
+        self.prepare(sfid, source).map(|p| p.transmit)
+    }
+
+    fn finish_incoming_with_hash(
+        &self,
+        sfid: &Sfid,
+        data: &Path,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        self.open_received(sfid, data)
+            .map(|h| (sfid.signed_eerp && !h.is_empty()).then_some(h))
+    }
+
+    fn prepare_outgoing_with_hash(
+        &self,
+        sfid: &mut Sfid,
+        source: &Path,
+    ) -> io::Result<(Option<PathBuf>, Option<Vec<u8>>)> {
+        self.prepare(sfid, source)
+            .map(|p| (p.transmit, p.file_hash.filter(|_| sfid.signed_eerp)))
+    }
+}
+
+/// Secure authentication and signed receipts: the keys and checks the connection driver needs.
+impl SecurityContext {
+    /// Our challenge to the partner with SSID code `ssid` (RFC 5024 4.2.3): 20 random octets
+    /// enveloped in CMS to the partner's authentication certificate with the partner's cipher
+    /// suite. Returns the AUCHCHAL bytes and the octets the AURP must return.
+    pub fn create_challenge(&self, ssid: &str) -> Result<(Vec<u8>, [u8; 20]), String> {
+        let partner = self
+            .partner_by_ssid(ssid)
+            .ok_or_else(|| format!("no security settings for {}", ssid.trim_end()))?;
+        let cert = self.partner_cert(partner, PartnerCertUse::Authentication)?;
+        let suite =
+            CipherSuite::from_code(partner.config.send.cipher_suite).map_err(|e| e.to_string())?;
+        let mut expected = [0u8; 20];
+        aws_lc_rs::rand::fill(&mut expected)
+            .map_err(|_| "the random number generator failed".to_owned())?;
+        let mut w =
+            oftp_security::cms::EnvelopedDataWriter::new(Vec::new(), &[&cert], suite.symmetric())
+                .map_err(|e| e.to_string())?;
+        w.write_all(&expected).map_err(|e| e.to_string())?;
+        let envelope = w.finish().map_err(|e| e.to_string())?;
+        if envelope.len() > usize::from(u16::MAX) {
+            return Err("the challenge envelope exceeds 65535 octets (key too large)".into());
+        }
+        Ok((envelope, expected))
+    }
+
+    /// Our answer (AURP) to a challenge (AUCHCHAL) enveloped to our authentication key.
+    pub fn answer_challenge(&self, challenge: &[u8]) -> Result<[u8; 20], String> {
+        let id = self
+            .identity(CertificateUse::SessionAuthentication)
+            .ok_or_else(|| "no authentication key is configured".to_owned())?;
+        let answer = oftp_security::auth::answer_challenge(challenge, id)
+            .map_err(|e| format!("cannot open the challenge: {e}"))?;
+        Ok(*answer)
+    }
+
+    /// Signs an EERP/NERP (EERPSIG/NERPSIG) with our receipt-signing key and `suite`'s hash.
+    pub fn sign_receipt(
+        &self,
+        fields: &oftp_security::receipt::ReceiptFields,
+        suite: u8,
+    ) -> Result<Vec<u8>, String> {
+        let id = self
+            .identity(CertificateUse::ReceiptSigning)
+            .ok_or_else(|| "no receipt signing key is configured".to_owned())?;
+        let suite = CipherSuite::from_code(suite).map_err(|e| e.to_string())?;
+        oftp_security::receipt::sign_receipt(fields, id, suite).map_err(|e| e.to_string())
+    }
+
+    /// Verifies a received EERP/NERP signature of the final recipient `recipient_sfid`
+    /// against the partner's receipt certificate (encapsulated or detached signatures).
+    pub fn verify_receipt(
+        &self,
+        recipient_sfid: &str,
+        signature: &[u8],
+        fields: &oftp_security::receipt::ReceiptFields,
+    ) -> Result<(), String> {
+        let partner = self.partner_by_sfid(recipient_sfid).ok_or_else(|| {
+            format!(
+                "no certificate to verify receipts of {}",
+                recipient_sfid.trim_end()
+            )
+        })?;
+        let cert = self.partner_cert(partner, PartnerCertUse::Receipt)?;
+        oftp_security::receipt::verify_receipt(signature, fields, &cert)
+            .map(|_| ())
+            .map_err(|e| format!("receipt signature of {} is not valid: {e}", partner.name))
+    }
+
+    /// Whether end responses from `recipient_sfid` must carry a valid signature.
+    pub fn requires_signed_receipts(&self, recipient_sfid: &str) -> bool {
+        self.partner_by_sfid(recipient_sfid)
+            .is_some_and(|p| p.config.require_signed_receipts)
+    }
+}
+
+/// Certificate exchange through reserved virtual file names (seed `ExchangeCertificate` and
+/// `CertificateReceived`; RFC 5024 10.4 lets certificates travel as ordinary CMS files, the
+/// names are the Odette convention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateExchange {
+    /// Here is my certificate; please send yours (seed type 0).
+    Request,
+    /// Here is my new certificate; it replaces the previous one (seed type 1).
+    Replace,
+    /// Here is my certificate (an answer to a request, or an additional one; seed type 2).
+    Deliver,
+}
+
+impl CertificateExchange {
+    /// The reserved virtual file name.
+    pub fn virtual_file_name(self) -> &'static str {
+        match self {
+            CertificateExchange::Request => "ODETTE_CERTIFICATE_REQUEST",
+            CertificateExchange::Replace => "ODETTE_CERTIFICATE_REPLACE",
+            CertificateExchange::Deliver => "ODETTE_CERTIFICATE_DELIVER",
+        }
+    }
+
+    /// Recognises a reserved virtual file name (trailing blanks and case ignored).
+    pub fn from_virtual_file_name(name: &str) -> Option<Self> {
+        match norm(name).as_str() {
+            "ODETTE_CERTIFICATE_REQUEST" => Some(CertificateExchange::Request),
+            "ODETTE_CERTIFICATE_REPLACE" => Some(CertificateExchange::Replace),
+            "ODETTE_CERTIFICATE_DELIVER" => Some(CertificateExchange::Deliver),
+            _ => None,
+        }
+    }
+
+    /// The seed's `CertificateExchangeType` code (0 request, 1 replace, 2 deliver).
+    pub fn seed_code(self) -> u8 {
+        match self {
+            CertificateExchange::Request => 0,
+            CertificateExchange::Replace => 1,
+            CertificateExchange::Deliver => 2,
+        }
+    }
+}
+
+/// A certificate that arrived in an exchange file.
+#[derive(Debug, Clone)]
+pub struct ReceivedCertificate {
+    /// Request, replace or deliver.
+    pub kind: CertificateExchange,
+    /// The partner it came from (by SFID originator), if known.
+    pub partner: Option<String>,
+    /// The certificate.
+    pub certificate: Certificate,
+    /// Where it was stored (PEM).
+    pub stored: PathBuf,
+    /// Validation against our trust settings.
+    pub status: Result<TrustStatus, String>,
+    /// Whether it now replaces the partner's certificates (only for a replace, when the
+    /// partner's `accept_certificate_replace` allows it, the file was signed by the partner and
+    /// the certificate validates).
+    pub replaced: bool,
+}
+
+impl SecurityContext {
+    /// Takes in a received certificate exchange file (its file services already removed):
+    /// reads the certificate (PEM, DER or a CMS SignedData carrying certificates), validates
+    /// it, stores it as `<store_dir>/<partner>/<sha256>.pem`, and applies the partner policy.
+    /// A trusted certificate is never replaced silently.
+    pub fn receive_certificate(
+        &self,
+        originator: &str,
+        kind: CertificateExchange,
+        file: &Path,
+        store_dir: &Path,
+        signed_by_partner: bool,
+    ) -> Result<ReceivedCertificate, String> {
+        let mut bytes = Vec::new();
+        File::open(file)
+            .and_then(|f| f.take(4 * 1024 * 1024).read_to_end(&mut bytes))
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let mut certs = Certificate::all_from_pem_or_der(&bytes).unwrap_or_default();
+        if certs.is_empty() {
+            let reader = oftp_security::cms::SignedDataReader::new(&bytes[..])
+                .map_err(|e| format!("no certificate in the exchange file: {e}"))?;
+            certs = reader.certificates().to_vec();
+        }
+        let certificate = certs
+            .iter()
+            .find(|c| !c.is_ca())
+            .or(certs.first())
+            .cloned()
+            .ok_or_else(|| "no certificate in the exchange file".to_owned())?;
+        let status = self
+            .trust
+            .check(&certificate, &certs, SystemTime::now())
+            .map_err(|e| e.to_string());
+        let partner = self.partner_by_sfid(originator);
+        let folder = partner.map_or_else(
+            || {
+                crate::store::sanitize_file_name(originator.trim_end())
+                    .unwrap_or_else(|_| "unknown".into())
+            },
+            |p| crate::store::sanitize_file_name(&p.name).unwrap_or_else(|_| "partner".into()),
+        );
+        let dir = store_dir.join(folder);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let stored = dir.join(format!("{}.pem", certificate.thumbprint_sha256_hex()));
+        let write = || -> io::Result<()> {
+            let (tmp, mut f) = temp_beside(&stored)?;
+            let guard = RemoveOnDrop(Some(tmp.clone()));
+            f.write_all(certificate.to_pem().as_bytes())?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, &stored)?;
+            std::mem::forget(guard);
+            sync_dir(&stored)
+        };
+        write().map_err(|e| format!("cannot store {}: {e}", stored.display()))?;
+        let mut replaced = false;
+        if let Some(p) = partner
+            && kind == CertificateExchange::Replace
+            && p.config.accept_certificate_replace
+            && signed_by_partner
+            && status.is_ok()
+        {
+            let mut certs = p.certs.write().unwrap_or_else(|e| e.into_inner());
+            for usage in [
+                PartnerCertUse::Encryption,
+                PartnerCertUse::Signature,
+                PartnerCertUse::Receipt,
+                PartnerCertUse::Authentication,
+            ] {
+                certs.insert(usage, certificate.clone());
+            }
+            replaced = true;
+            tracing::info!(partner = %p.name, subject = certificate.subject(), "partner certificate replaced by a certificate exchange");
+        }
+        Ok(ReceivedCertificate {
+            kind,
+            partner: partner.map(|p| p.name.clone()),
+            certificate,
+            stored,
+            status,
+            replaced,
+        })
+    }
+}
+
+/// A name for the processed copy that is the same for every attempt of one file.
+fn copy_name(sfid: &Sfid, source: &Path) -> String {
+    let mut h = oftp_security::HashAlgorithm::Sha256.hasher();
+    for part in [
+        sfid.originator.trim_end().as_bytes(),
+        sfid.destination.trim_end().as_bytes(),
+        sfid.dsn.trim_end().as_bytes(),
+        sfid.date_time.date_string().as_bytes(),
+        sfid.date_time.time_string().as_bytes(),
+        source.as_os_str().as_encoded_bytes(),
+    ] {
+        h.update(part);
+        h.update(&[0]);
+    }
+    let d = h.finish();
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.cms")
+}
+
+/// Calls `f` with each line of `input` without its line end (LF or CR LF).
+fn for_each_line<R: BufRead>(
+    mut input: R,
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut line = Vec::new();
+    // Bounded by the file: each turn consumes at least one byte or ends.
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        f(&line)?;
+    }
+}
+
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn hash_file(suite: Option<CipherSuite>, path: &Path) -> io::Result<Vec<u8>> {
+    match suite {
+        Some(s) => s
+            .hash()
+            .digest_reader(BufReader::with_capacity(64 * 1024, File::open(path)?)),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A hidden temporary file in the directory of `path`.
+fn temp_beside(path: &Path) -> io::Result<(PathBuf, File)> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    Ok((tmp, f))
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Option<oftp_security::Hasher>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: oftp_security::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

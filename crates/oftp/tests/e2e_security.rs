@@ -1,0 +1,616 @@
+//! OFTP 2.0 security end to end: a real server and client on 127.0.0.1 with certificates
+//! made at test time. Every cipher suite and security level, V records, signed receipts
+//! (valid and forged), tampered ciphertext, the wrong recipient, an expired certificate,
+//! partner policy (SFNA), secure authentication (success, wrong key, policy mismatch),
+//! certificate exchange, and all of it over TLS with client certificates (also with
+//! `openssl s_client` seeing SSRM only after the handshake).
+
+mod common;
+mod pki;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::{CLIENT_SSID, SERVER_SSID, TestServer, client_config, content, server_config};
+use oftp::config::SessionLimits;
+use oftp::handler::{Handler, SessionInfo};
+use oftp::journal::Journal;
+use oftp::security::{
+    CertificateExchange, FileSecurity, IdentityConfig, LocalSecurityConfig, PartnerSecurityConfig,
+    ReceivedCertificate, SecureAuthentication, SecurityContext, SendSecurity,
+};
+use oftp::tls::{ClientAuth, ServerTrust, TlsAcceptor, TlsConnector, TlsIdentity};
+use oftp::transport::{Connector, FileServices, PlainTcp, ServiceFailure, ServiceRefusal};
+use oftp::{Client, ClientError, FileOutcome, OutgoingFile, Server};
+use oftp_proto::codec::Sfid;
+use pki::{Leaf, Pki};
+
+fn id(leaf: &Leaf) -> IdentityConfig {
+    IdentityConfig {
+        cert: Some(leaf.cert.clone()),
+        key: Some(leaf.key.clone()),
+        ..IdentityConfig::default()
+    }
+}
+
+/// Keys of both sides and the CA.
+struct Keys {
+    pki: Pki,
+    server: Leaf,
+    client: Leaf,
+}
+
+fn keys() -> Keys {
+    let pki = Pki::new();
+    let server = pki.leaf("Server", 2, false);
+    let client = pki.leaf("Client", 3, false);
+    Keys {
+        pki,
+        server,
+        client,
+    }
+}
+
+fn local(me: &Leaf, work: &Path) -> LocalSecurityConfig {
+    LocalSecurityConfig {
+        identity: Some(id(me)),
+        work_dir: Some(work.join("security")),
+        ..LocalSecurityConfig::default()
+    }
+}
+
+fn policy(cert: &Path, tweak: impl FnOnce(&mut PartnerSecurityConfig)) -> PartnerSecurityConfig {
+    let mut p = PartnerSecurityConfig {
+        certificate: Some(cert.to_owned()),
+        ..PartnerSecurityConfig::default()
+    };
+    tweak(&mut p);
+    p
+}
+
+fn context(
+    my_code: &str,
+    local: &LocalSecurityConfig,
+    partner_code: &str,
+    partner: &PartnerSecurityConfig,
+    work: &Path,
+) -> Arc<SecurityContext> {
+    Arc::new(
+        SecurityContext::builder(my_code, local, work.to_owned())
+            .unwrap()
+            .partner("partner", partner_code, partner_code, partner)
+            .unwrap()
+            .build(),
+    )
+}
+
+#[derive(Default, Clone)]
+struct Certs(Arc<Mutex<Vec<ReceivedCertificate>>>);
+
+impl Handler for Certs {
+    async fn certificate_received(&self, _s: &SessionInfo, c: &ReceivedCertificate) {
+        self.0.lock().unwrap().push(c.clone());
+    }
+}
+
+/// A secured server: `server_policy` is its view of the client.
+async fn secure_server(
+    k: &Keys,
+    server_policy: PartnerSecurityConfig,
+    acceptor: Option<TlsAcceptor>,
+    handler: Certs,
+) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = server_config(dir.path());
+    let sec = context(
+        SERVER_SSID,
+        &local(&k.server, dir.path()),
+        CLIENT_SSID,
+        &server_policy,
+        dir.path(),
+    );
+    let server = Server::new(cfg).unwrap().handler(handler).security(sec);
+    let running = match acceptor {
+        Some(a) => server.acceptor(a).start().await.unwrap(),
+        None => server.start().await.unwrap(),
+    };
+    TestServer { dir, running }
+}
+
+fn secure_client(
+    k: &Keys,
+    me: &Leaf,
+    dir: &Path,
+    client_policy: PartnerSecurityConfig,
+) -> Client<(), PlainTcp, Arc<SecurityContext>> {
+    let journal = Journal::open_in_dir(dir).unwrap();
+    let _ = k;
+    let sec = context(
+        CLIENT_SSID,
+        &local(me, dir),
+        SERVER_SSID,
+        &client_policy,
+        dir,
+    );
+    Client::new(client_config(dir, SessionLimits::default()), journal)
+        .unwrap()
+        .security(sec)
+}
+
+fn send_all(suite: u8, security: FileSecurity, compress: bool) -> SendSecurity {
+    SendSecurity {
+        security,
+        cipher_suite: suite,
+        compress,
+        signed_receipt: true,
+    }
+}
+
+#[tokio::test]
+async fn every_suite_and_level_delivers_with_signed_receipts() {
+    let k = keys();
+    let server = secure_server(
+        &k,
+        policy(&k.client.cert, |p| p.require_signed_receipts = true),
+        None,
+        Certs::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(150_000, 7);
+    let cases = (1..=6u8)
+        .map(|s| (s, FileSecurity::SignedEncrypted, true))
+        .chain([
+            (2, FileSecurity::Signed, false),
+            (4, FileSecurity::Encrypted, false),
+            (6, FileSecurity::None, true),
+            (4, FileSecurity::None, false),
+        ]);
+    for (i, (suite, level, compress)) in cases.enumerate() {
+        let src = dir.path().join(format!("F{i}"));
+        std::fs::write(&src, &data).unwrap();
+        let client_dir = dir.path().join(format!("c{i}"));
+        std::fs::create_dir_all(&client_dir).unwrap();
+        let client = secure_client(
+            &k,
+            &k.client,
+            &client_dir,
+            policy(&k.server.cert, |p| {
+                p.send = send_all(suite, level, compress);
+                p.require_signed_receipts = true;
+            }),
+        );
+        let report = client
+            .run(&server.addr(), vec![OutgoingFile::new(&src)])
+            .await
+            .unwrap();
+        assert_eq!(
+            report.files[0].1,
+            FileOutcome::Delivered,
+            "suite {suite} {level:?} compress {compress}"
+        );
+        let got = std::fs::read(server.inbox().join(format!("F{i}"))).unwrap();
+        assert_eq!(got, data, "suite {suite} {level:?}");
+        // The processed copy is gone once the transfer is settled.
+        let leftovers = std::fs::read_dir(client_dir.join("security"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(leftovers, 0);
+    }
+}
+
+#[tokio::test]
+async fn v_records_survive_signing_and_encryption() {
+    let k = keys();
+    let server = secure_server(&k, policy(&k.client.cert, |_| {}), None, Certs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = "first record\r\nsecond, longer record\r\n\r\nlast\r\n";
+    let src = dir.path().join("RECORDS");
+    std::fs::write(&src, text).unwrap();
+    let client = secure_client(
+        &k,
+        &k.client,
+        dir.path(),
+        policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::SignedEncrypted, true)
+        }),
+    );
+    let report = client
+        .run(
+            &server.addr(),
+            vec![OutgoingFile::new(&src).format(oftp_proto::codec::FileFormat::Variable, 100)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered);
+    assert_eq!(
+        std::fs::read_to_string(server.inbox().join("RECORDS")).unwrap(),
+        text
+    );
+}
+
+#[tokio::test]
+async fn forged_receipts_wrong_recipient_and_policy_refusals() {
+    let k = keys();
+    let eve = k.pki.leaf("Eve", 4, false);
+    let old = k.pki.leaf("Old", 5, true);
+    let server = secure_server(
+        &k,
+        policy(&k.client.cert, |p| {
+            p.required_security = FileSecurity::Encrypted
+        }),
+        None,
+        Certs::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |c: Client<(), PlainTcp, Arc<SecurityContext>>, name: &str| {
+        let src = dir.path().join(name);
+        std::fs::write(&src, content(20_000, 3)).unwrap();
+        let addr = server.addr();
+        async move {
+            c.run(&addr, vec![OutgoingFile::new(&src)])
+                .await
+                .unwrap()
+                .files
+                .remove(0)
+                .1
+        }
+    };
+    // The server's EERP is signed with the server key; the client expects Eve's signature.
+    let d1 = dir.path().join("forged");
+    std::fs::create_dir_all(&d1).unwrap();
+    let mut p1 = policy(&k.server.cert, |p| {
+        p.send = send_all(4, FileSecurity::SignedEncrypted, false);
+    });
+    p1.receipt_cert = Some(eve.cert.clone());
+    match run(secure_client(&k, &k.client, &d1, p1), "D1").await {
+        FileOutcome::EndResponseRejected { text } => {
+            assert!(text.contains("not valid"), "{text}")
+        }
+        other => panic!("forged receipt accepted: {other:?}"),
+    }
+    // Encrypted for Eve instead of the server: EFNA 22.
+    let d2 = dir.path().join("wrong-recipient");
+    std::fs::create_dir_all(&d2).unwrap();
+    let p2 = PartnerSecurityConfig {
+        certificate: Some(k.server.cert.clone()),
+        encryption_cert: Some(eve.cert.clone()),
+        send: send_all(2, FileSecurity::SignedEncrypted, false),
+        ..PartnerSecurityConfig::default()
+    };
+    match run(secure_client(&k, &k.client, &d2, p2), "D2").await {
+        FileOutcome::Refused { reason, .. } => assert_eq!(reason.0, 22),
+        other => panic!("{other:?}"),
+    }
+    // Unencrypted from a partner who must encrypt: SFNA 17.
+    let d3 = dir.path().join("plain");
+    std::fs::create_dir_all(&d3).unwrap();
+    let p3 = policy(&k.server.cert, |p| {
+        p.send = send_all(4, FileSecurity::Signed, false)
+    });
+    match run(secure_client(&k, &k.client, &d3, p3), "D3").await {
+        FileOutcome::Rejected { reason, .. } => assert_eq!(reason.0, 17),
+        other => panic!("{other:?}"),
+    }
+    // Expired encryption certificate: not sent at all.
+    let d4 = dir.path().join("expired");
+    std::fs::create_dir_all(&d4).unwrap();
+    let p4 = PartnerSecurityConfig {
+        certificate: Some(old.cert.clone()),
+        send: send_all(4, FileSecurity::Encrypted, false),
+        ..PartnerSecurityConfig::default()
+    };
+    match run(secure_client(&k, &k.client, &d4, p4), "D4").await {
+        FileOutcome::NotSent { reason } => {
+            assert!(reason.to_lowercase().contains("expired"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// File services that flip one byte of the processed copy before it is sent.
+struct Tamper(Arc<SecurityContext>);
+
+impl FileServices for Tamper {
+    fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        self.0.check_incoming(sfid)
+    }
+
+    fn finish_incoming(&self, sfid: &Sfid, data: &Path) -> Result<(), ServiceFailure> {
+        self.0.finish_incoming(sfid, data)
+    }
+
+    fn prepare_outgoing(
+        &self,
+        sfid: &mut Sfid,
+        source: &Path,
+    ) -> std::io::Result<Option<std::path::PathBuf>> {
+        let copy = self.0.prepare_outgoing(sfid, source)?;
+        if let Some(c) = &copy {
+            let mut bytes = std::fs::read(c)?;
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x5a;
+            std::fs::write(c, bytes)?;
+        }
+        Ok(copy)
+    }
+}
+
+#[tokio::test]
+async fn tampered_ciphertext_is_refused_after_transfer() {
+    let k = keys();
+    let server = secure_server(&k, policy(&k.client.cert, |_| {}), None, Certs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("DATA");
+    std::fs::write(&src, content(50_000, 9)).unwrap();
+    let sec = context(
+        CLIENT_SSID,
+        &local(&k.client, dir.path()),
+        SERVER_SSID,
+        &policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::SignedEncrypted, true)
+        }),
+        dir.path(),
+    );
+    let client = Client::new(
+        client_config(dir.path(), SessionLimits::default()),
+        Journal::open_in_dir(dir.path()).unwrap(),
+    )
+    .unwrap()
+    .file_services(Tamper(sec));
+    let report = client
+        .run(&server.addr(), vec![OutgoingFile::new(&src)])
+        .await
+        .unwrap();
+    match &report.files[0].1 {
+        FileOutcome::Refused { reason, .. } => assert!((21..=23).contains(&reason.0), "{reason:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!server.inbox().join("DATA").exists());
+}
+
+#[tokio::test]
+async fn secure_authentication_success_wrong_key_and_policy_mismatch() {
+    let k = keys();
+    let required = |cert: &Path| {
+        policy(cert, |p| {
+            p.secure_authentication = SecureAuthentication::Required;
+        })
+    };
+    let server = secure_server(&k, required(&k.client.cert), None, Certs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("AUTH");
+    std::fs::write(&src, b"authenticated").unwrap();
+
+    let d1 = dir.path().join("ok");
+    std::fs::create_dir_all(&d1).unwrap();
+    let report = secure_client(&k, &k.client, &d1, required(&k.server.cert))
+        .run(&server.addr(), vec![OutgoingFile::new(&src)])
+        .await
+        .unwrap();
+    assert!(report.negotiated.secure_auth);
+    assert_eq!(report.files[0].1, FileOutcome::Delivered);
+
+    // The client answers with a key the server did not envelope the challenge to: ESID 11.
+    let mallory = k.pki.leaf("Mallory", 6, false);
+    let d2 = dir.path().join("wrong-key");
+    std::fs::create_dir_all(&d2).unwrap();
+    let report = secure_client(&k, &mallory, &d2, required(&k.server.cert))
+        .run(&server.addr(), vec![OutgoingFile::new(&src)])
+        .await
+        .unwrap();
+    assert_eq!(
+        report.ended.reason,
+        Some(oftp_proto::codec::EsidReason::INVALID_CHALLENGE_RESPONSE)
+    );
+    assert!(matches!(report.files[0].1, FileOutcome::NotSent { .. }));
+
+    // The client does not do secure authentication; the server requires it: ESID 12.
+    let d3 = dir.path().join("disallowed");
+    std::fs::create_dir_all(&d3).unwrap();
+    let e = secure_client(
+        &k,
+        &k.client,
+        &d3,
+        policy(&k.server.cert, |p| {
+            p.secure_authentication = SecureAuthentication::Disallowed;
+        }),
+    )
+    .run(&server.addr(), vec![])
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("ESID 12"), "{e}");
+    assert!(matches!(e, ClientError::Rejected { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn certificate_exchange_replaces_only_by_policy() {
+    let k = keys();
+    let next = k.pki.leaf("Client Next", 8, false);
+    let handler = Certs::default();
+    let server = secure_server(
+        &k,
+        policy(&k.client.cert, |p| p.accept_certificate_replace = true),
+        None,
+        handler.clone(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = secure_client(
+        &k,
+        &k.client,
+        dir.path(),
+        policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::Signed, false)
+        }),
+    );
+    let report = client
+        .run(
+            &server.addr(),
+            vec![OutgoingFile::certificate_exchange(
+                CertificateExchange::Replace,
+                &next.cert,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered);
+    let got = handler.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].replaced);
+    assert_eq!(got[0].kind, CertificateExchange::Replace);
+    assert!(got[0].certificate.subject().contains("Client Next"));
+    assert!(got[0].stored.exists());
+
+    // From now on the server expects signatures by the new key: the old one is refused.
+    let src = dir.path().join("AFTER");
+    std::fs::write(&src, b"signed with the old key").unwrap();
+    let d2 = dir.path().join("after");
+    std::fs::create_dir_all(&d2).unwrap();
+    // (No secure authentication this time: the server would now challenge the new key.)
+    let report = secure_client(
+        &k,
+        &k.client,
+        &d2,
+        policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::Signed, false);
+            p.secure_authentication = SecureAuthentication::Disallowed;
+        }),
+    )
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    match &report.files[0].1 {
+        FileOutcome::Refused { reason, .. } => assert_eq!(reason.0, 21),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn tls_identity(leaf: &Leaf) -> TlsIdentity {
+    TlsIdentity::load(&id(leaf)).unwrap()
+}
+
+#[tokio::test]
+async fn over_tls_with_client_certificates_and_v2_only() {
+    let k = keys();
+    let trust = oftp_security::TrustPolicy::new()
+        .trust([oftp_security::Certificate::load(&k.pki.ca).unwrap()]);
+    let acceptor = TlsAcceptor::new(tls_identity(&k.server))
+        .unwrap()
+        .client_auth(ClientAuth::Required, trust)
+        .unwrap();
+    let server = secure_server(
+        &k,
+        policy(&k.client.cert, |p| {
+            p.secure_authentication = SecureAuthentication::Required;
+        }),
+        Some(acceptor),
+        Certs::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("TLSFILE");
+    std::fs::write(&src, content(100_000, 5)).unwrap();
+    let connector = TlsConnector::new(
+        ServerTrust::new().trust_ca_file(&k.pki.ca).unwrap(),
+        Some(&tls_identity(&k.client)),
+    )
+    .unwrap()
+    .server_name("server.example");
+    let client_policy = policy(&k.server.cert, |p| {
+        p.secure_authentication = SecureAuthentication::Required;
+        p.send = send_all(4, FileSecurity::SignedEncrypted, true);
+    });
+    let report = secure_client(&k, &k.client, dir.path(), client_policy.clone())
+        .connector(connector.clone())
+        .run(&server.addr(), vec![OutgoingFile::new(&src)])
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered);
+    assert!(report.negotiated.secure_auth);
+    assert_eq!(
+        std::fs::read(server.inbox().join("TLSFILE")).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+
+    // OFTP 1.4 over TLS is refused (ESID 10).
+    let d2 = dir.path().join("v14");
+    std::fs::create_dir_all(&d2).unwrap();
+    let mut cfg = client_config(&d2, SessionLimits::default());
+    cfg.limits.level = 4;
+    let e = Client::new(cfg, Journal::open_in_dir(&d2).unwrap())
+        .unwrap()
+        .connector(connector.clone())
+        .run(&server.addr(), vec![])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ESID 10"), "{e}");
+
+    // Without a client certificate the handshake fails.
+    let anonymous = TlsConnector::new(ServerTrust::new().trust_ca_file(&k.pki.ca).unwrap(), None)
+        .unwrap()
+        .server_name("server.example");
+    assert!(
+        secure_client(&k, &k.client, &d2, client_policy)
+            .connector(anonymous)
+            .run(&server.addr(), vec![])
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn openssl_s_client_sees_ssrm_after_the_handshake() {
+    let k = keys();
+    let acceptor = TlsAcceptor::new(tls_identity(&k.server)).unwrap();
+    let server = secure_server(
+        &k,
+        policy(&k.client.cert, |_| {}),
+        Some(acceptor),
+        Certs::default(),
+    )
+    .await;
+    let mut child = tokio::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &server.addr(),
+            "-CAfile",
+            pki::p(&k.pki.ca),
+            "-verify_return_error",
+            "-servername",
+            "server.example",
+            "-quiet",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stdout = child.stdout.take().unwrap();
+    let mut text = Vec::new();
+    let mut buf = [0u8; 256];
+    // STH (4 octets) + "IODETTE FTP READY " + CR: the SSRM, sent once TLS is up. Bounded by
+    // the server's inactivity timeout, which closes the connection.
+    while !String::from_utf8_lossy(&text).contains("ODETTE FTP READY") {
+        let n = stdout.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    let _ = child.kill().await;
+    assert!(
+        String::from_utf8_lossy(&text).contains("ODETTE FTP READY"),
+        "{text:?}"
+    );
+    // Plain TCP to the TLS port gets no SSRM.
+    let mut tcp = PlainTcp.connect(&server.addr()).await.unwrap();
+    tcp.write_all(b"not a TLS hello\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tcp.read_to_end(&mut buf).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("ODETTE"));
+}
