@@ -194,7 +194,12 @@ impl hyper::body::Body for ShapedBody {
             self.pause = None;
         }
         if self.pos < self.end {
-            let n = CHUNK.min(self.end - self.pos);
+            // Paced bodies go out in chunks of a tenth of a second's worth, so a body smaller
+            // than one full chunk is paced as well (not sent at once, then paused).
+            let chunk = self.bytes_per_sec.map_or(CHUNK, |b| {
+                usize::try_from(b / 10).unwrap_or(CHUNK).clamp(1, CHUNK)
+            });
+            let n = chunk.min(self.end - self.pos);
             let chunk = self.data.slice(self.pos..self.pos + n);
             self.pos += n;
             if let Some(bps) = self.bytes_per_sec {

@@ -96,10 +96,26 @@ async fn main() -> ExitCode {
     match real_main(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each said once (library errors often quote their cause already).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn real_main(cli: Cli) -> Result<ExitCode> {
@@ -289,4 +305,22 @@ fn print_summary(report: &mailbackup::BackupReport) {
         },
         report.elapsed.as_secs_f64()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(20);
+        let lib = mailbackup::Error::Io {
+            context: "cannot create /x".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(lib).context("starting the run");
+        let t = error_text(&e);
+        assert_eq!(t.matches("Not a directory").count(), 1, "{t}");
+        assert!(t.starts_with("starting the run: cannot create /x"), "{t}");
+    }
 }

@@ -393,3 +393,121 @@ async fn ctrl_c_aborts_cleanly_with_exit_130_and_a_rerun_completes() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(assert_files_complete(dir.path(), &emu), total);
 }
+
+/// Temporary files the writer leaves only when interrupted (`.<name>.tmp-*`).
+fn temp_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap().to_string_lossy().contains(".tmp-") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_failing_mid_file_stops_with_a_clear_error_and_leaves_nothing_half_written() {
+    // Every 4th message is over 1 MiB. The run gets a file size limit of 1024 blocks (512 KiB
+    // or 1 MiB depending on the shell's block size; the index and small messages stay below),
+    // so writing a large message fails part way, like a disk that fills up: no root, no mount.
+    let emu = graph_emulator::Emulator::start(
+        graph_emulator::EmulatorConfig::default().with_mailboxes(vec![
+            graph_emulator::MailboxSpec::new(ALICE)
+                .messages(12)
+                .seed(21)
+                .large_every(4),
+        ]),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let mut c = assert_cmd::Command::new("sh");
+    c.args([
+        "-c",
+        "trap '' XFSZ; ulimit -f 1024 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_mailbackup"),
+        "run",
+        "--no-progress",
+        "--graph-url",
+        &emu.graph_url(),
+        "--user-id",
+        ALICE,
+        "--retry-interval",
+        "0.05",
+        "-d",
+    ])
+    .arg(dir.path())
+    .env("MAILBACKUP_AUTHORIZATION", format!("Bearer {token}"))
+    .env_remove("RUST_LOG")
+    .timeout(Duration::from_secs(60));
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("ERROR: cannot write")
+            && out.contains("File too large")
+            && out.contains("free space"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        temp_files(dir.path())
+    );
+    let saved = assert_files_complete(dir.path(), &emu);
+    assert!(saved < 12, "the limit did not bite");
+    let mut v = bin();
+    v.args(["verify", "-d"]).arg(dir.path());
+    let v = run(v).await;
+    assert!(v.status.success(), "{}", text(&v));
+
+    // With room again, the next run completes.
+    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(assert_files_complete(dir.path(), &emu), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_data_folder_and_unknown_flags_are_clear_errors() {
+    let emu = emulator(1, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A data folder below a regular file cannot be created, even by root.
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, b"x").unwrap();
+    let o = run(run_cmd(&emu, &file.join("data"), &app_token(&emu).await)).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("error:")
+            && err.contains("not-a-folder")
+            && err.matches("Not a directory").count() == 1,
+        "{}",
+        text(&o)
+    );
+
+    for args in [
+        vec!["run", "--bogus"],
+        vec!["status", "--max-connections", "3"],
+        vec!["frobnicate"],
+    ] {
+        let mut c = bin();
+        c.args(&args);
+        let o = run(c).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("unexpected argument") || err.contains("unrecognized subcommand"),
+            "{args:?}: {}",
+            text(&o)
+        );
+        assert!(err.contains("Usage:"), "{}", text(&o));
+    }
+}

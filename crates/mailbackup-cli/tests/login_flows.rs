@@ -89,17 +89,34 @@ fn login_cmd(emu: &Emulator, client_id: &str, cache: &Path, flow: &str) -> asser
 }
 
 /// `mailbackup run` of the signed-in user's mailbox (`/me`) with the cached tokens only.
+/// Logs at trace level, and checks that no cached token appears in the output.
 async fn run_from_cache(emu: &Emulator, client_id: &str, cache: &Path, data: &Path) -> String {
+    let secrets = |v: serde_json::Value| -> Vec<String> {
+        ["access_token", "refresh_token"]
+            .iter()
+            .filter_map(|k| v[*k].as_str().map(str::to_owned))
+            .collect()
+    };
+    let read = || serde_json::from_slice(&std::fs::read(cache).unwrap()).unwrap();
+    let mut tokens = secrets(read());
     let mut c = bin();
     c.arg("run")
         .arg("-d")
         .arg(data)
         .args(["--graph-url", &emu.graph_url(), "--no-progress"])
+        .args(["--log-level", "trace"])
         .args(auth_args(emu, client_id, cache));
     let o = run(c).await;
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(assert_files_complete(data, emu), 4);
-    text(&o)
+    let out = text(&o);
+    assert!(out.contains("initialization phase"), "logs are on: {out}");
+    tokens.extend(secrets(read()));
+    assert!(!tokens.is_empty());
+    for t in tokens {
+        assert!(!out.contains(&t), "a cached token was printed");
+    }
+    out
 }
 
 /// Reads the child's stderr until the sign-in URL line; returns it and the rest of the lines.

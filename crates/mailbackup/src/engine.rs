@@ -1095,7 +1095,9 @@ async fn process_inner(
                 ctx.hooks.message_saved(info, &path);
                 return Outcome::Saved(n);
             }
-            Err(e @ Error::Index { .. }) => return Outcome::Fatal(e),
+            // Index and storage failures (disk full, read-only, no permission) hit every
+            // message alike: stop the mailbox instead of retrying each one.
+            Err(e) if e.is_fatal_for_mailbox() => return Outcome::Fatal(e),
             Err(e) => {
                 attempt += 1;
                 match decide_retry(ctx, info, &e, attempt).await {

@@ -76,6 +76,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The file system of the backup folder refused a write for good: it is full, over quota,
+    /// read-only, or the process may not write there. Retrying cannot help, so the mailbox
+    /// stops at once (what was saved before is kept and complete).
+    #[error(
+        "{context}: {source}; the backup folder cannot take more data: free space (or fix its permissions or quota), then run again; what was saved is kept"
+    )]
+    Storage {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The SQLite index failed.
     #[error("backup index {path}: {source}")]
     Index {
@@ -100,10 +113,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// A local file error; the ones no retry can fix (disk full, quota, read-only file system,
+    /// permission denied, file size limit) become [`Error::Storage`].
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
+        use std::io::ErrorKind as K;
+        let context = context.into();
+        if matches!(
+            source.kind(),
+            K::StorageFull
+                | K::QuotaExceeded
+                | K::ReadOnlyFilesystem
+                | K::PermissionDenied
+                | K::FileTooLarge
+        ) {
+            Error::Storage { context, source }
+        } else {
+            Error::Io { context, source }
         }
     }
 
@@ -127,6 +152,7 @@ impl Error {
             Error::Transport { .. } => "TransportError".into(),
             Error::Protocol { .. } => "ProtocolError".into(),
             Error::Io { .. } => "IoError".into(),
+            Error::Storage { .. } => "StorageError".into(),
             Error::Index { .. } => "IndexError".into(),
             Error::TimeLimit { .. } => "TimeLimit".into(),
             Error::Aborted => "Aborted".into(),
@@ -142,6 +168,41 @@ impl Error {
                 | Error::TimeLimit { .. }
                 | Error::Aborted
                 | Error::Index { .. }
+                | Error::Storage { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    #[test]
+    fn storage_errors_are_fatal_and_say_what_to_do() {
+        for kind in [
+            ErrorKind::StorageFull,
+            ErrorKind::QuotaExceeded,
+            ErrorKind::ReadOnlyFilesystem,
+            ErrorKind::PermissionDenied,
+            ErrorKind::FileTooLarge,
+        ] {
+            let e = Error::io("cannot write /b/x.eml", kind.into());
+            assert!(matches!(e, Error::Storage { .. }), "{kind:?}");
+            assert!(e.is_fatal_for_mailbox() && !e.is_transient());
+            assert_eq!(e.code(), "StorageError");
+            assert!(e.to_string().contains("free space"), "{e}");
+        }
+        let full = Error::io(
+            "cannot write /b/x.eml",
+            std::io::Error::from_raw_os_error(28),
+        );
+        assert!(
+            full.to_string()
+                .starts_with("cannot write /b/x.eml: No space left on device"),
+            "{full}"
+        );
+        let other = Error::io("cannot read /b/x.eml", ErrorKind::InvalidData.into());
+        assert!(matches!(other, Error::Io { .. }) && other.is_transient());
     }
 }

@@ -213,6 +213,13 @@ pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     )
 }
 
+/// How a request ended without an answer.
+enum Ended {
+    Failed(reqwest::Error),
+    Aborted,
+    TimeLimit,
+}
+
 /// How long an abort waits for requests already sent to be answered before dropping them.
 pub(crate) const ABORT_GRACE: Duration = Duration::from_secs(5);
 
@@ -431,16 +438,21 @@ impl Graph {
                 Ok::<_, reqwest::Error>((status, retry_after, body))
             };
             tokio::pin!(exchange);
+            // The run's time limit also bounds a request in flight (a slow download must not
+            // keep the run going past it).
             let result = tokio::select! {
-                r = &mut exchange => r.map_err(Some),
+                r = tokio::time::timeout_at(self.deadline, &mut exchange) => match r {
+                    Ok(r) => r.map_err(Ended::Failed),
+                    Err(_) => Err(Ended::TimeLimit),
+                },
                 _ = self.cancel.cancelled() => {
                     // An abort lets a request that may already be on the wire finish (bounded),
                     // so that when the run returns, Graph has answered everything it was sent
                     // and no request of this run is still being served behind its back. Only a
                     // request slower than the grace period is dropped.
                     match tokio::time::timeout(ABORT_GRACE, &mut exchange).await {
-                        Ok(r) => r.map_err(Some),
-                        Err(_) => Err(None),
+                        Ok(r) => r.map_err(Ended::Failed),
+                        Err(_) => Err(Ended::Aborted),
                     }
                 }
             };
@@ -448,8 +460,13 @@ impl Graph {
             drop(permit);
             let (status, retry_after, body) = match result {
                 Ok(x) => x,
-                Err(None) => return Err(Error::Aborted),
-                Err(Some(e)) => {
+                Err(Ended::Aborted) => return Err(Error::Aborted),
+                Err(Ended::TimeLimit) => {
+                    return Err(Error::TimeLimit {
+                        limit: self.opts.time_limit,
+                    });
+                }
+                Err(Ended::Failed(e)) => {
                     return Err(Error::Transport {
                         url: strip_query(url),
                         message: e.to_string(),

@@ -648,3 +648,125 @@ async fn sync_deletes_can_quarantine_instead_of_deleting() {
     assert_complete(dir.path(), &emu, ALICE);
     assert!(mailbackup::verify(dir.path()).unwrap().is_clean());
 }
+
+fn tokens_of(dir: &Path) -> u64 {
+    mailbackup::status(dir, None)
+        .unwrap()
+        .folders_with_token
+        .iter()
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+#[tokio::test]
+async fn a_failed_message_holds_back_its_folders_delta_token_and_the_next_run_fetches_it() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(20).seed(8)]).await;
+    let token = app_token(&emu).await;
+    // Reference: a clean run stores a token for every folder.
+    let clean = tempfile::tempdir().unwrap();
+    let report = builder(&emu, clean.path(), token.clone(), ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let all_tokens = tokens_of(clean.path());
+
+    // One $value download fails for good (no retries): its folder's round is not durable.
+    emu.faults().set(graph_emulator::FaultConfig {
+        drop_connection: Trigger::Next(1),
+        only: Some(vec![EndpointKind::MessageValue]),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), token.clone(), ALICE)
+        .max_retry_count(0)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let r = &report.mailboxes[0];
+    assert_eq!((r.failed.len(), r.saved), (1, 19), "{r:?}");
+    assert_eq!(tokens_of(dir.path()), all_tokens - 1);
+
+    // The next run lists that folder again in full and fetches the message; now every folder
+    // has its token.
+    emu.reset_stats();
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let r = &report.mailboxes[0];
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!((r.saved, r.unchanged), (1, 19), "{r:?}");
+    assert_eq!(emu.stats().count(EndpointKind::MessageValue), 1);
+    assert_eq!(tokens_of(dir.path()), all_tokens);
+    assert_complete(dir.path(), &emu, ALICE);
+}
+
+#[derive(Default)]
+struct LogLines(Mutex<Vec<String>>);
+
+impl Hooks for LogLines {
+    fn log(&self, _level: mailbackup::LogLevel, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
+}
+
+#[tokio::test]
+async fn retry_after_of_a_503_is_honoured_and_is_not_a_retry() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(3).seed(9)]).await;
+    emu.faults().unavailable(Trigger::Next(1), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let logs = Arc::new(LogLines::default());
+    let started = std::time::Instant::now();
+    let report = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .max_retry_count(0)
+        .hooks(logs.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    // A lower bound only: it cannot fail on a slow machine.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(report.mailboxes[0].throttled, 1);
+    let lines = logs.0.lock().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("throttled (503 ServiceUnavailable)") && l.contains("waits 2.0s")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_download_still_running_at_the_time_limit_is_cut_there() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(2).seed(10)]).await;
+    // At 100 bytes/s a message takes minutes: only the time limit can end the run early.
+    emu.faults().value_bandwidth(Some(100));
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let report = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .time_limit(Duration::from_millis(1500))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let r = &report.mailboxes[0];
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("time limit"),
+        "{r:?}"
+    );
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(eml_files(dir.path()).is_empty());
+    let v = mailbackup::verify(dir.path()).unwrap();
+    assert!(v.is_clean(), "{v:?}");
+}
