@@ -67,6 +67,7 @@ pub struct BackupBuilder {
     graph_url: String,
     immutable_ids: bool,
     request_timeout: Duration,
+    abort_grace: Duration,
 }
 
 impl BackupBuilder {
@@ -150,6 +151,12 @@ impl BackupBuilder {
     /// Timeout of one request, download included (default 10 min).
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = d;
+        self
+    }
+    /// How long an abort waits for requests already sent to be answered (default 5 s); a
+    /// message whose content arrives in time is still saved, slower requests are dropped.
+    pub fn abort_grace(mut self, d: Duration) -> Self {
+        self.abort_grace = d;
         self
     }
     /// The event hooks (default: [`NoHooks`]).
@@ -242,6 +249,7 @@ impl BackupBuilder {
             graph_url: self.graph_url,
             immutable_ids: self.immutable_ids,
             request_timeout: self.request_timeout,
+            abort_grace: self.abort_grace,
         };
         Ok(Backup {
             opts: Arc::new(opts),
@@ -333,6 +341,7 @@ impl Backup {
             graph_url: DEFAULT_GRAPH_URL.to_string(),
             immutable_ids: true,
             request_timeout: Duration::from_secs(600),
+            abort_grace: DEFAULT_ABORT_GRACE,
         }
     }
 
@@ -352,7 +361,7 @@ impl Backup {
     }
 
     /// Aborts a running backup (seed `AbortBackup`): no new request starts; requests already
-    /// sent get up to 5 seconds to be answered (a message whose content arrives is still saved),
+    /// sent get up to 5 seconds ([`BackupBuilder::abort_grace`]) to be answered (a message whose content arrives is still saved),
     /// then are dropped; files being written are completed, nothing half-written remains; `run`
     /// returns an `Aborted` report once all of that has settled, so no request of the run is
     /// still in flight afterwards (except one that outlived the grace period).

@@ -220,9 +220,6 @@ enum Ended {
     TimeLimit,
 }
 
-/// How long an abort waits for requests already sent to be answered before dropping them.
-pub(crate) const ABORT_GRACE: Duration = Duration::from_secs(5);
-
 /// The Graph client of a run.
 pub(crate) struct Graph {
     http: reqwest::Client,
@@ -450,7 +447,7 @@ impl Graph {
                     // so that when the run returns, Graph has answered everything it was sent
                     // and no request of this run is still being served behind its back. Only a
                     // request slower than the grace period is dropped.
-                    match tokio::time::timeout(ABORT_GRACE, &mut exchange).await {
+                    match tokio::time::timeout(self.opts.abort_grace, &mut exchange).await {
                         Ok(r) => r.map_err(Ended::Failed),
                         Err(_) => Err(Ended::Aborted),
                     }

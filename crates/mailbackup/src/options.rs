@@ -21,6 +21,8 @@ pub const DEFAULT_MAX_RETRY_COUNT: u32 = 5;
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(3);
 /// Default total time limit of a run (ends a run that Graph throttles forever).
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(24 * 3600);
+/// Default of [`Options::abort_grace`].
+pub const DEFAULT_ABORT_GRACE: Duration = Duration::from_secs(5);
 /// Default Graph endpoint.
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
 
@@ -78,6 +80,8 @@ pub struct Options {
     pub immutable_ids: bool,
     /// Per-request timeout (a whole `$value` download must finish within it).
     pub request_timeout: Duration,
+    /// How long an abort waits for requests already sent to be answered before dropping them.
+    pub abort_grace: Duration,
 }
 
 /// Parses the seed's date format `yyyy/MM/dd`.

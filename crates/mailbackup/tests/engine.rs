@@ -770,3 +770,31 @@ async fn a_download_still_running_at_the_time_limit_is_cut_there() {
     let v = mailbackup::verify(dir.path()).unwrap();
     assert!(v.is_clean(), "{v:?}");
 }
+
+#[tokio::test]
+async fn an_abort_waits_for_slow_requests_only_up_to_its_grace_period() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(3).seed(12)]).await;
+    // At 100 bytes/s each download takes many seconds: the abort must not wait for them.
+    emu.faults().value_bandwidth(Some(100));
+    let dir = tempfile::tempdir().unwrap();
+    let backup = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .abort_grace(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let cancel = backup.cancel_token();
+    let run = backup.run();
+    tokio::pin!(run);
+    // Abort once the downloads are under way (awaited, not polled).
+    tokio::select! {
+        r = &mut run => panic!("the run ended before the abort: {r:?}"),
+        _ = emu.wait_for_requests(EndpointKind::MessageValue, 3) => {}
+    }
+    let aborted_at = std::time::Instant::now();
+    cancel.cancel();
+    let report = run.await.unwrap();
+    assert!(aborted_at.elapsed() < Duration::from_secs(10));
+    assert_eq!(report.status, RunStatus::Aborted);
+    assert!(eml_files(dir.path()).is_empty());
+    let v = mailbackup::verify(dir.path()).unwrap();
+    assert!(v.is_clean(), "{v:?}");
+}
