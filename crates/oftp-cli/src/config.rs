@@ -13,7 +13,10 @@ use oftp::config::{
     AddressPolicy, AddressRule, LocalIdentity, Partner, PartnerTable, Password, ServerSettings,
     SessionLimits,
 };
+use oftp::security::LocalSecurityConfig;
 use oftp::store::NameFormat;
+
+use crate::security::TlsSection;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +38,16 @@ pub(crate) struct FileConfig {
     /// Trading partners.
     #[serde(default)]
     pub(crate) partners: Vec<Partner>,
+    /// `[security]`: our certificates per purpose, trusted CAs, CRLs.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub(crate) security: LocalSecurityConfig,
+    /// `[tls]`: the TLS listener.
+    #[serde(default, skip_serializing_if = "TlsSection::is_default")]
+    pub(crate) tls: TlsSection,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// `[server]`.
@@ -123,6 +136,7 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
         .components()
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect();
+    crate::security::resolve_paths(&base, &mut file.security, &mut file.tls, &mut file.partners);
     for p in &mut file.partners {
         for dir in [&mut p.inbox, &mut p.outbox].into_iter().flatten() {
             if dir.is_relative() {
@@ -211,6 +225,8 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
             security: Default::default(),
             tls: Default::default(),
         }],
+        security: LocalSecurityConfig::default(),
+        tls: TlsSection::default(),
     };
     let client = FileConfig {
         local: partner_id,
@@ -232,6 +248,8 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
             security: Default::default(),
             tls: Default::default(),
         }],
+        security: LocalSecurityConfig::default(),
+        tls: TlsSection::default(),
     };
     let dir = path
         .parent()

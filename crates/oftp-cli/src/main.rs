@@ -10,6 +10,7 @@
 //! Errors are printed as one line a person can act on, never as a backtrace.
 
 mod config;
+mod security;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ enum Command {
     Serve(ServeArgs),
     /// Send files to a partner and receive what it has for us.
     Send(Box<SendArgs>),
+    /// Show a certificate or PKCS#12 file: fields and SHA-1/SHA-256 thumbprints.
+    Cert(security::CertArgs),
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +83,21 @@ impl From<Format> for FileFormat {
     }
 }
 
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum SecurityArg {
+    None,
+    Signed,
+    Encrypted,
+    SignedEncrypted,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum SecureAuthArg {
+    Disallowed,
+    Required,
+    Automatic,
+}
+
 #[derive(Args, Debug)]
 struct SendArgs {
     /// Configuration file with [local] and [[partners]] (see the README).
@@ -89,12 +107,62 @@ struct SendArgs {
     #[arg(long, requires = "config")]
     partner: Option<String>,
 
+    /// Call the partner over TLS (default port then 6619; see also the partner's `tls` table).
+    #[arg(long)]
+    tls: bool,
+    /// Trust this CA file for the partner's TLS certificate (repeatable).
+    #[arg(long = "tls-ca")]
+    tls_ca: Vec<PathBuf>,
+    /// Trust exactly this TLS server certificate (pinning; no chain or name check).
+    #[arg(long)]
+    tls_pin: Option<PathBuf>,
+    /// Name to check the TLS server certificate against (default: the host).
+    #[arg(long)]
+    tls_server_name: Option<String>,
+    /// Present our certificate (our identity) in the TLS handshake.
+    #[arg(long)]
+    tls_client_cert: bool,
+    /// File security for the files sent: none, signed, encrypted or signed-encrypted.
+    #[arg(long, value_enum)]
+    security: Option<SecurityArg>,
+    /// Cipher suite 1-6 for file security and receipts (default 4: AES-256, SHA-256).
+    #[arg(long)]
+    cipher_suite: Option<u8>,
+    /// Compress files (CMS CompressedData) before encrypting.
+    #[arg(long)]
+    compress_file: bool,
+    /// Ask for signed end-to-end responses (and check them).
+    #[arg(long)]
+    signed_receipt: bool,
+    /// Secure authentication with the partner: disallowed, required or automatic.
+    #[arg(long, value_enum)]
+    secure_auth: Option<SecureAuthArg>,
+    /// The partner's certificate (encryption, signature and receipt verification,
+    /// authentication), overriding the configuration.
+    #[arg(long)]
+    partner_cert: Option<PathBuf>,
+    /// Our certificate (PEM/DER) with --key, or use --pkcs12.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// Our private key (PEM/DER, optionally encrypted).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Our PKCS#12 file.
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
+    pkcs12: Option<PathBuf>,
+    /// File with the password of --key or --pkcs12.
+    #[arg(long)]
+    key_password_file: Option<PathBuf>,
+    /// Environment variable with the password of --key or --pkcs12.
+    #[arg(long, conflicts_with = "key_password_file")]
+    key_password_env: Option<String>,
+
     /// Partner host (without a configuration, or to override the partner's address).
     #[arg(long)]
     host: Option<String>,
-    /// Partner port.
-    #[arg(long, default_value_t = oftp::config::DEFAULT_PORT)]
-    port: u16,
+    /// Partner port (default 3305, 6619 with --tls).
+    #[arg(long)]
+    port: Option<u16>,
     /// Our SSID code.
     #[arg(long)]
     ssid: Option<String>,
@@ -182,6 +250,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(a) => serve(a).await.map(|()| ExitCode::SUCCESS),
             Command::Send(a) => send(*a).await,
+            Command::Cert(a) => security::cert_command(&a).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
@@ -252,27 +321,56 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&loaded.data_dir)
         .with_context(|| format!("cannot create data directory {}", loaded.data_dir.display()))?;
-    let server = Server::new(cfg)
-        .with_context(|| format!("cannot start the server with {}", path.display()))?
-        .start()
-        .await?;
-    let addr = server
-        .local_addr()
-        .ok_or_else(|| anyhow!("the server is not listening"))?;
+    let sec = security::context(
+        f.local.sfid(),
+        &f.security,
+        loaded.partners.iter(),
+        &loaded.data_dir,
+    )
+    .with_context(|| format!("{}: [security] / partners' security", path.display()))?;
+    let tls = &f.tls;
+    let mut tls_cfg = cfg.clone();
+    tls_cfg.settings.listen = tls.listen;
+    let base = Server::new(cfg)
+        .with_context(|| format!("cannot start the server with {}", path.display()))?;
+    let journal = base.journal().clone();
+    let mut running = Vec::new();
+    if !tls.enabled || tls.plain {
+        running.push(("plain", base.security(sec.clone()).start().await?));
+    }
+    if tls.enabled {
+        let acceptor = security::acceptor(&f.security, tls)
+            .with_context(|| format!("{}: [tls]", path.display()))?;
+        // Both listeners share one journal, so duplicates and restarts are seen across them.
+        let server = Server::with_journal(tls_cfg, journal)
+            .security(sec.clone())
+            .acceptor(acceptor)
+            .start()
+            .await?;
+        running.push(("TLS", server));
+    }
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "listening on {addr} as {} ({} partners, data in {})",
-            f.local.ssid,
-            loaded.partners.len(),
-            loaded.data_dir.display()
-        );
+        for (kind, server) in &running {
+            let addr = server
+                .local_addr()
+                .ok_or_else(|| anyhow!("the {kind} listener is not listening"))?;
+            let _ = writeln!(
+                out,
+                "listening on {addr}{} as {} ({} partners, data in {})",
+                if *kind == "TLS" { " (TLS)" } else { "" },
+                f.local.ssid,
+                loaded.partners.len(),
+                loaded.data_dir.display()
+            );
+        }
         let _ = out.flush();
     }
     wait_for_signal().await;
     tracing::info!("shutting down");
-    server.shutdown().await;
+    for (_, server) in running {
+        server.shutdown().await;
+    }
     Ok(())
 }
 
@@ -319,6 +417,80 @@ struct SendSetup {
     data_dir: PathBuf,
     receive_dir: PathBuf,
     name_format: oftp::store::NameFormat,
+    security: oftp::security::LocalSecurityConfig,
+    tls: security::TlsSection,
+}
+
+impl SendArgs {
+    fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(if self.tls {
+            oftp::tls::DEFAULT_TLS_PORT
+        } else {
+            oftp::config::DEFAULT_PORT
+        })
+    }
+
+    /// Applies the TLS and security flags over the configuration.
+    fn apply_security(&self, s: &mut SendSetup) -> Result<()> {
+        use oftp::security::{FileSecurity, IdentityConfig, SecureAuthentication};
+        let t = &mut s.partner.tls;
+        t.enabled |= self.tls;
+        if !self.tls_ca.is_empty() {
+            t.trusted_cas = self.tls_ca.clone();
+        }
+        if let Some(p) = &self.tls_pin {
+            t.pinned_cert = Some(p.clone());
+        }
+        if let Some(n) = &self.tls_server_name {
+            t.server_name = Some(n.clone());
+        }
+        t.client_certificate |= self.tls_client_cert;
+        let p = &mut s.partner.security;
+        if let Some(level) = self.security {
+            p.send.security = match level {
+                SecurityArg::None => FileSecurity::None,
+                SecurityArg::Signed => FileSecurity::Signed,
+                SecurityArg::Encrypted => FileSecurity::Encrypted,
+                SecurityArg::SignedEncrypted => FileSecurity::SignedEncrypted,
+            };
+        }
+        if let Some(c) = self.cipher_suite {
+            if !(1..=6).contains(&c) {
+                bail!("--cipher-suite must be 1 to 6");
+            }
+            p.send.cipher_suite = c;
+        }
+        p.send.compress |= self.compress_file;
+        p.send.signed_receipt |= self.signed_receipt;
+        if let Some(a) = self.secure_auth {
+            p.secure_authentication = match a {
+                SecureAuthArg::Disallowed => SecureAuthentication::Disallowed,
+                SecureAuthArg::Required => SecureAuthentication::Required,
+                SecureAuthArg::Automatic => SecureAuthentication::Automatic,
+            };
+        }
+        if let Some(c) = &self.partner_cert {
+            for slot in [
+                &mut p.encryption_cert,
+                &mut p.signature_cert,
+                &mut p.receipt_cert,
+                &mut p.authentication_cert,
+            ] {
+                *slot = Some(c.clone());
+            }
+        }
+        if self.cert.is_some() || self.pkcs12.is_some() {
+            s.security.identity = Some(IdentityConfig {
+                pkcs12: self.pkcs12.clone(),
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                password_file: self.key_password_file.clone(),
+                password_env: self.key_password_env.clone(),
+                subject: None,
+            });
+        }
+        Ok(())
+    }
 }
 
 fn send_setup(a: &SendArgs) -> Result<SendSetup> {
@@ -343,7 +515,7 @@ fn send_setup(a: &SendArgs) -> Result<SendSetup> {
             )
         })?;
         let address = match (&a.host, &partner.address) {
-            (Some(h), _) => format!("{h}:{}", a.port),
+            (Some(h), _) => format!("{h}:{}", a.port_or_default()),
             (None, Some(addr)) => addr.clone(),
             (None, None) => bail!(
                 "partner {name:?} has no address in {}; add `address = \"host:port\"` or pass --host",
@@ -362,6 +534,8 @@ fn send_setup(a: &SendArgs) -> Result<SendSetup> {
             data_dir: loaded.data_dir.clone(),
             receive_dir,
             name_format: loaded.name_format.clone(),
+            security: loaded.file.security.clone(),
+            tls: loaded.file.tls.clone(),
         }
     } else {
         let missing = |flag: &str| anyhow!("{flag} is needed without --config");
@@ -405,12 +579,15 @@ fn send_setup(a: &SendArgs) -> Result<SendSetup> {
             },
             partner,
             limits: SessionLimits::default(),
-            address: format!("{host}:{}", a.port),
+            address: format!("{host}:{}", a.port_or_default()),
             data_dir,
             receive_dir,
             name_format: oftp::store::NameFormat::default(),
+            security: oftp::security::LocalSecurityConfig::default(),
+            tls: security::TlsSection::default(),
         }
     };
+    a.apply_security(&mut s)?;
     // Flags override the configuration.
     if a.config.is_some() {
         if let Some(pw) = our_pw {
@@ -461,17 +638,26 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
     let journal = Journal::open_in_dir(&s.data_dir)?;
+    let sec = security::context(s.local.sfid(), &s.security, [&s.partner], &s.data_dir)?;
+    let connector = if s.partner.tls.enabled {
+        Some(security::connector(&s.security, &s.tls, &s.partner)?)
+    } else {
+        None
+    };
     let mut cfg = ClientConfig::new(s.local, s.partner, s.receive_dir);
     cfg.limits = s.limits;
     cfg.inactivity_timeout = Duration::from_secs(a.timeout.max(1));
     cfg.name_format = s.name_format;
-    let client = Client::new(cfg, journal)?;
+    let client = Client::new(cfg, journal)?.security(sec);
     let files: Vec<OutgoingFile> = a
         .files
         .iter()
         .map(|p| OutgoingFile::new(p).format(format, a.record_length))
         .collect();
-    let report = client.run(&s.address, files).await?;
+    let report = match connector {
+        Some(c) => client.connector(c).run(&s.address, files).await?,
+        None => client.run(&s.address, files).await?,
+    };
     let mut out = std::io::stdout().lock();
     for (file, outcome) in &report.files {
         let name = file.path.display();

@@ -120,11 +120,15 @@ pub struct Partner {
     pub address: Option<String>,
     /// OFTP 2.0 security: the partner's certificates and policy (used when the server or
     /// client runs with a [`SecurityContext`](crate::security::SecurityContext)).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub security: crate::security::PartnerSecurityConfig,
     /// How to call the partner over TLS (client side).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub tls: crate::tls::PartnerTls,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Partner {

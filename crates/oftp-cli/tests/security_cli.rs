@@ -1,0 +1,280 @@
+//! The `oftp` command with OFTP 2.0 security: `oftp cert` (thumbprints as OpenSSL computes
+//! them, PKCS#12 with a password file) and a real `oftp serve` with only a TLS listener,
+//! secure authentication and required file security, called by `oftp send` with a pinned
+//! server certificate, a PKCS#12 identity, signing, compression, encryption and a signed
+//! receipt. Certificates are made with `openssl` at test time.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A self-signed RSA certificate `<name>.pem` with key `<name>.key`.
+fn self_signed(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "30",
+            "-subj",
+            &format!("/CN={name}/O=OFTP Test"),
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+    );
+}
+
+#[test]
+fn cert_prints_fields_and_openssl_thumbprints() {
+    let dir = tempfile::tempdir().unwrap();
+    self_signed(dir.path(), "partner");
+    let fp = openssl(
+        dir.path(),
+        &[
+            "x509",
+            "-in",
+            "partner.pem",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
+    let expected = fp.trim().split('=').nth(1).unwrap().to_owned();
+    let out = Command::cargo_bin("oftp")
+        .unwrap()
+        .args(["cert", "partner.pem"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&expected), "{expected} not in {text}");
+    assert!(text.contains("CN=partner"), "{text}");
+    assert!(text.contains("RSA 2048 bits"), "{text}");
+
+    // PKCS#12 with the password in a file; without it the error says how to give it.
+    openssl(
+        dir.path(),
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "partner.pem",
+            "-inkey",
+            "partner.key",
+            "-out",
+            "partner.p12",
+            "-passout",
+            "pass:p12secret",
+        ],
+    );
+    std::fs::write(dir.path().join("p12.pw"), "p12secret\n").unwrap();
+    let out = Command::cargo_bin("oftp")
+        .unwrap()
+        .args(["cert", "partner.p12", "--password-file", "p12.pw"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&expected) && text.contains("Private key:         present"));
+    assert!(!text.contains("p12secret"));
+    let out = Command::cargo_bin("oftp")
+        .unwrap()
+        .args(["cert", "partner.p12"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password-file"));
+}
+
+#[test]
+fn send_over_tls_with_secure_authentication_and_file_security() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    self_signed(d, "server");
+    self_signed(d, "client");
+    openssl(
+        d,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "client.pem",
+            "-inkey",
+            "client.key",
+            "-out",
+            "client.p12",
+            "-passout",
+            "pass:clientpw",
+        ],
+    );
+    std::fs::write(d.join("client.pw"), "clientpw\n").unwrap();
+    let (plain_port, tls_port) = (free_port(), free_port());
+    std::fs::write(
+        d.join("server.toml"),
+        format!(
+            r#"
+[local]
+ssid = "O0013SERVER"
+password = "SRVPW"
+
+[server]
+listen = "127.0.0.1:{plain_port}"
+data_dir = "sdata"
+
+[security.identity]
+cert = "server.pem"
+key = "server.key"
+
+[tls]
+enabled = true
+plain = false
+listen = "127.0.0.1:{tls_port}"
+
+[[partners]]
+name = "client"
+ssid = "O0013CLIENT"
+password = "CLIPW"
+
+[partners.security]
+certificate = "client.pem"
+secure_authentication = "required"
+required_security = "signed_encrypted"
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("client.toml"),
+        format!(
+            r#"
+[local]
+ssid = "O0013CLIENT"
+password = "CLIPW"
+
+[server]
+data_dir = "cdata"
+
+[security.identity]
+pkcs12 = "client.p12"
+password_file = "client.pw"
+
+[[partners]]
+name = "server"
+ssid = "O0013SERVER"
+password = "SRVPW"
+address = "127.0.0.1:{tls_port}"
+
+[partners.tls]
+enabled = true
+pinned_cert = "server.pem"
+
+[partners.security]
+certificate = "server.pem"
+secure_authentication = "required"
+require_signed_receipts = true
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = Command::cargo_bin("oftp")
+        .unwrap()
+        .args(["serve", "--config", "server.toml"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.contains(&format!("127.0.0.1:{tls_port} (TLS)")),
+        "{first}"
+    );
+    // Only the TLS listener runs.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_err());
+
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(d.join("order.edi"), &payload).unwrap();
+    let send = |extra: &[&str]| {
+        let mut args = vec!["send", "--config", "client.toml", "--partner", "server"];
+        args.extend_from_slice(extra);
+        Command::cargo_bin("oftp")
+            .unwrap()
+            .args(&args)
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
+    let out = send(&[
+        "--security",
+        "signed-encrypted",
+        "--cipher-suite",
+        "4",
+        "--compress-file",
+        "--signed-receipt",
+        "order.edi",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("delivered"), "{stdout}");
+    assert_eq!(
+        std::fs::read(d.join("sdata/inbox/client/ORDER.EDI")).unwrap(),
+        payload
+    );
+    assert!(!stderr.contains("clientpw"));
+
+    // Unencrypted is refused by the server's policy (SFNA 17), exit code 3.
+    std::fs::write(d.join("plain.edi"), b"plain").unwrap();
+    let out = send(&["--security", "signed", "plain.edi"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("SFNA 17"), "{stdout}");
+}
