@@ -296,8 +296,9 @@ pub(crate) struct MailboxState {
     pub(crate) seed: u64,
     pub(crate) ctx: SynthContext,
     pub(crate) inflight: AtomicUsize,
-    /// Woken whenever a request of this mailbox ends ([`MailboxHandle::wait_idle`]).
-    pub(crate) request_ended: tokio::sync::Notify,
+    /// Woken whenever a request of this mailbox starts or ends ([`MailboxHandle::wait_idle`],
+    /// [`MailboxHandle::wait_in_flight`]).
+    pub(crate) inflight_changed: tokio::sync::Notify,
     /// Fixed-window request budget state: (window start, requests in the window).
     pub(crate) rate: Mutex<Option<(std::time::Instant, u32)>>,
     pub(crate) data: Mutex<MailboxData>,
@@ -443,7 +444,7 @@ impl MailboxState {
             seed: spec.seed,
             ctx,
             inflight: AtomicUsize::new(0),
-            request_ended: tokio::sync::Notify::new(),
+            inflight_changed: tokio::sync::Notify::new(),
             rate: Mutex::new(None),
             data: Mutex::new(data),
             delta: Mutex::new(crate::delta::DeltaStore::default()),
@@ -942,15 +943,25 @@ impl MailboxHandle {
     /// after killing a client, so the killed client's requests still being served (latency,
     /// bandwidth) are over before the next run is measured. Bound it with a timeout.
     pub async fn wait_idle(&self) {
+        self.wait_until(|n| n == 0).await;
+    }
+
+    /// Waits until at least `n` requests of this mailbox are in flight at once (e.g. held by
+    /// latency), instead of polling [`MailboxHandle::in_flight`]. Bound it with a timeout.
+    pub async fn wait_in_flight(&self, n: usize) {
+        self.wait_until(|current| current >= n).await;
+    }
+
+    async fn wait_until(&self, done: impl Fn(usize) -> bool) {
         loop {
-            let ended = self.state.request_ended.notified();
-            tokio::pin!(ended);
-            // Register before checking, so an end between the check and the wait is not missed.
-            ended.as_mut().enable();
-            if self.state.inflight() == 0 {
+            let changed = self.state.inflight_changed.notified();
+            tokio::pin!(changed);
+            // Register before checking, so a change between the check and the wait is not missed.
+            changed.as_mut().enable();
+            if done(self.state.inflight()) {
                 return;
             }
-            ended.await;
+            changed.await;
         }
     }
 

@@ -96,7 +96,7 @@ struct InflightGuard(Arc<MailboxState>);
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::SeqCst);
-        self.0.request_ended.notify_waiters();
+        self.0.inflight_changed.notify_waiters();
     }
 }
 
@@ -240,6 +240,7 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
     // 3. Concurrency slot, held until the response is built.
     let current = mb.inflight.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = InflightGuard(mb.clone());
+    mb.inflight_changed.notify_waiters();
     shared.stats.concurrency(&mb.upn, current);
     if let Some(limit) = shared.concurrency_limit
         && current > limit

@@ -38,13 +38,10 @@ async fn concurrency_limit_is_per_mailbox() {
             })
         })
         .collect();
-    for _ in 0..2000 {
-        if mb.in_flight() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(mb.in_flight(), 2, "slow requests did not arrive");
+    tokio::time::timeout(Duration::from_secs(30), mb.wait_in_flight(2))
+        .await
+        .expect("slow requests did not arrive");
+    assert_eq!(mb.in_flight(), 2);
     emu.faults().latency(Duration::ZERO);
 
     // Further requests on that mailbox: 429 ApplicationThrottled with Retry-After.

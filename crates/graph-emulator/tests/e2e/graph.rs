@@ -486,6 +486,9 @@ async fn tests_can_await_request_counts_and_an_idle_mailbox() {
         .await
         .expect("two listings are counted");
     let mb = emu.mailbox(USER);
+    tokio::time::timeout(Duration::from_secs(10), mb.wait_in_flight(2))
+        .await
+        .expect("both listings are in flight together");
     tokio::time::timeout(Duration::from_secs(10), mb.wait_idle())
         .await
         .expect("the mailbox becomes idle");
