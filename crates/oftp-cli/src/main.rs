@@ -92,6 +92,13 @@ enum SecurityArg {
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
+enum ExchangeArg {
+    Request,
+    Replace,
+    Deliver,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
 enum SecureAuthArg {
     Disallowed,
     Required,
@@ -156,6 +163,11 @@ struct SendArgs {
     /// Environment variable with the password of --key or --pkcs12.
     #[arg(long, conflicts_with = "key_password_file")]
     key_password_env: Option<String>,
+
+    /// Send the FILEs as certificates (seed ExchangeCertificate): request, replace or deliver
+    /// (virtual file names ODETTE_CERTIFICATE_REQUEST / _REPLACE / _DELIVER).
+    #[arg(long, value_enum)]
+    exchange_certificate: Option<ExchangeArg>,
 
     /// Partner host (without a configuration, or to override the partner's address).
     #[arg(long)]
@@ -652,7 +664,18 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
     let files: Vec<OutgoingFile> = a
         .files
         .iter()
-        .map(|p| OutgoingFile::new(p).format(format, a.record_length))
+        .map(|p| match a.exchange_certificate {
+            Some(kind) => {
+                use oftp::security::CertificateExchange as X;
+                let kind = match kind {
+                    ExchangeArg::Request => X::Request,
+                    ExchangeArg::Replace => X::Replace,
+                    ExchangeArg::Deliver => X::Deliver,
+                };
+                OutgoingFile::certificate_exchange(kind, p)
+            }
+            None => OutgoingFile::new(p).format(format, a.record_length),
+        })
         .collect();
     let report = match connector {
         Some(c) => client.connector(c).run(&s.address, files).await?,

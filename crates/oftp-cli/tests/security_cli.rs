@@ -271,9 +271,29 @@ require_signed_receipts = true
     );
     assert!(!stderr.contains("clientpw"));
 
+    // A certificate exchange file is stored under the partner's certificates.
+    self_signed(d, "client-next");
+    let out = send(&[
+        "--security",
+        "signed-encrypted",
+        "--signed-receipt",
+        "--exchange-certificate",
+        "deliver",
+        "client-next.pem",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stored: Vec<_> = std::fs::read_dir(d.join("sdata/certificates/client"))
+        .unwrap()
+        .collect();
+    assert_eq!(stored.len(), 1);
+
     // Unencrypted is refused by the server's policy (SFNA 17), exit code 3.
     std::fs::write(d.join("plain.edi"), b"plain").unwrap();
-    let out = send(&["--security", "signed", "plain.edi"]);
+    let out = send(&["--security", "signed", "--signed-receipt", "plain.edi"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("SFNA 17"), "{stdout}");
