@@ -833,19 +833,9 @@ impl SecurityContext {
         std::fs::create_dir_all(&self.work_dir)?;
         let name = copy_name(sfid, source);
         let target = self.work_dir.join(name);
-        // A restart must transmit the very same bytes: reuse the copy made for the first
-        // attempt; without it, start over.
-        if sfid.restart_position > 0 {
-            if target.exists() {
-                let file_hash = hash_file(Some(suite), &target)?;
-                sfid.file_size = oftp_proto::data::size_in_kib(std::fs::metadata(&target)?.len());
-                return Ok(Prepared {
-                    transmit: Some(target),
-                    file_hash: Some(file_hash),
-                });
-            }
-            sfid.restart_position = 0;
-        }
+        // A processed copy differs at every attempt (fresh content-encryption key), so the
+        // runtime sends it from position 0.
+        sfid.restart_position = 0;
         let mut opts = SendOptions::new(suite);
         if let Some(s) = signer {
             opts = opts.sign(s);

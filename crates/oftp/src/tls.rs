@@ -195,7 +195,12 @@ pub struct TlsAcceptor {
     on_hello: Option<HelloHook>,
     on_client_cert: Option<ClientCertHook>,
     on_status: Option<StatusHook>,
+    handshake_timeout: std::time::Duration,
 }
+
+/// How long a TLS handshake may take before the connection is dropped (a peer that connects
+/// and says nothing must not hold a connection slot).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl fmt::Debug for TlsAcceptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -219,7 +224,14 @@ impl TlsAcceptor {
             on_hello: None,
             on_client_cert: None,
             on_status: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         })
+    }
+
+    /// Changes the handshake timeout (default [`DEFAULT_HANDSHAKE_TIMEOUT`]).
+    pub fn handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
     }
 
     /// Asks clients for certificates; `trust` validates them (expiry, chain to its CAs,
@@ -370,7 +382,15 @@ impl Acceptor for TlsAcceptor {
         let peer = tcp
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        match self.handshake(tcp, peer).await {
+        let result = tokio::time::timeout(self.handshake_timeout, self.handshake(tcp, peer))
+            .await
+            .unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ))
+            });
+        match result {
             Ok(s) => Ok(s),
             Err(e) => {
                 self.status(peer, format!("TLS handshake failed: {e}"));
@@ -592,7 +612,14 @@ impl Connector for TlsConnector {
         })?;
         let tcp = TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);
-        self.inner.connect(name, tcp).await
+        tokio::time::timeout(DEFAULT_HANDSHAKE_TIMEOUT, self.inner.connect(name, tcp))
+            .await
+            .unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ))
+            })
     }
 }
 

@@ -303,3 +303,16 @@ async fn client_pins_the_server_certificate_and_rejects_unknown_ones() {
     assert!(task.await.unwrap().is_err());
     assert!(TlsConnector::new(ServerTrust::new(), None).is_err());
 }
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
+    let pki = Pki::new();
+    let bob = pki.leaf("Bob", 3, false);
+    let acceptor = TlsAcceptor::new(tls_identity(&bob))
+        .unwrap()
+        .handshake_timeout(std::time::Duration::from_millis(200));
+    let (addr, task) = serve_once(acceptor).await;
+    let _silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let e = task.await.unwrap().unwrap_err();
+    assert!(e.contains("timed out"), "{e}");
+}
