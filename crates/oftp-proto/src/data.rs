@@ -400,8 +400,30 @@ fn run_length(data: &[u8], i: usize, max: usize) -> usize {
 /// compressed). Positions past `limit` may be looked at, as a run may start
 /// inside the literal and go on after it.
 fn literal_len(data: &[u8], i: usize, limit: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let word = |at: usize| {
+        data.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
     let end = i + limit;
     let mut j = i + 1;
+    // Eight candidate positions at a time: octet k of `x` is zero when the
+    // octets at j+k, j+k+1 and j+k+2 are equal; the lowest zero octet is
+    // found with the usual borrow trick (exact for the lowest one).
+    while j < end {
+        let (Some(w0), Some(w1), Some(w2)) = (word(j), word(j + 1), word(j + 2)) else {
+            break;
+        };
+        let x = (w0 ^ w1) | (w1 ^ w2);
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zero != 0 {
+            let k = (zero.trailing_zeros() / 8) as usize;
+            return (j + k - i).min(limit);
+        }
+        j += 8;
+    }
     while j < end && j + 2 < data.len() {
         if data[j + 1] != data[j + 2] {
             // No run of 3 can start at j nor at j + 1.
