@@ -19,7 +19,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 printf '%-10s %12s %12s %14s %14s\n' config send recv recv+read:hi recv+read:rb
 for cfg in memcpy 99999-off 99999-on 4096-off 4096-on; do
-  OFTP_PROTO_BENCH_MIB=$mib OFTP_PROTO_BENCH_ONLY=$cfg \
+  OFTP_PROTO_BENCH_MIB=$mib OFTP_PROTO_BENCH_ONLY=$cfg OFTP_PROTO_BENCH_REPEAT=1 \
     valgrind --tool=callgrind --callgrind-out-file="$out/$cfg.out" "$bin" >/dev/null 2>&1
   ann=$(callgrind_annotate --inclusive=yes "$out/$cfg.out" 2>/dev/null)
   # Inclusive Ir per MiB of a function ("-" when the binary has no such function).
