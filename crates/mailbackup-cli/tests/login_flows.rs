@@ -34,16 +34,20 @@ log="$(dirname "$0")/browser.log"
 echo "opened" >> "$log"
 printf '%s\n' "$1" | grep -o 'code_challenge_method=[A-Za-z0-9]*' >> "$log"
 loc=$(curl -sS -o /dev/null -w '%{redirect_url}' "$1") || { echo "authorize failed" >> "$log"; exit 1; }
+# Each step is logged before it is taken: once the listener has its answer the login ends,
+# and the test may read this log before the last request's own output would be written.
 case "$loc" in
   "") echo "no redirect" >> "$log"; exit 1 ;;
   *'#'*)
     origin=$(printf '%s' "$loc" | sed -E 's#^(https?://[^/]+).*#\1#')
     curl -sS -o /dev/null -w 'relay page %{http_code}\n' "${loc%%#*}" >> "$log"
-    curl -sS -o /dev/null -w 'fragment %{http_code}\n' \
+    echo "posting the fragment to $origin/fragment" >> "$log"
+    curl -sS -o /dev/null \
       -H 'Content-Type: application/x-www-form-urlencoded' --data-binary "${loc#*#}" \
-      "$origin/fragment" >> "$log" ;;
+      "$origin/fragment" ;;
   *)
-    curl -sS -o /dev/null -w 'redirect %{http_code}\n' "$loc" >> "$log" ;;
+    echo "following the redirect to ${loc%%\?*}" >> "$log"
+    curl -sS -o /dev/null "$loc" ;;
 esac
 "#;
 
@@ -178,7 +182,7 @@ async fn browser_login_with_pkce_s256_through_the_system_browser_then_run() {
     assert!(
         log.contains("opened")
             && log.contains("code_challenge_method=S256")
-            && log.contains("redirect 200"),
+            && log.contains("following the redirect to http://localhost:"),
         "the browser was not driven through the loopback redirect: {log}"
     );
     assert!(cached_refresh_token(&cache).is_string());
@@ -244,7 +248,7 @@ async fn implicit_login_relays_the_fragment_then_run() {
     assert!(o.status.success(), "{}", text(&o));
     let log = browser_log(dir.path());
     assert!(
-        log.contains("relay page 200") && log.contains("fragment 200"),
+        log.contains("relay page 200") && log.contains("posting the fragment to http://localhost:"),
         "the fragment did not reach the listener: {log}"
     );
     assert!(
