@@ -717,6 +717,18 @@ impl RecordReader {
     }
 }
 
+/// Octets of a U or T stream that one uncompressed DATA buffer of
+/// `buffer_size` octets (the negotiated SSIDSDEB, `D` included) carries:
+/// 63-octet subrecords while they fit, then a shorter one. A sender that
+/// passes chunks of this size to `write_data` gets one full buffer per call
+/// (98435 octets for 99999-octet buffers, 4031 for 4096).
+pub fn uncompressed_capacity(buffer_size: usize) -> usize {
+    let room = buffer_size.saturating_sub(1);
+    let full = room / (MAX_SUBRECORD + 1);
+    let rest = room - full * (MAX_SUBRECORD + 1);
+    full * MAX_SUBRECORD + rest.saturating_sub(1)
+}
+
 /// Restart position to offer for a partly received file (SFPAACNT / SFIDREST):
 /// complete records for F/V, complete 1 KiB blocks for U/T.
 pub fn restart_units(format: FileFormat, bytes: u64, records: u64) -> u64 {
@@ -1122,6 +1134,27 @@ mod tests {
             w.write(b"abc", true),
             Err(DataError::RecordTooLong { len: 5, max: 4 })
         ));
+    }
+
+    #[test]
+    fn uncompressed_capacity_is_what_a_buffer_holds() {
+        assert_eq!(uncompressed_capacity(99_999), 98_435);
+        assert_eq!(uncompressed_capacity(4096), 4031);
+        for max in [3, 4, 5, 64, 65, 66, 128, 129, 4096, 99_999] {
+            let cap = uncompressed_capacity(max);
+            // A stream of 3 buffers' worth fills exactly 3 buffers of `max` octets.
+            let mut b = BufferBuilder::new(max, false).unwrap();
+            b.push(&vec![7u8; 3 * cap], false);
+            b.flush();
+            let bufs: Vec<Vec<u8>> = std::iter::from_fn(|| b.pop_buffer()).collect();
+            assert_eq!(bufs.len(), 3, "max {max}");
+            for buf in &bufs {
+                let pieces = parse_data_payload(&buf[1..]).unwrap();
+                let len: usize = pieces.iter().map(|p| p.bytes.len()).sum();
+                assert_eq!(len, cap, "max {max}");
+                assert!(buf.len() >= max - 1 && buf.len() <= max, "max {max}");
+            }
+        }
     }
 
     #[test]

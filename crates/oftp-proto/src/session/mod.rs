@@ -51,9 +51,11 @@ use crate::codec::{
 use crate::data::{RecordReader, RecordWriter};
 use crate::sth;
 
-/// Size of the buffer behind [`Session::read_buffer`]: one frame of the
-/// largest size plus a generous read, so a cut frame can always be completed.
-const READ_BUFFER: usize = sth::MAX_FRAME_LEN + 64 * 1024;
+/// First size of the buffer behind [`Session::read_buffer`] (that of a
+/// typical socket read).
+const READ_INITIAL: usize = 64 * 1024;
+/// Room kept for a read behind a frame when the read buffer grows.
+const READ_SLACK: usize = 64 * 1024;
 /// Least room offered to a read.
 const MIN_READ: usize = 16 * 1024;
 /// A cut frame this short is moved to the front at once (cheaper than
@@ -482,17 +484,15 @@ impl Session {
     /// Space for the transport to read into, for [`commit_read`](Self::commit_read):
     /// the zero-copy alternative to [`handle_input`](Self::handle_input).
     /// Frames are then handled where they were read, never copied into a
-    /// second buffer. Never empty; holds at least one frame of the largest
-    /// size plus a read (about 164 KiB, allocated on first use).
+    /// second buffer. Never empty (at least 16 KiB). The buffer starts at
+    /// 64 KiB and grows once to about one frame more when frames larger than
+    /// it arrive (about 164 KiB for 99999-octet buffers).
     ///
     /// ```text
     /// let n = socket.read(session.read_buffer()).await?;
     /// if n == 0 { session.handle_transport_closed(now) } else { session.commit_read(n, now) }
     /// ```
     pub fn read_buffer(&mut self) -> &mut [u8] {
-        if self.read.is_empty() {
-            self.read = vec![0; READ_BUFFER];
-        }
         if !self.input.is_empty() {
             // Bytes left by handle_input go first (the two calls were mixed).
             let pending = std::mem::take(&mut self.input);
@@ -504,27 +504,44 @@ impl Session {
         &mut self.read[self.read_end..]
     }
 
-    /// Moves the start of a cut frame to the front of the read buffer when
-    /// the frame could not be completed behind it, or when it is small (a
-    /// cheap copy that leaves the most room). The buffer is large enough for
-    /// one frame of the largest size plus `extra`.
+    /// Makes room for a read of at least `extra` octets, and for the rest of
+    /// the frame cut at the end of what was read, so that it will lie whole
+    /// in the buffer. Moves the cut frame to the front when it does not fit
+    /// behind it, or when it is short (a cheap move that leaves the most
+    /// room); grows the buffer when a frame is larger than it.
     fn make_room(&mut self, extra: usize) {
         let held = self.read_end - self.read_start;
-        if self.read_start == 0 {
-            return;
-        }
-        let space = self.read.len() - self.read_end;
         let rest_of_frame = match sth::frame_length(&self.read[self.read_start..self.read_end]) {
             Ok(Some(length)) => length.saturating_sub(held),
-            // An incomplete header is small; a bad one is reported by
-            // commit_read.
+            // No header yet (few octets), or a bad one that commit_read
+            // reports.
             Ok(None) | Err(_) => 0,
         };
-        if held <= SMALL_MOVE || space < extra.max(MIN_READ) || space < rest_of_frame {
-            // After the move the room is at least the buffer less one frame.
+        let want = if rest_of_frame > 0 {
+            rest_of_frame.max(extra)
+        } else {
+            extra.max(MIN_READ)
+        };
+        let space = self.read.len() - self.read_end;
+        let short = self.read_start > 0 && held <= SMALL_MOVE;
+        if space >= want && !short {
+            return;
+        }
+        if self.read_start > 0 {
             self.read.copy_within(self.read_start..self.read_end, 0);
             self.read_start = 0;
             self.read_end = held;
+        }
+        if self.read.len() - self.read_end < want {
+            // First use: a read's worth. Later: room for a read after the
+            // largest frame seen, so that frames cut by reads are not moved
+            // every time.
+            let len = if self.read.is_empty() {
+                READ_INITIAL.max(want)
+            } else {
+                self.read_end + want + READ_SLACK
+            };
+            self.read.resize(len, 0);
         }
     }
 
