@@ -191,7 +191,8 @@ async fn config_file_supplies_the_options() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("mailbackup.toml");
     let auth_file = dir.path().join("authorization");
-    std::fs::write(&auth_file, format!("Bearer {}\n", app_token(&emu).await)).unwrap();
+    let token = app_token(&emu).await;
+    std::fs::write(&auth_file, format!("Bearer {token}\n")).unwrap();
     std::fs::write(
         &cfg,
         format!(
@@ -203,9 +204,15 @@ async fn config_file_supplies_the_options() {
     )
     .unwrap();
     let mut c = bin();
-    c.arg("--config").arg(&cfg).arg("run");
+    c.args(["--log-level", "trace", "--config"])
+        .arg(&cfg)
+        .arg("run");
     let o = run(c).await;
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !text(&o).contains(&token),
+        "the token from the authorization file must never be printed"
+    );
     assert_eq!(assert_files_complete(&dir.path().join("data"), &emu), 6);
     assert!(emu.stats().max_concurrency <= 4);
 }
