@@ -1501,9 +1501,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let mut file_hash: Option<Vec<u8>> = None;
         if sfid.has_file_services() || sfid.signed_eerp {
-            // The file-services stage needs the complete data on disk before the rename.
-            if let Err(e) = partial.checkpoint().await {
-                let text = format!("cannot sync received data: {e}");
+            // The file-services stage reads the complete data: hand it to the OS. No fsync of
+            // the received form: the stage writes the opened file durably itself (and `commit`
+            // fsyncs a file it left unchanged), and a processed file always restarts from 0.
+            if let Err(e) = partial.sync_job() {
+                let text = format!("cannot flush received data: {e}");
                 self.refuse_parts(
                     Some(partial),
                     &partial_path,

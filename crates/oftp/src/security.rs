@@ -869,11 +869,11 @@ impl SecurityContext {
         let tee = pipeline.finish().map_err(to_io)?;
         let hash = tee.hasher.finish();
         let file = tee.inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        // No fsync: the copy is transient (a new attempt makes a new one and sends it from
+        // 0), so its durability protects nothing.
         drop(file);
         std::fs::rename(&tmp, &target)?;
         std::mem::forget(guard);
-        sync_dir(&target)?;
         sfid.file_size = oftp_proto::data::size_in_kib(std::fs::metadata(&target)?.len());
         Ok(Prepared {
             transmit: Some(target),

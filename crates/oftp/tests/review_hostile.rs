@@ -1,0 +1,431 @@
+//! Review tests: hostile raw TCP peers and a peer that stops reading. Each test checks that the
+//! server ends the session with the right ESID (or closes), leaves nothing in the inbox, and
+//! keeps serving other partners. Real sockets on 127.0.0.1, real files in temporary directories.
+
+mod common;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use common::*;
+use oftp::ConnectionInfo;
+use oftp::Handler;
+use oftp::OutgoingFile;
+use oftp::config::SessionLimits;
+use oftp::handler::Disconnected;
+use oftp::oftp_proto::codec::{
+    Command, EsidReason, FileFormat, Password, ProtocolLevel, SessionMode, Sfid, Ssid,
+    VirtualFileTime,
+};
+use oftp::oftp_proto::sth;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Reports every disconnection with its reason.
+struct Gone(mpsc::UnboundedSender<Disconnected>);
+
+impl Handler for Gone {
+    async fn disconnected(&self, _i: &ConnectionInfo, d: &Disconnected) {
+        let _ = self.0.send(d.clone());
+    }
+}
+
+fn frame(cmd: &Command) -> Vec<u8> {
+    let mut buf = Vec::new();
+    cmd.encode(ProtocolLevel::V2_0, &mut buf).unwrap();
+    let mut out = Vec::new();
+    sth::encode_frame(&buf, &mut out).unwrap();
+    out
+}
+
+fn ssid(buffer_size: u32, credit: u16) -> Command {
+    Command::Ssid(Ssid {
+        level: ProtocolLevel::V2_0,
+        code: CLIENT_SSID.into(),
+        password: Password::new(CLIENT_PW),
+        buffer_size,
+        mode: SessionMode::Both,
+        compression: false,
+        restart: false,
+        special_logic: false,
+        credit,
+        secure_auth: false,
+        user_data: String::new(),
+    })
+}
+
+fn sfid(name: &str) -> Command {
+    let stamp = VirtualFileTime::new(2026, 1, 2, 3, 4, 5, 1).unwrap();
+    Command::Sfid(Sfid::new(
+        name,
+        stamp,
+        CLIENT_SSID,
+        SERVER_SSID,
+        FileFormat::Unstructured,
+        0,
+    ))
+}
+
+/// Reads STH frames until the command letter `want` arrives; returns its exchange buffer.
+/// `None` when the server closed the connection first (or did not answer within 5 s).
+async fn next_command(s: &mut TcpStream, buf: &mut Vec<u8>, want: u8) -> Option<Vec<u8>> {
+    let mut chunk = [0u8; 8192];
+    for _ in 0..1000 {
+        while let Ok(Some((range, used))) = sth::decode_frame(buf) {
+            let payload = buf[range].to_vec();
+            buf.drain(..used);
+            if payload.first() == Some(&want) {
+                return Some(payload);
+            }
+        }
+        let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+            Ok(Ok(n)) => n,
+            _ => return None,
+        };
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    None
+}
+
+fn esid_code(esid: &[u8]) -> u8 {
+    std::str::from_utf8(&esid[1..3]).unwrap().parse().unwrap()
+}
+
+/// Connects, reads SSRM, sends our SSID and waits for the server's SSID.
+async fn logged_on(addr: &str, buffer_size: u32) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    next_command(&mut s, &mut buf, b'I').await.expect("SSRM");
+    s.write_all(&frame(&ssid(buffer_size, 999))).await.unwrap();
+    next_command(&mut s, &mut buf, b'X')
+        .await
+        .expect("server SSID");
+    (s, buf)
+}
+
+/// The server's inbox holds neither a file nor a temporary file.
+fn inbox_is_empty(server: &TestServer) {
+    assert!(visible_files(&server.inbox()).is_empty());
+    assert!(partial_files(&server.inbox()).is_empty());
+}
+
+/// A good partner still gets its file through.
+async fn still_serves(server: &TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("good.txt");
+    std::fs::write(&f, b"still served").unwrap();
+    let report = client(dir.path(), SessionLimits::default())
+        .run(&server.addr(), vec![OutgoingFile::new(&f)])
+        .await
+        .unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+}
+
+#[tokio::test]
+async fn data_before_any_sfid_is_a_protocol_violation() {
+    init_tracing();
+    let (tx, mut gone) = mpsc::unbounded_channel();
+    let server = start_server_with(Gone(tx), |_| {}).await;
+    let (mut s, mut buf) = logged_on(&server.addr(), 4096).await;
+    // One subrecord header (64 octets, no end of record) and its data.
+    let mut data = vec![b'D', 0x40];
+    data.extend_from_slice(&[b'a'; 64]);
+    let mut out = Vec::new();
+    sth::encode_frame(&data, &mut out).unwrap();
+    s.write_all(&out).await.unwrap();
+    let esid = next_command(&mut s, &mut buf, b'F').await.expect("ESID");
+    assert_eq!(esid_code(&esid), EsidReason::PROTOCOL_VIOLATION.0);
+    let d = gone.recv().await.unwrap();
+    assert_eq!(d.reason, Some(EsidReason::PROTOCOL_VIOLATION));
+    inbox_is_empty(&server);
+    still_serves(&server).await;
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_sfid_while_a_file_is_open_ends_the_session_and_drops_the_part() {
+    init_tracing();
+    let (tx, mut gone) = mpsc::unbounded_channel();
+    let server = start_server_with(Gone(tx), |_| {}).await;
+    let (mut s, mut buf) = logged_on(&server.addr(), 4096).await;
+    s.write_all(&frame(&sfid("FIRST"))).await.unwrap();
+    next_command(&mut s, &mut buf, b'2').await.expect("SFPA");
+    // Some data, so a temporary file exists.
+    let mut data = vec![b'D', 0x3f];
+    data.extend_from_slice(&[b'x'; 63]);
+    let mut out = Vec::new();
+    sth::encode_frame(&data, &mut out).unwrap();
+    s.write_all(&out).await.unwrap();
+    s.write_all(&frame(&sfid("SECOND"))).await.unwrap();
+    let esid = next_command(&mut s, &mut buf, b'F').await.expect("ESID");
+    assert_eq!(esid_code(&esid), EsidReason::PROTOCOL_VIOLATION.0);
+    gone.recv().await.unwrap();
+    // Restart was not negotiated, so nothing of FIRST may stay behind.
+    inbox_is_empty(&server);
+    still_serves(&server).await;
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_data_buffer_larger_than_negotiated_gets_esid_07() {
+    init_tracing();
+    let (tx, mut gone) = mpsc::unbounded_channel();
+    let server = start_server_with(Gone(tx), |_| {}).await;
+    let (mut s, mut buf) = logged_on(&server.addr(), 128).await;
+    s.write_all(&frame(&sfid("BIG"))).await.unwrap();
+    next_command(&mut s, &mut buf, b'2').await.expect("SFPA");
+    // The largest frame STH allows: 100003 octets (99999-octet exchange buffer).
+    let mut data = vec![b'D'];
+    while data.len() + 64 <= 99_999 {
+        data.push(0x3f);
+        data.extend_from_slice(&[b'y'; 63]);
+    }
+    let mut out = Vec::new();
+    sth::encode_frame(&data, &mut out).unwrap();
+    // The server may close while we are still writing; that is fine.
+    let _ = s.write_all(&out).await;
+    let esid = next_command(&mut s, &mut buf, b'F').await.expect("ESID");
+    assert_eq!(esid_code(&esid), EsidReason::BUFFER_SIZE_ERROR.0);
+    gone.recv().await.unwrap();
+    inbox_is_empty(&server);
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_frame_header_then_a_trickle_or_silence_times_out() {
+    init_tracing();
+    let (tx, mut gone) = mpsc::unbounded_channel();
+    let server = start_server_with(Gone(tx), |c| {
+        c.settings.inactivity_timeout = Duration::from_millis(600);
+    })
+    .await;
+
+    // Header announcing 100003 octets, then one octet every 100 ms: no complete buffer ever
+    // arrives, so the peer is inactive however many octets it sends.
+    let s = TcpStream::connect(server.addr()).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        let _ = wr.write_all(&[0x10, 0x01, 0x86, 0xA3]).await;
+        for _ in 0..100 {
+            if wr.write_all(b"X").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(
+        ended.is_ok(),
+        "a trickling peer held the session past the timeout"
+    );
+    let d = gone.recv().await.unwrap();
+    assert_eq!(d.reason, Some(EsidReason::TIME_OUT), "{d:?}");
+
+    // Same header, then silence.
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    let mut buf = Vec::new();
+    next_command(&mut s, &mut buf, b'I').await.expect("SSRM");
+    s.write_all(&[0x10, 0x01, 0x86, 0xA3]).await.unwrap();
+    let esid = next_command(&mut s, &mut buf, b'F').await.expect("ESID");
+    assert_eq!(esid_code(&esid), EsidReason::TIME_OUT.0);
+    gone.recv().await.unwrap();
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn half_closed_sockets_and_tiny_writes_end_cleanly() {
+    init_tracing();
+    let (tx, mut gone) = mpsc::unbounded_channel();
+    let server = start_server_with(Gone(tx), |_| {}).await;
+
+    // Half-close right after SSRM: the server must end the session, not wait for the timeout.
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    let mut buf = Vec::new();
+    next_command(&mut s, &mut buf, b'I').await.expect("SSRM");
+    s.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), gone.recv())
+        .await
+        .expect("half-closed session ended")
+        .unwrap();
+
+    // A valid SSID written one octet per write, then a file and half-close in the middle of it.
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    let mut buf = Vec::new();
+    next_command(&mut s, &mut buf, b'I').await.expect("SSRM");
+    for b in frame(&ssid(4096, 999)) {
+        s.write_all(&[b]).await.unwrap();
+    }
+    next_command(&mut s, &mut buf, b'X').await.expect("SSID");
+    s.write_all(&frame(&sfid("HALF"))).await.unwrap();
+    next_command(&mut s, &mut buf, b'2').await.expect("SFPA");
+    let mut data = vec![b'D', 0x3f];
+    data.extend_from_slice(&[b'h'; 63]);
+    let mut out = Vec::new();
+    sth::encode_frame(&data, &mut out).unwrap();
+    for b in &out {
+        s.write_all(&[*b]).await.unwrap();
+    }
+    s.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), gone.recv())
+        .await
+        .expect("half-closed session ended")
+        .unwrap();
+    inbox_is_empty(&server);
+    still_serves(&server).await;
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn three_hundred_connections_beyond_the_limit_are_refused_and_service_resumes() {
+    init_tracing();
+    let server = start_server_with((), |c| {
+        c.settings.max_connections = 8;
+    })
+    .await;
+    let mut socks = Vec::new();
+    for _ in 0..308 {
+        socks.push(TcpStream::connect(server.addr()).await.unwrap());
+    }
+    assert!(server.running.connection_count() <= 8);
+    // Those beyond the limit are closed promptly (no SSRM, end of stream); the first 8 get SSRM.
+    let mut served = 0;
+    let mut refused = 0;
+    for s in socks.iter_mut() {
+        let mut chunk = [0u8; 64];
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => refused += 1,
+            Ok(Ok(_)) => served += 1,
+            Err(_) => panic!("a connection was neither served nor closed"),
+        }
+    }
+    assert_eq!(served, 8, "refused {refused}");
+    assert!(server.running.connection_count() <= 8);
+    drop(socks);
+    // Bounded wait for the 8 sessions to notice their peers went away.
+    for _ in 0..500 {
+        if server.running.connection_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.running.connection_count(), 0);
+    still_serves(&server).await;
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_blocked_address_is_closed_before_any_byte() {
+    init_tracing();
+    let server = start_server_with((), |c| {
+        c.settings.addresses.blocked = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    let mut chunk = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+        .await
+        .expect("closed promptly")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a blocked client got {n} octets");
+    server.running.shutdown().await;
+}
+
+/// A transport that stops reading (reads stay pending forever) once `limit` octets were read,
+/// while the socket stays open: a partner whose application hung.
+struct StopsReading {
+    inner: TcpStream,
+    read: u64,
+    limit: u64,
+}
+
+impl AsyncRead for StopsReading {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.read >= self.limit {
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.read += n;
+        r
+    }
+}
+
+impl AsyncWrite for StopsReading {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+#[ignore = "defect: writes have no timeout; a partner that stops reading holds the session (and a connection slot) forever"]
+async fn a_partner_that_stops_reading_is_timed_out() {
+    init_tracing();
+    let (tx, mut gone) = mpsc::unbounded_channel();
+    let server = start_server_with(Gone(tx), |c| {
+        c.settings.inactivity_timeout = Duration::from_millis(700);
+    })
+    .await;
+    // Far more than the loopback socket buffers hold, so the server's writes block.
+    std::fs::create_dir_all(server.outbox()).unwrap();
+    std::fs::write(server.outbox().join("huge.bin"), vec![0x5a; 48 << 20]).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let limits = SessionLimits {
+        compression: false,
+        ..SessionLimits::default()
+    };
+    let c = client(dir.path(), limits);
+    let tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let stream = StopsReading {
+        inner: tcp,
+        read: 0,
+        limit: 300_000,
+    };
+    let stuck = tokio::spawn(async move {
+        let _ = c
+            .run_over(stream, "127.0.0.1:0".parse().unwrap(), vec![])
+            .await;
+    });
+    let ended = tokio::time::timeout(Duration::from_secs(15), gone.recv()).await;
+    stuck.abort();
+    assert!(
+        ended.is_ok(),
+        "the server still waits to write to a partner that stopped reading"
+    );
+    // The file was not delivered, so it stays in the outbox for the next session.
+    assert!(server.outbox().join("huge.bin").exists());
+    server.running.shutdown().await;
+}
