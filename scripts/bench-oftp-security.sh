@@ -11,7 +11,8 @@
 #    before EFPA.
 # 3. The server's peak RSS (VmHWM) after all runs.
 # Also prints the durable write speed of the data directory's disk (dd conv=fsync): a secured
-# file is written durably three times, so on a slow disk that, not the crypto, is the limit.
+# file is written three times (the sender's processed copy, the received data, the opened file)
+# and fsynced once, so on a slow disk that, not the crypto, is the limit.
 #
 # Prints MB/s of user data, the ratio to the slowest primitive (target >= 0.7) and the peak RSS
 # (target < 64 MiB). Certificates are made with openssl in a temporary directory.
@@ -33,7 +34,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/oftp-sec-bench.XXXXXX")"
 server_pid=""
 cleanup() {
     if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
+    if [ -n "${OFTP_BENCH_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -100,7 +101,7 @@ address = "127.0.0.1:$plain_port"
 certificate = "server.pem"
 EOF
 
-"$OFTP_BIN" serve --config server.toml > server.log 2>&1 &
+"$OFTP_BIN" serve -v --config server.toml > server.log 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do grep -q "(TLS)" server.log 2>/dev/null && break; sleep 0.1; done
 
@@ -118,8 +119,8 @@ with open("payload.edi", "wb") as f:
         f.write(block[:left]); left -= len(block)
 EOF
 bytes=$(stat -c %s payload.edi)
-# The other limit: a secured file is written durably three times (the sender's processed copy,
-# the received data, the opened file), a plain one once.
+# The other limit: the receiver's durable write (a plain file is fsynced once, a secured one
+# once too, after it was opened).
 disk=$(dd if=/dev/zero of=ddtest bs=1M count=256 conv=fsync 2>&1 | awk '/copied/ { v = $(NF-1); u = $NF; if (u == "GB/s") v *= 1000; printf "%.0f", v }')
 rm -f ddtest
 echo "durable write (dd conv=fsync) in $work: ${disk} MB/s"
@@ -129,7 +130,7 @@ run() { # name, extra send options
     rm -rf sdata/inbox cdata
     local t0 t1
     t0=$(date +%s.%N)
-    "$OFTP_BIN" send --config client.toml --partner server "$@" payload.edi > send.out 2>&1 \
+    "$OFTP_BIN" send ${OFTP_BENCH_VERBOSE:+-v} --config client.toml --partner server "$@" payload.edi > send.out 2>&1 \
         || { cat send.out; echo "run $name failed"; exit 1; }
     t1=$(date +%s.%N)
     grep -q delivered send.out || { cat send.out; exit 1; }

@@ -704,7 +704,10 @@ impl SecurityContext {
             |e: oftp_security::Error| fail(EfnaReason(e.efna_reason()), format!("{e}"));
         let io_err = |e: io::Error| fail(EfnaReason::ACCESS_METHOD_FAILURE, e.to_string());
         let input = File::open(data).map_err(io_err)?;
-        let hasher = suite.map(|s| s.hash().hasher());
+        // The transmitted file's hash is only needed for a signed EERP.
+        let hasher = suite
+            .filter(|_| sfid.signed_eerp)
+            .map(|s| s.hash().hasher());
         let tee = HashingReader {
             inner: BufReader::with_capacity(64 * 1024, input),
             hasher,
@@ -851,7 +854,8 @@ impl SecurityContext {
         let to_io = |e: oftp_security::Error| io::Error::other(e.to_string());
         let tee = HashingWriter {
             inner: BufWriter::with_capacity(64 * 1024, out),
-            hasher: suite.hash().hasher(),
+            // Only a signed EERP needs the hash of what is transmitted.
+            hasher: sfid.signed_eerp.then(|| suite.hash().hasher()),
         };
         let mut pipeline = SendPipeline::new(tee, &opts).map_err(to_io)?;
         let input = BufReader::with_capacity(64 * 1024, File::open(source)?);
@@ -867,7 +871,7 @@ impl SecurityContext {
             io::copy(&mut input, &mut pipeline)?;
         }
         let tee = pipeline.finish().map_err(to_io)?;
-        let hash = tee.hasher.finish();
+        let hash = tee.hasher.map(oftp_security::Hasher::finish);
         let file = tee.inner.into_inner().map_err(|e| e.into_error())?;
         // No fsync: the copy is transient (a new attempt makes a new one and sends it from
         // 0), so its durability protects nothing.
@@ -877,7 +881,7 @@ impl SecurityContext {
         sfid.file_size = oftp_proto::data::size_in_kib(std::fs::metadata(&target)?.len());
         Ok(Prepared {
             transmit: Some(target),
-            file_hash: Some(hash),
+            file_hash: hash,
         })
     }
 }
@@ -1322,13 +1326,15 @@ impl<R: Read> Read for HashingReader<R> {
 
 struct HashingWriter<W> {
     inner: W,
-    hasher: oftp_security::Hasher,
+    hasher: Option<oftp_security::Hasher>,
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
