@@ -632,3 +632,28 @@ async fn two_sessions_receiving_the_same_name_never_mix_or_lose_a_file() {
     assert!(partial_files(&server.inbox()).is_empty());
     server.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_level_the_partner_may_not_use_gets_esid_10_over_plain_tcp() {
+    init_tracing();
+    let server = start_server_with((), |c| {
+        let mut p = partner("client", CLIENT_SSID, CLIENT_PW);
+        p.allowed_levels = vec![5];
+        c.partners = PartnerTable::new([p]).unwrap();
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let limits = SessionLimits {
+        level: 4,
+        ..SessionLimits::default()
+    };
+    let mut cfg = client_config(dir.path(), limits);
+    cfg.inactivity_timeout = Duration::from_secs(5);
+    let c = oftp::Client::new(cfg, oftp::journal::Journal::in_memory().unwrap()).unwrap();
+    let err = c.run(&server.addr(), vec![]).await.unwrap_err();
+    assert!(
+        matches!(&err, oftp::ClientError::Rejected { reason, .. } if *reason == EsidReason::MODE_INCOMPATIBLE),
+        "{err:?}"
+    );
+    server.running.shutdown().await;
+}
