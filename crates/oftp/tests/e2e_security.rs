@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use common::{CLIENT_SSID, SERVER_SSID, TestServer, client_config, content, server_config};
 use oftp::config::SessionLimits;
-use oftp::handler::{Handler, SessionInfo};
+use oftp::handler::{
+    Direction, EndResponse, EndResponseTiming, Handler, NegativeResponse, SessionInfo,
+    TransferInfo, TransferResult,
+};
 use oftp::journal::Journal;
 use oftp::security::{
     CertificateExchange, FileSecurity, IdentityConfig, LocalSecurityConfig, PartnerSecurityConfig,
@@ -94,11 +97,11 @@ impl Handler for Certs {
 }
 
 /// A secured server: `server_policy` is its view of the client.
-async fn secure_server(
+async fn secure_server<H: Handler>(
     k: &Keys,
     server_policy: PartnerSecurityConfig,
     acceptor: Option<TlsAcceptor>,
-    handler: Certs,
+    handler: H,
 ) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let cfg = server_config(dir.path());
@@ -613,4 +616,68 @@ async fn openssl_s_client_sees_ssrm_after_the_handshake() {
     let mut buf = Vec::new();
     let _ = tcp.read_to_end(&mut buf).await;
     assert!(!String::from_utf8_lossy(&buf).contains("ODETTE"));
+}
+
+/// Answers every received file later, with a NERP sent through the session handle (seed
+/// `SendEndResponse` after `EndTransfer` with `SendEndResponse = false`).
+struct NerpLater;
+
+impl Handler for NerpLater {
+    async fn end_transfer(
+        &self,
+        s: &SessionInfo,
+        t: &TransferInfo,
+        r: &TransferResult,
+    ) -> EndResponseTiming {
+        if t.direction != Direction::Incoming || !matches!(r, TransferResult::Completed { .. }) {
+            return EndResponseTiming::Now;
+        }
+        // The seed's FileHash of EndTransfer: the hash of the transmitted file.
+        assert_eq!(t.file_hash.len(), 32, "SHA-256 for suite 04");
+        let _ = s.handle.send_end_response(EndResponse {
+            virtual_file_name: t.virtual_file_name.clone(),
+            stamp: t.stamp,
+            destination: t.originator.clone(),
+            originator: t.destination.clone(),
+            user_data: String::new(),
+            negative: Some(NegativeResponse {
+                reason: oftp_proto::codec::NerpReason::PROCESSING_FAILED,
+                creator: t.destination.clone(),
+                text: "not for this application".into(),
+            }),
+            file_hash: Vec::new(),
+            signature: Vec::new(),
+            signature_verified: false,
+        });
+        EndResponseTiming::Later
+    }
+}
+
+#[tokio::test]
+async fn asynchronous_nerp_is_signed_and_verified() {
+    let k = keys();
+    let server = secure_server(&k, policy(&k.client.cert, |_| {}), None, NerpLater).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("LATER");
+    std::fs::write(&src, content(10_000, 4)).unwrap();
+    let report = secure_client(
+        &k,
+        &k.client,
+        dir.path(),
+        policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::SignedEncrypted, false);
+            p.require_signed_receipts = true;
+        }),
+    )
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    // A NERP whose signature (with NERPCREA) and file hash checked out.
+    match &report.files[0].1 {
+        FileOutcome::NotDelivered { reason, text } => {
+            assert_eq!(reason.0, 34);
+            assert_eq!(text, "not for this application");
+        }
+        other => panic!("{other:?}"),
+    }
 }
