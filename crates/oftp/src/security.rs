@@ -839,15 +839,14 @@ impl SecurityContext {
         // A processed copy differs at every attempt (fresh content-encryption key), so the
         // runtime sends it from position 0.
         sfid.restart_position = 0;
-        let mut opts = SendOptions::new(suite);
+        // Signing (and compressing) and encrypting each take a core's worth of work: with both,
+        // they run on two threads joined by a small bounded channel (constant memory).
+        let mut inner_opts = SendOptions::new(suite);
         if let Some(s) = signer {
-            opts = opts.sign(s);
+            inner_opts = inner_opts.sign(s);
         }
         if send.compress {
-            opts = opts.compress();
-        }
-        if let Some(r) = &recipient {
-            opts = opts.encrypt_for(r);
+            inner_opts = inner_opts.compress();
         }
         let (tmp, out) = temp_beside(&target)?;
         let guard = RemoveOnDrop(Some(tmp.clone()));
@@ -857,20 +856,53 @@ impl SecurityContext {
             // Only a signed EERP needs the hash of what is transmitted.
             hasher: sfid.signed_eerp.then(|| suite.hash().hasher()),
         };
-        let mut pipeline = SendPipeline::new(tee, &opts).map_err(to_io)?;
         let input = BufReader::with_capacity(64 * 1024, File::open(source)?);
-        if sfid.format == FileFormat::Variable {
-            // V files keep their record structure through the record-length prefixes (6.5).
-            let mut records = RecordWriter::new(&mut pipeline);
-            for_each_line(input, |line| records.write_record(line).map_err(to_io))?;
-        } else if sfid.format == FileFormat::Fixed {
-            // F records travel concatenated: each line is one record of the fixed length.
-            for_each_line(input, |line| pipeline.write_all(line))?;
-        } else {
-            let mut input = input;
-            io::copy(&mut input, &mut pipeline)?;
-        }
-        let tee = pipeline.finish().map_err(to_io)?;
+        let format = sfid.format;
+        let tee = match &recipient {
+            Some(r) if signer.is_some() || send.compress => {
+                std::thread::scope(|scope| -> io::Result<_> {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+                    let producer = scope.spawn(move || -> io::Result<()> {
+                        let sink = ChannelWriter {
+                            tx,
+                            buf: Vec::with_capacity(CHANNEL_CHUNK),
+                        };
+                        let mut stage = SendPipeline::new(sink, &inner_opts).map_err(to_io)?;
+                        feed(format, input, &mut stage)?;
+                        stage.finish().map_err(to_io)?.close()
+                    });
+                    let mut enc =
+                        oftp_security::cms::EnvelopedDataWriter::new(tee, &[r], suite.symmetric())
+                            .map_err(to_io)?;
+                    let mut failed = None;
+                    for chunk in rx {
+                        if let Err(e) = enc.write_all(&chunk) {
+                            // Dropping the receiver stops the producer.
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    let produced = producer
+                        .join()
+                        .map_err(|_| io::Error::other("the signing thread panicked"))?;
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    // Finish the envelope only over complete content.
+                    produced?;
+                    enc.finish().map_err(to_io)
+                })?
+            }
+            _ => {
+                let mut opts = inner_opts;
+                if let Some(r) = &recipient {
+                    opts = opts.encrypt_for(r);
+                }
+                let mut pipeline = SendPipeline::new(tee, &opts).map_err(to_io)?;
+                feed(format, input, &mut pipeline)?;
+                pipeline.finish().map_err(to_io)?
+            }
+        };
         let hash = tee.hasher.map(oftp_security::Hasher::finish);
         let file = tee.inner.into_inner().map_err(|e| e.into_error())?;
         // No fsync: the copy is transient (a new attempt makes a new one and sends it from
@@ -1228,6 +1260,66 @@ fn copy_name(sfid: &Sfid, source: &Path) -> String {
     let d = h.finish();
     let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{hex}.cms")
+}
+
+/// Chunk size between the signing and the encrypting thread.
+const CHANNEL_CHUNK: usize = 64 * 1024;
+
+/// Writes a file's content into the first CMS stage: V records with their length prefixes
+/// (RFC 5024 6.5), F records concatenated, U and T as they are.
+fn feed<W: Write>(format: FileFormat, input: BufReader<File>, out: &mut W) -> io::Result<()> {
+    let to_io = |e: oftp_security::Error| io::Error::other(e.to_string());
+    match format {
+        FileFormat::Variable => {
+            let mut records = RecordWriter::new(out);
+            for_each_line(input, |line| records.write_record(line).map_err(to_io))
+        }
+        FileFormat::Fixed => for_each_line(input, |line| out.write_all(line)),
+        _ => {
+            let mut input = input;
+            io::copy(&mut input, out).map(|_| ())
+        }
+    }
+}
+
+/// Hands written bytes to another thread in chunks; `close` sends the rest.
+struct ChannelWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHANNEL_CHUNK));
+        self.tx
+            .send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the encrypting thread stopped"))
+    }
+
+    fn close(mut self) -> io::Result<()> {
+        self.send_buf()
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHANNEL_CHUNK - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHANNEL_CHUNK {
+            self.send_buf()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // The content only needs to arrive by `close`; flushing partial chunks would only
+        // make them smaller.
+        Ok(())
+    }
 }
 
 /// Calls `f` with each line of `input` without its line end (LF or CR LF).
