@@ -71,22 +71,27 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_interval: u64,
     /// Files being received right now, so a restart of the same file in a second session
     /// waits until the first has let go of it.
-    pub(crate) active: Arc<std::sync::Mutex<std::collections::HashSet<FileKey>>>,
+    pub(crate) active: Arc<std::sync::Mutex<std::collections::HashSet<ActiveKey>>>,
     /// OFTP 2.0 security (secure authentication, signed receipts, certificate exchange); set
     /// once by `Server::security` / `Client::security` before the first connection.
     pub(crate) security: std::sync::OnceLock<Arc<SecurityContext>>,
 }
 
+/// A file being received: the authenticated partner (its SSID code) and the file identity.
+/// SFIDORIG is whatever the sender writes, so the partner is part of it: one partner can never
+/// block, resume or complete another partner's file.
+pub(crate) type ActiveKey = (String, FileKey);
+
 /// Marks a file as being received; released on drop.
 struct ActiveGuard {
-    set: Arc<std::sync::Mutex<std::collections::HashSet<FileKey>>>,
-    key: FileKey,
+    set: Arc<std::sync::Mutex<std::collections::HashSet<ActiveKey>>>,
+    key: ActiveKey,
 }
 
 impl ActiveGuard {
     fn claim(
-        set: &Arc<std::sync::Mutex<std::collections::HashSet<FileKey>>>,
-        key: &FileKey,
+        set: &Arc<std::sync::Mutex<std::collections::HashSet<ActiveKey>>>,
+        key: &ActiveKey,
     ) -> Option<Self> {
         let mut s = set.lock().unwrap_or_else(|p| p.into_inner());
         s.insert(key.clone()).then(|| Self {
@@ -264,6 +269,8 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     rbuf: Vec<u8>,
     /// Sessions must use OFTP 2.0 (set for TLS transports).
     v2_only: bool,
+    /// A write timed out: the partner stopped reading, so nothing more is written (no ESID).
+    write_stalled: bool,
 }
 
 fn to_wire_time(s: FileStamp) -> VirtualFileTime {
@@ -474,6 +481,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             initiator,
             rbuf: vec![0u8; READ_BUF],
             v2_only: false,
+            write_stalled: false,
         }
     }
 
@@ -517,8 +525,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
             self.wait().await;
         }
-        let _ = self.flush().await;
-        let _ = self.io.shutdown().await;
+        if !self.write_stalled {
+            // Whatever the session queued last (its ESID); `flush` is bounded.
+            let _ = self.flush().await;
+        }
+        // A TLS close_notify is a write too: bound it.
+        let close = self.shared.inactivity_timeout.min(Duration::from_secs(5));
+        let _ = tokio::time::timeout(close, self.io.shutdown()).await;
         self.finish_incoming_on_break().await;
         let ended = self.ended.clone().unwrap_or(Disconnected {
             reason: None,
@@ -562,8 +575,31 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
     }
 
+    /// The authenticated partner's SSID code (empty before the session is accepted): the
+    /// partner part of every received-file identity.
+    fn partner_code(&self) -> String {
+        self.info
+            .as_ref()
+            .map(|i| i.peer_ssid.trim_end().to_owned())
+            .unwrap_or_default()
+    }
+
     async fn transport_lost(&mut self, e: std::io::Error) {
         tracing::debug!(conn = self.conn.id, error = %e, "transport error");
+        if self.write_stalled && self.ended.is_none() {
+            // No ESID can be sent to a partner that does not read; say why we hung up.
+            let description = format!("{e} (ESID 09)");
+            self.log(
+                LogLevel::Info,
+                format!("ending the connection: {description}"),
+            )
+            .await;
+            self.ended = Some(Disconnected {
+                reason: Some(EsidReason::TIME_OUT),
+                by_peer: false,
+                description,
+            });
+        }
         self.session.handle_transport_closed(Instant::now());
     }
 
@@ -601,8 +637,38 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return Ok(());
         }
         self.last_activity = Instant::now();
-        self.io.write_all(&out).await.map_err(TransportGone)?;
-        self.io.flush().await.map_err(TransportGone)
+        // Bounded like reads: a partner that stops reading fills the socket buffers and would
+        // otherwise hold this task (and a connection slot) forever. The limit applies to each
+        // step, so a slow but moving line is not cut off. Bounded: every turn writes at least
+        // one octet or returns.
+        let limit = self.shared.inactivity_timeout;
+        let stalled = || {
+            TransportGone(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the partner stopped reading: nothing could be written for {limit:?}"),
+            ))
+        };
+        let mut pos = 0;
+        while pos < out.len() {
+            match tokio::time::timeout(limit, self.io.write(&out[pos..])).await {
+                Ok(Ok(0)) => {
+                    return Err(TransportGone(std::io::ErrorKind::WriteZero.into()));
+                }
+                Ok(Ok(n)) => pos += n,
+                Ok(Err(e)) => return Err(TransportGone(e)),
+                Err(_) => {
+                    self.write_stalled = true;
+                    return Err(stalled());
+                }
+            }
+        }
+        match tokio::time::timeout(limit, self.io.flush()).await {
+            Ok(r) => r.map_err(TransportGone),
+            Err(_) => {
+                self.write_stalled = true;
+                Err(stalled())
+            }
+        }
     }
 
     /// Handles all pending events; `true` if there were any.
@@ -708,6 +774,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                             .negative
                             .as_ref()
                             .map(|n| (u16::from(n.reason.0), n.text.clone())),
+                        partner: self.partner_code(),
                     };
                     let res = self
                         .shared
@@ -1023,11 +1090,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let Some(p) = &self.params else {
             return;
         };
-        let (partner_sfid, local_sfid) = (p.partner_sfid.clone(), p.local_sfid.clone());
+        let local_sfid = p.local_sfid.clone();
+        let partner = self.partner_code();
         let pending = self
             .shared
             .journal
-            .call(move |j| j.pending_end_responses(&partner_sfid))
+            .call(move |j| j.pending_end_responses(&partner))
             .await;
         match pending {
             Ok(entries) => {
@@ -1062,8 +1130,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let stamp = from_wire_time(sfid.date_time);
         let key = FileKey::new(&sfid.originator, &sfid.dsn, stamp);
-        let k = key.clone();
-        let entry = match self.shared.journal.call(move |j| j.received(&k)).await {
+        // The journal entry is the one of this partner: another partner's interrupted or
+        // completed file with the same identity is neither resumed nor a duplicate here.
+        let partner = info.peer_ssid.trim_end().to_owned();
+        let (p, k) = (partner.clone(), key.clone());
+        let entry = match self.shared.journal.call(move |j| j.received(&p, &k)).await {
             Ok(e) => e,
             Err(e) => {
                 self.error(format!("journal: {e}")).await;
@@ -1169,7 +1240,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
             FileDecision::Accept { target, overwrite } => (target, overwrite),
         };
-        let Some(active) = ActiveGuard::claim(&self.shared.active, &key) else {
+        let Some(active) = ActiveGuard::claim(&self.shared.active, &(partner.clone(), key.clone()))
+        else {
             let _ = self.session.reject_file(
                 oftp_proto::codec::SfnaReason::UNSPECIFIED,
                 true,
@@ -1233,7 +1305,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                         return;
                     }
                 };
-                let (k, pp, fp, ud) = (
+                let (p, k, pp, fp, ud) = (
+                    partner.clone(),
                     key.clone(),
                     partial.partial_path().to_owned(),
                     target.clone(),
@@ -1242,7 +1315,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 match self
                     .shared
                     .journal
-                    .call(move |j| j.begin_receive(&k, &pp, &fp, &ud))
+                    .call(move |j| j.begin_receive(&p, &k, &pp, &fp, &ud))
                     .await
                 {
                     Ok(id) => (partial, id, Checkpoint::default()),
@@ -1623,11 +1696,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             None => EndResponseTiming::Now,
         };
         if timing == EndResponseTiming::Later {
-            let k = key.clone();
+            let (p, k) = (self.partner_code(), key.clone());
             if let Err(e) = self
                 .shared
                 .journal
-                .call(move |j| j.defer_end_response(&k))
+                .call(move |j| j.defer_end_response(&p, &k))
                 .await
             {
                 self.error(format!("journal: {e}")).await;
@@ -1865,6 +1938,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .negative
                 .as_ref()
                 .map(|n| (u16::from(n.reason.0), n.text.clone())),
+            partner: self.partner_code(),
         };
         if let Err(e) = self
             .shared

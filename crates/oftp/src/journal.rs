@@ -1,10 +1,14 @@
 //! SQLite journal of received and sent virtual files and of end-to-end responses.
 //!
 //! What it records and why:
-//! - **received files**, keyed by originator + dataset name + stamp (the OFTP file identity): a
-//!   completed entry makes a repeat an SFNA 13 (duplicate); an entry in `receiving` state holds
-//!   the temporary file and the last *durable* restart position, so an interrupted reception is
-//!   resumed from there (the answer to a restart request is never beyond it);
+//! - **received files**, keyed by the authenticated partner (its SSID code) + originator +
+//!   dataset name + stamp (the OFTP file identity as seen from that partner; SFIDORIG is
+//!   whatever the sender writes, so it alone cannot tell partners apart): a completed entry
+//!   makes a repeat by the same partner an SFNA 13 (duplicate); an entry in `receiving` state
+//!   holds the temporary file and the last *durable* restart position, so an interrupted
+//!   reception is resumed from there by the same partner only (the answer to a restart request
+//!   is never beyond it). Journals written before the partner was part of the key are migrated
+//!   on open: their entries are attributed to the partner whose code is the originator;
 //! - **sent files**, keyed by partner + local path + size + modification time: keeps the virtual
 //!   date/time chosen for the first attempt, so re-sending the same file after a broken
 //!   connection presents the same identity and the partner can restart it; also tracks whether
@@ -207,6 +211,9 @@ pub struct EndResponseEntry {
     pub destination: String,
     /// NERP reason code and text; `None` for an EERP.
     pub negative: Option<(u16, String)>,
+    /// The authenticated partner of the session (its SSID code). A response we send settles
+    /// only the file received from that partner.
+    pub partner: String,
 }
 
 /// The journal. Cheap to clone; clones share one connection.
@@ -216,9 +223,11 @@ pub struct Journal {
     path: Arc<PathBuf>,
 }
 
-const SCHEMA: &str = "
+/// The received-file table (also used to rebuild an old table, see `migrate_received`).
+const RECEIVED_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS received (
     id INTEGER PRIMARY KEY,
+    partner TEXT NOT NULL,
     originator TEXT NOT NULL,
     dsn TEXT NOT NULL,
     stamp TEXT NOT NULL,
@@ -233,8 +242,16 @@ CREATE TABLE IF NOT EXISTS received (
     end_response_deferred INTEGER NOT NULL DEFAULT 0,
     user_data TEXT NOT NULL DEFAULT '',
     updated_at TEXT NOT NULL,
-    UNIQUE (originator, dsn, stamp)
+    UNIQUE (partner, originator, dsn, stamp)
 );
+";
+
+/// Columns of the received table before `partner` was added, in the order of that table.
+const RECEIVED_V0_COLUMNS: &str = "id, originator, dsn, stamp, state, partial_path, final_path, \
+    position, file_offset, records, units, end_response_sent, end_response_deferred, user_data, \
+    updated_at";
+
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sent (
     id INTEGER PRIMARY KEY,
     partner TEXT NOT NULL,
@@ -271,6 +288,35 @@ CREATE TABLE IF NOT EXISTS end_responses (
     at TEXT NOT NULL
 );
 ";
+
+/// Rebuilds a `received` table without the `partner` column (journals of earlier versions) in
+/// one transaction. The partner of an old entry is taken to be its originator, which is the
+/// partner's own code for files it made itself; an entry routed through another partner then
+/// restarts from zero and is not recognised as a duplicate, which is the safe side.
+fn migrate_received(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let mut has_table = false;
+    let mut has_partner = false;
+    {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('received')")?;
+        for name in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            has_table = true;
+            has_partner |= name? == "partner";
+        }
+    }
+    if !has_table || has_partner {
+        return Ok(());
+    }
+    tracing::info!("journal: adding the partner to the received-file key");
+    let tx = conn.unchecked_transaction()?;
+    conn.execute_batch("ALTER TABLE received RENAME TO received_v0")?;
+    conn.execute_batch(RECEIVED_TABLE)?;
+    conn.execute_batch(&format!(
+        "INSERT INTO received (partner, {RECEIVED_V0_COLUMNS})
+         SELECT originator, {RECEIVED_V0_COLUMNS} FROM received_v0;
+         DROP TABLE received_v0;"
+    ))?;
+    tx.commit()
+}
 
 fn now_text() -> String {
     chrono::Utc::now().to_rfc3339()
@@ -320,6 +366,8 @@ impl Journal {
             .map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(wrap)?;
+        migrate_received(&conn).map_err(wrap)?;
+        conn.execute_batch(RECEIVED_TABLE).map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -366,15 +414,25 @@ impl Journal {
 
     // ---- received files ------------------------------------------------------------------
 
-    /// The entry for a received file identity, if any.
-    pub fn received(&self, key: &FileKey) -> Result<Option<ReceivedEntry>, JournalError> {
+    /// The entry for a file identity received from `partner` (its SSID code), if any.
+    pub fn received(
+        &self,
+        partner: &str,
+        key: &FileKey,
+    ) -> Result<Option<ReceivedEntry>, JournalError> {
         let conn = self.lock();
         let row = conn
             .query_row(
                 "SELECT id, state, partial_path, final_path, position, file_offset, records, units,
                         end_response_sent, user_data
-                 FROM received WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
-                params![key.originator, key.dsn, key.stamp.to_string()],
+                 FROM received
+                 WHERE partner = ?4 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                params![
+                    key.originator,
+                    key.dsn,
+                    key.stamp.to_string(),
+                    partner.trim_end()
+                ],
                 |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
@@ -415,10 +473,12 @@ impl Journal {
         }))
     }
 
-    /// Starts (or restarts from zero) the reception of `key` into `partial_path`. Any older
-    /// in-progress entry for the same identity is replaced.
+    /// Starts (or restarts from zero) the reception of `key` from `partner` into
+    /// `partial_path`. Any older in-progress entry of that partner for the same identity is
+    /// replaced; other partners' entries are never touched.
     pub fn begin_receive(
         &self,
+        partner: &str,
         key: &FileKey,
         partial_path: &Path,
         final_path: &Path,
@@ -427,9 +487,9 @@ impl Journal {
         let conn = self.lock();
         conn.execute(
             "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path,
-                                   updated_at, user_data)
-             VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6, ?7)
-             ON CONFLICT (originator, dsn, stamp) DO UPDATE SET
+                                   updated_at, user_data, partner)
+             VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (partner, originator, dsn, stamp) DO UPDATE SET
                 state = 'receiving', partial_path = excluded.partial_path,
                 final_path = excluded.final_path, position = 0, file_offset = 0, records = 0,
                 units = 0, end_response_sent = 0, end_response_deferred = 0,
@@ -441,13 +501,20 @@ impl Journal {
                 partial_path.to_string_lossy(),
                 final_path.to_string_lossy(),
                 now_text(),
-                user_data.trim_end()
+                user_data.trim_end(),
+                partner.trim_end()
             ],
         )
         .map_err(|e| self.err(e))?;
         conn.query_row(
-            "SELECT id FROM received WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
-            params![key.originator, key.dsn, key.stamp.to_string()],
+            "SELECT id FROM received
+             WHERE partner = ?4 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
+            params![
+                key.originator,
+                key.dsn,
+                key.stamp.to_string(),
+                partner.trim_end()
+            ],
             |r| r.get(0),
         )
         .map_err(|e| self.err(e))
@@ -497,48 +564,57 @@ impl Journal {
         Ok(())
     }
 
-    /// Notes that the EERP/NERP for a received file went out.
-    pub fn mark_end_response_sent(&self, key: &FileKey) -> Result<(), JournalError> {
+    /// Notes that the EERP/NERP for a file received from `partner` went out.
+    pub fn mark_end_response_sent(&self, partner: &str, key: &FileKey) -> Result<(), JournalError> {
         self.lock()
             .execute(
                 "UPDATE received SET end_response_sent = 1, updated_at = ?4
-                 WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
-                params![key.originator, key.dsn, key.stamp.to_string(), now_text()],
+                 WHERE partner = ?5 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                params![
+                    key.originator,
+                    key.dsn,
+                    key.stamp.to_string(),
+                    now_text(),
+                    partner.trim_end()
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
 
-    /// Notes that the application will send the EERP/NERP itself, so it is not sent
-    /// automatically at the next session.
-    pub fn defer_end_response(&self, key: &FileKey) -> Result<(), JournalError> {
+    /// Notes that the application will send the EERP/NERP for a file received from `partner`
+    /// itself, so it is not sent automatically at the next session.
+    pub fn defer_end_response(&self, partner: &str, key: &FileKey) -> Result<(), JournalError> {
         self.lock()
             .execute(
                 "UPDATE received SET end_response_deferred = 1, updated_at = ?4
-                 WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
-                params![key.originator, key.dsn, key.stamp.to_string(), now_text()],
+                 WHERE partner = ?5 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                params![
+                    key.originator,
+                    key.dsn,
+                    key.stamp.to_string(),
+                    now_text(),
+                    partner.trim_end()
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
 
-    /// Completed receptions from `originator` whose EERP has not gone out yet and was not left
-    /// to the application: a broken connection must not lose an end-to-end response, so they
-    /// are sent at the next session with that partner.
-    pub fn pending_end_responses(
-        &self,
-        originator: &str,
-    ) -> Result<Vec<ReceivedEntry>, JournalError> {
+    /// Completed receptions from `partner` (its SSID code) whose EERP has not gone out yet and
+    /// was not left to the application: a broken connection must not lose an end-to-end
+    /// response, so they are sent at the next session with that partner.
+    pub fn pending_end_responses(&self, partner: &str) -> Result<Vec<ReceivedEntry>, JournalError> {
         let keys: Vec<(String, String, String)> = {
             let conn = self.lock();
             let mut stmt = conn
                 .prepare(
                     "SELECT originator, dsn, stamp FROM received
                      WHERE state = 'complete' AND end_response_sent = 0
-                       AND end_response_deferred = 0 AND originator = ?1 ORDER BY id",
+                       AND end_response_deferred = 0 AND partner = ?1 ORDER BY id",
                 )
                 .map_err(|e| self.err(e))?;
-            stmt.query_map(params![originator.trim_end()], |r| {
+            stmt.query_map(params![partner.trim_end()], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(|e| self.err(e))?
@@ -548,7 +624,7 @@ impl Journal {
         let mut out = Vec::with_capacity(keys.len());
         for (o, d, s) in keys {
             let stamp = FileStamp::parse(&s).map_err(|e| self.corrupt(e.to_string()))?;
-            if let Some(entry) = self.received(&FileKey::new(&o, &d, stamp))? {
+            if let Some(entry) = self.received(partner, &FileKey::new(&o, &d, stamp))? {
                 out.push(entry);
             }
         }
@@ -775,12 +851,13 @@ impl Journal {
         } else {
             conn.execute(
                 "UPDATE received SET end_response_sent = 1, updated_at = ?4
-                 WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                 WHERE partner = ?5 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
                 params![
                     e.key.originator,
                     e.key.dsn,
                     e.key.stamp.to_string(),
-                    now_text()
+                    now_text(),
+                    e.partner.trim_end()
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -823,9 +900,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open_in_dir(dir.path()).unwrap();
         let k = key("INVOICE", 1);
-        assert!(j.received(&k).unwrap().is_none());
+        assert!(j.received("ORIG", &k).unwrap().is_none());
         let id = j
-            .begin_receive(&k, Path::new("/in/.p"), Path::new("/in/INVOICE"), "U1")
+            .begin_receive(
+                "ORIG",
+                &k,
+                Path::new("/in/.p"),
+                Path::new("/in/INVOICE"),
+                "U1",
+            )
             .unwrap();
         let cp = Checkpoint {
             position: 3,
@@ -838,7 +921,7 @@ mod tests {
 
         // Survives a reopen: restart state is durable.
         let j = Journal::open_in_dir(dir.path()).unwrap();
-        let e = j.received(&k).unwrap().unwrap();
+        let e = j.received("ORIG", &k).unwrap().unwrap();
         assert_eq!(e.state, ReceiveState::Receiving);
         assert_eq!(e.checkpoint, cp);
         assert_eq!(e.key.originator, "ORIG");
@@ -846,23 +929,23 @@ mod tests {
 
         j.complete_receive(id, Path::new("/in/INVOICE")).unwrap();
         assert_eq!(
-            j.received(&k).unwrap().unwrap().state,
+            j.received("ORIG", &k).unwrap().unwrap().state,
             ReceiveState::Complete
         );
         // A checkpoint after completion changes nothing; drop_receive does not remove it.
         j.checkpoint_receive(id, Checkpoint::default()).unwrap();
         j.drop_receive(id).unwrap();
-        let e = j.received(&k).unwrap().unwrap();
+        let e = j.received("ORIG", &k).unwrap().unwrap();
         assert_eq!(e.checkpoint, cp);
         assert_eq!(j.pending_end_responses("ORIG").unwrap().len(), 1);
         assert!(j.pending_end_responses("OTHER").unwrap().is_empty());
-        j.defer_end_response(&k).unwrap();
+        j.defer_end_response("ORIG", &k).unwrap();
         assert!(j.pending_end_responses("ORIG").unwrap().is_empty());
-        j.mark_end_response_sent(&k).unwrap();
+        j.mark_end_response_sent("ORIG", &k).unwrap();
         assert!(j.pending_end_responses("ORIG").unwrap().is_empty());
 
         // Another counter is another file.
-        assert!(j.received(&key("INVOICE", 2)).unwrap().is_none());
+        assert!(j.received("ORIG", &key("INVOICE", 2)).unwrap().is_none());
     }
 
     #[test]
@@ -870,7 +953,7 @@ mod tests {
         let j = Journal::in_memory().unwrap();
         let k = key("F", 0);
         let id = j
-            .begin_receive(&k, Path::new("a"), Path::new("b"), "")
+            .begin_receive("ORIG", &k, Path::new("a"), Path::new("b"), "")
             .unwrap();
         j.checkpoint_receive(
             id,
@@ -881,14 +964,14 @@ mod tests {
         )
         .unwrap();
         let id2 = j
-            .begin_receive(&k, Path::new("c"), Path::new("b"), "")
+            .begin_receive("ORIG", &k, Path::new("c"), Path::new("b"), "")
             .unwrap();
         assert_eq!(id, id2);
-        let e = j.received(&k).unwrap().unwrap();
+        let e = j.received("ORIG", &k).unwrap().unwrap();
         assert_eq!(e.checkpoint.position, 0);
         assert_eq!(e.partial_path, PathBuf::from("c"));
         j.drop_receive(id).unwrap();
-        assert!(j.received(&k).unwrap().is_none());
+        assert!(j.received("ORIG", &k).unwrap().is_none());
     }
 
     #[test]
@@ -921,6 +1004,7 @@ mod tests {
             key: k.clone(),
             destination: "ORIG".into(),
             negative: None,
+            partner: "ORIG".into(),
         })
         .unwrap();
         assert_eq!(
@@ -933,7 +1017,7 @@ mod tests {
         // Sending an EERP for a received file marks it sent in the same transaction.
         let r = key("IN.EDI", 1);
         let id = j
-            .begin_receive(&r, Path::new("p"), Path::new("f"), "")
+            .begin_receive("ORIG", &r, Path::new("p"), Path::new("f"), "")
             .unwrap();
         j.complete_receive(id, Path::new("f")).unwrap();
         assert_eq!(j.pending_end_responses("ORIG").unwrap().len(), 1);
@@ -942,10 +1026,11 @@ mod tests {
             key: r.clone(),
             destination: "ORIG".into(),
             negative: None,
+            partner: "ORIG".into(),
         })
         .unwrap();
         assert!(j.pending_end_responses("ORIG").unwrap().is_empty());
-        assert!(j.received(&r).unwrap().unwrap().end_response_sent);
+        assert!(j.received("ORIG", &r).unwrap().unwrap().end_response_sent);
     }
 
     #[test]
@@ -979,9 +1064,92 @@ mod tests {
             key: k.clone(),
             destination: "D".into(),
             negative: Some((23, "duplicate".into())),
+            partner: "D".into(),
         })
         .unwrap();
         assert_eq!(j.sent_by_key(&k).unwrap().unwrap().state, SendState::Failed);
+    }
+
+    #[test]
+    fn one_partner_never_sees_or_settles_another_partners_receptions() {
+        let j = Journal::in_memory().unwrap();
+        let k = key("SHARED", 1);
+        let a = j
+            .begin_receive("PARTNERA", &k, Path::new("a.p"), Path::new("a/SHARED"), "")
+            .unwrap();
+        j.checkpoint_receive(
+            a,
+            Checkpoint {
+                position: 2,
+                ..Checkpoint::default()
+            },
+        )
+        .unwrap();
+        // Partner B claims A's originator, name and stamp: a separate entry, A's untouched.
+        assert!(j.received("PARTNERB", &k).unwrap().is_none());
+        let b = j
+            .begin_receive("PARTNERB", &k, Path::new("b.p"), Path::new("b/SHARED"), "")
+            .unwrap();
+        assert_ne!(a, b);
+        let ea = j.received("PARTNERA", &k).unwrap().unwrap();
+        assert_eq!((ea.id, ea.checkpoint.position), (a, 2));
+        assert_eq!(ea.final_path, PathBuf::from("a/SHARED"));
+        j.complete_receive(b, Path::new("b/SHARED")).unwrap();
+        j.complete_receive(a, Path::new("a/SHARED")).unwrap();
+        // The EERP that goes to B settles B's file only.
+        j.record_end_response(&EndResponseEntry {
+            direction: Direction::Sent,
+            key: k.clone(),
+            destination: "ORIG".into(),
+            negative: None,
+            partner: "PARTNERB".into(),
+        })
+        .unwrap();
+        assert!(j.pending_end_responses("PARTNERB").unwrap().is_empty());
+        assert_eq!(j.pending_end_responses("PARTNERA").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_journal_without_partners_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        {
+            // The received table as earlier versions created it.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE received (
+                    id INTEGER PRIMARY KEY, originator TEXT NOT NULL, dsn TEXT NOT NULL,
+                    stamp TEXT NOT NULL, state TEXT NOT NULL, partial_path TEXT NOT NULL,
+                    final_path TEXT NOT NULL, position INTEGER NOT NULL DEFAULT 0,
+                    file_offset INTEGER NOT NULL DEFAULT 0, records INTEGER NOT NULL DEFAULT 0,
+                    units INTEGER NOT NULL DEFAULT 0,
+                    end_response_sent INTEGER NOT NULL DEFAULT 0,
+                    end_response_deferred INTEGER NOT NULL DEFAULT 0,
+                    user_data TEXT NOT NULL DEFAULT '', updated_at TEXT NOT NULL,
+                    UNIQUE (originator, dsn, stamp));",
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path,
+                                       position, updated_at, user_data)
+                 VALUES ('ORIG', 'OLD', ?1, 'receiving', 'p', 'f', 7, 'then', 'U')",
+                params![key("OLD", 3).stamp.to_string()],
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let e = j.received("ORIG", &key("OLD", 3)).unwrap().unwrap();
+        assert_eq!(e.checkpoint.position, 7);
+        assert_eq!(e.user_data, "U");
+        assert!(j.received("OTHER", &key("OLD", 3)).unwrap().is_none());
+        // The new unique key lets another partner have its own entry.
+        j.begin_receive("OTHER", &key("OLD", 3), Path::new("q"), Path::new("g"), "")
+            .unwrap();
+        drop(j);
+        // Opening again is a no-op.
+        let j = Journal::open(&path).unwrap();
+        assert!(j.received("ORIG", &key("OLD", 3)).unwrap().is_some());
+        assert!(j.received("OTHER", &key("OLD", 3)).unwrap().is_some());
     }
 
     #[tokio::test]
@@ -989,9 +1157,9 @@ mod tests {
         let j = Journal::in_memory().unwrap();
         let k = key("Z", 0);
         let k2 = k.clone();
-        j.call(move |j| j.begin_receive(&k2, Path::new("p"), Path::new("f"), ""))
+        j.call(move |j| j.begin_receive("ORIG", &k2, Path::new("p"), Path::new("f"), ""))
             .await
             .unwrap();
-        assert!(j.received(&k).unwrap().is_some());
+        assert!(j.received("ORIG", &k).unwrap().is_some());
     }
 }

@@ -355,6 +355,7 @@ async fn a_crash_between_rename_and_journal_is_recovered_as_delivered() {
         // The state a crash right after the rename leaves behind.
         let j = oftp::journal::Journal::open_in_dir(sdir.path()).unwrap();
         j.begin_receive(
+            CLIENT_SSID,
             &key,
             &inbox.join(".oftp-gone.part"),
             &inbox.join("CRASH.TXT"),
@@ -380,7 +381,12 @@ async fn a_crash_between_rename_and_journal_is_recovered_as_delivered() {
         .unwrap();
     assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
     assert_eq!(
-        running.journal().received(&key).unwrap().unwrap().state,
+        running
+            .journal()
+            .received(CLIENT_SSID, &key)
+            .unwrap()
+            .unwrap()
+            .state,
         oftp::journal::ReceiveState::Complete
     );
     assert_eq!(std::fs::read(inbox.join("CRASH.TXT")).unwrap(), b"complete");
