@@ -49,11 +49,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let got = std::io::copy(&mut r, &mut std::io::sink())?;
         r.finish()?;
         let recv = t.elapsed();
+        // The same from and to files (page cache), as the receiver does it.
+        let dir = std::env::temp_dir();
+        let (cin, cout) = (
+            dir.join("pipeline_speed.in"),
+            dir.join("pipeline_speed.out"),
+        );
+        std::fs::write(&cin, &out)?;
+        let t = Instant::now();
+        let input = std::io::BufReader::with_capacity(64 * 1024, std::fs::File::open(&cin)?);
+        let mut r = ReceivePipeline::new(input, &ro)?;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&cout)?);
+        std::io::copy(&mut r, &mut w)?;
+        r.finish()?;
+        w.flush()?;
+        let files = t.elapsed();
+        let _ = (std::fs::remove_file(&cin), std::fs::remove_file(&cout));
         let mb = (mib * 1024 * 1024) as f64 / 1e6;
         println!(
-            "{name:13} send {:7.1} MB/s  receive {:7.1} MB/s ({got} bytes)",
+            "{name:13} send {:7.1} MB/s  receive {:7.1} MB/s  receive file to file {:7.1} MB/s ({got} bytes)",
             mb / send.as_secs_f64(),
-            mb / recv.as_secs_f64()
+            mb / recv.as_secs_f64(),
+            mb / files.as_secs_f64()
         );
     }
     Ok(())
