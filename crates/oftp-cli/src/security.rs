@@ -152,6 +152,8 @@ pub(crate) fn context<'a>(
     for p in partners {
         b = b.partner(&p.name, &p.ssid, p.sfid(), &p.security)?;
     }
+    // The runtime stores received certificates in <data_dir>/certificates.
+    let b = b.restore_replaced_certificates(&data_dir.join("certificates"))?;
     Ok(Arc::new(b.build()))
 }
 

@@ -970,6 +970,45 @@ impl SecurityContextBuilder {
         Ok(self)
     }
 
+    /// Applies certificates that replaced a partner's configured one through an
+    /// ODETTE_CERTIFICATE_REPLACE in an earlier run (`<store_dir>/<partner>/current.pem`, as
+    /// [`SecurityContext::receive_certificate`] stores them), for partners whose policy
+    /// allows replacement. Call after the partners are added.
+    pub fn restore_replaced_certificates(
+        self,
+        store_dir: &Path,
+    ) -> Result<Self, SecurityConfigError> {
+        for p in &self.ctx.partners {
+            if !p.config.accept_certificate_replace {
+                continue;
+            }
+            let folder =
+                crate::store::sanitize_file_name(&p.name).unwrap_or_else(|_| "partner".into());
+            let current = store_dir.join(folder).join(CURRENT_CERTIFICATE);
+            if !current.exists() {
+                continue;
+            }
+            let cert = Certificate::load(&current).map_err(|source| SecurityConfigError::Load {
+                what: format!(
+                    "partner {}: replaced certificate {}",
+                    p.name,
+                    current.display()
+                ),
+                source,
+            })?;
+            let mut certs = p.certs.write().unwrap_or_else(|e| e.into_inner());
+            for usage in [
+                PartnerCertUse::Encryption,
+                PartnerCertUse::Signature,
+                PartnerCertUse::Receipt,
+                PartnerCertUse::Authentication,
+            ] {
+                certs.insert(usage, cert.clone());
+            }
+        }
+        Ok(self)
+    }
+
     /// The finished context.
     pub fn build(self) -> SecurityContext {
         self.ctx
@@ -1230,6 +1269,21 @@ impl SecurityContext {
                 certs.insert(usage, certificate.clone());
             }
             replaced = true;
+            // Remembered across restarts (see `SecurityContextBuilder::restore_replaced_certificates`).
+            let current = dir.join(CURRENT_CERTIFICATE);
+            let write = || -> io::Result<()> {
+                let (tmp, mut f) = temp_beside(&current)?;
+                let guard = RemoveOnDrop(Some(tmp.clone()));
+                f.write_all(certificate.to_pem().as_bytes())?;
+                f.sync_all()?;
+                drop(f);
+                std::fs::rename(&tmp, &current)?;
+                std::mem::forget(guard);
+                sync_dir(&current)
+            };
+            if let Err(e) = write() {
+                tracing::warn!(partner = %p.name, "cannot record the replaced certificate in {}: {e}", current.display());
+            }
             tracing::info!(partner = %p.name, subject = certificate.subject(), "partner certificate replaced by a certificate exchange");
         }
         Ok(ReceivedCertificate {
@@ -1261,6 +1315,9 @@ fn copy_name(sfid: &Sfid, source: &Path) -> String {
     let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{hex}.cms")
 }
+
+/// File name of a partner's certificate that replaced the configured one.
+const CURRENT_CERTIFICATE: &str = "current.pem";
 
 /// Chunk size between the signing and the encrypting thread.
 const CHANNEL_CHUNK: usize = 64 * 1024;

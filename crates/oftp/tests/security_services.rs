@@ -525,7 +525,25 @@ fn certificate_exchange_stores_and_replaces_only_when_allowed() {
             .certificate(PartnerCertUse::Encryption)
             .unwrap();
         assert_eq!(now.subject().contains("Bob Next"), replaced);
+        // A new context (a restart) keeps a replacement, and only where the policy allows it.
+        let again = SecurityContext::builder(ME, &local(&a, dir.path()), dir.path().into())
+            .unwrap()
+            .partner("bob", PARTNER, PARTNER, &policy)
+            .unwrap()
+            .restore_replaced_certificates(&store)
+            .unwrap()
+            .build();
+        let after = again
+            .partner_by_sfid(PARTNER)
+            .unwrap()
+            .certificate(PartnerCertUse::Signature)
+            .unwrap();
+        assert_eq!(
+            after.subject().contains("Bob Next"),
+            allow && store.join("bob/current.pem").exists()
+        );
     }
+    assert!(store.join("bob/current.pem").exists());
     std::fs::write(&file, b"not a certificate").unwrap();
     let ctx = SecurityContext::builder(ME, &local(&a, dir.path()), dir.path().into())
         .unwrap()
