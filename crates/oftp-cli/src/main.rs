@@ -224,6 +224,9 @@ struct SendArgs {
     /// Seconds without an answer before giving up (ESID 09).
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Seconds to wait for the connection to the partner.
+    #[arg(long, default_value_t = 30)]
+    connect_timeout: u64,
     /// Where files the partner sends us are stored.
     #[arg(long)]
     receive_dir: Option<PathBuf>,
@@ -659,6 +662,7 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
     let mut cfg = ClientConfig::new(s.local, s.partner, s.receive_dir);
     cfg.limits = s.limits;
     cfg.inactivity_timeout = Duration::from_secs(a.timeout.max(1));
+    cfg.connect_timeout = Duration::from_secs(a.connect_timeout.max(1));
     cfg.name_format = s.name_format;
     let client = Client::new(cfg, journal)?.security(sec);
     let files: Vec<OutgoingFile> = a

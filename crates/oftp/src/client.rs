@@ -25,6 +25,10 @@ use crate::listener::{ConnectionInfo, ShutdownSignal};
 use crate::store::{NameFormat, StorePolicy};
 use crate::transport::{Connector, FileServices, NoFileServices, PlainTcp, Transport};
 
+/// Default limit for connecting to a partner: long enough for a slow line, far shorter than
+/// the two minutes of SYN retries the kernel spends on an address that does not answer.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What a client needs to know.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -36,8 +40,12 @@ pub struct ClientConfig {
     pub partner: Partner,
     /// What we offer (level, buffer size, credit, compression, restart, mode).
     pub limits: SessionLimits,
-    /// ESID 09 after this long without an answer (seed default 60 s).
+    /// ESID 09 after this long without an answer (seed default 60 s). Also bounds every
+    /// write: a partner that stops reading for this long is disconnected.
     pub inactivity_timeout: Duration,
+    /// Longest wait for the connection to the partner (TCP connect and, with a TLS
+    /// connector, the handshake); default [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
     /// Where files the partner sends us are stored.
     pub receive_dir: PathBuf,
     /// Name format for received files.
@@ -56,6 +64,7 @@ impl ClientConfig {
             partner,
             limits: SessionLimits::default(),
             inactivity_timeout: Duration::from_secs(60),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             receive_dir,
             name_format: NameFormat::default(),
             store: StorePolicy::default(),
@@ -125,6 +134,7 @@ pub struct Client<H: Handler = (), C: Connector = PlainTcp, F: FileServices = No
     shared: Arc<Shared>,
     partner: Partner,
     receive_dir: PathBuf,
+    connect_timeout: Duration,
     handler: Arc<H>,
     connector: Arc<C>,
     services: Arc<F>,
@@ -161,6 +171,7 @@ impl Client {
             shared: Arc::new(shared),
             partner: config.partner,
             receive_dir: config.receive_dir,
+            connect_timeout: config.connect_timeout,
             handler: Arc::new(()),
             connector: Arc::new(PlainTcp),
             services: Arc::new(NoFileServices),
@@ -175,6 +186,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             shared: self.shared,
             partner: self.partner,
             receive_dir: self.receive_dir,
+            connect_timeout: self.connect_timeout,
             handler: Arc::new(handler),
             connector: self.connector,
             services: self.services,
@@ -187,6 +199,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             shared: self.shared,
             partner: self.partner,
             receive_dir: self.receive_dir,
+            connect_timeout: self.connect_timeout,
             handler: self.handler,
             connector: Arc::new(connector),
             services: self.services,
@@ -199,6 +212,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             shared: self.shared,
             partner: self.partner,
             receive_dir: self.receive_dir,
+            connect_timeout: self.connect_timeout,
             handler: self.handler,
             connector: self.connector,
             services: Arc::new(services),
@@ -217,6 +231,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             shared: self.shared,
             partner: self.partner,
             receive_dir: self.receive_dir,
+            connect_timeout: self.connect_timeout,
             handler: self.handler,
             connector: self.connector,
             services: Arc::new(security),
@@ -234,14 +249,18 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         addr: &str,
         files: Vec<OutgoingFile>,
     ) -> Result<ClientReport, ClientError> {
-        let io = self
-            .connector
-            .connect(addr)
-            .await
-            .map_err(|error| ClientError::Connect {
-                addr: addr.to_owned(),
-                error,
-            })?;
+        let limit = self.connect_timeout;
+        let io = match tokio::time::timeout(limit, self.connector.connect(addr)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection within {limit:?}; check the address and the firewall"),
+            )),
+        }
+        .map_err(|error| ClientError::Connect {
+            addr: addr.to_owned(),
+            error,
+        })?;
         let peer = SocketAddr::from(([0, 0, 0, 0], 0));
         self.run_over(io, peer, files).await
     }

@@ -1146,15 +1146,21 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 return;
             }
         };
-        // A crash between the rename into place and the journal update leaves an entry still
-        // "receiving" whose temporary file is gone and whose final file exists: the file is
+        // A crash between placing the file and the journal update leaves an entry still
+        // "receiving" whose final file exists and whose temporary name is either gone or a
+        // second name of that same file (crash between hard link and unlink): the file is
         // complete, so record it and let the sender hear "duplicate" plus the EERP.
+        let placed = match &entry {
+            Some(e) if e.state == ReceiveState::Receiving => {
+                let (pp, fp) = (e.partial_path.clone(), e.final_path.clone());
+                tokio::task::spawn_blocking(move || crashed_after_placing(&pp, &fp))
+                    .await
+                    .unwrap_or(false)
+            }
+            _ => false,
+        };
         let entry = match entry {
-            Some(mut e)
-                if e.state == ReceiveState::Receiving
-                    && !e.partial_path.exists()
-                    && e.final_path.exists() =>
-            {
+            Some(mut e) if placed => {
                 let (id, fp) = (e.id, e.final_path.clone());
                 if let Err(err) = self
                     .shared
@@ -2696,6 +2702,29 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         }
     }
+}
+
+/// Whether a reception the journal still calls "receiving" was in fact placed before a crash:
+/// the final file exists and the temporary name is gone or is the same file (then it is
+/// removed; a failure to remove it is logged, the file is complete either way). Blocking.
+fn crashed_after_placing(partial: &std::path::Path, final_path: &std::path::Path) -> bool {
+    if !final_path.exists() {
+        return false;
+    }
+    if !partial.exists() {
+        return true;
+    }
+    if !crate::store::same_file(partial, final_path) {
+        return false;
+    }
+    if let Err(e) = std::fs::remove_file(partial) {
+        tracing::warn!(
+            path = %partial.display(),
+            error = %e,
+            "received file is complete, but its temporary name could not be removed"
+        );
+    }
+    true
 }
 
 /// Deletes the file-services stage's processed copy of an outgoing file (the runtime owns it

@@ -613,7 +613,18 @@ fn place(from: &Path, to: &Path, overwrite: bool) -> Result<(), StoreError> {
         return fs::rename(from, to).map_err(|e| StoreError::io("renaming into place", to, e));
     }
     match fs::hard_link(from, to) {
-        Ok(()) => fs::remove_file(from).map_err(|e| StoreError::io("removing", from, e)),
+        Ok(()) => {
+            // The file is in place under its final name: a temporary name left over is only
+            // clutter (and crash recovery recognises it as the same file), never a failure.
+            if let Err(e) = fs::remove_file(from) {
+                tracing::warn!(
+                    path = %from.display(),
+                    error = %e,
+                    "file placed, but its temporary name could not be removed"
+                );
+            }
+            Ok(())
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             Err(StoreError::AlreadyExists(to.to_owned()))
         }
@@ -623,6 +634,25 @@ fn place(from: &Path, to: &Path, overwrite: bool) -> Result<(), StoreError> {
             }
             fs::rename(from, to).map_err(|e| StoreError::io("renaming into place", to, e))
         }
+    }
+}
+
+/// Whether `a` and `b` name the same file (same device and inode): what a crash between the
+/// hard link into place and the removal of the temporary name leaves behind. Always `false`
+/// where that cannot be told (non-Unix) or either name is missing.
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::metadata(a), fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
     }
 }
 

