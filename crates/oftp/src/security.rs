@@ -185,7 +185,8 @@ pub enum SecureAuthentication {
     /// Always: a session without it is refused with ESID 12 (never downgraded).
     Required,
     /// When possible: as responder, follow the peer's SSIDAUTH; as initiator, ask for it
-    /// when the partner's authentication certificate and our identity are configured.
+    /// when `authentication_cert` is configured for the partner and we have an
+    /// authentication key.
     #[default]
     Automatic,
 }
@@ -540,7 +541,13 @@ impl SecurityContext {
                 ssid.trim_end()
             )),
             (SecureAuthentication::Automatic, Some(peer)) => Ok(peer),
-            (SecureAuthentication::Automatic, None) => Ok(capable),
+            // As caller, ask only when an authentication certificate is configured for the
+            // partner explicitly: a certificate given for all purposes (file security) is no
+            // sign that the partner does secure authentication, and asking one that does not
+            // ends the session (ESID 12).
+            (SecureAuthentication::Automatic, None) => {
+                Ok(capable && partner.is_some_and(|p| p.config.authentication_cert.is_some()))
+            }
         }
     }
 

@@ -434,6 +434,22 @@ fn secure_authentication_decisions() {
     let auto_bare = build(Automatic, false);
     assert_eq!(auto_bare.secure_auth_decision(PARTNER, None), Ok(false));
     assert!(auto_bare.secure_auth_decision(PARTNER, Some(true)).is_err());
+    // A certificate for all purposes: we answer a caller that asks, but do not ask ourselves.
+    let catch_all = SecurityContext::builder(ME, &local(&a, dir.path()), dir.path().into())
+        .unwrap()
+        .partner(
+            "p",
+            PARTNER,
+            PARTNER,
+            &partner_cfg(&b.cert, SendSecurity::default()),
+        )
+        .unwrap()
+        .build();
+    assert_eq!(catch_all.secure_auth_decision(PARTNER, None), Ok(false));
+    assert_eq!(
+        catch_all.secure_auth_decision(PARTNER, Some(true)),
+        Ok(true)
+    );
 }
 
 #[test]
