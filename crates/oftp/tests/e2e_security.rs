@@ -681,3 +681,48 @@ async fn asynchronous_nerp_is_signed_and_verified() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn revoked_partner_certificate_is_refused_with_a_trusted_ca_and_crl() {
+    let k = keys();
+    let crl = k.pki.crl(&[3]); // the client's serial
+    let dir = tempfile::tempdir().unwrap();
+    let mut server_local = local(&k.server, dir.path());
+    server_local.trusted_cas = vec![k.pki.ca.clone()];
+    server_local.crls = vec![crl];
+    let sec = context(
+        SERVER_SSID,
+        &server_local,
+        CLIENT_SSID,
+        &policy(&k.client.cert, |_| {}),
+        dir.path(),
+    );
+    let running = Server::new(server_config(dir.path()))
+        .unwrap()
+        .security(sec)
+        .start()
+        .await
+        .unwrap();
+    let server = TestServer { dir, running };
+    let cdir = tempfile::tempdir().unwrap();
+    let src = cdir.path().join("SIGNED");
+    std::fs::write(&src, b"signed by a revoked key").unwrap();
+    let report = secure_client(
+        &k,
+        &k.client,
+        cdir.path(),
+        policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::Signed, false)
+        }),
+    )
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    match &report.files[0].1 {
+        FileOutcome::Rejected { reason, text, .. } => {
+            assert_eq!(reason.0, 19);
+            assert!(text.to_lowercase().contains("revoked"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
