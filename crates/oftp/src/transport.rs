@@ -147,11 +147,15 @@ pub trait FileServices: Send + Sync + 'static {
 /// The hash of a transmitted file for a signed EERP (RFC 5024 5.3.13: the algorithm of the
 /// SFID's cipher suite), or `None` when the SFID does not ask for a signed EERP.
 pub(crate) fn transmitted_hash(sfid: &Sfid, path: &Path) -> io::Result<Option<Vec<u8>>> {
-    if !sfid.signed_eerp {
+    // Without a usable suite there is no hash to sign (a security context refuses such an
+    // offer with SFNA 15 before this point).
+    let Some(suite) = sfid
+        .signed_eerp
+        .then(|| oftp_security::CipherSuite::from_code(sfid.cipher_suite.0).ok())
+        .flatten()
+    else {
         return Ok(None);
-    }
-    let suite = oftp_security::CipherSuite::from_code(sfid.cipher_suite.0)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    };
     let file = std::fs::File::open(path)?;
     suite
         .hash()
@@ -212,6 +216,16 @@ impl FileServices for NoFileServices {
             return refuse(SfnaReason::COMPRESSION_NOT_ALLOWED, "compressed");
         }
         Ok(())
+    }
+
+    /// No security: no hash is recorded, so an SFIDSIGN request gets an unsigned EERP (the
+    /// partner decides what that is worth) rather than none.
+    fn finish_incoming_with_hash(
+        &self,
+        _sfid: &Sfid,
+        _data: &Path,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        Ok(None)
     }
 
     fn prepare_outgoing(&self, sfid: &mut Sfid, _source: &Path) -> io::Result<Option<PathBuf>> {

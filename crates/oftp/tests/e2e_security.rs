@@ -726,3 +726,32 @@ async fn revoked_partner_certificate_is_refused_with_a_trusted_ca_and_crl() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_server_without_security_answers_a_signed_receipt_request_unsigned() {
+    let k = keys();
+    let server = common::start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("ASKSIGNED");
+    std::fs::write(&src, b"please sign the EERP").unwrap();
+    let report = secure_client(
+        &k,
+        &k.client,
+        dir.path(),
+        policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::None, false)
+        }),
+    )
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    // The file arrived; the unsigned EERP is not taken as proof of delivery.
+    assert_eq!(
+        std::fs::read(server.inbox().join("ASKSIGNED")).unwrap(),
+        b"please sign the EERP"
+    );
+    match &report.files[0].1 {
+        FileOutcome::EndResponseRejected { text } => assert!(text.contains("not signed"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+}
