@@ -1189,21 +1189,41 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let Some(params) = &self.params else {
             return;
         };
-        let req = FileRequest {
-            dsn: &sfid.dsn,
-            stamp,
-            originator: &sfid.originator,
-            destination: &sfid.destination,
-            user_data: &sfid.user_data,
-        };
-        let mut default = policy::file_decision(
-            &params.local_sfid,
-            &params.inbox,
-            &self.shared.name_format,
-            &self.shared.store,
-            entry.as_ref(),
-            &req,
+        // The default decision looks at the inbox (does the name exist?): blocking pool.
+        let (local_sfid, inbox, name_format, store, known, offered) = (
+            params.local_sfid.clone(),
+            params.inbox.clone(),
+            self.shared.name_format.clone(),
+            self.shared.store.clone(),
+            entry.clone(),
+            sfid.clone(),
         );
+        let decided = tokio::task::spawn_blocking(move || {
+            let req = FileRequest {
+                dsn: &offered.dsn,
+                stamp,
+                originator: &offered.originator,
+                destination: &offered.destination,
+                user_data: &offered.user_data,
+            };
+            policy::file_decision(
+                &local_sfid,
+                &inbox,
+                &name_format,
+                &store,
+                known.as_ref(),
+                &req,
+            )
+        })
+        .await;
+        let mut default = decided.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "file decision task failed");
+            FileDecision::Reject {
+                reason: oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
+                retry: true,
+                text: "receiver busy, try again later".into(),
+            }
+        });
         if let Err(r) = self.services.check_incoming(&sfid) {
             default = FileDecision::Reject {
                 reason: r.reason,
@@ -1260,57 +1280,67 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let asked = if restart_ok { sfid.restart_position } else { 0 };
 
         // Resume a durable part when the journal has one for this very file and target.
-        let resumable = entry.filter(|e| {
-            e.state == ReceiveState::Receiving && e.final_path == target && e.partial_path.exists()
-        });
-        let mut opened: Option<(PartialFile, i64, Checkpoint)> = None;
-        if let Some(e) = &resumable
-            && asked > 0
-        {
+        let resumable =
+            entry.filter(|e| e.state == ReceiveState::Receiving && e.final_path == target);
+        let resume_from = resumable.as_ref().and_then(|e| {
+            if asked == 0 {
+                return None;
+            }
             let cp = e.checkpoint;
             let base = if cp.position <= asked {
-                Some(cp)
+                cp
             } else if !format.is_record_oriented() {
                 let off = restart_byte_offset(asked);
-                Some(Checkpoint {
+                Checkpoint {
                     position: asked,
                     file_offset: off,
                     records: 0,
                     units: off,
-                })
+                }
             } else {
-                None
+                return None;
             };
-            if let Some(base) = base
-                && base.position > 0
+            (base.position > 0).then_some((e.id, base))
+        });
+        // Opening, truncating, removing and creating files touches the disk (maybe a network
+        // file system): on the blocking pool, not on the workers that serve other sessions.
+        let old_partial = resumable.map(|e| e.partial_path);
+        let tgt = target.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut resume_error = None;
+            if let (Some(pp), Some((id, base))) = (&old_partial, resume_from)
+                && pp.exists()
             {
-                match PartialFile::resume(&e.partial_path, &target, base.file_offset) {
-                    Ok(p) => opened = Some((p, e.id, base)),
-                    Err(err) => self.error(format!("cannot resume: {err}")).await,
+                match PartialFile::resume(pp, &tgt, base.file_offset) {
+                    Ok(p) => return (Ok(Opened::Resumed(p, id, base)), None),
+                    Err(e) => resume_error = Some(e.to_string()),
                 }
             }
-        }
-        if opened.is_none()
-            && let Some(e) = &resumable
-        {
-            let _ = std::fs::remove_file(&e.partial_path);
+            if let Some(pp) = &old_partial {
+                let _ = std::fs::remove_file(pp);
+            }
+            let created = PartialFile::create(&tgt).map_err(|e| e.to_string());
+            (created.map(Opened::Fresh), resume_error)
+        })
+        .await;
+        let (opened, resume_error) =
+            opened.unwrap_or_else(|e| (Err(format!("file task failed: {e}")), None));
+        if let Some(err) = resume_error {
+            self.error(format!("cannot resume: {err}")).await;
         }
         let (partial, journal_id, base) = match opened {
-            Some(o) => o,
-            None => {
-                let partial = match PartialFile::create(&target) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        self.error(format!("cannot store {}: {e}", offer.virtual_file_name))
-                            .await;
-                        let _ = self.session.reject_file(
-                            oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
-                            true,
-                            "cannot create the file",
-                        );
-                        return;
-                    }
-                };
+            Ok(Opened::Resumed(p, id, base)) => (p, id, base),
+            Err(e) => {
+                self.error(format!("cannot store {}: {e}", offer.virtual_file_name))
+                    .await;
+                let _ = self.session.reject_file(
+                    oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
+                    true,
+                    "cannot create the file",
+                );
+                return;
+            }
+            Ok(Opened::Fresh(partial)) => {
                 let (p, k, pp, fp, ud) = (
                     partner.clone(),
                     key.clone(),
@@ -2093,7 +2123,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
         if !self.outbox_scanned {
             self.outbox_scanned = true;
-            self.scan_outbox();
+            self.scan_outbox().await;
         }
         if let Some(work) = self.queue.pop_front() {
             self.ready = None;
@@ -2155,7 +2185,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self.waiting = false;
     }
 
-    fn scan_outbox(&mut self) {
+    async fn scan_outbox(&mut self) {
         // A partner that only sends (or a session we may not send in) gets nothing offered.
         if !self.negotiated.as_ref().is_some_and(|n| n.can_send) {
             return;
@@ -2163,21 +2193,27 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let Some(dir) = self.params.as_ref().and_then(|p| p.outbox.clone()) else {
             return;
         };
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-            .map(|e| e.path())
-            .filter(|p| {
-                !p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'))
-            })
-            .collect();
-        files.sort();
-        for path in files {
+        // Listing a directory is a blocking call: on the blocking pool.
+        let listed = tokio::task::spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                return Vec::new();
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+                .map(|e| e.path())
+                .filter(|p| {
+                    !p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.'))
+                })
+                .collect();
+            files.sort();
+            files
+        })
+        .await
+        .unwrap_or_default();
+        for path in listed {
             self.queue.push_back(Work::File {
                 file: OutgoingFile::new(path),
                 job: None,
@@ -2544,10 +2580,20 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             // A processed copy has lost its record structure and travels as U.
             FileFormat::Unstructured
         };
-        match FileSource::open(&out.transmit, format, restart_position) {
+        // Opening may read up to the restart position (records): on the blocking pool.
+        let (transmit, shown) = (out.transmit.clone(), out.file.path.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            FileSource::open(&transmit, format, restart_position)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        let Some(out) = &mut self.outgoing else {
+            return;
+        };
+        match opened {
             Ok(src) => out.source = Some(src),
             Err(e) => {
-                let msg = format!("cannot read {}: {e}", out.file.path.display());
+                let msg = format!("cannot read {}: {e}", shown.display());
                 let _ = self
                     .session
                     .end_session(EsidReason::UNSPECIFIED, "sender cannot read the file");
@@ -2702,6 +2748,14 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         }
     }
+}
+
+/// The temporary file of a reception, as opened at SFID time.
+enum Opened {
+    /// A durable part resumed: its journal id and restart point.
+    Resumed(PartialFile, i64, Checkpoint),
+    /// A new, empty file (its journal entry is made next).
+    Fresh(PartialFile),
 }
 
 /// Whether a reception the journal still calls "receiving" was in fact placed before a crash:
