@@ -1,7 +1,7 @@
 //! The `oftp.toml` configuration file: reading, checking, and first-run generation.
 //!
 //! Relative paths in the file are relative to the directory that holds the file, so a data
-//! directory can be moved as a whole. Every key is documented in the crate README.
+//! directory can be moved as a whole. Every key is documented in the root README (section "oftp").
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
