@@ -5,14 +5,18 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use oftp::config::SessionLimits;
+use oftp::handler::{Disconnected, ReadyAction, SessionInfo};
 use oftp::journal::FileKey;
+use oftp::oftp_proto::codec::EsidReason;
 use oftp::transport::Connector;
-use oftp::{ClientError, FileOutcome, OutgoingFile};
+use oftp::{ClientError, ConnectionInfo, FileOutcome, Handler, OutgoingFile, SessionHandle};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 #[cfg(unix)]
 #[tokio::test]
@@ -106,4 +110,138 @@ async fn connecting_gives_up_after_the_connect_timeout() {
         )
         .connect_timeout
     );
+}
+
+/// Keeps the speaker role the first time it gets it and hands the session handle to the test;
+/// reports every disconnection.
+struct Holder {
+    handles: mpsc::UnboundedSender<SessionHandle>,
+    gone: mpsc::UnboundedSender<Disconnected>,
+    held: AtomicBool,
+}
+
+impl Holder {
+    fn new() -> (
+        Self,
+        mpsc::UnboundedReceiver<SessionHandle>,
+        mpsc::UnboundedReceiver<Disconnected>,
+    ) {
+        let (handles, h) = mpsc::unbounded_channel();
+        let (gone, g) = mpsc::unbounded_channel();
+        let holder = Self {
+            handles,
+            gone,
+            held: AtomicBool::new(false),
+        };
+        (holder, h, g)
+    }
+}
+
+impl Handler for Holder {
+    async fn ready_to_send(&self, session: &SessionInfo) -> ReadyAction {
+        if self.held.swap(true, Ordering::SeqCst) {
+            return ReadyAction::Proceed;
+        }
+        let _ = self.handles.send(session.handle.clone());
+        ReadyAction::Wait
+    }
+
+    async fn disconnected(&self, _i: &ConnectionInfo, d: &Disconnected) {
+        let _ = self.gone.send(d.clone());
+    }
+}
+
+/// A server that would wait 60 s on its own; only the handle's request moves it on.
+async fn holding_server() -> (
+    TestServer,
+    mpsc::UnboundedReceiver<SessionHandle>,
+    mpsc::UnboundedReceiver<Disconnected>,
+) {
+    let (holder, handles, gone) = Holder::new();
+    let server = start_server_with(holder, |c| {
+        c.settings.inactivity_timeout = Duration::from_secs(60);
+    })
+    .await;
+    (server, handles, gone)
+}
+
+#[tokio::test]
+async fn change_direction_through_the_session_handle_hands_the_turn_back() {
+    init_tracing();
+    let (server, mut handles, mut gone) = holding_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("first.txt");
+    std::fs::write(&f, b"first").unwrap();
+    let mut cfg = client_config(dir.path(), SessionLimits::default());
+    cfg.inactivity_timeout = Duration::from_secs(60);
+    let c = oftp::Client::new(
+        cfg,
+        oftp::journal::Journal::open_in_dir(dir.path()).unwrap(),
+    )
+    .unwrap();
+    let addr = server.addr();
+    let run = tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&f)]).await });
+
+    // The server holds the turn (after receiving the file) until the application hands it on.
+    let handle = tokio::time::timeout(Duration::from_secs(10), handles.recv())
+        .await
+        .expect("the server got the turn")
+        .unwrap();
+    handle.change_direction().unwrap();
+    // With the turn back and nothing left, the client ends the session normally.
+    let report = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the client still waits for the turn")
+        .unwrap()
+        .unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    assert_eq!(report.ended.reason, Some(EsidReason::NORMAL), "{report:?}");
+    assert!(!report.ended.by_peer, "{report:?}");
+    let ended = gone.recv().await.unwrap();
+    assert_eq!(ended.reason, Some(EsidReason::NORMAL), "{ended:?}");
+    assert!(ended.by_peer, "{ended:?}");
+    assert_eq!(
+        std::fs::read(server.inbox().join("FIRST.TXT")).unwrap(),
+        b"first"
+    );
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn disconnect_through_the_session_handle_drops_the_connection() {
+    init_tracing();
+    let (server, mut handles, mut gone) = holding_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = client_config(dir.path(), SessionLimits::default());
+    cfg.inactivity_timeout = Duration::from_secs(60);
+    let c = oftp::Client::new(
+        cfg,
+        oftp::journal::Journal::open_in_dir(dir.path()).unwrap(),
+    )
+    .unwrap();
+    let addr = server.addr();
+    let run = tokio::spawn(async move { c.run(&addr, vec![]).await });
+
+    let handle = tokio::time::timeout(Duration::from_secs(10), handles.recv())
+        .await
+        .expect("the server got the turn")
+        .unwrap();
+    handle.disconnect().unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), gone.recv())
+        .await
+        .expect("the server ended the connection")
+        .unwrap();
+    assert_eq!(ended.description, "disconnected by the application");
+    assert!(!ended.by_peer);
+    // The client sees the connection close without End Session.
+    let report = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the client noticed the closed connection")
+        .unwrap()
+        .unwrap();
+    assert!(report.ended.by_peer, "{report:?}");
+    assert_ne!(report.ended.reason, Some(EsidReason::NORMAL), "{report:?}");
+    // The session is gone: requests are refused.
+    assert!(handle.logoff().is_err());
+    server.running.shutdown().await;
 }

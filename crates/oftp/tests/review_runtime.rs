@@ -16,8 +16,8 @@ use oftp::OutgoingFile;
 use oftp::config::{PartnerTable, SessionLimits};
 use oftp::handler::{Disconnected, EndResponse, SessionInfo};
 use oftp::oftp_proto::codec::{
-    Command, Efid, EsidReason, FileFormat, Password, ProtocolLevel, SessionMode, Sfid, Ssid,
-    VirtualFileTime,
+    Command, Efid, EsidReason, FileFormat, Password, ProtocolLevel, SessionMode, Sfid, Sfpa, Ssid,
+    Ssrm, VirtualFileTime,
 };
 use oftp::oftp_proto::sth;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -460,6 +460,71 @@ async fn a_partner_that_stops_reading_is_timed_out() {
     // The file was not delivered, so it stays in the outbox for the next session.
     assert!(server.outbox().join("huge.bin").exists());
     server.running.shutdown().await;
+}
+
+/// The client's own inactivity timeout (`oftp send --timeout`) also bounds its writes: a
+/// server that accepts a file and then stops reading does not hold the client forever.
+#[tokio::test]
+async fn a_client_whose_partner_stops_reading_gives_up() {
+    init_tracing();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let peer = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        s.write_all(&frame(&Command::Ssrm(Ssrm))).await.unwrap();
+        next_command(&mut s, &mut buf, b'X')
+            .await
+            .expect("client SSID");
+        s.write_all(&frame(&ssid_as(SERVER_SSID, SERVER_PW, 99_999, 999, false)))
+            .await
+            .unwrap();
+        next_command(&mut s, &mut buf, b'H').await.expect("SFID");
+        s.write_all(&frame(&Command::Sfpa(Sfpa { answer_count: 0 })))
+            .await
+            .unwrap();
+        // From here on nothing is read; the socket stays open until the task is aborted.
+        std::future::pending::<()>().await;
+        drop(s);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("huge.bin");
+    std::fs::write(&f, vec![0x5a; 48 << 20]).unwrap();
+    let limits = SessionLimits {
+        compression: false,
+        buffer_size: 99_999,
+        credit: 999,
+        ..SessionLimits::default()
+    };
+    let mut cfg = client_config(dir.path(), limits);
+    cfg.inactivity_timeout = Duration::from_millis(700);
+    let c = oftp::Client::new(
+        cfg,
+        oftp::journal::Journal::open_in_dir(dir.path()).unwrap(),
+    )
+    .unwrap();
+    let run = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.run(&addr, vec![OutgoingFile::new(&f)]),
+    )
+    .await;
+    peer.abort();
+    let report = run
+        .expect("the client still waits to write to a server that stopped reading")
+        .unwrap();
+    assert!(
+        matches!(report.files[0].1, oftp::FileOutcome::NotSent { .. }),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.ended.reason,
+        Some(EsidReason::TIME_OUT),
+        "{report:?}"
+    );
+    assert!(
+        report.ended.description.contains("stopped reading"),
+        "{report:?}"
+    );
 }
 
 #[tokio::test]
