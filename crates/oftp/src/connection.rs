@@ -1684,11 +1684,16 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         if let Some(hash) = &file_hash {
             // Kept for the signed EERP, which may go out in a later session.
-            let (k, suite, h) = (key.clone(), sfid.cipher_suite.0, hash.clone());
+            let (p, k, suite, h) = (
+                self.partner_code(),
+                key.clone(),
+                sfid.cipher_suite.0,
+                hash.clone(),
+            );
             if let Err(e) = self
                 .shared
                 .journal
-                .call(move |j| j.record_file_hash(JournalDirection::Received, &k, suite, &h))
+                .call(move |j| j.record_file_hash(JournalDirection::Received, &p, &k, suite, &h))
                 .await
             {
                 self.error(format!("journal: {e}")).await;
@@ -2236,7 +2241,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let recorded = self
             .shared
             .journal
-            .call(move |j| j.file_hash(JournalDirection::Sent, &k))
+            .call(move |j| j.file_hash(JournalDirection::Sent, "", &k))
             .await
             .map_err(|e| format!("journal: {e}"))?;
         let Some(sec) = self.shared.security.get() else {
@@ -2287,10 +2292,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return Ok(());
         }
         let key = FileKey::new(&r.destination, &r.virtual_file_name, r.stamp);
+        let partner = self.partner_code();
         let recorded = self
             .shared
             .journal
-            .call(move |j| j.file_hash(JournalDirection::Received, &key))
+            .call(move |j| j.file_hash(JournalDirection::Received, &partner, &key))
             .await
             .map_err(|e| format!("journal: {e}"))?;
         let Some((suite, hash)) = recorded else {
@@ -2528,7 +2534,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             if let Err(e) = self
                 .shared
                 .journal
-                .call(move |j| j.record_file_hash(JournalDirection::Sent, &k, suite, &h))
+                .call(move |j| j.record_file_hash(JournalDirection::Sent, "", &k, suite, &h))
                 .await
             {
                 self.error(format!("journal: {e}")).await;

@@ -246,6 +246,21 @@ CREATE TABLE IF NOT EXISTS received (
 );
 ";
 
+/// Hashes of transmitted files for signed end responses; `partner` is the partner a received
+/// file came from (empty for sent files, whose identity we chose ourselves).
+const FILE_HASHES_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS file_hashes (
+    direction TEXT NOT NULL,
+    partner TEXT NOT NULL,
+    originator TEXT NOT NULL,
+    dsn TEXT NOT NULL,
+    stamp TEXT NOT NULL,
+    suite INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (direction, partner, originator, dsn, stamp)
+);
+";
+
 /// Columns of the received table before `partner` was added, in the order of that table.
 const RECEIVED_V0_COLUMNS: &str = "id, originator, dsn, stamp, state, partial_path, final_path, \
     position, file_offset, records, units, end_response_sent, end_response_deferred, user_data, \
@@ -267,15 +282,6 @@ CREATE TABLE IF NOT EXISTS sent (
 );
 CREATE INDEX IF NOT EXISTS sent_by_file ON sent (partner, path, size, mtime_ns);
 CREATE INDEX IF NOT EXISTS sent_by_key ON sent (originator, dsn, stamp);
-CREATE TABLE IF NOT EXISTS file_hashes (
-    direction TEXT NOT NULL,
-    originator TEXT NOT NULL,
-    dsn TEXT NOT NULL,
-    stamp TEXT NOT NULL,
-    suite INTEGER NOT NULL,
-    hash BLOB NOT NULL,
-    PRIMARY KEY (direction, originator, dsn, stamp)
-);
 CREATE TABLE IF NOT EXISTS end_responses (
     id INTEGER PRIMARY KEY,
     direction TEXT NOT NULL,
@@ -293,29 +299,51 @@ CREATE TABLE IF NOT EXISTS end_responses (
 /// one transaction. The partner of an old entry is taken to be its originator, which is the
 /// partner's own code for files it made itself; an entry routed through another partner then
 /// restarts from zero and is not recognised as a duplicate, which is the safe side.
+/// The same holds for the hashes of received files kept for signed end responses.
 fn migrate_received(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.unchecked_transaction()?;
+    if needs_partner_column(conn, "received")? {
+        tracing::info!("journal: adding the partner to the received-file key");
+        conn.execute_batch("ALTER TABLE received RENAME TO received_v0")?;
+        conn.execute_batch(RECEIVED_TABLE)?;
+        conn.execute_batch(&format!(
+            "INSERT INTO received (partner, {RECEIVED_V0_COLUMNS})
+             SELECT originator, {RECEIVED_V0_COLUMNS} FROM received_v0;
+             DROP TABLE received_v0;"
+        ))?;
+    }
+    if needs_partner_column(conn, "file_hashes")? {
+        tracing::info!("journal: adding the partner to the file-hash key");
+        conn.execute_batch("ALTER TABLE file_hashes RENAME TO file_hashes_v0")?;
+        conn.execute_batch(FILE_HASHES_TABLE)?;
+        conn.execute_batch(
+            "INSERT INTO file_hashes (direction, partner, originator, dsn, stamp, suite, hash)
+             SELECT direction, CASE direction WHEN 'received' THEN originator ELSE '' END,
+                    originator, dsn, stamp, suite, hash FROM file_hashes_v0;
+             DROP TABLE file_hashes_v0;",
+        )?;
+    }
+    tx.commit()
+}
+
+/// Whether `table` exists without a `partner` column (written by an earlier version).
+fn needs_partner_column(conn: &Connection, table: &str) -> Result<bool, rusqlite::Error> {
     let mut has_table = false;
     let mut has_partner = false;
-    {
-        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('received')")?;
-        for name in stmt.query_map([], |r| r.get::<_, String>(0))? {
-            has_table = true;
-            has_partner |= name? == "partner";
-        }
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1)")?;
+    for name in stmt.query_map([table], |r| r.get::<_, String>(0))? {
+        has_table = true;
+        has_partner |= name? == "partner";
     }
-    if !has_table || has_partner {
-        return Ok(());
+    Ok(has_table && !has_partner)
+}
+
+/// The stored direction and partner of a file hash (sent files are ours: no partner).
+fn hash_scope(direction: Direction, partner: &str) -> (&'static str, &str) {
+    match direction {
+        Direction::Received => ("received", partner.trim_end()),
+        Direction::Sent => ("sent", ""),
     }
-    tracing::info!("journal: adding the partner to the received-file key");
-    let tx = conn.unchecked_transaction()?;
-    conn.execute_batch("ALTER TABLE received RENAME TO received_v0")?;
-    conn.execute_batch(RECEIVED_TABLE)?;
-    conn.execute_batch(&format!(
-        "INSERT INTO received (partner, {RECEIVED_V0_COLUMNS})
-         SELECT originator, {RECEIVED_V0_COLUMNS} FROM received_v0;
-         DROP TABLE received_v0;"
-    ))?;
-    tx.commit()
 }
 
 fn now_text() -> String {
@@ -368,6 +396,7 @@ impl Journal {
             .map_err(wrap)?;
         migrate_received(&conn).map_err(wrap)?;
         conn.execute_batch(RECEIVED_TABLE).map_err(wrap)?;
+        conn.execute_batch(FILE_HASHES_TABLE).map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -746,23 +775,23 @@ impl Journal {
 
     /// Records the hash of a transmitted file whose end response is signed (SFIDSIGN = Y): for
     /// a received file, what our EERP/NERP signs; for a sent file, what the partner's signed
-    /// response must contain. `suite` is the SFIDCIPH whose hash algorithm was used.
+    /// response must contain. `suite` is the SFIDCIPH whose hash algorithm was used. `partner`
+    /// (its SSID code) scopes a received file's hash to the partner it came from, so another
+    /// partner reusing the identity cannot replace it; it is ignored for sent files.
     pub fn record_file_hash(
         &self,
         direction: Direction,
+        partner: &str,
         key: &FileKey,
         suite: u8,
         hash: &[u8],
     ) -> Result<(), JournalError> {
-        let dir = match direction {
-            Direction::Received => "received",
-            Direction::Sent => "sent",
-        };
+        let (dir, partner) = hash_scope(direction, partner);
         self.lock()
             .execute(
-                "INSERT INTO file_hashes (direction, originator, dsn, stamp, suite, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (direction, originator, dsn, stamp)
+                "INSERT INTO file_hashes (direction, originator, dsn, stamp, suite, hash, partner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (direction, partner, originator, dsn, stamp)
                  DO UPDATE SET suite = excluded.suite, hash = excluded.hash",
                 params![
                     dir,
@@ -770,7 +799,8 @@ impl Journal {
                     key.dsn,
                     key.stamp.to_string(),
                     i64::from(suite),
-                    hash
+                    hash,
+                    partner
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -778,22 +808,21 @@ impl Journal {
     }
 
     /// The recorded hash of a file (see [`record_file_hash`](Self::record_file_hash)): suite
-    /// and hash.
+    /// and hash; `partner` as there.
     pub fn file_hash(
         &self,
         direction: Direction,
+        partner: &str,
         key: &FileKey,
     ) -> Result<Option<(u8, Vec<u8>)>, JournalError> {
-        let dir = match direction {
-            Direction::Received => "received",
-            Direction::Sent => "sent",
-        };
+        let (dir, partner) = hash_scope(direction, partner);
         let conn = self.lock();
         let row = conn
             .query_row(
                 "SELECT suite, hash FROM file_hashes
-                 WHERE direction = ?1 AND originator = ?2 AND dsn = ?3 AND stamp = ?4",
-                params![dir, key.originator, key.dsn, key.stamp.to_string()],
+                 WHERE direction = ?1 AND originator = ?2 AND dsn = ?3 AND stamp = ?4
+                   AND partner = ?5",
+                params![dir, key.originator, key.dsn, key.stamp.to_string(), partner],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
             )
             .optional()
@@ -1037,15 +1066,30 @@ mod tests {
     fn file_hashes_by_direction() {
         let j = Journal::in_memory().unwrap();
         let k = key("F", 1);
-        assert_eq!(j.file_hash(Direction::Sent, &k).unwrap(), None);
-        j.record_file_hash(Direction::Sent, &k, 4, &[1, 2, 3])
+        assert_eq!(j.file_hash(Direction::Sent, "P", &k).unwrap(), None);
+        j.record_file_hash(Direction::Sent, "P", &k, 4, &[1, 2, 3])
             .unwrap();
-        j.record_file_hash(Direction::Sent, &k, 6, &[9]).unwrap();
+        j.record_file_hash(Direction::Sent, "Q", &k, 6, &[9])
+            .unwrap();
+        // Sent files are ours: one hash whatever partner is named.
         assert_eq!(
-            j.file_hash(Direction::Sent, &k).unwrap(),
+            j.file_hash(Direction::Sent, "P", &k).unwrap(),
             Some((6, vec![9]))
         );
-        assert_eq!(j.file_hash(Direction::Received, &k).unwrap(), None);
+        assert_eq!(j.file_hash(Direction::Received, "P", &k).unwrap(), None);
+        // A received file's hash belongs to the partner it came from.
+        j.record_file_hash(Direction::Received, "A", &k, 4, &[1])
+            .unwrap();
+        j.record_file_hash(Direction::Received, "B", &k, 4, &[2])
+            .unwrap();
+        assert_eq!(
+            j.file_hash(Direction::Received, "A", &k).unwrap(),
+            Some((4, vec![1]))
+        );
+        assert_eq!(
+            j.file_hash(Direction::Received, "B", &k).unwrap(),
+            Some((4, vec![2]))
+        );
     }
 
     #[test]
@@ -1126,7 +1170,17 @@ mod tests {
                     end_response_sent INTEGER NOT NULL DEFAULT 0,
                     end_response_deferred INTEGER NOT NULL DEFAULT 0,
                     user_data TEXT NOT NULL DEFAULT '', updated_at TEXT NOT NULL,
-                    UNIQUE (originator, dsn, stamp));",
+                    UNIQUE (originator, dsn, stamp));
+                CREATE TABLE file_hashes (
+                    direction TEXT NOT NULL, originator TEXT NOT NULL, dsn TEXT NOT NULL,
+                    stamp TEXT NOT NULL, suite INTEGER NOT NULL, hash BLOB NOT NULL,
+                    PRIMARY KEY (direction, originator, dsn, stamp));",
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO file_hashes VALUES ('received', 'ORIG', 'OLD', ?1, 4, x'01'),
+                                                ('sent', 'ORIG', 'OLD', ?1, 4, x'02')",
+                params![key("OLD", 3).stamp.to_string()],
             )
             .unwrap();
             c.execute(
@@ -1142,6 +1196,20 @@ mod tests {
         assert_eq!(e.checkpoint.position, 7);
         assert_eq!(e.user_data, "U");
         assert!(j.received("OTHER", &key("OLD", 3)).unwrap().is_none());
+        assert_eq!(
+            j.file_hash(Direction::Received, "ORIG", &key("OLD", 3))
+                .unwrap(),
+            Some((4, vec![1]))
+        );
+        assert_eq!(
+            j.file_hash(Direction::Received, "OTHER", &key("OLD", 3))
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            j.file_hash(Direction::Sent, "", &key("OLD", 3)).unwrap(),
+            Some((4, vec![2]))
+        );
         // The new unique key lets another partner have its own entry.
         j.begin_receive("OTHER", &key("OLD", 3), Path::new("q"), Path::new("g"), "")
             .unwrap();
