@@ -380,6 +380,24 @@ mod tests {
         assert_eq!(BackupHeader::parse("X-NS-Backup: v=1; id=\"a\""), None);
     }
 
+    proptest::proptest! {
+        /// The header is read back from files on disk that anything may have changed: any
+        /// line parses or is refused without panicking, and every id/timestamp free of line
+        /// breaks (Graph's never contain them) survives a round trip.
+        #[test]
+        fn header_parse_is_total_and_roundtrips(
+            junk in "\\PC{0,120}",
+            id in "[^\r\n]{0,80}",
+            last_modified in "[^\r\n]{0,40}",
+        ) {
+            let _ = BackupHeader::parse(&junk);
+            let _ = BackupHeader::parse(&format!("X-NS-Backup:{junk}"));
+            let h = BackupHeader { id, last_modified };
+            proptest::prop_assert_eq!(BackupHeader::parse(&h.to_line("\r\n")), Some(h.clone()));
+            proptest::prop_assert_eq!(BackupHeader::parse(&h.to_line("\n")), Some(h));
+        }
+    }
+
     #[test]
     fn header_follows_message_line_ending() {
         let h = BackupHeader {
