@@ -2,7 +2,7 @@
 //! (chain, expiry, self-signed policy, CRL revocation) against files produced by rcgen and
 //! the openssl command.
 
-mod common;
+use oftp_test_pki as common;
 
 use std::time::SystemTime;
 

@@ -7,7 +7,7 @@
 //! [0] OCTET STRING } } }`, and its structure was checked with `openssl asn1parse -inform DER`
 //! (OIDs printed as id-smime-ct-compressedData, zlib compression, pkcs7-data).
 
-mod common;
+use oftp_test_pki as common;
 
 use std::io::{Read, Write};
 

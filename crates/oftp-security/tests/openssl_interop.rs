@@ -2,7 +2,7 @@
 //! our SignedData/EnvelopedData processed by openssl, and openssl's (DER and BER `-stream`)
 //! processed by us.
 
-mod common;
+use oftp_test_pki as common;
 
 use std::io::{Read, Write};
 

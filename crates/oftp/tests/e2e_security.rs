@@ -6,7 +6,7 @@
 //! `openssl s_client` seeing SSRM only after the handshake).
 
 mod common;
-mod pki;
+use oftp_test_pki as pki;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

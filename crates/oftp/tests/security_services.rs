@@ -3,7 +3,7 @@
 //! files, certificate validity (expired, revoked), the intermediary rule and the secure
 //! authentication decision.
 
-mod pki;
+use oftp_test_pki as pki;
 
 use std::path::{Path, PathBuf};
 

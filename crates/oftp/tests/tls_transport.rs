@@ -3,7 +3,7 @@
 //! choice by SNI, status events) and our connector with `openssl s_server` (CA verification,
 //! client certificate) and against our own acceptor (pinning, wrong CA).
 
-mod pki;
+use oftp_test_pki as pki;
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,7 @@
-//! Test PKI for the security tests: a CA and leaf certificates made with rcgen in a tempdir
-//! (the same shape as oftp-security's test PKI), plus an `openssl` runner.
-#![allow(dead_code, unreachable_pub)]
+//! Test support for the OFTP security tests (oftp-security, oftp): a CA and leaf certificates
+//! made with rcgen in a tempdir, CRLs, and a runner for the `openssl` command used as an
+//! independent implementation. Panics on failure, as test helpers do; never used by shipped code.
+#![allow(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
