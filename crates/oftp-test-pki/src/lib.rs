@@ -2,6 +2,8 @@
 //! made with rcgen in a tempdir, CRLs, and a runner for the `openssl` command used as an
 //! independent implementation. Panics on failure, as test helpers do; never used by shipped code.
 #![allow(missing_docs)]
+// `Pki::new()` generates keys and a CA in a fresh temp dir; a `Default` would hide that cost.
+#![allow(clippy::new_without_default)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
