@@ -1,9 +1,10 @@
 //! Throughput and footprint benchmark (not a test; run with `scripts/bench-oftp.sh`).
 //!
 //! In one run, on loopback:
-//! 1. the yardsticks: raw TCP copy of the same volume; the same copy with the receiver writing
-//!    it to a file in the server's data directory (fsync at the end), the least a receiver that
-//!    keeps the data must do; and writing it durably (write + fsync) to that disk;
+//! 1. the yardsticks: raw TCP copy of the same volume, memory to memory; the same copy file to
+//!    file, the sender reading the file and the receiver writing it to a file in the server's
+//!    data directory (fsync at the end), the least a sender and receiver that keep the data
+//!    must do; and writing it durably (write + fsync) to that disk;
 //! 2. a 1 GiB U file to a separate `oftp serve` process with 99999-octet buffers and credit
 //!    999, then with the defaults (4096 / 64), with the server's data on disk; then the same
 //!    with the server's data on tmpfs (`/dev/shm`), where fsync is free, to show the protocol
@@ -41,9 +42,10 @@ fn mb_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1_000_000.0 / d.as_secs_f64()
 }
 
-/// Raw TCP copy of `bytes`; with `store`, the receiver writes them to a file there and fsyncs
-/// it at the end (the least any receiver that keeps the data must do).
-async fn raw_tcp(bytes: u64, store: Option<PathBuf>) -> Duration {
+/// Raw TCP copy of `bytes`; with `source`, the sender reads them from that file (else from
+/// memory); with `store`, the receiver writes them to a file there and fsyncs it at the end
+/// (file to file: the least any sender and receiver that keep the data must do).
+async fn raw_tcp(bytes: u64, source: Option<&Path>, store: Option<PathBuf>) -> Duration {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let reader = tokio::spawn(async move {
@@ -71,10 +73,14 @@ async fn raw_tcp(bytes: u64, store: Option<PathBuf>) -> Duration {
     });
     let t0 = Instant::now();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let buf = vec![0x5au8; CHUNK];
+    let mut buf = vec![0x5au8; CHUNK];
+    let mut input = source.map(|p| std::fs::File::open(p).unwrap());
     let mut left = bytes;
     while left > 0 {
         let n = left.min(CHUNK as u64) as usize;
+        if let Some(f) = &mut input {
+            std::io::Read::read_exact(f, &mut buf[..n]).unwrap();
+        }
         s.write_all(&buf[..n]).await.unwrap();
         left -= n as u64;
     }
@@ -244,12 +250,12 @@ fn main() {
         let file = work.path().join("big.bin");
         write_file(&file, bytes);
 
-        let raw = raw_tcp(bytes, None).await;
+        let raw = raw_tcp(bytes, None, None).await;
         let raw_mbs = mb_per_s(bytes, raw);
         println!("raw loopback TCP        {raw_mbs:>8.1} MB/s  ({mib} MiB in {raw:.2?})");
-        let stored_mbs = mb_per_s(bytes, raw_tcp(bytes, Some(sdir.clone())).await);
+        let stored_mbs = mb_per_s(bytes, raw_tcp(bytes, Some(&file), Some(sdir.clone())).await);
         println!(
-            "raw TCP into a file     {stored_mbs:>8.1} MB/s  (receiver writes to the data dir, fsync at the end)"
+            "raw TCP file to file    {stored_mbs:>8.1} MB/s  (sender reads the file; receiver writes to the data dir, fsync at the end)"
         );
         let disk_mbs = mb_per_s(bytes, durable_write(&sdir, bytes));
         println!("durable disk write      {disk_mbs:>8.1} MB/s  (write + fsync in the data dir)");
@@ -283,7 +289,7 @@ fn main() {
                 let d = send_big(&addr, &cdir, &file, limits, name).await;
                 let mbs = mb_per_s(bytes, d);
                 println!(
-                    "OFTP {label} {place} {mbs:>8.1} MB/s  ratio to raw TCP {:.2}, to raw TCP into a file {:.2}, to durable disk write {:.2}",
+                    "OFTP {label} {place} {mbs:>8.1} MB/s  ratio to raw TCP {:.2}, to raw TCP file to file {:.2}, to durable disk write {:.2}",
                     mbs / raw_mbs,
                     mbs / stored_mbs,
                     mbs / disk_mbs

@@ -9,9 +9,10 @@
 //! signal.
 //!
 //! Durability rules kept here: EFPA only after the file is fsynced and renamed into place and
-//! the journal says so; checkpoints (fsync + journal) every `checkpoint_interval` bytes and when
-//! a connection breaks, so a restart never goes back further than necessary and never claims
-//! more than is on disk; EERP only for files that are complete in the journal.
+//! the journal says so; checkpoints (fsync + journal) every `checkpoint_interval` bytes (spaced
+//! by at least the time that takes at 32 MiB/s) and when a connection breaks, so a restart
+//! never goes back further than necessary and never claims more than is on disk; EERP only
+//! for files that are complete in the journal.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -50,11 +51,23 @@ use crate::stamp::FileStamp;
 use crate::store::{BackgroundWriter, NameFormat, PartialFile, StorePolicy};
 use crate::transport::{FileServices, Transport};
 
-/// Default distance between receive checkpoints (fsync + journal).
-pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 4 * 1024 * 1024;
+/// Default distance between receive checkpoints (fsync + journal). Each checkpoint costs an
+/// fsync of everything written since the last one; a restart loses at most this much.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 64 * 1024 * 1024;
 
-/// Socket read size.
-const READ_BUF: usize = 64 * 1024;
+/// Checkpoints are also spaced in time: at least the time the checkpoint interval takes at
+/// this rate (2 s for the default 64 MiB), so a fast line does not fsync many times a second
+/// while a slow line still checkpoints every interval. Small configured intervals get
+/// proportionally short spacing.
+const CHECKPOINT_RATE: f64 = 32.0 * 1024.0 * 1024.0;
+
+/// The least time between two checkpoints for `interval` bytes (see [`CHECKPOINT_RATE`]).
+fn checkpoint_spacing(interval: u64) -> Duration {
+    Duration::from_secs_f64(interval as f64 / CHECKPOINT_RATE)
+}
+
+/// A write buffer grown beyond this (many frames queued at once) is not kept between writes.
+const KEPT_WRITE_BUF: usize = 256 * 1024;
 
 /// Settings shared by all connections of a server or a client.
 #[derive(Debug)]
@@ -195,6 +208,8 @@ struct Incoming {
     units: u64,
     /// Octets at the last checkpoint and at the last progress report.
     checkpointed_units: u64,
+    /// When the last checkpoint was started (or the reception began).
+    checkpointed_at: Instant,
     reported_units: u64,
     /// F/V: local file length and octets at the end of the last complete record.
     record_end_offset: u64,
@@ -266,7 +281,10 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     received: Vec<PathBuf>,
     ended: Option<Disconnected>,
     initiator: Option<InitiatorSetup>,
-    rbuf: Vec<u8>,
+    /// Frames to write, kept between writes (reads go straight into the session's buffer).
+    wbuf: Vec<u8>,
+    /// One timer for the session's and the idle deadline, reset rather than made per wait.
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     /// Sessions must use OFTP 2.0 (set for TLS transports).
     v2_only: bool,
     /// A write timed out: the partner stopped reading, so nothing more is written (no ESID).
@@ -479,7 +497,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             received: Vec::new(),
             ended: None,
             initiator,
-            rbuf: vec![0u8; READ_BUF],
+            wbuf: Vec::new(),
+            timer: None,
             v2_only: false,
             write_stalled: false,
         }
@@ -625,17 +644,24 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
 
     /// Writes everything the session has queued.
     async fn flush(&mut self) -> Result<(), TransportGone> {
-        let mut out: Vec<u8> = Vec::new();
-        while let Some(bytes) = self.session.poll_transmit() {
-            if out.is_empty() {
-                out = bytes;
-            } else {
-                out.extend_from_slice(&bytes);
-            }
-        }
-        if out.is_empty() {
+        let mut out = std::mem::take(&mut self.wbuf);
+        out.clear();
+        // The first frame is taken without a copy; any further ones are appended, so all go
+        // out in one write.
+        if self.session.poll_transmit_into(&mut out) == 0 {
+            self.wbuf = out;
             return Ok(());
         }
+        let r = self.write_bounded(&out).await;
+        if out.capacity() <= KEPT_WRITE_BUF {
+            self.wbuf = out;
+        }
+        r
+    }
+
+    /// Writes `out` whole and flushes the transport, each step bounded by the inactivity
+    /// timeout.
+    async fn write_bounded(&mut self, out: &[u8]) -> Result<(), TransportGone> {
         self.last_activity = Instant::now();
         // Bounded like reads: a partner that stops reading fills the socket buffers and would
         // otherwise hold this task (and a connection slot) forever. The limit applies to each
@@ -1427,6 +1453,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             records: 0,
             units: 0,
             checkpointed_units: 0,
+            checkpointed_at: Instant::now(),
             reported_units: 0,
             record_end_offset: base.file_offset,
             record_end_units: 0,
@@ -1439,14 +1466,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let Some(inc) = &mut self.incoming else {
             return;
         };
-        let mut bytes = bytes;
         inc.units += bytes.len() as u64;
-        // F/V records are stored one per line (the seed's convention).
+        // F/V records are stored one per line (the seed's convention). The CR LF is written
+        // on its own (gathered by the writer), not appended to the record, which could
+        // reallocate and copy it.
         let record_end = inc.format.is_record_oriented() && end_of_record;
-        if record_end {
-            bytes.extend_from_slice(b"\r\n");
-        }
-        let result = inc.writer.write(bytes).await;
+        let result = match inc.writer.write(bytes).await {
+            Ok(()) if record_end => inc.writer.write_slice(b"\r\n").await,
+            r => r,
+        };
         if record_end {
             inc.records += 1;
             inc.record_end_offset = inc.writer.len();
@@ -1461,7 +1489,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return;
         }
         let at_boundary = !inc.format.is_record_oriented() || end_of_record;
-        if at_boundary && inc.units - inc.checkpointed_units >= self.shared.checkpoint_interval {
+        let interval = self.shared.checkpoint_interval;
+        if at_boundary
+            && inc.units - inc.checkpointed_units >= interval
+            && inc.checkpointed_at.elapsed() >= checkpoint_spacing(interval)
+        {
             self.checkpoint(false).await;
         }
         if let (Some(inc), Some(info)) = (&mut self.incoming, &self.info)
@@ -1499,6 +1531,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         };
         inc.checkpointed_units = inc.units;
+        inc.checkpointed_at = Instant::now();
         let total_units = inc.base.units + inc.units;
         // Only complete records (F/V) or complete 1 KiB blocks (U/T) count: the rest is cut
         // off when the transfer restarts.
@@ -2051,6 +2084,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return Ok(false);
         }
         let mut wrote = false;
+        // Chunks that fill one DATA buffer each (uncompressed), so every write_data call
+        // completes a frame and nothing is carried over between calls.
+        let chunk = self.negotiated.as_ref().map_or(4096, |n| {
+            oftp_proto::data::uncompressed_capacity(n.buffer_size as usize)
+        });
         // A few chunks per turn of the loop, then look at the socket and signals again.
         for _ in 0..16 {
             if !self.session.can_accept_data() {
@@ -2062,9 +2100,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             let Some(src) = out.source.as_mut() else {
                 break;
             };
-            match src.next_chunk() {
+            match src.next_chunk(chunk) {
                 Ok(Chunk::Data(bytes, eor)) => {
-                    if let Err(e) = self.session.write_data(&bytes, eor) {
+                    if let Err(e) = self.session.write_data(bytes, eor) {
                         let msg = format!("cannot send {}: {e}", out.file.path.display());
                         let _ = self
                             .session
@@ -2708,15 +2746,20 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let graceful = self.shutdown.graceful.clone();
         let forced = self.shutdown.forced.clone();
-        let sleep_session = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
+        let next = match (deadline, idle_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        let sleep_idle = async {
-            match idle_deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
+        let timer = next.map(|at| {
+            let t = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
+            t.as_mut().reset(at.into());
+            t
+        });
+        let sleep = async {
+            match timer {
+                Some(t) => t.as_mut().await,
                 None => std::future::pending().await,
             }
         };
@@ -2736,21 +2779,27 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 Some(r) => self.take_request(r),
                 None => self.requests_open = false,
             },
-            n = self.io.read(&mut self.rbuf) => match n {
+            // Straight into the session's buffer: frames are handled where they were read.
+            n = self.io.read(self.session.read_buffer()) => match n {
                 Ok(0) => self.session.handle_transport_closed(Instant::now()),
                 Ok(n) => {
                     self.last_activity = Instant::now();
-                    self.session.handle_input(&self.rbuf[..n], Instant::now());
+                    self.session.commit_read(n, self.last_activity);
                 }
                 Err(e) => {
                     tracing::debug!(conn = self.conn.id, error = %e, "read failed");
                     self.session.handle_transport_closed(Instant::now());
                 }
             },
-            _ = sleep_session => self.session.handle_timeout(Instant::now()),
-            _ = sleep_idle => {
-                self.log(LogLevel::Info, "idle timeout: ending session".into()).await;
-                let _ = self.session.end_session(EsidReason::TIME_OUT, "idle timeout");
+            _ = sleep => {
+                // The earliest deadline fired (both when they are equal).
+                if deadline == next {
+                    self.session.handle_timeout(Instant::now());
+                }
+                if idle_deadline == next {
+                    self.log(LogLevel::Info, "idle timeout: ending session".into()).await;
+                    let _ = self.session.end_session(EsidReason::TIME_OUT, "idle timeout");
+                }
             }
         }
     }

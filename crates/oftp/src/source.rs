@@ -15,14 +15,17 @@ use std::path::Path;
 
 use oftp_proto::codec::FileFormat;
 
-/// Read size for U/T files; one DATA buffer holds at most 99 999 octets.
+/// Buffer size of the line reader for F/V files, and the least a U/T read asks for: chunks
+/// smaller than this (small DATA buffers) are cut from one larger read, so a 4096-octet buffer
+/// size does not cost a system call per buffer.
 const CHUNK: usize = 64 * 1024;
 
-/// A chunk of an outgoing file.
+/// A chunk of an outgoing file, borrowed from the source's own buffer (valid until the next
+/// call): sending a file allocates nothing per chunk.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Chunk {
+pub(crate) enum Chunk<'a> {
     /// Bytes to send; `end_of_record` for F/V lines.
-    Data(Vec<u8>, bool),
+    Data(&'a [u8], bool),
     /// End of file.
     End,
 }
@@ -34,6 +37,10 @@ pub(crate) struct FileSource {
     format: FileFormat,
     records: u64,
     units: u64,
+    /// U/T: octets read ahead, `buf[pos..end]` not handed out yet; F/V: the current line.
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
 }
 
 impl FileSource {
@@ -46,6 +53,9 @@ impl FileSource {
             format,
             records: 0,
             units: 0,
+            buf: Vec::new(),
+            pos: 0,
+            end: 0,
         };
         if position > 0 {
             if format.is_record_oriented() {
@@ -95,30 +105,54 @@ impl FileSource {
         Ok(true)
     }
 
-    /// The next chunk to send.
-    pub(crate) fn next_chunk(&mut self) -> io::Result<Chunk> {
+    /// The next chunk to send: a line for F/V, at most `chunk` octets for U/T. A sender passes
+    /// `data::uncompressed_capacity` of the negotiated buffer size, so that each chunk fills
+    /// exactly one DATA buffer. U/T data is read in multiples of `chunk` (at least [`CHUNK`])
+    /// into one buffer kept for the whole file.
+    pub(crate) fn next_chunk(&mut self, chunk: usize) -> io::Result<Chunk<'_>> {
         if self.format.is_record_oriented() {
-            let mut line = Vec::new();
-            return Ok(if self.next_line(&mut line)? {
-                Chunk::Data(line, true)
+            let mut line = std::mem::take(&mut self.buf);
+            line.clear();
+            let more = self.next_line(&mut line)?;
+            self.buf = line;
+            return Ok(if more {
+                Chunk::Data(&self.buf, true)
             } else {
                 Chunk::End
             });
         }
-        let mut buf = vec![0u8; CHUNK];
-        let n = loop {
-            match self.reader.read(&mut buf) {
-                Ok(n) => break n,
+        let chunk = chunk.max(1);
+        if self.pos == self.end {
+            let want = chunk * CHUNK.div_ceil(chunk);
+            if self.buf.len() != want {
+                // Sized once per file (the buffer size does not change during a session).
+                self.buf = vec![0u8; want];
+            }
+            self.end = self.fill()?;
+            self.pos = 0;
+            if self.end == 0 {
+                return Ok(Chunk::End);
+            }
+        }
+        let start = self.pos;
+        self.pos = self.end.min(start + chunk);
+        self.units += (self.pos - start) as u64;
+        Ok(Chunk::Data(&self.buf[start..self.pos], false))
+    }
+
+    /// Reads until `buf` is full or the file ends (a short read from a file is rare, but each
+    /// chunk should fill a DATA buffer); returns the octets read.
+    fn fill(&mut self) -> io::Result<usize> {
+        let mut n = 0;
+        while n < self.buf.len() {
+            match self.reader.read(&mut self.buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-        };
-        if n == 0 {
-            return Ok(Chunk::End);
         }
-        buf.truncate(n);
-        self.units += n as u64;
-        Ok(Chunk::Data(buf, false))
+        Ok(n)
     }
 
     /// Records read so far including skipped ones (0 for U/T).
@@ -151,11 +185,14 @@ pub(crate) fn count_records(path: &Path) -> io::Result<u64> {
 mod tests {
     use super::*;
 
-    fn drain(src: &mut FileSource) -> Vec<(Vec<u8>, bool)> {
+    fn drain(src: &mut FileSource, chunk: usize) -> Vec<(Vec<u8>, bool)> {
         let mut out = Vec::new();
-        for _ in 0..10_000 {
-            match src.next_chunk().unwrap() {
-                Chunk::Data(d, eor) => out.push((d, eor)),
+        for _ in 0..300_000 {
+            match src.next_chunk(chunk).unwrap() {
+                Chunk::Data(d, eor) => {
+                    assert!(d.len() <= chunk || eor);
+                    out.push((d.to_vec(), eor))
+                }
                 Chunk::End => return out,
             }
         }
@@ -168,13 +205,23 @@ mod tests {
         let p = dir.path().join("u");
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
-        let mut s = FileSource::open(&p, FileFormat::Unstructured, 0).unwrap();
-        let got: Vec<u8> = drain(&mut s).into_iter().flat_map(|(d, _)| d).collect();
-        assert_eq!(got, data);
-        assert_eq!((s.records(), s.units()), (0, 200_000));
+        for chunk in [98_435, 4031, 1, 70_000] {
+            let mut s = FileSource::open(&p, FileFormat::Unstructured, 0).unwrap();
+            let pieces = drain(&mut s, chunk);
+            // Every chunk but the last fills a DATA buffer exactly.
+            let (last, full) = pieces.split_last().unwrap();
+            assert!(full.iter().all(|(d, _)| d.len() == chunk), "chunk {chunk}");
+            assert!(!last.0.is_empty() && last.0.len() <= chunk);
+            let got: Vec<u8> = pieces.into_iter().flat_map(|(d, _)| d).collect();
+            assert_eq!(got, data);
+            assert_eq!((s.records(), s.units()), (0, 200_000));
+        }
 
         let mut s = FileSource::open(&p, FileFormat::Unstructured, 3).unwrap();
-        let got: Vec<u8> = drain(&mut s).into_iter().flat_map(|(d, _)| d).collect();
+        let got: Vec<u8> = drain(&mut s, 4031)
+            .into_iter()
+            .flat_map(|(d, _)| d)
+            .collect();
         assert_eq!(got, data[3072..]);
         assert_eq!(s.units(), 200_000, "totals include the skipped part");
         assert!(FileSource::open(&p, FileFormat::Unstructured, 1000).is_err());
@@ -186,7 +233,7 @@ mod tests {
         let p = dir.path().join("v");
         std::fs::write(&p, b"one\r\ntwo\n\r\nlast").unwrap();
         let mut s = FileSource::open(&p, FileFormat::Variable, 0).unwrap();
-        let got = drain(&mut s);
+        let got = drain(&mut s, 4031);
         let want: Vec<(Vec<u8>, bool)> = vec![
             (b"one".to_vec(), true),
             (b"two".to_vec(), true),
@@ -198,7 +245,7 @@ mod tests {
         assert_eq!(count_records(&p).unwrap(), 4);
 
         let mut s = FileSource::open(&p, FileFormat::Fixed, 2).unwrap();
-        assert_eq!(drain(&mut s).len(), 2);
+        assert_eq!(drain(&mut s, 4031).len(), 2);
         assert_eq!((s.records(), s.units()), (4, 10));
         assert!(FileSource::open(&p, FileFormat::Fixed, 5).is_err());
     }

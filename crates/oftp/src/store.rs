@@ -449,11 +449,27 @@ impl SyncJob {
     }
 }
 
-/// Bytes gathered before a hand-over to the writer thread (small records are batched).
-const HANDOVER: usize = 32 * 1024;
+/// Bytes gathered before a hand-over to the writer thread: one wake-up of the thread per
+/// 256 KiB, not per DATA buffer.
+const HANDOVER: usize = 256 * 1024;
+
+/// Pieces smaller than this (F/V records, their CR LF, small DATA buffers) are copied into one
+/// gathering buffer of [`GATHER`] octets; larger ones are handed over as they are, without a
+/// copy.
+const SMALL_PIECE: usize = 8 * 1024;
+
+/// Capacity of a gathering buffer for small pieces.
+const GATHER: usize = 64 * 1024;
+
+/// Bytes that may wait for the writer thread. The queue is bounded by bytes, not by
+/// hand-overs: a disk write that stalls for a moment (page-cache write-back) is absorbed
+/// without stalling socket reads, and memory per reception stays bounded. Back-pressure reaches
+/// the socket only beyond this.
+const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 enum WriterCmd {
-    Write(Vec<u8>),
+    /// Pieces to append in order, and the queue budget they hold.
+    Write(Vec<Vec<u8>>, u32),
     Sync(tokio::sync::oneshot::Sender<Result<SyncJob, StoreError>>),
     Finish(tokio::sync::oneshot::Sender<Result<PartialFile, StoreError>>),
 }
@@ -466,8 +482,16 @@ enum WriterCmd {
 /// nothing is confirmed to a peer without one of those succeeding.
 #[derive(Debug)]
 pub struct BackgroundWriter {
-    tx: tokio::sync::mpsc::Sender<WriterCmd>,
-    pending: Vec<u8>,
+    tx: tokio::sync::mpsc::UnboundedSender<WriterCmd>,
+    /// The byte budget of the queue (see [`QUEUE_BYTES`]); closed when the thread ends.
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Pieces gathered for the next hand-over.
+    pending: Vec<Vec<u8>>,
+    /// Small pieces gathered into one buffer (goes to `pending` when full or before a large
+    /// piece, keeping order).
+    small: Vec<u8>,
+    /// Bytes in `pending` and `small`.
+    pending_bytes: usize,
     len: u64,
     partial_path: PathBuf,
 }
@@ -475,7 +499,7 @@ pub struct BackgroundWriter {
 impl std::fmt::Debug for WriterCmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            WriterCmd::Write(_) => "Write",
+            WriterCmd::Write(..) => "Write",
             WriterCmd::Sync(_) => "Sync",
             WriterCmd::Finish(_) => "Finish",
         })
@@ -487,23 +511,37 @@ impl BackgroundWriter {
     /// blocking pool: the pool is capped, and receptions holding every pool thread would starve
     /// the journal calls and fsyncs they wait for.
     pub fn spawn(file: PartialFile) -> Result<Self, StoreError> {
-        // Two hand-overs queued are enough to overlap network and disk; more would only cost
-        // memory per connection (back-pressure then reaches the socket).
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterCmd>(2);
+        // Unbounded as a channel, bounded by the byte budget: writes take budget before they
+        // are sent, the thread gives it back once the bytes are in the page cache.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<WriterCmd>();
+        let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(QUEUE_BYTES));
         let len = file.len();
         let partial_path = file.partial_path().to_owned();
         let thread = std::thread::Builder::new().name("oftp-writer".into());
+        let thread_budget = budget.clone();
         let spawned = thread.spawn(move || {
+            // However the thread ends (even by a panic), a writer waiting for budget is told.
+            struct CloseOnExit(std::sync::Arc<tokio::sync::Semaphore>);
+            impl Drop for CloseOnExit {
+                fn drop(&mut self) {
+                    self.0.close();
+                }
+            }
+            let budget = CloseOnExit(thread_budget);
             let mut file = file;
             let mut failed: Option<StoreError> = None;
             while let Some(cmd) = rx.blocking_recv() {
                 match cmd {
-                    WriterCmd::Write(bytes) => {
-                        if failed.is_none()
-                            && let Err(e) = file.write(&bytes)
-                        {
-                            failed = Some(e);
+                    WriterCmd::Write(pieces, held) => {
+                        for piece in &pieces {
+                            if failed.is_none()
+                                && let Err(e) = file.write(piece)
+                            {
+                                failed = Some(e);
+                            }
                         }
+                        drop(pieces);
+                        budget.0.add_permits(held as usize);
                     }
                     WriterCmd::Sync(reply) => {
                         let r = match failed.take() {
@@ -535,39 +573,78 @@ impl BackgroundWriter {
         }
         Ok(Self {
             tx,
+            budget,
             pending: Vec::new(),
+            small: Vec::new(),
+            pending_bytes: 0,
             len,
             partial_path,
         })
     }
 
-    /// Appends bytes (batched; waits only when the writer is behind).
+    /// Appends bytes (batched; a large piece is handed over without a copy; waits only when
+    /// the writer is more than [`QUEUE_BYTES`] behind).
     pub async fn write(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.len += bytes.len() as u64;
-        if self.pending.is_empty() && bytes.len() >= HANDOVER {
-            return self.send(WriterCmd::Write(bytes)).await;
+        if bytes.len() < SMALL_PIECE {
+            return self.write_slice(&bytes).await;
         }
-        self.pending.extend_from_slice(&bytes);
-        if self.pending.len() >= HANDOVER {
-            let chunk = std::mem::take(&mut self.pending);
-            return self.send(WriterCmd::Write(chunk)).await;
+        self.len += bytes.len() as u64;
+        self.close_small();
+        self.pending_bytes += bytes.len();
+        self.pending.push(bytes);
+        self.hand_over_if_full().await
+    }
+
+    /// Appends a copy of `bytes` (for small pieces such as a record's CR LF).
+    pub async fn write_slice(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.len += bytes.len() as u64;
+        if self.small.capacity() - self.small.len() < bytes.len() {
+            self.close_small();
+        }
+        if self.small.capacity() == 0 {
+            self.small = Vec::with_capacity(GATHER.max(bytes.len()));
+        }
+        self.small.extend_from_slice(bytes);
+        self.pending_bytes += bytes.len();
+        self.hand_over_if_full().await
+    }
+
+    fn close_small(&mut self) {
+        if !self.small.is_empty() {
+            self.pending.push(std::mem::take(&mut self.small));
+        }
+    }
+
+    async fn hand_over_if_full(&mut self) -> Result<(), StoreError> {
+        if self.pending_bytes >= HANDOVER {
+            self.hand_over_pending().await?;
         }
         Ok(())
     }
 
-    async fn send(&mut self, cmd: WriterCmd) -> Result<(), StoreError> {
-        self.tx
-            .send(cmd)
-            .await
-            .map_err(|_| StoreError::Task("the file writer stopped".into()))
+    fn stopped() -> StoreError {
+        StoreError::Task("the file writer stopped".into())
+    }
+
+    fn send(&self, cmd: WriterCmd) -> Result<(), StoreError> {
+        self.tx.send(cmd).map_err(|_| Self::stopped())
     }
 
     async fn hand_over_pending(&mut self) -> Result<(), StoreError> {
-        if !self.pending.is_empty() {
-            let chunk = std::mem::take(&mut self.pending);
-            self.send(WriterCmd::Write(chunk)).await?;
+        self.close_small();
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // A hand-over larger than the whole budget takes all of it.
+        let held = self.pending_bytes.min(QUEUE_BYTES) as u32;
+        self.budget
+            .acquire_many(held)
+            .await
+            .map_err(|_| Self::stopped())?
+            .forget();
+        let pieces = std::mem::replace(&mut self.pending, Vec::with_capacity(8));
+        self.pending_bytes = 0;
+        self.send(WriterCmd::Write(pieces, held))
     }
 
     /// Bytes written so far (including those still queued).
@@ -589,9 +666,8 @@ impl BackgroundWriter {
     pub async fn sync_job(&mut self) -> Result<SyncJob, StoreError> {
         self.hand_over_pending().await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(WriterCmd::Sync(tx)).await?;
-        rx.await
-            .map_err(|_| StoreError::Task("the file writer stopped".into()))?
+        self.send(WriterCmd::Sync(tx))?;
+        rx.await.map_err(|_| Self::stopped())?
     }
 
     /// Stops the thread and returns the file with everything written (or the first write
@@ -599,9 +675,8 @@ impl BackgroundWriter {
     pub async fn finish(mut self) -> Result<PartialFile, StoreError> {
         self.hand_over_pending().await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(WriterCmd::Finish(tx)).await?;
-        rx.await
-            .map_err(|_| StoreError::Task("the file writer stopped".into()))?
+        self.send(WriterCmd::Finish(tx))?;
+        rx.await.map_err(|_| Self::stopped())?
     }
 }
 
@@ -882,6 +957,17 @@ mod tests {
         let mut want = Vec::new();
         for i in 0..500u32 {
             let piece: Vec<u8> = (0..(i % 300)).map(|j| (i + j) as u8).collect();
+            want.extend_from_slice(&piece);
+            w.write(piece).await.unwrap();
+            if i % 7 == 0 {
+                want.extend_from_slice(b"\r\n");
+                w.write_slice(b"\r\n").await.unwrap();
+            }
+        }
+        // Hand-overs larger than half the queue budget: each waits for the thread to give
+        // budget back, and one larger than all of it takes the whole budget.
+        for (i, size) in [3 << 20, 3 << 20, 5 << 20, 20_000].into_iter().enumerate() {
+            let piece = vec![i as u8; size];
             want.extend_from_slice(&piece);
             w.write(piece).await.unwrap();
         }
