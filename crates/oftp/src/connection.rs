@@ -66,6 +66,9 @@ fn checkpoint_spacing(interval: u64) -> Duration {
     Duration::from_secs_f64(interval as f64 / CHECKPOINT_RATE)
 }
 
+/// The sender writes frames to the socket once this many octets of file data are queued.
+const FLUSH_AT: usize = 64 * 1024;
+
 /// A write buffer grown beyond this (many frames queued at once) is not kept between writes.
 const KEPT_WRITE_BUF: usize = 256 * 1024;
 
@@ -2089,8 +2092,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let chunk = self.negotiated.as_ref().map_or(4096, |n| {
             oftp_proto::data::uncompressed_capacity(n.buffer_size as usize)
         });
-        // A few chunks per turn of the loop, then look at the socket and signals again.
-        for _ in 0..16 {
+        // Octets queued since the last write, and fed in this turn of the loop.
+        let (mut queued, mut turn) = (0usize, 0usize);
+        // Some chunks per turn of the loop (at most 1 MiB), then look at the socket and
+        // signals again.
+        for _ in 0..64 {
             if !self.session.can_accept_data() {
                 break;
             }
@@ -2102,6 +2108,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             };
             match src.next_chunk(chunk) {
                 Ok(Chunk::Data(bytes, eor)) => {
+                    queued += bytes.len();
+                    turn += bytes.len();
                     if let Err(e) = self.session.write_data(bytes, eor) {
                         let msg = format!("cannot send {}: {e}", out.file.path.display());
                         let _ = self
@@ -2131,8 +2139,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
             wrote = true;
-            self.flush().await?;
+            // Small buffers are gathered into writes of about 64 KiB (one system call for
+            // many frames); a large buffer goes out alone, without a copy.
+            if queued >= FLUSH_AT {
+                self.flush().await?;
+                queued = 0;
+            }
+            if turn >= 1024 * 1024 {
+                break;
+            }
         }
+        self.flush().await?;
         if let (Some(out), Some(info)) = (&mut self.outgoing, &self.info)
             && let Some(src) = &out.source
             && src.units() - out.reported_units >= 256 * 1024
