@@ -265,12 +265,16 @@ fn main() {
             .is_dir()
             .then(|| tempfile::tempdir_in(shm).ok())
             .flatten();
-        let mut places = vec![("disk ", sdir.clone())];
+        let mut places = vec![("disk ", sdir.clone(), stored_mbs)];
         if let Some(d) = &shm_dir {
-            places.push(("tmpfs", d.path().to_owned()));
+            // The same file-to-file yardstick with the receiver writing to tmpfs.
+            let dir = d.path().to_owned();
+            let shm_mbs = mb_per_s(bytes, raw_tcp(bytes, Some(&file), Some(dir.clone())).await);
+            println!("raw TCP file to tmpfs   {shm_mbs:>8.1} MB/s  (the same, receiver writes to /dev/shm)");
+            places.push(("tmpfs", dir, shm_mbs));
         }
         let mut peak: Option<u64> = None;
-        for (place, dir) in places {
+        for (place, dir, stored_mbs) in places {
             let (server, addr) = start_server(&bin, &dir);
             let pid = server.0.id();
             let inbox = dir.join("data/inbox/bench");
