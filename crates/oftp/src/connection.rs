@@ -911,17 +911,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 let secure_auth = match self.responder_security(&peer) {
                     Ok(b) => b,
                     Err((reason, text)) => {
-                        self.log(
-                            LogLevel::Info,
-                            format!(
-                                "refusing session from {} ({}): {text} (ESID {:02})",
-                                peer.code.trim_end(),
-                                self.conn.peer,
-                                reason.0
-                            ),
-                        )
-                        .await;
-                        let _ = self.session.reject_session(reason, &text);
+                        self.refuse_session(&peer.code, reason, &text).await;
                         return;
                     }
                 };
@@ -951,19 +941,24 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
             SessionDecision::Reject { reason, text } => {
-                self.log(
-                    LogLevel::Info,
-                    format!(
-                        "refusing session from {} ({}): {text} (ESID {:02})",
-                        peer.code.trim_end(),
-                        self.conn.peer,
-                        reason.0
-                    ),
-                )
-                .await;
-                let _ = self.session.reject_session(reason, &text);
+                self.refuse_session(&peer.code, reason, &text).await;
             }
         }
+    }
+
+    /// Responder: ends the session before it starts with `reason`, logging who was refused.
+    async fn refuse_session(&mut self, peer_code: &str, reason: EsidReason, text: &str) {
+        self.log(
+            LogLevel::Info,
+            format!(
+                "refusing session from {} ({}): {text} (ESID {:02})",
+                peer_code.trim_end(),
+                self.conn.peer,
+                reason.0
+            ),
+        )
+        .await;
+        let _ = self.session.reject_session(reason, text);
     }
 
     /// Responder: whether to use secure authentication with this peer, or the ESID to refuse
