@@ -46,9 +46,11 @@ use crate::journal::{
 use crate::listener::{ConnectionInfo, ShutdownSignal};
 use crate::policy::{self, FileRequest, PeerOffer};
 use crate::security::{CertificateExchange, SecurityContext};
-use crate::source::{Chunk, FileSource, count_records};
+use crate::source::{Chunk, FileSource, OutgoingSource, count_records};
 use crate::stamp::FileStamp;
 use crate::store::{BackgroundWriter, NameFormat, PartialFile, StorePolicy};
+use crate::stream::SealedSource;
+use crate::transport::OutgoingPlan;
 use crate::transport::{FileServices, Transport};
 
 /// Default distance between receive checkpoints (fsync + journal). Each checkpoint costs an
@@ -220,17 +222,26 @@ struct Incoming {
     /// A checkpoint (fsync + journal) running on the blocking pool while data keeps arriving.
     inflight: Option<tokio::task::JoinHandle<Result<(), String>>>,
     user_data: String,
+    /// For a file with file services: its opening, running while the data arrives.
+    opener: Option<OpenerResult>,
 }
+
+/// The verdict of [`FileServices::open_incoming`] (the hash for a signed EERP, or an EFNA).
+type OpenerResult =
+    tokio::sync::oneshot::Receiver<Result<Option<Vec<u8>>, crate::transport::ServiceFailure>>;
 
 /// A file being sent.
 struct Outgoing {
     job: Option<usize>,
     file: OutgoingFile,
-    /// What is read and sent: the file itself or the file-services stage's processed copy.
-    transmit: PathBuf,
+    /// The processed form, being produced, until the partner accepts the file; `None` sends
+    /// the file itself.
+    sealed: Option<SealedSource>,
+    /// SFIDCIPH as offered (the algorithm of the file hash).
+    cipher_suite: u8,
     sent_id: i64,
     transfer: TransferInfo,
-    source: Option<FileSource>,
+    source: Option<OutgoingSource>,
     finished: bool,
     reported_units: u64,
     from_outbox: bool,
@@ -561,19 +572,18 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             description: "connection closed".into(),
         });
         // A file cut off mid-transfer, and files never offered, were not sent.
-        if let Some(out) = self.outgoing.take() {
-            remove_processed_copy(&out);
-            if out.job.is_some() {
-                self.outcomes.push((
-                    out.file,
-                    FileOutcome::NotSent {
-                        reason: format!(
-                            "the session ended during the transfer ({}); sending it again restarts it",
-                            ended.description
-                        ),
-                    },
-                ));
-            }
+        if let Some(out) = self.outgoing.take()
+            && out.job.is_some()
+        {
+            self.outcomes.push((
+                out.file,
+                FileOutcome::NotSent {
+                    reason: format!(
+                        "the session ended during the transfer ({}); sending it again restarts it",
+                        ended.description
+                    ),
+                },
+            ));
         }
         for w in self.queue.drain(..) {
             if let Work::File {
@@ -1392,7 +1402,26 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
         };
-        let writer = match BackgroundWriter::spawn(partial) {
+        // A file with file services is opened while it arrives: by the services on a thread
+        // of their own, fed by the writer thread (see `crate::stream`).
+        let (tap, opener) = if sfid.has_file_services() {
+            match self.start_opener(&sfid, &partial, base.file_offset) {
+                Ok((tap, opener)) => (Some(tap), Some(opener)),
+                Err(e) => {
+                    self.error(format!("cannot receive {}: {e}", offer.virtual_file_name))
+                        .await;
+                    let _ = self.session.reject_file(
+                        oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
+                        true,
+                        "receiver busy, try again later",
+                    );
+                    return;
+                }
+            }
+        } else {
+            (None, None)
+        };
+        let writer = match BackgroundWriter::spawn_tapped(partial, tap) {
             Ok(w) => w,
             Err(e) => {
                 // The file is still there (empty or with its durable part): a retry resumes.
@@ -1457,7 +1486,37 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             record_end_units: 0,
             inflight: None,
             user_data: offer.user_data,
+            opener,
         });
+    }
+
+    /// Starts the file services' opening of a file that is about to arrive; the returned tap
+    /// feeds it. `stored` octets of the temporary file are an earlier session's durable part
+    /// (a restarted transfer): the opener reads them first.
+    fn start_opener(
+        &self,
+        sfid: &Sfid,
+        partial: &PartialFile,
+        stored: u64,
+    ) -> std::io::Result<(crate::stream::Tap, OpenerResult)> {
+        use std::io::Read as _;
+        let path = partial.partial_path().to_owned();
+        let prefix = if stored > 0 {
+            Some(std::fs::File::open(&path)?.take(stored))
+        } else {
+            None
+        };
+        let (tap, mut stream) = crate::stream::received_stream(prefix);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (services, sfid) = (self.services.clone(), sfid.clone());
+        // A thread of its own, like the writer's: a reception holds it for the whole transfer.
+        std::thread::Builder::new()
+            .name("oftp-open".into())
+            .spawn(move || {
+                let verdict = services.open_incoming(&sfid, &mut stream, &path);
+                let _ = tx.send(verdict);
+            })?;
+        Ok((tap, rx))
     }
 
     async fn on_data(&mut self, bytes: Vec<u8>, end_of_record: bool) {
@@ -1620,6 +1679,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             key,
             overwrite,
             user_data,
+            opener,
             ..
         } = inc;
         let partial_path = writer.partial_path().to_owned();
@@ -1640,7 +1700,33 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         };
         let mut file_hash: Option<Vec<u8>> = None;
-        if sfid.has_file_services() || sfid.signed_eerp {
+        if let Some(opener) = opener {
+            // The writer has stored everything, so the opener's stream has ended: its verdict
+            // is at most the tail of the work away.
+            let failure = match opener.await {
+                Ok(Ok(hash)) => {
+                    file_hash = hash;
+                    None
+                }
+                Ok(Err(f)) => Some((f.reason, f.text)),
+                Err(_) => Some((
+                    EfnaReason::UNSPECIFIED,
+                    "file services stopped without a verdict".to_owned(),
+                )),
+            };
+            if let Some((reason, text)) = failure {
+                self.refuse_parts(
+                    Some(partial),
+                    &partial_path,
+                    journal_id,
+                    &transfer,
+                    reason,
+                    text,
+                )
+                .await;
+                return;
+            }
+        } else if sfid.has_file_services() || sfid.signed_eerp {
             // The file-services stage reads the complete data: hand it to the OS. No fsync of
             // the received form: the stage writes the opened file durably itself (and `commit`
             // fsyncs a file it left unchanged), and a processed file always restarts from 0.
@@ -2114,10 +2200,30 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                         return Ok(true);
                     }
                 }
+                Ok(Chunk::Pending) => break,
                 Ok(Chunk::End) => {
                     let (records, units) = (src.records(), src.units());
+                    let sealed_hash = src.sealed_mut().and_then(SealedSource::take_hash);
                     out.finished = true;
                     out.source = None;
+                    if let Some(hash) = sealed_hash {
+                        // What the partner's signed EERP must contain; it may come in a later
+                        // session. Recorded before EFID, so before any EERP can arrive.
+                        out.transfer.file_hash = hash.clone();
+                        let t = &out.transfer;
+                        let k = FileKey::new(&t.originator, &t.virtual_file_name, t.stamp);
+                        let suite = out.cipher_suite;
+                        if let Err(e) = self
+                            .shared
+                            .journal
+                            .call(move |j| {
+                                j.record_file_hash(JournalDirection::Sent, "", &k, suite, &hash)
+                            })
+                            .await
+                        {
+                            self.error(format!("journal: {e}")).await;
+                        }
+                    }
                     if let Err(e) = self.session.finish_file(records, units) {
                         self.error(format!("cannot end file: {e}")).await;
                     }
@@ -2542,15 +2648,16 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             signed_eerp: false,
             description: file.description.clone(),
         };
-        // Signing, compressing and encrypting read the whole file: off the async threads.
+        // Deciding may hash the whole file (a signed EERP without other services): off the
+        // async threads. Processing (sign, compress, encrypt) then runs while the file is sent.
         let (services, source) = (self.services.clone(), file.path.clone());
-        let prepared = tokio::task::spawn_blocking(move || {
+        let planned = tokio::task::spawn_blocking(move || {
             let mut sfid = sfid;
-            let r = services.prepare_outgoing_with_hash(&mut sfid, &source);
+            let r = services.stream_outgoing(&mut sfid, &source);
             (sfid, r)
         })
         .await;
-        let (mut sfid, prepared) = match prepared {
+        let (mut sfid, planned) = match planned {
             Ok(x) => x,
             Err(e) => {
                 let r = format!("cannot prepare {}: {e}", file.path.display());
@@ -2559,17 +2666,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 return;
             }
         };
-        let prepared = prepared.map(|(copy, hash)| {
-            file_hash = hash;
-            copy
+        let chunk = self.negotiated.as_ref().map_or(4096, |n| {
+            oftp_proto::data::uncompressed_capacity(n.buffer_size as usize)
         });
-        let transmit = match prepared {
-            Ok(Some(copy)) => {
-                // A processed copy differs at every attempt (fresh keys): restart from 0.
-                sfid.restart_position = 0;
-                copy
+        let sealed = match planned.and_then(|plan| match plan {
+            OutgoingPlan::AsIs { file_hash: h } => {
+                file_hash = h;
+                Ok(None)
             }
-            Ok(None) => file.path.clone(),
+            OutgoingPlan::Processed(seal) => SealedSource::spawn(seal, chunk).map(Some),
+        }) {
+            Ok(sealed) => sealed,
             Err(e) => {
                 let r = format!("cannot prepare {}: {e}", file.path.display());
                 self.error(r.clone()).await;
@@ -2577,6 +2684,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 return;
             }
         };
+        if sealed.is_some() {
+            // A processed form differs at every attempt (fresh keys): from position 0.
+            sfid.restart_position = 0;
+        }
         if let Some(hash) = &file_hash {
             // What the partner's signed EERP must contain; it may come in a later session.
             let k = FileKey::new(&originator, &file.virtual_file_name, stamp);
@@ -2590,6 +2701,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 self.error(format!("journal: {e}")).await;
             }
         }
+        let cipher_suite = sfid.cipher_suite.0;
         if let Err(e) = self.session.send_file(sfid) {
             let r = format!("cannot offer {}: {e}", file.virtual_file_name);
             self.error(r.clone()).await;
@@ -2609,7 +2721,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self.outgoing = Some(Outgoing {
             job,
             file,
-            transmit,
+            sealed,
+            cipher_suite,
             sent_id,
             transfer,
             source: None,
@@ -2630,19 +2743,18 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return;
         };
         out.transfer.restart_position = restart_position;
-        let format = if out.transmit == out.file.path {
-            out.file.format
+        let opened = if let Some(sealed) = out.sealed.take() {
+            // Asked for from 0, so the answer is 0 too.
+            Ok(OutgoingSource::Sealed(sealed))
         } else {
-            // A processed copy has lost its record structure and travels as U.
-            FileFormat::Unstructured
+            // Opening may read up to the restart position (records): on the blocking pool.
+            let (path, format) = (out.file.path.clone(), out.file.format);
+            tokio::task::spawn_blocking(move || FileSource::open(&path, format, restart_position))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+                .map(OutgoingSource::File)
         };
-        // Opening may read up to the restart position (records): on the blocking pool.
-        let (transmit, shown) = (out.transmit.clone(), out.file.path.clone());
-        let opened = tokio::task::spawn_blocking(move || {
-            FileSource::open(&transmit, format, restart_position)
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        let shown = out.file.path.clone();
         let Some(out) = &mut self.outgoing else {
             return;
         };
@@ -2686,7 +2798,6 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let Some(out) = self.outgoing.take() else {
             return;
         };
-        remove_processed_copy(&out);
         let state = match (&outcome, settled) {
             (FileOutcome::AwaitingEndResponse, _) => Some(SendState::AwaitingEndResponse),
             (_, true) => Some(SendState::Failed),
@@ -2727,7 +2838,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
         let result = match &outcome {
             FileOutcome::AwaitingEndResponse => TransferResult::Completed {
-                records: out.source.as_ref().map_or(0, FileSource::records),
+                records: out.source.as_ref().map_or(0, OutgoingSource::records),
                 units: std::fs::metadata(&out.file.path)
                     .map(|m| m.len())
                     .unwrap_or(0),
@@ -2758,6 +2869,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let graceful = self.shutdown.graceful.clone();
         let forced = self.shutdown.forced.clone();
+        // Only while the partner gives credit: otherwise the data would wait anyway.
+        let waiting_for_sealed = self.session.can_accept_data()
+            && self.outgoing.as_ref().is_some_and(|o| {
+                !o.finished && matches!(o.source, Some(OutgoingSource::Sealed(_)))
+            });
         let next = match (deadline, idle_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -2787,6 +2903,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     let _ = self.session.end_session(EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down");
                 }
             }
+            // The processing thread of an outgoing file produced more (or finished).
+            _ = sealed_ready(&mut self.outgoing), if waiting_for_sealed => {}
             r = self.requests.recv(), if self.requests_open => match r {
                 Some(r) => self.take_request(r),
                 None => self.requests_open = false,
@@ -2848,11 +2966,16 @@ fn crashed_after_placing(partial: &std::path::Path, final_path: &std::path::Path
     true
 }
 
-/// Deletes the file-services stage's processed copy of an outgoing file (the runtime owns it
-/// once `prepare_outgoing` returned it).
-fn remove_processed_copy(out: &Outgoing) {
-    if out.transmit != out.file.path {
-        let _ = std::fs::remove_file(&out.transmit);
+/// Waits until the processed form of the outgoing file has more to send (see
+/// [`SealedSource::ready`]); never returns when there is none.
+async fn sealed_ready(outgoing: &mut Option<Outgoing>) {
+    match outgoing
+        .as_mut()
+        .and_then(|o| o.source.as_mut())
+        .and_then(OutgoingSource::sealed_mut)
+    {
+        Some(sealed) => sealed.ready().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -33,6 +33,7 @@ pub mod server;
 mod source;
 pub mod stamp;
 pub mod store;
+mod stream;
 pub mod tls;
 pub mod transport;
 

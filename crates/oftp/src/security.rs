@@ -40,7 +40,7 @@ use oftp_security::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::transport::{FileServices, ServiceFailure, ServiceRefusal};
+use crate::transport::{FileServices, OutgoingPlan, ServiceFailure, ServiceRefusal};
 
 /// Where a private key comes from: a PKCS#12 file, or PEM/DER certificate and key files.
 ///
@@ -359,7 +359,8 @@ fn norm(code: &str) -> String {
 #[derive(Debug)]
 pub struct SecurityContext {
     local_sfid: String,
-    identities: IdentitySet,
+    /// Shared with the threads that sign outgoing files.
+    identities: std::sync::Arc<IdentitySet>,
     has_identity: HashMap<CertificateUse, bool>,
     trust: TrustPolicy,
     partners: Vec<PartnerSecurity>,
@@ -437,7 +438,7 @@ impl SecurityContext {
         Ok(SecurityContextBuilder {
             ctx: SecurityContext {
                 local_sfid: norm(local_sfid),
-                identities,
+                identities: std::sync::Arc::new(identities),
                 has_identity,
                 trust,
                 partners: Vec::new(),
@@ -658,11 +659,36 @@ impl SecurityContext {
     /// complete) into a temporary file next to it, fsyncs it and renames it over `data`.
     /// Returns the hash of the transmitted file (for a signed EERP) computed on the way.
     pub fn open_received(&self, sfid: &Sfid, data: &Path) -> Result<Vec<u8>, ServiceFailure> {
+        let mut input = File::open(data).map_err(|e| ServiceFailure {
+            reason: EfnaReason::ACCESS_METHOD_FAILURE,
+            text: e.to_string(),
+        })?;
+        self.open_stream(sfid, &mut input, data)
+    }
+
+    /// [`open_received`](Self::open_received) reading the transmitted bytes from `input` (the
+    /// file as it arrives, see [`FileServices::open_incoming`]); the opened file replaces
+    /// `data` once `input` has ended.
+    pub fn open_stream(
+        &self,
+        sfid: &Sfid,
+        input: &mut (dyn Read + Send),
+        data: &Path,
+    ) -> Result<Vec<u8>, ServiceFailure> {
         let fail = |reason: EfnaReason, text: String| ServiceFailure { reason, text };
         let suite = CipherSuite::from_code(sfid.cipher_suite.0).ok();
         if !self.is_local(&sfid.destination) || !sfid.has_file_services() {
-            return hash_file(suite, data)
-                .map_err(|e| fail(EfnaReason::ACCESS_METHOD_FAILURE, e.to_string()));
+            // Passed through unchanged; only the hash (for a signed EERP) is wanted.
+            let mut tee = HashingReader {
+                inner: input,
+                hasher: suite.map(|s| s.hash().hasher()),
+            };
+            io::copy(&mut tee, &mut io::sink())
+                .map_err(|e| fail(EfnaReason::ACCESS_METHOD_FAILURE, e.to_string()))?;
+            return Ok(tee
+                .hasher
+                .map(oftp_security::Hasher::finish)
+                .unwrap_or_default());
         }
         let signed = matches!(
             sfid.security,
@@ -710,7 +736,6 @@ impl SecurityContext {
         let security_err =
             |e: oftp_security::Error| fail(EfnaReason(e.efna_reason()), format!("{e}"));
         let io_err = |e: io::Error| fail(EfnaReason::ACCESS_METHOD_FAILURE, e.to_string());
-        let input = File::open(data).map_err(io_err)?;
         // The transmitted file's hash is only needed for a signed EERP.
         let hasher = suite
             .filter(|_| sfid.signed_eerp)
@@ -772,8 +797,46 @@ impl SecurityContext {
 
     /// Prepares an outgoing file: fills the SFID's service fields from the destination
     /// partner's policy and writes the processed copy (sign -> compress -> encrypt) into the
-    /// work directory. `None` transmits the source itself.
+    /// work directory, with the exact SFIDFSIZ. `None` transmits the source itself. The
+    /// runtime does not use this (it streams, see [`plan`](Self::plan)); it is for tools that
+    /// want the processed file.
     pub fn prepare(&self, sfid: &mut Sfid, source: &Path) -> io::Result<Prepared> {
+        let seal = match self.plan(sfid, source)? {
+            OutgoingPlan::AsIs { file_hash } => {
+                return Ok(Prepared {
+                    transmit: None,
+                    file_hash,
+                });
+            }
+            OutgoingPlan::Processed(seal) => seal,
+        };
+        std::fs::create_dir_all(&self.work_dir)?;
+        let target = self.work_dir.join(copy_name(sfid, source));
+        let (tmp, out) = temp_beside(&target)?;
+        let guard = RemoveOnDrop(Some(tmp.clone()));
+        let mut out = BufWriter::with_capacity(64 * 1024, out);
+        let file_hash = seal(&mut out)?;
+        // No fsync: the copy is transient (a new attempt makes a new one and sends it from
+        // 0), so its durability protects nothing.
+        drop(out.into_inner().map_err(|e| e.into_error())?);
+        std::fs::rename(&tmp, &target)?;
+        std::mem::forget(guard);
+        sfid.file_size = oftp_proto::data::size_in_kib(std::fs::metadata(&target)?.len());
+        Ok(Prepared {
+            transmit: Some(target),
+            file_hash,
+        })
+    }
+
+    /// Decides how an outgoing file is transmitted: fills the SFID's service fields from the
+    /// destination partner's policy and, when services apply, returns the [`Seal`] that
+    /// produces the processed form (sign -> compress -> encrypt) while it is sent. SFIDFSIZ is
+    /// then an upper estimate (RFC 5024 5.3.3: "a good estimate"), since the size of a
+    /// compressed file is known only at its end. Certificates and keys are checked here, so a
+    /// file that cannot be processed is never offered.
+    ///
+    /// [`Seal`]: crate::transport::Seal
+    pub fn plan(&self, sfid: &mut Sfid, source: &Path) -> io::Result<OutgoingPlan> {
         let none = |sfid: &mut Sfid| {
             sfid.security = SecurityLevel::NONE;
             sfid.compression = FileCompression::NONE;
@@ -786,10 +849,7 @@ impl SecurityContext {
             none(sfid);
             sfid.cipher_suite = WireSuite::NONE;
             sfid.signed_eerp = false;
-            return Ok(Prepared {
-                transmit: None,
-                file_hash: None,
-            });
+            return Ok(OutgoingPlan::AsIs { file_hash: None });
         }
         let invalid = |t: String| io::Error::new(io::ErrorKind::InvalidInput, t);
         let services = send.security != FileSecurity::None || send.compress;
@@ -806,10 +866,7 @@ impl SecurityContext {
                 Some(s) => Some(hash_file(Some(s), source)?),
                 None => None,
             };
-            return Ok(Prepared {
-                transmit: None,
-                file_hash,
-            });
+            return Ok(OutgoingPlan::AsIs { file_hash });
         }
         let suite = suite.ok_or_else(|| invalid("no cipher suite".into()))?;
         let partner = partner.ok_or_else(|| {
@@ -818,13 +875,12 @@ impl SecurityContext {
                 sfid.destination.trim_end()
             ))
         })?;
-        let signer = if send.security.signed() {
-            Some(self.identity(CertificateUse::Signing).ok_or_else(|| {
-                invalid("files are to be signed but no signing key is configured".into())
-            })?)
-        } else {
-            None
-        };
+        let sign = send.security.signed();
+        if sign && self.identity(CertificateUse::Signing).is_none() {
+            return Err(invalid(
+                "files are to be signed but no signing key is configured".into(),
+            ));
+        }
         let recipient = if send.security.encrypted() {
             Some(
                 self.partner_cert(partner, PartnerCertUse::Encryption)
@@ -840,33 +896,77 @@ impl SecurityContext {
             FileCompression::NONE
         };
         sfid.envelope = FileEnvelope::CMS;
-        std::fs::create_dir_all(&self.work_dir)?;
-        let name = copy_name(sfid, source);
-        let target = self.work_dir.join(name);
-        // A processed copy differs at every attempt (fresh content-encryption key), so the
-        // runtime sends it from position 0.
+        // A processed form differs at every attempt (fresh content-encryption key), so it is
+        // sent from position 0.
         sfid.restart_position = 0;
-        // Signing (and compressing) and encrypting each take a core's worth of work: with both,
-        // they run on two threads joined by a small bounded channel (constant memory).
-        let mut inner_opts = SendOptions::new(suite);
+        let original = std::fs::metadata(source)?.len();
+        sfid.file_size = oftp_proto::data::size_in_kib(processed_size_estimate(original));
+        let job = SealJob {
+            identities: self.identities.clone(),
+            sign,
+            recipient,
+            suite,
+            compress: send.compress,
+            format: sfid.format,
+            source: source.to_owned(),
+            hash: sfid.signed_eerp,
+        };
+        Ok(OutgoingPlan::Processed(Box::new(move |out| job.run(out))))
+    }
+}
+
+/// An upper estimate of the processed size of a file of `original` octets, for SFIDFSIZ:
+/// CMS framing, certificates, signature and padding add a few KiB; deflate adds at most about
+/// 0.03 % to data it cannot compress (and mostly makes files much smaller).
+fn processed_size_estimate(original: u64) -> u64 {
+    original + original / 1024 + 64 * 1024
+}
+
+/// Everything the processing of one outgoing file needs, owned, for the thread that runs it.
+struct SealJob {
+    identities: std::sync::Arc<IdentitySet>,
+    sign: bool,
+    recipient: Option<Certificate>,
+    suite: CipherSuite,
+    compress: bool,
+    format: FileFormat,
+    source: PathBuf,
+    /// Whether the hash of the transmitted bytes is wanted (a signed EERP was asked for).
+    hash: bool,
+}
+
+impl SealJob {
+    /// Sign -> compress -> encrypt `source` into `out`; returns the hash of what was written
+    /// when one is wanted.
+    fn run(self, out: &mut (dyn Write + Send)) -> io::Result<Option<Vec<u8>>> {
+        let to_io = |e: oftp_security::Error| io::Error::other(e.to_string());
+        let signer = if self.sign {
+            Some(
+                self.identities
+                    .for_use(CertificateUse::Signing)
+                    .map_err(to_io)?,
+            )
+        } else {
+            None
+        };
+        let mut inner_opts = SendOptions::new(self.suite);
         if let Some(s) = signer {
             inner_opts = inner_opts.sign(s);
         }
-        if send.compress {
+        if self.compress {
             inner_opts = inner_opts.compress();
         }
-        let (tmp, out) = temp_beside(&target)?;
-        let guard = RemoveOnDrop(Some(tmp.clone()));
-        let to_io = |e: oftp_security::Error| io::Error::other(e.to_string());
         let tee = HashingWriter {
-            inner: BufWriter::with_capacity(64 * 1024, out),
-            // Only a signed EERP needs the hash of what is transmitted.
-            hasher: sfid.signed_eerp.then(|| suite.hash().hasher()),
+            inner: out,
+            hasher: self.hash.then(|| self.suite.hash().hasher()),
         };
-        let input = BufReader::with_capacity(64 * 1024, File::open(source)?);
-        let format = sfid.format;
-        let tee = match &recipient {
-            Some(r) if signer.is_some() || send.compress => {
+        let input = BufReader::with_capacity(64 * 1024, File::open(&self.source)?);
+        let format = self.format;
+        let suite = self.suite;
+        // Signing (and compressing) and encrypting each take a core's worth of work: with both,
+        // they run on two threads joined by a small bounded channel (constant memory).
+        let tee = match &self.recipient {
+            Some(r) if signer.is_some() || self.compress => {
                 std::thread::scope(|scope| -> io::Result<_> {
                     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
                     let producer = scope.spawn(move || -> io::Result<()> {
@@ -902,7 +1002,7 @@ impl SecurityContext {
             }
             _ => {
                 let mut opts = inner_opts;
-                if let Some(r) = &recipient {
+                if let Some(r) = &self.recipient {
                     opts = opts.encrypt_for(r);
                 }
                 let mut pipeline = SendPipeline::new(tee, &opts).map_err(to_io)?;
@@ -910,18 +1010,9 @@ impl SecurityContext {
                 pipeline.finish().map_err(to_io)?
             }
         };
-        let hash = tee.hasher.map(oftp_security::Hasher::finish);
-        let file = tee.inner.into_inner().map_err(|e| e.into_error())?;
-        // No fsync: the copy is transient (a new attempt makes a new one and sends it from
-        // 0), so its durability protects nothing.
-        drop(file);
-        std::fs::rename(&tmp, &target)?;
-        std::mem::forget(guard);
-        sfid.file_size = oftp_proto::data::size_in_kib(std::fs::metadata(&target)?.len());
-        Ok(Prepared {
-            transmit: Some(target),
-            file_hash: hash,
-        })
+        let HashingWriter { inner, hasher } = tee;
+        inner.flush()?;
+        Ok(hasher.map(oftp_security::Hasher::finish))
     }
 }
 
@@ -1053,6 +1144,20 @@ impl FileServices for SecurityContext {
     ) -> Result<Option<Vec<u8>>, ServiceFailure> {
         self.open_received(sfid, data)
             .map(|h| (sfid.signed_eerp && !h.is_empty()).then_some(h))
+    }
+
+    fn open_incoming(
+        &self,
+        sfid: &Sfid,
+        received: &mut (dyn Read + Send),
+        data: &Path,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        self.open_stream(sfid, received, data)
+            .map(|h| (sfid.signed_eerp && !h.is_empty()).then_some(h))
+    }
+
+    fn stream_outgoing(&self, sfid: &mut Sfid, source: &Path) -> io::Result<OutgoingPlan> {
+        self.plan(sfid, source)
     }
 
     fn prepare_outgoing_with_hash(

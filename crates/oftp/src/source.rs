@@ -8,12 +8,17 @@
 //! Restart positions are applied here: for U/T a seek to `position * 1024`, for F/V skipping
 //! `position` records. The totals for EFID (records, octets of the whole file) are counted
 //! while reading, including the skipped part, because EFID always carries whole-file totals.
+//!
+//! [`OutgoingSource`] puts a local file and a processed form produced while it is sent
+//! ([`SealedSource`]) behind one interface for the connection.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use oftp_proto::codec::FileFormat;
+
+use crate::stream::SealedSource;
 
 /// Buffer size of the line reader for F/V files, and the least a U/T read asks for: chunks
 /// smaller than this (small DATA buffers) are cut from one larger read, so a 4096-octet buffer
@@ -28,6 +33,50 @@ pub(crate) enum Chunk<'a> {
     Data(&'a [u8], bool),
     /// End of file.
     End,
+    /// Nothing yet: the processing thread of a [`SealedSource`] has not produced more.
+    Pending,
+}
+
+/// What an outgoing transfer reads: the local file itself, or its processed form (signed,
+/// compressed, encrypted) as a file-services thread produces it.
+#[derive(Debug)]
+pub(crate) enum OutgoingSource {
+    File(FileSource),
+    Sealed(SealedSource),
+}
+
+impl OutgoingSource {
+    /// See [`FileSource::next_chunk`] and [`SealedSource::next_chunk`].
+    pub(crate) fn next_chunk(&mut self, chunk: usize) -> io::Result<Chunk<'_>> {
+        match self {
+            Self::File(f) => f.next_chunk(chunk),
+            Self::Sealed(s) => s.next_chunk(chunk),
+        }
+    }
+
+    /// Records sent so far (0 for U/T and processed files).
+    pub(crate) fn records(&self) -> u64 {
+        match self {
+            Self::File(f) => f.records(),
+            Self::Sealed(_) => 0,
+        }
+    }
+
+    /// Octets sent so far.
+    pub(crate) fn units(&self) -> u64 {
+        match self {
+            Self::File(f) => f.units(),
+            Self::Sealed(s) => s.units(),
+        }
+    }
+
+    /// A processed source still waiting for its thread.
+    pub(crate) fn sealed_mut(&mut self) -> Option<&mut SealedSource> {
+        match self {
+            Self::File(_) => None,
+            Self::Sealed(s) => Some(s),
+        }
+    }
 }
 
 /// An open outgoing file.
@@ -194,6 +243,7 @@ mod tests {
                     out.push((d.to_vec(), eor))
                 }
                 Chunk::End => return out,
+                Chunk::Pending => panic!("a local file is never pending"),
             }
         }
         panic!("no end of file")

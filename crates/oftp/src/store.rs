@@ -315,6 +315,13 @@ impl PartialFile {
         Ok(())
     }
 
+    /// Hands buffered bytes to the OS (not durable yet).
+    pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
+        self.writer
+            .flush()
+            .map_err(|e| StoreError::io("flushing", &self.partial_path, e))
+    }
+
     /// Bytes written so far (including any not yet durable).
     pub fn len(&self) -> u64 {
         self.written
@@ -512,6 +519,16 @@ impl BackgroundWriter {
     /// blocking pool: the pool is capped, and receptions holding every pool thread would starve
     /// the journal calls and fsyncs they wait for.
     pub fn spawn(file: PartialFile) -> Result<Self, StoreError> {
+        Self::spawn_tapped(file, None)
+    }
+
+    /// Like [`spawn`](Self::spawn); with a `tap`, every piece is handed on after it was
+    /// written, and the tap is completed when [`finish`](Self::finish) succeeds (dropped, so
+    /// the reader sees an error, however else the thread ends).
+    pub(crate) fn spawn_tapped(
+        file: PartialFile,
+        tap: Option<crate::stream::Tap>,
+    ) -> Result<Self, StoreError> {
         // Unbounded as a channel, bounded by the byte budget: writes take budget before they
         // are sent, the thread gives it back once the bytes are in the page cache.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<WriterCmd>();
@@ -530,6 +547,7 @@ impl BackgroundWriter {
             }
             let budget = CloseOnExit(thread_budget);
             let mut file = file;
+            let mut tap = tap;
             let mut failed: Option<StoreError> = None;
             while let Some(cmd) = rx.blocking_recv() {
                 match cmd {
@@ -541,8 +559,14 @@ impl BackgroundWriter {
                                 failed = Some(e);
                             }
                         }
-                        drop(pieces);
                         budget.0.add_permits(held as usize);
+                        match &mut tap {
+                            // A reader of a file that could not be stored would wait for the
+                            // rest in vain: it sees an error instead.
+                            Some(_) if failed.is_some() => tap = None,
+                            Some(t) => pieces.into_iter().for_each(|p| t.feed(p)),
+                            None => drop(pieces),
+                        }
                     }
                     WriterCmd::Sync(reply) => {
                         let r = match failed.take() {
@@ -557,7 +581,18 @@ impl BackgroundWriter {
                     WriterCmd::Finish(reply) => {
                         let r = match failed.take() {
                             Some(e) => Err(e),
-                            None => Ok(file),
+                            // The reader may go on to read the stored file itself (the
+                            // default `FileServices::open_incoming`): all of it is in the
+                            // file before the stream ends.
+                            None => match file.flush() {
+                                Ok(()) => {
+                                    if let Some(t) = tap.take() {
+                                        t.complete();
+                                    }
+                                    Ok(file)
+                                }
+                                Err(e) => Err(e),
+                            },
                         };
                         let _ = reply.send(r);
                         return;

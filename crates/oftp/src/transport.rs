@@ -7,9 +7,11 @@
 //! [`Connector`]. Today only [`PlainTcp`] exists; a TLS acceptor/connector plugs in without
 //! touching the session driver.
 //!
-//! [`FileServices`] sees every SFID on the way in and out. Today only [`NoFileServices`]
-//! exists: it sends files without services and refuses incoming files that use them with the
-//! matching SFNA reason, so nothing it cannot read is ever acknowledged.
+//! [`FileServices`] sees every SFID on the way in and out. [`NoFileServices`] sends files
+//! without services and refuses incoming files that use them with the matching SFNA reason, so
+//! nothing it cannot read is ever acknowledged; [`crate::security::SecurityContext`] applies
+//! them, streaming: the processed form of a file is produced while it is sent, and a received
+//! file is opened while it arrives.
 
 use std::future::Future;
 use std::io;
@@ -142,6 +144,90 @@ pub trait FileServices: Send + Sync + 'static {
         let hash = transmitted_hash(sfid, copy.as_deref().unwrap_or(source))?;
         Ok((copy, hash))
     }
+
+    /// What the runtime calls for a received file that uses file services, as soon as the
+    /// file is accepted (on a thread of its own): `received` yields the transmitted bytes from
+    /// the first octet while they arrive, and ends only when the complete file is stored (an
+    /// error if the transfer breaks off). Opening the file while it arrives overlaps the work
+    /// with the transfer. The opened file must be left at `data`, durable, once `received` has
+    /// ended (as [`finish_incoming`](Self::finish_incoming) leaves it). Returns what
+    /// [`finish_incoming_with_hash`](Self::finish_incoming_with_hash) returns.
+    ///
+    /// The default waits for the end of the stream, then calls
+    /// [`finish_incoming_with_hash`](Self::finish_incoming_with_hash) on the stored file.
+    fn open_incoming(
+        &self,
+        sfid: &Sfid,
+        received: &mut (dyn io::Read + Send),
+        data: &Path,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        io::copy(received, &mut io::sink()).map_err(|e| ServiceFailure {
+            reason: oftp_proto::codec::EfnaReason::ACCESS_METHOD_FAILURE,
+            text: e.to_string(),
+        })?;
+        self.finish_incoming_with_hash(sfid, data)
+    }
+
+    /// What the runtime calls to send a file: fills the SFID's service fields (SFIDFSIZ may
+    /// be an estimate, as RFC 5024 allows) and says how the file is transmitted: as it is, or
+    /// processed by a [`Seal`] that the runtime runs on a thread of its own while the
+    /// processed bytes are sent (always from position 0: a processed form differs at every
+    /// attempt).
+    ///
+    /// The default calls [`prepare_outgoing_with_hash`](Self::prepare_outgoing_with_hash) and
+    /// streams the processed copy from its file (deleting it afterwards).
+    fn stream_outgoing(&self, sfid: &mut Sfid, source: &Path) -> io::Result<OutgoingPlan> {
+        let (copy, file_hash) = self.prepare_outgoing_with_hash(sfid, source)?;
+        Ok(match copy {
+            None => OutgoingPlan::AsIs { file_hash },
+            Some(copy) => {
+                // The copy is the runtime's: removed once sent, or when the plan is dropped
+                // unsent (the partner refused the file).
+                let copy = RemoveOnDrop(copy);
+                OutgoingPlan::Processed(Box::new(move |out: &mut (dyn io::Write + Send)| {
+                    let mut f = std::fs::File::open(&copy.0)?;
+                    io::copy(&mut f, out)?;
+                    Ok(file_hash)
+                }))
+            }
+        })
+    }
+}
+
+/// Removes a file when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Produces the processed form of an outgoing file into the writer it is given and returns
+/// the hash of the bytes written when the SFID asks for a signed EERP.
+pub type Seal = Box<dyn FnOnce(&mut (dyn io::Write + Send)) -> io::Result<Option<Vec<u8>>> + Send>;
+
+/// How an outgoing file is transmitted (see [`FileServices::stream_outgoing`]).
+pub enum OutgoingPlan {
+    /// The file itself; the hash of it when the SFID asks for a signed EERP.
+    AsIs {
+        /// Hash of the file with the suite's algorithm (for checking a signed EERP).
+        file_hash: Option<Vec<u8>>,
+    },
+    /// Its processed form, produced while it is sent.
+    Processed(Seal),
+}
+
+impl std::fmt::Debug for OutgoingPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AsIs { file_hash } => f
+                .debug_struct("AsIs")
+                .field("file_hash", file_hash)
+                .finish(),
+            Self::Processed(_) => f.write_str("Processed(..)"),
+        }
+    }
 }
 
 /// The hash of a transmitted file for a signed EERP (RFC 5024 5.3.13: the algorithm of the
@@ -192,6 +278,19 @@ impl<T: FileServices> FileServices for std::sync::Arc<T> {
         source: &Path,
     ) -> io::Result<(Option<PathBuf>, Option<Vec<u8>>)> {
         (**self).prepare_outgoing_with_hash(sfid, source)
+    }
+
+    fn open_incoming(
+        &self,
+        sfid: &Sfid,
+        received: &mut (dyn io::Read + Send),
+        data: &Path,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        (**self).open_incoming(sfid, received, data)
+    }
+
+    fn stream_outgoing(&self, sfid: &mut Sfid, source: &Path) -> io::Result<OutgoingPlan> {
+        (**self).stream_outgoing(sfid, source)
     }
 }
 
