@@ -490,6 +490,120 @@ async fn certificate_exchange_replaces_only_by_policy() {
     }
 }
 
+/// A certificate request gets our certificate back: in the same session when the requester
+/// can receive, through the partner's outbox for the next session when it cannot; never when
+/// the partner's `answer_certificate_requests` is off.
+#[tokio::test]
+async fn certificate_request_is_answered_with_a_delivery_of_our_certificate() {
+    let k = keys();
+    let deliver = CertificateExchange::Deliver.virtual_file_name();
+    for answer in [true, false] {
+        let server_seen = Certs::default();
+        let server = secure_server(
+            &k,
+            policy(&k.client.cert, |p| p.answer_certificate_requests = answer),
+            None,
+            server_seen.clone(),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let client_seen = Certs::default();
+        let report = secure_client(&k, &k.client, dir.path(), policy(&k.server.cert, |_| {}))
+            .handler(client_seen.clone())
+            .run(
+                &server.addr(),
+                vec![OutgoingFile::certificate_exchange(
+                    CertificateExchange::Request,
+                    &k.client.cert,
+                )],
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.files[0].1, FileOutcome::Delivered, "answer {answer}");
+        let s = server_seen.0.lock().unwrap().clone();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].kind, CertificateExchange::Request);
+        assert!(s[0].certificate.subject().contains("Client"));
+        assert_eq!(s[0].answered, answer);
+        let c = client_seen.0.lock().unwrap().clone();
+        // Nothing waits in the outbox either way: sent, or never written.
+        assert!(!server.outbox().join(deliver).exists());
+        if !answer {
+            assert!(c.is_empty(), "{c:?}");
+            assert_eq!(report.received.len(), 0);
+            continue;
+        }
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].kind, CertificateExchange::Deliver);
+        let server_cert = oftp_security::Certificate::load(&k.server.cert).unwrap();
+        assert_eq!(
+            c[0].certificate.thumbprint_sha256(),
+            server_cert.thumbprint_sha256()
+        );
+        let stored = oftp_security::Certificate::load(&c[0].stored).unwrap();
+        assert_eq!(stored.thumbprint_sha256(), server_cert.thumbprint_sha256());
+        // The client keeps exchanged certificates beside what it receives.
+        assert!(
+            c[0].stored
+                .starts_with(dir.path().join("received").join("certificates"))
+        );
+        assert!(server.outbox().join("sent").join(deliver).exists());
+    }
+
+    // A requester that only sends: the answer waits in the outbox for its next session.
+    let server_seen = Certs::default();
+    let server = secure_server(
+        &k,
+        policy(&k.client.cert, |_| {}),
+        None,
+        server_seen.clone(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open_in_dir(dir.path()).unwrap();
+    let sec = context(
+        CLIENT_SSID,
+        &local(&k.client, dir.path()),
+        SERVER_SSID,
+        &policy(&k.server.cert, |_| {}),
+        dir.path(),
+    );
+    let send_only = SessionLimits {
+        mode: oftp::config::Mode::Send,
+        ..SessionLimits::default()
+    };
+    let report = Client::new(client_config(dir.path(), send_only), journal.clone())
+        .unwrap()
+        .security(sec)
+        .run(
+            &server.addr(),
+            vec![OutgoingFile::certificate_exchange(
+                CertificateExchange::Request,
+                &k.client.cert,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered);
+    assert!(server_seen.0.lock().unwrap()[0].answered);
+    let waiting = server.outbox().join(deliver);
+    let der = std::fs::read(&waiting).unwrap();
+    let server_cert = oftp_security::Certificate::load(&k.server.cert).unwrap();
+    assert_eq!(der, server_cert.der());
+    // The next session that can receive gets it.
+    let client_seen = Certs::default();
+    let report = secure_client(&k, &k.client, dir.path(), policy(&k.server.cert, |_| {}))
+        .handler(client_seen.clone())
+        .run(&server.addr(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(report.received.len(), 1);
+    let c = client_seen.0.lock().unwrap().clone();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].kind, CertificateExchange::Deliver);
+    assert!(!waiting.exists());
+}
+
 fn tls_identity(leaf: &Leaf) -> TlsIdentity {
     TlsIdentity::load(&id(leaf)).unwrap()
 }
