@@ -292,6 +292,9 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     v2_only: bool,
     /// A write timed out: the partner stopped reading, so nothing more is written (no ESID).
     write_stalled: bool,
+    /// The TLS client certificate the session must belong to (see
+    /// `Acceptor::bound_peer_certificate`).
+    bound_cert: Option<oftp_security::Certificate>,
 }
 
 fn to_wire_time(s: FileStamp) -> VirtualFileTime {
@@ -504,6 +507,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             timer: None,
             v2_only: false,
             write_stalled: false,
+            bound_cert: None,
         }
     }
 
@@ -962,7 +966,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     /// Responder: whether to use secure authentication with this peer, or the ESID to refuse
-    /// it with (1.x over TLS: 10; secure-authentication policy: 12).
+    /// it with (1.x over TLS: 10; a TLS client certificate bound to another partner: 03;
+    /// secure-authentication policy: 12).
     fn responder_security(
         &self,
         peer: &oftp_proto::codec::Ssid,
@@ -972,6 +977,26 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 EsidReason::MODE_INCOMPATIBLE,
                 "sessions over TLS need ODETTE-FTP 2.0 (SSID level 5)".into(),
             ));
+        }
+        if let Some(cert) = &self.bound_cert {
+            // The user code does not fit the identity the transport proved (RFC 5024 ESID
+            // 03: "unknown or invalid Identification Code").
+            let owner = self
+                .shared
+                .security
+                .get()
+                .and_then(|sec| sec.partner_by_ssid(&peer.code))
+                .filter(|p| p.owns_tls_client_certificate(cert));
+            if owner.is_none() {
+                return Err((
+                    EsidReason::USER_CODE_NOT_KNOWN,
+                    format!(
+                        "the TLS client certificate {} does not belong to {}",
+                        cert.subject(),
+                        peer.code.trim_end()
+                    ),
+                ));
+            }
         }
         match self.shared.security.get() {
             // Without security settings we never authenticate; the session refuses a peer
@@ -986,6 +1011,16 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// Sessions on this connection must use OFTP 2.0 (TLS).
     pub(crate) fn require_v2(mut self, v2_only: bool) -> Self {
         self.v2_only = v2_only;
+        self
+    }
+
+    /// The session on this connection must log in as the partner owning `cert` (its TLS
+    /// client certificate).
+    pub(crate) fn bind_peer_certificate(
+        mut self,
+        cert: Option<oftp_security::Certificate>,
+    ) -> Self {
+        self.bound_cert = cert;
         self
     }
 

@@ -869,3 +869,129 @@ async fn a_server_without_security_answers_a_signed_receipt_request_unsigned() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Holds the first incoming transfer in `start_transfer` (after the server has claimed the
+/// file) until released.
+#[derive(Clone, Default)]
+struct HoldFirst {
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Handler for HoldFirst {
+    async fn start_transfer(&self, _s: &SessionInfo, t: &TransferInfo) {
+        if t.direction == Direction::Incoming
+            && self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+        {
+            self.started.notify_one();
+            self.release.notified().await;
+        }
+    }
+}
+
+/// The plain and the TLS listener of one server share the in-progress guard: the same file
+/// offered over TLS while it is being received over plain TCP is refused with SFNA "retry
+/// later", and the first transfer completes. They also share connection ids.
+#[tokio::test]
+async fn plain_and_tls_listeners_share_the_in_progress_guard() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let hold = HoldFirst::default();
+    let plain = Server::new(server_config(dir.path()))
+        .unwrap()
+        .handler(hold.clone());
+    let tls = plain.another_listener(
+        "127.0.0.1:0".parse().unwrap(),
+        TlsAcceptor::new(tls_identity(&k.server)).unwrap(),
+    );
+    let plain = plain.start().await.unwrap();
+    let tls = tls.start().await.unwrap();
+    let (plain_addr, tls_addr) = (
+        plain.local_addr().unwrap().to_string(),
+        tls.local_addr().unwrap().to_string(),
+    );
+    let data = content(200_000, 9);
+    let stamp = oftp::stamp::FileStamp::now();
+    let client = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let src = d.join("SAME");
+        std::fs::write(&src, &data).unwrap();
+        let journal = Journal::open_in_dir(&d).unwrap();
+        let c = Client::new(client_config(&d, SessionLimits::default()), journal).unwrap();
+        (c, OutgoingFile::new(src).stamp(stamp))
+    };
+    let (first, file) = client("first");
+    let first = tokio::spawn(async move { first.run(&plain_addr, vec![file]).await });
+    hold.started.notified().await;
+    assert_eq!(plain.sessions().len(), 1);
+
+    let (second, file) = client("second");
+    let connector = TlsConnector::new(ServerTrust::new().trust_ca_file(&k.pki.ca).unwrap(), None)
+        .unwrap()
+        .server_name("server.example");
+    // Both listeners see the live session, whichever accepted it.
+    assert_eq!(tls.sessions().len(), 1);
+    let report = second
+        .connector(connector)
+        .run(&tls_addr, vec![file])
+        .await
+        .unwrap();
+    match &report.files[0].1 {
+        FileOutcome::Rejected { retry, text, .. } => {
+            assert!(*retry, "{text}");
+            assert!(text.contains("another session"), "{text}");
+        }
+        other => panic!("the second offer must be refused: {other:?}"),
+    }
+    hold.release.notify_one();
+    let report = first.await.unwrap().unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered);
+    let got = std::fs::read(dir.path().join("inbox").join("client").join("SAME")).unwrap();
+    assert_eq!(got, data);
+    tls.shutdown().await;
+    plain.shutdown().await;
+}
+
+/// With client certificates bound to partners, the SSID must be the partner whose
+/// certificate the TLS client presented: the client's own certificate logs in, another valid
+/// certificate from the same CA is refused with ESID 03.
+#[tokio::test]
+async fn tls_client_certificate_must_belong_to_the_partner_logging_in() {
+    let k = keys();
+    let eve = k.pki.leaf("Eve", 9, false);
+    let trust = oftp_security::TrustPolicy::new()
+        .trust([oftp_security::Certificate::load(&k.pki.ca).unwrap()]);
+    let acceptor = TlsAcceptor::new(tls_identity(&k.server))
+        .unwrap()
+        .client_auth(ClientAuth::Required, trust)
+        .unwrap()
+        .bind_client_certificates(true);
+    let server = secure_server(&k, policy(&k.client.cert, |_| {}), Some(acceptor), ()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("BOUND");
+    std::fs::write(&src, content(10_000, 3)).unwrap();
+    for (who, leaf) in [("client", &k.client), ("eve", &eve)] {
+        let d = dir.path().join(who);
+        std::fs::create_dir_all(&d).unwrap();
+        let connector = TlsConnector::new(
+            ServerTrust::new().trust_ca_file(&k.pki.ca).unwrap(),
+            Some(&tls_identity(leaf)),
+        )
+        .unwrap()
+        .server_name("server.example");
+        let result = secure_client(&k, &k.client, &d, policy(&k.server.cert, |_| {}))
+            .connector(connector)
+            .run(&server.addr(), vec![OutgoingFile::new(&src)])
+            .await;
+        if who == "client" {
+            assert_eq!(result.unwrap().files[0].1, FileOutcome::Delivered);
+        } else {
+            let e = result.unwrap_err();
+            assert!(matches!(e, ClientError::Rejected { .. }), "{e:?}");
+            assert!(e.to_string().contains("ESID 03"), "{e}");
+            assert!(e.to_string().contains("Eve"), "{e}");
+        }
+    }
+}
