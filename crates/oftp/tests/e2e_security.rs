@@ -602,6 +602,27 @@ async fn certificate_request_is_answered_with_a_delivery_of_our_certificate() {
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].kind, CertificateExchange::Deliver);
     assert!(!waiting.exists());
+
+    // A request naming someone else as its originator (relayed, or forged) is stored and
+    // reported, never answered: the answer would go to a partner that did not log in.
+    // (The earlier request still waits in the inbox under the same name; take it out.)
+    std::fs::remove_file(server.inbox().join("ODETTE_CERTIFICATE_REQUEST")).unwrap();
+    let client_seen = Certs::default();
+    let mut relayed =
+        OutgoingFile::certificate_exchange(CertificateExchange::Request, &k.client.cert);
+    relayed.originator = Some("O0013OTHER".into());
+    let report = secure_client(&k, &k.client, dir.path(), policy(&k.server.cert, |_| {}))
+        .handler(client_seen.clone())
+        .run(&server.addr(), vec![relayed])
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered);
+    let s = server_seen.0.lock().unwrap().clone();
+    assert_eq!(s.len(), 2);
+    assert!(!s[1].answered);
+    assert!(client_seen.0.lock().unwrap().is_empty());
+    assert_eq!(report.received.len(), 0);
+    assert!(!waiting.exists());
 }
 
 fn tls_identity(leaf: &Leaf) -> TlsIdentity {
