@@ -344,25 +344,24 @@ async fn serve(args: ServeArgs) -> Result<()> {
     )
     .with_context(|| format!("{}: [security] / partners' security", path.display()))?;
     let tls = &f.tls;
-    let mut tls_cfg = cfg.clone();
-    tls_cfg.settings.listen = tls.listen;
     let base = Server::new(cfg)
-        .with_context(|| format!("cannot start the server with {}", path.display()))?;
-    let journal = base.journal().clone();
+        .with_context(|| format!("cannot start the server with {}", path.display()))?
+        .security(sec.clone());
+    // The TLS listener belongs to the same server: one journal, one guard against receiving a
+    // file twice at once, one set of connection ids.
+    let tls_server = if tls.enabled {
+        let acceptor = security::acceptor(&f.security, tls, &sec)
+            .with_context(|| format!("{}: [tls]", path.display()))?;
+        Some(base.another_listener(tls.listen, acceptor))
+    } else {
+        None
+    };
     let mut running = Vec::new();
     if !tls.enabled || tls.plain {
-        running.push(("plain", base.security(sec.clone()).start().await?));
+        running.push(("plain", base.start().await?));
     }
-    if tls.enabled {
-        let acceptor = security::acceptor(&f.security, tls)
-            .with_context(|| format!("{}: [tls]", path.display()))?;
-        // Both listeners share one journal, so duplicates and restarts are seen across them.
-        let server = Server::with_journal(tls_cfg, journal)
-            .security(sec.clone())
-            .acceptor(acceptor)
-            .start()
-            .await?;
-        running.push(("TLS", server));
+    if let Some(server) = tls_server {
+        running.push(("TLS", server.start().await?));
     }
     {
         let mut out = std::io::stdout().lock();

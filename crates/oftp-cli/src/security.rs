@@ -34,6 +34,10 @@ pub(crate) struct TlsSection {
     pub(crate) client_auth: ClientAuthSetting,
     /// CAs for client certificates; defaults to `[security] trusted_cas`.
     pub(crate) client_cas: Vec<PathBuf>,
+    /// Which client certificates are accepted: `any` that validates against `client_cas`, or
+    /// only `partners`' own (each partner's `security.tls_client_cert`, else its
+    /// authentication certificate), and then the session must log in as that partner.
+    pub(crate) client_certs: ClientCertsSetting,
 }
 
 impl TlsSection {
@@ -45,6 +49,7 @@ impl TlsSection {
             && self.identity.is_none()
             && self.client_auth == d.client_auth
             && self.client_cas.is_empty()
+            && self.client_certs == d.client_certs
     }
 }
 
@@ -57,8 +62,21 @@ impl Default for TlsSection {
             identity: None,
             client_auth: ClientAuthSetting::Off,
             client_cas: Vec::new(),
+            client_certs: ClientCertsSetting::Any,
         }
     }
+}
+
+/// `[tls] client_certs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ClientCertsSetting {
+    /// Any certificate that validates (chain to `client_cas`, dates, CRLs).
+    #[default]
+    Any,
+    /// Exactly a configured partner's certificate (SHA-256 match, within its dates), bound to
+    /// that partner's SSID.
+    Partners,
 }
 
 /// `[tls] client_auth`.
@@ -128,6 +146,7 @@ pub(crate) fn resolve_paths(
             &mut s.signature_cert,
             &mut s.receipt_cert,
             &mut s.authentication_cert,
+            &mut s.tls_client_cert,
         ]
         .into_iter()
         .flatten()
@@ -179,8 +198,13 @@ fn trust_policy(security: &LocalSecurityConfig, cas: &[PathBuf]) -> Result<Trust
     Ok(t)
 }
 
-/// The TLS acceptor for `[tls]`, if enabled.
-pub(crate) fn acceptor(security: &LocalSecurityConfig, tls: &TlsSection) -> Result<TlsAcceptor> {
+/// The TLS acceptor for `[tls]`, if enabled. With `client_certs = "partners"` the partners'
+/// certificates come from `sec`, which also follows certificates replaced by an exchange.
+pub(crate) fn acceptor(
+    security: &LocalSecurityConfig,
+    tls: &TlsSection,
+    sec: &Arc<SecurityContext>,
+) -> Result<TlsAcceptor> {
     let id = tls
         .identity
         .as_ref()
@@ -188,12 +212,41 @@ pub(crate) fn acceptor(security: &LocalSecurityConfig, tls: &TlsSection) -> Resu
         .context("[tls] is enabled but neither [tls.identity] nor [security.identity] names a certificate")?;
     let identity = TlsIdentity::load(id)?;
     let acceptor = TlsAcceptor::new(identity)?;
-    let mode = match tls.client_auth {
-        ClientAuthSetting::Off => return Ok(acceptor),
-        ClientAuthSetting::Optional => ClientAuth::Optional,
-        ClientAuthSetting::Required => ClientAuth::Required,
+    let mode = match (tls.client_auth, tls.client_certs) {
+        (ClientAuthSetting::Off, ClientCertsSetting::Any) => return Ok(acceptor),
+        (ClientAuthSetting::Off, ClientCertsSetting::Partners) => bail!(
+            "client_certs = \"partners\" needs client_auth = \"optional\" or \"required\" \
+             (with \"off\" no client certificate is asked for)"
+        ),
+        (ClientAuthSetting::Optional, _) => ClientAuth::Optional,
+        (ClientAuthSetting::Required, _) => ClientAuth::Required,
     };
-    Ok(acceptor.client_auth(mode, trust_policy(security, &tls.client_cas)?)?)
+    let acceptor = acceptor.client_auth(mode, trust_policy(security, &tls.client_cas)?)?;
+    if tls.client_certs == ClientCertsSetting::Any {
+        return Ok(acceptor);
+    }
+    let sec = sec.clone();
+    Ok(acceptor
+        .on_client_certificate(move |c| partner_client_certificate(&sec, c))
+        .bind_client_certificates(true))
+}
+
+/// `client_certs = "partners"`: the presented certificate must be a configured partner's
+/// (pinned by SHA-256, so no chain is needed, as with a pinned server certificate) and within
+/// its validity dates.
+fn partner_client_certificate(sec: &SecurityContext, c: &oftp::tls::ClientCertificate) -> bool {
+    let cert = &c.certificate;
+    let Some(partner) = sec.tls_client_partner(cert) else {
+        tracing::info!(peer = %c.peer, subject = cert.subject(), "TLS client certificate refused: it is no partner's certificate");
+        return false;
+    };
+    let now = std::time::SystemTime::now();
+    if now < cert.not_before() || now > cert.not_after() {
+        tracing::info!(peer = %c.peer, partner = %partner.name, subject = cert.subject(), "TLS client certificate refused: outside its validity dates");
+        return false;
+    }
+    tracing::info!(peer = %c.peer, partner = %partner.name, subject = cert.subject(), "TLS client certificate of a partner accepted");
+    true
 }
 
 /// The TLS connector to call `partner`: its pinned certificate, or its trusted CAs (default

@@ -283,3 +283,152 @@ require_signed_receipts = true
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("SFNA 17"), "{stdout}");
 }
+
+/// Runs `openssl s_client` with `extra` against the TLS listener on `port` and reads until
+/// the server's SSRM ("ODETTE FTP READY") or until the server closes the connection (bounded
+/// by a timeout). Returns whether SSRM arrived, and what was read.
+fn s_client_sees_ssrm(d: &Path, port: u16, extra: &[&str]) -> (bool, String) {
+    use std::io::Read;
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", &addr])
+        .args(extra)
+        .current_dir(d)
+        // Kept open and silent, so s_client waits for the server rather than quitting.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        // SSRM ends in CR, not a newline, so read raw bytes; ends at EOF (server closed).
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("ODETTE FTP READY") {
+                break;
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+    });
+    let out = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| "(timed out)".into());
+    let _ = child.kill();
+    let _ = child.wait();
+    (out.contains("ODETTE FTP READY"), out)
+}
+
+/// `[tls] client_certs = "partners"` with `client_auth = "required"`: only a configured
+/// partner's certificate gets through the handshake (openssl s_client sees SSRM); a stranger's
+/// certificate and no certificate are refused. The plain and TLS listeners run side by side.
+#[test]
+fn tls_client_certificates_must_be_partners_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for name in ["server", "client", "stranger"] {
+        self_signed(d, name);
+    }
+    let (plain_port, tls_port) = (free_port(), free_port());
+    std::fs::write(
+        d.join("server.toml"),
+        format!(
+            r#"
+[local]
+ssid = "O0013SERVER"
+password = "SRVPW"
+
+[server]
+listen = "127.0.0.1:{plain_port}"
+data_dir = "sdata"
+
+[security.identity]
+cert = "server.pem"
+key = "server.key"
+
+[tls]
+enabled = true
+listen = "127.0.0.1:{tls_port}"
+client_auth = "required"
+client_certs = "partners"
+# Both certificates validate, so only the partner check refuses the stranger.
+client_cas = ["client.pem", "stranger.pem"]
+
+[[partners]]
+name = "client"
+ssid = "O0013CLIENT"
+password = "CLIPW"
+
+[partners.security]
+certificate = "client.pem"
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = Command::cargo_bin("oftp")
+        .unwrap()
+        .args(["serve", "--config", "server.toml"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let listening: Vec<String> = (0..2).map(|_| lines.next().unwrap().unwrap()).collect();
+    assert!(listening[1].contains("(TLS)"), "{listening:?}");
+
+    let (ok, out) = s_client_sees_ssrm(d, tls_port, &["-cert", "client.pem", "-key", "client.key"]);
+    assert!(ok, "the partner's certificate must be accepted: {out}");
+    let (ok, out) = s_client_sees_ssrm(
+        d,
+        tls_port,
+        &["-cert", "stranger.pem", "-key", "stranger.key"],
+    );
+    assert!(!ok, "a stranger's certificate must be refused: {out}");
+    let (ok, out) = s_client_sees_ssrm(d, tls_port, &[]);
+    assert!(!ok, "no certificate must be refused: {out}");
+    // The plain listener is unaffected.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_ok());
+}
+
+#[test]
+fn partners_client_certs_need_client_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    self_signed(d, "server");
+    std::fs::write(
+        d.join("server.toml"),
+        r#"
+[local]
+ssid = "O0013SERVER"
+password = "SRVPW"
+
+[server]
+listen = "127.0.0.1:0"
+
+[security.identity]
+cert = "server.pem"
+key = "server.key"
+
+[tls]
+enabled = true
+listen = "127.0.0.1:0"
+client_certs = "partners"
+"#,
+    )
+    .unwrap();
+    let out = Command::cargo_bin("oftp")
+        .unwrap()
+        .args(["serve", "--config", "server.toml"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("client_auth"), "{err}");
+}

@@ -303,6 +303,9 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     v2_only: bool,
     /// A write timed out: the partner stopped reading, so nothing more is written (no ESID).
     write_stalled: bool,
+    /// The TLS client certificate the session must belong to (see
+    /// `Acceptor::bound_peer_certificate`).
+    bound_cert: Option<oftp_security::Certificate>,
 }
 
 fn to_wire_time(s: FileStamp) -> VirtualFileTime {
@@ -515,6 +518,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             timer: None,
             v2_only: false,
             write_stalled: false,
+            bound_cert: None,
         }
     }
 
@@ -972,7 +976,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     /// Responder: whether to use secure authentication with this peer, or the ESID to refuse
-    /// it with (1.x over TLS: 10; secure-authentication policy: 12).
+    /// it with (1.x over TLS: 10; a TLS client certificate bound to another partner: 03;
+    /// secure-authentication policy: 12).
     fn responder_security(
         &self,
         peer: &oftp_proto::codec::Ssid,
@@ -982,6 +987,26 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 EsidReason::MODE_INCOMPATIBLE,
                 "sessions over TLS need ODETTE-FTP 2.0 (SSID level 5)".into(),
             ));
+        }
+        if let Some(cert) = &self.bound_cert {
+            // The user code does not fit the identity the transport proved (RFC 5024 ESID
+            // 03: "unknown or invalid Identification Code").
+            let owner = self
+                .shared
+                .security
+                .get()
+                .and_then(|sec| sec.partner_by_ssid(&peer.code))
+                .filter(|p| p.owns_tls_client_certificate(cert));
+            if owner.is_none() {
+                return Err((
+                    EsidReason::USER_CODE_NOT_KNOWN,
+                    format!(
+                        "the TLS client certificate {} does not belong to {}",
+                        cert.subject(),
+                        peer.code.trim_end()
+                    ),
+                ));
+            }
         }
         match self.shared.security.get() {
             // Without security settings we never authenticate; the session refuses a peer
@@ -996,6 +1021,16 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// Sessions on this connection must use OFTP 2.0 (TLS).
     pub(crate) fn require_v2(mut self, v2_only: bool) -> Self {
         self.v2_only = v2_only;
+        self
+    }
+
+    /// The session on this connection must log in as the partner owning `cert` (its TLS
+    /// client certificate).
+    pub(crate) fn bind_peer_certificate(
+        mut self,
+        cert: Option<oftp_security::Certificate>,
+    ) -> Self {
+        self.bound_cert = cert;
         self
     }
 
@@ -1905,18 +1940,19 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             oftp_proto::codec::SecurityLevel::SIGNED
                 | oftp_proto::codec::SecurityLevel::ENCRYPTED_AND_SIGNED
         );
-        let (orig, file, dir) = (
+        let (orig, file, dir, ctx) = (
             sfid.originator.clone(),
             placed.to_owned(),
             self.shared.data_dir.join("certificates"),
+            sec.clone(),
         );
         let got = tokio::task::spawn_blocking(move || {
-            sec.receive_certificate(&orig, kind, &file, &dir, signed)
+            ctx.receive_certificate(&orig, kind, &file, &dir, signed)
         })
         .await
         .unwrap_or_else(|e| Err(format!("certificate task failed: {e}")));
         match got {
-            Ok(cert) => {
+            Ok(mut cert) => {
                 self.log(
                     LogLevel::Info,
                     format!(
@@ -1932,6 +1968,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     ),
                 )
                 .await;
+                if kind == CertificateExchange::Request {
+                    cert.answered = self.answer_certificate_request(&sec, sfid).await;
+                }
                 if let Some(info) = info {
                     self.handler.certificate_received(info, &cert).await;
                 }
@@ -1944,6 +1983,124 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .await
             }
         }
+    }
+
+    /// Answers a partner's ODETTE_CERTIFICATE_REQUEST with an ODETTE_CERTIFICATE_DELIVER
+    /// carrying our certificate (DER), when the partner's `answer_certificate_requests` allows
+    /// it: in this session when we may still send in it, otherwise from the partner's outbox
+    /// in the next session. The answer goes through the partner's outbox whenever it has one,
+    /// so it is durable before it is offered and survives a broken connection. `true` when an
+    /// answer is on its way.
+    async fn answer_certificate_request(&mut self, sec: &SecurityContext, sfid: &Sfid) -> bool {
+        let origin = sfid.originator.trim_end().to_owned();
+        let Some(params) = &self.params else {
+            return false;
+        };
+        // SFIDORIG is whatever the sender writes: only the partner that logged in to this
+        // session (password, and secure authentication where configured) gets an answer.
+        if !params.partner_sfid.trim_end().eq_ignore_ascii_case(&origin) {
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "certificate request from {origin} arrived in a session with {}: not answered \
+                     (only the partner that logged in is answered)",
+                    params.partner_name
+                ),
+            )
+            .await;
+            return false;
+        }
+        let cert = match sec.certificate_request_answer(&origin) {
+            Ok(Some(c)) => c.clone(),
+            Ok(None) => {
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "certificate request from {origin} not answered automatically \
+                         (answer_certificate_requests is off for this partner)"
+                    ),
+                )
+                .await;
+                return false;
+            }
+            Err(e) => {
+                self.log(
+                    LogLevel::Info,
+                    format!("certificate request from {origin} not answered: {e}"),
+                )
+                .await;
+                return false;
+            }
+        };
+        let can_send_now = self.negotiated.as_ref().is_some_and(|n| n.can_send);
+        let outbox = params.outbox.clone();
+        let kind = CertificateExchange::Deliver;
+        let path = match &outbox {
+            Some(dir) => dir.join(kind.virtual_file_name()),
+            None => self
+                .shared
+                .data_dir
+                .join("certificates")
+                .join("own")
+                .join(format!("{}.cer", cert.thumbprint_sha256_hex())),
+        };
+        let (target, der) = (path.clone(), cert.der().to_vec());
+        let written =
+            tokio::task::spawn_blocking(move || crate::store::write_atomic(&target, &der))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            self.error(format!(
+                "cannot answer the certificate request from {origin}: {e}"
+            ))
+            .await;
+            return false;
+        }
+        let how = match (&outbox, can_send_now) {
+            // The outbox is read at our first turn; after that the answer joins the queue.
+            (Some(_), true) => {
+                if self.outbox_scanned {
+                    self.queue.push_back(Work::File {
+                        file: OutgoingFile::certificate_exchange(kind, &path),
+                        job: None,
+                        from_outbox: true,
+                    });
+                }
+                "in this session"
+            }
+            (Some(_), false) => "in the next session",
+            (None, true) => {
+                self.queue.push_back(Work::File {
+                    file: OutgoingFile::certificate_exchange(kind, &path),
+                    job: None,
+                    from_outbox: false,
+                });
+                "in this session"
+            }
+            (None, false) => {
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "certificate request from {origin} not answered: this session cannot \
+                         send and the partner has no outbox; our certificate is in {}",
+                        path.display()
+                    ),
+                )
+                .await;
+                return false;
+            }
+        };
+        self.log(
+            LogLevel::Info,
+            format!(
+                "answering the certificate request from {origin} with {} ({}) {how}",
+                kind.virtual_file_name(),
+                cert.subject()
+            ),
+        )
+        .await;
+        true
     }
 
     async fn refuse_incoming(&mut self, mut inc: Incoming, reason: EfnaReason, text: String) {

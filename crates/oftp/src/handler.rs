@@ -525,8 +525,10 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// A certificate arrived in an ODETTE_CERTIFICATE_REQUEST/REPLACE/DELIVER file (seed
-    /// `CertificateReceived`); it is stored already. Answer a request by sending an
-    /// `OutgoingFile::certificate_exchange(Deliver, ...)` on the session handle.
+    /// `CertificateReceived`); it is stored already. A request from a configured partner whose
+    /// `answer_certificate_requests` is on (the default) has been answered with our
+    /// certificate already (`certificate.answered`); with the option off, answer it here by
+    /// sending an `OutgoingFile::certificate_exchange(Deliver, ...)` on the session handle.
     fn certificate_received(
         &self,
         session: &SessionInfo,

@@ -176,10 +176,26 @@ async fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError
     socket.listen(backlog.max(1)).map_err(wrap)
 }
 
-/// Binds and starts the supervisor for `service`.
+/// The source of connection ids, shared by every listener of one server so that an id names
+/// one connection whichever listener accepted it.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionIds(Arc<AtomicU64>);
+
+impl ConnectionIds {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(AtomicU64::new(1)))
+    }
+
+    fn next(&self) -> ConnectionId {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Binds and starts the supervisor for `service`; connection ids come from `ids`.
 pub(crate) async fn spawn<S: Service>(
     settings: ServerSettings,
     service: Arc<S>,
+    ids: ConnectionIds,
 ) -> Result<ServerHandle, ServerError> {
     if settings.max_connections == 0 {
         return Err(ServerError::Config(
@@ -199,7 +215,7 @@ pub(crate) async fn spawn<S: Service>(
         active: active.clone(),
         tasks: JoinSet::new(),
         shutdown: ShutdownSignal::new(),
-        next_id: 1,
+        ids,
     };
     let supervisor = tokio::spawn(sup.run(rx));
     Ok(ServerHandle {
@@ -219,7 +235,7 @@ struct Supervisor<S> {
     active: Arc<AtomicU64>,
     tasks: JoinSet<()>,
     shutdown: ShutdownSignal,
-    next_id: ConnectionId,
+    ids: ConnectionIds,
 }
 
 async fn accept(listener: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
@@ -308,11 +324,10 @@ impl<S: Service> Supervisor<S> {
         }
         let local = stream.local_addr().unwrap_or(self.settings.listen);
         let info = ConnectionInfo {
-            id: self.next_id,
+            id: self.ids.next(),
             peer,
             local,
         };
-        self.next_id += 1;
         let _ = stream.set_nodelay(true);
         let service = self.service.clone();
         let shutdown = self.shutdown.clone();
@@ -469,7 +484,7 @@ mod tests {
     #[tokio::test]
     async fn serves_and_stops_and_restarts_listening() {
         let (svc, _rx) = echo(AddressPolicy::default(), false);
-        let server = spawn(settings(), svc).await.unwrap();
+        let server = spawn(settings(), svc, ConnectionIds::new()).await.unwrap();
         let addr = server.local_addr().unwrap();
         assert_eq!(roundtrip(addr).await.unwrap(), b"hello");
 
@@ -491,7 +506,7 @@ mod tests {
             blocked: vec!["127.0.0.1".parse().unwrap()],
         };
         let (svc, _rx) = echo(policy, false);
-        let server = spawn(settings(), svc).await.unwrap();
+        let server = spawn(settings(), svc, ConnectionIds::new()).await.unwrap();
         let out = roundtrip(server.local_addr().unwrap())
             .await
             .unwrap_or_default();
@@ -506,7 +521,7 @@ mod tests {
             max_connections: 1,
             ..settings()
         };
-        let server = spawn(s, svc).await.unwrap();
+        let server = spawn(s, svc, ConnectionIds::new()).await.unwrap();
         let addr = server.local_addr().unwrap();
         let mut first = TcpStream::connect(addr).await.unwrap();
         let mut ready = [0u8; 5];
@@ -522,7 +537,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_signals_graceful_then_forced() {
         let (svc, mut seen) = echo(AddressPolicy::default(), true);
-        let server = spawn(settings(), svc).await.unwrap();
+        let server = spawn(settings(), svc, ConnectionIds::new()).await.unwrap();
         let mut c = TcpStream::connect(server.local_addr().unwrap())
             .await
             .unwrap();
@@ -536,14 +551,16 @@ mod tests {
     #[tokio::test]
     async fn bind_error_names_the_address() {
         let (svc, _rx) = echo(AddressPolicy::default(), false);
-        let first = spawn(settings(), svc.clone()).await.unwrap();
+        let first = spawn(settings(), svc.clone(), ConnectionIds::new())
+            .await
+            .unwrap();
         let taken = first.local_addr().unwrap();
         let s = ServerSettings {
             listen: taken,
             ..settings()
         };
         // SO_REUSEADDR does not allow two listeners on one port.
-        let err = spawn(s, svc).await.unwrap_err();
+        let err = spawn(s, svc, ConnectionIds::new()).await.unwrap_err();
         assert!(err.to_string().contains(&taken.to_string()), "{err}");
         first.shutdown().await;
     }

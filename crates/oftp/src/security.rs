@@ -280,6 +280,14 @@ pub struct PartnerSecurityConfig {
     /// A received ODETTE_CERTIFICATE_REPLACE may replace the partner's configured
     /// certificate (default false: it is stored for review only).
     pub accept_certificate_replace: bool,
+    /// Answer an ODETTE_CERTIFICATE_REQUEST from this partner with an
+    /// ODETTE_CERTIFICATE_DELIVER carrying our certificate (default true). Off: the request is
+    /// only stored and reported to `Handler::certificate_received`, which may answer itself.
+    pub answer_certificate_requests: bool,
+    /// The certificate this partner presents as a TLS client (default: its authentication
+    /// certificate). A TLS listener that binds client certificates to partners accepts
+    /// exactly these.
+    pub tls_client_cert: Option<PathBuf>,
 }
 
 impl Default for PartnerSecurityConfig {
@@ -297,6 +305,8 @@ impl Default for PartnerSecurityConfig {
             require_signed_receipts: false,
             send: SendSecurity::default(),
             accept_certificate_replace: false,
+            answer_certificate_requests: true,
+            tls_client_cert: None,
         }
     }
 }
@@ -312,6 +322,8 @@ pub enum PartnerCertUse {
     Receipt,
     /// Enveloping challenges to the partner.
     Authentication,
+    /// The partner's TLS client certificate (its own, or else the authentication one).
+    TlsClient,
 }
 
 impl PartnerCertUse {
@@ -321,6 +333,7 @@ impl PartnerCertUse {
             PartnerCertUse::Signature => "signature",
             PartnerCertUse::Receipt => "receipt",
             PartnerCertUse::Authentication => "authentication",
+            PartnerCertUse::TlsClient => "TLS client",
         }
     }
 }
@@ -348,6 +361,15 @@ impl PartnerSecurity {
             .unwrap_or_else(|p| p.into_inner())
             .get(&usage)
             .cloned()
+    }
+
+    /// Whether `presented` is this partner's TLS client certificate (its `tls_client_cert`,
+    /// else its authentication certificate), compared by SHA-256 thumbprint.
+    pub fn owns_tls_client_certificate(&self, presented: &Certificate) -> bool {
+        let mine = self
+            .certificate(PartnerCertUse::TlsClient)
+            .or_else(|| self.certificate(PartnerCertUse::Authentication));
+        mine.is_some_and(|c| c.thumbprint_sha256() == presented.thumbprint_sha256())
     }
 }
 
@@ -1043,6 +1065,14 @@ impl SecurityContextBuilder {
                 certs.insert(usage, load(p, usage.name())?);
             }
         }
+        // Without its own file the TLS client certificate follows the authentication one
+        // (also when a certificate exchange replaces that): see `PartnerSecurity::tls_client`.
+        if let Some(p) = &config.tls_client_cert {
+            certs.insert(
+                PartnerCertUse::TlsClient,
+                load(p, PartnerCertUse::TlsClient.name())?,
+            );
+        }
         if CipherSuite::from_code(config.send.cipher_suite).is_err() {
             return Err(SecurityConfigError::Invalid(format!(
                 "partner {name}: send.cipher_suite {} is not 1-6",
@@ -1306,6 +1336,10 @@ pub struct ReceivedCertificate {
     /// partner's `accept_certificate_replace` allows it, the file was signed by the partner and
     /// the certificate validates).
     pub replaced: bool,
+    /// For a request: the runtime answered it with an ODETTE_CERTIFICATE_DELIVER carrying our
+    /// certificate (the partner's `answer_certificate_requests`). `false`: not answered, the
+    /// handler may answer with `OutgoingFile::certificate_exchange(Deliver, ...)`.
+    pub answered: bool,
 }
 
 impl SecurityContext {
@@ -1405,7 +1439,56 @@ impl SecurityContext {
             stored,
             status,
             replaced,
+            answered: false,
         })
+    }
+}
+
+impl SecurityContext {
+    /// Our certificate as a partner needs it (seed: one `Certificate` for everything): the
+    /// signing certificate, else the decryption, authentication or receipt-signing one,
+    /// whichever is configured first.
+    pub fn own_certificate(&self) -> Option<&Certificate> {
+        [
+            CertificateUse::Signing,
+            CertificateUse::Decryption,
+            CertificateUse::SessionAuthentication,
+            CertificateUse::ReceiptSigning,
+        ]
+        .into_iter()
+        .find_map(|u| self.identity(u))
+        .map(Identity::certificate)
+    }
+
+    /// What to answer an ODETTE_CERTIFICATE_REQUEST from `originator` (its SFID code) with:
+    /// `Ok(Some(cert))` our certificate, `Ok(None)` nothing because the partner's
+    /// `answer_certificate_requests` is off, `Err` nothing because the originator is not a
+    /// configured partner or we have no certificate (the text says which).
+    pub fn certificate_request_answer(
+        &self,
+        originator: &str,
+    ) -> Result<Option<&Certificate>, String> {
+        let partner = self.partner_by_sfid(originator).ok_or_else(|| {
+            format!(
+                "{} is not a configured partner; certificate requests are answered only for partners",
+                originator.trim_end()
+            )
+        })?;
+        if !partner.config.answer_certificate_requests {
+            return Ok(None);
+        }
+        self.own_certificate().map(Some).ok_or_else(|| {
+            "no local certificate is configured ([security.identity] or [security.signing])"
+                .to_owned()
+        })
+    }
+
+    /// The partner whose TLS client certificate `presented` is (see
+    /// [`PartnerSecurity::owns_tls_client_certificate`]).
+    pub fn tls_client_partner(&self, presented: &Certificate) -> Option<&PartnerSecurity> {
+        self.partners
+            .iter()
+            .find(|p| p.owns_tls_client_certificate(presented))
     }
 }
 

@@ -80,12 +80,18 @@ pub enum StartError {
 }
 
 /// An OFTP server: configuration, handler, transport acceptor and file services.
+///
+/// One server may listen on several addresses with different transports (plain TCP and TLS):
+/// [`another_listener`](Self::another_listener) makes a second listener that shares
+/// everything per-server with the first.
 pub struct Server<H: Handler = (), A: Acceptor = PlainTcp, F: FileServices = NoFileServices> {
     shared: Arc<Shared>,
     settings: ServerSettings,
     handler: Arc<H>,
     acceptor: Arc<A>,
     services: Arc<F>,
+    sessions: Arc<listener::Registry<SessionHandle>>,
+    ids: listener::ConnectionIds,
 }
 
 impl Server {
@@ -119,6 +125,8 @@ impl Server {
             handler: Arc::new(()),
             acceptor: Arc::new(PlainTcp),
             services: Arc::new(NoFileServices),
+            sessions: Arc::new(listener::Registry::new()),
+            ids: listener::ConnectionIds::new(),
         }
     }
 }
@@ -132,6 +140,8 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
             handler: Arc::new(handler),
             acceptor: self.acceptor,
             services: self.services,
+            sessions: self.sessions,
+            ids: self.ids,
         }
     }
 
@@ -143,6 +153,8 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
             handler: self.handler,
             acceptor: Arc::new(acceptor),
             services: self.services,
+            sessions: self.sessions,
+            ids: self.ids,
         }
     }
 
@@ -154,12 +166,40 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
             handler: self.handler,
             acceptor: self.acceptor,
             services: Arc::new(services),
+            sessions: self.sessions,
+            ids: self.ids,
         }
     }
 
     /// The journal this server records into.
     pub fn journal(&self) -> &Journal {
         &self.shared.journal
+    }
+
+    /// A second listener of this server on `listen` with its own transport (e.g. TLS beside
+    /// plain TCP). It shares everything per-server: the journal, the guard that keeps one
+    /// partner's file from being received in two sessions at once, partners, security, the
+    /// handler, file services, connection ids and the live-session registry (each
+    /// [`RunningServer`] sees the sessions of both). Limits of [`ServerSettings`] other than
+    /// the address (connection limit, timeouts, address lists) are this server's, applied per
+    /// listener. Set [`security`](Self::security) before calling this so both use it.
+    pub fn another_listener<A2: Acceptor>(
+        &self,
+        listen: std::net::SocketAddr,
+        acceptor: A2,
+    ) -> Server<H, A2, F> {
+        Server {
+            shared: self.shared.clone(),
+            settings: ServerSettings {
+                listen,
+                ..self.settings.clone()
+            },
+            handler: self.handler.clone(),
+            acceptor: Arc::new(acceptor),
+            services: self.services.clone(),
+            sessions: self.sessions.clone(),
+            ids: self.ids.clone(),
+        }
     }
 
     /// Uses OFTP 2.0 security: `security` becomes the file services (sign/compress/encrypt,
@@ -177,12 +217,14 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
             handler: self.handler,
             acceptor: self.acceptor,
             services: Arc::new(security),
+            sessions: self.sessions,
+            ids: self.ids,
         }
     }
 
     /// Binds the listening socket and starts serving (seed `StartListening`).
     pub async fn start(self) -> Result<RunningServer, ServerError> {
-        let sessions = Arc::new(listener::Registry::new());
+        let sessions = self.sessions;
         let service = Arc::new(Service {
             shared: self.shared.clone(),
             handler: self.handler,
@@ -191,7 +233,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
             addresses: self.settings.addresses.clone(),
             sessions: sessions.clone(),
         });
-        let handle = listener::spawn(self.settings, service).await?;
+        let handle = listener::spawn(self.settings, service, self.ids).await?;
         Ok(RunningServer {
             handle,
             sessions,
@@ -278,6 +320,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> listener::Service for Service<H, 
                 return;
             }
         };
+        let bound = self.acceptor.bound_peer_certificate(&io);
         let (handle, requests) = SessionHandle::new(info.id);
         self.sessions.insert(info.id, handle.clone());
         let conn = Connection::responder(
@@ -290,7 +333,8 @@ impl<H: Handler, A: Acceptor, F: FileServices> listener::Service for Service<H, 
             handle,
             requests,
         )
-        .require_v2(self.acceptor.requires_v2());
+        .require_v2(self.acceptor.requires_v2())
+        .bind_peer_certificate(bound);
         let report = conn.run().await;
         self.sessions.remove(info.id);
         tracing::debug!(conn = info.id, ended = %report.ended.description, "connection finished");

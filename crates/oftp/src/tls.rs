@@ -196,6 +196,7 @@ pub struct TlsAcceptor {
     on_client_cert: Option<ClientCertHook>,
     on_status: Option<StatusHook>,
     handshake_timeout: std::time::Duration,
+    bind_client_certificates: bool,
 }
 
 /// How long a TLS handshake may take before the connection is dropped (a peer that connects
@@ -225,6 +226,7 @@ impl TlsAcceptor {
             on_client_cert: None,
             on_status: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            bind_client_certificates: false,
         })
     }
 
@@ -261,6 +263,17 @@ impl TlsAcceptor {
         hook: impl Fn(&ClientCertificate) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.on_client_cert = Some(Arc::new(hook));
+        self
+    }
+
+    /// Binds client certificates to partners: a session on a connection whose client
+    /// presented a certificate must log in (SSID) as the partner that owns it (the partner's
+    /// `tls_client_cert`, else its authentication certificate, in the server's
+    /// [`SecurityContext`](crate::security::SecurityContext)); another SSID, or a server without
+    /// a security context, is refused with ESID 03. Connections without a client certificate
+    /// (client authentication `Optional`) are not affected.
+    pub fn bind_client_certificates(mut self, bind: bool) -> Self {
+        self.bind_client_certificates = bind;
         self
     }
 
@@ -401,6 +414,17 @@ impl Acceptor for TlsAcceptor {
 
     fn requires_v2(&self) -> bool {
         true
+    }
+
+    fn bound_peer_certificate(&self, stream: &Self::Stream) -> Option<Certificate> {
+        if !self.bind_client_certificates {
+            return None;
+        }
+        let (_, conn) = stream.get_ref();
+        // The handshake has parsed and accepted this certificate already.
+        conn.peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| Certificate::from_der(c).ok())
     }
 }
 

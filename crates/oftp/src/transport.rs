@@ -38,6 +38,16 @@ pub trait Acceptor: Send + Sync + 'static {
     fn requires_v2(&self) -> bool {
         false
     }
+
+    /// The certificate the peer authenticated this transport with, when the session on it
+    /// must log in as the partner that owns that certificate (a TLS client certificate bound
+    /// to partners: [`TlsAcceptor::bind_client_certificates`](crate::tls::TlsAcceptor::bind_client_certificates));
+    /// an SSID for another partner is then refused with ESID 03. `None` (the default): any
+    /// partner may log in, by the password rules alone.
+    fn bound_peer_certificate(&self, stream: &Self::Stream) -> Option<oftp_security::Certificate> {
+        let _ = stream;
+        None
+    }
 }
 
 /// Opens the session's transport to a partner (e.g. TCP then TLS).

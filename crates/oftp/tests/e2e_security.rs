@@ -490,6 +490,141 @@ async fn certificate_exchange_replaces_only_by_policy() {
     }
 }
 
+/// A certificate request gets our certificate back: in the same session when the requester
+/// can receive, through the partner's outbox for the next session when it cannot; never when
+/// the partner's `answer_certificate_requests` is off.
+#[tokio::test]
+async fn certificate_request_is_answered_with_a_delivery_of_our_certificate() {
+    let k = keys();
+    let deliver = CertificateExchange::Deliver.virtual_file_name();
+    for answer in [true, false] {
+        let server_seen = Certs::default();
+        let server = secure_server(
+            &k,
+            policy(&k.client.cert, |p| p.answer_certificate_requests = answer),
+            None,
+            server_seen.clone(),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let client_seen = Certs::default();
+        let report = secure_client(&k, &k.client, dir.path(), policy(&k.server.cert, |_| {}))
+            .handler(client_seen.clone())
+            .run(
+                &server.addr(),
+                vec![OutgoingFile::certificate_exchange(
+                    CertificateExchange::Request,
+                    &k.client.cert,
+                )],
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.files[0].1, FileOutcome::Delivered, "answer {answer}");
+        let s = server_seen.0.lock().unwrap().clone();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].kind, CertificateExchange::Request);
+        assert!(s[0].certificate.subject().contains("Client"));
+        assert_eq!(s[0].answered, answer);
+        let c = client_seen.0.lock().unwrap().clone();
+        // Nothing waits in the outbox either way: sent, or never written.
+        assert!(!server.outbox().join(deliver).exists());
+        if !answer {
+            assert!(c.is_empty(), "{c:?}");
+            assert_eq!(report.received.len(), 0);
+            continue;
+        }
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].kind, CertificateExchange::Deliver);
+        let server_cert = oftp_security::Certificate::load(&k.server.cert).unwrap();
+        assert_eq!(
+            c[0].certificate.thumbprint_sha256(),
+            server_cert.thumbprint_sha256()
+        );
+        let stored = oftp_security::Certificate::load(&c[0].stored).unwrap();
+        assert_eq!(stored.thumbprint_sha256(), server_cert.thumbprint_sha256());
+        // The client keeps exchanged certificates beside what it receives.
+        assert!(
+            c[0].stored
+                .starts_with(dir.path().join("received").join("certificates"))
+        );
+        assert!(server.outbox().join("sent").join(deliver).exists());
+    }
+
+    // A requester that only sends: the answer waits in the outbox for its next session.
+    let server_seen = Certs::default();
+    let server = secure_server(
+        &k,
+        policy(&k.client.cert, |_| {}),
+        None,
+        server_seen.clone(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open_in_dir(dir.path()).unwrap();
+    let sec = context(
+        CLIENT_SSID,
+        &local(&k.client, dir.path()),
+        SERVER_SSID,
+        &policy(&k.server.cert, |_| {}),
+        dir.path(),
+    );
+    let send_only = SessionLimits {
+        mode: oftp::config::Mode::Send,
+        ..SessionLimits::default()
+    };
+    let report = Client::new(client_config(dir.path(), send_only), journal.clone())
+        .unwrap()
+        .security(sec)
+        .run(
+            &server.addr(),
+            vec![OutgoingFile::certificate_exchange(
+                CertificateExchange::Request,
+                &k.client.cert,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered);
+    assert!(server_seen.0.lock().unwrap()[0].answered);
+    let waiting = server.outbox().join(deliver);
+    let der = std::fs::read(&waiting).unwrap();
+    let server_cert = oftp_security::Certificate::load(&k.server.cert).unwrap();
+    assert_eq!(der, server_cert.der());
+    // The next session that can receive gets it.
+    let client_seen = Certs::default();
+    let report = secure_client(&k, &k.client, dir.path(), policy(&k.server.cert, |_| {}))
+        .handler(client_seen.clone())
+        .run(&server.addr(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(report.received.len(), 1);
+    let c = client_seen.0.lock().unwrap().clone();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].kind, CertificateExchange::Deliver);
+    assert!(!waiting.exists());
+
+    // A request naming someone else as its originator (relayed, or forged) is stored and
+    // reported, never answered: the answer would go to a partner that did not log in.
+    // (The earlier request still waits in the inbox under the same name; take it out.)
+    std::fs::remove_file(server.inbox().join("ODETTE_CERTIFICATE_REQUEST")).unwrap();
+    let client_seen = Certs::default();
+    let mut relayed =
+        OutgoingFile::certificate_exchange(CertificateExchange::Request, &k.client.cert);
+    relayed.originator = Some("O0013OTHER".into());
+    let report = secure_client(&k, &k.client, dir.path(), policy(&k.server.cert, |_| {}))
+        .handler(client_seen.clone())
+        .run(&server.addr(), vec![relayed])
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered);
+    let s = server_seen.0.lock().unwrap().clone();
+    assert_eq!(s.len(), 2);
+    assert!(!s[1].answered);
+    assert!(client_seen.0.lock().unwrap().is_empty());
+    assert_eq!(report.received.len(), 0);
+    assert!(!waiting.exists());
+}
+
 fn tls_identity(leaf: &Leaf) -> TlsIdentity {
     TlsIdentity::load(&id(leaf)).unwrap()
 }
@@ -753,5 +888,131 @@ async fn a_server_without_security_answers_a_signed_receipt_request_unsigned() {
     match &report.files[0].1 {
         FileOutcome::EndResponseRejected { text } => assert!(text.contains("not signed"), "{text}"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// Holds the first incoming transfer in `start_transfer` (after the server has claimed the
+/// file) until released.
+#[derive(Clone, Default)]
+struct HoldFirst {
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Handler for HoldFirst {
+    async fn start_transfer(&self, _s: &SessionInfo, t: &TransferInfo) {
+        if t.direction == Direction::Incoming
+            && self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+        {
+            self.started.notify_one();
+            self.release.notified().await;
+        }
+    }
+}
+
+/// The plain and the TLS listener of one server share the in-progress guard: the same file
+/// offered over TLS while it is being received over plain TCP is refused with SFNA "retry
+/// later", and the first transfer completes. They also share connection ids.
+#[tokio::test]
+async fn plain_and_tls_listeners_share_the_in_progress_guard() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let hold = HoldFirst::default();
+    let plain = Server::new(server_config(dir.path()))
+        .unwrap()
+        .handler(hold.clone());
+    let tls = plain.another_listener(
+        "127.0.0.1:0".parse().unwrap(),
+        TlsAcceptor::new(tls_identity(&k.server)).unwrap(),
+    );
+    let plain = plain.start().await.unwrap();
+    let tls = tls.start().await.unwrap();
+    let (plain_addr, tls_addr) = (
+        plain.local_addr().unwrap().to_string(),
+        tls.local_addr().unwrap().to_string(),
+    );
+    let data = content(200_000, 9);
+    let stamp = oftp::stamp::FileStamp::now();
+    let client = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let src = d.join("SAME");
+        std::fs::write(&src, &data).unwrap();
+        let journal = Journal::open_in_dir(&d).unwrap();
+        let c = Client::new(client_config(&d, SessionLimits::default()), journal).unwrap();
+        (c, OutgoingFile::new(src).stamp(stamp))
+    };
+    let (first, file) = client("first");
+    let first = tokio::spawn(async move { first.run(&plain_addr, vec![file]).await });
+    hold.started.notified().await;
+    assert_eq!(plain.sessions().len(), 1);
+
+    let (second, file) = client("second");
+    let connector = TlsConnector::new(ServerTrust::new().trust_ca_file(&k.pki.ca).unwrap(), None)
+        .unwrap()
+        .server_name("server.example");
+    // Both listeners see the live session, whichever accepted it.
+    assert_eq!(tls.sessions().len(), 1);
+    let report = second
+        .connector(connector)
+        .run(&tls_addr, vec![file])
+        .await
+        .unwrap();
+    match &report.files[0].1 {
+        FileOutcome::Rejected { retry, text, .. } => {
+            assert!(*retry, "{text}");
+            assert!(text.contains("another session"), "{text}");
+        }
+        other => panic!("the second offer must be refused: {other:?}"),
+    }
+    hold.release.notify_one();
+    let report = first.await.unwrap().unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered);
+    let got = std::fs::read(dir.path().join("inbox").join("client").join("SAME")).unwrap();
+    assert_eq!(got, data);
+    tls.shutdown().await;
+    plain.shutdown().await;
+}
+
+/// With client certificates bound to partners, the SSID must be the partner whose
+/// certificate the TLS client presented: the client's own certificate logs in, another valid
+/// certificate from the same CA is refused with ESID 03.
+#[tokio::test]
+async fn tls_client_certificate_must_belong_to_the_partner_logging_in() {
+    let k = keys();
+    let eve = k.pki.leaf("Eve", 9, false);
+    let trust = oftp_security::TrustPolicy::new()
+        .trust([oftp_security::Certificate::load(&k.pki.ca).unwrap()]);
+    let acceptor = TlsAcceptor::new(tls_identity(&k.server))
+        .unwrap()
+        .client_auth(ClientAuth::Required, trust)
+        .unwrap()
+        .bind_client_certificates(true);
+    let server = secure_server(&k, policy(&k.client.cert, |_| {}), Some(acceptor), ()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("BOUND");
+    std::fs::write(&src, content(10_000, 3)).unwrap();
+    for (who, leaf) in [("client", &k.client), ("eve", &eve)] {
+        let d = dir.path().join(who);
+        std::fs::create_dir_all(&d).unwrap();
+        let connector = TlsConnector::new(
+            ServerTrust::new().trust_ca_file(&k.pki.ca).unwrap(),
+            Some(&tls_identity(leaf)),
+        )
+        .unwrap()
+        .server_name("server.example");
+        let result = secure_client(&k, &k.client, &d, policy(&k.server.cert, |_| {}))
+            .connector(connector)
+            .run(&server.addr(), vec![OutgoingFile::new(&src)])
+            .await;
+        if who == "client" {
+            assert_eq!(result.unwrap().files[0].1, FileOutcome::Delivered);
+        } else {
+            let e = result.unwrap_err();
+            assert!(matches!(e, ClientError::Rejected { .. }), "{e:?}");
+            assert!(e.to_string().contains("ESID 03"), "{e}");
+            assert!(e.to_string().contains("Eve"), "{e}");
+        }
     }
 }

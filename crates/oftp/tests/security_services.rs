@@ -613,3 +613,56 @@ fn challenges_and_receipts_between_two_contexts() {
     assert!(s.b.requires_signed_receipts(ME));
     assert!(!s.a.requires_signed_receipts(PARTNER));
 }
+
+#[test]
+fn certificate_request_answers_and_tls_client_certificates() {
+    use oftp_security::Certificate;
+    let pki = Pki::new();
+    let (a, b, b_tls, eve) = (
+        pki.leaf("Alice", 2, false),
+        pki.leaf("Bob", 3, false),
+        pki.leaf("Bob TLS", 4, false),
+        pki.leaf("Eve", 5, false),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let build = |local: &LocalSecurityConfig, policy: &PartnerSecurityConfig| {
+        SecurityContext::builder(ME, local, dir.path().into())
+            .unwrap()
+            .partner("bob", PARTNER, PARTNER, policy)
+            .unwrap()
+            .build()
+    };
+    let load = |leaf: &Leaf| Certificate::load(&leaf.cert).unwrap();
+    let mut policy = partner_cfg(&b.cert, SendSecurity::default());
+    let ctx = build(&local(&a, dir.path()), &policy);
+    // Answered by default, with our certificate; never for an unknown originator.
+    let answer = ctx.certificate_request_answer(PARTNER).unwrap().unwrap();
+    assert_eq!(answer.thumbprint_sha256(), load(&a).thumbprint_sha256());
+    let e = ctx.certificate_request_answer("O0013NOBODY").unwrap_err();
+    assert!(
+        e.contains("O0013NOBODY") && e.contains("not a configured partner"),
+        "{e}"
+    );
+    // Without any local certificate there is nothing to answer with.
+    let bare = build(&LocalSecurityConfig::default(), &policy);
+    assert!(bare.own_certificate().is_none());
+    let e = bare.certificate_request_answer(PARTNER).unwrap_err();
+    assert!(e.contains("no local certificate"), "{e}");
+    // Off: the handler decides.
+    policy.answer_certificate_requests = false;
+    let off = build(&local(&a, dir.path()), &policy);
+    assert!(off.certificate_request_answer(PARTNER).unwrap().is_none());
+
+    // TLS client certificate: the authentication certificate by default ...
+    assert_eq!(ctx.tls_client_partner(&load(&b)).unwrap().name, "bob");
+    assert!(ctx.tls_client_partner(&load(&eve)).is_none());
+    assert!(ctx.tls_client_partner(&load(&b_tls)).is_none());
+    // ... or exactly the configured TLS client certificate.
+    policy.tls_client_cert = Some(b_tls.cert.clone());
+    let pinned = build(&local(&a, dir.path()), &policy);
+    assert_eq!(
+        pinned.tls_client_partner(&load(&b_tls)).unwrap().name,
+        "bob"
+    );
+    assert!(pinned.tls_client_partner(&load(&b)).is_none());
+}
