@@ -114,12 +114,12 @@ pub enum FetchError {
         detail: String,
     },
     /// The server did not answer in time.
-    #[error("CRL distribution point {url} did not answer within {secs} s")]
+    #[error("CRL distribution point {url} did not answer in time ({detail})")]
     Timeout {
         /// The distribution point.
         url: String,
-        /// The limit that was exceeded.
-        secs: u64,
+        /// Which limit was exceeded.
+        detail: String,
     },
     /// The server answered with an HTTP error status.
     #[error("CRL distribution point {url} answered HTTP status {status}")]
@@ -174,6 +174,8 @@ pub(crate) struct FetchedCrl {
     pub(crate) this_update: i64,
     /// nextUpdate, UNIX seconds (webpki requires it, so every usable CRL has one).
     pub(crate) next_update: i64,
+    /// The issuer Name's content as webpki compares it.
+    pub(crate) issuer: Vec<u8>,
 }
 
 /// Tolerated clock difference when checking thisUpdate.
@@ -225,9 +227,12 @@ impl CrlFetcher {
                 url: url.to_owned(),
                 status,
             },
-            ureq::Error::Timeout(_) => FetchError::Timeout {
+            ureq::Error::Timeout(which) => FetchError::Timeout {
                 url: url.to_owned(),
-                secs: self.options.timeout.as_secs(),
+                detail: format!(
+                    "{which} timeout; limits: {:?} to connect, {:?} in total",
+                    self.options.connect_timeout, self.options.timeout
+                ),
             },
             ureq::Error::TooManyRedirects => FetchError::TooManyRedirects {
                 url: url.to_owned(),
@@ -266,7 +271,11 @@ fn decode(url: &str, body: &[u8]) -> Result<FetchedCrl, FetchError> {
     } else {
         body.to_vec()
     };
-    webpki::OwnedCertRevocationList::from_der(&der).map_err(|e| not_a_crl(format!("{e:?}")))?;
+    // The owned form parses every entry, so a malformed CRL is refused here, once; later
+    // validations use the cheap borrowed form.
+    let owned =
+        webpki::OwnedCertRevocationList::from_der(&der).map_err(|e| not_a_crl(format!("{e:?}")))?;
+    let issuer = webpki::CertRevocationList::from(owned).issuer().to_vec();
     let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
         .map_err(|e| not_a_crl(e.to_string()))?;
     let next_update = parsed
@@ -276,6 +285,7 @@ fn decode(url: &str, body: &[u8]) -> Result<FetchedCrl, FetchError> {
     Ok(FetchedCrl {
         this_update: parsed.last_update().timestamp(),
         next_update,
+        issuer,
         der,
     })
 }
@@ -351,7 +361,8 @@ impl DpCache {
                 None => Err(error.clone()),
             };
         }
-        let retry = self.fetcher.options.retry_after_failure.as_secs() as i64;
+        let retry =
+            i64::try_from(self.fetcher.options.retry_after_failure.as_secs()).unwrap_or(i64::MAX);
         match self.fetcher.fetch(url, now) {
             Ok(crl) => {
                 // A CRL already past nextUpdate when fetched is kept for the retry interval

@@ -380,8 +380,8 @@ impl TrustPolicy {
             .collect();
         let mut unknown = Vec::new();
         // The end entity: its CRL must cover it (Deny), or its status is unknown.
-        if let Some(crl) = self.dp_crl(cache, cert, now, &mut unknown) {
-            let list = parse_dp_crl(&crl.0.der, &subject)?;
+        if let Some((crl, url)) = self.dp_crl(cache, cert, now, &mut unknown) {
+            let list = parse_dp_crl(&crl.der, &subject)?;
             let refs = [&list];
             let result = ee.verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
@@ -396,19 +396,21 @@ impl TrustPolicy {
                 ),
                 None,
             );
-            dp_outcome(result, &crl.1, &subject, &mut unknown)?;
+            dp_outcome(result, &url, &subject, &mut unknown)?;
         }
         // The intermediates: every CRL their distribution points gave, checked in one pass
         // over the chain (webpki picks each certificate's CRL by issuer name).
-        let mut ca_crls = Vec::new();
-        for ca in &path_intermediates {
-            if let Some(crl) = self.dp_crl(cache, ca, now, &mut unknown) {
-                ca_crls.push((parse_dp_crl(&crl.0.der, ca.subject())?, crl.1));
-            }
-        }
-        if !ca_crls.is_empty() {
-            let refs: Vec<&CertRevocationList<'_>> = ca_crls.iter().map(|(c, _)| c).collect();
-            let urls: Vec<&str> = ca_crls.iter().map(|(_, u)| u.as_str()).collect();
+        let fetched: Vec<(Arc<FetchedCrl>, String)> = path_intermediates
+            .iter()
+            .filter_map(|ca| self.dp_crl(cache, ca, now, &mut unknown))
+            .collect();
+        if !fetched.is_empty() {
+            let lists = fetched
+                .iter()
+                .map(|(crl, _)| parse_dp_crl(&crl.der, &subject))
+                .collect::<Result<Vec<_>, _>>()?;
+            let refs: Vec<&CertRevocationList<'_>> = lists.iter().collect();
+            let urls: Vec<&str> = fetched.iter().map(|(_, u)| u.as_str()).collect();
             let result = ee.verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
                 &anchors,
@@ -477,7 +479,7 @@ impl TrustPolicy {
                 continue;
             }
             match cache.get(uri, now) {
-                Ok(crl) if issued_by_issuer_of(&crl.der, cert) => {
+                Ok(crl) if issued_by_issuer_of(&crl, cert) => {
                     return Some((crl, uri.clone()));
                 }
                 Ok(_) => failures.push(format!(
@@ -513,9 +515,12 @@ impl TrustPolicy {
     }
 }
 
-/// Parses a downloaded CRL (already checked when it was fetched, so failing here is unusual).
-fn parse_dp_crl(der: &[u8], subject: &str) -> Result<CertRevocationList<'static>, ValidationError> {
-    OwnedCertRevocationList::from_der(der)
+/// The borrowed (cheap) form of a downloaded CRL; every entry was parsed when it was fetched.
+fn parse_dp_crl<'a>(
+    der: &'a [u8],
+    subject: &str,
+) -> Result<CertRevocationList<'a>, ValidationError> {
+    webpki::BorrowedCertRevocationList::from_der(der)
         .map(CertRevocationList::from)
         .map_err(|e| ValidationError::Other {
             subject: subject.to_string(),
@@ -525,16 +530,12 @@ fn parse_dp_crl(der: &[u8], subject: &str) -> Result<CertRevocationList<'static>
 
 /// Whether the CRL's issuer name is the certificate's issuer name (webpki's raw issuer is the
 /// Name's content; the certificate keeps the whole Name).
-fn issued_by_issuer_of(crl_der: &[u8], cert: &Certificate) -> bool {
-    let Ok(crl) = OwnedCertRevocationList::from_der(crl_der) else {
-        return false;
-    };
-    let crl = CertRevocationList::from(crl);
+fn issued_by_issuer_of(crl: &FetchedCrl, cert: &Certificate) -> bool {
     let issuer = cert.issuer_raw();
     let content = crate::asn1::parse_one(issuer, crate::error::Layer::Signed)
         .map(|t| t.content)
         .unwrap_or(issuer);
-    crl.issuer() == issuer || crl.issuer() == content
+    crl.issuer == issuer || crl.issuer == content
 }
 
 /// Interprets a verification with downloaded CRLs: revoked is final, a CRL that does not
