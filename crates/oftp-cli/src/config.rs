@@ -393,7 +393,7 @@ allowed_levels = [5]
         let e = c
             .file
             .security
-            .revocation_settings(oftp_security::TrustPolicy::new())
+            .revocation_settings(oftp_security::TrustPolicy::new(), None)
             .unwrap_err();
         assert!(e.to_string().contains("crl_distribution_points"), "{e}");
     }

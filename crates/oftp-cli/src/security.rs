@@ -162,6 +162,8 @@ fn trust_policy(security: &LocalSecurityConfig, cas: &[PathBuf]) -> Result<Trust
         TrustPolicy::new()
             .fail_on_untrusted(security.fail_on_untrusted)
             .allow_self_signed(security.allow_self_signed),
+        // The TLS listener keeps its distribution point CRLs in memory only.
+        None,
     )?;
     let cas = if cas.is_empty() {
         &security.trusted_cas

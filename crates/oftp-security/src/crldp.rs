@@ -8,9 +8,14 @@
 //! exactly like a CRL file (signature by the certificate's issuer, expiry policy) and looks the
 //! certificate up in it.
 //!
+//! With [`CrlFetchOptions::cache_dir`] every downloaded CRL is also kept on disk (durably:
+//! temporary file, fsync, rename, fsync of the directory), so a restart neither refetches a
+//! CRL that is still current nor loses the last CRL when the distribution point is down. A
+//! cached file is only a copy: it is verified against the issuer at every use, like a download.
+//!
 //! What it does not do: `ldap:`, `https:` or other URI schemes (skipped with a debug log;
 //! `https:` distribution points are discouraged by RFC 5280 because they need revocation
-//! checking themselves), indirect CRLs (cRLIssuer), delta CRLs, OCSP, a cache on disk. It
+//! checking themselves), indirect CRLs (cRLIssuer), delta CRLs, OCSP. It
 //! never decides trust on its own: a CRL that cannot be fetched is reported as a
 //! [`FetchError`] and the policy decides what an unknown revocation status means.
 //!
@@ -32,6 +37,8 @@
 //! would have to get chunked encoding, redirects and timeouts right again.
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -49,10 +56,12 @@ pub struct CrlFetchOptions {
     max_size: u64,
     max_redirects: u32,
     retry_after_failure: Duration,
+    cache_dir: Option<PathBuf>,
 }
 
 impl Default for CrlFetchOptions {
-    /// 10 s to connect, 10 s in total, 10 MiB, 3 redirects, retry a failed URL after 60 s.
+    /// 10 s to connect, 10 s in total, 10 MiB, 3 redirects, retry a failed URL after 60 s,
+    /// no disk cache.
     fn default() -> Self {
         CrlFetchOptions {
             connect_timeout: Duration::from_secs(10),
@@ -60,6 +69,7 @@ impl Default for CrlFetchOptions {
             max_size: 10 * 1024 * 1024,
             max_redirects: 3,
             retry_after_failure: Duration::from_secs(60),
+            cache_dir: None,
         }
     }
 }
@@ -97,6 +107,14 @@ impl CrlFetchOptions {
     /// How long a failed download is remembered before the URL is tried again (default 60 s).
     pub fn retry_after_failure(mut self, t: Duration) -> Self {
         self.retry_after_failure = t;
+        self
+    }
+
+    /// Also keeps downloaded CRLs in this directory (created when needed), one file per URL
+    /// named after the URL's SHA-256, and reads them back after a restart (default: memory
+    /// only).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
         self
     }
 }
@@ -296,6 +314,8 @@ const MAX_CACHED_URLS: usize = 1024;
 
 #[derive(Default)]
 struct Slot {
+    /// The disk cache was consulted for this URL (once per process).
+    disk_checked: bool,
     crl: Option<Arc<FetchedCrl>>,
     /// The CRL is used without refetching until then (UNIX seconds).
     fresh_until: i64,
@@ -348,6 +368,13 @@ impl DpCache {
         // Held across the download on purpose: concurrent validations of this URL queue here.
         let mut slot = lock(&slot);
         let t = unix(now);
+        if !slot.disk_checked {
+            slot.disk_checked = true;
+            if let Some(crl) = self.load(url) {
+                slot.fresh_until = crl.next_update;
+                slot.crl = Some(Arc::new(crl));
+            }
+        }
         if let Some(crl) = &slot.crl
             && t < slot.fresh_until
         {
@@ -368,6 +395,7 @@ impl DpCache {
                 // A CRL already past nextUpdate when fetched is kept for the retry interval
                 // rather than refetched on every validation.
                 slot.fresh_until = crl.next_update.max(t.saturating_add(retry));
+                self.store(url, &crl);
                 let crl = Arc::new(crl);
                 slot.crl = Some(Arc::clone(&crl));
                 slot.failure = None;
@@ -389,6 +417,88 @@ impl DpCache {
             }
         }
     }
+}
+
+impl DpCache {
+    fn cache_file(&self, url: &str) -> Option<PathBuf> {
+        let dir = self.fetcher.options.cache_dir.as_ref()?;
+        let name = hex::encode(crate::suite::HashAlgorithm::Sha256.digest(url.as_bytes()));
+        Some(dir.join(format!("{name}.crl")))
+    }
+
+    /// The CRL kept on disk for `url`, if there is a usable one (problems are logged: the
+    /// distribution point is then simply asked).
+    fn load(&self, url: &str) -> Option<FetchedCrl> {
+        let path = self.cache_file(url)?;
+        let max = self.fetcher.options.max_size;
+        let read = || -> std::io::Result<Option<Vec<u8>>> {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.len() > max => Ok(None),
+                Ok(_) => std::fs::read(&path).map(Some),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        match read() {
+            Ok(Some(bytes)) => match decode(url, &bytes) {
+                Ok(crl) => {
+                    tracing::debug!(url, file = %path.display(), "CRL read from the disk cache");
+                    Some(crl)
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), "ignoring cached CRL: {e}");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "cannot read cached CRL: {e}");
+                None
+            }
+        }
+    }
+
+    /// Keeps a downloaded CRL on disk; a failure only costs a download after a restart.
+    fn store(&self, url: &str, crl: &FetchedCrl) {
+        let Some(path) = self.cache_file(url) else {
+            return;
+        };
+        if let Err(e) = write_durably(&path, &crl.der) {
+            tracing::warn!(file = %path.display(), "cannot keep the CRL of {url} on disk: {e}");
+        }
+    }
+}
+
+/// Writes `data` to `path` so that a crash leaves the old or the new file, never a torn one:
+/// a temporary file in the same directory, fsync, rename, fsync of the directory.
+fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("cache file without a directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("cache file without a name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    // Unique per process and write: two caches (e.g. the server's and the TLS listener's) may
+    // store the same URL at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]
@@ -512,6 +622,37 @@ mod tests {
         let retry = now + Duration::from_secs(61);
         assert!(cache.get(&missing, retry).is_err());
         assert_eq!(server.requests("/missing"), 2);
+    }
+
+    #[test]
+    fn the_disk_cache_survives_a_restart() {
+        let pki = Pki::new();
+        let dir = tempfile::tempdir().unwrap();
+        let server = HttpServer::start();
+        let der = std::fs::read(pki.crl(&[5])).unwrap();
+        server.set("/ca.crl", Response::ok(der.clone()));
+        let url = server.url("/ca.crl");
+        let now = SystemTime::now();
+        let opts = || quick().cache_dir(dir.path().join("crl-cache"));
+        assert_eq!(DpCache::new(opts()).get(&url, now).unwrap().der, der);
+        assert_eq!(server.requests("/ca.crl"), 1);
+        // A new cache (a restart) uses the file while it is current, even with the server down.
+        server.set("/ca.crl", Response::status(503));
+        assert_eq!(DpCache::new(opts()).get(&url, now).unwrap().der, der);
+        assert_eq!(server.requests("/ca.crl"), 1);
+        // Past nextUpdate it asks again and, the server failing, falls back to the stale file.
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(2_400_000_000);
+        assert_eq!(DpCache::new(opts()).get(&url, later).unwrap().der, der);
+        assert_eq!(server.requests("/ca.crl"), 2);
+        // A damaged file is ignored, not trusted.
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("crl-cache"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        std::fs::write(&files[0], b"garbage").unwrap();
+        assert!(DpCache::new(opts()).get(&url, now).is_err());
+        assert_eq!(server.requests("/ca.crl"), 3);
     }
 
     fn pem(label: &str, der: &[u8]) -> Vec<u8> {

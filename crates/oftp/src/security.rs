@@ -149,8 +149,9 @@ pub struct LocalSecurityConfig {
     /// CRL files (PEM or DER) checked during chain validation.
     pub crls: Vec<PathBuf>,
     /// Also check revocation against the CRL named by a certificate's CRL distribution point
-    /// (`http://` URIs; 10 s timeout, 10 MiB limit, cached until nextUpdate), as the seed's
-    /// `ValidateCert` does (default true). Only with trusted CAs configured.
+    /// (`http://` URIs; 10 s timeout, 10 MiB limit, cached until nextUpdate in memory and in
+    /// `<work_dir>/crl-cache`), as the seed's `ValidateCert` does (default true). Only with
+    /// trusted CAs configured.
     pub crl_distribution_points: bool,
     /// Refuse a certificate whose distribution point CRL cannot be fetched or used (revocation
     /// status unknown; default false: accept it with a warning). Needs
@@ -169,10 +170,12 @@ pub struct LocalSecurityConfig {
 
 impl LocalSecurityConfig {
     /// Applies the revocation settings (`crl_distribution_points`, `require_revocation_check`)
-    /// to a trust policy; CAs and CRL files are added by the caller.
+    /// to a trust policy; CAs and CRL files are added by the caller. Downloaded CRLs are also
+    /// kept in `crl_cache_dir` when given (the runtime uses `<work_dir>/crl-cache`).
     pub fn revocation_settings(
         &self,
         trust: TrustPolicy,
+        crl_cache_dir: Option<&Path>,
     ) -> Result<TrustPolicy, SecurityConfigError> {
         if self.require_revocation_check && !self.crl_distribution_points {
             return Err(SecurityConfigError::Invalid(
@@ -181,7 +184,11 @@ impl LocalSecurityConfig {
         }
         let trust = trust.require_revocation_check(self.require_revocation_check);
         Ok(if self.crl_distribution_points {
-            trust.fetch_crl_distribution_points(CrlFetchOptions::default())
+            let mut options = CrlFetchOptions::default();
+            if let Some(dir) = crl_cache_dir {
+                options = options.cache_dir(dir);
+            }
+            trust.fetch_crl_distribution_points(options)
         } else {
             trust
         })
@@ -446,10 +453,12 @@ impl SecurityContext {
             }
             has_identity.insert(usage, own || have_default);
         }
+        let work_dir = config.work_dir.clone().unwrap_or(default_work_dir);
         let mut trust = config.revocation_settings(
             TrustPolicy::new()
                 .fail_on_untrusted(config.fail_on_untrusted)
                 .allow_self_signed(config.allow_self_signed),
+            Some(&work_dir.join("crl-cache")),
         )?;
         for ca in &config.trusted_cas {
             trust = trust
@@ -474,7 +483,7 @@ impl SecurityContext {
                 has_identity,
                 trust,
                 partners: Vec::new(),
-                work_dir: config.work_dir.clone().unwrap_or(default_work_dir),
+                work_dir,
             },
         })
     }

@@ -729,8 +729,9 @@ async fn revoked_partner_certificate_is_refused_with_a_trusted_ca_and_crl() {
 }
 
 /// Sends one signed file from `client` to a server that trusts the CA and checks CRL
-/// distribution points (strictly when `strict`); returns the server's refusal (reason, text).
-async fn signed_file_refusal(k: &Keys, client: &Leaf, strict: bool) -> (u16, String) {
+/// distribution points (strictly when `strict`); returns the server's refusal (reason, text)
+/// and how many CRLs the server keeps in its disk cache.
+async fn signed_file_refusal(k: &Keys, client: &Leaf, strict: bool) -> (u16, String, usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut server_local = local(&k.server, dir.path());
     server_local.trusted_cas = vec![k.pki.ca.clone()];
@@ -764,8 +765,11 @@ async fn signed_file_refusal(k: &Keys, client: &Leaf, strict: bool) -> (u16, Str
     .run(&server.addr(), vec![OutgoingFile::new(&src)])
     .await
     .unwrap();
+    let cached = std::fs::read_dir(server.dir.path().join("security").join("crl-cache"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     match &report.files[0].1 {
-        FileOutcome::Rejected { reason, text, .. } => (u16::from(reason.0), text.clone()),
+        FileOutcome::Rejected { reason, text, .. } => (u16::from(reason.0), text.clone(), cached),
         other => panic!("{other:?}"),
     }
 }
@@ -777,14 +781,15 @@ async fn partner_certificate_revoked_through_its_crl_distribution_point_is_refus
     crls.set("/ca.crl", pki::Response::ok(k.pki.crl_der(&[33])));
     let url = crls.url("/ca.crl");
     let revoked = k.pki.leaf_with_dp("Client DP", 33, false, &[&url]);
-    let (reason, text) = signed_file_refusal(&k, &revoked, false).await;
+    let (reason, text, cached) = signed_file_refusal(&k, &revoked, false).await;
     assert_eq!(reason, 19);
     assert!(text.to_lowercase().contains("revoked"), "{text}");
+    assert_eq!(cached, 1, "the CRL is kept in <work_dir>/crl-cache");
     assert!(crls.requests("/ca.crl") >= 1);
     // A distribution point that cannot be reached, with require_revocation_check.
     let dead = pki::closed_port_url("/ca.crl");
     let unknown = k.pki.leaf_with_dp("Client Unknown", 34, false, &[&dead]);
-    let (reason, text) = signed_file_refusal(&k, &unknown, true).await;
+    let (reason, text, _) = signed_file_refusal(&k, &unknown, true).await;
     assert_eq!(reason, 19);
     assert!(
         text.contains("revocation status") && text.contains(&dead),
