@@ -23,6 +23,11 @@
 //! validation failure). Certificates without distribution points, pinned and self-signed
 //! certificates are checked against CRL files only.
 //!
+//! Limit: the end entity is checked on its own, so a CRL whose issuing distribution point
+//! excludes it is noticed (unknown); the intermediates' CRLs are checked together in one pass
+//! in which webpki silently skips a CRL whose issuing distribution point excludes the CA
+//! (their issuer names are compared beforehand, so a CRL of another CA is still noticed).
+//!
 //! Fetching blocks the calling thread (up to the fetch timeout): call [`TrustPolicy::check`]
 //! and [`TrustPolicy::validate`] from blocking contexts (`spawn_blocking`), never on an async
 //! worker thread, when distribution points are enabled.
