@@ -370,6 +370,35 @@ allowed_levels = [5]
     }
 
     #[test]
+    fn revocation_keys_load_with_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let base = "[local]\nssid = \"O0013ME\"\npassword = \"PW\"\n";
+        std::fs::write(&path, base).unwrap();
+        let c = load(&path).unwrap();
+        assert!(c.file.security.crl_distribution_points);
+        assert!(!c.file.security.require_revocation_check);
+        std::fs::write(
+            &path,
+            format!(
+                "{base}[security]\ncrl_distribution_points = false\n\
+                 require_revocation_check = true\n"
+            ),
+        )
+        .unwrap();
+        let c = load(&path).unwrap();
+        assert!(!c.file.security.crl_distribution_points);
+        assert!(c.file.security.require_revocation_check);
+        // The combination is refused where the trust policy is built.
+        let e = c
+            .file
+            .security
+            .revocation_settings(oftp_security::TrustPolicy::new(), None)
+            .unwrap_err();
+        assert!(e.to_string().contains("crl_distribution_points"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_file_and_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

@@ -177,9 +177,13 @@ pub(crate) fn context<'a>(
 }
 
 fn trust_policy(security: &LocalSecurityConfig, cas: &[PathBuf]) -> Result<TrustPolicy> {
-    let mut t = TrustPolicy::new()
-        .fail_on_untrusted(security.fail_on_untrusted)
-        .allow_self_signed(security.allow_self_signed);
+    let mut t = security.revocation_settings(
+        TrustPolicy::new()
+            .fail_on_untrusted(security.fail_on_untrusted)
+            .allow_self_signed(security.allow_self_signed),
+        // The TLS listener keeps its distribution point CRLs in memory only.
+        None,
+    )?;
     let cas = if cas.is_empty() {
         &security.trusted_cas
     } else {
@@ -311,6 +315,10 @@ pub(crate) struct CertArgs {
     /// CRL files for the check.
     #[arg(long = "crl")]
     pub(crate) crls: Vec<PathBuf>,
+    /// With --ca: also fetch the CRLs named by the certificates' CRL distribution points
+    /// (http://) and refuse when one cannot be fetched or verified.
+    #[arg(long = "crl-dp", requires = "cas")]
+    pub(crate) crl_dp: bool,
 }
 
 fn hex_colon(bytes: &[u8]) -> String {
@@ -369,6 +377,11 @@ pub(crate) fn cert_command(a: &CertArgs) -> Result<()> {
         for crl in &a.crls {
             t = t.add_crl_file(crl)?;
         }
+        if a.crl_dp {
+            t = t
+                .fetch_crl_distribution_points(oftp_security::CrlFetchOptions::default())
+                .require_revocation_check(true);
+        }
         Some(t)
     };
     let mut out = std::io::stdout().lock();
@@ -403,6 +416,13 @@ pub(crate) fn cert_command(a: &CertArgs) -> Result<()> {
                 out,
                 "Subject alt names:   {}",
                 c.subject_alt_names().join(", ")
+            )?;
+        }
+        if !c.crl_distribution_points().is_empty() {
+            writeln!(
+                out,
+                "CRL distribution:    {}",
+                c.crl_distribution_points().join(", ")
             )?;
         }
         writeln!(out, "CA:                  {}", c.is_ca())?;

@@ -2,7 +2,8 @@
 //! them, PKCS#12 with a password file) and a real `oftp serve` with only a TLS listener,
 //! secure authentication and required file security, called by `oftp send` with a pinned
 //! server certificate, a PKCS#12 identity, signing, compression, encryption and a signed
-//! receipt. Certificates are made with `openssl` at test time.
+//! receipt. Certificates are made with `openssl` at test time (with rcgen for
+//! `oftp cert --crl-dp`, whose CRLs a small HTTP server on 127.0.0.1 serves).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -431,4 +432,41 @@ client_certs = "partners"
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("client_auth"), "{err}");
+}
+
+#[test]
+fn cert_with_crl_dp_checks_the_distribution_point() {
+    let pki = oftp_test_pki::Pki::new();
+    let crls = oftp_test_pki::HttpServer::start();
+    crls.set("/ca.crl", oftp_test_pki::Response::ok(pki.crl_der(&[12])));
+    let url = crls.url("/ca.crl");
+    let dead = oftp_test_pki::closed_port_url("/ca.crl");
+    let run = |leaf: &oftp_test_pki::Leaf| {
+        let out = Command::cargo_bin("oftp")
+            .unwrap()
+            .arg("cert")
+            .arg(&leaf.cert)
+            .arg("--ca")
+            .arg(&pki.ca)
+            .arg("--crl-dp")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&pki.leaf_with_dp("Good", 10, false, &[&url]));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("CRL distribution:    {url}")),
+        "{text}"
+    );
+    let (ok, text) = run(&pki.leaf_with_dp("Revoked", 12, false, &[&url]));
+    assert!(!ok && text.contains("is revoked"), "{text}");
+    let (ok, text) = run(&pki.leaf_with_dp("Unknown", 13, false, &[&dead]));
+    assert!(!ok && text.contains("revocation status"), "{text}");
+    assert_eq!(crls.requests("/ca.crl"), 2);
 }

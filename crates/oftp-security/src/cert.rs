@@ -65,6 +65,7 @@ pub struct Certificate {
     extended_key_usage: Vec<String>,
     subject_alt_names: Vec<String>,
     subject_key_id: Option<Vec<u8>>,
+    crl_distribution_points: Vec<String>,
     is_ca: bool,
 }
 
@@ -174,6 +175,7 @@ impl Certificate {
                 ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
                 _ => None,
             });
+        let crl_distribution_points = crl_distribution_point_uris(&c);
         Ok(Certificate {
             subject: c.subject().to_string(),
             issuer: c.issuer().to_string(),
@@ -191,6 +193,7 @@ impl Certificate {
             extended_key_usage,
             subject_alt_names,
             subject_key_id,
+            crl_distribution_points,
             is_ca: c.is_ca(),
             der,
         })
@@ -320,6 +323,13 @@ impl Certificate {
         &self.subject_alt_names
     }
 
+    /// URIs of the cRLDistributionPoints extension (RFC 5280 4.2.1.13), in certificate order:
+    /// `http://...`, `ldap://...` or whatever the CA wrote. Distribution points named relative
+    /// to the CRL issuer carry no URI and are not listed.
+    pub fn crl_distribution_points(&self) -> &[String] {
+        &self.crl_distribution_points
+    }
+
     /// Whether the basic constraints mark this certificate as a CA.
     pub fn is_ca(&self) -> bool {
         self.is_ca
@@ -415,6 +425,27 @@ impl Certificate {
             CertSelector::Sha256(h) => self.thumbprint_sha256() == *h,
         }
     }
+}
+
+/// The full-name URIs of every distribution point of the certificate's cRLDistributionPoints
+/// extension; an unparsable extension yields none (revocation checking then relies on CRL files).
+fn crl_distribution_point_uris(c: &X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::DistributionPointName;
+    let mut out = Vec::new();
+    for ext in c.extensions() {
+        if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+            for point in points.iter() {
+                if let Some(DistributionPointName::FullName(names)) = &point.distribution_point {
+                    for name in names {
+                        if let GeneralName::URI(uri) = name {
+                            out.push((*uri).to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 fn to_system_time(t: i64) -> SystemTime {

@@ -3,20 +3,23 @@
 //! What this crate does:
 //! - [`suite`]: the cipher suites 01-06 and hashing helpers.
 //! - [`cert`]: certificates and RSA keys from PEM, DER and PKCS#12; selection by subject or
-//!   thumbprint; the seed's certificate fields. [`validate`]: expiry, chain and CRL checks.
+//!   thumbprint; the seed's certificate fields. [`validate`]: expiry, chain and CRL checks,
+//!   with CRLs from files and, optionally, from the certificates' CRL distribution points
+//!   ([`crldp`]: HTTP download with timeouts and size limit, cached until nextUpdate).
 //! - [`cms`]: streaming CMS `SignedData`, `CompressedData` (zlib) and `EnvelopedData` (RSA
 //!   PKCS#1 v1.5 key transport, 3DES/AES-CBC) in constant memory, and the OFTP send and
 //!   receive pipelines (sign -> compress -> encrypt and back), accepting BER and DER.
 //! - [`receipt`]: signed EERP/NERP receipts. [`auth`]: the secure authentication challenge.
 //!
-//! What it does not do: networking, OFTP command encoding (the proto crate), CRL download,
-//! OCSP, certificate exchange sessions, key generation for operators.
+//! What it does not do: networking beyond CRL downloads (blocking, from the validating
+//! thread), OFTP command encoding (the proto crate), LDAP CRL distribution points, OCSP, certificate exchange sessions, key generation for operators.
 //!
 //! Crate choices: aws-lc-rs for all cryptography that touches partner data (constant-time
 //! RSA decryption, AES/3DES-CBC, SHA); the `rsa` crate only to *create* RSA-SHA1 signatures,
 //! which aws-lc-rs refuses (it is never used to decrypt, see RUSTSEC-2023-0071);
 //! `x509-parser` for certificate fields; `p12-keystore` for PKCS#12 (modern and legacy);
-//! `rustls-webpki` for chains and CRLs; `flate2` for zlib. No Rust crate streams CMS, so the
+//! `rustls-webpki` for chains and CRLs; `ureq` (no TLS features) to download CRLs;
+//! `flate2` for zlib. No Rust crate streams CMS, so the
 //! few CMS structures are encoded and decoded by hand (module `asn1`, private).
 //!
 //! A complete round trip (the README shows file-based usage and the receipt and
@@ -65,6 +68,7 @@ pub(crate) mod asn1;
 pub mod auth;
 pub mod cert;
 pub mod cms;
+pub mod crldp;
 pub mod error;
 pub mod receipt;
 pub mod secret;
@@ -75,6 +79,7 @@ pub mod vformat;
 pub use cert::{
     CertSelector, Certificate, CertificateUse, Identity, IdentitySet, KeyUsage, PrivateKey,
 };
+pub use crldp::{CrlFetchOptions, FetchError};
 pub use error::{Error, Layer, Result};
 pub use secret::Secret;
 pub use suite::{CipherSuite, HashAlgorithm, Hasher, SymmetricAlgorithm};

@@ -1,4 +1,5 @@
-//! Certificate validation: expiry, chain to trusted CAs, revocation from CRL files.
+//! Certificate validation: expiry, chain to trusted CAs, revocation from CRL files and from
+//! the certificates' CRL distribution points.
 //!
 //! Implements the seed's `ValidateCert`/`ValidateRecipientCert`: the certificate must be within
 //! its validity period, chain to one of the trusted certificates (a self-signed certificate is
@@ -8,10 +9,31 @@
 //! different EKUs depending on the CA). Certificates signed with SHA-1 are not accepted by
 //! `rustls-webpki` and fail with [`ValidationError::BadSignature`].
 //!
-//! This module does not fetch CRLs from distribution points (no networking); the operator
-//! supplies CRL files.
+//! With [`TrustPolicy::fetch_crl_distribution_points`], the end-entity certificate and the
+//! intermediates of its chain are also checked against the CRL named by their
+//! cRLDistributionPoints extension (`http://` URIs; fetched and cached by [`crate::crldp`]).
+//! This happens only after the chain to a trusted CA is verified, so an untrusted certificate
+//! never makes us fetch anything. A downloaded CRL counts only when it is issued and signed by
+//! the certificate's issuer (webpki verifies it exactly as a CRL file, with the same expiry
+//! policy); one that cannot be fetched, is not a CRL, is not signed by the issuer or does not
+//! cover the certificate leaves the revocation status *unknown*: the certificate is accepted
+//! with a warning ([`TrustStatus::RevocationUnknown`]) unless
+//! [`TrustPolicy::require_revocation_check`] is set, which turns it into
+//! [`ValidationError::RevocationUnknown`] (subject to `fail_on_untrusted` like every other
+//! validation failure). Certificates without distribution points, pinned and self-signed
+//! certificates are checked against CRL files only.
+//!
+//! Limit: the end entity is checked on its own, so a CRL whose issuing distribution point
+//! excludes it is noticed (unknown); the intermediates' CRLs are checked together in one pass
+//! in which webpki silently skips a CRL whose issuing distribution point excludes the CA
+//! (their issuer names are compared beforehand, so a CRL of another CA is still noticed).
+//!
+//! Fetching blocks the calling thread (up to the fetch timeout): call [`TrustPolicy::check`]
+//! and [`TrustPolicy::validate`] from blocking contexts (`spawn_blocking`), never on an async
+//! worker thread, when distribution points are enabled.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rustls_pki_types::pem::PemObject;
@@ -19,6 +41,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use webpki::{CertRevocationList, OwnedCertRevocationList};
 
 use crate::cert::{Certificate, unix};
+use crate::crldp::{CrlFetchOptions, DpCache, FetchedCrl};
 use crate::error::{Error, Result};
 
 /// Why a certificate is not trusted.
@@ -53,6 +76,15 @@ pub enum ValidationError {
     /// A signature in the chain (or on a CRL) is invalid or uses an unsupported algorithm.
     #[error("bad or unsupported signature in the chain of {0:?}")]
     BadSignature(String),
+    /// Revocation status could not be determined (a CRL distribution point could not be
+    /// reached or served no usable CRL) and the policy requires a revocation check.
+    #[error("revocation status of certificate {subject:?} is unknown: {reason}")]
+    RevocationUnknown {
+        /// Subject.
+        subject: String,
+        /// Why, naming the distribution point.
+        reason: String,
+    },
     /// Any other reason reported by the path validator.
     #[error("certificate {subject:?} rejected: {reason}")]
     Other {
@@ -74,6 +106,10 @@ pub enum TrustStatus {
     NotChecked,
     /// Validation failed but the policy does not fail on untrusted certificates.
     Untrusted(ValidationError),
+    /// Expiry and chain passed and no CRL lists the certificate, but a CRL distribution
+    /// point could not be used (the reason says which and why), so revocation is unknown;
+    /// accepted because the policy does not require a revocation check.
+    RevocationUnknown(String),
 }
 
 /// What to check and against what.
@@ -86,6 +122,18 @@ pub struct TrustPolicy {
     strict_crl_expiry: bool,
     /// `FailOnUntrustedCert = false`.
     tolerate_untrusted: bool,
+    /// CRLs from distribution points, shared by every clone; `None`: CRL files only.
+    distribution_points: Option<Arc<DpCache>>,
+    /// An unknown revocation status is a validation failure.
+    require_revocation_check: bool,
+}
+
+/// Result of the checks before the policy decides what an unknown revocation status means.
+enum Revocation {
+    /// Every CRL that applies was consulted (or none applies).
+    Known,
+    /// A distribution point could not be used: why.
+    Unknown(String),
 }
 
 impl TrustPolicy {
@@ -141,6 +189,23 @@ impl TrustPolicy {
         self
     }
 
+    /// Also checks revocation against the CRLs named by the certificates' CRL distribution
+    /// points (`http://` only), fetched with these limits and cached until their nextUpdate.
+    /// The network is used from the calling thread: see the module documentation.
+    pub fn fetch_crl_distribution_points(mut self, options: CrlFetchOptions) -> Self {
+        self.distribution_points = Some(Arc::new(DpCache::new(options)));
+        self
+    }
+
+    /// Refuse certificates whose revocation status is unknown because a CRL distribution point
+    /// could not be used (default false: accept them with a warning, as the seed does for a
+    /// distribution point that cannot be reached). Has an effect only with
+    /// [`TrustPolicy::fetch_crl_distribution_points`].
+    pub fn require_revocation_check(mut self, require: bool) -> Self {
+        self.require_revocation_check = require;
+        self
+    }
+
     /// Checks a certificate as the seed's `ValidateCert` does: always the validity period;
     /// chain and revocation only when trusted certificates are configured.
     pub fn check(
@@ -165,8 +230,12 @@ impl TrustPolicy {
             }
             return Ok(TrustStatus::NotChecked);
         }
-        match self.validate(cert, intermediates, now) {
-            Ok(()) => Ok(TrustStatus::Trusted),
+        let outcome = self
+            .evaluate(cert, intermediates, now)
+            .and_then(|r| self.decide_unknown(cert, r));
+        match outcome {
+            Ok(Revocation::Known) => Ok(TrustStatus::Trusted),
+            Ok(Revocation::Unknown(reason)) => Ok(TrustStatus::RevocationUnknown(reason)),
             Err(e) if self.tolerate_untrusted => {
                 tracing::warn!(
                     subject = cert.subject(),
@@ -184,13 +253,53 @@ impl TrustPolicy {
         self
     }
 
-    /// Validates `cert` at `now`, using `intermediates` to build the chain.
+    /// Validates `cert` at `now`, using `intermediates` to build the chain. An unknown
+    /// revocation status is an error only with [`TrustPolicy::require_revocation_check`]
+    /// (otherwise logged as a warning).
     pub fn validate(
         &self,
         cert: &Certificate,
         intermediates: &[Certificate],
         now: SystemTime,
     ) -> Result<(), ValidationError> {
+        self.evaluate(cert, intermediates, now)
+            .and_then(|r| self.decide_unknown(cert, r))
+            .map(|_| ())
+    }
+
+    /// Applies `require_revocation_check` to an unknown revocation status (and logs it when
+    /// it is tolerated).
+    fn decide_unknown(
+        &self,
+        cert: &Certificate,
+        revocation: Revocation,
+    ) -> Result<Revocation, ValidationError> {
+        match revocation {
+            Revocation::Unknown(reason) if self.require_revocation_check => {
+                Err(ValidationError::RevocationUnknown {
+                    subject: cert.subject().to_string(),
+                    reason,
+                })
+            }
+            Revocation::Unknown(reason) => {
+                tracing::warn!(
+                    subject = cert.subject(),
+                    "revocation status unknown, certificate accepted: {reason}"
+                );
+                Ok(Revocation::Unknown(reason))
+            }
+            known => Ok(known),
+        }
+    }
+
+    /// Expiry, chain and CRL checks; distribution point problems come back as
+    /// [`Revocation::Unknown`] for the caller to judge.
+    fn evaluate(
+        &self,
+        cert: &Certificate,
+        intermediates: &[Certificate],
+        now: SystemTime,
+    ) -> Result<Revocation, ValidationError> {
         let subject = cert.subject().to_string();
         let t = unix(now);
         if t > unix(cert.not_after()) {
@@ -221,7 +330,11 @@ impl TrustPolicy {
             }
             // A pinned or accepted self-signed certificate has no issuer to check; a CRL from
             // its own key could still list it, which webpki cannot express, so check serials.
-            return self.check_crls_by_serial(cert, &crls);
+            // Distribution points are not consulted: there is no trusted issuer to verify
+            // their CRL with.
+            return self
+                .check_crls_by_serial(cert, &crls)
+                .map(|()| Revocation::Known);
         }
         let ee_der = CertificateDer::from(cert.der());
         let ee = webpki::EndEntityCert::try_from(&ee_der).map_err(|e| ValidationError::Other {
@@ -242,38 +355,149 @@ impl TrustPolicy {
             .map(|c| CertificateDer::from(c.der()))
             .collect();
         let crl_refs: Vec<&CertRevocationList<'_>> = crls.iter().collect();
-        let revocation = if crl_refs.is_empty() {
-            None
-        } else {
-            let b = webpki::RevocationOptionsBuilder::new(&crl_refs)
-                .map_err(|_| ValidationError::Other {
-                    subject: subject.clone(),
-                    reason: "no CRL".into(),
-                })?
-                .with_depth(webpki::RevocationCheckDepth::Chain)
-                .with_status_policy(webpki::UnknownStatusPolicy::Allow)
-                .with_expiration_policy(if self.strict_crl_expiry {
-                    webpki::ExpirationPolicy::Enforce
-                } else {
-                    webpki::ExpirationPolicy::Ignore
-                });
-            Some(b.build())
-        };
+        let revocation = self.revocation_options(
+            &crl_refs,
+            webpki::RevocationCheckDepth::Chain,
+            webpki::UnknownStatusPolicy::Allow,
+        );
         let time = UnixTime::since_unix_epoch(
             now.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default(),
         );
-        ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
-            &inter,
-            time,
-            AnyEku,
-            revocation,
-            None,
+        let path = ee
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &inter,
+                time,
+                AnyEku,
+                revocation,
+                None,
+            )
+            .map_err(|e| map_webpki(e, subject.clone()))?;
+        let Some(cache) = &self.distribution_points else {
+            return Ok(Revocation::Known);
+        };
+        // The intermediates webpki actually used, in chain order (issuer of the leaf first).
+        let path_intermediates: Vec<&Certificate> = path
+            .intermediate_certificates()
+            .filter_map(|c| intermediates.iter().find(|i| i.der() == c.der().as_ref()))
+            .collect();
+        let mut unknown = Vec::new();
+        // The end entity: its CRL must cover it (Deny), or its status is unknown.
+        if let Some((crl, url)) = self.dp_crl(cache, cert, now, &mut unknown) {
+            let list = parse_dp_crl(&crl.der, &subject)?;
+            let refs = [&list];
+            let result = ee.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &inter,
+                time,
+                AnyEku,
+                self.revocation_options(
+                    &refs,
+                    webpki::RevocationCheckDepth::EndEntity,
+                    webpki::UnknownStatusPolicy::Deny,
+                ),
+                None,
+            );
+            dp_outcome(result, &url, &subject, &mut unknown)?;
+        }
+        // The intermediates: every CRL their distribution points gave, checked in one pass
+        // over the chain (webpki picks each certificate's CRL by issuer name).
+        let fetched: Vec<(Arc<FetchedCrl>, String)> = path_intermediates
+            .iter()
+            .filter_map(|ca| self.dp_crl(cache, ca, now, &mut unknown))
+            .collect();
+        if !fetched.is_empty() {
+            let lists = fetched
+                .iter()
+                .map(|(crl, _)| parse_dp_crl(&crl.der, &subject))
+                .collect::<Result<Vec<_>, _>>()?;
+            let refs: Vec<&CertRevocationList<'_>> = lists.iter().collect();
+            let urls: Vec<&str> = fetched.iter().map(|(_, u)| u.as_str()).collect();
+            let result = ee.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &inter,
+                time,
+                AnyEku,
+                self.revocation_options(
+                    &refs,
+                    webpki::RevocationCheckDepth::Chain,
+                    webpki::UnknownStatusPolicy::Allow,
+                ),
+                None,
+            );
+            dp_outcome(result, &urls.join(", "), &subject, &mut unknown)?;
+        }
+        if unknown.is_empty() {
+            Ok(Revocation::Known)
+        } else {
+            Ok(Revocation::Unknown(unknown.join("; ")))
+        }
+    }
+
+    /// webpki revocation options for `crls` (none when empty), with this policy's CRL expiry
+    /// setting, so CRL files and downloaded CRLs are judged alike.
+    fn revocation_options<'a>(
+        &self,
+        crls: &'a [&'a CertRevocationList<'a>],
+        depth: webpki::RevocationCheckDepth,
+        status: webpki::UnknownStatusPolicy,
+    ) -> Option<webpki::RevocationOptions<'a>> {
+        let builder = webpki::RevocationOptionsBuilder::new(crls).ok()?;
+        Some(
+            builder
+                .with_depth(depth)
+                .with_status_policy(status)
+                .with_expiration_policy(if self.strict_crl_expiry {
+                    webpki::ExpirationPolicy::Enforce
+                } else {
+                    webpki::ExpirationPolicy::Ignore
+                })
+                .build(),
         )
-        .map(|_| ())
-        .map_err(|e| map_webpki(e, subject))
+    }
+
+    /// The CRL of `cert`'s first usable `http://` distribution point (with its URL), or `None`
+    /// when it names none or none works; failures are added to `unknown`. Further URIs are
+    /// tried only when one fails (CAs list mirrors of one CRL).
+    fn dp_crl(
+        &self,
+        cache: &DpCache,
+        cert: &Certificate,
+        now: SystemTime,
+        unknown: &mut Vec<String>,
+    ) -> Option<(Arc<FetchedCrl>, String)> {
+        let mut failures = Vec::new();
+        for uri in cert.crl_distribution_points() {
+            if !uri
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+            {
+                tracing::debug!(
+                    subject = cert.subject(),
+                    uri,
+                    "skipping CRL distribution point: only http:// is fetched"
+                );
+                continue;
+            }
+            match cache.get(uri, now) {
+                Ok(crl) if issued_by_issuer_of(&crl, cert) => {
+                    return Some((crl, uri.clone()));
+                }
+                Ok(_) => failures.push(format!(
+                    "the CRL from {uri} was not issued by the certificate's issuer ({})",
+                    cert.issuer()
+                )),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if !failures.is_empty() {
+            unknown.push(format!("{}: {}", cert.subject(), failures.join("; ")));
+        }
+        None
     }
 
     fn check_crls_by_serial(
@@ -293,6 +517,63 @@ impl TrustPolicy {
             }
         }
         Ok(())
+    }
+}
+
+/// The borrowed (cheap) form of a downloaded CRL; every entry was parsed when it was fetched.
+fn parse_dp_crl<'a>(
+    der: &'a [u8],
+    subject: &str,
+) -> Result<CertRevocationList<'a>, ValidationError> {
+    webpki::BorrowedCertRevocationList::from_der(der)
+        .map(CertRevocationList::from)
+        .map_err(|e| ValidationError::Other {
+            subject: subject.to_string(),
+            reason: format!("downloaded CRL unusable: {e:?}"),
+        })
+}
+
+/// Whether the CRL's issuer name is the certificate's issuer name (webpki's raw issuer is the
+/// Name's content; the certificate keeps the whole Name).
+fn issued_by_issuer_of(crl: &FetchedCrl, cert: &Certificate) -> bool {
+    let issuer = cert.issuer_raw();
+    let content = crate::asn1::parse_one(issuer, crate::error::Layer::Signed)
+        .map(|t| t.content)
+        .unwrap_or(issuer);
+    crl.issuer == issuer || crl.issuer == content
+}
+
+/// Interprets a verification with downloaded CRLs: revoked is final, a CRL that does not
+/// verify or does not cover the certificate leaves the status unknown, anything else is
+/// mapped like a CRL file's problem would be.
+fn dp_outcome<T>(
+    result: Result<T, webpki::Error>,
+    urls: &str,
+    subject: &str,
+    unknown: &mut Vec<String>,
+) -> Result<(), ValidationError> {
+    use webpki::Error as W;
+    match result {
+        Ok(_) => Ok(()),
+        Err(
+            W::InvalidCrlSignatureForPublicKey
+            | W::UnsupportedCrlSignatureAlgorithmContext(_)
+            | W::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_)
+            | W::IssuerNotCrlSigner,
+        ) => {
+            unknown.push(format!(
+                "{subject}: the CRL from {urls} is not signed by the certificate's issuer"
+            ));
+            Ok(())
+        }
+        Err(W::UnknownRevocationStatus) => {
+            unknown.push(format!(
+                "{subject}: the CRL from {urls} does not cover this certificate \
+                 (issuing distribution point scope)"
+            ));
+            Ok(())
+        }
+        Err(e) => Err(map_webpki(e, subject.to_string())),
     }
 }
 

@@ -35,8 +35,8 @@ use oftp_proto::codec::{
 use oftp_security::cms::{ReceiveOptions, ReceivePipeline, SendOptions, SendPipeline};
 use oftp_security::vformat::{RecordReader, RecordWriter};
 use oftp_security::{
-    CertSelector, Certificate, CertificateUse, CipherSuite, Identity, IdentitySet, Secret,
-    TrustPolicy, TrustStatus,
+    CertSelector, Certificate, CertificateUse, CipherSuite, CrlFetchOptions, Identity, IdentitySet,
+    Secret, TrustPolicy, TrustStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +148,15 @@ pub struct LocalSecurityConfig {
     pub trusted_cas: Vec<PathBuf>,
     /// CRL files (PEM or DER) checked during chain validation.
     pub crls: Vec<PathBuf>,
+    /// Also check revocation against the CRL named by a certificate's CRL distribution point
+    /// (`http://` URIs; 10 s timeout, 10 MiB limit, cached until nextUpdate in memory and in
+    /// `<work_dir>/crl-cache`), as the seed's `ValidateCert` does (default true). Only with
+    /// trusted CAs configured.
+    pub crl_distribution_points: bool,
+    /// Refuse a certificate whose distribution point CRL cannot be fetched or used (revocation
+    /// status unknown; default false: accept it with a warning). Needs
+    /// `crl_distribution_points`. Subject to `fail_on_untrusted` like other failures.
+    pub require_revocation_check: bool,
     /// Refuse certificates that do not chain to a trusted CA (seed `FailOnUntrustedCert`,
     /// default true). With false, an untrusted certificate is used and a warning logged.
     pub fail_on_untrusted: bool,
@@ -157,6 +166,33 @@ pub struct LocalSecurityConfig {
     /// Directory for signed/compressed/encrypted copies of outgoing files; defaults to
     /// `<data_dir>/security`.
     pub work_dir: Option<PathBuf>,
+}
+
+impl LocalSecurityConfig {
+    /// Applies the revocation settings (`crl_distribution_points`, `require_revocation_check`)
+    /// to a trust policy; CAs and CRL files are added by the caller. Downloaded CRLs are also
+    /// kept in `crl_cache_dir` when given (the runtime uses `<work_dir>/crl-cache`).
+    pub fn revocation_settings(
+        &self,
+        trust: TrustPolicy,
+        crl_cache_dir: Option<&Path>,
+    ) -> Result<TrustPolicy, SecurityConfigError> {
+        if self.require_revocation_check && !self.crl_distribution_points {
+            return Err(SecurityConfigError::Invalid(
+                "require_revocation_check = true needs crl_distribution_points = true".into(),
+            ));
+        }
+        let trust = trust.require_revocation_check(self.require_revocation_check);
+        Ok(if self.crl_distribution_points {
+            let mut options = CrlFetchOptions::default();
+            if let Some(dir) = crl_cache_dir {
+                options = options.cache_dir(dir);
+            }
+            trust.fetch_crl_distribution_points(options)
+        } else {
+            trust
+        })
+    }
 }
 
 impl Default for LocalSecurityConfig {
@@ -169,6 +205,8 @@ impl Default for LocalSecurityConfig {
             receipt_signing: None,
             trusted_cas: Vec::new(),
             crls: Vec::new(),
+            crl_distribution_points: true,
+            require_revocation_check: false,
             fail_on_untrusted: true,
             allow_self_signed: false,
             work_dir: None,
@@ -438,9 +476,13 @@ impl SecurityContext {
             }
             has_identity.insert(usage, own || have_default);
         }
-        let mut trust = TrustPolicy::new()
-            .fail_on_untrusted(config.fail_on_untrusted)
-            .allow_self_signed(config.allow_self_signed);
+        let work_dir = config.work_dir.clone().unwrap_or(default_work_dir);
+        let mut trust = config.revocation_settings(
+            TrustPolicy::new()
+                .fail_on_untrusted(config.fail_on_untrusted)
+                .allow_self_signed(config.allow_self_signed),
+            Some(&work_dir.join("crl-cache")),
+        )?;
         for ca in &config.trusted_cas {
             trust = trust
                 .trust_file(ca)
@@ -464,7 +506,7 @@ impl SecurityContext {
                 has_identity,
                 trust,
                 partners: Vec::new(),
-                work_dir: config.work_dir.clone().unwrap_or(default_work_dir),
+                work_dir,
             },
         })
     }

@@ -355,10 +355,16 @@ impl TlsAcceptor {
                     format!("client certificate: {e}"),
                 )
             })?;
-            let status = self
-                .trust
-                .check(&certificate, &intermediates, SystemTime::now())
-                .map_err(|e| e.to_string());
+            // Validation may download CRLs from distribution points (blocking, bounded by the
+            // fetch timeout and by the handshake timeout around us): keep it off the workers.
+            let (trust, cert) = (Arc::clone(&self.trust), certificate.clone());
+            let status = tokio::task::spawn_blocking(move || {
+                trust
+                    .check(&cert, &intermediates, SystemTime::now())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("certificate validation did not finish: {e}")));
             let presented = ClientCertificate {
                 peer,
                 certificate,

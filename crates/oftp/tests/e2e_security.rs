@@ -1,7 +1,8 @@
 //! OFTP 2.0 security end to end: a real server and client on 127.0.0.1 with certificates
 //! made at test time. Every cipher suite and security level, V records, signed receipts
 //! (valid and forged), tampered ciphertext, the wrong recipient, an expired certificate,
-//! partner policy (SFNA), secure authentication (success, wrong key, policy mismatch),
+//! partner policy (SFNA), revocation by CRL file and CRL distribution point, secure
+//! authentication (success, wrong key, policy mismatch),
 //! certificate exchange, and all of it over TLS with client certificates (also with
 //! `openssl s_client` seeing SSRM only after the handshake).
 
@@ -860,6 +861,75 @@ async fn revoked_partner_certificate_is_refused_with_a_trusted_ca_and_crl() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Sends one signed file from `client` to a server that trusts the CA and checks CRL
+/// distribution points (strictly when `strict`); returns the server's refusal (reason, text)
+/// and how many CRLs the server keeps in its disk cache.
+async fn signed_file_refusal(k: &Keys, client: &Leaf, strict: bool) -> (u16, String, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server_local = local(&k.server, dir.path());
+    server_local.trusted_cas = vec![k.pki.ca.clone()];
+    server_local.require_revocation_check = strict;
+    assert!(server_local.crl_distribution_points, "on by default");
+    let sec = context(
+        SERVER_SSID,
+        &server_local,
+        CLIENT_SSID,
+        &policy(&client.cert, |_| {}),
+        dir.path(),
+    );
+    let running = Server::new(server_config(dir.path()))
+        .unwrap()
+        .security(sec)
+        .start()
+        .await
+        .unwrap();
+    let server = TestServer { dir, running };
+    let cdir = tempfile::tempdir().unwrap();
+    let src = cdir.path().join("SIGNED");
+    std::fs::write(&src, b"signed by a key of unclear standing").unwrap();
+    let report = secure_client(
+        k,
+        client,
+        cdir.path(),
+        policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::Signed, false)
+        }),
+    )
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    let cached = std::fs::read_dir(server.dir.path().join("security").join("crl-cache"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    match &report.files[0].1 {
+        FileOutcome::Rejected { reason, text, .. } => (u16::from(reason.0), text.clone(), cached),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn partner_certificate_revoked_through_its_crl_distribution_point_is_refused() {
+    let k = keys();
+    let crls = pki::HttpServer::start();
+    crls.set("/ca.crl", pki::Response::ok(k.pki.crl_der(&[33])));
+    let url = crls.url("/ca.crl");
+    let revoked = k.pki.leaf_with_dp("Client DP", 33, false, &[&url]);
+    let (reason, text, cached) = signed_file_refusal(&k, &revoked, false).await;
+    assert_eq!(reason, 19);
+    assert!(text.to_lowercase().contains("revoked"), "{text}");
+    assert_eq!(cached, 1, "the CRL is kept in <work_dir>/crl-cache");
+    assert!(crls.requests("/ca.crl") >= 1);
+    // A distribution point that cannot be reached, with require_revocation_check.
+    let dead = pki::closed_port_url("/ca.crl");
+    let unknown = k.pki.leaf_with_dp("Client Unknown", 34, false, &[&dead]);
+    let (reason, text, _) = signed_file_refusal(&k, &unknown, true).await;
+    assert_eq!(reason, 19);
+    assert!(
+        text.contains("revocation status") && text.contains(&dead),
+        "{text}"
+    );
 }
 
 #[tokio::test]
