@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oftp_proto::codec::{
-    Eerp, EfnaReason, EsidReason, FileFormat, Nerp, Password as WirePassword, ProtocolLevel, Sfid,
-    VirtualFileTime,
+    Eerp, EfnaReason, EsidReason, FileFormat, Nerp, NerpReason, Password as WirePassword,
+    ProtocolLevel, Sfid, VirtualFileTime,
 };
 use oftp_proto::data::{restart_byte_offset, size_in_kib};
 use oftp_proto::session::{
@@ -50,8 +50,7 @@ use crate::source::{Chunk, FileSource, OutgoingSource, count_records};
 use crate::stamp::FileStamp;
 use crate::store::{BackgroundWriter, NameFormat, PartialFile, StorePolicy};
 use crate::stream::SealedSource;
-use crate::transport::OutgoingPlan;
-use crate::transport::{FileServices, Transport};
+use crate::transport::{FileServices, OutgoingPlan, ServiceFailure, Transport};
 
 /// Default distance between receive checkpoints (fsync + journal). Each checkpoint costs an
 /// fsync of everything written since the last one; a restart loses at most this much.
@@ -226,9 +225,19 @@ struct Incoming {
     opener: Option<OpenerResult>,
 }
 
+/// A reception whose file the file services could not open.
+struct FailedReception {
+    partial: PartialFile,
+    partial_path: PathBuf,
+    journal_id: i64,
+    transfer: TransferInfo,
+    sfid: Sfid,
+    key: FileKey,
+    user_data: String,
+}
+
 /// The verdict of [`FileServices::open_incoming`] (the hash for a signed EERP, or an EFNA).
-type OpenerResult =
-    tokio::sync::oneshot::Receiver<Result<Option<Vec<u8>>, crate::transport::ServiceFailure>>;
+type OpenerResult = tokio::sync::oneshot::Receiver<Result<Option<Vec<u8>>, ServiceFailure>>;
 
 /// A file being sent.
 struct Outgoing {
@@ -1293,7 +1302,18 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 text: "receiver busy, try again later".into(),
             }
         });
-        if let Err(r) = self.services.check_incoming(&sfid) {
+        // Checking certificates may fetch a CRL from a distribution point: off the async
+        // threads.
+        let (services, offered) = (self.services.clone(), sfid.clone());
+        let checked = tokio::task::spawn_blocking(move || services.check_incoming(&offered))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::transport::ServiceRefusal {
+                    reason: oftp_proto::codec::SfnaReason::UNSPECIFIED,
+                    text: format!("file services failed: {e}"),
+                })
+            });
+        if let Err(r) = checked {
             default = FileDecision::Reject {
                 reason: r.reason,
                 retry: false,
@@ -1312,6 +1332,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             sfid.file_size,
             sfid.restart_position,
             sfid.description.clone(),
+            crate::handle::FileServiceFields::of(&sfid),
             duplicate,
             default,
         );
@@ -1718,7 +1739,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             ..
         } = inc;
         let partial_path = writer.partial_path().to_owned();
-        let mut partial = match writer.finish().await {
+        let partial = match writer.finish().await {
             Ok(p) => p,
             Err(e) => {
                 let text = format!("cannot write received data: {e}");
@@ -1735,78 +1756,50 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         };
         let mut file_hash: Option<Vec<u8>> = None;
-        if let Some(opener) = opener {
+        let verdict = if let Some(opener) = opener {
             // The writer has stored everything, so the opener's stream has ended: its verdict
             // is at most the tail of the work away.
-            let failure = match opener.await {
-                Ok(Ok(hash)) => {
-                    file_hash = hash;
-                    None
-                }
-                Ok(Err(f)) => Some((f.reason, f.text)),
-                Err(_) => Some((
-                    EfnaReason::UNSPECIFIED,
-                    "file services stopped without a verdict".to_owned(),
-                )),
-            };
-            if let Some((reason, text)) = failure {
-                self.refuse_parts(
-                    Some(partial),
-                    &partial_path,
-                    journal_id,
-                    &transfer,
-                    reason,
-                    text,
-                )
-                .await;
-                return;
-            }
-        } else if sfid.has_file_services() || sfid.signed_eerp {
-            // The file-services stage reads the complete data: hand it to the OS. No fsync of
-            // the received form: the stage writes the opened file durably itself (and `commit`
-            // fsyncs a file it left unchanged), and a processed file always restarts from 0.
-            if let Err(e) = partial.sync_job() {
-                let text = format!("cannot flush received data: {e}");
-                self.refuse_parts(
-                    Some(partial),
-                    &partial_path,
-                    journal_id,
-                    &transfer,
-                    EfnaReason::ACCESS_METHOD_FAILURE,
-                    text,
-                )
-                .await;
-                return;
-            }
+            Some(opener.await.unwrap_or_else(|_| {
+                Err(ServiceFailure {
+                    reason: EfnaReason::UNSPECIFIED,
+                    text: "file services stopped without a verdict".to_owned(),
+                })
+            }))
+        } else if sfid.signed_eerp {
+            // Only the hash of the transmitted file is wanted (for the signed EERP).
             let (services, sfid, path) =
                 (self.services.clone(), sfid.clone(), partial_path.clone());
-            let verdict = tokio::task::spawn_blocking(move || {
-                services.finish_incoming_with_hash(&sfid, &path)
-            })
-            .await;
-            let failure = match verdict {
-                Ok(Ok(hash)) => {
-                    file_hash = hash;
-                    None
-                }
-                Ok(Err(f)) => Some((f.reason, f.text)),
-                Err(e) => Some((
-                    EfnaReason::UNSPECIFIED,
-                    format!("file services failed: {e}"),
-                )),
-            };
-            if let Some((reason, text)) = failure {
-                self.refuse_parts(
-                    Some(partial),
-                    &partial_path,
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    services.finish_incoming_with_hash(&sfid, &path)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ServiceFailure {
+                        reason: EfnaReason::UNSPECIFIED,
+                        text: format!("file services failed: {e}"),
+                    })
+                }),
+            )
+        } else {
+            None
+        };
+        match verdict {
+            Some(Ok(hash)) => file_hash = hash,
+            Some(Err(failure)) => {
+                let failed = FailedReception {
+                    partial,
+                    partial_path,
                     journal_id,
-                    &transfer,
-                    reason,
-                    text,
-                )
-                .await;
+                    transfer,
+                    sfid,
+                    key,
+                    user_data,
+                };
+                self.services_failed(failed, failure).await;
                 return;
             }
+            None => {}
         }
         let store = StorePolicy {
             overwrite,
@@ -2143,6 +2136,108 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         .await;
         let _ = self.session.refuse_file(reason, &text);
         self.end_transfer_failed(&transfer, text).await;
+    }
+
+    /// A received file the file services could not open. From its originator directly: EFNA
+    /// (21 signature, 22 decryption, 23 decompression), so the sender knows at once. Relayed by
+    /// an intermediary: the transmission itself succeeded, so EFPA to the intermediary, and a
+    /// NERP (31, 33, 32) to the originator, the one who can do something about it (RFC 5024
+    /// 4.3.7: the final node "unable to process the file" sends a NERP; an EFNA would only
+    /// make the intermediary send the same file again).
+    async fn services_failed(&mut self, failed: FailedReception, failure: ServiceFailure) {
+        let FailedReception {
+            partial,
+            partial_path,
+            journal_id,
+            transfer,
+            sfid,
+            key,
+            user_data,
+        } = failed;
+        let ServiceFailure { reason, text } = failure;
+        let nerp_reason = match reason {
+            EfnaReason::INVALID_SIGNATURE => Some(NerpReason::INVALID_SIGNATURE),
+            EfnaReason::DECRYPTION_FAILURE => Some(NerpReason::DECRYPTION_FAILED),
+            EfnaReason::DECOMPRESSION_FAILURE => Some(NerpReason::DECOMPRESSION_FAILED),
+            _ => None,
+        };
+        let relayed = self
+            .params
+            .as_ref()
+            .is_some_and(|p| p.partner_sfid.trim_end() != sfid.originator.trim_end());
+        let Some(nerp_reason) = nerp_reason.filter(|_| relayed) else {
+            self.refuse_parts(
+                Some(partial),
+                &partial_path,
+                journal_id,
+                &transfer,
+                reason,
+                text,
+            )
+            .await;
+            return;
+        };
+        if sfid.signed_eerp {
+            // The NERP must be signed over the hash of what was transmitted.
+            let (s, path) = (sfid.clone(), partial_path.clone());
+            let hash =
+                tokio::task::spawn_blocking(move || crate::transport::transmitted_hash(&s, &path))
+                    .await;
+            if let Ok(Ok(Some(h))) = hash {
+                let (p, k, suite) = (self.partner_code(), key.clone(), sfid.cipher_suite.0);
+                if let Err(e) = self
+                    .shared
+                    .journal
+                    .call(move |j| {
+                        j.record_file_hash(JournalDirection::Received, &p, &k, suite, &h)
+                    })
+                    .await
+                {
+                    self.error(format!("journal: {e}")).await;
+                }
+            }
+        }
+        let _ = partial.abandon(self.shared.store.delete_on_error).await;
+        let _ = self
+            .shared
+            .journal
+            .call(move |j| j.drop_receive(journal_id))
+            .await;
+        if let Err(e) = self.session.confirm_file(false) {
+            self.error(format!("cannot confirm file: {e}")).await;
+        }
+        self.log(
+            LogLevel::Info,
+            format!(
+                "{} from {} (relayed by {}) cannot be opened: {text}; answering NERP {:02} to its originator",
+                transfer.virtual_file_name,
+                sfid.originator.trim_end(),
+                self.partner_code(),
+                nerp_reason.0
+            ),
+        )
+        .await;
+        self.end_transfer_failed(&transfer, text.clone()).await;
+        let local_sfid = self
+            .params
+            .as_ref()
+            .map(|p| p.local_sfid.clone())
+            .unwrap_or_default();
+        self.queue.push_front(Work::EndResponse(EndResponse {
+            virtual_file_name: key.dsn.clone(),
+            stamp: key.stamp,
+            destination: key.originator.clone(),
+            originator: local_sfid.clone(),
+            user_data,
+            negative: Some(NegativeResponse {
+                reason: nerp_reason,
+                creator: local_sfid,
+                text,
+            }),
+            file_hash: Vec::new(),
+            signature: Vec::new(),
+            signature_verified: false,
+        }));
     }
 
     async fn end_transfer_failed(&self, transfer: &TransferInfo, reason: String) {
@@ -2593,7 +2688,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             nerp_creator: resp.negative.as_ref().map(|n| n.creator.clone()),
             file_hash,
         };
-        sec.verify_receipt(&resp.originator, &resp.signature, &fields)
+        // May fetch a CRL from a distribution point: off the async threads.
+        let (sec, originator, signature) =
+            (sec.clone(), resp.originator.clone(), resp.signature.clone());
+        tokio::task::spawn_blocking(move || sec.verify_receipt(&originator, &signature, &fields))
+            .await
+            .map_err(|e| format!("receipt check failed: {e}"))?
             .map(|()| true)
     }
 
@@ -2808,9 +2908,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         // Deciding may hash the whole file (a signed EERP without other services): off the
         // async threads. Processing (sign, compress, encrypt) then runs while the file is sent.
         let (services, source) = (self.services.clone(), file.path.clone());
+        let forwarded = file.forwarded;
         let planned = tokio::task::spawn_blocking(move || {
             let mut sfid = sfid;
-            let r = services.stream_outgoing(&mut sfid, &source);
+            let r = match forwarded {
+                // Neither from nor for us: passed on unchanged, with the fields it came with.
+                Some(fields) => {
+                    fields.apply(&mut sfid);
+                    Ok(OutgoingPlan::AsIs { file_hash: None })
+                }
+                None => services.stream_outgoing(&mut sfid, &source),
+            };
             (sfid, r)
         })
         .await;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use oftp_proto::codec::FileFormat;
+use oftp_proto::codec::{CipherSuite, FileCompression, FileEnvelope, FileFormat, SecurityLevel};
 use tokio::sync::mpsc;
 
 use crate::handler::EndResponse;
@@ -44,6 +44,52 @@ pub struct OutgoingFile {
     pub user_data: String,
     /// SFIDDESC (seed `FileDescription`).
     pub description: String,
+    /// For a file we forward as an intermediary (neither from nor for us): the file-service
+    /// fields it arrived with ([`FileOffer::services`](crate::handler::FileOffer)). It is sent
+    /// unchanged with these fields; no file service of ours is applied.
+    pub forwarded: Option<FileServiceFields>,
+}
+
+/// The file-service fields of an SFID (RFC 5024 5.3.3): what the originator applied to a
+/// virtual file. An intermediary passes them on with the unchanged file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileServiceFields {
+    /// SFIDSEC.
+    pub security: SecurityLevel,
+    /// SFIDCIPH.
+    pub cipher_suite: CipherSuite,
+    /// SFIDCOMP.
+    pub compression: FileCompression,
+    /// SFIDENV.
+    pub envelope: FileEnvelope,
+    /// SFIDSIGN: the originator asked for a signed EERP.
+    pub signed_eerp: bool,
+    /// SFIDOSIZ in KiB: the size of the original file.
+    pub original_size_kib: u64,
+}
+
+impl FileServiceFields {
+    /// The fields of `sfid`.
+    pub fn of(sfid: &oftp_proto::codec::Sfid) -> Self {
+        Self {
+            security: sfid.security,
+            cipher_suite: sfid.cipher_suite,
+            compression: sfid.compression,
+            envelope: sfid.envelope,
+            signed_eerp: sfid.signed_eerp,
+            original_size_kib: sfid.original_file_size,
+        }
+    }
+
+    /// Writes them into `sfid`.
+    pub(crate) fn apply(&self, sfid: &mut oftp_proto::codec::Sfid) {
+        sfid.security = self.security;
+        sfid.cipher_suite = self.cipher_suite;
+        sfid.compression = self.compression;
+        sfid.envelope = self.envelope;
+        sfid.signed_eerp = self.signed_eerp;
+        sfid.original_file_size = self.original_size_kib;
+    }
 }
 
 impl OutgoingFile {
@@ -61,6 +107,7 @@ impl OutgoingFile {
             max_record_len: 0,
             user_data: String::new(),
             description: String::new(),
+            forwarded: None,
         }
     }
 
@@ -96,6 +143,19 @@ impl OutgoingFile {
     /// Sets the stamp.
     pub fn stamp(mut self, stamp: FileStamp) -> Self {
         self.stamp = Some(stamp);
+        self
+    }
+
+    /// Sets the originator SFID (for a file we forward).
+    pub fn originator(mut self, sfid: impl Into<String>) -> Self {
+        self.originator = Some(sfid.into());
+        self
+    }
+
+    /// Forwards the file unchanged with the file-service fields it arrived with (see
+    /// [`OutgoingFile::forwarded`]).
+    pub fn forwarded(mut self, fields: FileServiceFields) -> Self {
+        self.forwarded = Some(fields);
         self
     }
 }

@@ -209,6 +209,9 @@ pub struct FileOffer {
     pub restart_position: u64,
     /// SFIDDESC (OFTP 2.0).
     pub description: String,
+    /// SFIDSEC, SFIDCIPH, SFIDCOMP, SFIDENV, SFIDSIGN, SFIDOSIZ: what the originator applied
+    /// (to forward the file unchanged: [`OutgoingFile::forwarded`](crate::handle::OutgoingFile)).
+    pub services: crate::handle::FileServiceFields,
     /// Whether the journal already has this file complete (same originator, name, stamp).
     pub duplicate: bool,
     default: FileDecision,
@@ -227,6 +230,7 @@ impl FileOffer {
         file_size_kib: u64,
         restart_position: u64,
         description: String,
+        services: crate::handle::FileServiceFields,
         duplicate: bool,
         default: FileDecision,
     ) -> Self {
@@ -241,6 +245,7 @@ impl FileOffer {
             file_size_kib,
             restart_position,
             description,
+            services,
             duplicate,
             default,
         }

@@ -283,3 +283,92 @@ impl Write for PieceWriter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(r: &mut impl Read) -> io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).map(|_| v)
+    }
+
+    #[test]
+    fn received_stream_reads_the_stored_prefix_then_the_tapped_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("partial");
+        std::fs::write(&path, b"stored-part|not-yet-durable").unwrap();
+        let prefix = std::fs::File::open(&path).unwrap().take(12);
+        let (mut tap, mut stream) = received_stream(Some(prefix));
+        let reader = std::thread::spawn(move || read_all(&mut stream));
+        tap.feed(b"new ".to_vec());
+        tap.feed(b"data".to_vec());
+        tap.complete();
+        assert_eq!(reader.join().unwrap().unwrap(), b"stored-part|new data");
+    }
+
+    #[test]
+    fn a_transfer_that_breaks_off_is_an_error_not_an_end() {
+        let (mut tap, mut stream) = received_stream(None);
+        let reader = std::thread::spawn(move || read_all(&mut stream));
+        tap.feed(b"half a file".to_vec());
+        drop(tap);
+        let err = reader.join().unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_tap_whose_reader_stopped_does_not_block() {
+        let (mut tap, stream) = received_stream(None);
+        drop(stream);
+        // More pieces than the channel holds: each is dropped, none blocks.
+        for _ in 0..TAPPED_PIECES * 2 {
+            tap.feed(vec![0; 16]);
+        }
+        tap.complete();
+    }
+
+    async fn drain(src: &mut SealedSource, chunk: usize) -> io::Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            match src.next_chunk(chunk)? {
+                Chunk::Data(d, _) => out.push(d.to_vec()),
+                Chunk::End => return Ok(out),
+                Chunk::Pending => src.ready().await,
+            }
+        }
+        panic!("no end")
+    }
+
+    #[tokio::test]
+    async fn sealed_source_hands_out_whole_chunks_and_the_hash() {
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = data.clone();
+        let seal: Seal = Box::new(move |out| {
+            // Odd-sized writes: the pieces must still be whole chunks.
+            for part in data.chunks(10_007) {
+                out.write_all(part)?;
+            }
+            Ok(Some(vec![7; 32]))
+        });
+        let mut src = SealedSource::spawn(seal, 4093).unwrap();
+        let chunks = drain(&mut src, 4093).await.unwrap();
+        let (last, full) = chunks.split_last().unwrap();
+        assert!(full.iter().all(|c| c.len() == 4093));
+        assert!(last.len() <= 4093);
+        assert_eq!(chunks.concat(), expected);
+        assert_eq!(src.units(), expected.len() as u64);
+        assert_eq!(src.take_hash(), Some(vec![7; 32]));
+    }
+
+    #[tokio::test]
+    async fn a_failing_seal_is_an_error_of_the_source() {
+        let seal: Seal = Box::new(|out| {
+            out.write_all(&[1; 300_000])?;
+            Err(io::Error::other("source file vanished"))
+        });
+        let mut src = SealedSource::spawn(seal, 1000).unwrap();
+        let err = drain(&mut src, 1000).await.unwrap_err();
+        assert!(err.to_string().contains("vanished"), "{err}");
+    }
+}

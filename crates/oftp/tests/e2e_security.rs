@@ -1086,3 +1086,111 @@ async fn tls_client_certificate_must_belong_to_the_partner_logging_in() {
         }
     }
 }
+
+/// A file relayed by an intermediary that the final destination cannot open: the transmission
+/// is fine (EFPA to the intermediary), and the originator learns of the failure by a NERP 33
+/// (RFC 5024 4.3.7) routed back through the intermediary. The intermediary forwards the
+/// processed file unchanged, with the SFID service fields it came with.
+#[tokio::test]
+async fn relayed_file_that_cannot_be_opened_gets_efpa_and_a_nerp_to_its_originator() {
+    const ORIGIN: &str = "O0013ORIGIN";
+    let k = keys();
+    let origin = k.pki.leaf("Origin", 40, false);
+    let dir = tempfile::tempdir().unwrap();
+    // The final destination knows the originator's certificate.
+    let sec = Arc::new(
+        SecurityContext::builder(
+            SERVER_SSID,
+            &local(&k.server, dir.path()),
+            dir.path().into(),
+        )
+        .unwrap()
+        .partner(
+            "client",
+            CLIENT_SSID,
+            CLIENT_SSID,
+            &policy(&k.client.cert, |_| {}),
+        )
+        .unwrap()
+        .partner("origin", ORIGIN, ORIGIN, &policy(&origin.cert, |_| {}))
+        .unwrap()
+        .build(),
+    );
+    let running = Server::new(server_config(dir.path()))
+        .unwrap()
+        .security(sec)
+        .start()
+        .await
+        .unwrap();
+    let server = TestServer { dir, running };
+
+    // The originator signs and encrypts, but for the wrong recipient (the client's key).
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("ORDERS");
+    std::fs::write(&src, content(40_000, 5)).unwrap();
+    let origin_ctx = context(
+        ORIGIN,
+        &local(&origin, work.path()),
+        SERVER_SSID,
+        &policy(&k.client.cert, |p| {
+            p.send = SendSecurity {
+                signed_receipt: false,
+                ..send_all(4, FileSecurity::SignedEncrypted, false)
+            }
+        }),
+        work.path(),
+    );
+    let mut sfid = Sfid::new(
+        "ORDERS",
+        oftp_proto::codec::VirtualFileTime {
+            year: 2026,
+            month: 11,
+            day: 21,
+            hour: 12,
+            minute: 0,
+            second: 0,
+            counter: 1,
+        },
+        ORIGIN,
+        SERVER_SSID,
+        oftp_proto::codec::FileFormat::Unstructured,
+        0,
+    );
+    let sealed = origin_ctx
+        .prepare(&mut sfid, &src)
+        .unwrap()
+        .transmit
+        .unwrap();
+    let fields = oftp::handle::FileServiceFields::of(&sfid);
+    assert_eq!(
+        fields.security,
+        oftp_proto::codec::SecurityLevel::ENCRYPTED_AND_SIGNED
+    );
+
+    // The intermediary (no security of its own) forwards it.
+    let cdir = tempfile::tempdir().unwrap();
+    let relay = common::client(cdir.path(), SessionLimits::default());
+    let report = relay
+        .run(
+            &server.addr(),
+            vec![
+                OutgoingFile::new(&sealed)
+                    .virtual_name("ORDERS")
+                    .originator(ORIGIN)
+                    .destination(SERVER_SSID)
+                    .forwarded(fields),
+            ],
+        )
+        .await
+        .unwrap();
+    match &report.files[0].1 {
+        FileOutcome::NotDelivered { reason, text } => {
+            assert_eq!(reason.0, 33, "{text}");
+        }
+        other => panic!("expected a NERP 33, got {other:?}"),
+    }
+    assert!(
+        !server.inbox().join("ORDERS").exists(),
+        "a file that cannot be opened is not delivered"
+    );
+}
