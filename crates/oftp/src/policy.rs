@@ -148,7 +148,12 @@ pub(crate) fn file_decision(
         }
     };
     let target: PathBuf = inbox.join(name);
-    if !store.overwrite && target.exists() {
+    // A certificate-exchange file is kept per partner in the certificate store when it
+    // arrives; the inbox copy is for the application, so a newer one replaces it instead of
+    // refusing the partner's next request or delivery.
+    let overwrite = store.overwrite
+        || crate::security::CertificateExchange::from_virtual_file_name(req.dsn).is_some();
+    if !overwrite && target.exists() {
         // A different file (not a duplicate) with a name already taken: the operator has to
         // move the old one, so the sender may retry later.
         return FileDecision::Reject {
@@ -157,10 +162,7 @@ pub(crate) fn file_decision(
             text: "a file of this name is waiting in the inbox".into(),
         };
     }
-    FileDecision::Accept {
-        target,
-        overwrite: store.overwrite,
-    }
+    FileDecision::Accept { target, overwrite }
 }
 
 /// Our mode as the wire type.
@@ -320,6 +322,27 @@ mod tests {
             &req("O0013MEFILES"),
         );
         assert!(matches!(taken, FileDecision::Reject { retry: true, .. }));
+
+        // Certificate-exchange files replace the previous one.
+        std::fs::write(dir.path().join("ODETTE_CERTIFICATE_REQUEST"), b"x").unwrap();
+        let again = file_decision(
+            "O0013MEFILES",
+            dir.path(),
+            &fmt,
+            &store,
+            None,
+            &FileRequest {
+                dsn: "ODETTE_CERTIFICATE_REQUEST",
+                ..req("O0013MEFILES")
+            },
+        );
+        assert_eq!(
+            again,
+            FileDecision::Accept {
+                target: dir.path().join("ODETTE_CERTIFICATE_REQUEST"),
+                overwrite: true
+            }
+        );
     }
 
     #[test]
