@@ -1215,12 +1215,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let entry = match self.shared.journal.call(move |j| j.received(&p, &k)).await {
             Ok(e) => e,
             Err(e) => {
-                self.error(format!("journal: {e}")).await;
-                let _ = self.session.reject_file(
-                    oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
-                    true,
-                    "receiver journal unavailable",
-                );
+                self.refuse_offer_for_now(format!("journal: {e}"), "receiver journal unavailable")
+                    .await;
                 return;
             }
         };
@@ -1421,13 +1417,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let (partial, journal_id, base) = match opened {
             Ok(Opened::Resumed(p, id, base)) => (p, id, base),
             Err(e) => {
-                self.error(format!("cannot store {}: {e}", offer.virtual_file_name))
-                    .await;
-                let _ = self.session.reject_file(
-                    oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
-                    true,
+                self.refuse_offer_for_now(
+                    format!("cannot store {}: {e}", offer.virtual_file_name),
                     "cannot create the file",
-                );
+                )
+                .await;
                 return;
             }
             Ok(Opened::Fresh(partial)) => {
@@ -1446,13 +1440,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 {
                     Ok(id) => (partial, id, Checkpoint::default()),
                     Err(e) => {
-                        self.error(format!("journal: {e}")).await;
                         let _ = partial.abandon(true).await;
-                        let _ = self.session.reject_file(
-                            oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
-                            true,
+                        self.refuse_offer_for_now(
+                            format!("journal: {e}"),
                             "receiver journal unavailable",
-                        );
+                        )
+                        .await;
                         return;
                     }
                 }
@@ -1464,13 +1457,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             match self.start_opener(&sfid, &partial, base.file_offset) {
                 Ok((tap, opener)) => (Some(tap), Some(opener)),
                 Err(e) => {
-                    self.error(format!("cannot receive {}: {e}", offer.virtual_file_name))
-                        .await;
-                    let _ = self.session.reject_file(
-                        oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
-                        true,
+                    self.refuse_offer_for_now(
+                        format!("cannot receive {}: {e}", offer.virtual_file_name),
                         "receiver busy, try again later",
-                    );
+                    )
+                    .await;
                     return;
                 }
             }
@@ -1481,13 +1472,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Ok(w) => w,
             Err(e) => {
                 // The file is still there (empty or with its durable part): a retry resumes.
-                self.error(format!("cannot receive {}: {e}", offer.virtual_file_name))
-                    .await;
-                let _ = self.session.reject_file(
-                    oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
-                    true,
+                self.refuse_offer_for_now(
+                    format!("cannot receive {}: {e}", offer.virtual_file_name),
                     "receiver busy, try again later",
-                );
+                )
+                .await;
                 return;
             }
         };
@@ -2094,6 +2083,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         )
         .await;
         true
+    }
+
+    /// Refuses an offered file for a local problem (logged as an error): SFNA 12 with retry,
+    /// `text` to the partner.
+    async fn refuse_offer_for_now(&mut self, problem: String, text: &str) {
+        self.error(problem).await;
+        let _ = self.session.reject_file(
+            oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
+            true,
+            text,
+        );
     }
 
     async fn refuse_incoming(&mut self, mut inc: Incoming, reason: EfnaReason, text: String) {
