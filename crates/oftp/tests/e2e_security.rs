@@ -1194,3 +1194,63 @@ async fn relayed_file_that_cannot_be_opened_gets_efpa_and_a_nerp_to_its_originat
         "a file that cannot be opened is not delivered"
     );
 }
+
+/// A signed and encrypted transfer cut off in the middle: the receiver's opening (which runs
+/// while the data arrives) ends with the transfer, nothing half-opened appears, and the next
+/// attempt (from position 0: a new processed form) is delivered and verified.
+#[tokio::test]
+async fn a_secured_transfer_cut_off_midway_is_delivered_by_the_next_attempt() {
+    /// Tells when the server saw a session end.
+    struct Gone(tokio::sync::mpsc::UnboundedSender<()>);
+    impl Handler for Gone {
+        async fn disconnected(&self, _i: &oftp::ConnectionInfo, _d: &oftp::handler::Disconnected) {
+            let _ = self.0.send(());
+        }
+    }
+    let k = keys();
+    let (gone, mut gone_rx) = tokio::sync::mpsc::unbounded_channel();
+    let server = secure_server(&k, policy(&k.client.cert, |_| {}), None, Gone(gone)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("BIG");
+    let data = content(3_000_000, 11);
+    std::fs::write(&src, &data).unwrap();
+    let client = secure_client(
+        &k,
+        &k.client,
+        dir.path(),
+        policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::SignedEncrypted, false)
+        }),
+    );
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let cut = common::Cut {
+        inner: tcp,
+        written: 0,
+        limit: 1_000_000,
+        stall: false,
+    };
+    let report = client
+        .run_over(
+            cut,
+            "127.0.0.1:0".parse().unwrap(),
+            vec![OutgoingFile::new(&src)],
+        )
+        .await
+        .unwrap();
+    assert!(!report.all_delivered(), "{report:?}");
+    gone_rx.recv().await.expect("the server saw the break");
+    assert!(!server.inbox().join("BIG").exists());
+
+    let report = client
+        .run(&server.addr(), vec![OutgoingFile::new(&src)])
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+    assert_eq!(std::fs::read(server.inbox().join("BIG")).unwrap(), data);
+    // Only the delivered file is left in the inbox: no temporary or half-opened files.
+    let names: Vec<_> = std::fs::read_dir(server.inbox())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["BIG"], "{names:?}");
+}

@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use common::*;
@@ -18,7 +16,7 @@ use oftp::handler::{
 use oftp::oftp_proto::codec::{EsidReason, SfnaReason};
 use oftp::oftp_proto::sth;
 use oftp::{ClientError, ConnectionInfo, FileOutcome, Handler, OutgoingFile};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -269,58 +267,6 @@ async fn nerp_sent_later_reaches_the_client_as_not_delivered() {
     );
     assert!(!report.all_delivered());
     server.running.shutdown().await;
-}
-
-/// A transport that fails (or stalls) once `limit` bytes were written.
-struct Cut<T> {
-    inner: T,
-    written: u64,
-    limit: u64,
-    stall: bool,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Cut<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Cut<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        if self.written >= self.limit {
-            if self.stall {
-                // Never completes: the peer sees a partner that stopped talking.
-                return Poll::Pending;
-            }
-            return Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "cut by the test",
-            )));
-        }
-        let room = (self.limit - self.written) as usize;
-        let n = buf.len().min(room);
-        let r = Pin::new(&mut self.inner).poll_write(cx, &buf[..n]);
-        if let Poll::Ready(Ok(k)) = &r {
-            self.written += *k as u64;
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// Reports incoming restart positions and disconnections.
