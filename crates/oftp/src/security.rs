@@ -10,11 +10,11 @@
 //!   compression, signed receipts, secure authentication). Passwords for key files come from a
 //!   file or an environment variable only ([`IdentityConfig`]); they are never logged.
 //! - [`SecurityContext`] is the loaded form, shared by all connections. It implements
-//!   [`FileServices`]: sending is sign -> compress -> encrypt into a processed copy (so SFIDFSIZ
-//!   is known before SFID), receiving is the reverse after the received data is durable, with
-//!   verification against the originator's certificate. Memory stays constant for any file
-//!   size: everything is streamed through `oftp_security`'s pipelines; the blocking work runs
-//!   on tokio's blocking pool (the connection driver calls us there).
+//!   [`FileServices`]: sending is sign -> compress -> encrypt while the file is sent
+//!   ([`SecurityContext::plan`]; SFIDFSIZ an upper estimate), receiving is the reverse while
+//!   the file arrives ([`SecurityContext::open_stream`]), with verification against the
+//!   originator's certificate. Memory stays constant for any file size: everything is
+//!   streamed through `oftp_security`'s pipelines, on threads the runtime starts for it.
 //! - Files that are neither from nor for us (SFID origin and destination are not our codes)
 //!   pass through unchanged: no security service is applied (the seed's intermediary rule).
 //!

@@ -101,10 +101,13 @@ pub struct ServiceFailure {
 /// sides of a transfer.
 ///
 /// Receive: [`check_incoming`](Self::check_incoming) at SFID; for a file that uses file
-/// services, [`finish_incoming`](Self::finish_incoming) once its data is complete and durable in
-/// the temporary file, before it is renamed into place (it may verify, decompress and decrypt
-/// the content in place). Send: [`prepare_outgoing`](Self::prepare_outgoing) fills the SFID's
-/// service fields and may name a processed copy to transmit instead of the original.
+/// services, [`open_incoming`](Self::open_incoming) from the start of the transfer (it reads
+/// the data as it arrives; the default waits for the end and calls
+/// [`finish_incoming`](Self::finish_incoming), which may verify, decompress and decrypt the
+/// complete temporary file in place). Send: [`stream_outgoing`](Self::stream_outgoing) fills
+/// the SFID's service fields and may return a [`Seal`] that produces the processed form while
+/// it is sent (the default builds on [`prepare_outgoing`](Self::prepare_outgoing), which names a
+/// processed copy to transmit instead of the original).
 pub trait FileServices: Send + Sync + 'static {
     /// Checks an offered file; a refusal becomes the default SFNA.
     fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal>;
