@@ -70,7 +70,7 @@ impl OutgoingSource {
         }
     }
 
-    /// A processed source still waiting for its thread.
+    /// The processed form, if this source is one.
     pub(crate) fn sealed_mut(&mut self) -> Option<&mut SealedSource> {
         match self {
             Self::File(_) => None,
