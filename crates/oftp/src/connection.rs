@@ -225,6 +225,27 @@ struct Incoming {
     opener: Option<OpenerResult>,
 }
 
+/// Our EERP (or, with `negative`, NERP) for a file we received: to its originator, signed
+/// later if the file asked for it.
+fn our_end_response(
+    key: &FileKey,
+    local_sfid: &str,
+    user_data: String,
+    negative: Option<NegativeResponse>,
+) -> EndResponse {
+    EndResponse {
+        virtual_file_name: key.dsn.clone(),
+        stamp: key.stamp,
+        destination: key.originator.clone(),
+        originator: local_sfid.to_owned(),
+        user_data,
+        negative,
+        file_hash: Vec::new(),
+        signature: Vec::new(),
+        signature_verified: false,
+    }
+}
+
 /// A reception whose file the file services could not open.
 struct FailedReception {
     partial: PartialFile,
@@ -1178,17 +1199,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         match pending {
             Ok(entries) => {
                 for e in entries {
-                    self.queue.push_front(Work::EndResponse(EndResponse {
-                        virtual_file_name: e.key.dsn,
-                        stamp: e.key.stamp,
-                        destination: e.key.originator,
-                        originator: local_sfid.clone(),
-                        user_data: e.user_data,
-                        negative: None,
-                        file_hash: Vec::new(),
-                        signature: Vec::new(),
-                        signature_verified: false,
-                    }));
+                    self.queue.push_front(Work::EndResponse(our_end_response(
+                        &e.key,
+                        &local_sfid,
+                        e.user_data,
+                        None,
+                    )));
                 }
             }
             Err(e) => self.error(format!("journal: {e}")).await,
@@ -1245,17 +1261,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     self.error(format!("journal: {err}")).await;
                 }
                 e.state = ReceiveState::Complete;
-                self.queue.push_back(Work::EndResponse(EndResponse {
-                    virtual_file_name: e.key.dsn.clone(),
-                    stamp: e.key.stamp,
-                    destination: e.key.originator.clone(),
-                    originator: params.local_sfid.clone(),
-                    user_data: e.user_data.clone(),
-                    negative: None,
-                    file_hash: Vec::new(),
-                    signature: Vec::new(),
-                    signature_verified: false,
-                }));
+                self.queue.push_back(Work::EndResponse(our_end_response(
+                    &e.key,
+                    &params.local_sfid,
+                    e.user_data.clone(),
+                    None,
+                )));
                 Some(e)
             }
             other => other,
@@ -1881,22 +1892,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 self.error(format!("journal: {e}")).await;
             }
         } else {
-            let local_sfid = self
-                .params
-                .as_ref()
-                .map(|p| p.local_sfid.clone())
-                .unwrap_or_default();
-            self.queue.push_front(Work::EndResponse(EndResponse {
-                virtual_file_name: key.dsn.clone(),
-                stamp: key.stamp,
-                destination: key.originator.clone(),
-                originator: local_sfid,
-                user_data,
-                negative: None,
-                file_hash: Vec::new(),
-                signature: Vec::new(),
-                signature_verified: false,
-            }));
+            let response = our_end_response(&key, self.local_sfid(), user_data, None);
+            self.queue.push_front(Work::EndResponse(response));
         }
     }
 
@@ -2218,26 +2215,18 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         )
         .await;
         self.end_transfer_failed(&transfer, text.clone()).await;
-        let local_sfid = self
-            .params
-            .as_ref()
-            .map(|p| p.local_sfid.clone())
-            .unwrap_or_default();
-        self.queue.push_front(Work::EndResponse(EndResponse {
-            virtual_file_name: key.dsn.clone(),
-            stamp: key.stamp,
-            destination: key.originator.clone(),
-            originator: local_sfid.clone(),
-            user_data,
-            negative: Some(NegativeResponse {
-                reason: nerp_reason,
-                creator: local_sfid,
-                text,
-            }),
-            file_hash: Vec::new(),
-            signature: Vec::new(),
-            signature_verified: false,
-        }));
+        let negative = NegativeResponse {
+            reason: nerp_reason,
+            creator: self.local_sfid().to_owned(),
+            text,
+        };
+        let response = our_end_response(&key, self.local_sfid(), user_data, Some(negative));
+        self.queue.push_front(Work::EndResponse(response));
+    }
+
+    /// Our SFID code in this session (empty before the session is accepted).
+    fn local_sfid(&self) -> &str {
+        self.params.as_ref().map_or("", |p| p.local_sfid.as_str())
     }
 
     async fn end_transfer_failed(&self, transfer: &TransferInfo, reason: String) {
