@@ -11,6 +11,7 @@
 
 mod config;
 mod security;
+mod send_files;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -144,10 +145,17 @@ struct SendArgs {
     /// Secure authentication with the partner: disallowed, required or automatic.
     #[arg(long, value_enum)]
     secure_auth: Option<SecureAuthArg>,
-    /// The partner's certificate (encryption, signature and receipt verification,
-    /// authentication), overriding the configuration.
+    /// The partner's certificate for file services and receipts: encrypting files for it,
+    /// checking its file and receipt signatures (partner `security.certificate`). It does not
+    /// turn secure authentication on; with `--secure-auth required` it is also the
+    /// authentication certificate, unless `--auth-cert` names one.
     #[arg(long)]
     partner_cert: Option<PathBuf>,
+    /// The partner's certificate for secure authentication (partner
+    /// `security.authentication_cert`): with it, secure authentication is asked for unless
+    /// `--secure-auth disallowed`.
+    #[arg(long)]
+    auth_cert: Option<PathBuf>,
     /// Our certificate (PEM/DER) with --key, or use --pkcs12.
     #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
@@ -221,6 +229,20 @@ struct SendArgs {
     /// Maximum record length for F and V files.
     #[arg(long, default_value_t = 0)]
     record_length: u32,
+    /// Virtual file name (SFIDDSN: 1-26 of 0-9 A-Z / - . & ( )): `NAME` when one file is sent,
+    /// `FILE=NAME` for any of several (repeatable). Default: the file name in upper case.
+    #[arg(
+        long,
+        value_name = "[FILE=]NAME",
+        conflicts_with = "exchange_certificate"
+    )]
+    dsn: Vec<String>,
+    /// User data of every file sent (SFIDUSER: up to 8 of 0-9 A-Z / - . & ( )).
+    #[arg(long)]
+    user_data: Option<String>,
+    /// Description of every file sent (SFIDDESC: UTF-8, up to 999 octets; OFTP 2.0 only).
+    #[arg(long)]
+    description: Option<String>,
     /// Seconds without an answer before giving up (ESID 09).
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -484,14 +506,20 @@ impl SendArgs {
             };
         }
         if let Some(c) = &self.partner_cert {
+            // As `certificate` in the configuration: every purpose without its own file, and
+            // authentication only when that is required (Automatic asks for it only with an
+            // explicit authentication certificate, see SecureAuthentication::Automatic).
             for slot in [
+                &mut p.certificate,
                 &mut p.encryption_cert,
                 &mut p.signature_cert,
                 &mut p.receipt_cert,
-                &mut p.authentication_cert,
             ] {
                 *slot = Some(c.clone());
             }
+        }
+        if let Some(c) = &self.auth_cert {
+            p.authentication_cert = Some(c.clone());
         }
         if self.cert.is_some() || self.pkcs12.is_some() {
             s.security.identity = Some(IdentityConfig {
@@ -643,10 +671,28 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
     if format.is_record_oriented() && a.record_length == 0 {
         bail!("--record-length is needed for F and V files");
     }
-    for f in &a.files {
+    let names = send_files::virtual_names(&a.files, &a.dsn)?;
+    for (f, name) in a.files.iter().zip(&names) {
         let meta = std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
         if !meta.is_file() {
             bail!("{} is not a regular file", f.display());
+        }
+        if name.is_none() && a.exchange_certificate.is_none() {
+            send_files::check_default_name(f, &OutgoingFile::new(f).virtual_file_name)?;
+        }
+    }
+    if let Some(u) = &a.user_data {
+        send_files::check_string(u, send_files::USER_DATA_MAX, "user data (SFIDUSER)")
+            .map_err(|e| anyhow!("--user-data: {e}"))?;
+    }
+    if let Some(d) = &a.description {
+        send_files::check_description(d)?;
+        if s.limits.level < 5 {
+            bail!(
+                "--description needs OFTP 2.0 (level 5), but the highest level offered is {} \
+                 (--level or [session] level): the OFTP 1.x SFID has no description field",
+                s.limits.level
+            );
         }
     }
     std::fs::create_dir_all(&s.data_dir)
@@ -667,17 +713,26 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
     let files: Vec<OutgoingFile> = a
         .files
         .iter()
-        .map(|p| match a.exchange_certificate {
-            Some(kind) => {
-                use oftp::security::CertificateExchange as X;
-                let kind = match kind {
-                    ExchangeArg::Request => X::Request,
-                    ExchangeArg::Replace => X::Replace,
-                    ExchangeArg::Deliver => X::Deliver,
-                };
-                OutgoingFile::certificate_exchange(kind, p)
+        .zip(names)
+        .map(|(p, name)| {
+            let mut f = match a.exchange_certificate {
+                Some(kind) => {
+                    use oftp::security::CertificateExchange as X;
+                    let kind = match kind {
+                        ExchangeArg::Request => X::Request,
+                        ExchangeArg::Replace => X::Replace,
+                        ExchangeArg::Deliver => X::Deliver,
+                    };
+                    OutgoingFile::certificate_exchange(kind, p)
+                }
+                None => OutgoingFile::new(p).format(format, a.record_length),
+            };
+            if let Some(name) = name {
+                f = f.virtual_name(name);
             }
-            None => OutgoingFile::new(p).format(format, a.record_length),
+            f.user_data = a.user_data.clone().unwrap_or_default();
+            f.description = a.description.clone().unwrap_or_default();
+            f
         })
         .collect();
     let report = match connector {
@@ -731,6 +786,14 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
         let _ = writeln!(out, "received       {}", r.display());
     }
     let _ = out.flush();
+    let level = report.negotiated.level;
+    if a.description.is_some() && !level.is_v2() && !report.files.is_empty() {
+        eprintln!(
+            "warning: the partner answered with OFTP level {}, whose SFID has no description: \
+             the files were offered without --description",
+            level.0
+        );
+    }
     Ok(if report.all_delivered() {
         ExitCode::SUCCESS
     } else {
