@@ -5,7 +5,9 @@
 //!   the command to try it.
 //! - `oftp send ... FILE...`: calls a partner, sends files, waits for their end-to-end
 //!   responses, receives what the partner has for us. Exit code 0 only when every file got an
-//!   EERP; 3 when the session ran but some file did not; 1 on any other error; 2 on bad usage.
+//!   EERP; 3 when the session got past login but some file did not; 1 when the session was
+//!   refused or failed before the first file (TLS, login, secure authentication) and on any
+//!   other error; 2 on bad usage.
 //!
 //! Errors are printed as one line a person can act on, never as a backtrace.
 
@@ -301,7 +303,11 @@ fn main() -> ExitCode {
 
 fn init_logging(cli: &Cli) {
     let default = match (&cli.command, cli.verbose) {
-        (_, 0) if matches!(cli.command, Command::Send(_)) => "warn",
+        // What goes wrong in the session is in the file lines or the one error line; the
+        // session's own warnings (the same, in other words) need -v.
+        (_, 0) if matches!(cli.command, Command::Send(_)) => {
+            "warn,oftp::connection=error,oftp_proto=error"
+        }
         (_, 0) => "info",
         (_, 1) => "info",
         _ => "debug",
@@ -745,19 +751,24 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
         let line = match outcome {
             FileOutcome::Delivered => format!("delivered      {name} (EERP received)"),
             FileOutcome::AwaitingEndResponse => format!(
-                "not confirmed  {name}: the partner stored it but sent no EERP in this session"
+                "not confirmed  {name}: the partner stored it (EFPA) but sent no EERP in this session"
             ),
             FileOutcome::NotDelivered { reason, text } => format!(
-                "NOT delivered  {name}: {} (NERP {:02}) {text}",
+                "NOT delivered  {name}: the partner could not deliver it: {} (NERP {:02}){}",
                 reason.description().unwrap_or("unknown reason"),
-                reason.0
+                reason.0,
+                if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {text}")
+                }
             ),
             FileOutcome::Rejected {
                 reason,
                 retry,
                 text,
             } => format!(
-                "rejected       {name}: {} (SFNA {:02}){}",
+                "rejected       {name}: the partner refused the offer (SFID): {} (SFNA {:02}){}",
                 if text.is_empty() {
                     reason.description().unwrap_or("unknown reason")
                 } else {
@@ -767,7 +778,7 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
                 if *retry { ", may be retried later" } else { "" }
             ),
             FileOutcome::Refused { reason, text } => format!(
-                "refused        {name}: {} (EFNA {:02})",
+                "refused        {name}: the partner refused it after the transfer (EFID): {} (EFNA {:02})",
                 if text.is_empty() {
                     reason.description().unwrap_or("unknown reason")
                 } else {
