@@ -11,24 +11,16 @@ use std::path::Path;
 
 mod common;
 use common::scripted::{self, Answer, Scripted};
-use common::{free_port, oftp, self_signed, serve_config, texts};
+use common::{call_args, free_port, oftp, self_signed, serve_config, texts, write_server_config};
 
 /// Writes `server.toml`: plain listener on `port`, our identity `server.pem`, and two partners
 /// with the same certificate `client.pem`: `client`, which does file security but not secure
 /// authentication, and `strict`, which must authenticate.
 fn secure_server_config(d: &Path, port: u16) {
-    std::fs::write(
-        d.join("server.toml"),
-        format!(
-            r#"
-[local]
-ssid = "O0013SERVER"
-password = "SRVPW"
-
-[server]
-listen = "127.0.0.1:{port}"
-data_dir = "sdata"
-
+    write_server_config(
+        d,
+        port,
+        r#"
 [security.identity]
 cert = "server.pem"
 key = "server.key"
@@ -50,10 +42,8 @@ password = "STRICTPW"
 [partners.security]
 certificate = "client.pem"
 secure_authentication = "required"
-"#
-        ),
-    )
-    .unwrap();
+"#,
+    );
 }
 
 #[test]
@@ -68,22 +58,8 @@ fn partner_cert_is_for_file_services_and_auth_cert_turns_secure_authentication_o
     let port = port.to_string();
     let send = |ssid: &str, pw: &str, file: &str, extra: &[&str]| {
         std::fs::write(d.join(file), format!("content of {file}")).unwrap();
-        let mut args = vec![
-            "send",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--ssid",
-            ssid,
-            "--password",
-            pw,
-            "--partner-ssid",
-            "O0013SERVER",
-            "--partner-password",
-            "SRVPW",
-            "--data-dir",
-            "cdata",
+        let mut args = call_args(&port, (ssid, pw), ("O0013SERVER", "SRVPW"));
+        args.extend_from_slice(&[
             "--cert",
             "client.pem",
             "--key",
@@ -91,7 +67,7 @@ fn partner_cert_is_for_file_services_and_auth_cert_turns_secure_authentication_o
             "--security",
             "signed-encrypted",
             "--signed-receipt",
-        ];
+        ]);
         args.extend_from_slice(extra);
         args.push(file);
         oftp(d, &args)
@@ -204,59 +180,23 @@ signed_receipt = true
     assert!(stdout.contains("delivered      f6.edi"), "{stdout}");
 }
 
-/// Arguments to call a partner without a configuration.
-fn plain_args<'a>(port: &'a str, partner_ssid: &'a str, partner_pw: &'a str) -> Vec<&'a str> {
-    vec![
-        "send",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        port,
-        "--ssid",
-        "O0013CLIENT",
-        "--password",
-        "CLIPW",
-        "--partner-ssid",
-        partner_ssid,
-        "--partner-password",
-        partner_pw,
-        "--data-dir",
-        "cdata",
-    ]
-}
-
 #[test]
 fn dsn_names_the_virtual_file_of_one_file_or_of_each_file() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let port = free_port();
-    std::fs::write(
-        d.join("server.toml"),
-        format!(
-            r#"
-[local]
-ssid = "O0013SERVER"
-password = "SRVPW"
-
-[server]
-listen = "127.0.0.1:{port}"
-data_dir = "sdata"
-
-[[partners]]
-name = "client"
-ssid = "O0013CLIENT"
-password = "CLIPW"
-"#
-        ),
-    )
-    .unwrap();
+    write_server_config(
+        d,
+        port,
+        "[[partners]]\nname = \"client\"\nssid = \"O0013CLIENT\"\npassword = \"CLIPW\"\n",
+    );
     let _server = serve_config(d, "server.toml");
     for f in ["a.txt", "b.txt", "c.txt"] {
         std::fs::write(d.join(f), f).unwrap();
     }
     std::fs::create_dir(d.join("sub")).unwrap();
     let port = port.to_string();
-    let base = plain_args(&port, "O0013SERVER", "SRVPW");
+    let base = call_args(&port, ("O0013CLIENT", "CLIPW"), ("O0013SERVER", "SRVPW"));
     let send = |extra: &[&str]| {
         let mut args = base.clone();
         args.extend_from_slice(extra);
@@ -296,7 +236,7 @@ fn names_and_user_data_outside_the_sfid_rules_are_refused_before_the_call() {
     }
     // Nothing listens there: each error must come before the call.
     let port = free_port().to_string();
-    let base = plain_args(&port, "O0013SERVER", "SRVPW");
+    let base = call_args(&port, ("O0013CLIENT", "CLIPW"), ("O0013SERVER", "SRVPW"));
     for (extra, expected) in [
         (
             &["--dsn", "orders", "a.txt"][..],
@@ -354,7 +294,11 @@ fn user_data_and_description_reach_the_sfid_and_a_level_4_partner_gets_no_descri
     let description = "Bestellung für März = 3 Paletten";
     let send = |partner: &Scripted| {
         let port = partner.port.to_string();
-        let mut args = plain_args(&port, scripted::SSID, scripted::PASSWORD);
+        let mut args = call_args(
+            &port,
+            ("O0013CLIENT", "CLIPW"),
+            (scripted::SSID, scripted::PASSWORD),
+        );
         args.extend_from_slice(&[
             "--dsn",
             "ORDERS",

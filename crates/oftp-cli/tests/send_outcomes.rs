@@ -8,28 +8,16 @@ use std::process::Output;
 
 mod common;
 use common::scripted::{self, Answer, Scripted};
-use common::{oftp, texts};
+use common::{call_args, oftp, texts};
 
 /// Sends `files` (created with a few KiB each) to `partner`, with `extra` options.
 fn send(d: &Path, partner: &Scripted, extra: &[&str], files: &[&str]) -> Output {
     let port = partner.port.to_string();
-    let mut args = vec![
-        "send",
-        "--host",
-        "127.0.0.1",
-        "--port",
+    let mut args = call_args(
         &port,
-        "--ssid",
-        "O0013CLIENT",
-        "--password",
-        "CLIPW",
-        "--partner-ssid",
-        scripted::SSID,
-        "--partner-password",
-        scripted::PASSWORD,
-        "--data-dir",
-        "cdata",
-    ];
+        ("O0013CLIENT", "CLIPW"),
+        (scripted::SSID, scripted::PASSWORD),
+    );
     args.extend_from_slice(extra);
     for f in files {
         std::fs::write(d.join(f), format!("content of {f}\n").repeat(300)).unwrap();

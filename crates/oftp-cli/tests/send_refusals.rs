@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 mod common;
-use common::{free_port, oftp, self_signed, serve_config, texts};
+use common::{call_args, free_port, oftp, self_signed, serve_config, texts};
 
 /// Asserts exit code 1 and exactly one line on standard error, `error: ...` with all of
 /// `expected`; nothing on standard output (no file line: no file got anywhere).
@@ -24,18 +24,11 @@ fn assert_refused(out: &Output, expected: &[&str]) {
 }
 
 fn server_config(d: &Path, port: u16, tls_port: u16, partner_cert: &str) {
-    std::fs::write(
-        d.join("server.toml"),
-        format!(
+    common::write_server_config(
+        d,
+        port,
+        &format!(
             r#"
-[local]
-ssid = "O0013SERVER"
-password = "SRVPW"
-
-[server]
-listen = "127.0.0.1:{port}"
-data_dir = "sdata"
-
 [security.identity]
 cert = "server.pem"
 key = "server.key"
@@ -56,33 +49,13 @@ certificate = "{partner_cert}"
 secure_authentication = "required"
 "#
         ),
-    )
-    .unwrap();
+    );
 }
 
 fn send(d: &Path, port: u16, extra: &[&str]) -> Output {
     let port = port.to_string();
-    let mut args = vec![
-        "send",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--ssid",
-        "O0013CLIENT",
-        "--password",
-        "CLIPW",
-        "--partner-ssid",
-        "O0013SERVER",
-        "--partner-password",
-        "SRVPW",
-        "--data-dir",
-        "cdata",
-        "--cert",
-        "client.pem",
-        "--key",
-        "client.key",
-    ];
+    let mut args = call_args(&port, ("O0013CLIENT", "CLIPW"), ("O0013SERVER", "SRVPW"));
+    args.extend_from_slice(&["--cert", "client.pem", "--key", "client.key"]);
     args.extend_from_slice(extra);
     args.push("f.edi");
     oftp(d, &args)

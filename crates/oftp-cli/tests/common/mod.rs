@@ -106,3 +106,39 @@ pub(crate) fn texts(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Writes `server.toml` in `dir` for an `oftp serve` as O0013SERVER (password SRVPW) listening
+/// on 127.0.0.1:`port` with its data in `sdata`, followed by `rest` (security, TLS, partners).
+pub(crate) fn write_server_config(dir: &Path, port: u16, rest: &str) {
+    let head = format!(
+        "[local]\nssid = \"O0013SERVER\"\npassword = \"SRVPW\"\n\n\
+         [server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"sdata\"\n"
+    );
+    std::fs::write(dir.join("server.toml"), head + rest).unwrap();
+}
+
+/// `oftp send` arguments to call 127.0.0.1:`port` without a configuration: our code and
+/// password, the partner's, and `cdata` for our journal.
+pub(crate) fn call_args<'a>(
+    port: &'a str,
+    (ssid, password): (&'a str, &'a str),
+    (partner_ssid, partner_password): (&'a str, &'a str),
+) -> Vec<&'a str> {
+    vec![
+        "send",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--ssid",
+        ssid,
+        "--password",
+        password,
+        "--partner-ssid",
+        partner_ssid,
+        "--partner-password",
+        partner_password,
+        "--data-dir",
+        "cdata",
+    ]
+}
