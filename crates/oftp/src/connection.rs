@@ -1195,7 +1195,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             ),
         )
         .await;
-        self.logged_in = !negotiated.secure_auth;
+        // Whichever of the two events comes first.
+        self.logged_in |= !negotiated.secure_auth;
         self.negotiated = Some(negotiated);
         self.queue_pending_end_responses().await;
         if let Some(info) = self.info.clone() {
