@@ -5,12 +5,15 @@
 //!   the command to try it.
 //! - `oftp send ... FILE...`: calls a partner, sends files, waits for their end-to-end
 //!   responses, receives what the partner has for us. Exit code 0 only when every file got an
-//!   EERP; 3 when the session ran but some file did not; 1 on any other error; 2 on bad usage.
+//!   EERP; 3 when the session got past login but some file did not; 1 when the session was
+//!   refused or failed before the first file (TLS, login, secure authentication) and on any
+//!   other error; 2 on bad usage.
 //!
 //! Errors are printed as one line a person can act on, never as a backtrace.
 
 mod config;
 mod security;
+mod send_files;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -144,10 +147,17 @@ struct SendArgs {
     /// Secure authentication with the partner: disallowed, required or automatic.
     #[arg(long, value_enum)]
     secure_auth: Option<SecureAuthArg>,
-    /// The partner's certificate (encryption, signature and receipt verification,
-    /// authentication), overriding the configuration.
+    /// The partner's certificate for file services and receipts: encrypting files for it,
+    /// checking its file and receipt signatures (partner `security.certificate`). It does not
+    /// turn secure authentication on; with `--secure-auth required` it is also the
+    /// authentication certificate, unless `--auth-cert` names one.
     #[arg(long)]
     partner_cert: Option<PathBuf>,
+    /// The partner's certificate for secure authentication (partner
+    /// `security.authentication_cert`): with it, secure authentication is asked for unless
+    /// `--secure-auth disallowed`.
+    #[arg(long)]
+    auth_cert: Option<PathBuf>,
     /// Our certificate (PEM/DER) with --key, or use --pkcs12.
     #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
@@ -221,6 +231,20 @@ struct SendArgs {
     /// Maximum record length for F and V files.
     #[arg(long, default_value_t = 0)]
     record_length: u32,
+    /// Virtual file name (SFIDDSN: 1-26 of 0-9 A-Z / - . & ( )): `NAME` when one file is sent,
+    /// `FILE=NAME` for any of several (repeatable). Default: the file name in upper case.
+    #[arg(
+        long,
+        value_name = "[FILE=]NAME",
+        conflicts_with = "exchange_certificate"
+    )]
+    dsn: Vec<String>,
+    /// User data of every file sent (SFIDUSER: up to 8 of 0-9 A-Z / - . & ( )).
+    #[arg(long)]
+    user_data: Option<String>,
+    /// Description of every file sent (SFIDDESC: UTF-8, up to 999 octets; OFTP 2.0 only).
+    #[arg(long)]
+    description: Option<String>,
     /// Seconds without an answer before giving up (ESID 09).
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -279,7 +303,11 @@ fn main() -> ExitCode {
 
 fn init_logging(cli: &Cli) {
     let default = match (&cli.command, cli.verbose) {
-        (_, 0) if matches!(cli.command, Command::Send(_)) => "warn",
+        // What goes wrong in the session is in the file lines or the one error line; the
+        // session's own warnings (the same, in other words) need -v.
+        (_, 0) if matches!(cli.command, Command::Send(_)) => {
+            "warn,oftp::connection=error,oftp_proto=error"
+        }
         (_, 0) => "info",
         (_, 1) => "info",
         _ => "debug",
@@ -484,14 +512,20 @@ impl SendArgs {
             };
         }
         if let Some(c) = &self.partner_cert {
+            // As `certificate` in the configuration: every purpose without its own file, and
+            // authentication only when that is required (Automatic asks for it only with an
+            // explicit authentication certificate, see SecureAuthentication::Automatic).
             for slot in [
+                &mut p.certificate,
                 &mut p.encryption_cert,
                 &mut p.signature_cert,
                 &mut p.receipt_cert,
-                &mut p.authentication_cert,
             ] {
                 *slot = Some(c.clone());
             }
+        }
+        if let Some(c) = &self.auth_cert {
+            p.authentication_cert = Some(c.clone());
         }
         if self.cert.is_some() || self.pkcs12.is_some() {
             s.security.identity = Some(IdentityConfig {
@@ -643,10 +677,28 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
     if format.is_record_oriented() && a.record_length == 0 {
         bail!("--record-length is needed for F and V files");
     }
-    for f in &a.files {
+    let names = send_files::virtual_names(&a.files, &a.dsn)?;
+    for (f, name) in a.files.iter().zip(&names) {
         let meta = std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?;
         if !meta.is_file() {
             bail!("{} is not a regular file", f.display());
+        }
+        if name.is_none() && a.exchange_certificate.is_none() {
+            send_files::check_default_name(f, &OutgoingFile::new(f).virtual_file_name)?;
+        }
+    }
+    if let Some(u) = &a.user_data {
+        send_files::check_string(u, send_files::USER_DATA_MAX, "user data (SFIDUSER)")
+            .map_err(|e| anyhow!("--user-data: {e}"))?;
+    }
+    if let Some(d) = &a.description {
+        send_files::check_description(d)?;
+        if s.limits.level < 5 {
+            bail!(
+                "--description needs OFTP 2.0 (level 5), but the highest level offered is {} \
+                 (--level or [session] level): the OFTP 1.x SFID has no description field",
+                s.limits.level
+            );
         }
     }
     std::fs::create_dir_all(&s.data_dir)
@@ -667,17 +719,26 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
     let files: Vec<OutgoingFile> = a
         .files
         .iter()
-        .map(|p| match a.exchange_certificate {
-            Some(kind) => {
-                use oftp::security::CertificateExchange as X;
-                let kind = match kind {
-                    ExchangeArg::Request => X::Request,
-                    ExchangeArg::Replace => X::Replace,
-                    ExchangeArg::Deliver => X::Deliver,
-                };
-                OutgoingFile::certificate_exchange(kind, p)
+        .zip(names)
+        .map(|(p, name)| {
+            let mut f = match a.exchange_certificate {
+                Some(kind) => {
+                    use oftp::security::CertificateExchange as X;
+                    let kind = match kind {
+                        ExchangeArg::Request => X::Request,
+                        ExchangeArg::Replace => X::Replace,
+                        ExchangeArg::Deliver => X::Deliver,
+                    };
+                    OutgoingFile::certificate_exchange(kind, p)
+                }
+                None => OutgoingFile::new(p).format(format, a.record_length),
+            };
+            if let Some(name) = name {
+                f = f.virtual_name(name);
             }
-            None => OutgoingFile::new(p).format(format, a.record_length),
+            f.user_data = a.user_data.clone().unwrap_or_default();
+            f.description = a.description.clone().unwrap_or_default();
+            f
         })
         .collect();
     let report = match connector {
@@ -690,19 +751,24 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
         let line = match outcome {
             FileOutcome::Delivered => format!("delivered      {name} (EERP received)"),
             FileOutcome::AwaitingEndResponse => format!(
-                "not confirmed  {name}: the partner stored it but sent no EERP in this session"
+                "not confirmed  {name}: the partner stored it (EFPA) but sent no EERP in this session"
             ),
             FileOutcome::NotDelivered { reason, text } => format!(
-                "NOT delivered  {name}: {} (NERP {:02}) {text}",
+                "NOT delivered  {name}: the partner could not deliver it: {} (NERP {:02}){}",
                 reason.description().unwrap_or("unknown reason"),
-                reason.0
+                reason.0,
+                if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {text}")
+                }
             ),
             FileOutcome::Rejected {
                 reason,
                 retry,
                 text,
             } => format!(
-                "rejected       {name}: {} (SFNA {:02}){}",
+                "rejected       {name}: the partner refused the offer (SFID): {} (SFNA {:02}){}",
                 if text.is_empty() {
                     reason.description().unwrap_or("unknown reason")
                 } else {
@@ -712,7 +778,7 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
                 if *retry { ", may be retried later" } else { "" }
             ),
             FileOutcome::Refused { reason, text } => format!(
-                "refused        {name}: {} (EFNA {:02})",
+                "refused        {name}: the partner refused it after the transfer (EFID): {} (EFNA {:02})",
                 if text.is_empty() {
                     reason.description().unwrap_or("unknown reason")
                 } else {
@@ -731,6 +797,14 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
         let _ = writeln!(out, "received       {}", r.display());
     }
     let _ = out.flush();
+    let level = report.negotiated.level;
+    if a.description.is_some() && !level.is_v2() && !report.files.is_empty() {
+        eprintln!(
+            "warning: the partner answered with OFTP level {}, whose SFID has no description: \
+             the files were offered without --description",
+            level.0
+        );
+    }
     Ok(if report.all_delivered() {
         ExitCode::SUCCESS
     } else {

@@ -12,45 +12,7 @@ use std::process::{Command, Stdio};
 use assert_cmd::cargo::CommandCargoExt;
 
 mod common;
-use common::{Server, free_port};
-
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A self-signed RSA certificate `<name>.pem` with key `<name>.key`.
-fn self_signed(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={name}/O=OFTP Test"),
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ],
-    );
-}
+use common::{Server, free_port, openssl, self_signed};
 
 #[test]
 fn cert_prints_fields_and_openssl_thumbprints() {

@@ -88,7 +88,8 @@ pub enum ClientError {
         /// OS error (part of this message, so not repeated as a `source`).
         error: std::io::Error,
     },
-    /// The partner refused the session (ESID before the session was established).
+    /// The partner refused the session (ESID at login or in secure authentication, before
+    /// any file).
     #[error("partner rejected session: {text} (ESID {:02})", reason.0)]
     Rejected {
         /// ESID reason.
@@ -96,7 +97,8 @@ pub enum ClientError {
         /// Reason text.
         text: String,
     },
-    /// We refused the partner's answer (wrong SSID or password in its SSID, incompatible mode).
+    /// We refused the partner's answer (wrong SSID or password in its SSID, incompatible mode)
+    /// or could not authenticate with it.
     #[error("session not started: {text} (ESID {:02})", reason.0)]
     Refused {
         /// ESID reason we sent.
@@ -104,7 +106,8 @@ pub enum ClientError {
         /// Reason text.
         text: String,
     },
-    /// The connection ended before a session was established.
+    /// The connection ended before the session got to the files (including a TLS handshake
+    /// the partner refused after it seemed complete).
     #[error("session not started: {0}")]
     NotStarted(String),
 }
@@ -244,6 +247,10 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
     }
 
     /// Connects to `addr` (`host:port`) and runs one session sending `files`.
+    ///
+    /// `Err` when no file got anywhere because the session was refused or failed before the
+    /// first file (connection, TLS, login, secure authentication); `Ok` with each file's
+    /// outcome once the session got past login.
     pub async fn run(
         &self,
         addr: &str,
@@ -307,21 +314,34 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         )
         .map_err(|e| ClientError::Config(e.to_string()))?;
         let report = conn.run().await;
-        let Some(negotiated) = report.negotiated else {
-            let ended = report.ended;
-            return Err(match ended.reason {
-                Some(reason) if ended.by_peer && reason != EsidReason::UNSPECIFIED => {
-                    ClientError::Rejected {
-                        reason,
-                        text: reason_text(reason, &ended.description),
+        // A session that ended at login or in secure authentication never got to the files:
+        // it was refused, whatever the files' outcomes say.
+        let negotiated = match report.negotiated {
+            Some(n) if report.logged_in => n,
+            negotiated => {
+                let ended = report.ended;
+                let text = |reason| match reason_text(reason, &ended.description) {
+                    t if negotiated.is_some() => format!("secure authentication failed: {t}"),
+                    t => t,
+                };
+                return Err(match ended.reason {
+                    Some(reason) if ended.by_peer && reason != EsidReason::UNSPECIFIED => {
+                        ClientError::Rejected {
+                            reason,
+                            text: text(reason),
+                        }
                     }
-                }
-                Some(reason) if !ended.by_peer => ClientError::Refused {
-                    reason,
-                    text: reason_text(reason, &ended.description),
-                },
-                _ => ClientError::NotStarted(ended.description),
-            });
+                    Some(reason) if !ended.by_peer => ClientError::Refused {
+                        reason,
+                        text: text(reason),
+                    },
+                    _ if negotiated.is_some() => ClientError::NotStarted(format!(
+                        "{} during secure authentication",
+                        ended.description
+                    )),
+                    _ => ClientError::NotStarted(ended.description),
+                });
+            }
         };
         Ok(ClientReport {
             negotiated,

@@ -189,6 +189,8 @@ impl FileOutcome {
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionReport {
     pub(crate) negotiated: Option<Negotiated>,
+    /// The session got past login: the SSID exchange and, when used, secure authentication.
+    pub(crate) logged_in: bool,
     pub(crate) outcomes: Vec<(OutgoingFile, FileOutcome)>,
     pub(crate) received: Vec<PathBuf>,
     pub(crate) ended: Disconnected,
@@ -311,6 +313,7 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     info: Option<SessionInfo>,
     params: Option<Params>,
     negotiated: Option<Negotiated>,
+    logged_in: bool,
     incoming: Option<Incoming>,
     outgoing: Option<Outgoing>,
     queue: VecDeque<Work>,
@@ -530,6 +533,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             info: None,
             params: None,
             negotiated: None,
+            logged_in: false,
             incoming: None,
             outgoing: None,
             queue,
@@ -605,19 +609,28 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             by_peer: true,
             description: "connection closed".into(),
         });
-        // A file cut off mid-transfer, and files never offered, were not sent.
+        // A file cut off at its offer, in its transfer or before its EFPA, and files never
+        // offered, were not sent: say at which step.
         if let Some(out) = self.outgoing.take()
             && out.job.is_some()
         {
-            self.outcomes.push((
-                out.file,
-                FileOutcome::NotSent {
-                    reason: format!(
-                        "the session ended during the transfer ({}); sending it again restarts it",
-                        ended.description
-                    ),
-                },
-            ));
+            let how = match (ended.reason, ended.by_peer) {
+                (Some(_), true) => format!("the partner ended the session: {}", ended.description),
+                (Some(_), false) => format!("we ended the session: {}", ended.description),
+                (None, _) => ended.description.clone(),
+            };
+            let reason = if out.finished {
+                format!(
+                    "sent to the end (EFID), but not confirmed (no EFPA): {how}; \
+                     sending it again restarts it"
+                )
+            } else if out.source.is_some() {
+                format!("transfer cut: {how}; sending it again restarts it")
+            } else {
+                format!("offered (SFID), but the partner did not accept it: {how}")
+            };
+            self.outcomes
+                .push((out.file, FileOutcome::NotSent { reason }));
         }
         for w in self.queue.drain(..) {
             if let Work::File {
@@ -627,7 +640,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 self.outcomes.push((
                     file,
                     FileOutcome::NotSent {
-                        reason: format!("the session ended first: {}", ended.description),
+                        reason: format!(
+                            "not offered: the session ended first: {}",
+                            ended.description
+                        ),
                     },
                 ));
             }
@@ -635,6 +651,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self.handler.disconnected(&self.conn, &ended).await;
         ConnectionReport {
             negotiated: self.negotiated.clone(),
+            logged_in: self.logged_in,
             outcomes: std::mem::take(&mut self.outcomes),
             received: std::mem::take(&mut self.received),
             ended,
@@ -895,6 +912,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Event::AuthChallengeReceived { challenge } => self.on_auth_challenge(challenge).await,
             Event::AuthChallengeRequested => self.on_auth_challenge_requested().await,
             Event::Authenticated => {
+                self.logged_in = true;
                 self.log(
                     LogLevel::Info,
                     "secure authentication completed in both directions".into(),
@@ -1177,6 +1195,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             ),
         )
         .await;
+        // Whichever of the two events comes first.
+        self.logged_in |= !negotiated.secure_auth;
         self.negotiated = Some(negotiated);
         self.queue_pending_end_responses().await;
         if let Some(info) = self.info.clone() {
@@ -3172,6 +3192,19 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
                 Err(e) => {
                     tracing::debug!(conn = self.conn.id, error = %e, "read failed");
+                    if self.ended.is_none() && !self.session.is_closed() {
+                        // Say why: a TLS handshake the partner refused (our certificate)
+                        // shows up here, at the first read, as its alert.
+                        let tls = e.get_ref().is_some_and(|i| i.is::<rustls::Error>());
+                        self.ended = Some(Disconnected {
+                            reason: Some(EsidReason::UNSPECIFIED),
+                            by_peer: true,
+                            description: format!(
+                                "the {}connection failed: {e}",
+                                if tls { "TLS " } else { "" }
+                            ),
+                        });
+                    }
                     self.session.handle_transport_closed(Instant::now());
                 }
             },

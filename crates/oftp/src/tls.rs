@@ -650,6 +650,30 @@ impl Connector for TlsConnector {
                     "TLS handshake timed out",
                 ))
             })
+            .map_err(|e| {
+                // Only `PinnedServer` gives this rustls error: say it in its terms.
+                let unpinned = e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<rustls::Error>())
+                    .is_some_and(|r| {
+                        matches!(
+                            r,
+                            rustls::Error::InvalidCertificate(
+                                rustls::CertificateError::ApplicationVerificationFailure
+                            )
+                        )
+                    });
+                if unpinned {
+                    io::Error::new(
+                        e.kind(),
+                        "TLS handshake refused: the server's certificate is not the pinned one",
+                    )
+                } else if e.kind() == io::ErrorKind::TimedOut {
+                    e
+                } else {
+                    io::Error::new(e.kind(), format!("TLS handshake failed: {e}"))
+                }
+            })
     }
 }
 

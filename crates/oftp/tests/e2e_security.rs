@@ -396,19 +396,24 @@ async fn secure_authentication_success_wrong_key_and_policy_mismatch() {
     assert!(report.negotiated.secure_auth);
     assert_eq!(report.files[0].1, FileOutcome::Delivered);
 
-    // The client answers with a key the server did not envelope the challenge to: ESID 11.
+    // The client answers with a key the server did not envelope the challenge to: ESID 11,
+    // and the session counts as refused (no file was offered), not as one that ran.
     let mallory = k.pki.leaf("Mallory", 6, false);
     let d2 = dir.path().join("wrong-key");
     std::fs::create_dir_all(&d2).unwrap();
-    let report = secure_client(&k, &mallory, &d2, required(&k.server.cert))
+    let e = secure_client(&k, &mallory, &d2, required(&k.server.cert))
         .run(&server.addr(), vec![OutgoingFile::new(&src)])
         .await
-        .unwrap();
+        .unwrap_err();
+    let reason = match &e {
+        ClientError::Rejected { reason, .. } | ClientError::Refused { reason, .. } => *reason,
+        other => panic!("{other:?}"),
+    };
     assert_eq!(
-        report.ended.reason,
-        Some(oftp_proto::codec::EsidReason::INVALID_CHALLENGE_RESPONSE)
+        reason,
+        oftp_proto::codec::EsidReason::INVALID_CHALLENGE_RESPONSE,
+        "{e}"
     );
-    assert!(matches!(report.files[0].1, FileOutcome::NotSent { .. }));
 
     // The client does not do secure authentication; the server requires it: ESID 12.
     let d3 = dir.path().join("disallowed");
