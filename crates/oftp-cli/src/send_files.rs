@@ -7,7 +7,10 @@
 //!   numerals 0-9, the upper-case letters A-Z and `/ - . & ( )` and space, with no embedded
 //!   space; fields are right-padded with spaces. So a name is 1 to 26 of those characters
 //!   without spaces (trailing ones are padding). Lower-case letters are refused rather than
-//!   upper-cased, so the name the partner sees is exactly the one given.
+//!   upper-cased, so the name the partner sees is exactly the one given. `_` is accepted as
+//!   well, as the codec does: the Odette certificate-exchange names
+//!   (`ODETTE_CERTIFICATE_DELIVER`, ...) use it, and local file names such as `order_1.edi`
+//!   were always sent as `ORDER_1.EDI`.
 //! - SFIDDESC is `T(n)`: UTF-8, its length in octets in the 9(3) SFIDDESCL, so at most 999
 //!   octets. It exists only in OFTP 2.0 (level 5): with `--level` below 5 it is refused before
 //!   the call; when the partner answers with a lower level, the files go without it (the
@@ -31,7 +34,7 @@ pub(crate) const DESCRIPTION_MAX: usize = 999;
 /// are padding and not counted). The error says what is wrong and what is allowed.
 pub(crate) fn check_string(value: &str, max: usize, field: &str) -> Result<(), String> {
     let v = value.trim_end_matches(' ');
-    let allowed = "0-9, A-Z and / - . & ( )";
+    let allowed = "0-9, A-Z and / - . & ( ) _";
     if v.is_empty() {
         return Err(format!("{field} is empty"));
     }
@@ -44,7 +47,7 @@ pub(crate) fn check_string(value: &str, max: usize, field: &str) -> Result<(), S
     }
     if let Some(ch) = v
         .chars()
-        .find(|&c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || "/-.&() ".contains(c)))
+        .find(|&c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || "/-.&()_ ".contains(c)))
     {
         return Err(format!(
             "{v:?} has {ch:?}, which {field} cannot contain: only {allowed} (RFC 5024 5.3)"
@@ -151,6 +154,7 @@ mod tests {
             "A/B-C.D&E(F)",
             "0123456789ABCDEFGHIJKLMNOP",
             "PADDED  ",
+            "ORDER_1.EDI",
         ] {
             assert_eq!(check_string(ok, DSN_MAX, DSN), Ok(()), "{ok}");
         }
@@ -158,7 +162,7 @@ mod tests {
         assert!(err("", 26).contains("empty"));
         assert!(err("   ", 26).contains("empty"));
         assert!(err("invoice.edi", 26).contains("\"INVOICE.EDI\""));
-        assert!(err("ORDER_1", 26).contains("'_'"));
+        assert!(err("ORDER;1", 26).contains("';'"));
         assert!(err("ÄPFEL", 26).contains("'Ä'"));
         assert!(err("A B", 26).contains("space"));
         assert!(err(" AB", 26).contains("space"));

@@ -231,7 +231,7 @@ fn dsn_names_the_virtual_file_of_one_file_or_of_each_file() {
 fn names_and_user_data_outside_the_sfid_rules_are_refused_before_the_call() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for f in ["a.txt", "b.txt", "order_1.edi"] {
+    for f in ["a.txt", "b.txt", "order;1.edi"] {
         std::fs::write(d.join(f), f).unwrap();
     }
     // Nothing listens there: each error must come before the call.
@@ -247,7 +247,7 @@ fn names_and_user_data_outside_the_sfid_rules_are_refused_before_the_call() {
             "27 characters",
         ),
         (&["--dsn", "MY FILE", "a.txt"][..], "space"),
-        (&["--dsn", "ORDER_1", "a.txt"][..], "'_'"),
+        (&["--dsn", "ORDER;1", "a.txt"][..], "';'"),
         (
             &["--dsn", "ORDERS", "a.txt", "b.txt"][..],
             "name each one with --dsn FILE=NAME",
@@ -256,7 +256,7 @@ fn names_and_user_data_outside_the_sfid_rules_are_refused_before_the_call() {
             &["--dsn", "c.txt=ORDERS", "a.txt"][..],
             "c.txt is not one of the files to send",
         ),
-        (&["order_1.edi"][..], "name it with --dsn order_1.edi=NAME"),
+        (&["order;1.edi"][..], "name it with --dsn order;1.edi=NAME"),
         (
             &["--user-data", "TOOLONGUD", "a.txt"][..],
             "--user-data: \"TOOLONGUD\" has 9 characters",
