@@ -109,6 +109,7 @@
 
 #![warn(missing_docs)]
 
+mod compose;
 mod config;
 mod delta;
 mod error;

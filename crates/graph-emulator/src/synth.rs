@@ -286,7 +286,7 @@ pub(crate) fn encode_word(s: &str) -> String {
     words.join("\r\n ")
 }
 
-fn mailbox_header(p: &Person) -> String {
+pub(crate) fn mailbox_header(p: &Person) -> String {
     if p.name.is_ascii() && !p.name.contains(['\'', ',', '"']) {
         format!("{} <{}>", p.name, p.address)
     } else if p.name.is_ascii() {
@@ -296,7 +296,7 @@ fn mailbox_header(p: &Person) -> String {
     }
 }
 
-fn address_list(ps: &[Person]) -> String {
+pub(crate) fn address_list(ps: &[Person]) -> String {
     ps.iter()
         .map(mailbox_header)
         .collect::<Vec<_>>()
@@ -331,7 +331,7 @@ pub(crate) fn quoted_printable(text: &str) -> String {
     out
 }
 
-fn base64_lines(data: &[u8]) -> String {
+pub(crate) fn base64_lines(data: &[u8]) -> String {
     let enc = base64::engine::general_purpose::STANDARD.encode(data);
     let mut out = String::with_capacity(enc.len() + enc.len() / 76 * 2 + 2);
     for chunk in enc.as_bytes().chunks(76) {
@@ -355,8 +355,9 @@ fn attachment_bytes(a: &AttachmentSpec) -> Vec<u8> {
     data
 }
 
-fn rfc2231_filename(name: &str) -> String {
-    if name.is_ascii() {
+pub(crate) fn rfc2231_filename(name: &str) -> String {
+    // Names a quoted string cannot carry as they are take the RFC 2231 form as well.
+    if name.is_ascii() && !name.contains(['"', '\\']) && !name.chars().any(|c| c.is_control()) {
         format!("filename=\"{name}\"")
     } else {
         let enc: String = name
