@@ -9,9 +9,9 @@
 //!   draft, read bit 0x1), `SystemTime 0x0E06` (`PidTagMessageDeliveryTime` =
 //!   `receivedDateTime`) and `SystemTime 0x0039` (`PidTagClientSubmitTime` = `sentDateTime`)
 //!   decide the draft state and the dates; 201 `message`. Without a folder: Drafts.
-//! - `PATCH .../messages/{id}`: `isRead`, `categories`, `flag`, `importance`, the read bit of
-//!   `PidTagMessageFlags`; `isDraft` (or the unsent bit) cannot change: 400
-//!   `ErrorInvalidPropertySet`.
+//! - `PATCH .../messages/{id}`: `isRead`, `categories`, `flag`, `importance`. `isDraft` is
+//!   read-only, and `PidTagMessageFlags` is read-only once a message is saved ([MS-OXCMSG]
+//!   2.2.1.6): 400 `ErrorInvalidPropertySet`.
 //! - `POST .../messages/{id}/attachments`: `#microsoft.graph.fileAttachment` with
 //!   `contentBytes`, up to 3 MiB (more: 413, use an upload session).
 //! - `POST .../messages/{id}/attachments/createUploadSession` (3 MiB to 150 MiB), then `PUT`
@@ -563,11 +563,6 @@ impl Ctx<'_> {
                 "ErrorInvalidRequest",
                 "The emulator adds attachments only to messages created from JSON over HTTP; put the attachments into the MIME of a message created from MIME.",
             ),
-            WriteError::DraftStateChange => self.err(
-                400,
-                "ErrorInvalidPropertySet",
-                "Set action is invalid for property: the draft (unsent) state of a message is fixed when it is created (PidTagMessageFlags 0x0E07) and cannot be changed.",
-            ),
         }
     }
 
@@ -903,6 +898,13 @@ impl Ctx<'_> {
         }
         let patch = (|| {
             let ext = extended(r, &o)?;
+            if ext.flags.is_some() {
+                return Err(self.err(
+                    400,
+                    "ErrorInvalidPropertySet",
+                    "Set action is invalid for property: PidTagMessageFlags (0x0E07) is read-only once a message is saved (MS-OXCMSG 2.2.1.6), so the draft state is fixed at creation; set isRead to change the read state.",
+                ));
+            }
             if ext.delivery.is_some() || ext.submit.is_some() {
                 return Err(self.err(
                     400,
@@ -911,11 +913,10 @@ impl Ctx<'_> {
                 ));
             }
             Ok(Patch {
-                is_read: bool_prop(r, &o, "isRead")?.or(ext.flags.map(|f| f & MSGFLAG_READ != 0)),
+                is_read: bool_prop(r, &o, "isRead")?,
                 categories: string_list(r, &o, "categories")?,
                 flag: flag(r, &o)?,
                 importance: importance(r, &o)?,
-                unsent: ext.flags.map(|f| f & MSGFLAG_UNSENT != 0),
             })
         })();
         let patch = match patch {

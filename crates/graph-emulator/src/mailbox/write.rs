@@ -72,8 +72,6 @@ pub(crate) struct Patch {
     pub(crate) categories: Option<Vec<String>>,
     pub(crate) flag: Option<serde_json::Value>,
     pub(crate) importance: Option<&'static str>,
-    /// The unsent bit of `PidTagMessageFlags` (must equal the current `isDraft`).
-    pub(crate) unsent: Option<bool>,
 }
 
 /// Why a folder was not created.
@@ -93,8 +91,6 @@ pub(crate) enum WriteError {
     UnknownMessage,
     /// Attachments can only be added to messages created from JSON over HTTP.
     NotComposed,
-    /// The draft (unsent) state is fixed at creation.
-    DraftStateChange,
 }
 
 /// Id of the `n`-th attachment of a message.
@@ -224,9 +220,6 @@ impl MailboxState {
     /// Applies a `PATCH`; the message gets a new change key and `lastModifiedDateTime`.
     pub(crate) fn patch_message(&self, id: &str, p: Patch) -> Result<u64, WriteError> {
         self.change(id, |m| {
-            if p.unsent.is_some_and(|u| u != m.is_draft) {
-                return Err(WriteError::DraftStateChange);
-            }
             if let Some(r) = p.is_read {
                 m.is_read = r;
             }
