@@ -255,12 +255,41 @@ fn recipient(r: &Req, v: &Value, name: &str) -> Result<Person, Resp> {
     })
 }
 
-fn recipients(r: &Req, o: &Map<String, Value>, name: &str) -> Result<Vec<Person>, Resp> {
+/// An array property (missing or null = empty).
+fn array<'a>(r: &Req, o: &'a Map<String, Value>, name: &str) -> Result<&'a [Value], Resp> {
     match o.get(name) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => a.iter().map(|v| recipient(r, v, name)).collect(),
-        Some(_) => Err(invalid_value(r, name, "an array of recipients")),
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(invalid_value(r, name, "an array")),
     }
+}
+
+/// Two string members (`a`, `b`) of an element of the array property `name`.
+fn pair<'a>(
+    r: &Req,
+    v: &'a Value,
+    name: &str,
+    a: &str,
+    b: &str,
+) -> Result<(&'a str, &'a str), Resp> {
+    match (
+        v.get(a).and_then(Value::as_str),
+        v.get(b).and_then(Value::as_str),
+    ) {
+        (Some(x), Some(y)) => Ok((x, y)),
+        _ => Err(invalid_value(
+            r,
+            name,
+            &format!("objects with string '{a}' and '{b}'"),
+        )),
+    }
+}
+
+fn recipients(r: &Req, o: &Map<String, Value>, name: &str) -> Result<Vec<Person>, Resp> {
+    array(r, o, name)?
+        .iter()
+        .map(|v| recipient(r, v, name))
+        .collect()
 }
 
 fn importance(r: &Req, o: &Map<String, Value>) -> Result<Option<&'static str>, Resp> {
@@ -318,28 +347,8 @@ fn system_time(s: &str) -> Option<DateTime<Utc>> {
 /// than the three above are accepted and not stored.
 fn extended(r: &Req, o: &Map<String, Value>) -> Result<Extended, Resp> {
     let mut out = Extended::default();
-    let list = match o.get("singleValueExtendedProperties") {
-        None | Some(Value::Null) => return Ok(out),
-        Some(Value::Array(a)) => a,
-        Some(_) => {
-            return Err(invalid_value(
-                r,
-                "singleValueExtendedProperties",
-                "an array of {\"id\",\"value\"}",
-            ));
-        }
-    };
-    for p in list {
-        let (Some(id), Some(value)) = (
-            p.get("id").and_then(Value::as_str),
-            p.get("value").and_then(Value::as_str),
-        ) else {
-            return Err(invalid_value(
-                r,
-                "singleValueExtendedProperties",
-                "objects with string 'id' and 'value'",
-            ));
-        };
+    for p in array(r, o, "singleValueExtendedProperties")? {
+        let (id, value) = pair(r, p, "singleValueExtendedProperties", "id", "value")?;
         let parts: Vec<&str> = id.split_whitespace().collect();
         let tag = match parts.as_slice() {
             [_, tag] => tag
@@ -747,54 +756,35 @@ impl Ctx<'_> {
             Some(v) => recipient(r, v, "from")?,
         };
         let mut headers = Vec::new();
-        if let Some(list) = o.get("internetMessageHeaders").filter(|v| !v.is_null()) {
-            let Some(list) = list.as_array() else {
-                return Err(invalid_value(r, "internetMessageHeaders", "an array"));
-            };
-            for h in list {
-                let (Some(name), Some(value)) = (
-                    h.get("name").and_then(Value::as_str),
-                    h.get("value").and_then(Value::as_str),
-                ) else {
-                    return Err(invalid_value(
-                        r,
-                        "internetMessageHeaders",
-                        "objects with string 'name' and 'value'",
-                    ));
-                };
-                let valid_name =
-                    name.len() > 2 && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-                if !name.to_ascii_lowercase().starts_with("x-") || !valid_name {
-                    return Err(graph_error(
-                        r,
-                        400,
-                        "InvalidInternetMessageHeader",
-                        &format!(
-                            "The internet message header name '{name}' should start with 'x-' or 'X-'."
-                        ),
-                    ));
-                }
-                if value.contains(['\r', '\n']) {
-                    return Err(invalid_value(
-                        r,
-                        "internetMessageHeaders",
-                        "header values without line breaks",
-                    ));
-                }
-                headers.push((name.to_owned(), value.to_owned()));
+        for h in array(r, &o, "internetMessageHeaders")? {
+            let (name, value) = pair(r, h, "internetMessageHeaders", "name", "value")?;
+            let valid_name =
+                name.len() > 2 && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+            if !name.to_ascii_lowercase().starts_with("x-") || !valid_name {
+                return Err(graph_error(
+                    r,
+                    400,
+                    "InvalidInternetMessageHeader",
+                    &format!(
+                        "The internet message header name '{name}' should start with 'x-' or 'X-'."
+                    ),
+                ));
             }
+            if value.contains(['\r', '\n']) {
+                return Err(invalid_value(
+                    r,
+                    "internetMessageHeaders",
+                    "header values without line breaks",
+                ));
+            }
+            headers.push((name.to_owned(), value.to_owned()));
         }
         let mut attachments = Vec::new();
-        if let Some(list) = o.get("attachments").filter(|v| !v.is_null()) {
-            let Some(list) = list.as_array() else {
-                return Err(invalid_value(r, "attachments", "an array"));
+        for a in array(r, &o, "attachments")? {
+            let Some(a) = a.as_object() else {
+                return Err(invalid_value(r, "attachments", "attachment objects"));
             };
-            for a in list {
-                let Some(a) = a.as_object() else {
-                    return Err(invalid_value(r, "attachments", "attachment objects"));
-                };
-                attachments.push(file_attachment(r, a)?);
-            }
+            attachments.push(file_attachment(r, a)?);
         }
         let ext = extended(r, &o)?;
         let is_read = bool_prop(r, &o, "isRead")?

@@ -83,6 +83,14 @@ fn assert_error(v: &Value, code: &str) {
     assert_graph_error(v.to_string().as_bytes(), code);
 }
 
+/// Asserts a Graph error answer with this status and code.
+#[track_caller]
+fn refused((status, body): (u16, Value), want: u16, code: &str) -> Value {
+    assert_eq!(status, want, "{body}");
+    assert_error(&body, code);
+    body
+}
+
 /// A message as a restore would send it from JSON: not a draft, original dates, read.
 fn restored_json(subject: &str) -> Value {
     json!({
@@ -161,22 +169,26 @@ async fn folders_and_child_folders_are_created_and_duplicates_refused() {
 
     // Same name under the same parent (any case): 409 ErrorFolderExists; under another
     // parent it is fine.
-    let (status, err) = post_json(
-        &t,
-        &format!("{g}/me/mailFolders"),
-        &json!({"displayName": "restored 2026-12-06"}),
-    )
-    .await;
-    assert_eq!(status, 409);
-    assert_error(&err, "ErrorFolderExists");
-    let (status, err) = post_json(
-        &t,
-        &format!("{g}/me/mailFolders/inbox/childFolders"),
-        &json!({"displayName": "Projects"}),
-    )
-    .await;
-    assert_eq!(status, 409, "existing child of Inbox");
-    assert_error(&err, "ErrorFolderExists");
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/mailFolders"),
+            &json!({"displayName": "restored 2026-12-06"}),
+        )
+        .await,
+        409,
+        "ErrorFolderExists",
+    );
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/mailFolders/inbox/childFolders"),
+            &json!({"displayName": "Projects"}),
+        )
+        .await,
+        409,
+        "ErrorFolderExists",
+    );
     // A hidden folder occupies its name too.
     let (status, _) = post_json(
         &t,
@@ -194,25 +206,31 @@ async fn folders_and_child_folders_are_created_and_duplicates_refused() {
     assert_eq!(status, 201);
 
     // Unknown parent, missing name, unknown property.
-    let (status, err) = post_json(
-        &t,
-        &format!("{g}/me/mailFolders/AAMkNoSuchFolder=/childFolders"),
-        &json!({"displayName": "x"}),
-    )
-    .await;
-    assert_eq!(status, 404);
-    assert_error(&err, "ErrorItemNotFound");
-    let (status, err) = post_json(&t, &format!("{g}/me/mailFolders"), &json!({})).await;
-    assert_eq!(status, 400);
-    assert_error(&err, "BadRequest");
-    let (status, err) = post_json(
-        &t,
-        &format!("{g}/me/mailFolders"),
-        &json!({"displayName": "x", "colour": "red"}),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_error(&err, "RequestBodyRead");
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/mailFolders/AAMkNoSuchFolder=/childFolders"),
+            &json!({"displayName": "x"}),
+        )
+        .await,
+        404,
+        "ErrorItemNotFound",
+    );
+    refused(
+        post_json(&t, &format!("{g}/me/mailFolders"), &json!({})).await,
+        400,
+        "BadRequest",
+    );
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/mailFolders"),
+            &json!({"displayName": "x", "colour": "red"}),
+        )
+        .await,
+        400,
+        "RequestBodyRead",
+    );
 
     // Listings show the new folders; the hidden one only on request.
     let (roots, _) = get_all(&t, &format!("{g}/me/mailFolders"), None).await;
@@ -302,45 +320,55 @@ async fn mime_messages_are_drafts_that_keep_their_bytes() {
     assert_eq!(m["parentFolderId"], drafts.as_str());
 
     // Bad base64, base64 of something that is not a message, unknown folder.
-    let (status, err) = post_mime(&t, &format!("{g}/me/messages"), "not base64!".into()).await;
-    assert_eq!(status, 400);
-    assert_error(&err, "ErrorMimeContentInvalidBase64String");
+    let err = refused(
+        post_mime(&t, &format!("{g}/me/messages"), "not base64!".into()).await,
+        400,
+        "ErrorMimeContentInvalidBase64String",
+    );
     assert_eq!(
         err["error"]["message"],
         "Invalid base64 string for MIME content."
     );
-    let (status, err) = post_mime(
-        &t,
-        &format!("{g}/me/messages"),
-        STANDARD.encode("no headers here, just words"),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_error(&err, "ErrorMimeContentInvalid");
-    let (status, err) = post_mime(&t, &format!("{g}/me/messages"), String::new()).await;
-    assert_eq!(status, 400);
-    assert_error(&err, "ErrorMimeContentInvalid");
-    let (status, err) = post_mime(
-        &t,
-        &format!("{g}/me/mailFolders/AAMkNoSuchFolder=/messages"),
-        STANDARD.encode(MIME),
-    )
-    .await;
-    assert_eq!(status, 404);
-    assert_error(&err, "ErrorItemNotFound");
+    refused(
+        post_mime(
+            &t,
+            &format!("{g}/me/messages"),
+            STANDARD.encode("no headers here, just words"),
+        )
+        .await,
+        400,
+        "ErrorMimeContentInvalid",
+    );
+    refused(
+        post_mime(&t, &format!("{g}/me/messages"), String::new()).await,
+        400,
+        "ErrorMimeContentInvalid",
+    );
+    refused(
+        post_mime(
+            &t,
+            &format!("{g}/me/mailFolders/AAMkNoSuchFolder=/messages"),
+            STANDARD.encode(MIME),
+        )
+        .await,
+        404,
+        "ErrorItemNotFound",
+    );
     let search = emu
         .mailbox(USER)
         .folder("Unread Mail")
         .expect("search folder")
         .id;
-    let (status, err) = post_mime(
-        &t,
-        &format!("{g}/me/mailFolders/{search}/messages"),
-        STANDARD.encode(MIME),
-    )
-    .await;
-    assert_eq!(status, 400, "a search folder holds no messages of its own");
-    assert_error(&err, "ErrorInvalidRequest");
+    refused(
+        post_mime(
+            &t,
+            &format!("{g}/me/mailFolders/{search}/messages"),
+            STANDARD.encode(MIME),
+        )
+        .await,
+        400,
+        "ErrorInvalidRequest",
+    );
     assert_eq!(emu.stats().count(EndpointKind::MessageCreate), 7);
     emu.shutdown().await;
 }
@@ -443,33 +471,36 @@ async fn json_messages_with_message_flags_are_not_drafts_and_keep_their_dates() 
     assert!(mime.contains(&STANDARD.encode(b"%PDF-1.7 tiny")), "{mime}");
 
     // Errors: unknown property, malformed or mistyped extended properties, bad JSON.
-    let (status, err) = post_json(&t, &format!("{g}/me/messages"), &json!({"subjekt": "x"})).await;
-    assert_eq!(status, 400);
-    assert_error(&err, "RequestBodyRead");
-    let (status, err) = post_json(
-        &t,
-        &format!("{g}/me/messages"),
-        &json!({"singleValueExtendedProperties": [{"id": "Integer", "value": "1"}]}),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_error(&err, "ErrorInvalidProperty");
-    let (status, err) = post_json(
+    refused(
+        post_json(&t, &format!("{g}/me/messages"), &json!({"subjekt": "x"})).await,
+        400,
+        "RequestBodyRead",
+    );
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/messages"),
+            &json!({"singleValueExtendedProperties": [{"id": "Integer", "value": "1"}]}),
+        )
+        .await,
+        400,
+        "ErrorInvalidProperty",
+    );
+    refused(post_json(
         &t,
         &format!("{g}/me/messages"),
         &json!({"singleValueExtendedProperties": [{"id": "SystemTime 0x0E06", "value": "last May"}]}),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_error(&err, "ErrorInvalidExtendedPropertyValue");
-    let (status, err) = post_json(
-        &t,
-        &format!("{g}/me/messages"),
-        &json!({"singleValueExtendedProperties": [{"id": "String 0x0E07", "value": "1"}]}),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_error(&err, "ErrorInvalidExtendedPropertyValue");
+    ).await, 400, "ErrorInvalidExtendedPropertyValue");
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/messages"),
+            &json!({"singleValueExtendedProperties": [{"id": "String 0x0E07", "value": "1"}]}),
+        )
+        .await,
+        400,
+        "ErrorInvalidExtendedPropertyValue",
+    );
     let (status, _, body) = send(
         reqwest::Method::POST,
         Some(&t),
@@ -480,14 +511,16 @@ async fn json_messages_with_message_flags_are_not_drafts_and_keep_their_dates() 
     .await;
     assert_eq!(status, 400);
     assert_graph_error(&body, "BadRequest");
-    let (status, err) = post_json(
-        &t,
-        &format!("{g}/me/messages"),
-        &json!({"internetMessageHeaders": [{"name": "Received", "value": "x"}]}),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_error(&err, "InvalidInternetMessageHeader");
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/messages"),
+            &json!({"internetMessageHeaders": [{"name": "Received", "value": "x"}]}),
+        )
+        .await,
+        400,
+        "InvalidInternetMessageHeader",
+    );
     emu.shutdown().await;
 }
 
@@ -520,22 +553,16 @@ async fn attachments_are_added_and_large_ones_go_through_an_upload_session() {
     let big: Vec<u8> = (0..3 * 1024 * 1024 + 512 * 1024)
         .map(|i| (i % 251) as u8)
         .collect();
-    let (status, err) = post_json(
+    refused(post_json(
         &t,
         &format!("{g}/me/messages/{id}/attachments"),
         &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "big.bin", "contentBytes": STANDARD.encode(&big)}),
-    )
-    .await;
-    assert_eq!(status, 413);
-    assert_error(&err, "RequestEntityTooLarge");
-    let (status, err) = post_json(
+    ).await, 413, "RequestEntityTooLarge");
+    refused(post_json(
         &t,
         &format!("{g}/me/messages/{id}/attachments/createUploadSession"),
         &json!({"AttachmentItem": {"attachmentType": "file", "name": "small.bin", "size": 1024}}),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_error(&err, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize");
+    ).await, 400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize");
     let (status, s) = post_json(
         &t,
         &format!("{g}/me/messages/{id}/attachments/createUploadSession"),
@@ -610,22 +637,16 @@ async fn attachments_are_added_and_large_ones_go_through_an_upload_session() {
 
     // Messages not created from JSON over HTTP take no attachments (emulator limitation).
     let (_, mm) = post_mime(&t, &format!("{g}/me/messages"), STANDARD.encode(MIME)).await;
-    let (status, err) = post_json(
+    refused(post_json(
         &t,
         &format!("{g}/me/messages/{}/attachments", mm["id"].as_str().expect("id")),
         &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "x.txt", "contentBytes": "eA=="}),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_error(&err, "ErrorInvalidRequest");
-    let (status, err) = post_json(
+    ).await, 400, "ErrorInvalidRequest");
+    refused(post_json(
         &t,
         &format!("{g}/me/messages/AAMkNoSuchMessage=/attachments"),
         &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "x.txt", "contentBytes": "eA=="}),
-    )
-    .await;
-    assert_eq!(status, 404);
-    assert_error(&err, "ErrorItemNotFound");
+    ).await, 404, "ErrorItemNotFound");
     let s = emu.stats();
     assert_eq!(s.count(EndpointKind::AttachmentUpload), 4);
     emu.shutdown().await;
@@ -657,18 +678,17 @@ async fn patch_changes_read_state_categories_and_flag_but_never_the_draft_state(
     assert!(p["lastModifiedDateTime"].as_str() > m["lastModifiedDateTime"].as_str());
     // isDraft is read-only, and so is PidTagMessageFlags once the message is saved (read bit
     // and unsent bit alike; MS-OXCMSG 2.2.1.6).
-    let (status, err) = patch_json(&t, &url, &json!({"isDraft": true})).await;
-    assert_eq!(status, 400);
-    assert_error(&err, "ErrorInvalidPropertySet");
+    refused(
+        patch_json(&t, &url, &json!({"isDraft": true})).await,
+        400,
+        "ErrorInvalidPropertySet",
+    );
     for flags in ["9", "0"] {
-        let (status, err) = patch_json(
+        refused(patch_json(
             &t,
             &url,
             &json!({"singleValueExtendedProperties": [{"id": "Integer 0x0E07", "value": flags}]}),
-        )
-        .await;
-        assert_eq!(status, 400);
-        assert_error(&err, "ErrorInvalidPropertySet");
+        ).await, 400, "ErrorInvalidPropertySet");
     }
     let now = get_json(&t, &url).await;
     assert_eq!(
@@ -677,29 +697,39 @@ async fn patch_changes_read_state_categories_and_flag_but_never_the_draft_state(
     );
     let (_, draft) = post_mime(&t, &format!("{g}/me/messages"), STANDARD.encode(MIME)).await;
     let draft_url = format!("{g}/me/messages/{}", draft["id"].as_str().expect("id"));
-    let (status, err) = patch_json(&t, &draft_url, &json!({"isDraft": false})).await;
-    assert_eq!(status, 400);
-    assert_error(&err, "ErrorInvalidPropertySet");
+    refused(
+        patch_json(&t, &draft_url, &json!({"isDraft": false})).await,
+        400,
+        "ErrorInvalidPropertySet",
+    );
     assert_eq!(get_json(&t, &draft_url).await["isDraft"], true);
 
     // Other refusals: not emulated, unknown, bad values, unknown message.
-    let (status, err) = patch_json(&t, &url, &json!({"subject": "new"})).await;
-    assert_eq!(status, 400);
-    assert_error(&err, "BadRequest");
-    let (status, err) = patch_json(&t, &url, &json!({"colour": "red"})).await;
-    assert_eq!(status, 400);
-    assert_error(&err, "RequestBodyRead");
-    let (status, err) = patch_json(&t, &url, &json!({"flag": {"flagStatus": "maybe"}})).await;
-    assert_eq!(status, 400);
-    assert_error(&err, "BadRequest");
-    let (status, err) = patch_json(
-        &t,
-        &format!("{g}/me/messages/AAMkNoSuchMessage="),
-        &json!({"isRead": true}),
-    )
-    .await;
-    assert_eq!(status, 404);
-    assert_error(&err, "ErrorItemNotFound");
+    refused(
+        patch_json(&t, &url, &json!({"subject": "new"})).await,
+        400,
+        "BadRequest",
+    );
+    refused(
+        patch_json(&t, &url, &json!({"colour": "red"})).await,
+        400,
+        "RequestBodyRead",
+    );
+    refused(
+        patch_json(&t, &url, &json!({"flag": {"flagStatus": "maybe"}})).await,
+        400,
+        "BadRequest",
+    );
+    refused(
+        patch_json(
+            &t,
+            &format!("{g}/me/messages/AAMkNoSuchMessage="),
+            &json!({"isRead": true}),
+        )
+        .await,
+        404,
+        "ErrorItemNotFound",
+    );
 
     // Synthetic messages take updates too.
     let synthetic = emu.mailbox(USER).messages()[0].clone();
@@ -855,42 +885,51 @@ async fn writes_need_mail_readwrite() {
     let read = token(&emu, USER, "https://graph.microsoft.com/Mail.Read").await;
     let msg = emu.mailbox(USER).messages()[0].id.clone();
 
-    let refused = |status: u16, body: &Value| {
-        assert_eq!(status, 403, "{body}");
-        assert_error(body, "ErrorAccessDenied");
-    };
-    let (s, b) = post_json(
-        &read,
-        &format!("{g}/me/mailFolders"),
-        &json!({"displayName": "x"}),
-    )
-    .await;
-    refused(s, &b);
-    let (s, b) = post_json(
-        &read,
-        &format!("{g}/me/mailFolders/inbox/childFolders"),
-        &json!({"displayName": "x"}),
-    )
-    .await;
-    refused(s, &b);
-    let (s, b) = post_json(&read, &format!("{g}/me/messages"), &restored_json("x")).await;
-    refused(s, &b);
-    let (s, b) = post_mime(&read, &format!("{g}/me/messages"), STANDARD.encode(MIME)).await;
-    refused(s, &b);
-    let (s, b) = patch_json(
-        &read,
-        &format!("{g}/me/messages/{msg}"),
-        &json!({"isRead": true}),
-    )
-    .await;
-    refused(s, &b);
-    let (s, b) = post_json(
+    refused(
+        post_json(
+            &read,
+            &format!("{g}/me/mailFolders"),
+            &json!({"displayName": "x"}),
+        )
+        .await,
+        403,
+        "ErrorAccessDenied",
+    );
+    refused(
+        post_json(
+            &read,
+            &format!("{g}/me/mailFolders/inbox/childFolders"),
+            &json!({"displayName": "x"}),
+        )
+        .await,
+        403,
+        "ErrorAccessDenied",
+    );
+    refused(
+        post_json(&read, &format!("{g}/me/messages"), &restored_json("x")).await,
+        403,
+        "ErrorAccessDenied",
+    );
+    refused(
+        post_mime(&read, &format!("{g}/me/messages"), STANDARD.encode(MIME)).await,
+        403,
+        "ErrorAccessDenied",
+    );
+    refused(
+        patch_json(
+            &read,
+            &format!("{g}/me/messages/{msg}"),
+            &json!({"isRead": true}),
+        )
+        .await,
+        403,
+        "ErrorAccessDenied",
+    );
+    refused(post_json(
         &read,
         &format!("{g}/me/messages/{msg}/attachments"),
         &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "x", "contentBytes": "eA=="}),
-    )
-    .await;
-    refused(s, &b);
+    ).await, 403, "ErrorAccessDenied");
     // Reading still works with Mail.Read, and Mail.ReadWrite reads too.
     let (s, _, _) = get(&read, &format!("{g}/me/messages/{msg}"), None).await;
     assert_eq!(s, 200);
@@ -899,13 +938,16 @@ async fn writes_need_mail_readwrite() {
     assert_eq!(s, 200);
 
     // Another user's mailbox needs Mail.ReadWrite.Shared.
-    let (s, b) = post_json(
-        &rw,
-        &format!("{g}/users/{other}/mailFolders"),
-        &json!({"displayName": "x"}),
-    )
-    .await;
-    refused(s, &b);
+    refused(
+        post_json(
+            &rw,
+            &format!("{g}/users/{other}/mailFolders"),
+            &json!({"displayName": "x"}),
+        )
+        .await,
+        403,
+        "ErrorAccessDenied",
+    );
     let shared = token(
         &emu,
         USER,
@@ -922,13 +964,16 @@ async fn writes_need_mail_readwrite() {
 
     // App-only: the default confidential client has Mail.Read; an app with Mail.ReadWrite
     // writes to any mailbox.
-    let (s, b) = post_json(
-        &app_token(&emu).await,
-        &format!("{g}/users/{other}/mailFolders"),
-        &json!({"displayName": "y"}),
-    )
-    .await;
-    refused(s, &b);
+    refused(
+        post_json(
+            &app_token(&emu).await,
+            &format!("{g}/users/{other}/mailFolders"),
+            &json!({"displayName": "y"}),
+        )
+        .await,
+        403,
+        "ErrorAccessDenied",
+    );
     let v: Value = client()
         .post(emu.token_url())
         .form(&[
