@@ -252,6 +252,118 @@ mod tests {
         assert!(p.synth.message_id.ends_with("@emulator.test>"));
     }
 
+    fn composed_message(synth: SynthMessage, composed: Composed) -> Message {
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        Message {
+            number: 1,
+            immutable_id: "AAkALgAAAAAAHYQDEapmEc2byACqAC-EWg0AAAA=".into(),
+            rest_id: "AAMkAGI2AAA=".into(),
+            moves: 0,
+            folder: 1,
+            created: t,
+            received: t,
+            sent: t,
+            last_modified: t,
+            revision: 0,
+            is_read: true,
+            is_draft: false,
+            flag: None,
+            change_seq: 1,
+            synth: std::sync::Arc::new(synth),
+            content: crate::mailbox::Content::Composed(std::sync::Arc::new(composed.clone())),
+        }
+    }
+
+    fn synth(subject: &str, from: Person, to: Vec<Person>, body: &str) -> SynthMessage {
+        SynthMessage {
+            subject: subject.to_owned(),
+            from,
+            to,
+            cc: Vec::new(),
+            message_id: "<x@example.com>".into(),
+            in_reply_to: None,
+            body_text: body.to_owned(),
+            attachments: Vec::new(),
+            importance: "normal",
+            is_read: true,
+            categories: Vec::new(),
+        }
+    }
+
+    fn composed(body: &str, attachments: Vec<crate::mailbox::Attachment>) -> Composed {
+        Composed {
+            body: crate::mailbox::Body {
+                html: false,
+                content: body.to_owned(),
+            },
+            bcc: Vec::new(),
+            reply_to: Vec::new(),
+            headers: Vec::new(),
+            attachments,
+        }
+    }
+
+    #[test]
+    fn control_characters_cannot_inject_headers() {
+        let evil = Person {
+            name: "Mallory\r\nBcc: victim@example.com".into(),
+            address: "m@example.com".into(),
+        };
+        let s = synth(
+            "hi\r\nBcc: victim@example.com",
+            evil.clone(),
+            vec![owner()],
+            "x",
+        );
+        let c = composed("x", Vec::new());
+        let mime = render(&composed_message(s, c.clone()), &c);
+        let text = String::from_utf8(mime.clone()).expect("ASCII");
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        let back = parse_mime(&mime, &owner()).expect("parses");
+        assert_eq!(back.synth.subject, "hi\r\nBcc: victim@example.com");
+        assert_eq!(back.synth.from, evil);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = parse_mime(&raw, &owner());
+        }
+
+        #[test]
+        fn rendered_messages_parse_back_to_their_fields(
+            subject in "\\PC{1,60}",
+            name in "[A-Za-zÀ-ÿ'\".,@ ]{1,20}",
+            body in "[^\r]{0,200}",
+            attachment in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        ) {
+            let from = Person { name: name.trim().to_owned(), address: "a@example.com".into() };
+            let att = crate::mailbox::Attachment {
+                id: "1".into(),
+                name: "f.bin".into(),
+                content_type: "application/octet-stream".into(),
+                content_id: None,
+                is_inline: false,
+                bytes: std::sync::Arc::new(attachment.clone()),
+                last_modified: DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            };
+            let c = composed(&body, vec![att]);
+            let m = composed_message(synth(&subject, from.clone(), vec![owner()], &body), c.clone());
+            let back = parse_mime(&render(&m, &c), &owner()).expect("parses");
+            proptest::prop_assert_eq!(back.synth.subject.trim(), subject.trim());
+            if !from.name.is_empty() {
+                proptest::prop_assert_eq!(&back.synth.from, &from);
+            }
+            proptest::prop_assert_eq!(&back.synth.to, &vec![owner()]);
+            let (got, want) = (back.synth.body_text.replace("\r\n", "\n"), body.replace("\r\n", "\n"));
+            proptest::prop_assert_eq!(got.trim_end(), want.trim_end());
+            let parsed = MessageParser::default().parse(&render(&m, &c)).map(|p| {
+                p.attachments().map(|a| a.contents().to_vec()).collect::<Vec<_>>()
+            });
+            proptest::prop_assert_eq!(parsed, Some(vec![attachment]));
+        }
+    }
+
     #[test]
     fn html_to_text_drops_tags_and_decodes_entities() {
         assert_eq!(

@@ -263,10 +263,16 @@ pub(crate) fn body_preview(m: &SynthMessage) -> String {
     flat.chars().take(255).collect()
 }
 
-/// Encodes a header value as RFC 2047 `B` encoded-words if it is not plain ASCII. Words stay
-/// under 75 characters and never split a UTF-8 character (RFC 2047 section 5).
+/// Whether a header text can go out as it is: ASCII without control characters (a CR or LF
+/// would start a new header) and without `=?` (a reader would decode it as an encoded-word).
+fn plain_header_text(s: &str) -> bool {
+    s.is_ascii() && !s.contains("=?") && !s.chars().any(|c| c.is_control() && c != '\t')
+}
+
+/// Encodes a header value as RFC 2047 `B` encoded-words unless it is plain ASCII text. Words
+/// stay under 75 characters and never split a UTF-8 character (RFC 2047 section 5).
 pub(crate) fn encode_word(s: &str) -> String {
-    if s.is_ascii() {
+    if plain_header_text(s) {
         return s.to_owned();
     }
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -286,11 +292,18 @@ pub(crate) fn encode_word(s: &str) -> String {
     words.join("\r\n ")
 }
 
+/// `name <address>`: the name as atoms, as a quoted string (RFC 5322 specials), or as
+/// encoded-words (non-ASCII or control characters).
 pub(crate) fn mailbox_header(p: &Person) -> String {
-    if p.name.is_ascii() && !p.name.contains(['\'', ',', '"']) {
+    let atoms = p
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " !#$%&*+-/=?^_`{|}~".contains(c));
+    if plain_header_text(&p.name) && atoms {
         format!("{} <{}>", p.name, p.address)
-    } else if p.name.is_ascii() {
-        format!("\"{}\" <{}>", p.name.replace('"', "\\\""), p.address)
+    } else if plain_header_text(&p.name) {
+        let quoted = p.name.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("\"{quoted}\" <{}>", p.address)
     } else {
         format!("{} <{}>", encode_word(&p.name), p.address)
     }

@@ -245,6 +245,7 @@ fn recipient(r: &Req, v: &Value, name: &str) -> Result<Person, Resp> {
                 "recipients as {\"emailAddress\":{\"address\":\"...\",\"name\":\"...\"}}",
             )
         })?;
+    header_safe(r, name, address, " <>,;\"()[]\\")?;
     let display = e
         .and_then(|e| e.get("name"))
         .and_then(Value::as_str)
@@ -253,6 +254,44 @@ fn recipient(r: &Req, v: &Value, name: &str) -> Result<Person, Resp> {
         name: display.to_owned(),
         address: address.to_owned(),
     })
+}
+
+/// A value that goes into a generated MIME header as it is (address, content type, content
+/// id, message id) must not break the header: no control characters (a CR or LF would start a
+/// header of the client's choosing) and none of `forbidden`.
+fn header_safe(r: &Req, name: &str, value: &str, forbidden: &str) -> Result<(), Resp> {
+    if value
+        .chars()
+        .any(|c| c.is_control() || forbidden.contains(c))
+    {
+        return Err(invalid_value(
+            r,
+            name,
+            &format!("a value without control characters or any of {forbidden:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `contentType`, `contentId` (angle brackets dropped) and `isInline` of an attachment.
+fn attachment_meta(
+    r: &Req,
+    o: &Map<String, Value>,
+) -> Result<(Option<String>, Option<String>, bool), Resp> {
+    let content_type = string_prop(r, o, "contentType")?;
+    if let Some(ct) = &content_type {
+        header_safe(r, "contentType", ct, "")?;
+    }
+    let content_id = string_prop(r, o, "contentId")?
+        .map(|c| c.trim_start_matches('<').trim_end_matches('>').to_owned());
+    if let Some(cid) = &content_id {
+        header_safe(r, "contentId", cid, " <>")?;
+    }
+    Ok((
+        content_type,
+        content_id,
+        bool_prop(r, o, "isInline")?.unwrap_or(false),
+    ))
 }
 
 /// An array property (missing or null = empty).
@@ -462,12 +501,13 @@ fn file_attachment(r: &Req, o: &Map<String, Value>) -> Result<Attachment, Resp> 
             ),
         ));
     }
+    let (content_type, content_id, is_inline) = attachment_meta(r, o)?;
     Ok(Attachment {
         id: String::new(),
-        content_type: string_prop(r, o, "contentType")?.unwrap_or_else(|| guess_type(&name)),
+        content_type: content_type.unwrap_or_else(|| guess_type(&name)),
         name,
-        content_id: string_prop(r, o, "contentId")?,
-        is_inline: bool_prop(r, o, "isInline")?.unwrap_or(false),
+        content_id,
+        is_inline,
         bytes: Arc::new(bytes),
         last_modified: Utc::now(),
     })
@@ -791,7 +831,10 @@ impl Ctx<'_> {
             .or(ext.flags.map(|f| f & MSGFLAG_READ != 0))
             .unwrap_or(true);
         let message_id = match string_prop(r, &o, "internetMessageId")? {
-            Some(id) if !id.trim().is_empty() => id,
+            Some(id) if !id.trim().is_empty() => {
+                header_safe(r, "internetMessageId", &id, " ")?;
+                id
+            }
             _ => format!("<{}@emulator.test>", random_token(12)),
         };
         let body_text = if body.html {
@@ -968,15 +1011,9 @@ impl Ctx<'_> {
                 .and_then(Value::as_u64)
                 .and_then(|s| usize::try_from(s).ok())
                 .ok_or_else(|| invalid_value(r, "size", "the file size in bytes"))?;
-            Ok((
-                name,
-                size,
-                string_prop(r, &item, "contentType")?,
-                bool_prop(r, &item, "isInline")?.unwrap_or(false),
-                string_prop(r, &item, "contentId")?,
-            ))
+            Ok((name, size, attachment_meta(r, &item)?))
         })();
-        let (name, size, content_type, is_inline, content_id) = match parsed {
+        let (name, size, (content_type, content_id, is_inline)) = match parsed {
             Ok(p) => p,
             Err(resp) => return resp,
         };

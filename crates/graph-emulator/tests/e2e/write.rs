@@ -470,6 +470,44 @@ async fn json_messages_with_message_flags_are_not_drafts_and_keep_their_dates() 
     );
     assert!(mime.contains(&STANDARD.encode(b"%PDF-1.7 tiny")), "{mime}");
 
+    // Values that would break the generated MIME headers are refused; names and subjects are
+    // encoded instead.
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/messages"),
+            &json!({"toRecipients": [{"emailAddress": {"address": "a@example.com\r\nBcc: v@example.com"}}]}),
+        )
+        .await,
+        400,
+        "BadRequest",
+    );
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/messages"),
+            &json!({"attachments": [{"@odata.type": "#microsoft.graph.fileAttachment", "name": "a", "contentBytes": "eA==", "contentType": "text/plain\r\nX-Evil: 1"}]}),
+        )
+        .await,
+        400,
+        "BadRequest",
+    );
+    let (status, m) = post_json(
+        &t,
+        &format!("{g}/me/messages"),
+        &json!({"subject": "hi\r\nBcc: v@example.com", "from": {"emailAddress": {"name": "M\r\nBcc: v@example.com", "address": "m@example.com"}}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, _, mime) = get(
+        &t,
+        &format!("{g}/me/messages/{}/$value", m["id"].as_str().expect("id")),
+        None,
+    )
+    .await;
+    let mime = String::from_utf8(mime.to_vec()).expect("ASCII");
+    assert!(!mime.contains("\r\nBcc:"), "{mime}");
+
     // Errors: unknown property, malformed or mistyped extended properties, bad JSON.
     refused(
         post_json(&t, &format!("{g}/me/messages"), &json!({"subjekt": "x"})).await,
