@@ -592,6 +592,9 @@ pub struct MessageInfo {
     pub last_modified: DateTime<Utc>,
     /// Read flag.
     pub is_read: bool,
+    /// `isDraft` (synthetic messages: those generated in Drafts; created over HTTP: from MIME,
+    /// or from JSON without `PidTagMessageFlags` or with its unsent bit).
+    pub is_draft: bool,
 }
 
 /// A message with its expected MIME bytes (what `$value` returns).
@@ -1032,6 +1035,7 @@ pub(crate) fn message_info(d: &MailboxData, m: &Message) -> MessageInfo {
         received: m.received,
         last_modified: m.last_modified,
         is_read: m.is_read,
+        is_draft: m.is_draft,
     }
 }
 

@@ -903,6 +903,12 @@ async fn created_items_show_up_in_listings_and_delta_like_synthetic_ones() {
         .expect("MIME message in expected_messages");
     assert_eq!(restored.mime, MIME.as_bytes());
     assert_eq!(restored.info.folder_path, "Restored");
+    assert!(restored.info.is_draft);
+    let from_json = mb
+        .message(a["id"].as_str().expect("id"))
+        .expect("JSON message");
+    assert!(!from_json.is_draft);
+    assert_eq!(from_json.received.to_rfc3339(), "2023-05-06T07:08:09+00:00");
     assert!(!inbox_items.is_empty());
     emu.shutdown().await;
 }
