@@ -431,7 +431,7 @@ impl MailboxState {
             let outgoing = is_outgoing(&data.folders[folder]);
             let synth = synth::synthesize(&ctx, number, outgoing);
             let is_read = synth.is_read;
-            let is_draft = data.folders[folder].well_known.as_deref() == Some("drafts");
+            let is_draft = is_drafts(&data.folders[folder]);
             let seq = data.next_seq();
             insert(
                 &mut data,
@@ -536,6 +536,11 @@ fn is_outgoing(f: &Folder) -> bool {
     f.well_known
         .as_deref()
         .is_some_and(|w| OUTGOING.contains(&w))
+}
+
+/// Messages generated or created through [`MailboxHandle`] in Drafts are drafts.
+fn is_drafts(f: &Folder) -> bool {
+    f.well_known.as_deref() == Some("drafts")
 }
 
 fn insert(data: &mut MailboxData, _key: &str, _seed: u64, m: Message) -> u64 {
@@ -767,7 +772,7 @@ impl MailboxHandle {
             last_modified: now,
             revision: 0,
             is_read: new.is_read,
-            is_draft: d.folders[f].well_known.as_deref() == Some("drafts"),
+            is_draft: is_drafts(&d.folders[f]),
             flag: None,
             change_seq: seq,
             synth: Arc::new(synth),

@@ -1050,7 +1050,10 @@ impl Ctx<'_> {
             self.shared.graph_url(),
             self.mb.object_id
         );
-        lock(&self.shared.uploads).insert(
+        let mut uploads = lock(&self.shared.uploads);
+        // Abandoned sessions go when they expire.
+        uploads.retain(|_, s| s.expires > Instant::now());
+        uploads.insert(
             sid,
             UploadSession {
                 mailbox: self.mb.upn.clone(),
@@ -1067,6 +1070,7 @@ impl Ctx<'_> {
                 expires_at,
             },
         );
+        drop(uploads);
         let body = json!({
             "@odata.context": format!("{}/$metadata#microsoft.graph.uploadSession", self.shared.graph_url()),
             "uploadUrl": url,
