@@ -119,17 +119,44 @@ pub(crate) fn parse_mime(raw: &[u8], owner: &Person) -> Result<ParsedMime, ()> {
     Ok(ParsedMime { synth, date })
 }
 
-/// Plain text of an HTML body (tags dropped, common entities decoded), for `bodyPreview` and
-/// `Prefer: outlook.body-content-type="text"`.
+/// Plain text of an HTML body, for `bodyPreview` and `Prefer: outlook.body-content-type="text"`:
+/// tags dropped, a line break for `br` and the end of block elements, head/style/script content
+/// dropped, common entities decoded.
 pub(crate) fn html_to_text(html: &str) -> String {
+    const BREAKS: &[&str] = &[
+        "br", "/p", "/div", "/li", "/tr", "/h1", "/h2", "/h3", "/h4", "/h5", "/h6", "/title",
+    ];
+    const HIDDEN: &[&str] = &["head", "style", "script"];
     let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
+    let mut tag: Option<String> = None;
+    let mut hidden: Option<&str> = None;
     for c in html.chars() {
-        match (in_tag, c) {
-            (false, '<') => in_tag = true,
-            (true, '>') => in_tag = false,
-            (false, c) => out.push(c),
-            (true, _) => {}
+        match (&mut tag, c) {
+            (None, '<') => tag = Some(String::new()),
+            (Some(t), '>') => {
+                let t = t.trim();
+                let (slash, rest) = t.strip_prefix('/').map_or(("", t), |r| ("/", r));
+                let word = rest
+                    .split(|c: char| c.is_whitespace() || c == '/')
+                    .next()
+                    .unwrap_or_default();
+                let name = format!("{slash}{}", word.to_ascii_lowercase());
+                match hidden {
+                    Some(h) if name.strip_prefix('/') == Some(h) => hidden = None,
+                    Some(_) => {}
+                    None => {
+                        if let Some(h) = HIDDEN.iter().find(|h| **h == name) {
+                            hidden = Some(h);
+                        } else if BREAKS.contains(&name.as_str()) {
+                            out.push('\n');
+                        }
+                    }
+                }
+                tag = None;
+            }
+            (Some(t), c) => t.push(c),
+            (None, c) if hidden.is_none() => out.push(c),
+            (None, _) => {}
         }
     }
     out.replace("&nbsp;", " ")
@@ -368,7 +395,13 @@ mod tests {
     fn html_to_text_drops_tags_and_decodes_entities() {
         assert_eq!(
             html_to_text("<p>They were <b>awesome</b> &amp; fast&nbsp;!</p>"),
-            "They were awesome & fast !"
+            "They were awesome & fast !\n"
+        );
+        assert_eq!(
+            html_to_text(
+                "<html><head><style>p {}</style></head><body><p>a</p><P>b<br/>c<BR>d</P></body></html>"
+            ),
+            "a\nb\nc\nd\n"
         );
     }
 }
