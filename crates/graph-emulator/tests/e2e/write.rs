@@ -106,6 +106,25 @@ async fn post_mime(token: &str, url: &str, base64_body: String) -> (u16, Value) 
     (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
 
+/// A message body with one single-value extended property.
+fn extended(id: &str, value: &str) -> Value {
+    json!({"singleValueExtendedProperties": [{"id": id, "value": value}]})
+}
+
+/// The body of `createUploadSession`.
+fn upload_item(name: &str, size: usize) -> Value {
+    json!({"AttachmentItem": {"attachmentType": "file", "name": name, "size": size}})
+}
+
+/// A `fileAttachment` for `POST .../attachments`.
+fn file_attachment(name: &str, bytes: &[u8]) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "name": name,
+        "contentBytes": STANDARD.encode(bytes),
+    })
+}
+
 fn assert_error(v: &Value, code: &str) {
     assert_graph_error(v.to_string().as_bytes(), code);
 }
@@ -542,25 +561,25 @@ async fn json_messages_with_message_flags_are_not_drafts_and_keep_their_dates() 
         "RequestBodyRead",
     );
     refused(
-        post_json(
-            &t,
-            &format!("{g}/me/messages"),
-            &json!({"singleValueExtendedProperties": [{"id": "Integer", "value": "1"}]}),
-        )
-        .await,
+        post_json(&t, &format!("{g}/me/messages"), &extended("Integer", "1")).await,
         400,
         "ErrorInvalidProperty",
     );
-    refused(post_json(
-        &t,
-        &format!("{g}/me/messages"),
-        &json!({"singleValueExtendedProperties": [{"id": "SystemTime 0x0E06", "value": "last May"}]}),
-    ).await, 400, "ErrorInvalidExtendedPropertyValue");
     refused(
         post_json(
             &t,
             &format!("{g}/me/messages"),
-            &json!({"singleValueExtendedProperties": [{"id": "String 0x0E07", "value": "1"}]}),
+            &extended("SystemTime 0x0E06", "last May"),
+        )
+        .await,
+        400,
+        "ErrorInvalidExtendedPropertyValue",
+    );
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/messages"),
+            &extended("String 0x0E07", "1"),
         )
         .await,
         400,
@@ -601,7 +620,7 @@ async fn attachments_are_added_and_large_ones_go_through_an_upload_session() {
     let (status, a) = post_json(
         &t,
         &format!("{g}/me/messages/{id}/attachments"),
-        &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "notes.txt", "contentBytes": STANDARD.encode("hello")}),
+        &file_attachment("notes.txt", b"hello"),
     )
     .await;
     assert_eq!(status, 201, "{a}");
@@ -618,20 +637,30 @@ async fn attachments_are_added_and_large_ones_go_through_an_upload_session() {
     let big: Vec<u8> = (0..3 * 1024 * 1024 + 512 * 1024)
         .map(|i| (i % 251) as u8)
         .collect();
-    refused(post_json(
-        &t,
-        &format!("{g}/me/messages/{id}/attachments"),
-        &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "big.bin", "contentBytes": STANDARD.encode(&big)}),
-    ).await, 413, "RequestEntityTooLarge");
-    refused(post_json(
-        &t,
-        &format!("{g}/me/messages/{id}/attachments/createUploadSession"),
-        &json!({"AttachmentItem": {"attachmentType": "file", "name": "small.bin", "size": 1024}}),
-    ).await, 400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize");
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/messages/{id}/attachments"),
+            &file_attachment("big.bin", &big),
+        )
+        .await,
+        413,
+        "RequestEntityTooLarge",
+    );
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/messages/{id}/attachments/createUploadSession"),
+            &upload_item("small.bin", 1024),
+        )
+        .await,
+        400,
+        "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
+    );
     let (status, s) = post_json(
         &t,
         &format!("{g}/me/messages/{id}/attachments/createUploadSession"),
-        &json!({"AttachmentItem": {"attachmentType": "file", "name": "big.bin", "size": big.len()}}),
+        &upload_item("big.bin", big.len()),
     )
     .await;
     assert_eq!(status, 201, "{s}");
@@ -702,16 +731,29 @@ async fn attachments_are_added_and_large_ones_go_through_an_upload_session() {
 
     // Messages not created from JSON over HTTP take no attachments (emulator limitation).
     let (_, mm) = post_mime(&t, &format!("{g}/me/messages"), STANDARD.encode(MIME)).await;
-    refused(post_json(
-        &t,
-        &format!("{g}/me/messages/{}/attachments", mm["id"].as_str().expect("id")),
-        &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "x.txt", "contentBytes": "eA=="}),
-    ).await, 400, "ErrorInvalidRequest");
-    refused(post_json(
-        &t,
-        &format!("{g}/me/messages/AAMkNoSuchMessage=/attachments"),
-        &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "x.txt", "contentBytes": "eA=="}),
-    ).await, 404, "ErrorItemNotFound");
+    refused(
+        post_json(
+            &t,
+            &format!(
+                "{g}/me/messages/{}/attachments",
+                mm["id"].as_str().expect("id")
+            ),
+            &file_attachment("x.txt", b"x"),
+        )
+        .await,
+        400,
+        "ErrorInvalidRequest",
+    );
+    refused(
+        post_json(
+            &t,
+            &format!("{g}/me/messages/AAMkNoSuchMessage=/attachments"),
+            &file_attachment("x.txt", b"x"),
+        )
+        .await,
+        404,
+        "ErrorItemNotFound",
+    );
     let s = emu.stats();
     assert_eq!(s.count(EndpointKind::AttachmentUpload), 4);
     emu.shutdown().await;
@@ -749,11 +791,11 @@ async fn patch_changes_read_state_categories_and_flag_but_never_the_draft_state(
         "ErrorInvalidPropertySet",
     );
     for flags in ["9", "0"] {
-        refused(patch_json(
-            &t,
-            &url,
-            &json!({"singleValueExtendedProperties": [{"id": "Integer 0x0E07", "value": flags}]}),
-        ).await, 400, "ErrorInvalidPropertySet");
+        refused(
+            patch_json(&t, &url, &extended("Integer 0x0E07", flags)).await,
+            400,
+            "ErrorInvalidPropertySet",
+        );
     }
     let now = get_json(&t, &url).await;
     assert_eq!(
@@ -993,11 +1035,16 @@ async fn writes_need_mail_readwrite() {
         403,
         "ErrorAccessDenied",
     );
-    refused(post_json(
-        &read,
-        &format!("{g}/me/messages/{msg}/attachments"),
-        &json!({"@odata.type": "#microsoft.graph.fileAttachment", "name": "x", "contentBytes": "eA=="}),
-    ).await, 403, "ErrorAccessDenied");
+    refused(
+        post_json(
+            &read,
+            &format!("{g}/me/messages/{msg}/attachments"),
+            &file_attachment("x", b"x"),
+        )
+        .await,
+        403,
+        "ErrorAccessDenied",
+    );
     // Reading still works with Mail.Read, and Mail.ReadWrite reads too.
     let (s, _, _) = get(&read, &format!("{g}/me/messages/{msg}"), None).await;
     assert_eq!(s, 200);
@@ -1239,11 +1286,10 @@ async fn a_restore_through_graph_keeps_every_message_of_the_source_mailbox() {
                 let (status, a) = post_json(
                     &t,
                     &format!("{g}/users/{b}/messages/{id}/attachments"),
-                    &json!({
-                        "@odata.type": "#microsoft.graph.fileAttachment",
-                        "name": mail_parser::MimeHeaders::attachment_name(part).expect("name"),
-                        "contentBytes": STANDARD.encode(part.contents()),
-                    }),
+                    &file_attachment(
+                        mail_parser::MimeHeaders::attachment_name(part).expect("name"),
+                        part.contents(),
+                    ),
                 )
                 .await;
                 assert_eq!(status, 201, "{a}");
