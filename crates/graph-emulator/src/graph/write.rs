@@ -76,6 +76,22 @@ const READ_ONLY_MESSAGE_PROPERTIES: &[&str] = &[
     "isDraft",
 ];
 
+/// Message properties a create takes and the emulator does not update (Graph updates some of
+/// them on drafts only).
+const COMPOSE_PROPERTIES: &[&str] = &[
+    "subject",
+    "body",
+    "from",
+    "sender",
+    "toRecipients",
+    "ccRecipients",
+    "bccRecipients",
+    "replyTo",
+    "internetMessageId",
+    "isDeliveryReceiptRequested",
+    "isReadReceiptRequested",
+];
+
 /// An attachment upload in progress.
 #[derive(Debug)]
 pub(crate) struct UploadSession {
@@ -744,30 +760,20 @@ impl Ctx<'_> {
         let r = self.r;
         let o = json_object(r)?;
         const WRITABLE: &[&str] = &[
-            "subject",
-            "body",
-            "from",
-            "sender",
-            "toRecipients",
-            "ccRecipients",
-            "bccRecipients",
-            "replyTo",
             "importance",
             "isRead",
             "categories",
-            "internetMessageId",
             "internetMessageHeaders",
             "flag",
             "singleValueExtendedProperties",
             "multiValueExtendedProperties",
             "attachments",
             "inferenceClassification",
-            "isDeliveryReceiptRequested",
-            "isReadReceiptRequested",
         ];
         if let Some(k) = o.keys().find(|k| {
             !k.starts_with('@')
                 && !WRITABLE.contains(&k.as_str())
+                && !COMPOSE_PROPERTIES.contains(&k.as_str())
                 && !READ_ONLY_MESSAGE_PROPERTIES.contains(&k.as_str())
         }) {
             return Err(unknown_property(r, k, "message"));
@@ -887,20 +893,7 @@ impl Ctx<'_> {
             "inferenceClassification",
             "singleValueExtendedProperties",
         ];
-        const NOT_EMULATED: &[&str] = &[
-            "subject",
-            "body",
-            "from",
-            "sender",
-            "toRecipients",
-            "ccRecipients",
-            "bccRecipients",
-            "replyTo",
-            "internetMessageId",
-            "isDeliveryReceiptRequested",
-            "isReadReceiptRequested",
-            "multiValueExtendedProperties",
-        ];
+
         for k in o.keys().filter(|k| !k.starts_with('@')) {
             if READ_ONLY_MESSAGE_PROPERTIES.contains(&k.as_str()) {
                 return self.err(
@@ -916,7 +909,7 @@ impl Ctx<'_> {
                     ),
                 );
             }
-            if NOT_EMULATED.contains(&k.as_str()) {
+            if COMPOSE_PROPERTIES.contains(&k.as_str()) || k == "multiValueExtendedProperties" {
                 return bad_request(
                     r,
                     &format!(
