@@ -41,6 +41,10 @@
 //! | `GET .../mailFolders/{id}/messages/delta` | `$select`, `$filter=receivedDateTime ge|gt`, `Prefer: odata.maxpagesize`; `$skiptoken` pages, final `$deltatoken`; later rounds report creates/updates and `{"id","@removed":{"reason":"deleted"}}`; expired token -> 410 `syncStateNotFound` |
 //! | `GET .../messages/delta` | 400, as Graph (no mailbox-wide message delta) |
 //! | `POST /$batch` | up to 20 GET sub-requests, concurrent (each counts against the mailbox limit) or in order with `dependsOn`; binary bodies base64 |
+//! | `POST .../mailFolders`, `.../mailFolders/{id}/childFolders` | `displayName`, `isHidden`; 201; same name under the same parent (any case, hidden folders too): 409 `ErrorFolderExists` |
+//! | `POST .../messages`, `.../mailFolders/{id}/messages` | base64 MIME (`Content-Type: text/plain`): a draft, `$value` = the posted bytes; or a JSON `message` whose `PidTagMessageFlags` (`Integer 0x0E07`) decides draft and read state and whose `SystemTime 0x0E06` / `0x0039` set `receivedDateTime` / `sentDateTime`; `$value` generated from the fields |
+//! | `PATCH .../messages/{id}` | `isRead`, `categories`, `flag`, `importance`; `isDraft` and `PidTagMessageFlags`: 400 `ErrorInvalidPropertySet` |
+//! | `POST .../messages/{id}/attachments`, `.../attachments/createUploadSession` | `fileAttachment` up to 3 MiB (else 413); upload sessions for 3 MiB to 150 MiB, `PUT` ranges to the returned URL |
 //!
 //! `Prefer: IdType="ImmutableId"` switches every id to the immutable id; otherwise a message's
 //! id changes when it moves (as in Exchange Online) and the old id answers 404.
@@ -50,7 +54,11 @@
 //! `ErrorAccessDenied`, 404 `ErrorItemNotFound` / `ErrorInvalidUser` /
 //! `MailboxNotEnabledForRESTAPI`, 400 `BadRequest` / `InefficientFilter` /
 //! `RequestBroker--ParseUri`, 410 `syncStateNotFound` (+ `Location`), 429
-//! `ApplicationThrottled` "MailboxConcurrency" + `Retry-After`, 503 `ServiceUnavailable`.
+//! `ApplicationThrottled` "MailboxConcurrency" + `Retry-After`, 503 `ServiceUnavailable`; for
+//! writes 403 `ErrorAccessDenied` without `Mail.ReadWrite`, 409 `ErrorFolderExists`, 400
+//! `ErrorMimeContentInvalidBase64String` / `ErrorMimeContentInvalid` / `RequestBodyRead` /
+//! `ErrorInvalidPropertySet` / `ErrorInvalidProperty` / `ErrorInvalidExtendedPropertyValue`,
+//! 413 `RequestEntityTooLarge`.
 //!
 //! Identity (`{authority_url}/{tenant}/oauth2/v2.0/...`, tenant = the configured tenant id or
 //! domain, or `common`/`organizations` except for client credentials and ROPC): `authorize`
@@ -100,15 +108,18 @@
 //!
 //! # Not emulated
 //!
-//! Writes over HTTP (POST/PATCH/DELETE of messages), attachments endpoints, `$expand`,
-//! `$search` (both answer 400 naming the option), folder delta, JWT access tokens, signed
-//! `id_token`s, HTTPS.
+//! DELETE, move, copy and send over HTTP, listing or reading attachments, item and reference
+//! attachments, attachments added to messages not created from JSON over HTTP, `$expand`,
+//! `$search` (both answer 400 naming the option), write sub-requests in `$batch`, folder
+//! delta, JWT access tokens, signed `id_token`s, HTTPS.
 //!
 //! Dependencies: hyper directly (not axum) so a fault can close a connection without any
-//! response; sha2/base64 for ids and PKCE; a local SplitMix64 for portable determinism.
+//! response; sha2/base64 for ids and PKCE; a local SplitMix64 for portable determinism;
+//! mail-parser (0.11; 1.x needs a newer Rust) for MIME posted to `POST .../messages`.
 
 #![warn(missing_docs)]
 
+mod compose;
 mod config;
 mod delta;
 mod error;

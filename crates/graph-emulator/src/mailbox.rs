@@ -22,6 +22,10 @@ use crate::rng::SplitMix64;
 use crate::synth::{self, Person, RenderState, SynthContext, SynthMessage};
 use crate::util::lock;
 
+mod write;
+
+pub(crate) use write::{Attachment, Body, Composed, CreateFolderError, NewItem, Patch, WriteError};
+
 /// Well-known folder names that are meant for outgoing mail (messages there are "from" the
 /// owner).
 const OUTGOING: &[&str] = &["sentitems", "drafts", "outbox"];
@@ -47,8 +51,10 @@ pub(crate) struct Folder {
 pub(crate) enum Content {
     /// Generated from the synthetic description.
     Synthetic,
-    /// Given verbatim through [`NewMessage::raw_mime`].
+    /// Given verbatim through [`NewMessage::raw_mime`] or created from MIME over HTTP.
     Raw(Arc<Vec<u8>>),
+    /// Created from a JSON message resource over HTTP; its MIME is generated from the fields.
+    Composed(Arc<Composed>),
 }
 
 /// One message.
@@ -65,6 +71,10 @@ pub(crate) struct Message {
     pub(crate) last_modified: DateTime<Utc>,
     pub(crate) revision: u32,
     pub(crate) is_read: bool,
+    /// `isDraft`: fixed when the message is created (Exchange's unsent flag), never changed.
+    pub(crate) is_draft: bool,
+    /// `flag` (followupFlag JSON) when set over HTTP; `None` = `notFlagged`.
+    pub(crate) flag: Option<Arc<serde_json::Value>>,
     pub(crate) change_seq: u64,
     pub(crate) synth: Arc<SynthMessage>,
     pub(crate) content: Content,
@@ -77,6 +87,14 @@ impl Message {
             &self.immutable_id
         } else {
             &self.rest_id
+        }
+    }
+
+    /// `hasAttachments`.
+    pub(crate) fn has_attachments(&self) -> bool {
+        match &self.content {
+            Content::Composed(c) => !c.attachments.is_empty(),
+            Content::Synthetic | Content::Raw(_) => !self.synth.attachments.is_empty(),
         }
     }
 
@@ -413,6 +431,7 @@ impl MailboxState {
             let outgoing = is_outgoing(&data.folders[folder]);
             let synth = synth::synthesize(&ctx, number, outgoing);
             let is_read = synth.is_read;
+            let is_draft = is_drafts(&data.folders[folder]);
             let seq = data.next_seq();
             insert(
                 &mut data,
@@ -430,6 +449,8 @@ impl MailboxState {
                     last_modified,
                     revision: 0,
                     is_read,
+                    is_draft,
+                    flag: None,
                     change_seq: seq,
                     synth: Arc::new(synth),
                     content: Content::Synthetic,
@@ -457,26 +478,28 @@ impl MailboxState {
 
     /// Renders the MIME bytes of a message.
     pub(crate) fn render(&self, m: &Message) -> Vec<u8> {
-        match &m.content {
-            Content::Raw(bytes) => {
-                if m.revision == 0 {
-                    bytes.as_ref().clone()
-                } else {
-                    let mut out = format!("X-Emulator-Revision: {}\r\n", m.revision).into_bytes();
-                    out.extend_from_slice(bytes);
-                    out
-                }
+        let given = match &m.content {
+            Content::Raw(bytes) => bytes.as_ref().clone(),
+            Content::Composed(c) => crate::compose::render(m, c),
+            Content::Synthetic => {
+                return synth::render_mime(
+                    &m.synth,
+                    m.number,
+                    RenderState {
+                        sent: m.sent,
+                        received: m.received,
+                        revision: m.revision,
+                    },
+                    "mx.emulator.test",
+                );
             }
-            Content::Synthetic => synth::render_mime(
-                &m.synth,
-                m.number,
-                RenderState {
-                    sent: m.sent,
-                    received: m.received,
-                    revision: m.revision,
-                },
-                "mx.emulator.test",
-            ),
+        };
+        if m.revision == 0 {
+            given
+        } else {
+            let mut out = format!("X-Emulator-Revision: {}\r\n", m.revision).into_bytes();
+            out.extend_from_slice(&given);
+            out
         }
     }
 
@@ -513,6 +536,11 @@ fn is_outgoing(f: &Folder) -> bool {
     f.well_known
         .as_deref()
         .is_some_and(|w| OUTGOING.contains(&w))
+}
+
+/// Messages generated or created through [`MailboxHandle`] in Drafts are drafts.
+fn is_drafts(f: &Folder) -> bool {
+    f.well_known.as_deref() == Some("drafts")
 }
 
 fn insert(data: &mut MailboxData, _key: &str, _seed: u64, m: Message) -> u64 {
@@ -569,6 +597,9 @@ pub struct MessageInfo {
     pub last_modified: DateTime<Utc>,
     /// Read flag.
     pub is_read: bool,
+    /// `isDraft` (synthetic messages: those generated in Drafts; created over HTTP: from MIME,
+    /// or from JSON without `PidTagMessageFlags` or with its unsent bit).
+    pub is_draft: bool,
 }
 
 /// A message with its expected MIME bytes (what `$value` returns).
@@ -741,6 +772,8 @@ impl MailboxHandle {
             last_modified: now,
             revision: 0,
             is_read: new.is_read,
+            is_draft: is_drafts(&d.folders[f]),
+            flag: None,
             change_seq: seq,
             synth: Arc::new(synth),
             content: match new.raw_mime {
@@ -859,17 +892,7 @@ impl MailboxHandle {
         let p = d
             .folder_lookup(parent)
             .ok_or_else(|| self.unknown_folder(parent))?;
-        let path = format!("/{}/{display_name}#{}", d.folder_path(p), d.folders.len());
-        let idx = d.folders.len();
-        d.folders.push(Folder {
-            id: folder_id(&key, self.state.seed, &path),
-            display_name: display_name.to_owned(),
-            parent: Some(p),
-            well_known: None,
-            hidden: false,
-            kind: FolderKind::Mail,
-            deleted: false,
-        });
+        let idx = write::push_folder(&mut d, &key, self.state.seed, p, display_name, false);
         Ok(folder_info(&d, idx))
     }
 
@@ -1017,6 +1040,7 @@ pub(crate) fn message_info(d: &MailboxData, m: &Message) -> MessageInfo {
         received: m.received,
         last_modified: m.last_modified,
         is_read: m.is_read,
+        is_draft: m.is_draft,
     }
 }
 

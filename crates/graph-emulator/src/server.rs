@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) delta_lifetime: Option<Duration>,
     /// Server-side page size cap of `GET /users`.
     pub(crate) user_list_max_page: usize,
+    /// Attachment upload sessions in progress.
+    pub(crate) uploads: crate::graph::UploadStore,
 }
 
 impl Shared {
@@ -446,6 +448,7 @@ impl Emulator {
             rate_limit: config.mailbox_rate_limit,
             delta_lifetime: config.delta_token_lifetime,
             user_list_max_page: config.user_list_max_page.max(1),
+            uploads: Default::default(),
         });
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));

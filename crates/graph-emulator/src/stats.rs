@@ -33,6 +33,16 @@ pub enum EndpointKind {
     MessageValue,
     /// Delta query (`/mailFolders/{id}/messages/delta`, including skip and delta tokens).
     Delta,
+    /// `POST mailFolders`, `POST mailFolders/{id}/childFolders` (folder creation).
+    FolderCreate,
+    /// `POST messages`, `POST mailFolders/{id}/messages` (message creation, MIME or JSON).
+    MessageCreate,
+    /// `PATCH messages/{id}`.
+    MessageUpdate,
+    /// `POST messages/{id}/attachments` and `.../attachments/createUploadSession`.
+    AttachmentCreate,
+    /// `PUT` of a byte range to an attachment upload URL.
+    AttachmentUpload,
     /// `POST /$batch` (its sub-requests are counted under their own kinds as well).
     Batch,
     /// Anything else (unknown paths).

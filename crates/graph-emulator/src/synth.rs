@@ -263,10 +263,16 @@ pub(crate) fn body_preview(m: &SynthMessage) -> String {
     flat.chars().take(255).collect()
 }
 
-/// Encodes a header value as RFC 2047 `B` encoded-words if it is not plain ASCII. Words stay
-/// under 75 characters and never split a UTF-8 character (RFC 2047 section 5).
+/// Whether a header text can go out as it is: ASCII without control characters (a CR or LF
+/// would start a new header) and without `=?` (a reader would decode it as an encoded-word).
+fn plain_header_text(s: &str) -> bool {
+    s.is_ascii() && !s.contains("=?") && !s.chars().any(|c| c.is_control() && c != '\t')
+}
+
+/// Encodes a header value as RFC 2047 `B` encoded-words unless it is plain ASCII text. Words
+/// stay under 75 characters and never split a UTF-8 character (RFC 2047 section 5).
 pub(crate) fn encode_word(s: &str) -> String {
-    if s.is_ascii() {
+    if plain_header_text(s) {
         return s.to_owned();
     }
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -286,17 +292,24 @@ pub(crate) fn encode_word(s: &str) -> String {
     words.join("\r\n ")
 }
 
-fn mailbox_header(p: &Person) -> String {
-    if p.name.is_ascii() && !p.name.contains(['\'', ',', '"']) {
+/// `name <address>`: the name as atoms, as a quoted string (RFC 5322 specials), or as
+/// encoded-words (non-ASCII or control characters).
+pub(crate) fn mailbox_header(p: &Person) -> String {
+    let atoms = p
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " !#$%&*+-/=?^_`{|}~".contains(c));
+    if plain_header_text(&p.name) && atoms {
         format!("{} <{}>", p.name, p.address)
-    } else if p.name.is_ascii() {
-        format!("\"{}\" <{}>", p.name.replace('"', "\\\""), p.address)
+    } else if plain_header_text(&p.name) {
+        let quoted = p.name.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("\"{quoted}\" <{}>", p.address)
     } else {
         format!("{} <{}>", encode_word(&p.name), p.address)
     }
 }
 
-fn address_list(ps: &[Person]) -> String {
+pub(crate) fn address_list(ps: &[Person]) -> String {
     ps.iter()
         .map(mailbox_header)
         .collect::<Vec<_>>()
@@ -331,7 +344,7 @@ pub(crate) fn quoted_printable(text: &str) -> String {
     out
 }
 
-fn base64_lines(data: &[u8]) -> String {
+pub(crate) fn base64_lines(data: &[u8]) -> String {
     let enc = base64::engine::general_purpose::STANDARD.encode(data);
     let mut out = String::with_capacity(enc.len() + enc.len() / 76 * 2 + 2);
     for chunk in enc.as_bytes().chunks(76) {
@@ -355,8 +368,9 @@ fn attachment_bytes(a: &AttachmentSpec) -> Vec<u8> {
     data
 }
 
-fn rfc2231_filename(name: &str) -> String {
-    if name.is_ascii() {
+pub(crate) fn rfc2231_filename(name: &str) -> String {
+    // Names a quoted string cannot carry as they are take the RFC 2231 form as well.
+    if name.is_ascii() && !name.contains(['"', '\\']) && !name.chars().any(|c| c.is_control()) {
         format!("filename=\"{name}\"")
     } else {
         let enc: String = name

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Ctx, ok_json, query_error};
 use crate::delta;
-use crate::mailbox::{MailboxData, Message};
+use crate::mailbox::{Content, MailboxData, Message};
 use crate::odata::{self, Filter, OrderBy, Prop, QueryError};
 use crate::server::Resp;
 use crate::synth::{self, Person};
@@ -190,10 +190,7 @@ impl Ctx<'_> {
                 Box::new(|| json!(graph_time(m.received))),
             ),
             ("sentDateTime", Box::new(|| json!(graph_time(m.sent)))),
-            (
-                "hasAttachments",
-                Box::new(|| json!(!s.attachments.is_empty())),
-            ),
+            ("hasAttachments", Box::new(|| json!(m.has_attachments()))),
             ("internetMessageId", Box::new(|| json!(s.message_id))),
             ("subject", Box::new(|| json!(s.subject))),
             ("bodyPreview", Box::new(|| json!(synth::body_preview(s)))),
@@ -212,10 +209,7 @@ impl Ctx<'_> {
             ("isDeliveryReceiptRequested", Box::new(|| json!(false))),
             ("isReadReceiptRequested", Box::new(|| json!(false))),
             ("isRead", Box::new(|| json!(m.is_read))),
-            (
-                "isDraft",
-                Box::new(|| json!(folder.well_known.as_deref() == Some("drafts"))),
-            ),
+            ("isDraft", Box::new(|| json!(m.is_draft))),
             (
                 "webLink",
                 Box::new(|| {
@@ -226,8 +220,8 @@ impl Ctx<'_> {
                 }),
             ),
             ("inferenceClassification", Box::new(|| json!("focused"))),
-            ("body", Box::new(|| self.body_json(s))),
-            ("uniqueBody", Box::new(|| self.body_json(s))),
+            ("body", Box::new(|| self.body_json(m))),
+            ("uniqueBody", Box::new(|| self.body_json(m))),
             ("sender", Box::new(|| recipient(&s.from))),
             ("from", Box::new(|| recipient(&s.from))),
             (
@@ -240,7 +234,13 @@ impl Ctx<'_> {
             ),
             ("bccRecipients", Box::new(|| json!([]))),
             ("replyTo", Box::new(|| json!([]))),
-            ("flag", Box::new(|| json!({"flagStatus": "notFlagged"}))),
+            (
+                "flag",
+                Box::new(|| match &m.flag {
+                    Some(f) => f.as_ref().clone(),
+                    None => json!({"flagStatus": "notFlagged"}),
+                }),
+            ),
             (
                 "internetMessageHeaders",
                 Box::new(|| {
@@ -262,8 +262,17 @@ impl Ctx<'_> {
         Value::Object(o)
     }
 
-    /// `body`/`uniqueBody`: HTML, or plain text when the client prefers it.
-    pub(super) fn body_json(&self, s: &synth::SynthMessage) -> Value {
+    /// `body`/`uniqueBody`: HTML, or plain text when the client prefers it. A message created
+    /// from JSON keeps the body it was given (HTML turns into text on request).
+    pub(super) fn body_json(&self, m: &Message) -> Value {
+        let s = &m.synth;
+        if let Content::Composed(c) = &m.content {
+            return match (c.body.html, self.text_body) {
+                (true, false) => json!({"contentType": "html", "content": c.body.content}),
+                (true, true) => json!({"contentType": "text", "content": s.body_text}),
+                (false, _) => json!({"contentType": "text", "content": c.body.content}),
+            };
+        }
         if self.text_body {
             json!({"contentType": "text", "content": s.body_text})
         } else {

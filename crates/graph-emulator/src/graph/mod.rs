@@ -1,13 +1,15 @@
 //! Microsoft Graph v1.0 mail endpoints: user profile, mail folders, messages (list, get,
-//! `$value`), per-folder delta queries and `$batch`.
+//! `$value`), per-folder delta queries, `$batch`, and the writes a restore needs (folder and
+//! message creation, message updates, attachments; see `write`).
 //!
 //! Each request goes through the same pipeline, in Graph's order: route, bearer token (401),
 //! mailbox and permission (404/403), per-mailbox concurrency slot (429 `ApplicationThrottled`,
 //! held during the configured latency as well), latency, injected faults, then the handler.
 //! Responses and errors copy Graph's shapes (`@odata.context`, `@odata.nextLink` with `$skip`,
 //! `@odata.deltaLink`, `{"error":{"code","message","innerError":{...}}}`, `request-id` headers).
-//! Only GET (and POST for `$batch`) is served: the emulator is read-only over HTTP; tests mutate
-//! mailboxes through [`crate::MailboxHandle`].
+//! Reads are GET; writes (`write.rs`) need `Mail.ReadWrite` and pass the same pipeline
+//! (concurrency slot, latency, faults). Tests can also mutate mailboxes directly through
+//! [`crate::MailboxHandle`].
 
 mod batch;
 mod delta_query;
@@ -15,6 +17,9 @@ mod folders;
 mod messages;
 mod route;
 mod users;
+mod write;
+
+pub(crate) use write::UploadStore;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -165,13 +170,16 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
             ));
         }
     };
-    let kind = res.kind();
+    let kind = res.kind_for(&r.method);
     shared.stats.request(kind);
-    if let Err(resp) = read_only(&r) {
+    if let Err(resp) = write::check_method(&r, &res) {
         return Outcome::Respond(resp);
     }
-    // 1. Token.
-    let grant = match authenticate(shared, &r) {
+    // 1. Token (an upload URL is pre-authenticated by its session).
+    let grant = match match &res {
+        Resource::AttachmentSession { session, .. } => write::upload_grant(shared, &r, session),
+        _ => authenticate(shared, &r),
+    } {
         Ok(g) => g,
         Err(resp) => return Outcome::Respond(resp),
     };
@@ -218,7 +226,9 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
     if let Resource::Profile = res {
         return Outcome::Respond(profile(shared, &r, user_idx));
     }
-    if let Err(resp) = check_mail_permission(&r, &grant, user_idx, &res) {
+    if let Err(resp) = check_mail_permission(&r, &grant, user_idx, &res)
+        .and_then(|()| write::check_write_permission(&r, &grant, user_idx))
+    {
         return Outcome::Respond(resp);
     }
     let Some(mb_idx) = user_rec.mailbox else {
@@ -350,6 +360,7 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
         text_body: r.header("prefer").is_some_and(odata::prefer_text_body),
     };
     let resp = match res {
+        res if r.method != Method::GET => ctx.write(res, &grant),
         Resource::Profile => profile(shared, &r, user_idx),
         Resource::FolderList(parent) => ctx.folder_list(parent.as_deref()),
         Resource::Folder(f) => ctx.folder(&f),
@@ -367,6 +378,11 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
             resp
         }
         Resource::Delta(f) => ctx.delta(&f),
+        Resource::Attachments(_)
+        | Resource::UploadSession(_)
+        | Resource::AttachmentSession { .. } => {
+            ctx.err(405, "ErrorInvalidRequest", "GET is not supported here.")
+        }
         Resource::MailboxDelta => graph_error(
             &r,
             400,
@@ -396,6 +412,9 @@ fn check_query_options(r: &Req, res: &Resource) -> Result<(), QueryError> {
             "$deltatoken",
         ],
         Resource::MailboxDelta => return Ok(()),
+        Resource::Attachments(_)
+        | Resource::UploadSession(_)
+        | Resource::AttachmentSession { .. } => &[],
     };
     for (k, _) in url::form_urlencoded::parse(r.query.as_bytes()) {
         if k.starts_with('$') && !allowed.iter().any(|a| a.eq_ignore_ascii_case(&k)) {

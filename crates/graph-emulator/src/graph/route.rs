@@ -1,6 +1,8 @@
 //! Graph URL paths to resources: `me` or `users/{id}`, OData key syntax (`mailFolders('inbox')`),
 //! `childFolders` chains, `$value` and `delta` segments.
 
+use hyper::Method;
+
 use crate::stats::EndpointKind;
 use crate::util::percent_decode;
 
@@ -22,6 +24,15 @@ pub(super) enum Resource {
     MailboxDelta,
     Message(String),
     Value(String),
+    /// `messages/{id}/attachments` (POST only).
+    Attachments(String),
+    /// `messages/{id}/attachments/createUploadSession`.
+    UploadSession(String),
+    /// The upload URL of an attachment upload session (PUT only).
+    AttachmentSession {
+        message: String,
+        session: String,
+    },
 }
 
 impl Resource {
@@ -33,6 +44,18 @@ impl Resource {
             Resource::Delta(_) | Resource::MailboxDelta => EndpointKind::Delta,
             Resource::Message(_) => EndpointKind::Message,
             Resource::Value(_) => EndpointKind::MessageValue,
+            Resource::Attachments(_) | Resource::UploadSession(_) => EndpointKind::AttachmentCreate,
+            Resource::AttachmentSession { .. } => EndpointKind::AttachmentUpload,
+        }
+    }
+
+    /// The endpoint kind of a request: writes to listing and message resources count apart.
+    pub(super) fn kind_for(&self, method: &Method) -> EndpointKind {
+        match (self, method) {
+            (Resource::FolderList(_), &Method::POST) => EndpointKind::FolderCreate,
+            (Resource::Messages(_), &Method::POST) => EndpointKind::MessageCreate,
+            (Resource::Message(_), &Method::PATCH) => EndpointKind::MessageUpdate,
+            _ => self.kind(),
         }
     }
 }
@@ -103,13 +126,40 @@ pub(super) fn parse_path(path: &str) -> Parsed {
         (["messages", "delta"], _) => Resource::MailboxDelta,
         (["messages", _], [_, id]) => Resource::Message((*id).to_owned()),
         (["messages", _, "$value"], [_, id, _]) => Resource::Value((*id).to_owned()),
+        (["messages", _, "attachments"], [_, id, _])
+        | (["mailfolders", _, "messages", _, "attachments"], [_, _, _, id, _]) => {
+            Resource::Attachments((*id).to_owned())
+        }
+        (["messages", _, "attachments", "createuploadsession"], [_, id, _, _])
+        | (
+            [
+                "mailfolders",
+                _,
+                "messages",
+                _,
+                "attachments",
+                "createuploadsession",
+            ],
+            [_, _, _, id, _, _],
+        ) => Resource::UploadSession((*id).to_owned()),
+        (["messages", _, "attachmentsessions", _], [_, id, _, s]) => Resource::AttachmentSession {
+            message: (*id).to_owned(),
+            session: (*s).to_owned(),
+        },
         _ => {
             let bad = rest
                 .iter()
                 .find(|x| {
                     !matches!(
                         x.to_ascii_lowercase().as_str(),
-                        "mailfolders" | "childfolders" | "messages" | "delta" | "$value"
+                        "mailfolders"
+                            | "childfolders"
+                            | "messages"
+                            | "delta"
+                            | "$value"
+                            | "attachments"
+                            | "createuploadsession"
+                            | "attachmentsessions"
                     )
                 })
                 .or(rest.last())
@@ -156,6 +206,18 @@ mod tests {
             "Me Value(\"ID\")"
         );
         assert_eq!(res("/v1.0/me/messages/delta"), "Me MailboxDelta");
+        assert_eq!(
+            res("/v1.0/me/mailFolders/F/messages/ID/attachments"),
+            "Me Attachments(\"ID\")"
+        );
+        assert_eq!(
+            res("/v1.0/users/u/messages/ID/attachments/createUploadSession"),
+            "Id(\"u\") UploadSession(\"ID\")"
+        );
+        assert_eq!(
+            res("/v1.0/users/u/messages/ID/attachmentSessions/S"),
+            "Id(\"u\") AttachmentSession { message: \"ID\", session: \"S\" }"
+        );
         assert_eq!(res("/v1.0/$batch"), "batch");
         assert_eq!(res("/v1.0/users"), "users");
         assert_eq!(res("/v1.0/users/"), "users");

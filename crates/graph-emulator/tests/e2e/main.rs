@@ -6,3 +6,4 @@ mod faults;
 mod graph;
 mod identity;
 mod users;
+mod write;
