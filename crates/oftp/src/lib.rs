@@ -27,6 +27,7 @@ pub mod handle;
 pub mod handler;
 pub mod journal;
 mod listener;
+pub mod partials;
 mod policy;
 pub mod security;
 pub mod server;

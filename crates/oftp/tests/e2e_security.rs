@@ -208,9 +208,15 @@ async fn v_records_survive_signing_and_encryption() {
     let k = keys();
     let server = secure_server(&k, policy(&k.client.cert, |_| {}), None, Certs::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = "first record\r\nsecond, longer record\r\n\r\nlast\r\n";
+    // Raw V records: each after its 2-octet length (RFC 5024 6.5, the record headers a
+    // signed or encrypted V file carries), with octets a line mapping would trip over.
+    let mut records = Vec::new();
+    for r in [&b"first record"[..], b"line\r\nfeed", b"", b"\0\xFF\n\r"] {
+        records.extend_from_slice(&(r.len() as u16).to_be_bytes());
+        records.extend_from_slice(r);
+    }
     let src = dir.path().join("RECORDS");
-    std::fs::write(&src, text).unwrap();
+    std::fs::write(&src, &records).unwrap();
     let client = secure_client(
         &k,
         &k.client,
@@ -228,8 +234,8 @@ async fn v_records_survive_signing_and_encryption() {
         .unwrap();
     assert_eq!(report.files[0].1, FileOutcome::Delivered);
     assert_eq!(
-        std::fs::read_to_string(server.inbox().join("RECORDS")).unwrap(),
-        text
+        std::fs::read(server.inbox().join("RECORDS")).unwrap(),
+        records
     );
 }
 

@@ -472,11 +472,12 @@ async fn restart_of_a_variable_record_file_resumes_at_a_record() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("records.txt");
+    // Raw V records (the default record mapping): each after its 2-octet length.
     let mut data = Vec::new();
     for i in 0..8000usize {
         let len = 20 + (i * 13) % 90;
-        data.extend((0..len).map(|j| b'a' + ((i + j) % 26) as u8));
-        data.extend_from_slice(b"\r\n");
+        data.extend_from_slice(&(len as u16).to_be_bytes());
+        data.extend((0..len).map(|j| [b'a', b'\n', 0, 0xFF, b'\r'][(i + j) % 5]));
     }
     std::fs::write(&f, &data).unwrap();
     let file = || OutgoingFile::new(&f).format(oftp::oftp_proto::codec::FileFormat::Variable, 200);
