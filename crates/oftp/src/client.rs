@@ -303,6 +303,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
                 crate::partials::sweep(
                     &shared.journal,
                     &shared.active,
+                    std::slice::from_ref(&shared.data_dir),
                     retention,
                     chrono::Utc::now(),
                 )

@@ -664,6 +664,20 @@ impl Journal {
         Ok(out)
     }
 
+    /// The temporary files of every reception not completed, also of rows
+    /// [`partial_receptions`](Self::partial_receptions) leaves out.
+    pub fn partial_paths(&self) -> Result<std::collections::HashSet<PathBuf>, JournalError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT partial_path FROM received WHERE state = 'receiving'")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(PathBuf::from).map_err(|e| self.err(e)))
+            .collect()
+    }
+
     /// Notes that the EERP/NERP for a file received from `partner` went out.
     pub fn mark_end_response_sent(&self, partner: &str, key: &FileKey) -> Result<(), JournalError> {
         self.lock()
@@ -1324,7 +1338,12 @@ mod tests {
         j.complete_receive(ia, Path::new("/in/A")).unwrap();
         let left = j.partial_receptions().unwrap();
         assert_eq!(left.iter().map(|p| p.id).collect::<Vec<_>>(), [ib]);
+        assert_eq!(
+            j.partial_paths().unwrap(),
+            [PathBuf::from("/in/.b")].into_iter().collect()
+        );
         j.drop_receive(ib).unwrap();
         assert!(j.partial_receptions().unwrap().is_empty());
+        assert!(j.partial_paths().unwrap().is_empty());
     }
 }

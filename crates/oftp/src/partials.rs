@@ -10,12 +10,17 @@
 //! [`DEFAULT_PARTIAL_RETENTION`]), then drops its row, with a log line that names the file. A file
 //! that cannot be removed keeps its row and is tried again at the next sweep.
 //!
+//! Temporary files in the inboxes that no journal row owns (left by a crash between creating the
+//! file and recording it, or by versions that lost the row of a file they could not remove)
+//! are removed too, once they have not been modified for the retention period.
+//!
 //! The server sweeps when it starts and then every retention period, at most once a day
 //! ([`Sweeper`]); the client sweeps its receive side when a session starts. A reception in
 //! progress is never touched: the sweep claims each file the way a session does, so a session
 //! that wants to resume it meanwhile is told to try again later (and the sweep skips files a
 //! session holds).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,14 +34,30 @@ pub const DEFAULT_PARTIAL_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Removes the partial receptions of `journal` last changed more than `retention` before
-/// `now` and not held by a session (`active`), and drops their rows. Returns the files
-/// removed. Blocking (file system and journal): run it on a blocking thread.
+/// `now` and not held by a session (`active`), and drops their rows; then the temporary files
+/// in `dirs` that no row owns, not modified for `retention`. Returns the files removed.
+/// Blocking (file system and journal): run it on a blocking thread.
 pub(crate) fn sweep(
+    journal: &Journal,
+    active: &ActiveSet,
+    dirs: &[PathBuf],
+    retention: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<PathBuf> {
+    let mut removed = sweep_rows(journal, active, retention, now);
+    match journal.partial_paths() {
+        Ok(owned) => removed.extend(sweep_orphans(dirs, &owned, retention, now)),
+        Err(e) => tracing::warn!(error = %e, "partial receptions: cannot read the journal"),
+    }
+    removed
+}
+
+fn sweep_rows(
     journal: &Journal,
     active: &ActiveSet,
     retention: Duration,
     now: chrono::DateTime<chrono::Utc>,
-) -> Vec<std::path::PathBuf> {
+) -> Vec<PathBuf> {
     let rows = match journal.partial_receptions() {
         Ok(rows) => rows,
         Err(e) => {
@@ -60,6 +81,63 @@ pub(crate) fn sweep(
         };
         if remove(journal, &row, idle) {
             removed.push(row.partial_path);
+        }
+    }
+    removed
+}
+
+/// Whether `name` is one of the store's temporary files (`.oftp-<32 hex digits>.part`).
+fn is_partial_name(name: &str) -> bool {
+    name.strip_prefix(".oftp-")
+        .and_then(|n| n.strip_suffix(".part"))
+        .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Removes the temporary files in `dirs` that are not `owned` by a journal row and were not
+/// modified for `retention`.
+fn sweep_orphans(
+    dirs: &[PathBuf],
+    owned: &std::collections::HashSet<PathBuf>,
+    retention: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue; // not created yet
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !entry.file_name().to_str().is_some_and(is_partial_name) || owned.contains(&path) {
+                continue;
+            }
+            let idle = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| {
+                    let t = chrono::DateTime::<chrono::Utc>::from(t);
+                    now.signed_duration_since(t).to_std().ok()
+                });
+            let Some(idle) = idle.filter(|i| *i >= retention) else {
+                continue;
+            };
+            let days = idle.as_secs() / 86_400;
+            match crate::store::remove_partial(&path) {
+                Ok(()) => {
+                    tracing::info!(
+                        "removed partial file {} that no journal entry owns (not modified for \
+                         {days} days)",
+                        path.display()
+                    );
+                    removed.push(path);
+                }
+                Err(e) => tracing::warn!(
+                    "cannot remove partial file {} that no journal entry owns: {e}; trying \
+                     again at the next sweep",
+                    path.display()
+                ),
+            }
         }
     }
     removed
@@ -105,8 +183,9 @@ pub(crate) struct Sweeper {
 }
 
 impl Sweeper {
-    /// Starts sweeping `shared` now and then every `retention` (at most daily, at least every
-    /// second), unless another listener of the same server already does.
+    /// Starts sweeping `shared` (its journal and the partners' inboxes) now and then every
+    /// `retention` (at most daily, at least every second), unless another listener of the same
+    /// server already does.
     pub(crate) fn start(shared: Arc<Shared>) -> Option<Self> {
         let retention = shared.store.partial_retention?;
         if shared
@@ -117,11 +196,21 @@ impl Sweeper {
         }
         let every = retention.clamp(Duration::from_secs(1), MAX_SWEEP_INTERVAL);
         let swept = shared.clone();
+        let dirs: Vec<PathBuf> = shared
+            .partners
+            .iter()
+            .map(|p| {
+                p.inbox
+                    .clone()
+                    .unwrap_or_else(|| shared.data_dir.join("inbox").join(&p.name))
+            })
+            .collect();
+        let dirs = Arc::new(dirs);
         let task = tokio::spawn(async move {
             loop {
-                let s = swept.clone();
+                let (s, d) = (swept.clone(), dirs.clone());
                 let _ = tokio::task::spawn_blocking(move || {
-                    sweep(&s.journal, &s.active, retention, chrono::Utc::now())
+                    sweep(&s.journal, &s.active, &d, retention, chrono::Utc::now())
                 })
                 .await;
                 tokio::time::sleep(every).await;
@@ -221,7 +310,7 @@ mod tests {
         let _g = tracing::subscriber::set_default(subscriber);
 
         // Within the retention period: kept.
-        assert!(sweep(&j, &active, 7 * DAY, now + 6 * DAY).is_empty());
+        assert!(sweep(&j, &active, &[], 7 * DAY, now + 6 * DAY).is_empty());
         assert!(old.exists() && held.exists());
         assert_eq!(j.partial_receptions().unwrap().len(), 2);
 
@@ -230,7 +319,10 @@ mod tests {
         let held_row = rows.iter().find(|r| r.key.dsn == "HELD").unwrap();
         let claim =
             ActiveGuard::claim(&active, &(held_row.partner.clone(), held_row.key.clone())).unwrap();
-        assert_eq!(sweep(&j, &active, 7 * DAY, now + 8 * DAY), [old.as_path()]);
+        assert_eq!(
+            sweep(&j, &active, &[], 7 * DAY, now + 8 * DAY),
+            [old.as_path()]
+        );
         assert!(!old.exists() && held.exists());
         let left = j.partial_receptions().unwrap();
         assert_eq!(left.len(), 1);
@@ -245,7 +337,7 @@ mod tests {
         // A file that cannot be removed keeps its row (named in a warning) until a later sweep.
         drop(claim);
         let fault = faults::unwritable_dir(dir.path(), 0);
-        assert!(sweep(&j, &active, 7 * DAY, now + 8 * DAY).is_empty());
+        assert!(sweep(&j, &active, &[], 7 * DAY, now + 8 * DAY).is_empty());
         assert!(held.exists());
         assert_eq!(j.partial_receptions().unwrap().len(), 1);
         assert!(
@@ -257,9 +349,44 @@ mod tests {
             log.all()
         );
         drop(fault);
-        assert_eq!(sweep(&j, &active, 7 * DAY, now + 9 * DAY), [held.as_path()]);
+        assert_eq!(
+            sweep(&j, &active, &[], 7 * DAY, now + 9 * DAY),
+            [held.as_path()]
+        );
         assert!(!held.exists());
         assert!(j.partial_receptions().unwrap().is_empty());
+    }
+
+    #[test]
+    fn partial_files_no_journal_row_owns_are_removed_after_the_retention_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::in_memory().unwrap();
+        let active = ActiveSet::default();
+        let orphan = dir
+            .path()
+            .join(".oftp-0123456789abcdef0123456789abcdef.part");
+        let owned = dir
+            .path()
+            .join(".oftp-fedcba9876543210fedcba9876543210.part");
+        let other = dir.path().join(".oftp-notes.part");
+        let received = dir.path().join("INVOICE.EDI");
+        for f in [&orphan, &owned, &other, &received] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let k = key("OWNED");
+        j.begin_receive("PARTNER", &k, &owned, &dir.path().join("OWNED"), "")
+            .unwrap();
+        // A session holds the owned one, so only the orphan scan could touch it.
+        let _claim = ActiveGuard::claim(&active, &("PARTNER".into(), k)).unwrap();
+        let dirs = [dir.path().to_owned(), dir.path().join("missing")];
+        let now = chrono::Utc::now();
+        assert!(sweep(&j, &active, &dirs, 7 * DAY, now + DAY).is_empty());
+        assert_eq!(
+            sweep(&j, &active, &dirs, 7 * DAY, now + 8 * DAY),
+            [orphan.as_path()]
+        );
+        assert!(!orphan.exists());
+        assert!(owned.exists() && other.exists() && received.exists());
     }
 
     fn partner(name: &str, ssid: &str, pw: &str) -> Partner {
@@ -375,7 +502,10 @@ mod tests {
             // The sweep removes it once the retention period is over.
             let active = ActiveSet::default();
             let later = chrono::Utc::now() + 8 * DAY;
-            assert_eq!(sweep(&journal, &active, 7 * DAY, later), [parts[0].clone()]);
+            assert_eq!(
+                sweep(&journal, &active, &[], 7 * DAY, later),
+                [parts[0].clone()]
+            );
             assert!(part_files(&inbox).is_empty());
         }
     }
