@@ -570,10 +570,11 @@ impl Default for ServerSettings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn partner(name: &str, ssid: &str) -> Partner {
+    /// A partner with password `SECRET` and defaults for everything else.
+    pub(crate) fn partner(name: &str, ssid: &str) -> Partner {
         Partner {
             name: name.into(),
             ssid: ssid.into(),

@@ -238,7 +238,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::config::{LocalIdentity, Partner, PartnerTable, Password, ServerSettings};
+    use crate::config::tests::partner;
+    use crate::config::{LocalIdentity, PartnerTable, Password, ServerSettings};
     use crate::handler::{ErrorEvent, Handler, LogEvent};
     use crate::journal::FileKey;
     use crate::stamp::FileStamp;
@@ -389,28 +390,12 @@ mod tests {
         assert!(owned.exists() && other.exists() && received.exists());
     }
 
-    fn partner(name: &str, ssid: &str, pw: &str) -> Partner {
-        Partner {
-            name: name.into(),
-            ssid: ssid.into(),
-            password: Password::new(pw),
-            sfid: String::new(),
-            our_password: None,
-            inbox: None,
-            outbox: None,
-            allowed_levels: vec![],
-            address: None,
-            security: Default::default(),
-            tls: Default::default(),
-            record_mapping: Default::default(),
-        }
-    }
-
-    fn identity(ssid: &str, pw: &str) -> LocalIdentity {
+    /// Our identity with the password the other side's partner entry expects.
+    fn identity(ssid: &str) -> LocalIdentity {
         LocalIdentity {
             ssid: ssid.into(),
             sfid: String::new(),
-            password: Password::new(pw),
+            password: Password::new("SECRET"),
         }
     }
 
@@ -423,12 +408,9 @@ mod tests {
         writes_after: u64,
         delete: bool,
     ) -> (FileOutcome, Journal, Lines, PathBuf) {
-        let partners = PartnerTable::new([partner("client", "O0013CLIENT", "CLIPW")]).unwrap();
-        let mut cfg = crate::ServerConfig::new(
-            identity("O0013SERVER", "SRVPW"),
-            partners,
-            dir.join("server"),
-        );
+        let partners = PartnerTable::new([partner("client", "O0013CLIENT")]).unwrap();
+        let mut cfg =
+            crate::ServerConfig::new(identity("O0013SERVER"), partners, dir.join("server"));
         cfg.settings = ServerSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..ServerSettings::default()
@@ -449,8 +431,8 @@ mod tests {
         std::fs::write(&src, data).unwrap();
         let client_dir = dir.join("client");
         let mut ccfg = ClientConfig::new(
-            identity("O0013CLIENT", "CLIPW"),
-            partner("server", "O0013SERVER", "SRVPW"),
+            identity("O0013CLIENT"),
+            partner("server", "O0013SERVER"),
             client_dir.join("received"),
         );
         ccfg.inactivity_timeout = Duration::from_secs(10);

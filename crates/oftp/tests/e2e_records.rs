@@ -1,20 +1,14 @@
 //! End to end: records of F and V files in local files (the partner's `record_mapping`): binary
 //! records survive octet for octet, bad local files are refused before they are offered, the
-//! line mapping refuses what it cannot hold, restart counts raw records. Real server and
-//! client on 127.0.0.1.
+//! line mapping refuses what it cannot hold (restart of raw records: `e2e_sessions`). Real
+//! server and client on 127.0.0.1.
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use common::*;
 use oftp::config::{RecordMapping, SessionLimits};
-use oftp::handler::{Direction, Disconnected, SessionInfo, TransferInfo};
 use oftp::oftp_proto::codec::{EfnaReason, FileFormat};
-use oftp::{Client, ConnectionInfo, FileOutcome, Handler, OutgoingFile};
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use oftp::{Client, FileOutcome, OutgoingFile};
 
 fn limits() -> SessionLimits {
     SessionLimits {
@@ -261,66 +255,5 @@ async fn a_record_holding_a_line_feed_is_refused_by_a_lines_receiver_and_the_nex
         b"ok\r\n\n"
     );
     assert!(partial_files(&server.inbox()).is_empty());
-    server.running.shutdown().await;
-}
-
-struct Watch {
-    restarts: Arc<AtomicU64>,
-    gone: mpsc::UnboundedSender<()>,
-}
-
-impl Handler for Watch {
-    async fn start_transfer(&self, _s: &SessionInfo, t: &TransferInfo) {
-        if t.direction == Direction::Incoming {
-            self.restarts.store(t.restart_position, Ordering::SeqCst);
-        }
-    }
-
-    async fn disconnected(&self, _i: &ConnectionInfo, _d: &Disconnected) {
-        let _ = self.gone.send(());
-    }
-}
-
-#[tokio::test]
-async fn restart_of_a_raw_fixed_record_file_resumes_at_a_record() {
-    init_tracing();
-    let restarts = Arc::new(AtomicU64::new(u64::MAX));
-    let (gone, mut gone_rx) = mpsc::unbounded_channel();
-    let server = start_server_with(
-        Watch {
-            restarts: restarts.clone(),
-            gone,
-        },
-        |c| c.checkpoint_interval = 16 * 1024,
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("fixed.dat");
-    let data = binary_records(4000, |_| 120).concat();
-    std::fs::write(&f, &data).unwrap();
-    let file = || OutgoingFile::new(&f).format(FileFormat::Fixed, 120);
-    let c = client(dir.path(), limits());
-    let tcp = TcpStream::connect(server.addr()).await.unwrap();
-    let cut = Cut {
-        inner: tcp,
-        written: 0,
-        limit: 250_000,
-        stall: false,
-    };
-    let report = c
-        .run_over(cut, "127.0.0.1:0".parse().unwrap(), vec![file()])
-        .await
-        .unwrap();
-    assert!(!report.all_delivered());
-    gone_rx.recv().await.expect("server saw the break");
-
-    let report = c.run(&server.addr(), vec![file()]).await.unwrap();
-    assert!(report.all_delivered(), "{report:?}");
-    let pos = restarts.load(Ordering::SeqCst);
-    assert!(pos > 0 && pos < 4000, "restart at record {pos}");
-    assert_eq!(
-        std::fs::read(server.inbox().join("FIXED.DAT")).unwrap(),
-        data
-    );
     server.running.shutdown().await;
 }
