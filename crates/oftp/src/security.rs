@@ -834,7 +834,13 @@ impl SecurityContext {
             records += 1;
             match line_end {
                 None if header => {
-                    let len = u16::try_from(rec.len()).unwrap_or(u16::MAX);
+                    // Read after a 2-octet length, so it always fits one.
+                    let len = u16::try_from(rec.len()).map_err(|_| {
+                        fail(
+                            EfnaReason::RECORD_LENGTH_NOT_SUPPORTED,
+                            format!("record {records} is longer than 65535 octets"),
+                        )
+                    })?;
                     out.write_all(&len.to_be_bytes()).map_err(io_err)?;
                     out.write_all(rec).map_err(io_err)
                 }

@@ -240,6 +240,60 @@ async fn v_records_survive_signing_and_encryption() {
 }
 
 #[tokio::test]
+async fn records_mapped_to_lines_survive_signing_and_encryption() {
+    use oftp::config::RecordMapping;
+    let k = keys();
+    // Both sides keep F/V records as lines; inside CMS they travel in the RFC 5024 6.5 form.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = server_config(dir.path());
+    let mut p = common::partner("client", CLIENT_SSID, common::CLIENT_PW);
+    p.record_mapping = RecordMapping::Lines;
+    cfg.partners = oftp::config::PartnerTable::new([p]).unwrap();
+    let sec = context(
+        SERVER_SSID,
+        &local(&k.server, dir.path()),
+        CLIENT_SSID,
+        &policy(&k.client.cert, |_| {}),
+        dir.path(),
+    );
+    let running = Server::new(cfg)
+        .unwrap()
+        .security(sec)
+        .start()
+        .await
+        .unwrap();
+    let server = TestServer { dir, running };
+
+    let cdir = tempfile::tempdir().unwrap();
+    let mut ccfg = client_config(cdir.path(), SessionLimits::default());
+    ccfg.partner.record_mapping = RecordMapping::Lines;
+    let sec = context(
+        CLIENT_SSID,
+        &local(&k.client, cdir.path()),
+        SERVER_SSID,
+        &policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::SignedEncrypted, true)
+        }),
+        cdir.path(),
+    );
+    let client = Client::new(ccfg, Journal::open_in_dir(cdir.path()).unwrap())
+        .unwrap()
+        .security(sec);
+    let text = b"first record\r\nwith a CR\r inside\r\n\r\nlast\r\n";
+    let src = cdir.path().join("LINES");
+    std::fs::write(&src, text).unwrap();
+    let report = client
+        .run(
+            &server.addr(),
+            vec![OutgoingFile::new(&src).format(oftp_proto::codec::FileFormat::Variable, 100)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+    assert_eq!(std::fs::read(server.inbox().join("LINES")).unwrap(), text);
+}
+
+#[tokio::test]
 async fn forged_receipts_wrong_recipient_and_policy_refusals() {
     let k = keys();
     let eve = k.pki.leaf("Eve", 4, false);
