@@ -611,7 +611,8 @@ impl Journal {
     }
 
     /// Every reception not completed (see [`PartialReception`]). A row whose stamp or time
-    /// cannot be read is left out (with a warning): the sweep then leaves it alone.
+    /// cannot be read is left out (a debug line; reporting corrupt rows is the reader's
+    /// job, not a sweep's): the sweep then leaves it alone.
     pub fn partial_receptions(&self) -> Result<Vec<PartialReception>, JournalError> {
         let conn = self.lock();
         let mut stmt = conn
@@ -645,7 +646,7 @@ impl Journal {
                     .map(|t| t.to_utc()),
             );
             let Some((stamp, updated_at)) = parsed else {
-                tracing::warn!(
+                tracing::debug!(
                     journal = %self.path.display(),
                     id,
                     partial = %partial,

@@ -4,7 +4,7 @@
 //! [`crate::store`]) and a journal row in state `receiving`, so that the same partner can
 //! restart the file where it stopped. A reception given up with its file kept (DeleteOnError
 //! off, or a file that could not be removed) keeps its row too, with the restart point at 0. A
-//! partner that never comes back would leave them for ever: [`sweep`] removes every partial
+//! partner that never comes back would leave them for ever: the sweep removes every partial
 //! reception whose row has not changed for the retention period
 //! ([`StorePolicy::partial_retention`](crate::store::StorePolicy), default
 //! [`DEFAULT_PARTIAL_RETENTION`]), then drops its row, with a log line that names the file. A file
@@ -14,9 +14,9 @@
 //! file and recording it, or by versions that lost the row of a file they could not remove)
 //! are removed too, once they have not been modified for the retention period.
 //!
-//! The server sweeps when it starts and then every retention period, at most once a day
-//! ([`Sweeper`]); the client sweeps its receive side when a session starts. A reception in
-//! progress is never touched: the sweep claims each file the way a session does, so a session
+//! The server sweeps when it starts and then every retention period, at most once a day; the
+//! client sweeps its receive side when a session starts. A reception in progress is never
+//! touched: the sweep claims each file the way a session does, so a session
 //! that wants to resume it meanwhile is told to try again later (and the sweep skips files a
 //! session holds).
 
