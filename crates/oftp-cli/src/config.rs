@@ -66,6 +66,8 @@ pub(crate) struct ServerSection {
     pub(crate) received_file_name_format: String,
     pub(crate) overwrite: bool,
     pub(crate) delete_on_error: bool,
+    /// Days after which a partial reception nobody resumed is removed; 0 keeps them.
+    pub(crate) partial_retention_days: u64,
 }
 
 impl Default for ServerSection {
@@ -84,6 +86,20 @@ impl Default for ServerSection {
             received_file_name_format: oftp::store::DEFAULT_NAME_FORMAT.to_owned(),
             overwrite: false,
             delete_on_error: true,
+            partial_retention_days: oftp::partials::DEFAULT_PARTIAL_RETENTION.as_secs() / 86_400,
+        }
+    }
+}
+
+impl ServerSection {
+    /// How received files are stored: `overwrite`, `delete_on_error`,
+    /// `partial_retention_days` (0 = never remove).
+    pub(crate) fn store_policy(&self) -> oftp::store::StorePolicy {
+        oftp::store::StorePolicy {
+            overwrite: self.overwrite,
+            delete_on_error: self.delete_on_error,
+            partial_retention: (self.partial_retention_days > 0)
+                .then(|| Duration::from_secs(self.partial_retention_days.saturating_mul(86_400))),
         }
     }
 }
@@ -224,6 +240,7 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
             address: None,
             security: Default::default(),
             tls: Default::default(),
+            record_mapping: Default::default(),
         }],
         security: LocalSecurityConfig::default(),
         tls: TlsSection::default(),
@@ -247,6 +264,7 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
             address: Some(connect_host.to_string()),
             security: Default::default(),
             tls: Default::default(),
+            record_mapping: Default::default(),
         }],
         security: LocalSecurityConfig::default(),
         tls: TlsSection::default(),
@@ -367,6 +385,42 @@ allowed_levels = [5]
         assert!(!s.addresses.permits("11.1.2.3".parse().unwrap()));
         assert_eq!(s.inactivity_timeout, Duration::from_secs(60));
         assert_eq!(s.idle_timeout, None);
+    }
+
+    #[test]
+    fn record_mapping_and_partial_retention_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let base = "[local]\nssid = \"O0013ME\"\npassword = \"PW\"\n";
+        let partner = "[[partners]]\nname = \"a\"\nssid = \"A\"\npassword = \"P\"\n";
+        std::fs::write(&path, format!("{base}{partner}")).unwrap();
+        let c = load(&path).unwrap();
+        let store = c.file.server.store_policy();
+        assert_eq!(
+            store.partial_retention,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        let a = c.partners.by_name("a").unwrap();
+        assert_eq!(a.record_mapping, oftp::config::RecordMapping::Raw);
+        std::fs::write(
+            &path,
+            format!(
+                "{base}[server]\npartial_retention_days = 0\n{partner}\
+                 record_mapping = \"lines-lf\"\n"
+            ),
+        )
+        .unwrap();
+        let c = load(&path).unwrap();
+        assert_eq!(c.file.server.store_policy().partial_retention, None);
+        let a = c.partners.by_name("a").unwrap();
+        assert_eq!(a.record_mapping, oftp::config::RecordMapping::LinesLf);
+        std::fs::write(
+            &path,
+            format!("{base}{partner}record_mapping = \"binary\"\n"),
+        )
+        .unwrap();
+        let e = format!("{:#}", load(&path).unwrap_err());
+        assert!(e.contains("record_mapping") || e.contains("binary"), "{e}");
     }
 
     #[test]

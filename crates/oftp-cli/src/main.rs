@@ -69,9 +69,9 @@ enum Format {
     U,
     /// Text.
     T,
-    /// Fixed-length records (one line each).
+    /// Fixed-length records (laid out as --record-mapping says).
     F,
-    /// Variable-length records (one line each).
+    /// Variable-length records (laid out as --record-mapping says).
     V,
 }
 
@@ -245,6 +245,10 @@ struct SendArgs {
     /// Description of every file sent (SFIDDESC: UTF-8, up to 999 octets; OFTP 2.0 only).
     #[arg(long)]
     description: Option<String>,
+    /// How F and V records lie in local files (overrides the partner's record_mapping): raw
+    /// (F back to back, V after a 2-octet length; default), lines (CR LF) or lines-lf.
+    #[arg(long, value_parser = clap::value_parser!(oftp::config::RecordMapping))]
+    record_mapping: Option<oftp::config::RecordMapping>,
     /// Seconds without an answer before giving up (ESID 09).
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -358,10 +362,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     cfg.settings = settings;
     cfg.limits = f.session.clone();
     cfg.name_format = loaded.name_format.clone();
-    cfg.store = StorePolicy {
-        overwrite: f.server.overwrite,
-        delete_on_error: f.server.delete_on_error,
-    };
+    cfg.store = f.server.store_policy();
     std::fs::create_dir_all(&loaded.data_dir)
         .with_context(|| format!("cannot create data directory {}", loaded.data_dir.display()))?;
     let sec = security::context(
@@ -459,6 +460,7 @@ struct SendSetup {
     data_dir: PathBuf,
     receive_dir: PathBuf,
     name_format: oftp::store::NameFormat,
+    store: StorePolicy,
     security: oftp::security::LocalSecurityConfig,
     tls: security::TlsSection,
 }
@@ -582,6 +584,7 @@ fn send_setup(a: &SendArgs) -> Result<SendSetup> {
             data_dir: loaded.data_dir.clone(),
             receive_dir,
             name_format: loaded.name_format.clone(),
+            store: loaded.file.server.store_policy(),
             security: loaded.file.security.clone(),
             tls: loaded.file.tls.clone(),
         }
@@ -615,6 +618,7 @@ fn send_setup(a: &SendArgs) -> Result<SendSetup> {
             address: None,
             security: Default::default(),
             tls: Default::default(),
+            record_mapping: Default::default(),
         };
         let receive_dir = data_dir.join("inbox").join(
             oftp::store::sanitize_file_name(&partner_ssid).unwrap_or_else(|_| "partner".into()),
@@ -631,6 +635,7 @@ fn send_setup(a: &SendArgs) -> Result<SendSetup> {
             data_dir,
             receive_dir,
             name_format: oftp::store::NameFormat::default(),
+            store: StorePolicy::default(),
             security: oftp::security::LocalSecurityConfig::default(),
             tls: security::TlsSection::default(),
         }
@@ -665,6 +670,9 @@ fn send_setup(a: &SendArgs) -> Result<SendSetup> {
     }
     if let Some(d) = &a.receive_dir {
         s.receive_dir = d.clone();
+    }
+    if let Some(m) = a.record_mapping {
+        s.partner.record_mapping = m;
     }
     s.limits.validate()?;
     s.local.validate()?;
@@ -715,6 +723,7 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
     cfg.inactivity_timeout = Duration::from_secs(a.timeout.max(1));
     cfg.connect_timeout = Duration::from_secs(a.connect_timeout.max(1));
     cfg.name_format = s.name_format;
+    cfg.store = s.store;
     let client = Client::new(cfg, journal)?.security(sec);
     let files: Vec<OutgoingFile> = a
         .files

@@ -194,6 +194,7 @@ fn client(dir: &Path, limits: SessionLimits) -> Client {
         address: None,
         security: Default::default(),
         tls: Default::default(),
+        record_mapping: Default::default(),
     };
     let mut cfg = ClientConfig::new(local, partner, dir.join("received"));
     cfg.limits = limits;

@@ -169,6 +169,7 @@ impl Client {
             checkpoint_interval: config.checkpoint_interval.max(1),
             active: Default::default(),
             security: Default::default(),
+            sweeping: Default::default(),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -230,6 +231,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
     ) -> Client<H, C, Arc<crate::security::SecurityContext>> {
         // Only this builder holds `shared` before the first run, so the cell is still empty.
         let _ = self.shared.security.set(security.clone());
+        security.use_record_mappings(&self.shared.partners);
         Client {
             shared: self.shared,
             partner: self.partner,
@@ -301,6 +303,20 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             receive_dir: self.receive_dir.clone(),
             jobs: files,
         };
+        if let Some(retention) = self.shared.store.partial_retention {
+            // Receptions from this partner that were never resumed (see `crate::partials`).
+            let shared = self.shared.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                crate::partials::sweep(
+                    &shared.journal,
+                    &shared.active,
+                    std::slice::from_ref(&shared.data_dir),
+                    retention,
+                    chrono::Utc::now(),
+                )
+            })
+            .await;
+        }
         let conn = Connection::initiator(
             io,
             info,

@@ -125,6 +125,75 @@ pub struct Partner {
     /// How to call the partner over TLS (client side).
     #[serde(default, skip_serializing_if = "is_default")]
     pub tls: crate::tls::PartnerTls,
+    /// How the records of F and V files are laid out in local files, for files sent to and
+    /// received from this partner (default [`RecordMapping::Raw`]).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub record_mapping: RecordMapping,
+}
+
+/// How the records of fixed (F) and variable (V) format virtual files map to the octets of a
+/// local file. Files to send are read this way, received files are stored this way; U and T
+/// files are never affected.
+///
+/// The default is [`Raw`](Self::Raw) because it never changes an octet: any record (binary,
+/// packed decimal, EBCDIC) is sent, received and sent again identically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RecordMapping {
+    /// F: records of exactly the record length (SFIDLRECL), back to back. V: each record
+    /// preceded by its length in 2 octets, big-endian, not counting itself (the record header
+    /// of RFC 5024 section 6.5), so a V record holds at most 65535 octets.
+    #[default]
+    #[serde(rename = "raw")]
+    Raw,
+    /// One record per line, written with CR LF; lines read may end in CR LF or LF (the line
+    /// end is not part of the record). A record that contains LF cannot be a line: such files
+    /// are refused.
+    #[serde(rename = "lines", alias = "lines-crlf")]
+    Lines,
+    /// One record per line, written and read with LF only (a CR before the LF stays in the
+    /// record).
+    #[serde(rename = "lines-lf")]
+    LinesLf,
+}
+
+impl RecordMapping {
+    /// The name used in configuration files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Lines => "lines",
+            Self::LinesLf => "lines-lf",
+        }
+    }
+
+    /// The line end written after each record, `None` for [`Raw`](Self::Raw).
+    pub fn line_end(self) -> Option<&'static [u8]> {
+        match self {
+            Self::Raw => None,
+            Self::Lines => Some(b"\r\n"),
+            Self::LinesLf => Some(b"\n"),
+        }
+    }
+}
+
+impl fmt::Display for RecordMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RecordMapping {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "raw" => Ok(Self::Raw),
+            "lines" | "lines-crlf" => Ok(Self::Lines),
+            "lines-lf" => Ok(Self::LinesLf),
+            other => Err(format!(
+                "unknown record mapping {other:?}: use raw, lines (CR LF) or lines-lf"
+            )),
+        }
+    }
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -501,10 +570,11 @@ impl Default for ServerSettings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn partner(name: &str, ssid: &str) -> Partner {
+    /// A partner with password `SECRET` and defaults for everything else.
+    pub(crate) fn partner(name: &str, ssid: &str) -> Partner {
         Partner {
             name: name.into(),
             ssid: ssid.into(),
@@ -517,7 +587,29 @@ mod tests {
             address: None,
             security: Default::default(),
             tls: Default::default(),
+            record_mapping: RecordMapping::default(),
         }
+    }
+
+    #[test]
+    fn record_mapping_names_and_default() {
+        use serde::de::value::{Error, StrDeserializer};
+        let de = |text| RecordMapping::deserialize(StrDeserializer::<Error>::new(text));
+        for (text, want) in [
+            ("raw", RecordMapping::Raw),
+            ("lines", RecordMapping::Lines),
+            ("lines-crlf", RecordMapping::Lines),
+            ("lines-lf", RecordMapping::LinesLf),
+        ] {
+            assert_eq!(de(text).unwrap(), want);
+            assert_eq!(text.parse::<RecordMapping>().unwrap(), want);
+            assert_eq!(want.as_str().parse::<RecordMapping>().unwrap(), want);
+        }
+        assert!(de("text").is_err());
+        assert!("text".parse::<RecordMapping>().unwrap_err().contains("raw"));
+        assert_eq!(RecordMapping::default(), RecordMapping::Raw);
+        assert_eq!(RecordMapping::Raw.line_end(), None);
+        assert_eq!(RecordMapping::Lines.line_end(), Some(&b"\r\n"[..]));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use oftp_proto::session::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::config::{LocalIdentity, Partner, PartnerTable, SessionLimits};
+use crate::config::{LocalIdentity, Partner, PartnerTable, RecordMapping, SessionLimits};
 use crate::handle::{OutgoingFile, Request, SessionHandle};
 use crate::handler::{
     ConnectionRequest, Direction, Disconnected, EndResponse, EndResponseTiming, ErrorEvent,
@@ -46,9 +46,9 @@ use crate::journal::{
 use crate::listener::{ConnectionInfo, ShutdownSignal};
 use crate::policy::{self, FileRequest, PeerOffer};
 use crate::security::{CertificateExchange, SecurityContext};
-use crate::source::{Chunk, FileSource, OutgoingSource, count_records};
+use crate::source::{Chunk, FileSource, OutgoingSource, RecordFileError, check_records};
 use crate::stamp::FileStamp;
-use crate::store::{BackgroundWriter, NameFormat, PartialFile, StorePolicy};
+use crate::store::{BackgroundWriter, NameFormat, PartialFile, StoreError, StorePolicy};
 use crate::stream::SealedSource;
 use crate::transport::{FileServices, OutgoingPlan, ServiceFailure, Transport};
 
@@ -88,10 +88,12 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_interval: u64,
     /// Files being received right now, so a restart of the same file in a second session
     /// waits until the first has let go of it.
-    pub(crate) active: Arc<std::sync::Mutex<std::collections::HashSet<ActiveKey>>>,
+    pub(crate) active: ActiveSet,
     /// OFTP 2.0 security (secure authentication, signed receipts, certificate exchange); set
     /// once by `Server::security` / `Client::security` before the first connection.
     pub(crate) security: std::sync::OnceLock<Arc<SecurityContext>>,
+    /// Whether a listener of this server runs the partial-reception sweep already.
+    pub(crate) sweeping: std::sync::atomic::AtomicBool,
 }
 
 /// A file being received: the authenticated partner (its SSID code) and the file identity.
@@ -99,17 +101,17 @@ pub(crate) struct Shared {
 /// block, resume or complete another partner's file.
 pub(crate) type ActiveKey = (String, FileKey);
 
+/// The files being received right now (see [`Shared::active`]).
+pub(crate) type ActiveSet = Arc<std::sync::Mutex<std::collections::HashSet<ActiveKey>>>;
+
 /// Marks a file as being received; released on drop.
-struct ActiveGuard {
-    set: Arc<std::sync::Mutex<std::collections::HashSet<ActiveKey>>>,
+pub(crate) struct ActiveGuard {
+    set: ActiveSet,
     key: ActiveKey,
 }
 
 impl ActiveGuard {
-    fn claim(
-        set: &Arc<std::sync::Mutex<std::collections::HashSet<ActiveKey>>>,
-        key: &ActiveKey,
-    ) -> Option<Self> {
+    pub(crate) fn claim(set: &ActiveSet, key: &ActiveKey) -> Option<Self> {
         let mut s = set.lock().unwrap_or_else(|p| p.into_inner());
         s.insert(key.clone()).then(|| Self {
             set: set.clone(),
@@ -220,6 +222,13 @@ struct Incoming {
     /// F/V: local file length and octets at the end of the last complete record.
     record_end_offset: u64,
     record_end_units: u64,
+    /// F/V: how records are stored (the partner's `record_mapping`).
+    mapping: RecordMapping,
+    /// Raw V: the record being received (it is stored after its length, known at its end).
+    record: Vec<u8>,
+    /// A record this file's mapping cannot store: the file is refused at its end with this
+    /// EFNA, and no restart point is recorded past it.
+    unstorable: Option<(EfnaReason, String)>,
     /// A checkpoint (fsync + journal) running on the blocking pool while data keeps arriving.
     inflight: Option<tokio::task::JoinHandle<Result<(), String>>>,
     user_data: String,
@@ -259,6 +268,16 @@ struct FailedReception {
     user_data: String,
 }
 
+/// How the local file of an outgoing file is read: a file forwarded with file services is the
+/// processed form, which travels as U whatever SFIDFMT says (RFC 5024 5.3.3); every other
+/// file as its format says.
+fn local_read_format(file: &OutgoingFile) -> FileFormat {
+    match file.forwarded {
+        Some(f) if f.has_file_services() => FileFormat::Unstructured,
+        _ => file.format,
+    }
+}
+
 /// The verdict of [`FileServices::open_incoming`] (the hash for a signed EERP, or an EFNA).
 type OpenerResult = tokio::sync::oneshot::Receiver<Result<Option<Vec<u8>>, ServiceFailure>>;
 
@@ -295,6 +314,8 @@ struct Params {
     local_sfid: String,
     inbox: PathBuf,
     outbox: Option<PathBuf>,
+    /// How F/V records are laid out in local files for this partner.
+    record_mapping: RecordMapping,
 }
 
 pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
@@ -1143,12 +1164,19 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     fn accepted(&mut self, a: SessionAcceptance, peer_ssid: String) {
+        let partners = &self.shared.partners;
+        let record_mapping = partners
+            .by_name(&a.partner_name)
+            .or_else(|| partners.by_ssid(&peer_ssid))
+            .map(|p| p.record_mapping)
+            .unwrap_or_default();
         self.params = Some(Params {
             partner_name: a.partner_name.clone(),
             partner_sfid: a.partner_sfid,
             local_sfid: a.local_sfid,
             inbox: a.inbox,
             outbox: a.outbox,
+            record_mapping,
         });
         self.info = Some(SessionInfo {
             id: self.conn.id,
@@ -1169,6 +1197,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 local_sfid: self.shared.local.sfid().to_owned(),
                 inbox: setup.receive_dir.clone(),
                 outbox: None,
+                record_mapping: p.record_mapping,
             });
             self.info = Some(SessionInfo {
                 id: self.conn.id,
@@ -1396,6 +1425,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let restart_ok = self.negotiated.as_ref().is_some_and(|n| n.restart);
         let asked = if restart_ok { sfid.restart_position } else { 0 };
 
+        // An earlier reception of this file: its partial file is taken over or removed below,
+        // never left without its journal row.
+        let old_partial = entry
+            .as_ref()
+            .filter(|e| e.state == ReceiveState::Receiving)
+            .map(|e| e.partial_path.clone());
         // Resume a durable part when the journal has one for this very file and target.
         let resumable =
             entry.filter(|e| e.state == ReceiveState::Receiving && e.final_path == target);
@@ -1421,7 +1456,6 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         });
         // Opening, truncating, removing and creating files touches the disk (maybe a network
         // file system): on the blocking pool, not on the workers that serve other sessions.
-        let old_partial = resumable.map(|e| e.partial_path);
         let tgt = target.clone();
         let opened = tokio::task::spawn_blocking(move || {
             let mut resume_error = None;
@@ -1433,8 +1467,14 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     Err(e) => resume_error = Some(e.to_string()),
                 }
             }
-            if let Some(pp) = &old_partial {
-                let _ = std::fs::remove_file(pp);
+            if let Some(pp) = &old_partial
+                && let Err(e) = crate::store::remove_partial(pp)
+            {
+                // Its row stays (the journal still owns it): try again later.
+                return (
+                    Err(format!("the earlier partial file stays: {e}")),
+                    resume_error,
+                );
             }
             let created = PartialFile::create(&tgt).map_err(|e| e.to_string());
             (created.map(Opened::Fresh), resume_error)
@@ -1471,7 +1511,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 {
                     Ok(id) => (partial, id, Checkpoint::default()),
                     Err(e) => {
-                        let _ = partial.abandon(true).await;
+                        if let Err(r) = partial.abandon(true).await {
+                            self.error(format!("cannot remove partial file: {r}")).await;
+                        }
                         self.refuse_offer_for_now(
                             format!("journal: {e}"),
                             "receiver journal unavailable",
@@ -1560,6 +1602,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             reported_units: 0,
             record_end_offset: base.file_offset,
             record_end_units: 0,
+            mapping: self.record_mapping(),
+            record: Vec::new(),
+            unstorable: None,
             inflight: None,
             user_data: offer.user_data,
             opener,
@@ -1600,13 +1645,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return;
         };
         inc.units += bytes.len() as u64;
-        // F/V records are stored one per line (the seed's convention). The CR LF is written
-        // on its own (gathered by the writer), not appended to the record, which could
-        // reallocate and copy it.
         let record_end = inc.format.is_record_oriented() && end_of_record;
-        let result = match inc.writer.write(bytes).await {
-            Ok(()) if record_end => inc.writer.write_slice(b"\r\n").await,
-            r => r,
+        let result = if inc.format.is_record_oriented() {
+            Self::store_record_piece(inc, bytes, end_of_record).await
+        } else {
+            inc.writer.write(bytes).await
         };
         if record_end {
             inc.records += 1;
@@ -1638,6 +1681,66 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
     }
 
+    /// Stores a piece of an F/V record in the partner's [`RecordMapping`] (see
+    /// `crate::source` for the reading side): raw F as it is, raw V after a 2-octet length,
+    /// lines followed by the line end. The line end and the length are written on their own
+    /// (gathered by the writer), not appended to the record, which could reallocate and copy
+    /// it. A record the mapping cannot hold is noted for the end of the file.
+    async fn store_record_piece(
+        inc: &mut Incoming,
+        bytes: Vec<u8>,
+        end_of_record: bool,
+    ) -> Result<(), crate::store::StoreError> {
+        let record = inc.base.records + inc.records + 1;
+        match (inc.mapping.line_end(), inc.format) {
+            (None, FileFormat::Fixed) => inc.writer.write(bytes).await,
+            (None, _) => {
+                if !end_of_record {
+                    inc.record.extend_from_slice(&bytes);
+                    return Ok(());
+                }
+                let whole = inc.record.len() + bytes.len();
+                let Ok(len) = u16::try_from(whole) else {
+                    inc.record.clear();
+                    inc.unstorable.get_or_insert_with(|| {
+                        (
+                            EfnaReason::RECORD_LENGTH_NOT_SUPPORTED,
+                            format!(
+                                "record {record} has {whole} octets; the receiver stores V \
+                                 records with a 2-octet length (at most 65535)"
+                            ),
+                        )
+                    });
+                    return Ok(());
+                };
+                inc.writer.write_slice(&len.to_be_bytes()).await?;
+                if !inc.record.is_empty() {
+                    inc.writer.write_slice(&inc.record).await?;
+                    inc.record.clear();
+                }
+                inc.writer.write(bytes).await
+            }
+            (Some(line_end), _) => {
+                if bytes.contains(&b'\n') {
+                    inc.unstorable.get_or_insert_with(|| {
+                        (
+                            EfnaReason::RECORD_FORMAT_NOT_SUPPORTED,
+                            format!(
+                                "record {record} contains a line feed; the receiver stores \
+                                 records as lines"
+                            ),
+                        )
+                    });
+                }
+                inc.writer.write(bytes).await?;
+                if end_of_record {
+                    inc.writer.write_slice(line_end).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Makes what was received durable and records the restart point. The fsync and the
     /// journal update run on the blocking pool while reception goes on (a slow disk must not
     /// stall the partner); with `wait`, this returns only when they are done. At most one runs
@@ -1647,6 +1750,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return;
         };
         if !wait && inc.inflight.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        if inc.unstorable.is_some() {
+            // Not past a record that cannot be stored: a restart must see it again.
             return;
         }
         if let Some(problem) = Self::settle(inc).await {
@@ -1729,6 +1836,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let total_records = inc.base.records + received_records;
         let problem = if let Some(v) = record_violation {
             Some((EfnaReason::RECORD_LENGTH_NOT_SUPPORTED, v))
+        } else if let Some(p) = inc.unstorable.take() {
+            Some(p)
         } else if inc.format.is_record_oriented() && total_records != record_count {
             Some((
                 EfnaReason::INVALID_RECORD_COUNT,
@@ -1823,7 +1932,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
         let store = StorePolicy {
             overwrite,
-            delete_on_error: self.shared.store.delete_on_error,
+            ..self.shared.store.clone()
         };
         let placed = match partial.commit(&store).await {
             Ok(p) => p,
@@ -1834,11 +1943,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     transfer.virtual_file_name
                 ))
                 .await;
-                if self.shared.store.delete_on_error {
-                    let _ = std::fs::remove_file(&partial_path);
-                }
-                let jid = journal_id;
-                let _ = self.shared.journal.call(move |j| j.drop_receive(jid)).await;
+                let delete = self.shared.store.delete_on_error;
+                self.discard_reception(None, &partial_path, journal_id, &transfer, delete)
+                    .await;
                 let _ = self.session.refuse_file(
                     EfnaReason::ACCESS_METHOD_FAILURE,
                     "receiver cannot store the file",
@@ -2133,16 +2240,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     ) {
         let transfer = transfer.clone();
         let delete = self.shared.store.delete_on_error;
-        match partial {
-            Some(p) => {
-                let _ = p.abandon(delete).await;
-            }
-            None if delete => {
-                let _ = std::fs::remove_file(partial_path);
-            }
-            None => {}
-        }
-        let _ = self.shared.journal.call(move |j| j.drop_receive(jid)).await;
+        self.discard_reception(partial, partial_path, jid, &transfer, delete)
+            .await;
         self.log(
             LogLevel::Info,
             format!(
@@ -2153,6 +2252,70 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         .await;
         let _ = self.session.refuse_file(reason, &text);
         self.end_transfer_failed(&transfer, text).await;
+    }
+
+    /// Ends a reception that will not complete. With `delete` (DeleteOnError, or a break in a
+    /// session without restart) its temporary file is removed and its journal row dropped. A
+    /// file kept (DeleteOnError off) or one that cannot be removed keeps its row, with the
+    /// restart point back at 0, so no partial file is ever left without its row: the next
+    /// attempt at the same file replaces it, or the retention sweep ([`crate::partials`])
+    /// removes it. Log lines name the file.
+    async fn discard_reception(
+        &self,
+        partial: Option<PartialFile>,
+        path: &std::path::Path,
+        jid: i64,
+        transfer: &TransferInfo,
+        delete: bool,
+    ) {
+        let name = &transfer.virtual_file_name;
+        let removed = if delete {
+            let r = match partial {
+                Some(p) => p.abandon(true).await,
+                None => {
+                    let p = path.to_owned();
+                    tokio::task::spawn_blocking(move || crate::store::remove_partial(&p))
+                        .await
+                        .unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))
+                }
+            };
+            match r {
+                Ok(()) => true,
+                Err(e) => {
+                    self.error(format!(
+                        "cannot remove the partial file of {name}: {e}; it stays in the journal \
+                         until the next attempt at the file or the partial-reception sweep"
+                    ))
+                    .await;
+                    false
+                }
+            }
+        } else {
+            if let Some(p) = partial {
+                let _ = p.abandon(false).await;
+            }
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "keeping the partial file {} of {name} (delete_on_error is off) until the \
+                     next attempt at the file or the partial-reception sweep",
+                    path.display()
+                ),
+            )
+            .await;
+            false
+        };
+        let journal = &self.shared.journal;
+        let done = if removed {
+            journal.call(move |j| j.drop_receive(jid)).await
+        } else {
+            journal
+                .call(move |j| j.checkpoint_receive(jid, Checkpoint::default()))
+                .await
+        };
+        if let Err(e) = done {
+            self.error(format!("journal: {e}")).await;
+        }
     }
 
     /// A received file the file services could not open. From its originator directly: EFNA
@@ -2214,11 +2377,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
         }
-        let _ = partial.abandon(self.shared.store.delete_on_error).await;
-        let _ = self
-            .shared
-            .journal
-            .call(move |j| j.drop_receive(journal_id))
+        let delete = self.shared.store.delete_on_error;
+        self.discard_reception(Some(partial), &partial_path, journal_id, &transfer, delete)
             .await;
         if let Err(e) = self.session.confirm_file(false) {
             self.error(format!("cannot confirm file: {e}")).await;
@@ -2242,6 +2402,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let response = our_end_response(&key, self.local_sfid(), user_data, Some(negative));
         self.queue.push_front(Work::EndResponse(response));
+    }
+
+    /// How F/V records are laid out in local files for this session's partner.
+    fn record_mapping(&self) -> RecordMapping {
+        self.params
+            .as_ref()
+            .map_or_else(RecordMapping::default, |p| p.record_mapping)
     }
 
     /// Our SFID code in this session (empty before the session is accepted).
@@ -2274,19 +2441,22 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             let path = inc.writer.partial_path().to_owned();
             let partial = inc.writer.finish().await;
             if restart {
+                // Its journal row holds the last durable restart point.
                 if let Ok(p) = partial {
                     let _ = p.abandon(false).await;
                 }
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "keeping {} of {} for a restart",
+                        path.display(),
+                        transfer.virtual_file_name
+                    ),
+                )
+                .await;
             } else {
-                match partial {
-                    Ok(p) => {
-                        let _ = p.abandon(true).await;
-                    }
-                    Err(_) => {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                }
-                let _ = self.shared.journal.call(move |j| j.drop_receive(jid)).await;
+                self.discard_reception(partial.ok(), &path, jid, &transfer, true)
+                    .await;
             }
             self.end_transfer_failed(&transfer, "the session ended during the transfer".into())
                 .await;
@@ -2844,6 +3014,37 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             size: meta.len(),
             mtime_ns,
         };
+        // F/V: the local file must hold whole records in the partner's mapping. Checked before
+        // anything is offered or journalled: a bad file is refused here with the record and the
+        // problem, and the session goes on with the next file.
+        let read_as = local_read_format(&file);
+        let records = if read_as.is_record_oriented() {
+            let (path, lrecl, mapping) = (
+                file.path.clone(),
+                file.max_record_len,
+                params.record_mapping,
+            );
+            let checked =
+                tokio::task::spawn_blocking(move || check_records(&path, read_as, lrecl, mapping))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(RecordFileError::Io {
+                            path: file.path.clone(),
+                            error: std::io::Error::other(e.to_string()),
+                        })
+                    });
+            match checked {
+                Ok(n) => n,
+                Err(e) => {
+                    let r = format!("not offered: {e}");
+                    self.error(r.clone()).await;
+                    self.record_outcome(file, job, fail(r));
+                    return;
+                }
+            }
+        } else {
+            0
+        };
         // Reuse the identity of an unfinished earlier attempt so the partner can restart it.
         let l2 = local.clone();
         let previous = self
@@ -2887,8 +3088,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         file.stamp = Some(stamp);
         let restart_ok = self.negotiated.as_ref().is_some_and(|n| n.restart);
         let restart_position = if resumed && restart_ok {
-            if file.format.is_record_oriented() {
-                count_records(&file.path).unwrap_or(0)
+            if read_as.is_record_oriented() {
+                records
             } else {
                 meta.len() / 1024
             }
@@ -3013,6 +3214,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     async fn on_file_accepted(&mut self, restart_position: u64) {
+        let mapping = self.record_mapping();
         let Some(out) = &mut self.outgoing else {
             return;
         };
@@ -3022,11 +3224,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Ok(OutgoingSource::Sealed(sealed))
         } else {
             // Opening may read up to the restart position (records): on the blocking pool.
-            let (path, format) = (out.file.path.clone(), out.file.format);
-            tokio::task::spawn_blocking(move || FileSource::open(&path, format, restart_position))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
-                .map(OutgoingSource::File)
+            let (path, format, lrecl) = (
+                out.file.path.clone(),
+                local_read_format(&out.file),
+                out.file.max_record_len,
+            );
+            tokio::task::spawn_blocking(move || {
+                FileSource::open(&path, format, lrecl, mapping, restart_position)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+            .map(OutgoingSource::File)
         };
         let shown = out.file.path.clone();
         let Some(out) = &mut self.outgoing else {

@@ -37,8 +37,8 @@ pub struct OutgoingFile {
     pub stamp: Option<FileStamp>,
     /// SFIDFMT (seed `VirtualFileFormat`, default U).
     pub format: FileFormat,
-    /// SFIDLRECL for F and V files (seed `MaxRecordSize`); F/V files are read as CR LF
-    /// terminated lines, one record per line.
+    /// SFIDLRECL for F and V files (seed `MaxRecordSize`); F/V files are read as records in
+    /// the partner's [`RecordMapping`](crate::config::RecordMapping).
     pub max_record_len: u32,
     /// SFIDUSER.
     pub user_data: String,
@@ -79,6 +79,14 @@ impl FileServiceFields {
             signed_eerp: sfid.signed_eerp,
             original_size_kib: sfid.original_file_size,
         }
+    }
+
+    /// Whether the file was signed, encrypted, compressed or enveloped: it then travels as U
+    /// (see `Sfid::has_file_services`).
+    pub fn has_file_services(&self) -> bool {
+        self.security != SecurityLevel::NONE
+            || self.compression != FileCompression::NONE
+            || self.envelope != FileEnvelope::NONE
     }
 
     /// Writes them into `sfid`.

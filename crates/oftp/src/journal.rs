@@ -129,6 +129,23 @@ pub struct ReceivedEntry {
     pub user_data: String,
 }
 
+/// A reception that has not completed (state `receiving`): in progress, interrupted and waiting
+/// for a restart, or given up with its temporary file kept. Every temporary file of a reception
+/// has one; the retention sweep (`partial_retention`) removes those nobody resumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialReception {
+    /// Row id.
+    pub id: i64,
+    /// The partner (SSID code) the file came from.
+    pub partner: String,
+    /// The file identity.
+    pub key: FileKey,
+    /// The temporary file.
+    pub partial_path: PathBuf,
+    /// When the row last changed (begun, checkpointed, given up).
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// State of a sent file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendState {
@@ -591,6 +608,75 @@ impl Journal {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Every reception not completed (see [`PartialReception`]). A row whose stamp or time
+    /// cannot be read is left out (a debug line; reporting corrupt rows is the reader's
+    /// job, not a sweep's): the sweep then leaves it alone.
+    pub fn partial_receptions(&self) -> Result<Vec<PartialReception>, JournalError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, partner, originator, dsn, stamp, partial_path, updated_at
+                 FROM received WHERE state = 'receiving' ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    [
+                        r.get::<_, String>(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ],
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, [partner, originator, dsn, stamp, partial, updated]) =
+                row.map_err(|e| self.err(e))?;
+            let parsed = FileStamp::parse(&stamp).ok().zip(
+                chrono::DateTime::parse_from_rfc3339(&updated)
+                    .ok()
+                    .map(|t| t.to_utc()),
+            );
+            let Some((stamp, updated_at)) = parsed else {
+                tracing::debug!(
+                    journal = %self.path.display(),
+                    id,
+                    partial = %partial,
+                    "journal: partial reception with an unreadable stamp or time left alone"
+                );
+                continue;
+            };
+            out.push(PartialReception {
+                id,
+                partner,
+                key: FileKey::new(&originator, &dsn, stamp),
+                partial_path: PathBuf::from(partial),
+                updated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The temporary files of every reception not completed, also of rows
+    /// [`partial_receptions`](Self::partial_receptions) leaves out.
+    pub fn partial_paths(&self) -> Result<std::collections::HashSet<PathBuf>, JournalError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT partial_path FROM received WHERE state = 'receiving'")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(PathBuf::from).map_err(|e| self.err(e)))
+            .collect()
     }
 
     /// Notes that the EERP/NERP for a file received from `partner` went out.
@@ -1229,5 +1315,36 @@ mod tests {
             .await
             .unwrap();
         assert!(j.received("ORIG", &k).unwrap().is_some());
+    }
+
+    #[test]
+    fn partial_receptions_lists_what_has_not_completed() {
+        let j = Journal::in_memory().unwrap();
+        let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+        let (a, b) = (key("A", 1), key("B", 2));
+        let ia = j
+            .begin_receive("P1", &a, Path::new("/in/.a"), Path::new("/in/A"), "")
+            .unwrap();
+        let ib = j
+            .begin_receive("P2", &b, Path::new("/in/.b"), Path::new("/in/B"), "")
+            .unwrap();
+        let all = j.partial_receptions().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            (all[0].id, all[0].partner.as_str(), &all[0].key),
+            (ia, "P1", &a)
+        );
+        assert_eq!(all[1].partial_path, Path::new("/in/.b"));
+        assert!(all.iter().all(|p| p.updated_at >= before));
+        j.complete_receive(ia, Path::new("/in/A")).unwrap();
+        let left = j.partial_receptions().unwrap();
+        assert_eq!(left.iter().map(|p| p.id).collect::<Vec<_>>(), [ib]);
+        assert_eq!(
+            j.partial_paths().unwrap(),
+            [PathBuf::from("/in/.b")].into_iter().collect()
+        );
+        j.drop_receive(ib).unwrap();
+        assert!(j.partial_receptions().unwrap().is_empty());
+        assert!(j.partial_paths().unwrap().is_empty());
     }
 }

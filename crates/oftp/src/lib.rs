@@ -8,7 +8,9 @@
 //!   that need no code (partner table, inboxes, duplicate detection, EERP when durable).
 //! - [`store`] writes received files durably (temporary file in the target directory, fsync,
 //!   no-clobber rename, directory fsync); [`journal`] (SQLite) records received and sent files
-//!   for duplicate detection, restart and end-to-end responses.
+//!   for duplicate detection, restart and end-to-end responses; [`partials`] removes partial
+//!   receptions nobody resumed. How F/V records lie in local files is each partner's
+//!   [`config::RecordMapping`].
 //! - [`transport`] holds the seams for the transport ([`transport::Acceptor`],
 //!   [`transport::Connector`]) and OFTP 2.0 file services ([`transport::FileServices`]);
 //!   [`tls`] is the TLS transport (port 6619, rustls) and [`security`] the OFTP 2.0 security
@@ -27,6 +29,7 @@ pub mod handle;
 pub mod handler;
 pub mod journal;
 mod listener;
+pub mod partials;
 mod policy;
 pub mod security;
 pub mod server;

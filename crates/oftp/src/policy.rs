@@ -207,6 +207,7 @@ mod tests {
             address: None,
             security: Default::default(),
             tls: Default::default(),
+            record_mapping: Default::default(),
         }])
         .unwrap();
         (local, partners)

@@ -40,6 +40,7 @@ use oftp_security::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::config::RecordMapping;
 use crate::transport::{FileServices, OutgoingPlan, ServiceFailure, ServiceRefusal};
 
 /// Where a private key comes from: a PKCS#12 file, or PEM/DER certificate and key files.
@@ -425,6 +426,9 @@ pub struct SecurityContext {
     trust: TrustPolicy,
     partners: Vec<PartnerSecurity>,
     work_dir: PathBuf,
+    /// How F/V records are laid out in local files, by partner SFID code (see
+    /// [`use_record_mappings`](Self::use_record_mappings)); absent means raw.
+    record_mappings: std::sync::OnceLock<HashMap<String, RecordMapping>>,
 }
 
 /// Builds a [`SecurityContext`].
@@ -507,6 +511,7 @@ impl SecurityContext {
                 trust,
                 partners: Vec::new(),
                 work_dir,
+                record_mappings: Default::default(),
             },
         })
     }
@@ -528,6 +533,27 @@ impl SecurityContext {
     pub fn partner_by_ssid(&self, ssid: &str) -> Option<&PartnerSecurity> {
         let k = norm(ssid);
         self.partners.iter().find(|p| norm(&p.ssid) == k)
+    }
+
+    /// Takes the partners' `record_mapping` (how F/V records are laid out in local files): the
+    /// content of a signed, compressed or encrypted F/V file is the records (V with their
+    /// 2-octet lengths, RFC 5024 6.5), read from and written to local files in the mapping of
+    /// the partner that sends or receives it. `Server::security` and `Client::security` call
+    /// this with their partner table; only the first call counts.
+    pub(crate) fn use_record_mappings(&self, partners: &crate::config::PartnerTable) {
+        let _ = self.record_mappings.set(
+            partners
+                .iter()
+                .map(|p| (norm(p.sfid()), p.record_mapping))
+                .collect(),
+        );
+    }
+
+    fn record_mapping(&self, sfid: &str) -> RecordMapping {
+        self.record_mappings
+            .get()
+            .and_then(|m| m.get(&norm(sfid)).copied())
+            .unwrap_or_default()
     }
 
     /// The partner with this SFID code.
@@ -800,6 +826,38 @@ impl SecurityContext {
         let security_err =
             |e: oftp_security::Error| fail(EfnaReason(e.efna_reason()), format!("{e}"));
         let io_err = |e: io::Error| fail(EfnaReason::ACCESS_METHOD_FAILURE, e.to_string());
+        let line_end = self.record_mapping(&sfid.originator).line_end();
+        // Raw: V records after their 2-octet length (as transmitted), F records back to back;
+        // lines: each record followed by the line end, which it must not contain.
+        let mut records = 0u64;
+        let mut store_record = |out: &mut BufWriter<File>, rec: &[u8], header: bool| {
+            records += 1;
+            match line_end {
+                None if header => {
+                    // Read after a 2-octet length, so it always fits one.
+                    let len = u16::try_from(rec.len()).map_err(|_| {
+                        fail(
+                            EfnaReason::RECORD_LENGTH_NOT_SUPPORTED,
+                            format!("record {records} is longer than 65535 octets"),
+                        )
+                    })?;
+                    out.write_all(&len.to_be_bytes()).map_err(io_err)?;
+                    out.write_all(rec).map_err(io_err)
+                }
+                None => out.write_all(rec).map_err(io_err),
+                Some(_) if rec.contains(&b'\n') => Err(fail(
+                    EfnaReason::RECORD_FORMAT_NOT_SUPPORTED,
+                    format!(
+                        "record {records} contains a line feed; the receiver stores records as \
+                         lines"
+                    ),
+                )),
+                Some(end) => out
+                    .write_all(rec)
+                    .and_then(|()| out.write_all(end))
+                    .map_err(io_err),
+            }
+        };
         // The transmitted file's hash is only needed for a signed EERP.
         let hasher = suite
             .filter(|_| sfid.signed_eerp)
@@ -820,8 +878,7 @@ impl SecurityContext {
                     let mut records = RecordReader::new(&mut pipeline);
                     let mut rec = Vec::new();
                     while records.next_record(&mut rec).map_err(security_err)? {
-                        out.write_all(&rec).map_err(io_err)?;
-                        out.write_all(b"\r\n").map_err(io_err)?;
+                        store_record(&mut out, &rec, true)?;
                     }
                 }
                 FileFormat::Fixed if sfid.max_record_len > 0 => {
@@ -832,8 +889,7 @@ impl SecurityContext {
                         if n == 0 {
                             break;
                         }
-                        out.write_all(&rec[..n]).map_err(io_err)?;
-                        out.write_all(b"\r\n").map_err(io_err)?;
+                        store_record(&mut out, &rec[..n], false)?;
                     }
                 }
                 _ => {
@@ -972,6 +1028,7 @@ impl SecurityContext {
             suite,
             compress: send.compress,
             format: sfid.format,
+            mapping: self.record_mapping(&sfid.destination),
             source: source.to_owned(),
             hash: sfid.signed_eerp,
         };
@@ -994,6 +1051,8 @@ struct SealJob {
     suite: CipherSuite,
     compress: bool,
     format: FileFormat,
+    /// How the source file's F/V records are laid out.
+    mapping: RecordMapping,
     source: PathBuf,
     /// Whether the hash of the transmitted bytes is wanted (a signed EERP was asked for).
     hash: bool,
@@ -1025,7 +1084,7 @@ impl SealJob {
             hasher: self.hash.then(|| self.suite.hash().hasher()),
         };
         let input = BufReader::with_capacity(64 * 1024, File::open(&self.source)?);
-        let format = self.format;
+        let (format, mapping) = (self.format, self.mapping);
         let suite = self.suite;
         // Signing (and compressing) and encrypting each take a core's worth of work: with both,
         // they run on two threads joined by a small bounded channel (constant memory).
@@ -1039,7 +1098,7 @@ impl SealJob {
                             buf: Vec::with_capacity(CHANNEL_CHUNK),
                         };
                         let mut stage = SendPipeline::new(sink, &inner_opts).map_err(to_io)?;
-                        feed(format, input, &mut stage)?;
+                        feed(format, mapping, input, &mut stage)?;
                         stage.finish().map_err(to_io)?.close()
                     });
                     let mut enc =
@@ -1070,7 +1129,7 @@ impl SealJob {
                     opts = opts.encrypt_for(r);
                 }
                 let mut pipeline = SendPipeline::new(tee, &opts).map_err(to_io)?;
-                feed(format, input, &mut pipeline)?;
+                feed(format, mapping, input, &mut pipeline)?;
                 pipeline.finish().map_err(to_io)?
             }
         };
@@ -1560,15 +1619,28 @@ const CURRENT_CERTIFICATE: &str = "current.pem";
 const CHANNEL_CHUNK: usize = 64 * 1024;
 
 /// Writes a file's content into the first CMS stage: V records with their length prefixes
-/// (RFC 5024 6.5), F records concatenated, U and T as they are.
-fn feed<W: Write>(format: FileFormat, input: BufReader<File>, out: &mut W) -> io::Result<()> {
+/// (RFC 5024 6.5), F records concatenated, U and T as they are. Raw F/V files hold exactly
+/// that already; F/V files mapped to lines are converted line by line.
+fn feed<W: Write>(
+    format: FileFormat,
+    mapping: RecordMapping,
+    input: BufReader<File>,
+    out: &mut W,
+) -> io::Result<()> {
     let to_io = |e: oftp_security::Error| io::Error::other(e.to_string());
+    let lf_only = mapping == RecordMapping::LinesLf;
     match format {
+        FileFormat::Variable | FileFormat::Fixed if mapping == RecordMapping::Raw => {
+            let mut input = input;
+            io::copy(&mut input, out).map(|_| ())
+        }
         FileFormat::Variable => {
             let mut records = RecordWriter::new(out);
-            for_each_line(input, |line| records.write_record(line).map_err(to_io))
+            for_each_line(input, lf_only, |line| {
+                records.write_record(line).map_err(to_io)
+            })
         }
-        FileFormat::Fixed => for_each_line(input, |line| out.write_all(line)),
+        FileFormat::Fixed => for_each_line(input, lf_only, |line| out.write_all(line)),
         _ => {
             let mut input = input;
             io::copy(&mut input, out).map(|_| ())
@@ -1616,26 +1688,18 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Calls `f` with each line of `input` without its line end (LF or CR LF).
+/// Calls `f` with each line of `input` without its line end (LF or CR LF; with `lf_only`, LF).
 fn for_each_line<R: BufRead>(
     mut input: R,
+    lf_only: bool,
     mut f: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut line = Vec::new();
     // Bounded by the file: each turn consumes at least one byte or ends.
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
+    while crate::source::read_line(&mut input, lf_only, &mut line)? {
         f(&line)?;
     }
+    Ok(())
 }
 
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {

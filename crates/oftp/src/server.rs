@@ -118,6 +118,7 @@ impl Server {
             checkpoint_interval: config.checkpoint_interval.max(1),
             active: Default::default(),
             security: Default::default(),
+            sweeping: Default::default(),
         };
         Self {
             shared: Arc::new(shared),
@@ -211,6 +212,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
     ) -> Server<H, A, Arc<crate::security::SecurityContext>> {
         // Only this builder holds `shared` before `start`, so the cell is still empty.
         let _ = self.shared.security.set(security.clone());
+        security.use_record_mappings(&self.shared.partners);
         Server {
             shared: self.shared,
             settings: self.settings,
@@ -222,7 +224,9 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
         }
     }
 
-    /// Binds the listening socket and starts serving (seed `StartListening`).
+    /// Binds the listening socket and starts serving (seed `StartListening`). Also starts the
+    /// removal of partial receptions nobody resumed (`StorePolicy::partial_retention`; see
+    /// [`crate::partials`]): now, then periodically while the server runs.
     pub async fn start(self) -> Result<RunningServer, ServerError> {
         let sessions = self.sessions;
         let service = Arc::new(Service {
@@ -238,6 +242,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
             handle,
             sessions,
             journal: self.shared.journal.clone(),
+            _sweeper: crate::partials::Sweeper::start(self.shared.clone()),
         })
     }
 }
@@ -248,6 +253,8 @@ pub struct RunningServer {
     handle: crate::listener::ServerHandle,
     sessions: Arc<listener::Registry<SessionHandle>>,
     journal: Journal,
+    /// The partial-reception sweep, stopped with the server.
+    _sweeper: Option<crate::partials::Sweeper>,
 }
 
 impl RunningServer {

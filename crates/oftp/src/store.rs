@@ -219,6 +219,12 @@ pub struct StorePolicy {
     /// connection (seed `DeleteOnError`, default `true`). Broken connections always keep the
     /// durable part for restart.
     pub delete_on_error: bool,
+    /// A partial reception (an interrupted one kept for restart, or one given up with its file
+    /// kept) that nobody resumed for this long is removed and its journal row dropped; `None`
+    /// keeps them for ever. Default 7 days ([`DEFAULT_PARTIAL_RETENTION`]).
+    ///
+    /// [`DEFAULT_PARTIAL_RETENTION`]: crate::partials::DEFAULT_PARTIAL_RETENTION
+    pub partial_retention: Option<std::time::Duration>,
 }
 
 impl Default for StorePolicy {
@@ -226,6 +232,7 @@ impl Default for StorePolicy {
         Self {
             overwrite: false,
             delete_on_error: true,
+            partial_retention: Some(crate::partials::DEFAULT_PARTIAL_RETENTION),
         }
     }
 }
@@ -308,6 +315,8 @@ impl PartialFile {
     /// Appends bytes (buffered; not durable until [`checkpoint`](Self::checkpoint) or
     /// [`commit`](Self::commit)).
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        #[cfg(test)]
+        faults::check_write(&self.partial_path, self.written + bytes.len() as u64)?;
         self.writer
             .write_all(bytes)
             .map_err(|e| StoreError::io("writing", &self.partial_path, e))?;
@@ -421,11 +430,7 @@ impl PartialFile {
         blocking(move || {
             if delete {
                 drop(flushed);
-                match fs::remove_file(&partial_path) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(StoreError::io("removing", &partial_path, e)),
-                }
+                remove_partial(&partial_path)
             } else {
                 if let Ok(file) = flushed {
                     file.sync_data()
@@ -435,6 +440,88 @@ impl PartialFile {
             }
         })
         .await
+    }
+}
+
+/// Removes the temporary file of a reception; a file already gone is fine. Every removal of a
+/// partial file goes through here (blocking: call from a blocking thread).
+pub fn remove_partial(path: &Path) -> Result<(), StoreError> {
+    #[cfg(test)]
+    faults::check_removal(path)?;
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("removing", path, e)),
+    }
+}
+
+/// Test-only fault injection for the file store: makes writes into, and removals from, one
+/// directory fail as an inbox that became unwritable does (tests run as root, whom file
+/// permissions do not stop). Faults are per directory, so tests running in parallel in other
+/// directories are not affected.
+#[cfg(test)]
+pub(crate) mod faults {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use super::StoreError;
+
+    struct Fault {
+        dir: PathBuf,
+        /// Writes that would make a file longer than this fail.
+        writes_after: u64,
+    }
+
+    static FAULTS: Mutex<Vec<Fault>> = Mutex::new(Vec::new());
+
+    /// Disarms the fault when dropped.
+    pub(crate) struct Armed(PathBuf);
+
+    impl Drop for Armed {
+        fn drop(&mut self) {
+            let mut f = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+            f.retain(|x| x.dir != self.0);
+        }
+    }
+
+    /// From now on, files in `dir` cannot grow beyond `writes_after` octets and cannot be
+    /// removed ("read-only file system").
+    pub(crate) fn unwritable_dir(dir: &Path, writes_after: u64) -> Armed {
+        let mut f = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+        f.push(Fault {
+            dir: dir.to_owned(),
+            writes_after,
+        });
+        Armed(dir.to_owned())
+    }
+
+    fn armed(path: &Path) -> Option<u64> {
+        let f = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+        f.iter()
+            .find(|x| path.parent() == Some(x.dir.as_path()))
+            .map(|x| x.writes_after)
+    }
+
+    fn read_only(action: &'static str, path: &Path) -> StoreError {
+        StoreError::io(
+            action,
+            path,
+            std::io::Error::from_raw_os_error(30), // EROFS
+        )
+    }
+
+    pub(super) fn check_write(path: &Path, new_len: u64) -> Result<(), StoreError> {
+        match armed(path) {
+            Some(limit) if new_len > limit => Err(read_only("writing", path)),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn check_removal(path: &Path) -> Result<(), StoreError> {
+        match armed(path) {
+            Some(_) => Err(read_only("removing", path)),
+            None => Ok(()),
+        }
     }
 }
 

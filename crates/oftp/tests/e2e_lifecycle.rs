@@ -479,3 +479,78 @@ async fn the_file_services_stage_runs_on_both_sides() {
     );
     running.shutdown().await;
 }
+
+/// Sends a 1 MB file to a server on `dir` over a connection cut after 200 KB.
+async fn interrupted_reception(dir: &std::path::Path, cdir: &std::path::Path) {
+    let mut cfg = server_config(dir);
+    cfg.checkpoint_interval = 16 * 1024;
+    let running = oftp::Server::new(cfg).unwrap().start().await.unwrap();
+    let f = cdir.join("big.bin");
+    std::fs::write(&f, content(1_000_000, 4)).unwrap();
+    let tcp = TcpStream::connect(running.local_addr().unwrap())
+        .await
+        .unwrap();
+    let cut = Cut {
+        inner: tcp,
+        written: 0,
+        limit: 200_000,
+        stall: false,
+    };
+    let report = client(cdir, SessionLimits::default())
+        .run_over(
+            cut,
+            "127.0.0.1:0".parse().unwrap(),
+            vec![OutgoingFile::new(&f)],
+        )
+        .await
+        .unwrap();
+    assert!(!report.all_delivered());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running.connection_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_reception_nobody_resumes_is_removed_after_the_retention_period() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox").join("client");
+    interrupted_reception(dir.path(), cdir.path()).await;
+    let parts = partial_files(&inbox);
+    assert_eq!(parts.len(), 1, "kept for a restart");
+    let journal = oftp::journal::Journal::open_in_dir(dir.path()).unwrap();
+    assert_eq!(journal.partial_receptions().unwrap().len(), 1);
+
+    // The default retention (7 days) keeps it across a restart of the server.
+    let mut cfg = server_config(dir.path());
+    assert_eq!(
+        cfg.store.partial_retention,
+        Some(oftp::partials::DEFAULT_PARTIAL_RETENTION)
+    );
+    let running = oftp::Server::new(cfg.clone())
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(partial_files(&inbox), parts);
+    running.shutdown().await;
+
+    // A running server removes it once nobody resumed it for its retention period (here
+    // 1 s, swept every second), with its journal row.
+    cfg.store.partial_retention = Some(Duration::from_secs(1));
+    let running = oftp::Server::new(cfg).unwrap().start().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !partial_files(&inbox).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(partial_files(&inbox).is_empty(), "removed");
+    assert!(
+        journal.partial_receptions().unwrap().is_empty(),
+        "row closed"
+    );
+    running.shutdown().await;
+}

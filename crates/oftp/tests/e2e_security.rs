@@ -208,9 +208,15 @@ async fn v_records_survive_signing_and_encryption() {
     let k = keys();
     let server = secure_server(&k, policy(&k.client.cert, |_| {}), None, Certs::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = "first record\r\nsecond, longer record\r\n\r\nlast\r\n";
+    // Raw V records: each after its 2-octet length (RFC 5024 6.5, the record headers a
+    // signed or encrypted V file carries), with octets a line mapping would trip over.
+    let mut records = Vec::new();
+    for r in [&b"first record"[..], b"line\r\nfeed", b"", b"\0\xFF\n\r"] {
+        records.extend_from_slice(&(r.len() as u16).to_be_bytes());
+        records.extend_from_slice(r);
+    }
     let src = dir.path().join("RECORDS");
-    std::fs::write(&src, text).unwrap();
+    std::fs::write(&src, &records).unwrap();
     let client = secure_client(
         &k,
         &k.client,
@@ -228,9 +234,63 @@ async fn v_records_survive_signing_and_encryption() {
         .unwrap();
     assert_eq!(report.files[0].1, FileOutcome::Delivered);
     assert_eq!(
-        std::fs::read_to_string(server.inbox().join("RECORDS")).unwrap(),
-        text
+        std::fs::read(server.inbox().join("RECORDS")).unwrap(),
+        records
     );
+}
+
+#[tokio::test]
+async fn records_mapped_to_lines_survive_signing_and_encryption() {
+    use oftp::config::RecordMapping;
+    let k = keys();
+    // Both sides keep F/V records as lines; inside CMS they travel in the RFC 5024 6.5 form.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = server_config(dir.path());
+    let mut p = common::partner("client", CLIENT_SSID, common::CLIENT_PW);
+    p.record_mapping = RecordMapping::Lines;
+    cfg.partners = oftp::config::PartnerTable::new([p]).unwrap();
+    let sec = context(
+        SERVER_SSID,
+        &local(&k.server, dir.path()),
+        CLIENT_SSID,
+        &policy(&k.client.cert, |_| {}),
+        dir.path(),
+    );
+    let running = Server::new(cfg)
+        .unwrap()
+        .security(sec)
+        .start()
+        .await
+        .unwrap();
+    let server = TestServer { dir, running };
+
+    let cdir = tempfile::tempdir().unwrap();
+    let mut ccfg = client_config(cdir.path(), SessionLimits::default());
+    ccfg.partner.record_mapping = RecordMapping::Lines;
+    let sec = context(
+        CLIENT_SSID,
+        &local(&k.client, cdir.path()),
+        SERVER_SSID,
+        &policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::SignedEncrypted, true)
+        }),
+        cdir.path(),
+    );
+    let client = Client::new(ccfg, Journal::open_in_dir(cdir.path()).unwrap())
+        .unwrap()
+        .security(sec);
+    let text = b"first record\r\nwith a CR\r inside\r\n\r\nlast\r\n";
+    let src = cdir.path().join("LINES");
+    std::fs::write(&src, text).unwrap();
+    let report = client
+        .run(
+            &server.addr(),
+            vec![OutgoingFile::new(&src).format(oftp_proto::codec::FileFormat::Variable, 100)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+    assert_eq!(std::fs::read(server.inbox().join("LINES")).unwrap(), text);
 }
 
 #[tokio::test]

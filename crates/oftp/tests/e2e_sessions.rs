@@ -472,11 +472,12 @@ async fn restart_of_a_variable_record_file_resumes_at_a_record() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("records.txt");
+    // Raw V records (the default record mapping): each after its 2-octet length.
     let mut data = Vec::new();
     for i in 0..8000usize {
         let len = 20 + (i * 13) % 90;
-        data.extend((0..len).map(|j| b'a' + ((i + j) % 26) as u8));
-        data.extend_from_slice(b"\r\n");
+        data.extend_from_slice(&(len as u16).to_be_bytes());
+        data.extend((0..len).map(|j| [b'a', b'\n', 0, 0xFF, b'\r'][(i + j) % 5]));
     }
     std::fs::write(&f, &data).unwrap();
     let file = || OutgoingFile::new(&f).format(oftp::oftp_proto::codec::FileFormat::Variable, 200);
@@ -501,6 +502,52 @@ async fn restart_of_a_variable_record_file_resumes_at_a_record() {
     assert!(pos > 0 && pos < 8000, "restart at record {pos}");
     assert_eq!(
         std::fs::read(server.inbox().join("RECORDS.TXT")).unwrap(),
+        data
+    );
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_of_a_raw_fixed_record_file_resumes_at_a_record() {
+    init_tracing();
+    let restarts = Arc::new(AtomicU64::new(u64::MAX));
+    let (gone, mut gone_rx) = mpsc::unbounded_channel();
+    let server = start_server_with(
+        Watch {
+            restarts: restarts.clone(),
+            gone,
+        },
+        |c| c.checkpoint_interval = 16 * 1024,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("fixed.dat");
+    let data = (0..4000usize * 120)
+        .map(|i| [b'\r', b'\n', 0, 0xFF, b'Z'][i % 5])
+        .collect::<Vec<u8>>();
+    std::fs::write(&f, &data).unwrap();
+    let file = || OutgoingFile::new(&f).format(oftp::oftp_proto::codec::FileFormat::Fixed, 120);
+    let c = client(dir.path(), limits());
+    let tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let cut = Cut {
+        inner: tcp,
+        written: 0,
+        limit: 250_000,
+        stall: false,
+    };
+    let report = c
+        .run_over(cut, "127.0.0.1:0".parse().unwrap(), vec![file()])
+        .await
+        .unwrap();
+    assert!(!report.all_delivered());
+    gone_rx.recv().await.expect("server saw the break");
+
+    let report = c.run(&server.addr(), vec![file()]).await.unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    let pos = restarts.load(Ordering::SeqCst);
+    assert!(pos > 0 && pos < 4000, "restart at record {pos}");
+    assert_eq!(
+        std::fs::read(server.inbox().join("FIXED.DAT")).unwrap(),
         data
     );
     server.running.shutdown().await;

@@ -102,9 +102,23 @@ async fn level2_text_file() {
     .await;
 }
 
+/// Records in the default (raw) record mapping: F back to back, V after a 2-octet length;
+/// their octets include CR, LF, NUL and 0xFF.
+fn raw_records(n: usize, width: impl Fn(usize) -> usize, prefixed: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let w = width(i);
+        if prefixed {
+            out.extend_from_slice(&(w as u16).to_be_bytes());
+        }
+        out.extend((0..w).map(|j| [b'A', b'\r', b'\n', 0, 0xFF][(i + j) % 5]));
+    }
+    out
+}
+
 #[tokio::test]
 async fn level1_fixed_records_small_buffers_credit_one() {
-    let data = text_lines(300, |_| 80);
+    let data = raw_records(300, |_| 80, false);
     round_trip(
         limits(1, 128, 1, false),
         FileFormat::Fixed,
@@ -117,7 +131,7 @@ async fn level1_fixed_records_small_buffers_credit_one() {
 
 #[tokio::test]
 async fn level5_variable_records_with_compression() {
-    let data = text_lines(400, |i| (i * 7) % 300);
+    let data = raw_records(400, |i| (i * 7) % 300, true);
     round_trip(
         limits(5, 512, 3, true),
         FileFormat::Variable,

@@ -174,6 +174,12 @@ fn each_security_level_roundtrips_and_v_records_survive() {
     let (a, b) = (pki.leaf("Alice", 2, false), pki.leaf("Bob", 3, false));
     let dir = tempfile::tempdir().unwrap();
     let text = b"first record\r\nsecond, longer record\r\n\r\nlast\r\n";
+    // V records in raw form: each after its 2-octet length (RFC 5024 6.5), as transmitted.
+    let mut records = Vec::new();
+    for r in [&b"first record"[..], b"line\nfeed\r", b"", b"\0\xFF"] {
+        records.extend_from_slice(&(r.len() as u16).to_be_bytes());
+        records.extend_from_slice(r);
+    }
     for (level, wire) in [
         (FileSecurity::Signed, SecurityLevel::SIGNED),
         (FileSecurity::Encrypted, SecurityLevel::ENCRYPTED),
@@ -189,11 +195,11 @@ fn each_security_level_roundtrips_and_v_records_survive() {
             signed_receipt: false,
         };
         let s = sides(&a, &b, dir.path(), send, |_| {});
-        let (f, received, opened) = transfer(&s, dir.path(), FileFormat::Variable, text);
+        let (f, received, opened) = transfer(&s, dir.path(), FileFormat::Variable, &records);
         opened.unwrap();
         assert_eq!(f.security, wire);
         assert_eq!(f.compression, FileCompression::NONE);
-        assert_eq!(std::fs::read(&received).unwrap(), text, "{level:?}");
+        assert_eq!(std::fs::read(&received).unwrap(), records, "{level:?}");
     }
     // Compression alone is a file service too.
     let send = SendSecurity {

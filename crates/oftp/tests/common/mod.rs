@@ -51,6 +51,7 @@ pub fn partner(name: &str, ssid: &str, pw: &str) -> Partner {
         address: None,
         security: Default::default(),
         tls: Default::default(),
+        record_mapping: Default::default(),
     }
 }
 
