@@ -11,7 +11,7 @@
 //! renewal, so processes sharing it follow each other's refresh token rotation; only two
 //! refreshes at the same instant still race (the loser is asked to sign in again).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::AuthConfig;
 use crate::error::{AuthError, Grant};
-use crate::pkce::random_token;
 use crate::secret::Secret;
 use crate::token::Token;
 
@@ -165,15 +164,11 @@ impl TokenCache {
 
     /// Deletes the cache file (sign-out). A missing file is not an error.
     pub fn remove(&self) -> Result<(), AuthError> {
-        match fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(AuthError::Cache {
-                action: "remove",
-                path: self.path.clone(),
-                source,
-            }),
-        }
+        durable_write::remove(&self.path).map_err(|e| AuthError::Cache {
+            action: "remove",
+            path: self.path.clone(),
+            source: e.source,
+        })
     }
 
     #[cfg(unix)]
@@ -194,59 +189,12 @@ impl TokenCache {
 }
 
 /// Writes `bytes` to `path` through a 0600 temporary file in the same directory, fsync, rename
-/// and directory fsync.
+/// and directory fsync (`durable-write`); a failed write leaves no temporary file behind.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the cache path has no file name"))?;
-    fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        &random_token()[..12]
-    ));
-    let result = (|| {
-        let mut file = create_private(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        sync_dir(&dir)
-    })();
-    if result.is_err() {
-        // Best effort: the temporary file holds tokens and must not linger.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-#[cfg(unix)]
-fn create_private(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_private(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).open(path)
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
+    durable_write::write_with(path, &durable_write::Options::default().mode(0o600), |f| {
+        f.write_all(bytes)
+    })
+    .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
@@ -320,7 +268,7 @@ mod tests {
         let leftovers: Vec<_> = fs::read_dir(dir.path())
             .expect("dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".tmp"))
+            .filter(|n| n != "token.json" && n != "blocked")
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         write_atomic(&path, b"new").expect("write");
