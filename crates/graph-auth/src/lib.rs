@@ -57,6 +57,7 @@ pub mod interaction;
 mod loopback;
 pub mod pkce;
 pub mod provider;
+mod redirect;
 pub mod secret;
 pub mod token;
 

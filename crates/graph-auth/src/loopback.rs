@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 use url::Url;
 
 use crate::error::AuthError;
+use crate::redirect::{self, parse_params};
 
 /// Where the grant's answer is expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,44 +229,11 @@ fn settle(shared: &Shared, params: HashMap<String, String>) -> Response {
 }
 
 fn check(shared: &Shared, params: HashMap<String, String>) -> Outcome {
-    // State first: an answer for another attempt must not even be interpreted as an error.
-    let state_ok = params
-        .get("state")
-        .is_some_and(|s| constant_time_eq(s.as_bytes(), shared.expected_state.as_bytes()));
-    if !state_ok {
-        return Err(AuthError::StateMismatch);
-    }
-    if let Some(error) = params.get("error") {
-        return Err(AuthError::AuthorizationDenied {
-            error: error.clone(),
-            description: params
-                .get("error_description")
-                .map(|d| d.lines().next().unwrap_or("").to_owned())
-                .filter(|d| !d.is_empty())
-                .unwrap_or_else(|| "no description given".to_owned()),
-        });
-    }
     let wanted = match shared.mode {
         ResponseMode::Query => "code",
         ResponseMode::Fragment => "access_token",
     };
-    if params.get(wanted).is_none_or(|v| v.is_empty()) {
-        return Err(AuthError::InvalidResponse {
-            url: "the sign-in redirect".to_owned(),
-            detail: format!("the redirect carries no {wanted}"),
-        });
-    }
-    Ok(params)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub(crate) fn parse_params(text: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(text.trim_start_matches(['?', '#']).as_bytes())
-        .into_owned()
-        .collect()
+    redirect::check(params, &shared.expected_state, wanted)
 }
 
 fn html(status: StatusCode, body: String) -> Response {
@@ -337,17 +305,6 @@ mod tests {
         assert_eq!(
             escape_html("<script>\"a\" & 'b'</script>"),
             "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
-        );
-    }
-
-    #[test]
-    fn parses_query_and_fragment_text() {
-        let p = parse_params("#access_token=a%2Bb&state=s+t&expires_in=3600");
-        assert_eq!(p.get("access_token").map(String::as_str), Some("a+b"));
-        assert_eq!(p.get("state").map(String::as_str), Some("s t"));
-        assert_eq!(
-            parse_params("?code=x").get("code").map(String::as_str),
-            Some("x")
         );
     }
 
@@ -497,12 +454,5 @@ mod tests {
             err.to_string().contains("choose another redirect port"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }
