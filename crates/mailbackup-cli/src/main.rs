@@ -13,7 +13,7 @@ mod ui;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{AuthArgs, FileConfig, RunArgs};
-use mailbackup::{LockState, RunStatus};
+use mailbackup::{LockState, MessageStore as _, RunStatus};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -215,20 +215,21 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Verify { data_folder: d } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
+            let store = mailbackup::LocalStore::new(&d);
             let v = tokio::task::spawn_blocking(move || mailbackup::verify(&d)).await??;
-            for (mb, id, p) in &v.missing {
-                println!("missing: {} ({mb} message {id})", p.display());
+            for (mb, id, key) in &v.missing {
+                println!("missing: {} ({mb} message {id})", store.locate(key));
             }
             for c in &v.corrupt {
                 println!(
                     "corrupt: {} ({}: {})",
-                    c.path.display(),
+                    store.locate(&c.key),
                     c.mailbox,
                     c.reason
                 );
             }
-            for p in &v.extra {
-                println!("extra: {}", p.display());
+            for key in &v.extra {
+                println!("extra: {}", store.locate(key));
             }
             println!(
                 "verify: {} ok, {} missing, {} corrupt, {} extra",
@@ -269,15 +270,12 @@ fn print_summary(report: &mailbackup::BackupReport) {
         for r in &m.removed {
             match &r.quarantined_to {
                 Some(to) => println!(
-                    "  moved {} to {} (message {} deleted remotely)",
-                    r.path.display(),
-                    to.display(),
-                    r.id
+                    "  moved {} to {to} (message {} deleted remotely)",
+                    r.location, r.id
                 ),
                 None => println!(
                     "  removed {} (message {} deleted remotely)",
-                    r.path.display(),
-                    r.id
+                    r.location, r.id
                 ),
             }
         }

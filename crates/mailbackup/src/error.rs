@@ -89,14 +89,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The SQLite index failed.
-    #[error("backup index {path}: {source}")]
+    /// The index failed (its backend's error is the source).
+    #[error("backup index {location}: {source}")]
     Index {
-        /// The index file.
-        path: PathBuf,
-        /// The underlying error.
+        /// Where the index is (a file path, or a database address without credentials).
+        location: String,
+        /// The backend's error.
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The run's total time limit was reached (typically under endless throttling).
     #[error(
@@ -106,6 +106,14 @@ pub enum Error {
     TimeLimit {
         /// The configured limit.
         limit: Duration,
+    },
+    /// A message store key that is not a clean relative key.
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The run was aborted through its cancellation token.
     #[error("the backup was aborted")]
@@ -132,6 +140,11 @@ impl Error {
         }
     }
 
+    /// A failed durable write, classified like [`Error::io`].
+    pub(crate) fn durable(e: durable_write::Error) -> Self {
+        Error::io(e.context(), e.source)
+    }
+
     /// Whether retrying the same request later may succeed (server errors, transport failures).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -154,6 +167,7 @@ impl Error {
             Error::Io { .. } => "IoError".into(),
             Error::Storage { .. } => "StorageError".into(),
             Error::Index { .. } => "IndexError".into(),
+            Error::InvalidKey { .. } => "InvalidKey".into(),
             Error::TimeLimit { .. } => "TimeLimit".into(),
             Error::Aborted => "Aborted".into(),
         }

@@ -17,9 +17,10 @@
 //! the same per-mailbox limits, and binary `$value` sub-responses complicate full-fidelity MIME.
 
 use crate::error::Error;
-use crate::hooks::{Hooks, LogLevel, MessageInfo};
+use crate::hooks::MessageInfo;
 use crate::options::Options;
 use crate::report::MailboxProgress;
+use crate::reporter::Reporter;
 use crate::token::TokenSource;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -232,7 +233,7 @@ pub(crate) struct Graph {
     opts: Arc<Options>,
     cancel: CancellationToken,
     deadline: Instant,
-    hooks: Arc<dyn Hooks>,
+    reporter: Reporter,
 }
 
 impl Graph {
@@ -240,7 +241,7 @@ impl Graph {
         opts: Arc<Options>,
         tokens: Arc<dyn TokenSource>,
         cancel: CancellationToken,
-        hooks: Arc<dyn Hooks>,
+        reporter: Reporter,
     ) -> Result<Graph, Error> {
         let base = opts.graph_url.trim_end_matches('/').to_string();
         let url = url::Url::parse(&base).map_err(|e| Error::InvalidOption {
@@ -266,22 +267,12 @@ impl Graph {
             deadline: Instant::now() + opts.time_limit,
             opts,
             cancel,
-            hooks,
+            reporter,
         })
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
-    }
-
-    pub(crate) fn log(&self, level: LogLevel, msg: &str) {
-        match level {
-            LogLevel::Error => tracing::error!("{msg}"),
-            LogLevel::Info => tracing::info!("{msg}"),
-            LogLevel::Verbose => tracing::debug!("{msg}"),
-            LogLevel::Debug => tracing::trace!("{msg}"),
-        }
-        self.hooks.log(level, msg);
     }
 
     /// `me` or `users/{id}`.
@@ -483,10 +474,8 @@ impl Graph {
             };
             match status {
                 401 if !refreshed_once => {
-                    self.log(
-                        LogLevel::Info,
-                        "Graph refused the access token (401); refreshing it once",
-                    );
+                    self.reporter
+                        .info("Graph refused the access token (401); refreshing it once");
                     self.refresh(&token).await?;
                     refreshed_once = true;
                 }
@@ -498,15 +487,12 @@ impl Graph {
                     });
                     gate.progress.throttled.fetch_add(1, Ordering::Relaxed);
                     gate.raise_fence(Instant::now() + wait);
-                    self.log(
-                        LogLevel::Info,
-                        &format!(
-                            "{} throttled ({status} {code}); mailbox {} waits {:.1}s",
-                            strip_query(url),
-                            gate.progress.mailbox(),
-                            wait.as_secs_f64()
-                        ),
-                    );
+                    self.reporter.info(&format!(
+                        "{} throttled ({status} {code}); mailbox {} waits {:.1}s",
+                        strip_query(url),
+                        gate.progress.mailbox(),
+                        wait.as_secs_f64()
+                    ));
                 }
                 _ => {
                     return Err(Error::Graph {
@@ -532,15 +518,12 @@ impl Graph {
             match self.get(gate, url, page_size).await {
                 Err(e) if e.is_transient() && attempt < self.opts.max_retry_count => {
                     attempt += 1;
-                    self.log(
-                        LogLevel::Info,
-                        &format!(
-                            "{}: {e}; retry {attempt} of {} in {}s",
-                            strip_query(url),
-                            self.opts.max_retry_count,
-                            self.opts.retry_interval.as_secs_f64()
-                        ),
-                    );
+                    self.reporter.info(&format!(
+                        "{}: {e}; retry {attempt} of {} in {}s",
+                        strip_query(url),
+                        self.opts.max_retry_count,
+                        self.opts.retry_interval.as_secs_f64()
+                    ));
                     self.retry_pause().await?;
                 }
                 r => return r,

@@ -69,7 +69,7 @@ fn describe(holder: &str) -> String {
 impl RunLock {
     /// Takes the lock in `working_folder`, creating the folder if needed.
     pub fn acquire(working_folder: &Path) -> Result<RunLock, Error> {
-        crate::store::create_dir_durable(working_folder)?;
+        durable_write::create_dir_all(working_folder).map_err(Error::durable)?;
         let path = working_folder.join(LOCK_FILE);
         // Bounded: a retry is only needed when a releasing run removed the file between our open
         // and our lock.

@@ -3,8 +3,8 @@
 //! Progress counters are atomics read by a UI (the CLI's progress bars) while the run goes on;
 //! the report is built from them at the end and is what `backup_ended` receives.
 
+use crate::store::ObjectKey;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -148,10 +148,12 @@ pub struct FailedMessage {
 pub struct RemovedMessage {
     /// Graph message id.
     pub id: String,
-    /// The file that was removed.
-    pub path: PathBuf,
+    /// The stored copy that was removed.
+    pub key: ObjectKey,
+    /// Where that copy was ([`crate::store::MessageStore::locate`]: a path for a local store).
+    pub location: String,
     /// Where it was moved instead of being deleted (with a quarantine folder).
-    pub quarantined_to: Option<PathBuf>,
+    pub quarantined_to: Option<String>,
 }
 
 /// How a run ended.

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use graph_emulator::{EmulatorConfig, EndpointKind, MailboxSpec, NewMessage, Trigger};
 use mailbackup::{
-    Backup, BeforeAction, DeleteAction, Error, Hooks, Mailboxes, MessageInfo, RunStatus,
+    Backup, BeforeAction, DeleteAction, Error, Hooks, Mailboxes, MessageInfo, ObjectKey, RunStatus,
     StaticToken,
 };
 use std::path::Path;
@@ -202,7 +202,7 @@ struct AbortAfter {
 }
 
 impl Hooks for AbortAfter {
-    fn message_saved(&self, _info: &MessageInfo, _path: &Path) {
+    fn message_saved(&self, _info: &MessageInfo, _key: &ObjectKey) {
         if self.saved.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
             self.cancel.cancel();
         }
@@ -396,7 +396,7 @@ impl Hooks for Recorder {
             proposed
         }
     }
-    fn before_delete(&self, _mailbox: &str, _id: &str, _path: &Path) -> DeleteAction {
+    fn before_delete(&self, _mailbox: &str, _id: &str, _key: &ObjectKey) -> DeleteAction {
         DeleteAction::Keep
     }
 }
@@ -499,7 +499,8 @@ async fn shared_mailbox_through_user_id_with_a_delegated_token() {
 /// listing and fetch, and giving up after an error.
 struct Decider {
     emu_mailbox: graph_emulator::MailboxHandle,
-    redirect_dir: std::path::PathBuf,
+    /// Where the first message is saved instead of its default key.
+    redirect_to: ObjectKey,
     order: Mutex<Vec<String>>,
     errors: Mutex<Vec<(String, u32)>>,
     fetched: AtomicU64,
@@ -513,7 +514,7 @@ impl Hooks for Decider {
             o.len()
         };
         match n {
-            1 => BeforeAction::Save(self.redirect_dir.join("first.eml")),
+            1 => BeforeAction::Save(self.redirect_to.clone()),
             2 => {
                 // Deleted remotely after the listing: the fetch gets 404.
                 self.emu_mailbox.delete_message(&info.id).unwrap();
@@ -553,12 +554,11 @@ impl Hooks for Decider {
 async fn hooks_redirect_skip_and_give_up_and_deleted_in_flight_is_not_an_error() {
     let emu = emulator(vec![MailboxSpec::new(ALICE).messages(8).seed(6)]).await;
     let dir = tempfile::tempdir().unwrap();
-    let elsewhere = tempfile::tempdir().unwrap();
     let token = app_token(&emu).await;
     let decider = || {
         Arc::new(Decider {
             emu_mailbox: emu.mailbox(ALICE),
-            redirect_dir: elsewhere.path().to_path_buf(),
+            redirect_to: ObjectKey::new("elsewhere/first.eml").unwrap(),
             order: Mutex::new(Vec::new()),
             errors: Mutex::new(Vec::new()),
             fetched: AtomicU64::new(0),
@@ -576,7 +576,7 @@ async fn hooks_redirect_skip_and_give_up_and_deleted_in_flight_is_not_an_error()
     let r = &report.mailboxes[0];
     assert!(report.is_success(), "{report:?}");
     assert_eq!((r.gone_in_flight, r.skipped, r.saved), (1, 1, 6), "{r:?}");
-    let first = elsewhere.path().join("first.eml");
+    let first = dir.path().join("elsewhere/first.eml");
     let (h, _) = split_saved(&std::fs::read(&first).unwrap());
     assert_eq!(h.id, hooks.order.lock().unwrap()[0]);
 
@@ -635,7 +635,8 @@ async fn sync_deletes_can_quarantine_instead_of_deleting() {
     let r = &report.mailboxes[0];
     assert_eq!(r.removed.len(), 1, "{r:?}");
     let original = expected_path(dir.path(), &gone.immutable_id, gone.created);
-    let moved = r.removed[0].quarantined_to.clone().unwrap();
+    let moved = std::path::PathBuf::from(r.removed[0].quarantined_to.clone().unwrap());
+    assert_eq!(r.removed[0].location, original.display().to_string());
     assert_eq!(
         moved,
         quarantine
