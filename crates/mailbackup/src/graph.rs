@@ -7,7 +7,8 @@
 //!   respects) for `Retry-After` (seconds or HTTP date), else an exponential backoff 1 s..60 s.
 //!   Throttling waits never count as retries; only the run's time limit bounds them.
 //! - 401: one token refresh (`TokenSource::on_unauthorized`) and the request is repeated; a second
-//!   401 is [`Error::Unauthorized`].
+//!   401 is [`Error::Unauthorized`]. One refresh per refused token: requests refused with the
+//!   same token wait for it and share its outcome (a failed refresh is not tried again by each).
 //! - Other errors are returned to the caller, which decides about retries (listing requests use
 //!   [`Graph::get_retrying`]: `MaxRetryCount` retries `RetryInterval` apart for transient errors).
 //! - `@odata.nextLink` / `@odata.deltaLink` are followed verbatim, but only on the configured
@@ -227,9 +228,11 @@ pub(crate) struct Graph {
     base: String,
     origin: String,
     tokens: Arc<dyn TokenSource>,
-    /// After a refresh: (refused token, fresh token), so a provider that keeps returning the
-    /// refused token from `access_token` still gets the fresh one used.
-    refreshed: Mutex<Option<(String, String)>>,
+    /// The last refresh: the refused token and its outcome (the fresh token, or why there is
+    /// none). Held while a refresh runs, so requests refused with the same token wait for that
+    /// one refresh and share its outcome instead of each trying again; a provider that keeps
+    /// returning the refused token from `access_token` still gets the fresh one used.
+    refreshed: Mutex<Option<(String, Result<String, String>)>>,
     opts: Arc<Options>,
     cancel: CancellationToken,
     deadline: Instant,
@@ -336,35 +339,44 @@ impl Graph {
             .map_err(|e| Error::Token(e.to_string()))?;
         let r = self.refreshed.lock().await;
         Ok(match r.as_ref() {
-            Some((refused, fresh)) if *refused == t => fresh.clone(),
+            Some((refused, Ok(fresh))) if *refused == t => fresh.clone(),
             _ => t,
         })
     }
 
+    /// Gets a fresh token after `refused` was refused: once per refused token, whatever the
+    /// number of requests waiting on it.
     async fn refresh(&self, refused: &str) -> Result<(), Error> {
+        let failed = |why: &str| Error::Unauthorized {
+            message: format!("the token was refused and could not be refreshed: {why}"),
+        };
         let mut r = self.refreshed.lock().await;
-        if r.as_ref().is_some_and(|(old, _)| old == refused) {
-            // Another request already refreshed this token.
-            return Ok(());
+        if let Some((old, outcome)) = r.as_ref()
+            && old == refused
+        {
+            // Another request already refreshed this token (or found it cannot be).
+            return outcome.as_ref().map(|_| ()).map_err(|why| failed(why));
         }
         let now = self
             .tokens
             .access_token()
             .await
             .map_err(|e| Error::Token(e.to_string()))?;
-        if now != refused && r.as_ref().is_none_or(|(_, fresh)| *fresh != refused) {
+        if now != refused
+            && r.as_ref()
+                .is_none_or(|(_, fresh)| fresh.as_deref() != Ok(refused))
+        {
             // The provider already hands out a newer token.
             return Ok(());
         }
-        let fresh =
-            self.tokens
-                .on_unauthorized(refused)
-                .await
-                .map_err(|e| Error::Unauthorized {
-                    message: format!("the token was refused and could not be refreshed: {e}"),
-                })?;
-        *r = Some((refused.to_string(), fresh));
-        Ok(())
+        let outcome = self
+            .tokens
+            .on_unauthorized(refused)
+            .await
+            .map_err(|e| e.to_string());
+        let result = outcome.as_ref().map(|_| ()).map_err(|why| failed(why));
+        *r = Some((refused.to_string(), outcome));
+        result
     }
 
     /// One GET through the gate, with throttling and 401 handling. `Ok` only for 2xx.

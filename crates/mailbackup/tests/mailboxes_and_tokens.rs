@@ -5,9 +5,10 @@ mod common;
 
 use common::*;
 use graph_emulator::{EmulatorConfig, MailboxSpec, NewMessage};
-use mailbackup::{Backup, Mailboxes, StaticToken};
+use mailbackup::{Backup, Hooks, Mailboxes, MessageInfo, ObjectKey, StaticToken};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 #[tokio::test]
 async fn two_mailboxes_in_one_run() {
@@ -119,5 +120,81 @@ async fn shared_mailbox_through_user_id_with_a_delegated_token() {
     assert!(
         err.contains("403") && err.contains("ErrorAccessDenied"),
         "{err}"
+    );
+}
+
+/// A token that works until `revoke` is set, then is refused; refreshing it always fails.
+struct RevokedMidRun {
+    good: String,
+    revoked: std::sync::atomic::AtomicBool,
+    refresh_attempts: std::sync::atomic::AtomicU32,
+}
+
+impl mailbackup::TokenSource for RevokedMidRun {
+    fn access_token(
+        &self,
+    ) -> futures_util::future::BoxFuture<'_, Result<String, mailbackup::TokenError>> {
+        let t = if self.revoked.load(Ordering::SeqCst) {
+            "revoked-token".to_string()
+        } else {
+            self.good.clone()
+        };
+        Box::pin(async move { Ok(t) })
+    }
+
+    fn on_unauthorized<'a>(
+        &'a self,
+        _rejected: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, mailbackup::TokenError>> {
+        self.refresh_attempts.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {
+            // As slow as a real token endpoint, so other refused requests pile up behind it.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err("invalid_grant: the refresh token was revoked".into())
+        })
+    }
+}
+
+/// Revokes the token once some messages are saved.
+struct RevokeAfter(Arc<RevokedMidRun>, AtomicU64);
+
+impl Hooks for RevokeAfter {
+    fn message_saved(&self, _info: &MessageInfo, _key: &ObjectKey) {
+        if self.1.fetch_add(1, Ordering::SeqCst) == 5 {
+            self.0.revoked.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refused_token_is_refreshed_once_for_all_requests_waiting_on_it() {
+    let emu = emulator_with(
+        EmulatorConfig::default()
+            .with_mailboxes(vec![MailboxSpec::new(ALICE).messages(60).seed(21)])
+            .with_latency(Duration::from_millis(30)),
+    )
+    .await;
+    let tokens = Arc::new(RevokedMidRun {
+        good: app_token(&emu).await,
+        revoked: Default::default(),
+        refresh_attempts: Default::default(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let report = Backup::builder(dir.path(), tokens.clone())
+        .graph_url(emu.graph_url())
+        .mailboxes(Mailboxes::User(ALICE.into()))
+        .hooks(Arc::new(RevokeAfter(tokens.clone(), AtomicU64::new(0))))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let r = &report.mailboxes[0];
+    let error = r.error.as_deref().unwrap_or_default();
+    assert!(error.contains("revoked"), "{r:?}");
+    assert_eq!(
+        tokens.refresh_attempts.load(Ordering::SeqCst),
+        1,
+        "every request refused with the same token waits for one refresh"
     );
 }
