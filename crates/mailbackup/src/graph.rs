@@ -5,6 +5,8 @@
 //!   [`crate::MAILBOX_CONCURRENCY_LIMIT`] permits held for the whole request, body included.
 //! - Throttling: 429 and 503 make the whole mailbox wait (a fence every request of the gate
 //!   respects) for `Retry-After` (seconds or HTTP date), else an exponential backoff 1 s..60 s.
+//!   Except a 429 for Graph's concurrency limit ("MailboxConcurrency"): the mailbox is within its
+//!   budget and our permits keep it at the limit, so only that request waits its `Retry-After`.
 //!   Throttling waits never count as retries; only the run's time limit bounds them.
 //! - 401: one token refresh (`TokenSource::on_unauthorized`) and the request is repeated; a second
 //!   401 is [`Error::Unauthorized`]. One refresh per refused token: requests refused with the
@@ -492,6 +494,18 @@ impl Graph {
                     refreshed_once = true;
                 }
                 401 => return Err(Error::Unauthorized { message }),
+                429 if is_concurrency_limit(&message) => {
+                    // Too many requests at once (ours raced the server's slot release): only
+                    // this request waits; the others of the mailbox are within the limit.
+                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                    gate.progress.throttled.fetch_add(1, Ordering::Relaxed);
+                    self.reporter.info(&format!(
+                        "{} throttled ({status} {code}, concurrency); this request waits {:.1}s",
+                        strip_query(url),
+                        wait.as_secs_f64()
+                    ));
+                    self.sleep(wait).await?;
+                }
                 429 | 503 => {
                     let n = gate.consecutive_throttles.fetch_add(1, Ordering::Relaxed);
                     let wait = retry_after.unwrap_or_else(|| {
@@ -678,6 +692,12 @@ impl Graph {
             reason: "the user list does not end".into(),
         })
     }
+}
+
+/// Whether a 429's message is Graph's per-mailbox concurrency limit ("Application is over its
+/// MailboxConcurrency limit."), as opposed to a request budget or other throttling.
+fn is_concurrency_limit(message: &str) -> bool {
+    message.contains("MailboxConcurrency")
 }
 
 /// A URL without its query, for logs and errors (queries can be long; they hold no secrets).

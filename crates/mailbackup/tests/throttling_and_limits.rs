@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use graph_emulator::{MailboxSpec, Trigger};
+use graph_emulator::{EndpointKind, MailboxSpec, Trigger};
 use mailbackup::{Hooks, RunStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,4 +119,113 @@ async fn a_download_still_running_at_the_time_limit_is_cut_there() {
     assert!(eml_files(dir.path()).is_empty());
     let v = mailbackup::verify(dir.path()).unwrap();
     assert!(v.is_clean(), "{v:?}");
+}
+
+/// When the mailbox was throttled and when messages were saved.
+#[derive(Default)]
+struct Timeline {
+    throttled_at: Mutex<Vec<std::time::Instant>>,
+    saved_at: Mutex<Vec<std::time::Instant>>,
+}
+
+impl Hooks for Timeline {
+    fn log(&self, _level: mailbackup::LogLevel, message: &str) {
+        if message.contains("throttled") {
+            self.throttled_at
+                .lock()
+                .unwrap()
+                .push(std::time::Instant::now());
+        }
+    }
+    fn message_saved(&self, _info: &mailbackup::MessageInfo, _key: &mailbackup::ObjectKey) {
+        self.saved_at
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+    }
+}
+
+/// Saves between 0.2 s and 1.8 s after the (first) throttling answer of a run.
+async fn saves_during_a_two_second_throttle(
+    faults: graph_emulator::FaultConfig,
+    budget: Option<graph_emulator::RateLimit>,
+) -> usize {
+    let emu = emulator_with(graph_emulator::EmulatorConfig {
+        mailbox_rate_limit: budget,
+        ..graph_emulator::EmulatorConfig::default()
+            .with_mailboxes(vec![MailboxSpec::new(ALICE).messages(60).seed(31)])
+            .with_latency(Duration::from_millis(20))
+    })
+    .await;
+    let token = app_token(&emu).await;
+    emu.faults().set(faults);
+    let timeline = Arc::new(Timeline::default());
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .hooks(timeline.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_complete(dir.path(), &emu, ALICE);
+    let t = timeline.throttled_at.lock().unwrap()[0];
+    let window = (t + Duration::from_millis(200))..(t + Duration::from_millis(1800));
+    timeline
+        .saved_at
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| window.contains(s))
+        .count()
+}
+
+#[tokio::test]
+async fn a_concurrency_429_delays_only_its_own_request() {
+    let saved = saves_during_a_two_second_throttle(
+        graph_emulator::FaultConfig {
+            throttle: Trigger::Next(1),
+            throttle_retry_after_secs: 2,
+            only: Some(vec![EndpointKind::MessageValue]),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    assert!(
+        saved >= 5,
+        "the other requests go on while one waits out its Retry-After ({saved} saved)"
+    );
+}
+
+#[tokio::test]
+async fn a_503_still_pauses_the_whole_mailbox() {
+    let saved = saves_during_a_two_second_throttle(
+        graph_emulator::FaultConfig {
+            unavailable: Trigger::Next(1),
+            unavailable_retry_after_secs: Some(2),
+            only: Some(vec![EndpointKind::MessageValue]),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    assert_eq!(
+        saved, 0,
+        "no request of the mailbox starts during the pause"
+    );
+}
+
+#[tokio::test]
+async fn a_429_for_an_exhausted_request_budget_still_pauses_the_whole_mailbox() {
+    let budget = graph_emulator::RateLimit {
+        requests: 30,
+        window: Duration::from_secs(2),
+    };
+    let saved = saves_during_a_two_second_throttle(Default::default(), Some(budget)).await;
+    assert_eq!(
+        saved, 0,
+        "no request of the mailbox starts during the pause"
+    );
 }
