@@ -2,7 +2,8 @@
 //! that keep it polite and correct.
 //!
 //! - Concurrency: every request of a mailbox goes through its [`Gate`], a semaphore with at most
-//!   [`crate::MAILBOX_CONCURRENCY_LIMIT`] permits held for the whole request, body included.
+//!   [`crate::MAILBOX_CONCURRENCY_LIMIT`] permits held for the whole request, body included, and
+//!   the mailbox's own connection pool that keeps no more connections than permits.
 //! - Throttling: 429 and 503 make the whole mailbox wait (a fence every request of the gate
 //!   respects) for `Retry-After` (seconds or HTTP date), else an exponential backoff 1 s..60 s.
 //!   Except a 429 for Graph's concurrency limit ("MailboxConcurrency"): the mailbox is within its
@@ -37,9 +38,12 @@ use tokio_util::sync::CancellationToken;
 /// Properties requested when listing messages.
 pub(crate) const MESSAGE_SELECT: &str = "id,createdDateTime,lastModifiedDateTime,receivedDateTime,sentDateTime,subject,from,toRecipients,ccRecipients,bccRecipients,hasAttachments,parentFolderId,internetMessageId";
 
-/// Per-mailbox concurrency cap and throttling fence.
+/// Per-mailbox concurrency cap, connection pool and throttling fence.
 #[derive(Debug)]
 pub(crate) struct Gate {
+    /// The mailbox's own HTTP client: its pool keeps at most as many connections as permits,
+    /// so a mailbox does not hold more connections than it may use at once.
+    http: reqwest::Client,
     sem: Semaphore,
     fence: std::sync::Mutex<Option<Instant>>,
     consecutive_throttles: AtomicU32,
@@ -49,15 +53,26 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    pub(crate) fn new(permits: usize, progress: Arc<MailboxProgress>) -> Gate {
-        Gate {
-            sem: Semaphore::new(permits.max(1)),
+    pub(crate) fn new(opts: &Options, progress: Arc<MailboxProgress>) -> Result<Gate, Error> {
+        let permits = opts.connections_per_mailbox.max(1);
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(opts.request_timeout)
+            .pool_max_idle_per_host(permits)
+            .build()
+            .map_err(|e| Error::Transport {
+                url: opts.graph_url.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Gate {
+            http,
+            sem: Semaphore::new(permits),
             fence: std::sync::Mutex::new(None),
             consecutive_throttles: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             progress,
-        }
+        })
     }
 
     fn fence(&self) -> Option<Instant> {
@@ -226,7 +241,6 @@ enum Ended {
 
 /// The Graph client of a run.
 pub(crate) struct Graph {
-    http: reqwest::Client,
     base: String,
     origin: String,
     tokens: Arc<dyn TokenSource>,
@@ -254,17 +268,7 @@ impl Graph {
             reason: format!("{base:?} is not a URL: {e}"),
         })?;
         let origin = url.origin().ascii_serialization();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(opts.request_timeout)
-            .pool_max_idle_per_host(16)
-            .build()
-            .map_err(|e| Error::Transport {
-                url: base.clone(),
-                message: e.to_string(),
-            })?;
         Ok(Graph {
-            http,
             base,
             origin,
             tokens,
@@ -421,7 +425,7 @@ impl Graph {
             if let Some(n) = page_size {
                 prefer.push(format!("odata.maxpagesize={n}"));
             }
-            let mut req = self.http.get(url).bearer_auth(&token);
+            let mut req = gate.http.get(url).bearer_auth(&token);
             if !prefer.is_empty() {
                 req = req.header("Prefer", prefer.join(", "));
             }

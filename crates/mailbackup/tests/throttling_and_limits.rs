@@ -229,3 +229,27 @@ async fn a_429_for_an_exhausted_request_budget_still_pauses_the_whole_mailbox() 
         "no request of the mailbox starts during the pause"
     );
 }
+
+#[tokio::test]
+async fn a_mailbox_opens_no_more_connections_than_its_permits() {
+    let emu = emulator_with(
+        graph_emulator::EmulatorConfig::default()
+            .with_mailboxes(vec![MailboxSpec::new(ALICE).messages(600).seed(41)]),
+    )
+    .await;
+    let token = app_token(&emu).await;
+    let before = emu.stats().connections_accepted;
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let opened = emu.stats().connections_accepted - before;
+    assert!(
+        opened <= 4,
+        "{opened} connections for one mailbox with 4 permits"
+    );
+}

@@ -302,7 +302,7 @@ impl Backup {
             }
             Mailboxes::AllUsers => {
                 let p = self.progress.add("(tenant users)");
-                let gate = Gate::new(self.opts.connections_per_mailbox, p);
+                let gate = Gate::new(&self.opts, p)?;
                 let users: Vec<User> = ctx.graph.users(&gate).await?;
                 ctx.reporter
                     .info(&format!("{} users in the tenant", users.len()));
@@ -321,10 +321,16 @@ async fn backup_mailbox(
     progress: Arc<MailboxProgress>,
 ) -> MailboxReport {
     let key = target.mailbox.as_str();
-    let gate = Gate::new(ctx.opts.connections_per_mailbox, progress.clone());
     let mut report = MailboxReport {
         mailbox: key.to_string(),
         ..Default::default()
+    };
+    let gate = match Gate::new(&ctx.opts, progress.clone()) {
+        Ok(g) => g,
+        Err(e) => {
+            report.error = Some(e.to_string());
+            return report;
+        }
     };
     progress.set_phase(Phase::Initialization);
     ctx.reporter.info(&format!("{key}: initialization phase"));
