@@ -4,7 +4,9 @@
 //! lock), `verify` (re-hash files against the index). See README.md for every flag and config key.
 //!
 //! Exit codes: 0 success; 1 a message or mailbox finally failed, or verify found problems;
-//! 2 the run could not start (options, lock, sign-in); 130 aborted with Ctrl-C.
+//! 2 the run could not start (options, lock) or sign-in failed, also during the run (no token
+//! could be obtained or renewed); 130 aborted with Ctrl-C. Logs carry colour codes only on a
+//! terminal and without `NO_COLOR`.
 
 mod auth;
 mod config;
@@ -78,11 +80,19 @@ fn init_logs(level: &str, writer: Option<ui::Bars>) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,{CAPS}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(colour_on_stderr());
     let _ = match writer {
         Some(bars) => builder.with_writer(move || bars.writer()).try_init(),
         None => builder.with_writer(std::io::stderr).try_init(),
     };
+}
+
+/// Colours only for a person at a terminal: not when stderr is a file or a pipe, and not when
+/// `NO_COLOR` is set to anything non-empty (no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn data_folder(flag: Option<PathBuf>, file: &FileConfig) -> Result<PathBuf> {
@@ -167,6 +177,9 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(match report.status {
                 RunStatus::Aborted => ExitCode::from(130),
                 _ if report.is_success() => ExitCode::SUCCESS,
+                // Sign-in failures exit like a run that could not start: nothing can be done
+                // until the user signs in again.
+                _ if report.mailboxes.iter().any(|m| m.sign_in_failed) => ExitCode::from(2),
                 _ => ExitCode::from(1),
             })
         }

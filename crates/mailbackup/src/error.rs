@@ -48,8 +48,17 @@ pub enum Error {
         /// Graph's message for the last refusal.
         message: String,
     },
+    /// Graph refused the access token and no new one could be obtained without the user (the
+    /// refresh token expired or was revoked, the password changed, the authority is down).
+    #[error(
+        "the access token was refused and a new one could not be obtained ({message}); sign in again"
+    )]
+    SignIn {
+        /// Why no new token could be obtained.
+        message: String,
+    },
     /// The token source could not produce a token.
-    #[error("cannot obtain an access token: {0}")]
+    #[error("cannot obtain an access token: {0}; sign in again")]
     Token(String),
     /// A transport failure (connection refused, TLS, timeout) that persisted through the retries.
     #[error("cannot reach Graph ({url}): {message}")]
@@ -145,6 +154,11 @@ impl Error {
         Error::io(e.context(), e.source)
     }
 
+    /// Whether only signing in again can help (no token could be obtained or renewed).
+    pub fn is_sign_in(&self) -> bool {
+        matches!(self, Error::SignIn { .. } | Error::Token(_))
+    }
+
     /// Whether retrying the same request later may succeed (server errors, transport failures).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -161,6 +175,7 @@ impl Error {
             Error::InvalidOption { .. } => "InvalidOption".into(),
             Error::Locked { .. } => "Locked".into(),
             Error::Unauthorized { .. } => "Unauthorized".into(),
+            Error::SignIn { .. } => "SignInRequired".into(),
             Error::Token(_) => "TokenError".into(),
             Error::Transport { .. } => "TransportError".into(),
             Error::Protocol { .. } => "ProtocolError".into(),
@@ -178,6 +193,7 @@ impl Error {
         matches!(
             self,
             Error::Unauthorized { .. }
+                | Error::SignIn { .. }
                 | Error::Token(_)
                 | Error::TimeLimit { .. }
                 | Error::Aborted

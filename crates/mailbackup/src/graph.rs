@@ -353,8 +353,8 @@ impl Graph {
     /// Gets a fresh token after `refused` was refused: once per refused token, whatever the
     /// number of requests waiting on it.
     async fn refresh(&self, refused: &str) -> Result<(), Error> {
-        let failed = |why: &str| Error::Unauthorized {
-            message: format!("the token was refused and could not be refreshed: {why}"),
+        let failed = |why: &str| Error::SignIn {
+            message: why.to_string(),
         };
         let mut r = self.refreshed.lock().await;
         if let Some((old, outcome)) = r.as_ref()

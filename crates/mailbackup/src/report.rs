@@ -200,6 +200,10 @@ pub struct MailboxReport {
     pub max_concurrency: u64,
     /// Why the mailbox stopped early, if it did.
     pub error: Option<String>,
+    /// The mailbox stopped because no access token could be obtained or renewed: signing in
+    /// again is needed.
+    #[serde(default)]
+    pub sign_in_failed: bool,
     /// Why the mailbox was left out without it being an error (a tenant user without mailbox).
     pub skipped_reason: Option<String>,
     /// True when the sync phase was wanted but skipped for safety (see `error`/logs).

@@ -357,7 +357,7 @@ async fn backup_mailbox(
         Err(e) => {
             // Graph's own message (e.g. an invalid $filter) reaches the user unchanged.
             ctx.reporter.error(&format!("{key}: listing failed: {e}"));
-            report.error = Some(e.to_string());
+            record_error(&mut report, &e);
             return finish(report, &progress, &gate);
         }
     };
@@ -378,7 +378,7 @@ async fn backup_mailbox(
     let known = match fetching::Known::load(ctx, key, &target.prefix).await {
         Ok(k) => k,
         Err(e) => {
-            report.error = Some(e.to_string());
+            record_error(&mut report, &e);
             return finish(report, &progress, &gate);
         }
     };
@@ -425,7 +425,7 @@ async fn backup_mailbox(
     }
     if let Some(e) = fatal {
         ctx.reporter.error(&format!("{key}: stopped: {e}"));
-        report.error = Some(e.to_string());
+        record_error(&mut report, &e);
     }
     // Delta links are stored only for folders whose every message is durable (or skipped on purpose).
     let links: Vec<(String, String, String)> = listing
@@ -458,11 +458,17 @@ async fn backup_mailbox(
             {
                 ctx.reporter
                     .error(&format!("{key}: sync phase stopped: {e}"));
-                report.error = Some(e.to_string());
+                record_error(&mut report, &e);
             }
         }
     }
     finish(report, &progress, &gate)
+}
+
+/// Records why a mailbox stopped.
+fn record_error(report: &mut MailboxReport, e: &Error) {
+    report.error = Some(e.to_string());
+    report.sign_in_failed |= e.is_sign_in();
 }
 
 fn finish(mut report: MailboxReport, progress: &MailboxProgress, gate: &Gate) -> MailboxReport {
