@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use url::Url;
 
 use crate::config::AuthConfig;
 use crate::error::{AuthError, Grant};
@@ -69,7 +70,54 @@ fn grant_from_name(name: &str) -> Option<Grant> {
     })
 }
 
+/// The sign-in settings a cache was written with, so a later run needs no flags for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CachedSignIn {
+    /// The application (client) id.
+    pub client_id: String,
+    /// The authority, e.g. `https://login.microsoftonline.com`.
+    pub authority: Url,
+    /// The tenant (id, domain, `organizations`, `common`).
+    pub tenant: String,
+}
+
 impl TokenCache {
+    /// The client id, authority and tenant the cache was written for; `None` when there is no
+    /// cache file or its token endpoint is not `{authority}/{tenant}/oauth2/v2.0/token` (a
+    /// configured endpoint override).
+    pub fn sign_in(&self) -> Result<Option<CachedSignIn>, AuthError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(AuthError::Cache {
+                    action: "read",
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let Ok(file) = serde_json::from_slice::<CacheFile>(&bytes) else {
+            // `load` reports an unusable cache with the full explanation.
+            return Ok(None);
+        };
+        let Some(base) = file.token_endpoint.strip_suffix("/oauth2/v2.0/token") else {
+            return Ok(None);
+        };
+        let Some((authority, tenant)) = base.rsplit_once('/') else {
+            return Ok(None);
+        };
+        let Ok(authority) = Url::parse(authority) else {
+            return Ok(None);
+        };
+        Ok(Some(CachedSignIn {
+            client_id: file.client_id,
+            authority,
+            tenant: tenant.to_string(),
+        }))
+    }
+
     /// A cache at `path` (the file need not exist yet; its directory is created on first write).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
@@ -252,6 +300,21 @@ mod tests {
         cache.store(&AuthConfig::new("c"), &token()).expect("store");
         let mode = fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_sign_in_settings_are_read_back_from_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = TokenCache::new(dir.path().join("token.json"));
+        assert_eq!(cache.sign_in().expect("no file"), None);
+        let config = AuthConfig::new("client-9")
+            .with_authority(Url::parse("http://127.0.0.1:9/").expect("url"))
+            .with_tenant("contoso.example");
+        cache.store(&config, &token()).expect("store");
+        let s = cache.sign_in().expect("read").expect("settings");
+        assert_eq!(s.client_id, "client-9");
+        assert_eq!(s.tenant, "contoso.example");
+        assert_eq!(s.authority.as_str(), "http://127.0.0.1:9/");
     }
 
     #[test]

@@ -61,7 +61,7 @@ mod redirect;
 pub mod secret;
 pub mod token;
 
-pub use cache::TokenCache;
+pub use cache::{CachedSignIn, TokenCache};
 pub use config::AuthConfig;
 pub use error::{AuthError, Grant, PlatformError};
 pub use flows::{Authenticator, LoginMethod, WebAuthorization};

@@ -148,7 +148,7 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             let bars = ui::Bars::new(!no_progress);
             init_logs(&cli.log_level, Some(bars.clone()));
-            let settings = config::merge_auth(&auth, &file.auth);
+            let settings = auth::with_cached_sign_in(config::merge_auth(&auth, &file.auth))?;
             let tokens = auth::token_source(&settings)?;
             let backup = config::backup_builder(&run, &file, tokens)?.build()?;
             let cancel = backup.cancel_token();

@@ -76,3 +76,22 @@ async fn logs_to_a_pipe_or_with_no_color_carry_no_colour_codes() {
         assert!(!err.contains('\u{1b}'), "colour codes in {err:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_takes_client_id_authority_and_tenant_from_the_token_cache() {
+    let emu = emulator(4, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.json");
+    login(&emu, &cache).await;
+    let data = dir.path().join("data");
+    let mut c = bin();
+    c.arg("run")
+        .arg("-d")
+        .arg(&data)
+        .args(["--graph-url", &emu.graph_url()])
+        .arg("--token-cache")
+        .arg(&cache);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(assert_files_complete(&data, &emu), 4);
+}
