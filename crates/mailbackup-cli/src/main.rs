@@ -266,8 +266,9 @@ fn print_summary(report: &mailbackup::BackupReport) {
             println!("mailbox {}: skipped ({why})", m.mailbox);
             continue;
         }
+        let moved = m.removed.iter().filter(|r| r.moved_to.is_some()).count();
         println!(
-            "mailbox {}: {} messages: {} saved ({}), {} unchanged, {} skipped, {} deleted before fetch, {} failed, {} removed locally; {} requests, {} throttled",
+            "mailbox {}: {} messages: {} saved ({}), {} unchanged, {} skipped, {} deleted before fetch, {} failed, {} removed locally{}; {} requests, {} throttled",
             m.mailbox,
             m.message_count,
             m.saved,
@@ -277,19 +278,25 @@ fn print_summary(report: &mailbackup::BackupReport) {
             m.gone_in_flight,
             m.failed.len(),
             m.removed.len(),
+            if moved > 0 {
+                format!(" ({moved} moved to another folder and saved again under their new id)")
+            } else {
+                String::new()
+            },
             m.requests,
             m.throttled
         );
         for r in &m.removed {
+            let why = match &r.moved_to {
+                Some(new) => format!(
+                    "message {} moved to another folder, saved again as {new}",
+                    r.id
+                ),
+                None => format!("message {} deleted remotely", r.id),
+            };
             match &r.quarantined_to {
-                Some(to) => println!(
-                    "  moved {} to {to} (message {} deleted remotely)",
-                    r.location, r.id
-                ),
-                None => println!(
-                    "  removed {} (message {} deleted remotely)",
-                    r.location, r.id
-                ),
+                Some(to) => println!("  moved {} to {to} ({why})", r.location),
+                None => println!("  removed {} ({why})", r.location),
             }
         }
         if let Some(e) = &m.error {

@@ -154,6 +154,10 @@ pub struct RemovedMessage {
     pub location: String,
     /// Where it was moved instead of being deleted (with a quarantine folder).
     pub quarantined_to: Option<String>,
+    /// The message was not deleted but moved to another folder under a new id (Graph ids
+    /// change on a move without immutable ids): its new id, under which it was saved again.
+    #[serde(default)]
+    pub moved_to: Option<String>,
 }
 
 /// How a run ended.

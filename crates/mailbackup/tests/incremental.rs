@@ -271,3 +271,30 @@ async fn a_failed_message_holds_back_its_folders_delta_token_and_the_next_run_fe
     assert_eq!(tokens_of(dir.path()), all_tokens);
     assert_complete(dir.path(), &emu, ALICE);
 }
+
+#[tokio::test]
+async fn with_mutable_ids_a_moved_message_is_reported_as_moved_not_deleted() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(10).seed(17)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let run = |sync: bool| {
+        builder(&emu, dir.path(), token.clone(), ALICE)
+            .immutable_ids(false)
+            .sync_deletes(sync)
+            .build()
+            .unwrap()
+    };
+    run(false).run().await.unwrap();
+    let mb = emu.mailbox(ALICE);
+    let before = mb.messages()[2].clone();
+    let moved = mb.move_message(&before.id, "deleteditems").unwrap();
+    assert_ne!(moved.id, before.id, "a move changes a mutable id");
+
+    let report = run(true).run().await.unwrap();
+    let r = &report.mailboxes[0];
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(r.removed.len(), 1, "{r:?}");
+    assert_eq!(r.removed[0].id, before.id);
+    assert_eq!(r.removed[0].moved_to.as_deref(), Some(moved.id.as_str()));
+    assert_eq!(eml_files(dir.path()).len(), 10, "one copy per message");
+}

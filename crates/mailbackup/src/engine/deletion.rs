@@ -25,17 +25,20 @@ pub(super) async fn sync_deletes(
     progress
         .sync_total
         .store(saved.len() as u64, Ordering::Relaxed);
-    let remote: HashSet<String> = match &listing.filtered_ids {
-        Some(ids) => ids.clone(),
-        None => {
-            let mb = key.to_string();
-            ctx.index(move |ix| ix.remote_messages(&mb))
-                .await?
-                .into_iter()
-                .map(|m| m.id)
-                .collect()
-        }
-    };
+    // Current ids, and (delta listings) current ids by Message-ID to recognise moves.
+    let (remote, by_message_id): (HashSet<String>, HashMap<String, String>) =
+        match &listing.filtered_ids {
+            Some(ids) => (ids.clone(), HashMap::new()),
+            None => {
+                let mb = key.to_string();
+                let infos = ctx.index(move |ix| ix.remote_messages(&mb)).await?;
+                let by_message_id = infos
+                    .iter()
+                    .filter_map(|m| Some((m.internet_message_id.clone()?, m.id.clone())))
+                    .collect();
+                (infos.into_iter().map(|m| m.id).collect(), by_message_id)
+            }
+        };
     let mut gone: Vec<SavedRow> = Vec::new();
     for row in saved {
         progress.sync_checked.fetch_add(1, Ordering::Relaxed);
@@ -54,6 +57,7 @@ pub(super) async fn sync_deletes(
             continue;
         }
         let location = ctx.store.locate(&row.key);
+        let moved_to = moved_to(ctx, row, &by_message_id).await;
         let quarantine = ctx.opts.quarantine_folder.is_some();
         let (object, mb, message) = (row.key.clone(), key.to_string(), id.to_string());
         let (store, index) = (ctx.store.clone(), ctx.index.clone());
@@ -69,16 +73,48 @@ pub(super) async fn sync_deletes(
         })
         .await?;
         progress.removed.fetch_add(1, Ordering::Relaxed);
+        let why = match &moved_to {
+            Some(new) => format!("message {id} moved to another folder, saved again as {new}"),
+            None => format!("message {id} deleted remotely"),
+        };
         ctx.reporter.info(&match &quarantined_to {
-            Some(to) => format!("{key}: moved {location} to {to} (message {id} deleted remotely)"),
-            None => format!("{key}: removed {location} (message {id} deleted remotely)"),
+            Some(to) => format!("{key}: moved {location} to {to} ({why})"),
+            None => format!("{key}: removed {location} ({why})"),
         });
         report.removed.push(RemovedMessage {
             id: id.to_string(),
             key: row.key.clone(),
             location,
             quarantined_to,
+            moved_to,
         });
     }
     Ok(())
+}
+
+/// Without immutable ids a message moved to another folder gets a new id: its old copy looks
+/// deleted. It is a move when the copy's Message-ID belongs to a message still listed under
+/// another id; returns that id.
+async fn moved_to(
+    ctx: &Ctx,
+    row: &SavedRow,
+    by_message_id: &HashMap<String, String>,
+) -> Option<String> {
+    if by_message_id.is_empty() {
+        return None;
+    }
+    let k = row.key.clone();
+    let message_id = ctx
+        .store(move |s| match s.open(&k)? {
+            Some(r) => crate::store::read_message_id(r)
+                .map_err(|e| Error::io(format!("cannot read {k}"), e)),
+            None => Ok(None),
+        })
+        .await
+        .ok()
+        .flatten()?;
+    by_message_id
+        .get(&message_id)
+        .filter(|new| **new != row.id)
+        .cloned()
 }

@@ -179,6 +179,36 @@ pub fn read_header(r: impl Read) -> std::io::Result<Option<BackupHeader>> {
     }
 }
 
+/// The `Message-ID` of a stored message (its header section, read up to 256 KiB); `None` when
+/// it has none.
+pub fn read_message_id(r: impl Read) -> std::io::Result<Option<String>> {
+    let mut lines = BufReader::new(r.take(256 * 1024)).split(b'\n');
+    let mut found: Option<String> = None;
+    while let Some(line) = lines.next().transpose()? {
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            // A folded continuation of the previous header.
+            if let Some(f) = found.as_mut().filter(|f| f.is_empty()) {
+                f.push_str(line.trim());
+            }
+            continue;
+        }
+        if found.as_ref().is_some_and(|f| !f.is_empty()) {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("Message-ID")
+        {
+            found = Some(value.trim().to_string());
+        }
+    }
+    Ok(found.filter(|f| !f.is_empty()))
+}
+
 /// Size and SHA-256 (hex) of everything `r` yields.
 pub fn hash_reader(mut r: impl Read) -> std::io::Result<Stored> {
     let mut h = Sha256::new();
@@ -417,6 +447,19 @@ mod tests {
         let json = serde_json::to_string(&k).unwrap();
         assert_eq!(serde_json::from_str::<ObjectKey>(&json).unwrap(), k);
         assert!(serde_json::from_str::<ObjectKey>("\"../x\"").is_err());
+    }
+
+    #[test]
+    fn message_id_is_read_from_the_header_section_only() {
+        let m = b"X-NS-Backup: v=1; id=\"i\"; lastModified=\"t\"\r\nSubject: a\r\nMessage-Id: <a@b>\r\n\r\nMessage-ID: <body@x>\r\n";
+        assert_eq!(read_message_id(&m[..]).unwrap().as_deref(), Some("<a@b>"));
+        let folded = b"Message-ID:\r\n <f@x>\r\nTo: y\r\n\r\n";
+        assert_eq!(
+            read_message_id(&folded[..]).unwrap().as_deref(),
+            Some("<f@x>")
+        );
+        let none = b"Subject: a\r\n\r\nMessage-ID: <body@x>\r\n";
+        assert_eq!(read_message_id(&none[..]).unwrap(), None);
     }
 
     #[test]
