@@ -83,41 +83,6 @@ pub struct CachedSignIn {
 }
 
 impl TokenCache {
-    /// The client id, authority and tenant the cache was written for; `None` when there is no
-    /// cache file or its token endpoint is not `{authority}/{tenant}/oauth2/v2.0/token` (a
-    /// configured endpoint override).
-    pub fn sign_in(&self) -> Result<Option<CachedSignIn>, AuthError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(AuthError::Cache {
-                    action: "read",
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
-        let Ok(file) = serde_json::from_slice::<CacheFile>(&bytes) else {
-            // `load` reports an unusable cache with the full explanation.
-            return Ok(None);
-        };
-        let Some(base) = file.token_endpoint.strip_suffix("/oauth2/v2.0/token") else {
-            return Ok(None);
-        };
-        let Some((authority, tenant)) = base.rsplit_once('/') else {
-            return Ok(None);
-        };
-        let Ok(authority) = Url::parse(authority) else {
-            return Ok(None);
-        };
-        Ok(Some(CachedSignIn {
-            client_id: file.client_id,
-            authority,
-            tenant: tenant.to_string(),
-        }))
-    }
-
     /// A cache at `path` (the file need not exist yet; its directory is created on first write).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
@@ -133,16 +98,8 @@ impl TokenCache {
     /// Fails with [`AuthError::CacheUnusable`] when the file is corrupt or belongs to another
     /// client id or token endpoint than `config`'s.
     pub fn load(&self, config: &AuthConfig) -> Result<Option<Token>, AuthError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(AuthError::Cache {
-                    action: "read",
-                    path: self.path.clone(),
-                    source,
-                });
-            }
+        let Some(bytes) = self.read()? else {
+            return Ok(None);
         };
         self.warn_if_readable_by_others();
         let unusable = |detail: String| AuthError::CacheUnusable {
@@ -181,6 +138,46 @@ impl TokenCache {
         );
         token.scope = file.scope;
         Ok(Some(token))
+    }
+
+    /// The client id, authority and tenant the cache was written for; `None` when there is no
+    /// cache file or its token endpoint is not `{authority}/{tenant}/oauth2/v2.0/token` (a
+    /// configured endpoint override).
+    pub fn sign_in(&self) -> Result<Option<CachedSignIn>, AuthError> {
+        let Some(bytes) = self.read()? else {
+            return Ok(None);
+        };
+        let Ok(file) = serde_json::from_slice::<CacheFile>(&bytes) else {
+            // `load` reports an unusable cache with the full explanation.
+            return Ok(None);
+        };
+        let Some(base) = file.token_endpoint.strip_suffix("/oauth2/v2.0/token") else {
+            return Ok(None);
+        };
+        let Some((authority, tenant)) = base.rsplit_once('/') else {
+            return Ok(None);
+        };
+        let Ok(authority) = Url::parse(authority) else {
+            return Ok(None);
+        };
+        Ok(Some(CachedSignIn {
+            client_id: file.client_id,
+            authority,
+            tenant: tenant.to_string(),
+        }))
+    }
+
+    /// The file's bytes; `None` when there is no file.
+    fn read(&self) -> Result<Option<Vec<u8>>, AuthError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(AuthError::Cache {
+                action: "read",
+                path: self.path.clone(),
+                source,
+            }),
+        }
     }
 
     /// Stores `token` atomically and durably with mode 0600.

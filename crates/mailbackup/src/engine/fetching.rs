@@ -108,12 +108,23 @@ async fn decide_retry(
     Ok(retry)
 }
 
-fn failed(info: &MessageInfo, e: &Error) -> Outcome {
-    Outcome::Failed(FailedMessage {
-        id: info.id.clone(),
-        code: e.code(),
-        message: e.to_string(),
-    })
+/// After a failed attempt: `None` to try again (the pause is over), else how the message ends.
+async fn after_failure(
+    ctx: &Ctx,
+    info: &MessageInfo,
+    e: Error,
+    attempt: &mut u32,
+) -> Option<Outcome> {
+    *attempt += 1;
+    match decide_retry(ctx, info, &e, *attempt).await {
+        Ok(true) => None,
+        Ok(false) => Some(Outcome::Failed(FailedMessage {
+            id: info.id.clone(),
+            code: e.code(),
+            message: e.to_string(),
+        })),
+        Err(fatal) => Some(Outcome::Fatal(fatal)),
+    }
 }
 
 /// One message of the backup phase; returns its folder (to hold back its delta link when the
@@ -228,11 +239,8 @@ async fn process_inner(
             }
             Err(e) if e.is_fatal_for_mailbox() => return Outcome::Fatal(e),
             Err(e) => {
-                attempt += 1;
-                match decide_retry(ctx, info, &e, attempt).await {
-                    Ok(true) => continue,
-                    Ok(false) => return failed(info, &e),
-                    Err(fatal) => return Outcome::Fatal(fatal),
+                if let Some(outcome) = after_failure(ctx, info, e, &mut attempt).await {
+                    return outcome;
                 }
             }
         }
@@ -284,11 +292,8 @@ async fn process_inner(
             // message alike: stop the mailbox instead of retrying each one.
             Err(e) if e.is_fatal_for_mailbox() => return Outcome::Fatal(e),
             Err(e) => {
-                attempt += 1;
-                match decide_retry(ctx, info, &e, attempt).await {
-                    Ok(true) => continue,
-                    Ok(false) => return failed(info, &e),
-                    Err(fatal) => return Outcome::Fatal(fatal),
+                if let Some(outcome) = after_failure(ctx, info, e, &mut attempt).await {
+                    return outcome;
                 }
             }
         }
