@@ -11,16 +11,16 @@
 //! renewal, so processes sharing it follow each other's refresh token rotation; only two
 //! refreshes at the same instant still race (the loser is asked to sign in again).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use url::Url;
 
 use crate::config::AuthConfig;
 use crate::error::{AuthError, Grant};
-use crate::pkce::random_token;
 use crate::secret::Secret;
 use crate::token::Token;
 
@@ -70,6 +70,18 @@ fn grant_from_name(name: &str) -> Option<Grant> {
     })
 }
 
+/// The sign-in settings a cache was written with, so a later run needs no flags for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CachedSignIn {
+    /// The application (client) id.
+    pub client_id: String,
+    /// The authority, e.g. `https://login.microsoftonline.com`.
+    pub authority: Url,
+    /// The tenant (id, domain, `organizations`, `common`).
+    pub tenant: String,
+}
+
 impl TokenCache {
     /// A cache at `path` (the file need not exist yet; its directory is created on first write).
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -86,16 +98,8 @@ impl TokenCache {
     /// Fails with [`AuthError::CacheUnusable`] when the file is corrupt or belongs to another
     /// client id or token endpoint than `config`'s.
     pub fn load(&self, config: &AuthConfig) -> Result<Option<Token>, AuthError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(AuthError::Cache {
-                    action: "read",
-                    path: self.path.clone(),
-                    source,
-                });
-            }
+        let Some(bytes) = self.read()? else {
+            return Ok(None);
         };
         self.warn_if_readable_by_others();
         let unusable = |detail: String| AuthError::CacheUnusable {
@@ -136,6 +140,46 @@ impl TokenCache {
         Ok(Some(token))
     }
 
+    /// The client id, authority and tenant the cache was written for; `None` when there is no
+    /// cache file or its token endpoint is not `{authority}/{tenant}/oauth2/v2.0/token` (a
+    /// configured endpoint override).
+    pub fn sign_in(&self) -> Result<Option<CachedSignIn>, AuthError> {
+        let Some(bytes) = self.read()? else {
+            return Ok(None);
+        };
+        let Ok(file) = serde_json::from_slice::<CacheFile>(&bytes) else {
+            // `load` reports an unusable cache with the full explanation.
+            return Ok(None);
+        };
+        let Some(base) = file.token_endpoint.strip_suffix("/oauth2/v2.0/token") else {
+            return Ok(None);
+        };
+        let Some((authority, tenant)) = base.rsplit_once('/') else {
+            return Ok(None);
+        };
+        let Ok(authority) = Url::parse(authority) else {
+            return Ok(None);
+        };
+        Ok(Some(CachedSignIn {
+            client_id: file.client_id,
+            authority,
+            tenant: tenant.to_string(),
+        }))
+    }
+
+    /// The file's bytes; `None` when there is no file.
+    fn read(&self) -> Result<Option<Vec<u8>>, AuthError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(AuthError::Cache {
+                action: "read",
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Stores `token` atomically and durably with mode 0600.
     pub fn store(&self, config: &AuthConfig, token: &Token) -> Result<(), AuthError> {
         let file = CacheFile {
@@ -165,15 +209,11 @@ impl TokenCache {
 
     /// Deletes the cache file (sign-out). A missing file is not an error.
     pub fn remove(&self) -> Result<(), AuthError> {
-        match fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(AuthError::Cache {
-                action: "remove",
-                path: self.path.clone(),
-                source,
-            }),
-        }
+        durable_write::remove(&self.path).map_err(|e| AuthError::Cache {
+            action: "remove",
+            path: self.path.clone(),
+            source: e.source,
+        })
     }
 
     #[cfg(unix)]
@@ -194,59 +234,12 @@ impl TokenCache {
 }
 
 /// Writes `bytes` to `path` through a 0600 temporary file in the same directory, fsync, rename
-/// and directory fsync.
+/// and directory fsync (`durable-write`); a failed write leaves no temporary file behind.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the cache path has no file name"))?;
-    fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        &random_token()[..12]
-    ));
-    let result = (|| {
-        let mut file = create_private(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        sync_dir(&dir)
-    })();
-    if result.is_err() {
-        // Best effort: the temporary file holds tokens and must not linger.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-#[cfg(unix)]
-fn create_private(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_private(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).open(path)
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
+    durable_write::write_with(path, &durable_write::Options::default().mode(0o600), |f| {
+        f.write_all(bytes)
+    })
+    .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
@@ -307,6 +300,21 @@ mod tests {
     }
 
     #[test]
+    fn the_sign_in_settings_are_read_back_from_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = TokenCache::new(dir.path().join("token.json"));
+        assert_eq!(cache.sign_in().expect("no file"), None);
+        let config = AuthConfig::new("client-9")
+            .with_authority(Url::parse("http://127.0.0.1:9/").expect("url"))
+            .with_tenant("contoso.example");
+        cache.store(&config, &token()).expect("store");
+        let s = cache.sign_in().expect("read").expect("settings");
+        assert_eq!(s.client_id, "client-9");
+        assert_eq!(s.tenant, "contoso.example");
+        assert_eq!(s.authority.as_str(), "http://127.0.0.1:9/");
+    }
+
+    #[test]
     fn atomic_write_keeps_old_content_when_it_cannot_finish() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("token.json");
@@ -320,7 +328,7 @@ mod tests {
         let leftovers: Vec<_> = fs::read_dir(dir.path())
             .expect("dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".tmp"))
+            .filter(|n| n != "token.json" && n != "blocked")
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         write_atomic(&path, b"new").expect("write");

@@ -19,8 +19,9 @@ use url::Url;
 use crate::config::AuthConfig;
 use crate::error::{AuthError, Grant, PlatformError, hint_for};
 use crate::interaction::{DeviceCodePrompt, Interaction};
-use crate::loopback::{Loopback, Pages, ResponseMode, parse_params};
+use crate::loopback::{Loopback, Pages, ResponseMode};
 use crate::pkce::{PkceMethod, PkceVerifier, random_token};
+use crate::redirect::{self, parse_params};
 use crate::secret::Secret;
 use crate::token::{Token, TokenFields, parse_platform_error, parse_token_response};
 
@@ -89,26 +90,8 @@ impl WebAuthorization {
     /// `state` and reporting a denial.
     pub fn code_from_redirect(&self, redirect: &str) -> Result<Secret, AuthError> {
         let url = Url::parse(redirect).map_err(|e| AuthError::InvalidRedirect(e.to_string()))?;
-        let params = parse_params(url.query().unwrap_or(""));
-        let state_ok = params.get("state").is_some_and(|s| *s == self.state);
-        if !state_ok {
-            return Err(AuthError::StateMismatch);
-        }
-        if let Some(error) = params.get("error") {
-            return Err(AuthError::AuthorizationDenied {
-                error: error.clone(),
-                description: params
-                    .get("error_description")
-                    .cloned()
-                    .unwrap_or_else(|| "no description given".to_owned()),
-            });
-        }
-        match params.get("code") {
-            Some(code) if !code.is_empty() => Ok(Secret::new(code.clone())),
-            _ => Err(AuthError::InvalidRedirect(
-                "it has no code parameter".to_owned(),
-            )),
-        }
+        let params = redirect::check(parse_params(url.query().unwrap_or("")), &self.state, "code")?;
+        Ok(Secret::new(params.get("code").cloned().unwrap_or_default()))
     }
 }
 

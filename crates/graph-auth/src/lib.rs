@@ -57,10 +57,11 @@ pub mod interaction;
 mod loopback;
 pub mod pkce;
 pub mod provider;
+mod redirect;
 pub mod secret;
 pub mod token;
 
-pub use cache::TokenCache;
+pub use cache::{CachedSignIn, TokenCache};
 pub use config::AuthConfig;
 pub use error::{AuthError, Grant, PlatformError};
 pub use flows::{Authenticator, LoginMethod, WebAuthorization};

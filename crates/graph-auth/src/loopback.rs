@@ -1,6 +1,6 @@
 //! The loopback redirect listener of interactive logins (RFC 8252 section 7.3).
 //!
-//! An axum server on 127.0.0.1 (ephemeral or configured port) waits for the browser to come back
+//! An axum server on the loopback addresses (ephemeral or configured port) waits for the browser to come back
 //! from the authorization endpoint. It checks `state`, shows a success or error page, and hands
 //! the parameters to the waiting flow exactly once; the wait is bounded.
 //!
@@ -8,11 +8,15 @@
 //! server: `GET /` then serves a small page whose script posts the fragment to `POST /fragment`
 //! (and removes it from the address bar), where it is checked like a query redirect.
 //!
+//! It listens on 127.0.0.1 and on [::1] with the same port, because the redirect URI says
+//! `localhost`, which a browser may resolve to either (on a host without IPv6 loopback, on
+//! 127.0.0.1 only).
+//!
 //! What it does not do: TLS (the seed's `OAuthWebServerSSLEnabled`); loopback redirects over plain
-//! HTTP are what the platform expects for native apps. It does not listen on IPv6.
+//! HTTP are what the platform expects for native apps.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,10 +25,11 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use url::Url;
 
 use crate::error::AuthError;
+use crate::redirect::{self, parse_params};
 
 /// Where the grant's answer is expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +60,13 @@ struct Shared {
 pub(crate) struct Loopback {
     redirect_uri: String,
     receiver: oneshot::Receiver<Outcome>,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: Option<watch::Sender<bool>>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl Loopback {
-    /// Binds 127.0.0.1:`port` and starts serving. The redirect URI uses `host` (e.g. `localhost`).
+    /// Binds 127.0.0.1:`port` and [::1] on the same port, and starts serving. The redirect URI
+    /// uses `host` (e.g. `localhost`, which a browser may resolve to either address).
     pub(crate) async fn start(
         host: &str,
         port: u16,
@@ -68,19 +74,11 @@ impl Loopback {
         mode: ResponseMode,
         pages: Pages,
     ) -> Result<Self, AuthError> {
-        let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
-            .map_err(|source| AuthError::Listener {
-                addr: bind.to_string(),
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| AuthError::Listener {
-                addr: bind.to_string(),
-                source,
-            })?;
+        let (v4, v6) = bind_both(port).await?;
+        let local = v4.local_addr().map_err(|source| AuthError::Listener {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)).to_string(),
+            source,
+        })?;
         // No trailing slash, as MSAL sends it and as loopback URIs are usually registered
         // ("http://localhost"); the browser still requests "/".
         let redirect_uri = format!("http://{host}:{}", local.port());
@@ -100,13 +98,27 @@ impl Loopback {
             .route("/", get(on_redirect))
             .route("/fragment", post(on_fragment))
             .with_state(shared);
-        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let serve = |listener: tokio::net::TcpListener| {
+            let mut stop = shutdown_rx.clone();
+            let app = app.clone();
+            async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                });
+                if let Err(error) = serve.await {
+                    tracing::warn!(%error, "sign-in redirect listener stopped with an error");
+                }
+            }
+        };
+        let serve_v4 = serve(v4);
+        let serve_v6 = v6.map(serve);
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = shutdown_rx.await;
-            });
-            if let Err(error) = serve.await {
-                tracing::warn!(%error, "sign-in redirect listener stopped with an error");
+            match serve_v6 {
+                Some(serve_v6) => {
+                    tokio::join!(serve_v4, serve_v6);
+                }
+                None => serve_v4.await,
             }
         });
         tracing::debug!(%redirect_uri, "sign-in redirect listener started");
@@ -138,7 +150,7 @@ impl Loopback {
     /// Stops the server, letting the page of the answering request finish (bounded).
     async fn stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+            let _ = shutdown.send(true);
         }
         // A browser may keep an idle connection open; graceful shutdown closes idle ones, and
         // the bound keeps a stuck client from holding the login.
@@ -227,45 +239,53 @@ fn settle(shared: &Shared, params: HashMap<String, String>) -> Response {
     response
 }
 
+/// Binds 127.0.0.1:`port` and, on the same port, [::1] (`None` when this host has no IPv6
+/// loopback). With an ephemeral port a clash on ::1 picks another port (bounded).
+async fn bind_both(
+    port: u16,
+) -> Result<(tokio::net::TcpListener, Option<tokio::net::TcpListener>), AuthError> {
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| AuthError::Listener {
+                addr: addr.to_string(),
+                source,
+            })
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let v4 = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+        let chosen = v4.local_addr().map_err(|source| AuthError::Listener {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)).to_string(),
+            source,
+        })?;
+        match bind(SocketAddr::from((Ipv6Addr::LOCALHOST, chosen.port()))).await {
+            Ok(v6) => return Ok((v4, Some(v6))),
+            Err(AuthError::Listener { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported
+                ) || source.raw_os_error() == Some(97) =>
+            {
+                // EAFNOSUPPORT / no ::1: IPv4 only, as the browser cannot use IPv6 here either.
+                tracing::debug!(error = %source, "no IPv6 loopback; listening on 127.0.0.1 only");
+                return Ok((v4, None));
+            }
+            Err(e) if port == 0 && attempts < 5 => {
+                tracing::debug!(error = %e, "port taken on ::1; trying another");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn check(shared: &Shared, params: HashMap<String, String>) -> Outcome {
-    // State first: an answer for another attempt must not even be interpreted as an error.
-    let state_ok = params
-        .get("state")
-        .is_some_and(|s| constant_time_eq(s.as_bytes(), shared.expected_state.as_bytes()));
-    if !state_ok {
-        return Err(AuthError::StateMismatch);
-    }
-    if let Some(error) = params.get("error") {
-        return Err(AuthError::AuthorizationDenied {
-            error: error.clone(),
-            description: params
-                .get("error_description")
-                .map(|d| d.lines().next().unwrap_or("").to_owned())
-                .filter(|d| !d.is_empty())
-                .unwrap_or_else(|| "no description given".to_owned()),
-        });
-    }
     let wanted = match shared.mode {
         ResponseMode::Query => "code",
         ResponseMode::Fragment => "access_token",
     };
-    if params.get(wanted).is_none_or(|v| v.is_empty()) {
-        return Err(AuthError::InvalidResponse {
-            url: "the sign-in redirect".to_owned(),
-            detail: format!("the redirect carries no {wanted}"),
-        });
-    }
-    Ok(params)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub(crate) fn parse_params(text: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(text.trim_start_matches(['?', '#']).as_bytes())
-        .into_owned()
-        .collect()
+    redirect::check(params, &shared.expected_state, wanted)
 }
 
 fn html(status: StatusCode, body: String) -> Response {
@@ -340,17 +360,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn parses_query_and_fragment_text() {
-        let p = parse_params("#access_token=a%2Bb&state=s+t&expires_in=3600");
-        assert_eq!(p.get("access_token").map(String::as_str), Some("a+b"));
-        assert_eq!(p.get("state").map(String::as_str), Some("s t"));
-        assert_eq!(
-            parse_params("?code=x").get("code").map(String::as_str),
-            Some("x")
-        );
-    }
-
     fn pages() -> Pages {
         Pages {
             success: None,
@@ -401,6 +410,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_browser_that_resolves_localhost_to_ipv6_reaches_the_listener() {
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            eprintln!("no IPv6 loopback on this host; nothing to check");
+            return;
+        }
+        let loopback = Loopback::start(
+            "localhost",
+            0,
+            "expected-state".to_owned(),
+            ResponseMode::Query,
+            pages(),
+        )
+        .await
+        .expect("listener starts");
+        let port = Url::parse(loopback.redirect_uri())
+            .expect("url")
+            .port()
+            .expect("port");
+        let url = format!("http://[::1]:{port}/?code=c6&state=expected-state");
+        let browser = async {
+            let page = reqwest::get(url).await.expect("the ::1 listener answers");
+            assert_eq!(page.status(), 200);
+        };
+        let (outcome, ()) = tokio::join!(loopback.wait(Duration::from_secs(10)), browser);
+        assert_eq!(
+            outcome
+                .expect("code accepted")
+                .get("code")
+                .map(String::as_str),
+            Some("c6")
+        );
+    }
+
+    #[tokio::test]
     async fn wrong_state_gets_an_error_page_and_error() {
         let loopback = start(ResponseMode::Query).await;
         let url = format!("{}/?code=c&state=forged", loopback.redirect_uri());
@@ -441,13 +484,18 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn wait_is_bounded() {
+    /// Paused time: the ten-minute wait ends at once, and exactly at its bound.
+    #[tokio::test(start_paused = true)]
+    async fn a_browser_that_never_comes_back_ends_the_wait_at_its_bound() {
         let loopback = start(ResponseMode::Query).await;
-        let started = std::time::Instant::now();
-        let outcome = loopback.wait(Duration::from_millis(50)).await;
+        let started = tokio::time::Instant::now();
+        let outcome = loopback.wait(Duration::from_secs(600)).await;
         assert!(matches!(outcome, Err(AuthError::BrowserTimeout { .. })));
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(600) && waited < Duration::from_secs(603),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]
@@ -497,12 +545,5 @@ mod tests {
             err.to_string().contains("choose another redirect port"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

@@ -78,7 +78,8 @@
 //! optionally only for some [`EndpointKind`]s), `$value` downloads cut short or paced to a
 //! bandwidth, empty delta pages and repeated delta items, extra latency, and expires all access
 //! tokens or all delta tokens at once. [`Stats`] counts requests per [`EndpointKind`], 401s,
-//! 410s, 429s (by cause), 503s, drops, and the highest concurrency seen per mailbox.
+//! 410s, 429s (by cause), 503s, drops, accepted connections, and the highest concurrency seen
+//! per mailbox.
 //!
 //! # What the default mailbox contains (and a complete backup must handle)
 //!

@@ -650,6 +650,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: onesh
             accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, _peer)) => {
+                        shared.stats.bump(crate::stats::Counter::Accepted);
                         let shared = shared.clone();
                         conns.spawn(async move {
                             let svc = hyper::service::service_fn(move |req| service(shared.clone(), req));

@@ -62,6 +62,8 @@ pub struct Stats {
     pub throttled_injected: u64,
     /// 503 answers injected by faults.
     pub unavailable_injected: u64,
+    /// TCP connections accepted (identity and Graph endpoints alike).
+    pub connections_accepted: u64,
     /// Connections dropped by faults.
     pub dropped_connections: u64,
     /// `$value` answers cut short by faults.
@@ -107,6 +109,7 @@ pub(crate) struct StatsCollector {
 /// Counter to bump in [`StatsCollector::bump`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Counter {
+    Accepted,
     ThrottledConcurrency,
     ThrottledRate,
     ThrottledInjected,
@@ -145,6 +148,7 @@ impl StatsCollector {
             Counter::ThrottledRate => s.throttled_rate += 1,
             Counter::ThrottledInjected => s.throttled_injected += 1,
             Counter::UnavailableInjected => s.unavailable_injected += 1,
+            Counter::Accepted => s.connections_accepted += 1,
             Counter::Dropped => s.dropped_connections += 1,
             Counter::Truncated => s.truncated_values += 1,
             Counter::DeltaQuirk => s.delta_quirks += 1,

@@ -179,6 +179,26 @@ pub(crate) async fn login(s: &AuthSettings) -> Result<Flow> {
 }
 
 /// The token source of `run`: a ready authorization, or a cached/renewable provider.
+/// Fills a missing client id, authority and tenant from what the token cache was written with
+/// (`login` stored them), so `run` needs them only at login.
+pub(crate) fn with_cached_sign_in(mut s: AuthSettings) -> Result<AuthSettings> {
+    if s.client_id.is_some() && s.authority.is_some() && s.tenant.is_some() {
+        return Ok(s);
+    }
+    let Some(cached) = TokenCache::new(&s.token_cache).sign_in()? else {
+        return Ok(s);
+    };
+    // Only complete the settings of the same app: a different client id means another cache.
+    if s.client_id.as_ref().is_some_and(|c| *c != cached.client_id) {
+        return Ok(s);
+    }
+    s.client_id.get_or_insert(cached.client_id);
+    s.authority
+        .get_or_insert_with(|| cached.authority.as_str().to_string());
+    s.tenant.get_or_insert(cached.tenant);
+    Ok(s)
+}
+
 pub(crate) fn token_source(s: &AuthSettings) -> Result<Arc<dyn mailbackup::TokenSource>> {
     if let Some(a) = secret_from(ENV_AUTHORIZATION, s.authorization_file.as_deref())? {
         return Ok(Arc::new(mailbackup::StaticToken::new(a.expose())));

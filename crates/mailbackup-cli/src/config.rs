@@ -164,7 +164,9 @@ pub(crate) struct RunArgs {
     /// Graph base URL [config: graph_url] (default https://graph.microsoft.com/v1.0).
     #[arg(long)]
     pub(crate) graph_url: Option<String>,
-    /// Use REST ids instead of immutable ids [config: immutable_ids = false].
+    /// Use REST ids instead of immutable ids [config: immutable_ids = false]. A message moved to
+    /// another folder then gets a new id and is saved again; its old file stays unless
+    /// --sync-deletes removes it (reported as moved).
     #[arg(long)]
     pub(crate) no_immutable_ids: bool,
     /// Continue an aborted or crashed run (seed ResumeBackup; every run resumes anyway).

@@ -4,7 +4,9 @@
 //! lock), `verify` (re-hash files against the index). See README.md for every flag and config key.
 //!
 //! Exit codes: 0 success; 1 a message or mailbox finally failed, or verify found problems;
-//! 2 the run could not start (options, lock, sign-in); 130 aborted with Ctrl-C.
+//! 2 the run could not start (options, lock) or sign-in failed, also during the run (no token
+//! could be obtained or renewed); 130 aborted with Ctrl-C. Logs carry colour codes only on a
+//! terminal and without `NO_COLOR`.
 
 mod auth;
 mod config;
@@ -13,7 +15,7 @@ mod ui;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{AuthArgs, FileConfig, RunArgs};
-use mailbackup::{LockState, RunStatus};
+use mailbackup::{LockState, MessageStore as _, RunStatus};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -78,11 +80,19 @@ fn init_logs(level: &str, writer: Option<ui::Bars>) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,{CAPS}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(colour_on_stderr());
     let _ = match writer {
         Some(bars) => builder.with_writer(move || bars.writer()).try_init(),
         None => builder.with_writer(std::io::stderr).try_init(),
     };
+}
+
+/// Colours only for a person at a terminal: not when stderr is a file or a pipe, and not when
+/// `NO_COLOR` is set to anything non-empty (no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn data_folder(flag: Option<PathBuf>, file: &FileConfig) -> Result<PathBuf> {
@@ -138,7 +148,7 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             let bars = ui::Bars::new(!no_progress);
             init_logs(&cli.log_level, Some(bars.clone()));
-            let settings = config::merge_auth(&auth, &file.auth);
+            let settings = auth::with_cached_sign_in(config::merge_auth(&auth, &file.auth))?;
             let tokens = auth::token_source(&settings)?;
             let backup = config::backup_builder(&run, &file, tokens)?.build()?;
             let cancel = backup.cancel_token();
@@ -167,6 +177,9 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(match report.status {
                 RunStatus::Aborted => ExitCode::from(130),
                 _ if report.is_success() => ExitCode::SUCCESS,
+                // Sign-in failures exit like a run that could not start: nothing can be done
+                // until the user signs in again.
+                _ if report.mailboxes.iter().any(|m| m.sign_in_failed) => ExitCode::from(2),
                 _ => ExitCode::from(1),
             })
         }
@@ -215,20 +228,21 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Verify { data_folder: d } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
+            let store = mailbackup::LocalStore::new(&d);
             let v = tokio::task::spawn_blocking(move || mailbackup::verify(&d)).await??;
-            for (mb, id, p) in &v.missing {
-                println!("missing: {} ({mb} message {id})", p.display());
+            for (mb, id, key) in &v.missing {
+                println!("missing: {} ({mb} message {id})", store.locate(key));
             }
             for c in &v.corrupt {
                 println!(
                     "corrupt: {} ({}: {})",
-                    c.path.display(),
+                    store.locate(&c.key),
                     c.mailbox,
                     c.reason
                 );
             }
-            for p in &v.extra {
-                println!("extra: {}", p.display());
+            for key in &v.extra {
+                println!("extra: {}", store.locate(key));
             }
             println!(
                 "verify: {} ok, {} missing, {} corrupt, {} extra",
@@ -252,8 +266,9 @@ fn print_summary(report: &mailbackup::BackupReport) {
             println!("mailbox {}: skipped ({why})", m.mailbox);
             continue;
         }
+        let moved = m.removed.iter().filter(|r| r.moved_to.is_some()).count();
         println!(
-            "mailbox {}: {} messages: {} saved ({}), {} unchanged, {} skipped, {} deleted before fetch, {} failed, {} removed locally; {} requests, {} throttled",
+            "mailbox {}: {} messages: {} saved ({}), {} unchanged, {} skipped, {} deleted before fetch, {} failed, {} removed locally{}; {} requests, {} throttled",
             m.mailbox,
             m.message_count,
             m.saved,
@@ -263,22 +278,25 @@ fn print_summary(report: &mailbackup::BackupReport) {
             m.gone_in_flight,
             m.failed.len(),
             m.removed.len(),
+            if moved > 0 {
+                format!(" ({moved} moved to another folder and saved again under their new id)")
+            } else {
+                String::new()
+            },
             m.requests,
             m.throttled
         );
         for r in &m.removed {
+            let why = match &r.moved_to {
+                Some(new) => format!(
+                    "message {} moved to another folder, saved again as {new}",
+                    r.id
+                ),
+                None => format!("message {} deleted remotely", r.id),
+            };
             match &r.quarantined_to {
-                Some(to) => println!(
-                    "  moved {} to {} (message {} deleted remotely)",
-                    r.path.display(),
-                    to.display(),
-                    r.id
-                ),
-                None => println!(
-                    "  removed {} (message {} deleted remotely)",
-                    r.path.display(),
-                    r.id
-                ),
+                Some(to) => println!("  moved {} to {to} ({why})", r.location),
+                None => println!("  removed {} ({why})", r.location),
             }
         }
         if let Some(e) = &m.error {

@@ -48,8 +48,17 @@ pub enum Error {
         /// Graph's message for the last refusal.
         message: String,
     },
+    /// Graph refused the access token and no new one could be obtained without the user (the
+    /// refresh token expired or was revoked, the password changed, the authority is down).
+    #[error(
+        "the access token was refused and a new one could not be obtained ({message}); sign in again"
+    )]
+    SignIn {
+        /// Why no new token could be obtained.
+        message: String,
+    },
     /// The token source could not produce a token.
-    #[error("cannot obtain an access token: {0}")]
+    #[error("cannot obtain an access token: {0}; sign in again")]
     Token(String),
     /// A transport failure (connection refused, TLS, timeout) that persisted through the retries.
     #[error("cannot reach Graph ({url}): {message}")]
@@ -89,14 +98,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The SQLite index failed.
-    #[error("backup index {path}: {source}")]
+    /// The index failed (its backend's error is the source).
+    #[error("backup index {location}: {source}")]
     Index {
-        /// The index file.
-        path: PathBuf,
-        /// The underlying error.
+        /// Where the index is (a file path, or a database address without credentials).
+        location: String,
+        /// The backend's error.
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The run's total time limit was reached (typically under endless throttling).
     #[error(
@@ -106,6 +115,14 @@ pub enum Error {
     TimeLimit {
         /// The configured limit.
         limit: Duration,
+    },
+    /// A message store key that is not a clean relative key.
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The run was aborted through its cancellation token.
     #[error("the backup was aborted")]
@@ -132,6 +149,16 @@ impl Error {
         }
     }
 
+    /// A failed durable write, classified like [`Error::io`].
+    pub(crate) fn durable(e: durable_write::Error) -> Self {
+        Error::io(e.context(), e.source)
+    }
+
+    /// Whether only signing in again can help (no token could be obtained or renewed).
+    pub fn is_sign_in(&self) -> bool {
+        matches!(self, Error::SignIn { .. } | Error::Token(_))
+    }
+
     /// Whether retrying the same request later may succeed (server errors, transport failures).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -148,12 +175,14 @@ impl Error {
             Error::InvalidOption { .. } => "InvalidOption".into(),
             Error::Locked { .. } => "Locked".into(),
             Error::Unauthorized { .. } => "Unauthorized".into(),
+            Error::SignIn { .. } => "SignInRequired".into(),
             Error::Token(_) => "TokenError".into(),
             Error::Transport { .. } => "TransportError".into(),
             Error::Protocol { .. } => "ProtocolError".into(),
             Error::Io { .. } => "IoError".into(),
             Error::Storage { .. } => "StorageError".into(),
             Error::Index { .. } => "IndexError".into(),
+            Error::InvalidKey { .. } => "InvalidKey".into(),
             Error::TimeLimit { .. } => "TimeLimit".into(),
             Error::Aborted => "Aborted".into(),
         }
@@ -164,6 +193,7 @@ impl Error {
         matches!(
             self,
             Error::Unauthorized { .. }
+                | Error::SignIn { .. }
                 | Error::Token(_)
                 | Error::TimeLimit { .. }
                 | Error::Aborted

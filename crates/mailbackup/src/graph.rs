@@ -2,12 +2,16 @@
 //! that keep it polite and correct.
 //!
 //! - Concurrency: every request of a mailbox goes through its [`Gate`], a semaphore with at most
-//!   [`crate::MAILBOX_CONCURRENCY_LIMIT`] permits held for the whole request, body included.
+//!   [`crate::MAILBOX_CONCURRENCY_LIMIT`] permits held for the whole request, body included, and
+//!   the mailbox's own connection pool that keeps no more connections than permits.
 //! - Throttling: 429 and 503 make the whole mailbox wait (a fence every request of the gate
 //!   respects) for `Retry-After` (seconds or HTTP date), else an exponential backoff 1 s..60 s.
+//!   Except a 429 for Graph's concurrency limit ("MailboxConcurrency"): the mailbox is within its
+//!   budget and our permits keep it at the limit, so only that request waits its `Retry-After`.
 //!   Throttling waits never count as retries; only the run's time limit bounds them.
 //! - 401: one token refresh (`TokenSource::on_unauthorized`) and the request is repeated; a second
-//!   401 is [`Error::Unauthorized`].
+//!   401 is [`Error::Unauthorized`]. One refresh per refused token: requests refused with the
+//!   same token wait for it and share its outcome (a failed refresh is not tried again by each).
 //! - Other errors are returned to the caller, which decides about retries (listing requests use
 //!   [`Graph::get_retrying`]: `MaxRetryCount` retries `RetryInterval` apart for transient errors).
 //! - `@odata.nextLink` / `@odata.deltaLink` are followed verbatim, but only on the configured
@@ -17,9 +21,10 @@
 //! the same per-mailbox limits, and binary `$value` sub-responses complicate full-fidelity MIME.
 
 use crate::error::Error;
-use crate::hooks::{Hooks, LogLevel, MessageInfo};
+use crate::hooks::MessageInfo;
 use crate::options::Options;
 use crate::report::MailboxProgress;
+use crate::reporter::Reporter;
 use crate::token::TokenSource;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -33,9 +38,12 @@ use tokio_util::sync::CancellationToken;
 /// Properties requested when listing messages.
 pub(crate) const MESSAGE_SELECT: &str = "id,createdDateTime,lastModifiedDateTime,receivedDateTime,sentDateTime,subject,from,toRecipients,ccRecipients,bccRecipients,hasAttachments,parentFolderId,internetMessageId";
 
-/// Per-mailbox concurrency cap and throttling fence.
+/// Per-mailbox concurrency cap, connection pool and throttling fence.
 #[derive(Debug)]
 pub(crate) struct Gate {
+    /// The mailbox's own HTTP client: its pool keeps at most as many connections as permits,
+    /// so a mailbox does not hold more connections than it may use at once.
+    http: reqwest::Client,
     sem: Semaphore,
     fence: std::sync::Mutex<Option<Instant>>,
     consecutive_throttles: AtomicU32,
@@ -45,15 +53,26 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    pub(crate) fn new(permits: usize, progress: Arc<MailboxProgress>) -> Gate {
-        Gate {
-            sem: Semaphore::new(permits.max(1)),
+    pub(crate) fn new(opts: &Options, progress: Arc<MailboxProgress>) -> Result<Gate, Error> {
+        let permits = opts.connections_per_mailbox.max(1);
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(opts.request_timeout)
+            .pool_max_idle_per_host(permits)
+            .build()
+            .map_err(|e| Error::Transport {
+                url: opts.graph_url.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Gate {
+            http,
+            sem: Semaphore::new(permits),
             fence: std::sync::Mutex::new(None),
             consecutive_throttles: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             progress,
-        }
+        })
     }
 
     fn fence(&self) -> Option<Instant> {
@@ -222,17 +241,18 @@ enum Ended {
 
 /// The Graph client of a run.
 pub(crate) struct Graph {
-    http: reqwest::Client,
     base: String,
     origin: String,
     tokens: Arc<dyn TokenSource>,
-    /// After a refresh: (refused token, fresh token), so a provider that keeps returning the
-    /// refused token from `access_token` still gets the fresh one used.
-    refreshed: Mutex<Option<(String, String)>>,
+    /// The last refresh: the refused token and its outcome (the fresh token, or why there is
+    /// none). Held while a refresh runs, so requests refused with the same token wait for that
+    /// one refresh and share its outcome instead of each trying again; a provider that keeps
+    /// returning the refused token from `access_token` still gets the fresh one used.
+    refreshed: Mutex<Option<(String, Result<String, String>)>>,
     opts: Arc<Options>,
     cancel: CancellationToken,
     deadline: Instant,
-    hooks: Arc<dyn Hooks>,
+    reporter: Reporter,
 }
 
 impl Graph {
@@ -240,7 +260,7 @@ impl Graph {
         opts: Arc<Options>,
         tokens: Arc<dyn TokenSource>,
         cancel: CancellationToken,
-        hooks: Arc<dyn Hooks>,
+        reporter: Reporter,
     ) -> Result<Graph, Error> {
         let base = opts.graph_url.trim_end_matches('/').to_string();
         let url = url::Url::parse(&base).map_err(|e| Error::InvalidOption {
@@ -248,17 +268,7 @@ impl Graph {
             reason: format!("{base:?} is not a URL: {e}"),
         })?;
         let origin = url.origin().ascii_serialization();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(opts.request_timeout)
-            .pool_max_idle_per_host(16)
-            .build()
-            .map_err(|e| Error::Transport {
-                url: base.clone(),
-                message: e.to_string(),
-            })?;
         Ok(Graph {
-            http,
             base,
             origin,
             tokens,
@@ -266,22 +276,12 @@ impl Graph {
             deadline: Instant::now() + opts.time_limit,
             opts,
             cancel,
-            hooks,
+            reporter,
         })
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
-    }
-
-    pub(crate) fn log(&self, level: LogLevel, msg: &str) {
-        match level {
-            LogLevel::Error => tracing::error!("{msg}"),
-            LogLevel::Info => tracing::info!("{msg}"),
-            LogLevel::Verbose => tracing::debug!("{msg}"),
-            LogLevel::Debug => tracing::trace!("{msg}"),
-        }
-        self.hooks.log(level, msg);
     }
 
     /// `me` or `users/{id}`.
@@ -345,35 +345,44 @@ impl Graph {
             .map_err(|e| Error::Token(e.to_string()))?;
         let r = self.refreshed.lock().await;
         Ok(match r.as_ref() {
-            Some((refused, fresh)) if *refused == t => fresh.clone(),
+            Some((refused, Ok(fresh))) if *refused == t => fresh.clone(),
             _ => t,
         })
     }
 
+    /// Gets a fresh token after `refused` was refused: once per refused token, whatever the
+    /// number of requests waiting on it.
     async fn refresh(&self, refused: &str) -> Result<(), Error> {
+        let failed = |why: &str| Error::SignIn {
+            message: why.to_string(),
+        };
         let mut r = self.refreshed.lock().await;
-        if r.as_ref().is_some_and(|(old, _)| old == refused) {
-            // Another request already refreshed this token.
-            return Ok(());
+        if let Some((old, outcome)) = r.as_ref()
+            && old == refused
+        {
+            // Another request already refreshed this token (or found it cannot be).
+            return outcome.as_ref().map(|_| ()).map_err(|why| failed(why));
         }
         let now = self
             .tokens
             .access_token()
             .await
             .map_err(|e| Error::Token(e.to_string()))?;
-        if now != refused && r.as_ref().is_none_or(|(_, fresh)| *fresh != refused) {
+        if now != refused
+            && r.as_ref()
+                .is_none_or(|(_, fresh)| fresh.as_deref() != Ok(refused))
+        {
             // The provider already hands out a newer token.
             return Ok(());
         }
-        let fresh =
-            self.tokens
-                .on_unauthorized(refused)
-                .await
-                .map_err(|e| Error::Unauthorized {
-                    message: format!("the token was refused and could not be refreshed: {e}"),
-                })?;
-        *r = Some((refused.to_string(), fresh));
-        Ok(())
+        let outcome = self
+            .tokens
+            .on_unauthorized(refused)
+            .await
+            .map_err(|e| e.to_string());
+        let result = outcome.as_ref().map(|_| ()).map_err(|why| failed(why));
+        *r = Some((refused.to_string(), outcome));
+        result
     }
 
     /// One GET through the gate, with throttling and 401 handling. `Ok` only for 2xx.
@@ -416,7 +425,7 @@ impl Graph {
             if let Some(n) = page_size {
                 prefer.push(format!("odata.maxpagesize={n}"));
             }
-            let mut req = self.http.get(url).bearer_auth(&token);
+            let mut req = gate.http.get(url).bearer_auth(&token);
             if !prefer.is_empty() {
                 req = req.header("Prefer", prefer.join(", "));
             }
@@ -483,14 +492,24 @@ impl Graph {
             };
             match status {
                 401 if !refreshed_once => {
-                    self.log(
-                        LogLevel::Info,
-                        "Graph refused the access token (401); refreshing it once",
-                    );
+                    self.reporter
+                        .info("Graph refused the access token (401); refreshing it once");
                     self.refresh(&token).await?;
                     refreshed_once = true;
                 }
                 401 => return Err(Error::Unauthorized { message }),
+                429 if is_concurrency_limit(&message) => {
+                    // Too many requests at once (ours raced the server's slot release): only
+                    // this request waits; the others of the mailbox are within the limit.
+                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                    gate.progress.throttled.fetch_add(1, Ordering::Relaxed);
+                    self.reporter.info(&format!(
+                        "{} throttled ({status} {code}, concurrency); this request waits {:.1}s",
+                        strip_query(url),
+                        wait.as_secs_f64()
+                    ));
+                    self.sleep(wait).await?;
+                }
                 429 | 503 => {
                     let n = gate.consecutive_throttles.fetch_add(1, Ordering::Relaxed);
                     let wait = retry_after.unwrap_or_else(|| {
@@ -498,15 +517,12 @@ impl Graph {
                     });
                     gate.progress.throttled.fetch_add(1, Ordering::Relaxed);
                     gate.raise_fence(Instant::now() + wait);
-                    self.log(
-                        LogLevel::Info,
-                        &format!(
-                            "{} throttled ({status} {code}); mailbox {} waits {:.1}s",
-                            strip_query(url),
-                            gate.progress.mailbox(),
-                            wait.as_secs_f64()
-                        ),
-                    );
+                    self.reporter.info(&format!(
+                        "{} throttled ({status} {code}); mailbox {} waits {:.1}s",
+                        strip_query(url),
+                        gate.progress.mailbox(),
+                        wait.as_secs_f64()
+                    ));
                 }
                 _ => {
                     return Err(Error::Graph {
@@ -532,15 +548,12 @@ impl Graph {
             match self.get(gate, url, page_size).await {
                 Err(e) if e.is_transient() && attempt < self.opts.max_retry_count => {
                     attempt += 1;
-                    self.log(
-                        LogLevel::Info,
-                        &format!(
-                            "{}: {e}; retry {attempt} of {} in {}s",
-                            strip_query(url),
-                            self.opts.max_retry_count,
-                            self.opts.retry_interval.as_secs_f64()
-                        ),
-                    );
+                    self.reporter.info(&format!(
+                        "{}: {e}; retry {attempt} of {} in {}s",
+                        strip_query(url),
+                        self.opts.max_retry_count,
+                        self.opts.retry_interval.as_secs_f64()
+                    ));
                     self.retry_pause().await?;
                 }
                 r => return r,
@@ -683,6 +696,12 @@ impl Graph {
             reason: "the user list does not end".into(),
         })
     }
+}
+
+/// Whether a 429's message is Graph's per-mailbox concurrency limit ("Application is over its
+/// MailboxConcurrency limit."), as opposed to a request budget or other throttling.
+fn is_concurrency_limit(message: &str) -> bool {
+    message.contains("MailboxConcurrency")
 }
 
 /// A URL without its query, for logs and errors (queries can be long; they hold no secrets).

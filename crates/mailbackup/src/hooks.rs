@@ -6,8 +6,8 @@
 //! once (messages are processed concurrently), hence `Send + Sync`.
 
 use crate::report::BackupReport;
+use crate::store::ObjectKey;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 
 /// Properties of a message known before its content is fetched (seed `BeforeMessageBackup`
 /// parameters). Dates are Graph's ISO 8601 strings, unchanged.
@@ -47,8 +47,8 @@ pub struct MessageInfo {
 /// Decision of [`Hooks::before_message`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BeforeAction {
-    /// Fetch the message and save it to this path.
-    Save(PathBuf),
+    /// Fetch the message and save it under this key of the message store.
+    Save(ObjectKey),
     /// Do not fetch nor save it (seed `Skip = true`).
     Skip,
 }
@@ -111,9 +111,9 @@ pub enum LogLevel {
 /// the event is not handled.
 pub trait Hooks: Send + Sync {
     /// Before a message's content is fetched (seed `BeforeMessageBackup`). `proposed` is what the
-    /// engine will do: `Save(default path)`, or `Skip` when an identical copy (same
-    /// `lastModifiedDateTime`) is already saved. Return another path to save elsewhere, `Skip`
-    /// to skip, or `Save` to force a fetch of an unchanged message.
+    /// engine will do: `Save(default key)`, or `Skip` when an identical copy (same
+    /// `lastModifiedDateTime`) is already saved. Return another key to save elsewhere in the
+    /// store, `Skip` to skip, or `Save` to force a fetch of an unchanged message.
     fn before_message(&self, info: &MessageInfo, proposed: BeforeAction) -> BeforeAction {
         let _ = info;
         proposed
@@ -125,9 +125,9 @@ pub trait Hooks: Send + Sync {
         FetchedAction::Save
     }
 
-    /// The message is durably saved at `path` (seed `AfterMessageBackup`).
-    fn message_saved(&self, info: &MessageInfo, path: &Path) {
-        let _ = (info, path);
+    /// The message is durably saved under `key` (seed `AfterMessageBackup`).
+    fn message_saved(&self, info: &MessageInfo, key: &ObjectKey) {
+        let _ = (info, key);
     }
 
     /// An attempt at a message failed (seed `MessageError`). `proposed` is `Retry` while fewer
@@ -137,10 +137,10 @@ pub trait Hooks: Send + Sync {
         proposed
     }
 
-    /// Sync phase: a message is gone remotely and its local copy is about to be removed
+    /// Sync phase: a message is gone remotely and its stored copy `key` is about to be removed
     /// (seed `MessageDelete`).
-    fn before_delete(&self, mailbox: &str, id: &str, path: &Path) -> DeleteAction {
-        let _ = (mailbox, id, path);
+    fn before_delete(&self, mailbox: &str, id: &str, key: &ObjectKey) -> DeleteAction {
+        let _ = (mailbox, id, key);
         DeleteAction::Delete
     }
 

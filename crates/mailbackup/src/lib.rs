@@ -24,8 +24,12 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Storage is behind two traits: [`MessageStore`] (objects under relative keys; [`LocalStore`]
+//! writes files under the data folder) and [`Index`] ([`SqliteIndex`]). Each has a conformance
+//! suite a new backend's tests call ([`store::conformance`], [`index::conformance`]).
+//!
 //! Dependencies: `reqwest` (rustls) for HTTP, `rusqlite` (bundled SQLite) for the index,
-//! `sha1`/`sha2` for file names and content hashes. Retry and throttling logic is written here
+//! `sha1`/`sha2` for file names and content hashes, `durable-write` for crash-safe files. Retry and throttling logic is written here
 //! rather than taken from `backon`, because throttling waits must not count as retries and must
 //! stop every request of a mailbox at once, which a per-call retry wrapper does not express.
 
@@ -39,6 +43,7 @@ pub mod index;
 pub mod lock;
 pub mod options;
 pub mod report;
+mod reporter;
 pub mod store;
 pub mod token;
 pub mod verify;
@@ -49,12 +54,13 @@ pub use hooks::{
     BeforeAction, DeleteAction, ErrorAction, FetchedAction, Hooks, LogLevel, MessageFailure,
     MessageInfo, NoHooks,
 };
+pub use index::{Index, SqliteIndex};
 pub use lock::LockState;
 pub use options::{MAILBOX_CONCURRENCY_LIMIT, Mailboxes, Options};
 pub use report::{
     BackupReport, FailedMessage, MailboxProgress, MailboxReport, Phase, Progress, RemovedMessage,
     RunStatus,
 };
-pub use store::{BACKUP_HEADER, BackupHeader};
+pub use store::{BACKUP_HEADER, BackupHeader, LocalStore, MessageStore, ObjectKey};
 pub use token::{StaticToken, TokenError, TokenSource};
-pub use verify::{CorruptFile, StatusReport, VerifyReport, status, verify};
+pub use verify::{CorruptFile, StatusReport, VerifyReport, status, verify, verify_store};

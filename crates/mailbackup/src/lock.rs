@@ -66,10 +66,27 @@ fn describe(holder: &str) -> String {
     }
 }
 
+/// Who holds a lock we could not take. A run that has just taken the lock writes its pid right
+/// after; give it a moment (bounded) so the refusal can name it.
+fn holder_of_held_lock(file: &mut File) -> String {
+    for attempt in 0..20 {
+        let mut text = String::new();
+        let _ = file.seek(SeekFrom::Start(0));
+        let _ = file.read_to_string(&mut text);
+        if !text.trim().is_empty() {
+            return describe(&text);
+        }
+        if attempt < 19 {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+    "another run that started at the same moment (it has not written its pid yet)".to_string()
+}
+
 impl RunLock {
     /// Takes the lock in `working_folder`, creating the folder if needed.
     pub fn acquire(working_folder: &Path) -> Result<RunLock, Error> {
-        crate::store::create_dir_durable(working_folder)?;
+        durable_write::create_dir_all(working_folder).map_err(Error::durable)?;
         let path = working_folder.join(LOCK_FILE);
         // Bounded: a retry is only needed when a releasing run removed the file between our open
         // and our lock.
@@ -85,10 +102,9 @@ impl RunLock {
             match file.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {
-                    let _ = file.read_to_string(&mut previous);
                     return Err(Error::Locked {
+                        holder: holder_of_held_lock(&mut file),
                         path,
-                        holder: describe(&previous),
                     });
                 }
                 Err(fs::TryLockError::Error(e)) => {
@@ -195,6 +211,23 @@ mod tests {
         drop(a);
         assert_eq!(RunLock::state(dir.path()), LockState::Free);
         RunLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_run_started_at_the_same_instant_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        // The other run has locked the file but not written its pid yet.
+        let other = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.path().join(LOCK_FILE))
+            .unwrap();
+        other.try_lock().unwrap();
+        let msg = RunLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(!msg.contains("unknown process"), "{msg}");
+        assert!(msg.contains("started at the same moment"), "{msg}");
     }
 
     #[test]

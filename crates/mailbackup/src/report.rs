@@ -3,8 +3,8 @@
 //! Progress counters are atomics read by a UI (the CLI's progress bars) while the run goes on;
 //! the report is built from them at the end and is what `backup_ended` receives.
 
+use crate::store::ObjectKey;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -148,10 +148,16 @@ pub struct FailedMessage {
 pub struct RemovedMessage {
     /// Graph message id.
     pub id: String,
-    /// The file that was removed.
-    pub path: PathBuf,
+    /// The stored copy that was removed.
+    pub key: ObjectKey,
+    /// Where that copy was ([`crate::store::MessageStore::locate`]: a path for a local store).
+    pub location: String,
     /// Where it was moved instead of being deleted (with a quarantine folder).
-    pub quarantined_to: Option<PathBuf>,
+    pub quarantined_to: Option<String>,
+    /// The message was not deleted but moved to another folder under a new id (Graph ids
+    /// change on a move without immutable ids): its new id, under which it was saved again.
+    #[serde(default)]
+    pub moved_to: Option<String>,
 }
 
 /// How a run ended.
@@ -198,6 +204,10 @@ pub struct MailboxReport {
     pub max_concurrency: u64,
     /// Why the mailbox stopped early, if it did.
     pub error: Option<String>,
+    /// The mailbox stopped because no access token could be obtained or renewed: signing in
+    /// again is needed.
+    #[serde(default)]
+    pub sign_in_failed: bool,
     /// Why the mailbox was left out without it being an error (a tenant user without mailbox).
     pub skipped_reason: Option<String>,
     /// True when the sync phase was wanted but skipped for safety (see `error`/logs).

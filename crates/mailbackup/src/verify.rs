@@ -1,24 +1,25 @@
 //! Offline checks of a backup folder: `verify` (files against the index) and `status`.
 //!
-//! Neither touches the network nor takes the run lock; `verify` reads every file once.
+//! Neither touches the network nor takes the run lock; `verify` reads every object once (and
+//! its first line again for the header).
 
 use crate::engine::META_DIR;
 use crate::error::Error;
-use crate::index::{INDEX_FILE, Index, RunRow};
+use crate::index::{INDEX_FILE, Index, RunRow, SqliteIndex};
 use crate::lock::{LockState, RunLock};
-use crate::store;
+use crate::store::{self, LocalStore, MessageStore, ObjectKey};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A file whose content does not match the index.
+/// A stored copy whose content does not match the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorruptFile {
     /// Mailbox.
     pub mailbox: String,
     /// Message id.
     pub id: String,
-    /// The file.
-    pub path: PathBuf,
+    /// The stored object.
+    pub key: ObjectKey,
     /// What is wrong.
     pub reason: String,
 }
@@ -26,14 +27,14 @@ pub struct CorruptFile {
 /// Result of [`verify`].
 #[derive(Debug, Clone, Default)]
 pub struct VerifyReport {
-    /// Files checked and correct.
+    /// Objects checked and correct.
     pub ok: u64,
-    /// Indexed messages whose file is missing: (mailbox, id, path).
-    pub missing: Vec<(String, String, PathBuf)>,
-    /// Files whose hash or backup header does not match the index.
+    /// Indexed messages whose object is missing: (mailbox, id, key).
+    pub missing: Vec<(String, String, ObjectKey)>,
+    /// Objects whose hash or backup header does not match the index.
     pub corrupt: Vec<CorruptFile>,
-    /// `.eml` files (or leftovers) under the data folder that the index does not know.
-    pub extra: Vec<PathBuf>,
+    /// Objects (`.eml` files or leftovers) in the store that the index does not know.
+    pub extra: Vec<ObjectKey>,
 }
 
 impl VerifyReport {
@@ -43,7 +44,7 @@ impl VerifyReport {
     }
 }
 
-fn open_index(data_folder: &Path) -> Result<Index, Error> {
+fn open_index(data_folder: &Path) -> Result<SqliteIndex, Error> {
     let p = data_folder.join(META_DIR).join(INDEX_FILE);
     if !p.exists() {
         return Err(Error::InvalidOption {
@@ -55,24 +56,29 @@ fn open_index(data_folder: &Path) -> Result<Index, Error> {
             ),
         });
     }
-    Index::open(&p, data_folder)
+    SqliteIndex::open(&p)
 }
 
-/// Re-hashes every indexed file and lists missing, corrupt and extra files.
+/// Re-hashes every indexed file of a local backup folder and lists missing, corrupt and extra
+/// files (keys are paths below `data_folder`).
 pub fn verify(data_folder: &Path) -> Result<VerifyReport, Error> {
-    let index = open_index(data_folder)?;
+    verify_store(&LocalStore::new(data_folder), &open_index(data_folder)?)
+}
+
+/// [`verify`] for any store and index: re-reads every indexed object once.
+pub fn verify_store(store: &dyn MessageStore, index: &dyn Index) -> Result<VerifyReport, Error> {
     let mut report = VerifyReport::default();
     let mut known = HashSet::new();
+    let read_err = |key: &ObjectKey, e| Error::io(format!("cannot read {}", store.locate(key)), e);
     for row in index.saved(None)? {
-        known.insert(row.path.clone());
-        if !row.path.is_file() {
-            report.missing.push((row.mailbox, row.id, row.path));
+        known.insert(row.key.clone());
+        let (Some(content), Some(start)) = (store.open(&row.key)?, store.open(&row.key)?) else {
+            report.missing.push((row.mailbox, row.id, row.key));
             continue;
-        }
-        let hash = store::hash_file(&row.path)
-            .map_err(|e| Error::io(format!("cannot read {}", row.path.display()), e))?;
-        let header = store::read_header(&row.path)?;
-        let reason = if hash != row.sha256 {
+        };
+        let stored = store::hash_reader(content).map_err(|e| read_err(&row.key, e))?;
+        let header = store::read_header(start).map_err(|e| read_err(&row.key, e))?;
+        let reason = if stored.sha256 != row.sha256 {
             Some("content differs from what was saved (SHA-256 mismatch)".to_string())
         } else if header.as_ref().is_none_or(|h| h.id != row.id) {
             Some("the X-NS-Backup header is missing or names another message".to_string())
@@ -80,21 +86,20 @@ pub fn verify(data_folder: &Path) -> Result<VerifyReport, Error> {
             None
         };
         match reason {
-            Some(reason) => report.corrupt.push(crate::verify::CorruptFile {
+            Some(reason) => report.corrupt.push(CorruptFile {
                 mailbox: row.mailbox,
                 id: row.id,
-                path: row.path,
+                key: row.key,
                 reason,
             }),
             None => report.ok += 1,
         }
     }
-    for f in store::walk_files(data_folder, &[])? {
-        if !known.contains(&f) {
-            report.extra.push(f);
-        }
-    }
-    report.extra.sort();
+    report.extra = store
+        .list("")?
+        .into_iter()
+        .filter(|k| !known.contains(k))
+        .collect();
     Ok(report)
 }
 

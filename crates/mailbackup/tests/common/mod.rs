@@ -183,3 +183,19 @@ pub fn assert_complete(root: &Path, emu: &Emulator, user: &str) {
         );
     }
 }
+
+/// A backup of `user` into `dir` against the emulator, with a short retry interval.
+pub fn builder(
+    emu: &graph_emulator::Emulator,
+    dir: &Path,
+    token: String,
+    user: &str,
+) -> mailbackup::BackupBuilder {
+    mailbackup::Backup::builder(
+        dir,
+        std::sync::Arc::new(mailbackup::StaticToken::new(format!("Bearer {token}"))),
+    )
+    .graph_url(emu.graph_url())
+    .mailboxes(mailbackup::Mailboxes::User(user.to_string()))
+    .retry_interval(std::time::Duration::from_millis(50))
+}

@@ -1,66 +1,28 @@
-//! The SQLite index in `DataFolder/.meta/index.sqlite`.
+//! The SQLite [`Index`] in `DataFolder/.meta/index.sqlite`.
 //!
-//! Tables:
-//! - `saved`: one row per message with a durable local copy (path, `lastModifiedDateTime`, size,
-//!   SHA-256 of the file). A row is written only after the file is renamed into place and fsynced.
-//! - `remote`: the mailbox as last listed (id, folder, properties), maintained from delta rounds.
-//!   It is what the backup phase works through and what the sync phase compares against.
-//! - `folders`: one row per folder with its delta link. A link is stored only after every message
-//!   of its round is durable (or deliberately skipped), so a crash replays the round.
-//! - `runs`: one row per run, for `status`.
-//!
-//! WAL journal with `synchronous=FULL`: a committed row survives a crash or power loss.
-//! This module knows nothing about Graph or files beyond the paths it stores.
+//! Tables `saved` (the `path` column holds the object key), `remote`, `folders` and `runs`; see
+//! the module docs of [`crate::index`]. WAL journal with `synchronous=FULL`: a committed row
+//! survives a crash or power loss. One connection behind a mutex; callers are on blocking
+//! threads.
 
+use super::{Index, RunRow, SavedRow};
 use crate::error::Error;
 use crate::hooks::MessageInfo;
 use crate::report::BackupReport;
+use crate::store::ObjectKey;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// File name of the index inside `.meta`.
 pub const INDEX_FILE: &str = "index.sqlite";
 
-/// A saved copy as recorded in the index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SavedRow {
-    /// Mailbox key.
-    pub mailbox: String,
-    /// Graph message id.
-    pub id: String,
-    /// Path of the file (absolute).
-    pub path: PathBuf,
-    /// `lastModifiedDateTime` of the saved copy.
-    pub last_modified: String,
-    /// File size in bytes.
-    pub size: u64,
-    /// SHA-256 of the file (hex).
-    pub sha256: String,
-}
-
-/// The last run, for `status`.
-#[derive(Debug, Clone)]
-pub struct RunRow {
-    /// Run number.
-    pub run_id: i64,
-    /// Start (RFC 3339).
-    pub started: String,
-    /// End (RFC 3339), none while running or after a crash.
-    pub finished: Option<String>,
-    /// `Completed`, `Aborted`, `Failed`, or `Running` (also what a crashed run leaves).
-    pub status: String,
-    /// The run's report as JSON, when it finished.
-    pub report: Option<String>,
-}
-
-/// The index.
+/// The SQLite index.
 #[derive(Debug)]
-pub struct Index {
+pub struct SqliteIndex {
     conn: Mutex<Connection>,
     path: PathBuf,
-    data_folder: PathBuf,
 }
 
 const SCHEMA: &str = "
@@ -80,15 +42,15 @@ CREATE TABLE IF NOT EXISTS runs(
   status TEXT NOT NULL, report TEXT);
 ";
 
-impl Index {
-    /// Opens (creating if needed) the index of `data_folder` at `path`.
-    pub fn open(path: &Path, data_folder: &Path) -> Result<Index, Error> {
+impl SqliteIndex {
+    /// Opens (creating if needed) the index at `path`.
+    pub fn open(path: &Path) -> Result<SqliteIndex, Error> {
         if let Some(dir) = path.parent() {
-            crate::store::create_dir_durable(dir)?;
+            durable_write::create_dir_all(dir).map_err(Error::durable)?;
         }
-        let err = |source| Error::Index {
-            path: path.to_path_buf(),
-            source,
+        let err = |source: rusqlite::Error| Error::Index {
+            location: path.display().to_string(),
+            source: Box::new(source),
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -98,41 +60,26 @@ impl Index {
         conn.execute_batch("PRAGMA synchronous=FULL;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(Index {
+        Ok(SqliteIndex {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
-            data_folder: data_folder.to_path_buf(),
         })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, Error> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard).map_err(|source| Error::Index {
-            path: self.path.clone(),
-            source,
+            location: self.path.display().to_string(),
+            source: Box::new(source),
         })
     }
+}
 
-    fn rel(&self, p: &Path) -> String {
-        p.strip_prefix(&self.data_folder)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
-    }
-
-    fn abs(&self, s: &str) -> PathBuf {
-        let p = Path::new(s);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.data_folder.join(p)
-        }
-    }
-
+impl Index for SqliteIndex {
     // ---- runs ----
 
     /// Records the start of a run.
-    pub fn start_run(&self) -> Result<i64, Error> {
+    fn start_run(&self) -> Result<i64, Error> {
         let now = chrono::Utc::now().to_rfc3339();
         self.with(|c| {
             c.execute(
@@ -144,7 +91,7 @@ impl Index {
     }
 
     /// Records the end of a run.
-    pub fn finish_run(&self, report: &BackupReport) -> Result<(), Error> {
+    fn finish_run(&self, report: &BackupReport) -> Result<(), Error> {
         let now = chrono::Utc::now().to_rfc3339();
         let json = serde_json::to_string(report).unwrap_or_default();
         let status = format!("{:?}", report.status);
@@ -158,7 +105,7 @@ impl Index {
     }
 
     /// The most recent run.
-    pub fn last_run(&self) -> Result<Option<RunRow>, Error> {
+    fn last_run(&self) -> Result<Option<RunRow>, Error> {
         self.with(|c| {
             c.query_row(
                 "SELECT run_id, started, finished, status, report FROM runs ORDER BY run_id DESC LIMIT 1",
@@ -179,17 +126,7 @@ impl Index {
 
     // ---- saved copies ----
 
-    /// Records a durable copy (after the file is in place).
-    pub fn record_saved(
-        &self,
-        mailbox: &str,
-        id: &str,
-        path: &Path,
-        last_modified: &str,
-        size: u64,
-        sha256: &str,
-    ) -> Result<(), Error> {
-        let rel = self.rel(path);
+    fn record_saved(&self, row: &SavedRow) -> Result<(), Error> {
         let now = chrono::Utc::now().to_rfc3339();
         self.with(|c| {
             c.execute(
@@ -198,14 +135,22 @@ impl Index {
                  ON CONFLICT(mailbox, id) DO UPDATE SET path=excluded.path,
                    last_modified=excluded.last_modified, size=excluded.size,
                    sha256=excluded.sha256, saved_at=excluded.saved_at",
-                params![mailbox, id, rel, last_modified, size as i64, sha256, now],
+                params![
+                    row.mailbox,
+                    row.id,
+                    row.key.as_str(),
+                    row.last_modified,
+                    row.size as i64,
+                    row.sha256,
+                    now
+                ],
             )?;
             Ok(())
         })
     }
 
     /// Forgets a saved copy (after its file was removed).
-    pub fn remove_saved(&self, mailbox: &str, id: &str) -> Result<(), Error> {
+    fn remove_saved(&self, mailbox: &str, id: &str) -> Result<(), Error> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM saved WHERE mailbox=?1 AND id=?2",
@@ -216,7 +161,7 @@ impl Index {
     }
 
     /// Saved copies of one mailbox (or of all when `mailbox` is `None`).
-    pub fn saved(&self, mailbox: Option<&str>) -> Result<Vec<SavedRow>, Error> {
+    fn saved(&self, mailbox: Option<&str>) -> Result<Vec<SavedRow>, Error> {
         let rows: Vec<(String, String, String, String, i64, String)> = self.with(|c| {
             let mut st = c.prepare(
                 "SELECT mailbox, id, path, last_modified, size, sha256 FROM saved
@@ -236,30 +181,26 @@ impl Index {
         })?;
         Ok(rows
             .into_iter()
-            .map(
-                |(mailbox, id, path, last_modified, size, sha256)| SavedRow {
+            .filter_map(|(mailbox, id, path, last_modified, size, sha256)| {
+                // Rows of copies a hook once saved outside the backup folder (an absolute
+                // path) are not in the store: they are left out (and fetched again).
+                let key = ObjectKey::new(path)
+                    .inspect_err(|e| tracing::warn!("index row of message {id} ignored: {e}"))
+                    .ok()?;
+                Some(SavedRow {
                     mailbox,
                     id,
-                    path: self.abs(&path),
+                    key,
                     last_modified,
                     size: size.max(0) as u64,
                     sha256,
-                },
-            )
-            .collect())
-    }
-
-    /// Saved copies of a mailbox by id.
-    pub(crate) fn saved_map(&self, mailbox: &str) -> Result<HashMap<String, SavedRow>, Error> {
-        Ok(self
-            .saved(Some(mailbox))?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
+                })
+            })
             .collect())
     }
 
     /// Count of saved copies per mailbox.
-    pub fn saved_counts(&self) -> Result<Vec<(String, u64, u64)>, Error> {
+    fn saved_counts(&self) -> Result<Vec<(String, u64, u64)>, Error> {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT mailbox, COUNT(*), COALESCE(SUM(size),0) FROM saved GROUP BY mailbox ORDER BY mailbox",
@@ -275,7 +216,7 @@ impl Index {
 
     /// Applies one delta page of a folder: upserts `items`, removes `removed` if they are still
     /// recorded in this folder (a message moved elsewhere keeps its newer folder).
-    pub(crate) fn apply_remote(
+    fn apply_remote(
         &self,
         mailbox: &str,
         folder: &str,
@@ -305,11 +246,7 @@ impl Index {
     }
 
     /// Ids recorded in a folder.
-    pub(crate) fn remote_ids_in_folder(
-        &self,
-        mailbox: &str,
-        folder: &str,
-    ) -> Result<HashSet<String>, Error> {
+    fn remote_ids_in_folder(&self, mailbox: &str, folder: &str) -> Result<HashSet<String>, Error> {
         self.with(|c| {
             let mut st = c.prepare("SELECT id FROM remote WHERE mailbox=?1 AND folder_id=?2")?;
             let rows = st.query_map(params![mailbox, folder], |r| r.get(0))?;
@@ -318,7 +255,7 @@ impl Index {
     }
 
     /// Forgets one remote message (deleted in flight).
-    pub(crate) fn remove_remote(&self, mailbox: &str, id: &str) -> Result<(), Error> {
+    fn remove_remote(&self, mailbox: &str, id: &str) -> Result<(), Error> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM remote WHERE mailbox=?1 AND id=?2",
@@ -329,7 +266,7 @@ impl Index {
     }
 
     /// All remote messages of a mailbox.
-    pub(crate) fn remote_messages(&self, mailbox: &str) -> Result<Vec<MessageInfo>, Error> {
+    fn remote_messages(&self, mailbox: &str) -> Result<Vec<MessageInfo>, Error> {
         let infos: Vec<String> = self.with(|c| {
             let mut st = c.prepare("SELECT info FROM remote WHERE mailbox=?1 ORDER BY rowid")?;
             let rows = st.query_map(params![mailbox], |r| r.get(0))?;
@@ -344,7 +281,7 @@ impl Index {
     // ---- folders ----
 
     /// The stored delta link of a folder.
-    pub(crate) fn delta_link(&self, mailbox: &str, folder: &str) -> Result<Option<String>, Error> {
+    fn delta_link(&self, mailbox: &str, folder: &str) -> Result<Option<String>, Error> {
         self.with(|c| {
             c.query_row(
                 "SELECT delta_link FROM folders WHERE mailbox=?1 AND folder_id=?2",
@@ -357,7 +294,7 @@ impl Index {
     }
 
     /// Stores (or clears) a folder's delta link.
-    pub(crate) fn set_delta_link(
+    fn set_delta_link(
         &self,
         mailbox: &str,
         folder: &str,
@@ -377,7 +314,7 @@ impl Index {
     }
 
     /// Folders known from earlier runs.
-    pub(crate) fn known_folders(&self, mailbox: &str) -> Result<Vec<String>, Error> {
+    fn known_folders(&self, mailbox: &str) -> Result<Vec<String>, Error> {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT folder_id FROM folders WHERE mailbox=?1
@@ -389,7 +326,7 @@ impl Index {
     }
 
     /// Forgets a folder that no longer exists, with its messages.
-    pub(crate) fn drop_folder(&self, mailbox: &str, folder: &str) -> Result<(), Error> {
+    fn drop_folder(&self, mailbox: &str, folder: &str) -> Result<(), Error> {
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -405,7 +342,7 @@ impl Index {
     }
 
     /// Number of folders with a delta link, per mailbox.
-    pub fn folder_counts(&self) -> Result<Vec<(String, u64)>, Error> {
+    fn folder_counts(&self) -> Result<Vec<(String, u64)>, Error> {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT mailbox, COUNT(delta_link) FROM folders GROUP BY mailbox ORDER BY mailbox",
@@ -422,48 +359,29 @@ impl Index {
 mod tests {
     use super::*;
 
-    fn info(id: &str) -> MessageInfo {
-        MessageInfo {
-            mailbox: "me".into(),
-            id: id.into(),
-            ..Default::default()
-        }
+    #[test]
+    fn sqlite_index_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();
+        crate::index::conformance::index(&ix);
     }
 
     #[test]
-    fn remote_moves_keep_newer_folder() {
+    fn saved_keys_are_the_relative_paths_of_earlier_versions() {
         let dir = tempfile::tempdir().unwrap();
-        let ix = Index::open(&dir.path().join(".meta/index.sqlite"), dir.path()).unwrap();
-        ix.apply_remote("me", "A", &[info("1"), info("2")], &[])
-            .unwrap();
-        // 1 moves to B; B's round is seen before A's removal.
-        ix.apply_remote("me", "B", &[info("1")], &[]).unwrap();
-        ix.apply_remote("me", "A", &[], &["1".into(), "2".into()])
-            .unwrap();
-        let ids: Vec<String> = ix
-            .remote_messages("me")
-            .unwrap()
-            .into_iter()
-            .map(|m| m.id)
-            .collect();
-        assert_eq!(ids, vec!["1".to_string()]);
-        assert_eq!(ix.remote_ids_in_folder("me", "B").unwrap().len(), 1);
-    }
-
-    #[test]
-    fn saved_rows_store_relative_paths() {
-        let dir = tempfile::tempdir().unwrap();
-        let ix = Index::open(&dir.path().join(".meta/index.sqlite"), dir.path()).unwrap();
-        let p = dir.path().join("2024-01/x.eml");
-        ix.record_saved("me", "1", &p, "t1", 3, "h").unwrap();
-        ix.record_saved("me", "1", &p, "t2", 4, "h2").unwrap();
+        let path = dir.path().join(".meta/index.sqlite");
+        let ix = SqliteIndex::open(&path).unwrap();
+        // What earlier versions wrote: a relative path, and an absolute one for a copy a hook
+        // redirected outside the backup folder.
+        ix.with(|c| {
+            c.execute_batch(
+                "INSERT INTO saved VALUES('me','1','2024-01/x.eml','t',3,'h','now');
+                 INSERT INTO saved VALUES('me','2','/elsewhere/y.eml','t',3,'h','now');",
+            )
+        })
+        .unwrap();
         let rows = ix.saved(Some("me")).unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].path, p);
-        assert_eq!(rows[0].last_modified, "t2");
-        ix.set_delta_link("me", "A", "Inbox", Some("link")).unwrap();
-        assert_eq!(ix.delta_link("me", "A").unwrap().as_deref(), Some("link"));
-        ix.set_delta_link("me", "A", "Inbox", None).unwrap();
-        assert_eq!(ix.delta_link("me", "A").unwrap(), None);
+        assert_eq!(rows[0].key.as_str(), "2024-01/x.eml");
     }
 }

@@ -1,0 +1,166 @@
+//! The behaviour every [`Index`] must have. A backend's test calls [`index`] with an empty
+//! index; it panics with a message naming the broken rule when the backend misbehaves.
+
+use super::{Index, SavedRow};
+use crate::hooks::MessageInfo;
+use crate::report::{BackupReport, RunStatus};
+use crate::store::ObjectKey;
+use std::collections::HashSet;
+use std::time::Duration;
+
+fn info(mailbox: &str, id: &str, subject: &str) -> MessageInfo {
+    MessageInfo {
+        mailbox: mailbox.into(),
+        id: id.into(),
+        subject: Some(subject.into()),
+        ..Default::default()
+    }
+}
+
+fn row(mailbox: &str, id: &str, key: &str, last_modified: &str, size: u64) -> SavedRow {
+    SavedRow {
+        mailbox: mailbox.into(),
+        id: id.into(),
+        key: ObjectKey::new(key).expect("key"),
+        last_modified: last_modified.into(),
+        size,
+        sha256: format!("hash-of-{id}-{last_modified}"),
+    }
+}
+
+fn ids(v: &[MessageInfo]) -> Vec<&str> {
+    v.iter().map(|m| m.id.as_str()).collect()
+}
+
+/// Runs every check against `ix`, which must be empty.
+pub fn index(ix: &dyn Index) {
+    runs(ix);
+    saved_copies(ix);
+    remote_mirror(ix);
+    folders(ix);
+}
+
+fn runs(ix: &dyn Index) {
+    assert_eq!(ix.last_run().expect("last_run"), None, "no run yet");
+    let first = ix.start_run().expect("start_run");
+    let last = ix.last_run().expect("last_run").expect("a run");
+    assert_eq!((last.run_id, last.status.as_str()), (first, "Running"));
+    assert_eq!(last.finished, None, "a running run has no end");
+    let report = BackupReport {
+        run_id: first,
+        status: RunStatus::Aborted,
+        mailboxes: Vec::new(),
+        elapsed: Duration::from_secs(1),
+    };
+    ix.finish_run(&report).expect("finish_run");
+    let last = ix.last_run().expect("last_run").expect("a run");
+    assert_eq!(last.status, "Aborted");
+    assert!(last.finished.is_some() && last.report.is_some());
+    let second = ix.start_run().expect("start_run");
+    assert!(second > first, "run numbers increase");
+    assert_eq!(
+        ix.last_run().expect("last_run").expect("run").run_id,
+        second
+    );
+}
+
+fn saved_copies(ix: &dyn Index) {
+    let a1 = row("alice", "1", "alice/2024-01/1.eml", "t1", 10);
+    let a2 = row("alice", "2", "alice/2024-01/2.eml", "t1", 20);
+    let b1 = row("bob", "1", "bob/2024-01/1.eml", "t1", 5);
+    for r in [&a1, &a2, &b1] {
+        ix.record_saved(r).expect("record_saved");
+    }
+    // Replacing a row (a changed message, perhaps under another key).
+    let a1_new = row("alice", "1", "alice/2024-02/1.eml", "t2", 11);
+    ix.record_saved(&a1_new).expect("record_saved again");
+    let mut alice = ix.saved(Some("alice")).expect("saved");
+    alice.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(
+        alice,
+        vec![a1_new.clone(), a2.clone()],
+        "one row per message"
+    );
+    assert_eq!(ix.saved(None).expect("saved").len(), 3);
+    let map = ix.saved_map("alice").expect("saved_map");
+    assert_eq!(map.get("1"), Some(&a1_new));
+    assert_eq!(
+        ix.saved_counts().expect("saved_counts"),
+        vec![("alice".into(), 2, 31), ("bob".into(), 1, 5)]
+    );
+    ix.remove_saved("alice", "2").expect("remove_saved");
+    ix.remove_saved("alice", "2")
+        .expect("removing twice is fine");
+    assert_eq!(ix.saved(Some("alice")).expect("saved"), vec![a1_new]);
+    assert_eq!(
+        ix.saved(Some("bob")).expect("saved"),
+        vec![b1],
+        "mailboxes are apart"
+    );
+}
+
+fn remote_mirror(ix: &dyn Index) {
+    ix.apply_remote(
+        "me",
+        "A",
+        &[info("me", "1", "one"), info("me", "2", "two")],
+        &[],
+    )
+    .expect("apply");
+    ix.apply_remote("me", "B", &[info("me", "3", "three")], &[])
+        .expect("apply");
+    assert_eq!(
+        ids(&ix.remote_messages("me").expect("remote")),
+        ["1", "2", "3"]
+    );
+    // Properties are kept and updated.
+    ix.apply_remote("me", "A", &[info("me", "2", "two, edited")], &[])
+        .expect("apply");
+    let remote = ix.remote_messages("me").expect("remote");
+    assert_eq!(ids(&remote), ["1", "2", "3"], "listing order is kept");
+    assert_eq!(remote[1].subject.as_deref(), Some("two, edited"));
+
+    // 1 moves to B; B's round is seen before A's removal: the newer folder wins.
+    ix.apply_remote("me", "B", &[info("me", "1", "one")], &[])
+        .expect("apply");
+    ix.apply_remote("me", "A", &[], &["1".into(), "2".into()])
+        .expect("apply");
+    assert_eq!(ids(&ix.remote_messages("me").expect("remote")), ["1", "3"]);
+    assert_eq!(
+        ix.remote_ids_in_folder("me", "B").expect("ids"),
+        HashSet::from(["1".to_string(), "3".to_string()])
+    );
+    assert!(ix.remote_ids_in_folder("me", "A").expect("ids").is_empty());
+    ix.remove_remote("me", "3").expect("remove_remote");
+    assert_eq!(ids(&ix.remote_messages("me").expect("remote")), ["1"]);
+    assert!(
+        ix.remote_messages("other").expect("remote").is_empty(),
+        "mailboxes are apart"
+    );
+}
+
+fn folders(ix: &dyn Index) {
+    assert_eq!(ix.delta_link("me", "B").expect("delta_link"), None);
+    ix.set_delta_link("me", "B", "Inbox", Some("link-1"))
+        .expect("set");
+    ix.set_delta_link("me", "C", "Empty", Some("link-c"))
+        .expect("set");
+    ix.set_delta_link("me", "B", "Inbox", Some("link-2"))
+        .expect("set");
+    assert_eq!(
+        ix.delta_link("me", "B").expect("delta_link").as_deref(),
+        Some("link-2")
+    );
+    assert_eq!(ix.folder_counts().expect("counts"), vec![("me".into(), 2)]);
+    ix.set_delta_link("me", "C", "Empty", None).expect("clear");
+    assert_eq!(ix.delta_link("me", "C").expect("delta_link"), None);
+    assert_eq!(ix.folder_counts().expect("counts"), vec![("me".into(), 1)]);
+    let mut known = ix.known_folders("me").expect("known");
+    known.sort();
+    assert_eq!(known, ["B", "C"]);
+    // Dropping a folder forgets its link and its messages.
+    ix.drop_folder("me", "B").expect("drop");
+    assert_eq!(ix.delta_link("me", "B").expect("delta_link"), None);
+    assert!(ix.remote_messages("me").expect("remote").is_empty());
+    assert_eq!(ix.known_folders("me").expect("known"), ["C"]);
+}

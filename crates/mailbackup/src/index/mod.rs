@@ -1,0 +1,130 @@
+//! The index of a backup: what is durably saved, the mailbox as last listed, the delta links,
+//! and the runs. [`Index`] is the seam for backends; [`SqliteIndex`] (in
+//! `DataFolder/.meta/index.sqlite`) is the embedded default.
+//!
+//! What it holds:
+//! - saved copies: one row per message with a durable stored object (key,
+//!   `lastModifiedDateTime`, size, SHA-256). A row is written only after the store's `put`
+//!   returned.
+//! - the remote mirror: the mailbox as last listed (id, folder, properties), maintained from
+//!   delta rounds. It is what the backup phase works through and what the sync phase compares
+//!   against.
+//! - folders: one row per folder with its delta link. A link is stored only after every message
+//!   of its round is durable (or deliberately skipped), so a crash replays the round.
+//! - runs: one row per run, for `status`.
+//!
+//! Every call blocks until its change is durable (committed): the engine calls the index from
+//! `spawn_blocking`, never on an async worker thread. Every backend passes
+//! [`conformance::index`].
+
+use crate::error::Error;
+use crate::hooks::MessageInfo;
+use crate::report::BackupReport;
+use crate::store::ObjectKey;
+use std::collections::{HashMap, HashSet};
+
+pub mod conformance;
+mod sqlite;
+pub use sqlite::{INDEX_FILE, SqliteIndex};
+
+/// A saved copy as recorded in the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedRow {
+    /// Mailbox key.
+    pub mailbox: String,
+    /// Graph message id.
+    pub id: String,
+    /// Where the copy is in the message store.
+    pub key: ObjectKey,
+    /// `lastModifiedDateTime` of the saved copy.
+    pub last_modified: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the stored object (hex).
+    pub sha256: String,
+}
+
+/// A run, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    /// Run number.
+    pub run_id: i64,
+    /// Start (RFC 3339).
+    pub started: String,
+    /// End (RFC 3339), none while running or after a crash.
+    pub finished: Option<String>,
+    /// `Completed`, `Aborted`, `Failed`, or `Running` (also what a crashed run leaves).
+    pub status: String,
+    /// The run's report as JSON, when it finished.
+    pub report: Option<String>,
+}
+
+/// The index operations the engine, `verify` and `status` need. Blocking; see the module docs.
+pub trait Index: Send + Sync + std::fmt::Debug {
+    // ---- runs ----
+
+    /// Records the start of a run; returns its number (increasing).
+    fn start_run(&self) -> Result<i64, Error>;
+    /// Records the end of a run with its report.
+    fn finish_run(&self, report: &BackupReport) -> Result<(), Error>;
+    /// The most recent run.
+    fn last_run(&self) -> Result<Option<RunRow>, Error>;
+
+    // ---- saved copies ----
+
+    /// Records (or replaces) the durable copy of a message, after the store's `put` returned.
+    fn record_saved(&self, row: &SavedRow) -> Result<(), Error>;
+    /// Forgets a saved copy (after its object was removed or quarantined).
+    fn remove_saved(&self, mailbox: &str, id: &str) -> Result<(), Error>;
+    /// Saved copies of one mailbox (of all when `None`).
+    fn saved(&self, mailbox: Option<&str>) -> Result<Vec<SavedRow>, Error>;
+    /// Per mailbox: (mailbox, saved copies, bytes), ordered by mailbox.
+    fn saved_counts(&self) -> Result<Vec<(String, u64, u64)>, Error>;
+
+    /// Saved copies of a mailbox by message id.
+    fn saved_map(&self, mailbox: &str) -> Result<HashMap<String, SavedRow>, Error> {
+        Ok(self
+            .saved(Some(mailbox))?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect())
+    }
+
+    // ---- remote mirror ----
+
+    /// Applies one delta page of a folder in one transaction: upserts `items` (a message listed
+    /// in another folder moves here), removes `removed` if they are still recorded in this
+    /// folder (a message moved elsewhere keeps its newer folder).
+    fn apply_remote(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        items: &[MessageInfo],
+        removed: &[String],
+    ) -> Result<(), Error>;
+    /// Ids recorded in a folder.
+    fn remote_ids_in_folder(&self, mailbox: &str, folder: &str) -> Result<HashSet<String>, Error>;
+    /// Forgets one remote message (deleted in flight).
+    fn remove_remote(&self, mailbox: &str, id: &str) -> Result<(), Error>;
+    /// All remote messages of a mailbox, in the order they were first listed.
+    fn remote_messages(&self, mailbox: &str) -> Result<Vec<MessageInfo>, Error>;
+
+    // ---- folders ----
+
+    /// The stored delta link of a folder.
+    fn delta_link(&self, mailbox: &str, folder: &str) -> Result<Option<String>, Error>;
+    /// Stores (or clears, with `None`) a folder's delta link.
+    fn set_delta_link(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        name: &str,
+        link: Option<&str>,
+    ) -> Result<(), Error>;
+    /// Folders known from earlier runs (with a link row or remote messages).
+    fn known_folders(&self, mailbox: &str) -> Result<Vec<String>, Error>;
+    /// Forgets a folder that no longer exists, with its remote messages, in one transaction.
+    fn drop_folder(&self, mailbox: &str, folder: &str) -> Result<(), Error>;
+    /// Per mailbox: folders with a delta link, ordered by mailbox.
+    fn folder_counts(&self) -> Result<Vec<(String, u64)>, Error>;
+}

@@ -1,0 +1,255 @@
+//! Graph throttling (429/503, Retry-After), the concurrency cap and the run's time limit.
+//! End to end against the Graph emulator (real sockets on 127.0.0.1).
+
+mod common;
+
+use common::*;
+use graph_emulator::{EndpointKind, MailboxSpec, Trigger};
+use mailbackup::{Hooks, RunStatus};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[tokio::test]
+async fn throttling_and_503_storm_still_backs_up_everything_within_the_cap() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(40).seed(2)]).await;
+    emu.faults().throttle(Trigger::EveryNth(9), 1);
+    emu.faults().unavailable(Trigger::Next(2), None);
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .max_connections(8)
+        .max_retry_count(0)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let r = &report.mailboxes[0];
+    assert!(r.throttled >= 3, "{r:?}");
+    assert!(r.max_concurrency <= 4);
+    let stats = emu.stats();
+    assert!(
+        stats.max_concurrency <= 4 && stats.throttled_concurrency == 0,
+        "{stats:?}"
+    );
+    assert_complete(dir.path(), &emu, ALICE);
+}
+
+#[tokio::test]
+async fn endless_throttling_ends_at_the_time_limit_with_a_clear_report() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(5)]).await;
+    emu.faults().throttle(Trigger::EveryNth(1), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let report = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .time_limit(Duration::from_millis(2500))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(report.status, RunStatus::Failed);
+    let r = &report.mailboxes[0];
+    assert!(r.error.as_deref().unwrap().contains("time limit"), "{r:?}");
+    assert!(r.throttled >= 1);
+    // Throttling is not a retry: no message was reported failed, nothing half-written.
+    assert!(r.failed.is_empty());
+    assert!(eml_files(dir.path()).is_empty());
+}
+
+#[derive(Default)]
+struct LogLines(Mutex<Vec<String>>);
+
+impl Hooks for LogLines {
+    fn log(&self, _level: mailbackup::LogLevel, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
+}
+
+#[tokio::test]
+async fn retry_after_of_a_503_is_honoured_and_is_not_a_retry() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(3).seed(9)]).await;
+    emu.faults().unavailable(Trigger::Next(1), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let logs = Arc::new(LogLines::default());
+    let started = std::time::Instant::now();
+    let report = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .max_retry_count(0)
+        .hooks(logs.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    // A lower bound only: it cannot fail on a slow machine.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(report.mailboxes[0].throttled, 1);
+    let lines = logs.0.lock().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("throttled (503 ServiceUnavailable)") && l.contains("waits 2.0s")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_download_still_running_at_the_time_limit_is_cut_there() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(2).seed(10)]).await;
+    // At 100 bytes/s a message takes minutes: only the time limit can end the run early.
+    emu.faults().value_bandwidth(Some(100));
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let report = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .time_limit(Duration::from_millis(1500))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let r = &report.mailboxes[0];
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("time limit"),
+        "{r:?}"
+    );
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(eml_files(dir.path()).is_empty());
+    let v = mailbackup::verify(dir.path()).unwrap();
+    assert!(v.is_clean(), "{v:?}");
+}
+
+/// When the mailbox was throttled and when messages were saved.
+#[derive(Default)]
+struct Timeline {
+    throttled_at: Mutex<Vec<std::time::Instant>>,
+    saved_at: Mutex<Vec<std::time::Instant>>,
+}
+
+impl Hooks for Timeline {
+    fn log(&self, _level: mailbackup::LogLevel, message: &str) {
+        if message.contains("throttled") {
+            self.throttled_at
+                .lock()
+                .unwrap()
+                .push(std::time::Instant::now());
+        }
+    }
+    fn message_saved(&self, _info: &mailbackup::MessageInfo, _key: &mailbackup::ObjectKey) {
+        self.saved_at
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+    }
+}
+
+/// Saves between 0.2 s and 1.8 s after the (first) throttling answer of a run.
+async fn saves_during_a_two_second_throttle(
+    faults: graph_emulator::FaultConfig,
+    budget: Option<graph_emulator::RateLimit>,
+) -> usize {
+    let emu = emulator_with(graph_emulator::EmulatorConfig {
+        mailbox_rate_limit: budget,
+        ..graph_emulator::EmulatorConfig::default()
+            .with_mailboxes(vec![MailboxSpec::new(ALICE).messages(60).seed(31)])
+            .with_latency(Duration::from_millis(20))
+    })
+    .await;
+    let token = app_token(&emu).await;
+    emu.faults().set(faults);
+    let timeline = Arc::new(Timeline::default());
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .hooks(timeline.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_complete(dir.path(), &emu, ALICE);
+    let t = timeline.throttled_at.lock().unwrap()[0];
+    let window = (t + Duration::from_millis(200))..(t + Duration::from_millis(1800));
+    timeline
+        .saved_at
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| window.contains(s))
+        .count()
+}
+
+#[tokio::test]
+async fn a_concurrency_429_delays_only_its_own_request() {
+    let saved = saves_during_a_two_second_throttle(
+        graph_emulator::FaultConfig {
+            throttle: Trigger::Next(1),
+            throttle_retry_after_secs: 2,
+            only: Some(vec![EndpointKind::MessageValue]),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    assert!(
+        saved >= 5,
+        "the other requests go on while one waits out its Retry-After ({saved} saved)"
+    );
+}
+
+#[tokio::test]
+async fn a_503_still_pauses_the_whole_mailbox() {
+    let saved = saves_during_a_two_second_throttle(
+        graph_emulator::FaultConfig {
+            unavailable: Trigger::Next(1),
+            unavailable_retry_after_secs: Some(2),
+            only: Some(vec![EndpointKind::MessageValue]),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    assert_eq!(
+        saved, 0,
+        "no request of the mailbox starts during the pause"
+    );
+}
+
+#[tokio::test]
+async fn a_429_for_an_exhausted_request_budget_still_pauses_the_whole_mailbox() {
+    let budget = graph_emulator::RateLimit {
+        requests: 30,
+        window: Duration::from_secs(2),
+    };
+    let saved = saves_during_a_two_second_throttle(Default::default(), Some(budget)).await;
+    assert_eq!(
+        saved, 0,
+        "no request of the mailbox starts during the pause"
+    );
+}
+
+#[tokio::test]
+async fn a_mailbox_opens_no_more_connections_than_its_permits() {
+    let emu = emulator_with(
+        graph_emulator::EmulatorConfig::default()
+            .with_mailboxes(vec![MailboxSpec::new(ALICE).messages(600).seed(41)]),
+    )
+    .await;
+    let token = app_token(&emu).await;
+    let before = emu.stats().connections_accepted;
+    let dir = tempfile::tempdir().unwrap();
+    let report = builder(&emu, dir.path(), token, ALICE)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let opened = emu.stats().connections_accepted - before;
+    assert!(
+        opened <= 4,
+        "{opened} connections for one mailbox with 4 permits"
+    );
+}
