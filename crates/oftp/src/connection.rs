@@ -2,17 +2,28 @@
 //! over a [`Transport`], stores received files durably, reads files to send, and asks the
 //! [`Handler`] for decisions.
 //!
-//! The loop: write what the session wants to send, handle its events (which may call session
-//! methods and produce more to send), feed file data while credit allows (one buffer at a time,
-//! so memory stays at about one buffer per connection), act on our turn, and otherwise wait for
-//! socket input, the session's deadline, a request on the [`SessionHandle`], or a shutdown
-//! signal.
+//! The loop: handle the session's events (which may call session methods and produce more to
+//! send), then write what the session wants to send, feed file data while credit allows (one
+//! buffer at a time, so memory stays at about one buffer per connection), act on our turn, and
+//! otherwise wait for socket input, the session's deadline, a request on the
+//! [`SessionHandle`], or a shutdown signal.
 //!
-//! Durability rules kept here: EFPA only after the file is fsynced and renamed into place and
-//! the journal says so; checkpoints (fsync + journal) every `checkpoint_interval` bytes (spaced
-//! by at least the time that takes at 32 MiB/s) and when a connection breaks, so a restart
-//! never goes back further than necessary and never claims more than is on disk; EERP only
-//! for files that are complete in the journal.
+//! **Invariant: nothing is acknowledged to the partner before what it acknowledges is durable**
+//! (written, fsynced, and committed in the journal, which commits with `synchronous=FULL`).
+//! A process killed at any step then leaves the partner holding nothing we could lose:
+//! - RTR for a received EERP/NERP: the session queues the RTR together with the
+//!   `EndResponseReceived` event, so every event is handled (the response recorded) before
+//!   anything queued is written. If the journal cannot record it, nothing more is written and
+//!   the connection is dropped without the RTR, so the partner sends the response again later.
+//! - EFPA: `confirm_file` is called only after the file is fsynced and renamed into place and
+//!   the journal says so.
+//! - SFPA with a restart position: the position is a journal checkpoint, taken only after the
+//!   temporary file was fsynced that far, and the file is cut back to it before we answer.
+//!
+//! The same holds for what we record as done: checkpoints (fsync + journal) every
+//! `checkpoint_interval` bytes (spaced by at least the time that takes at 32 MiB/s) and when a
+//! connection breaks, so a restart never goes back further than necessary and never claims
+//! more than is on disk; EERP only for files that are complete in the journal.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -333,6 +344,8 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     v2_only: bool,
     /// A write timed out: the partner stopped reading, so nothing more is written (no ESID).
     write_stalled: bool,
+    /// Nothing more is written (see [`Connection::hang_up`]).
+    silenced: bool,
     /// The TLS client certificate the session must belong to (see
     /// `Acceptor::bound_peer_certificate`).
     bound_cert: Option<oftp_security::Certificate>,
@@ -548,6 +561,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             timer: None,
             v2_only: false,
             write_stalled: false,
+            silenced: false,
             bound_cert: None,
         }
     }
@@ -557,10 +571,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         // Bounded: each turn of the loop either makes progress or waits; the session ends on
         // inactivity, so the loop ends too.
         loop {
+            // Events before output: what the session queued with them (the RTR answering an
+            // EERP/NERP) goes out only once they are handled, so recorded (module doc).
+            if self.dispatch_events().await {
+                continue;
+            }
             if let Err(TransportGone(e)) = self.flush().await {
                 self.transport_lost(e).await;
-            }
-            if self.dispatch_events().await {
                 continue;
             }
             if self.session.is_closed() {
@@ -689,13 +706,28 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
     }
 
+    /// Drops the connection without writing anything more, because what the session has
+    /// queued would acknowledge something that is not durable (see the module doc).
+    fn hang_up(&mut self, description: String) {
+        self.silenced = true;
+        if self.ended.is_none() {
+            self.ended = Some(Disconnected {
+                reason: None,
+                by_peer: false,
+                description,
+            });
+        }
+        self.session.handle_transport_closed(Instant::now());
+    }
+
     /// Writes everything the session has queued.
     async fn flush(&mut self) -> Result<(), TransportGone> {
         let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
         // The first frame is taken without a copy; any further ones are appended, so all go
         // out in one write.
-        if self.session.poll_transmit_into(&mut out) == 0 {
+        if self.session.poll_transmit_into(&mut out) == 0 || self.silenced {
+            out.clear();
             self.wbuf = out;
             return Ok(());
         }
@@ -2345,7 +2377,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .call(move |j| j.record_end_response(&entry))
             .await
         {
-            self.error(format!("journal: {e}")).await;
+            // The RTR queued with this response would tell the partner it may forget it.
+            let description = format!(
+                "cannot record the end response for {}: journal: {e}; hanging up without RTR so \
+                 the partner sends it again",
+                resp.virtual_file_name
+            );
+            self.error(description.clone()).await;
+            self.hang_up(description);
+            return;
         }
         let outcome = match &resp.negative {
             None => FileOutcome::Delivered,
