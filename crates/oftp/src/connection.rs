@@ -196,11 +196,22 @@ impl FileOutcome {
     }
 }
 
+/// An EERP/NERP that settled no file of this run: it answers a file sent in an earlier run
+/// (whose journal entry it settled all the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierEndResponse {
+    /// The local file the journal says was sent under that identity, if it knows one.
+    pub local_file: Option<PathBuf>,
+    /// The response.
+    pub response: EndResponse,
+}
+
 /// What a connection reports when it ends.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionReport {
     pub(crate) negotiated: Option<Negotiated>,
     pub(crate) outcomes: Vec<(OutgoingFile, FileOutcome)>,
+    pub(crate) earlier: Vec<EarlierEndResponse>,
     pub(crate) received: Vec<PathBuf>,
     pub(crate) ended: Disconnected,
 }
@@ -274,6 +285,8 @@ type OpenerResult = tokio::sync::oneshot::Receiver<Result<Option<Vec<u8>>, Servi
 /// A file being sent.
 struct Outgoing {
     job: Option<usize>,
+    /// Offered under the identity of an earlier attempt (see `start_sending`).
+    resumed: bool,
     file: OutgoingFile,
     /// The processed form, being produced, until the partner accepts the file; `None` sends
     /// the file itself.
@@ -333,6 +346,7 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     awaiting_rtr: Option<EndResponse>,
     last_activity: Instant,
     outcomes: Vec<(OutgoingFile, FileOutcome)>,
+    earlier: Vec<EarlierEndResponse>,
     received: Vec<PathBuf>,
     ended: Option<Disconnected>,
     initiator: Option<InitiatorSetup>,
@@ -554,6 +568,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             awaiting_rtr: None,
             last_activity: Instant::now(),
             outcomes: Vec::new(),
+            earlier: Vec::new(),
             received: Vec::new(),
             ended: None,
             initiator,
@@ -653,6 +668,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         ConnectionReport {
             negotiated: self.negotiated.clone(),
             outcomes: std::mem::take(&mut self.outcomes),
+            earlier: std::mem::take(&mut self.earlier),
             received: std::mem::take(&mut self.received),
             ended,
         }
@@ -830,6 +846,27 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 self.on_file_accepted(restart_position).await
             }
             Event::ReadyForData => {}
+            Event::FileRejected { reason, text, .. }
+                if reason == oftp_proto::codec::SfnaReason::DUPLICATE_FILE
+                    && self.outgoing.as_ref().is_some_and(|o| o.resumed) =>
+            {
+                // The identity of an earlier attempt: the partner stored that attempt, whose
+                // EFPA we did not record. Its EERP is due (RFC 5024 section 4.3.6).
+                let name = self
+                    .outgoing
+                    .as_ref()
+                    .map(|o| o.transfer.virtual_file_name.clone())
+                    .unwrap_or_default();
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "the partner already has {name} (SFNA 13: {text}); waiting for its EERP"
+                    ),
+                )
+                .await;
+                self.outgoing_done(FileOutcome::AwaitingEndResponse, None, false)
+                    .await;
+            }
             Event::FileRejected {
                 reason,
                 retry,
@@ -2395,6 +2432,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             },
         };
         // Settle the matching file of this run, if any.
+        let mut settled = false;
         for (f, o) in &mut self.outcomes {
             // A duplicate refusal followed by the EERP: the partner had the file all along.
             let open = *o == FileOutcome::AwaitingEndResponse
@@ -2402,8 +2440,24 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     if *reason == oftp_proto::codec::SfnaReason::DUPLICATE_FILE);
             if open && f.virtual_file_name.trim_end() == key.dsn && f.stamp == Some(key.stamp) {
                 *o = outcome.clone();
+                settled = true;
                 break;
             }
+        }
+        if !settled && self.initiator.is_some() {
+            // For a file of an earlier run: reported too, with the local file it confirms.
+            let k = key.clone();
+            let local_file = match self.shared.journal.call(move |j| j.sent_by_key(&k)).await {
+                Ok(sent) => sent.map(|s| s.local.path),
+                Err(e) => {
+                    self.error(format!("journal: {e}")).await;
+                    None
+                }
+            };
+            self.earlier.push(EarlierEndResponse {
+                local_file,
+                response: resp.clone(),
+            });
         }
         self.log(
             LogLevel::Info,
@@ -2864,19 +2918,53 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             size: meta.len(),
             mtime_ns,
         };
-        // Reuse the identity of an unfinished earlier attempt so the partner can restart it.
+        // The newest earlier attempt to send this very file decides, so that sending it again
+        // converges: one still sending is resumed under its identity (the partner restarts it
+        // or, if it stored it already, answers SFNA 13); one the partner stored (EFPA) is not
+        // sent again, its EERP may come in this or any later session (RFC 5024 section
+        // 4.3.6); one delivered is reported as such. A refused or NERPed one is sent anew.
         let l2 = local.clone();
         let previous = self
             .shared
             .journal
-            .call(move |j| j.resumable_send(&l2))
+            .call(move |j| j.latest_send(&l2))
             .await
             .ok()
             .flatten()
             .filter(|p| {
                 p.key.dsn == file.virtual_file_name.trim_end()
+                    && p.key.originator == originator.trim_end()
                     && file.stamp.is_none_or(|s| s == p.key.stamp)
             });
+        if let Some(p) = &previous
+            && matches!(
+                p.state,
+                SendState::AwaitingEndResponse | SendState::Delivered
+            )
+        {
+            file.stamp = Some(p.key.stamp);
+            let (outcome, how) = if p.state == SendState::Delivered {
+                (FileOutcome::Delivered, "its EERP arrived earlier")
+            } else {
+                (
+                    FileOutcome::AwaitingEndResponse,
+                    "waiting for its EERP, which may come in this or a later session",
+                )
+            };
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "not sending {} again: the partner stored it as {} {}; {how}",
+                    file.path.display(),
+                    p.key.dsn,
+                    p.key.stamp
+                ),
+            )
+            .await;
+            self.record_outcome(file, job, outcome);
+            return;
+        }
+        let previous = previous.filter(|p| p.state == SendState::Sending);
         let resumed = previous.is_some();
         let (sent_id, stamp) = match previous {
             Some(p) => (p.id, p.key.stamp),
@@ -3014,6 +3102,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         self.outgoing = Some(Outgoing {
             job,
+            resumed,
             file,
             sealed,
             cipher_suite,
