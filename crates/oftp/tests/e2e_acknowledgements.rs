@@ -230,3 +230,69 @@ async fn rtr_and_efpa_go_out_only_after_the_journal_has_recorded_what_they_ackno
             .contains(&code::EFPA)
     );
 }
+
+#[tokio::test]
+async fn an_eerp_the_journal_cannot_record_is_not_acknowledged_and_comes_again() {
+    init_tracing();
+    let server = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("order.edi");
+    std::fs::write(&f, b"UNB+order").unwrap();
+    let c = client(dir.path(), SessionLimits::default());
+    // The client's journal refuses to record end responses (as with a full disk).
+    let db = rusqlite::Connection::open(dir.path().join(oftp::journal::JOURNAL_FILE)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON end_responses
+         BEGIN SELECT RAISE(FAIL, 'disk full (test)'); END;",
+    )
+    .unwrap();
+
+    let report = c
+        .run(&server.addr(), vec![OutgoingFile::new(&f)])
+        .await
+        .unwrap();
+    assert_eq!(
+        report.files[0].1,
+        FileOutcome::AwaitingEndResponse,
+        "{report:?}"
+    );
+    assert!(
+        report
+            .ended
+            .description
+            .contains("cannot record the end response"),
+        "{:?}",
+        report.ended
+    );
+    // No RTR reached the server: the EERP is still due.
+    assert_eq!(
+        server
+            .running
+            .journal()
+            .pending_end_responses(CLIENT_SSID)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Once the journal works again, the next session gets it.
+    db.execute_batch("DROP TRIGGER refuse").unwrap();
+    let report = c.run(&server.addr(), vec![]).await.unwrap();
+    assert_eq!(report.earlier.len(), 1, "{report:?}");
+    assert!(report.earlier[0].response.negative.is_none());
+    let c2 = client(dir.path(), SessionLimits::default());
+    let report = c2
+        .run(&server.addr(), vec![OutgoingFile::new(&f)])
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+    assert!(
+        server
+            .running
+            .journal()
+            .pending_end_responses(CLIENT_SSID)
+            .unwrap()
+            .is_empty()
+    );
+    server.running.shutdown().await;
+}
