@@ -2924,18 +2924,21 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         // sent again, its EERP may come in this or any later session (RFC 5024 section
         // 4.3.6); one delivered is reported as such. A refused or NERPed one is sent anew.
         let l2 = local.clone();
-        let previous = self
-            .shared
-            .journal
-            .call(move |j| j.latest_send(&l2))
-            .await
-            .ok()
-            .flatten()
-            .filter(|p| {
-                p.key.dsn == file.virtual_file_name.trim_end()
-                    && p.key.originator == originator.trim_end()
-                    && file.stamp.is_none_or(|s| s == p.key.stamp)
-            });
+        let previous = match self.shared.journal.call(move |j| j.latest_send(&l2)).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Without it the file would go out under a new identity: a second copy.
+                let r = format!("journal: {e}");
+                self.error(r.clone()).await;
+                self.record_outcome(file, job, fail(r));
+                return;
+            }
+        };
+        let previous = previous.filter(|p| {
+            p.key.dsn == file.virtual_file_name.trim_end()
+                && p.key.originator == originator.trim_end()
+                && file.stamp.is_none_or(|s| s == p.key.stamp)
+        });
         if let Some(p) = &previous
             && matches!(
                 p.state,
