@@ -2,7 +2,7 @@
 # OFTP crash soak (not part of CI): the server is killed with SIGKILL in the middle of
 # transfers and restarted, while every file is sent again with `oftp send` until it exits 0.
 #
-# 100 files of 1 KiB to 50 MiB (sizes spread geometrically, about 460 MiB in all) go from
+# 100 files of 1 KiB to 50 MiB (sizes spread geometrically, about 480 MiB in all) go from
 # `oftp send` (4 files at a time, one shared client journal) to a separate `oftp serve`
 # process (release build) on 127.0.0.1. The server is killed 15 times, spread over the run
 # (each time 6 more files are confirmed, so it dies while the other senders are mid-transfer)
@@ -11,7 +11,7 @@
 #
 # Passes when every file's loop ended with exit 0 within the allowed tries, the server was
 # killed 15 times while files were still being sent, and the inbox holds each file exactly
-# once with the same SHA-256 and nothing else. Prints the figures. Bounded in time
+# once with the same SHA-256 and no other file (temporary .oftp-*.part files are counted). Prints the figures. Bounded in time
 # (SOAK_TIMEOUT seconds, default 1800); removes its directory at the end (SOAK_KEEP=1 keeps it).
 #
 #   scripts/soak-oftp-crash.sh
