@@ -11,8 +11,9 @@
 #
 # Passes when every file's loop ended with exit 0 within the allowed tries, the server was
 # killed 15 times while files were still being sent, and the inbox holds each file exactly
-# once with the same SHA-256 and no other file (temporary .oftp-*.part files are counted). Prints the figures. Bounded in time
-# (SOAK_TIMEOUT seconds, default 1800); removes its directory at the end (SOAK_KEEP=1 keeps it).
+# once with the same SHA-256 and no other file (temporary .oftp-*.part files are counted, not
+# failed). Prints the figures. Bounded in time (SOAK_TIMEOUT seconds, default 1800); removes its
+# directory at the end (SOAK_KEEP=1 keeps it).
 #
 #   scripts/soak-oftp-crash.sh
 #   SOAK_FILES=40 SOAK_KILLS=6 SOAK_MAX_MIB=10 scripts/soak-oftp-crash.sh   # a shorter run
