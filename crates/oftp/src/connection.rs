@@ -2,17 +2,28 @@
 //! over a [`Transport`], stores received files durably, reads files to send, and asks the
 //! [`Handler`] for decisions.
 //!
-//! The loop: write what the session wants to send, handle its events (which may call session
-//! methods and produce more to send), feed file data while credit allows (one buffer at a time,
-//! so memory stays at about one buffer per connection), act on our turn, and otherwise wait for
-//! socket input, the session's deadline, a request on the [`SessionHandle`], or a shutdown
-//! signal.
+//! The loop: handle the session's events (which may call session methods and produce more to
+//! send), then write what the session wants to send, feed file data while credit allows (one
+//! buffer at a time, so memory stays at about one buffer per connection), act on our turn, and
+//! otherwise wait for socket input, the session's deadline, a request on the
+//! [`SessionHandle`], or a shutdown signal.
 //!
-//! Durability rules kept here: EFPA only after the file is fsynced and renamed into place and
-//! the journal says so; checkpoints (fsync + journal) every `checkpoint_interval` bytes (spaced
-//! by at least the time that takes at 32 MiB/s) and when a connection breaks, so a restart
-//! never goes back further than necessary and never claims more than is on disk; EERP only
-//! for files that are complete in the journal.
+//! **Invariant: nothing is acknowledged to the partner before what it acknowledges is durable**
+//! (written, fsynced, and committed in the journal, which commits with `synchronous=FULL`).
+//! A process killed at any step then leaves the partner holding nothing we could lose:
+//! - RTR for a received EERP/NERP: the session queues the RTR together with the
+//!   `EndResponseReceived` event, so every event is handled (the response recorded) before
+//!   anything queued is written. If the journal cannot record it, nothing more is written and
+//!   the connection is dropped without the RTR, so the partner sends the response again later.
+//! - EFPA: `confirm_file` is called only after the file is fsynced and renamed into place and
+//!   the journal says so.
+//! - SFPA with a restart position: the position is a journal checkpoint, taken only after the
+//!   temporary file was fsynced that far, and the file is cut back to it before we answer.
+//!
+//! The same holds for what we record as done: checkpoints (fsync + journal) every
+//! `checkpoint_interval` bytes (spaced by at least the time that takes at 32 MiB/s) and when a
+//! connection breaks, so a restart never goes back further than necessary and never claims
+//! more than is on disk; EERP only for files that are complete in the journal.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -187,6 +198,16 @@ impl FileOutcome {
     }
 }
 
+/// An EERP/NERP that settled no file of this run: it answers a file sent in an earlier run
+/// (whose journal entry it settled all the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierEndResponse {
+    /// The local file the journal says was sent under that identity, if it knows one.
+    pub local_file: Option<PathBuf>,
+    /// The response.
+    pub response: EndResponse,
+}
+
 /// What a connection reports when it ends.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionReport {
@@ -194,6 +215,7 @@ pub(crate) struct ConnectionReport {
     /// The session got past login: the SSID exchange and, when used, secure authentication.
     pub(crate) logged_in: bool,
     pub(crate) outcomes: Vec<(OutgoingFile, FileOutcome)>,
+    pub(crate) earlier: Vec<EarlierEndResponse>,
     pub(crate) received: Vec<PathBuf>,
     pub(crate) ended: Disconnected,
 }
@@ -284,6 +306,8 @@ type OpenerResult = tokio::sync::oneshot::Receiver<Result<Option<Vec<u8>>, Servi
 /// A file being sent.
 struct Outgoing {
     job: Option<usize>,
+    /// Offered under the identity of an earlier attempt (see `start_sending`).
+    resumed: bool,
     file: OutgoingFile,
     /// The processed form, being produced, until the partner accepts the file; `None` sends
     /// the file itself.
@@ -346,6 +370,7 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     awaiting_rtr: Option<EndResponse>,
     last_activity: Instant,
     outcomes: Vec<(OutgoingFile, FileOutcome)>,
+    earlier: Vec<EarlierEndResponse>,
     received: Vec<PathBuf>,
     ended: Option<Disconnected>,
     initiator: Option<InitiatorSetup>,
@@ -357,6 +382,8 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     v2_only: bool,
     /// A write timed out: the partner stopped reading, so nothing more is written (no ESID).
     write_stalled: bool,
+    /// Nothing more is written (see [`Connection::hang_up`]).
+    silenced: bool,
     /// The TLS client certificate the session must belong to (see
     /// `Acceptor::bound_peer_certificate`).
     bound_cert: Option<oftp_security::Certificate>,
@@ -566,6 +593,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             awaiting_rtr: None,
             last_activity: Instant::now(),
             outcomes: Vec::new(),
+            earlier: Vec::new(),
             received: Vec::new(),
             ended: None,
             initiator,
@@ -573,6 +601,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             timer: None,
             v2_only: false,
             write_stalled: false,
+            silenced: false,
             bound_cert: None,
         }
     }
@@ -582,10 +611,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         // Bounded: each turn of the loop either makes progress or waits; the session ends on
         // inactivity, so the loop ends too.
         loop {
+            // Events before output: what the session queued with them (the RTR answering an
+            // EERP/NERP) goes out only once they are handled, so recorded (module doc).
+            if self.dispatch_events().await {
+                continue;
+            }
             if let Err(TransportGone(e)) = self.flush().await {
                 self.transport_lost(e).await;
-            }
-            if self.dispatch_events().await {
                 continue;
             }
             if self.session.is_closed() {
@@ -674,6 +706,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             negotiated: self.negotiated.clone(),
             logged_in: self.logged_in,
             outcomes: std::mem::take(&mut self.outcomes),
+            earlier: std::mem::take(&mut self.earlier),
             received: std::mem::take(&mut self.received),
             ended,
         }
@@ -727,13 +760,28 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
     }
 
+    /// Drops the connection without writing anything more, because what the session has
+    /// queued would acknowledge something that is not durable (see the module doc).
+    fn hang_up(&mut self, description: String) {
+        self.silenced = true;
+        if self.ended.is_none() {
+            self.ended = Some(Disconnected {
+                reason: None,
+                by_peer: false,
+                description,
+            });
+        }
+        self.session.handle_transport_closed(Instant::now());
+    }
+
     /// Writes everything the session has queued.
     async fn flush(&mut self) -> Result<(), TransportGone> {
         let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
         // The first frame is taken without a copy; any further ones are appended, so all go
         // out in one write.
-        if self.session.poll_transmit_into(&mut out) == 0 {
+        if self.session.poll_transmit_into(&mut out) == 0 || self.silenced {
+            out.clear();
             self.wbuf = out;
             return Ok(());
         }
@@ -836,6 +884,27 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 self.on_file_accepted(restart_position).await
             }
             Event::ReadyForData => {}
+            Event::FileRejected { reason, text, .. }
+                if reason == oftp_proto::codec::SfnaReason::DUPLICATE_FILE
+                    && self.outgoing.as_ref().is_some_and(|o| o.resumed) =>
+            {
+                // The identity of an earlier attempt: the partner stored that attempt, whose
+                // EFPA we did not record. Its EERP is due (RFC 5024 section 4.3.6).
+                let name = self
+                    .outgoing
+                    .as_ref()
+                    .map(|o| o.transfer.virtual_file_name.clone())
+                    .unwrap_or_default();
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "the partner already has {name} (SFNA 13: {text}); waiting for its EERP"
+                    ),
+                )
+                .await;
+                self.outgoing_done(FileOutcome::AwaitingEndResponse, None, false)
+                    .await;
+            }
             Event::FileRejected {
                 reason,
                 retry,
@@ -2535,7 +2604,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .call(move |j| j.record_end_response(&entry))
             .await
         {
-            self.error(format!("journal: {e}")).await;
+            // The RTR queued with this response would tell the partner it may forget it.
+            let description = format!(
+                "cannot record the end response for {}: journal: {e}; hanging up without RTR so \
+                 the partner sends it again",
+                resp.virtual_file_name
+            );
+            self.error(description.clone()).await;
+            self.hang_up(description);
+            return;
         }
         let outcome = match &resp.negative {
             None => FileOutcome::Delivered,
@@ -2545,6 +2622,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             },
         };
         // Settle the matching file of this run, if any.
+        let mut settled = false;
         for (f, o) in &mut self.outcomes {
             // A duplicate refusal followed by the EERP: the partner had the file all along.
             let open = *o == FileOutcome::AwaitingEndResponse
@@ -2552,8 +2630,24 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     if *reason == oftp_proto::codec::SfnaReason::DUPLICATE_FILE);
             if open && f.virtual_file_name.trim_end() == key.dsn && f.stamp == Some(key.stamp) {
                 *o = outcome.clone();
+                settled = true;
                 break;
             }
+        }
+        if !settled && self.initiator.is_some() {
+            // For a file of an earlier run: reported too, with the local file it confirms.
+            let k = key.clone();
+            let local_file = match self.shared.journal.call(move |j| j.sent_by_key(&k)).await {
+                Ok(sent) => sent.map(|s| s.local.path),
+                Err(e) => {
+                    self.error(format!("journal: {e}")).await;
+                    None
+                }
+            };
+            self.earlier.push(EarlierEndResponse {
+                local_file,
+                response: resp.clone(),
+            });
         }
         self.log(
             LogLevel::Info,
@@ -3045,19 +3139,56 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         } else {
             0
         };
-        // Reuse the identity of an unfinished earlier attempt so the partner can restart it.
+        // The newest earlier attempt to send this very file decides, so that sending it again
+        // converges: one still sending is resumed under its identity (the partner restarts it
+        // or, if it stored it already, answers SFNA 13); one the partner stored (EFPA) is not
+        // sent again, its EERP may come in this or any later session (RFC 5024 section
+        // 4.3.6); one delivered is reported as such. A refused or NERPed one is sent anew.
         let l2 = local.clone();
-        let previous = self
-            .shared
-            .journal
-            .call(move |j| j.resumable_send(&l2))
-            .await
-            .ok()
-            .flatten()
-            .filter(|p| {
-                p.key.dsn == file.virtual_file_name.trim_end()
-                    && file.stamp.is_none_or(|s| s == p.key.stamp)
-            });
+        let previous = match self.shared.journal.call(move |j| j.latest_send(&l2)).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Without it the file would go out under a new identity: a second copy.
+                let r = format!("journal: {e}");
+                self.error(r.clone()).await;
+                self.record_outcome(file, job, fail(r));
+                return;
+            }
+        };
+        let previous = previous.filter(|p| {
+            p.key.dsn == file.virtual_file_name.trim_end()
+                && p.key.originator == originator.trim_end()
+                && file.stamp.is_none_or(|s| s == p.key.stamp)
+        });
+        if let Some(p) = &previous
+            && matches!(
+                p.state,
+                SendState::AwaitingEndResponse | SendState::Delivered
+            )
+        {
+            file.stamp = Some(p.key.stamp);
+            let (outcome, how) = if p.state == SendState::Delivered {
+                (FileOutcome::Delivered, "its EERP arrived earlier")
+            } else {
+                (
+                    FileOutcome::AwaitingEndResponse,
+                    "waiting for its EERP, which may come in this or a later session",
+                )
+            };
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "not sending {} again: the partner stored it as {} {}; {how}",
+                    file.path.display(),
+                    p.key.dsn,
+                    p.key.stamp
+                ),
+            )
+            .await;
+            self.record_outcome(file, job, outcome);
+            return;
+        }
+        let previous = previous.filter(|p| p.state == SendState::Sending);
         let resumed = previous.is_some();
         let (sent_id, stamp) = match previous {
             Some(p) => (p.id, p.key.stamp),
@@ -3195,6 +3326,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         self.outgoing = Some(Outgoing {
             job,
+            resumed,
             file,
             sealed,
             cipher_suite,

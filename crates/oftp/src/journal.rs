@@ -748,11 +748,12 @@ impl Journal {
 
     // ---- sent files ----------------------------------------------------------------------
 
-    /// The newest unfinished send of this local file (same partner, path, size and mtime), whose
-    /// identity a new attempt should reuse.
-    pub fn resumable_send(&self, local: &LocalFileId) -> Result<Option<SentEntry>, JournalError> {
+    /// The newest send of this local file (same partner, path, size and mtime), whatever its
+    /// state: a new attempt reuses the identity of one still sending, and does not send again
+    /// one the partner stored or confirmed.
+    pub fn latest_send(&self, local: &LocalFileId) -> Result<Option<SentEntry>, JournalError> {
         self.find_sent(
-            "partner = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4 AND state = 'sending'",
+            "partner = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4",
             params![
                 local.partner,
                 local.path.to_string_lossy(),
@@ -1090,7 +1091,7 @@ mod tests {
     }
 
     #[test]
-    fn sends_resume_with_the_same_identity_until_delivered() {
+    fn the_latest_send_of_a_file_keeps_its_identity_until_delivered() {
         let j = Journal::in_memory().unwrap();
         let local = LocalFileId {
             partner: "acme".into(),
@@ -1098,22 +1099,25 @@ mod tests {
             size: 10,
             mtime_ns: 123,
         };
-        assert!(j.resumable_send(&local).unwrap().is_none());
+        assert!(j.latest_send(&local).unwrap().is_none());
         let k = key("A.EDI", 5);
         let id = j.begin_send(&local, &k, "DEST   ").unwrap();
-        let e = j.resumable_send(&local).unwrap().unwrap();
+        let e = j.latest_send(&local).unwrap().unwrap();
         assert_eq!((e.id, &e.key, e.destination.as_str()), (id, &k, "DEST"));
+        assert_eq!(e.state, SendState::Sending);
 
-        // The file changed: a different local identity, nothing to resume.
+        // The file changed: a different local identity, no earlier send.
         let changed = LocalFileId {
             mtime_ns: 124,
             ..local.clone()
         };
-        assert!(j.resumable_send(&changed).unwrap().is_none());
+        assert!(j.latest_send(&changed).unwrap().is_none());
 
+        // Stored by the partner: still the latest send, so it is not sent anew.
         j.set_send_state(id, SendState::AwaitingEndResponse)
             .unwrap();
-        assert!(j.resumable_send(&local).unwrap().is_none());
+        let e = j.latest_send(&local).unwrap().unwrap();
+        assert_eq!((e.id, e.state), (id, SendState::AwaitingEndResponse));
         j.record_end_response(&EndResponseEntry {
             direction: Direction::Received,
             key: k.clone(),
@@ -1126,6 +1130,13 @@ mod tests {
             j.sent_by_key(&k).unwrap().unwrap().state,
             SendState::Delivered
         );
+        assert_eq!(
+            j.latest_send(&local).unwrap().unwrap().state,
+            SendState::Delivered
+        );
+        // A newer attempt (after a refusal, say) is the one that counts.
+        let id2 = j.begin_send(&local, &key("A.EDI", 6), "DEST").unwrap();
+        assert_eq!(j.latest_send(&local).unwrap().unwrap().id, id2);
         assert_eq!(j.end_response_count(Direction::Received).unwrap(), 1);
         assert_eq!(j.end_response_count(Direction::Sent).unwrap(), 0);
 

@@ -40,7 +40,9 @@ mod stream;
 pub mod tls;
 pub mod transport;
 
-pub use client::{Client, ClientConfig, ClientError, ClientReport, FileOutcome};
+pub use client::{
+    Client, ClientConfig, ClientError, ClientReport, EarlierEndResponse, FileOutcome,
+};
 pub use connection::DEFAULT_CHECKPOINT_INTERVAL;
 pub use handle::{OutgoingFile, SessionHandle};
 pub use handler::Handler;
