@@ -258,7 +258,21 @@ struct FailedReception {
 }
 
 /// The verdict of [`FileServices::open_incoming`] (the hash for a signed EERP, or an EFNA).
-type OpenerResult = tokio::sync::oneshot::Receiver<Result<Option<Vec<u8>>, ServiceFailure>>;
+type OpenerResult = tokio::sync::oneshot::Receiver<OpenerVerdict>;
+
+/// What the opening thread hands back: the file services' verdict, or the message the
+/// opening panicked with.
+type OpenerVerdict = Result<Result<Option<Vec<u8>>, ServiceFailure>, String>;
+
+/// The message of a caught panic (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    format!("the opening thread panicked: {message}")
+}
 
 /// A file being sent.
 struct Outgoing {
@@ -1569,8 +1583,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         std::thread::Builder::new()
             .name("oftp-open".into())
             .spawn(move || {
-                let verdict = services.open_incoming(&sfid, &mut stream, &path);
-                let _ = tx.send(verdict);
+                // A panic (a decoder bug on hostile input) must become a verdict like any
+                // other failure, not a silent end of the thread.
+                let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    services.open_incoming(&sfid, &mut stream, &path)
+                }))
+                .map_err(|panic| panic_message(panic.as_ref()));
+                let _ = tx.send(opened);
             })?;
         Ok((tap, rx))
     }
@@ -1759,12 +1778,23 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let verdict = if let Some(opener) = opener {
             // The writer has stored everything, so the opener's stream has ended: its verdict
             // is at most the tail of the work away.
-            Some(opener.await.unwrap_or_else(|_| {
-                Err(ServiceFailure {
-                    reason: EfnaReason::UNSPECIFIED,
-                    text: "file services stopped without a verdict".to_owned(),
-                })
-            }))
+            let opened = opener
+                .await
+                .unwrap_or_else(|_| Err("the opening thread ended without a verdict".into()));
+            Some(match opened {
+                Ok(verdict) => verdict,
+                Err(cause) => {
+                    let failure = crate::security::unopened_file(&sfid);
+                    self.error(format!(
+                        "opening {} from {} failed: {cause}; answering EFNA {:02}",
+                        transfer.virtual_file_name,
+                        sfid.originator.trim_end(),
+                        failure.reason.0
+                    ))
+                    .await;
+                    Err(failure)
+                }
+            })
         } else if sfid.signed_eerp {
             // Only the hash of the transmitted file is wanted (for the signed EERP).
             let (services, sfid, path) =

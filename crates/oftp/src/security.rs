@@ -1649,6 +1649,31 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// The answer for a received file whose opening ended without a verdict (the opening thread
+/// panicked, or stopped): the EFNA reason of the outermost layer the SFID announced, the
+/// envelope being opened (RFC 5024 6.1 nests encryption around compression around the
+/// signature; 5.3.10: 22 file decryption failure, 23 file decompression failure, 21 invalid
+/// file signature), 99 for a file without file services. The cause stays in the local log.
+pub(crate) fn unopened_file(sfid: &Sfid) -> ServiceFailure {
+    let (reason, layer) = match sfid.security {
+        SecurityLevel::ENCRYPTED | SecurityLevel::ENCRYPTED_AND_SIGNED => {
+            (EfnaReason::DECRYPTION_FAILURE, "encrypted data")
+        }
+        _ if sfid.compression != FileCompression::NONE => {
+            (EfnaReason::DECOMPRESSION_FAILURE, "compressed data")
+        }
+        SecurityLevel::SIGNED => (EfnaReason::INVALID_SIGNATURE, "signed data"),
+        _ => (EfnaReason::UNSPECIFIED, "file"),
+    };
+    ServiceFailure {
+        reason,
+        text: format!(
+            "the receiver could not open the {layer}: its decoder failed on it (an internal \
+             error, logged at the receiver)"
+        ),
+    }
+}
+
 fn hash_file(suite: Option<CipherSuite>, path: &Path) -> io::Result<Vec<u8>> {
     match suite {
         Some(s) => s

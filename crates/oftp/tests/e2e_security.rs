@@ -1254,3 +1254,185 @@ async fn a_secured_transfer_cut_off_midway_is_delivered_by_the_next_attempt() {
         .collect();
     assert_eq!(names, ["BIG"], "{names:?}");
 }
+
+/// Client file services that announce a signed file (SFIDSIGN, SFIDENV 1) and transmit
+/// `bytes` as its CMS envelope: a partner's malformed (or hostile) SignedData.
+struct CraftedSigned(&'static [u8]);
+
+impl FileServices for CraftedSigned {
+    fn check_incoming(&self, _sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        Ok(())
+    }
+
+    fn prepare_outgoing(
+        &self,
+        sfid: &mut Sfid,
+        source: &Path,
+    ) -> std::io::Result<Option<std::path::PathBuf>> {
+        sfid.security = oftp_proto::codec::SecurityLevel::SIGNED;
+        sfid.envelope = oftp_proto::codec::FileEnvelope::CMS;
+        sfid.cipher_suite = oftp_proto::codec::CipherSuite(4);
+        let copy = source.with_extension("crafted");
+        std::fs::write(&copy, self.0)?;
+        Ok(Some(copy))
+    }
+}
+
+/// The server's error events (`Handler::error`).
+#[derive(Clone, Default)]
+struct Errors(Arc<Mutex<Vec<String>>>);
+
+impl Handler for Errors {
+    async fn error(&self, e: &oftp::handler::ErrorEvent) {
+        self.0.lock().unwrap().push(e.description.clone());
+    }
+}
+
+/// Only the named files are in the server's inbox (no temporary or half-opened files).
+fn inbox_names(server: &TestServer) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(server.inbox())
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Sends one signed file with the client's real security context.
+async fn send_signed(k: &Keys, server: &TestServer, name: &str) -> FileOutcome {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join(name);
+    std::fs::write(&src, b"a well-formed signed file").unwrap();
+    let report = secure_client(
+        k,
+        &k.client,
+        dir.path(),
+        policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::Signed, false)
+        }),
+    )
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    report.files[0].1.clone()
+}
+
+/// Issue 9 section 3: a logged-in partner sends a 72-octet "signed file" whose
+/// digestAlgorithms has the 8-octet length 0xFFFFFFFFFFFFFFFF. It used to make the opening
+/// thread panic (EFNA 99 "file services stopped without a verdict"); now it is EFNA 21
+/// (invalid file signature, RFC 5024 5.3.10) naming what is malformed, nothing is stored, and
+/// the server goes on serving.
+#[tokio::test]
+async fn a_malformed_signed_file_gets_efna_21_naming_the_element_and_the_server_keeps_serving() {
+    const HOSTILE: &[u8] = include_bytes!(
+        "../../../fuzz/regressions/cms_receive/signed-digest-algorithms-length-2e64-1.ber"
+    );
+    let k = keys();
+    let server = secure_server(&k, policy(&k.client.cert, |_| {}), None, Certs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("MALFORMED");
+    std::fs::write(&src, b"replaced by the crafted envelope").unwrap();
+    let report = Client::new(
+        client_config(dir.path(), SessionLimits::default()),
+        Journal::open_in_dir(dir.path()).unwrap(),
+    )
+    .unwrap()
+    .file_services(CraftedSigned(HOSTILE))
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    match &report.files[0].1 {
+        FileOutcome::Refused { reason, text } => {
+            assert_eq!(reason.0, 21, "{text}");
+            assert!(
+                text.contains("signed data")
+                    && text.contains("digestAlgorithms")
+                    && text.contains("18446744073709551615"),
+                "{text}"
+            );
+        }
+        other => panic!("expected EFNA 21, got {other:?}"),
+    }
+    assert_eq!(inbox_names(&server), Vec::<String>::new());
+    assert_eq!(send_signed(&k, &server, "GOOD").await, FileOutcome::Delivered);
+    assert_eq!(inbox_names(&server), ["GOOD"]);
+}
+
+/// File services whose opening panics (a decoder bug), delegating everything else.
+struct PanicOpening(Arc<SecurityContext>);
+
+impl FileServices for PanicOpening {
+    fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        self.0.check_incoming(sfid)
+    }
+
+    fn prepare_outgoing(
+        &self,
+        sfid: &mut Sfid,
+        source: &Path,
+    ) -> std::io::Result<Option<std::path::PathBuf>> {
+        self.0.prepare_outgoing(sfid, source)
+    }
+
+    fn open_incoming(
+        &self,
+        _sfid: &Sfid,
+        _received: &mut (dyn std::io::Read + Send),
+        _data: &Path,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        panic!("decoder bug at offset 42");
+    }
+}
+
+/// A panic in the opening thread is never again a silent EFNA 99: the partner gets the reason
+/// of the layer being opened (here the signature, 21), the server's error log names the file
+/// and the cause, and the server goes on serving.
+#[tokio::test]
+async fn a_panic_while_opening_a_file_is_logged_and_answered_with_the_layer_reason() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let sec = context(
+        SERVER_SSID,
+        &local(&k.server, dir.path()),
+        CLIENT_SSID,
+        &policy(&k.client.cert, |_| {}),
+        dir.path(),
+    );
+    let errors = Errors::default();
+    let running = Server::new(server_config(dir.path()))
+        .unwrap()
+        .handler(errors.clone())
+        .security(sec.clone())
+        .file_services(PanicOpening(sec))
+        .start()
+        .await
+        .unwrap();
+    let server = TestServer { dir, running };
+    match send_signed(&k, &server, "ORDERS").await {
+        FileOutcome::Refused { reason, text } => {
+            assert_eq!(reason.0, 21, "{text}");
+            assert!(text.contains("could not open the signed data"), "{text}");
+        }
+        other => panic!("expected EFNA 21, got {other:?}"),
+    }
+    let logged = errors.0.lock().unwrap().clone();
+    assert!(
+        logged
+            .iter()
+            .any(|e| e.contains("ORDERS") && e.contains("panicked: decoder bug at offset 42")),
+        "{logged:?}"
+    );
+    assert_eq!(inbox_names(&server), Vec::<String>::new());
+    // The same server still takes files (an unsecured one does not open anything).
+    let cdir = tempfile::tempdir().unwrap();
+    let src = cdir.path().join("PLAIN");
+    std::fs::write(&src, b"plain").unwrap();
+    let report = secure_client(&k, &k.client, cdir.path(), policy(&k.server.cert, |_| {}))
+        .run(&server.addr(), vec![OutgoingFile::new(&src)])
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+}
+
