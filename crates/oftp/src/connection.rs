@@ -2718,7 +2718,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
 
     /// Fills EERPHSH/EERPSIG (or NERP's) when the file asked for a signed response: the hash
     /// recorded when it was received (unless the application gave one) and our signature
-    /// (unless the application gave one, e.g. a routed response).
+    /// (unless the application gave one, e.g. a routed response). A response we cannot sign
+    /// (no receipt-signing key, or signing fails) goes out unsigned and without hash, with a
+    /// warning (RFC 5024 3.3.5 note 3, 4.3.6; 5.3.13: an unsigned EERP carries no hash); only
+    /// a journal failure keeps it pending.
     async fn sign_end_response(&self, r: &mut EndResponse) -> Result<(), String> {
         if !r.signature.is_empty() {
             return Ok(());
@@ -2735,7 +2738,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return Ok(());
         };
         let Some(sec) = self.shared.security.get() else {
-            return Err("a signed response was asked for but no security is configured".into());
+            self.send_unsigned(r, "no security is configured, so there is no receipt-signing key")
+                .await;
+            return Ok(());
         };
         if r.file_hash.is_empty() {
             r.file_hash = hash;
@@ -2751,15 +2756,32 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             file_hash: r.file_hash.clone(),
         };
         let (sec, f) = (sec.clone(), fields);
-        r.signature = tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite))
+        match tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite))
             .await
-            .unwrap_or_else(|e| Err(format!("signing task failed: {e}")))?;
+            .unwrap_or_else(|e| Err(format!("signing task failed: {e}")))
+        {
+            Ok(signature) => r.signature = signature,
+            Err(e) => self.send_unsigned(r, &e).await,
+        }
         Ok(())
+    }
+
+    /// Prepares `r` to go out unsigned although a signed response was asked for, and warns.
+    async fn send_unsigned(&self, r: &mut EndResponse, why: &str) {
+        self.error(format!(
+            "{} asked for a signed end response for {}, but it cannot be signed: {why}; \
+             sending it unsigned (RFC 5024 3.3.5)",
+            r.originator.trim_end(),
+            r.virtual_file_name
+        ))
+        .await;
+        r.file_hash.clear();
+        r.signature.clear();
     }
 
     async fn send_end_response(&mut self, mut r: EndResponse) {
         if let Err(e) = self.sign_end_response(&mut r).await {
-            // Unsigned would break the partner's SFIDSIGN request; leave it pending.
+            // The journal could not say whether (and over which hash) to sign: try later.
             self.error(format!(
                 "cannot sign the end response for {}: {e}",
                 r.virtual_file_name

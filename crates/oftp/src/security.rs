@@ -709,13 +709,8 @@ impl SecurityContext {
                 return refuse(SfnaReason::SIGNED_FILE_NOT_ALLOWED, text);
             }
         }
-        if sfid.signed_eerp && self.identity(CertificateUse::ReceiptSigning).is_none() {
-            return refuse(
-                SfnaReason::UNSPECIFIED,
-                "a signed end-to-end response was asked for but no receipt signing key is configured"
-                    .into(),
-            );
-        }
+        // A signed EERP asked for without a receipt-signing key of ours does not refuse the
+        // file: the EERP goes out unsigned, with a warning (RFC 5024 3.3.5 note 3, 4.3.6).
         Ok(())
     }
 
@@ -1286,7 +1281,11 @@ impl SecurityContext {
     ) -> Result<Vec<u8>, String> {
         let id = self
             .identity(CertificateUse::ReceiptSigning)
-            .ok_or_else(|| "no receipt signing key is configured".to_owned())?;
+            .ok_or_else(|| {
+                "no receipt-signing key is configured ([security.receipt_signing], or \
+                 [security.identity] for every purpose)"
+                    .to_owned()
+            })?;
         let suite = CipherSuite::from_code(suite).map_err(|e| e.to_string())?;
         oftp_security::receipt::sign_receipt(fields, id, suite).map_err(|e| e.to_string())
     }

@@ -1436,3 +1436,92 @@ async fn a_panic_while_opening_a_file_is_logged_and_answered_with_the_layer_reas
     assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
 }
 
+/// Everything one side's handler hears, in order: log lines, errors (`error: ...`), the
+/// commands (`trail: ...`) and the start of the session (`session_started`).
+#[derive(Clone, Default)]
+struct Heard(Arc<Mutex<Vec<String>>>);
+
+impl Heard {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Handler for Heard {
+    async fn log(&self, _id: oftp::ConnectionId, e: &oftp::handler::LogEvent) {
+        self.0.lock().unwrap().push(e.message.clone());
+    }
+    async fn error(&self, e: &oftp::handler::ErrorEvent) {
+        self.0.lock().unwrap().push(format!("error: {}", e.description));
+    }
+    async fn session_started(&self, _s: &SessionInfo) {
+        self.0.lock().unwrap().push("session_started".into());
+    }
+    async fn pi_trail(&self, _id: oftp::ConnectionId, t: &oftp::handler::PiTrail) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("trail: {}", t.description));
+    }
+}
+
+/// Issue 8 section 4: SFIDSIGN = Y to a server that has no receipt-signing key. RFC 5024
+/// 3.3.5 note 3 and 4.3.6: the file is accepted and an unsigned EERP still sent; the server
+/// warns, naming the key it lacks. (It used to refuse the file with SFNA 99.)
+#[tokio::test]
+async fn a_signed_receipt_request_without_a_receipt_key_is_accepted_and_answered_unsigned() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let no_keys = LocalSecurityConfig {
+        work_dir: Some(dir.path().join("security")),
+        ..LocalSecurityConfig::default()
+    };
+    let sec = context(
+        SERVER_SSID,
+        &no_keys,
+        CLIENT_SSID,
+        &policy(&k.client.cert, |_| {}),
+        dir.path(),
+    );
+    let heard = Heard::default();
+    let running = Server::new(server_config(dir.path()))
+        .unwrap()
+        .handler(heard.clone())
+        .security(sec)
+        .start()
+        .await
+        .unwrap();
+    let server = TestServer { dir, running };
+    let cdir = tempfile::tempdir().unwrap();
+    let src = cdir.path().join("RECEIPT");
+    std::fs::write(&src, b"sign the EERP if you can").unwrap();
+    let report = secure_client(
+        &k,
+        &k.client,
+        cdir.path(),
+        policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::None, false)
+        }),
+    )
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read(server.inbox().join("RECEIPT")).unwrap(),
+        b"sign the EERP if you can"
+    );
+    // The client asked for a signed EERP and takes an unsigned one as no proof of delivery.
+    match &report.files[0].1 {
+        FileOutcome::EndResponseRejected { text } => assert!(text.contains("not signed"), "{text}"),
+        other => panic!("expected an unsigned EERP, got {other:?}"),
+    }
+    let lines = heard.lines();
+    assert!(
+        lines.iter().any(|l| l.starts_with("error: ")
+            && l.contains("RECEIPT")
+            && l.contains("[security.receipt_signing]")
+            && l.contains("unsigned")),
+        "{lines:?}"
+    );
+}
+
