@@ -908,13 +908,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
             Event::AuthChallengeReceived { challenge } => self.on_auth_challenge(challenge).await,
             Event::AuthChallengeRequested => self.on_auth_challenge_requested().await,
-            Event::Authenticated => {
-                self.log(
-                    LogLevel::Info,
-                    "secure authentication completed in both directions".into(),
-                )
-                .await;
-            }
+            Event::Authenticated => self.session_established().await,
             _ => {}
         }
     }
@@ -1097,11 +1091,23 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
             Err(text) => {
-                self.error(format!("secure authentication failed: {text}"))
-                    .await;
-                let _ = self
-                    .session
-                    .end_session(EsidReason::INVALID_CHALLENGE_RESPONSE, &text);
+                // RFC 5024 9.8.2 row I: the receiver of an AUCH answers with an AURP, there is
+                // no other transition; the challenger finds the answer wrong and ends the
+                // session with ESID 11 (row K). The answer is random, so it cannot match.
+                self.error(format!(
+                    "secure authentication failed: cannot open the partner's challenge: {text}; \
+                     answering it with octets that cannot match, the partner will end the \
+                     session (ESID 11)"
+                ))
+                .await;
+                let mut unanswerable = [0u8; 20];
+                if aws_lc_rs::rand::fill(&mut unanswerable).is_err() {
+                    let _ = self
+                        .session
+                        .end_session(EsidReason::UNSPECIFIED, "random number generator failed");
+                } else if let Err(e) = self.session.answer_challenge(unanswerable) {
+                    self.error(format!("cannot answer the challenge: {e}")).await;
+                }
             }
         }
     }
@@ -1178,20 +1184,36 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if let Some(info) = &mut self.info {
             info.level = negotiated.level;
         }
-        self.log(
-            LogLevel::Info,
-            format!(
-                "session with {} established: level {}, buffer {}, credit {}, compression {}, restart {}",
-                negotiated.peer.code.trim_end(),
-                negotiated.level.0,
-                negotiated.buffer_size,
-                negotiated.credit,
-                negotiated.compression,
-                negotiated.restart
-            ),
-        )
-        .await;
+        let secure_auth = negotiated.secure_auth;
         self.negotiated = Some(negotiated);
+        // With secure authentication the session is established only once both sides have
+        // proved their identity (`Event::Authenticated`); a failed challenge ends it first.
+        if !secure_auth {
+            self.session_established().await;
+        }
+    }
+
+    /// The session is established (SSIDs agreed, and secure authentication passed when
+    /// used): says so, queues the end responses still owed to the partner, tells the handler.
+    async fn session_established(&mut self) {
+        let Some(n) = &self.negotiated else {
+            return;
+        };
+        let message = format!(
+            "session with {} established: level {}, buffer {}, credit {}, compression {}, restart {}{}",
+            n.peer.code.trim_end(),
+            n.level.0,
+            n.buffer_size,
+            n.credit,
+            n.compression,
+            n.restart,
+            if n.secure_auth {
+                ", secure authentication passed"
+            } else {
+                ""
+            }
+        );
+        self.log(LogLevel::Info, message).await;
         self.queue_pending_end_responses().await;
         if let Some(info) = self.info.clone() {
             self.handler.session_started(&info).await;

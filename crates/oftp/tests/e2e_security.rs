@@ -1525,3 +1525,84 @@ async fn a_signed_receipt_request_without_a_receipt_key_is_accepted_and_answered
     );
 }
 
+/// Issue 8 section 4: a challenge we cannot open (the server enveloped it to the client's
+/// real certificate; this client holds another key). RFC 5024 9.8.2 row I: the receiver of an
+/// AUCH answers with an AURP, nothing else; the challenger then ends the session with ESID 11
+/// (row K). We used to end it ourselves with ESID 11. Neither side says the session was
+/// established, and the handlers hear no `session_started`.
+#[tokio::test]
+async fn a_challenge_we_cannot_open_is_answered_and_the_challenger_ends_with_esid_11() {
+    let k = keys();
+    let required = |cert: &Path| {
+        policy(cert, |p| {
+            p.secure_authentication = SecureAuthentication::Required;
+        })
+    };
+    let server_heard = Heard::default();
+    let server = secure_server(&k, required(&k.client.cert), None, server_heard.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mallory = k.pki.leaf("Mallory", 6, false);
+    let client_heard = Heard::default();
+    let report = secure_client(&k, &mallory, dir.path(), required(&k.server.cert))
+        .handler(client_heard.clone())
+        .run(&server.addr(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        report.ended.reason,
+        Some(oftp_proto::codec::EsidReason::INVALID_CHALLENGE_RESPONSE)
+    );
+    assert!(report.ended.by_peer, "the challenger ends it: {:?}", report.ended);
+    let client_lines = client_heard.lines();
+    assert!(
+        client_lines
+            .iter()
+            .any(|l| l.starts_with("error: ") && l.contains("cannot open the partner's challenge")),
+        "{client_lines:?}"
+    );
+    for lines in [client_lines, server_heard.lines()] {
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("established") || l == "session_started"),
+            "{lines:?}"
+        );
+    }
+}
+
+/// Issue 8 section 4: "session established" is logged (and `session_started` called) once
+/// secure authentication has succeeded, on both sides.
+#[tokio::test]
+async fn session_established_is_logged_after_secure_authentication() {
+    let k = keys();
+    let required = |cert: &Path| {
+        policy(cert, |p| {
+            p.secure_authentication = SecureAuthentication::Required;
+        })
+    };
+    let server_heard = Heard::default();
+    let server = secure_server(&k, required(&k.client.cert), None, server_heard.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client_heard = Heard::default();
+    let report = secure_client(&k, &k.client, dir.path(), required(&k.server.cert))
+        .handler(client_heard.clone())
+        .run(&server.addr(), vec![])
+        .await
+        .unwrap();
+    assert!(report.negotiated.secure_auth);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for lines in [client_heard.lines(), server_heard.lines()] {
+        let established: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].contains("established"))
+            .collect();
+        assert_eq!(established.len(), 1, "{lines:?}");
+        let at = established[0];
+        let last_aurp = lines.iter().rposition(|l| l.starts_with("trail: AURP"));
+        assert!(last_aurp.is_some_and(|aurp| aurp < at), "{lines:?}");
+        assert!(
+            lines[at].contains("secure authentication passed"),
+            "{lines:?}"
+        );
+        assert_eq!(lines.get(at + 1).map(String::as_str), Some("session_started"));
+    }
+}
