@@ -950,7 +950,12 @@ mod tests {
         // Opened on the stream: the end position must not saturate or wrap.
         let seq = all_ones(tag::SEQUENCE);
         let mut r = StreamReader::new(&seq[..], Layer::Enveloped);
-        assert_eq!(r.open(tag::SEQUENCE, "EnvelopedData").unwrap_err().efna_reason(), 22);
+        assert_eq!(
+            r.open(tag::SEQUENCE, "EnvelopedData")
+                .unwrap_err()
+                .efna_reason(),
+            22
+        );
         let ostr = all_ones(tag::OCTET_STRING_C);
         let mut r = StreamReader::new(&ostr[..], Layer::Compressed);
         let h = r.header().unwrap();

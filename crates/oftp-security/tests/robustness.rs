@@ -138,8 +138,8 @@ proptest! {
 /// Every input that once crashed a decoder, one file each in `fuzz/regressions/cms_receive/`
 /// (also the seed corpus of the `cms_receive` fuzz target).
 fn recorded_crash_inputs() -> Vec<(String, Vec<u8>)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/regressions/cms_receive");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/cms_receive");
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| {

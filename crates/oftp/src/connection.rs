@@ -1106,7 +1106,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                         .session
                         .end_session(EsidReason::UNSPECIFIED, "random number generator failed");
                 } else if let Err(e) = self.session.answer_challenge(unanswerable) {
-                    self.error(format!("cannot answer the challenge: {e}")).await;
+                    self.error(format!("cannot answer the challenge: {e}"))
+                        .await;
                 }
             }
         }
@@ -2760,8 +2761,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return Ok(());
         };
         let Some(sec) = self.shared.security.get() else {
-            self.send_unsigned(r, "no security is configured, so there is no receipt-signing key")
-                .await;
+            self.send_unsigned(
+                r,
+                "no security is configured, so there is no receipt-signing key",
+            )
+            .await;
             return Ok(());
         };
         if r.file_hash.is_empty() {

@@ -1356,7 +1356,10 @@ async fn a_malformed_signed_file_gets_efna_21_naming_the_element_and_the_server_
         other => panic!("expected EFNA 21, got {other:?}"),
     }
     assert_eq!(inbox_names(&server), Vec::<String>::new());
-    assert_eq!(send_signed(&k, &server, "GOOD").await, FileOutcome::Delivered);
+    assert_eq!(
+        send_signed(&k, &server, "GOOD").await,
+        FileOutcome::Delivered
+    );
     assert_eq!(inbox_names(&server), ["GOOD"]);
 }
 
@@ -1452,7 +1455,10 @@ impl Handler for Heard {
         self.0.lock().unwrap().push(e.message.clone());
     }
     async fn error(&self, e: &oftp::handler::ErrorEvent) {
-        self.0.lock().unwrap().push(format!("error: {}", e.description));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("error: {}", e.description));
     }
     async fn session_started(&self, _s: &SessionInfo) {
         self.0.lock().unwrap().push("session_started".into());
@@ -1552,7 +1558,11 @@ async fn a_challenge_we_cannot_open_is_answered_and_the_challenger_ends_with_esi
         report.ended.reason,
         Some(oftp_proto::codec::EsidReason::INVALID_CHALLENGE_RESPONSE)
     );
-    assert!(report.ended.by_peer, "the challenger ends it: {:?}", report.ended);
+    assert!(
+        report.ended.by_peer,
+        "the challenger ends it: {:?}",
+        report.ended
+    );
     let client_lines = client_heard.lines();
     assert!(
         client_lines
@@ -1603,6 +1613,9 @@ async fn session_established_is_logged_after_secure_authentication() {
             lines[at].contains("secure authentication passed"),
             "{lines:?}"
         );
-        assert_eq!(lines.get(at + 1).map(String::as_str), Some("session_started"));
+        assert_eq!(
+            lines.get(at + 1).map(String::as_str),
+            Some("session_started")
+        );
     }
 }
