@@ -1531,6 +1531,30 @@ async fn a_signed_receipt_request_without_a_receipt_key_is_accepted_and_answered
     );
 }
 
+/// A session without files between a server and a client that both require secure
+/// authentication; the client answers challenges with `client_key`. Returns the client's
+/// report and what the server's and the client's handler heard.
+async fn required_auth_session(k: &Keys, client_key: &Leaf) -> (oftp::ClientReport, Heard, Heard) {
+    let required = |cert: &Path| {
+        policy(cert, |p| {
+            p.secure_authentication = SecureAuthentication::Required;
+        })
+    };
+    let server_heard = Heard::default();
+    let server = secure_server(k, required(&k.client.cert), None, server_heard.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client_heard = Heard::default();
+    let report = secure_client(k, client_key, dir.path(), required(&k.server.cert))
+        .handler(client_heard.clone())
+        .run(&server.addr(), vec![])
+        .await
+        .unwrap();
+    // The server's side of the session ends with the client's; let its handler calls finish
+    // before the server is dropped.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    (report, server_heard, client_heard)
+}
+
 /// Issue 8 section 4: a challenge we cannot open (the server enveloped it to the client's
 /// real certificate; this client holds another key). RFC 5024 9.8.2 row I: the receiver of an
 /// AUCH answers with an AURP, nothing else; the challenger then ends the session with ESID 11
@@ -1539,21 +1563,8 @@ async fn a_signed_receipt_request_without_a_receipt_key_is_accepted_and_answered
 #[tokio::test]
 async fn a_challenge_we_cannot_open_is_answered_and_the_challenger_ends_with_esid_11() {
     let k = keys();
-    let required = |cert: &Path| {
-        policy(cert, |p| {
-            p.secure_authentication = SecureAuthentication::Required;
-        })
-    };
-    let server_heard = Heard::default();
-    let server = secure_server(&k, required(&k.client.cert), None, server_heard.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
     let mallory = k.pki.leaf("Mallory", 6, false);
-    let client_heard = Heard::default();
-    let report = secure_client(&k, &mallory, dir.path(), required(&k.server.cert))
-        .handler(client_heard.clone())
-        .run(&server.addr(), vec![])
-        .await
-        .unwrap();
+    let (report, server_heard, client_heard) = required_auth_session(&k, &mallory).await;
     assert_eq!(
         report.ended.reason,
         Some(oftp_proto::codec::EsidReason::INVALID_CHALLENGE_RESPONSE)
@@ -1585,22 +1596,8 @@ async fn a_challenge_we_cannot_open_is_answered_and_the_challenger_ends_with_esi
 #[tokio::test]
 async fn session_established_is_logged_after_secure_authentication() {
     let k = keys();
-    let required = |cert: &Path| {
-        policy(cert, |p| {
-            p.secure_authentication = SecureAuthentication::Required;
-        })
-    };
-    let server_heard = Heard::default();
-    let server = secure_server(&k, required(&k.client.cert), None, server_heard.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let client_heard = Heard::default();
-    let report = secure_client(&k, &k.client, dir.path(), required(&k.server.cert))
-        .handler(client_heard.clone())
-        .run(&server.addr(), vec![])
-        .await
-        .unwrap();
+    let (report, server_heard, client_heard) = required_auth_session(&k, &k.client).await;
     assert!(report.negotiated.secure_auth);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     for lines in [client_heard.lines(), server_heard.lines()] {
         let established: Vec<usize> = (0..lines.len())
             .filter(|&i| lines[i].contains("established"))
