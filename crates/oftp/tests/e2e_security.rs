@@ -936,11 +936,17 @@ async fn partner_certificate_revoked_through_its_crl_distribution_point_is_refus
 async fn a_server_without_security_answers_a_signed_receipt_request_unsigned() {
     let k = keys();
     let server = common::start_server().await;
+    send_asking_for_a_signed_receipt(&k, &server, "ASKSIGNED").await;
+}
+
+/// Sends the plain file `name` asking for a signed EERP (SFIDSIGN) and checks that it was
+/// stored and answered with an unsigned EERP, which the client takes as no proof of delivery.
+async fn send_asking_for_a_signed_receipt(k: &Keys, server: &TestServer, name: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("ASKSIGNED");
+    let src = dir.path().join(name);
     std::fs::write(&src, b"please sign the EERP").unwrap();
     let report = secure_client(
-        &k,
+        k,
         &k.client,
         dir.path(),
         policy(&k.server.cert, |p| {
@@ -950,14 +956,13 @@ async fn a_server_without_security_answers_a_signed_receipt_request_unsigned() {
     .run(&server.addr(), vec![OutgoingFile::new(&src)])
     .await
     .unwrap();
-    // The file arrived; the unsigned EERP is not taken as proof of delivery.
     assert_eq!(
-        std::fs::read(server.inbox().join("ASKSIGNED")).unwrap(),
+        std::fs::read(server.inbox().join(name)).unwrap(),
         b"please sign the EERP"
     );
     match &report.files[0].1 {
         FileOutcome::EndResponseRejected { text } => assert!(text.contains("not signed"), "{text}"),
-        other => panic!("{other:?}"),
+        other => panic!("expected an unsigned EERP, got {other:?}"),
     }
 }
 
@@ -1498,29 +1503,7 @@ async fn a_signed_receipt_request_without_a_receipt_key_is_accepted_and_answered
         .await
         .unwrap();
     let server = TestServer { dir, running };
-    let cdir = tempfile::tempdir().unwrap();
-    let src = cdir.path().join("RECEIPT");
-    std::fs::write(&src, b"sign the EERP if you can").unwrap();
-    let report = secure_client(
-        &k,
-        &k.client,
-        cdir.path(),
-        policy(&k.server.cert, |p| {
-            p.send = send_all(4, FileSecurity::None, false)
-        }),
-    )
-    .run(&server.addr(), vec![OutgoingFile::new(&src)])
-    .await
-    .unwrap();
-    assert_eq!(
-        std::fs::read(server.inbox().join("RECEIPT")).unwrap(),
-        b"sign the EERP if you can"
-    );
-    // The client asked for a signed EERP and takes an unsigned one as no proof of delivery.
-    match &report.files[0].1 {
-        FileOutcome::EndResponseRejected { text } => assert!(text.contains("not signed"), "{text}"),
-        other => panic!("expected an unsigned EERP, got {other:?}"),
-    }
+    send_asking_for_a_signed_receipt(&k, &server, "RECEIPT").await;
     let lines = heard.lines();
     assert!(
         lines.iter().any(|l| l.starts_with("error: ")
