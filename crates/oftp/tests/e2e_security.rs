@@ -942,25 +942,12 @@ async fn a_server_without_security_answers_a_signed_receipt_request_unsigned() {
 /// Sends the plain file `name` asking for a signed EERP (SFIDSIGN) and checks that it was
 /// stored and answered with an unsigned EERP, which the client takes as no proof of delivery.
 async fn send_asking_for_a_signed_receipt(k: &Keys, server: &TestServer, name: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join(name);
-    std::fs::write(&src, b"please sign the EERP").unwrap();
-    let report = secure_client(
-        k,
-        &k.client,
-        dir.path(),
-        policy(&k.server.cert, |p| {
-            p.send = send_all(4, FileSecurity::None, false)
-        }),
-    )
-    .run(&server.addr(), vec![OutgoingFile::new(&src)])
-    .await
-    .unwrap();
+    let outcome = send_one(k, server, name, b"please sign the EERP", FileSecurity::None).await;
     assert_eq!(
         std::fs::read(server.inbox().join(name)).unwrap(),
         b"please sign the EERP"
     );
-    match &report.files[0].1 {
+    match &outcome {
         FileOutcome::EndResponseRejected { text } => assert!(text.contains("not signed"), "{text}"),
         other => panic!("expected an unsigned EERP, got {other:?}"),
     }
@@ -1305,18 +1292,23 @@ fn inbox_names(server: &TestServer) -> Vec<String> {
     names
 }
 
-/// Sends one signed file with the client's real security context.
-async fn send_signed(k: &Keys, server: &TestServer, name: &str) -> FileOutcome {
+/// Sends the file `name` holding `content` with the client's real security context, at
+/// `security` and asking for a signed EERP.
+async fn send_one(
+    k: &Keys,
+    server: &TestServer,
+    name: &str,
+    content: &[u8],
+    security: FileSecurity,
+) -> FileOutcome {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join(name);
-    std::fs::write(&src, b"a well-formed signed file").unwrap();
+    std::fs::write(&src, content).unwrap();
     let report = secure_client(
         k,
         &k.client,
         dir.path(),
-        policy(&k.server.cert, |p| {
-            p.send = send_all(4, FileSecurity::Signed, false)
-        }),
+        policy(&k.server.cert, |p| p.send = send_all(4, security, false)),
     )
     .run(&server.addr(), vec![OutgoingFile::new(&src)])
     .await
@@ -1362,7 +1354,14 @@ async fn a_malformed_signed_file_gets_efna_21_naming_the_element_and_the_server_
     }
     assert_eq!(inbox_names(&server), Vec::<String>::new());
     assert_eq!(
-        send_signed(&k, &server, "GOOD").await,
+        send_one(
+            &k,
+            &server,
+            "GOOD",
+            b"a well-formed signed file",
+            FileSecurity::Signed
+        )
+        .await,
         FileOutcome::Delivered
     );
     assert_eq!(inbox_names(&server), ["GOOD"]);
@@ -1418,7 +1417,7 @@ async fn a_panic_while_opening_a_file_is_logged_and_answered_with_the_layer_reas
         .await
         .unwrap();
     let server = TestServer { dir, running };
-    match send_signed(&k, &server, "ORDERS").await {
+    match send_one(&k, &server, "ORDERS", b"orders", FileSecurity::Signed).await {
         FileOutcome::Refused { reason, text } => {
             assert_eq!(reason.0, 21, "{text}");
             assert!(text.contains("could not open the signed data"), "{text}");
