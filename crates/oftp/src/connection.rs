@@ -301,7 +301,21 @@ fn local_read_format(file: &OutgoingFile) -> FileFormat {
 }
 
 /// The verdict of [`FileServices::open_incoming`] (the hash for a signed EERP, or an EFNA).
-type OpenerResult = tokio::sync::oneshot::Receiver<Result<Option<Vec<u8>>, ServiceFailure>>;
+type OpenerResult = tokio::sync::oneshot::Receiver<OpenerVerdict>;
+
+/// What the opening thread hands back: the file services' verdict, or the message the
+/// opening panicked with.
+type OpenerVerdict = Result<Result<Option<Vec<u8>>, ServiceFailure>, String>;
+
+/// The message of a caught panic (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    format!("the opening thread panicked: {message}")
+}
 
 /// A file being sent.
 struct Outgoing {
@@ -1001,14 +1015,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
             Event::AuthChallengeReceived { challenge } => self.on_auth_challenge(challenge).await,
             Event::AuthChallengeRequested => self.on_auth_challenge_requested().await,
-            Event::Authenticated => {
-                self.logged_in = true;
-                self.log(
-                    LogLevel::Info,
-                    "secure authentication completed in both directions".into(),
-                )
-                .await;
-            }
+            Event::Authenticated => self.session_established().await,
             _ => {}
         }
     }
@@ -1191,11 +1198,24 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
             Err(text) => {
-                self.error(format!("secure authentication failed: {text}"))
-                    .await;
-                let _ = self
-                    .session
-                    .end_session(EsidReason::INVALID_CHALLENGE_RESPONSE, &text);
+                // RFC 5024 9.8.2 row I: the receiver of an AUCH answers with an AURP, there is
+                // no other transition; the challenger finds the answer wrong and ends the
+                // session with ESID 11 (row K). The answer is random, so it cannot match.
+                self.error(format!(
+                    "secure authentication failed: cannot open the partner's challenge: {text}; \
+                     answering it with octets that cannot match, the partner will end the \
+                     session (ESID 11)"
+                ))
+                .await;
+                let mut unanswerable = [0u8; 20];
+                if aws_lc_rs::rand::fill(&mut unanswerable).is_err() {
+                    let _ = self
+                        .session
+                        .end_session(EsidReason::UNSPECIFIED, "random number generator failed");
+                } else if let Err(e) = self.session.answer_challenge(unanswerable) {
+                    self.error(format!("cannot answer the challenge: {e}"))
+                        .await;
+                }
             }
         }
     }
@@ -1280,22 +1300,37 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if let Some(info) = &mut self.info {
             info.level = negotiated.level;
         }
-        self.log(
-            LogLevel::Info,
-            format!(
-                "session with {} established: level {}, buffer {}, credit {}, compression {}, restart {}",
-                negotiated.peer.code.trim_end(),
-                negotiated.level.0,
-                negotiated.buffer_size,
-                negotiated.credit,
-                negotiated.compression,
-                negotiated.restart
-            ),
-        )
-        .await;
-        // Whichever of the two events comes first.
-        self.logged_in |= !negotiated.secure_auth;
+        let secure_auth = negotiated.secure_auth;
         self.negotiated = Some(negotiated);
+        // With secure authentication the session is established only once both sides have
+        // proved their identity (`Event::Authenticated`); a failed challenge ends it first.
+        if !secure_auth {
+            self.session_established().await;
+        }
+    }
+
+    /// The session is established (SSIDs agreed, and secure authentication passed when
+    /// used): says so, queues the end responses still owed to the partner, tells the handler.
+    async fn session_established(&mut self) {
+        let Some(n) = &self.negotiated else {
+            return;
+        };
+        self.logged_in = true;
+        let message = format!(
+            "session with {} established: level {}, buffer {}, credit {}, compression {}, restart {}{}",
+            n.peer.code.trim_end(),
+            n.level.0,
+            n.buffer_size,
+            n.credit,
+            n.compression,
+            n.restart,
+            if n.secure_auth {
+                ", secure authentication passed"
+            } else {
+                ""
+            }
+        );
+        self.log(LogLevel::Info, message).await;
         self.queue_pending_end_responses().await;
         if let Some(info) = self.info.clone() {
             self.handler.session_started(&info).await;
@@ -1703,8 +1738,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         std::thread::Builder::new()
             .name("oftp-open".into())
             .spawn(move || {
-                let verdict = services.open_incoming(&sfid, &mut stream, &path);
-                let _ = tx.send(verdict);
+                // A panic (a decoder bug on hostile input) must become a verdict like any
+                // other failure, not a silent end of the thread.
+                let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    services.open_incoming(&sfid, &mut stream, &path)
+                }))
+                .map_err(|panic| panic_message(panic.as_ref()));
+                let _ = tx.send(opened);
             })?;
         Ok((tap, rx))
     }
@@ -1957,12 +1997,23 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let verdict = if let Some(opener) = opener {
             // The writer has stored everything, so the opener's stream has ended: its verdict
             // is at most the tail of the work away.
-            Some(opener.await.unwrap_or_else(|_| {
-                Err(ServiceFailure {
-                    reason: EfnaReason::UNSPECIFIED,
-                    text: "file services stopped without a verdict".to_owned(),
-                })
-            }))
+            let opened = opener
+                .await
+                .unwrap_or_else(|_| Err("the opening thread ended without a verdict".into()));
+            Some(match opened {
+                Ok(verdict) => verdict,
+                Err(cause) => {
+                    let failure = crate::security::unopened_file(&sfid);
+                    self.error(format!(
+                        "opening {} from {} failed: {cause}; answering EFNA {:02}",
+                        transfer.virtual_file_name,
+                        sfid.originator.trim_end(),
+                        failure.reason.0
+                    ))
+                    .await;
+                    Err(failure)
+                }
+            })
         } else if sfid.signed_eerp {
             // Only the hash of the transmitted file is wanted (for the signed EERP).
             let (services, sfid, path) =
@@ -2972,7 +3023,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
 
     /// Fills EERPHSH/EERPSIG (or NERP's) when the file asked for a signed response: the hash
     /// recorded when it was received (unless the application gave one) and our signature
-    /// (unless the application gave one, e.g. a routed response).
+    /// (unless the application gave one, e.g. a routed response). A response we cannot sign
+    /// (no receipt-signing key, or signing fails) goes out unsigned and without hash, with a
+    /// warning (RFC 5024 3.3.5 note 3, 4.3.6; 5.3.13: an unsigned EERP carries no hash); only
+    /// a journal failure keeps it pending.
     async fn sign_end_response(&self, r: &mut EndResponse) -> Result<(), String> {
         if !r.signature.is_empty() {
             return Ok(());
@@ -2989,7 +3043,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return Ok(());
         };
         let Some(sec) = self.shared.security.get() else {
-            return Err("a signed response was asked for but no security is configured".into());
+            self.send_unsigned(
+                r,
+                "no security is configured, so there is no receipt-signing key",
+            )
+            .await;
+            return Ok(());
         };
         if r.file_hash.is_empty() {
             r.file_hash = hash;
@@ -3005,15 +3064,32 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             file_hash: r.file_hash.clone(),
         };
         let (sec, f) = (sec.clone(), fields);
-        r.signature = tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite))
+        match tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite))
             .await
-            .unwrap_or_else(|e| Err(format!("signing task failed: {e}")))?;
+            .unwrap_or_else(|e| Err(format!("signing task failed: {e}")))
+        {
+            Ok(signature) => r.signature = signature,
+            Err(e) => self.send_unsigned(r, &e).await,
+        }
         Ok(())
+    }
+
+    /// Prepares `r` to go out unsigned although a signed response was asked for, and warns.
+    async fn send_unsigned(&self, r: &mut EndResponse, why: &str) {
+        self.error(format!(
+            "{} asked for a signed end response for {}, but it cannot be signed: {why}; \
+             sending it unsigned (RFC 5024 3.3.5)",
+            r.originator.trim_end(),
+            r.virtual_file_name
+        ))
+        .await;
+        r.file_hash.clear();
+        r.signature.clear();
     }
 
     async fn send_end_response(&mut self, mut r: EndResponse) {
         if let Err(e) = self.sign_end_response(&mut r).await {
-            // Unsigned would break the partner's SFIDSIGN request; leave it pending.
+            // The journal could not say whether (and over which hash) to sign: try later.
             self.error(format!(
                 "cannot sign the end response for {}: {e}",
                 r.virtual_file_name
