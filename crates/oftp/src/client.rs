@@ -88,6 +88,13 @@ pub enum ClientError {
         /// OS error (part of this message, so not repeated as a `source`).
         error: std::io::Error,
     },
+    /// The partner's server has no room for another session now (ESID 08, "resources not
+    /// available ... should be retried later", RFC 5024 5.3.11).
+    #[error("the partner's server is full, try later ({text}, ESID 08)")]
+    PartnerFull {
+        /// Reason text.
+        text: String,
+    },
     /// The partner refused the session (ESID before the session was established).
     #[error("partner rejected session: {text} (ESID {:02})", reason.0)]
     Rejected {
@@ -166,6 +173,8 @@ impl Client {
             checkpoint_interval: config.checkpoint_interval.max(1),
             active: Default::default(),
             security: Default::default(),
+            free_space: Arc::new(crate::space::StatVfs),
+            free_space_reserve: crate::config::DEFAULT_FREE_SPACE_RESERVE,
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -310,6 +319,11 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         let Some(negotiated) = report.negotiated else {
             let ended = report.ended;
             return Err(match ended.reason {
+                Some(reason) if ended.by_peer && reason == EsidReason::RESOURCES_NOT_AVAILABLE => {
+                    ClientError::PartnerFull {
+                        text: reason_text(reason, &ended.description),
+                    }
+                }
                 Some(reason) if ended.by_peer && reason != EsidReason::UNSPECIFIED => {
                     ClientError::Rejected {
                         reason,
