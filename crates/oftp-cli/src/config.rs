@@ -422,6 +422,45 @@ allowed_levels = [5]
     }
 
     #[test]
+    fn connection_limit_keys_load_with_their_defaults_and_zero_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let base = "[local]\nssid = \"O0013ME\"\npassword = \"PW\"\n[server]\n";
+        std::fs::write(&path, base).unwrap();
+        let s = load(&path).unwrap().server_settings();
+        let d = ServerSettings::default();
+        assert_eq!(s.login_timeout, Duration::from_secs(10));
+        assert_eq!(
+            s.max_unauthenticated_per_address,
+            d.max_unauthenticated_per_address
+        );
+        assert_eq!(s.max_sessions_per_address, d.max_sessions_per_address);
+        assert_eq!(s.free_space_reserve, 64 << 20);
+        std::fs::write(
+            &path,
+            format!(
+                "{base}login_timeout_secs = 3\nmax_unauthenticated_per_address = 2\n\
+                 max_sessions_per_address = 5\nfree_space_reserve_mib = 0\n"
+            ),
+        )
+        .unwrap();
+        let s = load(&path).unwrap().server_settings();
+        assert_eq!(s.login_timeout, Duration::from_secs(3));
+        assert_eq!(s.max_unauthenticated_per_address, 2);
+        assert_eq!(s.max_sessions_per_address, 5);
+        assert_eq!(s.free_space_reserve, 0);
+        for key in [
+            "login_timeout_secs",
+            "max_unauthenticated_per_address",
+            "max_sessions_per_address",
+        ] {
+            std::fs::write(&path, format!("{base}{key} = 0\n")).unwrap();
+            let e = format!("{:#}", load(&path).unwrap_err());
+            assert!(e.contains(key) && e.contains("at least 1"), "{e}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_file_and_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
