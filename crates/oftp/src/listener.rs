@@ -3,10 +3,9 @@
 //! One supervisor task owns the listening socket and a `JoinSet` of connection tasks. It applies
 //! the connection limits at accept time (see [`Admission`]), lets the service decide on each
 //! address (allowed/blocked lists and the handler's `ConnectionRequest`), and carries out the
-//! control requests of a
-//! [`ServerHandle`]: stop/start listening and graceful shutdown (first a *graceful* signal that
-//! lets transfers in progress finish, then after the grace period a *forced* one that ends
-//! sessions at once, then an abort of whatever is left).
+//! control requests of a [`ServerHandle`]: stop/start listening and graceful shutdown (first a
+//! *graceful* signal that lets transfers in progress finish, then after the grace period a
+//! *forced* one that ends sessions at once, then an abort of whatever is left).
 //!
 //! It does not speak OFTP: the [`Service`] does (see `server.rs`).
 //!
