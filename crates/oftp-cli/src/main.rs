@@ -269,6 +269,12 @@ struct SendArgs {
     files: Vec<PathBuf>,
 }
 
+/// Threads of the runtime's blocking pool (journal, file system, certificate checks). Tokio's
+/// default of 512 lets a burst of sessions start hundreds of threads that mostly wait for the
+/// one journal lock or the one disk; more tasks than threads queue instead (see README,
+/// "Memory with many sessions").
+const BLOCKING_THREADS: usize = 32;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -284,6 +290,7 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,

@@ -100,6 +100,13 @@ pub enum ClientError {
         /// OS error (part of this message, so not repeated as a `source`).
         error: std::io::Error,
     },
+    /// The partner's server has no room for another session now (ESID 08, "resources not
+    /// available ... should be retried later", RFC 5024 5.3.11).
+    #[error("the partner's server is full, try later ({text}, ESID 08)")]
+    PartnerFull {
+        /// Reason text.
+        text: String,
+    },
     /// The partner refused the session (ESID at login or in secure authentication, before
     /// any file).
     #[error("partner rejected session: {text} (ESID {:02})", reason.0)]
@@ -184,6 +191,8 @@ impl Client {
             active: Default::default(),
             security: Default::default(),
             sweeping: Default::default(),
+            free_space: Arc::new(crate::space::StatVfs),
+            free_space_reserve: crate::config::DEFAULT_FREE_SPACE_RESERVE,
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -355,6 +364,13 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
                     t => t,
                 };
                 return Err(match ended.reason {
+                    Some(reason)
+                        if ended.by_peer && reason == EsidReason::RESOURCES_NOT_AVAILABLE =>
+                    {
+                        ClientError::PartnerFull {
+                            text: reason_text(reason, &ended.description),
+                        }
+                    }
                     Some(reason) if ended.by_peer && reason != EsidReason::UNSPECIFIED => {
                         ClientError::Rejected {
                             reason,

@@ -54,7 +54,7 @@ use crate::journal::{
     Checkpoint, Direction as JournalDirection, EndResponseEntry, FileKey, Journal, LocalFileId,
     ReceiveState, SendState,
 };
-use crate::listener::{ConnectionInfo, ShutdownSignal};
+use crate::listener::{Admission, ConnectionInfo, ShutdownSignal};
 use crate::policy::{self, FileRequest, PeerOffer};
 use crate::security::{CertificateExchange, SecurityContext};
 use crate::source::{Chunk, FileSource, OutgoingSource, RecordFileError, check_records};
@@ -105,6 +105,10 @@ pub(crate) struct Shared {
     pub(crate) security: std::sync::OnceLock<Arc<SecurityContext>>,
     /// Whether a listener of this server runs the partial-reception sweep already.
     pub(crate) sweeping: std::sync::atomic::AtomicBool,
+    /// Tells the free space where received files go (an offer that cannot fit is refused).
+    pub(crate) free_space: Arc<dyn crate::space::FreeSpace>,
+    /// Octets kept free there.
+    pub(crate) free_space_reserve: u64,
 }
 
 /// A file being received: the authenticated partner (its SSID code) and the file identity.
@@ -401,6 +405,15 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     /// The TLS client certificate the session must belong to (see
     /// `Acceptor::bound_peer_certificate`).
     bound_cert: Option<oftp_security::Certificate>,
+    /// Responder: how the listener let the connection in (its per-address counts, or a
+    /// refusal to be told at the SSID).
+    admission: Option<Admission>,
+    /// Responder: the SSID must arrive by then (and the configured timeout, for the message).
+    login_deadline: Option<(tokio::time::Instant, Duration)>,
+    /// Responder: the SSID code the peer presented, for logs before it is logged in.
+    claimed_ssid: Option<String>,
+    /// The last file offered to us (its name, date/time and originator), for logs.
+    offered: Option<String>,
 }
 
 fn to_wire_time(s: FileStamp) -> VirtualFileTime {
@@ -617,6 +630,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             write_stalled: false,
             silenced: false,
             bound_cert: None,
+            admission: None,
+            login_deadline: None,
+            claimed_ssid: None,
+            offered: None,
         }
     }
 
@@ -872,7 +889,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     None => false,
                 };
             }
-            Event::FileOffered { sfid } => self.on_file_offered(sfid).await,
+            Event::FileOffered { sfid } => {
+                self.offered = Some(format!(
+                    "{} ({}) from {}",
+                    sfid.dsn.trim_end(),
+                    sfid.date_time,
+                    sfid.originator.trim_end()
+                ));
+                self.on_file_offered(sfid).await
+            }
             Event::DataReceived {
                 bytes,
                 end_of_record,
@@ -1022,6 +1047,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
 
     async fn trail(&self, origin: Origin, name: &'static str, summary: String) {
         tracing::debug!(conn = self.conn.id, ?origin, "{summary}");
+        if origin == Origin::Local {
+            self.log_refusal(name, &summary).await;
+        }
         self.handler
             .pi_trail(
                 self.conn.id,
@@ -1034,7 +1062,36 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
     }
 
+    /// Every refusal we send is logged here, where the session reports what it sent, with the
+    /// partner, the file and the reason: ESID other than a normal end, SFNA, EFNA and NERP.
+    async fn log_refusal(&self, name: &str, summary: &str) {
+        let file = match name {
+            "SFNA" | "EFNA" => self.offered.as_deref(),
+            "NERP" => None, // the summary names the file
+            "ESID" if !summary.starts_with(&format!("ESID {}", EsidReason::NORMAL)) => None,
+            _ => return,
+        };
+        let partner = match (&self.info, &self.initiator, &self.claimed_ssid) {
+            (Some(info), _, _) => info.peer_ssid.clone(),
+            (None, Some(setup), _) => setup.partner.ssid.clone(),
+            (None, None, Some(code)) => format!("{code} (not logged in)"),
+            (None, None, None) => "(no SSID yet)".to_owned(),
+        };
+        let file = file.map(|f| format!(", file {f}")).unwrap_or_default();
+        self.log(
+            LogLevel::Info,
+            format!(
+                "refused: partner {partner} at {}{file}: {}",
+                self.conn.peer,
+                summary.trim_end()
+            ),
+        )
+        .await;
+    }
+
     async fn on_ssid(&mut self, peer: oftp_proto::codec::Ssid) {
+        self.login_deadline = None;
+        self.claimed_ssid = Some(peer.code.trim_end().to_owned());
         let offer = PeerOffer {
             ssid: &peer.code,
             password: peer.password.expose(),
@@ -1065,12 +1122,20 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let decision = self.handler.accept_session(&req).await;
         match decision {
             SessionDecision::Accept(a) => {
+                // The listener's limits (connections in all, sessions per address): resources
+                // not available, retry later (RFC 5024 5.3.11, ESID 08).
+                if let Some(Err(why)) = self.admission.as_mut().map(Admission::log_in) {
+                    let _ = self
+                        .session
+                        .reject_session(EsidReason::RESOURCES_NOT_AVAILABLE, why);
+                    return;
+                }
                 // Transport and secure-authentication rules hold whatever the handler said:
                 // a partner that must authenticate is never let in without it.
                 let secure_auth = match self.responder_security(&peer) {
                     Ok(b) => b,
                     Err((reason, text)) => {
-                        self.refuse_session(&peer.code, reason, &text).await;
+                        let _ = self.session.reject_session(reason, &text);
                         return;
                     }
                 };
@@ -1100,24 +1165,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
             SessionDecision::Reject { reason, text } => {
-                self.refuse_session(&peer.code, reason, &text).await;
+                let _ = self.session.reject_session(reason, &text);
             }
         }
-    }
-
-    /// Responder: ends the session before it starts with `reason`, logging who was refused.
-    async fn refuse_session(&mut self, peer_code: &str, reason: EsidReason, text: &str) {
-        self.log(
-            LogLevel::Info,
-            format!(
-                "refusing session from {} ({}): {text} (ESID {:02})",
-                peer_code.trim_end(),
-                self.conn.peer,
-                reason.0
-            ),
-        )
-        .await;
-        let _ = self.session.reject_session(reason, text);
     }
 
     /// Responder: whether to use secure authentication with this peer, or the ESID to refuse
@@ -1176,6 +1226,19 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         cert: Option<oftp_security::Certificate>,
     ) -> Self {
         self.bound_cert = cert;
+        self
+    }
+
+    /// Responder: the listener's admission, and the time by which the SSID must arrive (ESID
+    /// 09 otherwise; `timeout` is the configured login timeout, for the message).
+    pub(crate) fn admitted(
+        mut self,
+        admission: Admission,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Self {
+        self.admission = Some(admission);
+        self.login_deadline = Some((deadline, timeout));
         self
     }
 
@@ -1427,7 +1490,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let Some(params) = &self.params else {
             return;
         };
-        // The default decision looks at the inbox (does the name exist?): blocking pool.
+        // The default decision looks at the inbox (does the name exist?) and at the free space
+        // there: blocking pool.
         let (local_sfid, inbox, name_format, store, known, offered) = (
             params.local_sfid.clone(),
             params.inbox.clone(),
@@ -1436,6 +1500,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             entry.clone(),
             sfid.clone(),
         );
+        let (probe, reserve, conn) = (
+            self.shared.free_space.clone(),
+            self.shared.free_space_reserve,
+            self.conn.id,
+        );
+        // What an interrupted reception of this file already holds on disk.
+        let stored = entry
+            .as_ref()
+            .filter(|e| e.state == ReceiveState::Receiving)
+            .map_or(0, |e| e.checkpoint.file_offset);
+        let needed = crate::space::still_needed(sfid.file_size, stored);
         let decided = tokio::task::spawn_blocking(move || {
             let req = FileRequest {
                 dsn: &offered.dsn,
@@ -1444,14 +1519,30 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 destination: &offered.destination,
                 user_data: &offered.user_data,
             };
-            policy::file_decision(
+            let decision = policy::file_decision(
                 &local_sfid,
                 &inbox,
                 &name_format,
                 &store,
                 known.as_ref(),
                 &req,
-            )
+            );
+            // A file that cannot fit is refused now, not after its whole transfer: SFNA 12 with
+            // retry, the "lack of storage space" of RFC 5024 5.3.5 (SFNARRTR).
+            if let FileDecision::Accept { target, .. } = &decision
+                && let Err(no_room) = crate::space::check(&*probe, target, needed, reserve)
+            {
+                tracing::info!(conn, target = %target.display(), "{no_room}");
+                return FileDecision::Reject {
+                    reason: oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
+                    retry: true,
+                    text: format!(
+                        "not enough free space for {} KiB, retry later",
+                        needed.div_ceil(1024)
+                    ),
+                };
+            }
+            decision
         })
         .await;
         let mut default = decided.unwrap_or_else(|e| {
@@ -1503,14 +1594,6 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 retry,
                 text,
             } => {
-                self.log(
-                    LogLevel::Info,
-                    format!(
-                        "refusing {} from {}: {text} (SFNA {:02})",
-                        offer.virtual_file_name, offer.originator, reason.0
-                    ),
-                )
-                .await;
                 let _ = self.session.reject_file(reason, retry, &text);
                 return;
             }
@@ -2362,14 +2445,6 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let delete = self.shared.store.delete_on_error;
         self.discard_reception(partial, partial_path, jid, &transfer, delete)
             .await;
-        self.log(
-            LogLevel::Info,
-            format!(
-                "refusing {} after transfer: {text} (EFNA {:02})",
-                transfer.virtual_file_name, reason.0
-            ),
-        )
-        .await;
         let _ = self.session.refuse_file(reason, &text);
         self.end_transfer_failed(&transfer, text).await;
     }
@@ -3559,6 +3634,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let graceful = self.shutdown.graceful.clone();
         let forced = self.shutdown.forced.clone();
+        let login_deadline = self.login_deadline;
+        let login_expired = async move {
+            match login_deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         // Only while the partner gives credit: otherwise the data would wait anyway.
         let waiting_for_sealed = self.session.can_accept_data()
             && self.outgoing.as_ref().is_some_and(|o| {
@@ -3592,6 +3674,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 if self.incoming.is_none() && self.outgoing.is_none() && !self.session.is_speaker() {
                     let _ = self.session.end_session(EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down");
                 }
+            }
+            _ = login_expired => {
+                let timeout = self.login_deadline.take().map(|(_, t)| t).unwrap_or_default();
+                let _ = self.session.end_session(
+                    EsidReason::TIME_OUT,
+                    &format!("no start session (SSID) within {} s of connecting", timeout.as_secs_f32()),
+                );
             }
             // The processing thread of an outgoing file produced more (or finished).
             _ = sealed_ready(&mut self.outgoing), if waiting_for_sealed => {}

@@ -34,6 +34,7 @@ mod policy;
 pub mod security;
 pub mod server;
 mod source;
+pub mod space;
 pub mod stamp;
 pub mod store;
 mod stream;
