@@ -338,30 +338,6 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     bound_cert: Option<oftp_security::Certificate>,
 }
 
-fn to_wire_time(s: FileStamp) -> VirtualFileTime {
-    VirtualFileTime {
-        year: s.year,
-        month: s.month,
-        day: s.day,
-        hour: s.hour,
-        minute: s.minute,
-        second: s.second,
-        counter: s.counter,
-    }
-}
-
-fn from_wire_time(t: VirtualFileTime) -> FileStamp {
-    FileStamp {
-        year: t.year,
-        month: t.month,
-        day: t.day,
-        hour: t.hour,
-        minute: t.minute,
-        second: t.second,
-        counter: t.counter,
-    }
-}
-
 fn capabilities(
     level: ProtocolLevel,
     buffer_size: u32,
@@ -1222,7 +1198,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             );
             return;
         };
-        let stamp = from_wire_time(sfid.date_time);
+        let stamp = FileStamp::from(sfid.date_time);
         let key = FileKey::new(&sfid.originator, &sfid.dsn, stamp);
         // The journal entry is the one of this partner: another partner's interrupted or
         // completed file with the same identity is neither resumed nor a duplicate here.
@@ -2281,7 +2257,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let mut resp = match r {
             WireEndResponse::Positive(e) => EndResponse {
                 virtual_file_name: e.dsn.trim_end().to_owned(),
-                stamp: from_wire_time(e.date_time),
+                stamp: FileStamp::from(e.date_time),
                 destination: e.destination.trim_end().to_owned(),
                 originator: e.originator.trim_end().to_owned(),
                 user_data: e.user_data.trim_end().to_owned(),
@@ -2292,7 +2268,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             },
             WireEndResponse::Negative(n) => EndResponse {
                 virtual_file_name: n.dsn.trim_end().to_owned(),
-                stamp: from_wire_time(n.date_time),
+                stamp: FileStamp::from(n.date_time),
                 destination: n.destination.trim_end().to_owned(),
                 originator: n.originator.trim_end().to_owned(),
                 user_data: String::new(),
@@ -2710,7 +2686,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if r.file_hash.is_empty() {
             r.file_hash = hash;
         }
-        let time = to_wire_time(r.stamp);
+        let time = VirtualFileTime::from(r.stamp);
         let fields = oftp_security::receipt::ReceiptFields {
             dsn: r.virtual_file_name.clone(),
             date: time.date_string(),
@@ -2728,6 +2704,26 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     async fn send_end_response(&mut self, mut r: EndResponse) {
+        // NERP came with OFTP 1.4 (RFC 5024 1.2): a 1.2/1.3 partner cannot receive one, and an
+        // EERP in its place would report a delivery that did not happen. Nothing is sent; the
+        // operator hears it as an error with what to do.
+        let level = self.session.level();
+        if let Some(n) = r.negative.as_ref().filter(|_| !level.has_nerp()) {
+            self.error(format!(
+                "not sending NERP {:02} for {} ({}) to {}: this session runs at OFTP level {}, \
+                 which has no negative end response (NERP exists from OFTP 1.4, level 4, on); \
+                 nothing was sent in its place: tell the originator {} another way, or send the \
+                 NERP in a session at level 4 or 5",
+                n.reason.0,
+                r.virtual_file_name,
+                r.stamp,
+                self.partner_code(),
+                level.0,
+                r.destination
+            ))
+            .await;
+            return;
+        }
         if let Err(e) = self.sign_end_response(&mut r).await {
             // Unsigned would break the partner's SFIDSIGN request; leave it pending.
             self.error(format!(
@@ -2737,7 +2733,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
             return;
         }
-        let time = to_wire_time(r.stamp);
+        let time = VirtualFileTime::from(r.stamp);
         let wire = match &r.negative {
             None => WireEndResponse::Positive(Eerp {
                 dsn: r.virtual_file_name.clone(),
@@ -2824,7 +2820,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             size: meta.len(),
             mtime_ns,
         };
-        // Reuse the identity of an unfinished earlier attempt so the partner can restart it.
+        // Reuse the identity of an unfinished earlier attempt so the partner can restart it
+        // (not an OFTP 1.2/1.3 stamp, counter 0, now that the level carries a counter: the
+        // partner would refuse it).
+        let extended = self
+            .negotiated
+            .as_ref()
+            .is_some_and(|n| n.level.has_extended_stamp());
         let l2 = local.clone();
         let previous = self
             .shared
@@ -2836,14 +2838,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .filter(|p| {
                 p.key.dsn == file.virtual_file_name.trim_end()
                     && file.stamp.is_none_or(|s| s == p.key.stamp)
+                    && (p.key.stamp.counter != 0 || !extended)
             });
         let resumed = previous.is_some();
         let (sent_id, stamp) = match previous {
             Some(p) => (p.id, p.key.stamp),
             None => {
                 let mut stamp = file.stamp.unwrap_or_else(FileStamp::now);
-                if !self.negotiated.as_ref().is_some_and(|n| n.level.is_v2()) {
-                    // OFTP 1.x carries no counter: keep the identity what the partner will see.
+                if !extended {
+                    // OFTP 1.2/1.3 carry no counter: keep the identity what the partner will see.
                     stamp.counter = 0;
                 }
                 let key = FileKey::new(&originator, &file.virtual_file_name, stamp);
@@ -2878,7 +2881,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let mut file_hash: Option<Vec<u8>> = None;
         let sfid = Sfid {
             dsn: file.virtual_file_name.clone(),
-            date_time: to_wire_time(stamp),
+            date_time: VirtualFileTime::from(stamp),
             user_data: file.user_data.clone(),
             destination: destination.clone(),
             originator: originator.clone(),
