@@ -66,7 +66,7 @@ impl From<VirtualFileTime> for FileStamp {
 /// A stamp text that is not `yyyyMMddHHmmss` followed by an optional 4-digit counter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid virtual file stamp {0:?}: expected yyyyMMddHHmmss plus an optional 4-digit counter"
+    "invalid virtual file stamp {0:?}: expected a valid date and time as yyyyMMddHHmmss plus an optional 4-digit counter"
 )]
 pub struct StampParseError(pub String);
 
