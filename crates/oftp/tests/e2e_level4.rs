@@ -1,6 +1,7 @@
 //! End to end at OFTP 1.4 (level 4) and below: the extended date and time stamp travels with
 //! its counter, NERP exists from level 4 on, and below it the runtime sends nothing and tells
-//! the operator. Real server and client over 127.0.0.1.
+//! the operator; the server's SSID checks (release level, send/receive mode) as a partner sees
+//! them on the wire. Real server and client over 127.0.0.1.
 
 mod common;
 
@@ -16,6 +17,8 @@ use oftp::handler::{
 use oftp::oftp_proto::codec::NerpReason;
 use oftp::stamp::FileStamp;
 use oftp::{FileOutcome, Handler, OutgoingFile, SessionHandle};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 fn limits(level: u8) -> SessionLimits {
@@ -198,4 +201,68 @@ async fn nerp_below_level_4_is_not_sent_and_the_operator_is_told() {
         );
         s.server.running.shutdown().await;
     }
+}
+
+/// The client's SSID with SSIDLEV `level` and SSIDSR `mode` (RFC 2204 layout: no SSIDAUTH).
+fn raw_ssid(level: u8, mode: u8) -> Vec<u8> {
+    let mut ssid = format!(
+        "X{}{:<25}{:<8}04096{}NYN064     {:<8}\r",
+        level as char, CLIENT_SSID, CLIENT_PW, mode as char, ""
+    )
+    .into_bytes();
+    assert_eq!(ssid.len(), 61);
+    let mut frame = Vec::new();
+    oftp::oftp_proto::sth::encode_frame(&ssid, &mut frame).unwrap();
+    std::mem::swap(&mut ssid, &mut frame);
+    ssid
+}
+
+/// RFC 5024 5.3.2 and 9.8.2 G: an SSIDLEV that is no release level (0, 3, a letter) fails the
+/// SSID negotiation with ESID 10; it used to get ESID 08 ("resources not available", which
+/// tells the partner to call again later) or 06.
+#[tokio::test]
+async fn ssid_level_that_is_no_release_level_gets_esid_10() {
+    init_tracing();
+    let server = start_server().await;
+    for level in [b'3', b'0', b'X'] {
+        let mut s = TcpStream::connect(server.addr()).await.unwrap();
+        read_until(&mut s, b'I').await;
+        s.write_all(&raw_ssid(level, b'B')).await.unwrap();
+        let esid = read_until(&mut s, b'F').await;
+        assert_eq!(
+            &esid[1..3],
+            b"10",
+            "SSIDLEV {}: {:?}",
+            level as char,
+            String::from_utf8_lossy(&esid)
+        );
+    }
+    server.running.shutdown().await;
+}
+
+/// RFC 5024 3.2.1 (Mode): the server can send and receive; to a Sender-only caller it answers
+/// SSIDSR 'R', to a Receiver-only caller 'S'.
+#[tokio::test]
+async fn server_answers_a_one_way_caller_with_the_opposite_mode() {
+    init_tracing();
+    let server = start_server().await;
+    for (level, ours, answer) in [
+        (b'4', b'S', b'R'),
+        (b'4', b'R', b'S'),
+        (b'1', b'S', b'R'),
+        (b'4', b'B', b'B'),
+    ] {
+        let mut s = TcpStream::connect(server.addr()).await.unwrap();
+        read_until(&mut s, b'I').await;
+        s.write_all(&raw_ssid(level, ours)).await.unwrap();
+        let ssid = read_until(&mut s, b'X').await;
+        assert_eq!(
+            ssid[40] as char,
+            answer as char,
+            "caller {}: {:?}",
+            ours as char,
+            String::from_utf8_lossy(&ssid)
+        );
+    }
+    server.running.shutdown().await;
 }

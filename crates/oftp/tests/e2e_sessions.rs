@@ -16,7 +16,7 @@ use oftp::handler::{
 use oftp::oftp_proto::codec::{EsidReason, SfnaReason};
 use oftp::oftp_proto::sth;
 use oftp::{ClientError, ConnectionInfo, FileOutcome, Handler, OutgoingFile};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -398,28 +398,6 @@ async fn a_silent_peer_times_out_while_other_sessions_are_served() {
     assert_eq!(visible_files(&server.inbox()), vec!["OTHER.BIN"]);
     stalled.abort();
     server.running.shutdown().await;
-}
-
-/// Reads STH frames from a raw socket until `want` command letter arrives; returns its payload.
-async fn read_until(s: &mut TcpStream, want: u8) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    for _ in 0..100 {
-        while let Ok(Some((range, used))) = sth::decode_frame(&buf) {
-            let payload = buf[range].to_vec();
-            buf.drain(..used);
-            if payload.first() == Some(&want) {
-                return payload;
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
-            .await
-            .expect("server answered")
-            .unwrap();
-        assert!(n > 0, "connection closed before the expected command");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    panic!("command {} not received", want as char)
 }
 
 #[tokio::test]

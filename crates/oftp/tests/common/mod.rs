@@ -227,3 +227,28 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Cut<T> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// Reads STH frames from a raw socket until `want` command letter arrives; returns its payload.
+pub async fn read_until(s: &mut tokio::net::TcpStream, want: u8) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for _ in 0..100 {
+        while let Ok(Some((range, used))) = oftp::oftp_proto::sth::decode_frame(&buf) {
+            let payload = buf[range].to_vec();
+            buf.drain(..used);
+            if payload.first() == Some(&want) {
+                return payload;
+            }
+        }
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(s, &mut chunk),
+        )
+        .await
+        .expect("server answered")
+        .unwrap();
+        assert!(n > 0, "connection closed before the expected command");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    panic!("command {} not received", want as char)
+}
