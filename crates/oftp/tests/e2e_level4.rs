@@ -5,108 +5,20 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 
 use common::*;
 use oftp::config::SessionLimits;
-use oftp::handler::{
-    Direction, EndResponse, EndResponseTiming, ErrorEvent, NegativeResponse, ReadyAction,
-    SessionInfo, TransferInfo, TransferResult,
-};
 use oftp::oftp_proto::codec::NerpReason;
 use oftp::stamp::FileStamp;
-use oftp::{FileOutcome, Handler, OutgoingFile, SessionHandle};
+use oftp::{FileOutcome, OutgoingFile};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 fn limits(level: u8) -> SessionLimits {
     SessionLimits {
         level,
         ..SessionLimits::default()
-    }
-}
-
-/// A server application that answers received files itself (EndResponseTiming::Later) and
-/// keeps the errors the runtime reports.
-struct LateAnswer {
-    hold: Arc<AtomicBool>,
-    received: mpsc::UnboundedSender<(SessionHandle, TransferInfo)>,
-    errors: Arc<Mutex<Vec<String>>>,
-}
-
-impl Handler for LateAnswer {
-    async fn end_transfer(
-        &self,
-        s: &SessionInfo,
-        t: &TransferInfo,
-        r: &TransferResult,
-    ) -> EndResponseTiming {
-        if t.direction == Direction::Incoming && matches!(r, TransferResult::Completed { .. }) {
-            let _ = self.received.send((s.handle.clone(), t.clone()));
-            EndResponseTiming::Later
-        } else {
-            EndResponseTiming::Now
-        }
-    }
-
-    async fn ready_to_send(&self, _s: &SessionInfo) -> ReadyAction {
-        if self.hold.load(Ordering::SeqCst) {
-            ReadyAction::Wait
-        } else {
-            ReadyAction::Proceed
-        }
-    }
-
-    async fn error(&self, error: &ErrorEvent) {
-        self.errors.lock().unwrap().push(error.description.clone());
-    }
-}
-
-struct Setup {
-    server: TestServer,
-    hold: Arc<AtomicBool>,
-    received: mpsc::UnboundedReceiver<(SessionHandle, TransferInfo)>,
-    errors: Arc<Mutex<Vec<String>>>,
-}
-
-async fn late_answer_server() -> Setup {
-    let hold = Arc::new(AtomicBool::new(true));
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let (tx, received) = mpsc::unbounded_channel();
-    let server = start_server_with(
-        LateAnswer {
-            hold: hold.clone(),
-            received: tx,
-            errors: errors.clone(),
-        },
-        |_| {},
-    )
-    .await;
-    Setup {
-        server,
-        hold,
-        received,
-        errors,
-    }
-}
-
-fn nerp_for(t: &TransferInfo) -> EndResponse {
-    EndResponse {
-        virtual_file_name: t.virtual_file_name.clone(),
-        stamp: t.stamp,
-        destination: t.originator.clone(),
-        originator: t.destination.clone(),
-        user_data: String::new(),
-        negative: Some(NegativeResponse {
-            reason: NerpReason::PROCESSING_FAILED,
-            creator: t.destination.clone(),
-            text: "rejected by the application".into(),
-        }),
-        file_hash: Vec::new(),
-        signature: Vec::new(),
-        signature_verified: false,
     }
 }
 
@@ -116,26 +28,29 @@ fn nerp_for(t: &TransferInfo) -> EndResponse {
 #[tokio::test]
 async fn level_4_keeps_the_stamp_counter_from_sfid_to_eerp() {
     init_tracing();
-    let mut s = late_answer_server().await;
-    s.hold.store(false, Ordering::SeqCst);
+    let (app, mut probe) = late_answer();
+    let server = start_server_with(app, |_| {}).await;
+    probe.hold.store(false, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("stamped.edi");
     std::fs::write(&f, b"UNA:+.? 'UNB+UNOC:3'").unwrap();
     let stamp = FileStamp::parse("203112312359584321").unwrap();
     let c = client(dir.path(), limits(4));
-    let addr = s.server.addr();
+    let addr = server.addr();
     let run =
         tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&f).stamp(stamp)]).await });
-    let (handle, t) = s.received.recv().await.expect("file received");
+    let (handle, t) = probe.received.recv().await.expect("file received");
     assert_eq!(t.stamp, stamp, "the server sees the client's stamp");
-    let mut eerp = nerp_for(&t);
-    eerp.negative = None;
-    handle.send_end_response(eerp).unwrap();
+    handle.send_end_response(late_response(&t, false)).unwrap();
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.negotiated.level.0, 4);
     assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
-    assert!(s.errors.lock().unwrap().is_empty(), "{:?}", s.errors);
-    s.server.running.shutdown().await;
+    assert!(
+        probe.errors.lock().unwrap().is_empty(),
+        "{:?}",
+        probe.errors
+    );
+    server.running.shutdown().await;
 }
 
 /// NERP exists from level 4 on: it reaches the originator (without its reason text, which
@@ -143,17 +58,18 @@ async fn level_4_keeps_the_stamp_counter_from_sfid_to_eerp() {
 #[tokio::test]
 async fn nerp_at_level_4_reaches_the_originator() {
     init_tracing();
-    let mut s = late_answer_server().await;
+    let (app, mut probe) = late_answer();
+    let server = start_server_with(app, |_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.edi");
     std::fs::write(&f, b"not EDIFACT").unwrap();
     let c = client(dir.path(), limits(4));
-    let addr = s.server.addr();
+    let addr = server.addr();
     let run = tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&f)]).await });
-    let (handle, t) = s.received.recv().await.expect("file received");
+    let (handle, t) = probe.received.recv().await.expect("file received");
     assert_ne!(t.stamp.counter, 0, "level 4 carries the counter");
-    s.hold.store(false, Ordering::SeqCst);
-    handle.send_end_response(nerp_for(&t)).unwrap();
+    probe.hold.store(false, Ordering::SeqCst);
+    handle.send_end_response(late_response(&t, true)).unwrap();
     let report = run.await.unwrap().unwrap();
     assert!(
         matches!(
@@ -163,7 +79,7 @@ async fn nerp_at_level_4_reaches_the_originator() {
         ),
         "{report:?}"
     );
-    s.server.running.shutdown().await;
+    server.running.shutdown().await;
 }
 
 /// Below level 4 there is no NERP: the runtime sends nothing (no NERP the partner could not
@@ -173,16 +89,17 @@ async fn nerp_at_level_4_reaches_the_originator() {
 async fn nerp_below_level_4_is_not_sent_and_the_operator_is_told() {
     init_tracing();
     for level in [2u8, 1] {
-        let mut s = late_answer_server().await;
+        let (app, mut probe) = late_answer();
+        let server = start_server_with(app, |_| {}).await;
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("bad.edi");
         std::fs::write(&f, b"not EDIFACT").unwrap();
         let c = client(dir.path(), limits(level));
-        let addr = s.server.addr();
+        let addr = server.addr();
         let run = tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&f)]).await });
-        let (handle, t) = s.received.recv().await.expect("file received");
-        s.hold.store(false, Ordering::SeqCst);
-        handle.send_end_response(nerp_for(&t)).unwrap();
+        let (handle, t) = probe.received.recv().await.expect("file received");
+        probe.hold.store(false, Ordering::SeqCst);
+        handle.send_end_response(late_response(&t, true)).unwrap();
         let report = run.await.unwrap().unwrap();
         assert_eq!(report.negotiated.level.0, level);
         assert_eq!(
@@ -190,7 +107,7 @@ async fn nerp_below_level_4_is_not_sent_and_the_operator_is_told() {
             FileOutcome::AwaitingEndResponse,
             "{report:?}"
         );
-        let errors = s.errors.lock().unwrap().clone();
+        let errors = probe.errors.lock().unwrap().clone();
         let told = errors
             .iter()
             .find(|e| e.contains("not sending NERP 34 for BAD.EDI"))
@@ -199,7 +116,7 @@ async fn nerp_below_level_4_is_not_sent_and_the_operator_is_told() {
             told.contains(&format!("OFTP level {level}")) && told.contains("tell the originator"),
             "{told}"
         );
-        s.server.running.shutdown().await;
+        server.running.shutdown().await;
     }
 }
 
