@@ -183,3 +183,41 @@ async fn server_answers_a_one_way_caller_with_the_opposite_mode() {
     }
     server.running.shutdown().await;
 }
+
+/// A send broken off at level 2 (stamp without counter, recorded for a restart) and tried again
+/// when the partner speaks level 4: the counter-less identity cannot be offered at 4 (RFC 5024
+/// 5.3.3 counter 0001-9999), so the file goes again under a new one instead of never.
+#[tokio::test]
+async fn a_send_broken_at_level_2_is_sent_again_at_level_4() {
+    init_tracing();
+    let server = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big.bin");
+    let data = content(1_000_000, 12);
+    std::fs::write(&f, &data).unwrap();
+    let tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let cut = Cut {
+        inner: tcp,
+        written: 0,
+        limit: 300_000,
+        stall: false,
+    };
+    let report = client(dir.path(), limits(2))
+        .run_over(
+            cut,
+            "127.0.0.1:0".parse().unwrap(),
+            vec![OutgoingFile::new(&f)],
+        )
+        .await
+        .unwrap();
+    assert!(!report.all_delivered());
+    let report = client(dir.path(), limits(4))
+        .run(&server.addr(), vec![OutgoingFile::new(&f)])
+        .await
+        .unwrap();
+    assert_eq!(report.negotiated.level.0, 4);
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+    assert_ne!(report.files[0].0.stamp.unwrap().counter, 0);
+    assert_eq!(std::fs::read(server.inbox().join("BIG.BIN")).unwrap(), data);
+    server.running.shutdown().await;
+}
