@@ -416,30 +416,6 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     offered: Option<String>,
 }
 
-fn to_wire_time(s: FileStamp) -> VirtualFileTime {
-    VirtualFileTime {
-        year: s.year,
-        month: s.month,
-        day: s.day,
-        hour: s.hour,
-        minute: s.minute,
-        second: s.second,
-        counter: s.counter,
-    }
-}
-
-fn from_wire_time(t: VirtualFileTime) -> FileStamp {
-    FileStamp {
-        year: t.year,
-        month: t.month,
-        day: t.day,
-        hour: t.hour,
-        minute: t.minute,
-        second: t.second,
-        counter: t.counter,
-    }
-}
-
 fn capabilities(
     level: ProtocolLevel,
     buffer_size: u32,
@@ -1438,7 +1414,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             );
             return;
         };
-        let stamp = from_wire_time(sfid.date_time);
+        let stamp = FileStamp::from(sfid.date_time);
         let key = FileKey::new(&sfid.originator, &sfid.dsn, stamp);
         // The journal entry is the one of this partner: another partner's interrupted or
         // completed file with the same identity is neither resumed nor a duplicate here.
@@ -2666,7 +2642,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let mut resp = match r {
             WireEndResponse::Positive(e) => EndResponse {
                 virtual_file_name: e.dsn.trim_end().to_owned(),
-                stamp: from_wire_time(e.date_time),
+                stamp: FileStamp::from(e.date_time),
                 destination: e.destination.trim_end().to_owned(),
                 originator: e.originator.trim_end().to_owned(),
                 user_data: e.user_data.trim_end().to_owned(),
@@ -2677,7 +2653,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             },
             WireEndResponse::Negative(n) => EndResponse {
                 virtual_file_name: n.dsn.trim_end().to_owned(),
-                stamp: from_wire_time(n.date_time),
+                stamp: FileStamp::from(n.date_time),
                 destination: n.destination.trim_end().to_owned(),
                 originator: n.originator.trim_end().to_owned(),
                 user_data: String::new(),
@@ -3128,7 +3104,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if r.file_hash.is_empty() {
             r.file_hash = hash;
         }
-        let time = to_wire_time(r.stamp);
+        let time = VirtualFileTime::from(r.stamp);
         let fields = oftp_security::receipt::ReceiptFields {
             dsn: r.virtual_file_name.clone(),
             date: time.date_string(),
@@ -3163,6 +3139,26 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     async fn send_end_response(&mut self, mut r: EndResponse) {
+        // NERP came with OFTP 1.4 (RFC 5024 1.2): a 1.2/1.3 partner cannot receive one, and an
+        // EERP in its place would report a delivery that did not happen. Nothing is sent; the
+        // operator hears it as an error with what to do.
+        let level = self.session.level();
+        if let Some(n) = r.negative.as_ref().filter(|_| !level.has_nerp()) {
+            self.error(format!(
+                "not sending NERP {:02} for {} ({}) to {}: this session runs at OFTP level {}, \
+                 which has no negative end response (NERP exists from OFTP 1.4, level 4, on); \
+                 nothing was sent in its place: tell the originator {} another way, or send the \
+                 NERP in a session at level 4 or 5",
+                n.reason.0,
+                r.virtual_file_name,
+                r.stamp,
+                self.partner_code(),
+                level.0,
+                r.destination
+            ))
+            .await;
+            return;
+        }
         if let Err(e) = self.sign_end_response(&mut r).await {
             // The journal could not say whether (and over which hash) to sign: try later.
             self.error(format!(
@@ -3172,7 +3168,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
             return;
         }
-        let time = to_wire_time(r.stamp);
+        let time = VirtualFileTime::from(r.stamp);
         let wire = match &r.negative {
             None => WireEndResponse::Positive(Eerp {
                 dsn: r.virtual_file_name.clone(),
@@ -3295,6 +3291,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         // or, if it stored it already, answers SFNA 13); one the partner stored (EFPA) is not
         // sent again, its EERP may come in this or any later session (RFC 5024 section
         // 4.3.6); one delivered is reported as such. A refused or NERPed one is sent anew.
+        // Not an OFTP 1.2/1.3 stamp (counter 0) once the level carries a counter: the partner
+        // would refuse it.
+        let extended = self
+            .negotiated
+            .as_ref()
+            .is_some_and(|n| n.level.has_extended_stamp());
         let l2 = local.clone();
         let previous = match self.shared.journal.call(move |j| j.latest_send(&l2)).await {
             Ok(p) => p,
@@ -3339,14 +3341,16 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.record_outcome(file, job, outcome);
             return;
         }
-        let previous = previous.filter(|p| p.state == SendState::Sending);
+        let previous = previous.filter(|p| {
+            p.state == SendState::Sending && (p.key.stamp.counter != 0 || !extended)
+        });
         let resumed = previous.is_some();
         let (sent_id, stamp) = match previous {
             Some(p) => (p.id, p.key.stamp),
             None => {
                 let mut stamp = file.stamp.unwrap_or_else(FileStamp::now);
-                if !self.negotiated.as_ref().is_some_and(|n| n.level.is_v2()) {
-                    // OFTP 1.x carries no counter: keep the identity what the partner will see.
+                if !extended {
+                    // OFTP 1.2/1.3 carry no counter: keep the identity what the partner will see.
                     stamp.counter = 0;
                 }
                 let key = FileKey::new(&originator, &file.virtual_file_name, stamp);
@@ -3381,7 +3385,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let mut file_hash: Option<Vec<u8>> = None;
         let sfid = Sfid {
             dsn: file.virtual_file_name.clone(),
-            date_time: to_wire_time(stamp),
+            date_time: VirtualFileTime::from(stamp),
             user_data: file.user_data.clone(),
             destination: destination.clone(),
             originator: originator.clone(),
