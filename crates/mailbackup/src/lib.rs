@@ -44,6 +44,7 @@ pub mod lock;
 pub mod options;
 pub mod report;
 mod reporter;
+pub mod restore;
 pub mod store;
 pub mod token;
 pub mod verify;
@@ -61,6 +62,7 @@ pub use report::{
     BackupReport, FailedMessage, MailboxProgress, MailboxReport, Phase, Progress, RemovedMessage,
     RunStatus,
 };
+pub use restore::{Placement, Restore, RestoreMode, RestoreReport, RestoreRequest, Selection};
 pub use store::{BACKUP_HEADER, BackupHeader, LocalStore, MessageStore, ObjectKey};
 pub use token::{StaticToken, TokenError, TokenSource};
 pub use verify::{CorruptFile, StatusReport, VerifyReport, status, verify, verify_store};
