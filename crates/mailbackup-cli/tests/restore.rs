@@ -139,7 +139,9 @@ async fn a_restore_killed_midway_and_run_again_restores_each_message_exactly_onc
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains(&format!("{total} selected: 0 restored, {total} already restored")),
+        out.contains(&format!(
+            "{total} selected: 0 restored, {total} already restored"
+        )),
         "{}",
         text(&o)
     );

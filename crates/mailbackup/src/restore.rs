@@ -165,9 +165,6 @@ pub struct RestoreRequest {
     pub mode: RestoreMode,
 }
 
-/// A message that could not be restored.
-pub type FailedRestore = FailedMessage;
-
 /// What a restore did.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -190,8 +187,8 @@ pub struct RestoreReport {
     pub mime_fallbacks: u64,
     /// Folders created.
     pub folders_created: u64,
-    /// Messages that failed, with why.
-    pub failed: Vec<FailedRestore>,
+    /// Messages that failed (Graph id, code, object key and error).
+    pub failed: Vec<FailedMessage>,
     /// The run was aborted (Ctrl-C) or stopped by an error for the whole mailbox.
     pub stopped: Option<String>,
     /// HTTP requests sent.
