@@ -34,21 +34,7 @@ async fn start(a: MailboxSpec) -> graph_emulator::Emulator {
 }
 
 async fn rw_token(emu: &graph_emulator::Emulator) -> String {
-    let v: serde_json::Value = reqwest::Client::new()
-        .post(emu.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", RW_APP),
-            ("client_secret", DEFAULT_CLIENT_SECRET),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["access_token"].as_str().unwrap().to_string()
+    app_token_of(emu, RW_APP).await
 }
 
 async fn backup(emu: &graph_emulator::Emulator, dir: &Path, token: &str, user: &str) {
