@@ -30,7 +30,7 @@
 //! complete gets its large attachments uploaded again (one could then be there twice, never
 //! missing).
 //!
-//! Politeness is the backup's: the same Graph client, the mailbox's [`Gate`] (at most 4
+//! Politeness is the backup's: the same Graph client, the mailbox's gate (at most 4
 //! requests in flight), `Retry-After`, the request budget, the time limit. A `403` on a write is
 //! [`Error::WritePermission`], which stops the restore.
 
