@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Properties requested when listing messages.
-pub(crate) const MESSAGE_SELECT: &str = "id,createdDateTime,lastModifiedDateTime,receivedDateTime,sentDateTime,subject,from,toRecipients,ccRecipients,bccRecipients,hasAttachments,parentFolderId,internetMessageId";
+pub(crate) const MESSAGE_SELECT: &str = "id,createdDateTime,lastModifiedDateTime,receivedDateTime,sentDateTime,subject,from,toRecipients,ccRecipients,bccRecipients,hasAttachments,parentFolderId,internetMessageId,isRead";
 
 /// Per-mailbox concurrency cap, connection pool and throttling fence.
 #[derive(Debug)]
@@ -160,6 +160,7 @@ pub(crate) struct RawMessage {
     has_attachments: Option<bool>,
     parent_folder_id: Option<String>,
     internet_message_id: Option<String>,
+    is_read: Option<bool>,
     #[serde(rename = "@removed")]
     pub(crate) removed: Option<serde_json::Value>,
 }
@@ -181,6 +182,7 @@ impl RawMessage {
             has_attachments: self.has_attachments,
             folder_id: folder.map(str::to_string).or(self.parent_folder_id),
             internet_message_id: self.internet_message_id,
+            is_read: self.is_read,
         }
     }
 }
@@ -196,6 +198,30 @@ pub(crate) struct Folder {
     child_folder_count: Option<u64>,
     #[serde(rename = "@odata.type", default)]
     odata_type: Option<String>,
+    /// Path from the root (display names, see [`crate::store::folder_path`]), filled by
+    /// [`Graph::folders`].
+    #[serde(skip)]
+    pub(crate) path: String,
+}
+
+/// The body of a write.
+#[derive(Debug, Clone)]
+pub(crate) struct Body {
+    pub(crate) content_type: &'static str,
+    pub(crate) bytes: Bytes,
+    /// For a `PUT` to an upload session: the `Content-Range`; the request then carries no
+    /// bearer token.
+    pub(crate) content_range: Option<String>,
+}
+
+impl Body {
+    pub(crate) fn new(content_type: &'static str, bytes: impl Into<Bytes>) -> Body {
+        Body {
+            content_type,
+            bytes: bytes.into(),
+            content_range: None,
+        }
+    }
 }
 
 /// A user of the tenant.
@@ -392,6 +418,21 @@ impl Graph {
         url: &str,
         page_size: Option<u32>,
     ) -> Result<Bytes, Error> {
+        self.send(gate, reqwest::Method::GET, url, None, page_size)
+            .await
+    }
+
+    /// One request through the gate, with throttling and 401 handling (the same policies for
+    /// reads and the writes of a restore). The body is sent again as is when the request is
+    /// repeated. `Ok` only for 2xx.
+    pub(crate) async fn send(
+        &self,
+        gate: &Gate,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Body>,
+        page_size: Option<u32>,
+    ) -> Result<Bytes, Error> {
         let mut refreshed_once = false;
         loop {
             if self.cancel.is_cancelled() {
@@ -425,7 +466,21 @@ impl Graph {
             if let Some(n) = page_size {
                 prefer.push(format!("odata.maxpagesize={n}"));
             }
-            let mut req = gate.http.get(url).bearer_auth(&token);
+            let mut req = gate.http.request(method.clone(), url);
+            match body {
+                Some(b) => {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, b.content_type)
+                        .body(b.bytes.clone());
+                    match &b.content_range {
+                        // Upload session URLs are pre-authorised (and may be on another host):
+                        // no bearer token goes there.
+                        Some(range) => req = req.header(reqwest::header::CONTENT_RANGE, range),
+                        None => req = req.bearer_auth(&token),
+                    }
+                }
+                None => req = req.bearer_auth(&token),
+            }
             if !prefer.is_empty() {
                 req = req.header("Prefer", prefer.join(", "));
             }
@@ -582,26 +637,38 @@ impl Graph {
     pub(crate) async fn folders(&self, gate: &Gate, mailbox: &str) -> Result<Vec<Folder>, Error> {
         let mbp = Self::mailbox_path(mailbox);
         let mut out = Vec::new();
-        let mut pending = vec![self.url(
-            &format!("{mbp}/mailFolders"),
-            &[("includeHiddenFolders", "true"), ("$top", "250")],
+        let mut pending = vec![(
+            self.url(
+                &format!("{mbp}/mailFolders"),
+                &[("includeHiddenFolders", "true"), ("$top", "250")],
+            ),
+            Vec::<String>::new(),
         )];
         // Bounded: a mailbox with more folders than this is beyond what Graph supports anyway.
         const MAX_FOLDERS: usize = 100_000;
-        while let Some(mut url) = pending.pop() {
+        while let Some((mut url, parent)) = pending.pop() {
             loop {
                 let page: Page<Folder> = self.page(gate, &url, None).await?;
-                for f in page.value {
+                for mut f in page.value {
                     if f.odata_type
                         .as_deref()
                         .is_some_and(|t| t.contains("mailSearchFolder"))
                     {
                         continue;
                     }
+                    let mut segments = parent.clone();
+                    segments.push(f.display_name.clone());
+                    f.path = crate::store::folder_path::join(&segments);
                     if f.child_folder_count.unwrap_or(0) > 0 {
-                        pending.push(self.url(
-                            &format!("{mbp}/mailFolders/{}/childFolders", encode_segment(&f.id)),
-                            &[("includeHiddenFolders", "true"), ("$top", "250")],
+                        pending.push((
+                            self.url(
+                                &format!(
+                                    "{mbp}/mailFolders/{}/childFolders",
+                                    encode_segment(&f.id)
+                                ),
+                                &[("includeHiddenFolders", "true"), ("$top", "250")],
+                            ),
+                            segments,
                         ));
                     }
                     out.push(f);
