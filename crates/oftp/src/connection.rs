@@ -3341,9 +3341,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.record_outcome(file, job, outcome);
             return;
         }
-        let previous = previous.filter(|p| {
-            p.state == SendState::Sending && (p.key.stamp.counter != 0 || !extended)
-        });
+        let previous = previous
+            .filter(|p| p.state == SendState::Sending && (p.key.stamp.counter != 0 || !extended));
         let resumed = previous.is_some();
         let (sent_id, stamp) = match previous {
             Some(p) => (p.id, p.key.stamp),
