@@ -322,7 +322,10 @@ fn user_data_and_description_reach_the_sfid_and_a_level_4_partner_gets_no_descri
     assert_eq!(offered[0].description, description);
     assert!(!stderr.contains("warning"), "{stderr}");
 
-    // OFTP 1.4: the SFID has no description; the file goes without it, and we say so.
+    // OFTP 1.4: the SFID has no description; the file goes without it, and we say so. (A new
+    // content: the unchanged file was delivered already, and sending it again would only
+    // report that.)
+    std::fs::write(d.join("a.txt"), b"payload, second edition").unwrap();
     let partner = Scripted::start(4, vec![Answer::Eerp]);
     let out = send(&partner);
     let (stdout, stderr) = texts(&out);

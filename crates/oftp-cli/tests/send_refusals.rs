@@ -82,7 +82,8 @@ fn failed_secure_authentication_is_a_refused_session_exit_1() {
     drop(server);
 
     // The server holds our certificate, but we envelope our challenge to one it has no key
-    // for: the server cannot answer it.
+    // for: the server cannot open it, answers anyway (RFC 5024 9.8.2 row I), and we, the
+    // challenger, end the session with ESID 11 (row K).
     server_config(d, port, tls_port, "client.pem");
     let _server = serve_config(d, "server.toml");
     let out = send(
@@ -95,7 +96,13 @@ fn failed_secure_authentication_is_a_refused_session_exit_1() {
             "stranger.pem",
         ],
     );
-    assert_refused(&out, &["partner rejected session", "ESID 1"]);
+    assert_refused(
+        &out,
+        &[
+            "session not started: secure authentication failed",
+            "ESID 11",
+        ],
+    );
     // Both partners can authenticate: the file goes (exit 0), so the refusals above were
     // about authentication.
     let out = send(

@@ -189,6 +189,22 @@ async fn s_server(
     leaf: &Leaf,
     require_client_cert: bool,
 ) -> (String, tokio::process::Child) {
+    // The free port is found by binding and releasing it, so another test can take it before
+    // s_server binds; s_server then exits without ACCEPT, and another port is tried.
+    for _ in 0..5 {
+        if let Some(started) = try_s_server(pki, leaf, require_client_cert).await {
+            return started;
+        }
+    }
+    panic!("openssl s_server did not start on any of 5 ports");
+}
+
+/// One attempt of [`s_server`]: `None` if s_server ended before it listened.
+async fn try_s_server(
+    pki: &Pki,
+    leaf: &Leaf,
+    require_client_cert: bool,
+) -> Option<(String, tokio::process::Child)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -226,13 +242,15 @@ async fn s_server(
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // s_server prints ACCEPT once it listens; bounded by its output.
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if line.starts_with("ACCEPT") {
-            break;
+    loop {
+        match lines.next_line().await.unwrap() {
+            Some(line) if line.starts_with("ACCEPT") => break,
+            Some(_) => {}
+            None => return None,
         }
     }
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (format!("127.0.0.1:{port}"), child)
+    Some((format!("127.0.0.1:{port}"), child))
 }
 
 async fn reverse_roundtrip(connector: &TlsConnector, addr: &str) -> std::io::Result<String> {
