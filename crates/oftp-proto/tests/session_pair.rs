@@ -1853,9 +1853,9 @@ fn transfer_with(
             if direct {
                 let space = p.r.read_buffer();
                 assert!(space.len() >= 16 * 1024);
-                // Small frames keep the first 64 KiB; large ones grow it by one frame at most.
+                // Small frames keep the first 24 KiB; large ones grow it by one frame at most.
                 let bound = if small_frames {
-                    64 * 1024
+                    24 * 1024
                 } else {
                     sth::MAX_FRAME_LEN + 128 * 1024
                 };
@@ -1972,4 +1972,58 @@ fn commit_read_reports_a_malformed_header_and_frees_the_buffer() {
     // Input after the end is ignored.
     r.commit_read(usize::MAX, now);
     assert!(r.poll_transmit().is_none());
+}
+
+/// The receiver's read buffer (one per connection on a server) is 24 KiB and
+/// stays so with the RFC's default 4096-octet buffers, however reads cut the
+/// frames (an earlier 16 KiB start grew at the first cut frame).
+#[test]
+fn read_buffer_stays_small_with_default_buffer_size() {
+    let ic = Capabilities {
+        buffer_size: 4096,
+        credit: 64,
+        ..caps(ProtocolLevel::V2_0)
+    };
+    let mut p = Pair::new(ic.clone(), ic, false);
+    p.i.send_file(sfid("SMALLBUF", FileFormat::Unstructured, 0))
+        .unwrap();
+    p.drive();
+    p.r.accept_file(0).unwrap();
+    p.drive();
+    let data = pseudo_random(200_000, 3);
+    let mut sent = 0;
+    while sent < data.len() && p.i.can_accept_data() {
+        let n = 10_000.min(data.len() - sent);
+        p.i.write_data(&data[sent..sent + n], false).unwrap();
+        sent += n;
+    }
+    let mut wire = Vec::new();
+    while let Some(b) = p.i.poll_transmit() {
+        wire.extend_from_slice(&b);
+    }
+    assert_eq!(p.r.read_buffer().len(), 24 * 1024, "first read buffer");
+    // Short reads and reads that fill the buffer, cutting frames anywhere.
+    let mut at = 0;
+    for k in 0.. {
+        let space = p.r.read_buffer();
+        assert!(space.len() >= 16 * 1024);
+        assert!(space.len() <= 24 * 1024, "read buffer of {}", space.len());
+        let n = if k % 2 == 0 { 1000 } else { space.len() }.min(wire.len() - at);
+        if n == 0 {
+            break;
+        }
+        space[..n].copy_from_slice(&wire[at..at + n]);
+        p.r.commit_read(n, p.now);
+        at += n;
+    }
+    let mut received = Vec::new();
+    while let Some(e) = p.r.poll_event() {
+        match e {
+            Event::DataReceived { bytes, .. } => received.extend_from_slice(&bytes),
+            Event::SessionEnded { reason, text, .. } => panic!("ended: {reason} {text}"),
+            _ => {}
+        }
+    }
+    assert!(received.len() > 100_000);
+    assert_eq!(received[..], data[..received.len()]);
 }
