@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Properties requested when listing messages.
-pub(crate) const MESSAGE_SELECT: &str = "id,createdDateTime,lastModifiedDateTime,receivedDateTime,sentDateTime,subject,from,toRecipients,ccRecipients,bccRecipients,hasAttachments,parentFolderId,internetMessageId";
+pub(crate) const MESSAGE_SELECT: &str = "id,createdDateTime,lastModifiedDateTime,receivedDateTime,sentDateTime,subject,from,toRecipients,ccRecipients,bccRecipients,hasAttachments,parentFolderId,internetMessageId,isRead";
 
 /// Per-mailbox concurrency cap, connection pool and throttling fence.
 #[derive(Debug)]
@@ -160,6 +160,7 @@ pub(crate) struct RawMessage {
     has_attachments: Option<bool>,
     parent_folder_id: Option<String>,
     internet_message_id: Option<String>,
+    is_read: Option<bool>,
     #[serde(rename = "@removed")]
     pub(crate) removed: Option<serde_json::Value>,
 }
@@ -181,6 +182,7 @@ impl RawMessage {
             has_attachments: self.has_attachments,
             folder_id: folder.map(str::to_string).or(self.parent_folder_id),
             internet_message_id: self.internet_message_id,
+            is_read: self.is_read,
         }
     }
 }
@@ -196,6 +198,10 @@ pub(crate) struct Folder {
     child_folder_count: Option<u64>,
     #[serde(rename = "@odata.type", default)]
     odata_type: Option<String>,
+    /// Display names from the top folder down, `/`-separated (`Inbox/Clients`); set by
+    /// [`Graph::folders`].
+    #[serde(skip)]
+    pub(crate) path: String,
 }
 
 /// A user of the tenant.
@@ -582,16 +588,24 @@ impl Graph {
     pub(crate) async fn folders(&self, gate: &Gate, mailbox: &str) -> Result<Vec<Folder>, Error> {
         let mbp = Self::mailbox_path(mailbox);
         let mut out = Vec::new();
-        let mut pending = vec![self.url(
-            &format!("{mbp}/mailFolders"),
-            &[("includeHiddenFolders", "true"), ("$top", "250")],
+        let mut pending = vec![(
+            self.url(
+                &format!("{mbp}/mailFolders"),
+                &[("includeHiddenFolders", "true"), ("$top", "250")],
+            ),
+            String::new(),
         )];
         // Bounded: a mailbox with more folders than this is beyond what Graph supports anyway.
         const MAX_FOLDERS: usize = 100_000;
-        while let Some(mut url) = pending.pop() {
+        while let Some((mut url, parent)) = pending.pop() {
             loop {
                 let page: Page<Folder> = self.page(gate, &url, None).await?;
-                for f in page.value {
+                for mut f in page.value {
+                    f.path = if parent.is_empty() {
+                        f.display_name.clone()
+                    } else {
+                        format!("{parent}/{}", f.display_name)
+                    };
                     if f.odata_type
                         .as_deref()
                         .is_some_and(|t| t.contains("mailSearchFolder"))
@@ -599,9 +613,15 @@ impl Graph {
                         continue;
                     }
                     if f.child_folder_count.unwrap_or(0) > 0 {
-                        pending.push(self.url(
-                            &format!("{mbp}/mailFolders/{}/childFolders", encode_segment(&f.id)),
-                            &[("includeHiddenFolders", "true"), ("$top", "250")],
+                        pending.push((
+                            self.url(
+                                &format!(
+                                    "{mbp}/mailFolders/{}/childFolders",
+                                    encode_segment(&f.id)
+                                ),
+                                &[("includeHiddenFolders", "true"), ("$top", "250")],
+                            ),
+                            f.path.clone(),
                         ));
                     }
                     out.push(f);

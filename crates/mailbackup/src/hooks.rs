@@ -42,6 +42,9 @@ pub struct MessageInfo {
     pub folder_id: Option<String>,
     /// `internetMessageId`.
     pub internet_message_id: Option<String>,
+    /// `isRead` (absent from listings of older versions: `None`).
+    #[serde(default)]
+    pub is_read: Option<bool>,
 }
 
 /// Decision of [`Hooks::before_message`].

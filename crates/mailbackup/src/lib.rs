@@ -37,13 +37,17 @@
 
 pub mod engine;
 pub mod error;
+pub mod export;
 mod graph;
+pub mod headers;
 pub mod hooks;
 pub mod index;
 pub mod lock;
 pub mod options;
 pub mod report;
 mod reporter;
+pub mod retention;
+pub mod search;
 pub mod store;
 pub mod token;
 pub mod verify;
@@ -54,7 +58,7 @@ pub use hooks::{
     BeforeAction, DeleteAction, ErrorAction, FetchedAction, Hooks, LogLevel, MessageFailure,
     MessageInfo, NoHooks,
 };
-pub use index::{Index, SqliteIndex};
+pub use index::{HeaderRow, Hit, Index, QuarantinedRow, SqliteIndex};
 pub use lock::LockState;
 pub use options::{MAILBOX_CONCURRENCY_LIMIT, Mailboxes, Options};
 pub use report::{

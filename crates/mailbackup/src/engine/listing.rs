@@ -60,7 +60,7 @@ pub(super) async fn list_delta(
     type Round = Result<(String, String, String, bool), (String, Error)>;
     let results: Vec<Round> = stream::iter(folders.iter())
         .map(|f| async move {
-            delta_round(ctx, gate, key, &f.id, &f.display_name)
+            delta_round(ctx, gate, key, &f.id, &f.path)
                 .await
                 .map_err(|e| (f.id.clone(), e))
         })
