@@ -354,7 +354,9 @@ pub fn export(
                         };
                         w.write_all(from_line(&hit).as_bytes())?;
                         let mut q = MboxrdWriter::new(&mut w);
-                        let n = pump(&mut r, |b| q.push(b))?;
+                        let n = pump(&mut r, |b| q.push(b)).map_err(|e| {
+                            io_err(Error::io(format!("cannot export {}", hit.headers.key), e))
+                        })?;
                         q.finish()?;
                         w.write_all(b"\n")?;
                         report.messages += 1;
@@ -404,12 +406,14 @@ fn write_maildir(
             &durable_write::Options::default(),
             |f: &mut File| {
                 let mut w = BufWriter::with_capacity(256 * 1024, f);
-                let n = pump(&mut r, |b| w.write_all(b))?;
+                let n = pump(&mut r, |b| w.write_all(b)).map_err(|e| {
+                    io_err(Error::io(format!("cannot export {}", hit.headers.key), e))
+                })?;
                 w.flush()?;
                 Ok(n)
             },
         )
-        .map_err(Error::durable)?;
+        .map_err(from_durable)?;
         std::fs::rename(&staged, cur.join(&name)).map_err(|e| {
             let _ = std::fs::remove_file(&staged);
             Error::io(

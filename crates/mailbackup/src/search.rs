@@ -147,7 +147,8 @@ fn tokens(input: &str) -> Result<Vec<(String, bool)>, QueryError> {
     Ok(out)
 }
 
-fn date(at: &str, v: &str) -> Result<NaiveDate, QueryError> {
+/// Parses a day written `YYYY-MM-DD` (`at` names where it was written, for the error).
+pub fn parse_day(at: &str, v: &str) -> Result<NaiveDate, QueryError> {
     NaiveDate::parse_from_str(v, "%Y-%m-%d")
         .map_err(|_| refuse(at, "the date must be written YYYY-MM-DD, e.g. 2024-01-31"))
 }
@@ -192,8 +193,8 @@ impl Query {
                 "to" => text(TextField::To),
                 "cc" => text(TextField::Cc),
                 "subject" => text(TextField::Subject),
-                "after" => Term::After(date(at, value)?),
-                "before" => Term::Before(date(at, value)?),
+                "after" => Term::After(parse_day(at, value)?),
+                "before" => Term::Before(parse_day(at, value)?),
                 "folder" => Term::Folder(value.trim_matches('/').to_string()),
                 "mailbox" => Term::Mailbox(value.to_string()),
                 "has" if value.eq_ignore_ascii_case("attachment") => Term::HasAttachment,
