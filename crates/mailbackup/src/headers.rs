@@ -202,6 +202,65 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backfill_reads_the_mirror_or_the_file_once_and_records_it_done() {
+        use crate::index::SqliteIndex;
+        use crate::search::{Order, Query, Selection};
+        use crate::store::LocalStore;
+        let dir = tempfile::tempdir().unwrap();
+        let ix = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();
+        let store = LocalStore::new(dir.path());
+        let put = |id: &str, eml: &[u8]| {
+            let key = ObjectKey::new(format!("2024-03/{id}.eml")).unwrap();
+            let s = store.put(&key, &mut &eml[..], None).unwrap();
+            // What an earlier version recorded: the saved copy only.
+            ix.record_saved(&SavedRow {
+                mailbox: "me".into(),
+                id: id.into(),
+                key,
+                last_modified: "t".into(),
+                size: s.size,
+                sha256: s.sha256,
+            })
+            .unwrap();
+        };
+        put("listed", b"Subject: from the file\r\n\r\n");
+        put(
+            "gone",
+            b"Subject: =?utf-8?Q?Caf=C3=A9?= order\r\nFrom: Bob <bob@x.test>\r\n\r\n",
+        );
+        put("lost", b"Subject: x\r\n\r\n");
+        std::fs::remove_file(dir.path().join("2024-03/lost.eml")).unwrap();
+        let info = MessageInfo {
+            mailbox: "me".into(),
+            id: "listed".into(),
+            subject: Some("From the listing".into()),
+            folder_id: Some("inbox-id".into()),
+            is_read: Some(true),
+            ..Default::default()
+        };
+        ix.apply_remote("me", "inbox-id", &[info], &[]).unwrap();
+        let find = |q: &str| -> Vec<String> {
+            let sel = Selection {
+                query: Query::parse(q).unwrap(),
+                keys: Vec::new(),
+            };
+            ix.select(&sel, Order::Newest, None, 10)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.headers.id)
+                .collect()
+        };
+        assert!(find("").is_empty(), "nothing indexed before the back-fill");
+        assert_eq!(backfill(&ix, &store).unwrap(), 2);
+        assert_eq!(find("listing is:read"), ["listed"]);
+        assert_eq!(find("café from:bob"), ["gone"]);
+        assert!(ix.flag(BACKFILL_FLAG).unwrap());
+        // Once: a row without headers later is not read again by a back-fill.
+        put("later", b"Subject: later\r\n\r\n");
+        assert_eq!(backfill(&ix, &store).unwrap(), 0);
+    }
+
+    #[test]
     fn encoded_words_are_decoded() {
         assert_eq!(
             decode_words("=?UTF-8?B?TcOkcnogaW52b2ljZQ==?= =?utf-8?Q?_paid?= now"),

@@ -1,4 +1,4 @@
-//! `export`, `search`, `show` end to end: a backup of the emulator's mailbox, exported to mbox and
+//! `export`, `search`, `show`, `prune` and `--keep-deleted-days` end to end: a backup of the emulator's mailbox, exported to mbox and
 //! Maildir, read back by an independent reader (Python's `mailbox` module, through `python3`)
 //! and compared with the backup message by message, byte for byte (SHA-256 of each message).
 
@@ -375,4 +375,74 @@ async fn a_read_failure_mid_export_leaves_no_half_written_mbox() {
     for (folder, msgs) in &seen {
         assert_eq!(Some(msgs), all.get(folder), "{folder} is complete");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantined_copies_are_kept_then_pruned_and_a_dry_run_only_lists_them() {
+    let (emu, dir) = backed_up().await;
+    let q = tempfile::tempdir().unwrap();
+    let mb = emu.mailbox(ALICE);
+    let gone: Vec<_> = mb.messages().into_iter().take(2).collect();
+    for m in &gone {
+        mb.delete_message(&m.id).unwrap();
+    }
+    let token = app_token(&emu).await;
+    let mut c = run_cmd(&emu, dir.path(), &token);
+    c.arg("--sync-deletes")
+        .arg("--quarantine-folder")
+        .arg(q.path())
+        .args(["--keep-deleted-days", "30"]);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let quarantined = eml_files(q.path());
+    assert_eq!(quarantined.len(), 2, "{}", text(&o));
+
+    let prune = |dry: bool| {
+        let mut c = bin();
+        c.args(["prune", "-d"])
+            .arg(dir.path())
+            .arg("--quarantine-folder")
+            .arg(q.path())
+            .args(["--keep-deleted-days", "0"]);
+        if dry {
+            c.arg("--dry-run");
+        }
+        c
+    };
+    let o = run(prune(true)).await;
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", text(&o));
+    for f in &quarantined {
+        assert!(
+            out.contains(&format!("would remove {}", f.display())),
+            "{out}"
+        );
+        assert!(f.exists(), "a dry run removes nothing");
+    }
+    let o = run(prune(false)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("prune: 2 quarantined copies"));
+    assert!(eml_files(q.path()).is_empty());
+    let o = run(prune(false)).await;
+    assert!(String::from_utf8_lossy(&o.stdout).contains("prune: 0 quarantined copies"));
+
+    // A run with a retention of 0 days purges what it quarantined at its end.
+    let third = mb.messages().into_iter().next().unwrap();
+    mb.delete_message(&third.id).unwrap();
+    let mut c = run_cmd(&emu, dir.path(), &token);
+    c.arg("--sync-deletes")
+        .arg("--quarantine-folder")
+        .arg(q.path())
+        .args(["--keep-deleted-days", "0", "--log-level", "info"]);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("purged"), "{}", text(&o));
+    assert!(eml_files(q.path()).is_empty(), "{}", text(&o));
+
+    // Retention without a quarantine folder is refused.
+    let mut c = run_cmd(&emu, dir.path(), &token);
+    c.args(["--sync-deletes", "--keep-deleted-days", "3"]);
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--quarantine-folder"), "{}", text(&o));
 }
