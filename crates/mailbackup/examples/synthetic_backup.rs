@@ -83,8 +83,8 @@ fn fake(r: &mut Rng, i: usize) -> Fake {
         subject,
         date,
         folder: (r.next() % FOLDERS.len() as u64) as usize,
-        attach: r.next() % 5 == 0,
-        read: r.next() % 3 != 0,
+        attach: r.next().is_multiple_of(5),
+        read: !r.next().is_multiple_of(3),
     }
 }
 
