@@ -183,7 +183,10 @@ pub fn backfill(index: &dyn Index, store: &dyn MessageStore) -> Result<usize, Er
             );
         }
         let headers = match mirrors[&row.mailbox].get(&row.id) {
-            Some(info) => from_info(info, &row.key, row.size),
+            Some(info) => HeaderRow {
+                mailbox: row.mailbox.clone(),
+                ..from_info(info, &row.key, row.size)
+            },
             None => match store.open(&row.key)? {
                 Some(r) => from_eml(r, &row)
                     .map_err(|e| Error::io(format!("cannot read {}", row.key), e))?,
