@@ -19,7 +19,8 @@ ROWS=${ROWS:-1000000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 cd "$ROOT"
-cargo build --release -p mailbackup --example synthetic_backup -p mailbackup-cli >&2
+cargo build --release -p mailbackup --example synthetic_backup >&2
+cargo build --release -p mailbackup-cli >&2
 BIN=$TARGET/release
 
 WORK=$(mktemp -d "${WORK_DIR:-${TMPDIR:-/tmp}}/mailbackup-bench.XXXXXX")
@@ -31,7 +32,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 "$BIN/examples/synthetic_backup" backup "$WORK/backup" "$MESSAGES"
 BYTES=$(du -sb --exclude=.meta "$WORK/backup" | cut -f1)
 # Warm the page cache once so every timed step reads from memory alike.
-cat "$WORK"/backup/*/*.eml > /dev/null
+find "$WORK/backup" -name "*.eml" -exec cat {} + > /dev/null
 sync
 
 t0=$(now); cp -r "$WORK/backup" "$WORK/copy"; t1=$(now)

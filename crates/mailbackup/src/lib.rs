@@ -28,7 +28,7 @@
 //! writes files under the data folder) and [`Index`] ([`SqliteIndex`]). Each has a conformance
 //! suite a new backend's tests call ([`store::conformance`], [`index::conformance`]).
 //!
-//! Dependencies: `reqwest` (rustls) for HTTP, `rusqlite` (bundled SQLite) for the index,
+//! Dependencies: `reqwest` (rustls) for HTTP, `rusqlite` (bundled SQLite, with FTS5) for the index, `rustix` for `syncfs` (Maildir export batches),
 //! `sha1`/`sha2` for file names and content hashes, `durable-write` for crash-safe files. Retry and throttling logic is written here
 //! rather than taken from `backon`, because throttling waits must not count as retries and must
 //! stop every request of a mailbox at once, which a per-call retry wrapper does not express.
