@@ -122,18 +122,29 @@ fn upsert_headers(c: &Connection, h: &HeaderRow) -> rusqlite::Result<()> {
 const FOLDER_PATH: &str = "COALESCE(f.name, h.folder_id)";
 
 /// The SQL and parameters of a selection.
+/// Above this many full-text matches, newest-first results are found by walking the date index
+/// and testing each row against the matches (stopping at the limit), instead of fetching every
+/// match and sorting them.
+const WALK_BY_DATE_ABOVE: i64 = 2000;
+
 fn select_sql(
     selection: &Selection,
     order: Order,
     after: Option<&Cursor>,
     limit: usize,
+    by_date: bool,
 ) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value;
     let mut sql = format!(
         "SELECT h.seq, h.mailbox, h.id, h.path, h.from_addr, h.to_addr, h.cc_addr, h.subject,
            h.date, h.message_id, h.folder_id, h.size, h.has_attachment, h.is_read, {FOLDER_PATH}
-         FROM headers h LEFT JOIN folders f ON f.mailbox=h.mailbox AND f.folder_id=h.folder_id
-         WHERE 1=1"
+         FROM headers h {} LEFT JOIN folders f ON f.mailbox=h.mailbox AND f.folder_id=h.folder_id
+         WHERE 1=1",
+        if by_date {
+            "INDEXED BY headers_by_date"
+        } else {
+            ""
+        }
     );
     let mut p: Vec<Value> = Vec::new();
     let mut bind = |sql: &mut String, text: &str, v: Value| {
@@ -546,8 +557,19 @@ impl Index for SqliteIndex {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Vec<Hit>, Error> {
-        let (sql, p) = select_sql(selection, order, after, limit);
+        let fts = selection.query.fts_match();
         self.with(|c| {
+            let by_date = match (&fts, order) {
+                (Some(m), Order::Newest) => {
+                    c.query_row(
+                        "SELECT COUNT(*) FROM (SELECT rowid FROM headers_fts WHERE headers_fts MATCH ?1 LIMIT ?2)",
+                        params![m, WALK_BY_DATE_ABOVE + 1],
+                        |r| r.get::<_, i64>(0),
+                    )? > WALK_BY_DATE_ABOVE
+                }
+                _ => false,
+            };
+            let (sql, p) = select_sql(selection, order, after, limit, by_date);
             let mut st = c.prepare_cached(&sql)?;
             let rows = st.query_map(rusqlite::params_from_iter(p), |r| {
                 let key = ObjectKey::new(r.get::<_, String>(3)?).map_err(|e| {
@@ -582,7 +604,7 @@ impl Index for SqliteIndex {
     }
 
     fn count(&self, selection: &Selection) -> Result<u64, Error> {
-        let (sql, p) = select_sql(selection, Order::Folder, None, usize::MAX);
+        let (sql, p) = select_sql(selection, Order::Folder, None, usize::MAX, false);
         let sql = format!("SELECT COUNT(*) FROM ({sql})");
         self.with(|c| {
             c.query_row(&sql, rusqlite::params_from_iter(p), |r| r.get::<_, i64>(0))
@@ -666,6 +688,66 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ix = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();
         crate::index::conformance::index(&ix);
+    }
+
+    #[test]
+    fn many_full_text_matches_give_the_newest_first_like_few_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();
+        // 2,500 matches of `alpha` (more than WALK_BY_DATE_ABOVE), dates in scrambled order.
+        let mut dates = Vec::new();
+        ix.with(|c| {
+            let tx = c.transaction()?;
+            for i in 0..2500u64 {
+                let day = (i * 7919) % 2500;
+                let date = format!("2020-01-01T00:00:00Z+{day:05}");
+                tx.execute(
+                    "INSERT INTO headers(mailbox, id, path, from_addr, to_addr, cc_addr, subject,
+                       date, folder_id, size, has_attachment)
+                     VALUES('me', ?1, ?2, '', '', '', ?3, ?4, 'f', 1, 0)",
+                    params![
+                        format!("m{i}"),
+                        format!("k/{i}.eml"),
+                        if i % 2 == 0 {
+                            "alpha even"
+                        } else {
+                            "alpha odd"
+                        },
+                        date
+                    ],
+                )?;
+            }
+            tx.commit()
+        })
+        .unwrap();
+        for i in 0..2500u64 {
+            dates.push((format!("2020-01-01T00:00:00Z+{:05}", (i * 7919) % 2500), i));
+        }
+        let ids = |q: &str| -> Vec<String> {
+            let sel = Selection {
+                query: crate::search::Query::parse(q).unwrap(),
+                keys: Vec::new(),
+            };
+            ix.select(&sel, Order::Newest, None, 5)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.headers.id)
+                .collect()
+        };
+        dates.sort_by(|a, b| b.cmp(a));
+        let want: Vec<String> = dates.iter().take(5).map(|(_, i)| format!("m{i}")).collect();
+        assert_eq!(ids("alpha"), want, "walked by date");
+        let want_even: Vec<String> = dates
+            .iter()
+            .filter(|(_, i)| i % 2 == 0)
+            .take(5)
+            .map(|(_, i)| format!("m{i}"))
+            .collect();
+        assert_eq!(
+            ids("alpha even"),
+            want_even,
+            "1,250 matches: fetched and sorted"
+        );
     }
 
     #[test]
