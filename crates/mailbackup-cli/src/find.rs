@@ -106,6 +106,34 @@ fn open(data: &Path) -> Result<(Arc<SqliteIndex>, LocalStore)> {
     Ok((index, store))
 }
 
+/// Graph ids of the messages of a backup matching a search query (and `mailbox`, when given):
+/// `restore --query` hands them to `restore::Selection::ids`.
+pub(crate) fn matching_ids(
+    data: &Path,
+    query: &str,
+    mailbox: Option<&str>,
+) -> Result<std::collections::HashSet<String>> {
+    let mut query = Query::parse(query)?;
+    if let Some(m) = mailbox {
+        query = query.and(Term::Mailbox(m.to_string()));
+    }
+    let selection = Selection {
+        query,
+        keys: Vec::new(),
+    };
+    let (index, _) = open(data)?;
+    let mut ids = std::collections::HashSet::new();
+    let mut after = None;
+    loop {
+        let page = index.select(&selection, Order::Folder, after.as_ref(), 1000)?;
+        ids.extend(page.iter().map(|h| h.headers.id.clone()));
+        match page.last() {
+            Some(h) if page.len() == 1000 => after = Some(h.cursor()),
+            _ => return Ok(ids),
+        }
+    }
+}
+
 pub(crate) async fn export(
     data: PathBuf,
     select: &SelectArgs,

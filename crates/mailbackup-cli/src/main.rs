@@ -2,7 +2,8 @@
 //!
 //! Commands: `login` (sign in and cache tokens), `run` (back up), `status` (last run, counts,
 //! lock), `verify` (re-hash files against the index), `export` (mbox, Maildir), `search`,
-//! `show`, `prune` (quarantine retention). See README.md for every flag and config key.
+//! `show`, `prune` (quarantine retention), `restore` (messages back into a mailbox). See
+//! README.md for every flag and config key.
 //!
 //! Exit codes: 0 success; 1 a message or mailbox finally failed, or verify found problems;
 //! 2 the run could not start (options, lock) or sign-in failed, also during the run (no token
@@ -12,6 +13,7 @@
 mod auth;
 mod config;
 mod find;
+mod restore_cmd;
 mod ui;
 
 use anyhow::{Context, Result};
@@ -64,6 +66,13 @@ enum Command {
         /// Folder of the lock file [config: working_folder].
         #[arg(long)]
         working_folder: Option<PathBuf>,
+    },
+    /// Restore backed-up messages into a mailbox (needs Mail.ReadWrite).
+    Restore {
+        #[command(flatten)]
+        restore: Box<restore_cmd::RestoreArgs>,
+        #[command(flatten)]
+        auth: Box<AuthArgs>,
     },
     /// Re-hash every file against the index; list missing, corrupt and extra files.
     Verify {
@@ -289,6 +298,9 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { restore, auth } => {
+            restore_cmd::run(*restore, &auth, &file, &cli.log_level).await
         }
         Command::Verify { data_folder: d } => {
             init_logs(&cli.log_level, None);

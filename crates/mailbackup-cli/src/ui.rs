@@ -109,6 +109,41 @@ impl Bars {
         }
     }
 
+    /// The bar of a restore (one per target mailbox) until `done` is cancelled.
+    pub(crate) async fn follow_restore(self, progress: Arc<Progress>, done: CancellationToken) {
+        let style = ProgressStyle::with_template(
+            "{prefix:.bold} {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            let finished = tokio::select! {
+                _ = done.cancelled() => true,
+                _ = tick.tick() => false,
+            };
+            for mb in progress.mailboxes() {
+                let bar = bars.entry(mb.mailbox().to_string()).or_insert_with(|| {
+                    let b = self.multi.add(ProgressBar::new(0));
+                    b.set_prefix(format!("restore into {}", mb.mailbox()));
+                    b.set_style(style.clone());
+                    b
+                });
+                bar.set_length(mb.message_count());
+                bar.set_position(mb.processed());
+                bar.set_message(format!("{} restored, {} failed", mb.saved(), mb.failed()));
+            }
+            if finished {
+                for b in bars.values() {
+                    b.finish();
+                }
+                let _ = self.multi.clear();
+                return;
+            }
+        }
+    }
+
     /// A writer for log lines that does not tear the bars.
     pub(crate) fn writer(&self) -> LogWriter {
         LogWriter {

@@ -40,6 +40,18 @@ pub enum Error {
         /// Graph's error message (`error.message`), shown to the user verbatim.
         message: String,
     },
+    /// Graph refused a write (403): the token lacks `Mail.ReadWrite`.
+    #[error(
+        "Graph refused to write into mailbox {mailbox} (403 {code}: {message}). Restore needs the Mail.ReadWrite permission: an application permission with admin consent, or for a signed-in user the delegated Mail.ReadWrite (Mail.ReadWrite.Shared for another user's mailbox) with consent; add it to the app registration and sign in again"
+    )]
+    WritePermission {
+        /// The target mailbox.
+        mailbox: String,
+        /// Graph's error code, e.g. `ErrorAccessDenied`.
+        code: String,
+        /// Graph's message.
+        message: String,
+    },
     /// Graph refused the access token, also after one refresh.
     #[error(
         "Graph refused the access token even after a refresh ({message}); log in again or check the app's permissions (Mail.Read, Mail.Read.Shared or Mail.Read application permission)"
@@ -175,6 +187,7 @@ impl Error {
             Error::InvalidOption { .. } => "InvalidOption".into(),
             Error::Locked { .. } => "Locked".into(),
             Error::Unauthorized { .. } => "Unauthorized".into(),
+            Error::WritePermission { code, .. } => format!("403 {code}"),
             Error::SignIn { .. } => "SignInRequired".into(),
             Error::Token(_) => "TokenError".into(),
             Error::Transport { .. } => "TransportError".into(),
@@ -193,6 +206,7 @@ impl Error {
         matches!(
             self,
             Error::Unauthorized { .. }
+                | Error::WritePermission { .. }
                 | Error::SignIn { .. }
                 | Error::Token(_)
                 | Error::TimeLimit { .. }

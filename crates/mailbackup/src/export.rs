@@ -113,11 +113,17 @@ fn group_of(h: &Hit, format: Format) -> (String, String) {
     }
 }
 
-/// A name safe as one path segment.
+/// A name safe as one path segment (a `/` inside a folder's display name included).
 fn safe_segment(s: &str) -> String {
     let s: String = s
         .chars()
-        .map(|c| if c == '\0' || c == '\\' { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '\0' | '\\' | '/') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let s = s.trim().to_string();
     if s.is_empty() || s == "." || s == ".." {
@@ -137,8 +143,8 @@ fn folder_dir(out: &Path, hit: &Hit) -> PathBuf {
     } else {
         hit.folder_path.as_str()
     };
-    for seg in path.split('/') {
-        p.push(safe_segment(seg));
+    for seg in crate::store::folder_path::split(path) {
+        p.push(safe_segment(&seg));
     }
     p
 }
@@ -520,5 +526,32 @@ mod tests {
         assert_eq!(safe_segment("a\\b\0"), "a_b_");
         assert_eq!(safe_segment(" "), "_");
         assert_eq!(safe_segment("Inbox"), "Inbox");
+    }
+
+    #[test]
+    fn a_slash_inside_a_folder_name_stays_in_one_directory() {
+        let hit = Hit {
+            headers: crate::index::HeaderRow {
+                mailbox: "me".into(),
+                id: "1".into(),
+                key: crate::store::ObjectKey::new("2024-01/a.eml").unwrap(),
+                from: String::new(),
+                to: String::new(),
+                cc: String::new(),
+                subject: String::new(),
+                date: None,
+                message_id: None,
+                folder_id: "f".into(),
+                size: 0,
+                has_attachment: false,
+                is_read: None,
+            },
+            folder_path: crate::store::folder_path::join(&["Inbox", "a/b", "..", "50%"]),
+            seq: 0,
+        };
+        assert_eq!(
+            folder_dir(Path::new("/out"), &hit),
+            Path::new("/out/me/Inbox/a_b/_/50%")
+        );
     }
 }

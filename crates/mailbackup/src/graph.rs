@@ -198,10 +198,30 @@ pub(crate) struct Folder {
     child_folder_count: Option<u64>,
     #[serde(rename = "@odata.type", default)]
     odata_type: Option<String>,
-    /// Display names from the top folder down, `/`-separated (`Inbox/Clients`); set by
+    /// Path from the root (display names, see [`crate::store::folder_path`]), filled by
     /// [`Graph::folders`].
     #[serde(skip)]
     pub(crate) path: String,
+}
+
+/// The body of a write.
+#[derive(Debug, Clone)]
+pub(crate) struct Body {
+    pub(crate) content_type: &'static str,
+    pub(crate) bytes: Bytes,
+    /// For a `PUT` to an upload session: the `Content-Range`; the request then carries no
+    /// bearer token.
+    pub(crate) content_range: Option<String>,
+}
+
+impl Body {
+    pub(crate) fn new(content_type: &'static str, bytes: impl Into<Bytes>) -> Body {
+        Body {
+            content_type,
+            bytes: bytes.into(),
+            content_range: None,
+        }
+    }
 }
 
 /// A user of the tenant.
@@ -398,6 +418,21 @@ impl Graph {
         url: &str,
         page_size: Option<u32>,
     ) -> Result<Bytes, Error> {
+        self.send(gate, reqwest::Method::GET, url, None, page_size)
+            .await
+    }
+
+    /// One request through the gate, with throttling and 401 handling (the same policies for
+    /// reads and the writes of a restore). The body is sent again as is when the request is
+    /// repeated. `Ok` only for 2xx.
+    pub(crate) async fn send(
+        &self,
+        gate: &Gate,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Body>,
+        page_size: Option<u32>,
+    ) -> Result<Bytes, Error> {
         let mut refreshed_once = false;
         loop {
             if self.cancel.is_cancelled() {
@@ -431,7 +466,21 @@ impl Graph {
             if let Some(n) = page_size {
                 prefer.push(format!("odata.maxpagesize={n}"));
             }
-            let mut req = gate.http.get(url).bearer_auth(&token);
+            let mut req = gate.http.request(method.clone(), url);
+            match body {
+                Some(b) => {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, b.content_type)
+                        .body(b.bytes.clone());
+                    match &b.content_range {
+                        // Upload session URLs are pre-authorised (and may be on another host):
+                        // no bearer token goes there.
+                        Some(range) => req = req.header(reqwest::header::CONTENT_RANGE, range),
+                        None => req = req.bearer_auth(&token),
+                    }
+                }
+                None => req = req.bearer_auth(&token),
+            }
             if !prefer.is_empty() {
                 req = req.header("Prefer", prefer.join(", "));
             }
@@ -593,7 +642,7 @@ impl Graph {
                 &format!("{mbp}/mailFolders"),
                 &[("includeHiddenFolders", "true"), ("$top", "250")],
             ),
-            String::new(),
+            Vec::<String>::new(),
         )];
         // Bounded: a mailbox with more folders than this is beyond what Graph supports anyway.
         const MAX_FOLDERS: usize = 100_000;
@@ -601,17 +650,15 @@ impl Graph {
             loop {
                 let page: Page<Folder> = self.page(gate, &url, None).await?;
                 for mut f in page.value {
-                    f.path = if parent.is_empty() {
-                        f.display_name.clone()
-                    } else {
-                        format!("{parent}/{}", f.display_name)
-                    };
                     if f.odata_type
                         .as_deref()
                         .is_some_and(|t| t.contains("mailSearchFolder"))
                     {
                         continue;
                     }
+                    let mut segments = parent.clone();
+                    segments.push(f.display_name.clone());
+                    f.path = crate::store::folder_path::join(&segments);
                     if f.child_folder_count.unwrap_or(0) > 0 {
                         pending.push((
                             self.url(
@@ -621,7 +668,7 @@ impl Graph {
                                 ),
                                 &[("includeHiddenFolders", "true"), ("$top", "250")],
                             ),
-                            f.path.clone(),
+                            segments,
                         ));
                     }
                     out.push(f);

@@ -42,7 +42,7 @@ pub struct MessageInfo {
     pub folder_id: Option<String>,
     /// `internetMessageId`.
     pub internet_message_id: Option<String>,
-    /// `isRead` (absent from listings of older versions: `None`).
+    /// `isRead` (kept so that a restore gives the message its read state back).
     #[serde(default)]
     pub is_read: Option<bool>,
 }

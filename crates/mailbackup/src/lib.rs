@@ -24,12 +24,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`Restore`] brings backed-up messages back into a mailbox (JSON by default, MIME as an
+//! option; idempotent through the index's restore log): see the [`restore`] module.
+//!
 //! Storage is behind two traits: [`MessageStore`] (objects under relative keys; [`LocalStore`]
 //! writes files under the data folder) and [`Index`] ([`SqliteIndex`]). Each has a conformance
 //! suite a new backend's tests call ([`store::conformance`], [`index::conformance`]).
 //!
-//! Dependencies: `reqwest` (rustls) for HTTP, `rusqlite` (bundled SQLite, with FTS5) for the index, `rustix` for `syncfs` (Maildir export batches),
-//! `sha1`/`sha2` for file names and content hashes, `durable-write` for crash-safe files. Retry and throttling logic is written here
+//! Dependencies: `reqwest` (rustls) for HTTP, `rusqlite` (bundled SQLite, with FTS5) for the index,
+//! `sha1`/`sha2` for file names and content hashes, `durable-write` for crash-safe files,
+//! `mail-parser` (lenient MIME parsing, also used by the emulator) and `base64` for restores,
+//! `rustix` for `syncfs` (Maildir export batches). Retry and throttling logic is written here
 //! rather than taken from `backon`, because throttling waits must not count as retries and must
 //! stop every request of a mailbox at once, which a per-call retry wrapper does not express.
 
@@ -46,6 +51,7 @@ pub mod lock;
 pub mod options;
 pub mod report;
 mod reporter;
+pub mod restore;
 pub mod retention;
 pub mod search;
 pub mod store;
@@ -65,6 +71,7 @@ pub use report::{
     BackupReport, FailedMessage, MailboxProgress, MailboxReport, Phase, Progress, RemovedMessage,
     RunStatus,
 };
+pub use restore::{Placement, Restore, RestoreMode, RestoreReport, RestoreRequest, Selection};
 pub use store::{BACKUP_HEADER, BackupHeader, LocalStore, MessageStore, ObjectKey};
 pub use token::{StaticToken, TokenError, TokenSource};
 pub use verify::{CorruptFile, StatusReport, VerifyReport, status, verify, verify_store};

@@ -61,6 +61,10 @@ pub(crate) struct ServerSection {
     pub(crate) inactivity_timeout_secs: u64,
     pub(crate) idle_timeout_secs: u64,
     pub(crate) shutdown_grace_secs: u64,
+    pub(crate) login_timeout_secs: u64,
+    pub(crate) max_unauthenticated_per_address: usize,
+    pub(crate) max_sessions_per_address: usize,
+    pub(crate) free_space_reserve_mib: u64,
     pub(crate) allowed_clients: Vec<AddressRule>,
     pub(crate) blocked_clients: Vec<AddressRule>,
     pub(crate) received_file_name_format: String,
@@ -81,6 +85,10 @@ impl Default for ServerSection {
             inactivity_timeout_secs: s.inactivity_timeout.as_secs(),
             idle_timeout_secs: 0,
             shutdown_grace_secs: s.shutdown_grace.as_secs(),
+            login_timeout_secs: s.login_timeout.as_secs(),
+            max_unauthenticated_per_address: s.max_unauthenticated_per_address,
+            max_sessions_per_address: s.max_sessions_per_address,
+            free_space_reserve_mib: s.free_space_reserve >> 20,
             allowed_clients: Vec::new(),
             blocked_clients: Vec::new(),
             received_file_name_format: oftp::store::DEFAULT_NAME_FORMAT.to_owned(),
@@ -130,6 +138,10 @@ impl Loaded {
             idle_timeout: (s.idle_timeout_secs > 0)
                 .then(|| Duration::from_secs(s.idle_timeout_secs)),
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+            login_timeout: Duration::from_secs(s.login_timeout_secs),
+            max_unauthenticated_per_address: s.max_unauthenticated_per_address,
+            max_sessions_per_address: s.max_sessions_per_address,
+            free_space_reserve: s.free_space_reserve_mib.saturating_mul(1 << 20),
         }
     }
 }
@@ -163,11 +175,22 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
     let ctx = |what: &str| format!("{}: {what}", path.display());
     file.local.validate().with_context(|| ctx("[local]"))?;
     file.session.validate().with_context(|| ctx("[session]"))?;
-    if file.server.max_connections == 0 {
-        bail!(
-            "{}: [server] max_connections must be at least 1",
-            path.display()
-        );
+    let server = &file.server;
+    for (key, value) in [
+        ("max_connections", server.max_connections as u64),
+        (
+            "max_unauthenticated_per_address",
+            server.max_unauthenticated_per_address as u64,
+        ),
+        (
+            "max_sessions_per_address",
+            server.max_sessions_per_address as u64,
+        ),
+        ("login_timeout_secs", server.login_timeout_secs),
+    ] {
+        if value == 0 {
+            bail!("{}: [server] {key} must be at least 1", path.display());
+        }
     }
     let partners = PartnerTable::new(file.partners.clone()).with_context(|| ctx("[[partners]]"))?;
     let name_format = NameFormat::new(file.server.received_file_name_format.clone())
@@ -450,6 +473,45 @@ allowed_levels = [5]
             .revocation_settings(oftp_security::TrustPolicy::new(), None)
             .unwrap_err();
         assert!(e.to_string().contains("crl_distribution_points"), "{e}");
+    }
+
+    #[test]
+    fn connection_limit_keys_load_with_their_defaults_and_zero_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let base = "[local]\nssid = \"O0013ME\"\npassword = \"PW\"\n[server]\n";
+        std::fs::write(&path, base).unwrap();
+        let s = load(&path).unwrap().server_settings();
+        let d = ServerSettings::default();
+        assert_eq!(s.login_timeout, Duration::from_secs(10));
+        assert_eq!(
+            s.max_unauthenticated_per_address,
+            d.max_unauthenticated_per_address
+        );
+        assert_eq!(s.max_sessions_per_address, d.max_sessions_per_address);
+        assert_eq!(s.free_space_reserve, 64 << 20);
+        std::fs::write(
+            &path,
+            format!(
+                "{base}login_timeout_secs = 3\nmax_unauthenticated_per_address = 2\n\
+                 max_sessions_per_address = 5\nfree_space_reserve_mib = 0\n"
+            ),
+        )
+        .unwrap();
+        let s = load(&path).unwrap().server_settings();
+        assert_eq!(s.login_timeout, Duration::from_secs(3));
+        assert_eq!(s.max_unauthenticated_per_address, 2);
+        assert_eq!(s.max_sessions_per_address, 5);
+        assert_eq!(s.free_space_reserve, 0);
+        for key in [
+            "login_timeout_secs",
+            "max_unauthenticated_per_address",
+            "max_sessions_per_address",
+        ] {
+            std::fs::write(&path, format!("{base}{key} = 0\n")).unwrap();
+            let e = format!("{:#}", load(&path).unwrap_err());
+            assert!(e.contains(key) && e.contains("at least 1"), "{e}");
+        }
     }
 
     #[test]

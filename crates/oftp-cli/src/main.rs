@@ -8,6 +8,9 @@
 //!   EERP; 3 when the session got past login but some file did not; 1 when the session was
 //!   refused or failed before the first file (TLS, login, secure authentication) and on any
 //!   other error; 2 on bad usage.
+//!   Running it again with the same files converges (the journal keeps each file's identity):
+//!   a file the partner stored is not sent twice, its EERP is collected; end responses for
+//!   earlier runs are printed too.
 //!
 //! Errors are printed as one line a person can act on, never as a backtrace.
 
@@ -266,6 +269,12 @@ struct SendArgs {
     files: Vec<PathBuf>,
 }
 
+/// Threads of the runtime's blocking pool (journal, file system, certificate checks). Tokio's
+/// default of 512 lets a burst of sessions start hundreds of threads that mostly wait for the
+/// one journal lock or the one disk; more tasks than threads queue instead (see README,
+/// "Memory with many sessions").
+const BLOCKING_THREADS: usize = 32;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -281,6 +290,7 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,
@@ -760,7 +770,8 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
         let line = match outcome {
             FileOutcome::Delivered => format!("delivered      {name} (EERP received)"),
             FileOutcome::AwaitingEndResponse => format!(
-                "not confirmed  {name}: the partner stored it (EFPA) but sent no EERP in this session"
+                "not confirmed  {name}: the partner stored it (EFPA) but sent no EERP in this session; \
+                 run the same command again to collect it (the file is not sent twice)"
             ),
             FileOutcome::NotDelivered { reason, text } => format!(
                 "NOT delivered  {name}: the partner could not deliver it: {} (NERP {:02}){}",
@@ -799,6 +810,23 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
                 format!("not confirmed  {name}: end response not accepted: {text}")
             }
             FileOutcome::NotSent { reason } => format!("not sent       {name}: {reason}"),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    for e in &report.earlier {
+        let r = &e.response;
+        let name = match &e.local_file {
+            Some(p) => p.display().to_string(),
+            None => format!("{} {}", r.virtual_file_name, r.stamp),
+        };
+        let line = match &r.negative {
+            None => format!("delivered      {name} (EERP received for an earlier run)"),
+            Some(n) => format!(
+                "NOT delivered  {name}: {} (NERP {:02}) {} (for an earlier run)",
+                n.reason.description().unwrap_or("unknown reason"),
+                n.reason.0,
+                n.text
+            ),
         };
         let _ = writeln!(out, "{line}");
     }

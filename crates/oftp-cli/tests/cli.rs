@@ -155,3 +155,43 @@ fn missing_flags_are_named() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_full_server_tells_oftp_send_to_try_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // First run writes the configuration; then one connection is all the server takes.
+    drop(serve(dir.path(), port));
+    let cfg_path = dir.path().join("oftp-data/oftp.toml");
+    let mut cfg = toml_of(&cfg_path);
+    let server = cfg["server"].as_table_mut().unwrap();
+    server.insert("max_connections".into(), 1.into());
+    server.insert("login_timeout_secs".into(), 30.into());
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    let (_server, _) = serve(dir.path(), port);
+    // A silent client holds the only slot (until its login timeout).
+    let mut holder = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut ssrm = [0u8; 4];
+    std::io::Read::read_exact(&mut holder, &mut ssrm).unwrap();
+
+    std::fs::write(dir.path().join("hello.edi"), b"UNA").unwrap();
+    let out = Command::cargo_bin("oftp")
+        .unwrap()
+        .args([
+            "send",
+            "--config",
+            "oftp-data/example-partner.toml",
+            "--partner",
+            "server",
+            "hello.edi",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the partner's server is full, try later"),
+        "{stderr}"
+    );
+}

@@ -8,8 +8,9 @@
 //! # Modules
 //! * [`sth`]: Stream Transmission Header framing; `Ok(None)` means "need more
 //!   bytes", `Err` means malformed.
-//! * [`codec`]: every command of RFC 5024 and the RFC 2204 layouts used by
-//!   levels 1, 2 and 4, as typed structs in [`codec::Command`]; wire codes
+//! * [`codec`]: every command of RFC 5024, the RFC 2204 layouts of levels 1
+//!   and 2, and the 1.4 layouts of level 4 (RFC 2204 with the extended date
+//!   and time stamp and NERP), as typed structs in [`codec::Command`]; wire codes
 //!   ([`codec::EsidReason`], [`codec::SfnaReason`], [`codec::CipherSuite`]...)
 //!   are newtypes that keep unknown values; [`codec::DecodeError::esid_reason`]
 //!   maps a decode failure to the ESID reason to answer.

@@ -36,19 +36,32 @@ fn text(max: usize) -> impl Strategy<Value = String> {
         .prop_filter("fits", move |s| s.len() <= max)
 }
 
-fn file_time(v2: bool) -> impl Strategy<Value = VirtualFileTime> {
-    let years = if v2 { 0u16..=9999 } else { 1970u16..=2069 };
-    let counter = if v2 { 0u16..=9999 } else { 0u16..=0 };
+/// A stamp as the level carries it: extended (levels 4 and 5) with any
+/// year and a counter 0001-9999; RFC 2204 (levels 1 and 2) with the years a
+/// YY stands for and no counter. Always a calendar date and a time of day.
+fn file_time(extended: bool) -> impl Strategy<Value = VirtualFileTime> {
+    let years = if extended {
+        0u16..=9999
+    } else {
+        1970u16..=2069
+    };
+    let counter = if extended { 1u16..=9999 } else { 0u16..=0 };
     (
         years,
         1u8..=12,
         1u8..=31,
         0u8..=23,
         0u8..=59,
-        0u8..=59,
+        0u8..=60,
         counter,
     )
-        .prop_map(|(y, mo, d, h, mi, s, c)| VirtualFileTime::new(y, mo, d, h, mi, s, c).unwrap())
+        .prop_map(|(y, mo, d, h, mi, s, c)| {
+            // A day past the month's end becomes its last day (30 February -> 28/29).
+            (1..=d)
+                .rev()
+                .find_map(|d| VirtualFileTime::new(y, mo, d, h, mi, s, c))
+                .expect("a calendar date")
+        })
 }
 
 fn format() -> impl Strategy<Value = FileFormat> {
@@ -108,14 +121,21 @@ fn ssid(v2: bool) -> impl Strategy<Value = Command> {
         )
 }
 
-fn sfid(v2: bool) -> impl Strategy<Value = Command> {
+fn sfid(level: ProtocolLevel) -> impl Strategy<Value = Command> {
+    let v2 = level.is_v2();
     let (fsiz_max, rest_max) = if v2 {
         (9_999_999_999_999u64, 99_999_999_999_999_999u64)
     } else {
         (9_999_999, 999_999_999)
     };
     (
-        (alnum(26), file_time(v2), alnum(8), alnum(25), alnum(25)),
+        (
+            alnum(26),
+            file_time(level.has_extended_stamp()),
+            alnum(8),
+            alnum(25),
+            alnum(25),
+        ),
         (
             format(),
             0u32..=99_999,
@@ -171,7 +191,8 @@ fn binary() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..300)
 }
 
-fn command(v2: bool) -> BoxedStrategy<Command> {
+fn command(level: ProtocolLevel) -> BoxedStrategy<Command> {
+    let v2 = level.is_v2();
     let count_max = if v2 {
         99_999_999_999_999_999u64
     } else {
@@ -199,7 +220,7 @@ fn command(v2: bool) -> BoxedStrategy<Command> {
     let mut options: Vec<BoxedStrategy<Command>> = vec![
         Just(Command::Ssrm(Ssrm)).boxed(),
         ssid(v2).boxed(),
-        sfid(v2).boxed(),
+        sfid(level).boxed(),
         (0..=count_max)
             .prop_map(|answer_count| Command::Sfpa(Sfpa { answer_count }))
             .boxed(),
@@ -246,7 +267,13 @@ fn command(v2: bool) -> BoxedStrategy<Command> {
         Just(Command::Cd(Cd)).boxed(),
         Just(Command::Rtr(Rtr)).boxed(),
         (
-            (alnum(26), file_time(v2), alnum(8), alnum(25), alnum(25)),
+            (
+                alnum(26),
+                file_time(level.has_extended_stamp()),
+                alnum(8),
+                alnum(25),
+                alnum(25),
+            ),
             bin(),
             bin(),
         )
@@ -265,11 +292,11 @@ fn command(v2: bool) -> BoxedStrategy<Command> {
             )
             .boxed(),
     ];
-    if v2 {
+    if level.has_nerp() {
         options.push(
             (
                 (alnum(26), file_time(true), alnum(25), alnum(25), alnum(25)),
-                (0u8..=99, text(999), binary(), binary()),
+                (0u8..=99, t(999), bin(), bin()),
             )
                 .prop_map(|((dsn, date_time, destination, originator, creator), r)| {
                     Command::Nerp(Nerp {
@@ -286,6 +313,8 @@ fn command(v2: bool) -> BoxedStrategy<Command> {
                 })
                 .boxed(),
         );
+    }
+    if v2 {
         options.push(Just(Command::Secd(Secd)).boxed());
         options.push(
             binary()
@@ -304,7 +333,7 @@ fn command(v2: bool) -> BoxedStrategy<Command> {
 fn level_and_command() -> impl Strategy<Value = (ProtocolLevel, Command)> {
     (0usize..4).prop_flat_map(|i| {
         let level = LEVELS[i];
-        command(level.is_v2()).prop_map(move |c| (level, c))
+        command(level).prop_map(move |c| (level, c))
     })
 }
 

@@ -559,10 +559,8 @@ fn speaker_handover_and_files_back_with_eerp_later() {
     }
 }
 
-#[test]
-fn nerp_at_level_5_and_refused_below() {
-    let mut p = Pair::new(Capabilities::default(), Capabilities::default(), false);
-    let nerp = Nerp {
+fn lost_file_nerp() -> Nerp {
+    Nerp {
         dsn: "LOST.FILE".into(),
         date_time: file_time(),
         destination: "O0013000000PARTNER".into(),
@@ -572,24 +570,261 @@ fn nerp_at_level_5_and_refused_below() {
         text: "next hop refused".into(),
         hash: vec![],
         signature: vec![],
-    };
-    p.i.send_end_response(EndResponse::Negative(nerp.clone()))
-        .unwrap();
+    }
+}
+
+/// NERP came with revision 1.4 (RFC 5024 1.2): at level 5 it goes through
+/// with its reason text, at level 4 without (only 2.0 carries it); below it
+/// is refused with a usage error that says why, and the session goes on
+/// unchanged.
+#[test]
+fn nerp_from_level_4_on_and_refused_below() {
+    for (level, text) in [
+        (ProtocolLevel::V2_0, "next hop refused"),
+        (ProtocolLevel::V1_4, ""),
+    ] {
+        for chunked in [false, true] {
+            let mut p = Pair::new(caps(level), Capabilities::default(), chunked);
+            let nerp = lost_file_nerp();
+            p.i.send_end_response(EndResponse::Negative(nerp.clone()))
+                .unwrap();
+            p.drive();
+            let got = p.expect(Side::R, "NERP", |e| match e {
+                Event::EndResponseReceived(EndResponse::Negative(n)) => Some(n.clone()),
+                _ => None,
+            });
+            let expected = Nerp {
+                text: text.into(),
+                ..nerp
+            };
+            assert_eq!(got, expected, "{level:?}: the stamp keeps its counter");
+            assert!(p.has(Side::I, |e| matches!(e, Event::EndResponseAcknowledged)));
+        }
+    }
+    for level in [ProtocolLevel::V1_3, ProtocolLevel::V1_2] {
+        let mut p = Pair::new(caps(level), Capabilities::default(), false);
+        let err =
+            p.i.send_end_response(EndResponse::Negative(lost_file_nerp()))
+                .unwrap_err();
+        assert!(matches!(err, UsageError::NotAllowed(_)), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("LOST.FILE") && msg.contains("1.4"), "{msg}");
+        assert!(p.i.poll_transmit().is_none(), "nothing was sent");
+        // The session is unchanged and still usable.
+        assert!(p.i.change_direction().is_ok());
+    }
+}
+
+/// OFTP 1.4 (level 4) carries CCYYMMDD + HHMMSScccc: a file's stamp, counter
+/// included, reaches the receiver as sent, and so does the EERP that answers
+/// it (a 1.2/1.3 session drops the century's digits and the counter).
+#[test]
+fn level_4_carries_the_extended_stamp_through_sfid_and_eerp() {
+    let stamp = VirtualFileTime::new(2031, 12, 31, 23, 59, 58, 4321).unwrap();
+    for chunked in [false, true] {
+        let mut p = Pair::new(
+            caps(ProtocolLevel::V1_4),
+            caps(ProtocolLevel::V2_0),
+            chunked,
+        );
+        assert_eq!(p.r.level(), ProtocolLevel::V1_4);
+        let mut file = sfid("STAMPED", FileFormat::Fixed, 4);
+        file.date_time = stamp;
+        p.i.send_file(file).unwrap();
+        p.drive();
+        let offered = p.expect(Side::R, "FileOffered", |e| match e {
+            Event::FileOffered { sfid } => Some(sfid.clone()),
+            _ => None,
+        });
+        assert_eq!(offered.date_time, stamp);
+        p.r.reject_file(SfnaReason::DUPLICATE_FILE, false, "")
+            .unwrap();
+        p.drive();
+        p.i.change_direction().unwrap();
+        p.drive();
+        let eerp = Eerp {
+            dsn: "STAMPED".into(),
+            date_time: stamp,
+            user_data: "U".into(),
+            destination: "O0013000000ACME".into(),
+            originator: "O0013000000PARTNER".into(),
+            hash: vec![],
+            signature: vec![],
+        };
+        p.r.send_end_response(EndResponse::Positive(eerp.clone()))
+            .unwrap();
+        p.drive();
+        let got = p.expect(Side::I, "EERP", |e| match e {
+            Event::EndResponseReceived(EndResponse::Positive(e)) => Some(e.clone()),
+            _ => None,
+        });
+        assert_eq!(got, eerp);
+    }
+    // At level 2 the same stamp travels as YYMMDD HHMMSS: counter lost.
+    let mut p = Pair::new(caps(ProtocolLevel::V1_3), Capabilities::default(), false);
+    let mut file = sfid("STAMPED", FileFormat::Fixed, 4);
+    file.date_time = stamp;
+    p.i.send_file(file).unwrap();
     p.drive();
-    let got = p.expect(Side::R, "NERP", |e| match e {
-        Event::EndResponseReceived(EndResponse::Negative(n)) => Some(n.clone()),
+    let offered = p.expect(Side::R, "FileOffered", |e| match e {
+        Event::FileOffered { sfid } => Some(sfid.clone()),
         _ => None,
     });
-    assert_eq!(got, nerp);
-    assert!(p.has(Side::I, |e| matches!(e, Event::EndResponseAcknowledged)));
+    assert_eq!(offered.date_time.counter, 0);
+}
 
-    let mut p = Pair::new(caps(ProtocolLevel::V1_4), Capabilities::default(), false);
-    assert!(matches!(
-        p.i.send_end_response(EndResponse::Negative(nerp)),
-        Err(UsageError::Encode(EncodeError::NotAtLevel { .. }))
-    ));
-    // The session is unchanged and still usable.
-    assert!(p.i.change_direction().is_ok());
+/// A stamp that is no date or time ends the session with ESID 06 that names
+/// the field (the text where the level has one), whatever the level; the
+/// application never sees the file.
+#[test]
+fn invalid_stamp_from_the_partner_ends_the_session_with_esid_06() {
+    let now = Instant::now();
+    for (level, date, time, field, v1) in [
+        (
+            ProtocolLevel::V2_0,
+            "20060643",
+            "1230450001",
+            "SFIDDATE",
+            false,
+        ),
+        (
+            ProtocolLevel::V2_0,
+            "20060606",
+            "5186720001",
+            "SFIDTIME",
+            false,
+        ),
+        (
+            ProtocolLevel::V2_0,
+            "20060606",
+            "1230450000",
+            "SFIDTIME",
+            false,
+        ),
+        (
+            ProtocolLevel::V1_4,
+            "20060643",
+            "1230450001",
+            "SFIDDATE",
+            true,
+        ),
+        (ProtocolLevel::V1_3, "060643", "123045", "SFIDDATE", true),
+    ] {
+        let mut r = Session::responder(ResponderConfig::default(), now);
+        r.poll_transmit().unwrap();
+        let mut peer = peer_ssid(4, SessionMode::Both, 4096);
+        peer.level = level;
+        r.handle_input(&frame(&Command::Ssid(peer), level), now);
+        r.accept_session(responder_params(Capabilities::default()))
+            .unwrap();
+        r.poll_transmit().unwrap();
+        while r.poll_event().is_some() {}
+        let mut wire = Command::Sfid(Sfid {
+            description: String::new(),
+            ..sfid("BAD.STAMP", FileFormat::Unstructured, 0)
+        })
+        .to_bytes(level)
+        .unwrap();
+        let at = if level.has_extended_stamp() { 30 } else { 36 };
+        let stamp = format!("{date}{time}");
+        wire[at..at + stamp.len()].copy_from_slice(stamp.as_bytes());
+        r.handle_input(&raw_frame(&wire), now);
+        assert!(r.is_closed(), "{level:?} {date} {time}");
+        let bytes = r.poll_transmit().expect("ESID");
+        let Some(Command::Esid(esid)) = commands(&bytes, level).pop() else {
+            panic!("no ESID")
+        };
+        assert_eq!(
+            esid.reason,
+            EsidReason::INVALID_DATA,
+            "{level:?} {date} {time}"
+        );
+        if v1 {
+            assert_eq!(bytes, raw_frame(b"F06\r"), "RFC 2204 ESID has no text");
+        } else {
+            assert!(esid.text.contains(field), "{}", esid.text);
+        }
+        let mut offered = false;
+        let mut ended = None;
+        while let Some(e) = r.poll_event() {
+            match e {
+                Event::FileOffered { .. } => offered = true,
+                Event::SessionEnded { text, .. } => ended = Some(text),
+                _ => {}
+            }
+        }
+        assert!(!offered);
+        let text = ended.expect("SessionEnded");
+        assert!(text.contains(field), "{text}");
+    }
+}
+
+/// RFC 5024 5.3.2 and 9.8.2: an SSIDLEV that is no release level (0, 3, not a
+/// digit) fails the SSID negotiation with ESID 10 on either side, not with
+/// a "resources not available" or an "invalid data".
+#[test]
+fn ssid_level_that_is_no_release_level_ends_with_esid_10() {
+    let now = Instant::now();
+    let good = Command::Ssid(peer_ssid(4, SessionMode::Both, 4096))
+        .to_bytes(ProtocolLevel::V2_0)
+        .unwrap();
+    for lev in [b'0', b'3', b'X'] {
+        let mut wire = good.clone();
+        wire[1] = lev;
+        // Responder: the caller's SSID.
+        let mut r = Session::responder(ResponderConfig::default(), now);
+        r.poll_transmit().unwrap();
+        r.handle_input(&raw_frame(&wire), now);
+        assert!(r.is_closed());
+        assert_eq!(last_esid(&mut r), EsidReason::MODE_INCOMPATIBLE, "{lev}");
+        assert!(
+            !std::iter::from_fn(|| r.poll_event()).any(|e| matches!(e, Event::SsidReceived { .. })),
+            "the application is not asked to accept it"
+        );
+        // Initiator: the responder's answer.
+        let cfg = InitiatorConfig::new("O0013000000ACME", Password::new("PW"));
+        let mut i = Session::initiator(cfg, now).unwrap();
+        i.handle_input(&frame(&Command::Ssrm(Ssrm), ProtocolLevel::V2_0), now);
+        i.poll_transmit().unwrap();
+        i.handle_input(&raw_frame(&wire), now);
+        assert!(i.is_closed());
+        assert_eq!(last_esid(&mut i), EsidReason::MODE_INCOMPATIBLE, "{lev}");
+    }
+}
+
+/// RFC 5024 3.2.1 (Mode): a responder that can both send and receive answers
+/// a Sender-only initiator with Receiver-only ('R') and a Receiver-only one
+/// with Sender-only ('S'); a Both initiator gets Both.
+#[test]
+fn responder_answers_a_one_way_initiator_with_the_opposite_mode() {
+    for (im, answer) in [
+        (SessionMode::Send, SessionMode::Receive),
+        (SessionMode::Receive, SessionMode::Send),
+        (SessionMode::Both, SessionMode::Both),
+    ] {
+        for level in [
+            ProtocolLevel::V2_0,
+            ProtocolLevel::V1_4,
+            ProtocolLevel::V1_2,
+        ] {
+            let mut p = Pair::new(
+                Capabilities {
+                    mode: im,
+                    max_level: level,
+                    ..Capabilities::default()
+                },
+                Capabilities::default(),
+                false,
+            );
+            let n = p.expect(Side::I, "SessionEstablished", |e| match e {
+                Event::SessionEstablished { negotiated } => Some(negotiated.clone()),
+                _ => None,
+            });
+            assert_eq!(n.peer.mode, answer, "{im:?} at {level:?}");
+            assert_eq!(n.can_send, im.can_send());
+            assert_eq!(n.can_receive, im.can_receive());
+        }
+    }
 }
 
 #[test]

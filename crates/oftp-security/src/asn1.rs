@@ -7,6 +7,13 @@
 //! octets can be streamed. Only single-byte tags are supported (CMS needs no others).
 //! Element sizes read into memory are capped ([`MAX_ELEMENT`]) so a hostile length cannot
 //! make us allocate unbounded memory.
+//!
+//! Every length and offset that comes from the input is combined with checked arithmetic
+//! (`checked_add`, slices through `get`): a length field may say anything up to 2^64 - 1
+//! (eight length octets), and a sum that wraps would let a size check pass and a slice
+//! panic. Such an input is a [`Error::Malformed`] of the layer being parsed, whose message
+//! names the element and the length. The stream position itself counts octets actually
+//! read, so it cannot overflow.
 
 use std::io::Read;
 
@@ -286,21 +293,24 @@ fn parse_depth(input: &[u8], layer: Layer, depth: usize) -> Result<(Tlv<'_>, &[u
             if tag & 0x20 == 0 {
                 return Err(Error::malformed(layer, "indefinite length on primitive"));
             }
+            let unterminated = || Error::malformed(layer, "end-of-contents missing");
             let mut pos = hlen;
-            loop {
-                if input.get(pos..pos + 2) == Some(&EOC[..]) {
-                    break;
+            let end = loop {
+                let after_eoc = pos.checked_add(EOC.len()).ok_or_else(unterminated)?;
+                if input.get(pos..after_eoc) == Some(&EOC[..]) {
+                    break after_eoc;
                 }
-                let (_, rest) = parse_depth(&input[pos..], layer, depth + 1)?;
+                let child = input.get(pos..).ok_or_else(unterminated)?;
+                let (_, rest) = parse_depth(child, layer, depth + 1)?;
                 pos = input.len() - rest.len();
-            }
+            };
             Ok((
                 Tlv {
                     tag,
                     content: &input[hlen..pos],
-                    raw: &input[..pos + 2],
+                    raw: &input[..end],
                 },
-                &input[pos + 2..],
+                &input[end..],
             ))
         }
     }
@@ -522,13 +532,19 @@ impl<R: Read> StreamReader<R> {
     /// Opens a constructed element: reads its header and returns where it ends.
     pub(crate) fn open(&mut self, tag: u8, what: &str) -> Result<End> {
         let h = self.expect_header(tag, what)?;
-        Ok(self.end_of(h))
+        self.end_of(h, what)
     }
 
-    pub(crate) fn end_of(&self, h: Header) -> End {
+    /// Where the element whose header `h` was just read ends.
+    pub(crate) fn end_of(&self, h: Header, what: &str) -> Result<End> {
         match h.len {
-            Some(l) => End::At(self.pos.saturating_add(l)),
-            None => End::Eoc,
+            Some(l) => self.pos.checked_add(l).map(End::At).ok_or_else(|| {
+                self.err(format!(
+                    "{what}: length {l} at offset {} goes past the largest possible file",
+                    self.pos
+                ))
+            }),
+            None => Ok(End::Eoc),
         }
     }
 
@@ -593,16 +609,23 @@ impl<R: Read> StreamReader<R> {
         if depth > MAX_DEPTH {
             return Err(self.err(format!("{what}: nesting too deep")));
         }
+        let at = self.pos;
         let h = self.header()?;
         match h.len {
             Some(l) => {
-                put_header(out, h.tag, l as usize);
-                if out.len() as u64 + l > MAX_ELEMENT as u64 {
-                    return Err(self.err(format!("{what} too large")));
-                }
-                let at = out.len();
-                out.resize(at + l as usize, 0);
-                self.read_exact(&mut out[at..])?;
+                let len = usize::try_from(l)
+                    .ok()
+                    .filter(|len| out.len().saturating_add(*len) <= MAX_ELEMENT)
+                    .ok_or_else(|| {
+                        self.err(format!(
+                            "{what}: element at offset {at} has length {l}, more than the \
+                             {MAX_ELEMENT} octets a structure read into memory may have"
+                        ))
+                    })?;
+                put_header(out, h.tag, len);
+                let start = out.len();
+                out.resize(start + len, 0);
+                self.read_exact(&mut out[start..])?;
             }
             None => {
                 out.push(h.tag);
@@ -614,7 +637,10 @@ impl<R: Read> StreamReader<R> {
                     }
                     self.copy_element(out, what, depth + 1)?;
                     if out.len() > MAX_ELEMENT {
-                        return Err(self.err(format!("{what} too large")));
+                        return Err(self.err(format!(
+                            "{what}: more than the {MAX_ELEMENT} octets a structure read into \
+                             memory may have"
+                        )));
                     }
                 }
             }
@@ -681,7 +707,7 @@ impl OctetStream {
             })
         } else if h.tag == constructed_tag {
             Ok(OctetStream {
-                stack: vec![r.end_of(h)],
+                stack: vec![r.end_of(h, "octet string")?],
                 remaining: 0,
                 done: false,
             })
@@ -740,7 +766,7 @@ impl OctetStream {
                     if self.stack.len() > MAX_DEPTH {
                         return Err(Error::malformed(r.layer(), "string nesting too deep"));
                     }
-                    self.stack.push(r.end_of(h));
+                    self.stack.push(r.end_of(h, "octet string segment")?);
                 }
                 t => {
                     return Err(Error::malformed(
@@ -900,6 +926,42 @@ mod tests {
         }
         ber.extend(std::iter::repeat_n(0u8, 2000));
         assert!(parse_one(&ber, Layer::Signed).is_err());
+    }
+
+    #[test]
+    fn eight_octet_lengths_that_overflow_are_errors_not_panics() {
+        let all_ones = |tag: u8| {
+            let mut v = vec![tag, 0x88];
+            v.extend_from_slice(&[0xFF; 8]);
+            v.extend_from_slice(&[0; 16]);
+            v
+        };
+        // Read into memory: the cap check must not wrap.
+        let set = all_ones(tag::SET);
+        let e = StreamReader::new(&set[..], Layer::Signed)
+            .read_element("digestAlgorithms")
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("digestAlgorithms") && text.contains(&u64::MAX.to_string()),
+            "{text}"
+        );
+        assert_eq!(e.efna_reason(), 21);
+        // Opened on the stream: the end position must not saturate or wrap.
+        let seq = all_ones(tag::SEQUENCE);
+        let mut r = StreamReader::new(&seq[..], Layer::Enveloped);
+        assert_eq!(
+            r.open(tag::SEQUENCE, "EnvelopedData")
+                .unwrap_err()
+                .efna_reason(),
+            22
+        );
+        let ostr = all_ones(tag::OCTET_STRING_C);
+        let mut r = StreamReader::new(&ostr[..], Layer::Compressed);
+        let h = r.header().unwrap();
+        assert!(OctetStream::start(&mut r, h, tag::OCTET_STRING, tag::OCTET_STRING_C).is_err());
+        // The slice parser refuses more than four length octets.
+        assert!(parse_one(&set, Layer::Signed).is_err());
     }
 
     #[test]

@@ -448,12 +448,16 @@ fn crl_distribution_point_uris(c: &X509Certificate<'_>) -> Vec<String> {
     out
 }
 
+/// A certificate time (UNIX seconds) as `SystemTime`; one beyond what the platform's clock
+/// can represent becomes the epoch, which makes the certificate look expired, never valid.
 fn to_system_time(t: i64) -> SystemTime {
+    let d = Duration::from_secs(t.unsigned_abs());
     if t >= 0 {
-        UNIX_EPOCH + Duration::from_secs(t as u64)
+        UNIX_EPOCH.checked_add(d)
     } else {
-        UNIX_EPOCH - Duration::from_secs(t.unsigned_abs())
+        UNIX_EPOCH.checked_sub(d)
     }
+    .unwrap_or(UNIX_EPOCH)
 }
 
 pub(crate) fn unix(t: SystemTime) -> i64 {

@@ -230,7 +230,7 @@ impl CrlFetcher {
     pub(crate) fn fetch(&self, url: &str, now: SystemTime) -> Result<FetchedCrl, FetchError> {
         let body = self.download(url)?;
         let crl = decode(url, &body)?;
-        if crl.this_update > unix(now) + CLOCK_SKEW_SECS {
+        if crl.this_update > unix(now).saturating_add(CLOCK_SKEW_SECS) {
             return Err(FetchError::NotYetValid {
                 url: url.to_owned(),
                 this_update: crl.this_update,

@@ -134,3 +134,69 @@ proptest! {
         prop_assert_eq!(receive(&wire, rchunk).unwrap(), data);
     }
 }
+
+/// Every input that once crashed a decoder, one file each in `fuzz/regressions/cms_receive/`
+/// (also the seed corpus of the `cms_receive` fuzz target).
+fn recorded_crash_inputs() -> Vec<(String, Vec<u8>)> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/cms_receive");
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn eight_octet_length_of_all_ones_is_a_malformed_signature_not_a_panic() {
+    // 72 octets: ContentInfo { SignedData { version 1, digestAlgorithms SET with the length
+    // 0xFFFFFFFFFFFFFFFF } }, as a partner can send it as a signed file.
+    let wire = recorded_crash_inputs()
+        .into_iter()
+        .find(|(name, _)| name == "signed-digest-algorithms-length-2e64-1.ber")
+        .unwrap()
+        .1;
+    assert_eq!(wire.len(), 72);
+    let announced = ReceiveOptions::new().expect(false, false, true);
+    let e = ReceivePipeline::new(&wire[..], &announced).err().unwrap();
+    assert_eq!(e.efna_reason(), 21, "{e}");
+    assert_eq!(e.nerp_reason(), 31, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("signed data")
+            && text.contains("digestAlgorithms")
+            && text.contains("18446744073709551615"),
+        "the message names the layer, the element and the length: {text}"
+    );
+}
+
+#[test]
+fn every_recorded_crash_input_fails_cleanly() {
+    let (s, r) = keys();
+    let inputs = recorded_crash_inputs();
+    assert!(!inputs.is_empty());
+    for (name, bytes) in inputs {
+        let outcome = std::panic::catch_unwind(|| {
+            let _ = oftp_security::Certificate::from_pem_or_der(&bytes);
+            let _ = oftp_security::cms::verify_bytes(&bytes, None, Some(s.certificate()));
+            let _ = oftp_security::cms::verify_bytes(&bytes, Some(b"x"), None);
+            let _ = receive_with(&bytes, 7, true);
+            for mask in 0..8u8 {
+                let o = ReceiveOptions::new()
+                    .identity(r)
+                    .partner(s.certificate())
+                    .expect(mask & 4 != 0, mask & 2 != 0, mask & 1 != 0);
+                if let Ok(mut p) = ReceivePipeline::new(&bytes[..], &o) {
+                    let _ = std::io::copy(&mut p, &mut std::io::sink());
+                    let _ = p.finish();
+                }
+            }
+        });
+        assert!(outcome.is_ok(), "{name} makes a decoder panic");
+    }
+}

@@ -17,26 +17,23 @@
 //! disk, so on disk the meaningful ratio is the one to the durable write.
 //! Needs `OFTP_BIN` (path of a release `oftp` binary); `OFTP_BENCH_MIB` changes the file size.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oftp::config::{LocalIdentity, Partner, Password, SessionLimits};
-use oftp::journal::Journal;
-use oftp::{Client, ClientConfig, OutgoingFile};
+use oftp::OutgoingFile;
+use oftp::config::SessionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod common;
+use common::{client, start_server, status_field};
+
+/// What the benchmark server gets in `[server]` and `[session]`.
+/// All its sessions come from 127.0.0.1, so the per-address limits are raised too.
+const SERVER: &str = "max_connections = 512\nbacklog = 512\nmax_unauthenticated_per_address = 512\nmax_sessions_per_address = 512";
+const SESSION: &str = "buffer_size = 99999\ncredit = 999";
+
 const CHUNK: usize = 256 * 1024;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn mb_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1_000_000.0 / d.as_secs_f64()
@@ -127,87 +124,8 @@ fn durable_write(dir: &Path, bytes: u64) -> Duration {
     d
 }
 
-fn start_server(bin: &Path, dir: &Path) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = format!(
-        r#"
-[local]
-ssid = "O0013BENCHSRV"
-password = "SRV"
-
-[server]
-listen = "127.0.0.1:{port}"
-data_dir = "data"
-max_connections = 512
-backlog = 512
-
-[session]
-buffer_size = 99999
-credit = 999
-
-[[partners]]
-name = "bench"
-ssid = "O0013BENCHCLI"
-password = "CLI"
-"#
-    );
-    let path = dir.join("oftp.toml");
-    std::fs::write(&path, cfg).unwrap();
-    let mut child = Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("OFTP_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("OFTP_BIN runs");
-    let out = child.stdout.take().unwrap();
-    let server = Server(child);
-    for line in BufReader::new(out).lines() {
-        let line = line.unwrap();
-        if line.starts_with("listening on") {
-            return (server, format!("127.0.0.1:{port}"));
-        }
-    }
-    panic!("oftp serve did not start");
-}
-
-fn client(dir: &Path, limits: SessionLimits) -> Client {
-    let local = LocalIdentity {
-        ssid: "O0013BENCHCLI".into(),
-        sfid: String::new(),
-        password: Password::new("CLI"),
-    };
-    let partner = Partner {
-        name: "server".into(),
-        ssid: "O0013BENCHSRV".into(),
-        password: Password::new("SRV"),
-        sfid: String::new(),
-        our_password: None,
-        inbox: None,
-        outbox: None,
-        allowed_levels: vec![],
-        address: None,
-        security: Default::default(),
-        tls: Default::default(),
-        record_mapping: Default::default(),
-    };
-    let mut cfg = ClientConfig::new(local, partner, dir.join("received"));
-    cfg.limits = limits;
-    Client::new(cfg, Journal::open_in_dir(dir).unwrap()).unwrap()
-}
-
 fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+    status_field(pid, "VmHWM:")
 }
 
 async fn send_big(
@@ -276,7 +194,7 @@ fn main() {
         }
         let mut peak: Option<u64> = None;
         for (place, dir, stored_mbs) in places {
-            let (server, addr) = start_server(&bin, &dir);
+            let (server, addr) = start_server(&bin, &dir, SERVER, SESSION);
             let pid = server.0.id();
             let inbox = dir.join("data/inbox/bench");
             for (label, limits, name) in [
@@ -309,7 +227,7 @@ fn main() {
             drop(server);
         }
 
-        let (server, addr) = start_server(&bin, &sdir);
+        let (server, addr) = start_server(&bin, &sdir, SERVER, SESSION);
         let pid = server.0.id();
 
         // 200 concurrent sessions, 1 MiB each.

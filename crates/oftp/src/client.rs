@@ -3,9 +3,21 @@
 //!
 //! One [`Client::run`] is one session: send every file in order (a file the partner refuses
 //! does not stop the others), hand the turn over, store what the partner sends, collect the
-//! EERPs/NERPs it sends back, and end the session properly. Re-running with the same file
-//! resumes an interrupted send: the journal keeps the virtual date/time of the first attempt so
-//! the partner recognises the file and restarts it from its durable position.
+//! EERPs/NERPs it sends back, and end the session properly.
+//!
+//! Running again with the same file (same path, size and modification time) converges on one
+//! delivery, whatever moment an earlier run or the partner was stopped at: the journal keeps
+//! the identity (virtual date/time) of the newest attempt, and
+//! - an attempt still sending is offered again under that identity, so the partner restarts it
+//!   from its durable position, or, if it had stored it already, answers SFNA 13 (then the file
+//!   awaits its EERP like one confirmed by EFPA);
+//! - an attempt the partner stored (EFPA) is not sent again: the session only collects its
+//!   EERP, which RFC 5024 section 4.3.6 lets come in any later session;
+//! - an attempt confirmed by EERP is reported delivered at once.
+//!
+//! An EERP/NERP that answers no file of this run (a file of an earlier run, also in a run
+//! that sends nothing) settles its journal entry and is listed in
+//! [`ClientReport::earlier`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,8 +28,8 @@ use oftp_proto::codec::EsidReason;
 use oftp_proto::session::Negotiated;
 
 use crate::config::{LocalIdentity, Partner, PartnerTable, SessionLimits};
-pub use crate::connection::FileOutcome;
 use crate::connection::{Connection, DEFAULT_CHECKPOINT_INTERVAL, InitiatorSetup, Shared};
+pub use crate::connection::{EarlierEndResponse, FileOutcome};
 use crate::handle::{OutgoingFile, SessionHandle};
 use crate::handler::{Disconnected, Handler};
 use crate::journal::Journal;
@@ -88,6 +100,13 @@ pub enum ClientError {
         /// OS error (part of this message, so not repeated as a `source`).
         error: std::io::Error,
     },
+    /// The partner's server has no room for another session now (ESID 08, "resources not
+    /// available ... should be retried later", RFC 5024 5.3.11).
+    #[error("the partner's server is full, try later ({text}, ESID 08)")]
+    PartnerFull {
+        /// Reason text.
+        text: String,
+    },
     /// The partner refused the session (ESID at login or in secure authentication, before
     /// any file).
     #[error("partner rejected session: {text} (ESID {:02})", reason.0)]
@@ -119,6 +138,8 @@ pub struct ClientReport {
     pub negotiated: Negotiated,
     /// Every file asked for, with its outcome, in order.
     pub files: Vec<(OutgoingFile, FileOutcome)>,
+    /// End responses received for files sent in earlier runs.
+    pub earlier: Vec<EarlierEndResponse>,
     /// Files the partner sent us, stored durably.
     pub received: Vec<PathBuf>,
     /// How the session ended.
@@ -170,6 +191,8 @@ impl Client {
             active: Default::default(),
             security: Default::default(),
             sweeping: Default::default(),
+            free_space: Arc::new(crate::space::StatVfs),
+            free_space_reserve: crate::config::DEFAULT_FREE_SPACE_RESERVE,
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -341,6 +364,13 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
                     t => t,
                 };
                 return Err(match ended.reason {
+                    Some(reason)
+                        if ended.by_peer && reason == EsidReason::RESOURCES_NOT_AVAILABLE =>
+                    {
+                        ClientError::PartnerFull {
+                            text: reason_text(reason, &ended.description),
+                        }
+                    }
                     Some(reason) if ended.by_peer && reason != EsidReason::UNSPECIFIED => {
                         ClientError::Rejected {
                             reason,
@@ -362,6 +392,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         Ok(ClientReport {
             negotiated,
             files: report.outcomes,
+            earlier: report.earlier,
             received: report.received,
             ended: report.ended,
         })

@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 /// Well-known OFTP port for plain TCP (RFC 5024, seed `LocalPort` default).
 pub const DEFAULT_PORT: u16 = 3305;
 
+/// Free space a receiver keeps in the target file system by default (64 MiB): see
+/// [`ServerSettings::free_space_reserve`].
+pub const DEFAULT_FREE_SPACE_RESERVE: u64 = 64 * 1024 * 1024;
+
 /// A password (SSIDPSWD, up to 8 characters). `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -553,6 +557,18 @@ pub struct ServerSettings {
     /// How long [`RunningServer::shutdown`](crate::RunningServer::shutdown) lets transfers in
     /// progress finish before ending their sessions with ESID.
     pub shutdown_grace: Duration,
+    /// A client must log in (its SSID must arrive) within this long of connecting, TLS
+    /// handshake included; otherwise the connection is ended with ESID 09 (default 10 s).
+    pub login_timeout: Duration,
+    /// Most connections from one address that have not logged in yet (no SSID accepted);
+    /// further ones are told ESID 08 and closed (default 16). IPv6 addresses count per /64.
+    pub max_unauthenticated_per_address: usize,
+    /// Most sessions (logged in) from one address at once; a further SSID is answered with
+    /// ESID 08 (default 64). IPv6 addresses count per /64.
+    pub max_sessions_per_address: usize,
+    /// Free space kept in the target file system: a file whose size (SFIDFSIZ) would leave
+    /// less than this is refused at its offer with SFNA 12, retry (default 64 MiB).
+    pub free_space_reserve: u64,
 }
 
 impl Default for ServerSettings {
@@ -565,6 +581,10 @@ impl Default for ServerSettings {
             inactivity_timeout: Duration::from_secs(60),
             idle_timeout: None,
             shutdown_grace: Duration::from_secs(30),
+            login_timeout: Duration::from_secs(10),
+            max_unauthenticated_per_address: 16,
+            max_sessions_per_address: 64,
+            free_space_reserve: DEFAULT_FREE_SPACE_RESERVE,
         }
     }
 }

@@ -2,17 +2,28 @@
 //! over a [`Transport`], stores received files durably, reads files to send, and asks the
 //! [`Handler`] for decisions.
 //!
-//! The loop: write what the session wants to send, handle its events (which may call session
-//! methods and produce more to send), feed file data while credit allows (one buffer at a time,
-//! so memory stays at about one buffer per connection), act on our turn, and otherwise wait for
-//! socket input, the session's deadline, a request on the [`SessionHandle`], or a shutdown
-//! signal.
+//! The loop: handle the session's events (which may call session methods and produce more to
+//! send), then write what the session wants to send, feed file data while credit allows (one
+//! buffer at a time, so memory stays at about one buffer per connection), act on our turn, and
+//! otherwise wait for socket input, the session's deadline, a request on the
+//! [`SessionHandle`], or a shutdown signal.
 //!
-//! Durability rules kept here: EFPA only after the file is fsynced and renamed into place and
-//! the journal says so; checkpoints (fsync + journal) every `checkpoint_interval` bytes (spaced
-//! by at least the time that takes at 32 MiB/s) and when a connection breaks, so a restart
-//! never goes back further than necessary and never claims more than is on disk; EERP only
-//! for files that are complete in the journal.
+//! **Invariant: nothing is acknowledged to the partner before what it acknowledges is durable**
+//! (written, fsynced, and committed in the journal, which commits with `synchronous=FULL`).
+//! A process killed at any step then leaves the partner holding nothing we could lose:
+//! - RTR for a received EERP/NERP: the session queues the RTR together with the
+//!   `EndResponseReceived` event, so every event is handled (the response recorded) before
+//!   anything queued is written. If the journal cannot record it, nothing more is written and
+//!   the connection is dropped without the RTR, so the partner sends the response again later.
+//! - EFPA: `confirm_file` is called only after the file is fsynced and renamed into place and
+//!   the journal says so.
+//! - SFPA with a restart position: the position is a journal checkpoint, taken only after the
+//!   temporary file was fsynced that far, and the file is cut back to it before we answer.
+//!
+//! The same holds for what we record as done: checkpoints (fsync + journal) every
+//! `checkpoint_interval` bytes (spaced by at least the time that takes at 32 MiB/s) and when a
+//! connection breaks, so a restart never goes back further than necessary and never claims
+//! more than is on disk; EERP only for files that are complete in the journal.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -43,7 +54,7 @@ use crate::journal::{
     Checkpoint, Direction as JournalDirection, EndResponseEntry, FileKey, Journal, LocalFileId,
     ReceiveState, SendState,
 };
-use crate::listener::{ConnectionInfo, ShutdownSignal};
+use crate::listener::{Admission, ConnectionInfo, ShutdownSignal};
 use crate::policy::{self, FileRequest, PeerOffer};
 use crate::security::{CertificateExchange, SecurityContext};
 use crate::source::{Chunk, FileSource, OutgoingSource, RecordFileError, check_records};
@@ -94,6 +105,10 @@ pub(crate) struct Shared {
     pub(crate) security: std::sync::OnceLock<Arc<SecurityContext>>,
     /// Whether a listener of this server runs the partial-reception sweep already.
     pub(crate) sweeping: std::sync::atomic::AtomicBool,
+    /// Tells the free space where received files go (an offer that cannot fit is refused).
+    pub(crate) free_space: Arc<dyn crate::space::FreeSpace>,
+    /// Octets kept free there.
+    pub(crate) free_space_reserve: u64,
 }
 
 /// A file being received: the authenticated partner (its SSID code) and the file identity.
@@ -187,6 +202,16 @@ impl FileOutcome {
     }
 }
 
+/// An EERP/NERP that settled no file of this run: it answers a file sent in an earlier run
+/// (whose journal entry it settled all the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierEndResponse {
+    /// The local file the journal says was sent under that identity, if it knows one.
+    pub local_file: Option<PathBuf>,
+    /// The response.
+    pub response: EndResponse,
+}
+
 /// What a connection reports when it ends.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionReport {
@@ -194,6 +219,7 @@ pub(crate) struct ConnectionReport {
     /// The session got past login: the SSID exchange and, when used, secure authentication.
     pub(crate) logged_in: bool,
     pub(crate) outcomes: Vec<(OutgoingFile, FileOutcome)>,
+    pub(crate) earlier: Vec<EarlierEndResponse>,
     pub(crate) received: Vec<PathBuf>,
     pub(crate) ended: Disconnected,
 }
@@ -279,11 +305,27 @@ fn local_read_format(file: &OutgoingFile) -> FileFormat {
 }
 
 /// The verdict of [`FileServices::open_incoming`] (the hash for a signed EERP, or an EFNA).
-type OpenerResult = tokio::sync::oneshot::Receiver<Result<Option<Vec<u8>>, ServiceFailure>>;
+type OpenerResult = tokio::sync::oneshot::Receiver<OpenerVerdict>;
+
+/// What the opening thread hands back: the file services' verdict, or the message the
+/// opening panicked with.
+type OpenerVerdict = Result<Result<Option<Vec<u8>>, ServiceFailure>, String>;
+
+/// The message of a caught panic (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    format!("the opening thread panicked: {message}")
+}
 
 /// A file being sent.
 struct Outgoing {
     job: Option<usize>,
+    /// Offered under the identity of an earlier attempt (see `start_sending`).
+    resumed: bool,
     file: OutgoingFile,
     /// The processed form, being produced, until the partner accepts the file; `None` sends
     /// the file itself.
@@ -346,6 +388,7 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     awaiting_rtr: Option<EndResponse>,
     last_activity: Instant,
     outcomes: Vec<(OutgoingFile, FileOutcome)>,
+    earlier: Vec<EarlierEndResponse>,
     received: Vec<PathBuf>,
     ended: Option<Disconnected>,
     initiator: Option<InitiatorSetup>,
@@ -357,33 +400,20 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     v2_only: bool,
     /// A write timed out: the partner stopped reading, so nothing more is written (no ESID).
     write_stalled: bool,
+    /// Nothing more is written (see [`Connection::hang_up`]).
+    silenced: bool,
     /// The TLS client certificate the session must belong to (see
     /// `Acceptor::bound_peer_certificate`).
     bound_cert: Option<oftp_security::Certificate>,
-}
-
-fn to_wire_time(s: FileStamp) -> VirtualFileTime {
-    VirtualFileTime {
-        year: s.year,
-        month: s.month,
-        day: s.day,
-        hour: s.hour,
-        minute: s.minute,
-        second: s.second,
-        counter: s.counter,
-    }
-}
-
-fn from_wire_time(t: VirtualFileTime) -> FileStamp {
-    FileStamp {
-        year: t.year,
-        month: t.month,
-        day: t.day,
-        hour: t.hour,
-        minute: t.minute,
-        second: t.second,
-        counter: t.counter,
-    }
+    /// Responder: how the listener let the connection in (its per-address counts, or a
+    /// refusal to be told at the SSID).
+    admission: Option<Admission>,
+    /// Responder: the SSID must arrive by then (and the configured timeout, for the message).
+    login_deadline: Option<(tokio::time::Instant, Duration)>,
+    /// Responder: the SSID code the peer presented, for logs before it is logged in.
+    claimed_ssid: Option<String>,
+    /// The last file offered to us (its name, date/time and originator), for logs.
+    offered: Option<String>,
 }
 
 fn capabilities(
@@ -566,6 +596,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             awaiting_rtr: None,
             last_activity: Instant::now(),
             outcomes: Vec::new(),
+            earlier: Vec::new(),
             received: Vec::new(),
             ended: None,
             initiator,
@@ -573,7 +604,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             timer: None,
             v2_only: false,
             write_stalled: false,
+            silenced: false,
             bound_cert: None,
+            admission: None,
+            login_deadline: None,
+            claimed_ssid: None,
+            offered: None,
         }
     }
 
@@ -582,10 +618,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         // Bounded: each turn of the loop either makes progress or waits; the session ends on
         // inactivity, so the loop ends too.
         loop {
+            // Events before output: what the session queued with them (the RTR answering an
+            // EERP/NERP) goes out only once they are handled, so recorded (module doc).
+            if self.dispatch_events().await {
+                continue;
+            }
             if let Err(TransportGone(e)) = self.flush().await {
                 self.transport_lost(e).await;
-            }
-            if self.dispatch_events().await {
                 continue;
             }
             if self.session.is_closed() {
@@ -674,6 +713,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             negotiated: self.negotiated.clone(),
             logged_in: self.logged_in,
             outcomes: std::mem::take(&mut self.outcomes),
+            earlier: std::mem::take(&mut self.earlier),
             received: std::mem::take(&mut self.received),
             ended,
         }
@@ -727,13 +767,28 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
     }
 
+    /// Drops the connection without writing anything more, because what the session has
+    /// queued would acknowledge something that is not durable (see the module doc).
+    fn hang_up(&mut self, description: String) {
+        self.silenced = true;
+        if self.ended.is_none() {
+            self.ended = Some(Disconnected {
+                reason: None,
+                by_peer: false,
+                description,
+            });
+        }
+        self.session.handle_transport_closed(Instant::now());
+    }
+
     /// Writes everything the session has queued.
     async fn flush(&mut self) -> Result<(), TransportGone> {
         let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
         // The first frame is taken without a copy; any further ones are appended, so all go
         // out in one write.
-        if self.session.poll_transmit_into(&mut out) == 0 {
+        if self.session.poll_transmit_into(&mut out) == 0 || self.silenced {
+            out.clear();
             self.wbuf = out;
             return Ok(());
         }
@@ -810,7 +865,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     None => false,
                 };
             }
-            Event::FileOffered { sfid } => self.on_file_offered(sfid).await,
+            Event::FileOffered { sfid } => {
+                self.offered = Some(format!(
+                    "{} ({}) from {}",
+                    sfid.dsn.trim_end(),
+                    sfid.date_time,
+                    sfid.originator.trim_end()
+                ));
+                self.on_file_offered(sfid).await
+            }
             Event::DataReceived {
                 bytes,
                 end_of_record,
@@ -836,6 +899,27 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 self.on_file_accepted(restart_position).await
             }
             Event::ReadyForData => {}
+            Event::FileRejected { reason, text, .. }
+                if reason == oftp_proto::codec::SfnaReason::DUPLICATE_FILE
+                    && self.outgoing.as_ref().is_some_and(|o| o.resumed) =>
+            {
+                // The identity of an earlier attempt: the partner stored that attempt, whose
+                // EFPA we did not record. Its EERP is due (RFC 5024 section 4.3.6).
+                let name = self
+                    .outgoing
+                    .as_ref()
+                    .map(|o| o.transfer.virtual_file_name.clone())
+                    .unwrap_or_default();
+                self.log(
+                    LogLevel::Info,
+                    format!(
+                        "the partner already has {name} (SFNA 13: {text}); waiting for its EERP"
+                    ),
+                )
+                .await;
+                self.outgoing_done(FileOutcome::AwaitingEndResponse, None, false)
+                    .await;
+            }
             Event::FileRejected {
                 reason,
                 retry,
@@ -932,20 +1016,16 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
             Event::AuthChallengeReceived { challenge } => self.on_auth_challenge(challenge).await,
             Event::AuthChallengeRequested => self.on_auth_challenge_requested().await,
-            Event::Authenticated => {
-                self.logged_in = true;
-                self.log(
-                    LogLevel::Info,
-                    "secure authentication completed in both directions".into(),
-                )
-                .await;
-            }
+            Event::Authenticated => self.session_established().await,
             _ => {}
         }
     }
 
     async fn trail(&self, origin: Origin, name: &'static str, summary: String) {
         tracing::debug!(conn = self.conn.id, ?origin, "{summary}");
+        if origin == Origin::Local {
+            self.log_refusal(name, &summary).await;
+        }
         self.handler
             .pi_trail(
                 self.conn.id,
@@ -958,7 +1038,36 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
     }
 
+    /// Every refusal we send is logged here, where the session reports what it sent, with the
+    /// partner, the file and the reason: ESID other than a normal end, SFNA, EFNA and NERP.
+    async fn log_refusal(&self, name: &str, summary: &str) {
+        let file = match name {
+            "SFNA" | "EFNA" => self.offered.as_deref(),
+            "NERP" => None, // the summary names the file
+            "ESID" if !summary.starts_with(&format!("ESID {}", EsidReason::NORMAL)) => None,
+            _ => return,
+        };
+        let partner = match (&self.info, &self.initiator, &self.claimed_ssid) {
+            (Some(info), _, _) => info.peer_ssid.clone(),
+            (None, Some(setup), _) => setup.partner.ssid.clone(),
+            (None, None, Some(code)) => format!("{code} (not logged in)"),
+            (None, None, None) => "(no SSID yet)".to_owned(),
+        };
+        let file = file.map(|f| format!(", file {f}")).unwrap_or_default();
+        self.log(
+            LogLevel::Info,
+            format!(
+                "refused: partner {partner} at {}{file}: {}",
+                self.conn.peer,
+                summary.trim_end()
+            ),
+        )
+        .await;
+    }
+
     async fn on_ssid(&mut self, peer: oftp_proto::codec::Ssid) {
+        self.login_deadline = None;
+        self.claimed_ssid = Some(peer.code.trim_end().to_owned());
         let offer = PeerOffer {
             ssid: &peer.code,
             password: peer.password.expose(),
@@ -989,12 +1098,20 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let decision = self.handler.accept_session(&req).await;
         match decision {
             SessionDecision::Accept(a) => {
+                // The listener's limits (connections in all, sessions per address): resources
+                // not available, retry later (RFC 5024 5.3.11, ESID 08).
+                if let Some(Err(why)) = self.admission.as_mut().map(Admission::log_in) {
+                    let _ = self
+                        .session
+                        .reject_session(EsidReason::RESOURCES_NOT_AVAILABLE, why);
+                    return;
+                }
                 // Transport and secure-authentication rules hold whatever the handler said:
                 // a partner that must authenticate is never let in without it.
                 let secure_auth = match self.responder_security(&peer) {
                     Ok(b) => b,
                     Err((reason, text)) => {
-                        self.refuse_session(&peer.code, reason, &text).await;
+                        let _ = self.session.reject_session(reason, &text);
                         return;
                     }
                 };
@@ -1024,24 +1141,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
             SessionDecision::Reject { reason, text } => {
-                self.refuse_session(&peer.code, reason, &text).await;
+                let _ = self.session.reject_session(reason, &text);
             }
         }
-    }
-
-    /// Responder: ends the session before it starts with `reason`, logging who was refused.
-    async fn refuse_session(&mut self, peer_code: &str, reason: EsidReason, text: &str) {
-        self.log(
-            LogLevel::Info,
-            format!(
-                "refusing session from {} ({}): {text} (ESID {:02})",
-                peer_code.trim_end(),
-                self.conn.peer,
-                reason.0
-            ),
-        )
-        .await;
-        let _ = self.session.reject_session(reason, text);
     }
 
     /// Responder: whether to use secure authentication with this peer, or the ESID to refuse
@@ -1103,6 +1205,19 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self
     }
 
+    /// Responder: the listener's admission, and the time by which the SSID must arrive (ESID
+    /// 09 otherwise; `timeout` is the configured login timeout, for the message).
+    pub(crate) fn admitted(
+        mut self,
+        admission: Admission,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Self {
+        self.admission = Some(admission);
+        self.login_deadline = Some((deadline, timeout));
+        self
+    }
+
     /// Secure authentication: our turn to answer the peer's challenge.
     async fn on_auth_challenge(&mut self, challenge: Vec<u8>) {
         let answer = match self.shared.security.get() {
@@ -1122,11 +1237,24 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
             Err(text) => {
-                self.error(format!("secure authentication failed: {text}"))
-                    .await;
-                let _ = self
-                    .session
-                    .end_session(EsidReason::INVALID_CHALLENGE_RESPONSE, &text);
+                // RFC 5024 9.8.2 row I: the receiver of an AUCH answers with an AURP, there is
+                // no other transition; the challenger finds the answer wrong and ends the
+                // session with ESID 11 (row K). The answer is random, so it cannot match.
+                self.error(format!(
+                    "secure authentication failed: cannot open the partner's challenge: {text}; \
+                     answering it with octets that cannot match, the partner will end the \
+                     session (ESID 11)"
+                ))
+                .await;
+                let mut unanswerable = [0u8; 20];
+                if aws_lc_rs::rand::fill(&mut unanswerable).is_err() {
+                    let _ = self
+                        .session
+                        .end_session(EsidReason::UNSPECIFIED, "random number generator failed");
+                } else if let Err(e) = self.session.answer_challenge(unanswerable) {
+                    self.error(format!("cannot answer the challenge: {e}"))
+                        .await;
+                }
             }
         }
     }
@@ -1211,22 +1339,37 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if let Some(info) = &mut self.info {
             info.level = negotiated.level;
         }
-        self.log(
-            LogLevel::Info,
-            format!(
-                "session with {} established: level {}, buffer {}, credit {}, compression {}, restart {}",
-                negotiated.peer.code.trim_end(),
-                negotiated.level.0,
-                negotiated.buffer_size,
-                negotiated.credit,
-                negotiated.compression,
-                negotiated.restart
-            ),
-        )
-        .await;
-        // Whichever of the two events comes first.
-        self.logged_in |= !negotiated.secure_auth;
+        let secure_auth = negotiated.secure_auth;
         self.negotiated = Some(negotiated);
+        // With secure authentication the session is established only once both sides have
+        // proved their identity (`Event::Authenticated`); a failed challenge ends it first.
+        if !secure_auth {
+            self.session_established().await;
+        }
+    }
+
+    /// The session is established (SSIDs agreed, and secure authentication passed when
+    /// used): says so, queues the end responses still owed to the partner, tells the handler.
+    async fn session_established(&mut self) {
+        let Some(n) = &self.negotiated else {
+            return;
+        };
+        self.logged_in = true;
+        let message = format!(
+            "session with {} established: level {}, buffer {}, credit {}, compression {}, restart {}{}",
+            n.peer.code.trim_end(),
+            n.level.0,
+            n.buffer_size,
+            n.credit,
+            n.compression,
+            n.restart,
+            if n.secure_auth {
+                ", secure authentication passed"
+            } else {
+                ""
+            }
+        );
+        self.log(LogLevel::Info, message).await;
         self.queue_pending_end_responses().await;
         if let Some(info) = self.info.clone() {
             self.handler.session_started(&info).await;
@@ -1271,7 +1414,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             );
             return;
         };
-        let stamp = from_wire_time(sfid.date_time);
+        let stamp = FileStamp::from(sfid.date_time);
         let key = FileKey::new(&sfid.originator, &sfid.dsn, stamp);
         // The journal entry is the one of this partner: another partner's interrupted or
         // completed file with the same identity is neither resumed nor a duplicate here.
@@ -1323,7 +1466,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let Some(params) = &self.params else {
             return;
         };
-        // The default decision looks at the inbox (does the name exist?): blocking pool.
+        // The default decision looks at the inbox (does the name exist?) and at the free space
+        // there: blocking pool.
         let (local_sfid, inbox, name_format, store, known, offered) = (
             params.local_sfid.clone(),
             params.inbox.clone(),
@@ -1332,6 +1476,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             entry.clone(),
             sfid.clone(),
         );
+        let (probe, reserve, conn) = (
+            self.shared.free_space.clone(),
+            self.shared.free_space_reserve,
+            self.conn.id,
+        );
+        // What an interrupted reception of this file already holds on disk.
+        let stored = entry
+            .as_ref()
+            .filter(|e| e.state == ReceiveState::Receiving)
+            .map_or(0, |e| e.checkpoint.file_offset);
+        let needed = crate::space::still_needed(sfid.file_size, stored);
         let decided = tokio::task::spawn_blocking(move || {
             let req = FileRequest {
                 dsn: &offered.dsn,
@@ -1340,14 +1495,30 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 destination: &offered.destination,
                 user_data: &offered.user_data,
             };
-            policy::file_decision(
+            let decision = policy::file_decision(
                 &local_sfid,
                 &inbox,
                 &name_format,
                 &store,
                 known.as_ref(),
                 &req,
-            )
+            );
+            // A file that cannot fit is refused now, not after its whole transfer: SFNA 12 with
+            // retry, the "lack of storage space" of RFC 5024 5.3.5 (SFNARRTR).
+            if let FileDecision::Accept { target, .. } = &decision
+                && let Err(no_room) = crate::space::check(&*probe, target, needed, reserve)
+            {
+                tracing::info!(conn, target = %target.display(), "{no_room}");
+                return FileDecision::Reject {
+                    reason: oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
+                    retry: true,
+                    text: format!(
+                        "not enough free space for {} KiB, retry later",
+                        needed.div_ceil(1024)
+                    ),
+                };
+            }
+            decision
         })
         .await;
         let mut default = decided.unwrap_or_else(|e| {
@@ -1399,14 +1570,6 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 retry,
                 text,
             } => {
-                self.log(
-                    LogLevel::Info,
-                    format!(
-                        "refusing {} from {}: {text} (SFNA {:02})",
-                        offer.virtual_file_name, offer.originator, reason.0
-                    ),
-                )
-                .await;
                 let _ = self.session.reject_file(reason, retry, &text);
                 return;
             }
@@ -1634,8 +1797,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         std::thread::Builder::new()
             .name("oftp-open".into())
             .spawn(move || {
-                let verdict = services.open_incoming(&sfid, &mut stream, &path);
-                let _ = tx.send(verdict);
+                // A panic (a decoder bug on hostile input) must become a verdict like any
+                // other failure, not a silent end of the thread.
+                let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    services.open_incoming(&sfid, &mut stream, &path)
+                }))
+                .map_err(|panic| panic_message(panic.as_ref()));
+                let _ = tx.send(opened);
             })?;
         Ok((tap, rx))
     }
@@ -1888,12 +2056,23 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let verdict = if let Some(opener) = opener {
             // The writer has stored everything, so the opener's stream has ended: its verdict
             // is at most the tail of the work away.
-            Some(opener.await.unwrap_or_else(|_| {
-                Err(ServiceFailure {
-                    reason: EfnaReason::UNSPECIFIED,
-                    text: "file services stopped without a verdict".to_owned(),
-                })
-            }))
+            let opened = opener
+                .await
+                .unwrap_or_else(|_| Err("the opening thread ended without a verdict".into()));
+            Some(match opened {
+                Ok(verdict) => verdict,
+                Err(cause) => {
+                    let failure = crate::security::unopened_file(&sfid);
+                    self.error(format!(
+                        "opening {} from {} failed: {cause}; answering EFNA {:02}",
+                        transfer.virtual_file_name,
+                        sfid.originator.trim_end(),
+                        failure.reason.0
+                    ))
+                    .await;
+                    Err(failure)
+                }
+            })
         } else if sfid.signed_eerp {
             // Only the hash of the transmitted file is wanted (for the signed EERP).
             let (services, sfid, path) =
@@ -2242,14 +2421,6 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let delete = self.shared.store.delete_on_error;
         self.discard_reception(partial, partial_path, jid, &transfer, delete)
             .await;
-        self.log(
-            LogLevel::Info,
-            format!(
-                "refusing {} after transfer: {text} (EFNA {:02})",
-                transfer.virtual_file_name, reason.0
-            ),
-        )
-        .await;
         let _ = self.session.refuse_file(reason, &text);
         self.end_transfer_failed(&transfer, text).await;
     }
@@ -2471,7 +2642,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let mut resp = match r {
             WireEndResponse::Positive(e) => EndResponse {
                 virtual_file_name: e.dsn.trim_end().to_owned(),
-                stamp: from_wire_time(e.date_time),
+                stamp: FileStamp::from(e.date_time),
                 destination: e.destination.trim_end().to_owned(),
                 originator: e.originator.trim_end().to_owned(),
                 user_data: e.user_data.trim_end().to_owned(),
@@ -2482,7 +2653,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             },
             WireEndResponse::Negative(n) => EndResponse {
                 virtual_file_name: n.dsn.trim_end().to_owned(),
-                stamp: from_wire_time(n.date_time),
+                stamp: FileStamp::from(n.date_time),
                 destination: n.destination.trim_end().to_owned(),
                 originator: n.originator.trim_end().to_owned(),
                 user_data: String::new(),
@@ -2535,7 +2706,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .call(move |j| j.record_end_response(&entry))
             .await
         {
-            self.error(format!("journal: {e}")).await;
+            // The RTR queued with this response would tell the partner it may forget it.
+            let description = format!(
+                "cannot record the end response for {}: journal: {e}; hanging up without RTR so \
+                 the partner sends it again",
+                resp.virtual_file_name
+            );
+            self.error(description.clone()).await;
+            self.hang_up(description);
+            return;
         }
         let outcome = match &resp.negative {
             None => FileOutcome::Delivered,
@@ -2545,6 +2724,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             },
         };
         // Settle the matching file of this run, if any.
+        let mut settled = false;
         for (f, o) in &mut self.outcomes {
             // A duplicate refusal followed by the EERP: the partner had the file all along.
             let open = *o == FileOutcome::AwaitingEndResponse
@@ -2552,8 +2732,24 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     if *reason == oftp_proto::codec::SfnaReason::DUPLICATE_FILE);
             if open && f.virtual_file_name.trim_end() == key.dsn && f.stamp == Some(key.stamp) {
                 *o = outcome.clone();
+                settled = true;
                 break;
             }
+        }
+        if !settled && self.initiator.is_some() {
+            // For a file of an earlier run: reported too, with the local file it confirms.
+            let k = key.clone();
+            let local_file = match self.shared.journal.call(move |j| j.sent_by_key(&k)).await {
+                Ok(sent) => sent.map(|s| s.local.path),
+                Err(e) => {
+                    self.error(format!("journal: {e}")).await;
+                    None
+                }
+            };
+            self.earlier.push(EarlierEndResponse {
+                local_file,
+                response: resp.clone(),
+            });
         }
         self.log(
             LogLevel::Info,
@@ -2878,7 +3074,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
 
     /// Fills EERPHSH/EERPSIG (or NERP's) when the file asked for a signed response: the hash
     /// recorded when it was received (unless the application gave one) and our signature
-    /// (unless the application gave one, e.g. a routed response).
+    /// (unless the application gave one, e.g. a routed response). A response we cannot sign
+    /// (no receipt-signing key, or signing fails) goes out unsigned and without hash, with a
+    /// warning (RFC 5024 3.3.5 note 3, 4.3.6; 5.3.13: an unsigned EERP carries no hash); only
+    /// a journal failure keeps it pending.
     async fn sign_end_response(&self, r: &mut EndResponse) -> Result<(), String> {
         if !r.signature.is_empty() {
             return Ok(());
@@ -2895,12 +3094,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return Ok(());
         };
         let Some(sec) = self.shared.security.get() else {
-            return Err("a signed response was asked for but no security is configured".into());
+            self.send_unsigned(
+                r,
+                "no security is configured, so there is no receipt-signing key",
+            )
+            .await;
+            return Ok(());
         };
         if r.file_hash.is_empty() {
             r.file_hash = hash;
         }
-        let time = to_wire_time(r.stamp);
+        let time = VirtualFileTime::from(r.stamp);
         let fields = oftp_security::receipt::ReceiptFields {
             dsn: r.virtual_file_name.clone(),
             date: time.date_string(),
@@ -2911,15 +3115,52 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             file_hash: r.file_hash.clone(),
         };
         let (sec, f) = (sec.clone(), fields);
-        r.signature = tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite))
+        match tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite))
             .await
-            .unwrap_or_else(|e| Err(format!("signing task failed: {e}")))?;
+            .unwrap_or_else(|e| Err(format!("signing task failed: {e}")))
+        {
+            Ok(signature) => r.signature = signature,
+            Err(e) => self.send_unsigned(r, &e).await,
+        }
         Ok(())
     }
 
+    /// Prepares `r` to go out unsigned although a signed response was asked for, and warns.
+    async fn send_unsigned(&self, r: &mut EndResponse, why: &str) {
+        self.error(format!(
+            "{} asked for a signed end response for {}, but it cannot be signed: {why}; \
+             sending it unsigned (RFC 5024 3.3.5)",
+            r.originator.trim_end(),
+            r.virtual_file_name
+        ))
+        .await;
+        r.file_hash.clear();
+        r.signature.clear();
+    }
+
     async fn send_end_response(&mut self, mut r: EndResponse) {
+        // NERP came with OFTP 1.4 (RFC 5024 1.2): a 1.2/1.3 partner cannot receive one, and an
+        // EERP in its place would report a delivery that did not happen. Nothing is sent; the
+        // operator hears it as an error with what to do.
+        let level = self.session.level();
+        if let Some(n) = r.negative.as_ref().filter(|_| !level.has_nerp()) {
+            self.error(format!(
+                "not sending NERP {:02} for {} ({}) to {}: this session runs at OFTP level {}, \
+                 which has no negative end response (NERP exists from OFTP 1.4, level 4, on); \
+                 nothing was sent in its place: tell the originator {} another way, or send the \
+                 NERP in a session at level 4 or 5",
+                n.reason.0,
+                r.virtual_file_name,
+                r.stamp,
+                self.partner_code(),
+                level.0,
+                r.destination
+            ))
+            .await;
+            return;
+        }
         if let Err(e) = self.sign_end_response(&mut r).await {
-            // Unsigned would break the partner's SFIDSIGN request; leave it pending.
+            // The journal could not say whether (and over which hash) to sign: try later.
             self.error(format!(
                 "cannot sign the end response for {}: {e}",
                 r.virtual_file_name
@@ -2927,7 +3168,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
             return;
         }
-        let time = to_wire_time(r.stamp);
+        let time = VirtualFileTime::from(r.stamp);
         let wire = match &r.negative {
             None => WireEndResponse::Positive(Eerp {
                 dsn: r.virtual_file_name.clone(),
@@ -3045,26 +3286,70 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         } else {
             0
         };
-        // Reuse the identity of an unfinished earlier attempt so the partner can restart it.
+        // The newest earlier attempt to send this very file decides, so that sending it again
+        // converges: one still sending is resumed under its identity (the partner restarts it
+        // or, if it stored it already, answers SFNA 13); one the partner stored (EFPA) is not
+        // sent again, its EERP may come in this or any later session (RFC 5024 section
+        // 4.3.6); one delivered is reported as such. A refused or NERPed one is sent anew.
+        // Not an OFTP 1.2/1.3 stamp (counter 0) once the level carries a counter: the partner
+        // would refuse it.
+        let extended = self
+            .negotiated
+            .as_ref()
+            .is_some_and(|n| n.level.has_extended_stamp());
         let l2 = local.clone();
-        let previous = self
-            .shared
-            .journal
-            .call(move |j| j.resumable_send(&l2))
-            .await
-            .ok()
-            .flatten()
-            .filter(|p| {
-                p.key.dsn == file.virtual_file_name.trim_end()
-                    && file.stamp.is_none_or(|s| s == p.key.stamp)
-            });
+        let previous = match self.shared.journal.call(move |j| j.latest_send(&l2)).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Without it the file would go out under a new identity: a second copy.
+                let r = format!("journal: {e}");
+                self.error(r.clone()).await;
+                self.record_outcome(file, job, fail(r));
+                return;
+            }
+        };
+        let previous = previous.filter(|p| {
+            p.key.dsn == file.virtual_file_name.trim_end()
+                && p.key.originator == originator.trim_end()
+                && file.stamp.is_none_or(|s| s == p.key.stamp)
+        });
+        if let Some(p) = &previous
+            && matches!(
+                p.state,
+                SendState::AwaitingEndResponse | SendState::Delivered
+            )
+        {
+            file.stamp = Some(p.key.stamp);
+            let (outcome, how) = if p.state == SendState::Delivered {
+                (FileOutcome::Delivered, "its EERP arrived earlier")
+            } else {
+                (
+                    FileOutcome::AwaitingEndResponse,
+                    "waiting for its EERP, which may come in this or a later session",
+                )
+            };
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "not sending {} again: the partner stored it as {} {}; {how}",
+                    file.path.display(),
+                    p.key.dsn,
+                    p.key.stamp
+                ),
+            )
+            .await;
+            self.record_outcome(file, job, outcome);
+            return;
+        }
+        let previous = previous
+            .filter(|p| p.state == SendState::Sending && (p.key.stamp.counter != 0 || !extended));
         let resumed = previous.is_some();
         let (sent_id, stamp) = match previous {
             Some(p) => (p.id, p.key.stamp),
             None => {
                 let mut stamp = file.stamp.unwrap_or_else(FileStamp::now);
-                if !self.negotiated.as_ref().is_some_and(|n| n.level.is_v2()) {
-                    // OFTP 1.x carries no counter: keep the identity what the partner will see.
+                if !extended {
+                    // OFTP 1.2/1.3 carry no counter: keep the identity what the partner will see.
                     stamp.counter = 0;
                 }
                 let key = FileKey::new(&originator, &file.virtual_file_name, stamp);
@@ -3099,7 +3384,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let mut file_hash: Option<Vec<u8>> = None;
         let sfid = Sfid {
             dsn: file.virtual_file_name.clone(),
-            date_time: to_wire_time(stamp),
+            date_time: VirtualFileTime::from(stamp),
             user_data: file.user_data.clone(),
             destination: destination.clone(),
             originator: originator.clone(),
@@ -3195,6 +3480,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         self.outgoing = Some(Outgoing {
             job,
+            resumed,
             file,
             sealed,
             cipher_suite,
@@ -3351,6 +3637,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let graceful = self.shutdown.graceful.clone();
         let forced = self.shutdown.forced.clone();
+        let login_deadline = self.login_deadline;
+        let login_expired = async move {
+            match login_deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         // Only while the partner gives credit: otherwise the data would wait anyway.
         let waiting_for_sealed = self.session.can_accept_data()
             && self.outgoing.as_ref().is_some_and(|o| {
@@ -3384,6 +3677,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 if self.incoming.is_none() && self.outgoing.is_none() && !self.session.is_speaker() {
                     let _ = self.session.end_session(EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down");
                 }
+            }
+            _ = login_expired => {
+                let timeout = self.login_deadline.take().map(|(_, t)| t).unwrap_or_default();
+                let _ = self.session.end_session(
+                    EsidReason::TIME_OUT,
+                    &format!("no start session (SSID) within {} s of connecting", timeout.as_secs_f32()),
+                );
             }
             // The processing thread of an outgoing file produced more (or finished).
             _ = sealed_ready(&mut self.outgoing), if waiting_for_sealed => {}

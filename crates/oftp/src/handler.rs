@@ -468,7 +468,8 @@ pub trait Handler: Send + Sync + 'static {
         async move { d }
     }
 
-    /// The session is established (both SSIDs exchanged).
+    /// The session is established: both SSIDs exchanged and, when secure authentication is
+    /// used, both sides authenticated (a failed challenge ends the session without this event).
     fn session_started(&self, session: &SessionInfo) -> impl Future<Output = ()> + Send {
         let _ = session;
         async {}

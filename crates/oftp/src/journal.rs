@@ -15,6 +15,14 @@
 //!   the EERP/NERP arrived;
 //! - **end responses** sent and received, for the operator.
 //!
+//! Every stamp written is checked first ([`FileStamp::is_valid`]: a calendar date and a time of
+//! day): nothing invalid is stored ([`JournalError::InvalidStamp`]). Journals of earlier versions
+//! may hold rows with impossible stamps (a partner's `2006-06-43 51:86:72`); opening the journal
+//! moves each such row to the table `set_aside` (with the table it came from, its columns and
+//! the problem) and logs one warning per row saying what it meant and what to do, so it is
+//! reported once and never read again (before, every later session failed on it with
+//! `journal: corrupt entry: invalid virtual file stamp ...`).
+//!
 //! What it does not do: no file I/O and no protocol decisions. The database runs in WAL mode with
 //! `synchronous=FULL`, so a call that returns has reached the disk. Calls are synchronous and
 //! short; async callers wrap them with [`Journal::call`], which runs them on the blocking pool.
@@ -47,6 +55,19 @@ pub enum JournalError {
         path: PathBuf,
         /// What was wrong.
         detail: String,
+    },
+    /// A file identity to record has a stamp that is no calendar date and time of day.
+    #[error(
+        "journal {}: not recording {what}: its virtual file stamp {stamp} is not a valid date and time",
+        path.display()
+    )]
+    InvalidStamp {
+        /// The database file.
+        path: PathBuf,
+        /// What was to be recorded (file name and originator).
+        what: String,
+        /// The stamp (journal form `yyyyMMddHHmmssffff`).
+        stamp: String,
     },
     /// The directory of the journal could not be created.
     #[error("creating journal directory {}: {error}", path.display())]
@@ -363,6 +384,160 @@ fn hash_scope(direction: Direction, partner: &str) -> (&'static str, &str) {
     }
 }
 
+/// Rows set aside because they cannot be used (see the module doc): where they came from, their
+/// columns as `name=value` text, and why.
+const SET_ASIDE_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS set_aside (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    row TEXT NOT NULL,
+    problem TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+";
+
+/// The tables whose rows carry a virtual file stamp.
+const STAMPED_TABLES: [&str; 4] = ["received", "sent", "file_hashes", "end_responses"];
+
+/// Moves every row whose stamp is not a valid date and time to `set_aside`, in one transaction,
+/// and returns one message per row for the operator (what the row was, what it means now, what
+/// to do). Rows set aside are never read again, so each is reported once.
+fn set_aside_invalid_stamps(
+    conn: &Connection,
+    path: &Path,
+) -> Result<Vec<String>, rusqlite::Error> {
+    use rusqlite::types::Value;
+    let tx = conn.unchecked_transaction()?;
+    let mut reports = Vec::new();
+    for table in STAMPED_TABLES {
+        let bad: Vec<(i64, Value)> = {
+            let mut stmt = conn.prepare(&format!("SELECT rowid, stamp FROM {table}"))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Value>(1)?)))?;
+            let mut bad = Vec::new();
+            for row in rows {
+                let (rowid, stamp) = row?;
+                let valid = matches!(&stamp, Value::Text(t) if FileStamp::parse(t).is_ok());
+                if !valid {
+                    bad.push((rowid, stamp));
+                }
+            }
+            bad
+        };
+        for (rowid, stamp) in bad {
+            let columns: Vec<(String, String)> = {
+                let mut stmt = conn.prepare(&format!("SELECT * FROM {table} WHERE rowid = ?1"))?;
+                let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+                stmt.query_row([rowid], |r| {
+                    names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| Ok((n.clone(), sql_text(&r.get::<_, Value>(i)?))))
+                        .collect()
+                })?
+            };
+            let stamp = sql_text(&stamp);
+            let problem = format!("stamp {stamp} is not a valid date and time");
+            let row = columns
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            conn.execute(
+                "INSERT INTO set_aside (source, row, problem, at) VALUES (?1, ?2, ?3, ?4)",
+                params![table, row, problem, now_text()],
+            )?;
+            let id = conn.last_insert_rowid();
+            conn.execute(&format!("DELETE FROM {table} WHERE rowid = ?1"), [rowid])?;
+            let col = |name: &str| {
+                columns
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or("?".to_owned(), |(_, v)| v.trim_matches('\'').to_owned())
+            };
+            let (what, meaning) = match table {
+                "received" if col("state") == "receiving" => (
+                    format!(
+                        "the unfinished reception of {} from {} (partner {})",
+                        col("dsn"),
+                        col("originator"),
+                        col("partner")
+                    ),
+                    format!(
+                        "a new attempt starts from zero; its temporary file {} can be deleted",
+                        col("partial_path")
+                    ),
+                ),
+                "received" => (
+                    format!(
+                        "the reception of {} from {} (partner {}), stored as {}",
+                        col("dsn"),
+                        col("originator"),
+                        col("partner"),
+                        col("final_path")
+                    ),
+                    "a repeat of that file is no longer recognised as a duplicate, and no EERP \
+                     is sent for it automatically: if the partner still waits for one, answer it \
+                     another way"
+                        .to_owned(),
+                ),
+                "sent" => (
+                    format!(
+                        "the send of {} as {} to {}",
+                        col("path"),
+                        col("dsn"),
+                        col("partner")
+                    ),
+                    "a new attempt offers the file under a new identity, and an end response \
+                     for the old one is not matched to it"
+                        .to_owned(),
+                ),
+                "file_hashes" => (
+                    format!(
+                        "the recorded hash of {} from {} ({})",
+                        col("dsn"),
+                        col("originator"),
+                        col("direction")
+                    ),
+                    "a signed EERP/NERP for that file can no longer be built or checked".to_owned(),
+                ),
+                _ => (
+                    format!(
+                        "the {} end response for {} from {}",
+                        col("direction"),
+                        col("dsn"),
+                        col("originator")
+                    ),
+                    "it was history only; nothing else changes".to_owned(),
+                ),
+            };
+            reports.push(format!(
+                "journal {}: set aside {what}: its {problem} (written before stamps were checked); \
+                 {meaning}. The row is kept as id {id} in table set_aside; delete it there when \
+                 done (sqlite3 {} \"DELETE FROM set_aside WHERE id = {id}\")",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    tx.commit()?;
+    Ok(reports)
+}
+
+/// A column value as text for the operator: text quoted, blobs in hex.
+fn sql_text(v: &rusqlite::types::Value) -> String {
+    use rusqlite::types::Value;
+    match v {
+        Value::Null => "NULL".to_owned(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(f) => f.to_string(),
+        Value::Text(t) => format!("'{t}'"),
+        Value::Blob(b) => format!(
+            "x'{}'",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        ),
+    }
+}
+
 fn now_text() -> String {
     chrono::Utc::now().to_rfc3339()
 }
@@ -415,6 +590,10 @@ impl Journal {
         conn.execute_batch(RECEIVED_TABLE).map_err(wrap)?;
         conn.execute_batch(FILE_HASHES_TABLE).map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
+        conn.execute_batch(SET_ASIDE_TABLE).map_err(wrap)?;
+        for report in set_aside_invalid_stamps(&conn, &path).map_err(wrap)? {
+            tracing::warn!("{report}");
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path),
@@ -455,6 +634,19 @@ impl Journal {
         JournalError::Corrupt {
             path: (*self.path).clone(),
             detail: detail.into(),
+        }
+    }
+
+    /// The stamp of `key` as stored, if it is a valid date and time; nothing else is written.
+    fn stamp_to_store(&self, key: &FileKey) -> Result<String, JournalError> {
+        if key.stamp.is_valid() {
+            Ok(key.stamp.to_string())
+        } else {
+            Err(JournalError::InvalidStamp {
+                path: (*self.path).clone(),
+                what: format!("{} from {}", key.dsn, key.originator),
+                stamp: key.stamp.to_string(),
+            })
         }
     }
 
@@ -530,6 +722,7 @@ impl Journal {
         final_path: &Path,
         user_data: &str,
     ) -> Result<i64, JournalError> {
+        let stamp = self.stamp_to_store(key)?;
         let conn = self.lock();
         conn.execute(
             "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path,
@@ -543,7 +736,7 @@ impl Journal {
             params![
                 key.originator,
                 key.dsn,
-                key.stamp.to_string(),
+                stamp,
                 partial_path.to_string_lossy(),
                 final_path.to_string_lossy(),
                 now_text(),
@@ -748,11 +941,12 @@ impl Journal {
 
     // ---- sent files ----------------------------------------------------------------------
 
-    /// The newest unfinished send of this local file (same partner, path, size and mtime), whose
-    /// identity a new attempt should reuse.
-    pub fn resumable_send(&self, local: &LocalFileId) -> Result<Option<SentEntry>, JournalError> {
+    /// The newest send of this local file (same partner, path, size and mtime), whatever its
+    /// state: a new attempt reuses the identity of one still sending, and does not send again
+    /// one the partner stored or confirmed.
+    pub fn latest_send(&self, local: &LocalFileId) -> Result<Option<SentEntry>, JournalError> {
         self.find_sent(
-            "partner = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4 AND state = 'sending'",
+            "partner = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4",
             params![
                 local.partner,
                 local.path.to_string_lossy(),
@@ -825,6 +1019,7 @@ impl Journal {
         key: &FileKey,
         destination: &str,
     ) -> Result<i64, JournalError> {
+        let stamp = self.stamp_to_store(key)?;
         let conn = self.lock();
         conn.execute(
             "INSERT INTO sent (partner, path, size, mtime_ns, originator, dsn, stamp, destination,
@@ -837,7 +1032,7 @@ impl Journal {
                 local.mtime_ns,
                 key.originator,
                 key.dsn,
-                key.stamp.to_string(),
+                stamp,
                 destination.trim_end(),
                 now_text()
             ],
@@ -873,6 +1068,7 @@ impl Journal {
         hash: &[u8],
     ) -> Result<(), JournalError> {
         let (dir, partner) = hash_scope(direction, partner);
+        let stamp = self.stamp_to_store(key)?;
         self.lock()
             .execute(
                 "INSERT INTO file_hashes (direction, originator, dsn, stamp, suite, hash, partner)
@@ -883,7 +1079,7 @@ impl Journal {
                     dir,
                     key.originator,
                     key.dsn,
-                    key.stamp.to_string(),
+                    stamp,
                     i64::from(suite),
                     hash,
                     partner
@@ -919,6 +1115,7 @@ impl Journal {
     /// Records an EERP/NERP in one transaction: a received one also settles the matching send,
     /// a sent one marks the received file's end response as sent.
     pub fn record_end_response(&self, e: &EndResponseEntry) -> Result<(), JournalError> {
+        let stamp = self.stamp_to_store(&e.key)?;
         let conn = self.lock();
         // One commit (one fsync) for all statements.
         let tx = conn.unchecked_transaction().map_err(|e| self.err(e))?;
@@ -937,7 +1134,7 @@ impl Journal {
                 },
                 e.key.originator,
                 e.key.dsn,
-                e.key.stamp.to_string(),
+                stamp,
                 e.destination.trim_end(),
                 reason,
                 text,
@@ -1090,7 +1287,7 @@ mod tests {
     }
 
     #[test]
-    fn sends_resume_with_the_same_identity_until_delivered() {
+    fn the_latest_send_of_a_file_keeps_its_identity_until_delivered() {
         let j = Journal::in_memory().unwrap();
         let local = LocalFileId {
             partner: "acme".into(),
@@ -1098,22 +1295,25 @@ mod tests {
             size: 10,
             mtime_ns: 123,
         };
-        assert!(j.resumable_send(&local).unwrap().is_none());
+        assert!(j.latest_send(&local).unwrap().is_none());
         let k = key("A.EDI", 5);
         let id = j.begin_send(&local, &k, "DEST   ").unwrap();
-        let e = j.resumable_send(&local).unwrap().unwrap();
+        let e = j.latest_send(&local).unwrap().unwrap();
         assert_eq!((e.id, &e.key, e.destination.as_str()), (id, &k, "DEST"));
+        assert_eq!(e.state, SendState::Sending);
 
-        // The file changed: a different local identity, nothing to resume.
+        // The file changed: a different local identity, no earlier send.
         let changed = LocalFileId {
             mtime_ns: 124,
             ..local.clone()
         };
-        assert!(j.resumable_send(&changed).unwrap().is_none());
+        assert!(j.latest_send(&changed).unwrap().is_none());
 
+        // Stored by the partner: still the latest send, so it is not sent anew.
         j.set_send_state(id, SendState::AwaitingEndResponse)
             .unwrap();
-        assert!(j.resumable_send(&local).unwrap().is_none());
+        let e = j.latest_send(&local).unwrap().unwrap();
+        assert_eq!((e.id, e.state), (id, SendState::AwaitingEndResponse));
         j.record_end_response(&EndResponseEntry {
             direction: Direction::Received,
             key: k.clone(),
@@ -1126,6 +1326,13 @@ mod tests {
             j.sent_by_key(&k).unwrap().unwrap().state,
             SendState::Delivered
         );
+        assert_eq!(
+            j.latest_send(&local).unwrap().unwrap().state,
+            SendState::Delivered
+        );
+        // A newer attempt (after a refusal, say) is the one that counts.
+        let id2 = j.begin_send(&local, &key("A.EDI", 6), "DEST").unwrap();
+        assert_eq!(j.latest_send(&local).unwrap().unwrap().id, id2);
         assert_eq!(j.end_response_count(Direction::Received).unwrap(), 1);
         assert_eq!(j.end_response_count(Direction::Sent).unwrap(), 0);
 
@@ -1304,6 +1511,184 @@ mod tests {
         let j = Journal::open(&path).unwrap();
         assert!(j.received("ORIG", &key("OLD", 3)).unwrap().is_some());
         assert!(j.received("OTHER", &key("OLD", 3)).unwrap().is_some());
+    }
+
+    /// A stamp no calendar has (a partner's `2006-06-43 51:86:72`).
+    fn impossible() -> FileStamp {
+        FileStamp {
+            year: 2006,
+            month: 6,
+            day: 43,
+            hour: 51,
+            minute: 86,
+            second: 72,
+            counter: 0,
+        }
+    }
+
+    #[test]
+    fn invalid_stamps_are_never_written() {
+        let j = Journal::in_memory().unwrap();
+        let bad = FileKey::new("ORIG", "BAD", impossible());
+        let local = LocalFileId {
+            partner: "p".into(),
+            path: PathBuf::from("x"),
+            size: 1,
+            mtime_ns: 1,
+        };
+        let refused = |r: Result<(), JournalError>| {
+            let e = r.expect_err("an invalid stamp was recorded");
+            assert!(matches!(e, JournalError::InvalidStamp { .. }), "{e}");
+            assert!(e.to_string().contains("BAD from ORIG"), "{e}");
+        };
+        refused(
+            j.begin_receive("ORIG", &bad, Path::new("p"), Path::new("f"), "")
+                .map(drop),
+        );
+        refused(j.begin_send(&local, &bad, "D").map(drop));
+        refused(j.record_file_hash(Direction::Received, "ORIG", &bad, 4, &[1]));
+        refused(j.record_end_response(&EndResponseEntry {
+            direction: Direction::Sent,
+            key: bad.clone(),
+            destination: "ORIG".into(),
+            negative: None,
+            partner: "ORIG".into(),
+        }));
+        let conn = j.lock();
+        for table in STAMPED_TABLES {
+            let n: i64 = conn
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+    }
+
+    /// Collects what is logged while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Journals of earlier versions stored whatever stamp a partner sent; every later session
+    /// then failed with "corrupt entry". Opening the journal sets such rows aside with one
+    /// warning each, once; the rest of the journal works.
+    #[test]
+    fn rows_with_invalid_stamps_are_reported_once_and_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let j = Journal::open(&path).unwrap();
+        let good = key("GOOD", 1);
+        let id = j
+            .begin_receive("PARTNER", &good, Path::new("p"), Path::new("in/GOOD"), "")
+            .unwrap();
+        j.complete_receive(id, Path::new("in/GOOD")).unwrap();
+        {
+            // As an earlier version wrote them.
+            let bad = impossible().to_string();
+            let conn = j.lock();
+            conn.execute(
+                "INSERT INTO received (partner, originator, dsn, stamp, state, partial_path,
+                                       final_path, updated_at)
+                 VALUES ('PARTNER', 'ORIG', 'BROKEN', ?1, 'complete', 'p2', 'in/BROKEN', 'then'),
+                        ('PARTNER', 'ORIG', 'HALF', ?1, 'receiving', 'in/.half.part', 'in/HALF',
+                         'then')",
+                [&bad],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO sent (partner, path, size, mtime_ns, originator, dsn, stamp,
+                                   destination, state, updated_at)
+                 VALUES ('PARTNER', '/out/x.edi', 1, 1, 'US', 'X.EDI', ?1, 'D', 'sending', 'then')",
+                [&bad],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO file_hashes (direction, partner, originator, dsn, stamp, suite, hash)
+                 VALUES ('received', 'PARTNER', 'ORIG', 'BROKEN', ?1, 4, x'0102')",
+                [&bad],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO end_responses (direction, originator, dsn, stamp, destination, at)
+                 VALUES ('received', 'US', 'X.EDI', ?1, 'D', 'then')",
+                [&bad],
+            )
+            .unwrap();
+        }
+        assert!(matches!(
+            j.pending_end_responses("PARTNER"),
+            Err(JournalError::Corrupt { .. })
+        ));
+        drop(j);
+
+        let mut reopened = None;
+        let first = logged(|| reopened = Some(Journal::open(&path).unwrap()));
+        let j = reopened.unwrap();
+        let warnings: Vec<&str> = first.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 5, "{first}");
+        for what in [
+            "the reception of BROKEN from ORIG (partner PARTNER), stored as in/BROKEN",
+            "the unfinished reception of HALF from ORIG",
+            "in/.half.part can be deleted",
+            "the send of /out/x.edi as X.EDI to PARTNER",
+            "the recorded hash of BROKEN from ORIG",
+            "the received end response for X.EDI from US",
+            "table set_aside",
+        ] {
+            assert!(first.contains(what), "{what}: {first}");
+        }
+        // The rest of the journal works again.
+        let pending = j.pending_end_responses("PARTNER").unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].key, good);
+        let set_aside: Vec<(String, String)> = {
+            let conn = j.lock();
+            let mut stmt = conn
+                .prepare("SELECT source, row FROM set_aside ORDER BY id")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let sources: Vec<&str> = set_aside.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            sources,
+            [
+                "received",
+                "received",
+                "sent",
+                "file_hashes",
+                "end_responses"
+            ]
+        );
+        assert!(
+            set_aside[3].1.contains("hash=x'0102'"),
+            "{:?}",
+            set_aside[3]
+        );
+        drop(j);
+
+        // Reported once: the next open (the next session's process) says nothing.
+        let second = logged(|| drop(Journal::open(&path).unwrap()));
+        assert!(!second.contains("WARN"), "{second}");
     }
 
     #[tokio::test]

@@ -34,13 +34,16 @@ mod policy;
 pub mod security;
 pub mod server;
 mod source;
+pub mod space;
 pub mod stamp;
 pub mod store;
 mod stream;
 pub mod tls;
 pub mod transport;
 
-pub use client::{Client, ClientConfig, ClientError, ClientReport, FileOutcome};
+pub use client::{
+    Client, ClientConfig, ClientError, ClientReport, EarlierEndResponse, FileOutcome,
+};
 pub use connection::DEFAULT_CHECKPOINT_INTERVAL;
 pub use handle::{OutgoingFile, SessionHandle};
 pub use handler::Handler;

@@ -1,18 +1,27 @@
 //! TCP listener and connection supervisor: the part of the server that knows nothing of OFTP.
 //!
 //! One supervisor task owns the listening socket and a `JoinSet` of connection tasks. It applies
-//! the connection limit at accept time, lets the service decide on each address (allowed/blocked
-//! lists and the handler's `ConnectionRequest`), and carries out the control requests of a
-//! [`ServerHandle`]: stop/start listening and graceful shutdown (first a *graceful* signal that
-//! lets transfers in progress finish, then after the grace period a *forced* one that ends
-//! sessions at once, then an abort of whatever is left).
+//! the connection limits at accept time (see [`Admission`]), lets the service decide on each
+//! address (allowed/blocked lists and the handler's `ConnectionRequest`), and carries out the
+//! control requests of a [`ServerHandle`]: stop/start listening and graceful shutdown (first a
+//! *graceful* signal that lets transfers in progress finish, then after the grace period a
+//! *forced* one that ends sessions at once, then an abort of whatever is left).
 //!
 //! It does not speak OFTP: the [`Service`] does (see `server.rs`).
+//!
+//! Limits against connection exhaustion: `max_connections` in all; per address, at most
+//! `max_unauthenticated_per_address` connections that have not logged in yet (each has
+//! `login_timeout` to do so, enforced by the connection) and `max_sessions_per_address`
+//! sessions. A silent client thus holds at most a few slots for a few seconds, and the
+//! partners at other addresses still get in. A connection over a limit is not dropped
+//! silently: it is served as [`Admission::Refused`], which the service answers with ESID 08
+//! ("resources not available", retry later) at its SSID; at most [`MAX_REFUSING`] at once,
+//! beyond that it is closed at once.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,17 +83,146 @@ pub enum ServerError {
     Config(String),
 }
 
+/// Most connections over a limit that are being told so (ESID 08) at once; further ones are
+/// closed without a word, so refusing cannot itself exhaust the server.
+pub(crate) const MAX_REFUSING: u64 = 64;
+
 /// What the supervisor runs per connection.
 pub(crate) trait Service: Send + Sync + 'static {
     /// Whether to keep a connection from `info.peer` (called before any byte is exchanged).
     fn permit(&self, info: ConnectionInfo) -> impl Future<Output = bool> + Send;
-    /// Runs one connection to its end.
+    /// Runs one connection to its end; a [`Admission::Refused`] one only to tell the client.
     fn serve(
         &self,
         stream: TcpStream,
         info: ConnectionInfo,
         shutdown: ShutdownSignal,
+        admission: Admission,
     ) -> impl Future<Output = ()> + Send;
+}
+
+/// How the supervisor let a connection in.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Within the limits: counted against its address until dropped.
+    Counted(AddressSlot),
+    /// Over a limit (the text says which): the client is to be told ESID 08, nothing more.
+    Refused(&'static str),
+}
+
+impl Admission {
+    /// The client logged in (its SSID was accepted): from now on it counts as a session of
+    /// its address. `Err` with the text for ESID 08 when it was refused at accept or its
+    /// address already has its most sessions.
+    pub(crate) fn log_in(&mut self) -> Result<(), &'static str> {
+        match self {
+            Admission::Counted(slot) => slot.log_in(),
+            Admission::Refused(why) => Err(why),
+        }
+    }
+}
+
+/// Counts per client address (IPv4, or the /64 of an IPv6 address).
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    unauthenticated: usize,
+    sessions: usize,
+}
+
+/// The per-address limits of one listener.
+#[derive(Debug)]
+pub(crate) struct AddressLimits {
+    max_unauthenticated: usize,
+    max_sessions: usize,
+    counts: Mutex<HashMap<IpAddr, Counts>>,
+}
+
+/// The address a client is counted under: IPv4 as is (also when IPv4-mapped), IPv6 by its
+/// /64, the block one subscriber gets, so one host cannot escape the limit by changing its
+/// interface identifier.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::V6(o.into())
+            }
+        },
+    }
+}
+
+impl AddressLimits {
+    pub(crate) fn new(max_unauthenticated: usize, max_sessions: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_unauthenticated,
+            max_sessions,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Counts>> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a new connection from `ip`, or why not.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<AddressSlot, &'static str> {
+        let key = address_key(ip);
+        let mut counts = self.lock();
+        let c = counts.entry(key).or_default();
+        if c.unauthenticated >= self.max_unauthenticated {
+            return Err("too many connections from your address have not logged in yet");
+        }
+        c.unauthenticated += 1;
+        Ok(AddressSlot {
+            limits: self.clone(),
+            key,
+            logged_in: false,
+        })
+    }
+}
+
+/// One connection's place in the per-address counts; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct AddressSlot {
+    limits: Arc<AddressLimits>,
+    key: IpAddr,
+    logged_in: bool,
+}
+
+impl AddressSlot {
+    fn log_in(&mut self) -> Result<(), &'static str> {
+        if self.logged_in {
+            return Ok(());
+        }
+        let mut counts = self.limits.lock();
+        let c = counts.entry(self.key).or_default();
+        if c.sessions >= self.limits.max_sessions {
+            return Err("too many sessions from your address");
+        }
+        c.unauthenticated = c.unauthenticated.saturating_sub(1);
+        c.sessions += 1;
+        self.logged_in = true;
+        Ok(())
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.limits.lock();
+        if let Some(c) = counts.get_mut(&self.key) {
+            if self.logged_in {
+                c.sessions = c.sessions.saturating_sub(1);
+            } else {
+                c.unauthenticated = c.unauthenticated.saturating_sub(1);
+            }
+            if c.unauthenticated == 0 && c.sessions == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 enum Control {
@@ -197,9 +335,24 @@ pub(crate) async fn spawn<S: Service>(
     service: Arc<S>,
     ids: ConnectionIds,
 ) -> Result<ServerHandle, ServerError> {
-    if settings.max_connections == 0 {
+    for (name, value) in [
+        ("max_connections", settings.max_connections),
+        (
+            "max_unauthenticated_per_address",
+            settings.max_unauthenticated_per_address,
+        ),
+        (
+            "max_sessions_per_address",
+            settings.max_sessions_per_address,
+        ),
+    ] {
+        if value == 0 {
+            return Err(ServerError::Config(format!("{name} must be at least 1")));
+        }
+    }
+    if settings.login_timeout.is_zero() {
         return Err(ServerError::Config(
-            "max_connections must be at least 1".into(),
+            "the login timeout must be more than 0 s".into(),
         ));
     }
     let listener = bind(settings.listen, settings.backlog).await?;
@@ -208,6 +361,11 @@ pub(crate) async fn spawn<S: Service>(
     let (ctl, rx) = mpsc::channel(8);
     let grace = settings.shutdown_grace;
     let sup = Supervisor {
+        addresses: AddressLimits::new(
+            settings.max_unauthenticated_per_address,
+            settings.max_sessions_per_address,
+        ),
+        refusing: Arc::new(AtomicU64::new(0)),
         settings,
         service,
         listener: Some(listener),
@@ -233,9 +391,29 @@ struct Supervisor<S> {
     listener: Option<TcpListener>,
     local_addr: Arc<Mutex<Option<SocketAddr>>>,
     active: Arc<AtomicU64>,
+    /// Connections over a limit being told so (not in `active`).
+    refusing: Arc<AtomicU64>,
+    addresses: Arc<AddressLimits>,
     tasks: JoinSet<()>,
     shutdown: ShutdownSignal,
     ids: ConnectionIds,
+}
+
+/// Counts a running connection task; decrements even if the service panics and the task
+/// unwinds.
+struct Running(Arc<AtomicU64>);
+
+impl Running {
+    fn new(counter: &Arc<AtomicU64>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn accept(listener: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
@@ -317,11 +495,24 @@ impl<S: Service> Supervisor<S> {
     }
 
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        if self.tasks.len() >= self.settings.max_connections {
-            tracing::warn!(%peer, limit = self.settings.max_connections, "connection limit reached; refusing");
-            drop(stream);
-            return;
-        }
+        let limit = self.settings.max_connections as u64;
+        let admitted = if self.active.load(Ordering::SeqCst) >= limit {
+            Err("the server has reached its connection limit")
+        } else {
+            self.addresses.admit(peer.ip())
+        };
+        let (admission, counter) = match admitted {
+            Ok(slot) => (Admission::Counted(slot), &self.active),
+            Err(why) if self.refusing.load(Ordering::SeqCst) < MAX_REFUSING => {
+                tracing::warn!(%peer, "refusing a connection: {why} (ESID 08 at its SSID)");
+                (Admission::Refused(why), &self.refusing)
+            }
+            Err(why) => {
+                tracing::warn!(%peer, "refusing a connection: {why}; closed at once, {MAX_REFUSING} others are being told already");
+                return;
+            }
+        };
+        let running = Running::new(counter);
         let local = stream.local_addr().unwrap_or(self.settings.listen);
         let info = ConnectionInfo {
             id: self.ids.next(),
@@ -331,22 +522,13 @@ impl<S: Service> Supervisor<S> {
         let _ = stream.set_nodelay(true);
         let service = self.service.clone();
         let shutdown = self.shutdown.clone();
-        let active = self.active.clone();
-        active.fetch_add(1, Ordering::SeqCst);
         self.tasks.spawn(async move {
-            // Decrements even if the service panics and the task unwinds.
-            struct Active(Arc<AtomicU64>);
-            impl Drop for Active {
-                fn drop(&mut self) {
-                    self.0.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-            let _active = Active(active);
+            let _running = running;
             if !service.permit(info).await {
                 tracing::info!(peer = %info.peer, "connection refused by address policy");
                 return;
             }
-            service.serve(stream, info, shutdown).await;
+            service.serve(stream, info, shutdown, admission).await;
         });
     }
 
@@ -434,7 +616,17 @@ mod tests {
             self.policy.permits(info.peer.ip())
         }
 
-        async fn serve(&self, mut stream: TcpStream, _info: ConnectionInfo, sd: ShutdownSignal) {
+        async fn serve(
+            &self,
+            mut stream: TcpStream,
+            _info: ConnectionInfo,
+            sd: ShutdownSignal,
+            admission: Admission,
+        ) {
+            if let Admission::Refused(_) = admission {
+                let _ = stream.write_all(b"full!").await;
+                return;
+            }
             if self.hold {
                 let _ = stream.write_all(b"ready").await;
                 sd.graceful.cancelled().await;
@@ -514,8 +706,21 @@ mod tests {
         server.shutdown().await;
     }
 
+    /// Connects from `from` (any 127.x.y.z is local on Linux) and reads the first 5 octets.
+    async fn first_words(addr: SocketAddr, from: &str) -> (TcpStream, Vec<u8>) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(from.parse().unwrap(), 0))
+            .unwrap();
+        let mut s = socket.connect(addr).await.unwrap();
+        let mut buf = vec![0u8; 5];
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        buf.truncate(n);
+        (s, buf)
+    }
+
     #[tokio::test]
-    async fn connection_limit_refuses_extra_clients() {
+    async fn connection_limit_refusal_is_served_to_tell_the_client() {
         let (svc, _rx) = echo(AddressPolicy::default(), true);
         let s = ServerSettings {
             max_connections: 1,
@@ -523,15 +728,72 @@ mod tests {
         };
         let server = spawn(s, svc, ConnectionIds::new()).await.unwrap();
         let addr = server.local_addr().unwrap();
-        let mut first = TcpStream::connect(addr).await.unwrap();
-        let mut ready = [0u8; 5];
-        first.read_exact(&mut ready).await.unwrap();
+        let (_first, ready) = first_words(addr, "127.0.0.1").await;
+        assert_eq!(ready, b"ready");
         assert_eq!(server.connection_count(), 1);
-        let mut second = TcpStream::connect(addr).await.unwrap();
-        let mut buf = [0u8; 5];
-        let n = second.read(&mut buf).await.unwrap_or(0);
-        assert_eq!(n, 0, "second connection is closed without data");
+        let (_second, told) = first_words(addr, "127.0.0.1").await;
+        assert_eq!(told, b"full!", "the second client is told, not dropped");
+        assert_eq!(server.connection_count(), 1, "a refusal takes no slot");
         server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn silent_connections_of_one_address_leave_room_for_others() {
+        let (svc, _rx) = echo(AddressPolicy::default(), true);
+        let s = ServerSettings {
+            max_connections: 8,
+            max_unauthenticated_per_address: 3,
+            ..settings()
+        };
+        let server = spawn(s, svc, ConnectionIds::new()).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let (c, words) = first_words(addr, "127.0.0.1").await;
+            assert_eq!(words, b"ready");
+            held.push(c);
+        }
+        for _ in 0..10 {
+            let (c, words) = first_words(addr, "127.0.0.1").await;
+            assert_eq!(words, b"full!");
+            held.push(c);
+        }
+        let (_other, words) = first_words(addr, "127.0.0.2").await;
+        assert_eq!(words, b"ready", "another address still gets in");
+        assert_eq!(server.connection_count(), 4);
+        server.shutdown().await;
+    }
+
+    #[test]
+    fn address_slots_count_per_address_and_move_to_sessions_at_login() {
+        let limits = AddressLimits::new(2, 1);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut first = limits.admit(a).unwrap();
+        let second = limits.admit(a).unwrap();
+        assert!(
+            limits.admit(a).is_err(),
+            "two not logged in from one address"
+        );
+        assert!(limits.admit("10.0.0.2".parse().unwrap()).is_ok());
+        // Logging in frees the not-logged-in place...
+        first.log_in().unwrap();
+        let mut third = limits.admit(a).unwrap();
+        // ...and counts a session: one allowed.
+        assert!(third.log_in().is_err());
+        drop(first);
+        third.log_in().unwrap();
+        drop((second, third));
+        assert!(limits.lock().is_empty(), "counts are given back");
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let limits = AddressLimits::new(1, 1);
+        let _one = limits.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(limits.admit("2001:db8:1:2::ffff".parse().unwrap()).is_err());
+        assert!(limits.admit("2001:db8:1:3::1".parse().unwrap()).is_ok());
+        let _v4 = limits.admit("192.0.2.7".parse().unwrap()).unwrap();
+        assert!(limits.admit("::ffff:192.0.2.7".parse().unwrap()).is_err());
     }
 
     #[tokio::test]

@@ -735,13 +735,8 @@ impl SecurityContext {
                 return refuse(SfnaReason::SIGNED_FILE_NOT_ALLOWED, text);
             }
         }
-        if sfid.signed_eerp && self.identity(CertificateUse::ReceiptSigning).is_none() {
-            return refuse(
-                SfnaReason::UNSPECIFIED,
-                "a signed end-to-end response was asked for but no receipt signing key is configured"
-                    .into(),
-            );
-        }
+        // A signed EERP asked for without a receipt-signing key of ours does not refuse the
+        // file: the EERP goes out unsigned, with a warning (RFC 5024 3.3.5 note 3, 4.3.6).
         Ok(())
     }
 
@@ -1345,7 +1340,11 @@ impl SecurityContext {
     ) -> Result<Vec<u8>, String> {
         let id = self
             .identity(CertificateUse::ReceiptSigning)
-            .ok_or_else(|| "no receipt signing key is configured".to_owned())?;
+            .ok_or_else(|| {
+                "no receipt-signing key is configured ([security.receipt_signing], or \
+                 [security.identity] for every purpose)"
+                    .to_owned()
+            })?;
         let suite = CipherSuite::from_code(suite).map_err(|e| e.to_string())?;
         oftp_security::receipt::sign_receipt(fields, id, suite).map_err(|e| e.to_string())
     }
@@ -1711,6 +1710,31 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// The answer for a received file whose opening ended without a verdict (the opening thread
+/// panicked, or stopped): the EFNA reason of the outermost layer the SFID announced, the
+/// envelope being opened (RFC 5024 6.1 nests encryption around compression around the
+/// signature; 5.3.10: 22 file decryption failure, 23 file decompression failure, 21 invalid
+/// file signature), 99 for a file without file services. The cause stays in the local log.
+pub(crate) fn unopened_file(sfid: &Sfid) -> ServiceFailure {
+    let (reason, layer) = match sfid.security {
+        SecurityLevel::ENCRYPTED | SecurityLevel::ENCRYPTED_AND_SIGNED => {
+            (EfnaReason::DECRYPTION_FAILURE, "encrypted data")
+        }
+        _ if sfid.compression != FileCompression::NONE => {
+            (EfnaReason::DECOMPRESSION_FAILURE, "compressed data")
+        }
+        SecurityLevel::SIGNED => (EfnaReason::INVALID_SIGNATURE, "signed data"),
+        _ => (EfnaReason::UNSPECIFIED, "file"),
+    };
+    ServiceFailure {
+        reason,
+        text: format!(
+            "the receiver could not open the {layer}: its decoder failed on it (an internal \
+             error, logged at the receiver)"
+        ),
+    }
 }
 
 fn hash_file(suite: Option<CipherSuite>, path: &Path) -> io::Result<Vec<u8>> {

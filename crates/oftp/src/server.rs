@@ -23,7 +23,8 @@ use crate::connection::{Connection, DEFAULT_CHECKPOINT_INTERVAL, Shared, permit}
 use crate::handle::SessionHandle;
 use crate::handler::Handler;
 use crate::journal::{Journal, JournalError};
-use crate::listener::{self, ConnectionId, ConnectionInfo, ServerError, ShutdownSignal};
+use crate::listener::{self, Admission, ConnectionId, ConnectionInfo, ServerError, ShutdownSignal};
+use crate::space::{FreeSpace, StatVfs};
 use crate::store::{NameFormat, StorePolicy};
 use crate::transport::{Acceptor, FileServices, NoFileServices, PlainTcp};
 
@@ -46,6 +47,9 @@ pub struct ServerConfig {
     pub store: StorePolicy,
     /// Bytes between receive checkpoints (fsync + journal) for restart.
     pub checkpoint_interval: u64,
+    /// Tells the free space where received files go (default: the operating system's
+    /// figure); an offer that would leave less than `settings.free_space_reserve` is refused.
+    pub free_space: Arc<dyn FreeSpace>,
 }
 
 impl ServerConfig {
@@ -60,6 +64,7 @@ impl ServerConfig {
             name_format: NameFormat::default(),
             store: StorePolicy::default(),
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            free_space: Arc::new(StatVfs),
         }
     }
 }
@@ -119,6 +124,8 @@ impl Server {
             active: Default::default(),
             security: Default::default(),
             sweeping: Default::default(),
+            free_space: config.free_space,
+            free_space_reserve: config.settings.free_space_reserve,
         };
         Self {
             shared: Arc::new(shared),
@@ -235,6 +242,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
             acceptor: self.acceptor,
             services: self.services,
             addresses: self.settings.addresses.clone(),
+            login_timeout: self.settings.login_timeout,
             sessions: sessions.clone(),
         });
         let handle = listener::spawn(self.settings, service, self.ids).await?;
@@ -311,6 +319,7 @@ struct Service<H, A, F> {
     acceptor: Arc<A>,
     services: Arc<F>,
     addresses: crate::config::AddressPolicy,
+    login_timeout: std::time::Duration,
     sessions: Arc<listener::Registry<SessionHandle>>,
 }
 
@@ -319,11 +328,27 @@ impl<H: Handler, A: Acceptor, F: FileServices> listener::Service for Service<H, 
         permit(&*self.handler, info, self.addresses.permits(info.peer.ip())).await
     }
 
-    async fn serve(&self, stream: TcpStream, info: ConnectionInfo, shutdown: ShutdownSignal) {
-        let io = match self.acceptor.accept(stream).await {
-            Ok(io) => io,
-            Err(e) => {
+    async fn serve(
+        &self,
+        stream: TcpStream,
+        info: ConnectionInfo,
+        shutdown: ShutdownSignal,
+        admission: Admission,
+    ) {
+        // The login timeout runs from the accept: the TLS handshake is part of it.
+        let login_deadline = tokio::time::Instant::now() + self.login_timeout;
+        let io = match tokio::time::timeout_at(login_deadline, self.acceptor.accept(stream)).await {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => {
                 tracing::info!(peer = %info.peer, error = %e, "transport handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(
+                    peer = %info.peer,
+                    "transport handshake not done within the login timeout ({:?})",
+                    self.login_timeout
+                );
                 return;
             }
         };
@@ -341,7 +366,8 @@ impl<H: Handler, A: Acceptor, F: FileServices> listener::Service for Service<H, 
             requests,
         )
         .require_v2(self.acceptor.requires_v2())
-        .bind_peer_certificate(bound);
+        .bind_peer_certificate(bound)
+        .admitted(admission, login_deadline, self.login_timeout);
         let report = conn.run().await;
         self.sessions.remove(info.id);
         tracing::debug!(conn = info.id, ended = %report.ended.description, "connection finished");

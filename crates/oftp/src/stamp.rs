@@ -1,26 +1,29 @@
 //! The date/time stamp that, with the dataset name and the originator, identifies a virtual file.
 //!
-//! OFTP 2.0 carries `DATE` as `CCYYMMDD` and `TIME` as `HHMMSScccc` (the last four digits a counter
-//! that makes stamps unique within one second); OFTP 1.x carries `YYMMDD` and `HHMMSS`. This module
-//! keeps one runtime-side representation ([`FileStamp`]) that round-trips through the journal and the
-//! file name macros. It does not talk to the wire codec: the connection driver converts to and from
-//! the protocol crate's type.
+//! OFTP 1.4 and 2.0 (levels 4 and 5) carry `DATE` as `CCYYMMDD` and `TIME` as `HHMMSScccc` (the
+//! last four digits a counter 0001-9999 that makes stamps unique within one second); OFTP 1.2 and
+//! 1.3 carry `YYMMDD` and `HHMMSS`. This module keeps one runtime-side representation
+//! ([`FileStamp`]) that round-trips through the journal and the file name macros, and converts to
+//! and from the protocol crate's [`VirtualFileTime`] (`From` both ways).
+//!
+//! Validity is the protocol crate's: a calendar date and a time of day
+//! ([`VirtualFileTime::is_calendar_date`], [`VirtualFileTime::is_time_of_day`]). The codec lets
+//! no other stamp in from a partner (ESID 06), so [`FileStamp::parse`] and the journal refuse
+//! the rest too.
 
 use std::fmt;
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
+use oftp_proto::codec::VirtualFileTime;
 
 /// Date, time and counter of a virtual file (`SFIDDATE` + `SFIDTIME`).
-///
-/// The fields are kept as received rather than as a calendar type: a peer may send a date a
-/// calendar would reject (say 31 February), and the identity must still round-trip exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileStamp {
     /// Year (0..=9999).
     pub year: u16,
     /// Month (1..=12).
     pub month: u8,
-    /// Day (1..=31).
+    /// Day (1..=28/29/30/31 as the month has).
     pub day: u8,
     /// Hour (0..=23).
     pub hour: u8,
@@ -28,14 +31,42 @@ pub struct FileStamp {
     pub minute: u8,
     /// Second (0..=60).
     pub second: u8,
-    /// The `cccc` counter of OFTP 2.0 (0..=9999); always 0 for OFTP 1.x.
+    /// The `cccc` counter of OFTP 1.4 and 2.0 (1..=9999); 0 for a stamp of OFTP 1.2/1.3.
     pub counter: u16,
+}
+
+impl From<FileStamp> for VirtualFileTime {
+    fn from(s: FileStamp) -> Self {
+        VirtualFileTime {
+            year: s.year,
+            month: s.month,
+            day: s.day,
+            hour: s.hour,
+            minute: s.minute,
+            second: s.second,
+            counter: s.counter,
+        }
+    }
+}
+
+impl From<VirtualFileTime> for FileStamp {
+    fn from(t: VirtualFileTime) -> Self {
+        FileStamp {
+            year: t.year,
+            month: t.month,
+            day: t.day,
+            hour: t.hour,
+            minute: t.minute,
+            second: t.second,
+            counter: t.counter,
+        }
+    }
 }
 
 /// A stamp text that is not `yyyyMMddHHmmss` followed by an optional 4-digit counter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid virtual file stamp {0:?}: expected yyyyMMddHHmmss plus an optional 4-digit counter"
+    "invalid virtual file stamp {0:?}: expected a valid date and time as yyyyMMddHHmmss plus an optional 4-digit counter"
 )]
 pub struct StampParseError(pub String);
 
@@ -54,24 +85,21 @@ impl FileStamp {
     }
 
     /// The current local time with a counter derived from the sub-second part, so that two files
-    /// stamped within one second still differ (the counter is what OFTP 2.0 provides it for).
+    /// stamped within one second still differ (the counter is what OFTP 1.4 and 2.0 provide it
+    /// for). The counter is 1..=9999, never the 0000 RFC 5024 5.3.3 does not allow.
     pub fn now() -> Self {
         let now = chrono::Local::now().naive_local();
         let counter = u16::try_from(now.nanosecond() / 100_000)
             .unwrap_or(0)
-            .min(9999);
+            .clamp(1, 9999);
         Self::new(now, counter)
     }
 
-    /// Checks the field ranges (the same ones the wire format allows).
+    /// Whether the stamp is a calendar date and a time of day with a counter of at most 9999
+    /// (0 is the counter of an OFTP 1.2/1.3 stamp).
     pub fn is_valid(&self) -> bool {
-        (1..=12).contains(&self.month)
-            && (1..=31).contains(&self.day)
-            && self.hour <= 23
-            && self.minute <= 59
-            && self.second <= 60
-            && self.year <= 9999
-            && self.counter <= 9999
+        let t = VirtualFileTime::from(*self);
+        t.is_calendar_date() && t.is_time_of_day()
     }
 
     /// Parses the journal form `yyyyMMddHHmmssffff` (counter optional).
@@ -178,9 +206,18 @@ mod tests {
         assert_eq!(FileStamp::parse("202603071405090042").unwrap(), s);
         let no_counter = FileStamp::parse("20260307140509").unwrap();
         assert_eq!(no_counter.counter, 0);
-        // Wire-valid but not a calendar date: kept as is.
-        let odd = FileStamp::parse("202602311405090000").unwrap();
-        assert_eq!(odd.to_string(), "202602311405090000");
+        let leap = FileStamp::parse("202402291405600001").unwrap();
+        assert_eq!(leap.to_string(), "202402291405600001");
+        assert_eq!(FileStamp::from(VirtualFileTime::from(leap)), leap);
+    }
+
+    #[test]
+    fn now_has_a_counter_the_wire_allows() {
+        for _ in 0..1000 {
+            let s = FileStamp::now();
+            assert!((1..=9999).contains(&s.counter), "{s}");
+            assert!(s.is_valid());
+        }
     }
 
     #[test]
@@ -191,6 +228,10 @@ mod tests {
             "20261307140509",
             "2026030714050x",
             "20260307250509",
+            // Not calendar dates: 31 February, 29 February of a common year, day 43.
+            "202602311405090000",
+            "20230229000000",
+            "200606435186720000",
         ] {
             assert!(FileStamp::parse(bad).is_err(), "{bad}");
         }

@@ -1001,28 +1001,20 @@ async fn partner_certificate_revoked_through_its_crl_distribution_point_is_refus
 async fn a_server_without_security_answers_a_signed_receipt_request_unsigned() {
     let k = keys();
     let server = common::start_server().await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("ASKSIGNED");
-    std::fs::write(&src, b"please sign the EERP").unwrap();
-    let report = secure_client(
-        &k,
-        &k.client,
-        dir.path(),
-        policy(&k.server.cert, |p| {
-            p.send = send_all(4, FileSecurity::None, false)
-        }),
-    )
-    .run(&server.addr(), vec![OutgoingFile::new(&src)])
-    .await
-    .unwrap();
-    // The file arrived; the unsigned EERP is not taken as proof of delivery.
+    send_asking_for_a_signed_receipt(&k, &server, "ASKSIGNED").await;
+}
+
+/// Sends the plain file `name` asking for a signed EERP (SFIDSIGN) and checks that it was
+/// stored and answered with an unsigned EERP, which the client takes as no proof of delivery.
+async fn send_asking_for_a_signed_receipt(k: &Keys, server: &TestServer, name: &str) {
+    let outcome = send_one(k, server, name, b"please sign the EERP", FileSecurity::None).await;
     assert_eq!(
-        std::fs::read(server.inbox().join("ASKSIGNED")).unwrap(),
+        std::fs::read(server.inbox().join(name)).unwrap(),
         b"please sign the EERP"
     );
-    match &report.files[0].1 {
+    match &outcome {
         FileOutcome::EndResponseRejected { text } => assert!(text.contains("not signed"), "{text}"),
-        other => panic!("{other:?}"),
+        other => panic!("expected an unsigned EERP, got {other:?}"),
     }
 }
 
@@ -1318,4 +1310,359 @@ async fn a_secured_transfer_cut_off_midway_is_delivered_by_the_next_attempt() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["BIG"], "{names:?}");
+}
+
+/// Client file services that announce a signed file (SFIDSIGN, SFIDENV 1) and transmit
+/// `bytes` as its CMS envelope: a partner's malformed (or hostile) SignedData.
+struct CraftedSigned(&'static [u8]);
+
+impl FileServices for CraftedSigned {
+    fn check_incoming(&self, _sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        Ok(())
+    }
+
+    fn prepare_outgoing(
+        &self,
+        sfid: &mut Sfid,
+        source: &Path,
+    ) -> std::io::Result<Option<std::path::PathBuf>> {
+        sfid.security = oftp_proto::codec::SecurityLevel::SIGNED;
+        sfid.envelope = oftp_proto::codec::FileEnvelope::CMS;
+        sfid.cipher_suite = oftp_proto::codec::CipherSuite(4);
+        let copy = source.with_extension("crafted");
+        std::fs::write(&copy, self.0)?;
+        Ok(Some(copy))
+    }
+}
+
+/// The server's error events (`Handler::error`).
+#[derive(Clone, Default)]
+struct Errors(Arc<Mutex<Vec<String>>>);
+
+impl Handler for Errors {
+    async fn error(&self, e: &oftp::handler::ErrorEvent) {
+        self.0.lock().unwrap().push(e.description.clone());
+    }
+}
+
+/// Only the named files are in the server's inbox (no temporary or half-opened files).
+fn inbox_names(server: &TestServer) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(server.inbox())
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Sends the file `name` holding `content` with the client's real security context, at
+/// `security` and asking for a signed EERP.
+async fn send_one(
+    k: &Keys,
+    server: &TestServer,
+    name: &str,
+    content: &[u8],
+    security: FileSecurity,
+) -> FileOutcome {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join(name);
+    std::fs::write(&src, content).unwrap();
+    let report = secure_client(
+        k,
+        &k.client,
+        dir.path(),
+        policy(&k.server.cert, |p| p.send = send_all(4, security, false)),
+    )
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    report.files[0].1.clone()
+}
+
+/// Issue 9 section 3: a logged-in partner sends a 72-octet "signed file" whose
+/// digestAlgorithms has the 8-octet length 0xFFFFFFFFFFFFFFFF. It used to make the opening
+/// thread panic (EFNA 99 "file services stopped without a verdict"); now it is EFNA 21
+/// (invalid file signature, RFC 5024 5.3.10) naming what is malformed, nothing is stored, and
+/// the server goes on serving.
+#[tokio::test]
+async fn a_malformed_signed_file_gets_efna_21_naming_the_element_and_the_server_keeps_serving() {
+    const HOSTILE: &[u8] = include_bytes!(
+        "../../../fuzz/regressions/cms_receive/signed-digest-algorithms-length-2e64-1.ber"
+    );
+    let k = keys();
+    let server = secure_server(&k, policy(&k.client.cert, |_| {}), None, Certs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("MALFORMED");
+    std::fs::write(&src, b"replaced by the crafted envelope").unwrap();
+    let report = Client::new(
+        client_config(dir.path(), SessionLimits::default()),
+        Journal::open_in_dir(dir.path()).unwrap(),
+    )
+    .unwrap()
+    .file_services(CraftedSigned(HOSTILE))
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    match &report.files[0].1 {
+        FileOutcome::Refused { reason, text } => {
+            assert_eq!(reason.0, 21, "{text}");
+            assert!(
+                text.contains("signed data")
+                    && text.contains("digestAlgorithms")
+                    && text.contains("18446744073709551615"),
+                "{text}"
+            );
+        }
+        other => panic!("expected EFNA 21, got {other:?}"),
+    }
+    assert_eq!(inbox_names(&server), Vec::<String>::new());
+    assert_eq!(
+        send_one(
+            &k,
+            &server,
+            "GOOD",
+            b"a well-formed signed file",
+            FileSecurity::Signed
+        )
+        .await,
+        FileOutcome::Delivered
+    );
+    assert_eq!(inbox_names(&server), ["GOOD"]);
+}
+
+/// File services whose opening panics (a decoder bug), delegating everything else.
+struct PanicOpening(Arc<SecurityContext>);
+
+impl FileServices for PanicOpening {
+    fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal> {
+        self.0.check_incoming(sfid)
+    }
+
+    fn prepare_outgoing(
+        &self,
+        sfid: &mut Sfid,
+        source: &Path,
+    ) -> std::io::Result<Option<std::path::PathBuf>> {
+        self.0.prepare_outgoing(sfid, source)
+    }
+
+    fn open_incoming(
+        &self,
+        _sfid: &Sfid,
+        _received: &mut (dyn std::io::Read + Send),
+        _data: &Path,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        panic!("decoder bug at offset 42");
+    }
+}
+
+/// A panic in the opening thread is never again a silent EFNA 99: the partner gets the reason
+/// of the layer being opened (here the signature, 21), the server's error log names the file
+/// and the cause, and the server goes on serving.
+#[tokio::test]
+async fn a_panic_while_opening_a_file_is_logged_and_answered_with_the_layer_reason() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let sec = context(
+        SERVER_SSID,
+        &local(&k.server, dir.path()),
+        CLIENT_SSID,
+        &policy(&k.client.cert, |_| {}),
+        dir.path(),
+    );
+    let errors = Errors::default();
+    let running = Server::new(server_config(dir.path()))
+        .unwrap()
+        .handler(errors.clone())
+        .security(sec.clone())
+        .file_services(PanicOpening(sec))
+        .start()
+        .await
+        .unwrap();
+    let server = TestServer { dir, running };
+    match send_one(&k, &server, "ORDERS", b"orders", FileSecurity::Signed).await {
+        FileOutcome::Refused { reason, text } => {
+            assert_eq!(reason.0, 21, "{text}");
+            assert!(text.contains("could not open the signed data"), "{text}");
+        }
+        other => panic!("expected EFNA 21, got {other:?}"),
+    }
+    let logged = errors.0.lock().unwrap().clone();
+    assert!(
+        logged
+            .iter()
+            .any(|e| e.contains("ORDERS") && e.contains("panicked: decoder bug at offset 42")),
+        "{logged:?}"
+    );
+    assert_eq!(inbox_names(&server), Vec::<String>::new());
+    // The same server still takes files (an unsecured one does not open anything).
+    let cdir = tempfile::tempdir().unwrap();
+    let src = cdir.path().join("PLAIN");
+    std::fs::write(&src, b"plain").unwrap();
+    let report = secure_client(&k, &k.client, cdir.path(), policy(&k.server.cert, |_| {}))
+        .run(&server.addr(), vec![OutgoingFile::new(&src)])
+        .await
+        .unwrap();
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+}
+
+/// Everything one side's handler hears, in order: log lines, errors (`error: ...`), the
+/// commands (`trail: ...`) and the start of the session (`session_started`).
+#[derive(Clone, Default)]
+struct Heard(Arc<Mutex<Vec<String>>>);
+
+impl Heard {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Handler for Heard {
+    async fn log(&self, _id: oftp::ConnectionId, e: &oftp::handler::LogEvent) {
+        self.0.lock().unwrap().push(e.message.clone());
+    }
+    async fn error(&self, e: &oftp::handler::ErrorEvent) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("error: {}", e.description));
+    }
+    async fn session_started(&self, _s: &SessionInfo) {
+        self.0.lock().unwrap().push("session_started".into());
+    }
+    async fn pi_trail(&self, _id: oftp::ConnectionId, t: &oftp::handler::PiTrail) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("trail: {}", t.description));
+    }
+}
+
+/// Issue 8 section 4: SFIDSIGN = Y to a server that has no receipt-signing key. RFC 5024
+/// 3.3.5 note 3 and 4.3.6: the file is accepted and an unsigned EERP still sent; the server
+/// warns, naming the key it lacks. (It used to refuse the file with SFNA 99.)
+#[tokio::test]
+async fn a_signed_receipt_request_without_a_receipt_key_is_accepted_and_answered_unsigned() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let no_keys = LocalSecurityConfig {
+        work_dir: Some(dir.path().join("security")),
+        ..LocalSecurityConfig::default()
+    };
+    let sec = context(
+        SERVER_SSID,
+        &no_keys,
+        CLIENT_SSID,
+        &policy(&k.client.cert, |_| {}),
+        dir.path(),
+    );
+    let heard = Heard::default();
+    let running = Server::new(server_config(dir.path()))
+        .unwrap()
+        .handler(heard.clone())
+        .security(sec)
+        .start()
+        .await
+        .unwrap();
+    let server = TestServer { dir, running };
+    send_asking_for_a_signed_receipt(&k, &server, "RECEIPT").await;
+    let lines = heard.lines();
+    assert!(
+        lines.iter().any(|l| l.starts_with("error: ")
+            && l.contains("RECEIPT")
+            && l.contains("[security.receipt_signing]")
+            && l.contains("unsigned")),
+        "{lines:?}"
+    );
+}
+
+/// A session without files between a server and a client that both require secure
+/// authentication; the client answers challenges with `client_key`. Returns the client's
+/// report and what the server's and the client's handler heard.
+async fn required_auth_session(
+    k: &Keys,
+    client_key: &Leaf,
+) -> (Result<oftp::ClientReport, ClientError>, Heard, Heard) {
+    let required = |cert: &Path| {
+        policy(cert, |p| {
+            p.secure_authentication = SecureAuthentication::Required;
+        })
+    };
+    let server_heard = Heard::default();
+    let server = secure_server(k, required(&k.client.cert), None, server_heard.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client_heard = Heard::default();
+    let report = secure_client(k, client_key, dir.path(), required(&k.server.cert))
+        .handler(client_heard.clone())
+        .run(&server.addr(), vec![])
+        .await;
+    // The server's side of the session ends with the client's; let its handler calls finish
+    // before the server is dropped.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    (report, server_heard, client_heard)
+}
+
+/// Issue 8 section 4: a challenge we cannot open (the server enveloped it to the client's
+/// real certificate; this client holds another key). RFC 5024 9.8.2 row I: the receiver of an
+/// AUCH answers with an AURP, nothing else; the challenger then ends the session with ESID 11
+/// (row K). We used to end it ourselves with ESID 11. Neither side says the session was
+/// established, and the handlers hear no `session_started`.
+#[tokio::test]
+async fn a_challenge_we_cannot_open_is_answered_and_the_challenger_ends_with_esid_11() {
+    let k = keys();
+    let mallory = k.pki.leaf("Mallory", 6, false);
+    let (report, server_heard, client_heard) = required_auth_session(&k, &mallory).await;
+    // `Rejected` is an ESID from the partner (the challenger); `Refused` would be ours.
+    match report {
+        Err(ClientError::Rejected { reason, .. }) => {
+            assert_eq!(
+                reason,
+                oftp_proto::codec::EsidReason::INVALID_CHALLENGE_RESPONSE
+            )
+        }
+        other => panic!("the challenger ends it with ESID 11: {other:?}"),
+    }
+    let client_lines = client_heard.lines();
+    assert!(
+        client_lines
+            .iter()
+            .any(|l| l.starts_with("error: ") && l.contains("cannot open the partner's challenge")),
+        "{client_lines:?}"
+    );
+    for lines in [client_lines, server_heard.lines()] {
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("established") || l == "session_started"),
+            "{lines:?}"
+        );
+    }
+}
+
+/// Issue 8 section 4: "session established" is logged (and `session_started` called) once
+/// secure authentication has succeeded, on both sides.
+#[tokio::test]
+async fn session_established_is_logged_after_secure_authentication() {
+    let k = keys();
+    let (report, server_heard, client_heard) = required_auth_session(&k, &k.client).await;
+    assert!(report.unwrap().negotiated.secure_auth);
+    for lines in [client_heard.lines(), server_heard.lines()] {
+        let established: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].contains("established"))
+            .collect();
+        assert_eq!(established.len(), 1, "{lines:?}");
+        let at = established[0];
+        let last_aurp = lines.iter().rposition(|l| l.starts_with("trail: AURP"));
+        assert!(last_aurp.is_some_and(|aurp| aurp < at), "{lines:?}");
+        assert!(
+            lines[at].contains("secure authentication passed"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines.get(at + 1).map(String::as_str),
+            Some("session_started")
+        );
+    }
 }

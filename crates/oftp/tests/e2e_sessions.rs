@@ -4,19 +4,16 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
 use oftp::config::SessionLimits;
-use oftp::handler::{
-    Direction, Disconnected, EndResponse, EndResponseTiming, FileDecision, FileOffer, ReadyAction,
-    SessionInfo, TransferInfo, TransferResult,
-};
+use oftp::handler::{Direction, Disconnected, FileDecision, FileOffer, SessionInfo, TransferInfo};
 use oftp::oftp_proto::codec::{EsidReason, SfnaReason};
 use oftp::oftp_proto::sth;
 use oftp::{ClientError, ConnectionInfo, FileOutcome, Handler, OutgoingFile};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -157,67 +154,11 @@ async fn server_sends_its_outbox_after_the_client_hands_over_the_turn() {
     server.running.shutdown().await;
 }
 
-/// Sends EERPs itself: end_transfer says Later, the test sends it through the handle.
-struct LateEerp {
-    hold: Arc<AtomicBool>,
-    tx: mpsc::UnboundedSender<(oftp::SessionHandle, TransferInfo)>,
-}
-
-fn late_response(t: &TransferInfo, negative: bool) -> EndResponse {
-    EndResponse {
-        virtual_file_name: t.virtual_file_name.clone(),
-        stamp: t.stamp,
-        destination: t.originator.clone(),
-        originator: t.destination.clone(),
-        user_data: String::new(),
-        negative: negative.then(|| oftp::handler::NegativeResponse {
-            reason: oftp::oftp_proto::codec::NerpReason::PROCESSING_FAILED,
-            creator: t.destination.clone(),
-            text: "rejected by the application".into(),
-        }),
-        file_hash: Vec::new(),
-        signature: Vec::new(),
-        signature_verified: false,
-    }
-}
-
-impl Handler for LateEerp {
-    async fn end_transfer(
-        &self,
-        s: &SessionInfo,
-        t: &TransferInfo,
-        r: &TransferResult,
-    ) -> EndResponseTiming {
-        if t.direction == Direction::Incoming && matches!(r, TransferResult::Completed { .. }) {
-            let _ = self.tx.send((s.handle.clone(), t.clone()));
-            EndResponseTiming::Later
-        } else {
-            EndResponseTiming::Now
-        }
-    }
-
-    async fn ready_to_send(&self, _s: &SessionInfo) -> ReadyAction {
-        if self.hold.load(Ordering::SeqCst) {
-            ReadyAction::Wait
-        } else {
-            ReadyAction::Proceed
-        }
-    }
-}
-
 #[tokio::test]
 async fn eerp_sent_later_through_the_session_handle() {
     init_tracing();
-    let hold = Arc::new(AtomicBool::new(true));
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let server = start_server_with(
-        LateEerp {
-            hold: hold.clone(),
-            tx,
-        },
-        |_| {},
-    )
-    .await;
+    let (app, mut probe) = late_answer();
+    let server = start_server_with(app, |_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("late.edi");
     std::fs::write(&f, b"UNA:+.? 'UNB+...'").unwrap();
@@ -225,8 +166,8 @@ async fn eerp_sent_later_through_the_session_handle() {
     let addr = server.addr();
     let run = tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&f)]).await });
 
-    let (handle, t) = rx.recv().await.expect("end_transfer seen");
-    hold.store(false, Ordering::SeqCst);
+    let (handle, t) = probe.received.recv().await.expect("end_transfer seen");
+    probe.hold.store(false, Ordering::SeqCst);
     handle.send_end_response(late_response(&t, false)).unwrap();
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
@@ -236,24 +177,16 @@ async fn eerp_sent_later_through_the_session_handle() {
 #[tokio::test]
 async fn nerp_sent_later_reaches_the_client_as_not_delivered() {
     init_tracing();
-    let hold = Arc::new(AtomicBool::new(true));
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let server = start_server_with(
-        LateEerp {
-            hold: hold.clone(),
-            tx,
-        },
-        |_| {},
-    )
-    .await;
+    let (app, mut probe) = late_answer();
+    let server = start_server_with(app, |_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.edi");
     std::fs::write(&f, b"not EDIFACT").unwrap();
     let c = client(dir.path(), limits());
     let addr = server.addr();
     let run = tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&f)]).await });
-    let (handle, t) = rx.recv().await.expect("end_transfer seen");
-    hold.store(false, Ordering::SeqCst);
+    let (handle, t) = probe.received.recv().await.expect("end_transfer seen");
+    probe.hold.store(false, Ordering::SeqCst);
     handle.send_end_response(late_response(&t, true)).unwrap();
     let report = run.await.unwrap().unwrap();
     assert!(
@@ -398,28 +331,6 @@ async fn a_silent_peer_times_out_while_other_sessions_are_served() {
     assert_eq!(visible_files(&server.inbox()), vec!["OTHER.BIN"]);
     stalled.abort();
     server.running.shutdown().await;
-}
-
-/// Reads STH frames from a raw socket until `want` command letter arrives; returns its payload.
-async fn read_until(s: &mut TcpStream, want: u8) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    for _ in 0..100 {
-        while let Ok(Some((range, used))) = sth::decode_frame(&buf) {
-            let payload = buf[range].to_vec();
-            buf.drain(..used);
-            if payload.first() == Some(&want) {
-                return payload;
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
-            .await
-            .expect("server answered")
-            .unwrap();
-        assert!(n > 0, "connection closed before the expected command");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    panic!("command {} not received", want as char)
 }
 
 #[tokio::test]

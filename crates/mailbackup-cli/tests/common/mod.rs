@@ -48,11 +48,16 @@ pub(crate) async fn emulator(messages: usize, latency: Duration) -> Emulator {
 }
 
 pub(crate) async fn app_token(emu: &Emulator) -> String {
+    app_token_of(emu, DEFAULT_CONFIDENTIAL_CLIENT_ID).await
+}
+
+/// An app-only token of an app registration with secret `DEFAULT_CLIENT_SECRET`.
+pub(crate) async fn app_token_of(emu: &Emulator, client_id: &str) -> String {
     let v: serde_json::Value = reqwest::Client::new()
         .post(emu.token_url())
         .form(&[
             ("grant_type", "client_credentials"),
-            ("client_id", DEFAULT_CONFIDENTIAL_CLIENT_ID),
+            ("client_id", client_id),
             ("client_secret", DEFAULT_CLIENT_SECRET),
             ("scope", "https://graph.microsoft.com/.default"),
         ])

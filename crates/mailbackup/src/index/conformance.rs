@@ -1,7 +1,7 @@
 //! The behaviour every [`Index`] must have. A backend's test calls [`index`] with an empty
 //! index; it panics with a message naming the broken rule when the backend misbehaves.
 
-use super::{HeaderRow, Index, QuarantinedRow, SavedRow};
+use super::{HeaderRow, Index, QuarantinedRow, RestoreRow, SavedRow};
 use crate::hooks::MessageInfo;
 use crate::report::{BackupReport, RunStatus};
 use crate::search::{Order, Query, Selection};
@@ -216,6 +216,7 @@ fn flags_and_quarantine(ix: &dyn Index) {
     ix.remove_quarantined(&ObjectKey::new("b.eml").expect("key"))
         .expect("remove_quarantined");
     assert_eq!(ix.quarantined().expect("quarantined").len(), 1);
+    restore_log(ix);
 }
 
 fn runs(ix: &dyn Index) {
@@ -330,6 +331,9 @@ fn folders(ix: &dyn Index) {
         Some("link-2")
     );
     assert_eq!(ix.folder_counts().expect("counts"), vec![("me".into(), 2)]);
+    let paths = ix.folder_paths("me").expect("folder_paths");
+    assert_eq!(paths.get("B").map(String::as_str), Some("Inbox"));
+    assert_eq!(paths.len(), 2);
     ix.set_delta_link("me", "C", "Empty", None).expect("clear");
     assert_eq!(ix.delta_link("me", "C").expect("delta_link"), None);
     assert_eq!(ix.folder_counts().expect("counts"), vec![("me".into(), 1)]);
@@ -341,4 +345,52 @@ fn folders(ix: &dyn Index) {
     assert_eq!(ix.delta_link("me", "B").expect("delta_link"), None);
     assert!(ix.remote_messages("me").expect("remote").is_empty());
     assert_eq!(ix.known_folders("me").expect("known"), ["C"]);
+}
+
+fn restore_log(ix: &dyn Index) {
+    let attempt = |id: &str, started: &str| RestoreRow {
+        source_mailbox: "a".into(),
+        source_id: id.into(),
+        source_key: ObjectKey::new(format!("2024-01/{id}.eml")).expect("key"),
+        target_mailbox: "b".into(),
+        target_id: None,
+        complete: false,
+        started: started.into(),
+        mode: "json".into(),
+    };
+    assert!(ix.restore_log("a", "b").expect("log").is_empty());
+    ix.record_restore(&attempt("1", "t1")).expect("record");
+    ix.record_restore(&attempt("2", "t1")).expect("record");
+    // A second attempt keeps the first start: an orphan of the first was created after it.
+    ix.record_restore(&attempt("1", "t2"))
+        .expect("record again");
+    let log = ix.restore_log("a", "b").expect("log");
+    assert_eq!(log, vec![attempt("1", "t1"), attempt("2", "t1")]);
+    let created = RestoreRow {
+        target_id: Some("new-1".into()),
+        ..attempt("1", "t3")
+    };
+    ix.record_restore(&created).expect("created");
+    // A later attempt row must not erase the target id of a created message.
+    ix.record_restore(&attempt("1", "t4"))
+        .expect("stale attempt");
+    let done = RestoreRow {
+        complete: true,
+        ..created.clone()
+    };
+    ix.record_restore(&done).expect("complete");
+    let log = ix.restore_log("a", "b").expect("log");
+    assert_eq!(
+        log[0],
+        RestoreRow {
+            started: "t1".into(),
+            ..done
+        },
+        "target id kept, first start kept"
+    );
+    assert!(
+        ix.restore_log("a", "c").expect("log").is_empty(),
+        "target mailboxes are apart"
+    );
+    assert!(ix.restore_log("b", "b").expect("log").is_empty());
 }

@@ -19,6 +19,11 @@
 //! - quarantined copies: where and since when a copy of a remotely deleted message is kept, for
 //!   retention ([`crate::retention`]).
 //! - flags: one-time jobs done (the header back-fill of a backup made before headers existed).
+//! - the restore log: one row per (source message, target mailbox) that `restore` attempted
+//!   ([`RestoreRow`]): recorded before the message is created (no target id), then with the
+//!   target id once Graph created it, then complete once its large attachments are uploaded.
+//!
+//! A folder's `name` is its path from the mailbox root ([`crate::store::folder_path`]).
 //!
 //! Every call blocks until its change is durable (committed): the engine calls the index from
 //! `spawn_blocking`, never on an async worker thread. Every backend passes
@@ -135,6 +140,29 @@ pub struct RunRow {
     pub report: Option<String>,
 }
 
+/// One message of the restore log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreRow {
+    /// Mailbox key of the backup the message comes from.
+    pub source_mailbox: String,
+    /// Graph id of the backed-up message.
+    pub source_id: String,
+    /// Its object in the message store.
+    pub source_key: ObjectKey,
+    /// The mailbox it is restored into.
+    pub target_mailbox: String,
+    /// Graph id of the restored message; `None` while only the attempt is recorded (the
+    /// message may or may not exist: see `restore`'s module docs).
+    pub target_id: Option<String>,
+    /// Whether everything of the message is in the target (large attachments uploaded).
+    pub complete: bool,
+    /// When the first attempt started (RFC 3339): a message created by an interrupted attempt
+    /// was created after it.
+    pub started: String,
+    /// How it was created: `json` or `mime`.
+    pub mode: String,
+}
+
 /// The index operations the engine, `verify` and `status` need. Blocking; see the module docs.
 pub trait Index: Send + Sync + std::fmt::Debug {
     // ---- runs ----
@@ -241,4 +269,18 @@ pub trait Index: Send + Sync + std::fmt::Debug {
     fn quarantined(&self) -> Result<Vec<QuarantinedRow>, Error>;
     /// Forgets a quarantined copy (after it was purged).
     fn remove_quarantined(&self, key: &ObjectKey) -> Result<(), Error>;
+    /// Folder id -> path ([`crate::store::folder_path`]) of the folders of a mailbox.
+    fn folder_paths(&self, mailbox: &str) -> Result<HashMap<String, String>, Error>;
+
+    // ---- restore log ----
+
+    /// Records (or updates) a restore: inserted as given; an existing row keeps its `started`,
+    /// and a row with a target id never goes back to having none.
+    fn record_restore(&self, row: &RestoreRow) -> Result<(), Error>;
+    /// The restore log of messages of `source_mailbox` restored into `target_mailbox`.
+    fn restore_log(
+        &self,
+        source_mailbox: &str,
+        target_mailbox: &str,
+    ) -> Result<Vec<RestoreRow>, Error>;
 }

@@ -1,18 +1,19 @@
 //! The SQLite [`Index`] in `DataFolder/.meta/index.sqlite`.
 //!
-//! Tables `saved` (the `path` column holds the object key), `remote`, `folders` and `runs`; see
+//! Tables `saved` (the `path` column holds the object key), `remote`, `folders`, `restored`
+//! (the restore log) and `runs`; see
 //! the module docs of [`crate::index`]. WAL journal with `synchronous=FULL`: a committed row
 //! survives a crash or power loss. One connection behind a mutex; callers are on blocking
 //! threads.
 
-use super::{HeaderRow, Hit, Index, QuarantinedRow, RunRow, SavedRow};
+use super::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
 use crate::error::Error;
 use crate::hooks::MessageInfo;
 use crate::report::BackupReport;
 use crate::search::{Cursor, Order, Selection, Term};
 use crate::store::ObjectKey;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -38,6 +39,10 @@ CREATE INDEX IF NOT EXISTS remote_by_folder ON remote(mailbox, folder_id);
 CREATE TABLE IF NOT EXISTS folders(
   mailbox TEXT NOT NULL, folder_id TEXT NOT NULL, name TEXT NOT NULL, delta_link TEXT,
   updated_at TEXT NOT NULL, PRIMARY KEY(mailbox, folder_id));
+CREATE TABLE IF NOT EXISTS restored(
+  source_mailbox TEXT NOT NULL, source_id TEXT NOT NULL, source_key TEXT NOT NULL,
+  target_mailbox TEXT NOT NULL, target_id TEXT, complete INTEGER NOT NULL, started TEXT NOT NULL,
+  mode TEXT NOT NULL, PRIMARY KEY(source_mailbox, source_id, target_mailbox));
 CREATE TABLE IF NOT EXISTS runs(
   run_id INTEGER PRIMARY KEY AUTOINCREMENT, started TEXT NOT NULL, finished TEXT,
   status TEXT NOT NULL, report TEXT);
@@ -676,6 +681,92 @@ impl Index for SqliteIndex {
             )?;
             Ok(())
         })
+    }
+
+    fn folder_paths(&self, mailbox: &str) -> Result<HashMap<String, String>, Error> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT folder_id, name FROM folders WHERE mailbox=?1")?;
+            let rows = st.query_map(params![mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    // ---- restore log ----
+
+    fn record_restore(&self, row: &RestoreRow) -> Result<(), Error> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO restored(source_mailbox, source_id, source_key, target_mailbox,
+                   target_id, complete, started, mode) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)
+                 ON CONFLICT(source_mailbox, source_id, target_mailbox) DO UPDATE SET
+                   source_key=excluded.source_key, target_id=excluded.target_id,
+                   complete=excluded.complete, mode=excluded.mode
+                 WHERE restored.target_id IS NULL OR excluded.target_id IS NOT NULL",
+                params![
+                    row.source_mailbox,
+                    row.source_id,
+                    row.source_key.as_str(),
+                    row.target_mailbox,
+                    row.target_id,
+                    row.complete,
+                    row.started,
+                    row.mode
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn restore_log(
+        &self,
+        source_mailbox: &str,
+        target_mailbox: &str,
+    ) -> Result<Vec<RestoreRow>, Error> {
+        type Raw = (
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            bool,
+            String,
+            String,
+        );
+        let rows: Vec<Raw> = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT source_mailbox, source_id, source_key, target_mailbox, target_id,
+                   complete, started, mode FROM restored
+                 WHERE source_mailbox=?1 AND target_mailbox=?2 ORDER BY rowid",
+            )?;
+            let rows = st.query_map(params![source_mailbox, target_mailbox], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?;
+            rows.collect()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(sm, sid, key, tm, tid, complete, started, mode)| {
+                Some(RestoreRow {
+                    source_key: ObjectKey::new(key).ok()?,
+                    source_mailbox: sm,
+                    source_id: sid,
+                    target_mailbox: tm,
+                    target_id: tid,
+                    complete,
+                    started,
+                    mode,
+                })
+            })
+            .collect())
     }
 }
 

@@ -361,6 +361,7 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
 }
 
 pub mod conformance;
+pub mod folder_path;
 mod local;
 pub use local::LocalStore;
 

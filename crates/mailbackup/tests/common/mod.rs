@@ -40,11 +40,16 @@ async fn token_request(emu: &Emulator, form: &[(&str, &str)]) -> Result<String, 
 
 /// An app-only token (client credentials).
 pub async fn app_token(emu: &Emulator) -> String {
+    app_token_of(emu, DEFAULT_CONFIDENTIAL_CLIENT_ID).await
+}
+
+/// An app-only token of another app registration (secret `DEFAULT_CLIENT_SECRET`).
+pub async fn app_token_of(emu: &Emulator, client_id: &str) -> String {
     token_request(
         emu,
         &[
             ("grant_type", "client_credentials"),
-            ("client_id", DEFAULT_CONFIDENTIAL_CLIENT_ID),
+            ("client_id", client_id),
             ("client_secret", DEFAULT_CLIENT_SECRET),
             ("scope", "https://graph.microsoft.com/.default"),
         ],

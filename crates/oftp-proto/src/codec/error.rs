@@ -1,6 +1,6 @@
 //! Errors of the command codec and their mapping to ESID reasons.
 
-use super::types::{EsidReason, ProtocolLevel};
+use super::types::{EsidReason, ProtocolLevel, VirtualFileTime};
 
 /// An exchange buffer could not be decoded.
 ///
@@ -48,11 +48,32 @@ pub enum DecodeError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A date or time stamp field holds digits that are no calendar date, no
+    /// time of day, or a counter outside 0001-9999 (RFC 5024 5.3.3).
+    #[error("{command} field {field} {value:?} is invalid: {problem}")]
+    InvalidDateTime {
+        /// Command name.
+        command: &'static str,
+        /// Field name as in the RFC (e.g. `SFIDDATE`).
+        field: &'static str,
+        /// The field as received (digits only).
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// SSIDLEV is not a protocol release level (0, 3 or not a digit): the
+    /// SSID negotiation fails (RFC 5024 9.8.2 D and G, ESID 10).
+    #[error("SSID field SSIDLEV {value:?} is not a protocol release level (1, 2, 4, 5 or higher)")]
+    UnsupportedLevel {
+        /// The octet received (shown escaped).
+        value: String,
+    },
 }
 
 impl DecodeError {
     /// The End Session reason to send when a peer's buffer fails to decode
-    /// (RFC 5024 5.3.11): unknown command 01, wrong length 07, bad field 06.
+    /// (RFC 5024 5.3.11): unknown command 01, wrong length 07, bad field 06,
+    /// an SSID level that is no release level 10 (the negotiation fails).
     pub fn esid_reason(&self) -> EsidReason {
         match self {
             DecodeError::Empty | DecodeError::UnknownCommand { .. } => {
@@ -60,7 +81,10 @@ impl DecodeError {
             }
             DecodeError::NotAtLevel { .. } => EsidReason::COMMAND_NOT_RECOGNISED,
             DecodeError::Length { .. } => EsidReason::BUFFER_SIZE_ERROR,
-            DecodeError::InvalidField { .. } => EsidReason::INVALID_DATA,
+            DecodeError::InvalidField { .. } | DecodeError::InvalidDateTime { .. } => {
+                EsidReason::INVALID_DATA
+            }
+            DecodeError::UnsupportedLevel { .. } => EsidReason::MODE_INCOMPATIBLE,
         }
     }
 }
@@ -111,12 +135,27 @@ pub enum EncodeError {
         max: u64,
     },
     /// The command or a non-default field value does not exist at this level.
-    #[error("{what} cannot be sent at protocol level {level:?} (needs ODETTE-FTP 2.0)")]
+    #[error("{what} cannot be sent at protocol level {} (needs {needs})", level.0)]
     NotAtLevel {
         /// What could not be expressed.
         what: &'static str,
         /// The level requested.
         level: ProtocolLevel,
+        /// The revision that introduced it (e.g. "ODETTE-FTP 2.0").
+        needs: &'static str,
+    },
+    /// A date/time stamp is no calendar date, no time of day, or its counter
+    /// is outside what the level carries (0001-9999 at levels 4 and 5).
+    #[error("{command} field {field} {stamp} is invalid: {problem}")]
+    InvalidDateTime {
+        /// Command name.
+        command: &'static str,
+        /// Field names.
+        field: &'static str,
+        /// The stamp given.
+        stamp: VirtualFileTime,
+        /// What is wrong with it.
+        problem: &'static str,
     },
     /// The encoded buffer would exceed the 99999-octet exchange buffer maximum.
     #[error("{command} would be {len} octets; an exchange buffer holds at most 99999")]

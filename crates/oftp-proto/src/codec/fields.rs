@@ -133,47 +133,79 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// 2.0 date and time: `CCYYMMDD` + `HHMMSScccc`.
-    pub(crate) fn date_time_v2(
+    /// Date and time stamp, checked as a calendar date and a time of day.
+    /// `extended` (levels 4 and 5): `CCYYMMDD` + `HHMMSScccc` with the counter
+    /// in 0001-9999 (RFC 5024 5.3.3); otherwise the RFC 2204 `YYMMDD` +
+    /// `HHMMSS` (century inferred: 00-69 are 20xx, 70-99 are 19xx; counter 0).
+    pub(crate) fn date_time(
         &mut self,
+        extended: bool,
         date_field: &'static str,
         time_field: &'static str,
     ) -> Result<VirtualFileTime, DecodeError> {
-        let d = self.take(8)?;
-        let dd = digits_of(d).ok_or_else(|| self.invalid(date_field, "is not 8 digits"))?;
-        let t = self.take(10)?;
-        let tt = digits_of(t).ok_or_else(|| self.invalid(time_field, "is not 10 digits"))?;
-        Ok(VirtualFileTime {
-            year: num_of(&dd[0..4]) as u16,
-            month: num_of(&dd[4..6]) as u8,
-            day: num_of(&dd[6..8]) as u8,
+        let (date_len, time_len) = if extended { (8, 10) } else { (6, 6) };
+        let d = self.take(date_len)?;
+        let dd = digits_of(d).ok_or_else(|| {
+            self.invalid(
+                date_field,
+                if extended {
+                    "is not 8 digits (CCYYMMDD)"
+                } else {
+                    "is not 6 digits (YYMMDD)"
+                },
+            )
+        })?;
+        let t = self.take(time_len)?;
+        let tt = digits_of(t).ok_or_else(|| {
+            self.invalid(
+                time_field,
+                if extended {
+                    "is not 10 digits (HHMMSScccc)"
+                } else {
+                    "is not 6 digits (HHMMSS)"
+                },
+            )
+        })?;
+        let (year, md) = if extended {
+            (num_of(&dd[0..4]) as u16, &dd[4..])
+        } else {
+            let yy = num_of(&dd[0..2]) as u16;
+            (if yy < 70 { 2000 + yy } else { 1900 + yy }, &dd[2..])
+        };
+        let stamp = VirtualFileTime {
+            year,
+            month: num_of(&md[0..2]) as u8,
+            day: num_of(&md[2..4]) as u8,
             hour: num_of(&tt[0..2]) as u8,
             minute: num_of(&tt[2..4]) as u8,
             second: num_of(&tt[4..6]) as u8,
-            counter: num_of(&tt[6..10]) as u16,
-        })
-    }
-
-    /// RFC 2204 date and time: `YYMMDD` + `HHMMSS` (century inferred, counter 0).
-    pub(crate) fn date_time_v1(
-        &mut self,
-        date_field: &'static str,
-        time_field: &'static str,
-    ) -> Result<VirtualFileTime, DecodeError> {
-        let d = self.take(6)?;
-        let dd = digits_of(d).ok_or_else(|| self.invalid(date_field, "is not 6 digits"))?;
-        let t = self.take(6)?;
-        let tt = digits_of(t).ok_or_else(|| self.invalid(time_field, "is not 6 digits"))?;
-        let yy = num_of(&dd[0..2]) as u16;
-        Ok(VirtualFileTime {
-            year: if yy < 70 { 2000 + yy } else { 1900 + yy },
-            month: num_of(&dd[2..4]) as u8,
-            day: num_of(&dd[4..6]) as u8,
-            hour: num_of(&tt[0..2]) as u8,
-            minute: num_of(&tt[2..4]) as u8,
-            second: num_of(&tt[4..6]) as u8,
-            counter: 0,
-        })
+            counter: if extended {
+                num_of(&tt[6..10]) as u16
+            } else {
+                0
+            },
+        };
+        let command = self.command;
+        let bad = |field, raw: &[u8], problem| DecodeError::InvalidDateTime {
+            command,
+            field,
+            value: String::from_utf8_lossy(raw).into_owned(),
+            problem,
+        };
+        if !stamp.is_calendar_date() {
+            return Err(bad(date_field, d, "not a calendar date"));
+        }
+        if !stamp.is_time_of_day() {
+            return Err(bad(time_field, t, "not a time of day"));
+        }
+        if extended && stamp.counter == 0 {
+            return Err(bad(
+                time_field,
+                t,
+                "counter cccc is 0000, RFC 5024 5.3.3 allows 0001-9999",
+            ));
+        }
+        Ok(stamp)
     }
 
     /// The buffer must end here.
@@ -359,60 +391,45 @@ impl<'a> Writer<'a> {
         self.out.push(0x0d);
     }
 
-    pub(crate) fn date_time_v2(
+    /// Date and time stamp in the level's form (see [`Reader::date_time`]);
+    /// refuses what the decoder would refuse.
+    pub(crate) fn date_time(
         &mut self,
         t: &VirtualFileTime,
+        extended: bool,
         field: &'static str,
     ) -> Result<(), EncodeError> {
-        self.check_time(t, field, 9999)?;
-        self.bytes(t.date_string().as_bytes());
-        self.bytes(t.time_string().as_bytes());
-        Ok(())
-    }
-
-    pub(crate) fn date_time_v1(
-        &mut self,
-        t: &VirtualFileTime,
-        field: &'static str,
-    ) -> Result<(), EncodeError> {
-        self.check_time(t, field, 9999)?;
-        let s = format!(
-            "{:02}{:02}{:02}{:02}{:02}{:02}",
-            t.year % 100,
-            t.month,
-            t.day,
-            t.hour,
-            t.minute,
-            t.second
-        );
-        self.bytes(s.as_bytes());
-        Ok(())
-    }
-
-    fn check_time(
-        &self,
-        t: &VirtualFileTime,
-        field: &'static str,
-        max_year: u64,
-    ) -> Result<(), EncodeError> {
-        let checks: [(u64, u64); 7] = [
-            (t.year as u64, max_year),
-            (t.month as u64, 99),
-            (t.day as u64, 99),
-            (t.hour as u64, 99),
-            (t.minute as u64, 99),
-            (t.second as u64, 99),
-            (t.counter as u64, 9999),
-        ];
-        for (value, max) in checks {
-            if value > max {
-                return Err(EncodeError::OutOfRange {
-                    command: self.command,
-                    field,
-                    value,
-                    max,
-                });
-            }
+        let problem = if !t.is_calendar_date() {
+            Some("not a calendar date")
+        } else if !t.is_time_of_day() {
+            Some("not a time of day")
+        } else if extended && t.counter == 0 {
+            Some("counter cccc is 0000, RFC 5024 5.3.3 allows 0001-9999")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(EncodeError::InvalidDateTime {
+                command: self.command,
+                field,
+                stamp: *t,
+                problem,
+            });
+        }
+        if extended {
+            self.bytes(t.date_string().as_bytes());
+            self.bytes(t.time_string().as_bytes());
+        } else {
+            let s = format!(
+                "{:02}{:02}{:02}{:02}{:02}{:02}",
+                t.year % 100,
+                t.month,
+                t.day,
+                t.hour,
+                t.minute,
+                t.second
+            );
+            self.bytes(s.as_bytes());
         }
         Ok(())
     }

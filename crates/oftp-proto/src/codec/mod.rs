@@ -3,14 +3,61 @@
 //! One struct per command (RFC 5024 section 5.3), gathered in [`Command`].
 //! [`Command::decode`] takes one exchange buffer (the payload of an STH frame,
 //! see [`crate::sth`]) and the session's protocol level; [`Command::encode`]
-//! appends one. Levels 1, 2 and 4 use the RFC 2204 layouts (6-digit dates,
-//! 9-digit restart counts, no security fields, ESID as `F` + reason + CR);
-//! level 5 uses RFC 5024.
+//! appends one.
 //!
-//! Decoding is liberal where real partners deviate: lower-case names (stored
-//! upper-cased), ESID without its trailing CR, an ESID in the other revision's
-//! layout, CR as 0x0D or 0x8D, reserved fields with any content. Encoding is
-//! strict and refuses values that do not fit instead of truncating them.
+//! # Layouts per level
+//!
+//! Level 5 (2.0) uses the RFC 5024 tables. Levels 1 and 2 (revisions 1.2 and
+//! 1.3) use the RFC 2204 tables: 6-digit dates, 9-digit restart counts, no
+//! security fields, no reason texts, ESID as `F` + reason + CR, no NERP.
+//!
+//! Level 4 (revision 1.4) has no RFC of its own. RFC 5024 1.2 lists what 1.4
+//! added to 1.3: the Negative End Response (NERP), the Extended Date and Time
+//! stamp and SFNA reason 14. Everything else in its list (file services,
+//! signed EERP/NERP, 9 PB file sizes, the description, extended error codes,
+//! i.e. the reason texts) is 2.0's. So level 4 is RFC 2204 with the 2.0
+//! stamp fields, at the positions the RFC 5024 tables give them:
+//!
+//! ```text
+//! SFID (128 octets)         EERP (106 octets)         NERP (128 octets)
+//!   0 SFIDCMD   X(1)          0 EERPCMD   X(1)          0 NERPCMD   X(1)
+//!   1 SFIDDSN   X(26)         1 EERPDSN   X(26)         1 NERPDSN   X(26)
+//!  27 SFIDRSV1  X(3)         27 EERPRSV1  X(3)         27 NERPRSV1  X(6)
+//!  30 SFIDDATE  9(8)         30 EERPDATE  9(8)         33 NERPDATE  9(8)
+//!  38 SFIDTIME  9(10)        38 EERPTIME  9(10)        41 NERPTIME  9(10)
+//!  48 SFIDUSER  X(8)         48 EERPUSER  X(8)         51 NERPDEST  X(25)
+//!  56 SFIDDEST  X(25)        56 EERPDEST  X(25)        76 NERPORIG  X(25)
+//!  81 SFIDORIG  X(25)        81 EERPORIG  X(25)       101 NERPCREA  X(25)
+//! 106 SFIDFMT   X(1)                                  126 NERPREAS  9(2)
+//! 107 SFIDLRECL 9(5)
+//! 112 SFIDFSIZ  9(7)
+//! 119 SFIDREST  9(9)
+//! ```
+//!
+//! SFID and EERP: RFC 2204 has `RSV1 X(9)` + `DATE X(6)` + `TIME X(6)` from
+//! position 27 to 48; RFC 5024 has `RSV1 X(3)` + `DATE 9(8)` + `TIME 9(10)`
+//! over the same 21 octets, so the 1.4 stamp fits without moving any other
+//! field and the commands keep their RFC 2204 length; SFIDFSIZ 9(7) and
+//! SFIDREST 9(9) stay (the 9(13)/9(17) sizes and SFIDOSIZ..SFIDDESC are 2.0's
+//! file-size and file-service additions), and the EERP ends after EERPORIG
+//! (EERPHSHL..EERPSIG are the 2.0 signed receipt). NERP: the RFC 5024 table up
+//! to NERPREAS; NERPREASL/NERPREAST (reason text) and NERPHSHL..NERPSIG
+//! (signed NERP) are 2.0's. A reason text given for a level-4 NERP is not sent,
+//! as for SFNA, EFNA and ESID below 2.0. All other commands are those of
+//! RFC 2204. The Accord OFTP library's 1.4 formats have the same fields.
+//!
+//! # Validation
+//!
+//! Every date and time stamp is decoded as a calendar date and a time of day,
+//! with the counter in 0001-9999 at levels 4 and 5 (RFC 5024 5.3.3);
+//! anything else is [`DecodeError::InvalidDateTime`] naming the field (ESID
+//! 06). An SSIDLEV that is no release level (0, 3, not a digit) is
+//! [`DecodeError::UnsupportedLevel`] (ESID 10, the SSID negotiation fails).
+//! Otherwise decoding is liberal where real partners deviate: lower-case names
+//! (stored upper-cased), ESID without its trailing CR, an ESID in the other
+//! revision's layout, CR as 0x0D or 0x8D, reserved fields with any content.
+//! Encoding is strict and refuses values that do not fit instead of truncating
+//! them, and stamps the decoder would refuse.
 //!
 //! DATA payloads are carried as raw subrecord bytes here; [`crate::data`] builds
 //! and parses them. This module does no I/O and keeps no state.
@@ -251,7 +298,7 @@ pub struct Eerp {
     pub signature: Vec<u8>,
 }
 
-/// NERP: Negative End Response (`N`, 2.0 only).
+/// NERP: Negative End Response (`N`, levels 4 and 5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Nerp {
     /// Dataset name (NERPDSN).
@@ -266,11 +313,11 @@ pub struct Nerp {
     pub creator: String,
     /// Reason (NERPREAS).
     pub reason: NerpReason,
-    /// Reason text (NERPREAST).
+    /// Reason text (NERPREAST, 2.0 only: not sent at level 4).
     pub text: String,
-    /// Hash of the file (NERPHSH; empty if unsigned).
+    /// Hash of the file (NERPHSH, 2.0 only; empty if unsigned).
     pub hash: Vec<u8>,
-    /// CMS SignedData over the NERP fields (NERPSIG; empty if unsigned).
+    /// CMS SignedData over the NERP fields (NERPSIG, 2.0 only; empty if unsigned).
     pub signature: Vec<u8>,
 }
 
@@ -455,7 +502,7 @@ impl Command {
                 Command::Ssrm(Ssrm)
             }
             code::SSID => Command::Ssid(decode_ssid(buf)?),
-            code::SFID => Command::Sfid(decode_sfid(buf, v2)?),
+            code::SFID => Command::Sfid(decode_sfid(buf, level)?),
             code::SFPA => {
                 let mut r = Reader::new(buf, "SFPA");
                 let answer_count = r.num(if v2 { 17 } else { 9 }, "SFPAACNT")?;
@@ -520,10 +567,15 @@ impl Command {
             code::ESID => Command::Esid(decode_esid(buf)?),
             code::CD => single(buf, "CD", Command::Cd(Cd))?,
             code::RTR => single(buf, "RTR", Command::Rtr(Rtr))?,
-            code::EERP => Command::Eerp(decode_eerp(buf, v2)?),
+            code::EERP => Command::Eerp(decode_eerp(buf, level)?),
             code::NERP => {
-                need_v2("NERP")?;
-                Command::Nerp(decode_nerp(buf)?)
+                if !level.has_nerp() {
+                    return Err(DecodeError::NotAtLevel {
+                        command: "NERP",
+                        level,
+                    });
+                }
+                Command::Nerp(decode_nerp(buf, level)?)
             }
             code::SECD => {
                 need_v2("SECD")?;
@@ -576,7 +628,11 @@ impl Command {
             if v2 {
                 Ok(())
             } else {
-                Err(EncodeError::NotAtLevel { what, level })
+                Err(EncodeError::NotAtLevel {
+                    what,
+                    level,
+                    needs: V2_NEEDED,
+                })
             }
         };
         match self {
@@ -587,7 +643,7 @@ impl Command {
                 w.finish()
             }
             Command::Ssid(s) => encode_ssid(s, out),
-            Command::Sfid(s) => encode_sfid(s, v2, level, out),
+            Command::Sfid(s) => encode_sfid(s, level, out),
             Command::Sfpa(s) => {
                 let mut w = Writer::new(out, "SFPA", code::SFPA);
                 w.num(s.answer_count, if v2 { 17 } else { 9 }, "SFPAACNT")?;
@@ -643,10 +699,16 @@ impl Command {
             }
             Command::Cd(_) => Writer::new(out, "CD", code::CD).finish(),
             Command::Rtr(_) => Writer::new(out, "RTR", code::RTR).finish(),
-            Command::Eerp(e) => encode_eerp(e, v2, level, out),
+            Command::Eerp(e) => encode_eerp(e, level, out),
             Command::Nerp(n) => {
-                need_v2("NERP")?;
-                encode_nerp(n, out)
+                if !level.has_nerp() {
+                    return Err(EncodeError::NotAtLevel {
+                        what: "NERP",
+                        level,
+                        needs: "ODETTE-FTP 1.4 (level 4)",
+                    });
+                }
+                encode_nerp(n, level, out)
             }
             Command::Secd(_) => {
                 need_v2("SECD")?;
@@ -679,11 +741,15 @@ fn single(buf: &[u8], name: &'static str, cmd: Command) -> Result<Command, Decod
 
 fn decode_ssid(buf: &[u8]) -> Result<Ssid, DecodeError> {
     let mut r = Reader::new(buf, "SSID");
-    let level = ProtocolLevel(r.num(1, "SSIDLEV")? as u8);
-    if level.0 == 0 {
-        // Levels are 1, 2, 4, 5 and future higher ones (RFC 5024 5.3.2); the
-        // lower of two levels is used, so 0 would stick.
-        return Err(r.invalid("SSIDLEV", "is 0, which is no protocol release level"));
+    // Levels are 1, 2, 4, 5 and future higher ones (RFC 5024 5.3.2); the
+    // lower of two levels is used, so 0 or 3 would stick. Either, or a
+    // non-digit, fails the SSID negotiation (9.8.2 D and G: ESID 10).
+    let raw = r.byte()?;
+    let level = ProtocolLevel(raw.wrapping_sub(b'0'));
+    if !raw.is_ascii_digit() || !level.is_release_level() {
+        return Err(DecodeError::UnsupportedLevel {
+            value: raw.escape_ascii().to_string(),
+        });
     }
     let code = r.alnum(25, "SSIDCODE")?;
     let password = Password::new(r.password(8, "SSIDPSWD")?);
@@ -761,6 +827,7 @@ fn encode_ssid(s: &Ssid, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             return Err(EncodeError::NotAtLevel {
                 what: "secure authentication (SSIDAUTH)",
                 level: s.level,
+                needs: V2_NEEDED,
             });
         }
         w.pad(5);
@@ -770,16 +837,11 @@ fn encode_ssid(s: &Ssid, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     w.finish()
 }
 
-fn decode_sfid(buf: &[u8], v2: bool) -> Result<Sfid, DecodeError> {
+fn decode_sfid(buf: &[u8], level: ProtocolLevel) -> Result<Sfid, DecodeError> {
+    let v2 = level.is_v2();
     let mut r = Reader::new(buf, "SFID");
     let dsn = r.alnum(26, "SFIDDSN")?;
-    let date_time = if v2 {
-        r.reserved(3)?;
-        r.date_time_v2("SFIDDATE", "SFIDTIME")?
-    } else {
-        r.reserved(9)?;
-        r.date_time_v1("SFIDDATE", "SFIDTIME")?
-    };
+    let date_time = stamp(&mut r, level, "SFIDDATE", "SFIDTIME")?;
     let user_data = r.alnum(8, "SFIDUSER")?;
     let destination = r.alnum(25, "SFIDDEST")?;
     let originator = r.alnum(25, "SFIDORIG")?;
@@ -824,21 +886,11 @@ fn decode_sfid(buf: &[u8], v2: bool) -> Result<Sfid, DecodeError> {
     Ok(sfid)
 }
 
-fn encode_sfid(
-    s: &Sfid,
-    v2: bool,
-    level: ProtocolLevel,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+fn encode_sfid(s: &Sfid, level: ProtocolLevel, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let v2 = level.is_v2();
     let mut w = Writer::new(out, "SFID", code::SFID);
     w.alnum(&s.dsn, 26, "SFIDDSN")?;
-    if v2 {
-        w.pad(3);
-        w.date_time_v2(&s.date_time, "SFIDDATE/SFIDTIME")?;
-    } else {
-        w.pad(9);
-        w.date_time_v1(&s.date_time, "SFIDDATE/SFIDTIME")?;
-    }
+    write_stamp(&mut w, &s.date_time, level, "SFIDDATE/SFIDTIME")?;
     w.alnum(&s.user_data, 8, "SFIDUSER")?;
     w.alnum(&s.destination, 25, "SFIDDEST")?;
     w.alnum(&s.originator, 25, "SFIDORIG")?;
@@ -866,6 +918,7 @@ fn encode_sfid(
             return Err(EncodeError::NotAtLevel {
                 what: "file security, compression or envelope (SFIDSEC..SFIDSIGN)",
                 level,
+                needs: V2_NEEDED,
             });
         }
         w.num(s.file_size, 7, "SFIDFSIZ")?;
@@ -894,26 +947,17 @@ fn decode_esid(buf: &[u8]) -> Result<Esid, DecodeError> {
     Ok(Esid { reason, text })
 }
 
-fn decode_eerp(buf: &[u8], v2: bool) -> Result<Eerp, DecodeError> {
+fn decode_eerp(buf: &[u8], level: ProtocolLevel) -> Result<Eerp, DecodeError> {
     let mut r = Reader::new(buf, "EERP");
     let dsn = r.alnum(26, "EERPDSN")?;
-    let date_time = if v2 {
-        r.reserved(3)?;
-        r.date_time_v2("EERPDATE", "EERPTIME")?
-    } else {
-        r.reserved(9)?;
-        r.date_time_v1("EERPDATE", "EERPTIME")?
-    };
+    let date_time = stamp(&mut r, level, "EERPDATE", "EERPTIME")?;
     let user_data = r.alnum(8, "EERPUSER")?;
     let destination = r.alnum(25, "EERPDEST")?;
     let originator = r.alnum(25, "EERPORIG")?;
     // An unsigned 2.0 EERP that stops after EERPORIG (no length fields) is
     // taken as having no hash and no signature.
-    let (hash, signature) = if v2 && r.remaining() > 0 {
-        let n = r.u16_be()?;
-        let hash = r.take(n)?.to_vec();
-        let n = r.u16_be()?;
-        (hash, r.take(n)?.to_vec())
+    let (hash, signature) = if level.is_v2() && r.remaining() > 0 {
+        hash_and_signature(&mut r)?
     } else {
         (Vec::new(), Vec::new())
     };
@@ -929,56 +973,48 @@ fn decode_eerp(buf: &[u8], v2: bool) -> Result<Eerp, DecodeError> {
     })
 }
 
-fn encode_eerp(
-    e: &Eerp,
-    v2: bool,
-    level: ProtocolLevel,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+fn encode_eerp(e: &Eerp, level: ProtocolLevel, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let mut w = Writer::new(out, "EERP", code::EERP);
     w.alnum(&e.dsn, 26, "EERPDSN")?;
-    if v2 {
-        w.pad(3);
-        w.date_time_v2(&e.date_time, "EERPDATE/EERPTIME")?;
-    } else {
-        w.pad(9);
-        w.date_time_v1(&e.date_time, "EERPDATE/EERPTIME")?;
-    }
+    write_stamp(&mut w, &e.date_time, level, "EERPDATE/EERPTIME")?;
     w.alnum(&e.user_data, 8, "EERPUSER")?;
     w.alnum(&e.destination, 25, "EERPDEST")?;
     w.alnum(&e.originator, 25, "EERPORIG")?;
-    if v2 {
+    if level.is_v2() {
         w.binary_with_len(&e.hash, "EERPHSH")?;
         w.binary_with_len(&e.signature, "EERPSIG")?;
     } else if !e.hash.is_empty() || !e.signature.is_empty() {
         return Err(EncodeError::NotAtLevel {
             what: "signed EERP (EERPHSH/EERPSIG)",
             level,
+            needs: V2_NEEDED,
         });
     }
     w.finish()
 }
 
-fn decode_nerp(buf: &[u8]) -> Result<Nerp, DecodeError> {
+/// NERP, levels 4 and 5. At level 4 it ends after NERPREAS (128 octets): the
+/// reason text and the hash and signature came with 2.0 (RFC 5024 1.2,
+/// "Signed NERP", "Extended error codes"); see the crate README.
+fn decode_nerp(buf: &[u8], level: ProtocolLevel) -> Result<Nerp, DecodeError> {
     let mut r = Reader::new(buf, "NERP");
     let dsn = r.alnum(26, "NERPDSN")?;
     r.reserved(6)?;
-    let date_time = r.date_time_v2("NERPDATE", "NERPTIME")?;
+    let date_time = r.date_time(true, "NERPDATE", "NERPTIME")?;
     let destination = r.alnum(25, "NERPDEST")?;
     let originator = r.alnum(25, "NERPORIG")?;
     let creator = r.alnum(25, "NERPCREA")?;
     let reason = NerpReason(r.num(2, "NERPREAS")? as u8);
-    let n = r.num(3, "NERPREASL")? as usize;
-    let text = r.text(n, "NERPREAST", false)?;
-    // As for EERP: missing hash and signature length fields mean unsigned.
-    let (hash, signature) = if r.remaining() > 0 {
-        let n = r.u16_be()?;
-        let hash = r.take(n)?.to_vec();
-        let n = r.u16_be()?;
-        (hash, r.take(n)?.to_vec())
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    let mut text = String::new();
+    let (mut hash, mut signature) = (Vec::new(), Vec::new());
+    if level.is_v2() {
+        let n = r.num(3, "NERPREASL")? as usize;
+        text = r.text(n, "NERPREAST", false)?;
+        // As for EERP: missing hash and signature length fields mean unsigned.
+        if r.remaining() > 0 {
+            (hash, signature) = hash_and_signature(&mut r)?;
+        }
+    }
     r.finish()?;
     Ok(Nerp {
         dsn,
@@ -993,19 +1029,66 @@ fn decode_nerp(buf: &[u8]) -> Result<Nerp, DecodeError> {
     })
 }
 
-fn encode_nerp(n: &Nerp, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn encode_nerp(n: &Nerp, level: ProtocolLevel, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let mut w = Writer::new(out, "NERP", code::NERP);
     w.alnum(&n.dsn, 26, "NERPDSN")?;
     w.pad(6);
-    w.date_time_v2(&n.date_time, "NERPDATE/NERPTIME")?;
+    w.date_time(&n.date_time, true, "NERPDATE/NERPTIME")?;
     w.alnum(&n.destination, 25, "NERPDEST")?;
     w.alnum(&n.originator, 25, "NERPORIG")?;
     w.alnum(&n.creator, 25, "NERPCREA")?;
     w.num(n.reason.0 as u64, 2, "NERPREAS")?;
-    w.text_with_len(&n.text, "NERPREAST")?;
-    w.binary_with_len(&n.hash, "NERPHSH")?;
-    w.binary_with_len(&n.signature, "NERPSIG")?;
+    if level.is_v2() {
+        w.text_with_len(&n.text, "NERPREAST")?;
+        w.binary_with_len(&n.hash, "NERPHSH")?;
+        w.binary_with_len(&n.signature, "NERPSIG")?;
+    } else if !n.hash.is_empty() || !n.signature.is_empty() {
+        return Err(EncodeError::NotAtLevel {
+            what: "signed NERP (NERPHSH/NERPSIG)",
+            level,
+            needs: V2_NEEDED,
+        });
+    }
+    // Below 2.0 the reason text has no field and is not sent, as for SFNA,
+    // EFNA and ESID (informational only).
     w.finish()
+}
+
+/// What the 2.0-only parts of a command need.
+const V2_NEEDED: &str = "ODETTE-FTP 2.0 (level 5)";
+
+/// The reserved field and the date and time stamp of SFID and EERP: levels 4
+/// and 5 have `X(3)` + `CCYYMMDD` + `HHMMSScccc` (the extended stamp of
+/// revision 1.4, RFC 5024 1.2 and 5.3.3), levels 1 and 2 the RFC 2204 `X(9)` +
+/// `YYMMDD` + `HHMMSS`. Both end at position 48.
+fn stamp(
+    r: &mut Reader<'_>,
+    level: ProtocolLevel,
+    date_field: &'static str,
+    time_field: &'static str,
+) -> Result<VirtualFileTime, DecodeError> {
+    let extended = level.has_extended_stamp();
+    r.reserved(if extended { 3 } else { 9 })?;
+    r.date_time(extended, date_field, time_field)
+}
+
+fn write_stamp(
+    w: &mut Writer<'_>,
+    t: &VirtualFileTime,
+    level: ProtocolLevel,
+    field: &'static str,
+) -> Result<(), EncodeError> {
+    let extended = level.has_extended_stamp();
+    w.pad(if extended { 3 } else { 9 });
+    w.date_time(t, extended, field)
+}
+
+/// EERP/NERP hash and signature: `U(2)` length + octets, twice.
+fn hash_and_signature(r: &mut Reader<'_>) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
+    let n = r.u16_be()?;
+    let hash = r.take(n)?.to_vec();
+    let n = r.u16_be()?;
+    Ok((hash, r.take(n)?.to_vec()))
 }
 
 #[cfg(test)]

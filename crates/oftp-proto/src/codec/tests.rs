@@ -198,7 +198,7 @@ fn table() -> Vec<(&'static str, ProtocolLevel, Vec<u8>, Command)> {
         Command::Sfid(secured),
     ));
     // RFC 2204 SFID: 128 octets, YYMMDD HHMMSS, FSIZ 9(7), REST 9(9).
-    for level in [L1, L2, L4] {
+    for level in [L1, L2] {
         t.push((
             "SFID v1",
             level,
@@ -223,6 +223,112 @@ fn table() -> Vec<(&'static str, ProtocolLevel, Vec<u8>, Command)> {
                 ..sfid.clone()
             }),
         ));
+        t.push((
+            "EERP v1",
+            level,
+            format!(
+                "E{}         991231235959{}{}{}",
+                x("INVOICE.2024", 26),
+                x("", 8),
+                x("O0013000000ACME", 25),
+                x("O0013000000PARTNER", 25),
+            )
+            .into_bytes(),
+            Command::Eerp(Eerp {
+                dsn: "INVOICE.2024".into(),
+                date_time: time(1999, 12, 31, 23, 59, 59, 0),
+                user_data: String::new(),
+                destination: "O0013000000ACME".into(),
+                originator: "O0013000000PARTNER".into(),
+                hash: vec![],
+                signature: vec![],
+            }),
+        ));
+    }
+    // OFTP 1.4 (level 4): the RFC 2204 commands with the extended date and
+    // time stamp at the RFC 5024 positions (see the codec module doc).
+    let sfid_14 = format!(
+        "H{}   202402291230450001{}{}{}F00080{:07}{:09}",
+        x("INVOICE.2024", 26),
+        x("USER", 8),
+        x("O0013000000PARTNER", 25),
+        x("O0013000000ACME", 25),
+        1234567,
+        42
+    );
+    assert_eq!(sfid_14.len(), 128);
+    assert_eq!(
+        &sfid_14[30..48],
+        "202402291230450001",
+        "SFIDDATE at 30, SFIDTIME at 38"
+    );
+    t.push((
+        "SFID 1.4",
+        L4,
+        sfid_14.into_bytes(),
+        Command::Sfid(Sfid {
+            date_time: time(2024, 2, 29, 12, 30, 45, 1),
+            format: FileFormat::Fixed,
+            max_record_len: 80,
+            file_size: 1234567,
+            original_file_size: 1234567,
+            restart_position: 42,
+            description: String::new(),
+            ..sfid.clone()
+        }),
+    ));
+    let eerp_14 = format!(
+        "E{}   199912312359599999{}{}{}",
+        x("INVOICE.2024", 26),
+        x("USER", 8),
+        x("O0013000000ACME", 25),
+        x("O0013000000PARTNER", 25),
+    );
+    assert_eq!(eerp_14.len(), 106);
+    t.push((
+        "EERP 1.4",
+        L4,
+        eerp_14.into_bytes(),
+        Command::Eerp(Eerp {
+            dsn: "INVOICE.2024".into(),
+            date_time: time(1999, 12, 31, 23, 59, 59, 9999),
+            user_data: "USER".into(),
+            destination: "O0013000000ACME".into(),
+            originator: "O0013000000PARTNER".into(),
+            hash: vec![],
+            signature: vec![],
+        }),
+    ));
+    let nerp_14 = format!(
+        "N{}      202401311230450001{}{}{}35",
+        x("INVOICE.2024", 26),
+        x("O0013000000ACME", 25),
+        x("O0013000000PARTNER", 25),
+        x("O0013000000HUB", 25),
+    );
+    assert_eq!(nerp_14.len(), 128);
+    assert_eq!(
+        &nerp_14[33..51],
+        "202401311230450001",
+        "NERPDATE at 33, NERPTIME at 41"
+    );
+    t.push((
+        "NERP 1.4",
+        L4,
+        nerp_14.into_bytes(),
+        Command::Nerp(Nerp {
+            dsn: "INVOICE.2024".into(),
+            date_time: time(2024, 1, 31, 12, 30, 45, 1),
+            destination: "O0013000000ACME".into(),
+            originator: "O0013000000PARTNER".into(),
+            creator: "O0013000000HUB".into(),
+            reason: NerpReason::NOT_DELIVERED,
+            text: String::new(),
+            hash: vec![],
+            signature: vec![],
+        }),
+    ));
+    for level in [L1, L2, L4] {
         t.push((
             "SFPA v1",
             level,
@@ -264,27 +370,6 @@ fn table() -> Vec<(&'static str, ProtocolLevel, Vec<u8>, Command)> {
             Command::Esid(Esid {
                 reason: EsidReason::USER_CODE_NOT_KNOWN,
                 text: String::new(),
-            }),
-        ));
-        t.push((
-            "EERP v1",
-            level,
-            format!(
-                "E{}         991231235959{}{}{}",
-                x("INVOICE.2024", 26),
-                x("", 8),
-                x("O0013000000ACME", 25),
-                x("O0013000000PARTNER", 25),
-            )
-            .into_bytes(),
-            Command::Eerp(Eerp {
-                dsn: "INVOICE.2024".into(),
-                date_time: time(1999, 12, 31, 23, 59, 59, 0),
-                user_data: String::new(),
-                destination: "O0013000000ACME".into(),
-                originator: "O0013000000PARTNER".into(),
-                hash: vec![],
-                signature: vec![],
             }),
         ));
     }
@@ -548,17 +633,29 @@ fn malformed_buffers_map_to_esid_reasons() {
             ..
         })
     ));
-    // SSIDLEV 0 is no release level (RFC 5024 5.3.2: 1, 2, 4, 5, future
-    // levels higher); negotiating "the lower level" with it would pick 0.
-    let mut bad = good.to_vec();
-    bad[1] = b'0';
-    assert!(matches!(
-        Command::decode(&bad, L5),
-        Err(DecodeError::InvalidField {
-            field: "SSIDLEV",
-            ..
-        })
-    ));
+    // SSIDLEV 0 and 3 are no release level (RFC 5024 5.3.2: 1, 2, 4, 5,
+    // future levels higher), nor is a letter: the negotiation fails (9.8.2 D
+    // and G), ESID 10. A future level 6..9 is accepted (the lower one is used).
+    for lev in [b'0', b'3', b'A', b' '] {
+        let mut bad = good.to_vec();
+        bad[1] = lev;
+        let err = Command::decode(&bad, L5).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::UnsupportedLevel { .. }),
+            "{lev}: {err}"
+        );
+        assert_eq!(err.esid_reason(), EsidReason::MODE_INCOMPATIBLE);
+        assert!(err.to_string().contains("SSIDLEV"), "{err}");
+    }
+    for lev in [b'1', b'2', b'4', b'9'] {
+        let mut ok = good.to_vec();
+        ok[1] = lev;
+        if lev != b'9' {
+            // Levels below 5 have SSIDRSV1 X(5) where 2.0 has SSIDAUTH + X(4).
+            ok[47] = b' ';
+        }
+        assert!(Command::decode(&ok, L5).is_ok(), "level {lev}");
+    }
     let mut bad = good.to_vec();
     bad[10] = 0x01;
     assert!(matches!(
@@ -592,11 +689,211 @@ fn malformed_buffers_map_to_esid_reasons() {
             ..
         })
     ));
-    // A 2.0 SFID decoded at level 1 has the wrong length.
+    // A 2.0 SFID decoded at level 1 is refused (here its digits at the
+    // RFC 2204 time position are no time of day; else its length is wrong).
     assert!(matches!(
         Command::decode(&wire, L1),
+        Err(DecodeError::InvalidDateTime {
+            field: "SFIDTIME",
+            ..
+        })
+    ));
+    let mut no_stamp_check = wire.clone();
+    no_stamp_check[30..48].copy_from_slice(b"000000240131123045");
+    assert!(matches!(
+        Command::decode(&no_stamp_check, L1),
         Err(DecodeError::Length { .. })
     ));
+}
+
+/// The stamp of `cmd` encoded at `level`, its DATE and TIME replaced by
+/// `date` and `time` (as they would be at that level's positions).
+fn with_stamp(cmd: &Command, level: ProtocolLevel, date: &str, time: &str) -> Vec<u8> {
+    let mut wire = cmd.to_bytes(level).unwrap();
+    let start = if matches!(cmd, Command::Nerp(_)) {
+        33
+    } else if level.has_extended_stamp() {
+        30
+    } else {
+        36
+    };
+    let stamp = format!("{date}{time}");
+    wire[start..start + stamp.len()].copy_from_slice(stamp.as_bytes());
+    wire
+}
+
+/// RFC 5024 5.3.3: DATE is a calendar date, TIME a time of day and its
+/// counter 0001-9999; RFC 2204 5.3.3: YYMMDD and HHMMSS. Anything else ends
+/// the session with ESID 06, naming the field.
+#[test]
+fn stamps_must_be_calendar_dates_and_times_of_day() {
+    let eerp = Command::Eerp(Eerp {
+        dsn: "A".into(),
+        date_time: time(2024, 1, 1, 0, 0, 0, 1),
+        user_data: String::new(),
+        destination: "B".into(),
+        originator: "C".into(),
+        hash: vec![],
+        signature: vec![],
+    });
+    let nerp = Command::Nerp(Nerp {
+        dsn: "A".into(),
+        date_time: time(2024, 1, 1, 0, 0, 0, 1),
+        destination: "B".into(),
+        originator: "C".into(),
+        creator: "C".into(),
+        reason: NerpReason::NOT_DELIVERED,
+        text: String::new(),
+        hash: vec![],
+        signature: vec![],
+    });
+    let sfid = Command::Sfid(sfid_plain());
+    let extended: &[(&str, &str, &str)] = &[
+        ("20060643", "1230450001", "DATE"),
+        ("20230229", "1230450001", "DATE"),
+        ("20241301", "1230450001", "DATE"),
+        ("20240100", "1230450001", "DATE"),
+        ("20240131", "5186720001", "TIME"),
+        ("20240131", "2400000001", "TIME"),
+        ("20240131", "2360000001", "TIME"),
+        ("20240131", "1230450000", "TIME"),
+    ];
+    let short: &[(&str, &str, &str)] = &[
+        ("060643", "123045", "DATE"),
+        ("230229", "123045", "DATE"),
+        ("241301", "123045", "DATE"),
+        ("240131", "518672", "TIME"),
+        ("240131", "240000", "TIME"),
+    ];
+    for (level, cases) in [(L1, short), (L2, short), (L4, extended), (L5, extended)] {
+        for (cmd, prefix) in [(&sfid, "SFID"), (&eerp, "EERP"), (&nerp, "NERP")] {
+            if prefix == "NERP" && !level.has_nerp() {
+                continue;
+            }
+            for (date, t, which) in cases {
+                let wire = with_stamp(cmd, level, date, t);
+                let err = Command::decode(&wire, level)
+                    .expect_err(&format!("{prefix} {date} {t} at {level:?} decoded"));
+                let field = format!("{prefix}{which}");
+                assert!(
+                    matches!(&err, DecodeError::InvalidDateTime { field: f, .. } if *f == field),
+                    "{prefix} {date} {t} at {level:?}: {err}"
+                );
+                assert_eq!(err.esid_reason(), EsidReason::INVALID_DATA);
+                assert!(err.to_string().contains(&field), "{err}");
+            }
+        }
+    }
+    // The same stamps are valid where they should be: a leap day, a leap
+    // second, the counter's range ends.
+    for (date, t) in [("20240229", "2359600001"), ("20000229", "0000009999")] {
+        assert!(Command::decode(&with_stamp(&sfid, L5, date, t), L5).is_ok());
+        assert!(Command::decode(&with_stamp(&eerp, L4, date, t), L4).is_ok());
+    }
+    // A 1.4 partner's SFID read at level 1 shows as the garbage
+    // (year 20xx, "2006-06-43 51:86:72"); RFC 2204 shifted by the 1.4 layout.
+    let v14 = with_stamp(&sfid, L4, "20060643", "5186720001");
+    assert!(Command::decode(&v14, L4).is_err());
+    // An RFC 2204 layout SFID at level 4 has spaces where CCYYMMDD starts.
+    let v1 = Command::Sfid(Sfid {
+        description: String::new(),
+        ..sfid_plain()
+    })
+    .to_bytes(L1)
+    .unwrap();
+    assert!(matches!(
+        Command::decode(&v1, L4),
+        Err(DecodeError::InvalidField {
+            field: "SFIDDATE",
+            ..
+        })
+    ));
+
+    // Encoding refuses what decoding would: non-dates, non-times, and the
+    // counter 0000 at levels 4 and 5 (a 1.x stamp has counter 0 and is fine
+    // at levels 1 and 2, which carry no counter).
+    let mut bad = sfid_plain();
+    bad.description = String::new();
+    for (stamp, levels) in [
+        (
+            VirtualFileTime {
+                day: 30,
+                month: 2,
+                ..time(2024, 1, 1, 0, 0, 0, 1)
+            },
+            &[L1, L2, L4, L5][..],
+        ),
+        (
+            VirtualFileTime {
+                hour: 24,
+                ..time(2024, 1, 1, 0, 0, 0, 1)
+            },
+            &[L1, L2, L4, L5][..],
+        ),
+        (time(2024, 1, 1, 0, 0, 0, 0), &[L4, L5][..]),
+    ] {
+        bad.date_time = stamp;
+        for &level in levels {
+            assert!(
+                matches!(
+                    Command::Sfid(bad.clone()).to_bytes(level),
+                    Err(EncodeError::InvalidDateTime { .. })
+                ),
+                "{stamp} at {level:?}"
+            );
+        }
+    }
+    bad.date_time = time(2024, 1, 1, 0, 0, 0, 0);
+    assert!(Command::Sfid(bad.clone()).to_bytes(L1).is_ok());
+    assert!(Command::Sfid(bad).to_bytes(L2).is_ok());
+}
+
+/// NERP came with revision 1.4 (RFC 5024 1.2): not a command at levels 1 and
+/// 2 (ESID 01 when received), refused when asked to encode; at level 4 it has
+/// no reason text and no signature.
+#[test]
+fn nerp_exists_from_level_4_on() {
+    let n = Nerp {
+        dsn: "A".into(),
+        date_time: time(2024, 1, 1, 0, 0, 0, 1),
+        destination: "B".into(),
+        originator: "C".into(),
+        creator: "D".into(),
+        reason: NerpReason::NOT_DELIVERED,
+        text: "next hop refused".into(),
+        hash: vec![],
+        signature: vec![],
+    };
+    for level in [L1, L2] {
+        assert!(matches!(
+            Command::Nerp(n.clone()).to_bytes(level),
+            Err(EncodeError::NotAtLevel { what: "NERP", .. })
+        ));
+        let wire = Command::Nerp(n.clone()).to_bytes(L4).unwrap();
+        let err = Command::decode(&wire, level).unwrap_err();
+        assert_eq!(err.esid_reason(), EsidReason::COMMAND_NOT_RECOGNISED);
+    }
+    let wire = Command::Nerp(n.clone()).to_bytes(L4).unwrap();
+    assert_eq!(wire.len(), 128, "the reason text is not sent at level 4");
+    let Command::Nerp(back) = Command::decode(&wire, L4).unwrap() else {
+        panic!("not a NERP")
+    };
+    assert_eq!(back.text, "");
+    assert_eq!(back.creator, "D");
+    let signed = Nerp {
+        signature: vec![1],
+        ..n.clone()
+    };
+    assert!(matches!(
+        Command::Nerp(signed).to_bytes(L4),
+        Err(EncodeError::NotAtLevel { .. })
+    ));
+    // A 2.0 NERP (with its text and length fields) has the wrong length at 4.
+    let v2 = Command::Nerp(n).to_bytes(L5).unwrap();
+    assert_eq!(
+        Command::decode(&v2, L4).unwrap_err().esid_reason(),
+        EsidReason::BUFFER_SIZE_ERROR
+    );
 }
 
 #[test]

@@ -73,10 +73,32 @@ wire_code! {
 }
 
 impl ProtocolLevel {
-    /// Whether the RFC 5024 (2.0) command layouts apply; levels below 5 use the
-    /// RFC 2204 layouts (6-digit dates, shorter counters, no security fields).
+    /// Whether the RFC 5024 (2.0) command layouts apply: security fields,
+    /// reason texts, 9(13)/9(17) counts, signed EERP/NERP. Levels below 5 use
+    /// the RFC 2204 sizes for all of these.
     pub fn is_v2(self) -> bool {
         self.0 >= 5
+    }
+
+    /// Whether SFID, EERP and NERP carry the extended date and time stamp
+    /// (`CCYYMMDD` + `HHMMSScccc`) that revision 1.4 introduced (RFC 5024
+    /// 1.2): levels 4 and up. Levels 1 and 2 carry `YYMMDD` + `HHMMSS`.
+    pub fn has_extended_stamp(self) -> bool {
+        self.0 >= 4
+    }
+
+    /// Whether the Negative End Response exists at this level: it came with
+    /// revision 1.4 (RFC 5024 1.2), so levels 4 and up.
+    pub fn has_nerp(self) -> bool {
+        self.0 >= 4
+    }
+
+    /// Whether a peer may offer this SSIDLEV: a defined release level (1, 2,
+    /// 4, 5) or a future, higher one (RFC 5024 5.3.2: "Future release levels
+    /// will have higher numbers"; the lower of the two is used). 0 and 3 are
+    /// no release level.
+    pub fn is_release_level(self) -> bool {
+        matches!(self.0, 1 | 2) || self.0 >= 4
     }
 }
 
@@ -409,21 +431,25 @@ impl SessionMode {
 
 /// Virtual file date and time stamp (SFIDDATE + SFIDTIME and the EERP/NERP copies).
 ///
-/// Together with the dataset name it identifies a virtual file. OFTP 2.0 carries
-/// `CCYYMMDD` and `HHMMSScccc` (cccc a counter for higher resolution); the RFC 2204
-/// layouts carry `YYMMDD` and `HHMMSS` only: the century is then inferred (years
-/// 00-69 are 20xx, 70-99 are 19xx) and the counter is 0.
+/// Together with the dataset name it identifies a virtual file. From revision
+/// 1.4 on (levels 4 and 5) the commands carry `CCYYMMDD` and `HHMMSScccc` (cccc
+/// a counter 0001-9999 for higher resolution, RFC 5024 5.3.3); the RFC 2204
+/// layouts (levels 1 and 2) carry `YYMMDD` and `HHMMSS` only: the century is
+/// then inferred (years 00-69 are 20xx, 70-99 are 19xx) and the counter is 0.
 ///
-/// Values are kept as decoded (ranges are not checked on decode, so a partner's
-/// unusual stamp can still be echoed back in an EERP); [`VirtualFileTime::new`]
-/// validates ranges for values this side creates.
+/// The decoder only lets through stamps that are a calendar date and a time of
+/// day ([`is_calendar_date`](Self::is_calendar_date),
+/// [`is_time_of_day`](Self::is_time_of_day)), with a counter of 0001-9999 at
+/// levels 4 and 5; the encoder refuses anything else. [`VirtualFileTime::new`]
+/// checks the same for values this side creates (counter 0 allowed: it is the
+/// counter of a stamp that came through a level without one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VirtualFileTime {
     /// Year with century (0..=9999).
     pub year: u16,
     /// Month (1..=12).
     pub month: u8,
-    /// Day of month (1..=31).
+    /// Day of month (1..=28/29/30/31 as the month has).
     pub day: u8,
     /// Hour (0..=23).
     pub hour: u8,
@@ -431,12 +457,14 @@ pub struct VirtualFileTime {
     pub minute: u8,
     /// Second (0..=59; 60 accepted for leap seconds).
     pub second: u8,
-    /// Sub-second counter (0..=9999; RFC 5024 says 0001-9999, 0 is accepted).
+    /// Sub-second counter (1..=9999 on the wire at levels 4 and 5; 0 for a
+    /// stamp from a level without one).
     pub counter: u16,
 }
 
 impl VirtualFileTime {
-    /// Builds a stamp, checking every component's range.
+    /// Builds a stamp: `None` unless the date is a calendar date, the time a
+    /// time of day and the counter at most 9999.
     pub fn new(
         year: u16,
         month: u8,
@@ -446,14 +474,7 @@ impl VirtualFileTime {
         second: u8,
         counter: u16,
     ) -> Option<Self> {
-        let ok = year <= 9999
-            && (1..=12).contains(&month)
-            && (1..=31).contains(&day)
-            && hour <= 23
-            && minute <= 59
-            && second <= 60
-            && counter <= 9999;
-        ok.then_some(Self {
+        let t = Self {
             year,
             month,
             day,
@@ -461,7 +482,29 @@ impl VirtualFileTime {
             minute,
             second,
             counter,
-        })
+        };
+        (t.is_calendar_date() && t.is_time_of_day()).then_some(t)
+    }
+
+    /// Whether year, month and day name a day of the (proleptic) Gregorian
+    /// calendar, years 0000-9999: 31 February or month 13 do not.
+    pub fn is_calendar_date(&self) -> bool {
+        let leap = self.year.is_multiple_of(4)
+            && (!self.year.is_multiple_of(100) || self.year.is_multiple_of(400));
+        let days = match self.month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return false,
+        };
+        self.year <= 9999 && (1..=days).contains(&self.day)
+    }
+
+    /// Whether hour, minute and second are a time of day (00:00:00 to
+    /// 23:59:59, second 60 for a leap second) and the counter is at most 9999.
+    pub fn is_time_of_day(&self) -> bool {
+        self.hour <= 23 && self.minute <= 59 && self.second <= 60 && self.counter <= 9999
     }
 
     /// The 8-digit `CCYYMMDD` form.
@@ -571,9 +614,36 @@ mod tests {
     }
 
     #[test]
-    fn file_time_validation() {
-        assert!(VirtualFileTime::new(2024, 2, 30, 23, 59, 59, 9999).is_some());
-        assert!(VirtualFileTime::new(2024, 13, 1, 0, 0, 0, 0).is_none());
-        assert!(VirtualFileTime::new(2024, 1, 1, 24, 0, 0, 0).is_none());
+    fn file_time_is_a_calendar_date_and_a_time_of_day() {
+        assert!(VirtualFileTime::new(2024, 2, 29, 23, 59, 59, 9999).is_some());
+        assert!(VirtualFileTime::new(2000, 2, 29, 0, 0, 60, 1).is_some());
+        assert!(VirtualFileTime::new(2024, 12, 31, 0, 0, 0, 0).is_some());
+        for (y, mo, d) in [
+            (2024, 2, 30),
+            (2023, 2, 29),
+            (1900, 2, 29),
+            (2024, 4, 31),
+            (2024, 13, 1),
+            (2024, 0, 1),
+            (2024, 1, 0),
+            (2006, 6, 43),
+            (10000, 1, 1),
+        ] {
+            assert!(
+                VirtualFileTime::new(y, mo, d, 0, 0, 0, 1).is_none(),
+                "{y}-{mo}-{d}"
+            );
+        }
+        for (h, mi, s, c) in [
+            (24, 0, 0, 1),
+            (23, 60, 0, 1),
+            (23, 59, 61, 1),
+            (0, 0, 0, 10000),
+        ] {
+            assert!(
+                VirtualFileTime::new(2024, 1, 1, h, mi, s, c).is_none(),
+                "{h}:{mi}:{s}.{c}"
+            );
+        }
     }
 }

@@ -167,7 +167,8 @@ pub struct Negotiated {
 /// resume (records for F/V, 1 KiB blocks for U/T).
 pub type OutgoingFile = Sfid;
 
-/// An end-to-end response: EERP (delivered) or NERP (not delivered, 2.0 only).
+/// An end-to-end response: EERP (delivered) or NERP (not delivered, levels 4
+/// and 5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndResponse {
     /// EERP.

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{
     Auch, Aurp, Cd, Cdt, Command, Efid, Efna, EfnaReason, Efpa, Esid, EsidReason, FileFormat,
-    ProtocolLevel, Rtr, Secd, Sfid, Sfna, SfnaReason, Sfpa, Ssid, Ssrm,
+    ProtocolLevel, Rtr, Secd, SessionMode, Sfid, Sfna, SfnaReason, Sfpa, Ssid, Ssrm,
 };
 use crate::data::{RecordReader, RecordWriter};
 use crate::sth;
@@ -1011,7 +1011,7 @@ impl Session {
             code: params.ssid_code.clone(),
             password: params.password.clone(),
             buffer_size: negotiated.buffer_size,
-            mode: ours.mode,
+            mode: answer_mode(ours.mode, peer.mode),
             compression: negotiated.compression,
             restart: negotiated.restart,
             special_logic: false,
@@ -1220,10 +1220,24 @@ impl Session {
         State::Sending(out)
     }
 
-    /// Speaker: sends an EERP or NERP (NERP needs level 5) and waits for RTR.
+    /// Speaker: sends an EERP or NERP and waits for RTR.
+    ///
+    /// A NERP exists from level 4 (revision 1.4, RFC 5024 1.2) on; below,
+    /// [`UsageError::NotAllowed`] says so and nothing is sent: a 1.2/1.3
+    /// partner has no way to receive a negative end response. At level 4 its
+    /// reason text is not sent and it cannot be signed (see [`crate::codec`]).
     pub fn send_end_response(&mut self, response: EndResponse) -> Result<(), UsageError> {
         if !matches!(self.state, State::SpeakerIdle { .. }) {
             return Err(self.wrong_state("send_end_response"));
+        }
+        if let EndResponse::Negative(n) = &response
+            && !self.level.has_nerp()
+        {
+            return Err(UsageError::NotAllowed(format!(
+                "no NERP for {}: the session runs at protocol level {}, and NERP exists from \
+                 ODETTE-FTP 1.4 (level 4) on",
+                n.dsn, self.level.0
+            )));
         }
         let cmd = match response {
             EndResponse::Positive(e) => Command::Eerp(e),
@@ -1486,6 +1500,18 @@ fn initiator_ssid(cfg: &InitiatorConfig) -> Ssid {
         credit: c.credit,
         secure_auth: c.secure_auth,
         user_data: cfg.user_data.clone(),
+    }
+}
+
+/// The responder's SSIDSR (RFC 5024 3.2.1, Mode): a responder that can do both
+/// answers a Sender-only caller as Receiver-only and a Receiver-only caller as
+/// Sender-only; otherwise it states what it can do (an S/S or R/R pair then
+/// fails the negotiation).
+fn answer_mode(ours: SessionMode, peer: SessionMode) -> SessionMode {
+    match (ours, peer) {
+        (SessionMode::Both, SessionMode::Send) => SessionMode::Receive,
+        (SessionMode::Both, SessionMode::Receive) => SessionMode::Send,
+        _ => ours,
     }
 }
 

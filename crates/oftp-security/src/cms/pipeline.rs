@@ -213,8 +213,9 @@ fn sniff_oid(p: &[u8]) -> std::result::Result<&[u8], ()> {
     if p.get(at) != Some(&tag::OID) {
         return Err(());
     }
-    let ol = *p.get(at + 1).ok_or(())? as usize;
-    p.get(at + 2..at + 2 + ol).ok_or(())
+    let ol = *p.get(at.checked_add(1).ok_or(())?).ok_or(())? as usize;
+    let start = at.checked_add(2).ok_or(())?;
+    p.get(start..start.checked_add(ol).ok_or(())?).ok_or(())
 }
 
 /// The stream a layer reads from.

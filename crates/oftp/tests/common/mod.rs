@@ -2,11 +2,19 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oftp::config::{LocalIdentity, Partner, PartnerTable, Password, ServerSettings, SessionLimits};
+use oftp::handler::{
+    Direction, EndResponse, EndResponseTiming, ErrorEvent, NegativeResponse, ReadyAction,
+    SessionInfo, TransferInfo, TransferResult,
+};
 use oftp::journal::Journal;
-use oftp::{Client, ClientConfig, Handler, RunningServer, Server, ServerConfig};
+use oftp::oftp_proto::codec::NerpReason;
+use oftp::{Client, ClientConfig, Handler, RunningServer, Server, ServerConfig, SessionHandle};
+use tokio::sync::mpsc;
 
 pub const SERVER_SSID: &str = "O0013SERVER";
 pub const SERVER_PW: &str = "SRVPW";
@@ -226,5 +234,114 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Cut<T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Reads STH frames from a raw socket until `want` command letter arrives; returns its payload.
+pub async fn read_until(s: &mut tokio::net::TcpStream, want: u8) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for _ in 0..100 {
+        while let Ok(Some((range, used))) = oftp::oftp_proto::sth::decode_frame(&buf) {
+            let payload = buf[range].to_vec();
+            buf.drain(..used);
+            if payload.first() == Some(&want) {
+                return payload;
+            }
+        }
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(s, &mut chunk),
+        )
+        .await
+        .expect("server answered")
+        .unwrap();
+        assert!(n > 0, "connection closed before the expected command");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    panic!("command {} not received", want as char)
+}
+
+/// A server application that answers received files itself ([`EndResponseTiming::Later`]): it
+/// hands each completed reception (session handle and transfer) to the test, waits with its turn
+/// while `hold` is set, and keeps the errors the runtime reports.
+pub struct LateAnswer {
+    hold: Arc<AtomicBool>,
+    received: mpsc::UnboundedSender<(SessionHandle, TransferInfo)>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+/// The test's side of a [`LateAnswer`] application.
+pub struct LateAnswerProbe {
+    /// Set (the start value): the server keeps its turn; clear it to let the server send.
+    pub hold: Arc<AtomicBool>,
+    /// Completed receptions, in order.
+    pub received: mpsc::UnboundedReceiver<(SessionHandle, TransferInfo)>,
+    /// Descriptions of the runtime's error events.
+    pub errors: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn late_answer() -> (LateAnswer, LateAnswerProbe) {
+    let hold = Arc::new(AtomicBool::new(true));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = LateAnswer {
+        hold: hold.clone(),
+        received: tx,
+        errors: errors.clone(),
+    };
+    let probe = LateAnswerProbe {
+        hold,
+        received: rx,
+        errors,
+    };
+    (app, probe)
+}
+
+impl Handler for LateAnswer {
+    async fn end_transfer(
+        &self,
+        s: &SessionInfo,
+        t: &TransferInfo,
+        r: &TransferResult,
+    ) -> EndResponseTiming {
+        if t.direction == Direction::Incoming && matches!(r, TransferResult::Completed { .. }) {
+            let _ = self.received.send((s.handle.clone(), t.clone()));
+            EndResponseTiming::Later
+        } else {
+            EndResponseTiming::Now
+        }
+    }
+
+    async fn ready_to_send(&self, _s: &SessionInfo) -> ReadyAction {
+        if self.hold.load(Ordering::SeqCst) {
+            ReadyAction::Wait
+        } else {
+            ReadyAction::Proceed
+        }
+    }
+
+    async fn error(&self, error: &ErrorEvent) {
+        self.errors.lock().unwrap().push(error.description.clone());
+    }
+}
+
+/// The end response for received file `t`: an EERP, or with `negative` a NERP 34 (processing
+/// failed) "rejected by the application".
+pub fn late_response(t: &TransferInfo, negative: bool) -> EndResponse {
+    EndResponse {
+        virtual_file_name: t.virtual_file_name.clone(),
+        stamp: t.stamp,
+        destination: t.originator.clone(),
+        originator: t.destination.clone(),
+        user_data: String::new(),
+        negative: negative.then(|| NegativeResponse {
+            reason: NerpReason::PROCESSING_FAILED,
+            creator: t.destination.clone(),
+            text: "rejected by the application".into(),
+        }),
+        file_hash: Vec::new(),
+        signature: Vec::new(),
+        signature_verified: false,
     }
 }

@@ -1,0 +1,412 @@
+//! `restore` end to end against the emulator: back up mailbox A, restore it into mailbox B,
+//! back up B, compare A and B message by message; re-runs and interrupted runs restore each
+//! message exactly once.
+
+mod common;
+
+use common::*;
+use graph_emulator::{AppRegistration, DEFAULT_CLIENT_SECRET, EmulatorConfig, MailboxSpec};
+use mailbackup::index::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
+use mailbackup::search::{Cursor, Order, Selection as SearchSelection};
+use mailbackup::store::ObjectKey;
+use mailbackup::{
+    BackupReport, Error, MessageInfo, Placement, Restore, RestoreMode, RestoreRequest, Selection,
+    SqliteIndex,
+};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const RW_APP: &str = "restore-app";
+const A: &str = "adele@emulator.test";
+const B: &str = "megan@emulator.test";
+const C: &str = "lynne@emulator.test";
+
+async fn start(a: MailboxSpec) -> graph_emulator::Emulator {
+    let mut app = AppRegistration::confidential_client(RW_APP, DEFAULT_CLIENT_SECRET);
+    app.application_permissions = vec!["Mail.ReadWrite".into()];
+    let mut cfg = EmulatorConfig::default().with_mailboxes(vec![
+        a,
+        MailboxSpec::new(B).messages(0),
+        MailboxSpec::new(C).messages(0),
+    ]);
+    cfg.apps.push(app);
+    emulator_with(cfg).await
+}
+
+async fn rw_token(emu: &graph_emulator::Emulator) -> String {
+    app_token_of(emu, RW_APP).await
+}
+
+async fn backup(emu: &graph_emulator::Emulator, dir: &Path, token: &str, user: &str) {
+    let r = builder(emu, dir, token.to_string(), user)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(r.is_success(), "{r:?}");
+}
+
+fn restore(
+    emu: &graph_emulator::Emulator,
+    dir: &Path,
+    token: &str,
+    placement: Placement,
+    mode: RestoreMode,
+) -> Restore {
+    restore_to(emu, dir, token, B, placement, mode)
+}
+
+fn restore_to(
+    emu: &graph_emulator::Emulator,
+    dir: &Path,
+    token: &str,
+    to: &str,
+    placement: Placement,
+    mode: RestoreMode,
+) -> Restore {
+    let opts = builder(emu, dir, token.to_string(), A)
+        .build()
+        .unwrap()
+        .options()
+        .clone();
+    Restore::new(
+        opts,
+        Arc::new(mailbackup::StaticToken::new(format!("Bearer {token}"))),
+        RestoreRequest {
+            selection: Selection::default(),
+            to_user: Some(to.into()),
+            placement,
+            mode,
+        },
+    )
+}
+
+/// One backed-up message as the comparison sees it.
+#[derive(Debug)]
+struct Copy {
+    info: MessageInfo,
+    folder: String,
+    mime: Vec<u8>,
+}
+
+/// The backup in `dir` by `internetMessageId`.
+fn backed_up(dir: &Path, mailbox: &str) -> HashMap<String, Copy> {
+    let ix = SqliteIndex::open(&dir.join(".meta/index.sqlite")).unwrap();
+    let paths = ix.folder_paths(mailbox).unwrap();
+    let saved = ix.saved_map(mailbox).unwrap();
+    let mut out = HashMap::new();
+    for info in ix.remote_messages(mailbox).unwrap() {
+        let row = &saved[&info.id];
+        let (_, mime) = split_saved(&std::fs::read(dir.join(row.key.as_str())).unwrap());
+        let folder = paths[info.folder_id.as_ref().unwrap()].clone();
+        let mid = info.internet_message_id.clone().unwrap();
+        let old = out.insert(mid.clone(), Copy { info, folder, mime });
+        assert!(old.is_none(), "{mid} is in {mailbox} more than once");
+    }
+    out
+}
+
+fn attachments(mime: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use mail_parser::MimeHeaders as _;
+    let p = mail_parser::MessageParser::default().parse(mime).unwrap();
+    p.attachments()
+        .map(|x| {
+            (
+                x.attachment_name().unwrap_or_default().to_string(),
+                x.contents().to_vec(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_restore_into_another_mailbox_keeps_dates_read_state_attachments_and_folders() {
+    let emu = start(MailboxSpec::new(A).messages(30).seed(11).large_every(7)).await;
+    let token = rw_token(&emu).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    backup(&emu, da.path(), &token, A).await;
+
+    let r = restore(
+        &emu,
+        da.path(),
+        &token,
+        Placement::Under("Restored".into()),
+        RestoreMode::Json,
+    )
+    .run()
+    .await
+    .unwrap();
+    assert!(r.is_success(), "{r:?}");
+    assert_eq!((r.selected, r.restored, r.drafts), (30, 30, 0), "{r:?}");
+    assert_eq!(
+        (r.throttled, emu.stats().throttled()),
+        (0, 0),
+        "never more than 4 requests in flight per mailbox (the emulator answers 429 beyond)"
+    );
+
+    backup(&emu, db.path(), &token, B).await;
+    let (a, b) = (backed_up(da.path(), A), backed_up(db.path(), B));
+    assert_eq!(a.len(), 30);
+    assert_eq!(b.len(), a.len(), "every message restored once");
+    for (mid, x) in &a {
+        let y = &b[mid];
+        assert_eq!(
+            y.folder,
+            format!("Restored/{}", x.folder),
+            "folder of {mid}"
+        );
+        assert_eq!(y.info.subject, x.info.subject, "subject of {mid}");
+        assert_eq!(y.info.received, x.info.received, "received of {mid}");
+        assert_eq!(y.info.sent, x.info.sent, "sent of {mid}");
+        assert_eq!(y.info.is_read, x.info.is_read, "read state of {mid}");
+        assert_eq!(y.info.from, x.info.from, "from of {mid}");
+        assert_eq!(y.info.to, x.info.to, "to of {mid}");
+        assert_eq!(
+            attachments(&y.mime),
+            attachments(&x.mime),
+            "attachments of {mid}"
+        );
+    }
+    assert!(
+        a.values().any(|x| !attachments(&x.mime).is_empty()),
+        "the test has attachments"
+    );
+    let drafts = emu
+        .mailbox(B)
+        .expected_messages()
+        .iter()
+        .filter(|m| m.info.is_draft)
+        .count();
+    assert_eq!(drafts, 0, "JSON restores are not drafts");
+
+    // A re-run restores nothing.
+    let again = restore(
+        &emu,
+        da.path(),
+        &token,
+        Placement::Under("Restored".into()),
+        RestoreMode::Json,
+    )
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(
+        (again.restored, again.already_restored),
+        (0, 30),
+        "{again:?}"
+    );
+    assert_eq!(emu.mailbox(B).expected_messages().len(), 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mime_restore_into_the_original_folders_keeps_the_bytes() {
+    let emu = start(MailboxSpec::new(A).messages(20).seed(5)).await;
+    let token = rw_token(&emu).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    backup(&emu, da.path(), &token, A).await;
+    let r = restore(
+        &emu,
+        da.path(),
+        &token,
+        Placement::Original,
+        RestoreMode::Mime,
+    )
+    .run()
+    .await
+    .unwrap();
+    assert!(r.is_success(), "{r:?}");
+    assert_eq!((r.restored, r.drafts), (20, 20), "{r:?}");
+    backup(&emu, db.path(), &token, B).await;
+    let (a, b) = (backed_up(da.path(), A), backed_up(db.path(), B));
+    assert_eq!(b.len(), a.len());
+    for (mid, x) in &a {
+        let y = &b[mid];
+        assert_eq!(y.folder, x.folder, "folder of {mid}");
+        assert!(y.mime == x.mime, "MIME bytes of {mid}");
+        assert_eq!(y.info.sent, x.info.sent, "sent of {mid}");
+    }
+}
+
+/// The SQLite index, except that recording the target id of a created message fails (like a
+/// `kill -9` between Graph's answer and the record) from the `after`-th time on.
+#[derive(Debug)]
+struct LosesTargetIds {
+    inner: SqliteIndex,
+    after: usize,
+    seen: AtomicUsize,
+}
+
+impl Index for LosesTargetIds {
+    fn start_run(&self) -> Result<i64, Error> {
+        self.inner.start_run()
+    }
+    fn finish_run(&self, report: &BackupReport) -> Result<(), Error> {
+        self.inner.finish_run(report)
+    }
+    fn last_run(&self) -> Result<Option<RunRow>, Error> {
+        self.inner.last_run()
+    }
+    fn record_saved(&self, row: &SavedRow) -> Result<(), Error> {
+        self.inner.record_saved(row)
+    }
+    fn remove_saved(&self, mailbox: &str, id: &str) -> Result<(), Error> {
+        self.inner.remove_saved(mailbox, id)
+    }
+    fn saved(&self, mailbox: Option<&str>) -> Result<Vec<SavedRow>, Error> {
+        self.inner.saved(mailbox)
+    }
+    fn saved_counts(&self) -> Result<Vec<(String, u64, u64)>, Error> {
+        self.inner.saved_counts()
+    }
+    fn apply_remote(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        items: &[MessageInfo],
+        removed: &[String],
+    ) -> Result<(), Error> {
+        self.inner.apply_remote(mailbox, folder, items, removed)
+    }
+    fn remote_ids_in_folder(&self, mailbox: &str, folder: &str) -> Result<HashSet<String>, Error> {
+        self.inner.remote_ids_in_folder(mailbox, folder)
+    }
+    fn remove_remote(&self, mailbox: &str, id: &str) -> Result<(), Error> {
+        self.inner.remove_remote(mailbox, id)
+    }
+    fn remote_messages(&self, mailbox: &str) -> Result<Vec<MessageInfo>, Error> {
+        self.inner.remote_messages(mailbox)
+    }
+    fn delta_link(&self, mailbox: &str, folder: &str) -> Result<Option<String>, Error> {
+        self.inner.delta_link(mailbox, folder)
+    }
+    fn set_delta_link(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        name: &str,
+        link: Option<&str>,
+    ) -> Result<(), Error> {
+        self.inner.set_delta_link(mailbox, folder, name, link)
+    }
+    fn known_folders(&self, mailbox: &str) -> Result<Vec<String>, Error> {
+        self.inner.known_folders(mailbox)
+    }
+    fn drop_folder(&self, mailbox: &str, folder: &str) -> Result<(), Error> {
+        self.inner.drop_folder(mailbox, folder)
+    }
+    fn folder_counts(&self) -> Result<Vec<(String, u64)>, Error> {
+        self.inner.folder_counts()
+    }
+    fn folder_paths(&self, mailbox: &str) -> Result<HashMap<String, String>, Error> {
+        self.inner.folder_paths(mailbox)
+    }
+    fn record_restore(&self, row: &RestoreRow) -> Result<(), Error> {
+        if row.target_id.is_some() && self.seen.fetch_add(1, Ordering::SeqCst) >= self.after {
+            return Err(Error::Index {
+                location: "injected: the process died before recording the target id".into(),
+                source: Box::new(std::io::Error::other("injected")),
+            });
+        }
+        self.inner.record_restore(row)
+    }
+    fn restore_log(&self, source: &str, target: &str) -> Result<Vec<RestoreRow>, Error> {
+        self.inner.restore_log(source, target)
+    }
+    fn record_message(&self, row: &SavedRow, headers: &HeaderRow) -> Result<(), Error> {
+        self.inner.record_message(row, headers)
+    }
+    fn record_headers(&self, headers: &HeaderRow) -> Result<(), Error> {
+        self.inner.record_headers(headers)
+    }
+    fn saved_without_headers(&self) -> Result<Vec<SavedRow>, Error> {
+        self.inner.saved_without_headers()
+    }
+    fn select(
+        &self,
+        selection: &SearchSelection,
+        order: Order,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<Hit>, Error> {
+        self.inner.select(selection, order, after, limit)
+    }
+    fn count(&self, selection: &SearchSelection) -> Result<u64, Error> {
+        self.inner.count(selection)
+    }
+    fn flag(&self, name: &str) -> Result<bool, Error> {
+        self.inner.flag(name)
+    }
+    fn set_flag(&self, name: &str) -> Result<(), Error> {
+        self.inner.set_flag(name)
+    }
+    fn record_quarantined(&self, row: &QuarantinedRow) -> Result<(), Error> {
+        self.inner.record_quarantined(row)
+    }
+    fn quarantined(&self) -> Result<Vec<QuarantinedRow>, Error> {
+        self.inner.quarantined()
+    }
+    fn remove_quarantined(&self, key: &ObjectKey) -> Result<(), Error> {
+        self.inner.remove_quarantined(key)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_interrupted_between_create_and_record_then_resumed_restores_each_message_once() {
+    let emu = start(MailboxSpec::new(A).messages(40).seed(3).large_every(9)).await;
+    let token = rw_token(&emu).await;
+    let da = tempfile::tempdir().unwrap();
+    backup(&emu, da.path(), &token, A).await;
+    // One target mailbox per mode: the restore log keeps a message restored into a mailbox
+    // from being restored there again, whatever the mode.
+    for (mode, to) in [(RestoreMode::Json, B), (RestoreMode::Mime, C)] {
+        let lossy = Arc::new(LosesTargetIds {
+            inner: SqliteIndex::open(&da.path().join(".meta/index.sqlite")).unwrap(),
+            after: 10,
+            seen: AtomicUsize::new(0),
+        });
+        let placement = Placement::Under("Restored".into());
+        let first = restore_to(&emu, da.path(), &token, to, placement.clone(), mode)
+            .index(lossy)
+            .run()
+            .await
+            .unwrap();
+        assert!(
+            first.stopped.is_some(),
+            "the injected crash stops the run: {first:?}"
+        );
+        let created = emu.mailbox(to).expected_messages().len();
+        assert!(
+            (10..40).contains(&created),
+            "the first run created {created}"
+        );
+        let second = restore_to(&emu, da.path(), &token, to, placement, mode)
+            .run()
+            .await
+            .unwrap();
+        assert!(second.is_success(), "{second:?}");
+        assert!(second.adopted >= 1, "{second:?}");
+        assert_eq!(
+            second.already_restored + second.adopted + second.restored,
+            40,
+            "{first:?} {second:?}"
+        );
+        // Exactly once in the target, whatever the crash left.
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for m in emu.mailbox(to).expected_messages() {
+            *seen.entry(m.info.internet_message_id).or_default() += 1;
+        }
+        let a_ids: HashSet<String> = emu
+            .mailbox(A)
+            .expected_messages()
+            .into_iter()
+            .map(|m| m.info.internet_message_id)
+            .collect();
+        assert_eq!(seen.len(), a_ids.len(), "{mode:?}");
+        for id in &a_ids {
+            assert_eq!(seen.get(id), Some(&1), "copies of {id} ({mode:?})");
+        }
+    }
+}
