@@ -155,6 +155,10 @@ pub(crate) struct RunArgs {
     /// With --sync-deletes: move local copies here instead of deleting them [config: quarantine_folder].
     #[arg(long)]
     pub(crate) quarantine_folder: Option<PathBuf>,
+    /// With --quarantine-folder: purge quarantined copies after N days, at the end of each run
+    /// [config: keep_deleted_days].
+    #[arg(long, value_name = "N")]
+    pub(crate) keep_deleted_days: Option<u32>,
     /// Total time limit of the run in seconds (default 86400) [config: time_limit].
     #[arg(long)]
     pub(crate) time_limit: Option<u64>,
@@ -193,6 +197,7 @@ pub(crate) struct FileConfig {
     pub(crate) retry_interval: Option<f64>,
     pub(crate) sync_deletes: Option<bool>,
     pub(crate) quarantine_folder: Option<PathBuf>,
+    pub(crate) keep_deleted_days: Option<u32>,
     pub(crate) time_limit: Option<u64>,
     pub(crate) request_timeout: Option<u64>,
     pub(crate) graph_url: Option<String>,
@@ -359,6 +364,9 @@ pub(crate) fn backup_builder(
         .or_else(|| f.quarantine_folder.clone())
     {
         b = b.quarantine_folder(v);
+    }
+    if let Some(v) = r.keep_deleted_days.or(f.keep_deleted_days) {
+        b = b.keep_deleted_days(v);
     }
     if let Some(v) = r.time_limit.or(f.time_limit) {
         b = b.time_limit(std::time::Duration::from_secs(v));

@@ -1,7 +1,9 @@
 //! `mailbackup`: back up Microsoft 365 mailboxes into .eml files.
 //!
 //! Commands: `login` (sign in and cache tokens), `run` (back up), `status` (last run, counts,
-//! lock), `verify` (re-hash files against the index), `restore` (messages back into a mailbox). See README.md for every flag and config key.
+//! lock), `verify` (re-hash files against the index), `export` (mbox, Maildir), `search`,
+//! `show`, `prune` (quarantine retention), `restore` (messages back into a mailbox). See
+//! README.md for every flag and config key.
 //!
 //! Exit codes: 0 success; 1 a message or mailbox finally failed, or verify found problems;
 //! 2 the run could not start (options, lock) or sign-in failed, also during the run (no token
@@ -10,6 +12,7 @@
 
 mod auth;
 mod config;
+mod find;
 mod restore_cmd;
 mod ui;
 
@@ -76,6 +79,69 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+    },
+    /// Export messages of the backup to mbox (mboxrd) or Maildir, without the X-NS-Backup line.
+    Export {
+        /// The backup folder [config: data_folder].
+        #[arg(long, short = 'd')]
+        data_folder: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "mbox")]
+        format: find::ExportFormat,
+        /// With --format mbox: one file per folder or per mailbox.
+        #[arg(long, value_enum, default_value = "folder")]
+        mbox_per: find::MboxPer,
+        /// Where to write (created when missing; existing files of the same name are replaced).
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        #[command(flatten)]
+        select: find::SelectArgs,
+        /// Do not show a progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Search the backup's header index: `from:alice subject:"march invoice" after:2024-01-01
+    /// before:2024-04-01 folder:Inbox mailbox:NAME has:attachment is:unread` and bare words.
+    Search {
+        /// The backup folder [config: data_folder].
+        #[arg(long, short = 'd')]
+        data_folder: Option<PathBuf>,
+        /// The query (several words are joined with spaces; quote phrases for the shell too).
+        words: Vec<String>,
+        #[command(flatten)]
+        select: find::SelectArgs,
+        /// At most this many results, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the indexed headers of one message and the path of its file.
+    Show {
+        /// The backup folder [config: data_folder].
+        #[arg(long, short = 'd')]
+        data_folder: Option<PathBuf>,
+        /// The message's key (as `search` prints it).
+        key: String,
+    },
+    /// Purge quarantined copies of remotely deleted messages older than N days.
+    Prune {
+        /// The backup folder [config: data_folder].
+        #[arg(long, short = 'd')]
+        data_folder: Option<PathBuf>,
+        /// Folder of the lock file [config: working_folder].
+        #[arg(long)]
+        working_folder: Option<PathBuf>,
+        /// The quarantine folder [config: quarantine_folder].
+        #[arg(long)]
+        quarantine_folder: Option<PathBuf>,
+        /// Keep copies quarantined less than N days ago [config: keep_deleted_days].
+        #[arg(long, value_name = "N")]
+        keep_deleted_days: Option<u32>,
+        /// List what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -267,6 +333,56 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Export {
+            data_folder: d,
+            format,
+            mbox_per,
+            out,
+            select,
+            no_progress,
+        } => {
+            init_logs(&cli.log_level, None);
+            let d = data_folder(d, &file)?;
+            find::export(d, &select, format, mbox_per, out, no_progress).await
+        }
+        Command::Search {
+            data_folder: d,
+            words,
+            select,
+            limit,
+            json,
+        } => {
+            init_logs(&cli.log_level, None);
+            let d = data_folder(d, &file)?;
+            tokio::task::spawn_blocking(move || find::search(d, &words, &select, limit, json))
+                .await?
+        }
+        Command::Show {
+            data_folder: d,
+            key,
+        } => {
+            init_logs(&cli.log_level, None);
+            let d = data_folder(d, &file)?;
+            tokio::task::spawn_blocking(move || find::show(d, &key)).await?
+        }
+        Command::Prune {
+            data_folder: d,
+            working_folder,
+            quarantine_folder,
+            keep_deleted_days,
+            dry_run,
+        } => {
+            init_logs(&cli.log_level, None);
+            let d = data_folder(d, &file)?;
+            let q = quarantine_folder
+                .or_else(|| file.quarantine_folder.clone())
+                .context("no quarantine folder: give --quarantine-folder DIR or quarantine_folder in the config file")?;
+            let days = keep_deleted_days.or(file.keep_deleted_days).context(
+                "no retention: give --keep-deleted-days N or keep_deleted_days in the config file",
+            )?;
+            let wf = working_folder.or_else(|| file.working_folder.clone());
+            tokio::task::spawn_blocking(move || find::prune(d, wf, q, days, dry_run)).await?
         }
     }
 }

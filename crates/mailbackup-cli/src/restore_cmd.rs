@@ -46,6 +46,9 @@ pub(crate) struct RestoreArgs {
     /// Repeatable.
     #[arg(long = "message", value_name = "KEY_OR_ID")]
     messages: Vec<String>,
+    /// Only messages matching this search query (the syntax of `mailbackup search`).
+    #[arg(long, short = 'q')]
+    query: Option<String>,
     /// Restore into this mailbox (id or UPN) instead of the source mailbox.
     #[arg(long)]
     to_user: Option<String>,
@@ -116,6 +119,13 @@ pub(crate) async fn run(
     selection.created_from = day("--created-from", &a.created_from)?;
     selection.created_to = day("--created-to", &a.created_to)?;
     selection.messages = a.messages.clone();
+    if let Some(q) = &a.query {
+        selection.ids = Some(crate::find::matching_ids(
+            &opts.data_folder,
+            q,
+            a.mailbox.as_deref(),
+        )?);
+    }
     if a.into_folder
         .as_deref()
         .is_some_and(|n| n.trim().is_empty())

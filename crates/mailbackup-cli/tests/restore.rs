@@ -152,3 +152,54 @@ async fn a_token_without_mail_readwrite_is_told_to_get_it_and_exits_2() {
     );
     assert!(emu.mailbox(BOB).expected_messages().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_with_a_query_restores_exactly_what_search_finds() {
+    let total = 30;
+    let emu = emulator_ab(total, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = rw_token(&emu).await;
+    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    assert!(o.status.success(), "{}", text(&o));
+
+    let query = "is:read";
+    let mut c = bin();
+    c.args(["search", "-d"])
+        .arg(dir.path())
+        .args(["--json", "--limit", "1000", query]);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let hits: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut found: Vec<String> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["message_id"].as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    assert!(
+        !found.is_empty() && found.len() < total,
+        "the query must select some messages, not all: {}",
+        found.len()
+    );
+
+    let mut c = restore_cmd(&emu, dir.path(), &token);
+    c.args(["--query", query]);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let mut restored: Vec<String> = emu
+        .mailbox(BOB)
+        .expected_messages()
+        .into_iter()
+        .map(|m| m.info.internet_message_id)
+        .collect();
+    restored.sort();
+    assert_eq!(restored, found, "{}", text(&o));
+
+    // A malformed query is refused before anything is created.
+    let mut c = restore_cmd(&emu, dir.path(), &token);
+    c.args(["--query", "frm:alice"]);
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(emu.mailbox(BOB).expected_messages().len(), found.len());
+}

@@ -31,9 +31,10 @@
 //! writes files under the data folder) and [`Index`] ([`SqliteIndex`]). Each has a conformance
 //! suite a new backend's tests call ([`store::conformance`], [`index::conformance`]).
 //!
-//! Dependencies: `reqwest` (rustls) for HTTP, `rusqlite` (bundled SQLite) for the index,
+//! Dependencies: `reqwest` (rustls) for HTTP, `rusqlite` (bundled SQLite, with FTS5) for the index,
 //! `sha1`/`sha2` for file names and content hashes, `durable-write` for crash-safe files,
-//! `mail-parser` (lenient MIME parsing, also used by the emulator) and `base64` for restores. Retry and throttling logic is written here
+//! `mail-parser` (lenient MIME parsing, also used by the emulator) and `base64` for restores,
+//! `rustix` for `syncfs` (Maildir export batches). Retry and throttling logic is written here
 //! rather than taken from `backon`, because throttling waits must not count as retries and must
 //! stop every request of a mailbox at once, which a per-call retry wrapper does not express.
 
@@ -41,7 +42,9 @@
 
 pub mod engine;
 pub mod error;
+pub mod export;
 mod graph;
+pub mod headers;
 pub mod hooks;
 pub mod index;
 pub mod lock;
@@ -49,6 +52,8 @@ pub mod options;
 pub mod report;
 mod reporter;
 pub mod restore;
+pub mod retention;
+pub mod search;
 pub mod store;
 pub mod token;
 pub mod verify;
@@ -59,7 +64,7 @@ pub use hooks::{
     BeforeAction, DeleteAction, ErrorAction, FetchedAction, Hooks, LogLevel, MessageFailure,
     MessageInfo, NoHooks,
 };
-pub use index::{Index, SqliteIndex};
+pub use index::{HeaderRow, Hit, Index, QuarantinedRow, SqliteIndex};
 pub use lock::LockState;
 pub use options::{MAILBOX_CONCURRENCY_LIMIT, Mailboxes, Options};
 pub use report::{

@@ -72,6 +72,8 @@ pub struct Options {
     pub sync_deletes: bool,
     /// With `sync_deletes`: move local copies here instead of deleting them.
     pub quarantine_folder: Option<PathBuf>,
+    /// Purge quarantined copies after this many days (none: keep them).
+    pub keep_deleted_days: Option<u32>,
     /// Total time limit of the run.
     pub time_limit: Duration,
     /// Graph base URL (e.g. `https://graph.microsoft.com/v1.0`, or an emulator's).

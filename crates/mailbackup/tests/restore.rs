@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use graph_emulator::{AppRegistration, DEFAULT_CLIENT_SECRET, EmulatorConfig, MailboxSpec};
-use mailbackup::index::{Index, RestoreRow, RunRow, SavedRow};
+use mailbackup::index::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
+use mailbackup::search::{Cursor, Order, Selection as SearchSelection};
+use mailbackup::store::ObjectKey;
 use mailbackup::{
     BackupReport, Error, MessageInfo, Placement, Restore, RestoreMode, RestoreRequest, Selection,
     SqliteIndex,
@@ -312,6 +314,42 @@ impl Index for LosesTargetIds {
     }
     fn restore_log(&self, source: &str, target: &str) -> Result<Vec<RestoreRow>, Error> {
         self.inner.restore_log(source, target)
+    }
+    fn record_message(&self, row: &SavedRow, headers: &HeaderRow) -> Result<(), Error> {
+        self.inner.record_message(row, headers)
+    }
+    fn record_headers(&self, headers: &HeaderRow) -> Result<(), Error> {
+        self.inner.record_headers(headers)
+    }
+    fn saved_without_headers(&self) -> Result<Vec<SavedRow>, Error> {
+        self.inner.saved_without_headers()
+    }
+    fn select(
+        &self,
+        selection: &SearchSelection,
+        order: Order,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<Hit>, Error> {
+        self.inner.select(selection, order, after, limit)
+    }
+    fn count(&self, selection: &SearchSelection) -> Result<u64, Error> {
+        self.inner.count(selection)
+    }
+    fn flag(&self, name: &str) -> Result<bool, Error> {
+        self.inner.flag(name)
+    }
+    fn set_flag(&self, name: &str) -> Result<(), Error> {
+        self.inner.set_flag(name)
+    }
+    fn record_quarantined(&self, row: &QuarantinedRow) -> Result<(), Error> {
+        self.inner.record_quarantined(row)
+    }
+    fn quarantined(&self) -> Result<Vec<QuarantinedRow>, Error> {
+        self.inner.quarantined()
+    }
+    fn remove_quarantined(&self, key: &ObjectKey) -> Result<(), Error> {
+        self.inner.remove_quarantined(key)
     }
 }
 

@@ -33,6 +33,7 @@ pub struct BackupBuilder {
     pub(super) retry_interval: Duration,
     pub(super) sync_deletes: bool,
     pub(super) quarantine_folder: Option<PathBuf>,
+    pub(super) keep_deleted_days: Option<u32>,
     pub(super) time_limit: Duration,
     pub(super) graph_url: String,
     pub(super) immutable_ids: bool,
@@ -101,6 +102,12 @@ impl BackupBuilder {
     /// their relative path) instead of deleting them. Default: delete, as the seed does.
     pub fn quarantine_folder(mut self, p: impl Into<PathBuf>) -> Self {
         self.quarantine_folder = Some(p.into());
+        self
+    }
+    /// With a quarantine folder: at the end of each run, purge the quarantined copies that have
+    /// been there `days` days or more ([`crate::retention::prune`]). Default: keep them.
+    pub fn keep_deleted_days(mut self, days: u32) -> Self {
+        self.keep_deleted_days = Some(days);
         self
     }
     /// Total time limit of a run (default 24 h).
@@ -203,6 +210,13 @@ impl BackupBuilder {
                 reason: format!("{}: {e}", p.display()),
             })
         };
+        if self.keep_deleted_days.is_some() && self.quarantine_folder.is_none() {
+            return bad(
+                "KeepDeletedDays",
+                "only applies to quarantined copies: set QuarantineFolder (--quarantine-folder) too"
+                    .to_string(),
+            );
+        }
         let data_folder = absolute("DataFolder", self.data_folder)?;
         let quarantine_folder = self
             .quarantine_folder
@@ -227,6 +241,7 @@ impl BackupBuilder {
             retry_interval: self.retry_interval,
             sync_deletes: self.sync_deletes,
             quarantine_folder,
+            keep_deleted_days: self.keep_deleted_days,
             time_limit: self.time_limit,
             graph_url: self.graph_url,
             immutable_ids: self.immutable_ids,
@@ -274,6 +289,7 @@ impl Backup {
             retry_interval: DEFAULT_RETRY_INTERVAL,
             sync_deletes: false,
             quarantine_folder: None,
+            keep_deleted_days: None,
             time_limit: DEFAULT_TIME_LIMIT,
             graph_url: DEFAULT_GRAPH_URL.to_string(),
             immutable_ids: true,

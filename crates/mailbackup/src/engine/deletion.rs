@@ -63,7 +63,14 @@ pub(super) async fn sync_deletes(
         let (store, index) = (ctx.store.clone(), ctx.index.clone());
         let quarantined_to = super::blocking(move || {
             let to = if quarantine {
-                Some(store.quarantine(&object)?)
+                let location = store.quarantine(&object)?;
+                index.record_quarantined(&crate::index::QuarantinedRow {
+                    mailbox: mb.clone(),
+                    key: object.clone(),
+                    location: location.clone(),
+                    since: chrono::Utc::now().to_rfc3339(),
+                })?;
+                Some(location)
             } else {
                 store.delete(&object)?;
                 None

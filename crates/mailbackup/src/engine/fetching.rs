@@ -201,7 +201,9 @@ async fn process_inner(
                 size: stored.size,
                 sha256: stored.sha256,
             };
-            if let Err(e) = ctx.index(move |ix| ix.record_saved(&row)).await {
+            let mut headers = crate::headers::from_info(info, &row.key, row.size);
+            headers.mailbox = row.mailbox.clone();
+            if let Err(e) = ctx.index(move |ix| ix.record_message(&row, &headers)).await {
                 return Outcome::Fatal(e);
             }
             unchanged = true;
@@ -265,18 +267,24 @@ async fn process_inner(
         );
         let (mailbox, id, last_modified) =
             (mailbox.clone(), info.id.clone(), last_modified.clone());
+        let mut headers = crate::headers::from_info(info, &object, 0);
+        headers.mailbox = mailbox.clone();
         // Not cancellable on purpose: once started, a save completes (object, then index).
         let r = blocking(move || {
             let mut body = line.as_bytes().chain(&mime[..]);
             let stored = store.put(&object, &mut body, None)?;
-            index.record_saved(&SavedRow {
-                mailbox,
-                id,
-                key: object,
-                last_modified,
-                size: stored.size,
-                sha256: stored.sha256,
-            })?;
+            headers.size = stored.size;
+            index.record_message(
+                &SavedRow {
+                    mailbox,
+                    id,
+                    key: object,
+                    last_modified,
+                    size: stored.size,
+                    sha256: stored.sha256,
+                },
+                &headers,
+            )?;
             if let Some(old) = old_key {
                 store.delete(&old)?;
             }

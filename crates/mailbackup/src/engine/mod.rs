@@ -200,6 +200,10 @@ impl Backup {
         // Temporary files are only ever partial writes of a run that died: remove them.
         let store = self.store.clone();
         let removed = blocking(move || store.remove_partial()).await?;
+        // A backup made before the index held header fields gets them once.
+        let (ix, store) = (index.clone(), self.store.clone());
+        let backfilled =
+            blocking(move || crate::headers::backfill(ix.as_ref(), store.as_ref())).await?;
         let run_id = {
             let ix = index.clone();
             blocking(move || ix.start_run()).await?
@@ -217,6 +221,11 @@ impl Backup {
             hooks: self.hooks.clone(),
             reporter: reporter.clone(),
         });
+        if backfilled > 0 {
+            reporter.info(&format!(
+                "indexed the header fields of {backfilled} message(s) saved by an earlier version"
+            ));
+        }
         if removed > 0 {
             reporter.info(&format!(
                 "removed {removed} partial file(s) left by an interrupted run"
@@ -260,6 +269,25 @@ impl Backup {
         } else {
             RunStatus::Completed
         };
+        if let Some(days) = opts.keep_deleted_days {
+            let (ix, store) = (index.clone(), self.store.clone());
+            let purged = blocking(move || {
+                crate::retention::prune(
+                    ix.as_ref(),
+                    store.as_ref(),
+                    chrono::Utc::now(),
+                    days,
+                    false,
+                )
+            })
+            .await?;
+            for r in &purged {
+                reporter.info(&format!(
+                    "{}: purged {} (quarantined {}, older than {days} days)",
+                    r.mailbox, r.location, r.since
+                ));
+            }
+        }
         let report = Arc::new(BackupReport {
             run_id,
             status,

@@ -1,9 +1,10 @@
 //! The behaviour every [`Index`] must have. A backend's test calls [`index`] with an empty
 //! index; it panics with a message naming the broken rule when the backend misbehaves.
 
-use super::{Index, RestoreRow, SavedRow};
+use super::{HeaderRow, Index, QuarantinedRow, RestoreRow, SavedRow};
 use crate::hooks::MessageInfo;
 use crate::report::{BackupReport, RunStatus};
+use crate::search::{Order, Query, Selection};
 use crate::store::ObjectKey;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -38,6 +39,183 @@ pub fn index(ix: &dyn Index) {
     saved_copies(ix);
     remote_mirror(ix);
     folders(ix);
+    headers_and_search(ix);
+    flags_and_quarantine(ix);
+}
+
+fn headers(mailbox: &str, id: &str, subject: &str, from: &str, date: &str) -> HeaderRow {
+    HeaderRow {
+        mailbox: mailbox.into(),
+        id: id.into(),
+        key: ObjectKey::new(format!("{mailbox}/{id}.eml")).expect("key"),
+        from: from.into(),
+        to: "Bob <bob@x.test>".into(),
+        cc: String::new(),
+        subject: subject.into(),
+        date: Some(date.into()),
+        message_id: Some(format!("<{id}@x.test>")),
+        folder_id: "inbox-id".into(),
+        size: 10,
+        has_attachment: id == "h2",
+        is_read: Some(id != "h3"),
+    }
+}
+
+fn search(ix: &dyn Index, q: &str) -> Vec<String> {
+    let sel = Selection {
+        query: Query::parse(q).expect("query"),
+        keys: Vec::new(),
+    };
+    let hits = ix.select(&sel, Order::Newest, None, 100).expect("select");
+    assert_eq!(
+        ix.count(&sel).expect("count"),
+        hits.len() as u64,
+        "count agrees with select for {q:?}"
+    );
+    hits.into_iter().map(|h| h.headers.id).collect()
+}
+
+fn headers_and_search(ix: &dyn Index) {
+    let h1 = headers(
+        "hx",
+        "h1",
+        "March invoice",
+        "Alice <alice@x.test>",
+        "2024-03-05T09:00:00Z",
+    );
+    let h2 = headers(
+        "hx",
+        "h2",
+        "Holiday photos",
+        "Carol <carol@y.test>",
+        "2024-06-01T09:00:00Z",
+    );
+    let h3 = headers(
+        "hx",
+        "h3",
+        "Invoice for April",
+        "Alice <alice@x.test>",
+        "2023-12-31T23:59:59Z",
+    );
+    for h in [&h1, &h2, &h3] {
+        let saved = row(&h.mailbox, &h.id, h.key.as_str(), "t1", h.size);
+        ix.record_message(&saved, h).expect("record_message");
+    }
+    assert!(
+        ix.saved(Some("hx")).expect("saved").len() == 3,
+        "record_message records the saved copy"
+    );
+    assert_eq!(search(ix, ""), ["h2", "h1", "h3"], "newest first");
+    assert_eq!(search(ix, "from:alice"), ["h1", "h3"]);
+    assert_eq!(
+        search(ix, "from:ali"),
+        ["h1", "h3"],
+        "words match as prefixes"
+    );
+    assert_eq!(search(ix, "invoice"), ["h1", "h3"], "bare words: subject");
+    assert_eq!(search(ix, "carol@y.test"), ["h2"], "bare words: addresses");
+    assert_eq!(search(ix, "subject:\"march invoice\""), ["h1"]);
+    assert_eq!(
+        search(ix, "subject:\"invoice march\""),
+        Vec::<String>::new()
+    );
+    assert_eq!(search(ix, "after:2024-01-01 invoice"), ["h1"]);
+    assert_eq!(search(ix, "before:2024-01-01"), ["h3"]);
+    assert_eq!(search(ix, "has:attachment"), ["h2"]);
+    assert_eq!(search(ix, "is:unread"), ["h3"]);
+    assert_eq!(search(ix, "mailbox:other"), Vec::<String>::new());
+    assert_eq!(
+        search(ix, "folder:inbox-id"),
+        ["h2", "h1", "h3"],
+        "folder id until named"
+    );
+    ix.set_delta_link("hx", "inbox-id", "Inbox/Clients", Some("link"))
+        .expect("set_delta_link");
+    assert_eq!(
+        search(ix, "folder:inbox"),
+        ["h2", "h1", "h3"],
+        "a folder includes those below"
+    );
+    assert_eq!(search(ix, "folder:Inbox/clients"), ["h2", "h1", "h3"]);
+    assert_eq!(
+        search(ix, "folder:Inb"),
+        Vec::<String>::new(),
+        "not a prefix of a name"
+    );
+    let sel = Selection {
+        query: Query::default(),
+        keys: vec![h3.key.clone()],
+    };
+    let hits = ix.select(&sel, Order::Newest, None, 10).expect("select");
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].headers, h3, "a hit gives back what was recorded");
+    assert_eq!(hits[0].folder_path, "Inbox/Clients");
+
+    // Folder order pages through every hit once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ix
+            .select(&Selection::default(), Order::Folder, after.as_ref(), 2)
+            .expect("select");
+        seen.extend(page.iter().map(|h| h.headers.id.clone()));
+        match page.last() {
+            Some(h) if page.len() == 2 => after = Some(h.cursor()),
+            _ => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["h1", "h2", "h3"]);
+
+    // A changed subject is found under its new words only.
+    let mut h1b = h1.clone();
+    h1b.subject = "Budget".into();
+    ix.record_headers(&h1b).expect("record_headers");
+    assert_eq!(search(ix, "march"), Vec::<String>::new());
+    assert_eq!(search(ix, "budget"), ["h1"]);
+    // Forgetting a saved copy forgets its header row.
+    ix.remove_saved("hx", "h1").expect("remove_saved");
+    assert_eq!(search(ix, "budget"), Vec::<String>::new());
+    assert_eq!(search(ix, "from:alice"), ["h3"]);
+    // Back-fill support: saved copies without header rows.
+    ix.record_saved(&row("hx", "h4", "hx/h4.eml", "t1", 1))
+        .expect("record_saved");
+    let missing: Vec<String> = ix
+        .saved_without_headers()
+        .expect("saved_without_headers")
+        .into_iter()
+        .filter(|r| r.mailbox == "hx")
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(missing, ["h4"]);
+}
+
+fn flags_and_quarantine(ix: &dyn Index) {
+    assert!(!ix.flag("job").expect("flag"));
+    ix.set_flag("job").expect("set_flag");
+    ix.set_flag("job").expect("set_flag twice");
+    assert!(ix.flag("job").expect("flag"));
+    let q = |key: &str, since: &str| QuarantinedRow {
+        mailbox: "qx".into(),
+        key: ObjectKey::new(key).expect("key"),
+        location: format!("/q/{key}"),
+        since: since.into(),
+    };
+    ix.record_quarantined(&q("b.eml", "2026-01-02T00:00:00+00:00"))
+        .expect("record_quarantined");
+    ix.record_quarantined(&q("a.eml", "2026-01-03T00:00:00+00:00"))
+        .expect("record_quarantined");
+    assert_eq!(
+        ix.quarantined().expect("quarantined"),
+        [
+            q("b.eml", "2026-01-02T00:00:00+00:00"),
+            q("a.eml", "2026-01-03T00:00:00+00:00")
+        ],
+        "oldest first"
+    );
+    ix.remove_quarantined(&ObjectKey::new("b.eml").expect("key"))
+        .expect("remove_quarantined");
+    assert_eq!(ix.quarantined().expect("quarantined").len(), 1);
     restore_log(ix);
 }
 

@@ -12,6 +12,13 @@
 //! - folders: one row per folder with its delta link. A link is stored only after every message
 //!   of its round is durable (or deliberately skipped), so a crash replays the round.
 //! - runs: one row per run, for `status`.
+//! - headers: one row per saved copy with its header fields (From, To, Cc, Subject, Date,
+//!   Message-ID, folder, size, attachment flag, read state), written with the saved copy in one
+//!   transaction ([`Index::record_message`]), full-text indexed (subject and addresses), answering
+//!   [`Selection`]s ([`Index::select`]) for `search`, `show` and `export`.
+//! - quarantined copies: where and since when a copy of a remotely deleted message is kept, for
+//!   retention ([`crate::retention`]).
+//! - flags: one-time jobs done (the header back-fill of a backup made before headers existed).
 //! - the restore log: one row per (source message, target mailbox) that `restore` attempted
 //!   ([`RestoreRow`]): recorded before the message is created (no target id), then with the
 //!   target id once Graph created it, then complete once its large attachments are uploaded.
@@ -25,6 +32,7 @@
 use crate::error::Error;
 use crate::hooks::MessageInfo;
 use crate::report::BackupReport;
+use crate::search::{Cursor, Order, Selection};
 use crate::store::ObjectKey;
 use std::collections::{HashMap, HashSet};
 
@@ -47,6 +55,74 @@ pub struct SavedRow {
     pub size: u64,
     /// SHA-256 of the stored object (hex).
     pub sha256: String,
+}
+
+/// The header fields of a saved copy, for search, `show` and export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HeaderRow {
+    /// Mailbox key.
+    pub mailbox: String,
+    /// Graph message id.
+    pub id: String,
+    /// Where the copy is in the message store.
+    pub key: ObjectKey,
+    /// `From` (`Name <address>`, several comma separated).
+    pub from: String,
+    /// `To` recipients, comma separated.
+    pub to: String,
+    /// `Cc` recipients, comma separated.
+    pub cc: String,
+    /// Subject.
+    pub subject: String,
+    /// Date, UTC, `YYYY-MM-DDTHH:MM:SSZ` (sortable).
+    pub date: Option<String>,
+    /// `Message-ID`.
+    pub message_id: Option<String>,
+    /// Graph folder id.
+    pub folder_id: String,
+    /// Size of the stored object in bytes.
+    pub size: u64,
+    /// Whether the message has attachments.
+    pub has_attachment: bool,
+    /// Read state when backed up (`None`: not known, backed up before it was recorded).
+    pub is_read: Option<bool>,
+}
+
+/// One answer of [`Index::select`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Hit {
+    /// The header fields.
+    #[serde(flatten)]
+    pub headers: HeaderRow,
+    /// The folder path (`Inbox/Clients`); the folder id when the folder's name is not known.
+    pub folder_path: String,
+    /// Position in the index (for paging).
+    #[serde(skip)]
+    pub seq: i64,
+}
+
+impl Hit {
+    /// The position after this hit, for the next page of [`Order::Folder`].
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            mailbox: self.headers.mailbox.clone(),
+            folder_id: self.headers.folder_id.clone(),
+            seq: self.seq,
+        }
+    }
+}
+
+/// A quarantined copy of a remotely deleted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedRow {
+    /// Mailbox key.
+    pub mailbox: String,
+    /// The object's key (kept in the quarantine area).
+    pub key: ObjectKey,
+    /// Where it is, for people.
+    pub location: String,
+    /// When it was quarantined (RFC 3339).
+    pub since: String,
 }
 
 /// A run, for `status`.
@@ -155,6 +231,44 @@ pub trait Index: Send + Sync + std::fmt::Debug {
     fn drop_folder(&self, mailbox: &str, folder: &str) -> Result<(), Error>;
     /// Per mailbox: folders with a delta link, ordered by mailbox.
     fn folder_counts(&self) -> Result<Vec<(String, u64)>, Error>;
+
+    // ---- headers and search ----
+
+    /// Records (or replaces) a saved copy and its header fields in one transaction (a crash
+    /// leaves both or neither).
+    fn record_message(&self, row: &SavedRow, headers: &HeaderRow) -> Result<(), Error>;
+    /// Records (or replaces) the header fields of a saved copy (back-fill).
+    fn record_headers(&self, headers: &HeaderRow) -> Result<(), Error>;
+    /// Saved copies without header fields (what a back-fill has to read).
+    fn saved_without_headers(&self) -> Result<Vec<SavedRow>, Error>;
+    /// Up to `limit` header rows matching `selection`, in `order`; with [`Order::Folder`],
+    /// after `after`. Header rows are forgotten with their saved copy ([`Self::remove_saved`]).
+    fn select(
+        &self,
+        selection: &Selection,
+        order: Order,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<Hit>, Error>;
+
+    /// How many header rows match `selection`.
+    fn count(&self, selection: &Selection) -> Result<u64, Error>;
+
+    // ---- flags ----
+
+    /// Whether a one-time job is recorded as done.
+    fn flag(&self, name: &str) -> Result<bool, Error>;
+    /// Records a one-time job as done.
+    fn set_flag(&self, name: &str) -> Result<(), Error>;
+
+    // ---- quarantine ----
+
+    /// Records a copy moved to the quarantine area.
+    fn record_quarantined(&self, row: &QuarantinedRow) -> Result<(), Error>;
+    /// Every recorded quarantined copy, oldest first.
+    fn quarantined(&self) -> Result<Vec<QuarantinedRow>, Error>;
+    /// Forgets a quarantined copy (after it was purged).
+    fn remove_quarantined(&self, key: &ObjectKey) -> Result<(), Error>;
     /// Folder id -> path ([`crate::store::folder_path`]) of the folders of a mailbox.
     fn folder_paths(&self, mailbox: &str) -> Result<HashMap<String, String>, Error>;
 

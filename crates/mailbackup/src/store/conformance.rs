@@ -126,4 +126,11 @@ pub fn message_store(store: &dyn MessageStore) {
     assert!(store.open(&d).expect("open").is_none());
     assert_eq!(store.list("").expect("list"), vec![a.clone()]);
     assert!(!store.locate(&a).is_empty());
+
+    // purging a quarantined copy, twice; the live objects stay.
+    store.purge_quarantined(&d).expect("purge_quarantined");
+    store
+        .purge_quarantined(&d)
+        .expect("purging a missing quarantined copy is not an error");
+    assert_eq!(store.list("").expect("list"), vec![a.clone()]);
 }

@@ -169,6 +169,13 @@ impl MessageStore for LocalStore {
         Ok(to.display().to_string())
     }
 
+    fn purge_quarantined(&self, key: &ObjectKey) -> Result<(), Error> {
+        match &self.quarantine {
+            Some(q) => durable_write::remove(&q.join(key.as_str())).map_err(Error::durable),
+            None => Ok(()),
+        }
+    }
+
     fn locate(&self, key: &ObjectKey) -> String {
         self.path(key).display().to_string()
     }
@@ -223,6 +230,21 @@ mod tests {
         fs::write(dir.path().join("2024-01/.y.eml.tmp-99-1"), b"half").unwrap();
         assert_eq!(store.remove_partial().unwrap(), 1);
         assert_eq!(store.list("").unwrap(), vec![keep]);
+    }
+
+    #[test]
+    fn purging_removes_the_quarantined_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).with_quarantine(q.path());
+        let key = ObjectKey::new("2024-01/x.eml").unwrap();
+        store.put(&key, &mut &b"abc"[..], None).unwrap();
+        store.quarantine(&key).unwrap();
+        store.put(&key, &mut &b"new"[..], None).unwrap();
+        assert!(q.path().join("2024-01/x.eml").exists());
+        store.purge_quarantined(&key).unwrap();
+        assert!(!q.path().join("2024-01/x.eml").exists());
+        assert_eq!(fs::read(dir.path().join("2024-01/x.eml")).unwrap(), b"new");
     }
 
     #[test]

@@ -350,6 +350,9 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     /// style). An error when the store has no quarantine area.
     fn quarantine(&self, key: &ObjectKey) -> Result<String, Error>;
 
+    /// Removes a quarantined object durably (a missing one is not an error; retention).
+    fn purge_quarantined(&self, key: &ObjectKey) -> Result<(), Error>;
+
     /// Where an object is, for people: a path, or a URL.
     fn locate(&self, key: &ObjectKey) -> String;
 

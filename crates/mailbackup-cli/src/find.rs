@@ -1,0 +1,332 @@
+//! `export`, `search`, `show` and `prune`: the commands that read a backup back.
+//!
+//! They open the backup's SQLite index (refusing a folder without one) and back-fill the header
+//! fields once for a backup made before they were indexed. `export` and `search` take the same
+//! selection options; `--query` uses the search syntax of `mailbackup::search`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mailbackup::export::{ExportProgress, Format};
+use mailbackup::search::{Order, Query, Selection, Term, parse_day};
+use mailbackup::{Hit, Index, LocalStore, MessageStore, ObjectKey, SqliteIndex};
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Which messages (all options combine; none selects everything).
+#[derive(Args, Debug, Default)]
+pub(crate) struct SelectArgs {
+    /// Only this mailbox (as named in `status`).
+    #[arg(long)]
+    mailbox: Option<String>,
+    /// Only this folder and those below it (`Inbox`, `Inbox/Clients`), case-insensitive.
+    #[arg(long)]
+    folder: Option<String>,
+    /// Only messages dated on or after this day (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    after: Option<String>,
+    /// Only messages dated before this day (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    before: Option<String>,
+    /// Only these objects (keys as `search` and `show` print them); repeatable.
+    #[arg(long = "key", value_name = "KEY")]
+    keys: Vec<String>,
+    /// A search query (same syntax as `mailbackup search`).
+    #[arg(long, short = 'q')]
+    query: Option<String>,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> Result<Selection> {
+        let mut query = match &self.query {
+            Some(q) => Query::parse(q)?,
+            None => Query::default(),
+        };
+        if let Some(m) = &self.mailbox {
+            query = query.and(Term::Mailbox(m.clone()));
+        }
+        if let Some(f) = &self.folder {
+            query = query.and(Term::Folder(f.trim_matches('/').to_string()));
+        }
+        if let Some(d) = &self.after {
+            query = query.and(Term::After(parse_day("--after", d)?));
+        }
+        if let Some(d) = &self.before {
+            query = query.and(Term::Before(parse_day("--before", d)?));
+        }
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| ObjectKey::new(k.clone()))
+            .collect::<Result<_, _>>()?;
+        Ok(Selection { query, keys })
+    }
+}
+
+/// Output format of `export`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// mboxrd files.
+    Mbox,
+    /// Maildir folders.
+    Maildir,
+}
+
+/// With `--format mbox`: one file per folder or per mailbox.
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub(crate) enum MboxPer {
+    /// `<out>/<mailbox>/<folder path>.mbox`.
+    #[default]
+    Folder,
+    /// `<out>/<mailbox>.mbox`.
+    Mailbox,
+}
+
+/// Opens the index of a backup and back-fills its header fields once.
+fn open(data: &Path) -> Result<(Arc<SqliteIndex>, LocalStore)> {
+    let path = data
+        .join(mailbackup::META_DIR)
+        .join(mailbackup::index::INDEX_FILE);
+    if !path.is_file() {
+        bail!(
+            "{} holds no backup (no {}): give the data folder of a backup with --data-folder",
+            data.display(),
+            path.display()
+        );
+    }
+    let index = Arc::new(SqliteIndex::open(&path)?);
+    let store = LocalStore::new(data);
+    let n = mailbackup::headers::backfill(index.as_ref(), &store)?;
+    if n > 0 {
+        eprintln!("indexed the header fields of {n} message(s) saved by an earlier version (once)");
+    }
+    Ok((index, store))
+}
+
+/// Graph ids of the messages of a backup matching a search query (and `mailbox`, when given):
+/// `restore --query` hands them to `restore::Selection::ids`.
+pub(crate) fn matching_ids(
+    data: &Path,
+    query: &str,
+    mailbox: Option<&str>,
+) -> Result<std::collections::HashSet<String>> {
+    let mut query = Query::parse(query)?;
+    if let Some(m) = mailbox {
+        query = query.and(Term::Mailbox(m.to_string()));
+    }
+    let selection = Selection {
+        query,
+        keys: Vec::new(),
+    };
+    let (index, _) = open(data)?;
+    let mut ids = std::collections::HashSet::new();
+    let mut after = None;
+    loop {
+        let page = index.select(&selection, Order::Folder, after.as_ref(), 1000)?;
+        ids.extend(page.iter().map(|h| h.headers.id.clone()));
+        match page.last() {
+            Some(h) if page.len() == 1000 => after = Some(h.cursor()),
+            _ => return Ok(ids),
+        }
+    }
+}
+
+pub(crate) async fn export(
+    data: PathBuf,
+    select: &SelectArgs,
+    format: ExportFormat,
+    per: MboxPer,
+    out: PathBuf,
+    no_progress: bool,
+) -> Result<ExitCode> {
+    let selection = select.selection()?;
+    let format = match (format, per) {
+        (ExportFormat::Maildir, _) => Format::Maildir,
+        (ExportFormat::Mbox, MboxPer::Folder) => Format::MboxPerFolder,
+        (ExportFormat::Mbox, MboxPer::Mailbox) => Format::MboxPerMailbox,
+    };
+    let progress = Arc::new(ExportProgress::default());
+    let bar = if !no_progress && std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5))
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("export [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let work = {
+        let progress = progress.clone();
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let (index, store) = open(&data)?;
+            Ok(mailbackup::export::export(
+                index.as_ref(),
+                &store,
+                &selection,
+                format,
+                &out,
+                &progress,
+            )?)
+        })
+    };
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let report = loop {
+        tokio::select! {
+            r = &mut work => break r??,
+            _ = tick.tick() => {
+                bar.set_length(progress.total.load(Ordering::Relaxed));
+                bar.set_position(progress.done.load(Ordering::Relaxed));
+                bar.set_message(indicatif::HumanBytes(progress.bytes.load(Ordering::Relaxed)).to_string());
+            }
+        }
+    };
+    bar.finish_and_clear();
+    for key in &report.missing {
+        println!("missing: {key} (in the index, not in the backup; run `mailbackup verify`)");
+    }
+    for o in &report.outputs {
+        println!("wrote {}", o.display());
+    }
+    println!(
+        "export: {} messages, {}",
+        report.messages,
+        indicatif::HumanBytes(report.bytes)
+    );
+    Ok(if report.missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub(crate) fn search(
+    data: PathBuf,
+    words: &[String],
+    select: &SelectArgs,
+    limit: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut selection = select.selection()?;
+    let typed = Query::parse(&words.join(" "))?;
+    selection.query.terms.extend(typed.terms);
+    let (index, _) = open(&data)?;
+    let hits = index.select(&selection, Order::Newest, None, limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&hits)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16}  {:<28}  {:<44}  {:<16}  KEY",
+        "DATE", "FROM", "SUBJECT", "FOLDER"
+    );
+    for h in &hits {
+        let d = h.headers.date.as_deref().unwrap_or("-");
+        let d = d.get(..16).unwrap_or(d).replace('T', " ");
+        println!(
+            "{:<16}  {:<28}  {:<44}  {:<16}  {}",
+            d,
+            cut(&h.headers.from, 28),
+            cut(&h.headers.subject, 44),
+            cut(&h.folder_path, 16),
+            h.headers.key
+        );
+    }
+    let total = index.count(&selection)?;
+    if total as usize > hits.len() {
+        println!("({} of {total} shown; --limit N shows more)", hits.len());
+    } else {
+        println!("({total} found)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn show(data: PathBuf, key: &str) -> Result<ExitCode> {
+    let key = ObjectKey::new(key.to_string())?;
+    let (index, store) = open(&data)?;
+    let selection = Selection {
+        query: Query::default(),
+        keys: vec![key.clone()],
+    };
+    let Some(h): Option<Hit> = index.select(&selection, Order::Newest, None, 1)?.pop() else {
+        eprintln!(
+            "error: no message with key {key} in the backup (keys as `mailbackup search` prints them)"
+        );
+        return Ok(ExitCode::from(1));
+    };
+    let r = &h.headers;
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    println!("Mailbox:     {}", r.mailbox);
+    println!("Folder:      {}", h.folder_path);
+    println!("From:        {}", r.from);
+    println!("To:          {}", r.to);
+    println!("Cc:          {}", r.cc);
+    println!("Subject:     {}", r.subject);
+    println!("Date:        {}", r.date.as_deref().unwrap_or("-"));
+    println!("Message-ID:  {}", r.message_id.as_deref().unwrap_or("-"));
+    println!("Size:        {} bytes", r.size);
+    println!("Attachments: {}", yes_no(r.has_attachment));
+    println!(
+        "Read:        {}",
+        r.is_read.map_or("unknown", |b| yes_no(b))
+    );
+    println!("Graph id:    {}", r.id);
+    println!("Key:         {key}");
+    println!("Path:        {}", store.locate(&key));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn prune(
+    data: PathBuf,
+    working_folder: Option<PathBuf>,
+    quarantine: PathBuf,
+    keep_days: u32,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    let wf = working_folder.unwrap_or_else(|| data.join(mailbackup::META_DIR));
+    // Not while a run moves copies into the quarantine area.
+    let _lock = mailbackup::lock::RunLock::acquire(&wf).context("prune needs the run lock")?;
+    let (index, _) = open(&data)?;
+    let store = LocalStore::new(&data).with_quarantine(quarantine);
+    let rows = mailbackup::retention::prune(
+        index.as_ref(),
+        &store,
+        chrono::Utc::now(),
+        keep_days,
+        dry_run,
+    )?;
+    for r in &rows {
+        println!(
+            "{} {} ({}, quarantined {})",
+            if dry_run { "would remove" } else { "removed" },
+            r.location,
+            r.mailbox,
+            r.since
+        );
+    }
+    println!(
+        "prune: {} quarantined cop{} older than {keep_days} days {}",
+        rows.len(),
+        if rows.len() == 1 { "y" } else { "ies" },
+        if dry_run {
+            "would be removed (dry run)"
+        } else {
+            "removed"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

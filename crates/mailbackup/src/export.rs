@@ -1,0 +1,557 @@
+//! `mailbackup export`: messages of a backup to mbox or Maildir.
+//!
+//! What is exported is a [`Selection`] answered by the index's header rows (mailbox, folder,
+//! date range, search query, object keys). Each message is written as Graph gave it: the stored
+//! object without the first line this crate added (`X-NS-Backup`, see [`crate::store`]).
+//!
+//! Formats:
+//! - mbox (mboxrd): one file per folder (`<out>/<mailbox>/<folder path>.mbox`) or one per
+//!   mailbox (`<out>/<mailbox>.mbox`). Each message is preceded by a
+//!   `From MAILER-DAEMON <date>` line; every line of the message matching `>*From ` gets one
+//!   more `>` (mboxrd quoting, undone by a reader by removing one `>`); a message that does not
+//!   end with a line end gets an LF; then an empty line. The file is written to a temporary file
+//!   next to it, fsynced and renamed (`durable-write`): a failure or a crash leaves the previous
+//!   file or none, never a part.
+//! - Maildir: one Maildir per folder (`<out>/<mailbox>/<folder path>/{cur,new,tmp}`); a message
+//!   is the file `cur/<object name>:2,<flags>` with `S` when it was read when backed up (the
+//!   index records `isRead` from the listing; messages indexed by an earlier version have no
+//!   read state and get no flag). Files are written in `tmp/` in batches of 256, each batch
+//!   fsynced file by file, renamed into `cur/`, then both folders fsynced: a crash or a failure
+//!   never leaves a partial message in `cur/` (a failed batch is removed from `tmp/`).
+//!
+//! Memory stays constant: header rows come from the index in pages of [`PAGE`], and message
+//! bytes are streamed from the store to the output through 64 KiB buffers (the mboxrd quoting
+//! looks at most at the first bytes of each line).
+//!
+//! Folder path segments are made safe as file names (`..`, a leading dot, `\\` and NUL become
+//! `_`; a `/` inside a display name makes one more folder level); two folders with the same
+//! path get ` (2)`, ` (3)`.
+
+use crate::error::Error;
+use crate::index::{Hit, Index};
+use crate::search::{Cursor, Order, Selection};
+use crate::store::{BackupHeader, MessageStore};
+use std::collections::{HashSet, VecDeque};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Header rows read from the index at a time.
+pub const PAGE: usize = 1000;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// mboxrd, one file per folder.
+    MboxPerFolder,
+    /// mboxrd, one file per mailbox.
+    MboxPerMailbox,
+    /// Maildir, one per folder.
+    Maildir,
+}
+
+/// Live counters, for a progress bar.
+#[derive(Debug, Default)]
+pub struct ExportProgress {
+    /// Messages selected.
+    pub total: AtomicU64,
+    /// Messages written.
+    pub done: AtomicU64,
+    /// Bytes written.
+    pub bytes: AtomicU64,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Messages written.
+    pub messages: u64,
+    /// Message bytes written (without mbox separators and quoting).
+    pub bytes: u64,
+    /// mbox files or Maildir folders written.
+    pub outputs: Vec<PathBuf>,
+    /// Selected messages whose object is missing from the store (`verify` says more).
+    pub missing: Vec<String>,
+}
+
+/// Pages of hits from the index, in folder order.
+struct Feed<'a> {
+    index: &'a dyn Index,
+    selection: &'a Selection,
+    buf: VecDeque<Hit>,
+    cursor: Option<Cursor>,
+    done: bool,
+}
+
+impl Feed<'_> {
+    fn peek(&mut self) -> Result<Option<&Hit>, Error> {
+        if self.buf.is_empty() && !self.done {
+            let page =
+                self.index
+                    .select(self.selection, Order::Folder, self.cursor.as_ref(), PAGE)?;
+            self.done = page.len() < PAGE;
+            self.cursor = page.last().map(Hit::cursor);
+            self.buf.extend(page);
+        }
+        Ok(self.buf.front())
+    }
+
+    /// The next hit when it is in the same group as `group`.
+    fn next_in(&mut self, group: &(String, String), format: Format) -> Result<Option<Hit>, Error> {
+        match self.peek()? {
+            Some(h) if group_of(h, format) == *group => Ok(self.buf.pop_front()),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn group_of(h: &Hit, format: Format) -> (String, String) {
+    match format {
+        Format::MboxPerMailbox => (h.headers.mailbox.clone(), String::new()),
+        _ => (h.headers.mailbox.clone(), h.headers.folder_id.clone()),
+    }
+}
+
+/// A name safe as one path segment (a `/` inside a folder's display name included).
+fn safe_segment(s: &str) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| {
+            if matches!(c, '\0' | '\\' | '/') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let s = s.trim().to_string();
+    if s.is_empty() || s == "." || s == ".." {
+        return "_".to_string();
+    }
+    match s.strip_prefix('.') {
+        Some(rest) => format!("_{rest}"),
+        None => s,
+    }
+}
+
+/// `<out>/<mailbox>/<folder path segments>` made safe.
+fn folder_dir(out: &Path, hit: &Hit) -> PathBuf {
+    let mut p = out.join(safe_segment(&hit.headers.mailbox));
+    let path = if hit.folder_path.is_empty() {
+        "(no folder)"
+    } else {
+        hit.folder_path.as_str()
+    };
+    for seg in crate::store::folder_path::split(path) {
+        p.push(safe_segment(&seg));
+    }
+    p
+}
+
+/// `path`, or `path (2)`, `path (3)`... when already used by this export.
+fn unique(used: &mut HashSet<PathBuf>, path: PathBuf, ext: &str) -> PathBuf {
+    let mut n = 1;
+    loop {
+        let candidate = if n == 1 {
+            PathBuf::from(format!("{}{ext}", path.display()))
+        } else {
+            PathBuf::from(format!("{} ({n}){ext}", path.display()))
+        };
+        if used.insert(candidate.clone()) {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+/// Opens a stored object positioned after the backup header line (when it has one).
+fn open_message(
+    store: &dyn MessageStore,
+    hit: &Hit,
+) -> Result<Option<BufReader<Box<dyn Read + Send>>>, Error> {
+    let Some(r) = store.open(&hit.headers.key)? else {
+        return Ok(None);
+    };
+    let mut r = BufReader::with_capacity(64 * 1024, r);
+    let buf = r
+        .fill_buf()
+        .map_err(|e| Error::io(format!("cannot read {}", hit.headers.key), e))?;
+    let line_end = buf.iter().take(8192).position(|b| *b == b'\n');
+    if let Some(end) = line_end
+        && std::str::from_utf8(&buf[..=end])
+            .ok()
+            .and_then(BackupHeader::parse)
+            .is_some()
+    {
+        r.consume(end + 1);
+    }
+    Ok(Some(r))
+}
+
+/// Writes what it is given with mboxrd quoting of `>*From ` lines; remembers the last byte.
+struct MboxrdWriter<'w, W: Write> {
+    w: &'w mut W,
+    /// At a line start: `>` seen, then bytes of `From ` matched. `None` inside a line.
+    start: Option<(usize, usize)>,
+    last: Option<u8>,
+}
+
+const FROM: &[u8] = b"From ";
+
+impl<'w, W: Write> MboxrdWriter<'w, W> {
+    fn new(w: &'w mut W) -> Self {
+        MboxrdWriter {
+            w,
+            start: Some((0, 0)),
+            last: None,
+        }
+    }
+
+    fn flush_pending(&mut self, quote: bool) -> io::Result<()> {
+        if let Some((gts, matched)) = self.start.take() {
+            if quote {
+                self.w.write_all(b">")?;
+            }
+            for _ in 0..gts {
+                self.w.write_all(b">")?;
+            }
+            self.w.write_all(&FROM[..matched])?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while let Some(&b) = buf.first() {
+            match self.start {
+                None => {
+                    let end = buf
+                        .iter()
+                        .position(|c| *c == b'\n')
+                        .map_or(buf.len(), |i| i + 1);
+                    self.w.write_all(&buf[..end])?;
+                    self.last = Some(buf[end - 1]);
+                    if buf[end - 1] == b'\n' {
+                        self.start = Some((0, 0));
+                    }
+                    buf = &buf[end..];
+                }
+                Some((gts, matched)) => {
+                    if matched == 0 && b == b'>' {
+                        self.start = Some((gts + 1, 0));
+                    } else if b == FROM[matched] {
+                        if matched + 1 == FROM.len() {
+                            self.start = Some((gts, FROM.len()));
+                            self.flush_pending(true)?;
+                        } else {
+                            self.start = Some((gts, matched + 1));
+                        }
+                    } else {
+                        // Not a From line: write what was held back, then the byte as usual.
+                        self.flush_pending(false)?;
+                        continue;
+                    }
+                    self.last = Some(b);
+                    buf = &buf[1..];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.flush_pending(false)?;
+        if self.last != Some(b'\n') {
+            self.w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies `r` into `w` through a 64 KiB buffer; returns the bytes copied.
+fn pump(r: &mut impl Read, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sink(&buf[..k])?;
+        n += k as u64;
+    }
+}
+
+/// The `From ` separator line of a message (asctime of its date, UTC).
+fn from_line(hit: &Hit) -> String {
+    let date = hit
+        .headers
+        .date
+        .as_deref()
+        .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+        .map(|d| d.with_timezone(&chrono::Utc))
+        .unwrap_or_default();
+    format!(
+        "From MAILER-DAEMON {}\n",
+        date.format("%a %b %e %H:%M:%S %Y")
+    )
+}
+
+fn io_err(e: Error) -> io::Error {
+    io::Error::other(e)
+}
+
+/// Back from `io_err` (or a real I/O error) to the crate's error.
+fn from_durable(e: durable_write::Error) -> Error {
+    if e.source.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        let inner = e.source.into_inner().expect("checked");
+        return *inner.downcast::<Error>().expect("checked");
+    }
+    Error::durable(e)
+}
+
+/// Exports the messages of `selection` into `out` in `format`. A message whose object is missing
+/// is listed in the report and left out; any other failure stops the export with the outputs
+/// written so far complete and the one being written removed.
+pub fn export(
+    index: &dyn Index,
+    store: &dyn MessageStore,
+    selection: &Selection,
+    format: Format,
+    out: &Path,
+    progress: &ExportProgress,
+) -> Result<ExportReport, Error> {
+    progress
+        .total
+        .store(index.count(selection)?, Ordering::Relaxed);
+    let mut feed = Feed {
+        index,
+        selection,
+        buf: VecDeque::new(),
+        cursor: None,
+        done: false,
+    };
+    let mut report = ExportReport::default();
+    let mut used = HashSet::new();
+    while let Some(first) = feed.peek()? {
+        let group = group_of(first, format);
+        let target = match format {
+            Format::MboxPerFolder => unique(&mut used, folder_dir(out, first), ".mbox"),
+            Format::MboxPerMailbox => unique(
+                &mut used,
+                out.join(safe_segment(&first.headers.mailbox)),
+                ".mbox",
+            ),
+            Format::Maildir => unique(&mut used, folder_dir(out, first), ""),
+        };
+        match format {
+            Format::Maildir => {
+                write_maildir(&mut feed, &group, store, &target, progress, &mut report)?
+            }
+            _ => {
+                let opts = durable_write::Options::default();
+                durable_write::write_with(&target, &opts, |f| {
+                    let mut w = BufWriter::with_capacity(256 * 1024, f);
+                    while let Some(hit) = feed.next_in(&group, format).map_err(io_err)? {
+                        let Some(mut r) = open_message(store, &hit).map_err(io_err)? else {
+                            report.missing.push(hit.headers.key.to_string());
+                            continue;
+                        };
+                        w.write_all(from_line(&hit).as_bytes())?;
+                        let mut q = MboxrdWriter::new(&mut w);
+                        let n = pump(&mut r, |b| q.push(b)).map_err(|e| {
+                            io_err(Error::io(format!("cannot export {}", hit.headers.key), e))
+                        })?;
+                        q.finish()?;
+                        w.write_all(b"\n")?;
+                        report.messages += 1;
+                        report.bytes += n;
+                        progress.done.fetch_add(1, Ordering::Relaxed);
+                        progress.bytes.fetch_add(n, Ordering::Relaxed);
+                    }
+                    w.flush()
+                })
+                .map_err(from_durable)?;
+            }
+        }
+        report.outputs.push(target);
+    }
+    Ok(report)
+}
+
+/// Maildir messages staged in `tmp/` before they are made durable and moved into `cur/`.
+const MAILDIR_BATCH: usize = 256;
+
+fn write_maildir(
+    feed: &mut Feed<'_>,
+    group: &(String, String),
+    store: &dyn MessageStore,
+    dir: &Path,
+    progress: &ExportProgress,
+    report: &mut ExportReport,
+) -> Result<(), Error> {
+    let (cur, tmp) = (dir.join("cur"), dir.join("tmp"));
+    for d in [&cur, &dir.join("new"), &tmp] {
+        durable_write::create_dir_all(d).map_err(Error::durable)?;
+    }
+    let mut staged: Vec<(File, String, u64)> = Vec::new();
+    let result = (|| {
+        loop {
+            let hit = feed.next_in(group, Format::Maildir)?;
+            if let Some(hit) = &hit {
+                let Some(mut r) = open_message(store, hit)? else {
+                    report.missing.push(hit.headers.key.to_string());
+                    continue;
+                };
+                let key = hit.headers.key.as_str();
+                let stem = key.rsplit('/').next().unwrap_or(key);
+                let stem = stem.strip_suffix(".eml").unwrap_or(stem);
+                let flags = if hit.headers.is_read == Some(true) {
+                    "S"
+                } else {
+                    ""
+                };
+                let name = format!("{stem}.mailbackup:2,{flags}");
+                let path = tmp.join(&name);
+                let ctx = |e| Error::io(format!("cannot export {key} to {}", path.display()), e);
+                let mut f = File::create(&path).map_err(ctx)?;
+                staged.push((f.try_clone().map_err(ctx)?, name, 0));
+                let mut w = BufWriter::with_capacity(256 * 1024, &mut f);
+                let n = pump(&mut r, |b| w.write_all(b)).map_err(ctx)?;
+                w.flush().map_err(ctx)?;
+                if let Some(last) = staged.last_mut() {
+                    last.2 = n;
+                }
+            }
+            if hit.is_none() || staged.len() >= MAILDIR_BATCH {
+                commit_maildir_batch(&mut staged, &tmp, &cur, progress, report)?;
+            }
+            if hit.is_none() {
+                return Ok(());
+            }
+        }
+    })();
+    if result.is_err() {
+        // Nothing of a failed batch stays behind, in tmp/ or anywhere.
+        for (_, name, _) in staged.drain(..) {
+            let _ = std::fs::remove_file(tmp.join(name));
+        }
+    }
+    result
+}
+
+/// Flushes the whole file system holding `dir` (`syncfs(2)`, Linux): one call makes a batch
+/// durable instead of one fsync (and journal commit) per file. `false` when not available or
+/// failed; the caller then fsyncs file by file.
+fn sync_filesystem(dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    if let Ok(d) = File::open(dir) {
+        return rustix::fs::syncfs(&d).is_ok();
+    }
+    let _ = dir;
+    false
+}
+
+/// Makes the staged files durable (fsync each), moves them into `cur/`, then fsyncs both
+/// folders: a crash leaves each message complete in `tmp/` or in `cur/`, never partial in `cur/`.
+fn commit_maildir_batch(
+    staged: &mut Vec<(File, String, u64)>,
+    tmp: &Path,
+    cur: &Path,
+    progress: &ExportProgress,
+    report: &mut ExportReport,
+) -> Result<(), Error> {
+    if !sync_filesystem(tmp) {
+        for (f, name, _) in staged.iter() {
+            f.sync_all()
+                .map_err(|e| Error::io(format!("cannot fsync {}", tmp.join(name).display()), e))?;
+        }
+    }
+    while let Some((_, name, n)) = staged.first() {
+        let (from, to) = (tmp.join(name), cur.join(name));
+        std::fs::rename(&from, &to).map_err(|e| {
+            Error::io(
+                format!("cannot move {} to {}", from.display(), to.display()),
+                e,
+            )
+        })?;
+        report.messages += 1;
+        report.bytes += n;
+        progress.done.fetch_add(1, Ordering::Relaxed);
+        progress.bytes.fetch_add(*n, Ordering::Relaxed);
+        staged.remove(0);
+    }
+    durable_write::sync_dir(cur).map_err(Error::durable)?;
+    durable_write::sync_dir(tmp).map_err(Error::durable)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quote(input: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut q = MboxrdWriter::new(&mut out);
+        for chunk in input {
+            q.push(chunk).unwrap();
+        }
+        q.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn from_lines_get_one_more_quote_whatever_the_chunking() {
+        let msg: &[u8] =
+            b"Subject: x\r\n\r\nFrom here\r\n>From there\r\n>>From far\r\nFrom\r\n>Fro\r\nnot From \r\nFrom ";
+        let want: &[u8] =
+            b"Subject: x\r\n\r\n>From here\r\n>>From there\r\n>>>From far\r\nFrom\r\n>Fro\r\nnot From \r\n>From \n";
+        assert_eq!(quote(&[msg]), want);
+        // Split at every position: the same output.
+        for i in 0..msg.len() {
+            assert_eq!(quote(&[&msg[..i], &msg[i..]]), want, "split at {i}");
+        }
+        let bytes: Vec<&[u8]> = msg.chunks(1).collect();
+        assert_eq!(quote(&bytes), want, "byte by byte");
+        assert_eq!(quote(&[b">>>"]), b">>>\n");
+        assert_eq!(quote(&[b"a\n"]), b"a\n");
+    }
+
+    #[test]
+    fn folder_names_become_safe_segments() {
+        assert_eq!(safe_segment(".."), "_");
+        assert_eq!(safe_segment(".hidden"), "_hidden");
+        assert_eq!(safe_segment("a\\b\0"), "a_b_");
+        assert_eq!(safe_segment(" "), "_");
+        assert_eq!(safe_segment("Inbox"), "Inbox");
+    }
+
+    #[test]
+    fn a_slash_inside_a_folder_name_stays_in_one_directory() {
+        let hit = Hit {
+            headers: crate::index::HeaderRow {
+                mailbox: "me".into(),
+                id: "1".into(),
+                key: crate::store::ObjectKey::new("2024-01/a.eml").unwrap(),
+                from: String::new(),
+                to: String::new(),
+                cc: String::new(),
+                subject: String::new(),
+                date: None,
+                message_id: None,
+                folder_id: "f".into(),
+                size: 0,
+                has_attachment: false,
+                is_read: None,
+            },
+            folder_path: crate::store::folder_path::join(&["Inbox", "a/b", "..", "50%"]),
+            seq: 0,
+        };
+        assert_eq!(
+            folder_dir(Path::new("/out"), &hit),
+            Path::new("/out/me/Inbox/a_b/_/50%")
+        );
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmarks of `mailbackup export` and `mailbackup search` (not tests).
+#
+# 1. Export: a synthetic backup of $MESSAGES messages (default 20000, 2-12 KiB each, six folders;
+#    made by the `synthetic_backup` example, index rows included) is exported to mbox (one file
+#    per folder) and to Maildir, and copied with `cp -r`, all on the same disk under $WORK_DIR
+#    (default: a temporary folder). Export writes durably (fsync per mbox file; per Maildir
+#    message), so the copy is timed twice: `cp -r` alone, and `cp -r` followed by `sync`. The
+#    ratio printed is copy time / export time (target >= 0.8: export at 80% of a plain copy's
+#    speed or better). Caches are warm for all (each reads the same files once before timing).
+# 2. Search: $ROWS synthetic header rows (default 1000000) in an index, then typical queries,
+#    each the median of 5 (target < 100 ms).
+#
+# Usage: scripts/bench-mailbackup-export.sh   (env: MESSAGES, ROWS, WORK_DIR, CARGO_TARGET_DIR)
+set -euo pipefail
+
+MESSAGES=${MESSAGES:-20000}
+ROWS=${ROWS:-1000000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+cd "$ROOT"
+cargo build --release -p mailbackup --example synthetic_backup >&2
+cargo build --release -p mailbackup-cli >&2
+BIN=$TARGET/release
+
+WORK=$(mktemp -d "${WORK_DIR:-${TMPDIR:-/tmp}}/mailbackup-bench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+"$BIN/examples/synthetic_backup" backup "$WORK/backup" "$MESSAGES"
+BYTES=$(du -sb --exclude=.meta "$WORK/backup" | cut -f1)
+# Warm the page cache once so every timed step reads from memory alike.
+find "$WORK/backup" -name "*.eml" -exec cat {} + > /dev/null
+sync
+
+t0=$(now); cp -r "$WORK/backup" "$WORK/copy"; t1=$(now)
+CP=$(secs "$t0" "$t1"); rm -rf "$WORK/copy"; sync
+t0=$(now); cp -r "$WORK/backup" "$WORK/copy"; sync; t1=$(now)
+CPSYNC=$(secs "$t0" "$t1"); rm -rf "$WORK/copy"; sync
+
+t0=$(now); "$BIN/mailbackup" export -d "$WORK/backup" -o "$WORK/mbox" --format mbox --no-progress > /dev/null; t1=$(now)
+MBOX=$(secs "$t0" "$t1"); rm -rf "$WORK/mbox"; sync
+t0=$(now); "$BIN/mailbackup" export -d "$WORK/backup" -o "$WORK/maildir" --format maildir --no-progress > /dev/null; t1=$(now)
+MAILDIR=$(secs "$t0" "$t1"); rm -rf "$WORK/maildir"; sync
+
+ratio() { awk -v c="$1" -v e="$2" 'BEGIN { printf "%.2f", c / e }'; }
+echo "export of $MESSAGES messages ($((BYTES / 1024 / 1024)) MiB):"
+echo "  cp -r:          ${CP}s"
+echo "  cp -r && sync:  ${CPSYNC}s"
+echo "  export mbox:    ${MBOX}s   ratio to cp -r $(ratio "$CP" "$MBOX"), to cp -r && sync $(ratio "$CPSYNC" "$MBOX")"
+echo "  export Maildir: ${MAILDIR}s   ratio to cp -r $(ratio "$CP" "$MAILDIR"), to cp -r && sync $(ratio "$CPSYNC" "$MAILDIR")"
+
+echo "search over $ROWS indexed messages:"
+"$BIN/examples/synthetic_backup" search "$WORK/index" "$ROWS"
