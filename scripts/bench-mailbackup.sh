@@ -22,37 +22,9 @@ PORT=${PORT:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
-cd "$ROOT"
-if [ "$PROFILE" = release ]; then
-  cargo build --release -p graph-emulator -p mailbackup-cli >&2
-  BIN=$TARGET/release
-else
-  cargo build -p graph-emulator -p mailbackup-cli >&2
-  BIN=$TARGET/debug
-fi
-
-WORK=$(mktemp -d)
-EMU_PID=
-cleanup() {
-  if [ -n "$EMU_PID" ]; then kill "$EMU_PID" 2>/dev/null || true; wait "$EMU_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$BIN/graph-emulator" --listen "127.0.0.1:$PORT" --messages "$MESSAGES" --latency-ms "$LATENCY_MS" \
-  --concurrency 4 --large-every "$LARGE_EVERY" >"$WORK/emu.out" 2>"$WORK/emu.err" &
-EMU_PID=$!
-# Wait (bounded) for the emulator to print its URLs.
-for _ in $(seq 1 600); do
-  grep -q "Graph URL" "$WORK/emu.out" 2>/dev/null && break
-  kill -0 "$EMU_PID" 2>/dev/null || { cat "$WORK/emu.err" >&2; exit 1; }
-  sleep 0.1
-done
-GRAPH_URL=$(sed -n 's/^ *Graph URL: *//p' "$WORK/emu.out")
-AUTHORITY=$(sed -n 's/^ *Authority URL: *//p' "$WORK/emu.out")
-TENANT=$(sed -n 's/^ *Tenant id: *//p' "$WORK/emu.out")
+# shellcheck source=lib/mailbackup-bench-emulator.sh
+. "$ROOT/scripts/lib/mailbackup-bench-emulator.sh"
 USER_ID=adele.vance@emulator.test
-[ -n "$GRAPH_URL" ] || { echo "emulator did not start" >&2; cat "$WORK/emu.err" >&2; exit 1; }
 
 AUTH=(--authority "$AUTHORITY" --tenant "$TENANT" --client-id 9c2e7d4b-3f1a-4e8b-8d6c-5a0b9e2f1c02
       --flow client-credentials --token-cache "$WORK/cache.json")
