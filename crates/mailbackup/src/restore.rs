@@ -34,6 +34,7 @@
 //! requests in flight), `Retry-After`, the request budget, the time limit. A `403` on a write is
 //! [`Error::WritePermission`], which stops the restore.
 
+use crate::engine::blocking;
 use crate::error::Error;
 use crate::graph::{Body, Gate, Graph, Page, encode_segment};
 use crate::hooks::MessageInfo;
@@ -299,17 +300,6 @@ struct Run {
 enum Done {
     Restored { draft: bool, fell_back: bool },
     Adopted,
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(Error::io(
-            "a storage task ended abnormally",
-            std::io::Error::other(e.to_string()),
-        ))
-    })
 }
 
 impl Restore {

@@ -77,7 +77,7 @@ struct Ctx {
 }
 
 /// Runs blocking work (index, store) on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
