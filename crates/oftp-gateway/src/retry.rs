@@ -383,10 +383,13 @@ impl RetryPolicy {
     /// `first_delay * 2^(failed-1)`, capped at `max_delay`, less a random part of up to
     /// `jitter` of it drawn from `rng`. Always within `[cap * (1 - jitter), cap]`.
     pub fn delay<R: Rng + ?Sized>(&self, failed: u32, rng: &mut R) -> Duration {
-        let doublings = failed.saturating_sub(1).min(63);
+        // 2^(failed-1), saturating: the cap is reached long before.
+        let factor = 1u32
+            .checked_shl(failed.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         let capped = self
             .first_delay
-            .checked_mul(1u32.checked_shl(doublings).unwrap_or(u32::MAX))
+            .checked_mul(factor)
             .unwrap_or(self.max_delay)
             .min(self.max_delay);
         if self.jitter == 0.0 {

@@ -186,7 +186,8 @@ impl Outbox {
     ///
     /// `report` returns `false` to stop: files of the current batch already renamed stay in
     /// the queue unreported ([`Outbox::queued`] lists them), later ones stay in the outbox.
-    /// On an error the files taken over before it have been reported.
+    /// On an error the files taken over before it have been reported, unless making them
+    /// durable is what failed: then they are in the queue unreported.
     pub fn take_over(
         &self,
         report: &mut dyn FnMut(TakenOver) -> bool,

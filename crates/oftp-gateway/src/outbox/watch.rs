@@ -278,8 +278,7 @@ async fn pass(w: &mut Watched, events: &mpsc::Sender<OutboxEvent>) -> bool {
     }
 }
 
-/// Logs and reports, once per outbox, that it cannot be watched. `false` when the receiver is
-/// gone.
+/// Reports, once per outbox, that it cannot be watched. `false` when the receiver is gone.
 async fn report_watch_failure(
     w: &mut Watched,
     error: &notify::Error,
@@ -293,18 +292,10 @@ async fn report_watch_failure(
         dir: w.outbox.dir().to_path_buf(),
         message: error.to_string(),
     };
-    tracing::warn!(partner = %w.outbox.partner(), "{error}");
-    events
-        .send(OutboxEvent::Problem {
-            partner: w.outbox.partner().clone(),
-            error,
-        })
-        .await
-        .is_ok()
+    send_problem(w, error, events).await
 }
 
-/// Logs and reports `error` unless it is the one reported last. `false` when the receiver
-/// is gone.
+/// Reports `error` unless it is the one reported last. `false` when the receiver is gone.
 async fn report_problem(
     w: &mut Watched,
     error: OutboxError,
@@ -314,8 +305,13 @@ async fn report_problem(
     if w.last_problem.as_deref() == Some(&text) {
         return true;
     }
-    tracing::warn!(partner = %w.outbox.partner(), "{text}");
     w.last_problem = Some(text);
+    send_problem(w, error, events).await
+}
+
+/// Logs `error` and sends it. `false` when the receiver is gone.
+async fn send_problem(w: &Watched, error: OutboxError, events: &mpsc::Sender<OutboxEvent>) -> bool {
+    tracing::warn!(partner = %w.outbox.partner(), "{error}");
     events
         .send(OutboxEvent::Problem {
             partner: w.outbox.partner().clone(),
