@@ -74,11 +74,7 @@ async fn a_second_sfid_while_a_file_is_open_ends_the_session_and_drops_the_part(
     s.write_all(&frame(&sfid("FIRST"))).await.unwrap();
     next_command(&mut s, &mut buf, b'2').await.expect("SFPA");
     // Some data, so a temporary file exists.
-    let mut data = vec![b'D', 0x3f];
-    data.extend_from_slice(&[b'x'; 63]);
-    let mut out = Vec::new();
-    sth::encode_frame(&data, &mut out).unwrap();
-    s.write_all(&out).await.unwrap();
+    s.write_all(&data_frame(1, b'x')).await.unwrap();
     s.write_all(&frame(&sfid("SECOND"))).await.unwrap();
     let esid = next_command(&mut s, &mut buf, b'F').await.expect("ESID");
     assert_eq!(esid_code(&esid), EsidReason::PROTOCOL_VIOLATION.0);
@@ -140,11 +136,7 @@ async fn half_closed_sockets_and_tiny_writes_end_cleanly() {
     next_command(&mut s, &mut buf, b'X').await.expect("SSID");
     s.write_all(&frame(&sfid("HALF"))).await.unwrap();
     next_command(&mut s, &mut buf, b'2').await.expect("SFPA");
-    let mut data = vec![b'D', 0x3f];
-    data.extend_from_slice(&[b'h'; 63]);
-    let mut out = Vec::new();
-    sth::encode_frame(&data, &mut out).unwrap();
-    for b in &out {
+    for b in &data_frame(1, b'h') {
         s.write_all(&[*b]).await.unwrap();
     }
     s.shutdown().await.unwrap();

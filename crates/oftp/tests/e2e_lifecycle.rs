@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use oftp::config::SessionLimits;
 use oftp::handler::{Direction, LogEvent, Origin, PiTrail, SessionInfo, TransferInfo};
-use oftp::journal::{FileKey, SendState};
+use oftp::journal::{FileKey, ReceiveState, SendState};
 use oftp::oftp_proto::codec::{
     CipherSuite, EfnaReason, FileCompression, FileEnvelope, FileFormat, Password, SecurityLevel,
     Sfid, VirtualFileTime,
 };
 use oftp::oftp_proto::session::{Event, InitiatorConfig, Session};
-use oftp::{ConnectionId, FileOutcome, Handler, OutgoingFile};
+use oftp::stamp::FileStamp;
+use oftp::{ClientReport, ConnectionId, FileOutcome, Handler, OutgoingFile, RunningServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -351,6 +352,41 @@ async fn an_idle_session_is_ended_and_listening_can_be_toggled() {
     server.running.shutdown().await;
 }
 
+/// Starts a server on `sdir`, the state a crash left behind, and sends it the local file
+/// `name` (content `complete`, stamp `stamp`) again; the server and the client's report.
+async fn send_again_after_a_crash(
+    sdir: &std::path::Path,
+    name: &str,
+    stamp: FileStamp,
+) -> (RunningServer, ClientReport) {
+    let running = oftp::Server::new(server_config(sdir))
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join(name);
+    std::fs::write(&f, b"complete").unwrap();
+    let report = client(dir.path(), SessionLimits::default())
+        .run(
+            &running.local_addr().unwrap().to_string(),
+            vec![OutgoingFile::new(&f).stamp(stamp)],
+        )
+        .await
+        .unwrap();
+    (running, report)
+}
+
+/// What the server's journal says of the reception of `key` from the test client.
+fn received_state(running: &RunningServer, key: &FileKey) -> ReceiveState {
+    running
+        .journal()
+        .received(CLIENT_SSID, key)
+        .unwrap()
+        .unwrap()
+        .state
+}
+
 #[tokio::test]
 async fn a_crash_between_rename_and_journal_is_recovered_as_delivered() {
     init_tracing();
@@ -372,31 +408,9 @@ async fn a_crash_between_rename_and_journal_is_recovered_as_delivered() {
         .unwrap();
         std::fs::write(inbox.join("CRASH.TXT"), b"complete").unwrap();
     }
-    let running = oftp::Server::new(server_config(sdir.path()))
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("crash.txt");
-    std::fs::write(&f, b"complete").unwrap();
-    let report = client(dir.path(), SessionLimits::default())
-        .run(
-            &running.local_addr().unwrap().to_string(),
-            vec![OutgoingFile::new(&f).stamp(stamp)],
-        )
-        .await
-        .unwrap();
+    let (running, report) = send_again_after_a_crash(sdir.path(), "crash.txt", stamp).await;
     assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
-    assert_eq!(
-        running
-            .journal()
-            .received(CLIENT_SSID, &key)
-            .unwrap()
-            .unwrap()
-            .state,
-        oftp::journal::ReceiveState::Complete
-    );
+    assert_eq!(received_state(&running, &key), ReceiveState::Complete);
     assert_eq!(std::fs::read(inbox.join("CRASH.TXT")).unwrap(), b"complete");
     running.shutdown().await;
 }
@@ -583,32 +597,10 @@ async fn a_crash_between_hard_link_and_unlink_is_recovered_as_delivered() {
         std::fs::write(&partial, b"complete").unwrap();
         std::fs::hard_link(&partial, &target).unwrap();
     }
-    let running = oftp::Server::new(server_config(sdir.path()))
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("linked.txt");
-    std::fs::write(&f, b"complete").unwrap();
-    let report = client(dir.path(), SessionLimits::default())
-        .run(
-            &running.local_addr().unwrap().to_string(),
-            vec![OutgoingFile::new(&f).stamp(stamp)],
-        )
-        .await
-        .unwrap();
+    let (running, report) = send_again_after_a_crash(sdir.path(), "linked.txt", stamp).await;
     // The resend hears "duplicate" and gets the EERP it missed: delivered, not EFNA 12.
     assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
-    assert_eq!(
-        running
-            .journal()
-            .received(CLIENT_SSID, &key)
-            .unwrap()
-            .unwrap()
-            .state,
-        oftp::journal::ReceiveState::Complete
-    );
+    assert_eq!(received_state(&running, &key), ReceiveState::Complete);
     assert_eq!(std::fs::read(&target).unwrap(), b"complete");
     assert!(!partial.exists(), "the temporary name is cleaned up");
     running.shutdown().await;
