@@ -2,6 +2,10 @@
 //! malformed input, two sessions receiving the same name at once, and the session handle
 //! (`send_file` to a receive-only client, `change_direction`, `disconnect`). Real sockets on
 //! 127.0.0.1, real files in temporary directories.
+//!
+//! The silent peer's test runs on real time: the inactivity deadline is the
+//! `oftp_proto::session::Session`'s, in `std::time::Instant`, which paused tokio time does not
+//! move.
 
 mod common;
 
