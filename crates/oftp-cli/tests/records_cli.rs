@@ -2,57 +2,15 @@
 //! --record-mapping`, a bad local file named with its record, and `[server]
 //! partial_retention_days`. A real `oftp serve` process and real `oftp send` runs.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-use assert_cmd::cargo::CommandCargoExt;
-
 mod common;
-use common::{Server, free_port};
-
-/// Starts `oftp serve` in `dir` and waits until it listens.
-fn serve(dir: &Path, port: u16) -> Server {
-    let mut child = Command::cargo_bin("oftp")
-        .unwrap()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    for line in BufReader::new(stdout).lines() {
-        if line.unwrap().starts_with("listening on") {
-            return server;
-        }
-    }
-    panic!("server exited before listening");
-}
-
-fn send(dir: &Path, extra: &[&str]) -> Output {
-    Command::cargo_bin("oftp")
-        .unwrap()
-        .args([
-            "send",
-            "--config",
-            "oftp-data/example-partner.toml",
-            "--partner",
-            "server",
-        ])
-        .args(extra)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
+use common::{free_port, send_example, serve_listen};
 
 #[test]
 fn record_mapping_from_the_configuration_and_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     // First run writes the configurations; then the server's partner gets `lines`.
-    drop(serve(dir.path(), port));
+    drop(serve_listen(dir.path(), port));
     let cfg_path = dir.path().join("oftp-data/oftp.toml");
     let mut cfg: toml::Table = std::fs::read_to_string(&cfg_path).unwrap().parse().unwrap();
     cfg["partners"].as_array_mut().unwrap()[0]
@@ -64,13 +22,13 @@ fn record_mapping_from_the_configuration_and_the_command_line() {
         .unwrap()
         .insert("partial_retention_days".into(), 3.into());
     std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
-    let _server = serve(dir.path(), port);
+    let _server = serve_listen(dir.path(), port);
 
     let text = b"ABCD\r\nA\rCD\r\n";
     std::fs::write(dir.path().join("lines.txt"), text).unwrap();
     // A fixed record that held a line feed, as lines: two short lines.
     std::fs::write(dir.path().join("broken.txt"), b"ABCD\r\nA\nCD\r\n").unwrap();
-    let out = send(
+    let out = send_example(
         dir.path(),
         &[
             "--format",
@@ -106,7 +64,7 @@ fn record_mapping_from_the_configuration_and_the_command_line() {
         raw.extend_from_slice(r);
     }
     std::fs::write(dir.path().join("raw.dat"), &raw).unwrap();
-    let out = send(
+    let out = send_example(
         dir.path(),
         &["--format", "v", "--record-length", "10", "raw.dat"],
     );
@@ -122,7 +80,7 @@ fn record_mapping_from_the_configuration_and_the_command_line() {
 #[test]
 fn an_unknown_record_mapping_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let out = send(dir.path(), &["--record-mapping", "text", "x"]);
+    let out = send_example(dir.path(), &["--record-mapping", "text", "x"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(

@@ -6,17 +6,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use assert_cmd::cargo::CommandCargoExt;
 use oftp::config::{LocalIdentity, Partner, PartnerTable, Password};
 use oftp::handler::{
     Direction, EndResponse, EndResponseTiming, FileDecision, FileOffer, SessionInfo, TransferInfo,
     TransferResult,
 };
 use oftp::{Handler, Server, ServerConfig};
+
+mod common;
+use common::flag_send;
 
 const SERVER: &str = "O0013SERVER";
 const CLIENT: &str = "O0013CLIENT";
@@ -109,29 +110,7 @@ fn partner(name: &str, ssid: &str, pw: &str) -> Partner {
 
 /// Runs `oftp send` with flags in `dir` (journal in `dir/client-data`).
 fn send(dir: &Path, port: u16, files: &[&str]) -> (Option<i32>, String) {
-    let out = Command::cargo_bin("oftp")
-        .unwrap()
-        .args([
-            "send",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--ssid",
-            CLIENT,
-            "--partner-ssid",
-            SERVER,
-            "--data-dir",
-            "client-data",
-            "--timeout",
-            "10",
-        ])
-        .args(files)
-        .env("OFTP_PASSWORD", "CLIPW")
-        .env("OFTP_PARTNER_PASSWORD", "SRVPW")
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let out = flag_send(dir, port, (CLIENT, "CLIPW"), (SERVER, "SRVPW"), "10", files);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     (

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use assert_cmd::cargo::CommandCargoExt;
 
 mod common;
-use common::{Server, free_port, openssl, self_signed};
+use common::{Server, free_port, oftp_serve, openssl, self_signed, spawn_listening};
 
 #[test]
 fn cert_prints_fields_and_openssl_thumbprints() {
@@ -169,18 +169,8 @@ require_signed_receipts = true
         ),
     )
     .unwrap();
-    let mut child = Command::cargo_bin("oftp")
-        .unwrap()
-        .args(["serve", "--config", "server.toml"])
-        .current_dir(d)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _server = Server(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
+    let (_server, lines) = spawn_listening(oftp_serve(d, &["--config", "server.toml"]));
+    let first = &lines[0];
     assert!(
         first.contains(&format!("127.0.0.1:{tls_port} (TLS)")),
         "{first}"
@@ -331,12 +321,8 @@ certificate = "client.pem"
         ),
     )
     .unwrap();
-    let mut child = Command::cargo_bin("oftp")
-        .unwrap()
-        .args(["serve", "--config", "server.toml"])
-        .current_dir(d)
+    let mut child = oftp_serve(d, &["--config", "server.toml"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();

@@ -1,15 +1,18 @@
 //! End to end at OFTP 1.4 (level 4) and below: the extended date and time stamp travels with
 //! its counter, NERP exists from level 4 on, and below it the runtime sends nothing and tells
-//! the operator; the server's SSID checks (release level, send/receive mode) as a partner sees
-//! them on the wire. Real server and client over 127.0.0.1.
+//! the operator; the server's SSID checks (release level, the levels a partner may use,
+//! send/receive mode) as a partner sees them on the wire. Real server and client over
+//! 127.0.0.1.
 
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use common::raw::read_until;
 use common::*;
-use oftp::config::SessionLimits;
-use oftp::oftp_proto::codec::NerpReason;
+use oftp::config::{PartnerTable, SessionLimits};
+use oftp::oftp_proto::codec::{EsidReason, NerpReason};
 use oftp::stamp::FileStamp;
 use oftp::{FileOutcome, OutgoingFile};
 use tokio::io::AsyncWriteExt;
@@ -219,5 +222,30 @@ async fn a_send_broken_at_level_2_is_sent_again_at_level_4() {
     assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
     assert_ne!(report.files[0].0.stamp.unwrap().counter, 0);
     assert_eq!(std::fs::read(server.inbox().join("BIG.BIN")).unwrap(), data);
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_level_the_partner_may_not_use_gets_esid_10_over_plain_tcp() {
+    init_tracing();
+    let server = start_server_with((), |c| {
+        let mut p = partner("client", CLIENT_SSID, CLIENT_PW);
+        p.allowed_levels = vec![5];
+        c.partners = PartnerTable::new([p]).unwrap();
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let limits = SessionLimits {
+        level: 4,
+        ..SessionLimits::default()
+    };
+    let mut cfg = client_config(dir.path(), limits);
+    cfg.inactivity_timeout = Duration::from_secs(5);
+    let c = oftp::Client::new(cfg, oftp::journal::Journal::in_memory().unwrap()).unwrap();
+    let err = c.run(&server.addr(), vec![]).await.unwrap_err();
+    assert!(
+        matches!(&err, oftp::ClientError::Rejected { reason, .. } if *reason == EsidReason::MODE_INCOMPATIBLE),
+        "{err:?}"
+    );
     server.running.shutdown().await;
 }

@@ -1,5 +1,11 @@
 //! End to end: graceful shutdown during a transfer, pending EERPs across sessions, a lying
-//! EFID (DeleteOnError), unreadable files in a job list, the PITrail/Transfer events.
+//! EFID (DeleteOnError), unreadable files in a job list, the PITrail/Transfer events, the idle
+//! timeout, recovery from a crash between storing a received file and journalling it (after
+//! the rename, after the hard link), file services on both sides, and the removal of partial
+//! receptions nobody resumed.
+//!
+//! The idle timeout is a tokio timer and runs on paused time. The partial-reception sweep
+//! compares file ages with the wall clock (`chrono::Utc::now`), so its test runs on real time.
 
 mod common;
 
@@ -10,13 +16,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use oftp::config::SessionLimits;
 use oftp::handler::{Direction, LogEvent, Origin, PiTrail, SessionInfo, TransferInfo};
-use oftp::journal::{FileKey, SendState};
+use oftp::journal::{FileKey, ReceiveState, SendState};
 use oftp::oftp_proto::codec::{
     CipherSuite, EfnaReason, FileCompression, FileEnvelope, FileFormat, Password, SecurityLevel,
     Sfid, VirtualFileTime,
 };
 use oftp::oftp_proto::session::{Event, InitiatorConfig, Session};
-use oftp::{ConnectionId, FileOutcome, Handler, OutgoingFile};
+use oftp::stamp::FileStamp;
+use oftp::{ClientReport, ConnectionId, FileOutcome, Handler, OutgoingFile, RunningServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -284,7 +291,9 @@ async fn pitrail_progress_and_log_events_fire() {
     assert!(counters.logs.load(Ordering::SeqCst) >= 3);
 }
 
-#[tokio::test]
+/// Paused time: the idle timeout is a tokio timer, so the test takes no real time; the 5 s
+/// limit on each read fires (in paused time) if the server never ends the idle session.
+#[tokio::test(start_paused = true)]
 async fn an_idle_session_is_ended_and_listening_can_be_toggled() {
     init_tracing();
     let server = start_server_with((), |c| {
@@ -343,6 +352,41 @@ async fn an_idle_session_is_ended_and_listening_can_be_toggled() {
     server.running.shutdown().await;
 }
 
+/// Starts a server on `sdir`, the state a crash left behind, and sends it the local file
+/// `name` (content `complete`, stamp `stamp`) again; the server and the client's report.
+async fn send_again_after_a_crash(
+    sdir: &std::path::Path,
+    name: &str,
+    stamp: FileStamp,
+) -> (RunningServer, ClientReport) {
+    let running = oftp::Server::new(server_config(sdir))
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join(name);
+    std::fs::write(&f, b"complete").unwrap();
+    let report = client(dir.path(), SessionLimits::default())
+        .run(
+            &running.local_addr().unwrap().to_string(),
+            vec![OutgoingFile::new(&f).stamp(stamp)],
+        )
+        .await
+        .unwrap();
+    (running, report)
+}
+
+/// What the server's journal says of the reception of `key` from the test client.
+fn received_state(running: &RunningServer, key: &FileKey) -> ReceiveState {
+    running
+        .journal()
+        .received(CLIENT_SSID, key)
+        .unwrap()
+        .unwrap()
+        .state
+}
+
 #[tokio::test]
 async fn a_crash_between_rename_and_journal_is_recovered_as_delivered() {
     init_tracing();
@@ -364,31 +408,9 @@ async fn a_crash_between_rename_and_journal_is_recovered_as_delivered() {
         .unwrap();
         std::fs::write(inbox.join("CRASH.TXT"), b"complete").unwrap();
     }
-    let running = oftp::Server::new(server_config(sdir.path()))
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("crash.txt");
-    std::fs::write(&f, b"complete").unwrap();
-    let report = client(dir.path(), SessionLimits::default())
-        .run(
-            &running.local_addr().unwrap().to_string(),
-            vec![OutgoingFile::new(&f).stamp(stamp)],
-        )
-        .await
-        .unwrap();
+    let (running, report) = send_again_after_a_crash(sdir.path(), "crash.txt", stamp).await;
     assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
-    assert_eq!(
-        running
-            .journal()
-            .received(CLIENT_SSID, &key)
-            .unwrap()
-            .unwrap()
-            .state,
-        oftp::journal::ReceiveState::Complete
-    );
+    assert_eq!(received_state(&running, &key), ReceiveState::Complete);
     assert_eq!(std::fs::read(inbox.join("CRASH.TXT")).unwrap(), b"complete");
     running.shutdown().await;
 }
@@ -552,5 +574,34 @@ async fn an_interrupted_reception_nobody_resumes_is_removed_after_the_retention_
         journal.partial_receptions().unwrap().is_empty(),
         "row closed"
     );
+    running.shutdown().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_crash_between_hard_link_and_unlink_is_recovered_as_delivered() {
+    init_tracing();
+    let sdir = tempfile::tempdir().unwrap();
+    let inbox = sdir.path().join("inbox").join("client");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let stamp = oftp::stamp::FileStamp::parse("202605060708090002").unwrap();
+    let key = FileKey::new(CLIENT_SSID, "LINKED.TXT", stamp);
+    let partial = inbox.join(".oftp-linked.part");
+    let target = inbox.join("LINKED.TXT");
+    {
+        // The state a crash right after the hard link (before the unlink) leaves behind: both
+        // names are the same file and the journal still says "receiving".
+        let j = oftp::journal::Journal::open_in_dir(sdir.path()).unwrap();
+        j.begin_receive(CLIENT_SSID, &key, &partial, &target, "")
+            .unwrap();
+        std::fs::write(&partial, b"complete").unwrap();
+        std::fs::hard_link(&partial, &target).unwrap();
+    }
+    let (running, report) = send_again_after_a_crash(sdir.path(), "linked.txt", stamp).await;
+    // The resend hears "duplicate" and gets the EERP it missed: delivered, not EFNA 12.
+    assert_eq!(report.files[0].1, FileOutcome::Delivered, "{report:?}");
+    assert_eq!(received_state(&running, &key), ReceiveState::Complete);
+    assert_eq!(std::fs::read(&target).unwrap(), b"complete");
+    assert!(!partial.exists(), "the temporary name is cleaned up");
     running.shutdown().await;
 }

@@ -1,5 +1,6 @@
-//! Limits against connection exhaustion, what a refused client is told, refusals in our log,
-//! and a file refused at its offer when it cannot fit: real server and clients over loopback
+//! Limits against connection exhaustion (hundreds of connections beyond the limit, a blocked
+//! address closed before any octet), what a refused client is told, refusals in our log, and
+//! a file refused at its offer when it cannot fit: real server and clients over loopback
 //! (127.0.0.2 and up stand for other partners' addresses).
 
 mod common;
@@ -315,5 +316,61 @@ async fn a_file_that_cannot_fit_is_refused_at_its_offer_with_sfna_12_retry() {
         .await
         .unwrap();
     assert_eq!(report.files[0].1, FileOutcome::Delivered);
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn three_hundred_connections_beyond_the_limit_are_refused_and_service_resumes() {
+    init_tracing();
+    let server = start_server_with((), |c| {
+        c.settings.max_connections = 8;
+    })
+    .await;
+    let mut socks = Vec::new();
+    for _ in 0..308 {
+        socks.push(TcpStream::connect(server.addr()).await.unwrap());
+    }
+    assert!(server.running.connection_count() <= 8);
+    // The first 8 get SSRM; so do 64 more, only to be told ESID 08 at their SSID (at most 64
+    // such refusals at once, taking no slot); the rest are closed promptly (end of stream).
+    let mut served = 0;
+    let mut refused = 0;
+    for s in socks.iter_mut() {
+        let mut chunk = [0u8; 64];
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => refused += 1,
+            Ok(Ok(_)) => served += 1,
+            Err(_) => panic!("a connection was neither served nor closed"),
+        }
+    }
+    assert_eq!(served, 8 + 64, "refused {refused}");
+    assert!(server.running.connection_count() <= 8);
+    drop(socks);
+    // Bounded wait for the 8 sessions to notice their peers went away.
+    for _ in 0..500 {
+        if server.running.connection_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.running.connection_count(), 0);
+    still_serves(&server).await;
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_blocked_address_is_closed_before_any_byte() {
+    init_tracing();
+    let server = start_server_with((), |c| {
+        c.settings.addresses.blocked = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    let mut chunk = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+        .await
+        .expect("closed promptly")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a blocked client got {n} octets");
     server.running.shutdown().await;
 }

@@ -1,18 +1,28 @@
 //! End to end: rejections, duplicates, names, both directions, late EERP, restart, timeouts,
-//! malformed input. Real sockets on 127.0.0.1, real files in temporary directories.
+//! malformed input, two sessions receiving the same name at once, and the session handle
+//! (`send_file` to a receive-only client, `change_direction`, `disconnect`). Real sockets on
+//! 127.0.0.1, real files in temporary directories.
+//!
+//! The silent peer's test runs on real time: the inactivity deadline is the
+//! `oftp_proto::session::Session`'s, in `std::time::Instant`, which paused tokio time does not
+//! move.
 
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::raw::read_until;
 use common::*;
 use oftp::config::SessionLimits;
-use oftp::handler::{Direction, Disconnected, FileDecision, FileOffer, SessionInfo, TransferInfo};
+use oftp::handler::{
+    Direction, Disconnected, EndResponse, FileDecision, FileOffer, ReadyAction, SessionInfo,
+    TransferInfo,
+};
 use oftp::oftp_proto::codec::{EsidReason, SfnaReason};
 use oftp::oftp_proto::sth;
-use oftp::{ClientError, ConnectionInfo, FileOutcome, Handler, OutgoingFile};
+use oftp::{ClientError, ConnectionInfo, FileOutcome, Handler, OutgoingFile, SessionHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -530,5 +540,235 @@ async fn a_send_only_client_is_not_offered_the_outbox() {
         report.ended
     );
     assert!(server.outbox().join("waiting.txt").exists());
+    server.running.shutdown().await;
+}
+
+/// Pushes one file through the session handle when the session starts, logs off once it is
+/// confirmed, and reports the end response.
+struct Pusher {
+    file: std::path::PathBuf,
+    eerp: mpsc::UnboundedSender<EndResponse>,
+}
+
+impl Handler for Pusher {
+    async fn session_started(&self, s: &SessionInfo) {
+        s.handle.send_file(OutgoingFile::new(&self.file)).unwrap();
+    }
+
+    async fn end_response(&self, s: &SessionInfo, r: &EndResponse) {
+        let _ = self.eerp.send(r.clone());
+        let _ = s.handle.logoff();
+    }
+}
+
+#[tokio::test]
+async fn handle_send_file_reaches_a_receive_only_client_and_its_eerp_comes_back() {
+    init_tracing();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("pushed.edi");
+    let data = content(70_000, 11);
+    std::fs::write(&file, &data).unwrap();
+    let (eerp, mut eerp_rx) = mpsc::unbounded_channel();
+    let server = start_server_with(Pusher { file, eerp }, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = client(dir.path(), SessionLimits::default())
+        .run(&server.addr(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(report.received.len(), 1, "{report:?}");
+    assert_eq!(std::fs::read(&report.received[0]).unwrap(), data);
+    let r = tokio::time::timeout(Duration::from_secs(5), eerp_rx.recv())
+        .await
+        .expect("EERP reported")
+        .unwrap();
+    assert_eq!(r.virtual_file_name.trim_end(), "PUSHED.EDI");
+    assert!(r.negative.is_none(), "{r:?}");
+    server.running.shutdown().await;
+}
+
+/// Accepts a file only once two offers are waiting, so both receptions run at the same time.
+struct BothOffered(std::sync::Arc<tokio::sync::Barrier>);
+
+impl Handler for BothOffered {
+    async fn accept_file(
+        &self,
+        _s: &SessionInfo,
+        offer: &oftp::handler::FileOffer,
+    ) -> oftp::handler::FileDecision {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.0.wait()).await;
+        offer.default_decision()
+    }
+}
+
+#[tokio::test]
+async fn two_sessions_receiving_the_same_name_never_mix_or_lose_a_file() {
+    init_tracing();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let server = start_server_with(BothOffered(barrier), |_| {}).await;
+    let mut runs = Vec::new();
+    for seed in 1..=2u64 {
+        let addr = server.addr();
+        runs.push(tokio::spawn(async move {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("same.bin");
+            let data = content(400_000, seed);
+            std::fs::write(&f, &data).unwrap();
+            let stamp = oftp::stamp::FileStamp::parse(&format!("20260102030405000{seed}")).unwrap();
+            let report = client(dir.path(), SessionLimits::default())
+                .run(&addr, vec![OutgoingFile::new(&f).stamp(stamp)])
+                .await
+                .unwrap();
+            (data, report.all_delivered())
+        }));
+    }
+    let mut delivered = Vec::new();
+    for r in runs {
+        let (data, ok) = r.await.unwrap();
+        if ok {
+            delivered.push(data);
+        }
+    }
+    // Overwrite is off: at most one can have the name, and a sender told "delivered" must
+    // find exactly its bytes there.
+    assert!(delivered.len() <= 1);
+    let names = visible_files(&server.inbox());
+    assert_eq!(names.len(), delivered.len(), "{names:?}");
+    if let Some(data) = delivered.first() {
+        assert_eq!(
+            &std::fs::read(server.inbox().join("SAME.BIN")).unwrap(),
+            data
+        );
+    }
+    assert!(partial_files(&server.inbox()).is_empty());
+    server.running.shutdown().await;
+}
+
+/// Keeps the speaker role the first time it gets it and hands the session handle to the test;
+/// reports every disconnection.
+struct Holder {
+    handles: mpsc::UnboundedSender<SessionHandle>,
+    gone: mpsc::UnboundedSender<Disconnected>,
+    held: AtomicBool,
+}
+
+impl Holder {
+    fn new() -> (
+        Self,
+        mpsc::UnboundedReceiver<SessionHandle>,
+        mpsc::UnboundedReceiver<Disconnected>,
+    ) {
+        let (handles, h) = mpsc::unbounded_channel();
+        let (gone, g) = mpsc::unbounded_channel();
+        let holder = Self {
+            handles,
+            gone,
+            held: AtomicBool::new(false),
+        };
+        (holder, h, g)
+    }
+}
+
+impl Handler for Holder {
+    async fn ready_to_send(&self, session: &SessionInfo) -> ReadyAction {
+        if self.held.swap(true, Ordering::SeqCst) {
+            return ReadyAction::Proceed;
+        }
+        let _ = self.handles.send(session.handle.clone());
+        ReadyAction::Wait
+    }
+
+    async fn disconnected(&self, _i: &ConnectionInfo, d: &Disconnected) {
+        let _ = self.gone.send(d.clone());
+    }
+}
+
+/// A server that would wait 60 s on its own; only the handle's request moves it on.
+async fn holding_server() -> (
+    TestServer,
+    mpsc::UnboundedReceiver<SessionHandle>,
+    mpsc::UnboundedReceiver<Disconnected>,
+) {
+    let (holder, handles, gone) = Holder::new();
+    let server = start_server_with(holder, |c| {
+        c.settings.inactivity_timeout = Duration::from_secs(60);
+    })
+    .await;
+    (server, handles, gone)
+}
+
+#[tokio::test]
+async fn change_direction_through_the_session_handle_hands_the_turn_back() {
+    init_tracing();
+    let (server, mut handles, mut gone) = holding_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("first.txt");
+    std::fs::write(&f, b"first").unwrap();
+    let c = client_timing_out_after(
+        dir.path(),
+        SessionLimits::default(),
+        Duration::from_secs(60),
+    );
+    let addr = server.addr();
+    let run = tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&f)]).await });
+
+    // The server holds the turn (after receiving the file) until the application hands it on.
+    let handle = tokio::time::timeout(Duration::from_secs(10), handles.recv())
+        .await
+        .expect("the server got the turn")
+        .unwrap();
+    handle.change_direction().unwrap();
+    // With the turn back and nothing left, the client ends the session normally.
+    let report = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the client still waits for the turn")
+        .unwrap()
+        .unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    assert_eq!(report.ended.reason, Some(EsidReason::NORMAL), "{report:?}");
+    assert!(!report.ended.by_peer, "{report:?}");
+    let ended = gone.recv().await.unwrap();
+    assert_eq!(ended.reason, Some(EsidReason::NORMAL), "{ended:?}");
+    assert!(ended.by_peer, "{ended:?}");
+    assert_eq!(
+        std::fs::read(server.inbox().join("FIRST.TXT")).unwrap(),
+        b"first"
+    );
+    server.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn disconnect_through_the_session_handle_drops_the_connection() {
+    init_tracing();
+    let (server, mut handles, mut gone) = holding_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client_timing_out_after(
+        dir.path(),
+        SessionLimits::default(),
+        Duration::from_secs(60),
+    );
+    let addr = server.addr();
+    let run = tokio::spawn(async move { c.run(&addr, vec![]).await });
+
+    let handle = tokio::time::timeout(Duration::from_secs(10), handles.recv())
+        .await
+        .expect("the server got the turn")
+        .unwrap();
+    handle.disconnect().unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), gone.recv())
+        .await
+        .expect("the server ended the connection")
+        .unwrap();
+    assert_eq!(ended.description, "disconnected by the application");
+    assert!(!ended.by_peer);
+    // The client sees the connection close without End Session.
+    let report = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the client noticed the closed connection")
+        .unwrap()
+        .unwrap();
+    assert!(report.ended.by_peer, "{report:?}");
+    assert_ne!(report.ended.reason, Some(EsidReason::NORMAL), "{report:?}");
+    // The session is gone: requests are refused.
+    assert!(handle.logoff().is_err());
     server.running.shutdown().await;
 }

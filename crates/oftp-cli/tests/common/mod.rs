@@ -68,23 +68,106 @@ pub(crate) fn self_signed(dir: &Path, name: &str) {
     );
 }
 
-/// Starts `oftp serve --config <config>` in `dir` and waits until it listens.
-pub(crate) fn serve_config(dir: &Path, config: &str) -> Server {
-    let mut child = Command::cargo_bin("oftp")
-        .unwrap()
-        .args(["serve", "--config", config])
+/// `oftp serve` with `args`, run in `dir`, its standard error discarded (until the caller
+/// says otherwise).
+pub(crate) fn oftp_serve(dir: &Path, args: &[&str]) -> Command {
+    let mut serve = Command::cargo_bin("oftp").unwrap();
+    serve
+        .arg("serve")
+        .args(args)
         .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    serve
+}
+
+/// Spawns `serve` (an `oftp serve` command) and waits for its `listening on` line; returns
+/// the server and the lines it printed up to and with that one.
+pub(crate) fn spawn_listening(mut serve: Command) -> (Server, Vec<String>) {
+    let mut child = serve.stdout(Stdio::piped()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let server = Server(child);
-    let first = BufReader::new(stdout).lines().next();
-    match first {
-        Some(Ok(line)) if line.starts_with("listening on") => server,
-        other => panic!("oftp serve --config {config} did not start: {other:?}"),
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("listening on");
+        lines.push(line);
+        if done {
+            return (server, lines);
+        }
     }
+    panic!("oftp serve exited before listening: {lines:?}");
+}
+
+/// Starts `oftp serve --listen 127.0.0.1:<port>` in `dir` (the first run writes the example
+/// configuration in `oftp-data`) and waits until it listens; returns it with the lines it
+/// printed.
+pub(crate) fn serve_listen(dir: &Path, port: u16) -> (Server, Vec<String>) {
+    spawn_listening(oftp_serve(dir, &["--listen", &format!("127.0.0.1:{port}")]))
+}
+
+/// Starts `oftp serve --config <config>` in `dir` and waits until it listens.
+pub(crate) fn serve_config(dir: &Path, config: &str) -> Server {
+    let (server, lines) = spawn_listening(oftp_serve(dir, &["--config", config]));
+    assert_eq!(
+        lines.len(),
+        1,
+        "oftp serve --config {config} did not start: {lines:?}"
+    );
+    server
+}
+
+/// Runs `oftp send --config oftp-data/example-partner.toml --partner server` with `extra` in
+/// `dir`: the client side of the example configuration a first `oftp serve` writes.
+pub(crate) fn send_example(dir: &Path, extra: &[&str]) -> Output {
+    Command::cargo_bin("oftp")
+        .unwrap()
+        .args([
+            "send",
+            "--config",
+            "oftp-data/example-partner.toml",
+            "--partner",
+            "server",
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// Runs `oftp send` in `dir` with flags only: to 127.0.0.1:`port` as `ssid` calling
+/// `partner_ssid`, the passwords in `OFTP_PASSWORD` and `OFTP_PARTNER_PASSWORD`, the journal
+/// in `client-data`, `--timeout` `timeout` seconds, then `files`.
+pub(crate) fn flag_send(
+    dir: &Path,
+    port: u16,
+    (ssid, password): (&str, &str),
+    (partner_ssid, partner_password): (&str, &str),
+    timeout: &str,
+    files: &[&str],
+) -> Output {
+    Command::cargo_bin("oftp")
+        .unwrap()
+        .args([
+            "send",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--ssid",
+            ssid,
+            "--partner-ssid",
+            partner_ssid,
+            "--data-dir",
+            "client-data",
+            "--timeout",
+            timeout,
+        ])
+        .args(files)
+        .env("OFTP_PASSWORD", password)
+        .env("OFTP_PARTNER_PASSWORD", partner_password)
+        .current_dir(dir)
+        .output()
+        .unwrap()
 }
 
 /// Runs `oftp` with `args` in `dir`, without the password variables of the environment.

@@ -1,6 +1,8 @@
 //! Shared set-up for the end-to-end tests: a real server and a real client over 127.0.0.1.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod raw;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,9 @@ use oftp::handler::{
 };
 use oftp::journal::Journal;
 use oftp::oftp_proto::codec::NerpReason;
-use oftp::{Client, ClientConfig, Handler, RunningServer, Server, ServerConfig, SessionHandle};
+use oftp::{
+    Client, ClientConfig, Handler, OutgoingFile, RunningServer, Server, ServerConfig, SessionHandle,
+};
 use tokio::sync::mpsc;
 
 pub const SERVER_SSID: &str = "O0013SERVER";
@@ -137,6 +141,14 @@ pub fn client(dir: &Path, limits: SessionLimits) -> Client {
     Client::new(client_config(dir, limits), journal).unwrap()
 }
 
+/// [`client`] whose inactivity timeout is `timeout`.
+pub fn client_timing_out_after(dir: &Path, limits: SessionLimits, timeout: Duration) -> Client {
+    let journal = Journal::open_in_dir(dir).unwrap();
+    let mut cfg = client_config(dir, limits);
+    cfg.inactivity_timeout = timeout;
+    Client::new(cfg, journal).unwrap()
+}
+
 /// Deterministic pseudo-random content (xorshift), so failures are reproducible.
 pub fn content(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -237,31 +249,6 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Cut<T> {
     }
 }
 
-/// Reads STH frames from a raw socket until `want` command letter arrives; returns its payload.
-pub async fn read_until(s: &mut tokio::net::TcpStream, want: u8) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    for _ in 0..100 {
-        while let Ok(Some((range, used))) = oftp::oftp_proto::sth::decode_frame(&buf) {
-            let payload = buf[range].to_vec();
-            buf.drain(..used);
-            if payload.first() == Some(&want) {
-                return payload;
-            }
-        }
-        let n = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::io::AsyncReadExt::read(s, &mut chunk),
-        )
-        .await
-        .expect("server answered")
-        .unwrap();
-        assert!(n > 0, "connection closed before the expected command");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    panic!("command {} not received", want as char)
-}
-
 /// A server application that answers received files itself ([`EndResponseTiming::Later`]): it
 /// hands each completed reception (session handle and transfer) to the test, waits with its turn
 /// while `hold` is set, and keeps the errors the runtime reports.
@@ -344,4 +331,16 @@ pub fn late_response(t: &TransferInfo, negative: bool) -> EndResponse {
         signature: Vec::new(),
         signature_verified: false,
     }
+}
+
+/// A good partner still gets its file through.
+pub async fn still_serves(server: &TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("good.txt");
+    std::fs::write(&f, b"still served").unwrap();
+    let report = client(dir.path(), SessionLimits::default())
+        .run(&server.addr(), vec![OutgoingFile::new(&f)])
+        .await
+        .unwrap();
+    assert!(report.all_delivered(), "{report:?}");
 }
