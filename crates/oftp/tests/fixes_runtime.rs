@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use oftp::config::SessionLimits;
 use oftp::handler::{Disconnected, ReadyAction, SessionInfo};
-use oftp::journal::FileKey;
+use oftp::journal::{FileKey, Journal as _};
 use oftp::oftp_proto::codec::EsidReason;
 use oftp::transport::Connector;
 use oftp::{ClientError, ConnectionInfo, FileOutcome, Handler, OutgoingFile, SessionHandle};
@@ -32,7 +32,7 @@ async fn a_crash_between_hard_link_and_unlink_is_recovered_as_delivered() {
     {
         // The state a crash right after the hard link (before the unlink) leaves behind: both
         // names are the same file and the journal still says "receiving".
-        let j = oftp::journal::Journal::open_in_dir(sdir.path()).unwrap();
+        let j = oftp::journal::SqliteJournal::open_in_dir(sdir.path()).unwrap();
         j.begin_receive(CLIENT_SSID, &key, &partial, &target, "")
             .unwrap();
         std::fs::write(&partial, b"complete").unwrap();
@@ -87,7 +87,7 @@ async fn connecting_gives_up_after_the_connect_timeout() {
     cfg.connect_timeout = Duration::from_millis(300);
     let c = oftp::Client::new(
         cfg,
-        oftp::journal::Journal::open_in_dir(dir.path()).unwrap(),
+        oftp::journal::SqliteJournal::open_in_dir(dir.path()).unwrap(),
     )
     .unwrap()
     .connector(BlackHole);
@@ -176,7 +176,7 @@ async fn change_direction_through_the_session_handle_hands_the_turn_back() {
     cfg.inactivity_timeout = Duration::from_secs(60);
     let c = oftp::Client::new(
         cfg,
-        oftp::journal::Journal::open_in_dir(dir.path()).unwrap(),
+        oftp::journal::SqliteJournal::open_in_dir(dir.path()).unwrap(),
     )
     .unwrap();
     let addr = server.addr();
@@ -216,7 +216,7 @@ async fn disconnect_through_the_session_handle_drops_the_connection() {
     cfg.inactivity_timeout = Duration::from_secs(60);
     let c = oftp::Client::new(
         cfg,
-        oftp::journal::Journal::open_in_dir(dir.path()).unwrap(),
+        oftp::journal::SqliteJournal::open_in_dir(dir.path()).unwrap(),
     )
     .unwrap();
     let addr = server.addr();

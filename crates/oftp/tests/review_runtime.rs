@@ -437,7 +437,7 @@ async fn a_partner_that_stops_reading_is_timed_out() {
     cfg.inactivity_timeout = Duration::from_secs(3600);
     let c = oftp::Client::new(
         cfg,
-        oftp::journal::Journal::open_in_dir(dir.path()).unwrap(),
+        oftp::journal::SqliteJournal::open_in_dir(dir.path()).unwrap(),
     )
     .unwrap();
     let tcp = TcpStream::connect(server.addr()).await.unwrap();
@@ -504,7 +504,7 @@ async fn a_client_whose_partner_stops_reading_gives_up() {
     cfg.inactivity_timeout = Duration::from_millis(700);
     let c = oftp::Client::new(
         cfg,
-        oftp::journal::Journal::open_in_dir(dir.path()).unwrap(),
+        oftp::journal::SqliteJournal::open_in_dir(dir.path()).unwrap(),
     )
     .unwrap();
     let run = tokio::time::timeout(
@@ -716,7 +716,7 @@ async fn a_level_the_partner_may_not_use_gets_esid_10_over_plain_tcp() {
     };
     let mut cfg = client_config(dir.path(), limits);
     cfg.inactivity_timeout = Duration::from_secs(5);
-    let c = oftp::Client::new(cfg, oftp::journal::Journal::in_memory().unwrap()).unwrap();
+    let c = oftp::Client::new(cfg, oftp::journal::SqliteJournal::in_memory().unwrap()).unwrap();
     let err = c.run(&server.addr(), vec![]).await.unwrap_err();
     assert!(
         matches!(&err, oftp::ClientError::Rejected { reason, .. } if *reason == EsidReason::MODE_INCOMPATIBLE),

@@ -11,7 +11,7 @@ use oftp::handler::{
     Direction, EndResponse, EndResponseTiming, ErrorEvent, NegativeResponse, ReadyAction,
     SessionInfo, TransferInfo, TransferResult,
 };
-use oftp::journal::Journal;
+use oftp::journal::SqliteJournal;
 use oftp::oftp_proto::codec::NerpReason;
 use oftp::{Client, ClientConfig, Handler, RunningServer, Server, ServerConfig, SessionHandle};
 use tokio::sync::mpsc;
@@ -133,7 +133,7 @@ pub fn client_config(dir: &Path, limits: SessionLimits) -> ClientConfig {
 }
 
 pub fn client(dir: &Path, limits: SessionLimits) -> Client {
-    let journal = Journal::open_in_dir(dir).unwrap();
+    let journal = SqliteJournal::open_in_dir(dir).unwrap();
     Client::new(client_config(dir, limits), journal).unwrap()
 }
 
