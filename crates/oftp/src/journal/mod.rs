@@ -23,7 +23,7 @@
 //! What it does not do: no file I/O and no protocol decisions. Every operation blocks until
 //! its change is durable, so nothing is acknowledged to a peer before the journal has it.
 //! Operations are synchronous and short; async callers hold an `Arc<dyn Journal>` and wrap
-//! them with [`call`](trait.Journal.html#method.call) (`journal.call(move |j| ...)`), which runs
+//! them with `<dyn Journal>::call` (`journal.call(move |j| j.received(..)).await`), which runs
 //! them on the blocking pool.
 //!
 //! Backends: [`SqliteJournal`] (rusqlite with bundled SQLite: the well-kept standard choice,

@@ -64,6 +64,30 @@ fn backend_error(path: &Path, error: rusqlite::Error) -> JournalError {
     }
 }
 
+/// Sets the flag `column` (`end_response_sent` or `end_response_deferred`) of the reception of
+/// `key` from `partner`.
+fn flag_reception(
+    conn: &Connection,
+    column: &'static str,
+    partner: &str,
+    key: &FileKey,
+) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        &format!(
+            "UPDATE received SET {column} = 1, updated_at = ?4
+             WHERE partner = ?5 AND originator = ?1 AND dsn = ?2 AND stamp = ?3"
+        ),
+        params![
+            key.originator,
+            key.dsn,
+            key.stamp.to_string(),
+            now_text(),
+            partner.trim_end()
+        ],
+    )?;
+    Ok(())
+}
+
 fn now_text() -> String {
     chrono::Utc::now().to_rfc3339()
 }
@@ -404,37 +428,11 @@ impl Journal for SqliteJournal {
     }
 
     fn mark_end_response_sent(&self, partner: &str, key: &FileKey) -> Result<(), JournalError> {
-        self.lock()
-            .execute(
-                "UPDATE received SET end_response_sent = 1, updated_at = ?4
-                 WHERE partner = ?5 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
-                params![
-                    key.originator,
-                    key.dsn,
-                    key.stamp.to_string(),
-                    now_text(),
-                    partner.trim_end()
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        flag_reception(&self.lock(), "end_response_sent", partner, key).map_err(|e| self.err(e))
     }
 
     fn defer_end_response(&self, partner: &str, key: &FileKey) -> Result<(), JournalError> {
-        self.lock()
-            .execute(
-                "UPDATE received SET end_response_deferred = 1, updated_at = ?4
-                 WHERE partner = ?5 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
-                params![
-                    key.originator,
-                    key.dsn,
-                    key.stamp.to_string(),
-                    now_text(),
-                    partner.trim_end()
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        flag_reception(&self.lock(), "end_response_deferred", partner, key).map_err(|e| self.err(e))
     }
 
     fn pending_end_responses(&self, partner: &str) -> Result<Vec<ReceivedEntry>, JournalError> {
@@ -620,18 +618,8 @@ impl Journal for SqliteJournal {
             )
             .map_err(|e| self.err(e))?;
         } else {
-            conn.execute(
-                "UPDATE received SET end_response_sent = 1, updated_at = ?4
-                 WHERE partner = ?5 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
-                params![
-                    e.key.originator,
-                    e.key.dsn,
-                    e.key.stamp.to_string(),
-                    now_text(),
-                    e.partner.trim_end()
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+            flag_reception(&conn, "end_response_sent", &e.partner, &e.key)
+                .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }
