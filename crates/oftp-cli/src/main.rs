@@ -27,7 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use oftp::config::{LocalIdentity, Partner, Password, SessionLimits};
-use oftp::journal::Journal;
+use oftp::journal::SqliteJournal;
 use oftp::oftp_proto::codec::FileFormat;
 use oftp::store::StorePolicy;
 use oftp::{Client, ClientConfig, FileOutcome, OutgoingFile, Server, ServerConfig};
@@ -721,7 +721,7 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
     }
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
-    let journal = Journal::open_in_dir(&s.data_dir)?;
+    let journal = SqliteJournal::open_in_dir(&s.data_dir)?;
     let sec = security::context(s.local.sfid(), &s.security, [&s.partner], &s.data_dir)?;
     let connector = if s.partner.tls.enabled {
         Some(security::connector(&s.security, &s.tls, &s.partner)?)

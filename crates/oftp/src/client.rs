@@ -165,8 +165,12 @@ pub struct Client<H: Handler = (), C: Connector = PlainTcp, F: FileServices = No
 }
 
 impl Client {
-    /// A client with the default handler, recording into `journal`.
-    pub fn new(config: ClientConfig, journal: Journal) -> Result<Self, ClientError> {
+    /// A client with the default handler, recording into `journal` (any backend: a
+    /// [`SqliteJournal`](crate::journal::SqliteJournal) or an `Arc<dyn Journal>`).
+    pub fn new(
+        config: ClientConfig,
+        journal: impl Into<Arc<dyn Journal>>,
+    ) -> Result<Self, ClientError> {
         config
             .local
             .validate()
@@ -184,7 +188,7 @@ impl Client {
             data_dir: config.receive_dir.clone(),
             name_format: config.name_format,
             store: config.store,
-            journal,
+            journal: journal.into(),
             inactivity_timeout: config.inactivity_timeout,
             idle_timeout: None,
             checkpoint_interval: config.checkpoint_interval.max(1),
@@ -267,7 +271,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
     }
 
     /// The journal.
-    pub fn journal(&self) -> &Journal {
+    pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.shared.journal
     }
 
@@ -331,7 +335,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             let shared = self.shared.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 crate::partials::sweep(
-                    &shared.journal,
+                    &*shared.journal,
                     &shared.active,
                     std::slice::from_ref(&shared.data_dir),
                     retention,

@@ -7,8 +7,10 @@
 //!   the runtime is modelled on, returning the decision where one is needed, with defaults
 //!   that need no code (partner table, inboxes, duplicate detection, EERP when durable).
 //! - [`store`] writes received files durably (temporary file in the target directory, fsync,
-//!   no-clobber rename, directory fsync); [`journal`] (SQLite) records received and sent files
-//!   for duplicate detection, restart and end-to-end responses; [`partials`] removes partial
+//!   no-clobber rename, directory fsync); [`journal`] records received and sent files for
+//!   duplicate detection, restart and end-to-end responses (the [`journal::Journal`] trait, held
+//!   as `Arc<dyn Journal>`; [`journal::SqliteJournal`] is the embedded default, and every
+//!   backend passes [`journal::conformance`]); [`partials`] removes partial
 //!   receptions nobody resumed. How F/V records lie in local files is each partner's
 //!   [`config::RecordMapping`].
 //! - [`transport`] holds the seams for the transport ([`transport::Acceptor`],

@@ -38,7 +38,7 @@ const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 /// in `dirs` that no row owns, not modified for `retention`. Returns the files removed.
 /// Blocking (file system and journal): run it on a blocking thread.
 pub(crate) fn sweep(
-    journal: &Journal,
+    journal: &dyn Journal,
     active: &ActiveSet,
     dirs: &[PathBuf],
     retention: Duration,
@@ -53,7 +53,7 @@ pub(crate) fn sweep(
 }
 
 fn sweep_rows(
-    journal: &Journal,
+    journal: &dyn Journal,
     active: &ActiveSet,
     retention: Duration,
     now: chrono::DateTime<chrono::Utc>,
@@ -144,7 +144,7 @@ fn sweep_orphans(
 }
 
 /// Removes one stale partial reception; `true` when its file and row are gone.
-fn remove(journal: &Journal, row: &PartialReception, idle: Duration) -> bool {
+fn remove(journal: &dyn Journal, row: &PartialReception, idle: Duration) -> bool {
     let path = row.partial_path.display();
     let days = idle.as_secs() / 86_400;
     if let Err(e) = crate::store::remove_partial(&row.partial_path) {
@@ -210,7 +210,7 @@ impl Sweeper {
             loop {
                 let (s, d) = (swept.clone(), dirs.clone());
                 let _ = tokio::task::spawn_blocking(move || {
-                    sweep(&s.journal, &s.active, &d, retention, chrono::Utc::now())
+                    sweep(&*s.journal, &s.active, &d, retention, chrono::Utc::now())
                 })
                 .await;
                 tokio::time::sleep(every).await;
@@ -241,7 +241,7 @@ mod tests {
     use crate::config::tests::partner;
     use crate::config::{LocalIdentity, PartnerTable, Password, ServerSettings};
     use crate::handler::{ErrorEvent, Handler, LogEvent};
-    use crate::journal::FileKey;
+    use crate::journal::{FileKey, SqliteJournal};
     use crate::stamp::FileStamp;
     use crate::store::faults;
     use crate::{Client, ClientConfig, ConnectionId, FileOutcome, OutgoingFile, Server};
@@ -284,7 +284,7 @@ mod tests {
         FileKey::new("ORIG", dsn, FileStamp::now())
     }
 
-    fn begin(j: &Journal, dir: &Path, dsn: &str) -> PathBuf {
+    fn begin(j: &dyn Journal, dir: &Path, dsn: &str) -> PathBuf {
         let part = dir.join(format!(".oftp-{dsn}.part"));
         std::fs::write(&part, b"partial").unwrap();
         j.begin_receive("PARTNER", &key(dsn), &part, &dir.join(dsn), "")
@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn partial_receptions_nobody_resumed_are_removed_after_the_retention_period() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::in_memory().unwrap();
+        let j = SqliteJournal::in_memory().unwrap();
         let active = ActiveSet::default();
         let old = begin(&j, dir.path(), "OLD");
         let held = begin(&j, dir.path(), "HELD");
@@ -361,7 +361,7 @@ mod tests {
     #[test]
     fn partial_files_no_journal_row_owns_are_removed_after_the_retention_period() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::in_memory().unwrap();
+        let j = SqliteJournal::in_memory().unwrap();
         let active = ActiveSet::default();
         let orphan = dir
             .path()
@@ -407,7 +407,7 @@ mod tests {
         data: &[u8],
         writes_after: u64,
         delete: bool,
-    ) -> (FileOutcome, Journal, Lines, PathBuf) {
+    ) -> (FileOutcome, Arc<dyn Journal>, Lines, PathBuf) {
         let partners = PartnerTable::new([partner("client", "O0013CLIENT")]).unwrap();
         let mut cfg =
             crate::ServerConfig::new(identity("O0013SERVER"), partners, dir.join("server"));
@@ -436,7 +436,7 @@ mod tests {
             client_dir.join("received"),
         );
         ccfg.inactivity_timeout = Duration::from_secs(10);
-        let client = Client::new(ccfg, Journal::open_in_dir(&client_dir).unwrap()).unwrap();
+        let client = Client::new(ccfg, SqliteJournal::open_in_dir(&client_dir).unwrap()).unwrap();
         let fault = faults::unwritable_dir(&inbox, writes_after);
         let report = client
             .run(&addr, vec![OutgoingFile::new(&src)])
@@ -485,7 +485,7 @@ mod tests {
             let active = ActiveSet::default();
             let later = chrono::Utc::now() + 8 * DAY;
             assert_eq!(
-                sweep(&journal, &active, &[], 7 * DAY, later),
+                sweep(&*journal, &active, &[], 7 * DAY, later),
                 [parts[0].clone()]
             );
             assert!(part_files(&inbox).is_empty());

@@ -22,7 +22,7 @@ use crate::config::{LocalIdentity, PartnerTable, ServerSettings, SessionLimits};
 use crate::connection::{Connection, DEFAULT_CHECKPOINT_INTERVAL, Shared, permit};
 use crate::handle::SessionHandle;
 use crate::handler::Handler;
-use crate::journal::{Journal, JournalError};
+use crate::journal::{Journal, JournalError, SqliteJournal};
 use crate::listener::{self, Admission, ConnectionId, ConnectionInfo, ServerError, ShutdownSignal};
 use crate::space::{FreeSpace, StatVfs};
 use crate::store::{NameFormat, StorePolicy};
@@ -104,12 +104,14 @@ impl Server {
     pub fn new(config: ServerConfig) -> Result<Self, StartError> {
         config.local.validate()?;
         config.limits.validate()?;
-        let journal = Journal::open_in_dir(&config.data_dir)?;
+        let journal = SqliteJournal::open_in_dir(&config.data_dir)?;
         Ok(Self::with_journal(config, journal))
     }
 
-    /// A server using an already opened journal.
-    pub fn with_journal(config: ServerConfig, journal: Journal) -> Self {
+    /// A server using an already opened journal (any backend: a [`SqliteJournal`] or an
+    /// `Arc<dyn Journal>`).
+    pub fn with_journal(config: ServerConfig, journal: impl Into<Arc<dyn Journal>>) -> Self {
+        let journal = journal.into();
         let shared = Shared {
             local: config.local,
             partners: config.partners,
@@ -180,7 +182,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
     }
 
     /// The journal this server records into.
-    pub fn journal(&self) -> &Journal {
+    pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.shared.journal
     }
 
@@ -260,7 +262,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
 pub struct RunningServer {
     handle: crate::listener::ServerHandle,
     sessions: Arc<listener::Registry<SessionHandle>>,
-    journal: Journal,
+    journal: Arc<dyn Journal>,
     /// The partial-reception sweep, stopped with the server.
     _sweeper: Option<crate::partials::Sweeper>,
 }
@@ -287,7 +289,7 @@ impl RunningServer {
     }
 
     /// The journal.
-    pub fn journal(&self) -> &Journal {
+    pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.journal
     }
 

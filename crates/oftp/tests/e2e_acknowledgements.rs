@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use oftp::config::SessionLimits;
-use oftp::journal::{Direction, FileKey, Journal, ReceiveState};
+use oftp::journal::{Direction, FileKey, Journal, ReceiveState, SqliteJournal};
 use oftp::oftp_proto::codec::code;
 use oftp::oftp_proto::sth;
 use oftp::transport::Acceptor;
@@ -120,7 +120,7 @@ impl Acceptor for ProbingAcceptor {
 /// The check of one side: each RTR needs one more received end response in `journal` than
 /// the RTRs before it; an EFPA needs `efpa_file` (partner, key, final file) complete.
 fn durable_before_acknowledged(
-    journal: Journal,
+    journal: SqliteJournal,
     efpa_file: Option<(&'static str, FileKey, std::path::PathBuf)>,
 ) -> Check {
     let rtrs = Mutex::new(0u64);
@@ -172,7 +172,7 @@ async fn rtr_and_efpa_go_out_only_after_the_journal_has_recorded_what_they_ackno
 
     let server_findings = Arc::new(Mutex::new(Findings::default()));
     let server_check = durable_before_acknowledged(
-        Journal::open_in_dir(sdir.path()).unwrap(),
+        SqliteJournal::open_in_dir(sdir.path()).unwrap(),
         Some((CLIENT_SSID, a_key.clone(), a_final.clone())),
     );
     let running = oftp::Server::new(server_config(sdir.path()))
@@ -191,7 +191,7 @@ async fn rtr_and_efpa_go_out_only_after_the_journal_has_recorded_what_they_ackno
     let c = client(cdir.path(), SessionLimits::default());
     let client_findings = Arc::new(Mutex::new(Findings::default()));
     let client_check =
-        durable_before_acknowledged(Journal::open_in_dir(cdir.path()).unwrap(), None);
+        durable_before_acknowledged(SqliteJournal::open_in_dir(cdir.path()).unwrap(), None);
     let tcp = TcpStream::connect(running.local_addr().unwrap())
         .await
         .unwrap();

@@ -443,7 +443,7 @@ async fn connecting_gives_up_after_the_connect_timeout() {
     cfg.connect_timeout = Duration::from_millis(300);
     let c = oftp::Client::new(
         cfg,
-        oftp::journal::Journal::open_in_dir(dir.path()).unwrap(),
+        oftp::journal::SqliteJournal::open_in_dir(dir.path()).unwrap(),
     )
     .unwrap()
     .connector(BlackHole);

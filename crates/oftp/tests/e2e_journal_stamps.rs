@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use oftp::config::SessionLimits;
 use oftp::handler::ErrorEvent;
-use oftp::journal::Journal;
+use oftp::journal::SqliteJournal;
 use oftp::{FileOutcome, Handler, OutgoingFile};
 
 /// Keeps the errors the runtime reports to the application.
@@ -29,7 +29,7 @@ async fn an_impossible_stamp_in_an_old_journal_does_not_trouble_every_session() 
     init_tracing();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let server = start_server_with(Errors(errors.clone()), |cfg| {
-        drop(Journal::open_in_dir(&cfg.data_dir).unwrap());
+        drop(SqliteJournal::open_in_dir(&cfg.data_dir).unwrap());
         let db =
             rusqlite::Connection::open(cfg.data_dir.join(oftp::journal::JOURNAL_FILE)).unwrap();
         db.execute(

@@ -241,7 +241,7 @@ async fn a_level_the_partner_may_not_use_gets_esid_10_over_plain_tcp() {
     };
     let mut cfg = client_config(dir.path(), limits);
     cfg.inactivity_timeout = Duration::from_secs(5);
-    let c = oftp::Client::new(cfg, oftp::journal::Journal::in_memory().unwrap()).unwrap();
+    let c = oftp::Client::new(cfg, oftp::journal::SqliteJournal::in_memory().unwrap()).unwrap();
     let err = c.run(&server.addr(), vec![]).await.unwrap_err();
     assert!(
         matches!(&err, oftp::ClientError::Rejected { reason, .. } if *reason == EsidReason::MODE_INCOMPATIBLE),

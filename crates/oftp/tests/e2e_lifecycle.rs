@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use oftp::config::SessionLimits;
 use oftp::handler::{Direction, LogEvent, Origin, PiTrail, SessionInfo, TransferInfo};
-use oftp::journal::{FileKey, ReceiveState, SendState};
+use oftp::journal::{FileKey, Journal as _, ReceiveState, SendState};
 use oftp::oftp_proto::codec::{
     CipherSuite, EfnaReason, FileCompression, FileEnvelope, FileFormat, Password, SecurityLevel,
     Sfid, VirtualFileTime,
@@ -83,7 +83,7 @@ async fn graceful_shutdown_lets_the_transfer_finish_and_keeps_the_eerp_for_later
     let key = FileKey::new(CLIENT_SSID, "SLOW.BIN", report.files[0].0.stamp.unwrap());
 
     // The EERP was not sent; the journal keeps it for the next session with this partner.
-    let journal = oftp::journal::Journal::open_in_dir(&data_dir).unwrap();
+    let journal = oftp::journal::SqliteJournal::open_in_dir(&data_dir).unwrap();
     assert_eq!(journal.pending_end_responses(CLIENT_SSID).unwrap().len(), 1);
     drop(journal);
 
@@ -397,7 +397,7 @@ async fn a_crash_between_rename_and_journal_is_recovered_as_delivered() {
     let key = FileKey::new(CLIENT_SSID, "CRASH.TXT", stamp);
     {
         // The state a crash right after the rename leaves behind.
-        let j = oftp::journal::Journal::open_in_dir(sdir.path()).unwrap();
+        let j = oftp::journal::SqliteJournal::open_in_dir(sdir.path()).unwrap();
         j.begin_receive(
             CLIENT_SSID,
             &key,
@@ -543,7 +543,7 @@ async fn an_interrupted_reception_nobody_resumes_is_removed_after_the_retention_
     interrupted_reception(dir.path(), cdir.path()).await;
     let parts = partial_files(&inbox);
     assert_eq!(parts.len(), 1, "kept for a restart");
-    let journal = oftp::journal::Journal::open_in_dir(dir.path()).unwrap();
+    let journal = oftp::journal::SqliteJournal::open_in_dir(dir.path()).unwrap();
     assert_eq!(journal.partial_receptions().unwrap().len(), 1);
 
     // The default retention (7 days) keeps it across a restart of the server.
@@ -591,7 +591,7 @@ async fn a_crash_between_hard_link_and_unlink_is_recovered_as_delivered() {
     {
         // The state a crash right after the hard link (before the unlink) leaves behind: both
         // names are the same file and the journal still says "receiving".
-        let j = oftp::journal::Journal::open_in_dir(sdir.path()).unwrap();
+        let j = oftp::journal::SqliteJournal::open_in_dir(sdir.path()).unwrap();
         j.begin_receive(CLIENT_SSID, &key, &partial, &target, "")
             .unwrap();
         std::fs::write(&partial, b"complete").unwrap();

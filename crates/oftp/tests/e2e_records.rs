@@ -41,7 +41,7 @@ fn prefixed(records: &[Vec<u8>]) -> Vec<u8> {
 fn client_with(dir: &std::path::Path, mapping: RecordMapping) -> Client {
     let mut cfg = client_config(dir, limits());
     cfg.partner.record_mapping = mapping;
-    Client::new(cfg, oftp::journal::Journal::open_in_dir(dir).unwrap()).unwrap()
+    Client::new(cfg, oftp::journal::SqliteJournal::open_in_dir(dir).unwrap()).unwrap()
 }
 
 async fn server_with(mapping: RecordMapping) -> TestServer {

@@ -14,7 +14,7 @@ use oftp::handler::{
     Direction, EndResponse, EndResponseTiming, FileDecision, FileOffer, SessionInfo, TransferInfo,
     TransferResult,
 };
-use oftp::journal::{FileKey, Journal, SendState};
+use oftp::journal::{FileKey, Journal, SendState, SqliteJournal};
 use oftp::{FileOutcome, Handler, OutgoingFile};
 
 /// Withholds every EERP; sends the withheld ones when a session starts after `release`.
@@ -87,7 +87,7 @@ async fn a_duplicate_answer_to_a_resumed_identity_awaits_the_eerp_instead_of_fai
     let key = FileKey::new(CLIENT_SSID, "ORDER.EDI", stamp);
 
     // What a client killed between the EFPA and its journal update leaves: still "sending".
-    let journal = Journal::open_in_dir(dir.path()).unwrap();
+    let journal = SqliteJournal::open_in_dir(dir.path()).unwrap();
     let sent = journal.sent_by_key(&key).unwrap().unwrap();
     journal.set_send_state(sent.id, SendState::Sending).unwrap();
 

@@ -18,7 +18,7 @@ use oftp::handler::{
     Direction, EndResponse, EndResponseTiming, Handler, NegativeResponse, SessionInfo,
     TransferInfo, TransferResult,
 };
-use oftp::journal::Journal;
+use oftp::journal::SqliteJournal;
 use oftp::security::{
     CertificateExchange, FileSecurity, IdentityConfig, LocalSecurityConfig, PartnerSecurityConfig,
     ReceivedCertificate, SecureAuthentication, SecurityContext, SendSecurity,
@@ -127,7 +127,7 @@ fn secure_client(
     dir: &Path,
     client_policy: PartnerSecurityConfig,
 ) -> Client<(), PlainTcp, Arc<SecurityContext>> {
-    let journal = Journal::open_in_dir(dir).unwrap();
+    let journal = SqliteJournal::open_in_dir(dir).unwrap();
     let _ = k;
     let sec = context(
         CLIENT_SSID,
@@ -276,7 +276,7 @@ async fn records_mapped_to_lines_survive_signing_and_encryption() {
         }),
         cdir.path(),
     );
-    let client = Client::new(ccfg, Journal::open_in_dir(cdir.path()).unwrap())
+    let client = Client::new(ccfg, SqliteJournal::open_in_dir(cdir.path()).unwrap())
         .unwrap()
         .security(sec);
     let text = b"first record\r\nwith a CR\r inside\r\n\r\nlast\r\n";
@@ -419,7 +419,7 @@ async fn tampered_ciphertext_is_refused_after_transfer() {
     );
     let client = Client::new(
         client_config(dir.path(), SessionLimits::default()),
-        Journal::open_in_dir(dir.path()).unwrap(),
+        SqliteJournal::open_in_dir(dir.path()).unwrap(),
     )
     .unwrap()
     .file_services(Tamper(sec));
@@ -626,7 +626,7 @@ async fn certificate_request_is_answered_with_a_delivery_of_our_certificate() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open_in_dir(dir.path()).unwrap();
+    let journal = SqliteJournal::open_in_dir(dir.path()).unwrap();
     let sec = context(
         CLIENT_SSID,
         &local(&k.client, dir.path()),
@@ -743,7 +743,7 @@ async fn over_tls_with_client_certificates_and_v2_only() {
     std::fs::create_dir_all(&d2).unwrap();
     let mut cfg = client_config(&d2, SessionLimits::default());
     cfg.limits.level = 4;
-    let e = Client::new(cfg, Journal::open_in_dir(&d2).unwrap())
+    let e = Client::new(cfg, SqliteJournal::open_in_dir(&d2).unwrap())
         .unwrap()
         .connector(connector.clone())
         .run(&server.addr(), vec![])
@@ -1066,7 +1066,7 @@ async fn plain_and_tls_listeners_share_the_in_progress_guard() {
         std::fs::create_dir_all(&d).unwrap();
         let src = d.join("SAME");
         std::fs::write(&src, &data).unwrap();
-        let journal = Journal::open_in_dir(&d).unwrap();
+        let journal = SqliteJournal::open_in_dir(&d).unwrap();
         let c = Client::new(client_config(&d, SessionLimits::default()), journal).unwrap();
         (c, OutgoingFile::new(src).stamp(stamp))
     };
@@ -1398,7 +1398,7 @@ async fn a_malformed_signed_file_gets_efna_21_naming_the_element_and_the_server_
     std::fs::write(&src, b"replaced by the crafted envelope").unwrap();
     let report = Client::new(
         client_config(dir.path(), SessionLimits::default()),
-        Journal::open_in_dir(dir.path()).unwrap(),
+        SqliteJournal::open_in_dir(dir.path()).unwrap(),
     )
     .unwrap()
     .file_services(CraftedSigned(HOSTILE))

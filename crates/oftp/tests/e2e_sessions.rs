@@ -39,7 +39,7 @@ async fn unknown_ssid_and_wrong_password_are_refused_with_esid() {
 
     let mut cfg = client_config(dir.path(), limits());
     cfg.local.ssid = "O0013STRANGER".into();
-    let c = oftp::Client::new(cfg, oftp::journal::Journal::in_memory().unwrap()).unwrap();
+    let c = oftp::Client::new(cfg, oftp::journal::SqliteJournal::in_memory().unwrap()).unwrap();
     let err = c.run(&server.addr(), vec![]).await.unwrap_err();
     assert!(
         matches!(&err, ClientError::Rejected { reason, .. } if *reason == EsidReason::USER_CODE_NOT_KNOWN),
@@ -48,7 +48,7 @@ async fn unknown_ssid_and_wrong_password_are_refused_with_esid() {
 
     let mut cfg = client_config(dir.path(), limits());
     cfg.local.password = oftp::config::Password::new("WRONG");
-    let c = oftp::Client::new(cfg, oftp::journal::Journal::in_memory().unwrap()).unwrap();
+    let c = oftp::Client::new(cfg, oftp::journal::SqliteJournal::in_memory().unwrap()).unwrap();
     let err = c.run(&server.addr(), vec![]).await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -58,7 +58,7 @@ async fn unknown_ssid_and_wrong_password_are_refused_with_esid() {
     // The client checks the server's answer too.
     let mut cfg = client_config(dir.path(), limits());
     cfg.partner.password = oftp::config::Password::new("NOTTHIS");
-    let c = oftp::Client::new(cfg, oftp::journal::Journal::in_memory().unwrap()).unwrap();
+    let c = oftp::Client::new(cfg, oftp::journal::SqliteJournal::in_memory().unwrap()).unwrap();
     let err = c.run(&server.addr(), vec![]).await.unwrap_err();
     assert!(
         matches!(&err, ClientError::Refused { reason, .. } if *reason == EsidReason::INVALID_PASSWORD),

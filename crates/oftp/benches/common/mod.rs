@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use oftp::config::{LocalIdentity, Partner, Password, SessionLimits};
-use oftp::journal::Journal;
+use oftp::journal::SqliteJournal;
 use oftp::{Client, ClientConfig};
 
 /// An `oftp serve` process, killed when dropped.
@@ -92,7 +92,7 @@ pub fn client(dir: &Path, limits: SessionLimits) -> Client {
     };
     let mut cfg = ClientConfig::new(local, partner, dir.join("received"));
     cfg.limits = limits;
-    Client::new(cfg, Journal::open_in_dir(dir).unwrap()).unwrap()
+    Client::new(cfg, SqliteJournal::open_in_dir(dir).unwrap()).unwrap()
 }
 
 /// A number field of `/proc/<pid>/status` (`VmHWM:` in KiB, `Threads:`).

@@ -13,7 +13,7 @@ use oftp::handler::{
     Direction, EndResponse, EndResponseTiming, ErrorEvent, NegativeResponse, ReadyAction,
     SessionInfo, TransferInfo, TransferResult,
 };
-use oftp::journal::Journal;
+use oftp::journal::SqliteJournal;
 use oftp::oftp_proto::codec::NerpReason;
 use oftp::{
     Client, ClientConfig, Handler, OutgoingFile, RunningServer, Server, ServerConfig, SessionHandle,
@@ -137,13 +137,13 @@ pub fn client_config(dir: &Path, limits: SessionLimits) -> ClientConfig {
 }
 
 pub fn client(dir: &Path, limits: SessionLimits) -> Client {
-    let journal = Journal::open_in_dir(dir).unwrap();
+    let journal = SqliteJournal::open_in_dir(dir).unwrap();
     Client::new(client_config(dir, limits), journal).unwrap()
 }
 
 /// [`client`] whose inactivity timeout is `timeout`.
 pub fn client_timing_out_after(dir: &Path, limits: SessionLimits, timeout: Duration) -> Client {
-    let journal = Journal::open_in_dir(dir).unwrap();
+    let journal = SqliteJournal::open_in_dir(dir).unwrap();
     let mut cfg = client_config(dir, limits);
     cfg.inactivity_timeout = timeout;
     Client::new(cfg, journal).unwrap()

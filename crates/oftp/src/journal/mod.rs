@@ -1,0 +1,485 @@
+//! The journal of received and sent virtual files and of end-to-end responses: the domain
+//! operations ([`Journal`]), their types, and the embedded SQLite backend ([`SqliteJournal`],
+//! `<data_dir>/oftp-journal.sqlite3`). Every backend passes [`conformance`].
+//!
+//! What it records and why:
+//! - **received files**, keyed by the authenticated partner (its SSID code) + originator +
+//!   dataset name + stamp (the OFTP file identity as seen from that partner; SFIDORIG is
+//!   whatever the sender writes, so it alone cannot tell partners apart): a completed entry
+//!   makes a repeat by the same partner an SFNA 13 (duplicate); an entry in `receiving` state
+//!   holds the temporary file and the last *durable* restart position, so an interrupted
+//!   reception is resumed from there by the same partner only (the answer to a restart request
+//!   is never beyond it);
+//! - **sent files**, keyed by partner + local path + size + modification time: keeps the virtual
+//!   date/time chosen for the first attempt, so re-sending the same file after a broken
+//!   connection presents the same identity and the partner can restart it; also tracks whether
+//!   the EERP/NERP arrived;
+//! - **end responses** sent and received, for the operator;
+//! - **file hashes** of files whose end response is signed.
+//!
+//! Every stamp written is checked first ([`FileStamp::is_valid`]: a calendar date and a time of
+//! day): nothing invalid is stored ([`JournalError::InvalidStamp`]).
+//!
+//! What it does not do: no file I/O and no protocol decisions. Every operation blocks until
+//! its change is durable, so nothing is acknowledged to a peer before the journal has it.
+//! Operations are synchronous and short; async callers hold an `Arc<dyn Journal>` and wrap
+//! them with `<dyn Journal>::call` (`journal.call(move |j| j.received(..)).await`), which runs
+//! them on the blocking pool.
+//!
+//! Backends: [`SqliteJournal`] (rusqlite with bundled SQLite: the well-kept standard choice,
+//! needs no system library). A new backend implements [`Journal`], converts its own errors
+//! into [`JournalError::Backend`] (never exposing its types), and calls
+//! [`conformance::journal`] and [`conformance::reopened`] from its tests.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::stamp::FileStamp;
+
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::{JOURNAL_FILE, SqliteJournal};
+
+/// Errors of the journal. No backend type appears here: a backend's own error is kept as
+/// text and as an opaque source in [`Backend`](Self::Backend).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// The backend refused or failed an operation (for SQLite: the database file cannot be
+    /// opened or written, is locked, or is damaged).
+    #[error("journal {location}: {error}")]
+    Backend {
+        /// Where the journal is (the database file for SQLite).
+        location: String,
+        /// The backend's error (part of this message, so not repeated as a `source`).
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored value could not be read back.
+    #[error("journal {location}: corrupt entry: {detail}")]
+    Corrupt {
+        /// Where the journal is.
+        location: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A file identity to record has a stamp that is no calendar date and time of day.
+    #[error(
+        "journal {location}: not recording {what}: its virtual file stamp {stamp} is not a valid \
+         date and time"
+    )]
+    InvalidStamp {
+        /// Where the journal is.
+        location: String,
+        /// What was to be recorded (file name and originator).
+        what: String,
+        /// The stamp (journal form `yyyyMMddHHmmssffff`).
+        stamp: String,
+    },
+    /// The directory of the journal could not be created.
+    #[error("creating journal directory {}: {error}", path.display())]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error (part of this message, so not repeated as a `source`).
+        error: std::io::Error,
+    },
+    /// A blocking task of the journal was cancelled or panicked.
+    #[error("journal task failed: {0}")]
+    Task(String),
+}
+
+impl JournalError {
+    /// The refusal of a file identity whose stamp is not a valid date and time, if it is one:
+    /// every backend checks with this before writing a stamp.
+    pub(crate) fn check_stamp(location: &str, key: &FileKey) -> Result<(), Self> {
+        if key.stamp.is_valid() {
+            Ok(())
+        } else {
+            Err(Self::InvalidStamp {
+                location: location.to_owned(),
+                what: format!("{} from {}", key.dsn, key.originator),
+                stamp: key.stamp.to_string(),
+            })
+        }
+    }
+}
+
+/// The identity of a virtual file: who made it, its name and its stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// SFIDORIG (trailing blanks removed).
+    pub originator: String,
+    /// SFIDDSN (trailing blanks removed).
+    pub dsn: String,
+    /// SFIDDATE + SFIDTIME.
+    pub stamp: FileStamp,
+}
+
+impl FileKey {
+    /// A key with trailing blanks removed from the text fields (wire fields are blank-padded).
+    pub fn new(originator: &str, dsn: &str, stamp: FileStamp) -> Self {
+        Self {
+            originator: originator.trim_end().to_owned(),
+            dsn: dsn.trim_end().to_owned(),
+            stamp,
+        }
+    }
+}
+
+/// A durable restart point of a reception.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Restart position in protocol units (records for F/V, 1 KiB blocks for U/T).
+    pub position: u64,
+    /// Bytes of the local temporary file that belong to that position.
+    pub file_offset: u64,
+    /// Records received up to that position.
+    pub records: u64,
+    /// User-data octets received up to that position.
+    pub units: u64,
+}
+
+/// State of a received file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveState {
+    /// Data is (or was, before the connection broke) arriving.
+    Receiving,
+    /// Durable under its final name; EFPA was sent.
+    Complete,
+}
+
+/// A received-file entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedEntry {
+    /// Row id.
+    pub id: i64,
+    /// The file identity.
+    pub key: FileKey,
+    /// State.
+    pub state: ReceiveState,
+    /// Temporary file while receiving.
+    pub partial_path: PathBuf,
+    /// Final path.
+    pub final_path: PathBuf,
+    /// Last durable restart point.
+    pub checkpoint: Checkpoint,
+    /// Whether the EERP/NERP for it went out.
+    pub end_response_sent: bool,
+    /// SFIDUSER of the file (repeated in the EERP).
+    pub user_data: String,
+}
+
+/// A reception that has not completed (state `receiving`): in progress, interrupted and waiting
+/// for a restart, or given up with its temporary file kept. Every temporary file of a reception
+/// has one; the retention sweep (`partial_retention`) removes those nobody resumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialReception {
+    /// Row id.
+    pub id: i64,
+    /// The partner (SSID code) the file came from.
+    pub partner: String,
+    /// The file identity.
+    pub key: FileKey,
+    /// The temporary file.
+    pub partial_path: PathBuf,
+    /// When the row last changed (begun, checkpointed, given up).
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// State of a sent file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendState {
+    /// Not yet confirmed by EFPA.
+    Sending,
+    /// EFPA received; waiting for the EERP/NERP.
+    AwaitingEndResponse,
+    /// EERP received.
+    Delivered,
+    /// NERP received or the partner refused the file for good.
+    Failed,
+}
+
+impl SendState {
+    /// Every state, for backends and tests that go through them all.
+    pub const ALL: [Self; 4] = [
+        Self::Sending,
+        Self::AwaitingEndResponse,
+        Self::Delivered,
+        Self::Failed,
+    ];
+
+    /// The stored name of the state.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Sending => "sending",
+            Self::AwaitingEndResponse => "awaiting_end_response",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The state of a stored name.
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+/// What identifies a local file across attempts to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFileId {
+    /// Partner name (or SSID) the file goes to.
+    pub partner: String,
+    /// Canonical local path.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+/// A sent-file entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEntry {
+    /// Row id.
+    pub id: i64,
+    /// The local file.
+    pub local: LocalFileId,
+    /// Virtual file identity used on the wire.
+    pub key: FileKey,
+    /// Destination SFID.
+    pub destination: String,
+    /// State.
+    pub state: SendState,
+}
+
+/// Direction of an end response or of a transmitted file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from the partner.
+    Received,
+    /// Sent by us.
+    Sent,
+}
+
+impl Direction {
+    /// The stored name of the direction.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Sent => "sent",
+        }
+    }
+}
+
+/// An EERP (reason `None`) or NERP as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndResponseEntry {
+    /// Received or sent.
+    pub direction: Direction,
+    /// The file it answers.
+    pub key: FileKey,
+    /// Destination SFID of the response.
+    pub destination: String,
+    /// NERP reason code and text; `None` for an EERP.
+    pub negative: Option<(u16, String)>,
+    /// The authenticated partner of the session (its SSID code). A response we send settles
+    /// only the file received from that partner.
+    pub partner: String,
+}
+
+/// The journal's domain operations; every backend implements them with the contracts stated
+/// here and checked by [`conformance`].
+///
+/// Common rules: each operation that returns has made its change durable (a crash after it
+/// loses nothing of it); each is atomic (all of it or nothing). Partner codes (SSID codes),
+/// destinations and user data are stored and compared without trailing blanks. A file identity
+/// whose stamp is not a valid date and time is refused with [`JournalError::InvalidStamp`] by
+/// every operation that records one, and nothing is written. Row ids are positive, unique per
+/// kind (receptions, sends) and never reused for another file. Operations that name a row
+/// that does not exist (any more) change nothing and succeed.
+pub trait Journal: fmt::Debug + Send + Sync {
+    // ---- received files ------------------------------------------------------------------
+
+    /// The entry for a file identity received from `partner` (its SSID code), if any; entries
+    /// of other partners with the same identity are never returned.
+    fn received(&self, partner: &str, key: &FileKey)
+    -> Result<Option<ReceivedEntry>, JournalError>;
+
+    /// Starts (or restarts from zero) the reception of `key` from `partner` into
+    /// `partial_path` and returns the entry's id: state [`ReceiveState::Receiving`], a zero
+    /// checkpoint, end response neither sent nor deferred. An existing entry of that partner
+    /// for the same identity, whatever its state, is reset so and keeps its id; other
+    /// partners' entries are never touched.
+    fn begin_receive(
+        &self,
+        partner: &str,
+        key: &FileKey,
+        partial_path: &Path,
+        final_path: &Path,
+        user_data: &str,
+    ) -> Result<i64, JournalError>;
+
+    /// Records a durable restart point of a reception still in state `receiving` (a complete
+    /// one is left as it is) and refreshes its `updated_at`. Call only after the temporary
+    /// file was fsynced up to `checkpoint.file_offset`.
+    fn checkpoint_receive(&self, id: i64, checkpoint: Checkpoint) -> Result<(), JournalError>;
+
+    /// Marks a reception complete under `final_path` (after the rename was made durable).
+    fn complete_receive(&self, id: i64, final_path: &Path) -> Result<(), JournalError>;
+
+    /// Forgets a reception still in state `receiving` so the sender may try again from the
+    /// start; a complete one is kept (it still answers duplicates).
+    fn drop_receive(&self, id: i64) -> Result<(), JournalError>;
+
+    /// Every reception not completed (see [`PartialReception`]), of all partners, in the order
+    /// they were begun. A backend may leave out a row it cannot read (logging it): the sweep
+    /// then leaves that row alone.
+    fn partial_receptions(&self) -> Result<Vec<PartialReception>, JournalError>;
+
+    /// The temporary files of every reception not completed, also of rows
+    /// [`partial_receptions`](Self::partial_receptions) leaves out.
+    fn partial_paths(&self) -> Result<HashSet<PathBuf>, JournalError>;
+
+    // ---- end responses of received files -------------------------------------------------
+
+    /// Notes that the EERP/NERP for a file received from `partner` went out.
+    fn mark_end_response_sent(&self, partner: &str, key: &FileKey) -> Result<(), JournalError>;
+
+    /// Notes that the application will send the EERP/NERP for a file received from `partner`
+    /// itself, so it is not sent automatically at the next session.
+    fn defer_end_response(&self, partner: &str, key: &FileKey) -> Result<(), JournalError>;
+
+    /// Completed receptions from `partner` (its SSID code) whose EERP has not gone out yet and
+    /// was not left to the application, in the order they were begun: a broken connection
+    /// must not lose an end-to-end response, so they are sent at the next session with that
+    /// partner. Each is what [`received`](Self::received) returns for it.
+    fn pending_end_responses(&self, partner: &str) -> Result<Vec<ReceivedEntry>, JournalError>;
+
+    // ---- sent files ----------------------------------------------------------------------
+
+    /// The newest send (the last begun) of this local file (same partner, path, size and
+    /// mtime), whatever its state: a new attempt reuses the identity of one still sending,
+    /// and does not send again one the partner stored or confirmed.
+    fn latest_send(&self, local: &LocalFileId) -> Result<Option<SentEntry>, JournalError>;
+
+    /// The newest send (the last begun) with this wire identity.
+    fn sent_by_key(&self, key: &FileKey) -> Result<Option<SentEntry>, JournalError>;
+
+    /// Records an attempt to send `local` under `key` to `destination`, in state
+    /// [`SendState::Sending`], and returns its id.
+    fn begin_send(
+        &self,
+        local: &LocalFileId,
+        key: &FileKey,
+        destination: &str,
+    ) -> Result<i64, JournalError>;
+
+    /// Moves a send to `state`.
+    fn set_send_state(&self, id: i64, state: SendState) -> Result<(), JournalError>;
+
+    // ---- file hashes ---------------------------------------------------------------------
+
+    /// Records (or replaces) the hash of a transmitted file whose end response is signed
+    /// (SFIDSIGN = Y): for a received file, what our EERP/NERP signs; for a sent file, what
+    /// the partner's signed response must contain. `suite` is the SFIDCIPH whose hash
+    /// algorithm was used. `partner` (its SSID code) scopes a received file's hash to the
+    /// partner it came from, so another partner reusing the identity cannot replace it; it is
+    /// ignored for sent files (one hash per identity, whatever partner is named).
+    fn record_file_hash(
+        &self,
+        direction: Direction,
+        partner: &str,
+        key: &FileKey,
+        suite: u8,
+        hash: &[u8],
+    ) -> Result<(), JournalError>;
+
+    /// The recorded hash of a file (see [`record_file_hash`](Self::record_file_hash)): suite
+    /// and hash; `partner` as there.
+    fn file_hash(
+        &self,
+        direction: Direction,
+        partner: &str,
+        key: &FileKey,
+    ) -> Result<Option<(u8, Vec<u8>)>, JournalError>;
+
+    // ---- end responses -------------------------------------------------------------------
+
+    /// Records an EERP/NERP atomically with its effect: a received one settles every send with
+    /// that identity ([`SendState::Delivered`] for an EERP, [`SendState::Failed`] for a NERP);
+    /// a sent one marks the end response of the file received from `e.partner` as sent (and
+    /// no other partner's).
+    fn record_end_response(&self, e: &EndResponseEntry) -> Result<(), JournalError>;
+
+    /// Number of recorded end responses in `direction` (for reports and tests).
+    fn end_response_count(&self, direction: Direction) -> Result<u64, JournalError>;
+}
+
+impl dyn Journal {
+    /// Runs `f` with this journal on the blocking thread pool, so a journal operation (which
+    /// waits for the disk) never holds up an async worker thread.
+    pub async fn call<T, F>(self: &Arc<Self>, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Journal) -> Result<T, JournalError> + Send + 'static,
+    {
+        let journal = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&*journal))
+            .await
+            .map_err(|e| JournalError::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stored_names_of_states_and_directions_round_trip() {
+        for state in SendState::ALL {
+            assert_eq!(SendState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(SendState::parse("shipped"), None);
+        assert_eq!(Direction::Received.as_str(), "received");
+        assert_eq!(Direction::Sent.as_str(), "sent");
+    }
+
+    /// `call` must not run the operation on the async worker: on a runtime with one worker
+    /// thread, an operation that waits for another task of that runtime only finishes if it
+    /// runs elsewhere (on the blocking pool).
+    #[tokio::test(flavor = "current_thread")]
+    async fn call_runs_on_the_blocking_pool() {
+        let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::in_memory().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let signal = tokio::spawn(async move { tx.send(()).unwrap() });
+        let key = FileKey::new("ORIG", "Z", FileStamp::now());
+        let k = key.clone();
+        let id = journal
+            .call(move |j| {
+                rx.recv_timeout(Duration::from_secs(10))
+                    .expect("the operation ran on the async worker and blocked it");
+                j.begin_receive("ORIG", &k, Path::new("p"), Path::new("f"), "")
+            })
+            .await
+            .unwrap();
+        signal.await.unwrap();
+        assert_eq!(journal.received("ORIG", &key).unwrap().unwrap().id, id);
+    }
+
+    #[tokio::test]
+    async fn call_passes_the_operations_error_on() {
+        let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::in_memory().unwrap());
+        let mut bad = FileStamp::now();
+        bad.month = 13;
+        let key = FileKey::new("ORIG", "BAD", bad);
+        let e = journal
+            .call(move |j| j.begin_receive("ORIG", &key, Path::new("p"), Path::new("f"), ""))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, JournalError::InvalidStamp { .. }), "{e}");
+    }
+}

@@ -1,0 +1,637 @@
+//! The SQLite journal ([`SqliteJournal`]): the embedded default backend of [`Journal`], one
+//! database file `oftp-journal.sqlite3` in the data directory.
+//!
+//! The database runs in WAL mode with `synchronous=FULL`, so a call that returns has reached
+//! the disk; clones share one connection behind a mutex. rusqlite (bundled SQLite) is used
+//! because it is the well-kept standard choice and needs no system library.
+//!
+//! Journals written by earlier versions open as before ([`schema`]): those written before the
+//! partner was part of the received-file key are migrated on open (their entries are
+//! attributed to the partner whose code is the originator); rows with impossible stamps (a
+//! partner's `2006-06-43 51:86:72`, stored before stamps were checked) are moved to the table
+//! `set_aside` (with the table they came from, their columns and the problem) with one warning
+//! per row saying what it meant and what to do, so each is reported once and never read again
+//! (before, every later session failed on it with `journal: corrupt entry: invalid virtual file
+//! stamp ...`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
+    PartialReception, ReceiveState, ReceivedEntry, SendState, SentEntry,
+};
+use crate::stamp::FileStamp;
+
+mod schema;
+#[cfg(test)]
+mod tests;
+
+/// File name of the journal inside the data directory.
+pub const JOURNAL_FILE: &str = "oftp-journal.sqlite3";
+
+/// The SQLite journal. Cheap to clone; clones share one connection.
+#[derive(Debug, Clone)]
+pub struct SqliteJournal {
+    conn: Arc<Mutex<Connection>>,
+    /// The database file (`:memory:` for [`in_memory`](Self::in_memory)).
+    path: Arc<PathBuf>,
+}
+
+impl From<SqliteJournal> for Arc<dyn Journal> {
+    fn from(journal: SqliteJournal) -> Self {
+        Arc::new(journal)
+    }
+}
+
+/// The stored direction and partner of a file hash (sent files are ours: no partner).
+fn hash_scope(direction: Direction, partner: &str) -> (&'static str, &str) {
+    let partner = match direction {
+        Direction::Received => partner.trim_end(),
+        Direction::Sent => "",
+    };
+    (direction.as_str(), partner)
+}
+
+/// A SQLite error of the journal at `path`, as the backend-neutral [`JournalError::Backend`].
+fn backend_error(path: &Path, error: rusqlite::Error) -> JournalError {
+    JournalError::Backend {
+        location: path.display().to_string(),
+        error: Box::new(error),
+    }
+}
+
+/// Sets the flag `column` (`end_response_sent` or `end_response_deferred`) of the reception of
+/// `key` from `partner`.
+fn flag_reception(
+    conn: &Connection,
+    column: &'static str,
+    partner: &str,
+    key: &FileKey,
+) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        &format!(
+            "UPDATE received SET {column} = 1, updated_at = ?4
+             WHERE partner = ?5 AND originator = ?1 AND dsn = ?2 AND stamp = ?3"
+        ),
+        params![
+            key.originator,
+            key.dsn,
+            key.stamp.to_string(),
+            now_text(),
+            partner.trim_end()
+        ],
+    )?;
+    Ok(())
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339()
+}
+
+impl SqliteJournal {
+    /// Opens (or creates) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
+                path: dir.to_owned(),
+                error: source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| backend_error(path, e))?;
+        Self::init(conn, path.to_owned())
+    }
+
+    /// Opens the journal `oftp-journal.sqlite3` in `data_dir`.
+    pub fn open_in_dir(data_dir: &Path) -> Result<Self, JournalError> {
+        Self::open(&data_dir.join(JOURNAL_FILE))
+    }
+
+    /// A journal that lives in memory (tests, one-shot tools).
+    pub fn in_memory() -> Result<Self, JournalError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| backend_error(&path, e))?;
+        Self::init(conn, path)
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Self, JournalError> {
+        let wrap = |e| backend_error(&path, e);
+        // WAL lets readers run beside the writer; FULL makes each commit durable before it
+        // returns, which is what "recorded before acknowledged" needs.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(wrap)?;
+        for report in schema::prepare(&conn, &path).map_err(wrap)? {
+            tracing::warn!("{report}");
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (each statement is
+        // atomic), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn err(&self, source: rusqlite::Error) -> JournalError {
+        backend_error(&self.path, source)
+    }
+
+    fn corrupt(&self, detail: impl Into<String>) -> JournalError {
+        JournalError::Corrupt {
+            location: self.location(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The stamp of `key` as stored, if it is a valid date and time; nothing else is written.
+    fn stamp_to_store(&self, key: &FileKey) -> Result<String, JournalError> {
+        JournalError::check_stamp(&self.location(), key)?;
+        Ok(key.stamp.to_string())
+    }
+
+    fn find_sent(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Option<SentEntry>, JournalError> {
+        let conn = self.lock();
+        let sql = format!(
+            "SELECT id, partner, path, size, mtime_ns, originator, dsn, stamp, destination, state
+             FROM sent WHERE {filter} ORDER BY id DESC LIMIT 1"
+        );
+        let row = conn
+            .query_row(&sql, args, |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    [
+                        r.get::<_, String>(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                    ],
+                ))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((id, partner, path, size, mtime_ns, [orig, dsn, stamp, dest, state])) = row else {
+            return Ok(None);
+        };
+        let stamp = FileStamp::parse(&stamp).map_err(|e| self.corrupt(e.to_string()))?;
+        Ok(Some(SentEntry {
+            id,
+            local: LocalFileId {
+                partner,
+                path: PathBuf::from(path),
+                size: u64::try_from(size).map_err(|_| self.corrupt("negative size"))?,
+                mtime_ns,
+            },
+            key: FileKey::new(&orig, &dsn, stamp),
+            destination: dest,
+            state: SendState::parse(&state)
+                .ok_or_else(|| self.corrupt(format!("unknown send state {state:?}")))?,
+        }))
+    }
+}
+
+impl Journal for SqliteJournal {
+    // ---- received files ------------------------------------------------------------------
+
+    fn received(
+        &self,
+        partner: &str,
+        key: &FileKey,
+    ) -> Result<Option<ReceivedEntry>, JournalError> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                "SELECT id, state, partial_path, final_path, position, file_offset, records, units,
+                        end_response_sent, user_data
+                 FROM received
+                 WHERE partner = ?4 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                params![
+                    key.originator,
+                    key.dsn,
+                    key.stamp.to_string(),
+                    partner.trim_end()
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        [r.get::<_, i64>(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                        r.get::<_, bool>(8)?,
+                        r.get::<_, String>(9)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((id, state, partial, fin, nums, eerp, user_data)) = row else {
+            return Ok(None);
+        };
+        let state = match state.as_str() {
+            "receiving" => ReceiveState::Receiving,
+            "complete" => ReceiveState::Complete,
+            other => return Err(self.corrupt(format!("unknown receive state {other:?}"))),
+        };
+        let n = |i: usize| u64::try_from(nums[i]).map_err(|_| self.corrupt("negative count"));
+        Ok(Some(ReceivedEntry {
+            id,
+            key: key.clone(),
+            state,
+            partial_path: PathBuf::from(partial),
+            final_path: PathBuf::from(fin),
+            checkpoint: Checkpoint {
+                position: n(0)?,
+                file_offset: n(1)?,
+                records: n(2)?,
+                units: n(3)?,
+            },
+            end_response_sent: eerp,
+            user_data,
+        }))
+    }
+
+    fn begin_receive(
+        &self,
+        partner: &str,
+        key: &FileKey,
+        partial_path: &Path,
+        final_path: &Path,
+        user_data: &str,
+    ) -> Result<i64, JournalError> {
+        let stamp = self.stamp_to_store(key)?;
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path,
+                                   updated_at, user_data, partner)
+             VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (partner, originator, dsn, stamp) DO UPDATE SET
+                state = 'receiving', partial_path = excluded.partial_path,
+                final_path = excluded.final_path, position = 0, file_offset = 0, records = 0,
+                units = 0, end_response_sent = 0, end_response_deferred = 0,
+                updated_at = excluded.updated_at, user_data = excluded.user_data",
+            params![
+                key.originator,
+                key.dsn,
+                stamp,
+                partial_path.to_string_lossy(),
+                final_path.to_string_lossy(),
+                now_text(),
+                user_data.trim_end(),
+                partner.trim_end()
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        conn.query_row(
+            "SELECT id FROM received
+             WHERE partner = ?4 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
+            params![
+                key.originator,
+                key.dsn,
+                key.stamp.to_string(),
+                partner.trim_end()
+            ],
+            |r| r.get(0),
+        )
+        .map_err(|e| self.err(e))
+    }
+
+    fn checkpoint_receive(&self, id: i64, checkpoint: Checkpoint) -> Result<(), JournalError> {
+        let c = checkpoint;
+        self.lock()
+            .execute(
+                "UPDATE received SET position = ?2, file_offset = ?3, records = ?4, units = ?5,
+                        updated_at = ?6 WHERE id = ?1 AND state = 'receiving'",
+                params![
+                    id,
+                    c.position as i64,
+                    c.file_offset as i64,
+                    c.records as i64,
+                    c.units as i64,
+                    now_text()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn complete_receive(&self, id: i64, final_path: &Path) -> Result<(), JournalError> {
+        self.lock()
+            .execute(
+                "UPDATE received SET state = 'complete', final_path = ?2, updated_at = ?3
+                 WHERE id = ?1",
+                params![id, final_path.to_string_lossy(), now_text()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn drop_receive(&self, id: i64) -> Result<(), JournalError> {
+        self.lock()
+            .execute(
+                "DELETE FROM received WHERE id = ?1 AND state = 'receiving'",
+                params![id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn partial_receptions(&self) -> Result<Vec<PartialReception>, JournalError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, partner, originator, dsn, stamp, partial_path, updated_at
+                 FROM received WHERE state = 'receiving' ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    [
+                        r.get::<_, String>(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ],
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, [partner, originator, dsn, stamp, partial, updated]) =
+                row.map_err(|e| self.err(e))?;
+            let parsed = FileStamp::parse(&stamp).ok().zip(
+                chrono::DateTime::parse_from_rfc3339(&updated)
+                    .ok()
+                    .map(|t| t.to_utc()),
+            );
+            let Some((stamp, updated_at)) = parsed else {
+                tracing::debug!(
+                    journal = %self.path.display(),
+                    id,
+                    partial = %partial,
+                    "journal: partial reception with an unreadable stamp or time left alone"
+                );
+                continue;
+            };
+            out.push(PartialReception {
+                id,
+                partner,
+                key: FileKey::new(&originator, &dsn, stamp),
+                partial_path: PathBuf::from(partial),
+                updated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    fn partial_paths(&self) -> Result<HashSet<PathBuf>, JournalError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT partial_path FROM received WHERE state = 'receiving'")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(PathBuf::from).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    fn mark_end_response_sent(&self, partner: &str, key: &FileKey) -> Result<(), JournalError> {
+        flag_reception(&self.lock(), "end_response_sent", partner, key).map_err(|e| self.err(e))
+    }
+
+    fn defer_end_response(&self, partner: &str, key: &FileKey) -> Result<(), JournalError> {
+        flag_reception(&self.lock(), "end_response_deferred", partner, key).map_err(|e| self.err(e))
+    }
+
+    fn pending_end_responses(&self, partner: &str) -> Result<Vec<ReceivedEntry>, JournalError> {
+        let keys: Vec<(String, String, String)> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT originator, dsn, stamp FROM received
+                     WHERE state = 'complete' AND end_response_sent = 0
+                       AND end_response_deferred = 0 AND partner = ?1 ORDER BY id",
+                )
+                .map_err(|e| self.err(e))?;
+            stmt.query_map(params![partner.trim_end()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for (o, d, s) in keys {
+            let stamp = FileStamp::parse(&s).map_err(|e| self.corrupt(e.to_string()))?;
+            if let Some(entry) = self.received(partner, &FileKey::new(&o, &d, stamp))? {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- sent files ----------------------------------------------------------------------
+
+    fn latest_send(&self, local: &LocalFileId) -> Result<Option<SentEntry>, JournalError> {
+        self.find_sent(
+            "partner = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4",
+            params![
+                local.partner,
+                local.path.to_string_lossy(),
+                local.size as i64,
+                local.mtime_ns
+            ],
+        )
+    }
+
+    fn sent_by_key(&self, key: &FileKey) -> Result<Option<SentEntry>, JournalError> {
+        self.find_sent(
+            "originator = ?1 AND dsn = ?2 AND stamp = ?3",
+            params![key.originator, key.dsn, key.stamp.to_string()],
+        )
+    }
+
+    fn begin_send(
+        &self,
+        local: &LocalFileId,
+        key: &FileKey,
+        destination: &str,
+    ) -> Result<i64, JournalError> {
+        let stamp = self.stamp_to_store(key)?;
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO sent (partner, path, size, mtime_ns, originator, dsn, stamp, destination,
+                               state, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sending', ?9)",
+            params![
+                local.partner,
+                local.path.to_string_lossy(),
+                local.size as i64,
+                local.mtime_ns,
+                key.originator,
+                key.dsn,
+                stamp,
+                destination.trim_end(),
+                now_text()
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn set_send_state(&self, id: i64, state: SendState) -> Result<(), JournalError> {
+        self.lock()
+            .execute(
+                "UPDATE sent SET state = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, state.as_str(), now_text()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    // ---- end responses -------------------------------------------------------------------
+
+    fn record_file_hash(
+        &self,
+        direction: Direction,
+        partner: &str,
+        key: &FileKey,
+        suite: u8,
+        hash: &[u8],
+    ) -> Result<(), JournalError> {
+        let (dir, partner) = hash_scope(direction, partner);
+        let stamp = self.stamp_to_store(key)?;
+        self.lock()
+            .execute(
+                "INSERT INTO file_hashes (direction, originator, dsn, stamp, suite, hash, partner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (direction, partner, originator, dsn, stamp)
+                 DO UPDATE SET suite = excluded.suite, hash = excluded.hash",
+                params![
+                    dir,
+                    key.originator,
+                    key.dsn,
+                    stamp,
+                    i64::from(suite),
+                    hash,
+                    partner
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn file_hash(
+        &self,
+        direction: Direction,
+        partner: &str,
+        key: &FileKey,
+    ) -> Result<Option<(u8, Vec<u8>)>, JournalError> {
+        let (dir, partner) = hash_scope(direction, partner);
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                "SELECT suite, hash FROM file_hashes
+                 WHERE direction = ?1 AND originator = ?2 AND dsn = ?3 AND stamp = ?4
+                   AND partner = ?5",
+                params![dir, key.originator, key.dsn, key.stamp.to_string(), partner],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|(suite, hash)| (u8::try_from(suite).unwrap_or(0), hash)))
+    }
+
+    fn record_end_response(&self, e: &EndResponseEntry) -> Result<(), JournalError> {
+        let stamp = self.stamp_to_store(&e.key)?;
+        let conn = self.lock();
+        // One commit (one fsync) for all statements.
+        let tx = conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let (reason, text) = match &e.negative {
+            Some((r, t)) => (Some(i64::from(*r)), Some(t.as_str())),
+            None => (None, None),
+        };
+        conn.execute(
+            "INSERT INTO end_responses (direction, originator, dsn, stamp, destination, reason,
+                                        reason_text, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                e.direction.as_str(),
+                e.key.originator,
+                e.key.dsn,
+                stamp,
+                e.destination.trim_end(),
+                reason,
+                text,
+                now_text()
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        if e.direction == Direction::Received {
+            let state = if e.negative.is_some() {
+                SendState::Failed
+            } else {
+                SendState::Delivered
+            };
+            conn.execute(
+                "UPDATE sent SET state = ?4, updated_at = ?5
+                 WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
+                params![
+                    e.key.originator,
+                    e.key.dsn,
+                    e.key.stamp.to_string(),
+                    state.as_str(),
+                    now_text()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        } else {
+            flag_reception(&conn, "end_response_sent", &e.partner, &e.key)
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn end_response_count(&self, direction: Direction) -> Result<u64, JournalError> {
+        self.lock()
+            .query_row(
+                "SELECT COUNT(*) FROM end_responses WHERE direction = ?1",
+                params![direction.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.err(e))
+    }
+}
