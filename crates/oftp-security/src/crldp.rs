@@ -592,14 +592,20 @@ mod tests {
         assert_eq!(server.requests("/missing"), 2);
     }
 
-    #[test]
-    fn the_disk_cache_survives_a_restart() {
+    /// A server with a CRL at `/ca.crl`: the server, the CRL, its URL.
+    fn served_crl() -> (HttpServer, Vec<u8>, String) {
         let pki = Pki::new();
-        let dir = tempfile::tempdir().unwrap();
         let server = HttpServer::start();
         let der = std::fs::read(pki.crl(&[5])).unwrap();
         server.set("/ca.crl", Response::ok(der.clone()));
         let url = server.url("/ca.crl");
+        (server, der, url)
+    }
+
+    #[test]
+    fn the_disk_cache_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, der, url) = served_crl();
         let now = SystemTime::now();
         let opts = || quick().cache_dir(dir.path().join("crl-cache"));
         assert_eq!(DpCache::new(opts()).get(&url, now).unwrap().der, der);
@@ -625,12 +631,8 @@ mod tests {
 
     #[test]
     fn a_crl_that_cannot_be_kept_on_disk_is_used_and_leaves_nothing_behind() {
-        let pki = Pki::new();
         let dir = tempfile::tempdir().unwrap();
-        let server = HttpServer::start();
-        let der = std::fs::read(pki.crl(&[5])).unwrap();
-        server.set("/ca.crl", Response::ok(der.clone()));
-        let url = server.url("/ca.crl");
+        let (_server, der, url) = served_crl();
         let cache = DpCache::new(quick().cache_dir(dir.path().join("crl-cache")));
         // The cache file's name is taken by a folder that is not empty: the rename fails.
         let taken = cache.cache_file(&url).unwrap();
