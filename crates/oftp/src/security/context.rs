@@ -10,7 +10,7 @@
 //! the store of received certificates (`exchange.rs`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::SystemTime;
 
@@ -172,21 +172,20 @@ impl SecurityContext {
                 .allow_self_signed(config.allow_self_signed),
             Some(&work_dir.join("crl-cache")),
         )?;
-        for ca in &config.trusted_cas {
-            trust = trust
-                .trust_file(ca)
-                .map_err(|source| SecurityConfigError::Load {
-                    what: format!("trusted CA file {}", ca.display()),
+        type Add = fn(TrustPolicy, &Path) -> Result<TrustPolicy, oftp_security::Error>;
+        let adders: [(&[PathBuf], &str, Add); 2] = [
+            (&config.trusted_cas, "trusted CA file", |t, f| {
+                t.trust_file(f)
+            }),
+            (&config.crls, "CRL file", |t, f| t.add_crl_file(f)),
+        ];
+        for (files, what, add) in adders {
+            for file in files {
+                trust = add(trust, file).map_err(|source| SecurityConfigError::Load {
+                    what: format!("{what} {}", file.display()),
                     source,
                 })?;
-        }
-        for crl in &config.crls {
-            trust = trust
-                .add_crl_file(crl)
-                .map_err(|source| SecurityConfigError::Load {
-                    what: format!("CRL file {}", crl.display()),
-                    source,
-                })?;
+            }
         }
         Ok(SecurityContextBuilder {
             ctx: SecurityContext {

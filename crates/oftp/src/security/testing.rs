@@ -2,9 +2,7 @@
 
 use std::path::Path;
 
-use oftp_proto::codec::{
-    CipherSuite, FileCompression, FileEnvelope, FileFormat, SecurityLevel, Sfid, VirtualFileTime,
-};
+use oftp_proto::codec::{FileFormat, Sfid, VirtualFileTime};
 
 use super::{LocalSecurityConfig, PartnerSecurityConfig, SecurityContext};
 
@@ -23,32 +21,16 @@ pub(super) fn context(work: &Path, partner: &PartnerSecurityConfig) -> SecurityC
 
 /// An unstructured file from `from` to `to` without services.
 pub(super) fn sfid(from: &str, to: &str) -> Sfid {
-    Sfid {
-        dsn: "INVOICE".into(),
-        date_time: VirtualFileTime {
-            year: 2026,
-            month: 12,
-            day: 6,
-            hour: 12,
-            minute: 0,
-            second: 0,
-            counter: 1,
-        },
-        user_data: String::new(),
-        destination: to.into(),
-        originator: from.into(),
-        format: FileFormat::Unstructured,
-        max_record_len: 0,
-        file_size: 1,
-        original_file_size: 1,
-        restart_position: 0,
-        security: SecurityLevel::NONE,
-        cipher_suite: CipherSuite::NONE,
-        compression: FileCompression::NONE,
-        envelope: FileEnvelope::NONE,
-        signed_eerp: false,
-        description: String::new(),
-    }
+    let stamp = VirtualFileTime {
+        year: 2026,
+        month: 12,
+        day: 6,
+        hour: 12,
+        minute: 0,
+        second: 0,
+        counter: 1,
+    };
+    Sfid::new("INVOICE", stamp, from, to, FileFormat::Unstructured, 0)
 }
 
 /// The names in `dir`, sorted.
