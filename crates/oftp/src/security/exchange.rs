@@ -249,8 +249,12 @@ mod tests {
             .receive_certificate(PARTNER, CertificateExchange::Replace, &file, &store, true)
             .unwrap();
         assert!(got.replaced);
-        let name = format!("{}.pem", certificate.thumbprint_sha256_hex());
-        assert_eq!(entries(&folder), [CURRENT_CERTIFICATE.to_owned(), name]);
+        let mut expected = [
+            CURRENT_CERTIFICATE.to_owned(),
+            format!("{}.pem", certificate.thumbprint_sha256_hex()),
+        ];
+        expected.sort();
+        assert_eq!(entries(&folder), expected);
         assert_eq!(
             std::fs::read_to_string(&got.stored).unwrap(),
             certificate.to_pem()
