@@ -1,7 +1,8 @@
 //! The keys and checks the connection driver needs for secure authentication (the AUCH
-//! challenge we send and the AURP answer to one we receive, RFC 5024 section 4.2) and for
-//! signed end responses (signing our EERP/NERP, verifying the partner's, and whether the
-//! partner's must be signed; RFC 5024 sections 5.3.6, 5.3.7, 6.4).
+//! challenge we send and the AURP answer to one we receive, RFC 5024 sections 4.2.3, 4.2.4,
+//! 5.3.17, 5.3.18) and for signed end responses (signing our EERP/NERP, verifying the
+//! partner's, and whether the partner's must be signed; EERPSIG/NERPSIG, RFC 5024 sections
+//! 4.3.6, 4.3.7, 5.3.13, 5.3.14).
 //!
 //! Not here: when these happen in a session and what is sent (the connection driver), the
 //! CMS and receipt encodings (`oftp_security::auth`, `oftp_security::receipt`).
