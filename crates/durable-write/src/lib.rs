@@ -4,8 +4,9 @@
 //! (`.<name>.tmp-<pid>-<n>`, opened with `create_new`), lets the caller write it, fsyncs it,
 //! renames it over the target and fsyncs the folder, so that after a crash the target holds the
 //! old content or the new one, never a part, and the new one survives a power loss once the
-//! call returned. On any failure (the caller's writer, the disk, the rename) the temporary file
-//! is removed: a failed write leaves nothing behind and the target is untouched.
+//! call returned. On any failure (the caller's writer failing or panicking, the disk, the
+//! rename) the temporary file is removed: a failed write leaves nothing behind and the target
+//! is untouched.
 //!
 //! Temporary files of a process that was killed mid-write can only be removed by the next run;
 //! [`is_temp`] recognises them.
@@ -152,23 +153,32 @@ pub fn write_with<T>(
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let mut file = create_new(&tmp, options).map_err(|e| Error::new(Step::CreateTemp, &tmp, e))?;
-    let result = (|| {
+    // Removes the temporary file on any way out but success, a panic of `fill` included
+    // (callers such as the OFTP runtime catch a decoder's panic and carry on): it may hold
+    // secrets and must not linger.
+    let mut guard = RemoveOnDrop(Some(&tmp));
+    // The closure owns the file, so it is closed before the guard removes it.
+    let value = (|| {
         let value = fill(&mut file)
             .and_then(|v| file.sync_all().map(|()| v))
             .map_err(|e| Error::new(Step::Write, &tmp, e))?;
+        drop(file);
         fs::rename(&tmp, path).map_err(|e| Error::new(Step::Rename, path, e))?;
         Ok(value)
-    })();
-    drop(file);
-    match result {
-        Ok(value) => {
-            sync_dir(&dir)?;
-            Ok(value)
-        }
-        Err(e) => {
-            // Best effort: the temporary file may hold secrets and must not linger.
-            let _ = fs::remove_file(&tmp);
-            Err(e)
+    })()?;
+    guard.0 = None;
+    sync_dir(&dir)?;
+    Ok(value)
+}
+
+/// Removes the file it names when dropped, unless disarmed (`.0 = None`).
+struct RemoveOnDrop<'a>(Option<&'a Path>);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            // Best effort: there is no one to report a failure to.
+            let _ = fs::remove_file(path);
         }
     }
 }
@@ -288,6 +298,23 @@ mod tests {
             Err::<(), _>(io::Error::other("no"))
         })
         .unwrap_err();
+        assert_eq!(entries(dir.path()), vec!["x"]);
+    }
+
+    #[test]
+    fn a_panicking_writer_leaves_nothing_and_keeps_the_old_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        write(&p, b"old").unwrap();
+        // A decoder bug on hostile input panics inside the writer; the caller catches it.
+        let caught = std::panic::catch_unwind(|| {
+            write_with::<()>(&p, &Options::default(), |f| {
+                f.write_all(b"half")?;
+                panic!("decoder bug")
+            })
+        });
+        assert!(caught.is_err());
+        assert_eq!(fs::read(&p).unwrap(), b"old");
         assert_eq!(entries(dir.path()), vec!["x"]);
     }
 

@@ -274,20 +274,14 @@ fn parse_depth(input: &[u8], layer: Layer, depth: usize) -> Result<(Tlv<'_>, &[u
         return Err(Error::malformed(layer, "multi-byte tags are not supported"));
     }
     let (len, hlen) = parse_len(input, layer)?;
-    match len {
+    // Where the content ends, and where the element ends (after an end-of-contents marker).
+    let (content_end, end) = match len {
         Some(len) => {
             let end = hlen
                 .checked_add(len)
                 .filter(|e| *e <= input.len())
                 .ok_or_else(|| Error::malformed(layer, "element longer than its container"))?;
-            Ok((
-                Tlv {
-                    tag,
-                    content: &input[hlen..end],
-                    raw: &input[..end],
-                },
-                &input[end..],
-            ))
+            (end, end)
         }
         None => {
             if tag & 0x20 == 0 {
@@ -304,16 +298,17 @@ fn parse_depth(input: &[u8], layer: Layer, depth: usize) -> Result<(Tlv<'_>, &[u
                 let (_, rest) = parse_depth(child, layer, depth + 1)?;
                 pos = input.len() - rest.len();
             };
-            Ok((
-                Tlv {
-                    tag,
-                    content: &input[hlen..pos],
-                    raw: &input[..end],
-                },
-                &input[end..],
-            ))
+            (pos, end)
         }
-    }
+    };
+    Ok((
+        Tlv {
+            tag,
+            content: &input[hlen..content_end],
+            raw: &input[..end],
+        },
+        &input[end..],
+    ))
 }
 
 /// Parses exactly one element, rejecting trailing bytes.

@@ -766,16 +766,8 @@ impl Identity {
 
     /// Loads a PEM (or DER) certificate file and a separate key file.
     pub fn from_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self> {
-        let mut certs = Certificate::load_all(cert)?;
-        let key = PrivateKey::load(key)?;
-        let pos = certs
-            .iter()
-            .position(|c| key.matches_certificate(c))
-            .ok_or_else(|| {
-                Error::UnusableCertificate("no certificate in the file matches the key".into())
-            })?;
-        let leaf = certs.remove(pos);
-        Identity::new(leaf, key, certs)
+        let certs = Certificate::load_all(cert)?;
+        Identity::of_key(certs, PrivateKey::load(key)?, "file")
     }
 
     /// Like [`Identity::from_files`] for a password-protected key file.
@@ -784,27 +776,30 @@ impl Identity {
         key: impl AsRef<Path>,
         password: &Secret,
     ) -> Result<Self> {
-        let mut certs = Certificate::load_all(cert)?;
-        let key = PrivateKey::load_with_password(key, password)?;
-        let pos = certs
-            .iter()
-            .position(|c| key.matches_certificate(c))
-            .ok_or_else(|| {
-                Error::UnusableCertificate("no certificate in the file matches the key".into())
-            })?;
-        let leaf = certs.remove(pos);
-        Identity::new(leaf, key, certs)
+        let certs = Certificate::load_all(cert)?;
+        Identity::of_key(
+            certs,
+            PrivateKey::load_with_password(key, password)?,
+            "file",
+        )
     }
 
     /// Parses a combined PEM text holding the certificate(s) and the key.
     pub fn from_pem(pem: &[u8]) -> Result<Self> {
-        let mut certs = Certificate::all_from_pem_or_der(pem)?;
-        let key = PrivateKey::from_pem(pem)?;
+        let certs = Certificate::all_from_pem_or_der(pem)?;
+        Identity::of_key(certs, PrivateKey::from_pem(pem)?, "PEM")
+    }
+
+    /// The identity of `key`: the certificate among `certs` that matches it (`source` names
+    /// where they came from in the error), the others as its chain.
+    fn of_key(mut certs: Vec<Certificate>, key: PrivateKey, source: &str) -> Result<Self> {
         let pos = certs
             .iter()
             .position(|c| key.matches_certificate(c))
             .ok_or_else(|| {
-                Error::UnusableCertificate("no certificate in the PEM matches the key".into())
+                Error::UnusableCertificate(format!(
+                    "no certificate in the {source} matches the key"
+                ))
             })?;
         let leaf = certs.remove(pos);
         Identity::new(leaf, key, certs)

@@ -8,8 +8,9 @@
 //! exactly like a CRL file (signature by the certificate's issuer, expiry policy) and looks the
 //! certificate up in it.
 //!
-//! With [`CrlFetchOptions::cache_dir`] every downloaded CRL is also kept on disk (durably:
-//! temporary file, fsync, rename, fsync of the directory), so a restart neither refetches a
+//! With [`CrlFetchOptions::cache_dir`] every downloaded CRL is also kept on disk (durably,
+//! through the workspace crate `durable-write`: temporary file, fsync, rename, fsync of the
+//! directory; a failed write leaves nothing behind), so a restart neither refetches a
 //! CRL that is still current nor loses the last CRL when the distribution point is down. A
 //! cached file is only a copy: it is verified against the issuer at every use, like a download.
 //!
@@ -37,8 +38,7 @@
 //! would have to get chunked encoding, redirects and timeouts right again.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -463,42 +463,10 @@ impl DpCache {
         let Some(path) = self.cache_file(url) else {
             return;
         };
-        if let Err(e) = write_durably(&path, &crl.der) {
+        if let Err(e) = durable_write::write(&path, &crl.der) {
             tracing::warn!(file = %path.display(), "cannot keep the CRL of {url} on disk: {e}");
         }
     }
-}
-
-/// Writes `data` to `path` so that a crash leaves the old or the new file, never a torn one:
-/// a temporary file in the same directory, fsync, rename, fsync of the directory.
-fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("cache file without a directory"))?;
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("cache file without a name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    // Unique per process and write: two caches (e.g. the server's and the TLS listener's) may
-    // store the same URL at once.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -624,14 +592,20 @@ mod tests {
         assert_eq!(server.requests("/missing"), 2);
     }
 
-    #[test]
-    fn the_disk_cache_survives_a_restart() {
+    /// A server with a CRL at `/ca.crl`: the server, the CRL, its URL.
+    fn served_crl() -> (HttpServer, Vec<u8>, String) {
         let pki = Pki::new();
-        let dir = tempfile::tempdir().unwrap();
         let server = HttpServer::start();
         let der = std::fs::read(pki.crl(&[5])).unwrap();
         server.set("/ca.crl", Response::ok(der.clone()));
         let url = server.url("/ca.crl");
+        (server, der, url)
+    }
+
+    #[test]
+    fn the_disk_cache_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, der, url) = served_crl();
         let now = SystemTime::now();
         let opts = || quick().cache_dir(dir.path().join("crl-cache"));
         assert_eq!(DpCache::new(opts()).get(&url, now).unwrap().der, der);
@@ -653,6 +627,23 @@ mod tests {
         std::fs::write(&files[0], b"garbage").unwrap();
         assert!(DpCache::new(opts()).get(&url, now).is_err());
         assert_eq!(server.requests("/ca.crl"), 3);
+    }
+
+    #[test]
+    fn a_crl_that_cannot_be_kept_on_disk_is_used_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_server, der, url) = served_crl();
+        let cache = DpCache::new(quick().cache_dir(dir.path().join("crl-cache")));
+        // The cache file's name is taken by a folder that is not empty: the rename fails.
+        let taken = cache.cache_file(&url).unwrap();
+        std::fs::create_dir_all(taken.join("inside")).unwrap();
+        assert_eq!(cache.get(&url, SystemTime::now()).unwrap().der, der);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("crl-cache"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(names, std::slice::from_ref(&taken));
+        assert!(taken.join("inside").is_dir());
     }
 
     fn pem(label: &str, der: &[u8]) -> Vec<u8> {

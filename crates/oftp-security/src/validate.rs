@@ -355,26 +355,28 @@ impl TrustPolicy {
             .map(|c| CertificateDer::from(c.der()))
             .collect();
         let crl_refs: Vec<&CertRevocationList<'_>> = crls.iter().collect();
-        let revocation = self.revocation_options(
-            &crl_refs,
-            webpki::RevocationCheckDepth::Chain,
-            webpki::UnknownStatusPolicy::Allow,
-        );
         let time = UnixTime::since_unix_epoch(
             now.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default(),
         );
-        let path = ee
-            .verify_for_usage(
+        // The chain check, with `crls` at `depth`; an unknown status passes or not by `status`.
+        let verify = |crls: &[&CertRevocationList<'_>], depth, status| {
+            ee.verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
                 &anchors,
                 &inter,
                 time,
                 AnyEku,
-                revocation,
+                self.revocation_options(crls, depth, status),
                 None,
             )
-            .map_err(|e| map_webpki(e, subject.clone()))?;
+        };
+        let path = verify(
+            &crl_refs,
+            webpki::RevocationCheckDepth::Chain,
+            webpki::UnknownStatusPolicy::Allow,
+        )
+        .map_err(|e| map_webpki(e, subject.clone()))?;
         let Some(cache) = &self.distribution_points else {
             return Ok(Revocation::Known);
         };
@@ -387,19 +389,10 @@ impl TrustPolicy {
         // The end entity: its CRL must cover it (Deny), or its status is unknown.
         if let Some((crl, url)) = self.dp_crl(cache, cert, now, &mut unknown) {
             let list = parse_dp_crl(&crl.der, &subject)?;
-            let refs = [&list];
-            let result = ee.verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &anchors,
-                &inter,
-                time,
-                AnyEku,
-                self.revocation_options(
-                    &refs,
-                    webpki::RevocationCheckDepth::EndEntity,
-                    webpki::UnknownStatusPolicy::Deny,
-                ),
-                None,
+            let result = verify(
+                &[&list],
+                webpki::RevocationCheckDepth::EndEntity,
+                webpki::UnknownStatusPolicy::Deny,
             );
             dp_outcome(result, &url, &subject, &mut unknown)?;
         }
@@ -416,18 +409,10 @@ impl TrustPolicy {
                 .collect::<Result<Vec<_>, _>>()?;
             let refs: Vec<&CertRevocationList<'_>> = lists.iter().collect();
             let urls: Vec<&str> = fetched.iter().map(|(_, u)| u.as_str()).collect();
-            let result = ee.verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &anchors,
-                &inter,
-                time,
-                AnyEku,
-                self.revocation_options(
-                    &refs,
-                    webpki::RevocationCheckDepth::Chain,
-                    webpki::UnknownStatusPolicy::Allow,
-                ),
-                None,
+            let result = verify(
+                &refs,
+                webpki::RevocationCheckDepth::Chain,
+                webpki::UnknownStatusPolicy::Allow,
             );
             dp_outcome(result, &urls.join(", "), &subject, &mut unknown)?;
         }

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 
 use flate2::{Compression, Decompress, FlushDecompress, Status};
 
-use super::{SEGMENT, expect_eof, open_content_info, open_econtent, read_version};
+use super::{SEGMENT, expect_eof, open_econtent, open_versioned};
 use crate::asn1::{self, End, OctetStream, StreamReader, oid, tag};
 use crate::error::{Error, Layer, Result};
 
@@ -88,15 +88,7 @@ impl<R: Read> CompressedDataReader<R> {
     /// Parses the CompressedData header from `input`.
     pub fn new(input: R) -> Result<Self> {
         let mut r = StreamReader::new(input, L);
-        let (ci, c0) = open_content_info(&mut r, oid::COMPRESSED_DATA, "CompressedData")?;
-        let cd = r.open(tag::SEQUENCE, "CompressedData")?;
-        let version = read_version(&mut r)?;
-        if version != 0 {
-            return Err(Error::malformed(
-                L,
-                format!("unknown CompressedData version {version}"),
-            ));
-        }
+        let [ci, c0, cd] = open_versioned(&mut r, oid::COMPRESSED_DATA, "CompressedData", 0)?;
         let alg_raw = r.read_element("compressionAlgorithm")?;
         let alg = asn1::parse_one(&alg_raw, L)?;
         let alg_oid = alg.children(L).need("compression algorithm")?;

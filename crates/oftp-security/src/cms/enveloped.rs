@@ -19,7 +19,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::{Pkcs1PublicEncryptingKey, PublicEncryptingKey};
 use zeroize::Zeroizing;
 
-use super::{SEGMENT, expect_eof, open_content_info, read_version};
+use super::{SEGMENT, expect_eof, open_versioned};
 use crate::asn1::{self, End, OctetStream, StreamReader, oid, tag};
 use crate::cert::{Certificate, Identity};
 use crate::error::{Error, Layer, Result};
@@ -187,15 +187,7 @@ impl<R: Read> EnvelopedDataReader<R> {
     /// Parses the header from `input` and opens the content key with `identity`.
     pub fn new(input: R, identity: &Identity) -> Result<Self> {
         let mut r = StreamReader::new(input, L);
-        let (ci, c0) = open_content_info(&mut r, oid::ENVELOPED_DATA, "EnvelopedData")?;
-        let env = r.open(tag::SEQUENCE, "EnvelopedData")?;
-        let version = read_version(&mut r)?;
-        if version > 4 {
-            return Err(Error::malformed(
-                L,
-                format!("unknown EnvelopedData version {version}"),
-            ));
-        }
+        let [ci, c0, env] = open_versioned(&mut r, oid::ENVELOPED_DATA, "EnvelopedData", 4)?;
         if r.peek_byte()? == Some(tag::CTX0_C) {
             r.skip_element(0)?; // originatorInfo
         }

@@ -85,6 +85,26 @@ fn open_content_info<R: Read>(
     Ok((ci, c0))
 }
 
+/// Opens a ContentInfo of type `expected` and the SEQUENCE of its content, and reads that
+/// content's version, refusing one above `max_version`. Returns where the three end.
+fn open_versioned<R: Read>(
+    r: &mut asn1::StreamReader<R>,
+    expected: &[u8],
+    what: &str,
+    max_version: u64,
+) -> Result<[asn1::End; 3]> {
+    let (ci, c0) = open_content_info(r, expected, what)?;
+    let content = r.open(tag::SEQUENCE, what)?;
+    let version = read_version(r)?;
+    if version > max_version {
+        return Err(Error::malformed(
+            r.layer(),
+            format!("unknown {what} version {version}"),
+        ));
+    }
+    Ok([ci, c0, content])
+}
+
 fn not_a(layer: Layer, what: &str, e: Error) -> Error {
     Error::malformed(layer, format!("not a CMS {what}: {e}"))
 }

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use aws_lc_rs::digest::Digest;
 use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
 
-use super::{expect_eof, open_content_info, open_econtent, read_version};
+use super::{expect_eof, open_econtent, open_versioned};
 use crate::asn1::{self, End, OctetStream, StreamReader, oid, tag};
 use crate::cert::{Certificate, Identity};
 use crate::error::{Error, Layer, Result};
@@ -235,15 +235,7 @@ impl<R: Read> SignedDataReader<R> {
     /// Parses the SignedData header from `input`.
     pub fn new(input: R) -> Result<Self> {
         let mut r = StreamReader::new(input, L);
-        let (ci, c0) = open_content_info(&mut r, oid::SIGNED_DATA, "SignedData")?;
-        let sd = r.open(tag::SEQUENCE, "SignedData")?;
-        let version = read_version(&mut r)?;
-        if version > 5 {
-            return Err(Error::malformed(
-                L,
-                format!("unknown SignedData version {version}"),
-            ));
-        }
+        let [ci, c0, sd] = open_versioned(&mut r, oid::SIGNED_DATA, "SignedData", 5)?;
         let algs_raw = r.read_element("digestAlgorithms")?;
         let algs = asn1::parse_one(&algs_raw, L)?;
         let mut hashers: Vec<Hasher> = Vec::new();
