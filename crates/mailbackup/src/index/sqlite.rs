@@ -12,6 +12,8 @@ use crate::hooks::MessageInfo;
 use crate::report::BackupReport;
 use crate::search::{Cursor, Order, Selection, Term};
 use crate::store::ObjectKey;
+use crate::store::folder_path;
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -176,20 +178,11 @@ fn select_sql(
                 " AND h.date < ?",
                 Value::Text(format!("{}T00:00:00Z", d.format("%Y-%m-%d"))),
             ),
-            Term::Folder(path) => {
-                let lower = path.to_lowercase();
-                bind(
-                    &mut sql,
-                    &format!(" AND (lower({FOLDER_PATH}) = ?"),
-                    Value::Text(lower.clone()),
-                );
-                bind(
-                    &mut sql,
-                    &format!(" OR substr(lower({FOLDER_PATH}), 1, length(?)) = "),
-                    Value::Text(format!("{lower}/")),
-                );
-                bind(&mut sql, "?)", Value::Text(format!("{lower}/")));
-            }
+            Term::Folder(path) => bind(
+                &mut sql,
+                &format!(" AND folder_within({FOLDER_PATH}, ?)"),
+                Value::Text(path.clone()),
+            ),
             Term::Mailbox(m) => bind(&mut sql, " AND h.mailbox = ?", Value::Text(m.clone())),
             Term::HasAttachment => sql.push_str(" AND h.has_attachment = 1"),
             Term::Read(r) => bind(&mut sql, " AND h.is_read = ?", Value::Integer(*r as i64)),
@@ -249,6 +242,21 @@ impl SqliteIndex {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=100;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // `folder:` terms: SQLite's lower() folds ASCII only, and the rule is the one restore
+        // uses (`folder_path::within`).
+        conn.create_scalar_function(
+            "folder_within",
+            2,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| {
+                let (path, folder) = (ctx.get_raw(0), ctx.get_raw(1));
+                Ok(match (path.as_str_or_null()?, folder.as_str_or_null()?) {
+                    (Some(p), Some(f)) => folder_path::within(p, f),
+                    _ => false,
+                })
+            },
+        )
+        .map_err(err)?;
         Ok(SqliteIndex {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
