@@ -133,6 +133,9 @@ const FOLDER_PATH: &str = "COALESCE(f.name, h.folder_id)";
 /// match and sorting them.
 const WALK_BY_DATE_ABOVE: i64 = 2000;
 
+/// A prefix whose word is in more rows than this costs FTS5 a merge worth avoiding.
+const PREFIX_MERGE_ABOVE: i64 = 100_000;
+
 /// Rows of the date index [`walk_newest`] tests at most before it leaves the query to the
 /// full-text index.
 const WALK_BUDGET: usize = 2048;
@@ -141,7 +144,7 @@ const WALK_BUDGET: usize = 2048;
 /// full-text ones; `by_date` walks the date index.
 fn select_sql(
     selection: &Selection,
-    order: Order,
+    order: Option<Order>,
     after: Option<&Cursor>,
     limit: usize,
     by_date: bool,
@@ -184,11 +187,21 @@ fn select_sql(
                 " AND h.date < ?",
                 Value::Text(format!("{}T00:00:00Z", d.format("%Y-%m-%d"))),
             ),
-            Term::Folder(path) => bind(
-                &mut sql,
-                &format!(" AND folder_within({FOLDER_PATH}, ?)"),
-                Value::Text(path.clone()),
-            ),
+            // The rule is evaluated once per folder, not once per message: a message's path is
+            // its folder's name, or its folder id when the folder has no row (`f.name` is NULL).
+            Term::Folder(path) => {
+                bind(
+                    &mut sql,
+                    " AND ((h.mailbox, h.folder_id) IN (SELECT mailbox, folder_id FROM folders
+                       WHERE folder_within(name, ?))",
+                    Value::Text(path.clone()),
+                );
+                bind(
+                    &mut sql,
+                    " OR (f.name IS NULL AND folder_within(h.folder_id, ?)))",
+                    Value::Text(path.clone()),
+                );
+            }
             Term::Mailbox(m) => bind(&mut sql, " AND h.mailbox = ?", Value::Text(m.clone())),
             Term::HasAttachment => sql.push_str(" AND h.has_attachment = 1"),
             Term::Read(r) => bind(&mut sql, " AND h.is_read = ?", Value::Integer(*r as i64)),
@@ -205,8 +218,10 @@ fn select_sql(
         sql.push(')');
     }
     match order {
-        Order::Newest => sql.push_str(" ORDER BY h.date DESC, h.seq DESC"),
-        Order::Folder => {
+        // Counting: any order.
+        None => {}
+        Some(Order::Newest) => sql.push_str(" ORDER BY h.date DESC, h.seq DESC"),
+        Some(Order::Folder) => {
             if let Some(c) = after {
                 bind(
                     &mut sql,
@@ -272,10 +287,46 @@ fn select_planned(
         }
         _ => false,
     };
-    let (sql, p) = select_sql(selection, order, after, limit, by_date, true);
+    let (sql, p) = select_sql(selection, Some(order), after, limit, by_date, true);
     let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(p), hit)?;
     rows.collect()
+}
+
+/// Whether [`walk_newest`] is the cheaper way to the newest hits: a word the query reads as a
+/// prefix is in more than [`PREFIX_MERGE_ABOVE`] rows (FTS5 would merge all their lists, twice:
+/// [`select_planned`] counts the matches, then fetches them), and the query, read as whole
+/// words, matches more than [`WALK_BY_DATE_ABOVE`] rows (so the newest hits are likely among
+/// the first rows of the date index). The first is estimated from the last [`SAMPLE`] rows of
+/// the index, the second counted up to the limit: whole words cost little (FTS5 skips through
+/// the lists of common words). Only a guess: either way the hits are the same.
+fn walk_first(c: &Connection, selection: &Selection) -> rusqlite::Result<bool> {
+    const SAMPLE: i64 = 5000;
+    let (Some(prefixes), Some(whole)) = (
+        selection.query.fts_prefix_words(),
+        selection.query.fts_match_whole_words(),
+    ) else {
+        return Ok(false);
+    };
+    let last: i64 = c.query_row("SELECT COALESCE(MAX(seq), 0) FROM headers", [], |r| {
+        r.get(0)
+    })?;
+    if last <= PREFIX_MERGE_ABOVE {
+        return Ok(false);
+    }
+    let in_sample: i64 = c.query_row(
+        "SELECT COUNT(*) FROM headers_fts WHERE headers_fts MATCH ?1 AND rowid > ?2",
+        params![prefixes, last - SAMPLE],
+        |r| r.get(0),
+    )?;
+    if in_sample * last / SAMPLE <= PREFIX_MERGE_ABOVE {
+        return Ok(false);
+    }
+    Ok(c.query_row(
+        "SELECT COUNT(*) FROM (SELECT rowid FROM headers_fts WHERE headers_fts MATCH ?1 LIMIT ?2)",
+        params![whole, WALK_BY_DATE_ABOVE + 1],
+        |r| r.get::<_, i64>(0),
+    )? > WALK_BY_DATE_ABOVE)
 }
 
 /// Newest-first hits found without asking the full-text index: the date index is walked with
@@ -295,13 +346,22 @@ fn walk_newest(
     fts: &str,
     limit: usize,
 ) -> rusqlite::Result<Option<Vec<Hit>>> {
-    // Same columns and (default) tokenizer as `headers_fts` in SCHEMA.
-    c.execute_batch(
-        "DROP TABLE IF EXISTS walk.fts;
-         CREATE VIRTUAL TABLE walk.fts USING fts5(subject, from_addr, to_addr, cc_addr);",
-    )?;
-    let result = (|| {
-        let (sql, p) = select_sql(selection, Order::Newest, None, WALK_BUDGET, true, false);
+    // Same columns and (default) tokenizer as `headers_fts` in SCHEMA. One transaction: the
+    // rows copied stay in FTS5's pending list instead of becoming one segment each.
+    c.execute_batch("SAVEPOINT walk")?;
+    let result = (|| -> rusqlite::Result<Option<Vec<Hit>>> {
+        c.execute_batch(
+            "DROP TABLE IF EXISTS walk.fts;
+             CREATE VIRTUAL TABLE walk.fts USING fts5(subject, from_addr, to_addr, cc_addr);",
+        )?;
+        let (sql, p) = select_sql(
+            selection,
+            Some(Order::Newest),
+            None,
+            WALK_BUDGET,
+            true,
+            false,
+        );
         let mut walk = c.prepare_cached(&sql)?;
         let mut rows = walk.query(rusqlite::params_from_iter(p))?;
         let mut insert = c.prepare_cached(
@@ -341,8 +401,12 @@ fn walk_newest(
                 .collect(),
         ))
     })();
-    c.execute_batch("DROP TABLE IF EXISTS walk.fts;")?;
-    result
+    // The table goes in any case (the next walk drops it too); the savepoint must end.
+    let dropped = c.execute_batch("DROP TABLE IF EXISTS walk.fts");
+    c.execute_batch("RELEASE walk")?;
+    let hits = result?;
+    dropped?;
+    Ok(hits)
 }
 
 impl SqliteIndex {
@@ -701,6 +765,7 @@ impl Index for SqliteIndex {
             if order == Order::Newest
                 && selection.keys.is_empty()
                 && let Some(m) = selection.query.fts_match()
+                && walk_first(c, selection)?
                 && let Some(hits) = walk_newest(c, selection, &m, limit)?
             {
                 return Ok(hits);
@@ -710,7 +775,7 @@ impl Index for SqliteIndex {
     }
 
     fn count(&self, selection: &Selection) -> Result<u64, Error> {
-        let (sql, p) = select_sql(selection, Order::Folder, None, usize::MAX, false, true);
+        let (sql, p) = select_sql(selection, None, None, usize::MAX, false, true);
         let sql = format!("SELECT COUNT(*) FROM ({sql})");
         self.with(|c| {
             c.query_row(&sql, rusqlite::params_from_iter(p), |r| r.get::<_, i64>(0))
