@@ -449,37 +449,19 @@ async fn quarantined_copies_are_kept_then_pruned_and_a_dry_run_only_lists_them()
 
 /// Every file below `root` whose parent folder is named `name` (`tmp`, `new`, `cur`).
 fn files_in(root: &Path, name: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.parent().and_then(Path::file_name) == Some(name.as_ref()) {
-                out.push(p);
-            }
-        }
-    }
-    out
+    files_below(
+        root,
+        |_| true,
+        |p| p.parent().and_then(Path::file_name) == Some(name.as_ref()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_maildir_export_failing_mid_batch_keeps_only_complete_messages_and_a_rerun_completes_once()
  {
-    // Every 4th message is over 1 MiB; the export gets a file size limit of 1024 blocks (512 KiB
-    // or 1 MiB depending on the shell), so writing the first large message fails part way,
-    // like a disk that fills up: no root, no mount.
-    let emu = Emulator::start(
-        graph_emulator::EmulatorConfig::default().with_mailboxes(vec![
-            graph_emulator::MailboxSpec::new(ALICE)
-                .messages(16)
-                .seed(21)
-                .large_every(4),
-        ]),
-    )
-    .await
-    .unwrap();
+    // Every 4th message is over 1 MiB; the export gets a file size limit, so writing the first
+    // large message fails part way, like a disk that fills up.
+    let emu = emulator_with_large_messages(16).await;
     let dir = tempfile::tempdir().unwrap();
     let token = app_token(&emu).await;
     let o = run(run_cmd(&emu, dir.path(), &token)).await;
@@ -489,22 +471,11 @@ async fn a_maildir_export_failing_mid_batch_keeps_only_complete_messages_and_a_r
     let total: usize = all.values().map(Vec::len).sum();
 
     let out = tempfile::tempdir().unwrap();
-    let mut c = assert_cmd::Command::new("sh");
-    c.args([
-        "-c",
-        "trap '' XFSZ; ulimit -f 1024 && exec \"$0\" \"$@\"",
-        env!("CARGO_BIN_EXE_mailbackup"),
-        "export",
-        "--format",
-        "maildir",
-        "--no-progress",
-        "-d",
-    ])
-    .arg(dir.path())
-    .arg("-o")
-    .arg(out.path())
-    .env_remove("RUST_LOG")
-    .timeout(Duration::from_secs(60));
+    let mut c = bin_with_file_size_limit();
+    c.args(["export", "--format", "maildir", "--no-progress", "-d"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(out.path());
     let o = run(c).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
