@@ -545,3 +545,52 @@ async fn a_maildir_export_failing_mid_batch_keeps_only_complete_messages_and_a_r
         files_in(out.path(), "cur")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mbox_export_failing_part_way_names_the_export_folder_and_a_rerun_completes() {
+    let emu = emulator_with_large_messages(16).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let mailbox = mailbox_dir(dir.path());
+    let all = no_flags(expected(&emu, |_| true));
+
+    let out = tempfile::tempdir().unwrap();
+    let mut c = bin_with_file_size_limit();
+    c.args(["export", "--format", "mbox", "--no-progress", "-d"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(out.path());
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&out.path().display().to_string())
+            && err.contains("File too large")
+            && err.contains("the export folder cannot take more data: free space")
+            && err.contains("run the export again")
+            && !err.contains("backup folder"),
+        "{}",
+        text(&o)
+    );
+    // No temporary file; each mbox that exists is complete.
+    let stray = files_below(
+        out.path(),
+        |_| true,
+        |p| p.extension().is_none_or(|x| x != "mbox"),
+    );
+    assert!(stray.is_empty(), "{stray:?}");
+    let seen = by_folder(read_back(out.path(), "mbox"), &mailbox, true);
+    assert!(seen.len() < all.len(), "the limit did not bite: {seen:?}");
+    for (folder, msgs) in &seen {
+        assert_eq!(Some(msgs), all.get(folder), "{folder} is complete");
+    }
+
+    let o = run(export_cmd(dir.path(), out.path(), &["--format", "mbox"])).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        by_folder(read_back(out.path(), "mbox"), &mailbox, true),
+        all
+    );
+}
