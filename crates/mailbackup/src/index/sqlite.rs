@@ -5,6 +5,12 @@
 //! the module docs of [`crate::index`]. WAL journal with `synchronous=FULL`: a committed row
 //! survives a crash or power loss. One connection behind a mutex; callers are on blocking
 //! threads.
+//!
+//! Search: `headers` with the FTS5 table `headers_fts` (subject and addresses); the SQL function
+//! `folder_within` (`store::folder_path::within`, Unicode case-insensitive) for folder terms;
+//! an in-memory database attached as `walk` where newest-first searches with a very common
+//! prefix word match the rows of the date index they walk (`walk_newest`) instead of merging
+//! that word's lists over the whole index.
 
 use super::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
 use crate::error::Error;
