@@ -9,7 +9,8 @@
 #    ratio printed is copy time / export time (target >= 0.8: export at 80% of a plain copy's
 #    speed or better). Caches are warm for all (each reads the same files once before timing).
 # 2. Search: $ROWS synthetic header rows (default 1000000) in an index, then typical queries,
-#    each the median of 5 (target < 100 ms).
+#    each the median of 5 (target < 100 ms): the 50 newest hits, and the count of all hits
+#    (`mailbackup search` prints both).
 #
 # Usage: scripts/bench-mailbackup-export.sh   (env: MESSAGES, ROWS, WORK_DIR, CARGO_TARGET_DIR)
 set -euo pipefail

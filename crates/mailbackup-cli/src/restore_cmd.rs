@@ -33,7 +33,7 @@ pub(crate) struct RestoreArgs {
     /// several).
     #[arg(long)]
     mailbox: Option<String>,
-    /// Only this folder (path like Inbox/Projects) and its subfolders.
+    /// Only this folder (path like Inbox/Projects) and its subfolders, case-insensitive.
     #[arg(long)]
     folder: Option<String>,
     /// Only messages created on or after this day, yyyy/MM/dd (UTC).

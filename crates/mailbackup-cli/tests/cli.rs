@@ -403,43 +403,23 @@ async fn ctrl_c_aborts_cleanly_with_exit_130_and_a_rerun_completes() {
 
 /// Temporary files the writer leaves only when interrupted (`.<name>.tmp-*`).
 fn temp_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().unwrap().to_string_lossy().contains(".tmp-") {
-                out.push(p);
-            }
-        }
-    }
-    out
+    files_below(
+        root,
+        |_| true,
+        |p| p.file_name().unwrap().to_string_lossy().contains(".tmp-"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_failing_mid_file_stops_with_a_clear_error_and_leaves_nothing_half_written() {
-    // Every 4th message is over 1 MiB. The run gets a file size limit of 1024 blocks (512 KiB
-    // or 1 MiB depending on the shell's block size; the index and small messages stay below),
-    // so writing a large message fails part way, like a disk that fills up: no root, no mount.
-    let emu = graph_emulator::Emulator::start(
-        graph_emulator::EmulatorConfig::default().with_mailboxes(vec![
-            graph_emulator::MailboxSpec::new(ALICE)
-                .messages(12)
-                .seed(21)
-                .large_every(4),
-        ]),
-    )
-    .await
-    .unwrap();
+    // Every 4th message is over 1 MiB. The run gets a file size limit (the index and small
+    // messages stay below), so writing a large message fails part way, like a disk that fills
+    // up.
+    let emu = emulator_with_large_messages(12).await;
     let dir = tempfile::tempdir().unwrap();
     let token = app_token(&emu).await;
-    let mut c = assert_cmd::Command::new("sh");
+    let mut c = bin_with_file_size_limit();
     c.args([
-        "-c",
-        "trap '' XFSZ; ulimit -f 1024 && exec \"$0\" \"$@\"",
-        env!("CARGO_BIN_EXE_mailbackup"),
         "run",
         "--no-progress",
         "--graph-url",
@@ -451,9 +431,7 @@ async fn a_write_failing_mid_file_stops_with_a_clear_error_and_leaves_nothing_ha
         "-d",
     ])
     .arg(dir.path())
-    .env("MAILBACKUP_AUTHORIZATION", format!("Bearer {token}"))
-    .env_remove("RUST_LOG")
-    .timeout(Duration::from_secs(60));
+    .env("MAILBACKUP_AUTHORIZATION", format!("Bearer {token}"));
     let o = run(c).await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);

@@ -446,3 +446,151 @@ async fn quarantined_copies_are_kept_then_pruned_and_a_dry_run_only_lists_them()
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--quarantine-folder"), "{}", text(&o));
 }
+
+/// Every file below `root` whose parent folder is named `name` (`tmp`, `new`, `cur`).
+fn files_in(root: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    files_below(
+        root,
+        |_| true,
+        |p| p.parent().and_then(Path::file_name) == Some(name.as_ref()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maildir_export_failing_mid_batch_keeps_only_complete_messages_and_a_rerun_completes_once()
+ {
+    // Every 4th message is over 1 MiB; the export gets a file size limit, so writing the first
+    // large message fails part way, like a disk that fills up.
+    let emu = emulator_with_large_messages(16).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let mailbox = mailbox_dir(dir.path());
+    let all = expected(&emu, |_| true);
+    let total: usize = all.values().map(Vec::len).sum();
+
+    let out = tempfile::tempdir().unwrap();
+    let mut c = bin_with_file_size_limit();
+    c.args(["export", "--format", "maildir", "--no-progress", "-d"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(out.path());
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&out.path().display().to_string())
+            && err.contains("File too large")
+            && err.contains("free space")
+            && err.contains("run the export again"),
+        "the error names the file, the cause and what to do: {}",
+        text(&o)
+    );
+    assert!(
+        !err.contains("backup folder"),
+        "the export folder is full, not the backup: {}",
+        text(&o)
+    );
+    // Nothing staged is left in tmp/, nothing in new/; what is in cur/ is complete.
+    assert_eq!(
+        files_in(out.path(), "tmp"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(
+        files_in(out.path(), "new"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    let seen = by_folder(read_back(out.path(), "maildir"), &mailbox, false);
+    for (folder, msgs) in &seen {
+        let want = all.get(folder).cloned().unwrap_or_default();
+        for m in msgs {
+            assert!(
+                want.contains(m),
+                "{folder}: {m:?} is not a complete message"
+            );
+        }
+    }
+    let partial: usize = seen.values().map(Vec::len).sum();
+    assert!(partial < total, "the limit did not bite");
+    assert!(
+        partial > 0,
+        "the export failed after some messages, not at the first"
+    );
+
+    // With room again, a re-run completes: every message once.
+    let o = run(export_cmd(dir.path(), out.path(), &["--format", "maildir"])).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let seen = by_folder(read_back(out.path(), "maildir"), &mailbox, false);
+    assert_eq!(seen, all, "every message exactly once");
+    // (Python's reader keys a Maildir by the name before `:`, so it would not see two files of
+    // one message with different flags: count the files.)
+    assert_eq!(files_in(out.path(), "cur").len(), total);
+
+    // A message read since: the next backup records it, and a re-export into the same folder
+    // replaces its file (another flag, another name) instead of adding a second copy.
+    let mb = emu.mailbox(ALICE);
+    let unread = mb.messages().into_iter().find(|m| !m.is_read).unwrap();
+    mb.set_read(&unread.id, true).unwrap();
+    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(export_cmd(dir.path(), out.path(), &["--format", "maildir"])).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let seen = by_folder(read_back(out.path(), "maildir"), &mailbox, false);
+    assert_eq!(seen, expected(&emu, |_| true), "the new flags");
+    assert_eq!(
+        files_in(out.path(), "cur").len(),
+        total,
+        "no copy with the old flags: {:?}",
+        files_in(out.path(), "cur")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mbox_export_failing_part_way_names_the_export_folder_and_a_rerun_completes() {
+    let emu = emulator_with_large_messages(16).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token(&emu).await;
+    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let mailbox = mailbox_dir(dir.path());
+    let all = no_flags(expected(&emu, |_| true));
+
+    let out = tempfile::tempdir().unwrap();
+    let mut c = bin_with_file_size_limit();
+    c.args(["export", "--format", "mbox", "--no-progress", "-d"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(out.path());
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&out.path().display().to_string())
+            && err.contains("File too large")
+            && err.contains("the export folder cannot take more data: free space")
+            && err.contains("run the export again")
+            && !err.contains("backup folder"),
+        "{}",
+        text(&o)
+    );
+    // No temporary file; each mbox that exists is complete.
+    let stray = files_below(
+        out.path(),
+        |_| true,
+        |p| p.extension().is_none_or(|x| x != "mbox"),
+    );
+    assert!(stray.is_empty(), "{stray:?}");
+    let seen = by_folder(read_back(out.path(), "mbox"), &mailbox, true);
+    assert!(seen.len() < all.len(), "the limit did not bite: {seen:?}");
+    for (folder, msgs) in &seen {
+        assert_eq!(Some(msgs), all.get(folder), "{folder} is complete");
+    }
+
+    let o = run(export_cmd(dir.path(), out.path(), &["--format", "mbox"])).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        by_folder(read_back(out.path(), "mbox"), &mailbox, true),
+        all
+    );
+}

@@ -110,6 +110,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The folder an export writes into refused a write for good: it is full, over quota,
+    /// read-only, or the process may not write there. The export stops; what it finished is
+    /// complete, and a re-run writes those messages again in place (not twice).
+    #[error(
+        "{context}: {source}; the export folder cannot take more data: free space (or fix its permissions or quota, or give another --output folder), then run the export again; the messages already exported are complete and are replaced, not duplicated"
+    )]
+    ExportStorage {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The index failed (its backend's error is the source).
     #[error("backup index {location}: {source}")]
     Index {
@@ -141,21 +154,39 @@ pub enum Error {
     Aborted,
 }
 
+/// Disk full, quota, read-only file system, permission denied, file size limit: a write that
+/// no retry can fix.
+fn is_storage_refusal(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull
+            | K::QuotaExceeded
+            | K::ReadOnlyFilesystem
+            | K::PermissionDenied
+            | K::FileTooLarge
+    )
+}
+
 impl Error {
     /// A local file error; the ones no retry can fix (disk full, quota, read-only file system,
     /// permission denied, file size limit) become [`Error::Storage`].
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        use std::io::ErrorKind as K;
         let context = context.into();
-        if matches!(
-            source.kind(),
-            K::StorageFull
-                | K::QuotaExceeded
-                | K::ReadOnlyFilesystem
-                | K::PermissionDenied
-                | K::FileTooLarge
-        ) {
+        if is_storage_refusal(&source) {
             Error::Storage { context, source }
+        } else {
+            Error::Io { context, source }
+        }
+    }
+
+    /// A failed write into an export's output folder: like [`Error::io`], but the errors no
+    /// retry can fix become [`Error::ExportStorage`] (which names the export folder, not the
+    /// backup).
+    pub(crate) fn export_io(context: impl Into<String>, source: std::io::Error) -> Self {
+        let context = context.into();
+        if is_storage_refusal(&source) {
+            Error::ExportStorage { context, source }
         } else {
             Error::Io { context, source }
         }
@@ -194,6 +225,7 @@ impl Error {
             Error::Protocol { .. } => "ProtocolError".into(),
             Error::Io { .. } => "IoError".into(),
             Error::Storage { .. } => "StorageError".into(),
+            Error::ExportStorage { .. } => "ExportStorageError".into(),
             Error::Index { .. } => "IndexError".into(),
             Error::InvalidKey { .. } => "InvalidKey".into(),
             Error::TimeLimit { .. } => "TimeLimit".into(),
@@ -248,5 +280,24 @@ mod tests {
         );
         let other = Error::io("cannot read /b/x.eml", ErrorKind::InvalidData.into());
         assert!(matches!(other, Error::Io { .. }) && other.is_transient());
+    }
+
+    #[test]
+    fn a_full_export_folder_is_named_as_such_with_what_to_do() {
+        let e = Error::export_io(
+            "cannot export k.eml to /out/me/Inbox/tmp/k",
+            std::io::Error::from_raw_os_error(28),
+        );
+        assert!(matches!(e, Error::ExportStorage { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot export k.eml to /out/me/Inbox/tmp/k: No space left on device")
+                && text.contains("the export folder cannot take more data: free space")
+                && text.contains("run the export again")
+                && !text.contains("backup folder"),
+            "{text}"
+        );
+        let other = Error::export_io("cannot export k.eml", ErrorKind::InvalidData.into());
+        assert!(matches!(other, Error::Io { .. }));
     }
 }

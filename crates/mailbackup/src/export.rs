@@ -16,8 +16,16 @@
 //!   is the file `cur/<object name>:2,<flags>` with `S` when it was read when backed up (the
 //!   index records `isRead` from the listing; messages indexed by an earlier version have no
 //!   read state and get no flag). Files are written in `tmp/` in batches of 256, each batch
-//!   fsynced file by file, renamed into `cur/`, then both folders fsynced: a crash or a failure
-//!   never leaves a partial message in `cur/` (a failed batch is removed from `tmp/`).
+//!   made durable (one `syncfs`, else an fsync per file), renamed into `cur/`, then both
+//!   folders fsynced: a crash or a failure never leaves a partial message in `cur/` (a failed
+//!   batch is removed from `tmp/`). Exporting into a Maildir an earlier export wrote replaces
+//!   each message's earlier file (same name before the `:`) in `cur/` or `new/`, whatever its
+//!   flags: a re-run after a failure, or after the read state changed, leaves one file per
+//!   message.
+//!
+//! A write the export folder refuses for good (disk full, quota, read-only, permission, file
+//! size limit) stops the export with [`Error::ExportStorage`], which names the file and says what
+//! to do; what was finished before stays complete.
 //!
 //! Memory stays constant: header rows come from the index in pages of [`PAGE`], and message
 //! bytes are streamed from the store to the output through 64 KiB buffers (the mboxrd quoting
@@ -31,7 +39,7 @@ use crate::error::Error;
 use crate::index::{Hit, Index};
 use crate::search::{Cursor, Order, Selection};
 use crate::store::{BackupHeader, MessageStore};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -268,8 +276,30 @@ impl<'w, W: Write> MboxrdWriter<'w, W> {
     }
 }
 
-/// Copies `r` into `w` through a 64 KiB buffer; returns the bytes copied.
-fn pump(r: &mut impl Read, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<u64> {
+/// Which side of a copy failed: reading the backup or writing the export.
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+impl CopyError {
+    /// The crate's error: a read names the object of the backup, a write the file exported to.
+    fn into_error(self, hit: &Hit, target: &Path) -> Error {
+        let key = &hit.headers.key;
+        match self {
+            CopyError::Read(e) => Error::io(format!("cannot read {key} from the backup"), e),
+            CopyError::Write(e) => {
+                Error::export_io(format!("cannot export {key} to {}", target.display()), e)
+            }
+        }
+    }
+}
+
+/// Copies `r` into `sink` through a 64 KiB buffer; returns the bytes copied.
+fn pump(
+    r: &mut impl Read,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut n = 0u64;
     loop {
@@ -277,9 +307,9 @@ fn pump(r: &mut impl Read, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io:
             Ok(0) => return Ok(n),
             Ok(k) => k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(CopyError::Read(e)),
         };
-        sink(&buf[..k])?;
+        sink(&buf[..k]).map_err(CopyError::Write)?;
         n += k as u64;
     }
 }
@@ -303,13 +333,14 @@ fn io_err(e: Error) -> io::Error {
     io::Error::other(e)
 }
 
-/// Back from `io_err` (or a real I/O error) to the crate's error.
+/// Back from `io_err` (or a real I/O error, which is a write into the export folder) to the
+/// crate's error.
 fn from_durable(e: durable_write::Error) -> Error {
     if e.source.get_ref().is_some_and(|inner| inner.is::<Error>()) {
         let inner = e.source.into_inner().expect("checked");
         return *inner.downcast::<Error>().expect("checked");
     }
-    Error::durable(e)
+    Error::export_io(e.context(), e.source)
 }
 
 /// Exports the messages of `selection` into `out` in `format`. A message whose object is missing
@@ -361,9 +392,8 @@ pub fn export(
                         };
                         w.write_all(from_line(&hit).as_bytes())?;
                         let mut q = MboxrdWriter::new(&mut w);
-                        let n = pump(&mut r, |b| q.push(b)).map_err(|e| {
-                            io_err(Error::io(format!("cannot export {}", hit.headers.key), e))
-                        })?;
+                        let n = pump(&mut r, |b| q.push(b))
+                            .map_err(|e| io_err(e.into_error(&hit, &target)))?;
                         q.finish()?;
                         w.write_all(b"\n")?;
                         report.messages += 1;
@@ -384,6 +414,9 @@ pub fn export(
 /// Maildir messages staged in `tmp/` before they are made durable and moved into `cur/`.
 const MAILDIR_BATCH: usize = 256;
 
+/// End of the unique part of the Maildir files an export writes (`<object name>.mailbackup`).
+const MAILDIR_SUFFIX: &str = ".mailbackup";
+
 fn write_maildir(
     feed: &mut Feed<'_>,
     group: &(String, String),
@@ -392,10 +425,11 @@ fn write_maildir(
     progress: &ExportProgress,
     report: &mut ExportReport,
 ) -> Result<(), Error> {
-    let (cur, tmp) = (dir.join("cur"), dir.join("tmp"));
-    for d in [&cur, &dir.join("new"), &tmp] {
-        durable_write::create_dir_all(d).map_err(Error::durable)?;
+    let (cur, new, tmp) = (dir.join("cur"), dir.join("new"), dir.join("tmp"));
+    for d in [&cur, &new, &tmp] {
+        durable_write::create_dir_all(d).map_err(from_durable)?;
     }
+    let mut earlier = earlier_files(&[&cur, &new])?;
     let mut staged: Vec<(File, String, u64)> = Vec::new();
     let result = (|| {
         loop {
@@ -413,20 +447,20 @@ fn write_maildir(
                 } else {
                     ""
                 };
-                let name = format!("{stem}.mailbackup:2,{flags}");
+                let name = format!("{stem}{MAILDIR_SUFFIX}:2,{flags}");
                 let path = tmp.join(&name);
-                let ctx = |e| Error::io(format!("cannot export {key} to {}", path.display()), e);
+                let ctx = |e| CopyError::Write(e).into_error(hit, &path);
                 let mut f = File::create(&path).map_err(ctx)?;
                 staged.push((f.try_clone().map_err(ctx)?, name, 0));
                 let mut w = BufWriter::with_capacity(256 * 1024, &mut f);
-                let n = pump(&mut r, |b| w.write_all(b)).map_err(ctx)?;
+                let n = pump(&mut r, |b| w.write_all(b)).map_err(|e| e.into_error(hit, &path))?;
                 w.flush().map_err(ctx)?;
                 if let Some(last) = staged.last_mut() {
                     last.2 = n;
                 }
             }
             if hit.is_none() || staged.len() >= MAILDIR_BATCH {
-                commit_maildir_batch(&mut staged, &tmp, &cur, progress, report)?;
+                commit_maildir_batch(&mut staged, &mut earlier, dir, progress, report)?;
             }
             if hit.is_none() {
                 return Ok(());
@@ -454,37 +488,91 @@ fn sync_filesystem(dir: &Path) -> bool {
     false
 }
 
-/// Makes the staged files durable (fsync each), moves them into `cur/`, then fsyncs both
-/// folders: a crash leaves each message complete in `tmp/` or in `cur/`, never partial in `cur/`.
+/// The unique part of a Maildir file name: what comes before the `:2,<flags>` info.
+fn unique_part(name: &str) -> &str {
+    name.split_once(':').map_or(name, |(u, _)| u)
+}
+
+/// Files of earlier exports in `dirs` (a Maildir's `cur/` and `new/`), by unique part: a message
+/// exported again replaces its earlier file, whatever flags that file carries (the read state
+/// may have changed since, or a mail client may have added flags).
+fn earlier_files(dirs: &[&Path]) -> Result<HashMap<String, Vec<PathBuf>>, Error> {
+    let mut out: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    for d in dirs {
+        let ctx = |e| Error::export_io(format!("cannot list {}", d.display()), e);
+        for entry in std::fs::read_dir(d).map_err(ctx)? {
+            let entry = entry.map_err(ctx)?;
+            let name = entry.file_name();
+            let Some(unique) = name.to_str().map(unique_part) else {
+                continue;
+            };
+            if unique.ends_with(MAILDIR_SUFFIX) {
+                out.entry(unique.to_string())
+                    .or_default()
+                    .push(entry.path());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Makes the staged files durable (one `syncfs`, else an fsync each), moves them into `cur/`,
+/// removes the files an earlier export wrote for the same messages, then fsyncs the folders: a
+/// crash leaves each message complete in `tmp/` or in `cur/`, never partial in `cur/`, and never
+/// without a copy.
 fn commit_maildir_batch(
     staged: &mut Vec<(File, String, u64)>,
-    tmp: &Path,
-    cur: &Path,
+    earlier: &mut HashMap<String, Vec<PathBuf>>,
+    dir: &Path,
     progress: &ExportProgress,
     report: &mut ExportReport,
 ) -> Result<(), Error> {
-    if !sync_filesystem(tmp) {
+    let (cur, new, tmp) = (dir.join("cur"), dir.join("new"), dir.join("tmp"));
+    if !sync_filesystem(&tmp) {
         for (f, name, _) in staged.iter() {
-            f.sync_all()
-                .map_err(|e| Error::io(format!("cannot fsync {}", tmp.join(name).display()), e))?;
+            f.sync_all().map_err(|e| {
+                Error::export_io(format!("cannot fsync {}", tmp.join(name).display()), e)
+            })?;
         }
     }
+    let mut replaced_in_new = false;
     while let Some((_, name, n)) = staged.first() {
         let (from, to) = (tmp.join(name), cur.join(name));
         std::fs::rename(&from, &to).map_err(|e| {
-            Error::io(
+            Error::export_io(
                 format!("cannot move {} to {}", from.display(), to.display()),
                 e,
             )
         })?;
+        for old in earlier.remove(unique_part(name)).unwrap_or_default() {
+            if old == to {
+                continue;
+            }
+            match std::fs::remove_file(&old) {
+                Ok(()) => replaced_in_new |= old.starts_with(&new),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::export_io(
+                        format!(
+                            "cannot remove {}, an earlier export of {to:?}",
+                            old.display()
+                        ),
+                        e,
+                    ));
+                }
+            }
+        }
         report.messages += 1;
         report.bytes += n;
         progress.done.fetch_add(1, Ordering::Relaxed);
         progress.bytes.fetch_add(*n, Ordering::Relaxed);
         staged.remove(0);
     }
-    durable_write::sync_dir(cur).map_err(Error::durable)?;
-    durable_write::sync_dir(tmp).map_err(Error::durable)?;
+    durable_write::sync_dir(&cur).map_err(from_durable)?;
+    durable_write::sync_dir(&tmp).map_err(from_durable)?;
+    if replaced_in_new {
+        durable_write::sync_dir(&new).map_err(from_durable)?;
+    }
     Ok(())
 }
 

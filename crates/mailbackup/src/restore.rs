@@ -103,7 +103,8 @@ pub enum Placement {
 pub struct Selection {
     /// Mailbox key of the backup (as `status` lists it); `None` when the backup has one.
     pub mailbox: Option<String>,
-    /// Folder path (`Inbox/Projects`): messages of that folder and of its subfolders.
+    /// Folder path (`Inbox/Projects`): messages of that folder and of its subfolders; case is
+    /// ignored, as by Exchange and `search` ([`folder_path::within`]).
     pub folder: Option<String>,
     /// Created on or after this day (UTC).
     pub created_from: Option<NaiveDate>,
@@ -125,12 +126,10 @@ impl Selection {
     }
 
     fn matches(&self, m: &Candidate) -> bool {
-        if let Some(f) = &self.folder {
-            let f = f.trim_matches('/');
-            let p = m.folder_path.as_deref().unwrap_or("");
-            if !(p == f || p.starts_with(&format!("{f}/"))) {
-                return false;
-            }
+        if let Some(f) = &self.folder
+            && !folder_path::within(m.folder_path.as_deref().unwrap_or(""), f)
+        {
+            return false;
         }
         if self.created_from.is_some() || self.created_to.is_some() {
             let Some(d) = parse_graph_time(m.info.created.as_deref()).map(|c| c.date_naive())
@@ -287,7 +286,8 @@ struct Run {
     source: String,
     target: String,
     mode: RestoreMode,
-    /// Target folder path -> id (filled as folders are found or created).
+    /// Target folder path ([`folder_path::fold`]ed: Exchange ignores case) -> id (filled as
+    /// folders are found or created).
     folders: Mutex<HashMap<String, String>>,
     /// Target ids in the log (an orphan is never one of them).
     known_targets: std::sync::Mutex<HashSet<String>>,
@@ -588,7 +588,7 @@ impl Run {
         let list = self.graph.folders(&self.gate, &self.target).await?;
         let mut f = self.folders.lock().await;
         for folder in list {
-            f.insert(folder.path, folder.id);
+            f.insert(folder_path::fold(&folder.path), folder.id);
         }
         Ok(())
     }
@@ -597,13 +597,13 @@ impl Run {
     async fn ensure_folder(&self, path: &str) -> Result<String, Error> {
         // One creation at a time: two messages of a new folder must not create it twice.
         let mut folders = self.folders.lock().await;
-        if let Some(id) = folders.get(path) {
+        if let Some(id) = folders.get(&folder_path::fold(path)) {
             return Ok(id.clone());
         }
         let segments = folder_path::split(path);
         let mut parent: Option<String> = None;
         for n in 1..=segments.len() {
-            let here = folder_path::join(&segments[..n]);
+            let here = folder_path::fold(&folder_path::join(&segments[..n]));
             if let Some(id) = folders.get(&here) {
                 parent = Some(id.clone());
                 continue;
@@ -658,7 +658,12 @@ impl Run {
         };
         loop {
             let page: Page<ChildFolder> = self.graph.page(&self.gate, &url, None).await?;
-            if let Some(f) = page.value.into_iter().find(|f| f.display_name == name) {
+            let folded = folder_path::fold(name);
+            if let Some(f) = page
+                .value
+                .into_iter()
+                .find(|f| folder_path::fold(&f.display_name) == folded)
+            {
                 return Ok(f.id);
             }
             match page.next_link {

@@ -224,6 +224,40 @@ impl Query {
     /// The FTS5 MATCH expression of the full-text terms; `None` when there are none. Every word
     /// is quoted (FTS5 syntax in the input is plain text) and, outside phrases, a prefix.
     pub fn fts_match(&self) -> Option<String> {
+        self.fts_expression(true)
+    }
+
+    /// [`Query::fts_match`] with no prefix: words match whole words only. Not the query's
+    /// meaning, but cheap to evaluate (FTS5 merges every word a prefix covers, over the whole
+    /// index), so an index can use it to guess how many rows match.
+    pub fn fts_match_whole_words(&self) -> Option<String> {
+        self.fts_expression(false)
+    }
+
+    /// The words FTS5 reads as prefixes: the last word of each unquoted full-text term
+    /// (`zoe@example.test` is the phrase `zoe example test*`), as an FTS5 expression matching
+    /// any of them as whole words; `None` when there are none. Split at ASCII punctuation as
+    /// FTS5's default tokenizer does; for an estimate only.
+    pub fn fts_prefix_words(&self) -> Option<String> {
+        let words: Vec<String> = self
+            .terms
+            .iter()
+            .filter_map(|t| match t {
+                Term::Text {
+                    value,
+                    phrase: false,
+                    ..
+                } => value
+                    .split(|c: char| c.is_ascii() && !c.is_ascii_alphanumeric())
+                    .rfind(|w| !w.is_empty())
+                    .map(|w| format!("\"{w}\"")),
+                _ => None,
+            })
+            .collect();
+        (!words.is_empty()).then(|| words.join(" OR "))
+    }
+
+    fn fts_expression(&self, prefix: bool) -> Option<String> {
         let parts: Vec<String> = self
             .terms
             .iter()
@@ -233,7 +267,7 @@ impl Query {
                     value,
                     phrase,
                 } => {
-                    let words: Vec<String> = if *phrase {
+                    let words: Vec<String> = if *phrase || !prefix {
                         vec![format!("\"{}\"", value.replace('"', "\"\""))]
                     } else {
                         // FTS5 splits `alice@x.test` into words itself; quoting keeps `@`, `.`
@@ -333,6 +367,21 @@ mod tests {
             let e = Query::parse(q).unwrap_err().to_string();
             assert!(e.contains(says), "{q}: {e}");
         }
+    }
+
+    #[test]
+    fn whole_word_expressions_drop_only_the_prefix_stars() {
+        let q = Query::parse(r#"from:zoe@example.test subject:"march invoice" budget"#).unwrap();
+        assert_eq!(
+            q.fts_match_whole_words().unwrap(),
+            "from_addr : (\"zoe@example.test\") AND subject : (\"march invoice\") AND {subject from_addr to_addr cc_addr} : (\"budget\")"
+        );
+        assert_eq!(
+            Query::parse("is:read").unwrap().fts_match_whole_words(),
+            None
+        );
+        assert_eq!(q.fts_prefix_words().unwrap(), "\"test\" OR \"budget\"");
+        assert_eq!(Query::parse("\"a b\" -").unwrap().fts_prefix_words(), None);
     }
 
     #[test]

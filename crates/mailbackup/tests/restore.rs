@@ -410,3 +410,73 @@ async fn a_run_interrupted_between_create_and_record_then_resumed_restores_each_
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_folder_names_ignore_case_like_search_and_exchange() {
+    let emu = start(MailboxSpec::new(A).messages(60).seed(5)).await;
+    let token = rw_token(&emu).await;
+    let da = tempfile::tempdir().unwrap();
+    backup(&emu, da.path(), &token, A).await;
+    // `Inbox/Projects` and `Inbox/Projects/2024 / Q1 — Überblick`, written in another case
+    // (the `Ü` too: SQLite's own lower() folds ASCII only).
+    let folder = "INBOX/projects/2024 %2F q1 — üBERBLICK";
+    let ix = SqliteIndex::open(&da.path().join(".meta/index.sqlite")).unwrap();
+    let query = |q: &str| SearchSelection {
+        query: mailbackup::search::Query::parse(q).unwrap(),
+        keys: Vec::new(),
+    };
+    let found = ix.count(&query(&format!("folder:\"{folder}\""))).unwrap();
+    let exact = ix
+        .count(&query("folder:\"Inbox/Projects/2024 %2F Q1 — Überblick\""))
+        .unwrap();
+    assert!(exact > 0, "the emulator has messages in that folder");
+    assert_eq!(found, exact, "search ignores case, non-ASCII letters too");
+    let projects = ix.count(&query("folder:inbox/PROJECTS")).unwrap();
+    assert!(projects > exact, "messages directly in Inbox/Projects too");
+
+    // The target names the folder in another case: Exchange would refuse to create `Projects`
+    // next to `PROJECTS` (409 ErrorFolderExists); the restore uses the existing folder.
+    emu.mailbox(B)
+        .rename_folder("Inbox/Projects", "PROJECTS")
+        .unwrap();
+    let opts = builder(&emu, da.path(), token.clone(), A)
+        .build()
+        .unwrap()
+        .options()
+        .clone();
+    let mut selection = Selection::default();
+    selection.folder = Some("inbox/PROJECTS".into());
+    let r = Restore::new(
+        opts,
+        Arc::new(mailbackup::StaticToken::new(format!("Bearer {token}"))),
+        RestoreRequest {
+            selection,
+            to_user: Some(B.into()),
+            placement: Placement::Original,
+            mode: RestoreMode::Json,
+        },
+    )
+    .run()
+    .await
+    .unwrap();
+    assert!(r.is_success(), "{r:?}");
+    assert_eq!(
+        r.restored, projects,
+        "restore selects what search finds: {r:?}"
+    );
+    assert_eq!(r.folders_created, 0, "existing folders are used: {r:?}");
+    let mut paths: Vec<String> = emu
+        .mailbox(B)
+        .messages()
+        .into_iter()
+        .map(|m| m.folder_path)
+        .collect();
+    paths.dedup();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(
+        paths,
+        ["Inbox/PROJECTS", "Inbox/PROJECTS/2024 / Q1 — Überblick"],
+        "into the target's folders"
+    );
+}

@@ -87,22 +87,66 @@ pub(crate) fn run_cmd(emu: &Emulator, dir: &Path, token: &str) -> assert_cmd::Co
     c
 }
 
-pub(crate) fn eml_files(root: &Path) -> Vec<PathBuf> {
+/// The `mailbackup` command under a file size limit of 1024 blocks (512 KiB or 1 MiB depending
+/// on the shell's block size): writing a file larger than that fails part way (`File too
+/// large`), like a disk that fills up, with no root and no mount.
+pub(crate) fn bin_with_file_size_limit() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::new("sh");
+    c.args([
+        "-c",
+        "trap '' XFSZ; ulimit -f 1024 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_mailbackup"),
+    ])
+    .env_remove("MAILBACKUP_AUTHORIZATION")
+    .env_remove("MAILBACKUP_CLIENT_SECRET")
+    .env_remove("MAILBACKUP_PASSWORD")
+    .env_remove("MAILBACKUP_CONFIG")
+    .env_remove("RUST_LOG")
+    .timeout(Duration::from_secs(60));
+    c
+}
+
+/// An emulator with one mailbox of `messages` messages, every 4th over 1 MiB.
+pub(crate) async fn emulator_with_large_messages(messages: usize) -> Emulator {
+    Emulator::start(EmulatorConfig::default().with_mailboxes(vec![
+            MailboxSpec::new(ALICE)
+                .messages(messages)
+                .seed(21)
+                .large_every(4),
+        ]))
+    .await
+    .unwrap()
+}
+
+/// Files below `root` that `keep` keeps, in folders `enter` enters.
+pub(crate) fn files_below(
+    root: &Path,
+    enter: impl Fn(&Path) -> bool,
+    keep: impl Fn(&Path) -> bool,
+) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                if enter(&p) {
                     stack.push(p);
                 }
-            } else if p.extension().is_some_and(|x| x == "eml") {
+            } else if keep(&p) {
                 out.push(p);
             }
         }
     }
     out
+}
+
+pub(crate) fn eml_files(root: &Path) -> Vec<PathBuf> {
+    files_below(
+        root,
+        |d| !d.file_name().unwrap().to_string_lossy().starts_with('.'),
+        |p| p.extension().is_some_and(|x| x == "eml"),
+    )
 }
 
 /// Every .eml file is complete: its header names a message whose MIME follows byte for byte.
