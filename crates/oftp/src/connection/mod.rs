@@ -36,7 +36,8 @@
 //! - `certificate`: certificate exchange files;
 //! - `outbox`: the partner's outbox;
 //! - `turn`: what to do when we hold the turn;
-//! - `report`: what a connection reports when it ends.
+//! - `report`: what a connection reports when it ends;
+//! - `restart`: restart positions (SFIDREST, SFPAACNT, checkpoints), pure arithmetic.
 
 mod certificate;
 mod end_response;
@@ -45,6 +46,7 @@ mod login;
 mod outbox;
 mod receive;
 mod report;
+mod restart;
 mod send;
 mod turn;
 

@@ -7,6 +7,7 @@ use oftp_proto::codec::{EsidReason, FileFormat, Sfid, VirtualFileTime};
 use oftp_proto::data::size_in_kib;
 
 use crate::connection::report::FileOutcome;
+use crate::connection::restart;
 use crate::connection::{Connection, FLUSH_AT, TransportGone};
 use crate::handle::OutgoingFile;
 use crate::handler::{Direction, ErrorEvent, Handler, LogLevel, TransferInfo, TransferResult};
@@ -329,15 +330,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         file.stamp = Some(stamp);
         let restart_ok = self.negotiated.as_ref().is_some_and(|n| n.restart);
-        let restart_position = if resumed && restart_ok {
-            if read_as.is_record_oriented() {
-                records
-            } else {
-                meta.len() / 1024
-            }
-        } else {
-            0
-        };
+        let restart_position =
+            restart::offered_position(resumed, restart_ok, read_as, meta.len(), records);
         let mut file_hash: Option<Vec<u8>> = None;
         let sfid = Sfid {
             dsn: file.virtual_file_name.clone(),

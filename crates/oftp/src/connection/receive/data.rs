@@ -5,12 +5,11 @@
 use std::time::{Duration, Instant};
 
 use oftp_proto::codec::{EfnaReason, EsidReason, FileFormat};
-use oftp_proto::data::restart_byte_offset;
 
 use crate::connection::Connection;
 use crate::connection::receive::Incoming;
+use crate::connection::restart;
 use crate::handler::Handler;
-use crate::journal::Checkpoint;
 use crate::transport::{FileServices, Transport};
 
 /// Default distance between receive checkpoints (fsync + journal). Each checkpoint costs an
@@ -161,25 +160,18 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         inc.checkpointed_units = inc.units;
         inc.checkpointed_at = Instant::now();
-        let total_units = inc.base.units + inc.units;
         // Only complete records (F/V) or complete 1 KiB blocks (U/T) count: the rest is cut
         // off when the transfer restarts.
-        let cp = if inc.format.is_record_oriented() {
-            Checkpoint {
-                position: inc.base.records + inc.records,
-                file_offset: inc.record_end_offset,
-                records: inc.base.records + inc.records,
-                units: inc.base.units + inc.record_end_units,
-            }
-        } else {
-            let blocks = total_units / 1024;
-            Checkpoint {
-                position: blocks,
-                file_offset: restart_byte_offset(blocks),
-                records: 0,
-                units: restart_byte_offset(blocks),
-            }
-        };
+        let cp = restart::durable_point(
+            inc.format,
+            restart::Received {
+                base: inc.base,
+                records: inc.records,
+                units: inc.units,
+                record_end_offset: inc.record_end_offset,
+                record_end_units: inc.record_end_units,
+            },
+        );
         let id = inc.journal_id;
         let journal = self.shared.journal.clone();
         // The journal is updated only after the fsync: it never claims more than is on disk.

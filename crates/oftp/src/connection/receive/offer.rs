@@ -6,10 +6,10 @@
 use std::time::Instant;
 
 use oftp_proto::codec::Sfid;
-use oftp_proto::data::restart_byte_offset;
 
 use crate::connection::end_response::our_end_response;
 use crate::connection::receive::{ActiveGuard, Incoming, OpenerResult, panic_message};
+use crate::connection::restart;
 use crate::connection::{Connection, Work};
 use crate::handler::{Direction, FileDecision, FileOffer, Handler, LogLevel, TransferInfo};
 use crate::journal::{Checkpoint, FileKey, ReceiveState};
@@ -200,7 +200,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let format = sfid.transmitted_format();
         let restart_ok = self.negotiated.as_ref().is_some_and(|n| n.restart);
-        let asked = if restart_ok { sfid.restart_position } else { 0 };
+        let asked = restart::requested(restart_ok, sfid.restart_position);
 
         // An earlier reception of this file: its partial file is taken over or removed below,
         // never left without its journal row.
@@ -211,26 +211,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         // Resume a durable part when the journal has one for this very file and target.
         let resumable =
             entry.filter(|e| e.state == ReceiveState::Receiving && e.final_path == target);
-        let resume_from = resumable.as_ref().and_then(|e| {
-            if asked == 0 {
-                return None;
-            }
-            let cp = e.checkpoint;
-            let base = if cp.position <= asked {
-                cp
-            } else if !format.is_record_oriented() {
-                let off = restart_byte_offset(asked);
-                Checkpoint {
-                    position: asked,
-                    file_offset: off,
-                    records: 0,
-                    units: off,
-                }
-            } else {
-                return None;
-            };
-            (base.position > 0).then_some((e.id, base))
-        });
+        let resume_from = resumable
+            .as_ref()
+            .and_then(|e| restart::resume_point(e.checkpoint, asked, format).map(|b| (e.id, b)));
         // Opening, truncating, removing and creating files touches the disk (maybe a network
         // file system): on the blocking pool, not on the workers that serve other sessions.
         let tgt = target.clone();
