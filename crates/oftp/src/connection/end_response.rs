@@ -5,6 +5,7 @@
 use oftp_proto::codec::{Eerp, Nerp, VirtualFileTime};
 use oftp_proto::session::EndResponse as WireEndResponse;
 
+use crate::connection::error::ConnectionError;
 use crate::connection::report::{EarlierEndResponse, FileOutcome};
 use crate::connection::{Connection, Work};
 use crate::handler::{EndResponse, Handler, LogLevel, NegativeResponse};
@@ -57,7 +58,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     )));
                 }
             }
-            Err(e) => self.error(format!("journal: {e}")).await,
+            Err(e) => self.fail(e).await,
         }
     }
 
@@ -98,7 +99,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let key = FileKey::new(&resp.destination, &resp.virtual_file_name, resp.stamp);
         match self.check_receipt(&key, &date, &time, &resp).await {
             Ok(verified) => resp.signature_verified = verified,
-            Err(text) => {
+            Err(problem) => {
+                let text = problem.to_string();
                 // Not proof of delivery: keep the file awaiting a valid response.
                 self.error(format!(
                     "end response for {} from {} not accepted: {text}",
@@ -169,7 +171,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             let local_file = match self.shared.journal.call(move |j| j.sent_by_key(&k)).await {
                 Ok(sent) => sent.map(|s| s.local.path),
                 Err(e) => {
-                    self.error(format!("journal: {e}")).await;
+                    self.fail(e).await;
                     None
                 }
             };
@@ -210,26 +212,27 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         date: &str,
         time: &str,
         resp: &EndResponse,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ConnectionError> {
         let k = key.clone();
         let recorded = self
             .shared
             .journal
             .call(move |j| j.file_hash(JournalDirection::Sent, "", &k))
-            .await
-            .map_err(|e| format!("journal: {e}"))?;
+            .await?;
         let Some(sec) = self.shared.security.get() else {
             return match recorded {
-                Some(_) => {
-                    Err("a signed response was asked for but no security is configured".into())
-                }
+                Some(_) => Err(ConnectionError::Receipt(
+                    "a signed response was asked for but no security is configured".into(),
+                )),
                 None => Ok(false),
             };
         };
         let required = recorded.is_some() || sec.requires_signed_receipts(&resp.originator);
         if resp.signature.is_empty() {
             return if required {
-                Err("the response is not signed".into())
+                Err(ConnectionError::Receipt(
+                    "the response is not signed".into(),
+                ))
             } else {
                 Ok(false)
             };
@@ -237,9 +240,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let file_hash = match &recorded {
             Some((_, h)) => {
                 if !resp.file_hash.is_empty() && resp.file_hash != *h {
-                    return Err(
+                    return Err(ConnectionError::Receipt(
                         "the response's file hash is not the hash of the file we sent".into(),
-                    );
+                    ));
                 }
                 h.clone()
             }
@@ -259,7 +262,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             (sec.clone(), resp.originator.clone(), resp.signature.clone());
         tokio::task::spawn_blocking(move || sec.verify_receipt(&originator, &signature, &fields))
             .await
-            .map_err(|e| format!("receipt check failed: {e}"))?
+            .map_err(|e| ConnectionError::Receipt(format!("receipt check failed: {e}")))?
+            .map_err(ConnectionError::Receipt)
             .map(|()| true)
     }
 
@@ -269,7 +273,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// (no receipt-signing key, or signing fails) goes out unsigned and without hash, with a
     /// warning (RFC 5024 3.3.5 note 3, 4.3.6; 5.3.13: an unsigned EERP carries no hash); only
     /// a journal failure keeps it pending.
-    async fn sign_end_response(&self, r: &mut EndResponse) -> Result<(), String> {
+    async fn sign_end_response(&self, r: &mut EndResponse) -> Result<(), ConnectionError> {
         if !r.signature.is_empty() {
             return Ok(());
         }
@@ -279,8 +283,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .shared
             .journal
             .call(move |j| j.file_hash(JournalDirection::Received, &partner, &key))
-            .await
-            .map_err(|e| format!("journal: {e}"))?;
+            .await?;
         let Some((suite, hash)) = recorded else {
             return Ok(());
         };

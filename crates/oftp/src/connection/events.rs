@@ -167,7 +167,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                         .call(move |j| j.record_end_response(&entry))
                         .await;
                     if let Err(e) = res {
-                        self.error(format!("journal: {e}")).await;
+                        self.fail(e).await;
                     }
                 }
             }

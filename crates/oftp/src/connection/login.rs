@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oftp_proto::codec::{EsidReason, Password as WirePassword, ProtocolLevel};
+use oftp_proto::codec::{Password as WirePassword, ProtocolLevel};
 use oftp_proto::session::{
     Capabilities, InitiatorConfig, Negotiated, ResponderConfig, ResponderParams, Session,
 };
 use tokio::sync::mpsc;
 
+use crate::connection::error::ConnectionError;
 use crate::connection::{Connection, InitiatorSetup, Params, Shared};
 use crate::handle::{Request, SessionHandle};
 use crate::handler::{
@@ -158,17 +159,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 // The listener's limits (connections in all, sessions per address): resources
                 // not available, retry later (RFC 5024 5.3.11, ESID 08).
                 if let Some(Err(why)) = self.admission.as_mut().map(Admission::log_in) {
-                    let _ = self
-                        .session
-                        .reject_session(EsidReason::RESOURCES_NOT_AVAILABLE, why);
+                    self.reject_session_for(&ConnectionError::NotAdmitted(why));
                     return;
                 }
                 // Transport and secure-authentication rules hold whatever the handler said:
                 // a partner that must authenticate is never let in without it.
                 let secure_auth = match self.responder_security(&peer) {
                     Ok(b) => b,
-                    Err((reason, text)) => {
-                        let _ = self.session.reject_session(reason, &text);
+                    Err(refused) => {
+                        self.reject_session_for(&refused);
                         return;
                     }
                 };
@@ -190,10 +189,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 match self.session.accept_session(params) {
                     Ok(()) => self.accepted(a, peer.code.trim_end().to_owned()),
                     Err(e) => {
-                        self.error(format!("cannot accept session: {e}")).await;
-                        let _ = self
-                            .session
-                            .reject_session(EsidReason::RESOURCES_NOT_AVAILABLE, &e.to_string());
+                        let problem = ConnectionError::CannotAccept(e);
+                        self.error(problem.to_string()).await;
+                        self.reject_session_for(&problem);
                     }
                 }
             }
@@ -206,15 +204,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// Responder: whether to use secure authentication with this peer, or the ESID to refuse
     /// it with (1.x over TLS: 10; a TLS client certificate bound to another partner: 03;
     /// secure-authentication policy: 12).
-    fn responder_security(
-        &self,
-        peer: &oftp_proto::codec::Ssid,
-    ) -> Result<bool, (EsidReason, String)> {
+    fn responder_security(&self, peer: &oftp_proto::codec::Ssid) -> Result<bool, ConnectionError> {
         if self.v2_only && !peer.level.is_v2() {
-            return Err((
-                EsidReason::MODE_INCOMPATIBLE,
-                "sessions over TLS need ODETTE-FTP 2.0 (SSID level 5)".into(),
-            ));
+            return Err(ConnectionError::NeedsV2);
         }
         if let Some(cert) = &self.bound_cert {
             // The user code does not fit the identity the transport proved (RFC 5024 ESID
@@ -226,14 +218,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .and_then(|sec| sec.partner_by_ssid(&peer.code))
                 .filter(|p| p.owns_tls_client_certificate(cert));
             if owner.is_none() {
-                return Err((
-                    EsidReason::USER_CODE_NOT_KNOWN,
-                    format!(
-                        "the TLS client certificate {} does not belong to {}",
-                        cert.subject(),
-                        peer.code.trim_end()
-                    ),
-                ));
+                return Err(ConnectionError::NotCertificateOwner {
+                    subject: cert.subject().to_string(),
+                    code: peer.code.trim_end().to_owned(),
+                });
             }
         }
         match self.shared.security.get() {
@@ -242,7 +230,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             None => Ok(false),
             Some(sec) => sec
                 .secure_auth_decision(&peer.code, Some(peer.secure_auth))
-                .map_err(|t| (EsidReason::SECURE_AUTH_INCOMPATIBLE, t)),
+                .map_err(ConnectionError::SecureAuthPolicy),
         }
     }
 
@@ -305,9 +293,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .await;
                 let mut unanswerable = [0u8; 20];
                 if aws_lc_rs::rand::fill(&mut unanswerable).is_err() {
-                    let _ = self
-                        .session
-                        .end_session(EsidReason::UNSPECIFIED, "random number generator failed");
+                    self.send_refusal(&ConnectionError::NoRandom);
                 } else if let Err(e) = self.session.answer_challenge(unanswerable) {
                     self.error(format!("cannot answer the challenge: {e}"))
                         .await;
@@ -339,11 +325,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
             }
             Err(text) => {
-                self.error(format!("secure authentication failed: {text}"))
-                    .await;
-                let _ = self
-                    .session
-                    .end_session(EsidReason::SECURE_AUTH_INCOMPATIBLE, &text);
+                let problem = ConnectionError::ChallengeFailed(text);
+                self.error(problem.to_string()).await;
+                self.send_refusal(&problem);
             }
         }
     }

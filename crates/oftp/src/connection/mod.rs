@@ -41,6 +41,7 @@
 
 mod certificate;
 mod end_response;
+mod error;
 mod events;
 mod login;
 mod outbox;
@@ -77,6 +78,7 @@ use crate::security::SecurityContext;
 use crate::source::OutgoingSource;
 use crate::store::{NameFormat, StorePolicy};
 use crate::transport::{FileServices, Transport};
+use error::ConnectionError;
 use receive::Incoming;
 use send::{Outgoing, sealed_ready};
 
@@ -305,9 +307,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 && !self.session.is_speaker()
             {
                 // Shutting down: the transfer in progress has finished; end before the next.
-                let _ = self
-                    .session
-                    .end_session(EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down");
+                self.send_refusal(&ConnectionError::ShuttingDown);
                 continue;
             }
             self.wait().await;
@@ -557,21 +557,18 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         tokio::select! {
             _ = forced.cancelled(), if !self.forced_seen => {
                 self.forced_seen = true;
-                let _ = self.session.end_session(EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down");
+                self.send_refusal(&ConnectionError::ShuttingDown);
             }
             _ = graceful.cancelled(), if !self.graceful_seen => {
                 self.graceful_seen = true;
                 // Let a file in either direction finish; otherwise end now.
                 if self.incoming.is_none() && self.outgoing.is_none() && !self.session.is_speaker() {
-                    let _ = self.session.end_session(EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down");
+                    self.send_refusal(&ConnectionError::ShuttingDown);
                 }
             }
             _ = login_expired => {
                 let timeout = self.login_deadline.take().map(|(_, t)| t).unwrap_or_default();
-                let _ = self.session.end_session(
-                    EsidReason::TIME_OUT,
-                    &format!("no start session (SSID) within {} s of connecting", timeout.as_secs_f32()),
-                );
+                self.send_refusal(&ConnectionError::LoginTimeout(timeout));
             }
             // The processing thread of an outgoing file produced more (or finished).
             _ = sealed_ready(&mut self.outgoing), if waiting_for_sealed => {}
@@ -611,7 +608,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 }
                 if idle_deadline == next {
                     self.log(LogLevel::Info, "idle timeout: ending session".into()).await;
-                    let _ = self.session.end_session(EsidReason::TIME_OUT, "idle timeout");
+                    self.send_refusal(&ConnectionError::IdleTimeout);
                 }
             }
         }

@@ -3,9 +3,10 @@
 //! EFID), and the partner's answers (SFPA/SFNA, EFPA/EFNA) recorded in the journal. End
 //! responses for sent files are in `end_response`.
 
-use oftp_proto::codec::{EsidReason, FileFormat, Sfid, VirtualFileTime};
+use oftp_proto::codec::{FileFormat, Sfid, VirtualFileTime};
 use oftp_proto::data::size_in_kib;
 
+use crate::connection::error::ConnectionError;
 use crate::connection::report::FileOutcome;
 use crate::connection::restart;
 use crate::connection::{Connection, FLUSH_AT, TransportGone};
@@ -56,10 +57,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return Ok(false);
         }
         if self.handle.take_interrupt() {
-            let _ = self.session.end_session(
-                EsidReason::UNSPECIFIED,
-                "transfer interrupted by the operator",
-            );
+            self.send_refusal(&ConnectionError::Interrupted);
             return Ok(true);
         }
         if self.shutdown.forced.is_cancelled() {
@@ -89,12 +87,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 Ok(Chunk::Data(bytes, eor)) => {
                     queued += bytes.len();
                     turn += bytes.len();
-                    if let Err(e) = self.session.write_data(bytes, eor) {
-                        let msg = format!("cannot send {}: {e}", out.file.path.display());
-                        let _ = self
-                            .session
-                            .end_session(EsidReason::UNSPECIFIED, "sender cannot read the file");
-                        self.error(msg).await;
+                    if let Err(error) = self.session.write_data(bytes, eor) {
+                        let path = out.file.path.clone();
+                        let problem = ConnectionError::CannotSend { path, error };
+                        self.send_refusal(&problem);
+                        self.fail(problem).await;
                         return Ok(true);
                     }
                 }
@@ -119,7 +116,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                             })
                             .await
                         {
-                            self.error(format!("journal: {e}")).await;
+                            self.fail(e).await;
                         }
                     }
                     if let Err(e) = self.session.finish_file(records, units) {
@@ -128,12 +125,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     wrote = true;
                     break;
                 }
-                Err(e) => {
-                    let msg = format!("cannot read {}: {e}", out.file.path.display());
-                    let _ = self
-                        .session
-                        .end_session(EsidReason::UNSPECIFIED, "sender cannot read the file");
-                    self.error(msg).await;
+                Err(error) => {
+                    let path = out.file.path.clone();
+                    let problem = ConnectionError::CannotRead { path, error };
+                    self.send_refusal(&problem);
+                    self.fail(problem).await;
                     return Ok(true);
                 }
             }
@@ -260,7 +256,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Ok(p) => p,
             Err(e) => {
                 // Without it the file would go out under a new identity: a second copy.
-                let r = format!("journal: {e}");
+                let r = ConnectionError::from(e).to_string();
                 self.error(r.clone()).await;
                 self.record_outcome(file, job, fail(r));
                 return;
@@ -320,7 +316,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 {
                     Ok(id) => (id, stamp),
                     Err(e) => {
-                        let r = format!("journal: {e}");
+                        let r = ConnectionError::from(e).to_string();
                         self.error(r.clone()).await;
                         self.record_outcome(file, job, fail(r));
                         return;
@@ -409,7 +405,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .call(move |j| j.record_file_hash(JournalDirection::Sent, "", &k, suite, &h))
                 .await
             {
-                self.error(format!("journal: {e}")).await;
+                self.fail(e).await;
             }
         }
         let cipher_suite = sfid.cipher_suite.0;
@@ -479,12 +475,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         match opened {
             Ok(src) => out.source = Some(src),
-            Err(e) => {
-                let msg = format!("cannot read {}: {e}", shown.display());
-                let _ = self
-                    .session
-                    .end_session(EsidReason::UNSPECIFIED, "sender cannot read the file");
-                self.error(msg).await;
+            Err(error) => {
+                let problem = ConnectionError::CannotRead { path: shown, error };
+                self.send_refusal(&problem);
+                self.fail(problem).await;
                 return;
             }
         }
@@ -530,7 +524,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .call(move |j| j.set_send_state(id, state))
                 .await
             {
-                self.error(format!("journal: {e}")).await;
+                self.fail(e).await;
             }
         }
         if let Some(p) = &problem {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use oftp_proto::codec::EsidReason;
 
+use crate::connection::error::ConnectionError;
 use crate::connection::{Connection, Work};
 use crate::handle::Request;
 use crate::handler::{Disconnected, Handler};
@@ -23,12 +24,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self.drain_requests();
         if self.forced_seen || (self.graceful_seen && self.incoming.is_none()) {
             self.ready = None;
-            let (reason, text) = if may_end {
-                (EsidReason::NORMAL, "")
+            if may_end {
+                let _ = self.session.end_session(EsidReason::NORMAL, "");
             } else {
-                (EsidReason::EMERGENCY_CLOSE_DOWN, "server shutting down")
-            };
-            let _ = self.session.end_session(reason, text);
+                self.send_refusal(&ConnectionError::ShuttingDown);
+            }
             return true;
         }
         if !self.outbox_scanned {

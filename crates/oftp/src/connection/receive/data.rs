@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use oftp_proto::codec::{EfnaReason, EsidReason, FileFormat};
+use oftp_proto::codec::FileFormat;
 
 use crate::connection::Connection;
+use crate::connection::error::ConnectionError;
 use crate::connection::receive::Incoming;
 use crate::connection::restart;
 use crate::handler::Handler;
@@ -45,11 +46,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             inc.record_end_units = inc.units;
         }
         if let Err(e) = result {
-            self.error(format!("cannot write received data: {e}")).await;
-            let _ = self.session.end_session(
-                EsidReason::RESOURCES_NOT_AVAILABLE,
-                "receiver cannot store the file",
-            );
+            let problem = ConnectionError::CannotStoreData(e);
+            self.error(problem.to_string()).await;
+            self.send_refusal(&problem);
             return;
         }
         let at_boundary = !inc.format.is_record_oriented() || end_of_record;
@@ -91,13 +90,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 let Ok(len) = u16::try_from(whole) else {
                     inc.record.clear();
                     inc.unstorable.get_or_insert_with(|| {
-                        (
-                            EfnaReason::RECORD_LENGTH_NOT_SUPPORTED,
-                            format!(
-                                "record {record} has {whole} octets; the receiver stores V \
-                                 records with a 2-octet length (at most 65535)"
-                            ),
-                        )
+                        ConnectionError::RecordTooLong(format!(
+                            "record {record} has {whole} octets; the receiver stores V \
+                             records with a 2-octet length (at most 65535)"
+                        ))
                     });
                     return Ok(());
                 };
@@ -111,13 +107,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             (Some(line_end), _) => {
                 if bytes.contains(&b'\n') {
                     inc.unstorable.get_or_insert_with(|| {
-                        (
-                            EfnaReason::RECORD_FORMAT_NOT_SUPPORTED,
-                            format!(
-                                "record {record} contains a line feed; the receiver stores \
-                                 records as lines"
-                            ),
-                        )
+                        ConnectionError::RecordNotStorable(format!(
+                            "record {record} contains a line feed; the receiver stores \
+                             records as lines"
+                        ))
                     });
                 }
                 inc.writer.write(bytes).await?;
@@ -145,7 +138,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             return;
         }
         if let Some(problem) = Self::settle(inc).await {
-            self.error(problem).await;
+            self.fail(problem).await;
         }
         let Some(inc) = &mut self.incoming else {
             return;
@@ -153,8 +146,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let job = match inc.writer.sync_job().await {
             Ok(j) => j,
             Err(e) => {
-                let msg = format!("cannot sync received data: {e}");
-                self.error(msg).await;
+                self.fail(ConnectionError::CannotSync(e)).await;
                 return;
             }
         };
@@ -176,24 +168,24 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let journal = self.shared.journal.clone();
         // The journal is updated only after the fsync: it never claims more than is on disk.
         inc.inflight = Some(tokio::task::spawn_blocking(move || {
-            job.run()
-                .map_err(|e| format!("cannot sync received data: {e}"))?;
-            journal
-                .checkpoint_receive(id, cp)
-                .map_err(|e| format!("journal: {e}"))
+            job.run().map_err(ConnectionError::CannotSync)?;
+            Ok(journal.checkpoint_receive(id, cp)?)
         }));
         if wait && let Some(problem) = Self::settle(inc).await {
-            self.error(problem).await;
+            self.fail(problem).await;
         }
     }
 
     /// Waits for the running checkpoint, if any; returns its problem.
-    pub(super) async fn settle(inc: &mut Incoming) -> Option<String> {
+    pub(super) async fn settle(inc: &mut Incoming) -> Option<ConnectionError> {
         let h = inc.inflight.take()?;
         match h.await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
-            Err(e) => Some(format!("checkpoint task failed: {e}")),
+            Err(e) => Some(ConnectionError::Task {
+                task: "checkpoint",
+                cause: e.to_string(),
+            }),
         }
     }
 }

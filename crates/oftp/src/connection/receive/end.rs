@@ -3,9 +3,8 @@
 //! that cannot be opened) and the end response owed; and a reception cut by a break. Nothing
 //! is confirmed before the file is durable and the journal says so.
 
-use oftp_proto::codec::{EfnaReason, NerpReason};
-
 use crate::connection::end_response::our_end_response;
+use crate::connection::error::ConnectionError;
 use crate::connection::receive::{FailedReception, Incoming};
 use crate::connection::{Connection, Work};
 use crate::handler::{
@@ -13,7 +12,7 @@ use crate::handler::{
 };
 use crate::journal::{Checkpoint, Direction as JournalDirection};
 use crate::store::{PartialFile, StoreError, StorePolicy};
-use crate::transport::{FileServices, ServiceFailure, Transport};
+use crate::transport::{FileServices, Transport};
 
 impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     pub(in crate::connection) async fn on_file_ended(
@@ -29,31 +28,31 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         if let Some(problem) = Self::settle(&mut inc).await {
             // The commit below fsyncs everything again; only the restart point is stale.
-            self.error(problem).await;
+            self.fail(problem).await;
         }
         let info = self.info.clone();
         let total_units = inc.base.units + received_units;
         let total_records = inc.base.records + received_records;
         let problem = if let Some(v) = record_violation {
-            Some((EfnaReason::RECORD_LENGTH_NOT_SUPPORTED, v))
+            Some(ConnectionError::RecordTooLong(v))
         } else if let Some(p) = inc.unstorable.take() {
             Some(p)
         } else if inc.format.is_record_oriented() && total_records != record_count {
-            Some((
-                EfnaReason::INVALID_RECORD_COUNT,
-                format!("EFID says {record_count} records, {total_records} arrived"),
-            ))
+            Some(ConnectionError::RecordCount {
+                said: record_count,
+                arrived: total_records,
+            })
         } else if total_units != unit_count {
-            Some((
-                EfnaReason::INVALID_BYTE_COUNT,
-                format!("EFID says {unit_count} octets, {total_units} arrived"),
-            ))
+            Some(ConnectionError::ByteCount {
+                said: unit_count,
+                arrived: total_units,
+            })
         } else {
             None
         };
         let transfer = inc.transfer.clone();
-        if let Some((reason, text)) = problem {
-            self.refuse_incoming(inc, reason, text).await;
+        if let Some(problem) = problem {
+            self.refuse_incoming(inc, problem).await;
             return;
         }
         let Incoming {
@@ -71,16 +70,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let partial = match writer.finish().await {
             Ok(p) => p,
             Err(e) => {
-                let text = format!("cannot write received data: {e}");
-                self.refuse_parts(
-                    None,
-                    &partial_path,
-                    journal_id,
-                    &transfer,
-                    EfnaReason::ACCESS_METHOD_FAILURE,
-                    text,
-                )
-                .await;
+                let problem = ConnectionError::CannotFinishWrite(e);
+                self.refuse_parts(None, &partial_path, journal_id, &transfer, problem)
+                    .await;
                 return;
             }
         };
@@ -92,7 +84,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .await
                 .unwrap_or_else(|_| Err("the opening thread ended without a verdict".into()));
             Some(match opened {
-                Ok(verdict) => verdict,
+                Ok(verdict) => verdict.map_err(ConnectionError::Services),
                 Err(cause) => {
                     let failure = crate::security::unopened_file(&sfid);
                     self.error(format!(
@@ -102,7 +94,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                         failure.reason.0
                     ))
                     .await;
-                    Err(failure)
+                    Err(ConnectionError::Services(failure))
                 }
             })
         } else if sfid.signed_eerp {
@@ -114,19 +106,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     services.finish_incoming_with_hash(&sfid, &path)
                 })
                 .await
-                .unwrap_or_else(|e| {
-                    Err(ServiceFailure {
-                        reason: EfnaReason::UNSPECIFIED,
-                        text: format!("file services failed: {e}"),
-                    })
-                }),
+                .map_err(|e| ConnectionError::ServicesCrashed(e.to_string()))
+                .and_then(|verdict| verdict.map_err(ConnectionError::Services)),
             )
         } else {
             None
         };
         match verdict {
             Some(Ok(hash)) => file_hash = hash,
-            Some(Err(failure)) => {
+            Some(Err(problem)) => {
                 let failed = FailedReception {
                     partial,
                     partial_path,
@@ -136,7 +124,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     key,
                     user_data,
                 };
-                self.services_failed(failed, failure).await;
+                self.services_failed(failed, problem).await;
                 return;
             }
             None => {}
@@ -147,20 +135,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let placed = match partial.commit(&store).await {
             Ok(p) => p,
-            Err(e) => {
-                let text = e.to_string();
-                self.error(format!(
-                    "cannot store {}: {text}",
-                    transfer.virtual_file_name
-                ))
-                .await;
+            Err(error) => {
+                let text = error.to_string();
+                let name = transfer.virtual_file_name.clone();
+                let problem = ConnectionError::CannotPlace { name, error };
+                self.error(problem.to_string()).await;
                 let delete = self.shared.store.delete_on_error;
                 self.discard_reception(None, &partial_path, journal_id, &transfer, delete)
                     .await;
-                let _ = self.session.refuse_file(
-                    EfnaReason::ACCESS_METHOD_FAILURE,
-                    "receiver cannot store the file",
-                );
+                self.send_refusal(&problem);
                 self.end_transfer_failed(&transfer, text).await;
                 return;
             }
@@ -179,7 +162,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .call(move |j| j.record_file_hash(JournalDirection::Received, &p, &k, suite, &h))
                 .await
             {
-                self.error(format!("journal: {e}")).await;
+                self.fail(e).await;
             }
         }
         let mut transfer = transfer;
@@ -193,7 +176,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         {
             // The file is in place; without the journal entry a resend would not be seen as a
             // duplicate, but the data is safe, so confirm it and report the problem.
-            self.error(format!("journal: {e}")).await;
+            self.fail(e).await;
         }
         if let Err(e) = self.session.confirm_file(false) {
             self.error(format!("cannot confirm file: {e}")).await;
@@ -227,7 +210,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .call(move |j| j.defer_end_response(&p, &k))
                 .await
             {
-                self.error(format!("journal: {e}")).await;
+                self.fail(e).await;
             }
         } else {
             let response = our_end_response(&key, self.local_sfid(), user_data, None);
@@ -235,11 +218,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
     }
 
-    async fn refuse_incoming(&mut self, mut inc: Incoming, reason: EfnaReason, text: String) {
+    async fn refuse_incoming(&mut self, mut inc: Incoming, problem: ConnectionError) {
         let _ = Self::settle(&mut inc).await;
         let path = inc.writer.partial_path().to_owned();
         let partial = inc.writer.finish().await.ok();
-        self.refuse_parts(partial, &path, inc.journal_id, &inc.transfer, reason, text)
+        self.refuse_parts(partial, &path, inc.journal_id, &inc.transfer, problem)
             .await;
     }
 
@@ -250,15 +233,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         partial_path: &std::path::Path,
         jid: i64,
         transfer: &TransferInfo,
-        reason: EfnaReason,
-        text: String,
+        problem: ConnectionError,
     ) {
         let transfer = transfer.clone();
         let delete = self.shared.store.delete_on_error;
         self.discard_reception(partial, partial_path, jid, &transfer, delete)
             .await;
-        let _ = self.session.refuse_file(reason, &text);
-        self.end_transfer_failed(&transfer, text).await;
+        self.send_refusal(&problem);
+        self.end_transfer_failed(&transfer, problem.to_string())
+            .await;
     }
 
     /// Ends a reception that will not complete. With `delete` (DeleteOnError, or a break in a
@@ -321,7 +304,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .await
         };
         if let Err(e) = done {
-            self.error(format!("journal: {e}")).await;
+            self.fail(e).await;
         }
     }
 
@@ -331,7 +314,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// NERP (31, 33, 32) to the originator, the one who can do something about it (RFC 5024
     /// 4.3.7: the final node "unable to process the file" sends a NERP; an EFNA would only
     /// make the intermediary send the same file again).
-    async fn services_failed(&mut self, failed: FailedReception, failure: ServiceFailure) {
+    async fn services_failed(&mut self, failed: FailedReception, problem: ConnectionError) {
         let FailedReception {
             partial,
             partial_path,
@@ -341,29 +324,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             key,
             user_data,
         } = failed;
-        let ServiceFailure { reason, text } = failure;
-        let nerp_reason = match reason {
-            EfnaReason::INVALID_SIGNATURE => Some(NerpReason::INVALID_SIGNATURE),
-            EfnaReason::DECRYPTION_FAILURE => Some(NerpReason::DECRYPTION_FAILED),
-            EfnaReason::DECOMPRESSION_FAILURE => Some(NerpReason::DECOMPRESSION_FAILED),
-            _ => None,
-        };
+        let nerp_reason = problem.nerp();
         let relayed = self
             .params
             .as_ref()
             .is_some_and(|p| p.partner_sfid.trim_end() != sfid.originator.trim_end());
         let Some(nerp_reason) = nerp_reason.filter(|_| relayed) else {
-            self.refuse_parts(
-                Some(partial),
-                &partial_path,
-                journal_id,
-                &transfer,
-                reason,
-                text,
-            )
-            .await;
+            self.refuse_parts(Some(partial), &partial_path, journal_id, &transfer, problem)
+                .await;
             return;
         };
+        let text = problem.to_string();
         if sfid.signed_eerp {
             // The NERP must be signed over the hash of what was transmitted.
             let (s, path) = (sfid.clone(), partial_path.clone());
@@ -380,7 +351,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     })
                     .await
                 {
-                    self.error(format!("journal: {e}")).await;
+                    self.fail(e).await;
                 }
             }
         }

@@ -13,9 +13,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use oftp_proto::codec::{EfnaReason, FileFormat, Sfid};
+use oftp_proto::codec::{FileFormat, Sfid};
 
 use crate::config::RecordMapping;
+use crate::connection::error::ConnectionError;
 use crate::handler::TransferInfo;
 use crate::journal::{Checkpoint, FileKey};
 use crate::store::{BackgroundWriter, PartialFile};
@@ -84,9 +85,9 @@ pub(super) struct Incoming {
     record: Vec<u8>,
     /// A record this file's mapping cannot store: the file is refused at its end with this
     /// EFNA, and no restart point is recorded past it.
-    unstorable: Option<(EfnaReason, String)>,
+    unstorable: Option<ConnectionError>,
     /// A checkpoint (fsync + journal) running on the blocking pool while data keeps arriving.
-    inflight: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    inflight: Option<tokio::task::JoinHandle<Result<(), ConnectionError>>>,
     user_data: String,
     /// For a file with file services: its opening, running while the data arrives.
     opener: Option<OpenerResult>,

@@ -8,6 +8,7 @@ use std::time::Instant;
 use oftp_proto::codec::Sfid;
 
 use crate::connection::end_response::our_end_response;
+use crate::connection::error::ConnectionError;
 use crate::connection::receive::{ActiveGuard, Incoming, OpenerResult, panic_message};
 use crate::connection::restart;
 use crate::connection::{Connection, Work};
@@ -21,11 +22,7 @@ use crate::transport::{FileServices, Transport};
 impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     pub(in crate::connection) async fn on_file_offered(&mut self, sfid: Sfid) {
         let (Some(params), Some(info)) = (&self.params, self.info.clone()) else {
-            let _ = self.session.reject_file(
-                oftp_proto::codec::SfnaReason::UNSPECIFIED,
-                false,
-                "no session",
-            );
+            self.send_refusal(&ConnectionError::NoSession);
             return;
         };
         let stamp = FileStamp::from(sfid.date_time);
@@ -37,8 +34,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let entry = match self.shared.journal.call(move |j| j.received(&p, &k)).await {
             Ok(e) => e,
             Err(e) => {
-                self.refuse_offer_for_now(format!("journal: {e}"), "receiver journal unavailable")
-                    .await;
+                self.refuse_offer_for_now(e.into()).await;
                 return;
             }
         };
@@ -64,7 +60,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     .call(move |j| j.complete_receive(id, &fp))
                     .await
                 {
-                    self.error(format!("journal: {err}")).await;
+                    self.fail(err).await;
                 }
                 e.state = ReceiveState::Complete;
                 self.queue.push_back(Work::EndResponse(our_end_response(
@@ -123,43 +119,25 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 && let Err(no_room) = crate::space::check(&*probe, target, needed, reserve)
             {
                 tracing::info!(conn, target = %target.display(), "{no_room}");
-                return FileDecision::Reject {
-                    reason: oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
-                    retry: true,
-                    text: format!(
-                        "not enough free space for {} KiB, retry later",
-                        needed.div_ceil(1024)
-                    ),
-                };
+                let kib = needed.div_ceil(1024);
+                return ConnectionError::NoRoom { kib }.decision();
             }
             decision
         })
         .await;
         let mut default = decided.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "file decision task failed");
-            FileDecision::Reject {
-                reason: oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
-                retry: true,
-                text: "receiver busy, try again later".into(),
-            }
+            ConnectionError::DecisionFailed(e.to_string()).decision()
         });
         // Checking certificates may fetch a CRL from a distribution point: off the async
         // threads.
         let (services, offered) = (self.services.clone(), sfid.clone());
         let checked = tokio::task::spawn_blocking(move || services.check_incoming(&offered))
             .await
-            .unwrap_or_else(|e| {
-                Err(crate::transport::ServiceRefusal {
-                    reason: oftp_proto::codec::SfnaReason::UNSPECIFIED,
-                    text: format!("file services failed: {e}"),
-                })
-            });
-        if let Err(r) = checked {
-            default = FileDecision::Reject {
-                reason: r.reason,
-                retry: false,
-                text: r.text,
-            };
+            .map_err(|e| ConnectionError::ServicesTask(e.to_string()))
+            .and_then(|checked| checked.map_err(ConnectionError::from));
+        if let Err(refused) = checked {
+            default = refused.decision();
         }
         let duplicate = matches!(&entry, Some(e) if e.state == ReceiveState::Complete);
         let offer = FileOffer::new(
@@ -191,11 +169,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let Some(active) = ActiveGuard::claim(&self.shared.active, &(partner.clone(), key.clone()))
         else {
-            let _ = self.session.reject_file(
-                oftp_proto::codec::SfnaReason::UNSPECIFIED,
-                true,
-                "this file is being received in another session",
-            );
+            self.send_refusal(&ConnectionError::BeingReceived);
             return;
         };
         let format = sfid.transmitted_format();
@@ -248,10 +222,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let (partial, journal_id, base) = match opened {
             Ok(Opened::Resumed(p, id, base)) => (p, id, base),
             Err(e) => {
-                self.refuse_offer_for_now(
-                    format!("cannot store {}: {e}", offer.virtual_file_name),
-                    "cannot create the file",
-                )
+                self.refuse_offer_for_now(ConnectionError::CannotCreate {
+                    name: offer.virtual_file_name.clone(),
+                    cause: e,
+                })
                 .await;
                 return;
             }
@@ -274,11 +248,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                         if let Err(r) = partial.abandon(true).await {
                             self.error(format!("cannot remove partial file: {r}")).await;
                         }
-                        self.refuse_offer_for_now(
-                            format!("journal: {e}"),
-                            "receiver journal unavailable",
-                        )
-                        .await;
+                        self.refuse_offer_for_now(e.into()).await;
                         return;
                     }
                 }
@@ -289,12 +259,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let (tap, opener) = if sfid.has_file_services() {
             match self.start_opener(&sfid, &partial, base.file_offset) {
                 Ok((tap, opener)) => (Some(tap), Some(opener)),
-                Err(e) => {
-                    self.refuse_offer_for_now(
-                        format!("cannot receive {}: {e}", offer.virtual_file_name),
-                        "receiver busy, try again later",
-                    )
-                    .await;
+                Err(error) => {
+                    let name = offer.virtual_file_name.clone();
+                    self.refuse_offer_for_now(ConnectionError::CannotOpen { name, error })
+                        .await;
                     return;
                 }
             }
@@ -303,13 +271,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let writer = match BackgroundWriter::spawn_tapped(partial, tap) {
             Ok(w) => w,
-            Err(e) => {
+            Err(error) => {
                 // The file is still there (empty or with its durable part): a retry resumes.
-                self.refuse_offer_for_now(
-                    format!("cannot receive {}: {e}", offer.virtual_file_name),
-                    "receiver busy, try again later",
-                )
-                .await;
+                let name = offer.virtual_file_name.clone();
+                self.refuse_offer_for_now(ConnectionError::CannotStartWriter { name, error })
+                    .await;
                 return;
             }
         };
@@ -405,15 +371,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         Ok((tap, rx))
     }
 
-    /// Refuses an offered file for a local problem (logged as an error): SFNA 12 with retry,
-    /// `text` to the partner.
-    async fn refuse_offer_for_now(&mut self, problem: String, text: &str) {
-        self.error(problem).await;
-        let _ = self.session.reject_file(
-            oftp_proto::codec::SfnaReason::ACCESS_METHOD_FAILURE,
-            true,
-            text,
-        );
+    /// Refuses an offered file for a local problem, logged as an error (SFNA 12 with retry, see
+    /// [`ConnectionError::answer`]).
+    async fn refuse_offer_for_now(&mut self, problem: ConnectionError) {
+        self.error(problem.to_string()).await;
+        self.send_refusal(&problem);
     }
 }
 
