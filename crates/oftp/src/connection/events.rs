@@ -7,6 +7,7 @@ use oftp_proto::session::Event;
 
 use crate::connection::Connection;
 use crate::connection::report::FileOutcome;
+use crate::connection::turn::{Allowed, Turn};
 use crate::handler::{Disconnected, Handler, LogLevel, Origin, PiTrail, ReadyAction};
 use crate::journal::{Direction as JournalDirection, EndResponseEntry, FileKey};
 use crate::transport::{FileServices, Transport};
@@ -49,11 +50,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 may_end_session,
                 may_change_direction,
             } => {
-                self.ready = Some((may_end_session, may_change_direction));
-                self.waiting = match &self.info {
+                self.turn = Turn::Ours(Allowed::new(may_end_session, may_change_direction));
+                let wait = match &self.info {
                     Some(info) => self.handler.ready_to_send(info).await == ReadyAction::Wait,
                     None => false,
                 };
+                self.idle = self.idle.ready(wait);
             }
             Event::FileOffered { sfid } => {
                 self.offered = Some(format!(

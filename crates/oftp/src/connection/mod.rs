@@ -81,6 +81,7 @@ use crate::transport::{FileServices, Transport};
 use error::ConnectionError;
 use receive::Incoming;
 use send::{Outgoing, sealed_ready};
+use turn::{Idle, Shutdown, Turn};
 
 /// The sender writes frames to the socket once this many octets of file data are queued.
 const FLUSH_AT: usize = 64 * 1024;
@@ -154,8 +155,8 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     requests: mpsc::UnboundedReceiver<Request>,
     requests_open: bool,
     shutdown: ShutdownSignal,
-    graceful_seen: bool,
-    forced_seen: bool,
+    /// How far a server shutdown has come.
+    shutdown_seen: Shutdown,
     info: Option<SessionInfo>,
     params: Option<Params>,
     negotiated: Option<Negotiated>,
@@ -163,10 +164,10 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     incoming: Option<Incoming>,
     outgoing: Option<Outgoing>,
     queue: VecDeque<Work>,
-    ready: Option<(bool, bool)>,
-    waiting: bool,
-    logoff: bool,
-    want_cd: bool,
+    /// Whether we hold the turn, and what the session lets us do with it.
+    turn: Turn,
+    /// What the application wants when we hold the turn with nothing to send.
+    idle: Idle,
     outbox_scanned: bool,
     awaiting_rtr: Option<EndResponse>,
     last_activity: Instant,
@@ -237,8 +238,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             requests,
             requests_open: true,
             shutdown,
-            graceful_seen: false,
-            forced_seen: false,
+            shutdown_seen: Shutdown::Running,
             info: None,
             params: None,
             negotiated: None,
@@ -246,10 +246,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             incoming: None,
             outgoing: None,
             queue,
-            ready: None,
-            waiting: false,
-            logoff: false,
-            want_cd: false,
+            turn: Turn::Theirs,
+            idle: Idle::Proceed,
             outbox_scanned: false,
             awaiting_rtr: None,
             last_activity: Instant::now(),
@@ -299,7 +297,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             if self.act().await {
                 continue;
             }
-            if self.graceful_seen
+            if self.shutdown_seen >= Shutdown::Graceful
                 && self.negotiated.is_some()
                 && self.incoming.is_none()
                 && self.outgoing.is_none()
@@ -555,12 +553,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         };
         tokio::select! {
-            _ = forced.cancelled(), if !self.forced_seen => {
-                self.forced_seen = true;
+            _ = forced.cancelled(), if self.shutdown_seen < Shutdown::Forced => {
+                self.shutdown_seen = Shutdown::Forced;
                 self.send_refusal(&ConnectionError::ShuttingDown);
             }
-            _ = graceful.cancelled(), if !self.graceful_seen => {
-                self.graceful_seen = true;
+            _ = graceful.cancelled(), if self.shutdown_seen < Shutdown::Graceful => {
+                self.shutdown_seen = Shutdown::Graceful;
                 // Let a file in either direction finish; otherwise end now.
                 if self.incoming.is_none() && self.outgoing.is_none() && !self.session.is_speaker() {
                     self.send_refusal(&ConnectionError::ShuttingDown);

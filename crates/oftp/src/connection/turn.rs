@@ -12,19 +12,103 @@ use crate::handle::Request;
 use crate::handler::{Disconnected, Handler};
 use crate::transport::{FileServices, Transport};
 
+/// Whose turn it is, as far as [`Connection::act`] is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Turn {
+    /// The partner speaks, or what we started with the turn has not finished yet.
+    Theirs,
+    /// We hold the turn and are idle; the session announced what we may do with it
+    /// (`Event::ReadyToSend`).
+    Ours(Allowed),
+}
+
+/// What the session lets us do with a turn when we have nothing to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Allowed {
+    /// End the session normally (ESID 00; right after the partner's CD).
+    EndSession,
+    /// Give the turn to the partner (CD).
+    ChangeDirection,
+    /// Neither.
+    Nothing,
+}
+
+impl Allowed {
+    /// From `Event::ReadyToSend`: ending the session wins over changing direction.
+    pub(super) fn new(may_end_session: bool, may_change_direction: bool) -> Self {
+        if may_end_session {
+            Allowed::EndSession
+        } else if may_change_direction {
+            Allowed::ChangeDirection
+        } else {
+            Allowed::Nothing
+        }
+    }
+}
+
+/// What the application wants when we hold the turn with nothing to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Idle {
+    /// End the session or change direction, whichever the session allows.
+    Proceed,
+    /// Keep the turn (the handler's `ReadyAction::Wait`) until a request arrives.
+    Wait,
+    /// Change direction when allowed ([`Request::ChangeDirection`]).
+    ChangeDirection,
+    /// Log off ([`Request::Logoff`]): end the session when allowed; stays for the session.
+    Logoff,
+}
+
+impl Idle {
+    /// The handler's answer to `ReadyToSend`: wait or not, unless the application asked for
+    /// a change of direction or a logoff, which stand.
+    pub(super) fn ready(self, wait: bool) -> Self {
+        match self {
+            Idle::ChangeDirection | Idle::Logoff => self,
+            Idle::Proceed | Idle::Wait if wait => Idle::Wait,
+            Idle::Proceed | Idle::Wait => Idle::Proceed,
+        }
+    }
+
+    /// A request arrived: any request ends a handler's wait (it asked for something).
+    fn request(self, r: &Request) -> Self {
+        match (self, r) {
+            (Idle::Logoff, _) | (_, Request::Logoff) => Idle::Logoff,
+            (_, Request::ChangeDirection) | (Idle::ChangeDirection, _) => Idle::ChangeDirection,
+            _ => Idle::Proceed,
+        }
+    }
+}
+
+/// How far a shutdown of the server has come, as this connection saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Shutdown {
+    /// No shutdown.
+    Running,
+    /// Graceful: the file in progress finishes, then the session ends.
+    Graceful,
+    /// Forced: the session ends now.
+    Forced,
+}
+
 impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// We hold the turn and are idle: do the next thing. `true` if something was done.
     pub(super) async fn act(&mut self) -> bool {
-        let Some((may_end, may_cd)) = self.ready else {
+        let Turn::Ours(allowed) = self.turn else {
             return false;
         };
         if !self.session.is_speaker() || self.outgoing.is_some() || self.awaiting_rtr.is_some() {
             return false;
         }
         self.drain_requests();
-        if self.forced_seen || (self.graceful_seen && self.incoming.is_none()) {
-            self.ready = None;
-            if may_end {
+        let ending = match self.shutdown_seen {
+            Shutdown::Running => false,
+            Shutdown::Graceful => self.incoming.is_none(),
+            Shutdown::Forced => true,
+        };
+        if ending {
+            self.turn = Turn::Theirs;
+            if allowed == Allowed::EndSession {
                 let _ = self.session.end_session(EsidReason::NORMAL, "");
             } else {
                 self.send_refusal(&ConnectionError::ShuttingDown);
@@ -36,7 +120,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.scan_outbox().await;
         }
         if let Some(work) = self.queue.pop_front() {
-            self.ready = None;
+            self.turn = Turn::Theirs;
             match work {
                 Work::EndResponse(r) => self.send_end_response(r).await,
                 Work::File {
@@ -48,19 +132,25 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             // Nothing went out (the file could not be read, ...): the turn is still ours and
             // the session will not announce it again.
             if self.outgoing.is_none() && self.awaiting_rtr.is_none() && !self.session.is_closed() {
-                self.ready = Some((may_end, may_cd));
+                self.turn = Turn::Ours(allowed);
             }
             return true;
         }
-        if self.waiting && !self.logoff && !self.want_cd {
+        if self.idle == Idle::Wait {
             return false;
         }
-        self.ready = None;
-        if may_end {
-            let _ = self.session.end_session(EsidReason::NORMAL, "");
-        } else if may_cd {
-            self.want_cd = false;
-            let _ = self.session.change_direction();
+        self.turn = Turn::Theirs;
+        match allowed {
+            Allowed::EndSession => {
+                let _ = self.session.end_session(EsidReason::NORMAL, "");
+            }
+            Allowed::ChangeDirection => {
+                if self.idle == Idle::ChangeDirection {
+                    self.idle = Idle::Proceed;
+                }
+                let _ = self.session.change_direction();
+            }
+            Allowed::Nothing => {}
         }
         true
     }
@@ -72,6 +162,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     pub(super) fn take_request(&mut self, r: Request) {
+        self.idle = self.idle.request(&r);
         match r {
             Request::SendFile(file) => self.queue.push_back(Work::File {
                 file,
@@ -79,8 +170,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 from_outbox: false,
             }),
             Request::SendEndResponse(resp) => self.queue.push_back(Work::EndResponse(resp)),
-            Request::ChangeDirection => self.want_cd = true,
-            Request::Logoff => self.logoff = true,
+            Request::ChangeDirection | Request::Logoff => {}
             Request::Disconnect => {
                 // Abrupt by definition: drop the transport; the peer sees the connection close.
                 self.session.handle_transport_closed(Instant::now());
@@ -91,7 +181,57 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 });
             }
         }
-        // Any request ends a handler's Wait: it asked for something.
-        self.waiting = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ending_the_session_wins_over_changing_direction() {
+        assert_eq!(Allowed::new(true, true), Allowed::EndSession);
+        assert_eq!(Allowed::new(true, false), Allowed::EndSession);
+        assert_eq!(Allowed::new(false, true), Allowed::ChangeDirection);
+        assert_eq!(Allowed::new(false, false), Allowed::Nothing);
+    }
+
+    #[test]
+    fn the_handlers_wait_is_ended_by_any_request() {
+        let waiting = Idle::Proceed.ready(true);
+        assert_eq!(waiting, Idle::Wait);
+        assert_eq!(waiting.request(&Request::Disconnect), Idle::Proceed);
+        assert_eq!(
+            waiting.request(&Request::ChangeDirection),
+            Idle::ChangeDirection
+        );
+        assert_eq!(waiting.request(&Request::Logoff), Idle::Logoff);
+        assert_eq!(Idle::Wait.ready(false), Idle::Proceed);
+    }
+
+    #[test]
+    fn a_requested_change_of_direction_or_logoff_outlasts_the_handlers_wait() {
+        assert_eq!(Idle::ChangeDirection.ready(true), Idle::ChangeDirection);
+        assert_eq!(Idle::Logoff.ready(true), Idle::Logoff);
+        // A logoff stands for the rest of the session, whatever else is asked.
+        assert_eq!(
+            Idle::Logoff.request(&Request::ChangeDirection),
+            Idle::Logoff
+        );
+        assert_eq!(Idle::Logoff.request(&Request::Disconnect), Idle::Logoff);
+        assert_eq!(
+            Idle::ChangeDirection.request(&Request::Disconnect),
+            Idle::ChangeDirection
+        );
+        assert_eq!(
+            Idle::ChangeDirection.request(&Request::Logoff),
+            Idle::Logoff
+        );
+    }
+
+    #[test]
+    fn a_forced_shutdown_is_further_than_a_graceful_one() {
+        assert!(Shutdown::Running < Shutdown::Graceful);
+        assert!(Shutdown::Graceful < Shutdown::Forced);
     }
 }
