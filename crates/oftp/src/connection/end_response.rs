@@ -2,37 +2,16 @@
 //! once the partner's RTR arrives; deferred ones queued at the next session), and the partner's
 //! for files we sent (signature checked, recorded before the RTR goes out, matched to files).
 
-use oftp_proto::codec::{Eerp, Nerp, VirtualFileTime};
+use oftp_proto::codec::VirtualFileTime;
 use oftp_proto::session::EndResponse as WireEndResponse;
 
 use crate::connection::error::ConnectionError;
 use crate::connection::report::{EarlierEndResponse, FileOutcome};
+use crate::connection::wire;
 use crate::connection::{Connection, Work};
-use crate::handler::{EndResponse, Handler, LogLevel, NegativeResponse};
-use crate::journal::{Direction as JournalDirection, EndResponseEntry, FileKey};
-use crate::stamp::FileStamp;
+use crate::handler::{EndResponse, Handler, LogLevel};
+use crate::journal::{Direction as JournalDirection, FileKey};
 use crate::transport::{FileServices, Transport};
-
-/// Our EERP (or, with `negative`, NERP) for a file we received: to its originator, signed
-/// later if the file asked for it.
-pub(super) fn our_end_response(
-    key: &FileKey,
-    local_sfid: &str,
-    user_data: String,
-    negative: Option<NegativeResponse>,
-) -> EndResponse {
-    EndResponse {
-        virtual_file_name: key.dsn.clone(),
-        stamp: key.stamp,
-        destination: key.originator.clone(),
-        originator: local_sfid.to_owned(),
-        user_data,
-        negative,
-        file_hash: Vec::new(),
-        signature: Vec::new(),
-        signature_verified: false,
-    }
-}
 
 impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// End responses of earlier sessions that never went out (the connection broke first).
@@ -50,12 +29,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         match pending {
             Ok(entries) => {
                 for e in entries {
-                    self.queue.push_front(Work::EndResponse(our_end_response(
-                        &e.key,
-                        &local_sfid,
-                        e.user_data,
-                        None,
-                    )));
+                    let eerp = wire::our_eerp(&e.key, &local_sfid, e.user_data);
+                    self.queue.push_front(Work::EndResponse(eerp));
                 }
             }
             Err(e) => self.fail(e).await,
@@ -63,38 +38,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     pub(super) async fn on_end_response(&mut self, r: WireEndResponse) {
-        let (date, time) = match &r {
-            WireEndResponse::Positive(e) => (e.date_time.date_string(), e.date_time.time_string()),
-            WireEndResponse::Negative(n) => (n.date_time.date_string(), n.date_time.time_string()),
-        };
-        let mut resp = match r {
-            WireEndResponse::Positive(e) => EndResponse {
-                virtual_file_name: e.dsn.trim_end().to_owned(),
-                stamp: FileStamp::from(e.date_time),
-                destination: e.destination.trim_end().to_owned(),
-                originator: e.originator.trim_end().to_owned(),
-                user_data: e.user_data.trim_end().to_owned(),
-                negative: None,
-                file_hash: e.hash,
-                signature: e.signature,
-                signature_verified: false,
-            },
-            WireEndResponse::Negative(n) => EndResponse {
-                virtual_file_name: n.dsn.trim_end().to_owned(),
-                stamp: FileStamp::from(n.date_time),
-                destination: n.destination.trim_end().to_owned(),
-                originator: n.originator.trim_end().to_owned(),
-                user_data: String::new(),
-                negative: Some(NegativeResponse {
-                    reason: n.reason,
-                    creator: n.creator.trim_end().to_owned(),
-                    text: n.text,
-                }),
-                file_hash: n.hash,
-                signature: n.signature,
-                signature_verified: false,
-            },
-        };
+        let (mut resp, date, time) = wire::from_wire(r);
         // The response names the file by its originator (us, the EERP's destination).
         let key = FileKey::new(&resp.destination, &resp.virtual_file_name, resp.stamp);
         match self.check_receipt(&key, &date, &time, &resp).await {
@@ -119,16 +63,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 return;
             }
         }
-        let entry = EndResponseEntry {
-            direction: JournalDirection::Received,
-            key: key.clone(),
-            destination: resp.destination.clone(),
-            negative: resp
-                .negative
-                .as_ref()
-                .map(|n| (u16::from(n.reason.0), n.text.clone())),
-            partner: self.partner_code(),
-        };
+        let entry = wire::journal_entry(JournalDirection::Received, &resp, self.partner_code());
         if let Err(e) = self
             .shared
             .journal
@@ -332,6 +267,21 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         r.signature.clear();
     }
 
+    /// The partner's RTR for our end response: recorded as sent, so it is not sent again.
+    pub(super) async fn on_end_response_acknowledged(&mut self) {
+        if let Some(r) = self.awaiting_rtr.take() {
+            let entry = wire::journal_entry(JournalDirection::Sent, &r, self.partner_code());
+            let res = self
+                .shared
+                .journal
+                .call(move |j| j.record_end_response(&entry))
+                .await;
+            if let Err(e) = res {
+                self.fail(e).await;
+            }
+        }
+    }
+
     pub(super) async fn send_end_response(&mut self, mut r: EndResponse) {
         // NERP came with OFTP 1.4 (RFC 5024 1.2): a 1.2/1.3 partner cannot receive one, and an
         // EERP in its place would report a delivery that did not happen. Nothing is sent; the
@@ -362,30 +312,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
             return;
         }
-        let time = VirtualFileTime::from(r.stamp);
-        let wire = match &r.negative {
-            None => WireEndResponse::Positive(Eerp {
-                dsn: r.virtual_file_name.clone(),
-                date_time: time,
-                user_data: r.user_data.clone(),
-                destination: r.destination.clone(),
-                originator: r.originator.clone(),
-                hash: r.file_hash.clone(),
-                signature: r.signature.clone(),
-            }),
-            Some(n) => WireEndResponse::Negative(Nerp {
-                dsn: r.virtual_file_name.clone(),
-                date_time: time,
-                destination: r.destination.clone(),
-                originator: r.originator.clone(),
-                creator: n.creator.clone(),
-                reason: n.reason,
-                text: n.text.clone(),
-                hash: r.file_hash.clone(),
-                signature: r.signature.clone(),
-            }),
-        };
-        match self.session.send_end_response(wire) {
+        match self.session.send_end_response(wire::to_wire(&r)) {
             Ok(()) => self.awaiting_rtr = Some(r),
             Err(e) => {
                 self.error(format!(

@@ -9,7 +9,6 @@ use crate::connection::Connection;
 use crate::connection::report::FileOutcome;
 use crate::connection::turn::{Allowed, Turn};
 use crate::handler::{Disconnected, Handler, LogLevel, Origin, PiTrail, ReadyAction};
-use crate::journal::{Direction as JournalDirection, EndResponseEntry, FileKey};
 use crate::transport::{FileServices, Transport};
 
 fn command_id(name: &str) -> u8 {
@@ -150,29 +149,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .await;
             }
             Event::EndResponseReceived(r) => self.on_end_response(r).await,
-            Event::EndResponseAcknowledged => {
-                if let Some(r) = self.awaiting_rtr.take() {
-                    let key = FileKey::new(&r.destination, &r.virtual_file_name, r.stamp);
-                    let entry = EndResponseEntry {
-                        direction: JournalDirection::Sent,
-                        key,
-                        destination: r.destination.clone(),
-                        negative: r
-                            .negative
-                            .as_ref()
-                            .map(|n| (u16::from(n.reason.0), n.text.clone())),
-                        partner: self.partner_code(),
-                    };
-                    let res = self
-                        .shared
-                        .journal
-                        .call(move |j| j.record_end_response(&entry))
-                        .await;
-                    if let Err(e) = res {
-                        self.fail(e).await;
-                    }
-                }
-            }
+            Event::EndResponseAcknowledged => self.on_end_response_acknowledged().await,
             Event::SessionEnded {
                 reason,
                 text,

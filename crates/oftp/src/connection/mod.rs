@@ -37,7 +37,9 @@
 //! - `outbox`: the partner's outbox;
 //! - `turn`: what to do when we hold the turn;
 //! - `report`: what a connection reports when it ends;
-//! - `restart`: restart positions (SFIDREST, SFPAACNT, checkpoints), pure arithmetic.
+//! - `restart`: restart positions (SFIDREST, SFPAACNT, checkpoints), pure arithmetic;
+//! - `error`: the one error type and the reason code each error sends;
+//! - `wire`: our EERP and NERP, and end responses to and from the codec's commands.
 
 mod certificate;
 mod end_response;
@@ -50,6 +52,7 @@ mod report;
 mod restart;
 mod send;
 mod turn;
+mod wire;
 
 pub use receive::DEFAULT_CHECKPOINT_INTERVAL;
 pub(crate) use receive::{ActiveGuard, ActiveSet};

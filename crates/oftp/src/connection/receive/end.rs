@@ -3,13 +3,11 @@
 //! that cannot be opened) and the end response owed; and a reception cut by a break. Nothing
 //! is confirmed before the file is durable and the journal says so.
 
-use crate::connection::end_response::our_end_response;
 use crate::connection::error::ConnectionError;
 use crate::connection::receive::{FailedReception, Incoming};
+use crate::connection::wire;
 use crate::connection::{Connection, Work};
-use crate::handler::{
-    EndResponseTiming, Handler, LogLevel, NegativeResponse, TransferInfo, TransferResult,
-};
+use crate::handler::{EndResponseTiming, Handler, LogLevel, TransferInfo, TransferResult};
 use crate::journal::{Checkpoint, Direction as JournalDirection};
 use crate::store::{PartialFile, StoreError, StorePolicy};
 use crate::transport::{FileServices, Transport};
@@ -213,7 +211,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 self.fail(e).await;
             }
         } else {
-            let response = our_end_response(&key, self.local_sfid(), user_data, None);
+            let response = wire::our_eerp(&key, self.local_sfid(), user_data);
             self.queue.push_front(Work::EndResponse(response));
         }
     }
@@ -373,12 +371,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         )
         .await;
         self.end_transfer_failed(&transfer, text.clone()).await;
-        let negative = NegativeResponse {
-            reason: nerp_reason,
-            creator: self.local_sfid().to_owned(),
-            text,
-        };
-        let response = our_end_response(&key, self.local_sfid(), user_data, Some(negative));
+        let response = wire::our_nerp(&key, self.local_sfid(), user_data, nerp_reason, text);
         self.queue.push_front(Work::EndResponse(response));
     }
 

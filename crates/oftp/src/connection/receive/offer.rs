@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use oftp_proto::codec::Sfid;
 
-use crate::connection::end_response::our_end_response;
 use crate::connection::error::ConnectionError;
 use crate::connection::receive::{ActiveGuard, Incoming, OpenerResult, panic_message};
 use crate::connection::restart;
+use crate::connection::wire;
 use crate::connection::{Connection, Work};
 use crate::handler::{Direction, FileDecision, FileOffer, Handler, LogLevel, TransferInfo};
 use crate::journal::{Checkpoint, FileKey, ReceiveState};
@@ -63,12 +63,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     self.fail(err).await;
                 }
                 e.state = ReceiveState::Complete;
-                self.queue.push_back(Work::EndResponse(our_end_response(
-                    &e.key,
-                    &params.local_sfid,
-                    e.user_data.clone(),
-                    None,
-                )));
+                let eerp = wire::our_eerp(&e.key, &params.local_sfid, e.user_data.clone());
+                self.queue.push_back(Work::EndResponse(eerp));
                 Some(e)
             }
             other => other,
