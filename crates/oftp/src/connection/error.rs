@@ -4,7 +4,7 @@
 //! the one place that says which reason code (and text) the partner is sent for it, so call
 //! sites name what went wrong and never pick a code.
 //!
-//! Reason codes are those of RFC 5024 5.3.5 (SFNA), 5.3.9 (EFNA) and 5.3.11 (ESID).
+//! Reason codes are those of RFC 5024 5.3.5 (SFNA), 5.3.10 (EFNA) and 5.3.11 (ESID).
 
 use std::path::PathBuf;
 use std::time::Duration;

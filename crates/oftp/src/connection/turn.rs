@@ -1,6 +1,9 @@
 //! Our turn: what to do when we hold the turn and are idle (shutdown, the next queued file or
 //! end response, change direction, end the session), and the requests of the
-//! [`SessionHandle`](crate::handle::SessionHandle) that feed the queue.
+//! [`SessionHandle`](crate::handle::SessionHandle) that feed the queue. The state it decides
+//! from is three enums: [`Turn`] (whether we hold the turn, and what the session allows with
+//! it), [`Idle`] (what the application wants when there is nothing to send) and [`Shutdown`]
+//! (how far a server shutdown has come). Sending and receiving themselves are elsewhere.
 
 use std::time::Instant;
 

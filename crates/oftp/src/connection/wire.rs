@@ -27,7 +27,7 @@ pub(super) fn our_eerp(key: &FileKey, local_sfid: &str, user_data: String) -> En
 }
 
 /// Our NERP for a file we received but cannot process: like [`our_eerp`], with the reason and
-/// text, and us as its creator (NERPCREA, RFC 5024 5.3.15).
+/// text, and us as its creator (NERPCREA, RFC 5024 5.3.14).
 pub(super) fn our_nerp(
     key: &FileKey,
     local_sfid: &str,

@@ -27,7 +27,7 @@ use crate::transport::ServiceFailure;
 /// block, resume or complete another partner's file.
 pub(crate) type ActiveKey = (String, FileKey);
 
-/// The files being received right now (see [`Shared::active`]).
+/// The files being received right now (see [`Shared::active`](super::Shared::active)).
 pub(crate) type ActiveSet = Arc<std::sync::Mutex<std::collections::HashSet<ActiveKey>>>;
 
 /// Marks a file as being received; released on drop.
