@@ -20,6 +20,7 @@ use crate::handler::{
 };
 use crate::listener::{Admission, ConnectionInfo, ShutdownSignal};
 use crate::policy::{self, PeerOffer};
+use crate::security::SecurityContext;
 use crate::transport::{FileServices, Transport};
 
 fn capabilities(
@@ -263,17 +264,31 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self
     }
 
-    /// Secure authentication: our turn to answer the peer's challenge.
-    pub(super) async fn on_auth_challenge(&mut self, challenge: Vec<u8>) {
-        let answer = match self.shared.security.get() {
+    /// Runs a secure-authentication step (a private-key operation) with the security settings
+    /// on the blocking pool; `missing` when there are none.
+    async fn challenge_task<R: Send + 'static>(
+        &self,
+        missing: &str,
+        step: impl FnOnce(&SecurityContext) -> Result<R, String> + Send + 'static,
+    ) -> Result<R, String> {
+        match self.shared.security.get() {
             Some(sec) => {
                 let sec = sec.clone();
-                tokio::task::spawn_blocking(move || sec.answer_challenge(&challenge))
+                tokio::task::spawn_blocking(move || step(&sec))
                     .await
                     .unwrap_or_else(|e| Err(format!("challenge task failed: {e}")))
             }
-            None => Err("no authentication key is configured".into()),
-        };
+            None => Err(missing.into()),
+        }
+    }
+
+    /// Secure authentication: our turn to answer the peer's challenge.
+    pub(super) async fn on_auth_challenge(&mut self, challenge: Vec<u8>) {
+        let answer = self
+            .challenge_task("no authentication key is configured", move |sec| {
+                sec.answer_challenge(&challenge)
+            })
+            .await;
         match answer {
             Ok(a) => {
                 if let Err(e) = self.session.answer_challenge(a) {
@@ -309,15 +324,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             (None, Some(info)) => info.peer_ssid.clone(),
             (None, None) => String::new(),
         };
-        let challenge = match self.shared.security.get() {
-            Some(sec) => {
-                let sec = sec.clone();
-                tokio::task::spawn_blocking(move || sec.create_challenge(&ssid))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("challenge task failed: {e}")))
-            }
-            None => Err("no security settings".into()),
-        };
+        let challenge = self
+            .challenge_task("no security settings", move |sec| {
+                sec.create_challenge(&ssid)
+            })
+            .await;
         match challenge {
             Ok((envelope, expected)) => {
                 if let Err(e) = self.session.send_challenge(envelope, expected) {

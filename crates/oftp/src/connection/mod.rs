@@ -57,6 +57,7 @@ mod wire;
 pub use receive::DEFAULT_CHECKPOINT_INTERVAL;
 pub(crate) use receive::{ActiveGuard, ActiveSet};
 pub(crate) use report::ConnectionReport;
+use report::CutAt;
 pub use report::{EarlierEndResponse, FileOutcome};
 
 use std::collections::VecDeque;
@@ -331,38 +332,22 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if let Some(out) = self.outgoing.take()
             && out.job.is_some()
         {
-            let how = match (ended.reason, ended.by_peer) {
-                (Some(_), true) => format!("the partner ended the session: {}", ended.description),
-                (Some(_), false) => format!("we ended the session: {}", ended.description),
-                (None, _) => ended.description.clone(),
-            };
-            let reason = if out.finished {
-                format!(
-                    "sent to the end (EFID), but not confirmed (no EFPA): {how}; \
-                     sending it again restarts it"
-                )
+            let at = if out.finished {
+                CutAt::Confirmation
             } else if out.source.is_some() {
-                format!("transfer cut: {how}; sending it again restarts it")
+                CutAt::Transfer
             } else {
-                format!("offered (SFID), but the partner did not accept it: {how}")
+                CutAt::Offer
             };
-            self.outcomes
-                .push((out.file, FileOutcome::NotSent { reason }));
+            self.outcomes.push((out.file, FileOutcome::cut(at, &ended)));
         }
         for w in self.queue.drain(..) {
             if let Work::File {
                 file, job: Some(_), ..
             } = w
             {
-                self.outcomes.push((
-                    file,
-                    FileOutcome::NotSent {
-                        reason: format!(
-                            "not offered: the session ended first: {}",
-                            ended.description
-                        ),
-                    },
-                ));
+                self.outcomes
+                    .push((file, FileOutcome::cut(CutAt::Queue, &ended)));
             }
         }
         self.handler.disconnected(&self.conn, &ended).await;
