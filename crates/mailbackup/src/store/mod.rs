@@ -19,6 +19,9 @@
 //! a part. The store knows nothing about the index; the engine records an object only after
 //! [`MessageStore::put`] returned.
 //!
+//! [`ObjectMessageStore`] keeps the same keys and bytes in an object store (S3, Azure Blob, GCS);
+//! [`url::open`] picks the store of a `--store` URL.
+//!
 //! Every backend passes [`conformance::message_store`].
 
 use crate::error::Error;
@@ -363,7 +366,10 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
 pub mod conformance;
 pub mod folder_path;
 mod local;
+mod object;
+pub mod url;
 pub use local::LocalStore;
+pub use object::{ObjectMessageStore, QUARANTINE_PREFIX};
 
 #[cfg(test)]
 mod tests {
