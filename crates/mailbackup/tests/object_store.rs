@@ -63,7 +63,9 @@ fn large_messages_go_up_as_multipart_uploads_and_read_back_exactly() {
     let bucket = moto().bucket("multipart");
     let store = s3_store(&bucket, "", rt.handle().clone()).with_multipart(5 * 1024 * 1024);
     let key = ObjectKey::new("bob/2024-05/big.eml").unwrap();
-    let body: Vec<u8> = (0..12 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
+    let body: Vec<u8> = (0..12 * 1024 * 1024 + 17)
+        .map(|i| (i % 251) as u8)
+        .collect();
     let stored = store
         .put(
             &key,
@@ -115,7 +117,11 @@ async fn backup_to_s3_matches_graph_byte_for_byte_then_syncs_deletes() {
         for m in &expected {
             let key = format!(
                 "tenant/{}",
-                ObjectKey::for_message("", &m.info.immutable_id, Some(&m.info.created.to_rfc3339()))
+                ObjectKey::for_message(
+                    "",
+                    &m.info.immutable_id,
+                    Some(&m.info.created.to_rfc3339())
+                )
             );
             let (_, bytes) = objects
                 .iter()
@@ -127,9 +133,12 @@ async fn backup_to_s3_matches_graph_byte_for_byte_then_syncs_deletes() {
         }
     };
     check(emu.mailbox(ALICE).expected_messages());
-    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| {
-        e.unwrap().file_name().to_string_lossy().starts_with('.')
-    }), "no message file in the data folder");
+    assert!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .all(|e| { e.unwrap().file_name().to_string_lossy().starts_with('.') }),
+        "no message file in the data folder"
+    );
 
     // Incremental: a new message saved, a deleted one removed from the bucket.
     let mb = emu.mailbox(ALICE);
@@ -141,7 +150,12 @@ async fn backup_to_s3_matches_graph_byte_for_byte_then_syncs_deletes() {
     let r = &report.mailboxes[0];
     assert!(report.is_success(), "{report:?}");
     assert_eq!((r.saved, r.removed.len()), (1, 1), "{r:?}");
-    assert!(r.removed[0].location.starts_with(&format!("s3://{bucket}/tenant/")), "{r:?}");
+    assert!(
+        r.removed[0]
+            .location
+            .starts_with(&format!("s3://{bucket}/tenant/")),
+        "{r:?}"
+    );
     check(emu.mailbox(ALICE).expected_messages());
 
     let ix = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();

@@ -487,7 +487,10 @@ mod tests {
         );
         let key = ObjectKey::new("a/x.eml").unwrap();
         store.put(&key, &mut &b"m"[..], None).unwrap();
-        assert_eq!(store.quarantine(&key).unwrap(), "memory:/.quarantine/a/x.eml");
+        assert_eq!(
+            store.quarantine(&key).unwrap(),
+            "memory:/.quarantine/a/x.eml"
+        );
         assert_eq!(store.list("").unwrap(), vec![]);
         assert_eq!(store.list(".quarantine/").unwrap(), vec![]);
     }

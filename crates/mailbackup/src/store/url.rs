@@ -92,9 +92,16 @@ impl StoreUrl {
                     .collect();
                 for (k, _) in &options {
                     let k = k.to_ascii_lowercase();
-                    if ["secret", "token", "access_key", "sas", "password", "credential"]
-                        .iter()
-                        .any(|w| k.contains(w))
+                    if [
+                        "secret",
+                        "token",
+                        "access_key",
+                        "sas",
+                        "password",
+                        "credential",
+                    ]
+                    .iter()
+                    .any(|w| k.contains(w))
                     {
                         return Err(bad(format!(
                             "the URL carries the secret option {k}; put credentials in the environment or the profile (see --store in README.md), never in the URL"
@@ -182,9 +189,7 @@ fn build(
             for (k, v) in options {
                 b = match k.as_str() {
                     "path_style" => b.with_virtual_hosted_style_request(v == "false"),
-                    "endpoint" => b
-                        .with_allow_http(v.starts_with("http://"))
-                        .with_endpoint(v),
+                    "endpoint" => b.with_allow_http(v.starts_with("http://")).with_endpoint(v),
                     _ => b.with_config(option_key::<AmazonS3ConfigKey>(scheme, k)?, v),
                 };
             }
@@ -242,29 +247,31 @@ pub async fn open(
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             let text = e.to_string();
-            return Err(bad(if text.contains("NoSuchBucket")
-                || text.contains("ContainerNotFound")
-                || matches!(e, object_store::Error::NotFound { .. })
-            {
-                format!(
-                    "the bucket of {shown} does not exist (or these credentials cannot see it): create it, or correct the URL ({e})"
-                )
-            } else if text.contains("credential")
-                || matches!(
-                    e,
-                    object_store::Error::Unauthenticated { .. }
-                        | object_store::Error::PermissionDenied { .. }
-                )
-                || text.contains("AccessDenied")
-                || text.contains("InvalidAccessKeyId")
-                || text.contains("SignatureDoesNotMatch")
-            {
-                format!(
-                    "{shown} refused the credentials or none were found: set them in the environment or the profile (see --store in README.md) ({e})"
-                )
-            } else {
-                format!("cannot list {shown}: {e}")
-            }));
+            return Err(bad(
+                if text.contains("NoSuchBucket")
+                    || text.contains("ContainerNotFound")
+                    || matches!(e, object_store::Error::NotFound { .. })
+                {
+                    format!(
+                        "the bucket of {shown} does not exist (or these credentials cannot see it): create it, or correct the URL ({e})"
+                    )
+                } else if text.contains("credential")
+                    || matches!(
+                        e,
+                        object_store::Error::Unauthenticated { .. }
+                            | object_store::Error::PermissionDenied { .. }
+                    )
+                    || text.contains("AccessDenied")
+                    || text.contains("InvalidAccessKeyId")
+                    || text.contains("SignatureDoesNotMatch")
+                {
+                    format!(
+                        "{shown} refused the credentials or none were found: set them in the environment or the profile (see --store in README.md) ({e})"
+                    )
+                } else {
+                    format!("cannot list {shown}: {e}")
+                },
+            ));
         }
         Err(_) => {
             return Err(bad(format!(

@@ -110,7 +110,9 @@ impl Moto {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let (status, body) = self.request("PUT", &format!("/{b}")).expect("create bucket");
+        let (status, body) = self
+            .request("PUT", &format!("/{b}"))
+            .expect("create bucket");
         assert_eq!(status, 200, "create bucket {b}: {body}");
         b
     }
