@@ -5,9 +5,9 @@
 //!   (e.g. `http://127.0.0.1:9000`), `region`, `path_style` (`true`, the default with an
 //!   endpoint, or `false` for virtual-hosted buckets), and any other `object_store` S3 key
 //!   (`aws_` prefix optional) that is not a secret. Credentials come from the environment
-//!   (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; web identity; container
-//!   or instance credentials), else from the shared credentials file (`AWS_PROFILE`, default
-//!   `default`, in `AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`);
+//!   (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), else the shared
+//!   credentials file (`AWS_PROFILE`, default `default`, in `AWS_SHARED_CREDENTIALS_FILE` or
+//!   `~/.aws/credentials`), else web identity, container or instance credentials;
 //! - `az://CONTAINER[/PREFIX]` (Azure Blob, `AZURE_STORAGE_ACCOUNT_NAME` and a key, SAS or
 //!   service principal from the environment), `gs://BUCKET[/PREFIX]` (Google Cloud Storage,
 //!   `GOOGLE_SERVICE_ACCOUNT` or application default credentials).
