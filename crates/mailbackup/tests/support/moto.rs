@@ -28,6 +28,8 @@ pub struct Moto {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     addr: String,
+    /// The shell that runs moto and ends it after this process; it lives as long as we do.
+    _watchdog: std::process::Child,
 }
 
 /// The test binary's server, started on first use. Panics, saying what to install, when
@@ -58,7 +60,7 @@ fn start() -> Moto {
          while kill -0 {pid} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done; kill $m 2>/dev/null",
         pid = std::process::id()
     );
-    Command::new("sh")
+    let watchdog = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
         .spawn()
@@ -68,6 +70,7 @@ fn start() -> Moto {
     let moto = Moto {
         endpoint: format!("http://{addr}"),
         addr,
+        _watchdog: watchdog,
     };
     loop {
         if moto.request("GET", "/").is_ok_and(|(s, _)| s == 200) {
