@@ -289,6 +289,11 @@ pub(crate) fn merge_auth(a: &AuthArgs, f: &AuthFile) -> AuthSettings {
     }
 }
 
+/// The `--store` URL, else the `store` key.
+pub(crate) fn store_url<'a>(flag: Option<&'a str>, f: &'a FileConfig) -> Option<&'a str> {
+    flag.or(f.store.as_deref())
+}
+
 /// The message store of `--store URL` (or the `store` key; default: files in `data_folder`,
 /// quarantining into `quarantine`). An object store is checked to answer before it is used.
 pub(crate) async fn open_store(
@@ -297,7 +302,7 @@ pub(crate) async fn open_store(
     data_folder: &Path,
     quarantine: Option<&Path>,
 ) -> Result<std::sync::Arc<dyn mailbackup::MessageStore>> {
-    let url = flag.or(f.store.as_deref());
+    let url = store_url(flag, f);
     Ok(mailbackup::store::url::open(url, data_folder, quarantine).await?)
 }
 

@@ -230,15 +230,15 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             let settings = auth::with_cached_sign_in(config::merge_auth(&auth, &file.auth))?;
             let tokens = auth::token_source(&settings)?;
             let mut builder = config::backup_builder(&run, &file, tokens)?;
-            if let Some(url) = cli.store.as_deref().or(file.store.as_deref()) {
-                // Default (no URL): the builder's own local store, exactly as before.
+            if config::store_url(cli.store.as_deref(), &file).is_some() {
+                // Without a URL the builder keeps its own local store, exactly as before.
                 let d = data_folder(run.data_folder.clone(), &file)?;
                 let q = run
                     .quarantine_folder
                     .clone()
                     .or_else(|| file.quarantine_folder.clone());
-                let store = mailbackup::store::url::open(Some(url), &d, q.as_deref()).await?;
-                builder = builder.message_store(store);
+                let store = config::open_store(cli.store.as_deref(), &file, &d, q.as_deref());
+                builder = builder.message_store(store.await?);
             }
             let backup = builder.build()?;
             let cancel = backup.cancel_token();
