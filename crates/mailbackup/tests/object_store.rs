@@ -169,16 +169,37 @@ async fn backup_to_s3_matches_graph_byte_for_byte_then_syncs_deletes() {
     assert!(v.is_clean() && v.ok == 25, "{v:?}");
 }
 
+/// Removes the bucket when the first message is about to be saved: the listing went well, the
+/// writes are refused.
+struct RemoveBucketOnFirstMessage {
+    bucket: String,
+    done: std::sync::Once,
+}
+
+impl mailbackup::Hooks for RemoveBucketOnFirstMessage {
+    fn before_message(
+        &self,
+        _info: &mailbackup::MessageInfo,
+        proposed: mailbackup::BeforeAction,
+    ) -> mailbackup::BeforeAction {
+        self.done.call_once(|| moto().remove_bucket(&self.bucket));
+        proposed
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bucket_that_disappears_stops_the_mailbox_and_records_nothing_unstored() {
+async fn a_bucket_removed_mid_run_stops_the_mailbox_and_records_nothing_unstored() {
     let emu = emulator(vec![MailboxSpec::new(ALICE).messages(12).seed(8)]).await;
     let dir = tempfile::tempdir().unwrap();
     let bucket = moto().bucket("vanishing");
     let store = Arc::new(s3_store(&bucket, "", tokio::runtime::Handle::current()));
-    moto().remove_bucket(&bucket);
     let token = app_token(&emu).await;
     let report = builder(&emu, dir.path(), token, ALICE)
         .message_store(store)
+        .hooks(Arc::new(RemoveBucketOnFirstMessage {
+            bucket: bucket.clone(),
+            done: std::sync::Once::new(),
+        }))
         .build()
         .unwrap()
         .run()
@@ -189,8 +210,10 @@ async fn a_bucket_that_disappears_stops_the_mailbox_and_records_nothing_unstored
     assert_eq!(r.saved, 0, "{r:?}");
     let e = r.error.as_deref().unwrap_or_default();
     assert!(
-        e.contains("NoSuchBucket") && e.contains("check that the bucket"),
-        "the error names the cause and what to do: {e}"
+        e.starts_with(&format!("cannot write s3://{bucket}/"))
+            && e.contains("NoSuchBucket")
+            && e.contains("check that the bucket"),
+        "the error names the object, the cause and what to do: {e}"
     );
     let ix = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();
     assert!(ix.saved(None).unwrap().is_empty(), "nothing recorded");
