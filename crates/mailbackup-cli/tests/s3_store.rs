@@ -31,33 +31,8 @@ fn with_s3(mut c: assert_cmd::Command, url: &str) -> assert_cmd::Command {
     c
 }
 
-/// The objects of the bucket hold exactly Alice's messages: header, then Graph's MIME.
 fn assert_bucket_matches(emu: &Emulator, bucket: &str, prefix: &str) {
-    let objects = moto().objects(bucket);
-    let expected = emu.mailbox(ALICE).expected_messages();
-    assert_eq!(objects.len(), expected.len(), "one object per message");
-    for m in &expected {
-        let key = format!(
-            "{prefix}/{}",
-            mailbackup::ObjectKey::for_message(
-                "",
-                &m.info.immutable_id,
-                Some(&m.info.created.to_rfc3339())
-            )
-        );
-        let (_, bytes) = objects
-            .iter()
-            .find(|(k, _)| *k == key)
-            .unwrap_or_else(|| panic!("{key} is not in the bucket"));
-        let cut = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
-        let h = mailbackup::BackupHeader::parse(std::str::from_utf8(&bytes[..cut]).unwrap())
-            .expect("backup header");
-        assert_eq!(h.id, m.info.immutable_id);
-        assert!(
-            bytes[cut..] == m.mime[..],
-            "{key} differs from Graph's MIME"
-        );
-    }
+    moto().assert_bucket_holds(bucket, prefix, &emu.mailbox(ALICE).expected_messages());
 }
 
 fn cmd(args: &[&str], data: &Path, url: &str) -> assert_cmd::Command {

@@ -112,25 +112,7 @@ async fn backup_to_s3_matches_graph_byte_for_byte_then_syncs_deletes() {
 
     // What the server holds, read without our code, is Graph's content after our header.
     let check = |expected: Vec<graph_emulator::ExpectedMessage>| {
-        let objects = moto().objects(&bucket);
-        assert_eq!(objects.len(), expected.len(), "one object per message");
-        for m in &expected {
-            let key = format!(
-                "tenant/{}",
-                ObjectKey::for_message(
-                    "",
-                    &m.info.immutable_id,
-                    Some(&m.info.created.to_rfc3339())
-                )
-            );
-            let (_, bytes) = objects
-                .iter()
-                .find(|(k, _)| *k == key)
-                .unwrap_or_else(|| panic!("{key} missing"));
-            let (h, mime) = split_saved(bytes);
-            assert_eq!(h.id, m.info.immutable_id);
-            assert!(mime == m.mime, "{key} differs from Graph's MIME");
-        }
+        moto().assert_bucket_holds(&bucket, "tenant", &expected)
     };
     check(emu.mailbox(ALICE).expected_messages());
     assert!(

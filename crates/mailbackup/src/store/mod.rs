@@ -231,6 +231,17 @@ pub fn hash_reader(mut r: impl Read) -> std::io::Result<Stored> {
     })
 }
 
+/// The error of a put whose bytes hash to `got` when the caller expected `want` (`None`: any).
+pub(crate) fn check_expected(got: &str, want: Option<&str>) -> std::io::Result<()> {
+    match want {
+        Some(want) if !want.eq_ignore_ascii_case(got) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the bytes written hash to SHA-256 {got}, not the expected {want}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// SHA-256 (hex) of bytes.
 pub fn hash_bytes(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))

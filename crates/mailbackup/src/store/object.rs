@@ -223,20 +223,9 @@ impl MessageStore for ObjectMessageStore {
         let p = self.path(key);
         let body = Self::read_body(body)
             .map_err(|e| Error::io(format!("cannot read the content for {key}"), e))?;
-        if let Some(want) = expected_sha256
-            && !want.eq_ignore_ascii_case(&body.sha256)
-        {
-            return Err(Error::io(
-                format!("cannot write {}", self.url_of(&p)),
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the bytes hash to SHA-256 {}, not the expected {want}; nothing was stored",
-                        body.sha256
-                    ),
-                ),
-            ));
-        }
+        // Nothing is sent when the bytes are not the expected ones.
+        super::check_expected(&body.sha256, expected_sha256)
+            .map_err(|e| Error::io(format!("cannot write {}", self.url_of(&p)), e))?;
         self.block_on(async {
             let (etag, want_etag) = self.upload(&p, &body).await?;
             if let Err(e) = self.confirm(&p, &body, etag, &want_etag).await {
