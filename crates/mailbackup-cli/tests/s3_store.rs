@@ -27,7 +27,7 @@ fn with_s3(mut c: assert_cmd::Command, url: &str) -> assert_cmd::Command {
     for (k, v) in moto().env() {
         c.env(k, v);
     }
-    c.env_remove("MAILBACKUP_STORE").arg("--store").arg(url);
+    c.arg("--store").arg(url);
     c
 }
 

@@ -59,7 +59,7 @@ pub struct ObjectMessageStore {
 
 /// What was read from the caller and its checksums.
 struct Body {
-    data: Vec<u8>,
+    data: Bytes,
     sha256: String,
     md5: [u8; 16],
 }
@@ -136,14 +136,14 @@ impl ObjectMessageStore {
         Ok(Body {
             sha256: hex::encode(Sha256::digest(&data)),
             md5: md5_of(&data),
-            data,
+            data: data.into(),
         })
     }
 
     /// Uploads `body`; returns the ETag the store gave and the ETag an S3 server computes
     /// for these bytes (MD5, or MD5 of the parts' MD5s and `-<parts>`).
     async fn upload(&self, p: &StorePath, body: &Body) -> Result<(Option<String>, String), Error> {
-        let bytes = Bytes::copy_from_slice(&body.data);
+        let bytes = body.data.clone();
         if bytes.len() <= self.part_size {
             let r = self
                 .store
