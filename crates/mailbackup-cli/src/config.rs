@@ -202,6 +202,7 @@ pub(crate) struct FileConfig {
     pub(crate) request_timeout: Option<u64>,
     pub(crate) graph_url: Option<String>,
     pub(crate) immutable_ids: Option<bool>,
+    pub(crate) store: Option<String>,
     #[serde(default)]
     pub(crate) auth: AuthFile,
 }
@@ -286,6 +287,23 @@ pub(crate) fn merge_auth(a: &AuthArgs, f: &AuthFile) -> AuthSettings {
         browser_timeout: a.browser_timeout.or(f.browser_timeout),
         pkce: a.pkce.clone().or_else(|| f.pkce.clone()),
     }
+}
+
+/// The `--store` URL, else the `store` key.
+pub(crate) fn store_url<'a>(flag: Option<&'a str>, f: &'a FileConfig) -> Option<&'a str> {
+    flag.or(f.store.as_deref())
+}
+
+/// The message store of `--store URL` (or the `store` key; default: files in `data_folder`,
+/// quarantining into `quarantine`). An object store is checked to answer before it is used.
+pub(crate) async fn open_store(
+    flag: Option<&str>,
+    f: &FileConfig,
+    data_folder: &Path,
+    quarantine: Option<&Path>,
+) -> Result<std::sync::Arc<dyn mailbackup::MessageStore>> {
+    let url = store_url(flag, f);
+    Ok(mailbackup::store::url::open(url, data_folder, quarantine).await?)
 }
 
 /// Builds the backup from flags over file values.
@@ -396,6 +414,11 @@ mod tests {
         assert_eq!(f.max_connections, Some(3));
         assert_eq!(f.quarantine_folder, Some(PathBuf::from("/q")));
         assert_eq!(f.auth.flow, Some(Flow::DeviceCode));
+        let f: FileConfig = toml::from_str("store = 's3://bucket/mail?region=eu-west-1'").unwrap();
+        assert_eq!(
+            f.store.as_deref(),
+            Some("s3://bucket/mail?region=eu-west-1")
+        );
         assert!(toml::from_str::<FileConfig>("data_fodler = '/b'").is_err());
     }
 

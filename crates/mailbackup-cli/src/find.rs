@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mailbackup::export::{ExportProgress, Format};
 use mailbackup::search::{Order, Query, Selection, Term, parse_day};
-use mailbackup::{Hit, Index, LocalStore, MessageStore, ObjectKey, SqliteIndex};
+use mailbackup::{Hit, Index, MessageStore, ObjectKey, SqliteIndex};
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -86,7 +86,7 @@ pub(crate) enum MboxPer {
 }
 
 /// Opens the index of a backup and back-fills its header fields once.
-fn open(data: &Path) -> Result<(Arc<SqliteIndex>, LocalStore)> {
+fn open(data: &Path, store: &dyn MessageStore) -> Result<Arc<SqliteIndex>> {
     let path = data
         .join(mailbackup::META_DIR)
         .join(mailbackup::index::INDEX_FILE);
@@ -98,18 +98,18 @@ fn open(data: &Path) -> Result<(Arc<SqliteIndex>, LocalStore)> {
         );
     }
     let index = Arc::new(SqliteIndex::open(&path)?);
-    let store = LocalStore::new(data);
-    let n = mailbackup::headers::backfill(index.as_ref(), &store)?;
+    let n = mailbackup::headers::backfill(index.as_ref(), store)?;
     if n > 0 {
         eprintln!("indexed the header fields of {n} message(s) saved by an earlier version (once)");
     }
-    Ok((index, store))
+    Ok(index)
 }
 
 /// Graph ids of the messages of a backup matching a search query (and `mailbox`, when given):
 /// `restore --query` hands them to `restore::Selection::ids`.
 pub(crate) fn matching_ids(
     data: &Path,
+    store: &dyn MessageStore,
     query: &str,
     mailbox: Option<&str>,
 ) -> Result<std::collections::HashSet<String>> {
@@ -121,7 +121,7 @@ pub(crate) fn matching_ids(
         query,
         keys: Vec::new(),
     };
-    let (index, _) = open(data)?;
+    let index = open(data, store)?;
     let mut ids = std::collections::HashSet::new();
     let mut after = None;
     loop {
@@ -136,6 +136,7 @@ pub(crate) fn matching_ids(
 
 pub(crate) async fn export(
     data: PathBuf,
+    store: Arc<dyn MessageStore>,
     select: &SelectArgs,
     format: ExportFormat,
     per: MboxPer,
@@ -162,10 +163,10 @@ pub(crate) async fn export(
     let work = {
         let progress = progress.clone();
         tokio::task::spawn_blocking(move || -> Result<_> {
-            let (index, store) = open(&data)?;
+            let index = open(&data, &*store)?;
             Ok(mailbackup::export::export(
                 index.as_ref(),
-                &store,
+                &*store,
                 &selection,
                 format,
                 &out,
@@ -216,6 +217,7 @@ fn cut(s: &str, n: usize) -> String {
 
 pub(crate) fn search(
     data: PathBuf,
+    store: &dyn MessageStore,
     words: &[String],
     select: &SelectArgs,
     limit: usize,
@@ -224,7 +226,7 @@ pub(crate) fn search(
     let mut selection = select.selection()?;
     let typed = Query::parse(&words.join(" "))?;
     selection.query.terms.extend(typed.terms);
-    let (index, _) = open(&data)?;
+    let index = open(&data, store)?;
     let hits = index.select(&selection, Order::Newest, None, limit)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&hits)?);
@@ -255,9 +257,9 @@ pub(crate) fn search(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn show(data: PathBuf, key: &str) -> Result<ExitCode> {
+pub(crate) fn show(data: PathBuf, store: &dyn MessageStore, key: &str) -> Result<ExitCode> {
     let key = ObjectKey::new(key.to_string())?;
-    let (index, store) = open(&data)?;
+    let index = open(&data, store)?;
     let selection = Selection {
         query: Query::default(),
         keys: vec![key.clone()],
@@ -293,18 +295,17 @@ pub(crate) fn show(data: PathBuf, key: &str) -> Result<ExitCode> {
 pub(crate) fn prune(
     data: PathBuf,
     working_folder: Option<PathBuf>,
-    quarantine: PathBuf,
+    store: &dyn MessageStore,
     keep_days: u32,
     dry_run: bool,
 ) -> Result<ExitCode> {
     let wf = working_folder.unwrap_or_else(|| data.join(mailbackup::META_DIR));
     // Not while a run moves copies into the quarantine area.
     let _lock = mailbackup::lock::RunLock::acquire(&wf).context("prune needs the run lock")?;
-    let (index, _) = open(&data)?;
-    let store = LocalStore::new(&data).with_quarantine(quarantine);
+    let index = open(&data, store)?;
     let rows = mailbackup::retention::prune(
         index.as_ref(),
-        &store,
+        store,
         chrono::Utc::now(),
         keep_days,
         dry_run,

@@ -19,7 +19,7 @@ mod ui;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{AuthArgs, FileConfig, RunArgs};
-use mailbackup::{LockState, MessageStore as _, RunStatus};
+use mailbackup::{LockState, RunStatus};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,11 @@ struct Cli {
     /// TOML config file (keys documented in README.md); flags override it.
     #[arg(long, short = 'c', global = true, env = "MAILBACKUP_CONFIG")]
     config: Option<PathBuf>,
+    /// Where messages are kept: file:///PATH (default: the data folder), s3://BUCKET/PREFIX,
+    /// az://CONTAINER/PREFIX or gs://BUCKET/PREFIX, options as ?key=value (README.md, "Object
+    /// storage") [config: store]. The index stays in the data folder.
+    #[arg(long, global = true, env = "MAILBACKUP_STORE", value_name = "URL")]
+    store: Option<String>,
     /// Log level: error, warn, info, debug, trace (or RUST_LOG syntax).
     #[arg(long, global = true, default_value = "warn")]
     log_level: String,
@@ -224,7 +229,18 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             init_logs(&cli.log_level, Some(bars.clone()));
             let settings = auth::with_cached_sign_in(config::merge_auth(&auth, &file.auth))?;
             let tokens = auth::token_source(&settings)?;
-            let backup = config::backup_builder(&run, &file, tokens)?.build()?;
+            let mut builder = config::backup_builder(&run, &file, tokens)?;
+            if config::store_url(cli.store.as_deref(), &file).is_some() {
+                // Without a URL the builder keeps its own local store, exactly as before.
+                let d = data_folder(run.data_folder.clone(), &file)?;
+                let q = run
+                    .quarantine_folder
+                    .clone()
+                    .or_else(|| file.quarantine_folder.clone());
+                let store = config::open_store(cli.store.as_deref(), &file, &d, q.as_deref());
+                builder = builder.message_store(store.await?);
+            }
+            let backup = builder.build()?;
             let cancel = backup.cancel_token();
             tokio::spawn({
                 let cancel = cancel.clone();
@@ -300,13 +316,17 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { restore, auth } => {
-            restore_cmd::run(*restore, &auth, &file, &cli.log_level).await
+            restore_cmd::run(*restore, &auth, &file, cli.store.as_deref(), &cli.log_level).await
         }
         Command::Verify { data_folder: d } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
-            let store = mailbackup::LocalStore::new(&d);
-            let v = tokio::task::spawn_blocking(move || mailbackup::verify(&d)).await??;
+            let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
+            let st = store.clone();
+            let v = tokio::task::spawn_blocking(move || {
+                mailbackup::verify_store(&*st, &mailbackup::verify::open_index(&d)?)
+            })
+            .await??;
             for (mb, id, key) in &v.missing {
                 println!("missing: {} ({mb} message {id})", store.locate(key));
             }
@@ -344,7 +364,8 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
-            find::export(d, &select, format, mbox_per, out, no_progress).await
+            let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
+            find::export(d, store, &select, format, mbox_per, out, no_progress).await
         }
         Command::Search {
             data_folder: d,
@@ -355,8 +376,11 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
-            tokio::task::spawn_blocking(move || find::search(d, &words, &select, limit, json))
-                .await?
+            let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
+            tokio::task::spawn_blocking(move || {
+                find::search(d, &*store, &words, &select, limit, json)
+            })
+            .await?
         }
         Command::Show {
             data_folder: d,
@@ -364,7 +388,8 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
-            tokio::task::spawn_blocking(move || find::show(d, &key)).await?
+            let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
+            tokio::task::spawn_blocking(move || find::show(d, &*store, &key)).await?
         }
         Command::Prune {
             data_folder: d,
@@ -382,7 +407,8 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                 "no retention: give --keep-deleted-days N or keep_deleted_days in the config file",
             )?;
             let wf = working_folder.or_else(|| file.working_folder.clone());
-            tokio::task::spawn_blocking(move || find::prune(d, wf, q, days, dry_run)).await?
+            let store = config::open_store(cli.store.as_deref(), &file, &d, Some(&q)).await?;
+            tokio::task::spawn_blocking(move || find::prune(d, wf, &*store, days, dry_run)).await?
         }
     }
 }

@@ -94,6 +94,7 @@ pub(crate) async fn run(
     a: RestoreArgs,
     auth_args: &AuthArgs,
     file: &FileConfig,
+    store_url: Option<&str>,
     log_level: &str,
 ) -> Result<ExitCode> {
     let bars = ui::Bars::new(!a.no_progress);
@@ -114,6 +115,7 @@ pub(crate) async fn run(
         .build()?
         .options()
         .clone();
+    let store = config::open_store(store_url, file, &opts.data_folder, None).await?;
     let mut selection = Selection::mailbox(a.mailbox.clone());
     selection.folder = a.folder.clone();
     selection.created_from = day("--created-from", &a.created_from)?;
@@ -122,6 +124,7 @@ pub(crate) async fn run(
     if let Some(q) = &a.query {
         selection.ids = Some(crate::find::matching_ids(
             &opts.data_folder,
+            &*store,
             q,
             a.mailbox.as_deref(),
         )?);
@@ -150,7 +153,7 @@ pub(crate) async fn run(
             Mode::Mime => RestoreMode::Mime,
         },
     };
-    let restore = Restore::new(opts, tokens, request);
+    let restore = Restore::new(opts, tokens, request).message_store(store);
     let cancel = restore.cancel_token();
     tokio::spawn({
         let cancel = cancel.clone();

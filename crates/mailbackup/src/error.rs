@@ -149,6 +149,21 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An object store (S3, Azure Blob, GCS) failed or refused a request.
+    #[error("{context}: {source}{}", if *permanent {
+        "; the store refuses this: check that the bucket (container) exists and that the credentials may read and write it (see --store in README.md), then run again; what was saved is kept"
+    } else {
+        ""
+    })]
+    ObjectStore {
+        /// What was being done, with the object's URL.
+        context: String,
+        /// The `object_store` error.
+        #[source]
+        source: Box<object_store::Error>,
+        /// Whether retrying cannot help (missing bucket, refused or missing credentials).
+        permanent: bool,
+    },
     /// The run was aborted through its cancellation token.
     #[error("the backup was aborted")]
     Aborted,
@@ -197,6 +212,30 @@ impl Error {
         Error::io(e.context(), e.source)
     }
 
+    /// An object store error; a missing bucket and refused or missing credentials are permanent.
+    pub(crate) fn object_store(context: impl Into<String>, source: object_store::Error) -> Self {
+        use object_store::Error as E;
+        let text = source.to_string();
+        let permanent = matches!(
+            source,
+            E::NotFound { .. } | E::PermissionDenied { .. } | E::Unauthenticated { .. }
+        ) || [
+            "NoSuchBucket",
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "ContainerNotFound",
+            "credential",
+        ]
+        .iter()
+        .any(|m| text.contains(m));
+        Error::ObjectStore {
+            context: context.into(),
+            source: Box::new(source),
+            permanent,
+        }
+    }
+
     /// Whether only signing in again can help (no token could be obtained or renewed).
     pub fn is_sign_in(&self) -> bool {
         matches!(self, Error::SignIn { .. } | Error::Token(_))
@@ -207,6 +246,7 @@ impl Error {
         match self {
             Error::Graph { status, .. } => *status >= 500 || *status == 408,
             Error::Transport { .. } | Error::Io { .. } => true,
+            Error::ObjectStore { permanent, .. } => !permanent,
             _ => false,
         }
     }
@@ -229,6 +269,7 @@ impl Error {
             Error::Index { .. } => "IndexError".into(),
             Error::InvalidKey { .. } => "InvalidKey".into(),
             Error::TimeLimit { .. } => "TimeLimit".into(),
+            Error::ObjectStore { .. } => "ObjectStoreError".into(),
             Error::Aborted => "Aborted".into(),
         }
     }
@@ -245,6 +286,10 @@ impl Error {
                 | Error::Aborted
                 | Error::Index { .. }
                 | Error::Storage { .. }
+                | Error::ObjectStore {
+                    permanent: true,
+                    ..
+                }
         )
     }
 }

@@ -212,6 +212,7 @@ pub struct Restore {
     tokens: Arc<dyn TokenSource>,
     request: RestoreRequest,
     index: Option<Arc<dyn Index>>,
+    store: Option<Arc<dyn MessageStore>>,
     cancel: CancellationToken,
     progress: Arc<Progress>,
 }
@@ -311,9 +312,16 @@ impl Restore {
             tokens,
             request,
             index: None,
+            store: None,
             cancel: CancellationToken::new(),
             progress: Arc::new(Progress::default()),
         }
+    }
+
+    /// Reads the messages from this store instead of the data folder (`--store`).
+    pub fn message_store(mut self, store: Arc<dyn MessageStore>) -> Restore {
+        self.store = Some(store);
+        self
     }
 
     /// Uses this index instead of the SQLite index of the data folder.
@@ -356,7 +364,10 @@ impl Restore {
                 blocking(move || Ok(Arc::new(SqliteIndex::open(&path)?) as Arc<dyn Index>)).await?
             }
         };
-        let store: Arc<dyn MessageStore> = Arc::new(LocalStore::new(&opts.data_folder));
+        let store: Arc<dyn MessageStore> = match &self.store {
+            Some(s) => s.clone(),
+            None => Arc::new(LocalStore::new(&opts.data_folder)),
+        };
         let sel = self.request.selection.clone();
         let ix = index.clone();
         let (source, candidates) = blocking(move || select(&*ix, &sel)).await?;

@@ -44,7 +44,8 @@ impl VerifyReport {
     }
 }
 
-fn open_index(data_folder: &Path) -> Result<SqliteIndex, Error> {
+/// The SQLite index of a backup folder; an error saying so when the folder holds no backup.
+pub fn open_index(data_folder: &Path) -> Result<SqliteIndex, Error> {
     let p = data_folder.join(META_DIR).join(INDEX_FILE);
     if !p.exists() {
         return Err(Error::InvalidOption {

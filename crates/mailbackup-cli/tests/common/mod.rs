@@ -17,6 +17,7 @@ pub(crate) fn bin() -> assert_cmd::Command {
         .env_remove("MAILBACKUP_CLIENT_SECRET")
         .env_remove("MAILBACKUP_PASSWORD")
         .env_remove("MAILBACKUP_CONFIG")
+        .env_remove("MAILBACKUP_STORE")
         .env_remove("RUST_LOG")
         .timeout(Duration::from_secs(60));
     c

@@ -113,16 +113,8 @@ impl MessageStore for LocalStore {
         let path = self.path(key);
         durable_write::write_with(&path, &durable_write::Options::default(), |f| {
             let stored = copy_hashing(body, f)?;
-            match expected_sha256 {
-                Some(want) if !want.eq_ignore_ascii_case(&stored.sha256) => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the bytes written hash to SHA-256 {}, not the expected {want}",
-                        stored.sha256
-                    ),
-                )),
-                _ => Ok(stored),
-            }
+            super::check_expected(&stored.sha256, expected_sha256)?;
+            Ok(stored)
         })
         .map_err(Error::durable)
     }

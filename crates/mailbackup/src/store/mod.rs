@@ -19,6 +19,9 @@
 //! a part. The store knows nothing about the index; the engine records an object only after
 //! [`MessageStore::put`] returned.
 //!
+//! [`ObjectMessageStore`] keeps the same keys and bytes in an object store (S3, Azure Blob, GCS);
+//! [`url::open`] picks the store of a `--store` URL.
+//!
 //! Every backend passes [`conformance::message_store`].
 
 use crate::error::Error;
@@ -228,6 +231,17 @@ pub fn hash_reader(mut r: impl Read) -> std::io::Result<Stored> {
     })
 }
 
+/// The error of a put whose bytes hash to `got` when the caller expected `want` (`None`: any).
+pub(crate) fn check_expected(got: &str, want: Option<&str>) -> std::io::Result<()> {
+    match want {
+        Some(want) if !want.eq_ignore_ascii_case(got) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the bytes written hash to SHA-256 {got}, not the expected {want}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// SHA-256 (hex) of bytes.
 pub fn hash_bytes(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
@@ -363,7 +377,10 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
 pub mod conformance;
 pub mod folder_path;
 mod local;
+mod object;
+pub mod url;
 pub use local::LocalStore;
+pub use object::{ObjectMessageStore, QUARANTINE_PREFIX};
 
 #[cfg(test)]
 mod tests {
