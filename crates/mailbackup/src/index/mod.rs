@@ -37,7 +37,9 @@ use crate::store::ObjectKey;
 use std::collections::{HashMap, HashSet};
 
 pub mod conformance;
+mod postgres;
 mod sqlite;
+pub use postgres::PostgresIndex;
 pub use sqlite::{INDEX_FILE, SqliteIndex};
 
 /// A saved copy as recorded in the index.
