@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: the `openssl` command, used as an
 # independent CMS/TLS implementation by the oftp-security interoperability tests, `curl`,
-# which the mailbackup-cli login tests use as a stand-in browser (BROWSER=script), and `python3`,
-# whose `mailbox` module reads the mbox and Maildir output of the export tests.
+# which the mailbackup-cli login tests use as a stand-in browser (BROWSER=script), `python3`,
+# whose `mailbox` module reads the mbox and Maildir output of the export tests, and PostgreSQL
+# (the Debian `postgresql` package), whose initdb and pg_ctl the mailbackup tests use to start
+# throw-away clusters (crates/pg-test-cluster).
 set -euo pipefail
 
 # need COMMAND PACKAGE: installs PACKAGE with apt-get when COMMAND is missing (as root), else
@@ -22,3 +24,18 @@ need curl curl
 # python3 (its standard `mailbox` module) reads what `mailbackup export` writes in the
 # mailbackup-cli export tests: an independent mbox and Maildir reader.
 need python3 python3
+# PostgreSQL: only the binaries are used, from PATH or /usr/lib/postgresql/*/bin (where Debian
+# puts them); no system service is needed. Under root the test clusters run as the `postgres`
+# user the package creates (initdb refuses root), through runuser (util-linux).
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+  else
+    echo "install-test-deps: PostgreSQL is missing (no initdb); install it (apt-get install postgresql)" >&2
+    exit 1
+  fi
+fi
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  echo "install-test-deps: running as root, the PostgreSQL test clusters need the postgres user; reinstall the postgresql package" >&2
+  exit 1
+fi

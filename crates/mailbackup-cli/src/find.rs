@@ -1,7 +1,8 @@
 //! `export`, `search`, `show` and `prune`: the commands that read a backup back.
 //!
-//! They open the backup's SQLite index (refusing a folder without one) and back-fill the header
-//! fields once for a backup made before they were indexed. `export` and `search` take the same
+//! They open the backup's index — the PostgreSQL one given with `--index`, else the data
+//! folder's SQLite index (refusing a folder without one) — and back-fill the header fields
+//! once for a backup made before they were indexed. `export` and `search` take the same
 //! selection options; `--query` uses the search syntax of `mailbackup::search`.
 
 use anyhow::{Context, Result, bail};
@@ -85,8 +86,26 @@ pub(crate) enum MboxPer {
     Mailbox,
 }
 
-/// Opens the index of a backup and back-fills its header fields once.
-fn open(data: &Path) -> Result<(Arc<SqliteIndex>, LocalStore)> {
+/// The index `--index` opened (`None`: the data folder's SQLite index).
+pub(crate) type GivenIndex = Option<Arc<dyn Index>>;
+
+/// Opens the index of a backup (the given one, else the data folder's) and back-fills its
+/// header fields once.
+fn open(data: &Path, given: GivenIndex) -> Result<(Arc<dyn Index>, LocalStore)> {
+    let store = LocalStore::new(data);
+    let index = match given {
+        Some(ix) => ix,
+        None => open_sqlite(data)?,
+    };
+    let n = mailbackup::headers::backfill(index.as_ref(), &store)?;
+    if n > 0 {
+        eprintln!("indexed the header fields of {n} message(s) saved by an earlier version (once)");
+    }
+    Ok((index, store))
+}
+
+/// The SQLite index of a data folder, refused when the folder holds none.
+fn open_sqlite(data: &Path) -> Result<Arc<dyn Index>> {
     let path = data
         .join(mailbackup::META_DIR)
         .join(mailbackup::index::INDEX_FILE);
@@ -97,19 +116,14 @@ fn open(data: &Path) -> Result<(Arc<SqliteIndex>, LocalStore)> {
             path.display()
         );
     }
-    let index = Arc::new(SqliteIndex::open(&path)?);
-    let store = LocalStore::new(data);
-    let n = mailbackup::headers::backfill(index.as_ref(), &store)?;
-    if n > 0 {
-        eprintln!("indexed the header fields of {n} message(s) saved by an earlier version (once)");
-    }
-    Ok((index, store))
+    Ok(Arc::new(SqliteIndex::open(&path)?))
 }
 
 /// Graph ids of the messages of a backup matching a search query (and `mailbox`, when given):
 /// `restore --query` hands them to `restore::Selection::ids`.
 pub(crate) fn matching_ids(
     data: &Path,
+    given: GivenIndex,
     query: &str,
     mailbox: Option<&str>,
 ) -> Result<std::collections::HashSet<String>> {
@@ -121,7 +135,7 @@ pub(crate) fn matching_ids(
         query,
         keys: Vec::new(),
     };
-    let (index, _) = open(data)?;
+    let (index, _) = open(data, given)?;
     let mut ids = std::collections::HashSet::new();
     let mut after = None;
     loop {
@@ -136,6 +150,7 @@ pub(crate) fn matching_ids(
 
 pub(crate) async fn export(
     data: PathBuf,
+    given: GivenIndex,
     select: &SelectArgs,
     format: ExportFormat,
     per: MboxPer,
@@ -162,7 +177,7 @@ pub(crate) async fn export(
     let work = {
         let progress = progress.clone();
         tokio::task::spawn_blocking(move || -> Result<_> {
-            let (index, store) = open(&data)?;
+            let (index, store) = open(&data, given)?;
             Ok(mailbackup::export::export(
                 index.as_ref(),
                 &store,
@@ -216,6 +231,7 @@ fn cut(s: &str, n: usize) -> String {
 
 pub(crate) fn search(
     data: PathBuf,
+    given: GivenIndex,
     words: &[String],
     select: &SelectArgs,
     limit: usize,
@@ -224,7 +240,7 @@ pub(crate) fn search(
     let mut selection = select.selection()?;
     let typed = Query::parse(&words.join(" "))?;
     selection.query.terms.extend(typed.terms);
-    let (index, _) = open(&data)?;
+    let (index, _) = open(&data, given)?;
     let hits = index.select(&selection, Order::Newest, None, limit)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&hits)?);
@@ -255,9 +271,9 @@ pub(crate) fn search(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn show(data: PathBuf, key: &str) -> Result<ExitCode> {
+pub(crate) fn show(data: PathBuf, given: GivenIndex, key: &str) -> Result<ExitCode> {
     let key = ObjectKey::new(key.to_string())?;
-    let (index, store) = open(&data)?;
+    let (index, store) = open(&data, given)?;
     let selection = Selection {
         query: Query::default(),
         keys: vec![key.clone()],
@@ -292,6 +308,7 @@ pub(crate) fn show(data: PathBuf, key: &str) -> Result<ExitCode> {
 
 pub(crate) fn prune(
     data: PathBuf,
+    given: GivenIndex,
     working_folder: Option<PathBuf>,
     quarantine: PathBuf,
     keep_days: u32,
@@ -300,7 +317,7 @@ pub(crate) fn prune(
     let wf = working_folder.unwrap_or_else(|| data.join(mailbackup::META_DIR));
     // Not while a run moves copies into the quarantine area.
     let _lock = mailbackup::lock::RunLock::acquire(&wf).context("prune needs the run lock")?;
-    let (index, _) = open(&data)?;
+    let (index, _) = open(&data, given)?;
     let store = LocalStore::new(&data).with_quarantine(quarantine);
     let rows = mailbackup::retention::prune(
         index.as_ref(),

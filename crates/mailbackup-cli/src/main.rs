@@ -63,6 +63,8 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
         /// Folder of the lock file [config: working_folder].
         #[arg(long)]
         working_folder: Option<PathBuf>,
@@ -79,12 +81,16 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
     },
     /// Export messages of the backup to mbox (mboxrd) or Maildir, without the X-NS-Backup line.
     Export {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
         /// Output format.
         #[arg(long, value_enum, default_value = "mbox")]
         format: find::ExportFormat,
@@ -106,6 +112,8 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
         /// The query (several words are joined with spaces; quote phrases for the shell too).
         words: Vec<String>,
         #[command(flatten)]
@@ -122,6 +130,8 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
         /// The message's key (as `search` prints it).
         key: String,
     },
@@ -130,6 +140,8 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
         /// Folder of the lock file [config: working_folder].
         #[arg(long)]
         working_folder: Option<PathBuf>,
@@ -224,7 +236,11 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             init_logs(&cli.log_level, Some(bars.clone()));
             let settings = auth::with_cached_sign_in(config::merge_auth(&auth, &file.auth))?;
             let tokens = auth::token_source(&settings)?;
-            let backup = config::backup_builder(&run, &file, tokens)?.build()?;
+            let mut builder = config::backup_builder(&run, &file, tokens)?;
+            if let Some(ix) = run.index.open(&file).await? {
+                builder = builder.index(ix);
+            }
+            let backup = builder.build()?;
             let cancel = backup.cancel_token();
             tokio::spawn({
                 let cancel = cancel.clone();
@@ -259,12 +275,21 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status {
             data_folder: d,
+            index,
             working_folder,
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
             let wf = working_folder.or_else(|| file.working_folder.clone());
-            let s = mailbackup::status(&d, wf.as_deref())?;
+            let s = match index.open(&file).await? {
+                Some(ix) => {
+                    tokio::task::spawn_blocking(move || {
+                        mailbackup::status_of(&*ix, &d, wf.as_deref())
+                    })
+                    .await??
+                }
+                None => mailbackup::status(&d, wf.as_deref())?,
+            };
             match &s.last_run {
                 Some(r) => println!(
                     "last run: #{} {} (started {}, finished {})",
@@ -302,11 +327,19 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Restore { restore, auth } => {
             restore_cmd::run(*restore, &auth, &file, &cli.log_level).await
         }
-        Command::Verify { data_folder: d } => {
+        Command::Verify {
+            data_folder: d,
+            index,
+        } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
             let store = mailbackup::LocalStore::new(&d);
-            let v = tokio::task::spawn_blocking(move || mailbackup::verify(&d)).await??;
+            let ix = index.open(&file).await?;
+            let v = tokio::task::spawn_blocking(move || match ix {
+                Some(ix) => mailbackup::verify_store(&mailbackup::LocalStore::new(&d), &*ix),
+                None => mailbackup::verify(&d),
+            })
+            .await??;
             for (mb, id, key) in &v.missing {
                 println!("missing: {} ({mb} message {id})", store.locate(key));
             }
@@ -336,6 +369,7 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::Export {
             data_folder: d,
+            index,
             format,
             mbox_per,
             out,
@@ -344,10 +378,12 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
-            find::export(d, &select, format, mbox_per, out, no_progress).await
+            let ix = index.open(&file).await?;
+            find::export(d, ix, &select, format, mbox_per, out, no_progress).await
         }
         Command::Search {
             data_folder: d,
+            index,
             words,
             select,
             limit,
@@ -355,19 +391,23 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
-            tokio::task::spawn_blocking(move || find::search(d, &words, &select, limit, json))
+            let ix = index.open(&file).await?;
+            tokio::task::spawn_blocking(move || find::search(d, ix, &words, &select, limit, json))
                 .await?
         }
         Command::Show {
             data_folder: d,
+            index,
             key,
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
-            tokio::task::spawn_blocking(move || find::show(d, &key)).await?
+            let ix = index.open(&file).await?;
+            tokio::task::spawn_blocking(move || find::show(d, ix, &key)).await?
         }
         Command::Prune {
             data_folder: d,
+            index,
             working_folder,
             quarantine_folder,
             keep_deleted_days,
@@ -382,7 +422,8 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                 "no retention: give --keep-deleted-days N or keep_deleted_days in the config file",
             )?;
             let wf = working_folder.or_else(|| file.working_folder.clone());
-            tokio::task::spawn_blocking(move || find::prune(d, wf, q, days, dry_run)).await?
+            let ix = index.open(&file).await?;
+            tokio::task::spawn_blocking(move || find::prune(d, ix, wf, q, days, dry_run)).await?
         }
     }
 }

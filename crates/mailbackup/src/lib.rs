@@ -64,7 +64,7 @@ pub use hooks::{
     BeforeAction, DeleteAction, ErrorAction, FetchedAction, Hooks, LogLevel, MessageFailure,
     MessageInfo, NoHooks,
 };
-pub use index::{HeaderRow, Hit, Index, QuarantinedRow, SqliteIndex};
+pub use index::{HeaderRow, Hit, Index, PostgresIndex, QuarantinedRow, SqliteIndex};
 pub use lock::LockState;
 pub use options::{MAILBOX_CONCURRENCY_LIMIT, Mailboxes, Options};
 pub use report::{
@@ -74,4 +74,6 @@ pub use report::{
 pub use restore::{Placement, Restore, RestoreMode, RestoreReport, RestoreRequest, Selection};
 pub use store::{BACKUP_HEADER, BackupHeader, LocalStore, MessageStore, ObjectKey};
 pub use token::{StaticToken, TokenError, TokenSource};
-pub use verify::{CorruptFile, StatusReport, VerifyReport, status, verify, verify_store};
+pub use verify::{
+    CorruptFile, StatusReport, VerifyReport, status, status_of, verify, verify_store,
+};

@@ -139,6 +139,15 @@ impl PostgresIndex {
     /// Connects to the database of `url` (`postgres://user[:password]@host[:port]/db[?sslmode=..]`;
     /// the password may come from `PGPASSWORD`) and brings its schema to this version.
     pub fn open(url: &str) -> Result<PostgresIndex, Error> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::InvalidOption {
+                option: "index",
+                reason:
+                    "the index is given as a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE; \
+                         leave the option out to use the data folder's SQLite index"
+                        .into(),
+            });
+        }
         let mut config = Config::from_str(url).map_err(|e| Error::InvalidOption {
             option: "index",
             reason: format!(
@@ -850,5 +859,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a PostgreSQL URL"), "{e}");
+        let e = PostgresIndex::open("sqlite:///tmp/x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postgres://USER@HOST:PORT/DATABASE"), "{e}");
     }
 }
