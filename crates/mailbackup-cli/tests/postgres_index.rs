@@ -6,7 +6,6 @@
 use graph_emulator::{
     AppRegistration, DEFAULT_CLIENT_SECRET, Emulator, EmulatorConfig, MailboxSpec,
 };
-use std::time::Duration;
 
 mod common;
 

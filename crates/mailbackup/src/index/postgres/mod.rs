@@ -295,7 +295,6 @@ fn word_columns(field: TextField) -> &'static [&'static str] {
 }
 
 /// A statement being built with its parameters.
-#[derive(Default)]
 struct Sql {
     text: String,
     params: Vec<Box<dyn ToSql + Sync>>,
@@ -318,10 +317,13 @@ const HIT_COLUMNS: &str = "h.seq, h.mailbox, h.id, h.path, h.from_addr, h.to_add
 
 /// `FROM ... WHERE ...` of a selection (and, for [`Order::Folder`], the cursor).
 fn select_from(selection: &Selection, after: Option<&Cursor>) -> Sql {
-    let mut q = Sql::default();
-    q.text = "FROM headers h LEFT JOIN folders f ON f.mailbox=h.mailbox AND f.folder_id=h.folder_id
-              WHERE TRUE"
-        .into();
+    let mut q = Sql {
+        text:
+            "FROM headers h LEFT JOIN folders f ON f.mailbox=h.mailbox AND f.folder_id=h.folder_id
+               WHERE TRUE"
+                .into(),
+        params: Vec::new(),
+    };
     for t in &selection.query.terms {
         let cond = match t {
             Term::Text {
