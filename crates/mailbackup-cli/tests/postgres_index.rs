@@ -1,6 +1,6 @@
 //! `--index postgres://...` end to end, against a throw-away PostgreSQL cluster
 //! (`pg-test-cluster`): a backup from the Graph emulator indexed in PostgreSQL, an incremental
-//! run, status, search, verify and restore through the same index; and the errors a bad URL, a
+//! run, status, verify, search, show, export and restore through the same index; and the errors a bad URL, a
 //! wrong password and a server that is down give.
 
 use graph_emulator::{
@@ -98,14 +98,7 @@ async fn a_backup_indexed_in_postgres_runs_incrementally_searches_verifies_and_r
         .args(["--json", "--limit", "1000", query]);
     let o = run(with_index(c, &url)).await;
     assert!(o.status.success(), "{}", text(&o));
-    let hits: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mut found: Vec<String> = hits
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["message_id"].as_str().unwrap().to_string())
-        .collect();
-    found.sort();
+    let found = searched_message_ids(&o);
     let mut truth: Vec<String> = emu
         .mailbox(ALICE)
         .expected_messages()
@@ -116,6 +109,32 @@ async fn a_backup_indexed_in_postgres_runs_incrementally_searches_verifies_and_r
     truth.sort();
     assert!(!truth.is_empty() && truth.len() < 30, "{}", truth.len());
     assert_eq!(found, truth, "search finds the read messages");
+
+    // show and export read the same index.
+    let hits: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let key = hits[0]["key"].as_str().unwrap().to_string();
+    let mut c = bin();
+    c.args(["show", "-d"]).arg(dir.path()).arg(&key);
+    let o = run(with_index(c, &url)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("Key:         {key}")),
+        "{}",
+        text(&o)
+    );
+    let out = tempfile::tempdir().unwrap();
+    let mut c = bin();
+    c.args(["export", "-d"])
+        .arg(dir.path())
+        .args(["--format", "maildir", "--no-progress", "-q", query, "-o"])
+        .arg(out.path());
+    let o = run(with_index(c, &url)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("export: {} messages", truth.len())),
+        "{}",
+        text(&o)
+    );
 
     let mut c = bin();
     c.env("MAILBACKUP_AUTHORIZATION", format!("Bearer {token}"))

@@ -861,6 +861,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a PostgreSQL URL"), "{e}");
+        let tls = url.replace("sslmode=disable", "sslmode=require");
+        let e = PostgresIndex::open(&tls).unwrap_err().to_string();
+        assert!(e.contains("use sslmode=disable"), "{e}");
+        assert!(!e.contains(cluster.password()), "{e}");
+
         let e = PostgresIndex::open("sqlite:///tmp/x")
             .unwrap_err()
             .to_string();
