@@ -1,7 +1,7 @@
 //! `--index postgres://...` end to end, against a throw-away PostgreSQL cluster
 //! (`pg-test-cluster`): a backup from the Graph emulator indexed in PostgreSQL, an incremental
-//! run, status, verify, search, show, export and restore through the same index; and the errors a bad URL, a
-//! wrong password and a server that is down give.
+//! run, status, verify, search, show, export and restore through the same index; and the
+//! errors a bad URL, a wrong password and a server that is down give.
 
 use graph_emulator::{
     AppRegistration, DEFAULT_CLIENT_SECRET, Emulator, EmulatorConfig, MailboxSpec,

@@ -40,6 +40,8 @@ pub struct Cluster {
 
 const WATCHDOG: &str = r#"
 set -u
+# The test binary may be gone before "ready" is read: writing it must not kill this script.
+trap '' PIPE
 bindir="$1"; port="$2"; pw="$3"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/pg-test-cluster.XXXXXX") || { echo "mktemp failed"; exit 1; }
 cleanup() { "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1; rm -rf "$dir"; }
