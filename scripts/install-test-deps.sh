@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: the `openssl` command, used as an
 # independent CMS/TLS implementation by the oftp-security interoperability tests, `curl`,
-# which the mailbackup-cli login tests use as a stand-in browser (BROWSER=script), and `python3`,
-# whose `mailbox` module reads the mbox and Maildir output of the export tests.
+# which the mailbackup-cli login tests use as a stand-in browser (BROWSER=script), `python3`,
+# whose `mailbox` module reads the mbox and Maildir output of the export tests, and PostgreSQL
+# (the Debian `postgresql` package), whose initdb and pg_ctl the mailbackup tests use to start
+# throw-away clusters (crates/pg-test-cluster).
 set -euo pipefail
 
 # need COMMAND PACKAGE: installs PACKAGE with apt-get when COMMAND is missing (as root), else
@@ -23,16 +25,33 @@ need curl curl
 # mailbackup-cli export tests: an independent mbox and Maildir reader.
 need python3 python3
 
-# moto_server: the S3-compatible server of the mailbackup object-store tests (they start it on
-# a free loopback port themselves and fail, saying to run this script, when it is missing).
-if ! command -v moto_server >/dev/null 2>&1; then
-  need pip3 python3-pip
-  # Debian's system Python refuses pip installs outside a venv (PEP 668); --user keeps them
-  # out of the system packages.
-  pip3 install --quiet --user 'moto[server]>=5,<6' 2>/dev/null ||
-    pip3 install --quiet --user --break-system-packages 'moto[server]>=5,<6'
-  if ! command -v moto_server >/dev/null 2>&1; then
-    echo "install-test-deps: moto_server was installed into $(python3 -m site --user-base)/bin; add that folder to PATH" >&2
+# moto (PyPI `moto[server]`): the S3-compatible server of the mailbackup object-store tests. They
+# start it as `python3 -m moto.server` on a free loopback port themselves (so the PATH of pip's
+# script folder does not matter) and fail, saying to run this script, when it is missing.
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  python3 -m pip --version >/dev/null 2>&1 || need pip3 python3-pip
+  # A pyenv or venv Python takes the install as it is; Debian's system Python refuses pip
+  # installs outside a venv (PEP 668), so fall back to the user's site folder.
+  python3 -m pip install --quiet 'moto[server]>=5,<6' 2>/dev/null ||
+    python3 -m pip install --quiet --user 'moto[server]>=5,<6' 2>/dev/null ||
+    python3 -m pip install --quiet --user --break-system-packages 'moto[server]>=5,<6'
+  if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    echo "install-test-deps: moto[server] did not install for $(command -v python3); install it (python3 -m pip install 'moto[server]')" >&2
     exit 1
   fi
+fi
+# PostgreSQL: only the binaries are used, from PATH or /usr/lib/postgresql/*/bin (where Debian
+# puts them); no system service is needed. Under root the test clusters run as the `postgres`
+# user the package creates (initdb refuses root), through runuser (util-linux).
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+  else
+    echo "install-test-deps: PostgreSQL is missing (no initdb); install it (apt-get install postgresql)" >&2
+    exit 1
+  fi
+fi
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  echo "install-test-deps: running as root, the PostgreSQL test clusters need the postgres user; reinstall the postgresql package" >&2
+  exit 1
 fi

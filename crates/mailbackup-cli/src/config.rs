@@ -6,8 +6,10 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use mailbackup::Index;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Environment variable holding the client secret.
 pub(crate) const ENV_CLIENT_SECRET: &str = "MAILBACKUP_CLIENT_SECRET";
@@ -107,9 +109,33 @@ pub(crate) struct AuthFile {
     pub(crate) pkce: Option<String>,
 }
 
+/// `--index`: where a backup's index is, for every command that opens one.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct IndexArg {
+    /// The index in PostgreSQL, shared by several machines: postgres://USER@HOST:PORT/DATABASE
+    /// (password after USER: or in PGPASSWORD) [config: index]. Default: DATA/.meta/index.sqlite.
+    #[arg(long = "index", value_name = "URL")]
+    pub(crate) index: Option<String>,
+}
+
+impl IndexArg {
+    /// Opens the PostgreSQL index of the flag, else of the config file's `index`; `None`: the
+    /// data folder's SQLite index. Connects on a blocking thread.
+    pub(crate) async fn open(&self, file: &FileConfig) -> Result<Option<Arc<dyn Index>>> {
+        let Some(url) = self.index.clone().or_else(|| file.index.clone()) else {
+            return Ok(None);
+        };
+        let ix =
+            tokio::task::spawn_blocking(move || mailbackup::PostgresIndex::open(&url)).await??;
+        Ok(Some(Arc::new(ix)))
+    }
+}
+
 /// Run options (flags of `run`).
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) index: IndexArg,
     /// Folder the messages are saved into (seed DataFolder) [config: data_folder].
     #[arg(long, short = 'd')]
     pub(crate) data_folder: Option<PathBuf>,
@@ -183,6 +209,7 @@ pub(crate) struct RunArgs {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     pub(crate) data_folder: Option<PathBuf>,
+    pub(crate) index: Option<String>,
     pub(crate) working_folder: Option<PathBuf>,
     pub(crate) start_date: Option<String>,
     pub(crate) end_date: Option<String>,

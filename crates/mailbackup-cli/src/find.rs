@@ -1,7 +1,8 @@
 //! `export`, `search`, `show` and `prune`: the commands that read a backup back.
 //!
-//! They open the backup's SQLite index (refusing a folder without one) and back-fill the header
-//! fields once for a backup made before they were indexed. `export` and `search` take the same
+//! They open the backup's index — the PostgreSQL one given with `--index`, else the data
+//! folder's SQLite index (refusing a folder without one) — and back-fill the header fields
+//! once for a backup made before they were indexed. `export` and `search` take the same
 //! selection options; `--query` uses the search syntax of `mailbackup::search`.
 
 use anyhow::{Context, Result, bail};
@@ -85,8 +86,25 @@ pub(crate) enum MboxPer {
     Mailbox,
 }
 
-/// Opens the index of a backup and back-fills its header fields once.
-fn open(data: &Path, store: &dyn MessageStore) -> Result<Arc<SqliteIndex>> {
+/// The index `--index` opened (`None`: the data folder's SQLite index).
+pub(crate) type GivenIndex = Option<Arc<dyn Index>>;
+
+/// Opens the index of a backup (the given one, else the data folder's) and back-fills its
+/// header fields once from the messages in `store`.
+fn open(data: &Path, given: GivenIndex, store: &dyn MessageStore) -> Result<Arc<dyn Index>> {
+    let index = match given {
+        Some(ix) => ix,
+        None => open_sqlite(data)?,
+    };
+    let n = mailbackup::headers::backfill(index.as_ref(), store)?;
+    if n > 0 {
+        eprintln!("indexed the header fields of {n} message(s) saved by an earlier version (once)");
+    }
+    Ok(index)
+}
+
+/// The SQLite index of a data folder, refused when the folder holds none.
+fn open_sqlite(data: &Path) -> Result<Arc<dyn Index>> {
     let path = data
         .join(mailbackup::META_DIR)
         .join(mailbackup::index::INDEX_FILE);
@@ -97,18 +115,14 @@ fn open(data: &Path, store: &dyn MessageStore) -> Result<Arc<SqliteIndex>> {
             path.display()
         );
     }
-    let index = Arc::new(SqliteIndex::open(&path)?);
-    let n = mailbackup::headers::backfill(index.as_ref(), store)?;
-    if n > 0 {
-        eprintln!("indexed the header fields of {n} message(s) saved by an earlier version (once)");
-    }
-    Ok(index)
+    Ok(Arc::new(SqliteIndex::open(&path)?))
 }
 
 /// Graph ids of the messages of a backup matching a search query (and `mailbox`, when given):
 /// `restore --query` hands them to `restore::Selection::ids`.
 pub(crate) fn matching_ids(
     data: &Path,
+    given: GivenIndex,
     store: &dyn MessageStore,
     query: &str,
     mailbox: Option<&str>,
@@ -121,7 +135,7 @@ pub(crate) fn matching_ids(
         query,
         keys: Vec::new(),
     };
-    let index = open(data, store)?;
+    let index = open(data, given, store)?;
     let mut ids = std::collections::HashSet::new();
     let mut after = None;
     loop {
@@ -136,6 +150,7 @@ pub(crate) fn matching_ids(
 
 pub(crate) async fn export(
     data: PathBuf,
+    given: GivenIndex,
     store: Arc<dyn MessageStore>,
     select: &SelectArgs,
     format: ExportFormat,
@@ -163,7 +178,7 @@ pub(crate) async fn export(
     let work = {
         let progress = progress.clone();
         tokio::task::spawn_blocking(move || -> Result<_> {
-            let index = open(&data, &*store)?;
+            let index = open(&data, given, &*store)?;
             Ok(mailbackup::export::export(
                 index.as_ref(),
                 &*store,
@@ -217,6 +232,7 @@ fn cut(s: &str, n: usize) -> String {
 
 pub(crate) fn search(
     data: PathBuf,
+    given: GivenIndex,
     store: &dyn MessageStore,
     words: &[String],
     select: &SelectArgs,
@@ -226,7 +242,7 @@ pub(crate) fn search(
     let mut selection = select.selection()?;
     let typed = Query::parse(&words.join(" "))?;
     selection.query.terms.extend(typed.terms);
-    let index = open(&data, store)?;
+    let index = open(&data, given, store)?;
     let hits = index.select(&selection, Order::Newest, None, limit)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&hits)?);
@@ -257,9 +273,14 @@ pub(crate) fn search(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn show(data: PathBuf, store: &dyn MessageStore, key: &str) -> Result<ExitCode> {
+pub(crate) fn show(
+    data: PathBuf,
+    given: GivenIndex,
+    store: &dyn MessageStore,
+    key: &str,
+) -> Result<ExitCode> {
     let key = ObjectKey::new(key.to_string())?;
-    let index = open(&data, store)?;
+    let index = open(&data, given, store)?;
     let selection = Selection {
         query: Query::default(),
         keys: vec![key.clone()],
@@ -294,6 +315,7 @@ pub(crate) fn show(data: PathBuf, store: &dyn MessageStore, key: &str) -> Result
 
 pub(crate) fn prune(
     data: PathBuf,
+    given: GivenIndex,
     working_folder: Option<PathBuf>,
     store: &dyn MessageStore,
     keep_days: u32,
@@ -302,7 +324,7 @@ pub(crate) fn prune(
     let wf = working_folder.unwrap_or_else(|| data.join(mailbackup::META_DIR));
     // Not while a run moves copies into the quarantine area.
     let _lock = mailbackup::lock::RunLock::acquire(&wf).context("prune needs the run lock")?;
-    let index = open(&data, store)?;
+    let index = open(&data, given, store)?;
     let rows = mailbackup::retention::prune(
         index.as_ref(),
         store,

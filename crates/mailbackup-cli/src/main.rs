@@ -68,6 +68,8 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
         /// Folder of the lock file [config: working_folder].
         #[arg(long)]
         working_folder: Option<PathBuf>,
@@ -84,12 +86,16 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
     },
     /// Export messages of the backup to mbox (mboxrd) or Maildir, without the X-NS-Backup line.
     Export {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
         /// Output format.
         #[arg(long, value_enum, default_value = "mbox")]
         format: find::ExportFormat,
@@ -111,6 +117,8 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
         /// The query (several words are joined with spaces; quote phrases for the shell too).
         words: Vec<String>,
         #[command(flatten)]
@@ -127,6 +135,8 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
         /// The message's key (as `search` prints it).
         key: String,
     },
@@ -135,6 +145,8 @@ enum Command {
         /// The backup folder [config: data_folder].
         #[arg(long, short = 'd')]
         data_folder: Option<PathBuf>,
+        #[command(flatten)]
+        index: config::IndexArg,
         /// Folder of the lock file [config: working_folder].
         #[arg(long)]
         working_folder: Option<PathBuf>,
@@ -240,6 +252,9 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                 let store = config::open_store(cli.store.as_deref(), &file, &d, q.as_deref());
                 builder = builder.message_store(store.await?);
             }
+            if let Some(ix) = run.index.open(&file).await? {
+                builder = builder.index(ix);
+            }
             let backup = builder.build()?;
             let cancel = backup.cancel_token();
             tokio::spawn({
@@ -275,12 +290,21 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status {
             data_folder: d,
+            index,
             working_folder,
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
             let wf = working_folder.or_else(|| file.working_folder.clone());
-            let s = mailbackup::status(&d, wf.as_deref())?;
+            let s = match index.open(&file).await? {
+                Some(ix) => {
+                    tokio::task::spawn_blocking(move || {
+                        mailbackup::status_of(&*ix, &d, wf.as_deref())
+                    })
+                    .await??
+                }
+                None => mailbackup::status(&d, wf.as_deref())?,
+            };
             match &s.last_run {
                 Some(r) => println!(
                     "last run: #{} {} (started {}, finished {})",
@@ -318,13 +342,18 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         Command::Restore { restore, auth } => {
             restore_cmd::run(*restore, &auth, &file, cli.store.as_deref(), &cli.log_level).await
         }
-        Command::Verify { data_folder: d } => {
+        Command::Verify {
+            data_folder: d,
+            index,
+        } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
             let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
+            let ix = index.open(&file).await?;
             let st = store.clone();
-            let v = tokio::task::spawn_blocking(move || {
-                mailbackup::verify_store(&*st, &mailbackup::verify::open_index(&d)?)
+            let v = tokio::task::spawn_blocking(move || match ix {
+                Some(ix) => mailbackup::verify_store(&*st, &*ix),
+                None => mailbackup::verify_store(&*st, &mailbackup::verify::open_index(&d)?),
             })
             .await??;
             for (mb, id, key) in &v.missing {
@@ -356,6 +385,7 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::Export {
             data_folder: d,
+            index,
             format,
             mbox_per,
             out,
@@ -365,10 +395,12 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
             let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
-            find::export(d, store, &select, format, mbox_per, out, no_progress).await
+            let ix = index.open(&file).await?;
+            find::export(d, ix, store, &select, format, mbox_per, out, no_progress).await
         }
         Command::Search {
             data_folder: d,
+            index,
             words,
             select,
             limit,
@@ -377,22 +409,26 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
             let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
+            let ix = index.open(&file).await?;
             tokio::task::spawn_blocking(move || {
-                find::search(d, &*store, &words, &select, limit, json)
+                find::search(d, ix, &*store, &words, &select, limit, json)
             })
             .await?
         }
         Command::Show {
             data_folder: d,
+            index,
             key,
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
             let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
-            tokio::task::spawn_blocking(move || find::show(d, &*store, &key)).await?
+            let ix = index.open(&file).await?;
+            tokio::task::spawn_blocking(move || find::show(d, ix, &*store, &key)).await?
         }
         Command::Prune {
             data_folder: d,
+            index,
             working_folder,
             quarantine_folder,
             keep_deleted_days,
@@ -408,7 +444,9 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             )?;
             let wf = working_folder.or_else(|| file.working_folder.clone());
             let store = config::open_store(cli.store.as_deref(), &file, &d, Some(&q)).await?;
-            tokio::task::spawn_blocking(move || find::prune(d, wf, &*store, days, dry_run)).await?
+            let ix = index.open(&file).await?;
+            tokio::task::spawn_blocking(move || find::prune(d, ix, wf, &*store, days, dry_run))
+                .await?
         }
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct RestoreArgs {
     /// The backup folder [config: data_folder].
     #[arg(long, short = 'd')]
     data_folder: Option<PathBuf>,
+    #[command(flatten)]
+    index: config::IndexArg,
     /// Folder of the lock file [config: working_folder] (default DATA/.meta).
     #[arg(long)]
     working_folder: Option<PathBuf>,
@@ -121,13 +123,16 @@ pub(crate) async fn run(
     selection.created_from = day("--created-from", &a.created_from)?;
     selection.created_to = day("--created-to", &a.created_to)?;
     selection.messages = a.messages.clone();
-    if let Some(q) = &a.query {
-        selection.ids = Some(crate::find::matching_ids(
-            &opts.data_folder,
-            &*store,
-            q,
-            a.mailbox.as_deref(),
-        )?);
+    let index = a.index.open(file).await?;
+    if let Some(q) = a.query.clone() {
+        let (data, given, mailbox) = (opts.data_folder.clone(), index.clone(), a.mailbox.clone());
+        let st = store.clone();
+        selection.ids = Some(
+            tokio::task::spawn_blocking(move || {
+                crate::find::matching_ids(&data, given, &*st, &q, mailbox.as_deref())
+            })
+            .await??,
+        );
     }
     if a.into_folder
         .as_deref()
@@ -153,7 +158,10 @@ pub(crate) async fn run(
             Mode::Mime => RestoreMode::Mime,
         },
     };
-    let restore = Restore::new(opts, tokens, request).message_store(store);
+    let mut restore = Restore::new(opts, tokens, request).message_store(store);
+    if let Some(ix) = index {
+        restore = restore.index(ix);
+    }
     let cancel = restore.cancel_token();
     tokio::spawn({
         let cancel = cancel.clone();

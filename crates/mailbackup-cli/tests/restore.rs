@@ -169,14 +169,7 @@ async fn restore_with_a_query_restores_exactly_what_search_finds() {
         .args(["--json", "--limit", "1000", query]);
     let o = run(c).await;
     assert!(o.status.success(), "{}", text(&o));
-    let hits: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mut found: Vec<String> = hits
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["message_id"].as_str().unwrap().to_string())
-        .collect();
-    found.sort();
+    let found = searched_message_ids(&o);
     assert!(
         !found.is_empty() && found.len() < total,
         "the query must select some messages, not all: {}",

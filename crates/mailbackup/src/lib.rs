@@ -28,10 +28,14 @@
 //! option; idempotent through the index's restore log): see the [`restore`] module.
 //!
 //! Storage is behind two traits: [`MessageStore`] (objects under relative keys; [`LocalStore`]
-//! writes files under the data folder) and [`Index`] ([`SqliteIndex`]). Each has a conformance
+//! writes files under the data folder) and [`Index`] ([`SqliteIndex`], [`PostgresIndex`]). Each has a conformance
 //! suite a new backend's tests call ([`store::conformance`], [`index::conformance`]).
 //!
 //! Dependencies: `reqwest` (rustls) for HTTP, `rusqlite` (bundled SQLite, with FTS5) for the index,
+//! the synchronous `postgres` crate for the shared [`PostgresIndex`] (index calls already run on
+//! blocking threads, so an async client with a pool such as `deadpool-postgres` or `sqlx` would
+//! only add a runtime hop; see [`index`]'s `postgres` module) with `unicode-normalization` for
+//! its FTS5-equivalent words,
 //! `sha1`/`sha2` for file names and content hashes, `durable-write` for crash-safe files,
 //! `mail-parser` (lenient MIME parsing, also used by the emulator) and `base64` for restores,
 //! `rustix` for `syncfs` (Maildir export batches). Retry and throttling logic is written here
@@ -64,7 +68,7 @@ pub use hooks::{
     BeforeAction, DeleteAction, ErrorAction, FetchedAction, Hooks, LogLevel, MessageFailure,
     MessageInfo, NoHooks,
 };
-pub use index::{HeaderRow, Hit, Index, QuarantinedRow, SqliteIndex};
+pub use index::{HeaderRow, Hit, Index, PostgresIndex, QuarantinedRow, SqliteIndex};
 pub use lock::LockState;
 pub use options::{MAILBOX_CONCURRENCY_LIMIT, Mailboxes, Options};
 pub use report::{
@@ -74,4 +78,6 @@ pub use report::{
 pub use restore::{Placement, Restore, RestoreMode, RestoreReport, RestoreRequest, Selection};
 pub use store::{BACKUP_HEADER, BackupHeader, LocalStore, MessageStore, ObjectKey};
 pub use token::{StaticToken, TokenError, TokenSource};
-pub use verify::{CorruptFile, StatusReport, VerifyReport, status, verify, verify_store};
+pub use verify::{
+    CorruptFile, StatusReport, VerifyReport, status, status_of, verify, verify_store,
+};

@@ -119,7 +119,15 @@ pub struct StatusReport {
 
 /// Last run, counts and lock state of a backup folder. `working_folder` defaults to `.meta`.
 pub fn status(data_folder: &Path, working_folder: Option<&Path>) -> Result<StatusReport, Error> {
-    let index = open_index(data_folder)?;
+    status_of(&open_index(data_folder)?, data_folder, working_folder)
+}
+
+/// [`status`] with a given index (e.g. a [`crate::PostgresIndex`]).
+pub fn status_of(
+    index: &dyn Index,
+    data_folder: &Path,
+    working_folder: Option<&Path>,
+) -> Result<StatusReport, Error> {
     let wf = working_folder
         .map(Path::to_path_buf)
         .unwrap_or_else(|| data_folder.join(META_DIR));

@@ -38,6 +38,19 @@ pub(crate) fn text(o: &Output) -> String {
     )
 }
 
+/// The Message-IDs of what `search --json` printed, sorted.
+pub(crate) fn searched_message_ids(o: &Output) -> Vec<String> {
+    let hits: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut found: Vec<String> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["message_id"].as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    found
+}
+
 pub(crate) async fn emulator(messages: usize, latency: Duration) -> Emulator {
     Emulator::start(
         EmulatorConfig::default()

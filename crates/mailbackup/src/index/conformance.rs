@@ -40,6 +40,7 @@ pub fn index(ix: &dyn Index) {
     remote_mirror(ix);
     folders(ix);
     headers_and_search(ix);
+    search_words(ix);
     flags_and_quarantine(ix);
 }
 
@@ -188,6 +189,86 @@ fn headers_and_search(ix: &dyn Index) {
         .map(|r| r.id)
         .collect();
     assert_eq!(missing, ["h4"]);
+}
+
+/// How words match (FTS5's `unicode61` words), pinned for every backend; queries are limited
+/// to mailbox `sx`.
+fn search_words(ix: &dyn Index) {
+    let mut s1 = headers(
+        "sx",
+        "s1",
+        "Café meeting: re-planning",
+        "O'Neil <oneil@z.test>",
+        "2024-02-01T00:00:00Z",
+    );
+    s1.cc = "Dora <dora@z.test>".into();
+    let mut s2 = headers(
+        "sx",
+        "s2",
+        "No date here",
+        "Eve <eve@z.test>",
+        "2024-01-01T00:00:00Z",
+    );
+    s2.date = None;
+    let s3 = headers(
+        "sx",
+        "s3",
+        "Planning 2024",
+        "Frank <frank@z.test>",
+        "2023-01-01T00:00:00Z",
+    );
+    for h in [&s1, &s2, &s3] {
+        let saved = row(&h.mailbox, &h.id, h.key.as_str(), "t1", h.size);
+        ix.record_message(&saved, h).expect("record_message");
+    }
+    let q = |query: &str| search(ix, &format!("mailbox:sx {query}"));
+    assert_eq!(
+        q(""),
+        ["s1", "s3", "s2"],
+        "a message without a date comes last"
+    );
+    assert_eq!(
+        q("after:2000-01-01"),
+        ["s1", "s3"],
+        "no date: not after a day"
+    );
+    assert_eq!(
+        q("before:2100-01-01"),
+        ["s1", "s3"],
+        "no date: not before a day"
+    );
+    assert_eq!(q("cafe"), ["s1"], "diacritics are ignored");
+    assert_eq!(q("CAFÉ"), ["s1"], "case and diacritics are ignored");
+    assert_eq!(q("planning"), ["s1", "s3"], "punctuation separates words");
+    assert_eq!(q("\"re planning\""), ["s1"], "a phrase across punctuation");
+    assert_eq!(
+        q("lanning"),
+        Vec::<String>::new(),
+        "a word matches from its start"
+    );
+    assert_eq!(q("from:o'neil"), ["s1"]);
+    assert_eq!(q("from:neil"), ["s1"], "an apostrophe separates words");
+    assert_eq!(q("cc:dora"), ["s1"]);
+    assert_eq!(q("to:dora"), Vec::<String>::new(), "fields are apart");
+    assert_eq!(q("dora"), ["s1"], "bare words: cc too");
+    assert_eq!(
+        q("\"planning bob\""),
+        Vec::<String>::new(),
+        "a phrase does not run from one field into another"
+    );
+    assert_eq!(
+        q("@@"),
+        Vec::<String>::new(),
+        "a value without words matches nothing"
+    );
+    assert_eq!(q("2024"), ["s3"], "digits are words");
+    assert_eq!(q("z.test"), ["s1", "s3", "s2"], "an address part as words");
+    assert_eq!(q("\"meeting re\""), ["s1"]);
+    assert_eq!(
+        q("\"meeting re\" frank"),
+        Vec::<String>::new(),
+        "every term must match"
+    );
 }
 
 fn flags_and_quarantine(ix: &dyn Index) {

@@ -1,6 +1,7 @@
 //! The index of a backup: what is durably saved, the mailbox as last listed, the delta links,
 //! and the runs. [`Index`] is the seam for backends; [`SqliteIndex`] (in
-//! `DataFolder/.meta/index.sqlite`) is the embedded default.
+//! `DataFolder/.meta/index.sqlite`) is the embedded default, [`PostgresIndex`] the one several
+//! machines share (`--index postgres://...`).
 //!
 //! What it holds:
 //! - saved copies: one row per message with a durable stored object (key,
@@ -37,7 +38,9 @@ use crate::store::ObjectKey;
 use std::collections::{HashMap, HashSet};
 
 pub mod conformance;
+mod postgres;
 mod sqlite;
+pub use postgres::PostgresIndex;
 pub use sqlite::{INDEX_FILE, SqliteIndex};
 
 /// A saved copy as recorded in the index.

@@ -1,4 +1,4 @@
-//! A real S3-compatible server for tests: `moto_server` (PyPI `moto[server]`, installed by
+//! A real S3-compatible server for tests: moto's server, `python3 -m moto.server` (PyPI `moto[server]`, installed by
 //! `scripts/install-test-deps.sh`) on a free loopback port, one per test binary, stopped when
 //! the test binary exits (a shell watchdog kills it once our process is gone).
 //! Buckets are made, read and removed with plain HTTP requests carrying a dummy signature
@@ -33,7 +33,7 @@ pub struct Moto {
 }
 
 /// The test binary's server, started on first use. Panics, saying what to install, when
-/// `moto_server` is missing: the tests never skip silently.
+/// moto is missing: the tests never skip silently.
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(start)
@@ -46,17 +46,17 @@ fn start() -> Moto {
         .unwrap()
         .port();
     let found = Command::new("sh")
-        .args(["-c", "command -v moto_server"])
+        .args(["-c", "python3 -c 'import moto.server'"])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
     assert!(
         found,
-        "moto_server is not installed: run scripts/install-test-deps.sh (it runs pip install 'moto[server]')"
+        "moto is not installed for python3: run scripts/install-test-deps.sh (it runs pip install 'moto[server]')"
     );
     // The watchdog: moto runs while this test process lives, and is killed when it is gone.
     let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+        "python3 -m moto.server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
          while kill -0 {pid} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done; kill $m 2>/dev/null",
         pid = std::process::id()
     );

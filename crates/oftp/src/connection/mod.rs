@@ -102,7 +102,7 @@ pub(crate) struct Shared {
     pub(crate) data_dir: PathBuf,
     pub(crate) name_format: NameFormat,
     pub(crate) store: StorePolicy,
-    pub(crate) journal: Journal,
+    pub(crate) journal: Arc<dyn Journal>,
     pub(crate) inactivity_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) checkpoint_interval: u64,

@@ -1,0 +1,874 @@
+//! The PostgreSQL [`Index`]: one database shared by every machine backing up a tenant
+//! (`--index postgres://user@host/db`).
+//!
+//! Same tables and semantics as [`super::SqliteIndex`] (the conformance suite
+//! [`super::conformance`] runs on both), in a schema with versioned migrations
+//! ([`schema`]). Header search answers the same query language with the same results: FTS5's
+//! word matching is reproduced over stored word lists with `LIKE` patterns backed by `pg_trgm`
+//! GIN indexes ([`words`]).
+//!
+//! Client: the synchronous `postgres` crate (rust-postgres). Index calls already run on
+//! blocking threads (see [`crate::index`]), so an async client and pool would only add a runtime
+//! hop; the sync client drives its own small runtime. It must not be dropped on an async worker
+//! thread (tokio refuses to drop a runtime there), so [`PostgresIndex`] drops its connection on
+//! a thread of its own. One connection behind a mutex, like SQLite's; a connection found closed
+//! (server restarted) is opened again on the next call.
+//!
+//! Every call commits before it returns (PostgreSQL's default `synchronous_commit=on`: the
+//! commit is flushed to the server's WAL).
+//!
+//! TLS: not built in. On loopback or a trusted network use `sslmode=disable` (or the default
+//! `prefer`, which falls back to plain TCP); `sslmode=require` is refused with a message. The
+//! password may be left out of the URL and given in `PGPASSWORD` instead (not visible in `ps`).
+
+mod schema;
+mod words;
+
+use super::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
+use crate::error::Error;
+use crate::hooks::MessageInfo;
+use crate::report::BackupReport;
+use crate::search::{Cursor, Order, Selection, Term, TextField};
+use crate::store::ObjectKey;
+use postgres::types::ToSql;
+use postgres::{Client, Config, GenericClient, NoTls, Row};
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Mutex;
+
+/// The PostgreSQL index.
+pub struct PostgresIndex {
+    config: Config,
+    location: String,
+    conn: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for PostgresIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the config: it holds the password.
+        f.debug_struct("PostgresIndex")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresIndex {
+    fn drop(&mut self) {
+        let conn = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(c) = conn {
+            // The client owns a runtime, which must not be dropped on an async worker thread.
+            let _ = std::thread::spawn(move || drop(c)).join();
+        }
+    }
+}
+
+/// Why a database call failed, in words that say what to do.
+#[derive(Debug, thiserror::Error)]
+enum PgError {
+    #[error("{advice} ({source})")]
+    Connect {
+        advice: String,
+        source: postgres::Error,
+    },
+    #[error(transparent)]
+    Query(#[from] postgres::Error),
+    #[error(transparent)]
+    Migrate(#[from] schema::MigrateError),
+}
+
+/// The URL without its password: `postgres://user@host:port/db`.
+fn location(config: &Config) -> String {
+    use postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(h, p)| match h {
+            Host::Tcp(name) => format!("{name}:{p}"),
+            Host::Unix(path) => format!("{}:{p}", path.display()),
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// Advice for a failed connection.
+fn connect_advice(config: &Config, e: &postgres::Error) -> String {
+    use postgres::error::SqlState;
+    let user = config.get_user().unwrap_or("?");
+    let db = config.get_dbname().unwrap_or("?");
+    if let Some(code) = e.code() {
+        if *code == SqlState::INVALID_PASSWORD {
+            return format!(
+                "PostgreSQL refused the password of user {user}: correct the password in the --index URL or in PGPASSWORD"
+            );
+        }
+        if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            return format!(
+                "PostgreSQL does not let user {user} in: check the user in the --index URL and the server's pg_hba.conf"
+            );
+        }
+        if *code == SqlState::INVALID_CATALOG_NAME {
+            return format!(
+                "database {db} does not exist: create it (createdb {db}) or correct the database name in the --index URL"
+            );
+        }
+    }
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    if let Some(io) = io {
+        return format!(
+            "cannot reach PostgreSQL ({}): start the server, or correct host and port in the --index URL",
+            io.kind()
+        );
+    }
+    if e.to_string().contains("TLS") {
+        return "this build speaks to PostgreSQL without TLS: use sslmode=disable (loopback or a trusted network; see docs)".into();
+    }
+    "cannot open the PostgreSQL index: check the --index URL and the server".into()
+}
+
+impl PostgresIndex {
+    /// Connects to the database of `url` (`postgres://user[:password]@host[:port]/db[?sslmode=..]`;
+    /// the password may come from `PGPASSWORD`) and brings its schema to this version.
+    pub fn open(url: &str) -> Result<PostgresIndex, Error> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::InvalidOption {
+                option: "index",
+                reason:
+                    "the index is given as a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE; \
+                         leave the option out to use the data folder's SQLite index"
+                        .into(),
+            });
+        }
+        let mut config = Config::from_str(url).map_err(|e| Error::InvalidOption {
+            option: "index",
+            reason: format!(
+                "the index URL is not a PostgreSQL URL ({e}); write postgres://USER@HOST:PORT/DATABASE \
+                 (password in PGPASSWORD or after USER:)"
+            ),
+        })?;
+        if config.get_password().is_none()
+            && let Ok(pw) = std::env::var("PGPASSWORD")
+        {
+            config.password(pw);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        config.application_name("mailbackup");
+        let ix = PostgresIndex {
+            location: location(&config),
+            config,
+            conn: Mutex::new(None),
+        };
+        ix.with(|c| {
+            schema::migrate(c)?;
+            Ok(())
+        })?;
+        Ok(ix)
+    }
+
+    fn connect(&self) -> Result<Client, PgError> {
+        self.config
+            .connect(NoTls)
+            .map_err(|source| PgError::Connect {
+                advice: connect_advice(&self.config, &source),
+                source,
+            })
+    }
+
+    /// Runs `f` on the connection (opened again when it was closed).
+    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, PgError>) -> Result<T, Error> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let result = (|| {
+            if guard.as_ref().is_none_or(|c| c.is_closed()) {
+                *guard = Some(self.connect()?);
+            }
+            f(guard.as_mut().expect("connected above"))
+        })();
+        result.map_err(|source| Error::Index {
+            location: self.location.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Runs `f` in a transaction.
+    fn in_tx<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+    ) -> Result<T, Error> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let v = f(&mut tx)?;
+            tx.commit()?;
+            Ok(v)
+        })
+    }
+
+    /// Runs one statement.
+    fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(), Error> {
+        self.with(|c| {
+            c.execute(sql, params)?;
+            Ok(())
+        })
+    }
+
+    /// Runs one query.
+    fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+        self.with(|c| Ok(c.query(sql, params)?))
+    }
+}
+
+fn upsert_saved(c: &mut impl GenericClient, row: &SavedRow) -> Result<(), postgres::Error> {
+    c.execute(
+        "INSERT INTO saved(mailbox, id, path, last_modified, size, sha256)
+         VALUES($1, $2, $3, $4, $5, $6)
+         ON CONFLICT(mailbox, id) DO UPDATE SET path=excluded.path,
+           last_modified=excluded.last_modified, size=excluded.size,
+           sha256=excluded.sha256, saved_at=now()",
+        &[
+            &row.mailbox,
+            &row.id,
+            &row.key.as_str(),
+            &row.last_modified,
+            &(row.size as i64),
+            &row.sha256,
+        ],
+    )?;
+    Ok(())
+}
+
+fn upsert_headers(c: &mut impl GenericClient, h: &HeaderRow) -> Result<(), postgres::Error> {
+    c.execute(
+        "INSERT INTO headers(mailbox, id, path, from_addr, to_addr, cc_addr, subject, date,
+           message_id, folder_id, size, has_attachment, is_read,
+           subject_words, from_words, to_words, cc_words)
+         VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT(mailbox, id) DO UPDATE SET path=excluded.path, from_addr=excluded.from_addr,
+           to_addr=excluded.to_addr, cc_addr=excluded.cc_addr, subject=excluded.subject,
+           date=excluded.date, message_id=excluded.message_id, folder_id=excluded.folder_id,
+           size=excluded.size, has_attachment=excluded.has_attachment, is_read=excluded.is_read,
+           subject_words=excluded.subject_words, from_words=excluded.from_words,
+           to_words=excluded.to_words, cc_words=excluded.cc_words",
+        &[
+            &h.mailbox,
+            &h.id,
+            &h.key.as_str(),
+            &h.from,
+            &h.to,
+            &h.cc,
+            &h.subject,
+            &h.date,
+            &h.message_id,
+            &h.folder_id,
+            &(h.size as i64),
+            &h.has_attachment,
+            &h.is_read,
+            &words::stored(&h.subject),
+            &words::stored(&h.from),
+            &words::stored(&h.to),
+            &words::stored(&h.cc),
+        ],
+    )?;
+    Ok(())
+}
+
+const FOLDER_PATH: &str = "COALESCE(f.name, h.folder_id)";
+
+/// The word columns a text field is matched in.
+fn word_columns(field: TextField) -> &'static [&'static str] {
+    match field {
+        TextField::From => &["from_words"],
+        TextField::To => &["to_words"],
+        TextField::Cc => &["cc_words"],
+        TextField::Subject => &["subject_words"],
+        TextField::Any => &["subject_words", "from_words", "to_words", "cc_words"],
+    }
+}
+
+/// A statement being built with its parameters.
+struct Sql {
+    text: String,
+    params: Vec<Box<dyn ToSql + Sync>>,
+}
+
+impl Sql {
+    /// Adds a parameter; returns its placeholder (`$n`).
+    fn bind(&mut self, v: impl ToSql + Sync + 'static) -> String {
+        self.params.push(Box::new(v));
+        format!("${}", self.params.len())
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params.iter().map(|p| p.as_ref()).collect()
+    }
+}
+
+const HIT_COLUMNS: &str = "h.seq, h.mailbox, h.id, h.path, h.from_addr, h.to_addr, h.cc_addr,
+  h.subject, h.date, h.message_id, h.folder_id, h.size, h.has_attachment, h.is_read";
+
+/// `FROM ... WHERE ...` of a selection (and, for [`Order::Folder`], the cursor).
+fn select_from(selection: &Selection, after: Option<&Cursor>) -> Sql {
+    let mut q = Sql {
+        text:
+            "FROM headers h LEFT JOIN folders f ON f.mailbox=h.mailbox AND f.folder_id=h.folder_id
+               WHERE TRUE"
+                .into(),
+        params: Vec::new(),
+    };
+    for t in &selection.query.terms {
+        let cond = match t {
+            Term::Text {
+                field,
+                value,
+                phrase,
+            } => match words::pattern(value, *phrase) {
+                None => "FALSE".to_string(),
+                Some(p) => {
+                    let p = q.bind(p);
+                    let any: Vec<String> = word_columns(*field)
+                        .iter()
+                        .map(|c| format!("h.{c} LIKE {p}"))
+                        .collect();
+                    format!("({})", any.join(" OR "))
+                }
+            },
+            Term::After(d) => format!(
+                "h.date >= {}",
+                q.bind(format!("{}T00:00:00Z", d.format("%Y-%m-%d")))
+            ),
+            Term::Before(d) => format!(
+                "h.date < {}",
+                q.bind(format!("{}T00:00:00Z", d.format("%Y-%m-%d")))
+            ),
+            Term::Folder(path) => {
+                let lower = path.to_lowercase();
+                let below = format!("{lower}/");
+                format!(
+                    "(lower({FOLDER_PATH}) = {} OR starts_with(lower({FOLDER_PATH}), {}))",
+                    q.bind(lower),
+                    q.bind(below)
+                )
+            }
+            Term::Mailbox(m) => format!("h.mailbox = {}", q.bind(m.clone())),
+            Term::HasAttachment => "h.has_attachment".to_string(),
+            Term::Read(r) => format!("h.is_read = {}", q.bind(*r)),
+        };
+        q.text.push_str(" AND ");
+        q.text.push_str(&cond);
+    }
+    if !selection.keys.is_empty() {
+        let keys: Vec<String> = selection
+            .keys
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
+        let p = q.bind(keys);
+        q.text.push_str(&format!(" AND h.path = ANY({p})"));
+    }
+    if let Some(c) = after {
+        let (m, f, s) = (
+            q.bind(c.mailbox.clone()),
+            q.bind(c.folder_id.clone()),
+            q.bind(c.seq),
+        );
+        q.text.push_str(&format!(
+            " AND (h.mailbox, h.folder_id, h.seq) > ({m}, {f}, {s})"
+        ));
+    }
+    q
+}
+
+fn hit(r: &Row) -> Result<Hit, Error> {
+    Ok(Hit {
+        seq: r.get(0),
+        headers: HeaderRow {
+            mailbox: r.get(1),
+            id: r.get(2),
+            key: ObjectKey::new(r.get::<_, String>(3))?,
+            from: r.get(4),
+            to: r.get(5),
+            cc: r.get(6),
+            subject: r.get(7),
+            date: r.get(8),
+            message_id: r.get(9),
+            folder_id: r.get(10),
+            size: r.get::<_, i64>(11).max(0) as u64,
+            has_attachment: r.get(12),
+            is_read: r.get(13),
+        },
+        folder_path: r.get(14),
+    })
+}
+
+/// A `saved` row (`mailbox, id, path, last_modified, size, sha256`); `None` (with a warning)
+/// for a key that is not a valid object key.
+fn saved_row(r: &Row) -> Option<SavedRow> {
+    let id: String = r.get(1);
+    let key = ObjectKey::new(r.get::<_, String>(2))
+        .inspect_err(|e| tracing::warn!("index row of message {id} ignored: {e}"))
+        .ok()?;
+    Some(SavedRow {
+        mailbox: r.get(0),
+        id,
+        key,
+        last_modified: r.get(3),
+        size: r.get::<_, i64>(4).max(0) as u64,
+        sha256: r.get(5),
+    })
+}
+
+fn count(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+impl Index for PostgresIndex {
+    // ---- runs ----
+
+    fn start_run(&self) -> Result<i64, Error> {
+        let now = chrono::Utc::now().to_rfc3339();
+        let rows = self.rows(
+            "INSERT INTO runs(started, status) VALUES($1, 'Running') RETURNING run_id",
+            &[&now],
+        )?;
+        Ok(rows[0].get(0))
+    }
+
+    fn finish_run(&self, report: &BackupReport) -> Result<(), Error> {
+        let now = chrono::Utc::now().to_rfc3339();
+        let json = serde_json::to_string(report).unwrap_or_default();
+        let status = format!("{:?}", report.status);
+        self.exec(
+            "UPDATE runs SET finished=$1, status=$2, report=$3 WHERE run_id=$4",
+            &[&now, &status, &json, &report.run_id],
+        )
+    }
+
+    fn last_run(&self) -> Result<Option<RunRow>, Error> {
+        let rows = self.rows(
+            "SELECT run_id, started, finished, status, report FROM runs ORDER BY run_id DESC LIMIT 1",
+            &[],
+        )?;
+        Ok(rows.first().map(|r| RunRow {
+            run_id: r.get(0),
+            started: r.get(1),
+            finished: r.get(2),
+            status: r.get(3),
+            report: r.get(4),
+        }))
+    }
+
+    // ---- saved copies ----
+
+    fn record_saved(&self, row: &SavedRow) -> Result<(), Error> {
+        self.with(|c| Ok(upsert_saved(c, row)?))
+    }
+
+    fn remove_saved(&self, mailbox: &str, id: &str) -> Result<(), Error> {
+        self.in_tx(|tx| {
+            tx.execute(
+                "DELETE FROM saved WHERE mailbox=$1 AND id=$2",
+                &[&mailbox, &id],
+            )?;
+            tx.execute(
+                "DELETE FROM headers WHERE mailbox=$1 AND id=$2",
+                &[&mailbox, &id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn saved(&self, mailbox: Option<&str>) -> Result<Vec<SavedRow>, Error> {
+        let rows = self.rows(
+            "SELECT mailbox, id, path, last_modified, size, sha256 FROM saved
+             WHERE $1::text IS NULL OR mailbox=$1 ORDER BY mailbox, id",
+            &[&mailbox],
+        )?;
+        Ok(rows.iter().filter_map(saved_row).collect())
+    }
+
+    fn saved_counts(&self) -> Result<Vec<(String, u64, u64)>, Error> {
+        let rows = self.rows(
+            "SELECT mailbox, COUNT(*), COALESCE(SUM(size), 0)::BIGINT FROM saved
+             GROUP BY mailbox ORDER BY mailbox",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), count(r.get(1)), count(r.get(2))))
+            .collect())
+    }
+
+    // ---- remote mirror ----
+
+    fn apply_remote(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        items: &[MessageInfo],
+        removed: &[String],
+    ) -> Result<(), Error> {
+        self.in_tx(|tx| {
+            let up = tx.prepare(
+                "INSERT INTO remote(mailbox, id, folder_id, info) VALUES($1, $2, $3, $4)
+                 ON CONFLICT(mailbox, id) DO UPDATE SET folder_id=excluded.folder_id, info=excluded.info",
+            )?;
+            for m in items {
+                let info = serde_json::to_string(m).unwrap_or_default();
+                tx.execute(&up, &[&mailbox, &m.id, &folder, &info])?;
+            }
+            if !removed.is_empty() {
+                tx.execute(
+                    "DELETE FROM remote WHERE mailbox=$1 AND folder_id=$2 AND id = ANY($3)",
+                    &[&mailbox, &folder, &removed],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn remote_ids_in_folder(&self, mailbox: &str, folder: &str) -> Result<HashSet<String>, Error> {
+        let rows = self.rows(
+            "SELECT id FROM remote WHERE mailbox=$1 AND folder_id=$2",
+            &[&mailbox, &folder],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn remove_remote(&self, mailbox: &str, id: &str) -> Result<(), Error> {
+        self.exec(
+            "DELETE FROM remote WHERE mailbox=$1 AND id=$2",
+            &[&mailbox, &id],
+        )
+    }
+
+    fn remote_messages(&self, mailbox: &str) -> Result<Vec<MessageInfo>, Error> {
+        let rows = self.rows(
+            "SELECT info FROM remote WHERE mailbox=$1 ORDER BY seq",
+            &[&mailbox],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
+            .collect())
+    }
+
+    // ---- folders ----
+
+    fn delta_link(&self, mailbox: &str, folder: &str) -> Result<Option<String>, Error> {
+        let rows = self.rows(
+            "SELECT delta_link FROM folders WHERE mailbox=$1 AND folder_id=$2",
+            &[&mailbox, &folder],
+        )?;
+        Ok(rows.first().and_then(|r| r.get(0)))
+    }
+
+    fn set_delta_link(
+        &self,
+        mailbox: &str,
+        folder: &str,
+        name: &str,
+        link: Option<&str>,
+    ) -> Result<(), Error> {
+        self.exec(
+            "INSERT INTO folders(mailbox, folder_id, name, delta_link) VALUES($1, $2, $3, $4)
+             ON CONFLICT(mailbox, folder_id) DO UPDATE SET name=excluded.name,
+               delta_link=excluded.delta_link, updated_at=now()",
+            &[&mailbox, &folder, &name, &link],
+        )
+    }
+
+    fn known_folders(&self, mailbox: &str) -> Result<Vec<String>, Error> {
+        let rows = self.rows(
+            "SELECT folder_id FROM folders WHERE mailbox=$1
+             UNION SELECT folder_id FROM remote WHERE mailbox=$1",
+            &[&mailbox],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn drop_folder(&self, mailbox: &str, folder: &str) -> Result<(), Error> {
+        self.in_tx(|tx| {
+            tx.execute(
+                "DELETE FROM remote WHERE mailbox=$1 AND folder_id=$2",
+                &[&mailbox, &folder],
+            )?;
+            tx.execute(
+                "DELETE FROM folders WHERE mailbox=$1 AND folder_id=$2",
+                &[&mailbox, &folder],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn folder_counts(&self) -> Result<Vec<(String, u64)>, Error> {
+        let rows = self.rows(
+            "SELECT mailbox, COUNT(delta_link) FROM folders GROUP BY mailbox ORDER BY mailbox",
+            &[],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), count(r.get(1)))).collect())
+    }
+
+    // ---- headers and search ----
+
+    fn record_message(&self, row: &SavedRow, headers: &HeaderRow) -> Result<(), Error> {
+        self.in_tx(|tx| {
+            upsert_saved(tx, row)?;
+            upsert_headers(tx, headers)
+        })
+    }
+
+    fn record_headers(&self, headers: &HeaderRow) -> Result<(), Error> {
+        self.with(|c| Ok(upsert_headers(c, headers)?))
+    }
+
+    fn saved_without_headers(&self) -> Result<Vec<SavedRow>, Error> {
+        let rows = self.rows(
+            "SELECT s.mailbox, s.id, s.path, s.last_modified, s.size, s.sha256 FROM saved s
+             WHERE NOT EXISTS (SELECT 1 FROM headers h WHERE h.mailbox=s.mailbox AND h.id=s.id)
+             ORDER BY s.mailbox, s.id",
+            &[],
+        )?;
+        Ok(rows.iter().filter_map(saved_row).collect())
+    }
+
+    fn select(
+        &self,
+        selection: &Selection,
+        order: Order,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<Hit>, Error> {
+        let cursor = match order {
+            Order::Folder => after,
+            Order::Newest => None,
+        };
+        let mut q = select_from(selection, cursor);
+        let order_by = match order {
+            Order::Newest => "h.date DESC NULLS LAST, h.seq DESC",
+            Order::Folder => "h.mailbox, h.folder_id, h.seq",
+        };
+        let limit = q.bind(limit.min(i64::MAX as usize) as i64);
+        let sql = format!(
+            "SELECT {HIT_COLUMNS}, {FOLDER_PATH} {} ORDER BY {order_by} LIMIT {limit}",
+            q.text
+        );
+        self.rows(&sql, &q.params())?.iter().map(hit).collect()
+    }
+
+    fn count(&self, selection: &Selection) -> Result<u64, Error> {
+        let q = select_from(selection, None);
+        let rows = self.rows(&format!("SELECT COUNT(*) {}", q.text), &q.params())?;
+        Ok(count(rows[0].get(0)))
+    }
+
+    // ---- flags ----
+
+    fn flag(&self, name: &str) -> Result<bool, Error> {
+        Ok(!self
+            .rows("SELECT 1 FROM flags WHERE name=$1", &[&name])?
+            .is_empty())
+    }
+
+    fn set_flag(&self, name: &str) -> Result<(), Error> {
+        self.exec(
+            "INSERT INTO flags(name) VALUES($1) ON CONFLICT(name) DO UPDATE SET done_at=now()",
+            &[&name],
+        )
+    }
+
+    // ---- quarantine ----
+
+    fn record_quarantined(&self, row: &QuarantinedRow) -> Result<(), Error> {
+        self.exec(
+            "INSERT INTO quarantined(path, mailbox, location, since) VALUES($1, $2, $3, $4)
+             ON CONFLICT(path) DO UPDATE SET mailbox=excluded.mailbox,
+               location=excluded.location, since=excluded.since",
+            &[&row.key.as_str(), &row.mailbox, &row.location, &row.since],
+        )
+    }
+
+    fn quarantined(&self) -> Result<Vec<QuarantinedRow>, Error> {
+        self.rows(
+            "SELECT path, mailbox, location, since FROM quarantined ORDER BY since, path",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(QuarantinedRow {
+                key: ObjectKey::new(r.get::<_, String>(0))?,
+                mailbox: r.get(1),
+                location: r.get(2),
+                since: r.get(3),
+            })
+        })
+        .collect()
+    }
+
+    fn remove_quarantined(&self, key: &ObjectKey) -> Result<(), Error> {
+        self.exec("DELETE FROM quarantined WHERE path=$1", &[&key.as_str()])
+    }
+
+    fn folder_paths(&self, mailbox: &str) -> Result<HashMap<String, String>, Error> {
+        let rows = self.rows(
+            "SELECT folder_id, name FROM folders WHERE mailbox=$1",
+            &[&mailbox],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    // ---- restore log ----
+
+    fn record_restore(&self, row: &RestoreRow) -> Result<(), Error> {
+        self.exec(
+            "INSERT INTO restored(source_mailbox, source_id, source_key, target_mailbox,
+               target_id, complete, started, mode) VALUES($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT(source_mailbox, source_id, target_mailbox) DO UPDATE SET
+               source_key=excluded.source_key, target_id=excluded.target_id,
+               complete=excluded.complete, mode=excluded.mode
+             WHERE restored.target_id IS NULL OR excluded.target_id IS NOT NULL",
+            &[
+                &row.source_mailbox,
+                &row.source_id,
+                &row.source_key.as_str(),
+                &row.target_mailbox,
+                &row.target_id,
+                &row.complete,
+                &row.started,
+                &row.mode,
+            ],
+        )
+    }
+
+    fn restore_log(
+        &self,
+        source_mailbox: &str,
+        target_mailbox: &str,
+    ) -> Result<Vec<RestoreRow>, Error> {
+        let rows = self.rows(
+            "SELECT source_mailbox, source_id, source_key, target_mailbox, target_id,
+               complete, started, mode FROM restored
+             WHERE source_mailbox=$1 AND target_mailbox=$2 ORDER BY seq",
+            &[&source_mailbox, &target_mailbox],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(RestoreRow {
+                    source_key: ObjectKey::new(r.get::<_, String>(2)).ok()?,
+                    source_mailbox: r.get(0),
+                    source_id: r.get(1),
+                    target_mailbox: r.get(3),
+                    target_id: r.get(4),
+                    complete: r.get(5),
+                    started: r.get(6),
+                    mode: r.get(7),
+                })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> PostgresIndex {
+        PostgresIndex::open(&pg_test_cluster::cluster().new_database()).expect("open")
+    }
+
+    #[test]
+    fn postgres_index_passes_the_conformance_suite() {
+        crate::index::conformance::index(&fresh());
+    }
+
+    #[test]
+    fn migrations_are_applied_once_and_recorded() {
+        let url = pg_test_cluster::cluster().new_database();
+        let ix = PostgresIndex::open(&url).expect("open");
+        ix.set_flag("kept").unwrap();
+        drop(ix);
+        // Opened again (another worker, a later run): nothing is applied twice, data stays.
+        let ix = PostgresIndex::open(&url).expect("open again");
+        assert!(ix.flag("kept").unwrap());
+        let versions: Vec<i32> = ix
+            .rows("SELECT version FROM schema_version ORDER BY version", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let want: Vec<i32> = (1..=schema::MIGRATIONS.len() as i32).collect();
+        assert_eq!(versions, want);
+    }
+
+    #[test]
+    fn a_database_of_a_newer_version_is_refused_untouched() {
+        let url = pg_test_cluster::cluster().new_database();
+        let ix = PostgresIndex::open(&url).expect("open");
+        let newer = schema::MIGRATIONS.len() as i32 + 1;
+        ix.exec("INSERT INTO schema_version(version) VALUES($1)", &[&newer])
+            .unwrap();
+        drop(ix);
+        let e = PostgresIndex::open(&url).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "version {newer}, newer than this mailbackup knows"
+            )) && e.contains("upgrade mailbackup"),
+            "{e}"
+        );
+        assert!(!e.contains(pg_test_cluster::cluster().password()), "{e}");
+    }
+
+    #[test]
+    fn connection_problems_say_what_to_do_without_the_password() {
+        let cluster = pg_test_cluster::cluster();
+        let url = cluster.new_database();
+        let wrong = url.replace(cluster.password(), "not-the-password");
+        let e = PostgresIndex::open(&wrong).unwrap_err().to_string();
+        assert!(e.contains("refused the password of user mailbackup"), "{e}");
+        assert!(!e.contains("not-the-password"), "{e}");
+
+        let missing = format!(
+            "postgres://mailbackup:{}@127.0.0.1:{}/no_such_db",
+            cluster.password(),
+            cluster.port()
+        );
+        let e = PostgresIndex::open(&missing).unwrap_err().to_string();
+        assert!(e.contains("database no_such_db does not exist"), "{e}");
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let down = format!("postgres://mailbackup:secret@127.0.0.1:{port}/x");
+        let e = PostgresIndex::open(&down).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot reach PostgreSQL") && e.contains("start the server"),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+
+        let e = PostgresIndex::open("postgres://a@b:notaport/x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a PostgreSQL URL"), "{e}");
+        let tls = url.replace("sslmode=disable", "sslmode=require");
+        let e = PostgresIndex::open(&tls).unwrap_err().to_string();
+        assert!(e.contains("use sslmode=disable"), "{e}");
+        assert!(!e.contains(cluster.password()), "{e}");
+
+        let e = PostgresIndex::open("sqlite:///tmp/x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postgres://USER@HOST:PORT/DATABASE"), "{e}");
+    }
+}

@@ -1,0 +1,206 @@
+//! Test support only: a throw-away PostgreSQL cluster for the tests of a test binary.
+//!
+//! [`cluster`] starts one cluster per test binary on first use: `initdb` in a new temporary
+//! directory (superuser `mailbackup`, password authentication with SCRAM), then `pg_ctl start`
+//! on a free port of 127.0.0.1 (and a Unix socket in the same directory). No system service is
+//! involved. Each test takes a database of its own with [`Cluster::new_database`].
+//!
+//! The cluster is run by a small `sh` watchdog that holds the read end of a pipe whose write end
+//! only this process holds. When the test binary ends — normally, after a panic, or killed — the
+//! pipe closes, and the watchdog stops the server (`pg_ctl stop -m immediate`) and removes the
+//! directory. Nothing is left running.
+//!
+//! Where the binaries are: `initdb` and `pg_ctl` from `PATH`, else the newest
+//! `/usr/lib/postgresql/*/bin` (the Debian `postgresql` package puts them only there). When
+//! neither has them, [`cluster`] panics with a message naming `scripts/install-test-deps.sh`:
+//! a missing install fails the tests, it never skips them.
+//!
+//! `initdb` refuses to run as root: under root (CI's shell) the watchdog runs as the `postgres`
+//! user the Debian package creates, through `runuser`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// The superuser of the test cluster.
+pub const USER: &str = "mailbackup";
+
+/// A running throw-away cluster (see the crate docs).
+#[derive(Debug)]
+pub struct Cluster {
+    port: u16,
+    password: String,
+    dir: String,
+    next_db: AtomicU32,
+    // Held, never written: the watchdog stops the cluster when this closes (process exit).
+    _watchdog: Mutex<(Child, ChildStdin)>,
+}
+
+const WATCHDOG: &str = r#"
+set -u
+# The test binary may be gone before "ready" is read: writing it must not kill this script.
+trap '' PIPE
+bindir="$1"; port="$2"; pw="$3"
+dir=$(mktemp -d "${TMPDIR:-/tmp}/pg-test-cluster.XXXXXX") || { echo "mktemp failed"; exit 1; }
+cleanup() { "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1; rm -rf "$dir"; }
+printf '%s\n' "$pw" > "$dir/pw"
+if ! "$bindir/initdb" -D "$dir/data" -U mailbackup --pwfile="$dir/pw" --auth=scram-sha-256 \
+    -E UTF8 --locale=C.UTF-8 >"$dir/setup.log" 2>&1; then
+  echo "initdb failed:"; cat "$dir/setup.log"; rm -rf "$dir"; exit 1
+fi
+if ! "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off" start >>"$dir/setup.log" 2>&1; then
+  echo "pg_ctl start failed:"; cat "$dir/setup.log" "$dir/server.log"; cleanup; exit 1
+fi
+echo "ready $dir"
+read -r _ || true
+cleanup
+"#;
+
+/// The cluster of this test binary, started on first call. Panics (failing the test) when
+/// PostgreSQL is not installed or does not start, with what to do.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(start)
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The directory holding `initdb` and `pg_ctl`.
+pub fn bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p).find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+    });
+    on_path.or_else(|| {
+        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").is_file().then_some((version, bin))
+            })
+            .collect();
+        found.sort();
+        found.pop().map(|(_, bin)| bin)
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn start() -> Cluster {
+    let Some(bin) = bin_dir() else {
+        panic!(
+            "PostgreSQL is not installed: no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin. \
+             Run `sudo bash scripts/install-test-deps.sh` (it installs the Debian postgresql package)"
+        );
+    };
+    let port = free_port();
+    let password = format!("pw-{}-{port}", std::process::id());
+    let mut cmd = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "sh"]);
+        c
+    } else {
+        Command::new("sh")
+    };
+    cmd.args(["-c", WATCHDOG, "pg-test-cluster"])
+        .arg(bin.as_os_str())
+        .arg(port.to_string())
+        .arg(&password)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot start the PostgreSQL test cluster ({e}); run `sudo bash scripts/install-test-deps.sh`"
+        )
+    });
+    let stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut said = Vec::new();
+    let mut dir = None;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if let Some(d) = line.strip_prefix("ready ") {
+            dir = Some(d.to_string());
+            break;
+        }
+        said.push(line);
+    }
+    let Some(dir) = dir else {
+        panic!(
+            "the PostgreSQL test cluster did not start (binaries in {}); it said:\n{}\n\
+             (run `sudo bash scripts/install-test-deps.sh` if the install is incomplete)",
+            bin.display(),
+            said.join("\n")
+        );
+    };
+    Cluster {
+        port,
+        password,
+        dir,
+        next_db: AtomicU32::new(0),
+        _watchdog: Mutex::new((child, stdin)),
+    }
+}
+
+impl Cluster {
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The password of [`USER`].
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The cluster's directory (data, logs, Unix socket).
+    pub fn dir(&self) -> &Path {
+        Path::new(&self.dir)
+    }
+
+    /// The URL of database `db` (TCP on loopback, no TLS).
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://{USER}:{}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.password, self.port
+        )
+    }
+
+    /// Creates an empty database of its own for one test; returns its URL.
+    pub fn new_database(&self) -> String {
+        let n = self.next_db.fetch_add(1, Ordering::Relaxed);
+        let name = format!("test_{n}");
+        let admin_url = self.url("postgres");
+        let sql = format!("CREATE DATABASE {name}");
+        // On a thread of its own: the sync client runs (and drops) a runtime of its own, which
+        // tokio forbids on an async test's threads.
+        std::thread::spawn(move || {
+            let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
+                .expect("connect to the test cluster");
+            admin.batch_execute(&sql).expect("create a test database");
+        })
+        .join()
+        .expect("creating a test database");
+        self.url(&name)
+    }
+}
