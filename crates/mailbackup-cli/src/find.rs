@@ -89,18 +89,30 @@ pub(crate) enum MboxPer {
 /// The index `--index` opened (`None`: the data folder's SQLite index).
 pub(crate) type GivenIndex = Option<Arc<dyn Index>>;
 
-/// Opens the index of a backup (the given one, else the data folder's) and back-fills its
-/// header fields once from the messages in `store`.
-fn open(data: &Path, given: GivenIndex, store: &dyn MessageStore) -> Result<Arc<dyn Index>> {
-    let index = match given {
-        Some(ix) => ix,
-        None => open_sqlite(data)?,
-    };
-    let n = mailbackup::headers::backfill(index.as_ref(), store)?;
-    if n > 0 {
-        eprintln!("indexed the header fields of {n} message(s) saved by an earlier version (once)");
+/// A backup as the commands open it: its data folder, the index `--index` gave (`None`: the
+/// folder's SQLite index) and its message store (`--store`).
+pub(crate) struct Backup {
+    pub(crate) data: PathBuf,
+    pub(crate) index: GivenIndex,
+    pub(crate) store: Arc<dyn MessageStore>,
+}
+
+impl Backup {
+    /// Opens the index (the given one, else the data folder's) and back-fills its header
+    /// fields once from the messages in the store.
+    fn open_index(&self) -> Result<Arc<dyn Index>> {
+        let index = match &self.index {
+            Some(ix) => ix.clone(),
+            None => open_sqlite(&self.data)?,
+        };
+        let n = mailbackup::headers::backfill(index.as_ref(), &*self.store)?;
+        if n > 0 {
+            eprintln!(
+                "indexed the header fields of {n} message(s) saved by an earlier version (once)"
+            );
+        }
+        Ok(index)
     }
-    Ok(index)
 }
 
 /// The SQLite index of a data folder, refused when the folder holds none.
@@ -121,9 +133,7 @@ fn open_sqlite(data: &Path) -> Result<Arc<dyn Index>> {
 /// Graph ids of the messages of a backup matching a search query (and `mailbox`, when given):
 /// `restore --query` hands them to `restore::Selection::ids`.
 pub(crate) fn matching_ids(
-    data: &Path,
-    given: GivenIndex,
-    store: &dyn MessageStore,
+    backup: &Backup,
     query: &str,
     mailbox: Option<&str>,
 ) -> Result<std::collections::HashSet<String>> {
@@ -135,7 +145,7 @@ pub(crate) fn matching_ids(
         query,
         keys: Vec::new(),
     };
-    let index = open(data, given, store)?;
+    let index = backup.open_index()?;
     let mut ids = std::collections::HashSet::new();
     let mut after = None;
     loop {
@@ -149,9 +159,7 @@ pub(crate) fn matching_ids(
 }
 
 pub(crate) async fn export(
-    data: PathBuf,
-    given: GivenIndex,
-    store: Arc<dyn MessageStore>,
+    backup: Backup,
     select: &SelectArgs,
     format: ExportFormat,
     per: MboxPer,
@@ -178,10 +186,10 @@ pub(crate) async fn export(
     let work = {
         let progress = progress.clone();
         tokio::task::spawn_blocking(move || -> Result<_> {
-            let index = open(&data, given, &*store)?;
+            let index = backup.open_index()?;
             Ok(mailbackup::export::export(
                 index.as_ref(),
-                &*store,
+                &*backup.store,
                 &selection,
                 format,
                 &out,
@@ -231,9 +239,7 @@ fn cut(s: &str, n: usize) -> String {
 }
 
 pub(crate) fn search(
-    data: PathBuf,
-    given: GivenIndex,
-    store: &dyn MessageStore,
+    backup: &Backup,
     words: &[String],
     select: &SelectArgs,
     limit: usize,
@@ -242,7 +248,7 @@ pub(crate) fn search(
     let mut selection = select.selection()?;
     let typed = Query::parse(&words.join(" "))?;
     selection.query.terms.extend(typed.terms);
-    let index = open(&data, given, store)?;
+    let index = backup.open_index()?;
     let hits = index.select(&selection, Order::Newest, None, limit)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&hits)?);
@@ -273,14 +279,9 @@ pub(crate) fn search(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn show(
-    data: PathBuf,
-    given: GivenIndex,
-    store: &dyn MessageStore,
-    key: &str,
-) -> Result<ExitCode> {
+pub(crate) fn show(backup: &Backup, key: &str) -> Result<ExitCode> {
     let key = ObjectKey::new(key.to_string())?;
-    let index = open(&data, given, store)?;
+    let index = backup.open_index()?;
     let selection = Selection {
         query: Query::default(),
         keys: vec![key.clone()],
@@ -309,25 +310,23 @@ pub(crate) fn show(
     );
     println!("Graph id:    {}", r.id);
     println!("Key:         {key}");
-    println!("Path:        {}", store.locate(&key));
+    println!("Path:        {}", backup.store.locate(&key));
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn prune(
-    data: PathBuf,
-    given: GivenIndex,
+    backup: &Backup,
     working_folder: Option<PathBuf>,
-    store: &dyn MessageStore,
     keep_days: u32,
     dry_run: bool,
 ) -> Result<ExitCode> {
-    let wf = working_folder.unwrap_or_else(|| data.join(mailbackup::META_DIR));
+    let wf = working_folder.unwrap_or_else(|| backup.data.join(mailbackup::META_DIR));
     // Not while a run moves copies into the quarantine area.
     let _lock = mailbackup::lock::RunLock::acquire(&wf).context("prune needs the run lock")?;
-    let index = open(&data, given, store)?;
+    let index = backup.open_index()?;
     let rows = mailbackup::retention::prune(
         index.as_ref(),
-        store,
+        &*backup.store,
         chrono::Utc::now(),
         keep_days,
         dry_run,

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{AuthArgs, FileConfig, RunArgs};
 use mailbackup::{LockState, RunStatus};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -184,6 +184,20 @@ fn init_logs(level: &str, writer: Option<ui::Bars>) {
 fn colour_on_stderr() -> bool {
     use std::io::IsTerminal as _;
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The backup a command reads: the data folder, the index `--index` (or the config) names, and
+/// the message store `--store` (or the config) names, with `quarantine` as its quarantine area.
+async fn open_backup(
+    store_url: Option<&str>,
+    file: &config::FileConfig,
+    data: PathBuf,
+    index: &config::IndexArg,
+    quarantine: Option<&Path>,
+) -> Result<find::Backup> {
+    let store = config::open_store(store_url, file, &data, quarantine).await?;
+    let index = index.open(file).await?;
+    Ok(find::Backup { data, index, store })
 }
 
 fn data_folder(flag: Option<PathBuf>, file: &FileConfig) -> Result<PathBuf> {
@@ -394,9 +408,8 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
-            let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
-            let ix = index.open(&file).await?;
-            find::export(d, ix, store, &select, format, mbox_per, out, no_progress).await
+            let backup = open_backup(cli.store.as_deref(), &file, d, &index, None).await?;
+            find::export(backup, &select, format, mbox_per, out, no_progress).await
         }
         Command::Search {
             data_folder: d,
@@ -408,12 +421,9 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
-            let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
-            let ix = index.open(&file).await?;
-            tokio::task::spawn_blocking(move || {
-                find::search(d, ix, &*store, &words, &select, limit, json)
-            })
-            .await?
+            let backup = open_backup(cli.store.as_deref(), &file, d, &index, None).await?;
+            tokio::task::spawn_blocking(move || find::search(&backup, &words, &select, limit, json))
+                .await?
         }
         Command::Show {
             data_folder: d,
@@ -422,9 +432,8 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             init_logs(&cli.log_level, None);
             let d = data_folder(d, &file)?;
-            let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
-            let ix = index.open(&file).await?;
-            tokio::task::spawn_blocking(move || find::show(d, ix, &*store, &key)).await?
+            let backup = open_backup(cli.store.as_deref(), &file, d, &index, None).await?;
+            tokio::task::spawn_blocking(move || find::show(&backup, &key)).await?
         }
         Command::Prune {
             data_folder: d,
@@ -443,10 +452,8 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                 "no retention: give --keep-deleted-days N or keep_deleted_days in the config file",
             )?;
             let wf = working_folder.or_else(|| file.working_folder.clone());
-            let store = config::open_store(cli.store.as_deref(), &file, &d, Some(&q)).await?;
-            let ix = index.open(&file).await?;
-            tokio::task::spawn_blocking(move || find::prune(d, ix, wf, &*store, days, dry_run))
-                .await?
+            let backup = open_backup(cli.store.as_deref(), &file, d, &index, Some(&q)).await?;
+            tokio::task::spawn_blocking(move || find::prune(&backup, wf, days, dry_run)).await?
         }
     }
 }

@@ -125,11 +125,15 @@ pub(crate) async fn run(
     selection.messages = a.messages.clone();
     let index = a.index.open(file).await?;
     if let Some(q) = a.query.clone() {
-        let (data, given, mailbox) = (opts.data_folder.clone(), index.clone(), a.mailbox.clone());
-        let st = store.clone();
+        let backup = crate::find::Backup {
+            data: opts.data_folder.clone(),
+            index: index.clone(),
+            store: store.clone(),
+        };
+        let mailbox = a.mailbox.clone();
         selection.ids = Some(
             tokio::task::spawn_blocking(move || {
-                crate::find::matching_ids(&data, given, &*st, &q, mailbox.as_deref())
+                crate::find::matching_ids(&backup, &q, mailbox.as_deref())
             })
             .await??,
         );
