@@ -1,0 +1,67 @@
+//! Test-only fault injection for the file store: makes writes into, and removals from, one
+//! directory fail as an inbox that became unwritable does (tests run as root, whom file
+//! permissions do not stop). Faults are per directory, so tests running in parallel in other
+//! directories are not affected.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::StoreError;
+
+struct Fault {
+    dir: PathBuf,
+    /// Writes that would make a file longer than this fail.
+    writes_after: u64,
+}
+
+static FAULTS: Mutex<Vec<Fault>> = Mutex::new(Vec::new());
+
+/// Disarms the fault when dropped.
+pub(crate) struct Armed(PathBuf);
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        let mut f = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+        f.retain(|x| x.dir != self.0);
+    }
+}
+
+/// From now on, files in `dir` cannot grow beyond `writes_after` octets and cannot be
+/// removed ("read-only file system").
+pub(crate) fn unwritable_dir(dir: &Path, writes_after: u64) -> Armed {
+    let mut f = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+    f.push(Fault {
+        dir: dir.to_owned(),
+        writes_after,
+    });
+    Armed(dir.to_owned())
+}
+
+fn armed(path: &Path) -> Option<u64> {
+    let f = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+    f.iter()
+        .find(|x| path.parent() == Some(x.dir.as_path()))
+        .map(|x| x.writes_after)
+}
+
+fn read_only(action: &'static str, path: &Path) -> StoreError {
+    StoreError::io(
+        action,
+        path,
+        std::io::Error::from_raw_os_error(30), // EROFS
+    )
+}
+
+pub(super) fn check_write(path: &Path, new_len: u64) -> Result<(), StoreError> {
+    match armed(path) {
+        Some(limit) if new_len > limit => Err(read_only("writing", path)),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn check_removal(path: &Path) -> Result<(), StoreError> {
+    match armed(path) {
+        Some(_) => Err(read_only("removing", path)),
+        None => Ok(()),
+    }
+}
