@@ -419,9 +419,16 @@ mod tests {
         fs::write(&from, b"new").unwrap();
         fs::write(&to, b"old").unwrap();
         let e = place(&from, &to, Existing::Keep).unwrap_err();
-        assert_eq!((e.step, e.source.kind()), (Step::Rename, io::ErrorKind::AlreadyExists));
+        assert_eq!(
+            (e.step, e.source.kind()),
+            (Step::Rename, io::ErrorKind::AlreadyExists)
+        );
         assert_eq!(fs::read(&to).unwrap(), b"old");
-        assert_eq!(fs::read(&from).unwrap(), b"new", "the new file is kept for the caller");
+        assert_eq!(
+            fs::read(&from).unwrap(),
+            b"new",
+            "the new file is kept for the caller"
+        );
 
         let placed = place(&from, &to, Existing::Replace).unwrap();
         assert!(placed.leftover.is_none());
@@ -451,7 +458,10 @@ mod tests {
         let busy = dir.path().join("busy");
         fs::create_dir(&busy).unwrap();
         fs::write(busy.join("inside"), b"y").unwrap();
-        assert_eq!(place(&from, &busy, Existing::Replace).unwrap_err().step, Step::Rename);
+        assert_eq!(
+            place(&from, &busy, Existing::Replace).unwrap_err().step,
+            Step::Rename
+        );
         assert_eq!(entries(dir.path()), vec!["a", "busy"]);
     }
 
