@@ -4,30 +4,35 @@
 //! - builds the target file name from a configurable format with the seed's macros
 //!   (`%VirtualFileName%`, `%VirtualFileDate%`, `%VirtualFileDate:FORMAT%`, `%Originator%`,
 //!   `%Destination%`, `%UserData%`, `%CurrentTime%`, `%GUID%`) and sanitises it to one file name
-//!   that cannot leave the target directory;
+//!   that cannot leave the target directory ([`names`](NameFormat));
 //! - writes incoming data to a hidden temporary file *in the target directory* (`.oftp-<uuid>.part`),
-//!   so the final rename never crosses a file system;
-//! - checkpoints: flushes and fsyncs the temporary file so a restart can resume from a durable
-//!   position;
+//!   so the final rename never crosses a file system ([`PartialFile`]);
+//! - checkpoints: fsyncs the temporary file so a restart can resume from a durable position;
 //! - commits: fsync, then a no-clobber rename into place (hard link + unlink, or a checked rename
 //!   when overwriting is allowed), then fsync of the directory. Nothing partial ever appears under
-//!   a final name.
+//!   a final name;
+//! - writes received data from a pool of a few threads shared by all receptions of the process,
+//!   fed through one byte budget, so memory and threads do not grow with the number of sessions
+//!   ([`BackgroundWriter`]; how the pool keeps order, bounds memory and cannot deadlock is
+//!   described in `store/pool.rs`).
 //!
 //! What it does not do: decide *whether* to accept a file (the handler and the journal do), or
 //! know the protocol's record structure (the connection driver passes bytes and offsets).
 //!
-//! Writes go through a plain `std::fs::File` with a large `BufWriter`: page-cache writes are short,
-//! and doing them inline avoids a thread hop per buffer; the slow calls (fsync, rename, directory
-//! fsync) are made from `spawn_blocking` by the async wrappers.
+//! Durable writes (temporary file, fsync, rename, directory fsync, placing a file) go through the
+//! workspace crate `durable-write`, like every crate of the workspace. Page-cache writes are
+//! made by the pool's threads; the slow calls (fsync, rename, directory fsync) are made from
+//! `spawn_blocking` by the async wrappers.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 #[cfg(test)]
 pub(crate) mod faults;
 mod names;
 mod partial;
+mod pool;
 mod writer;
 
 pub use names::{DEFAULT_NAME_FORMAT, NameContext, NameFormat, sanitize_file_name};
@@ -102,35 +107,50 @@ impl Default for StorePolicy {
     }
 }
 
-/// Moves `from` to `to`; without `overwrite` an existing `to` is never replaced, even by a
-/// racing writer (hard link fails on an existing target), with a checked rename as the fallback
-/// for file systems without hard links.
+/// Moves `from` to `to` durably (`durable_write::place`, then the folder is fsynced); without
+/// `overwrite` an existing `to` is never replaced, even by a racing writer.
 fn place(from: &Path, to: &Path, overwrite: bool) -> Result<(), StoreError> {
-    if overwrite {
-        return fs::rename(from, to).map_err(|e| StoreError::io("renaming into place", to, e));
-    }
-    match fs::hard_link(from, to) {
-        Ok(()) => {
+    let existing = if overwrite {
+        durable_write::Existing::Replace
+    } else {
+        durable_write::Existing::Keep
+    };
+    match durable_write::place(from, to, existing) {
+        Ok(placed) => {
             // The file is in place under its final name: a temporary name left over is only
             // clutter (and crash recovery recognises it as the same file), never a failure.
-            if let Err(e) = fs::remove_file(from) {
+            if let Some(e) = placed.leftover {
                 tracing::warn!(
                     path = %from.display(),
-                    error = %e,
+                    error = %e.source,
                     "file placed, but its temporary name could not be removed"
                 );
             }
             Ok(())
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+        Err(e) if !overwrite && e.source.kind() == io::ErrorKind::AlreadyExists => {
             Err(StoreError::AlreadyExists(to.to_owned()))
         }
-        Err(_) => {
-            if to.exists() {
-                return Err(StoreError::AlreadyExists(to.to_owned()));
-            }
-            fs::rename(from, to).map_err(|e| StoreError::io("renaming into place", to, e))
-        }
+        Err(e) => Err(durable(e)),
+    }
+}
+
+/// A failed `durable_write` call as the store reports it.
+fn durable(e: durable_write::Error) -> StoreError {
+    use durable_write::Step;
+    let action = match e.step {
+        Step::CreateDir => "creating directory",
+        Step::CreateTemp => "creating temporary file",
+        Step::Write => "writing",
+        Step::Rename => "renaming into place",
+        Step::SyncDir => "syncing directory",
+        Step::Remove => "removing",
+        _ => "reading",
+    };
+    StoreError::Io {
+        action,
+        path: e.path,
+        error: e.source,
     }
 }
 
@@ -156,39 +176,14 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
 /// Fsyncs a directory so a rename in it survives a crash (a no-op where directories cannot be
 /// opened, e.g. Windows).
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    {
-        let d = File::open(dir).map_err(|e| StoreError::io("opening directory", dir, e))?;
-        d.sync_all()
-            .map_err(|e| StoreError::io("syncing directory", dir, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    durable_write::sync_dir(dir).map_err(durable)
 }
 
-/// Writes `bytes` durably to `path` (temp file in the same directory, fsync, rename, directory
-/// fsync). Used for small files such as a generated configuration.
+/// Writes `bytes` durably to `path` (`durable_write::write`: temporary file in the same
+/// directory, fsync, rename, directory fsync; on failure nothing is left behind). Used for
+/// small files such as a generated configuration or a certificate.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| StoreError::io("creating directory", dir, e))?;
-    let tmp = partial_path_for(path);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| StoreError::io("creating temporary file", &tmp, e))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| StoreError::io("writing", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| StoreError::io("renaming into place", path, e))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    durable_write::write(path, bytes).map_err(durable)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -202,6 +197,32 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_atomic_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a folder that is not empty: the rename into place fails.
+        let busy = dir.path().join("busy");
+        fs::create_dir(&busy).unwrap();
+        fs::write(busy.join("inside"), b"x").unwrap();
+        let e = write_atomic(&busy, b"data").unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Io { action: "renaming into place", path, .. } if *path == busy),
+            "{e}"
+        );
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("busy")]);
+        // Below a file: nothing is created.
+        let under_file = busy.join("inside").join("c.toml");
+        assert!(matches!(
+            write_atomic(&under_file, b"data"),
+            Err(StoreError::Io { .. })
+        ));
+        assert_eq!(fs::read_dir(&busy).unwrap().count(), 1);
+    }
 
     #[test]
     fn write_atomic_replaces_content() {

@@ -2,18 +2,19 @@
 //! checkpoints (fsync), its commit under the final name and its removal.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{StoreError, StorePolicy, blocking, place, sync_dir};
-
-/// Size of the write buffer in front of a partial file.
-const WRITE_BUFFER: usize = 32 * 1024;
+use super::{StoreError, StorePolicy, blocking, durable, place};
 
 /// A reception in progress: a temporary file in the target directory.
+///
+/// Writes go straight to the file, unbuffered: the writer pool (`super::pool`) hands it pieces
+/// of 8 KiB and more (small pieces are gathered first), so a buffer per reception would only
+/// cost memory.
 #[derive(Debug)]
 pub struct PartialFile {
-    writer: BufWriter<File>,
+    file: File,
     partial_path: PathBuf,
     final_path: PathBuf,
     written: u64,
@@ -29,19 +30,19 @@ impl PartialFile {
     /// Creates a new, empty temporary file for `final_path` (its directory is created if missing).
     pub fn create(final_path: &Path) -> Result<Self, StoreError> {
         let dir = final_path.parent().unwrap_or_else(|| Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| StoreError::io("creating directory", dir, e))?;
+        durable_write::create_dir_all(dir).map_err(durable)?;
         let partial_path = partial_path_for(final_path);
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&partial_path)
             .map_err(|e| StoreError::io("creating temporary file", &partial_path, e))?;
-        Ok(Self::from_parts(
+        Ok(Self {
             file,
             partial_path,
-            final_path.to_owned(),
-            0,
-        ))
+            final_path: final_path.to_owned(),
+            written: 0,
+        })
     }
 
     /// Reopens the temporary file of an interrupted reception and cuts it to `keep` bytes (the
@@ -68,40 +69,24 @@ impl PartialFile {
         file.set_len(keep)
             .and_then(|()| file.seek(SeekFrom::Start(keep)).map(|_| ()))
             .map_err(|e| StoreError::io("truncating temporary file", partial_path, e))?;
-        Ok(Self::from_parts(
+        Ok(Self {
             file,
-            partial_path.to_owned(),
-            final_path.to_owned(),
-            keep,
-        ))
+            partial_path: partial_path.to_owned(),
+            final_path: final_path.to_owned(),
+            written: keep,
+        })
     }
 
-    fn from_parts(file: File, partial_path: PathBuf, final_path: PathBuf, written: u64) -> Self {
-        Self {
-            writer: BufWriter::with_capacity(WRITE_BUFFER, file),
-            partial_path,
-            final_path,
-            written,
-        }
-    }
-
-    /// Appends bytes (buffered; not durable until [`checkpoint`](Self::checkpoint) or
+    /// Appends bytes (in the page cache; not durable until [`checkpoint`](Self::checkpoint) or
     /// [`commit`](Self::commit)).
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         #[cfg(test)]
         super::faults::check_write(&self.partial_path, self.written + bytes.len() as u64)?;
-        self.writer
+        self.file
             .write_all(bytes)
             .map_err(|e| StoreError::io("writing", &self.partial_path, e))?;
         self.written += bytes.len() as u64;
         Ok(())
-    }
-
-    /// Hands buffered bytes to the OS (not durable yet).
-    pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
-        self.writer
-            .flush()
-            .map_err(|e| StoreError::io("flushing", &self.partial_path, e))
     }
 
     /// Bytes written so far (including any not yet durable).
@@ -124,36 +109,17 @@ impl PartialFile {
         &self.final_path
     }
 
-    /// Flushes and fsyncs the temporary file: all bytes written so far are durable when this
-    /// returns.
+    /// Fsyncs the temporary file: all bytes written so far are durable when this returns.
     pub async fn checkpoint(&mut self) -> Result<u64, StoreError> {
-        self.writer
-            .flush()
-            .map_err(|e| StoreError::io("flushing", &self.partial_path, e))?;
-        let file = self
-            .writer
-            .get_ref()
-            .try_clone()
-            .map_err(|e| StoreError::io("syncing", &self.partial_path, e))?;
-        let path = self.partial_path.clone();
-        blocking(move || {
-            file.sync_data()
-                .map_err(|e| StoreError::io("syncing", &path, e))
-        })
-        .await?;
-        Ok(self.written)
+        let job = self.sync_job()?;
+        blocking(move || job.run()).await
     }
 
-    /// Flushes buffered bytes to the OS and returns a job that fsyncs them, to run on a blocking
-    /// thread while reception goes on: when the job returns, at least everything written before
-    /// this call is durable.
+    /// A job that fsyncs what was written, to run on a blocking thread while reception goes
+    /// on: when the job returns, at least everything written before this call is durable.
     pub fn sync_job(&mut self) -> Result<SyncJob, StoreError> {
-        self.writer
-            .flush()
-            .map_err(|e| StoreError::io("flushing", &self.partial_path, e))?;
         let file = self
-            .writer
-            .get_ref()
+            .file
             .try_clone()
             .map_err(|e| StoreError::io("syncing", &self.partial_path, e))?;
         Ok(SyncJob {
@@ -168,48 +134,34 @@ impl PartialFile {
     pub async fn commit(self, policy: &StorePolicy) -> Result<PathBuf, StoreError> {
         let overwrite = policy.overwrite;
         let Self {
-            writer,
+            file,
             partial_path,
             final_path,
             ..
         } = self;
-        let file = writer.into_inner().map_err(|e| {
-            StoreError::io(
-                "flushing",
-                &partial_path,
-                io::Error::new(e.error().kind(), e.to_string()),
-            )
-        })?;
         blocking(move || {
             file.sync_all()
                 .map_err(|e| StoreError::io("syncing", &partial_path, e))?;
             drop(file);
             place(&partial_path, &final_path, overwrite)?;
-            sync_dir(final_path.parent().unwrap_or_else(|| Path::new(".")))?;
             Ok(final_path)
         })
         .await
     }
 
     /// Gives up this reception: with `delete`, the temporary file is removed; otherwise it is
-    /// flushed and left (for inspection or a later restart).
+    /// fsynced and left (for inspection or a later restart).
     pub async fn abandon(self, delete: bool) -> Result<(), StoreError> {
         let Self {
-            writer,
-            partial_path,
-            ..
+            file, partial_path, ..
         } = self;
-        let flushed = writer.into_inner();
         blocking(move || {
             if delete {
-                drop(flushed);
+                drop(file);
                 remove_partial(&partial_path)
             } else {
-                if let Ok(file) = flushed {
-                    file.sync_data()
-                        .map_err(|e| StoreError::io("syncing", &partial_path, e))?;
-                }
-                Ok(())
+                file.sync_data()
+                    .map_err(|e| StoreError::io("syncing", &partial_path, e))
             }
         })
         .await
