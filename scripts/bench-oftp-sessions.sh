@@ -4,7 +4,7 @@
 # Builds the `oftp` binary in release mode, then runs crates/oftp/benches/sessions.rs: 200 and
 # then 1,000 concurrent sessions, each sending one 1 MiB file to a fresh `oftp serve` process
 # and waiting for its EERP. Prints the deliveries, the server's peak RSS with its ratio to the
-# 64 MiB limit, and its peak thread count. Needs about 1.2 GiB free in $TMPDIR and an open-file
+# 64 MiB limit and the peaks of its anonymous and file-backed parts, and its peak thread count. Needs about 1.2 GiB free in $TMPDIR and an open-file
 # limit of at least 4096 (raised here when the hard limit allows).
 #
 #   scripts/bench-oftp-sessions.sh

@@ -232,6 +232,64 @@ pub fn remove(path: &Path) -> Result<(), Error> {
     }
 }
 
+/// What [`place`] does when its target exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace it, atomically (a rename).
+    Replace,
+    /// Keep it: [`place`] fails with [`io::ErrorKind::AlreadyExists`] (step [`Step::Rename`]),
+    /// even when another process creates the target at the same moment.
+    Keep,
+}
+
+/// A file that [`place`] put under its new name.
+#[derive(Debug)]
+#[must_use = "a leftover old name should be reported"]
+pub struct Placed {
+    /// The file is in place and durable, but its old name could not be removed. That name is
+    /// only clutter: it names the same file (same device and inode).
+    pub leftover: Option<Error>,
+}
+
+/// Gives a file written in place (e.g. a received file completed under a temporary name) its
+/// final name in the same file system and makes that durable: the folders of both names are
+/// fsynced. It never copies (unlike [`rename`]): a rename that fails is an error.
+///
+/// With [`Existing::Keep`] an existing `to` is never replaced, even by a racing writer: the file
+/// is hard-linked under `to` (which fails on an existing target) and `from` is then removed;
+/// where hard links are not supported, it is renamed after a check that `to` does not exist.
+pub fn place(from: &Path, to: &Path, existing: Existing) -> Result<Placed, Error> {
+    let rename = || fs::rename(from, to).map_err(|e| Error::new(Step::Rename, to, e));
+    let exists = || {
+        Error::new(
+            Step::Rename,
+            to,
+            io::Error::new(io::ErrorKind::AlreadyExists, "the target exists"),
+        )
+    };
+    let mut leftover = None;
+    match existing {
+        Existing::Replace => rename()?,
+        Existing::Keep => match fs::hard_link(from, to) {
+            Ok(()) => {
+                if let Err(e) = fs::remove_file(from) {
+                    leftover = Some(Error::new(Step::Remove, from, e));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists()),
+            Err(_) if to.exists() => return Err(exists()),
+            Err(_) => rename()?,
+        },
+    }
+    let dir = parent_of(to);
+    sync_dir(&dir)?;
+    let src = parent_of(from);
+    if src != dir {
+        sync_dir(&src)?;
+    }
+    Ok(Placed { leftover })
+}
+
 /// Moves a file durably to `to`, creating its folders. Across file systems it copies durably
 /// and then removes the original, so a crash leaves the file in one place or both, never none.
 pub fn rename(from: &Path, to: &Path) -> Result<(), Error> {
@@ -379,6 +437,59 @@ mod tests {
         remove(&b).unwrap();
         remove(&b).unwrap();
         assert!(!b.exists());
+    }
+
+    #[test]
+    fn place_keeps_or_replaces_an_existing_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join(".part"), dir.path().join("f"));
+        fs::write(&from, b"new").unwrap();
+        fs::write(&to, b"old").unwrap();
+        let e = place(&from, &to, Existing::Keep).unwrap_err();
+        assert_eq!(
+            (e.step, e.source.kind()),
+            (Step::Rename, io::ErrorKind::AlreadyExists)
+        );
+        assert_eq!(fs::read(&to).unwrap(), b"old");
+        assert_eq!(
+            fs::read(&from).unwrap(),
+            b"new",
+            "the new file is kept for the caller"
+        );
+
+        let placed = place(&from, &to, Existing::Replace).unwrap();
+        assert!(placed.leftover.is_none());
+        assert_eq!(fs::read(&to).unwrap(), b"new");
+        assert_eq!(entries(dir.path()), vec!["f"]);
+
+        let g = dir.path().join("g");
+        fs::write(&from, b"third").unwrap();
+        assert!(place(&from, &g, Existing::Keep).unwrap().leftover.is_none());
+        assert_eq!(fs::read(&g).unwrap(), b"third");
+        assert_eq!(entries(dir.path()), vec!["f", "g"]);
+    }
+
+    #[test]
+    fn place_never_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("a");
+        fs::write(&from, b"x").unwrap();
+        // A missing source is an error, and nothing appears under the target.
+        let missing = dir.path().join("missing");
+        let to = dir.path().join("b");
+        assert_eq!(
+            place(&missing, &to, Existing::Replace).unwrap_err().step,
+            Step::Rename
+        );
+        // A folder in the way of a rename: an error, not a copy into it.
+        let busy = dir.path().join("busy");
+        fs::create_dir(&busy).unwrap();
+        fs::write(busy.join("inside"), b"y").unwrap();
+        assert_eq!(
+            place(&from, &busy, Existing::Replace).unwrap_err().step,
+            Step::Rename
+        );
+        assert_eq!(entries(dir.path()), vec!["a", "busy"]);
     }
 
     #[test]

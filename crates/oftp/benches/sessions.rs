@@ -3,7 +3,8 @@
 //! For 200 and then 1,000 concurrent sessions, each against a fresh `oftp serve` process (a
 //! release build): every session sends one file (1 MiB unless `OFTP_BENCH_SESSION_KIB` says
 //! otherwise) and waits for its EERP. Prints how many were delivered and how long it took, the
-//! server's peak RSS (VmHWM) and its peak thread count (sampled every 5 ms), and the ratio of
+//! server's peak RSS (VmHWM), what it was made of (the peaks of its anonymous and file-backed
+//! parts, sampled every 5 ms like the thread count), its peak thread count, and the ratio of
 //! the peak RSS to the limit of 64 MiB. The clients connect from 127.0.0.2 to 127.0.0.101 in
 //! turn, as partners at many addresses would, so the server's per-address limits stay at their
 //! defaults. Needs `OFTP_BIN` (path of a release `oftp` binary) and about 1.2 GiB free in
@@ -12,7 +13,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use oftp::config::SessionLimits;
@@ -27,17 +28,23 @@ const LIMIT_MIB: f64 = 64.0;
 /// Client source addresses: 127.0.0.2 and the next ones.
 const ADDRESSES: usize = 100;
 
-/// Samples the thread count of `pid` until `stop`; the highest seen.
-fn watch_threads(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+/// Fields of `/proc/<pid>/status` sampled by [`watch`]: threads, anonymous and file-backed
+/// resident memory (KiB).
+const WATCHED: [&str; 3] = ["Threads:", "RssAnon:", "RssFile:"];
+
+/// Samples [`WATCHED`] of `pid` every 5 ms until `stop`; the highest of each seen.
+fn watch(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<[u64; 3]> {
     std::thread::spawn(move || {
-        let peak = AtomicU64::new(0);
+        let mut peak = [0; 3];
         while !stop.load(Ordering::Relaxed) {
-            if let Some(n) = status_field(pid, "Threads:") {
-                peak.fetch_max(n, Ordering::Relaxed);
+            for (p, field) in peak.iter_mut().zip(WATCHED) {
+                if let Some(n) = status_field(pid, field) {
+                    *p = (*p).max(n);
+                }
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        peak.load(Ordering::Relaxed)
+        peak
     })
 }
 
@@ -51,7 +58,7 @@ async fn run(bin: &Path, work: &Path, sessions: usize, file: &Path, kib: u64) {
     let (server, addr) = start_server(bin, &sdir, &limits, "");
     let pid = server.0.id();
     let stop = Arc::new(AtomicBool::new(false));
-    let threads = watch_threads(pid, stop.clone());
+    let watcher = watch(pid, stop.clone());
     let server_addr: SocketAddr = addr.parse().unwrap();
     // Clients (with their journals) are made before the clock starts.
     let clients: Vec<(Client, SocketAddr)> = (0..sessions)
@@ -95,7 +102,7 @@ async fn run(bin: &Path, work: &Path, sessions: usize, file: &Path, kib: u64) {
     let d = t0.elapsed();
     let rss = status_field(pid, "VmHWM:");
     stop.store(true, Ordering::Relaxed);
-    let threads = threads.join().unwrap_or(0);
+    let [threads, anon, file_backed] = watcher.join().unwrap_or_default();
     println!(
         "{sessions:>5} sessions x {kib} KiB  {ok}/{sessions} delivered in {d:.2?} ({:.1} MB/s)",
         (sessions as u64 * kib * 1024) as f64 / 1e6 / d.as_secs_f64()
@@ -106,6 +113,11 @@ async fn run(bin: &Path, work: &Path, sessions: usize, file: &Path, kib: u64) {
             println!(
                 "      server peak RSS {mib:>6.1} MiB, ratio to the {LIMIT_MIB} MiB limit {:.2}; peak threads {threads}",
                 mib / LIMIT_MIB
+            );
+            println!(
+                "      of which at most {:.1} MiB anonymous (heap, stacks), {:.1} MiB file-backed (binary, libraries)",
+                anon as f64 / 1024.0,
+                file_backed as f64 / 1024.0
             );
         }
         None => println!("      server peak RSS unavailable (no /proc)"),

@@ -2,7 +2,7 @@
 //! while a file is on the wire, so that signing, compressing and encrypting (or the reverse)
 //! overlap the transfer instead of running before or after it.
 //!
-//! - Receiving: the connection's writer thread stores every DATA payload and then hands the
+//! - Receiving: the writer pool (`crate::store`) stores every DATA payload and then hands the
 //!   same buffer (no copy) to a [`Tap`]; the file-services thread reads the transmitted bytes
 //!   from the matching [`ReceivedStream`] as they arrive. The stream ends only when the writer
 //!   has stored the complete file ([`Tap::complete`]); a transfer that breaks off ends it with an
@@ -10,42 +10,53 @@
 //! - Sending: a [`SealedSource`] runs the processing of an outgoing file on a thread of its own
 //!   and hands the processed bytes to the connection in pieces of whole DATA buffers.
 //!
-//! Both are bounded (a few pieces in flight), so memory per transfer stays constant and a slow
-//! side holds the other back (the receiver by credit, the sender by not sending).
+//! Both are bounded (about 2 MiB in flight), so memory per transfer stays constant and a slow
+//! side holds the other back (the receiver by credit, the sender by not sending). On the
+//! receiving side the bound is the tap's budget ([`TAPPED_BYTES`]): the *session* takes it
+//! (waiting asynchronously) before it queues a piece, and the reader gives it back as it reads,
+//! so feeding the tap never blocks the pool thread that stores the piece.
 //!
 //! Not here: what the services do ([`crate::transport::FileServices`]), where files are stored
 //! ([`crate::store`]).
 
 use std::io::{self, Read, Write};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::source::Chunk;
 use crate::transport::Seal;
 
-/// Pieces (DATA payloads of up to about 64 KiB, or hand-overs of small pieces) that may wait
-/// for the opener: about 2 MiB at most per reception.
-const TAPPED_PIECES: usize = 32;
+/// Octets that may wait for the opener, per reception.
+pub(crate) const TAPPED_BYTES: usize = 2 * 1024 * 1024;
 
-/// What the writer thread hands to the opener.
+/// What the writer pool hands to the opener.
 enum Tapped {
-    Bytes(Vec<u8>),
+    /// A stored piece, with the tap's budget it holds (given back once it is read).
+    Bytes(Vec<u8>, Option<OwnedSemaphorePermit>),
     /// Everything was stored: the stream ends here.
     Complete,
 }
 
-/// The writer thread's end of a [`ReceivedStream`].
+/// The writer's end of a [`ReceivedStream`].
 #[derive(Debug)]
 pub(crate) struct Tap {
-    tx: Option<mpsc::SyncSender<Tapped>>,
+    tx: Option<mpsc::Sender<Tapped>>,
+    budget: Arc<Semaphore>,
 }
 
 impl Tap {
-    /// Hands a stored piece on. Blocks while the opener is [`TAPPED_PIECES`] behind (that holds
-    /// the writer back, and through it the partner's credit). An opener that stopped (it
-    /// failed; its error is reported at the end of the transfer) is fed no more.
-    pub(crate) fn feed(&mut self, piece: Vec<u8>) {
+    /// The budget a piece takes before it is queued for the writer ([`TAPPED_BYTES`] in all):
+    /// closed once the reader or this tap is gone.
+    pub(crate) fn budget(&self) -> Arc<Semaphore> {
+        self.budget.clone()
+    }
+
+    /// Hands a stored piece on, with the budget it holds; never blocks. An opener that stopped
+    /// (it failed; its error is reported at the end of the transfer) is fed no more.
+    pub(crate) fn feed(&mut self, piece: Vec<u8>, held: Option<OwnedSemaphorePermit>) {
         if let Some(tx) = &self.tx
-            && tx.send(Tapped::Bytes(piece)).is_err()
+            && tx.send(Tapped::Bytes(piece, held)).is_err()
         {
             self.tx = None;
         }
@@ -59,27 +70,52 @@ impl Tap {
     }
 }
 
+impl Drop for Tap {
+    fn drop(&mut self) {
+        // Nothing more is fed: a session waiting for budget must not wait for ever.
+        self.budget.close();
+    }
+}
+
 /// The opener's end: the transmitted bytes of one file, from its first octet, as they arrive.
 pub(crate) struct ReceivedStream {
     /// A durable part received by an earlier session (a restarted transfer), read first.
     prefix: Option<io::Take<std::fs::File>>,
     rx: mpsc::Receiver<Tapped>,
     piece: Vec<u8>,
+    /// The tap's budget `piece` holds.
+    held: Option<OwnedSemaphorePermit>,
     pos: usize,
     complete: bool,
+    budget: Arc<Semaphore>,
+}
+
+impl Drop for ReceivedStream {
+    fn drop(&mut self) {
+        // Nothing more is read: the session must not wait for budget this reader would give
+        // back.
+        self.budget.close();
+    }
 }
 
 /// A tap and its stream; `prefix` is the already stored part of a restarted transfer.
 pub(crate) fn received_stream(prefix: Option<io::Take<std::fs::File>>) -> (Tap, ReceivedStream) {
-    let (tx, rx) = mpsc::sync_channel(TAPPED_PIECES);
+    // Unbounded as a channel, bounded by the budget.
+    let (tx, rx) = mpsc::channel();
+    let budget = Arc::new(Semaphore::new(TAPPED_BYTES));
     (
-        Tap { tx: Some(tx) },
+        Tap {
+            tx: Some(tx),
+            budget: budget.clone(),
+        },
         ReceivedStream {
             prefix,
             rx,
             piece: Vec::new(),
+            held: None,
             pos: 0,
             complete: false,
+            budget,
         },
     )
 }
@@ -98,8 +134,10 @@ impl Read for ReceivedStream {
                 return Ok(0);
             }
             match self.rx.recv() {
-                Ok(Tapped::Bytes(piece)) => {
+                Ok(Tapped::Bytes(piece, held)) => {
+                    // The previous piece is read: its budget goes back.
                     self.piece = piece;
+                    self.held = held;
                     self.pos = 0;
                 }
                 Ok(Tapped::Complete) => self.complete = true,
@@ -301,8 +339,8 @@ mod tests {
         let prefix = std::fs::File::open(&path).unwrap().take(12);
         let (mut tap, mut stream) = received_stream(Some(prefix));
         let reader = std::thread::spawn(move || read_all(&mut stream));
-        tap.feed(b"new ".to_vec());
-        tap.feed(b"data".to_vec());
+        tap.feed(b"new ".to_vec(), None);
+        tap.feed(b"data".to_vec(), None);
         tap.complete();
         assert_eq!(reader.join().unwrap().unwrap(), b"stored-part|new data");
     }
@@ -311,7 +349,7 @@ mod tests {
     fn a_transfer_that_breaks_off_is_an_error_not_an_end() {
         let (mut tap, mut stream) = received_stream(None);
         let reader = std::thread::spawn(move || read_all(&mut stream));
-        tap.feed(b"half a file".to_vec());
+        tap.feed(b"half a file".to_vec(), None);
         drop(tap);
         let err = reader.join().unwrap().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
@@ -321,9 +359,10 @@ mod tests {
     fn a_tap_whose_reader_stopped_does_not_block() {
         let (mut tap, stream) = received_stream(None);
         drop(stream);
-        // More pieces than the channel holds: each is dropped, none blocks.
-        for _ in 0..TAPPED_PIECES * 2 {
-            tap.feed(vec![0; 16]);
+        // Its budget is closed, so a session waiting for it goes on without the tap.
+        assert!(tap.budget().is_closed());
+        for _ in 0..64 {
+            tap.feed(vec![0; 16], None);
         }
         tap.complete();
     }

@@ -59,7 +59,7 @@ impl Drop for ActiveGuard {
 pub(super) struct Incoming {
     _active: ActiveGuard,
     sfid: Sfid,
-    /// The temporary file, written by its own thread.
+    /// The temporary file, written by the process's writer pool.
     writer: BackgroundWriter,
     journal_id: i64,
     key: FileKey,

@@ -251,7 +251,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         };
         // A file with file services is opened while it arrives: by the services on a thread
-        // of their own, fed by the writer thread (see `crate::stream`).
+        // of their own, fed by the writer pool (see `crate::stream`).
         let (tap, opener) = if sfid.has_file_services() {
             match self.start_opener(&sfid, &partial, base.file_offset) {
                 Ok((tap, opener)) => (Some(tap), Some(opener)),
@@ -276,7 +276,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         };
         if let Err(e) = self.session.accept_file(base.position) {
-            // Dropping the writer ends its thread; the file keeps what it had.
+            // Dropping the writer gives the file up; it keeps what it had.
             self.error(format!("cannot accept file: {e}")).await;
             drop(writer);
             return;
