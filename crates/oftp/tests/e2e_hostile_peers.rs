@@ -6,10 +6,10 @@
 //! closes), leaves nothing in the inbox and keeps serving other partners; the client gives up
 //! with a clear reason. Real sockets on 127.0.0.1, real files in temporary directories.
 //!
-//! The inactivity timeouts here (a trickling or silent peer, a transport that stops reading)
-//! run on real time: their deadlines come from `oftp_proto::session::Session`, which counts in
-//! `std::time::Instant`, so paused tokio time would not move them. The connect timeout is a
-//! tokio timer and runs on paused time.
+//! The timeouts here (a trickling or silent peer, a transport that stops reading, a partner
+//! address that never answers) run on paused tokio time, so they take no real time: the
+//! connection driver reads the clock it passes to `oftp_proto::session::Session` from tokio,
+//! and arms the session's deadline as a tokio timer.
 
 mod common;
 
@@ -218,7 +218,9 @@ async fn another_partner_cannot_continue_an_interrupted_reception() {
     server.running.shutdown().await;
 }
 
-#[tokio::test]
+/// Paused time: the session's inactivity deadline is read from tokio's clock, so the test
+/// takes no real time; the 5 s limit fires (in paused time) if the server never times out.
+#[tokio::test(start_paused = true)]
 async fn a_frame_header_then_a_trickle_or_silence_times_out() {
     init_tracing();
     let (tx, mut gone) = mpsc::unbounded_channel();
@@ -267,6 +269,40 @@ async fn a_frame_header_then_a_trickle_or_silence_times_out() {
     let esid = next_command(&mut s, &mut buf, b'F').await.expect("ESID");
     assert_eq!(esid_code(&esid), EsidReason::TIME_OUT.0);
     gone.recv().await.unwrap();
+    server.running.shutdown().await;
+}
+
+/// The session's inactivity deadline runs on tokio's clock: with paused time a silent peer is
+/// timed out after the configured 60 s of (paused) time, while almost no real time passes. A
+/// driver that read the session's clock from `std::time::Instant` would make this wait the
+/// full minute of real time.
+#[tokio::test(start_paused = true)]
+async fn the_inactivity_deadline_follows_tokio_time() {
+    init_tracing();
+    let server = start_server_with((), |c| {
+        c.settings.inactivity_timeout = Duration::from_secs(60);
+        // Only the session's deadline can end this session.
+        c.settings.login_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    let real = std::time::Instant::now();
+    let paused = tokio::time::Instant::now();
+    let mut s = TcpStream::connect(server.addr()).await.unwrap();
+    let mut buf = Vec::new();
+    next_command(&mut s, &mut buf, b'I').await.expect("SSRM");
+    // Everything up to the close (`next_command` gives up after 5 s of silence).
+    tokio::time::timeout(Duration::from_secs(120), s.read_to_end(&mut buf))
+        .await
+        .expect("the server never timed out the silent peer")
+        .unwrap();
+    let esid = next_command(&mut s, &mut buf, b'F').await.expect("ESID");
+    assert_eq!(esid_code(&esid), EsidReason::TIME_OUT.0);
+    assert!(paused.elapsed() >= Duration::from_secs(60));
+    let waited = real.elapsed();
+    assert!(
+        waited < Duration::from_secs(30),
+        "the 60 s deadline took {waited:?} of real time"
+    );
     server.running.shutdown().await;
 }
 

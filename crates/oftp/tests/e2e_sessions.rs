@@ -3,9 +3,10 @@
 //! (`send_file` to a receive-only client, `change_direction`, `disconnect`). Real sockets on
 //! 127.0.0.1, real files in temporary directories.
 //!
-//! The silent peer's test runs on real time: the inactivity deadline is the
-//! `oftp_proto::session::Session`'s, in `std::time::Instant`, which paused tokio time does not
-//! move.
+//! The silent peer's test runs on real time. The session's inactivity deadline is on tokio's
+//! clock, but the stalled peer leaves a file half received, and ending that session waits for
+//! the store's background writer, a plain thread: paused tokio time sees the runtime idle while
+//! it waits and jumps to the next timer (the test's own limit, or another session's deadline).
 
 mod common;
 

@@ -4,7 +4,7 @@
 //! move bytes (the driver in `mod.rs` does) nor handle files.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oftp_proto::codec::{Password as WirePassword, ProtocolLevel};
 use oftp_proto::session::{
@@ -55,7 +55,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         handle: SessionHandle,
         requests: mpsc::UnboundedReceiver<Request>,
     ) -> Self {
-        let now = Instant::now();
+        let now = super::now();
         let session = Session::responder(
             ResponderConfig {
                 inactivity_timeout: shared.inactivity_timeout,
@@ -109,7 +109,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .secure_auth_decision(&setup.partner.ssid, None)
                 .map_err(oftp_proto::session::UsageError::Config)?;
         }
-        let session = Session::initiator(cfg, Instant::now())?;
+        let session = Session::initiator(cfg, super::now())?;
         Ok(Self::new(
             io,
             session,

@@ -254,7 +254,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             idle: Idle::Proceed,
             outbox_scanned: false,
             awaiting_rtr: None,
-            last_activity: Instant::now(),
+            last_activity: now(),
             outcomes: Vec::new(),
             earlier: Vec::new(),
             received: Vec::new(),
@@ -386,7 +386,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 description,
             });
         }
-        self.session.handle_transport_closed(Instant::now());
+        self.session.handle_transport_closed(now());
     }
 
     async fn log(&self, level: LogLevel, message: String) {
@@ -420,7 +420,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 description,
             });
         }
-        self.session.handle_transport_closed(Instant::now());
+        self.session.handle_transport_closed(now());
     }
 
     /// Writes everything the session has queued.
@@ -444,7 +444,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// Writes `out` whole and flushes the transport, each step bounded by the inactivity
     /// timeout.
     async fn write_bounded(&mut self, out: &[u8]) -> Result<(), TransportGone> {
-        self.last_activity = Instant::now();
+        self.last_activity = now();
         // Bounded like reads: a partner that stops reading fills the socket buffers and would
         // otherwise hold this task (and a connection slot) forever. The limit applies to each
         // step, so a slow but moving line is not cut off. Bounded: every turn writes at least
@@ -564,9 +564,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             },
             // Straight into the session's buffer: frames are handled where they were read.
             n = self.io.read(self.session.read_buffer()) => match n {
-                Ok(0) => self.session.handle_transport_closed(Instant::now()),
+                Ok(0) => self.session.handle_transport_closed(now()),
                 Ok(n) => {
-                    self.last_activity = Instant::now();
+                    self.last_activity = now();
                     self.session.commit_read(n, self.last_activity);
                 }
                 Err(e) => {
@@ -584,13 +584,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                             ),
                         });
                     }
-                    self.session.handle_transport_closed(Instant::now());
+                    self.session.handle_transport_closed(now());
                 }
             },
             _ = sleep => {
                 // The earliest deadline fired (both when they are equal).
                 if deadline == next {
-                    self.session.handle_timeout(Instant::now());
+                    self.session.handle_timeout(now());
                 }
                 if idle_deadline == next {
                     self.log(LogLevel::Info, "idle timeout: ending session".into()).await;
@@ -599,6 +599,14 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         }
     }
+}
+
+/// The driver's clock, read from tokio: every `now` passed to the session and every deadline
+/// armed from it (the session's inactivity deadline, the idle deadline) is on tokio's clock,
+/// so paused tokio time (tests) moves them as it moves tokio's timers. The session itself
+/// takes time passed in and never reads a clock.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// Checks a peer before the session starts (the `ConnectionRequest` event).

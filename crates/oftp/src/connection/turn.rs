@@ -5,8 +5,6 @@
 //! it), [`Idle`] (what the application wants when there is nothing to send) and [`Shutdown`]
 //! (how far a server shutdown has come). Sending and receiving themselves are elsewhere.
 
-use std::time::Instant;
-
 use oftp_proto::codec::EsidReason;
 
 use crate::connection::error::ConnectionError;
@@ -176,7 +174,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Request::ChangeDirection | Request::Logoff => {}
             Request::Disconnect => {
                 // Abrupt by definition: drop the transport; the peer sees the connection close.
-                self.session.handle_transport_closed(Instant::now());
+                self.session.handle_transport_closed(super::now());
                 self.ended = Some(Disconnected {
                     reason: None,
                     by_peer: false,

@@ -1,27 +1,10 @@
-//! TCP listener and connection supervisor: the part of the server that knows nothing of OFTP.
-//!
-//! One supervisor task owns the listening socket and a `JoinSet` of connection tasks. It applies
-//! the connection limits at accept time (see [`Admission`]), lets the service decide on each
-//! address (allowed/blocked lists and the handler's `ConnectionRequest`), and carries out the
-//! control requests of a [`ServerHandle`]: stop/start listening and graceful shutdown (first a
-//! *graceful* signal that lets transfers in progress finish, then after the grace period a
-//! *forced* one that ends sessions at once, then an abort of whatever is left).
-//!
-//! It does not speak OFTP: the [`Service`] does (see `server.rs`).
-//!
-//! Limits against connection exhaustion: `max_connections` in all; per address, at most
-//! `max_unauthenticated_per_address` connections that have not logged in yet (each has
-//! `login_timeout` to do so, enforced by the connection) and `max_sessions_per_address`
-//! sessions. A silent client thus holds at most a few slots for a few seconds, and the
-//! partners at other addresses still get in. A connection over a limit is not dropped
-//! silently: it is served as [`Admission::Refused`], which the service answers with ESID 08
-//! ("resources not available", retry later) at its SSID; at most [`MAX_REFUSING`] at once,
-//! beyond that it is closed at once.
+//! The supervisor task: owns the listening socket and a `JoinSet` of connection tasks, admits
+//! each accepted connection against the limits (see the parent module), and carries out the
+//! control requests of a [`ServerHandle`] (stop/start listening, graceful then forced
+//! shutdown).
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,201 +12,12 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
+use super::limits::AddressLimits;
+use super::{
+    Admission, ConnectionIds, ConnectionInfo, MAX_REFUSING, ServerError, Service, ShutdownSignal,
+};
 use crate::config::ServerSettings;
-
-/// Identifies one connection for the lifetime of a server.
-pub type ConnectionId = u64;
-
-/// Where a connection comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionInfo {
-    /// Unique id within this server.
-    pub id: ConnectionId,
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// Our address on this connection.
-    pub local: SocketAddr,
-}
-
-/// The two stages of a server shutdown, as seen by a connection.
-#[derive(Debug, Clone, Default)]
-pub struct ShutdownSignal {
-    /// Finish the file in progress, then end the session.
-    pub graceful: CancellationToken,
-    /// End the session now.
-    pub forced: CancellationToken,
-}
-
-impl ShutdownSignal {
-    /// A fresh pair of tokens.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-/// Errors of the listener.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// The address could not be bound.
-    #[error("cannot listen on {addr}: {error}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error (part of this message, so not repeated as a `source`).
-        error: io::Error,
-    },
-    /// The server task is gone (it was shut down).
-    #[error("the server has been shut down")]
-    Stopped,
-    /// The configuration is unusable.
-    #[error("invalid server configuration: {0}")]
-    Config(String),
-}
-
-/// Most connections over a limit that are being told so (ESID 08) at once; further ones are
-/// closed without a word, so refusing cannot itself exhaust the server.
-pub(crate) const MAX_REFUSING: u64 = 64;
-
-/// What the supervisor runs per connection.
-pub(crate) trait Service: Send + Sync + 'static {
-    /// Whether to keep a connection from `info.peer` (called before any byte is exchanged).
-    fn permit(&self, info: ConnectionInfo) -> impl Future<Output = bool> + Send;
-    /// Runs one connection to its end; a [`Admission::Refused`] one only to tell the client.
-    fn serve(
-        &self,
-        stream: TcpStream,
-        info: ConnectionInfo,
-        shutdown: ShutdownSignal,
-        admission: Admission,
-    ) -> impl Future<Output = ()> + Send;
-}
-
-/// How the supervisor let a connection in.
-#[derive(Debug)]
-pub(crate) enum Admission {
-    /// Within the limits: counted against its address until dropped.
-    Counted(AddressSlot),
-    /// Over a limit (the text says which): the client is to be told ESID 08, nothing more.
-    Refused(&'static str),
-}
-
-impl Admission {
-    /// The client logged in (its SSID was accepted): from now on it counts as a session of
-    /// its address. `Err` with the text for ESID 08 when it was refused at accept or its
-    /// address already has its most sessions.
-    pub(crate) fn log_in(&mut self) -> Result<(), &'static str> {
-        match self {
-            Admission::Counted(slot) => slot.log_in(),
-            Admission::Refused(why) => Err(why),
-        }
-    }
-}
-
-/// Counts per client address (IPv4, or the /64 of an IPv6 address).
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    unauthenticated: usize,
-    sessions: usize,
-}
-
-/// The per-address limits of one listener.
-#[derive(Debug)]
-pub(crate) struct AddressLimits {
-    max_unauthenticated: usize,
-    max_sessions: usize,
-    counts: Mutex<HashMap<IpAddr, Counts>>,
-}
-
-/// The address a client is counted under: IPv4 as is (also when IPv4-mapped), IPv6 by its
-/// /64, the block one subscriber gets, so one host cannot escape the limit by changing its
-/// interface identifier.
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut o = v6.octets();
-                o[8..].fill(0);
-                IpAddr::V6(o.into())
-            }
-        },
-    }
-}
-
-impl AddressLimits {
-    pub(crate) fn new(max_unauthenticated: usize, max_sessions: usize) -> Arc<Self> {
-        Arc::new(Self {
-            max_unauthenticated,
-            max_sessions,
-            counts: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Counts>> {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A slot for a new connection from `ip`, or why not.
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<AddressSlot, &'static str> {
-        let key = address_key(ip);
-        let mut counts = self.lock();
-        let c = counts.entry(key).or_default();
-        if c.unauthenticated >= self.max_unauthenticated {
-            return Err("too many connections from your address have not logged in yet");
-        }
-        c.unauthenticated += 1;
-        Ok(AddressSlot {
-            limits: self.clone(),
-            key,
-            logged_in: false,
-        })
-    }
-}
-
-/// One connection's place in the per-address counts; given back when dropped.
-#[derive(Debug)]
-pub(crate) struct AddressSlot {
-    limits: Arc<AddressLimits>,
-    key: IpAddr,
-    logged_in: bool,
-}
-
-impl AddressSlot {
-    fn log_in(&mut self) -> Result<(), &'static str> {
-        if self.logged_in {
-            return Ok(());
-        }
-        let mut counts = self.limits.lock();
-        let c = counts.entry(self.key).or_default();
-        if c.sessions >= self.limits.max_sessions {
-            return Err("too many sessions from your address");
-        }
-        c.unauthenticated = c.unauthenticated.saturating_sub(1);
-        c.sessions += 1;
-        self.logged_in = true;
-        Ok(())
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut counts = self.limits.lock();
-        if let Some(c) = counts.get_mut(&self.key) {
-            if self.logged_in {
-                c.sessions = c.sessions.saturating_sub(1);
-            } else {
-                c.unauthenticated = c.unauthenticated.saturating_sub(1);
-            }
-            if c.unauthenticated == 0 && c.sessions == 0 {
-                counts.remove(&self.key);
-            }
-        }
-    }
-}
 
 enum Control {
     Stop(oneshot::Sender<()>),
@@ -312,21 +106,6 @@ async fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServerError
     socket.set_reuseaddr(true).map_err(wrap)?;
     socket.bind(addr).map_err(wrap)?;
     socket.listen(backlog.max(1)).map_err(wrap)
-}
-
-/// The source of connection ids, shared by every listener of one server so that an id names
-/// one connection whichever listener accepted it.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnectionIds(Arc<AtomicU64>);
-
-impl ConnectionIds {
-    pub(crate) fn new() -> Self {
-        Self(Arc::new(AtomicU64::new(1)))
-    }
-
-    fn next(&self) -> ConnectionId {
-        self.0.fetch_add(1, Ordering::Relaxed)
-    }
 }
 
 /// Binds and starts the supervisor for `service`; connection ids come from `ids`.
@@ -564,40 +343,6 @@ impl<S: Service> Supervisor<S> {
     }
 }
 
-/// Registry of live sessions by connection id, shared by the server and its handle.
-#[derive(Debug)]
-pub(crate) struct Registry<T> {
-    inner: Mutex<HashMap<ConnectionId, T>>,
-}
-
-impl<T: Clone> Registry<T> {
-    pub(crate) fn new() -> Self {
-        Self {
-            inner: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(crate) fn insert(&self, id: ConnectionId, value: T) {
-        self.lock().insert(id, value);
-    }
-
-    pub(crate) fn remove(&self, id: ConnectionId) {
-        self.lock().remove(&id);
-    }
-
-    pub(crate) fn get(&self, id: ConnectionId) -> Option<T> {
-        self.lock().get(&id).cloned()
-    }
-
-    pub(crate) fn all(&self) -> Vec<T> {
-        self.lock().values().cloned().collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, T>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,38 +507,6 @@ mod tests {
         assert_eq!(words, b"ready", "another address still gets in");
         assert_eq!(server.connection_count(), 4);
         server.shutdown().await;
-    }
-
-    #[test]
-    fn address_slots_count_per_address_and_move_to_sessions_at_login() {
-        let limits = AddressLimits::new(2, 1);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let mut first = limits.admit(a).unwrap();
-        let second = limits.admit(a).unwrap();
-        assert!(
-            limits.admit(a).is_err(),
-            "two not logged in from one address"
-        );
-        assert!(limits.admit("10.0.0.2".parse().unwrap()).is_ok());
-        // Logging in frees the not-logged-in place...
-        first.log_in().unwrap();
-        let mut third = limits.admit(a).unwrap();
-        // ...and counts a session: one allowed.
-        assert!(third.log_in().is_err());
-        drop(first);
-        third.log_in().unwrap();
-        drop((second, third));
-        assert!(limits.lock().is_empty(), "counts are given back");
-    }
-
-    #[test]
-    fn ipv6_clients_count_by_their_64_and_mapped_ipv4_as_ipv4() {
-        let limits = AddressLimits::new(1, 1);
-        let _one = limits.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
-        assert!(limits.admit("2001:db8:1:2::ffff".parse().unwrap()).is_err());
-        assert!(limits.admit("2001:db8:1:3::1".parse().unwrap()).is_ok());
-        let _v4 = limits.admit("192.0.2.7".parse().unwrap()).unwrap();
-        assert!(limits.admit("::ffff:192.0.2.7".parse().unwrap()).is_err());
     }
 
     #[tokio::test]
