@@ -3,7 +3,8 @@
 //! Commands: `login` (sign in and cache tokens), `run` (back up), `status` (last run, counts,
 //! lock), `verify` (re-hash files against the index), `export` (mbox, Maildir), `search`,
 //! `show`, `prune` (quarantine retention), `restore` (messages back into a mailbox). See
-//! README.md for every flag and config key.
+//! README.md for every flag and config key. `run --report FILE.json` writes the run report
+//! (`run_report`); `notify` sends it to a webhook and by mail at the end of a run.
 //!
 //! Exit codes: 0 success; 1 a message or mailbox finally failed, or verify found problems;
 //! 2 the run could not start (options, lock) or sign-in failed, also during the run (no token
