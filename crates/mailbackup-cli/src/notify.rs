@@ -86,12 +86,13 @@ pub(crate) struct Notifier {
     mail: Option<Mail>,
 }
 
-fn seconds(v: Option<f64>, default: f64, key: &str) -> Result<Duration> {
+/// A config key in seconds (`default` when absent); zero only where `zero_ok`.
+fn seconds(v: Option<f64>, default: f64, key: &str, zero_ok: bool) -> Result<Duration> {
     let s = v.unwrap_or(default);
     Duration::try_from_secs_f64(s)
         .ok()
-        .filter(|d| !d.is_zero() || key == "notify.webhook_backoff")
-        .with_context(|| format!("{key} = {s} is not a positive number of seconds"))
+        .filter(|d| zero_ok || !d.is_zero())
+        .with_context(|| format!("notify.{key} = {s} is not a valid number of seconds"))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -122,10 +123,10 @@ impl Notifier {
                     webhook::Webhook::new(url, webhook::Secret::new(secret.expose()))
                         .attempts(f.webhook_attempts.unwrap_or(5))
                         .backoff(
-                            seconds(f.webhook_backoff, 1.0, "notify.webhook_backoff")?,
+                            seconds(f.webhook_backoff, 1.0, "webhook_backoff", true)?,
                             Duration::from_secs(60),
                         )
-                        .timeout(seconds(f.webhook_timeout, 10.0, "notify.webhook_timeout")?),
+                        .timeout(seconds(f.webhook_timeout, 10.0, "webhook_timeout", false)?),
                 )
             }
         };
