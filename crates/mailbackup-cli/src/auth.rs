@@ -48,7 +48,7 @@ pub(crate) fn has_display() -> bool {
     }
 }
 
-fn secret_from(env: &str, file: Option<&Path>) -> Result<Option<Secret>> {
+pub(crate) fn secret_from(env: &str, file: Option<&Path>) -> Result<Option<Secret>> {
     if let Some(f) = file {
         return Ok(Some(Secret::from_file(f)?));
     }

@@ -202,6 +202,12 @@ pub(crate) struct RunArgs {
     /// Continue an aborted or crashed run (seed ResumeBackup; every run resumes anyway).
     #[arg(long)]
     pub(crate) resume: bool,
+    /// Write a JSON summary of the run here, also when it fails (README.md, "Run reports")
+    /// [config: report].
+    #[arg(long, value_name = "FILE.json")]
+    pub(crate) report: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) notify: crate::notify::NotifyArgs,
 }
 
 /// The config file.
@@ -230,8 +236,11 @@ pub(crate) struct FileConfig {
     pub(crate) graph_url: Option<String>,
     pub(crate) immutable_ids: Option<bool>,
     pub(crate) store: Option<String>,
+    pub(crate) report: Option<PathBuf>,
     #[serde(default)]
     pub(crate) auth: AuthFile,
+    #[serde(default)]
+    pub(crate) notify: crate::notify::NotifyFile,
 }
 
 impl FileConfig {

@@ -3,7 +3,8 @@
 //! Commands: `login` (sign in and cache tokens), `run` (back up), `status` (last run, counts,
 //! lock), `verify` (re-hash files against the index), `export` (mbox, Maildir), `search`,
 //! `show`, `prune` (quarantine retention), `restore` (messages back into a mailbox). See
-//! README.md for every flag and config key.
+//! README.md for every flag and config key. `run --report FILE.json` writes the run report
+//! (`run_report`); `notify` sends it to a webhook and by mail at the end of a run.
 //!
 //! Exit codes: 0 success; 1 a message or mailbox finally failed, or verify found problems;
 //! 2 the run could not start (options, lock) or sign-in failed, also during the run (no token
@@ -13,7 +14,9 @@
 mod auth;
 mod config;
 mod find;
+mod notify;
 mod restore_cmd;
+mod run_report;
 mod ui;
 
 use anyhow::{Context, Result};
@@ -253,54 +256,48 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             let bars = ui::Bars::new(!no_progress);
             init_logs(&cli.log_level, Some(bars.clone()));
-            let settings = auth::with_cached_sign_in(config::merge_auth(&auth, &file.auth))?;
-            let tokens = auth::token_source(&settings)?;
-            let mut builder = config::backup_builder(&run, &file, tokens)?;
-            if config::store_url(cli.store.as_deref(), &file).is_some() {
-                // Without a URL the builder keeps its own local store, exactly as before.
-                let d = data_folder(run.data_folder.clone(), &file)?;
-                let q = run
-                    .quarantine_folder
-                    .clone()
-                    .or_else(|| file.quarantine_folder.clone());
-                let store = config::open_store(cli.store.as_deref(), &file, &d, q.as_deref());
-                builder = builder.message_store(store.await?);
-            }
-            if let Some(ix) = run.index.open(&file).await? {
-                builder = builder.index(ix);
-            }
-            let backup = builder.build()?;
-            let cancel = backup.cancel_token();
-            tokio::spawn({
-                let cancel = cancel.clone();
-                async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!(
-                            "aborting: letting requests in flight finish (at most 5 s) and completing files being written..."
-                        );
-                        cancel.cancel();
-                    }
-                }
-            });
-            let done = CancellationToken::new();
-            let ui_task = tokio::spawn(bars.follow(backup.progress(), done.clone()));
-            let result = if run.resume {
-                backup.resume().await
-            } else {
-                backup.run().await
+            let report_path = run.report.clone().or_else(|| file.report.clone());
+            let started = chrono::Utc::now();
+            // A notification setting that cannot work fails the run before the backup starts.
+            let notifier = notify::Notifier::new(&run.notify, &file.notify);
+            let result = match &notifier {
+                Ok(_) => backup(&run, &auth, &file, cli.store.as_deref(), bars).await,
+                Err(e) => Err(anyhow::anyhow!("{}", error_text(e))),
             };
-            done.cancel();
-            let _ = ui_task.await;
+            let summary = run_report::RunSummary::new(
+                started,
+                chrono::Utc::now(),
+                result.as_ref().map_err(error_text),
+            );
+            // A scheduler reads the report: a run whose report is missing did not succeed.
+            let report_failed = match report_path
+                .as_deref()
+                .map(|p| run_report::write(p, &summary))
+            {
+                Some(Err(e)) => {
+                    eprintln!("error: {}", error_text(&e));
+                    true
+                }
+                _ => false,
+            };
+            if let Ok(n) = &notifier {
+                n.notify(&summary).await;
+            }
             let report = result?;
             print_summary(&report);
-            Ok(match report.status {
-                RunStatus::Aborted => ExitCode::from(130),
-                _ if report.is_success() => ExitCode::SUCCESS,
+            let code = match report.status {
+                RunStatus::Aborted => 130,
+                _ if report.is_success() => 0,
                 // Sign-in failures exit like a run that could not start: nothing can be done
                 // until the user signs in again.
-                _ if report.mailboxes.iter().any(|m| m.sign_in_failed) => ExitCode::from(2),
-                _ => ExitCode::from(1),
-            })
+                _ if report.mailboxes.iter().any(|m| m.sign_in_failed) => 2,
+                _ => 1,
+            };
+            Ok(ExitCode::from(if report_failed {
+                code.max(1)
+            } else {
+                code
+            }))
         }
         Command::Status {
             data_folder: d,
@@ -456,6 +453,55 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             tokio::task::spawn_blocking(move || find::prune(&backup, wf, days, dry_run)).await?
         }
     }
+}
+
+/// Signs in, builds the backup from the flags and config, and runs it.
+async fn backup(
+    run: &RunArgs,
+    auth: &AuthArgs,
+    file: &FileConfig,
+    store_flag: Option<&str>,
+    bars: ui::Bars,
+) -> Result<mailbackup::BackupReport> {
+    let settings = auth::with_cached_sign_in(config::merge_auth(auth, &file.auth))?;
+    let tokens = auth::token_source(&settings)?;
+    let mut builder = config::backup_builder(run, file, tokens)?;
+    if config::store_url(store_flag, file).is_some() {
+        // Without a URL the builder keeps its own local store, exactly as before.
+        let d = data_folder(run.data_folder.clone(), file)?;
+        let q = run
+            .quarantine_folder
+            .clone()
+            .or_else(|| file.quarantine_folder.clone());
+        let store = config::open_store(store_flag, file, &d, q.as_deref());
+        builder = builder.message_store(store.await?);
+    }
+    if let Some(ix) = run.index.open(file).await? {
+        builder = builder.index(ix);
+    }
+    let backup = builder.build()?;
+    let cancel = backup.cancel_token();
+    tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "aborting: letting requests in flight finish (at most 5 s) and completing files being written..."
+                );
+                cancel.cancel();
+            }
+        }
+    });
+    let done = CancellationToken::new();
+    let ui_task = tokio::spawn(bars.follow(backup.progress(), done.clone()));
+    let result = if run.resume {
+        backup.resume().await
+    } else {
+        backup.run().await
+    };
+    done.cancel();
+    let _ = ui_task.await;
+    Ok(result?)
 }
 
 fn print_summary(report: &mailbackup::BackupReport) {
