@@ -159,7 +159,6 @@ pub(crate) fn matching_ids(
 }
 
 // The export command's options, passed through from main.rs as they are (landed with #14 §2).
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn export(
     backup: Backup,
     select: &SelectArgs,
