@@ -180,11 +180,13 @@ fn default_virtual_name(path: &Path) -> String {
         .collect()
 }
 
-/// A request to a session.
+/// A request to a session. The large requests are boxed: the request channel allocates its
+/// first block of slots when the session starts, so the size of a `Request` is paid by every
+/// connection, busy or not (about 7 KiB each unboxed, 7 MiB for 1,000 sessions).
 #[derive(Debug)]
 pub(crate) enum Request {
-    SendFile(OutgoingFile),
-    SendEndResponse(EndResponse),
+    SendFile(Box<OutgoingFile>),
+    SendEndResponse(Box<EndResponse>),
     ChangeDirection,
     Logoff,
     Disconnect,
@@ -227,13 +229,13 @@ impl SessionHandle {
 
     /// Sends a file at our next turn (seed `SendFile`).
     pub fn send_file(&self, file: OutgoingFile) -> Result<(), SessionClosed> {
-        self.send(Request::SendFile(file))
+        self.send(Request::SendFile(Box::new(file)))
     }
 
     /// Sends an EERP or NERP at our next turn (seed `SendEndResponse`), e.g. after an
     /// [`EndResponseTiming::Later`](crate::handler::EndResponseTiming::Later).
     pub fn send_end_response(&self, response: EndResponse) -> Result<(), SessionClosed> {
-        self.send(Request::SendEndResponse(response))
+        self.send(Request::SendEndResponse(Box::new(response)))
     }
 
     /// Hands the speaker role to the peer once our queue is empty (seed `ChangeDirection`).
@@ -268,6 +270,16 @@ impl SessionHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_is_small_so_an_idle_session_holds_little() {
+        // The channel's first block holds 32 requests per session; see `Request`.
+        assert!(
+            std::mem::size_of::<Request>() <= 16,
+            "Request is {} octets",
+            std::mem::size_of::<Request>()
+        );
+    }
 
     #[test]
     fn default_virtual_names() {

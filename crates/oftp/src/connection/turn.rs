@@ -166,11 +166,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self.idle = self.idle.request(&r);
         match r {
             Request::SendFile(file) => self.queue.push_back(Work::File {
-                file,
+                file: *file,
                 job: None,
                 from_outbox: false,
             }),
-            Request::SendEndResponse(resp) => self.queue.push_back(Work::EndResponse(resp)),
+            Request::SendEndResponse(resp) => self.queue.push_back(Work::EndResponse(*resp)),
             Request::ChangeDirection | Request::Logoff => {}
             Request::Disconnect => {
                 // Abrupt by definition: drop the transport; the peer sees the connection close.
