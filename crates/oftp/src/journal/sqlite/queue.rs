@@ -25,7 +25,41 @@ const QUEUE_COLUMNS: &str = "id, partner, source_path, virtual_file_name, destin
 /// The columns of `alerts`, in the order [`SqliteJournal::alert`] reads them.
 const ALERT_COLUMNS: &str = "id, kind, partner, file, text, raised_at, acknowledged_at";
 
-fn ms(t: DateTime<Utc>) -> i64 {
+/// The due rows of a partner (?1) at a time (?2), at most ?3, in the order they are claimed.
+pub(super) const CLAIM_DUE: &str = "SELECT id FROM queue
+    WHERE partner = ?1 AND state = 'queued' AND next_attempt_at <= ?2
+    ORDER BY next_attempt_at, id LIMIT ?3";
+
+/// The history of a row (?1), oldest first.
+pub(super) const HISTORY: &str = "SELECT at, from_state, to_state, note FROM queue_history
+    WHERE queue_id = ?1 ORDER BY id";
+
+/// What follows `FROM queue` to list the rows of `f`, and its parameters.
+pub(super) fn transfers_query(f: &TransferFilter) -> (String, Vec<Value>) {
+    let mut tail = String::from("WHERE 1");
+    let mut args: Vec<Value> = Vec::new();
+    let mut and = |clause: &str, value: Value| {
+        args.push(value);
+        tail.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(partner) = &f.partner {
+        and("partner =", Value::Text(partner.trim_end().to_owned()));
+    }
+    if let Some(state) = f.state {
+        and("state =", Value::Text(state.as_str().to_owned()));
+    }
+    if let Some(since) = f.since {
+        and("updated_at >=", Value::Integer(ms(since)));
+    }
+    if let Some(before) = f.before_id {
+        and("id <", Value::Integer(before));
+    }
+    args.push(Value::Integer(i64::from(f.limit)));
+    tail.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+    (tail, args)
+}
+
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
@@ -229,11 +263,7 @@ impl SqliteJournal {
         let run = || -> rusqlite::Result<Vec<i64>> {
             let tx = immediate(&conn)?;
             let ids: Vec<i64> = conn
-                .prepare(
-                    "SELECT id FROM queue
-                     WHERE partner = ?1 AND state = 'queued' AND next_attempt_at <= ?2
-                     ORDER BY next_attempt_at, id LIMIT ?3",
-                )?
+                .prepare(CLAIM_DUE)?
                 .query_map(params![partner.trim_end(), ms(now), limit], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for &id in &ids {
@@ -334,26 +364,7 @@ impl SqliteJournal {
         &self,
         f: &TransferFilter,
     ) -> Result<Vec<QueuedFile>, JournalError> {
-        let mut tail = String::from("WHERE 1");
-        let mut args: Vec<Value> = Vec::new();
-        let mut and = |clause: &str, value: Value| {
-            args.push(value);
-            tail.push_str(&format!(" AND {clause} ?{}", args.len()));
-        };
-        if let Some(partner) = &f.partner {
-            and("partner =", Value::Text(partner.trim_end().to_owned()));
-        }
-        if let Some(state) = f.state {
-            and("state =", Value::Text(state.as_str().to_owned()));
-        }
-        if let Some(since) = f.since {
-            and("updated_at >=", Value::Integer(ms(since)));
-        }
-        if let Some(before) = f.before_id {
-            and("id <", Value::Integer(before));
-        }
-        args.push(Value::Integer(i64::from(f.limit)));
-        tail.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+        let (tail, args) = transfers_query(f);
         self.select_queue(&self.lock(), &tail, rusqlite::params_from_iter(args))
     }
 
@@ -362,12 +373,7 @@ impl SqliteJournal {
         let Some(file) = self.queue_row(&conn, id)? else {
             return Ok(None);
         };
-        let mut stmt = conn
-            .prepare(
-                "SELECT at, from_state, to_state, note FROM queue_history
-                 WHERE queue_id = ?1 ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
+        let mut stmt = conn.prepare(HISTORY).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([id], |r| {
                 Ok((
