@@ -194,7 +194,10 @@ fn queue_queries_use_indexes_with_a_long_history() {
     )
     .unwrap();
     let claim = plan(&conn, CLAIM_DUE, params!["P1", 500, 10]);
-    assert!(claim.contains("INDEX queue_due (partner=? AND state=? AND next_attempt_at<?)"), "{claim}");
+    assert!(
+        claim.contains("INDEX queue_due (partner=? AND state=? AND next_attempt_at<?)"),
+        "{claim}"
+    );
     let history = plan(&conn, HISTORY, [7]);
     assert!(history.contains("queue_history_by_file"), "{history}");
     let by_key = plan(
