@@ -1,4 +1,5 @@
-//! The behaviour every [`Journal`] must have, rule by rule as stated on the trait. A backend's
+//! The behaviour every [`Journal`] must have, rule by rule as stated on the trait (the
+//! outbound queue and alerts in `conformance/queue.rs`). A backend's
 //! tests call [`journal`] with an empty journal, and [`reopened`] with a function that opens the
 //! same (initially empty) storage again; each panics with a message naming the broken rule
 //! when the backend misbehaves.
@@ -25,6 +26,8 @@ use super::{
     PartialReception, ReceiveState, ReceivedEntry, SendState, SentEntry,
 };
 use crate::stamp::FileStamp;
+
+mod queue;
 
 /// A file identity with a valid stamp; `counter` tells files of the same name apart.
 fn key(dsn: &str, counter: u16) -> FileKey {
@@ -107,6 +110,7 @@ pub fn journal(j: &dyn Journal) {
     file_hashes(j);
     invalid_stamps_are_never_written(j);
     rows_that_do_not_exist(j);
+    queue::rules(j);
 }
 
 fn reception_lifecycle(j: &dyn Journal) {
@@ -729,6 +733,7 @@ pub fn reopened(open: &dyn Fn() -> Arc<dyn Journal>) {
         j.latest_send(&file).expect("latest_send"),
         counts(&*j),
     );
+    let queued = queue::record(&*j);
     drop(j);
 
     let j = open();
@@ -756,4 +761,5 @@ pub fn reopened(open: &dyn Fn() -> Arc<dyn Journal>) {
         Some((4, vec![7])),
         "a recorded hash survives reopening"
     );
+    queue::check_reopened(&*j, &queued);
 }

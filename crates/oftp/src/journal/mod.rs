@@ -15,7 +15,10 @@
 //!   connection presents the same identity and the partner can restart it; also tracks whether
 //!   the EERP/NERP arrived;
 //! - **end responses** sent and received, for the operator;
-//! - **file hashes** of files whose end response is signed.
+//! - **file hashes** of files whose end response is signed;
+//! - **the outbound queue** of the gateway ([`queue`]): one row per outgoing file with its
+//!   state, attempts, last error, next attempt time and history of transitions;
+//! - **alerts** for a person (kind, partner, file, text, time, acknowledged).
 //!
 //! Every stamp written is checked first ([`FileStamp::is_valid`]: a calendar date and a time of
 //! day): nothing invalid is stored ([`JournalError::InvalidStamp`]).
@@ -36,11 +39,18 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::stamp::FileStamp;
 
 pub mod conformance;
+pub mod queue;
 mod sqlite;
 
+pub use queue::{
+    Alert, AlertKind, NewAlert, QueueChange, QueueState, QueuedFile, QueuedSend, TransferDetail,
+    TransferFilter, Transition, TransitionRefused,
+};
 pub use sqlite::{JOURNAL_FILE, SqliteJournal};
 
 /// Errors of the journal. No backend type appears here: a backend's own error is kept as
@@ -85,6 +95,17 @@ pub enum JournalError {
         path: PathBuf,
         /// The OS error (part of this message, so not repeated as a `source`).
         error: std::io::Error,
+    },
+    /// A queued file was asked to change to a state its state does not allow (see
+    /// [`QueueState::allows`]); nothing was changed.
+    #[error("journal {location}: transfer {id}: {refused}")]
+    TransitionRefused {
+        /// Where the journal is.
+        location: String,
+        /// The queue row.
+        id: i64,
+        /// Its state and the state asked for.
+        refused: TransitionRefused,
     },
     /// A blocking task of the journal was cancelled or panicked.
     #[error("journal task failed: {0}")]
@@ -416,6 +437,93 @@ pub trait Journal: fmt::Debug + Send + Sync {
 
     /// Number of recorded end responses in `direction` (for reports and tests).
     fn end_response_count(&self, direction: Direction) -> Result<u64, JournalError>;
+
+    // ---- outbound queue ([`queue`]) -------------------------------------------------------
+    //
+    // Rules of the queue: row ids are positive and never reused; every change of state is
+    // checked with [`QueueState::check_transition`] (a refused one is
+    // [`JournalError::TransitionRefused`] and changes nothing) and appended to the row's
+    // history with its time; partner names are compared without trailing blanks.
+
+    /// Enqueues `send` in state queued, due at `at`, with no attempts and a first transition
+    /// (from none to queued) at `at`, and returns its id. Idempotent: if a row of the same
+    /// partner and source path exists (in any state), returns its id and changes nothing, so
+    /// a take-over reported twice (again at a restart) is one row.
+    fn enqueue(&self, send: &QueuedSend, at: DateTime<Utc>) -> Result<i64, JournalError>;
+
+    /// Claims for a call up to `limit` rows of `partner` that are queued and due
+    /// (`next_attempt_at <= now`), the earliest due first (then the lowest id): each moves to
+    /// in transfer with one more attempt and a transition at `now`, and is returned as it is
+    /// after the claim. Atomic: two claims, also from two processes on the same storage,
+    /// never return the same row.
+    fn claim_due(
+        &self,
+        partner: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<QueuedFile>, JournalError>;
+
+    /// Moves row `id` to `change.to` and returns the row as it is after; `None` if there is
+    /// no such row. To queued: due at `change.next_attempt_at` (else at `change.at`).
+    /// `change.error` becomes `last_error` (which is otherwise kept); `change.key`, if given,
+    /// becomes the row's wire identity (otherwise it is kept). The history gets the
+    /// transition with the error, else the note.
+    fn transition(&self, id: i64, change: &QueueChange)
+    -> Result<Option<QueuedFile>, JournalError>;
+
+    /// Moves every row in transfer back to queued, due at `at`, with `note` in the history,
+    /// and returns their ids (lowest first): what a daemon does at start, since the call that
+    /// held them is gone. Their attempts are kept, and so are their wire identities, so the
+    /// next attempt offers the same file and the partner can restart it.
+    fn requeue_in_transfer(&self, at: DateTime<Utc>, note: &str) -> Result<Vec<i64>, JournalError>;
+
+    /// The rows that match `filter` (see [`TransferFilter`]), highest id first.
+    fn transfers(&self, filter: &TransferFilter) -> Result<Vec<QueuedFile>, JournalError>;
+
+    /// Row `id` with its history, oldest transition first; `None` if there is no such row.
+    fn transfer(&self, id: i64) -> Result<Option<TransferDetail>, JournalError>;
+
+    /// The newest row (highest id) last offered under the wire identity `key`, for matching
+    /// an end response that arrives in a later session.
+    fn transfer_by_key(&self, key: &FileKey) -> Result<Option<QueuedFile>, JournalError>;
+
+    /// The operator's retry of row `id`: to queued, due at `at`, noted in the history. The
+    /// rules of [`transition`](Self::transition) apply (a delivered file is refused).
+    fn retry_transfer(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Option<QueuedFile>, JournalError> {
+        self.transition(
+            id,
+            &QueueChange::to(QueueState::Queued, at).note("retried by the operator"),
+        )
+    }
+
+    /// The operator's cancellation of row `id`: to cancelled, noted in the history. The rules
+    /// of [`transition`](Self::transition) apply (a file in transfer or sent is refused).
+    fn cancel_transfer(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Option<QueuedFile>, JournalError> {
+        self.transition(
+            id,
+            &QueueChange::to(QueueState::Cancelled, at).note("cancelled by the operator"),
+        )
+    }
+
+    // ---- alerts --------------------------------------------------------------------------
+
+    /// Records an open alert raised at `at` and returns its id (positive, never reused).
+    fn raise_alert(&self, alert: &NewAlert, at: DateTime<Utc>) -> Result<i64, JournalError>;
+
+    /// The alerts not acknowledged, oldest first.
+    fn open_alerts(&self) -> Result<Vec<Alert>, JournalError>;
+
+    /// Acknowledges alert `id` at `at` and returns it as it is after; `None` if there is no
+    /// such alert. Acknowledging it again keeps the first acknowledgement's time.
+    fn acknowledge_alert(&self, id: i64, at: DateTime<Utc>) -> Result<Option<Alert>, JournalError>;
 }
 
 impl dyn Journal {

@@ -20,12 +20,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
-    PartialReception, ReceiveState, ReceivedEntry, SendState, SentEntry,
+    Alert, Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
+    NewAlert, PartialReception, QueueChange, QueuedFile, QueuedSend, ReceiveState, ReceivedEntry,
+    SendState, SentEntry, TransferDetail, TransferFilter,
 };
 use crate::stamp::FileStamp;
 
+mod queue;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -633,5 +637,56 @@ impl Journal for SqliteJournal {
             )
             .map(|n| n.max(0) as u64)
             .map_err(|e| self.err(e))
+    }
+
+    // ---- outbound queue and alerts (in `queue`) ------------------------------------------
+
+    fn enqueue(&self, send: &QueuedSend, at: DateTime<Utc>) -> Result<i64, JournalError> {
+        self.queue_enqueue(send, at)
+    }
+
+    fn claim_due(
+        &self,
+        partner: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<QueuedFile>, JournalError> {
+        self.queue_claim_due(partner, now, limit)
+    }
+
+    fn transition(
+        &self,
+        id: i64,
+        change: &QueueChange,
+    ) -> Result<Option<QueuedFile>, JournalError> {
+        self.queue_transition(id, change)
+    }
+
+    fn requeue_in_transfer(&self, at: DateTime<Utc>, note: &str) -> Result<Vec<i64>, JournalError> {
+        self.queue_requeue_in_transfer(at, note)
+    }
+
+    fn transfers(&self, filter: &TransferFilter) -> Result<Vec<QueuedFile>, JournalError> {
+        self.queue_transfers(filter)
+    }
+
+    fn transfer(&self, id: i64) -> Result<Option<TransferDetail>, JournalError> {
+        self.queue_transfer(id)
+    }
+
+    fn transfer_by_key(&self, key: &FileKey) -> Result<Option<QueuedFile>, JournalError> {
+        self.queue_transfer_by_key(key)
+    }
+
+    fn raise_alert(&self, alert: &NewAlert, at: DateTime<Utc>) -> Result<i64, JournalError> {
+        self.alerts_raise(alert, at)
+    }
+
+    fn open_alerts(&self) -> Result<Vec<Alert>, JournalError> {
+        self.alerts_open()
+    }
+
+    fn acknowledge_alert(&self, id: i64, at: DateTime<Utc>) -> Result<Option<Alert>, JournalError> {
+        self.alerts_acknowledge(id, at)
     }
 }

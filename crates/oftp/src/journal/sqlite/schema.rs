@@ -1,6 +1,8 @@
 //! The SQLite journal's tables, and what opening a journal of an earlier version does to them:
 //! the migration that adds the partner to the received-file and file-hash keys, and the rows
-//! with impossible stamps moved to `set_aside` (see [`prepare`]).
+//! with impossible stamps moved to `set_aside` (see [`prepare`]). The gateway's tables (the
+//! outbound queue, its history, alerts) are new tables: a journal of an earlier version gets
+//! them, empty, when it is opened, and nothing else of it changes.
 
 use std::path::Path;
 
@@ -18,6 +20,7 @@ pub(super) fn prepare(conn: &Connection, path: &Path) -> Result<Vec<String>, rus
     conn.execute_batch(FILE_HASHES_TABLE)?;
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(SET_ASIDE_TABLE)?;
+    conn.execute_batch(QUEUE_TABLES)?;
     set_aside_invalid_stamps(conn, path)
 }
 
@@ -91,6 +94,61 @@ CREATE TABLE IF NOT EXISTS end_responses (
     reason_text TEXT,
     at TEXT NOT NULL
 );
+";
+
+/// The outbound queue of the gateway, the history of its rows, and alerts (times in
+/// milliseconds since the Unix epoch; AUTOINCREMENT so that an id is never reused, also after
+/// history is pruned). The indexes serve, in order: a call's claim of its partner's due rows;
+/// `oftp transfers` filtered by partner, by state or by time of change, newest first; the
+/// match of an end response to the row offered under its identity; a row's history; the open
+/// alerts.
+const QUEUE_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner TEXT NOT NULL,
+    source_path TEXT NOT NULL,
+    virtual_file_name TEXT NOT NULL,
+    destination TEXT,
+    originator TEXT,
+    format TEXT NOT NULL,
+    max_record_len INTEGER NOT NULL,
+    user_data TEXT NOT NULL,
+    description TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    key_originator TEXT,
+    key_dsn TEXT,
+    key_stamp TEXT,
+    queued_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (partner, source_path)
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue (partner, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS queue_by_partner ON queue (partner, id);
+CREATE INDEX IF NOT EXISTS queue_by_state ON queue (state, id);
+CREATE INDEX IF NOT EXISTS queue_by_update ON queue (updated_at);
+CREATE INDEX IF NOT EXISTS queue_by_key ON queue (key_originator, key_dsn, key_stamp);
+CREATE TABLE IF NOT EXISTS queue_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue_id INTEGER NOT NULL REFERENCES queue (id),
+    at INTEGER NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_history_by_file ON queue_history (queue_id, id);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    partner TEXT,
+    file TEXT,
+    text TEXT NOT NULL,
+    raised_at INTEGER NOT NULL,
+    acknowledged_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS alerts_open ON alerts (id) WHERE acknowledged_at IS NULL;
 ";
 
 /// Rebuilds a `received` table without the `partner` column (journals of earlier versions) in

@@ -7,6 +7,8 @@ use super::*;
 use crate::journal::conformance;
 use chrono::NaiveDate;
 
+mod queue;
+
 fn key(dsn: &str, counter: u16) -> FileKey {
     let dt = NaiveDate::from_ymd_opt(2026, 5, 6)
         .unwrap()
