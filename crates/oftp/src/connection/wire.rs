@@ -2,12 +2,11 @@
 //! our NERP for a received file (one constructor each), the command that goes on the wire for
 //! a response, and a received command as the handler sees it. Pure conversions, no I/O.
 
-use oftp_proto::codec::{Eerp, Nerp, NerpReason, VirtualFileTime};
+use oftp_proto::codec::{Eerp, Nerp, NerpReason};
 use oftp_proto::session::EndResponse as WireEndResponse;
 
 use crate::handler::{EndResponse, NegativeResponse};
 use crate::journal::{Direction as JournalDirection, EndResponseEntry, FileKey};
-use crate::stamp::FileStamp;
 
 /// Our EERP for a file we received: to its originator, from us (`local_sfid`), with the user
 /// data of its SFID; hash and signature are added when it is sent, if the file asked for a
@@ -47,7 +46,7 @@ pub(super) fn our_nerp(
 
 /// The EERP or NERP command for `r`.
 pub(super) fn to_wire(r: &EndResponse) -> WireEndResponse {
-    let time = VirtualFileTime::from(r.stamp);
+    let time = r.stamp;
     match &r.negative {
         None => WireEndResponse::Positive(Eerp {
             dsn: r.virtual_file_name.clone(),
@@ -83,7 +82,7 @@ pub(super) fn from_wire(r: WireEndResponse) -> (EndResponse, String, String) {
     let resp = match r {
         WireEndResponse::Positive(e) => EndResponse {
             virtual_file_name: e.dsn.trim_end().to_owned(),
-            stamp: FileStamp::from(e.date_time),
+            stamp: e.date_time,
             destination: e.destination.trim_end().to_owned(),
             originator: e.originator.trim_end().to_owned(),
             user_data: e.user_data.trim_end().to_owned(),
@@ -94,7 +93,7 @@ pub(super) fn from_wire(r: WireEndResponse) -> (EndResponse, String, String) {
         },
         WireEndResponse::Negative(n) => EndResponse {
             virtual_file_name: n.dsn.trim_end().to_owned(),
-            stamp: FileStamp::from(n.date_time),
+            stamp: n.date_time,
             destination: n.destination.trim_end().to_owned(),
             originator: n.originator.trim_end().to_owned(),
             user_data: String::new(),
@@ -133,6 +132,7 @@ pub(super) fn journal_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stamp::{FileStamp, FileStampExt};
 
     fn key() -> FileKey {
         let stamp = FileStamp::parse("202612061122330012").unwrap();

@@ -24,14 +24,14 @@ use super::{
     Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
     PartialReception, ReceiveState, ReceivedEntry, SendState, SentEntry,
 };
-use crate::stamp::FileStamp;
+use crate::stamp::{FileStamp, FileStampExt};
 
 /// A file identity with a valid stamp; `counter` tells files of the same name apart.
 fn key(dsn: &str, counter: u16) -> FileKey {
     let at = NaiveDate::from_ymd_opt(2026, 5, 6)
         .and_then(|d| d.and_hms_opt(7, 8, 9))
         .expect("a valid date");
-    FileKey::new("ORIG", dsn, FileStamp::new(at, counter))
+    FileKey::new("ORIG", dsn, FileStamp::from_datetime(at, counter))
 }
 
 fn local(partner: &str, path: &str) -> LocalFileId {

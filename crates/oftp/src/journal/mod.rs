@@ -17,7 +17,7 @@
 //! - **end responses** sent and received, for the operator;
 //! - **file hashes** of files whose end response is signed.
 //!
-//! Every stamp written is checked first ([`FileStamp::is_valid`]: a calendar date and a time of
+//! Every stamp written is checked first ([`FileStampExt::is_valid`]: a calendar date and a time of
 //! day): nothing invalid is stored ([`JournalError::InvalidStamp`]).
 //!
 //! What it does not do: no file I/O and no protocol decisions. Every operation blocks until
@@ -36,7 +36,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::stamp::FileStamp;
+use crate::stamp::{FileStamp, FileStampExt};
 
 pub mod conformance;
 mod sqlite;
@@ -101,7 +101,7 @@ impl JournalError {
             Err(Self::InvalidStamp {
                 location: location.to_owned(),
                 what: format!("{} from {}", key.dsn, key.originator),
-                stamp: key.stamp.to_string(),
+                stamp: key.stamp.digits(),
             })
         }
     }

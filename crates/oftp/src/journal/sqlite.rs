@@ -24,7 +24,7 @@ use super::{
     Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
     PartialReception, ReceiveState, ReceivedEntry, SendState, SentEntry,
 };
-use crate::stamp::FileStamp;
+use crate::stamp::{FileStamp, FileStampExt};
 
 mod schema;
 #[cfg(test)]
@@ -80,7 +80,7 @@ fn flag_reception(
         params![
             key.originator,
             key.dsn,
-            key.stamp.to_string(),
+            key.stamp.digits(),
             now_text(),
             partner.trim_end()
         ],
@@ -165,7 +165,7 @@ impl SqliteJournal {
     /// The stamp of `key` as stored, if it is a valid date and time; nothing else is written.
     fn stamp_to_store(&self, key: &FileKey) -> Result<String, JournalError> {
         JournalError::check_stamp(&self.location(), key)?;
-        Ok(key.stamp.to_string())
+        Ok(key.stamp.digits())
     }
 
     fn find_sent(
@@ -235,7 +235,7 @@ impl Journal for SqliteJournal {
                 params![
                     key.originator,
                     key.dsn,
-                    key.stamp.to_string(),
+                    key.stamp.digits(),
                     partner.trim_end()
                 ],
                 |r| {
@@ -315,7 +315,7 @@ impl Journal for SqliteJournal {
             params![
                 key.originator,
                 key.dsn,
-                key.stamp.to_string(),
+                key.stamp.digits(),
                 partner.trim_end()
             ],
             |r| r.get(0),
@@ -479,7 +479,7 @@ impl Journal for SqliteJournal {
     fn sent_by_key(&self, key: &FileKey) -> Result<Option<SentEntry>, JournalError> {
         self.find_sent(
             "originator = ?1 AND dsn = ?2 AND stamp = ?3",
-            params![key.originator, key.dsn, key.stamp.to_string()],
+            params![key.originator, key.dsn, key.stamp.digits()],
         )
     }
 
@@ -566,7 +566,7 @@ impl Journal for SqliteJournal {
                 "SELECT suite, hash FROM file_hashes
                  WHERE direction = ?1 AND originator = ?2 AND dsn = ?3 AND stamp = ?4
                    AND partner = ?5",
-                params![dir, key.originator, key.dsn, key.stamp.to_string(), partner],
+                params![dir, key.originator, key.dsn, key.stamp.digits(), partner],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
             )
             .optional()
@@ -611,7 +611,7 @@ impl Journal for SqliteJournal {
                 params![
                     e.key.originator,
                     e.key.dsn,
-                    e.key.stamp.to_string(),
+                    e.key.stamp.digits(),
                     state.as_str(),
                     now_text()
                 ],

@@ -15,7 +15,6 @@ use crate::connection::{Connection, Work};
 use crate::handler::{Direction, FileDecision, FileOffer, Handler, LogLevel, TransferInfo};
 use crate::journal::{Checkpoint, FileKey, ReceiveState};
 use crate::policy::{self, FileRequest};
-use crate::stamp::FileStamp;
 use crate::store::{BackgroundWriter, PartialFile};
 use crate::transport::{FileServices, Transport};
 
@@ -25,7 +24,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.send_refusal(&ConnectionError::NoSession);
             return;
         };
-        let stamp = FileStamp::from(sfid.date_time);
+        let stamp = sfid.date_time;
         let key = FileKey::new(&sfid.originator, &sfid.dsn, stamp);
         // The journal entry is the one of this partner: another partner's interrupted or
         // completed file with the same identity is neither resumed nor a duplicate here.
