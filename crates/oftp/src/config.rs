@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{IdentityError, OdetteId};
+
 /// Well-known OFTP port for plain TCP (RFC 5024, seed `LocalPort` default).
 pub const DEFAULT_PORT: u16 = 3305;
 
@@ -228,7 +230,7 @@ impl Partner {
 /// Partners by SSID code (compared case-insensitively, trailing blanks ignored).
 #[derive(Debug, Clone, Default)]
 pub struct PartnerTable {
-    by_ssid: HashMap<String, Partner>,
+    by_ssid: HashMap<OdetteId, Partner>,
 }
 
 /// Two partners with one SSID code, or one with an empty one.
@@ -248,6 +250,18 @@ pub enum PartnerTableError {
     /// A partner has no SSID code.
     #[error("partner {0:?} has an empty SSID code")]
     EmptySsid(String),
+    /// A partner code is not an OFTP identification code (a character other than printable
+    /// ASCII).
+    #[error("partner {name:?}: {field}: {error}")]
+    InvalidCode {
+        /// Partner name.
+        name: String,
+        /// Field name.
+        field: &'static str,
+        /// What is wrong with it.
+        #[source]
+        error: IdentityError,
+    },
     /// A partner code is longer than OFTP allows.
     #[error("partner {name:?}: {field} {value:?} is longer than {max} characters")]
     TooLong {
@@ -262,14 +276,10 @@ pub enum PartnerTableError {
     },
 }
 
-fn norm(code: &str) -> String {
-    code.trim_end().to_ascii_uppercase()
-}
-
 impl PartnerTable {
     /// Builds the table, rejecting duplicate or empty SSID codes and over-long fields.
     pub fn new(partners: impl IntoIterator<Item = Partner>) -> Result<Self, PartnerTableError> {
-        let mut by_ssid: HashMap<String, Partner> = HashMap::new();
+        let mut by_ssid: HashMap<OdetteId, Partner> = HashMap::new();
         for p in partners {
             if p.ssid.trim().is_empty() {
                 return Err(PartnerTableError::EmptySsid(p.name));
@@ -293,7 +303,17 @@ impl PartnerTable {
                     });
                 }
             }
-            let key = norm(&p.ssid);
+            let code = |field, value: &str| {
+                OdetteId::new(value).map_err(|error| PartnerTableError::InvalidCode {
+                    name: p.name.clone(),
+                    field,
+                    error,
+                })
+            };
+            if !p.sfid.is_empty() {
+                code("sfid", &p.sfid)?;
+            }
+            let key = code("ssid", &p.ssid)?;
             if let Some(prev) = by_ssid.get(&key) {
                 return Err(PartnerTableError::DuplicateSsid {
                     ssid: p.ssid.clone(),
@@ -308,7 +328,7 @@ impl PartnerTable {
 
     /// The partner with SSID code `ssid`.
     pub fn by_ssid(&self, ssid: &str) -> Option<&Partner> {
-        self.by_ssid.get(&norm(ssid))
+        self.by_ssid.get(&OdetteId::new(ssid).ok()?)
     }
 
     /// The partner called `name`.
@@ -660,6 +680,21 @@ pub(crate) mod tests {
         long.password = Password::new("123456789");
         let e = PartnerTable::new([long]).unwrap_err().to_string();
         assert!(e.contains("password") && !e.contains("123456789"), "{e}");
+    }
+
+    #[test]
+    fn a_partner_code_no_partner_could_send_is_refused_when_the_table_is_built() {
+        // The codec takes only printable ASCII off the wire, so such a partner could never
+        // log in or be named as a file's originator.
+        let e = PartnerTable::new([partner("tab", "ACME\tEDI")]).unwrap_err();
+        assert!(
+            matches!(&e, PartnerTableError::InvalidCode { field: "ssid", .. }),
+            "{e:?}"
+        );
+        let mut sfid = partner("umlaut", "O0013ACME");
+        sfid.sfid = "ÄCME".into();
+        let e = PartnerTable::new([sfid]).unwrap_err().to_string();
+        assert!(e.contains("umlaut") && e.contains("sfid"), "{e}");
     }
 
     #[test]

@@ -71,9 +71,9 @@ pub(super) fn to_wire(r: &EndResponse) -> WireEndResponse {
     }
 }
 
-/// A received EERP or NERP as the handler sees it (fields without their padding; the
-/// signature not verified yet), with the date and time strings as they came, over which the
-/// signature is made.
+/// A received EERP or NERP as the handler sees it (the codec has taken the padding off its
+/// fields; the signature not verified yet), with the date and time strings as they came, over
+/// which the signature is made.
 pub(super) fn from_wire(r: WireEndResponse) -> (EndResponse, String, String) {
     let (date, time) = match &r {
         WireEndResponse::Positive(e) => (e.date_time.date_string(), e.date_time.time_string()),
@@ -81,25 +81,25 @@ pub(super) fn from_wire(r: WireEndResponse) -> (EndResponse, String, String) {
     };
     let resp = match r {
         WireEndResponse::Positive(e) => EndResponse {
-            virtual_file_name: e.dsn.trim_end().to_owned(),
+            virtual_file_name: e.dsn,
             stamp: e.date_time,
-            destination: e.destination.trim_end().to_owned(),
-            originator: e.originator.trim_end().to_owned(),
-            user_data: e.user_data.trim_end().to_owned(),
+            destination: e.destination,
+            originator: e.originator,
+            user_data: e.user_data,
             negative: None,
             file_hash: e.hash,
             signature: e.signature,
             signature_verified: false,
         },
         WireEndResponse::Negative(n) => EndResponse {
-            virtual_file_name: n.dsn.trim_end().to_owned(),
+            virtual_file_name: n.dsn,
             stamp: n.date_time,
-            destination: n.destination.trim_end().to_owned(),
-            originator: n.originator.trim_end().to_owned(),
+            destination: n.destination,
+            originator: n.originator,
             user_data: String::new(),
             negative: Some(NegativeResponse {
                 reason: n.reason,
-                creator: n.creator.trim_end().to_owned(),
+                creator: n.creator,
                 text: n.text,
             }),
             file_hash: n.hash,
