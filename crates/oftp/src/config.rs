@@ -538,20 +538,23 @@ impl SessionLimits {
 }
 
 impl LocalIdentity {
-    /// Checks the lengths OFTP allows (SSID/SFID 25, password 8, none empty).
+    /// Checks what OFTP allows: SSID and SFID codes are identification codes ([`OdetteId`]:
+    /// 1 to 25 printable ASCII characters), the password 1 to 8 ASCII characters.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (field, value, max) in [
-            ("local.ssid", self.ssid.as_str(), 25),
-            ("local.sfid", self.sfid(), 25),
-            ("local.password", self.password.expose(), 8),
+        let bad = |field, max| ConfigError::BadText {
+            field,
+            problem: format!("must be 1 to {max} ASCII characters"),
+        };
+        for (field, code) in [
+            ("local.ssid", self.ssid.as_str()),
+            ("local.sfid", self.sfid()),
         ] {
-            let n = value.trim_end().chars().count();
-            if n == 0 || n > max || !value.is_ascii() {
-                return Err(ConfigError::BadText {
-                    field,
-                    problem: format!("must be 1 to {max} ASCII characters"),
-                });
-            }
+            OdetteId::new(code).map_err(|_| bad(field, OdetteId::MAX_LEN))?;
+        }
+        let password = self.password.expose();
+        let n = password.trim_end().chars().count();
+        if n == 0 || n > 8 || !password.is_ascii() {
+            return Err(bad("local.password", 8));
         }
         Ok(())
     }
@@ -680,6 +683,27 @@ pub(crate) mod tests {
         long.password = Password::new("123456789");
         let e = PartnerTable::new([long]).unwrap_err().to_string();
         assert!(e.contains("password") && !e.contains("123456789"), "{e}");
+    }
+
+    #[test]
+    fn our_codes_must_be_identification_codes() {
+        let local = |ssid: &str, sfid: &str| LocalIdentity {
+            ssid: ssid.into(),
+            sfid: sfid.into(),
+            password: Password::new("PW"),
+        };
+        assert!(local("O0013ME  ", "").validate().is_ok());
+        for (l, field) in [
+            (local("", ""), "local.ssid"),
+            (local("O0013ME", "O0013000000ACME-EDI-PROD12"), "local.sfid"),
+            (local("O0013\tME", ""), "local.ssid"),
+        ] {
+            let e = l.validate().unwrap_err();
+            assert!(
+                matches!(e, ConfigError::BadText { field: f, .. } if f == field),
+                "{e}"
+            );
+        }
     }
 
     #[test]
