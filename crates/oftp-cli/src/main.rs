@@ -29,6 +29,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use oftp::config::{LocalIdentity, Partner, Password, SessionLimits};
 use oftp::journal::SqliteJournal;
 use oftp::oftp_proto::codec::FileFormat;
+use oftp::stamp::FileStampExt;
 use oftp::store::StorePolicy;
 use oftp::{Client, ClientConfig, FileOutcome, OutgoingFile, Server, ServerConfig};
 
@@ -817,7 +818,7 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
         let r = &e.response;
         let name = match &e.local_file {
             Some(p) => p.display().to_string(),
-            None => format!("{} {}", r.virtual_file_name, r.stamp),
+            None => format!("{} {}", r.virtual_file_name, r.stamp.digits()),
         };
         let line = match &r.negative {
             None => format!("delivered      {name} (EERP received for an earlier run)"),

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{IdentityError, OdetteId};
+
 /// Well-known OFTP port for plain TCP (RFC 5024, seed `LocalPort` default).
 pub const DEFAULT_PORT: u16 = 3305;
 
@@ -228,7 +230,7 @@ impl Partner {
 /// Partners by SSID code (compared case-insensitively, trailing blanks ignored).
 #[derive(Debug, Clone, Default)]
 pub struct PartnerTable {
-    by_ssid: HashMap<String, Partner>,
+    by_ssid: HashMap<OdetteId, Partner>,
 }
 
 /// Two partners with one SSID code, or one with an empty one.
@@ -248,6 +250,18 @@ pub enum PartnerTableError {
     /// A partner has no SSID code.
     #[error("partner {0:?} has an empty SSID code")]
     EmptySsid(String),
+    /// A partner code is not an OFTP identification code (a character other than printable
+    /// ASCII).
+    #[error("partner {name:?}: {field}: {error}")]
+    InvalidCode {
+        /// Partner name.
+        name: String,
+        /// Field name.
+        field: &'static str,
+        /// What is wrong with it.
+        #[source]
+        error: IdentityError,
+    },
     /// A partner code is longer than OFTP allows.
     #[error("partner {name:?}: {field} {value:?} is longer than {max} characters")]
     TooLong {
@@ -262,14 +276,10 @@ pub enum PartnerTableError {
     },
 }
 
-fn norm(code: &str) -> String {
-    code.trim_end().to_ascii_uppercase()
-}
-
 impl PartnerTable {
     /// Builds the table, rejecting duplicate or empty SSID codes and over-long fields.
     pub fn new(partners: impl IntoIterator<Item = Partner>) -> Result<Self, PartnerTableError> {
-        let mut by_ssid: HashMap<String, Partner> = HashMap::new();
+        let mut by_ssid: HashMap<OdetteId, Partner> = HashMap::new();
         for p in partners {
             if p.ssid.trim().is_empty() {
                 return Err(PartnerTableError::EmptySsid(p.name));
@@ -293,7 +303,17 @@ impl PartnerTable {
                     });
                 }
             }
-            let key = norm(&p.ssid);
+            let code = |field, value: &str| {
+                OdetteId::new(value).map_err(|error| PartnerTableError::InvalidCode {
+                    name: p.name.clone(),
+                    field,
+                    error,
+                })
+            };
+            if !p.sfid.is_empty() {
+                code("sfid", &p.sfid)?;
+            }
+            let key = code("ssid", &p.ssid)?;
             if let Some(prev) = by_ssid.get(&key) {
                 return Err(PartnerTableError::DuplicateSsid {
                     ssid: p.ssid.clone(),
@@ -308,7 +328,7 @@ impl PartnerTable {
 
     /// The partner with SSID code `ssid`.
     pub fn by_ssid(&self, ssid: &str) -> Option<&Partner> {
-        self.by_ssid.get(&norm(ssid))
+        self.by_ssid.get(&OdetteId::new(ssid).ok()?)
     }
 
     /// The partner called `name`.
@@ -518,20 +538,23 @@ impl SessionLimits {
 }
 
 impl LocalIdentity {
-    /// Checks the lengths OFTP allows (SSID/SFID 25, password 8, none empty).
+    /// Checks what OFTP allows: SSID and SFID codes are identification codes ([`OdetteId`]:
+    /// 1 to 25 printable ASCII characters), the password 1 to 8 ASCII characters.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (field, value, max) in [
-            ("local.ssid", self.ssid.as_str(), 25),
-            ("local.sfid", self.sfid(), 25),
-            ("local.password", self.password.expose(), 8),
+        let bad = |field, max| ConfigError::BadText {
+            field,
+            problem: format!("must be 1 to {max} ASCII characters"),
+        };
+        for (field, code) in [
+            ("local.ssid", self.ssid.as_str()),
+            ("local.sfid", self.sfid()),
         ] {
-            let n = value.trim_end().chars().count();
-            if n == 0 || n > max || !value.is_ascii() {
-                return Err(ConfigError::BadText {
-                    field,
-                    problem: format!("must be 1 to {max} ASCII characters"),
-                });
-            }
+            OdetteId::new(code).map_err(|_| bad(field, OdetteId::MAX_LEN))?;
+        }
+        let password = self.password.expose();
+        let n = password.trim_end().chars().count();
+        if n == 0 || n > 8 || !password.is_ascii() {
+            return Err(bad("local.password", 8));
         }
         Ok(())
     }
@@ -660,6 +683,42 @@ pub(crate) mod tests {
         long.password = Password::new("123456789");
         let e = PartnerTable::new([long]).unwrap_err().to_string();
         assert!(e.contains("password") && !e.contains("123456789"), "{e}");
+    }
+
+    #[test]
+    fn our_codes_must_be_identification_codes() {
+        let local = |ssid: &str, sfid: &str| LocalIdentity {
+            ssid: ssid.into(),
+            sfid: sfid.into(),
+            password: Password::new("PW"),
+        };
+        assert!(local("O0013ME  ", "").validate().is_ok());
+        for (l, field) in [
+            (local("", ""), "local.ssid"),
+            (local("O0013ME", "O0013000000ACME-EDI-PROD12"), "local.sfid"),
+            (local("O0013\tME", ""), "local.ssid"),
+        ] {
+            let e = l.validate().unwrap_err();
+            assert!(
+                matches!(e, ConfigError::BadText { field: f, .. } if f == field),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_partner_code_no_partner_could_send_is_refused_when_the_table_is_built() {
+        // The codec takes only printable ASCII off the wire, so such a partner could never
+        // log in or be named as a file's originator.
+        let e = PartnerTable::new([partner("tab", "ACME\tEDI")]).unwrap_err();
+        assert!(
+            matches!(&e, PartnerTableError::InvalidCode { field: "ssid", .. }),
+            "{e:?}"
+        );
+        let mut sfid = partner("umlaut", "O0013ACME");
+        sfid.sfid = "ÄCME".into();
+        let e = PartnerTable::new([sfid]).unwrap_err().to_string();
+        assert!(e.contains("umlaut") && e.contains("sfid"), "{e}");
     }
 
     #[test]

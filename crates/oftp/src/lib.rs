@@ -20,6 +20,11 @@
 //!   services, secure authentication, signed receipts, certificate exchange), plugged in with
 //!   `Server::acceptor` / `Client::connector` and `Server::security` / `Client::security`.
 //!
+//! - [`identity::OdetteId`] is an OFTP identification code (SSID code, SFID originator and
+//!   destination) as compared: trailing spaces off, upper case, checked once where it is
+//!   configured; [`stamp::FileStamp`] is the codec's virtual file stamp with the runtime's
+//!   operations ([`stamp::FileStampExt`]).
+//!
 //! Not here: the wire protocol (oftp-proto), CMS itself (oftp-security), configuration files
 //! (the `oftp` command reads TOML into the [`config`] types).
 #![warn(missing_docs)]
@@ -29,6 +34,7 @@ pub mod config;
 mod connection;
 pub mod handle;
 pub mod handler;
+pub mod identity;
 pub mod journal;
 mod listener;
 pub mod partials;

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use crate::connection::{ActiveGuard, ActiveSet, Shared};
 use crate::journal::{Journal, PartialReception};
+use crate::stamp::FileStampExt;
 
 /// How long a partial reception nobody resumed is kept: 7 days.
 pub const DEFAULT_PARTIAL_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -170,7 +171,7 @@ fn remove(journal: &dyn Journal, row: &PartialReception, idle: Duration) -> bool
         "removed partial reception {path} of {} from {} ({}): not resumed for {days} days",
         row.key.dsn,
         row.key.originator,
-        row.key.stamp,
+        row.key.stamp.digits(),
     );
     true
 }

@@ -188,6 +188,7 @@ mod tests {
     use super::*;
     use crate::config::{Partner, Password};
     use crate::journal::{Checkpoint, FileKey};
+    use crate::stamp::FileStampExt;
 
     fn setup() -> (LocalIdentity, PartnerTable) {
         let local = LocalIdentity {

@@ -2,66 +2,38 @@
 //!
 //! OFTP 1.4 and 2.0 (levels 4 and 5) carry `DATE` as `CCYYMMDD` and `TIME` as `HHMMSScccc` (the
 //! last four digits a counter 0001-9999 that makes stamps unique within one second); OFTP 1.2 and
-//! 1.3 carry `YYMMDD` and `HHMMSS`. This module keeps one runtime-side representation
-//! ([`FileStamp`]) that round-trips through the journal and the file name macros, and converts to
-//! and from the protocol crate's [`VirtualFileTime`] (`From` both ways).
+//! 1.3 carry `YYMMDD` and `HHMMSS`.
+//!
+//! There is one stamp type: the protocol crate's [`VirtualFileTime`], the value the codec
+//! decodes and encodes, named [`FileStamp`] here. The runtime carries it unchanged from the
+//! SFID into the journal, the handler events and the EERP/NERP, with no copy and no
+//! conversion. What only the runtime needs is [`FileStampExt`]: the clock ([`now`]), chrono
+//! date-times, the 18-digit text form the journal stores and `oftp` prints ([`digits`],
+//! [`parse`]), and the `.NET`-style patterns of the file name macros ([`format`]). These stay
+//! out of `oftp-proto`, which has no clock and no chrono and knows nothing of journals or
+//! file names.
 //!
 //! Validity is the protocol crate's: a calendar date and a time of day
 //! ([`VirtualFileTime::is_calendar_date`], [`VirtualFileTime::is_time_of_day`]). The codec lets
-//! no other stamp in from a partner (ESID 06), so [`FileStamp::parse`] and the journal refuse
-//! the rest too.
-
-use std::fmt;
+//! no other stamp in from a partner (ESID 06), so [`parse`] and the journal refuse the rest too.
+//!
+//! The stamp's `Display` is the codec's (`2026-03-07T14:05:09.0042`, used in logs); the
+//! journal form is [`digits`].
+//!
+//! [`now`]: FileStampExt::now
+//! [`digits`]: FileStampExt::digits
+//! [`parse`]: FileStampExt::parse
+//! [`format`]: FileStampExt::format
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
-use oftp_proto::codec::VirtualFileTime;
+pub use oftp_proto::codec::VirtualFileTime;
 
-/// Date, time and counter of a virtual file (`SFIDDATE` + `SFIDTIME`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FileStamp {
-    /// Year (0..=9999).
-    pub year: u16,
-    /// Month (1..=12).
-    pub month: u8,
-    /// Day (1..=28/29/30/31 as the month has).
-    pub day: u8,
-    /// Hour (0..=23).
-    pub hour: u8,
-    /// Minute (0..=59).
-    pub minute: u8,
-    /// Second (0..=60).
-    pub second: u8,
-    /// The `cccc` counter of OFTP 1.4 and 2.0 (1..=9999); 0 for a stamp of OFTP 1.2/1.3.
-    pub counter: u16,
-}
-
-impl From<FileStamp> for VirtualFileTime {
-    fn from(s: FileStamp) -> Self {
-        VirtualFileTime {
-            year: s.year,
-            month: s.month,
-            day: s.day,
-            hour: s.hour,
-            minute: s.minute,
-            second: s.second,
-            counter: s.counter,
-        }
-    }
-}
-
-impl From<VirtualFileTime> for FileStamp {
-    fn from(t: VirtualFileTime) -> Self {
-        FileStamp {
-            year: t.year,
-            month: t.month,
-            day: t.day,
-            hour: t.hour,
-            minute: t.minute,
-            second: t.second,
-            counter: t.counter,
-        }
-    }
-}
+/// Date, time and counter of a virtual file (`SFIDDATE` + `SFIDTIME`): the codec's type.
+///
+/// Fields: `year` (0..=9999), `month`, `day`, `hour`, `minute`, `second` (60 for a leap
+/// second), and `counter`, the `cccc` of OFTP 1.4 and 2.0 (1..=9999; 0 for a stamp of OFTP
+/// 1.2/1.3). The runtime's operations on it are in [`FileStampExt`].
+pub type FileStamp = VirtualFileTime;
 
 /// A stamp text that is not `yyyyMMddHHmmss` followed by an optional 4-digit counter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,9 +42,42 @@ impl From<VirtualFileTime> for FileStamp {
 )]
 pub struct StampParseError(pub String);
 
-impl FileStamp {
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::FileStamp {}
+}
+
+/// What the runtime does with a [`FileStamp`] beyond the protocol: the clock, chrono
+/// date-times, the journal's text form and the file name macro patterns. Implemented for
+/// [`FileStamp`] only (`use oftp::stamp::FileStampExt` to call these).
+pub trait FileStampExt: sealed::Sealed + Sized {
     /// A stamp from a calendar date/time and a counter (clamped to 9999).
-    pub fn new(datetime: NaiveDateTime, counter: u16) -> Self {
+    fn from_datetime(datetime: NaiveDateTime, counter: u16) -> Self;
+
+    /// The current local time with a counter derived from the sub-second part, so that two
+    /// files stamped within one second still differ (the counter is what OFTP 1.4 and 2.0
+    /// provide it for). The counter is 1..=9999, never the 0000 RFC 5024 5.3.3 does not allow.
+    fn now() -> Self;
+
+    /// Whether the stamp is a calendar date and a time of day with a counter of at most 9999
+    /// (0 is the counter of an OFTP 1.2/1.3 stamp).
+    fn is_valid(&self) -> bool;
+
+    /// Parses the journal form `yyyyMMddHHmmssffff` (counter optional).
+    fn parse(text: &str) -> Result<Self, StampParseError>;
+
+    /// The journal form `yyyyMMddHHmmssffff` (`CCYYMMDD` and `HHMMSScccc` side by side): what
+    /// the journal stores, `%VirtualFileDate%` gives and `oftp` prints.
+    fn digits(&self) -> String;
+
+    /// Formats with a .NET-style pattern as the seed's `%VirtualFileDate:FORMAT%` macro does:
+    /// `yyyy yy MM dd HH hh mm ss tt` and `f`..`ffff` (the counter); text in single quotes and
+    /// any other character is copied as is.
+    fn format(&self, pattern: &str) -> String;
+}
+
+impl FileStampExt for FileStamp {
+    fn from_datetime(datetime: NaiveDateTime, counter: u16) -> Self {
         Self {
             year: u16::try_from(datetime.year().clamp(0, 9999)).unwrap_or(0),
             month: datetime.month() as u8,
@@ -84,26 +89,19 @@ impl FileStamp {
         }
     }
 
-    /// The current local time with a counter derived from the sub-second part, so that two files
-    /// stamped within one second still differ (the counter is what OFTP 1.4 and 2.0 provide it
-    /// for). The counter is 1..=9999, never the 0000 RFC 5024 5.3.3 does not allow.
-    pub fn now() -> Self {
+    fn now() -> Self {
         let now = chrono::Local::now().naive_local();
         let counter = u16::try_from(now.nanosecond() / 100_000)
             .unwrap_or(0)
             .clamp(1, 9999);
-        Self::new(now, counter)
+        Self::from_datetime(now, counter)
     }
 
-    /// Whether the stamp is a calendar date and a time of day with a counter of at most 9999
-    /// (0 is the counter of an OFTP 1.2/1.3 stamp).
-    pub fn is_valid(&self) -> bool {
-        let t = VirtualFileTime::from(*self);
-        t.is_calendar_date() && t.is_time_of_day()
+    fn is_valid(&self) -> bool {
+        self.is_calendar_date() && self.is_time_of_day()
     }
 
-    /// Parses the journal form `yyyyMMddHHmmssffff` (counter optional).
-    pub fn parse(text: &str) -> Result<Self, StampParseError> {
+    fn parse(text: &str) -> Result<Self, StampParseError> {
         let err = || StampParseError(text.to_owned());
         if !(text.len() == 14 || text.len() == 18) || !text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err());
@@ -125,10 +123,11 @@ impl FileStamp {
         }
     }
 
-    /// Formats with a .NET-style pattern as the seed's `%VirtualFileDate:FORMAT%` macro does:
-    /// `yyyy yy MM dd HH hh mm ss tt` and `f`..`ffff` (the counter); text in single quotes and any
-    /// other character is copied as is.
-    pub fn format(&self, pattern: &str) -> String {
+    fn digits(&self) -> String {
+        format!("{}{}", self.date_string(), self.time_string())
+    }
+
+    fn format(&self, pattern: &str) -> String {
         let mut out = String::with_capacity(pattern.len() + 8);
         let chars: Vec<char> = pattern.chars().collect();
         let hour12 = match self.hour % 12 {
@@ -178,13 +177,6 @@ impl FileStamp {
     }
 }
 
-impl fmt::Display for FileStamp {
-    /// The journal form `yyyyMMddHHmmssffff`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.format("yyyyMMddHHmmssffff"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,26 +188,38 @@ mod tests {
             .unwrap()
             .and_hms_opt(14, 5, 9)
             .unwrap();
-        FileStamp::new(dt, 42)
+        FileStamp::from_datetime(dt, 42)
     }
 
     #[test]
-    fn display_and_parse_round_trip() {
+    fn digits_and_parse_round_trip() {
         let s = stamp();
-        assert_eq!(s.to_string(), "202603071405090042");
+        assert_eq!(s.digits(), "202603071405090042");
         assert_eq!(FileStamp::parse("202603071405090042").unwrap(), s);
         let no_counter = FileStamp::parse("20260307140509").unwrap();
         assert_eq!(no_counter.counter, 0);
         let leap = FileStamp::parse("202402291405600001").unwrap();
-        assert_eq!(leap.to_string(), "202402291405600001");
-        assert_eq!(FileStamp::from(VirtualFileTime::from(leap)), leap);
+        assert_eq!(leap.digits(), "202402291405600001");
+    }
+
+    #[test]
+    fn the_journal_form_is_the_wire_date_and_time_side_by_side() {
+        let s = stamp();
+        assert_eq!(
+            s.digits(),
+            format!("{}{}", s.date_string(), s.time_string())
+        );
+        // A stamp of OFTP 1.2/1.3 has counter 0, written as 0000.
+        let old = FileStamp::parse("20260307140509").unwrap();
+        assert_eq!(old.digits(), "202603071405090000");
+        assert_eq!(FileStamp::parse(&old.digits()).unwrap(), old);
     }
 
     #[test]
     fn now_has_a_counter_the_wire_allows() {
         for _ in 0..1000 {
             let s = FileStamp::now();
-            assert!((1..=9999).contains(&s.counter), "{s}");
+            assert!((1..=9999).contains(&s.counter), "{}", s.digits());
             assert!(s.is_valid());
         }
     }

@@ -14,6 +14,7 @@ use oftp::config::SessionLimits;
 use oftp::journal::{Direction, FileKey, Journal, ReceiveState, SqliteJournal};
 use oftp::oftp_proto::codec::code;
 use oftp::oftp_proto::sth;
+use oftp::stamp::FileStampExt as _;
 use oftp::transport::Acceptor;
 use oftp::{FileOutcome, OutgoingFile};
 use tokio::net::TcpStream;

@@ -13,7 +13,7 @@ use common::raw::read_until;
 use common::*;
 use oftp::config::{PartnerTable, SessionLimits};
 use oftp::oftp_proto::codec::{EsidReason, NerpReason};
-use oftp::stamp::FileStamp;
+use oftp::stamp::{FileStamp, FileStampExt};
 use oftp::{FileOutcome, OutgoingFile};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

@@ -22,7 +22,7 @@ use oftp::oftp_proto::codec::{
     Sfid, VirtualFileTime,
 };
 use oftp::oftp_proto::session::{Event, InitiatorConfig, Session};
-use oftp::stamp::FileStamp;
+use oftp::stamp::{FileStamp, FileStampExt};
 use oftp::{ClientReport, ConnectionId, FileOutcome, Handler, OutgoingFile, RunningServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -15,6 +15,7 @@ use oftp::handler::{Direction, LogEvent, SessionInfo, TransferInfo};
 use oftp::oftp_proto::codec::{Command, EsidReason, ProtocolLevel, SfnaReason};
 use oftp::oftp_proto::sth;
 use oftp::space::FreeSpace;
+use oftp::stamp::FileStampExt as _;
 use oftp::{ClientError, ConnectionId, FileOutcome, Handler, OutgoingFile};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};

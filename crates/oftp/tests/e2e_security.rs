@@ -23,6 +23,7 @@ use oftp::security::{
     CertificateExchange, FileSecurity, IdentityConfig, LocalSecurityConfig, PartnerSecurityConfig,
     ReceivedCertificate, SecureAuthentication, SecurityContext, SendSecurity,
 };
+use oftp::stamp::FileStampExt as _;
 use oftp::tls::{ClientAuth, ServerTrust, TlsAcceptor, TlsConnector, TlsIdentity};
 use oftp::transport::{Connector, FileServices, PlainTcp, ServiceFailure, ServiceRefusal};
 use oftp::{Client, ClientError, FileOutcome, OutgoingFile, Server};

@@ -23,6 +23,7 @@ use oftp::handler::{
 };
 use oftp::oftp_proto::codec::{EsidReason, SfnaReason};
 use oftp::oftp_proto::sth;
+use oftp::stamp::FileStampExt as _;
 use oftp::{ClientError, ConnectionInfo, FileOutcome, Handler, OutgoingFile, SessionHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

@@ -51,7 +51,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     format!(
                         "certificate {} from {} stored in {}{}",
                         cert.certificate.subject(),
-                        sfid.originator.trim_end(),
+                        sfid.originator,
                         cert.stored.display(),
                         if cert.replaced {
                             " and now used for this partner"
@@ -71,7 +71,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Err(e) => {
                 self.error(format!(
                     "certificate exchange file from {}: {e}",
-                    sfid.originator.trim_end()
+                    sfid.originator
                 ))
                 .await
             }
@@ -85,13 +85,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// so it is durable before it is offered and survives a broken connection. `true` when an
     /// answer is on its way.
     async fn answer_certificate_request(&mut self, sec: &SecurityContext, sfid: &Sfid) -> bool {
-        let origin = sfid.originator.trim_end().to_owned();
+        let origin = &sfid.originator;
         let Some(params) = &self.params else {
             return false;
         };
         // SFIDORIG is whatever the sender writes: only the partner that logged in to this
         // session (password, and secure authentication where configured) gets an answer.
-        if !params.partner_sfid.trim_end().eq_ignore_ascii_case(&origin) {
+        if !params.partner_sfid.trim_end().eq_ignore_ascii_case(origin) {
             self.log(
                 LogLevel::Info,
                 format!(
@@ -103,7 +103,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
             return false;
         }
-        let cert = match sec.certificate_request_answer(&origin) {
+        let cert = match sec.certificate_request_answer(origin) {
             Ok(Some(c)) => c.clone(),
             Ok(None) => {
                 self.log(

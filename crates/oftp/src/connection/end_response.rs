@@ -2,7 +2,6 @@
 //! once the partner's RTR arrives; deferred ones queued at the next session), and the partner's
 //! for files we sent (signature checked, recorded before the RTR goes out, matched to files).
 
-use oftp_proto::codec::VirtualFileTime;
 use oftp_proto::session::EndResponse as WireEndResponse;
 
 use crate::connection::error::ConnectionError;
@@ -11,6 +10,7 @@ use crate::connection::wire;
 use crate::connection::{Connection, Work};
 use crate::handler::{EndResponse, Handler, LogLevel};
 use crate::journal::{Direction as JournalDirection, FileKey};
+use crate::stamp::FileStampExt;
 use crate::transport::{FileServices, Transport};
 
 impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
@@ -233,7 +233,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if r.file_hash.is_empty() {
             r.file_hash = hash;
         }
-        let time = VirtualFileTime::from(r.stamp);
+        let time = r.stamp;
         let fields = oftp_security::receipt::ReceiptFields {
             dsn: r.virtual_file_name.clone(),
             date: time.date_string(),
@@ -295,7 +295,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                  NERP in a session at level 4 or 5",
                 n.reason.0,
                 r.virtual_file_name,
-                r.stamp,
+                r.stamp.digits(),
                 self.partner_code(),
                 level.0,
                 r.destination

@@ -59,9 +59,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Event::FileOffered { sfid } => {
                 self.offered = Some(format!(
                     "{} ({}) from {}",
-                    sfid.dsn.trim_end(),
-                    sfid.date_time,
-                    sfid.originator.trim_end()
+                    sfid.dsn, sfid.date_time, sfid.originator
                 ));
                 self.on_file_offered(sfid).await
             }

@@ -126,7 +126,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
 
     pub(super) async fn on_ssid(&mut self, peer: oftp_proto::codec::Ssid) {
         self.login_deadline = None;
-        self.claimed_ssid = Some(peer.code.trim_end().to_owned());
+        self.claimed_ssid = Some(peer.code.clone());
         let offer = PeerOffer {
             ssid: &peer.code,
             password: peer.password.expose(),
@@ -141,7 +141,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             policy::session_decision(&sh.local, &sh.partners, &sh.limits, &sh.data_dir, &offer);
         let req = SessionRequest::new(
             self.conn,
-            peer.code.trim_end().to_owned(),
+            peer.code.clone(),
             crate::config::Password::new(peer.password.expose()),
             peer.level,
             peer.buffer_size,
@@ -188,7 +188,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     capabilities: caps,
                 };
                 match self.session.accept_session(params) {
-                    Ok(()) => self.accepted(a, peer.code.trim_end().to_owned()),
+                    Ok(()) => self.accepted(a, peer.code.clone()),
                     Err(e) => {
                         let problem = ConnectionError::CannotAccept(e);
                         self.error(problem.to_string()).await;
@@ -221,7 +221,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             if owner.is_none() {
                 return Err(ConnectionError::NotCertificateOwner {
                     subject: cert.subject().to_string(),
-                    code: peer.code.trim_end().to_owned(),
+                    code: peer.code.clone(),
                 });
             }
         }
@@ -382,7 +382,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.info = Some(SessionInfo {
                 id: self.conn.id,
                 peer: self.conn.peer,
-                peer_ssid: negotiated.peer.code.trim_end().to_owned(),
+                peer_ssid: negotiated.peer.code.clone(),
                 partner_name: p.name.clone(),
                 level: negotiated.level,
                 handle: self.handle.clone(),
@@ -409,7 +409,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self.logged_in = true;
         let message = format!(
             "session with {} established: level {}, buffer {}, credit {}, compression {}, restart {}{}",
-            n.peer.code.trim_end(),
+            n.peer.code,
             n.level.0,
             n.buffer_size,
             n.credit,

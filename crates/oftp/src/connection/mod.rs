@@ -366,7 +366,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     fn partner_code(&self) -> String {
         self.info
             .as_ref()
-            .map(|i| i.peer_ssid.trim_end().to_owned())
+            .map(|i| i.peer_ssid.clone())
             .unwrap_or_default()
     }
 

@@ -3,7 +3,7 @@
 //! EFID), and the partner's answers (SFPA/SFNA, EFPA/EFNA) recorded in the journal. End
 //! responses for sent files are in `end_response`.
 
-use oftp_proto::codec::{FileFormat, Sfid, VirtualFileTime};
+use oftp_proto::codec::{FileFormat, Sfid};
 use oftp_proto::data::size_in_kib;
 
 use crate::connection::error::ConnectionError;
@@ -14,7 +14,7 @@ use crate::handle::OutgoingFile;
 use crate::handler::{Direction, ErrorEvent, Handler, LogLevel, TransferInfo, TransferResult};
 use crate::journal::{Direction as JournalDirection, FileKey, LocalFileId, SendState};
 use crate::source::{Chunk, FileSource, OutgoingSource, RecordFileError, check_records};
-use crate::stamp::FileStamp;
+use crate::stamp::{FileStamp, FileStampExt};
 use crate::stream::SealedSource;
 use crate::transport::{FileServices, OutgoingPlan, Transport};
 
@@ -288,7 +288,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     "not sending {} again: the partner stored it as {} {}; {how}",
                     file.path.display(),
                     p.key.dsn,
-                    p.key.stamp
+                    p.key.stamp.digits()
                 ),
             )
             .await;
@@ -331,7 +331,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let mut file_hash: Option<Vec<u8>> = None;
         let sfid = Sfid {
             dsn: file.virtual_file_name.clone(),
-            date_time: VirtualFileTime::from(stamp),
+            date_time: stamp,
             user_data: file.user_data.clone(),
             destination: destination.clone(),
             originator: originator.clone(),

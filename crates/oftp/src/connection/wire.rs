@@ -2,12 +2,11 @@
 //! our NERP for a received file (one constructor each), the command that goes on the wire for
 //! a response, and a received command as the handler sees it. Pure conversions, no I/O.
 
-use oftp_proto::codec::{Eerp, Nerp, NerpReason, VirtualFileTime};
+use oftp_proto::codec::{Eerp, Nerp, NerpReason};
 use oftp_proto::session::EndResponse as WireEndResponse;
 
 use crate::handler::{EndResponse, NegativeResponse};
 use crate::journal::{Direction as JournalDirection, EndResponseEntry, FileKey};
-use crate::stamp::FileStamp;
 
 /// Our EERP for a file we received: to its originator, from us (`local_sfid`), with the user
 /// data of its SFID; hash and signature are added when it is sent, if the file asked for a
@@ -47,7 +46,7 @@ pub(super) fn our_nerp(
 
 /// The EERP or NERP command for `r`.
 pub(super) fn to_wire(r: &EndResponse) -> WireEndResponse {
-    let time = VirtualFileTime::from(r.stamp);
+    let time = r.stamp;
     match &r.negative {
         None => WireEndResponse::Positive(Eerp {
             dsn: r.virtual_file_name.clone(),
@@ -72,9 +71,9 @@ pub(super) fn to_wire(r: &EndResponse) -> WireEndResponse {
     }
 }
 
-/// A received EERP or NERP as the handler sees it (fields without their padding; the
-/// signature not verified yet), with the date and time strings as they came, over which the
-/// signature is made.
+/// A received EERP or NERP as the handler sees it (the codec has taken the padding off its
+/// fields; the signature not verified yet), with the date and time strings as they came, over
+/// which the signature is made.
 pub(super) fn from_wire(r: WireEndResponse) -> (EndResponse, String, String) {
     let (date, time) = match &r {
         WireEndResponse::Positive(e) => (e.date_time.date_string(), e.date_time.time_string()),
@@ -82,25 +81,25 @@ pub(super) fn from_wire(r: WireEndResponse) -> (EndResponse, String, String) {
     };
     let resp = match r {
         WireEndResponse::Positive(e) => EndResponse {
-            virtual_file_name: e.dsn.trim_end().to_owned(),
-            stamp: FileStamp::from(e.date_time),
-            destination: e.destination.trim_end().to_owned(),
-            originator: e.originator.trim_end().to_owned(),
-            user_data: e.user_data.trim_end().to_owned(),
+            virtual_file_name: e.dsn,
+            stamp: e.date_time,
+            destination: e.destination,
+            originator: e.originator,
+            user_data: e.user_data,
             negative: None,
             file_hash: e.hash,
             signature: e.signature,
             signature_verified: false,
         },
         WireEndResponse::Negative(n) => EndResponse {
-            virtual_file_name: n.dsn.trim_end().to_owned(),
-            stamp: FileStamp::from(n.date_time),
-            destination: n.destination.trim_end().to_owned(),
-            originator: n.originator.trim_end().to_owned(),
+            virtual_file_name: n.dsn,
+            stamp: n.date_time,
+            destination: n.destination,
+            originator: n.originator,
             user_data: String::new(),
             negative: Some(NegativeResponse {
                 reason: n.reason,
-                creator: n.creator.trim_end().to_owned(),
+                creator: n.creator,
                 text: n.text,
             }),
             file_hash: n.hash,
@@ -133,6 +132,7 @@ pub(super) fn journal_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stamp::{FileStamp, FileStampExt};
 
     fn key() -> FileKey {
         let stamp = FileStamp::parse("202612061122330012").unwrap();

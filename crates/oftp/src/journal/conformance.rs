@@ -25,7 +25,7 @@ use super::{
     Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
     PartialReception, ReceiveState, ReceivedEntry, SendState, SentEntry,
 };
-use crate::stamp::FileStamp;
+use crate::stamp::{FileStamp, FileStampExt};
 
 mod queue;
 
@@ -34,7 +34,7 @@ fn key(dsn: &str, counter: u16) -> FileKey {
     let at = NaiveDate::from_ymd_opt(2026, 5, 6)
         .and_then(|d| d.and_hms_opt(7, 8, 9))
         .expect("a valid date");
-    FileKey::new("ORIG", dsn, FileStamp::new(at, counter))
+    FileKey::new("ORIG", dsn, FileStamp::from_datetime(at, counter))
 }
 
 fn local(partner: &str, path: &str) -> LocalFileId {

@@ -20,7 +20,7 @@
 //!   state, attempts, last error, next attempt time and history of transitions;
 //! - **alerts** for a person (kind, partner, file, text, time, acknowledged).
 //!
-//! Every stamp written is checked first ([`FileStamp::is_valid`]: a calendar date and a time of
+//! Every stamp written is checked first ([`FileStampExt::is_valid`]: a calendar date and a time of
 //! day): nothing invalid is stored ([`JournalError::InvalidStamp`]).
 //!
 //! What it does not do: no file I/O and no protocol decisions. Every operation blocks until
@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::stamp::FileStamp;
+use crate::stamp::{FileStamp, FileStampExt};
 
 pub mod conformance;
 pub mod queue;
@@ -122,7 +122,7 @@ impl JournalError {
             Err(Self::InvalidStamp {
                 location: location.to_owned(),
                 what: format!("{} from {}", key.dsn, key.originator),
-                stamp: key.stamp.to_string(),
+                stamp: key.stamp.digits(),
             })
         }
     }

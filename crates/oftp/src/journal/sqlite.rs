@@ -27,7 +27,7 @@ use super::{
     NewAlert, PartialReception, QueueChange, QueuedFile, QueuedSend, ReceiveState, ReceivedEntry,
     SendState, SentEntry, TransferDetail, TransferFilter,
 };
-use crate::stamp::FileStamp;
+use crate::stamp::{FileStamp, FileStampExt};
 
 mod queue;
 mod schema;
@@ -84,7 +84,7 @@ fn flag_reception(
         params![
             key.originator,
             key.dsn,
-            key.stamp.to_string(),
+            key.stamp.digits(),
             now_text(),
             partner.trim_end()
         ],
@@ -169,7 +169,7 @@ impl SqliteJournal {
     /// The stamp of `key` as stored, if it is a valid date and time; nothing else is written.
     fn stamp_to_store(&self, key: &FileKey) -> Result<String, JournalError> {
         JournalError::check_stamp(&self.location(), key)?;
-        Ok(key.stamp.to_string())
+        Ok(key.stamp.digits())
     }
 
     fn find_sent(
@@ -239,7 +239,7 @@ impl Journal for SqliteJournal {
                 params![
                     key.originator,
                     key.dsn,
-                    key.stamp.to_string(),
+                    key.stamp.digits(),
                     partner.trim_end()
                 ],
                 |r| {
@@ -319,7 +319,7 @@ impl Journal for SqliteJournal {
             params![
                 key.originator,
                 key.dsn,
-                key.stamp.to_string(),
+                key.stamp.digits(),
                 partner.trim_end()
             ],
             |r| r.get(0),
@@ -483,7 +483,7 @@ impl Journal for SqliteJournal {
     fn sent_by_key(&self, key: &FileKey) -> Result<Option<SentEntry>, JournalError> {
         self.find_sent(
             "originator = ?1 AND dsn = ?2 AND stamp = ?3",
-            params![key.originator, key.dsn, key.stamp.to_string()],
+            params![key.originator, key.dsn, key.stamp.digits()],
         )
     }
 
@@ -570,7 +570,7 @@ impl Journal for SqliteJournal {
                 "SELECT suite, hash FROM file_hashes
                  WHERE direction = ?1 AND originator = ?2 AND dsn = ?3 AND stamp = ?4
                    AND partner = ?5",
-                params![dir, key.originator, key.dsn, key.stamp.to_string(), partner],
+                params![dir, key.originator, key.dsn, key.stamp.digits(), partner],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
             )
             .optional()
@@ -615,7 +615,7 @@ impl Journal for SqliteJournal {
                 params![
                     e.key.originator,
                     e.key.dsn,
-                    e.key.stamp.to_string(),
+                    e.key.stamp.digits(),
                     state.as_str(),
                     now_text()
                 ],

@@ -21,8 +21,8 @@ use oftp_security::{
 use super::config::{
     LocalSecurityConfig, PartnerSecurityConfig, SecureAuthentication, SecurityConfigError,
 };
-use super::norm;
 use crate::config::RecordMapping;
+use crate::identity::OdetteId;
 
 /// What a partner certificate is used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,9 +57,9 @@ pub struct PartnerSecurity {
     /// Partner name (logs).
     pub name: String,
     /// SSID code.
-    pub ssid: String,
+    pub ssid: OdetteId,
     /// SFID code.
-    pub sfid: String,
+    pub sfid: OdetteId,
     /// The policy.
     pub config: PartnerSecurityConfig,
     /// Behind a lock because a certificate exchange may replace them while sessions run.
@@ -104,7 +104,7 @@ impl PartnerSecurity {
 /// The loaded security settings of a server or client, shared by its connections.
 #[derive(Debug)]
 pub struct SecurityContext {
-    local_sfid: String,
+    local_sfid: OdetteId,
     /// Shared with the threads that sign outgoing files.
     pub(super) identities: Arc<IdentitySet>,
     has_identity: HashMap<CertificateUse, bool>,
@@ -113,7 +113,7 @@ pub struct SecurityContext {
     pub(super) work_dir: PathBuf,
     /// How F/V records are laid out in local files, by partner SFID code (see
     /// [`use_record_mappings`](Self::use_record_mappings)); absent means raw.
-    record_mappings: OnceLock<HashMap<String, RecordMapping>>,
+    record_mappings: OnceLock<HashMap<OdetteId, RecordMapping>>,
 }
 
 /// Builds a [`SecurityContext`].
@@ -131,6 +131,8 @@ impl SecurityContext {
         config: &LocalSecurityConfig,
         default_work_dir: PathBuf,
     ) -> Result<SecurityContextBuilder, SecurityConfigError> {
+        let local_sfid = OdetteId::new(local_sfid)
+            .map_err(|e| SecurityConfigError::Invalid(format!("our SFID code: {e}")))?;
         let mut identities = IdentitySet::new();
         let mut has_identity = HashMap::new();
         let default = match &config.identity {
@@ -189,7 +191,7 @@ impl SecurityContext {
         }
         Ok(SecurityContextBuilder {
             ctx: SecurityContext {
-                local_sfid: norm(local_sfid),
+                local_sfid,
                 identities: Arc::new(identities),
                 has_identity,
                 trust,
@@ -215,8 +217,8 @@ impl SecurityContext {
 
     /// The partner with this SSID code.
     pub fn partner_by_ssid(&self, ssid: &str) -> Option<&PartnerSecurity> {
-        let k = norm(ssid);
-        self.partners.iter().find(|p| norm(&p.ssid) == k)
+        let k = OdetteId::new(ssid).ok()?;
+        self.partners.iter().find(|p| p.ssid == k)
     }
 
     /// Takes the partners' `record_mapping` (how F/V records are laid out in local files): the
@@ -228,7 +230,7 @@ impl SecurityContext {
         let _ = self.record_mappings.set(
             partners
                 .iter()
-                .map(|p| (norm(p.sfid()), p.record_mapping))
+                .filter_map(|p| Some((OdetteId::new(p.sfid()).ok()?, p.record_mapping)))
                 .collect(),
         );
     }
@@ -236,19 +238,20 @@ impl SecurityContext {
     pub(super) fn record_mapping(&self, sfid: &str) -> RecordMapping {
         self.record_mappings
             .get()
-            .and_then(|m| m.get(&norm(sfid)).copied())
+            .zip(OdetteId::new(sfid).ok())
+            .and_then(|(m, k)| m.get(&k).copied())
             .unwrap_or_default()
     }
 
     /// The partner with this SFID code.
     pub fn partner_by_sfid(&self, sfid: &str) -> Option<&PartnerSecurity> {
-        let k = norm(sfid);
-        self.partners.iter().find(|p| norm(&p.sfid) == k)
+        let k = OdetteId::new(sfid).ok()?;
+        self.partners.iter().find(|p| p.sfid == k)
     }
 
     /// Whether `code` is our SFID code.
     pub fn is_local(&self, code: &str) -> bool {
-        norm(code) == self.local_sfid
+        OdetteId::new(code).is_ok_and(|c| c == self.local_sfid)
     }
 
     /// A partner certificate for `usage`, checked now (validity period; chain and CRL when
@@ -423,10 +426,20 @@ impl SecurityContextBuilder {
                 "partner {name}: allowed_suites contains {bad}, not a suite 1-6"
             )));
         }
+        let code = |field: &str, value: &str| {
+            OdetteId::new(value)
+                .map_err(|e| SecurityConfigError::Invalid(format!("partner {name}: {field}: {e}")))
+        };
+        let ssid = code("ssid", ssid)?;
+        let sfid = if sfid.is_empty() {
+            ssid.clone()
+        } else {
+            code("sfid", sfid)?
+        };
         self.ctx.partners.push(PartnerSecurity {
             name: name.to_owned(),
-            ssid: ssid.to_owned(),
-            sfid: if sfid.is_empty() { ssid } else { sfid }.to_owned(),
+            ssid,
+            sfid,
             config: config.clone(),
             certs: RwLock::new(certs),
         });
@@ -436,5 +449,52 @@ impl SecurityContextBuilder {
     /// The finished context.
     pub fn build(self) -> SecurityContext {
         self.ctx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{ME, PARTNER};
+    use super::*;
+
+    #[test]
+    fn partners_and_our_code_are_found_whatever_the_padding_and_case() {
+        let work = tempfile::tempdir().unwrap();
+        let none = PartnerSecurityConfig::default();
+        let ctx = SecurityContext::builder(
+            "o0013me  ",
+            &LocalSecurityConfig::default(),
+            work.path().into(),
+        )
+        .unwrap()
+        .partner("partner", "o0013partner ", "", &none)
+        .unwrap()
+        .build();
+        let p = ctx.partner_by_ssid(PARTNER).unwrap();
+        assert_eq!((p.ssid.as_str(), p.sfid.as_str()), (PARTNER, PARTNER));
+        assert!(ctx.partner_by_sfid("O0013PARTNER   ").is_some());
+        assert!(ctx.partner_by_ssid("O0013OTHER").is_none());
+        assert!(ctx.is_local(ME) && ctx.is_local("o0013me ") && !ctx.is_local(PARTNER));
+    }
+
+    #[test]
+    fn a_partner_code_no_partner_could_send_is_a_configuration_error() {
+        let work = tempfile::tempdir().unwrap();
+        let none = PartnerSecurityConfig::default();
+        let builder = || {
+            SecurityContext::builder(ME, &LocalSecurityConfig::default(), work.path().into())
+                .unwrap()
+        };
+        let e = builder()
+            .partner("tab", "ACME\tEDI", "", &none)
+            .unwrap_err();
+        assert!(e.to_string().contains("partner tab: ssid"), "{e}");
+        let e = builder()
+            .partner("long", PARTNER, "O0013000000ACME-EDI-PROD12", &none)
+            .unwrap_err();
+        assert!(e.to_string().contains("partner long: sfid"), "{e}");
+        let e = SecurityContext::builder(" ", &LocalSecurityConfig::default(), work.path().into())
+            .unwrap_err();
+        assert!(e.to_string().contains("our SFID code"), "{e}");
     }
 }

@@ -18,7 +18,6 @@ use oftp_security::{Certificate, TrustStatus};
 
 use super::config::SecurityConfigError;
 use super::context::{SecurityContext, SecurityContextBuilder};
-use super::norm;
 
 /// Certificate exchange through reserved virtual file names (seed `ExchangeCertificate` and
 /// `CertificateReceived`; RFC 5024 10.4 lets certificates travel as ordinary CMS files, the
@@ -45,7 +44,7 @@ impl CertificateExchange {
 
     /// Recognises a reserved virtual file name (trailing blanks and case ignored).
     pub fn from_virtual_file_name(name: &str) -> Option<Self> {
-        match norm(name).as_str() {
+        match name.trim_end().to_ascii_uppercase().as_str() {
             "ODETTE_CERTIFICATE_REQUEST" => Some(CertificateExchange::Request),
             "ODETTE_CERTIFICATE_REPLACE" => Some(CertificateExchange::Replace),
             "ODETTE_CERTIFICATE_DELIVER" => Some(CertificateExchange::Deliver),

@@ -54,11 +54,6 @@ pub use exchange::{CertificateExchange, ReceivedCertificate};
 pub(crate) use inbound::unopened_file;
 pub use outbound::Prepared;
 
-/// A partner or virtual file code as compared: trailing blanks dropped, upper case.
-fn norm(code: &str) -> String {
-    code.trim_end().to_ascii_uppercase()
-}
-
 /// The file services of a [`SecurityContext`] for the connection driver.
 impl FileServices for SecurityContext {
     fn check_incoming(&self, sfid: &Sfid) -> Result<(), ServiceRefusal> {

@@ -2,7 +2,7 @@
 //! sanitising that keeps every rendered name one file name inside the target directory.
 
 use super::StoreError;
-use crate::stamp::FileStamp;
+use crate::stamp::{FileStamp, FileStampExt};
 
 /// Seed default of `ReceivedFileNameFormat`: the virtual file name as sent.
 pub const DEFAULT_NAME_FORMAT: &str = "%VirtualFileName%";
@@ -76,7 +76,7 @@ impl NameFormat {
             match name {
                 "" => out.push('%'),
                 "VirtualFileName" => out.push_str(ctx.virtual_file_name.trim_end()),
-                "VirtualFileDate" => out.push_str(&ctx.stamp.to_string()),
+                "VirtualFileDate" => out.push_str(&ctx.stamp.digits()),
                 "Originator" => out.push_str(ctx.originator.trim_end()),
                 "Destination" => out.push_str(ctx.destination.trim_end()),
                 "UserData" => out.push_str(ctx.user_data.trim_end()),
@@ -157,7 +157,7 @@ mod tests {
             .unwrap();
         NameContext {
             virtual_file_name: name,
-            stamp: FileStamp::new(dt, 7),
+            stamp: FileStamp::from_datetime(dt, 7),
             originator: "O0013000000ACME",
             destination: "O0013000000BETA",
             user_data: "USR",

@@ -87,9 +87,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     let failure = crate::security::unopened_file(&sfid);
                     self.error(format!(
                         "opening {} from {} failed: {cause}; answering EFNA {:02}",
-                        transfer.virtual_file_name,
-                        sfid.originator.trim_end(),
-                        failure.reason.0
+                        transfer.virtual_file_name, sfid.originator, failure.reason.0
                     ))
                     .await;
                     Err(ConnectionError::Services(failure))
@@ -326,7 +324,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let relayed = self
             .params
             .as_ref()
-            .is_some_and(|p| p.partner_sfid.trim_end() != sfid.originator.trim_end());
+            .is_some_and(|p| p.partner_sfid.trim_end() != sfid.originator);
         let Some(nerp_reason) = nerp_reason.filter(|_| relayed) else {
             self.refuse_parts(Some(partial), &partial_path, journal_id, &transfer, problem)
                 .await;
@@ -364,7 +362,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             format!(
                 "{} from {} (relayed by {}) cannot be opened: {text}; answering NERP {:02} to its originator",
                 transfer.virtual_file_name,
-                sfid.originator.trim_end(),
+                sfid.originator,
                 self.partner_code(),
                 nerp_reason.0
             ),

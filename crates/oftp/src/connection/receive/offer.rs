@@ -15,7 +15,6 @@ use crate::connection::{Connection, Work};
 use crate::handler::{Direction, FileDecision, FileOffer, Handler, LogLevel, TransferInfo};
 use crate::journal::{Checkpoint, FileKey, ReceiveState};
 use crate::policy::{self, FileRequest};
-use crate::stamp::FileStamp;
 use crate::store::{BackgroundWriter, PartialFile};
 use crate::transport::{FileServices, Transport};
 
@@ -25,11 +24,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.send_refusal(&ConnectionError::NoSession);
             return;
         };
-        let stamp = FileStamp::from(sfid.date_time);
+        let stamp = sfid.date_time;
         let key = FileKey::new(&sfid.originator, &sfid.dsn, stamp);
         // The journal entry is the one of this partner: another partner's interrupted or
         // completed file with the same identity is neither resumed nor a duplicate here.
-        let partner = info.peer_ssid.trim_end().to_owned();
+        let partner = info.peer_ssid.clone();
         let (p, k) = (partner.clone(), key.clone());
         let entry = match self.shared.journal.call(move |j| j.received(&p, &k)).await {
             Ok(e) => e,
@@ -137,11 +136,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
         let duplicate = matches!(&entry, Some(e) if e.state == ReceiveState::Complete);
         let offer = FileOffer::new(
-            sfid.dsn.trim_end().to_owned(),
+            sfid.dsn.clone(),
             stamp,
-            sfid.originator.trim_end().to_owned(),
-            sfid.destination.trim_end().to_owned(),
-            sfid.user_data.trim_end().to_owned(),
+            sfid.originator.clone(),
+            sfid.destination.clone(),
+            sfid.user_data.clone(),
             sfid.format,
             sfid.max_record_len,
             sfid.file_size,

@@ -15,7 +15,7 @@ use crate::journal::queue::{
     TransferFilter, Transition,
 };
 use crate::journal::{FileKey, JournalError};
-use crate::stamp::FileStamp;
+use crate::stamp::{FileStamp, FileStampExt};
 
 /// The columns of `queue` that [`QueueRow::read`] reads, in its order.
 const QUEUE_COLUMNS: &str = "id, partner, source_path, virtual_file_name, destination, \
@@ -409,7 +409,7 @@ impl SqliteJournal {
             &self.lock(),
             "WHERE key_originator = ?1 AND key_dsn = ?2 AND key_stamp = ?3
              ORDER BY id DESC LIMIT 1",
-            params![key.originator, key.dsn, key.stamp.to_string()],
+            params![key.originator, key.dsn, key.stamp.digits()],
         )?;
         Ok(rows.into_iter().next())
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use super::now_text;
-use crate::stamp::FileStamp;
+use crate::stamp::{FileStamp, FileStampExt};
 
 /// Brings the tables of `conn` to the current schema (migrating those of earlier versions,
 /// creating missing ones) and sets aside rows with invalid stamps. Returns one message per row

@@ -14,7 +14,7 @@ fn key(dsn: &str, counter: u16) -> FileKey {
         .unwrap()
         .and_hms_opt(7, 8, 9)
         .unwrap();
-    FileKey::new("ORIG  ", dsn, FileStamp::new(dt, counter))
+    FileKey::new("ORIG  ", dsn, FileStamp::from_datetime(dt, counter))
 }
 
 #[test]
@@ -104,14 +104,14 @@ fn a_journal_without_partners_is_migrated() {
         c.execute(
             "INSERT INTO file_hashes VALUES ('received', 'ORIG', 'OLD', ?1, 4, x'01'),
                                             ('sent', 'ORIG', 'OLD', ?1, 4, x'02')",
-            params![key("OLD", 3).stamp.to_string()],
+            params![key("OLD", 3).stamp.digits()],
         )
         .unwrap();
         c.execute(
             "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path,
                                    position, updated_at, user_data)
              VALUES ('ORIG', 'OLD', ?1, 'receiving', 'p', 'f', 7, 'then', 'U')",
-            params![key("OLD", 3).stamp.to_string()],
+            params![key("OLD", 3).stamp.digits()],
         )
         .unwrap();
     }
@@ -232,7 +232,7 @@ fn rows_with_invalid_stamps_are_reported_once_and_set_aside() {
     j.complete_receive(id, Path::new("in/GOOD")).unwrap();
     {
         // As an earlier version wrote them.
-        let bad = impossible().to_string();
+        let bad = impossible().digits();
         let conn = j.lock();
         conn.execute(
             "INSERT INTO received (partner, originator, dsn, stamp, state, partial_path,
