@@ -55,12 +55,13 @@ use crate::sth;
 /// read ([`MIN_READ`]) behind a cut frame of the RFC's default buffer size
 /// (4096 octets), so that such frames never make it grow. Kept small
 /// because a server holds one per connection (1,000 sessions x 64 KiB was
-/// 62 MiB of resident memory); larger frames grow it.
-const READ_INITIAL: usize = 24 * 1024;
+/// 62 MiB of resident memory, x 24 KiB kept them over 64 MiB in all);
+/// larger frames grow it.
+const READ_INITIAL: usize = 16 * 1024;
 /// Room kept for a read behind a frame when the read buffer grows.
 const READ_SLACK: usize = 64 * 1024;
-/// Least room offered to a read.
-const MIN_READ: usize = 16 * 1024;
+/// Least room offered to a read: two frames of the default buffer size.
+const MIN_READ: usize = 8 * 1024;
 /// A cut frame this short is moved to the front at once (cheaper than
 /// letting reads shrink towards the end of the buffer).
 const SMALL_MOVE: usize = 4 * 1024;
@@ -487,8 +488,8 @@ impl Session {
     /// Space for the transport to read into, for [`commit_read`](Self::commit_read):
     /// the zero-copy alternative to [`handle_input`](Self::handle_input).
     /// Frames are then handled where they were read, never copied into a
-    /// second buffer. Never empty (at least 16 KiB). The buffer starts at
-    /// 24 KiB (enough for frames of up to about 8 KiB) and grows once to
+    /// second buffer. Never empty (at least 8 KiB). The buffer starts at
+    /// 16 KiB (enough for frames of up to about 8 KiB) and grows once to
     /// about one frame more when larger frames arrive (about 164 KiB for
     /// 99999-octet buffers).
     ///
