@@ -61,6 +61,14 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+mod prepare;
+mod report;
+mod selection;
+use prepare::prepare;
+pub use report::RestoreReport;
+pub use selection::Selection;
+use selection::select;
+
 /// Largest request body Graph takes is 4 MB; a create (MIME in base64, or JSON with inline
 /// attachments) is kept under this many bytes of content.
 pub const MAX_INLINE_BYTES: usize = 3 * 1000 * 1000;
@@ -97,61 +105,6 @@ pub enum Placement {
     Under(String),
 }
 
-/// Which messages of a backup to restore. Every set criterion must match.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct Selection {
-    /// Mailbox key of the backup (as `status` lists it); `None` when the backup has one.
-    pub mailbox: Option<String>,
-    /// Folder path (`Inbox/Projects`): messages of that folder and of its subfolders; case is
-    /// ignored, as by Exchange and `search` ([`folder_path::within`]).
-    pub folder: Option<String>,
-    /// Created on or after this day (UTC).
-    pub created_from: Option<NaiveDate>,
-    /// Created on or before this day (UTC).
-    pub created_to: Option<NaiveDate>,
-    /// Object keys or Graph ids; empty = no restriction.
-    pub messages: Vec<String>,
-    /// Graph ids computed by another selector (a search); `None` = no restriction.
-    pub ids: Option<HashSet<String>>,
-}
-
-impl Selection {
-    /// All messages of `mailbox` (or of the only mailbox when `None`).
-    pub fn mailbox(mailbox: Option<String>) -> Selection {
-        Selection {
-            mailbox,
-            ..Default::default()
-        }
-    }
-
-    fn matches(&self, m: &Candidate) -> bool {
-        if let Some(f) = &self.folder
-            && !folder_path::within(m.folder_path.as_deref().unwrap_or(""), f)
-        {
-            return false;
-        }
-        if self.created_from.is_some() || self.created_to.is_some() {
-            let Some(d) = parse_graph_time(m.info.created.as_deref()).map(|c| c.date_naive())
-            else {
-                return false;
-            };
-            if self.created_from.is_some_and(|s| d < s) || self.created_to.is_some_and(|e| d > e) {
-                return false;
-            }
-        }
-        if !self.messages.is_empty()
-            && !self
-                .messages
-                .iter()
-                .any(|k| *k == m.info.id || k == m.key.as_str())
-        {
-            return false;
-        }
-        self.ids.as_ref().is_none_or(|ids| ids.contains(&m.info.id))
-    }
-}
-
 /// What to restore where.
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
@@ -163,47 +116,6 @@ pub struct RestoreRequest {
     pub placement: Placement,
     /// JSON (default) or MIME.
     pub mode: RestoreMode,
-}
-
-/// What a restore did.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct RestoreReport {
-    /// Source mailbox key.
-    pub source: String,
-    /// Target mailbox.
-    pub target: String,
-    /// Messages selected.
-    pub selected: u64,
-    /// Messages created by this run.
-    pub restored: u64,
-    /// Messages an interrupted run had created, found and recorded (not created again).
-    pub adopted: u64,
-    /// Messages already restored by an earlier run (nothing done).
-    pub already_restored: u64,
-    /// Restored messages that are drafts (MIME mode).
-    pub drafts: u64,
-    /// Messages over the MIME size limit created from JSON instead.
-    pub mime_fallbacks: u64,
-    /// Folders created.
-    pub folders_created: u64,
-    /// Messages that failed (Graph id, code, object key and error).
-    pub failed: Vec<FailedMessage>,
-    /// The run was aborted (Ctrl-C) or stopped by an error for the whole mailbox.
-    pub stopped: Option<String>,
-    /// HTTP requests sent.
-    pub requests: u64,
-    /// 429/503 answers.
-    pub throttled: u64,
-    /// Duration.
-    pub elapsed: Duration,
-}
-
-impl RestoreReport {
-    /// Every selected message is in the target and the run was not stopped.
-    pub fn is_success(&self) -> bool {
-        self.failed.is_empty() && self.stopped.is_none()
-    }
 }
 
 /// A configured restore. Run it with [`Restore::run`]; abort with [`Restore::cancel_token`].
@@ -499,63 +411,6 @@ impl Restore {
         report.elapsed = started.elapsed();
         Ok(report)
     }
-}
-
-/// The source mailbox and its selected messages, in creation order.
-fn select(ix: &dyn Index, sel: &Selection) -> Result<(String, Vec<Candidate>), Error> {
-    let mailboxes: Vec<String> = ix.saved_counts()?.into_iter().map(|(m, _, _)| m).collect();
-    let source = match &sel.mailbox {
-        Some(m) if mailboxes.contains(m) => m.clone(),
-        Some(m) => {
-            return Err(Error::InvalidOption {
-                option: "mailbox",
-                reason: format!(
-                    "the backup has no mailbox {m:?}; it has: {}",
-                    mailboxes.join(", ")
-                ),
-            });
-        }
-        None if mailboxes.len() == 1 => mailboxes[0].clone(),
-        None => {
-            return Err(Error::InvalidOption {
-                option: "mailbox",
-                reason: format!(
-                    "say which mailbox of the backup to restore (--mailbox); it has: {}",
-                    if mailboxes.is_empty() {
-                        "none".to_string()
-                    } else {
-                        mailboxes.join(", ")
-                    }
-                ),
-            });
-        }
-    };
-    let remote: HashMap<String, MessageInfo> = ix
-        .remote_messages(&source)?
-        .into_iter()
-        .map(|m| (m.id.clone(), m))
-        .collect();
-    let paths = ix.folder_paths(&source)?;
-    let mut out: Vec<Candidate> = ix
-        .saved(Some(&source))?
-        .into_iter()
-        .map(|row| {
-            let info = remote.get(&row.id).cloned().unwrap_or_else(|| MessageInfo {
-                mailbox: source.clone(),
-                id: row.id.clone(),
-                ..Default::default()
-            });
-            let folder_path = info.folder_id.as_ref().and_then(|f| paths.get(f).cloned());
-            Candidate {
-                key: row.key,
-                info,
-                folder_path,
-            }
-        })
-        .filter(|c| sel.matches(c))
-        .collect();
-    out.sort_by(|a, b| a.info.created.cmp(&b.info.created));
-    Ok((source, out))
 }
 
 impl Run {
@@ -920,157 +775,4 @@ fn read_object(store: &dyn MessageStore, key: &ObjectKey) -> Result<Vec<u8>, Err
         bytes.drain(..first);
     }
     Ok(bytes)
-}
-
-/// Builds the create request of a message.
-fn prepare(mode: RestoreMode, mime: &[u8], info: &MessageInfo) -> Result<Prepared, Error> {
-    let parsed = mail_parser::MessageParser::default().parse(mime);
-    let message_id = parsed
-        .as_ref()
-        .and_then(|p| p.message_id())
-        .map(|m| format!("<{m}>"))
-        .or_else(|| info.internet_message_id.clone());
-    let subject = parsed
-        .as_ref()
-        .and_then(|p| p.subject())
-        .map(str::to_string)
-        .or_else(|| info.subject.clone());
-    if mode == RestoreMode::Mime && mime.len() <= MAX_INLINE_BYTES {
-        return Ok(Prepared {
-            mode,
-            body: Body::new("text/plain", B64.encode(mime)),
-            uploads: Vec::new(),
-            message_id,
-            subject,
-            fell_back: false,
-        });
-    }
-    let parsed = parsed.ok_or_else(|| Error::Protocol {
-        url: String::new(),
-        reason: "the backed-up message is not MIME that can be parsed".into(),
-    })?;
-    let (body, uploads) = json_message(&parsed, info, message_id.as_deref());
-    Ok(Prepared {
-        mode: RestoreMode::Json,
-        body: Body::new(
-            "application/json",
-            serde_json::to_vec(&body).unwrap_or_default(),
-        ),
-        uploads,
-        message_id,
-        subject,
-        fell_back: mode == RestoreMode::Mime,
-    })
-}
-
-/// The JSON `message` of the recommended path, and the attachments too large to go in it.
-fn json_message(
-    p: &mail_parser::Message<'_>,
-    info: &MessageInfo,
-    message_id: Option<&str>,
-) -> (Value, Vec<Upload>) {
-    use mail_parser::MimeHeaders as _;
-    let people = |a: Option<&mail_parser::Address<'_>>| -> Vec<Value> {
-        a.map(|a| {
-            a.iter()
-                .filter_map(|x| {
-                    let address = x.address()?;
-                    Some(json!({"emailAddress": {"name": x.name().unwrap_or(address), "address": address}}))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-    };
-    let date = p
-        .date()
-        .and_then(|d| chrono::DateTime::from_timestamp(d.to_timestamp(), 0));
-    let sent = date
-        .map(|d| d.to_rfc3339())
-        .or_else(|| info.sent.clone())
-        .or_else(|| info.received.clone());
-    let received = info.received.clone().or_else(|| sent.clone());
-    // PidTagMessageFlags: MSGFLAG_READ (0x1) or nothing; never MSGFLAG_UNSENT (0x8).
-    let flags = if info.is_read.unwrap_or(true) {
-        "1"
-    } else {
-        "0"
-    };
-    let mut props = vec![json!({"id": "Integer 0x0E07", "value": flags})];
-    if let Some(r) = &received {
-        props.push(json!({"id": "SystemTime 0x0E06", "value": r}));
-    }
-    if let Some(s) = &sent {
-        props.push(json!({"id": "SystemTime 0x0039", "value": s}));
-    }
-    let body = match p.body_html(0) {
-        Some(h) => json!({"contentType": "html", "content": h}),
-        None => json!({"contentType": "text", "content": p.body_text(0).unwrap_or_default()}),
-    };
-    let mut msg = json!({
-        "subject": p.subject().unwrap_or_default(),
-        "toRecipients": people(p.to()),
-        "ccRecipients": people(p.cc()),
-        "bccRecipients": people(p.bcc()),
-        "replyTo": people(p.reply_to()),
-        "body": body,
-        "singleValueExtendedProperties": props,
-    });
-    if let Some(from) = people(p.from()).into_iter().next() {
-        msg["from"] = from;
-    }
-    if let Some(mid) = message_id {
-        msg["internetMessageId"] = json!(mid);
-    }
-    let mut budget = MAX_INLINE_BYTES
-        .saturating_sub(serde_json::to_vec(&msg).map_or(0, |v| v.len()))
-        .saturating_mul(3)
-        / 4;
-    let mut inline = Vec::new();
-    let mut uploads = Vec::new();
-    for (n, part) in p.attachments().enumerate() {
-        let bytes = part.contents().to_vec();
-        let name = part
-            .attachment_name()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("attachment-{}", n + 1));
-        let content_type = part
-            .content_type()
-            .map(|ct| match ct.subtype() {
-                Some(st) => format!("{}/{}", ct.ctype(), st),
-                None => ct.ctype().to_string(),
-            })
-            .unwrap_or_else(|| "application/octet-stream".into());
-        let content_id = part
-            .content_id()
-            .map(|c| c.trim_matches(['<', '>']).to_string());
-        let is_inline = part
-            .content_disposition()
-            .is_some_and(|d| d.ctype().eq_ignore_ascii_case("inline"));
-        if bytes.len() + 1024 <= budget {
-            budget -= bytes.len() + 1024;
-            let mut a = json!({
-                "@odata.type": "#microsoft.graph.fileAttachment",
-                "name": name,
-                "contentType": content_type,
-                "contentBytes": B64.encode(&bytes),
-                "isInline": is_inline,
-            });
-            if let Some(cid) = &content_id {
-                a["contentId"] = json!(cid);
-            }
-            inline.push(a);
-        } else {
-            uploads.push(Upload {
-                name,
-                content_type,
-                content_id,
-                inline: is_inline,
-                bytes,
-            });
-        }
-    }
-    if !inline.is_empty() {
-        msg["attachments"] = Value::Array(inline);
-    }
-    (msg, uploads)
 }
