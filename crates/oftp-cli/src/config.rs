@@ -15,6 +15,7 @@ use oftp::config::{
 };
 use oftp::security::LocalSecurityConfig;
 use oftp::store::NameFormat;
+use oftp_gateway::{GatewaySection, PartnerEntry};
 
 use crate::security::TlsSection;
 use rand::Rng;
@@ -35,15 +36,18 @@ pub(crate) struct FileConfig {
     /// Session parameters we offer.
     #[serde(default)]
     pub(crate) session: SessionLimits,
-    /// Trading partners.
+    /// Trading partners: the runtime's keys and the gateway's, one entry each.
     #[serde(default)]
-    pub(crate) partners: Vec<Partner>,
+    pub(crate) partners: Vec<PartnerEntry>,
     /// `[security]`: our certificates per purpose, trusted CAs, CRLs.
     #[serde(default, skip_serializing_if = "is_default")]
     pub(crate) security: LocalSecurityConfig,
     /// `[tls]`: the TLS listener.
     #[serde(default, skip_serializing_if = "TlsSection::is_default")]
     pub(crate) tls: TlsSection,
+    /// `[gateway]`: outbox watching and the other gateway-wide keys.
+    #[serde(default, skip_serializing_if = "GatewaySection::is_default")]
+    pub(crate) gateway: GatewaySection,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -164,8 +168,13 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
         .components()
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect();
-    crate::security::resolve_paths(&base, &mut file.security, &mut file.tls, &mut file.partners);
-    for p in &mut file.partners {
+    crate::security::resolve_paths(
+        &base,
+        &mut file.security,
+        &mut file.tls,
+        file.partners.iter_mut().map(|e| &mut e.partner),
+    );
+    for p in file.partners.iter_mut().map(|e| &mut e.partner) {
         for dir in [&mut p.inbox, &mut p.outbox].into_iter().flatten() {
             if dir.is_relative() {
                 *dir = data_dir.join(&*dir);
@@ -192,7 +201,14 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
             bail!("{}: [server] {key} must be at least 1", path.display());
         }
     }
-    let partners = PartnerTable::new(file.partners.clone()).with_context(|| ctx("[[partners]]"))?;
+    for entry in &file.partners {
+        entry
+            .gateway
+            .check()
+            .with_context(|| ctx(&format!("[[partners]] {:?}", entry.partner.name)))?;
+    }
+    let partners = PartnerTable::new(file.partners.iter().map(|e| e.partner.clone()))
+        .with_context(|| ctx("[[partners]]"))?;
     let name_format = NameFormat::new(file.server.received_file_name_format.clone())
         .with_context(|| ctx("[server] received_file_name_format"))?;
     Ok(Loaded {
@@ -251,7 +267,7 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
             ..ServerSection::default()
         },
         session: SessionLimits::default(),
-        partners: vec![Partner {
+        partners: vec![PartnerEntry::new(Partner {
             name: "example".into(),
             ssid: partner_id.ssid.clone(),
             password: partner_id.password.clone(),
@@ -264,9 +280,10 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
             security: Default::default(),
             tls: Default::default(),
             record_mapping: Default::default(),
-        }],
+        })],
         security: LocalSecurityConfig::default(),
         tls: TlsSection::default(),
+        gateway: GatewaySection::default(),
     };
     let client = FileConfig {
         local: partner_id,
@@ -275,7 +292,7 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
             ..ServerSection::default()
         },
         session: SessionLimits::default(),
-        partners: vec![Partner {
+        partners: vec![PartnerEntry::new(Partner {
             name: "server".into(),
             ssid: local.ssid.clone(),
             password: local.password.clone(),
@@ -288,9 +305,10 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
             security: Default::default(),
             tls: Default::default(),
             record_mapping: Default::default(),
-        }],
+        })],
         security: LocalSecurityConfig::default(),
         tls: TlsSection::default(),
+        gateway: GatewaySection::default(),
     };
     let dir = path
         .parent()
@@ -444,6 +462,30 @@ allowed_levels = [5]
         .unwrap();
         let e = format!("{:#}", load(&path).unwrap_err());
         assert!(e.contains("record_mapping") || e.contains("binary"), "{e}");
+    }
+
+    #[test]
+    fn gateway_keys_in_a_partner_entry_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let base = "[local]\nssid = \"O0013ME\"\npassword = \"PW\"\n";
+        let partner =
+            "[[partners]]\nname = \"a\"\nssid = \"A\"\npassword = \"P\"\nmax_sessions = 2\n";
+        std::fs::write(
+            &path,
+            format!("{base}[gateway.outbox]\npoll_interval_secs = 9\n{partner}"),
+        )
+        .unwrap();
+        let c = load(&path).unwrap();
+        assert_eq!(c.file.partners[0].gateway.max_sessions, 2);
+        assert_eq!(c.file.gateway.outbox.poll_interval_secs, 9);
+        assert!(c.partners.by_name("a").is_some());
+        std::fs::write(&path, format!("{base}{partner}[partners.schedule]\n")).unwrap();
+        let e = format!("{:#}", load(&path).unwrap_err());
+        assert!(
+            e.contains("\"a\"") && e.contains("[partners.schedule]"),
+            "{e}"
+        );
     }
 
     #[test]

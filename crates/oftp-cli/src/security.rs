@@ -110,11 +110,11 @@ fn resolve_identity(base: &Path, id: &mut IdentityConfig) {
 }
 
 /// Makes relative paths in the security settings relative to the configuration's directory.
-pub(crate) fn resolve_paths(
+pub(crate) fn resolve_paths<'a>(
     base: &Path,
     security: &mut LocalSecurityConfig,
     tls: &mut TlsSection,
-    partners: &mut [Partner],
+    partners: impl IntoIterator<Item = &'a mut Partner>,
 ) {
     for id in [
         &mut security.identity,

@@ -10,13 +10,22 @@
 //!   written (ignored temporary names, atomic rename into a queue, fsync before the report),
 //!   watched with file system events and a polling fallback.
 //!
+//! - [`config`]: the gateway's keys of `oftp.toml`; [`ops`]: the seam to the control channel
+//!   and the HTTP API; [`handler`]: the runtime's events, handed to the parts.
+//!
 //! The crate README lists what the gateway still needs and where these parts plug in.
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod handler;
+pub mod ops;
 pub mod outbox;
 pub mod retry;
 pub mod schedule;
 
+pub use config::{GatewaySection, PartnerEntry, PartnerGateway};
+pub use handler::GatewayHandler;
+pub use ops::{CallNowError, CallSummary, GatewayEvent, GatewayRuntime, PartnerState};
 pub use outbox::{Outbox, OutboxError, OutboxEvent, TakenOver, WatchSettings};
 pub use retry::{
     Disposition, FailureClass, FileVerdict, RetryConfig, RetryDecision, RetryPolicy, classify_call,

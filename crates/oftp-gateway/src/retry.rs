@@ -232,7 +232,7 @@ fn not_sent_class(ended: &Disconnected) -> FailureClass {
 }
 
 /// A partner's `[partners.retry]` table as the operator writes it (see the module docs).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Seconds to wait after the first failed attempt.

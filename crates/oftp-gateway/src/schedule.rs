@@ -38,7 +38,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use serde::Deserialize;
 
 /// A partner's `[partners.schedule]` table as the operator writes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// Call again at most this many minutes after the start of the last call.

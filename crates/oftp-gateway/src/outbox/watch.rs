@@ -33,7 +33,7 @@ use super::{Outbox, OutboxError, TakenOver, is_ready_name};
 /// debounce_ms = 250      # gather a burst of files this long before a pass
 /// poll_interval_secs = 5 # a pass over every outbox at least this often
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WatchSettings {
     /// Whether to use file system events (else polling alone).
