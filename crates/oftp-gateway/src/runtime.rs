@@ -674,10 +674,17 @@ async fn call_loop(inner: Arc<Inner>, l: Arc<Loop>) {
             .ok()
             .flatten();
     }
+    // A partner never called: its first scheduled time, fixed once (computed again from
+    // `now` it would move on as `now` reaches it).
+    let mut first_call: Option<Option<DateTime<Utc>>> = None;
     loop {
         let now = inner.clock.now();
         let last = l.state().last_call.as_ref().map(|c| c.started_at);
-        let scheduled = l.schedule.as_ref().and_then(|s| s.next_call(last, now));
+        let scheduled = match (&l.schedule, last) {
+            (None, _) => None,
+            (Some(s), Some(_)) => s.next_call(last, now),
+            (Some(s), None) => *first_call.get_or_insert_with(|| s.next_call(None, now)),
+        };
         let due = if l.plan.gateway.call_on_new_file {
             let n = name.clone();
             match inner.journal.call(move |j| j.next_due(&n)).await {
