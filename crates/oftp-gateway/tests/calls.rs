@@ -115,13 +115,13 @@ async fn a_calendar_schedule_calls_at_its_time_and_not_before() {
             .map(|t| minute(*t))
             .collect()
     };
-    advance_to(&*clock, at(7, 6, 29)).await;
+    advance_to(&clock, at(7, 6, 29)).await;
     assert!(calls().is_empty(), "no call before 06:30");
     assert_eq!(g.partners()[0].next_call, Some(at(7, 6, 30)));
-    advance_to(&*clock, at(7, 6, 31)).await;
+    advance_to(&clock, at(7, 6, 31)).await;
     assert_eq!(calls(), [at(7, 6, 30)]);
     // The next day's call, and nothing in between.
-    advance_to(&*clock, at(8, 6, 31)).await;
+    advance_to(&clock, at(8, 6, 31)).await;
     assert_eq!(calls(), [at(7, 6, 30), at(8, 6, 30)]);
     let last = journal.last_call("acme").unwrap().unwrap();
     assert_eq!(
