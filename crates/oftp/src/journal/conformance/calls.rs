@@ -2,19 +2,8 @@
 //! a partner's earliest due file ([`Journal::next_due`]), run by [`journal`](super::journal)
 //! and [`reopened`](super::reopened). Each case uses partners of its own.
 
-use std::path::PathBuf;
-
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use oftp_proto::codec::FileFormat;
-
-use crate::journal::{CallRecord, Journal, QueueChange, QueueState, QueuedSend};
-
-fn t(seconds: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 5, 6, 7, 0, 0)
-        .single()
-        .expect("a valid time")
-        + Duration::seconds(seconds)
-}
+use super::queue::{send, t};
+use crate::journal::{CallRecord, Journal, QueueChange, QueueState};
 
 fn call(partner: &str, start: i64, ok: bool, text: &str) -> CallRecord {
     CallRecord {
@@ -80,20 +69,6 @@ fn calls_of_partners_are_kept_apart(j: &dyn Journal) {
         "partner names are stored without trailing blanks"
     );
     assert_eq!(last(j, "CL3 ").map(|c| c.text), Some("b".into()));
-}
-
-fn send(partner: &str, name: &str) -> QueuedSend {
-    QueuedSend {
-        partner: partner.into(),
-        source_path: PathBuf::from(format!("/out/{partner}/.queue/1/{name}")),
-        virtual_file_name: name.to_uppercase(),
-        destination: None,
-        originator: None,
-        format: FileFormat::Unstructured,
-        max_record_len: 0,
-        user_data: String::new(),
-        description: String::new(),
-    }
 }
 
 fn next_due_is_the_earliest_queued_file(j: &dyn Journal) {
