@@ -489,13 +489,15 @@ async fn reload(path: &Path, gateway: &Gateway, journal: &Arc<dyn Journal>) {
             return;
         }
     };
-    // Swap the dialer after the partners: a call starting in between still has an address.
     match gateway
-        .reload(partner_plans(&loaded), loaded.file.gateway.outbox.clone())
+        .reload(
+            partner_plans(&loaded),
+            dialer(&loaded, journal),
+            loaded.file.gateway.outbox.clone(),
+        )
         .await
     {
         Ok(()) => {
-            gateway.set_dialer(dialer(&loaded, journal));
             tracing::info!(
                 partners = loaded.partners.len(),
                 "configuration {} reloaded",

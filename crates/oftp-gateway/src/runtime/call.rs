@@ -164,6 +164,14 @@ pub(super) async fn call_loop(inner: Arc<Inner>, l: Arc<Loop>) {
 /// One call: claim, dial, settle, record.
 async fn call(inner: &Arc<Inner>, l: &Arc<Loop>) -> Result<(), JournalError> {
     let name = l.plan.name.clone();
+    let dialer = {
+        let _partners = inner.partners.read().expect("partners lock");
+        if l.retire.is_cancelled() {
+            // Retired by a reload: the new configuration's loop calls.
+            return Ok(());
+        }
+        inner.dialer.read().expect("dialer lock").clone()
+    };
     let started_at = inner.clock.now();
     let n = name.clone();
     let rows = inner
@@ -189,7 +197,6 @@ async fn call(inner: &Arc<Inner>, l: &Arc<Loop>) -> Result<(), JournalError> {
         shared: inner.shared.clone(),
         call: Some(ctx.clone()),
     });
-    let dialer = inner.dialer.read().expect("dialer lock").clone();
     tracing::info!(partner = %name, files = rows.len(), "calling");
     let files = rows.iter().map(outgoing).collect();
     let dialing = dialer.dial(&name, files, handler);

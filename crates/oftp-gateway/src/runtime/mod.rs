@@ -2,7 +2,9 @@
 //! outboxes into the journal's queue, calls each partner with an `address` on its schedule, on
 //! new files and on demand, and settles every queued file by what its call reported.
 //!
-//! - **Intake**: one [`outbox::watch`](crate::outbox::watch) over every outbox; each file taken
+//! - **Intake**: one [`outbox::watch`](crate::outbox::watch) over the outboxes of the partners
+//!   we call (those with an `address`; the server hands the others their outbox when they
+//!   call, until it offers them queued files); each file taken
 //!   over is enqueued (`Journal::enqueue`, idempotent on partner + source path) before anything
 //!   else happens to it. At start, the files a dead daemon renamed but never recorded
 //!   ([`Outbox::queued`]) are enqueued again, and the rows a killed daemon had in a call go back
@@ -195,7 +197,7 @@ impl Gateway {
         let inner = Arc::new(Inner {
             journal,
             clock,
-            dialer: RwLock::new(dialer),
+            dialer: RwLock::new(dialer.clone()),
             shared: Arc::new(Shared {
                 events: broadcast::channel(EVENT_BUFFER).0,
                 sessions: Mutex::new(Sessions::default()),
@@ -210,7 +212,7 @@ impl Gateway {
         let gateway = Gateway { inner };
         let intake = tokio::spawn(intake(gateway.inner.clone(), rx));
         gateway.inner.tasks.lock().expect("tasks lock").push(intake);
-        gateway.reload(partners, watch_settings).await?;
+        gateway.reload(partners, dialer, watch_settings).await?;
         Ok(gateway)
     }
 
@@ -222,18 +224,17 @@ impl Gateway {
         }
     }
 
-    /// Uses `dialer` for the calls that start from now on (a reloaded configuration).
-    pub fn set_dialer(&self, dialer: Arc<dyn Dialer>) {
-        *self.inner.dialer.write().expect("dialer lock") = dialer;
-    }
-
-    /// Replaces the partners: unchanged ones keep their loops; changed and removed ones stop
-    /// after their current call (no session is dropped); new and changed ones start. The
-    /// outbox watcher restarts with the new outboxes, whose files not yet recorded are
-    /// enqueued first. On an error nothing was changed.
+    /// Replaces the partners and the dialer (a reloaded configuration): unchanged partners
+    /// keep their loops; changed and removed ones stop after their current call (no session is
+    /// dropped); new and changed ones start. Calls that start from now on use `dialer`; the
+    /// swap and the retirement of the old loops are one step, so no retired loop starts a call
+    /// with a dialer that no longer knows its partner. The outbox watcher restarts with the
+    /// new outboxes, whose files not yet recorded are enqueued first. On an error nothing was
+    /// changed.
     pub async fn reload(
         &self,
         partners: Vec<PartnerPlan>,
+        dialer: Arc<dyn Dialer>,
         watch_settings: WatchSettings,
     ) -> Result<(), GatewayError> {
         let inner = &self.inner;
@@ -242,8 +243,11 @@ impl Gateway {
         {
             let old = inner.partners.read().expect("partners lock");
             for plan in partners {
-                let outbox = open_outbox(&plan)?;
-                outboxes.push(outbox);
+                // A partner that only calls us is handed its outbox by the server when it
+                // calls, as before the gateway: its files stay where the server looks.
+                if plan.address.is_some() {
+                    outboxes.push(open_outbox(&plan)?);
+                }
                 match old.iter().find(|l| l.plan == plan) {
                     Some(same) => loops.push((same.clone(), false)),
                     None => loops.push((Arc::new(Loop::new(plan)?), true)),
@@ -267,13 +271,20 @@ impl Gateway {
                 })
                 .await?;
         }
-        let new: Vec<Arc<Loop>> = loops.iter().map(|(l, _)| l.clone()).collect();
-        let old = std::mem::replace(&mut *inner.partners.write().expect("partners lock"), new);
-        for gone in old
-            .iter()
-            .filter(|o| !loops.iter().any(|(l, _)| Arc::ptr_eq(l, o)))
         {
-            gone.retire.cancel();
+            // Calls read the dialer and check `retire` under the read lock of the partners.
+            let mut current = inner.partners.write().expect("partners lock");
+            *inner.dialer.write().expect("dialer lock") = dialer;
+            let old = std::mem::replace(
+                &mut *current,
+                loops.iter().map(|(l, _)| l.clone()).collect(),
+            );
+            for gone in old
+                .iter()
+                .filter(|o| !loops.iter().any(|(l, _)| Arc::ptr_eq(l, o)))
+            {
+                gone.retire.cancel();
+            }
         }
         for (l, fresh) in loops {
             if fresh && l.plan.address.is_some() {
