@@ -308,3 +308,48 @@ fn sighup_reloads_the_partners_and_a_broken_file_keeps_the_old_ones() {
     );
     drop(a);
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_during_a_call_queues_its_file_again_and_the_next_start_delivers_it() {
+    let pair = Pair::new("");
+    pair.write_a(&pair.address_b());
+    let _b = pair.start("b");
+    let mut a = pair.start("a");
+    let content: Vec<u8> = (0..60_000_000u32).map(|i| (i % 251) as u8).collect();
+    pair.drop_file("big.dat", &content);
+    let partial = || {
+        std::fs::read_dir(pair.inbox_b()).is_ok_and(|mut d| {
+            d.any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".part"))
+        })
+    };
+    wait_for(Duration::from_secs(20), "the transfer under way", partial);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &a.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(s) = a.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "A did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let rows = pair.rows();
+    assert_eq!(
+        states(&rows),
+        [QueueState::Queued],
+        "the interrupted file is queued again, not left in transfer"
+    );
+    assert!(pair.received().is_empty(), "not delivered before the stop");
+    let _a = pair.start("a");
+    wait_for(Duration::from_secs(25), "the file delivered", || {
+        states(&pair.rows()) == [QueueState::Delivered]
+    });
+    let received = pair.received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].1 == content, "the file arrived whole");
+}
