@@ -57,6 +57,7 @@ impl Shared {
         }
     }
 
+    /// Gives back a slot [`acquire`](Self::acquire)d for one of our calls.
     pub(super) fn release(&self, partner: &str) {
         let mut s = self.sessions.lock().expect("sessions lock");
         if let Some(n) = s.by_partner.get_mut(partner) {
@@ -64,6 +65,26 @@ impl Shared {
         }
         drop(s);
         self.freed.notify_waiters();
+    }
+
+    /// A partner called us: its session counts until [`incoming_ended`](Self::incoming_ended).
+    /// It is never refused here (the server's limits decide), but our calls wait for it.
+    fn incoming_started(&self, id: ConnectionId, partner: &str) {
+        let mut s = self.sessions.lock().expect("sessions lock");
+        *s.by_partner.entry(partner.to_owned()).or_default() += 1;
+        s.incoming.insert(id, partner.to_owned());
+    }
+
+    /// The connection `id` closed: the partner of its session, if it had one.
+    fn incoming_ended(&self, id: ConnectionId) -> Option<String> {
+        let mut s = self.sessions.lock().expect("sessions lock");
+        let partner = s.incoming.remove(&id);
+        if let Some(n) = partner.as_ref().and_then(|p| s.by_partner.get_mut(p)) {
+            *n = n.saturating_sub(1);
+        }
+        drop(s);
+        self.freed.notify_waiters();
+        partner
     }
 }
 
@@ -93,13 +114,9 @@ impl Observer {
             Some(call) => {
                 *call.handle.lock().expect("call lock") = Some(session.handle.clone());
             }
-            None => {
-                let mut s = self.shared.sessions.lock().expect("sessions lock");
-                *s.by_partner
-                    .entry(session.partner_name.clone())
-                    .or_default() += 1;
-                s.incoming.insert(session.id, session.partner_name.clone());
-            }
+            None => self
+                .shared
+                .incoming_started(session.id, &session.partner_name),
         }
         self.shared.publish(GatewayEvent::SessionStarted {
             partner: session.partner_name.clone(),
@@ -146,16 +163,7 @@ impl Observer {
                 .expect("call lock")
                 .is_some()
                 .then(|| call.partner.clone()),
-            None => {
-                let mut s = self.shared.sessions.lock().expect("sessions lock");
-                let p = s.incoming.remove(&info.id);
-                if let Some(n) = p.as_ref().and_then(|p| s.by_partner.get_mut(p)) {
-                    *n = n.saturating_sub(1);
-                }
-                drop(s);
-                self.shared.freed.notify_waiters();
-                p
-            }
+            None => self.shared.incoming_ended(info.id),
         };
         if let Some(partner) = partner {
             self.shared.publish(GatewayEvent::SessionEnded {
@@ -163,5 +171,69 @@ impl Observer {
                 text: why.description.clone(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            events: broadcast::channel(8).0,
+            sessions: Mutex::new(Sessions::default()),
+            freed: Notify::new(),
+        })
+    }
+
+    /// Whether `acquire` gets a slot within a moment.
+    async fn gets_slot(s: &Shared, partner: &str, max: u32) -> bool {
+        tokio::time::timeout(Duration::from_millis(100), s.acquire(partner, max))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_call_waits_while_the_partners_own_call_to_us_holds_its_only_slot() {
+        let s = shared();
+        s.incoming_started(7, "acme");
+        assert_eq!(s.count("acme"), 1);
+        assert!(!gets_slot(&s, "acme", 1).await, "max_sessions = 1 is taken");
+        assert!(
+            gets_slot(&s, "other", 1).await,
+            "partners are counted apart"
+        );
+        let waiting = {
+            let s = s.clone();
+            tokio::spawn(async move { s.acquire("acme", 1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        assert_eq!(s.incoming_ended(7).as_deref(), Some("acme"));
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the end of the partner's session frees the slot")
+            .unwrap();
+        assert_eq!(s.count("acme"), 1, "now held by our call");
+        s.release("acme");
+        assert_eq!(s.count("acme"), 0);
+    }
+
+    #[tokio::test]
+    async fn our_calls_take_at_most_max_sessions_slots() {
+        let s = shared();
+        assert!(gets_slot(&s, "acme", 2).await);
+        assert!(gets_slot(&s, "acme", 2).await);
+        assert!(!gets_slot(&s, "acme", 2).await);
+        s.release("acme");
+        assert!(gets_slot(&s, "acme", 2).await);
+        assert_eq!(
+            s.incoming_ended(99),
+            None,
+            "a connection that never logged in frees nothing"
+        );
+        assert_eq!(s.count("acme"), 2);
     }
 }
