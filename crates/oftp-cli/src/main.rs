@@ -17,6 +17,7 @@
 mod config;
 mod security;
 mod send_files;
+mod session;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -27,11 +28,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use oftp::config::{LocalIdentity, Partner, Password, SessionLimits};
-use oftp::journal::SqliteJournal;
+use oftp::journal::{Journal, SqliteJournal};
 use oftp::oftp_proto::codec::FileFormat;
 use oftp::stamp::FileStampExt;
 use oftp::store::StorePolicy;
-use oftp::{Client, ClientConfig, FileOutcome, OutgoingFile, Server, ServerConfig};
+use oftp::{FileOutcome, OutgoingFile, Server, ServerConfig};
+use oftp_gateway::{Dialer, Gateway, GatewayHandler, PartnerPlan, SystemClock};
+use session::SendSetup;
+use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -254,7 +258,7 @@ struct SendArgs {
     #[arg(long, value_parser = clap::value_parser!(oftp::config::RecordMapping))]
     record_mapping: Option<oftp::config::RecordMapping>,
     /// Seconds without an answer before giving up (ESID 09).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = session::DEFAULT_TIMEOUT_SECS)]
     timeout: u64,
     /// Seconds to wait for the connection to the partner.
     #[arg(long, default_value_t = 30)]
@@ -387,6 +391,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let base = Server::new(cfg)
         .with_context(|| format!("cannot start the server with {}", path.display()))?
         .security(sec.clone());
+    // The gateway shares the server's journal: one queue, one record of sends.
+    let journal = base.journal().clone();
+    let gateway = Gateway::start(
+        journal.clone(),
+        Arc::new(SystemClock),
+        dialer(&loaded, &journal),
+        partner_plans(&loaded),
+        f.gateway.outbox.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot start the gateway with {}", path.display()))?;
+    let base = base.handler(GatewayHandler::new().with_runtime(gateway.observer()));
     // The TLS listener belongs to the same server: one journal, one guard against receiving a
     // file twice at once, one set of connection ids.
     let tls_server = if tls.enabled {
@@ -420,27 +436,133 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         let _ = out.flush();
     }
-    wait_for_signal().await;
+    let mut signals = Signals::new();
+    while let Signal::Reload = signals.next().await {
+        reload(&path, &gateway, &journal).await;
+    }
     tracing::info!("shutting down");
+    // Calls first: each is interrupted and its files queued again.
+    gateway.shutdown().await;
     for (_, server) in running {
         server.shutdown().await;
     }
     Ok(())
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+/// The gateway's calls, with the partners' settings of `loaded`.
+fn dialer(loaded: &config::Loaded, journal: &Arc<dyn Journal>) -> Arc<dyn Dialer> {
+    Arc::new(session::ConfigDialer {
+        loaded: Arc::new(loaded.clone()),
+        journal: journal.clone(),
+    })
+}
+
+/// Every configured partner as the gateway runs it; its outbox defaults to
+/// `<data_dir>/outbox/<name>`, as the server's.
+fn partner_plans(loaded: &config::Loaded) -> Vec<PartnerPlan> {
+    loaded
+        .file
+        .partners
+        .iter()
+        .map(|e| PartnerPlan {
+            name: e.partner.name.clone(),
+            address: e.partner.address.clone(),
+            outbox: e
+                .partner
+                .outbox
+                .clone()
+                .unwrap_or_else(|| loaded.data_dir.join("outbox").join(&e.partner.name)),
+            gateway: e.gateway.clone(),
+        })
+        .collect()
+}
+
+/// SIGHUP: the partners of the configuration file as it is now. A file that does not load
+/// leaves everything as it was.
+async fn reload(path: &Path, gateway: &Gateway, journal: &Arc<dyn Journal>) {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(
+                "configuration not reloaded, the one loaded before stays in use: {e:#}"
+            );
             return;
         }
+    };
+    match gateway
+        .reload(
+            partner_plans(&loaded),
+            dialer(&loaded, journal),
+            loaded.file.gateway.outbox.clone(),
+        )
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(
+                partners = loaded.partners.len(),
+                "configuration {} reloaded",
+                path.display()
+            );
+        }
+        Err(e) => {
+            tracing::error!("configuration not reloaded, the one loaded before stays in use: {e:#}")
+        }
     }
-    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// What a signal asks of `oftp serve`.
+enum Signal {
+    /// SIGTERM or Ctrl-C.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// The signals `oftp serve` answers.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                hup: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                () = recv(&mut self.term) => Signal::Stop,
+                () = recv(&mut self.hup) => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
+    }
 }
 
 fn read_secret(
@@ -461,19 +583,6 @@ fn read_secret(
         return Ok(Some(Password::new(first)));
     }
     Ok(None)
-}
-
-struct SendSetup {
-    local: LocalIdentity,
-    partner: Partner,
-    limits: SessionLimits,
-    address: String,
-    data_dir: PathBuf,
-    receive_dir: PathBuf,
-    name_format: oftp::store::NameFormat,
-    store: StorePolicy,
-    security: oftp::security::LocalSecurityConfig,
-    tls: security::TlsSection,
 }
 
 impl SendArgs {
@@ -583,22 +692,7 @@ fn send_setup(a: &SendArgs) -> Result<SendSetup> {
                 path.display()
             ),
         };
-        let receive_dir = partner
-            .inbox
-            .clone()
-            .unwrap_or_else(|| loaded.data_dir.join("inbox").join(&partner.name));
-        SendSetup {
-            local: loaded.file.local.clone(),
-            partner,
-            limits: loaded.file.session.clone(),
-            address,
-            data_dir: loaded.data_dir.clone(),
-            receive_dir,
-            name_format: loaded.name_format.clone(),
-            store: loaded.file.server.store_policy(),
-            security: loaded.file.security.clone(),
-            tls: loaded.file.tls.clone(),
-        }
+        SendSetup::from_config(&loaded, partner, address)
     } else {
         let missing = |flag: &str| anyhow!("{flag} is needed without --config");
         let host = a.host.clone().ok_or_else(|| missing("--host"))?;
@@ -723,19 +817,11 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
     let journal = SqliteJournal::open_in_dir(&s.data_dir)?;
-    let sec = security::context(s.local.sfid(), &s.security, [&s.partner], &s.data_dir)?;
-    let connector = if s.partner.tls.enabled {
-        Some(security::connector(&s.security, &s.tls, &s.partner)?)
-    } else {
-        None
-    };
-    let mut cfg = ClientConfig::new(s.local, s.partner, s.receive_dir);
-    cfg.limits = s.limits;
-    cfg.inactivity_timeout = Duration::from_secs(a.timeout.max(1));
-    cfg.connect_timeout = Duration::from_secs(a.connect_timeout.max(1));
-    cfg.name_format = s.name_format;
-    cfg.store = s.store;
-    let client = Client::new(cfg, journal)?.security(sec);
+    let session = s.prepare(
+        journal,
+        Duration::from_secs(a.timeout.max(1)),
+        Duration::from_secs(a.connect_timeout.max(1)),
+    )?;
     let files: Vec<OutgoingFile> = a
         .files
         .iter()
@@ -761,10 +847,7 @@ async fn send(a: SendArgs) -> Result<ExitCode> {
             f
         })
         .collect();
-    let report = match connector {
-        Some(c) => client.connector(c).run(&s.address, files).await?,
-        None => client.run(&s.address, files).await?,
-    };
+    let report = session.run((), files).await?;
     let mut out = std::io::stdout().lock();
     for (file, outcome) in &report.files {
         let name = file.path.display();

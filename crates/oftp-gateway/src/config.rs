@@ -46,6 +46,9 @@ pub struct PartnerGateway {
     pub schedule: Option<ScheduleConfig>,
     /// How failed sends are retried ([`crate::retry`]).
     pub retry: RetryConfig,
+    /// One `partner_unreachable` alert after this many calls in a row that never got to the
+    /// files ([`crate::runtime`]); 0 = never.
+    pub alert_after_failed_calls: u32,
 }
 
 impl Default for PartnerGateway {
@@ -55,14 +58,20 @@ impl Default for PartnerGateway {
             max_sessions: 1,
             schedule: None,
             retry: RetryConfig::default(),
+            alert_after_failed_calls: 3,
         }
     }
 }
 
 impl PartnerGateway {
     /// The keys of a `[[partners]]` entry that belong to the gateway (every field above).
-    pub const KEYS: &'static [&'static str] =
-        &["call_on_new_file", "max_sessions", "schedule", "retry"];
+    pub const KEYS: &'static [&'static str] = &[
+        "call_on_new_file",
+        "max_sessions",
+        "schedule",
+        "retry",
+        "alert_after_failed_calls",
+    ];
 
     /// Checks what serde cannot: a schedule that parses and can match, a usable retry policy,
     /// at least one session. The error names the key and says what to write.

@@ -12,18 +12,25 @@
 //!
 //! - [`config`]: the gateway's keys of `oftp.toml`; [`ops`]: the seam to the control channel
 //!   and the HTTP API; [`handler`]: the runtime's events, handed to the parts.
+//! - [`runtime`]: the running gateway (outbox intake into the journal's queue, one call loop
+//!   per partner, settling files); [`settle`]: what a file becomes after an attempt (pure);
+//!   [`dialer`]: the seam to the client that runs a session.
 //!
 //! The crate README lists what the gateway still needs and where these parts plug in.
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dialer;
 pub mod handler;
 pub mod ops;
 pub mod outbox;
 pub mod retry;
+pub mod runtime;
 pub mod schedule;
+pub mod settle;
 
 pub use config::{GatewaySection, PartnerEntry, PartnerGateway};
+pub use dialer::{Dialer, Dialing};
 pub use handler::GatewayHandler;
 pub use ops::{CallNowError, CallSummary, GatewayEvent, GatewayRuntime, PartnerState};
 pub use outbox::{Outbox, OutboxError, OutboxEvent, TakenOver, WatchSettings};
@@ -31,4 +38,6 @@ pub use retry::{
     Disposition, FailureClass, FileVerdict, RetryConfig, RetryDecision, RetryPolicy, classify_call,
     classify_file,
 };
+pub use runtime::{Clock, Gateway, GatewayError, Observer, PartnerPlan, SystemClock};
 pub use schedule::{Schedule, ScheduleConfig, ScheduleError};
+pub use settle::{Attempt, Settlement, settle};

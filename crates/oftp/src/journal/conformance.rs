@@ -27,6 +27,7 @@ use super::{
 };
 use crate::stamp::{FileStamp, FileStampExt};
 
+mod calls;
 mod queue;
 
 /// A file identity with a valid stamp; `counter` tells files of the same name apart.
@@ -111,6 +112,7 @@ pub fn journal(j: &dyn Journal) {
     invalid_stamps_are_never_written(j);
     rows_that_do_not_exist(j);
     queue::rules(j);
+    calls::rules(j);
 }
 
 fn reception_lifecycle(j: &dyn Journal) {
@@ -734,6 +736,7 @@ pub fn reopened(open: &dyn Fn() -> Arc<dyn Journal>) {
         counts(&*j),
     );
     let queued = queue::record(&*j);
+    let called = calls::record(&*j);
     drop(j);
 
     let j = open();
@@ -762,4 +765,5 @@ pub fn reopened(open: &dyn Fn() -> Arc<dyn Journal>) {
         "a recorded hash survives reopening"
     );
     queue::check_reopened(&*j, &queued);
+    calls::check_reopened(&*j, &called);
 }

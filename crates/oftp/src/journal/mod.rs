@@ -18,7 +18,9 @@
 //! - **file hashes** of files whose end response is signed;
 //! - **the outbound queue** of the gateway ([`queue`]): one row per outgoing file with its
 //!   state, attempts, last error, next attempt time and history of transitions;
-//! - **alerts** for a person (kind, partner, file, text, time, acknowledged).
+//! - **alerts** for a person (kind, partner, file, text, time, acknowledged);
+//! - **the gateway's calls** ([`calls`]): when each call to a partner started and ended, and
+//!   how it went, so a restarted daemon keeps each partner's schedule.
 //!
 //! Every stamp written is checked first ([`FileStampExt::is_valid`]: a calendar date and a time of
 //! day): nothing invalid is stored ([`JournalError::InvalidStamp`]).
@@ -43,10 +45,12 @@ use chrono::{DateTime, Utc};
 
 use crate::stamp::{FileStamp, FileStampExt};
 
+pub mod calls;
 pub mod conformance;
 pub mod queue;
 mod sqlite;
 
+pub use calls::CallRecord;
 pub use queue::{
     Alert, AlertKind, NewAlert, QueueChange, QueueState, QueuedFile, QueuedSend, TransferDetail,
     TransferFilter, Transition, TransitionRefused,
@@ -524,6 +528,19 @@ pub trait Journal: fmt::Debug + Send + Sync {
     /// Acknowledges alert `id` at `at` and returns it as it is after; `None` if there is no
     /// such alert. Acknowledging it again keeps the first acknowledgement's time.
     fn acknowledge_alert(&self, id: i64, at: DateTime<Utc>) -> Result<Option<Alert>, JournalError>;
+
+    // ---- the gateway's calls ([`calls`]) ---------------------------------------------------
+
+    /// Records a call made to `call.partner` (partner names without trailing blanks).
+    fn record_call(&self, call: &CallRecord) -> Result<(), JournalError>;
+
+    /// The call to `partner` that started last (of equal start times, the one recorded
+    /// last), if any.
+    fn last_call(&self, partner: &str) -> Result<Option<CallRecord>, JournalError>;
+
+    /// When the earliest queued file of `partner` is due (`next_attempt_at` of its rows in
+    /// state queued), if it has any: when its call loop must wake for a retry.
+    fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>, JournalError>;
 }
 
 impl dyn Journal {

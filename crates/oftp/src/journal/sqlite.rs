@@ -23,12 +23,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Alert, Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
-    NewAlert, PartialReception, QueueChange, QueuedFile, QueuedSend, ReceiveState, ReceivedEntry,
-    SendState, SentEntry, TransferDetail, TransferFilter,
+    Alert, CallRecord, Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError,
+    LocalFileId, NewAlert, PartialReception, QueueChange, QueuedFile, QueuedSend, ReceiveState,
+    ReceivedEntry, SendState, SentEntry, TransferDetail, TransferFilter,
 };
 use crate::stamp::{FileStamp, FileStampExt};
 
+mod calls;
 mod queue;
 mod schema;
 #[cfg(test)]
@@ -688,5 +689,19 @@ impl Journal for SqliteJournal {
 
     fn acknowledge_alert(&self, id: i64, at: DateTime<Utc>) -> Result<Option<Alert>, JournalError> {
         self.alerts_acknowledge(id, at)
+    }
+
+    // ---- the gateway's calls (in `calls`) -------------------------------------------------
+
+    fn record_call(&self, call: &CallRecord) -> Result<(), JournalError> {
+        self.calls_record(call)
+    }
+
+    fn last_call(&self, partner: &str) -> Result<Option<CallRecord>, JournalError> {
+        self.calls_last(partner)
+    }
+
+    fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>, JournalError> {
+        self.queue_next_due(partner)
     }
 }

@@ -15,14 +15,14 @@ use crate::journal::{
 };
 
 /// The clock of the cases: `t(0)` and seconds after it.
-fn t(seconds: i64) -> DateTime<Utc> {
+pub(super) fn t(seconds: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 6, 7, 0, 0)
         .single()
         .expect("a valid time")
         + Duration::seconds(seconds)
 }
 
-fn send(partner: &str, name: &str) -> QueuedSend {
+pub(super) fn send(partner: &str, name: &str) -> QueuedSend {
     QueuedSend {
         partner: partner.into(),
         source_path: PathBuf::from(format!("/out/{partner}/.queue/1/{name}")),

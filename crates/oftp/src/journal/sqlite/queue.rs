@@ -124,7 +124,7 @@ fn record_transition(
 }
 
 impl SqliteJournal {
-    fn time(&self, ms: i64) -> Result<DateTime<Utc>, JournalError> {
+    pub(super) fn time(&self, ms: i64) -> Result<DateTime<Utc>, JournalError> {
         DateTime::from_timestamp_millis(ms)
             .ok_or_else(|| self.corrupt(format!("time {ms} ms out of range")))
     }

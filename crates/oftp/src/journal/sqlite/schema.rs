@@ -21,6 +21,7 @@ pub(super) fn prepare(conn: &Connection, path: &Path) -> Result<Vec<String>, rus
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(SET_ASIDE_TABLE)?;
     conn.execute_batch(QUEUE_TABLES)?;
+    conn.execute_batch(CALLS_TABLE)?;
     set_aside_invalid_stamps(conn, path)
 }
 
@@ -149,6 +150,20 @@ CREATE TABLE IF NOT EXISTS alerts (
     acknowledged_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS alerts_open ON alerts (id) WHERE acknowledged_at IS NULL;
+";
+
+/// The gateway's calls (migration "gateway calls": a new table, so a journal of an earlier
+/// version gets it, empty, when it is opened). The index serves a partner's last call.
+const CALLS_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_by_partner ON calls (partner, started_at);
 ";
 
 /// Rebuilds a `received` table without the `partner` column (journals of earlier versions) in
