@@ -27,6 +27,7 @@ use super::{
 };
 use crate::stamp::{FileStamp, FileStampExt};
 
+mod processing;
 mod queue;
 
 /// A file identity with a valid stamp; `counter` tells files of the same name apart.
@@ -111,6 +112,7 @@ pub fn journal(j: &dyn Journal) {
     invalid_stamps_are_never_written(j);
     rows_that_do_not_exist(j);
     queue::rules(j);
+    processing::rules(j);
 }
 
 fn reception_lifecycle(j: &dyn Journal) {
