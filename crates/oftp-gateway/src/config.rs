@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use oftp::config::Partner;
 
 use crate::outbox::WatchSettings;
+use crate::postprocess::{EerpAfter, OnReceive, PostProcessConfigError, PostProcessingSettings};
 use crate::retry::{RetryConfig, RetryConfigError, RetryPolicy};
 use crate::schedule::{Schedule, ScheduleConfig, ScheduleError};
 
@@ -46,6 +47,11 @@ pub struct PartnerGateway {
     pub schedule: Option<ScheduleConfig>,
     /// How failed sends are retried ([`crate::retry`]).
     pub retry: RetryConfig,
+    /// The command run for each received file ([`crate::postprocess`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_receive: Option<OnReceive>,
+    /// When a received file's EERP goes out ([`crate::postprocess`]).
+    pub eerp_after: EerpAfter,
 }
 
 impl Default for PartnerGateway {
@@ -55,14 +61,22 @@ impl Default for PartnerGateway {
             max_sessions: 1,
             schedule: None,
             retry: RetryConfig::default(),
+            on_receive: None,
+            eerp_after: EerpAfter::Stored,
         }
     }
 }
 
 impl PartnerGateway {
     /// The keys of a `[[partners]]` entry that belong to the gateway (every field above).
-    pub const KEYS: &'static [&'static str] =
-        &["call_on_new_file", "max_sessions", "schedule", "retry"];
+    pub const KEYS: &'static [&'static str] = &[
+        "call_on_new_file",
+        "max_sessions",
+        "schedule",
+        "retry",
+        "on_receive",
+        "eerp_after",
+    ];
 
     /// Checks what serde cannot: a schedule that parses and can match, a usable retry policy,
     /// at least one session. The error names the key and says what to write.
@@ -74,6 +88,7 @@ impl PartnerGateway {
             Schedule::try_from(schedule)?;
         }
         RetryPolicy::try_from(&self.retry)?;
+        crate::postprocess::check(self.on_receive.as_ref(), self.eerp_after)?;
         Ok(())
     }
 }
@@ -91,6 +106,9 @@ pub enum GatewayConfigError {
     /// `[partners.retry]`.
     #[error("[partners.retry]: {0}")]
     Retry(#[from] RetryConfigError),
+    /// `[partners.on_receive]` / `eerp_after`.
+    #[error("{0}")]
+    PostProcessing(#[from] PostProcessConfigError),
 }
 
 /// One `[[partners]]` entry: the runtime's partner and the gateway's keys.
@@ -156,6 +174,8 @@ impl Serialize for PartnerEntry {
 pub struct GatewaySection {
     /// How outboxes are watched ([`crate::outbox::watch`]).
     pub outbox: WatchSettings,
+    /// `[gateway.post_processing]` ([`crate::postprocess`]).
+    pub post_processing: PostProcessingSettings,
 }
 
 impl GatewaySection {
@@ -230,6 +250,11 @@ mod tests {
             schedule: Some(ScheduleConfig {
                 interval_minutes: Some(5),
                 ..Default::default()
+            }),
+            on_receive: Some(OnReceive {
+                command: vec!["x".into()],
+                timeout_secs: 1,
+                processed_dir: None,
             }),
             ..Default::default()
         })

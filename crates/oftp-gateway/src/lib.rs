@@ -10,6 +10,9 @@
 //!   written (ignored temporary names, atomic rename into a queue, fsync before the report),
 //!   watched with file system events and a polling fallback.
 //!
+//! - [`postprocess`]: the partner's `on_receive` command for each received file, and the
+//!   EERP held until it succeeded (`eerp_after = "processed"`).
+//!
 //! - [`config`]: the gateway's keys of `oftp.toml`; [`ops`]: the seam to the control channel
 //!   and the HTTP API; [`handler`]: the runtime's events, handed to the parts.
 //!
@@ -20,6 +23,7 @@ pub mod config;
 pub mod handler;
 pub mod ops;
 pub mod outbox;
+pub mod postprocess;
 pub mod retry;
 pub mod schedule;
 
@@ -27,6 +31,7 @@ pub use config::{GatewaySection, PartnerEntry, PartnerGateway};
 pub use handler::GatewayHandler;
 pub use ops::{CallNowError, CallSummary, GatewayEvent, GatewayRuntime, PartnerState};
 pub use outbox::{Outbox, OutboxError, OutboxEvent, TakenOver, WatchSettings};
+pub use postprocess::{EerpAfter, OnReceive, PostProcessingSettings, PostProcessor};
 pub use retry::{
     Disposition, FailureClass, FileVerdict, RetryConfig, RetryDecision, RetryPolicy, classify_call,
     classify_file,

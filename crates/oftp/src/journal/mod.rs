@@ -377,7 +377,10 @@ pub trait Journal: fmt::Debug + Send + Sync {
     fn mark_end_response_sent(&self, partner: &str, key: &FileKey) -> Result<(), JournalError>;
 
     /// Notes that the application will send the EERP/NERP for a file received from `partner`
-    /// itself, so it is not sent automatically at the next session.
+    /// itself, so it is not sent automatically at the next session (the response is *held*).
+    /// A response already released by its post-processing
+    /// ([`finish_processing`](Self::finish_processing)) is not held again: the runtime defers
+    /// after the handler's `end_transfer` returns, and a fast command may have succeeded first.
     fn defer_end_response(&self, partner: &str, key: &FileKey) -> Result<(), JournalError>;
 
     /// Completed receptions from `partner` (its SSID code) whose EERP has not gone out yet and

@@ -438,7 +438,12 @@ impl Journal for SqliteJournal {
     }
 
     fn defer_end_response(&self, partner: &str, key: &FileKey) -> Result<(), JournalError> {
-        flag_reception(&self.lock(), "end_response_deferred", partner, key).map_err(|e| self.err(e))
+        let conn = self.lock();
+        // The post-processing may have succeeded (and released it) before the runtime got here.
+        if self.released_by_processing(&conn, partner, key)? {
+            return Ok(());
+        }
+        flag_reception(&conn, "end_response_deferred", partner, key).map_err(|e| self.err(e))
     }
 
     fn pending_end_responses(&self, partner: &str) -> Result<Vec<ReceivedEntry>, JournalError> {

@@ -129,6 +129,12 @@ fn lifecycle_and_held_end_response(j: &dyn Journal) {
         vec!["HELD"],
         "success releases the held end response"
     );
+    j.defer_end_response("GWR-P1", &f.key).expect("defer");
+    assert_eq!(
+        pending(j, "GWR-P1"),
+        vec!["HELD"],
+        "a deferral after the post-processing released it does not hold it again"
+    );
     assert_eq!(
         j.processing_of("GWR-P1", &f.key)
             .expect("processing_of")

@@ -123,6 +123,29 @@ fn hold(conn: &Connection, partner: &str, key: &FileKey, held: bool) -> rusqlite
 }
 
 impl SqliteJournal {
+    /// Whether the end response of `key` from `partner` was released by its post-processing
+    /// (a deferral that arrives after that must not hold it again).
+    pub(super) fn released_by_processing(
+        &self,
+        conn: &Connection,
+        partner: &str,
+        key: &FileKey,
+    ) -> Result<bool, JournalError> {
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM received_processing WHERE partner = ?1
+                 AND originator = ?2 AND dsn = ?3 AND stamp = ?4
+                 AND hold_end_response = 1 AND state = 'succeeded')",
+            params![
+                partner.trim_end(),
+                key.originator,
+                key.dsn,
+                key.stamp.digits()
+            ],
+            |r| r.get(0),
+        )
+        .map_err(|e| self.err(e))
+    }
+
     fn processing_row(&self, raw: RawRow) -> Result<Processing, JournalError> {
         let RawRow {
             id,
