@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use oftp::config::Partner;
 
+use crate::archive::ArchiveSettings;
 use crate::outbox::WatchSettings;
 use crate::postprocess::{EerpAfter, OnReceive, PostProcessConfigError, PostProcessingSettings};
 use crate::retry::{RetryConfig, RetryConfigError, RetryPolicy};
@@ -176,6 +177,8 @@ pub struct GatewaySection {
     pub outbox: WatchSettings,
     /// `[gateway.post_processing]` ([`crate::postprocess`]).
     pub post_processing: PostProcessingSettings,
+    /// `[gateway.archive]` ([`crate::archive`]).
+    pub archive: ArchiveSettings,
 }
 
 impl GatewaySection {

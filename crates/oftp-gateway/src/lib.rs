@@ -13,12 +13,16 @@
 //! - [`postprocess`]: the partner's `on_receive` command for each received file, and the
 //!   EERP held until it succeeded (`eerp_after = "processed"`).
 //!
+//! - [`archive`]: final files moved to `archive/<partner>/YYYY/MM/`, deleted after
+//!   `archive_days`; journal history pruned after `history_days`.
+//!
 //! - [`config`]: the gateway's keys of `oftp.toml`; [`ops`]: the seam to the control channel
 //!   and the HTTP API; [`handler`]: the runtime's events, handed to the parts.
 //!
 //! The crate README lists what the gateway still needs and where these parts plug in.
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod config;
 pub mod handler;
 pub mod ops;
@@ -27,6 +31,7 @@ pub mod postprocess;
 pub mod retry;
 pub mod schedule;
 
+pub use archive::{Archive, ArchiveSettings, SweepReport};
 pub use config::{GatewaySection, PartnerEntry, PartnerGateway};
 pub use handler::GatewayHandler;
 pub use ops::{CallNowError, CallSummary, GatewayEvent, GatewayRuntime, PartnerState};

@@ -162,6 +162,8 @@ pub struct ArchiveCandidate {
     pub partner: String,
     /// Where the file is now.
     pub path: PathBuf,
+    /// When its row last changed (became final): the archive's year and month.
+    pub final_at: DateTime<Utc>,
 }
 
 /// A file in the archive.

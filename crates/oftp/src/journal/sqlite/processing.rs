@@ -414,7 +414,7 @@ impl SqliteJournal {
         for (kind, sql) in [
             (
                 ArchiveKind::Received,
-                "SELECT r.id, r.partner, r.final_path FROM received r
+                "SELECT r.id, r.partner, r.final_path, r.updated_at FROM received r
                  LEFT JOIN received_processing p ON p.partner = r.partner
                      AND p.originator = r.originator AND p.dsn = r.dsn AND p.stamp = r.stamp
                  WHERE r.state = 'complete' AND r.end_response_sent = 1
@@ -425,7 +425,7 @@ impl SqliteJournal {
             ),
             (
                 ArchiveKind::Sent,
-                "SELECT q.id, q.partner, q.source_path FROM queue q
+                "SELECT q.id, q.partner, q.source_path, q.updated_at FROM queue q
                  WHERE q.state IN ('delivered', 'cancelled')
                    AND NOT EXISTS (SELECT 1 FROM archived a
                                    WHERE a.kind = 'sent' AND a.row_id = q.id)
@@ -435,16 +435,28 @@ impl SqliteJournal {
             let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
             let rows = stmt
                 .query_map([limit], |r| {
-                    Ok(ArchiveCandidate {
-                        kind,
-                        row_id: r.get(0)?,
-                        partner: r.get(1)?,
-                        path: PathBuf::from(r.get::<_, String>(2)?),
-                    })
+                    let at = r.get::<_, rusqlite::types::Value>(3)?;
+                    Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?, at))
                 })
                 .map_err(|e| self.err(e))?;
             for row in rows {
-                out.push(row.map_err(|e| self.err(e))?);
+                let (row_id, partner, path, at) = row.map_err(|e| self.err(e))?;
+                use rusqlite::types::Value;
+                let final_at = match at {
+                    Value::Integer(ms) => DateTime::from_timestamp_millis(ms),
+                    Value::Text(t) => DateTime::parse_from_rfc3339(&t)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc)),
+                    _ => None,
+                }
+                .ok_or_else(|| self.corrupt(format!("{} row {row_id}: bad time", kind.as_str())))?;
+                out.push(ArchiveCandidate {
+                    kind,
+                    row_id,
+                    partner,
+                    path: PathBuf::from(path),
+                    final_at,
+                });
             }
         }
         Ok(out)
