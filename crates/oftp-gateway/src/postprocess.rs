@@ -633,6 +633,11 @@ impl PostProcessor {
         let file = row.file.clone();
         tracing::info!(partner = %partner.name, file = %file.path.display(), attempt = row.attempts, "running on_receive");
         let run = run_command(&cmd, &file, row.attempts).await;
+        if let Some(problem) = &run.error {
+            // Raised before the failure is recorded: a crash between the two runs the command
+            // again (and may alert twice) rather than lose the alert.
+            self.failed(&row, problem).await;
+        }
         let now = (self.clock)();
         let r = run.clone();
         let done = match self
@@ -648,9 +653,8 @@ impl PostProcessor {
                 return;
             }
         };
-        match &run.error {
-            Some(problem) => self.failed(&done, problem).await,
-            None => self.succeeded(&done, &cmd).await,
+        if run.error.is_none() {
+            self.succeeded(&done, &cmd).await;
         }
     }
 
