@@ -207,6 +207,16 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
             .check()
             .with_context(|| ctx(&format!("[[partners]] {:?}", entry.partner.name)))?;
     }
+    file.gateway
+        .archive
+        .check()
+        .with_context(|| ctx("[gateway.archive]"))?;
+    if file.gateway.post_processing.max_concurrent == 0 {
+        bail!(
+            "{}: [gateway.post_processing] max_concurrent must be at least 1",
+            path.display()
+        );
+    }
     let partners = PartnerTable::new(file.partners.iter().map(|e| e.partner.clone()))
         .with_context(|| ctx("[[partners]]"))?;
     let name_format = NameFormat::new(file.server.received_file_name_format.clone())

@@ -15,6 +15,7 @@
 //! Errors are printed as one line a person can act on, never as a backtrace.
 
 mod config;
+mod receive;
 mod security;
 mod send_files;
 
@@ -387,6 +388,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let base = Server::new(cfg)
         .with_context(|| format!("cannot start the server with {}", path.display()))?
         .security(sec.clone());
+    let received = receive::start(&loaded, base.journal()).await?;
+    let base = base.handler(received.handler.clone());
     // The TLS listener belongs to the same server: one journal, one guard against receiving a
     // file twice at once, one set of connection ids.
     let tls_server = if tls.enabled {
@@ -422,6 +425,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     wait_for_signal().await;
     tracing::info!("shutting down");
+    received.stop.cancel();
     for (_, server) in running {
         server.shutdown().await;
     }
