@@ -347,6 +347,9 @@ pub enum RerunError {
     Journal(#[from] JournalError),
 }
 
+/// An offered file: its connection, virtual file name and stamp digits.
+type OfferKey = (ConnectionId, String, String);
+
 /// The caller's clock.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
@@ -360,8 +363,8 @@ pub struct PostProcessor {
     clock: Clock,
     /// Live sessions by SSID code.
     sessions: Mutex<HashMap<String, Vec<SessionHandle>>>,
-    /// Format and services of offered files until they end: (connection, dsn, stamp).
-    offers: Mutex<HashMap<(ConnectionId, String, String), (String, String)>>,
+    /// Format and services of offered files until they end.
+    offers: Mutex<HashMap<OfferKey, (String, String)>>,
     runtime: OnceLock<Arc<dyn GatewayRuntime>>,
 }
 

@@ -190,7 +190,7 @@ impl SqliteJournal {
             attempts: u32::try_from(raw.attempts)
                 .map_err(|_| self.corrupt(format!("post-processing {id}: bad attempt count")))?,
             hold_end_response,
-            last_run: ran.then(|| ProcessingRun {
+            last_run: ran.then_some(ProcessingRun {
                 exit_code: raw.exit_code,
                 output: raw.output,
                 error: raw.error,
@@ -357,10 +357,11 @@ impl SqliteJournal {
         )
         .map_err(|e| self.err(e))?;
         let row = self.processing_by_id(&tx, id)?;
-        if let Some(p) = row.as_ref().filter(|p| p.hold_end_response) {
-            if state == ProcessingState::Succeeded {
-                hold(&tx, &p.file.partner, &p.file.key, false).map_err(|e| self.err(e))?;
-            }
+        if let Some(p) = row
+            .as_ref()
+            .filter(|p| p.hold_end_response && state == ProcessingState::Succeeded)
+        {
+            hold(&tx, &p.file.partner, &p.file.key, false).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(row)
