@@ -128,7 +128,7 @@ pub struct Archive {
 
 impl Archive {
     /// The sweep of `settings` (its `dir`, else `<data_dir>/archive`); `names` maps partners'
-    /// SSID codes to their configured names.
+    /// SSID codes (any case) to their configured names.
     pub fn new(
         journal: Arc<dyn Journal>,
         settings: ArchiveSettings,
@@ -139,6 +139,10 @@ impl Archive {
             .dir
             .clone()
             .unwrap_or_else(|| data_dir.join("archive"));
+        let names = names
+            .into_iter()
+            .map(|(code, name)| (code.trim_end().to_ascii_uppercase(), name))
+            .collect();
         Archive {
             journal,
             dir,
@@ -150,7 +154,10 @@ impl Archive {
     /// Where a candidate goes.
     pub fn target(&self, c: &ArchiveCandidate) -> PathBuf {
         let partner = match c.kind {
-            ArchiveKind::Received => self.names.get(c.partner.trim_end()).unwrap_or(&c.partner),
+            ArchiveKind::Received => self
+                .names
+                .get(&c.partner.trim_end().to_ascii_uppercase())
+                .unwrap_or(&c.partner),
             ArchiveKind::Sent => &c.partner,
         };
         let name = c

@@ -378,7 +378,7 @@ impl std::fmt::Debug for PostProcessor {
 }
 
 impl PostProcessor {
-    /// A processor for `partners` (by SSID code), answering as `local_sfid`, with
+    /// A processor for `partners` (by SSID code, any case), answering as `local_sfid`, with
     /// `settings.max_concurrent` slots.
     pub fn new(
         journal: Arc<dyn Journal>,
@@ -387,6 +387,10 @@ impl PostProcessor {
         settings: &PostProcessingSettings,
         clock: Clock,
     ) -> Arc<Self> {
+        let partners = partners
+            .into_iter()
+            .map(|(code, p)| (code.trim_end().to_ascii_uppercase(), p))
+            .collect();
         Arc::new(PostProcessor {
             journal,
             partners,
@@ -397,6 +401,12 @@ impl PostProcessor {
             offers: Mutex::default(),
             runtime: OnceLock::new(),
         })
+    }
+
+    /// A partner by its SSID code (compared as the partner table does: without trailing
+    /// blanks, in upper case).
+    fn partner(&self, code: &str) -> Option<&PartnerPostProcessing> {
+        self.partners.get(&code.trim_end().to_ascii_uppercase())
     }
 
     /// Lets a released EERP for a partner we can call start a call at once.
@@ -427,7 +437,7 @@ impl PostProcessor {
 
     /// A file is offered: its format and services are kept for its command's environment.
     pub fn offered(&self, session: &SessionInfo, offer: &FileOffer) {
-        if !self.partners.contains_key(session.peer_ssid.trim_end()) {
+        if self.partner(&session.peer_ssid).is_none() {
             return;
         }
         let s = &offer.services;
@@ -479,7 +489,7 @@ impl PostProcessor {
         let TransferResult::Completed { units, .. } = result else {
             return EndResponseTiming::Now;
         };
-        let Some(partner) = self.partners.get(&ssid) else {
+        let Some(partner) = self.partner(&ssid) else {
             return EndResponseTiming::Now;
         };
         if partner.on_receive.is_none() {
@@ -597,8 +607,7 @@ impl PostProcessor {
             .await?
             .ok_or(RerunError::Unknown(id))?;
         if self
-            .partners
-            .get(&row.file.partner)
+            .partner(&row.file.partner)
             .is_none_or(|p| p.on_receive.is_none())
         {
             return Err(RerunError::NoCommand(row.file.partner_name));
@@ -610,7 +619,7 @@ impl PostProcessor {
     }
 
     async fn run(self: Arc<Self>, row: Processing) {
-        let Some(partner) = self.partners.get(&row.file.partner).cloned() else {
+        let Some(partner) = self.partner(&row.file.partner).cloned() else {
             return;
         };
         let Some(cmd) = partner.on_receive.clone() else {

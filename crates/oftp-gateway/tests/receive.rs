@@ -299,3 +299,43 @@ async fn no_more_commands_run_at_once_than_max_concurrent() {
     assert_eq!(counts.len(), 6);
     assert!(counts.iter().all(|&c| c <= 2), "{counts:?}");
 }
+
+#[tokio::test]
+async fn a_file_completed_before_its_post_processing_was_recorded_is_processed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open_in_dir(dir.path()).unwrap());
+    let log = dir.path().join("runs");
+    let f = received_file(dir.path(), 1);
+    // The last daemon completed the reception and died before end_transfer recorded the run.
+    let id = journal
+        .begin_receive(CLIENT, &f.key, &dir.path().join(".part"), &f.path, "UD")
+        .unwrap();
+    journal.complete_receive(id, &f.path).unwrap();
+    let pp = processor(
+        Arc::clone(&journal),
+        sh(
+            format!("echo \"$OFTP_FILE $OFTP_USER_DATA\" >> {}", log.display()),
+            10,
+            None,
+        ),
+        EerpAfter::Processed,
+        1,
+    );
+    assert_eq!(pp.resume().await.unwrap(), 1);
+    until(&journal, "the command ran", |j| {
+        j.processing_of(CLIENT, &f.key)
+            .unwrap()
+            .is_some_and(|p| p.state == ProcessingState::Succeeded && p.hold_end_response)
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("{} UD\n", f.path.display())
+    );
+    assert_eq!(
+        journal.pending_end_responses(CLIENT).unwrap().len(),
+        1,
+        "released after the run: the next session sends the EERP"
+    );
+    assert_eq!(pp.resume().await.unwrap(), 0, "nothing to do a second time");
+}
