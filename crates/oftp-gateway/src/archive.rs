@@ -3,7 +3,7 @@
 //! ```toml
 //! [gateway.archive]
 //! enabled = true                  # move final files into the archive (default false)
-//! dir = "/srv/oftp/archive"       # default <data_dir>/archive
+//! dir = "/srv/oftp/archive"       # relative to the data directory; default <data_dir>/archive
 //! archive_days = 365              # archived files older than this are deleted; 0 = kept
 //! history_days = 400              # journal history older than this is pruned; 0 = kept
 //! sweep_interval_minutes = 60     # a sweep runs at start and this often
@@ -49,7 +49,7 @@ const BATCH: u32 = 500;
 pub struct ArchiveSettings {
     /// Move final files into the archive.
     pub enabled: bool,
-    /// The archive; `None` = `<data_dir>/archive`.
+    /// The archive (relative to the data directory); `None` = `<data_dir>/archive`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// Days after which an archived file is deleted; 0 = never.
@@ -127,7 +127,8 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// The sweep of `settings` (its `dir`, else `<data_dir>/archive`); `names` maps partners'
+    /// The sweep of `settings` (its `dir`, relative to `data_dir`, else `<data_dir>/archive`);
+    /// `names` maps partners'
     /// SSID codes (any case) to their configured names.
     pub fn new(
         journal: Arc<dyn Journal>,
@@ -135,10 +136,7 @@ impl Archive {
         data_dir: &Path,
         names: HashMap<String, String>,
     ) -> Self {
-        let dir = settings
-            .dir
-            .clone()
-            .unwrap_or_else(|| data_dir.join("archive"));
+        let dir = data_dir.join(settings.dir.as_deref().unwrap_or(Path::new("archive")));
         let names = names
             .into_iter()
             .map(|(code, name)| (code.trim_end().to_ascii_uppercase(), name))

@@ -109,7 +109,8 @@ pub struct OnReceive {
     /// Seconds before the command's process group is killed (at least 1).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
-    /// Where a file goes after its command succeeded; none = it stays.
+    /// Where a file goes after its command succeeded; none = it stays. `oftp serve` reads a
+    /// relative path as relative to the data directory (like `inbox`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processed_dir: Option<PathBuf>,
 }
@@ -534,10 +535,16 @@ impl PostProcessor {
             .await
         {
             Ok(row) => self.spawn(row),
+            Err(e) if hold => tracing::error!(
+                file = %name,
+                "cannot record the post-processing of a received file: {e}; its command does \
+                 not run and its EERP stays held: run the command by hand, then send the EERP \
+                 (or restart the daemon once the journal works if the EERP was not held yet)"
+            ),
             Err(e) => tracing::error!(
                 file = %name,
-                "cannot record the post-processing of a received file: {e}; it does not run \
-                 until the daemon starts again (then it runs)"
+                "cannot record the post-processing of a received file: {e}; it runs when the \
+                 daemon starts again"
             ),
         }
     }
@@ -619,10 +626,15 @@ impl PostProcessor {
     }
 
     async fn run(self: Arc<Self>, row: Processing) {
-        let Some(partner) = self.partner(&row.file.partner).cloned() else {
-            return;
-        };
-        let Some(cmd) = partner.on_receive.clone() else {
+        let Some(cmd) = self
+            .partner(&row.file.partner)
+            .and_then(|p| p.on_receive.clone())
+        else {
+            tracing::warn!(
+                id = row.id,
+                partner = %row.file.partner_name,
+                "post-processing not run: the partner has no [partners.on_receive] any more"
+            );
             return;
         };
         let Ok(_slot) = Arc::clone(&self.slots).acquire_owned().await else {
@@ -643,7 +655,7 @@ impl PostProcessor {
             }
         };
         let file = row.file.clone();
-        tracing::info!(partner = %partner.name, file = %file.path.display(), attempt = row.attempts, "running on_receive");
+        tracing::info!(partner = %row.file.partner_name, file = %file.path.display(), attempt = row.attempts, "running on_receive");
         let run = run_command(&cmd, &file, row.attempts).await;
         if let Some(problem) = &run.error {
             // Raised before the failure is recorded: a crash between the two runs the command
