@@ -174,8 +174,18 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
         &mut file.tls,
         file.partners.iter_mut().map(|e| &mut e.partner),
     );
-    for p in file.partners.iter_mut().map(|e| &mut e.partner) {
-        for dir in [&mut p.inbox, &mut p.outbox].into_iter().flatten() {
+    for e in file.partners.iter_mut() {
+        let processed = e
+            .gateway
+            .on_receive
+            .as_mut()
+            .and_then(|c| c.processed_dir.as_mut());
+        let p = &mut e.partner;
+        for dir in [&mut p.inbox, &mut p.outbox]
+            .into_iter()
+            .flatten()
+            .chain(processed)
+        {
             if dir.is_relative() {
                 *dir = data_dir.join(&*dir);
             }
@@ -206,6 +216,16 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
             .gateway
             .check()
             .with_context(|| ctx(&format!("[[partners]] {:?}", entry.partner.name)))?;
+    }
+    file.gateway
+        .archive
+        .check()
+        .with_context(|| ctx("[gateway.archive]"))?;
+    if file.gateway.post_processing.max_concurrent == 0 {
+        bail!(
+            "{}: [gateway.post_processing] max_concurrent must be at least 1",
+            path.display()
+        );
     }
     let partners = PartnerTable::new(file.partners.iter().map(|e| e.partner.clone()))
         .with_context(|| ctx("[[partners]]"))?;
@@ -486,6 +506,43 @@ allowed_levels = [5]
             e.contains("\"a\"") && e.contains("[partners.schedule]"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn post_processing_and_archive_keys_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let base = "[local]\nssid = \"O0013ME\"\npassword = \"PW\"\n[server]\ndata_dir = \"d\"\n";
+        let partner = "[[partners]]\nname = \"a\"\nssid = \"A\"\npassword = \"P\"\n\
+                       eerp_after = \"processed\"\n[partners.on_receive]\ncommand = [\"imp\"]\n\
+                       processed_dir = \"done\"\n";
+        std::fs::write(
+            &path,
+            format!("{base}[gateway.archive]\nenabled = true\nhistory_days = 9\n{partner}"),
+        )
+        .unwrap();
+        let c = load(&path).unwrap();
+        let on_receive = c.file.partners[0].gateway.on_receive.clone().unwrap();
+        assert_eq!(on_receive.timeout_secs, 300);
+        assert_eq!(on_receive.processed_dir, Some(dir.path().join("d/done")));
+        assert!(c.file.gateway.archive.enabled);
+        assert_eq!(c.file.gateway.archive.history_days, 9);
+        assert_eq!(c.file.gateway.post_processing.max_concurrent, 4);
+        for (bad, says) in [
+            (
+                "[gateway.archive]\nsweep_interval_minutes = 0\n",
+                "sweep_interval_minutes",
+            ),
+            (
+                "[gateway.post_processing]\nmax_concurrent = 0\n",
+                "max_concurrent",
+            ),
+            ("[gateway.archive]\nkeep = 1\n", "keep"),
+        ] {
+            std::fs::write(&path, format!("{base}{bad}")).unwrap();
+            let e = format!("{:#}", load(&path).unwrap_err());
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! Errors are printed as one line a person can act on, never as a backtrace.
 
 mod config;
+mod receive;
 mod security;
 mod send_files;
 mod session;
@@ -33,7 +34,7 @@ use oftp::oftp_proto::codec::FileFormat;
 use oftp::stamp::FileStampExt;
 use oftp::store::StorePolicy;
 use oftp::{FileOutcome, OutgoingFile, Server, ServerConfig};
-use oftp_gateway::{Dialer, Gateway, GatewayHandler, PartnerPlan, SystemClock};
+use oftp_gateway::{Dialer, Gateway, PartnerPlan, SystemClock};
 use session::SendSetup;
 use std::sync::Arc;
 
@@ -402,7 +403,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     )
     .await
     .with_context(|| format!("cannot start the gateway with {}", path.display()))?;
-    let base = base.handler(GatewayHandler::new().with_runtime(gateway.observer()));
+    let received = receive::start(&loaded, &journal).await?;
+    if let Some(pp) = &received.handler.post_processing {
+        // A released EERP for a partner we call starts a call at once.
+        pp.attach_runtime(Arc::new(gateway.clone()));
+    }
+    let base = base.handler(received.handler.clone().with_runtime(gateway.observer()));
     // The TLS listener belongs to the same server: one journal, one guard against receiving a
     // file twice at once, one set of connection ids.
     let tls_server = if tls.enabled {
@@ -443,6 +449,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!("shutting down");
     // Calls first: each is interrupted and its files queued again.
     gateway.shutdown().await;
+    received.stop.cancel();
     for (_, server) in running {
         server.shutdown().await;
     }

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use oftp::config::Partner;
 
+use crate::archive::ArchiveSettings;
 use crate::outbox::WatchSettings;
+use crate::postprocess::{EerpAfter, OnReceive, PostProcessConfigError, PostProcessingSettings};
 use crate::retry::{RetryConfig, RetryConfigError, RetryPolicy};
 use crate::schedule::{Schedule, ScheduleConfig, ScheduleError};
 
@@ -49,6 +51,11 @@ pub struct PartnerGateway {
     /// One `partner_unreachable` alert after this many calls in a row that never got to the
     /// files ([`crate::runtime`]); 0 = never.
     pub alert_after_failed_calls: u32,
+    /// The command run for each received file ([`crate::postprocess`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_receive: Option<OnReceive>,
+    /// When a received file's EERP goes out ([`crate::postprocess`]).
+    pub eerp_after: EerpAfter,
 }
 
 impl Default for PartnerGateway {
@@ -59,6 +66,8 @@ impl Default for PartnerGateway {
             schedule: None,
             retry: RetryConfig::default(),
             alert_after_failed_calls: 3,
+            on_receive: None,
+            eerp_after: EerpAfter::Stored,
         }
     }
 }
@@ -71,6 +80,8 @@ impl PartnerGateway {
         "schedule",
         "retry",
         "alert_after_failed_calls",
+        "on_receive",
+        "eerp_after",
     ];
 
     /// Checks what serde cannot: a schedule that parses and can match, a usable retry policy,
@@ -83,6 +94,7 @@ impl PartnerGateway {
             Schedule::try_from(schedule)?;
         }
         RetryPolicy::try_from(&self.retry)?;
+        crate::postprocess::check(self.on_receive.as_ref(), self.eerp_after)?;
         Ok(())
     }
 }
@@ -100,6 +112,9 @@ pub enum GatewayConfigError {
     /// `[partners.retry]`.
     #[error("[partners.retry]: {0}")]
     Retry(#[from] RetryConfigError),
+    /// `[partners.on_receive]` / `eerp_after`.
+    #[error("{0}")]
+    PostProcessing(#[from] PostProcessConfigError),
 }
 
 /// One `[[partners]]` entry: the runtime's partner and the gateway's keys.
@@ -165,6 +180,10 @@ impl Serialize for PartnerEntry {
 pub struct GatewaySection {
     /// How outboxes are watched ([`crate::outbox::watch`]).
     pub outbox: WatchSettings,
+    /// `[gateway.post_processing]` ([`crate::postprocess`]).
+    pub post_processing: PostProcessingSettings,
+    /// `[gateway.archive]` ([`crate::archive`]).
+    pub archive: ArchiveSettings,
 }
 
 impl GatewaySection {
@@ -239,6 +258,11 @@ mod tests {
             schedule: Some(ScheduleConfig {
                 interval_minutes: Some(5),
                 ..Default::default()
+            }),
+            on_receive: Some(OnReceive {
+                command: vec!["x".into()],
+                timeout_secs: 1,
+                processed_dir: None,
             }),
             ..Default::default()
         })

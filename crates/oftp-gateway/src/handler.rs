@@ -2,9 +2,15 @@
 //! gateway's own calls (the initiator side). Each of its methods hands the event to the part of
 //! the gateway it concerns in one call; the parts keep their state in their own modules.
 
-use oftp::handler::{Disconnected, SessionInfo, TransferInfo};
+use std::sync::Arc;
+
+use oftp::handler::{
+    Disconnected, EndResponseTiming, FileDecision, FileOffer, SessionInfo, TransferInfo,
+    TransferResult,
+};
 use oftp::{ConnectionInfo, Handler};
 
+use crate::postprocess::PostProcessor;
 use crate::runtime::Observer;
 
 /// The runtime's events, passed to the gateway's parts.
@@ -12,6 +18,8 @@ use crate::runtime::Observer;
 pub struct GatewayHandler {
     /// The call loops: session counts per partner, live events, the state of our own calls.
     runtime: Option<Observer>,
+    /// Runs `on_receive` and holds EERPs ([`crate::postprocess`]); none = the runtime's way.
+    pub post_processing: Option<Arc<PostProcessor>>,
 }
 
 impl GatewayHandler {
@@ -32,6 +40,16 @@ impl Handler for GatewayHandler {
         if let Some(r) = &self.runtime {
             r.session_started(session);
         }
+        if let Some(p) = &self.post_processing {
+            p.session_started(session);
+        }
+    }
+
+    async fn accept_file(&self, session: &SessionInfo, offer: &FileOffer) -> FileDecision {
+        if let Some(p) = &self.post_processing {
+            p.offered(session, offer);
+        }
+        offer.default_decision()
     }
 
     async fn start_transfer(&self, session: &SessionInfo, transfer: &TransferInfo) {
@@ -46,9 +64,24 @@ impl Handler for GatewayHandler {
         }
     }
 
+    async fn end_transfer(
+        &self,
+        session: &SessionInfo,
+        transfer: &TransferInfo,
+        result: &TransferResult,
+    ) -> EndResponseTiming {
+        match &self.post_processing {
+            Some(p) => p.file_stored(session, transfer, result).await,
+            None => EndResponseTiming::Now,
+        }
+    }
+
     async fn disconnected(&self, info: &ConnectionInfo, why: &Disconnected) {
         if let Some(r) = &self.runtime {
             r.disconnected(info, why);
+        }
+        if let Some(p) = &self.post_processing {
+            p.session_ended(info.id);
         }
     }
 }

@@ -10,6 +10,12 @@
 //!   written (ignored temporary names, atomic rename into a queue, fsync before the report),
 //!   watched with file system events and a polling fallback.
 //!
+//! - [`postprocess`]: the partner's `on_receive` command for each received file, and the
+//!   EERP held until it succeeded (`eerp_after = "processed"`).
+//!
+//! - [`archive`]: final files moved to `archive/<partner>/YYYY/MM/`, deleted after
+//!   `archive_days`; journal history pruned after `history_days`.
+//!
 //! - [`config`]: the gateway's keys of `oftp.toml`; [`ops`]: the seam to the control channel
 //!   and the HTTP API; [`handler`]: the runtime's events, handed to the parts.
 //! - [`runtime`]: the running gateway (outbox intake into the journal's queue, one call loop
@@ -19,21 +25,25 @@
 //! The crate README lists what the gateway still needs and where these parts plug in.
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod config;
 pub mod dialer;
 pub mod handler;
 pub mod ops;
 pub mod outbox;
+pub mod postprocess;
 pub mod retry;
 pub mod runtime;
 pub mod schedule;
 pub mod settle;
 
+pub use archive::{Archive, ArchiveSettings, SweepReport};
 pub use config::{GatewaySection, PartnerEntry, PartnerGateway};
 pub use dialer::{Dialer, Dialing};
 pub use handler::GatewayHandler;
 pub use ops::{CallNowError, CallSummary, GatewayEvent, GatewayRuntime, PartnerState};
 pub use outbox::{Outbox, OutboxError, OutboxEvent, TakenOver, WatchSettings};
+pub use postprocess::{EerpAfter, OnReceive, PostProcessingSettings, PostProcessor};
 pub use retry::{
     Disposition, FailureClass, FileVerdict, RetryConfig, RetryDecision, RetryPolicy, classify_call,
     classify_file,

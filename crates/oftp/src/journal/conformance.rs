@@ -28,6 +28,7 @@ use super::{
 use crate::stamp::{FileStamp, FileStampExt};
 
 mod calls;
+mod processing;
 mod queue;
 
 /// A file identity with a valid stamp; `counter` tells files of the same name apart.
@@ -113,6 +114,7 @@ pub fn journal(j: &dyn Journal) {
     rows_that_do_not_exist(j);
     queue::rules(j);
     calls::rules(j);
+    processing::rules(j);
 }
 
 fn reception_lifecycle(j: &dyn Journal) {

@@ -21,6 +21,8 @@
 //! - **alerts** for a person (kind, partner, file, text, time, acknowledged);
 //! - **the gateway's calls** ([`calls`]): when each call to a partner started and ended, and
 //!   how it went, so a restarted daemon keeps each partner's schedule.
+//! - **post-processing** of received files, **held end responses**, the **archive** of final
+//!   files and the **pruning** of old history ([`processing`]).
 //!
 //! Every stamp written is checked first ([`FileStampExt::is_valid`]: a calendar date and a time of
 //! day): nothing invalid is stored ([`JournalError::InvalidStamp`]).
@@ -47,10 +49,15 @@ use crate::stamp::{FileStamp, FileStampExt};
 
 pub mod calls;
 pub mod conformance;
+pub mod processing;
 pub mod queue;
 mod sqlite;
 
 pub use calls::CallRecord;
+pub use processing::{
+    ArchiveCandidate, ArchiveKind, ArchivedFile, Processing, ProcessingRun, ProcessingState,
+    Pruned, ReceivedFile,
+};
 pub use queue::{
     Alert, AlertKind, NewAlert, QueueChange, QueueState, QueuedFile, QueuedSend, TransferDetail,
     TransferFilter, Transition, TransitionRefused,
@@ -374,7 +381,10 @@ pub trait Journal: fmt::Debug + Send + Sync {
     fn mark_end_response_sent(&self, partner: &str, key: &FileKey) -> Result<(), JournalError>;
 
     /// Notes that the application will send the EERP/NERP for a file received from `partner`
-    /// itself, so it is not sent automatically at the next session.
+    /// itself, so it is not sent automatically at the next session (the response is *held*).
+    /// A response already released by its post-processing
+    /// ([`finish_processing`](Self::finish_processing)) is not held again: the runtime defers
+    /// after the handler's `end_transfer` returns, and a fast command may have succeeded first.
     fn defer_end_response(&self, partner: &str, key: &FileKey) -> Result<(), JournalError>;
 
     /// Completed receptions from `partner` (its SSID code) whose EERP has not gone out yet and
@@ -541,6 +551,104 @@ pub trait Journal: fmt::Debug + Send + Sync {
     /// When the earliest queued file of `partner` is due (`next_attempt_at` of its rows in
     /// state queued), if it has any: when its call loop must wake for a retry.
     fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>, JournalError>;
+
+    // ---- post-processing, held end responses, archive, history ([`processing`]) ----------
+
+    /// Records the post-processing of a received file, in state pending with no attempts,
+    /// and returns the row. A row of the same partner and file identity (a file received
+    /// again) is reset so and keeps its id. With `hold_end_response`, the file's end response
+    /// is held in the same transaction (as by [`defer_end_response`](Self::defer_end_response)):
+    /// no session sends it until a run succeeds or it is released.
+    fn add_processing(
+        &self,
+        file: &ReceivedFile,
+        hold_end_response: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Processing, JournalError>;
+
+    /// Post-processing row `id`; `None` if there is none.
+    fn processing(&self, id: i64) -> Result<Option<Processing>, JournalError>;
+
+    /// The post-processing row of the file `key` received from `partner` (its SSID code).
+    fn processing_of(
+        &self,
+        partner: &str,
+        key: &FileKey,
+    ) -> Result<Option<Processing>, JournalError>;
+
+    /// Rows pending or running (what a starting daemon runs), lowest id first.
+    fn unfinished_processing(&self) -> Result<Vec<Processing>, JournalError>;
+
+    /// A run of row `id` starts: to running, one more attempt, at `at`. Made durable before
+    /// the command starts, so a daemon that dies while it runs runs it again.
+    fn start_processing(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Processing>, JournalError>;
+
+    /// A run of row `id` ended: succeeded (`run.error` is `None`) or failed, with its exit
+    /// status and output. A success of a row that holds its end response releases it in the
+    /// same transaction (see [`release_end_response`](Self::release_end_response)).
+    fn finish_processing(
+        &self,
+        id: i64,
+        run: &ProcessingRun,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Processing>, JournalError>;
+
+    /// The file of row `id` was moved to `path` (the partner's `processed_dir`); the archive
+    /// leaves it there.
+    fn processing_moved(&self, id: i64, path: &Path, at: DateTime<Utc>)
+    -> Result<(), JournalError>;
+
+    /// The operator's "run it again" of row `id`: a row that succeeded or failed goes back to
+    /// pending (attempts and last run kept); one pending or running is left as it is. Returns
+    /// the row as it is after.
+    fn rerun_processing(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Processing>, JournalError>;
+
+    /// Releases a held end response of the file `key` received from `partner`: it is pending
+    /// again ([`pending_end_responses`](Self::pending_end_responses)), so the next session with
+    /// the partner sends it.
+    fn release_end_response(&self, partner: &str, key: &FileKey) -> Result<(), JournalError>;
+
+    /// Final files not archived yet, up to `limit` of each kind, lowest row first: received
+    /// files whose end response went out and whose post-processing (if any) succeeded without
+    /// moving them; sent files whose queue row is delivered or cancelled.
+    fn archive_candidates(&self, limit: u32) -> Result<Vec<ArchiveCandidate>, JournalError>;
+
+    /// Records that a candidate was archived at `path` (`None`: it was gone). Recording the
+    /// same row again changes nothing.
+    fn record_archived(
+        &self,
+        kind: ArchiveKind,
+        row_id: i64,
+        path: Option<&Path>,
+        at: DateTime<Utc>,
+    ) -> Result<(), JournalError>;
+
+    /// Archived files still in the archive, archived before `cutoff`, oldest first, at most
+    /// `limit`.
+    fn archived_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ArchivedFile>, JournalError>;
+
+    /// The file of archive entry `id` was deleted (retention) at `at`.
+    fn archived_deleted(&self, id: i64, at: DateTime<Utc>) -> Result<(), JournalError>;
+
+    /// Removes history last changed before `cutoff` and returns how much: queue rows
+    /// delivered or cancelled (with their transitions), acknowledged alerts, complete
+    /// receptions whose end response went out and whose post-processing (if any) succeeded
+    /// (with their hashes and post-processing rows), sends delivered or failed, recorded end
+    /// responses, and archive entries of deleted files whose row is gone. Never what a
+    /// restart, a duplicate offer or a late end response needs (see [`processing`]).
+    fn prune_history(&self, cutoff: DateTime<Utc>) -> Result<Pruned, JournalError>;
 }
 
 impl dyn Journal {

@@ -23,13 +23,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Alert, CallRecord, Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError,
-    LocalFileId, NewAlert, PartialReception, QueueChange, QueuedFile, QueuedSend, ReceiveState,
-    ReceivedEntry, SendState, SentEntry, TransferDetail, TransferFilter,
+    Alert, ArchiveCandidate, ArchiveKind, ArchivedFile, CallRecord, Checkpoint, Direction,
+    EndResponseEntry, FileKey, Journal, JournalError, LocalFileId, NewAlert, PartialReception,
+    Processing, ProcessingRun, Pruned, QueueChange, QueuedFile, QueuedSend, ReceiveState,
+    ReceivedEntry, ReceivedFile, SendState, SentEntry, TransferDetail, TransferFilter,
 };
 use crate::stamp::{FileStamp, FileStampExt};
 
 mod calls;
+mod processing;
 mod queue;
 mod schema;
 #[cfg(test)]
@@ -437,7 +439,12 @@ impl Journal for SqliteJournal {
     }
 
     fn defer_end_response(&self, partner: &str, key: &FileKey) -> Result<(), JournalError> {
-        flag_reception(&self.lock(), "end_response_deferred", partner, key).map_err(|e| self.err(e))
+        let conn = self.lock();
+        // The post-processing may have succeeded (and released it) before the runtime got here.
+        if self.released_by_processing(&conn, partner, key)? {
+            return Ok(());
+        }
+        flag_reception(&conn, "end_response_deferred", partner, key).map_err(|e| self.err(e))
     }
 
     fn pending_end_responses(&self, partner: &str) -> Result<Vec<ReceivedEntry>, JournalError> {
@@ -703,5 +710,100 @@ impl Journal for SqliteJournal {
 
     fn next_due(&self, partner: &str) -> Result<Option<DateTime<Utc>>, JournalError> {
         self.queue_next_due(partner)
+    }
+
+    // ---- post-processing, held end responses, archive, history (in `processing`) ----------
+
+    fn add_processing(
+        &self,
+        file: &ReceivedFile,
+        hold_end_response: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Processing, JournalError> {
+        self.processing_add(file, hold_end_response, at)
+    }
+
+    fn processing(&self, id: i64) -> Result<Option<Processing>, JournalError> {
+        self.processing_get(id)
+    }
+
+    fn processing_of(
+        &self,
+        partner: &str,
+        key: &FileKey,
+    ) -> Result<Option<Processing>, JournalError> {
+        self.processing_of_file(partner, key)
+    }
+
+    fn unfinished_processing(&self) -> Result<Vec<Processing>, JournalError> {
+        self.processing_unfinished()
+    }
+
+    fn start_processing(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Processing>, JournalError> {
+        self.processing_start(id, at)
+    }
+
+    fn finish_processing(
+        &self,
+        id: i64,
+        run: &ProcessingRun,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Processing>, JournalError> {
+        self.processing_finish(id, run, at)
+    }
+
+    fn processing_moved(
+        &self,
+        id: i64,
+        path: &Path,
+        at: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.processing_mark_moved(id, path, at)
+    }
+
+    fn rerun_processing(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Processing>, JournalError> {
+        self.processing_rerun(id, at)
+    }
+
+    fn release_end_response(&self, partner: &str, key: &FileKey) -> Result<(), JournalError> {
+        self.end_response_release(partner, key)
+    }
+
+    fn archive_candidates(&self, limit: u32) -> Result<Vec<ArchiveCandidate>, JournalError> {
+        self.archive_candidates_list(limit)
+    }
+
+    fn record_archived(
+        &self,
+        kind: ArchiveKind,
+        row_id: i64,
+        path: Option<&Path>,
+        at: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.archived_record(kind, row_id, path, at)
+    }
+
+    fn archived_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ArchivedFile>, JournalError> {
+        self.archived_older(cutoff, limit)
+    }
+
+    fn archived_deleted(&self, id: i64, at: DateTime<Utc>) -> Result<(), JournalError> {
+        self.archived_delete(id, at)
+    }
+
+    fn prune_history(&self, cutoff: DateTime<Utc>) -> Result<Pruned, JournalError> {
+        self.history_prune(cutoff)
     }
 }

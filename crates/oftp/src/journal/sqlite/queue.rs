@@ -102,7 +102,7 @@ impl QueueRow {
 }
 
 /// Starts a transaction that holds the write lock from its first statement.
-fn immediate(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+pub(super) fn immediate(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
     Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 

@@ -22,6 +22,7 @@ pub(super) fn prepare(conn: &Connection, path: &Path) -> Result<Vec<String>, rus
     conn.execute_batch(SET_ASIDE_TABLE)?;
     conn.execute_batch(QUEUE_TABLES)?;
     conn.execute_batch(CALLS_TABLE)?;
+    conn.execute_batch(super::processing::TABLES)?;
     set_aside_invalid_stamps(conn, path)
 }
 
