@@ -322,6 +322,11 @@ impl Graph {
         self.cancel.is_cancelled()
     }
 
+    /// Whether the run's time limit is reached.
+    pub(crate) fn past_time_limit(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
     /// `me` or `users/{id}`.
     pub(crate) fn mailbox_path(mailbox: &str) -> String {
         if mailbox == "me" {

@@ -58,9 +58,10 @@ impl Worker {
         self.taken.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// How long a slot waits before asking again when every mailbox left is held.
+    /// How long a slot waits before asking again when every mailbox left is held: at most a
+    /// second, so a worker ends soon after the last mailbox of the round is done.
     fn poll(&self) -> Duration {
-        (self.opts.lease / 4).min(Duration::from_secs(5))
+        (self.opts.lease / 4).min(Duration::from_secs(1))
     }
 }
 
@@ -138,7 +139,8 @@ async fn slot(
 ) -> Vec<MailboxReport> {
     let mut reports = Vec::new();
     let id = worker.opts.id.clone();
-    while !cancel.is_cancelled() {
+    // Past the time limit every mailbox would fail at once: leave them to other workers.
+    while !cancel.is_cancelled() && !ctx.graph.past_time_limit() {
         let candidates: Vec<String> = {
             let taken = worker.taken();
             let mut c: Vec<String> = targets
@@ -261,11 +263,12 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
         let me = id.clone();
         let result = blocking(move || {
             let lost = ix.heartbeat(&me, &progress, lease)?;
-            let live = ix
-                .workers()?
-                .iter()
-                .filter(|w| w.state == crate::index::WorkerState::Working)
-                .count();
+            // The count only paces requests: a failure to read it keeps the current share.
+            let live = ix.workers().ok().map(|ws| {
+                ws.iter()
+                    .filter(|w| w.state == crate::index::WorkerState::Working)
+                    .count()
+            });
             Ok((lost, live))
         })
         .await;
@@ -281,7 +284,7 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
                         h.stop.store(true, Ordering::Relaxed);
                     }
                 }
-                if let Some(p) = ctx.graph.pacer()
+                if let (Some(p), Some(live)) = (ctx.graph.pacer(), live)
                     && live != live_before
                 {
                     live_before = live;
