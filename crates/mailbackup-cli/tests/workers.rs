@@ -72,13 +72,22 @@ fn read(data: &Path, name: &str) -> String {
     std::fs::read_to_string(data.join(".meta").join(name)).unwrap_or_default()
 }
 
+/// What `status` prints for the shared index.
+async fn status(data: &Path, url: &str) -> String {
+    let mut c = bin();
+    c.args(["status", "-d"]).arg(data).args(["--index", url]);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
 /// Every mailbox's folder holds exactly the emulator's messages, byte for byte, and nothing
 /// else (no partial file either).
 fn assert_backup_matches(data: &Path, emu: &Emulator) {
     for mb in emu.mailboxes() {
         let upn = mb.user_principal_name().to_string();
         let root = data.join(&upn);
-        let leftovers = files_below(&root, |_| true, |p| durable_write::is_temp(p));
+        let leftovers = files_below(&root, |_| true, durable_write::is_temp);
         assert!(leftovers.is_empty(), "{upn}: partial files {leftovers:?}");
         let mut saved = BTreeSet::new();
         for f in eml_files(&root) {
@@ -168,14 +177,7 @@ async fn three_workers_share_thirty_mailboxes_and_finish_those_of_one_killed_mid
     // Graph's 4 requests at once in any mailbox.
     assert!(stats.max_concurrency <= 4, "{stats:?}");
 
-    let mut c = bin();
-    c.env("PGPASSWORD", pg_test_cluster::cluster().password())
-        .args(["status", "-d"])
-        .arg(data)
-        .args(["--index", &url]);
-    let o = run(c).await;
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(o.status.success(), "{}", text(&o));
+    let out = status(data, &url).await;
     assert!(out.contains("worker w1: dead (no heartbeat since"), "{out}");
     assert!(out.contains("worker w2: finished"), "{out}");
     assert!(out.contains("worker w3: finished"), "{out}");
@@ -207,10 +209,10 @@ async fn sigterm_releases_the_leases_and_ends_like_ctrl_c() {
         .status()
         .unwrap();
     assert!(sent.success());
-    let status = wait(child).await;
+    let ended = wait(child).await;
     let (log, out) = (read(data, "k8s-pod-0.log"), read(data, "k8s-pod-0.out"));
     let all = format!("{out}\n{log}");
-    assert_eq!(status.code(), Some(130), "{all}");
+    assert_eq!(ended.code(), Some(130), "{all}");
     assert!(log.contains("aborting (SIGTERM)"), "{all}");
     assert!(
         log.contains("releasing this worker's mailbox leases"),
@@ -222,13 +224,7 @@ async fn sigterm_releases_the_leases_and_ends_like_ctrl_c() {
     );
 
     // Its leases are released (not left to expire), and it is recorded as finished.
-    let mut c = bin();
-    c.env("PGPASSWORD", pg_test_cluster::cluster().password())
-        .args(["status", "-d"])
-        .arg(data)
-        .args(["--index", &url]);
-    let o = run(c).await;
-    let status_out = String::from_utf8_lossy(&o.stdout).to_string();
+    let status_out = status(data, &url).await;
     assert!(
         status_out.contains("worker k8s-pod-0: finished"),
         "{status_out}"

@@ -80,6 +80,43 @@ pub enum Acquired {
     Done,
 }
 
+impl WorkerRow {
+    /// A worker from its columns, with its leases picked from `held` (worker, lease) pairs.
+    pub(crate) fn assemble(
+        worker: String,
+        started: String,
+        heartbeat: String,
+        finished: Option<String>,
+        expired: bool,
+        held: &[(String, LeaseRow)],
+    ) -> WorkerRow {
+        WorkerRow {
+            leases: held
+                .iter()
+                .filter(|(w, _)| *w == worker)
+                .map(|(_, l)| l.clone())
+                .collect(),
+            state: match (&finished, expired) {
+                (Some(_), _) => WorkerState::Finished,
+                (None, true) => WorkerState::Dead,
+                (None, false) => WorkerState::Working,
+            },
+            worker,
+            started,
+            heartbeat,
+            finished,
+        }
+    }
+}
+
+/// The refusal of a worker id a live worker has (`heartbeat`: that worker's last one).
+pub(crate) fn in_use(worker: &str, heartbeat: String) -> Error {
+    Error::WorkerIdInUse {
+        worker: worker.to_string(),
+        heartbeat,
+    }
+}
+
 /// Checks a lease duration: whole milliseconds, at least one.
 pub(crate) fn ttl_millis(ttl: std::time::Duration) -> Result<i64, Error> {
     match i64::try_from(ttl.as_millis()) {

@@ -12,7 +12,7 @@
 //! prefix word match the rows of the date index they walk (`walk_newest`) instead of merging
 //! that word's lists over the whole index.
 
-use super::lease::{Acquired, WorkerRow, ttl_millis};
+use super::lease::{Acquired, WorkerRow, in_use, ttl_millis};
 use super::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
 use crate::error::Error;
 use crate::hooks::MessageInfo;
@@ -669,10 +669,7 @@ impl Index for SqliteIndex {
     fn register_worker(&self, worker: &str, ttl: std::time::Duration) -> Result<(), Error> {
         let ttl = ttl_millis(ttl)?;
         self.with(|c| leases::register(c, worker, ttl))?
-            .map_err(|heartbeat| Error::WorkerIdInUse {
-                worker: worker.to_string(),
-                heartbeat,
-            })
+            .map_err(|heartbeat| in_use(worker, heartbeat))
     }
 
     fn acquire_lease(

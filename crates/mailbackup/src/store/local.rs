@@ -262,7 +262,7 @@ mod tests {
         let keep = ObjectKey::new("2024-01/x.eml").unwrap();
         store.put(&keep, &mut &b"abc"[..], None).unwrap();
         fs::write(dir.path().join("2024-01/.y.eml.tmp-99-1"), b"half").unwrap();
-        assert_eq!(store.remove_partial().unwrap(), 1);
+        assert_eq!(store.remove_partial("").unwrap(), 1);
         assert_eq!(store.list("").unwrap(), vec![keep]);
     }
 

@@ -5,7 +5,7 @@
 //! conditions on the newest version of a locked row, so an expiry or a take-over committed by
 //! another worker in between is seen.
 
-use crate::index::lease::{Acquired, LeaseRow, WorkerRow, WorkerState};
+use crate::index::lease::{Acquired, LeaseRow, WorkerRow};
 use postgres::Client;
 
 /// A timestamp column as RFC 3339, UTC, milliseconds.
@@ -213,26 +213,6 @@ pub(super) fn workers(c: &mut Client) -> Result<Vec<WorkerRow>, postgres::Error>
     )?;
     Ok(rows
         .iter()
-        .map(|r| {
-            let worker: String = r.get(0);
-            let finished: Option<String> = r.get(3);
-            let expired: bool = r.get(4);
-            WorkerRow {
-                leases: held
-                    .iter()
-                    .filter(|(w, _)| *w == worker)
-                    .map(|(_, l)| l.clone())
-                    .collect(),
-                worker,
-                started: r.get(1),
-                heartbeat: r.get(2),
-                state: match (&finished, expired) {
-                    (Some(_), _) => WorkerState::Finished,
-                    (None, true) => WorkerState::Dead,
-                    (None, false) => WorkerState::Working,
-                },
-                finished,
-            }
-        })
+        .map(|r| WorkerRow::assemble(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), &held))
         .collect())
 }

@@ -28,7 +28,7 @@ mod leases;
 mod schema;
 mod words;
 
-use super::lease::{Acquired, WorkerRow, ttl_millis};
+use super::lease::{Acquired, WorkerRow, in_use, ttl_millis};
 use super::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
 use crate::error::Error;
 use crate::hooks::MessageInfo;
@@ -786,10 +786,7 @@ impl Index for PostgresIndex {
     fn register_worker(&self, worker: &str, ttl: std::time::Duration) -> Result<(), Error> {
         let ttl = ttl_millis(ttl)?;
         self.with(|c| Ok(leases::register(c, worker, ttl)?))?
-            .map_err(|heartbeat| Error::WorkerIdInUse {
-                worker: worker.to_string(),
-                heartbeat,
-            })
+            .map_err(|heartbeat| in_use(worker, heartbeat))
     }
 
     fn acquire_lease(

@@ -2,7 +2,7 @@
 //! PostgreSQL's, on the local clock (one machine), each change in an `IMMEDIATE` transaction
 //! (SQLite's one writer at a time is what `SKIP LOCKED` gives on PostgreSQL).
 
-use crate::index::lease::{Acquired, LeaseRow, WorkerRow, WorkerState};
+use crate::index::lease::{Acquired, LeaseRow, WorkerRow};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// The tables (times are milliseconds since the epoch, local clock).
@@ -210,25 +210,14 @@ pub(super) fn workers(c: &mut Connection) -> rusqlite::Result<Vec<WorkerRow>> {
         "SELECT worker, started, heartbeat, finished, expires<=?1 FROM workers ORDER BY worker",
     )?;
     let rows = st.query_map(params![now], |r| {
-        let worker: String = r.get(0)?;
-        let finished: Option<i64> = r.get(3)?;
-        let expired: bool = r.get(4)?;
-        Ok(WorkerRow {
-            leases: held
-                .iter()
-                .filter(|(w, _)| *w == worker)
-                .map(|(_, l)| l.clone())
-                .collect(),
-            worker,
-            started: time(r.get(1)?),
-            heartbeat: time(r.get(2)?),
-            state: match (finished, expired) {
-                (Some(_), _) => WorkerState::Finished,
-                (None, true) => WorkerState::Dead,
-                (None, false) => WorkerState::Working,
-            },
-            finished: finished.map(time),
-        })
+        Ok(WorkerRow::assemble(
+            r.get(0)?,
+            time(r.get(1)?),
+            time(r.get(2)?),
+            r.get::<_, Option<i64>>(3)?.map(time),
+            r.get(4)?,
+            &held,
+        ))
     })?;
     rows.collect()
 }
