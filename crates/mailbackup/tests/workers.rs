@@ -117,3 +117,70 @@ async fn a_worker_past_its_time_limit_leaves_the_other_mailboxes_to_other_worker
         "{report:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_whose_lease_is_taken_over_stops_without_storing_its_delta_links() {
+    let user = "user0@emulator.test";
+    let emu = emulator_with(
+        EmulatorConfig::default()
+            .with_mailboxes(tenant(1, 150))
+            .with_latency(Duration::from_millis(40)),
+    )
+    .await;
+    let token = app_token(&emu).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = worker("w1");
+    w.lease = Duration::from_secs(1);
+    let backup = Backup::builder(dir.path(), Arc::new(StaticToken::new(&token)))
+        .graph_url(emu.graph_url())
+        .mailboxes(Mailboxes::Users(vec![user.into()]))
+        .worker(w)
+        .build()
+        .unwrap();
+    let index_file = dir.path().join(".meta/index.sqlite");
+    let take_over = async {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            emu.wait_for_requests(graph_emulator::EndpointKind::MessageValue, 10),
+        )
+        .await
+        .expect("the backup did not get going");
+        // Another worker holds the mailbox now (as after our lease had expired).
+        let db = rusqlite::Connection::open(&index_file).unwrap();
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        let far = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        let n = db
+            .execute(
+                "UPDATE leases SET worker='thief', expires=?1 WHERE mailbox=?2 AND worker='w1'",
+                rusqlite::params![far, user],
+            )
+            .unwrap();
+        (db, n)
+    };
+    let (report, (db, taken)) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(backup.run(), take_over)
+    })
+    .await
+    .expect("the worker stops the mailbox");
+    assert_eq!(taken, 1, "w1 held the mailbox");
+    let report = report.unwrap();
+    let m = &report.mailboxes[0];
+    assert!(
+        m.error.as_deref().is_some_and(|e| e.contains("lease")),
+        "{report:?}"
+    );
+    assert!(m.saved < 150, "stopped before the end: {report:?}");
+    let index = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();
+    assert!(
+        index.folder_counts().unwrap().is_empty(),
+        "no delta link stored by a worker that lost the mailbox"
+    );
+    let holder: String = db
+        .query_row(
+            "SELECT worker FROM leases WHERE mailbox=?1",
+            rusqlite::params![user],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(holder, "thief", "w1 leaves a lease it lost alone");
+}

@@ -473,7 +473,7 @@ async fn backup_mailbox(
     } else if stop.load(Ordering::Relaxed) {
         // The worker's lease was lost: the worker that holds it now does the rest.
         report.error = Some(
-            "stopped: this worker's lease on the mailbox expired and another worker took it over"
+            "stopped: this worker's lease on the mailbox was lost (taken over by another worker, or not renewed in time); the worker holding it continues"
                 .into(),
         );
         return finish(report, &progress, &gate);
