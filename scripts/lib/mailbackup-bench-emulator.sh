@@ -1,5 +1,6 @@
 # Sourced by the mailbackup benchmark scripts: builds graph-emulator and mailbackup ($PROFILE),
-# starts the emulator on 127.0.0.1:$PORT with one mailbox of $MESSAGES messages, $LATENCY_MS ms
+# starts the emulator on 127.0.0.1:$PORT with ${MAILBOXES:-1} mailbox(es) of $MESSAGES messages
+# (one: adele.vance@emulator.test; several: user1@emulator.test, ...), $LATENCY_MS ms
 # latency, Graph's 4 requests in flight per mailbox and a >1 MiB attachment every
 # ${LARGE_EVERY:-0}-th message, and sets BIN, WORK (removed on exit with the emulator),
 # GRAPH_URL, AUTHORITY and TENANT. Expects ROOT, TARGET, PROFILE, PORT, MESSAGES, LATENCY_MS.
@@ -20,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN/graph-emulator" --listen "127.0.0.1:$PORT" --messages "$MESSAGES" --latency-ms "$LATENCY_MS" \
+"$BIN/graph-emulator" --listen "127.0.0.1:$PORT" --mailboxes "${MAILBOXES:-1}" --messages "$MESSAGES" --latency-ms "$LATENCY_MS" \
   --concurrency 4 --large-every "${LARGE_EVERY:-0}" >"$WORK/emu.out" 2>"$WORK/emu.err" &
 EMU_PID=$!
 # Wait (bounded) for the emulator to print its URLs.

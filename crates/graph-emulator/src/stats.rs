@@ -79,6 +79,9 @@ pub struct Stats {
     pub max_concurrency: usize,
     /// Highest number of concurrent Graph requests per mailbox (by user principal name).
     pub max_concurrency_per_mailbox: BTreeMap<String, usize>,
+    /// `$value` contents served, per (user principal name, message id as requested): how
+    /// often each message was downloaded.
+    pub downloads: BTreeMap<(String, String), u64>,
 }
 
 impl Stats {
@@ -155,6 +158,13 @@ impl StatsCollector {
             Counter::Unauthorized => s.unauthorized += 1,
             Counter::DeltaGone => s.delta_gone += 1,
         }
+    }
+
+    pub(crate) fn download(&self, mailbox: &str, id: &str) {
+        *lock(&self.inner)
+            .downloads
+            .entry((mailbox.to_owned(), id.to_owned()))
+            .or_insert(0) += 1;
     }
 
     pub(crate) fn concurrency(&self, mailbox: &str, current: usize) {

@@ -202,6 +202,19 @@ pub(crate) struct RunArgs {
     /// Continue an aborted or crashed run (seed ResumeBackup; every run resumes anyway).
     #[arg(long)]
     pub(crate) resume: bool,
+    /// This worker's id among workers sharing the mailboxes through the index (default:
+    /// HOST:PID) [config: worker_id]. Workers always share with --index postgres://...; with
+    /// the SQLite index, giving an id turns the leases on (one machine).
+    #[arg(long, value_name = "ID")]
+    pub(crate) worker_id: Option<String>,
+    /// Seconds a worker's mailbox lease lasts without renewal: a killed worker's mailboxes are
+    /// taken over that long after its last heartbeat (default 60) [config: lease_seconds].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) lease_seconds: Option<f64>,
+    /// Graph requests per second that all workers of the app share, split evenly between the
+    /// live workers (default 2000) [config: tenant_requests_per_second].
+    #[arg(long, value_name = "N")]
+    pub(crate) tenant_requests_per_second: Option<u32>,
     /// Write a JSON summary of the run here, also when it fails (README.md, "Run reports")
     /// [config: report].
     #[arg(long, value_name = "FILE.json")]
@@ -237,6 +250,9 @@ pub(crate) struct FileConfig {
     pub(crate) immutable_ids: Option<bool>,
     pub(crate) store: Option<String>,
     pub(crate) report: Option<PathBuf>,
+    pub(crate) worker_id: Option<String>,
+    pub(crate) lease_seconds: Option<f64>,
+    pub(crate) tenant_requests_per_second: Option<u32>,
     #[serde(default)]
     pub(crate) auth: AuthFile,
     #[serde(default)]
@@ -434,7 +450,41 @@ pub(crate) fn backup_builder(
     if r.no_immutable_ids || f.immutable_ids == Some(false) {
         b = b.immutable_ids(false);
     }
+    if let Some(w) = worker_options(r, f)? {
+        b = b.worker(w);
+    }
     Ok(b)
+}
+
+/// The worker settings: on with a PostgreSQL index or a worker id.
+fn worker_options(r: &RunArgs, f: &FileConfig) -> Result<Option<mailbackup::WorkerOptions>> {
+    let id = r.worker_id.clone().or_else(|| f.worker_id.clone());
+    let shared = r.index.index.is_some() || f.index.is_some();
+    let lease = r.lease_seconds.or(f.lease_seconds);
+    let budget = r
+        .tenant_requests_per_second
+        .or(f.tenant_requests_per_second);
+    if id.is_none() && !shared {
+        if lease.is_some() || budget.is_some() {
+            bail!(
+                "lease_seconds and tenant_requests_per_second apply to workers sharing an index: \
+                 give --index postgres://... (or --worker-id ID)"
+            );
+        }
+        return Ok(None);
+    }
+    let mut w =
+        mailbackup::WorkerOptions::new(id.unwrap_or_else(mailbackup::WorkerOptions::default_id));
+    if let Some(v) = lease {
+        if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
+            bail!("lease_seconds must be between 1 and 86400 seconds, not {v}");
+        }
+        w.lease = std::time::Duration::from_secs_f64(v);
+    }
+    if let Some(v) = budget {
+        w.tenant_requests_per_second = v;
+    }
+    Ok(Some(w))
 }
 
 #[cfg(test)]

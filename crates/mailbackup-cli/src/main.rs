@@ -320,7 +320,13 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                 Some(r) => println!(
                     "last run: #{} {} (started {}, finished {})",
                     r.run_id,
-                    if r.status == "Running" && !matches!(s.lock, LockState::Held(_)) {
+                    if r.status == "Running"
+                        && !matches!(s.lock, LockState::Held(_))
+                        && !s
+                            .workers
+                            .iter()
+                            .any(|w| w.state == mailbackup::index::WorkerState::Working)
+                    {
                         "interrupted (crashed or killed; the next run resumes it)"
                     } else {
                         r.status.as_str()
@@ -341,6 +347,7 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
                     indicatif::HumanBytes(*bytes)
                 );
             }
+            print_workers(&s.workers);
             match s.lock {
                 LockState::Free => println!("lock: free"),
                 LockState::Held(h) => println!("lock: held by {h} (a run is in progress)"),
@@ -481,12 +488,18 @@ async fn backup(
     }
     let backup = builder.build()?;
     let cancel = backup.cancel_token();
+    let worker = backup.options().worker.as_ref().map(|w| w.id.clone());
     tokio::spawn({
         let cancel = cancel.clone();
+        let leases = if worker.is_some() {
+            ", then releasing this worker's mailbox leases"
+        } else {
+            ""
+        };
         async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if let Some(signal) = stop_signal().await {
                 eprintln!(
-                    "aborting: letting requests in flight finish (at most 5 s) and completing files being written..."
+                    "aborting ({signal}): letting requests in flight finish (at most 5 s) and completing files being written{leases}..."
                 );
                 cancel.cancel();
             }
@@ -502,6 +515,61 @@ async fn backup(
     done.cancel();
     let _ = ui_task.await;
     Ok(result?)
+}
+
+/// `status`: the workers sharing the index and what each holds.
+fn print_workers(workers: &[mailbackup::index::WorkerRow]) {
+    use mailbackup::index::WorkerState;
+    for w in workers {
+        match w.state {
+            WorkerState::Working => println!(
+                "worker {}: working since {}, last heartbeat {}",
+                w.worker, w.started, w.heartbeat
+            ),
+            WorkerState::Finished => println!(
+                "worker {}: finished {} (started {})",
+                w.worker,
+                w.finished.as_deref().unwrap_or("-"),
+                w.started
+            ),
+            WorkerState::Dead => println!(
+                "worker {}: dead (no heartbeat since {}; started {}); its mailboxes are taken over by other workers once their leases expire",
+                w.worker, w.heartbeat, w.started
+            ),
+        }
+        for l in &w.leases {
+            println!(
+                "  mailbox {}: held since {}, {} messages so far, renewed {}{}",
+                l.mailbox,
+                l.since,
+                l.messages,
+                l.heartbeat,
+                if l.expired {
+                    " (lease expired: free for another worker)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM (what `kill`, systemd and Kubernetes send to stop a
+/// process); says which arrived. `None` when no handler could be installed.
+async fn stop_signal() -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok()?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.ok().map(|_| "Ctrl-C"),
+            _ = term.recv() => Some("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.ok().map(|_| "Ctrl-C")
+    }
 }
 
 fn print_summary(report: &mailbackup::BackupReport) {

@@ -30,6 +30,16 @@ pub enum Error {
         /// Who holds it (pid, host, start time), as written in the lock file.
         holder: String,
     },
+    /// Another live worker registered with the same worker id in the shared index.
+    #[error(
+        "worker id {worker} is in use by a running worker (last heartbeat {heartbeat}); give each worker its own --worker-id, or wait until that one ends or its heartbeat expires"
+    )]
+    WorkerIdInUse {
+        /// The worker id.
+        worker: String,
+        /// The other worker's last heartbeat (RFC 3339, the index's clock).
+        heartbeat: String,
+    },
     /// Graph answered with an error status that is not retried (or no longer retried).
     #[error("Graph answered {status} {code}: {message}")]
     Graph {
@@ -257,6 +267,7 @@ impl Error {
             Error::Graph { status, code, .. } => format!("{status} {code}"),
             Error::InvalidOption { .. } => "InvalidOption".into(),
             Error::Locked { .. } => "Locked".into(),
+            Error::WorkerIdInUse { .. } => "WorkerIdInUse".into(),
             Error::Unauthorized { .. } => "Unauthorized".into(),
             Error::WritePermission { code, .. } => format!("403 {code}"),
             Error::SignIn { .. } => "SignInRequired".into(),

@@ -23,6 +23,7 @@
 use crate::error::Error;
 use crate::hooks::MessageInfo;
 use crate::options::Options;
+use crate::pacer::Pacer;
 use crate::report::MailboxProgress;
 use crate::reporter::Reporter;
 use crate::token::TokenSource;
@@ -279,6 +280,8 @@ pub(crate) struct Graph {
     cancel: CancellationToken,
     deadline: Instant,
     reporter: Reporter,
+    /// The worker's share of the app's request budget, when workers share the mailboxes.
+    pacer: Option<Arc<Pacer>>,
 }
 
 impl Graph {
@@ -300,14 +303,28 @@ impl Graph {
             tokens,
             refreshed: Mutex::new(None),
             deadline: Instant::now() + opts.time_limit,
+            pacer: opts
+                .worker
+                .as_ref()
+                .map(|w| Arc::new(Pacer::new(f64::from(w.tenant_requests_per_second)))),
             opts,
             cancel,
             reporter,
         })
     }
 
+    /// The pacer of a worker ([`crate::options::WorkerOptions`]).
+    pub(crate) fn pacer(&self) -> Option<&Arc<Pacer>> {
+        self.pacer.as_ref()
+    }
+
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// Whether the run's time limit is reached.
+    pub(crate) fn past_time_limit(&self) -> bool {
+        Instant::now() >= self.deadline
     }
 
     /// `me` or `users/{id}`.
@@ -457,6 +474,13 @@ impl Graph {
             if gate.fence().is_some_and(|f| f > Instant::now()) {
                 drop(permit);
                 continue;
+            }
+            if let Some(p) = &self.pacer {
+                let at = p.reserve();
+                let now = Instant::now();
+                if at > now {
+                    self.sleep(at - now).await?;
+                }
             }
             let token = self.token().await?;
             let mut prefer = Vec::new();

@@ -53,6 +53,7 @@ pub mod hooks;
 pub mod index;
 pub mod lock;
 pub mod options;
+mod pacer;
 pub mod report;
 mod reporter;
 pub mod restore;
@@ -70,7 +71,7 @@ pub use hooks::{
 };
 pub use index::{HeaderRow, Hit, Index, PostgresIndex, QuarantinedRow, SqliteIndex};
 pub use lock::LockState;
-pub use options::{MAILBOX_CONCURRENCY_LIMIT, Mailboxes, Options};
+pub use options::{MAILBOX_CONCURRENCY_LIMIT, Mailboxes, Options, WorkerOptions};
 pub use report::{
     BackupReport, FailedMessage, MailboxProgress, MailboxReport, Phase, Progress, RemovedMessage,
     RunStatus,

@@ -34,7 +34,7 @@ pub enum LockState {
     Stale(String),
 }
 
-fn host() -> String {
+pub(crate) fn host() -> String {
     fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
         .ok()

@@ -23,6 +23,12 @@ pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(3);
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// Default of [`Options::abort_grace`].
 pub const DEFAULT_ABORT_GRACE: Duration = Duration::from_secs(5);
+/// Default lease of a mailbox when workers share an index: renewed every quarter of it; a killed
+/// worker's mailboxes are taken over at most this long after its last renewal.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// Default shared budget of Graph requests per second of all workers of one app (see
+/// [`WorkerOptions::tenant_requests_per_second`]).
+pub const DEFAULT_TENANT_REQUESTS_PER_SECOND: u32 = 2_000;
 /// Default Graph endpoint.
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
 
@@ -39,6 +45,39 @@ pub enum Mailboxes {
     /// Every user of the tenant (`GET /users`, app-only token); each under
     /// `DataFolder/<userPrincipalName>/`. Users without a mailbox are reported and skipped.
     AllUsers,
+}
+
+/// How a run shares the mailboxes with other workers through leases in the index
+/// ([`crate::index::lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerOptions {
+    /// The worker's id in the index (`--worker-id`; default `host:pid`).
+    pub id: String,
+    /// How long a mailbox lease lasts without renewal ([`DEFAULT_LEASE`]).
+    pub lease: Duration,
+    /// Graph requests per second that all workers of the app may send together; each worker
+    /// keeps to an equal share (the budget divided by the live workers, recounted at every
+    /// heartbeat). Microsoft documents no per-tenant limit for Outlook (mail) requests of an
+    /// app; the limit that spans mailboxes is Graph's global limit per app (2,000 requests per
+    /// second in earlier versions of the throttling page, 130,000 per 10 seconds today): the
+    /// default is the lower figure ([`DEFAULT_TENANT_REQUESTS_PER_SECOND`]).
+    pub tenant_requests_per_second: u32,
+}
+
+impl WorkerOptions {
+    /// A worker with the default lease and budget.
+    pub fn new(id: impl Into<String>) -> WorkerOptions {
+        WorkerOptions {
+            id: id.into(),
+            lease: DEFAULT_LEASE,
+            tenant_requests_per_second: DEFAULT_TENANT_REQUESTS_PER_SECOND,
+        }
+    }
+
+    /// The default worker id: `host:pid`.
+    pub fn default_id() -> String {
+        format!("{}:{}", crate::lock::host(), std::process::id())
+    }
 }
 
 /// Validated options of a run. Built by [`crate::BackupBuilder`].
@@ -84,6 +123,9 @@ pub struct Options {
     pub request_timeout: Duration,
     /// How long an abort waits for requests already sent to be answered before dropping them.
     pub abort_grace: Duration,
+    /// Sharing the mailboxes with other workers through leases (none: this run backs up every
+    /// mailbox of its selection itself).
+    pub worker: Option<WorkerOptions>,
 }
 
 /// Parses the seed's date format `yyyy/MM/dd`.

@@ -115,6 +115,8 @@ pub struct StatusReport {
     pub folders_with_token: Vec<(String, u64)>,
     /// The lock.
     pub lock: LockState,
+    /// Workers sharing the index, with the mailboxes they hold (none without leases).
+    pub workers: Vec<crate::index::WorkerRow>,
 }
 
 /// Last run, counts and lock state of a backup folder. `working_folder` defaults to `.meta`.
@@ -136,5 +138,6 @@ pub fn status_of(
         mailboxes: index.saved_counts()?,
         folders_with_token: index.folder_counts()?,
         lock: RunLock::state(&wf),
+        workers: index.workers()?,
     })
 }

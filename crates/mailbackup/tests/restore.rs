@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use graph_emulator::{AppRegistration, DEFAULT_CLIENT_SECRET, EmulatorConfig, MailboxSpec};
-use mailbackup::index::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
+use mailbackup::index::{
+    Acquired, HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow, WorkerRow,
+};
 use mailbackup::search::{Cursor, Order, Selection as SearchSelection};
 use mailbackup::store::ObjectKey;
 use mailbackup::{
@@ -350,6 +352,34 @@ impl Index for LosesTargetIds {
     }
     fn remove_quarantined(&self, key: &ObjectKey) -> Result<(), Error> {
         self.inner.remove_quarantined(key)
+    }
+    fn register_worker(&self, worker: &str, ttl: std::time::Duration) -> Result<(), Error> {
+        self.inner.register_worker(worker, ttl)
+    }
+    fn acquire_lease(
+        &self,
+        worker: &str,
+        mailboxes: &[String],
+        ttl: std::time::Duration,
+    ) -> Result<Acquired, Error> {
+        self.inner.acquire_lease(worker, mailboxes, ttl)
+    }
+    fn heartbeat(
+        &self,
+        worker: &str,
+        progress: &[(String, u64)],
+        ttl: std::time::Duration,
+    ) -> Result<Vec<String>, Error> {
+        self.inner.heartbeat(worker, progress, ttl)
+    }
+    fn release_lease(&self, worker: &str, mailbox: &str, done: bool) -> Result<(), Error> {
+        self.inner.release_lease(worker, mailbox, done)
+    }
+    fn finish_worker(&self, worker: &str) -> Result<(), Error> {
+        self.inner.finish_worker(worker)
+    }
+    fn workers(&self) -> Result<Vec<WorkerRow>, Error> {
+        self.inner.workers()
     }
 }
 

@@ -138,6 +138,7 @@ impl Ctx<'_> {
             }
         };
         let bytes = self.mb.render(&m);
+        self.shared.stats.download(&self.mb.upn, id);
         let request_id = uuid::Uuid::new_v4().to_string();
         Resp::new(200, "text/plain", Bytes::from(bytes)).with_header("request-id", request_id)
     }

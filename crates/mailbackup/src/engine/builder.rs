@@ -39,6 +39,7 @@ pub struct BackupBuilder {
     pub(super) immutable_ids: bool,
     pub(super) request_timeout: Duration,
     pub(super) abort_grace: Duration,
+    pub(super) worker: Option<WorkerOptions>,
 }
 
 impl BackupBuilder {
@@ -148,6 +149,14 @@ impl BackupBuilder {
         self.index = Some(index);
         self
     }
+    /// Share the mailboxes with other workers through leases in the index (several machines
+    /// on one PostgreSQL index; see [`crate::index::lease`]): each mailbox is backed up by
+    /// one worker at a time, and a dead worker's mailboxes are taken over.
+    pub fn worker(mut self, worker: WorkerOptions) -> Self {
+        self.worker = Some(worker);
+        self
+    }
+
     /// The event hooks (default: [`NoHooks`]).
     pub fn hooks(mut self, h: Arc<dyn Hooks>) -> Self {
         self.hooks = h;
@@ -199,6 +208,32 @@ impl BackupBuilder {
             }
             _ => {}
         }
+        if let Some(w) = &self.worker {
+            if w.id.trim().is_empty() || w.id.len() > 200 || w.id.chars().any(char::is_control) {
+                return bad(
+                    "WorkerId",
+                    format!(
+                        "{:?} cannot name a worker: give 1 to 200 printable characters, e.g. the host name",
+                        w.id
+                    ),
+                );
+            }
+            if w.lease < Duration::from_secs(1) {
+                return bad(
+                    "LeaseSeconds",
+                    format!(
+                        "{:?} is too short for a lease: give at least 1 second (default 60)",
+                        w.lease
+                    ),
+                );
+            }
+            if w.tenant_requests_per_second == 0 {
+                return bad(
+                    "TenantRequestsPerSecond",
+                    "must be at least 1 (default 2000)".into(),
+                );
+            }
+        }
         if url::Url::parse(&self.graph_url).is_err() {
             return bad("GraphUrl", format!("{:?} is not a URL", self.graph_url));
         }
@@ -247,6 +282,7 @@ impl BackupBuilder {
             immutable_ids: self.immutable_ids,
             request_timeout: self.request_timeout,
             abort_grace: self.abort_grace,
+            worker: self.worker,
         };
         let store = self.store.unwrap_or_else(|| {
             let local = LocalStore::new(&opts.data_folder);
@@ -295,6 +331,7 @@ impl Backup {
             immutable_ids: true,
             request_timeout: Duration::from_secs(600),
             abort_grace: DEFAULT_ABORT_GRACE,
+            worker: None,
         }
     }
 }

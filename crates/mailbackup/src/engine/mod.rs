@@ -31,6 +31,7 @@ mod builder;
 mod deletion;
 mod fetching;
 mod listing;
+mod workers;
 
 pub use builder::BackupBuilder;
 
@@ -197,9 +198,17 @@ impl Backup {
             );
         }
         let index = self.open_index().await?;
-        // Temporary files are only ever partial writes of a run that died: remove them.
-        let store = self.store.clone();
-        let removed = blocking(move || store.remove_partial()).await?;
+        if let Some(w) = &opts.worker {
+            workers::register(&index, w).await?;
+        }
+        // Temporary files are only ever partial writes of a run that died: remove them (a
+        // worker sharing the store does so per mailbox it takes).
+        let removed = if opts.worker.is_none() {
+            let store = self.store.clone();
+            blocking(move || store.remove_partial("")).await?
+        } else {
+            0
+        };
         // A backup made before the index held header fields gets them once.
         let (ix, store) = (index.clone(), self.store.clone());
         let backfilled =
@@ -251,15 +260,20 @@ impl Backup {
             }
         };
         let progress = self.progress.clone();
-        let mut mailbox_reports: Vec<MailboxReport> = stream::iter(targets)
-            .map(|target| {
-                let ctx = ctx.clone();
-                let p = progress.add(&target.mailbox);
-                async move { backup_mailbox(&ctx, target, p).await }
-            })
-            .buffered(opts.parallel_mailboxes)
-            .collect()
-            .await;
+        let mut mailbox_reports: Vec<MailboxReport> = match &opts.worker {
+            Some(w) => workers::run(&ctx, w, targets, &progress, &self.cancel).await,
+            None => {
+                stream::iter(targets)
+                    .map(|target| {
+                        let ctx = ctx.clone();
+                        let p = progress.add(&target.mailbox);
+                        async move { backup_mailbox(&ctx, target, p, Default::default()).await }
+                    })
+                    .buffered(opts.parallel_mailboxes)
+                    .collect()
+                    .await
+            }
+        };
         reports.append(&mut mailbox_reports);
 
         let status = if self.cancel.is_cancelled() {
@@ -343,10 +357,13 @@ impl Backup {
     }
 }
 
+/// Backs up one mailbox. `stop` set from outside (a worker's lost lease) stops it at its next
+/// message, like a fatal error, without storing delta links or running the sync phase.
 async fn backup_mailbox(
     ctx: &Ctx,
     target: Target,
     progress: Arc<MailboxProgress>,
+    stop: Arc<AtomicBool>,
 ) -> MailboxReport {
     let key = target.mailbox.as_str();
     let mut report = MailboxReport {
@@ -410,7 +427,6 @@ async fn backup_mailbox(
             return finish(report, &progress, &gate);
         }
     };
-    let stop = AtomicBool::new(false);
     let mut unfinished_folders: HashSet<String> = HashSet::new();
     let mut fatal: Option<Error> = None;
     {
@@ -454,6 +470,13 @@ async fn backup_mailbox(
     if let Some(e) = fatal {
         ctx.reporter.error(&format!("{key}: stopped: {e}"));
         record_error(&mut report, &e);
+    } else if stop.load(Ordering::Relaxed) {
+        // The worker's lease was lost: the worker that holds it now does the rest.
+        report.error = Some(
+            "stopped: this worker's lease on the mailbox was lost (taken over by another worker, or not renewed in time); the worker holding it continues"
+                .into(),
+        );
+        return finish(report, &progress, &gate);
     }
     // Delta links are stored only for folders whose every message is durable (or skipped on purpose).
     let links: Vec<(String, String, String)> = listing

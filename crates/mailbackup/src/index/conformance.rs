@@ -1,6 +1,8 @@
 //! The behaviour every [`Index`] must have. A backend's test calls [`index`] with an empty
 //! index; it panics with a message naming the broken rule when the backend misbehaves.
 
+mod leases;
+
 use super::{HeaderRow, Index, QuarantinedRow, RestoreRow, SavedRow};
 use crate::hooks::MessageInfo;
 use crate::report::{BackupReport, RunStatus};
@@ -42,6 +44,7 @@ pub fn index(ix: &dyn Index) {
     headers_and_search(ix);
     search_words(ix);
     flags_and_quarantine(ix);
+    leases::leases(ix);
 }
 
 fn headers(mailbox: &str, id: &str, subject: &str, from: &str, date: &str) -> HeaderRow {

@@ -24,6 +24,9 @@
 //!   ([`RestoreRow`]): recorded before the message is created (no target id), then with the
 //!   target id once Graph created it, then complete once its large attachments are uploaded.
 //!
+//! - workers and mailbox leases: which worker backs up which mailbox when several share the
+//!   index ([`lease`]).
+//!
 //! A folder's `name` is its path from the mailbox root ([`crate::store::folder_path`]).
 //!
 //! Every call blocks until its change is durable (committed): the engine calls the index from
@@ -36,8 +39,12 @@ use crate::report::BackupReport;
 use crate::search::{Cursor, Order, Selection};
 use crate::store::ObjectKey;
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+pub use lease::{Acquired, LeaseRow, WorkerRow, WorkerState};
 
 pub mod conformance;
+pub mod lease;
 mod postgres;
 mod sqlite;
 pub use postgres::PostgresIndex;
@@ -286,4 +293,39 @@ pub trait Index: Send + Sync + std::fmt::Debug {
         source_mailbox: &str,
         target_mailbox: &str,
     ) -> Result<Vec<RestoreRow>, Error>;
+
+    // ---- workers and leases (see [`lease`]) ----
+
+    /// Registers a worker for a run: its heartbeat expires `ttl` from now unless renewed; it
+    /// joins the round of the live workers, or starts one ([`lease`]). A
+    /// worker of the same id that is still alive (not finished, heartbeat not expired) is
+    /// refused with [`Error::WorkerIdInUse`]; a finished or dead one is replaced (its leases
+    /// still expire on their own). Workers gone for more than 7 days are forgotten.
+    fn register_worker(&self, worker: &str, ttl: Duration) -> Result<(), Error>;
+    /// Takes one of `mailboxes` for `worker` for `ttl`: one that no live worker holds and that
+    /// no worker finished in the worker's round (an expired lease is taken over). Several
+    /// workers asking at once get different mailboxes.
+    fn acquire_lease(
+        &self,
+        worker: &str,
+        mailboxes: &[String],
+        ttl: Duration,
+    ) -> Result<Acquired, Error>;
+    /// Renews the worker's heartbeat and its leases on the mailboxes of `progress` (with the
+    /// messages processed so far) for `ttl` from now. Returns the mailboxes of `progress` it no
+    /// longer holds (another worker took them over after they expired): it must stop them.
+    fn heartbeat(
+        &self,
+        worker: &str,
+        progress: &[(String, u64)],
+        ttl: Duration,
+    ) -> Result<Vec<String>, Error>;
+    /// Gives a mailbox up; `done`: its backup ran to its end (completed or failed), so no
+    /// worker of the current round takes it again. Not `done` (aborted): others take it at once.
+    fn release_lease(&self, worker: &str, mailbox: &str, done: bool) -> Result<(), Error>;
+    /// Ends a worker cleanly: releases the leases it still holds (not done) and records it as
+    /// finished.
+    fn finish_worker(&self, worker: &str) -> Result<(), Error>;
+    /// Every known worker with its leases, by worker id.
+    fn workers(&self) -> Result<Vec<WorkerRow>, Error>;
 }

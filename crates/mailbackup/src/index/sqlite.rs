@@ -1,7 +1,7 @@
 //! The SQLite [`Index`] in `DataFolder/.meta/index.sqlite`.
 //!
 //! Tables `saved` (the `path` column holds the object key), `remote`, `folders`, `restored`
-//! (the restore log) and `runs`; see
+//! (the restore log), `runs`, and `workers` and `leases` (`leases.rs`); see
 //! the module docs of [`crate::index`]. WAL journal with `synchronous=FULL`: a committed row
 //! survives a crash or power loss. One connection behind a mutex; callers are on blocking
 //! threads.
@@ -12,6 +12,7 @@
 //! prefix word match the rows of the date index they walk (`walk_newest`) instead of merging
 //! that word's lists over the whole index.
 
+use super::lease::{Acquired, WorkerRow, in_use, ttl_millis};
 use super::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
 use crate::error::Error;
 use crate::hooks::MessageInfo;
@@ -25,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod leases;
 mod search;
 use search::{select_planned, select_sql, walk_first, walk_newest};
 
@@ -156,6 +158,7 @@ impl SqliteIndex {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=100;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(leases::SCHEMA).map_err(err)?;
         // Scratch space of `walk_newest`, never on disk.
         conn.execute_batch("ATTACH DATABASE ':memory:' AS walk")
             .map_err(err)?;
@@ -659,6 +662,46 @@ impl Index for SqliteIndex {
                 })
             })
             .collect())
+    }
+
+    // ---- workers and leases ----
+
+    fn register_worker(&self, worker: &str, ttl: std::time::Duration) -> Result<(), Error> {
+        let ttl = ttl_millis(ttl)?;
+        self.with(|c| leases::register(c, worker, ttl))?
+            .map_err(|heartbeat| in_use(worker, heartbeat))
+    }
+
+    fn acquire_lease(
+        &self,
+        worker: &str,
+        mailboxes: &[String],
+        ttl: std::time::Duration,
+    ) -> Result<Acquired, Error> {
+        let ttl = ttl_millis(ttl)?;
+        self.with(|c| leases::acquire(c, worker, mailboxes, ttl))
+    }
+
+    fn heartbeat(
+        &self,
+        worker: &str,
+        progress: &[(String, u64)],
+        ttl: std::time::Duration,
+    ) -> Result<Vec<String>, Error> {
+        let ttl = ttl_millis(ttl)?;
+        self.with(|c| leases::heartbeat(c, worker, progress, ttl))
+    }
+
+    fn release_lease(&self, worker: &str, mailbox: &str, done: bool) -> Result<(), Error> {
+        self.with(|c| leases::release(c, worker, mailbox, done))
+    }
+
+    fn finish_worker(&self, worker: &str) -> Result<(), Error> {
+        self.with(|c| leases::finish(c, worker))
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerRow>, Error> {
+        self.with(leases::workers)
     }
 }
 

@@ -92,7 +92,7 @@ pub fn message_store(store: &dyn MessageStore) {
         vec![a.clone()],
         "a failed put leaves nothing behind"
     );
-    assert_eq!(store.remove_partial().expect("remove_partial"), 0);
+    assert_eq!(store.remove_partial("").expect("remove_partial"), 0);
 
     // list by prefix, in order.
     let c = key("bob@x.test/2024-01/ccc.eml");

@@ -41,8 +41,13 @@ impl LocalStore {
 
     /// Every file under the root, as keys, skipping hidden folders.
     fn walk(&self) -> Result<Vec<ObjectKey>, Error> {
+        self.walk_from(self.root.clone())
+    }
+
+    /// Every file under `start` (the root or a folder below it), as keys, skipping hidden folders.
+    fn walk_from(&self, start: PathBuf) -> Result<Vec<ObjectKey>, Error> {
         let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
+        let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let rd = match fs::read_dir(&dir) {
                 Ok(rd) => rd,
@@ -172,9 +177,17 @@ impl MessageStore for LocalStore {
         self.path(key).display().to_string()
     }
 
-    fn remove_partial(&self) -> Result<usize, Error> {
+    fn remove_partial(&self, prefix: &str) -> Result<usize, Error> {
+        // Only the folder the prefix names is walked (a mailbox's, when workers share the store).
+        let start = match prefix.rfind('/') {
+            Some(i) => self.root.join(&prefix[..i]),
+            None => self.root.clone(),
+        };
         let mut n = 0;
-        for key in self.walk()? {
+        for key in self.walk_from(start)? {
+            if !key.as_str().starts_with(prefix) {
+                continue;
+            }
             let p = self.path(&key);
             if durable_write::is_temp(&p) {
                 durable_write::remove(&p).map_err(Error::durable)?;
@@ -195,6 +208,35 @@ mod tests {
         let q = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path()).with_quarantine(q.path());
         crate::store::conformance::message_store(&store);
+    }
+
+    #[test]
+    fn partial_files_are_removed_below_the_prefix_only() {
+        // Workers sharing a folder: one cleans up the mailbox it took, never another's
+        // temporary file that its worker is still writing.
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        for mb in ["alice@x.test", "alice@x.test.au"] {
+            fs::create_dir_all(dir.path().join(mb).join("2024-01")).unwrap();
+            fs::write(dir.path().join(mb).join("2024-01/.a.eml.tmp-1-1"), b"part").unwrap();
+        }
+        assert_eq!(store.remove_partial("alice@x.test/").unwrap(), 1);
+        assert!(
+            !dir.path()
+                .join("alice@x.test/2024-01/.a.eml.tmp-1-1")
+                .exists()
+        );
+        assert!(
+            dir.path()
+                .join("alice@x.test.au/2024-01/.a.eml.tmp-1-1")
+                .exists()
+        );
+        assert_eq!(store.remove_partial("").unwrap(), 1);
+        assert_eq!(
+            store.remove_partial("bob@x.test/").unwrap(),
+            0,
+            "no folder yet"
+        );
     }
 
     #[test]
@@ -220,7 +262,7 @@ mod tests {
         let keep = ObjectKey::new("2024-01/x.eml").unwrap();
         store.put(&keep, &mut &b"abc"[..], None).unwrap();
         fs::write(dir.path().join("2024-01/.y.eml.tmp-99-1"), b"half").unwrap();
-        assert_eq!(store.remove_partial().unwrap(), 1);
+        assert_eq!(store.remove_partial("").unwrap(), 1);
         assert_eq!(store.list("").unwrap(), vec![keep]);
     }
 

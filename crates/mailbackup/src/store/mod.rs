@@ -370,8 +370,10 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     /// Where an object is, for people: a path, or a URL.
     fn locate(&self, key: &ObjectKey) -> String;
 
-    /// Removes what an interrupted `put` may have left (temporary files); returns how many.
-    fn remove_partial(&self) -> Result<usize, Error>;
+    /// Removes what an interrupted `put` may have left (temporary files) below `prefix` (a
+    /// plain text prefix of keys, `""` for all); returns how many. Workers sharing a store call
+    /// it for the mailboxes they hold only, never while another may be writing below `prefix`.
+    fn remove_partial(&self, prefix: &str) -> Result<usize, Error>;
 }
 
 pub mod conformance;

@@ -342,7 +342,7 @@ impl MessageStore for ObjectMessageStore {
         self.url_of(&self.path(key))
     }
 
-    fn remove_partial(&self) -> Result<usize, Error> {
+    fn remove_partial(&self, _prefix: &str) -> Result<usize, Error> {
         // Failed uploads are aborted; a crash's incomplete multipart upload is invisible and
         // left to the bucket's lifecycle rule (see the module documentation).
         Ok(0)

@@ -14,6 +14,9 @@
 //! a thread of its own. One connection behind a mutex, like SQLite's; a connection found closed
 //! (server restarted) is opened again on the next call.
 //!
+//! Mailbox leases for several workers: `leases.rs` (`FOR UPDATE SKIP LOCKED`, the server's
+//! clock).
+//!
 //! Every call commits before it returns (PostgreSQL's default `synchronous_commit=on`: the
 //! commit is flushed to the server's WAL).
 //!
@@ -21,9 +24,11 @@
 //! `prefer`, which falls back to plain TCP); `sslmode=require` is refused with a message. The
 //! password may be left out of the URL and given in `PGPASSWORD` instead (not visible in `ps`).
 
+mod leases;
 mod schema;
 mod words;
 
+use super::lease::{Acquired, WorkerRow, in_use, ttl_millis};
 use super::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
 use crate::error::Error;
 use crate::hooks::MessageInfo;
@@ -775,6 +780,46 @@ impl Index for PostgresIndex {
             })
             .collect())
     }
+
+    // ---- workers and leases ----
+
+    fn register_worker(&self, worker: &str, ttl: std::time::Duration) -> Result<(), Error> {
+        let ttl = ttl_millis(ttl)?;
+        self.with(|c| Ok(leases::register(c, worker, ttl)?))?
+            .map_err(|heartbeat| in_use(worker, heartbeat))
+    }
+
+    fn acquire_lease(
+        &self,
+        worker: &str,
+        mailboxes: &[String],
+        ttl: std::time::Duration,
+    ) -> Result<Acquired, Error> {
+        let ttl = ttl_millis(ttl)?;
+        self.with(|c| Ok(leases::acquire(c, worker, mailboxes, ttl)?))
+    }
+
+    fn heartbeat(
+        &self,
+        worker: &str,
+        progress: &[(String, u64)],
+        ttl: std::time::Duration,
+    ) -> Result<Vec<String>, Error> {
+        let ttl = ttl_millis(ttl)?;
+        self.with(|c| Ok(leases::heartbeat(c, worker, progress, ttl)?))
+    }
+
+    fn release_lease(&self, worker: &str, mailbox: &str, done: bool) -> Result<(), Error> {
+        self.with(|c| Ok(leases::release(c, worker, mailbox, done)?))
+    }
+
+    fn finish_worker(&self, worker: &str) -> Result<(), Error> {
+        self.with(|c| Ok(leases::finish(c, worker)?))
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerRow>, Error> {
+        self.with(|c| Ok(leases::workers(c)?))
+    }
 }
 
 #[cfg(test)]
@@ -788,6 +833,42 @@ mod tests {
     #[test]
     fn postgres_index_passes_the_conformance_suite() {
         crate::index::conformance::index(&fresh());
+    }
+
+    #[test]
+    fn workers_on_separate_connections_racing_for_leases_get_each_mailbox_once() {
+        let url = pg_test_cluster::cluster().new_database();
+        let mailboxes: Vec<String> = (0..40).map(|i| format!("user{i:02}@x.test")).collect();
+        let ttl = std::time::Duration::from_secs(600);
+        let taken: Vec<Vec<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|w| {
+                    let (url, mailboxes) = (&url, &mailboxes);
+                    s.spawn(move || {
+                        let ix = PostgresIndex::open(url).expect("open");
+                        let me = format!("racer-{w}");
+                        ix.register_worker(&me, ttl).unwrap();
+                        let mut mine = Vec::new();
+                        // Bounded: a backend handing a mailbox out twice fails, not hangs.
+                        for _ in 0..100 {
+                            match ix.acquire_lease(&me, mailboxes, ttl).unwrap() {
+                                Acquired::Lease { mailbox, .. } => {
+                                    ix.release_lease(&me, &mailbox, true).unwrap();
+                                    mine.push(mailbox);
+                                }
+                                Acquired::Wait => std::thread::yield_now(),
+                                Acquired::Done => break,
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut all: Vec<String> = taken.concat();
+        all.sort();
+        assert_eq!(all, mailboxes, "every mailbox once, by one worker");
     }
 
     #[test]

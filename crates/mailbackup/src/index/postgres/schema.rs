@@ -61,6 +61,17 @@ CREATE TABLE quarantined(
   path TEXT COLLATE "C" PRIMARY KEY, mailbox TEXT COLLATE "C" NOT NULL, location TEXT NOT NULL,
   since TEXT COLLATE "C" NOT NULL);
 "#,
+    // 2: workers and mailbox leases (`leases`); times on the server's clock.
+    r#"
+CREATE TABLE workers(
+  worker TEXT COLLATE "C" PRIMARY KEY, started TIMESTAMPTZ NOT NULL, round TIMESTAMPTZ NOT NULL,
+  heartbeat TIMESTAMPTZ NOT NULL, expires_at TIMESTAMPTZ NOT NULL, finished TIMESTAMPTZ);
+CREATE TABLE leases(
+  mailbox TEXT COLLATE "C" PRIMARY KEY, worker TEXT COLLATE "C", since TIMESTAMPTZ,
+  heartbeat TIMESTAMPTZ, expires_at TIMESTAMPTZ, messages BIGINT NOT NULL DEFAULT 0,
+  done_at TIMESTAMPTZ);
+CREATE INDEX leases_by_worker ON leases(worker);
+"#,
 ];
 
 /// Key of the advisory lock held while migrating (any constant unique to this schema).
