@@ -665,9 +665,7 @@ impl MailboxHandle {
     /// (`Inbox/Projects`, case-insensitive).
     pub fn folder(&self, folder: &str) -> Result<FolderInfo, EmulatorError> {
         let d = lock(&self.state.data);
-        let i = d
-            .folder_lookup(folder)
-            .ok_or_else(|| self.unknown_folder(folder))?;
+        let i = self.find_folder(&d, folder)?;
         Ok(folder_info(&d, i))
     }
 
@@ -680,9 +678,7 @@ impl MailboxHandle {
     /// Messages of one folder (for a search folder: the messages it shows).
     pub fn folder_messages(&self, folder: &str) -> Result<Vec<MessageInfo>, EmulatorError> {
         let d = lock(&self.state.data);
-        let i = d
-            .folder_lookup(folder)
-            .ok_or_else(|| self.unknown_folder(folder))?;
+        let i = self.find_folder(&d, folder)?;
         Ok(d.folder_message_keys(i)
             .iter()
             .filter_map(|k| d.messages.get(k))
@@ -745,12 +741,7 @@ impl MailboxHandle {
     ) -> Result<MessageInfo, EmulatorError> {
         let key = self.state.key();
         let mut d = lock(&self.state.data);
-        let f = d
-            .folder_lookup(folder)
-            .ok_or_else(|| self.unknown_folder(folder))?;
-        if d.folders[f].kind != FolderKind::Mail {
-            return Err(EmulatorError::SearchFolder(folder.to_owned()));
-        }
+        let f = self.mail_folder(&d, folder)?;
         let number = d.next_number;
         d.next_number += 1;
         let now = now_secs();
@@ -843,12 +834,7 @@ impl MailboxHandle {
     pub fn move_message(&self, id: &str, folder: &str) -> Result<MessageInfo, EmulatorError> {
         let key = self.state.key();
         let mut d = lock(&self.state.data);
-        let target = d
-            .folder_lookup(folder)
-            .ok_or_else(|| self.unknown_folder(folder))?;
-        if d.folders[target].kind != FolderKind::Mail {
-            return Err(EmulatorError::SearchFolder(folder.to_owned()));
-        }
+        let target = self.mail_folder(&d, folder)?;
         let k = d.key_by_id(id).ok_or_else(|| self.unknown_message(id))?;
         let seq = d.next_seq();
         let Some(m) = d.messages.get(&k).cloned() else {
@@ -889,9 +875,7 @@ impl MailboxHandle {
     ) -> Result<FolderInfo, EmulatorError> {
         let key = self.state.key();
         let mut d = lock(&self.state.data);
-        let p = d
-            .folder_lookup(parent)
-            .ok_or_else(|| self.unknown_folder(parent))?;
+        let p = self.find_folder(&d, parent)?;
         let idx = write::push_folder(&mut d, &key, self.state.seed, p, display_name, false);
         Ok(folder_info(&d, idx))
     }
@@ -903,9 +887,7 @@ impl MailboxHandle {
         display_name: &str,
     ) -> Result<FolderInfo, EmulatorError> {
         let mut d = lock(&self.state.data);
-        let i = d
-            .folder_lookup(folder)
-            .ok_or_else(|| self.unknown_folder(folder))?;
+        let i = self.find_folder(&d, folder)?;
         if i == 0 {
             return Err(EmulatorError::ProtectedFolder(folder.to_owned()));
         }
@@ -919,9 +901,7 @@ impl MailboxHandle {
     /// as in Exchange.
     pub fn delete_folder(&self, folder: &str) -> Result<(), EmulatorError> {
         let mut d = lock(&self.state.data);
-        let i = d
-            .folder_lookup(folder)
-            .ok_or_else(|| self.unknown_folder(folder))?;
+        let i = self.find_folder(&d, folder)?;
         if i == 0 || d.folders[i].well_known.is_some() {
             return Err(EmulatorError::ProtectedFolder(folder.to_owned()));
         }
@@ -986,6 +966,22 @@ impl MailboxHandle {
             }
             changed.await;
         }
+    }
+
+    /// The folder `folder` names (id, well-known name or path), or [`EmulatorError::UnknownFolder`].
+    fn find_folder(&self, d: &MailboxData, folder: &str) -> Result<usize, EmulatorError> {
+        d.folder_lookup(folder)
+            .ok_or_else(|| self.unknown_folder(folder))
+    }
+
+    /// Like [`find_folder`](Self::find_folder), for a folder that holds messages of its own: a
+    /// search folder is [`EmulatorError::SearchFolder`].
+    fn mail_folder(&self, d: &MailboxData, folder: &str) -> Result<usize, EmulatorError> {
+        let i = self.find_folder(d, folder)?;
+        if d.folders[i].kind != FolderKind::Mail {
+            return Err(EmulatorError::SearchFolder(folder.to_owned()));
+        }
+        Ok(i)
     }
 
     fn unknown_folder(&self, folder: &str) -> EmulatorError {
@@ -1198,6 +1194,11 @@ mod tests {
         assert_eq!(p.parent_folder_id.as_deref(), Some(inbox.id.as_str()));
         assert!(matches!(
             h.create_message("Unread Mail", NewMessage::default()),
+            Err(EmulatorError::SearchFolder(_))
+        ));
+        let first = h.messages()[0].id.clone();
+        assert!(matches!(
+            h.move_message(&first, "Unread Mail"),
             Err(EmulatorError::SearchFolder(_))
         ));
         let created = h
