@@ -1099,8 +1099,7 @@ impl Session {
         let cmd = Command::Auch(Auch {
             challenge: enveloped,
         });
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::Auth(AuthStep::AwaitAurp { expected });
         self.arm_timer();
         Ok(())
@@ -1137,8 +1136,7 @@ impl Session {
             )));
         }
         let cmd = Command::Sfid(file.clone());
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::AwaitSfpa {
             sfid: Box::new(file),
         };
@@ -1257,8 +1255,7 @@ impl Session {
             EndResponse::Positive(e) => Command::Eerp(e),
             EndResponse::Negative(n) => Command::Nerp(n),
         };
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::AwaitRtr;
         self.arm_timer();
         Ok(())
@@ -1325,8 +1322,7 @@ impl Session {
         let cmd = Command::Sfpa(Sfpa {
             answer_count: restart_position,
         });
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::Receiving(Box::new(Incoming {
             reader,
             credit,
@@ -1351,8 +1347,7 @@ impl Session {
             retry,
             text: text.to_owned(),
         });
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::ListenerIdle { sent_cd: false };
         self.arm_timer();
         Ok(())
@@ -1383,8 +1378,7 @@ impl Session {
             reason,
             text: text.to_owned(),
         });
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::ListenerIdle { sent_cd: false };
         self.arm_timer();
         Ok(())
@@ -1418,6 +1412,14 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Sends a command built from the caller's input: a value that cannot
+    /// be encoded is the caller's error, and nothing is queued.
+    fn send_checked(&mut self, cmd: Command) -> Result<(), UsageError> {
+        let bytes = cmd.to_bytes(self.level)?;
+        self.queue(&cmd, bytes);
+        Ok(())
     }
 
     fn queue(&mut self, cmd: &Command, bytes: Vec<u8>) {
