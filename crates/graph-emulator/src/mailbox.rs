@@ -795,7 +795,7 @@ impl MailboxHandle {
         change: impl FnOnce(&mut Message),
     ) -> Result<MessageInfo, EmulatorError> {
         let mut d = lock(&self.state.data);
-        let k = d.key_by_id(id).ok_or_else(|| self.unknown_message(id))?;
+        let k = self.message_key(&d, id)?;
         let seq = d.next_seq();
         let m = d
             .messages
@@ -812,7 +812,7 @@ impl MailboxHandle {
     /// `GET` answer 404 `ErrorItemNotFound`).
     pub fn delete_message(&self, id: &str) -> Result<(), EmulatorError> {
         let mut d = lock(&self.state.data);
-        let k = d.key_by_id(id).ok_or_else(|| self.unknown_message(id))?;
+        let k = self.message_key(&d, id)?;
         let seq = d.next_seq();
         let m = d
             .messages
@@ -835,7 +835,7 @@ impl MailboxHandle {
         let key = self.state.key();
         let mut d = lock(&self.state.data);
         let target = self.mail_folder(&d, folder)?;
-        let k = d.key_by_id(id).ok_or_else(|| self.unknown_message(id))?;
+        let k = self.message_key(&d, id)?;
         let seq = d.next_seq();
         let Some(m) = d.messages.get(&k).cloned() else {
             return Err(self.unknown_message(id));
@@ -982,6 +982,11 @@ impl MailboxHandle {
             return Err(EmulatorError::SearchFolder(folder.to_owned()));
         }
         Ok(i)
+    }
+
+    /// The key of the message `id` (REST or immutable id), or [`EmulatorError::UnknownMessage`].
+    fn message_key(&self, d: &MailboxData, id: &str) -> Result<u64, EmulatorError> {
+        d.key_by_id(id).ok_or_else(|| self.unknown_message(id))
     }
 
     fn unknown_folder(&self, folder: &str) -> EmulatorError {
