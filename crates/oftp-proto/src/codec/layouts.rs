@@ -120,22 +120,15 @@ pub(super) fn decode_sfid(buf: &[u8], level: ProtocolLevel) -> Result<Sfid, Deco
         .ok_or_else(|| r.invalid("SFIDFMT", "is not F, V, U or T"))?;
     let max_record_len = r.num(5, "SFIDLRECL")? as u32;
     let mut sfid = Sfid {
-        dsn,
-        date_time,
         user_data,
-        destination,
-        originator,
-        format,
-        max_record_len,
-        file_size: 0,
-        original_file_size: 0,
-        restart_position: 0,
-        security: SecurityLevel::NONE,
-        cipher_suite: CipherSuite::NONE,
-        compression: FileCompression::NONE,
-        envelope: FileEnvelope::NONE,
-        signed_eerp: false,
-        description: String::new(),
+        ..Sfid::new(
+            dsn,
+            date_time,
+            originator,
+            destination,
+            format,
+            max_record_len,
+        )
     };
     if v2 {
         sfid.file_size = r.num(13, "SFIDFSIZ")?;
