@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures_util::future::BoxFuture;
 use graph_auth::{
     AccessToken, AuthConfig, Authenticator, CachedTokenProvider, DeviceCodePrompt, Interaction,
-    PkceMethod, Secret, TokenCache, TokenProvider,
+    PkceMethod, Secret, StderrInteraction, TokenCache, TokenProvider,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -111,18 +111,14 @@ fn password(s: &AuthSettings) -> Result<(String, Secret)> {
     Ok((user, pw))
 }
 
-/// Prints login instructions to stderr (URLs and device codes are not secrets).
+/// Prints login instructions to stderr (URLs and device codes are not secrets): the
+/// authorization URL as graph-auth's [`StderrInteraction`] does, the device code with its
+/// lifetime.
 struct Prompt;
 
 impl Interaction for Prompt {
     fn authorization_url(&self, url: &url::Url, browser_opened: bool) {
-        if browser_opened {
-            eprintln!(
-                "A browser window was opened to sign in. If it did not appear, open:\n\n  {url}\n"
-            );
-        } else {
-            eprintln!("Open this URL in a browser on this machine to sign in:\n\n  {url}\n");
-        }
+        StderrInteraction.authorization_url(url, browser_opened);
     }
 
     fn device_code(&self, prompt: &DeviceCodePrompt) {

@@ -109,6 +109,23 @@ pub(crate) struct AuthFile {
     pub(crate) pkce: Option<String>,
 }
 
+/// Where a backup is, for the commands that read one (`status`, `verify`, `export`, `search`,
+/// `show`, `prune`, `restore`): its folder and its index.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct BackupArg {
+    /// The backup folder [config: data_folder].
+    #[arg(long, short = 'd')]
+    pub(crate) data_folder: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) index: IndexArg,
+}
+
+/// The data folder of the flag, else of the config file.
+pub(crate) fn data_folder(flag: Option<PathBuf>, file: &FileConfig) -> Result<PathBuf> {
+    flag.or_else(|| file.data_folder.clone())
+        .context("no data folder: give --data-folder DIR or data_folder in the config file")
+}
+
 /// `--index`: where a backup's index is, for every command that opens one.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct IndexArg {
@@ -364,9 +381,7 @@ pub(crate) fn backup_builder(
     f: &FileConfig,
     tokens: std::sync::Arc<dyn mailbackup::TokenSource>,
 ) -> Result<mailbackup::BackupBuilder> {
-    let Some(data_folder) = r.data_folder.clone().or_else(|| f.data_folder.clone()) else {
-        bail!("no data folder: give --data-folder DIR or data_folder in the config file");
-    };
+    let data_folder = data_folder(r.data_folder.clone(), f)?;
     let users: Vec<String> = if !r.users.is_empty() {
         r.users.clone()
     } else {

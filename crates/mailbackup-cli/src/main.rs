@@ -68,11 +68,8 @@ enum Command {
     },
     /// Show the last run, counts per mailbox and the lock state.
     Status {
-        /// The backup folder [config: data_folder].
-        #[arg(long, short = 'd')]
-        data_folder: Option<PathBuf>,
         #[command(flatten)]
-        index: config::IndexArg,
+        backup: config::BackupArg,
         /// Folder of the lock file [config: working_folder].
         #[arg(long)]
         working_folder: Option<PathBuf>,
@@ -86,19 +83,13 @@ enum Command {
     },
     /// Re-hash every file against the index; list missing, corrupt and extra files.
     Verify {
-        /// The backup folder [config: data_folder].
-        #[arg(long, short = 'd')]
-        data_folder: Option<PathBuf>,
         #[command(flatten)]
-        index: config::IndexArg,
+        backup: config::BackupArg,
     },
     /// Export messages of the backup to mbox (mboxrd) or Maildir, without the X-NS-Backup line.
     Export {
-        /// The backup folder [config: data_folder].
-        #[arg(long, short = 'd')]
-        data_folder: Option<PathBuf>,
         #[command(flatten)]
-        index: config::IndexArg,
+        backup: config::BackupArg,
         /// Output format.
         #[arg(long, value_enum, default_value = "mbox")]
         format: find::ExportFormat,
@@ -117,11 +108,8 @@ enum Command {
     /// Search the backup's header index: `from:alice subject:"march invoice" after:2024-01-01
     /// before:2024-04-01 folder:Inbox mailbox:NAME has:attachment is:unread` and bare words.
     Search {
-        /// The backup folder [config: data_folder].
-        #[arg(long, short = 'd')]
-        data_folder: Option<PathBuf>,
         #[command(flatten)]
-        index: config::IndexArg,
+        backup: config::BackupArg,
         /// The query (several words are joined with spaces; quote phrases for the shell too).
         words: Vec<String>,
         #[command(flatten)]
@@ -135,21 +123,15 @@ enum Command {
     },
     /// Print the indexed headers of one message and the path of its file.
     Show {
-        /// The backup folder [config: data_folder].
-        #[arg(long, short = 'd')]
-        data_folder: Option<PathBuf>,
         #[command(flatten)]
-        index: config::IndexArg,
+        backup: config::BackupArg,
         /// The message's key (as `search` prints it).
         key: String,
     },
     /// Purge quarantined copies of remotely deleted messages older than N days.
     Prune {
-        /// The backup folder [config: data_folder].
-        #[arg(long, short = 'd')]
-        data_folder: Option<PathBuf>,
         #[command(flatten)]
-        index: config::IndexArg,
+        backup: config::BackupArg,
         /// Folder of the lock file [config: working_folder].
         #[arg(long)]
         working_folder: Option<PathBuf>,
@@ -201,11 +183,6 @@ async fn open_backup(
     let store = config::open_store(store_url, file, &data, quarantine).await?;
     let index = index.open(file).await?;
     Ok(find::Backup { data, index, store })
-}
-
-fn data_folder(flag: Option<PathBuf>, file: &FileConfig) -> Result<PathBuf> {
-    flag.or_else(|| file.data_folder.clone())
-        .context("no data folder: give --data-folder DIR or data_folder in the config file")
 }
 
 #[tokio::main]
@@ -300,12 +277,15 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             }))
         }
         Command::Status {
-            data_folder: d,
-            index,
+            backup:
+                config::BackupArg {
+                    data_folder: d,
+                    index,
+                },
             working_folder,
         } => {
             init_logs(&cli.log_level, None);
-            let d = data_folder(d, &file)?;
+            let d = config::data_folder(d, &file)?;
             let wf = working_folder.or_else(|| file.working_folder.clone());
             let s = match index.open(&file).await? {
                 Some(ix) => {
@@ -361,11 +341,14 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             restore_cmd::run(*restore, &auth, &file, cli.store.as_deref(), &cli.log_level).await
         }
         Command::Verify {
-            data_folder: d,
-            index,
+            backup:
+                config::BackupArg {
+                    data_folder: d,
+                    index,
+                },
         } => {
             init_logs(&cli.log_level, None);
-            let d = data_folder(d, &file)?;
+            let d = config::data_folder(d, &file)?;
             let store = config::open_store(cli.store.as_deref(), &file, &d, None).await?;
             let ix = index.open(&file).await?;
             let st = store.clone();
@@ -402,8 +385,11 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Export {
-            data_folder: d,
-            index,
+            backup:
+                config::BackupArg {
+                    data_folder: d,
+                    index,
+                },
             format,
             mbox_per,
             out,
@@ -411,44 +397,53 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             no_progress,
         } => {
             init_logs(&cli.log_level, None);
-            let d = data_folder(d, &file)?;
+            let d = config::data_folder(d, &file)?;
             let backup = open_backup(cli.store.as_deref(), &file, d, &index, None).await?;
             find::export(backup, &select, format, mbox_per, out, no_progress).await
         }
         Command::Search {
-            data_folder: d,
-            index,
+            backup:
+                config::BackupArg {
+                    data_folder: d,
+                    index,
+                },
             words,
             select,
             limit,
             json,
         } => {
             init_logs(&cli.log_level, None);
-            let d = data_folder(d, &file)?;
+            let d = config::data_folder(d, &file)?;
             let backup = open_backup(cli.store.as_deref(), &file, d, &index, None).await?;
             tokio::task::spawn_blocking(move || find::search(&backup, &words, &select, limit, json))
                 .await?
         }
         Command::Show {
-            data_folder: d,
-            index,
+            backup:
+                config::BackupArg {
+                    data_folder: d,
+                    index,
+                },
             key,
         } => {
             init_logs(&cli.log_level, None);
-            let d = data_folder(d, &file)?;
+            let d = config::data_folder(d, &file)?;
             let backup = open_backup(cli.store.as_deref(), &file, d, &index, None).await?;
             tokio::task::spawn_blocking(move || find::show(&backup, &key)).await?
         }
         Command::Prune {
-            data_folder: d,
-            index,
+            backup:
+                config::BackupArg {
+                    data_folder: d,
+                    index,
+                },
             working_folder,
             quarantine_folder,
             keep_deleted_days,
             dry_run,
         } => {
             init_logs(&cli.log_level, None);
-            let d = data_folder(d, &file)?;
+            let d = config::data_folder(d, &file)?;
             let q = quarantine_folder
                 .or_else(|| file.quarantine_folder.clone())
                 .context("no quarantine folder: give --quarantine-folder DIR or quarantine_folder in the config file")?;
@@ -475,7 +470,7 @@ async fn backup(
     let mut builder = config::backup_builder(run, file, tokens)?;
     if config::store_url(store_flag, file).is_some() {
         // Without a URL the builder keeps its own local store, exactly as before.
-        let d = data_folder(run.data_folder.clone(), file)?;
+        let d = config::data_folder(run.data_folder.clone(), file)?;
         let q = run
             .quarantine_folder
             .clone()

@@ -23,11 +23,8 @@ pub(crate) enum Mode {
 /// Flags of `restore`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RestoreArgs {
-    /// The backup folder [config: data_folder].
-    #[arg(long, short = 'd')]
-    data_folder: Option<PathBuf>,
     #[command(flatten)]
-    index: config::IndexArg,
+    backup: config::BackupArg,
     /// Folder of the lock file [config: working_folder] (default DATA/.meta).
     #[arg(long)]
     working_folder: Option<PathBuf>,
@@ -104,7 +101,7 @@ pub(crate) async fn run(
     let settings = auth::with_cached_sign_in(config::merge_auth(auth_args, &file.auth))?;
     let tokens = auth::token_source(&settings)?;
     let run_args = RunArgs {
-        data_folder: a.data_folder.clone(),
+        data_folder: a.backup.data_folder.clone(),
         working_folder: a.working_folder.clone(),
         graph_url: a.graph_url.clone(),
         max_connections: a.max_connections,
@@ -123,7 +120,7 @@ pub(crate) async fn run(
     selection.created_from = day("--created-from", &a.created_from)?;
     selection.created_to = day("--created-to", &a.created_to)?;
     selection.messages = a.messages.clone();
-    let index = a.index.open(file).await?;
+    let index = a.backup.index.open(file).await?;
     if let Some(q) = a.query.clone() {
         let backup = crate::find::Backup {
             data: opts.data_folder.clone(),

@@ -32,11 +32,7 @@ impl Bars {
         let mut bars: HashMap<String, (ProgressBar, Phase)> = HashMap::new();
         let listing = ProgressStyle::with_template("{prefix:.bold} {spinner} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
-        let counting = ProgressStyle::with_template(
-            "{prefix:.bold} {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let counting = counting_style();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             let finished = tokio::select! {
@@ -111,11 +107,7 @@ impl Bars {
 
     /// The bar of a restore (one per target mailbox) until `done` is cancelled.
     pub(crate) async fn follow_restore(self, progress: Arc<Progress>, done: CancellationToken) {
-        let style = ProgressStyle::with_template(
-            "{prefix:.bold} {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style = counting_style();
         let mut bars: HashMap<String, ProgressBar> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
@@ -150,6 +142,13 @@ impl Bars {
             multi: self.multi.clone(),
         }
     }
+}
+
+/// A bar that counts: messages backed up, checked for deletion or restored.
+fn counting_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:.bold} {msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 /// Writes to standard error while the bars are suspended.

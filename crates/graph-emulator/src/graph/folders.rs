@@ -112,17 +112,8 @@ impl Ctx<'_> {
             None => "mailFolders".to_owned(),
             Some(_) => format!("mailFolders('{}')/childFolders", d.folders[parent_idx].id),
         };
-        let mut body = json!({
-            "@odata.context": self.context(&what),
-            "value": page,
-        });
-        if q.get("$count").is_some_and(|c| c == "true") {
-            body["@odata.count"] = json!(total);
-        }
-        if paging.skip + paging.top < total {
-            body["@odata.nextLink"] = json!(self.next_link(paging.top, paging.skip + paging.top));
-        }
         drop(d);
+        let body = self.collection_page(&q, &what, page, total, &paging);
         ok_json(self.r, &body)
     }
 

@@ -95,20 +95,12 @@ impl Ctx<'_> {
             Some(f) => format!("mailFolders('{f}')/messages"),
             None => "messages".to_owned(),
         };
-        let mut body = json!({
-            "@odata.context": self.context(&match &select {
-                Some(s) => format!("{what}({})", s.join(",")),
-                None => what.clone(),
-            }),
-            "value": page,
-        });
-        if q.get("$count").is_some_and(|c| c == "true") {
-            body["@odata.count"] = json!(total);
-        }
-        if paging.skip + paging.top < total {
-            body["@odata.nextLink"] = json!(self.next_link(paging.top, paging.skip + paging.top));
-        }
         drop(d);
+        let what = match &select {
+            Some(s) => format!("{what}({})", s.join(",")),
+            None => what,
+        };
+        let body = self.collection_page(&q, &what, page, total, &paging);
         let pref = paging.from_prefer.then_some(paging.top);
         self.with_pref(ok_json(self.r, &body), pref)
     }

@@ -128,6 +128,33 @@ fn authenticate(shared: &Shared, r: &Req) -> Result<Grant, Resp> {
     })
 }
 
+/// A 429 telling the client to wait `retry_after` seconds.
+fn throttled(r: &Req, code: &str, message: &str, retry_after: u64) -> Resp {
+    graph_error(r, 429, code, message).with_header("Retry-After", retry_after.to_string())
+}
+
+/// The injected 503, with `Retry-After` when the fault sets one (Graph sometimes leaves it out).
+fn unavailable(r: &Req, retry_after: Option<u64>) -> Resp {
+    let resp = graph_error(
+        r,
+        503,
+        "ServiceUnavailable",
+        "The service is temporarily unavailable. Please try again later.",
+    );
+    match retry_after {
+        Some(s) => resp.with_header("Retry-After", s.to_string()),
+        None => resp,
+    }
+}
+
+/// Waits the configured latency plus the `extra` a fault adds.
+async fn delay(shared: &Shared, extra: std::time::Duration) {
+    let wait = shared.latency + extra;
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// Rejects every method but GET on a read-only resource.
 fn read_only(r: &Req) -> Result<(), Resp> {
     if r.method == Method::GET {
@@ -257,39 +284,30 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
     {
         shared.stats.bump(Counter::ThrottledConcurrency);
         tracing::debug!(mailbox = %mb.upn, current, limit, "429: mailbox concurrency limit");
-        return Outcome::Respond(
-            graph_error(
-                &r,
-                429,
-                "ApplicationThrottled",
-                "Application is over its MailboxConcurrency limit.",
-            )
-            .with_header("Retry-After", shared.concurrency_retry_after.to_string()),
-        );
+        return Outcome::Respond(throttled(
+            &r,
+            "ApplicationThrottled",
+            "Application is over its MailboxConcurrency limit.",
+            shared.concurrency_retry_after,
+        ));
     }
     if let Some(limit) = shared.rate_limit
         && let Err(retry_after) = mb.take_budget(limit)
     {
         shared.stats.bump(Counter::ThrottledRate);
-        return Outcome::Respond(
-            graph_error(
-                &r,
-                429,
-                "ApplicationThrottled",
-                "Application is over its request rate limit for this mailbox.",
-            )
-            .with_header("Retry-After", retry_after.to_string()),
-        );
+        return Outcome::Respond(throttled(
+            &r,
+            "ApplicationThrottled",
+            "Application is over its request rate limit for this mailbox.",
+            retry_after,
+        ));
     }
     // 4. Latency and faults.
     let (extra, injected, bandwidth) = {
         let mut f = lock(&shared.faults);
         (f.extra_latency(), f.decide(kind), f.value_bandwidth())
     };
-    let wait = shared.latency + extra;
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
-    }
+    delay(shared, extra).await;
     match injected {
         Some(Injected::Drop) => {
             tracing::debug!(path = %r.path, "fault: dropping the connection");
@@ -324,28 +342,16 @@ async fn single(shared: &Arc<Shared>, r: Req, parsed: Parsed) -> Outcome {
         }
         Some(Injected::Throttle { retry_after }) => {
             shared.stats.bump(Counter::ThrottledInjected);
-            return Outcome::Respond(
-                graph_error(
-                    &r,
-                    429,
-                    "ApplicationThrottled",
-                    "Application is over its MailboxConcurrency limit.",
-                )
-                .with_header("Retry-After", retry_after.to_string()),
-            );
+            return Outcome::Respond(throttled(
+                &r,
+                "ApplicationThrottled",
+                "Application is over its MailboxConcurrency limit.",
+                retry_after,
+            ));
         }
         Some(Injected::Unavailable { retry_after }) => {
             shared.stats.bump(Counter::UnavailableInjected);
-            let mut resp = graph_error(
-                &r,
-                503,
-                "ServiceUnavailable",
-                "The service is temporarily unavailable. Please try again later.",
-            );
-            if let Some(s) = retry_after {
-                resp = resp.with_header("Retry-After", s.to_string());
-            }
-            return Outcome::Respond(resp);
+            return Outcome::Respond(unavailable(&r, retry_after));
         }
         None => {}
     }
@@ -532,6 +538,29 @@ impl Ctx<'_> {
             skip,
             from_prefer,
         })
+    }
+
+    /// One page of a collection: `@odata.context` for `what`, the `value`s, `@odata.count`
+    /// when `$count=true` was asked for, and `@odata.nextLink` while more items follow.
+    fn collection_page(
+        &self,
+        q: &HashMap<String, String>,
+        what: &str,
+        page: Vec<Value>,
+        total: usize,
+        paging: &Paging,
+    ) -> Value {
+        let mut body = json!({
+            "@odata.context": self.context(what),
+            "value": page,
+        });
+        if q.get("$count").is_some_and(|c| c == "true") {
+            body["@odata.count"] = json!(total);
+        }
+        if paging.skip + paging.top < total {
+            body["@odata.nextLink"] = json!(self.next_link(paging.top, paging.skip + paging.top));
+        }
+        body
     }
 
     /// Same URL with `$skip` and `$top` replaced.

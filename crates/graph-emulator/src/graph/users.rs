@@ -29,7 +29,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use super::{authenticate, graph_error, ok_json, read_only};
+use super::{authenticate, delay, graph_error, ok_json, read_only, throttled, unavailable};
 use crate::faults::Injected;
 use crate::identity::{Grant, Principal, UserRecord};
 use crate::odata;
@@ -143,10 +143,7 @@ pub(super) async fn list(shared: &Arc<Shared>, r: Req) -> Outcome {
         let mut f = lock(&shared.faults);
         (f.extra_latency(), f.decide(EndpointKind::UserList))
     };
-    let wait = shared.latency + extra;
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
-    }
+    delay(shared, extra).await;
     match injected {
         Some(Injected::Drop) => {
             shared.stats.bump(Counter::Dropped);
@@ -154,28 +151,16 @@ pub(super) async fn list(shared: &Arc<Shared>, r: Req) -> Outcome {
         }
         Some(Injected::Throttle { retry_after }) => {
             shared.stats.bump(Counter::ThrottledInjected);
-            return Outcome::Respond(
-                graph_error(
-                    &r,
-                    429,
-                    "TooManyRequests",
-                    "Too many requests. Please try again later.",
-                )
-                .with_header("Retry-After", retry_after.to_string()),
-            );
+            return Outcome::Respond(throttled(
+                &r,
+                "TooManyRequests",
+                "Too many requests. Please try again later.",
+                retry_after,
+            ));
         }
         Some(Injected::Unavailable { retry_after }) => {
             shared.stats.bump(Counter::UnavailableInjected);
-            let mut resp = graph_error(
-                &r,
-                503,
-                "ServiceUnavailable",
-                "The service is temporarily unavailable. Please try again later.",
-            );
-            if let Some(s) = retry_after {
-                resp = resp.with_header("Retry-After", s.to_string());
-            }
-            return Outcome::Respond(resp);
+            return Outcome::Respond(unavailable(&r, retry_after));
         }
         // Truncation applies to `$value` downloads only.
         Some(Injected::Truncate) | None => {}

@@ -9,6 +9,7 @@ use super::{
     Answer, DeviceCode, DeviceState, IdentityState, OAuthError, Principal, has_scope, missing,
     oauth_err, pkce_ok, split_scopes, user_code,
 };
+use crate::config::AppRegistration;
 use crate::util::{lock, random_token};
 
 impl IdentityState {
@@ -20,10 +21,7 @@ impl IdentityState {
         basic: Option<(String, String)>,
         base_url: &str,
     ) -> Answer {
-        match self.token_inner(tenant, form, basic, base_url) {
-            Ok(v) => Answer::json(200, &v),
-            Err(e) => e.answer(),
-        }
+        json_or_error(self.token_inner(tenant, form, basic, base_url))
     }
 
     fn token_inner(
@@ -39,31 +37,35 @@ impl IdentityState {
             .as_str();
         let multi_ok = !matches!(grant, "client_credentials" | "password");
         self.tenant_ok(tenant, multi_ok)?;
-        match grant {
-            "authorization_code" => self.grant_code(tenant, form, basic, base_url),
-            "refresh_token" => self.grant_refresh(tenant, form, basic, base_url),
-            "client_credentials" => self.grant_client_credentials(tenant, form, basic, base_url),
-            "password" => self.grant_password(tenant, form, basic, base_url),
+        // Every grant authenticates the client first; the device flow is for public clients
+        // and needs no secret.
+        let (redeem, needs_secret): (Grant, bool) = match grant {
+            "authorization_code" => (Self::grant_code, true),
+            "refresh_token" => (Self::grant_refresh, true),
+            "client_credentials" => (Self::grant_client_credentials, true),
+            "password" => (Self::grant_password, true),
             "urn:ietf:params:oauth:grant-type:device_code" | "device_code" => {
-                self.grant_device(tenant, form, basic, base_url)
+                (Self::grant_device, false)
             }
-            other => Err(oauth_err(
-                400,
-                "unsupported_grant_type",
-                70003,
-                format!("The app requested an unsupported grant type '{other}'."),
-            )),
-        }
+            other => {
+                return Err(oauth_err(
+                    400,
+                    "unsupported_grant_type",
+                    70003,
+                    format!("The app requested an unsupported grant type '{other}'."),
+                ));
+            }
+        };
+        let app = self.client_auth(form, basic, tenant, needs_secret)?;
+        redeem(self, form, app, base_url)
     }
 
     fn grant_code(
         &self,
-        tenant: &str,
         form: &HashMap<String, String>,
-        basic: Option<(String, String)>,
+        app: &AppRegistration,
         base_url: &str,
     ) -> Result<Value, OAuthError> {
-        let app = self.client_auth(form, basic, tenant, true)?;
         let code = form.get("code").ok_or_else(|| missing("code"))?;
         let mut data = lock(&self.data);
         let Some(c) = data.codes.get(code).cloned() else {
@@ -144,12 +146,10 @@ impl IdentityState {
 
     fn grant_refresh(
         &self,
-        tenant: &str,
         form: &HashMap<String, String>,
-        basic: Option<(String, String)>,
+        app: &AppRegistration,
         base_url: &str,
     ) -> Result<Value, OAuthError> {
-        let app = self.client_auth(form, basic, tenant, true)?;
         let rt = form
             .get("refresh_token")
             .ok_or_else(|| missing("refresh_token"))?;
@@ -196,12 +196,10 @@ impl IdentityState {
 
     fn grant_client_credentials(
         &self,
-        tenant: &str,
         form: &HashMap<String, String>,
-        basic: Option<(String, String)>,
+        app: &AppRegistration,
         base_url: &str,
     ) -> Result<Value, OAuthError> {
-        let app = self.client_auth(form, basic, tenant, true)?;
         if app.client_secret.is_none() {
             return Err(oauth_err(
                 401,
@@ -228,12 +226,10 @@ impl IdentityState {
 
     fn grant_password(
         &self,
-        tenant: &str,
         form: &HashMap<String, String>,
-        basic: Option<(String, String)>,
+        app: &AppRegistration,
         base_url: &str,
     ) -> Result<Value, OAuthError> {
-        let app = self.client_auth(form, basic, tenant, true)?;
         let username = form.get("username").ok_or_else(|| missing("username"))?;
         let password = form.get("password").ok_or_else(|| missing("password"))?;
         let scope = form.get("scope").ok_or_else(|| missing("scope"))?;
@@ -271,12 +267,10 @@ impl IdentityState {
 
     fn grant_device(
         &self,
-        tenant: &str,
         form: &HashMap<String, String>,
-        basic: Option<(String, String)>,
+        app: &AppRegistration,
         base_url: &str,
     ) -> Result<Value, OAuthError> {
-        let app = self.client_auth(form, basic, tenant, false)?;
         let dc = form
             .get("device_code")
             .ok_or_else(|| missing("device_code"))?;
@@ -374,9 +368,22 @@ impl IdentityState {
                 "message": format!("To sign in, use a web browser to open the page {uri} and enter the code {code} to authenticate."),
             }))
         })();
-        match r {
-            Ok(v) => Answer::json(200, &v),
-            Err(e) => e.answer(),
-        }
+        json_or_error(r)
+    }
+}
+
+/// One grant's redemption, after the client authenticated.
+type Grant = fn(
+    &IdentityState,
+    &HashMap<String, String>,
+    &AppRegistration,
+    &str,
+) -> Result<Value, OAuthError>;
+
+/// `200` with the JSON body, or the OAuth error.
+fn json_or_error(r: Result<Value, OAuthError>) -> Answer {
+    match r {
+        Ok(v) => Answer::json(200, &v),
+        Err(e) => e.answer(),
     }
 }

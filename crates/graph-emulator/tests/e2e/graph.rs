@@ -505,3 +505,54 @@ async fn tests_can_await_request_counts_and_an_idle_mailbox() {
         .await
         .expect("immediate");
 }
+
+#[tokio::test]
+async fn folder_and_message_pages_carry_count_context_and_next_link() {
+    let emu = start(config(60)).await;
+    let token = user_token(&emu, USER).await;
+    let g = emu.graph_url();
+
+    let (folders, _) = get_all(&token, &format!("{g}/me/mailFolders"), None).await;
+    let v = get_json(&token, &format!("{g}/me/mailFolders?$top=2&$count=true")).await;
+    assert_eq!(v["value"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v["@odata.count"], folders.len(), "{v}");
+    assert!(
+        v["@odata.context"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("')/mailFolders")),
+        "{v}"
+    );
+    let next = v["@odata.nextLink"].as_str().expect("next link");
+    assert!(
+        next.contains("%24skip=2") || next.contains("$skip=2"),
+        "{next}"
+    );
+    let v = get_json(&token, &format!("{g}/me/mailFolders")).await;
+    assert!(v.get("@odata.count").is_none(), "{v}");
+
+    let inbox = emu
+        .mailbox(USER)
+        .folder_messages("inbox")
+        .expect("inbox")
+        .len();
+    assert!(inbox > 3, "{inbox}");
+    let v = get_json(
+        &token,
+        &format!("{g}/me/mailFolders/inbox/messages?$top=3&$count=true&$select=subject"),
+    )
+    .await;
+    assert_eq!(v["@odata.count"], inbox, "{v}");
+    assert!(
+        v["@odata.context"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("/mailFolders('inbox')/messages(subject)")),
+        "{v}"
+    );
+    assert!(v["@odata.nextLink"].is_string(), "{v}");
+    let v = get_json(
+        &token,
+        &format!("{g}/me/mailFolders/inbox/messages?$top={inbox}&$skip=0"),
+    )
+    .await;
+    assert!(v.get("@odata.nextLink").is_none(), "{v}");
+}

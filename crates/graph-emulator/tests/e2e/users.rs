@@ -2,7 +2,7 @@
 
 use graph_emulator::{
     AppRegistration, DEFAULT_CLIENT_SECRET, DEFAULT_CONFIDENTIAL_CLIENT_ID, EmulatorConfig,
-    EndpointKind, MailboxSpec, UserSpec,
+    EndpointKind, FaultConfig, MailboxSpec, Trigger, UserSpec,
 };
 use serde_json::Value;
 
@@ -208,4 +208,44 @@ async fn server_page_cap_pages_even_a_large_top() {
     let (all, pages) = get_all(&token, &format!("{}/users?$top=999", emu.graph_url()), None).await;
     assert_eq!(pages, 2);
     assert_eq!(upns(&all), vec![A, B, C, ROOM]);
+}
+
+#[tokio::test]
+async fn injected_throttling_and_outages_answer_the_user_list_with_retry_after() {
+    let emu = start(config()).await;
+    let token = app_token(&emu).await;
+    let url = format!("{}/users", emu.graph_url());
+    let f = emu.faults();
+
+    f.throttle(Trigger::Next(1), 7);
+    let (status, headers, body) = get(&token, &url, None).await;
+    assert_eq!(status, 429);
+    assert_eq!(
+        headers.get("retry-after").and_then(|h| h.to_str().ok()),
+        Some("7")
+    );
+    assert_graph_error(&body, "TooManyRequests");
+
+    f.set(FaultConfig {
+        unavailable: Trigger::Next(1),
+        unavailable_retry_after_secs: Some(3),
+        ..FaultConfig::default()
+    });
+    let (status, headers, body) = get(&token, &url, None).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        headers.get("retry-after").and_then(|h| h.to_str().ok()),
+        Some("3")
+    );
+    assert_graph_error(&body, "ServiceUnavailable");
+
+    f.set(FaultConfig {
+        unavailable: Trigger::Next(1),
+        unavailable_retry_after_secs: None,
+        ..FaultConfig::default()
+    });
+    let (status, headers, _) = get(&token, &url, None).await;
+    assert_eq!(status, 503);
+    assert!(headers.get("retry-after").is_none());
+    assert_eq!(get(&token, &url, None).await.0, 200);
 }

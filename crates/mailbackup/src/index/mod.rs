@@ -67,6 +67,34 @@ pub struct SavedRow {
     pub sha256: String,
 }
 
+impl SavedRow {
+    /// A `saved` row as an index stores it (`mailbox, id, path, last_modified, size,
+    /// sha256`). Rows of copies a hook once saved outside the backup folder (an absolute path)
+    /// are not in the store: they are `None`, with a warning, and the message is fetched again.
+    fn from_columns(
+        (mailbox, id, path, last_modified, size, sha256): (
+            String,
+            String,
+            String,
+            String,
+            i64,
+            String,
+        ),
+    ) -> Option<SavedRow> {
+        let key = ObjectKey::new(path)
+            .inspect_err(|e| tracing::warn!("index row of message {id} ignored: {e}"))
+            .ok()?;
+        Some(SavedRow {
+            mailbox,
+            id,
+            key,
+            last_modified,
+            size: size.max(0) as u64,
+            sha256,
+        })
+    }
+}
+
 /// The header fields of a saved copy, for search, `show` and export.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HeaderRow {

@@ -270,35 +270,12 @@ impl Index for SqliteIndex {
                 "SELECT mailbox, id, path, last_modified, size, sha256 FROM saved
                  WHERE ?1 IS NULL OR mailbox=?1",
             )?;
-            let rows = st.query_map(params![mailbox], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?;
+            let rows = st.query_map(params![mailbox], |r| r.try_into())?;
             rows.collect()
         })?;
         Ok(rows
             .into_iter()
-            .filter_map(|(mailbox, id, path, last_modified, size, sha256)| {
-                // Rows of copies a hook once saved outside the backup folder (an absolute
-                // path) are not in the store: they are left out (and fetched again).
-                let key = ObjectKey::new(path)
-                    .inspect_err(|e| tracing::warn!("index row of message {id} ignored: {e}"))
-                    .ok()?;
-                Some(SavedRow {
-                    mailbox,
-                    id,
-                    key,
-                    last_modified,
-                    size: size.max(0) as u64,
-                    sha256,
-                })
-            })
+            .filter_map(SavedRow::from_columns)
             .collect())
     }
 
@@ -553,7 +530,7 @@ impl Index for SqliteIndex {
             let mut st = c.prepare(
                 "SELECT path, mailbox, location, since FROM quarantined ORDER BY since, path",
             )?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows = st.query_map([], |r| r.try_into())?;
             rows.collect()
         })?;
         rows.into_iter()
@@ -633,18 +610,7 @@ impl Index for SqliteIndex {
                    complete, started, mode FROM restored
                  WHERE source_mailbox=?1 AND target_mailbox=?2 ORDER BY rowid",
             )?;
-            let rows = st.query_map(params![source_mailbox, target_mailbox], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?;
+            let rows = st.query_map(params![source_mailbox, target_mailbox], |r| r.try_into())?;
             rows.collect()
         })?;
         Ok(rows

@@ -271,14 +271,7 @@ impl<'a> Writer<'a> {
         field: &'static str,
     ) -> Result<(), EncodeError> {
         let s = s.trim_end_matches(' ');
-        if s.len() > n {
-            return Err(EncodeError::TooLong {
-                command: self.command,
-                field,
-                len: s.len(),
-                max: n,
-            });
-        }
+        self.fits(s.len(), n, field)?;
         for (i, ch) in s.chars().enumerate() {
             let c = ch.to_ascii_uppercase();
             let ok = c.is_ascii_uppercase()
@@ -306,14 +299,7 @@ impl<'a> Writer<'a> {
         field: &'static str,
     ) -> Result<(), EncodeError> {
         let s = s.trim_end_matches(' ');
-        if s.len() > n {
-            return Err(EncodeError::TooLong {
-                command: self.command,
-                field,
-                len: s.len(),
-                max: n,
-            });
-        }
+        self.fits(s.len(), n, field)?;
         if let Some(ch) = s.chars().find(|c| !c.is_ascii_graphic()) {
             return Err(EncodeError::InvalidCharacter {
                 command: self.command,
@@ -323,6 +309,19 @@ impl<'a> Writer<'a> {
         }
         self.bytes(s.as_bytes());
         self.pad(n - s.len());
+        Ok(())
+    }
+
+    /// Refuses a value of `len` octets for a field that holds at most `max`.
+    fn fits(&self, len: usize, max: usize, field: &'static str) -> Result<(), EncodeError> {
+        if len > max {
+            return Err(EncodeError::TooLong {
+                command: self.command,
+                field,
+                len,
+                max,
+            });
+        }
         Ok(())
     }
 
@@ -355,14 +354,7 @@ impl<'a> Writer<'a> {
         s: &str,
         field: &'static str,
     ) -> Result<(), EncodeError> {
-        if s.len() > 999 {
-            return Err(EncodeError::TooLong {
-                command: self.command,
-                field,
-                len: s.len(),
-                max: 999,
-            });
-        }
+        self.fits(s.len(), 999, field)?;
         self.num(s.len() as u64, 3, field)?;
         self.bytes(s.as_bytes());
         Ok(())
@@ -374,14 +366,7 @@ impl<'a> Writer<'a> {
         b: &[u8],
         field: &'static str,
     ) -> Result<(), EncodeError> {
-        if b.len() > u16::MAX as usize {
-            return Err(EncodeError::TooLong {
-                command: self.command,
-                field,
-                len: b.len(),
-                max: u16::MAX as usize,
-            });
-        }
+        self.fits(b.len(), u16::MAX as usize, field)?;
         self.bytes(&(b.len() as u16).to_be_bytes());
         self.bytes(b);
         Ok(())

@@ -954,6 +954,37 @@ fn encoding_refuses_values_that_do_not_fit() {
 }
 
 #[test]
+fn encoding_refuses_passwords_texts_and_binaries_longer_than_their_field() {
+    let too_long = |cmd: Command, level| match cmd.to_bytes(level) {
+        Err(EncodeError::TooLong {
+            field, len, max, ..
+        }) => (field, len, max),
+        other => panic!("expected TooLong, got {other:?}"),
+    };
+    let ssid = Command::Ssid(Ssid {
+        level: L5,
+        code: "O0013000000ACME".into(),
+        password: Password::new("NINECHARS"),
+        buffer_size: 4096,
+        mode: SessionMode::Both,
+        compression: false,
+        restart: false,
+        special_logic: false,
+        credit: 64,
+        secure_auth: false,
+        user_data: String::new(),
+    });
+    assert_eq!(too_long(ssid, L5), ("SSIDPSWD", 9, 8));
+    let mut s = sfid_plain();
+    s.description = "x".repeat(1000);
+    assert_eq!(too_long(Command::Sfid(s), L5), ("SFIDDESC", 1000, 999));
+    let auch = Command::Auch(Auch {
+        challenge: vec![0; 65_536],
+    });
+    assert_eq!(too_long(auch, L5), ("AUCHCHAL", 65_536, 65_535));
+}
+
+#[test]
 fn summaries_never_contain_secrets() {
     let Command::Ssid(s) = Command::decode(
         b"X5O0013000000ACME          SECRET  04096BNNN064N            \r",

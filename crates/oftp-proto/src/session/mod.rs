@@ -1099,8 +1099,7 @@ impl Session {
         let cmd = Command::Auch(Auch {
             challenge: enveloped,
         });
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::Auth(AuthStep::AwaitAurp { expected });
         self.arm_timer();
         Ok(())
@@ -1137,8 +1136,7 @@ impl Session {
             )));
         }
         let cmd = Command::Sfid(file.clone());
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::AwaitSfpa {
             sfid: Box::new(file),
         };
@@ -1152,22 +1150,13 @@ impl Session {
     /// allows; check [`can_accept_data`](Self::can_accept_data) to keep memory
     /// bounded.
     pub fn write_data(&mut self, data: &[u8], end_of_record: bool) -> Result<(), UsageError> {
-        let State::Sending(out) = &mut self.state else {
-            return Err(self.wrong_state("write_data"));
-        };
-        if out.finishing.is_some() {
-            return Err(self.wrong_state("write_data"));
-        }
-        out.writer.write(data, end_of_record)?;
-        let before = self.timer_view();
-        let state = std::mem::replace(&mut self.state, State::Closed);
-        if let State::Sending(out) = state {
-            self.state = self.pump(out);
-        }
+        self.open_file_mut("write_data")?
+            .writer
+            .write(data, end_of_record)?;
         // DATA went out: if the credit is now used up the speaker waits for
         // the listener's CDT, which the inactivity timer guards (RFC 5024
         // 4.7.2, 9.10.2 M action 2).
-        self.rearm_after_local_call(before);
+        self.pump_now();
         Ok(())
     }
 
@@ -1175,30 +1164,46 @@ impl Session {
     /// a restart: records for F/V and 0 for U/T, and octets). The EFID waits
     /// until the last buffers are sent and credit is available.
     pub fn finish_file(&mut self, record_count: u64, unit_count: u64) -> Result<(), UsageError> {
-        let State::Sending(out) = &mut self.state else {
-            return Err(self.wrong_state("finish_file"));
-        };
-        if out.finishing.is_some() {
-            return Err(self.wrong_state("finish_file"));
-        }
+        let level = self.level;
+        let out = self.open_file_mut("finish_file")?;
         // Check the counts fit before anything is committed.
         Command::Efid(Efid {
             record_count,
             unit_count,
         })
-        .to_bytes(self.level)?;
+        .to_bytes(level)?;
         out.writer.finish()?;
         out.finishing = Some(Efid {
             record_count,
             unit_count,
         });
+        self.pump_now();
+        Ok(())
+    }
+
+    /// The file being sent, while more data may still be written to it
+    /// (sending, and `finish_file` not yet called); `call` names the caller
+    /// in the error otherwise.
+    fn open_file_mut(&mut self, call: &'static str) -> Result<&mut Outgoing, UsageError> {
+        let state = self.state.name();
+        match &mut self.state {
+            State::Sending(out) if out.finishing.is_none() => Ok(out),
+            _ => Err(UsageError::WrongState {
+                method: call,
+                state,
+            }),
+        }
+    }
+
+    /// After a local call changed the file being sent: sends what credit
+    /// allows now and rearms the inactivity timer if the turn changed.
+    fn pump_now(&mut self) {
         let before = self.timer_view();
         let state = std::mem::replace(&mut self.state, State::Closed);
         if let State::Sending(out) = state {
             self.state = self.pump(out);
         }
         self.rearm_after_local_call(before);
-        Ok(())
     }
 
     /// Sends built DATA buffers while credit lasts; sends EFID once finished
@@ -1250,8 +1255,7 @@ impl Session {
             EndResponse::Positive(e) => Command::Eerp(e),
             EndResponse::Negative(n) => Command::Nerp(n),
         };
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::AwaitRtr;
         self.arm_timer();
         Ok(())
@@ -1318,8 +1322,7 @@ impl Session {
         let cmd = Command::Sfpa(Sfpa {
             answer_count: restart_position,
         });
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::Receiving(Box::new(Incoming {
             reader,
             credit,
@@ -1344,8 +1347,7 @@ impl Session {
             retry,
             text: text.to_owned(),
         });
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::ListenerIdle { sent_cd: false };
         self.arm_timer();
         Ok(())
@@ -1376,8 +1378,7 @@ impl Session {
             reason,
             text: text.to_owned(),
         });
-        let bytes = cmd.to_bytes(self.level)?;
-        self.queue(&cmd, bytes);
+        self.send_checked(cmd)?;
         self.state = State::ListenerIdle { sent_cd: false };
         self.arm_timer();
         Ok(())
@@ -1411,6 +1412,14 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Sends a command built from the caller's input: a value that cannot
+    /// be encoded is the caller's error, and nothing is queued.
+    fn send_checked(&mut self, cmd: Command) -> Result<(), UsageError> {
+        let bytes = cmd.to_bytes(self.level)?;
+        self.queue(&cmd, bytes);
+        Ok(())
     }
 
     fn queue(&mut self, cmd: &Command, bytes: Vec<u8>) {

@@ -417,18 +417,7 @@ fn hit(r: &Row) -> Result<Hit, Error> {
 /// A `saved` row (`mailbox, id, path, last_modified, size, sha256`); `None` (with a warning)
 /// for a key that is not a valid object key.
 fn saved_row(r: &Row) -> Option<SavedRow> {
-    let id: String = r.get(1);
-    let key = ObjectKey::new(r.get::<_, String>(2))
-        .inspect_err(|e| tracing::warn!("index row of message {id} ignored: {e}"))
-        .ok()?;
-    Some(SavedRow {
-        mailbox: r.get(0),
-        id,
-        key,
-        last_modified: r.get(3),
-        size: r.get::<_, i64>(4).max(0) as u64,
-        sha256: r.get(5),
-    })
+    SavedRow::from_columns((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
 }
 
 fn count(v: i64) -> u64 {
