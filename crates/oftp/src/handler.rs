@@ -21,6 +21,7 @@ use oftp_proto::codec::{EsidReason, FileFormat, NerpReason, ProtocolLevel, SfnaR
 
 use crate::config::{Mode, Partner};
 use crate::handle::SessionHandle;
+use crate::identity::OdetteId;
 use crate::listener::{ConnectionId, ConnectionInfo};
 use crate::stamp::FileStamp;
 
@@ -52,7 +53,7 @@ pub struct SessionRequest {
     /// Addresses and id.
     pub info: ConnectionInfo,
     /// SSIDCODE of the peer.
-    pub peer_ssid: String,
+    pub peer_ssid: OdetteId,
     peer_password: crate::config::Password,
     /// Protocol level the peer offered (seed `ClientVersion`).
     pub peer_level: ProtocolLevel,
@@ -79,7 +80,7 @@ impl SessionRequest {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         info: ConnectionInfo,
-        peer_ssid: String,
+        peer_ssid: OdetteId,
         peer_password: crate::config::Password,
         peer_level: ProtocolLevel,
         peer_buffer_size: u32,
@@ -129,15 +130,15 @@ pub struct SessionAcceptance {
     /// Name of the partner (for logs and the journal).
     pub partner_name: String,
     /// SFID code of the partner (destination of files and end responses we send).
-    pub partner_sfid: String,
+    pub partner_sfid: OdetteId,
     /// Directory for files received in this session.
     pub inbox: PathBuf,
     /// Directory whose files are sent to the peer when it hands us the speaker role.
     pub outbox: Option<PathBuf>,
     /// Our SSID code in the answer.
-    pub local_ssid: String,
+    pub local_ssid: OdetteId,
     /// Our SFID code (originator of files and end responses we send).
-    pub local_sfid: String,
+    pub local_sfid: OdetteId,
     /// Our password in the answer.
     pub local_password: crate::config::Password,
     /// Protocol level to answer with (at most the peer's).
@@ -177,7 +178,7 @@ pub struct SessionInfo {
     /// Peer address.
     pub peer: SocketAddr,
     /// Peer SSID code.
-    pub peer_ssid: String,
+    pub peer_ssid: OdetteId,
     /// Partner name (from the partner table or the handler's acceptance).
     pub partner_name: String,
     /// Negotiated protocol level.

@@ -435,6 +435,60 @@ async fn tampered_ciphertext_is_refused_after_transfer() {
     assert!(!server.inbox().join("DATA").exists());
 }
 
+/// Identification codes are upper case on the wire (RFC 5024 5.3 String, 5.4), so a partner
+/// configured in lower case is the same partner: a file it sends itself that cannot be opened
+/// is refused with an EFNA, as from any direct sender, not taken for a relayed file (EFPA and a
+/// NERP to an "originator" that is the partner itself).
+#[tokio::test]
+async fn a_file_from_a_partner_configured_in_lower_case_is_not_taken_for_a_relayed_one() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = server_config(dir.path());
+    let mut client = common::partner("client", &CLIENT_SSID.to_lowercase(), common::CLIENT_PW);
+    client.sfid = CLIENT_SSID.to_lowercase();
+    cfg.partners = oftp::config::PartnerTable::new([client]).unwrap();
+    let sec = context(
+        SERVER_SSID,
+        &local(&k.server, dir.path()),
+        CLIENT_SSID,
+        &policy(&k.client.cert, |_| {}),
+        dir.path(),
+    );
+    let running = Server::new(cfg)
+        .unwrap()
+        .security(sec)
+        .start()
+        .await
+        .unwrap();
+    let server = TestServer { dir, running };
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("DATA");
+    std::fs::write(&src, content(50_000, 9)).unwrap();
+    let sec = context(
+        CLIENT_SSID,
+        &local(&k.client, work.path()),
+        SERVER_SSID,
+        &policy(&k.server.cert, |p| {
+            p.send = send_all(4, FileSecurity::SignedEncrypted, false)
+        }),
+        work.path(),
+    );
+    let report = Client::new(
+        client_config(work.path(), SessionLimits::default()),
+        SqliteJournal::open_in_dir(work.path()).unwrap(),
+    )
+    .unwrap()
+    .file_services(Tamper(sec))
+    .run(&server.addr(), vec![OutgoingFile::new(&src)])
+    .await
+    .unwrap();
+    match &report.files[0].1 {
+        FileOutcome::Refused { reason, .. } => assert!((21..=23).contains(&reason.0), "{reason:?}"),
+        other => panic!("a direct partner's file must get an EFNA, got {other:?}"),
+    }
+    assert!(!server.inbox().join("DATA").exists());
+}
+
 #[tokio::test]
 async fn secure_authentication_success_wrong_key_and_policy_mismatch() {
     let k = keys();

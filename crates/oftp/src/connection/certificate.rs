@@ -91,7 +91,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         // SFIDORIG is whatever the sender writes: only the partner that logged in to this
         // session (password, and secure authentication where configured) gets an answer.
-        if !params.partner_sfid.trim_end().eq_ignore_ascii_case(origin) {
+        if params.partner_sfid != **origin {
             self.log(
                 LogLevel::Info,
                 format!(

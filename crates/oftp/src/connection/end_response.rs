@@ -29,7 +29,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         match pending {
             Ok(entries) => {
                 for e in entries {
-                    let eerp = wire::our_eerp(&e.key, &local_sfid, e.user_data);
+                    let eerp = wire::our_eerp(&e.key, local_sfid.as_str(), e.user_data);
                     self.queue.push_front(Work::EndResponse(eerp));
                 }
             }

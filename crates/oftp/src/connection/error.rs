@@ -14,6 +14,7 @@ use oftp_proto::session::UsageError;
 
 use crate::connection::Connection;
 use crate::handler::{FileDecision, Handler};
+use crate::identity::IdentityError;
 use crate::journal::JournalError;
 use crate::store::StoreError;
 use crate::transport::{FileServices, ServiceFailure, ServiceRefusal, Transport};
@@ -152,6 +153,14 @@ pub(super) enum ConnectionError {
         /// The SSID code.
         code: String,
     },
+    /// The SSID code is not an identification code (blank): no partner has it.
+    #[error("unknown SSID code {code:?}: {error}")]
+    InvalidSsid {
+        /// The code as received.
+        code: String,
+        /// What is wrong with it.
+        error: IdentityError,
+    },
     /// The secure-authentication policy refuses the peer.
     #[error("{0}")]
     SecureAuthPolicy(String),
@@ -258,7 +267,9 @@ impl ConnectionError {
             E::CannotAccept(e) => Answer::Esid(EsidReason::RESOURCES_NOT_AVAILABLE, e.to_string()),
             E::NeedsV2 => Answer::Esid(EsidReason::MODE_INCOMPATIBLE, text()),
             // "Unknown or invalid Identification Code" (ESID 03).
-            E::NotCertificateOwner { .. } => Answer::Esid(EsidReason::USER_CODE_NOT_KNOWN, text()),
+            E::NotCertificateOwner { .. } | E::InvalidSsid { .. } => {
+                Answer::Esid(EsidReason::USER_CODE_NOT_KNOWN, text())
+            }
             E::SecureAuthPolicy(t) | E::ChallengeFailed(t) => {
                 Answer::Esid(EsidReason::SECURE_AUTH_INCOMPATIBLE, t.clone())
             }

@@ -191,11 +191,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let originator = file
             .originator
             .clone()
-            .unwrap_or_else(|| params.local_sfid.clone());
+            .unwrap_or_else(|| params.local_sfid.to_string());
         let destination = file
             .destination
             .clone()
-            .unwrap_or_else(|| params.partner_sfid.clone());
+            .unwrap_or_else(|| params.partner_sfid.to_string());
         let canonical = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone());
         let mtime_ns = meta
             .modified()

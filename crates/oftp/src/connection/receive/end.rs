@@ -324,7 +324,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let relayed = self
             .params
             .as_ref()
-            .is_some_and(|p| p.partner_sfid.trim_end() != sfid.originator);
+            .is_some_and(|p| p.partner_sfid != *sfid.originator);
         let Some(nerp_reason) = nerp_reason.filter(|_| relayed) else {
             self.refuse_parts(Some(partial), &partial_path, journal_id, &transfer, problem)
                 .await;

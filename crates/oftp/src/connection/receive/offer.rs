@@ -28,7 +28,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let key = FileKey::new(&sfid.originator, &sfid.dsn, stamp);
         // The journal entry is the one of this partner: another partner's interrupted or
         // completed file with the same identity is neither resumed nor a duplicate here.
-        let partner = info.peer_ssid.clone();
+        let partner = info.peer_ssid.to_string();
         let (p, k) = (partner.clone(), key.clone());
         let entry = match self.shared.journal.call(move |j| j.received(&p, &k)).await {
             Ok(e) => e,
@@ -62,7 +62,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     self.fail(err).await;
                 }
                 e.state = ReceiveState::Complete;
-                let eerp = wire::our_eerp(&e.key, &params.local_sfid, e.user_data.clone());
+                let eerp = wire::our_eerp(&e.key, params.local_sfid.as_str(), e.user_data.clone());
                 self.queue.push_back(Work::EndResponse(eerp));
                 Some(e)
             }
