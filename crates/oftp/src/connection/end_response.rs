@@ -198,7 +198,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         tokio::task::spawn_blocking(move || sec.verify_receipt(&originator, &signature, &fields))
             .await
             .map_err(|e| ConnectionError::Receipt(format!("receipt check failed: {e}")))?
-            .map_err(ConnectionError::Receipt)
+            .map_err(ConnectionError::ReceiptNotValid)
             .map(|()| true)
     }
 
@@ -244,12 +244,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             file_hash: r.file_hash.clone(),
         };
         let (sec, f) = (sec.clone(), fields);
-        match tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite))
-            .await
-            .unwrap_or_else(|e| Err(format!("signing task failed: {e}")))
-        {
-            Ok(signature) => r.signature = signature,
-            Err(e) => self.send_unsigned(r, &e).await,
+        match tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite)).await {
+            Ok(Ok(signature)) => r.signature = signature,
+            Ok(Err(e)) => self.send_unsigned(r, &e.to_string()).await,
+            Err(e) => {
+                self.send_unsigned(r, &format!("signing task failed: {e}"))
+                    .await
+            }
         }
         Ok(())
     }

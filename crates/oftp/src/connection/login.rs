@@ -12,7 +12,7 @@ use oftp_proto::session::{
 };
 use tokio::sync::mpsc;
 
-use crate::connection::error::ConnectionError;
+use crate::connection::error::{AuthStepError, ConnectionError};
 use crate::connection::{Connection, InitiatorSetup, Params, Shared};
 use crate::handle::{Request, SessionHandle};
 use crate::handler::{
@@ -21,7 +21,7 @@ use crate::handler::{
 use crate::identity::OdetteId;
 use crate::listener::{Admission, ConnectionInfo, ShutdownSignal};
 use crate::policy::{self, PeerOffer};
-use crate::security::SecurityContext;
+use crate::security::{SecurityContext, SecurityError};
 use crate::transport::{FileServices, Transport};
 
 fn capabilities(
@@ -107,8 +107,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             // `required` asks for it and never accepts a session without it (the peer's SSID
             // must agree, else ESID 12).
             cfg.capabilities.secure_auth = sec
-                .secure_auth_decision(&setup.partner.ssid, None)
-                .map_err(oftp_proto::session::UsageError::Config)?;
+                .secure_auth_decision(setup.partner_codes.ssid.as_str(), None)
+                .map_err(|e| oftp_proto::session::UsageError::Config(e.to_string()))?;
         }
         let session = Session::initiator(cfg, super::now())?;
         Ok(Self::new(
@@ -287,17 +287,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// on the blocking pool; `missing` when there are none.
     async fn challenge_task<R: Send + 'static>(
         &self,
-        missing: &str,
-        step: impl FnOnce(&SecurityContext) -> Result<R, String> + Send + 'static,
-    ) -> Result<R, String> {
+        missing: &'static str,
+        step: impl FnOnce(&SecurityContext) -> Result<R, SecurityError> + Send + 'static,
+    ) -> Result<R, AuthStepError> {
         match self.shared.security.get() {
             Some(sec) => {
                 let sec = sec.clone();
-                tokio::task::spawn_blocking(move || step(&sec))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("challenge task failed: {e}")))
+                Ok(tokio::task::spawn_blocking(move || step(&sec)).await??)
             }
-            None => Err(missing.into()),
+            None => Err(AuthStepError::NotConfigured(missing)),
         }
     }
 
@@ -339,7 +337,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// Secure authentication: our turn to challenge the peer.
     pub(super) async fn on_auth_challenge_requested(&mut self) {
         let ssid = match (&self.initiator, &self.info) {
-            (Some(setup), _) => setup.partner.ssid.clone(),
+            (Some(setup), _) => setup.partner_codes.ssid.to_string(),
             (None, Some(info)) => info.peer_ssid.to_string(),
             (None, None) => String::new(),
         };

@@ -110,8 +110,8 @@ impl SecurityContext {
                     ),
                 );
             };
-            if let Err(text) = self.partner_cert(p, PartnerCertUse::Signature) {
-                return refuse(SfnaReason::SIGNED_FILE_NOT_ALLOWED, text);
+            if let Err(e) = self.partner_cert(p, PartnerCertUse::Signature) {
+                return refuse(SfnaReason::SIGNED_FILE_NOT_ALLOWED, e.to_string());
             }
         }
         // A signed EERP asked for without a receipt-signing key of ours does not refuse the
@@ -171,7 +171,7 @@ impl SecurityContext {
             }
             (true, Some(p)) => Some(
                 self.partner_cert(p, PartnerCertUse::Signature)
-                    .map_err(|t| fail(EfnaReason::INVALID_SIGNATURE, t))?,
+                    .map_err(|e| fail(EfnaReason::INVALID_SIGNATURE, e.to_string()))?,
             ),
         };
         let identity = if encrypted {

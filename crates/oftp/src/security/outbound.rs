@@ -120,7 +120,7 @@ impl SecurityContext {
         let recipient = if send.security.encrypted() {
             Some(
                 self.partner_cert(partner, PartnerCertUse::Encryption)
-                    .map_err(invalid)?,
+                    .map_err(|e| invalid(e.to_string()))?,
             )
         } else {
             None

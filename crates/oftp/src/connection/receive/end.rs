@@ -4,7 +4,7 @@
 //! is confirmed before the file is durable and the journal says so.
 
 use crate::connection::error::ConnectionError;
-use crate::connection::receive::{FailedReception, Incoming};
+use crate::connection::receive::{FailedReception, Incoming, OpenerFailure};
 use crate::connection::wire;
 use crate::connection::{Connection, Work};
 use crate::handler::{EndResponseTiming, Handler, LogLevel, TransferInfo, TransferResult};
@@ -78,9 +78,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let verdict = if let Some(opener) = opener {
             // The writer has stored everything, so the opener's stream has ended: its verdict
             // is at most the tail of the work away.
-            let opened = opener
-                .await
-                .unwrap_or_else(|_| Err("the opening thread ended without a verdict".into()));
+            let opened = opener.await.unwrap_or(Err(OpenerFailure::NoVerdict));
             Some(match opened {
                 Ok(verdict) => verdict.map_err(ConnectionError::Services),
                 Err(cause) => {

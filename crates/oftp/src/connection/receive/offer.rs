@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use oftp_proto::codec::Sfid;
 
-use crate::connection::error::ConnectionError;
+use crate::connection::error::{ConnectionError, CreateError};
 use crate::connection::receive::{ActiveGuard, Incoming, OpenerResult, panic_message};
 use crate::connection::restart;
 use crate::connection::wire;
@@ -193,24 +193,20 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             {
                 match PartialFile::resume(pp, &tgt, base.file_offset) {
                     Ok(p) => return (Ok(Opened::Resumed(p, id, base)), None),
-                    Err(e) => resume_error = Some(e.to_string()),
+                    Err(e) => resume_error = Some(e),
                 }
             }
             if let Some(pp) = &old_partial
                 && let Err(e) = crate::store::remove_partial(pp)
             {
                 // Its row stays (the journal still owns it): try again later.
-                return (
-                    Err(format!("the earlier partial file stays: {e}")),
-                    resume_error,
-                );
+                return (Err(CreateError::EarlierStays(e)), resume_error);
             }
-            let created = PartialFile::create(&tgt).map_err(|e| e.to_string());
+            let created = PartialFile::create(&tgt).map_err(CreateError::Store);
             (created.map(Opened::Fresh), resume_error)
         })
         .await;
-        let (opened, resume_error) =
-            opened.unwrap_or_else(|e| (Err(format!("file task failed: {e}")), None));
+        let (opened, resume_error) = opened.unwrap_or_else(|e| (Err(CreateError::Task(e)), None));
         if let Some(err) = resume_error {
             self.error(format!("cannot resume: {err}")).await;
         }
