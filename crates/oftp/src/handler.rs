@@ -195,9 +195,9 @@ pub struct FileOffer {
     /// SFIDDATE/SFIDTIME (seed `VirtualFileDate`).
     pub stamp: FileStamp,
     /// SFIDORIG.
-    pub originator: String,
+    pub originator: OdetteId,
     /// SFIDDEST.
-    pub destination: String,
+    pub destination: OdetteId,
     /// SFIDUSER.
     pub user_data: String,
     /// SFIDFMT.
@@ -223,8 +223,8 @@ impl FileOffer {
     pub(crate) fn new(
         virtual_file_name: String,
         stamp: FileStamp,
-        originator: String,
-        destination: String,
+        originator: OdetteId,
+        destination: OdetteId,
         user_data: String,
         format: FileFormat,
         max_record_len: u32,
@@ -303,9 +303,9 @@ pub struct TransferInfo {
     /// SFIDDATE/SFIDTIME.
     pub stamp: FileStamp,
     /// SFIDORIG.
-    pub originator: String,
+    pub originator: OdetteId,
     /// SFIDDEST.
-    pub destination: String,
+    pub destination: OdetteId,
     /// Restart position agreed (0 = from the start).
     pub restart_position: u64,
     /// Hash of the transmitted file (seed `FileHash`), when a signed EERP was asked for
@@ -350,9 +350,9 @@ pub struct EndResponse {
     /// The file's stamp.
     pub stamp: FileStamp,
     /// EERPDEST/NERPDEST: the originator of the file, to whom the response goes.
-    pub destination: String,
+    pub destination: OdetteId,
     /// EERPORIG/NERPORIG: the final recipient of the file, who answers.
-    pub originator: String,
+    pub originator: OdetteId,
     /// SFIDUSER of the file (EERP only).
     pub user_data: String,
     /// `None` for an EERP; NERP reason, creator SFID and text otherwise.

@@ -85,8 +85,8 @@ pub(crate) fn session_decision(
 pub(crate) struct FileRequest<'a> {
     pub(crate) dsn: &'a str,
     pub(crate) stamp: FileStamp,
-    pub(crate) originator: &'a str,
-    pub(crate) destination: &'a str,
+    pub(crate) originator: &'a OdetteId,
+    pub(crate) destination: &'a OdetteId,
     pub(crate) user_data: &'a str,
 }
 
@@ -117,7 +117,7 @@ pub(crate) fn file_decision(
         }
         None => {}
     }
-    if *local_sfid != *req.destination {
+    if local_sfid != req.destination {
         return FileDecision::Reject {
             reason: SfnaReason::INVALID_DESTINATION,
             retry: false,
@@ -268,11 +268,14 @@ mod tests {
         assert!(a.restart);
     }
 
-    fn req(dest: &str) -> FileRequest<'_> {
+    static ACME: std::sync::LazyLock<OdetteId> =
+        std::sync::LazyLock::new(|| "O0013ACME".parse().unwrap());
+
+    fn req(dest: &OdetteId) -> FileRequest<'_> {
         FileRequest {
             dsn: "../INVOICE",
             stamp: FileStamp::parse("20260102030405").unwrap(),
-            originator: "O0013ACME",
+            originator: &ACME,
             destination: dest,
             user_data: "",
         }
@@ -284,7 +287,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fmt = NameFormat::default();
         let store = StorePolicy::default();
-        let d = file_decision(&me, dir.path(), &fmt, &store, None, &req("O0013MEFILES"));
+        let d = file_decision(&me, dir.path(), &fmt, &store, None, &req(&me));
         assert_eq!(
             d,
             FileDecision::Accept {
@@ -293,7 +296,14 @@ mod tests {
             }
         );
 
-        let wrong = file_decision(&me, dir.path(), &fmt, &store, None, &req("OTHER"));
+        let wrong = file_decision(
+            &me,
+            dir.path(),
+            &fmt,
+            &store,
+            None,
+            &req(&"OTHER".parse().unwrap()),
+        );
         assert!(matches!(
             wrong,
             FileDecision::Reject {
@@ -303,7 +313,7 @@ mod tests {
         ));
 
         std::fs::write(dir.path().join("___INVOICE"), b"x").unwrap();
-        let taken = file_decision(&me, dir.path(), &fmt, &store, None, &req("O0013MEFILES"));
+        let taken = file_decision(&me, dir.path(), &fmt, &store, None, &req(&me));
         assert!(matches!(taken, FileDecision::Reject { retry: true, .. }));
 
         // Certificate-exchange files replace the previous one.
@@ -316,7 +326,7 @@ mod tests {
             None,
             &FileRequest {
                 dsn: "ODETTE_CERTIFICATE_REQUEST",
-                ..req("O0013MEFILES")
+                ..req(&me)
             },
         );
         assert_eq!(
@@ -333,10 +343,10 @@ mod tests {
         let me = OdetteId::new("O0013MEFILES").unwrap();
         let fmt = NameFormat::new("%GUID%").unwrap();
         let store = StorePolicy::default();
-        let r = req("O0013MEFILES");
+        let r = req(&me);
         let mut entry = ReceivedEntry {
             id: 1,
-            key: FileKey::new(r.originator, r.dsn, r.stamp),
+            key: FileKey::new(r.originator.clone(), r.dsn, r.stamp),
             state: ReceiveState::Complete,
             partial_path: PathBuf::from("/in/.p"),
             final_path: PathBuf::from("/in/first-name"),

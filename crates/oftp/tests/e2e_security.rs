@@ -731,7 +731,7 @@ async fn certificate_request_is_answered_with_a_delivery_of_our_certificate() {
     let client_seen = Certs::default();
     let mut relayed =
         OutgoingFile::certificate_exchange(CertificateExchange::Request, &k.client.cert);
-    relayed.originator = Some("O0013OTHER".into());
+    relayed.originator = Some("O0013OTHER".parse().unwrap());
     let report = secure_client(&k, &k.client, dir.path(), policy(&k.server.cert, |_| {}))
         .handler(client_seen.clone())
         .run(&server.addr(), vec![relayed])
@@ -898,7 +898,7 @@ impl Handler for NerpLater {
             user_data: String::new(),
             negative: Some(NegativeResponse {
                 reason: oftp_proto::codec::NerpReason::PROCESSING_FAILED,
-                creator: t.destination.clone(),
+                creator: t.destination.to_string(),
                 text: "not for this application".into(),
             }),
             file_hash: Vec::new(),
@@ -1288,8 +1288,8 @@ async fn relayed_file_that_cannot_be_opened_gets_efpa_and_a_nerp_to_its_originat
             vec![
                 OutgoingFile::new(&sealed)
                     .virtual_name("ORDERS")
-                    .originator(ORIGIN)
-                    .destination(SERVER_SSID)
+                    .originator(ORIGIN.parse().unwrap())
+                    .destination(SERVER_SSID.parse().unwrap())
                     .forwarded(fields),
             ],
         )

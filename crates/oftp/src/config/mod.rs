@@ -654,6 +654,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_partner_is_found_by_its_code_with_its_sfid_code_normalised() {
+        let mut p = partner("acme", "o0013acme ");
+        p.sfid = "o0013acme-files".into();
+        let table = PartnerTable::new([p, partner("beta", "O0013BETA")]).unwrap();
+        let (found, sfid) = table.by_code(&"O0013ACME".parse().unwrap()).unwrap();
+        assert_eq!(found.name, "acme");
+        assert_eq!(sfid, "O0013ACME-FILES");
+        let (_, sfid) = table.by_code(&"O0013BETA".parse().unwrap()).unwrap();
+        assert_eq!(sfid, "O0013BETA", "no SFID code: the SSID code");
+        let codes = table.by_ssid("o0013acme").unwrap().codes().unwrap();
+        assert_eq!(
+            (codes.ssid.as_str(), codes.sfid.as_str()),
+            ("O0013ACME", "O0013ACME-FILES")
+        );
+    }
+
+    #[test]
     fn levels() {
         let mut p = partner("a", "A");
         assert!(p.allows_level(1));

@@ -66,6 +66,22 @@ pub(super) enum ConnectionError {
     /// The task deciding about an offered file failed.
     #[error("file decision task failed: {0}")]
     DecisionFailed(String),
+    /// SFIDORIG is not an identification code (blank).
+    #[error("invalid originator {code:?}: {error}")]
+    InvalidOrigin {
+        /// SFIDORIG as received.
+        code: String,
+        /// What is wrong with it.
+        error: IdentityError,
+    },
+    /// SFIDDEST is not an identification code (blank).
+    #[error("invalid destination {code:?}: {error}")]
+    InvalidDestination {
+        /// SFIDDEST as received.
+        code: String,
+        /// What is wrong with it.
+        error: IdentityError,
+    },
     /// The file services refused an offered file (their reason).
     #[error("{}", .0.text)]
     ServicesRefused(ServiceRefusal),
@@ -271,6 +287,10 @@ impl ConnectionError {
             // "Lack of storage space" (RFC 5024 5.3.5, SFNARRTR): retry later.
             E::NoRoom { .. } => Answer::Sfna(SfnaReason::ACCESS_METHOD_FAILURE, true, text()),
             E::ServicesRefused(r) => Answer::Sfna(r.reason, false, r.text.clone()),
+            E::InvalidOrigin { .. } => Answer::Sfna(SfnaReason::INVALID_ORIGIN, false, text()),
+            E::InvalidDestination { .. } => {
+                Answer::Sfna(SfnaReason::INVALID_DESTINATION, false, text())
+            }
             E::ServicesTask(_) => Answer::Sfna(SfnaReason::UNSPECIFIED, false, text()),
             E::RecordTooLong(_) => Answer::Efna(EfnaReason::RECORD_LENGTH_NOT_SUPPORTED, text()),
             E::RecordNotStorable(_) => {

@@ -503,9 +503,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .map_or_else(RecordMapping::default, |p| p.record_mapping)
     }
 
-    /// Our SFID code in this session (empty before the session is accepted).
-    fn local_sfid(&self) -> &str {
-        self.params.as_ref().map_or("", |p| p.local_sfid.as_str())
+    /// Our SFID code in this session (`None` before the session is accepted).
+    fn local_sfid(&self) -> Option<&OdetteId> {
+        self.params.as_ref().map(|p| &p.local_sfid)
     }
 
     async fn wait(&mut self) {

@@ -124,10 +124,7 @@ impl SecurityContext {
             .map_err(|e| e.to_string());
         let partner = self.partner_by_sfid(originator);
         let dir = store_dir.join(partner.map_or_else(
-            || {
-                crate::store::sanitize_file_name(originator.trim_end())
-                    .unwrap_or_else(|_| "unknown".into())
-            },
+            || crate::store::sanitize_file_name(originator).unwrap_or_else(|_| "unknown".into()),
             |p| partner_folder(&p.name),
         ));
         let stored = dir.join(format!("{}.pem", certificate.thumbprint_sha256_hex()));

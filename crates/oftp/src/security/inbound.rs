@@ -104,10 +104,7 @@ impl SecurityContext {
             let Some(p) = partner else {
                 return refuse(
                     SfnaReason::SIGNED_FILE_NOT_ALLOWED,
-                    format!(
-                        "no certificate to verify signatures of {}",
-                        sfid.originator.trim_end()
-                    ),
+                    format!("no certificate to verify signatures of {}", sfid.originator),
                 );
             };
             if let Err(e) = self.partner_cert(p, PartnerCertUse::Signature) {
@@ -163,10 +160,7 @@ impl SecurityContext {
             (true, None) => {
                 return Err(fail(
                     EfnaReason::INVALID_SIGNATURE,
-                    format!(
-                        "no certificate to verify signatures of {}",
-                        sfid.originator.trim_end()
-                    ),
+                    format!("no certificate to verify signatures of {}", sfid.originator),
                 ));
             }
             (true, Some(p)) => Some(

@@ -206,8 +206,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             {
                 self.fail(e).await;
             }
-        } else {
-            let response = wire::our_eerp(&key, self.local_sfid(), user_data);
+        } else if let Some(local_sfid) = self.local_sfid() {
+            let response = wire::our_eerp(&key, local_sfid, user_data);
             self.queue.push_front(Work::EndResponse(response));
         }
     }
@@ -319,11 +319,14 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             user_data,
         } = failed;
         let nerp_reason = problem.nerp();
-        let relayed = self
+        // Relayed: SFIDORIG is not the partner that sent it (compared as identification codes,
+        // RFC 5024 5.4).
+        let local_sfid = self
             .params
             .as_ref()
-            .is_some_and(|p| p.partner_sfid != *sfid.originator);
-        let Some(nerp_reason) = nerp_reason.filter(|_| relayed) else {
+            .filter(|p| p.partner_sfid != key.originator)
+            .map(|p| p.local_sfid.clone());
+        let (Some(nerp_reason), Some(local_sfid)) = (nerp_reason, local_sfid) else {
             self.refuse_parts(Some(partial), &partial_path, journal_id, &transfer, problem)
                 .await;
             return;
@@ -367,7 +370,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         )
         .await;
         self.end_transfer_failed(&transfer, text.clone()).await;
-        let response = wire::our_nerp(&key, self.local_sfid(), user_data, nerp_reason, text);
+        let response = wire::our_nerp(&key, &local_sfid, user_data, nerp_reason, text);
         self.queue.push_front(Work::EndResponse(response));
     }
 

@@ -13,6 +13,7 @@ use crate::connection::restart;
 use crate::connection::wire;
 use crate::connection::{Connection, Work};
 use crate::handler::{Direction, FileDecision, FileOffer, Handler, LogLevel, TransferInfo};
+use crate::identity::OdetteId;
 use crate::journal::{Checkpoint, FileKey, ReceiveState};
 use crate::policy::{self, FileRequest};
 use crate::store::{BackgroundWriter, PartialFile};
@@ -24,8 +25,30 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.send_refusal(&ConnectionError::NoSession);
             return;
         };
+        // SFIDORIG and SFIDDEST become identification codes here, once (RFC 5024 5.3.3, 5.4):
+        // a blank one is refused (SFNA 03, 02).
+        let codes = OdetteId::new(&sfid.originator)
+            .map_err(|error| ConnectionError::InvalidOrigin {
+                code: sfid.originator.clone(),
+                error,
+            })
+            .and_then(|originator| {
+                OdetteId::new(&sfid.destination)
+                    .map(|destination| (originator, destination))
+                    .map_err(|error| ConnectionError::InvalidDestination {
+                        code: sfid.destination.clone(),
+                        error,
+                    })
+            });
+        let (originator, destination) = match codes {
+            Ok(codes) => codes,
+            Err(refused) => {
+                self.send_refusal(&refused);
+                return;
+            }
+        };
         let stamp = sfid.date_time;
-        let key = FileKey::new(&sfid.originator, &sfid.dsn, stamp);
+        let key = FileKey::new(originator.clone(), &sfid.dsn, stamp);
         // The journal entry is the one of this partner: another partner's interrupted or
         // completed file with the same identity is neither resumed nor a duplicate here.
         let partner = info.peer_ssid.to_string();
@@ -62,7 +85,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     self.fail(err).await;
                 }
                 e.state = ReceiveState::Complete;
-                let eerp = wire::our_eerp(&e.key, params.local_sfid.as_str(), e.user_data.clone());
+                let eerp = wire::our_eerp(&e.key, &params.local_sfid, e.user_data.clone());
                 self.queue.push_back(Work::EndResponse(eerp));
                 Some(e)
             }
@@ -73,13 +96,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         // The default decision looks at the inbox (does the name exist?) and at the free space
         // there: blocking pool.
-        let (local_sfid, inbox, name_format, store, known, offered) = (
+        let (local_sfid, inbox, name_format, store, known, offered, orig, dest) = (
             params.local_sfid.clone(),
             params.inbox.clone(),
             self.shared.name_format.clone(),
             self.shared.store.clone(),
             entry.clone(),
             sfid.clone(),
+            originator.clone(),
+            destination.clone(),
         );
         let (probe, reserve, conn) = (
             self.shared.free_space.clone(),
@@ -96,8 +121,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             let req = FileRequest {
                 dsn: &offered.dsn,
                 stamp,
-                originator: &offered.originator,
-                destination: &offered.destination,
+                originator: &orig,
+                destination: &dest,
                 user_data: &offered.user_data,
             };
             let decision = policy::file_decision(
@@ -138,8 +163,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let offer = FileOffer::new(
             sfid.dsn.clone(),
             stamp,
-            sfid.originator.clone(),
-            sfid.destination.clone(),
+            originator,
+            destination,
             sfid.user_data.clone(),
             sfid.format,
             sfid.max_record_len,
