@@ -406,33 +406,7 @@ impl FileServices for Tamper {
 async fn tampered_ciphertext_is_refused_after_transfer() {
     let k = keys();
     let server = secure_server(&k, policy(&k.client.cert, |_| {}), None, Certs::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("DATA");
-    std::fs::write(&src, content(50_000, 9)).unwrap();
-    let sec = context(
-        CLIENT_SSID,
-        &local(&k.client, dir.path()),
-        SERVER_SSID,
-        &policy(&k.server.cert, |p| {
-            p.send = send_all(4, FileSecurity::SignedEncrypted, true)
-        }),
-        dir.path(),
-    );
-    let client = Client::new(
-        client_config(dir.path(), SessionLimits::default()),
-        SqliteJournal::open_in_dir(dir.path()).unwrap(),
-    )
-    .unwrap()
-    .file_services(Tamper(sec));
-    let report = client
-        .run(&server.addr(), vec![OutgoingFile::new(&src)])
-        .await
-        .unwrap();
-    match &report.files[0].1 {
-        FileOutcome::Refused { reason, .. } => assert!((21..=23).contains(&reason.0), "{reason:?}"),
-        other => panic!("{other:?}"),
-    }
-    assert!(!server.inbox().join("DATA").exists());
+    tampered_file_gets_an_efna(&k, &server).await;
 }
 
 /// Identification codes are upper case on the wire (RFC 5024 5.3 String, 5.4), so a partner
@@ -460,31 +434,38 @@ async fn a_file_from_a_partner_configured_in_lower_case_is_not_taken_for_a_relay
         .start()
         .await
         .unwrap();
-    let server = TestServer { dir, running };
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("DATA");
+    tampered_file_gets_an_efna(&k, &TestServer { dir, running }).await;
+}
+
+/// The client sends `server` a signed, compressed and encrypted file whose ciphertext is
+/// tampered with on the way: the server cannot open it and, the client being the file's
+/// originator, refuses it with an EFNA (21 to 23); nothing reaches the inbox.
+async fn tampered_file_gets_an_efna(k: &Keys, server: &TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("DATA");
     std::fs::write(&src, content(50_000, 9)).unwrap();
     let sec = context(
         CLIENT_SSID,
-        &local(&k.client, work.path()),
+        &local(&k.client, dir.path()),
         SERVER_SSID,
         &policy(&k.server.cert, |p| {
-            p.send = send_all(4, FileSecurity::SignedEncrypted, false)
+            p.send = send_all(4, FileSecurity::SignedEncrypted, true)
         }),
-        work.path(),
+        dir.path(),
     );
-    let report = Client::new(
-        client_config(work.path(), SessionLimits::default()),
-        SqliteJournal::open_in_dir(work.path()).unwrap(),
+    let client = Client::new(
+        client_config(dir.path(), SessionLimits::default()),
+        SqliteJournal::open_in_dir(dir.path()).unwrap(),
     )
     .unwrap()
-    .file_services(Tamper(sec))
-    .run(&server.addr(), vec![OutgoingFile::new(&src)])
-    .await
-    .unwrap();
+    .file_services(Tamper(sec));
+    let report = client
+        .run(&server.addr(), vec![OutgoingFile::new(&src)])
+        .await
+        .unwrap();
     match &report.files[0].1 {
         FileOutcome::Refused { reason, .. } => assert!((21..=23).contains(&reason.0), "{reason:?}"),
-        other => panic!("a direct partner's file must get an EFNA, got {other:?}"),
+        other => panic!("the originator's own file must get an EFNA, got {other:?}"),
     }
     assert!(!server.inbox().join("DATA").exists());
 }
