@@ -171,9 +171,9 @@ impl Client {
         config: ClientConfig,
         journal: impl Into<Arc<dyn Journal>>,
     ) -> Result<Self, ClientError> {
-        config
+        let codes = config
             .local
-            .validate()
+            .codes()
             .map_err(|e| ClientError::Config(e.to_string()))?;
         config
             .limits
@@ -182,6 +182,7 @@ impl Client {
         let partners = PartnerTable::new([config.partner.clone()])
             .map_err(|e| ClientError::Config(e.to_string()))?;
         let shared = Shared {
+            codes,
             local: config.local,
             partners,
             limits: config.limits,
@@ -325,8 +326,13 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             peer,
             local: SocketAddr::from(([0, 0, 0, 0], 0)),
         };
+        let partner_codes = self
+            .partner
+            .codes()
+            .map_err(|e| ClientError::Config(format!("partner {:?}: {e}", self.partner.name)))?;
         let setup = InitiatorSetup {
             partner: self.partner.clone(),
+            partner_codes,
             receive_dir: self.receive_dir.clone(),
             jobs: files,
         };

@@ -15,6 +15,7 @@ use oftp_proto::codec::{CipherSuite, FileCompression, FileEnvelope, FileFormat, 
 use tokio::sync::mpsc;
 
 use crate::handler::EndResponse;
+use crate::identity::OdetteId;
 use crate::listener::ConnectionId;
 use crate::stamp::FileStamp;
 
@@ -29,9 +30,9 @@ pub struct OutgoingFile {
     /// SFIDDSN; defaults to the file name in upper case, cut to 26 characters.
     pub virtual_file_name: String,
     /// SFIDDEST; `None` = the partner's SFID.
-    pub destination: Option<String>,
+    pub destination: Option<OdetteId>,
     /// SFIDORIG; `None` = our SFID.
-    pub originator: Option<String>,
+    pub originator: Option<OdetteId>,
     /// SFIDDATE/SFIDTIME; `None` = reuse the stamp of an unfinished earlier attempt (so the
     /// partner can restart it), else now.
     pub stamp: Option<FileStamp>,
@@ -143,8 +144,8 @@ impl OutgoingFile {
     }
 
     /// Sets the destination SFID.
-    pub fn destination(mut self, sfid: impl Into<String>) -> Self {
-        self.destination = Some(sfid.into());
+    pub fn destination(mut self, sfid: OdetteId) -> Self {
+        self.destination = Some(sfid);
         self
     }
 
@@ -155,8 +156,8 @@ impl OutgoingFile {
     }
 
     /// Sets the originator SFID (for a file we forward).
-    pub fn originator(mut self, sfid: impl Into<String>) -> Self {
-        self.originator = Some(sfid.into());
+    pub fn originator(mut self, sfid: OdetteId) -> Self {
+        self.originator = Some(sfid);
         self
     }
 

@@ -21,6 +21,7 @@ use oftp_proto::codec::{EsidReason, FileFormat, NerpReason, ProtocolLevel, SfnaR
 
 use crate::config::{Mode, Partner};
 use crate::handle::SessionHandle;
+use crate::identity::OdetteId;
 use crate::listener::{ConnectionId, ConnectionInfo};
 use crate::stamp::FileStamp;
 
@@ -52,7 +53,7 @@ pub struct SessionRequest {
     /// Addresses and id.
     pub info: ConnectionInfo,
     /// SSIDCODE of the peer.
-    pub peer_ssid: String,
+    pub peer_ssid: OdetteId,
     peer_password: crate::config::Password,
     /// Protocol level the peer offered (seed `ClientVersion`).
     pub peer_level: ProtocolLevel,
@@ -79,7 +80,7 @@ impl SessionRequest {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         info: ConnectionInfo,
-        peer_ssid: String,
+        peer_ssid: OdetteId,
         peer_password: crate::config::Password,
         peer_level: ProtocolLevel,
         peer_buffer_size: u32,
@@ -129,15 +130,15 @@ pub struct SessionAcceptance {
     /// Name of the partner (for logs and the journal).
     pub partner_name: String,
     /// SFID code of the partner (destination of files and end responses we send).
-    pub partner_sfid: String,
+    pub partner_sfid: OdetteId,
     /// Directory for files received in this session.
     pub inbox: PathBuf,
     /// Directory whose files are sent to the peer when it hands us the speaker role.
     pub outbox: Option<PathBuf>,
     /// Our SSID code in the answer.
-    pub local_ssid: String,
+    pub local_ssid: OdetteId,
     /// Our SFID code (originator of files and end responses we send).
-    pub local_sfid: String,
+    pub local_sfid: OdetteId,
     /// Our password in the answer.
     pub local_password: crate::config::Password,
     /// Protocol level to answer with (at most the peer's).
@@ -177,7 +178,7 @@ pub struct SessionInfo {
     /// Peer address.
     pub peer: SocketAddr,
     /// Peer SSID code.
-    pub peer_ssid: String,
+    pub peer_ssid: OdetteId,
     /// Partner name (from the partner table or the handler's acceptance).
     pub partner_name: String,
     /// Negotiated protocol level.
@@ -194,9 +195,9 @@ pub struct FileOffer {
     /// SFIDDATE/SFIDTIME (seed `VirtualFileDate`).
     pub stamp: FileStamp,
     /// SFIDORIG.
-    pub originator: String,
+    pub originator: OdetteId,
     /// SFIDDEST.
-    pub destination: String,
+    pub destination: OdetteId,
     /// SFIDUSER.
     pub user_data: String,
     /// SFIDFMT.
@@ -222,8 +223,8 @@ impl FileOffer {
     pub(crate) fn new(
         virtual_file_name: String,
         stamp: FileStamp,
-        originator: String,
-        destination: String,
+        originator: OdetteId,
+        destination: OdetteId,
         user_data: String,
         format: FileFormat,
         max_record_len: u32,
@@ -302,9 +303,9 @@ pub struct TransferInfo {
     /// SFIDDATE/SFIDTIME.
     pub stamp: FileStamp,
     /// SFIDORIG.
-    pub originator: String,
+    pub originator: OdetteId,
     /// SFIDDEST.
-    pub destination: String,
+    pub destination: OdetteId,
     /// Restart position agreed (0 = from the start).
     pub restart_position: u64,
     /// Hash of the transmitted file (seed `FileHash`), when a signed EERP was asked for
@@ -349,9 +350,9 @@ pub struct EndResponse {
     /// The file's stamp.
     pub stamp: FileStamp,
     /// EERPDEST/NERPDEST: the originator of the file, to whom the response goes.
-    pub destination: String,
+    pub destination: OdetteId,
     /// EERPORIG/NERPORIG: the final recipient of the file, who answers.
-    pub originator: String,
+    pub originator: OdetteId,
     /// SFIDUSER of the file (EERP only).
     pub user_data: String,
     /// `None` for an EERP; NERP reason, creator SFID and text otherwise.

@@ -6,16 +6,25 @@
 //! [`OdetteId`] is such a code as the runtime compares it: trailing spaces off, upper case, 1
 //! to 25 characters of printable ASCII.
 //!
-//! Where codes enter:
-//! - from the wire, the codec normalises them as it decodes (`oftp_proto` takes printable
-//!   ASCII, upper-cases it and drops the padding), so the runtime uses decoded codes as they
-//!   come, without trimming them again;
-//! - from the configuration, [`PartnerTable`](crate::config::PartnerTable) and
-//!   [`SecurityContext`](crate::security::SecurityContext) build an [`OdetteId`] for each
-//!   partner (and our SFID code), refusing a code no partner could send, and look partners up
-//!   by it.
+//! Where codes enter, they become an [`OdetteId`] once, and the runtime passes and compares
+//! that (equality of `OdetteId`, never of text):
+//! - from the wire: the codec keeps raw fields (it takes printable ASCII, upper-cases it and
+//!   drops the padding); the connection converts them where the command is handled: SSIDCODE
+//!   at login ([`SessionRequest`](crate::handler::SessionRequest),
+//!   [`SessionInfo`](crate::handler::SessionInfo); blank: ESID 03), SFIDORIG and SFIDDEST at
+//!   the offer ([`FileOffer`](crate::handler::FileOffer),
+//!   [`FileKey`](crate::journal::FileKey); blank: SFNA 03 / 02), EERP/NERP destination and
+//!   originator when one arrives ([`EndResponse`](crate::handler::EndResponse); blank:
+//!   reported and ignored, it answers no file);
+//! - from the configuration: [`LocalIdentity::codes`](crate::config::LocalIdentity::codes),
+//!   [`PartnerTable`](crate::config::PartnerTable) (each partner with its SFID code) and
+//!   [`SecurityContext`](crate::security::SecurityContext) build them, refusing a code no
+//!   partner could send;
+//! - from the application: [`OutgoingFile`](crate::OutgoingFile) and
+//!   [`EndResponse`](crate::handler::EndResponse) take `OdetteId`s.
 //!
-//! The codec's encoder refuses, when a code is sent, the characters outside the RFC set.
+//! Going out, the codec's encoder gets the text and refuses the characters outside the RFC set.
+//! The journal stores the text (see its module doc).
 
 use std::borrow::Borrow;
 use std::fmt;

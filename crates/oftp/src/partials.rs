@@ -282,7 +282,7 @@ mod tests {
     }
 
     fn key(dsn: &str) -> FileKey {
-        FileKey::new("ORIG", dsn, FileStamp::now())
+        FileKey::new("ORIG".parse().unwrap(), dsn, FileStamp::now())
     }
 
     fn begin(j: &dyn Journal, dir: &Path, dsn: &str) -> PathBuf {

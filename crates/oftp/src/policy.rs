@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use oftp_proto::codec::{EsidReason, ProtocolLevel, SfnaReason};
 
-use crate::config::{LocalIdentity, Mode, PartnerTable, SessionLimits};
+use crate::config::{IdentityCodes, LocalIdentity, Mode, PartnerTable, SessionLimits};
 use crate::handler::{FileDecision, SessionAcceptance, SessionDecision};
+use crate::identity::OdetteId;
 use crate::journal::{ReceiveState, ReceivedEntry};
 use crate::stamp::FileStamp;
 use crate::store::{NameContext, NameFormat, StorePolicy};
@@ -17,7 +18,7 @@ use crate::store::{NameContext, NameFormat, StorePolicy};
 /// What a peer's SSID offered, as far as the default decision needs it.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerOffer<'a> {
-    pub(crate) ssid: &'a str,
+    pub(crate) ssid: &'a OdetteId,
     pub(crate) password: &'a str,
     pub(crate) level: ProtocolLevel,
     pub(crate) buffer_size: u32,
@@ -29,15 +30,16 @@ pub(crate) struct PeerOffer<'a> {
 /// The partner table's answer to an SSID.
 pub(crate) fn session_decision(
     local: &LocalIdentity,
+    codes: &IdentityCodes,
     partners: &PartnerTable,
     limits: &SessionLimits,
     data_dir: &Path,
     offer: &PeerOffer<'_>,
 ) -> SessionDecision {
-    let Some(partner) = partners.by_ssid(offer.ssid) else {
+    let Some((partner, partner_sfid)) = partners.by_code(offer.ssid) else {
         return SessionDecision::Reject {
             reason: EsidReason::USER_CODE_NOT_KNOWN,
-            text: format!("unknown SSID code {}", offer.ssid.trim_end()),
+            text: format!("unknown SSID code {}", offer.ssid),
         };
     };
     if !partner.password.matches(offer.password) {
@@ -55,7 +57,7 @@ pub(crate) fn session_decision(
     }
     SessionDecision::Accept(SessionAcceptance {
         partner_name: partner.name.clone(),
-        partner_sfid: partner.sfid().to_owned(),
+        partner_sfid: partner_sfid.clone(),
         inbox: partner
             .inbox
             .clone()
@@ -66,8 +68,8 @@ pub(crate) fn session_decision(
                 .clone()
                 .unwrap_or_else(|| data_dir.join("outbox").join(&partner.name)),
         ),
-        local_ssid: local.ssid.clone(),
-        local_sfid: local.sfid().to_owned(),
+        local_ssid: codes.ssid.clone(),
+        local_sfid: codes.sfid.clone(),
         local_password: partner.our_password(&local.password).clone(),
         level,
         buffer_size: offer.buffer_size.min(limits.buffer_size),
@@ -83,14 +85,14 @@ pub(crate) fn session_decision(
 pub(crate) struct FileRequest<'a> {
     pub(crate) dsn: &'a str,
     pub(crate) stamp: FileStamp,
-    pub(crate) originator: &'a str,
-    pub(crate) destination: &'a str,
+    pub(crate) originator: &'a OdetteId,
+    pub(crate) destination: &'a OdetteId,
     pub(crate) user_data: &'a str,
 }
 
 /// The default answer to SFID.
 pub(crate) fn file_decision(
-    local_sfid: &str,
+    local_sfid: &OdetteId,
     inbox: &Path,
     format: &NameFormat,
     store: &StorePolicy,
@@ -115,18 +117,13 @@ pub(crate) fn file_decision(
         }
         None => {}
     }
-    if !req
-        .destination
-        .trim_end()
-        .eq_ignore_ascii_case(local_sfid.trim_end())
-    {
+    if local_sfid != req.destination {
         return FileDecision::Reject {
             reason: SfnaReason::INVALID_DESTINATION,
             retry: false,
             text: format!(
-                "destination {} is not this system ({})",
-                req.destination.trim_end(),
-                local_sfid.trim_end()
+                "destination {} is not this system ({local_sfid})",
+                req.destination
             ),
         };
     }
@@ -214,7 +211,7 @@ mod tests {
         (local, partners)
     }
 
-    fn offer<'a>(ssid: &'a str, pw: &'a str, level: u8) -> PeerOffer<'a> {
+    fn offer<'a>(ssid: &'a OdetteId, pw: &'a str, level: u8) -> PeerOffer<'a> {
         PeerOffer {
             ssid,
             password: pw,
@@ -229,31 +226,35 @@ mod tests {
     #[test]
     fn sessions_are_decided_by_the_partner_table() {
         let (local, partners) = setup();
+        let codes = local.codes().unwrap();
         let limits = SessionLimits::default();
         let dd = Path::new("/data");
-        let reject = |o: PeerOffer<'_>| match session_decision(&local, &partners, &limits, dd, &o) {
-            SessionDecision::Reject { reason, .. } => reason,
-            other => panic!("accepted: {other:?}"),
-        };
+        let reject =
+            |o: PeerOffer<'_>| match session_decision(&local, &codes, &partners, &limits, dd, &o) {
+                SessionDecision::Reject { reason, .. } => reason,
+                other => panic!("accepted: {other:?}"),
+            };
+        let code = |s: &str| OdetteId::new(s).unwrap();
         assert_eq!(
-            reject(offer("NOBODY", "SECRET", 5)),
+            reject(offer(&code("NOBODY"), "SECRET", 5)),
             EsidReason::USER_CODE_NOT_KNOWN
         );
         assert_eq!(
-            reject(offer("O0013ACME", "WRONG", 5)),
+            reject(offer(&code("O0013ACME"), "WRONG", 5)),
             EsidReason::INVALID_PASSWORD
         );
         assert_eq!(
-            reject(offer("O0013ACME", "SECRET", 2)),
+            reject(offer(&code("O0013ACME"), "SECRET", 2)),
             EsidReason::MODE_INCOMPATIBLE
         );
 
         let SessionDecision::Accept(a) = session_decision(
             &local,
+            &codes,
             &partners,
             &limits,
             dd,
-            &offer("o0013acme ", "secret  ", 5),
+            &offer(&code("o0013acme "), "secret  ", 5),
         ) else {
             panic!("rejected")
         };
@@ -267,11 +268,14 @@ mod tests {
         assert!(a.restart);
     }
 
-    fn req(dest: &str) -> FileRequest<'_> {
+    static ACME: std::sync::LazyLock<OdetteId> =
+        std::sync::LazyLock::new(|| "O0013ACME".parse().unwrap());
+
+    fn req(dest: &OdetteId) -> FileRequest<'_> {
         FileRequest {
             dsn: "../INVOICE",
             stamp: FileStamp::parse("20260102030405").unwrap(),
-            originator: "O0013ACME",
+            originator: &ACME,
             destination: dest,
             user_data: "",
         }
@@ -279,17 +283,11 @@ mod tests {
 
     #[test]
     fn files_go_to_the_inbox_under_a_safe_name() {
+        let me = OdetteId::new("O0013MEFILES").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let fmt = NameFormat::default();
         let store = StorePolicy::default();
-        let d = file_decision(
-            "O0013MEFILES",
-            dir.path(),
-            &fmt,
-            &store,
-            None,
-            &req("O0013MEFILES"),
-        );
+        let d = file_decision(&me, dir.path(), &fmt, &store, None, &req(&me));
         assert_eq!(
             d,
             FileDecision::Accept {
@@ -299,12 +297,12 @@ mod tests {
         );
 
         let wrong = file_decision(
-            "O0013MEFILES",
+            &me,
             dir.path(),
             &fmt,
             &store,
             None,
-            &req("OTHER"),
+            &req(&"OTHER".parse().unwrap()),
         );
         assert!(matches!(
             wrong,
@@ -315,27 +313,20 @@ mod tests {
         ));
 
         std::fs::write(dir.path().join("___INVOICE"), b"x").unwrap();
-        let taken = file_decision(
-            "O0013MEFILES",
-            dir.path(),
-            &fmt,
-            &store,
-            None,
-            &req("O0013MEFILES"),
-        );
+        let taken = file_decision(&me, dir.path(), &fmt, &store, None, &req(&me));
         assert!(matches!(taken, FileDecision::Reject { retry: true, .. }));
 
         // Certificate-exchange files replace the previous one.
         std::fs::write(dir.path().join("ODETTE_CERTIFICATE_REQUEST"), b"x").unwrap();
         let again = file_decision(
-            "O0013MEFILES",
+            &me,
             dir.path(),
             &fmt,
             &store,
             None,
             &FileRequest {
                 dsn: "ODETTE_CERTIFICATE_REQUEST",
-                ..req("O0013MEFILES")
+                ..req(&me)
             },
         );
         assert_eq!(
@@ -349,12 +340,13 @@ mod tests {
 
     #[test]
     fn journal_decides_duplicates_and_restarts() {
+        let me = OdetteId::new("O0013MEFILES").unwrap();
         let fmt = NameFormat::new("%GUID%").unwrap();
         let store = StorePolicy::default();
-        let r = req("O0013MEFILES");
+        let r = req(&me);
         let mut entry = ReceivedEntry {
             id: 1,
-            key: FileKey::new(r.originator, r.dsn, r.stamp),
+            key: FileKey::new(r.originator.clone(), r.dsn, r.stamp),
             state: ReceiveState::Complete,
             partial_path: PathBuf::from("/in/.p"),
             final_path: PathBuf::from("/in/first-name"),
@@ -362,14 +354,7 @@ mod tests {
             end_response_sent: true,
             user_data: String::new(),
         };
-        let dup = file_decision(
-            "O0013MEFILES",
-            Path::new("/in"),
-            &fmt,
-            &store,
-            Some(&entry),
-            &r,
-        );
+        let dup = file_decision(&me, Path::new("/in"), &fmt, &store, Some(&entry), &r);
         assert!(matches!(
             dup,
             FileDecision::Reject {
@@ -379,14 +364,7 @@ mod tests {
             }
         ));
         entry.state = ReceiveState::Receiving;
-        let resumed = file_decision(
-            "O0013MEFILES",
-            Path::new("/in"),
-            &fmt,
-            &store,
-            Some(&entry),
-            &r,
-        );
+        let resumed = file_decision(&me, Path::new("/in"), &fmt, &store, Some(&entry), &r);
         assert_eq!(
             resumed,
             FileDecision::Accept {

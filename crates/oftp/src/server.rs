@@ -105,14 +105,21 @@ impl Server {
         config.local.validate()?;
         config.limits.validate()?;
         let journal = SqliteJournal::open_in_dir(&config.data_dir)?;
-        Ok(Self::with_journal(config, journal))
+        Self::with_journal(config, journal)
     }
 
     /// A server using an already opened journal (any backend: a [`SqliteJournal`] or an
-    /// `Arc<dyn Journal>`).
-    pub fn with_journal(config: ServerConfig, journal: impl Into<Arc<dyn Journal>>) -> Self {
+    /// `Arc<dyn Journal>`). Refuses a local identity or limits OFTP does not allow, as
+    /// [`new`](Self::new) does.
+    pub fn with_journal(
+        config: ServerConfig,
+        journal: impl Into<Arc<dyn Journal>>,
+    ) -> Result<Self, StartError> {
+        let codes = config.local.codes()?;
+        config.limits.validate()?;
         let journal = journal.into();
         let shared = Shared {
+            codes,
             local: config.local,
             partners: config.partners,
             limits: config.limits,
@@ -129,7 +136,7 @@ impl Server {
             free_space: config.free_space,
             free_space_reserve: config.settings.free_space_reserve,
         };
-        Self {
+        Ok(Self {
             shared: Arc::new(shared),
             settings: config.settings,
             handler: Arc::new(()),
@@ -137,7 +144,7 @@ impl Server {
             services: Arc::new(NoFileServices),
             sessions: Arc::new(listener::Registry::new()),
             ids: listener::ConnectionIds::new(),
-        }
+        })
     }
 }
 

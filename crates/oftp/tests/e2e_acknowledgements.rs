@@ -164,7 +164,7 @@ async fn rtr_and_efpa_go_out_only_after_the_journal_has_recorded_what_they_ackno
     // The client sends A (EFPA and then EERP from the server, RTR from the client); the server
     // sends B from its outbox (EFPA and EERP from the client, RTR from the server).
     let stamp = oftp::stamp::FileStamp::parse("202606070809100003").unwrap();
-    let a_key = FileKey::new(CLIENT_SSID, "A.EDI", stamp);
+    let a_key = FileKey::new(CLIENT_SSID.parse().unwrap(), "A.EDI", stamp);
     let a_final = sdir.path().join("inbox").join("client").join("A.EDI");
     let outbox = sdir.path().join("outbox").join("client");
     std::fs::create_dir_all(&outbox).unwrap();

@@ -65,6 +65,32 @@ async fn data_before_any_sfid_is_a_protocol_violation() {
     server.running.shutdown().await;
 }
 
+/// SFIDORIG and SFIDDEST are identification codes (RFC 5024 5.3.3, 5.4): an SFID whose
+/// originator or destination is blank names no one and is refused, SFNA 03 (invalid origin)
+/// or 02 (invalid destination); the session goes on.
+#[tokio::test]
+async fn an_offer_with_a_blank_originator_or_destination_is_refused_with_sfna_03_or_02() {
+    init_tracing();
+    let server = start_server().await;
+    let (mut s, mut buf) = logged_on(&server.addr(), 4096).await;
+    for (blank_originator, reason) in [(true, 3), (false, 2)] {
+        let Command::Sfid(mut offer) = sfid("BLANK") else {
+            unreachable!("sfid() makes an SFID")
+        };
+        if blank_originator {
+            offer.originator = String::new();
+        } else {
+            offer.destination = String::new();
+        }
+        s.write_all(&frame(&Command::Sfid(offer))).await.unwrap();
+        let sfna = next_command(&mut s, &mut buf, b'3').await.expect("SFNA");
+        // SFNAREAS follows the command code, as ESIDREAS does.
+        assert_eq!(esid_code(&sfna), reason);
+    }
+    inbox_is_empty(&server);
+    server.running.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_second_sfid_while_a_file_is_open_ends_the_session_and_drops_the_part() {
     init_tracing();

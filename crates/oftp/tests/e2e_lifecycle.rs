@@ -80,7 +80,11 @@ async fn graceful_shutdown_lets_the_transfer_finish_and_keeps_the_eerp_for_later
         report.ended
     );
     assert_eq!(std::fs::read(inbox.join("SLOW.BIN")).unwrap(), data);
-    let key = FileKey::new(CLIENT_SSID, "SLOW.BIN", report.files[0].0.stamp.unwrap());
+    let key = FileKey::new(
+        CLIENT_SSID.parse().unwrap(),
+        "SLOW.BIN",
+        report.files[0].0.stamp.unwrap(),
+    );
 
     // The EERP was not sent; the journal keeps it for the next session with this partner.
     let journal = oftp::journal::SqliteJournal::open_in_dir(&data_dir).unwrap();
@@ -142,7 +146,11 @@ async fn an_unreadable_file_does_not_stop_the_others() {
         matches!(&report.files[0].1, FileOutcome::NotSent { reason } if reason.contains("missing.txt"))
     );
     assert_eq!(report.files[1].1, FileOutcome::Delivered);
-    let key = FileKey::new(CLIENT_SSID, "GOOD.TXT", report.files[1].0.stamp.unwrap());
+    let key = FileKey::new(
+        CLIENT_SSID.parse().unwrap(),
+        "GOOD.TXT",
+        report.files[1].0.stamp.unwrap(),
+    );
     assert_eq!(
         c.journal().sent_by_key(&key).unwrap().unwrap().state,
         SendState::Delivered
@@ -394,7 +402,7 @@ async fn a_crash_between_rename_and_journal_is_recovered_as_delivered() {
     let inbox = sdir.path().join("inbox").join("client");
     std::fs::create_dir_all(&inbox).unwrap();
     let stamp = oftp::stamp::FileStamp::parse("202605060708090001").unwrap();
-    let key = FileKey::new(CLIENT_SSID, "CRASH.TXT", stamp);
+    let key = FileKey::new(CLIENT_SSID.parse().unwrap(), "CRASH.TXT", stamp);
     {
         // The state a crash right after the rename leaves behind.
         let j = oftp::journal::SqliteJournal::open_in_dir(sdir.path()).unwrap();
@@ -588,7 +596,7 @@ async fn a_crash_between_hard_link_and_unlink_is_recovered_as_delivered() {
     let inbox = sdir.path().join("inbox").join("client");
     std::fs::create_dir_all(&inbox).unwrap();
     let stamp = oftp::stamp::FileStamp::parse("202605060708090002").unwrap();
-    let key = FileKey::new(CLIENT_SSID, "LINKED.TXT", stamp);
+    let key = FileKey::new(CLIENT_SSID.parse().unwrap(), "LINKED.TXT", stamp);
     let partial = inbox.join(".oftp-linked.part");
     let target = inbox.join("LINKED.TXT");
     {

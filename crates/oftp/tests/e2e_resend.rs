@@ -84,7 +84,7 @@ async fn a_duplicate_answer_to_a_resumed_identity_awaits_the_eerp_instead_of_fai
         .unwrap();
     assert_eq!(report.files[0].1, FileOutcome::AwaitingEndResponse);
     let stamp = report.files[0].0.stamp.unwrap();
-    let key = FileKey::new(CLIENT_SSID, "ORDER.EDI", stamp);
+    let key = FileKey::new(CLIENT_SSID.parse().unwrap(), "ORDER.EDI", stamp);
 
     // What a client killed between the EFPA and its journal update leaves: still "sending".
     let journal = SqliteJournal::open_in_dir(dir.path()).unwrap();

@@ -406,6 +406,41 @@ impl FileServices for Tamper {
 async fn tampered_ciphertext_is_refused_after_transfer() {
     let k = keys();
     let server = secure_server(&k, policy(&k.client.cert, |_| {}), None, Certs::default()).await;
+    tampered_file_gets_an_efna(&k, &server).await;
+}
+
+/// Identification codes are upper case on the wire (RFC 5024 5.3 String, 5.4), so a partner
+/// configured in lower case is the same partner: a file it sends itself that cannot be opened
+/// is refused with an EFNA, as from any direct sender, not taken for a relayed file (EFPA and a
+/// NERP to an "originator" that is the partner itself).
+#[tokio::test]
+async fn a_file_from_a_partner_configured_in_lower_case_is_not_taken_for_a_relayed_one() {
+    let k = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = server_config(dir.path());
+    let mut client = common::partner("client", &CLIENT_SSID.to_lowercase(), common::CLIENT_PW);
+    client.sfid = CLIENT_SSID.to_lowercase();
+    cfg.partners = oftp::config::PartnerTable::new([client]).unwrap();
+    let sec = context(
+        SERVER_SSID,
+        &local(&k.server, dir.path()),
+        CLIENT_SSID,
+        &policy(&k.client.cert, |_| {}),
+        dir.path(),
+    );
+    let running = Server::new(cfg)
+        .unwrap()
+        .security(sec)
+        .start()
+        .await
+        .unwrap();
+    tampered_file_gets_an_efna(&k, &TestServer { dir, running }).await;
+}
+
+/// The client sends `server` a signed, compressed and encrypted file whose ciphertext is
+/// tampered with on the way: the server cannot open it and, the client being the file's
+/// originator, refuses it with an EFNA (21 to 23); nothing reaches the inbox.
+async fn tampered_file_gets_an_efna(k: &Keys, server: &TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("DATA");
     std::fs::write(&src, content(50_000, 9)).unwrap();
@@ -430,7 +465,7 @@ async fn tampered_ciphertext_is_refused_after_transfer() {
         .unwrap();
     match &report.files[0].1 {
         FileOutcome::Refused { reason, .. } => assert!((21..=23).contains(&reason.0), "{reason:?}"),
-        other => panic!("{other:?}"),
+        other => panic!("the originator's own file must get an EFNA, got {other:?}"),
     }
     assert!(!server.inbox().join("DATA").exists());
 }
@@ -677,7 +712,7 @@ async fn certificate_request_is_answered_with_a_delivery_of_our_certificate() {
     let client_seen = Certs::default();
     let mut relayed =
         OutgoingFile::certificate_exchange(CertificateExchange::Request, &k.client.cert);
-    relayed.originator = Some("O0013OTHER".into());
+    relayed.originator = Some("O0013OTHER".parse().unwrap());
     let report = secure_client(&k, &k.client, dir.path(), policy(&k.server.cert, |_| {}))
         .handler(client_seen.clone())
         .run(&server.addr(), vec![relayed])
@@ -844,7 +879,7 @@ impl Handler for NerpLater {
             user_data: String::new(),
             negative: Some(NegativeResponse {
                 reason: oftp_proto::codec::NerpReason::PROCESSING_FAILED,
-                creator: t.destination.clone(),
+                creator: t.destination.to_string(),
                 text: "not for this application".into(),
             }),
             file_hash: Vec::new(),
@@ -1234,8 +1269,8 @@ async fn relayed_file_that_cannot_be_opened_gets_efpa_and_a_nerp_to_its_originat
             vec![
                 OutgoingFile::new(&sealed)
                     .virtual_name("ORDERS")
-                    .originator(ORIGIN)
-                    .destination(SERVER_SSID)
+                    .originator(ORIGIN.parse().unwrap())
+                    .destination(SERVER_SSID.parse().unwrap())
                     .forwarded(fields),
             ],
         )

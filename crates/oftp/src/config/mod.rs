@@ -219,6 +219,15 @@ impl Partner {
         }
     }
 
+    /// The SSID and SFID codes, normalised ([`PartnerTable::new`] refuses a partner whose
+    /// codes are not identification codes).
+    pub fn codes(&self) -> Result<IdentityCodes, IdentityError> {
+        Ok(IdentityCodes {
+            ssid: OdetteId::new(&self.ssid)?,
+            sfid: OdetteId::new(self.sfid())?,
+        })
+    }
+
     /// Whether the partner may use protocol `level`.
     pub fn allows_level(&self, level: u8) -> bool {
         self.allowed_levels.is_empty() || self.allowed_levels.contains(&level)
@@ -233,7 +242,8 @@ impl Partner {
 /// Partners by SSID code (compared case-insensitively, trailing blanks ignored).
 #[derive(Debug, Clone, Default)]
 pub struct PartnerTable {
-    by_ssid: HashMap<OdetteId, Partner>,
+    /// Each partner with its SFID code (normalised once, here).
+    by_ssid: HashMap<OdetteId, (Partner, OdetteId)>,
 }
 
 /// Two partners with one SSID code, or one with an empty one.
@@ -282,7 +292,7 @@ pub enum PartnerTableError {
 impl PartnerTable {
     /// Builds the table, rejecting duplicate or empty SSID codes and over-long fields.
     pub fn new(partners: impl IntoIterator<Item = Partner>) -> Result<Self, PartnerTableError> {
-        let mut by_ssid: HashMap<OdetteId, Partner> = HashMap::new();
+        let mut by_ssid: HashMap<OdetteId, (Partner, OdetteId)> = HashMap::new();
         for p in partners {
             if p.ssid.trim().is_empty() {
                 return Err(PartnerTableError::EmptySsid(p.name));
@@ -313,35 +323,42 @@ impl PartnerTable {
                     error,
                 })
             };
-            if !p.sfid.is_empty() {
-                code("sfid", &p.sfid)?;
-            }
             let key = code("ssid", &p.ssid)?;
-            if let Some(prev) = by_ssid.get(&key) {
+            let sfid = if p.sfid.is_empty() {
+                key.clone()
+            } else {
+                code("sfid", &p.sfid)?
+            };
+            if let Some((prev, _)) = by_ssid.get(&key) {
                 return Err(PartnerTableError::DuplicateSsid {
                     ssid: p.ssid.clone(),
                     first: prev.name.clone(),
                     second: p.name,
                 });
             }
-            by_ssid.insert(key, p);
+            by_ssid.insert(key, (p, sfid));
         }
         Ok(Self { by_ssid })
     }
 
     /// The partner with SSID code `ssid`.
     pub fn by_ssid(&self, ssid: &str) -> Option<&Partner> {
-        self.by_ssid.get(&OdetteId::new(ssid).ok()?)
+        self.by_code(&OdetteId::new(ssid).ok()?).map(|(p, _)| p)
+    }
+
+    /// The partner with SSID code `ssid`, and its SFID code.
+    pub fn by_code(&self, ssid: &OdetteId) -> Option<(&Partner, &OdetteId)> {
+        self.by_ssid.get(ssid).map(|(p, sfid)| (p, sfid))
     }
 
     /// The partner called `name`.
     pub fn by_name(&self, name: &str) -> Option<&Partner> {
-        self.by_ssid.values().find(|p| p.name == name)
+        self.iter().find(|p| p.name == name)
     }
 
     /// All partners (in no particular order).
     pub fn iter(&self) -> impl Iterator<Item = &Partner> {
-        self.by_ssid.values()
+        self.by_ssid.values().map(|(p, _)| p)
     }
 
     /// Number of partners.
@@ -443,23 +460,36 @@ impl LocalIdentity {
     /// Checks what OFTP allows: SSID and SFID codes are identification codes ([`OdetteId`]:
     /// 1 to 25 printable ASCII characters), the password 1 to 8 ASCII characters.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.codes().map(|_| ())
+    }
+
+    /// Our SSID and SFID codes, normalised, once [`validate`](Self::validate) would pass.
+    pub fn codes(&self) -> Result<IdentityCodes, ConfigError> {
         let bad = |field, max| ConfigError::BadText {
             field,
             problem: format!("must be 1 to {max} ASCII characters"),
         };
-        for (field, code) in [
-            ("local.ssid", self.ssid.as_str()),
-            ("local.sfid", self.sfid()),
-        ] {
-            OdetteId::new(code).map_err(|_| bad(field, OdetteId::MAX_LEN))?;
-        }
+        let code =
+            |field, code: &str| OdetteId::new(code).map_err(|_| bad(field, OdetteId::MAX_LEN));
+        let ssid = code("local.ssid", &self.ssid)?;
+        let sfid = code("local.sfid", self.sfid())?;
         let password = self.password.expose();
         let n = password.trim_end().chars().count();
         if n == 0 || n > 8 || !password.is_ascii() {
             return Err(bad("local.password", 8));
         }
-        Ok(())
+        Ok(IdentityCodes { ssid, sfid })
     }
+}
+
+/// The identification codes of a party (we, or a partner) as the runtime compares them:
+/// [`LocalIdentity::codes`], [`Partner::codes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityCodes {
+    /// The SSID code.
+    pub ssid: OdetteId,
+    /// The SFID code (the SSID code when none is configured).
+    pub sfid: OdetteId,
 }
 
 /// Runtime settings of a [`Server`](crate::Server).
@@ -621,6 +651,23 @@ pub(crate) mod tests {
         sfid.sfid = "ÄCME".into();
         let e = PartnerTable::new([sfid]).unwrap_err().to_string();
         assert!(e.contains("umlaut") && e.contains("sfid"), "{e}");
+    }
+
+    #[test]
+    fn a_partner_is_found_by_its_code_with_its_sfid_code_normalised() {
+        let mut p = partner("acme", "o0013acme ");
+        p.sfid = "o0013acme-files".into();
+        let table = PartnerTable::new([p, partner("beta", "O0013BETA")]).unwrap();
+        let (found, sfid) = table.by_code(&"O0013ACME".parse().unwrap()).unwrap();
+        assert_eq!(found.name, "acme");
+        assert_eq!(sfid, "O0013ACME-FILES");
+        let (_, sfid) = table.by_code(&"O0013BETA".parse().unwrap()).unwrap();
+        assert_eq!(sfid, "O0013BETA", "no SFID code: the SSID code");
+        let codes = table.by_ssid("o0013acme").unwrap().codes().unwrap();
+        assert_eq!(
+            (codes.ssid.as_str(), codes.sfid.as_str()),
+            ("O0013ACME", "O0013ACME-FILES")
+        );
     }
 
     #[test]

@@ -42,8 +42,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let got = tokio::task::spawn_blocking(move || {
             ctx.receive_certificate(&orig, kind, &file, &dir, signed)
         })
-        .await
-        .unwrap_or_else(|e| Err(format!("certificate task failed: {e}")));
+        .await;
+        let got = match got {
+            Ok(got) => got.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("certificate task failed: {e}")),
+        };
         match got {
             Ok(mut cert) => {
                 self.log(
@@ -91,7 +94,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         // SFIDORIG is whatever the sender writes: only the partner that logged in to this
         // session (password, and secure authentication where configured) gets an answer.
-        if !params.partner_sfid.trim_end().eq_ignore_ascii_case(origin) {
+        if params.partner_sfid != **origin {
             self.log(
                 LogLevel::Info,
                 format!(

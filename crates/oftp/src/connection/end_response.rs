@@ -38,9 +38,24 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     pub(super) async fn on_end_response(&mut self, r: WireEndResponse) {
-        let (mut resp, date, time) = wire::from_wire(r);
+        let (mut resp, date, time) = match wire::from_wire(r) {
+            Ok(r) => r,
+            Err(e) => {
+                // It names no file anyone sent (a file's originator is never blank): nothing
+                // to record or settle.
+                self.error(format!(
+                    "end response ignored: its destination or originator: {e}"
+                ))
+                .await;
+                return;
+            }
+        };
         // The response names the file by its originator (us, the EERP's destination).
-        let key = FileKey::new(&resp.destination, &resp.virtual_file_name, resp.stamp);
+        let key = FileKey::new(
+            resp.destination.clone(),
+            &resp.virtual_file_name,
+            resp.stamp,
+        );
         match self.check_receipt(&key, &date, &time, &resp).await {
             Ok(verified) => resp.signature_verified = verified,
             Err(problem) => {
@@ -162,7 +177,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 None => Ok(false),
             };
         };
-        let required = recorded.is_some() || sec.requires_signed_receipts(&resp.originator);
+        let required = recorded.is_some() || sec.requires_signed_receipts(resp.originator.as_str());
         if resp.signature.is_empty() {
             return if required {
                 Err(ConnectionError::Receipt(
@@ -187,19 +202,21 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             dsn: resp.virtual_file_name.clone(),
             date: date.to_owned(),
             time: time.to_owned(),
-            destination: resp.destination.clone(),
-            originator: resp.originator.clone(),
+            destination: resp.destination.to_string(),
+            originator: resp.originator.to_string(),
             nerp_creator: resp.negative.as_ref().map(|n| n.creator.clone()),
             file_hash,
         };
         // May fetch a CRL from a distribution point: off the async threads.
         let (sec, originator, signature) =
             (sec.clone(), resp.originator.clone(), resp.signature.clone());
-        tokio::task::spawn_blocking(move || sec.verify_receipt(&originator, &signature, &fields))
-            .await
-            .map_err(|e| ConnectionError::Receipt(format!("receipt check failed: {e}")))?
-            .map_err(ConnectionError::Receipt)
-            .map(|()| true)
+        tokio::task::spawn_blocking(move || {
+            sec.verify_receipt(originator.as_str(), &signature, &fields)
+        })
+        .await
+        .map_err(|e| ConnectionError::Receipt(format!("receipt check failed: {e}")))?
+        .map_err(ConnectionError::ReceiptNotValid)
+        .map(|()| true)
     }
 
     /// Fills EERPHSH/EERPSIG (or NERP's) when the file asked for a signed response: the hash
@@ -212,7 +229,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if !r.signature.is_empty() {
             return Ok(());
         }
-        let key = FileKey::new(&r.destination, &r.virtual_file_name, r.stamp);
+        let key = FileKey::new(r.destination.clone(), &r.virtual_file_name, r.stamp);
         let partner = self.partner_code();
         let recorded = self
             .shared
@@ -238,18 +255,19 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             dsn: r.virtual_file_name.clone(),
             date: time.date_string(),
             time: time.time_string(),
-            destination: r.destination.clone(),
-            originator: r.originator.clone(),
+            destination: r.destination.to_string(),
+            originator: r.originator.to_string(),
             nerp_creator: r.negative.as_ref().map(|n| n.creator.clone()),
             file_hash: r.file_hash.clone(),
         };
         let (sec, f) = (sec.clone(), fields);
-        match tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite))
-            .await
-            .unwrap_or_else(|e| Err(format!("signing task failed: {e}")))
-        {
-            Ok(signature) => r.signature = signature,
-            Err(e) => self.send_unsigned(r, &e).await,
+        match tokio::task::spawn_blocking(move || sec.sign_receipt(&f, suite)).await {
+            Ok(Ok(signature)) => r.signature = signature,
+            Ok(Err(e)) => self.send_unsigned(r, &e.to_string()).await,
+            Err(e) => {
+                self.send_unsigned(r, &format!("signing task failed: {e}"))
+                    .await
+            }
         }
         Ok(())
     }
@@ -259,8 +277,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         self.error(format!(
             "{} asked for a signed end response for {}, but it cannot be signed: {why}; \
              sending it unsigned (RFC 5024 3.3.5)",
-            r.originator.trim_end(),
-            r.virtual_file_name
+            r.originator, r.virtual_file_name
         ))
         .await;
         r.file_hash.clear();

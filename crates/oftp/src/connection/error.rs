@@ -14,7 +14,9 @@ use oftp_proto::session::UsageError;
 
 use crate::connection::Connection;
 use crate::handler::{FileDecision, Handler};
+use crate::identity::IdentityError;
 use crate::journal::JournalError;
+use crate::security::{SecureAuthRefusal, SecurityError};
 use crate::store::StoreError;
 use crate::transport::{FileServices, ServiceFailure, ServiceRefusal, Transport};
 
@@ -34,7 +36,7 @@ pub(super) enum ConnectionError {
         /// The virtual file name.
         name: String,
         /// Why.
-        cause: String,
+        cause: CreateError,
     },
     /// The file services' opener of an offered file could not start.
     #[error("cannot receive {name}: {error}")]
@@ -64,6 +66,22 @@ pub(super) enum ConnectionError {
     /// The task deciding about an offered file failed.
     #[error("file decision task failed: {0}")]
     DecisionFailed(String),
+    /// SFIDORIG is not an identification code (blank).
+    #[error("invalid originator {code:?}: {error}")]
+    InvalidOrigin {
+        /// SFIDORIG as received.
+        code: String,
+        /// What is wrong with it.
+        error: IdentityError,
+    },
+    /// SFIDDEST is not an identification code (blank).
+    #[error("invalid destination {code:?}: {error}")]
+    InvalidDestination {
+        /// SFIDDEST as received.
+        code: String,
+        /// What is wrong with it.
+        error: IdentityError,
+    },
     /// The file services refused an offered file (their reason).
     #[error("{}", .0.text)]
     ServicesRefused(ServiceRefusal),
@@ -152,12 +170,20 @@ pub(super) enum ConnectionError {
         /// The SSID code.
         code: String,
     },
+    /// The SSID code is not an identification code (blank): no partner has it.
+    #[error("unknown SSID code {code:?}: {error}")]
+    InvalidSsid {
+        /// The code as received.
+        code: String,
+        /// What is wrong with it.
+        error: IdentityError,
+    },
     /// The secure-authentication policy refuses the peer.
     #[error("{0}")]
-    SecureAuthPolicy(String),
+    SecureAuthPolicy(SecureAuthRefusal),
     /// Our challenge for secure authentication could not be made.
     #[error("secure authentication failed: {0}")]
-    ChallengeFailed(String),
+    ChallengeFailed(AuthStepError),
     /// The session could not be accepted.
     #[error("cannot accept session: {0}")]
     CannotAccept(UsageError),
@@ -186,6 +212,38 @@ pub(super) enum ConnectionError {
     /// An end response from the partner is not accepted (signature, hash, security settings).
     #[error("{0}")]
     Receipt(String),
+    /// The signature of an end response from the partner does not verify.
+    #[error("{0}")]
+    ReceiptNotValid(SecurityError),
+}
+
+/// Why the temporary file of an offered file could not be created or taken over.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CreateError {
+    /// The partial file of an earlier reception could not be removed (its journal row stays,
+    /// so it is tried again later).
+    #[error("the earlier partial file stays: {0}")]
+    EarlierStays(StoreError),
+    /// The temporary file could not be created.
+    #[error(transparent)]
+    Store(StoreError),
+    /// The task on the blocking pool failed.
+    #[error("file task failed: {0}")]
+    Task(tokio::task::JoinError),
+}
+
+/// Why a secure-authentication step (our challenge, our answer) could not be done.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AuthStepError {
+    /// No security settings, or not the key the step needs.
+    #[error("{0}")]
+    NotConfigured(&'static str),
+    /// The security settings refused or failed the step.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    /// The step's task on the blocking pool failed.
+    #[error("challenge task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// What the partner is sent for a [`ConnectionError`].
@@ -229,6 +287,10 @@ impl ConnectionError {
             // "Lack of storage space" (RFC 5024 5.3.5, SFNARRTR): retry later.
             E::NoRoom { .. } => Answer::Sfna(SfnaReason::ACCESS_METHOD_FAILURE, true, text()),
             E::ServicesRefused(r) => Answer::Sfna(r.reason, false, r.text.clone()),
+            E::InvalidOrigin { .. } => Answer::Sfna(SfnaReason::INVALID_ORIGIN, false, text()),
+            E::InvalidDestination { .. } => {
+                Answer::Sfna(SfnaReason::INVALID_DESTINATION, false, text())
+            }
             E::ServicesTask(_) => Answer::Sfna(SfnaReason::UNSPECIFIED, false, text()),
             E::RecordTooLong(_) => Answer::Efna(EfnaReason::RECORD_LENGTH_NOT_SUPPORTED, text()),
             E::RecordNotStorable(_) => {
@@ -258,12 +320,19 @@ impl ConnectionError {
             E::CannotAccept(e) => Answer::Esid(EsidReason::RESOURCES_NOT_AVAILABLE, e.to_string()),
             E::NeedsV2 => Answer::Esid(EsidReason::MODE_INCOMPATIBLE, text()),
             // "Unknown or invalid Identification Code" (ESID 03).
-            E::NotCertificateOwner { .. } => Answer::Esid(EsidReason::USER_CODE_NOT_KNOWN, text()),
-            E::SecureAuthPolicy(t) | E::ChallengeFailed(t) => {
-                Answer::Esid(EsidReason::SECURE_AUTH_INCOMPATIBLE, t.clone())
+            E::NotCertificateOwner { .. } | E::InvalidSsid { .. } => {
+                Answer::Esid(EsidReason::USER_CODE_NOT_KNOWN, text())
+            }
+            E::SecureAuthPolicy(t) => {
+                Answer::Esid(EsidReason::SECURE_AUTH_INCOMPATIBLE, t.to_string())
+            }
+            E::ChallengeFailed(t) => {
+                Answer::Esid(EsidReason::SECURE_AUTH_INCOMPATIBLE, t.to_string())
             }
             E::LoginTimeout(_) | E::IdleTimeout => Answer::Esid(EsidReason::TIME_OUT, text()),
-            E::Task { .. } | E::CannotSync(_) | E::Receipt(_) => Answer::Nothing,
+            E::Task { .. } | E::CannotSync(_) | E::Receipt(_) | E::ReceiptNotValid(_) => {
+                Answer::Nothing
+            }
         }
     }
 
@@ -344,7 +413,11 @@ mod tests {
             ConnectionError::DecisionFailed("boom".into()),
             ConnectionError::CannotCreate {
                 name: "F".into(),
-                cause: "disk".into(),
+                cause: CreateError::Store(StoreError::Io {
+                    action: "create",
+                    path: "F".into(),
+                    error: std::io::Error::other("disk"),
+                }),
             },
         ] {
             match e.answer() {

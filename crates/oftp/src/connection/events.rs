@@ -215,7 +215,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             _ => return,
         };
         let partner = match (&self.info, &self.initiator, &self.claimed_ssid) {
-            (Some(info), _, _) => info.peer_ssid.clone(),
+            (Some(info), _, _) => info.peer_ssid.to_string(),
             (None, Some(setup), _) => setup.partner.ssid.clone(),
             (None, None, Some(code)) => format!("{code} (not logged in)"),
             (None, None, None) => "(no SSID yet)".to_owned(),

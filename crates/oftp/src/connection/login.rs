@@ -12,15 +12,16 @@ use oftp_proto::session::{
 };
 use tokio::sync::mpsc;
 
-use crate::connection::error::ConnectionError;
+use crate::connection::error::{AuthStepError, ConnectionError};
 use crate::connection::{Connection, InitiatorSetup, Params, Shared};
 use crate::handle::{Request, SessionHandle};
 use crate::handler::{
     Handler, LogLevel, SessionAcceptance, SessionDecision, SessionInfo, SessionRequest,
 };
+use crate::identity::OdetteId;
 use crate::listener::{Admission, ConnectionInfo, ShutdownSignal};
 use crate::policy::{self, PeerOffer};
-use crate::security::SecurityContext;
+use crate::security::{SecurityContext, SecurityError};
 use crate::transport::{FileServices, Transport};
 
 fn capabilities(
@@ -82,7 +83,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     ) -> Result<Self, oftp_proto::session::UsageError> {
         let l = &shared.limits;
         let mut cfg = InitiatorConfig::new(
-            shared.local.ssid.clone(),
+            shared.codes.ssid.to_string(),
             WirePassword::new(
                 setup
                     .partner
@@ -106,8 +107,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             // `required` asks for it and never accepts a session without it (the peer's SSID
             // must agree, else ESID 12).
             cfg.capabilities.secure_auth = sec
-                .secure_auth_decision(&setup.partner.ssid, None)
-                .map_err(oftp_proto::session::UsageError::Config)?;
+                .secure_auth_decision(setup.partner_codes.ssid.as_str(), None)
+                .map_err(|e| oftp_proto::session::UsageError::Config(e.to_string()))?;
         }
         let session = Session::initiator(cfg, super::now())?;
         Ok(Self::new(
@@ -127,8 +128,20 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     pub(super) async fn on_ssid(&mut self, peer: oftp_proto::codec::Ssid) {
         self.login_deadline = None;
         self.claimed_ssid = Some(peer.code.clone());
+        // The code as the runtime compares it, normalised once here. The codec upper-cases and
+        // drops the padding, so only a blank code is refused: no partner can have it (ESID 03).
+        let peer_ssid = match OdetteId::new(&peer.code) {
+            Ok(code) => code,
+            Err(error) => {
+                self.reject_session_for(&ConnectionError::InvalidSsid {
+                    code: peer.code.clone(),
+                    error,
+                });
+                return;
+            }
+        };
         let offer = PeerOffer {
-            ssid: &peer.code,
+            ssid: &peer_ssid,
             password: peer.password.expose(),
             level: peer.level,
             buffer_size: peer.buffer_size,
@@ -137,11 +150,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             restart: peer.restart,
         };
         let sh = &self.shared;
-        let default =
-            policy::session_decision(&sh.local, &sh.partners, &sh.limits, &sh.data_dir, &offer);
+        let default = policy::session_decision(
+            &sh.local,
+            &sh.codes,
+            &sh.partners,
+            &sh.limits,
+            &sh.data_dir,
+            &offer,
+        );
         let req = SessionRequest::new(
             self.conn,
-            peer.code.clone(),
+            peer_ssid.clone(),
             crate::config::Password::new(peer.password.expose()),
             peer.level,
             peer.buffer_size,
@@ -151,7 +170,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             peer.restart,
             peer.secure_auth,
             peer.user_data.clone(),
-            sh.partners.by_ssid(&peer.code).cloned(),
+            sh.partners.by_code(&peer_ssid).map(|(p, _)| p.clone()),
             default,
         );
         let decision = self.handler.accept_session(&req).await;
@@ -182,13 +201,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 );
                 caps.secure_auth = secure_auth;
                 let params = ResponderParams {
-                    ssid_code: a.local_ssid.clone(),
+                    ssid_code: a.local_ssid.to_string(),
                     password: WirePassword::new(a.local_password.expose()),
                     user_data: String::new(),
                     capabilities: caps,
                 };
                 match self.session.accept_session(params) {
-                    Ok(()) => self.accepted(a, peer.code.clone()),
+                    Ok(()) => self.accepted(a, peer_ssid),
                     Err(e) => {
                         let problem = ConnectionError::CannotAccept(e);
                         self.error(problem.to_string()).await;
@@ -268,17 +287,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// on the blocking pool; `missing` when there are none.
     async fn challenge_task<R: Send + 'static>(
         &self,
-        missing: &str,
-        step: impl FnOnce(&SecurityContext) -> Result<R, String> + Send + 'static,
-    ) -> Result<R, String> {
+        missing: &'static str,
+        step: impl FnOnce(&SecurityContext) -> Result<R, SecurityError> + Send + 'static,
+    ) -> Result<R, AuthStepError> {
         match self.shared.security.get() {
             Some(sec) => {
                 let sec = sec.clone();
-                tokio::task::spawn_blocking(move || step(&sec))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("challenge task failed: {e}")))
+                Ok(tokio::task::spawn_blocking(move || step(&sec)).await??)
             }
-            None => Err(missing.into()),
+            None => Err(AuthStepError::NotConfigured(missing)),
         }
     }
 
@@ -320,8 +337,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// Secure authentication: our turn to challenge the peer.
     pub(super) async fn on_auth_challenge_requested(&mut self) {
         let ssid = match (&self.initiator, &self.info) {
-            (Some(setup), _) => setup.partner.ssid.clone(),
-            (None, Some(info)) => info.peer_ssid.clone(),
+            (Some(setup), _) => setup.partner_codes.ssid.to_string(),
+            (None, Some(info)) => info.peer_ssid.to_string(),
             (None, None) => String::new(),
         };
         let challenge = self
@@ -343,11 +360,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
     }
 
-    fn accepted(&mut self, a: SessionAcceptance, peer_ssid: String) {
+    fn accepted(&mut self, a: SessionAcceptance, peer_ssid: OdetteId) {
         let partners = &self.shared.partners;
         let record_mapping = partners
             .by_name(&a.partner_name)
-            .or_else(|| partners.by_ssid(&peer_ssid))
+            .or_else(|| partners.by_code(&peer_ssid).map(|(p, _)| p))
             .map(|p| p.record_mapping)
             .unwrap_or_default();
         self.params = Some(Params {
@@ -373,8 +390,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             let p = &setup.partner;
             self.params = Some(Params {
                 partner_name: p.name.clone(),
-                partner_sfid: p.sfid().to_owned(),
-                local_sfid: self.shared.local.sfid().to_owned(),
+                partner_sfid: setup.partner_codes.sfid.clone(),
+                local_sfid: self.shared.codes.sfid.clone(),
                 inbox: setup.receive_dir.clone(),
                 outbox: None,
                 record_mapping: p.record_mapping,
@@ -382,7 +399,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.info = Some(SessionInfo {
                 id: self.conn.id,
                 peer: self.conn.peer,
-                peer_ssid: negotiated.peer.code.clone(),
+                peer_ssid: setup.partner_codes.ssid.clone(),
                 partner_name: p.name.clone(),
                 level: negotiated.level,
                 handle: self.handle.clone(),

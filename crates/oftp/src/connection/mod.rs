@@ -70,12 +70,15 @@ use oftp_proto::session::{Negotiated, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::config::{LocalIdentity, Partner, PartnerTable, RecordMapping, SessionLimits};
+use crate::config::{
+    IdentityCodes, LocalIdentity, Partner, PartnerTable, RecordMapping, SessionLimits,
+};
 use crate::handle::{OutgoingFile, Request, SessionHandle};
 use crate::handler::{
     ConnectionRequest, Disconnected, EndResponse, ErrorEvent, Handler, LogEvent, LogLevel,
     SessionInfo,
 };
+use crate::identity::OdetteId;
 use crate::journal::Journal;
 use crate::listener::{Admission, ConnectionInfo, ShutdownSignal};
 use crate::security::SecurityContext;
@@ -97,6 +100,8 @@ const KEPT_WRITE_BUF: usize = 256 * 1024;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) local: LocalIdentity,
+    /// Our SSID and SFID codes (from `local`, checked once).
+    pub(crate) codes: IdentityCodes,
     pub(crate) partners: PartnerTable,
     pub(crate) limits: SessionLimits,
     pub(crate) data_dir: PathBuf,
@@ -124,6 +129,8 @@ pub(crate) struct Shared {
 #[derive(Debug, Clone)]
 pub(crate) struct InitiatorSetup {
     pub(crate) partner: Partner,
+    /// The partner's codes (from `partner`).
+    pub(crate) partner_codes: IdentityCodes,
     pub(crate) receive_dir: PathBuf,
     pub(crate) jobs: Vec<OutgoingFile>,
 }
@@ -140,8 +147,8 @@ enum Work {
 /// The per-session parameters once the session is accepted.
 struct Params {
     partner_name: String,
-    partner_sfid: String,
-    local_sfid: String,
+    partner_sfid: OdetteId,
+    local_sfid: OdetteId,
     inbox: PathBuf,
     outbox: Option<PathBuf>,
     /// How F/V records are laid out in local files for this partner.
@@ -366,7 +373,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     fn partner_code(&self) -> String {
         self.info
             .as_ref()
-            .map(|i| i.peer_ssid.clone())
+            .map(|i| i.peer_ssid.to_string())
             .unwrap_or_default()
     }
 
@@ -496,9 +503,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .map_or_else(RecordMapping::default, |p| p.record_mapping)
     }
 
-    /// Our SFID code in this session (empty before the session is accepted).
-    fn local_sfid(&self) -> &str {
-        self.params.as_ref().map_or("", |p| p.local_sfid.as_str())
+    /// Our SFID code in this session (`None` before the session is accepted).
+    fn local_sfid(&self) -> Option<&OdetteId> {
+        self.params.as_ref().map(|p| &p.local_sfid)
     }
 
     async fn wait(&mut self) {

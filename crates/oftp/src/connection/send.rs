@@ -106,7 +106,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                         // session. Recorded before EFID, so before any EERP can arrive.
                         out.transfer.file_hash = hash.clone();
                         let t = &out.transfer;
-                        let k = FileKey::new(&t.originator, &t.virtual_file_name, t.stamp);
+                        let k = FileKey::new(t.originator.clone(), &t.virtual_file_name, t.stamp);
                         let suite = out.cipher_suite;
                         if let Err(e) = self
                             .shared
@@ -264,7 +264,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let previous = previous.filter(|p| {
             p.key.dsn == file.virtual_file_name.trim_end()
-                && p.key.originator == originator.trim_end()
+                && p.key.originator == originator
                 && file.stamp.is_none_or(|s| s == p.key.stamp)
         });
         if let Some(p) = &previous
@@ -306,8 +306,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     // OFTP 1.2/1.3 carry no counter: keep the identity what the partner will see.
                     stamp.counter = 0;
                 }
-                let key = FileKey::new(&originator, &file.virtual_file_name, stamp);
-                let dest = destination.clone();
+                let key = FileKey::new(originator.clone(), &file.virtual_file_name, stamp);
+                let dest = destination.to_string();
                 match self
                     .shared
                     .journal
@@ -333,8 +333,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             dsn: file.virtual_file_name.clone(),
             date_time: stamp,
             user_data: file.user_data.clone(),
-            destination: destination.clone(),
-            originator: originator.clone(),
+            destination: destination.to_string(),
+            originator: originator.to_string(),
             format: file.format,
             max_record_len: file.max_record_len,
             file_size: size_in_kib(meta.len()),
@@ -397,7 +397,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
         if let Some(hash) = &file_hash {
             // What the partner's signed EERP must contain; it may come in a later session.
-            let k = FileKey::new(&originator, &file.virtual_file_name, stamp);
+            let k = FileKey::new(originator.clone(), &file.virtual_file_name, stamp);
             let (suite, h) = (sfid.cipher_suite.0, hash.clone());
             if let Err(e) = self
                 .shared

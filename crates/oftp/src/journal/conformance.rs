@@ -36,7 +36,11 @@ fn key(dsn: &str, counter: u16) -> FileKey {
     let at = NaiveDate::from_ymd_opt(2026, 5, 6)
         .and_then(|d| d.and_hms_opt(7, 8, 9))
         .expect("a valid date");
-    FileKey::new("ORIG", dsn, FileStamp::from_datetime(at, counter))
+    FileKey::new(
+        "ORIG".parse().unwrap(),
+        dsn,
+        FileStamp::from_datetime(at, counter),
+    )
 }
 
 fn local(partner: &str, path: &str) -> LocalFileId {
@@ -151,7 +155,7 @@ fn reception_lifecycle(j: &dyn Journal) {
         None,
         "another counter is another file"
     );
-    let other_orig = FileKey::new("OTHER", &k.dsn, k.stamp);
+    let other_orig = FileKey::new("OTHER".parse().unwrap(), &k.dsn, k.stamp);
     assert_eq!(
         received(j, "RP", &other_orig),
         None,
@@ -623,7 +627,7 @@ fn file_hashes(j: &dyn Journal) {
 fn invalid_stamps_are_never_written(j: &dyn Journal) {
     let mut stamp = key("X", 0).stamp;
     (stamp.day, stamp.hour, stamp.minute, stamp.second) = (43, 51, 86, 72);
-    let bad = FileKey::new("ORIG", "BAD", stamp);
+    let bad = FileKey::new("ORIG".parse().unwrap(), "BAD", stamp);
     let file = local("bad", "/out/bad");
     let before = counts(j);
     let refused = |what: &str, r: Result<(), JournalError>| {

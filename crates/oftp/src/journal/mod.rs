@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::identity::OdetteId;
 use crate::stamp::{FileStamp, FileStampExt};
 
 pub mod calls;
@@ -142,8 +143,8 @@ impl JournalError {
 /// The identity of a virtual file: who made it, its name and its stamp.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FileKey {
-    /// SFIDORIG (trailing blanks removed).
-    pub originator: String,
+    /// SFIDORIG.
+    pub originator: OdetteId,
     /// SFIDDSN (trailing blanks removed).
     pub dsn: String,
     /// SFIDDATE + SFIDTIME.
@@ -151,10 +152,11 @@ pub struct FileKey {
 }
 
 impl FileKey {
-    /// A key with trailing blanks removed from the text fields (wire fields are blank-padded).
-    pub fn new(originator: &str, dsn: &str, stamp: FileStamp) -> Self {
+    /// A key with trailing blanks removed from the dataset name (wire fields are
+    /// blank-padded; the originator is normalised by its type).
+    pub fn new(originator: OdetteId, dsn: &str, stamp: FileStamp) -> Self {
         Self {
-            originator: originator.trim_end().to_owned(),
+            originator,
             dsn: dsn.trim_end().to_owned(),
             stamp,
         }
@@ -262,7 +264,8 @@ impl SendState {
 /// What identifies a local file across attempts to send it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalFileId {
-    /// Partner name (or SSID) the file goes to.
+    /// The configured partner *name* the file goes to (not an identification code; the
+    /// runtime puts the session's partner name here).
     pub partner: String,
     /// Canonical local path.
     pub path: PathBuf,
@@ -689,7 +692,7 @@ mod tests {
         let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::in_memory().unwrap());
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let signal = tokio::spawn(async move { tx.send(()).unwrap() });
-        let key = FileKey::new("ORIG", "Z", FileStamp::now());
+        let key = FileKey::new("ORIG".parse().unwrap(), "Z", FileStamp::now());
         let k = key.clone();
         let id = journal
             .call(move |j| {
@@ -708,7 +711,7 @@ mod tests {
         let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::in_memory().unwrap());
         let mut bad = FileStamp::now();
         bad.month = 13;
-        let key = FileKey::new("ORIG", "BAD", bad);
+        let key = FileKey::new("ORIG".parse().unwrap(), "BAD", bad);
         let e = journal
             .call(move |j| j.begin_receive("ORIG", &key, Path::new("p"), Path::new("f"), ""))
             .await

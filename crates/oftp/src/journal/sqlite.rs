@@ -28,6 +28,7 @@ use super::{
     Processing, ProcessingRun, Pruned, QueueChange, QueuedFile, QueuedSend, ReceiveState,
     ReceivedEntry, ReceivedFile, SendState, SentEntry, TransferDetail, TransferFilter,
 };
+use crate::identity::OdetteId;
 use crate::stamp::{FileStamp, FileStampExt};
 
 mod calls;
@@ -85,7 +86,7 @@ fn flag_reception(
              WHERE partner = ?5 AND originator = ?1 AND dsn = ?2 AND stamp = ?3"
         ),
         params![
-            key.originator,
+            key.originator.as_str(),
             key.dsn,
             key.stamp.digits(),
             now_text(),
@@ -169,6 +170,18 @@ impl SqliteJournal {
         }
     }
 
+    /// The file identity of a row.
+    fn file_key(
+        &self,
+        originator: &str,
+        dsn: &str,
+        stamp: FileStamp,
+    ) -> Result<FileKey, JournalError> {
+        let originator = OdetteId::new(originator)
+            .map_err(|e| self.corrupt(format!("originator of {dsn}: {e}")))?;
+        Ok(FileKey::new(originator, dsn, stamp))
+    }
+
     /// The stamp of `key` as stored, if it is a valid date and time; nothing else is written.
     fn stamp_to_store(&self, key: &FileKey) -> Result<String, JournalError> {
         JournalError::check_stamp(&self.location(), key)?;
@@ -216,7 +229,7 @@ impl SqliteJournal {
                 size: u64::try_from(size).map_err(|_| self.corrupt("negative size"))?,
                 mtime_ns,
             },
-            key: FileKey::new(&orig, &dsn, stamp),
+            key: self.file_key(&orig, &dsn, stamp)?,
             destination: dest,
             state: SendState::parse(&state)
                 .ok_or_else(|| self.corrupt(format!("unknown send state {state:?}")))?,
@@ -240,7 +253,7 @@ impl Journal for SqliteJournal {
                  FROM received
                  WHERE partner = ?4 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
                 params![
-                    key.originator,
+                    key.originator.as_str(),
                     key.dsn,
                     key.stamp.digits(),
                     partner.trim_end()
@@ -305,7 +318,7 @@ impl Journal for SqliteJournal {
                 units = 0, end_response_sent = 0, end_response_deferred = 0,
                 updated_at = excluded.updated_at, user_data = excluded.user_data",
             params![
-                key.originator,
+                key.originator.as_str(),
                 key.dsn,
                 stamp,
                 partial_path.to_string_lossy(),
@@ -320,7 +333,7 @@ impl Journal for SqliteJournal {
             "SELECT id FROM received
              WHERE partner = ?4 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
             params![
-                key.originator,
+                key.originator.as_str(),
                 key.dsn,
                 key.stamp.digits(),
                 partner.trim_end()
@@ -397,24 +410,28 @@ impl Journal for SqliteJournal {
         for row in rows {
             let (id, [partner, originator, dsn, stamp, partial, updated]) =
                 row.map_err(|e| self.err(e))?;
-            let parsed = FileStamp::parse(&stamp).ok().zip(
-                chrono::DateTime::parse_from_rfc3339(&updated)
-                    .ok()
-                    .map(|t| t.to_utc()),
-            );
-            let Some((stamp, updated_at)) = parsed else {
+            let parsed = FileStamp::parse(&stamp)
+                .ok()
+                .zip(
+                    chrono::DateTime::parse_from_rfc3339(&updated)
+                        .ok()
+                        .map(|t| t.to_utc()),
+                )
+                .zip(OdetteId::new(&originator).ok());
+            let Some(((stamp, updated_at), originator)) = parsed else {
                 tracing::debug!(
                     journal = %self.path.display(),
                     id,
                     partial = %partial,
-                    "journal: partial reception with an unreadable stamp or time left alone"
+                    "journal: partial reception with an unreadable stamp, time or originator left \
+                     alone"
                 );
                 continue;
             };
             out.push(PartialReception {
                 id,
                 partner,
-                key: FileKey::new(&originator, &dsn, stamp),
+                key: FileKey::new(originator, &dsn, stamp),
                 partial_path: PathBuf::from(partial),
                 updated_at,
             });
@@ -467,7 +484,7 @@ impl Journal for SqliteJournal {
         let mut out = Vec::with_capacity(keys.len());
         for (o, d, s) in keys {
             let stamp = FileStamp::parse(&s).map_err(|e| self.corrupt(e.to_string()))?;
-            if let Some(entry) = self.received(partner, &FileKey::new(&o, &d, stamp))? {
+            if let Some(entry) = self.received(partner, &self.file_key(&o, &d, stamp)?)? {
                 out.push(entry);
             }
         }
@@ -491,7 +508,7 @@ impl Journal for SqliteJournal {
     fn sent_by_key(&self, key: &FileKey) -> Result<Option<SentEntry>, JournalError> {
         self.find_sent(
             "originator = ?1 AND dsn = ?2 AND stamp = ?3",
-            params![key.originator, key.dsn, key.stamp.digits()],
+            params![key.originator.as_str(), key.dsn, key.stamp.digits()],
         )
     }
 
@@ -512,7 +529,7 @@ impl Journal for SqliteJournal {
                 local.path.to_string_lossy(),
                 local.size as i64,
                 local.mtime_ns,
-                key.originator,
+                key.originator.as_str(),
                 key.dsn,
                 stamp,
                 destination.trim_end(),
@@ -553,7 +570,7 @@ impl Journal for SqliteJournal {
                  DO UPDATE SET suite = excluded.suite, hash = excluded.hash",
                 params![
                     dir,
-                    key.originator,
+                    key.originator.as_str(),
                     key.dsn,
                     stamp,
                     i64::from(suite),
@@ -578,7 +595,13 @@ impl Journal for SqliteJournal {
                 "SELECT suite, hash FROM file_hashes
                  WHERE direction = ?1 AND originator = ?2 AND dsn = ?3 AND stamp = ?4
                    AND partner = ?5",
-                params![dir, key.originator, key.dsn, key.stamp.digits(), partner],
+                params![
+                    dir,
+                    key.originator.as_str(),
+                    key.dsn,
+                    key.stamp.digits(),
+                    partner
+                ],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
             )
             .optional()
@@ -601,7 +624,7 @@ impl Journal for SqliteJournal {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 e.direction.as_str(),
-                e.key.originator,
+                e.key.originator.as_str(),
                 e.key.dsn,
                 stamp,
                 e.destination.trim_end(),
@@ -621,7 +644,7 @@ impl Journal for SqliteJournal {
                 "UPDATE sent SET state = ?4, updated_at = ?5
                  WHERE originator = ?1 AND dsn = ?2 AND stamp = ?3",
                 params![
-                    e.key.originator,
+                    e.key.originator.as_str(),
                     e.key.dsn,
                     e.key.stamp.digits(),
                     state.as_str(),

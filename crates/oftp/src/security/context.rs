@@ -21,6 +21,7 @@ use oftp_security::{
 use super::config::{
     LocalSecurityConfig, PartnerSecurityConfig, SecureAuthentication, SecurityConfigError,
 };
+use super::error::{SecureAuthRefusal, SecurityError};
 use crate::config::RecordMapping;
 use crate::identity::OdetteId;
 
@@ -260,25 +261,24 @@ impl SecurityContext {
         &self,
         partner: &PartnerSecurity,
         usage: PartnerCertUse,
-    ) -> Result<Certificate, String> {
-        let cert = partner.certificate(usage).ok_or_else(|| {
-            format!(
-                "no {} certificate configured for partner {}",
-                usage.name(),
-                partner.name
-            )
-        })?;
+    ) -> Result<Certificate, SecurityError> {
+        let cert = partner
+            .certificate(usage)
+            .ok_or_else(|| SecurityError::NoCertificate {
+                usage: usage.name(),
+                partner: partner.name.clone(),
+            })?;
         match self.trust.check(&cert, &[], SystemTime::now()) {
             Ok(TrustStatus::Untrusted(e)) => {
                 tracing::warn!(partner = %partner.name, "using untrusted {} certificate: {e}", usage.name());
                 Ok(cert)
             }
             Ok(_) => Ok(cert),
-            Err(e) => Err(format!(
-                "{} certificate of partner {} is not acceptable: {e}",
-                usage.name(),
-                partner.name
-            )),
+            Err(error) => Err(SecurityError::CertificateNotAcceptable {
+                usage: usage.name(),
+                partner: partner.name.clone(),
+                error,
+            }),
         }
     }
 
@@ -289,8 +289,9 @@ impl SecurityContext {
         &self,
         ssid: &str,
         offered_by_peer: Option<bool>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, SecureAuthRefusal> {
         let partner = self.partner_by_ssid(ssid);
+        let code = || ssid.to_owned();
         let setting = partner.map_or(SecureAuthentication::Automatic, |p| {
             p.config.secure_authentication
         });
@@ -300,24 +301,20 @@ impl SecurityContext {
                 .identity(CertificateUse::SessionAuthentication)
                 .is_some();
         match (setting, offered_by_peer) {
-            (SecureAuthentication::Disallowed, Some(true)) => Err(format!(
-                "secure authentication is not allowed for {}",
-                ssid.trim_end()
-            )),
+            (SecureAuthentication::Disallowed, Some(true)) => {
+                Err(SecureAuthRefusal::NotAllowed(code()))
+            }
             (SecureAuthentication::Disallowed, _) => Ok(false),
-            (SecureAuthentication::Required, Some(false)) => Err(format!(
-                "secure authentication is required for {}",
-                ssid.trim_end()
-            )),
-            (SecureAuthentication::Required, _) if !capable => Err(format!(
-                "secure authentication is required for {} but its authentication certificate or our authentication identity is missing",
-                ssid.trim_end()
-            )),
+            (SecureAuthentication::Required, Some(false)) => {
+                Err(SecureAuthRefusal::Required(code()))
+            }
+            (SecureAuthentication::Required, _) if !capable => {
+                Err(SecureAuthRefusal::RequiredButIncapable(code()))
+            }
             (SecureAuthentication::Required, _) => Ok(true),
-            (SecureAuthentication::Automatic, Some(true)) if !capable => Err(format!(
-                "{} asks for secure authentication but its authentication certificate or our authentication identity is missing",
-                ssid.trim_end()
-            )),
+            (SecureAuthentication::Automatic, Some(true)) if !capable => {
+                Err(SecureAuthRefusal::AskedButIncapable(code()))
+            }
             (SecureAuthentication::Automatic, Some(peer)) => Ok(peer),
             // As caller, ask only when an authentication certificate is configured for the
             // partner explicitly: a certificate given for all purposes (file security) is no
@@ -351,20 +348,16 @@ impl SecurityContext {
     pub fn certificate_request_answer(
         &self,
         originator: &str,
-    ) -> Result<Option<&Certificate>, String> {
-        let partner = self.partner_by_sfid(originator).ok_or_else(|| {
-            format!(
-                "{} is not a configured partner; certificate requests are answered only for partners",
-                originator.trim_end()
-            )
-        })?;
+    ) -> Result<Option<&Certificate>, SecurityError> {
+        let partner = self
+            .partner_by_sfid(originator)
+            .ok_or_else(|| SecurityError::NotAPartner(originator.to_owned()))?;
         if !partner.config.answer_certificate_requests {
             return Ok(None);
         }
-        self.own_certificate().map(Some).ok_or_else(|| {
-            "no local certificate is configured ([security.identity] or [security.signing])"
-                .to_owned()
-        })
+        self.own_certificate()
+            .map(Some)
+            .ok_or(SecurityError::NoLocalCertificate)
     }
 
     /// The partner whose TLS client certificate `presented` is (see

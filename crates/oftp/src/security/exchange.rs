@@ -18,6 +18,7 @@ use oftp_security::{Certificate, TrustStatus};
 
 use super::config::SecurityConfigError;
 use super::context::{SecurityContext, SecurityContextBuilder};
+use super::error::SecurityError;
 
 /// Certificate exchange through reserved virtual file names (seed `ExchangeCertificate` and
 /// `CertificateReceived`; RFC 5024 10.4 lets certificates travel as ordinary CMS files, the
@@ -97,15 +98,18 @@ impl SecurityContext {
         file: &Path,
         store_dir: &Path,
         signed_by_partner: bool,
-    ) -> Result<ReceivedCertificate, String> {
+    ) -> Result<ReceivedCertificate, SecurityError> {
         let mut bytes = Vec::new();
         File::open(file)
             .and_then(|f| f.take(4 * 1024 * 1024).read_to_end(&mut bytes))
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            .map_err(|error| SecurityError::CannotReadExchange {
+                path: file.to_owned(),
+                error,
+            })?;
         let mut certs = Certificate::all_from_pem_or_der(&bytes).unwrap_or_default();
         if certs.is_empty() {
             let reader = oftp_security::cms::SignedDataReader::new(&bytes[..])
-                .map_err(|e| format!("no certificate in the exchange file: {e}"))?;
+                .map_err(|e| SecurityError::NoExchangeCertificate(Some(e)))?;
             certs = reader.certificates().to_vec();
         }
         let certificate = certs
@@ -113,23 +117,24 @@ impl SecurityContext {
             .find(|c| !c.is_ca())
             .or(certs.first())
             .cloned()
-            .ok_or_else(|| "no certificate in the exchange file".to_owned())?;
+            .ok_or(SecurityError::NoExchangeCertificate(None))?;
         let status = self
             .trust
             .check(&certificate, &certs, SystemTime::now())
             .map_err(|e| e.to_string());
         let partner = self.partner_by_sfid(originator);
         let dir = store_dir.join(partner.map_or_else(
-            || {
-                crate::store::sanitize_file_name(originator.trim_end())
-                    .unwrap_or_else(|_| "unknown".into())
-            },
+            || crate::store::sanitize_file_name(originator).unwrap_or_else(|_| "unknown".into()),
             |p| partner_folder(&p.name),
         ));
         let stored = dir.join(format!("{}.pem", certificate.thumbprint_sha256_hex()));
         let pem = certificate.to_pem();
-        durable_write::write(&stored, pem.as_bytes())
-            .map_err(|e| format!("cannot store {}: {}", stored.display(), e.source))?;
+        durable_write::write(&stored, pem.as_bytes()).map_err(|e| {
+            SecurityError::CannotStoreCertificate {
+                path: stored.clone(),
+                error: e.source,
+            }
+        })?;
         let mut replaced = false;
         if let Some(p) = partner
             && kind == CertificateExchange::Replace
@@ -234,7 +239,7 @@ mod tests {
         let e = ctx
             .receive_certificate(PARTNER, CertificateExchange::Deliver, &file, &store, false)
             .unwrap_err();
-        assert!(e.starts_with("cannot store "), "{e}");
+        assert!(e.to_string().starts_with("cannot store "), "{e}");
         assert_eq!(entries(&store.join("partner")), [name]);
     }
 

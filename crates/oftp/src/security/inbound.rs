@@ -104,14 +104,11 @@ impl SecurityContext {
             let Some(p) = partner else {
                 return refuse(
                     SfnaReason::SIGNED_FILE_NOT_ALLOWED,
-                    format!(
-                        "no certificate to verify signatures of {}",
-                        sfid.originator.trim_end()
-                    ),
+                    format!("no certificate to verify signatures of {}", sfid.originator),
                 );
             };
-            if let Err(text) = self.partner_cert(p, PartnerCertUse::Signature) {
-                return refuse(SfnaReason::SIGNED_FILE_NOT_ALLOWED, text);
+            if let Err(e) = self.partner_cert(p, PartnerCertUse::Signature) {
+                return refuse(SfnaReason::SIGNED_FILE_NOT_ALLOWED, e.to_string());
             }
         }
         // A signed EERP asked for without a receipt-signing key of ours does not refuse the
@@ -163,15 +160,12 @@ impl SecurityContext {
             (true, None) => {
                 return Err(fail(
                     EfnaReason::INVALID_SIGNATURE,
-                    format!(
-                        "no certificate to verify signatures of {}",
-                        sfid.originator.trim_end()
-                    ),
+                    format!("no certificate to verify signatures of {}", sfid.originator),
                 ));
             }
             (true, Some(p)) => Some(
                 self.partner_cert(p, PartnerCertUse::Signature)
-                    .map_err(|t| fail(EfnaReason::INVALID_SIGNATURE, t))?,
+                    .map_err(|e| fail(EfnaReason::INVALID_SIGNATURE, e.to_string()))?,
             ),
         };
         let identity = if encrypted {

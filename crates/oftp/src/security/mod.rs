@@ -38,6 +38,7 @@ use crate::transport::{FileServices, OutgoingPlan, ServiceFailure, ServiceRefusa
 
 mod config;
 mod context;
+mod error;
 mod exchange;
 mod inbound;
 mod outbound;
@@ -50,6 +51,7 @@ pub use config::{
     SecurityConfigError, SendSecurity,
 };
 pub use context::{PartnerCertUse, PartnerSecurity, SecurityContext, SecurityContextBuilder};
+pub use error::{SecureAuthRefusal, SecurityError};
 pub use exchange::{CertificateExchange, ReceivedCertificate};
 pub(crate) use inbound::unopened_file;
 pub use outbound::Prepared;

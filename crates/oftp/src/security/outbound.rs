@@ -108,7 +108,7 @@ impl SecurityContext {
         let partner = partner.ok_or_else(|| {
             invalid(format!(
                 "no security settings for destination {}",
-                sfid.destination.trim_end()
+                sfid.destination
             ))
         })?;
         let sign = send.security.signed();
@@ -120,7 +120,7 @@ impl SecurityContext {
         let recipient = if send.security.encrypted() {
             Some(
                 self.partner_cert(partner, PartnerCertUse::Encryption)
-                    .map_err(invalid)?,
+                    .map_err(|e| invalid(e.to_string()))?,
             )
         } else {
             None
@@ -269,8 +269,8 @@ impl SealJob {
 fn copy_name(sfid: &Sfid, source: &Path) -> String {
     let mut h = oftp_security::HashAlgorithm::Sha256.hasher();
     for part in [
-        sfid.originator.trim_end().as_bytes(),
-        sfid.destination.trim_end().as_bytes(),
+        sfid.originator.as_bytes(),
+        sfid.destination.as_bytes(),
         sfid.dsn.trim_end().as_bytes(),
         sfid.date_time.date_string().as_bytes(),
         sfid.date_time.time_string().as_bytes(),

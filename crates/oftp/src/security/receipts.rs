@@ -12,40 +12,38 @@ use std::io::Write;
 use oftp_security::{CertificateUse, CipherSuite};
 
 use super::context::{PartnerCertUse, SecurityContext};
+use super::error::SecurityError;
 
 /// Secure authentication and signed receipts: the keys and checks the connection driver needs.
 impl SecurityContext {
     /// Our challenge to the partner with SSID code `ssid` (RFC 5024 4.2.3): 20 random octets
     /// enveloped in CMS to the partner's authentication certificate with the partner's cipher
     /// suite. Returns the AUCHCHAL bytes and the octets the AURP must return.
-    pub fn create_challenge(&self, ssid: &str) -> Result<(Vec<u8>, [u8; 20]), String> {
+    pub fn create_challenge(&self, ssid: &str) -> Result<(Vec<u8>, [u8; 20]), SecurityError> {
         let partner = self
             .partner_by_ssid(ssid)
-            .ok_or_else(|| format!("no security settings for {}", ssid.trim_end()))?;
+            .ok_or_else(|| SecurityError::NoSettings(ssid.to_owned()))?;
         let cert = self.partner_cert(partner, PartnerCertUse::Authentication)?;
-        let suite =
-            CipherSuite::from_code(partner.config.send.cipher_suite).map_err(|e| e.to_string())?;
+        let suite = CipherSuite::from_code(partner.config.send.cipher_suite)?;
         let mut expected = [0u8; 20];
-        aws_lc_rs::rand::fill(&mut expected)
-            .map_err(|_| "the random number generator failed".to_owned())?;
+        aws_lc_rs::rand::fill(&mut expected).map_err(|_| SecurityError::NoRandom)?;
         let mut w =
-            oftp_security::cms::EnvelopedDataWriter::new(Vec::new(), &[&cert], suite.symmetric())
-                .map_err(|e| e.to_string())?;
-        w.write_all(&expected).map_err(|e| e.to_string())?;
-        let envelope = w.finish().map_err(|e| e.to_string())?;
+            oftp_security::cms::EnvelopedDataWriter::new(Vec::new(), &[&cert], suite.symmetric())?;
+        w.write_all(&expected)?;
+        let envelope = w.finish()?;
         if envelope.len() > usize::from(u16::MAX) {
-            return Err("the challenge envelope exceeds 65535 octets (key too large)".into());
+            return Err(SecurityError::ChallengeTooLarge);
         }
         Ok((envelope, expected))
     }
 
     /// Our answer (AURP) to a challenge (AUCHCHAL) enveloped to our authentication key.
-    pub fn answer_challenge(&self, challenge: &[u8]) -> Result<[u8; 20], String> {
+    pub fn answer_challenge(&self, challenge: &[u8]) -> Result<[u8; 20], SecurityError> {
         let id = self
             .identity(CertificateUse::SessionAuthentication)
-            .ok_or_else(|| "no authentication key is configured".to_owned())?;
+            .ok_or(SecurityError::NoAuthenticationKey)?;
         let answer = oftp_security::auth::answer_challenge(challenge, id)
-            .map_err(|e| format!("cannot open the challenge: {e}"))?;
+            .map_err(SecurityError::CannotOpenChallenge)?;
         Ok(*answer)
     }
 
@@ -54,16 +52,12 @@ impl SecurityContext {
         &self,
         fields: &oftp_security::receipt::ReceiptFields,
         suite: u8,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, SecurityError> {
         let id = self
             .identity(CertificateUse::ReceiptSigning)
-            .ok_or_else(|| {
-                "no receipt-signing key is configured ([security.receipt_signing], or \
-                 [security.identity] for every purpose)"
-                    .to_owned()
-            })?;
-        let suite = CipherSuite::from_code(suite).map_err(|e| e.to_string())?;
-        oftp_security::receipt::sign_receipt(fields, id, suite).map_err(|e| e.to_string())
+            .ok_or(SecurityError::NoReceiptKey)?;
+        let suite = CipherSuite::from_code(suite)?;
+        Ok(oftp_security::receipt::sign_receipt(fields, id, suite)?)
     }
 
     /// Verifies a received EERP/NERP signature of the final recipient `recipient_sfid`
@@ -73,17 +67,17 @@ impl SecurityContext {
         recipient_sfid: &str,
         signature: &[u8],
         fields: &oftp_security::receipt::ReceiptFields,
-    ) -> Result<(), String> {
-        let partner = self.partner_by_sfid(recipient_sfid).ok_or_else(|| {
-            format!(
-                "no certificate to verify receipts of {}",
-                recipient_sfid.trim_end()
-            )
-        })?;
+    ) -> Result<(), SecurityError> {
+        let partner = self
+            .partner_by_sfid(recipient_sfid)
+            .ok_or_else(|| SecurityError::NoReceiptCertificate(recipient_sfid.to_owned()))?;
         let cert = self.partner_cert(partner, PartnerCertUse::Receipt)?;
         oftp_security::receipt::verify_receipt(signature, fields, &cert)
             .map(|_| ())
-            .map_err(|e| format!("receipt signature of {} is not valid: {e}", partner.name))
+            .map_err(|error| SecurityError::InvalidReceipt {
+                partner: partner.name.clone(),
+                error,
+            })
     }
 
     /// Whether end responses from `recipient_sfid` must carry a valid signature.

@@ -2,6 +2,7 @@
 //! sanitising that keeps every rendered name one file name inside the target directory.
 
 use super::StoreError;
+use crate::identity::OdetteId;
 use crate::stamp::{FileStamp, FileStampExt};
 
 /// Seed default of `ReceivedFileNameFormat`: the virtual file name as sent.
@@ -15,9 +16,9 @@ pub struct NameContext<'a> {
     /// `%VirtualFileDate%` / `%VirtualFileDate:FORMAT%`.
     pub stamp: FileStamp,
     /// `%Originator%`: SFIDORIG.
-    pub originator: &'a str,
+    pub originator: &'a OdetteId,
     /// `%Destination%`: SFIDDEST.
-    pub destination: &'a str,
+    pub destination: &'a OdetteId,
     /// `%UserData%`: SFIDUSER.
     pub user_data: &'a str,
 }
@@ -41,11 +42,12 @@ impl NameFormat {
     pub fn new(format: impl Into<String>) -> Result<Self, StoreError> {
         let format = Self(format.into());
         // Render once with dummy values so a typo is reported at start-up, not per file.
+        let code = OdetteId::new("O").expect("\"O\" is an identification code");
         let probe = NameContext {
             virtual_file_name: "X",
             stamp: FileStamp::now(),
-            originator: "O",
-            destination: "D",
+            originator: &code,
+            destination: &code,
             user_data: "",
         };
         format.expand(&probe)?;
@@ -77,8 +79,8 @@ impl NameFormat {
                 "" => out.push('%'),
                 "VirtualFileName" => out.push_str(ctx.virtual_file_name.trim_end()),
                 "VirtualFileDate" => out.push_str(&ctx.stamp.digits()),
-                "Originator" => out.push_str(ctx.originator.trim_end()),
-                "Destination" => out.push_str(ctx.destination.trim_end()),
+                "Originator" => out.push_str(ctx.originator.as_str()),
+                "Destination" => out.push_str(ctx.destination.as_str()),
                 "UserData" => out.push_str(ctx.user_data.trim_end()),
                 "CurrentTime" => {
                     out.push_str(&chrono::Local::now().format("%Y%m%d%H%M%S%3f").to_string())
@@ -150,6 +152,11 @@ mod tests {
     use chrono::NaiveDate;
     use std::path::Path;
 
+    static ACME: std::sync::LazyLock<OdetteId> =
+        std::sync::LazyLock::new(|| "O0013000000ACME".parse().unwrap());
+    static BETA: std::sync::LazyLock<OdetteId> =
+        std::sync::LazyLock::new(|| "O0013000000BETA".parse().unwrap());
+
     fn ctx<'a>(name: &'a str) -> NameContext<'a> {
         let dt = NaiveDate::from_ymd_opt(2026, 1, 2)
             .unwrap()
@@ -158,8 +165,8 @@ mod tests {
         NameContext {
             virtual_file_name: name,
             stamp: FileStamp::from_datetime(dt, 7),
-            originator: "O0013000000ACME",
-            destination: "O0013000000BETA",
+            originator: &ACME,
+            destination: &BETA,
             user_data: "USR",
         }
     }

@@ -324,7 +324,7 @@ pub fn late_response(t: &TransferInfo, negative: bool) -> EndResponse {
         user_data: String::new(),
         negative: negative.then(|| NegativeResponse {
             reason: NerpReason::PROCESSING_FAILED,
-            creator: t.destination.clone(),
+            creator: t.destination.to_string(),
             text: "rejected by the application".into(),
         }),
         file_hash: Vec::new(),

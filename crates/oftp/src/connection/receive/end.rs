@@ -4,7 +4,7 @@
 //! is confirmed before the file is durable and the journal says so.
 
 use crate::connection::error::ConnectionError;
-use crate::connection::receive::{FailedReception, Incoming};
+use crate::connection::receive::{FailedReception, Incoming, OpenerFailure};
 use crate::connection::wire;
 use crate::connection::{Connection, Work};
 use crate::handler::{EndResponseTiming, Handler, LogLevel, TransferInfo, TransferResult};
@@ -78,9 +78,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let verdict = if let Some(opener) = opener {
             // The writer has stored everything, so the opener's stream has ended: its verdict
             // is at most the tail of the work away.
-            let opened = opener
-                .await
-                .unwrap_or_else(|_| Err("the opening thread ended without a verdict".into()));
+            let opened = opener.await.unwrap_or(Err(OpenerFailure::NoVerdict));
             Some(match opened {
                 Ok(verdict) => verdict.map_err(ConnectionError::Services),
                 Err(cause) => {
@@ -208,8 +206,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             {
                 self.fail(e).await;
             }
-        } else {
-            let response = wire::our_eerp(&key, self.local_sfid(), user_data);
+        } else if let Some(local_sfid) = self.local_sfid() {
+            let response = wire::our_eerp(&key, local_sfid, user_data);
             self.queue.push_front(Work::EndResponse(response));
         }
     }
@@ -321,11 +319,14 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             user_data,
         } = failed;
         let nerp_reason = problem.nerp();
-        let relayed = self
+        // Relayed: SFIDORIG is not the partner that sent it (compared as identification codes,
+        // RFC 5024 5.4).
+        let local_sfid = self
             .params
             .as_ref()
-            .is_some_and(|p| p.partner_sfid.trim_end() != sfid.originator);
-        let Some(nerp_reason) = nerp_reason.filter(|_| relayed) else {
+            .filter(|p| p.partner_sfid != key.originator)
+            .map(|p| p.local_sfid.clone());
+        let (Some(nerp_reason), Some(local_sfid)) = (nerp_reason, local_sfid) else {
             self.refuse_parts(Some(partial), &partial_path, journal_id, &transfer, problem)
                 .await;
             return;
@@ -369,7 +370,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         )
         .await;
         self.end_transfer_failed(&transfer, text.clone()).await;
-        let response = wire::our_nerp(&key, self.local_sfid(), user_data, nerp_reason, text);
+        let response = wire::our_nerp(&key, &local_sfid, user_data, nerp_reason, text);
         self.queue.push_front(Work::EndResponse(response));
     }
 

@@ -107,16 +107,26 @@ struct FailedReception {
 /// The verdict of [`FileServices::open_incoming`] (the hash for a signed EERP, or an EFNA).
 type OpenerResult = tokio::sync::oneshot::Receiver<OpenerVerdict>;
 
-/// What the opening thread hands back: the file services' verdict, or the message the
-/// opening panicked with.
-type OpenerVerdict = Result<Result<Option<Vec<u8>>, ServiceFailure>, String>;
+/// What the opening thread hands back: the file services' verdict, or why there is none.
+type OpenerVerdict = Result<Result<Option<Vec<u8>>, ServiceFailure>, OpenerFailure>;
+
+/// Why the opening thread gave no verdict.
+#[derive(Debug, thiserror::Error)]
+enum OpenerFailure {
+    /// It panicked (a decoder bug), with this message.
+    #[error("the opening thread panicked: {0}")]
+    Panicked(String),
+    /// It ended without sending anything.
+    #[error("the opening thread ended without a verdict")]
+    NoVerdict,
+}
 
 /// The message of a caught panic (`panic!` with a literal or a formatted message).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> OpenerFailure {
     let message = payload
         .downcast_ref::<&str>()
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("a panic without a message");
-    format!("the opening thread panicked: {message}")
+    OpenerFailure::Panicked(message.to_owned())
 }

@@ -7,12 +7,13 @@ use std::time::Instant;
 
 use oftp_proto::codec::Sfid;
 
-use crate::connection::error::ConnectionError;
+use crate::connection::error::{ConnectionError, CreateError};
 use crate::connection::receive::{ActiveGuard, Incoming, OpenerResult, panic_message};
 use crate::connection::restart;
 use crate::connection::wire;
 use crate::connection::{Connection, Work};
 use crate::handler::{Direction, FileDecision, FileOffer, Handler, LogLevel, TransferInfo};
+use crate::identity::OdetteId;
 use crate::journal::{Checkpoint, FileKey, ReceiveState};
 use crate::policy::{self, FileRequest};
 use crate::store::{BackgroundWriter, PartialFile};
@@ -24,11 +25,33 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.send_refusal(&ConnectionError::NoSession);
             return;
         };
+        // SFIDORIG and SFIDDEST become identification codes here, once (RFC 5024 5.3.3, 5.4):
+        // a blank one is refused (SFNA 03, 02).
+        let codes = OdetteId::new(&sfid.originator)
+            .map_err(|error| ConnectionError::InvalidOrigin {
+                code: sfid.originator.clone(),
+                error,
+            })
+            .and_then(|originator| {
+                OdetteId::new(&sfid.destination)
+                    .map(|destination| (originator, destination))
+                    .map_err(|error| ConnectionError::InvalidDestination {
+                        code: sfid.destination.clone(),
+                        error,
+                    })
+            });
+        let (originator, destination) = match codes {
+            Ok(codes) => codes,
+            Err(refused) => {
+                self.send_refusal(&refused);
+                return;
+            }
+        };
         let stamp = sfid.date_time;
-        let key = FileKey::new(&sfid.originator, &sfid.dsn, stamp);
+        let key = FileKey::new(originator.clone(), &sfid.dsn, stamp);
         // The journal entry is the one of this partner: another partner's interrupted or
         // completed file with the same identity is neither resumed nor a duplicate here.
-        let partner = info.peer_ssid.clone();
+        let partner = info.peer_ssid.to_string();
         let (p, k) = (partner.clone(), key.clone());
         let entry = match self.shared.journal.call(move |j| j.received(&p, &k)).await {
             Ok(e) => e,
@@ -73,13 +96,15 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         // The default decision looks at the inbox (does the name exist?) and at the free space
         // there: blocking pool.
-        let (local_sfid, inbox, name_format, store, known, offered) = (
+        let (local_sfid, inbox, name_format, store, known, offered, orig, dest) = (
             params.local_sfid.clone(),
             params.inbox.clone(),
             self.shared.name_format.clone(),
             self.shared.store.clone(),
             entry.clone(),
             sfid.clone(),
+            originator.clone(),
+            destination.clone(),
         );
         let (probe, reserve, conn) = (
             self.shared.free_space.clone(),
@@ -96,8 +121,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             let req = FileRequest {
                 dsn: &offered.dsn,
                 stamp,
-                originator: &offered.originator,
-                destination: &offered.destination,
+                originator: &orig,
+                destination: &dest,
                 user_data: &offered.user_data,
             };
             let decision = policy::file_decision(
@@ -138,8 +163,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let offer = FileOffer::new(
             sfid.dsn.clone(),
             stamp,
-            sfid.originator.clone(),
-            sfid.destination.clone(),
+            originator,
+            destination,
             sfid.user_data.clone(),
             sfid.format,
             sfid.max_record_len,
@@ -193,24 +218,20 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             {
                 match PartialFile::resume(pp, &tgt, base.file_offset) {
                     Ok(p) => return (Ok(Opened::Resumed(p, id, base)), None),
-                    Err(e) => resume_error = Some(e.to_string()),
+                    Err(e) => resume_error = Some(e),
                 }
             }
             if let Some(pp) = &old_partial
                 && let Err(e) = crate::store::remove_partial(pp)
             {
                 // Its row stays (the journal still owns it): try again later.
-                return (
-                    Err(format!("the earlier partial file stays: {e}")),
-                    resume_error,
-                );
+                return (Err(CreateError::EarlierStays(e)), resume_error);
             }
-            let created = PartialFile::create(&tgt).map_err(|e| e.to_string());
+            let created = PartialFile::create(&tgt).map_err(CreateError::Store);
             (created.map(Opened::Fresh), resume_error)
         })
         .await;
-        let (opened, resume_error) =
-            opened.unwrap_or_else(|e| (Err(format!("file task failed: {e}")), None));
+        let (opened, resume_error) = opened.unwrap_or_else(|e| (Err(CreateError::Task(e)), None));
         if let Some(err) = resume_error {
             self.error(format!("cannot resume: {err}")).await;
         }

@@ -151,7 +151,7 @@ impl SqliteJournal {
         let key = match row.key {
             [Some(originator), Some(dsn), Some(stamp)] => {
                 let stamp = FileStamp::parse(&stamp).map_err(|e| self.corrupt(e.to_string()))?;
-                Some(FileKey::new(&originator, &dsn, stamp))
+                Some(self.file_key(&originator, &dsn, stamp)?)
             }
             _ => None,
         };
@@ -321,7 +321,7 @@ impl SqliteJournal {
                     ms(c.at),
                     next,
                     c.error,
-                    key.as_ref().map(|(k, _)| &k.originator),
+                    key.as_ref().map(|(k, _)| k.originator.as_str()),
                     key.as_ref().map(|(k, _)| &k.dsn),
                     key.as_ref().map(|(_, stamp)| stamp),
                 ],
@@ -409,7 +409,7 @@ impl SqliteJournal {
             &self.lock(),
             "WHERE key_originator = ?1 AND key_dsn = ?2 AND key_stamp = ?3
              ORDER BY id DESC LIMIT 1",
-            params![key.originator, key.dsn, key.stamp.digits()],
+            params![key.originator.as_str(), key.dsn, key.stamp.digits()],
         )?;
         Ok(rows.into_iter().next())
     }

@@ -14,7 +14,11 @@ fn key(dsn: &str, counter: u16) -> FileKey {
         .unwrap()
         .and_hms_opt(7, 8, 9)
         .unwrap();
-    FileKey::new("ORIG  ", dsn, FileStamp::from_datetime(dt, counter))
+    FileKey::new(
+        "ORIG  ".parse().unwrap(),
+        dsn,
+        FileStamp::from_datetime(dt, counter),
+    )
 }
 
 #[test]
@@ -160,7 +164,7 @@ fn impossible() -> FileStamp {
 #[test]
 fn invalid_stamps_are_never_written() {
     let j = SqliteJournal::in_memory().unwrap();
-    let bad = FileKey::new("ORIG", "BAD", impossible());
+    let bad = FileKey::new("ORIG".parse().unwrap(), "BAD", impossible());
     let local = LocalFileId {
         partner: "p".into(),
         path: PathBuf::from("x"),

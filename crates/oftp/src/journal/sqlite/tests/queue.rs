@@ -80,7 +80,7 @@ fn a_journal_of_the_previous_schema_gets_an_empty_queue_and_loses_nothing() {
     let received = j
         .received(
             "P",
-            &FileKey::new("ORIG", "IN", stamp("202605060708090001")),
+            &FileKey::new("ORIG".parse().unwrap(), "IN", stamp("202605060708090001")),
         )
         .unwrap()
         .expect("the received file is still there");
@@ -103,7 +103,7 @@ fn a_journal_of_the_previous_schema_gets_an_empty_queue_and_loses_nothing() {
         j.latest_send(&local).unwrap().map(|s| s.state),
         Some(SendState::AwaitingEndResponse)
     );
-    let key = FileKey::new("ORIG", "IN", stamp("202605060708090001"));
+    let key = FileKey::new("ORIG".parse().unwrap(), "IN", stamp("202605060708090001"));
     assert_eq!(
         j.file_hash(Direction::Received, "P", &key).unwrap(),
         Some((4, vec![1, 2]))
