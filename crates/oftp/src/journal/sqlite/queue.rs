@@ -5,7 +5,7 @@
 //! connections to the same file never claim the same row.
 
 use chrono::{DateTime, Utc};
-use oftp_proto::codec::FileFormat;
+use oftp_proto::codec::{FileFormat, NerpReason};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
@@ -14,7 +14,7 @@ use crate::journal::queue::{
     Alert, AlertKind, NewAlert, QueueChange, QueueState, QueuedFile, QueuedSend, TransferDetail,
     TransferFilter, Transition,
 };
-use crate::journal::{FileKey, JournalError};
+use crate::journal::{EndResponseEntry, FileKey, JournalError};
 use crate::stamp::{FileStamp, FileStampExt};
 
 /// The columns of `queue` that [`QueueRow::read`] reads, in its order.
@@ -120,6 +120,77 @@ fn record_transition(
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, ms(at), from.map(QueueState::as_str), to.as_str(), note],
     )?;
+    Ok(())
+}
+
+/// The effect of a received EERP/NERP (`e`) on the queue, inside the transaction that records
+/// it: the newest row in state sent last offered under its identity (`stamp` as stored)
+/// becomes delivered, or not delivered with the NERP as its last error and an open alert.
+pub(super) fn settle_by_end_response(
+    conn: &Connection,
+    e: &EndResponseEntry,
+    stamp: &str,
+) -> rusqlite::Result<()> {
+    let row = conn
+        .query_row(
+            "SELECT id, partner, virtual_file_name FROM queue
+             WHERE key_originator = ?1 AND key_dsn = ?2 AND key_stamp = ?3 AND state = 'sent'
+             ORDER BY id DESC LIMIT 1",
+            params![e.key.originator, e.key.dsn, stamp],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((id, partner, name)) = row else {
+        return Ok(());
+    };
+    let (to, error) = match &e.negative {
+        None => (QueueState::Delivered, None),
+        Some((code, text)) => {
+            let reason = u8::try_from(*code).map_or("unknown reason", |c| {
+                NerpReason(c).description().unwrap_or("unknown reason")
+            });
+            let text = text.trim();
+            let text = if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {text}")
+            };
+            (
+                QueueState::NotDelivered,
+                Some(format!("NERP {code:02} ({reason}){text}")),
+            )
+        }
+    };
+    conn.execute(
+        "UPDATE queue SET state = ?2, updated_at = ?3, last_error = COALESCE(?4, last_error)
+         WHERE id = ?1",
+        params![id, to.as_str(), ms(e.at), error],
+    )?;
+    let note = error.as_deref().unwrap_or("EERP received");
+    record_transition(conn, id, Some(QueueState::Sent), to, e.at, Some(note))?;
+    if let Some(error) = &error {
+        conn.execute(
+            "INSERT INTO alerts (kind, partner, file, text, raised_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                AlertKind::NotDelivered.as_str(),
+                partner,
+                name,
+                format!(
+                    "{name} (transfer {id}) to {partner} was not delivered: {error}; the file \
+                     is kept: settle the cause with the partner, then run \
+                     `oftp transfer retry {id}` to send it again"
+                ),
+                ms(e.at)
+            ],
+        )?;
+    }
     Ok(())
 }
 
