@@ -1,9 +1,11 @@
 //! The partner's outbox: the files in it are offered at our first turn of a session in which
-//! we may send (files whose names start with a dot are left alone). Moving a sent file to
-//! `sent/` happens when its EFPA arrives (see `send`).
+//! we may send. Names a program is still writing are left alone: ending in `.tmp` (any case)
+//! or starting with a dot (see
+//! [`is_ready_outbox_name`]: write, then rename). Moving a sent file to `sent/` happens when its EFPA arrives (see `send`).
 
 use std::path::PathBuf;
 
+use crate::config::is_ready_outbox_name;
 use crate::connection::{Connection, Work};
 use crate::handle::OutgoingFile;
 use crate::handler::Handler;
@@ -27,11 +29,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .filter_map(|e| e.ok())
                 .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
                 .map(|e| e.path())
-                .filter(|p| {
-                    !p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with('.'))
-                })
+                .filter(|p| p.file_name().is_some_and(is_ready_outbox_name))
                 .collect();
             files.sort();
             files
