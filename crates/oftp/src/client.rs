@@ -194,6 +194,7 @@ impl Client {
             checkpoint_interval: config.checkpoint_interval.max(1),
             active: Default::default(),
             security: Default::default(),
+            outbound: Default::default(),
             sweeping: Default::default(),
             free_space: Arc::new(crate::space::StatVfs),
             free_space_reserve: crate::config::DEFAULT_FREE_SPACE_RESERVE,

@@ -125,6 +125,7 @@ impl Server {
             checkpoint_interval: config.checkpoint_interval.max(1),
             active: Default::default(),
             security: Default::default(),
+            outbound: Default::default(),
             sweeping: Default::default(),
             free_space: config.free_space,
             free_space_reserve: config.settings.free_space_reserve,
@@ -231,6 +232,15 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
             sessions: self.sessions,
             ids: self.ids,
         }
+    }
+
+    /// Offers a calling partner the files `queue` has due for it (claimed at our first turn
+    /// of a session in which we may send, each outcome settled there: see
+    /// [`crate::outbound`]) instead of the files in its outbox directory. Set it before
+    /// [`another_listener`](Self::another_listener) so both use it; only the first call counts.
+    pub fn outbound_queue(self, queue: Arc<dyn crate::outbound::OutboundQueue>) -> Self {
+        let _ = self.shared.outbound.set(queue);
+        self
     }
 
     /// Binds the listening socket and starts serving (seed `StartListening`). Also starts the
