@@ -183,7 +183,7 @@ impl Client {
             .map_err(|e| ClientError::Config(e.to_string()))?;
         let shared = Shared {
             local: config.local,
-            partners,
+            partners: Shared::partner_table(partners),
             limits: config.limits,
             data_dir: config.receive_dir.clone(),
             name_format: config.name_format,
@@ -259,7 +259,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
     ) -> Client<H, C, Arc<crate::security::SecurityContext>> {
         // Only this builder holds `shared` before the first run, so the cell is still empty.
         let _ = self.shared.security.set(security.clone());
-        security.use_record_mappings(&self.shared.partners);
+        security.use_record_mappings(&self.shared.partners());
         Client {
             shared: self.shared,
             partner: self.partner,

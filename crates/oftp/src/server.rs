@@ -114,7 +114,7 @@ impl Server {
         let journal = journal.into();
         let shared = Shared {
             local: config.local,
-            partners: config.partners,
+            partners: Shared::partner_table(config.partners),
             limits: config.limits,
             data_dir: config.data_dir,
             name_format: config.name_format,
@@ -222,7 +222,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
     ) -> Server<H, A, Arc<crate::security::SecurityContext>> {
         // Only this builder holds `shared` before `start`, so the cell is still empty.
         let _ = self.shared.security.set(security.clone());
-        security.use_record_mappings(&self.shared.partners);
+        security.use_record_mappings(&self.shared.partners());
         Server {
             shared: self.shared,
             settings: self.settings,
@@ -260,6 +260,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
         let handle = listener::spawn(self.settings, service, self.ids).await?;
         Ok(RunningServer {
             handle,
+            shared: self.shared.clone(),
             sessions,
             journal: self.shared.journal.clone(),
             _sweeper: crate::partials::Sweeper::start(self.shared.clone()),
@@ -271,6 +272,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
 #[derive(Debug)]
 pub struct RunningServer {
     handle: crate::listener::ServerHandle,
+    shared: Arc<Shared>,
     sessions: Arc<listener::Registry<SessionHandle>>,
     journal: Arc<dyn Journal>,
     /// The partial-reception sweep, stopped with the server.
@@ -301,6 +303,16 @@ impl RunningServer {
     /// The journal.
     pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.journal
+    }
+
+    /// Replaces who may log in (a configuration reload): sessions that log in from now on
+    /// are decided by `partners`; sessions in progress keep the partner they logged in as
+    /// and are not ended. Shared by every listener of this server. The partial-reception
+    /// sweep takes the new partners' inboxes at its next pass. Not changed: the security
+    /// settings given to [`Server::security`] (partner certificates, and the record mappings
+    /// of signed, compressed or encrypted F/V files).
+    pub fn set_partners(&self, partners: PartnerTable) {
+        self.shared.set_partners(partners);
     }
 
     /// Stops accepting connections (seed `StopListening`).

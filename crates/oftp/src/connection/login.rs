@@ -137,8 +137,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             restart: peer.restart,
         };
         let sh = &self.shared;
+        let partners = sh.partners();
         let default =
-            policy::session_decision(&sh.local, &sh.partners, &sh.limits, &sh.data_dir, &offer);
+            policy::session_decision(&sh.local, &partners, &sh.limits, &sh.data_dir, &offer);
         let req = SessionRequest::new(
             self.conn,
             peer.code.clone(),
@@ -151,7 +152,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             peer.restart,
             peer.secure_auth,
             peer.user_data.clone(),
-            sh.partners.by_ssid(&peer.code).cloned(),
+            partners.by_ssid(&peer.code).cloned(),
             default,
         );
         let decision = self.handler.accept_session(&req).await;
@@ -344,7 +345,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     fn accepted(&mut self, a: SessionAcceptance, peer_ssid: String) {
-        let partners = &self.shared.partners;
+        let partners = self.shared.partners();
         let record_mapping = partners
             .by_name(&a.partner_name)
             .or_else(|| partners.by_ssid(&peer_ssid))

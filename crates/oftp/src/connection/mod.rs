@@ -99,7 +99,9 @@ const KEPT_WRITE_BUF: usize = 256 * 1024;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) local: LocalIdentity,
-    pub(crate) partners: PartnerTable,
+    /// Who may log in; replaced whole by `RunningServer::set_partners` (read at login, so a
+    /// session keeps the partner it logged in as).
+    pub(crate) partners: std::sync::RwLock<Arc<PartnerTable>>,
     pub(crate) limits: SessionLimits,
     pub(crate) data_dir: PathBuf,
     pub(crate) name_format: NameFormat,
@@ -123,6 +125,26 @@ pub(crate) struct Shared {
     pub(crate) free_space: Arc<dyn crate::space::FreeSpace>,
     /// Octets kept free there.
     pub(crate) free_space_reserve: u64,
+}
+
+impl Shared {
+    /// A partner table to put in [`Shared`].
+    pub(crate) fn partner_table(table: PartnerTable) -> std::sync::RwLock<Arc<PartnerTable>> {
+        std::sync::RwLock::new(Arc::new(table))
+    }
+
+    /// The partner table now.
+    pub(crate) fn partners(&self) -> Arc<PartnerTable> {
+        self.partners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the partner table for the sessions that log in from now on.
+    pub(crate) fn set_partners(&self, table: PartnerTable) {
+        *self.partners.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+    }
 }
 
 /// What the initiator knows before the session starts.
