@@ -77,7 +77,7 @@ use crate::handler::{
     ConnectionRequest, Disconnected, EndResponse, ErrorEvent, Handler, LogEvent, LogLevel,
     SessionInfo,
 };
-use crate::journal::{FileKey, Journal, QueuedFile};
+use crate::journal::Journal;
 use crate::listener::{Admission, ConnectionInfo, ShutdownSignal};
 use crate::outbound::OutboundQueue;
 use crate::security::SecurityContext;
@@ -212,9 +212,8 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     awaiting_rtr: Option<EndResponse>,
     last_activity: Instant,
     outcomes: Vec<(OutgoingFile, FileOutcome)>,
-    /// Rows claimed from the outbound queue and not settled yet, each with the failure to
-    /// settle it with at the end of the session, once known.
-    claimed: Vec<(QueuedFile, Option<(FileOutcome, Option<FileKey>)>)>,
+    /// Rows claimed from the outbound queue and not settled yet.
+    claimed: Vec<outbox::Claimed>,
     earlier: Vec<EarlierEndResponse>,
     received: Vec<PathBuf>,
     ended: Option<Disconnected>,

@@ -17,6 +17,14 @@ use crate::journal::{FileKey, JournalError, QueuedFile};
 use crate::outbound::{OutboundQueue, QueueOutcome};
 use crate::transport::{FileServices, Transport};
 
+/// A row claimed from the outbound queue and not settled yet.
+pub(super) struct Claimed {
+    row: QueuedFile,
+    /// The failure to settle it with at the end of the session, once known (with the
+    /// identity it was offered under, if it got that far).
+    failure: Option<(FileOutcome, Option<FileKey>)>,
+}
+
 impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     pub(super) async fn scan_outbox(&mut self) {
         // A partner that only sends (or a session we may not send in) gets nothing offered.
@@ -70,7 +78,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                         file: OutgoingFile::from(&row.send),
                         origin: Origin::Queue(row.id),
                     });
-                    self.claimed.push((row, None));
+                    self.claimed.push(Claimed { row, failure: None });
                 }
             }
             // Nothing claimed, nothing lost: the files wait for the next session.
@@ -90,29 +98,29 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         outcome: FileOutcome,
         key: Option<FileKey>,
     ) {
-        let Some(i) = self.claimed.iter().position(|(row, _)| row.id == id) else {
+        let Some(i) = self.claimed.iter().position(|c| c.row.id == id) else {
             return;
         };
         let settled = match (&outcome, key.clone()) {
             (FileOutcome::AwaitingEndResponse, Some(key)) => QueueOutcome::Sent(key),
             (FileOutcome::Delivered, Some(key)) => QueueOutcome::Delivered(key),
             _ => {
-                self.claimed[i].1 = Some((outcome, key));
+                self.claimed[i].failure = Some((outcome, key));
                 return;
             }
         };
-        let (row, _) = self.claimed.remove(i);
+        let row = self.claimed.remove(i).row;
         if let Err(row) = self.settle_row(row, settled).await {
             // Not recorded: the row is given back at the end (and its next attempt finds
             // the journal's send record, so the file is not sent twice).
-            self.claimed.push((row, None));
+            self.claimed.push(Claimed { row, failure: None });
         }
     }
 
     /// Settles every row still claimed when the session ends: with its failure, or given back
     /// (never offered).
     pub(super) async fn settle_claimed(&mut self, ended: &Disconnected) {
-        for (row, failure) in std::mem::take(&mut self.claimed) {
+        for Claimed { row, failure } in std::mem::take(&mut self.claimed) {
             let outcome = match failure {
                 Some((outcome, key)) => QueueOutcome::Failed {
                     outcome,
