@@ -339,8 +339,8 @@ async fn claimed_files_a_broken_session_did_not_send_go_back_to_the_queue() {
 }
 
 /// Keeps the end responses of received files for later (`EndResponseTiming::Later`).
-#[derive(Default)]
-struct Deferrer(Mutex<Vec<TransferInfo>>);
+#[derive(Default, Clone)]
+struct Deferrer(Arc<Mutex<Vec<TransferInfo>>>);
 
 impl Handler for Deferrer {
     async fn end_transfer(
@@ -375,9 +375,9 @@ async fn an_eerp_or_nerp_in_a_later_session_settles_the_queued_file() {
     let ok = s.enqueue("ok.edi", b"processed", 0);
     let bad = s.enqueue("bad.edi", b"cannot be processed", 0);
     let dir = tempfile::tempdir().unwrap();
-    let deferrer = Arc::new(Deferrer::default());
+    let deferrer = Deferrer::default();
     let report = client(dir.path(), SessionLimits::default())
-        .handler(ArcHandler(deferrer.clone()))
+        .handler(deferrer.clone())
         .run(&s.server.addr(), vec![])
         .await
         .unwrap();
@@ -415,18 +415,4 @@ async fn an_eerp_or_nerp_in_a_later_session_settles_the_queued_file() {
     );
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     s.server.running.shutdown().await;
-}
-
-/// A handler shared with the test.
-struct ArcHandler<H>(Arc<H>);
-
-impl<H: Handler> Handler for ArcHandler<H> {
-    async fn end_transfer(
-        &self,
-        s: &SessionInfo,
-        t: &TransferInfo,
-        r: &TransferResult,
-    ) -> EndResponseTiming {
-        self.0.end_transfer(s, t, r).await
-    }
 }
