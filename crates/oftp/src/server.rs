@@ -236,8 +236,9 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
 
     /// Offers a calling partner the files `queue` has due for it (claimed at our first turn
     /// of a session in which we may send, each outcome settled there: see
-    /// [`crate::outbound`]) instead of the files in its outbox directory. Set it before
-    /// [`another_listener`](Self::another_listener) so both use it; only the first call counts.
+    /// [`crate::outbound`]) instead of the files in its outbox directory. Shared with every
+    /// listener of this server ([`another_listener`](Self::another_listener)); only the first
+    /// call counts.
     pub fn outbound_queue(self, queue: Arc<dyn crate::outbound::OutboundQueue>) -> Self {
         let _ = self.shared.outbound.set(queue);
         self
@@ -262,7 +263,6 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
             handle,
             shared: self.shared.clone(),
             sessions,
-            journal: self.shared.journal.clone(),
             _sweeper: crate::partials::Sweeper::start(self.shared.clone()),
         })
     }
@@ -274,7 +274,6 @@ pub struct RunningServer {
     handle: crate::listener::ServerHandle,
     shared: Arc<Shared>,
     sessions: Arc<listener::Registry<SessionHandle>>,
-    journal: Arc<dyn Journal>,
     /// The partial-reception sweep, stopped with the server.
     _sweeper: Option<crate::partials::Sweeper>,
 }
@@ -302,7 +301,7 @@ impl RunningServer {
 
     /// The journal.
     pub fn journal(&self) -> &Arc<dyn Journal> {
-        &self.journal
+        &self.shared.journal
     }
 
     /// Replaces who may log in (a configuration reload): sessions that log in from now on
