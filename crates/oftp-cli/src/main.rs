@@ -31,6 +31,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use oftp::config::{LocalIdentity, Partner, Password, SessionLimits};
 use oftp::journal::{Journal, SqliteJournal};
 use oftp::oftp_proto::codec::FileFormat;
+use oftp::server::RunningServer;
 use oftp::stamp::FileStampExt;
 use oftp::store::StorePolicy;
 use oftp::{FileOutcome, OutgoingFile, Server, ServerConfig};
@@ -408,7 +409,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         // A released EERP for a partner we call starts a call at once.
         pp.attach_runtime(Arc::new(gateway.clone()));
     }
-    let base = base.handler(received.handler.clone().with_runtime(gateway.observer()));
+    // A partner that calls us collects its queued files (not its outbox: the gateway has it).
+    let base = base
+        .handler(received.handler.clone().with_runtime(gateway.observer()))
+        .outbound_queue(gateway.outbound_queue());
     // The TLS listener belongs to the same server: one journal, one guard against receiving a
     // file twice at once, one set of connection ids.
     let tls_server = if tls.enabled {
@@ -444,7 +448,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     let mut signals = Signals::new();
     while let Signal::Reload = signals.next().await {
-        reload(&path, &gateway, &journal).await;
+        reload(&path, &gateway, &journal, &running).await;
     }
     tracing::info!("shutting down");
     // Calls first: each is interrupted and its files queued again.
@@ -486,7 +490,12 @@ fn partner_plans(loaded: &config::Loaded) -> Vec<PartnerPlan> {
 
 /// SIGHUP: the partners of the configuration file as it is now. A file that does not load
 /// leaves everything as it was.
-async fn reload(path: &Path, gateway: &Gateway, journal: &Arc<dyn Journal>) {
+async fn reload(
+    path: &Path,
+    gateway: &Gateway,
+    journal: &Arc<dyn Journal>,
+    servers: &[(&str, RunningServer)],
+) {
     let loaded = match config::load(path) {
         Ok(l) => l,
         Err(e) => {
@@ -505,6 +514,10 @@ async fn reload(path: &Path, gateway: &Gateway, journal: &Arc<dyn Journal>) {
         .await
     {
         Ok(()) => {
+            // New sessions log in against the new table; sessions in progress keep theirs.
+            for (_, server) in servers {
+                server.set_partners(loaded.partners.clone());
+            }
             tracing::info!(
                 partners = loaded.partners.len(),
                 "configuration {} reloaded",

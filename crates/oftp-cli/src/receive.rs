@@ -41,7 +41,7 @@ pub(crate) async fn start(loaded: &Loaded, journal: &Arc<dyn Journal>) -> Result
         let pp = PostProcessor::new(
             Arc::clone(journal),
             partners,
-            f.local.sfid(),
+            f.local.codes().context("[local]")?.sfid,
             &f.gateway.post_processing,
             Arc::clone(&clock),
         );

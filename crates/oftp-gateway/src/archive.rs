@@ -453,7 +453,7 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, name).unwrap();
         let key = FileKey::new(
-            "ORIG",
+            oftp::identity::OdetteId::new("ORIG").unwrap(),
             name,
             FileStamp::parse("202603010000000001").unwrap(),
         );

@@ -63,6 +63,7 @@ use oftp::SessionHandle;
 use oftp::handler::{
     EndResponse, EndResponseTiming, FileOffer, SessionInfo, TransferInfo, TransferResult,
 };
+use oftp::identity::OdetteId;
 use oftp::journal::{
     AlertKind, FileKey, Journal, JournalError, NewAlert, Processing, ProcessingRun, ReceivedFile,
 };
@@ -190,7 +191,7 @@ pub fn environment(file: &ReceivedFile, attempt: u32) -> Vec<(&'static str, Stri
     let values = [
         path.to_string_lossy().into_owned(),
         file.key.dsn.clone(),
-        file.key.originator.clone(),
+        file.key.originator.as_str().to_owned(),
         file.destination.clone(),
         file.key.stamp.date_string(),
         file.key.stamp.time_string(),
@@ -359,7 +360,7 @@ pub struct PostProcessor {
     journal: Arc<dyn Journal>,
     /// By SSID code (the journal's partner key).
     partners: HashMap<String, PartnerPostProcessing>,
-    local_sfid: String,
+    local_sfid: OdetteId,
     slots: Arc<Semaphore>,
     clock: Clock,
     /// Live sessions by SSID code.
@@ -384,7 +385,7 @@ impl PostProcessor {
     pub fn new(
         journal: Arc<dyn Journal>,
         partners: HashMap<String, PartnerPostProcessing>,
-        local_sfid: impl Into<String>,
+        local_sfid: OdetteId,
         settings: &PostProcessingSettings,
         clock: Clock,
     ) -> Arc<Self> {
@@ -395,7 +396,7 @@ impl PostProcessor {
         Arc::new(PostProcessor {
             journal,
             partners,
-            local_sfid: local_sfid.into(),
+            local_sfid,
             slots: Arc::new(Semaphore::new(settings.max_concurrent.max(1) as usize)),
             clock,
             sessions: Mutex::default(),
@@ -418,7 +419,7 @@ impl PostProcessor {
     /// A session started: held EERPs released while it runs go out on it.
     pub fn session_started(&self, session: &SessionInfo) {
         let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.entry(session.peer_ssid.trim_end().to_owned())
+        s.entry(session.peer_ssid.as_str().to_owned())
             .or_default()
             .push(session.handle.clone());
     }
@@ -438,7 +439,7 @@ impl PostProcessor {
 
     /// A file is offered: its format and services are kept for its command's environment.
     pub fn offered(&self, session: &SessionInfo, offer: &FileOffer) {
-        if self.partner(&session.peer_ssid).is_none() {
+        if self.partner(session.peer_ssid.as_str()).is_none() {
             return;
         }
         let s = &offer.services;
@@ -476,7 +477,7 @@ impl PostProcessor {
         if transfer.direction != oftp::handler::Direction::Incoming {
             return EndResponseTiming::Now;
         }
-        let ssid = session.peer_ssid.trim_end().to_owned();
+        let ssid = session.peer_ssid.as_str().to_owned();
         let offer_key = (
             session.id,
             transfer.virtual_file_name.trim_end().to_owned(),
@@ -502,11 +503,11 @@ impl PostProcessor {
             partner: ssid,
             partner_name: partner.name.clone(),
             key: FileKey::new(
-                &transfer.originator,
+                transfer.originator.clone(),
                 &transfer.virtual_file_name,
                 transfer.stamp,
             ),
-            destination: transfer.destination.trim_end().to_owned(),
+            destination: transfer.destination.as_str().to_owned(),
             path: transfer.local_file.clone(),
             size: *units,
             format,
@@ -582,7 +583,7 @@ impl PostProcessor {
                     partner: ssid.clone(),
                     partner_name: partner.name.clone(),
                     key: entry.key.clone(),
-                    destination: self.local_sfid.clone(),
+                    destination: self.local_sfid.as_str().to_owned(),
                     path: entry.final_path.clone(),
                     size,
                     format: "?".into(),
@@ -823,7 +824,7 @@ mod tests {
         ReceivedFile {
             partner: "O0013ACME".into(),
             partner_name: "acme".into(),
-            key: FileKey::new("ORIGIN", "INVOICE.42", stamp),
+            key: FileKey::new(OdetteId::new("ORIGIN").unwrap(), "INVOICE.42", stamp),
             destination: "US".into(),
             path: path.to_owned(),
             size: 1234,

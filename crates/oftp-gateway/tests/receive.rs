@@ -74,7 +74,7 @@ fn processor(
     PostProcessor::new(
         journal,
         partners,
-        SERVER,
+        oftp::identity::OdetteId::new(SERVER).expect("a valid code"),
         &PostProcessingSettings { max_concurrent },
         clock(),
     )
@@ -179,7 +179,11 @@ async fn eerp_after_processed_holds_the_eerp_while_the_command_fails_and_sends_i
     // A later session: still no EERP.
     let report = client.run(&addr, vec![]).await.unwrap();
     assert!(report.earlier.is_empty(), "{:?}", report.earlier);
-    let key = FileKey::new(CLIENT, "ORDER.EDI", stamp);
+    let key = FileKey::new(
+        oftp::identity::OdetteId::new(CLIENT).unwrap(),
+        "ORDER.EDI",
+        stamp,
+    );
     assert_eq!(
         client_journal.sent_by_key(&key).unwrap().unwrap().state,
         SendState::AwaitingEndResponse
@@ -217,7 +221,7 @@ fn received_file(dir: &Path, n: u16) -> ReceivedFile {
         partner: CLIENT.into(),
         partner_name: "client".into(),
         key: FileKey::new(
-            CLIENT,
+            oftp::identity::OdetteId::new(CLIENT).unwrap(),
             &format!("F{n}"),
             FileStamp::parse(&format!("2026050607080900{n:02}")).unwrap(),
         ),

@@ -184,7 +184,7 @@ impl Client {
         let shared = Shared {
             codes,
             local: config.local,
-            partners,
+            partners: Shared::partner_table(partners),
             limits: config.limits,
             data_dir: config.receive_dir.clone(),
             name_format: config.name_format,
@@ -195,6 +195,7 @@ impl Client {
             checkpoint_interval: config.checkpoint_interval.max(1),
             active: Default::default(),
             security: Default::default(),
+            outbound: Default::default(),
             sweeping: Default::default(),
             free_space: Arc::new(crate::space::StatVfs),
             free_space_reserve: crate::config::DEFAULT_FREE_SPACE_RESERVE,
@@ -259,7 +260,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
     ) -> Client<H, C, Arc<crate::security::SecurityContext>> {
         // Only this builder holds `shared` before the first run, so the cell is still empty.
         let _ = self.shared.security.set(security.clone());
-        security.use_record_mappings(&self.shared.partners);
+        security.use_record_mappings(&self.shared.partners());
         Client {
             shared: self.shared,
             partner: self.partner,

@@ -169,6 +169,22 @@ impl OutgoingFile {
     }
 }
 
+/// The file a queued row sends (see [`crate::outbound`]), under the identity of an
+/// interrupted earlier attempt if the journal has one.
+impl From<&crate::journal::QueuedSend> for OutgoingFile {
+    fn from(s: &crate::journal::QueuedSend) -> Self {
+        Self {
+            destination: s.destination.clone(),
+            originator: s.originator.clone(),
+            format: s.format,
+            max_record_len: s.max_record_len,
+            user_data: s.user_data.clone(),
+            description: s.description.clone(),
+            ..Self::new(&s.source_path).virtual_name(s.virtual_file_name.clone())
+        }
+    }
+}
+
 fn default_virtual_name(path: &Path) -> String {
     let name = path
         .file_name()

@@ -13,6 +13,8 @@
 //!   backend passes [`journal::conformance`]); [`partials`] removes partial
 //!   receptions nobody resumed. How F/V records lie in local files is each partner's
 //!   [`config::RecordMapping`].
+//! - [`outbound::OutboundQueue`] is the seam through which a server offers a calling partner
+//!   the files of an outbound queue (the gateway's) instead of its outbox directory.
 //! - [`transport`] holds the seams for the transport ([`transport::Acceptor`],
 //!   [`transport::Connector`]) and OFTP 2.0 file services ([`transport::FileServices`]);
 //!   [`tls`] is the TLS transport (port 6619, rustls) and [`security`] the OFTP 2.0 security
@@ -37,6 +39,7 @@ pub mod handler;
 pub mod identity;
 pub mod journal;
 mod listener;
+pub mod outbound;
 pub mod partials;
 mod policy;
 pub mod security;

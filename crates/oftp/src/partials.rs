@@ -197,21 +197,22 @@ impl Sweeper {
         }
         let every = retention.clamp(Duration::from_secs(1), MAX_SWEEP_INTERVAL);
         let swept = shared.clone();
-        let dirs: Vec<PathBuf> = shared
-            .partners
-            .iter()
-            .map(|p| {
-                p.inbox
-                    .clone()
-                    .unwrap_or_else(|| shared.data_dir.join("inbox").join(&p.name))
-            })
-            .collect();
-        let dirs = Arc::new(dirs);
         let task = tokio::spawn(async move {
             loop {
-                let (s, d) = (swept.clone(), dirs.clone());
+                let s = swept.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    sweep(&*s.journal, &s.active, &d, retention, chrono::Utc::now())
+                    // The partners of now: a reload (`RunningServer::set_partners`) counts
+                    // from the next pass.
+                    let dirs: Vec<PathBuf> = s
+                        .partners()
+                        .iter()
+                        .map(|p| {
+                            p.inbox
+                                .clone()
+                                .unwrap_or_else(|| s.data_dir.join("inbox").join(&p.name))
+                        })
+                        .collect();
+                    sweep(&*s.journal, &s.active, &dirs, retention, chrono::Utc::now())
                 })
                 .await;
                 tokio::time::sleep(every).await;

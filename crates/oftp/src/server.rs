@@ -121,7 +121,7 @@ impl Server {
         let shared = Shared {
             codes,
             local: config.local,
-            partners: config.partners,
+            partners: Shared::partner_table(config.partners),
             limits: config.limits,
             data_dir: config.data_dir,
             name_format: config.name_format,
@@ -132,6 +132,7 @@ impl Server {
             checkpoint_interval: config.checkpoint_interval.max(1),
             active: Default::default(),
             security: Default::default(),
+            outbound: Default::default(),
             sweeping: Default::default(),
             free_space: config.free_space,
             free_space_reserve: config.settings.free_space_reserve,
@@ -228,7 +229,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
     ) -> Server<H, A, Arc<crate::security::SecurityContext>> {
         // Only this builder holds `shared` before `start`, so the cell is still empty.
         let _ = self.shared.security.set(security.clone());
-        security.use_record_mappings(&self.shared.partners);
+        security.use_record_mappings(&self.shared.partners());
         Server {
             shared: self.shared,
             settings: self.settings,
@@ -238,6 +239,16 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
             sessions: self.sessions,
             ids: self.ids,
         }
+    }
+
+    /// Offers a calling partner the files `queue` has due for it (claimed at our first turn
+    /// of a session in which we may send, each outcome settled there: see
+    /// [`crate::outbound`]) instead of the files in its outbox directory. Shared with every
+    /// listener of this server ([`another_listener`](Self::another_listener)); only the first
+    /// call counts.
+    pub fn outbound_queue(self, queue: Arc<dyn crate::outbound::OutboundQueue>) -> Self {
+        let _ = self.shared.outbound.set(queue);
+        self
     }
 
     /// Binds the listening socket and starts serving (seed `StartListening`). Also starts the
@@ -257,8 +268,8 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
         let handle = listener::spawn(self.settings, service, self.ids).await?;
         Ok(RunningServer {
             handle,
+            shared: self.shared.clone(),
             sessions,
-            journal: self.shared.journal.clone(),
             _sweeper: crate::partials::Sweeper::start(self.shared.clone()),
         })
     }
@@ -268,8 +279,8 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
 #[derive(Debug)]
 pub struct RunningServer {
     handle: crate::listener::ServerHandle,
+    shared: Arc<Shared>,
     sessions: Arc<listener::Registry<SessionHandle>>,
-    journal: Arc<dyn Journal>,
     /// The partial-reception sweep, stopped with the server.
     _sweeper: Option<crate::partials::Sweeper>,
 }
@@ -297,7 +308,17 @@ impl RunningServer {
 
     /// The journal.
     pub fn journal(&self) -> &Arc<dyn Journal> {
-        &self.journal
+        &self.shared.journal
+    }
+
+    /// Replaces who may log in (a configuration reload): sessions that log in from now on
+    /// are decided by `partners`; sessions in progress keep the partner they logged in as
+    /// and are not ended. Shared by every listener of this server. The partial-reception
+    /// sweep takes the new partners' inboxes at its next pass. Not changed: the security
+    /// settings given to [`Server::security`] (partner certificates, and the record mappings
+    /// of signed, compressed or encrypted F/V files).
+    pub fn set_partners(&self, partners: PartnerTable) {
+        self.shared.set_partners(partners);
     }
 
     /// Stops accepting connections (seed `StopListening`).

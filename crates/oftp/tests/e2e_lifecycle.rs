@@ -616,3 +616,71 @@ async fn a_crash_between_hard_link_and_unlink_is_recovered_as_delivered() {
     assert!(!partial.exists(), "the temporary name is cleaned up");
     running.shutdown().await;
 }
+
+/// A client logging in as `ssid` (password "OTHERPW").
+fn client_as(ssid: &str, dir: &std::path::Path) -> oftp::Client {
+    let mut cfg = client_config(dir, SessionLimits::default());
+    cfg.local = oftp::config::LocalIdentity {
+        ssid: ssid.into(),
+        sfid: ssid.into(),
+        password: oftp::config::Password::new("OTHERPW"),
+    };
+    let journal = oftp::journal::SqliteJournal::open_in_dir(dir).unwrap();
+    oftp::Client::new(cfg, journal).unwrap()
+}
+
+/// A configuration reload (SIGHUP) replaces the partner table of the running server: a
+/// partner added can log in, one removed cannot, and a session in progress is not dropped.
+#[tokio::test]
+async fn partners_replaced_on_a_running_server_count_for_new_sessions_only() {
+    init_tracing();
+    let (tx, mut started) = mpsc::unbounded_channel();
+    let server = start_server_with(Started(tx), |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("new.txt");
+    std::fs::write(&f, b"from the new partner").unwrap();
+    let other = client_as("O0013OTHER", &dir.path().join("other"));
+    match other.run(&server.addr(), vec![]).await {
+        Err(oftp::ClientError::Rejected { reason, .. }) => assert_eq!(reason.0, 3),
+        r => panic!("an unknown partner must be refused: {r:?}"),
+    }
+    let both = oftp::config::PartnerTable::new([
+        partner("client", CLIENT_SSID, CLIENT_PW),
+        partner("other", "O0013OTHER", "OTHERPW"),
+    ])
+    .unwrap();
+    server.running.set_partners(both);
+    let report = other
+        .run(&server.addr(), vec![OutgoingFile::new(&f)])
+        .await
+        .unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    assert!(server.dir.path().join("inbox/other/NEW.TXT").exists());
+    while started.try_recv().is_ok() {}
+
+    // The client is removed while it sends a file: that session goes on to the end.
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, content(4_000_000, 5)).unwrap();
+    let cdir = dir.path().join("client");
+    let c = client(&cdir, SessionLimits::default());
+    let addr = server.addr();
+    let sending = tokio::spawn(async move { c.run(&addr, vec![OutgoingFile::new(&big)]).await });
+    started.recv().await.unwrap();
+    let only_other =
+        oftp::config::PartnerTable::new([partner("other", "O0013OTHER", "OTHERPW")]).unwrap();
+    server.running.set_partners(only_other);
+    let report = sending.await.unwrap().unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    assert_eq!(
+        std::fs::read(server.inbox().join("BIG.BIN")).unwrap(),
+        content(4_000_000, 5)
+    );
+    match client(&cdir, SessionLimits::default())
+        .run(&server.addr(), vec![])
+        .await
+    {
+        Err(oftp::ClientError::Rejected { reason, .. }) => assert_eq!(reason.0, 3),
+        r => panic!("a removed partner must be refused: {r:?}"),
+    }
+    server.running.shutdown().await;
+}

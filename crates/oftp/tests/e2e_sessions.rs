@@ -516,6 +516,37 @@ async fn interrupt_stops_the_file_being_sent_and_nothing_half_arrives() {
     server.running.shutdown().await;
 }
 
+/// A program writing into an outbox writes under a `.tmp` name (any case) or a name starting
+/// with a dot, then renames: such files are never offered, so none goes out half written.
+#[tokio::test]
+async fn the_outbox_scan_leaves_temporary_and_hidden_names_alone() {
+    init_tracing();
+    let server = start_server().await;
+    std::fs::create_dir_all(server.outbox()).unwrap();
+    std::fs::write(server.outbox().join("ready.edi"), b"ready").unwrap();
+    for writing in ["half.tmp", "HALF2.TMP", "half3.Tmp", ".hidden"] {
+        std::fs::write(server.outbox().join(writing), b"still being written").unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report = client(dir.path(), limits())
+        .run(&server.addr(), vec![])
+        .await
+        .unwrap();
+    let names: Vec<_> = report
+        .received
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["READY.EDI"], "{report:?}");
+    for writing in ["half.tmp", "HALF2.TMP", "half3.Tmp", ".hidden"] {
+        assert!(
+            server.outbox().join(writing).exists(),
+            "{writing} was taken"
+        );
+    }
+    server.running.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_send_only_client_is_not_offered_the_outbox() {
     init_tracing();

@@ -41,14 +41,9 @@ const BATCH: usize = 256;
 pub const DEFAULT_QUEUE_DIR: &str = ".queue";
 
 /// Whether a file named `name` may be taken over: not a temporary (`*.tmp`, any case) or
-/// hidden (`.*`) name.
+/// hidden (`.*`) name. The runtime's rule, so the server's own outbox scan agrees.
 pub fn is_ready_name(name: &OsStr) -> bool {
-    let b = name.as_encoded_bytes();
-    let temporary = b
-        .len()
-        .checked_sub(4)
-        .is_some_and(|start| b[start..].eq_ignore_ascii_case(b".tmp"));
-    !(b.is_empty() || b.starts_with(b".") || temporary)
+    oftp::config::is_ready_outbox_name(name)
 }
 
 /// A problem with an outbox or its queue; the message names the path and what to do.

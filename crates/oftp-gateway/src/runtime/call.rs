@@ -332,7 +332,7 @@ async fn earlier_settlements(
     let mut out = Vec::new();
     for e in &report.earlier {
         let r = &e.response;
-        let key = FileKey::new(&r.destination, &r.virtual_file_name, r.stamp);
+        let key = FileKey::new(r.destination.clone(), &r.virtual_file_name, r.stamp);
         let row = match inner.journal.call(move |j| j.transfer_by_key(&key)).await {
             Ok(Some(row)) if row.state == QueueState::Sent => row,
             Ok(_) => continue,

@@ -29,6 +29,7 @@
 
 mod call;
 mod observer;
+mod responder;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -243,11 +244,10 @@ impl Gateway {
         {
             let old = inner.partners.read().expect("partners lock");
             for plan in partners {
-                // A partner that only calls us is handed its outbox by the server when it
-                // calls, as before the gateway: its files stay where the server looks.
-                if plan.address.is_some() {
-                    outboxes.push(open_outbox(&plan)?);
-                }
+                // Every outbox: files of a partner we call go out in our calls, those of a
+                // partner that calls us when it does (the server claims them through
+                // `outbound_queue`).
+                outboxes.push(open_outbox(&plan)?);
                 match old.iter().find(|l| l.plan == plan) {
                     Some(same) => loops.push((same.clone(), false)),
                     None => loops.push((Arc::new(Loop::new(plan)?), true)),
@@ -329,6 +329,14 @@ impl Gateway {
         {
             tracing::error!("cannot queue the files of interrupted calls again: {e}");
         }
+    }
+
+    /// The queue the server offers calling partners from (`Server::outbound_queue`): their due
+    /// queued files instead of their outbox, settled like the files of our calls.
+    pub fn outbound_queue(&self) -> Arc<dyn oftp::outbound::OutboundQueue> {
+        Arc::new(responder::ResponderQueue {
+            inner: self.inner.clone(),
+        })
     }
 
     fn find(&self, partner: &str) -> Option<Arc<Loop>> {

@@ -127,7 +127,7 @@ impl Observer {
     pub(crate) fn start_transfer(&self, _session: &SessionInfo, transfer: &TransferInfo) {
         if let (Some(call), Direction::Outgoing) = (&self.call, &transfer.direction) {
             let key = FileKey::new(
-                &transfer.originator,
+                transfer.originator.clone(),
                 &transfer.virtual_file_name,
                 transfer.stamp,
             );

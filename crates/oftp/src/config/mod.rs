@@ -140,6 +140,19 @@ pub struct Partner {
     pub record_mapping: RecordMapping,
 }
 
+/// Whether a file named `name` in an outbox is ready to go: not temporary (`*.tmp`, any
+/// case) and not hidden (`.*`). A program writing into an outbox writes under such a name,
+/// then renames it to its final name in the same directory; the server's outbox scan and the
+/// gateway's take-over both leave other names alone.
+pub fn is_ready_outbox_name(name: &std::ffi::OsStr) -> bool {
+    let b = name.as_encoded_bytes();
+    let temporary = b
+        .len()
+        .checked_sub(4)
+        .is_some_and(|start| b[start..].eq_ignore_ascii_case(b".tmp"));
+    !(b.is_empty() || b.starts_with(b".") || temporary)
+}
+
 /// How the records of fixed (F) and variable (V) format virtual files map to the octets of a
 /// local file. Files to send are read this way, received files are stored this way; U and T
 /// files are never affected.

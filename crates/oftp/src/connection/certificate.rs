@@ -4,7 +4,7 @@
 
 use oftp_proto::codec::Sfid;
 
-use crate::connection::{Connection, Work};
+use crate::connection::{Connection, Origin, Work};
 use crate::handle::OutgoingFile;
 use crate::handler::{Handler, LogLevel, SessionInfo};
 use crate::security::{CertificateExchange, SecurityContext};
@@ -159,8 +159,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 if self.outbox_scanned {
                     self.queue.push_back(Work::File {
                         file: OutgoingFile::certificate_exchange(kind, &path),
-                        job: None,
-                        from_outbox: true,
+                        origin: Origin::Outbox,
                     });
                 }
                 "in this session"
@@ -169,8 +168,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             (None, true) => {
                 self.queue.push_back(Work::File {
                     file: OutgoingFile::certificate_exchange(kind, &path),
-                    job: None,
-                    from_outbox: false,
+                    origin: Origin::Request,
                 });
                 "in this session"
             }

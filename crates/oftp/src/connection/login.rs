@@ -150,10 +150,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             restart: peer.restart,
         };
         let sh = &self.shared;
+        let partners = sh.partners();
         let default = policy::session_decision(
             &sh.local,
             &sh.codes,
-            &sh.partners,
+            &partners,
             &sh.limits,
             &sh.data_dir,
             &offer,
@@ -170,7 +171,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             peer.restart,
             peer.secure_auth,
             peer.user_data.clone(),
-            sh.partners.by_code(&peer_ssid).map(|(p, _)| p.clone()),
+            partners.by_code(&peer_ssid).map(|(p, _)| p.clone()),
             default,
         );
         let decision = self.handler.accept_session(&req).await;
@@ -361,7 +362,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     }
 
     fn accepted(&mut self, a: SessionAcceptance, peer_ssid: OdetteId) {
-        let partners = &self.shared.partners;
+        let partners = self.shared.partners();
         let record_mapping = partners
             .by_name(&a.partner_name)
             .or_else(|| partners.by_code(&peer_ssid).map(|(p, _)| p))

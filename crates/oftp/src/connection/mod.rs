@@ -34,7 +34,8 @@
 //! - `send`: files we offer, their data, the partner's answers;
 //! - `end_response`: our EERP/NERP and the partner's;
 //! - `certificate`: certificate exchange files;
-//! - `outbox`: the partner's outbox;
+//! - `outbox`: the partner's outbox, or the outbound queue's files for it (claimed and
+//!   settled);
 //! - `turn`: what to do when we hold the turn;
 //! - `report`: what a connection reports when it ends;
 //! - `restart`: restart positions (SFIDREST, SFPAACNT, checkpoints), pure arithmetic;
@@ -81,6 +82,7 @@ use crate::handler::{
 use crate::identity::OdetteId;
 use crate::journal::Journal;
 use crate::listener::{Admission, ConnectionInfo, ShutdownSignal};
+use crate::outbound::OutboundQueue;
 use crate::security::SecurityContext;
 use crate::source::OutgoingSource;
 use crate::store::{NameFormat, StorePolicy};
@@ -102,7 +104,9 @@ pub(crate) struct Shared {
     pub(crate) local: LocalIdentity,
     /// Our SSID and SFID codes (from `local`, checked once).
     pub(crate) codes: IdentityCodes,
-    pub(crate) partners: PartnerTable,
+    /// Who may log in; replaced whole by `RunningServer::set_partners` (read at login, so a
+    /// session keeps the partner it logged in as).
+    pub(crate) partners: std::sync::RwLock<Arc<PartnerTable>>,
     pub(crate) limits: SessionLimits,
     pub(crate) data_dir: PathBuf,
     pub(crate) name_format: NameFormat,
@@ -117,12 +121,35 @@ pub(crate) struct Shared {
     /// OFTP 2.0 security (secure authentication, signed receipts, certificate exchange); set
     /// once by `Server::security` / `Client::security` before the first connection.
     pub(crate) security: std::sync::OnceLock<Arc<SecurityContext>>,
+    /// Where a calling partner's files come from instead of its outbox; set once by
+    /// `Server::outbound_queue` before the first connection.
+    pub(crate) outbound: std::sync::OnceLock<Arc<dyn OutboundQueue>>,
     /// Whether a listener of this server runs the partial-reception sweep already.
     pub(crate) sweeping: std::sync::atomic::AtomicBool,
     /// Tells the free space where received files go (an offer that cannot fit is refused).
     pub(crate) free_space: Arc<dyn crate::space::FreeSpace>,
     /// Octets kept free there.
     pub(crate) free_space_reserve: u64,
+}
+
+impl Shared {
+    /// A partner table to put in [`Shared`].
+    pub(crate) fn partner_table(table: PartnerTable) -> std::sync::RwLock<Arc<PartnerTable>> {
+        std::sync::RwLock::new(Arc::new(table))
+    }
+
+    /// The partner table now.
+    pub(crate) fn partners(&self) -> Arc<PartnerTable> {
+        self.partners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the partner table for the sessions that log in from now on.
+    pub(crate) fn set_partners(&self, table: PartnerTable) {
+        *self.partners.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+    }
 }
 
 /// What the initiator knows before the session starts.
@@ -136,12 +163,21 @@ pub(crate) struct InitiatorSetup {
 }
 
 enum Work {
-    File {
-        file: OutgoingFile,
-        job: Option<usize>,
-        from_outbox: bool,
-    },
+    File { file: OutgoingFile, origin: Origin },
     EndResponse(EndResponse),
+}
+
+/// Where a file to send comes from, which says what its outcome goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// One of the files the initiator was asked to send: its outcome is reported.
+    Job,
+    /// Asked for through the session handle (or a certificate answer).
+    Request,
+    /// The partner's outbox: moved to `sent/` on EFPA.
+    Outbox,
+    /// The outbound queue's row with this id: its outcome is settled there.
+    Queue(i64),
 }
 
 /// The per-session parameters once the session is accepted.
@@ -183,6 +219,8 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     awaiting_rtr: Option<EndResponse>,
     last_activity: Instant,
     outcomes: Vec<(OutgoingFile, FileOutcome)>,
+    /// Rows claimed from the outbound queue and not settled yet.
+    claimed: Vec<outbox::Claimed>,
     earlier: Vec<EarlierEndResponse>,
     received: Vec<PathBuf>,
     ended: Option<Disconnected>,
@@ -230,11 +268,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     ) -> Self {
         let mut queue = VecDeque::new();
         if let Some(setup) = &initiator {
-            for (i, f) in setup.jobs.iter().enumerate() {
+            for f in &setup.jobs {
                 queue.push_back(Work::File {
                     file: f.clone(),
-                    job: Some(i),
-                    from_outbox: false,
+                    origin: Origin::Job,
                 });
             }
         }
@@ -263,6 +300,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             awaiting_rtr: None,
             last_activity: now(),
             outcomes: Vec::new(),
+            claimed: Vec::new(),
             earlier: Vec::new(),
             received: Vec::new(),
             ended: None,
@@ -336,9 +374,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         });
         // A file cut off at its offer, in its transfer or before its EFPA, and files never
         // offered, were not sent: say at which step.
-        if let Some(out) = self.outgoing.take()
-            && out.job.is_some()
-        {
+        if let Some(out) = self.outgoing.take() {
             let at = if out.finished {
                 CutAt::Confirmation
             } else if out.source.is_some() {
@@ -346,17 +382,22 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             } else {
                 CutAt::Offer
             };
-            self.outcomes.push((out.file, FileOutcome::cut(at, &ended)));
+            let key = Some(out.key());
+            self.record_outcome(out.file, out.origin, FileOutcome::cut(at, &ended), key)
+                .await;
         }
-        for w in self.queue.drain(..) {
+        for w in std::mem::take(&mut self.queue) {
+            // A queued row never offered is given back by `settle_claimed`.
             if let Work::File {
-                file, job: Some(_), ..
+                file,
+                origin: Origin::Job,
             } = w
             {
                 self.outcomes
                     .push((file, FileOutcome::cut(CutAt::Queue, &ended)));
             }
         }
+        self.settle_claimed(&ended).await;
         self.handler.disconnected(&self.conn, &ended).await;
         ConnectionReport {
             negotiated: self.negotiated.clone(),

@@ -9,7 +9,7 @@ use oftp_proto::data::size_in_kib;
 use crate::connection::error::ConnectionError;
 use crate::connection::report::FileOutcome;
 use crate::connection::restart;
-use crate::connection::{Connection, FLUSH_AT, TransportGone};
+use crate::connection::{Connection, FLUSH_AT, Origin, TransportGone};
 use crate::handle::OutgoingFile;
 use crate::handler::{Direction, ErrorEvent, Handler, LogLevel, TransferInfo, TransferResult};
 use crate::journal::{Direction as JournalDirection, FileKey, LocalFileId, SendState};
@@ -30,7 +30,7 @@ fn local_read_format(file: &OutgoingFile) -> FileFormat {
 
 /// A file being sent.
 pub(super) struct Outgoing {
-    pub(super) job: Option<usize>,
+    pub(super) origin: Origin,
     /// Offered under the identity of an earlier attempt (see `start_sending`).
     pub(super) resumed: bool,
     pub(super) file: OutgoingFile,
@@ -44,7 +44,14 @@ pub(super) struct Outgoing {
     pub(super) source: Option<OutgoingSource>,
     pub(super) finished: bool,
     reported_units: u64,
-    from_outbox: bool,
+}
+
+impl Outgoing {
+    /// The identity it is offered under.
+    pub(super) fn key(&self) -> FileKey {
+        let t = &self.transfer;
+        FileKey::new(t.originator.clone(), &t.virtual_file_name, t.stamp)
+    }
 }
 
 impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
@@ -157,15 +164,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         Ok(wrote)
     }
 
-    pub(super) async fn start_sending(
-        &mut self,
-        mut file: OutgoingFile,
-        job: Option<usize>,
-        from_outbox: bool,
-    ) {
+    pub(super) async fn start_sending(&mut self, mut file: OutgoingFile, origin: Origin) {
         let fail = |reason: String| FileOutcome::NotSent { reason };
         let Some(params) = &self.params else {
-            self.outcomes.push((file, fail("no session".into())));
+            self.record_outcome(file, origin, fail("no session".into()), None)
+                .await;
             return;
         };
         let meta = match std::fs::metadata(&file.path) {
@@ -173,19 +176,19 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Ok(_) => {
                 let r = format!("{} is not a regular file", file.path.display());
                 self.error(r.clone()).await;
-                self.record_outcome(file, job, fail(r));
+                self.record_outcome(file, origin, fail(r), None).await;
                 return;
             }
             Err(e) => {
                 let r = format!("cannot read {}: {e}", file.path.display());
                 self.error(r.clone()).await;
-                self.record_outcome(file, job, fail(r));
+                self.record_outcome(file, origin, fail(r), None).await;
                 return;
             }
         };
         if file.virtual_file_name.trim().is_empty() {
             let r = format!("{} has no usable virtual file name", file.path.display());
-            self.record_outcome(file, job, fail(r));
+            self.record_outcome(file, origin, fail(r), None).await;
             return;
         }
         let originator = file
@@ -233,7 +236,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 Err(e) => {
                     let r = format!("not offered: {e}");
                     self.error(r.clone()).await;
-                    self.record_outcome(file, job, fail(r));
+                    self.record_outcome(file, origin, fail(r), None).await;
                     return;
                 }
             }
@@ -258,7 +261,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 // Without it the file would go out under a new identity: a second copy.
                 let r = ConnectionError::from(e).to_string();
                 self.error(r.clone()).await;
-                self.record_outcome(file, job, fail(r));
+                self.record_outcome(file, origin, fail(r), None).await;
                 return;
             }
         };
@@ -292,7 +295,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 ),
             )
             .await;
-            self.record_outcome(file, job, outcome);
+            let key = Some(p.key.clone());
+            self.record_outcome(file, origin, outcome, key).await;
             return;
         }
         let previous = previous
@@ -318,7 +322,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     Err(e) => {
                         let r = ConnectionError::from(e).to_string();
                         self.error(r.clone()).await;
-                        self.record_outcome(file, job, fail(r));
+                        self.record_outcome(file, origin, fail(r), None).await;
                         return;
                     }
                 }
@@ -369,7 +373,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Err(e) => {
                 let r = format!("cannot prepare {}: {e}", file.path.display());
                 self.error(r.clone()).await;
-                self.record_outcome(file, job, fail(r));
+                self.record_outcome(file, origin, fail(r), None).await;
                 return;
             }
         };
@@ -387,7 +391,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Err(e) => {
                 let r = format!("cannot prepare {}: {e}", file.path.display());
                 self.error(r.clone()).await;
-                self.record_outcome(file, job, fail(r));
+                self.record_outcome(file, origin, fail(r), None).await;
                 return;
             }
         };
@@ -412,7 +416,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         if let Err(e) = self.session.send_file(sfid) {
             let r = format!("cannot offer {}: {e}", file.virtual_file_name);
             self.error(r.clone()).await;
-            self.record_outcome(file, job, fail(r));
+            self.record_outcome(file, origin, fail(r), None).await;
             return;
         }
         let transfer = TransferInfo {
@@ -426,7 +430,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             file_hash: file_hash.unwrap_or_default(),
         };
         self.outgoing = Some(Outgoing {
-            job,
+            origin,
             resumed,
             file,
             sealed,
@@ -436,13 +440,23 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             source: None,
             finished: false,
             reported_units: 0,
-            from_outbox,
         });
     }
 
-    fn record_outcome(&mut self, file: OutgoingFile, job: Option<usize>, outcome: FileOutcome) {
-        if job.is_some() {
-            self.outcomes.push((file, outcome));
+    /// Where the outcome of a file goes: the initiator's report, or the outbound queue (a
+    /// file the partner stored at once, a failure at the end of the session); `key` is the
+    /// identity it was offered under, if it got that far.
+    pub(super) async fn record_outcome(
+        &mut self,
+        file: OutgoingFile,
+        origin: Origin,
+        outcome: FileOutcome,
+        key: Option<FileKey>,
+    ) {
+        match origin {
+            Origin::Job => self.outcomes.push((file, outcome)),
+            Origin::Queue(id) => self.queued_outcome(id, outcome, key).await,
+            Origin::Request | Origin::Outbox => {}
         }
     }
 
@@ -539,7 +553,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 })
                 .await;
         }
-        if out.from_outbox && outcome == FileOutcome::AwaitingEndResponse {
+        if out.origin == Origin::Outbox && outcome == FileOutcome::AwaitingEndResponse {
             // Sent: move it out of the outbox so the next session does not send it again.
             if let Some(dir) = out.file.path.parent() {
                 let sent = dir.join("sent");
@@ -565,9 +579,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .end_transfer(info, &out.transfer, &result)
                 .await;
         }
-        if out.job.is_some() {
-            self.outcomes.push((out.file, outcome));
-        }
+        let key = Some(out.key());
+        self.record_outcome(out.file, out.origin, outcome, key)
+            .await;
     }
 }
 

@@ -8,7 +8,7 @@
 use oftp_proto::codec::EsidReason;
 
 use crate::connection::error::ConnectionError;
-use crate::connection::{Connection, Work};
+use crate::connection::{Connection, Origin, Work};
 use crate::handle::Request;
 use crate::handler::{Disconnected, Handler};
 use crate::transport::{FileServices, Transport};
@@ -124,11 +124,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             self.turn = Turn::Theirs;
             match work {
                 Work::EndResponse(r) => self.send_end_response(r).await,
-                Work::File {
-                    file,
-                    job,
-                    from_outbox,
-                } => self.start_sending(file, job, from_outbox).await,
+                Work::File { file, origin } => self.start_sending(file, origin).await,
             }
             // Nothing went out (the file could not be read, ...): the turn is still ours and
             // the session will not announce it again.
@@ -167,8 +163,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         match r {
             Request::SendFile(file) => self.queue.push_back(Work::File {
                 file: *file,
-                job: None,
-                from_outbox: false,
+                origin: Origin::Request,
             }),
             Request::SendEndResponse(resp) => self.queue.push_back(Work::EndResponse(*resp)),
             Request::ChangeDirection | Request::Logoff => {}

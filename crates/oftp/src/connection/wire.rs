@@ -130,6 +130,7 @@ pub(super) fn journal_entry(
             .as_ref()
             .map(|n| (u16::from(n.reason.0), n.text.clone())),
         partner,
+        at: chrono::Utc::now(),
     }
 }
 

@@ -68,6 +68,7 @@ fn eerp(direction: Direction, key: &FileKey, partner: &str) -> EndResponseEntry 
         destination: "ORIG".into(),
         negative: None,
         partner: partner.into(),
+        at: queue::t(0),
     }
 }
 

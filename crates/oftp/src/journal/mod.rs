@@ -323,6 +323,9 @@ pub struct EndResponseEntry {
     /// The authenticated partner of the session (its SSID code). A response we send settles
     /// only the file received from that partner.
     pub partner: String,
+    /// When it was received or sent (the caller's clock): the time of the queue transition
+    /// a received one makes.
+    pub at: DateTime<Utc>,
 }
 
 /// The journal's domain operations; every backend implements them with the contracts stated
@@ -447,9 +450,12 @@ pub trait Journal: fmt::Debug + Send + Sync {
     // ---- end responses -------------------------------------------------------------------
 
     /// Records an EERP/NERP atomically with its effect: a received one settles every send with
-    /// that identity ([`SendState::Delivered`] for an EERP, [`SendState::Failed`] for a NERP);
-    /// a sent one marks the end response of the file received from `e.partner` as sent (and
-    /// no other partner's).
+    /// that identity ([`SendState::Delivered`] for an EERP, [`SendState::Failed`] for a NERP)
+    /// and the newest queue row in state sent last offered under it (to delivered, or to not
+    /// delivered with the NERP as its last error and an open [`AlertKind::NotDelivered`]
+    /// alert), all at `e.at`, whichever session it arrives in (RFC 5024 4.3.6: "in the same
+    /// or in any subsequent session"); a sent one marks the end response of the file received
+    /// from `e.partner` as sent (and no other partner's).
     fn record_end_response(&self, e: &EndResponseEntry) -> Result<(), JournalError>;
 
     /// Number of recorded end responses in `direction` (for reports and tests).

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use oftp_proto::codec::FileFormat;
 
 use super::FileKey;
+use crate::identity::OdetteId;
 
 /// Where a queued outgoing file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,9 +141,9 @@ pub struct QueuedSend {
     /// SFIDDSN.
     pub virtual_file_name: String,
     /// SFIDDEST; `None` = the partner's SFID.
-    pub destination: Option<String>,
+    pub destination: Option<OdetteId>,
     /// SFIDORIG; `None` = our SFID.
-    pub originator: Option<String>,
+    pub originator: Option<OdetteId>,
     /// SFIDFMT.
     pub format: FileFormat,
     /// SFIDLRECL for F and V files (0 otherwise).

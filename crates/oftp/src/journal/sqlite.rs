@@ -652,6 +652,7 @@ impl Journal for SqliteJournal {
                 ],
             )
             .map_err(|e| self.err(e))?;
+            queue::settle_by_end_response(&conn, e, &stamp).map_err(|e| self.err(e))?;
         } else {
             flag_reception(&conn, "end_response_sent", &e.partner, &e.key)
                 .map_err(|e| self.err(e))?;

@@ -361,6 +361,7 @@ fn pruning_keeps_what_is_still_needed(j: &dyn Journal) {
         destination: "ORIG".into(),
         negative: None,
         partner: "GWR-R".into(),
+        at: t(0),
     })
     .expect("record");
 

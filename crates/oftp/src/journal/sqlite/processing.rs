@@ -113,7 +113,7 @@ fn hold(conn: &Connection, partner: &str, key: &FileKey, held: bool) -> rusqlite
          WHERE partner = ?1 AND originator = ?2 AND dsn = ?3 AND stamp = ?4",
         params![
             partner.trim_end(),
-            key.originator,
+            key.originator.as_str(),
             key.dsn,
             key.stamp.digits(),
             held
@@ -137,7 +137,7 @@ impl SqliteJournal {
                  AND hold_end_response = 1 AND state = 'succeeded')",
             params![
                 partner.trim_end(),
-                key.originator,
+                key.originator.as_str(),
                 key.dsn,
                 key.stamp.digits()
             ],
@@ -177,7 +177,7 @@ impl SqliteJournal {
             file: ReceivedFile {
                 partner,
                 partner_name,
-                key: FileKey::new(&originator, &dsn, stamp),
+                key: self.file_key(&originator, &dsn, stamp)?,
                 destination,
                 path: PathBuf::from(path),
                 size: u64::try_from(raw.size)
@@ -252,7 +252,7 @@ impl SqliteJournal {
             params![
                 partner,
                 f.partner_name,
-                f.key.originator,
+                f.key.originator.as_str(),
                 f.key.dsn,
                 stamp,
                 f.destination.trim_end(),
@@ -273,7 +273,7 @@ impl SqliteJournal {
             .query_row(
                 "SELECT id FROM received_processing
                  WHERE partner = ?1 AND originator = ?2 AND dsn = ?3 AND stamp = ?4",
-                params![partner, f.key.originator, f.key.dsn, stamp],
+                params![partner, f.key.originator.as_str(), f.key.dsn, stamp],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))?;
@@ -298,7 +298,7 @@ impl SqliteJournal {
                 "WHERE partner = ?1 AND originator = ?2 AND dsn = ?3 AND stamp = ?4",
                 params![
                     partner.trim_end(),
-                    key.originator,
+                    key.originator.as_str(),
                     key.dsn,
                     key.stamp.digits()
                 ],

@@ -5,16 +5,17 @@
 //! connections to the same file never claim the same row.
 
 use chrono::{DateTime, Utc};
-use oftp_proto::codec::FileFormat;
+use oftp_proto::codec::{FileFormat, NerpReason};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::SqliteJournal;
+use crate::identity::OdetteId;
 use crate::journal::queue::{
     Alert, AlertKind, NewAlert, QueueChange, QueueState, QueuedFile, QueuedSend, TransferDetail,
     TransferFilter, Transition,
 };
-use crate::journal::{FileKey, JournalError};
+use crate::journal::{EndResponseEntry, FileKey, JournalError};
 use crate::stamp::{FileStamp, FileStampExt};
 
 /// The columns of `queue` that [`QueueRow::read`] reads, in its order.
@@ -123,7 +124,91 @@ fn record_transition(
     Ok(())
 }
 
+/// The effect of a received EERP/NERP (`e`) on the queue, inside the transaction that records
+/// it: the newest row in state sent last offered under its identity (`stamp` as stored)
+/// becomes delivered, or not delivered with the NERP as its last error and an open alert.
+pub(super) fn settle_by_end_response(
+    conn: &Connection,
+    e: &EndResponseEntry,
+    stamp: &str,
+) -> rusqlite::Result<()> {
+    let row = conn
+        .query_row(
+            "SELECT id, partner, virtual_file_name FROM queue
+             WHERE key_originator = ?1 AND key_dsn = ?2 AND key_stamp = ?3 AND state = 'sent'
+             ORDER BY id DESC LIMIT 1",
+            params![e.key.originator.as_str(), e.key.dsn, stamp],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((id, partner, name)) = row else {
+        return Ok(());
+    };
+    let (to, error) = match &e.negative {
+        None => (QueueState::Delivered, None),
+        Some((code, text)) => {
+            let reason = u8::try_from(*code).map_or("unknown reason", |c| {
+                NerpReason(c).description().unwrap_or("unknown reason")
+            });
+            let text = text.trim();
+            let text = if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {text}")
+            };
+            (
+                QueueState::NotDelivered,
+                Some(format!("NERP {code:02} ({reason}){text}")),
+            )
+        }
+    };
+    conn.execute(
+        "UPDATE queue SET state = ?2, updated_at = ?3, last_error = COALESCE(?4, last_error)
+         WHERE id = ?1",
+        params![id, to.as_str(), ms(e.at), error],
+    )?;
+    let note = error.as_deref().unwrap_or("EERP received");
+    record_transition(conn, id, Some(QueueState::Sent), to, e.at, Some(note))?;
+    if let Some(error) = &error {
+        conn.execute(
+            "INSERT INTO alerts (kind, partner, file, text, raised_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                AlertKind::NotDelivered.as_str(),
+                partner,
+                name,
+                format!(
+                    "{name} (transfer {id}) to {partner} was not delivered: {error}; the file \
+                     is kept: settle the cause with the partner, then run \
+                     `oftp transfer retry {id}` to send it again"
+                ),
+                ms(e.at)
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 impl SqliteJournal {
+    /// A stored identification code of transfer `id`, checked as when it was written.
+    fn stored_code(
+        &self,
+        id: i64,
+        what: &str,
+        code: Option<String>,
+    ) -> Result<Option<OdetteId>, JournalError> {
+        code.map(|c| {
+            OdetteId::new(&c).map_err(|e| self.corrupt(format!("transfer {id}: {what}: {e}")))
+        })
+        .transpose()
+    }
+
     pub(super) fn time(&self, ms: i64) -> Result<DateTime<Utc>, JournalError> {
         DateTime::from_timestamp_millis(ms)
             .ok_or_else(|| self.corrupt(format!("time {ms} ms out of range")))
@@ -162,8 +247,8 @@ impl SqliteJournal {
                 partner,
                 source_path: source_path.into(),
                 virtual_file_name,
-                destination: row.destination,
-                originator: row.originator,
+                destination: self.stored_code(id, "destination", row.destination)?,
+                originator: self.stored_code(id, "originator", row.originator)?,
                 format,
                 max_record_len: u32::try_from(row.max_record_len)
                     .map_err(|_| self.corrupt(format!("transfer {id}: bad record length")))?,
@@ -236,8 +321,8 @@ impl SqliteJournal {
                     partner,
                     source,
                     s.virtual_file_name,
-                    s.destination,
-                    s.originator,
+                    s.destination.as_ref().map(OdetteId::as_str),
+                    s.originator.as_ref().map(OdetteId::as_str),
                     (s.format.as_byte() as char).to_string(),
                     i64::from(s.max_record_len),
                     s.user_data,

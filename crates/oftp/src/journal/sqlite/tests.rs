@@ -188,6 +188,7 @@ fn invalid_stamps_are_never_written() {
         destination: "ORIG".into(),
         negative: None,
         partner: "ORIG".into(),
+        at: chrono::Utc::now(),
     }));
     let conn = j.lock();
     for table in STAMPED_TABLES {

@@ -9,7 +9,7 @@ use oftp_proto::codec::FileFormat;
 
 use super::super::queue::{CLAIM_DUE, HISTORY, transfers_query};
 use super::*;
-use crate::journal::{QueueState, QueuedSend, TransferFilter};
+use crate::journal::{QueueChange, QueueState, QueuedSend, TransferFilter};
 
 fn send(partner: &str, name: &str) -> QueuedSend {
     QueuedSend {
@@ -242,4 +242,35 @@ fn queue_queries_use_indexes_with_a_long_history() {
         rusqlite::params_from_iter(args),
     );
     assert!(!all.contains("TEMP B-TREE"), "{all}");
+}
+
+/// A NERP, its queue transition and its alert are one commit: when the alert cannot be
+/// written, neither the response nor the row's new state is kept (the RTR is then not sent,
+/// and the partner sends the NERP again).
+#[test]
+fn an_end_response_and_the_queue_row_it_settles_are_recorded_together_or_not_at_all() {
+    let j = SqliteJournal::in_memory().unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 5, 6, 7, 0, 0).unwrap();
+    let k = key("ATOMIC", 1);
+    let id = j.enqueue(&send("P", "atomic"), at).unwrap();
+    j.claim_due("P", at, 1).unwrap();
+    j.transition(id, &QueueChange::to(QueueState::Sent, at).key(k.clone()))
+        .unwrap();
+    j.lock().execute_batch("DROP TABLE alerts").unwrap();
+    let nerp = EndResponseEntry {
+        direction: Direction::Received,
+        key: k,
+        destination: "ORIG".into(),
+        negative: Some((22, "no such mailbox".into())),
+        partner: "P".into(),
+        at,
+    };
+    j.record_end_response(&nerp)
+        .expect_err("the alert cannot be written");
+    assert_eq!(j.end_response_count(Direction::Received).unwrap(), 0);
+    assert_eq!(
+        j.transfer(id).unwrap().unwrap().file.state,
+        QueueState::Sent,
+        "the row is not settled without its response"
+    );
 }
