@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use oftp::journal::{JournalError, QueuedFile};
+use oftp::journal::{JournalError, QueueState, QueuedFile};
 use oftp::outbound::{OutboundQueue, QueueOutcome};
 
-use super::{CLAIM_LIMIT, Inner};
+use super::{CLAIM_LIMIT, Inner, queued_send};
 use crate::ops::GatewayEvent;
+use crate::outbox::Outbox;
 use crate::settle::{Attempt, Settlement, settle};
 
 /// [`Gateway::outbound_queue`](super::Gateway::outbound_queue).
@@ -22,8 +23,60 @@ impl std::fmt::Debug for ResponderQueue {
     }
 }
 
+impl ResponderQueue {
+    /// Takes the partner's outbox over now: a file put there a moment before the partner
+    /// called is offered in this session, not left for the watcher's next pass. A file the
+    /// watcher takes at the same time is taken by one of them only (the rename decides).
+    fn take_over_now(&self, partner: &str) -> Result<(), JournalError> {
+        let dir = self
+            .inner
+            .partners
+            .read()
+            .expect("partners lock")
+            .iter()
+            .find(|l| l.plan.name == partner)
+            .map(|l| l.plan.outbox.clone());
+        let Some(dir) = dir else { return Ok(()) };
+        let outbox = match Outbox::new(partner, dir) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(partner, "outbox: {e}");
+                return Ok(());
+            }
+        };
+        let now = self.inner.clock.now();
+        let mut failed = None;
+        let taken =
+            outbox.take_over(
+                &mut |t| match self.inner.journal.enqueue(&queued_send(&t), now) {
+                    Ok(id) => {
+                        self.inner.shared.publish(GatewayEvent::TransferChanged {
+                            transfer_id: id,
+                            partner: partner.to_owned(),
+                            state: QueueState::Queued.as_str().to_owned(),
+                        });
+                        true
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                },
+            );
+        if let Err(e) = taken {
+            // The files stay in the outbox or its queue folder; the watcher tries again.
+            tracing::warn!(partner, "outbox: {e}");
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
 impl OutboundQueue for ResponderQueue {
     fn claim(&self, partner: &str) -> Result<Vec<QueuedFile>, JournalError> {
+        self.take_over_now(partner)?;
         let rows = self
             .inner
             .journal
