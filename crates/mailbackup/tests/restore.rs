@@ -449,8 +449,10 @@ async fn restore_folder_names_ignore_case_like_search_and_exchange() {
         .unwrap()
         .options()
         .clone();
-    let mut selection = Selection::default();
-    selection.folder = Some("inbox/PROJECTS".into());
+    let selection = Selection {
+        folder: Some("inbox/PROJECTS".into()),
+        ..Default::default()
+    };
     let r = Restore::new(
         opts,
         Arc::new(mailbackup::StaticToken::new(format!("Bearer {token}"))),
