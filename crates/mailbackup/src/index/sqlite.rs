@@ -697,6 +697,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_index_made_before_creation_times_gets_them_from_the_remote_mirror() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".meta/index.sqlite");
+        let ix = SqliteIndex::open(&path).unwrap();
+        let listed = MessageInfo {
+            mailbox: "me".into(),
+            id: "listed".into(),
+            created: Some("2024-03-05T23:30:00.5Z".into()),
+            ..Default::default()
+        };
+        ix.apply_remote("me", "f", &[listed], &[]).unwrap();
+        drop(ix);
+        // The headers table of an earlier version: no `created` column, rows without it.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP INDEX headers_by_created; ALTER TABLE headers DROP COLUMN created;
+             INSERT INTO headers(mailbox, id, path, from_addr, to_addr, cc_addr, subject,
+               folder_id, size, has_attachment)
+             VALUES('me', 'listed', 'k/listed.eml', '', '', '', 'a', 'f', 1, 0),
+                   ('me', 'gone', 'k/gone.eml', '', '', '', 'b', 'f', 1, 0);",
+        )
+        .unwrap();
+        drop(c);
+        let ix = SqliteIndex::open(&path).unwrap();
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2024, 3, d);
+        let created = |from, to| -> Vec<String> {
+            let sel = Selection {
+                created_from: from,
+                created_to: to,
+                ..Default::default()
+            };
+            let hits = ix.select(&sel, Order::Newest, None, 10).unwrap();
+            hits.into_iter()
+                .map(|h| format!("{} {:?}", h.headers.id, h.headers.created))
+                .collect()
+        };
+        assert_eq!(
+            created(day(5), day(5)),
+            ["listed Some(\"2024-03-05T23:30:00Z\")"],
+            "filled from the mirror, as an index time"
+        );
+        assert!(created(day(6), None).is_empty());
+        // Not listed any more: its creation time is unknown, no date range selects it.
+        assert_eq!(created(None, None).len(), 2);
+        // Opening again changes nothing.
+        drop(ix);
+        SqliteIndex::open(&path).unwrap();
+    }
+
+    #[test]
     fn sqlite_index_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         let ix = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();
