@@ -825,6 +825,67 @@ mod tests {
     }
 
     #[test]
+    fn migration_2_takes_creation_times_from_the_remote_mirror() {
+        let url = pg_test_cluster::cluster().new_database();
+        let ix = PostgresIndex::open(&url).expect("open");
+        // A database at version 1 with header rows: one listed with a creation time, one
+        // listed with a malformed one, one no longer listed.
+        for sql in [
+            "DROP INDEX headers_by_created",
+            "DROP INDEX headers_by_id",
+            "ALTER TABLE headers DROP COLUMN created",
+            "DELETE FROM schema_version WHERE version >= 2",
+        ] {
+            ix.exec(sql, &[]).unwrap();
+        }
+        for (id, created) in [("listed", "2024-03-05T23:30:00.5Z"), ("odd", "yesterday")] {
+            let info = serde_json::to_string(&MessageInfo {
+                mailbox: "me".into(),
+                id: id.into(),
+                created: Some(created.into()),
+                ..Default::default()
+            })
+            .unwrap();
+            ix.exec(
+                "INSERT INTO remote(mailbox, id, folder_id, info) VALUES('me', $1, 'f', $2)",
+                &[&id, &info],
+            )
+            .unwrap();
+        }
+        for id in ["listed", "odd", "gone"] {
+            ix.exec(
+                "INSERT INTO headers(mailbox, id, path, from_addr, to_addr, cc_addr, subject,
+                   folder_id, size, has_attachment, subject_words, from_words, to_words,
+                   cc_words)
+                 VALUES('me', $1, 'k/' || $1 || '.eml', '', '', '', '', 'f', 1, false, '', '',
+                   '', '')",
+                &[&id],
+            )
+            .unwrap();
+        }
+        drop(ix);
+        let ix = PostgresIndex::open(&url).expect("migrated");
+        let sel = Selection {
+            created_from: chrono::NaiveDate::from_ymd_opt(2024, 3, 5),
+            created_to: chrono::NaiveDate::from_ymd_opt(2024, 3, 5),
+            ..Default::default()
+        };
+        let hits = ix.select(&sel, Order::Newest, None, 10).unwrap();
+        let got: Vec<(String, Option<String>)> = hits
+            .into_iter()
+            .map(|h| (h.headers.id, h.headers.created))
+            .collect();
+        assert_eq!(
+            got,
+            [(
+                "listed".to_string(),
+                Some("2024-03-05T23:30:00Z".to_string())
+            )]
+        );
+        assert_eq!(ix.count(&Selection::default(), u64::MAX).unwrap(), 3);
+    }
+
+    #[test]
     fn a_database_of_a_newer_version_is_refused_untouched() {
         let url = pg_test_cluster::cluster().new_database();
         let ix = PostgresIndex::open(&url).expect("open");
