@@ -36,6 +36,17 @@ async fn rw_token(emu: &Emulator) -> String {
     app_token_of(emu, RW_APP).await
 }
 
+/// Alice's `messages` backed up (no latency): the emulator, the data folder, a token that may
+/// write mail.
+async fn backed_up(messages: usize) -> (Emulator, tempfile::TempDir, String) {
+    let emu = emulator_ab(messages, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = rw_token(&emu).await;
+    let o = run(run_cmd(&emu, dir.path(), &token)).await;
+    assert!(o.status.success(), "{}", text(&o));
+    (emu, dir, token)
+}
+
 fn restore_args(emu: &Emulator, dir: &Path) -> Vec<String> {
     vec![
         "restore".into(),
@@ -156,11 +167,7 @@ async fn a_token_without_mail_readwrite_is_told_to_get_it_and_exits_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_with_a_query_restores_exactly_what_search_finds() {
     let total = 30;
-    let emu = emulator_ab(total, Duration::ZERO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let token = rw_token(&emu).await;
-    let o = run(run_cmd(&emu, dir.path(), &token)).await;
-    assert!(o.status.success(), "{}", text(&o));
+    let (emu, dir, token) = backed_up(total).await;
 
     let query = "is:read";
     let mut c = bin();
@@ -220,11 +227,7 @@ print(json.dumps(sorted(ids)))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_search_and_restore_take_the_same_selection_options_and_select_the_same_messages() {
-    let emu = emulator_ab(30, Duration::ZERO).await;
-    let backup = tempfile::tempdir().unwrap();
-    let token = rw_token(&emu).await;
-    let o = run(run_cmd(&emu, backup.path(), &token)).await;
-    assert!(o.status.success(), "{}", text(&o));
+    let (emu, backup, token) = backed_up(30).await;
 
     let all = emu.mailbox(ALICE).messages();
     let mut days: Vec<chrono::NaiveDate> = all.iter().map(|m| m.created.date_naive()).collect();
@@ -265,6 +268,17 @@ async fn export_search_and_restore_take_the_same_selection_options_and_select_th
     let in_projects = |m: &graph_emulator::MessageInfo| {
         let p = m.folder_path.to_lowercase();
         p == "inbox/projects" || p.starts_with("inbox/projects/")
+    };
+
+    let export = |out: &Path, args: &[String]| {
+        let mut c = bin();
+        c.args(["export", "-d"])
+            .arg(backup.path())
+            .arg("-o")
+            .arg(out)
+            .arg("--no-progress")
+            .args(args);
+        c
     };
 
     type Keep = Box<dyn Fn(&graph_emulator::MessageInfo) -> bool>;
@@ -346,14 +360,7 @@ async fn export_search_and_restore_take_the_same_selection_options_and_select_th
         );
 
         let out = tempfile::tempdir().unwrap();
-        let mut c = bin();
-        c.args(["export", "-d"])
-            .arg(backup.path())
-            .arg("-o")
-            .arg(out.path())
-            .args(["--no-progress"])
-            .args(&args);
-        let o = run(c).await;
+        let o = run(export(out.path(), &args)).await;
         assert!(o.status.success(), "{name}: {}", text(&o));
         assert_eq!(exported_message_ids(out.path()), want, "export {name}");
 
@@ -398,13 +405,11 @@ async fn export_search_and_restore_take_the_same_selection_options_and_select_th
 
     // A mailbox the backup does not have: nothing to export; restore says which it has.
     let out = tempfile::tempdir().unwrap();
-    let mut c = bin();
-    c.args(["export", "-d"])
-        .arg(backup.path())
-        .arg("-o")
-        .arg(out.path())
-        .args(["--no-progress", "--mailbox", "nobody@emulator.test"]);
-    let o = run(c).await;
+    let o = run(export(
+        out.path(),
+        &["--mailbox", "nobody@emulator.test"].map(String::from),
+    ))
+    .await;
     assert!(o.status.success(), "{}", text(&o));
     assert!(exported_message_ids(out.path()).is_empty());
     let mut c = restore_cmd(&emu, backup.path(), &token);
@@ -414,17 +419,14 @@ async fn export_search_and_restore_take_the_same_selection_options_and_select_th
     assert!(text(&o).contains(&mailbox), "{}", text(&o));
     // A day written neither way is refused by each command, saying how to write it.
     for cmd in ["export", "restore"] {
-        let mut c = if cmd == "export" {
-            let mut c = bin();
-            c.args(["export", "-d"])
-                .arg(backup.path())
-                .arg("-o")
-                .arg(out.path());
-            c
+        let bad = ["--created-from", "31.01.2024"].map(String::from);
+        let c = if cmd == "export" {
+            export(out.path(), &bad)
         } else {
-            restore_cmd(&emu, backup.path(), &token)
+            let mut c = restore_cmd(&emu, backup.path(), &token);
+            c.args(&bad);
+            c
         };
-        c.args(["--created-from", "31.01.2024"]);
         let o = run(c).await;
         assert_eq!(o.status.code(), Some(2), "{cmd}: {}", text(&o));
         assert!(

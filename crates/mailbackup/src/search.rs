@@ -215,12 +215,6 @@ impl Query {
         Ok(Query { terms })
     }
 
-    /// Adds a term (for options such as `--folder` that mean a query term).
-    pub fn and(mut self, term: Term) -> Query {
-        self.terms.push(term);
-        self
-    }
-
     /// The FTS5 MATCH expression of the full-text terms; `None` when there are none. Every word
     /// is quoted (FTS5 syntax in the input is plain text) and, outside phrases, a prefix.
     pub fn fts_match(&self) -> Option<String> {
