@@ -2,70 +2,23 @@
 //!
 //! They open the backup's index — the PostgreSQL one given with `--index`, else the data
 //! folder's SQLite index (refusing a folder without one) — and back-fill the header fields
-//! once for a backup made before they were indexed. `export` and `search` take the same
-//! selection options; `--query` uses the search syntax of `mailbackup::search`.
+//! once for a backup made before they were indexed. `export` and `search` take the selection
+//! options of `restore` ([`crate::select`]); `--query` uses the search syntax of
+//! `mailbackup::search`. `search` counts its hits up to [`COUNT_CAP`] ("50 of more than
+//! 10,000 shown") unless `--count` asks for all.
 
+use crate::select::SelectArgs;
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mailbackup::export::{ExportProgress, Format};
-use mailbackup::search::{Order, Query, Selection, Term, parse_day};
+use mailbackup::search::{COUNT_CAP, Order, Selection, Total};
 use mailbackup::{Hit, Index, MessageStore, ObjectKey, SqliteIndex};
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-
-/// Which messages (all options combine; none selects everything).
-#[derive(Args, Debug, Default)]
-pub(crate) struct SelectArgs {
-    /// Only this mailbox (as named in `status`).
-    #[arg(long)]
-    mailbox: Option<String>,
-    /// Only this folder and those below it (`Inbox`, `Inbox/Clients`), case-insensitive.
-    #[arg(long)]
-    folder: Option<String>,
-    /// Only messages dated on or after this day (YYYY-MM-DD, UTC).
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    after: Option<String>,
-    /// Only messages dated before this day (YYYY-MM-DD, UTC).
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    before: Option<String>,
-    /// Only these objects (keys as `search` and `show` print them); repeatable.
-    #[arg(long = "key", value_name = "KEY")]
-    keys: Vec<String>,
-    /// A search query (same syntax as `mailbackup search`).
-    #[arg(long, short = 'q')]
-    query: Option<String>,
-}
-
-impl SelectArgs {
-    fn selection(&self) -> Result<Selection> {
-        let mut query = match &self.query {
-            Some(q) => Query::parse(q)?,
-            None => Query::default(),
-        };
-        if let Some(m) = &self.mailbox {
-            query = query.and(Term::Mailbox(m.clone()));
-        }
-        if let Some(f) = &self.folder {
-            query = query.and(Term::Folder(f.trim_matches('/').to_string()));
-        }
-        if let Some(d) = &self.after {
-            query = query.and(Term::After(parse_day("--after", d)?));
-        }
-        if let Some(d) = &self.before {
-            query = query.and(Term::Before(parse_day("--before", d)?));
-        }
-        let keys = self
-            .keys
-            .iter()
-            .map(|k| ObjectKey::new(k.clone()))
-            .collect::<Result<_, _>>()?;
-        Ok(Selection { query, keys })
-    }
-}
 
 /// Output format of `export`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -130,34 +83,6 @@ fn open_sqlite(data: &Path) -> Result<Arc<dyn Index>> {
     Ok(Arc::new(SqliteIndex::open(&path)?))
 }
 
-/// Graph ids of the messages of a backup matching a search query (and `mailbox`, when given):
-/// `restore --query` hands them to `restore::Selection::ids`.
-pub(crate) fn matching_ids(
-    backup: &Backup,
-    query: &str,
-    mailbox: Option<&str>,
-) -> Result<std::collections::HashSet<String>> {
-    let mut query = Query::parse(query)?;
-    if let Some(m) = mailbox {
-        query = query.and(Term::Mailbox(m.to_string()));
-    }
-    let selection = Selection {
-        query,
-        keys: Vec::new(),
-    };
-    let index = backup.open_index()?;
-    let mut ids = std::collections::HashSet::new();
-    let mut after = None;
-    loop {
-        let page = index.select(&selection, Order::Folder, after.as_ref(), 1000)?;
-        ids.extend(page.iter().map(|h| h.headers.id.clone()));
-        match page.last() {
-            Some(h) if page.len() == 1000 => after = Some(h.cursor()),
-            _ => return Ok(ids),
-        }
-    }
-}
-
 // The export command's options, passed through from main.rs as they are (landed with #14 §2).
 pub(crate) async fn export(
     backup: Backup,
@@ -167,7 +92,7 @@ pub(crate) async fn export(
     out: PathBuf,
     no_progress: bool,
 ) -> Result<ExitCode> {
-    let selection = select.selection()?;
+    let selection = select.selection("")?;
     let format = match (format, per) {
         (ExportFormat::Maildir, _) => Format::Maildir,
         (ExportFormat::Mbox, MboxPer::Folder) => Format::MboxPerFolder,
@@ -244,11 +169,10 @@ pub(crate) fn search(
     words: &[String],
     select: &SelectArgs,
     limit: usize,
+    exact_count: bool,
     json: bool,
 ) -> Result<ExitCode> {
-    let mut selection = select.selection()?;
-    let typed = Query::parse(&words.join(" "))?;
-    selection.query.terms.extend(typed.terms);
+    let selection = select.selection(&words.join(" "))?;
     let index = backup.open_index()?;
     let hits = index.select(&selection, Order::Newest, None, limit)?;
     if json {
@@ -271,11 +195,15 @@ pub(crate) fn search(
             h.headers.key
         );
     }
-    let total = index.count(&selection)?;
-    if total as usize > hits.len() {
-        println!("({} of {total} shown; --limit N shows more)", hits.len());
-    } else {
-        println!("({total} found)");
+    let cap = (!exact_count).then_some(COUNT_CAP);
+    let total = Total::of(index.as_ref(), &selection, hits.len(), limit, cap)?;
+    match total {
+        Total::Exact(n) if n as usize <= hits.len() => println!("({n} found)"),
+        Total::Exact(_) => println!("({} of {total} shown; --limit N shows more)", hits.len()),
+        Total::MoreThan(_) => println!(
+            "({} of {total} shown; --limit N shows more, --count counts them all)",
+            hits.len()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -284,8 +212,8 @@ pub(crate) fn show(backup: &Backup, key: &str) -> Result<ExitCode> {
     let key = ObjectKey::new(key.to_string())?;
     let index = backup.open_index()?;
     let selection = Selection {
-        query: Query::default(),
-        keys: vec![key.clone()],
+        messages: vec![key.as_str().to_string()],
+        ..Default::default()
     };
     let Some(h): Option<Hit> = index.select(&selection, Order::Newest, None, 1)?.pop() else {
         eprintln!(

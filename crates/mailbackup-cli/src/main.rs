@@ -17,6 +17,7 @@ mod find;
 mod notify;
 mod restore_cmd;
 mod run_report;
+mod select;
 mod ui;
 
 use anyhow::{Context, Result};
@@ -100,7 +101,7 @@ enum Command {
         #[arg(long, short = 'o')]
         out: PathBuf,
         #[command(flatten)]
-        select: find::SelectArgs,
+        select: select::SelectArgs,
         /// Do not show a progress bar.
         #[arg(long)]
         no_progress: bool,
@@ -113,10 +114,14 @@ enum Command {
         /// The query (several words are joined with spaces; quote phrases for the shell too).
         words: Vec<String>,
         #[command(flatten)]
-        select: find::SelectArgs,
+        select: select::SelectArgs,
         /// At most this many results, newest first.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Count every hit (slower over millions of messages); without it, counting stops
+        /// above 10,000 ("50 of more than 10,000 shown").
+        #[arg(long)]
+        count: bool,
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
@@ -410,13 +415,16 @@ async fn real_main(cli: Cli) -> Result<ExitCode> {
             words,
             select,
             limit,
+            count,
             json,
         } => {
             init_logs(&cli.log_level, None);
             let d = config::data_folder(d, &file)?;
             let backup = open_backup(cli.store.as_deref(), &file, d, &index, None).await?;
-            tokio::task::spawn_blocking(move || find::search(&backup, &words, &select, limit, json))
-                .await?
+            tokio::task::spawn_blocking(move || {
+                find::search(&backup, &words, &select, limit, count, json)
+            })
+            .await?
         }
         Command::Show {
             backup:

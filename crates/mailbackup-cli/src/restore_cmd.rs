@@ -1,10 +1,11 @@
 //! `mailbackup restore`: flags, the run, the summary and the exit code.
 
 use crate::config::{self, AuthArgs, FileConfig, RunArgs};
+use crate::select::SelectArgs;
 use crate::{auth, ui};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use mailbackup::{Placement, Restore, RestoreMode, RestoreReport, RestoreRequest, Selection};
+use mailbackup::{Placement, Restore, RestoreMode, RestoreReport, RestoreRequest};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -28,26 +29,8 @@ pub(crate) struct RestoreArgs {
     /// Folder of the lock file [config: working_folder] (default DATA/.meta).
     #[arg(long)]
     working_folder: Option<PathBuf>,
-    /// Mailbox of the backup to restore from, as `status` lists it (needed when the backup has
-    /// several).
-    #[arg(long)]
-    mailbox: Option<String>,
-    /// Only this folder (path like Inbox/Projects) and its subfolders, case-insensitive.
-    #[arg(long)]
-    folder: Option<String>,
-    /// Only messages created on or after this day, yyyy/MM/dd (UTC).
-    #[arg(long)]
-    created_from: Option<String>,
-    /// Only messages created on or before this day, yyyy/MM/dd (UTC).
-    #[arg(long)]
-    created_to: Option<String>,
-    /// Only this message: its key in the backup (path below the data folder) or its Graph id.
-    /// Repeatable.
-    #[arg(long = "message", value_name = "KEY_OR_ID")]
-    messages: Vec<String>,
-    /// Only messages matching this search query (the syntax of `mailbackup search`).
-    #[arg(long, short = 'q')]
-    query: Option<String>,
+    #[command(flatten)]
+    select: SelectArgs,
     /// Restore into this mailbox (id or UPN) instead of the source mailbox.
     #[arg(long)]
     to_user: Option<String>,
@@ -81,13 +64,6 @@ pub(crate) struct RestoreArgs {
     no_progress: bool,
 }
 
-fn day(option: &'static str, s: &Option<String>) -> Result<Option<chrono::NaiveDate>> {
-    s.as_deref()
-        .map(|s| mailbackup::options::parse_seed_date(option, s))
-        .transpose()
-        .map_err(Into::into)
-}
-
 /// Runs `restore`.
 pub(crate) async fn run(
     a: RestoreArgs,
@@ -96,6 +72,7 @@ pub(crate) async fn run(
     store_url: Option<&str>,
     log_level: &str,
 ) -> Result<ExitCode> {
+    let selection = a.select.selection("")?;
     let bars = ui::Bars::new(!a.no_progress);
     crate::init_logs(log_level, Some(bars.clone()));
     let settings = auth::with_cached_sign_in(config::merge_auth(auth_args, &file.auth))?;
@@ -115,26 +92,7 @@ pub(crate) async fn run(
         .options()
         .clone();
     let store = config::open_store(store_url, file, &opts.data_folder, None).await?;
-    let mut selection = Selection::mailbox(a.mailbox.clone());
-    selection.folder = a.folder.clone();
-    selection.created_from = day("--created-from", &a.created_from)?;
-    selection.created_to = day("--created-to", &a.created_to)?;
-    selection.messages = a.messages.clone();
     let index = a.backup.index.open(file).await?;
-    if let Some(q) = a.query.clone() {
-        let backup = crate::find::Backup {
-            data: opts.data_folder.clone(),
-            index: index.clone(),
-            store: store.clone(),
-        };
-        let mailbox = a.mailbox.clone();
-        selection.ids = Some(
-            tokio::task::spawn_blocking(move || {
-                crate::find::matching_ids(&backup, &q, mailbox.as_deref())
-            })
-            .await??,
-        );
-    }
     if a.into_folder
         .as_deref()
         .is_some_and(|n| n.trim().is_empty())

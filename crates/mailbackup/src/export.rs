@@ -1,7 +1,8 @@
 //! `mailbackup export`: messages of a backup to mbox or Maildir.
 //!
 //! What is exported is a [`Selection`] answered by the index's header rows (mailbox, folder,
-//! date range, search query, object keys). Each message is written as Graph gave it: the stored
+//! creation date range, search query, messages by key or Graph id: the selection `restore`
+//! takes). Each message is written as Graph gave it: the stored
 //! object without the first line this crate added (`X-NS-Backup`, see [`crate::store`]).
 //!
 //! Formats:
@@ -356,7 +357,7 @@ pub fn export(
 ) -> Result<ExportReport, Error> {
     progress
         .total
-        .store(index.count(selection)?, Ordering::Relaxed);
+        .store(index.count(selection, u64::MAX)?, Ordering::Relaxed);
     let mut feed = Feed {
         index,
         selection,
@@ -628,6 +629,7 @@ mod tests {
                 cc: String::new(),
                 subject: String::new(),
                 date: None,
+                created: None,
                 message_id: None,
                 folder_id: "f".into(),
                 size: 0,

@@ -40,6 +40,7 @@ pub fn from_info(info: &MessageInfo, key: &ObjectKey, size: u64) -> HeaderRow {
         cc: info.cc.clone().unwrap_or_default(),
         subject: info.subject.clone().unwrap_or_default(),
         date: date.map(index_date),
+        created: parse_graph_time(info.created.as_deref()).map(index_date),
         message_id: info.internet_message_id.clone(),
         folder_id: info.folder_id.clone().unwrap_or_default(),
         size,
@@ -154,6 +155,7 @@ pub fn from_eml(r: impl Read, row: &SavedRow) -> std::io::Result<HeaderRow> {
         cc: get("cc"),
         subject: get("subject"),
         date,
+        created: None,
         message_id,
         folder_id: String::new(),
         size: row.size,
@@ -245,7 +247,7 @@ mod tests {
         let find = |q: &str| -> Vec<String> {
             let sel = Selection {
                 query: Query::parse(q).unwrap(),
-                keys: Vec::new(),
+                ..Default::default()
             };
             ix.select(&sel, Order::Newest, None, 10)
                 .unwrap()

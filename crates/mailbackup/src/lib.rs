@@ -76,7 +76,8 @@ pub use report::{
     BackupReport, FailedMessage, MailboxProgress, MailboxReport, Phase, Progress, RemovedMessage,
     RunStatus,
 };
-pub use restore::{Placement, Restore, RestoreMode, RestoreReport, RestoreRequest, Selection};
+pub use restore::{Placement, Restore, RestoreMode, RestoreReport, RestoreRequest};
+pub use search::Selection;
 pub use store::{BACKUP_HEADER, BackupHeader, LocalStore, MessageStore, ObjectKey};
 pub use token::{StaticToken, TokenError, TokenSource};
 pub use verify::{

@@ -1,8 +1,8 @@
 //! `restore`: messages of a backup back into a mailbox over Graph (`Mail.ReadWrite`).
 //!
 //! What is restored: the saved copies of one mailbox of the backup that match a [`Selection`]
-//! (folder path, creation date range, object keys or Graph ids, and a set of ids another
-//! selector such as a search computed). Where: the same mailbox or another one, into the
+//! (the one `search` and `export` take: folder path, creation date range, messages by key or
+//! Graph id, a search query), as the index answers it. Where: the same mailbox or another one, into the
 //! original folders (created when missing, the tree kept) or below one new folder
 //! ([`Placement::Under`], the tree kept below it).
 //!
@@ -43,13 +43,12 @@ use crate::lock::RunLock;
 use crate::options::Options;
 use crate::report::{FailedMessage, Phase, Progress};
 use crate::reporter::Reporter;
-use crate::store::{LocalStore, MessageStore, ObjectKey, folder_path, parse_graph_time};
+use crate::store::{LocalStore, MessageStore, ObjectKey, folder_path};
 use crate::token::TokenSource;
 use crate::{META_DIR, NoHooks};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use chrono::NaiveDate;
 use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -64,9 +63,9 @@ use tokio_util::sync::CancellationToken;
 mod prepare;
 mod report;
 mod selection;
+pub use crate::search::Selection;
 use prepare::prepare;
 pub use report::RestoreReport;
-pub use selection::Selection;
 use selection::select;
 
 /// Largest request body Graph takes is 4 MB; a create (MIME in base64, or JSON with inline
@@ -281,8 +280,8 @@ impl Restore {
             None => Arc::new(LocalStore::new(&opts.data_folder)),
         };
         let sel = self.request.selection.clone();
-        let ix = index.clone();
-        let (source, candidates) = blocking(move || select(&*ix, &sel)).await?;
+        let (ix, st) = (index.clone(), store.clone());
+        let (source, candidates) = blocking(move || select(&*ix, &*st, &sel)).await?;
         let target = self
             .request
             .to_user

@@ -20,10 +20,10 @@
 //! A malformed query (unknown field, empty value, bad date, unclosed quote) is refused with a
 //! [`QueryError`] that says what to write instead.
 //!
-//! A [`Selection`] is a query plus explicit object keys: `export` (and `restore`) take one, and
-//! the index answers it ([`crate::Index::select`]).
+//! A [`Selection`] is a query plus the options `search`, `export` and `restore` share (mailbox,
+//! folder, creation date range, messages by key or Graph id); the index answers it
+//! ([`crate::Index::select`]).
 
-use crate::store::ObjectKey;
 use chrono::NaiveDate;
 
 /// A full-text field.
@@ -215,12 +215,6 @@ impl Query {
         Ok(Query { terms })
     }
 
-    /// Adds a term (for options such as `--folder` that mean a query term).
-    pub fn and(mut self, term: Term) -> Query {
-        self.terms.push(term);
-        self
-    }
-
     /// The FTS5 MATCH expression of the full-text terms; `None` when there are none. Every word
     /// is quoted (FTS5 syntax in the input is plain text) and, outside phrases, a prefix.
     pub fn fts_match(&self) -> Option<String> {
@@ -283,13 +277,116 @@ impl Query {
     }
 }
 
-/// What to take from a backup: messages matching `query`, limited to `keys` when not empty.
+/// Which messages of a backup `search`, `export` and `restore` take: every criterion set must
+/// match; none set selects everything. The index answers it ([`crate::Index::select`],
+/// [`crate::Index::count`]); `restore` takes its messages from that answer too, so the same
+/// selection means the same messages for every command.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
-    /// Every term must match.
+    /// A search query: every term must match.
     pub query: Query,
-    /// Only these objects (all when empty).
-    pub keys: Vec<ObjectKey>,
+    /// Only this mailbox (its key, as `status` lists it).
+    pub mailbox: Option<String>,
+    /// Only this folder and those below it (`Inbox/Clients`), case-insensitive: as the query
+    /// term `folder:`.
+    pub folder: Option<String>,
+    /// Only messages created (Graph's `createdDateTime`) on or after this day, UTC.
+    pub created_from: Option<NaiveDate>,
+    /// Only messages created on or before this day, UTC.
+    pub created_to: Option<NaiveDate>,
+    /// Only these messages, each named by its object key (as `search` prints it) or its Graph
+    /// id; all when empty.
+    pub messages: Vec<String>,
+}
+
+impl Selection {
+    /// Every term the index has to match: the query's, then `mailbox` and `folder` as the
+    /// terms `mailbox:` and `folder:` would be.
+    pub fn terms(&self) -> Vec<Term> {
+        let mut terms = self.query.terms.clone();
+        terms.extend(self.mailbox.clone().map(Term::Mailbox));
+        terms.extend(
+            self.folder
+                .as_deref()
+                .map(|f| Term::Folder(f.trim_matches('/').to_string())),
+        );
+        terms
+    }
+
+    /// The creation-time bounds as index times (`YYYY-MM-DDTHH:MM:SSZ`, compared as text):
+    /// on or after the first, before the second (the day after `created_to`).
+    pub fn created_bounds(&self) -> (Option<String>, Option<String>) {
+        let at_midnight = |d: NaiveDate| format!("{}T00:00:00Z", d.format("%Y-%m-%d"));
+        (
+            self.created_from.map(at_midnight),
+            self.created_to
+                .map(|d| at_midnight(d.succ_opt().unwrap_or(NaiveDate::MAX))),
+        )
+    }
+}
+
+/// Above this many hits, `search` says "more than" instead of counting on: counting every
+/// match of a common word over a million messages takes longer than the page of results
+/// (see [`crate::Index::count`]).
+pub const COUNT_CAP: u64 = 10_000;
+
+/// How many messages a selection matches, as `search` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    /// Exactly this many.
+    Exact(u64),
+    /// More than this many (counting stopped there).
+    MoreThan(u64),
+}
+
+impl Total {
+    /// The total of a search that showed `shown` hits of at most `limit`: fewer than `limit`
+    /// are all of them (nothing to count); else the matches are counted, exactly up to `cap`
+    /// (all of them when `None`).
+    pub fn of(
+        index: &dyn crate::Index,
+        selection: &Selection,
+        shown: usize,
+        limit: usize,
+        cap: Option<u64>,
+    ) -> Result<Total, crate::Error> {
+        if shown < limit {
+            return Ok(Total::Exact(shown as u64));
+        }
+        match cap {
+            None => Ok(Total::Exact(index.count(selection, u64::MAX)?)),
+            Some(cap) => {
+                let n = index.count(selection, cap.saturating_add(1))?;
+                Ok(if n > cap {
+                    Total::MoreThan(cap)
+                } else {
+                    Total::Exact(n)
+                })
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Total {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Total::Exact(n) => write!(f, "{n}"),
+            Total::MoreThan(n) => write!(f, "more than {}", thousands(*n)),
+        }
+    }
+}
+
+/// `10000` as `10,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Order of [`crate::Index::select`] results.
@@ -382,6 +479,45 @@ mod tests {
         );
         assert_eq!(q.fts_prefix_words().unwrap(), "\"test\" OR \"budget\"");
         assert_eq!(Query::parse("\"a b\" -").unwrap().fts_prefix_words(), None);
+    }
+
+    #[test]
+    fn a_total_is_counted_only_past_a_full_page_and_only_up_to_the_cap() {
+        use crate::Index as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ix = crate::SqliteIndex::open(&dir.path().join("index.sqlite")).unwrap();
+        for i in 0..5 {
+            ix.record_headers(&crate::HeaderRow {
+                mailbox: "me".into(),
+                id: format!("m{i}"),
+                key: crate::ObjectKey::new(format!("2024-01/m{i}.eml")).unwrap(),
+                from: String::new(),
+                to: String::new(),
+                cc: String::new(),
+                subject: "budget".into(),
+                date: None,
+                created: None,
+                message_id: None,
+                folder_id: "f".into(),
+                size: 1,
+                has_attachment: false,
+                is_read: None,
+            })
+            .unwrap();
+        }
+        let all = Selection::default();
+        let total = |shown, cap| Total::of(&ix, &all, shown, 3, cap).unwrap();
+        assert_eq!(
+            total(2, Some(10)),
+            Total::Exact(2),
+            "a page not full is all"
+        );
+        assert_eq!(total(3, Some(10)), Total::Exact(5));
+        assert_eq!(total(3, Some(5)), Total::Exact(5), "as many as the cap");
+        assert_eq!(total(3, Some(4)), Total::MoreThan(4));
+        assert_eq!(total(3, None), Total::Exact(5));
+        assert_eq!(Total::MoreThan(10_000).to_string(), "more than 10,000");
+        assert_eq!(Total::Exact(123_456).to_string(), "123456");
     }
 
     #[test]

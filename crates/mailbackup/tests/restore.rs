@@ -9,7 +9,7 @@ use graph_emulator::{AppRegistration, DEFAULT_CLIENT_SECRET, EmulatorConfig, Mai
 use mailbackup::index::{
     Acquired, HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow, WorkerRow,
 };
-use mailbackup::search::{Cursor, Order, Selection as SearchSelection};
+use mailbackup::search::{Cursor, Order};
 use mailbackup::store::ObjectKey;
 use mailbackup::{
     BackupReport, Error, MessageInfo, Placement, Restore, RestoreMode, RestoreRequest, Selection,
@@ -328,15 +328,15 @@ impl Index for LosesTargetIds {
     }
     fn select(
         &self,
-        selection: &SearchSelection,
+        selection: &Selection,
         order: Order,
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Vec<Hit>, Error> {
         self.inner.select(selection, order, after, limit)
     }
-    fn count(&self, selection: &SearchSelection) -> Result<u64, Error> {
-        self.inner.count(selection)
+    fn count(&self, selection: &Selection, at_most: u64) -> Result<u64, Error> {
+        self.inner.count(selection, at_most)
     }
     fn flag(&self, name: &str) -> Result<bool, Error> {
         self.inner.flag(name)
@@ -451,17 +451,22 @@ async fn restore_folder_names_ignore_case_like_search_and_exchange() {
     // (the `Ü` too: SQLite's own lower() folds ASCII only).
     let folder = "INBOX/projects/2024 %2F q1 — üBERBLICK";
     let ix = SqliteIndex::open(&da.path().join(".meta/index.sqlite")).unwrap();
-    let query = |q: &str| SearchSelection {
+    let query = |q: &str| Selection {
         query: mailbackup::search::Query::parse(q).unwrap(),
-        keys: Vec::new(),
+        ..Default::default()
     };
-    let found = ix.count(&query(&format!("folder:\"{folder}\""))).unwrap();
+    let found = ix
+        .count(&query(&format!("folder:\"{folder}\"")), u64::MAX)
+        .unwrap();
     let exact = ix
-        .count(&query("folder:\"Inbox/Projects/2024 %2F Q1 — Überblick\""))
+        .count(
+            &query("folder:\"Inbox/Projects/2024 %2F Q1 — Überblick\""),
+            u64::MAX,
+        )
         .unwrap();
     assert!(exact > 0, "the emulator has messages in that folder");
     assert_eq!(found, exact, "search ignores case, non-ASCII letters too");
-    let projects = ix.count(&query("folder:inbox/PROJECTS")).unwrap();
+    let projects = ix.count(&query("folder:inbox/PROJECTS"), u64::MAX).unwrap();
     assert!(projects > exact, "messages directly in Inbox/Projects too");
 
     // The target names the folder in another case: Exchange would refuse to create `Projects`
@@ -474,8 +479,10 @@ async fn restore_folder_names_ignore_case_like_search_and_exchange() {
         .unwrap()
         .options()
         .clone();
-    let mut selection = Selection::default();
-    selection.folder = Some("inbox/PROJECTS".into());
+    let selection = Selection {
+        folder: Some("inbox/PROJECTS".into()),
+        ..Default::default()
+    };
     let r = Restore::new(
         opts,
         Arc::new(mailbackup::StaticToken::new(format!("Bearer {token}"))),

@@ -57,6 +57,12 @@ fn headers(mailbox: &str, id: &str, subject: &str, from: &str, date: &str) -> He
         cc: String::new(),
         subject: subject.into(),
         date: Some(date.into()),
+        // Created a day after it was sent.
+        created: Some(
+            (chrono::DateTime::parse_from_rfc3339(date).expect("date") + chrono::Duration::days(1))
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+        ),
         message_id: Some(format!("<{id}@x.test>")),
         folder_id: "inbox-id".into(),
         size: 10,
@@ -66,16 +72,31 @@ fn headers(mailbox: &str, id: &str, subject: &str, from: &str, date: &str) -> He
 }
 
 fn search(ix: &dyn Index, q: &str) -> Vec<String> {
-    let sel = Selection {
-        query: Query::parse(q).expect("query"),
-        keys: Vec::new(),
-    };
-    let hits = ix.select(&sel, Order::Newest, None, 100).expect("select");
+    select(
+        ix,
+        &Selection {
+            query: Query::parse(q).expect("query"),
+            ..Default::default()
+        },
+    )
+}
+
+/// The ids `selection` selects, newest first; checks that counting agrees, up to any limit.
+fn select(ix: &dyn Index, sel: &Selection) -> Vec<String> {
+    let hits = ix.select(sel, Order::Newest, None, 100).expect("select");
+    let n = hits.len() as u64;
     assert_eq!(
-        ix.count(&sel).expect("count"),
-        hits.len() as u64,
-        "count agrees with select for {q:?}"
+        ix.count(sel, u64::MAX).expect("count"),
+        n,
+        "count agrees with select for {sel:?}"
     );
+    for at_most in [0, 1, 2] {
+        assert_eq!(
+            ix.count(sel, at_most).expect("count"),
+            n.min(at_most),
+            "count stops at {at_most} for {sel:?}"
+        );
+    }
     hits.into_iter().map(|h| h.headers.id).collect()
 }
 
@@ -147,13 +168,15 @@ fn headers_and_search(ix: &dyn Index) {
         "not a prefix of a name"
     );
     let sel = Selection {
-        query: Query::default(),
-        keys: vec![h3.key.clone()],
+        messages: vec![h3.key.as_str().to_string()],
+        ..Default::default()
     };
     let hits = ix.select(&sel, Order::Newest, None, 10).expect("select");
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].headers, h3, "a hit gives back what was recorded");
     assert_eq!(hits[0].folder_path, "Inbox/Clients");
+
+    selection_options(ix, &h1, &h3);
 
     // Folder order pages through every hit once.
     let mut seen = Vec::new();
@@ -192,6 +215,67 @@ fn headers_and_search(ix: &dyn Index) {
         .map(|r| r.id)
         .collect();
     assert_eq!(missing, ["h4"]);
+}
+
+/// The options `search`, `export` and `restore` share, over the rows of [`headers_and_search`]
+/// (h1 created 2024-03-06, h2 2024-06-02, h3 2024-01-01; h3's folder named `Inbox/Clients`).
+fn selection_options(ix: &dyn Index, h1: &HeaderRow, h3: &HeaderRow) {
+    let sel = |f: &dyn Fn(&mut Selection)| {
+        let mut s = Selection::default();
+        f(&mut s);
+        select(ix, &s)
+    };
+    let day = |d: &str| Some(chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("day"));
+    assert_eq!(
+        sel(&|s| s.created_from = day("2024-03-06")),
+        ["h2", "h1"],
+        "created on or after a day, by the creation time"
+    );
+    assert_eq!(
+        sel(&|s| s.created_to = day("2024-03-06")),
+        ["h1", "h3"],
+        "created on or before a day: the whole day"
+    );
+    assert_eq!(
+        sel(&|s| s.created_to = day("2024-03-05")),
+        ["h3"],
+        "sent on 2024-03-05 but created the day after"
+    );
+    assert_eq!(
+        sel(&|s| {
+            s.created_from = day("2024-01-01");
+            s.created_to = day("2024-01-01");
+        }),
+        ["h3"]
+    );
+    assert_eq!(
+        sel(&|s| s.messages = vec![h1.id.clone(), h3.key.as_str().to_string()]),
+        ["h1", "h3"],
+        "messages by Graph id or by key"
+    );
+    assert_eq!(
+        sel(&|s| s.messages = vec!["no-such-id".into()]),
+        Vec::<String>::new()
+    );
+    assert_eq!(sel(&|s| s.mailbox = Some("hx".into())), ["h2", "h1", "h3"]);
+    assert_eq!(
+        sel(&|s| s.mailbox = Some("other".into())),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        sel(&|s| s.folder = Some("INBOX/clients/".into())),
+        ["h2", "h1", "h3"],
+        "a folder as `folder:` reads it"
+    );
+    assert_eq!(
+        sel(&|s| {
+            s.folder = Some("Inbox".into());
+            s.created_from = day("2024-01-02");
+            s.query = Query::parse("invoice").expect("query");
+        }),
+        ["h1"],
+        "every option combines with the query"
+    );
 }
 
 /// How words match (FTS5's `unicode61` words), pinned for every backend; queries are limited

@@ -16,7 +16,7 @@
 //! - headers: one row per saved copy with its header fields (From, To, Cc, Subject, Date,
 //!   Message-ID, folder, size, attachment flag, read state), written with the saved copy in one
 //!   transaction ([`Index::record_message`]), full-text indexed (subject and addresses), answering
-//!   [`Selection`]s ([`Index::select`]) for `search`, `show` and `export`.
+//!   [`Selection`]s ([`Index::select`]) for `search`, `show`, `export` and `restore`.
 //! - quarantined copies: where and since when a copy of a remotely deleted message is kept, for
 //!   retention ([`crate::retention`]).
 //! - flags: one-time jobs done (the header back-fill of a backup made before headers existed).
@@ -114,6 +114,11 @@ pub struct HeaderRow {
     pub subject: String,
     /// Date, UTC, `YYYY-MM-DDTHH:MM:SSZ` (sortable).
     pub date: Option<String>,
+    /// Graph's `createdDateTime`, UTC, `YYYY-MM-DDTHH:MM:SSZ`: what the selection's creation
+    /// date range compares (`None`: not known, for a message indexed from its `.eml` file).
+    /// Not in `search --json`, whose output stays as it was.
+    #[serde(skip)]
+    pub created: Option<String>,
     /// `Message-ID`.
     pub message_id: Option<String>,
     /// Graph folder id.
@@ -289,8 +294,11 @@ pub trait Index: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<Hit>, Error>;
 
-    /// How many header rows match `selection`.
-    fn count(&self, selection: &Selection) -> Result<u64, Error>;
+    /// How many header rows match `selection`, counted up to `at_most`: the answer is the
+    /// smaller of the two, and counting stops at `at_most` (a common word over a million rows
+    /// has hundreds of thousands of matches; `search` counts up to
+    /// [`crate::search::COUNT_CAP`] + 1 and says "more than" above it). `u64::MAX` counts all.
+    fn count(&self, selection: &Selection, at_most: u64) -> Result<u64, Error>;
 
     // ---- flags ----
 

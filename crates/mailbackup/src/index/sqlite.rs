@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS headers(
   seq INTEGER PRIMARY KEY, mailbox TEXT NOT NULL, id TEXT NOT NULL, path TEXT NOT NULL,
   from_addr TEXT NOT NULL, to_addr TEXT NOT NULL, cc_addr TEXT NOT NULL, subject TEXT NOT NULL,
   date TEXT, message_id TEXT, folder_id TEXT NOT NULL, size INTEGER NOT NULL,
-  has_attachment INTEGER NOT NULL, is_read INTEGER, UNIQUE(mailbox, id));
+  has_attachment INTEGER NOT NULL, is_read INTEGER, created TEXT, UNIQUE(mailbox, id));
 CREATE INDEX IF NOT EXISTS headers_by_date ON headers(date);
 CREATE INDEX IF NOT EXISTS headers_by_path ON headers(path);
 CREATE INDEX IF NOT EXISTS headers_by_folder ON headers(mailbox, folder_id, seq);
@@ -109,15 +109,42 @@ fn upsert_saved(c: &Connection, row: &SavedRow) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Brings a `headers` table made before the creation time was indexed up to date: adds the
+/// `created` column, fills it from the remote mirror (Graph's `createdDateTime` of every
+/// message still listed; the others stay unknown), and indexes it and the Graph id (for
+/// selections by id). Idempotent; run at every open, after [`SCHEMA`].
+fn migrate_headers(c: &mut Connection) -> rusqlite::Result<()> {
+    let has_created: bool = c.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('headers') WHERE name='created'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    let tx = c.transaction()?;
+    if !has_created {
+        tx.execute_batch(
+            "ALTER TABLE headers ADD COLUMN created TEXT;
+             UPDATE headers SET created = (
+               SELECT strftime('%Y-%m-%dT%H:%M:%SZ', json_extract(r.info, '$.created'))
+               FROM remote r WHERE r.mailbox=headers.mailbox AND r.id=headers.id);",
+        )?;
+    }
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS headers_by_created ON headers(created);
+         CREATE INDEX IF NOT EXISTS headers_by_id ON headers(id);",
+    )?;
+    tx.commit()
+}
+
 fn upsert_headers(c: &Connection, h: &HeaderRow) -> rusqlite::Result<()> {
     c.prepare_cached(
         "INSERT INTO headers(mailbox, id, path, from_addr, to_addr, cc_addr, subject, date,
-           message_id, folder_id, size, has_attachment, is_read)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+           message_id, folder_id, size, has_attachment, is_read, created)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT(mailbox, id) DO UPDATE SET path=excluded.path, from_addr=excluded.from_addr,
            to_addr=excluded.to_addr, cc_addr=excluded.cc_addr, subject=excluded.subject,
            date=excluded.date, message_id=excluded.message_id, folder_id=excluded.folder_id,
-           size=excluded.size, has_attachment=excluded.has_attachment, is_read=excluded.is_read",
+           size=excluded.size, has_attachment=excluded.has_attachment, is_read=excluded.is_read,
+           created=excluded.created",
     )?
     .execute(params![
         h.mailbox,
@@ -132,7 +159,8 @@ fn upsert_headers(c: &Connection, h: &HeaderRow) -> rusqlite::Result<()> {
         h.folder_id,
         h.size as i64,
         h.has_attachment,
-        h.is_read
+        h.is_read,
+        h.created
     ])?;
     Ok(())
 }
@@ -147,7 +175,7 @@ impl SqliteIndex {
             location: path.display().to_string(),
             source: Box::new(source),
         };
-        let conn = Connection::open(path).map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
@@ -159,6 +187,7 @@ impl SqliteIndex {
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute_batch(leases::SCHEMA).map_err(err)?;
+        migrate_headers(&mut conn).map_err(err)?;
         // Scratch space of `walk_newest`, never on disk.
         conn.execute_batch("ATTACH DATABASE ':memory:' AS walk")
             .map_err(err)?;
@@ -469,7 +498,7 @@ impl Index for SqliteIndex {
     ) -> Result<Vec<Hit>, Error> {
         self.with(|c| {
             if order == Order::Newest
-                && selection.keys.is_empty()
+                && selection.messages.is_empty()
                 && let Some(m) = selection.query.fts_match()
                 && walk_first(c, selection)?
                 && let Some(hits) = walk_newest(c, selection, &m, limit)?
@@ -480,8 +509,9 @@ impl Index for SqliteIndex {
         })
     }
 
-    fn count(&self, selection: &Selection) -> Result<u64, Error> {
-        let (sql, p) = select_sql(selection, None, None, usize::MAX, false, true);
+    fn count(&self, selection: &Selection, at_most: u64) -> Result<u64, Error> {
+        let limit = usize::try_from(at_most).unwrap_or(usize::MAX);
+        let (sql, p) = select_sql(selection, None, None, limit, false, true);
         let sql = format!("SELECT COUNT(*) FROM ({sql})");
         self.with(|c| {
             c.query_row(&sql, rusqlite::params_from_iter(p), |r| r.get::<_, i64>(0))
@@ -674,6 +704,56 @@ impl Index for SqliteIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_made_before_creation_times_gets_them_from_the_remote_mirror() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".meta/index.sqlite");
+        let ix = SqliteIndex::open(&path).unwrap();
+        let listed = MessageInfo {
+            mailbox: "me".into(),
+            id: "listed".into(),
+            created: Some("2024-03-05T23:30:00.5Z".into()),
+            ..Default::default()
+        };
+        ix.apply_remote("me", "f", &[listed], &[]).unwrap();
+        drop(ix);
+        // The headers table of an earlier version: no `created` column, rows without it.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP INDEX headers_by_created; ALTER TABLE headers DROP COLUMN created;
+             INSERT INTO headers(mailbox, id, path, from_addr, to_addr, cc_addr, subject,
+               folder_id, size, has_attachment)
+             VALUES('me', 'listed', 'k/listed.eml', '', '', '', 'a', 'f', 1, 0),
+                   ('me', 'gone', 'k/gone.eml', '', '', '', 'b', 'f', 1, 0);",
+        )
+        .unwrap();
+        drop(c);
+        let ix = SqliteIndex::open(&path).unwrap();
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2024, 3, d);
+        let created = |from, to| -> Vec<String> {
+            let sel = Selection {
+                created_from: from,
+                created_to: to,
+                ..Default::default()
+            };
+            let hits = ix.select(&sel, Order::Newest, None, 10).unwrap();
+            hits.into_iter()
+                .map(|h| format!("{} {:?}", h.headers.id, h.headers.created))
+                .collect()
+        };
+        assert_eq!(
+            created(day(5), day(5)),
+            ["listed Some(\"2024-03-05T23:30:00Z\")"],
+            "filled from the mirror, as an index time"
+        );
+        assert!(created(day(6), None).is_empty());
+        // Not listed any more: its creation time is unknown, no date range selects it.
+        assert_eq!(created(None, None).len(), 2);
+        // Opening again changes nothing.
+        drop(ix);
+        SqliteIndex::open(&path).unwrap();
+    }
 
     #[test]
     fn sqlite_index_passes_the_conformance_suite() {

@@ -1,65 +1,20 @@
-//! Which saved copies a restore takes: the [`Selection`] criteria and their evaluation against
-//! the index (`select`), in creation order. Reads the index only.
+//! Which saved copies a restore takes: the index's answer to the [`Selection`] that `search`
+//! and `export` take too (so the same options select the same messages), for one mailbox of
+//! the backup, in creation order. Reads the index (and, once, the stored messages of a backup
+//! made before header fields were indexed).
 
 use super::*;
+use crate::search::{Order, Selection};
 
-/// Which messages of a backup to restore. Every set criterion must match.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct Selection {
-    /// Mailbox key of the backup (as `status` lists it); `None` when the backup has one.
-    pub mailbox: Option<String>,
-    /// Folder path (`Inbox/Projects`): messages of that folder and of its subfolders; case is
-    /// ignored, as by Exchange and `search` ([`folder_path::within`]).
-    pub folder: Option<String>,
-    /// Created on or after this day (UTC).
-    pub created_from: Option<NaiveDate>,
-    /// Created on or before this day (UTC).
-    pub created_to: Option<NaiveDate>,
-    /// Object keys or Graph ids; empty = no restriction.
-    pub messages: Vec<String>,
-    /// Graph ids computed by another selector (a search); `None` = no restriction.
-    pub ids: Option<HashSet<String>>,
-}
-
-impl Selection {
-    /// All messages of `mailbox` (or of the only mailbox when `None`).
-    pub fn mailbox(mailbox: Option<String>) -> Selection {
-        Selection {
-            mailbox,
-            ..Default::default()
-        }
-    }
-
-    fn matches(&self, m: &Candidate) -> bool {
-        if let Some(f) = &self.folder
-            && !folder_path::within(m.folder_path.as_deref().unwrap_or(""), f)
-        {
-            return false;
-        }
-        if self.created_from.is_some() || self.created_to.is_some() {
-            let Some(d) = parse_graph_time(m.info.created.as_deref()).map(|c| c.date_naive())
-            else {
-                return false;
-            };
-            if self.created_from.is_some_and(|s| d < s) || self.created_to.is_some_and(|e| d > e) {
-                return false;
-            }
-        }
-        if !self.messages.is_empty()
-            && !self
-                .messages
-                .iter()
-                .any(|k| *k == m.info.id || k == m.key.as_str())
-        {
-            return false;
-        }
-        self.ids.as_ref().is_none_or(|ids| ids.contains(&m.info.id))
-    }
-}
+/// Header rows are read in pages of this many.
+const PAGE: usize = 1000;
 
 /// The source mailbox and its selected messages, in creation order.
-pub(super) fn select(ix: &dyn Index, sel: &Selection) -> Result<(String, Vec<Candidate>), Error> {
+pub(super) fn select(
+    ix: &dyn Index,
+    store: &dyn MessageStore,
+    sel: &Selection,
+) -> Result<(String, Vec<Candidate>), Error> {
     let mailboxes: Vec<String> = ix.saved_counts()?.into_iter().map(|(m, _, _)| m).collect();
     let source = match &sel.mailbox {
         Some(m) if mailboxes.contains(m) => m.clone(),
@@ -87,6 +42,23 @@ pub(super) fn select(ix: &dyn Index, sel: &Selection) -> Result<(String, Vec<Can
             });
         }
     };
+    // The selection is the index's answer, as for `search` and `export`: header rows of a
+    // backup made before they were indexed are read first (once).
+    crate::headers::backfill(ix, store)?;
+    let sel = Selection {
+        mailbox: Some(source.clone()),
+        ..sel.clone()
+    };
+    let mut selected = HashSet::new();
+    let mut after = None;
+    loop {
+        let page = ix.select(&sel, Order::Folder, after.as_ref(), PAGE)?;
+        selected.extend(page.iter().map(|h| h.headers.id.clone()));
+        match page.last() {
+            Some(h) if page.len() == PAGE => after = Some(h.cursor()),
+            _ => break,
+        }
+    }
     let remote: HashMap<String, MessageInfo> = ix
         .remote_messages(&source)?
         .into_iter()
@@ -96,6 +68,7 @@ pub(super) fn select(ix: &dyn Index, sel: &Selection) -> Result<(String, Vec<Can
     let mut out: Vec<Candidate> = ix
         .saved(Some(&source))?
         .into_iter()
+        .filter(|row| selected.contains(&row.id))
         .map(|row| {
             let info = remote.get(&row.id).cloned().unwrap_or_else(|| MessageInfo {
                 mailbox: source.clone(),
@@ -109,7 +82,6 @@ pub(super) fn select(ix: &dyn Index, sel: &Selection) -> Result<(String, Vec<Can
                 folder_path,
             }
         })
-        .filter(|c| sel.matches(c))
         .collect();
     out.sort_by(|a, b| a.info.created.cmp(&b.info.created));
     Ok((source, out))

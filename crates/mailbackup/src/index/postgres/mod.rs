@@ -255,14 +255,14 @@ fn upsert_headers(c: &mut impl GenericClient, h: &HeaderRow) -> Result<(), postg
     c.execute(
         "INSERT INTO headers(mailbox, id, path, from_addr, to_addr, cc_addr, subject, date,
            message_id, folder_id, size, has_attachment, is_read,
-           subject_words, from_words, to_words, cc_words)
-         VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+           subject_words, from_words, to_words, cc_words, created)
+         VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
          ON CONFLICT(mailbox, id) DO UPDATE SET path=excluded.path, from_addr=excluded.from_addr,
            to_addr=excluded.to_addr, cc_addr=excluded.cc_addr, subject=excluded.subject,
            date=excluded.date, message_id=excluded.message_id, folder_id=excluded.folder_id,
            size=excluded.size, has_attachment=excluded.has_attachment, is_read=excluded.is_read,
            subject_words=excluded.subject_words, from_words=excluded.from_words,
-           to_words=excluded.to_words, cc_words=excluded.cc_words",
+           to_words=excluded.to_words, cc_words=excluded.cc_words, created=excluded.created",
         &[
             &h.mailbox,
             &h.id,
@@ -281,6 +281,7 @@ fn upsert_headers(c: &mut impl GenericClient, h: &HeaderRow) -> Result<(), postg
             &words::stored(&h.from),
             &words::stored(&h.to),
             &words::stored(&h.cc),
+            &h.created,
         ],
     )?;
     Ok(())
@@ -318,7 +319,7 @@ impl Sql {
 }
 
 const HIT_COLUMNS: &str = "h.seq, h.mailbox, h.id, h.path, h.from_addr, h.to_addr, h.cc_addr,
-  h.subject, h.date, h.message_id, h.folder_id, h.size, h.has_attachment, h.is_read";
+  h.subject, h.date, h.message_id, h.folder_id, h.size, h.has_attachment, h.is_read, h.created";
 
 /// `FROM ... WHERE ...` of a selection (and, for [`Order::Folder`], the cursor).
 fn select_from(selection: &Selection, after: Option<&Cursor>) -> Sql {
@@ -329,7 +330,7 @@ fn select_from(selection: &Selection, after: Option<&Cursor>) -> Sql {
                 .into(),
         params: Vec::new(),
     };
-    for t in &selection.query.terms {
+    for t in &selection.terms() {
         let cond = match t {
             Term::Text {
                 field,
@@ -370,14 +371,20 @@ fn select_from(selection: &Selection, after: Option<&Cursor>) -> Sql {
         q.text.push_str(" AND ");
         q.text.push_str(&cond);
     }
-    if !selection.keys.is_empty() {
-        let keys: Vec<String> = selection
-            .keys
-            .iter()
-            .map(|k| k.as_str().to_string())
-            .collect();
-        let p = q.bind(keys);
-        q.text.push_str(&format!(" AND h.path = ANY({p})"));
+    let (from, before) = selection.created_bounds();
+    if let Some(t) = from {
+        let p = q.bind(t);
+        q.text.push_str(&format!(" AND h.created >= {p}"));
+    }
+    if let Some(t) = before {
+        let p = q.bind(t);
+        q.text.push_str(&format!(" AND h.created < {p}"));
+    }
+    if !selection.messages.is_empty() {
+        // Each is a key or a Graph id.
+        let p = q.bind(selection.messages.clone());
+        q.text
+            .push_str(&format!(" AND (h.path = ANY({p}) OR h.id = ANY({p}))"));
     }
     if let Some(c) = after {
         let (m, f, s) = (
@@ -404,13 +411,14 @@ fn hit(r: &Row) -> Result<Hit, Error> {
             cc: r.get(6),
             subject: r.get(7),
             date: r.get(8),
+            created: r.get(14),
             message_id: r.get(9),
             folder_id: r.get(10),
             size: r.get::<_, i64>(11).max(0) as u64,
             has_attachment: r.get(12),
             is_read: r.get(13),
         },
-        folder_path: r.get(14),
+        folder_path: r.get(15),
     })
 }
 
@@ -658,9 +666,16 @@ impl Index for PostgresIndex {
         self.rows(&sql, &q.params())?.iter().map(hit).collect()
     }
 
-    fn count(&self, selection: &Selection) -> Result<u64, Error> {
-        let q = select_from(selection, None);
-        let rows = self.rows(&format!("SELECT COUNT(*) {}", q.text), &q.params())?;
+    fn count(&self, selection: &Selection, at_most: u64) -> Result<u64, Error> {
+        let mut q = select_from(selection, None);
+        let limit = q.bind(i64::try_from(at_most).unwrap_or(i64::MAX));
+        let rows = self.rows(
+            &format!(
+                "SELECT COUNT(*) FROM (SELECT 1 {} LIMIT {limit}) AS hits",
+                q.text
+            ),
+            &q.params(),
+        )?;
         Ok(count(rows[0].get(0)))
     }
 
@@ -877,6 +892,67 @@ mod tests {
             .collect();
         let want: Vec<i32> = (1..=schema::MIGRATIONS.len() as i32).collect();
         assert_eq!(versions, want);
+    }
+
+    #[test]
+    fn migration_3_takes_creation_times_from_the_remote_mirror() {
+        let url = pg_test_cluster::cluster().new_database();
+        let ix = PostgresIndex::open(&url).expect("open");
+        // A database at version 2 with header rows: one listed with a creation time, one
+        // listed with a malformed one, one no longer listed.
+        for sql in [
+            "DROP INDEX headers_by_created",
+            "DROP INDEX headers_by_id",
+            "ALTER TABLE headers DROP COLUMN created",
+            "DELETE FROM schema_version WHERE version >= 3",
+        ] {
+            ix.exec(sql, &[]).unwrap();
+        }
+        for (id, created) in [("listed", "2024-03-05T23:30:00.5Z"), ("odd", "yesterday")] {
+            let info = serde_json::to_string(&MessageInfo {
+                mailbox: "me".into(),
+                id: id.into(),
+                created: Some(created.into()),
+                ..Default::default()
+            })
+            .unwrap();
+            ix.exec(
+                "INSERT INTO remote(mailbox, id, folder_id, info) VALUES('me', $1, 'f', $2)",
+                &[&id, &info],
+            )
+            .unwrap();
+        }
+        for id in ["listed", "odd", "gone"] {
+            ix.exec(
+                "INSERT INTO headers(mailbox, id, path, from_addr, to_addr, cc_addr, subject,
+                   folder_id, size, has_attachment, subject_words, from_words, to_words,
+                   cc_words)
+                 VALUES('me', $1, 'k/' || $1 || '.eml', '', '', '', '', 'f', 1, false, '', '',
+                   '', '')",
+                &[&id],
+            )
+            .unwrap();
+        }
+        drop(ix);
+        let ix = PostgresIndex::open(&url).expect("migrated");
+        let sel = Selection {
+            created_from: chrono::NaiveDate::from_ymd_opt(2024, 3, 5),
+            created_to: chrono::NaiveDate::from_ymd_opt(2024, 3, 5),
+            ..Default::default()
+        };
+        let hits = ix.select(&sel, Order::Newest, None, 10).unwrap();
+        let got: Vec<(String, Option<String>)> = hits
+            .into_iter()
+            .map(|h| (h.headers.id, h.headers.created))
+            .collect();
+        assert_eq!(
+            got,
+            [(
+                "listed".to_string(),
+                Some("2024-03-05T23:30:00Z".to_string())
+            )]
+        );
+        assert_eq!(ix.count(&Selection::default(), u64::MAX).unwrap(), 3);
     }
 
     #[test]

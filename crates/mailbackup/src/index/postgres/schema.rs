@@ -72,6 +72,20 @@ CREATE TABLE leases(
   done_at TIMESTAMPTZ);
 CREATE INDEX leases_by_worker ON leases(worker);
 "#,
+    // 3: the creation time of each header row (`--created-from`/`--created-to` of search,
+    // export and restore), filled from the remote mirror for messages still listed, and the
+    // Graph id indexed (a selection names messages by key or id).
+    r#"
+ALTER TABLE headers ADD COLUMN created TEXT COLLATE "C";
+UPDATE headers h
+  SET created = to_char((r.info::json ->> 'created')::timestamptz AT TIME ZONE 'UTC',
+                        'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+  FROM remote r
+  WHERE r.mailbox = h.mailbox AND r.id = h.id
+    AND r.info::json ->> 'created' ~ '^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}';
+CREATE INDEX headers_by_created ON headers(created);
+CREATE INDEX headers_by_id ON headers(id);
+"#,
 ];
 
 /// Key of the advisory lock held while migrating (any constant unique to this schema).

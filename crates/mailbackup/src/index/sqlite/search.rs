@@ -32,7 +32,8 @@ pub(super) fn select_sql(
     use rusqlite::types::Value;
     let mut sql = format!(
         "SELECT h.seq, h.mailbox, h.id, h.path, h.from_addr, h.to_addr, h.cc_addr, h.subject,
-           h.date, h.message_id, h.folder_id, h.size, h.has_attachment, h.is_read, {FOLDER_PATH}
+           h.date, h.message_id, h.folder_id, h.size, h.has_attachment, h.is_read, {FOLDER_PATH},
+           h.created
          FROM headers h {} LEFT JOIN folders f ON f.mailbox=h.mailbox AND f.folder_id=h.folder_id
          WHERE 1=1",
         if by_date {
@@ -53,7 +54,7 @@ pub(super) fn select_sql(
             Value::Text(m),
         );
     }
-    for t in &selection.query.terms {
+    for t in &selection.terms() {
         match t {
             Term::Text { .. } => {}
             Term::After(d) => bind(
@@ -86,15 +87,26 @@ pub(super) fn select_sql(
             Term::Read(r) => bind(&mut sql, " AND h.is_read = ?", Value::Integer(*r as i64)),
         }
     }
-    if !selection.keys.is_empty() {
-        sql.push_str(" AND h.path IN (");
-        for (i, k) in selection.keys.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
+    let (from, before) = selection.created_bounds();
+    if let Some(t) = from {
+        bind(&mut sql, " AND h.created >= ?", Value::Text(t));
+    }
+    if let Some(t) = before {
+        bind(&mut sql, " AND h.created < ?", Value::Text(t));
+    }
+    if !selection.messages.is_empty() {
+        // Each is a key or a Graph id: both lists hold them all (the path and the id indexes
+        // answer them).
+        for column in [" AND (h.path IN (", ") OR h.id IN ("] {
+            sql.push_str(column);
+            for (i, m) in selection.messages.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                bind(&mut sql, "?", Value::Text(m.clone()));
             }
-            bind(&mut sql, "?", Value::Text(k.as_str().to_string()));
         }
-        sql.push(')');
+        sql.push_str("))");
     }
     match order {
         // Counting: any order.
@@ -137,6 +149,7 @@ fn hit(r: &rusqlite::Row<'_>) -> rusqlite::Result<Hit> {
             cc: r.get(6)?,
             subject: r.get(7)?,
             date: r.get(8)?,
+            created: r.get(15)?,
             message_id: r.get(9)?,
             folder_id: r.get(10)?,
             size: r.get::<_, i64>(11)?.max(0) as u64,
@@ -328,7 +341,7 @@ mod tests {
         let ids = |q: &str| -> Vec<String> {
             let sel = Selection {
                 query: crate::search::Query::parse(q).unwrap(),
-                keys: Vec::new(),
+                ..Default::default()
             };
             ix.select(&sel, Order::Newest, None, 5)
                 .unwrap()
@@ -424,7 +437,7 @@ mod tests {
         ] {
             let sel = Selection {
                 query: crate::search::Query::parse(q).unwrap(),
-                keys: Vec::new(),
+                ..Default::default()
             };
             let m = sel.query.fts_match().unwrap();
             for limit in [0, 1, 7, 50, 500, 5000] {
