@@ -1,5 +1,6 @@
 //! The behaviour every [`Journal`] must have, rule by rule as stated on the trait (the
-//! outbound queue and alerts in `conformance/queue.rs`). A backend's
+//! outbound queue and alerts in `conformance/queue.rs`, alert delivery and alert conditions in
+//! `conformance/alert_delivery.rs`). A backend's
 //! tests call [`journal`] with an empty journal, and [`reopened`] with a function that opens the
 //! same (initially empty) storage again; each panics with a message naming the broken rule
 //! when the backend misbehaves.
@@ -27,6 +28,7 @@ use super::{
 };
 use crate::stamp::{FileStamp, FileStampExt};
 
+mod alert_delivery;
 mod queue;
 
 /// A file identity with a valid stamp; `counter` tells files of the same name apart.
@@ -111,6 +113,7 @@ pub fn journal(j: &dyn Journal) {
     invalid_stamps_are_never_written(j);
     rows_that_do_not_exist(j);
     queue::rules(j);
+    alert_delivery::rules(j);
 }
 
 fn reception_lifecycle(j: &dyn Journal) {
@@ -733,6 +736,7 @@ pub fn reopened(open: &dyn Fn() -> Arc<dyn Journal>) {
         j.latest_send(&file).expect("latest_send"),
         counts(&*j),
     );
+    let delivering = alert_delivery::record(&*j);
     let queued = queue::record(&*j);
     drop(j);
 
@@ -762,4 +766,5 @@ pub fn reopened(open: &dyn Fn() -> Arc<dyn Journal>) {
         "a recorded hash survives reopening"
     );
     queue::check_reopened(&*j, &queued);
+    alert_delivery::check_reopened(&*j, delivering);
 }

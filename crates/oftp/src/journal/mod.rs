@@ -43,10 +43,12 @@ use chrono::{DateTime, Utc};
 
 use crate::stamp::{FileStamp, FileStampExt};
 
+pub mod alert_delivery;
 pub mod conformance;
 pub mod queue;
 mod sqlite;
 
+pub use alert_delivery::{DeliveryOutcome, DueDelivery, RaiseAgain};
 pub use queue::{
     Alert, AlertKind, NewAlert, QueueChange, QueueState, QueuedFile, QueuedSend, TransferDetail,
     TransferFilter, Transition, TransitionRefused,
@@ -524,6 +526,43 @@ pub trait Journal: fmt::Debug + Send + Sync {
     /// Acknowledges alert `id` at `at` and returns it as it is after; `None` if there is no
     /// such alert. Acknowledging it again keeps the first acknowledgement's time.
     fn acknowledge_alert(&self, id: i64, at: DateTime<Utc>) -> Result<Option<Alert>, JournalError>;
+
+    // ---- alert delivery and conditions ([`alert_delivery`]) ------------------------------
+
+    /// Raises `alert` at `at` for the condition `key` and returns its id, unless the key
+    /// already has an alert on record and `again` does not allow another: then `None` and
+    /// nothing changes. The new alert becomes the key's alert.
+    fn raise_alert_once(
+        &self,
+        key: &str,
+        alert: &NewAlert,
+        at: DateTime<Utc>,
+        again: RaiseAgain,
+    ) -> Result<Option<i64>, JournalError>;
+
+    /// Forgets the condition `key` (its alert stays): the next `raise_alert_once` for it
+    /// raises a new alert. Returns whether the key was on record.
+    fn clear_alert_key(&self, key: &str) -> Result<bool, JournalError>;
+
+    /// For each of `channels`: the alerts not yet delivered to it that are due at `now` (never
+    /// tried, or retried with `next_attempt_at <= now`; not delivered or given up), oldest
+    /// first, at most `limit` per channel.
+    fn due_alert_deliveries(
+        &self,
+        channels: &[String],
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, JournalError>;
+
+    /// Records an attempt at `at` to deliver alert `alert_id` to `channel` (counted in its
+    /// attempts). An unknown alert id is ignored.
+    fn record_alert_delivery(
+        &self,
+        alert_id: i64,
+        channel: &str,
+        outcome: &DeliveryOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), JournalError>;
 }
 
 impl dyn Journal {

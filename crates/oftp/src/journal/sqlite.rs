@@ -23,12 +23,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Alert, Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
-    NewAlert, PartialReception, QueueChange, QueuedFile, QueuedSend, ReceiveState, ReceivedEntry,
-    SendState, SentEntry, TransferDetail, TransferFilter,
+    Alert, Checkpoint, DeliveryOutcome, Direction, DueDelivery, EndResponseEntry, FileKey, Journal,
+    JournalError, LocalFileId, NewAlert, PartialReception, QueueChange, QueuedFile, QueuedSend,
+    RaiseAgain, ReceiveState, ReceivedEntry, SendState, SentEntry, TransferDetail, TransferFilter,
 };
 use crate::stamp::{FileStamp, FileStampExt};
 
+mod alert_delivery;
 mod queue;
 mod schema;
 #[cfg(test)]
@@ -688,5 +689,38 @@ impl Journal for SqliteJournal {
 
     fn acknowledge_alert(&self, id: i64, at: DateTime<Utc>) -> Result<Option<Alert>, JournalError> {
         self.alerts_acknowledge(id, at)
+    }
+
+    fn raise_alert_once(
+        &self,
+        key: &str,
+        alert: &NewAlert,
+        at: DateTime<Utc>,
+        again: RaiseAgain,
+    ) -> Result<Option<i64>, JournalError> {
+        self.alerts_raise_once(key, alert, at, again)
+    }
+
+    fn clear_alert_key(&self, key: &str) -> Result<bool, JournalError> {
+        self.alerts_clear_key(key)
+    }
+
+    fn due_alert_deliveries(
+        &self,
+        channels: &[String],
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, JournalError> {
+        self.deliveries_due(channels, now, limit)
+    }
+
+    fn record_alert_delivery(
+        &self,
+        alert_id: i64,
+        channel: &str,
+        outcome: &DeliveryOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.deliveries_record(alert_id, channel, outcome, at)
     }
 }

@@ -102,7 +102,7 @@ impl QueueRow {
 }
 
 /// Starts a transaction that holds the write lock from its first statement.
-fn immediate(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+pub(super) fn immediate(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
     Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
@@ -124,7 +124,7 @@ fn record_transition(
 }
 
 impl SqliteJournal {
-    fn time(&self, ms: i64) -> Result<DateTime<Utc>, JournalError> {
+    pub(super) fn time(&self, ms: i64) -> Result<DateTime<Utc>, JournalError> {
         DateTime::from_timestamp_millis(ms)
             .ok_or_else(|| self.corrupt(format!("time {ms} ms out of range")))
     }
@@ -423,7 +423,7 @@ impl SqliteJournal {
             .next())
     }
 
-    fn select_alerts(
+    pub(super) fn select_alerts(
         &self,
         conn: &Connection,
         tail: &str,

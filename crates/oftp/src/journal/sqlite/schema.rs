@@ -21,6 +21,7 @@ pub(super) fn prepare(conn: &Connection, path: &Path) -> Result<Vec<String>, rus
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(SET_ASIDE_TABLE)?;
     conn.execute_batch(QUEUE_TABLES)?;
+    conn.execute_batch(super::alert_delivery::ALERT_DELIVERY_TABLES)?;
     set_aside_invalid_stamps(conn, path)
 }
 
