@@ -207,6 +207,10 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
             .check()
             .with_context(|| ctx(&format!("[[partners]] {:?}", entry.partner.name)))?;
     }
+    file.gateway
+        .alerts
+        .check()
+        .with_context(|| path.display().to_string())?;
     let partners = PartnerTable::new(file.partners.iter().map(|e| e.partner.clone()))
         .with_context(|| ctx("[[partners]]"))?;
     let name_format = NameFormat::new(file.server.received_file_name_format.clone())

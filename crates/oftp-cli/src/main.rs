@@ -32,6 +32,7 @@ use oftp::oftp_proto::codec::FileFormat;
 use oftp::stamp::FileStampExt;
 use oftp::store::StorePolicy;
 use oftp::{Client, ClientConfig, FileOutcome, OutgoingFile, Server, ServerConfig};
+use oftp_gateway::alerts;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -396,6 +397,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     } else {
         None
     };
+    let alerts = start_alerts(&loaded, &sec).with_context(|| path.display().to_string())?;
     let mut running = Vec::new();
     if !tls.enabled || tls.plain {
         running.push(("plain", base.start().await?));
@@ -425,7 +427,34 @@ async fn serve(args: ServeArgs) -> Result<()> {
     for (_, server) in running {
         server.shutdown().await;
     }
+    alerts.shutdown().await;
     Ok(())
+}
+
+/// Starts alert delivery and the watchdogs (`[gateway.alerts]`) on the server's journal.
+fn start_alerts(
+    loaded: &config::Loaded,
+    sec: &std::sync::Arc<oftp::security::SecurityContext>,
+) -> Result<alerts::Alerts> {
+    let journal: std::sync::Arc<dyn oftp::journal::Journal> =
+        SqliteJournal::open_in_dir(&loaded.data_dir)?.into();
+    let f = &loaded.file;
+    let partners: Vec<(String, String)> = loaded
+        .partners
+        .iter()
+        .map(|p| (p.name.clone(), p.ssid.to_string()))
+        .collect();
+    let sec = sec.clone();
+    let watchdog = alerts::Watchdog::new(
+        journal.clone(),
+        f.gateway.alerts.watchdog.clone(),
+        &f.partners,
+        loaded.data_dir.clone(),
+    )
+    .certificates(std::sync::Arc::new(move || {
+        alerts::certificates_of(&sec, &partners)
+    }));
+    Ok(alerts::Alerts::start(journal, &f.gateway.alerts, watchdog)?)
 }
 
 async fn wait_for_signal() {

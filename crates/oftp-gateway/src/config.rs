@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use oftp::config::Partner;
 
+use crate::alerts::AlertsConfig;
 use crate::outbox::WatchSettings;
 use crate::retry::{RetryConfig, RetryConfigError, RetryPolicy};
 use crate::schedule::{Schedule, ScheduleConfig, ScheduleError};
@@ -46,6 +47,9 @@ pub struct PartnerGateway {
     pub schedule: Option<ScheduleConfig>,
     /// How failed sends are retried ([`crate::retry`]).
     pub retry: RetryConfig,
+    /// Hours a sent file may wait for its EERP/NERP before an alert is raised
+    /// ([`crate::alerts::watchdog`]; at least 1).
+    pub eerp_timeout_hours: u32,
 }
 
 impl Default for PartnerGateway {
@@ -55,14 +59,20 @@ impl Default for PartnerGateway {
             max_sessions: 1,
             schedule: None,
             retry: RetryConfig::default(),
+            eerp_timeout_hours: 24,
         }
     }
 }
 
 impl PartnerGateway {
     /// The keys of a `[[partners]]` entry that belong to the gateway (every field above).
-    pub const KEYS: &'static [&'static str] =
-        &["call_on_new_file", "max_sessions", "schedule", "retry"];
+    pub const KEYS: &'static [&'static str] = &[
+        "call_on_new_file",
+        "max_sessions",
+        "schedule",
+        "retry",
+        "eerp_timeout_hours",
+    ];
 
     /// Checks what serde cannot: a schedule that parses and can match, a usable retry policy,
     /// at least one session. The error names the key and says what to write.
@@ -74,6 +84,9 @@ impl PartnerGateway {
             Schedule::try_from(schedule)?;
         }
         RetryPolicy::try_from(&self.retry)?;
+        if self.eerp_timeout_hours == 0 {
+            return Err(GatewayConfigError::NoEerpTimeout);
+        }
         Ok(())
     }
 }
@@ -85,6 +98,9 @@ pub enum GatewayConfigError {
     /// `max_sessions = 0`.
     #[error("max_sessions must be at least 1")]
     NoSessions,
+    /// `eerp_timeout_hours = 0`.
+    #[error("eerp_timeout_hours must be at least 1")]
+    NoEerpTimeout,
     /// `[partners.schedule]`.
     #[error("[partners.schedule]: {0}")]
     Schedule(#[from] ScheduleError),
@@ -156,6 +172,8 @@ impl Serialize for PartnerEntry {
 pub struct GatewaySection {
     /// How outboxes are watched ([`crate::outbox::watch`]).
     pub outbox: WatchSettings,
+    /// Alert channels and watchdogs ([`crate::alerts`]).
+    pub alerts: AlertsConfig,
 }
 
 impl GatewaySection {

@@ -10,12 +10,15 @@
 //!   written (ignored temporary names, atomic rename into a queue, fsync before the report),
 //!   watched with file system events and a polling fallback.
 //!
+//! - [`alerts`]: alert delivery to webhooks and mail from a durable queue in the journal, and
+//!   the watchdogs (EERP overdue, certificates expiring, disk space low).
 //! - [`config`]: the gateway's keys of `oftp.toml`; [`ops`]: the seam to the control channel
 //!   and the HTTP API; [`handler`]: the runtime's events, handed to the parts.
 //!
 //! The crate README lists what the gateway still needs and where these parts plug in.
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod config;
 pub mod handler;
 pub mod ops;
