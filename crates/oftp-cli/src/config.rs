@@ -174,6 +174,7 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
         &mut file.tls,
         file.partners.iter_mut().map(|e| &mut e.partner),
     );
+    file.gateway.alerts.resolve_paths(&base);
     for p in file.partners.iter_mut().map(|e| &mut e.partner) {
         for dir in [&mut p.inbox, &mut p.outbox].into_iter().flatten() {
             if dir.is_relative() {

@@ -64,7 +64,7 @@ pub struct Channel {
 
 #[derive(Debug, Clone)]
 enum ChannelKind {
-    Webhook(webhook::Webhook),
+    Webhook(Box<webhook::Webhook>),
     Mail(smtp_mail::Mailer),
 }
 
@@ -90,7 +90,7 @@ impl Channel {
     pub fn webhook(name: impl Into<String>, hook: webhook::Webhook) -> Self {
         Channel {
             name: name.into(),
-            kind: ChannelKind::Webhook(hook.attempts(1)),
+            kind: ChannelKind::Webhook(Box::new(hook.attempts(1))),
         }
     }
 

@@ -3,7 +3,7 @@
 //! when the channels are built ([`super::channel::Channels::from_config`]).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -265,6 +265,20 @@ impl AlertsConfig {
         Ok(())
     }
 
+    /// Makes the relative secret and password file paths relative to `base` (the directory
+    /// of the configuration file), as the other paths of `oftp.toml` are.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let files = self.webhook.iter_mut().map(|w| &mut w.secret_file);
+        for file in files
+            .chain(self.mail.iter_mut().map(|m| &mut m.password_file))
+            .flatten()
+        {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+    }
+
     /// The names of every channel, webhooks first, in configuration order.
     pub fn channel_names(&self) -> Vec<String> {
         let hooks = self.webhook.iter().map(|w| w.name.clone());
@@ -387,6 +401,26 @@ mod tests {
                 "{base}server = \"smtp.example.com\"\nsecurity = \"tls\"\nusername = \"u\"\npassword_env = \"P\"\n"
             )),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn relative_secret_files_are_read_from_the_configuration_directory() {
+        let mut c: AlertsConfig = toml::from_str(&format!(
+            "{HOOK}secret_file = \"hook-secret\"\n[[mail]]\nname = \"m\"\nserver = \"h\"\n\
+             from = \"a@example.com\"\nto = [\"b@example.com\"]\nusername = \"u\"\n\
+             password_file = \"/etc/oftp/smtp\"\n"
+        ))
+        .unwrap();
+        c.resolve_paths(std::path::Path::new("/srv/oftp"));
+        assert_eq!(
+            c.webhook[0].secret_file.as_deref(),
+            Some(std::path::Path::new("/srv/oftp/hook-secret"))
+        );
+        assert_eq!(
+            c.mail[0].password_file.as_deref(),
+            Some(std::path::Path::new("/etc/oftp/smtp")),
+            "absolute paths stay"
         );
     }
 

@@ -317,14 +317,21 @@ mod tests {
 
     #[test]
     fn a_schedule_with_unusable_numbers_is_refused() {
-        let mut c = DeliveryConfig::default();
-        c.first_delay_secs = 0;
-        assert!(DeliverySchedule::try_from(&c).is_err());
-        c = DeliveryConfig::default();
-        c.jitter = 1.5;
-        assert!(DeliverySchedule::try_from(&c).is_err());
-        c = DeliveryConfig::default();
-        c.max_delay_secs = 1;
-        assert!(DeliverySchedule::try_from(&c).is_err());
+        for bad in [
+            DeliveryConfig {
+                first_delay_secs: 0,
+                ..DeliveryConfig::default()
+            },
+            DeliveryConfig {
+                jitter: 1.5,
+                ..DeliveryConfig::default()
+            },
+            DeliveryConfig {
+                max_delay_secs: 1,
+                ..DeliveryConfig::default()
+            },
+        ] {
+            assert!(DeliverySchedule::try_from(&bad).is_err(), "{bad:?}");
+        }
     }
 }
