@@ -218,7 +218,7 @@ impl Mailer {
             .map(drop)
             .map_err(|e| SendError {
                 transient: !e.is_permanent(),
-                text: format!("SMTP {}:{}: {e}", self.server, self.port),
+                text: e.to_string(),
             })
     }
 }
@@ -287,6 +287,5 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.is_transient(), "{e}");
-        assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
     }
 }

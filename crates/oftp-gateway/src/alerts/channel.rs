@@ -119,7 +119,7 @@ impl Channel {
                 let (subject, text) = mail_text(alert);
                 mailer.send(&subject, &text).await.map_err(|e| SendFailed {
                     refused: !e.is_transient(),
-                    text: e.to_string(),
+                    text: format!("SMTP {}:{}: {e}", mailer.server(), mailer.server_port()),
                 })
             }
         }
@@ -127,7 +127,7 @@ impl Channel {
 }
 
 /// The subject and text of an alert mail.
-pub fn mail_text(alert: &Alert) -> (String, String) {
+fn mail_text(alert: &Alert) -> (String, String) {
     let a = &alert.alert;
     let about = a
         .partner

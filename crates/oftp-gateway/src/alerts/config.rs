@@ -89,19 +89,6 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// Where a secret comes from: a file (its first line) or an environment variable, never the
-/// configuration itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretSource {
-    /// A file holding the secret (its first line).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<PathBuf>,
-    /// An environment variable holding the secret.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub env: Option<String>,
-}
-
 /// One `[[gateway.alerts.webhook]]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -277,14 +264,6 @@ impl AlertsConfig {
                 *file = base.join(&*file);
             }
         }
-    }
-
-    /// The names of every channel, webhooks first, in configuration order.
-    pub fn channel_names(&self) -> Vec<String> {
-        let hooks = self.webhook.iter().map(|w| w.name.clone());
-        hooks
-            .chain(self.mail.iter().map(|m| m.name.clone()))
-            .collect()
     }
 }
 

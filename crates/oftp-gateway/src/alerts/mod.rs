@@ -52,7 +52,7 @@ impl Alerts {
         let schedule = DeliverySchedule::try_from(&config.delivery)
             .map_err(|e| AlertsConfigError(format!(" delivery: {e}")))?;
         if channels.is_empty() {
-            tracing::warn!(
+            tracing::info!(
                 "no alert channels configured ([[gateway.alerts.webhook]], \
                  [[gateway.alerts.mail]]): alerts are only kept in the journal (oftp alerts)"
             );

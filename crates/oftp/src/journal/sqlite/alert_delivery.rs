@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteJournal;
-use super::queue::{immediate, ms};
+use super::queue::{immediate, insert_alert, ms};
 use crate::journal::{DeliveryOutcome, DueDelivery, JournalError, NewAlert, RaiseAgain};
 
 /// The tables, created when a journal is opened (a journal of an earlier version gets them
@@ -65,18 +65,7 @@ impl SqliteJournal {
         if !raise {
             return Ok(None);
         }
-        tx.execute(
-            "INSERT INTO alerts (kind, partner, file, text, raised_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                a.kind.as_str(),
-                a.partner.as_deref().map(str::trim_end),
-                a.file,
-                a.text,
-                ms(at)
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        let id = tx.last_insert_rowid();
+        let id = insert_alert(&tx, a, at).map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO alert_keys (key, alert_id) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET alert_id = excluded.alert_id",
