@@ -642,3 +642,44 @@ async fn low_disk_space_raises_once_while_low_and_again_after_it_recovered() {
     );
     assert_eq!(open_of(&*j, AlertKind::DiskSpaceLow).len(), 2);
 }
+
+#[tokio::test]
+async fn a_receiver_that_hangs_does_not_hold_up_the_other_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    // A webhook receiver that accepts and never answers (timeout_secs = 10 below).
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            held.push(s);
+        }
+    });
+    let (port, mails) = smtp_sink().await;
+    std::fs::write(dir.path().join("s"), SECRET).unwrap();
+    let config: AlertsConfig = toml::from_str(&format!(
+        "[[webhook]]\nname = \"hook\"\nurl = \"http://{hang_addr}/\"\nsecret_file = {:?}\n\
+         timeout_secs = 10\n\
+         [[mail]]\nname = \"mail\"\nserver = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
+         from = \"oftp@example.com\"\nto = [\"ops@example.com\"]\n",
+        dir.path().join("s")
+    ))
+    .unwrap();
+    let j = journal(dir.path());
+    let now = Utc::now();
+    j.raise_alert(&alert(AlertKind::FileFailed, "x"), now)
+        .unwrap();
+    let d = deliverer(j, &config);
+    let pass = tokio::spawn(async move { d.deliver_due(now).await.unwrap() });
+    let mut waited = Duration::ZERO;
+    while mails.lock().unwrap().is_empty() {
+        assert!(
+            waited < Duration::from_secs(8),
+            "the mail waited for the hanging webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    let r = pass.await.unwrap();
+    assert_eq!((r.delivered, r.retrying), (1, 1));
+}

@@ -140,10 +140,35 @@ impl Deliverer {
             .journal
             .call(move |j| j.due_alert_deliveries(&names, now, BATCH))
             .await?;
+        // Channels in parallel (a receiver that hangs until its timeout holds up only its
+        // own deliveries), each channel's alerts in order.
+        let passes = self.channels.iter().map(|channel| {
+            let mine: Vec<DueDelivery> = due
+                .iter()
+                .filter(|d| d.channel == channel.name())
+                .cloned()
+                .collect();
+            self.deliver_on(channel, mine, now)
+        });
+        for pass in futures_util::future::join_all(passes).await {
+            let pass = pass?;
+            report.delivered += pass.delivered;
+            report.retrying += pass.retrying;
+            report.given_up += pass.given_up;
+        }
+        Ok(report)
+    }
+
+    /// The due deliveries of one channel, one after the other, each outcome recorded before
+    /// the next attempt.
+    async fn deliver_on(
+        &self,
+        channel: &Channel,
+        due: Vec<DueDelivery>,
+        now: DateTime<Utc>,
+    ) -> Result<PassReport, JournalError> {
+        let mut report = PassReport::default();
         for d in due {
-            let Some(channel) = self.channels.iter().find(|c| c.name() == d.channel) else {
-                continue;
-            };
             let outcome = self.attempt(channel, &d, now).await;
             match &outcome {
                 DeliveryOutcome::Delivered => report.delivered += 1,
