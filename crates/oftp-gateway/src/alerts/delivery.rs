@@ -1,7 +1,8 @@
 //! The delivery queue: every alert in the journal goes to every channel at least once.
 //!
 //! A pass ([`Deliverer::deliver_due`]) asks the journal for the alerts due on each channel
-//! (never tried, or a retry whose time has come), makes one attempt each, and records the
+//! (never tried, or a retry whose time has come), makes one attempt each (channels in
+//! parallel, each channel's alerts in order), and records the
 //! outcome before the next: delivered; failed, tried again after a back-off with jitter
 //! ([`DeliverySchedule`]); or given up once the alert is older than `give_up_after_hours`
 //! (logged as an error; the alert stays open in the journal for `oftp alerts`). Because the
