@@ -1,5 +1,6 @@
 //! Notifications at the end of `mailbackup run`: a signed webhook (crates/webhook) and mail
-//! over SMTP (`lettre` 0.11, STARTTLS through rustls; plain SMTP only to a loopback address).
+//! over SMTP (crates/smtp-mail: `lettre` 0.11, STARTTLS or implicit TLS through rustls; plain
+//! SMTP only to a loopback address).
 //!
 //! Runs that failed, were aborted or completed with warnings always notify; completed runs only
 //! with `--notify-success` / `notify.success`. A notification that cannot be delivered is logged
@@ -9,9 +10,6 @@
 use crate::run_report::{Outcome, RunSummary};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use lettre::message::header::ContentType;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,16 +36,9 @@ pub(crate) struct NotifyArgs {
     pub(crate) mail_to: Vec<String>,
 }
 
-/// How the SMTP connection is protected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum SmtpSecurity {
-    /// STARTTLS, required (port 587 by default).
-    #[default]
-    Starttls,
-    /// Plain SMTP, only to a loopback address (a local relay; port 25 by default).
-    None,
-}
+/// How the SMTP connection is protected (`starttls`, `tls` or `none`; shared with the OFTP
+/// gateway's alerts).
+pub(crate) use smtp_mail::Security as SmtpSecurity;
 
 /// `[notify]` table of the config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -68,22 +59,12 @@ pub(crate) struct NotifyFile {
     pub(crate) mail_to: Option<Vec<String>>,
 }
 
-/// Mail settings, checked before the run starts.
-struct Mail {
-    server: String,
-    port: u16,
-    security: SmtpSecurity,
-    credentials: Option<Credentials>,
-    from: lettre::message::Mailbox,
-    to: Vec<lettre::message::Mailbox>,
-}
-
 /// Where to notify, checked before the run starts (a mistake fails the run at once, not after
 /// hours of backup).
 pub(crate) struct Notifier {
     success: bool,
     webhook: Option<webhook::Webhook>,
-    mail: Option<Mail>,
+    mail: Option<smtp_mail::Mailer>,
 }
 
 /// A config key in seconds (`default` when absent); zero only where `zero_ok`.
@@ -93,15 +74,6 @@ fn seconds(v: Option<f64>, default: f64, key: &str, zero_ok: bool) -> Result<Dur
         .ok()
         .filter(|d| zero_ok || !d.is_zero())
         .with_context(|| format!("notify.{key} = {s} is not a valid number of seconds"))
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Notifier {
@@ -142,39 +114,30 @@ impl Notifier {
                 "mail notifications need an SMTP server: set notify.smtp_server in the config file",
             )?;
             let security = f.smtp_security.unwrap_or_default();
-            if security == SmtpSecurity::None && !is_loopback(&server) {
-                bail!(
-                    "notify.smtp_security = \"none\" is only allowed to a loopback relay, not {server}: use \"starttls\""
-                );
-            }
             let password =
                 crate::auth::secret_from(ENV_SMTP_PASSWORD, f.smtp_password_file.as_deref())?;
-            let credentials = match (&f.smtp_username, password) {
-                (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.expose().to_string())),
-                (Some(_), None) => bail!(
-                    "notify.smtp_username needs a password: set notify.smtp_password_file or env {ENV_SMTP_PASSWORD}"
-                ),
-                (None, _) => None,
-            };
             let from = f
                 .mail_from
                 .as_deref()
                 .context("mail notifications need a sender: set notify.mail_from")?;
-            let parse = |a: &str| {
-                a.parse::<lettre::message::Mailbox>()
-                    .with_context(|| format!("{a:?} is not a mail address"))
+            let mut mailer = match smtp_mail::Mailer::new(server, security, from, &to) {
+                Ok(m) => m,
+                Err(smtp_mail::ConfigError::PlainToRemote { server }) => bail!(
+                    "notify.smtp_security = \"none\" is only allowed to a loopback relay, not {server}: use \"starttls\""
+                ),
+                Err(e) => return Err(e.into()),
             };
-            Some(Mail {
-                port: f.smtp_port.unwrap_or(match security {
-                    SmtpSecurity::Starttls => 587,
-                    SmtpSecurity::None => 25,
-                }),
-                server,
-                security,
-                credentials,
-                from: parse(from)?,
-                to: to.iter().map(|a| parse(a)).collect::<Result<_>>()?,
-            })
+            match (&f.smtp_username, password) {
+                (Some(u), Some(p)) => mailer = mailer.credentials(u.clone(), p.expose()),
+                (Some(_), None) => bail!(
+                    "notify.smtp_username needs a password: set notify.smtp_password_file or env {ENV_SMTP_PASSWORD}"
+                ),
+                (None, _) => {}
+            }
+            if let Some(port) = f.smtp_port {
+                mailer = mailer.port(port);
+            }
+            Some(mailer)
         };
         Ok(Notifier {
             success: a.notify_success || f.success.unwrap_or(false),
@@ -204,21 +167,15 @@ impl Notifier {
                 Ok(()) => tracing::info!("run report mailed"),
                 Err(e) => tracing::error!(
                     "run notification mail not sent through {}:{}: {e:#} (the run's result is unchanged)",
-                    mail.server,
-                    mail.port
+                    mail.server(),
+                    mail.server_port()
                 ),
             }
         }
     }
 }
 
-async fn send_mail(mail: &Mail, summary: &RunSummary, json: &str) -> Result<()> {
-    let mut b = Message::builder()
-        .from(mail.from.clone())
-        .subject(format!("mailbackup: {}", summary.headline()));
-    for to in &mail.to {
-        b = b.to(to.clone());
-    }
+async fn send_mail(mail: &smtp_mail::Mailer, summary: &RunSummary, json: &str) -> Result<()> {
     let text = format!(
         "{}\nstarted {}, finished {}\n\nThe run report (schema version {}):\n\n{json}",
         summary.headline(),
@@ -226,19 +183,8 @@ async fn send_mail(mail: &Mail, summary: &RunSummary, json: &str) -> Result<()> 
         summary.finished,
         summary.schema_version
     );
-    let message = b.header(ContentType::TEXT_PLAIN).body(text)?;
-    let mut t = match mail.security {
-        SmtpSecurity::Starttls => {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&mail.server)?
-        }
-        SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&mail.server),
-    }
-    .port(mail.port)
-    .timeout(Some(Duration::from_secs(30)));
-    if let Some(c) = &mail.credentials {
-        t = t.credentials(c.clone());
-    }
-    t.build().send(message).await?;
+    mail.send(&format!("mailbackup: {}", summary.headline()), &text)
+        .await?;
     Ok(())
 }
 

@@ -174,6 +174,7 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
         &mut file.tls,
         file.partners.iter_mut().map(|e| &mut e.partner),
     );
+    file.gateway.alerts.resolve_paths(&base);
     for e in file.partners.iter_mut() {
         let processed = e
             .gateway
@@ -227,6 +228,10 @@ pub(crate) fn load(path: &Path) -> Result<Loaded> {
             path.display()
         );
     }
+    file.gateway
+        .alerts
+        .check()
+        .with_context(|| path.display().to_string())?;
     let partners = PartnerTable::new(file.partners.iter().map(|e| e.partner.clone()))
         .with_context(|| ctx("[[partners]]"))?;
     let name_format = NameFormat::new(file.server.received_file_name_format.clone())

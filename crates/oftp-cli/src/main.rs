@@ -35,6 +35,7 @@ use oftp::server::RunningServer;
 use oftp::stamp::FileStampExt;
 use oftp::store::StorePolicy;
 use oftp::{FileOutcome, OutgoingFile, Server, ServerConfig};
+use oftp_gateway::alerts;
 use oftp_gateway::{Dialer, Gateway, PartnerPlan, SystemClock};
 use session::SendSetup;
 use std::sync::Arc;
@@ -422,6 +423,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     } else {
         None
     };
+    let alerts =
+        start_alerts(&loaded, &journal, &sec).with_context(|| path.display().to_string())?;
     let mut running = Vec::new();
     if !tls.enabled || tls.plain {
         running.push(("plain", base.start().await?));
@@ -457,6 +460,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     for (_, server) in running {
         server.shutdown().await;
     }
+    alerts.shutdown().await;
     Ok(())
 }
 
@@ -486,6 +490,30 @@ fn partner_plans(loaded: &config::Loaded) -> Vec<PartnerPlan> {
             gateway: e.gateway.clone(),
         })
         .collect()
+}
+
+/// Starts alert delivery and the watchdogs (`[gateway.alerts]`) on the server's journal.
+fn start_alerts(
+    loaded: &config::Loaded,
+    journal: &Arc<dyn Journal>,
+    sec: &Arc<oftp::security::SecurityContext>,
+) -> Result<alerts::Alerts> {
+    let journal = journal.clone();
+    let f = &loaded.file;
+    let partners: Vec<(String, String)> = loaded
+        .partners
+        .iter()
+        .map(|p| (p.name.clone(), p.ssid.to_string()))
+        .collect();
+    let sec = sec.clone();
+    let watchdog = alerts::Watchdog::new(
+        journal.clone(),
+        f.gateway.alerts.watchdog.clone(),
+        &f.partners,
+        loaded.data_dir.clone(),
+    )
+    .certificates(Arc::new(move || alerts::certificates_of(&sec, &partners)));
+    Ok(alerts::Alerts::start(journal, &f.gateway.alerts, watchdog)?)
 }
 
 /// SIGHUP: the partners of the configuration file as it is now. A file that does not load

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use oftp::config::Partner;
 
+use crate::alerts::AlertsConfig;
 use crate::archive::ArchiveSettings;
 use crate::outbox::WatchSettings;
 use crate::postprocess::{EerpAfter, OnReceive, PostProcessConfigError, PostProcessingSettings};
@@ -56,6 +57,9 @@ pub struct PartnerGateway {
     pub on_receive: Option<OnReceive>,
     /// When a received file's EERP goes out ([`crate::postprocess`]).
     pub eerp_after: EerpAfter,
+    /// Hours a sent file may wait for its EERP/NERP before an alert is raised
+    /// ([`crate::alerts::watchdog`]; at least 1).
+    pub eerp_timeout_hours: u32,
 }
 
 impl Default for PartnerGateway {
@@ -68,6 +72,7 @@ impl Default for PartnerGateway {
             alert_after_failed_calls: 3,
             on_receive: None,
             eerp_after: EerpAfter::Stored,
+            eerp_timeout_hours: 24,
         }
     }
 }
@@ -82,6 +87,7 @@ impl PartnerGateway {
         "alert_after_failed_calls",
         "on_receive",
         "eerp_after",
+        "eerp_timeout_hours",
     ];
 
     /// Checks what serde cannot: a schedule that parses and can match, a usable retry policy,
@@ -95,6 +101,9 @@ impl PartnerGateway {
         }
         RetryPolicy::try_from(&self.retry)?;
         crate::postprocess::check(self.on_receive.as_ref(), self.eerp_after)?;
+        if self.eerp_timeout_hours == 0 {
+            return Err(GatewayConfigError::NoEerpTimeout);
+        }
         Ok(())
     }
 }
@@ -106,6 +115,9 @@ pub enum GatewayConfigError {
     /// `max_sessions = 0`.
     #[error("max_sessions must be at least 1")]
     NoSessions,
+    /// `eerp_timeout_hours = 0`.
+    #[error("eerp_timeout_hours must be at least 1")]
+    NoEerpTimeout,
     /// `[partners.schedule]`.
     #[error("[partners.schedule]: {0}")]
     Schedule(#[from] ScheduleError),
@@ -184,6 +196,8 @@ pub struct GatewaySection {
     pub post_processing: PostProcessingSettings,
     /// `[gateway.archive]` ([`crate::archive`]).
     pub archive: ArchiveSettings,
+    /// Alert channels and watchdogs ([`crate::alerts`]).
+    pub alerts: AlertsConfig,
 }
 
 impl GatewaySection {

@@ -16,6 +16,8 @@
 //! - [`archive`]: final files moved to `archive/<partner>/YYYY/MM/`, deleted after
 //!   `archive_days`; journal history pruned after `history_days`.
 //!
+//! - [`alerts`]: alert delivery to webhooks and mail from a durable queue in the journal, and
+//!   the watchdogs (EERP overdue, certificates expiring, disk space low).
 //! - [`config`]: the gateway's keys of `oftp.toml`; [`ops`]: the seam to the control channel
 //!   and the HTTP API; [`handler`]: the runtime's events, handed to the parts.
 //! - [`runtime`]: the running gateway (outbox intake into the journal's queue, one call loop
@@ -25,6 +27,7 @@
 //! The crate README lists what the gateway still needs and where these parts plug in.
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod archive;
 pub mod config;
 pub mod dialer;

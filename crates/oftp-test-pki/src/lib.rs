@@ -117,17 +117,30 @@ impl Pki {
     /// Like [`Pki::leaf`] with a cRLDistributionPoints extension naming `dp_uris` (one
     /// distribution point holding them all).
     pub fn leaf_with_dp(&self, cn: &str, serial: u64, expired: bool, dp_uris: &[&str]) -> Leaf {
+        let not_after = if expired { (2021, 1, 1) } else { (2040, 1, 1) };
+        self.leaf_until(cn, serial, not_after, dp_uris)
+    }
+
+    /// A leaf issued by the CA, valid from 2020-01-01 to the end of the day `(year, month,
+    /// day)` (UTC midnight at its start): a certificate that expires when a test wants.
+    pub fn leaf_expiring(&self, cn: &str, serial: u64, (y, m, d): (i32, u8, u8)) -> Leaf {
+        self.leaf_until(cn, serial, (y, m, d), &[])
+    }
+
+    fn leaf_until(
+        &self,
+        cn: &str,
+        serial: u64,
+        (y, m, d): (i32, u8, u8),
+        dp_uris: &[&str],
+    ) -> Leaf {
         let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
         let mut p = CertificateParams::new(vec![format!("{}.example", cn.to_lowercase())]).unwrap();
         p.distinguished_name.push(DnType::CommonName, cn);
         p.distinguished_name.push(DnType::OrganizationName, "ACME");
         p.serial_number = Some(SerialNumber::from(serial));
         p.not_before = date_time_ymd(2020, 1, 1);
-        p.not_after = if expired {
-            date_time_ymd(2021, 1, 1)
-        } else {
-            date_time_ymd(2040, 1, 1)
-        };
+        p.not_after = date_time_ymd(y, m, d);
         p.use_authority_key_identifier_extension = true;
         // Writes basicConstraints CA:FALSE and a subjectKeyIdentifier (needed for `-keyid`).
         p.is_ca = IsCa::ExplicitNoCa;

@@ -1,5 +1,6 @@
 //! The behaviour every [`Journal`] must have, rule by rule as stated on the trait (the
-//! outbound queue and alerts in `conformance/queue.rs`). A backend's
+//! outbound queue and alerts in `conformance/queue.rs`, alert delivery and alert conditions in
+//! `conformance/alert_delivery.rs`). A backend's
 //! tests call [`journal`] with an empty journal, and [`reopened`] with a function that opens the
 //! same (initially empty) storage again; each panics with a message naming the broken rule
 //! when the backend misbehaves.
@@ -27,6 +28,7 @@ use super::{
 };
 use crate::stamp::{FileStamp, FileStampExt};
 
+mod alert_delivery;
 mod calls;
 mod processing;
 mod queue;
@@ -120,6 +122,7 @@ pub fn journal(j: &dyn Journal) {
     queue::rules(j);
     calls::rules(j);
     processing::rules(j);
+    alert_delivery::rules(j);
 }
 
 fn reception_lifecycle(j: &dyn Journal) {
@@ -742,6 +745,7 @@ pub fn reopened(open: &dyn Fn() -> Arc<dyn Journal>) {
         j.latest_send(&file).expect("latest_send"),
         counts(&*j),
     );
+    let delivering = alert_delivery::record(&*j);
     let queued = queue::record(&*j);
     let called = calls::record(&*j);
     drop(j);
@@ -773,4 +777,5 @@ pub fn reopened(open: &dyn Fn() -> Arc<dyn Journal>) {
     );
     queue::check_reopened(&*j, &queued);
     calls::check_reopened(&*j, &called);
+    alert_delivery::check_reopened(&*j, delivering);
 }

@@ -48,12 +48,14 @@ use chrono::{DateTime, Utc};
 use crate::identity::OdetteId;
 use crate::stamp::{FileStamp, FileStampExt};
 
+pub mod alert_delivery;
 pub mod calls;
 pub mod conformance;
 pub mod processing;
 pub mod queue;
 mod sqlite;
 
+pub use alert_delivery::{DeliveryOutcome, DueDelivery, RaiseAgain};
 pub use calls::CallRecord;
 pub use processing::{
     ArchiveCandidate, ArchiveKind, ArchivedFile, Processing, ProcessingRun, ProcessingState,
@@ -658,6 +660,43 @@ pub trait Journal: fmt::Debug + Send + Sync {
     /// responses, and archive entries of deleted files whose row is gone. Never what a
     /// restart, a duplicate offer or a late end response needs (see [`processing`]).
     fn prune_history(&self, cutoff: DateTime<Utc>) -> Result<Pruned, JournalError>;
+
+    // ---- alert delivery and conditions ([`alert_delivery`]) ------------------------------
+
+    /// Raises `alert` at `at` for the condition `key` and returns its id, unless the key
+    /// already has an alert on record and `again` does not allow another: then `None` and
+    /// nothing changes. The new alert becomes the key's alert.
+    fn raise_alert_once(
+        &self,
+        key: &str,
+        alert: &NewAlert,
+        at: DateTime<Utc>,
+        again: RaiseAgain,
+    ) -> Result<Option<i64>, JournalError>;
+
+    /// Forgets the condition `key` (its alert stays): the next `raise_alert_once` for it
+    /// raises a new alert. Returns whether the key was on record.
+    fn clear_alert_key(&self, key: &str) -> Result<bool, JournalError>;
+
+    /// For each of `channels`: the alerts not yet delivered to it that are due at `now` (never
+    /// tried, or retried with `next_attempt_at <= now`; not delivered or given up), oldest
+    /// first, at most `limit` per channel.
+    fn due_alert_deliveries(
+        &self,
+        channels: &[String],
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, JournalError>;
+
+    /// Records an attempt at `at` to deliver alert `alert_id` to `channel` (counted in its
+    /// attempts). An unknown alert id is ignored.
+    fn record_alert_delivery(
+        &self,
+        alert_id: i64,
+        channel: &str,
+        outcome: &DeliveryOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), JournalError>;
 }
 
 impl dyn Journal {

@@ -23,14 +23,16 @@ use rusqlite::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Alert, ArchiveCandidate, ArchiveKind, ArchivedFile, CallRecord, Checkpoint, Direction,
-    EndResponseEntry, FileKey, Journal, JournalError, LocalFileId, NewAlert, PartialReception,
-    Processing, ProcessingRun, Pruned, QueueChange, QueuedFile, QueuedSend, ReceiveState,
-    ReceivedEntry, ReceivedFile, SendState, SentEntry, TransferDetail, TransferFilter,
+    Alert, ArchiveCandidate, ArchiveKind, ArchivedFile, CallRecord, Checkpoint, DeliveryOutcome,
+    Direction, DueDelivery, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
+    NewAlert, PartialReception, Processing, ProcessingRun, Pruned, QueueChange, QueuedFile,
+    QueuedSend, RaiseAgain, ReceiveState, ReceivedEntry, ReceivedFile, SendState, SentEntry,
+    TransferDetail, TransferFilter,
 };
 use crate::identity::OdetteId;
 use crate::stamp::{FileStamp, FileStampExt};
 
+mod alert_delivery;
 mod calls;
 mod processing;
 mod queue;
@@ -829,5 +831,40 @@ impl Journal for SqliteJournal {
 
     fn prune_history(&self, cutoff: DateTime<Utc>) -> Result<Pruned, JournalError> {
         self.history_prune(cutoff)
+    }
+
+    // ---- alert delivery and conditions (in `alert_delivery`) --------------------------------
+
+    fn raise_alert_once(
+        &self,
+        key: &str,
+        alert: &NewAlert,
+        at: DateTime<Utc>,
+        again: RaiseAgain,
+    ) -> Result<Option<i64>, JournalError> {
+        self.alerts_raise_once(key, alert, at, again)
+    }
+
+    fn clear_alert_key(&self, key: &str) -> Result<bool, JournalError> {
+        self.alerts_clear_key(key)
+    }
+
+    fn due_alert_deliveries(
+        &self,
+        channels: &[String],
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, JournalError> {
+        self.deliveries_due(channels, now, limit)
+    }
+
+    fn record_alert_delivery(
+        &self,
+        alert_id: i64,
+        channel: &str,
+        outcome: &DeliveryOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.deliveries_record(alert_id, channel, outcome, at)
     }
 }

@@ -107,6 +107,25 @@ pub(super) fn immediate(conn: &Connection) -> rusqlite::Result<Transaction<'_>> 
     Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
+/// Inserts an open alert raised at `at` and returns its id.
+pub(super) fn insert_alert(
+    conn: &Connection,
+    a: &NewAlert,
+    at: DateTime<Utc>,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO alerts (kind, partner, file, text, raised_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            a.kind.as_str(),
+            a.partner.as_deref().map(str::trim_end),
+            a.file,
+            a.text,
+            ms(at)
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
 /// Appends a transition to the history of row `id`.
 fn record_transition(
     conn: &Connection,
@@ -508,7 +527,7 @@ impl SqliteJournal {
             .next())
     }
 
-    fn select_alerts(
+    pub(super) fn select_alerts(
         &self,
         conn: &Connection,
         tail: &str,
@@ -555,19 +574,7 @@ impl SqliteJournal {
         a: &NewAlert,
         at: DateTime<Utc>,
     ) -> Result<i64, JournalError> {
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO alerts (kind, partner, file, text, raised_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                a.kind.as_str(),
-                a.partner.as_deref().map(str::trim_end),
-                a.file,
-                a.text,
-                ms(at)
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        Ok(conn.last_insert_rowid())
+        insert_alert(&self.lock(), a, at).map_err(|e| self.err(e))
     }
 
     pub(super) fn alerts_open(&self) -> Result<Vec<Alert>, JournalError> {

@@ -23,6 +23,7 @@ pub(super) fn prepare(conn: &Connection, path: &Path) -> Result<Vec<String>, rus
     conn.execute_batch(QUEUE_TABLES)?;
     conn.execute_batch(CALLS_TABLE)?;
     conn.execute_batch(super::processing::TABLES)?;
+    conn.execute_batch(super::alert_delivery::ALERT_DELIVERY_TABLES)?;
     set_aside_invalid_stamps(conn, path)
 }
 
