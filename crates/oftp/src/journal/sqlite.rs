@@ -24,12 +24,13 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Alert, CallRecord, Checkpoint, Direction, EndResponseEntry, FileKey, Journal, JournalError,
-    LocalFileId, NewAlert, PartialReception, QueueChange, QueuedFile, QueuedSend, ReceiveState,
-    ReceivedEntry, SendState, SentEntry, TransferDetail, TransferFilter,
+    LocalFileId, NewAlert, PartialReception, QueueChange, QueueState, QueuedFile, QueuedSend,
+    ReceiveState, ReceivedEntry, SendState, SentEntry, TransferDetail, TransferFilter,
 };
 use crate::stamp::{FileStamp, FileStampExt};
 
 mod calls;
+mod operator;
 mod queue;
 mod schema;
 #[cfg(test)]
@@ -689,6 +690,16 @@ impl Journal for SqliteJournal {
 
     fn acknowledge_alert(&self, id: i64, at: DateTime<Utc>) -> Result<Option<Alert>, JournalError> {
         self.alerts_acknowledge(id, at)
+    }
+
+    // ---- the operator's overview (in `operator`) ------------------------------------------
+
+    fn queue_depth(&self) -> Result<Vec<(QueueState, u64)>, JournalError> {
+        self.operator_queue_depth()
+    }
+
+    fn recent_alerts(&self, limit: u32) -> Result<Vec<Alert>, JournalError> {
+        self.operator_recent_alerts(limit)
     }
 
     // ---- the gateway's calls (in `calls`) -------------------------------------------------

@@ -423,7 +423,7 @@ impl SqliteJournal {
             .next())
     }
 
-    fn select_alerts(
+    pub(super) fn select_alerts(
         &self,
         conn: &Connection,
         tail: &str,
