@@ -165,6 +165,8 @@ impl Serialize for PartnerEntry {
 pub struct GatewaySection {
     /// How outboxes are watched ([`crate::outbox::watch`]).
     pub outbox: WatchSettings,
+    /// The local control channel (`[gateway.control]`, [`crate::control`]).
+    pub control: crate::control::ControlSettings,
 }
 
 impl GatewaySection {

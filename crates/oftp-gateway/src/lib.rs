@@ -10,6 +10,8 @@
 //!   written (ignored temporary names, atomic rename into a queue, fsync before the report),
 //!   watched with file system events and a polling fallback.
 //!
+//! - [`control`]: the local control channel of the operator commands and the operations it
+//!   shares with the HTTP API.
 //! - [`config`]: the gateway's keys of `oftp.toml`; [`ops`]: the seam to the control channel
 //!   and the HTTP API; [`handler`]: the runtime's events, handed to the parts.
 //! - [`runtime`]: the running gateway (outbox intake into the journal's queue, one call loop
@@ -20,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod dialer;
 pub mod handler;
 pub mod ops;
