@@ -58,6 +58,20 @@ pub enum ClientError {
     Refused(ErrorView),
 }
 
+impl ClientError {
+    /// What a failure to reach or talk to the socket at `path` means to the operator.
+    fn of_io(path: &Path, source: std::io::Error) -> Self {
+        let path = path.to_owned();
+        match source.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                Self::NotRunning { path }
+            }
+            std::io::ErrorKind::PermissionDenied => Self::PermissionDenied { path },
+            _ => Self::Io { path, source },
+        }
+    }
+}
+
 /// Sends `op` to the daemon listening on `socket` and returns its result as `T`.
 pub async fn request<T: DeserializeOwned>(socket: &Path, op: Op) -> Result<T, ClientError> {
     match tokio::time::timeout(ANSWER_TIMEOUT, exchange(socket, op)).await {
@@ -69,20 +83,7 @@ pub async fn request<T: DeserializeOwned>(socket: &Path, op: Op) -> Result<T, Cl
 }
 
 async fn exchange<T: DeserializeOwned>(socket: &Path, op: Op) -> Result<T, ClientError> {
-    let io = |source: std::io::Error| match source.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-            ClientError::NotRunning {
-                path: socket.to_owned(),
-            }
-        }
-        std::io::ErrorKind::PermissionDenied => ClientError::PermissionDenied {
-            path: socket.to_owned(),
-        },
-        _ => ClientError::Io {
-            path: socket.to_owned(),
-            source,
-        },
-    };
+    let io = |source| ClientError::of_io(socket, source);
     let stream = UnixStream::connect(socket).await.map_err(io)?;
     let (read, mut write) = stream.into_split();
     let mut line =
@@ -107,5 +108,28 @@ async fn exchange<T: DeserializeOwned>(socket: &Path, op: Op) -> Result<T, Clien
             .map_err(|e| ClientError::Protocol(e.to_string())),
         (false, _, Some(error)) => Err(ClientError::Refused(error)),
         (false, _, None) => Err(ClientError::Protocol("a refusal without an error".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn a_socket_we_may_not_open_says_whom_to_run_as_and_a_missing_one_that_the_daemon_is_down() {
+        let path = Path::new("/var/lib/oftp/oftp.sock");
+        let denied = ClientError::of_io(path, Error::from(ErrorKind::PermissionDenied));
+        assert_eq!(
+            denied.to_string(),
+            "cannot open the control socket /var/lib/oftp/oftp.sock: permission denied; run the \
+             command as the daemon's user (or root)"
+        );
+        for kind in [ErrorKind::NotFound, ErrorKind::ConnectionRefused] {
+            let down = ClientError::of_io(path, Error::from(kind));
+            assert!(matches!(down, ClientError::NotRunning { .. }), "{kind:?}");
+        }
+        let other = ClientError::of_io(path, Error::from(ErrorKind::BrokenPipe));
+        assert!(matches!(other, ClientError::Io { .. }));
     }
 }
