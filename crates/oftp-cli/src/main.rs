@@ -14,6 +14,7 @@
 //!
 //! Errors are printed as one line a person can act on, never as a backtrace.
 
+mod check_config;
 mod config;
 mod ops_commands;
 mod security;
@@ -72,6 +73,9 @@ enum Command {
     Call(ops_commands::CallArgs),
     /// Open alerts (--all: acknowledged ones too); --ack ID acknowledges one.
     Alerts(ops_commands::AlertsArgs),
+    /// Check a configuration and its certificates without starting anything; print what the
+    /// daemon would do and every problem.
+    CheckConfig(check_config::CheckArgs),
 }
 
 #[derive(Args, Debug)]
@@ -327,6 +331,7 @@ fn main() -> ExitCode {
             Command::Transfer(a) => ops_commands::transfer(a).await.map(|()| ExitCode::SUCCESS),
             Command::Call(a) => ops_commands::call(a).await.map(|()| ExitCode::SUCCESS),
             Command::Alerts(a) => ops_commands::alerts(a).await.map(|()| ExitCode::SUCCESS),
+            Command::CheckConfig(a) => check_config::check_config(&a),
         }
     });
     match result {
