@@ -58,6 +58,8 @@ struct PartnerPlanView {
     /// Where we call it; `None` = it calls us.
     address: Option<String>,
     call_on_new_file: bool,
+    /// The schedule, for a person (`every 240 min; 30 6 * * MON-FRI (Europe/Berlin)`).
+    schedule: Option<String>,
     /// The next scheduled calls from now (empty: no schedule).
     next_calls: Vec<DateTime<Utc>>,
     outbox: PathBuf,
@@ -171,11 +173,13 @@ fn check(path: &Path, now: DateTime<Utc>) -> Report {
         .partners
         .iter()
         .map(|e| {
-            let next_calls = e
+            let schedule = e
                 .gateway
                 .schedule
                 .as_ref()
-                .and_then(|c| Schedule::try_from(c).ok())
+                .and_then(|c| Schedule::try_from(c).ok());
+            let next_calls = schedule
+                .as_ref()
                 .map(|s| {
                     std::iter::successors(s.next_after(now), |t| s.next_after(*t))
                         .take(NEXT_CALLS)
@@ -186,6 +190,7 @@ fn check(path: &Path, now: DateTime<Utc>) -> Report {
                 name: e.partner.name.clone(),
                 address: e.partner.address.clone(),
                 call_on_new_file: e.gateway.call_on_new_file,
+                schedule: schedule.map(|s| s.to_string()),
                 next_calls,
                 outbox: e
                     .partner
@@ -236,9 +241,11 @@ fn text(r: &Report) -> String {
                 )),
                 None => out.push_str("      has no address: it calls us\n"),
             }
-            if partner.next_calls.is_empty() {
-                out.push_str("      no schedule\n");
-            } else {
+            match &partner.schedule {
+                Some(s) => out.push_str(&format!("      schedule: {s}\n")),
+                None => out.push_str("      no schedule\n"),
+            }
+            if !partner.next_calls.is_empty() {
                 let times: Vec<String> = partner
                     .next_calls
                     .iter()

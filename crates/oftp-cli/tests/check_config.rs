@@ -44,6 +44,7 @@ fn a_good_file_prints_listeners_partners_schedules_and_outboxes_and_starts_nothi
         out.contains("  - acme\n      calls acme.example:3305"),
         "{out}"
     );
+    assert!(out.contains("schedule: 0 6 * * * (UTC)"), "{out}");
     assert!(out.contains("next scheduled calls: "), "{out}");
     assert!(out.contains(" 06:00 UTC, "), "{out}");
     assert!(
