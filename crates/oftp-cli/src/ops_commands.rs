@@ -186,15 +186,12 @@ pub(crate) async fn transfers(a: TransfersArgs) -> Result<()> {
         Some(rows) => rows,
         None => t.offline()?.transfers(query.clone()).await?,
     };
-    let limit = query
-        .limit
-        .unwrap_or(oftp_gateway::control::operations::DEFAULT_LIMIT)
-        .min(oftp_gateway::control::operations::MAX_LIMIT);
+    let limit = query.page_size();
     if let Some(last) = rows
         .last()
         .filter(|_| !t.json && rows.len() == limit as usize)
     {
-        eprintln!("(more rows: add --before {})", last.id);
+        eprintln!("(page full; the next page: --before {})", last.id);
     }
     t.print(&rows, |rows| transfers_table(rows))
 }

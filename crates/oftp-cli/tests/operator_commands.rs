@@ -119,6 +119,19 @@ fn the_operator_commands_list_show_retry_cancel_and_acknowledge_through_the_daem
         "{bad_state}"
     );
 
+    let page = run(dir, &["transfers", "--limit", "1"]);
+    assert!(
+        texts(&page)
+            .1
+            .contains(&format!("(page full; the next page: --before {id})")),
+        "{:?}",
+        texts(&page)
+    );
+    assert_eq!(
+        json(dir, &["transfers", "--before", &id.to_string()]),
+        Value::Array(vec![])
+    );
+
     let shown = ok(dir, &["transfer", "show", &id.to_string()]);
     assert!(shown.contains("history:"), "{shown}");
     assert!(shown.contains("in_transfer  failed"), "{shown}");

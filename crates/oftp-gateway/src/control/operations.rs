@@ -154,6 +154,15 @@ pub struct TransferQuery {
     pub limit: Option<u32>,
 }
 
+impl TransferQuery {
+    /// The most rows this query returns: its `limit` (else [`DEFAULT_LIMIT`]), at most
+    /// [`MAX_LIMIT`]. A listing that returns this many may have more (page on with
+    /// `before_id`).
+    pub fn page_size(&self) -> u32 {
+        self.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)
+    }
+}
+
 /// A queue row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferView {
@@ -344,11 +353,11 @@ impl Operations {
             .map(|s| QueueState::parse(s).ok_or_else(|| OpsError::UnknownState(s.to_owned())))
             .transpose()?;
         let filter = TransferFilter {
+            limit: query.page_size(),
             partner: query.partner,
             state,
             since: query.since,
             before_id: query.before_id,
-            limit: query.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT),
         };
         let rows = self.journal(move |j| j.transfers(&filter)).await?;
         Ok(rows.iter().map(TransferView::from).collect())
