@@ -14,7 +14,9 @@
 //!
 //! Errors are printed as one line a person can act on, never as a backtrace.
 
+mod check_config;
 mod config;
+mod ops_commands;
 mod receive;
 mod security;
 mod send_files;
@@ -36,7 +38,8 @@ use oftp::stamp::FileStampExt;
 use oftp::store::StorePolicy;
 use oftp::{FileOutcome, OutgoingFile, Server, ServerConfig};
 use oftp_gateway::alerts;
-use oftp_gateway::{Dialer, Gateway, PartnerPlan, SystemClock};
+use oftp_gateway::control::{ControlSocket, Operations};
+use oftp_gateway::{Dialer, Gateway, GatewayRuntime, PartnerPlan, SystemClock};
 use session::SendSetup;
 use std::sync::Arc;
 
@@ -62,6 +65,20 @@ enum Command {
     Send(Box<SendArgs>),
     /// Show a certificate or PKCS#12 file: fields and SHA-1/SHA-256 thumbprints.
     Cert(security::CertArgs),
+    /// The running daemon: partners with their last and next call, queue depth, open alerts.
+    Status(ops_commands::Common),
+    /// The outbound queue, newest first.
+    Transfers(ops_commands::TransfersArgs),
+    /// One queued file: show it with its history, retry or cancel it.
+    #[command(subcommand)]
+    Transfer(ops_commands::TransferCommand),
+    /// Call a partner now.
+    Call(ops_commands::CallArgs),
+    /// Open alerts (--all: acknowledged ones too); --ack ID acknowledges one.
+    Alerts(ops_commands::AlertsArgs),
+    /// Check a configuration and its certificates without starting anything; print what the
+    /// daemon would do and every problem.
+    CheckConfig(check_config::CheckArgs),
 }
 
 #[derive(Args, Debug)]
@@ -312,6 +329,12 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve(a).await.map(|()| ExitCode::SUCCESS),
             Command::Send(a) => send(*a).await,
             Command::Cert(a) => security::cert_command(&a).map(|()| ExitCode::SUCCESS),
+            Command::Status(a) => ops_commands::status(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Transfers(a) => ops_commands::transfers(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Transfer(a) => ops_commands::transfer(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Call(a) => ops_commands::call(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Alerts(a) => ops_commands::alerts(a).await.map(|()| ExitCode::SUCCESS),
+            Command::CheckConfig(a) => check_config::check_config(&a),
         }
     });
     match result {
@@ -330,6 +353,8 @@ fn init_logging(cli: &Cli) {
         (_, 0) if matches!(cli.command, Command::Send(_)) => {
             "warn,oftp::connection=error,oftp_proto=error"
         }
+        // The operator commands print their answer; log lines only when something is wrong.
+        (_, 0) if !matches!(cli.command, Command::Serve(_) | Command::Cert(_)) => "warn",
         (_, 0) => "info",
         (_, 1) => "info",
         _ => "debug",
@@ -383,6 +408,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     cfg.store = f.server.store_policy();
     std::fs::create_dir_all(&loaded.data_dir)
         .with_context(|| format!("cannot create data directory {}", loaded.data_dir.display()))?;
+    // First: a second daemon on this data directory stops here, before it touches anything.
+    let control = ControlSocket::bind(
+        &loaded.data_dir,
+        &f.gateway.control.socket_path(&loaded.data_dir),
+    )?;
     let sec = security::context(
         f.local.sfid(),
         &f.security,
@@ -449,11 +479,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         let _ = out.flush();
     }
+    let runtime: Arc<dyn GatewayRuntime> = Arc::new(gateway.clone());
+    let control = control.serve(Operations::new(
+        journal.clone(),
+        runtime,
+        Arc::new(SystemClock),
+    ));
     let mut signals = Signals::new();
     while let Signal::Reload = signals.next().await {
         reload(&path, &gateway, &journal, &running).await;
     }
     tracing::info!("shutting down");
+    control.shutdown().await;
     // Calls first: each is interrupted and its files queued again.
     gateway.shutdown().await;
     received.stop.cancel();

@@ -198,6 +198,8 @@ pub struct GatewaySection {
     pub archive: ArchiveSettings,
     /// Alert channels and watchdogs ([`crate::alerts`]).
     pub alerts: AlertsConfig,
+    /// The local control channel (`[gateway.control]`, [`crate::control`]).
+    pub control: crate::control::ControlSettings,
 }
 
 impl GatewaySection {

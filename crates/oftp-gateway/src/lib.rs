@@ -18,6 +18,9 @@
 //!
 //! - [`alerts`]: alert delivery to webhooks and mail from a durable queue in the journal, and
 //!   the watchdogs (EERP overdue, certificates expiring, disk space low).
+//!
+//! - [`control`]: the local control channel of the operator commands and the operations it
+//!   shares with the HTTP API.
 //! - [`config`]: the gateway's keys of `oftp.toml`; [`ops`]: the seam to the control channel
 //!   and the HTTP API; [`handler`]: the runtime's events, handed to the parts.
 //! - [`runtime`]: the running gateway (outbox intake into the journal's queue, one call loop
@@ -30,6 +33,7 @@
 pub mod alerts;
 pub mod archive;
 pub mod config;
+pub mod control;
 pub mod dialer;
 pub mod handler;
 pub mod ops;

@@ -550,6 +550,15 @@ pub trait Journal: fmt::Debug + Send + Sync {
     /// such alert. Acknowledging it again keeps the first acknowledgement's time.
     fn acknowledge_alert(&self, id: i64, at: DateTime<Utc>) -> Result<Option<Alert>, JournalError>;
 
+    // ---- the operator's overview (`oftp status`, `oftp alerts --all`) -----------------------
+
+    /// How many rows of the queue are in each state, in the order of [`QueueState::ALL`];
+    /// states without rows are left out.
+    fn queue_depth(&self) -> Result<Vec<(QueueState, u64)>, JournalError>;
+
+    /// The newest `limit` alerts, acknowledged or not, newest (highest id) first.
+    fn recent_alerts(&self, limit: u32) -> Result<Vec<Alert>, JournalError>;
+
     // ---- the gateway's calls ([`calls`]) ---------------------------------------------------
 
     /// Records a call made to `call.partner` (partner names without trailing blanks).

@@ -25,15 +25,16 @@ use chrono::{DateTime, Utc};
 use super::{
     Alert, ArchiveCandidate, ArchiveKind, ArchivedFile, CallRecord, Checkpoint, DeliveryOutcome,
     Direction, DueDelivery, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
-    NewAlert, PartialReception, Processing, ProcessingRun, Pruned, QueueChange, QueuedFile,
-    QueuedSend, RaiseAgain, ReceiveState, ReceivedEntry, ReceivedFile, SendState, SentEntry,
-    TransferDetail, TransferFilter,
+    NewAlert, PartialReception, Processing, ProcessingRun, Pruned, QueueChange, QueueState,
+    QueuedFile, QueuedSend, RaiseAgain, ReceiveState, ReceivedEntry, ReceivedFile, SendState,
+    SentEntry, TransferDetail, TransferFilter,
 };
 use crate::identity::OdetteId;
 use crate::stamp::{FileStamp, FileStampExt};
 
 mod alert_delivery;
 mod calls;
+mod operator;
 mod processing;
 mod queue;
 mod schema;
@@ -722,6 +723,16 @@ impl Journal for SqliteJournal {
 
     fn acknowledge_alert(&self, id: i64, at: DateTime<Utc>) -> Result<Option<Alert>, JournalError> {
         self.alerts_acknowledge(id, at)
+    }
+
+    // ---- the operator's overview (in `operator`) ------------------------------------------
+
+    fn queue_depth(&self) -> Result<Vec<(QueueState, u64)>, JournalError> {
+        self.operator_queue_depth()
+    }
+
+    fn recent_alerts(&self, limit: u32) -> Result<Vec<Alert>, JournalError> {
+        self.operator_recent_alerts(limit)
     }
 
     // ---- the gateway's calls (in `calls`) -------------------------------------------------

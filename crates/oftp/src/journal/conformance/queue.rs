@@ -85,6 +85,7 @@ pub(super) fn rules(j: &dyn Journal) {
     listing(j);
     alerts(j);
     end_responses_settle_sent_files(j);
+    operator_overview(j);
     rows_that_do_not_exist(j);
 }
 
@@ -667,6 +668,75 @@ fn end_responses_settle_sent_files(j: &dyn Journal) {
         show(j, claimed).file.state,
         QueueState::Queued,
         "a queued row is not settled by an end response"
+    );
+}
+
+/// `queue_depth` counts every row by state; `recent_alerts` lists open and acknowledged
+/// alerts, newest first.
+fn operator_overview(j: &dyn Journal) {
+    let depth = |j: &dyn Journal, state: QueueState| {
+        j.queue_depth()
+            .expect("queue_depth")
+            .into_iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| n)
+    };
+    let before = (
+        depth(j, QueueState::Queued),
+        depth(j, QueueState::Cancelled),
+    );
+    let a = enqueue(j, &send("DEPTH", "A"), t(0));
+    enqueue(j, &send("DEPTH", "B"), t(0));
+    j.cancel_transfer(a, t(1))
+        .expect("cancel")
+        .expect("the row exists");
+    assert_eq!(
+        (
+            depth(j, QueueState::Queued),
+            depth(j, QueueState::Cancelled)
+        ),
+        (before.0 + 1, before.1 + 1),
+        "the depth counts each row once, in its present state"
+    );
+    let order: Vec<QueueState> = j
+        .queue_depth()
+        .expect("queue_depth")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort_by_key(|s| QueueState::ALL.iter().position(|x| x == s));
+    assert_eq!(order, sorted, "states in the order of QueueState::ALL");
+    assert!(
+        j.queue_depth()
+            .expect("queue_depth")
+            .iter()
+            .all(|(_, n)| *n > 0),
+        "states without rows are left out"
+    );
+
+    let alert = |text: &str| NewAlert {
+        kind: AlertKind::PartnerUnreachable,
+        partner: Some("DEPTH".into()),
+        file: None,
+        text: text.into(),
+    };
+    let old = j.raise_alert(&alert("old"), t(0)).expect("raise_alert");
+    let new = j.raise_alert(&alert("new"), t(1)).expect("raise_alert");
+    j.acknowledge_alert(old, t(2))
+        .expect("acknowledge")
+        .expect("the alert exists");
+    let recent = j.recent_alerts(2).expect("recent_alerts");
+    assert_eq!(
+        ids_of(&recent),
+        [new, old],
+        "newest first, acknowledged ones too"
+    );
+    assert_eq!(recent[1].acknowledged_at, Some(t(2)));
+    assert_eq!(
+        j.recent_alerts(1).expect("recent_alerts").len(),
+        1,
+        "at most limit"
     );
 }
 
