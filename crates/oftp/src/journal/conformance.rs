@@ -32,6 +32,7 @@ mod alert_delivery;
 mod calls;
 mod processing;
 mod queue;
+mod queue_effects;
 
 /// A file identity with a valid stamp; `counter` tells files of the same name apart.
 fn key(dsn: &str, counter: u16) -> FileKey {
