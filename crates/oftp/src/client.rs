@@ -261,15 +261,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         // Only this builder holds `shared` before the first run, so the cell is still empty.
         let _ = self.shared.security.set(security.clone());
         security.use_record_mappings(&self.shared.partners());
-        Client {
-            shared: self.shared,
-            partner: self.partner,
-            receive_dir: self.receive_dir,
-            connect_timeout: self.connect_timeout,
-            handler: self.handler,
-            connector: self.connector,
-            services: Arc::new(security),
-        }
+        self.file_services(security)
     }
 
     /// The journal.

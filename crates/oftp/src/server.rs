@@ -230,15 +230,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
         // Only this builder holds `shared` before `start`, so the cell is still empty.
         let _ = self.shared.security.set(security.clone());
         security.use_record_mappings(&self.shared.partners());
-        Server {
-            shared: self.shared,
-            settings: self.settings,
-            handler: self.handler,
-            acceptor: self.acceptor,
-            services: Arc::new(security),
-            sessions: self.sessions,
-            ids: self.ids,
-        }
+        self.file_services(security)
     }
 
     /// Offers a calling partner the files `queue` has due for it (claimed at our first turn
