@@ -228,6 +228,20 @@ impl SqliteJournal {
             .next())
     }
 
+    /// Runs `update` (`?1` the id, `?2` the time `at`) on post-processing `id` and returns
+    /// the row as it then stands (`None`: no such row).
+    fn processing_update(
+        &self,
+        update: &str,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Processing>, JournalError> {
+        let conn = self.lock();
+        conn.execute(update, params![id, ms(at)])
+            .map_err(|e| self.err(e))?;
+        self.processing_by_id(&conn, id)
+    }
+
     pub(super) fn processing_add(
         &self,
         f: &ReceivedFile,
@@ -320,14 +334,12 @@ impl SqliteJournal {
         id: i64,
         at: DateTime<Utc>,
     ) -> Result<Option<Processing>, JournalError> {
-        let conn = self.lock();
-        conn.execute(
+        self.processing_update(
             "UPDATE received_processing SET state = 'running', attempts = attempts + 1,
                  updated_at = ?2 WHERE id = ?1",
-            params![id, ms(at)],
+            id,
+            at,
         )
-        .map_err(|e| self.err(e))?;
-        self.processing_by_id(&conn, id)
     }
 
     pub(super) fn processing_finish(
@@ -388,14 +400,12 @@ impl SqliteJournal {
         id: i64,
         at: DateTime<Utc>,
     ) -> Result<Option<Processing>, JournalError> {
-        let conn = self.lock();
-        conn.execute(
+        self.processing_update(
             "UPDATE received_processing SET state = 'pending', updated_at = ?2
              WHERE id = ?1 AND state IN ('succeeded', 'failed')",
-            params![id, ms(at)],
+            id,
+            at,
         )
-        .map_err(|e| self.err(e))?;
-        self.processing_by_id(&conn, id)
     }
 
     pub(super) fn end_response_release(
