@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use crate::config::{LocalIdentity, PartnerTable, ServerSettings, SessionLimits};
-use crate::connection::{Connection, DEFAULT_CHECKPOINT_INTERVAL, Shared, permit};
+use crate::connection::{Connection, ConnectionParts, DEFAULT_CHECKPOINT_INTERVAL, Shared, permit};
 use crate::handle::SessionHandle;
 use crate::handler::Handler;
 use crate::journal::{Journal, JournalError, SqliteJournal};
@@ -377,16 +377,16 @@ impl<H: Handler, A: Acceptor, F: FileServices> listener::Service for Service<H, 
         let bound = self.acceptor.bound_peer_certificate(&io);
         let (handle, requests) = SessionHandle::new(info.id);
         self.sessions.insert(info.id, handle.clone());
-        let conn = Connection::responder(
+        let conn = Connection::responder(ConnectionParts {
             io,
-            info,
-            self.handler.clone(),
-            self.services.clone(),
-            self.shared.clone(),
+            conn: info,
+            handler: self.handler.clone(),
+            services: self.services.clone(),
+            shared: self.shared.clone(),
             shutdown,
             handle,
             requests,
-        )
+        })
         .require_v2(self.acceptor.requires_v2())
         .bind_peer_certificate(bound)
         .admitted(admission, login_deadline, self.login_timeout);

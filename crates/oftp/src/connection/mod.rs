@@ -162,6 +162,19 @@ pub(crate) struct InitiatorSetup {
     pub(crate) jobs: Vec<OutgoingFile>,
 }
 
+/// What a connection is made of, on either side: the transport, who it is with, the server's
+/// or client's handler, file services and shared state, and its handle to the outside.
+pub(crate) struct ConnectionParts<T, H, F> {
+    pub(crate) io: T,
+    pub(crate) conn: ConnectionInfo,
+    pub(crate) handler: Arc<H>,
+    pub(crate) services: Arc<F>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) shutdown: ShutdownSignal,
+    pub(crate) handle: SessionHandle,
+    pub(crate) requests: mpsc::UnboundedReceiver<Request>,
+}
+
 enum Work {
     File { file: OutgoingFile, origin: Origin },
     EndResponse(EndResponse),
@@ -253,19 +266,21 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
 struct TransportGone(std::io::Error);
 
 impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
-    #[allow(clippy::too_many_arguments)]
     fn new(
-        io: T,
+        parts: ConnectionParts<T, H, F>,
         session: Session,
-        conn: ConnectionInfo,
-        handler: Arc<H>,
-        services: Arc<F>,
-        shared: Arc<Shared>,
-        shutdown: ShutdownSignal,
-        handle: SessionHandle,
-        requests: mpsc::UnboundedReceiver<Request>,
         initiator: Option<InitiatorSetup>,
     ) -> Self {
+        let ConnectionParts {
+            io,
+            conn,
+            handler,
+            services,
+            shared,
+            shutdown,
+            handle,
+            requests,
+        } = parts;
         let mut queue = VecDeque::new();
         if let Some(setup) = &initiator {
             for f in &setup.jobs {
