@@ -260,9 +260,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         self,
         security: Arc<crate::security::SecurityContext>,
     ) -> Client<H, C, Arc<crate::security::SecurityContext>> {
-        // Only this builder holds `shared` before the first run, so the cell is still empty.
-        let _ = self.shared.security.set(security.clone());
-        security.use_record_mappings(&self.shared.partners());
+        self.shared.use_security(&security);
         self.file_services(security)
     }
 

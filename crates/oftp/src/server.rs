@@ -227,9 +227,7 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
         self,
         security: Arc<crate::security::SecurityContext>,
     ) -> Server<H, A, Arc<crate::security::SecurityContext>> {
-        // Only this builder holds `shared` before `start`, so the cell is still empty.
-        let _ = self.shared.security.set(security.clone());
-        security.use_record_mappings(&self.shared.partners());
+        self.shared.use_security(&security);
         self.file_services(security)
     }
 

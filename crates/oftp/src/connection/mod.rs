@@ -133,6 +133,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Makes `security` the security settings of the sessions and gives it the partners'
+    /// record mappings. Only the server's or client's builder holds `shared` before the first
+    /// session, so the cell is still empty and this takes effect.
+    pub(crate) fn use_security(&self, security: &Arc<SecurityContext>) {
+        let _ = self.security.set(security.clone());
+        security.use_record_mappings(&self.partners());
+    }
+
     /// A partner table to put in [`Shared`].
     pub(crate) fn partner_table(table: PartnerTable) -> std::sync::RwLock<Arc<PartnerTable>> {
         std::sync::RwLock::new(Arc::new(table))
