@@ -207,14 +207,13 @@ impl SqliteJournal {
         tail: &str,
         args: impl rusqlite::Params,
     ) -> Result<Vec<Processing>, JournalError> {
-        let mut stmt = conn
-            .prepare(&format!("SELECT {COLUMNS} FROM received_processing {tail}"))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(args, RawRow::read)
-            .map_err(|e| self.err(e))?;
-        rows.map(|r| self.processing_row(r.map_err(|e| self.err(e))?))
-            .collect()
+        self.select_rows(
+            conn,
+            &format!("SELECT {COLUMNS} FROM received_processing {tail}"),
+            args,
+            RawRow::read,
+            |raw| self.processing_row(raw),
+        )
     }
 
     fn processing_by_id(
