@@ -499,18 +499,8 @@ fn send_setup(a: &SendArgs) -> Result<SendSetup> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("oftp-data"));
         let partner = Partner {
-            name: partner_ssid.clone(),
-            ssid: partner_ssid.clone(),
-            password: theirs,
             sfid: a.partner_sfid.clone().unwrap_or_default(),
-            our_password: None,
-            inbox: None,
-            outbox: None,
-            allowed_levels: vec![],
-            address: None,
-            security: Default::default(),
-            tls: Default::default(),
-            record_mapping: Default::default(),
+            ..Partner::new(partner_ssid.clone(), partner_ssid.clone(), theirs)
         };
         let receive_dir = data_dir.join("inbox").join(
             oftp::store::sanitize_file_name(&partner_ssid).unwrap_or_else(|_| "partner".into()),

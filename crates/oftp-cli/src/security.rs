@@ -404,26 +404,14 @@ pub(crate) fn cert_command(a: &CertArgs) -> Result<()> {
         if let Some(ku) = c.key_usage() {
             writeln!(out, "Key usage:           {ku:?}")?;
         }
-        if !c.extended_key_usage().is_empty() {
-            writeln!(
-                out,
-                "Extended key usage:  {}",
-                c.extended_key_usage().join(", ")
-            )?;
-        }
-        if !c.subject_alt_names().is_empty() {
-            writeln!(
-                out,
-                "Subject alt names:   {}",
-                c.subject_alt_names().join(", ")
-            )?;
-        }
-        if !c.crl_distribution_points().is_empty() {
-            writeln!(
-                out,
-                "CRL distribution:    {}",
-                c.crl_distribution_points().join(", ")
-            )?;
+        for (label, items) in [
+            ("Extended key usage:  ", c.extended_key_usage()),
+            ("Subject alt names:   ", c.subject_alt_names()),
+            ("CRL distribution:    ", c.crl_distribution_points()),
+        ] {
+            if !items.is_empty() {
+                writeln!(out, "{label}{}", items.join(", "))?;
+            }
         }
         writeln!(out, "CA:                  {}", c.is_ca())?;
         if with_key && i == 0 {

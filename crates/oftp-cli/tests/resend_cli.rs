@@ -92,20 +92,7 @@ impl Handler for &'static Withholding {
 }
 
 fn partner(name: &str, ssid: &str, pw: &str) -> Partner {
-    Partner {
-        name: name.into(),
-        ssid: ssid.into(),
-        password: Password::new(pw),
-        sfid: String::new(),
-        our_password: None,
-        inbox: None,
-        outbox: None,
-        allowed_levels: vec![],
-        address: None,
-        security: Default::default(),
-        tls: Default::default(),
-        record_mapping: Default::default(),
-    }
+    Partner::new(name, ssid, Password::new(pw))
 }
 
 /// Runs `oftp send` with flags in `dir` (journal in `dir/client-data`).

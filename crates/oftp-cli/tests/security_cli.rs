@@ -80,6 +80,52 @@ fn cert_prints_fields_and_openssl_thumbprints() {
 }
 
 #[test]
+fn cert_lists_key_usages_and_alt_names_only_when_the_certificate_has_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = |name: &str, ext: &[&str]| {
+        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+        let subject = format!("/CN={name}");
+        let mut args = vec!["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout"];
+        args.extend([key.as_str(), "-out", pem.as_str(), "-days", "30", "-subj"]);
+        args.push(&subject);
+        for e in ext {
+            args.extend(["-addext", e]);
+        }
+        openssl(dir.path(), &args);
+        let out = Command::cargo_bin("oftp")
+            .unwrap()
+            .args(["cert", pem.as_str()])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let text = cert(
+        "full",
+        &[
+            "subjectAltName=DNS:a.example,DNS:b.example",
+            "extendedKeyUsage=serverAuth,clientAuth",
+        ],
+    );
+    assert!(
+        text.contains(
+            "Signature algorithm: sha256WithRSAEncryption\n\
+             Extended key usage:  1.3.6.1.5.5.7.3.1, 1.3.6.1.5.5.7.3.2\n\
+             Subject alt names:   DNS:a.example, DNS:b.example\n\
+             CA:                  true\n"
+        ),
+        "{text}"
+    );
+    let text = cert("bare", &[]);
+    assert!(
+        text.contains("Signature algorithm: sha256WithRSAEncryption\nCA:                  true\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn send_over_tls_with_secure_authentication_and_file_security() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

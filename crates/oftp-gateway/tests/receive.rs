@@ -20,20 +20,7 @@ const SERVER: &str = "O0013SERVER";
 const CLIENT: &str = "O0013CLIENT";
 
 fn partner(name: &str, ssid: &str, pw: &str) -> Partner {
-    Partner {
-        name: name.into(),
-        ssid: ssid.into(),
-        password: Password::new(pw),
-        sfid: String::new(),
-        our_password: None,
-        inbox: None,
-        outbox: None,
-        allowed_levels: vec![],
-        address: None,
-        security: Default::default(),
-        tls: Default::default(),
-        record_mapping: Default::default(),
-    }
+    Partner::new(name, ssid, Password::new(pw))
 }
 
 fn identity(ssid: &str, pw: &str) -> LocalIdentity {

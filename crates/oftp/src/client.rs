@@ -28,7 +28,9 @@ use oftp_proto::codec::EsidReason;
 use oftp_proto::session::Negotiated;
 
 use crate::config::{LocalIdentity, Partner, PartnerTable, SessionLimits};
-use crate::connection::{Connection, DEFAULT_CHECKPOINT_INTERVAL, InitiatorSetup, Shared};
+use crate::connection::{
+    Connection, ConnectionParts, DEFAULT_CHECKPOINT_INTERVAL, InitiatorSetup, Shared,
+};
 pub use crate::connection::{EarlierEndResponse, FileOutcome};
 use crate::handle::{OutgoingFile, SessionHandle};
 use crate::handler::{Disconnected, Handler};
@@ -258,18 +260,8 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         self,
         security: Arc<crate::security::SecurityContext>,
     ) -> Client<H, C, Arc<crate::security::SecurityContext>> {
-        // Only this builder holds `shared` before the first run, so the cell is still empty.
-        let _ = self.shared.security.set(security.clone());
-        security.use_record_mappings(&self.shared.partners());
-        Client {
-            shared: self.shared,
-            partner: self.partner,
-            receive_dir: self.receive_dir,
-            connect_timeout: self.connect_timeout,
-            handler: self.handler,
-            connector: self.connector,
-            services: Arc::new(security),
-        }
+        self.shared.use_security(&security);
+        self.file_services(security)
     }
 
     /// The journal.
@@ -351,18 +343,18 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             })
             .await;
         }
-        let conn = Connection::initiator(
+        let parts = ConnectionParts {
             io,
-            info,
-            self.handler.clone(),
-            self.services.clone(),
-            self.shared.clone(),
-            ShutdownSignal::new(),
+            conn: info,
+            handler: self.handler.clone(),
+            services: self.services.clone(),
+            shared: self.shared.clone(),
+            shutdown: ShutdownSignal::new(),
             handle,
             requests,
-            setup,
-        )
-        .map_err(|e| ClientError::Config(e.to_string()))?;
+        };
+        let conn =
+            Connection::initiator(parts, setup).map_err(|e| ClientError::Config(e.to_string()))?;
         let report = conn.run().await;
         // A session that ended at login or in secure authentication never got to the files:
         // it was refused, whatever the files' outcomes say.

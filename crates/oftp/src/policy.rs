@@ -194,18 +194,8 @@ mod tests {
             password: Password::new("MYPW"),
         };
         let partners = PartnerTable::new([Partner {
-            name: "acme".into(),
-            ssid: "O0013ACME".into(),
-            password: Password::new("SECRET"),
-            sfid: String::new(),
-            our_password: None,
-            inbox: None,
-            outbox: None,
             allowed_levels: vec![5, 4],
-            address: None,
-            security: Default::default(),
-            tls: Default::default(),
-            record_mapping: Default::default(),
+            ..Partner::new("acme", "O0013ACME", Password::new("SECRET"))
         }])
         .unwrap();
         (local, partners)

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use crate::config::{LocalIdentity, PartnerTable, ServerSettings, SessionLimits};
-use crate::connection::{Connection, DEFAULT_CHECKPOINT_INTERVAL, Shared, permit};
+use crate::connection::{Connection, ConnectionParts, DEFAULT_CHECKPOINT_INTERVAL, Shared, permit};
 use crate::handle::SessionHandle;
 use crate::handler::Handler;
 use crate::journal::{Journal, JournalError, SqliteJournal};
@@ -227,18 +227,8 @@ impl<H: Handler, A: Acceptor, F: FileServices> Server<H, A, F> {
         self,
         security: Arc<crate::security::SecurityContext>,
     ) -> Server<H, A, Arc<crate::security::SecurityContext>> {
-        // Only this builder holds `shared` before `start`, so the cell is still empty.
-        let _ = self.shared.security.set(security.clone());
-        security.use_record_mappings(&self.shared.partners());
-        Server {
-            shared: self.shared,
-            settings: self.settings,
-            handler: self.handler,
-            acceptor: self.acceptor,
-            services: Arc::new(security),
-            sessions: self.sessions,
-            ids: self.ids,
-        }
+        self.shared.use_security(&security);
+        self.file_services(security)
     }
 
     /// Offers a calling partner the files `queue` has due for it (claimed at our first turn
@@ -385,16 +375,16 @@ impl<H: Handler, A: Acceptor, F: FileServices> listener::Service for Service<H, 
         let bound = self.acceptor.bound_peer_certificate(&io);
         let (handle, requests) = SessionHandle::new(info.id);
         self.sessions.insert(info.id, handle.clone());
-        let conn = Connection::responder(
+        let conn = Connection::responder(ConnectionParts {
             io,
-            info,
-            self.handler.clone(),
-            self.services.clone(),
-            self.shared.clone(),
+            conn: info,
+            handler: self.handler.clone(),
+            services: self.services.clone(),
+            shared: self.shared.clone(),
             shutdown,
             handle,
             requests,
-        )
+        })
         .require_v2(self.acceptor.requires_v2())
         .bind_peer_certificate(bound)
         .admitted(admission, login_deadline, self.login_timeout);

@@ -172,6 +172,51 @@ async fn a_bad_local_record_file_is_refused_before_the_offer_and_the_session_goe
     server.running.shutdown().await;
 }
 
+/// Collects the descriptions of the error events the client's handler is given.
+#[derive(Clone, Default)]
+struct ErrorEvents(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl oftp::Handler for ErrorEvents {
+    async fn error(&self, error: &oftp::handler::ErrorEvent) {
+        self.0.lock().unwrap().push(error.description.clone());
+    }
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_sent_is_also_an_error_event_with_the_same_reason() {
+    init_tracing();
+    let server = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_file = dir.path().join("a-directory");
+    std::fs::create_dir(&not_a_file).unwrap();
+    let short = dir.path().join("short.dat");
+    std::fs::write(&short, [7u8; 250]).unwrap();
+    let errors = ErrorEvents::default();
+    let report = client(dir.path(), limits())
+        .handler(errors.clone())
+        .run(
+            &server.addr(),
+            vec![
+                OutgoingFile::new(&not_a_file),
+                OutgoingFile::new(&short).format(FileFormat::Fixed, 80),
+            ],
+        )
+        .await
+        .unwrap();
+    let reasons: Vec<String> = report
+        .files
+        .iter()
+        .map(|(_, outcome)| match outcome {
+            FileOutcome::NotSent { reason } => reason.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(reasons[0].contains("is not a regular file"), "{reasons:?}");
+    assert!(reasons[1].contains("record 4:"), "{reasons:?}");
+    assert_eq!(*errors.0.lock().unwrap(), reasons);
+    server.running.shutdown().await;
+}
+
 #[tokio::test]
 async fn lines_mapping_round_trips_records_as_lines_and_refuses_a_short_line() {
     init_tracing();

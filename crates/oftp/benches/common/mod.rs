@@ -76,20 +76,7 @@ pub fn client(dir: &Path, limits: SessionLimits) -> Client {
         sfid: String::new(),
         password: Password::new("CLI"),
     };
-    let partner = Partner {
-        name: "server".into(),
-        ssid: "O0013BENCHSRV".into(),
-        password: Password::new("SRV"),
-        sfid: String::new(),
-        our_password: None,
-        inbox: None,
-        outbox: None,
-        allowed_levels: vec![],
-        address: None,
-        security: Default::default(),
-        tls: Default::default(),
-        record_mapping: Default::default(),
-    };
+    let partner = Partner::new("server", "O0013BENCHSRV", Password::new("SRV"));
     let mut cfg = ClientConfig::new(local, partner, dir.join("received"));
     cfg.limits = limits;
     Client::new(cfg, SqliteJournal::open_in_dir(dir).unwrap()).unwrap()

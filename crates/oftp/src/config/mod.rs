@@ -223,6 +223,27 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 }
 
 impl Partner {
+    /// A partner named `name` that logs in as `ssid` with `password`, with the defaults of a
+    /// `[[partners]]` entry that gives only these three keys for everything else (SFID = SSID,
+    /// our password = theirs, default inbox and outbox, all levels, no address, default
+    /// security, TLS and record mapping).
+    pub fn new(name: impl Into<String>, ssid: impl Into<String>, password: Password) -> Self {
+        Self {
+            name: name.into(),
+            ssid: ssid.into(),
+            password,
+            sfid: String::new(),
+            our_password: None,
+            inbox: None,
+            outbox: None,
+            allowed_levels: vec![],
+            address: None,
+            security: Default::default(),
+            tls: Default::default(),
+            record_mapping: RecordMapping::default(),
+        }
+    }
+
     /// The SFID code, falling back to the SSID code.
     pub fn sfid(&self) -> &str {
         if self.sfid.is_empty() {
@@ -563,20 +584,20 @@ pub(crate) mod tests {
 
     /// A partner with password `SECRET` and defaults for everything else.
     pub(crate) fn partner(name: &str, ssid: &str) -> Partner {
-        Partner {
-            name: name.into(),
-            ssid: ssid.into(),
-            password: Password::new("SECRET"),
-            sfid: String::new(),
-            our_password: None,
-            inbox: None,
-            outbox: None,
-            allowed_levels: vec![],
-            address: None,
-            security: Default::default(),
-            tls: Default::default(),
-            record_mapping: RecordMapping::default(),
-        }
+        Partner::new(name, ssid, Password::new("SECRET"))
+    }
+
+    #[test]
+    fn a_new_partner_has_the_defaults_of_an_entry_with_only_name_ssid_and_password() {
+        use serde::de::value::{Error, MapDeserializer};
+        let entry = [
+            ("name", "acme"),
+            ("ssid", "O0013ACME"),
+            ("password", "SECRET"),
+        ];
+        let parsed =
+            Partner::deserialize(MapDeserializer::<_, Error>::new(entry.into_iter())).unwrap();
+        assert_eq!(partner("acme", "O0013ACME"), parsed);
     }
 
     #[test]

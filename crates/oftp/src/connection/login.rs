@@ -3,23 +3,20 @@
 //! authentication (AUCH/AURP) and the point where the session counts as established. Does not
 //! move bytes (the driver in `mod.rs` does) nor handle files.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use oftp_proto::codec::{Password as WirePassword, ProtocolLevel};
 use oftp_proto::session::{
     Capabilities, InitiatorConfig, Negotiated, ResponderConfig, ResponderParams, Session,
 };
-use tokio::sync::mpsc;
 
 use crate::connection::error::{AuthStepError, ConnectionError};
-use crate::connection::{Connection, InitiatorSetup, Params, Shared};
-use crate::handle::{Request, SessionHandle};
+use crate::connection::{Connection, ConnectionParts, InitiatorSetup, Params};
 use crate::handler::{
     Handler, LogLevel, SessionAcceptance, SessionDecision, SessionInfo, SessionRequest,
 };
 use crate::identity::OdetteId;
-use crate::listener::{Admission, ConnectionInfo, ShutdownSignal};
+use crate::listener::Admission;
 use crate::policy::{self, PeerOffer};
 use crate::security::{SecurityContext, SecurityError};
 use crate::transport::{FileServices, Transport};
@@ -45,42 +42,23 @@ fn capabilities(
 
 impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// A responder connection (server side).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn responder(
-        io: T,
-        conn: ConnectionInfo,
-        handler: Arc<H>,
-        services: Arc<F>,
-        shared: Arc<Shared>,
-        shutdown: ShutdownSignal,
-        handle: SessionHandle,
-        requests: mpsc::UnboundedReceiver<Request>,
-    ) -> Self {
+    pub(crate) fn responder(parts: ConnectionParts<T, H, F>) -> Self {
         let now = super::now();
         let session = Session::responder(
             ResponderConfig {
-                inactivity_timeout: shared.inactivity_timeout,
+                inactivity_timeout: parts.shared.inactivity_timeout,
             },
             now,
         );
-        Self::new(
-            io, session, conn, handler, services, shared, shutdown, handle, requests, None,
-        )
+        Self::new(parts, session, None)
     }
 
     /// An initiator connection (client side).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn initiator(
-        io: T,
-        conn: ConnectionInfo,
-        handler: Arc<H>,
-        services: Arc<F>,
-        shared: Arc<Shared>,
-        shutdown: ShutdownSignal,
-        handle: SessionHandle,
-        requests: mpsc::UnboundedReceiver<Request>,
+        parts: ConnectionParts<T, H, F>,
         setup: InitiatorSetup,
     ) -> Result<Self, oftp_proto::session::UsageError> {
+        let shared = &parts.shared;
         let l = &shared.limits;
         let mut cfg = InitiatorConfig::new(
             shared.codes.ssid.to_string(),
@@ -111,18 +89,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 .map_err(|e| oftp_proto::session::UsageError::Config(e.to_string()))?;
         }
         let session = Session::initiator(cfg, super::now())?;
-        Ok(Self::new(
-            io,
-            session,
-            conn,
-            handler,
-            services,
-            shared,
-            shutdown,
-            handle,
-            requests,
-            Some(setup),
-        ))
+        Ok(Self::new(parts, session, Some(setup)))
     }
 
     pub(super) async fn on_ssid(&mut self, peer: oftp_proto::codec::Ssid) {

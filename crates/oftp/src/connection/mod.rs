@@ -133,6 +133,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Makes `security` the security settings of the sessions and gives it the partners'
+    /// record mappings. Only the server's or client's builder holds `shared` before the first
+    /// session, so the cell is still empty and this takes effect.
+    pub(crate) fn use_security(&self, security: &Arc<SecurityContext>) {
+        let _ = self.security.set(security.clone());
+        security.use_record_mappings(&self.partners());
+    }
+
     /// A partner table to put in [`Shared`].
     pub(crate) fn partner_table(table: PartnerTable) -> std::sync::RwLock<Arc<PartnerTable>> {
         std::sync::RwLock::new(Arc::new(table))
@@ -160,6 +168,19 @@ pub(crate) struct InitiatorSetup {
     pub(crate) partner_codes: IdentityCodes,
     pub(crate) receive_dir: PathBuf,
     pub(crate) jobs: Vec<OutgoingFile>,
+}
+
+/// What a connection is made of, on either side: the transport, who it is with, the server's
+/// or client's handler, file services and shared state, and its handle to the outside.
+pub(crate) struct ConnectionParts<T, H, F> {
+    pub(crate) io: T,
+    pub(crate) conn: ConnectionInfo,
+    pub(crate) handler: Arc<H>,
+    pub(crate) services: Arc<F>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) shutdown: ShutdownSignal,
+    pub(crate) handle: SessionHandle,
+    pub(crate) requests: mpsc::UnboundedReceiver<Request>,
 }
 
 enum Work {
@@ -253,19 +274,21 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
 struct TransportGone(std::io::Error);
 
 impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
-    #[allow(clippy::too_many_arguments)]
     fn new(
-        io: T,
+        parts: ConnectionParts<T, H, F>,
         session: Session,
-        conn: ConnectionInfo,
-        handler: Arc<H>,
-        services: Arc<F>,
-        shared: Arc<Shared>,
-        shutdown: ShutdownSignal,
-        handle: SessionHandle,
-        requests: mpsc::UnboundedReceiver<Request>,
         initiator: Option<InitiatorSetup>,
     ) -> Self {
+        let ConnectionParts {
+            io,
+            conn,
+            handler,
+            services,
+            shared,
+            shutdown,
+            handle,
+            requests,
+        } = parts;
         let mut queue = VecDeque::new();
         if let Some(setup) = &initiator {
             for f in &setup.jobs {

@@ -175,14 +175,12 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Ok(m) if m.is_file() => m,
             Ok(_) => {
                 let r = format!("{} is not a regular file", file.path.display());
-                self.error(r.clone()).await;
-                self.record_outcome(file, origin, fail(r), None).await;
+                self.not_sent(file, origin, r).await;
                 return;
             }
             Err(e) => {
                 let r = format!("cannot read {}: {e}", file.path.display());
-                self.error(r.clone()).await;
-                self.record_outcome(file, origin, fail(r), None).await;
+                self.not_sent(file, origin, r).await;
                 return;
             }
         };
@@ -235,8 +233,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 Ok(n) => n,
                 Err(e) => {
                     let r = format!("not offered: {e}");
-                    self.error(r.clone()).await;
-                    self.record_outcome(file, origin, fail(r), None).await;
+                    self.not_sent(file, origin, r).await;
                     return;
                 }
             }
@@ -260,8 +257,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Err(e) => {
                 // Without it the file would go out under a new identity: a second copy.
                 let r = ConnectionError::from(e).to_string();
-                self.error(r.clone()).await;
-                self.record_outcome(file, origin, fail(r), None).await;
+                self.not_sent(file, origin, r).await;
                 return;
             }
         };
@@ -321,8 +317,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                     Ok(id) => (id, stamp),
                     Err(e) => {
                         let r = ConnectionError::from(e).to_string();
-                        self.error(r.clone()).await;
-                        self.record_outcome(file, origin, fail(r), None).await;
+                        self.not_sent(file, origin, r).await;
                         return;
                     }
                 }
@@ -372,8 +367,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Ok(x) => x,
             Err(e) => {
                 let r = format!("cannot prepare {}: {e}", file.path.display());
-                self.error(r.clone()).await;
-                self.record_outcome(file, origin, fail(r), None).await;
+                self.not_sent(file, origin, r).await;
                 return;
             }
         };
@@ -390,8 +384,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Ok(sealed) => sealed,
             Err(e) => {
                 let r = format!("cannot prepare {}: {e}", file.path.display());
-                self.error(r.clone()).await;
-                self.record_outcome(file, origin, fail(r), None).await;
+                self.not_sent(file, origin, r).await;
                 return;
             }
         };
@@ -415,8 +408,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         let cipher_suite = sfid.cipher_suite.0;
         if let Err(e) = self.session.send_file(sfid) {
             let r = format!("cannot offer {}: {e}", file.virtual_file_name);
-            self.error(r.clone()).await;
-            self.record_outcome(file, origin, fail(r), None).await;
+            self.not_sent(file, origin, r).await;
             return;
         }
         let transfer = TransferInfo {
@@ -446,6 +438,13 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
     /// Where the outcome of a file goes: the initiator's report, or the outbound queue (a
     /// file the partner stored at once, a failure at the end of the session); `key` is the
     /// identity it was offered under, if it got that far.
+    /// `file` is not sent for `reason`: an error event, and the outcome recorded.
+    async fn not_sent(&mut self, file: OutgoingFile, origin: Origin, reason: String) {
+        self.error(reason.clone()).await;
+        self.record_outcome(file, origin, FileOutcome::NotSent { reason }, None)
+            .await;
+    }
+
     pub(super) async fn record_outcome(
         &mut self,
         file: OutgoingFile,

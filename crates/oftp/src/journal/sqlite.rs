@@ -167,6 +167,22 @@ impl SqliteJournal {
         backend_error(&self.path, source)
     }
 
+    /// The rows of `sql` with `args`, each read by `read`, then made a value by `value`
+    /// (which reports a row it cannot use as corrupt).
+    fn select_rows<R, T>(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        args: impl rusqlite::Params,
+        read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<R>,
+        value: impl Fn(R) -> Result<T, JournalError>,
+    ) -> Result<Vec<T>, JournalError> {
+        let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(args, read).map_err(|e| self.err(e))?;
+        rows.map(|row| value(row.map_err(|e| self.err(e))?))
+            .collect()
+    }
+
     fn corrupt(&self, detail: impl Into<String>) -> JournalError {
         JournalError::Corrupt {
             location: self.location(),

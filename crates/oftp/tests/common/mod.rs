@@ -51,20 +51,7 @@ pub fn client_identity() -> LocalIdentity {
 }
 
 pub fn partner(name: &str, ssid: &str, pw: &str) -> Partner {
-    Partner {
-        name: name.into(),
-        ssid: ssid.into(),
-        password: Password::new(pw),
-        sfid: String::new(),
-        our_password: None,
-        inbox: None,
-        outbox: None,
-        allowed_levels: vec![],
-        address: None,
-        security: Default::default(),
-        tls: Default::default(),
-        record_mapping: Default::default(),
-    }
+    Partner::new(name, ssid, Password::new(pw))
 }
 
 /// A server with the client as its only partner, on an ephemeral port.

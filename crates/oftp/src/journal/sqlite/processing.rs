@@ -207,14 +207,13 @@ impl SqliteJournal {
         tail: &str,
         args: impl rusqlite::Params,
     ) -> Result<Vec<Processing>, JournalError> {
-        let mut stmt = conn
-            .prepare(&format!("SELECT {COLUMNS} FROM received_processing {tail}"))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(args, RawRow::read)
-            .map_err(|e| self.err(e))?;
-        rows.map(|r| self.processing_row(r.map_err(|e| self.err(e))?))
-            .collect()
+        self.select_rows(
+            conn,
+            &format!("SELECT {COLUMNS} FROM received_processing {tail}"),
+            args,
+            RawRow::read,
+            |raw| self.processing_row(raw),
+        )
     }
 
     fn processing_by_id(
@@ -226,6 +225,20 @@ impl SqliteJournal {
             .select_processing(conn, "WHERE id = ?1", [id])?
             .into_iter()
             .next())
+    }
+
+    /// Runs `update` (`?1` the id, `?2` the time `at`) on post-processing `id` and returns
+    /// the row as it then stands (`None`: no such row).
+    fn processing_update(
+        &self,
+        update: &str,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Processing>, JournalError> {
+        let conn = self.lock();
+        conn.execute(update, params![id, ms(at)])
+            .map_err(|e| self.err(e))?;
+        self.processing_by_id(&conn, id)
     }
 
     pub(super) fn processing_add(
@@ -320,14 +333,12 @@ impl SqliteJournal {
         id: i64,
         at: DateTime<Utc>,
     ) -> Result<Option<Processing>, JournalError> {
-        let conn = self.lock();
-        conn.execute(
+        self.processing_update(
             "UPDATE received_processing SET state = 'running', attempts = attempts + 1,
                  updated_at = ?2 WHERE id = ?1",
-            params![id, ms(at)],
+            id,
+            at,
         )
-        .map_err(|e| self.err(e))?;
-        self.processing_by_id(&conn, id)
     }
 
     pub(super) fn processing_finish(
@@ -388,14 +399,12 @@ impl SqliteJournal {
         id: i64,
         at: DateTime<Utc>,
     ) -> Result<Option<Processing>, JournalError> {
-        let conn = self.lock();
-        conn.execute(
+        self.processing_update(
             "UPDATE received_processing SET state = 'pending', updated_at = ?2
              WHERE id = ?1 AND state IN ('succeeded', 'failed')",
-            params![id, ms(at)],
+            id,
+            at,
         )
-        .map_err(|e| self.err(e))?;
-        self.processing_by_id(&conn, id)
     }
 
     pub(super) fn end_response_release(

@@ -294,14 +294,13 @@ impl SqliteJournal {
         tail: &str,
         args: impl rusqlite::Params,
     ) -> Result<Vec<QueuedFile>, JournalError> {
-        let mut stmt = conn
-            .prepare(&format!("SELECT {QUEUE_COLUMNS} FROM queue {tail}"))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(args, QueueRow::read)
-            .map_err(|e| self.err(e))?;
-        rows.map(|row| self.queued_file(row.map_err(|e| self.err(e))?))
-            .collect()
+        self.select_rows(
+            conn,
+            &format!("SELECT {QUEUE_COLUMNS} FROM queue {tail}"),
+            args,
+            QueueRow::read,
+            |row| self.queued_file(row),
+        )
     }
 
     fn queue_row(&self, conn: &Connection, id: i64) -> Result<Option<QueuedFile>, JournalError> {
@@ -533,11 +532,11 @@ impl SqliteJournal {
         tail: &str,
         args: impl rusqlite::Params,
     ) -> Result<Vec<Alert>, JournalError> {
-        let mut stmt = conn
-            .prepare(&format!("SELECT {ALERT_COLUMNS} FROM alerts {tail}"))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(args, |r| {
+        self.select_rows(
+            conn,
+            &format!("SELECT {ALERT_COLUMNS} FROM alerts {tail}"),
+            args,
+            |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
@@ -547,26 +546,23 @@ impl SqliteJournal {
                     r.get::<_, i64>(5)?,
                     r.get::<_, Option<i64>>(6)?,
                 ))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, kind, partner, file, text, raised, acked) = row.map_err(|e| self.err(e))?;
-            out.push(Alert {
-                id,
-                alert: NewAlert {
-                    kind: AlertKind::parse(&kind).ok_or_else(|| {
-                        self.corrupt(format!("alert {id}: unknown kind {kind:?}"))
-                    })?,
-                    partner,
-                    file,
-                    text,
-                },
-                raised_at: self.time(raised)?,
-                acknowledged_at: acked.map(|t| self.time(t)).transpose()?,
-            });
-        }
-        Ok(out)
+            },
+            |(id, kind, partner, file, text, raised, acked)| {
+                Ok(Alert {
+                    id,
+                    alert: NewAlert {
+                        kind: AlertKind::parse(&kind).ok_or_else(|| {
+                            self.corrupt(format!("alert {id}: unknown kind {kind:?}"))
+                        })?,
+                        partner,
+                        file,
+                        text,
+                    },
+                    raised_at: self.time(raised)?,
+                    acknowledged_at: acked.map(|t| self.time(t)).transpose()?,
+                })
+            },
+        )
     }
 
     pub(super) fn alerts_raise(

@@ -72,40 +72,31 @@ impl SqliteJournal {
         user_data: &str,
     ) -> Result<i64, JournalError> {
         let stamp = self.stamp_to_store(key)?;
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path,
-                                   updated_at, user_data, partner)
-             VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (partner, originator, dsn, stamp) DO UPDATE SET
-                state = 'receiving', partial_path = excluded.partial_path,
-                final_path = excluded.final_path, position = 0, file_offset = 0, records = 0,
-                units = 0, end_response_sent = 0, end_response_deferred = 0,
-                updated_at = excluded.updated_at, user_data = excluded.user_data",
-            params![
-                key.originator.as_str(),
-                key.dsn,
-                stamp,
-                partial_path.to_string_lossy(),
-                final_path.to_string_lossy(),
-                now_text(),
-                user_data.trim_end(),
-                partner.trim_end()
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        conn.query_row(
-            "SELECT id FROM received
-             WHERE partner = ?4 AND originator = ?1 AND dsn = ?2 AND stamp = ?3",
-            params![
-                key.originator.as_str(),
-                key.dsn,
-                key.stamp.digits(),
-                partner.trim_end()
-            ],
-            |r| r.get(0),
-        )
-        .map_err(|e| self.err(e))
+        // RETURNING gives the id of the row inserted or, for a file begun before, updated.
+        self.lock()
+            .query_row(
+                "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path,
+                                       updated_at, user_data, partner)
+                 VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (partner, originator, dsn, stamp) DO UPDATE SET
+                    state = 'receiving', partial_path = excluded.partial_path,
+                    final_path = excluded.final_path, position = 0, file_offset = 0,
+                    records = 0, units = 0, end_response_sent = 0, end_response_deferred = 0,
+                    updated_at = excluded.updated_at, user_data = excluded.user_data
+                 RETURNING id",
+                params![
+                    key.originator.as_str(),
+                    key.dsn,
+                    stamp,
+                    partial_path.to_string_lossy(),
+                    final_path.to_string_lossy(),
+                    now_text(),
+                    user_data.trim_end(),
+                    partner.trim_end()
+                ],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
     }
 
     pub(super) fn reception_checkpoint_receive(
