@@ -5,7 +5,6 @@ use graph_emulator::{EndpointKind, FaultConfig, Trigger};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 mod common;
 
@@ -47,67 +46,6 @@ async fn receiver(status: u16) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await });
     (url, got)
-}
-
-/// One received mail: the AUTH line's decoded credentials, the envelope and the data.
-#[derive(Debug, Default, Clone)]
-struct Received {
-    auth: Option<String>,
-    rcpt: Vec<String>,
-    data: String,
-}
-
-/// A small SMTP server on loopback (ESMTP with AUTH PLAIN, no TLS), recording each mail.
-async fn smtp_sink() -> (u16, Arc<Mutex<Vec<Received>>>) {
-    use base64::Engine as _;
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let g = got.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let g = g.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = s.into_split();
-                let mut lines = BufReader::new(r).lines();
-                let mut mail = Received::default();
-                w.write_all(b"220 sink ESMTP\r\n").await.unwrap();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let upper = line.to_ascii_uppercase();
-                    let answer: &[u8] = if upper.starts_with("EHLO") {
-                        b"250-sink\r\n250 AUTH PLAIN\r\n"
-                    } else if let Some(b64) = line.strip_prefix("AUTH PLAIN ") {
-                        let raw = base64::engine::general_purpose::STANDARD
-                            .decode(b64.trim())
-                            .unwrap();
-                        mail.auth = Some(String::from_utf8_lossy(&raw).replace('\0', "|"));
-                        b"235 ok\r\n"
-                    } else if upper.starts_with("RCPT TO:") {
-                        mail.rcpt.push(line[8..].trim().to_string());
-                        b"250 ok\r\n"
-                    } else if upper == "DATA" {
-                        w.write_all(b"354 go on\r\n").await.unwrap();
-                        while let Ok(Some(l)) = lines.next_line().await {
-                            if l == "." {
-                                break;
-                            }
-                            mail.data.push_str(&l);
-                            mail.data.push('\n');
-                        }
-                        g.lock().unwrap().push(std::mem::take(&mut mail));
-                        b"250 queued\r\n"
-                    } else if upper == "QUIT" {
-                        let _ = w.write_all(b"221 bye\r\n").await;
-                        break;
-                    } else {
-                        b"250 ok\r\n"
-                    };
-                    w.write_all(answer).await.unwrap();
-                }
-            });
-        }
-    });
-    (port, got)
 }
 
 /// A config file with the [notify] table of this test's receivers.
@@ -215,7 +153,7 @@ async fn a_run_with_warnings_notifies_the_webhook_and_by_mail_without_being_aske
     let emu = emulator(4, Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
     let (url, hooks) = receiver(200).await;
-    let (port, mails) = smtp_sink().await;
+    let (port, mails) = smtp_mail::sink::start().await;
     let cfg = notify_config(
         dir.path(),
         &format!(

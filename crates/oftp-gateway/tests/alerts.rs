@@ -23,7 +23,6 @@ use oftp_gateway::alerts::{
     Alerts, AlertsConfig, Deliverer, DeliverySchedule, Watchdog, certificates_of,
     channels_from_config,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const SECRET: &str = "alert hook secret 5f1e";
 const SMTP_PASSWORD: &str = "smtp alert password 9c2b";
@@ -210,71 +209,10 @@ async fn an_alert_older_than_the_give_up_age_is_not_sent() {
     );
 }
 
-/// One mail the sink received: AUTH PLAIN credentials (`|user|password`), recipients, data.
-#[derive(Debug, Default, Clone)]
-struct Mail {
-    auth: Option<String>,
-    rcpt: Vec<String>,
-    data: String,
-}
-
-/// A minimal SMTP server on loopback (ESMTP, AUTH PLAIN, no TLS) recording each mail.
-async fn smtp_sink() -> (u16, Arc<Mutex<Vec<Mail>>>) {
-    use base64::Engine as _;
-    let got: Arc<Mutex<Vec<Mail>>> = Arc::default();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let g = got.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let g = g.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = s.into_split();
-                let mut lines = BufReader::new(r).lines();
-                let mut mail = Mail::default();
-                w.write_all(b"220 sink ESMTP\r\n").await.unwrap();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let upper = line.to_ascii_uppercase();
-                    let answer: &[u8] = if upper.starts_with("EHLO") {
-                        b"250-sink\r\n250 AUTH PLAIN\r\n"
-                    } else if let Some(b64) = line.strip_prefix("AUTH PLAIN ") {
-                        let raw = base64::engine::general_purpose::STANDARD
-                            .decode(b64.trim())
-                            .unwrap();
-                        mail.auth = Some(String::from_utf8_lossy(&raw).replace('\0', "|"));
-                        b"235 ok\r\n"
-                    } else if upper.starts_with("RCPT TO:") {
-                        mail.rcpt.push(line[8..].trim().to_owned());
-                        b"250 ok\r\n"
-                    } else if upper == "DATA" {
-                        w.write_all(b"354 go on\r\n").await.unwrap();
-                        while let Ok(Some(l)) = lines.next_line().await {
-                            if l == "." {
-                                break;
-                            }
-                            mail.data.push_str(&l);
-                            mail.data.push('\n');
-                        }
-                        g.lock().unwrap().push(std::mem::take(&mut mail));
-                        b"250 queued\r\n"
-                    } else if upper == "QUIT" {
-                        let _ = w.write_all(b"221 bye\r\n").await;
-                        break;
-                    } else {
-                        b"250 ok\r\n"
-                    };
-                    w.write_all(answer).await.unwrap();
-                }
-            });
-        }
-    });
-    (port, got)
-}
-
 #[tokio::test]
 async fn a_mail_alert_reaches_the_smtp_sink_with_the_configured_credentials() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, mails) = smtp_sink().await;
+    let (port, mails) = smtp_mail::sink::start().await;
     let pw = dir.path().join("smtp-password");
     std::fs::write(&pw, SMTP_PASSWORD).unwrap();
     let config: AlertsConfig = toml::from_str(&format!(
@@ -655,7 +593,7 @@ async fn a_receiver_that_hangs_does_not_hold_up_the_other_channels() {
             held.push(s);
         }
     });
-    let (port, mails) = smtp_sink().await;
+    let (port, mails) = smtp_mail::sink::start().await;
     std::fs::write(dir.path().join("s"), SECRET).unwrap();
     let config: AlertsConfig = toml::from_str(&format!(
         "[[webhook]]\nname = \"hook\"\nurl = \"http://{hang_addr}/\"\nsecret_file = {:?}\n\

@@ -12,6 +12,9 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "sink")]
+pub mod sink;
+
 use std::fmt;
 use std::time::Duration;
 
