@@ -156,15 +156,17 @@ async fn three_workers_share_thirty_mailboxes_and_finish_those_of_one_killed_mid
         !taken_over.is_empty() && taken_over.len() <= 2,
         "w1 held one or two mailboxes when it was killed: {taken_over:?}\n{logs}"
     );
-    // ... and only what it had in flight (at most 4 downloads in each of its 2 mailboxes) was
-    // downloaded twice.
+    // ... and only what it had in flight was downloaded twice: messages of its mailboxes that
+    // it had downloaded but not yet recorded. That is more than the 4 requests in flight per
+    // mailbox (a permit bounds the Graph request, not the store write and index record after
+    // it: up to 8 in one mailbox were seen under load), so the bound is the rule itself: no
+    // message of another mailbox, none more than twice.
     let stats = emu.stats();
     let twice: Vec<_> = stats.downloads.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
-        twice.len() <= 8
-            && twice
-                .iter()
-                .all(|((upn, _), n)| **n == 2 && taken_over.contains(upn)),
+        twice
+            .iter()
+            .all(|((upn, _), n)| **n == 2 && taken_over.contains(upn)),
         "downloaded more than once: {twice:?} (taken over: {taken_over:?})"
     );
     let downloads: u64 = stats.downloads.values().sum();
