@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::observer::{CallContext, Observer};
 use super::{
-    CLAIM_LIMIT, ERROR_PAUSE, GatewayError, Inner, MAX_SLEEP, PartnerPlan, SHUTDOWN_GRACE, outgoing,
+    CLAIM_LIMIT, ERROR_PAUSE, GatewayError, Inner, MAX_SLEEP, PartnerPlan, SHUTDOWN_GRACE, changed,
+    outgoing,
 };
 use crate::handler::GatewayHandler;
 use crate::ops::{CallSummary, GatewayEvent};
@@ -384,14 +385,6 @@ async fn raise(inner: &Arc<Inner>, alert: NewAlert, at: DateTime<Utc>) -> Result
 fn rng() -> rand::rngs::StdRng {
     use rand::SeedableRng;
     rand::rngs::StdRng::from_rng(&mut rand::rng())
-}
-
-fn changed(id: i64, partner: &str, state: QueueState) -> GatewayEvent {
-    GatewayEvent::TransferChanged {
-        transfer_id: id,
-        partner: partner.to_owned(),
-        state: state.as_str().to_owned(),
-    }
 }
 
 /// "2 delivered, 1 sent, 1 failed, 3 received" (only the counts that are not 0).

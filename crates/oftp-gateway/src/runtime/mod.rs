@@ -340,13 +340,28 @@ impl Gateway {
     }
 
     fn find(&self, partner: &str) -> Option<Arc<Loop>> {
-        self.inner
-            .partners
+        self.inner.find(partner)
+    }
+}
+
+impl Inner {
+    /// The loop (plan, policy, state) of the configured partner `name`.
+    fn find(&self, name: &str) -> Option<Arc<Loop>> {
+        self.partners
             .read()
             .expect("partners lock")
             .iter()
-            .find(|l| l.plan.name == partner)
+            .find(|l| l.plan.name == name)
             .cloned()
+    }
+}
+
+/// The live event of a queued file's change of state.
+fn changed(id: i64, partner: &str, state: QueueState) -> GatewayEvent {
+    GatewayEvent::TransferChanged {
+        transfer_id: id,
+        partner: partner.to_owned(),
+        state: state.as_str().to_owned(),
     }
 }
 
@@ -428,19 +443,13 @@ async fn intake(inner: Arc<Inner>, mut events: mpsc::Receiver<OutboxEvent>) {
                 match inner.journal.call(move |j| j.enqueue(&send, now)).await {
                     Ok(id) => {
                         tracing::info!(partner = %t.partner, file = %t.path.display(), id, "queued");
-                        inner.shared.publish(GatewayEvent::TransferChanged {
-                            transfer_id: id,
-                            partner: t.partner.to_string(),
-                            state: QueueState::Queued.as_str().to_owned(),
-                        });
-                        let l = inner
-                            .partners
-                            .read()
-                            .expect("partners lock")
-                            .iter()
-                            .find(|l| *l.plan.name == *t.partner)
-                            .cloned();
-                        if let Some(l) = l.filter(|l| l.plan.gateway.call_on_new_file) {
+                        inner
+                            .shared
+                            .publish(changed(id, &t.partner, QueueState::Queued));
+                        if let Some(l) = inner
+                            .find(&t.partner)
+                            .filter(|l| l.plan.gateway.call_on_new_file)
+                        {
                             l.wake.notify_one();
                         }
                     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use oftp::journal::{JournalError, QueueState, QueuedFile};
 use oftp::outbound::{OutboundQueue, QueueOutcome};
 
-use super::{CLAIM_LIMIT, Inner, queued_send};
+use super::{CLAIM_LIMIT, Inner, changed, queued_send};
 use crate::ops::GatewayEvent;
 use crate::outbox::Outbox;
 use crate::settle::{Attempt, Settlement, settle};
@@ -28,15 +28,9 @@ impl ResponderQueue {
     /// called is offered in this session, not left for the watcher's next pass. A file the
     /// watcher takes at the same time is taken by one of them only (the rename decides).
     fn take_over_now(&self, partner: &str) -> Result<(), JournalError> {
-        let dir = self
-            .inner
-            .partners
-            .read()
-            .expect("partners lock")
-            .iter()
-            .find(|l| l.plan.name == partner)
-            .map(|l| l.plan.outbox.clone());
-        let Some(dir) = dir else { return Ok(()) };
+        let Some(dir) = self.inner.find(partner).map(|l| l.plan.outbox.clone()) else {
+            return Ok(());
+        };
         let outbox = match Outbox::new(partner, dir) {
             Ok(o) => o,
             Err(e) => {
@@ -50,11 +44,9 @@ impl ResponderQueue {
             outbox.take_over(
                 &mut |t| match self.inner.journal.enqueue(&queued_send(&t), now) {
                     Ok(id) => {
-                        self.inner.shared.publish(GatewayEvent::TransferChanged {
-                            transfer_id: id,
-                            partner: partner.to_owned(),
-                            state: QueueState::Queued.as_str().to_owned(),
-                        });
+                        self.inner
+                            .shared
+                            .publish(changed(id, partner, QueueState::Queued));
                         true
                     }
                     Err(e) => {
@@ -82,11 +74,9 @@ impl OutboundQueue for ResponderQueue {
             .journal
             .claim_due(partner, self.inner.clock.now(), CLAIM_LIMIT)?;
         for row in &rows {
-            self.inner.shared.publish(GatewayEvent::TransferChanged {
-                transfer_id: row.id,
-                partner: partner.to_owned(),
-                state: row.state.as_str().to_owned(),
-            });
+            self.inner
+                .shared
+                .publish(changed(row.id, partner, row.state));
         }
         Ok(rows)
     }
@@ -108,11 +98,7 @@ impl OutboundQueue for ResponderQueue {
             ) => {
                 let policy = self
                     .inner
-                    .partners
-                    .read()
-                    .expect("partners lock")
-                    .iter()
-                    .find(|l| l.plan.name == file.send.partner)
+                    .find(&file.send.partner)
                     .map(|l| l.policy.clone());
                 // A partner removed by a reload while its session ran: the defaults.
                 let policy = match policy {
@@ -149,11 +135,9 @@ impl OutboundQueue for ResponderQueue {
             }
             Err(e) => return Err(e),
         }
-        self.inner.shared.publish(GatewayEvent::TransferChanged {
-            transfer_id: file.id,
-            partner: file.send.partner.clone(),
-            state: settlement.change.to.as_str().to_owned(),
-        });
+        self.inner
+            .shared
+            .publish(changed(file.id, &file.send.partner, settlement.change.to));
         if let Some(alert) = settlement.alert {
             tracing::warn!(kind = alert.kind.as_str(), "alert: {}", alert.text);
             let alert_id = self.inner.journal.raise_alert(&alert, now)?;
