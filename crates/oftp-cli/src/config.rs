@@ -48,6 +48,9 @@ pub(crate) struct FileConfig {
     /// `[gateway]`: outbox watching and the other gateway-wide keys.
     #[serde(default, skip_serializing_if = "GatewaySection::is_default")]
     pub(crate) gateway: GatewaySection,
+    /// `[http]`: the REST API, metrics, health checks and web console of `oftp serve`.
+    #[serde(default, skip_serializing_if = "oftp_http::HttpSettings::is_default")]
+    pub(crate) http: oftp_http::HttpSettings,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -303,6 +306,7 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
         security: LocalSecurityConfig::default(),
         tls: TlsSection::default(),
         gateway: GatewaySection::default(),
+        http: oftp_http::HttpSettings::default(),
     };
     let client = FileConfig {
         local: partner_id,
@@ -319,6 +323,7 @@ pub(crate) fn generate(path: &Path, listen: SocketAddr) -> Result<Generated> {
         security: LocalSecurityConfig::default(),
         tls: TlsSection::default(),
         gateway: GatewaySection::default(),
+        http: oftp_http::HttpSettings::default(),
     };
     let dir = path
         .parent()

@@ -25,6 +25,10 @@ pub(crate) struct ServeArgs {
     /// Listen address, overriding [server] listen (e.g. 127.0.0.1:3305).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address of the HTTP API and console, overriding [http] listen (port 0 = any free
+    /// port; the address in use is printed).
+    #[arg(long, env = "OFTP_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
@@ -140,16 +144,19 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
         let _ = out.flush();
     }
     let runtime: Arc<dyn GatewayRuntime> = Arc::new(gateway.clone());
-    let control = control.serve(Operations::new(
-        journal.clone(),
-        runtime,
-        Arc::new(SystemClock),
-    ));
+    let ops = Operations::new(journal.clone(), runtime.clone(), Arc::new(SystemClock));
+    let control = control.serve(ops.clone());
+    let http = start_http(&loaded, args.http_listen, ops, runtime, &journal, &sec)
+        .await
+        .with_context(|| format!("{}: [http]", path.display()))?;
     let mut signals = Signals::new();
     while let Signal::Reload = signals.next().await {
-        reload(&path, &gateway, &journal, &running).await;
+        reload(&path, &gateway, &journal, &running, http.as_ref()).await;
     }
     tracing::info!("shutting down");
+    if let Some(http) = http {
+        http.shutdown().await;
+    }
     control.shutdown().await;
     // Calls first: each is interrupted and its files queued again.
     gateway.shutdown().await;
@@ -169,8 +176,7 @@ fn dialer(loaded: &config::Loaded, journal: &Arc<dyn Journal>) -> Arc<dyn Dialer
     })
 }
 
-/// Every configured partner as the gateway runs it; its outbox defaults to
-/// `<data_dir>/outbox/<name>`, as the server's.
+/// Every configured partner as the gateway runs it.
 fn partner_plans(loaded: &config::Loaded) -> Vec<PartnerPlan> {
     loaded
         .file
@@ -179,12 +185,84 @@ fn partner_plans(loaded: &config::Loaded) -> Vec<PartnerPlan> {
         .map(|e| PartnerPlan {
             name: e.partner.name.clone(),
             address: e.partner.address.clone(),
-            outbox: e
-                .partner
-                .outbox
-                .clone()
-                .unwrap_or_else(|| loaded.data_dir.join("outbox").join(&e.partner.name)),
+            outbox: outbox_of(loaded, e),
             gateway: e.gateway.clone(),
+        })
+        .collect()
+}
+
+/// A partner's outbox: `outbox` of its entry, else `<data_dir>/outbox/<name>` (as the
+/// server's).
+fn outbox_of(loaded: &config::Loaded, e: &oftp_gateway::PartnerEntry) -> PathBuf {
+    e.partner
+        .outbox
+        .clone()
+        .unwrap_or_else(|| loaded.data_dir.join("outbox").join(&e.partner.name))
+}
+
+/// Starts the HTTP face (`[http]`, on by default on loopback) and says where it is; on the
+/// first run also the admin token, once.
+async fn start_http(
+    loaded: &config::Loaded,
+    listen: Option<SocketAddr>,
+    ops: Operations,
+    runtime: Arc<dyn GatewayRuntime>,
+    journal: &Arc<dyn Journal>,
+    sec: &Arc<oftp::security::SecurityContext>,
+) -> Result<Option<oftp_http::HttpServer>> {
+    let f = &loaded.file;
+    if !f.http.enabled {
+        return Ok(None);
+    }
+    let partners: Vec<(String, String)> = loaded
+        .partners
+        .iter()
+        .map(|p| (p.name.clone(), p.ssid.to_string()))
+        .collect();
+    let sec = sec.clone();
+    let ctx = oftp_http::HttpContext {
+        ops,
+        runtime,
+        journal: journal.clone(),
+        data_dir: loaded.data_dir.clone(),
+        partners: partner_infos(loaded),
+        certificates: Arc::new(move || alerts::certificates_of(&sec, &partners)),
+        disk_low_mib: f.gateway.alerts.watchdog.disk_low_mib,
+    };
+    let mut settings = f.http.clone();
+    if let Some(l) = listen {
+        settings.listen = l;
+    }
+    let http = oftp_http::HttpServer::start(settings, ctx).await?;
+    let mut out = std::io::stdout().lock();
+    let scheme = if f.http.tls_certificate.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let _ = writeln!(out, "console and API on {scheme}://{}/", http.local_addr());
+    if let Some(token) = http.first_admin_token() {
+        let _ = writeln!(
+            out,
+            "Created the admin API token (shown only now; it is stored hashed):\n\n    {token}\n"
+        );
+    }
+    let _ = out.flush();
+    Ok(Some(http))
+}
+
+/// The partners as the HTTP face shows them: configuration without secrets.
+fn partner_infos(loaded: &config::Loaded) -> Vec<oftp_http::PartnerInfo> {
+    loaded
+        .file
+        .partners
+        .iter()
+        .map(|e| oftp_http::PartnerInfo {
+            name: e.partner.name.clone(),
+            ssid: e.partner.ssid.clone(),
+            address: e.partner.address.clone(),
+            outbox: outbox_of(loaded, e),
+            settings: oftp_http::without_secrets(serde_json::to_value(e).unwrap_or_default()),
         })
         .collect()
 }
@@ -220,6 +298,7 @@ async fn reload(
     gateway: &Gateway,
     journal: &Arc<dyn Journal>,
     servers: &[(&str, RunningServer)],
+    http: Option<&oftp_http::HttpServer>,
 ) {
     let loaded = match config::load(path) {
         Ok(l) => l,
@@ -242,6 +321,9 @@ async fn reload(
             // New sessions log in against the new table; sessions in progress keep theirs.
             for (_, server) in servers {
                 server.set_partners(loaded.partners.clone());
+            }
+            if let Some(http) = http {
+                http.set_partners(partner_infos(&loaded));
             }
             tracing::info!(
                 partners = loaded.partners.len(),

@@ -64,6 +64,7 @@ fn wrong_password_gives_an_actionable_message_and_exit_code_1() {
 
     let out = Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args([
             "send",
             "--host",
@@ -99,6 +100,7 @@ fn missing_flags_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args(["send", "--host", "127.0.0.1", "x"])
         .env_remove("OFTP_PASSWORD")
         .env_remove("OFTP_PARTNER_PASSWORD")
@@ -114,6 +116,7 @@ fn missing_flags_are_named() {
 
     let out = Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args(["send", "--bogus"])
         .output()
         .unwrap();
@@ -220,6 +223,7 @@ fn no_password_appears_in_trace_logs_of_either_side() {
     std::fs::write(dir.path().join("order.edi"), b"UNB+UNOC:3").unwrap();
     let out = Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args([
             "-vv",
             "send",

@@ -32,6 +32,7 @@ fn cert_prints_fields_and_openssl_thumbprints() {
     let expected = fp.trim().split('=').nth(1).unwrap().to_owned();
     let out = Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args(["cert", "partner.pem"])
         .current_dir(dir.path())
         .output()
@@ -61,6 +62,7 @@ fn cert_prints_fields_and_openssl_thumbprints() {
     std::fs::write(dir.path().join("p12.pw"), "p12secret\n").unwrap();
     let out = Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args(["cert", "partner.p12", "--password-file", "p12.pw"])
         .current_dir(dir.path())
         .output()
@@ -71,6 +73,7 @@ fn cert_prints_fields_and_openssl_thumbprints() {
     assert!(!text.contains("p12secret"));
     let out = Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args(["cert", "partner.p12"])
         .current_dir(dir.path())
         .output()
@@ -94,6 +97,7 @@ fn cert_lists_key_usages_and_alt_names_only_when_the_certificate_has_them() {
         openssl(dir.path(), &args);
         let out = Command::cargo_bin("oftp")
             .unwrap()
+            .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
             .args(["cert", pem.as_str()])
             .current_dir(dir.path())
             .output()
@@ -231,6 +235,7 @@ require_signed_receipts = true
         args.extend_from_slice(extra);
         Command::cargo_bin("oftp")
             .unwrap()
+            .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
             .args(&args)
             .current_dir(d)
             .output()
@@ -419,6 +424,7 @@ client_certs = "partners"
     .unwrap();
     let out = Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args(["serve", "--config", "server.toml"])
         .current_dir(d)
         .output()
@@ -438,6 +444,7 @@ fn cert_with_crl_dp_checks_the_distribution_point() {
     let run = |leaf: &oftp_test_pki::Leaf| {
         let out = Command::cargo_bin("oftp")
             .unwrap()
+            .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
             .arg("cert")
             .arg(&leaf.cert)
             .arg("--ca")

@@ -73,6 +73,7 @@ pub(crate) fn self_signed(dir: &Path, name: &str) {
 pub(crate) fn oftp_serve(dir: &Path, args: &[&str]) -> Command {
     let mut serve = Command::cargo_bin("oftp").unwrap();
     serve
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .arg("serve")
         .args(args)
         .current_dir(dir)
@@ -121,6 +122,7 @@ pub(crate) fn serve_config(dir: &Path, config: &str) -> Server {
 pub(crate) fn send_example(dir: &Path, extra: &[&str]) -> Output {
     Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args([
             "send",
             "--config",
@@ -147,6 +149,7 @@ pub(crate) fn flag_send(
 ) -> Output {
     Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args([
             "send",
             "--host",
@@ -174,6 +177,7 @@ pub(crate) fn flag_send(
 pub(crate) fn oftp(dir: &Path, args: &[&str]) -> Output {
     Command::cargo_bin("oftp")
         .unwrap()
+        .env("OFTP_HTTP_LISTEN", "127.0.0.1:0")
         .args(args)
         .env_remove("OFTP_PASSWORD")
         .env_remove("OFTP_PARTNER_PASSWORD")
