@@ -65,7 +65,8 @@ impl HttpServer {
         })?;
         let state = AppState::new(ctx, settings, tokens);
         let app = crate::router(state.clone());
-        let stop = CancellationToken::new();
+        // One token stops accepting and ends the live event streams.
+        let stop = state.shutdown_token().clone();
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app)
