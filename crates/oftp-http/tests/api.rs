@@ -610,3 +610,91 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_file_and_no_temporary() 
     tcp.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 }
+
+#[tokio::test]
+async fn with_a_certificate_and_key_the_api_is_served_over_https_only() {
+    let pki = oftp_test_pki::Pki::new();
+    let leaf = pki.leaf("api", 1, false);
+    let api = start(
+        HttpSettings {
+            tls_certificate: Some(leaf.cert.clone()),
+            tls_key: Some(leaf.key.clone()),
+            ..HttpSettings::default()
+        },
+        16,
+    )
+    .await;
+    let addr = api.server.as_ref().unwrap().local_addr();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
+        .resolve("api.example", addr)
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://api.example:{}/api/v1/status", addr.port()))
+        .bearer_auth(&api.read)
+        .send()
+        .await
+        .unwrap();
+    let (s, status) = json_of(r).await;
+    assert_eq!(
+        (s, &status["daemon"]["pid"]),
+        (StatusCode::OK, &json!(std::process::id()))
+    );
+    // Plain HTTP on the same port gets no answer.
+    let plain = api
+        .client
+        .get(format!("http://{addr}/api/v1/status"))
+        .bearer_auth(&api.read)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+}
+
+#[tokio::test]
+async fn a_certificate_without_its_key_or_an_unreadable_one_stops_the_start_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = oftp_test_pki::Pki::new();
+    let leaf = pki.leaf("api", 1, false);
+    let other = pki.leaf("other", 2, false);
+    for (cert, key, says) in [
+        (Some(leaf.cert.clone()), None, "go together"),
+        (
+            Some(dir.path().join("missing.pem")),
+            Some(leaf.key.clone()),
+            "missing.pem",
+        ),
+        (
+            Some(leaf.cert.clone()),
+            Some(other.key.clone()),
+            "usable pair",
+        ),
+    ] {
+        let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open_in_dir(dir.path()).unwrap());
+        let rt: Arc<dyn GatewayRuntime> = Arc::new(TestRuntime {
+            events: broadcast::channel(1).0,
+            calls: Mutex::new(Vec::new()),
+        });
+        let ctx = HttpContext {
+            ops: Operations::new(journal.clone(), rt.clone(), Arc::new(SystemClock)),
+            runtime: rt,
+            journal,
+            data_dir: dir.path().to_path_buf(),
+            partners: Vec::new(),
+            certificates: Arc::new(Vec::new),
+            disk_low_mib: 0,
+        };
+        let settings = HttpSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls_certificate: cert,
+            tls_key: key,
+            ..HttpSettings::default()
+        };
+        let e = HttpServer::start(settings.clone(), ctx).await.unwrap_err();
+        assert!(e.to_string().contains(says), "{e}");
+        // No admin token was made by a start that failed (it could never be shown).
+        let tokens = TokenStore::open(&settings.tokens_path(dir.path())).unwrap();
+        assert!(tokens.list().unwrap().is_empty());
+    }
+}
