@@ -293,6 +293,19 @@ async fn reads_answer_with_the_operations_views_and_errors_are_json() {
         assert_error(&api.get(path, &api.read).await, status, code);
     }
 
+    let r = api
+        .client
+        .delete(format!("{}/api/v1/status", api.base))
+        .bearer_auth(&api.read)
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        &json_of(r).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+
     let (s, certs) = api.get("/api/v1/certificates", &api.read).await;
     assert_eq!((s, certs), (StatusCode::OK, json!([])));
     let (s, doc) = api.get("/api/openapi.json", &api.read).await;

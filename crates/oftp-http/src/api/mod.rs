@@ -62,13 +62,26 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     ]
 }
 
-/// The API's routes.
+/// The API's routes; a method a route does not have is answered with a JSON 405 too.
 pub fn router() -> Router<AppState> {
     routes()
         .into_iter()
         .fold(Router::new(), |r, (_, path, handler)| {
             r.route(path, handler)
         })
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not a method of {}; the OpenAPI document ({}) lists each route's",
+            uri.path(),
+            openapi::PATH
+        ),
+    )
 }
 
 /// The HTTP status of an operation's refusal: unknown things 404, a refused state change or a
