@@ -28,7 +28,11 @@
 //! client-settable marker that can be searched and that a MIME create keeps; the
 //! `internetMessageId` is kept by both ways of creating.) A row with a target id but not
 //! complete gets its large attachments uploaded again (one could then be there twice, never
-//! missing).
+//! missing). A run stopped by an error (the index or the store failing, a revoked token, the
+//! time limit, a `403`) or aborted starts no message and sends no create after that, but
+//! awaits the messages already under way before it returns: a create still being served
+//! when the next run looks for orphans would otherwise be missed, and the message created
+//! twice.
 //!
 //! Politeness is the backup's: the same Graph client, the mailbox's gate (at most 4
 //! requests in flight), `Retry-After`, the request budget, the time limit. A `403` on a write is
@@ -207,6 +211,9 @@ struct Run {
     folders_created: std::sync::atomic::AtomicU64,
     /// Retries of a create after a transient error.
     max_retries: u32,
+    /// Set by the first error that stops the run: no message starts, and no create is sent,
+    /// after it.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 enum Done {
@@ -317,6 +324,7 @@ impl Restore {
             folders: Mutex::new(HashMap::new()),
             folders_created: Default::default(),
             max_retries: opts.max_retry_count,
+            stopped: Default::default(),
         };
         let mut report = RestoreReport {
             source,
@@ -350,7 +358,13 @@ impl Restore {
             };
             progress.set_phase(Phase::Backup);
             let placement = &self.request.placement;
+            // After an error that stops the run, the messages already started are still
+            // awaited (their creates answered, their rows written), so that once `run`
+            // returns nothing of it is under way: a create still being served, or a row still
+            // being written, could be missed by the next run's look for orphans.
+            let mut fatal = None;
             let mut results = stream::iter(todo.iter())
+                .take_while(|_| std::future::ready(!run.stopped.load(Ordering::SeqCst)))
                 .map(|c| {
                     let row = log.get(&c.info.id).cloned();
                     let root = root.clone();
@@ -379,7 +393,10 @@ impl Restore {
                         progress.saved.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(Done::Adopted) => report.adopted += 1,
-                    Err(e) if e.is_fatal_for_mailbox() => return Err(e),
+                    Err(e) if e.is_fatal_for_mailbox() => {
+                        run.stopped.store(true, Ordering::SeqCst);
+                        fatal.get_or_insert(e);
+                    }
                     Err(e) => {
                         progress.failed.fetch_add(1, Ordering::Relaxed);
                         run.reporter.error(&format!(
@@ -394,7 +411,7 @@ impl Restore {
                     }
                 }
             }
-            Ok::<(), Error>(())
+            fatal.map_or(Ok(()), Err)
         }
         .await;
         if let Err(e) = result {
@@ -543,6 +560,14 @@ impl Run {
         }
     }
 
+    /// `Err(Aborted)` once the run is aborted or stopped by an error: nothing new is sent.
+    fn going_on(&self) -> Result<(), Error> {
+        if self.graph.is_cancelled() || self.stopped.load(Ordering::SeqCst) {
+            return Err(Error::Aborted);
+        }
+        Ok(())
+    }
+
     async fn record(&self, row: RestoreRow) -> Result<(), Error> {
         let ix = self.index.clone();
         blocking(move || ix.record_restore(&row)).await
@@ -555,9 +580,7 @@ impl Run {
         folder: &str,
         row: Option<RestoreRow>,
     ) -> Result<Done, Error> {
-        if self.graph.is_cancelled() {
-            return Err(Error::Aborted);
-        }
+        self.going_on()?;
         let folder_id = self.ensure_folder(folder).await?;
         let key = c.key.clone();
         let store = self.store.clone();
@@ -597,6 +620,7 @@ impl Run {
                 adopted = true;
                 break;
             }
+            self.going_on()?;
             let url = self.graph.url(
                 &format!(
                     "{}/mailFolders/{}/messages",

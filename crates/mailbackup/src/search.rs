@@ -218,14 +218,29 @@ impl Query {
     /// The FTS5 MATCH expression of the full-text terms; `None` when there are none. Every word
     /// is quoted (FTS5 syntax in the input is plain text) and, outside phrases, a prefix.
     pub fn fts_match(&self) -> Option<String> {
-        self.fts_expression(true)
+        self.fts_expression(true, |_| Ok::<_, std::convert::Infallible>(None))
+            .unwrap_or_else(|e| match e {})
     }
 
     /// [`Query::fts_match`] with no prefix: words match whole words only. Not the query's
     /// meaning, but cheap to evaluate (FTS5 merges every word a prefix covers, over the whole
     /// index), so an index can use it to guess how many rows match.
     pub fn fts_match_whole_words(&self) -> Option<String> {
-        self.fts_expression(false)
+        self.fts_expression(false, |_| Ok::<_, std::convert::Infallible>(None))
+            .unwrap_or_else(|e| match e {})
+    }
+
+    /// [`Query::fts_match`] with the prefix of an unquoted term spelled out where `phrases`
+    /// can: given the term's value, it returns the whole-word phrases the term stands for (the
+    /// value's words with its last word replaced by each indexed word it begins; none when no
+    /// word does), or `None` to keep the prefix. The same rows match either way when the
+    /// phrases are complete; only the cost differs (FTS5 answers a prefix by merging the lists
+    /// of every word it begins, over the whole index).
+    pub fn fts_match_spelled_out<E>(
+        &self,
+        phrases: impl FnMut(&str) -> Result<Option<Vec<String>>, E>,
+    ) -> Result<Option<String>, E> {
+        self.fts_expression(true, phrases)
     }
 
     /// The words FTS5 reads as prefixes: the last word of each unquoted full-text term
@@ -251,29 +266,44 @@ impl Query {
         (!words.is_empty()).then(|| words.join(" OR "))
     }
 
-    fn fts_expression(&self, prefix: bool) -> Option<String> {
-        let parts: Vec<String> = self
-            .terms
-            .iter()
-            .filter_map(|t| match t {
-                Term::Text {
-                    field,
-                    value,
-                    phrase,
-                } => {
-                    let words: Vec<String> = if *phrase || !prefix {
-                        vec![format!("\"{}\"", value.replace('"', "\"\""))]
-                    } else {
-                        // FTS5 splits `alice@x.test` into words itself; quoting keeps `@`, `.`
-                        // and `-` from being read as syntax.
-                        vec![format!("\"{}\"*", value.replace('"', "\"\""))]
-                    };
-                    Some(format!("{} : ({})", field.fts_columns(), words.join(" ")))
+    fn fts_expression<E>(
+        &self,
+        prefix: bool,
+        mut phrases: impl FnMut(&str) -> Result<Option<Vec<String>>, E>,
+    ) -> Result<Option<String>, E> {
+        let quoted = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+        let mut parts = Vec::new();
+        for t in &self.terms {
+            let Term::Text {
+                field,
+                value,
+                phrase,
+            } = t
+            else {
+                continue;
+            };
+            let words = if *phrase || !prefix {
+                quoted(value)
+            } else if let Some(spelled) = phrases(value)? {
+                if spelled.is_empty() {
+                    // No indexed word begins with the prefix: the term matches nothing, as
+                    // the prefix would (kept: FTS5 finds no list to merge).
+                    format!("{}*", quoted(value))
+                } else {
+                    spelled
+                        .iter()
+                        .map(|p| quoted(p))
+                        .collect::<Vec<_>>()
+                        .join(" OR ")
                 }
-                _ => None,
-            })
-            .collect();
-        (!parts.is_empty()).then(|| parts.join(" AND "))
+            } else {
+                // FTS5 splits `alice@x.test` into words itself; quoting keeps `@`, `.` and `-`
+                // from being read as syntax.
+                format!("{}*", quoted(value))
+            };
+            parts.push(format!("{} : ({words})", field.fts_columns()));
+        }
+        Ok((!parts.is_empty()).then(|| parts.join(" AND ")))
     }
 }
 

@@ -232,16 +232,47 @@ async fn a_mime_restore_into_the_original_folders_keeps_the_bytes() {
     }
 }
 
-/// The SQLite index, except that recording the target id of a created message fails (like a
-/// `kill -9` between Graph's answer and the record) from the `after`-th time on.
-#[derive(Debug)]
-struct LosesTargetIds {
+/// The SQLite index of the backup in `dir`, except that each record of a created message's
+/// target id first asks `on_target_id` (given how many such records came before): an `Err` is
+/// returned instead of recording (like a `kill -9` between Graph's answer and the record), and
+/// it may take its time first (a slow disk).
+struct TargetIdFaults {
     inner: SqliteIndex,
-    after: usize,
     seen: AtomicUsize,
+    on_target_id: Box<dyn Fn(usize) -> Result<(), Error> + Send + Sync>,
 }
 
-impl Index for LosesTargetIds {
+impl TargetIdFaults {
+    fn new(
+        dir: &Path,
+        on_target_id: impl Fn(usize) -> Result<(), Error> + Send + Sync + 'static,
+    ) -> Arc<TargetIdFaults> {
+        Arc::new(TargetIdFaults {
+            inner: SqliteIndex::open(&dir.join(".meta/index.sqlite")).unwrap(),
+            seen: AtomicUsize::new(0),
+            on_target_id: Box::new(on_target_id),
+        })
+    }
+}
+
+impl std::fmt::Debug for TargetIdFaults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetIdFaults")
+            .field("inner", &self.inner)
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The index error of a process that died before recording a target id.
+fn died_before_recording() -> Error {
+    Error::Index {
+        location: "injected: the process died before recording the target id".into(),
+        source: Box::new(std::io::Error::other("injected")),
+    }
+}
+
+impl Index for TargetIdFaults {
     fn start_run(&self) -> Result<i64, Error> {
         self.inner.start_run()
     }
@@ -306,11 +337,8 @@ impl Index for LosesTargetIds {
         self.inner.folder_paths(mailbox)
     }
     fn record_restore(&self, row: &RestoreRow) -> Result<(), Error> {
-        if row.target_id.is_some() && self.seen.fetch_add(1, Ordering::SeqCst) >= self.after {
-            return Err(Error::Index {
-                location: "injected: the process died before recording the target id".into(),
-                source: Box::new(std::io::Error::other("injected")),
-            });
+        if row.target_id.is_some() {
+            (self.on_target_id)(self.seen.fetch_add(1, Ordering::SeqCst))?;
         }
         self.inner.record_restore(row)
     }
@@ -392,10 +420,12 @@ async fn a_run_interrupted_between_create_and_record_then_resumed_restores_each_
     // One target mailbox per mode: the restore log keeps a message restored into a mailbox
     // from being restored there again, whatever the mode.
     for (mode, to) in [(RestoreMode::Json, B), (RestoreMode::Mime, C)] {
-        let lossy = Arc::new(LosesTargetIds {
-            inner: SqliteIndex::open(&da.path().join(".meta/index.sqlite")).unwrap(),
-            after: 10,
-            seen: AtomicUsize::new(0),
+        let lossy = TargetIdFaults::new(da.path(), |n| {
+            if n >= 10 {
+                Err(died_before_recording())
+            } else {
+                Ok(())
+            }
         });
         let placement = Placement::Under("Restored".into());
         let first = restore_to(&emu, da.path(), &token, to, placement.clone(), mode)
@@ -439,6 +469,64 @@ async fn a_run_interrupted_between_create_and_record_then_resumed_restores_each_
             assert_eq!(seen.get(id), Some(&1), "copies of {id} ({mode:?})");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_stopped_by_a_fatal_error_returns_once_the_messages_it_started_are_recorded() {
+    let emu = start(MailboxSpec::new(A).messages(40).seed(3)).await;
+    let token = rw_token(&emu).await;
+    let da = tempfile::tempdir().unwrap();
+    backup(&emu, da.path(), &token, A).await;
+    // The first target id fails to record (a fatal index error) once a second message exists
+    // in the target, so that another message is under way when the run stops; every other
+    // target id takes a second to record (a slow disk).
+    let target = emu.mailbox(B);
+    let ix = TargetIdFaults::new(da.path(), move |n| {
+        if n == 0 {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while target.message_count() < 2 && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(died_before_recording())
+        } else {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            Ok(())
+        }
+    });
+    let report = restore(
+        &emu,
+        da.path(),
+        &token,
+        Placement::Under("Restored".into()),
+        RestoreMode::Json,
+    )
+    .index(ix)
+    .run()
+    .await
+    .unwrap();
+    assert!(report.stopped.is_some(), "{report:?}");
+    // Looked at the moment the run returned: the messages it had started are settled, not
+    // still being created or recorded behind its back (where the next run could miss them).
+    let created = emu.mailbox(B).messages();
+    let log = SqliteIndex::open(&da.path().join(".meta/index.sqlite"))
+        .unwrap()
+        .restore_log(A, B)
+        .unwrap();
+    let recorded: HashSet<String> = log.iter().filter_map(|r| r.target_id.clone()).collect();
+    let unrecorded: Vec<&str> = created
+        .iter()
+        .filter(|m| !recorded.contains(&m.id) && !recorded.contains(&m.immutable_id))
+        .map(|m| m.internet_message_id.as_str())
+        .collect();
+    assert!(created.len() >= 2, "{report:?}");
+    assert_eq!(
+        unrecorded.len(),
+        1,
+        "only the message whose record failed lacks its target id: {unrecorded:?} ({} created, {} recorded) {report:?}",
+        created.len(),
+        recorded.len()
+    );
+    assert_eq!(report.restored, recorded.len() as u64, "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

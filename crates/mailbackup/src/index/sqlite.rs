@@ -10,7 +10,11 @@
 //! `folder_within` (`store::folder_path::within`, Unicode case-insensitive) for folder terms;
 //! an in-memory database attached as `walk` where newest-first searches with a very common
 //! prefix word match the rows of the date index they walk (`walk_newest`) instead of merging
-//! that word's lists over the whole index.
+//! that word's lists over the whole index, and where query terms are tokenized to spell their
+//! prefix out as the index's words it begins (`fts_match`, with the `fts5vocab` table
+//! `temp.headers_words`). These are per connection: the file's schema is unchanged, so an
+//! existing index needs no upgrade. Counts are read row by row from the full-text index and
+//! stop at their limit (`count_sql`).
 
 use super::lease::{Acquired, WorkerRow, in_use, ttl_millis};
 use super::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
@@ -28,7 +32,7 @@ use std::sync::Mutex;
 
 mod leases;
 mod search;
-use search::{select_planned, select_sql, walk_first, walk_newest};
+use search::{count_sql, fts_match, select_planned, walk_first, walk_newest};
 
 /// File name of the index inside `.meta`.
 pub const INDEX_FILE: &str = "index.sqlite";
@@ -191,6 +195,14 @@ impl SqliteIndex {
         // Scratch space of `walk_newest`, never on disk.
         conn.execute_batch("ATTACH DATABASE ':memory:' AS walk")
             .map_err(err)?;
+        // `fts_match` (spelling out prefixes): a query term tokenized as `headers_fts` does
+        // (same default tokenizer), and the words of `headers_fts` in order. Never on disk.
+        conn.execute_batch(
+            "CREATE VIRTUAL TABLE walk.query_text USING fts5(value);
+             CREATE VIRTUAL TABLE walk.query_words USING fts5vocab(query_text, instance);
+             CREATE VIRTUAL TABLE temp.headers_words USING fts5vocab(main, headers_fts, instance);",
+        )
+        .map_err(err)?;
         // `folder:` terms: SQLite's lower() folds ASCII only, and the rule is the one restore
         // uses (`folder_path::within`).
         conn.create_scalar_function(
@@ -497,23 +509,22 @@ impl Index for SqliteIndex {
         limit: usize,
     ) -> Result<Vec<Hit>, Error> {
         self.with(|c| {
+            let fts = fts_match(c, selection)?;
             if order == Order::Newest
                 && selection.messages.is_empty()
-                && let Some(m) = selection.query.fts_match()
+                && let Some(m) = &fts
                 && walk_first(c, selection)?
-                && let Some(hits) = walk_newest(c, selection, &m, limit)?
+                && let Some(hits) = walk_newest(c, selection, m, limit)?
             {
                 return Ok(hits);
             }
-            select_planned(c, selection, order, after, limit)
+            select_planned(c, selection, fts.as_deref(), order, after, limit)
         })
     }
 
     fn count(&self, selection: &Selection, at_most: u64) -> Result<u64, Error> {
-        let limit = usize::try_from(at_most).unwrap_or(usize::MAX);
-        let (sql, p) = select_sql(selection, None, None, limit, false, true);
-        let sql = format!("SELECT COUNT(*) FROM ({sql})");
         self.with(|c| {
+            let (sql, p) = count_sql(c, selection, at_most)?;
             c.query_row(&sql, rusqlite::params_from_iter(p), |r| r.get::<_, i64>(0))
                 .map(|n| n.max(0) as u64)
         })

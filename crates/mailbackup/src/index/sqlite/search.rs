@@ -1,7 +1,9 @@
-//! How [`SqliteIndex`] answers a search: the SQL of a [`Selection`] (`select_sql`), the plan
-//! between the full-text index and the date index (`select_planned`, `walk_first`), and the walk
-//! of the date index that checks rows in a small in-memory FTS5 table (`walk_newest`). Results
-//! are the same whichever way is taken; only the cost differs.
+//! How [`SqliteIndex`] answers a search: the MATCH expression, with prefixes spelled out as
+//! the words of the index they begin (`fts_match`), the SQL of a [`Selection`] (`select_sql`),
+//! the plan between the full-text index and the date index (`select_planned`, `walk_first`),
+//! the walk of the date index that checks rows in a small in-memory FTS5 table
+//! (`walk_newest`), and the count, read row by row from the full-text index up to its limit
+//! (`count_sql`). Results are the same whichever way is taken; only the cost differs.
 
 use super::*;
 
@@ -19,27 +21,51 @@ const PREFIX_MERGE_ABOVE: i64 = 100_000;
 /// full-text index.
 const WALK_BUDGET: usize = 2048;
 
-/// The SQL and parameters of a selection: every term, or (`with_fts` false) every term but the
-/// full-text ones; `by_date` walks the date index.
+/// A prefix is spelled out as the indexed words it begins ([`fts_match`]) when they are at most
+/// this many.
+const SPELL_OUT_AT_MOST: usize = 16;
+
+/// Which table the SQL of [`select_sql`] reads first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Drive {
+    /// SQLite's choice: the full-text terms are a list of matching rows (`h.seq IN (SELECT
+    /// rowid ...)`), built whole before the first row is returned.
+    Planner,
+    /// The date index (`INDEXED BY headers_by_date`), newest first.
+    DateIndex,
+    /// The full-text index, row by row (`headers_fts CROSS JOIN headers`): a `LIMIT` stops it
+    /// at the limit instead of after every match.
+    FullText,
+}
+
+/// The SQL and parameters of a selection: every term, the full-text ones as the MATCH
+/// expression `fts` ([`fts_match`]; none: left out), read in the way `drive` says.
 pub(super) fn select_sql(
     selection: &Selection,
+    fts: Option<&str>,
     order: Option<Order>,
     after: Option<&Cursor>,
     limit: usize,
-    by_date: bool,
-    with_fts: bool,
+    drive: Drive,
 ) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value;
+    let fts_drives = drive == Drive::FullText && fts.is_some();
     let mut sql = format!(
-        "SELECT h.seq, h.mailbox, h.id, h.path, h.from_addr, h.to_addr, h.cc_addr, h.subject,
-           h.date, h.message_id, h.folder_id, h.size, h.has_attachment, h.is_read, {FOLDER_PATH},
-           h.created
-         FROM headers h {} LEFT JOIN folders f ON f.mailbox=h.mailbox AND f.folder_id=h.folder_id
+        "SELECT {} FROM {} LEFT JOIN folders f ON f.mailbox=h.mailbox AND f.folder_id=h.folder_id
          WHERE 1=1",
-        if by_date {
-            "INDEXED BY headers_by_date"
-        } else {
-            ""
+        match order {
+            // Counting: no column is read (nor the folder, unless a term needs it).
+            None => "1".to_string(),
+            Some(_) => format!(
+                "h.seq, h.mailbox, h.id, h.path, h.from_addr, h.to_addr, h.cc_addr, h.subject,
+                 h.date, h.message_id, h.folder_id, h.size, h.has_attachment, h.is_read,
+                 {FOLDER_PATH}, h.created"
+            ),
+        },
+        match drive {
+            _ if fts_drives => "headers_fts CROSS JOIN headers h ON h.seq = headers_fts.rowid",
+            Drive::DateIndex => "headers h INDEXED BY headers_by_date",
+            _ => "headers h",
         }
     );
     let mut p: Vec<Value> = Vec::new();
@@ -47,11 +73,15 @@ pub(super) fn select_sql(
         p.push(v);
         sql.push_str(&text.replace('?', &format!("?{}", p.len())));
     };
-    if let Some(m) = selection.query.fts_match().filter(|_| with_fts) {
+    if let Some(m) = fts {
         bind(
             &mut sql,
-            " AND h.seq IN (SELECT rowid FROM headers_fts WHERE headers_fts MATCH ?)",
-            Value::Text(m),
+            if fts_drives {
+                " AND headers_fts MATCH ?"
+            } else {
+                " AND h.seq IN (SELECT rowid FROM headers_fts WHERE headers_fts MATCH ?)"
+            },
+            Value::Text(m.to_string()),
         );
     }
     for t in &selection.terms() {
@@ -133,6 +163,73 @@ pub(super) fn select_sql(
     (sql, p)
 }
 
+/// The MATCH expression of a selection's full-text terms (`None`: there are none), each
+/// unquoted term's prefix spelled out as the whole words of the index it begins when they are
+/// at most [`SPELL_OUT_AT_MOST`] (`Query::fts_match_spelled_out`): `zoe@example.test` is the
+/// phrase `zoe example test*`, which FTS5 answers by merging the lists of every word starting
+/// with `test` over the whole index (a domain is in almost every message) before the first
+/// row; `"zoe example test" OR "zoe example testing"` is read row by row. The same rows match.
+///
+/// The term's words are FTS5's own (the value tokenized in `walk.query_text`, same tokenizer
+/// as `headers_fts`); the index's words starting with the last one are read in order from
+/// `temp.headers_words` (an `fts5vocab` of `headers_fts`), one seek each.
+pub(super) fn fts_match(c: &Connection, selection: &Selection) -> rusqlite::Result<Option<String>> {
+    selection.query.fts_match_spelled_out(|value| {
+        c.prepare_cached("DELETE FROM walk.query_text")?
+            .execute([])?;
+        c.prepare_cached("INSERT INTO walk.query_text(rowid, value) VALUES(1, ?1)")?
+            .execute([value])?;
+        let words: Vec<String> = c
+            .prepare_cached("SELECT term FROM walk.query_words ORDER BY offset")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some((prefix, before)) = words.split_last() else {
+            return Ok(None);
+        };
+        let mut next =
+            c.prepare_cached("SELECT term FROM temp.headers_words WHERE term >= ?1 LIMIT 1")?;
+        let mut from = prefix.clone();
+        let mut phrases = Vec::new();
+        while let Some(word) = next
+            .query_row([&from], |r| r.get::<_, String>(0))
+            .optional()?
+            .filter(|w| w.starts_with(prefix.as_str()))
+        {
+            if phrases.len() == SPELL_OUT_AT_MOST {
+                return Ok(None);
+            }
+            let mut phrase = before.to_vec();
+            phrase.push(word.clone());
+            phrases.push(phrase.join(" "));
+            // The next word after `word` (a word never holds a NUL: FTS5's tokenizer splits
+            // at control characters).
+            from = format!("{word}\0");
+        }
+        Ok(Some(phrases))
+    })
+}
+
+/// The SQL and parameters counting a selection's matches up to `at_most`: the full-text index
+/// drives ([`Drive::FullText`]), so counting stops at the limit instead of after the list of
+/// every match is built (50,000 matches of a common word in a million messages).
+pub(super) fn count_sql(
+    c: &Connection,
+    selection: &Selection,
+    at_most: u64,
+) -> rusqlite::Result<(String, Vec<rusqlite::types::Value>)> {
+    let limit = usize::try_from(at_most).unwrap_or(usize::MAX);
+    let fts = fts_match(c, selection)?;
+    let (sql, p) = select_sql(
+        selection,
+        fts.as_deref(),
+        None,
+        None,
+        limit,
+        Drive::FullText,
+    );
+    Ok((format!("SELECT COUNT(*) FROM ({sql})"), p))
+}
+
 /// A hit from a row of [`select_sql`]'s columns.
 fn hit(r: &rusqlite::Row<'_>) -> rusqlite::Result<Hit> {
     let key = ObjectKey::new(r.get::<_, String>(3)?).map_err(|e| {
@@ -165,11 +262,12 @@ fn hit(r: &rusqlite::Row<'_>) -> rusqlite::Result<Hit> {
 pub(super) fn select_planned(
     c: &Connection,
     selection: &Selection,
+    fts: Option<&str>,
     order: Order,
     after: Option<&Cursor>,
     limit: usize,
 ) -> rusqlite::Result<Vec<Hit>> {
-    let by_date = match (selection.query.fts_match(), order) {
+    let by_date = match (fts, order) {
         (Some(m), Order::Newest) => {
             c.query_row(
                 "SELECT COUNT(*) FROM (SELECT rowid FROM headers_fts WHERE headers_fts MATCH ?1 LIMIT ?2)",
@@ -179,7 +277,12 @@ pub(super) fn select_planned(
         }
         _ => false,
     };
-    let (sql, p) = select_sql(selection, Some(order), after, limit, by_date, true);
+    let drive = if by_date {
+        Drive::DateIndex
+    } else {
+        Drive::Planner
+    };
+    let (sql, p) = select_sql(selection, fts, Some(order), after, limit, drive);
     let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(p), hit)?;
     rows.collect()
@@ -248,11 +351,11 @@ pub(super) fn walk_newest(
         )?;
         let (sql, p) = select_sql(
             selection,
+            None,
             Some(Order::Newest),
             None,
             WALK_BUDGET,
-            true,
-            false,
+            Drive::DateIndex,
         );
         let mut walk = c.prepare_cached(&sql)?;
         let mut rows = walk.query(rusqlite::params_from_iter(p))?;
@@ -365,12 +468,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn walking_the_date_index_finds_what_the_full_text_index_finds() {
+    /// 6,000 generated rows: a few names at a few domains, subjects from a few words,
+    /// scrambled dates (some missing, some equal), folders, attachments, read states.
+    fn generated_index() -> (tempfile::TempDir, SqliteIndex) {
         let dir = tempfile::tempdir().unwrap();
         let ix = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();
-        // 6,000 generated rows: a few names at a few domains, subjects from a few words,
-        // scrambled dates (some missing, some equal), folders, attachments, read states.
         let people = ["alice", "bob", "carol", "zoe", "zoë", "o'neil", "Ärger"];
         let domains = ["example.test", "example.testing", "other.test"];
         let words = ["march", "invoice", "report", "budget", "März", "test"];
@@ -414,6 +516,12 @@ mod tests {
             tx.commit()
         })
         .unwrap();
+        (dir, ix)
+    }
+
+    #[test]
+    fn walking_the_date_index_finds_what_the_full_text_index_finds() {
+        let (_dir, ix) = generated_index();
         let (mut walked, mut left) = (0, 0);
         for q in [
             "zoe@example.test",
@@ -440,15 +548,23 @@ mod tests {
                 ..Default::default()
             };
             let m = sel.query.fts_match().unwrap();
+            let spelled = ix.with(|c| fts_match(c, &sel)).unwrap().unwrap();
             for limit in [0, 1, 7, 50, 500, 5000] {
-                let (old, new) = ix
+                let (old, spelled_out, new) = ix
                     .with(|c| {
                         Ok((
-                            select_planned(c, &sel, Order::Newest, None, limit)?,
+                            select_planned(c, &sel, Some(&m), Order::Newest, None, limit)?,
+                            select_planned(c, &sel, Some(&spelled), Order::Newest, None, limit)?,
                             walk_newest(c, &sel, &m, limit)?,
                         ))
                     })
                     .unwrap();
+                assert_eq!(spelled_out, old, "{q} as {spelled} (limit {limit})");
+                assert_eq!(
+                    ix.count(&sel, limit as u64).unwrap(),
+                    old.len() as u64,
+                    "{q} counted (limit {limit})"
+                );
                 match new {
                     Some(new) => {
                         walked += 1;
@@ -467,5 +583,127 @@ mod tests {
             walked > 40 && left > 5,
             "both ways are compared: {walked} walked, {left} left"
         );
+    }
+
+    #[test]
+    fn prefixes_are_spelled_out_as_the_indexed_words_they_begin() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();
+        let mut subjects: Vec<String> = (0..20).map(|i| format!("many{i:02} report")).collect();
+        subjects.push("o'neil wrote".into());
+        ix.with(|c| {
+            let tx = c.transaction()?;
+            let from = [
+                "Zoë <zoe@example.test>",
+                "zoe@example.testing",
+                "zoe@example.tester",
+                "zoe@example.tes",
+                "zoe@other.test",
+            ];
+            for (i, subject) in subjects.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO headers(mailbox, id, path, from_addr, to_addr, cc_addr, subject,
+                       date, folder_id, size, has_attachment)
+                     VALUES('me', ?1, ?2, ?3, '', '', ?4, NULL, 'f', 1, 0)",
+                    params![
+                        format!("m{i}"),
+                        format!("k/{i}.eml"),
+                        from[i % from.len()],
+                        subject
+                    ],
+                )?;
+            }
+            tx.commit()
+        })
+        .unwrap();
+        let spelled = |q: &str| {
+            let sel = Selection {
+                query: crate::search::Query::parse(q).unwrap(),
+                ..Default::default()
+            };
+            ix.with(|c| fts_match(c, &sel)).unwrap().unwrap()
+        };
+        const ANY: &str = "{subject from_addr to_addr cc_addr}";
+        // Folded as FTS5 folds (case, diacritics), every word after `test` that begins with it.
+        assert_eq!(
+            spelled("Zoë@Example.TEST"),
+            format!(
+                "{ANY} : (\"zoe example test\" OR \"zoe example tester\" OR \"zoe example testing\")"
+            )
+        );
+        assert_eq!(
+            spelled("from:o'nx subject:\"march invoice\""),
+            "from_addr : (\"o'nx\"*) AND subject : (\"march invoice\")",
+            "no word begins with `nx` in the index: kept, a phrase is never a prefix"
+        );
+        assert_eq!(spelled("o'ne"), format!("{ANY} : (\"o neil\")"));
+        assert_eq!(
+            spelled("many"),
+            format!("{ANY} : (\"many\"*)"),
+            "20 words begin with `many`: more than spelled out"
+        );
+        assert_eq!(
+            spelled("@."),
+            format!("{ANY} : (\"@.\"*)"),
+            "no word at all"
+        );
+        // The same messages either way.
+        for q in [
+            "zoe@example.test",
+            "Zoë@Example.TEST",
+            "o'ne",
+            "example.tes",
+            "many",
+        ] {
+            let sel = Selection {
+                query: crate::search::Query::parse(q).unwrap(),
+                ..Default::default()
+            };
+            let m = sel.query.fts_match().unwrap();
+            let by_prefix = ix
+                .with(|c| select_planned(c, &sel, Some(&m), Order::Folder, None, 100))
+                .unwrap();
+            assert!(!by_prefix.is_empty(), "{q}");
+            assert_eq!(
+                ix.select(&sel, Order::Folder, None, 100).unwrap(),
+                by_prefix,
+                "{q}"
+            );
+        }
+    }
+
+    #[test]
+    fn counting_reads_the_full_text_index_row_by_row_up_to_the_limit() {
+        let (_dir, ix) = generated_index();
+        for q in [
+            "budget",
+            "zoe@example.test before:2020-06-01 has:attachment",
+        ] {
+            let sel = Selection {
+                query: crate::search::Query::parse(q).unwrap(),
+                folder: Some("Inbox".into()),
+                ..Default::default()
+            };
+            let plan: Vec<String> = ix
+                .with(|c| {
+                    let (sql, p) = count_sql(c, &sel, 10_001)?;
+                    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = st.query_map(rusqlite::params_from_iter(p), |r| r.get(3))?;
+                    rows.collect()
+                })
+                .unwrap();
+            // The full-text index is the outer loop, each of its rows looked up by rowid (not a
+            // list of every match built first, `LIST SUBQUERY` + `SCAN headers_fts`, then the
+            // rows read by it).
+            let steps: Vec<&String> = plan
+                .iter()
+                .filter(|s| s.starts_with("SCAN") || s.starts_with("SEARCH"))
+                .collect();
+            assert!(
+                steps[0].starts_with("SCAN headers_fts")
+                    && steps[1].starts_with("SEARCH h USING INTEGER PRIMARY KEY"),
+                "{q}: {plan:?}"
+            );
+        }
     }
 }
