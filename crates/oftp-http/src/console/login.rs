@@ -63,14 +63,14 @@ fn escape(text: &str) -> String {
         .collect()
 }
 
-/// Whether a browser says this request comes from another site (no such header = not a
-/// browser's cross-site request: scripts and curl may log in).
+/// Whether a browser says this request comes from another site. `Sec-Fetch-Site` decides
+/// when it is there (browsers set it and pages cannot); else `Origin` must be this server
+/// (`null`, sent for opaque origins, is another site). Neither header = not a browser's
+/// cross-site request: scripts and curl may log in.
 fn cross_site(headers: &HeaderMap, tls: bool) -> bool {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = get("sec-fetch-site") {
-        if !matches!(site, "same-origin" | "none") {
-            return true;
-        }
+        return !matches!(site, "same-origin" | "none");
     }
     match get("origin") {
         None => false,
@@ -203,4 +203,41 @@ pub(super) async fn session(
         _ => (crate::auth::authenticate(&parts, &state)?, None),
     };
     Ok(axum::Json(SessionView { name, role, csrf }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn a_log_in_post_is_cross_site_by_sec_fetch_site_else_by_origin() {
+        let host = ("host", "127.0.0.1:8305");
+        // Chromium under a no-referrer policy sends `Origin: null` on a same-origin form.
+        let same = headers(&[host, ("sec-fetch-site", "same-origin"), ("origin", "null")]);
+        assert!(!cross_site(&same, false));
+        let other = headers(&[
+            host,
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://127.0.0.1:8305"),
+        ]);
+        assert!(cross_site(&other, false));
+        assert!(!cross_site(
+            &headers(&[host, ("origin", "http://127.0.0.1:8305")]),
+            false
+        ));
+        assert!(
+            cross_site(&headers(&[host, ("origin", "http://127.0.0.1:8305")]), true),
+            "TLS: https only"
+        );
+        assert!(cross_site(&headers(&[host, ("origin", "null")]), false));
+        assert!(!cross_site(&headers(&[host]), false), "curl");
+    }
 }
