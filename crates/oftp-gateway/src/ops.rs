@@ -27,7 +27,7 @@ pub trait GatewayRuntime: Send + Sync + 'static {
 }
 
 /// A partner as the running gateway sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartnerState {
     /// The configured name.
     pub name: String,
@@ -44,7 +44,7 @@ pub struct PartnerState {
 }
 
 /// How one call went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallSummary {
     /// When it started.
     pub started_at: DateTime<Utc>,

@@ -8,6 +8,7 @@
 //! # tls_key = "http-key.pem"
 //! # tokens_file = "http-tokens.json"    # the API tokens, hashed (default, in the data dir)
 //! # session_minutes = 480               # console sessions end after this long idle
+//! # max_upload_mib = 4096               # the largest file `POST .../files` accepts (413 above)
 //!
 //! # [[http.users]]                      # console log-in by user name and password
 //! # name = "ops"
@@ -25,6 +26,8 @@ use crate::auth::Role;
 /// The default listen address: loopback only, so nothing is reachable from outside until an
 /// operator says so.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8305";
+/// The largest upload in MiB when `max_upload_mib` is not set.
+pub const DEFAULT_MAX_UPLOAD_MIB: u64 = 4096;
 /// The tokens file's name in the data directory when `tokens_file` is not set.
 pub const DEFAULT_TOKENS_FILE: &str = "http-tokens.json";
 
@@ -47,6 +50,9 @@ pub struct HttpSettings {
     pub tokens_file: Option<PathBuf>,
     /// Minutes a console session lives without a request.
     pub session_minutes: u64,
+    /// The largest upload (`POST /api/v1/partners/{name}/files`) in MiB; a larger body is
+    /// refused with 413 and nothing is left in the outbox.
+    pub max_upload_mib: u64,
     /// Console users (password log-in).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<ConsoleUser>,
@@ -61,6 +67,7 @@ impl Default for HttpSettings {
             tls_key: None,
             tokens_file: None,
             session_minutes: 480,
+            max_upload_mib: DEFAULT_MAX_UPLOAD_MIB,
             users: Vec::new(),
         }
     }

@@ -9,6 +9,7 @@ use oftp_gateway::GatewayRuntime;
 use oftp_gateway::alerts::watchdog::CertificateSource;
 use oftp_gateway::control::Operations;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::TokenStore;
@@ -16,7 +17,7 @@ use crate::config::HttpSettings;
 
 /// A partner as the HTTP face shows it: its configuration WITHOUT secrets (no password, no
 /// key password), and where an upload for it goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PartnerInfo {
     /// The configured name.
     pub name: String,
@@ -26,8 +27,10 @@ pub struct PartnerInfo {
     pub address: Option<String>,
     /// Its outbox: an uploaded file is written here (as a temporary dot-name, then renamed),
     /// and the gateway takes it over like any other.
+    #[schema(value_type = String)]
     pub outbox: PathBuf,
     /// The rest of its configuration for display, secrets removed by the daemon.
+    #[schema(value_type = Object)]
     pub settings: serde_json::Value,
 }
 
@@ -60,6 +63,7 @@ struct Inner {
     partners: RwLock<Vec<PartnerInfo>>,
     tokens: TokenStore,
     sessions: Sessions,
+    shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -75,6 +79,7 @@ impl AppState {
             partners,
             tokens,
             sessions,
+            shutdown: CancellationToken::new(),
         }))
     }
 
@@ -110,6 +115,12 @@ impl AppState {
     /// The console sessions.
     pub fn sessions(&self) -> &Sessions {
         &self.0.sessions
+    }
+
+    /// Cancelled when the server shuts down: long-lived responses (live event streams) end
+    /// on it, so a graceful shutdown never waits for a client that stays connected.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.0.shutdown
     }
 }
 

@@ -1,7 +1,9 @@
 //! The operator's operations over the journal and the running gateway, in ONE place: the local
 //! control channel ([`super::server`]) serves them, and the HTTP API will serve the same. Each
 //! operation returns a serde view type, so every front end shows the same fields under the
-//! same names.
+//! same names. The views derive `utoipa::ToSchema` (and [`TransferQuery`] `IntoParams`), so
+//! the HTTP API's OpenAPI document is generated from these very types (always on: the gateway
+//! is only ever built for `oftp serve`, which serves the document).
 //!
 //! What is recorded (queued files, their history, alerts, the queue's depth) is read from the
 //! journal; what lives only in the running process (call state, calling now, waking a call
@@ -17,6 +19,7 @@ use oftp::journal::{
     Transition,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::ops::{CallNowError, GatewayRuntime, PartnerState};
 use crate::runtime::Clock;
@@ -106,7 +109,7 @@ fn state_names() -> String {
 }
 
 /// The daemon answering.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DaemonView {
     /// Its process id.
     pub pid: u32,
@@ -117,7 +120,7 @@ pub struct DaemonView {
 }
 
 /// `oftp status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatusView {
     /// The daemon answering.
     pub daemon: DaemonView,
@@ -130,7 +133,7 @@ pub struct StatusView {
 }
 
 /// How many queue rows are in one state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct QueueDepthView {
     /// The state's stored name (`queued`, `in_transfer`, ...).
     pub state: String,
@@ -139,8 +142,9 @@ pub struct QueueDepthView {
 }
 
 /// Which transfers to list: all given filters must match; newest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TransferQuery {
     /// Only this partner's.
     pub partner: Option<String>,
@@ -164,7 +168,7 @@ impl TransferQuery {
 }
 
 /// A queue row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TransferView {
     /// Row id.
     pub id: i64,
@@ -206,7 +210,7 @@ impl From<&QueuedFile> for TransferView {
 }
 
 /// A queue row with every change of its state, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TransferDetailView {
     /// The row.
     #[serde(flatten)]
@@ -225,7 +229,7 @@ impl From<&TransferDetail> for TransferDetailView {
 }
 
 /// One change of state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TransitionView {
     /// When.
     pub at: DateTime<Utc>,
@@ -249,7 +253,7 @@ impl From<&Transition> for TransitionView {
 }
 
 /// An alert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AlertView {
     /// Row id.
     pub id: i64,

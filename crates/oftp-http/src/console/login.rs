@@ -8,7 +8,7 @@
 //! `POST /login` refuses a browser's request whose `Sec-Fetch-Site` or `Origin` says it
 //! comes from another site.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use axum::extract::{ConnectInfo, Form, State};
 use axum::http::request::Parts;
@@ -86,8 +86,8 @@ fn cross_site(headers: &HeaderMap, tls: bool) -> bool {
 fn client_ip(parts: &Parts) -> IpAddr {
     parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+        .get::<ConnectInfo<crate::server::ClientAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0.ip())
 }
 
 /// `POST /login`.

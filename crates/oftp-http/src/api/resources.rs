@@ -1,0 +1,306 @@
+//! The resources and actions of the API: status, partners, transfers, alerts, certificates.
+//! Each handler passes its input to [`Operations`](oftp_gateway::control::Operations) and
+//! its answer back as JSON.
+
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use oftp_gateway::PartnerState;
+use oftp_gateway::control::{
+    AlertView, StatusView, TransferDetailView, TransferQuery, TransferView,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiPath, ApiQuery, ops_error};
+use crate::auth::{AdminAccess, ApiError, ReadAccess};
+use crate::state::{AppState, PartnerInfo};
+
+/// A configured partner: its configuration without secrets and its call state.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PartnerView {
+    /// Its configuration (no password, no key password).
+    #[serde(flatten)]
+    pub info: PartnerInfo,
+    /// Its call state in the running gateway (`None` while the gateway does not know it yet,
+    /// just after a reload).
+    pub state: Option<PartnerState>,
+}
+
+/// `POST /api/v1/partners/{name}/call` accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CallAccepted {
+    /// The partner called.
+    pub partner: String,
+}
+
+/// A page of transfers, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TransferPage {
+    /// The rows.
+    pub items: Vec<TransferView>,
+    /// Where the next page starts (pass it as `before_id`); `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/alerts` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// `true`: the newest alerts, acknowledged or not; else the open ones.
+    pub all: bool,
+}
+
+/// A certificate in use, ours or a partner's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CertificateView {
+    /// The partner it belongs to; `null` = ours.
+    pub partner: Option<String>,
+    /// What it is used for (`signing`, `encryption`, `TLS client`, ...).
+    pub purpose: String,
+    /// Its subject's distinguished name.
+    pub subject: String,
+    /// Its issuer's distinguished name.
+    pub issuer: String,
+    /// Its serial number, hex.
+    pub serial: String,
+    /// When it expires.
+    pub not_after: DateTime<Utc>,
+    /// Whole days until then (negative once expired).
+    pub days_left: i64,
+}
+
+/// The daemon, its partners' call state, the queue by state and the open alerts.
+#[utoipa::path(get, path = "/api/v1/status", tag = "status",
+    responses((status = 200, body = StatusView), (status = 401), (status = 503)))]
+pub async fn status(
+    ReadAccess(_): ReadAccess,
+    State(state): State<AppState>,
+) -> Result<Json<StatusView>, ApiError> {
+    state.ctx().ops.status().await.map(Json).map_err(ops_error)
+}
+
+fn partner_views(state: &AppState) -> Vec<PartnerView> {
+    let running = state.ctx().runtime.partners();
+    state
+        .partners()
+        .into_iter()
+        .map(|info| PartnerView {
+            state: running.iter().find(|s| s.name == info.name).cloned(),
+            info,
+        })
+        .collect()
+}
+
+fn unknown_partner(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_partner",
+        format!("no partner named {name:?} in the configuration; GET /api/v1/partners lists them"),
+    )
+}
+
+/// The configured partners, in configuration order.
+#[utoipa::path(get, path = "/api/v1/partners", tag = "partners",
+    responses((status = 200, body = Vec<PartnerView>), (status = 401)))]
+pub async fn partners(
+    ReadAccess(_): ReadAccess,
+    State(state): State<AppState>,
+) -> Json<Vec<PartnerView>> {
+    Json(partner_views(&state))
+}
+
+/// One partner.
+#[utoipa::path(get, path = "/api/v1/partners/{name}", tag = "partners",
+    params(("name" = String, Path, description = "The partner's configured name")),
+    responses((status = 200, body = PartnerView), (status = 401), (status = 404)))]
+pub async fn partner(
+    ReadAccess(_): ReadAccess,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<PartnerView>, ApiError> {
+    partner_views(&state)
+        .into_iter()
+        .find(|p| p.info.name == name)
+        .map(Json)
+        .ok_or_else(|| unknown_partner(&name))
+}
+
+/// Calls a partner now (at once when a session slot is free, else as soon as one is).
+#[utoipa::path(post, path = "/api/v1/partners/{name}/call", tag = "partners",
+    params(("name" = String, Path, description = "The partner's configured name")),
+    responses((status = 202, body = CallAccepted), (status = 401), (status = 403),
+        (status = 404), (status = 409, description = "the partner has no address: it calls us"),
+        (status = 503)))]
+pub async fn call(
+    AdminAccess(who): AdminAccess,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<(StatusCode, Json<CallAccepted>), ApiError> {
+    state.ctx().ops.call(&name).map_err(ops_error)?;
+    tracing::info!(partner = %name, by = %who.name, "call requested over the API");
+    Ok((StatusCode::ACCEPTED, Json(CallAccepted { partner: name })))
+}
+
+/// The queue's rows that match the query, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/transfers", tag = "transfers",
+    params(TransferQuery),
+    responses((status = 200, body = TransferPage), (status = 400), (status = 401)))]
+pub async fn transfers(
+    ReadAccess(_): ReadAccess,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<TransferQuery>,
+) -> Result<Json<TransferPage>, ApiError> {
+    let full = query.page_size() as usize;
+    let items = state.ctx().ops.transfers(query).await.map_err(ops_error)?;
+    // A full page may have more after it; the next one starts below its last row.
+    let next_cursor = (items.len() == full)
+        .then(|| items.last().map(|t| t.id.to_string()))
+        .flatten();
+    Ok(Json(TransferPage { items, next_cursor }))
+}
+
+/// One row of the queue with every change of its state.
+#[utoipa::path(get, path = "/api/v1/transfers/{id}", tag = "transfers",
+    params(("id" = i64, Path, description = "The transfer's id")),
+    responses((status = 200, body = TransferDetailView), (status = 400), (status = 401),
+        (status = 404)))]
+pub async fn transfer(
+    ReadAccess(_): ReadAccess,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<TransferDetailView>, ApiError> {
+    state
+        .ctx()
+        .ops
+        .transfer(id)
+        .await
+        .map(Json)
+        .map_err(ops_error)
+}
+
+/// Queues a failed, rejected or not delivered file again, due now.
+#[utoipa::path(post, path = "/api/v1/transfers/{id}/retry", tag = "transfers",
+    params(("id" = i64, Path, description = "The transfer's id")),
+    responses((status = 200, body = TransferView), (status = 401), (status = 403),
+        (status = 404), (status = 409, description = "its state does not allow it"),
+        (status = 503)))]
+pub async fn retry(
+    AdminAccess(who): AdminAccess,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<TransferView>, ApiError> {
+    let row = state.ctx().ops.retry(id).await.map_err(ops_error)?;
+    tracing::info!(transfer = id, by = %who.name, "transfer retried over the API");
+    Ok(Json(row))
+}
+
+/// Cancels a queued, failed, rejected or not delivered file.
+#[utoipa::path(post, path = "/api/v1/transfers/{id}/cancel", tag = "transfers",
+    params(("id" = i64, Path, description = "The transfer's id")),
+    responses((status = 200, body = TransferView), (status = 401), (status = 403),
+        (status = 404), (status = 409, description = "its state does not allow it"),
+        (status = 503)))]
+pub async fn cancel(
+    AdminAccess(who): AdminAccess,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<TransferView>, ApiError> {
+    let row = state.ctx().ops.cancel(id).await.map_err(ops_error)?;
+    tracing::info!(transfer = id, by = %who.name, "transfer cancelled over the API");
+    Ok(Json(row))
+}
+
+/// The open alerts, oldest first; with `all=true` the newest alerts, acknowledged or not.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertsQuery),
+    responses((status = 200, body = Vec<AlertView>), (status = 400), (status = 401)))]
+pub async fn alerts(
+    ReadAccess(_): ReadAccess,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AlertsQuery>,
+) -> Result<Json<Vec<AlertView>>, ApiError> {
+    state
+        .ctx()
+        .ops
+        .alerts(query.all)
+        .await
+        .map(Json)
+        .map_err(ops_error)
+}
+
+/// Acknowledges an alert (again: keeps the first time).
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts",
+    params(("id" = i64, Path, description = "The alert's id")),
+    responses((status = 200, body = AlertView), (status = 401), (status = 403),
+        (status = 404), (status = 503)))]
+pub async fn acknowledge(
+    AdminAccess(who): AdminAccess,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<AlertView>, ApiError> {
+    let alert = state.ctx().ops.acknowledge(id).await.map_err(ops_error)?;
+    tracing::info!(alert = id, by = %who.name, "alert acknowledged over the API");
+    Ok(Json(alert))
+}
+
+/// Our certificates and the partners', with their expiry.
+#[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates",
+    responses((status = 200, body = Vec<CertificateView>), (status = 401)))]
+pub async fn certificates(
+    ReadAccess(_): ReadAccess,
+    State(state): State<AppState>,
+) -> Json<Vec<CertificateView>> {
+    let now = SystemTime::now();
+    Json(
+        (state.ctx().certificates)()
+            .into_iter()
+            .map(|w| certificate_view(w, now))
+            .collect(),
+    )
+}
+
+fn certificate_view(
+    w: oftp_gateway::alerts::watchdog::WatchedCert,
+    now: SystemTime,
+) -> CertificateView {
+    let not_after = DateTime::<Utc>::from(w.cert.not_after());
+    CertificateView {
+        partner: w.partner,
+        purpose: w.purpose.to_owned(),
+        subject: w.cert.subject().to_owned(),
+        issuer: w.cert.issuer().to_owned(),
+        serial: w.cert.serial_number(),
+        days_left: (not_after - DateTime::<Utc>::from(now))
+            .num_seconds()
+            .div_euclid(86_400),
+        not_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_left_counts_whole_days_and_goes_negative_after_expiry() {
+        let pki = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = oftp_security::Certificate::from_der(pki.cert.der()).unwrap();
+        let not_after = cert.not_after();
+        let watched = |cert| oftp_gateway::alerts::watchdog::WatchedCert {
+            partner: Some("p".into()),
+            purpose: "signing",
+            cert,
+        };
+        let day = std::time::Duration::from_secs(86_400);
+        let v = certificate_view(watched(cert.clone()), not_after - day * 3 - day / 2);
+        assert_eq!(v.days_left, 3);
+        let v = certificate_view(watched(cert.clone()), not_after + day / 2);
+        assert_eq!(v.days_left, -1);
+        assert_eq!(v.serial, cert.serial_number());
+        assert_eq!(v.partner.as_deref(), Some("p"));
+    }
+}
