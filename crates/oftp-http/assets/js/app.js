@@ -18,7 +18,9 @@ const PAGES = {
 let cleanup = null;
 let generation = 0;
 
-async function route() {
+// `moved`: the operator went to another page, so the keyboard focus moves to its content
+// (on the first load it stays at the top, where Tab reaches the skip link first).
+async function route(moved) {
   const [, name = 'overview', ...rest] = location.hash.replace(/^#/, '').split('/');
   const page = PAGES[name] ? name : 'overview';
   const nav = page === 'transfer' ? 'history' : page;
@@ -40,7 +42,7 @@ async function route() {
   } catch (e) {
     showError(e);
   }
-  main.focus({ preventScroll: true });
+  if (moved) main.focus({ preventScroll: true });
 }
 
 /** Shows the number of open alerts in the navigation. */
@@ -70,14 +72,14 @@ async function main() {
   const session = await loadSession();
   document.getElementById('who').textContent = `${session.name} (${session.role})`;
   document.getElementById('logout').addEventListener('click', () => logout().catch(showError));
-  window.addEventListener('hashchange', route);
+  window.addEventListener('hashchange', () => route(true));
   events.subscribe((name) => {
     if (name === 'alert_raised' || name === 'poll') refreshAlertCount();
   });
   document.addEventListener('alerts-changed', refreshAlertCount);
   events.start();
   refreshAlertCount();
-  await route();
+  await route(false);
 }
 
 main().catch(showError);

@@ -12,7 +12,7 @@ export async function render(main) {
   main.append(heading('Live transfers'),
     h('p', { class: 'muted' }, 'Files queued or moving now; a file that changes while this page is open stays listed with its new state.'),
     empty,
-    h('div', { class: 'scroll' }, h('table', {},
+    h('div', { class: 'scroll', id: 'live-table', hidden: true }, h('table', {},
       h('thead', {}, h('tr', {}, ['Transfer', 'Partner', 'File', 'State', 'Progress', 'Changed']
         .map((t) => h('th', { scope: 'col' }, t)))),
       body)));
@@ -28,6 +28,7 @@ export async function render(main) {
     const tr = h('tr', { 'data-key': key }, Object.values(cells));
     body.prepend(tr);
     empty.hidden = true;
+    main.querySelector('#live-table').hidden = false;
     r = { tr, cells, bytes: 0 };
     rows.set(key, r);
     return r;

@@ -72,7 +72,7 @@ export async function render(main, arg) {
       table(['When', 'From', 'To', 'Note'], (d.history || []).map((t) => h('tr', {},
         h('td', {}, when(t.at)), h('td', {}, t.from ? stateBadge(t.from) : '—'), h('td', {}, stateBadge(t.to)),
         h('td', { class: 'wrap' }, t.note || '')))),
-      trail(d));
+      ...(trail(d) || []));
   }
 
   await guarded(() => draw());
