@@ -12,10 +12,14 @@
 //!   a file the partner stored is not sent twice, its EERP is collected; end responses for
 //!   earlier runs are printed too.
 //!
+//! - `oftp http token create|list|revoke`, `oftp http hash-password`: the HTTP API's tokens
+//!   and console password hashes ([`http_commands`]).
+//!
 //! Errors are printed as one line a person can act on, never as a backtrace.
 
 mod check_config;
 mod config;
+mod http_commands;
 mod ops_commands;
 mod receive;
 mod security;
@@ -74,6 +78,9 @@ enum Command {
     /// Check a configuration and its certificates without starting anything; print what the
     /// daemon would do and every problem.
     CheckConfig(check_config::CheckArgs),
+    /// The HTTP API's tokens (create, list, revoke) and console password hashes.
+    #[command(subcommand)]
+    Http(http_commands::HttpCommand),
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -320,6 +327,7 @@ fn main() -> ExitCode {
             Command::Call(a) => ops_commands::call(a).await.map(|()| ExitCode::SUCCESS),
             Command::Alerts(a) => ops_commands::alerts(a).await.map(|()| ExitCode::SUCCESS),
             Command::CheckConfig(a) => check_config::check_config(&a),
+            Command::Http(a) => http_commands::http(a).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

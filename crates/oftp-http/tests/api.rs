@@ -77,9 +77,10 @@ fn partner(dir: &Path, name: &str) -> PartnerInfo {
     }
 }
 
-async fn start(settings: HttpSettings, events_capacity: usize) -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open_in_dir(dir.path()).unwrap());
+/// What the daemon would hand over for data directory `dir`: a SQLite journal in it, a
+/// [`TestRuntime`] with a channel of `events_capacity`, partners `acme` and `beta`.
+fn context(dir: &Path, events_capacity: usize) -> (HttpContext, Arc<TestRuntime>) {
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open_in_dir(dir).unwrap());
     let runtime = Arc::new(TestRuntime {
         events: broadcast::channel(events_capacity).0,
         calls: Mutex::new(Vec::new()),
@@ -88,12 +89,19 @@ async fn start(settings: HttpSettings, events_capacity: usize) -> Api {
     let ctx = HttpContext {
         ops: Operations::new(journal.clone(), rt.clone(), Arc::new(SystemClock)),
         runtime: rt,
-        journal: journal.clone(),
-        data_dir: dir.path().to_path_buf(),
-        partners: vec![partner(dir.path(), "acme"), partner(dir.path(), "beta")],
+        journal,
+        data_dir: dir.to_path_buf(),
+        partners: vec![partner(dir, "acme"), partner(dir, "beta")],
         certificates: Arc::new(Vec::new),
         disk_low_mib: 0,
     };
+    (ctx, runtime)
+}
+
+async fn start(settings: HttpSettings, events_capacity: usize) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, runtime) = context(dir.path(), events_capacity);
+    let journal = ctx.journal.clone();
     let settings = HttpSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..settings
@@ -249,37 +257,41 @@ async fn reads_answer_with_the_operations_views_and_errors_are_json() {
     let (s, one) = api.get(&format!("/api/v1/transfers/{id}"), &api.read).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(one["history"][0]["to"], "queued");
-    assert_error(
-        &api.get("/api/v1/transfers/999", &api.read).await,
-        StatusCode::NOT_FOUND,
-        "unknown_transfer",
-    );
-    // axum's own rejections come as the same JSON shape, 400.
-    assert_error(
-        &api.get("/api/v1/transfers/abc", &api.read).await,
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    );
-    assert_error(
-        &api.get("/api/v1/transfers?limit=many", &api.read).await,
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    );
-    assert_error(
-        &api.get("/api/v1/transfers?colour=red", &api.read).await,
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    );
-    assert_error(
-        &api.get("/api/v1/transfers?state=lost", &api.read).await,
-        StatusCode::BAD_REQUEST,
-        "unknown_state",
-    );
-    assert_error(
-        &api.get("/api/v1/alerts?all=maybe", &api.read).await,
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-    );
+    for (path, status, code) in [
+        (
+            "/api/v1/transfers/999",
+            StatusCode::NOT_FOUND,
+            "unknown_transfer",
+        ),
+        (
+            "/api/v1/transfers?state=lost",
+            StatusCode::BAD_REQUEST,
+            "unknown_state",
+        ),
+        // axum's own rejections come as the same JSON shape, 400.
+        (
+            "/api/v1/transfers/abc",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/transfers?limit=many",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/transfers?colour=red",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/alerts?all=maybe",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ] {
+        assert_error(&api.get(path, &api.read).await, status, code);
+    }
 
     let (s, certs) = api.get("/api/v1/certificates", &api.read).await;
     assert_eq!((s, certs), (StatusCode::OK, json!([])));
@@ -671,20 +683,7 @@ async fn a_certificate_without_its_key_or_an_unreadable_one_stops_the_start_with
             "usable pair",
         ),
     ] {
-        let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open_in_dir(dir.path()).unwrap());
-        let rt: Arc<dyn GatewayRuntime> = Arc::new(TestRuntime {
-            events: broadcast::channel(1).0,
-            calls: Mutex::new(Vec::new()),
-        });
-        let ctx = HttpContext {
-            ops: Operations::new(journal.clone(), rt.clone(), Arc::new(SystemClock)),
-            runtime: rt,
-            journal,
-            data_dir: dir.path().to_path_buf(),
-            partners: Vec::new(),
-            certificates: Arc::new(Vec::new),
-            disk_low_mib: 0,
-        };
+        let (ctx, _) = context(dir.path(), 1);
         let settings = HttpSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_certificate: cert,

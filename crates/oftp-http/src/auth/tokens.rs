@@ -1,12 +1,11 @@
 //! API tokens: `<data_dir>/http-tokens.json` (mode 0600) holds each token's name, role and the
 //! SHA-256 of its secret, never the secret itself. A secret is shown once, when it is made.
 //!
-//! The daemon reads the file again when it changed on disk, so `oftp http token create` and
+//! The daemon reads the file at every look and parses it again when its content changed, so `oftp http token create` and
 //! `revoke` take effect on the running daemon without a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
@@ -69,29 +68,29 @@ pub enum TokenError {
 #[derive(Debug)]
 pub struct TokenStore {
     path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, Vec<StoredToken>)>,
+    /// The file's content when last parsed, and what it held.
+    cache: Mutex<Option<Parsed>>,
 }
+
+/// The tokens file's content (`None` = no file) and the tokens in it.
+type Parsed = (Option<Vec<u8>>, Vec<StoredToken>);
 
 impl TokenStore {
     /// The store in `path` (a missing file = no tokens).
     pub fn open(path: &Path) -> Result<Self, TokenError> {
         let store = Self {
             path: path.to_path_buf(),
-            cache: Mutex::new((None, Vec::new())),
+            cache: Mutex::new(None),
         };
         store.current()?;
         Ok(store)
     }
 
-    fn read(&self) -> Result<Vec<StoredToken>, TokenError> {
+    /// The file's content (`None` when there is no file).
+    fn bytes(&self) -> Result<Option<Vec<u8>>, TokenError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice::<TokenFile>(&bytes)
-                .map(|f| f.tokens)
-                .map_err(|source| TokenError::Parse {
-                    path: self.path.clone(),
-                    source,
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(TokenError::Io {
                 path: self.path.clone(),
                 source,
@@ -99,16 +98,37 @@ impl TokenStore {
         }
     }
 
-    /// The tokens as the file has them now.
+    fn parse(&self, bytes: Option<&[u8]>) -> Result<Vec<StoredToken>, TokenError> {
+        let Some(bytes) = bytes else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_slice::<TokenFile>(bytes)
+            .map(|f| f.tokens)
+            .map_err(|source| TokenError::Parse {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn read(&self) -> Result<Vec<StoredToken>, TokenError> {
+        self.parse(self.bytes()?.as_deref())
+    }
+
+    /// The tokens as the file has them now. The file is small and read at every look: a
+    /// change by another process is seen at once, however close in time to the last one (a
+    /// modification time can be the same for two writes); it is parsed again only when its
+    /// content changed.
     fn current(&self) -> Result<Vec<StoredToken>, TokenError> {
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        let bytes = self.bytes()?;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.0.is_none() || cache.0 != mtime {
-            *cache = (mtime, self.read()?);
+        match &*cache {
+            Some((seen, tokens)) if *seen == bytes => Ok(tokens.clone()),
+            _ => {
+                let tokens = self.parse(bytes.as_deref())?;
+                *cache = Some((bytes, tokens.clone()));
+                Ok(tokens)
+            }
         }
-        Ok(cache.1.clone())
     }
 
     fn write(&self, tokens: Vec<StoredToken>) -> Result<(), TokenError> {
@@ -122,8 +142,6 @@ impl TokenStore {
             path: self.path.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        // The next look re-reads what was written.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).0 = None;
         Ok(())
     }
 
@@ -225,5 +243,31 @@ mod tests {
             store.revoke("grafana"),
             Err(TokenError::Unknown(_))
         ));
+    }
+
+    #[test]
+    fn a_revoke_by_another_process_is_seen_even_within_the_same_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        let daemon = TokenStore::open(&path).unwrap();
+        let now = Utc::now();
+        let admin = daemon.ensure_admin(now).unwrap().unwrap();
+        assert!(daemon.verify(&admin).is_some(), "cached now");
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        // `oftp http token` (another store on the same file) revokes it and makes another of
+        // the same length, within the same tick of the file system's clock.
+        let cli = TokenStore::open(&path).unwrap();
+        cli.revoke("admin").unwrap();
+        cli.create("adm1n", Role::Admin, now).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(before)
+            .unwrap();
+        assert!(
+            daemon.verify(&admin).is_none(),
+            "a revoked token still works"
+        );
     }
 }
