@@ -46,6 +46,21 @@ async fn browser() -> Option<Browser> {
     }
 }
 
+/// The PHC string `oftp http hash-password` prints for `password`, as an operator makes one.
+fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oftp"))
+        .args(["http", "hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "oftp http hash-password failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// Two daemons' configurations in one directory: A in `a/` (console users, B as partner
 /// `b`), B in `b/` (A as partner `a`, then `b_tables`).
 struct Daemons {
@@ -68,7 +83,7 @@ impl Daemons {
             port_a: free_port(),
             port_b: free_port(),
         };
-        let hash = oftp_http::console::users::hash_password(USER.1).unwrap();
+        let hash = hash_password(USER.1);
         let a = format!(
             "[local]\nssid = \"O0013AAA\"\npassword = \"APW\"\n\n\
              [server]\nlisten = \"127.0.0.1:{}\"\ndata_dir = \"a\"\n\n\
