@@ -419,6 +419,42 @@ async fn a_file_sent_between_two_daemons_appears_live_with_its_history() {
 }
 
 #[tokio::test]
+async fn the_live_page_falls_back_to_polling_when_the_event_stream_breaks() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let daemons = Daemons::new("");
+    let _b = daemons.start_b();
+    let console = daemons.start_a();
+    let page = browser.new_page().await;
+    // The event stream cannot be reached (as behind a proxy that cuts it).
+    page.call(
+        "Network.setBlockedURLs",
+        serde_json::json!({ "urls": ["*/api/v1/events*"] }),
+    )
+    .await
+    .unwrap();
+    log_in_with_token(&page, &console).await;
+    page.eval("location.hash = '#/live'").await;
+    page.wait_for(
+        "document.getElementById('live-state').textContent.includes('interrupted')",
+        "the console saying live updates are interrupted",
+    )
+    .await;
+    daemons.drop_file("polled.txt", b"polled");
+    page.wait_for(
+        "document.querySelector('#live-rows tr[data-state=\"delivered\"]')",
+        "the delivered transfer, found by polling",
+    )
+    .await;
+    assert!(page.text("#live-rows").await.contains("POLLED.TXT"));
+    for p in page.problems() {
+        assert!(p.contains("/api/v1/events"), "the browser reported: {p}");
+    }
+}
+
+#[tokio::test]
 async fn a_refused_transfer_is_retried_from_the_console_and_its_alert_acknowledged() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(browser) = browser().await else {

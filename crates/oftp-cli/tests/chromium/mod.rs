@@ -116,6 +116,8 @@ impl Browser {
         let problems: Arc<Mutex<Vec<String>>> = Arc::default();
         let (p, pr) = (pending.clone(), problems.clone());
         tokio::spawn(async move {
+            // Request ids to URLs, so a failed request says which.
+            let mut urls = HashMap::<String, String>::new();
             while let Some(Ok(message)) = stream.next().await {
                 let Message::Text(text) = message else {
                     continue;
@@ -132,7 +134,14 @@ impl Browser {
                         let _ = tx.send(result);
                     }
                 } else if let Some(method) = v["method"].as_str() {
-                    if let Some(problem) = problem(method, &v["params"]) {
+                    let params = &v["params"];
+                    let request = params["requestId"].as_str().unwrap_or_default();
+                    if method == "Network.requestWillBeSent" {
+                        let url = params["request"]["url"].as_str().unwrap_or_default();
+                        urls.insert(request.to_owned(), url.to_owned());
+                    }
+                    let url = urls.get(request).map_or("", String::as_str);
+                    if let Some(problem) = problem(method, params, url) {
                         pr.lock().unwrap().push(problem);
                     }
                 }
@@ -216,8 +225,9 @@ async fn devtools_url(profile: &Path) -> Result<String, String> {
     }
 }
 
-/// What an event says went wrong in the page, if anything.
-fn problem(method: &str, p: &Value) -> Option<String> {
+/// What an event says went wrong in the page, if anything (`url`: the request's, for
+/// network events).
+fn problem(method: &str, p: &Value, url: &str) -> Option<String> {
     match method {
         "Runtime.exceptionThrown" => {
             let d = &p["exceptionDetails"];
@@ -250,7 +260,7 @@ fn problem(method: &str, p: &Value) -> Option<String> {
         // A request the page itself gave up (leaving the page, closing a stream) is not a
         // failure.
         "Network.loadingFailed" if p["canceled"] != true => Some(format!(
-            "request failed: {} ({})",
+            "request failed: {} ({} {url})",
             p["errorText"].as_str().unwrap_or(""),
             p["type"].as_str().unwrap_or("")
         )),

@@ -68,10 +68,16 @@ export async function render(main) {
     r.cells.at.textContent = when(new Date().toISOString());
   }
 
+  // What is queued or moving, and (when polling instead of live events) what changed since
+  // the page opened, so a file that went through quickly between two polls is listed too.
+  const opened = new Date(Date.now() - 1000).toISOString();
   async function load() {
-    const [moving, queued] = await Promise.all([
-      api('/transfers?state=in_transfer&limit=100'), api('/transfers?state=queued&limit=100')]);
-    for (const t of [...queued.items, ...moving.items].reverse()) showTransfer(t);
+    const pages = await Promise.all([
+      api(`/transfers?since=${encodeURIComponent(opened)}&limit=100`),
+      api('/transfers?state=queued&limit=100'), api('/transfers?state=in_transfer&limit=100')]);
+    const seen = new Map();
+    for (const page of pages) for (const t of page.items) seen.set(t.id, t);
+    for (const t of [...seen.values()].sort((a, b) => a.id - b.id)) showTransfer(t);
   }
 
   await guarded(load);
