@@ -40,6 +40,8 @@ async function route(moved) {
     if (mine !== generation) return;
     cleanup = (await module.render(main, decodeURIComponent(rest.join('/')))) || null;
   } catch (e) {
+    // A page that does not load or render is a bug of the console: on the console too.
+    console.error(`page ${page}:`, e);
     showError(e);
   }
   if (moved) main.focus({ preventScroll: true });

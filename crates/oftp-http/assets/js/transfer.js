@@ -17,16 +17,27 @@ function fields(t) {
   return h('dl', { class: 'fields card' }, rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
 
-/** The session trail, under whichever name the journal gives it. */
+/** One recorded session: who, how it ended, and every OFTP command (the PI trail). */
+function session(s) {
+  const start = s.start || s;
+  const end = s.end || null;
+  const title = `Session #${s.id} with ${start.partner || start.partner_code || '?'}`
+    + ` (${start.role || ''}${start.remote ? `, ${start.remote}` : ''}), ${when(start.started_at)}`
+    + (end ? `, ended ${when(end.at)}: ${end.result}` : ', no end recorded');
+  const rows = (s.commands || []).map((c) => h('tr', {},
+    h('td', {}, when(c.at)),
+    h('td', {}, c.direction === 'received' ? 'from partner' : 'by us'),
+    h('td', {}, h('code', {}, c.command)),
+    h('td', { class: 'wrap' }, c.description)));
+  return [h('h3', {}, title), table(['When', 'Direction', 'Command', 'Fields'], rows, 'No commands recorded.')];
+}
+
+/** The sessions that moved the transfer, when the journal recorded them. */
 function trail(d) {
-  const items = d.trail || d.session_trail || d.commands || null;
-  if (!Array.isArray(items)) return null;
-  const keys = items.length ? Object.keys(items[0]) : [];
+  const sessions = d.sessions || d.trail || null;
+  if (!Array.isArray(sessions)) return [];
   return [h('h2', {}, 'Session trail'),
-    table(keys, items.map((c) => h('tr', {}, keys.map((k) => {
-      const v = c[k];
-      return h('td', { class: 'wrap' }, typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v ?? ''));
-    }))), 'No OFTP commands recorded for this transfer.')];
+    sessions.length ? sessions.flatMap(session) : h('p', { class: 'muted' }, 'No session recorded for this transfer.')];
 }
 
 export async function render(main, arg) {
@@ -72,7 +83,7 @@ export async function render(main, arg) {
       table(['When', 'From', 'To', 'Note'], (d.history || []).map((t) => h('tr', {},
         h('td', {}, when(t.at)), h('td', {}, t.from ? stateBadge(t.from) : '—'), h('td', {}, stateBadge(t.to)),
         h('td', { class: 'wrap' }, t.note || '')))),
-      ...(trail(d) || []));
+      ...trail(d));
   }
 
   await guarded(() => draw());
