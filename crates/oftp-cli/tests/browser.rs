@@ -711,3 +711,39 @@ async fn log_in_refuses_other_sites_and_an_address_after_five_failures_and_pages
             .contains("too many failed log-ins from your address; wait")
     );
 }
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_secure() {
+    let daemons = Daemons::new("");
+    let pki = oftp_test_pki::Pki::new();
+    let leaf = pki.leaf("console", 1, false);
+    let mut a = std::fs::read_to_string(daemons.path().join("a.toml")).unwrap();
+    a.push_str(&format!(
+        "\n[http]\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+        leaf.cert.display(),
+        leaf.key.display()
+    ));
+    std::fs::write(daemons.path().join("a.toml"), a).unwrap();
+    let console = daemons.start_a();
+    let addr: std::net::SocketAddr = console
+        .url
+        .strip_prefix("https://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap()])
+        .resolve("console.example", addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("https://console.example:{}/login", addr.port()))
+        .form(&[("token", console.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()[reqwest::header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+}

@@ -144,12 +144,18 @@ pub(super) async fn login(
     };
     tracing::info!(name = %principal.name, role = principal.role.as_str(), "console log-in");
     let new = state.sessions().start(principal);
+    (
+        [(header::SET_COOKIE, session_cookie_header(&new.id, tls))],
+        Redirect::to("/"),
+    )
+        .into_response()
+}
+
+/// The `Set-Cookie` value of a new session `id`: out of scripts' reach, never sent along
+/// with another site's request, and over HTTPS only when the server runs TLS.
+fn session_cookie_header(id: &str, tls: bool) -> String {
     let secure = if tls { "; Secure" } else { "" };
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/{secure}",
-        new.id
-    );
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+    format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/{secure}")
 }
 
 /// `POST /logout`: ends the session (its CSRF token is needed, as for every action) and
@@ -215,6 +221,18 @@ mod tests {
             h.insert(*k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn the_session_cookie_is_http_only_strict_and_secure_under_tls() {
+        assert_eq!(
+            session_cookie_header("abc", false),
+            "oftp_session=abc; HttpOnly; SameSite=Strict; Path=/"
+        );
+        assert_eq!(
+            session_cookie_header("abc", true),
+            "oftp_session=abc; HttpOnly; SameSite=Strict; Path=/; Secure"
+        );
     }
 
     #[test]
