@@ -163,10 +163,11 @@ fn session_cookie_header(id: &str, tls: bool) -> String {
 pub(super) async fn logout(State(state): State<AppState>, parts: Parts) -> Response {
     if let Some(id) = session_cookie(&parts) {
         let csrf = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if let Err(e) = state.sessions().authenticate(&id, csrf, true) {
-            if e.status != StatusCode::UNAUTHORIZED {
-                return e.into_response();
-            }
+        // An ended session only needs its cookie cleared; a live one needs its CSRF token.
+        if let Err(e) = state.sessions().authenticate(&id, csrf, true)
+            && e.status != StatusCode::UNAUTHORIZED
+        {
+            return e.into_response();
         }
         state.sessions().end(&id);
     }
