@@ -29,6 +29,13 @@ const USER: (&str, &str) = ("ops", "a long console password");
 /// One browser at a time: the machine is small and each test starts two daemons.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// This test's turn with a browser, or `None` (the test passes) when chromium is not installed
+/// outside CI.
+async fn browser_turn() -> Option<(tokio::sync::MutexGuard<'static, ()>, Browser)> {
+    let turn = ONE_AT_A_TIME.lock().await;
+    browser().await.map(|b| (turn, b))
+}
+
 /// Chromium, or `None` (the test passes) when it is not installed outside CI.
 async fn browser() -> Option<Browser> {
     match Browser::launch().await {
@@ -111,6 +118,14 @@ impl Daemons {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// B and A started, A with its console.
+    fn running(b_tables: &str) -> (Daemons, Server, Console) {
+        let daemons = Daemons::new(b_tables);
+        let b = daemons.start_b();
+        let console = daemons.start_a();
+        (daemons, b, console)
     }
 
     fn start_b(&self) -> Server {
@@ -215,6 +230,13 @@ async fn log_in_with_token(page: &Page<'_>, console: &Console) {
     .await;
 }
 
+/// A new tab logged in to `console` with its admin token.
+async fn logged_in<'b>(browser: &'b Browser, console: &Console) -> Page<'b> {
+    let page = browser.new_page().await;
+    log_in_with_token(&page, console).await;
+    page
+}
+
 /// Fails on every problem the page reported.
 fn assert_no_problems(page: &Page<'_>) {
     let problems = page.problems();
@@ -232,8 +254,7 @@ fn expect_refusals(page: &Page<'_>, status: u16, path: &str) {
 
 #[tokio::test]
 async fn logging_in_with_a_password_or_a_token_and_out_and_a_wrong_password_is_refused() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let Some(browser) = browser().await else {
+    let Some((_turn, browser)) = browser_turn().await else {
         return;
     };
     let daemons = Daemons::new("");
@@ -323,15 +344,11 @@ async fn logging_in_with_a_password_or_a_token_and_out_and_a_wrong_password_is_r
 
 #[tokio::test]
 async fn a_file_sent_between_two_daemons_appears_live_with_its_history() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let Some(browser) = browser().await else {
+    let Some((_turn, browser)) = browser_turn().await else {
         return;
     };
-    let daemons = Daemons::new("");
-    let _b = daemons.start_b();
-    let console = daemons.start_a();
-    let page = browser.new_page().await;
-    log_in_with_token(&page, &console).await;
+    let (daemons, _b, console) = Daemons::running("");
+    let page = logged_in(&browser, &console).await;
 
     page.eval("location.hash = '#/live'").await;
     page.wait_for("document.getElementById('live-empty')", "the live page")
@@ -420,13 +437,10 @@ async fn a_file_sent_between_two_daemons_appears_live_with_its_history() {
 
 #[tokio::test]
 async fn the_live_page_falls_back_to_polling_when_the_event_stream_breaks() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let Some(browser) = browser().await else {
+    let Some((_turn, browser)) = browser_turn().await else {
         return;
     };
-    let daemons = Daemons::new("");
-    let _b = daemons.start_b();
-    let console = daemons.start_a();
+    let (daemons, _b, console) = Daemons::running("");
     let page = browser.new_page().await;
     // The event stream cannot be reached (as behind a proxy that cuts it).
     page.call(
@@ -456,14 +470,12 @@ async fn the_live_page_falls_back_to_polling_when_the_event_stream_breaks() {
 
 #[tokio::test]
 async fn a_refused_transfer_is_retried_from_the_console_and_its_alert_acknowledged() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let Some(browser) = browser().await else {
+    let Some((_turn, browser)) = browser_turn().await else {
         return;
     };
     // B takes only signed files from A: A's plain file is refused for good (SFNA 20).
-    let daemons = Daemons::new("[partners.security]\nrequired_security = \"signed\"\n");
-    let mut b = daemons.start_b();
-    let console = daemons.start_a();
+    let (daemons, mut b, console) =
+        Daemons::running("[partners.security]\nrequired_security = \"signed\"\n");
     daemons.drop_file("retry.txt", b"retry me");
     wait_until(Duration::from_secs(30), "the file rejected", || {
         daemons
@@ -474,8 +486,7 @@ async fn a_refused_transfer_is_retried_from_the_console_and_its_alert_acknowledg
     .await;
     let id = daemons.rows()[0].id;
 
-    let page = browser.new_page().await;
-    log_in_with_token(&page, &console).await;
+    let page = logged_in(&browser, &console).await;
 
     // The alert: shown, acknowledged with its button, gone from the open ones.
     page.wait_for(
@@ -524,15 +535,11 @@ async fn a_refused_transfer_is_retried_from_the_console_and_its_alert_acknowledg
 
 #[tokio::test]
 async fn a_file_uploaded_in_the_console_is_delivered_to_the_other_daemon() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let Some(browser) = browser().await else {
+    let Some((_turn, browser)) = browser_turn().await else {
         return;
     };
-    let daemons = Daemons::new("");
-    let _b = daemons.start_b();
-    let console = daemons.start_a();
-    let page = browser.new_page().await;
-    log_in_with_token(&page, &console).await;
+    let (daemons, _b, console) = Daemons::running("");
+    let page = logged_in(&browser, &console).await;
 
     let file = daemons.path().join("upload.dat");
     let content: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
