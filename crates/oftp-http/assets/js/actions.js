@@ -94,7 +94,7 @@ export async function render(main) {
   const byIdResult = h('div', { 'aria-live': 'polite' });
   const byId = (verb) => guarded(async () => {
     const t = await api(`/transfers/${Number(idInput.value)}/${verb}`, { method: 'POST' });
-    notice(byIdResult, `Transfer #${t.id} is now ${t.state.replace('_', ' ')}.`,
+    notice(byIdResult, `Transfer ${t.id} is now ${t.state.replace('_', ' ')}.`,
       h('a', { href: `#/transfer/${t.id}` }, 'Details'));
   });
   const idForm = h('form', { class: 'stack card', id: 'transfer-form' },

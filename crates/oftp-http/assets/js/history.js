@@ -21,8 +21,9 @@ function iso(local) {
 }
 
 function transferRow(t) {
-  return h('tr', { 'data-transfer-id': t.id },
-    h('td', {}, h('a', { href: `#/transfer/${t.id}` }, `#${t.id}`)),
+  const id = t.transfer_id ?? String(t.id);
+  return h('tr', { 'data-transfer-id': id },
+    h('td', {}, h('a', { href: `#/transfer/${id}` }, id)),
     h('td', {}, t.direction === 'in' ? 'in' : 'out'),
     h('td', {}, t.partner),
     h('td', { class: 'wrap' }, t.virtual_file_name),

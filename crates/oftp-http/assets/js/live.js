@@ -35,10 +35,11 @@ export async function render(main) {
   }
 
   function showTransfer(t) {
-    const r = row(`t${t.id}`);
-    r.tr.dataset.transferId = String(t.id);
+    const id = t.transfer_id ?? String(t.id);
+    const r = row(`t${id}`);
+    r.tr.dataset.transferId = id;
     r.tr.dataset.state = t.state;
-    r.cells.id.replaceChildren(h('a', { href: `#/transfer/${t.id}` }, `#${t.id}`));
+    r.cells.id.replaceChildren(h('a', { href: `#/transfer/${id}` }, id));
     r.cells.partner.textContent = t.partner;
     r.cells.file.textContent = t.virtual_file_name;
     r.cells.state.replaceChildren(stateBadge(t.state));
@@ -76,8 +77,8 @@ export async function render(main) {
       api(`/transfers?since=${encodeURIComponent(opened)}&limit=100`),
       api('/transfers?state=queued&limit=100'), api('/transfers?state=in_transfer&limit=100')]);
     const seen = new Map();
-    for (const page of pages) for (const t of page.items) seen.set(t.id, t);
-    for (const t of [...seen.values()].sort((a, b) => a.id - b.id)) showTransfer(t);
+    for (const page of pages) for (const t of page.items) seen.set(t.transfer_id ?? String(t.id), t);
+    for (const t of [...seen.values()].sort((a, b) => a.queued_at.localeCompare(b.queued_at))) showTransfer(t);
   }
 
   await guarded(load);

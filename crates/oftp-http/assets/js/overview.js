@@ -16,8 +16,8 @@ function partnerRow(p) {
         when(last.started_at), h('div', { class: 'muted' }, last.text)]
       : h('span', { class: 'muted' }, 'none yet')),
     h('td', {}, when(s.next_call)),
-    h('td', { class: 'num hide-narrow' }, c ? `${c.files_sent} · ${bytes(c.octets_sent ?? c.bytes_sent)}` : '—'),
-    h('td', { class: 'num hide-narrow' }, c ? `${c.files_received} · ${bytes(c.octets_received ?? c.bytes_received)}` : '—'));
+    h('td', { class: 'num hide-narrow' }, c ? `${c.files_sent} · ${bytes(c.bytes_sent)}` : '—'),
+    h('td', { class: 'num hide-narrow' }, c ? `${c.files_received} · ${bytes(c.bytes_received)}` : '—'));
 }
 
 async function draw(box) {

@@ -19,14 +19,11 @@ function fields(t) {
 
 /** One recorded session: who, how it ended, and every OFTP command (the PI trail). */
 function session(s) {
-  const start = s.start || s;
-  const end = s.end || null;
-  const title = `Session #${s.id} with ${start.partner || start.partner_code || '?'}`
-    + ` (${start.role || ''}${start.remote ? `, ${start.remote}` : ''}), ${when(start.started_at)}`
-    + (end ? `, ended ${when(end.at)}: ${end.result}` : ', no end recorded');
+  const title = `Session #${s.id} with ${s.partner} (${s.role}${s.remote ? `, ${s.remote}` : ''}), ${when(s.started_at)}`
+    + (s.ended_at ? `, ended ${when(s.ended_at)}: ${s.result || ''}` : ', no end recorded');
   const rows = (s.commands || []).map((c) => h('tr', {},
     h('td', {}, when(c.at)),
-    h('td', {}, c.direction === 'received' ? 'from partner' : 'by us'),
+    h('td', {}, c.direction === 'in' ? 'from partner' : 'by us'),
     h('td', {}, h('code', {}, c.command)),
     h('td', { class: 'wrap' }, c.description)));
   return [h('h3', {}, title), table(['When', 'Direction', 'Command', 'Fields'], rows, 'No commands recorded.')];
@@ -34,18 +31,19 @@ function session(s) {
 
 /** The sessions that moved the transfer, when the journal recorded them. */
 function trail(d) {
-  const sessions = d.sessions || d.trail || null;
+  const sessions = d.sessions;
   if (!Array.isArray(sessions)) return [];
   return [h('h2', {}, 'Session trail'),
     sessions.length ? sessions.flatMap(session) : h('p', { class: 'muted' }, 'No session recorded for this transfer.')];
 }
 
 export async function render(main, arg) {
-  const id = Number.parseInt(arg, 10);
+  // `42` (a file we send) or `in-42` (a file we received).
+  const id = arg;
   const box = h('div', {});
-  main.append(heading(`Transfer #${arg}`), box);
-  if (!Number.isInteger(id)) {
-    showError(`"${arg}" is not a transfer number`);
+  main.append(heading(`Transfer ${arg}`), box);
+  if (!/^(in-)?[0-9]+$/.test(id)) {
+    showError(`"${arg}" is not a transfer number (42, or in-42 for a received file)`);
     return undefined;
   }
 
@@ -88,7 +86,7 @@ export async function render(main, arg) {
 
   await guarded(() => draw());
   return subscribe((name, data) => {
-    if ((name === 'transfer_changed' && data.transfer_id === id) || name === 'poll') {
+    if ((name === 'transfer_changed' && String(data.transfer_id) === id) || name === 'poll') {
       draw().catch(showError);
     }
   });
