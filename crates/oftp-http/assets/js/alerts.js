@@ -7,7 +7,7 @@ export async function render(main) {
   const all = h('input', { type: 'checkbox', id: 'all-alerts' });
   const box = h('div', {});
   main.append(heading('Alerts'),
-    h('p', {}, all, ' ', h('label', { for: 'all-alerts' }, 'Show acknowledged alerts too')), box);
+    h('p', { class: 'check' }, all, h('label', { for: 'all-alerts' }, 'Show acknowledged alerts too')), box);
 
   async function acknowledge(a, button) {
     button.disabled = true;
