@@ -121,6 +121,10 @@ pub(super) async fn login(
     let principal = if !form.token.is_empty() {
         state.tokens().verify(form.token.trim())
     } else if !form.user.is_empty() && !form.password.is_empty() {
+        // Argon2 takes ~19 MiB and tens of milliseconds a check: at most two at once, so a
+        // flood of log-ins from many addresses cannot take the daemon's memory or cores.
+        static CHECKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let _turn = CHECKING.acquire().await;
         let users = state.settings().users.clone();
         tokio::task::spawn_blocking(move || {
             super::users::verify(&users, &form.user, &form.password)
