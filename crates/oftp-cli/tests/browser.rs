@@ -48,7 +48,7 @@ async fn browser() -> Option<Browser> {
             None
         }
         Err(e) => {
-            panic!("no browser for the console tests: {e:?}; run scripts/install-test-deps.sh")
+            panic!("no browser for the console tests: {e}; run scripts/install-test-deps.sh")
         }
     }
 }

@@ -11,7 +11,6 @@
 //! (`Runtime.exceptionThrown`), `console.error` (`Runtime.consoleAPICalled`), the browser's
 //! own error log (`Log.entryAdded`: CSP violations, failed loads), failed requests
 //! (`Network.loadingFailed`) and answers with an HTTP error status.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +34,15 @@ pub(crate) enum LaunchError {
     Missing,
     /// It is installed and did not start.
     Failed(String),
+}
+
+impl std::fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("the chromium command is missing"),
+            Self::Failed(why) => write!(f, "chromium did not start: {why}"),
+        }
+    }
 }
 
 /// The `chromium` command, or `CHROMIUM` from the environment.
