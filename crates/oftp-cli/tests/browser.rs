@@ -717,6 +717,14 @@ async fn log_in_refuses_other_sites_and_an_address_after_five_failures_and_pages
             .unwrap()
             .contains("too many failed log-ins from your address; wait")
     );
+    // Another address is not held up by this one's failures.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = other.post(url("/login")).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 303, "127.0.0.2 logs in");
 }
 
 #[tokio::test]
