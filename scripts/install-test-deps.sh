@@ -4,7 +4,8 @@
 # which the mailbackup-cli login tests use as a stand-in browser (BROWSER=script), `python3`,
 # whose `mailbox` module reads the mbox and Maildir output of the export tests, and PostgreSQL
 # (the Debian `postgresql` package), whose initdb and pg_ctl the mailbackup tests use to start
-# throw-away clusters (crates/pg-test-cluster).
+# throw-away clusters (crates/pg-test-cluster), and Chromium (the Debian `chromium` package),
+# which the web console's browser tests (crates/oftp-cli/tests/browser.rs) run headless.
 set -euo pipefail
 
 # need COMMAND PACKAGE: installs PACKAGE with apt-get when COMMAND is missing (as root), else
@@ -24,6 +25,9 @@ need curl curl
 # python3 (its standard `mailbox` module) reads what `mailbackup export` writes in the
 # mailbackup-cli export tests: an independent mbox and Maildir reader.
 need python3 python3
+# chromium: the console's browser tests start it headless and drive it over the DevTools
+# protocol; under CI=true a missing chromium fails them instead of skipping.
+need chromium chromium
 
 # moto (PyPI `moto[server]`): the S3-compatible server of the mailbackup object-store tests. They
 # start it as `python3 -m moto.server` on a free loopback port themselves (so the PATH of pip's

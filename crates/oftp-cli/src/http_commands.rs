@@ -16,8 +16,6 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use argon2::Argon2;
-use argon2::password_hash::PasswordHasher;
 use clap::{Args, Subcommand, ValueEnum};
 use oftp_http::auth::Role;
 use oftp_http::auth::tokens::TokenStore;
@@ -154,20 +152,19 @@ fn store(arg: &ConfigArg) -> Result<TokenStore> {
     Ok(TokenStore::open(&file)?)
 }
 
-/// The Argon2id PHC string of `password` (default parameters, a random salt).
+/// The Argon2id PHC string of `password` (default parameters, a random salt), as the console
+/// checks it ([`oftp_http::console::users`]).
 fn hash_password(password: &str) -> Result<String> {
     if password.is_empty() {
         bail!("the password on standard input is empty; type it, then Enter (or pipe it in)");
     }
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+    Ok(oftp_http::console::users::hash_password(password)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::Argon2;
     use argon2::password_hash::PasswordVerifier;
     use argon2::password_hash::phc::PasswordHash;
 

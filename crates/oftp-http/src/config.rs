@@ -95,8 +95,20 @@ impl HttpSettings {
 pub struct ConsoleUser {
     /// The log-in name.
     pub name: String,
-    /// The password's Argon2 hash in the PHC string format (`$argon2id$...`).
+    /// The password's Argon2 hash in the PHC string format (`$argon2id$...`), checked when
+    /// the configuration is read.
+    #[serde(deserialize_with = "argon2_phc")]
     pub password_hash: String,
     /// What the user may do.
     pub role: Role,
+}
+
+fn argon2_phc<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let hash = String::deserialize(d)?;
+    crate::console::users::check_hash(&hash).map_err(|why| {
+        serde::de::Error::custom(format!(
+            "password_hash is not an Argon2 hash: {why}; make one with `oftp http hash-password`"
+        ))
+    })?;
+    Ok(hash)
 }

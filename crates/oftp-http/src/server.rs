@@ -93,6 +93,7 @@ impl HttpServer {
         let stopped = stop.clone();
         let task = match acceptor {
             None => tokio::spawn(async move {
+                let app = app.into_make_service_with_connect_info::<ClientAddr>();
                 let serve = axum::serve(listener, app)
                     .with_graceful_shutdown(async move { stopped.cancelled().await });
                 if let Err(e) = serve.await {
@@ -102,6 +103,7 @@ impl HttpServer {
             Some(acceptor) => {
                 let listener = TlsListener::start(listener, addr, acceptor, stop.clone());
                 tokio::spawn(async move {
+                    let app = app.into_make_service_with_connect_info::<ClientAddr>();
                     let serve = axum::serve(listener, app)
                         .with_graceful_shutdown(async move { stopped.cancelled().await });
                     if let Err(e) = serve.await {
@@ -226,6 +228,27 @@ impl TlsListener {
             }
         });
         Self { ready, addr }
+    }
+}
+
+/// The client's address of a request (`ConnectInfo<ClientAddr>`), over plain TCP and TLS
+/// alike: the console counts failed log-ins per address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Self(*stream.remote_addr())
     }
 }
 
