@@ -432,7 +432,8 @@ async fn backup_mailbox(
     {
         let mut outcomes = stream::iter(listing.candidates.iter())
             .map(|info| fetching::process_message(ctx, &gate, &target.prefix, info, &known, &stop))
-            // More tasks than permits: while some save (fsync), others hold every permit.
+            // More tasks than permits: a download holds its permit until the message is stored
+            // and recorded; the other tasks check unchanged copies and wait for a permit.
             .buffer_unordered(ctx.opts.connections_per_mailbox * 2 + 2);
         while let Some((folder, outcome)) = outcomes.next().await {
             progress.processed.fetch_add(1, Ordering::Relaxed);
