@@ -253,7 +253,16 @@ async fn process_inner(
     if ctx.hooks.message_fetched(info, &mime) == FetchedAction::Skip {
         return Outcome::Skipped;
     }
-    let outcome = save(ctx, info, &key, existing, &last_modified, mime, &mut attempt).await;
+    let outcome = save(
+        ctx,
+        info,
+        &key,
+        existing,
+        &last_modified,
+        mime,
+        &mut attempt,
+    )
+    .await;
     drop(in_flight);
     if matches!(outcome, Outcome::Saved(_)) {
         ctx.hooks.message_saved(info, &key);

@@ -230,6 +230,9 @@ impl Backup {
             hooks: self.hooks.clone(),
             reporter: reporter.clone(),
         });
+        if let Some(w) = &opts.worker {
+            workers::take_share(&ctx, w, &self.cancel).await?;
+        }
         if backfilled > 0 {
             reporter.info(&format!(
                 "indexed the header fields of {backfilled} message(s) saved by an earlier version"

@@ -12,7 +12,10 @@
 //!
 //! A heartbeat task renews the worker and its leases every quarter of the lease, records each
 //! mailbox's progress, and recounts the live workers for the pacer (the app's request budget
-//! split evenly). A mailbox whose lease is lost (taken over after it expired) stops at its next
+//! split evenly). The workers together never exceed the budget: a worker lowers its share at
+//! the heartbeat after another registered, and a worker that registers sends its first request
+//! only once every other live worker has renewed since (and so made room for it;
+//! [`take_share`]). A dead worker's share is free once its heartbeat expired. A mailbox whose lease is lost (taken over after it expired) stops at its next
 //! message, stores no delta link and skips its sync phase. The worker also stops a mailbox by
 //! itself when it could not renew for a whole lease as measured on its own monotonic clock from
 //! the moment it sent its last successful renewal: that moment is before the index computed
@@ -21,7 +24,7 @@
 
 use super::{Ctx, Target, backup_mailbox, blocking};
 use crate::error::Error;
-use crate::index::{Acquired, Index};
+use crate::index::{Acquired, Index, WorkerRow, WorkerState};
 use crate::options::WorkerOptions;
 use crate::report::{MailboxProgress, MailboxReport, Progress};
 use std::collections::{HashMap, HashSet};
@@ -69,6 +72,74 @@ impl Worker {
 pub(super) async fn register(index: &Arc<dyn Index>, w: &WorkerOptions) -> Result<(), Error> {
     let (ix, id, lease) = (index.clone(), w.id.clone(), w.lease);
     blocking(move || ix.register_worker(&id, lease)).await
+}
+
+/// This worker's share of the app's request budget (requests per second), from the workers
+/// the index knows: the budget divided by the live workers, once every other live worker has
+/// renewed its heartbeat since this one registered, and so has counted it and lowered its own
+/// share; `None` until then (or while the index does not count this worker as live). A worker
+/// that died stops counting when its heartbeat expires.
+fn budget_share(workers: &[WorkerRow], me: &str, budget: u32) -> Option<f64> {
+    let mine = workers
+        .iter()
+        .find(|w| w.worker == me && w.state == WorkerState::Working)?;
+    let live: Vec<&WorkerRow> = workers
+        .iter()
+        .filter(|w| w.state == WorkerState::Working)
+        .collect();
+    // Times are RFC 3339 UTC with milliseconds from the index's one clock: ordered as text.
+    let counted_by_all = live
+        .iter()
+        .all(|w| w.worker == me || w.heartbeat > mine.started);
+    counted_by_all.then(|| f64::from(budget) / live.len().max(1) as f64)
+}
+
+/// Waits until the other workers have made room for this one in the app's budget (they do at
+/// their next heartbeat, within a quarter of the lease; a dead one's room is free once its
+/// heartbeat expires), and sets the pacer to this worker's share before its first request (or
+/// until the run is aborted).
+pub(super) async fn take_share(
+    ctx: &Ctx,
+    w: &WorkerOptions,
+    cancel: &CancellationToken,
+) -> Result<(), Error> {
+    let Some(pacer) = ctx.graph.pacer() else {
+        return Ok(());
+    };
+    let mut said = false;
+    loop {
+        let (ix, id, lease) = (ctx.index.clone(), w.id.clone(), w.lease);
+        // Renewed while it waits (the heartbeat task starts later), so that it stays counted.
+        let workers = blocking(move || {
+            ix.heartbeat(&id, &[], lease)?;
+            ix.workers()
+        })
+        .await?;
+        if let Some(share) = budget_share(&workers, &w.id, w.tenant_requests_per_second) {
+            pacer.set_rate(share);
+            ctx.reporter.info(&format!(
+                "worker {}: {} live worker(s); this one's share of the app's budget is {share:.0} requests/s",
+                w.id,
+                workers
+                    .iter()
+                    .filter(|r| r.state == WorkerState::Working)
+                    .count()
+            ));
+            return Ok(());
+        }
+        if !said {
+            said = true;
+            ctx.reporter.info(&format!(
+                "worker {}: waiting for the other workers to make room in the app's request budget (at their next heartbeat)",
+                w.id
+            ));
+        }
+        tokio::select! {
+            // Aborted: every request now ends at once, whatever the pacer says.
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep((w.lease / 16).clamp(Duration::from_millis(50), Duration::from_secs(1))) => {}
+        }
+    }
 }
 
 /// Backs up the mailboxes of `targets` this worker gets, then ends the worker (releasing what
@@ -247,7 +318,6 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
     let lease = worker.opts.lease;
     let id = worker.opts.id.clone();
     let mut last_renewal = Instant::now();
-    let mut live_before = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -261,19 +331,22 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
         let sent = Instant::now();
         let ix = worker.index.clone();
         let me = id.clone();
+        let budget = worker.opts.tenant_requests_per_second;
         let result = blocking(move || {
             let lost = ix.heartbeat(&me, &progress, lease)?;
             // The count only paces requests: a failure to read it keeps the current share.
-            let live = ix.workers().ok().map(|ws| {
-                ws.iter()
-                    .filter(|w| w.state == crate::index::WorkerState::Working)
-                    .count()
+            let share = ix.workers().ok().and_then(|ws| {
+                let live = ws
+                    .iter()
+                    .filter(|w| w.state == WorkerState::Working)
+                    .count();
+                Some((live, budget_share(&ws, &me, budget)?))
             });
-            Ok((lost, live))
+            Ok((lost, share))
         })
         .await;
         match result {
-            Ok((lost, live)) => {
+            Ok((lost, share)) => {
                 last_renewal = sent;
                 for m in lost {
                     if let Some(h) = worker.held().get(&m) {
@@ -284,13 +357,10 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
                         h.stop.store(true, Ordering::Relaxed);
                     }
                 }
-                if let (Some(p), Some(live)) = (ctx.graph.pacer(), live)
-                    && live != live_before
+                if let (Some(p), Some((live, share))) = (ctx.graph.pacer(), share)
+                    && (share - p.rate()).abs() > share * 1e-6
                 {
-                    live_before = live;
-                    p.set_rate(
-                        f64::from(worker.opts.tenant_requests_per_second) / live.max(1) as f64,
-                    );
+                    p.set_rate(share);
                     ctx.reporter.info(&format!(
                         "worker {id}: {live} live worker(s); this one's share of the app's budget is {:.0} requests/s",
                         p.rate()
@@ -313,5 +383,64 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(worker: &str, started: &str, heartbeat: &str, state: WorkerState) -> WorkerRow {
+        WorkerRow {
+            worker: worker.into(),
+            started: format!("2026-12-06T10:00:{started}Z"),
+            heartbeat: format!("2026-12-06T10:00:{heartbeat}Z"),
+            finished: (state == WorkerState::Finished).then(|| "2026-12-06T10:01:00.000Z".into()),
+            state,
+            leases: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_worker_alone_has_the_whole_budget() {
+        let ws = [row("a", "00.000", "00.000", WorkerState::Working)];
+        assert_eq!(budget_share(&ws, "a", 2000), Some(2000.0));
+    }
+
+    #[test]
+    fn a_new_worker_waits_until_the_others_renewed_since_it_registered() {
+        let older = row("a", "00.000", "05.000", WorkerState::Working);
+        let new = row("b", "06.000", "06.000", WorkerState::Working);
+        // "a" has not counted "b" yet: it still sends at its whole share.
+        assert_eq!(budget_share(&[older, new.clone()], "b", 2000), None);
+        // "a" renewed after "b" registered, and counted it: half each.
+        let renewed = row("a", "00.000", "06.001", WorkerState::Working);
+        assert_eq!(
+            budget_share(&[renewed.clone(), new.clone()], "b", 2000),
+            Some(1000.0)
+        );
+        assert_eq!(budget_share(&[renewed, new], "a", 2000), Some(1000.0));
+    }
+
+    #[test]
+    fn dead_and_finished_workers_hold_no_share_and_hold_no_one_up() {
+        let ws = [
+            row("dead", "00.000", "01.000", WorkerState::Dead),
+            row("done", "00.000", "02.000", WorkerState::Finished),
+            row("a", "00.000", "09.000", WorkerState::Working),
+            row("b", "08.000", "08.000", WorkerState::Working),
+        ];
+        assert_eq!(budget_share(&ws, "b", 30), Some(15.0));
+        assert_eq!(budget_share(&ws, "a", 30), Some(15.0));
+    }
+
+    #[test]
+    fn a_worker_the_index_does_not_count_as_live_takes_no_share() {
+        let ws = [
+            row("a", "00.000", "01.000", WorkerState::Dead),
+            row("b", "00.000", "09.000", WorkerState::Working),
+        ];
+        assert_eq!(budget_share(&ws, "a", 30), None);
+        assert_eq!(budget_share(&ws, "nobody", 30), None);
     }
 }
