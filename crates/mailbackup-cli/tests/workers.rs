@@ -6,7 +6,7 @@
 //! keep together to the app's request budget, and a dead one's share goes to the others.
 
 use graph_emulator::{Emulator, EmulatorConfig, EndpointKind, MailboxSpec};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -182,7 +182,7 @@ async fn three_workers_share_thirty_mailboxes_and_finish_those_of_one_killed_mid
     // (a mailbox's permit is held from the request until the message is recorded).
     let stats = emu.stats();
     let twice: Vec<_> = stats.downloads.iter().filter(|(_, n)| **n > 1).collect();
-    let mut again: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut again: BTreeMap<&str, usize> = BTreeMap::new();
     for ((upn, _), _) in &twice {
         *again.entry(upn.as_str()).or_default() += 1;
     }

@@ -500,10 +500,15 @@ impl Graph {
                 continue;
             }
             if let Some(p) = &self.pacer {
-                let at = p.reserve();
-                let now = Instant::now();
-                if at > now {
-                    self.sleep(at - now).await?;
+                loop {
+                    let (at, token) = p.reserve();
+                    let now = Instant::now();
+                    if at > now {
+                        self.sleep(at - now).await?;
+                    }
+                    if p.still_valid(token) {
+                        break;
+                    }
                 }
             }
             let token = self.token().await?;

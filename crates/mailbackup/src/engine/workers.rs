@@ -15,8 +15,8 @@
 //! split evenly). The workers together never exceed the budget: a worker lowers its share at
 //! the heartbeat after another registered, and a worker that registers sends its first request
 //! only once every other live worker has renewed since (and so made room for it;
-//! [`take_share`]). A dead worker's share is free once its heartbeat expired. A mailbox whose lease is lost (taken over after it expired) stops at its next
-//! message, stores no delta link and skips its sync phase. The worker also stops a mailbox by
+//! [`take_share`]). A dead worker's share is free once its heartbeat expired. A mailbox whose
+//! lease is lost (taken over after it expired) stops at its next message, stores no delta link and skips its sync phase. The worker also stops a mailbox by
 //! itself when it could not renew for a whole lease as measured on its own monotonic clock from
 //! the moment it sent its last successful renewal: that moment is before the index computed
 //! the expiry, so the worker stops no later than the index lets another take over, whatever
@@ -74,24 +74,47 @@ pub(super) async fn register(index: &Arc<dyn Index>, w: &WorkerOptions) -> Resul
     blocking(move || ix.register_worker(&id, lease)).await
 }
 
-/// This worker's share of the app's request budget (requests per second), from the workers
-/// the index knows: the budget divided by the live workers, once every other live worker has
-/// renewed its heartbeat since this one registered, and so has counted it and lowered its own
-/// share; `None` until then (or while the index does not count this worker as live). A worker
-/// that died stops counting when its heartbeat expires.
-fn budget_share(workers: &[WorkerRow], me: &str, budget: u32) -> Option<f64> {
-    let mine = workers
+/// The live workers and this worker's share of the app's request budget (requests per
+/// second): the budget divided by the live workers (a dead one stops counting when its
+/// heartbeat expires); `None` while the index does not count this worker as live.
+fn budget_share(workers: &[WorkerRow], me: &str, budget: u32) -> Option<(usize, f64)> {
+    workers
         .iter()
         .find(|w| w.worker == me && w.state == WorkerState::Working)?;
-    let live: Vec<&WorkerRow> = workers
+    let live = workers
         .iter()
         .filter(|w| w.state == WorkerState::Working)
-        .collect();
-    // Times are RFC 3339 UTC with milliseconds from the index's one clock: ordered as text.
-    let counted_by_all = live
+        .count();
+    Some((live, f64::from(budget) / live.max(1) as f64))
+}
+
+/// Whether every other live worker has renewed its heartbeat since `seen`, the heartbeats read
+/// once this worker's registration was committed. A worker reads the workers right after
+/// renewing and lowers its share to count the new one, so once each has renewed since, each
+/// counts this worker (a worker missing from `seen` registered later and counted it from the
+/// start). Heartbeats are compared for change only: the index sets them to the start of the
+/// renewing transaction, which may be earlier than a registration it cannot see yet.
+fn made_room(seen: &[WorkerRow], workers: &[WorkerRow], me: &str) -> bool {
+    workers
         .iter()
-        .all(|w| w.worker == me || w.heartbeat > mine.started);
-    counted_by_all.then(|| f64::from(budget) / live.len().max(1) as f64)
+        .filter(|w| w.state == WorkerState::Working && w.worker != me)
+        .all(|w| {
+            seen.iter()
+                .find(|s| s.worker == w.worker)
+                .is_none_or(|s| s.heartbeat != w.heartbeat)
+        })
+}
+
+/// Paces this worker's requests to its share, saying so when it changes (or `first`).
+fn apply_share(ctx: &Ctx, id: &str, (live, share): (usize, f64), first: bool) {
+    if let Some(p) = ctx.graph.pacer()
+        && (first || (share - p.rate()).abs() > share * 1e-6)
+    {
+        p.set_rate(share);
+        ctx.reporter.info(&format!(
+            "worker {id}: {live} live worker(s); this one's share of the app's budget is {share:.0} requests/s"
+        ));
+    }
 }
 
 /// Waits until the other workers have made room for this one in the app's budget (they do at
@@ -103,10 +126,11 @@ pub(super) async fn take_share(
     w: &WorkerOptions,
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
-    let Some(pacer) = ctx.graph.pacer() else {
+    if ctx.graph.pacer().is_none() {
         return Ok(());
-    };
+    }
     let mut said = false;
+    let mut seen: Option<Vec<WorkerRow>> = None;
     loop {
         let (ix, id, lease) = (ctx.index.clone(), w.id.clone(), w.lease);
         // Renewed while it waits (the heartbeat task starts later), so that it stays counted.
@@ -115,16 +139,11 @@ pub(super) async fn take_share(
             ix.workers()
         })
         .await?;
-        if let Some(share) = budget_share(&workers, &w.id, w.tenant_requests_per_second) {
-            pacer.set_rate(share);
-            ctx.reporter.info(&format!(
-                "worker {}: {} live worker(s); this one's share of the app's budget is {share:.0} requests/s",
-                w.id,
-                workers
-                    .iter()
-                    .filter(|r| r.state == WorkerState::Working)
-                    .count()
-            ));
+        let seen = seen.get_or_insert_with(|| workers.clone());
+        if let Some(share) = budget_share(&workers, &w.id, w.tenant_requests_per_second)
+            && (share.0 == 1 || made_room(seen, &workers, &w.id))
+        {
+            apply_share(ctx, &w.id, share, true);
             return Ok(());
         }
         if !said {
@@ -335,13 +354,10 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
         let result = blocking(move || {
             let lost = ix.heartbeat(&me, &progress, lease)?;
             // The count only paces requests: a failure to read it keeps the current share.
-            let share = ix.workers().ok().and_then(|ws| {
-                let live = ws
-                    .iter()
-                    .filter(|w| w.state == WorkerState::Working)
-                    .count();
-                Some((live, budget_share(&ws, &me, budget)?))
-            });
+            let share = ix
+                .workers()
+                .ok()
+                .and_then(|ws| budget_share(&ws, &me, budget));
             Ok((lost, share))
         })
         .await;
@@ -357,14 +373,8 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
                         h.stop.store(true, Ordering::Relaxed);
                     }
                 }
-                if let (Some(p), Some((live, share))) = (ctx.graph.pacer(), share)
-                    && (share - p.rate()).abs() > share * 1e-6
-                {
-                    p.set_rate(share);
-                    ctx.reporter.info(&format!(
-                        "worker {id}: {live} live worker(s); this one's share of the app's budget is {:.0} requests/s",
-                        p.rate()
-                    ));
+                if let Some(share) = share {
+                    apply_share(&ctx, &id, share, false);
                 }
             }
             Err(e) => {
@@ -404,34 +414,41 @@ mod tests {
     #[test]
     fn a_worker_alone_has_the_whole_budget() {
         let ws = [row("a", "00.000", "00.000", WorkerState::Working)];
-        assert_eq!(budget_share(&ws, "a", 2000), Some(2000.0));
+        assert_eq!(budget_share(&ws, "a", 2000), Some((1, 2000.0)));
     }
 
     #[test]
     fn a_new_worker_waits_until_the_others_renewed_since_it_registered() {
-        let older = row("a", "00.000", "05.000", WorkerState::Working);
         let new = row("b", "06.000", "06.000", WorkerState::Working);
-        // "a" has not counted "b" yet: it still sends at its whole share.
-        assert_eq!(budget_share(&[older, new.clone()], "b", 2000), None);
-        // "a" renewed after "b" registered, and counted it: half each.
-        let renewed = row("a", "00.000", "06.001", WorkerState::Working);
-        assert_eq!(
-            budget_share(&[renewed.clone(), new.clone()], "b", 2000),
-            Some(1000.0)
-        );
-        assert_eq!(budget_share(&[renewed, new], "a", 2000), Some(1000.0));
+        // Read once "b" was registered: "a" renewed at a time (its transaction's start) later
+        // than "b" registered, but may have read the workers before "b" was committed.
+        let seen = [
+            row("a", "00.000", "06.500", WorkerState::Working),
+            new.clone(),
+        ];
+        assert!(!made_room(&seen, &seen, "b"));
+        // "a" renewed again, then counted "b": half each.
+        let now = [row("a", "00.000", "21.500", WorkerState::Working), new];
+        assert!(made_room(&seen, &now, "b"));
+        assert_eq!(budget_share(&now, "b", 2000), Some((2, 1000.0)));
+        assert_eq!(budget_share(&now, "a", 2000), Some((2, 1000.0)));
     }
 
     #[test]
-    fn dead_and_finished_workers_hold_no_share_and_hold_no_one_up() {
-        let ws = [
-            row("dead", "00.000", "01.000", WorkerState::Dead),
-            row("done", "00.000", "02.000", WorkerState::Finished),
-            row("a", "00.000", "09.000", WorkerState::Working),
+    fn dead_finished_and_later_workers_hold_no_one_up() {
+        let seen = [
+            row("dead", "00.000", "01.000", WorkerState::Working),
+            row("done", "00.000", "02.000", WorkerState::Working),
             row("b", "08.000", "08.000", WorkerState::Working),
         ];
-        assert_eq!(budget_share(&ws, "b", 30), Some(15.0));
-        assert_eq!(budget_share(&ws, "a", 30), Some(15.0));
+        let now = [
+            row("dead", "00.000", "01.000", WorkerState::Dead),
+            row("done", "00.000", "02.000", WorkerState::Finished),
+            row("later", "09.000", "09.000", WorkerState::Working),
+            row("b", "08.000", "08.000", WorkerState::Working),
+        ];
+        assert!(made_room(&seen, &now, "b"));
+        assert_eq!(budget_share(&now, "b", 30), Some((2, 15.0)));
     }
 
     #[test]
