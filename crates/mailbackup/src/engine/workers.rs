@@ -11,16 +11,16 @@
 //! workers writing other mailboxes).
 //!
 //! A heartbeat task renews the worker and its leases every quarter of the lease, records each
-//! mailbox's progress, and recounts the live workers for the pacer (the app's request budget
-//! split evenly). The workers together never exceed the budget: a worker lowers its share at
-//! the heartbeat after another registered, and a worker that registers sends its first request
-//! only once every other live worker has renewed since (and so made room for it;
-//! [`take_share`]). A dead worker's share is free once its heartbeat expired. A mailbox whose
-//! lease is lost (taken over after it expired) stops at its next message, stores no delta link and skips its sync phase. The worker also stops a mailbox by
-//! itself when it could not renew for a whole lease as measured on its own monotonic clock from
-//! the moment it sent its last successful renewal: that moment is before the index computed
-//! the expiry, so the worker stops no later than the index lets another take over, whatever
-//! the clocks of the machines say.
+//! mailbox's progress, and recounts the live workers for the pacer (the app's request budget split
+//! evenly). The workers together never exceed the budget: a worker lowers its share at the
+//! heartbeat after another registered, and a worker that registers sends its first request only
+//! once every other live worker has renewed since (and so made room for it; [`take_share`]). A dead
+//! worker's share is free once its heartbeat expired. A mailbox whose lease is lost (taken over
+//! after it expired) stops at its next message, stores no delta link and skips its sync phase. The
+//! worker also stops a mailbox by itself when it could not renew for a whole lease as measured on
+//! its own monotonic clock from the moment it sent its last successful renewal: that moment is
+//! before the index computed the expiry, so the worker stops no later than the index lets another
+//! take over, whatever the clocks of the machines say.
 
 use super::{Ctx, Target, backup_mailbox, blocking};
 use crate::error::Error;
@@ -153,10 +153,11 @@ pub(super) async fn take_share(
                 w.id
             ));
         }
+        let poll = (w.lease / 16).clamp(Duration::from_millis(50), Duration::from_secs(1));
         tokio::select! {
             // Aborted: every request now ends at once, whatever the pacer says.
             _ = cancel.cancelled() => return Ok(()),
-            _ = tokio::time::sleep((w.lease / 16).clamp(Duration::from_millis(50), Duration::from_secs(1))) => {}
+            _ = tokio::time::sleep(poll) => {}
         }
     }
 }
