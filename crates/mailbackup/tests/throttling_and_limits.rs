@@ -253,3 +253,98 @@ async fn a_mailbox_opens_no_more_connections_than_its_permits() {
         "{opened} connections for one mailbox with 4 permits"
     );
 }
+
+/// A local store whose writes take 30 ms (a remote object store), counting the messages
+/// downloaded and not yet stored (`message_fetched` raises the count, a finished `put` lowers
+/// it) and the most there ever were.
+#[derive(Debug)]
+struct SlowStore {
+    inner: mailbackup::LocalStore,
+    unstored: Arc<Mutex<(usize, usize)>>,
+}
+
+impl mailbackup::MessageStore for SlowStore {
+    fn put(
+        &self,
+        key: &mailbackup::ObjectKey,
+        body: &mut dyn std::io::Read,
+        expected_sha256: Option<&str>,
+    ) -> Result<mailbackup::store::Stored, mailbackup::Error> {
+        std::thread::sleep(Duration::from_millis(30));
+        let stored = self.inner.put(key, body, expected_sha256);
+        self.unstored.lock().unwrap().0 -= 1;
+        stored
+    }
+    fn open(
+        &self,
+        key: &mailbackup::ObjectKey,
+    ) -> Result<Option<Box<dyn std::io::Read + Send>>, mailbackup::Error> {
+        self.inner.open(key)
+    }
+    fn size(&self, key: &mailbackup::ObjectKey) -> Result<Option<u64>, mailbackup::Error> {
+        self.inner.size(key)
+    }
+    fn delete(&self, key: &mailbackup::ObjectKey) -> Result<(), mailbackup::Error> {
+        self.inner.delete(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<mailbackup::ObjectKey>, mailbackup::Error> {
+        self.inner.list(prefix)
+    }
+    fn quarantine(&self, key: &mailbackup::ObjectKey) -> Result<String, mailbackup::Error> {
+        self.inner.quarantine(key)
+    }
+    fn purge_quarantined(&self, key: &mailbackup::ObjectKey) -> Result<(), mailbackup::Error> {
+        self.inner.purge_quarantined(key)
+    }
+    fn locate(&self, key: &mailbackup::ObjectKey) -> String {
+        self.inner.locate(key)
+    }
+    fn remove_partial(&self, prefix: &str) -> Result<usize, mailbackup::Error> {
+        self.inner.remove_partial(prefix)
+    }
+}
+
+#[derive(Debug)]
+struct CountFetched(Arc<Mutex<(usize, usize)>>);
+
+impl Hooks for CountFetched {
+    fn message_fetched(
+        &self,
+        _info: &mailbackup::MessageInfo,
+        _mime: &[u8],
+    ) -> mailbackup::FetchedAction {
+        let mut c = self.0.lock().unwrap();
+        c.0 += 1;
+        c.1 = c.1.max(c.0);
+        mailbackup::FetchedAction::Save
+    }
+}
+
+/// What a worker killed at any moment loses (and the next one downloads again) is what it had
+/// downloaded and not yet stored: the download's permit is held until the message is stored,
+/// so that is never more than the mailbox's 4 permits, however slow the store.
+#[tokio::test]
+async fn messages_downloaded_and_not_yet_stored_never_exceed_the_four_permits_of_a_mailbox() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(80).seed(43)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let unstored = Arc::new(Mutex::new((0, 0)));
+    let report = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .message_store(Arc::new(SlowStore {
+            inner: mailbackup::LocalStore::new(dir.path()),
+            unstored: unstored.clone(),
+        }))
+        .hooks(Arc::new(CountFetched(unstored.clone())))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_complete(dir.path(), &emu, ALICE);
+    let (now, most) = *unstored.lock().unwrap();
+    assert_eq!(now, 0);
+    assert!(
+        most <= 4,
+        "{most} messages were downloaded and not yet stored at once"
+    );
+}

@@ -225,9 +225,12 @@ async fn process_inner(
         BeforeAction::Save(k) => k,
     };
     let mut attempt = 0u32;
-    let mime = loop {
+    // `in_flight` is the download's permit, held until the message is stored and recorded (or
+    // given up): a worker killed at any moment has at most the mailbox's permits of messages
+    // downloaded and not recorded, and only those are downloaded again by the next holder.
+    let (mime, in_flight) = loop {
         match ctx.graph.mime(gate, mailbox, &info.id).await {
-            Ok(b) => break b,
+            Ok(answer) => break answer,
             Err(Error::Graph { status: 404, .. }) => {
                 ctx.reporter.info(&format!(
                     "{mailbox}: message {} was deleted before it could be fetched",
@@ -250,12 +253,42 @@ async fn process_inner(
     if ctx.hooks.message_fetched(info, &mime) == FetchedAction::Skip {
         return Outcome::Skipped;
     }
+    let outcome = save(
+        ctx,
+        info,
+        &key,
+        existing,
+        &last_modified,
+        mime,
+        &mut attempt,
+    )
+    .await;
+    drop(in_flight);
+    if matches!(outcome, Outcome::Saved(_)) {
+        ctx.hooks.message_saved(info, &key);
+    }
+    outcome
+}
+
+/// Stores a downloaded message under `key` and records it in the index (retried like the
+/// download, through the `message_error` hook; the retry pause keeps the download's permit, as
+/// the message is still not durable); a replaced copy under another key is deleted.
+async fn save(
+    ctx: &Ctx,
+    info: &MessageInfo,
+    key: &ObjectKey,
+    existing: Option<&SavedRow>,
+    last_modified: &str,
+    mime: bytes::Bytes,
+    attempt: &mut u32,
+) -> Outcome {
+    let mailbox = &info.mailbox;
     let header = BackupHeader {
         id: info.id.clone(),
-        last_modified: last_modified.clone(),
+        last_modified: last_modified.to_string(),
     };
     let line = store::header_line(&header, &mime);
-    let old_key = existing.map(|r| r.key.clone()).filter(|k| *k != key);
+    let old_key = existing.map(|r| r.key.clone()).filter(|k| k != key);
     loop {
         let (store, index, line, mime, object, old_key) = (
             ctx.store.clone(),
@@ -266,7 +299,7 @@ async fn process_inner(
             old_key.clone(),
         );
         let (mailbox, id, last_modified) =
-            (mailbox.clone(), info.id.clone(), last_modified.clone());
+            (mailbox.clone(), info.id.clone(), last_modified.to_string());
         let mut headers = crate::headers::from_info(info, &object, 0);
         headers.mailbox = mailbox.clone();
         // Not cancellable on purpose: once started, a save completes (object, then index).
@@ -292,15 +325,12 @@ async fn process_inner(
         })
         .await;
         match r {
-            Ok(n) => {
-                ctx.hooks.message_saved(info, &key);
-                return Outcome::Saved(n);
-            }
+            Ok(n) => return Outcome::Saved(n),
             // Index and storage failures (disk full, read-only, no permission) hit every
             // message alike: stop the mailbox instead of retrying each one.
             Err(e) if e.is_fatal_for_mailbox() => return Outcome::Fatal(e),
             Err(e) => {
-                if let Some(outcome) = after_failure(ctx, info, e, &mut attempt).await {
+                if let Some(outcome) = after_failure(ctx, info, e, attempt).await {
                     return outcome;
                 }
             }

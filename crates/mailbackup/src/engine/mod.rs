@@ -230,6 +230,9 @@ impl Backup {
             hooks: self.hooks.clone(),
             reporter: reporter.clone(),
         });
+        if let Some(w) = &opts.worker {
+            workers::take_share(&ctx, w, &self.cancel).await?;
+        }
         if backfilled > 0 {
             reporter.info(&format!(
                 "indexed the header fields of {backfilled} message(s) saved by an earlier version"
@@ -432,7 +435,8 @@ async fn backup_mailbox(
     {
         let mut outcomes = stream::iter(listing.candidates.iter())
             .map(|info| fetching::process_message(ctx, &gate, &target.prefix, info, &known, &stop))
-            // More tasks than permits: while some save (fsync), others hold every permit.
+            // More tasks than permits: a download holds its permit until the message is stored
+            // and recorded; the other tasks check unchanged copies and wait for a permit.
             .buffer_unordered(ctx.opts.connections_per_mailbox * 2 + 2);
         while let Some((folder, outcome)) = outcomes.next().await {
             progress.processed.fetch_add(1, Ordering::Relaxed);

@@ -11,17 +11,20 @@
 //! workers writing other mailboxes).
 //!
 //! A heartbeat task renews the worker and its leases every quarter of the lease, records each
-//! mailbox's progress, and recounts the live workers for the pacer (the app's request budget
-//! split evenly). A mailbox whose lease is lost (taken over after it expired) stops at its next
-//! message, stores no delta link and skips its sync phase. The worker also stops a mailbox by
-//! itself when it could not renew for a whole lease as measured on its own monotonic clock from
-//! the moment it sent its last successful renewal: that moment is before the index computed
-//! the expiry, so the worker stops no later than the index lets another take over, whatever
-//! the clocks of the machines say.
+//! mailbox's progress, and recounts the live workers for the pacer (the app's request budget split
+//! evenly). The workers together never exceed the budget: a worker lowers its share at the
+//! heartbeat after another registered, and a worker that registers sends its first request only
+//! once every other live worker has renewed since (and so made room for it; [`take_share`]). A dead
+//! worker's share is free once its heartbeat expired. A mailbox whose lease is lost (taken over
+//! after it expired) stops at its next message, stores no delta link and skips its sync phase. The
+//! worker also stops a mailbox by itself when it could not renew for a whole lease as measured on
+//! its own monotonic clock from the moment it sent its last successful renewal: that moment is
+//! before the index computed the expiry, so the worker stops no later than the index lets another
+//! take over, whatever the clocks of the machines say.
 
 use super::{Ctx, Target, backup_mailbox, blocking};
 use crate::error::Error;
-use crate::index::{Acquired, Index};
+use crate::index::{Acquired, Index, WorkerRow, WorkerState};
 use crate::options::WorkerOptions;
 use crate::report::{MailboxProgress, MailboxReport, Progress};
 use std::collections::{HashMap, HashSet};
@@ -69,6 +72,94 @@ impl Worker {
 pub(super) async fn register(index: &Arc<dyn Index>, w: &WorkerOptions) -> Result<(), Error> {
     let (ix, id, lease) = (index.clone(), w.id.clone(), w.lease);
     blocking(move || ix.register_worker(&id, lease)).await
+}
+
+/// The live workers and this worker's share of the app's request budget (requests per
+/// second): the budget divided by the live workers (a dead one stops counting when its
+/// heartbeat expires); `None` while the index does not count this worker as live.
+fn budget_share(workers: &[WorkerRow], me: &str, budget: u32) -> Option<(usize, f64)> {
+    workers
+        .iter()
+        .find(|w| w.worker == me && w.state == WorkerState::Working)?;
+    let live = workers
+        .iter()
+        .filter(|w| w.state == WorkerState::Working)
+        .count();
+    Some((live, f64::from(budget) / live.max(1) as f64))
+}
+
+/// Whether every other live worker has renewed its heartbeat since `seen`, the heartbeats read
+/// once this worker's registration was committed. A worker reads the workers right after
+/// renewing and lowers its share to count the new one, so once each has renewed since, each
+/// counts this worker (a worker missing from `seen` registered later and counted it from the
+/// start). Heartbeats are compared for change only: the index sets them to the start of the
+/// renewing transaction, which may be earlier than a registration it cannot see yet.
+fn made_room(seen: &[WorkerRow], workers: &[WorkerRow], me: &str) -> bool {
+    workers
+        .iter()
+        .filter(|w| w.state == WorkerState::Working && w.worker != me)
+        .all(|w| {
+            seen.iter()
+                .find(|s| s.worker == w.worker)
+                .is_none_or(|s| s.heartbeat != w.heartbeat)
+        })
+}
+
+/// Paces this worker's requests to its share, saying so when it changes (or `first`).
+fn apply_share(ctx: &Ctx, id: &str, (live, share): (usize, f64), first: bool) {
+    if let Some(p) = ctx.graph.pacer()
+        && (first || (share - p.rate()).abs() > share * 1e-6)
+    {
+        p.set_rate(share);
+        ctx.reporter.info(&format!(
+            "worker {id}: {live} live worker(s); this one's share of the app's budget is {share:.0} requests/s"
+        ));
+    }
+}
+
+/// Waits until the other workers have made room for this one in the app's budget (they do at
+/// their next heartbeat, within a quarter of the lease; a dead one's room is free once its
+/// heartbeat expires), and sets the pacer to this worker's share before its first request (or
+/// until the run is aborted).
+pub(super) async fn take_share(
+    ctx: &Ctx,
+    w: &WorkerOptions,
+    cancel: &CancellationToken,
+) -> Result<(), Error> {
+    if ctx.graph.pacer().is_none() {
+        return Ok(());
+    }
+    let mut said = false;
+    let mut seen: Option<Vec<WorkerRow>> = None;
+    loop {
+        let (ix, id, lease) = (ctx.index.clone(), w.id.clone(), w.lease);
+        // Renewed while it waits (the heartbeat task starts later), so that it stays counted.
+        let workers = blocking(move || {
+            ix.heartbeat(&id, &[], lease)?;
+            ix.workers()
+        })
+        .await?;
+        let seen = seen.get_or_insert_with(|| workers.clone());
+        if let Some(share) = budget_share(&workers, &w.id, w.tenant_requests_per_second)
+            && (share.0 == 1 || made_room(seen, &workers, &w.id))
+        {
+            apply_share(ctx, &w.id, share, true);
+            return Ok(());
+        }
+        if !said {
+            said = true;
+            ctx.reporter.info(&format!(
+                "worker {}: waiting for the other workers to make room in the app's request budget (at their next heartbeat)",
+                w.id
+            ));
+        }
+        let poll = (w.lease / 16).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tokio::select! {
+            // Aborted: every request now ends at once, whatever the pacer says.
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
 }
 
 /// Backs up the mailboxes of `targets` this worker gets, then ends the worker (releasing what
@@ -247,7 +338,6 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
     let lease = worker.opts.lease;
     let id = worker.opts.id.clone();
     let mut last_renewal = Instant::now();
-    let mut live_before = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -261,19 +351,19 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
         let sent = Instant::now();
         let ix = worker.index.clone();
         let me = id.clone();
+        let budget = worker.opts.tenant_requests_per_second;
         let result = blocking(move || {
             let lost = ix.heartbeat(&me, &progress, lease)?;
             // The count only paces requests: a failure to read it keeps the current share.
-            let live = ix.workers().ok().map(|ws| {
-                ws.iter()
-                    .filter(|w| w.state == crate::index::WorkerState::Working)
-                    .count()
-            });
-            Ok((lost, live))
+            let share = ix
+                .workers()
+                .ok()
+                .and_then(|ws| budget_share(&ws, &me, budget));
+            Ok((lost, share))
         })
         .await;
         match result {
-            Ok((lost, live)) => {
+            Ok((lost, share)) => {
                 last_renewal = sent;
                 for m in lost {
                     if let Some(h) = worker.held().get(&m) {
@@ -284,17 +374,8 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
                         h.stop.store(true, Ordering::Relaxed);
                     }
                 }
-                if let (Some(p), Some(live)) = (ctx.graph.pacer(), live)
-                    && live != live_before
-                {
-                    live_before = live;
-                    p.set_rate(
-                        f64::from(worker.opts.tenant_requests_per_second) / live.max(1) as f64,
-                    );
-                    ctx.reporter.info(&format!(
-                        "worker {id}: {live} live worker(s); this one's share of the app's budget is {:.0} requests/s",
-                        p.rate()
-                    ));
+                if let Some(share) = share {
+                    apply_share(&ctx, &id, share, false);
                 }
             }
             Err(e) => {
@@ -313,5 +394,71 @@ async fn heartbeat(ctx: Arc<Ctx>, worker: Arc<Worker>, stop: CancellationToken) 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(worker: &str, started: &str, heartbeat: &str, state: WorkerState) -> WorkerRow {
+        WorkerRow {
+            worker: worker.into(),
+            started: format!("2026-12-06T10:00:{started}Z"),
+            heartbeat: format!("2026-12-06T10:00:{heartbeat}Z"),
+            finished: (state == WorkerState::Finished).then(|| "2026-12-06T10:01:00.000Z".into()),
+            state,
+            leases: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_worker_alone_has_the_whole_budget() {
+        let ws = [row("a", "00.000", "00.000", WorkerState::Working)];
+        assert_eq!(budget_share(&ws, "a", 2000), Some((1, 2000.0)));
+    }
+
+    #[test]
+    fn a_new_worker_waits_until_the_others_renewed_since_it_registered() {
+        let new = row("b", "06.000", "06.000", WorkerState::Working);
+        // Read once "b" was registered: "a" renewed at a time (its transaction's start) later
+        // than "b" registered, but may have read the workers before "b" was committed.
+        let seen = [
+            row("a", "00.000", "06.500", WorkerState::Working),
+            new.clone(),
+        ];
+        assert!(!made_room(&seen, &seen, "b"));
+        // "a" renewed again, then counted "b": half each.
+        let now = [row("a", "00.000", "21.500", WorkerState::Working), new];
+        assert!(made_room(&seen, &now, "b"));
+        assert_eq!(budget_share(&now, "b", 2000), Some((2, 1000.0)));
+        assert_eq!(budget_share(&now, "a", 2000), Some((2, 1000.0)));
+    }
+
+    #[test]
+    fn dead_finished_and_later_workers_hold_no_one_up() {
+        let seen = [
+            row("dead", "00.000", "01.000", WorkerState::Working),
+            row("done", "00.000", "02.000", WorkerState::Working),
+            row("b", "08.000", "08.000", WorkerState::Working),
+        ];
+        let now = [
+            row("dead", "00.000", "01.000", WorkerState::Dead),
+            row("done", "00.000", "02.000", WorkerState::Finished),
+            row("later", "09.000", "09.000", WorkerState::Working),
+            row("b", "08.000", "08.000", WorkerState::Working),
+        ];
+        assert!(made_room(&seen, &now, "b"));
+        assert_eq!(budget_share(&now, "b", 30), Some((2, 15.0)));
+    }
+
+    #[test]
+    fn a_worker_the_index_does_not_count_as_live_takes_no_share() {
+        let ws = [
+            row("a", "00.000", "01.000", WorkerState::Dead),
+            row("b", "00.000", "09.000", WorkerState::Working),
+        ];
+        assert_eq!(budget_share(&ws, "a", 30), None);
+        assert_eq!(budget_share(&ws, "nobody", 30), None);
     }
 }

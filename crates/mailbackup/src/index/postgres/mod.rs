@@ -20,8 +20,10 @@
 //! Every call commits before it returns (PostgreSQL's default `synchronous_commit=on`: the
 //! commit is flushed to the server's WAL).
 //!
-//! TLS: not built in. On loopback or a trusted network use `sslmode=disable` (or the default
-//! `prefer`, which falls back to plain TCP); `sslmode=require` is refused with a message. The
+//! TLS: not built in. On loopback, a trusted network or through an encrypting tunnel use
+//! `sslmode=disable` (or the default `prefer`, which then connects in plain TCP); the options
+//! that ask for TLS (`sslmode=require`/`verify-ca`/`verify-full`, `sslrootcert`, `sslcert`,
+//! `sslkey`, `sslcrl`) are refused before connecting, with what to do instead. The
 //! password may be left out of the URL and given in `PGPASSWORD` instead (not visible in `ps`).
 
 mod leases;
@@ -105,6 +107,35 @@ fn location(config: &Config) -> String {
     )
 }
 
+/// Refuses the URL options that ask for TLS (`sslmode=require`, `verify-ca`, `verify-full`,
+/// and the certificate files `sslrootcert`, `sslcert`, `sslkey`, `sslcrl`): this build links no
+/// TLS connector, and would otherwise connect in plain text or fail with a parse error that
+/// does not say why. `sslmode=prefer` (the default) and `disable` connect without TLS.
+fn refuse_tls(url: &str) -> Result<(), Error> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(());
+    };
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let asked = match &*key {
+            "sslmode" if matches!(&*value, "require" | "verify-ca" | "verify-full") => {
+                format!("sslmode={value}")
+            }
+            "sslrootcert" | "sslcert" | "sslkey" | "sslcrl" => key.to_string(),
+            _ => continue,
+        };
+        return Err(Error::InvalidOption {
+            option: "index",
+            reason: format!(
+                "{asked} asks for TLS to PostgreSQL, which this build of mailbackup does not \
+                 support: use the index on loopback or a trusted network and use \
+                 sslmode=disable, or reach a remote server through a tunnel that encrypts \
+                 (SSH, stunnel) listening on loopback"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Advice for a failed connection.
 fn connect_advice(config: &Config, e: &postgres::Error) -> String {
     use postgres::error::SqlState;
@@ -153,6 +184,7 @@ impl PostgresIndex {
                         .into(),
             });
         }
+        refuse_tls(url)?;
         let mut config = Config::from_str(url).map_err(|e| Error::InvalidOption {
             option: "index",
             reason: format!(
@@ -1016,5 +1048,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("postgres://USER@HOST:PORT/DATABASE"), "{e}");
+    }
+
+    #[test]
+    fn tls_options_are_refused_with_what_to_do_instead() {
+        let cluster = pg_test_cluster::cluster();
+        let url = cluster.new_database();
+        for (asked, with) in [
+            (
+                "sslmode=require",
+                url.replace("sslmode=disable", "sslmode=require"),
+            ),
+            (
+                "sslmode=verify-ca",
+                url.replace("sslmode=disable", "sslmode=verify-ca"),
+            ),
+            (
+                "sslmode=verify-full",
+                url.replace("sslmode=disable", "sslmode=verify-full"),
+            ),
+            ("sslrootcert", format!("{url}&sslrootcert=%2Ftmp%2Fca.pem")),
+            ("sslcert", format!("{url}&sslcert=client.pem")),
+        ] {
+            let e = PostgresIndex::open(&with).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::InvalidOption {
+                        option: "index",
+                        ..
+                    }
+                ),
+                "{asked}: {e:?}"
+            );
+            let e = e.to_string();
+            assert!(
+                e.contains(&format!("{asked} asks for TLS to PostgreSQL"))
+                    && e.contains("does not support")
+                    && e.contains("sslmode=disable"),
+                "{asked}: {e}"
+            );
+            assert!(!e.contains(cluster.password()), "{e}");
+        }
+        // Without TLS options, as before: disable and prefer (the default) connect in plain.
+        PostgresIndex::open(&url).expect("sslmode=disable");
+        PostgresIndex::open(&url.replace("sslmode=disable", "sslmode=prefer"))
+            .expect("sslmode=prefer");
     }
 }
