@@ -63,9 +63,16 @@ impl HttpServer {
             addr: settings.listen,
             source,
         })?;
+        // Subscribed before serving: no live event is missed by the metrics.
+        let events = ctx.runtime.subscribe();
         let state = AppState::new(ctx, settings, tokens);
         let app = crate::router(state.clone());
         let stop = CancellationToken::new();
+        tokio::spawn(crate::metrics::feed(
+            state.metrics().clone(),
+            events,
+            stop.clone(),
+        ));
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app)
