@@ -119,12 +119,13 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     };
     let alerts =
         start_alerts(&loaded, &journal, &sec).with_context(|| path.display().to_string())?;
+    // Shared with the HTTP face's readiness check, which holds them weakly.
     let mut running = Vec::new();
     if !tls.enabled || tls.plain {
-        running.push(("plain", base.start().await?));
+        running.push(("plain", Arc::new(base.start().await?)));
     }
     if let Some(server) = tls_server {
-        running.push(("TLS", server.start().await?));
+        running.push(("TLS", Arc::new(server.start().await?)));
     }
     {
         let mut out = std::io::stdout().lock();
@@ -146,9 +147,17 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     let runtime: Arc<dyn GatewayRuntime> = Arc::new(gateway.clone());
     let ops = Operations::new(journal.clone(), runtime.clone(), Arc::new(SystemClock));
     let control = control.serve(ops.clone());
-    let http = start_http(&loaded, args.http_listen, ops, runtime, &journal, &sec)
-        .await
-        .with_context(|| format!("{}: [http]", path.display()))?;
+    let http = start_http(
+        &loaded,
+        args.http_listen,
+        ops,
+        runtime,
+        &journal,
+        &sec,
+        listeners(&running),
+    )
+    .await
+    .with_context(|| format!("{}: [http]", path.display()))?;
     let mut signals = Signals::new();
     while let Signal::Reload = signals.next().await {
         reload(&path, &gateway, &journal, &running, http.as_ref()).await;
@@ -162,7 +171,10 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     gateway.shutdown().await;
     received.stop.cancel();
     for (_, server) in running {
-        server.shutdown().await;
+        // The HTTP face is down, so nothing else holds the server any more.
+        if let Some(server) = Arc::into_inner(server) {
+            server.shutdown().await;
+        }
     }
     alerts.shutdown().await;
     Ok(())
@@ -200,6 +212,24 @@ fn outbox_of(loaded: &config::Loaded, e: &oftp_gateway::PartnerEntry) -> PathBuf
         .unwrap_or_else(|| loaded.data_dir.join("outbox").join(&e.partner.name))
 }
 
+/// The OFTP listeners as `/readyz` asks about them; held weakly, so the daemon still owns
+/// (and shuts down) its servers.
+fn listeners(running: &[(&'static str, Arc<RunningServer>)]) -> oftp_http::ListenerSource {
+    let servers: Vec<(&'static str, std::sync::Weak<RunningServer>)> = running
+        .iter()
+        .map(|(kind, s)| (*kind, Arc::downgrade(s)))
+        .collect();
+    Arc::new(move || {
+        servers
+            .iter()
+            .map(|(kind, s)| oftp_http::Listener {
+                kind,
+                addr: s.upgrade().and_then(|s| s.local_addr()),
+            })
+            .collect()
+    })
+}
+
 /// Starts the HTTP face (`[http]`, on by default on loopback) and says where it is; on the
 /// first run also the admin token, once.
 async fn start_http(
@@ -209,6 +239,7 @@ async fn start_http(
     runtime: Arc<dyn GatewayRuntime>,
     journal: &Arc<dyn Journal>,
     sec: &Arc<oftp::security::SecurityContext>,
+    listeners: oftp_http::ListenerSource,
 ) -> Result<Option<oftp_http::HttpServer>> {
     let f = &loaded.file;
     if !f.http.enabled {
@@ -228,6 +259,7 @@ async fn start_http(
         partners: partner_infos(loaded),
         certificates: Arc::new(move || alerts::certificates_of(&sec, &partners)),
         disk_low_mib: f.gateway.alerts.watchdog.disk_low_mib,
+        listeners,
     };
     let mut settings = f.http.clone();
     if let Some(l) = listen {
@@ -297,7 +329,7 @@ async fn reload(
     path: &Path,
     gateway: &Gateway,
     journal: &Arc<dyn Journal>,
-    servers: &[(&str, RunningServer)],
+    servers: &[(&str, Arc<RunningServer>)],
     http: Option<&oftp_http::HttpServer>,
 ) {
     let loaded = match config::load(path) {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use oftp::handler::{
-    Disconnected, EndResponseTiming, FileDecision, FileOffer, SessionInfo, TransferInfo,
-    TransferResult,
+    Disconnected, EndResponse, EndResponseTiming, FileDecision, FileOffer, SessionInfo,
+    TransferInfo, TransferResult,
 };
 use oftp::{ConnectionInfo, Handler};
 
@@ -70,9 +70,18 @@ impl Handler for GatewayHandler {
         transfer: &TransferInfo,
         result: &TransferResult,
     ) -> EndResponseTiming {
+        if let Some(r) = &self.runtime {
+            r.transfer_ended(session, transfer, result);
+        }
         match &self.post_processing {
             Some(p) => p.file_stored(session, transfer, result).await,
             None => EndResponseTiming::Now,
+        }
+    }
+
+    async fn end_response(&self, session: &SessionInfo, response: &EndResponse) {
+        if let Some(r) = &self.runtime {
+            r.end_response(session, response);
         }
     }
 

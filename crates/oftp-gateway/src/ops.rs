@@ -90,6 +90,11 @@ pub enum GatewayEvent {
         partner: String,
         /// How it ended, for a person.
         text: String,
+        /// Whether we called (as at its start).
+        outgoing_call: bool,
+        /// Whether it ended normally (ESID 00, normal session termination); a session cut
+        /// off, timed out or ended with any other reason is not.
+        ok: bool,
     },
     /// A file moves: `bytes` of user data so far.
     Progress {
@@ -103,6 +108,43 @@ pub enum GatewayEvent {
         bytes: u64,
         /// The queue row, for a file we send from the queue.
         transfer_id: Option<i64>,
+    },
+    /// A file went through completely: for a file we send, the partner confirmed it (EFPA);
+    /// for a file we receive, it is durable under its final name and confirmed (EFPA).
+    FileCompleted {
+        /// The partner's configured name.
+        partner: String,
+        /// `true` = we sent it.
+        outgoing: bool,
+        /// SFIDDSN.
+        virtual_file_name: String,
+        /// Octets of user data of the whole file.
+        bytes: u64,
+        /// The queue row, for a file we send from the queue in our call.
+        transfer_id: Option<i64>,
+    },
+    /// An end-to-end response (EERP or NERP) for a file we sent arrived (the journal has
+    /// recorded it).
+    EndResponseReceived {
+        /// The partner's configured name (of the session it arrived in).
+        partner: String,
+        /// SFIDDSN of the file it answers.
+        virtual_file_name: String,
+        /// `true` = EERP (delivered), `false` = NERP.
+        positive: bool,
+        /// Milliseconds from the end of the file's transfer (its EFPA) to this response, when
+        /// this process saw that end (not for a file sent before a restart).
+        latency_ms: Option<u64>,
+    },
+    /// A queued file that was tried before is tried again (claimed for a session with one
+    /// more attempt).
+    TransferRetried {
+        /// The queue row.
+        transfer_id: i64,
+        /// The partner's configured name.
+        partner: String,
+        /// This attempt's number (2 = the first retry).
+        attempt: u32,
     },
     /// A queued file changed state (the journal has the new state and its history).
     TransferChanged {

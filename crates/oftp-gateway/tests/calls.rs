@@ -168,7 +168,7 @@ impl Dialer for PlainDialer {
 }
 
 #[tokio::test]
-async fn a_queued_file_is_called_out_and_delivered() {
+async fn a_queued_file_is_called_out_and_delivered_with_its_live_events() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut cfg = ServerConfig::new(
@@ -222,19 +222,62 @@ async fn a_queued_file_is_called_out_and_delivered() {
         d.join("outbox/acme/order.edi"),
     )
     .unwrap();
+    // Every live event until the file is delivered and the session has ended (either first).
+    let mut seen = Vec::new();
     let delivered = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match events.recv().await.unwrap() {
-                GatewayEvent::TransferChanged { state, .. } if state == "delivered" => break,
-                _ => {}
-            }
+        let done = |seen: &[GatewayEvent]| {
+            seen.iter().any(|e| {
+                matches!(e, GatewayEvent::TransferChanged { state, .. } if state == "delivered")
+            }) && seen
+                .iter()
+                .any(|e| matches!(e, GatewayEvent::SessionEnded { .. }))
+        };
+        while !done(&seen) {
+            seen.push(events.recv().await.unwrap());
         }
     })
     .await;
-    assert!(delivered.is_ok(), "no delivered event");
+    assert!(
+        delivered.is_ok(),
+        "no delivered or session end event: {seen:?}"
+    );
     let rows = journal.transfers(&TransferFilter::default()).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].state, QueueState::Delivered);
+    // The events the metrics are fed from: the file with its size and row, its EERP with the
+    // time since its EFPA, and the session as our call that ended normally.
+    assert!(
+        seen.contains(&GatewayEvent::FileCompleted {
+            partner: "acme".into(),
+            outgoing: true,
+            virtual_file_name: "ORDER.EDI".into(),
+            bytes: 6,
+            transfer_id: Some(rows[0].id),
+        }),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            GatewayEvent::EndResponseReceived { partner, virtual_file_name, positive: true, latency_ms: Some(ms) }
+                if partner == "acme" && virtual_file_name == "ORDER.EDI" && *ms < 20_000
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            GatewayEvent::SessionEnded { partner, outgoing_call: true, ok: true, .. }
+                if partner == "acme"
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, GatewayEvent::TransferRetried { .. })),
+        "a first attempt is no retry: {seen:?}"
+    );
     assert_eq!(
         std::fs::read(d.join("server/inbox/client/ORDER.EDI")).unwrap(),
         b"ORDERS"

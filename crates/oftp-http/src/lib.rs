@@ -25,7 +25,7 @@ pub mod state;
 
 pub use config::HttpSettings;
 pub use server::{HttpError, HttpServer};
-pub use state::{AppState, HttpContext, PartnerInfo, without_secrets};
+pub use state::{AppState, HttpContext, Listener, ListenerSource, PartnerInfo, without_secrets};
 
 use axum::Router;
 

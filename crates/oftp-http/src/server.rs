@@ -86,10 +86,17 @@ impl HttpServer {
             source,
         })?;
         let first_admin_token = tokens.ensure_admin(chrono::Utc::now())?;
+        // Subscribed before serving: no live event is missed by the metrics.
+        let events = ctx.runtime.subscribe();
         let state = AppState::new(ctx, settings, tokens);
         let app = crate::router(state.clone());
-        // One token stops accepting and ends the live event streams.
+        // One token stops accepting, ends the live event streams and the metrics feed.
         let stop = state.shutdown_token().clone();
+        tokio::spawn(crate::metrics::feed(
+            state.metrics().clone(),
+            events,
+            stop.clone(),
+        ));
         let stopped = stop.clone();
         let task = match acceptor {
             None => tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! What the daemon hands to the HTTP face ([`HttpContext`]) and the state the routes share
 //! ([`AppState`]).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -14,6 +15,19 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::TokenStore;
 use crate::config::HttpSettings;
+use crate::metrics::Metrics;
+
+/// One OFTP listener of the daemon, as `/readyz` sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listener {
+    /// Which one ("plain", "TLS").
+    pub kind: &'static str,
+    /// Where it listens now; `None` = not listening.
+    pub addr: Option<SocketAddr>,
+}
+
+/// The daemon's OFTP listeners as they are now (asked at every `/readyz`).
+pub type ListenerSource = Arc<dyn Fn() -> Vec<Listener> + Send + Sync>;
 
 /// A partner as the HTTP face shows it: its configuration WITHOUT secrets (no password, no
 /// key password), and where an upload for it goes.
@@ -51,6 +65,8 @@ pub struct HttpContext {
     pub certificates: CertificateSource,
     /// Free space below this many MiB makes `/readyz` fail (0 = not checked).
     pub disk_low_mib: u64,
+    /// The OFTP listeners: `/readyz` fails while one does not listen.
+    pub listeners: ListenerSource,
 }
 
 /// The state every route shares; cheap to clone.
@@ -64,12 +80,14 @@ struct Inner {
     tokens: TokenStore,
     sessions: Sessions,
     shutdown: CancellationToken,
+    metrics: Metrics,
 }
 
 impl AppState {
     /// The shared state of a server with `settings` over `ctx`.
     pub fn new(ctx: HttpContext, settings: HttpSettings, tokens: TokenStore) -> Self {
         let partners = RwLock::new(ctx.partners.clone());
+        let metrics = Metrics::new(ctx.partners.iter().map(|p| p.name.as_str()));
         let sessions = Sessions::new(std::time::Duration::from_secs(
             settings.session_minutes.saturating_mul(60),
         ));
@@ -80,6 +98,7 @@ impl AppState {
             tokens,
             sessions,
             shutdown: CancellationToken::new(),
+            metrics,
         }))
     }
 
@@ -121,6 +140,11 @@ impl AppState {
     /// on it, so a graceful shutdown never waits for a client that stays connected.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.0.shutdown
+    }
+
+    /// The live counters of `/metrics` (fed by [`crate::metrics::feed`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 }
 

@@ -94,6 +94,7 @@ fn context(dir: &Path, events_capacity: usize) -> (HttpContext, Arc<TestRuntime>
         partners: vec![partner(dir, "acme"), partner(dir, "beta")],
         certificates: Arc::new(Vec::new),
         disk_low_mib: 0,
+        listeners: Arc::new(Vec::new),
     };
     (ctx, runtime)
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::observer::{CallContext, Observer};
 use super::{
     CLAIM_LIMIT, ERROR_PAUSE, GatewayError, Inner, MAX_SLEEP, PartnerPlan, SHUTDOWN_GRACE, changed,
-    outgoing,
+    claimed, outgoing,
 };
 use crate::handler::GatewayHandler;
 use crate::ops::{CallSummary, GatewayEvent};
@@ -180,11 +180,7 @@ async fn call(inner: &Arc<Inner>, l: &Arc<Loop>) -> Result<(), JournalError> {
         .call(move |j| j.claim_due(&n, started_at, CLAIM_LIMIT))
         .await?;
     l.state().retry_due = None;
-    for r in &rows {
-        inner
-            .shared
-            .publish(changed(r.id, &name, QueueState::InTransfer));
-    }
+    claimed(&inner.shared, &name, &rows);
     let ctx = Arc::new(CallContext {
         partner: name.clone(),
         rows: rows

@@ -40,7 +40,7 @@ use chrono::{DateTime, Utc};
 use oftp::OutgoingFile;
 use oftp::journal::{Journal, JournalError, QueueState, QueuedFile, QueuedSend};
 use oftp::oftp_proto::codec::FileFormat;
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,7 @@ use crate::ops::{CallNowError, GatewayEvent, GatewayRuntime, PartnerState};
 use crate::outbox::{Outbox, OutboxError, OutboxEvent, TakenOver, WatchSettings, watch};
 use call::{Loop, call_loop};
 pub use observer::Observer;
-use observer::{Sessions, Shared};
+use observer::Shared;
 
 /// Files one call claims at most; the loop calls again at once while more are due.
 const CLAIM_LIMIT: u32 = 1000;
@@ -199,11 +199,7 @@ impl Gateway {
             journal,
             clock,
             dialer: RwLock::new(dialer.clone()),
-            shared: Arc::new(Shared {
-                events: broadcast::channel(EVENT_BUFFER).0,
-                sessions: Mutex::new(Sessions::default()),
-                freed: Notify::new(),
-            }),
+            shared: Arc::new(Shared::new(EVENT_BUFFER)),
             partners: RwLock::new(Vec::new()),
             shutdown: CancellationToken::new(),
             watcher: Mutex::new(None),
@@ -365,6 +361,21 @@ fn changed(id: i64, partner: &str, state: QueueState) -> GatewayEvent {
     }
 }
 
+/// The live events of rows just claimed for a session: each is in transfer now, and one
+/// tried before is retried.
+fn claimed(shared: &Shared, partner: &str, rows: &[QueuedFile]) {
+    for row in rows {
+        shared.publish(changed(row.id, partner, row.state));
+        if row.attempts > 1 {
+            shared.publish(GatewayEvent::TransferRetried {
+                transfer_id: row.id,
+                partner: partner.to_owned(),
+                attempt: row.attempts,
+            });
+        }
+    }
+}
+
 fn open_outbox(plan: &PartnerPlan) -> Result<Outbox, GatewayError> {
     let err = |error| GatewayError::Outbox {
         partner: plan.name.clone(),
@@ -466,5 +477,53 @@ async fn intake(inner: Arc<Inner>, mut events: mpsc::Receiver<OutboxEvent>) {
                 tracing::warn!(%partner, "outbox: {error}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oftp::journal::{QueueChange, SqliteJournal};
+
+    use super::*;
+
+    #[test]
+    fn a_file_claimed_again_after_a_failed_attempt_is_a_retry_event() {
+        let j = SqliteJournal::in_memory().unwrap();
+        let now = Utc::now();
+        let id = j
+            .enqueue(
+                &queued_send(&TakenOver {
+                    partner: "acme".into(),
+                    name: "order.edi".into(),
+                    path: "/q/1/order.edi".into(),
+                }),
+                now,
+            )
+            .unwrap();
+        let shared = Shared::new(8);
+        let mut rx = shared.events.subscribe();
+        let first = j.claim_due("acme", now, 10).unwrap();
+        claimed(&shared, "acme", &first);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            changed(id, "acme", QueueState::InTransfer)
+        );
+        assert!(rx.try_recv().is_err(), "the first attempt is no retry");
+        j.transition(id, &QueueChange::to(QueueState::Queued, now))
+            .unwrap();
+        let again = j.claim_due("acme", now, 10).unwrap();
+        claimed(&shared, "acme", &again);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            changed(id, "acme", QueueState::InTransfer)
+        );
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            GatewayEvent::TransferRetried {
+                transfer_id: id,
+                partner: "acme".into(),
+                attempt: 2,
+            }
+        );
     }
 }

@@ -1,13 +1,19 @@
 //! What the handler of every session reports to the gateway: each partner's sessions (ours
 //! and its calls to us, for `max_sessions`), live events, and for our own calls the wire
-//! identity and progress of each queued file.
+//! identity and progress of each queued file. For the EERP latency of [`GatewayEvent::
+//! EndResponseReceived`] it remembers when each file we sent was confirmed (EFPA), until its
+//! end response arrives.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use oftp::handler::{Direction, Disconnected, SessionInfo, TransferInfo};
+use oftp::handler::{
+    Direction, Disconnected, EndResponse, SessionInfo, TransferInfo, TransferResult,
+};
 use oftp::journal::FileKey;
+use oftp::oftp_proto::codec::EsidReason;
 use oftp::{ConnectionId, ConnectionInfo, SessionHandle};
 use tokio::sync::{Notify, broadcast};
 
@@ -19,7 +25,13 @@ pub(super) struct Shared {
     pub(super) events: broadcast::Sender<GatewayEvent>,
     pub(super) sessions: Mutex<Sessions>,
     pub(super) freed: Notify,
+    /// When each file we sent was confirmed (EFPA), by wire identity, until its end response.
+    pub(super) confirmed: Mutex<HashMap<FileKey, Instant>>,
 }
+
+/// Confirmed files remembered at most for the EERP latency; past this the oldest is
+/// forgotten (a partner that never answers must not grow the map without bound).
+const CONFIRMED_LIMIT: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
@@ -29,6 +41,16 @@ pub(super) struct Sessions {
 }
 
 impl Shared {
+    /// No sessions yet; live events kept for `buffer` events behind.
+    pub(super) fn new(buffer: usize) -> Self {
+        Shared {
+            events: broadcast::channel(buffer).0,
+            sessions: Mutex::new(Sessions::default()),
+            freed: Notify::new(),
+            confirmed: Mutex::new(HashMap::new()),
+        }
+    }
+
     pub(super) fn publish(&self, event: GatewayEvent) {
         // No subscriber is no error.
         let _ = self.events.send(event);
@@ -65,6 +87,23 @@ impl Shared {
         }
         drop(s);
         self.freed.notify_waiters();
+    }
+
+    /// The file `key` we sent was confirmed (EFPA) now.
+    fn confirmed(&self, key: FileKey) {
+        let mut c = self.confirmed.lock().expect("confirmed lock");
+        if c.len() >= CONFIRMED_LIMIT
+            && let Some(oldest) = c.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone())
+        {
+            c.remove(&oldest);
+        }
+        c.insert(key, Instant::now());
+    }
+
+    /// Milliseconds since the file `key` was confirmed, if this process saw it; forgets it.
+    fn answered(&self, key: &FileKey) -> Option<u64> {
+        let at = self.confirmed.lock().expect("confirmed lock").remove(key)?;
+        Some(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
     /// A partner called us: its session counts until [`incoming_ended`](Self::incoming_ended).
@@ -140,11 +179,7 @@ impl Observer {
 
     pub(crate) fn progress(&self, session: &SessionInfo, transfer: &TransferInfo, bytes: u64) {
         let outgoing = matches!(transfer.direction, Direction::Outgoing);
-        let transfer_id = self
-            .call
-            .as_ref()
-            .filter(|_| outgoing)
-            .and_then(|c| c.rows.get(&transfer.local_file).copied());
+        let transfer_id = self.row(transfer).filter(|_| outgoing);
         self.shared.publish(GatewayEvent::Progress {
             partner: session.partner_name.clone(),
             outgoing,
@@ -152,6 +187,57 @@ impl Observer {
             bytes,
             transfer_id,
         });
+    }
+
+    /// A file went through (or failed): a completed one is a live event, and a file we sent
+    /// is remembered for the latency of its end response.
+    pub(crate) fn transfer_ended(
+        &self,
+        session: &SessionInfo,
+        transfer: &TransferInfo,
+        result: &TransferResult,
+    ) {
+        let TransferResult::Completed { units, .. } = result else {
+            return;
+        };
+        let outgoing = matches!(transfer.direction, Direction::Outgoing);
+        if outgoing {
+            self.shared.confirmed(FileKey::new(
+                transfer.originator.clone(),
+                &transfer.virtual_file_name,
+                transfer.stamp,
+            ));
+        }
+        self.shared.publish(GatewayEvent::FileCompleted {
+            partner: session.partner_name.clone(),
+            outgoing,
+            virtual_file_name: transfer.virtual_file_name.clone(),
+            bytes: *units,
+            transfer_id: self.row(transfer).filter(|_| outgoing),
+        });
+    }
+
+    /// An EERP or NERP for a file we sent arrived (the runtime recorded it).
+    pub(crate) fn end_response(&self, session: &SessionInfo, response: &EndResponse) {
+        // EERPDEST is the file's originator: the identity the file was sent under.
+        let key = FileKey::new(
+            response.destination.clone(),
+            &response.virtual_file_name,
+            response.stamp,
+        );
+        self.shared.publish(GatewayEvent::EndResponseReceived {
+            partner: session.partner_name.clone(),
+            virtual_file_name: response.virtual_file_name.clone(),
+            positive: response.negative.is_none(),
+            latency_ms: self.shared.answered(&key),
+        });
+    }
+
+    /// The queue row of a file of our call.
+    fn row(&self, transfer: &TransferInfo) -> Option<i64> {
+        self.call
+            .as_ref()
+            .and_then(|c| c.rows.get(&transfer.local_file).copied())
     }
 
     pub(crate) fn disconnected(&self, info: &ConnectionInfo, why: &Disconnected) {
@@ -169,6 +255,8 @@ impl Observer {
             self.shared.publish(GatewayEvent::SessionEnded {
                 partner,
                 text: why.description.clone(),
+                outgoing_call: self.call.is_some(),
+                ok: why.reason == Some(EsidReason::NORMAL),
             });
         }
     }
@@ -181,11 +269,7 @@ mod tests {
     use super::*;
 
     fn shared() -> Arc<Shared> {
-        Arc::new(Shared {
-            events: broadcast::channel(8).0,
-            sessions: Mutex::new(Sessions::default()),
-            freed: Notify::new(),
-        })
+        Arc::new(Shared::new(8))
     }
 
     /// Whether `acquire` gets a slot within a moment.

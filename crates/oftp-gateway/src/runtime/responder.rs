@@ -7,7 +7,7 @@ use std::sync::Arc;
 use oftp::journal::{JournalError, QueueState, QueuedFile};
 use oftp::outbound::{OutboundQueue, QueueOutcome};
 
-use super::{CLAIM_LIMIT, Inner, changed, queued_send};
+use super::{CLAIM_LIMIT, Inner, changed, claimed, queued_send};
 use crate::ops::GatewayEvent;
 use crate::outbox::Outbox;
 use crate::settle::{Attempt, Settlement, settle};
@@ -73,11 +73,7 @@ impl OutboundQueue for ResponderQueue {
             .inner
             .journal
             .claim_due(partner, self.inner.clock.now(), CLAIM_LIMIT)?;
-        for row in &rows {
-            self.inner
-                .shared
-                .publish(changed(row.id, partner, row.state));
-        }
+        claimed(&self.inner.shared, partner, &rows);
         Ok(rows)
     }
 

@@ -559,6 +559,11 @@ pub trait Journal: fmt::Debug + Send + Sync {
     /// The newest `limit` alerts, acknowledged or not, newest (highest id) first.
     fn recent_alerts(&self, limit: u32) -> Result<Vec<Alert>, JournalError>;
 
+    /// Commits a write that changes nothing anyone reads, durably like any other, to show
+    /// that the journal takes writes now (the readiness probe of the HTTP face's `/readyz`).
+    /// Reads no table. A journal another writer holds locked for about a second fails.
+    fn check_writable(&self) -> Result<(), JournalError>;
+
     // ---- the gateway's calls ([`calls`]) ---------------------------------------------------
 
     /// Records a call made to `call.partner` (partner names without trailing blanks).

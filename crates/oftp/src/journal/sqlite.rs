@@ -45,6 +45,9 @@ mod tests;
 /// File name of the journal inside the data directory.
 pub const JOURNAL_FILE: &str = "oftp-journal.sqlite3";
 
+/// How long an operation waits for another connection's lock before it fails.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The SQLite journal. Cheap to clone; clones share one connection.
 #[derive(Debug, Clone)]
 pub struct SqliteJournal {
@@ -137,8 +140,7 @@ impl SqliteJournal {
             .map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(wrap)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(wrap)?;
         for report in schema::prepare(&conn, &path).map_err(wrap)? {
             tracing::warn!("{report}");
         }
@@ -550,6 +552,10 @@ impl Journal for SqliteJournal {
 
     fn recent_alerts(&self, limit: u32) -> Result<Vec<Alert>, JournalError> {
         self.operator_recent_alerts(limit)
+    }
+
+    fn check_writable(&self) -> Result<(), JournalError> {
+        self.operator_check_writable()
     }
 
     // ---- the gateway's calls (in `calls`) -------------------------------------------------

@@ -161,6 +161,14 @@ fn operator_overview(j: &dyn Journal) {
         (before.0 + 1, before.1 + 1),
         "the depth counts each row once, in its present state"
     );
+    let shown = j.queue_depth().expect("queue_depth");
+    j.check_writable()
+        .expect("an open journal takes writes (check_writable)");
+    assert_eq!(
+        j.queue_depth().expect("queue_depth"),
+        shown,
+        "the write probe changes nothing the queue shows"
+    );
     let order: Vec<QueueState> = j
         .queue_depth()
         .expect("queue_depth")

@@ -64,6 +64,34 @@ fn the_journal_is_one_durable_file_in_the_data_directory() {
     assert_eq!(pragma("synchronous"), "2");
 }
 
+/// The write probe commits (a page in the WAL), fails within about a second while another
+/// connection holds the write lock, and leaves the journal's own wait as it was.
+#[test]
+fn the_write_probe_commits_and_fails_quickly_while_another_writer_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open_in_dir(dir.path()).unwrap();
+    let wal = dir.path().join(format!("{JOURNAL_FILE}-wal"));
+    let before = std::fs::metadata(&wal).unwrap().len();
+    j.check_writable().unwrap();
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > before,
+        "nothing written"
+    );
+    let other = rusqlite::Connection::open(j.path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let start = std::time::Instant::now();
+    let e = j.check_writable().unwrap_err();
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "{e}");
+    assert!(e.to_string().contains("oftp-journal.sqlite3"), "{e}");
+    other.execute_batch("ROLLBACK").unwrap();
+    j.check_writable().unwrap();
+    let timeout: i64 = j
+        .lock()
+        .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(timeout, 10_000);
+}
+
 /// A backend error names the journal file and says what SQLite said, without SQLite types in
 /// the error's API.
 #[test]
