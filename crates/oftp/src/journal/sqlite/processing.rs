@@ -617,8 +617,10 @@ impl SqliteJournal {
                  OR (kind = 'sent' AND row_id NOT IN (SELECT id FROM queue)))",
             &[],
         )?;
+        let sessions = super::sessions::prune(&tx, cutoff).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(Pruned {
+            sessions,
             transfers,
             alerts,
             received,

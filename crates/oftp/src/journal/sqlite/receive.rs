@@ -76,8 +76,8 @@ impl SqliteJournal {
         self.lock()
             .query_row(
                 "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path,
-                                       updated_at, user_data, partner)
-                 VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6, ?7, ?8)
+                                       updated_at, user_data, partner, received_at)
+                 VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (partner, originator, dsn, stamp) DO UPDATE SET
                     state = 'receiving', partial_path = excluded.partial_path,
                     final_path = excluded.final_path, position = 0, file_offset = 0,
@@ -92,7 +92,8 @@ impl SqliteJournal {
                     final_path.to_string_lossy(),
                     now_text(),
                     user_data.trim_end(),
-                    partner.trim_end()
+                    partner.trim_end(),
+                    chrono::Utc::now().timestamp_millis()
                 ],
                 |r| r.get(0),
             )
