@@ -66,7 +66,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Event::DataReceived {
                 bytes,
                 end_of_record,
-            } => self.on_data(bytes, end_of_record).await,
+            } => {
+                self.recorder
+                    .data(crate::journal::Direction::Received, bytes.len());
+                self.on_data(bytes, end_of_record).await
+            }
             Event::FileEnded {
                 record_count,
                 unit_count,
@@ -188,8 +192,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
     }
 
-    async fn trail(&self, origin: Origin, name: &'static str, summary: String) {
+    async fn trail(&mut self, origin: Origin, name: &'static str, summary: String) {
         tracing::debug!(conn = self.conn.id, ?origin, "{summary}");
+        self.record_command(origin, name, &summary).await;
         if origin == Origin::Local {
             self.log_refusal(name, &summary).await;
         }
