@@ -22,7 +22,10 @@
 //! - **the gateway's calls** ([`calls`]): when each call to a partner started and ended, and
 //!   how it went, so a restarted daemon keeps each partner's schedule.
 //! - **post-processing** of received files, **held end responses**, the **archive** of final
-//!   files and the **pruning** of old history ([`processing`]).
+//!   files and the **pruning** of old history ([`processing`]);
+//! - **the operator's history** ([`history`]): one listing of both directions with a cursor,
+//!   each session's trail (its OFTP commands, the transfers it moved) and the partner
+//!   counters.
 //!
 //! Every stamp written is checked first ([`FileStampExt::is_valid`]: a calendar date and a time of
 //! day): nothing invalid is stored ([`JournalError::InvalidStamp`]).
