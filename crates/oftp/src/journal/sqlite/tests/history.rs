@@ -5,26 +5,11 @@
 use std::collections::HashMap;
 
 use chrono::{Duration, TimeZone, Utc};
-use oftp_proto::codec::FileFormat;
 
 use super::super::history::{inbound_query, outbound_query};
-use super::queue::{PREVIOUS_SCHEMA, plan};
+use super::queue::{PREVIOUS_SCHEMA, plan, send};
 use super::*;
-use crate::journal::{HistoryEntry, HistoryQuery, HistoryState, QueuedSend};
-
-fn send(name: &str) -> QueuedSend {
-    QueuedSend {
-        partner: "P".into(),
-        source_path: PathBuf::from(format!("/out/.queue/{name}")),
-        virtual_file_name: name.to_uppercase(),
-        destination: None,
-        originator: None,
-        format: FileFormat::Unstructured,
-        max_record_len: 0,
-        user_data: String::new(),
-        description: String::new(),
-    }
-}
+use crate::journal::{HistoryEntry, HistoryQuery, HistoryState};
 
 /// Walks 10,000 rows (5,000 each way, many of them in the same millisecond, so the direction
 /// and the id decide) in pages of 97, inserting rows of both directions before every page:
@@ -36,7 +21,7 @@ fn a_walk_in_pages_sees_every_row_once_while_rows_are_inserted() {
     for i in 0..5_000 {
         // 50 rows per millisecond of queue time.
         j.enqueue(
-            &send(&format!("f{i}")),
+            &send("P", &format!("f{i}")),
             base + Duration::milliseconds(i / 50),
         )
         .unwrap();
@@ -80,10 +65,13 @@ fn a_walk_in_pages_sees_every_row_once_while_rows_are_inserted() {
     loop {
         // Newer rows arrive during the walk, and one at the oldest time of all.
         inserted += 1;
-        j.enqueue(&send(&format!("new{inserted}")), Utc::now())
+        j.enqueue(&send("P", &format!("new{inserted}")), Utc::now())
             .unwrap();
-        j.enqueue(&send(&format!("old{inserted}")), base - Duration::days(1))
-            .unwrap();
+        j.enqueue(
+            &send("P", &format!("old{inserted}")),
+            base - Duration::days(1),
+        )
+        .unwrap();
         j.begin_receive(
             "P",
             &key("NEW", inserted),

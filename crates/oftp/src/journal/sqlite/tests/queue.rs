@@ -11,7 +11,7 @@ use super::super::queue::{CLAIM_DUE, HISTORY, transfers_query};
 use super::*;
 use crate::journal::{QueueChange, QueueState, QueuedSend, TransferFilter};
 
-fn send(partner: &str, name: &str) -> QueuedSend {
+pub(super) fn send(partner: &str, name: &str) -> QueuedSend {
     QueuedSend {
         partner: partner.into(),
         source_path: PathBuf::from(format!("/out/.queue/{name}")),
