@@ -190,8 +190,7 @@ pub struct TransferQuery {
 
 impl TransferQuery {
     /// The most rows this query returns: its `limit` (else [`DEFAULT_LIMIT`]), at most
-    /// [`MAX_LIMIT`]. A listing that returns this many may have more (page on with
-    /// `before_id`).
+    /// [`MAX_LIMIT`], at least 1. A page has a `next_cursor` when more rows follow.
     pub fn page_size(&self) -> u32 {
         self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
     }

@@ -174,12 +174,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .as_ref()
             .map(|p| p.partner_name.clone())
             .unwrap_or_default();
-        let partner_code = match (&self.info, &self.initiator, &self.claimed_ssid) {
-            (Some(info), _, _) => info.peer_ssid.to_string(),
-            (None, Some(setup), _) => setup.partner.ssid.clone(),
-            (None, None, Some(code)) => code.clone(),
-            (None, None, None) => String::new(),
-        };
+        let partner_code = self.peer_code().map(|(code, _)| code).unwrap_or_default();
         SessionStart {
             partner,
             partner_code,
