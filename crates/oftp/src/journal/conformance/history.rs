@@ -304,6 +304,46 @@ fn sessions_are_recorded_in_batches_and_found_by_their_transfers(j: &dyn Journal
             .all(|s| s.id != id),
         "a queue row's id does not name a received file"
     );
+
+    // A reception dropped (to start again from zero) takes its links along: its id may be
+    // given to another file. A link to a row that is gone is not written.
+    let dropped = j
+        .begin_receive(
+            "HSESS",
+            &key("HIST.DROP", 1),
+            std::path::Path::new("/in/.drop"),
+            std::path::Path::new("/in/DROP"),
+            "",
+        )
+        .expect("begin_receive");
+    let mut b = batch(None, start("hist-s", "HSESS", t0));
+    b.transfers = vec![SessionTransfer {
+        direction: Direction::Received,
+        row: Some(dropped),
+        octets: 1,
+        done: false,
+    }];
+    j.record_session(&b).expect("record_session");
+    assert_eq!(
+        j.sessions_of(Direction::Received, dropped)
+            .expect("sessions_of")
+            .len(),
+        1
+    );
+    j.drop_receive(dropped).expect("drop_receive");
+    assert!(
+        j.sessions_of(Direction::Received, dropped)
+            .expect("sessions_of")
+            .is_empty(),
+        "a dropped reception has no sessions"
+    );
+    j.record_session(&b).expect("record_session");
+    assert!(
+        j.sessions_of(Direction::Received, dropped)
+            .expect("sessions_of")
+            .is_empty(),
+        "no link to a reception that is gone"
+    );
 }
 
 fn counter(j: &dyn Journal, partner: &str) -> PartnerCounters {
@@ -358,11 +398,12 @@ fn counters_add_up_confirmed_files_and_carried_octets(j: &dyn Journal) {
 
 fn old_sessions_are_pruned_and_counters_kept(j: &dyn Journal) {
     let (old_at, new_at) = (year(2001), year(2003));
+    let row = enqueue(j, &send("hist-p", "pruned"), year(2026));
     let mut old = batch(None, start("hist-p", "HPRUNE", old_at));
     old.commands = vec![command(old_at, Direction::Sent, "SSID")];
     old.transfers = vec![SessionTransfer {
         direction: Direction::Sent,
-        row: Some(-100),
+        row: Some(row),
         octets: 9,
         done: true,
     }];
@@ -382,7 +423,7 @@ fn old_sessions_are_pruned_and_counters_kept(j: &dyn Journal) {
     let pruned = j.prune_history(year(2002)).expect("prune_history");
     assert!(pruned.sessions >= 1, "{pruned:?}");
     let left: Vec<_> = j
-        .sessions_of(Direction::Sent, -100)
+        .sessions_of(Direction::Sent, row)
         .expect("sessions_of")
         .iter()
         .map(|s| s.id)
@@ -395,22 +436,23 @@ fn old_sessions_are_pruned_and_counters_kept(j: &dyn Journal) {
     assert_eq!(counter(j, "hist-p"), before, "counters are never pruned");
 }
 
-/// Records a session for [`check_reopened`].
-pub(super) fn record(j: &dyn Journal) -> i64 {
+/// Records a session for [`check_reopened`]: its id and the queue row it moved.
+pub(super) fn record(j: &dyn Journal) -> (i64, i64) {
     let t0 = year(2032);
+    let row = enqueue(j, &send("hist-r", "reopened"), t0);
     let mut b = batch(None, start("hist-r", "HREOPEN", t0));
     b.commands = vec![command(t0, Direction::Received, "SSID")];
     b.transfers = vec![SessionTransfer {
         direction: Direction::Sent,
-        row: Some(-200),
+        row: Some(row),
         octets: 3,
         done: true,
     }];
-    j.record_session(&b).expect("record_session")
+    (j.record_session(&b).expect("record_session"), row)
 }
 
-pub(super) fn check_reopened(j: &dyn Journal, id: i64) {
-    let trails = j.sessions_of(Direction::Sent, -200).expect("sessions_of");
+pub(super) fn check_reopened(j: &dyn Journal, (id, row): (i64, i64)) {
+    let trails = j.sessions_of(Direction::Sent, row).expect("sessions_of");
     assert_eq!(
         trails.iter().map(|s| s.id).collect::<Vec<_>>(),
         [id],

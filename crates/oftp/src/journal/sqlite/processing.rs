@@ -592,6 +592,13 @@ impl SqliteJournal {
             ),
             &[&cut_text],
         )?;
+        exec(
+            &format!(
+                "DELETE FROM session_transfers WHERE direction = 'in'
+                   AND row_id IN ({OLD_RECEIVED})"
+            ),
+            &[&cut_text],
+        )?;
         let received = exec(
             &format!("DELETE FROM received WHERE id IN ({OLD_RECEIVED})"),
             &[&cut_text],

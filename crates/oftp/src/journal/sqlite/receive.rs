@@ -139,11 +139,15 @@ impl SqliteJournal {
     }
 
     pub(super) fn reception_drop_receive(&self, id: i64) -> Result<(), JournalError> {
+        // Its session links go with it: SQLite may give its id to the next reception.
         self.lock()
-            .execute(
-                "DELETE FROM received WHERE id = ?1 AND state = 'receiving'",
-                params![id],
-            )
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 DELETE FROM session_transfers WHERE direction = 'in' AND row_id = {id}
+                     AND EXISTS (SELECT 1 FROM received WHERE id = {id} AND state = 'receiving');
+                 DELETE FROM received WHERE id = {id} AND state = 'receiving';
+                 COMMIT;"
+            ))
             .map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -159,11 +159,21 @@ impl SqliteJournal {
             for t in &b.transfers {
                 let octets = i64::try_from(t.octets).unwrap_or(i64::MAX);
                 if let Some(row) = t.row {
+                    // Only a row that still exists: a reception dropped meanwhile may have
+                    // given its id to another file.
+                    let table = match t.direction {
+                        Direction::Received => "received",
+                        Direction::Sent => "queue",
+                    };
                     tx.execute(
-                        "INSERT INTO session_transfers (direction, row_id, session_id, octets, done)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT DO UPDATE SET octets = octets + excluded.octets,
-                             done = max(done, excluded.done)",
+                        &format!(
+                            "INSERT INTO session_transfers (direction, row_id, session_id, octets,
+                                                            done)
+                             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM {table}
+                                                                    WHERE id = ?2)
+                             ON CONFLICT DO UPDATE SET octets = octets + excluded.octets,
+                                 done = max(done, excluded.done)"
+                        ),
                         params![way(t.direction), row, id, octets, t.done],
                     )?;
                 }
