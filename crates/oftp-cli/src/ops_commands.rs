@@ -16,8 +16,8 @@ use clap::{Args, Subcommand};
 use oftp::journal::{JOURNAL_FILE, Journal, SqliteJournal};
 use oftp_gateway::SystemClock;
 use oftp_gateway::control::{
-    AlertView, ClientError, Op, Operations, StatusView, TransferDetailView, TransferQuery,
-    TransferView, client,
+    AlertView, ClientError, Op, Operations, StatusView, TransferDetailView, TransferId,
+    TransferPage, TransferQuery, TransferView, client,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -45,17 +45,28 @@ pub(crate) struct TransfersArgs {
     #[arg(long)]
     partner: Option<String>,
     /// Only files in this state: queued, in_transfer, sent, delivered, not_delivered,
-    /// rejected, failed, cancelled.
+    /// rejected, failed, cancelled (outbound); receiving, received, held, end_response_sent
+    /// (inbound).
     #[arg(long)]
     state: Option<String>,
+    /// Only received files (in) or only the outbound queue (out); both if not given.
+    #[arg(long, value_name = "in|out")]
+    direction: Option<String>,
     /// Only files changed since: an RFC 3339 time, a date (YYYY-MM-DD, UTC) or a duration ago
     /// (30m, 12h, 7d).
     #[arg(long, value_parser = parse_since)]
     since: Option<DateTime<Utc>>,
+    /// Only files changed before: as --since.
+    #[arg(long, value_parser = parse_since)]
+    until: Option<DateTime<Utc>>,
     /// At most this many rows (default 50, at most 1000).
     #[arg(long)]
     limit: Option<u32>,
-    /// Only rows with a smaller id: the next page after the row with this id.
+    /// The next page: the cursor the previous page printed.
+    #[arg(long, conflicts_with = "before")]
+    cursor: Option<String>,
+    /// Only outbound rows with a smaller id (the next page of the outbound queue after the
+    /// row with this id).
     #[arg(long)]
     before: Option<i64>,
 }
@@ -63,8 +74,8 @@ pub(crate) struct TransfersArgs {
 /// `oftp transfer`.
 #[derive(Subcommand, Debug)]
 pub(crate) enum TransferCommand {
-    /// A queued file with its history.
-    Show(IdArgs),
+    /// A transfer with its history and the sessions that moved it (with their commands).
+    Show(ShowArgs),
     /// Queue a failed, rejected or not delivered file again, due now.
     Retry(IdArgs),
     /// Cancel a queued, failed, rejected or not delivered file.
@@ -78,6 +89,16 @@ pub(crate) struct IdArgs {
     common: Common,
     /// The transfer's id (see `oftp transfers`).
     id: i64,
+}
+
+/// `oftp transfer show`.
+#[derive(Args, Debug)]
+pub(crate) struct ShowArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The transfer's id (see `oftp transfers`): a number for an outbound file, in-NUMBER for
+    /// a received one.
+    id: String,
 }
 
 /// `oftp call`.
@@ -181,28 +202,31 @@ pub(crate) async fn transfers(a: TransfersArgs) -> Result<()> {
         since: a.since,
         before_id: a.before,
         limit: a.limit,
+        direction: a.direction,
+        until: a.until,
+        cursor: a.cursor,
     };
-    let rows: Vec<TransferView> = match t.ask(Op::Transfers(query.clone())).await? {
-        Some(rows) => rows,
-        None => t.offline()?.transfers(query.clone()).await?,
+    let page: TransferPage = match t.ask(Op::TransferPage(query.clone())).await? {
+        Some(page) => page,
+        None => t.offline()?.transfer_page(query).await?,
     };
-    let limit = query.page_size();
-    if let Some(last) = rows
-        .last()
-        .filter(|_| !t.json && rows.len() == limit as usize)
-    {
-        eprintln!("(page full; the next page: --before {})", last.id);
+    if let Some(cursor) = page.next_cursor.as_deref().filter(|_| !t.json) {
+        eprintln!("(page full; the next page: --cursor {cursor})");
     }
-    t.print(&rows, |rows| transfers_table(rows))
+    t.print(&page.items, |rows| transfers_table(rows))
 }
 
 pub(crate) async fn transfer(command: TransferCommand) -> Result<()> {
     match command {
         TransferCommand::Show(a) => {
             let t = Target::of(&a.common)?;
-            let detail: TransferDetailView = match t.ask(Op::Transfer { id: a.id }).await? {
+            let id: TransferId = a.id.parse()?;
+            let op = Op::TransferDetail {
+                transfer: id.to_string(),
+            };
+            let detail: TransferDetailView = match t.ask(op).await? {
                 Some(d) => d,
-                None => t.offline()?.transfer(a.id).await?,
+                None => t.offline()?.transfer_detail(id).await?,
             };
             t.print(&detail, detail_table)
         }
@@ -359,7 +383,7 @@ fn transfers_table(rows: &[TransferView]) -> String {
         .iter()
         .map(|r| {
             vec![
-                r.id.to_string(),
+                r.transfer_id.clone(),
                 r.partner.clone(),
                 r.virtual_file_name.clone(),
                 r.state.clone(),
@@ -389,7 +413,7 @@ fn detail_table(d: &TransferDetailView) -> String {
         "transfer {}\n  partner:      {}\n  file:         {}\n  source:       {}\n  \
          state:        {}\n  attempts:     {}\n  queued at:    {}\n  next attempt: {}\n  \
          updated at:   {}\n",
-        r.id,
+        r.transfer_id,
         r.partner,
         r.virtual_file_name,
         r.source_path,
@@ -416,6 +440,24 @@ fn detail_table(d: &TransferDetailView) -> String {
         })
         .collect();
     out.push_str(&table(&["AT", "FROM", "TO", "NOTE"], &rows));
+    for s in &d.sessions {
+        out.push_str(&format!(
+            "\nsession {} ({} with {} at {}), {} to {}: {}\n",
+            s.id,
+            s.role,
+            s.partner,
+            s.remote,
+            time(s.started_at),
+            opt_time(s.ended_at),
+            s.result.as_deref().unwrap_or("not ended")
+        ));
+        let rows: Vec<Vec<String>> = s
+            .commands
+            .iter()
+            .map(|c| vec![time(c.at), c.direction.clone(), c.description.clone()])
+            .collect();
+        out.push_str(&table(&["AT", "DIR", "COMMAND"], &rows));
+    }
     out
 }
 

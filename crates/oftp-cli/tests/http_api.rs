@@ -455,7 +455,7 @@ async fn pagination_walks_10000_transfers_newest_first_each_once() {
     loop {
         let path = match &cursor {
             None => "/api/v1/transfers?limit=700".to_owned(),
-            Some(c) => format!("/api/v1/transfers?limit=700&before_id={c}"),
+            Some(c) => format!("/api/v1/transfers?limit=700&cursor={c}"),
         };
         let (s, page) = api.get(&path, &daemon.admin).await;
         assert_eq!(s, StatusCode::OK, "{page}");

@@ -119,18 +119,18 @@ fn the_operator_commands_list_show_retry_cancel_and_acknowledge_through_the_daem
         "{bad_state}"
     );
 
-    let page = run(dir, &["transfers", "--limit", "1"]);
+    let last_page = run(dir, &["transfers", "--limit", "1"]);
     assert!(
-        texts(&page)
-            .1
-            .contains(&format!("(page full; the next page: --before {id})")),
-        "{:?}",
-        texts(&page)
+        !texts(&last_page).1.contains("page full"),
+        "the only row is the last page: {:?}",
+        texts(&last_page)
     );
     assert_eq!(
         json(dir, &["transfers", "--before", &id.to_string()]),
         Value::Array(vec![])
     );
+    let bad_cursor = fails(dir, &["transfers", "--cursor", "tomorrow"]);
+    assert!(bad_cursor.contains("invalid cursor"), "{bad_cursor}");
 
     let shown = ok(dir, &["transfer", "show", &id.to_string()]);
     assert!(shown.contains("history:"), "{shown}");
@@ -206,6 +206,24 @@ fn the_operator_commands_list_show_retry_cancel_and_acknowledge_through_the_daem
     let table = ok(dir, &["status"]);
     assert!(table.starts_with("daemon: running, pid "), "{table}");
     assert!(table.contains("queue: cancelled 1"), "{table}");
+
+    // Pages: the listing covers both directions, so a page that has a next one names its
+    // cursor (an outbound id would page only the outbound rows; --before still does).
+    drop_file(dir, "ORDERS");
+    wait_for("the second file to be queued", || {
+        json(dir, &["transfers"]).as_array().unwrap().len() == 2
+    });
+    let page = run(dir, &["transfers", "--limit", "1"]);
+    let hint = texts(&page).1;
+    let cursor = hint
+        .split("(page full; the next page: --cursor ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("a cursor hint: {hint:?}"))
+        .to_owned();
+    assert!(cursor.starts_with("out-"), "{cursor}");
+    let next = json(dir, &["transfers", "--limit", "1", "--cursor", &cursor]);
+    assert_eq!(next[0]["id"], id, "the older row on the next page: {next}");
 
     // A second daemon on the same data directory is refused before it starts anything.
     write_config(dir, free_port());

@@ -27,7 +27,8 @@
 //!
 //! Retention: an archived file archived more than `archive_days` ago is deleted, then marked
 //! deleted in the journal (deleting it twice is harmless). History older than `history_days`
-//! is pruned with [`oftp::journal::Journal::prune_history`]; what is never pruned (what a
+//! is pruned with [`oftp::journal::Journal::prune_history`] (session trails too, by the time
+//! their session ended; the partner counters are kept); what is never pruned (what a
 //! restart, a duplicate offer or a late EERP needs) is listed in [`oftp::journal::processing`].
 
 use std::collections::HashMap;

@@ -17,7 +17,8 @@ use oftp::handler::{
     TransferResult,
 };
 use oftp::journal::{
-    AlertKind, Journal, JournalError, QueueChange, QueueState, QueuedFile, QueuedSend,
+    AlertKind, Direction as Way, Journal, JournalError, QueueChange, QueueState, QueuedFile,
+    QueuedSend, SessionRole,
 };
 use oftp::oftp_proto::codec::{FileFormat, SfnaReason};
 use oftp::outbound::{OutboundQueue, QueueOutcome};
@@ -204,6 +205,54 @@ async fn a_calling_partner_gets_its_due_queued_files_instead_of_its_outbox() {
             QueueState::Sent,
             QueueState::Delivered
         ]
+    );
+    // The session that sent them is on the rows' trail (issue #12): written at its end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let trail = loop {
+        let trails = s.journal().sessions_of(Way::Sent, a).unwrap();
+        if let [t] = trails.as_slice()
+            && t.end.is_some()
+        {
+            break t.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{trails:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(trail.start.role, SessionRole::Responder);
+    assert_eq!(trail.start.partner, "client");
+    let sent_data: Vec<_> = trail
+        .commands
+        .iter()
+        .filter(|c| c.command == "DATA")
+        .map(|c| (c.direction, c.description.as_str()))
+        .collect();
+    assert_eq!(
+        sent_data,
+        [
+            (Way::Sent, "DATA 150000 octets of file data"),
+            (Way::Sent, "DATA 6 octets of file data")
+        ],
+        "one line per file"
+    );
+    assert_eq!(
+        s.journal().sessions_of(Way::Sent, b).unwrap()[0].id,
+        trail.id,
+        "both rows moved in the one session"
+    );
+    assert!(
+        s.journal()
+            .sessions_of(Way::Sent, later)
+            .unwrap()
+            .is_empty(),
+        "the row not due was not moved"
+    );
+    let counters = s.journal().partner_counters().unwrap();
+    assert_eq!(
+        counters
+            .iter()
+            .map(|c| (c.partner.as_str(), c.files_sent, c.octets_sent))
+            .collect::<Vec<_>>(),
+        [("client", 2, 150_006)]
     );
     // The outbox is the gateway's to take over now: the server leaves it alone.
     assert!(s.server.outbox().join("loose.edi").exists());

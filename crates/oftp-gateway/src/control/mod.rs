@@ -5,6 +5,8 @@
 //!
 //! - [`operations`]: the operations over the journal and the [`GatewayRuntime`](crate::GatewayRuntime),
 //!   with their serde view types, in ONE place for the control channel and the HTTP API;
+//! - [`history`]: the views of the operator's history (a page of transfers of both
+//!   directions, transfer ids, session trails, partner counters);
 //! - [`protocol`]: the wire format, line-delimited JSON, versioned;
 //! - [`server`]: the daemon's side ([`ControlSocket::bind`] refuses a second daemon on the same
 //!   data directory and replaces a stale socket; [`ControlServer::shutdown`] removes it);
@@ -22,6 +24,7 @@
 //! guard.
 
 pub mod client;
+pub mod history;
 pub mod operations;
 pub mod protocol;
 pub mod server;
@@ -31,6 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use client::ClientError;
+pub use history::{CommandView, PartnerCountersView, SessionView, TransferId, TransferPage};
 pub use operations::{
     AlertView, DaemonView, Operations, OpsError, QueueDepthView, StatusView, TransferDetailView,
     TransferQuery, TransferView, TransitionView,

@@ -15,18 +15,21 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use oftp::journal::{
-    Alert, Journal, JournalError, QueueState, QueuedFile, TransferDetail, TransferFilter,
-    Transition,
+    Alert, Direction, HistoryEntry, HistoryPosition, HistoryQuery, HistoryState, Journal,
+    JournalError, QueuedFile, TransferDetail, Transition,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::history::{
+    PartnerCountersView, SessionView, TransferId, TransferPage, direction_name, parse_direction,
+};
 use crate::ops::{CallNowError, GatewayRuntime, PartnerState};
 use crate::runtime::Clock;
 
 /// Rows a listing returns when no limit is given.
 pub const DEFAULT_LIMIT: u32 = 50;
-/// The most rows one listing returns (page on with `before_id`).
+/// The most rows one listing returns (page on with `cursor`).
 pub const MAX_LIMIT: u32 = 1000;
 
 /// The operations of the control channel and the HTTP API.
@@ -52,6 +55,20 @@ pub enum OpsError {
     /// No queue row with this id.
     #[error("no transfer {0}; `oftp transfers` lists them")]
     UnknownTransfer(i64),
+    /// No received file with this id.
+    #[error("no received file in-{0}; `oftp transfers --direction in` lists them")]
+    UnknownReceived(i64),
+    /// A transfer id that is none (`42` or `in-42`).
+    #[error(
+        "invalid transfer id {0:?}: a number (an outbound transfer) or in-NUMBER (a received file)"
+    )]
+    BadTransferId(String),
+    /// A direction that is none.
+    #[error("unknown direction {0:?}; directions are: in, out")]
+    UnknownDirection(String),
+    /// A cursor this daemon did not hand out.
+    #[error("{0}")]
+    BadCursor(String),
     /// The row's state does not allow the change (the journal's refusal).
     #[error("transfer {id}: {text}")]
     Refused {
@@ -81,7 +98,10 @@ impl OpsError {
     /// The error's name on the wire (`unknown_transfer`, `refused`, ...).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::UnknownTransfer(_) => "unknown_transfer",
+            Self::UnknownTransfer(_) | Self::UnknownReceived(_) => "unknown_transfer",
+            Self::BadTransferId(_) => "bad_transfer_id",
+            Self::UnknownDirection(_) => "unknown_direction",
+            Self::BadCursor(_) => "bad_cursor",
             Self::Refused { .. } => "refused",
             Self::UnknownAlert(_) => "unknown_alert",
             Self::UnknownState(_) => "unknown_state",
@@ -105,7 +125,7 @@ impl OpsError {
 }
 
 fn state_names() -> String {
-    QueueState::ALL.map(QueueState::as_str).join(", ")
+    HistoryState::names().join(", ")
 }
 
 /// The daemon answering.
@@ -141,52 +161,97 @@ pub struct QueueDepthView {
     pub count: u64,
 }
 
-/// Which transfers to list: all given filters must match; newest first.
+/// Which transfers to list: all given filters must match; newest first (by when each was
+/// enqueued or its reception began; that order never changes, so a cursor walk sees every row
+/// once). The field names are the HTTP API's query-string names; the fields added for the
+/// history (`direction`, `until`, `cursor`) are left out of the JSON when not set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TransferQuery {
-    /// Only this partner's.
+    /// Only this partner's (its configured name).
     pub partner: Option<String>,
-    /// Only rows in this state (a stored name: `queued`, `failed`, ...).
+    /// Only rows in this state: an outbound state (`queued`, `failed`, ...) or an inbound one
+    /// (`receiving`, `received`, `held`, `end_response_sent`).
     pub state: Option<String>,
     /// Only rows that changed at or after this time.
     pub since: Option<DateTime<Utc>>,
-    /// Only rows with a smaller id: the id of the last row of the previous page.
+    /// Only outbound rows with a smaller id: the id of the last row of the previous page
+    /// (`oftp transfers --before`; `cursor` pages both directions).
     pub before_id: Option<i64>,
     /// At most this many rows ([`DEFAULT_LIMIT`] if not given, at most [`MAX_LIMIT`]).
     pub limit: Option<u32>,
+    /// Only `in` (received files) or `out` (the outbound queue); both if not given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// Only rows that changed before this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// The `next_cursor` of the previous page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 impl TransferQuery {
     /// The most rows this query returns: its `limit` (else [`DEFAULT_LIMIT`]), at most
-    /// [`MAX_LIMIT`]. A listing that returns this many may have more (page on with
-    /// `before_id`).
+    /// [`MAX_LIMIT`], at least 1. A page has a `next_cursor` when more rows follow.
     pub fn page_size(&self) -> u32 {
-        self.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)
+        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+    }
+
+    /// The journal's query of this one, checked.
+    fn history(self) -> Result<HistoryQuery, OpsError> {
+        let limit = self.page_size();
+        let state = self
+            .state
+            .as_deref()
+            .map(|s| HistoryState::parse(s).ok_or_else(|| OpsError::UnknownState(s.to_owned())))
+            .transpose()?;
+        Ok(HistoryQuery {
+            direction: self.direction.as_deref().map(parse_direction).transpose()?,
+            state,
+            since: self.since,
+            until: self.until,
+            after: self
+                .cursor
+                .as_deref()
+                .map(|c| {
+                    c.parse::<HistoryPosition>()
+                        .map_err(|e| OpsError::BadCursor(e.to_string()))
+                })
+                .transpose()?,
+            before_id: self.before_id,
+            partner: self.partner,
+            limit,
+        })
     }
 }
 
-/// A queue row.
+/// A transfer: a queue row (outbound) or a received file (inbound).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TransferView {
-    /// Row id.
+    /// Row id in its direction (a queue row's is what `oftp transfer retry ID` takes).
     pub id: i64,
-    /// The partner it goes to.
+    /// `out` (the outbound queue) or `in` (a received file).
+    pub direction: String,
+    /// The id that names it in either direction: `42` or `in-42` (see [`TransferId`]).
+    pub transfer_id: String,
+    /// The partner it goes to or came from (its configured name; a received file of a
+    /// partner never seen under a name: its SSID code).
     pub partner: String,
     /// SFIDDSN.
     pub virtual_file_name: String,
-    /// The taken-over file.
+    /// The taken-over file (outbound); where the file is stored (inbound).
     pub source_path: String,
     /// The state's stored name.
     pub state: String,
-    /// Calls that claimed it so far.
+    /// Calls that claimed it so far (0 for received files).
     pub attempts: u32,
     /// The error of the last failed attempt.
     pub last_error: Option<String>,
-    /// When it was enqueued.
+    /// When it was enqueued (outbound); when its reception began (inbound).
     pub queued_at: DateTime<Utc>,
-    /// When it is due (meaningful while queued).
+    /// When it is due (meaningful while queued; inbound: as `queued_at`).
     pub next_attempt_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
@@ -196,6 +261,8 @@ impl From<&QueuedFile> for TransferView {
     fn from(f: &QueuedFile) -> Self {
         Self {
             id: f.id,
+            direction: direction_name(Direction::Sent).to_owned(),
+            transfer_id: TransferId::Out(f.id).to_string(),
             partner: f.send.partner.clone(),
             virtual_file_name: f.send.virtual_file_name.clone(),
             source_path: f.send.source_path.display().to_string(),
@@ -209,14 +276,18 @@ impl From<&QueuedFile> for TransferView {
     }
 }
 
-/// A queue row with every change of its state, oldest first.
+/// A transfer with every change of its state, oldest first, and the sessions that moved it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TransferDetailView {
     /// The row.
     #[serde(flatten)]
     pub transfer: TransferView,
-    /// Its history, oldest first (the first is the enqueueing).
+    /// Its history, oldest first (the first is the enqueueing; empty for a received file).
     pub history: Vec<TransitionView>,
+    /// The sessions that moved it, oldest first, each with every command the PI trail
+    /// recorded (sessions older than `history_days` are pruned).
+    #[serde(default)]
+    pub sessions: Vec<SessionView>,
 }
 
 impl From<&TransferDetail> for TransferDetailView {
@@ -224,6 +295,7 @@ impl From<&TransferDetail> for TransferDetailView {
         Self {
             transfer: TransferView::from(&d.file),
             history: d.history.iter().map(TransitionView::from).collect(),
+            sessions: Vec::new(),
         }
     }
 }
@@ -349,30 +421,69 @@ impl Operations {
         })
     }
 
-    /// The rows that match `query`, newest first.
-    pub async fn transfers(&self, query: TransferQuery) -> Result<Vec<TransferView>, OpsError> {
-        let state = query
-            .state
-            .as_deref()
-            .map(|s| QueueState::parse(s).ok_or_else(|| OpsError::UnknownState(s.to_owned())))
-            .transpose()?;
-        let filter = TransferFilter {
-            limit: query.page_size(),
-            partner: query.partner,
-            state,
-            since: query.since,
-            before_id: query.before_id,
-        };
-        let rows = self.journal(move |j| j.transfers(&filter)).await?;
-        Ok(rows.iter().map(TransferView::from).collect())
+    /// A page of the transfers of both directions that match `query`, newest first, with
+    /// the cursor of the next.
+    pub async fn transfer_page(&self, query: TransferQuery) -> Result<TransferPage, OpsError> {
+        let query = query.history()?;
+        let page = self.journal(move |j| j.transfer_page(&query)).await?;
+        Ok(TransferPage {
+            items: page
+                .entries
+                .iter()
+                .map(|e| match e {
+                    HistoryEntry::Out(f) => TransferView::from(f),
+                    HistoryEntry::In(f) => TransferView::from(f),
+                })
+                .collect(),
+            next_cursor: page.next.map(|p| p.to_string()),
+        })
     }
 
-    /// Row `id` with its history.
+    /// The rows of [`transfer_page`](Self::transfer_page), without the cursor.
+    pub async fn transfers(&self, query: TransferQuery) -> Result<Vec<TransferView>, OpsError> {
+        Ok(self.transfer_page(query).await?.items)
+    }
+
+    /// Queue row `id` with its history and the sessions that moved it.
     pub async fn transfer(&self, id: i64) -> Result<TransferDetailView, OpsError> {
-        self.journal(move |j| j.transfer(id))
-            .await?
-            .map(|d| TransferDetailView::from(&d))
-            .ok_or(OpsError::UnknownTransfer(id))
+        self.transfer_detail(TransferId::Out(id)).await
+    }
+
+    /// The transfer `id` (either direction) with its history and the sessions that moved it.
+    pub async fn transfer_detail(&self, id: TransferId) -> Result<TransferDetailView, OpsError> {
+        let (direction, row) = match id {
+            TransferId::Out(row) => (Direction::Sent, row),
+            TransferId::In(row) => (Direction::Received, row),
+        };
+        let (detail, sessions) = self
+            .journal(move |j| {
+                let detail = match id {
+                    TransferId::Out(row) => j.transfer(row)?.map(|d| TransferDetailView::from(&d)),
+                    TransferId::In(row) => j.inbound_transfer(row)?.map(|f| TransferDetailView {
+                        transfer: TransferView::from(&f),
+                        history: Vec::new(),
+                        sessions: Vec::new(),
+                    }),
+                };
+                let sessions = match detail {
+                    Some(_) => j.sessions_of(direction, row)?,
+                    None => Vec::new(),
+                };
+                Ok((detail, sessions))
+            })
+            .await?;
+        let mut detail = detail.ok_or(match id {
+            TransferId::Out(row) => OpsError::UnknownTransfer(row),
+            TransferId::In(row) => OpsError::UnknownReceived(row),
+        })?;
+        detail.sessions = sessions.iter().map(SessionView::from).collect();
+        Ok(detail)
+    }
+
+    /// Files and bytes sent to and received from each partner, over all time.
+    pub async fn partner_counters(&self) -> Result<Vec<PartnerCountersView>, OpsError> {
+        let rows = self.journal(|j| j.partner_counters()).await?;
+        Ok(rows.iter().map(PartnerCountersView::from).collect())
     }
 
     /// Queues row `id` again, due now, and wakes its partner's call loop.

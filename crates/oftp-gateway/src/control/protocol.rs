@@ -10,7 +10,9 @@
 //!
 //! Operations (`op`) and their results: `status` ([`StatusView`](super::StatusView)),
 //! `transfers` with the fields of [`TransferQuery`] (a list of
-//! [`TransferView`](super::TransferView)), `transfer`/`retry`/`cancel` with `id`
+//! [`TransferView`](super::TransferView)), `transfer_page` with the same fields
+//! ([`TransferPage`](super::TransferPage)), `transfer_detail` with `transfer` (`42` or `in-42`:
+//! [`TransferDetailView`](super::TransferDetailView)), `transfer`/`retry`/`cancel` with `id`
 //! ([`TransferDetailView`](super::TransferDetailView) / [`TransferView`](super::TransferView)),
 //! `call` with `partner` (`null`), `alerts` with `all` (a list of
 //! [`AlertView`](super::AlertView)), `ack` with `id` ([`AlertView`](super::AlertView)). Error
@@ -50,8 +52,15 @@ impl Request {
 pub enum Op {
     /// The daemon, partners, queue depth, open alerts.
     Status,
-    /// Lists queue rows.
+    /// Lists transfers of both directions (the rows of a page).
     Transfers(TransferQuery),
+    /// A page of transfers with the cursor of the next.
+    TransferPage(TransferQuery),
+    /// One transfer of either direction (`42` or `in-42`) with its history and sessions.
+    TransferDetail {
+        /// Its transfer id.
+        transfer: String,
+    },
     /// One queue row with its history.
     Transfer {
         /// Row id.
@@ -166,6 +175,22 @@ mod tests {
             Op::Alerts { all: false },
             "all defaults to false"
         );
+    }
+
+    #[test]
+    fn the_history_fields_of_a_query_go_on_the_wire_only_when_set() {
+        let line = serde_json::to_string(&Request::new(Op::TransferPage(TransferQuery {
+            direction: Some("in".into()),
+            cursor: Some("in-5-7".into()),
+            ..TransferQuery::default()
+        })))
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"v":1,"op":"transfer_page","partner":null,"state":null,"since":null,"before_id":null,"limit":null,"direction":"in","cursor":"in-5-7"}"#
+        );
+        let back: Request = serde_json::from_str(&line).unwrap();
+        assert!(matches!(back.op, Op::TransferPage(q) if q.cursor.as_deref() == Some("in-5-7")));
     }
 
     #[test]

@@ -273,6 +273,11 @@ pub async fn answer(ops: &Operations, line: &[u8]) -> Response {
     match request.op {
         Op::Status => reply(ops.status().await),
         Op::Transfers(q) => reply(ops.transfers(q).await),
+        Op::TransferPage(q) => reply(ops.transfer_page(q).await),
+        Op::TransferDetail { transfer } => match transfer.parse() {
+            Ok(id) => reply(ops.transfer_detail(id).await),
+            Err(e) => Response::from(&e),
+        },
         Op::Transfer { id } => reply(ops.transfer(id).await),
         Op::Retry { id } => reply(ops.retry(id).await),
         Op::Cancel { id } => reply(ops.cancel(id).await),

@@ -529,3 +529,207 @@ async fn offline_operations_read_the_journal_and_refuse_changes() {
     assert_eq!(ops.call("acme").unwrap_err(), OpsError::NotRunning);
     assert_eq!(ops.acknowledge(1).await.unwrap_err(), OpsError::NotRunning);
 }
+
+fn session(
+    partner: &str,
+    code: &str,
+    transfers: Vec<oftp::journal::SessionTransfer>,
+) -> oftp::journal::SessionBatch {
+    use oftp::journal::{Direction, SessionCommand, SessionEnd, SessionRole, SessionStart};
+    oftp::journal::SessionBatch {
+        session: None,
+        start: SessionStart {
+            partner: partner.into(),
+            partner_code: code.into(),
+            role: SessionRole::Responder,
+            remote: "127.0.0.1:5000".into(),
+            started_at: t(1),
+        },
+        commands: vec![SessionCommand {
+            at: t(1),
+            direction: Direction::Received,
+            command: "SSID".into(),
+            description: "SSID level 5 code ACME".into(),
+        }],
+        transfers,
+        end: Some(SessionEnd {
+            at: t(2),
+            result: "OK".into(),
+        }),
+    }
+}
+
+fn moved(direction: oftp::journal::Direction, row: i64) -> oftp::journal::SessionTransfer {
+    oftp::journal::SessionTransfer {
+        direction,
+        row: Some(row),
+        octets: 10,
+        done: true,
+    }
+}
+
+fn key(dsn: &str) -> oftp::journal::FileKey {
+    oftp::journal::FileKey::new(
+        "ACME".parse().unwrap(),
+        dsn,
+        <oftp::stamp::FileStamp as oftp::stamp::FileStampExt>::from_datetime(t(0).naive_utc(), 1),
+    )
+}
+
+#[tokio::test]
+async fn transfers_of_both_directions_are_paged_with_a_cursor() {
+    use oftp::journal::Direction;
+    let d = Daemon::start();
+    let out = d.journal.enqueue(&send("acme", "early"), t(-3600)).unwrap();
+    let received = d
+        .journal
+        .begin_receive("ACME", &key("IN"), Path::new("p"), Path::new("/in/IN"), "")
+        .unwrap();
+    d.journal
+        .complete_receive(received, Path::new("/in/IN"))
+        .unwrap();
+    d.journal
+        .record_session(&session(
+            "acme",
+            "ACME",
+            vec![moved(Direction::Received, received)],
+        ))
+        .unwrap();
+
+    let first: TransferPage = d
+        .ask(Op::TransferPage(TransferQuery {
+            limit: Some(1),
+            ..TransferQuery::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 1);
+    let inbound = &first.items[0];
+    assert_eq!(
+        (
+            inbound.direction.as_str(),
+            inbound.transfer_id.clone(),
+            inbound.partner.as_str()
+        ),
+        ("in", format!("in-{received}"), "acme"),
+        "the received file (newest) first, under the partner's name"
+    );
+    assert_eq!(inbound.state, "received");
+    let cursor = first.next_cursor.clone().expect("a second page");
+    let second: TransferPage = d
+        .ask(Op::TransferPage(TransferQuery {
+            limit: Some(1),
+            cursor: Some(cursor),
+            ..TransferQuery::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        second
+            .items
+            .iter()
+            .map(|r| (r.direction.as_str(), r.transfer_id.as_str()))
+            .collect::<Vec<_>>(),
+        [("out", out.to_string().as_str())]
+    );
+    assert_eq!(second.next_cursor, None, "the last page");
+
+    let outbound: Vec<TransferView> = d
+        .ask(Op::Transfers(TransferQuery {
+            direction: Some("out".into()),
+            ..TransferQuery::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(outbound.iter().map(|r| r.id).collect::<Vec<_>>(), [out]);
+
+    let bad = d
+        .refusal(Op::TransferPage(TransferQuery {
+            cursor: Some("yesterday".into()),
+            ..TransferQuery::default()
+        }))
+        .await;
+    assert_eq!(bad.code, "bad_cursor");
+    assert!(bad.message.contains("next_cursor"), "{}", bad.message);
+    let bad = d
+        .refusal(Op::Transfers(TransferQuery {
+            direction: Some("sideways".into()),
+            ..TransferQuery::default()
+        }))
+        .await;
+    assert_eq!(bad.code, "unknown_direction");
+    assert!(bad.message.contains("in, out"), "{}", bad.message);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_transfers_detail_has_the_sessions_that_moved_it_with_their_commands() {
+    use oftp::journal::Direction;
+    let d = Daemon::start();
+    let out = d.journal.enqueue(&send("acme", "inv"), t(0)).unwrap();
+    let received = d
+        .journal
+        .begin_receive("ACME", &key("IN"), Path::new("p"), Path::new("/in/IN"), "")
+        .unwrap();
+    d.journal
+        .record_session(&session(
+            "acme",
+            "ACME",
+            vec![
+                moved(Direction::Sent, out),
+                moved(Direction::Received, received),
+            ],
+        ))
+        .unwrap();
+
+    for transfer in [out.to_string(), format!("in-{received}")] {
+        let detail: TransferDetailView = d
+            .ask(Op::TransferDetail {
+                transfer: transfer.clone(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(detail.transfer.transfer_id, transfer);
+        assert_eq!(detail.sessions.len(), 1, "{transfer}");
+        let s = &detail.sessions[0];
+        assert_eq!((s.role.as_str(), s.partner.as_str()), ("responder", "acme"));
+        assert_eq!(s.result.as_deref(), Some("OK"));
+        assert_eq!(
+            s.commands
+                .iter()
+                .map(|c| (c.direction.as_str(), c.command.as_str()))
+                .collect::<Vec<_>>(),
+            [("in", "SSID")]
+        );
+    }
+    let shown: TransferDetailView = d.ask(Op::Transfer { id: out }).await.unwrap();
+    assert_eq!(shown.sessions.len(), 1, "`oftp transfer show` has them too");
+    assert_eq!(shown.history.len(), 1);
+
+    let unknown = d
+        .refusal(Op::TransferDetail {
+            transfer: "in-999".into(),
+        })
+        .await;
+    assert_eq!(unknown.code, "unknown_transfer");
+    assert!(unknown.message.contains("in-999"), "{}", unknown.message);
+    let bad = d
+        .refusal(Op::TransferDetail {
+            transfer: "nine".into(),
+        })
+        .await;
+    assert_eq!(bad.code, "bad_transfer_id");
+
+    let ops = Operations::offline(d.journal.clone(), Arc::new(FixedClock));
+    assert_eq!(
+        ops.partner_counters().await.unwrap(),
+        [PartnerCountersView {
+            partner: "acme".into(),
+            files_sent: 1,
+            bytes_sent: 10,
+            files_received: 1,
+            bytes_received: 10,
+        }]
+    );
+    d.stop().await;
+}

@@ -91,7 +91,9 @@ pub fn ops_error(e: OpsError) -> ApiError {
     let status = match e.code() {
         "unknown_transfer" | "unknown_alert" | "unknown_partner" => StatusCode::NOT_FOUND,
         "refused" | "no_address" => StatusCode::CONFLICT,
-        "unknown_state" => StatusCode::BAD_REQUEST,
+        "unknown_state" | "unknown_direction" | "bad_cursor" | "bad_transfer_id" => {
+            StatusCode::BAD_REQUEST
+        }
         "not_running" | "shutting_down" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

@@ -113,6 +113,8 @@ mod tests {
             "StatusView",
             "\"bearer\"",
             "\"before_id\"",
+            "\"cursor\"",
+            "SessionView",
         ] {
             assert!(text.contains(name), "{name} missing");
         }

@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use oftp_gateway::PartnerState;
 use oftp_gateway::control::{
-    AlertView, StatusView, TransferDetailView, TransferQuery, TransferView,
+    AlertView, PartnerCountersView, StatusView, TransferDetailView, TransferId, TransferPage,
+    TransferQuery, TransferView,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -28,6 +29,8 @@ pub struct PartnerView {
     /// Its call state in the running gateway (`None` while the gateway does not know it yet,
     /// just after a reload).
     pub state: Option<PartnerState>,
+    /// Files and octets exchanged with it over all time (`None` = none recorded yet).
+    pub counters: Option<PartnerCountersView>,
 }
 
 /// `POST /api/v1/partners/{name}/call` accepted.
@@ -35,15 +38,6 @@ pub struct PartnerView {
 pub struct CallAccepted {
     /// The partner called.
     pub partner: String,
-}
-
-/// A page of transfers, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct TransferPage {
-    /// The rows.
-    pub items: Vec<TransferView>,
-    /// Where the next page starts (pass it as `before_id`); `null` on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/alerts` query.
@@ -84,16 +78,23 @@ pub async fn status(
     state.ctx().ops.status().await.map(Json).map_err(ops_error)
 }
 
-fn partner_views(state: &AppState) -> Vec<PartnerView> {
+async fn partner_views(state: &AppState) -> Result<Vec<PartnerView>, ApiError> {
     let running = state.ctx().runtime.partners();
-    state
+    let counters = state
+        .ctx()
+        .ops
+        .partner_counters()
+        .await
+        .map_err(ops_error)?;
+    Ok(state
         .partners()
         .into_iter()
         .map(|info| PartnerView {
             state: running.iter().find(|s| s.name == info.name).cloned(),
+            counters: counters.iter().find(|c| c.partner == info.name).cloned(),
             info,
         })
-        .collect()
+        .collect())
 }
 
 fn unknown_partner(name: &str) -> ApiError {
@@ -110,8 +111,8 @@ fn unknown_partner(name: &str) -> ApiError {
 pub async fn partners(
     ReadAccess(_): ReadAccess,
     State(state): State<AppState>,
-) -> Json<Vec<PartnerView>> {
-    Json(partner_views(&state))
+) -> Result<Json<Vec<PartnerView>>, ApiError> {
+    partner_views(&state).await.map(Json)
 }
 
 /// One partner.
@@ -124,6 +125,7 @@ pub async fn partner(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PartnerView>, ApiError> {
     partner_views(&state)
+        .await?
         .into_iter()
         .find(|p| p.info.name == name)
         .map(Json)
@@ -146,7 +148,8 @@ pub async fn call(
     Ok((StatusCode::ACCEPTED, Json(CallAccepted { partner: name })))
 }
 
-/// The queue's rows that match the query, newest first, a page at a time.
+/// The transfers of both directions that match the query, newest first, a page at a time
+/// (`next_cursor` of a page is the `cursor` of the next).
 #[utoipa::path(get, path = "/api/v1/transfers", tag = "transfers",
     params(TransferQuery),
     responses((status = 200, body = TransferPage), (status = 400), (status = 401)))]
@@ -155,29 +158,30 @@ pub async fn transfers(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<TransferQuery>,
 ) -> Result<Json<TransferPage>, ApiError> {
-    let full = query.page_size() as usize;
-    let items = state.ctx().ops.transfers(query).await.map_err(ops_error)?;
-    // A full page may have more after it; the next one starts below its last row.
-    let next_cursor = (items.len() == full)
-        .then(|| items.last().map(|t| t.id.to_string()))
-        .flatten();
-    Ok(Json(TransferPage { items, next_cursor }))
+    state
+        .ctx()
+        .ops
+        .transfer_page(query)
+        .await
+        .map(Json)
+        .map_err(ops_error)
 }
 
-/// One row of the queue with every change of its state.
+/// One transfer with every change of its state and the sessions that moved it.
 #[utoipa::path(get, path = "/api/v1/transfers/{id}", tag = "transfers",
-    params(("id" = i64, Path, description = "The transfer's id")),
+    params(("id" = String, Path, description = "The transfer's id: `42` (sent) or `in-42` (received)")),
     responses((status = 200, body = TransferDetailView), (status = 400), (status = 401),
         (status = 404)))]
 pub async fn transfer(
     ReadAccess(_): ReadAccess,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TransferDetailView>, ApiError> {
+    let id: TransferId = id.parse().map_err(ops_error)?;
     state
         .ctx()
         .ops
-        .transfer(id)
+        .transfer_detail(id)
         .await
         .map(Json)
         .map_err(ops_error)

@@ -66,7 +66,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             Event::DataReceived {
                 bytes,
                 end_of_record,
-            } => self.on_data(bytes, end_of_record).await,
+            } => {
+                self.recorder
+                    .data(crate::journal::Direction::Received, bytes.len());
+                self.on_data(bytes, end_of_record).await
+            }
             Event::FileEnded {
                 record_count,
                 unit_count,
@@ -188,8 +192,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         }
     }
 
-    async fn trail(&self, origin: Origin, name: &'static str, summary: String) {
+    async fn trail(&mut self, origin: Origin, name: &'static str, summary: String) {
         tracing::debug!(conn = self.conn.id, ?origin, "{summary}");
+        self.record_command(origin, name, &summary).await;
         if origin == Origin::Local {
             self.log_refusal(name, &summary).await;
         }
@@ -205,6 +210,17 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             .await;
     }
 
+    /// The partner's SSID code as known now, and whether it is certain (logged in, or the
+    /// partner we call) rather than only claimed in an SSID we have not accepted.
+    pub(super) fn peer_code(&self) -> Option<(String, bool)> {
+        match (&self.info, &self.initiator, &self.claimed_ssid) {
+            (Some(info), _, _) => Some((info.peer_ssid.to_string(), true)),
+            (None, Some(setup), _) => Some((setup.partner.ssid.clone(), true)),
+            (None, None, Some(code)) => Some((code.clone(), false)),
+            (None, None, None) => None,
+        }
+    }
+
     /// Every refusal we send is logged here, where the session reports what it sent, with the
     /// partner, the file and the reason: ESID other than a normal end, SFNA, EFNA and NERP.
     async fn log_refusal(&self, name: &str, summary: &str) {
@@ -214,11 +230,10 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             "ESID" if !summary.starts_with(&format!("ESID {}", EsidReason::NORMAL)) => None,
             _ => return,
         };
-        let partner = match (&self.info, &self.initiator, &self.claimed_ssid) {
-            (Some(info), _, _) => info.peer_ssid.to_string(),
-            (None, Some(setup), _) => setup.partner.ssid.clone(),
-            (None, None, Some(code)) => format!("{code} (not logged in)"),
-            (None, None, None) => "(no SSID yet)".to_owned(),
+        let partner = match self.peer_code() {
+            Some((code, true)) => code,
+            Some((code, false)) => format!("{code} (not logged in)"),
+            None => "(no SSID yet)".to_owned(),
         };
         let file = file.map(|f| format!(", file {f}")).unwrap_or_default();
         self.log(

@@ -407,6 +407,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         );
         self.log(LogLevel::Info, message).await;
+        // The partner's name is on record before its first file arrives.
+        self.write_trail(None).await;
         self.queue_pending_end_responses().await;
         if let Some(info) = self.info.clone() {
             self.handler.session_started(&info).await;

@@ -52,6 +52,7 @@ mod receive;
 mod report;
 mod restart;
 mod send;
+mod trail;
 mod turn;
 mod wire;
 
@@ -268,6 +269,8 @@ pub(crate) struct Connection<T: Transport, H: Handler, F: FileServices> {
     claimed_ssid: Option<String>,
     /// The last file offered to us (its name, date/time and originator), for logs.
     offered: Option<String>,
+    /// The session's trail not yet written to the journal.
+    recorder: trail::Recorder,
 }
 
 /// Why the connection task stopped reading: the transport failed.
@@ -298,7 +301,9 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 });
             }
         }
+        let recorder = trail::Recorder::new(initiator.is_some());
         Self {
+            recorder,
             io,
             session,
             handler,
@@ -421,6 +426,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             }
         }
         self.settle_claimed(&ended).await;
+        self.write_trail(Some(&ended)).await;
         self.handler.disconnected(&self.conn, &ended).await;
         ConnectionReport {
             negotiated: self.negotiated.clone(),

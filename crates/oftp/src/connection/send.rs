@@ -94,6 +94,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
                 Ok(Chunk::Data(bytes, eor)) => {
                     queued += bytes.len();
                     turn += bytes.len();
+                    self.recorder.data(JournalDirection::Sent, bytes.len());
                     if let Err(error) = self.session.write_data(bytes, eor) {
                         let path = out.file.path.clone();
                         let problem = ConnectionError::CannotSend { path, error };
@@ -421,6 +422,11 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
             restart_position: 0,
             file_hash: file_hash.unwrap_or_default(),
         };
+        let row = match origin {
+            Origin::Queue(id) => Some(id),
+            _ => None,
+        };
+        self.recorder.file_started(JournalDirection::Sent, row);
         self.outgoing = Some(Outgoing {
             origin,
             resumed,

@@ -30,6 +30,7 @@ use crate::stamp::{FileStamp, FileStampExt};
 
 mod alert_delivery;
 mod calls;
+mod history;
 mod processing;
 mod queue;
 mod queue_effects;
@@ -124,6 +125,7 @@ pub fn journal(j: &dyn Journal) {
     calls::rules(j);
     processing::rules(j);
     alert_delivery::rules(j);
+    history::rules(j);
 }
 
 fn reception_lifecycle(j: &dyn Journal) {
@@ -749,6 +751,7 @@ pub fn reopened(open: &dyn Fn() -> Arc<dyn Journal>) {
     let delivering = alert_delivery::record(&*j);
     let queued = queue::record(&*j);
     let called = calls::record(&*j);
+    let session = history::record(&*j);
     drop(j);
 
     let j = open();
@@ -779,4 +782,5 @@ pub fn reopened(open: &dyn Fn() -> Arc<dyn Journal>) {
     queue::check_reopened(&*j, &queued);
     calls::check_reopened(&*j, &called);
     alert_delivery::check_reopened(&*j, delivering);
+    history::check_reopened(&*j, session);
 }

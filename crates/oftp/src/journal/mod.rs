@@ -22,7 +22,10 @@
 //! - **the gateway's calls** ([`calls`]): when each call to a partner started and ended, and
 //!   how it went, so a restarted daemon keeps each partner's schedule.
 //! - **post-processing** of received files, **held end responses**, the **archive** of final
-//!   files and the **pruning** of old history ([`processing`]).
+//!   files and the **pruning** of old history ([`processing`]);
+//! - **the operator's history** ([`history`]): one listing of both directions with a cursor,
+//!   each session's trail (its OFTP commands, the transfers it moved) and the partner
+//!   counters.
 //!
 //! Every stamp written is checked first ([`FileStampExt::is_valid`]: a calendar date and a time of
 //! day): nothing invalid is stored ([`JournalError::InvalidStamp`]).
@@ -51,12 +54,18 @@ use crate::stamp::{FileStamp, FileStampExt};
 pub mod alert_delivery;
 pub mod calls;
 pub mod conformance;
+pub mod history;
 pub mod processing;
 pub mod queue;
 mod sqlite;
 
 pub use alert_delivery::{DeliveryOutcome, DueDelivery, RaiseAgain};
 pub use calls::CallRecord;
+pub use history::{
+    BadCursor, HistoryEntry, HistoryPage, HistoryPosition, HistoryQuery, HistoryState, InboundFile,
+    InboundState, PartnerCounters, SessionBatch, SessionCommand, SessionEnd, SessionRole,
+    SessionStart, SessionTrail, SessionTransfer,
+};
 pub use processing::{
     ArchiveCandidate, ArchiveKind, ArchivedFile, Processing, ProcessingRun, ProcessingState,
     Pruned, ReceivedFile,
@@ -293,7 +302,7 @@ pub struct SentEntry {
 }
 
 /// Direction of an end response or of a transmitted file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// Received from the partner.
     Received,
@@ -672,7 +681,8 @@ pub trait Journal: fmt::Debug + Send + Sync {
     /// receptions whose end response went out and whose post-processing (if any) succeeded
     /// (with their hashes and post-processing rows), sends delivered or failed, recorded end
     /// responses, and archive entries of deleted files whose row is gone. Never what a
-    /// restart, a duplicate offer or a late end response needs (see [`processing`]).
+    /// restart, a duplicate offer or a late end response needs (see [`processing`]); and
+    /// sessions (with their commands) that ended before `cutoff`.
     fn prune_history(&self, cutoff: DateTime<Utc>) -> Result<Pruned, JournalError>;
 
     // ---- alert delivery and conditions ([`alert_delivery`]) ------------------------------
@@ -711,6 +721,33 @@ pub trait Journal: fmt::Debug + Send + Sync {
         outcome: &DeliveryOutcome,
         at: DateTime<Utc>,
     ) -> Result<(), JournalError>;
+
+    // ---- the operator's history ([`history`]) ---------------------------------------------
+
+    /// The outbound and inbound rows that match `query`, newest first by the key of
+    /// [`HistoryPosition`] (never changed once a row exists), at most `query.limit`, all below
+    /// `query.after`; with the next page's cursor if more may follow.
+    fn transfer_page(&self, query: &HistoryQuery) -> Result<HistoryPage, JournalError>;
+
+    /// Received file `id` as the history lists it; `None` if there is no such row.
+    fn inbound_transfer(&self, id: i64) -> Result<Option<InboundFile>, JournalError>;
+
+    /// Records a batch of a session (see [`SessionBatch`]) and returns the session's id (a new
+    /// one for a first batch): its commands, its transfers (adding their files and octets to
+    /// the partner's counters) and its end, all or nothing.
+    fn record_session(&self, batch: &SessionBatch) -> Result<i64, JournalError>;
+
+    /// The sessions that moved the transfer `row` in `direction` (a queue row for
+    /// [`Direction::Sent`], a received file for [`Direction::Received`]), oldest first, each
+    /// with every command recorded.
+    fn sessions_of(
+        &self,
+        direction: Direction,
+        row: i64,
+    ) -> Result<Vec<SessionTrail>, JournalError>;
+
+    /// The counters of every partner with a recorded transfer, by partner name.
+    fn partner_counters(&self) -> Result<Vec<PartnerCounters>, JournalError>;
 }
 
 impl dyn Journal {
@@ -729,52 +766,4 @@ impl dyn Journal {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn stored_names_of_states_and_directions_round_trip() {
-        for state in SendState::ALL {
-            assert_eq!(SendState::parse(state.as_str()), Some(state));
-        }
-        assert_eq!(SendState::parse("shipped"), None);
-        assert_eq!(Direction::Received.as_str(), "received");
-        assert_eq!(Direction::Sent.as_str(), "sent");
-    }
-
-    /// `call` must not run the operation on the async worker: on a runtime with one worker
-    /// thread, an operation that waits for another task of that runtime only finishes if it
-    /// runs elsewhere (on the blocking pool).
-    #[tokio::test(flavor = "current_thread")]
-    async fn call_runs_on_the_blocking_pool() {
-        let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::in_memory().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let signal = tokio::spawn(async move { tx.send(()).unwrap() });
-        let key = FileKey::new("ORIG".parse().unwrap(), "Z", FileStamp::now());
-        let k = key.clone();
-        let id = journal
-            .call(move |j| {
-                rx.recv_timeout(Duration::from_secs(10))
-                    .expect("the operation ran on the async worker and blocked it");
-                j.begin_receive("ORIG", &k, Path::new("p"), Path::new("f"), "")
-            })
-            .await
-            .unwrap();
-        signal.await.unwrap();
-        assert_eq!(journal.received("ORIG", &key).unwrap().unwrap().id, id);
-    }
-
-    #[tokio::test]
-    async fn call_passes_the_operations_error_on() {
-        let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::in_memory().unwrap());
-        let mut bad = FileStamp::now();
-        bad.month = 13;
-        let key = FileKey::new("ORIG".parse().unwrap(), "BAD", bad);
-        let e = journal
-            .call(move |j| j.begin_receive("ORIG", &key, Path::new("p"), Path::new("f"), ""))
-            .await
-            .unwrap_err();
-        assert!(matches!(e, JournalError::InvalidStamp { .. }), "{e}");
-    }
-}
+mod tests;

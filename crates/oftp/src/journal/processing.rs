@@ -20,6 +20,9 @@
 //! - a queue row not final (queued, in transfer, sent: awaiting the EERP);
 //! - an open alert.
 //!
+//! Session trails ([`history`](super::history)) are pruned by the time their session ended;
+//! the partner counters are totals and are never pruned.
+//!
 //! A complete reception older than the cut-off whose end response went out *is* pruned: a
 //! partner offering that very file (same originator, name and stamp) again after that is no
 //! longer refused as a duplicate. `history_days` must therefore exceed the longest time a
@@ -197,4 +200,7 @@ pub struct Pruned {
     pub end_responses: u64,
     /// Archive entries whose file was deleted.
     pub archived: u64,
+    /// Recorded sessions (with their commands and transfer links) that ended before the
+    /// cut-off (or, never ended, started before it). The partner counters are kept.
+    pub sessions: u64,
 }

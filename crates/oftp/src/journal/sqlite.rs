@@ -22,6 +22,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use chrono::{DateTime, Utc};
 
+use super::history::{
+    HistoryPage, HistoryQuery, InboundFile, PartnerCounters, SessionBatch, SessionTrail,
+};
 use super::{
     Alert, ArchiveCandidate, ArchiveKind, ArchivedFile, CallRecord, Checkpoint, DeliveryOutcome,
     Direction, DueDelivery, EndResponseEntry, FileKey, Journal, JournalError, LocalFileId,
@@ -34,11 +37,13 @@ use crate::stamp::{FileStamp, FileStampExt};
 
 mod alert_delivery;
 mod calls;
+mod history;
 mod operator;
 mod processing;
 mod queue;
 mod receive;
 mod schema;
+mod sessions;
 #[cfg(test)]
 mod tests;
 
@@ -700,5 +705,29 @@ impl Journal for SqliteJournal {
         at: DateTime<Utc>,
     ) -> Result<(), JournalError> {
         self.deliveries_record(alert_id, channel, outcome, at)
+    }
+
+    fn transfer_page(&self, query: &HistoryQuery) -> Result<HistoryPage, JournalError> {
+        self.history_page(query)
+    }
+
+    fn inbound_transfer(&self, id: i64) -> Result<Option<InboundFile>, JournalError> {
+        self.history_inbound(id)
+    }
+
+    fn record_session(&self, batch: &SessionBatch) -> Result<i64, JournalError> {
+        self.sessions_record(batch)
+    }
+
+    fn sessions_of(
+        &self,
+        direction: Direction,
+        row: i64,
+    ) -> Result<Vec<SessionTrail>, JournalError> {
+        self.sessions_of_transfer(direction, row)
+    }
+
+    fn partner_counters(&self) -> Result<Vec<PartnerCounters>, JournalError> {
+        self.sessions_partner_counters()
     }
 }

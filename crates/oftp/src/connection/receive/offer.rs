@@ -327,6 +327,8 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         )
         .await;
         self.handler.start_transfer(&info, &transfer).await;
+        self.recorder
+            .file_started(crate::journal::Direction::Received, Some(journal_id));
         self.incoming = Some(Incoming {
             _active: active,
             sfid: sfid.clone(),

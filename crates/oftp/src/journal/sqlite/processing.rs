@@ -592,6 +592,13 @@ impl SqliteJournal {
             ),
             &[&cut_text],
         )?;
+        exec(
+            &format!(
+                "DELETE FROM session_transfers WHERE direction = 'in'
+                   AND row_id IN ({OLD_RECEIVED})"
+            ),
+            &[&cut_text],
+        )?;
         let received = exec(
             &format!("DELETE FROM received WHERE id IN ({OLD_RECEIVED})"),
             &[&cut_text],
@@ -617,8 +624,10 @@ impl SqliteJournal {
                  OR (kind = 'sent' AND row_id NOT IN (SELECT id FROM queue)))",
             &[],
         )?;
+        let sessions = super::sessions::prune(&tx, cutoff).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(Pruned {
+            sessions,
             transfers,
             alerts,
             received,

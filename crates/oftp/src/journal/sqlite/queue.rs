@@ -288,7 +288,7 @@ impl SqliteJournal {
     }
 
     /// The `queue` rows selected by `tail` (after `FROM queue`), in its order.
-    fn select_queue(
+    pub(super) fn select_queue(
         &self,
         conn: &Connection,
         tail: &str,

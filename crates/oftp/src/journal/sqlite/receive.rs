@@ -76,8 +76,8 @@ impl SqliteJournal {
         self.lock()
             .query_row(
                 "INSERT INTO received (originator, dsn, stamp, state, partial_path, final_path,
-                                       updated_at, user_data, partner)
-                 VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6, ?7, ?8)
+                                       updated_at, user_data, partner, received_at)
+                 VALUES (?1, ?2, ?3, 'receiving', ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (partner, originator, dsn, stamp) DO UPDATE SET
                     state = 'receiving', partial_path = excluded.partial_path,
                     final_path = excluded.final_path, position = 0, file_offset = 0,
@@ -92,7 +92,8 @@ impl SqliteJournal {
                     final_path.to_string_lossy(),
                     now_text(),
                     user_data.trim_end(),
-                    partner.trim_end()
+                    partner.trim_end(),
+                    chrono::Utc::now().timestamp_millis()
                 ],
                 |r| r.get(0),
             )
@@ -138,11 +139,15 @@ impl SqliteJournal {
     }
 
     pub(super) fn reception_drop_receive(&self, id: i64) -> Result<(), JournalError> {
+        // Its session links go with it: SQLite may give its id to the next reception.
         self.lock()
-            .execute(
-                "DELETE FROM received WHERE id = ?1 AND state = 'receiving'",
-                params![id],
-            )
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 DELETE FROM session_transfers WHERE direction = 'in' AND row_id = {id}
+                     AND EXISTS (SELECT 1 FROM received WHERE id = {id} AND state = 'receiving');
+                 DELETE FROM received WHERE id = {id} AND state = 'receiving';
+                 COMMIT;"
+            ))
             .map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -24,6 +24,7 @@ pub(super) fn prepare(conn: &Connection, path: &Path) -> Result<Vec<String>, rus
     conn.execute_batch(CALLS_TABLE)?;
     conn.execute_batch(super::processing::TABLES)?;
     conn.execute_batch(super::alert_delivery::ALERT_DELIVERY_TABLES)?;
+    super::sessions::prepare(conn)?;
     set_aside_invalid_stamps(conn, path)
 }
 

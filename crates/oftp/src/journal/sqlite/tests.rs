@@ -7,6 +7,7 @@ use super::*;
 use crate::journal::conformance;
 use chrono::NaiveDate;
 
+mod history;
 mod queue;
 
 fn key(dsn: &str, counter: u16) -> FileKey {

@@ -11,7 +11,7 @@ use super::super::queue::{CLAIM_DUE, HISTORY, transfers_query};
 use super::*;
 use crate::journal::{QueueChange, QueueState, QueuedSend, TransferFilter};
 
-fn send(partner: &str, name: &str) -> QueuedSend {
+pub(super) fn send(partner: &str, name: &str) -> QueuedSend {
     QueuedSend {
         partner: partner.into(),
         source_path: PathBuf::from(format!("/out/.queue/{name}")),
@@ -27,7 +27,7 @@ fn send(partner: &str, name: &str) -> QueuedSend {
 
 /// The tables as the journal made them before the queue existed (the schema of the release
 /// before it), with a row in each.
-const PREVIOUS_SCHEMA: &str = "
+pub(super) const PREVIOUS_SCHEMA: &str = "
 CREATE TABLE received (
     id INTEGER PRIMARY KEY, partner TEXT NOT NULL, originator TEXT NOT NULL,
     dsn TEXT NOT NULL, stamp TEXT NOT NULL, state TEXT NOT NULL, partial_path TEXT NOT NULL,
@@ -167,7 +167,7 @@ fn two_connections_to_one_file_never_claim_the_same_row() {
 }
 
 /// The plan of `sql` as SQLite reports it (one line per step).
-fn plan(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> String {
+pub(super) fn plan(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> String {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
     let rows = stmt.query_map(args, |r| r.get::<_, String>(3)).unwrap();
     rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
