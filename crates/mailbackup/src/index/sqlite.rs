@@ -12,11 +12,10 @@
 //! prefix word match the rows of the date index they walk (`walk_newest`) instead of merging
 //! that word's lists over the whole index, and where query terms are tokenized to spell their
 //! prefix out as the index's words it begins (`fts_match`, with the `fts5vocab` table
-//! `temp.headers_words`). These are per connection: the file's schema is unchanged, so an
-//! existing index needs no upgrade. Counts are read row by row from the full-text index and
-//! stop at their limit, the dates of a count with a date bound from the covering index
-//! `headers_dates` (`seq, date`; added at open by `migrate_headers`) instead of the table
-//! (`count_sql`).
+//! `temp.headers_words`). These are per connection, never in the file. Counts are read row by
+//! row from the full-text index and stop at their limit, the dates of a count with a date
+//! bound from the covering index `headers_dates` (`seq, date`; added at open by
+//! `migrate_headers`) instead of the table (`count_sql`).
 
 use super::lease::{Acquired, WorkerRow, in_use, ttl_millis};
 use super::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};

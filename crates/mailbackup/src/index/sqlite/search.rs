@@ -711,6 +711,17 @@ mod tests {
         }
     }
 
+    /// The steps of the query plan of `selection`'s count up to 10,001.
+    fn count_plan(ix: &SqliteIndex, selection: &Selection) -> Vec<String> {
+        ix.with(|c| {
+            let (sql, p) = count_sql(c, selection, 10_001)?;
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let rows = st.query_map(rusqlite::params_from_iter(p), |r| r.get(3))?;
+            rows.collect()
+        })
+        .unwrap()
+    }
+
     #[test]
     fn counting_full_text_with_date_bounds_reads_dates_from_the_covering_index() {
         let (_dir, ix) = generated_index();
@@ -723,14 +734,7 @@ mod tests {
                 query: crate::search::Query::parse(q).unwrap(),
                 ..Default::default()
             };
-            let plan: Vec<String> = ix
-                .with(|c| {
-                    let (sql, p) = count_sql(c, &sel, 10_001)?;
-                    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-                    let rows = st.query_map(rusqlite::params_from_iter(p), |r| r.get(3))?;
-                    rows.collect()
-                })
-                .unwrap();
+            let plan = count_plan(&ix, &sel);
             // Each row of the full-text index looks its date up in `headers_dates` (about 30
             // bytes an entry), not in the table (a page of its own for almost every row).
             assert!(
@@ -781,14 +785,7 @@ mod tests {
                 folder: Some("Inbox".into()),
                 ..Default::default()
             };
-            let plan: Vec<String> = ix
-                .with(|c| {
-                    let (sql, p) = count_sql(c, &sel, 10_001)?;
-                    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-                    let rows = st.query_map(rusqlite::params_from_iter(p), |r| r.get(3))?;
-                    rows.collect()
-                })
-                .unwrap();
+            let plan = count_plan(&ix, &sel);
             // The full-text index is the outer loop, each of its rows looked up by rowid (not a
             // list of every match built first, `LIST SUBQUERY` + `SCAN headers_fts`, then the
             // rows read by it).
