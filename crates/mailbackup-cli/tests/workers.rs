@@ -178,8 +178,9 @@ async fn three_workers_share_thirty_mailboxes_and_finish_those_of_one_killed_mid
         "w1 held one or two mailboxes when it was killed: {taken_over:?}\n{logs}"
     );
     // ... and only what it had in flight was downloaded twice: messages of its mailboxes whose
-    // download had started and that were not yet stored and recorded, at most 4 per mailbox
-    // (a mailbox's permit is held from the request until the message is recorded).
+    // download had started and that were not yet stored and recorded, at most 8 per mailbox
+    // (a mailbox's bound on those, twice its 4 request permits, README "Several workers on one
+    // tenant").
     let stats = emu.stats();
     let twice: Vec<_> = stats.downloads.iter().filter(|(_, n)| **n > 1).collect();
     let mut again: BTreeMap<&str, usize> = BTreeMap::new();
@@ -191,8 +192,8 @@ async fn three_workers_share_thirty_mailboxes_and_finish_those_of_one_killed_mid
         twice
             .iter()
             .all(|((upn, _), n)| **n == 2 && taken_over.contains(upn))
-            && again.values().all(|n| *n <= 4),
-        "downloaded more than once (at most 4 per mailbox the killed worker held): {again:?} \
+            && again.values().all(|n| *n <= 8),
+        "downloaded more than once (at most 8 per mailbox the killed worker held): {again:?} \
          {twice:?} (taken over: {taken_over:?})"
     );
     let downloads: u64 = stats.downloads.values().sum();

@@ -3,9 +3,10 @@
 //!
 //! - Concurrency: every request of a mailbox goes through its [`Gate`], a semaphore with at most
 //!   [`crate::MAILBOX_CONCURRENCY_LIMIT`] permits held for the whole request, body included, and
-//!   the mailbox's own connection pool that keeps no more connections than permits. A message
-//!   download keeps its permit until the message is stored and recorded ([`Graph::mime`]), so
-//!   the permits also bound the messages downloaded and not yet durable.
+//!   the mailbox's own connection pool that keeps no more connections than permits. A permit
+//!   covers a request only: what the caller does with the answer (a message's save) never
+//!   holds one of Graph's places. The backup bounds the messages downloaded and not yet
+//!   recorded with its own per-mailbox bound (`engine::fetching::Unrecorded`).
 //! - Throttling: 429 and 503 make the whole mailbox wait (a fence every request of the gate
 //!   respects) for `Retry-After` (seconds or HTTP date), else an exponential backoff 1 s..60 s.
 //!   Except a 429 for Graph's concurrency limit ("MailboxConcurrency"): the mailbox is within its
@@ -88,13 +89,6 @@ impl Gate {
             *f = Some(until);
         }
     }
-}
-
-/// One of a mailbox's permits, held past its request's answer ([`Graph::mime`]): no other
-/// request of the mailbox starts in its place until it is dropped.
-#[derive(Debug)]
-pub(crate) struct InFlight<'g> {
-    _permit: tokio::sync::SemaphorePermit<'g>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -459,21 +453,6 @@ impl Graph {
         body: Option<&Body>,
         page_size: Option<u32>,
     ) -> Result<Bytes, Error> {
-        let (bytes, _permit) = self.send_held(gate, method, url, body, page_size).await?;
-        Ok(bytes)
-    }
-
-    /// [`Graph::send`], answering with the gate's permit still held: the caller keeps the
-    /// request's place among the mailbox's permits until it has done what the answer is for.
-    /// Throttling waits and retries of the request itself never hold it.
-    async fn send_held<'g>(
-        &self,
-        gate: &'g Gate,
-        method: reqwest::Method,
-        url: &str,
-        body: Option<&Body>,
-        page_size: Option<u32>,
-    ) -> Result<(Bytes, InFlight<'g>), Error> {
         let mut refreshed_once = false;
         loop {
             if self.cancel.is_cancelled() {
@@ -571,6 +550,7 @@ impl Graph {
                 }
             };
             gate.in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
             let (status, retry_after, body) = match result {
                 Ok(x) => x,
                 Err(Ended::Aborted) => return Err(Error::Aborted),
@@ -588,10 +568,8 @@ impl Graph {
             };
             if (200..300).contains(&status) {
                 gate.consecutive_throttles.store(0, Ordering::Relaxed);
-                return Ok((body, InFlight { _permit: permit }));
+                return Ok(body);
             }
-            // Refused: the place is free while this request waits (throttling) or ends.
-            drop(permit);
             let (code, message) = match serde_json::from_slice::<GraphErrorBody>(&body) {
                 Ok(b) => (b.error.code, b.error.message),
                 Err(_) => (
@@ -767,16 +745,8 @@ impl Graph {
         )
     }
 
-    /// Full MIME content of a message, with the request's permit: the message is in flight
-    /// until the caller drops it, after the message is stored and recorded (so a worker killed
-    /// at any moment has at most the gate's permits of messages downloaded and not recorded,
-    /// which are all that is downloaded again after it).
-    pub(crate) async fn mime<'g>(
-        &self,
-        gate: &'g Gate,
-        mailbox: &str,
-        id: &str,
-    ) -> Result<(Bytes, InFlight<'g>), Error> {
+    /// Full MIME content of a message.
+    pub(crate) async fn mime(&self, gate: &Gate, mailbox: &str, id: &str) -> Result<Bytes, Error> {
         let url = self.url(
             &format!(
                 "{}/messages/{}/$value",
@@ -785,8 +755,7 @@ impl Graph {
             ),
             &[],
         );
-        self.send_held(gate, reqwest::Method::GET, &url, None, None)
-            .await
+        self.get(gate, &url, None).await
     }
 
     /// Whether a message still exists (sync phase of a filtered run).

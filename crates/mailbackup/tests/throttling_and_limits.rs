@@ -254,12 +254,44 @@ async fn a_mailbox_opens_no_more_connections_than_its_permits() {
     );
 }
 
-/// A local store whose writes take 30 ms (a remote object store), counting the messages
-/// downloaded and not yet stored (`message_fetched` raises the count, a finished `put` lowers
-/// it) and the most there ever were.
+/// The most messages of a mailbox whose download has started and that are not yet recorded:
+/// twice its 4 request permits (README, "Several workers on one tenant").
+const UNRECORDED_BOUND: usize = 8;
+
+/// Holds writes back until it is opened.
+#[derive(Debug, Default)]
+struct Latch {
+    open: Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Latch {
+    fn opened() -> Latch {
+        Latch {
+            open: Mutex::new(true),
+            opened: std::sync::Condvar::new(),
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn wait(&self) {
+        let open = self.open.lock().unwrap();
+        drop(self.opened.wait_while(open, |open| !*open).unwrap());
+    }
+}
+
+/// A local store whose writes wait for `latch` and then take `delay` (a remote object store),
+/// counting the messages downloaded and not yet stored (`message_fetched` raises the count, a
+/// finished `put` lowers it) and the most there ever were.
 #[derive(Debug)]
 struct SlowStore {
     inner: mailbackup::LocalStore,
+    latch: Arc<Latch>,
+    delay: Duration,
     unstored: Arc<Mutex<(usize, usize)>>,
 }
 
@@ -270,7 +302,8 @@ impl mailbackup::MessageStore for SlowStore {
         body: &mut dyn std::io::Read,
         expected_sha256: Option<&str>,
     ) -> Result<mailbackup::store::Stored, mailbackup::Error> {
-        std::thread::sleep(Duration::from_millis(30));
+        self.latch.wait();
+        std::thread::sleep(self.delay);
         let stored = self.inner.put(key, body, expected_sha256);
         self.unstored.lock().unwrap().0 -= 1;
         stored
@@ -321,16 +354,19 @@ impl Hooks for CountFetched {
 }
 
 /// What a worker killed at any moment loses (and the next one downloads again) is what it had
-/// downloaded and not yet stored: the download's permit is held until the message is stored,
-/// so that is never more than the mailbox's 4 permits, however slow the store.
+/// downloaded and not yet stored: a message keeps its place in the mailbox's unrecorded bound
+/// from before its request until it is stored and recorded, so that is never more than the
+/// bound, however slow the store.
 #[tokio::test]
-async fn messages_downloaded_and_not_yet_stored_never_exceed_the_four_permits_of_a_mailbox() {
+async fn messages_downloaded_and_not_yet_stored_never_exceed_the_unrecorded_bound_of_a_mailbox() {
     let emu = emulator(vec![MailboxSpec::new(ALICE).messages(80).seed(43)]).await;
     let dir = tempfile::tempdir().unwrap();
     let unstored = Arc::new(Mutex::new((0, 0)));
     let report = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
         .message_store(Arc::new(SlowStore {
             inner: mailbackup::LocalStore::new(dir.path()),
+            latch: Arc::new(Latch::opened()),
+            delay: Duration::from_millis(30),
             unstored: unstored.clone(),
         }))
         .hooks(Arc::new(CountFetched(unstored.clone())))
@@ -344,7 +380,58 @@ async fn messages_downloaded_and_not_yet_stored_never_exceed_the_four_permits_of
     let (now, most) = *unstored.lock().unwrap();
     assert_eq!(now, 0);
     assert!(
-        most <= 4,
-        "{most} messages were downloaded and not yet stored at once"
+        most <= UNRECORDED_BOUND,
+        "{most} messages were downloaded and not yet stored at once (bound {UNRECORDED_BOUND})"
     );
+}
+
+/// A save does not take one of Graph's places: while the store holds every write back, the
+/// mailbox's requests go on until the unrecorded bound is full (twice its 4 permits), and no
+/// download starts past it.
+#[tokio::test]
+async fn downloads_go_on_while_saves_wait_until_the_unrecorded_bound_is_full() {
+    let emu = emulator(vec![MailboxSpec::new(ALICE).messages(40).seed(44)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let unstored = Arc::new(Mutex::new((0, 0)));
+    let latch = Arc::new(Latch::default());
+    let backup = builder(&emu, dir.path(), app_token(&emu).await, ALICE)
+        .message_store(Arc::new(SlowStore {
+            inner: mailbackup::LocalStore::new(dir.path()),
+            latch: latch.clone(),
+            delay: Duration::ZERO,
+            unstored: unstored.clone(),
+        }))
+        .hooks(Arc::new(CountFetched(unstored.clone())))
+        .build()
+        .unwrap();
+    let downloaded = || unstored.lock().unwrap().0;
+    let (report, (filled, held)) = tokio::join!(backup.run(), async {
+        let filled = tokio::time::timeout(Duration::from_secs(20), async {
+            while downloaded() < UNRECORDED_BOUND {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .is_ok();
+        // Time for a download past the bound to start and end, were it allowed.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let held = (downloaded(), emu.stats().downloads.values().sum::<u64>());
+        // Opened before any assertion, so that a failure does not leave the run blocked.
+        latch.open();
+        (filled, held)
+    });
+    assert!(
+        filled,
+        "only {} messages were downloaded while the first saves waited (the saves held the \
+         requests' places)",
+        held.0
+    );
+    assert_eq!(
+        held,
+        (UNRECORDED_BOUND, UNRECORDED_BOUND as u64),
+        "downloaded and not stored, downloads started, while every save waited"
+    );
+    let report = report.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_complete(dir.path(), &emu, ALICE);
 }

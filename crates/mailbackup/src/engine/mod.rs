@@ -13,8 +13,10 @@
 //! 2. **Backup** ([`fetching`]): every listed message in range is offered to `before_message`;
 //!    unchanged copies (same `lastModifiedDateTime`) are proposed as skipped. Others are fetched
 //!    with `GET .../messages/{id}/$value` (Graph's MIME, never rebuilt from JSON), put into the
-//!    message store with the backup header, and only then recorded in the index. A folder's new
-//!    delta link is stored after every message of that folder is durable or deliberately skipped.
+//!    message store with the backup header, and only then recorded in the index; a mailbox has
+//!    at most [`fetching::Unrecorded`] messages between their request and their record (what
+//!    a killed worker loses). A folder's new delta link is stored after every message of that
+//!    folder is durable or deliberately skipped.
 //! 3. **Sync** ([`deletion`], only with `SyncDeletes`): stored copies of messages no longer in
 //!    the mailbox are offered to `before_delete` and removed (or quarantined). Skipped for safety
 //!    when a listing failed.
@@ -433,11 +435,22 @@ async fn backup_mailbox(
     let mut unfinished_folders: HashSet<String> = HashSet::new();
     let mut fatal: Option<Error> = None;
     {
+        let unrecorded = fetching::Unrecorded::new(&ctx.opts);
         let mut outcomes = stream::iter(listing.candidates.iter())
-            .map(|info| fetching::process_message(ctx, &gate, &target.prefix, info, &known, &stop))
-            // More tasks than permits: a download holds its permit until the message is stored
-            // and recorded; the other tasks check unchanged copies and wait for a permit.
-            .buffer_unordered(ctx.opts.connections_per_mailbox * 2 + 2);
+            .map(|info| {
+                fetching::process_message(
+                    ctx,
+                    &gate,
+                    &unrecorded,
+                    &target.prefix,
+                    info,
+                    &known,
+                    &stop,
+                )
+            })
+            // More tasks than the unrecorded bound: the others check unchanged copies (no
+            // request) while the bound is full.
+            .buffer_unordered(fetching::Unrecorded::bound(&ctx.opts) + 2);
         while let Some((folder, outcome)) = outcomes.next().await {
             progress.processed.fetch_add(1, Ordering::Relaxed);
             match outcome {
