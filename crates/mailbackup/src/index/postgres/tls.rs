@@ -1,0 +1,425 @@
+//! TLS to PostgreSQL: libpq's `sslmode` and `sslrootcert` URL options over rustls.
+//!
+//! tokio-postgres parses only `sslmode=disable|prefer|require` and hands the host name to the
+//! TLS connector; what is checked is up to the connector. So the TLS options are taken out of
+//! the URL here ([`split`]), the rest goes to `postgres::Config`, and the rustls client
+//! configuration ([`TlsOptions::connector`]) decides what is checked, as libpq does:
+//!
+//! | `sslmode`     | TLS                           | server certificate checked           |
+//! |---------------|-------------------------------|--------------------------------------|
+//! | `disable`     | never                         | -                                    |
+//! | `prefer` (default) | when the server offers it, else plain | no                    |
+//! | `require`     | always                        | no (as libpq without a root file); with `sslrootcert` as `verify-ca` |
+//! | `verify-ca`   | always                        | chain to `sslrootcert` (or the system roots) |
+//! | `verify-full` | always                        | chain and host name                  |
+//!
+//! `sslrootcert=FILE` is a PEM file of CA certificates; `sslrootcert=system` (as in libpq 16)
+//! or no `sslrootcert` means the system's roots (rustls-native-certs). Client certificates
+//! (`sslcert`, `sslkey`) and revocation lists (`sslcrl`) are refused, with what to do instead.
+//!
+//! Connector: `tokio-postgres-rustls` (the rustls `MakeTlsConnect` for the tokio-postgres 0.7
+//! under our `postgres` 0.19), rustls 0.23 with the aws-lc-rs provider.
+
+use crate::error::Error;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// libpq's `sslmode` values that this build speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// Where the trusted CA certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Roots {
+    /// The operating system's roots.
+    System,
+    /// A PEM file (`sslrootcert=FILE`).
+    File(PathBuf),
+}
+
+/// The TLS options of an index URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TlsOptions {
+    pub(super) mode: Mode,
+    /// `sslrootcert` as given (`None`: not given).
+    pub(super) root_cert: Option<Roots>,
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidOption {
+        option: "index",
+        reason,
+    }
+}
+
+/// Splits `url` into the URL for `postgres::Config` (with `sslmode` as tokio-postgres knows
+/// it: `disable`, `prefer` or `require`) and the TLS options. Refuses the options this build
+/// does not offer, saying what to do instead.
+pub(super) fn split(url: &str) -> Result<(String, TlsOptions), Error> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = Mode::Prefer;
+    let mut root_cert = None;
+    // Kept as written (not re-encoded): tokio-postgres decodes them itself.
+    let mut kept: Vec<&str> = Vec::new();
+    for raw in query.split('&').filter(|p| !p.is_empty()) {
+        let Some((key, value)) = url::form_urlencoded::parse(raw.as_bytes()).next() else {
+            kept.push(raw);
+            continue;
+        };
+        match &*key {
+            "sslmode" => {
+                mode = match &*value {
+                    "disable" => Mode::Disable,
+                    "prefer" => Mode::Prefer,
+                    "require" => Mode::Require,
+                    "verify-ca" => Mode::VerifyCa,
+                    "verify-full" => Mode::VerifyFull,
+                    other => {
+                        return Err(invalid(format!(
+                            "sslmode={other} is not supported: use sslmode=verify-full (TLS, \
+                             certificate and host name checked), verify-ca, require, prefer or \
+                             disable"
+                        )));
+                    }
+                }
+            }
+            "sslrootcert" => {
+                root_cert = Some(if value == "system" {
+                    Roots::System
+                } else {
+                    Roots::File(PathBuf::from(&*value))
+                })
+            }
+            "sslcert" | "sslkey" => {
+                return Err(invalid(format!(
+                    "{key}: client certificates for PostgreSQL are not supported: authenticate \
+                     with a password (SCRAM, in the URL or PGPASSWORD) over \
+                     sslmode=verify-full, and leave sslcert and sslkey out"
+                )));
+            }
+            "sslcrl" | "sslcrldir" => {
+                return Err(invalid(format!(
+                    "{key}: certificate revocation lists for PostgreSQL are not supported: \
+                     leave {key} out, and remove a revoked server certificate's CA from the \
+                     sslrootcert file instead"
+                )));
+            }
+            _ => kept.push(raw),
+        }
+    }
+    if root_cert.is_some() && mode == Mode::Require {
+        // libpq: with a root certificate, require checks the chain as verify-ca does.
+        mode = Mode::VerifyCa;
+    }
+    kept.push(match mode {
+        Mode::Disable => "sslmode=disable",
+        Mode::Prefer => "sslmode=prefer",
+        Mode::Require | Mode::VerifyCa | Mode::VerifyFull => "sslmode=require",
+    });
+    Ok((
+        format!("{base}?{}", kept.join("&")),
+        TlsOptions { mode, root_cert },
+    ))
+}
+
+impl TlsOptions {
+    /// What the server's certificate is checked against, in words for an error message.
+    pub(super) fn roots_described(&self) -> String {
+        match &self.root_cert {
+            Some(Roots::File(path)) => format!("sslrootcert file {}", path.display()),
+            Some(Roots::System) | None => "the system's root certificates".into(),
+        }
+    }
+
+    /// The rustls connector for these options; `None` for `sslmode=disable`. Reads the root
+    /// certificates now, so a missing or empty file is reported before connecting.
+    pub(super) fn connector(&self) -> Result<Option<MakeRustlsConnect>, Error> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(format!("TLS setup failed ({e})")))?;
+        let config = match self.mode {
+            Mode::Disable => return Ok(None),
+            Mode::Prefer | Mode::Require => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+                .with_no_client_auth(),
+            Mode::VerifyCa => {
+                let webpki =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider)
+                        .build()
+                        .map_err(|e| invalid(format!("TLS setup failed ({e})")))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+                    .with_no_client_auth()
+            }
+            Mode::VerifyFull => builder
+                .with_root_certificates(self.roots()?)
+                .with_no_client_auth(),
+        };
+        Ok(Some(MakeRustlsConnect::new(config)))
+    }
+
+    fn roots(&self) -> Result<RootCertStore, Error> {
+        let mut roots = RootCertStore::empty();
+        match &self.root_cert {
+            Some(Roots::File(path)) => {
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                    .and_then(|it| it.collect::<Result<_, _>>())
+                    .map_err(|e| {
+                        invalid(format!(
+                            "cannot read the sslrootcert file {} ({e}): give a readable PEM \
+                             file with the CA certificate(s) that signed the server's certificate",
+                            path.display()
+                        ))
+                    })?;
+                let (_, unusable) = roots.add_parsable_certificates(certs);
+                if roots.is_empty() {
+                    return Err(invalid(format!(
+                        "the sslrootcert file {} holds no usable CA certificate ({unusable} \
+                         unusable): give a PEM file with the CA certificate(s) that signed the \
+                         server's certificate",
+                        path.display()
+                    )));
+                }
+            }
+            Some(Roots::System) | None => {
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    return Err(invalid(
+                        "no system root certificates found to check the PostgreSQL server's \
+                         certificate: give the CA that signed it with sslrootcert=FILE (PEM)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        Ok(roots)
+    }
+}
+
+/// `sslmode=require`/`prefer`: encryption without a certificate check (libpq without a root
+/// file). The handshake signatures are still verified, so the session is bound to the key of
+/// the certificate the server sent.
+#[derive(Debug)]
+struct EncryptOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `sslmode=verify-ca`: the chain to a trusted root is checked (webpki: signatures, validity,
+/// usage), the host name is not. webpki checks the chain before the name, so a name mismatch
+/// is the only error let through.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The rustls error behind a failed connection, if TLS failed.
+pub(super) fn rustls_error(e: &postgres::Error) -> Option<&rustls::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        // io::Error::source skips the error it wraps: look inside.
+        if let Some(r) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(r);
+        }
+        source = s.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_options_leave_the_url_and_set_what_tokio_postgres_knows() {
+        let (rest, opts) =
+            split("postgres://u@h/db?application_name=a%20b&sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem")
+                .unwrap();
+        assert_eq!(
+            rest,
+            "postgres://u@h/db?application_name=a%20b&sslmode=require"
+        );
+        assert_eq!(opts.mode, Mode::VerifyFull);
+        assert_eq!(opts.root_cert, Some(Roots::File("/tmp/ca.pem".into())));
+
+        let (rest, opts) = split("postgres://u@h/db").unwrap();
+        assert_eq!(rest, "postgres://u@h/db?sslmode=prefer");
+        assert_eq!((opts.mode, opts.root_cert), (Mode::Prefer, None));
+
+        let (_, opts) = split("postgres://u@h/db?sslmode=verify-ca&sslrootcert=system").unwrap();
+        assert_eq!(
+            (opts.mode, opts.root_cert),
+            (Mode::VerifyCa, Some(Roots::System))
+        );
+        // libpq: require with a root file checks the chain.
+        let (_, opts) = split("postgres://u@h/db?sslmode=require&sslrootcert=ca.pem").unwrap();
+        assert_eq!(opts.mode, Mode::VerifyCa);
+        let (rest, opts) = split("postgres://u@h/db?sslmode=disable").unwrap();
+        assert_eq!(rest, "postgres://u@h/db?sslmode=disable");
+        assert_eq!(opts.mode, Mode::Disable);
+    }
+
+    #[test]
+    fn unsupported_tls_options_are_refused_with_what_to_do() {
+        for (url, says) in [
+            ("postgres://u@h/db?sslmode=allow", "use sslmode=verify-full"),
+            (
+                "postgres://u@h/db?sslcert=c.pem",
+                "leave sslcert and sslkey out",
+            ),
+            (
+                "postgres://u@h/db?sslkey=k.pem",
+                "leave sslcert and sslkey out",
+            ),
+            ("postgres://u@h/db?sslcrl=c.pem", "leave sslcrl out"),
+        ] {
+            let e = split(url).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::InvalidOption {
+                        option: "index",
+                        ..
+                    }
+                ),
+                "{url}: {e:?}"
+            );
+            assert!(e.to_string().contains(says), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_empty_root_file_is_reported_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let opts = TlsOptions {
+            mode: Mode::VerifyFull,
+            root_cert: Some(Roots::File(missing.clone())),
+        };
+        let e = opts.connector().err().expect("refused").to_string();
+        assert!(
+            e.contains(&format!(
+                "cannot read the sslrootcert file {}",
+                missing.display()
+            )) && e.contains("give a readable PEM file"),
+            "{e}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let opts = TlsOptions {
+            mode: Mode::VerifyCa,
+            root_cert: Some(Roots::File(empty)),
+        };
+        let e = opts.connector().err().expect("refused").to_string();
+        assert!(e.contains("holds no usable CA certificate"), "{e}");
+    }
+}
