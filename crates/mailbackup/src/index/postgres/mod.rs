@@ -22,8 +22,10 @@
 //!
 //! TLS (`tls.rs`): libpq's `sslmode` (`disable`, `prefer` the default, `require`, `verify-ca`,
 //! `verify-full`) and `sslrootcert` over rustls; client certificates and CRLs are refused
-//! with what to do instead. The
-//! password may be left out of the URL and given in `PGPASSWORD` instead (not visible in `ps`).
+//! with what to do instead.
+//!
+//! The password may be left out of the URL and given in `PGPASSWORD` instead (not visible in
+//! `ps`).
 
 mod leases;
 mod schema;

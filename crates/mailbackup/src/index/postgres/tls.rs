@@ -355,6 +355,9 @@ mod tests {
         assert_eq!(rest, "postgres://u@h/db?sslmode=prefer");
         assert_eq!((opts.mode, opts.root_cert), (Mode::Prefer, None));
 
+        let (_, opts) =
+            split("postgres://u@h/db?sslrootcert=/etc/pg/ca.pem&sslmode=verify-ca").unwrap();
+        assert_eq!(opts.root_cert, Some(Roots::File("/etc/pg/ca.pem".into())));
         let (_, opts) = split("postgres://u@h/db?sslmode=verify-ca&sslrootcert=system").unwrap();
         assert_eq!(
             (opts.mode, opts.root_cert),
