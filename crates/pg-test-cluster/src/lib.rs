@@ -18,7 +18,10 @@
 //! [`tls_cluster`] starts a second cluster of the same kind with TLS: `ssl = on` with a server
 //! certificate for `localhost` and `127.0.0.1` signed by a throw-away test CA ([`Cluster::ca_pem`];
 //! both made by `rcgen` at start), and a `pg_hba.conf` that admits TCP clients only over TLS
-//! (`hostssl`; the Unix socket, used to create the test databases, stays open).
+//! (`hostssl`; the Unix socket, used to create the test databases, stays open). Its database
+//! `client_cert` ([`Cluster::client_cert_database`]) admits only clients that present a
+//! certificate from the test CA for [`USER`] ([`Cluster::client_cert_pem`]; `cert`
+//! authentication, no password).
 //!
 //! `initdb` refuses to run as root: under root (CI's shell) the watchdog runs as the `postgres`
 //! user the Debian package creates, through `runuser`.
@@ -39,8 +42,9 @@ pub struct Cluster {
     password: String,
     dir: String,
     next_db: AtomicU32,
-    /// The test CA's certificate (PEM) when the cluster runs with TLS.
-    ca_pem: Option<String>,
+    /// The test CA's certificate and a client certificate when the cluster runs with TLS.
+    tls: Option<TlsFiles>,
+    client_cert_db: OnceLock<String>,
     // Held, never written: the watchdog stops the cluster when this closes (process exit).
     _watchdog: Mutex<(Child, ChildStdin)>,
 }
@@ -49,7 +53,7 @@ const WATCHDOG: &str = r#"
 set -u
 # The test binary may be gone before "ready" is read: writing it must not kill this script.
 trap '' PIPE
-bindir="$1"; port="$2"; pw="$3"; cert="$4"; key="$5"
+bindir="$1"; port="$2"; pw="$3"; cert="$4"; key="$5"; ca="$6"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/pg-test-cluster.XXXXXX") || { echo "mktemp failed"; exit 1; }
 cleanup() { "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1; rm -rf "$dir"; }
 printf '%s\n' "$pw" > "$dir/pw"
@@ -59,9 +63,10 @@ if ! "$bindir/initdb" -D "$dir/data" -U mailbackup --pwfile="$dir/pw" --auth=scr
 fi
 if [ -n "$cert" ]; then
   # TLS: the server's key readable by the server only (PostgreSQL checks), TCP only over TLS.
-  (umask 077; printf '%s' "$cert" > "$dir/data/server.crt"; printf '%s' "$key" > "$dir/data/server.key")
-  printf "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" >> "$dir/data/postgresql.conf"
-  printf 'local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n' > "$dir/data/pg_hba.conf"
+  (umask 077; printf '%s' "$cert" > "$dir/data/server.crt"; printf '%s' "$key" > "$dir/data/server.key"
+   printf '%s' "$ca" > "$dir/data/root.crt")
+  printf "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\n" >> "$dir/data/postgresql.conf"
+  printf 'local all all scram-sha-256\nhostssl client_cert all 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 scram-sha-256\n' > "$dir/data/pg_hba.conf"
 fi
 if ! "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
     -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off" start >>"$dir/setup.log" 2>&1; then
@@ -106,8 +111,17 @@ fn test_ca(name: &str) -> TestCa {
     }
 }
 
-/// The TLS files of a cluster: (CA certificate, server certificate, server key), all PEM.
-fn server_tls() -> (String, String, String) {
+/// The TLS files of a cluster, all PEM.
+#[derive(Debug)]
+struct TlsFiles {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn server_tls() -> TlsFiles {
     let ca = test_ca("pg-test-cluster CA");
     let key = rcgen::KeyPair::generate().expect("a server key");
     let mut params =
@@ -119,7 +133,22 @@ fn server_tls() -> (String, String, String) {
     let cert = params
         .signed_by(&key, &ca.issuer)
         .expect("a server certificate");
-    (ca.cert.pem(), cert.pem(), key.serialize_pem())
+    let client_key = rcgen::KeyPair::generate().expect("a client key");
+    let mut client =
+        rcgen::CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+    client
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, USER);
+    let client_cert = client
+        .signed_by(&client_key, &ca.issuer)
+        .expect("a client certificate");
+    TlsFiles {
+        ca: ca.cert.pem(),
+        server_cert: cert.pem(),
+        server_key: key.serialize_pem(),
+        client_cert: client_cert.pem(),
+        client_key: client_key.serialize_pem(),
+    }
 }
 
 /// The certificate (PEM) of a new CA that signed nothing any cluster presents: a client that
@@ -166,7 +195,7 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn start(tls: Option<(String, String, String)>) -> Cluster {
+fn start(tls: Option<TlsFiles>) -> Cluster {
     let Some(bin) = bin_dir() else {
         panic!(
             "PostgreSQL is not installed: no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin. \
@@ -186,8 +215,9 @@ fn start(tls: Option<(String, String, String)>) -> Cluster {
         .arg(bin.as_os_str())
         .arg(port.to_string())
         .arg(&password)
-        .arg(tls.as_ref().map_or("", |t| t.1.as_str()))
-        .arg(tls.as_ref().map_or("", |t| t.2.as_str()))
+        .arg(tls.as_ref().map_or("", |t| t.server_cert.as_str()))
+        .arg(tls.as_ref().map_or("", |t| t.server_key.as_str()))
+        .arg(tls.as_ref().map_or("", |t| t.ca.as_str()))
         .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -222,7 +252,8 @@ fn start(tls: Option<(String, String, String)>) -> Cluster {
         password,
         dir,
         next_db: AtomicU32::new(0),
-        ca_pem: tls.map(|t| t.0),
+        tls,
+        client_cert_db: OnceLock::new(),
         _watchdog: Mutex::new((child, stdin)),
     }
 }
@@ -246,7 +277,24 @@ impl Cluster {
     /// The test CA's certificate (PEM) that signed the server's certificate, for
     /// [`tls_cluster`]; `None` for the plain [`cluster`].
     pub fn ca_pem(&self) -> Option<&str> {
-        self.ca_pem.as_deref()
+        self.tls.as_ref().map(|t| t.ca.as_str())
+    }
+
+    /// A certificate (PEM) from the test CA for [`USER`], for [`tls_cluster`].
+    pub fn client_cert_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.client_cert.as_str())
+    }
+
+    /// The private key (PEM) of [`Cluster::client_cert_pem`].
+    pub fn client_key_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.client_key.as_str())
+    }
+
+    /// The URL of database `client_cert`, created on first call, which the [`tls_cluster`]
+    /// admits only with a client certificate (see the crate docs).
+    pub fn client_cert_database(&self) -> &str {
+        self.client_cert_db
+            .get_or_init(|| self.create_database("client_cert"))
     }
 
     /// The URL of database `db` (TCP on loopback, no TLS: replace `sslmode=disable` to ask
@@ -261,7 +309,10 @@ impl Cluster {
     /// Creates an empty database of its own for one test; returns its URL.
     pub fn new_database(&self) -> String {
         let n = self.next_db.fetch_add(1, Ordering::Relaxed);
-        let name = format!("test_{n}");
+        self.create_database(&format!("test_{n}"))
+    }
+
+    fn create_database(&self, name: &str) -> String {
         // Over the Unix socket: the TLS cluster admits TCP only over TLS.
         let mut admin = postgres::Config::new();
         admin
@@ -281,6 +332,6 @@ impl Cluster {
         })
         .join()
         .expect("creating a test database");
-        self.url(&name)
+        self.url(name)
     }
 }

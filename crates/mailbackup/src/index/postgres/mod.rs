@@ -21,8 +21,8 @@
 //! commit is flushed to the server's WAL).
 //!
 //! TLS (`tls.rs`): libpq's `sslmode` (`disable`, `prefer` the default, `require`, `verify-ca`,
-//! `verify-full`) and `sslrootcert` over rustls; client certificates and CRLs are refused
-//! with what to do instead.
+//! `verify-full`), `sslrootcert` and a client certificate (`sslcert`, `sslkey`) over rustls;
+//! CRLs are refused with what to do instead.
 //!
 //! The password may be left out of the URL and given in `PGPASSWORD` instead (not visible in
 //! `ps`).
@@ -138,6 +138,16 @@ fn connect_advice(config: &Config, tls_options: &tls::TlsOptions, e: &postgres::
         return format!(
             "PostgreSQL admits user {user} only over TLS (pg_hba.conf hostssl): use \
              sslmode=verify-full (or require) in the --index URL"
+        );
+    }
+    if let Some(db_error) = e.as_db_error()
+        && db_error
+            .message()
+            .contains("requires a valid client certificate")
+    {
+        return format!(
+            "PostgreSQL admits user {user} only with a client certificate: give \
+             sslcert=FILE and sslkey=FILE (PEM) in the --index URL, with sslmode=verify-full"
         );
     }
     if let Some(code) = e.code() {
@@ -1191,14 +1201,53 @@ mod tests {
     }
 
     #[test]
+    fn a_client_certificate_from_sslcert_and_sslkey_lets_the_user_in_where_the_server_asks_for_one()
+    {
+        let cluster = pg_test_cluster::tls_cluster();
+        let url = cluster.client_cert_database().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = pem_file(&dir, "ca.pem", cluster.ca_pem().expect("a TLS cluster"));
+        let verified = tls_url(&url, &format!("sslmode=verify-full&sslrootcert={ca}"));
+        // Without a certificate the server says no, and the error says what to give.
+        let e = PostgresIndex::open(&verified).unwrap_err().to_string();
+        assert!(
+            e.contains("admits user mailbackup only with a client certificate")
+                && e.contains("give sslcert=FILE and sslkey=FILE"),
+            "{e}"
+        );
+        assert!(!e.contains(cluster.password()), "{e}");
+
+        let cert = pem_file(&dir, "client.pem", cluster.client_cert_pem().unwrap());
+        let key = pem_file(&dir, "client.key", cluster.client_key_pem().unwrap());
+        // No password: the certificate is the authentication (pg_hba.conf "cert").
+        let with_cert = format!("{verified}&sslcert={cert}&sslkey={key}")
+            .replace(&format!(":{}@", cluster.password()), "@");
+        let ix = PostgresIndex::open(&with_cert).expect("client certificate");
+        assert!(connection_is_encrypted(&ix));
+        let client_dn: String = ix
+            .with(|c| {
+                Ok(c.query_one(
+                    "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )?
+                .get(0))
+            })
+            .unwrap();
+        assert_eq!(client_dn, "/CN=mailbackup");
+
+        // A key that is not the certificate's is refused before connecting.
+        let other_key = pem_file(&dir, "other.key", cluster.client_key_pem().unwrap());
+        let ca_as_cert = format!("{verified}&sslcert={ca}&sslkey={other_key}");
+        let e = PostgresIndex::open(&ca_as_cert).unwrap_err().to_string();
+        assert!(e.contains("do not go together"), "{e}");
+    }
+
+    #[test]
     fn tls_options_this_build_lacks_are_refused_before_connecting() {
         let cluster = pg_test_cluster::cluster();
         let url = cluster.new_database();
         for (with, says) in [
-            (
-                format!("{url}&sslcert=client.pem"),
-                "leave sslcert and sslkey out",
-            ),
+            (format!("{url}&sslcert=client.pem"), "give both, or neither"),
             (format!("{url}&sslcrl=crl.pem"), "leave sslcrl out"),
             (
                 format!("{url}&sslmode=verify-full&sslrootcert=%2Fno%2Fsuch%2Fca.pem"),

@@ -14,8 +14,10 @@
 //! | `verify-full` | always                        | chain and host name                  |
 //!
 //! `sslrootcert=FILE` is a PEM file of CA certificates; `sslrootcert=system` (as in libpq 16)
-//! or no `sslrootcert` means the system's roots (rustls-native-certs). Client certificates
-//! (`sslcert`, `sslkey`) and revocation lists (`sslcrl`) are refused, with what to do instead.
+//! or no `sslrootcert` means the system's roots (rustls-native-certs). A client certificate
+//! (`sslcert=FILE` with its chain, `sslkey=FILE`, both PEM, both needed: no `~/.postgresql`
+//! defaults) is sent when the server asks for one. Revocation lists (`sslcrl`) are refused,
+//! with what to do instead.
 //!
 //! Connector: `tokio-postgres-rustls` (the rustls `MakeTlsConnect` for the tokio-postgres 0.7
 //! under our `postgres` 0.19), rustls 0.23 with the aws-lc-rs provider.
@@ -25,7 +27,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -58,6 +60,8 @@ pub(super) struct TlsOptions {
     pub(super) mode: Mode,
     /// `sslrootcert` as given (`None`: not given).
     pub(super) root_cert: Option<Roots>,
+    /// `sslcert` and `sslkey`.
+    pub(super) client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 fn invalid(reason: String) -> Error {
@@ -74,6 +78,7 @@ pub(super) fn split(url: &str) -> Result<(String, TlsOptions), Error> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut mode = Mode::Prefer;
     let mut root_cert = None;
+    let (mut cert_file, mut key_file) = (None, None);
     // Kept as written (not re-encoded): tokio-postgres decodes them itself.
     let mut kept: Vec<&str> = Vec::new();
     for raw in query.split('&').filter(|p| !p.is_empty()) {
@@ -105,13 +110,8 @@ pub(super) fn split(url: &str) -> Result<(String, TlsOptions), Error> {
                     Roots::File(PathBuf::from(&*value))
                 })
             }
-            "sslcert" | "sslkey" => {
-                return Err(invalid(format!(
-                    "{key}: client certificates for PostgreSQL are not supported: authenticate \
-                     with a password (SCRAM, in the URL or PGPASSWORD) over \
-                     sslmode=verify-full, and leave sslcert and sslkey out"
-                )));
-            }
+            "sslcert" => cert_file = Some(PathBuf::from(&*value)),
+            "sslkey" => key_file = Some(PathBuf::from(&*value)),
             "sslcrl" | "sslcrldir" => {
                 return Err(invalid(format!(
                     "{key}: certificate revocation lists for PostgreSQL are not supported: \
@@ -122,6 +122,17 @@ pub(super) fn split(url: &str) -> Result<(String, TlsOptions), Error> {
             _ => kept.push(raw),
         }
     }
+    let client_cert = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                "a client certificate needs both sslcert=FILE (the certificate, PEM) and \
+                 sslkey=FILE (its private key, PEM): give both, or neither"
+                    .into(),
+            ));
+        }
+    };
     if root_cert.is_some() && mode == Mode::Require {
         // libpq: with a root certificate, require checks the chain as verify-ca does.
         mode = Mode::VerifyCa;
@@ -133,7 +144,11 @@ pub(super) fn split(url: &str) -> Result<(String, TlsOptions), Error> {
     });
     Ok((
         format!("{base}?{}", kept.join("&")),
-        TlsOptions { mode, root_cert },
+        TlsOptions {
+            mode,
+            root_cert,
+            client_cert,
+        },
     ))
 }
 
@@ -153,12 +168,11 @@ impl TlsOptions {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| invalid(format!("TLS setup failed ({e})")))?;
-        let config = match self.mode {
+        let verifying = match self.mode {
             Mode::Disable => return Ok(None),
             Mode::Prefer | Mode::Require => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
-                .with_no_client_auth(),
+                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider))),
             Mode::VerifyCa => {
                 let webpki =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider)
@@ -167,11 +181,31 @@ impl TlsOptions {
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-                    .with_no_client_auth()
             }
-            Mode::VerifyFull => builder
-                .with_root_certificates(self.roots()?)
-                .with_no_client_auth(),
+            Mode::VerifyFull => builder.with_root_certificates(self.roots()?),
+        };
+        let config = match &self.client_cert {
+            None => verifying.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = read_pem_certificates(cert, "sslcert")?;
+                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    invalid(format!(
+                        "cannot read the sslkey file {} ({e}): give a readable PEM file with \
+                         the private key of the sslcert certificate",
+                        key.display()
+                    ))
+                })?;
+                verifying
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| {
+                        invalid(format!(
+                            "the sslcert file {} and the sslkey file {} do not go together \
+                             ({e}): give the certificate and its own private key",
+                            cert.display(),
+                            key.display()
+                        ))
+                    })?
+            }
         };
         Ok(Some(MakeRustlsConnect::new(config)))
     }
@@ -180,15 +214,7 @@ impl TlsOptions {
         let mut roots = RootCertStore::empty();
         match &self.root_cert {
             Some(Roots::File(path)) => {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                    .and_then(|it| it.collect::<Result<_, _>>())
-                    .map_err(|e| {
-                        invalid(format!(
-                            "cannot read the sslrootcert file {} ({e}): give a readable PEM \
-                             file with the CA certificate(s) that signed the server's certificate",
-                            path.display()
-                        ))
-                    })?;
+                let certs = read_pem_certificates(path, "sslrootcert")?;
                 let (_, unusable) = roots.add_parsable_certificates(certs);
                 if roots.is_empty() {
                     return Err(invalid(format!(
@@ -213,6 +239,30 @@ impl TlsOptions {
         }
         Ok(roots)
     }
+}
+
+/// The certificates of the PEM file `path`, given as URL option `option`.
+fn read_pem_certificates(
+    path: &std::path::Path,
+    option: &str,
+) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| {
+            invalid(format!(
+                "cannot read the {option} file {} ({e}): give a readable PEM file with the \
+                 certificate(s) it names (see the README's --index TLS options)",
+                path.display()
+            ))
+        })?;
+    if certs.is_empty() && option == "sslcert" {
+        return Err(invalid(format!(
+            "the sslcert file {} holds no certificate: give a PEM file with the client \
+             certificate (and its chain)",
+            path.display()
+        )));
+    }
+    Ok(certs)
 }
 
 /// `sslmode=require`/`prefer`: encryption without a certificate check (libpq without a root
@@ -375,14 +425,8 @@ mod tests {
     fn unsupported_tls_options_are_refused_with_what_to_do() {
         for (url, says) in [
             ("postgres://u@h/db?sslmode=allow", "use sslmode=verify-full"),
-            (
-                "postgres://u@h/db?sslcert=c.pem",
-                "leave sslcert and sslkey out",
-            ),
-            (
-                "postgres://u@h/db?sslkey=k.pem",
-                "leave sslcert and sslkey out",
-            ),
+            ("postgres://u@h/db?sslcert=c.pem", "give both, or neither"),
+            ("postgres://u@h/db?sslkey=k.pem", "give both, or neither"),
             ("postgres://u@h/db?sslcrl=c.pem", "leave sslcrl out"),
         ] {
             let e = split(url).unwrap_err();
@@ -407,6 +451,7 @@ mod tests {
         let opts = TlsOptions {
             mode: Mode::VerifyFull,
             root_cert: Some(Roots::File(missing.clone())),
+            client_cert: None,
         };
         let e = opts.connector().err().expect("refused").to_string();
         assert!(
@@ -421,6 +466,7 @@ mod tests {
         let opts = TlsOptions {
             mode: Mode::VerifyCa,
             root_cert: Some(Roots::File(empty)),
+            client_cert: None,
         };
         let e = opts.connector().err().expect("refused").to_string();
         assert!(e.contains("holds no usable CA certificate"), "{e}");
