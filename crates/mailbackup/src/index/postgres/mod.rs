@@ -122,13 +122,18 @@ fn connect_advice(config: &Config, tls_options: &tls::TlsOptions, e: &postgres::
         return match tls_error {
             rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            ) => "the PostgreSQL server's certificate is not valid for the host name in the                   --index URL: connect with a name the certificate holds, or use                   sslmode=verify-ca to check the chain only"
+            ) => "the PostgreSQL server's certificate is not valid for the host name in the \
+             --index URL: connect with a name the certificate holds, or use \
+             sslmode=verify-ca to check the chain only"
                 .into(),
             rustls::Error::InvalidCertificate(_) => format!(
-                "the PostgreSQL server's certificate is not trusted: it does not chain to {},                  or is expired or unusable; give the CA that signed it with sslrootcert=FILE (PEM)",
+                "the PostgreSQL server's certificate is not trusted: it does not chain to {}, \
+                 or is expired or unusable; give the CA that signed it with sslrootcert=FILE (PEM)",
                 tls_options.roots_described()
             ),
-            _ => "the TLS handshake with PostgreSQL failed: check that the server's ssl                   settings work (its log says why), or use sslmode=disable on loopback or a                   trusted network"
+            _ => "the TLS handshake with PostgreSQL failed: check that the server's ssl \
+             settings work (its log says why), or use sslmode=disable on loopback or a \
+             trusted network"
                 .into(),
         };
     }
@@ -231,11 +236,25 @@ impl PostgresIndex {
     }
 
     fn connect(&self) -> Result<Client, PgError> {
-        match &self.tls {
-            Some(tls) => self.config.connect(tls.clone()),
+        let connected = match &self.tls {
+            Some(tls) => match self.config.connect(tls.clone()) {
+                // libpq's prefer: a failed handshake is retried in plain TCP.
+                Err(e)
+                    if self.tls_options.mode == tls::Mode::Prefer
+                        && tls::rustls_error(&e).is_some() =>
+                {
+                    tracing::warn!(
+                        index = %self.location,
+                        "TLS handshake with PostgreSQL failed ({e}); sslmode=prefer: connecting \
+                         without TLS"
+                    );
+                    self.config.connect(NoTls)
+                }
+                other => other,
+            },
             None => self.config.connect(NoTls),
-        }
-        .map_err(|source| PgError::Connect {
+        };
+        connected.map_err(|source| PgError::Connect {
             advice: connect_advice(&self.config, &self.tls_options, &source),
             source,
         })
@@ -1123,6 +1142,54 @@ mod tests {
         let ix = PostgresIndex::open(&url).expect("verify-full");
         assert!(connection_is_encrypted(&ix));
         crate::index::conformance::index(&ix);
+    }
+
+    /// A loopback server in front of the plain test cluster whose first connection accepts
+    /// the TLS request and then sends bytes that are no TLS; later connections are passed
+    /// through to the cluster. Returns its port.
+    fn botched_tls_in_front_of_the_plain_cluster() -> u16 {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = pg_test_cluster::cluster().port();
+        std::thread::spawn(move || {
+            for (n, conn) in listener.incoming().enumerate() {
+                let Ok(mut client) = conn else { return };
+                if n == 0 {
+                    let mut ssl_request = [0u8; 8];
+                    let _ = client.read_exact(&mut ssl_request);
+                    let _ = client.write_all(b"S");
+                    let _ = client.write_all(b"this is not a TLS record\r\n");
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let (mut from_client, mut to_server) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || std::io::copy(&mut from_client, &mut to_server));
+                let (mut from_server, mut to_client) = (server, client);
+                std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn sslmode_prefer_connects_in_plain_after_a_failed_tls_handshake_and_require_does_not() {
+        let cluster = pg_test_cluster::cluster();
+        let url = cluster.new_database();
+        let port = botched_tls_in_front_of_the_plain_cluster();
+        let via = url.replace(&format!(":{}/", cluster.port()), &format!(":{port}/"));
+        let ix = PostgresIndex::open(&tls_url(&via, "sslmode=prefer")).expect("prefer");
+        assert!(!connection_is_encrypted(&ix));
+
+        let port = botched_tls_in_front_of_the_plain_cluster();
+        let via = url.replace(&format!(":{}/", cluster.port()), &format!(":{port}/"));
+        let e = PostgresIndex::open(&tls_url(&via, "sslmode=require"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TLS handshake with PostgreSQL failed"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! | `sslmode`     | TLS                           | server certificate checked           |
 //! |---------------|-------------------------------|--------------------------------------|
 //! | `disable`     | never                         | -                                    |
-//! | `prefer` (default) | when the server offers it, else plain | no                    |
+//! | `prefer` (default) | when the server offers it and the handshake works, else plain | no |
 //! | `require`     | always                        | no (as libpq without a root file); with `sslrootcert` as `verify-ca` |
 //! | `verify-ca`   | always                        | chain to `sslrootcert` (or the system roots) |
 //! | `verify-full` | always                        | chain and host name                  |
