@@ -141,8 +141,9 @@ fn connect_advice(config: &Config, tls_options: &tls::TlsOptions, e: &postgres::
         && db_error.message().contains("no encryption")
     {
         return format!(
-            "PostgreSQL admits user {user} only over TLS (pg_hba.conf hostssl): use \
-             sslmode=verify-full (or require) in the --index URL"
+            "PostgreSQL admits no connection without TLS for user {user} from here (pg_hba.conf \
+             has no such entry): use sslmode=verify-full (or require) in the --index URL when \
+             the server takes TLS (hostssl), else have pg_hba.conf admit this host"
         );
     }
     if let Some(db_error) = e.as_db_error()
@@ -1198,7 +1199,7 @@ mod tests {
         let url = cluster.new_database();
         let e = PostgresIndex::open(&url).unwrap_err().to_string();
         assert!(
-            e.contains("admits user mailbackup only over TLS")
+            e.contains("admits no connection without TLS for user mailbackup")
                 && e.contains("use sslmode=verify-full"),
             "{e}"
         );
