@@ -394,6 +394,19 @@ async fn a_file_sent_between_two_daemons_appears_live_with_its_history() {
         assert!(history.contains(state), "{state} missing in: {history}");
     }
     assert!(!history.contains("null"), "{history}");
+    // The session that moved it: every OFTP command of its PI trail, DATA as one line.
+    let commands = session_commands(&page, "EFPA").await;
+    for command in ["SSID", "SFID", "SFPA", "DATA", "EFID", "EFPA", "ESID"] {
+        assert!(
+            commands.iter().any(|c| c == command),
+            "{command} missing in the session trail: {commands:?}"
+        );
+    }
+    assert_eq!(
+        commands.iter().filter(|c| *c == "DATA").count(),
+        1,
+        "one DATA line for the file: {commands:?}"
+    );
     let scratch = tempfile::tempdir().unwrap();
     let shot = screenshot_path(scratch.path(), "console-transfer.png");
     page.screenshot(&shot).await;
@@ -405,6 +418,15 @@ async fn a_file_sent_between_two_daemons_appears_live_with_its_history() {
         "the partners",
     )
     .await;
+    // B's counters: the one file sent (3,000,000 octets), nothing received.
+    let sent = "tr[data-partner=\"b\"] td:nth-child(6)";
+    let received = "tr[data-partner=\"b\"] td:nth-child(7)";
+    page.wait_for(
+        &format!("document.querySelector('{sent}').textContent === '1 · 2.9 MiB'"),
+        "the partner's sent counters",
+    )
+    .await;
+    assert_eq!(page.text(received).await, "0 · 0 B");
     let shot = screenshot_path(scratch.path(), "console-overview.png");
     page.screenshot(&shot).await;
     assert_png(&shot);
@@ -432,6 +454,80 @@ async fn a_file_sent_between_two_daemons_appears_live_with_its_history() {
     let shot = screenshot_path(scratch.path(), "console-phone.png");
     page.screenshot(&shot).await;
     assert_png(&shot);
+    assert_no_problems(&page);
+}
+
+/// The OFTP commands of the session trail on a transfer's page, in order, once one of them is
+/// `last`.
+async fn session_commands(page: &Page<'_>, last: &str) -> Vec<String> {
+    let commands = "[...document.querySelectorAll('main table td code')].map(e => e.textContent)";
+    page.wait_for(
+        &format!("{commands}.includes('{last}')"),
+        &format!("{last} in the session trail"),
+    )
+    .await;
+    serde_json::from_value(page.eval(commands).await).unwrap()
+}
+
+#[tokio::test]
+async fn a_received_file_opens_from_the_history_with_its_session_trail() {
+    let Some((_turn, browser)) = browser_turn().await else {
+        return;
+    };
+    let daemons = Daemons::new("");
+    let console = daemons.start_a();
+    // B's code calls A with `oftp send` and sends one file.
+    std::fs::write(daemons.path().join("in.dat"), vec![b'y'; 100_000]).unwrap();
+    let out = common::flag_send(
+        daemons.path(),
+        daemons.port_a,
+        ("O0013BBB", "BPW"),
+        ("O0013AAA", "APW"),
+        "30",
+        &["in.dat"],
+    );
+    assert!(out.status.success(), "{:?}", common::texts(&out));
+    let page = logged_in(&browser, &console).await;
+
+    page.eval("location.hash = '#/history'").await;
+    page.wait_for(
+        "document.querySelector('#history-results tr[data-transfer-id^=\"in-\"]')",
+        "the received file in the history",
+    )
+    .await;
+    let id = page
+        .eval("document.querySelector('#history-results tr[data-transfer-id^=\"in-\"]').dataset.transferId")
+        .await;
+    let id = id.as_str().unwrap().to_owned();
+    page.click(&format!("#history-results tr[data-transfer-id=\"{id}\"] a"))
+        .await;
+    page.wait_for(
+        &format!("location.hash === '#/transfer/{id}'"),
+        "the received file's page",
+    )
+    .await;
+    let commands = session_commands(&page, "EFPA").await;
+    for command in ["SFID", "SFPA", "DATA", "EFID", "EFPA"] {
+        assert!(
+            commands.iter().any(|c| c == command),
+            "{command} missing in the session trail: {commands:?}"
+        );
+    }
+    let main = page.text("main").await;
+    for text in [
+        &format!("Transfer {id}"),
+        "received",
+        "IN.DAT",
+        "from partner",
+    ] {
+        assert!(main.contains(text), "{text} missing in: {main}");
+    }
+    assert!(
+        page.eval("!document.getElementById('retry') && !document.getElementById('cancel')")
+            .await
+            == true,
+        "no retry or cancel for a received file"
+    );
     assert_no_problems(&page);
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use oftp::config::{LocalIdentity, Partner, PartnerTable, Password, ServerSettings};
-use oftp::journal::{Journal, QueueState, SqliteJournal, TransferFilter};
+use oftp::journal::{Direction, Journal, QueueState, SqliteJournal, TransferFilter};
 use oftp::{Client, ClientConfig, ClientError, OutgoingFile, Server, ServerConfig};
 use oftp_gateway::ops::GatewayEvent;
 use oftp_gateway::{
@@ -293,6 +293,21 @@ async fn a_queued_file_is_called_out_and_delivered_with_its_live_events() {
     }
     assert!(state.last_call.as_ref().is_some_and(|c| c.ok), "{state:?}");
     assert_eq!(state.sessions, 0, "the call's session slot is free again");
+    // The call's session trail is linked to the queue row it sent (written before the
+    // session's end event): the row's detail shows every command of the session.
+    let trails = journal.sessions_of(Direction::Sent, rows[0].id).unwrap();
+    assert_eq!(trails.len(), 1, "{trails:?}");
+    let commands: Vec<&str> = trails[0]
+        .commands
+        .iter()
+        .map(|c| c.command.as_str())
+        .collect();
+    for command in ["SFID", "SFPA", "DATA", "EFID", "EFPA"] {
+        assert!(
+            commands.contains(&command),
+            "{command} missing: {commands:?}"
+        );
+    }
     g.shutdown().await;
     server.shutdown().await;
 }

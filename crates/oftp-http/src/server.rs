@@ -97,26 +97,11 @@ impl HttpServer {
             events,
             stop.clone(),
         ));
-        let stopped = stop.clone();
         let task = match acceptor {
-            None => tokio::spawn(async move {
-                let app = app.into_make_service_with_connect_info::<ClientAddr>();
-                let serve = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stopped.cancelled().await });
-                if let Err(e) = serve.await {
-                    tracing::error!("HTTP server stopped: {e}");
-                }
-            }),
+            None => tokio::spawn(serve(listener, app, stop.clone(), "HTTP")),
             Some(acceptor) => {
                 let listener = TlsListener::start(listener, addr, acceptor, stop.clone());
-                tokio::spawn(async move {
-                    let app = app.into_make_service_with_connect_info::<ClientAddr>();
-                    let serve = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move { stopped.cancelled().await });
-                    if let Err(e) = serve.await {
-                        tracing::error!("HTTPS server stopped: {e}");
-                    }
-                })
+                tokio::spawn(serve(listener, app, stop.clone(), "HTTPS"))
             }
         };
         Ok(Self {
@@ -148,6 +133,21 @@ impl HttpServer {
     pub async fn shutdown(self) {
         self.stop.cancel();
         let _ = self.task.await;
+    }
+}
+
+/// Serves `app` on `listener` (plain TCP or [`TlsListener`]) with each request's
+/// [`ClientAddr`] until `stop`, then lets the requests in progress finish.
+async fn serve<L>(listener: L, app: axum::Router, stop: CancellationToken, what: &'static str)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    ClientAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    let app = app.into_make_service_with_connect_info::<ClientAddr>();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+    if let Err(e) = serve.await {
+        tracing::error!("{what} server stopped: {e}");
     }
 }
 

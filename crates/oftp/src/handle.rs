@@ -49,6 +49,11 @@ pub struct OutgoingFile {
     /// fields it arrived with ([`FileOffer::services`](crate::handler::FileOffer)). It is sent
     /// unchanged with these fields; no file service of ours is applied.
     pub forwarded: Option<FileServiceFields>,
+    /// The outbound queue's row this file sends, when the caller claimed it from the queue
+    /// itself (the gateway's calls): the session trail links the session to that row, so the
+    /// row's history shows the session's commands. The caller settles the row from the
+    /// outcome; the connection does not.
+    pub queue_row: Option<i64>,
 }
 
 /// The file-service fields of an SFID (RFC 5024 5.3.3): what the originator applied to a
@@ -117,6 +122,7 @@ impl OutgoingFile {
             user_data: String::new(),
             description: String::new(),
             forwarded: None,
+            queue_row: None,
         }
     }
 

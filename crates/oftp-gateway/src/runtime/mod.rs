@@ -168,6 +168,7 @@ fn outgoing(row: &QueuedFile) -> OutgoingFile {
     f.originator = s.originator.clone();
     f.user_data = s.user_data.clone();
     f.description = s.description.clone();
+    f.queue_row = Some(row.id);
     f
 }
 

@@ -34,7 +34,7 @@ function trail(d) {
   const sessions = d.sessions;
   if (!Array.isArray(sessions)) return [];
   return [h('h2', {}, 'Session trail'),
-    sessions.length ? sessions.flatMap(session) : h('p', { class: 'muted' }, 'No session recorded for this transfer.')];
+    ...(sessions.length ? sessions.flatMap(session) : [h('p', { class: 'muted' }, 'No session recorded for this transfer.')])];
 }
 
 export async function render(main, arg) {
@@ -58,8 +58,11 @@ export async function render(main, arg) {
     }
   }
 
+  let partner = null;
+
   async function draw(notice) {
     const d = await api(`/transfers/${id}`);
+    partner = d.partner;
     const buttons = [];
     if (isAdmin() && d.direction !== 'in') {
       if (RETRYABLE.has(d.state)) {
@@ -86,7 +89,9 @@ export async function render(main, arg) {
 
   await guarded(() => draw());
   return subscribe((name, data) => {
-    if ((name === 'transfer_changed' && String(data.transfer_id) === id) || name === 'poll') {
+    // A session's trail is written at its end, often after the transfer's last change.
+    if ((name === 'transfer_changed' && String(data.transfer_id) === id)
+      || (name === 'session_ended' && data.partner === partner) || name === 'poll') {
       draw().catch(showError);
     }
   });

@@ -30,7 +30,7 @@ use oftp_gateway::control::OpsError;
 use serde::de::DeserializeOwned;
 
 use crate::auth::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, PartnerInfo};
 
 /// Every API route: method, path (as in the OpenAPI document) and handler. The router is built
 /// from this table and nothing else.
@@ -101,6 +101,24 @@ pub fn ops_error(e: OpsError) -> ApiError {
         tracing::error!("API: {e}");
     }
     ApiError::new(status, e.code(), e.to_string())
+}
+
+/// The configured partner `name` (as the daemon's configuration has it now), or 404
+/// `unknown_partner` saying where the names are.
+pub(crate) fn configured_partner(state: &AppState, name: &str) -> Result<PartnerInfo, ApiError> {
+    state
+        .partners()
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_partner",
+                format!(
+                    "no partner named {name:?} in the configuration; GET /api/v1/partners lists them"
+                ),
+            )
+        })
 }
 
 /// A bad request (400, `bad_request`) saying what is wrong.

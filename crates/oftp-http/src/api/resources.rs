@@ -16,7 +16,7 @@ use oftp_gateway::control::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiPath, ApiQuery, ops_error};
+use super::{ApiPath, ApiQuery, configured_partner, ops_error};
 use crate::auth::{AdminAccess, ApiError, ReadAccess};
 use crate::state::{AppState, PartnerInfo};
 
@@ -78,7 +78,11 @@ pub async fn status(
     state.ctx().ops.status().await.map(Json).map_err(ops_error)
 }
 
-async fn partner_views(state: &AppState) -> Result<Vec<PartnerView>, ApiError> {
+/// `infos` with their call state and counters.
+async fn partner_views(
+    state: &AppState,
+    infos: Vec<PartnerInfo>,
+) -> Result<Vec<PartnerView>, ApiError> {
     let running = state.ctx().runtime.partners();
     let counters = state
         .ctx()
@@ -86,8 +90,7 @@ async fn partner_views(state: &AppState) -> Result<Vec<PartnerView>, ApiError> {
         .partner_counters()
         .await
         .map_err(ops_error)?;
-    Ok(state
-        .partners()
+    Ok(infos
         .into_iter()
         .map(|info| PartnerView {
             state: running.iter().find(|s| s.name == info.name).cloned(),
@@ -97,14 +100,6 @@ async fn partner_views(state: &AppState) -> Result<Vec<PartnerView>, ApiError> {
         .collect())
 }
 
-fn unknown_partner(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "unknown_partner",
-        format!("no partner named {name:?} in the configuration; GET /api/v1/partners lists them"),
-    )
-}
-
 /// The configured partners, in configuration order.
 #[utoipa::path(get, path = "/api/v1/partners", tag = "partners",
     responses((status = 200, body = Vec<PartnerView>), (status = 401)))]
@@ -112,7 +107,7 @@ pub async fn partners(
     ReadAccess(_): ReadAccess,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<PartnerView>>, ApiError> {
-    partner_views(&state).await.map(Json)
+    partner_views(&state, state.partners()).await.map(Json)
 }
 
 /// One partner.
@@ -124,12 +119,9 @@ pub async fn partner(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PartnerView>, ApiError> {
-    partner_views(&state)
-        .await?
-        .into_iter()
-        .find(|p| p.info.name == name)
-        .map(Json)
-        .ok_or_else(|| unknown_partner(&name))
+    let info = configured_partner(&state, &name)?;
+    let mut views = partner_views(&state, vec![info]).await?;
+    Ok(Json(views.remove(0)))
 }
 
 /// Calls a partner now (at once when a session slot is free, else as soon as one is).

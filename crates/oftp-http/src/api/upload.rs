@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiPath, ApiQuery, bad_request};
+use super::{ApiPath, ApiQuery, bad_request, configured_partner};
 use crate::auth::{AdminAccess, ApiError};
 use crate::state::AppState;
 
@@ -70,18 +70,7 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
-    let outbox = state
-        .partners()
-        .into_iter()
-        .find(|p| p.name == partner)
-        .map(|p| p.outbox)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_partner",
-                format!("no partner named {partner:?} in the configuration"),
-            )
-        })?;
+    let outbox = configured_partner(&state, &partner)?.outbox;
     check_name(&name)?;
     let max = state.settings().max_upload_mib.saturating_mul(MIB);
     let declared = headers

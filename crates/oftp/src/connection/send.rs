@@ -424,7 +424,7 @@ impl<T: Transport, H: Handler, F: FileServices> Connection<T, H, F> {
         };
         let row = match origin {
             Origin::Queue(id) => Some(id),
-            _ => None,
+            _ => file.queue_row,
         };
         self.recorder.file_started(JournalDirection::Sent, row);
         self.outgoing = Some(Outgoing {
