@@ -371,6 +371,14 @@ async fn actions_change_the_journal_and_refusals_have_their_status() {
         StatusCode::NOT_FOUND,
         "unknown_transfer",
     );
+    // A received file has no queue row to act on: refused, saying so.
+    for action in ["retry", "cancel"] {
+        let got = api
+            .post(&format!("/api/v1/transfers/in-1/{action}"), &api.admin)
+            .await;
+        assert_error(&got, StatusCode::CONFLICT, "refused");
+        assert!(got.1["message"].as_str().unwrap().contains("received file"));
+    }
 
     let alert = api
         .journal

@@ -179,17 +179,34 @@ pub async fn transfer(
         .map_err(ops_error)
 }
 
+/// The queue row a retry or cancel names: a sent file's id; a received file (`in-42`) has no
+/// queue row to act on.
+fn queue_row(id: &str, action: &str) -> Result<i64, ApiError> {
+    match id.parse::<TransferId>().map_err(ops_error)? {
+        TransferId::Out(row) => Ok(row),
+        TransferId::In(_) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "refused",
+            format!(
+                "transfer {id} is a received file; only a file we send can be {action}ed \
+                 (ask the partner to send it again)"
+            ),
+        )),
+    }
+}
+
 /// Queues a failed, rejected or not delivered file again, due now.
 #[utoipa::path(post, path = "/api/v1/transfers/{id}/retry", tag = "transfers",
-    params(("id" = i64, Path, description = "The transfer's id")),
-    responses((status = 200, body = TransferView), (status = 401), (status = 403),
-        (status = 404), (status = 409, description = "its state does not allow it"),
+    params(("id" = String, Path, description = "A sent file's transfer id (`42`)")),
+    responses((status = 200, body = TransferView), (status = 400), (status = 401), (status = 403),
+        (status = 404), (status = 409, description = "its state does not allow it, or it is a received file"),
         (status = 503)))]
 pub async fn retry(
     AdminAccess(who): AdminAccess,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TransferView>, ApiError> {
+    let id = queue_row(&id, "retry")?;
     let row = state.ctx().ops.retry(id).await.map_err(ops_error)?;
     tracing::info!(transfer = id, by = %who.name, "transfer retried over the API");
     Ok(Json(row))
@@ -197,15 +214,16 @@ pub async fn retry(
 
 /// Cancels a queued, failed, rejected or not delivered file.
 #[utoipa::path(post, path = "/api/v1/transfers/{id}/cancel", tag = "transfers",
-    params(("id" = i64, Path, description = "The transfer's id")),
-    responses((status = 200, body = TransferView), (status = 401), (status = 403),
-        (status = 404), (status = 409, description = "its state does not allow it"),
+    params(("id" = String, Path, description = "A sent file's transfer id (`42`)")),
+    responses((status = 200, body = TransferView), (status = 400), (status = 401), (status = 403),
+        (status = 404), (status = 409, description = "its state does not allow it, or it is a received file"),
         (status = 503)))]
 pub async fn cancel(
     AdminAccess(who): AdminAccess,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TransferView>, ApiError> {
+    let id = queue_row(&id, "cancel")?;
     let row = state.ctx().ops.cancel(id).await.map_err(ops_error)?;
     tracing::info!(transfer = id, by = %who.name, "transfer cancelled over the API");
     Ok(Json(row))
