@@ -5,8 +5,9 @@
 //! - `oftp http token list` lists the tokens' names, roles and creation times (never a
 //!   secret);
 //! - `oftp http token revoke N` removes one;
-//! - `oftp http hash-password` reads a password on standard input and prints its Argon2id PHC
-//!   string for `[[http.users]] password_hash`.
+//! - `oftp http hash-password` reads a password and prints its Argon2id PHC string for
+//!   `[[http.users]] password_hash`: on a terminal it asks twice without echoing what is
+//!   typed; otherwise it reads the first line of standard input (a pipe, a file).
 //!
 //! The token commands work on the tokens file directly, whether or not the daemon runs; a
 //! running daemon reads the file again when it changes, so a new token works and a revoked one
@@ -28,8 +29,8 @@ pub(crate) enum HttpCommand {
     /// The API tokens: create, list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Read a password on standard input and print its Argon2id hash for
-    /// [[http.users]] password_hash.
+    /// Read a password (typed twice without echo on a terminal, else the first line of
+    /// standard input) and print its Argon2id hash for [[http.users]] password_hash.
     HashPassword,
 }
 
@@ -129,13 +130,8 @@ pub(crate) fn http(command: HttpCommand) -> Result<()> {
             writeln!(std::io::stdout().lock(), "revoked token {:?}", a.name)?;
         }
         HttpCommand::HashPassword => {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("cannot read the password on standard input")?;
-            let password = line.trim_end_matches(['\r', '\n']);
-            writeln!(std::io::stdout().lock(), "{}", hash_password(password)?)?;
+            let password = read_new_password()?;
+            writeln!(std::io::stdout().lock(), "{}", hash_password(&password)?)?;
         }
     }
     Ok(())
@@ -152,11 +148,33 @@ fn store(arg: &ConfigArg) -> Result<TokenStore> {
     Ok(TokenStore::open(&file)?)
 }
 
+/// The password to hash: typed twice without echo when standard input is a terminal (the two
+/// must agree), else the first line of standard input without its line end.
+fn read_new_password() -> Result<String> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")
+            .context("cannot read the password from the terminal")?;
+        let again = rpassword::prompt_password("The same password again: ")
+            .context("cannot read the password from the terminal")?;
+        if first != again {
+            bail!("the two passwords differ; run `oftp http hash-password` again");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password on standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 /// The Argon2id PHC string of `password` (default parameters, a random salt), as the console
 /// checks it ([`oftp_http::console::users`]).
 fn hash_password(password: &str) -> Result<String> {
     if password.is_empty() {
-        bail!("the password on standard input is empty; type it, then Enter (or pipe it in)");
+        bail!("the password is empty; type one (or pipe it in on standard input)");
     }
     Ok(oftp_http::console::users::hash_password(password)?)
 }

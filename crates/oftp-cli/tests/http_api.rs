@@ -427,6 +427,10 @@ async fn every_endpoint_of_a_real_daemon_with_auth_refusals_and_no_secret_in_any
     std::thread::sleep(Duration::from_millis(200));
     let log = daemon.log.lock().unwrap();
     assert!(log.contains("call requested over the API"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "a log written to a pipe has no terminal colour codes: {log}"
+    );
     for secret in secrets {
         assert!(!log.contains(secret), "{secret} in the log: {log}");
     }
@@ -582,4 +586,91 @@ fn wait_for_file(dir: &Path, size: u64, limit: Duration) -> PathBuf {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Runs `oftp http hash-password` on a pseudo-terminal (Python's `pty`), typing `answers`
+/// one per prompt; returns what the terminal showed and the exit code.
+fn hash_password_on_a_terminal(answers: &[&str]) -> (String, i32) {
+    const DRIVER: &str = r#"
+import json, os, pty, select, sys, termios, time
+bin, answers = sys.argv[1], sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(bin, [bin, "http", "hash-password"])
+shown = b""
+def read_until(marker):
+    global shown
+    while marker is None or shown.count(b": ") < marker:
+        ready, _, _ = select.select([fd], [], [], 30)
+        if not ready:
+            sys.exit("no prompt within 30 s; the terminal showed: %r" % shown)
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            return
+        if not chunk:
+            return
+        shown += chunk
+def wait_for_no_echo():
+    """Types only once the program turned the terminal's echo off (as a person would be
+    slower than the program): a terminal that never stops echoing fails the test."""
+    for _ in range(500):
+        if not termios.tcgetattr(fd)[3] & termios.ECHO:
+            return
+        time.sleep(0.01)
+    sys.exit("the terminal still echoes after the prompt; the terminal showed: %r" % shown)
+for i, answer in enumerate(answers):
+    read_until(i + 1)
+    wait_for_no_echo()
+    os.write(fd, answer.encode() + b"\n")
+read_until(None)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"shown": shown.decode(errors="replace"), "code": os.waitstatus_to_exitcode(status)}))
+"#;
+    let bin = assert_cmd::cargo::cargo_bin("oftp");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(DRIVER)
+        .arg(&bin)
+        .args(answers)
+        .output()
+        .expect("python3 runs (scripts/install-test-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "the terminal driver failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["shown"].as_str().unwrap().to_owned(),
+        v["code"].as_i64().unwrap() as i32,
+    )
+}
+
+/// On a terminal the password is asked twice and never shown as it is typed; two different
+/// answers are refused, saying what to do.
+#[test]
+fn hash_password_on_a_terminal_asks_twice_without_showing_the_password() {
+    let secret = "Tr0ub4dor&3-horse";
+    let (shown, code) = hash_password_on_a_terminal(&[secret, secret]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(!shown.contains(secret), "the password was echoed: {shown}");
+    assert!(shown.contains("again"), "asked once only: {shown}");
+    let phc = shown
+        .lines()
+        .find(|l| l.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash printed: {shown}"));
+    use argon2::PasswordVerifier as _;
+    argon2::Argon2::default()
+        .verify_password(
+            secret.as_bytes(),
+            &argon2::PasswordHash::new(phc.trim()).unwrap(),
+        )
+        .expect("the hash is the typed password's");
+
+    let (shown, code) = hash_password_on_a_terminal(&[secret, "something else"]);
+    assert_ne!(code, 0, "{shown}");
+    assert!(!shown.contains(secret), "{shown}");
+    assert!(shown.contains("differ"), "{shown}");
+    assert!(!shown.contains("$argon2id$"), "{shown}");
 }

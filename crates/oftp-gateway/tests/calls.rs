@@ -297,6 +297,10 @@ async fn a_queued_file_is_called_out_and_delivered_with_its_live_events() {
     // session's end event): the row's detail shows every command of the session.
     let trails = journal.sessions_of(Direction::Sent, rows[0].id).unwrap();
     assert_eq!(trails.len(), 1, "{trails:?}");
+    assert_eq!(
+        trails[0].start.remote, address,
+        "the trail names the partner's address we called"
+    );
     let commands: Vec<&str> = trails[0]
         .commands
         .iter()

@@ -214,6 +214,12 @@ impl Client {
     }
 }
 
+/// The address recorded for a side of a connection whose transport has none (0.0.0.0:0).
+const UNKNOWN_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
 impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
     /// Uses `handler` for decisions and events (received files, progress, PITrail...).
     pub fn handler<H2: Handler>(self, handler: H2) -> Client<H2, C, F> {
@@ -291,8 +297,10 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             addr: addr.to_owned(),
             error,
         })?;
-        let peer = SocketAddr::from(([0, 0, 0, 0], 0));
-        self.run_over(io, peer, files).await
+        let (local, peer) = C::addresses(&io).unwrap_or((UNKNOWN_ADDR, UNKNOWN_ADDR));
+        let (handle, requests) = SessionHandle::new(0);
+        self.run_with(io, (local, peer), files, handle, requests)
+            .await
     }
 
     /// Runs one session over an already open transport.
@@ -303,13 +311,14 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         files: Vec<OutgoingFile>,
     ) -> Result<ClientReport, ClientError> {
         let (handle, requests) = SessionHandle::new(0);
-        self.run_with(io, peer, files, handle, requests).await
+        self.run_with(io, (UNKNOWN_ADDR, peer), files, handle, requests)
+            .await
     }
 
     async fn run_with<T: Transport>(
         &self,
         io: T,
-        peer: SocketAddr,
+        (local, peer): (SocketAddr, SocketAddr),
         files: Vec<OutgoingFile>,
         handle: SessionHandle,
         requests: tokio::sync::mpsc::UnboundedReceiver<crate::handle::Request>,
@@ -317,7 +326,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         let info = ConnectionInfo {
             id: handle.id(),
             peer,
-            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            local,
         };
         let partner_codes = self
             .partner

@@ -675,6 +675,10 @@ impl Connector for TlsConnector {
                 }
             })
     }
+
+    fn addresses(stream: &Self::Stream) -> Option<(SocketAddr, SocketAddr)> {
+        crate::transport::tcp_addresses(stream.get_ref().0)
+    }
 }
 
 /// `host` of `host:port`, `[v6]:port` or a bare host.

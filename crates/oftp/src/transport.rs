@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use oftp_proto::codec::{FileCompression, SecurityLevel, Sfid, SfnaReason};
@@ -56,6 +57,17 @@ pub trait Connector: Send + Sync + 'static {
     type Stream: Transport;
     /// Connects to `addr` (`host:port`).
     fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+
+    /// The (local, partner's) socket addresses of a connection it made, for the session's
+    /// records; `None` when the transport has none (a test's in-memory pipe).
+    fn addresses(_stream: &Self::Stream) -> Option<(SocketAddr, SocketAddr)> {
+        None
+    }
+}
+
+/// The (local, peer) addresses of a TCP connection.
+pub(crate) fn tcp_addresses(tcp: &TcpStream) -> Option<(SocketAddr, SocketAddr)> {
+    Some((tcp.local_addr().ok()?, tcp.peer_addr().ok()?))
 }
 
 /// Plain TCP (port 3305).
@@ -75,6 +87,10 @@ impl Connector for PlainTcp {
         let s = TcpStream::connect(addr).await?;
         let _ = s.set_nodelay(true);
         Ok(s)
+    }
+
+    fn addresses(stream: &TcpStream) -> Option<(SocketAddr, SocketAddr)> {
+        tcp_addresses(stream)
     }
 }
 

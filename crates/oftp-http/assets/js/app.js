@@ -61,6 +61,12 @@ export async function refreshAlertCount() {
 }
 
 async function logout() {
+  // Nothing of the page may ask the API once the session is ending: its timers and the live
+  // stream stop first (a request racing the log-out would be refused, 401).
+  events.stop();
+  generation += 1;
+  if (cleanup) cleanup();
+  cleanup = null;
   const r = await fetch('/logout', { method: 'POST', headers: csrfHeaders(), credentials: 'same-origin' });
   if (!r.ok) {
     showError(await failure(r.status, await r.text()));

@@ -9,6 +9,7 @@ const WINDOW_MS = 60000;
 const listeners = new Set();
 let source = null;
 let pollTimer = null;
+let stopped = false;
 const moved = new Map(); // file key -> bytes so far
 const recent = []; // [time, bytes moved since the last event of that file]
 
@@ -52,9 +53,19 @@ function stopPolling() {
   pollTimer = null;
 }
 
+/** Closes the stream and ends polling for good: before a log-out, so that no request of the
+ * page races the end of the session (and is refused). */
+export function stop() {
+  stopped = true;
+  stopPolling();
+  if (source !== null) source.close();
+  source = null;
+  listeners.clear();
+}
+
 /** Opens the stream (once). */
 export function start() {
-  if (source !== null) return;
+  if (stopped || source !== null) return;
   source = new EventSource('/api/v1/events');
   source.onopen = () => {
     setState('Live updates on');
@@ -72,6 +83,7 @@ export function start() {
   source.onerror = () => {
     source.close();
     source = null;
+    if (stopped) return;
     setState('Live updates interrupted: refreshing every 5 s');
     startPolling();
     setTimeout(start, RECONNECT_MS);

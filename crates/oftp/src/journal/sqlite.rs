@@ -184,7 +184,7 @@ impl SqliteJournal {
         read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<R>,
         value: impl Fn(R) -> Result<T, JournalError>,
     ) -> Result<Vec<T>, JournalError> {
-        let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = stmt.query_map(args, read).map_err(|e| self.err(e))?;
         rows.map(|row| value(row.map_err(|e| self.err(e))?))
             .collect()

@@ -1,5 +1,5 @@
-//! The operator's overview of the SQLite journal: the queue's depth by state (one `GROUP BY`
-//! over the index `queue_by_state`), the newest alerts, acknowledged or not, and the write
+//! The operator's overview of the SQLite journal: the queue's depth by state (the table
+//! `queue_counts` that triggers keep, see `schema`), the newest alerts, acknowledged or not, and the write
 //! probe of readiness checks.
 
 use std::time::Duration;
@@ -18,7 +18,7 @@ impl SqliteJournal {
     pub(super) fn operator_queue_depth(&self) -> Result<Vec<(QueueState, u64)>, JournalError> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare("SELECT state, COUNT(*) FROM queue GROUP BY state")
+            .prepare_cached("SELECT state, n FROM queue_counts WHERE n > 0")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))

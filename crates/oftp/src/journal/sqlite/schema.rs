@@ -2,7 +2,8 @@
 //! the migration that adds the partner to the received-file and file-hash keys, and the rows
 //! with impossible stamps moved to `set_aside` (see [`prepare`]). The gateway's tables (the
 //! outbound queue, its history, alerts) are new tables: a journal of an earlier version gets
-//! them, empty, when it is opened, and nothing else of it changes.
+//! them, empty, when it is opened, and nothing else of it changes; the queue's counts by state
+//! (kept by triggers) are made from the queue's rows when a journal does not have them yet.
 
 use std::path::Path;
 
@@ -21,6 +22,7 @@ pub(super) fn prepare(conn: &Connection, path: &Path) -> Result<Vec<String>, rus
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(SET_ASIDE_TABLE)?;
     conn.execute_batch(QUEUE_TABLES)?;
+    prepare_queue_counts(conn)?;
     conn.execute_batch(CALLS_TABLE)?;
     conn.execute_batch(super::processing::TABLES)?;
     conn.execute_batch(super::alert_delivery::ALERT_DELIVERY_TABLES)?;
@@ -168,6 +170,43 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_by_partner ON calls (partner, started_at);
 ";
+
+/// The queue's rows counted by state, kept by triggers in the same transaction as every
+/// change of the queue, so that the depth (read by every status request and every metrics
+/// scrape) costs a few rows however long the history is, instead of a count over every row
+/// the queue ever had.
+const QUEUE_COUNTS: &str = "
+CREATE TABLE queue_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO queue_counts (state, n) SELECT state, COUNT(*) FROM queue GROUP BY state;
+CREATE TRIGGER queue_counts_insert AFTER INSERT ON queue BEGIN
+    INSERT INTO queue_counts (state, n) VALUES (NEW.state, 1)
+        ON CONFLICT (state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER queue_counts_delete AFTER DELETE ON queue BEGIN
+    UPDATE queue_counts SET n = n - 1 WHERE state = OLD.state;
+END;
+CREATE TRIGGER queue_counts_update AFTER UPDATE OF state ON queue
+WHEN OLD.state IS NOT NEW.state BEGIN
+    UPDATE queue_counts SET n = n - 1 WHERE state = OLD.state;
+    INSERT INTO queue_counts (state, n) VALUES (NEW.state, 1)
+        ON CONFLICT (state) DO UPDATE SET n = n + 1;
+END;
+";
+
+/// Creates the counts of [`QUEUE_COUNTS`] from the queue as it is, in one transaction, when
+/// the journal does not have them yet (a new journal, or one of an earlier version).
+fn prepare_queue_counts(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.unchecked_transaction()?;
+    let present: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue_counts')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !present {
+        tx.execute_batch(QUEUE_COUNTS)?;
+    }
+    tx.commit()
+}
 
 /// Rebuilds a `received` table without the `partner` column (journals of earlier versions) in
 /// one transaction. The partner of an old entry is taken to be its originator, which is the

@@ -77,7 +77,12 @@ pub(super) fn prepare(conn: &Connection) -> Result<(), rusqlite::Error> {
         |r| r.get::<_, i64>(0).map(|n| n > 0),
     )?;
     if !has_column {
-        tracing::info!("journal: adding the reception time to received files");
+        // A new journal gets the column here too; only an earlier version's is worth a word.
+        let earlier: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM received)", [], |r| r.get(0))?;
+        if earlier {
+            tracing::info!("journal: adding the reception time to received files");
+        }
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(
             "ALTER TABLE received ADD COLUMN received_at INTEGER;

@@ -274,3 +274,94 @@ fn an_end_response_and_the_queue_row_it_settles_are_recorded_together_or_not_at_
         "the row is not settled without its response"
     );
 }
+
+/// The queue's rows by state, counted over every row (what `queue_depth` answered before it
+/// read the counts the triggers keep).
+fn counted(conn: &Connection) -> Vec<(QueueState, u64)> {
+    let mut stmt = conn
+        .prepare("SELECT state, COUNT(*) FROM queue GROUP BY state")
+        .unwrap();
+    let mut rows: Vec<(QueueState, u64)> = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .unwrap()
+        .map(|r| {
+            let (state, n) = r.unwrap();
+            (QueueState::parse(&state).unwrap(), n as u64)
+        })
+        .collect();
+    rows.sort_by_key(|(state, _)| QueueState::ALL.iter().position(|s| s == state));
+    rows
+}
+
+/// The depth read from the counts the triggers keep agrees with a count over every row
+/// after each kind of change: enqueue (also of a row that exists), claim, transitions,
+/// the start's requeue, cancel, retry, and the history's prune.
+#[test]
+fn the_queue_depth_follows_every_change_of_the_queue() {
+    let j = SqliteJournal::in_memory().unwrap();
+    let at = |s: i64| Utc.timestamp_opt(1_780_000_000 + s, 0).unwrap();
+    let check = |j: &SqliteJournal, what: &str| {
+        let expected = counted(&j.lock());
+        assert_eq!(j.queue_depth().unwrap(), expected, "after {what}");
+    };
+    let ids: Vec<i64> = (0..12)
+        .map(|i| j.enqueue(&send("P", &format!("f{i}")), at(0)).unwrap())
+        .collect();
+    j.enqueue(&send("P", "f0"), at(0)).unwrap();
+    check(&j, "enqueue (one twice)");
+    let claimed: Vec<i64> = j
+        .claim_due("P", at(1), 8)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    check(&j, "claim");
+    for (i, id) in claimed.iter().enumerate() {
+        let to = match i % 3 {
+            0 => QueueState::Delivered,
+            1 => QueueState::Sent,
+            _ => QueueState::Failed,
+        };
+        j.transition(*id, &QueueChange::to(to, at(2))).unwrap();
+    }
+    check(&j, "transitions");
+    j.claim_due("P", at(3), 2).unwrap();
+    j.requeue_in_transfer(at(4), "restart").unwrap();
+    check(&j, "requeue at start");
+    j.cancel_transfer(ids[11], at(5)).unwrap();
+    j.retry_transfer(claimed[2], at(5)).unwrap();
+    check(&j, "cancel and retry");
+    j.prune_history(at(100)).unwrap();
+    check(&j, "prune");
+    assert!(
+        j.queue_depth().unwrap().iter().all(|(_, n)| *n > 0),
+        "states whose rows were all pruned are left out"
+    );
+}
+
+/// A journal written before the counts existed gets them from its queue when it is opened.
+#[test]
+fn a_journal_without_queue_counts_gets_them_from_its_rows_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 5, 6, 7, 0, 0).unwrap();
+    {
+        let j = SqliteJournal::open_in_dir(dir.path()).unwrap();
+        for i in 0..5 {
+            j.enqueue(&send("P", &format!("f{i}")), at).unwrap();
+        }
+        j.claim_due("P", at, 2).unwrap();
+        j.lock()
+            .execute_batch(
+                "DROP TRIGGER queue_counts_insert; DROP TRIGGER queue_counts_delete;
+                 DROP TRIGGER queue_counts_update; DROP TABLE queue_counts;",
+            )
+            .unwrap();
+    }
+    let j = SqliteJournal::open_in_dir(dir.path()).unwrap();
+    assert_eq!(
+        j.queue_depth().unwrap(),
+        vec![(QueueState::Queued, 3), (QueueState::InTransfer, 2)]
+    );
+    j.enqueue(&send("P", "f5"), at).unwrap();
+    assert_eq!(j.queue_depth().unwrap(), counted(&j.lock()));
+}
