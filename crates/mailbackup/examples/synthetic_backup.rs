@@ -206,6 +206,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "from:alice subject:\"march invoice\" after:2024-01-01 folder:Inbox has:attachment",
         "budget",
         "zoe@example.test before:2021-01-01",
+        // A full-text term with many matches and a date range keeping few of them: the count
+        // never reaches COUNT_CAP.
+        "zoe@example.test before:2020-07-01",
+        "zoe@example.test after:2024-06-01 before:2024-07-01",
+        "budget after:2024-06-01 before:2024-07-01",
         "folder:Archive is:unread",
         "after:2024-06-01 before:2024-06-02",
     ] {

@@ -235,6 +235,9 @@ impl Error {
             "InvalidAccessKeyId",
             "SignatureDoesNotMatch",
             "ContainerNotFound",
+            "AuthenticationFailed",
+            "AuthorizationFailure",
+            "AuthorizationPermissionMismatch",
             "credential",
         ]
         .iter()
@@ -336,6 +339,23 @@ mod tests {
         );
         let other = Error::io("cannot read /b/x.eml", ErrorKind::InvalidData.into());
         assert!(matches!(other, Error::Io { .. }) && other.is_transient());
+    }
+
+    #[test]
+    fn azure_refusing_the_key_stops_the_mailbox_and_says_what_to_check() {
+        for code in [
+            "AuthenticationFailed",
+            "AuthorizationFailure",
+            "AuthorizationPermissionMismatch",
+        ] {
+            let source = object_store::Error::Generic {
+                store: "MicrosoftAzure",
+                source: format!("403 Forbidden: <Code>{code}</Code>").into(),
+            };
+            let e = Error::object_store("cannot write az://c/x.eml", source);
+            assert!(e.is_fatal_for_mailbox() && !e.is_transient(), "{code}");
+            assert!(e.to_string().contains("check that the bucket"), "{e}");
+        }
     }
 
     #[test]

@@ -64,9 +64,11 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+mod folders;
 mod prepare;
 mod report;
 mod selection;
+mod upload;
 pub use crate::search::Selection;
 use prepare::prepare;
 pub use report::RestoreReport;
@@ -75,8 +77,6 @@ use selection::select;
 /// Largest request body Graph takes is 4 MB; a create (MIME in base64, or JSON with inline
 /// attachments) is kept under this many bytes of content.
 pub const MAX_INLINE_BYTES: usize = 3 * 1000 * 1000;
-/// Largest range of an upload session `PUT`.
-const UPLOAD_CHUNK: usize = 4 * 1024 * 1024 - 64 * 1024;
 /// Clock skew allowed between this machine and Graph when looking for orphans.
 const ORPHAN_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
@@ -155,21 +155,6 @@ struct Existing {
 #[serde(rename_all = "camelCase")]
 struct Created {
     id: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UploadSession {
-    upload_url: String,
-}
-
-/// A folder of the target as listed.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChildFolder {
-    id: String,
-    #[serde(default)]
-    display_name: String,
 }
 
 /// A large attachment to upload after the create.
@@ -465,101 +450,6 @@ impl Run {
             .map_err(|e| self.write_error(e))
     }
 
-    /// Reads the target's folder tree into `folders`.
-    async fn load_target_folders(&self) -> Result<(), Error> {
-        let list = self.graph.folders(&self.gate, &self.target).await?;
-        let mut f = self.folders.lock().await;
-        for folder in list {
-            f.insert(folder_path::fold(&folder.path), folder.id);
-        }
-        Ok(())
-    }
-
-    /// The id of the target folder at `path`, creating what is missing.
-    async fn ensure_folder(&self, path: &str) -> Result<String, Error> {
-        // One creation at a time: two messages of a new folder must not create it twice.
-        let mut folders = self.folders.lock().await;
-        if let Some(id) = folders.get(&folder_path::fold(path)) {
-            return Ok(id.clone());
-        }
-        let segments = folder_path::split(path);
-        let mut parent: Option<String> = None;
-        for n in 1..=segments.len() {
-            let here = folder_path::fold(&folder_path::join(&segments[..n]));
-            if let Some(id) = folders.get(&here) {
-                parent = Some(id.clone());
-                continue;
-            }
-            let name = &segments[n - 1];
-            let url = match &parent {
-                None => self.graph.url(&format!("{}/mailFolders", self.mbp()), &[]),
-                Some(p) => self.graph.url(
-                    &format!(
-                        "{}/mailFolders/{}/childFolders",
-                        self.mbp(),
-                        encode_segment(p)
-                    ),
-                    &[],
-                ),
-            };
-            let id = match self.post_json(&url, &json!({"displayName": name})).await {
-                Ok(body) => {
-                    self.folders_created.fetch_add(1, Ordering::Relaxed);
-                    parse::<ChildFolder>(&url, &body)?.id
-                }
-                // Created by someone else meanwhile (Graph answers 409, some tenants 400).
-                Err(Error::Graph { code, .. }) if code == "ErrorFolderExists" => {
-                    self.find_child(parent.as_deref(), name).await?
-                }
-                Err(e) => return Err(e),
-            };
-            folders.insert(here, id.clone());
-            parent = Some(id);
-        }
-        parent.ok_or_else(|| Error::Protocol {
-            url: self.graph.url(&self.mbp(), &[]),
-            reason: "an empty folder path".into(),
-        })
-    }
-
-    /// The id of the child `name` of `parent` (top level when `None`).
-    async fn find_child(&self, parent: Option<&str>, name: &str) -> Result<String, Error> {
-        let mut url = match parent {
-            None => self.graph.url(
-                &format!("{}/mailFolders", self.mbp()),
-                &[("includeHiddenFolders", "true"), ("$top", "250")],
-            ),
-            Some(p) => self.graph.url(
-                &format!(
-                    "{}/mailFolders/{}/childFolders",
-                    self.mbp(),
-                    encode_segment(p)
-                ),
-                &[("includeHiddenFolders", "true"), ("$top", "250")],
-            ),
-        };
-        loop {
-            let page: Page<ChildFolder> = self.graph.page(&self.gate, &url, None).await?;
-            let folded = folder_path::fold(name);
-            if let Some(f) = page
-                .value
-                .into_iter()
-                .find(|f| folder_path::fold(&f.display_name) == folded)
-            {
-                return Ok(f.id);
-            }
-            match page.next_link {
-                Some(n) => url = n,
-                None => {
-                    return Err(Error::Protocol {
-                        url: crate::graph::strip_query(&url),
-                        reason: format!("Graph says folder {name:?} exists but does not list it"),
-                    });
-                }
-            }
-        }
-    }
-
     /// `Err(Aborted)` once the run is aborted or stopped by an error: nothing new is sent.
     fn going_on(&self) -> Result<(), Error> {
         if self.graph.is_cancelled() || self.stopped.load(Ordering::SeqCst) {
@@ -712,62 +602,6 @@ impl Run {
             }
         }
         Ok(None)
-    }
-
-    /// Uploads one large attachment through an upload session.
-    async fn upload(&self, message: &str, u: &Upload) -> Result<(), Error> {
-        let url = self.graph.url(
-            &format!(
-                "{}/messages/{}/attachments/createUploadSession",
-                self.mbp(),
-                encode_segment(message)
-            ),
-            &[],
-        );
-        let mut item = json!({
-            "attachmentType": "file",
-            "name": u.name,
-            "size": u.bytes.len(),
-            "contentType": u.content_type,
-            "isInline": u.inline,
-        });
-        if let Some(cid) = &u.content_id {
-            item["contentId"] = json!(cid);
-        }
-        let body = self
-            .post_json(&url, &json!({"AttachmentItem": item}))
-            .await?;
-        let session: UploadSession = parse(&url, &body)?;
-        let total = u.bytes.len();
-        let mut start = 0;
-        while start < total {
-            let end = (start + UPLOAD_CHUNK).min(total);
-            let chunk = Bytes::copy_from_slice(&u.bytes[start..end]);
-            self.put_range(&session.upload_url, start, end, total, chunk)
-                .await?;
-            start = end;
-        }
-        Ok(())
-    }
-
-    async fn put_range(
-        &self,
-        url: &str,
-        start: usize,
-        end: usize,
-        total: usize,
-        chunk: Bytes,
-    ) -> Result<(), Error> {
-        let body = Body {
-            content_type: "application/octet-stream",
-            bytes: chunk,
-            content_range: Some(format!("bytes {start}-{}/{total}", end - 1)),
-        };
-        self.graph
-            .send(&self.gate, reqwest::Method::PUT, url, Some(&body), None)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.write_error(e))
     }
 }
 

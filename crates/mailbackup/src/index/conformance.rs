@@ -43,6 +43,7 @@ pub fn index(ix: &dyn Index) {
     folders(ix);
     headers_and_search(ix);
     search_words(ix);
+    full_text_in_date_ranges(ix);
     flags_and_quarantine(ix);
     leases::leases(ix);
 }
@@ -356,6 +357,68 @@ fn search_words(ix: &dyn Index) {
         Vec::<String>::new(),
         "every term must match"
     );
+}
+
+/// A full-text term with a date range: rows on and beside the bounds, equal dates, no date,
+/// the term inside other words, a removed row, ranges that are empty (rows of mailbox `dx`,
+/// 2025; recorded in this order). Counted at every limit by [`select`], as `search` counts.
+fn full_text_in_date_ranges(ix: &dyn Index) {
+    let rows = [
+        ("d1", "Zoe <zoe@example.test>", Some("2025-06-01T00:00:00Z")),
+        ("d2", "zoe@example.test", Some("2025-05-31T23:59:59Z")),
+        ("d3", "zoe@example.testing", Some("2025-06-15T00:00:00Z")),
+        ("d4", "zoey@example.test", Some("2025-06-15T00:00:00Z")),
+        ("d5", "bob@zoe.example.test", Some("2025-06-20T12:00:00Z")),
+        ("d6", "zoe@example.test", Some("2025-07-01T00:00:00Z")),
+        ("d7", "zoe@example.test", None),
+        ("d8", "zoe@example.test", Some("2025-06-20T12:00:00Z")),
+        ("d9", "zoe@example.test", Some("2025-06-10T00:00:00Z")),
+        ("d10", "zoe@example.test", Some("2025-06-30T23:59:59Z")),
+        ("d11", "zoe@example.test", Some("2025-08-01T00:00:00Z")),
+        ("d12", "zoe@example.test", Some("2025-09-01T00:00:00Z")),
+    ];
+    for (id, from, date) in rows {
+        let mut h = headers("dx", id, "Status", from, "2025-01-01T00:00:00Z");
+        h.date = date.map(str::to_string);
+        let saved = row(&h.mailbox, &h.id, h.key.as_str(), "t1", h.size);
+        ix.record_message(&saved, &h).expect("record_message");
+    }
+    ix.remove_saved("dx", "d9").expect("remove_saved");
+    let june = "after:2025-06-01 before:2025-07-01";
+    assert_eq!(
+        search(ix, &format!("zoe@example.test {june}")),
+        ["d10", "d8", "d5", "d3", "d1"],
+        "from the first second of the first day to the last second before the second day, \
+         `zoe@example.testing` and `bob@zoe.example.test` too, not `zoey`, equal dates newest \
+         recorded first"
+    );
+    assert_eq!(search(ix, "zoe@example.test before:2025-06-01"), ["d2"]);
+    assert_eq!(
+        search(ix, "zoe@example.test after:2025-07-01"),
+        ["d12", "d11", "d6"]
+    );
+    assert_eq!(
+        search(
+            ix,
+            "zoe@example.test after:2025-06-15 after:2025-06-02 before:2025-06-21 before:2025-07-01"
+        ),
+        ["d8", "d5", "d3"],
+        "every bound applies"
+    );
+    assert_eq!(search(ix, &format!("example.testing {june}")), ["d3"]);
+    assert_eq!(
+        search(ix, &format!("zoe {june}")),
+        ["d10", "d8", "d5", "d4", "d3", "d1"],
+        "a word begins longer words"
+    );
+    for empty in [
+        "zoe@example.test after:2025-06-01 before:2025-06-01",
+        "zoe@example.test after:2025-07-01 before:2025-06-01",
+        "zoe@example.test after:2026-01-01",
+        "nobody@example.test before:2026-01-01",
+    ] {
+        assert_eq!(search(ix, empty), Vec::<String>::new(), "{empty}");
+    }
 }
 
 fn flags_and_quarantine(ix: &dyn Index) {

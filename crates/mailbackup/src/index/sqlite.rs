@@ -12,10 +12,12 @@
 //! prefix word match the rows of the date index they walk (`walk_newest`) instead of merging
 //! that word's lists over the whole index, and where query terms are tokenized to spell their
 //! prefix out as the index's words it begins (`fts_match`, with the `fts5vocab` table
-//! `temp.headers_words`). These are per connection, never in the file. Counts are read row by
-//! row from the full-text index and stop at their limit, the dates of a count with a date
-//! bound from the covering index `headers_dates` (`seq, date`; added at open by
-//! `migrate_headers`) instead of the table (`count_sql`).
+//! `temp.headers_words`). These are per connection, never in the file. Counts (`count.rs`) are
+//! read row by row from the full-text index and stop at their limit, the dates of a count with
+//! a date bound from the covering index `headers_dates` (`seq, date`; added at open by
+//! `migrate_headers`) instead of the table; or, when a sample of the index says a full-text
+//! search's date range holds fewer rows than its matches to look up, the range's rows are read
+//! from the date index into a set first and the matches tested against it.
 
 use super::lease::{Acquired, WorkerRow, in_use, ttl_millis};
 use super::{HeaderRow, Hit, Index, QuarantinedRow, RestoreRow, RunRow, SavedRow};
@@ -31,9 +33,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod count;
 mod leases;
 mod search;
-use search::{count_sql, fts_match, select_planned, walk_first, walk_newest};
+use search::{fts_match, select_planned, walk_first, walk_newest};
 
 /// File name of the index inside `.meta`.
 pub const INDEX_FILE: &str = "index.sqlite";
@@ -528,11 +531,7 @@ impl Index for SqliteIndex {
     }
 
     fn count(&self, selection: &Selection, at_most: u64) -> Result<u64, Error> {
-        self.with(|c| {
-            let (sql, p) = count_sql(c, selection, at_most)?;
-            c.query_row(&sql, rusqlite::params_from_iter(p), |r| r.get::<_, i64>(0))
-                .map(|n| n.max(0) as u64)
-        })
+        self.with(|c| count::count(c, selection, at_most))
     }
 
     // ---- flags ----

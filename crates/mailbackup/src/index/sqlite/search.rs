@@ -2,8 +2,8 @@
 //! the words of the index they begin (`fts_match`), the SQL of a [`Selection`] (`select_sql`),
 //! the plan between the full-text index and the date index (`select_planned`, `walk_first`),
 //! the walk of the date index that checks rows in a small in-memory FTS5 table
-//! (`walk_newest`), and the count, read row by row from the full-text index up to its limit
-//! (`count_sql`). Results are the same whichever way is taken; only the cost differs.
+//! (`walk_newest`). Counting is in `count.rs`. Results are the same whichever way is taken;
+//! only the cost differs.
 
 use super::*;
 
@@ -38,21 +38,25 @@ pub(super) enum Drive {
     FullText,
     /// As [`Drive::FullText`], each row's date read from the covering index `headers_dates`
     /// (`seq, date`) instead of the table: for a count whose only terms besides the full-text
-    /// ones are `after:`/`before:` ([`dates_suffice`]). An entry is about 30 bytes, a table
-    /// row some 200, so rows a few apart in `seq` share an index page where each needed a
-    /// table page of its own.
+    /// ones are `after:`/`before:` ([`super::count::dates_suffice`]). An entry is about 30
+    /// bytes, a table row some 200, so rows a few apart in `seq` share an index page where
+    /// each needed a table page of its own.
     FullTextDates,
 }
 
-/// Whether the terms of `selection` other than the full-text ones need nothing of a row but
-/// its date (`after:`, `before:`), so that [`Drive::FullTextDates`] can count it.
-fn dates_suffice(selection: &Selection) -> bool {
-    selection.messages.is_empty()
-        && selection.created_bounds() == (None, None)
-        && selection
-            .terms()
-            .iter()
-            .all(|t| matches!(t, Term::Text { .. } | Term::After(_) | Term::Before(_)))
+/// The condition on `h.date` of an `after:` or `before:` term (`None`: another term) and its
+/// parameter, the day's first second as dates are stored (`YYYY-MM-DDTHH:MM:SSZ`, compared as
+/// text; a row without a date is neither).
+pub(super) fn date_condition(term: &Term) -> Option<(&'static str, rusqlite::types::Value)> {
+    let (condition, day) = match term {
+        Term::After(d) => (" AND h.date >= ?", d),
+        Term::Before(d) => (" AND h.date < ?", d),
+        _ => return None,
+    };
+    Some((
+        condition,
+        rusqlite::types::Value::Text(format!("{}T00:00:00Z", day.format("%Y-%m-%d"))),
+    ))
 }
 
 /// The SQL and parameters of a selection: every term, the full-text ones as the MATCH
@@ -77,8 +81,9 @@ pub(super) fn select_sql(
     let mut sql = format!(
         "SELECT {} FROM {}{} WHERE 1=1",
         match order {
-            // Counting: no column is read (nor the folder, unless a term needs it).
-            None => "1".to_string(),
+            // Counting, or the rows of a date range (`count::SeqSet`): the `seq` only, which
+            // every index holds (nor the folder, unless a term needs it).
+            None => "h.seq".to_string(),
             Some(_) => format!(
                 "h.seq, h.mailbox, h.id, h.path, h.from_addr, h.to_addr, h.cc_addr, h.subject,
                  h.date, h.message_id, h.folder_id, h.size, h.has_attachment, h.is_read,
@@ -119,16 +124,11 @@ pub(super) fn select_sql(
     for t in &selection.terms() {
         match t {
             Term::Text { .. } => {}
-            Term::After(d) => bind(
-                &mut sql,
-                " AND h.date >= ?",
-                Value::Text(format!("{}T00:00:00Z", d.format("%Y-%m-%d"))),
-            ),
-            Term::Before(d) => bind(
-                &mut sql,
-                " AND h.date < ?",
-                Value::Text(format!("{}T00:00:00Z", d.format("%Y-%m-%d"))),
-            ),
+            Term::After(_) | Term::Before(_) => {
+                if let Some((condition, day)) = date_condition(t) {
+                    bind(&mut sql, condition, day);
+                }
+            }
             // The rule is evaluated once per folder, not once per message: a message's path is
             // its folder's name, or its folder id when the folder has no row (`f.name` is NULL).
             Term::Folder(path) => {
@@ -241,34 +241,6 @@ pub(super) fn fts_match(c: &Connection, selection: &Selection) -> rusqlite::Resu
     })
 }
 
-/// The SQL and parameters counting a selection's matches up to `at_most`: the full-text index
-/// drives ([`Drive::FullText`]), so counting stops at the limit instead of after the list of
-/// every match is built (50,000 matches of a common word in a million messages), and reads
-/// the dates from the covering index when nothing else of a row is needed
-/// ([`Drive::FullTextDates`]: `zoe@example.test before:2021-01-01` looks some 50,000 rows up
-/// before it has counted 10,001).
-pub(super) fn count_sql(
-    c: &Connection,
-    selection: &Selection,
-    at_most: u64,
-) -> rusqlite::Result<(String, Vec<rusqlite::types::Value>)> {
-    let limit = usize::try_from(at_most).unwrap_or(usize::MAX);
-    let fts = fts_match(c, selection)?;
-    let (sql, p) = select_sql(
-        selection,
-        fts.as_deref(),
-        None,
-        None,
-        limit,
-        if dates_suffice(selection) {
-            Drive::FullTextDates
-        } else {
-            Drive::FullText
-        },
-    );
-    Ok((format!("SELECT COUNT(*) FROM ({sql})"), p))
-}
-
 /// A hit from a row of [`select_sql`]'s columns.
 fn hit(r: &rusqlite::Row<'_>) -> rusqlite::Result<Hit> {
     let key = ObjectKey::new(r.get::<_, String>(3)?).map_err(|e| {
@@ -331,7 +303,7 @@ pub(super) fn select_planned(
 /// prefix is in more than [`PREFIX_MERGE_ABOVE`] rows (FTS5 would merge all their lists, twice:
 /// [`select_planned`] counts the matches, then fetches them), and the query, read as whole
 /// words, matches more than [`WALK_BY_DATE_ABOVE`] rows (so the newest hits are likely among
-/// the first rows of the date index). The first is estimated from the last [`SAMPLE`] rows of
+/// the first rows of the date index). The first is estimated from the last `SAMPLE` (5,000) rows of
 /// the index, the second counted up to the limit: whole words cost little (FTS5 skips through
 /// the lists of common words). Only a guess: either way the hits are the same.
 pub(super) fn walk_first(c: &Connection, selection: &Selection) -> rusqlite::Result<bool> {
@@ -444,7 +416,7 @@ pub(super) fn walk_newest(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -509,7 +481,7 @@ mod tests {
 
     /// 6,000 generated rows: a few names at a few domains, subjects from a few words,
     /// scrambled dates (some missing, some equal), folders, attachments, read states.
-    fn generated_index() -> (tempfile::TempDir, SqliteIndex) {
+    pub(in crate::index::sqlite) fn generated_index() -> (tempfile::TempDir, SqliteIndex) {
         let dir = tempfile::tempdir().unwrap();
         let ix = SqliteIndex::open(&dir.path().join(".meta/index.sqlite")).unwrap();
         let people = ["alice", "bob", "carol", "zoe", "zoë", "o'neil", "Ärger"];
@@ -707,96 +679,6 @@ mod tests {
                 ix.select(&sel, Order::Folder, None, 100).unwrap(),
                 by_prefix,
                 "{q}"
-            );
-        }
-    }
-
-    /// The steps of the query plan of `selection`'s count up to 10,001.
-    fn count_plan(ix: &SqliteIndex, selection: &Selection) -> Vec<String> {
-        ix.with(|c| {
-            let (sql, p) = count_sql(c, selection, 10_001)?;
-            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-            let rows = st.query_map(rusqlite::params_from_iter(p), |r| r.get(3))?;
-            rows.collect()
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn counting_full_text_with_date_bounds_reads_dates_from_the_covering_index() {
-        let (_dir, ix) = generated_index();
-        for q in [
-            "zoe@example.test before:2020-06-01",
-            "budget after:2020-03-01 before:2020-09-01",
-            "from:alice",
-        ] {
-            let sel = Selection {
-                query: crate::search::Query::parse(q).unwrap(),
-                ..Default::default()
-            };
-            let plan = count_plan(&ix, &sel);
-            // Each row of the full-text index looks its date up in `headers_dates` (about 30
-            // bytes an entry), not in the table (a page of its own for almost every row).
-            assert!(
-                plan.iter().any(|s| s.starts_with("SCAN headers_fts"))
-                    && plan
-                        .iter()
-                        .any(|s| s.starts_with("SEARCH h USING COVERING INDEX headers_dates")),
-                "{q}: {plan:?}"
-            );
-            // The same count as the table gives, NULL and equal dates included, at any limit.
-            for limit in [0, 1, 7, 50, 500, 5000, u64::MAX] {
-                let by_table = ix
-                    .with(|c| {
-                        let fts = fts_match(c, &sel)?;
-                        let (sql, p) = select_sql(
-                            &sel,
-                            fts.as_deref(),
-                            None,
-                            None,
-                            usize::try_from(limit).unwrap_or(usize::MAX),
-                            Drive::FullText,
-                        );
-                        c.query_row(
-                            &format!("SELECT COUNT(*) FROM ({sql})"),
-                            rusqlite::params_from_iter(p),
-                            |r| r.get::<_, i64>(0),
-                        )
-                    })
-                    .unwrap();
-                assert_eq!(
-                    ix.count(&sel, limit).unwrap(),
-                    by_table as u64,
-                    "{q} (limit {limit})"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn counting_reads_the_full_text_index_row_by_row_up_to_the_limit() {
-        let (_dir, ix) = generated_index();
-        for q in [
-            "budget",
-            "zoe@example.test before:2020-06-01 has:attachment",
-        ] {
-            let sel = Selection {
-                query: crate::search::Query::parse(q).unwrap(),
-                folder: Some("Inbox".into()),
-                ..Default::default()
-            };
-            let plan = count_plan(&ix, &sel);
-            // The full-text index is the outer loop, each of its rows looked up by rowid (not a
-            // list of every match built first, `LIST SUBQUERY` + `SCAN headers_fts`, then the
-            // rows read by it).
-            let steps: Vec<&String> = plan
-                .iter()
-                .filter(|s| s.starts_with("SCAN") || s.starts_with("SEARCH"))
-                .collect();
-            assert!(
-                steps[0].starts_with("SCAN headers_fts")
-                    && steps[1].starts_with("SEARCH h USING INTEGER PRIMARY KEY"),
-                "{q}: {plan:?}"
             );
         }
     }
