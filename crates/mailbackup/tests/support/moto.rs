@@ -174,25 +174,7 @@ impl Moto {
         prefix: &str,
         expected: &[graph_emulator::ExpectedMessage],
     ) {
-        let objects = self.objects(bucket);
-        assert_eq!(objects.len(), expected.len(), "one object per message");
-        for m in expected {
-            let created = m.info.created.to_rfc3339();
-            let key = mailbackup::ObjectKey::for_message("", &m.info.immutable_id, Some(&created));
-            let key = format!("{prefix}/{key}");
-            let (_, bytes) = objects
-                .iter()
-                .find(|(k, _)| *k == key)
-                .unwrap_or_else(|| panic!("{key} is not in the bucket"));
-            let cut = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
-            let h = mailbackup::BackupHeader::parse(std::str::from_utf8(&bytes[..cut]).unwrap())
-                .expect("backup header");
-            assert_eq!(h.id, m.info.immutable_id);
-            assert!(
-                bytes[cut..] == m.mime[..],
-                "{key} differs from Graph's MIME"
-            );
-        }
+        crate::stored::assert_holds(&self.objects(bucket), prefix, expected);
     }
 
     /// `s3://BUCKET/PREFIX?endpoint=...` for this server.
