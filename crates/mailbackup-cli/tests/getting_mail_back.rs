@@ -547,6 +547,47 @@ async fn a_maildir_export_failing_mid_batch_keeps_only_complete_messages_and_a_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maildir_move_into_cur_refused_stops_the_export_and_leaves_nothing_in_tmp() {
+    let (emu, dir) = backed_up().await;
+    let mailbox = mailbox_dir(dir.path());
+    let all = expected(&emu, |_| true);
+    let total: usize = all.values().map(Vec::len).sum();
+    let out = tempfile::tempdir().unwrap();
+    let o = run(export_cmd(dir.path(), out.path(), &["--format", "maildir"])).await;
+    assert!(o.status.success(), "{}", text(&o));
+
+    // One message's name in cur/ is taken by a folder with a file in it: renaming the message
+    // there fails (the second thread's part of the export, after the file was written).
+    let mut cur = files_in(out.path(), "cur");
+    cur.sort();
+    let blocked = cur[cur.len() / 2].clone();
+    std::fs::remove_file(&blocked).unwrap();
+    std::fs::create_dir(&blocked).unwrap();
+    std::fs::write(blocked.join("keep"), b"x").unwrap();
+    let o = run(export_cmd(dir.path(), out.path(), &["--format", "maildir"])).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot move") && err.contains(&blocked.display().to_string()),
+        "the error names the move that failed: {}",
+        text(&o)
+    );
+    assert_eq!(
+        files_in(out.path(), "tmp"),
+        Vec::<std::path::PathBuf>::new(),
+        "nothing staged stays in tmp/"
+    );
+
+    // The obstacle gone, a re-run completes: every message once.
+    std::fs::remove_dir_all(&blocked).unwrap();
+    let o = run(export_cmd(dir.path(), out.path(), &["--format", "maildir"])).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let seen = by_folder(read_back(out.path(), "maildir"), &mailbox, false);
+    assert_eq!(seen, all, "every message exactly once");
+    assert_eq!(files_in(out.path(), "cur").len(), total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mbox_export_failing_part_way_names_the_export_folder_and_a_rerun_completes() {
     let emu = emulator_with_large_messages(16).await;
     let dir = tempfile::tempdir().unwrap();
