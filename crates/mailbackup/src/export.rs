@@ -18,7 +18,8 @@
 //!   index records `isRead` from the listing; messages indexed by an earlier version have no
 //!   read state and get no flag). Each message is written in `tmp/`; a second thread gathers the
 //!   messages finished in the last 100 ms, makes them durable (one `syncfs`, else an fsync
-//!   per file), renames them into `cur/` and fsyncs `cur/`, while the next ones are written: a
+//!   per file), renames them into `cur/` and fsyncs `cur/`, while the next ones (of this folder or the
+//!   next) are written: a
 //!   crash or a failure never leaves a partial message in `cur/`, and a failure removes from
 //!   `tmp/` what it did not move. Exporting into a Maildir an earlier export wrote replaces
 //!   each message's earlier file (same name before the `:`) in `cur/` or `new/`, whatever its
@@ -374,50 +375,103 @@ pub fn export(
     };
     let mut report = ExportReport::default();
     let mut used = HashSet::new();
-    while let Some(first) = feed.peek()? {
-        let group = group_of(first, format);
-        let target = match format {
-            Format::MboxPerFolder => unique(&mut used, folder_dir(out, first), ".mbox"),
-            Format::MboxPerMailbox => unique(
-                &mut used,
-                out.join(safe_segment(&first.headers.mailbox)),
-                ".mbox",
-            ),
-            Format::Maildir => unique(&mut used, folder_dir(out, first), ""),
-        };
-        match format {
-            Format::Maildir => {
-                write_maildir(&mut feed, &group, store, &target, progress, &mut report)?
-            }
-            _ => {
-                let opts = durable_write::Options::default();
-                durable_write::write_with(&target, &opts, |f| {
-                    let mut w = BufWriter::with_capacity(256 * 1024, f);
-                    let mut buf = vec![0u8; COPY_BUFFER];
-                    while let Some(hit) = feed.next_in(&group, format).map_err(io_err)? {
-                        let Some(mut r) = open_message(store, &hit).map_err(io_err)? else {
-                            report.missing.push(hit.headers.key.to_string());
-                            continue;
-                        };
-                        w.write_all(from_line(&hit).as_bytes())?;
-                        let mut q = MboxrdWriter::new(&mut w);
-                        let n = pump(&mut r, &mut buf, |b| q.push(b))
-                            .map_err(|e| io_err(e.into_error(&hit, &target)))?;
-                        q.finish()?;
-                        w.write_all(b"\n")?;
-                        report.messages += 1;
-                        report.bytes += n;
-                        progress.done.fetch_add(1, Ordering::Relaxed);
-                        progress.bytes.fetch_add(n, Ordering::Relaxed);
+    let committer_failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Maildir committers still moving an earlier folder's last messages while the next
+        // folder is written.
+        let mut committers = VecDeque::new();
+        let written = (|| {
+            while let Some(first) = feed.peek()? {
+                if committer_failed.load(Ordering::Acquire) {
+                    // A committer's error, returned when it is joined below.
+                    break;
+                }
+                let group = group_of(first, format);
+                let target = match format {
+                    Format::MboxPerFolder => unique(&mut used, folder_dir(out, first), ".mbox"),
+                    Format::MboxPerMailbox => unique(
+                        &mut used,
+                        out.join(safe_segment(&first.headers.mailbox)),
+                        ".mbox",
+                    ),
+                    Format::Maildir => unique(&mut used, folder_dir(out, first), ""),
+                };
+                match format {
+                    Format::Maildir => {
+                        let committer = write_maildir(
+                            scope,
+                            &mut feed,
+                            &group,
+                            store,
+                            &target,
+                            progress,
+                            &committer_failed,
+                            &mut report,
+                        )?;
+                        committers.push_back(committer);
+                        while committers.len() > COMMITTERS_BEHIND {
+                            if let Some(c) = committers.pop_front() {
+                                join_committer(c, &mut report)?;
+                            }
+                        }
                     }
-                    w.flush()
-                })
-                .map_err(from_durable)?;
+                    _ => {
+                        let opts = durable_write::Options::default();
+                        durable_write::write_with(&target, &opts, |f| {
+                            let mut w = BufWriter::with_capacity(256 * 1024, f);
+                            let mut buf = vec![0u8; COPY_BUFFER];
+                            while let Some(hit) = feed.next_in(&group, format).map_err(io_err)? {
+                                let Some(mut r) = open_message(store, &hit).map_err(io_err)? else {
+                                    report.missing.push(hit.headers.key.to_string());
+                                    continue;
+                                };
+                                w.write_all(from_line(&hit).as_bytes())?;
+                                let mut q = MboxrdWriter::new(&mut w);
+                                let n = pump(&mut r, &mut buf, |b| q.push(b))
+                                    .map_err(|e| io_err(e.into_error(&hit, &target)))?;
+                                q.finish()?;
+                                w.write_all(b"\n")?;
+                                report.messages += 1;
+                                report.bytes += n;
+                                progress.done.fetch_add(1, Ordering::Relaxed);
+                                progress.bytes.fetch_add(n, Ordering::Relaxed);
+                            }
+                            w.flush()
+                        })
+                        .map_err(from_durable)?;
+                    }
+                }
+                report.outputs.push(target);
+            }
+            Ok(())
+        })();
+        // Every committer is joined, whatever happened; the first error is returned.
+        let mut joined = Ok(());
+        for c in committers {
+            let r = join_committer(c, &mut report);
+            if joined.is_ok() {
+                joined = r;
             }
         }
-        report.outputs.push(target);
-    }
+        joined.and(written)
+    })?;
     Ok(report)
+}
+
+/// Folders whose committer may still be finishing while the next folder is written.
+const COMMITTERS_BEHIND: usize = 2;
+
+/// The Maildir committer of one folder: the messages and bytes it moved into `cur/`.
+type Committer<'scope> = std::thread::ScopedJoinHandle<'scope, Result<(u64, u64), Error>>;
+
+/// Waits for a committer and counts what it moved.
+fn join_committer(committer: Committer<'_>, report: &mut ExportReport) -> Result<(), Error> {
+    let (messages, bytes) = committer
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    report.messages += messages;
+    report.bytes += bytes;
+    Ok(())
 }
 
 /// Messages written into `tmp/` that may wait for the committer before the writer pauses.
@@ -441,39 +495,43 @@ struct Staged {
 }
 
 /// Exports one folder's messages into the Maildir `dir`. Two threads share the work: this one
-/// writes each message into `tmp/` and hands it over; the committer gathers what is handed over
-/// for [`GATHER_FOR`] (or [`STAGED_AHEAD`] messages), makes them durable with one `syncfs` (else an fsync each), renames
-/// them into `cur/` and fsyncs `cur/`. So the disk flushes one batch while the next is being
-/// written, and the batches are as large as the disk is slow, where fixed batches waited for
-/// the disk once per batch.
-fn write_maildir(
+/// writes each message into `tmp/` and hands it over; the committer, spawned in `scope`, gathers
+/// what is handed over for [`GATHER_FOR`] (or [`STAGED_AHEAD`] messages), makes them durable
+/// with one `syncfs` (else an fsync each), renames them into `cur/` and fsyncs `cur/`. So the
+/// disk flushes one batch while the next is being written, and the batches are as large as the
+/// disk is slow, where fixed batches waited for the disk once per batch. Returns once every
+/// message is written, with the committer still finishing the last batch: the caller joins it
+/// (after starting the next folder). When writing fails, the committer is joined here first
+/// (it moves what was finished) and the error returned.
+#[allow(clippy::too_many_arguments)]
+fn write_maildir<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
     feed: &mut Feed<'_>,
     group: &(String, String),
     store: &dyn MessageStore,
     dir: &Path,
-    progress: &ExportProgress,
+    progress: &'scope ExportProgress,
+    committer_failed: &'scope AtomicBool,
     report: &mut ExportReport,
-) -> Result<(), Error> {
+) -> Result<Committer<'scope>, Error> {
     let (cur, new, tmp) = (dir.join("cur"), dir.join("new"), dir.join("tmp"));
     for d in [&cur, &new, &tmp] {
         durable_write::create_dir_all(d).map_err(from_durable)?;
     }
     let earlier = earlier_files(&[&cur, &new])?;
-    let committer_failed = AtomicBool::new(false);
     let (tx, rx) = mpsc::sync_channel::<Vec<Staged>>(STAGED_AHEAD / HANDOFF);
-    let (written, committed) = std::thread::scope(|s| {
-        let committer = s.spawn(|| commit_maildir(rx, earlier, dir, progress, &committer_failed));
-        let written = stage_maildir(feed, group, store, &tmp, &tx, &committer_failed, report);
-        drop(tx);
-        let committed = committer
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (written, committed)
-    });
-    let (messages, bytes) = committed?;
-    report.messages += messages;
-    report.bytes += bytes;
-    written
+    let folder = dir.to_path_buf();
+    let committer =
+        scope.spawn(move || commit_maildir(rx, earlier, &folder, progress, committer_failed));
+    let written = stage_maildir(feed, group, store, &tmp, &tx, committer_failed, report);
+    drop(tx);
+    match written {
+        Ok(()) => Ok(committer),
+        Err(e) => {
+            join_committer(committer, report)?;
+            Err(e)
+        }
+    }
 }
 
 /// Writes the group's messages into `tmp/`, handing them to the committer [`HANDOFF`] at a time
