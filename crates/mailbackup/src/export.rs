@@ -653,7 +653,7 @@ fn commit_maildir(
     if let Err(e) = result {
         failed.store(true, Ordering::Release);
         // Nothing the export did not finish stays behind in tmp/: what is left of the batch
-        // and what the writer hands over until it sees `failed` (one message at most).
+        // and what the writer still hands over until it sees `failed` (at its next message).
         for s in batch.drain(..).chain(staged.iter().flatten()) {
             let _ = std::fs::remove_file(tmp.join(s.name));
         }
