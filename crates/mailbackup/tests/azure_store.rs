@@ -23,17 +23,9 @@ async fn az_store(container: &str, prefix: &str) -> Arc<dyn MessageStore> {
         .unwrap()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn azure_store_passes_the_conformance_suite() {
-    let rt = runtime();
+    let rt = store_cases::runtime();
     let container = azurite().container("conformance");
     let store = rt.block_on(az_store(&container, "backups/mail"));
     mailbackup::store::conformance::message_store(&*store);
@@ -55,7 +47,7 @@ fn azure_store_passes_the_conformance_suite() {
 
 #[test]
 fn large_messages_go_up_as_blocks_and_read_back_exactly() {
-    let rt = runtime();
+    let rt = store_cases::runtime();
     let container = azurite().container("blocks");
     let store = rt.block_on(az_store(&container, ""));
     let key = ObjectKey::new("bob/2024-05/big.eml").unwrap();

@@ -31,17 +31,9 @@ fn s3_store(bucket: &str, prefix: &str, rt: tokio::runtime::Handle) -> ObjectMes
     ObjectMessageStore::new(Arc::new(s3), format!("s3://{bucket}"), prefix, rt)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn s3_store_passes_the_conformance_suite() {
-    let rt = runtime();
+    let rt = store_cases::runtime();
     let bucket = moto().bucket("conformance");
     let store = s3_store(&bucket, "backups/mail", rt.handle().clone());
     mailbackup::store::conformance::message_store(&store);
@@ -61,7 +53,7 @@ fn s3_store_passes_the_conformance_suite() {
 
 #[test]
 fn large_messages_go_up_as_multipart_uploads_and_read_back_exactly() {
-    let rt = runtime();
+    let rt = store_cases::runtime();
     let bucket = moto().bucket("multipart");
     let store = s3_store(&bucket, "", rt.handle().clone()).with_multipart(5 * 1024 * 1024);
     let key = ObjectKey::new("bob/2024-05/big.eml").unwrap();

@@ -7,6 +7,15 @@ use graph_emulator::{ExpectedMessage, MailboxSpec};
 use mailbackup::{Index, MessageStore, SqliteIndex};
 use std::sync::Arc;
 
+/// The runtime the synchronous store tests drive an async store with.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A backup of 25 messages into `store`, then an incremental run with sync deletes: after each,
 /// `holds` checks what the server has (read without our code) against Graph's messages; the
 /// removed message is reported at `location` (`s3://bucket/prefix/...`); `verify` is clean.
