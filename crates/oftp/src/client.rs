@@ -297,10 +297,8 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
             addr: addr.to_owned(),
             error,
         })?;
-        let (local, peer) = C::addresses(&io).unwrap_or((UNKNOWN_ADDR, UNKNOWN_ADDR));
-        let (handle, requests) = SessionHandle::new(0);
-        self.run_with(io, (local, peer), files, handle, requests)
-            .await
+        let addresses = C::addresses(&io).unwrap_or((UNKNOWN_ADDR, UNKNOWN_ADDR));
+        self.run_with(io, addresses, files).await
     }
 
     /// Runs one session over an already open transport.
@@ -310,9 +308,7 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         peer: SocketAddr,
         files: Vec<OutgoingFile>,
     ) -> Result<ClientReport, ClientError> {
-        let (handle, requests) = SessionHandle::new(0);
-        self.run_with(io, (UNKNOWN_ADDR, peer), files, handle, requests)
-            .await
+        self.run_with(io, (UNKNOWN_ADDR, peer), files).await
     }
 
     async fn run_with<T: Transport>(
@@ -320,9 +316,8 @@ impl<H: Handler, C: Connector, F: FileServices> Client<H, C, F> {
         io: T,
         (local, peer): (SocketAddr, SocketAddr),
         files: Vec<OutgoingFile>,
-        handle: SessionHandle,
-        requests: tokio::sync::mpsc::UnboundedReceiver<crate::handle::Request>,
     ) -> Result<ClientReport, ClientError> {
+        let (handle, requests) = SessionHandle::new(0);
         let info = ConnectionInfo {
             id: handle.id(),
             peer,

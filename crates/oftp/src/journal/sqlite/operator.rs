@@ -1,6 +1,6 @@
 //! The operator's overview of the SQLite journal: the queue's depth by state (the table
-//! `queue_counts` that triggers keep, see `schema`), the newest alerts, acknowledged or not, and the write
-//! probe of readiness checks.
+//! `queue_counts` that triggers keep, see `schema`), the newest alerts, acknowledged or not,
+//! and the write probe of readiness checks.
 
 use std::time::Duration;
 
