@@ -93,6 +93,7 @@ impl From<Error> for io::Error {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     mode: Option<u32>,
+    no_fsync: bool,
 }
 
 impl Options {
@@ -100,6 +101,15 @@ impl Options {
     /// Default: the process's umask applied to `0o666`.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode);
+        self
+    }
+
+    /// Skips the fsyncs (of the file, the folder, the folders created): the target is still
+    /// never partial (a temporary file renamed over it) when the process dies, but a crash of
+    /// the machine may lose the new file. For copies a caller makes durable otherwise, or
+    /// whose user asked for speed over that guarantee (like `cp`).
+    pub fn without_fsync(mut self) -> Self {
+        self.no_fsync = true;
         self
     }
 }
@@ -145,7 +155,11 @@ pub fn write_with<T>(
             io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
         )
     })?;
-    create_dir_all(&dir)?;
+    if options.no_fsync {
+        create_dir_all_unsynced(&dir)?;
+    } else {
+        create_dir_all(&dir)?;
+    }
     let tmp = dir.join(format!(
         ".{}{TEMP_MARK}{}-{}",
         name.to_string_lossy(),
@@ -160,14 +174,19 @@ pub fn write_with<T>(
     // The closure owns the file, so it is closed before the guard removes it.
     let value = (|| {
         let value = fill(&mut file)
-            .and_then(|v| file.sync_all().map(|()| v))
+            .and_then(|v| match options.no_fsync {
+                true => Ok(v),
+                false => file.sync_all().map(|()| v),
+            })
             .map_err(|e| Error::new(Step::Write, &tmp, e))?;
         drop(file);
         fs::rename(&tmp, path).map_err(|e| Error::new(Step::Rename, path, e))?;
         Ok(value)
     })()?;
     guard.0 = None;
-    sync_dir(&dir)?;
+    if !options.no_fsync {
+        sync_dir(&dir)?;
+    }
     Ok(value)
 }
 
@@ -209,18 +228,37 @@ pub fn sync_dir(dir: &Path) -> Result<(), Error> {
 
 /// Creates `dir` and its missing parents, fsyncing each parent whose entries changed.
 pub fn create_dir_all(dir: &Path) -> Result<(), Error> {
+    create_dir_all_unsynced(dir)?
+        .iter()
+        .try_for_each(|parent| sync_dir(parent))
+}
+
+/// Creates `dir` and its missing parents without fsyncing; returns the parents whose entries
+/// changed, outermost first: the caller makes them durable later, with [`sync_dir`] on each
+/// or with one flush of the whole file system that covers them.
+pub fn create_dir_all_unsynced(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut changed = Vec::new();
+    create_missing(dir, &mut changed)?;
+    Ok(changed)
+}
+
+fn create_missing(dir: &Path, changed: &mut Vec<PathBuf>) -> Result<(), Error> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        create_dir_all(parent)?;
+        create_missing(parent, changed)?;
     }
     match fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(Error::new(Step::CreateDir, dir, e)),
     }
-    sync_dir(&parent_of(dir))
+    let parent = parent_of(dir);
+    if !changed.contains(&parent) {
+        changed.push(parent);
+    }
+    Ok(())
 }
 
 /// Removes a file durably; a missing file is not an error.
@@ -333,6 +371,48 @@ mod tests {
         write(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(entries(&dir.path().join("a/b")), vec!["x.eml"]);
+    }
+
+    #[test]
+    fn without_fsync_the_target_is_still_replaced_whole_and_folders_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b/x.mbox");
+        let opts = Options::default().without_fsync();
+        write_with(&p, &opts, |f| f.write_all(b"one")).unwrap();
+        write_with(&p, &opts, |f| f.write_all(b"two")).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(entries(&dir.path().join("a/b")), vec!["x.mbox"]);
+        write_with(&p, &opts, |f| {
+            f.write_all(b"half")?;
+            Err::<(), _>(io::Error::other("no"))
+        })
+        .unwrap_err();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(entries(&dir.path().join("a/b")), vec!["x.mbox"]);
+    }
+
+    #[test]
+    fn unsynced_folder_creation_names_each_changed_parent_once_outermost_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let changed = create_dir_all_unsynced(&root.join("a/b/c")).unwrap();
+        assert_eq!(
+            changed,
+            vec![root.to_path_buf(), root.join("a"), root.join("a/b")]
+        );
+        assert!(root.join("a/b/c").is_dir());
+        // Siblings under an existing parent: only that parent changed.
+        let changed = create_dir_all_unsynced(&root.join("a/b/d")).unwrap();
+        assert_eq!(changed, vec![root.join("a/b")]);
+        assert!(
+            create_dir_all_unsynced(&root.join("a/b/d"))
+                .unwrap()
+                .is_empty()
+        );
+        // A file in the way is an error naming the step.
+        fs::write(root.join("f"), b"").unwrap();
+        let e = create_dir_all_unsynced(&root.join("f/g")).unwrap_err();
+        assert_eq!(e.step, Step::CreateDir);
     }
 
     #[test]
