@@ -11,7 +11,7 @@ use crate::select::SelectArgs;
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mailbackup::export::{ExportProgress, Format};
+use mailbackup::export::{Durability, ExportProgress, Format};
 use mailbackup::search::{COUNT_CAP, Order, Selection, Total};
 use mailbackup::{Hit, Index, MessageStore, ObjectKey, SqliteIndex};
 use std::io::IsTerminal as _;
@@ -83,15 +83,27 @@ fn open_sqlite(data: &Path) -> Result<Arc<dyn Index>> {
     Ok(Arc::new(SqliteIndex::open(&path)?))
 }
 
+/// What `export` writes, and where.
+pub(crate) struct ExportTo {
+    pub(crate) format: ExportFormat,
+    pub(crate) per: MboxPer,
+    pub(crate) durability: Durability,
+    pub(crate) out: PathBuf,
+}
+
 // The export command's options, passed through from main.rs as they are (landed with #14 §2).
 pub(crate) async fn export(
     backup: Backup,
     select: &SelectArgs,
-    format: ExportFormat,
-    per: MboxPer,
-    out: PathBuf,
+    to: ExportTo,
     no_progress: bool,
 ) -> Result<ExitCode> {
+    let ExportTo {
+        format,
+        per,
+        durability,
+        out,
+    } = to;
     let selection = select.selection("")?;
     let format = match (format, per) {
         (ExportFormat::Maildir, _) => Format::Maildir,
@@ -118,6 +130,7 @@ pub(crate) async fn export(
                 &*backup.store,
                 &selection,
                 format,
+                durability,
                 &out,
                 &progress,
             )?)

@@ -204,6 +204,30 @@ async fn mbox_and_maildir_exports_read_back_byte_for_byte_with_read_flags() {
             && all.values().flatten().any(|(_, f)| f == "S"),
         "both read and unread messages are checked"
     );
+
+    // --no-fsync writes the same files (only the waits for the disk are left out), and again
+    // into the same folders replaces them: one copy of each message.
+    let out = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        for format in ["maildir", "mbox"] {
+            let o = run(export_cmd(
+                dir.path(),
+                &out.path().join(format),
+                &["--format", format, "--no-fsync"],
+            ))
+            .await;
+            assert!(o.status.success(), "{}", text(&o));
+        }
+    }
+    let seen = by_folder(
+        read_back(&out.path().join("maildir"), "maildir"),
+        &mailbox,
+        false,
+    );
+    assert_eq!(seen, all, "Maildir with --no-fsync");
+    let seen = by_folder(read_back(&out.path().join("mbox"), "mbox"), &mailbox, true);
+    assert_eq!(seen, no_flags(all.clone()), "mbox with --no-fsync");
+    assert!(files_in(&out.path().join("maildir"), "tmp").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

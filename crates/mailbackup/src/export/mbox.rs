@@ -4,7 +4,8 @@
 //! groups or the paths.
 
 use super::{
-    COPY_BUFFER, ExportProgress, ExportReport, Feed, Format, from_durable, open_message, pump,
+    COPY_BUFFER, Durability, ExportProgress, ExportReport, Feed, Format, from_durable,
+    open_message, pump,
 };
 use crate::error::Error;
 use crate::index::Hit;
@@ -15,16 +16,21 @@ use std::sync::atomic::Ordering;
 
 /// Writes the messages of `group` into the mbox file `target`: on any failure the file is not
 /// there (or an earlier one stays), never a part.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn write_mbox(
     feed: &mut Feed<'_>,
     group: &(String, String),
     format: Format,
+    durability: Durability,
     store: &dyn MessageStore,
     target: &Path,
     progress: &ExportProgress,
     report: &mut ExportReport,
 ) -> Result<(), Error> {
-    let opts = durable_write::Options::default();
+    let opts = match durability {
+        Durability::Durable => durable_write::Options::default(),
+        Durability::NoFsync => durable_write::Options::default().without_fsync(),
+    };
     durable_write::write_with(target, &opts, |f| {
         let mut w = BufWriter::with_capacity(256 * 1024, f);
         let mut buf = vec![0u8; COPY_BUFFER];

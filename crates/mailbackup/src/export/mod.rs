@@ -16,15 +16,20 @@
 //! - Maildir: one Maildir per folder (`<out>/<mailbox>/<folder path>/{cur,new,tmp}`); a message
 //!   is the file `cur/<object name>:2,<flags>` with `S` when it was read when backed up (the
 //!   index records `isRead` from the listing; messages indexed by an earlier version have no
-//!   read state and get no flag). Each message is written in `tmp/`; a second thread gathers the
-//!   messages finished in the last 100 ms, makes them durable (one `syncfs`, else an fsync
-//!   per file), renames them into `cur/` and fsyncs `cur/`, while the next ones (of this folder or the
-//!   next) are written: a
-//!   crash or a failure never leaves a partial message in `cur/`, and a failure removes from
-//!   `tmp/` what it did not move. Exporting into a Maildir an earlier export wrote replaces
-//!   each message's earlier file (same name before the `:`) in `cur/` or `new/`, whatever its
-//!   flags: a re-run after a failure, or after the read state changed, leaves one file per
-//!   message.
+//!   read state and get no flag). Two writer threads write each message completely into an
+//!   anonymous file (`O_TMPFILE`, no name yet) or, where the file system has none, into
+//!   `tmp/`; a committer thread per folder gathers the messages finished in the last 100 ms,
+//!   makes them durable (one `syncfs`, else an fsync per file), links or renames them into
+//!   `cur/` and fsyncs `cur/`, while the next ones (of this folder or the next) are written:
+//!   a crash or a failure never leaves a partial message in `cur/`, and a failure removes
+//!   from `tmp/` what it did not move. Exporting into a Maildir an earlier export wrote
+//!   replaces each message's earlier file (same name before the `:`) in `cur/` or `new/`,
+//!   whatever its flags: a re-run after a failure, or after the read state changed, leaves
+//!   one file per message.
+//!
+//! [`Durability::NoFsync`] (`--no-fsync`) leaves out every fsync and `syncfs`, like `cp`:
+//! files still appear only whole (renamed or linked into place once written), so a killed
+//! export leaves no partial file, but a crash of the machine may lose what it reported.
 //!
 //! A write the export folder refuses for good (disk full, quota, read-only, permission, file
 //! size limit) stops the export with [`Error::ExportStorage`], which names the file and says what
@@ -49,7 +54,7 @@ use crate::store::{BackupHeader, MessageStore};
 use std::collections::{HashSet, VecDeque};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 mod maildir;
 mod mbox;
@@ -66,6 +71,19 @@ pub enum Format {
     MboxPerMailbox,
     /// Maildir, one per folder.
     Maildir,
+}
+
+/// Whether an export waits for what it writes to be on the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Each mbox file is fsynced before it is renamed into place; Maildir messages are made
+    /// durable in batches before they are moved into `cur/`: what the export reports written
+    /// survives a crash of the machine.
+    Durable,
+    /// No fsync (`--no-fsync`), like `cp`: files still appear only complete (renamed or linked
+    /// into place once written), so a killed export leaves no partial message, but a crash of
+    /// the machine may lose what the export reported written.
+    NoFsync,
 }
 
 /// Live counters, for a progress bar.
@@ -112,6 +130,23 @@ impl Feed<'_> {
             self.buf.extend(page);
         }
         Ok(self.buf.front())
+    }
+
+    /// Up to `n` next hits of the same group as `group`.
+    fn take_in(
+        &mut self,
+        group: &(String, String),
+        format: Format,
+        n: usize,
+    ) -> Result<Vec<Hit>, Error> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match self.next_in(group, format)? {
+                Some(hit) => out.push(hit),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     /// The next hit when it is in the same group as `group`.
@@ -266,8 +301,32 @@ pub fn export(
     store: &dyn MessageStore,
     selection: &Selection,
     format: Format,
+    durability: Durability,
     out: &Path,
     progress: &ExportProgress,
+) -> Result<ExportReport, Error> {
+    let maildir_shared = maildir::Shared::new(durability);
+    export_with(
+        index,
+        store,
+        selection,
+        format,
+        out,
+        progress,
+        &maildir_shared,
+    )
+}
+
+/// [`export`] with the Maildir writers' shared state given (tests limit its anonymous files);
+/// it carries the durability asked for.
+fn export_with(
+    index: &dyn Index,
+    store: &dyn MessageStore,
+    selection: &Selection,
+    format: Format,
+    out: &Path,
+    progress: &ExportProgress,
+    maildir_shared: &maildir::Shared,
 ) -> Result<ExportReport, Error> {
     progress
         .total
@@ -281,14 +340,13 @@ pub fn export(
     };
     let mut report = ExportReport::default();
     let mut used = HashSet::new();
-    let committer_failed = AtomicBool::new(false);
     std::thread::scope(|scope| {
         // Maildir committers still moving an earlier folder's last messages while the next
         // folder is written.
         let mut committers = VecDeque::new();
         let written = (|| {
             while let Some(first) = feed.peek()? {
-                if committer_failed.load(Ordering::Acquire) {
+                if maildir_shared.failed() {
                     // A committer's error, returned when it is joined below.
                     break;
                 }
@@ -311,7 +369,7 @@ pub fn export(
                             store,
                             &target,
                             progress,
-                            &committer_failed,
+                            maildir_shared,
                             &mut report,
                         )?;
                         committers.push_back(committer);
@@ -325,6 +383,7 @@ pub fn export(
                         &mut feed,
                         &group,
                         format,
+                        maildir_shared.durability(),
                         store,
                         &target,
                         progress,
