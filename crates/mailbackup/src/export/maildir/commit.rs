@@ -4,7 +4,7 @@
 //! the same messages. It does not write message bytes.
 
 use super::super::{ExportProgress, from_durable};
-use super::anonymous::link_anonymous;
+use super::anonymous::AnonymousDir;
 use super::{Pending, STAGED_AHEAD, Shared, Staged, unique_part};
 use crate::error::Error;
 use std::collections::HashMap;
@@ -26,15 +26,22 @@ const GATHER_FOR: Duration = Duration::from_millis(100);
 /// On a failure it raises the shared `failed`, removes from `tmp/` every message it was handed
 /// and did not move (anonymous ones vanish when closed), and returns the error; otherwise the
 /// messages and bytes it moved.
-pub(super) fn commit_maildir(
-    staged: Receiver<Vec<Staged>>,
+pub(super) fn commit_maildir<'a>(
+    staged: Receiver<Vec<Staged<'a>>>,
     mut earlier: HashMap<String, Vec<PathBuf>>,
     mut created: Vec<PathBuf>,
-    dir: &Path,
+    folder: Folder<'_>,
     progress: &ExportProgress,
     shared: &Shared,
 ) -> Result<(u64, u64), Error> {
+    let dir = folder.dir;
     let (cur, new, tmp) = (dir.join("cur"), dir.join("new"), dir.join("tmp"));
+    let into = Into {
+        cur: &cur,
+        tmp: &tmp,
+        anonymous: folder.anonymous,
+        durable: shared.durable,
+    };
     if !shared.durable {
         created.clear();
     }
@@ -52,12 +59,7 @@ pub(super) fn commit_maildir(
                 Err(_) => break,
             }
         }
-        let folder = Folder {
-            cur: &cur,
-            tmp: &tmp,
-            durable: shared.durable,
-        };
-        result = commit_maildir_batch(&mut batch, &mut earlier, &mut created, folder, |n| {
+        result = commit_maildir_batch(&mut batch, &mut earlier, &mut created, into, |n| {
             moved.0 += 1;
             moved.1 += n;
             progress.done.fetch_add(1, Ordering::Relaxed);
@@ -102,9 +104,18 @@ pub(super) fn discard<'a>(tmp: &Path, staged: impl IntoIterator<Item = Staged<'a
 
 /// The Maildir a committer moves messages into.
 #[derive(Clone, Copy)]
-struct Folder<'a> {
+pub(super) struct Folder<'a> {
+    pub(super) dir: &'a Path,
+    /// Where the writers made anonymous files, when the file system has them.
+    pub(super) anonymous: Option<&'a AnonymousDir>,
+}
+
+/// [`Folder`] with the paths of its `cur/` and `tmp/`.
+#[derive(Clone, Copy)]
+struct Into<'a> {
     cur: &'a Path,
     tmp: &'a Path,
+    anonymous: Option<&'a AnonymousDir>,
     /// Whether messages are made durable before they are moved (not with `--no-fsync`).
     durable: bool,
 }
@@ -118,10 +129,12 @@ fn commit_maildir_batch(
     batch: &mut Vec<Staged>,
     earlier: &mut HashMap<String, Vec<PathBuf>>,
     created: &mut Vec<PathBuf>,
-    folder: Folder<'_>,
+    into: Into<'_>,
     mut moved: impl FnMut(u64),
 ) -> Result<bool, Error> {
-    let Folder { cur, tmp, durable } = folder;
+    let Into {
+        cur, tmp, durable, ..
+    } = into;
     if durable && !sync_filesystem(cur) {
         for s in batch.iter() {
             let path = tmp.join(&s.name);
@@ -139,7 +152,7 @@ fn commit_maildir_batch(
     created.clear();
     let mut placed = 0;
     let result = batch.iter().try_for_each(|s| {
-        place(s, cur, tmp)?;
+        place(s, into)?;
         placed += 1;
         Ok(())
     });
@@ -151,23 +164,22 @@ fn commit_maildir_batch(
     result.and(synced)?;
     let mut removed_earlier = false;
     for s in done {
-        let to = cur.join(&s.name);
-        for old in earlier.remove(unique_part(&s.name)).unwrap_or_default() {
-            if old == to {
-                continue;
-            }
-            match std::fs::remove_file(&old) {
-                Ok(()) => removed_earlier = true,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::export_io(
-                        format!(
-                            "cannot remove {}, an earlier export of {}",
-                            old.display(),
-                            to.display()
-                        ),
-                        e,
-                    ));
+        if let Some(olds) = earlier.remove(unique_part(&s.name)) {
+            let to = cur.join(&s.name);
+            for old in olds.iter().filter(|old| **old != to) {
+                match std::fs::remove_file(old) {
+                    Ok(()) => removed_earlier = true,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::export_io(
+                            format!(
+                                "cannot remove {}, an earlier export of {}",
+                                old.display(),
+                                to.display()
+                            ),
+                            e,
+                        ));
+                    }
                 }
             }
         }
@@ -179,36 +191,45 @@ fn commit_maildir_batch(
 /// Gives a durable staged message its name in `cur/`, replacing a file of that name (an
 /// earlier export with the same flags) in one step: an anonymous file is linked there (through
 /// `tmp/` and a rename when the name is taken), a file in `tmp/` renamed.
-fn place(s: &Staged, cur: &Path, tmp: &Path) -> Result<(), Error> {
-    let (from, to) = (tmp.join(&s.name), cur.join(&s.name));
-    let moving = |e| {
+fn place(s: &Staged, into: Into<'_>) -> Result<(), Error> {
+    let anonymous = match (&s.pending, into.anonymous) {
+        (Pending::Anonymous(a), Some(dir)) => Some((&a.file, dir)),
+        _ => None,
+    };
+    if let Some((file, dir)) = anonymous {
+        match dir.link_into_cur(file, &s.name) {
+            Ok(()) => return Ok(()),
+            // A link cannot replace a file (an earlier export's, with the same flags); a
+            // rename can: linked into tmp/ below, then renamed.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                let to = into.cur.join(&s.name);
+                return Err(Error::export_io(
+                    format!("cannot create {}", to.display()),
+                    e,
+                ));
+            }
+        }
+    }
+    let (from, to) = (into.tmp.join(&s.name), into.cur.join(&s.name));
+    if let Some((file, dir)) = anonymous {
+        // An earlier interrupted attempt may have left `from`.
+        let _ = std::fs::remove_file(&from);
+        dir.link(file, &from)
+            .map_err(|e| Error::export_io(format!("cannot create {}", from.display()), e))?;
+    }
+    std::fs::rename(&from, &to).map_err(|e| {
+        if anonymous.is_some() {
+            // The message is still the anonymous file's: nothing stays in tmp/.
+            let _ = std::fs::remove_file(&from);
+        }
         Error::export_io(
             format!("cannot move {} to {}", from.display(), to.display()),
             e,
         )
-    };
-    let Pending::Anonymous(a) = &s.pending else {
-        return std::fs::rename(&from, &to).map_err(moving);
-    };
-    match link_anonymous(&a.file, &to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // A link cannot replace a file; a rename can. An earlier interrupted attempt may
-            // have left `from`; a failed rename leaves nothing in tmp/.
-            let _ = std::fs::remove_file(&from);
-            link_anonymous(&a.file, &from)
-                .map_err(|e| Error::export_io(format!("cannot create {}", from.display()), e))?;
-            std::fs::rename(&from, &to).map_err(|e| {
-                let _ = std::fs::remove_file(&from);
-                moving(e)
-            })
-        }
-        Err(e) => Err(Error::export_io(
-            format!("cannot create {}", to.display()),
-            e,
-        )),
-    }
+    })
 }
+
 /// Flushes the whole file system holding `dir` (`syncfs(2)`, Linux): one call makes a batch
 /// durable instead of one fsync (and journal commit) per file. `false` when not available or
 /// failed; the caller then fsyncs file by file.

@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 mod anonymous;
 mod commit;
 mod write;
 
-use anonymous::anonymous_files_work;
+use anonymous::AnonymousDir;
 use commit::commit_maildir;
 use write::{Target, stage_maildir};
 
@@ -183,15 +183,23 @@ pub(super) fn write_maildir<'scope>(
         }
     }
     let earlier = earlier_files(&[&cur, &new])?;
-    let anonymous = anonymous_files_work(&cur, &tmp);
+    let anonymous = AnonymousDir::open(&cur, &tmp).map(Arc::new);
     let (tx, rx) = mpsc::sync_channel::<Vec<Staged>>(STAGED_AHEAD / HANDOFF);
     let folder = dir.to_path_buf();
-    let committer =
-        scope.spawn(move || commit_maildir(rx, earlier, created, &folder, progress, shared));
+    let committer = {
+        let anonymous = anonymous.clone();
+        scope.spawn(move || {
+            let folder = commit::Folder {
+                dir: &folder,
+                anonymous: anonymous.as_deref(),
+            };
+            commit_maildir(rx, earlier, created, folder, progress, shared)
+        })
+    };
     let target = Target {
         cur: &cur,
         tmp: &tmp,
-        anonymous,
+        anonymous: anonymous.as_deref(),
     };
     let written = stage_maildir(feed, group, store, &target, &tx, shared, report);
     drop(tx);

@@ -3,7 +3,7 @@
 //! folder's committer. They never name a file in `cur/`.
 
 use super::super::{COPY_BUFFER, CopyError, ExportReport, Feed, Format, open_message, pump};
-use super::anonymous::open_anonymous;
+use super::anonymous::AnonymousDir;
 use super::commit::discard;
 use super::{AnonymousFile, HANDOFF, Pending, Shared, Staged, maildir_name};
 use crate::error::Error;
@@ -20,8 +20,8 @@ use std::sync::{Mutex, PoisonError};
 pub(super) struct Target<'a> {
     pub(super) cur: &'a Path,
     pub(super) tmp: &'a Path,
-    /// Whether anonymous files can be created in `cur/` and linked there.
-    pub(super) anonymous: bool,
+    /// Where anonymous files are made, when the file system has them.
+    pub(super) anonymous: Option<&'a AnonymousDir>,
 }
 
 impl Target<'_> {
@@ -34,8 +34,8 @@ impl Target<'_> {
         buf: &mut [u8],
         shared: &'a Shared,
     ) -> Result<(Pending<'a>, u64), CopyError> {
-        if self.anonymous && shared.take_anonymous() {
-            let file = open_anonymous(self.cur).map_err(|e| {
+        if let Some(dir) = self.anonymous.filter(|_| shared.take_anonymous()) {
+            let file = dir.create().map_err(|e| {
                 shared.anonymous_open.fetch_sub(1, Ordering::AcqRel);
                 CopyError::Write(e)
             })?;
