@@ -10,20 +10,22 @@
 #    `cp`) is timed too and compared with `cp -r`. The
 #    ratio printed is copy time / export time (target >= 0.8: export at 80% of a plain copy's
 #    speed or better). Caches are warm for all (the backup is read once just before each step).
-#    The six steps run in turn $ROUNDS times (default 3): the disk's speed changes from minute
-#    to minute, so each round's ratios compare steps measured side by side.
+#    Each round runs the six steps in turn $REPEAT times (default 3) and compares each step's
+#    fastest run; $ROUNDS rounds (default 3), then the median of each ratio over the rounds.
 # 2. Search: $ROWS synthetic header rows (default 1000000) in an index, then typical queries,
 #    each the median of 5: the whole answer of `mailbackup search` (the 50 newest hits and
 #    their count, up to 10,000) with its ratio to the 100 ms limit (target < 1), and, apart,
 #    the exact count of all hits (`search --count`).
 #
 # Usage: scripts/bench-mailbackup-export.sh   (env: PARTS ("export search", default both),
-#                                              MESSAGES, ROUNDS, ROWS, WORK_DIR, CARGO_TARGET_DIR)
+#                                              MESSAGES, ROUNDS, REPEAT, ROWS, WORK_DIR,
+#                                              CARGO_TARGET_DIR)
 set -euo pipefail
 
 PARTS=${PARTS:-export search}
 MESSAGES=${MESSAGES:-20000}
 ROUNDS=${ROUNDS:-3}
+REPEAT=${REPEAT:-3}
 ROWS=${ROWS:-1000000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -36,7 +38,7 @@ WORK=$(mktemp -d "${WORK_DIR:-${TMPDIR:-/tmp}}/mailbackup-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 if [[ " $PARTS " == *" export "* ]]; then
   "$BIN/examples/synthetic_backup" backup "$WORK/backup" "$MESSAGES"
@@ -78,19 +80,43 @@ if [[ " $PARTS " == *" export "* ]]; then
     "$BIN/mailbackup" export -d "$WORK/backup" --format maildir --no-fsync --no-progress \
       -o "$1" > /dev/null
   }
-  echo "export of $MESSAGES messages ($((BYTES / 1024 / 1024)) MiB), $ROUNDS rounds, the steps alternated:"
+  # Each round runs every step $REPEAT times, interleaved, and keeps each step's fastest run:
+  # on this VM one run of the same step takes 0.4 s or 1.2 s from one minute to the next (the
+  # host's memory, not the disk), and the slower runs say nothing about the program.
+  STEPS="CP:copy CPSYNC:copy_and_sync MBOX:export_mbox MAILDIR:export_maildir"
+  STEPS="$STEPS MBOXNF:export_mbox_no_fsync MAILDIRNF:export_maildir_no_fsync"
+  min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
+  median() { tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+  declare -A RATIOS=()
+  # keep KEY COPY EXPORT: sets R to COPY / EXPORT and adds it to KEY's list for the medians.
+  keep() { R=$(ratio "$2" "$3"); RATIOS[$1]="${RATIOS[$1]:-} $R"; }
+  echo "export of $MESSAGES messages ($((BYTES / 1024 / 1024)) MiB), $ROUNDS rounds of the" \
+    "steps interleaved $REPEAT times, the fastest run of each step:"
   for round in $(seq 1 "$ROUNDS"); do
-    timed CP "$WORK/cp-$round" copy
-    timed CPSYNC "$WORK/cp-sync-$round" copy_and_sync
-    timed MBOX "$WORK/mbox-$round" export_mbox
-    timed MAILDIR "$WORK/maildir-$round" export_maildir
-    timed MBOXNF "$WORK/mbox-nf-$round" export_mbox_no_fsync
-    timed MAILDIRNF "$WORK/maildir-nf-$round" export_maildir_no_fsync
+    declare -A BEST=()
+    for rep in $(seq 1 "$REPEAT"); do
+      for step in $STEPS; do
+        name=${step%%:*}
+        timed T "$WORK/$name-$round-$rep" "${step#*:}"
+        BEST[$name]=$(min "${BEST[$name]:-}" "$T")
+      done
+    done
+    CP=${BEST[CP]} CPSYNC=${BEST[CPSYNC]}
     echo "round $round: cp -r ${CP}s, cp -r && sync ${CPSYNC}s"
-    echo "  export mbox:    ${MBOX}s   ratio to cp -r $(ratio "$CP" "$MBOX"), to cp -r && sync $(ratio "$CPSYNC" "$MBOX")"
-    echo "  export Maildir: ${MAILDIR}s   ratio to cp -r $(ratio "$CP" "$MAILDIR"), to cp -r && sync $(ratio "$CPSYNC" "$MAILDIR")"
-    echo "  export mbox --no-fsync:    ${MBOXNF}s   ratio to cp -r $(ratio "$CP" "$MBOXNF")"
-    echo "  export Maildir --no-fsync: ${MAILDIRNF}s   ratio to cp -r $(ratio "$CP" "$MAILDIRNF")"
+    keep mbox_cp "$CP" "${BEST[MBOX]}"; a=$R; keep mbox_sync "$CPSYNC" "${BEST[MBOX]}"; b=$R
+    echo "  export mbox:    ${BEST[MBOX]}s   ratio to cp -r $a, to cp -r && sync $b"
+    keep maildir_cp "$CP" "${BEST[MAILDIR]}"; a=$R
+    keep maildir_sync "$CPSYNC" "${BEST[MAILDIR]}"; b=$R
+    echo "  export Maildir: ${BEST[MAILDIR]}s   ratio to cp -r $a, to cp -r && sync $b"
+    keep mboxnf_cp "$CP" "${BEST[MBOXNF]}"
+    echo "  export mbox --no-fsync:    ${BEST[MBOXNF]}s   ratio to cp -r $R"
+    keep maildirnf_cp "$CP" "${BEST[MAILDIRNF]}"
+    echo "  export Maildir --no-fsync: ${BEST[MAILDIRNF]}s   ratio to cp -r $R"
+    unset BEST
+  done
+  echo "medians over the rounds (target >= 0.8):"
+  for key in mbox_cp mbox_sync maildir_cp maildir_sync mboxnf_cp maildirnf_cp; do
+    echo "  $key: $(echo ${RATIOS[$key]} | median)   (rounds:${RATIOS[$key]})"
   done
 fi
 
