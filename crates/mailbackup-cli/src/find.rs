@@ -105,6 +105,11 @@ pub(crate) async fn export(
         out,
     } = to;
     let selection = select.selection("")?;
+    if matches!(format, ExportFormat::Maildir) {
+        // Export starts no other process, so no child inherits the raised limit.
+        let limit = mailbackup::export::raise_open_file_limit();
+        tracing::debug!(?limit, "soft limit of open files for the Maildir export");
+    }
     let format = match (format, per) {
         (ExportFormat::Maildir, _) => Format::Maildir,
         (ExportFormat::Mbox, MboxPer::Folder) => Format::MboxPerFolder,

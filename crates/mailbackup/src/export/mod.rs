@@ -293,6 +293,40 @@ fn from_durable(e: durable_write::Error) -> Error {
     Error::export_io(e.context(), e.source)
 }
 
+/// Most open files [`raise_open_file_limit`] asks for.
+const OPEN_FILES_WANTED: u64 = 65_536;
+
+/// Raises the process's soft limit of open files towards its hard limit (at most 65,536) and
+/// returns the soft limit now in force (`None` when unknown, or not Linux). A Maildir export
+/// keeps up to a quarter of that limit open as anonymous files waiting for their batch, and
+/// sends the rest through `tmp/`, which is slower; 1,024 is a common default soft limit, kept
+/// low for programs using `select`, and raising it is left to programs that need more. For a
+/// program that starts no other process while exporting: children inherit the limit.
+pub fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let now = getrlimit(Resource::Nofile);
+        let current = now.current?;
+        let wanted = now
+            .maximum
+            .map_or(OPEN_FILES_WANTED, |max| max.min(OPEN_FILES_WANTED));
+        if wanted <= current {
+            return Some(current);
+        }
+        let raised = Rlimit {
+            current: Some(wanted),
+            maximum: now.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => Some(wanted),
+            Err(_) => Some(current),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
 /// Exports the messages of `selection` into `out` in `format`. A message whose object is missing
 /// is listed in the report and left out; any other failure stops the export with the outputs
 /// written so far complete and the one being written removed.
@@ -410,6 +444,23 @@ fn export_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_open_file_limit_is_raised_towards_the_hard_limit_and_never_lowered() {
+        use rustix::process::{Resource, getrlimit};
+        let before = getrlimit(Resource::Nofile);
+        let now = raise_open_file_limit().expect("Linux has a limit");
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(after.current, Some(now));
+        assert_eq!(after.maximum, before.maximum, "the hard limit is kept");
+        let ceiling = after
+            .maximum
+            .map_or(OPEN_FILES_WANTED, |hard| hard.min(OPEN_FILES_WANTED));
+        assert_eq!(now, before.current.unwrap().max(ceiling));
+        // Again: nothing changes.
+        assert_eq!(raise_open_file_limit(), Some(now));
+    }
 
     #[test]
     fn folder_names_become_safe_segments() {
