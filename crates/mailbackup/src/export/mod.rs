@@ -152,17 +152,25 @@ impl Feed<'_> {
     /// The next hit when it is in the same group as `group`.
     fn next_in(&mut self, group: &(String, String), format: Format) -> Result<Option<Hit>, Error> {
         match self.peek()? {
-            Some(h) if group_of(h, format) == *group => Ok(self.buf.pop_front()),
+            Some(h) if in_group(h, group, format) => Ok(self.buf.pop_front()),
             _ => Ok(None),
         }
     }
 }
 
+/// The group of messages written to one output: (mailbox, folder id), the folder left empty
+/// with one mbox per mailbox.
 fn group_of(h: &Hit, format: Format) -> (String, String) {
     match format {
         Format::MboxPerMailbox => (h.headers.mailbox.clone(), String::new()),
         _ => (h.headers.mailbox.clone(), h.headers.folder_id.clone()),
     }
+}
+
+/// Whether `h` is in `group` ([`group_of`] without building one for every message).
+fn in_group(h: &Hit, group: &(String, String), format: Format) -> bool {
+    h.headers.mailbox == group.0
+        && (format == Format::MboxPerMailbox || h.headers.folder_id == group.1)
 }
 
 /// A name safe as one path segment (a `/` inside a folder's display name included).
