@@ -40,9 +40,9 @@ pub(super) fn commit_maildir<'a>(
         cur: &cur,
         tmp: &tmp,
         anonymous: folder.anonymous,
-        durable: shared.durable,
+        durable: shared.durable(),
     };
-    if !shared.durable {
+    if !shared.durable() {
         created.clear();
     }
     let mut moved = (0u64, 0u64);
@@ -53,7 +53,7 @@ pub(super) fn commit_maildir<'a>(
         batch.extend(first);
         // Gather for a while: a batch per message would wait for the disk once per message.
         let deadline = Instant::now() + GATHER_FOR;
-        while shared.durable && batch.len() < STAGED_AHEAD {
+        while shared.durable() && batch.len() < STAGED_AHEAD {
             match staged.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(more) => batch.extend(more),
                 Err(_) => break,
@@ -74,7 +74,7 @@ pub(super) fn commit_maildir<'a>(
         // The folders, when no batch made them durable (every message missing), and the
         // removals of earlier files, durable before the export says it is done.
         let mut to_sync = created;
-        if removed_earlier && shared.durable {
+        if removed_earlier && shared.durable() {
             to_sync.extend([cur.clone(), new.clone()]);
         }
         result = to_sync

@@ -57,8 +57,9 @@ const MAILDIR_SUFFIX: &str = ".mailbackup";
 /// What the writers and the committers of one export share: the durability asked for, whether
 /// a committer failed, and the anonymous files open.
 pub(super) struct Shared {
-    /// Whether messages are made durable before they are moved into `cur/`.
-    durable: bool,
+    /// Whether messages are made durable before they are moved into `cur/` (and mbox files
+    /// before they are renamed into place).
+    durability: Durability,
     failed: AtomicBool,
     anonymous_open: AtomicUsize,
     /// Anonymous files that may be open at once: each stays open until its batch is linked
@@ -79,7 +80,7 @@ impl Shared {
 
     fn with_budget(durability: Durability, anonymous_budget: usize) -> Self {
         Shared {
-            durable: durability == Durability::Durable,
+            durability,
             failed: AtomicBool::new(false),
             anonymous_open: AtomicUsize::new(0),
             anonymous_budget,
@@ -88,10 +89,12 @@ impl Shared {
 
     /// The durability the export was asked for (mbox files follow it too).
     pub(super) fn durability(&self) -> Durability {
-        match self.durable {
-            true => Durability::Durable,
-            false => Durability::NoFsync,
-        }
+        self.durability
+    }
+
+    /// Whether messages are made durable before they are moved into `cur/`.
+    fn durable(&self) -> bool {
+        self.durability == Durability::Durable
     }
 
     /// Whether a committer has failed (its error is returned when it is joined).
