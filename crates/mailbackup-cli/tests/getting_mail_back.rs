@@ -580,8 +580,8 @@ async fn a_maildir_move_into_cur_refused_stops_the_export_and_leaves_nothing_in_
     let o = run(export_cmd(dir.path(), out.path(), &["--format", "maildir"])).await;
     assert!(o.status.success(), "{}", text(&o));
 
-    // One message's name in cur/ is taken by a folder with a file in it: renaming the message
-    // there fails (the second thread's part of the export, after the file was written).
+    // One message's name in cur/ is taken by a folder with a file in it: moving the message
+    // there fails (the committer's part of the export, after the file was written).
     let mut cur = files_in(out.path(), "cur");
     cur.sort();
     let blocked = cur[cur.len() / 2].clone();
