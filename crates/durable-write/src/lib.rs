@@ -11,6 +11,9 @@
 //! Temporary files of a process that was killed mid-write can only be removed by the next run;
 //! [`is_temp`] recognises them.
 //!
+//! [`Options::without_fsync`] keeps the temporary file and the rename but leaves out the
+//! fsyncs, for a caller whose user chose speed over surviving a power loss.
+//!
 //! Directory fsync is done on Unix, where a directory can be opened and synced; elsewhere
 //! [`sync_dir`] does nothing.
 
